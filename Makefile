@@ -1,0 +1,89 @@
+# apigw: control plane (gw-controlplane), edge (gw-edge) and CLI (gwctl).
+# Every target has a "## " help line; `make help` lists them.
+
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := bin
+TOOLS      := $(BIN)/tools
+BUF_VERSION := v1.75.0
+BUF        := $(TOOLS)/buf
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -s -w -X main.buildVersion=$(VERSION)
+FUZZTIME   ?= 30s
+TEST_TIMEOUT ?= 15m
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/gw-controlplane, bin/gw-edge and bin/gwctl
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/gw-controlplane ./controlplane/cmd/gw-controlplane
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/gw-edge ./edge/cmd/gw-edge
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/gwctl ./cli/gwctl
+
+.PHONY: run
+run: build ## start a control plane, an edge and example backends, push the example config (Ctrl-C stops)
+	$(GO) build -o $(BIN)/example-backends ./examples/backends
+	./examples/run.sh
+
+.PHONY: test
+test: ## run every test (unit, race-free build; e2e with real processes)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: race
+race: ## run the unit tests with the race detector
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
+
+.PHONY: e2e
+e2e: ## run only the end-to-end tests against real processes
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 30s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for t in $$(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' $$dir/*_test.go 2>/dev/null | awk '{print $$2}'); do \
+	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+.PHONY: bench
+bench: build ## run Go benchmarks and the load benchmarks under test/, print a table, write bench/<commit>.txt
+	./test/bench/run.sh
+
+$(BUF):
+	GOBIN=$(abspath $(TOOLS)) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+.PHONY: generate
+generate: $(BUF) ## regenerate proto/gen from proto/ with buf
+	$(BUF) generate --template proto/buf.gen.yaml
+
+.PHONY: check-generate
+check-generate: generate ## fail when the committed generated code is stale
+	git diff --exit-code -- proto/gen
+	@test -z "$$(git status --porcelain -- proto/gen)" || { git status --porcelain -- proto/gen; echo "proto/gen has untracked files"; exit 1; }
+
+.PHONY: buf-lint
+buf-lint: $(BUF) ## lint and format-check the proto files
+	$(BUF) lint
+	$(BUF) format -d --exit-code
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: tidy-check
+tidy-check: ## fail when go mod tidy would change go.mod or go.sum
+	$(GO) mod tidy
+	git diff --exit-code -- go.mod go.sum
+
+.PHONY: verify
+verify: check-generate buf-lint lint race tidy-check ## everything CI checks besides the tests
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf $(BIN)/gw-controlplane $(BIN)/gw-edge $(BIN)/gwctl $(BIN)/example-backends
