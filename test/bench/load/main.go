@@ -1,0 +1,342 @@
+// Command load is the load benchmark behind `make bench`: it starts a real
+// upstream (test/bench/backend) and a real gw-edge, drives each scenario
+// with wrk from a separate process at fixed concurrency for a bounded time,
+// and prints req/s, p50/p99 latency and the edge's CPU time per request (read
+// from /proc, the least noisy figure on a shared machine). Every scenario is
+// also shown as a ratio to the direct-to-backend run measured in the same
+// invocation, and each figure is the median of -runs runs.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// scenario is one measured workload. base names the direct scenario it is
+// compared with; edge says whether traffic goes through gw-edge.
+type scenario struct {
+	name   string
+	path   string
+	edge   bool
+	base   string
+	target string // the goal from the issue, shown next to the figure
+}
+
+var scenarios = []scenario{
+	{name: "direct (backend, small JSON)", path: "/small"},
+	{name: "direct (backend, 20 KB JSON)", path: "/big"},
+	{name: "proxy (json)", path: "/proxy-json", edge: true, base: "direct (backend, small JSON)", target: ">= 40% (KrakenD CE: ~12%)"},
+	{name: "proxy (no-op)", path: "/proxy-noop", edge: true, base: "direct (backend, small JSON)", target: ">= 40% (KrakenD CE: ~12%)"},
+	{name: "aggregate (3 backends)", path: "/agg3", edge: true, base: "direct (backend, small JSON)", target: ">= 20% (KrakenD CE: ~7%)"},
+	{name: "allow filter (20 KB body)", path: "/allow20k", edge: true, base: "direct (backend, 20 KB JSON)"},
+}
+
+func edgeConfig(backend string) string {
+	return fmt.Sprintf(`{
+  "version": 3,
+  "name": "load benchmark",
+  "timeout": "3s",
+  "host": ["http://%s"],
+  "extra_config": {"router": {"disable_access_log": true}, "telemetry/logging": {"level": "ERROR"}},
+  "endpoints": [
+    {"endpoint": "/proxy-json", "backend": [{"url_pattern": "/small"}]},
+    {"endpoint": "/proxy-noop", "output_encoding": "no-op", "backend": [{"url_pattern": "/small"}]},
+    {"endpoint": "/agg3", "backend": [
+      {"url_pattern": "/users"},
+      {"url_pattern": "/orders", "group": "orders"},
+      {"url_pattern": "/prefs", "allow": ["theme", "lang"]}
+    ]},
+    {"endpoint": "/allow20k", "backend": [{"url_pattern": "/big", "allow": ["id", "name", "currency"]}]}
+  ]
+}`, backend)
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	cpuPerRq time.Duration // edge CPU per request; 0 for direct runs
+	errors   int
+}
+
+func main() {
+	var (
+		edgeBin    = flag.String("edge", "bin/gw-edge", "gw-edge binary")
+		backendBin = flag.String("backend", "bin/bench-backend", "benchmark backend binary")
+		duration   = flag.Duration("duration", 5*time.Second, "length of one wrk run")
+		conns      = flag.Int("conns", 64, "concurrent connections")
+		runs       = flag.Int("runs", 3, "runs per scenario; the median is reported")
+		only       = flag.String("only", "", "comma-separated scenario names to run (default all)")
+	)
+	flag.Parse()
+	if err := run(*edgeBin, *backendBin, *duration, *conns, *runs, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, only string) error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk not found: apt-get install wrk")
+	}
+	tmp, err := os.MkdirTemp("", "apigw-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	backend, backendAddr, err := startWithAddr(backendBin)
+	if err != nil {
+		return fmt.Errorf("start backend: %w", err)
+	}
+	defer stop(backend)
+
+	cfg := filepath.Join(tmp, "krakend.json")
+	if err := os.WriteFile(cfg, []byte(edgeConfig(backendAddr)), 0o600); err != nil {
+		return err
+	}
+	edge, edgeAddr, err := startWithAddr(edgeBin, "run", "-c", cfg, "--listen", "127.0.0.1:0", "--log-format", "json")
+	if err != nil {
+		return fmt.Errorf("start edge: %w", err)
+	}
+	defer stop(edge)
+
+	results := map[string]result{}
+	for _, sc := range scenarios {
+		if only != "" && !strings.Contains(","+only+",", ","+sc.name+",") {
+			continue
+		}
+		addr := backendAddr
+		if sc.edge {
+			addr = edgeAddr
+		}
+		url := "http://" + addr + sc.path
+		if err := check(url); err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		// Warm up connection pools and the JIT-free but cache-hungry paths.
+		if _, err := wrk(url, time.Second, conns, 0); err != nil {
+			return fmt.Errorf("%s: warm-up: %w", sc.name, err)
+		}
+		var rs []result
+		for i := 0; i < runs; i++ {
+			pid := 0
+			if sc.edge {
+				pid = edge.Process.Pid
+			}
+			r, err := wrk(url, duration, conns, pid)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sc.name, err)
+			}
+			rs = append(rs, r)
+		}
+		results[sc.name] = median(rs)
+		fmt.Fprintf(os.Stderr, "  measured %-30s %10.0f req/s\n", sc.name, results[sc.name].rps)
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "scenario\treq/s\tvs direct\tp50\tp99\tedge CPU/req\terrors\ttarget\n")
+	for _, sc := range scenarios {
+		r, ok := results[sc.name]
+		if !ok {
+			continue
+		}
+		ratio, cpu := "1.00 (baseline)", "-"
+		if sc.base != "" {
+			if b, ok := results[sc.base]; ok && b.rps > 0 {
+				ratio = fmt.Sprintf("%.0f%%", 100*r.rps/b.rps)
+			} else {
+				ratio = "n/a"
+			}
+			cpu = fmt.Sprintf("%.1fµs", float64(r.cpuPerRq.Nanoseconds())/1e3)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\n", sc.name, r.rps, ratio, round(r.p50), round(r.p99), cpu, r.errors, sc.target)
+	}
+	tw.Flush()
+	fmt.Printf("\n%d connections, %d run(s) of %s per scenario, medians; wrk, edge and backend share this machine's %s.\n",
+		conns, runs, duration, cpus())
+	return nil
+}
+
+func round(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%.0fµs", float64(d.Nanoseconds())/1e3)
+	}
+	return fmt.Sprintf("%.2fms", float64(d.Nanoseconds())/1e6)
+}
+
+func cpus() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "CPUs"
+	}
+	return fmt.Sprintf("%d CPUs", strings.Count(string(b), "processor\t:"))
+}
+
+func median(rs []result) result {
+	pick := func(get func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = get(r)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	var errs int
+	for _, r := range rs {
+		errs += r.errors
+	}
+	return result{
+		rps:      pick(func(r result) float64 { return r.rps }),
+		p50:      time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
+		p99:      time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+		cpuPerRq: time.Duration(pick(func(r result) float64 { return float64(r.cpuPerRq) })),
+		errors:   errs,
+	}
+}
+
+func check(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d: %s", url, resp.StatusCode, body)
+	}
+	return nil
+}
+
+var (
+	reqsRe   = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	totalRe  = regexp.MustCompile(`(\d+) requests in`)
+	non2xxRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	sockRe   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	pctRe    = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
+)
+
+// wrk runs one wrk invocation; when pid is non-zero it also measures that
+// process's CPU time over the run.
+func wrk(url string, d time.Duration, conns, pid int) (result, error) {
+	var before time.Duration
+	if pid != 0 {
+		before = cpuTime(pid)
+	}
+	secs := int(d / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	out, err := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--latency", url).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %w\n%s", err, out)
+	}
+	var r result
+	s := string(out)
+	if m := reqsRe.FindStringSubmatch(s); m != nil {
+		r.rps, _ = strconv.ParseFloat(m[1], 64)
+	}
+	var total float64
+	if m := totalRe.FindStringSubmatch(s); m != nil {
+		total, _ = strconv.ParseFloat(m[1], 64)
+	}
+	if m := non2xxRe.FindStringSubmatch(s); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		r.errors += n
+	}
+	if m := sockRe.FindStringSubmatch(s); m != nil {
+		for _, g := range m[1:] {
+			n, _ := strconv.Atoi(g)
+			r.errors += n
+		}
+	}
+	for _, m := range pctRe.FindAllStringSubmatch(s, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		unit := map[string]float64{"us": 1e3, "ms": 1e6, "s": 1e9}[m[3]]
+		dur := time.Duration(v * unit)
+		if m[1] == "50" {
+			r.p50 = dur
+		} else {
+			r.p99 = dur
+		}
+	}
+	if pid != 0 && total > 0 {
+		r.cpuPerRq = time.Duration(float64(cpuTime(pid)-before) / total)
+	}
+	return r, nil
+}
+
+// cpuTime returns user+system CPU time of pid from /proc/<pid>/stat.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	// Fields after the ")" that closes the command name; utime and stime are
+	// fields 14 and 15 of the whole line, i.e. 12 and 13 after it.
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const clockTick = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clockTick
+}
+
+// startWithAddr starts a binary that prints a JSON line with message
+// "listening" and field "addr", and returns that address.
+func startWithAddr(bin string, args ...string) (*exec.Cmd, string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			var m map[string]any
+			if !sent && json.Unmarshal(sc.Bytes(), &m) == nil && m["message"] == "listening" {
+				if a, ok := m["addr"].(string); ok {
+					found <- a
+					sent = true
+				}
+			}
+		}
+	}()
+	select {
+	case a := <-found:
+		return cmd, a, nil
+	case <-time.After(15 * time.Second):
+		stop(cmd)
+		return nil, "", fmt.Errorf("%s did not report its address", bin)
+	}
+}
+
+func stop(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make bench`: Go micro-benchmarks (allocations reported) and the load
+# benchmarks with real processes. Writes bench/<commit>.txt for benchstat and
+# prints a summary table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo dev)
+mkdir -p bench
+out=bench/$commit.txt
+BENCHTIME=${BENCHTIME:-1s}
+COUNT=${COUNT:-3}
+
+if ! command -v wrk >/dev/null; then
+	echo "installing wrk (Debian package) for the load benchmarks"
+	apt-get install -y -qq wrk >/dev/null 2>&1 || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
+fi
+
+echo "== Go benchmarks (benchtime $BENCHTIME, count $COUNT) -> $out"
+go test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" -count "$COUNT" ./edge/... ./controlplane/... | tee "$out.go"
+
+echo
+echo "== Go benchmark medians"
+go run ./test/bench/summary < "$out.go"
+
+echo
+echo "== Load benchmarks (real gw-edge, real backend, wrk)"
+go build -o bin/bench-backend ./test/bench/backend
+go build -o bin/bench-load ./test/bench/load
+./bin/bench-load -edge bin/gw-edge -backend bin/bench-backend | tee "$out.load"
+
+cat "$out.go" "$out.load" > "$out"
+rm -f "$out.go" "$out.load"
+echo
+echo "written: $out"
