@@ -561,8 +561,10 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 type StatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// current is the newest stored version (zero when none).
-	Current       *VersionInfo  `protobuf:"bytes,1,opt,name=current,proto3" json:"current,omitempty"`
-	Edges         []*EdgeStatus `protobuf:"bytes,2,rep,name=edges,proto3" json:"edges,omitempty"`
+	Current *VersionInfo  `protobuf:"bytes,1,opt,name=current,proto3" json:"current,omitempty"`
+	Edges   []*EdgeStatus `protobuf:"bytes,2,rep,name=edges,proto3" json:"edges,omitempty"`
+	// revocation_seq is the newest revocation in the log.
+	RevocationSeq uint64 `protobuf:"varint,3,opt,name=revocation_seq,json=revocationSeq,proto3" json:"revocation_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -611,6 +613,13 @@ func (x *StatusResponse) GetEdges() []*EdgeStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetRevocationSeq() uint64 {
+	if x != nil {
+		return x.RevocationSeq
+	}
+	return 0
+}
+
 // EdgeStatus is the control plane's view of one edge.
 type EdgeStatus struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -628,8 +637,10 @@ type EdgeStatus struct {
 	ConnectedSinceUnixMs int64  `protobuf:"varint,10,opt,name=connected_since_unix_ms,json=connectedSinceUnixMs,proto3" json:"connected_since_unix_ms,omitempty"`
 	Connected            bool   `protobuf:"varint,11,opt,name=connected,proto3" json:"connected,omitempty"`
 	Peer                 string `protobuf:"bytes,12,opt,name=peer,proto3" json:"peer,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// revocation_seq is the newest revocation the edge ACKed.
+	RevocationSeq uint64 `protobuf:"varint,13,opt,name=revocation_seq,json=revocationSeq,proto3" json:"revocation_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EdgeStatus) Reset() {
@@ -744,6 +755,13 @@ func (x *EdgeStatus) GetPeer() string {
 		return x.Peer
 	}
 	return ""
+}
+
+func (x *EdgeStatus) GetRevocationSeq() uint64 {
+	if x != nil {
+		return x.RevocationSeq
+	}
+	return 0
 }
 
 type HistoryRequest struct {
@@ -939,6 +957,208 @@ func (x *RollbackResponse) GetCreated() bool {
 	return false
 }
 
+type RevokeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// claim defaults to "jti".
+	Claim string `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// expires_unix_ms: zero means now + the revoker TTL of the current config.
+	ExpiresUnixMs int64  `protobuf:"varint,3,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	Author        string `protobuf:"bytes,4,opt,name=author,proto3" json:"author,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRequest) Reset() {
+	*x = RevokeRequest{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequest) ProtoMessage() {}
+
+func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RevokeRequest) GetClaim() string {
+	if x != nil {
+		return x.Claim
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *RevokeRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+type RevokeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *RevocationEntry       `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeResponse) Reset() {
+	*x = RevokeResponse{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeResponse) ProtoMessage() {}
+
+func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
+func (*RevokeResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RevokeResponse) GetEntry() *RevocationEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+type ListRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsRequest) Reset() {
+	*x = ListRevocationsRequest{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsRequest) ProtoMessage() {}
+
+func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+type ListRevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*RevocationEntry     `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsResponse) Reset() {
+	*x = ListRevocationsResponse{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsResponse) ProtoMessage() {}
+
+func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListRevocationsResponse) GetEntries() []*RevocationEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListRevocationsResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 var File_gateway_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gateway_v1_admin_proto_rawDesc = "" +
@@ -978,10 +1198,11 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\vrollback_of\x18\x05 \x01(\x04R\n" +
 	"rollbackOf\x12\x1c\n" +
 	"\tendpoints\x18\x06 \x01(\rR\tendpoints\"\x0f\n" +
-	"\rStatusRequest\"q\n" +
+	"\rStatusRequest\"\x98\x01\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\acurrent\x18\x01 \x01(\v2\x17.gateway.v1.VersionInfoR\acurrent\x12,\n" +
-	"\x05edges\x18\x02 \x03(\v2\x16.gateway.v1.EdgeStatusR\x05edges\"\xa6\x03\n" +
+	"\x05edges\x18\x02 \x03(\v2\x16.gateway.v1.EdgeStatusR\x05edges\x12%\n" +
+	"\x0erevocation_seq\x18\x03 \x01(\x04R\rrevocationSeq\"\xcd\x03\n" +
 	"\n" +
 	"EdgeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
@@ -997,7 +1218,8 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x17connected_since_unix_ms\x18\n" +
 	" \x01(\x03R\x14connectedSinceUnixMs\x12\x1c\n" +
 	"\tconnected\x18\v \x01(\bR\tconnected\x12\x12\n" +
-	"\x04peer\x18\f \x01(\tR\x04peer\"&\n" +
+	"\x04peer\x18\f \x01(\tR\x04peer\x12%\n" +
+	"\x0erevocation_seq\x18\r \x01(\x04R\rrevocationSeq\"&\n" +
 	"\x0eHistoryRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\"F\n" +
 	"\x0fHistoryResponse\x123\n" +
@@ -1007,14 +1229,27 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x06author\x18\x02 \x01(\tR\x06author\"_\n" +
 	"\x10RollbackResponse\x121\n" +
 	"\aversion\x18\x01 \x01(\v2\x17.gateway.v1.VersionInfoR\aversion\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated2\x97\x03\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"{\n" +
+	"\rRevokeRequest\x12\x14\n" +
+	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x03 \x01(\x03R\rexpiresUnixMs\x12\x16\n" +
+	"\x06author\x18\x04 \x01(\tR\x06author\"C\n" +
+	"\x0eRevokeResponse\x121\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1b.gateway.v1.RevocationEntryR\x05entry\"\x18\n" +
+	"\x16ListRevocationsRequest\"b\n" +
+	"\x17ListRevocationsResponse\x125\n" +
+	"\aentries\x18\x01 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq2\xb4\x04\n" +
 	"\fAdminService\x12E\n" +
 	"\bValidate\x12\x1b.gateway.v1.ValidateRequest\x1a\x1c.gateway.v1.ValidateResponse\x129\n" +
 	"\x04Push\x12\x17.gateway.v1.PushRequest\x1a\x18.gateway.v1.PushResponse\x129\n" +
 	"\x04Diff\x12\x17.gateway.v1.DiffRequest\x1a\x18.gateway.v1.DiffResponse\x12?\n" +
 	"\x06Status\x12\x19.gateway.v1.StatusRequest\x1a\x1a.gateway.v1.StatusResponse\x12B\n" +
 	"\aHistory\x12\x1a.gateway.v1.HistoryRequest\x1a\x1b.gateway.v1.HistoryResponse\x12E\n" +
-	"\bRollback\x12\x1b.gateway.v1.RollbackRequest\x1a\x1c.gateway.v1.RollbackResponseB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\bRollback\x12\x1b.gateway.v1.RollbackRequest\x1a\x1c.gateway.v1.RollbackResponse\x12?\n" +
+	"\x06Revoke\x12\x19.gateway.v1.RevokeRequest\x1a\x1a.gateway.v1.RevokeResponse\x12Z\n" +
+	"\x0fListRevocations\x12\".gateway.v1.ListRevocationsRequest\x1a#.gateway.v1.ListRevocationsResponseB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_admin_proto_rawDescOnce sync.Once
@@ -1028,29 +1263,34 @@ func file_gateway_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_admin_proto_rawDescData
 }
 
-var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_gateway_v1_admin_proto_goTypes = []any{
-	(*ConfigSource)(nil),     // 0: gateway.v1.ConfigSource
-	(*ValidateRequest)(nil),  // 1: gateway.v1.ValidateRequest
-	(*ValidateResponse)(nil), // 2: gateway.v1.ValidateResponse
-	(*PushRequest)(nil),      // 3: gateway.v1.PushRequest
-	(*PushResponse)(nil),     // 4: gateway.v1.PushResponse
-	(*DiffRequest)(nil),      // 5: gateway.v1.DiffRequest
-	(*DiffResponse)(nil),     // 6: gateway.v1.DiffResponse
-	(*Change)(nil),           // 7: gateway.v1.Change
-	(*VersionInfo)(nil),      // 8: gateway.v1.VersionInfo
-	(*StatusRequest)(nil),    // 9: gateway.v1.StatusRequest
-	(*StatusResponse)(nil),   // 10: gateway.v1.StatusResponse
-	(*EdgeStatus)(nil),       // 11: gateway.v1.EdgeStatus
-	(*HistoryRequest)(nil),   // 12: gateway.v1.HistoryRequest
-	(*HistoryResponse)(nil),  // 13: gateway.v1.HistoryResponse
-	(*RollbackRequest)(nil),  // 14: gateway.v1.RollbackRequest
-	(*RollbackResponse)(nil), // 15: gateway.v1.RollbackResponse
-	(*FieldViolation)(nil),   // 16: gateway.v1.FieldViolation
+	(*ConfigSource)(nil),            // 0: gateway.v1.ConfigSource
+	(*ValidateRequest)(nil),         // 1: gateway.v1.ValidateRequest
+	(*ValidateResponse)(nil),        // 2: gateway.v1.ValidateResponse
+	(*PushRequest)(nil),             // 3: gateway.v1.PushRequest
+	(*PushResponse)(nil),            // 4: gateway.v1.PushResponse
+	(*DiffRequest)(nil),             // 5: gateway.v1.DiffRequest
+	(*DiffResponse)(nil),            // 6: gateway.v1.DiffResponse
+	(*Change)(nil),                  // 7: gateway.v1.Change
+	(*VersionInfo)(nil),             // 8: gateway.v1.VersionInfo
+	(*StatusRequest)(nil),           // 9: gateway.v1.StatusRequest
+	(*StatusResponse)(nil),          // 10: gateway.v1.StatusResponse
+	(*EdgeStatus)(nil),              // 11: gateway.v1.EdgeStatus
+	(*HistoryRequest)(nil),          // 12: gateway.v1.HistoryRequest
+	(*HistoryResponse)(nil),         // 13: gateway.v1.HistoryResponse
+	(*RollbackRequest)(nil),         // 14: gateway.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 15: gateway.v1.RollbackResponse
+	(*RevokeRequest)(nil),           // 16: gateway.v1.RevokeRequest
+	(*RevokeResponse)(nil),          // 17: gateway.v1.RevokeResponse
+	(*ListRevocationsRequest)(nil),  // 18: gateway.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil), // 19: gateway.v1.ListRevocationsResponse
+	(*FieldViolation)(nil),          // 20: gateway.v1.FieldViolation
+	(*RevocationEntry)(nil),         // 21: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
-	16, // 1: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
+	20, // 1: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
 	0,  // 2: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
 	8,  // 3: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
 	0,  // 4: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
@@ -1059,23 +1299,29 @@ var file_gateway_v1_admin_proto_depIdxs = []int32{
 	11, // 7: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
 	8,  // 8: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
 	8,  // 9: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	1,  // 10: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	3,  // 11: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	5,  // 12: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	9,  // 13: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	12, // 14: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	14, // 15: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	2,  // 16: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	4,  // 17: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	6,  // 18: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	10, // 19: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	13, // 20: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	15, // 21: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	21, // 10: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	21, // 11: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	1,  // 12: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	3,  // 13: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	5,  // 14: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	9,  // 15: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	12, // 16: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	14, // 17: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	16, // 18: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	18, // 19: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	2,  // 20: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	4,  // 21: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	6,  // 22: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	10, // 23: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	13, // 24: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	15, // 25: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	17, // 26: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	19, // 27: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }
@@ -1090,7 +1336,7 @@ func file_gateway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_admin_proto_rawDesc), len(file_gateway_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

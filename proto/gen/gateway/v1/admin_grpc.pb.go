@@ -19,12 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_Validate_FullMethodName = "/gateway.v1.AdminService/Validate"
-	AdminService_Push_FullMethodName     = "/gateway.v1.AdminService/Push"
-	AdminService_Diff_FullMethodName     = "/gateway.v1.AdminService/Diff"
-	AdminService_Status_FullMethodName   = "/gateway.v1.AdminService/Status"
-	AdminService_History_FullMethodName  = "/gateway.v1.AdminService/History"
-	AdminService_Rollback_FullMethodName = "/gateway.v1.AdminService/Rollback"
+	AdminService_Validate_FullMethodName        = "/gateway.v1.AdminService/Validate"
+	AdminService_Push_FullMethodName            = "/gateway.v1.AdminService/Push"
+	AdminService_Diff_FullMethodName            = "/gateway.v1.AdminService/Diff"
+	AdminService_Status_FullMethodName          = "/gateway.v1.AdminService/Status"
+	AdminService_History_FullMethodName         = "/gateway.v1.AdminService/History"
+	AdminService_Rollback_FullMethodName        = "/gateway.v1.AdminService/Rollback"
+	AdminService_Revoke_FullMethodName          = "/gateway.v1.AdminService/Revoke"
+	AdminService_ListRevocations_FullMethodName = "/gateway.v1.AdminService/ListRevocations"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -47,6 +49,10 @@ type AdminServiceClient interface {
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 	// Rollback stores a new version whose content equals version V.
 	Rollback(ctx context.Context, in *RollbackRequest, opts ...grpc.CallOption) (*RollbackResponse, error)
+	// Revoke appends a revocation to the log and streams it to every edge.
+	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
+	// ListRevocations lists the live (unexpired) revocations.
+	ListRevocations(ctx context.Context, in *ListRevocationsRequest, opts ...grpc.CallOption) (*ListRevocationsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -117,6 +123,26 @@ func (c *adminServiceClient) Rollback(ctx context.Context, in *RollbackRequest, 
 	return out, nil
 }
 
+func (c *adminServiceClient) Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeResponse)
+	err := c.cc.Invoke(ctx, AdminService_Revoke_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListRevocations(ctx context.Context, in *ListRevocationsRequest, opts ...grpc.CallOption) (*ListRevocationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRevocationsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListRevocations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -137,6 +163,10 @@ type AdminServiceServer interface {
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	// Rollback stores a new version whose content equals version V.
 	Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error)
+	// Revoke appends a revocation to the log and streams it to every edge.
+	Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error)
+	// ListRevocations lists the live (unexpired) revocations.
+	ListRevocations(context.Context, *ListRevocationsRequest) (*ListRevocationsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -164,6 +194,12 @@ func (UnimplementedAdminServiceServer) History(context.Context, *HistoryRequest)
 }
 func (UnimplementedAdminServiceServer) Rollback(context.Context, *RollbackRequest) (*RollbackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rollback not implemented")
+}
+func (UnimplementedAdminServiceServer) Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
+}
+func (UnimplementedAdminServiceServer) ListRevocations(context.Context, *ListRevocationsRequest) (*ListRevocationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRevocations not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -294,6 +330,42 @@ func _AdminService_Rollback_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Revoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Revoke(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Revoke_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Revoke(ctx, req.(*RevokeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListRevocations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRevocationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListRevocations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListRevocations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListRevocations(ctx, req.(*ListRevocationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -324,6 +396,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rollback",
 			Handler:    _AdminService_Rollback_Handler,
+		},
+		{
+			MethodName: "Revoke",
+			Handler:    _AdminService_Revoke_Handler,
+		},
+		{
+			MethodName: "ListRevocations",
+			Handler:    _AdminService_ListRevocations_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

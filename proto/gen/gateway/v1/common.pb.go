@@ -165,6 +165,93 @@ func (x *SnapshotEnvelope) GetCreatedUnixMs() int64 {
 	return 0
 }
 
+// RevocationEntry revokes every token whose claim equals value, until
+// expires_unix_ms (when the token would have expired anyway).
+type RevocationEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// claim is "jti" for a single token, or another claim such as "sub".
+	Claim         string `protobuf:"bytes,2,opt,name=claim,proto3" json:"claim,omitempty"`
+	Value         string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	ExpiresUnixMs int64  `protobuf:"varint,4,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	CreatedUnixMs int64  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	Author        string `protobuf:"bytes,6,opt,name=author,proto3" json:"author,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationEntry) Reset() {
+	*x = RevocationEntry{}
+	mi := &file_gateway_v1_common_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationEntry) ProtoMessage() {}
+
+func (x *RevocationEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_common_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationEntry.ProtoReflect.Descriptor instead.
+func (*RevocationEntry) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RevocationEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RevocationEntry) GetClaim() string {
+	if x != nil {
+		return x.Claim
+	}
+	return ""
+}
+
+func (x *RevocationEntry) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *RevocationEntry) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *RevocationEntry) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *RevocationEntry) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
 var File_gateway_v1_common_proto protoreflect.FileDescriptor
 
 const file_gateway_v1_common_proto_rawDesc = "" +
@@ -180,7 +267,14 @@ const file_gateway_v1_common_proto_rawDesc = "" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x16\n" +
 	"\x06author\x18\x04 \x01(\tR\x06author\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMsB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\xb7\x01\n" +
+	"\x0fRevocationEntry\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05claim\x18\x02 \x01(\tR\x05claim\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x04 \x01(\x03R\rexpiresUnixMs\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x16\n" +
+	"\x06author\x18\x06 \x01(\tR\x06authorB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_common_proto_rawDescOnce sync.Once
@@ -194,10 +288,11 @@ func file_gateway_v1_common_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_common_proto_rawDescData
 }
 
-var file_gateway_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_gateway_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_gateway_v1_common_proto_goTypes = []any{
 	(*FieldViolation)(nil),   // 0: gateway.v1.FieldViolation
 	(*SnapshotEnvelope)(nil), // 1: gateway.v1.SnapshotEnvelope
+	(*RevocationEntry)(nil),  // 2: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_common_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -218,7 +313,7 @@ func file_gateway_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_common_proto_rawDesc), len(file_gateway_v1_common_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

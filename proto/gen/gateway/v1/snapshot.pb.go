@@ -112,9 +112,18 @@ type Service struct {
 	HttpServer *HTTPServer            `protobuf:"bytes,7,opt,name=http_server,json=httpServer,proto3" json:"http_server,omitempty"`
 	HttpClient *HTTPClient            `protobuf:"bytes,8,opt,name=http_client,json=httpClient,proto3" json:"http_client,omitempty"`
 	// max_body_bytes bounds request and backend response bodies.
-	MaxBodyBytes  int64 `protobuf:"varint,9,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxBodyBytes int64 `protobuf:"varint,9,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
+	// revoker is `auth/revoker`: how edges size and key the revocation filter.
+	Revoker *Revoker `protobuf:"bytes,10,opt,name=revoker,proto3" json:"revoker,omitempty"`
+	// cors is `security/cors`.
+	Cors *CORS `protobuf:"bytes,11,opt,name=cors,proto3" json:"cors,omitempty"`
+	// security is `security/http`.
+	Security *SecurityHTTP `protobuf:"bytes,12,opt,name=security,proto3" json:"security,omitempty"`
+	// cluster_rate_limit is our `qos/ratelimit/cluster` namespace: a shared
+	// Redis store for endpoints whose rate limit sets cluster = true.
+	ClusterRateLimit *ClusterRateLimit `protobuf:"bytes,13,opt,name=cluster_rate_limit,json=clusterRateLimit,proto3" json:"cluster_rate_limit,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
@@ -208,6 +217,34 @@ func (x *Service) GetMaxBodyBytes() int64 {
 		return x.MaxBodyBytes
 	}
 	return 0
+}
+
+func (x *Service) GetRevoker() *Revoker {
+	if x != nil {
+		return x.Revoker
+	}
+	return nil
+}
+
+func (x *Service) GetCors() *CORS {
+	if x != nil {
+		return x.Cors
+	}
+	return nil
+}
+
+func (x *Service) GetSecurity() *SecurityHTTP {
+	if x != nil {
+		return x.Security
+	}
+	return nil
+}
+
+func (x *Service) GetClusterRateLimit() *ClusterRateLimit {
+	if x != nil {
+		return x.ClusterRateLimit
+	}
+	return nil
 }
 
 // Router holds the `router` extra_config namespace.
@@ -732,7 +769,13 @@ type Endpoint struct {
 	Flatmap []*FlatmapOp `protobuf:"bytes,15,rep,name=flatmap,proto3" json:"flatmap,omitempty"`
 	// catch_all is true when path ends with "/*": the rest of the request path
 	// is appended to every backend's url_pattern.
-	CatchAll      bool `protobuf:"varint,16,opt,name=catch_all,json=catchAll,proto3" json:"catch_all,omitempty"`
+	CatchAll bool `protobuf:"varint,16,opt,name=catch_all,json=catchAll,proto3" json:"catch_all,omitempty"`
+	// jwt is `auth/validator`; unset means the endpoint is public.
+	Jwt *JWTValidator `protobuf:"bytes,17,opt,name=jwt,proto3" json:"jwt,omitempty"`
+	// rate_limit is `qos/ratelimit/router`.
+	RateLimit *RouterRateLimit `protobuf:"bytes,18,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	// json_schema is `validation/json-schema`: the schema document (JSON).
+	JsonSchema    []byte `protobuf:"bytes,19,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -879,6 +922,27 @@ func (x *Endpoint) GetCatchAll() bool {
 	return false
 }
 
+func (x *Endpoint) GetJwt() *JWTValidator {
+	if x != nil {
+		return x.Jwt
+	}
+	return nil
+}
+
+func (x *Endpoint) GetRateLimit() *RouterRateLimit {
+	if x != nil {
+		return x.RateLimit
+	}
+	return nil
+}
+
+func (x *Endpoint) GetJsonSchema() []byte {
+	if x != nil {
+		return x.JsonSchema
+	}
+	return nil
+}
+
 // Static is `proxy.static`.
 type Static struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1016,8 +1080,16 @@ type Backend struct {
 	Shadow              bool     `protobuf:"varint,17,opt,name=shadow,proto3" json:"shadow,omitempty"`
 	ShadowTimeoutMs     int64    `protobuf:"varint,18,opt,name=shadow_timeout_ms,json=shadowTimeoutMs,proto3" json:"shadow_timeout_ms,omitempty"`
 	DisableHostSanitize bool     `protobuf:"varint,19,opt,name=disable_host_sanitize,json=disableHostSanitize,proto3" json:"disable_host_sanitize,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// rate_limit is `qos/ratelimit/proxy`.
+	RateLimit *BackendRateLimit `protobuf:"bytes,20,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	// circuit_breaker is `qos/circuit-breaker`.
+	CircuitBreaker *CircuitBreaker `protobuf:"bytes,21,opt,name=circuit_breaker,json=circuitBreaker,proto3" json:"circuit_breaker,omitempty"`
+	// http_cache is `qos/http-cache`.
+	HttpCache *HTTPCache `protobuf:"bytes,22,opt,name=http_cache,json=httpCache,proto3" json:"http_cache,omitempty"`
+	// martian is `modifier/martian`, compiled from its JSON DSL.
+	Martian       *MartianModifier `protobuf:"bytes,23,opt,name=martian,proto3" json:"martian,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
@@ -1183,6 +1255,1428 @@ func (x *Backend) GetDisableHostSanitize() bool {
 	return false
 }
 
+func (x *Backend) GetRateLimit() *BackendRateLimit {
+	if x != nil {
+		return x.RateLimit
+	}
+	return nil
+}
+
+func (x *Backend) GetCircuitBreaker() *CircuitBreaker {
+	if x != nil {
+		return x.CircuitBreaker
+	}
+	return nil
+}
+
+func (x *Backend) GetHttpCache() *HTTPCache {
+	if x != nil {
+		return x.HttpCache
+	}
+	return nil
+}
+
+func (x *Backend) GetMartian() *MartianModifier {
+	if x != nil {
+		return x.Martian
+	}
+	return nil
+}
+
+// JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
+type JWTValidator struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// alg is the only signature algorithm accepted (RS256..512, PS256..512,
+	// ES256..512, EdDSA, HS256..512).
+	Alg    string `protobuf:"bytes,1,opt,name=alg,proto3" json:"alg,omitempty"`
+	JwkUrl string `protobuf:"bytes,2,opt,name=jwk_url,json=jwkUrl,proto3" json:"jwk_url,omitempty"`
+	// jwk_local_path is read by the edge when it builds the plan.
+	JwkLocalPath           string   `protobuf:"bytes,3,opt,name=jwk_local_path,json=jwkLocalPath,proto3" json:"jwk_local_path,omitempty"`
+	Cache                  bool     `protobuf:"varint,4,opt,name=cache,proto3" json:"cache,omitempty"`
+	CacheDurationMs        int64    `protobuf:"varint,5,opt,name=cache_duration_ms,json=cacheDurationMs,proto3" json:"cache_duration_ms,omitempty"`
+	DisableJwkSecurity     bool     `protobuf:"varint,6,opt,name=disable_jwk_security,json=disableJwkSecurity,proto3" json:"disable_jwk_security,omitempty"`
+	FailedJwkKeyCooldownMs int64    `protobuf:"varint,7,opt,name=failed_jwk_key_cooldown_ms,json=failedJwkKeyCooldownMs,proto3" json:"failed_jwk_key_cooldown_ms,omitempty"`
+	Audience               []string `protobuf:"bytes,8,rep,name=audience,proto3" json:"audience,omitempty"`
+	Issuer                 string   `protobuf:"bytes,9,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	LeewayMs               int64    `protobuf:"varint,10,opt,name=leeway_ms,json=leewayMs,proto3" json:"leeway_ms,omitempty"`
+	Roles                  []string `protobuf:"bytes,11,rep,name=roles,proto3" json:"roles,omitempty"`
+	RolesKey               string   `protobuf:"bytes,12,opt,name=roles_key,json=rolesKey,proto3" json:"roles_key,omitempty"`
+	RolesKeyIsNested       bool     `protobuf:"varint,13,opt,name=roles_key_is_nested,json=rolesKeyIsNested,proto3" json:"roles_key_is_nested,omitempty"`
+	Scopes                 []string `protobuf:"bytes,14,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	ScopesKey              string   `protobuf:"bytes,15,opt,name=scopes_key,json=scopesKey,proto3" json:"scopes_key,omitempty"`
+	// scopes_matcher: any or all.
+	ScopesMatcher   string         `protobuf:"bytes,16,opt,name=scopes_matcher,json=scopesMatcher,proto3" json:"scopes_matcher,omitempty"`
+	PropagateClaims []*ClaimHeader `protobuf:"bytes,17,rep,name=propagate_claims,json=propagateClaims,proto3" json:"propagate_claims,omitempty"`
+	AuthHeaderName  string         `protobuf:"bytes,18,opt,name=auth_header_name,json=authHeaderName,proto3" json:"auth_header_name,omitempty"`
+	CookieKey       string         `protobuf:"bytes,19,opt,name=cookie_key,json=cookieKey,proto3" json:"cookie_key,omitempty"`
+	// key_identify_strategy: kid, x5t, x5t#S256, kid_x5t.
+	KeyIdentifyStrategy          string `protobuf:"bytes,20,opt,name=key_identify_strategy,json=keyIdentifyStrategy,proto3" json:"key_identify_strategy,omitempty"`
+	OperationDebug               bool   `protobuf:"varint,21,opt,name=operation_debug,json=operationDebug,proto3" json:"operation_debug,omitempty"`
+	PropagateClaimsPreserveArray bool   `protobuf:"varint,22,opt,name=propagate_claims_preserve_array,json=propagateClaimsPreserveArray,proto3" json:"propagate_claims_preserve_array,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
+}
+
+func (x *JWTValidator) Reset() {
+	*x = JWTValidator{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWTValidator) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWTValidator) ProtoMessage() {}
+
+func (x *JWTValidator) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
+func (*JWTValidator) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *JWTValidator) GetAlg() string {
+	if x != nil {
+		return x.Alg
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetJwkUrl() string {
+	if x != nil {
+		return x.JwkUrl
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetJwkLocalPath() string {
+	if x != nil {
+		return x.JwkLocalPath
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetCache() bool {
+	if x != nil {
+		return x.Cache
+	}
+	return false
+}
+
+func (x *JWTValidator) GetCacheDurationMs() int64 {
+	if x != nil {
+		return x.CacheDurationMs
+	}
+	return 0
+}
+
+func (x *JWTValidator) GetDisableJwkSecurity() bool {
+	if x != nil {
+		return x.DisableJwkSecurity
+	}
+	return false
+}
+
+func (x *JWTValidator) GetFailedJwkKeyCooldownMs() int64 {
+	if x != nil {
+		return x.FailedJwkKeyCooldownMs
+	}
+	return 0
+}
+
+func (x *JWTValidator) GetAudience() []string {
+	if x != nil {
+		return x.Audience
+	}
+	return nil
+}
+
+func (x *JWTValidator) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetLeewayMs() int64 {
+	if x != nil {
+		return x.LeewayMs
+	}
+	return 0
+}
+
+func (x *JWTValidator) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *JWTValidator) GetRolesKey() string {
+	if x != nil {
+		return x.RolesKey
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetRolesKeyIsNested() bool {
+	if x != nil {
+		return x.RolesKeyIsNested
+	}
+	return false
+}
+
+func (x *JWTValidator) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *JWTValidator) GetScopesKey() string {
+	if x != nil {
+		return x.ScopesKey
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetScopesMatcher() string {
+	if x != nil {
+		return x.ScopesMatcher
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetPropagateClaims() []*ClaimHeader {
+	if x != nil {
+		return x.PropagateClaims
+	}
+	return nil
+}
+
+func (x *JWTValidator) GetAuthHeaderName() string {
+	if x != nil {
+		return x.AuthHeaderName
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetCookieKey() string {
+	if x != nil {
+		return x.CookieKey
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetKeyIdentifyStrategy() string {
+	if x != nil {
+		return x.KeyIdentifyStrategy
+	}
+	return ""
+}
+
+func (x *JWTValidator) GetOperationDebug() bool {
+	if x != nil {
+		return x.OperationDebug
+	}
+	return false
+}
+
+func (x *JWTValidator) GetPropagateClaimsPreserveArray() bool {
+	if x != nil {
+		return x.PropagateClaimsPreserveArray
+	}
+	return false
+}
+
+// ClaimHeader copies one claim (dotted for nested) into a request header.
+type ClaimHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         string                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	Header        string                 `protobuf:"bytes,2,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimHeader) Reset() {
+	*x = ClaimHeader{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimHeader) ProtoMessage() {}
+
+func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
+func (*ClaimHeader) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ClaimHeader) GetClaim() string {
+	if x != nil {
+		return x.Claim
+	}
+	return ""
+}
+
+func (x *ClaimHeader) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
+// Revoker is `auth/revoker`.
+type Revoker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// n is the expected number of revoked entries; p the false-positive rate.
+	N uint64  `protobuf:"varint,1,opt,name=n,proto3" json:"n,omitempty"`
+	P float64 `protobuf:"fixed64,2,opt,name=p,proto3" json:"p,omitempty"`
+	// ttl_ms is how long an entry without its own expiry stays revoked.
+	TtlMs int64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// token_keys are the claims checked: a token is revoked when any
+	// "<claim>-<value>" is in the set (KrakenD's element format).
+	TokenKeys     []string `protobuf:"bytes,4,rep,name=token_keys,json=tokenKeys,proto3" json:"token_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revoker) Reset() {
+	*x = Revoker{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revoker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revoker) ProtoMessage() {}
+
+func (x *Revoker) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
+func (*Revoker) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Revoker) GetN() uint64 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *Revoker) GetP() float64 {
+	if x != nil {
+		return x.P
+	}
+	return 0
+}
+
+func (x *Revoker) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *Revoker) GetTokenKeys() []string {
+	if x != nil {
+		return x.TokenKeys
+	}
+	return nil
+}
+
+// RouterRateLimit is `qos/ratelimit/router`.
+type RouterRateLimit struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	MaxRate        float64                `protobuf:"fixed64,1,opt,name=max_rate,json=maxRate,proto3" json:"max_rate,omitempty"`
+	Capacity       uint64                 `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	ClientMaxRate  float64                `protobuf:"fixed64,3,opt,name=client_max_rate,json=clientMaxRate,proto3" json:"client_max_rate,omitempty"`
+	ClientCapacity uint64                 `protobuf:"varint,4,opt,name=client_capacity,json=clientCapacity,proto3" json:"client_capacity,omitempty"`
+	// strategy: ip, header, param.
+	Strategy        string `protobuf:"bytes,5,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	Key             string `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`
+	EveryMs         int64  `protobuf:"varint,7,opt,name=every_ms,json=everyMs,proto3" json:"every_ms,omitempty"`
+	NumShards       uint32 `protobuf:"varint,8,opt,name=num_shards,json=numShards,proto3" json:"num_shards,omitempty"`
+	CleanupPeriodMs int64  `protobuf:"varint,9,opt,name=cleanup_period_ms,json=cleanupPeriodMs,proto3" json:"cleanup_period_ms,omitempty"`
+	// cluster shares the client buckets through the cluster store.
+	Cluster       bool `protobuf:"varint,10,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouterRateLimit) Reset() {
+	*x = RouterRateLimit{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouterRateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouterRateLimit) ProtoMessage() {}
+
+func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
+func (*RouterRateLimit) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RouterRateLimit) GetMaxRate() float64 {
+	if x != nil {
+		return x.MaxRate
+	}
+	return 0
+}
+
+func (x *RouterRateLimit) GetCapacity() uint64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *RouterRateLimit) GetClientMaxRate() float64 {
+	if x != nil {
+		return x.ClientMaxRate
+	}
+	return 0
+}
+
+func (x *RouterRateLimit) GetClientCapacity() uint64 {
+	if x != nil {
+		return x.ClientCapacity
+	}
+	return 0
+}
+
+func (x *RouterRateLimit) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
+}
+
+func (x *RouterRateLimit) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RouterRateLimit) GetEveryMs() int64 {
+	if x != nil {
+		return x.EveryMs
+	}
+	return 0
+}
+
+func (x *RouterRateLimit) GetNumShards() uint32 {
+	if x != nil {
+		return x.NumShards
+	}
+	return 0
+}
+
+func (x *RouterRateLimit) GetCleanupPeriodMs() int64 {
+	if x != nil {
+		return x.CleanupPeriodMs
+	}
+	return 0
+}
+
+func (x *RouterRateLimit) GetCluster() bool {
+	if x != nil {
+		return x.Cluster
+	}
+	return false
+}
+
+// BackendRateLimit is `qos/ratelimit/proxy`.
+type BackendRateLimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MaxRate       float64                `protobuf:"fixed64,1,opt,name=max_rate,json=maxRate,proto3" json:"max_rate,omitempty"`
+	Capacity      uint64                 `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	EveryMs       int64                  `protobuf:"varint,3,opt,name=every_ms,json=everyMs,proto3" json:"every_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackendRateLimit) Reset() {
+	*x = BackendRateLimit{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackendRateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackendRateLimit) ProtoMessage() {}
+
+func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
+func (*BackendRateLimit) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BackendRateLimit) GetMaxRate() float64 {
+	if x != nil {
+		return x.MaxRate
+	}
+	return 0
+}
+
+func (x *BackendRateLimit) GetCapacity() uint64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *BackendRateLimit) GetEveryMs() int64 {
+	if x != nil {
+		return x.EveryMs
+	}
+	return 0
+}
+
+// CircuitBreaker is `qos/circuit-breaker`.
+type CircuitBreaker struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	IntervalMs      int64                  `protobuf:"varint,1,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	TimeoutMs       int64                  `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	MaxErrors       uint32                 `protobuf:"varint,3,opt,name=max_errors,json=maxErrors,proto3" json:"max_errors,omitempty"`
+	Name            string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	LogStatusChange bool                   `protobuf:"varint,5,opt,name=log_status_change,json=logStatusChange,proto3" json:"log_status_change,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CircuitBreaker) Reset() {
+	*x = CircuitBreaker{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CircuitBreaker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CircuitBreaker) ProtoMessage() {}
+
+func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
+func (*CircuitBreaker) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CircuitBreaker) GetIntervalMs() int64 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *CircuitBreaker) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *CircuitBreaker) GetMaxErrors() uint32 {
+	if x != nil {
+		return x.MaxErrors
+	}
+	return 0
+}
+
+func (x *CircuitBreaker) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CircuitBreaker) GetLogStatusChange() bool {
+	if x != nil {
+		return x.LogStatusChange
+	}
+	return false
+}
+
+// HTTPCache is `qos/http-cache`.
+type HTTPCache struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shared        bool                   `protobuf:"varint,1,opt,name=shared,proto3" json:"shared,omitempty"`
+	MaxSize       int64                  `protobuf:"varint,2,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`
+	MaxItems      uint64                 `protobuf:"varint,3,opt,name=max_items,json=maxItems,proto3" json:"max_items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPCache) Reset() {
+	*x = HTTPCache{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPCache) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPCache) ProtoMessage() {}
+
+func (x *HTTPCache) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
+func (*HTTPCache) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *HTTPCache) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
+func (x *HTTPCache) GetMaxSize() int64 {
+	if x != nil {
+		return x.MaxSize
+	}
+	return 0
+}
+
+func (x *HTTPCache) GetMaxItems() uint64 {
+	if x != nil {
+		return x.MaxItems
+	}
+	return 0
+}
+
+// ClusterRateLimit configures the shared rate-limit store.
+type ClusterRateLimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RedisAddress  string                 `protobuf:"bytes,1,opt,name=redis_address,json=redisAddress,proto3" json:"redis_address,omitempty"`
+	KeyPrefix     string                 `protobuf:"bytes,2,opt,name=key_prefix,json=keyPrefix,proto3" json:"key_prefix,omitempty"`
+	DialTimeoutMs int64                  `protobuf:"varint,3,opt,name=dial_timeout_ms,json=dialTimeoutMs,proto3" json:"dial_timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterRateLimit) Reset() {
+	*x = ClusterRateLimit{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterRateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterRateLimit) ProtoMessage() {}
+
+func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
+func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ClusterRateLimit) GetRedisAddress() string {
+	if x != nil {
+		return x.RedisAddress
+	}
+	return ""
+}
+
+func (x *ClusterRateLimit) GetKeyPrefix() string {
+	if x != nil {
+		return x.KeyPrefix
+	}
+	return ""
+}
+
+func (x *ClusterRateLimit) GetDialTimeoutMs() int64 {
+	if x != nil {
+		return x.DialTimeoutMs
+	}
+	return 0
+}
+
+// CORS is `security/cors`.
+type CORS struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	AllowOrigins         []string               `protobuf:"bytes,1,rep,name=allow_origins,json=allowOrigins,proto3" json:"allow_origins,omitempty"`
+	AllowMethods         []string               `protobuf:"bytes,2,rep,name=allow_methods,json=allowMethods,proto3" json:"allow_methods,omitempty"`
+	AllowHeaders         []string               `protobuf:"bytes,3,rep,name=allow_headers,json=allowHeaders,proto3" json:"allow_headers,omitempty"`
+	ExposeHeaders        []string               `protobuf:"bytes,4,rep,name=expose_headers,json=exposeHeaders,proto3" json:"expose_headers,omitempty"`
+	AllowCredentials     bool                   `protobuf:"varint,5,opt,name=allow_credentials,json=allowCredentials,proto3" json:"allow_credentials,omitempty"`
+	MaxAgeMs             int64                  `protobuf:"varint,6,opt,name=max_age_ms,json=maxAgeMs,proto3" json:"max_age_ms,omitempty"`
+	AllowPrivateNetwork  bool                   `protobuf:"varint,7,opt,name=allow_private_network,json=allowPrivateNetwork,proto3" json:"allow_private_network,omitempty"`
+	OptionsPassthrough   bool                   `protobuf:"varint,8,opt,name=options_passthrough,json=optionsPassthrough,proto3" json:"options_passthrough,omitempty"`
+	OptionsSuccessStatus uint32                 `protobuf:"varint,9,opt,name=options_success_status,json=optionsSuccessStatus,proto3" json:"options_success_status,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *CORS) Reset() {
+	*x = CORS{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CORS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CORS) ProtoMessage() {}
+
+func (x *CORS) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CORS.ProtoReflect.Descriptor instead.
+func (*CORS) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CORS) GetAllowOrigins() []string {
+	if x != nil {
+		return x.AllowOrigins
+	}
+	return nil
+}
+
+func (x *CORS) GetAllowMethods() []string {
+	if x != nil {
+		return x.AllowMethods
+	}
+	return nil
+}
+
+func (x *CORS) GetAllowHeaders() []string {
+	if x != nil {
+		return x.AllowHeaders
+	}
+	return nil
+}
+
+func (x *CORS) GetExposeHeaders() []string {
+	if x != nil {
+		return x.ExposeHeaders
+	}
+	return nil
+}
+
+func (x *CORS) GetAllowCredentials() bool {
+	if x != nil {
+		return x.AllowCredentials
+	}
+	return false
+}
+
+func (x *CORS) GetMaxAgeMs() int64 {
+	if x != nil {
+		return x.MaxAgeMs
+	}
+	return 0
+}
+
+func (x *CORS) GetAllowPrivateNetwork() bool {
+	if x != nil {
+		return x.AllowPrivateNetwork
+	}
+	return false
+}
+
+func (x *CORS) GetOptionsPassthrough() bool {
+	if x != nil {
+		return x.OptionsPassthrough
+	}
+	return false
+}
+
+func (x *CORS) GetOptionsSuccessStatus() uint32 {
+	if x != nil {
+		return x.OptionsSuccessStatus
+	}
+	return 0
+}
+
+// SecurityHTTP is `security/http`.
+type SecurityHTTP struct {
+	state                   protoimpl.MessageState `protogen:"open.v1"`
+	AllowedHosts            []string               `protobuf:"bytes,1,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	AllowedHostsAreRegex    bool                   `protobuf:"varint,2,opt,name=allowed_hosts_are_regex,json=allowedHostsAreRegex,proto3" json:"allowed_hosts_are_regex,omitempty"`
+	HostProxyHeaders        []string               `protobuf:"bytes,3,rep,name=host_proxy_headers,json=hostProxyHeaders,proto3" json:"host_proxy_headers,omitempty"`
+	StsSeconds              int64                  `protobuf:"varint,4,opt,name=sts_seconds,json=stsSeconds,proto3" json:"sts_seconds,omitempty"`
+	StsIncludeSubdomains    bool                   `protobuf:"varint,5,opt,name=sts_include_subdomains,json=stsIncludeSubdomains,proto3" json:"sts_include_subdomains,omitempty"`
+	ForceStsHeader          bool                   `protobuf:"varint,6,opt,name=force_sts_header,json=forceStsHeader,proto3" json:"force_sts_header,omitempty"`
+	FrameDeny               bool                   `protobuf:"varint,7,opt,name=frame_deny,json=frameDeny,proto3" json:"frame_deny,omitempty"`
+	CustomFrameOptionsValue string                 `protobuf:"bytes,8,opt,name=custom_frame_options_value,json=customFrameOptionsValue,proto3" json:"custom_frame_options_value,omitempty"`
+	ContentSecurityPolicy   string                 `protobuf:"bytes,9,opt,name=content_security_policy,json=contentSecurityPolicy,proto3" json:"content_security_policy,omitempty"`
+	ContentTypeNosniff      bool                   `protobuf:"varint,10,opt,name=content_type_nosniff,json=contentTypeNosniff,proto3" json:"content_type_nosniff,omitempty"`
+	BrowserXssFilter        bool                   `protobuf:"varint,11,opt,name=browser_xss_filter,json=browserXssFilter,proto3" json:"browser_xss_filter,omitempty"`
+	ReferrerPolicy          string                 `protobuf:"bytes,12,opt,name=referrer_policy,json=referrerPolicy,proto3" json:"referrer_policy,omitempty"`
+	SslRedirect             bool                   `protobuf:"varint,13,opt,name=ssl_redirect,json=sslRedirect,proto3" json:"ssl_redirect,omitempty"`
+	SslHost                 string                 `protobuf:"bytes,14,opt,name=ssl_host,json=sslHost,proto3" json:"ssl_host,omitempty"`
+	SslProxyHeaders         map[string]string      `protobuf:"bytes,15,rep,name=ssl_proxy_headers,json=sslProxyHeaders,proto3" json:"ssl_proxy_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	IsDevelopment           bool                   `protobuf:"varint,16,opt,name=is_development,json=isDevelopment,proto3" json:"is_development,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *SecurityHTTP) Reset() {
+	*x = SecurityHTTP{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecurityHTTP) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecurityHTTP) ProtoMessage() {}
+
+func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
+func (*SecurityHTTP) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SecurityHTTP) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *SecurityHTTP) GetAllowedHostsAreRegex() bool {
+	if x != nil {
+		return x.AllowedHostsAreRegex
+	}
+	return false
+}
+
+func (x *SecurityHTTP) GetHostProxyHeaders() []string {
+	if x != nil {
+		return x.HostProxyHeaders
+	}
+	return nil
+}
+
+func (x *SecurityHTTP) GetStsSeconds() int64 {
+	if x != nil {
+		return x.StsSeconds
+	}
+	return 0
+}
+
+func (x *SecurityHTTP) GetStsIncludeSubdomains() bool {
+	if x != nil {
+		return x.StsIncludeSubdomains
+	}
+	return false
+}
+
+func (x *SecurityHTTP) GetForceStsHeader() bool {
+	if x != nil {
+		return x.ForceStsHeader
+	}
+	return false
+}
+
+func (x *SecurityHTTP) GetFrameDeny() bool {
+	if x != nil {
+		return x.FrameDeny
+	}
+	return false
+}
+
+func (x *SecurityHTTP) GetCustomFrameOptionsValue() string {
+	if x != nil {
+		return x.CustomFrameOptionsValue
+	}
+	return ""
+}
+
+func (x *SecurityHTTP) GetContentSecurityPolicy() string {
+	if x != nil {
+		return x.ContentSecurityPolicy
+	}
+	return ""
+}
+
+func (x *SecurityHTTP) GetContentTypeNosniff() bool {
+	if x != nil {
+		return x.ContentTypeNosniff
+	}
+	return false
+}
+
+func (x *SecurityHTTP) GetBrowserXssFilter() bool {
+	if x != nil {
+		return x.BrowserXssFilter
+	}
+	return false
+}
+
+func (x *SecurityHTTP) GetReferrerPolicy() string {
+	if x != nil {
+		return x.ReferrerPolicy
+	}
+	return ""
+}
+
+func (x *SecurityHTTP) GetSslRedirect() bool {
+	if x != nil {
+		return x.SslRedirect
+	}
+	return false
+}
+
+func (x *SecurityHTTP) GetSslHost() string {
+	if x != nil {
+		return x.SslHost
+	}
+	return ""
+}
+
+func (x *SecurityHTTP) GetSslProxyHeaders() map[string]string {
+	if x != nil {
+		return x.SslProxyHeaders
+	}
+	return nil
+}
+
+func (x *SecurityHTTP) GetIsDevelopment() bool {
+	if x != nil {
+		return x.IsDevelopment
+	}
+	return false
+}
+
+// MartianModifier is one node of the `modifier/martian` DSL.
+type MartianModifier struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// scope: request, response (both when empty).
+	Scope []string `protobuf:"bytes,1,rep,name=scope,proto3" json:"scope,omitempty"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*MartianModifier_HeaderModifier
+	//	*MartianModifier_HeaderBlacklist
+	//	*MartianModifier_QuerystringModifier
+	//	*MartianModifier_BodyModifier
+	//	*MartianModifier_FifoGroup
+	Kind          isMartianModifier_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianModifier) Reset() {
+	*x = MartianModifier{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianModifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianModifier) ProtoMessage() {}
+
+func (x *MartianModifier) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
+func (*MartianModifier) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *MartianModifier) GetScope() []string {
+	if x != nil {
+		return x.Scope
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetKind() isMartianModifier_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderModifier() *MartianHeader {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderModifier); ok {
+			return x.HeaderModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderBlacklist() *MartianHeaderList {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderBlacklist); ok {
+			return x.HeaderBlacklist
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetQuerystringModifier() *MartianQueryString {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_QuerystringModifier); ok {
+			return x.QuerystringModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetBodyModifier() *MartianBody {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_BodyModifier); ok {
+			return x.BodyModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetFifoGroup() *MartianGroup {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_FifoGroup); ok {
+			return x.FifoGroup
+		}
+	}
+	return nil
+}
+
+type isMartianModifier_Kind interface {
+	isMartianModifier_Kind()
+}
+
+type MartianModifier_HeaderModifier struct {
+	HeaderModifier *MartianHeader `protobuf:"bytes,2,opt,name=header_modifier,json=headerModifier,proto3,oneof"`
+}
+
+type MartianModifier_HeaderBlacklist struct {
+	HeaderBlacklist *MartianHeaderList `protobuf:"bytes,3,opt,name=header_blacklist,json=headerBlacklist,proto3,oneof"`
+}
+
+type MartianModifier_QuerystringModifier struct {
+	QuerystringModifier *MartianQueryString `protobuf:"bytes,4,opt,name=querystring_modifier,json=querystringModifier,proto3,oneof"`
+}
+
+type MartianModifier_BodyModifier struct {
+	BodyModifier *MartianBody `protobuf:"bytes,5,opt,name=body_modifier,json=bodyModifier,proto3,oneof"`
+}
+
+type MartianModifier_FifoGroup struct {
+	FifoGroup *MartianGroup `protobuf:"bytes,6,opt,name=fifo_group,json=fifoGroup,proto3,oneof"`
+}
+
+func (*MartianModifier_HeaderModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderBlacklist) isMartianModifier_Kind() {}
+
+func (*MartianModifier_QuerystringModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_BodyModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_FifoGroup) isMartianModifier_Kind() {}
+
+// MartianHeader sets header name to value.
+type MartianHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianHeader) Reset() {
+	*x = MartianHeader{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianHeader) ProtoMessage() {}
+
+func (x *MartianHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
+func (*MartianHeader) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *MartianHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MartianHeader) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// MartianHeaderList removes the named headers.
+type MartianHeaderList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianHeaderList) Reset() {
+	*x = MartianHeaderList{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianHeaderList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianHeaderList) ProtoMessage() {}
+
+func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
+func (*MartianHeaderList) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *MartianHeaderList) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// MartianQueryString sets query parameter name to value.
+type MartianQueryString struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianQueryString) Reset() {
+	*x = MartianQueryString{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianQueryString) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianQueryString) ProtoMessage() {}
+
+func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
+func (*MartianQueryString) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *MartianQueryString) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MartianQueryString) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// MartianBody replaces the body.
+type MartianBody struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContentType   string                 `protobuf:"bytes,1,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Body          []byte                 `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianBody) Reset() {
+	*x = MartianBody{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianBody) ProtoMessage() {}
+
+func (x *MartianBody) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
+func (*MartianBody) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MartianBody) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *MartianBody) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// MartianGroup runs modifiers in order.
+type MartianGroup struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Modifiers       []*MartianModifier     `protobuf:"bytes,1,rep,name=modifiers,proto3" json:"modifiers,omitempty"`
+	AggregateErrors bool                   `protobuf:"varint,2,opt,name=aggregate_errors,json=aggregateErrors,proto3" json:"aggregate_errors,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *MartianGroup) Reset() {
+	*x = MartianGroup{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianGroup) ProtoMessage() {}
+
+func (x *MartianGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
+func (*MartianGroup) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MartianGroup) GetModifiers() []*MartianModifier {
+	if x != nil {
+		return x.Modifiers
+	}
+	return nil
+}
+
+func (x *MartianGroup) GetAggregateErrors() bool {
+	if x != nil {
+		return x.AggregateErrors
+	}
+	return false
+}
+
 var File_gateway_v1_snapshot_proto protoreflect.FileDescriptor
 
 const file_gateway_v1_snapshot_proto_rawDesc = "" +
@@ -1193,7 +2687,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xf0\x02\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xc7\x04\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -1205,7 +2699,12 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"httpServer\x127\n" +
 	"\vhttp_client\x18\b \x01(\v2\x16.gateway.v1.HTTPClientR\n" +
 	"httpClient\x12$\n" +
-	"\x0emax_body_bytes\x18\t \x01(\x03R\fmaxBodyBytes\"\xbc\x05\n" +
+	"\x0emax_body_bytes\x18\t \x01(\x03R\fmaxBodyBytes\x12-\n" +
+	"\arevoker\x18\n" +
+	" \x01(\v2\x13.gateway.v1.RevokerR\arevoker\x12$\n" +
+	"\x04cors\x18\v \x01(\v2\x10.gateway.v1.CORSR\x04cors\x124\n" +
+	"\bsecurity\x18\f \x01(\v2\x18.gateway.v1.SecurityHTTPR\bsecurity\x12J\n" +
+	"\x12cluster_rate_limit\x18\r \x01(\v2\x1c.gateway.v1.ClusterRateLimitR\x10clusterRateLimit\"\xbc\x05\n" +
 	"\x06Router\x12(\n" +
 	"\x10return_error_msg\x18\x01 \x01(\bR\x0ereturnErrorMsg\x12,\n" +
 	"\x12disable_access_log\x18\x02 \x01(\bR\x10disableAccessLog\x12*\n" +
@@ -1252,7 +2751,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x11dialer_timeout_ms\x18\x04 \x01(\x03R\x0fdialerTimeoutMs\x12.\n" +
 	"\x13disable_keep_alives\x18\x05 \x01(\bR\x11disableKeepAlives\x12/\n" +
 	"\x13disable_compression\x18\x06 \x01(\bR\x12disableCompression\x12<\n" +
-	"\x1aallow_insecure_connections\x18\a \x01(\bR\x18allowInsecureConnections\"\xe4\x04\n" +
+	"\x1aallow_insecure_connections\x18\a \x01(\bR\x18allowInsecureConnections\"\xed\x05\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -1274,13 +2773,18 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x1csequential_propagated_params\x18\r \x03(\tR\x1asequentialPropagatedParams\x12*\n" +
 	"\x06static\x18\x0e \x01(\v2\x12.gateway.v1.StaticR\x06static\x12/\n" +
 	"\aflatmap\x18\x0f \x03(\v2\x15.gateway.v1.FlatmapOpR\aflatmap\x12\x1b\n" +
-	"\tcatch_all\x18\x10 \x01(\bR\bcatchAll\"8\n" +
+	"\tcatch_all\x18\x10 \x01(\bR\bcatchAll\x12*\n" +
+	"\x03jwt\x18\x11 \x01(\v2\x18.gateway.v1.JWTValidatorR\x03jwt\x12:\n" +
+	"\n" +
+	"rate_limit\x18\x12 \x01(\v2\x1b.gateway.v1.RouterRateLimitR\trateLimit\x12\x1f\n" +
+	"\vjson_schema\x18\x13 \x01(\fR\n" +
+	"jsonSchema\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xd9\x05\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xc8\a\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -1302,10 +2806,143 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x14return_error_details\x18\x10 \x01(\tR\x12returnErrorDetails\x12\x16\n" +
 	"\x06shadow\x18\x11 \x01(\bR\x06shadow\x12*\n" +
 	"\x11shadow_timeout_ms\x18\x12 \x01(\x03R\x0fshadowTimeoutMs\x122\n" +
-	"\x15disable_host_sanitize\x18\x13 \x01(\bR\x13disableHostSanitize\x1a:\n" +
+	"\x15disable_host_sanitize\x18\x13 \x01(\bR\x13disableHostSanitize\x12;\n" +
+	"\n" +
+	"rate_limit\x18\x14 \x01(\v2\x1c.gateway.v1.BackendRateLimitR\trateLimit\x12C\n" +
+	"\x0fcircuit_breaker\x18\x15 \x01(\v2\x1a.gateway.v1.CircuitBreakerR\x0ecircuitBreaker\x124\n" +
+	"\n" +
+	"http_cache\x18\x16 \x01(\v2\x15.gateway.v1.HTTPCacheR\thttpCache\x125\n" +
+	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
+	"\fJWTValidator\x12\x10\n" +
+	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x17\n" +
+	"\ajwk_url\x18\x02 \x01(\tR\x06jwkUrl\x12$\n" +
+	"\x0ejwk_local_path\x18\x03 \x01(\tR\fjwkLocalPath\x12\x14\n" +
+	"\x05cache\x18\x04 \x01(\bR\x05cache\x12*\n" +
+	"\x11cache_duration_ms\x18\x05 \x01(\x03R\x0fcacheDurationMs\x120\n" +
+	"\x14disable_jwk_security\x18\x06 \x01(\bR\x12disableJwkSecurity\x12:\n" +
+	"\x1afailed_jwk_key_cooldown_ms\x18\a \x01(\x03R\x16failedJwkKeyCooldownMs\x12\x1a\n" +
+	"\baudience\x18\b \x03(\tR\baudience\x12\x16\n" +
+	"\x06issuer\x18\t \x01(\tR\x06issuer\x12\x1b\n" +
+	"\tleeway_ms\x18\n" +
+	" \x01(\x03R\bleewayMs\x12\x14\n" +
+	"\x05roles\x18\v \x03(\tR\x05roles\x12\x1b\n" +
+	"\troles_key\x18\f \x01(\tR\brolesKey\x12-\n" +
+	"\x13roles_key_is_nested\x18\r \x01(\bR\x10rolesKeyIsNested\x12\x16\n" +
+	"\x06scopes\x18\x0e \x03(\tR\x06scopes\x12\x1d\n" +
+	"\n" +
+	"scopes_key\x18\x0f \x01(\tR\tscopesKey\x12%\n" +
+	"\x0escopes_matcher\x18\x10 \x01(\tR\rscopesMatcher\x12B\n" +
+	"\x10propagate_claims\x18\x11 \x03(\v2\x17.gateway.v1.ClaimHeaderR\x0fpropagateClaims\x12(\n" +
+	"\x10auth_header_name\x18\x12 \x01(\tR\x0eauthHeaderName\x12\x1d\n" +
+	"\n" +
+	"cookie_key\x18\x13 \x01(\tR\tcookieKey\x122\n" +
+	"\x15key_identify_strategy\x18\x14 \x01(\tR\x13keyIdentifyStrategy\x12'\n" +
+	"\x0foperation_debug\x18\x15 \x01(\bR\x0eoperationDebug\x12E\n" +
+	"\x1fpropagate_claims_preserve_array\x18\x16 \x01(\bR\x1cpropagateClaimsPreserveArray\";\n" +
+	"\vClaimHeader\x12\x14\n" +
+	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
+	"\x06header\x18\x02 \x01(\tR\x06header\"[\n" +
+	"\aRevoker\x12\f\n" +
+	"\x01n\x18\x01 \x01(\x04R\x01n\x12\f\n" +
+	"\x01p\x18\x02 \x01(\x01R\x01p\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\x12\x1d\n" +
+	"\n" +
+	"token_keys\x18\x04 \x03(\tR\ttokenKeys\"\xc7\x02\n" +
+	"\x0fRouterRateLimit\x12\x19\n" +
+	"\bmax_rate\x18\x01 \x01(\x01R\amaxRate\x12\x1a\n" +
+	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12&\n" +
+	"\x0fclient_max_rate\x18\x03 \x01(\x01R\rclientMaxRate\x12'\n" +
+	"\x0fclient_capacity\x18\x04 \x01(\x04R\x0eclientCapacity\x12\x1a\n" +
+	"\bstrategy\x18\x05 \x01(\tR\bstrategy\x12\x10\n" +
+	"\x03key\x18\x06 \x01(\tR\x03key\x12\x19\n" +
+	"\bevery_ms\x18\a \x01(\x03R\aeveryMs\x12\x1d\n" +
+	"\n" +
+	"num_shards\x18\b \x01(\rR\tnumShards\x12*\n" +
+	"\x11cleanup_period_ms\x18\t \x01(\x03R\x0fcleanupPeriodMs\x12\x18\n" +
+	"\acluster\x18\n" +
+	" \x01(\bR\acluster\"d\n" +
+	"\x10BackendRateLimit\x12\x19\n" +
+	"\bmax_rate\x18\x01 \x01(\x01R\amaxRate\x12\x1a\n" +
+	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x19\n" +
+	"\bevery_ms\x18\x03 \x01(\x03R\aeveryMs\"\xaf\x01\n" +
+	"\x0eCircuitBreaker\x12\x1f\n" +
+	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
+	"intervalMs\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x03R\ttimeoutMs\x12\x1d\n" +
+	"\n" +
+	"max_errors\x18\x03 \x01(\rR\tmaxErrors\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12*\n" +
+	"\x11log_status_change\x18\x05 \x01(\bR\x0flogStatusChange\"[\n" +
+	"\tHTTPCache\x12\x16\n" +
+	"\x06shared\x18\x01 \x01(\bR\x06shared\x12\x19\n" +
+	"\bmax_size\x18\x02 \x01(\x03R\amaxSize\x12\x1b\n" +
+	"\tmax_items\x18\x03 \x01(\x04R\bmaxItems\"~\n" +
+	"\x10ClusterRateLimit\x12#\n" +
+	"\rredis_address\x18\x01 \x01(\tR\fredisAddress\x12\x1d\n" +
+	"\n" +
+	"key_prefix\x18\x02 \x01(\tR\tkeyPrefix\x12&\n" +
+	"\x0fdial_timeout_ms\x18\x03 \x01(\x03R\rdialTimeoutMs\"\x82\x03\n" +
+	"\x04CORS\x12#\n" +
+	"\rallow_origins\x18\x01 \x03(\tR\fallowOrigins\x12#\n" +
+	"\rallow_methods\x18\x02 \x03(\tR\fallowMethods\x12#\n" +
+	"\rallow_headers\x18\x03 \x03(\tR\fallowHeaders\x12%\n" +
+	"\x0eexpose_headers\x18\x04 \x03(\tR\rexposeHeaders\x12+\n" +
+	"\x11allow_credentials\x18\x05 \x01(\bR\x10allowCredentials\x12\x1c\n" +
+	"\n" +
+	"max_age_ms\x18\x06 \x01(\x03R\bmaxAgeMs\x122\n" +
+	"\x15allow_private_network\x18\a \x01(\bR\x13allowPrivateNetwork\x12/\n" +
+	"\x13options_passthrough\x18\b \x01(\bR\x12optionsPassthrough\x124\n" +
+	"\x16options_success_status\x18\t \x01(\rR\x14optionsSuccessStatus\"\xba\x06\n" +
+	"\fSecurityHTTP\x12#\n" +
+	"\rallowed_hosts\x18\x01 \x03(\tR\fallowedHosts\x125\n" +
+	"\x17allowed_hosts_are_regex\x18\x02 \x01(\bR\x14allowedHostsAreRegex\x12,\n" +
+	"\x12host_proxy_headers\x18\x03 \x03(\tR\x10hostProxyHeaders\x12\x1f\n" +
+	"\vsts_seconds\x18\x04 \x01(\x03R\n" +
+	"stsSeconds\x124\n" +
+	"\x16sts_include_subdomains\x18\x05 \x01(\bR\x14stsIncludeSubdomains\x12(\n" +
+	"\x10force_sts_header\x18\x06 \x01(\bR\x0eforceStsHeader\x12\x1d\n" +
+	"\n" +
+	"frame_deny\x18\a \x01(\bR\tframeDeny\x12;\n" +
+	"\x1acustom_frame_options_value\x18\b \x01(\tR\x17customFrameOptionsValue\x126\n" +
+	"\x17content_security_policy\x18\t \x01(\tR\x15contentSecurityPolicy\x120\n" +
+	"\x14content_type_nosniff\x18\n" +
+	" \x01(\bR\x12contentTypeNosniff\x12,\n" +
+	"\x12browser_xss_filter\x18\v \x01(\bR\x10browserXssFilter\x12'\n" +
+	"\x0freferrer_policy\x18\f \x01(\tR\x0ereferrerPolicy\x12!\n" +
+	"\fssl_redirect\x18\r \x01(\bR\vsslRedirect\x12\x19\n" +
+	"\bssl_host\x18\x0e \x01(\tR\asslHost\x12Y\n" +
+	"\x11ssl_proxy_headers\x18\x0f \x03(\v2-.gateway.v1.SecurityHTTP.SslProxyHeadersEntryR\x0fsslProxyHeaders\x12%\n" +
+	"\x0eis_development\x18\x10 \x01(\bR\risDevelopment\x1aB\n" +
+	"\x14SslProxyHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x03\n" +
+	"\x0fMartianModifier\x12\x14\n" +
+	"\x05scope\x18\x01 \x03(\tR\x05scope\x12D\n" +
+	"\x0fheader_modifier\x18\x02 \x01(\v2\x19.gateway.v1.MartianHeaderH\x00R\x0eheaderModifier\x12J\n" +
+	"\x10header_blacklist\x18\x03 \x01(\v2\x1d.gateway.v1.MartianHeaderListH\x00R\x0fheaderBlacklist\x12S\n" +
+	"\x14querystring_modifier\x18\x04 \x01(\v2\x1e.gateway.v1.MartianQueryStringH\x00R\x13querystringModifier\x12>\n" +
+	"\rbody_modifier\x18\x05 \x01(\v2\x17.gateway.v1.MartianBodyH\x00R\fbodyModifier\x129\n" +
+	"\n" +
+	"fifo_group\x18\x06 \x01(\v2\x18.gateway.v1.MartianGroupH\x00R\tfifoGroupB\x06\n" +
+	"\x04kind\"9\n" +
+	"\rMartianHeader\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\")\n" +
+	"\x11MartianHeaderList\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\">\n" +
+	"\x12MartianQueryString\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"D\n" +
+	"\vMartianBody\x12!\n" +
+	"\fcontent_type\x18\x01 \x01(\tR\vcontentType\x12\x12\n" +
+	"\x04body\x18\x02 \x01(\fR\x04body\"t\n" +
+	"\fMartianGroup\x129\n" +
+	"\tmodifiers\x18\x01 \x03(\v2\x1b.gateway.v1.MartianModifierR\tmodifiers\x12)\n" +
+	"\x10aggregate_errors\x18\x02 \x01(\bR\x0faggregateErrorsB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_snapshot_proto_rawDescOnce sync.Once
@@ -1319,20 +2956,37 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
-	(*Snapshot)(nil),   // 0: gateway.v1.Snapshot
-	(*Service)(nil),    // 1: gateway.v1.Service
-	(*Router)(nil),     // 2: gateway.v1.Router
-	(*Logging)(nil),    // 3: gateway.v1.Logging
-	(*Metrics)(nil),    // 4: gateway.v1.Metrics
-	(*HTTPServer)(nil), // 5: gateway.v1.HTTPServer
-	(*HTTPClient)(nil), // 6: gateway.v1.HTTPClient
-	(*Endpoint)(nil),   // 7: gateway.v1.Endpoint
-	(*Static)(nil),     // 8: gateway.v1.Static
-	(*FlatmapOp)(nil),  // 9: gateway.v1.FlatmapOp
-	(*Backend)(nil),    // 10: gateway.v1.Backend
-	nil,                // 11: gateway.v1.Backend.MappingEntry
+	(*Snapshot)(nil),           // 0: gateway.v1.Snapshot
+	(*Service)(nil),            // 1: gateway.v1.Service
+	(*Router)(nil),             // 2: gateway.v1.Router
+	(*Logging)(nil),            // 3: gateway.v1.Logging
+	(*Metrics)(nil),            // 4: gateway.v1.Metrics
+	(*HTTPServer)(nil),         // 5: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),         // 6: gateway.v1.HTTPClient
+	(*Endpoint)(nil),           // 7: gateway.v1.Endpoint
+	(*Static)(nil),             // 8: gateway.v1.Static
+	(*FlatmapOp)(nil),          // 9: gateway.v1.FlatmapOp
+	(*Backend)(nil),            // 10: gateway.v1.Backend
+	(*JWTValidator)(nil),       // 11: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),        // 12: gateway.v1.ClaimHeader
+	(*Revoker)(nil),            // 13: gateway.v1.Revoker
+	(*RouterRateLimit)(nil),    // 14: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),   // 15: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),     // 16: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),          // 17: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),   // 18: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),               // 19: gateway.v1.CORS
+	(*SecurityHTTP)(nil),       // 20: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),    // 21: gateway.v1.MartianModifier
+	(*MartianHeader)(nil),      // 22: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),  // 23: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil), // 24: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),        // 25: gateway.v1.MartianBody
+	(*MartianGroup)(nil),       // 26: gateway.v1.MartianGroup
+	nil,                        // 27: gateway.v1.Backend.MappingEntry
+	nil,                        // 28: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -1342,16 +2996,34 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	4,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
 	5,  // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	6,  // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	10, // 7: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	8,  // 8: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	9,  // 9: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	11, // 10: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	9,  // 11: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	13, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	19, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	20, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	18, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	10, // 11: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	8,  // 12: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	9,  // 13: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	11, // 14: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	14, // 15: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	27, // 16: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	9,  // 17: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	15, // 18: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	16, // 19: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	17, // 20: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	21, // 21: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	12, // 22: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	28, // 23: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	22, // 24: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	23, // 25: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	24, // 26: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	25, // 27: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	26, // 28: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	21, // 29: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -1359,13 +3031,20 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
+	file_gateway_v1_snapshot_proto_msgTypes[21].OneofWrappers = []any{
+		(*MartianModifier_HeaderModifier)(nil),
+		(*MartianModifier_HeaderBlacklist)(nil),
+		(*MartianModifier_QuerystringModifier)(nil),
+		(*MartianModifier_BodyModifier)(nil),
+		(*MartianModifier_FifoGroup)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,6 +30,7 @@ type SyncRequest struct {
 	//	*SyncRequest_Ack
 	//	*SyncRequest_Nack
 	//	*SyncRequest_Keepalive
+	//	*SyncRequest_RevocationAck
 	Msg           isSyncRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -108,6 +109,15 @@ func (x *SyncRequest) GetKeepalive() *Keepalive {
 	return nil
 }
 
+func (x *SyncRequest) GetRevocationAck() *RevocationAck {
+	if x != nil {
+		if x, ok := x.Msg.(*SyncRequest_RevocationAck); ok {
+			return x.RevocationAck
+		}
+	}
+	return nil
+}
+
 type isSyncRequest_Msg interface {
 	isSyncRequest_Msg()
 }
@@ -128,6 +138,10 @@ type SyncRequest_Keepalive struct {
 	Keepalive *Keepalive `protobuf:"bytes,4,opt,name=keepalive,proto3,oneof"`
 }
 
+type SyncRequest_RevocationAck struct {
+	RevocationAck *RevocationAck `protobuf:"bytes,5,opt,name=revocation_ack,json=revocationAck,proto3,oneof"`
+}
+
 func (*SyncRequest_Hello) isSyncRequest_Msg() {}
 
 func (*SyncRequest_Ack) isSyncRequest_Msg() {}
@@ -136,6 +150,8 @@ func (*SyncRequest_Nack) isSyncRequest_Msg() {}
 
 func (*SyncRequest_Keepalive) isSyncRequest_Msg() {}
 
+func (*SyncRequest_RevocationAck) isSyncRequest_Msg() {}
+
 // SyncResponse is a message from the control plane.
 type SyncResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -143,6 +159,8 @@ type SyncResponse struct {
 	//
 	//	*SyncResponse_Snapshot
 	//	*SyncResponse_Keepalive
+	//	*SyncResponse_RevocationDelta
+	//	*SyncResponse_RevocationReset
 	Msg           isSyncResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -203,6 +221,24 @@ func (x *SyncResponse) GetKeepalive() *Keepalive {
 	return nil
 }
 
+func (x *SyncResponse) GetRevocationDelta() *RevocationDelta {
+	if x != nil {
+		if x, ok := x.Msg.(*SyncResponse_RevocationDelta); ok {
+			return x.RevocationDelta
+		}
+	}
+	return nil
+}
+
+func (x *SyncResponse) GetRevocationReset() *RevocationReset {
+	if x != nil {
+		if x, ok := x.Msg.(*SyncResponse_RevocationReset); ok {
+			return x.RevocationReset
+		}
+	}
+	return nil
+}
+
 type isSyncResponse_Msg interface {
 	isSyncResponse_Msg()
 }
@@ -215,9 +251,182 @@ type SyncResponse_Keepalive struct {
 	Keepalive *Keepalive `protobuf:"bytes,2,opt,name=keepalive,proto3,oneof"`
 }
 
+type SyncResponse_RevocationDelta struct {
+	RevocationDelta *RevocationDelta `protobuf:"bytes,3,opt,name=revocation_delta,json=revocationDelta,proto3,oneof"`
+}
+
+type SyncResponse_RevocationReset struct {
+	RevocationReset *RevocationReset `protobuf:"bytes,4,opt,name=revocation_reset,json=revocationReset,proto3,oneof"`
+}
+
 func (*SyncResponse_Snapshot) isSyncResponse_Msg() {}
 
 func (*SyncResponse_Keepalive) isSyncResponse_Msg() {}
+
+func (*SyncResponse_RevocationDelta) isSyncResponse_Msg() {}
+
+func (*SyncResponse_RevocationReset) isSyncResponse_Msg() {}
+
+// RevocationDelta carries the log entries with from_seq < seq <= to_seq, in
+// order. An edge applies it only when from_seq equals the seq it holds.
+type RevocationDelta struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FromSeq       uint64                 `protobuf:"varint,1,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	ToSeq         uint64                 `protobuf:"varint,2,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
+	Entries       []*RevocationEntry     `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationDelta) Reset() {
+	*x = RevocationDelta{}
+	mi := &file_gateway_v1_sync_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationDelta) ProtoMessage() {}
+
+func (x *RevocationDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_sync_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationDelta.ProtoReflect.Descriptor instead.
+func (*RevocationDelta) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RevocationDelta) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *RevocationDelta) GetToSeq() uint64 {
+	if x != nil {
+		return x.ToSeq
+	}
+	return 0
+}
+
+func (x *RevocationDelta) GetEntries() []*RevocationEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// RevocationReset replaces the edge's whole revocation set with every live
+// entry as of seq; sent when the edge is too far behind for a delta.
+type RevocationReset struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Entries       []*RevocationEntry     `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationReset) Reset() {
+	*x = RevocationReset{}
+	mi := &file_gateway_v1_sync_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationReset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationReset) ProtoMessage() {}
+
+func (x *RevocationReset) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_sync_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationReset.ProtoReflect.Descriptor instead.
+func (*RevocationReset) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RevocationReset) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RevocationReset) GetEntries() []*RevocationEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// RevocationAck says the edge enforces every entry up to seq.
+type RevocationAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationAck) Reset() {
+	*x = RevocationAck{}
+	mi := &file_gateway_v1_sync_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationAck) ProtoMessage() {}
+
+func (x *RevocationAck) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_sync_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationAck.ProtoReflect.Descriptor instead.
+func (*RevocationAck) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RevocationAck) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
 
 // Hello opens a stream and says what the edge already holds, so the control
 // plane sends only what it lacks.
@@ -241,7 +450,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_gateway_v1_sync_proto_msgTypes[2]
+	mi := &file_gateway_v1_sync_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +462,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_sync_proto_msgTypes[2]
+	mi := &file_gateway_v1_sync_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +475,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{2}
+	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Hello) GetNodeId() string {
@@ -336,7 +545,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_gateway_v1_sync_proto_msgTypes[3]
+	mi := &file_gateway_v1_sync_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +557,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_sync_proto_msgTypes[3]
+	mi := &file_gateway_v1_sync_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +570,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{3}
+	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Ack) GetVersion() uint64 {
@@ -392,7 +601,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_gateway_v1_sync_proto_msgTypes[4]
+	mi := &file_gateway_v1_sync_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +613,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_sync_proto_msgTypes[4]
+	mi := &file_gateway_v1_sync_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +626,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{4}
+	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Nack) GetVersion() uint64 {
@@ -465,7 +674,7 @@ type Keepalive struct {
 
 func (x *Keepalive) Reset() {
 	*x = Keepalive{}
-	mi := &file_gateway_v1_sync_proto_msgTypes[5]
+	mi := &file_gateway_v1_sync_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +686,7 @@ func (x *Keepalive) String() string {
 func (*Keepalive) ProtoMessage() {}
 
 func (x *Keepalive) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_sync_proto_msgTypes[5]
+	mi := &file_gateway_v1_sync_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +699,7 @@ func (x *Keepalive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keepalive.ProtoReflect.Descriptor instead.
 func (*Keepalive) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_sync_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Keepalive) GetUnixMs() int64 {
@@ -505,17 +714,29 @@ var File_gateway_v1_sync_proto protoreflect.FileDescriptor
 const file_gateway_v1_sync_proto_rawDesc = "" +
 	"\n" +
 	"\x15gateway/v1/sync.proto\x12\n" +
-	"gateway.v1\x1a\x17gateway/v1/common.proto\"\xc3\x01\n" +
+	"gateway.v1\x1a\x17gateway/v1/common.proto\"\x87\x02\n" +
 	"\vSyncRequest\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.gateway.v1.HelloH\x00R\x05hello\x12#\n" +
 	"\x03ack\x18\x02 \x01(\v2\x0f.gateway.v1.AckH\x00R\x03ack\x12&\n" +
 	"\x04nack\x18\x03 \x01(\v2\x10.gateway.v1.NackH\x00R\x04nack\x125\n" +
-	"\tkeepalive\x18\x04 \x01(\v2\x15.gateway.v1.KeepaliveH\x00R\tkeepaliveB\x05\n" +
-	"\x03msg\"\x88\x01\n" +
+	"\tkeepalive\x18\x04 \x01(\v2\x15.gateway.v1.KeepaliveH\x00R\tkeepalive\x12B\n" +
+	"\x0erevocation_ack\x18\x05 \x01(\v2\x19.gateway.v1.RevocationAckH\x00R\rrevocationAckB\x05\n" +
+	"\x03msg\"\x9c\x02\n" +
 	"\fSyncResponse\x12:\n" +
 	"\bsnapshot\x18\x01 \x01(\v2\x1c.gateway.v1.SnapshotEnvelopeH\x00R\bsnapshot\x125\n" +
-	"\tkeepalive\x18\x02 \x01(\v2\x15.gateway.v1.KeepaliveH\x00R\tkeepaliveB\x05\n" +
-	"\x03msg\"\x93\x02\n" +
+	"\tkeepalive\x18\x02 \x01(\v2\x15.gateway.v1.KeepaliveH\x00R\tkeepalive\x12H\n" +
+	"\x10revocation_delta\x18\x03 \x01(\v2\x1b.gateway.v1.RevocationDeltaH\x00R\x0frevocationDelta\x12H\n" +
+	"\x10revocation_reset\x18\x04 \x01(\v2\x1b.gateway.v1.RevocationResetH\x00R\x0frevocationResetB\x05\n" +
+	"\x03msg\"z\n" +
+	"\x0fRevocationDelta\x12\x19\n" +
+	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
+	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x125\n" +
+	"\aentries\x18\x03 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\"Z\n" +
+	"\x0fRevocationReset\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x125\n" +
+	"\aentries\x18\x02 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\"!\n" +
+	"\rRevocationAck\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x93\x02\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12#\n" +
@@ -553,32 +774,41 @@ func file_gateway_v1_sync_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_sync_proto_rawDescData
 }
 
-var file_gateway_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_gateway_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_gateway_v1_sync_proto_goTypes = []any{
 	(*SyncRequest)(nil),      // 0: gateway.v1.SyncRequest
 	(*SyncResponse)(nil),     // 1: gateway.v1.SyncResponse
-	(*Hello)(nil),            // 2: gateway.v1.Hello
-	(*Ack)(nil),              // 3: gateway.v1.Ack
-	(*Nack)(nil),             // 4: gateway.v1.Nack
-	(*Keepalive)(nil),        // 5: gateway.v1.Keepalive
-	(*SnapshotEnvelope)(nil), // 6: gateway.v1.SnapshotEnvelope
-	(*FieldViolation)(nil),   // 7: gateway.v1.FieldViolation
+	(*RevocationDelta)(nil),  // 2: gateway.v1.RevocationDelta
+	(*RevocationReset)(nil),  // 3: gateway.v1.RevocationReset
+	(*RevocationAck)(nil),    // 4: gateway.v1.RevocationAck
+	(*Hello)(nil),            // 5: gateway.v1.Hello
+	(*Ack)(nil),              // 6: gateway.v1.Ack
+	(*Nack)(nil),             // 7: gateway.v1.Nack
+	(*Keepalive)(nil),        // 8: gateway.v1.Keepalive
+	(*SnapshotEnvelope)(nil), // 9: gateway.v1.SnapshotEnvelope
+	(*RevocationEntry)(nil),  // 10: gateway.v1.RevocationEntry
+	(*FieldViolation)(nil),   // 11: gateway.v1.FieldViolation
 }
 var file_gateway_v1_sync_proto_depIdxs = []int32{
-	2, // 0: gateway.v1.SyncRequest.hello:type_name -> gateway.v1.Hello
-	3, // 1: gateway.v1.SyncRequest.ack:type_name -> gateway.v1.Ack
-	4, // 2: gateway.v1.SyncRequest.nack:type_name -> gateway.v1.Nack
-	5, // 3: gateway.v1.SyncRequest.keepalive:type_name -> gateway.v1.Keepalive
-	6, // 4: gateway.v1.SyncResponse.snapshot:type_name -> gateway.v1.SnapshotEnvelope
-	5, // 5: gateway.v1.SyncResponse.keepalive:type_name -> gateway.v1.Keepalive
-	7, // 6: gateway.v1.Nack.violations:type_name -> gateway.v1.FieldViolation
-	0, // 7: gateway.v1.SyncService.Sync:input_type -> gateway.v1.SyncRequest
-	1, // 8: gateway.v1.SyncService.Sync:output_type -> gateway.v1.SyncResponse
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5,  // 0: gateway.v1.SyncRequest.hello:type_name -> gateway.v1.Hello
+	6,  // 1: gateway.v1.SyncRequest.ack:type_name -> gateway.v1.Ack
+	7,  // 2: gateway.v1.SyncRequest.nack:type_name -> gateway.v1.Nack
+	8,  // 3: gateway.v1.SyncRequest.keepalive:type_name -> gateway.v1.Keepalive
+	4,  // 4: gateway.v1.SyncRequest.revocation_ack:type_name -> gateway.v1.RevocationAck
+	9,  // 5: gateway.v1.SyncResponse.snapshot:type_name -> gateway.v1.SnapshotEnvelope
+	8,  // 6: gateway.v1.SyncResponse.keepalive:type_name -> gateway.v1.Keepalive
+	2,  // 7: gateway.v1.SyncResponse.revocation_delta:type_name -> gateway.v1.RevocationDelta
+	3,  // 8: gateway.v1.SyncResponse.revocation_reset:type_name -> gateway.v1.RevocationReset
+	10, // 9: gateway.v1.RevocationDelta.entries:type_name -> gateway.v1.RevocationEntry
+	10, // 10: gateway.v1.RevocationReset.entries:type_name -> gateway.v1.RevocationEntry
+	11, // 11: gateway.v1.Nack.violations:type_name -> gateway.v1.FieldViolation
+	0,  // 12: gateway.v1.SyncService.Sync:input_type -> gateway.v1.SyncRequest
+	1,  // 13: gateway.v1.SyncService.Sync:output_type -> gateway.v1.SyncResponse
+	13, // [13:14] is the sub-list for method output_type
+	12, // [12:13] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_sync_proto_init() }
@@ -592,10 +822,13 @@ func file_gateway_v1_sync_proto_init() {
 		(*SyncRequest_Ack)(nil),
 		(*SyncRequest_Nack)(nil),
 		(*SyncRequest_Keepalive)(nil),
+		(*SyncRequest_RevocationAck)(nil),
 	}
 	file_gateway_v1_sync_proto_msgTypes[1].OneofWrappers = []any{
 		(*SyncResponse_Snapshot)(nil),
 		(*SyncResponse_Keepalive)(nil),
+		(*SyncResponse_RevocationDelta)(nil),
+		(*SyncResponse_RevocationReset)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -603,7 +836,7 @@ func file_gateway_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_sync_proto_rawDesc), len(file_gateway_v1_sync_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
