@@ -1,11 +1,10 @@
-// Package config turns a KrakenD v3 configuration (JSON or YAML) into a
-// validated, compiled Snapshot. SKELETON: replaced by the config engineer.
 package config
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 
@@ -17,52 +16,88 @@ import (
 // SchemaVersion is the Snapshot schema revision this compiler emits.
 const SchemaVersion uint32 = 1
 
-// Compiled is a validated configuration in its snapshot form.
+// Compiled is a validated configuration in its snapshot form. It must not
+// be modified: Payload and SHA256 describe Snapshot as compiled.
 type Compiled struct {
 	Snapshot *gatewayv1.Snapshot
-	Payload  []byte
-	SHA256   string
+	// Payload is the deterministic serialization of Snapshot.
+	Payload []byte
+	// SHA256 is the lowercase hex sha256 of Payload.
+	SHA256 string
 }
 
-// ValidationError lists every violation found in a configuration.
-type ValidationError struct{ Violations []*gatewayv1.FieldViolation }
+// ValidationError lists every violation found in a configuration, sorted by
+// path and capped at MaxViolations (plus a final "and N more" entry).
+type ValidationError struct {
+	Violations []*gatewayv1.FieldViolation
+}
 
 func (e *ValidationError) Error() string {
-	lines := make([]string, 0, len(e.Violations))
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid config: %d violation", len(e.Violations))
+	if len(e.Violations) != 1 {
+		b.WriteByte('s')
+	}
 	for _, v := range e.Violations {
-		lines = append(lines, FormatViolation(v))
+		b.WriteString("\n")
+		b.WriteString(FormatViolation(v))
 	}
-	return "invalid config:\n" + strings.Join(lines, "\n")
+	return b.String()
 }
 
-// FormatViolation renders one violation as "path: kind: detail".
+// FormatViolation renders one violation on one line as "path: kind: detail"
+// ("kind: detail" for document-level violations, whose path is empty).
 func FormatViolation(v *gatewayv1.FieldViolation) string {
-	return v.GetPath() + ": " + v.GetKind() + ": " + v.GetDetail()
+	line := v.GetKind() + ": " + v.GetDetail()
+	if v.GetPath() != "" {
+		line = v.GetPath() + ": " + line
+	}
+	return strings.ReplaceAll(line, "\n", " ")
 }
 
-// Compile is a skeleton.
+// Compile decodes content (the format comes from filename: .json, .yaml,
+// .yml; otherwise it is sniffed), applies Defaults, validates and compiles
+// it into a Snapshot. When the configuration has violations, err is a
+// *ValidationError holding all of them and the Compiled is nil. Equal
+// configurations (including the same configuration written in JSON and in
+// YAML) compile to identical bytes.
 func Compile(filename string, content []byte) (*Compiled, error) {
-	return nil, errors.New("config: not implemented")
+	s, decoded := decode(filename, content)
+	if s == nil {
+		return nil, &ValidationError{Violations: finish(decoded, nil)}
+	}
+	Defaults(s)
+	if vs := mergeStages(decoded, validate(s)); len(vs) > 0 {
+		return nil, &ValidationError{Violations: finish(vs, s.positions)}
+	}
+	snap := compile(s)
+	payload, sum, err := Marshal(snap)
+	if err != nil {
+		return nil, fmt.Errorf("compile %s: %w", filename, err)
+	}
+	return &Compiled{Snapshot: snap, Payload: payload, SHA256: sum}, nil
 }
 
-// CompileFile reads path and compiles it.
+// CompileFile reads the file at path and compiles it (see Compile).
 func CompileFile(path string) (*Compiled, error) {
-	b, err := os.ReadFile(path)
+	content, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Compile(path, b)
+	return Compile(path, content)
 }
 
-// Marshal returns the deterministic serialization of s and its sha256.
-func Marshal(s *gatewayv1.Snapshot) ([]byte, string, error) {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
-	if err != nil {
-		return nil, "", err
+// Marshal returns the deterministic serialization of s (map entries sorted)
+// and the lowercase hex sha256 of it. The control plane stores, hashes and
+// ships exactly these bytes.
+func Marshal(s *gatewayv1.Snapshot) (payload []byte, sha256hex string, err error) {
+	if s == nil {
+		return nil, "", errors.New("marshal snapshot: nil snapshot")
 	}
-	sum := sha256.Sum256(b)
-	return b, hex.EncodeToString(sum[:]), nil
+	payload, err = proto.MarshalOptions{Deterministic: true}.Marshal(s)
+	if err != nil {
+		return nil, "", fmt.Errorf("marshal snapshot: %w", err)
+	}
+	sum := sha256.Sum256(payload)
+	return payload, hex.EncodeToString(sum[:]), nil
 }
-
-// Diff is a skeleton.
-func Diff(old, new *gatewayv1.Snapshot) []*gatewayv1.Change { return nil }

@@ -1,0 +1,235 @@
+// Command gw-controlplane runs the gateway control plane: it validates and
+// stores configuration versions (admin gRPC API, used by gwctl) and streams
+// snapshots to edges (sync gRPC API).
+//
+// This is a thin main: flags → Config.Validate → run(ctx). The logic lives in
+// controlplane/service and controlplane/store. It must not import anything
+// under edge/ or cli/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gw-controlplane: %v\n", err)
+		return exitUsage
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "gw-controlplane: invalid flags:\n%v\n", err)
+		return exitUsage
+	}
+	log := newLogger(cfg, stdout)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error().Err(err).Msg("exiting")
+		return exitError
+	}
+	return exitOK
+}
+
+// Config is the control plane's process configuration, filled from flags.
+type Config struct {
+	DataDir          string
+	AdminListen      string
+	AdminAllowRemote bool
+	AdminTokenFile   string // "" = <DataDir>/admin.token
+	SyncListen       string
+	SyncTLSCert      string
+	SyncTLSKey       string
+	SyncTLSClientCA  string
+	MetricsListen    string // "" = no metrics listener
+	Keepalive        time.Duration
+	ShutdownTimeout  time.Duration
+	LogLevel         string
+	LogFormat        string // json or console
+}
+
+// tokenFile returns the admin token path, defaulting into the data dir.
+func (c *Config) tokenFile() string {
+	if c.AdminTokenFile != "" {
+		return c.AdminTokenFile
+	}
+	return filepath.Join(c.DataDir, "admin.token")
+}
+
+// Validate checks every field and reports all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir: required (neither $XDG_STATE_HOME nor $HOME is set)"))
+	}
+	if err := checkListen(c.AdminListen); err != nil {
+		errs = append(errs, fmt.Errorf("--admin-listen: %w", err))
+	} else if !c.AdminAllowRemote && !isLoopback(c.AdminListen) {
+		errs = append(errs, fmt.Errorf("--admin-listen: %q is not a loopback address; the admin API changes the whole fleet, pass --admin-allow-remote to expose it", c.AdminListen))
+	}
+	if err := checkListen(c.SyncListen); err != nil {
+		errs = append(errs, fmt.Errorf("--sync-listen: %w", err))
+	}
+	if c.MetricsListen != "" {
+		if err := checkListen(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-listen: %w", err))
+		}
+	}
+	if (c.SyncTLSCert == "") != (c.SyncTLSKey == "") {
+		errs = append(errs, errors.New("--sync-tls-cert and --sync-tls-key: give both or neither"))
+	}
+	if c.SyncTLSClientCA != "" && c.SyncTLSCert == "" {
+		errs = append(errs, errors.New("--sync-tls-client-ca: requires --sync-tls-cert and --sync-tls-key"))
+	}
+	if c.Keepalive <= 0 {
+		errs = append(errs, fmt.Errorf("--keepalive: must be positive, got %s", c.Keepalive))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout: must be positive, got %s", c.ShutdownTimeout))
+	}
+	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		errs = append(errs, fmt.Errorf("--log-level: unsupported %q (trace, debug, info, warn, error)", c.LogLevel))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format: unsupported %q (json, console)", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+func checkListen(addr string) error {
+	if addr == "" {
+		return errors.New("required")
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	return nil
+}
+
+// isLoopback reports whether addr only listens on the local machine. An empty
+// host, 0.0.0.0 and any name other than localhost are not loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// defaultDataDir is ${XDG_STATE_HOME:-$HOME/.local/state}/apigw/controlplane,
+// or "" when neither variable is set.
+func defaultDataDir() string {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home := os.Getenv("HOME")
+		if home == "" {
+			return ""
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "apigw", "controlplane")
+}
+
+// stdoutIsTerminal picks the default log format.
+func stdoutIsTerminal() bool {
+	fi, err := os.Stdout.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (*Config, error) {
+	fs := flag.NewFlagSet("gw-controlplane", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defaultFormat := "json"
+	if stdoutIsTerminal() {
+		defaultFormat = "console"
+	}
+	c := &Config{}
+	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir(),
+		"directory for the version store and the admin token, from ${XDG_STATE_HOME:-$HOME/.local/state}/apigw/controlplane")
+	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:9000",
+		"host:port of the admin gRPC API (gwctl); must be a loopback address unless --admin-allow-remote")
+	fs.BoolVar(&c.AdminAllowRemote, "admin-allow-remote", false,
+		"allow --admin-listen on a non-loopback address (the token then crosses the network in clear text: put TLS in front)")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "",
+		"file holding the admin bearer token; default <data-dir>/admin.token. When the file does not exist a random token is generated into it (mode 0600)")
+	fs.StringVar(&c.SyncListen, "sync-listen", "127.0.0.1:9001",
+		"host:port of the sync gRPC API that edges dial")
+	fs.StringVar(&c.SyncTLSCert, "sync-tls-cert", "",
+		"PEM certificate for TLS on the sync listener (with --sync-tls-key); plaintext when empty")
+	fs.StringVar(&c.SyncTLSKey, "sync-tls-key", "",
+		"PEM private key for --sync-tls-cert")
+	fs.StringVar(&c.SyncTLSClientCA, "sync-tls-client-ca", "",
+		"PEM CA bundle; when set, edges must present a client certificate signed by it (mTLS)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "",
+		"host:port serving Prometheus metrics on /metrics; off when empty")
+	fs.DurationVar(&c.Keepalive, "keepalive", 10*time.Second,
+		"interval of keepalive messages on every edge stream")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second,
+		"how long SIGINT/SIGTERM waits for in-flight calls before closing connections")
+	fs.StringVar(&c.LogLevel, "log-level", "info",
+		"log level: trace, debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", defaultFormat,
+		"log format on stdout: json or console; console when stdout is a terminal, else json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: gw-controlplane [flags]
+
+Runs the gateway control plane: the admin API validates and stores
+configuration versions (gwctl push/status/history/rollback), and the sync API
+streams the newest snapshot to every edge (gw-edge --controlplane).
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, nil
+}
+
+func newLogger(c *Config, stdout io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(c.LogLevel)
+	if err != nil {
+		level = zerolog.InfoLevel // unreachable after Validate
+	}
+	w := stdout
+	if c.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: stdout, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}

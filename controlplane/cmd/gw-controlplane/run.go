@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/apigw/gateway/controlplane/service"
+	"github.com/apigw/gateway/controlplane/store"
+)
+
+// adminMaxRecvBytes lets operators push configurations larger than gRPC's
+// 4 MiB default (the compiled snapshot is limited separately).
+const adminMaxRecvBytes = 32 << 20
+
+// storeFile is the bbolt file inside the data dir.
+const storeFile = "controlplane.db"
+
+// run starts the control plane and blocks until ctx is done (then shuts down
+// gracefully, bounded by cfg.ShutdownTimeout) or a listener fails.
+func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	token, err := loadOrCreateToken(cfg.tokenFile(), log)
+	if err != nil {
+		return err
+	}
+	auth, err := service.NewTokenAuth(token)
+	if err != nil {
+		return err
+	}
+	syncCreds, err := syncTransportCredentials(cfg)
+	if err != nil {
+		return err
+	}
+
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, storeFile))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error().Err(err).Msg("close store")
+		}
+	}()
+
+	svc, err := service.New(service.Config{Store: st, Logger: log, Keepalive: cfg.Keepalive})
+	if err != nil {
+		return err
+	}
+	// Closed in shutdown; this covers the early returns below.
+	defer svc.Close()
+
+	// Edges send keepalives every cfg.Keepalive; HTTP/2 pings catch dead TCP
+	// connections below that. MinTime lets edges ping every 10s without
+	// being told "too many pings".
+	kaEnforce := grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})
+	adminSrv := grpc.NewServer(append(auth.ServerOptions(), grpc.MaxRecvMsgSize(adminMaxRecvBytes), kaEnforce)...)
+	svc.RegisterAdmin(adminSrv)
+	syncOpts := []grpc.ServerOption{
+		kaEnforce,
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+	if syncCreds != nil {
+		syncOpts = append(syncOpts, grpc.Creds(syncCreds))
+	}
+	syncSrv := grpc.NewServer(syncOpts...)
+	svc.RegisterSync(syncSrv)
+
+	lc := net.ListenConfig{}
+	adminLis, err := lc.Listen(ctx, "tcp", cfg.AdminListen)
+	if err != nil {
+		return fmt.Errorf("listen admin: %w", err)
+	}
+	defer adminLis.Close() // no-op after Serve closed it
+	syncLis, err := lc.Listen(ctx, "tcp", cfg.SyncListen)
+	if err != nil {
+		return fmt.Errorf("listen sync: %w", err)
+	}
+	defer syncLis.Close()
+	var metricsSrv *http.Server
+	var metricsLis net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLis, err = lc.Listen(ctx, "tcp", cfg.MetricsListen); err != nil {
+			return fmt.Errorf("listen metrics: %w", err)
+		}
+		defer metricsLis.Close()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", svc.MetricsHandler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	ev := log.Info().
+		Str("admin", adminLis.Addr().String()).
+		Str("sync", syncLis.Addr().String()).
+		Bool("sync_tls", syncCreds != nil).
+		Bool("sync_mtls", cfg.SyncTLSClientCA != "").
+		Str("data_dir", cfg.DataDir)
+	if metricsLis != nil {
+		ev = ev.Str("metrics", metricsLis.Addr().String())
+	}
+	ev.Msg("listening")
+	if syncCreds == nil && !isLoopback(syncLis.Addr().String()) {
+		log.Warn().Msg("sync listener without TLS on a non-loopback address: edges and snapshots are not authenticated (set --sync-tls-cert/--sync-tls-key/--sync-tls-client-ca)")
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		// ErrServerStopped: a signal arrived before Serve started.
+		if err := adminSrv.Serve(adminLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve admin: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// ErrServerStopped: a signal arrived before Serve started.
+		if err := syncSrv.Serve(syncLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve sync: %w", err)
+		}
+		return nil
+	})
+	if metricsSrv != nil {
+		g.Go(func() error {
+			if err := metricsSrv.Serve(metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve metrics: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done() // a signal, or one of the servers failed
+		shutdown(cfg.ShutdownTimeout, log, svc, metricsSrv, adminSrv, syncSrv)
+		return nil
+	})
+	return g.Wait()
+}
+
+// shutdown stops accepting, ends the edge streams (they reconnect to another
+// replica or to us after a restart), lets in-flight admin calls finish within
+// timeout, then closes whatever is left.
+func shutdown(timeout time.Duration, log zerolog.Logger, svc *service.Service, metricsSrv *http.Server, servers ...*grpc.Server) {
+	log.Info().Dur("timeout", timeout).Msg("shutting down")
+	var wg sync.WaitGroup
+	// Sync streams never end by themselves; closing the service ends them,
+	// which lets GracefulStop finish.
+	wg.Go(func() { _ = svc.Close() })
+	stopped := make(chan struct{})
+	go func() {
+		var inner sync.WaitGroup
+		for _, s := range servers {
+			inner.Go(s.GracefulStop)
+		}
+		inner.Wait()
+		close(stopped)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-stopped:
+	case <-t.C:
+		log.Warn().Msg("graceful stop timed out; closing connections")
+		for _, s := range servers {
+			s.Stop()
+		}
+		<-stopped
+	}
+	if metricsSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		_ = metricsSrv.Shutdown(ctx)
+		cancel()
+	}
+	wg.Wait()
+	log.Info().Msg("stopped")
+}
+
+// syncTransportCredentials returns TLS credentials for the sync listener, or
+// nil for plaintext. With a client CA, edges must present a certificate it
+// signed (mTLS).
+func syncTransportCredentials(cfg *Config) (credentials.TransportCredentials, error) {
+	if cfg.SyncTLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.SyncTLSCert, cfg.SyncTLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("load sync tls key pair: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.SyncTLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.SyncTLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("read sync tls client ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read sync tls client ca %s: no PEM certificate found", cfg.SyncTLSClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(tc), nil
+}

@@ -1,0 +1,259 @@
+package config
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// Snapshot features: optional capabilities an edge must support to serve a
+// snapshot (the vocabulary is fixed by the snapshot contract).
+const (
+	FeatureEncodingXML     = "encoding.xml"
+	FeatureOutputYAML      = "output.yaml"
+	FeatureRouteCatchAll   = "route.catch_all"
+	FeatureProxySequential = "proxy.sequential"
+	FeatureProxyShadow     = "proxy.shadow"
+	FeatureProxyStatic     = "proxy.static"
+	FeatureProxyFlatmap    = "proxy.flatmap"
+)
+
+// compile turns a defaulted, valid Service into a Snapshot. It must only be
+// called when Validate found nothing: it trusts the values.
+func compile(s *Service) *gatewayv1.Snapshot {
+	features := make(map[string]bool)
+	snap := &gatewayv1.Snapshot{
+		SchemaVersion: SchemaVersion,
+		Service:       compileService(s),
+		Endpoints:     make([]*gatewayv1.Endpoint, 0, len(s.Endpoints)),
+	}
+	for _, e := range s.Endpoints {
+		if e != nil {
+			snap.Endpoints = append(snap.Endpoints, compileEndpoint(s, e, features))
+		}
+	}
+	for f := range features {
+		snap.Features = append(snap.Features, f)
+	}
+	sort.Strings(snap.Features)
+	return snap
+}
+
+func compileService(s *Service) *gatewayv1.Service {
+	out := &gatewayv1.Service{
+		Name:     s.Name,
+		Port:     uint32(s.Port),
+		ListenIp: s.ListenIP,
+		HttpServer: &gatewayv1.HTTPServer{
+			ReadTimeoutMs:       ms(s.ReadTimeout),
+			WriteTimeoutMs:      ms(s.WriteTimeout),
+			IdleTimeoutMs:       ms(s.IdleTimeout),
+			ReadHeaderTimeoutMs: ms(s.ReadHeaderTimeout),
+			MaxHeaderBytes:      s.MaxHeaderBytes,
+			MaxShutdownWaitMs:   ms(s.MaxShutdownWaitTime),
+		},
+		HttpClient: &gatewayv1.HTTPClient{
+			MaxIdleConnectionsPerHost: s.MaxIdleConnectionsPerHost,
+			IdleConnectionTimeoutMs:   ms(s.IdleConnectionTimeout),
+			ResponseHeaderTimeoutMs:   ms(s.ResponseHeaderTimeout),
+			DialerTimeoutMs:           ms(s.DialerTimeout),
+			DisableKeepAlives:         s.DisableKeepAlives,
+			DisableCompression:        s.DisableCompression,
+			AllowInsecureConnections:  s.AllowInsecureConnections,
+		},
+		MaxBodyBytes: s.MaxBodyBytes,
+		Metrics:      &gatewayv1.Metrics{},
+	}
+	if r := s.ExtraConfig.Router; r != nil {
+		out.Router = &gatewayv1.Router{
+			ReturnErrorMsg:                r.ReturnErrorMsg,
+			DisableAccessLog:              r.DisableAccessLog,
+			LoggerSkipPaths:               r.LoggerSkipPaths,
+			HealthPath:                    r.HealthPath,
+			DisableHealth:                 r.DisableHealth,
+			HideVersionHeader:             r.HideVersionHeader,
+			AutoOptions:                   r.AutoOptions,
+			DisableHandleMethodNotAllowed: r.DisableHandleMethodNotAllowed,
+			RemoveExtraSlash:              r.RemoveExtraSlash,
+			DisableRedirectTrailingSlash:  r.DisableRedirectTrailingSlash,
+			ForwardedByClientIp:           r.ForwardedByClientIP,
+			RemoteIpHeaders:               canonicalHeaders(r.RemoteIPHeaders),
+			TrustedProxies:                r.TrustedProxies,
+			ErrorBody_404:                 r.ErrorBody404,
+			ErrorBody_405:                 r.ErrorBody405,
+		}
+	}
+	if l := s.ExtraConfig.Logging; l != nil {
+		out.Logging = &gatewayv1.Logging{
+			Level:  logLevels[strings.ToUpper(l.Level)],
+			Prefix: l.Prefix,
+			Stdout: l.Stdout,
+			Format: l.Format,
+		}
+	}
+	if m := s.ExtraConfig.Metrics; m != nil {
+		out.Metrics = &gatewayv1.Metrics{
+			Enabled:          true,
+			ListenAddress:    m.ListenAddress,
+			ProxyDisabled:    m.ProxyDisabled,
+			RouterDisabled:   m.RouterDisabled,
+			BackendDisabled:  m.BackendDisabled,
+			EndpointDisabled: m.EndpointDisabled,
+		}
+	}
+	return out
+}
+
+func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gatewayv1.Endpoint {
+	name := e.Method + " " + e.Endpoint
+	out := &gatewayv1.Endpoint{
+		Name:              name,
+		Path:              e.Endpoint,
+		Method:            e.Method,
+		TimeoutMs:         ms(deref(e.Timeout)),
+		CacheTtlMs:        ms(deref(e.CacheTTL)),
+		OutputEncoding:    e.OutputEncoding,
+		InputHeaders:      allowList(e.InputHeaders),
+		InputQueryStrings: allowList(e.InputQueryStrings),
+		ConcurrentCalls:   uint32(deref(e.ConcurrentCalls)),
+		DisableRest:       s.DisableRest,
+		CatchAll:          strings.HasSuffix(e.Endpoint, "/*"),
+	}
+	answering := 0
+	for i, b := range e.Backend {
+		if b == nil {
+			continue
+		}
+		cb := compileBackend(name, i, b, features)
+		if !cb.GetShadow() {
+			answering++
+		}
+		out.Backends = append(out.Backends, cb)
+	}
+	if px := e.ExtraConfig.Proxy; px != nil {
+		out.Sequential = px.Sequential
+		out.SequentialPropagatedParams = px.SequentialPropagatedParams
+		if st := px.Static; st != nil {
+			out.Static = &gatewayv1.Static{Strategy: st.Strategy, Data: st.Data}
+			features[FeatureProxyStatic] = true
+		}
+		// KrakenD applies the endpoint flatmap only after a merge, so with a
+		// single answering backend it is ignored (and not compiled).
+		if answering > 1 {
+			out.Flatmap = flatmapOps(px.FlatmapFilter)
+		}
+	}
+	if out.Sequential {
+		features[FeatureProxySequential] = true
+	}
+	if len(out.Flatmap) > 0 {
+		features[FeatureProxyFlatmap] = true
+	}
+	if out.CatchAll {
+		features[FeatureRouteCatchAll] = true
+	}
+	switch out.OutputEncoding {
+	case "xml":
+		features[FeatureEncodingXML] = true
+	case "yaml", "negotiate":
+		features[FeatureOutputYAML] = true
+	}
+	return out
+}
+
+func compileBackend(endpointName string, index int, b *Backend, features map[string]bool) *gatewayv1.Backend {
+	out := &gatewayv1.Backend{
+		Name:                endpointName + " backend[" + strconv.Itoa(index) + "]",
+		UrlPattern:          b.URLPattern,
+		Method:              b.Method,
+		Encoding:            b.Encoding,
+		IsCollection:        b.IsCollection,
+		Target:              b.Target,
+		Allow:               b.Allow,
+		Deny:                b.Deny,
+		Mapping:             b.Mapping,
+		Group:               b.Group,
+		InputHeaders:        allowList(b.InputHeaders),
+		InputQueryStrings:   allowList(b.InputQueryStrings),
+		DisableHostSanitize: b.DisableHostSanitize,
+	}
+	for _, h := range b.Host {
+		if clean, err := sanitizeHost(h, b.DisableHostSanitize); err == nil {
+			out.Hosts = append(out.Hosts, clean)
+		}
+	}
+	if h := b.ExtraConfig.HTTP; h != nil {
+		out.ReturnErrorCode = h.ReturnErrorCode
+		out.ReturnErrorDetails = deref(h.ReturnErrorDetails)
+	}
+	if px := b.ExtraConfig.Proxy; px != nil {
+		out.Flatmap = flatmapOps(px.FlatmapFilter)
+		out.Shadow = px.Shadow
+		if px.Shadow {
+			out.ShadowTimeoutMs = ms(deref(px.ShadowTimeout))
+			features[FeatureProxyShadow] = true
+		}
+	}
+	if len(out.Flatmap) > 0 {
+		features[FeatureProxyFlatmap] = true
+	}
+	if out.Encoding == "xml" {
+		features[FeatureEncodingXML] = true
+	}
+	return out
+}
+
+func flatmapOps(ops []FlatmapOp) []*gatewayv1.FlatmapOp {
+	if len(ops) == 0 {
+		return nil
+	}
+	out := make([]*gatewayv1.FlatmapOp, len(ops))
+	for i, op := range ops {
+		out[i] = &gatewayv1.FlatmapOp{Type: op.Type, Args: op.Args}
+	}
+	return out
+}
+
+// allowList drops repeated names; a list holding "*" becomes ["*"], which
+// is what KrakenD does with it (forward everything).
+func allowList(names []string) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	seen := make(map[string]bool, len(names))
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if n == "*" {
+			return []string{"*"}
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ms converts a duration to milliseconds, rounding a fraction up so that a
+// positive duration never becomes 0 ("not set").
+func ms(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	q := d / time.Millisecond
+	if d%time.Millisecond != 0 {
+		q++
+	}
+	return int64(q)
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

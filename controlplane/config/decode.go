@@ -1,0 +1,503 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// Format is the syntax of a configuration document.
+type Format int
+
+// Supported formats.
+const (
+	FormatJSON Format = iota + 1
+	FormatYAML
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatJSON:
+		return "json"
+	case FormatYAML:
+		return "yaml"
+	default:
+		return "unknown"
+	}
+}
+
+// DetectFormat picks the format from the file name's extension (.json,
+// .yaml, .yml, any case). For other names it sniffs the content: a document
+// whose first significant character is '{' or '[' is JSON, anything else is
+// YAML. KrakenD's other formats (.toml, .hcl, .properties) are refused by
+// Decode.
+func DetectFormat(filename string, content []byte) Format {
+	switch strings.ToLower(filepath.Ext(filename)) {
+	case ".json":
+		return FormatJSON
+	case ".yaml", ".yml":
+		return FormatYAML
+	}
+	trimmed := bytes.TrimLeft(bytes.TrimPrefix(content, utf8BOM), " \t\r\n")
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		return FormatJSON
+	}
+	return FormatYAML
+}
+
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// Decode parses a KrakenD v3 configuration strictly. Unlike KrakenD, which
+// ignores what it does not know, every unknown key, unsupported extra_config
+// namespace, legacy v2 key name, wrong JSON type and unparsable duration is a
+// violation with its path and position. Decode does not apply defaults or
+// check values; see [Defaults] and [Validate].
+//
+// The returned Service is nil only when the document is not well-formed
+// (then the single violation has an empty path and says where the syntax
+// error is); otherwise it holds everything that could be decoded.
+// Violations are sorted and capped like Validate's.
+func Decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolation) {
+	s, vs := decode(filename, content)
+	var positions map[string]position
+	if s != nil {
+		positions = s.positions
+	}
+	return s, finish(vs, positions)
+}
+
+// decode is Decode without the final sorting, so Compile can merge its
+// violations with Validate's first.
+func decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolation) {
+	root, err := parseDocument(filename, content)
+	if err != nil {
+		var vs violations
+		kind := KindInvalid
+		if errors.Is(err, errUnsupportedFormat) {
+			kind = KindUnsupported
+		}
+		vs.add("", kind, "%s", err.Error())
+		return nil, vs.list
+	}
+	d := &decoder{positions: make(map[string]position)}
+	s := d.service(root)
+	s.positions = d.positions
+	return s, d.vs.list
+}
+
+var errUnsupportedFormat = errors.New("unsupported format")
+
+// parseDocument turns content into a node tree whose positions refer to
+// the original document.
+func parseDocument(filename string, content []byte) (*node, error) {
+	switch ext := strings.ToLower(filepath.Ext(filename)); ext {
+	case ".toml", ".hcl", ".properties", ".props", ".tmpl":
+		return nil, fmt.Errorf("%w %q: use .json, .yaml or .yml", errUnsupportedFormat, ext)
+	}
+	content = bytes.TrimPrefix(content, utf8BOM)
+	if DetectFormat(filename, content) == FormatJSON {
+		return parseJSON(content, newLineIndex(content))
+	}
+	return parseYAML(content)
+}
+
+// decoder turns a node tree into the model, collecting violations instead
+// of stopping at the first one.
+type decoder struct {
+	vs        violations
+	positions map[string]position
+}
+
+// handler decodes the value n found at path p.
+type handler func(n *node, p path)
+
+// objectSpec describes the keys an object accepts.
+type objectSpec struct {
+	fields map[string]handler
+	// renamed maps KrakenD v2 key names to their v3 names.
+	renamed map[string]string
+	// notSupported maps keys KrakenD knows but this gateway does not
+	// implement to the reason.
+	notSupported map[string]string
+}
+
+// Legacy v2 names of endpoint and backend keys.
+var (
+	renamedInputs = map[string]string{
+		"headers_to_pass":    "input_headers",
+		"querystring_params": "input_query_strings",
+	}
+	renamedBackend = map[string]string{
+		"headers_to_pass":    "input_headers",
+		"querystring_params": "input_query_strings",
+		"whitelist":          "allow",
+		"blacklist":          "deny",
+	}
+)
+
+func (d *decoder) record(p path, n *node) {
+	if n.pos.line > 0 {
+		d.positions[string(p)] = n.pos
+	}
+}
+
+// members type-checks an object and returns its members, reporting
+// duplicate keys (the last one is kept, as JSON decoders do).
+func (d *decoder) members(n *node, p path, keyPath func(path, string) path) []member {
+	if !d.want(n, p, typeObject) {
+		return nil
+	}
+	seen := make(map[string]bool, len(n.members))
+	for _, m := range n.members {
+		mp := keyPath(p, m.key)
+		d.record(mp, m.val)
+		if seen[m.key] {
+			d.vs.add(mp, KindDuplicate, "key %q appears more than once", m.key)
+		}
+		seen[m.key] = true
+	}
+	return n.members
+}
+
+// object decodes an object whose keys are listed in spec.
+func (d *decoder) object(n *node, p path, spec objectSpec) {
+	for _, m := range d.members(n, p, path.field) {
+		mp := p.field(m.key)
+		h, ok := spec.fields[m.key]
+		switch {
+		case ok && m.val.kind == typeNull:
+			// null means "not set", as in KrakenD.
+		case ok:
+			h(m.val, mp)
+		case spec.renamed[m.key] != "":
+			d.vs.add(mp, KindUnsupported, "%q is the KrakenD v2 name of %q; config version 3 uses %q",
+				m.key, spec.renamed[m.key], spec.renamed[m.key])
+		case spec.notSupported[m.key] != "":
+			d.vs.add(mp, KindUnsupported, "%s; allowed keys: %s", spec.notSupported[m.key], keyList(spec.fields))
+		default:
+			d.vs.add(mp, KindUnsupported, "unknown key %q; allowed keys: %s", m.key, keyList(spec.fields))
+		}
+	}
+}
+
+func keyList(fields map[string]handler) string {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
+}
+
+// list calls each for every element of an array.
+func (d *decoder) list(n *node, p path, each func(i int, n *node, p path)) {
+	if !d.want(n, p, typeArray) {
+		return
+	}
+	for i, item := range n.items {
+		ip := p.index(i)
+		d.record(ip, item)
+		each(i, item, ip)
+	}
+}
+
+// want reports a type mismatch and says whether n has the wanted type.
+func (d *decoder) want(n *node, p path, t jsonType) bool {
+	if n.kind == t {
+		return true
+	}
+	article := "a"
+	if t == typeArray || t == typeObject {
+		article = "an"
+	}
+	d.vs.add(p, KindInvalid, "want %s %s, got %s", article, t, n.kind)
+	return false
+}
+
+func (d *decoder) str(dst *string) handler {
+	return func(n *node, p path) {
+		if d.want(n, p, typeString) {
+			*dst = n.text
+		}
+	}
+}
+
+func (d *decoder) optStr(dst **string) handler {
+	return func(n *node, p path) {
+		if d.want(n, p, typeString) {
+			*dst = &n.text
+		}
+	}
+}
+
+func (d *decoder) boolean(dst *bool) handler {
+	return func(n *node, p path) {
+		if d.want(n, p, typeBool) {
+			*dst = n.boolean
+		}
+	}
+}
+
+// falseOnly accepts a boolean key KrakenD has but this gateway does not
+// implement, as long as it keeps its default (false).
+func (d *decoder) falseOnly(what string) handler {
+	return func(n *node, p path) {
+		if d.want(n, p, typeBool) && n.boolean {
+			d.vs.add(p, KindUnsupported, "%s is not supported; the only accepted value is false", what)
+		}
+	}
+}
+
+func (d *decoder) integer(dst *int64) handler {
+	return func(n *node, p path) {
+		if v, ok := d.int64(n, p); ok {
+			*dst = v
+		}
+	}
+}
+
+func (d *decoder) optInteger(dst **int64) handler {
+	return func(n *node, p path) {
+		if v, ok := d.int64(n, p); ok {
+			*dst = &v
+		}
+	}
+}
+
+func (d *decoder) int64(n *node, p path) (int64, bool) {
+	if !d.want(n, p, typeNumber) {
+		return 0, false
+	}
+	if v, err := strconv.ParseInt(n.text, 10, 64); err == nil {
+		return v, true
+	}
+	f, err := strconv.ParseFloat(n.text, 64)
+	if err != nil || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+		d.vs.add(p, KindInvalid, "%s: want an integer", n.text)
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// duration decodes a Go duration string. KrakenD silently reads an
+// unparsable duration as 0; here it is a violation.
+func (d *decoder) duration(dst *time.Duration) handler {
+	return func(n *node, p path) {
+		if v, ok := d.parseDuration(n, p); ok {
+			*dst = v
+		}
+	}
+}
+
+func (d *decoder) optDuration(dst **time.Duration) handler {
+	return func(n *node, p path) {
+		if v, ok := d.parseDuration(n, p); ok {
+			*dst = &v
+		}
+	}
+}
+
+func (d *decoder) parseDuration(n *node, p path) (time.Duration, bool) {
+	if n.kind != typeString {
+		d.vs.add(p, KindInvalid, "want a duration string such as \"2s\" or \"500ms\", got %s", n.kind)
+		return 0, false
+	}
+	v, err := time.ParseDuration(n.text)
+	if err != nil {
+		d.vs.add(p, KindInvalid, "%q is not a duration (use Go syntax such as \"2s\", \"1m30s\", \"500ms\")", n.text)
+		return 0, false
+	}
+	return v, true
+}
+
+// strings decodes an array of strings. The result stays aligned with the
+// array: an element of the wrong type is reported and left empty.
+func (d *decoder) strings(dst *[]string) handler {
+	return func(n *node, p path) {
+		out := make([]string, 0, len(n.items))
+		d.list(n, p, func(_ int, item *node, ip path) {
+			var s string
+			if d.want(item, ip, typeString) {
+				s = item.text
+			}
+			out = append(out, s)
+		})
+		if n.kind == typeArray {
+			*dst = out
+		}
+	}
+}
+
+// stringMap decodes an object of strings.
+func (d *decoder) stringMap(dst *map[string]string) handler {
+	return func(n *node, p path) {
+		out := make(map[string]string, len(n.members))
+		for _, m := range d.members(n, p, path.key) {
+			if d.want(m.val, p.key(m.key), typeString) {
+				out[m.key] = m.val.text
+			}
+		}
+		if n.kind == typeObject {
+			*dst = out
+		}
+	}
+}
+
+// rawObject stores the canonical JSON of an object value.
+func (d *decoder) rawObject(dst *[]byte) handler {
+	return func(n *node, p path) {
+		if d.want(n, p, typeObject) {
+			*dst = canonicalJSON(n)
+		}
+	}
+}
+
+func (d *decoder) service(n *node) *Service {
+	s := &Service{}
+	d.record("", n)
+	d.object(n, "", objectSpec{
+		fields: map[string]handler{
+			"$schema":         d.str(&s.Schema),
+			"version":         d.optInteger(&s.Version),
+			"name":            d.str(&s.Name),
+			"port":            d.integer(&s.Port),
+			"listen_ip":       d.str(&s.ListenIP),
+			"timeout":         d.optDuration(&s.Timeout),
+			"cache_ttl":       d.optDuration(&s.CacheTTL),
+			"output_encoding": d.str(&s.OutputEncoding),
+			"host":            d.strings(&s.Host),
+			"disable_rest":    d.boolean(&s.DisableRest),
+			"endpoints": func(n *node, p path) {
+				d.list(n, p, func(_ int, item *node, ip path) {
+					s.Endpoints = append(s.Endpoints, d.endpoint(item, ip))
+				})
+			},
+			"extra_config": func(n *node, p path) {
+				decodeExtraConfig(d, n, p, serviceNamespaces, &s.ExtraConfig)
+			},
+
+			"read_timeout":           d.duration(&s.ReadTimeout),
+			"write_timeout":          d.duration(&s.WriteTimeout),
+			"idle_timeout":           d.duration(&s.IdleTimeout),
+			"read_header_timeout":    d.duration(&s.ReadHeaderTimeout),
+			"max_header_bytes":       d.integer(&s.MaxHeaderBytes),
+			"max_shutdown_wait_time": d.duration(&s.MaxShutdownWaitTime),
+			"use_h2c":                d.falseOnly("h2c (HTTP/2 without TLS)"),
+
+			"max_idle_connections":          d.integer(&s.MaxIdleConnections),
+			"max_idle_connections_per_host": d.integer(&s.MaxIdleConnectionsPerHost),
+			"idle_connection_timeout":       d.duration(&s.IdleConnectionTimeout),
+			"response_header_timeout":       d.duration(&s.ResponseHeaderTimeout),
+			"expect_continue_timeout":       d.duration(&s.ExpectContinueTimeout),
+			"dialer_timeout":                d.duration(&s.DialerTimeout),
+			"dialer_keep_alive":             d.duration(&s.DialerKeepAlive),
+			"dialer_fallback_delay":         d.duration(&s.DialerFallbackDelay),
+			"disable_keep_alives":           d.boolean(&s.DisableKeepAlives),
+			"disable_compression":           d.boolean(&s.DisableCompression),
+			"allow_insecure_connections":    d.boolean(&s.AllowInsecureConnections),
+
+			"debug_endpoint":   d.falseOnly("KrakenD's /__debug handler"),
+			"echo_endpoint":    d.falseOnly("KrakenD's /__echo handler"),
+			"dns_cache_ttl":    d.duration(&s.DNSCacheTTL),
+			"sequential_start": d.boolean(&s.SequentialStart),
+		},
+		notSupported: map[string]string{
+			"tls":         "TLS termination is not supported (terminate TLS in front of the gateway)",
+			"client_tls":  "client TLS settings are not supported",
+			"plugin":      "Go plugins are not supported",
+			"async_agent": "async agents are not supported",
+		},
+	})
+	return s
+}
+
+func (d *decoder) endpoint(n *node, p path) *Endpoint {
+	if !d.want(n, p, typeObject) {
+		return nil
+	}
+	e := &Endpoint{}
+	d.object(n, p, objectSpec{
+		fields: map[string]handler{
+			"endpoint": d.str(&e.Endpoint),
+			"method":   d.str(&e.Method),
+			"backend": func(n *node, p path) {
+				d.list(n, p, func(_ int, item *node, ip path) {
+					e.Backend = append(e.Backend, d.backend(item, ip))
+				})
+			},
+			"concurrent_calls":    d.optInteger(&e.ConcurrentCalls),
+			"timeout":             d.optDuration(&e.Timeout),
+			"cache_ttl":           d.optDuration(&e.CacheTTL),
+			"input_headers":       d.strings(&e.InputHeaders),
+			"input_query_strings": d.strings(&e.InputQueryStrings),
+			"output_encoding":     d.str(&e.OutputEncoding),
+			"extra_config": func(n *node, p path) {
+				decodeExtraConfig(d, n, p, endpointNamespaces, &e.ExtraConfig)
+			},
+		},
+		renamed: renamedInputs,
+		notSupported: map[string]string{
+			"disable_rest": "disable_rest is a service-level key in KrakenD",
+		},
+	})
+	return e
+}
+
+func (d *decoder) backend(n *node, p path) *Backend {
+	if !d.want(n, p, typeObject) {
+		return nil
+	}
+	b := &Backend{}
+	d.object(n, p, objectSpec{
+		fields: map[string]handler{
+			"url_pattern":           d.str(&b.URLPattern),
+			"host":                  d.strings(&b.Host),
+			"sd":                    d.str(&b.SD),
+			"disable_host_sanitize": d.boolean(&b.DisableHostSanitize),
+			"method":                d.str(&b.Method),
+			"encoding":              d.str(&b.Encoding),
+			"is_collection":         d.boolean(&b.IsCollection),
+			"target":                d.str(&b.Target),
+			"allow":                 d.strings(&b.Allow),
+			"deny":                  d.strings(&b.Deny),
+			"mapping":               d.stringMap(&b.Mapping),
+			"group":                 d.str(&b.Group),
+			"input_headers":         d.strings(&b.InputHeaders),
+			"input_query_strings":   d.strings(&b.InputQueryStrings),
+			"extra_config": func(n *node, p path) {
+				decodeExtraConfig(d, n, p, backendNamespaces, &b.ExtraConfig)
+			},
+		},
+		renamed: renamedBackend,
+		notSupported: map[string]string{
+			"sd_scheme": "service discovery schemes are not supported (sd is static only)",
+		},
+	})
+	return b
+}
+
+// flatmap decodes a flatmap_filter list.
+func (d *decoder) flatmap(dst *[]FlatmapOp) handler {
+	return func(n *node, p path) {
+		out := make([]FlatmapOp, 0, len(n.items))
+		d.list(n, p, func(_ int, item *node, ip path) {
+			var op FlatmapOp
+			d.object(item, ip, objectSpec{fields: map[string]handler{
+				"type": d.str(&op.Type),
+				"args": d.strings(&op.Args),
+			}})
+			out = append(out, op)
+		})
+		if n.kind == typeArray {
+			*dst = out
+		}
+	}
+}

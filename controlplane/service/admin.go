@@ -1,0 +1,257 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/apigw/gateway/controlplane/config"
+	"github.com/apigw/gateway/controlplane/store"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+const (
+	defaultHistoryLimit = 50
+	maxHistoryLimit     = 1000
+	// commitAttempts bounds the retries of a push or rollback that lost a
+	// compare-and-swap race to another writer.
+	commitAttempts = 3
+)
+
+// adminServer implements gatewayv1.AdminServiceServer on top of a Service.
+type adminServer struct {
+	gatewayv1.UnimplementedAdminServiceServer
+	svc *Service
+}
+
+// Validate compiles the configuration without storing it. Violations are a
+// normal answer (OK with violations), not an error.
+func (a *adminServer) Validate(_ context.Context, req *gatewayv1.ValidateRequest) (*gatewayv1.ValidateResponse, error) {
+	c, err := a.svc.compile(req.GetSource())
+	if ve := (*config.ValidationError)(nil); errors.As(err, &ve) {
+		return &gatewayv1.ValidateResponse{Violations: ve.Violations}, nil
+	}
+	if err != nil {
+		return nil, toStatus(a.svc.log, "validate", err)
+	}
+	return &gatewayv1.ValidateResponse{Sha256: c.SHA256}, nil
+}
+
+// Push compiles the configuration and stores it as a new version, unless its
+// snapshot equals the latest version's, which is then returned with
+// created=false.
+func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (*gatewayv1.PushResponse, error) {
+	c, err := a.svc.compile(req.GetSource())
+	if ve := (*config.ValidationError)(nil); errors.As(err, &ve) {
+		// Audit trail: rejected pushes are logged too, without the content.
+		a.svc.log.Info().
+			Str("author", authorOr(req.GetAuthor())).
+			Str("source", req.GetSource().GetFilename()).
+			Int("violations", len(ve.Violations)).
+			Msg("push rejected")
+	}
+	if err != nil {
+		return nil, toStatus(a.svc.log, "push", err)
+	}
+	rev := &store.Revision{
+		SHA256:     c.SHA256,
+		Payload:    c.Payload,
+		Source:     req.GetSource().GetContent(),
+		SourceName: req.GetSource().GetFilename(),
+		Author:     authorOr(req.GetAuthor()),
+		Endpoints:  uint32(len(c.Snapshot.GetEndpoints())),
+	}
+	got, created, err := a.svc.commitUnlessCurrent(ctx, rev)
+	if err != nil {
+		return nil, toStatus(a.svc.log, "push", err)
+	}
+	return &gatewayv1.PushResponse{Version: versionInfo(got), Created: created}, nil
+}
+
+// Diff compiles the configuration and compares its snapshot with the latest
+// version's.
+func (a *adminServer) Diff(ctx context.Context, req *gatewayv1.DiffRequest) (*gatewayv1.DiffResponse, error) {
+	c, err := a.svc.compile(req.GetSource())
+	if err != nil {
+		return nil, toStatus(a.svc.log, "diff", err)
+	}
+	latest, err := latestOrNil(ctx, a.svc.store)
+	if err != nil {
+		return nil, toStatus(a.svc.log, "diff", err)
+	}
+	resp := &gatewayv1.DiffResponse{}
+	var old *gatewayv1.Snapshot
+	if latest != nil {
+		resp.CurrentVersion = latest.Version
+		old = &gatewayv1.Snapshot{}
+		if err := proto.Unmarshal(latest.Payload, old); err != nil {
+			return nil, toStatus(a.svc.log, "diff", fmt.Errorf("decode version %d: %w", latest.Version, err))
+		}
+	}
+	resp.Changes = config.Diff(old, c.Snapshot)
+	return resp, nil
+}
+
+// Status reports the current version and every edge seen since start.
+func (a *adminServer) Status(ctx context.Context, _ *gatewayv1.StatusRequest) (*gatewayv1.StatusResponse, error) {
+	resp := &gatewayv1.StatusResponse{}
+	latest, err := latestMeta(ctx, a.svc.store)
+	if err != nil {
+		return nil, toStatus(a.svc.log, "status", err)
+	}
+	var curSHA string
+	if latest != nil {
+		resp.Current = versionInfo(latest)
+		curSHA = latest.SHA256
+	}
+	resp.Edges = a.svc.fleet.list(resp.GetCurrent().GetVersion(), curSHA)
+	return resp, nil
+}
+
+// History lists stored versions, newest first.
+func (a *adminServer) History(ctx context.Context, req *gatewayv1.HistoryRequest) (*gatewayv1.HistoryResponse, error) {
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = defaultHistoryLimit
+	}
+	limit = min(limit, maxHistoryLimit)
+	revs, err := a.svc.store.List(ctx, limit)
+	if err != nil {
+		return nil, toStatus(a.svc.log, "history", err)
+	}
+	resp := &gatewayv1.HistoryResponse{Versions: make([]*gatewayv1.VersionInfo, 0, len(revs))}
+	for _, r := range revs {
+		resp.Versions = append(resp.Versions, versionInfo(r))
+	}
+	return resp, nil
+}
+
+// Rollback stores a new version with the content of version V. When the
+// latest version already has that content it is returned with created=false.
+func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackRequest) (*gatewayv1.RollbackResponse, error) {
+	if req.GetVersion() == 0 {
+		return nil, toStatus(a.svc.log, "rollback", &config.ValidationError{Violations: []*gatewayv1.FieldViolation{
+			{Path: "version", Kind: "required", Detail: "name the version to roll back to"},
+		}})
+	}
+	target, err := a.svc.store.Get(ctx, req.GetVersion())
+	if err != nil {
+		return nil, toStatus(a.svc.log, "rollback", err)
+	}
+	rev := &store.Revision{
+		SHA256:     target.SHA256,
+		Payload:    target.Payload,
+		Source:     target.Source,
+		SourceName: target.SourceName,
+		Author:     authorOr(req.GetAuthor()),
+		RollbackOf: target.Version,
+		Endpoints:  target.Endpoints,
+	}
+	got, created, err := a.svc.commitUnlessCurrent(ctx, rev)
+	if err != nil {
+		return nil, toStatus(a.svc.log, "rollback", err)
+	}
+	return &gatewayv1.RollbackResponse{Version: versionInfo(got), Created: created}, nil
+}
+
+// commitUnlessCurrent stores rev as the next version unless the latest
+// version has the same sha256, which it returns instead (created=false).
+// Losing a compare-and-swap race to another writer is retried: the caller
+// asked for "this content, on top of whatever is current", not for a
+// particular base version.
+func (s *Service) commitUnlessCurrent(ctx context.Context, rev *store.Revision) (*store.Revision, bool, error) {
+	var err error
+	for range commitAttempts {
+		var latest *store.Revision
+		latest, err = latestMeta(ctx, s.store)
+		if err != nil {
+			return nil, false, err
+		}
+		var prev uint64
+		if latest != nil {
+			if latest.SHA256 == rev.SHA256 {
+				return latest, false, nil
+			}
+			prev = latest.Version
+		}
+		var got *store.Revision
+		got, err = s.store.Commit(ctx, prev, rev)
+		if errors.Is(err, store.ErrStale) {
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		s.metrics.versionsCreated.Inc()
+		ev := s.log.Info().
+			Uint64("version", got.Version).
+			Str("sha256", got.SHA256).
+			Str("author", got.Author).
+			Uint32("endpoints", got.Endpoints)
+		if got.RollbackOf != 0 {
+			ev = ev.Uint64("rollback_of", got.RollbackOf)
+		}
+		ev.Msg("version created")
+		return got, true, nil
+	}
+	return nil, false, err
+}
+
+// compile compiles a pushed source and enforces the snapshot size limit
+// (edges refuse gRPC messages above their receive limit, so an oversized
+// snapshot would never arrive).
+func (s *Service) compile(src *gatewayv1.ConfigSource) (*config.Compiled, error) {
+	c, err := config.Compile(src.GetFilename(), src.GetContent())
+	if err != nil {
+		return nil, err
+	}
+	if n := len(c.Payload); n > s.cfg.MaxSnapshotBytes {
+		return nil, &config.ValidationError{Violations: []*gatewayv1.FieldViolation{{
+			Path:   "endpoints",
+			Kind:   "too_many",
+			Detail: fmt.Sprintf("the compiled snapshot is %d bytes; the limit is %d", n, s.cfg.MaxSnapshotBytes),
+		}}}
+	}
+	return c, nil
+}
+
+// latestOrNil returns the newest revision with its content, or nil when the
+// store is empty.
+func latestOrNil(ctx context.Context, st store.Store) (*store.Revision, error) {
+	rev, err := st.Latest(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return rev, err
+}
+
+// latestMeta returns the newest revision without Payload and Source, or nil
+// when the store is empty. Status is polled (gwctl push --wait) and must not
+// read and hash a multi-megabyte payload each time.
+func latestMeta(ctx context.Context, st store.Store) (*store.Revision, error) {
+	revs, err := st.List(ctx, 1)
+	if err != nil || len(revs) == 0 {
+		return nil, err
+	}
+	return revs[0], nil
+}
+
+func authorOr(author string) string {
+	if author == "" {
+		return "unknown"
+	}
+	return author
+}
+
+func versionInfo(r *store.Revision) *gatewayv1.VersionInfo {
+	return &gatewayv1.VersionInfo{
+		Version:       r.Version,
+		Sha256:        r.SHA256,
+		Author:        r.Author,
+		CreatedUnixMs: r.CreatedUnixMs,
+		RollbackOf:    r.RollbackOf,
+		Endpoints:     r.Endpoints,
+	}
+}

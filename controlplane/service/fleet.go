@@ -1,0 +1,268 @@
+package service
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apigw/gateway/controlplane/config"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// Edge states as reported by Status and the gw_controlplane_edges metric.
+const (
+	stateInSync       = "in_sync"      // connected and serving the current version
+	stateStale        = "stale"        // connected, serving something else (update on its way or pending)
+	stateRejected     = "rejected"     // connected, NACKed the current version
+	stateDisconnected = "disconnected" // no open stream
+)
+
+// maxNacked bounds the NACKed versions remembered per node. Only versions at
+// or above the current one matter (versions only grow), so a handful is
+// plenty; the bound keeps a flapping edge from growing memory forever.
+const maxNacked = 16
+
+// maxErrorLen bounds the last_error text kept per edge.
+const maxErrorLen = 1024
+
+// fleet is the registry of every edge seen since the process started. It is
+// safe for concurrent use; it never does I/O or channel sends under mu.
+type fleet struct {
+	// mu guards the fields below.
+	mu       sync.Mutex
+	edges    map[string]*edgeEntry // by node_id
+	lastConn uint64
+}
+
+// edgeEntry is one node. connID identifies the stream that owns the entry;
+// only that stream may update or disconnect it, so a stale stream that ends
+// after its node reconnected cannot clobber the new entry.
+type edgeEntry struct {
+	nodeID, region, build, peer string
+	connID                      uint64 // zero when disconnected
+	cancel                      context.CancelCauseFunc
+	connectedSince, lastSeen    time.Time
+	appliedVersion              uint64
+	appliedSHA                  string
+	rejectedVersion             uint64
+	lastError                   string
+	// nacked survives reconnects of the same build: an edge is never sent a
+	// version it refused.
+	nacked []uint64
+}
+
+func newFleet() *fleet {
+	return &fleet{edges: make(map[string]*edgeEntry)}
+}
+
+// connect registers a stream for hello's node and returns its connection id.
+// A node that reconnects replaces its old entry (keeping only what it
+// NACKed); the previous stream, if still open, is cancelled with
+// errStreamReplace after mu is released.
+func (f *fleet) connect(hello *gatewayv1.Hello, peer string, cancel context.CancelCauseFunc, now time.Time) uint64 {
+	f.mu.Lock()
+	f.lastConn++
+	id := f.lastConn
+	e := &edgeEntry{
+		nodeID:         hello.GetNodeId(),
+		region:         hello.GetRegion(),
+		build:          hello.GetBuildVersion(),
+		peer:           peer,
+		connID:         id,
+		cancel:         cancel,
+		connectedSince: now,
+		lastSeen:       now,
+		appliedVersion: hello.GetConfigVersion(),
+		appliedSHA:     hello.GetConfigSha256(),
+	}
+	var replaced context.CancelCauseFunc
+	if old := f.edges[e.nodeID]; old != nil {
+		// NACKs are remembered per node and build: the same build would
+		// refuse the same version again, but an upgraded one may accept it
+		// (the usual cause of a NACK is a feature the old build lacked).
+		if old.build == e.build {
+			e.nacked = old.nacked
+			e.rejectedVersion = old.rejectedVersion
+		}
+		e.lastError = old.lastError
+		if old.connID != 0 {
+			replaced = old.cancel
+		}
+	}
+	f.edges[e.nodeID] = e
+	f.mu.Unlock()
+	if replaced != nil {
+		replaced(errStreamReplace)
+	}
+	return id
+}
+
+// owned returns node's entry if stream connID still owns it. mu must be held.
+func (f *fleet) owned(node string, connID uint64) *edgeEntry {
+	e := f.edges[node]
+	if e == nil || e.connID != connID {
+		return nil
+	}
+	return e
+}
+
+// seen records that the stream received a message.
+func (f *fleet) seen(node string, connID uint64, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.owned(node, connID); e != nil {
+		e.lastSeen = now
+	}
+}
+
+// ack records that node serves version/sha. It reports whether the applied
+// version changed (a first ACK of this version by this stream).
+func (f *fleet) ack(node string, connID uint64, version uint64, sha string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.owned(node, connID)
+	if e == nil {
+		return false
+	}
+	e.lastSeen = now
+	changed := e.appliedVersion != version || e.appliedSHA != sha
+	e.appliedVersion, e.appliedSHA = version, sha
+	if version > e.rejectedVersion {
+		e.lastError = ""
+	}
+	return changed
+}
+
+// nack records that node refused a version.
+func (f *fleet) nack(node string, connID uint64, n *gatewayv1.Nack, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.edges[node]
+	if e == nil {
+		return
+	}
+	// The refusal is a fact about the node, kept even if this stream was
+	// replaced meanwhile.
+	if !slices.Contains(e.nacked, n.GetVersion()) {
+		e.nacked = append(e.nacked, n.GetVersion())
+		slices.Sort(e.nacked)
+		if len(e.nacked) > maxNacked {
+			e.nacked = slices.Delete(e.nacked, 0, len(e.nacked)-maxNacked)
+		}
+	}
+	if n.GetVersion() >= e.rejectedVersion {
+		e.rejectedVersion = n.GetVersion()
+		e.lastError = truncate(nackText(n), maxErrorLen)
+	}
+	if e.connID == connID {
+		e.lastSeen = now
+	}
+}
+
+// nackedVersion reports whether node ever NACKed version.
+func (f *fleet) nackedVersion(node string, version uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.edges[node]
+	return e != nil && slices.Contains(e.nacked, version)
+}
+
+// disconnect marks node disconnected if stream connID still owns it.
+func (f *fleet) disconnect(node string, connID uint64, reason string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.owned(node, connID)
+	if e == nil {
+		return
+	}
+	e.connID = 0
+	e.cancel = nil
+	e.lastSeen = now
+	if reason != "" {
+		e.lastError = truncate(reason, maxErrorLen)
+	}
+}
+
+// state classifies one entry against the current version. mu must be held.
+func (e *edgeEntry) state(curVersion uint64, curSHA string) string {
+	switch {
+	case e.connID == 0:
+		return stateDisconnected
+	case e.appliedVersion == curVersion && e.appliedSHA == curSHA:
+		return stateInSync
+	case curVersion != 0 && e.rejectedVersion == curVersion:
+		return stateRejected
+	default:
+		return stateStale
+	}
+}
+
+// list returns every edge, sorted by region then node id.
+func (f *fleet) list(curVersion uint64, curSHA string) []*gatewayv1.EdgeStatus {
+	f.mu.Lock()
+	out := make([]*gatewayv1.EdgeStatus, 0, len(f.edges))
+	for _, e := range f.edges {
+		st := &gatewayv1.EdgeStatus{
+			NodeId:          e.nodeID,
+			Region:          e.region,
+			BuildVersion:    e.build,
+			State:           e.state(curVersion, curSHA),
+			AppliedVersion:  e.appliedVersion,
+			AppliedSha256:   e.appliedSHA,
+			RejectedVersion: e.rejectedVersion,
+			LastError:       e.lastError,
+			LastSeenUnixMs:  e.lastSeen.UnixMilli(),
+			Connected:       e.connID != 0,
+			Peer:            e.peer,
+		}
+		if e.connID != 0 {
+			st.ConnectedSinceUnixMs = e.connectedSince.UnixMilli()
+		}
+		out = append(out, st)
+	}
+	f.mu.Unlock()
+	slices.SortFunc(out, func(a, b *gatewayv1.EdgeStatus) int {
+		return cmp.Or(cmp.Compare(a.GetRegion(), b.GetRegion()), cmp.Compare(a.GetNodeId(), b.GetNodeId()))
+	})
+	return out
+}
+
+// counts returns the number of edges per state.
+func (f *fleet) counts(curVersion uint64, curSHA string) map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]int, len(edgeStates))
+	for _, e := range f.edges {
+		out[e.state(curVersion, curSHA)]++
+	}
+	return out
+}
+
+func nackText(n *gatewayv1.Nack) string {
+	var b strings.Builder
+	b.WriteString(n.GetDetail())
+	for _, v := range n.GetViolations() {
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(config.FormatViolation(v))
+	}
+	if b.Len() == 0 {
+		return "rejected without detail"
+	}
+	return b.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut on a rune boundary.
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,338 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Bucket layout of the bbolt file. Every write happens in one transaction, so
+// a crash mid-write leaves either the old or the new state, never a mix.
+//
+//	meta/                       format marker and, later, small settings
+//	  "format" -> "1"
+//	config/
+//	  revisions/                one entry per version, never rewritten
+//	    be64(version) -> record (see record.go)
+//
+// A later revocation log fits beside config as its own top-level bucket with
+// the same shape: revocations/log/be64(seq) -> entry, plus whatever metadata
+// it needs (compaction point) in revocations/ itself. Big-endian keys keep
+// bbolt's byte order equal to numeric order, so the newest entry is
+// Cursor.Last and history is a backwards cursor walk.
+var (
+	bucketMeta      = []byte("meta")
+	bucketConfig    = []byte("config")
+	bucketRevisions = []byte("revisions")
+	keyFormat       = []byte("format")
+)
+
+// formatVersion is the on-disk layout version written to meta/format.
+const formatVersion = "1"
+
+// defaultLockTimeout bounds how long OpenBolt waits for the file lock held by
+// another process before giving up with a clear error.
+const defaultLockTimeout = 2 * time.Second
+
+// Option adjusts OpenBolt. Options exist for tests and tuning; the defaults
+// suit production.
+type Option func(*boltOptions)
+
+type boltOptions struct {
+	lockTimeout time.Duration
+	now         func() time.Time
+}
+
+// WithLockTimeout sets how long OpenBolt waits for another process to release
+// the database file (default 2s).
+func WithLockTimeout(d time.Duration) Option {
+	return func(o *boltOptions) { o.lockTimeout = d }
+}
+
+// WithClock replaces the clock used to stamp CreatedUnixMs (tests).
+func WithClock(now func() time.Time) Option {
+	return func(o *boltOptions) { o.now = now }
+}
+
+// Bolt is the embedded Store on a bbolt file. It is safe for concurrent use.
+// Writers are serialized by bbolt's single write transaction; readers run in
+// parallel read transactions and receive copies that outlive the transaction.
+type Bolt struct {
+	db  *bolt.DB
+	now func() time.Time
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	closed   bool
+	latest   uint64 // newest version announced to watchers
+	watchers map[*watcher]struct{}
+}
+
+type watcher struct {
+	ch   chan uint64
+	stop func() bool // unregisters the ctx.Done callback
+}
+
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt opens (creating if needed) the bbolt store at path. The directory
+// must exist. When another process holds the file, OpenBolt fails after the
+// lock timeout instead of hanging.
+func OpenBolt(path string, opts ...Option) (*Bolt, error) {
+	o := boltOptions{lockTimeout: defaultLockTimeout, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("open store %s: file is locked by another process (waited %s)", path, o.lockTimeout)
+		}
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	var latest uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch f := meta.Get(keyFormat); {
+		case f == nil:
+			if err := meta.Put(keyFormat, []byte(formatVersion)); err != nil {
+				return err
+			}
+		case string(f) != formatVersion:
+			return fmt.Errorf("unsupported format %q (this build reads %q)", f, formatVersion)
+		}
+		cfg, err := tx.CreateBucketIfNotExists(bucketConfig)
+		if err != nil {
+			return err
+		}
+		revs, err := cfg.CreateBucketIfNotExists(bucketRevisions)
+		if err != nil {
+			return err
+		}
+		latest = lastVersion(revs)
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Bolt{
+		db:       db,
+		now:      o.now,
+		latest:   latest,
+		watchers: make(map[*watcher]struct{}),
+	}, nil
+}
+
+// Latest implements Store.
+func (s *Bolt) Latest(ctx context.Context) (*Revision, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("latest: %w", err)
+	}
+	var rev *Revision
+	err := s.db.View(func(tx *bolt.Tx) error {
+		k, v := revisions(tx).Cursor().Last()
+		if k == nil {
+			return ErrNotFound
+		}
+		var err error
+		rev, err = decodeFull(k, v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("latest: %w", s.mapErr(err))
+	}
+	return rev, nil
+}
+
+// Get implements Store.
+func (s *Bolt) Get(ctx context.Context, version uint64) (*Revision, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("get version %d: %w", version, err)
+	}
+	var rev *Revision
+	err := s.db.View(func(tx *bolt.Tx) error {
+		k := versionKey(version)
+		v := revisions(tx).Get(k)
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		rev, err = decodeFull(k, v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get version %d: %w", version, s.mapErr(err))
+	}
+	return rev, nil
+}
+
+// List implements Store.
+func (s *Bolt) List(ctx context.Context, limit int) ([]*Revision, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	var out []*Revision
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := revisions(tx).Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			rev, err := decodeMeta(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, rev)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", s.mapErr(err))
+	}
+	return out, nil
+}
+
+// Commit implements Store.
+func (s *Bolt) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*Revision, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	if rev == nil {
+		return nil, errors.New("commit: nil revision")
+	}
+	if sum := sha256.Sum256(rev.Payload); hex.EncodeToString(sum[:]) != rev.SHA256 {
+		return nil, fmt.Errorf("commit: sha256 %q does not match the payload", rev.SHA256)
+	}
+	out := *rev
+	if out.CreatedUnixMs == 0 {
+		out.CreatedUnixMs = s.now().UnixMilli()
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := revisions(tx)
+		latest := lastVersion(b)
+		if latest != prevVersion {
+			return fmt.Errorf("based on version %d but the latest is %d: %w", prevVersion, latest, ErrStale)
+		}
+		out.Version = latest + 1
+		return b.Put(versionKey(out.Version), encodeRecord(&out))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commit: %w", s.mapErr(err))
+	}
+	s.notify(out.Version)
+	return &out, nil
+}
+
+// Watch implements Store.
+func (s *Bolt) Watch(ctx context.Context) (<-chan uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
+	}
+	w := &watcher{ch: make(chan uint64, 1)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("watch: %w", ErrClosed)
+	}
+	if s.latest > 0 {
+		w.ch <- s.latest // fresh 1-slot channel: cannot block
+	}
+	s.watchers[w] = struct{}{}
+	// Registered under mu, so the callback (which also takes mu) cannot run
+	// before w.stop is set.
+	w.stop = context.AfterFunc(ctx, func() { s.unwatch(w) })
+	return w.ch, nil
+}
+
+func (s *Bolt) unwatch(w *watcher) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.watchers[w]; ok {
+		delete(s.watchers, w)
+		close(w.ch)
+	}
+}
+
+// notify announces version v to every watcher, replacing an unread older
+// value. All senders hold mu, so after draining the slot it is free and the
+// send cannot block; the select keeps that true even if the invariant broke.
+// Versions at or below the last announced one are dropped, which keeps the
+// values each watcher sees strictly increasing even when two commits finish
+// in the opposite order.
+func (s *Bolt) notify(v uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || v <= s.latest {
+		return
+	}
+	s.latest = v
+	for w := range s.watchers {
+		select {
+		case <-w.ch:
+		default:
+		}
+		select {
+		case w.ch <- v:
+		default:
+		}
+	}
+}
+
+// Close implements Store. It closes every watch channel, then the database
+// (bbolt waits for running transactions). It is idempotent.
+func (s *Bolt) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for w := range s.watchers {
+		w.stop()
+		close(w.ch)
+	}
+	s.watchers = nil
+	s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// mapErr turns bbolt's "database not open" into ErrClosed; every other
+// error passes through.
+func (s *Bolt) mapErr(err error) error {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+func revisions(tx *bolt.Tx) *bolt.Bucket {
+	// Both buckets are created by OpenBolt and never deleted.
+	return tx.Bucket(bucketConfig).Bucket(bucketRevisions)
+}
+
+func lastVersion(b *bolt.Bucket) uint64 {
+	k, _ := b.Cursor().Last()
+	if k == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k)
+}
+
+func versionKey(v uint64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v)
+}
