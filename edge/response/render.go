@@ -1,0 +1,446 @@
+package response
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+)
+
+func parseOutput(name string) (Output, error) {
+	switch name {
+	case "", "json":
+		return OutputJSON, nil
+	case "json-collection":
+		return OutputJSONCollection, nil
+	case "string":
+		return OutputString, nil
+	case "no-op":
+		return OutputNoOp, nil
+	case "negotiate":
+		return OutputNegotiate, nil
+	case "xml":
+		return OutputXML, nil
+	case "yaml":
+		return OutputYAML, nil
+	}
+	return 0, fmt.Errorf("output encoding %q: unsupported (json, json-collection, string, no-op, negotiate, xml, yaml)", name)
+}
+
+// field returns v[key] when v is an object.
+func field(v *fastjson.Value, key string) *fastjson.Value {
+	if v == nil || v.Type() != fastjson.TypeObject {
+		return nil
+	}
+	o, _ := v.Object()
+	return o.Get(key)
+}
+
+func render(dst []byte, o Output, v *fastjson.Value, accept []byte) ([]byte, string) {
+	if o == OutputNegotiate {
+		o = negotiate(accept)
+	}
+	switch o {
+	case OutputJSONCollection:
+		c := field(v, "collection")
+		if c == nil {
+			return append(dst, "[]"...), ContentTypeJSON
+		}
+		return appendJSON(dst, c), ContentTypeJSON
+	case OutputString:
+		if c := field(v, "content"); c != nil && c.Type() == fastjson.TypeString {
+			b, _ := c.StringBytes()
+			dst = append(dst, b...)
+		}
+		return dst, ContentTypeText
+	case OutputXML:
+		return appendXMLDoc(dst, v), ContentTypeXML
+	case OutputYAML:
+		return appendYAMLDoc(dst, v), ContentTypeYAML
+	}
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return append(dst, "{}"...), ContentTypeJSON
+	}
+	return appendJSON(dst, v), ContentTypeJSON
+}
+
+// negotiation offers, in gin's order first (lura offers JSON, text/plain →
+// YAML, application/xml → XML), then our additions, which only decide
+// Accept entries that KrakenD would skip.
+var offers = [...]struct {
+	mime string
+	out  Output
+}{
+	{"application/json", OutputJSON},
+	{"text/plain", OutputYAML},
+	{"application/xml", OutputXML},
+	{"application/yaml", OutputYAML},
+	{"application/x-yaml", OutputYAML},
+	{"text/yaml", OutputYAML},
+	{"text/x-yaml", OutputYAML},
+	{"text/xml", OutputXML},
+}
+
+// negotiate is gin's Context.NegotiateFormat: Accept entries in header
+// order (q-values ignored), parameters stripped; an entry matches an offer
+// if it is a prefix of it or a '*' is reached; no entries → JSON; no match →
+// JSON (lura's default branch).
+func negotiate(accept []byte) Output {
+	for len(accept) > 0 {
+		var part []byte
+		if i := indexByte(accept, ','); i >= 0 {
+			part, accept = accept[:i], accept[i+1:]
+		} else {
+			part, accept = accept, nil
+		}
+		if i := indexByte(part, ';'); i > 0 {
+			part = part[:i]
+		}
+		part = trimSpace(part)
+		if len(part) == 0 {
+			continue
+		}
+		for _, of := range offers {
+			i := 0
+			for ; i < len(part) && i < len(of.mime); i++ {
+				if part[i] == '*' {
+					return of.out
+				}
+				if part[i] != of.mime[i] {
+					break
+				}
+			}
+			if i == len(part) {
+				return of.out
+			}
+		}
+	}
+	return OutputJSON
+}
+
+func indexByte(b []byte, c byte) int {
+	for i := range b {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// ---------------------------------------------------------------- XML
+
+// appendXMLDoc renders like krakend-xml (mxj's Map.Xml with XML escaping
+// on): a single top-level key that is not an array becomes the root
+// element, otherwise the root is <doc>; keys starting with '-' are
+// attributes, "#text" is the element text; arrays repeat the element; null
+// and attribute-only objects are self-closed. No XML declaration, no
+// indentation. Nil data renders an empty body (gin's c.XML(nil)).
+func appendXMLDoc(dst []byte, v *fastjson.Value) []byte {
+	if v == nil || v.Type() != fastjson.TypeObject {
+		return dst
+	}
+	o, _ := v.Object()
+	if o.Len() == 1 {
+		single := false
+		o.Visit(func(k []byte, c *fastjson.Value) {
+			if c.Type() != fastjson.TypeArray {
+				single = true
+				dst = appendXMLElem(dst, k, c)
+			}
+		})
+		if single {
+			return dst
+		}
+	}
+	return appendXMLElem(dst, []byte("doc"), v)
+}
+
+func appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		for _, c := range a {
+			dst = appendXMLElem(dst, name, c)
+		}
+		return dst
+	case fastjson.TypeNull:
+		dst = append(dst, '<')
+		dst = appendXMLName(dst, name)
+		return append(dst, '/', '>')
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		dst = append(dst, '<')
+		dst = appendXMLName(dst, name)
+		children := 0
+		o.Visit(func(k []byte, c *fastjson.Value) {
+			if len(k) > 1 && k[0] == '-' && isXMLScalar(c) {
+				dst = append(dst, ' ')
+				dst = appendXMLName(dst, k[1:])
+				dst = append(dst, '=', '"')
+				dst = appendXMLScalar(dst, c)
+				dst = append(dst, '"')
+				return
+			}
+			children++
+		})
+		if children == 0 {
+			return append(dst, '/', '>')
+		}
+		dst = append(dst, '>')
+		o.Visit(func(k []byte, c *fastjson.Value) {
+			switch {
+			case len(k) > 1 && k[0] == '-' && isXMLScalar(c):
+			case string(k) == "#text" && isXMLScalar(c):
+				dst = appendXMLScalar(dst, c)
+			default:
+				dst = appendXMLElem(dst, k, c)
+			}
+		})
+		dst = append(dst, '<', '/')
+		dst = appendXMLName(dst, name)
+		return append(dst, '>')
+	}
+	dst = append(dst, '<')
+	dst = appendXMLName(dst, name)
+	dst = append(dst, '>')
+	dst = appendXMLScalar(dst, v)
+	dst = append(dst, '<', '/')
+	dst = appendXMLName(dst, name)
+	return append(dst, '>')
+}
+
+func isXMLScalar(v *fastjson.Value) bool {
+	switch v.Type() {
+	case fastjson.TypeString, fastjson.TypeNumber, fastjson.TypeTrue, fastjson.TypeFalse:
+		return true
+	}
+	return false
+}
+
+func appendXMLScalar(dst []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return appendXMLText(dst, b)
+	case fastjson.TypeNumber:
+		return v.MarshalTo(dst)
+	case fastjson.TypeTrue:
+		return append(dst, "true"...)
+	case fastjson.TypeFalse:
+		return append(dst, "false"...)
+	}
+	return dst
+}
+
+// appendXMLText escapes & < > " ' (mxj.XMLEscapeChars(true)) and replaces
+// what XML 1.0 cannot carry (control characters, invalid UTF-8) by U+FFFD.
+func appendXMLText(dst, s []byte) []byte {
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			switch {
+			case b == '&':
+				dst = append(dst, "&amp;"...)
+			case b == '<':
+				dst = append(dst, "&lt;"...)
+			case b == '>':
+				dst = append(dst, "&gt;"...)
+			case b == '"':
+				dst = append(dst, "&quot;"...)
+			case b == '\'':
+				dst = append(dst, "&apos;"...)
+			case b < 0x20 && b != '\t' && b != '\n' && b != '\r':
+				dst = append(dst, "\uFFFD"...)
+			default:
+				dst = append(dst, b)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if (r == utf8.RuneError && size == 1) || r == 0xFFFE || r == 0xFFFF {
+			dst = append(dst, "\uFFFD"...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
+}
+
+// appendXMLName writes a key as an XML name: bytes that cannot appear in a
+// name become '_' (mxj writes keys verbatim, which can yield broken XML).
+func appendXMLName(dst, k []byte) []byte {
+	if len(k) == 0 {
+		return append(dst, '_')
+	}
+	for i, b := range k {
+		ok := b >= 0x80 || b == '_' || b == ':' || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
+			(i > 0 && (b == '-' || b == '.' || (b >= '0' && b <= '9')))
+		if !ok {
+			if i == 0 && (b == '-' || b == '.' || (b >= '0' && b <= '9')) {
+				dst = append(dst, '_', b)
+				continue
+			}
+			b = '_'
+		}
+		dst = append(dst, b)
+	}
+	return dst
+}
+
+// ---------------------------------------------------------------- YAML
+
+// appendYAMLDoc renders block YAML in yaml.v3's layout (4-space indent,
+// "- " items), keeping v's key order. Strings are plain when unambiguous,
+// otherwise double-quoted; numbers are plain (KrakenD's json.Number values
+// come out quoted, as strings). Nil data renders "{}".
+func appendYAMLDoc(dst []byte, v *fastjson.Value) []byte {
+	if v == nil || v.Type() == fastjson.TypeNull {
+		return append(dst, "{}\n"...)
+	}
+	if isYAMLFlow(v) {
+		dst = appendYAMLFlow(dst, v)
+		return append(dst, '\n')
+	}
+	switch v.Type() {
+	case fastjson.TypeObject:
+		return appendYAMLMap(dst, v, 0, false)
+	case fastjson.TypeArray:
+		return appendYAMLSeq(dst, v, 0, false)
+	}
+	return dst
+}
+
+// isYAMLFlow: scalars and empty containers are written inline.
+func isYAMLFlow(v *fastjson.Value) bool {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		return o.Len() == 0
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		return len(a) == 0
+	}
+	return true
+}
+
+func appendYAMLFlow(dst []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		return append(dst, "{}"...)
+	case fastjson.TypeArray:
+		return append(dst, "[]"...)
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		return appendYAMLString(dst, b)
+	case fastjson.TypeNumber:
+		return v.MarshalTo(dst)
+	case fastjson.TypeTrue:
+		return append(dst, "true"...)
+	case fastjson.TypeFalse:
+		return append(dst, "false"...)
+	}
+	return append(dst, "null"...)
+}
+
+func appendIndent(dst []byte, n int) []byte {
+	for ; n > 0; n-- {
+		dst = append(dst, ' ')
+	}
+	return dst
+}
+
+// appendYAMLMap writes a block mapping at indent; inline means the first key
+// continues the current line (after "- ").
+func appendYAMLMap(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
+	o, _ := v.Object()
+	first := true
+	o.Visit(func(k []byte, c *fastjson.Value) {
+		if !(first && inline) {
+			dst = appendIndent(dst, indent)
+		}
+		first = false
+		dst = appendYAMLString(dst, k)
+		dst = append(dst, ':')
+		if isYAMLFlow(c) {
+			dst = append(dst, ' ')
+			dst = appendYAMLFlow(dst, c)
+			dst = append(dst, '\n')
+			return
+		}
+		dst = append(dst, '\n')
+		if c.Type() == fastjson.TypeObject {
+			dst = appendYAMLMap(dst, c, indent+4, false)
+		} else {
+			dst = appendYAMLSeq(dst, c, indent+4, false)
+		}
+	})
+	return dst
+}
+
+func appendYAMLSeq(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
+	a, _ := v.Array()
+	for i, c := range a {
+		if !(i == 0 && inline) {
+			dst = appendIndent(dst, indent)
+		}
+		dst = append(dst, '-', ' ')
+		switch {
+		case isYAMLFlow(c):
+			dst = appendYAMLFlow(dst, c)
+			dst = append(dst, '\n')
+		case c.Type() == fastjson.TypeObject:
+			dst = appendYAMLMap(dst, c, indent+2, true)
+		default:
+			dst = appendYAMLSeq(dst, c, indent+2, true)
+		}
+	}
+	return dst
+}
+
+// appendYAMLString writes s plain when no YAML reader could take it for
+// anything but that string, double-quoted (JSON escapes are valid YAML)
+// otherwise.
+func appendYAMLString(dst, s []byte) []byte {
+	if yamlPlainSafe(s) {
+		return append(dst, s...)
+	}
+	return appendJSONString(dst, s)
+}
+
+func yamlPlainSafe(s []byte) bool {
+	if len(s) == 0 || s[0] == ' ' || s[len(s)-1] == ' ' || s[len(s)-1] == ':' {
+		return false
+	}
+	switch s[0] {
+	case '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
+		'+', '.', '~', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return false
+	}
+	for i, b := range s {
+		if b < 0x20 || b >= 0x7f {
+			return false
+		}
+		if (b == ':' || b == '#') && i+1 < len(s) && s[i+1] == ' ' || b == '#' && i > 0 && s[i-1] == ' ' {
+			return false
+		}
+	}
+	switch string(s) {
+	case "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE",
+		"yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
+		"y", "Y", "n", "N":
+		return false
+	}
+	return true
+}
