@@ -1,5 +1,3 @@
-// Package test holds repository-wide checks: import boundaries between the
-// components and package documentation.
 package test
 
 import (

@@ -1,6 +1,4 @@
-// Package e2e runs the gateway's end-to-end scenarios against real
-// processes: gw-controlplane, gw-edge and gwctl built from this tree, real
-// HTTP backends on loopback, real gRPC between them.
+package e2e
 package e2e
 
 import (
