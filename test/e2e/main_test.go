@@ -1,5 +1,4 @@
 package e2e
-package e2e
 
 import (
 	"os"
