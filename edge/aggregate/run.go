@@ -1,0 +1,305 @@
+package aggregate
+
+import (
+	"time"
+
+	"github.com/apigw/gateway/edge/proxy"
+	"github.com/apigw/gateway/edge/response"
+)
+
+// Backend states in Exchange.won besides a winning call index.
+const (
+	stateFailed = -1 // every copy failed
+	stateNotRun = -2 // a sequential chain stopped before this backend
+)
+
+// Run executes the pipe for the inbound request that started at start and
+// returns its result, valid until Release. Run must be called on the
+// handler goroutine (it reads in) and at most once per Exchange.
+func (ex *Exchange) Run(in *proxy.Inbound, start time.Time) *Result {
+	p := ex.pipe
+	for i := range p.shadows {
+		p.shadows[i].Call.Shadow(in, p.shadows[i].Timeout)
+	}
+	for i := range ex.won {
+		ex.won[i] = stateNotRun
+		ex.fails[i] = 0
+		ex.lastFail[i] = -1
+	}
+	switch {
+	case len(p.backends) == 1:
+		ex.runBackends(0, 1, in, start.Add(p.timeout), start)
+	case p.sequential:
+		ex.runSequential(in, start)
+	default:
+		ex.runBackends(0, len(p.backends), in, start.Add(p.merge), start)
+	}
+	ex.finish()
+	return &ex.result
+}
+
+// runSequential runs the backends one after the other within the merge
+// deadline. A failure stops the chain; so does an incomplete answer
+// (return_error_details), which is kept.
+func (ex *Exchange) runSequential(in *proxy.Inbound, start time.Time) {
+	outer := start.Add(ex.pipe.merge)
+	for i := range ex.pipe.backends {
+		ex.runBackends(i, i+1, in, outer, start)
+		k := ex.won[i]
+		if k < 0 {
+			return
+		}
+		c := &ex.calls[k]
+		ex.parts[i] = c.value // visible to the next url_pattern
+		if !c.complete {
+			return
+		}
+	}
+}
+
+// runBackends runs backends [from, to), each with ConcurrentCalls copies,
+// and waits until each backend is decided (a copy produced data, or every
+// copy failed) or the outer deadline passes. A single call runs inline on
+// the caller's goroutine.
+func (ex *Exchange) runBackends(from, to int, in *proxy.Inbound, outer, start time.Time) {
+	p := ex.pipe
+	inner := outer
+	if p.cc > 1 {
+		if d := start.Add(p.inner); d.Before(inner) {
+			inner = d
+		}
+	}
+	for i := from; i < to; i++ {
+		ex.won[i] = stateFailed
+	}
+	first, last := from*p.cc, to*p.cc
+	for k := first; k < last; k++ {
+		ex.prepare(k, k/p.cc, in, inner)
+	}
+	if last-first == 1 {
+		ex.safeWork(first)
+		ex.decide(first)
+		return
+	}
+	// Without concurrent copies the handler goroutine runs the last call
+	// itself instead of idling: one goroutine less per request. (With
+	// copies it must stay free to take the first answer.)
+	inline := -1
+	if p.cc == 1 {
+		inline = last - 1
+	}
+	launched := last - first
+	if inline >= 0 {
+		launched--
+	}
+	ex.refs.Add(int32(launched))
+	for k := first; k < last; k++ {
+		if k != inline {
+			go ex.launchers[k]()
+		}
+	}
+	pending := to - from
+	if inline >= 0 {
+		ex.safeWork(inline)
+		if ex.decide(inline) {
+			pending--
+		}
+	}
+	if pending == 0 {
+		return
+	}
+	ex.timer.Reset(time.Until(outer))
+	for pending > 0 {
+		select {
+		case k := <-ex.done:
+			if ex.decide(k) {
+				pending--
+			}
+		case <-ex.timer.C:
+			// Merge deadline: take what is already there (select picks at
+			// random among ready cases), the rest counts as failed.
+			for pending > 0 {
+				select {
+				case k := <-ex.done:
+					if ex.decide(k) {
+						pending--
+					}
+				default:
+					return
+				}
+			}
+			return
+		}
+	}
+	ex.timer.Stop()
+}
+
+// prepare builds call k (a copy for backend i) on the handler goroutine.
+func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
+	c := &ex.calls[k]
+	b := &ex.pipe.backends[i]
+	c.backend = i
+	c.deadline = deadline
+	c.host = b.Call.Client().Pick()
+	b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
+}
+
+// launch runs call k on its own goroutine: the goroutine owns call slot k
+// and scratch slot k until it signals, then drops its Exchange reference.
+func (ex *Exchange) launch(k int) {
+	ex.safeWork(k)
+	ex.done <- k
+	ex.unref()
+}
+
+// safeWork runs work and turns a panic into a failed call: a bug in one
+// backend's handling must not take the edge down.
+func (ex *Exchange) safeWork(k int) {
+	defer ex.recoverCall(k)
+	ex.work(k)
+}
+
+// recoverCall is deferred by safeWork (recover must be called by the
+// deferred function itself).
+func (ex *Exchange) recoverCall(k int) {
+	if recover() != nil {
+		c := &ex.calls[k]
+		c.ok, c.complete, c.value, c.raw = false, false, nil, nil
+	}
+}
+
+// work performs call k: the round trip, the status check and decoding.
+// It only touches call slot k and scratch slot k.
+func (ex *Exchange) work(k int) {
+	c := &ex.calls[k]
+	b := &ex.pipe.backends[c.backend]
+	if err := c.host.Do(&c.req, &c.resp, c.deadline); err != nil {
+		return
+	}
+	status := c.resp.StatusCode()
+	if !proxy.IsSuccess(status) {
+		c.status = status
+		if b.ErrorDetailsKey != "" {
+			body, _ := proxy.Body(&c.resp, b.MaxBodySize)
+			c.resp.Header.SetNoDefaultContentType(true)
+			c.value = response.BackendError(ex.scratch, k, b.ErrorDetailsKey, status, body, c.resp.Header.ContentType())
+			c.ok = true // data, but incomplete: KrakenD answers 200 + Completed false
+		}
+		return
+	}
+	body, err := proxy.Body(&c.resp, b.MaxBodySize)
+	if err != nil {
+		return
+	}
+	if ex.pipe.raw && response.ValidObject(body) {
+		c.raw, c.ok, c.complete = body, true, true
+		return
+	}
+	v, err := b.Format.Decode(ex.scratch, k, body)
+	if err != nil {
+		return
+	}
+	c.value = b.Format.Apply(ex.scratch, k, v)
+	c.ok, c.complete = true, true
+}
+
+// decide records the outcome of call k and reports whether it decided its
+// backend just now: the first copy with data wins; a backend fails when
+// all its copies failed (the last failure is kept for return_error_code).
+func (ex *Exchange) decide(k int) bool {
+	c := &ex.calls[k]
+	i := c.backend
+	if ex.won[i] >= 0 || ex.fails[i] >= ex.pipe.cc {
+		return false // already decided
+	}
+	if c.ok {
+		ex.won[i] = k
+		return true
+	}
+	ex.fails[i]++
+	if ex.fails[i] == ex.pipe.cc {
+		ex.lastFail[i] = k
+		return true
+	}
+	return false
+}
+
+// finish turns the decided calls into the Result: merge in backend order,
+// endpoint flatmap, static data.
+func (ex *Exchange) finish() {
+	p := ex.pipe
+	r := &ex.result
+	n := len(p.backends)
+	got, complete, errored := 0, true, false
+	for i := 0; i < n; i++ {
+		k := ex.won[i]
+		switch {
+		case k == stateNotRun:
+			complete = false
+			ex.parts[i] = nil
+			continue
+		case k < 0:
+			complete, errored = false, true
+			r.Failed++
+			ex.parts[i] = nil
+			if cnt := p.backends[i].Errors; cnt != nil {
+				cnt.Inc()
+			}
+			continue
+		}
+		c := &ex.calls[k]
+		if c.status != 0 { // return_error_details data for a failed call
+			r.Failed++
+			if cnt := p.backends[i].Errors; cnt != nil {
+				cnt.Inc()
+			}
+		}
+		if !c.complete {
+			complete = false
+		}
+		ex.parts[i] = c.value
+		got++
+	}
+	r.Complete = complete && got == n
+
+	if n == 1 {
+		switch k := ex.won[0]; {
+		case k >= 0 && ex.calls[k].raw != nil:
+			r.Raw = ex.calls[k].raw
+		case k >= 0:
+			r.Value = ex.calls[k].value
+			if r.Value == nil { // JSON null: an answer without data, rendered {}
+				r.Value = response.Merge(ex.scratch, nil)
+			}
+		default:
+			ex.failedSingle()
+		}
+	} else if got > 0 {
+		r.Value = response.Merge(ex.scratch, ex.parts)
+		r.Value = p.flatmap.Apply(ex.scratch, r.Value)
+	}
+
+	if p.static != nil && p.static.Match(got > 0, errored, r.Complete) {
+		r.Value = p.static.Apply(ex.scratch, r.Value)
+		r.Raw = nil
+	}
+}
+
+// failedSingle fills the return_error_code fields for a single backend
+// that answered with a failing status.
+func (ex *Exchange) failedSingle() {
+	b := &ex.pipe.backends[0]
+	k := ex.lastFail[0]
+	if !b.ReturnErrorCode || k < 0 {
+		return
+	}
+	c := &ex.calls[k]
+	if c.status == 0 {
+		return
+	}
+	r := &ex.result
+	r.Status = c.status
+	r.ErrBody, _ = proxy.Body(&c.resp, b.MaxBodySize)
+	c.resp.Header.SetNoDefaultContentType(true)
+	r.ErrContentType = c.resp.Header.ContentType()
+}

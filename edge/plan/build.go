@@ -1,0 +1,394 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/apigw/gateway/edge/aggregate"
+	"github.com/apigw/gateway/edge/proxy"
+	"github.com/apigw/gateway/edge/response"
+	"github.com/apigw/gateway/edge/router"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// SchemaVersion is the newest Snapshot.schema_version this edge serves.
+const SchemaVersion uint32 = 1
+
+// Version is the gateway version announced in X-KrakenD and User-Agent.
+const Version = "apigw-1"
+
+// DefaultTimeout applies when an endpoint carries no timeout (the control
+// plane resolves it; this only guards hand-built snapshots).
+const DefaultTimeout = 2 * time.Second
+
+// Features this edge can serve (the Snapshot.features vocabulary).
+const (
+	FeatureEncodingXML     = "encoding.xml"
+	FeatureOutputYAML      = "output.yaml"
+	FeatureRouteCatchAll   = "route.catch_all"
+	FeatureProxySequential = "proxy.sequential"
+	FeatureProxyShadow     = "proxy.shadow"
+	FeatureProxyStatic     = "proxy.static"
+	FeatureProxyFlatmap    = "proxy.flatmap"
+)
+
+// SupportedFeatures lists the snapshot features this build can serve, sorted.
+func SupportedFeatures() []string {
+	return []string{
+		FeatureEncodingXML, FeatureOutputYAML, FeatureProxyFlatmap, FeatureProxySequential,
+		FeatureProxyShadow, FeatureProxyStatic, FeatureRouteCatchAll,
+	}
+}
+
+// Deps carries what outlives a single plan.
+type Deps struct {
+	Logger zerolog.Logger
+	// Upstreams is the registry of upstream clients reused across plans;
+	// nil makes Build create one owned by the plan.
+	Upstreams *Upstreams
+	// DisabledFeatures are features this edge refuses (test hook, version
+	// skew); Build returns a *BuildError naming them.
+	DisabledFeatures []string
+	// Metrics receives the data-plane metrics; nil disables them.
+	Metrics *Metrics
+}
+
+// BuildError lists why a snapshot cannot be served.
+type BuildError struct{ Violations []*gatewayv1.FieldViolation }
+
+func (e *BuildError) Error() string {
+	if len(e.Violations) == 0 {
+		return "build plan: snapshot cannot be served"
+	}
+	v := e.Violations[0]
+	msg := "build plan: " + v.GetPath() + ": " + v.GetKind() + ": " + v.GetDetail()
+	if n := len(e.Violations) - 1; n > 0 {
+		msg += " (and " + strconv.Itoa(n) + " more)"
+	}
+	return msg
+}
+
+// builder accumulates violations while compiling a snapshot.
+type builder struct {
+	snap       *gatewayv1.Snapshot
+	deps       Deps
+	upstreams  *Upstreams
+	keys       []string        // upstream references taken
+	created    map[string]bool // keys whose client this build created
+	violations []*gatewayv1.FieldViolation
+}
+
+func (b *builder) violate(path, kind, detail string) {
+	b.violations = append(b.violations, &gatewayv1.FieldViolation{Path: path, Kind: kind, Detail: detail})
+}
+
+// Build compiles a snapshot into an immutable Plan: the router table, every
+// endpoint's pipe (upstream clients, request templates, formatters), the
+// prebuilt header values and metric children. err is a *BuildError when
+// the snapshot cannot be served; no upstream reference is kept then.
+func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
+	if snap == nil {
+		return nil, &BuildError{Violations: []*gatewayv1.FieldViolation{{Path: "", Kind: "required", Detail: "no snapshot"}}}
+	}
+	b := &builder{snap: snap, deps: deps, upstreams: deps.Upstreams, created: map[string]bool{}}
+	own := b.upstreams == nil
+	if own {
+		b.upstreams = NewUpstreams()
+	}
+	p, err := b.build()
+	if err != nil {
+		b.upstreams.release(b.keys, b.created)
+		if own {
+			b.upstreams.Close()
+		}
+		return nil, err
+	}
+	p.upstreams, p.upstreamKeys = b.upstreams, b.keys
+	return p, nil
+}
+
+func (b *builder) build() (*Plan, error) {
+	snap := b.snap
+	if v := snap.GetSchemaVersion(); v > SchemaVersion {
+		b.violate("schema_version", "unsupported", fmt.Sprintf("schema version %d is newer than this edge understands (%d)", v, SchemaVersion))
+	}
+	supported := SupportedFeatures()
+	for i, f := range snap.GetFeatures() {
+		switch {
+		case !slices.Contains(supported, f):
+			b.violate(fmt.Sprintf("features[%d]", i), "unsupported", fmt.Sprintf("feature %q is not supported by this edge (supported: %s)", f, strings.Join(supported, ", ")))
+		case slices.Contains(b.deps.DisabledFeatures, f):
+			b.violate(fmt.Sprintf("features[%d]", i), "unsupported", fmt.Sprintf("feature %q is disabled on this edge", f))
+		}
+	}
+
+	svc := snap.GetService()
+	rt := svc.GetRouter()
+	p := &Plan{
+		svc:            svc,
+		log:            b.deps.Logger,
+		returnErrorMsg: rt.GetReturnErrorMsg(),
+		body404:        bodyNotFound,
+		body405:        bodyMethodNotAllowed,
+	}
+	if b.deps.Metrics != nil {
+		p.metrics = b.deps.Metrics.unmatched
+	}
+	if !rt.GetDisableHealth() {
+		p.healthPath = rt.GetHealthPath()
+		if p.healthPath == "" {
+			p.healthPath = "/__health"
+		}
+	}
+	if len(rt.GetErrorBody_404()) > 0 {
+		p.body404 = rt.GetErrorBody_404()
+	}
+	if len(rt.GetErrorBody_405()) > 0 {
+		p.body405 = rt.GetErrorBody_405()
+	}
+	p.versionValue = []byte("Version " + Version)
+	if rt.GetHideVersionHeader() {
+		p.versionValue = []byte("Version undefined")
+	}
+	clientIP, err := proxy.NewClientIP(proxy.ClientIPConfig{
+		ForwardedByClientIP: rt.GetForwardedByClientIp(),
+		RemoteIPHeaders:     rt.GetRemoteIpHeaders(),
+		TrustedProxies:      rt.GetTrustedProxies(),
+	})
+	if err != nil {
+		b.violate("service.router.trusted_proxies", "invalid", err.Error())
+	}
+	p.clientIP = clientIP
+
+	routes := make([]router.Route, len(snap.GetEndpoints()))
+	p.endpoints = make([]*endpoint, len(snap.GetEndpoints()))
+	for i, e := range snap.GetEndpoints() {
+		routes[i] = router.Route{Method: e.GetMethod(), Pattern: e.GetPath(), AllowMixed: e.GetDisableRest()}
+	}
+	table, err := router.New(router.Config{
+		Routes:                 routes,
+		RedirectTrailingSlash:  !rt.GetDisableRedirectTrailingSlash(),
+		HandleMethodNotAllowed: !rt.GetDisableHandleMethodNotAllowed(),
+		AutoOptions:            rt.GetAutoOptions(),
+		RemoveExtraSlash:       rt.GetRemoveExtraSlash(),
+	})
+	if err != nil {
+		b.routeViolations(err)
+	}
+	p.table = table
+	if table != nil {
+		for i, e := range snap.GetEndpoints() {
+			p.endpoints[i] = b.endpoint(i, e, table.ParamNames(i))
+		}
+	}
+	if len(b.violations) > 0 {
+		return nil, &BuildError{Violations: b.violations}
+	}
+	return p, nil
+}
+
+func (b *builder) routeViolations(err error) {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var re *router.RouteError
+		if !errors.As(e, &re) {
+			b.violate("endpoints", "invalid", e.Error())
+			continue
+		}
+		kind := "invalid"
+		if errors.Is(re.Err, router.ErrDuplicate) {
+			kind = "duplicate"
+		}
+		b.violate(fmt.Sprintf("endpoints[%d].endpoint", re.Index), kind,
+			fmt.Sprintf("%s %q: %v", re.Method, re.Pattern, re.Err))
+	}
+}
+
+// endpoint compiles one endpoint; problems become violations and nil.
+func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpoint {
+	path := fmt.Sprintf("endpoints[%d]", i)
+	nviol := len(b.violations)
+	svc := b.snap.GetService()
+	ep := &endpoint{name: e.GetName(), timeout: time.Duration(e.GetTimeoutMs()) * time.Millisecond}
+	if ep.timeout <= 0 {
+		ep.timeout = DefaultTimeout
+	}
+	if ttl := time.Duration(e.GetCacheTtlMs()) * time.Millisecond; ttl.Seconds() != 0 {
+		ep.cacheControl = []byte("public, max-age=" + strconv.Itoa(int(ttl.Seconds())))
+	}
+	if e.GetCatchAll() != strings.HasSuffix(e.GetPath(), "/*") {
+		b.violate(path+".endpoint", "invalid", "catch_all must be set exactly when the path ends with /*")
+	}
+	out, err := response.ParseOutput(e.GetOutputEncoding())
+	if err != nil {
+		b.violate(path+".output_encoding", "unsupported", err.Error())
+	}
+	ep.output = out
+
+	var answering []aggregate.Backend
+	var shadows []aggregate.Shadow
+	var calls []*proxy.Backend
+	var formats []*response.Formatter
+	for j, be := range e.GetBackends() {
+		bpath := fmt.Sprintf("%s.backend[%d]", path, j)
+		call := b.backendCall(bpath, e, be, params)
+		if be.GetShadow() {
+			if call != nil {
+				timeout := time.Duration(be.GetShadowTimeoutMs()) * time.Millisecond
+				if timeout <= 0 {
+					timeout = ep.timeout
+				}
+				shadows = append(shadows, aggregate.Shadow{Call: call, Timeout: timeout})
+			}
+			continue
+		}
+		f, err := response.NewFormatter(be)
+		if err != nil {
+			b.violate(bpath, "invalid", err.Error())
+			continue
+		}
+		calls, formats = append(calls, call), append(formats, f)
+		ab := aggregate.Backend{
+			Call:            call,
+			Format:          f,
+			ReturnErrorCode: be.GetReturnErrorCode(),
+			MaxBodySize:     int(svc.GetMaxBodyBytes()),
+		}
+		if alias := be.GetReturnErrorDetails(); alias != "" {
+			ab.ErrorDetailsKey = "error_" + alias
+		}
+		if c := b.deps.Metrics.backend(be.GetName()); c != nil {
+			ab.Errors = c
+		}
+		answering = append(answering, ab)
+	}
+	if len(b.violations) > nviol {
+		return nil
+	}
+	if len(answering) == 0 {
+		b.violate(path+".backend", "required", "an endpoint needs at least one non-shadow backend")
+		return nil
+	}
+	ep.shadows = shadows
+	ep.metrics = b.deps.Metrics.endpoint(e.GetName())
+
+	noOpBackends := 0
+	for _, f := range formats {
+		if f.NoOp() {
+			noOpBackends++
+		}
+	}
+	switch {
+	case out == response.OutputNoOp || noOpBackends > 0:
+		// KrakenD: a no-op pipe passes one backend's response through untouched.
+		if len(answering) != 1 {
+			b.violate(path+".backend", "too_many", "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
+			return nil
+		}
+		ep.noop = calls[0]
+		ep.noopErrors = answering[0].Errors
+		return ep
+	}
+
+	var static *response.Static
+	if st := e.GetStatic(); st != nil {
+		static, err = response.NewStatic(st)
+		if err != nil {
+			b.violate(path+".extra_config.proxy.static", "invalid", err.Error())
+			return nil
+		}
+	}
+	var flat *response.Flatmap
+	if len(e.GetFlatmap()) > 0 {
+		flat, err = response.NewFlatmap(e.GetFlatmap())
+		if err != nil {
+			b.violate(path+".extra_config.proxy.flatmap_filter", "invalid", err.Error())
+			return nil
+		}
+	}
+	pipe, err := aggregate.New(aggregate.Config{
+		Backends:        answering,
+		Shadows:         shadows,
+		Sequential:      e.GetSequential(),
+		ConcurrentCalls: int(e.GetConcurrentCalls()),
+		Timeout:         ep.timeout,
+		Flatmap:         flat,
+		Static:          static,
+		Raw:             out == response.OutputJSON && len(answering) == 1 && formats[0].Identity(),
+	})
+	if err != nil {
+		b.violate(path, "invalid", err.Error())
+		return nil
+	}
+	ep.pipe = pipe
+	return ep
+}
+
+// backendCall compiles the request side of one backend and takes a
+// reference on its upstream client.
+func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.Backend, params []string) *proxy.Backend {
+	svc := b.snap.GetService()
+	hc := svc.GetHttpClient()
+	if len(be.GetHosts()) == 0 {
+		b.violate(path+".host", "required", "no host for this backend (neither backend nor service host)")
+		return nil
+	}
+	ccfg := proxy.ClientConfig{
+		Name:                be.GetName(),
+		Hosts:               be.GetHosts(),
+		MaxConns:            max(proxy.DefaultMaxConns, int(hc.GetMaxIdleConnectionsPerHost())),
+		MaxIdleConnDuration: time.Duration(hc.GetIdleConnectionTimeoutMs()) * time.Millisecond,
+		DialTimeout:         time.Duration(hc.GetDialerTimeoutMs()) * time.Millisecond,
+		MaxResponseBodySize: int(svc.GetMaxBodyBytes()),
+		DisableKeepAlives:   hc.GetDisableKeepAlives(),
+		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),
+	}
+	if err := ccfg.Validate(); err != nil {
+		b.violate(path+".host", "invalid", err.Error())
+		return nil
+	}
+	key := upstreamKey(ccfg)
+	client, created, err := b.upstreams.acquire(key, ccfg)
+	if created {
+		b.created[key] = true
+	}
+	if err != nil {
+		b.violate(path+".host", "invalid", err.Error())
+		return nil
+	}
+	b.keys = append(b.keys, key)
+	method := be.GetMethod()
+	if method == "" {
+		method = e.GetMethod()
+	}
+	call, err := proxy.NewBackend(proxy.BackendConfig{
+		Name:            be.GetName(),
+		Client:          client,
+		Method:          method,
+		URLPattern:      be.GetUrlPattern(),
+		ParamNames:      params,
+		CatchAll:        e.GetCatchAll(),
+		Sequential:      e.GetSequential(),
+		EndpointHeaders: e.GetInputHeaders(),
+		BackendHeaders:  be.GetInputHeaders(),
+		EndpointQuery:   e.GetInputQueryStrings(),
+		BackendQuery:    be.GetInputQueryStrings(),
+		UserAgent:       "KrakenD Version " + Version,
+	})
+	if err != nil {
+		b.violate(path+".url_pattern", "invalid", err.Error())
+		return nil
+	}
+	return call
+}

@@ -1,0 +1,243 @@
+package plan_test
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/plan"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+func TestBuildErrors(t *testing.T) {
+	t.Parallel()
+	const h = "127.0.0.1:1"
+	type pk struct{ Path, Kind string }
+	tests := []struct {
+		name     string
+		snap     func() *gatewayv1.Snapshot
+		disabled []string
+		want     []pk
+	}{
+		{
+			name: "unknown and disabled features",
+			snap: func() *gatewayv1.Snapshot {
+				s := snapshot(endpoint("GET", "/a", backend(h, "/a")))
+				s.Features = []string{"proxy.shadow", "websockets"}
+				return s
+			},
+			disabled: []string{"proxy.shadow"},
+			want:     []pk{{"features[0]", "unsupported"}, {"features[1]", "unsupported"}},
+		},
+		{
+			name: "newer schema",
+			snap: func() *gatewayv1.Snapshot {
+				s := snapshot(endpoint("GET", "/a", backend(h, "/a")))
+				s.SchemaVersion = plan.SchemaVersion + 1
+				return s
+			},
+			want: []pk{{"schema_version", "unsupported"}},
+		},
+		{
+			name: "bad pattern and duplicate route",
+			snap: func() *gatewayv1.Snapshot {
+				return snapshot(
+					endpoint("GET", "/a/{id}", backend(h, "/a")),
+					endpoint("GET", "/a/{other}", backend(h, "/a")),
+					endpoint("GET", "/b/file.{ext}", backend(h, "/b")),
+				)
+			},
+			want: []pk{{"endpoints[1].endpoint", "duplicate"}, {"endpoints[2].endpoint", "invalid"}},
+		},
+		{
+			name: "no-op with two backends, unknown output, missing host, bad static",
+			snap: func() *gatewayv1.Snapshot {
+				noop := endpoint("GET", "/noop", backend(h, "/a"), backend(h, "/b"))
+				noop.OutputEncoding = "no-op"
+				out := endpoint("GET", "/out", backend(h, "/a"))
+				out.OutputEncoding = "html"
+				nohost := endpoint("GET", "/nohost", &gatewayv1.Backend{UrlPattern: "/a"})
+				static := endpoint("GET", "/static", backend(h, "/a"))
+				static.Static = &gatewayv1.Static{Data: []byte(`[1]`)}
+				return snapshot(noop, out, nohost, static)
+			},
+			want: []pk{
+				{"endpoints[0].backend", "too_many"},
+				{"endpoints[1].output_encoding", "unsupported"},
+				{"endpoints[2].backend[0].host", "required"},
+				{"endpoints[3].extra_config.proxy.static", "invalid"},
+			},
+		},
+		{
+			name: "bad backend encoding and bad trusted proxy",
+			snap: func() *gatewayv1.Snapshot {
+				s := snapshot(endpoint("GET", "/a", with(backend(h, "/a"), func(b *gatewayv1.Backend) { b.Encoding = "protobuf" })))
+				s.Service.Router.TrustedProxies = []string{"not-an-ip"}
+				return s
+			},
+			want: []pk{{"service.router.trusted_proxies", "invalid"}, {"endpoints[0].backend[0]", "invalid"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ups := plan.NewUpstreams()
+			defer ups.Close()
+			p, err := plan.Build(tc.snap(), plan.Deps{Upstreams: ups, DisabledFeatures: tc.disabled})
+			var be *plan.BuildError
+			if !errors.As(err, &be) {
+				t.Fatalf("Build = %v, %v; want a *BuildError", p, err)
+			}
+			var got []pk
+			for _, v := range be.Violations {
+				got = append(got, pk{v.GetPath(), v.GetKind()})
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("violations (-want +got):\n%s\n%v", diff, err)
+			}
+			if n := ups.Len(); n != 0 {
+				t.Errorf("a failed Build keeps %d upstream clients", n)
+			}
+		})
+	}
+}
+
+func TestSupportedFeatures(t *testing.T) {
+	want := []string{"encoding.xml", "output.yaml", "proxy.flatmap", "proxy.sequential", "proxy.shadow", "proxy.static", "route.catch_all"}
+	if diff := cmp.Diff(want, plan.SupportedFeatures()); diff != "" {
+		t.Errorf("SupportedFeatures (-want +got):\n%s", diff)
+	}
+}
+
+func TestUpstreamsReusedAcrossPlans(t *testing.T) {
+	t.Parallel()
+	ups := plan.NewUpstreams()
+	defer ups.Close()
+	build := func(host string) *plan.Plan {
+		p, err := plan.Build(snapshot(endpoint("GET", "/a", backend(host, "/a"))), plan.Deps{Upstreams: ups})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p1 := build("127.0.0.1:1")
+	p2 := build("127.0.0.1:1") // unchanged backend: same pools
+	if n := ups.Len(); n != 1 {
+		t.Fatalf("Len = %d after two plans with the same backend, want 1", n)
+	}
+	p3 := build("127.0.0.1:2") // changed settings: a new client
+	if n := ups.Len(); n != 2 {
+		t.Fatalf("Len = %d, want 2", n)
+	}
+	p1.Release()
+	p1.Release() // idempotent
+	p2.Release()
+	p3.Release()
+	if n := ups.Len(); n != 2 {
+		t.Fatalf("Len = %d right after Release, want 2 (grace period)", n)
+	}
+}
+
+// TestSwapUnderLoad swaps plans while clients hammer the edge: nothing may
+// be dropped or fail.
+func TestSwapUnderLoad(t *testing.T) {
+	t.Parallel()
+	b := startBackends(t)
+	ups := plan.NewUpstreams()
+	defer ups.Close()
+	reg := prometheus.NewRegistry()
+	m, err := plan.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := plan.Deps{Upstreams: ups, Metrics: m}
+	mk := func(i int) *plan.Plan {
+		ep := endpoint("GET", "/x", backend(b.host, "/small"), backend(b.host, "/posts"))
+		ep.TimeoutMs = int64(2000 + i) // a different plan each time
+		p, err := plan.Build(snapshot(ep), deps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	e := startEdge(t, mk(0))
+	client := &fasthttp.Client{MaxConnsPerHost: 64}
+	var ok, bad atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Go(func() {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("http://" + e.addr + "/x")
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := client.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 ||
+					string(resp.Header.Peek("X-Krakend-Completed")) != "true" {
+					bad.Add(1)
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	for i := 1; i <= 40; i++ {
+		time.Sleep(10 * time.Millisecond)
+		old := e.cur.Swap(mk(i))
+		old.Release()
+	}
+	close(stop)
+	wg.Wait()
+	e.cur.Load().Release()
+	if bad.Load() != 0 || ok.Load() == 0 {
+		t.Fatalf("%d good, %d failed requests across 40 swaps", ok.Load(), bad.Load())
+	}
+	if n := ups.Len(); n != 2 {
+		t.Errorf("Upstreams holds %d clients, want the 2 backends reused by every plan", n)
+	}
+	if got := counterValue(t, reg, "gw_edge_requests_total", `endpoint="GET /x"`, `code_class="2xx"`); got != float64(ok.Load()) {
+		t.Errorf("gw_edge_requests_total{2xx} = %v, want %d", got, ok.Load())
+	}
+}
+
+// counterValue finds one counter child by its label pairs.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, l := range labels {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName()+`="`+lp.GetValue()+`"` == l {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no %s%v", name, labels)
+	return 0
+}

@@ -1,0 +1,94 @@
+package plan
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics holds the edge data-plane collectors. Create it once per process
+// with NewMetrics and pass it to every Build through Deps; plans precreate
+// their label children at build time, so the request path only does atomic
+// adds. A nil *Metrics disables metrics.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	backendErrors *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	unmatched     endpointMetrics
+}
+
+// unmatchedEndpoint labels requests no endpoint answered (404, 405,
+// redirects, automatic OPTIONS).
+const unmatchedEndpoint = "_unmatched"
+
+// codeClasses are the code_class label values, indexed by status/100
+// (index 0 collects anything outside 1xx-5xx).
+var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// NewMetrics creates the collectors and registers them on reg:
+// gw_edge_requests_total{endpoint,code_class},
+// gw_edge_backend_errors_total{backend} and
+// gw_edge_request_duration_seconds{endpoint}.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_requests_total",
+			Help: "Requests answered by the edge, by endpoint name and status class.",
+		}, []string{"endpoint", "code_class"}),
+		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_backend_errors_total",
+			Help: "Backend calls that failed (transport error, timeout, non-200/201 status, undecodable body).",
+		}, []string{"backend"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gw_edge_request_duration_seconds",
+			Help:    "Time from routing to the response being ready, by endpoint name.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"endpoint"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	m.unmatched = m.endpoint(unmatchedEndpoint)
+	return m, nil
+}
+
+// endpointMetrics are the precreated children of one endpoint.
+type endpointMetrics struct {
+	codes    [6]prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (m *Metrics) endpoint(name string) endpointMetrics {
+	var em endpointMetrics
+	if m == nil {
+		return em
+	}
+	for i, class := range codeClasses {
+		em.codes[i] = m.requests.WithLabelValues(name, class)
+	}
+	em.duration = m.duration.WithLabelValues(name)
+	return em
+}
+
+// backend returns the error counter of one backend, nil without metrics.
+func (m *Metrics) backend(name string) prometheus.Counter {
+	if m == nil {
+		return nil
+	}
+	return m.backendErrors.WithLabelValues(name)
+}
+
+// observe counts one answered request; seconds < 0 skips the histogram.
+func (em *endpointMetrics) observe(status int, seconds float64) {
+	if em.duration == nil {
+		return
+	}
+	class := status / 100
+	if class < 1 || class > 5 {
+		class = 0
+	}
+	em.codes[class].Inc()
+	if seconds >= 0 {
+		em.duration.Observe(seconds)
+	}
+}

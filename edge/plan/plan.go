@@ -1,0 +1,282 @@
+// Package plan compiles a Snapshot into an immutable Plan and serves
+// requests from it.
+//
+// Build does all the preparation off the request path: the router table,
+// one compiled pipe per endpoint (upstream clients from the Upstreams
+// registry, request templates with parameter slots, response formatters
+// from edge/response), header values as ready-made []byte, metric label
+// children. It reports everything it cannot serve as a *BuildError with
+// field violations, so the edge can NACK a snapshot and keep its old plan.
+//
+// Serve answers one request: route (404, 405 with Allow, trailing-slash
+// redirect, automatic OPTIONS), run the endpoint pipe (edge/proxy for a
+// no-op pass-through, edge/aggregate otherwise), render by output_encoding
+// and set X-KrakenD, X-KrakenD-Completed and Cache-Control. It never
+// panics and never writes an internal error text: failures get fixed
+// bodies.
+//
+// A Plan is immutable once built and safe for concurrent use: a server
+// holds the current one in an atomic.Pointer and each request uses the plan
+// it loaded at its start.
+//
+// plan imports edge/router, edge/proxy, edge/aggregate and edge/response;
+// it must not import edge/server, edge/watch or anything from the control
+// plane.
+package plan
+
+import (
+	"bytes"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/aggregate"
+	"github.com/apigw/gateway/edge/proxy"
+	"github.com/apigw/gateway/edge/response"
+	"github.com/apigw/gateway/edge/router"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// Fixed bodies: a client never sees an error text of ours.
+var (
+	bodyBadRequest       = []byte(`{"error":"bad_request"}`)
+	bodyNotFound         = []byte(`{"error":"not_found"}`)
+	bodyMethodNotAllowed = []byte(`{"error":"method_not_allowed"}`)
+	bodyInternal         = []byte(`{"error":"internal"}`)
+)
+
+// Header names and values, written as KrakenD writes them on the wire (Go
+// canonical form).
+var (
+	hdrXKrakenD     = []byte("X-Krakend")
+	hdrCompleted    = []byte("X-Krakend-Completed")
+	hdrCacheControl = []byte("Cache-Control")
+	hdrAllow        = []byte("Allow")
+	hdrLocation     = []byte("Location")
+	valTrue         = []byte("true")
+	valFalse        = []byte("false")
+	contentTypeJSON = []byte("application/json")
+	rawContentType  = []byte(response.ContentTypeJSON)
+)
+
+// Plan serves requests from one snapshot. It is immutable and safe for
+// concurrent use.
+type Plan struct {
+	svc            *gatewayv1.Service
+	log            zerolog.Logger
+	table          *router.Table
+	endpoints      []*endpoint // indexed like the router routes
+	clientIP       *proxy.ClientIP
+	healthPath     string
+	versionValue   []byte // X-KrakenD value
+	returnErrorMsg bool
+	body404        []byte
+	body405        []byte
+	metrics        endpointMetrics // unmatched requests
+
+	upstreams    *Upstreams
+	upstreamKeys []string
+	releaseOnce  sync.Once
+}
+
+// endpoint is one compiled endpoint.
+type endpoint struct {
+	name         string
+	timeout      time.Duration
+	cacheControl []byte // nil without cache_ttl
+	output       response.Output
+	noop         *proxy.Backend // set for a no-op pass-through endpoint
+	noopErrors   aggregate.Counter
+	shadows      []aggregate.Shadow // fired by the no-op path (the pipe fires its own)
+	pipe         *aggregate.Pipe    // every other endpoint
+	metrics      endpointMetrics
+}
+
+// HealthPath returns the health check path, "" when health is disabled.
+func (p *Plan) HealthPath() string { return p.healthPath }
+
+// Service returns the service settings (listener, logging, metrics).
+func (p *Plan) Service() *gatewayv1.Service { return p.svc }
+
+// Release tells the Upstreams registry this plan's backends may be closed
+// after the grace period when no newer plan uses them. Requests still
+// running on the plan keep working (a released client only stops keeping
+// idle connections). Release is idempotent.
+func (p *Plan) Release() {
+	p.releaseOnce.Do(func() { p.upstreams.release(p.upstreamKeys, nil) })
+}
+
+// reqState is the pooled per-request scratch of Serve.
+type reqState struct {
+	params router.Params
+	in     proxy.Inbound
+	buf    []byte // Allow and Location values
+}
+
+var statePool = sync.Pool{New: func() any { return new(reqState) }}
+
+// Serve answers one request. It never panics: a bug on the request path
+// answers the fixed 500 body. ctx is not retained after Serve returns.
+func (p *Plan) Serve(ctx *fasthttp.RequestCtx) {
+	st := statePool.Get().(*reqState)
+	defer p.finish(ctx, st)
+	res := p.table.Lookup(ctx.Method(), ctx.Path(), &st.params)
+	switch res.Kind {
+	case router.Found:
+		p.serveEndpoint(ctx, p.endpoints[res.Route], st)
+		return
+	case router.Redirect:
+		st.buf = append(st.buf[:0], res.Location...)
+		if qs := ctx.URI().QueryString(); len(qs) > 0 {
+			st.buf = append(append(st.buf, '?'), qs...)
+		}
+		ctx.Response.Header.SetCanonical(hdrLocation, st.buf)
+		ctx.SetStatusCode(res.Code)
+	case router.Options:
+		st.buf = p.table.AppendAllow(st.buf[:0], res.Allowed)
+		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
+		ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
+		ctx.SetStatusCode(fasthttp.StatusOK)
+	case router.MethodNotAllowed:
+		st.buf = p.table.AppendAllow(st.buf[:0], res.Allowed)
+		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
+		writeFixed(ctx, fasthttp.StatusMethodNotAllowed, p.body405)
+	default:
+		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+		writeFixed(ctx, fasthttp.StatusNotFound, p.body404)
+	}
+	p.metrics.observe(ctx.Response.StatusCode(), -1)
+}
+
+// finish recovers from a panic (last line of defence) and pools st.
+func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
+	if r := recover(); r != nil {
+		p.log.Error().Interface("panic", r).Bytes("path", ctx.Path()).Msg("plan: request handler panicked")
+		ctx.Response.Reset()
+		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+		// st may be inconsistent: let the GC have it.
+		return
+	}
+	st.in.Clear()
+	st.params.Reset()
+	if cap(st.buf) > 4<<10 {
+		st.buf = nil
+	}
+	statePool.Put(st)
+}
+
+func writeFixed(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentTypeBytes(contentTypeJSON)
+	ctx.SetBody(body)
+}
+
+// invalidParam reports a parameter KrakenD's param checker rejects: one
+// that still holds percent-encoding after the path was decoded, or '?' or
+// '#' (disable_path_decoding is not offered).
+func invalidParam(ps *router.Params) bool {
+	for i := 0; i < ps.Len(); i++ {
+		if bytes.ContainsAny(ps.Value(i), "%?#") {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) {
+	start := time.Now()
+	if invalidParam(&st.params) {
+		writeFixed(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+		ep.metrics.observe(fasthttp.StatusBadRequest, time.Since(start).Seconds())
+		return
+	}
+	in := &st.in
+	in.Reset(&ctx.Request, &st.params)
+	in.ClientIP = p.clientIP.Append(in.ClientIP[:0], ctx.RemoteIP(), &ctx.Request.Header)
+	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
+
+	if ep.noop != nil {
+		p.serveNoOp(ctx, ep, in, start)
+	} else {
+		ex := ep.pipe.Acquire()
+		p.write(ctx, ep, ex, ex.Run(in, start))
+		ex.Release()
+	}
+	ep.metrics.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
+}
+
+// serveNoOp passes a single backend's response through: status, headers
+// (minus hop-by-hop) and body, never decoded; X-KrakenD-Completed is always
+// false, as in KrakenD (the body is not inspected).
+func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbound, start time.Time) {
+	for i := range ep.shadows {
+		ep.shadows[i].Call.Shadow(in, ep.shadows[i].Timeout)
+	}
+	if err := ep.noop.ServeNoOp(ctx, in, start.Add(ep.timeout)); err != nil {
+		if ep.noopErrors != nil {
+			ep.noopErrors.Inc()
+		}
+		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+	}
+	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
+	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+}
+
+// write renders a pipe result like lura's endpoint handler: no data means
+// an error status (500, or the backend's with return_error_code); data
+// means 200, complete only when every backend answered and the data is not
+// empty.
+func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, ex *aggregate.Exchange, r *aggregate.Result) {
+	if !r.HasData() {
+		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+		if r.Status != 0 {
+			ctx.SetStatusCode(r.Status)
+			if p.returnErrorMsg {
+				if len(r.ErrContentType) > 0 {
+					ctx.SetContentTypeBytes(r.ErrContentType)
+				}
+				ctx.SetBody(r.ErrBody)
+			}
+			return
+		}
+		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+		return
+	}
+	var complete bool
+	if r.Raw != nil {
+		complete = r.Complete && !emptyObject(r.Raw)
+		ctx.SetContentTypeBytes(rawContentType)
+		ctx.SetBody(r.Raw)
+	} else {
+		complete = r.Complete && nonEmpty(r)
+		body, ct := ex.Scratch().Render(ep.output, r.Value, ctx.Request.Header.Peek("Accept"))
+		ctx.SetContentType(ct)
+		ctx.SetBody(body)
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	if complete {
+		ctx.Response.Header.SetCanonical(hdrCompleted, valTrue)
+		if ep.cacheControl != nil {
+			ctx.Response.Header.SetCanonical(hdrCacheControl, ep.cacheControl)
+		}
+		return
+	}
+	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+}
+
+// nonEmpty mirrors lura's len(response.Data) > 0.
+func nonEmpty(r *aggregate.Result) bool {
+	o, err := r.Value.Object()
+	return err == nil && o.Len() > 0
+}
+
+// emptyObject reports whether a valid JSON object is {} (whitespace allowed).
+func emptyObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	if len(b) < 2 || b[0] != '{' {
+		return false
+	}
+	return len(bytes.TrimSpace(b[1:len(b)-1])) == 0
+}

@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"errors"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// IsSuccess reports whether a backend status counts as success: KrakenD
+// accepts only 200 and 201 (anything else, 204 included, is an error)
+// unless the backend is no-op.
+func IsSuccess(status int) bool {
+	return status == fasthttp.StatusOK || status == fasthttp.StatusCreated
+}
+
+// ErrBodyTooLarge is returned (wrapped) when a backend body, once
+// decompressed, exceeds the limit.
+var ErrBodyTooLarge = errors.New("backend body too large")
+
+// Body returns resp's body decoded from its Content-Encoding (gzip,
+// deflate, br, zstd), bounded by maxSize (0: unbounded). An uncompressed
+// body is returned without copying.
+func Body(resp *fasthttp.Response, maxSize int) ([]byte, error) {
+	if len(resp.Header.ContentEncoding()) == 0 {
+		return resp.Body(), nil
+	}
+	b, err := resp.BodyUncompressedWithLimit(maxSize)
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		return nil, ErrBodyTooLarge
+	}
+	return b, err
+}
+
+// CopyNoOp passes a backend response to the client response dst as a
+// no-op pipe does: status, headers minus hop-by-hop ones (and those named
+// in Connection), Content-Length and Date (fasthttp writes its own), and
+// the body, which is moved, not copied: src's body is empty afterwards.
+func CopyNoOp(dst, src *fasthttp.Response) {
+	dst.SetStatusCode(src.StatusCode())
+	// The backend's absence of Content-Type is passed through too.
+	src.Header.SetNoDefaultContentType(true)
+	dst.Header.SetNoDefaultContentType(true)
+	conn := src.Header.Peek(hdrConnection)
+	for k, v := range src.Header.All() {
+		if skipResponseHeader(k) || (len(conn) > 0 && namedInConnection(conn, k)) {
+			continue
+		}
+		dst.Header.AddBytesKV(k, v)
+	}
+	// Swap the body buffers: no copy whatever the body size.
+	body := src.SwapBody(nil)
+	old := dst.SwapBody(body)
+	src.SwapBody(old[:0])
+}
+
+func skipResponseHeader(k []byte) bool {
+	switch string(k) {
+	case "Content-Length", "Date":
+		return true
+	}
+	return isHopByHop(k)
+}
+
+// ServeNoOp runs a single no-op backend for the client request of ctx and
+// writes the backend response to ctx.Response. It returns the call error
+// (nothing was written then). It does not allocate once the pools are warm.
+func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time.Time) error {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	h := b.client.Pick()
+	b.BuildRequest(req, h, in, nil)
+	err := h.Do(req, resp, deadline)
+	if err == nil {
+		CopyNoOp(&ctx.Response, resp)
+	}
+	fasthttp.ReleaseRequest(req)
+	fasthttp.ReleaseResponse(resp)
+	return err
+}

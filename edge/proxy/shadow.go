@@ -1,0 +1,69 @@
+package proxy
+
+import (
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// shadowCall is one detached copy of a request sent to a shadow backend.
+// It owns copies of everything it sends, never the client's request.
+type shadowCall struct {
+	req      fasthttp.Request
+	resp     fasthttp.Response
+	host     *Host
+	client   *Client
+	deadline time.Time
+}
+
+var shadowPool = sync.Pool{New: func() any { return new(shadowCall) }}
+
+// Shadow sends a copy of the call b would make for in, detached from the
+// client request: it runs on its own goroutine with its own timeout, and
+// its result is discarded (KrakenD's proxy.shadow). It never blocks: when
+// the Client already has MaxShadowCalls in flight, or is closed, the copy
+// is dropped and Shadow returns false. The goroutine is owned by the
+// Client, whose Close waits for it.
+func (b *Backend) Shadow(in *Inbound, timeout time.Duration) bool {
+	c := b.client
+	select {
+	case c.shadowSem <- struct{}{}:
+	default:
+		return false
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		<-c.shadowSem
+		return false
+	}
+	c.shadowWG.Add(1)
+	c.mu.Unlock()
+
+	sc := shadowPool.Get().(*shadowCall)
+	sc.client = c
+	sc.host = c.Pick()
+	sc.deadline = time.Now().Add(timeout)
+	b.BuildRequest(&sc.req, sc.host, in, nil)
+	go sc.run()
+	return true
+}
+
+func (sc *shadowCall) run() {
+	defer sc.finish()
+	_ = sc.host.Do(&sc.req, &sc.resp, sc.deadline)
+}
+
+// finish is deferred by run: it swallows a panic (a shadow call must never
+// take the edge down), recycles sc and tells the Client the call is over.
+func (sc *shadowCall) finish() {
+	_ = recover()
+	c := sc.client
+	sc.req.Reset()
+	sc.resp.Reset()
+	sc.host, sc.client = nil, nil
+	shadowPool.Put(sc)
+	<-c.shadowSem
+	c.shadowWG.Done()
+}

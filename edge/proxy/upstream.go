@@ -1,0 +1,221 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ClientConfig configures the upstream Client of one backend. The zero
+// value is not usable: Hosts must list at least one base URL.
+type ClientConfig struct {
+	// Name identifies the backend (logs, metrics).
+	Name string
+	// Hosts are base URLs: "http://10.0.0.1:8080", "https://api.example.com".
+	// With disable_host_sanitize a host may lack the scheme; http is assumed.
+	Hosts []string
+	// MaxConns bounds the connections per host; 0 means DefaultMaxConns.
+	MaxConns int
+	// MaxIdleConnDuration closes idle keep-alive connections; 0 means 90s
+	// (Go's http.DefaultTransport, what KrakenD uses).
+	MaxIdleConnDuration time.Duration
+	// DialTimeout caps connection establishment; 0 leaves only the call deadline.
+	DialTimeout time.Duration
+	// MaxResponseBodySize bounds backend response bodies; 0 means unlimited.
+	MaxResponseBodySize int
+	// DisableKeepAlives closes the connection after every call.
+	DisableKeepAlives bool
+	// InsecureSkipVerify disables TLS certificate checks (allow_insecure_connections).
+	InsecureSkipVerify bool
+	// RoundRobin picks hosts in turn (from a random start) instead of at
+	// random. KrakenD balances at random when GOMAXPROCS > 1 and round-robin
+	// otherwise; New applies that rule when RoundRobin is false and
+	// GOMAXPROCS is 1.
+	RoundRobin bool
+	// MaxShadowCalls bounds the shadow calls in flight; 0 means DefaultMaxShadowCalls.
+	MaxShadowCalls int
+}
+
+// DefaultMaxConns is the per-host connection cap when ClientConfig.MaxConns is 0.
+const DefaultMaxConns = 1024
+
+// DefaultMaxShadowCalls bounds detached shadow calls per backend: beyond it
+// shadow copies are dropped rather than queued, so a slow shadow backend
+// can never grow goroutines without bound.
+const DefaultMaxShadowCalls = 256
+
+// Validate reports whether c can build a Client.
+func (c ClientConfig) Validate() error {
+	if len(c.Hosts) == 0 {
+		return errors.New("client config: no hosts")
+	}
+	for _, h := range c.Hosts {
+		if _, _, err := splitHost(h); err != nil {
+			return fmt.Errorf("client config: host %q: %w", h, err)
+		}
+	}
+	if c.MaxConns < 0 || c.MaxResponseBodySize < 0 || c.MaxShadowCalls < 0 {
+		return errors.New("client config: negative limit")
+	}
+	return nil
+}
+
+// Host is one upstream host of a Client.
+type Host struct {
+	scheme []byte // "http" or "https"
+	host   []byte // "10.0.0.1:8080" (Host header and URI host)
+	hc     *fasthttp.HostClient
+}
+
+// Client holds the keep-alive connection pools of one backend: one
+// fasthttp.HostClient per host and a KrakenD-like balancer. It is safe for
+// concurrent use; Close is idempotent.
+type Client struct {
+	name       string
+	hosts      []*Host
+	roundRobin bool
+	next       atomic.Uint32
+	keepAlive  bool
+
+	// Shadow calls are owned by the Client: Close waits for them.
+	shadowSem chan struct{} // bounds shadow calls in flight
+	shadowWG  sync.WaitGroup
+
+	mu     sync.Mutex // guards closed and shadowWG.Add
+	closed bool
+}
+
+// NewClient builds the pools of one backend. No connection is opened until
+// the first call.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	maxConns := cfg.MaxConns
+	if maxConns == 0 {
+		maxConns = DefaultMaxConns
+	}
+	idle := cfg.MaxIdleConnDuration
+	if idle <= 0 {
+		idle = 90 * time.Second
+	}
+	shadow := cfg.MaxShadowCalls
+	if shadow == 0 {
+		shadow = DefaultMaxShadowCalls
+	}
+	c := &Client{
+		name:       cfg.Name,
+		roundRobin: cfg.RoundRobin || runtime.GOMAXPROCS(0) == 1,
+		keepAlive:  !cfg.DisableKeepAlives,
+		shadowSem:  make(chan struct{}, shadow),
+	}
+	c.next.Store(rand.Uint32())
+	dialCap := cfg.DialTimeout
+	dial := func(addr string, timeout time.Duration) (net.Conn, error) {
+		if dialCap > 0 && dialCap < timeout {
+			timeout = dialCap
+		}
+		return fasthttp.DialTimeout(addr, timeout)
+	}
+	for _, raw := range cfg.Hosts {
+		scheme, host, _ := splitHost(raw)
+		addr := host
+		if _, _, err := net.SplitHostPort(host); err != nil {
+			if scheme == "https" {
+				addr = net.JoinHostPort(host, "443")
+			} else {
+				addr = net.JoinHostPort(host, "80")
+			}
+		}
+		hc := &fasthttp.HostClient{
+			Addr:                     addr,
+			Name:                     cfg.Name,
+			NoDefaultUserAgentHeader: true,
+			DialTimeout:              dial,
+			IsTLS:                    scheme == "https",
+			MaxConns:                 maxConns,
+			MaxIdleConnDuration:      idle,
+			MaxConnWaitTimeout:       time.Minute, // the call deadline cuts it shorter
+			MaxResponseBodySize:      cfg.MaxResponseBodySize,
+			ReadBufferSize:           16 << 10, // backend response headers up to 16 KiB
+			DisablePathNormalizing:   true,     // BuildRequest encodes the path itself
+			SecureErrorLogMessage:    true,
+		}
+		if hc.IsTLS {
+			hc.TLSConfig = &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // operator opt-in
+		}
+		c.hosts = append(c.hosts, &Host{scheme: []byte(scheme), host: []byte(host), hc: hc})
+	}
+	return c, nil
+}
+
+// splitHost parses "scheme://host[:port]" (scheme optional, http assumed).
+func splitHost(raw string) (scheme, host string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		// "10.0.0.1:8080" without scheme (disable_host_sanitize).
+		u, err = url.Parse("http://" + raw)
+		if err != nil || u.Host == "" {
+			return "", "", errors.New("not a host URL")
+		}
+	}
+	switch u.Scheme {
+	case "http", "https":
+	default:
+		return "", "", fmt.Errorf("scheme %q is not http or https", u.Scheme)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return "", "", errors.New("a host must not carry a path")
+	}
+	return u.Scheme, u.Host, nil
+}
+
+// Name returns the backend name the client was built for.
+func (c *Client) Name() string { return c.name }
+
+// Pick chooses the host for one call: KrakenD's balancer (random, or
+// round-robin from a random start), a single host short-circuits.
+func (c *Client) Pick() *Host {
+	if len(c.hosts) == 1 {
+		return c.hosts[0]
+	}
+	var i uint32
+	if c.roundRobin {
+		i = c.next.Add(1)
+	} else {
+		i = rand.Uint32()
+	}
+	return c.hosts[i%uint32(len(c.hosts))]
+}
+
+// Do sends req to h and reads the response into resp, giving up at
+// deadline. req must have been prepared for h (Backend.BuildRequest).
+func (h *Host) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	return h.hc.DoDeadline(req, resp, deadline)
+}
+
+// Close closes idle connections of every host and waits for shadow calls
+// in flight (each is bounded by its own timeout). Connections in use close
+// when their call ends. Close is idempotent.
+func (c *Client) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.shadowWG.Wait()
+	for _, h := range c.hosts {
+		h.hc.CloseIdleConnections()
+	}
+}

@@ -1,0 +1,52 @@
+package router
+
+// Params receives the values captured by a match, in the slot order given
+// by Table.ParamNames for the matched route. Values alias the path passed to
+// Lookup (or Params' own scratch buffers): they are valid only as long as
+// that path is, so Params must not be retained after the request handler
+// returns. The zero value is ready to use; reuse one Params per request
+// (pool it) to keep matching allocation-free. Params must not be copied
+// after first use.
+type Params struct {
+	n    int
+	vals [MaxParams][]byte
+	// clean and alt hold paths Lookup has to build: the path with extra
+	// slashes removed and a trailing-slash redirect target.
+	clean, alt []byte
+}
+
+// Len returns the number of captured values.
+func (ps *Params) Len() int { return ps.n }
+
+// Value returns the value of slot i, or nil when i is out of range.
+func (ps *Params) Value(i int) []byte {
+	if i < 0 || i >= ps.n {
+		return nil
+	}
+	return ps.vals[i]
+}
+
+// Reset forgets the captured values; the scratch buffers are kept.
+func (ps *Params) Reset() {
+	for i := 0; i < ps.n; i++ {
+		ps.vals[i] = nil
+	}
+	ps.n = 0
+}
+
+func (ps *Params) push(v []byte) {
+	ps.vals[ps.n] = v
+	ps.n++
+}
+
+func (ps *Params) pop() {
+	ps.n--
+	ps.vals[ps.n] = nil
+}
+
+// truncate drops values back to n (backtracking).
+func (ps *Params) truncate(n int) {
+	for ps.n > n {
+		ps.pop()
+	}
+}
