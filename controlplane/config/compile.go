@@ -19,6 +19,17 @@ const (
 	FeatureProxyShadow     = "proxy.shadow"
 	FeatureProxyStatic     = "proxy.static"
 	FeatureProxyFlatmap    = "proxy.flatmap"
+
+	FeatureAuthJWT              = "auth.jwt"               // an endpoint has auth/validator
+	FeatureAuthRevoker          = "auth.revoker"           // the service has auth/revoker
+	FeatureQoSRateLimit         = "qos.ratelimit"          // qos/ratelimit/router or qos/ratelimit/proxy
+	FeatureQoSRateLimitCluster  = "qos.ratelimit.cluster"  // a router rate limit sets cluster: true
+	FeatureQoSCircuitBreaker    = "qos.circuit_breaker"    // qos/circuit-breaker
+	FeatureQoSHTTPCache         = "qos.http_cache"         // qos/http-cache
+	FeatureSecurityCORS         = "security.cors"          // security/cors
+	FeatureSecurityHTTP         = "security.http"          // security/http
+	FeatureModifierMartian      = "modifier.martian"       // modifier/martian
+	FeatureValidationJSONSchema = "validation.json_schema" // validation/json-schema
 )
 
 // compile turns a defaulted, valid Service into a Snapshot. It must only be
@@ -27,7 +38,7 @@ func compile(s *Service) *gatewayv1.Snapshot {
 	features := make(map[string]bool)
 	snap := &gatewayv1.Snapshot{
 		SchemaVersion: SchemaVersion,
-		Service:       compileService(s),
+		Service:       compileService(s, features),
 		Endpoints:     make([]*gatewayv1.Endpoint, 0, len(s.Endpoints)),
 	}
 	for _, e := range s.Endpoints {
@@ -42,7 +53,7 @@ func compile(s *Service) *gatewayv1.Snapshot {
 	return snap
 }
 
-func compileService(s *Service) *gatewayv1.Service {
+func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 	out := &gatewayv1.Service{
 		Name:     s.Name,
 		Port:     uint32(s.Port),
@@ -104,6 +115,25 @@ func compileService(s *Service) *gatewayv1.Service {
 			EndpointDisabled: m.EndpointDisabled,
 		}
 	}
+	// The service-level auth/validator (shared_cache_duration) has no
+	// snapshot field: the edge caches keys per JWKS source.
+	if r := s.ExtraConfig.Revoker; r != nil {
+		out.Revoker = compileRevoker(r)
+		features[FeatureAuthRevoker] = true
+	}
+	if c := s.ExtraConfig.CORS; c != nil {
+		out.Cors = compileCORS(c)
+		features[FeatureSecurityCORS] = true
+	}
+	if sh := s.ExtraConfig.Security; sh != nil {
+		out.Security = compileSecurityHTTP(sh)
+		features[FeatureSecurityHTTP] = true
+	}
+	// The store is compiled even when no endpoint uses it; the feature is
+	// only listed when one does (an edge without it could serve the rest).
+	if c := s.ExtraConfig.ClusterRateLimit; c != nil {
+		out.ClusterRateLimit = compileClusterRateLimit(c)
+	}
 	return out
 }
 
@@ -145,6 +175,21 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		if answering > 1 {
 			out.Flatmap = flatmapOps(px.FlatmapFilter)
 		}
+	}
+	if j := e.ExtraConfig.JWT; j != nil {
+		out.Jwt = compileJWT(j)
+		features[FeatureAuthJWT] = true
+	}
+	if rl := e.ExtraConfig.RateLimit; rl != nil {
+		out.RateLimit = compileRouterRateLimit(rl)
+		features[FeatureQoSRateLimit] = true
+		if rl.Cluster {
+			features[FeatureQoSRateLimitCluster] = true
+		}
+	}
+	if e.ExtraConfig.JSONSchema != nil {
+		out.JsonSchema = e.ExtraConfig.JSONSchema
+		features[FeatureValidationJSONSchema] = true
 	}
 	if out.Sequential {
 		features[FeatureProxySequential] = true
@@ -196,6 +241,22 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 			out.ShadowTimeoutMs = ms(deref(px.ShadowTimeout))
 			features[FeatureProxyShadow] = true
 		}
+	}
+	if rl := b.ExtraConfig.RateLimit; rl != nil {
+		out.RateLimit = compileBackendRateLimit(rl)
+		features[FeatureQoSRateLimit] = true
+	}
+	if cb := b.ExtraConfig.CircuitBreaker; cb != nil {
+		out.CircuitBreaker = compileCircuitBreaker(cb)
+		features[FeatureQoSCircuitBreaker] = true
+	}
+	if c := b.ExtraConfig.HTTPCache; c != nil {
+		out.HttpCache = compileHTTPCache(c)
+		features[FeatureQoSHTTPCache] = true
+	}
+	if m := b.ExtraConfig.Martian; m != nil {
+		out.Martian = compileMartian(m)
+		features[FeatureModifierMartian] = true
 	}
 	if len(out.Flatmap) > 0 {
 		features[FeatureProxyFlatmap] = true

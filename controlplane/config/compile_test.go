@@ -69,8 +69,10 @@ func mustCompileFile(t *testing.T, file string) *Compiled {
 
 func TestCompileGolden(t *testing.T) {
 	t.Parallel()
-	c := mustCompileFile(t, "testdata/krakend.json")
-	golden(t, "krakend.golden", snapshotJSON(t, c.Snapshot))
+	for _, name := range []string{"krakend", "krakend-security"} {
+		c := mustCompileFile(t, "testdata/"+name+".json")
+		golden(t, name+".golden", snapshotJSON(t, c.Snapshot))
+	}
 }
 
 func TestViolationsGolden(t *testing.T) {
@@ -130,25 +132,27 @@ func TestCompileIsDeterministic(t *testing.T) {
 // order.
 func TestYAMLAndJSONCompileIdentically(t *testing.T) {
 	t.Parallel()
-	jsonDoc, err := os.ReadFile("testdata/krakend.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	yamlDoc, err := k8syaml.JSONToYAML(jsonDoc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromJSON, err := Compile("krakend.json", jsonDoc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromYAML, err := Compile("krakend.yaml", yamlDoc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fromJSON.SHA256 != fromYAML.SHA256 {
-		t.Errorf("sha256 differs: json %s, yaml %s\n%s", fromJSON.SHA256, fromYAML.SHA256,
-			cmp.Diff(fromJSON.Snapshot, fromYAML.Snapshot, protocmp.Transform()))
+	for _, name := range []string{"krakend", "krakend-security"} {
+		jsonDoc, err := os.ReadFile("testdata/" + name + ".json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		yamlDoc, err := k8syaml.JSONToYAML(jsonDoc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromJSON, err := Compile(name+".json", jsonDoc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromYAML, err := Compile(name+".yaml", yamlDoc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fromJSON.SHA256 != fromYAML.SHA256 {
+			t.Errorf("%s: sha256 differs: json %s, yaml %s\n%s", name, fromJSON.SHA256, fromYAML.SHA256,
+				cmp.Diff(fromJSON.Snapshot, fromYAML.Snapshot, protocmp.Transform()))
+		}
 	}
 
 	small := mustCompileFile(t, "testdata/small.json")
@@ -235,6 +239,14 @@ func TestCompileFeatures(t *testing.T) {
 			"extra_config": {"proxy": {"flatmap_filter": [{"type": "del", "args": ["a"]}]}}}`}, []string{FeatureProxyFlatmap}},
 		{"sorted and deduplicated", []string{ep("/b/*", `"output_encoding": "xml"`), ep("/a/*", `"output_encoding": "xml"`)},
 			[]string{FeatureEncodingXML, FeatureRouteCatchAll}},
+		{"jwt", []string{jwtEP("/a", "")}, []string{FeatureAuthJWT}},
+		{"router rate limit", []string{limitEP("/a", `"max_rate": 1`)}, []string{FeatureQoSRateLimit}},
+		{"proxy rate limit", []string{backendNS(`"qos/ratelimit/proxy": {"max_rate": 1}`)}, []string{FeatureQoSRateLimit}},
+		{"circuit breaker", []string{backendNS(`"qos/circuit-breaker": {"interval": 1, "timeout": 1, "max_errors": 1}`)},
+			[]string{FeatureQoSCircuitBreaker}},
+		{"http cache", []string{backendNS(`"qos/http-cache": {}`)}, []string{FeatureQoSHTTPCache}},
+		{"martian", []string{backendNS(`"modifier/martian": {"header.Modifier": {"name": "X-A"}}`)}, []string{FeatureModifierMartian}},
+		{"json schema", []string{ep("/a", `"extra_config": {"validation/json-schema": {}}`)}, []string{FeatureValidationJSONSchema}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,6 +259,16 @@ func TestCompileFeatures(t *testing.T) {
 				t.Errorf("features (-want +got):\n%s", diff)
 			}
 		})
+	}
+
+	// Service-level features, and all of them at once, sorted.
+	c := mustCompileFile(t, "testdata/krakend-security.json")
+	want := []string{
+		FeatureAuthJWT, FeatureAuthRevoker, FeatureModifierMartian, FeatureQoSCircuitBreaker, FeatureQoSHTTPCache,
+		FeatureQoSRateLimit, FeatureQoSRateLimitCluster, FeatureSecurityCORS, FeatureSecurityHTTP, FeatureValidationJSONSchema,
+	}
+	if diff := cmp.Diff(want, c.Snapshot.GetFeatures()); diff != "" {
+		t.Errorf("krakend-security.json features (-want +got):\n%s", diff)
 	}
 }
 

@@ -287,6 +287,35 @@ func (d *decoder) int64(n *node, p path) (int64, bool) {
 	return int64(f), true
 }
 
+// number decodes any finite JSON number (rates may be fractional).
+func (d *decoder) number(dst *float64) handler {
+	return func(n *node, p path) {
+		if v, ok := d.float64(n, p); ok {
+			*dst = v
+		}
+	}
+}
+
+func (d *decoder) optNumber(dst **float64) handler {
+	return func(n *node, p path) {
+		if v, ok := d.float64(n, p); ok {
+			*dst = &v
+		}
+	}
+}
+
+func (d *decoder) float64(n *node, p path) (float64, bool) {
+	if !d.want(n, p, typeNumber) {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(n.text, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		d.vs.add(p, KindInvalid, "%s: not a finite number", n.text)
+		return 0, false
+	}
+	return f, true
+}
+
 // duration decodes a Go duration string. KrakenD silently reads an
 // unparsable duration as 0; here it is a violation.
 func (d *decoder) duration(dst *time.Duration) handler {

@@ -26,13 +26,49 @@ const (
 	// DefaultMaxBodyBytes bounds request and backend response bodies. KrakenD
 	// CE has no limit; ours is fixed (there is no configuration key).
 	DefaultMaxBodyBytes = 10 << 20
+
+	// auth/validator.
+	DefaultJWKCacheDuration    = 900 * time.Second
+	DefaultJWTLeeway           = time.Second
+	DefaultRolesKey            = "roles"
+	DefaultScopesMatcher       = "any"
+	DefaultAuthHeaderName      = "Authorization"
+	DefaultCookieKey           = "access_token"
+	DefaultKeyIdentifyStrategy = "kid"
+
+	// qos/ratelimit/router and qos/ratelimit/proxy.
+	DefaultRateLimitEvery         = time.Second
+	DefaultRateLimitShards        = 2048
+	DefaultRateLimitCleanupPeriod = time.Minute
+	// DefaultRateLimitStrategy applies when client_max_rate is set without a
+	// strategy (KrakenD then silently disables the client limit).
+	DefaultRateLimitStrategy = "ip"
+
+	// qos/ratelimit/cluster (our extension).
+	DefaultClusterKeyPrefix   = "apigw:rl:"
+	DefaultClusterDialTimeout = 50 * time.Millisecond
+
+	// DefaultHTTPCacheMaxSize bounds a qos/http-cache that sets neither
+	// max_size nor max_items (unbounded in KrakenD).
+	DefaultHTTPCacheMaxSize = 64 << 20
+
+	// security/cors: rs/cors's 204 (the lists are DefaultCORS* variables).
+	DefaultCORSOptionsSuccessStatus = 204
+)
+
+// Default lists of security/cors. Callers must not modify them.
+var (
+	DefaultCORSAllowOrigins = []string{"*"}
+	DefaultCORSAllowMethods = []string{"GET", "POST", "HEAD"}
+	DefaultCORSAllowHeaders = []string{"*"}
 )
 
 // Defaults fills every unset value of s in place, so that Validate and the
 // compiler see the configuration the gateway will actually run. It is the
 // only place defaults live. It also normalises spelling the way KrakenD
-// does: methods are upper-cased and header names canonicalised
-// (textproto.CanonicalMIMEHeaderKey; "*" is kept).
+// does: methods are upper-cased, header names canonicalised
+// (textproto.CanonicalMIMEHeaderKey; "*" is kept) and CORS origins
+// lower-cased.
 //
 // Inherited values (the endpoint timeout from the service timeout, backend
 // hosts from the service host, ...) are taken from the service only when
@@ -84,6 +120,17 @@ func Defaults(s *Service) {
 	}
 	if x.Metrics != nil && x.Metrics.ListenAddress == "" {
 		x.Metrics.ListenAddress = DefaultMetricsListenAddress
+	}
+	if c := x.ClusterRateLimit; c != nil {
+		if c.KeyPrefix == "" {
+			c.KeyPrefix = DefaultClusterKeyPrefix
+		}
+		if c.DialTimeout == nil {
+			c.DialTimeout = ptr(DefaultClusterDialTimeout)
+		}
+	}
+	if x.CORS != nil {
+		corsDefaults(x.CORS)
 	}
 
 	inherited := endpointInheritance{
@@ -137,6 +184,12 @@ func endpointDefaults(e *Endpoint, s *Service, inherited endpointInheritance) {
 	if px := e.ExtraConfig.Proxy; px != nil && px.Static != nil && px.Static.Strategy == "" {
 		px.Static.Strategy = DefaultStaticStrategy
 	}
+	if j := e.ExtraConfig.JWT; j != nil {
+		jwtDefaults(j)
+	}
+	if rl := e.ExtraConfig.RateLimit; rl != nil {
+		routerRateLimitDefaults(rl)
+	}
 
 	shadowTimeout := *e.Timeout
 	if shadowTimeout <= 0 {
@@ -168,6 +221,13 @@ func endpointDefaults(e *Endpoint, s *Service, inherited endpointInheritance) {
 		if px := b.ExtraConfig.Proxy; px != nil && px.Shadow && px.ShadowTimeout == nil {
 			px.ShadowTimeout = ptr(shadowTimeout)
 		}
+		if rl := b.ExtraConfig.RateLimit; rl != nil {
+			backendRateLimitDefaults(rl)
+		}
+		if c := b.ExtraConfig.HTTPCache; c != nil && c.MaxSize == nil && c.MaxItems == nil {
+			c.MaxSize = ptr(int64(DefaultHTTPCacheMaxSize))
+		}
+		martianDefaults(b.ExtraConfig.Martian)
 	}
 }
 
@@ -186,3 +246,133 @@ func canonicalHeaders(names []string) []string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// jwtDefaults fills the endpoint validator's defaults (krakend-jose's,
+// except cache_duration, which the edge uses whatever `cache` says) and
+// canonicalises header names.
+func jwtDefaults(j *JWTValidator) {
+	if j.CacheDuration == nil {
+		j.CacheDuration = ptr(int64(DefaultJWKCacheDuration / time.Second))
+	}
+	if j.Leeway == nil {
+		j.Leeway = ptr(DefaultJWTLeeway)
+	}
+	if j.RolesKey == "" {
+		j.RolesKey = DefaultRolesKey
+	}
+	if j.ScopesMatcher == "" {
+		j.ScopesMatcher = DefaultScopesMatcher
+	}
+	if j.AuthHeaderName == "" {
+		j.AuthHeaderName = DefaultAuthHeaderName
+	}
+	j.AuthHeaderName = textproto.CanonicalMIMEHeaderKey(j.AuthHeaderName)
+	if j.CookieKey == "" {
+		j.CookieKey = DefaultCookieKey
+	}
+	if j.KeyIdentifyStrategy == "" {
+		j.KeyIdentifyStrategy = DefaultKeyIdentifyStrategy
+	}
+	for i := range j.PropagateClaims {
+		j.PropagateClaims[i].Header = textproto.CanonicalMIMEHeaderKey(j.PropagateClaims[i].Header)
+	}
+}
+
+// defaultCapacity is KrakenD's bucket size for a rate: the rate rounded
+// down, at least 1. Out-of-range rates are Validate's to report.
+func defaultCapacity(rate float64) int64 {
+	if rate < 1 || rate > maxRate {
+		return 1
+	}
+	return int64(rate)
+}
+
+func routerRateLimitDefaults(r *RouterRateLimit) {
+	if r.Capacity == nil && r.MaxRate > 0 {
+		r.Capacity = ptr(defaultCapacity(r.MaxRate))
+	}
+	// KrakenD's default client_capacity is 1 whenever max_rate (sic) is
+	// below 1; we size the client bucket from client_max_rate, as it does
+	// for the global one.
+	if r.ClientCapacity == nil && r.ClientMaxRate > 0 {
+		r.ClientCapacity = ptr(defaultCapacity(r.ClientMaxRate))
+	}
+	// KrakenD silently disables the client limit without a strategy.
+	if r.Strategy == "" && r.ClientMaxRate > 0 {
+		r.Strategy = DefaultRateLimitStrategy
+	}
+	if r.Every == nil {
+		r.Every = ptr(DefaultRateLimitEvery)
+	}
+	switch {
+	case r.NumShards == nil:
+		r.NumShards = ptr(int64(DefaultRateLimitShards))
+	case *r.NumShards == 0:
+		*r.NumShards = 1 // KrakenD: 0 or 1 shard is one map
+	}
+	if r.CleanupPeriod == nil {
+		r.CleanupPeriod = ptr(DefaultRateLimitCleanupPeriod)
+	}
+	if r.Key != "" && (r.Strategy == "ip" || r.Strategy == "header") {
+		r.Key = textproto.CanonicalMIMEHeaderKey(r.Key)
+	}
+}
+
+func backendRateLimitDefaults(r *BackendRateLimit) {
+	if r.Capacity == nil && r.MaxRate != nil && *r.MaxRate > 0 {
+		r.Capacity = ptr(defaultCapacity(*r.MaxRate))
+	}
+	if r.Every == nil {
+		r.Every = ptr(DefaultRateLimitEvery)
+	}
+}
+
+// corsDefaults fills KrakenD's CORS defaults and normalises spelling as
+// rs/cors does: origins lower-cased, methods upper-cased, header names
+// canonicalised. An empty list is the default, as in KrakenD.
+func corsDefaults(c *CORS) {
+	if len(c.AllowOrigins) == 0 {
+		c.AllowOrigins = append([]string(nil), DefaultCORSAllowOrigins...)
+	}
+	for i, o := range c.AllowOrigins {
+		c.AllowOrigins[i] = strings.ToLower(o)
+	}
+	if len(c.AllowMethods) == 0 {
+		c.AllowMethods = append([]string(nil), DefaultCORSAllowMethods...)
+	}
+	for i, m := range c.AllowMethods {
+		c.AllowMethods[i] = strings.ToUpper(m)
+	}
+	if len(c.AllowHeaders) == 0 {
+		c.AllowHeaders = append([]string(nil), DefaultCORSAllowHeaders...)
+	}
+	c.AllowHeaders = canonicalHeaders(c.AllowHeaders)
+	c.ExposeHeaders = canonicalHeaders(c.ExposeHeaders)
+	if c.OptionsSuccessStatus == nil {
+		c.OptionsSuccessStatus = ptr(int64(DefaultCORSOptionsSuccessStatus))
+	}
+}
+
+// martianDefaults fills absent scopes with martian's default (every scope
+// the modifier implements: querystring.Modifier only modifies requests) and
+// canonicalises header names.
+func martianDefaults(m *Martian) {
+	if m == nil {
+		return
+	}
+	if m.Scope == nil {
+		m.Scope = []string{scopeRequest, scopeResponse}
+		if m.Type == martianQueryString {
+			m.Scope = []string{scopeRequest}
+		}
+	}
+	if m.Type == martianHeader {
+		m.Name = textproto.CanonicalMIMEHeaderKey(m.Name)
+	}
+	if m.Type == martianBlacklist {
+		m.Names = canonicalHeaders(m.Names)
+	}
+	for _, c := range m.Modifiers {
+		martianDefaults(c)
+	}
+}

@@ -70,6 +70,27 @@ func TestDiff(t *testing.T) {
 				{Op: ChangeAdded, Subject: "PUT /b"},
 				{Op: ChangeRemoved, Subject: "GET /b"},
 			}},
+		{"namespace values", conf("", backendNS(`"modifier/martian": {"header.Modifier": {"name": "X-A", "value": "1"}},
+			"qos/circuit-breaker": {"interval": 60, "timeout": 10, "max_errors": 1}`)),
+			conf("", backendNS(`"modifier/martian": {"header.Modifier": {"name": "X-A", "value": "2"}},
+			"qos/circuit-breaker": {"interval": 60, "timeout": 20, "max_errors": 1}`)),
+			[]*gatewayv1.Change{
+				{Op: ChangeChanged, Subject: "GET /a", Fields: []string{
+					"backends[0].circuit_breaker.timeout_ms",
+					"backends[0].martian.header_modifier.value",
+				}},
+			}},
+		{"namespace replaced", conf("", backendNS(`"modifier/martian": {"header.Modifier": {"name": "X-A"}}`)),
+			conf("", backendNS(`"modifier/martian": {"querystring.Modifier": {"name": "q"}}`)),
+			[]*gatewayv1.Change{
+				{Op: ChangeChanged, Subject: "GET /a", Fields: []string{
+					"backends[0].martian.scope",
+					"backends[0].martian.header_modifier",
+					"backends[0].martian.querystring_modifier",
+				}},
+			}},
+		{"service namespace added", conf("", ep("/a", "")), conf(`"extra_config": {"security/cors": {}}`, ep("/a", "")),
+			[]*gatewayv1.Change{{Op: ChangeChanged, Subject: "service", Fields: []string{"cors"}}}},
 		{"static added", base, conf("",
 			`{"endpoint": "/a", "backend": [{"url_pattern": "/a", "mapping": {"x": "y"}}]}`, ep("/b", ""),
 			ep("/c", `"extra_config": {"proxy": {"static": {"data": {}}}}`)),

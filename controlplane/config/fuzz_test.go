@@ -21,7 +21,7 @@ var violationKinds = map[string]bool{
 // well-formed violation list, an accepted one must compile deterministically
 // and round-trip through its payload. Seeds live in testdata/fuzz/FuzzCompile.
 func FuzzCompile(f *testing.F) {
-	for _, file := range []string{"testdata/krakend.json", "testdata/small.json", "testdata/bad.json"} {
+	for _, file := range []string{"testdata/krakend.json", "testdata/krakend-security.json", "testdata/small.json", "testdata/bad.json"} {
 		content, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)

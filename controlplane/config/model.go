@@ -63,9 +63,14 @@ type Service struct {
 // ServiceExtra holds the supported service-level extra_config namespaces.
 // A nil field means the namespace is absent.
 type ServiceExtra struct {
-	Router  *Router
-	Logging *Logging
-	Metrics *Metrics
+	Router           *Router
+	Logging          *Logging
+	Metrics          *Metrics
+	JWT              *ServiceJWT
+	Revoker          *Revoker
+	ClusterRateLimit *ClusterRateLimit
+	CORS             *CORS
+	Security         *SecurityHTTP
 }
 
 // Router is the `router` namespace (KrakenD's gin engine options).
@@ -125,7 +130,12 @@ type Endpoint struct {
 
 // EndpointExtra holds the supported endpoint-level extra_config namespaces.
 type EndpointExtra struct {
-	Proxy *EndpointProxy
+	Proxy     *EndpointProxy
+	JWT       *JWTValidator
+	RateLimit *RouterRateLimit
+	// JSONSchema is the canonical JSON of the `validation/json-schema`
+	// document; nil when absent.
+	JSONSchema []byte
 }
 
 // EndpointProxy is the endpoint-level `proxy` namespace.
@@ -177,8 +187,12 @@ type Backend struct {
 
 // BackendExtra holds the supported backend-level extra_config namespaces.
 type BackendExtra struct {
-	HTTP  *BackendHTTP
-	Proxy *BackendProxy
+	HTTP           *BackendHTTP
+	Proxy          *BackendProxy
+	RateLimit      *BackendRateLimit
+	CircuitBreaker *CircuitBreaker
+	HTTPCache      *HTTPCache
+	Martian        *Martian
 }
 
 // BackendHTTP is the `backend/http` namespace.
@@ -193,4 +207,163 @@ type BackendProxy struct {
 	FlatmapFilter []FlatmapOp
 	Shadow        bool
 	ShadowTimeout *time.Duration
+}
+
+// ServiceJWT is the service-level `auth/validator` namespace, which only
+// sizes KrakenD's JWK cache shared by all endpoints.
+type ServiceJWT struct {
+	// SharedCacheDuration (seconds) is accepted for compatibility and has no
+	// effect: the edge caches keys per JWKS source (see JWTValidator).
+	SharedCacheDuration *int64
+}
+
+// JWTValidator is the endpoint-level `auth/validator` namespace.
+type JWTValidator struct {
+	Alg                  string
+	JWKURL               string
+	JWKLocalPath         string
+	Cache                bool
+	CacheDuration        *int64 // seconds
+	DisableJWKSecurity   bool
+	FailedJWKKeyCooldown time.Duration
+	Audience             []string
+	Issuer               string
+	Leeway               *time.Duration
+	Roles                []string
+	RolesKey             string
+	RolesKeyIsNested     bool
+	Scopes               []string
+	ScopesKey            string
+	ScopesMatcher        string
+	// PropagateClaims holds [claim, header] pairs. An entry that is not a
+	// pair of strings is reported by Decode and left empty here, so the
+	// slice stays aligned with the file.
+	PropagateClaims              []ClaimHeader
+	PropagateClaimsPreserveArray bool
+	AuthHeaderName               string
+	CookieKey                    string
+	KeyIdentifyStrategy          string
+	OperationDebug               bool
+}
+
+// ClaimHeader is one `propagate_claims` entry.
+type ClaimHeader struct {
+	Claim  string
+	Header string
+}
+
+// Revoker is the service-level `auth/revoker` namespace.
+type Revoker struct {
+	N         *int64
+	P         *float64
+	TTL       *int64 // seconds
+	TokenKeys []string
+	HashName  string
+	// Port is accepted for compatibility and has no effect: revocations reach
+	// edges over the sync stream, not through a per-node RPC port.
+	Port int64
+}
+
+// RouterRateLimit is the endpoint-level `qos/ratelimit/router` namespace.
+type RouterRateLimit struct {
+	MaxRate        float64
+	Capacity       *int64
+	ClientMaxRate  float64
+	ClientCapacity *int64
+	Strategy       string
+	Key            string
+	Every          *time.Duration
+	NumShards      *int64
+	CleanupPeriod  *time.Duration
+	// CleanupThreads is accepted for compatibility and has no effect.
+	CleanupThreads int64
+	// Cluster is our extension: share the client buckets through the
+	// service's `qos/ratelimit/cluster` store.
+	Cluster bool
+}
+
+// ClusterRateLimit is our service-level `qos/ratelimit/cluster` namespace.
+type ClusterRateLimit struct {
+	Address     string
+	KeyPrefix   string
+	DialTimeout *time.Duration
+}
+
+// BackendRateLimit is the backend-level `qos/ratelimit/proxy` namespace.
+type BackendRateLimit struct {
+	MaxRate  *float64
+	Capacity *int64
+	Every    *time.Duration
+}
+
+// CircuitBreaker is the backend-level `qos/circuit-breaker` namespace.
+// Interval and Timeout are integer seconds, as in KrakenD.
+type CircuitBreaker struct {
+	Interval        *int64
+	Timeout         *int64
+	MaxErrors       *int64
+	Name            string
+	LogStatusChange bool
+}
+
+// HTTPCache is the backend-level `qos/http-cache` namespace.
+type HTTPCache struct {
+	Shared   bool
+	MaxSize  *int64 // bytes
+	MaxItems *int64
+}
+
+// CORS is the service-level `security/cors` namespace.
+type CORS struct {
+	AllowOrigins         []string
+	AllowMethods         []string
+	AllowHeaders         []string
+	ExposeHeaders        []string
+	AllowCredentials     bool
+	MaxAge               time.Duration
+	AllowPrivateNetwork  bool
+	OptionsPassthrough   bool
+	OptionsSuccessStatus *int64
+	// Debug is accepted for compatibility and has no effect.
+	Debug bool
+}
+
+// SecurityHTTP is the service-level `security/http` namespace.
+type SecurityHTTP struct {
+	AllowedHosts            []string
+	AllowedHostsAreRegex    bool
+	HostProxyHeaders        []string
+	STSSeconds              int64
+	STSIncludeSubdomains    bool
+	ForceSTSHeader          bool
+	FrameDeny               bool
+	CustomFrameOptionsValue string
+	ContentSecurityPolicy   string
+	ContentTypeNosniff      bool
+	BrowserXSSFilter        bool
+	ReferrerPolicy          string
+	SSLRedirect             bool
+	SSLHost                 string
+	SSLProxyHeaders         map[string]string
+	IsDevelopment           bool
+}
+
+// Martian is one node of the backend-level `modifier/martian` DSL: an
+// object with a single key naming the modifier type. Only the fields of
+// its Type are meaningful.
+type Martian struct {
+	Type string // one of martianTypes
+	// Scope is nil when absent (Defaults fills it) and empty when written as [].
+	Scope []string
+	// header.Modifier, querystring.Modifier.
+	Name  string
+	Value string
+	// header.Blacklist.
+	Names []string
+	// body.Modifier: Body is the decoded base64 `body`.
+	ContentType string
+	Body        []byte
+	// fifo.Group. A nested modifier that could not be decoded is nil.
+	Modifiers       []*Martian
+	AggregateErrors bool
 }

@@ -20,13 +20,25 @@ var (
 		{"router", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Router = d.router(n, p) }},
 		{"telemetry/logging", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Logging = d.logging(n, p) }},
 		{"telemetry/metrics", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Metrics = d.metrics(n, p) }},
+		{"auth/validator", func(d *decoder, n *node, p path, x *ServiceExtra) { x.JWT = d.serviceJWT(n, p) }},
+		{"auth/revoker", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Revoker = d.revoker(n, p) }},
+		{"qos/ratelimit/cluster", func(d *decoder, n *node, p path, x *ServiceExtra) { x.ClusterRateLimit = d.clusterRateLimit(n, p) }},
+		{"security/cors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.CORS = d.cors(n, p) }},
+		{"security/http", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Security = d.securityHTTP(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},
+		{"auth/validator", func(d *decoder, n *node, p path, x *EndpointExtra) { x.JWT = d.jwtValidator(n, p) }},
+		{"qos/ratelimit/router", func(d *decoder, n *node, p path, x *EndpointExtra) { x.RateLimit = d.routerRateLimit(n, p) }},
+		{"validation/json-schema", func(d *decoder, n *node, p path, x *EndpointExtra) { d.rawObject(&x.JSONSchema)(n, p) }},
 	}
 	backendNamespaces = []namespace[BackendExtra]{
 		{"backend/http", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTP = d.backendHTTP(n, p) }},
 		{"proxy", func(d *decoder, n *node, p path, x *BackendExtra) { x.Proxy = d.backendProxy(n, p) }},
+		{"qos/ratelimit/proxy", func(d *decoder, n *node, p path, x *BackendExtra) { x.RateLimit = d.backendRateLimit(n, p) }},
+		{"qos/circuit-breaker", func(d *decoder, n *node, p path, x *BackendExtra) { x.CircuitBreaker = d.circuitBreaker(n, p) }},
+		{"qos/http-cache", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTPCache = d.httpCache(n, p) }},
+		{"modifier/martian", func(d *decoder, n *node, p path, x *BackendExtra) { x.Martian = d.martian(n, p) }},
 	}
 )
 

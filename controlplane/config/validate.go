@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"net"
 	"net/netip"
 	"regexp"
@@ -79,6 +80,8 @@ func validate(s *Service) []*gatewayv1.FieldViolation {
 type validator struct {
 	s  *Service
 	vs violations
+	// shared is the first shared qos/http-cache met, nil before.
+	shared *sharedCache
 }
 
 func (v *validator) healthPath() string {
@@ -160,6 +163,21 @@ func (v *validator) service() {
 	}
 	if m := s.ExtraConfig.Metrics; m != nil {
 		v.metrics(x.key("telemetry/metrics"), m)
+	}
+	if j := s.ExtraConfig.JWT; j != nil {
+		v.serviceJWT(x.key("auth/validator"), j)
+	}
+	if r := s.ExtraConfig.Revoker; r != nil {
+		v.revoker(x.key("auth/revoker"), r)
+	}
+	if c := s.ExtraConfig.ClusterRateLimit; c != nil {
+		v.clusterRateLimit(x.key("qos/ratelimit/cluster"), c)
+	}
+	if c := s.ExtraConfig.CORS; c != nil {
+		v.cors(x.key("security/cors"), c)
+	}
+	if sh := s.ExtraConfig.Security; sh != nil {
+		v.securityHTTP(x.key("security/http"), sh)
 	}
 }
 
@@ -257,9 +275,16 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	}
 
 	var sequential bool
+	x := p.field("extra_config")
 	if px := e.ExtraConfig.Proxy; px != nil {
 		sequential = px.Sequential
-		v.endpointProxy(p.field("extra_config").key("proxy"), e, px)
+		v.endpointProxy(x.key("proxy"), e, px)
+	}
+	if j := e.ExtraConfig.JWT; j != nil {
+		v.jwt(x.key("auth/validator"), j)
+	}
+	if rl := e.ExtraConfig.RateLimit; rl != nil {
+		v.routerRateLimit(x.key("qos/ratelimit/router"), rl, r)
 	}
 	for j, b := range e.Backend {
 		if b != nil {
@@ -305,7 +330,7 @@ func (v *validator) endpointProxy(p path, e *Endpoint, px *EndpointProxy) {
 }
 
 func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route, sequential bool) {
-	v.urlPattern(p.field("url_pattern"), index, b.URLPattern, r, sequential)
+	v.urlPattern(p.field("url_pattern"), index, b.URLPattern, r, sequential, e.ExtraConfig.JWT != nil)
 
 	if len(b.Host) == 0 {
 		v.vs.add(p.field("host"), KindRequired, "no host: set host here or at the service level")
@@ -355,13 +380,25 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 			v.positive(pp.field("shadow_timeout"), *px.ShadowTimeout)
 		}
 	}
+	if rl := b.ExtraConfig.RateLimit; rl != nil {
+		v.backendRateLimit(x.key("qos/ratelimit/proxy"), rl)
+	}
+	if cb := b.ExtraConfig.CircuitBreaker; cb != nil {
+		v.circuitBreaker(x.key("qos/circuit-breaker"), cb)
+	}
+	if c := b.ExtraConfig.HTTPCache; c != nil {
+		v.httpCache(x.key("qos/http-cache"), c, b)
+	}
+	if m := b.ExtraConfig.Martian; m != nil {
+		v.martian(x.key("modifier/martian"), m)
+	}
 }
 
 // urlPattern checks a backend url_pattern and its placeholders: each one
-// must be an endpoint parameter, a JWT claim ({JWT.sub}, checked later by
-// the JWT validator) or, in a sequential endpoint, a field of an earlier
-// backend's response ({resp0_id}).
-func (v *validator) urlPattern(p path, index int, pattern string, r route, sequential bool) {
+// must be an endpoint parameter, a claim of the validated token ({JWT.sub},
+// which needs the endpoint's auth/validator) or, in a sequential endpoint, a
+// field of an earlier backend's response ({resp0_id}).
+func (v *validator) urlPattern(p path, index int, pattern string, r route, sequential, hasJWT bool) {
 	switch {
 	case pattern == "":
 		v.vs.add(p, KindRequired, "url_pattern is required")
@@ -377,7 +414,13 @@ func (v *validator) urlPattern(p path, index int, pattern string, r route, seque
 	}
 	for _, m := range placeholder.FindAllStringSubmatch(pattern, -1) {
 		name := m[1]
-		if r.hasParam(name) || (strings.HasPrefix(name, "JWT.") && len(name) > len("JWT.")) {
+		if r.hasParam(name) {
+			continue
+		}
+		if strings.HasPrefix(name, "JWT.") && len(name) > len("JWT.") {
+			if !hasJWT {
+				v.vs.add(p, KindNotFound, "{%s} needs a validated token: the endpoint has no extra_config \"auth/validator\"", name)
+			}
 			continue
 		}
 		if rm := respPlaceholder.FindStringSubmatch(name); rm != nil {
@@ -447,6 +490,33 @@ func (v *validator) oneOf(p path, value string, allowed []string) bool {
 func (v *validator) positive(p path, d time.Duration) {
 	if d <= 0 {
 		v.vs.add(p, KindInvalid, "%s: must be greater than 0", d)
+	}
+}
+
+// maxSeconds is the largest whole number of seconds a time.Duration holds
+// (so that any accepted value also fits in milliseconds).
+const maxSeconds = math.MaxInt64 / int64(time.Second)
+
+// seconds checks an integer number of seconds (KrakenD's cache_duration,
+// TTL, circuit breaker interval and timeout).
+func (v *validator) seconds(p path, n, min int64) {
+	switch {
+	case n < min:
+		v.vs.add(p, KindInvalid, "%d: must be at least %d", n, min)
+	case n > maxSeconds:
+		v.vs.add(p, KindInvalid, "%d: must be at most %d seconds", n, maxSeconds)
+	}
+}
+
+// noRepeats reports entries that repeat an earlier one.
+func (v *validator) noRepeats(p path, list []string) {
+	first := make(map[string]int, len(list))
+	for i, s := range list {
+		if prev, dup := first[s]; dup && s != "" {
+			v.vs.add(p.index(i), KindDuplicate, "%q repeats entry [%d]", s, prev)
+			continue
+		}
+		first[s] = i
 	}
 }
 

@@ -58,6 +58,27 @@ func ep(path, extra string) string {
 	return s + "}"
 }
 
+// rule is one (document, expected violations) case of a rule table.
+type rule struct {
+	name string
+	doc  string
+	want []pair
+}
+
+// checkRules compiles each document and compares its (path, kind) pairs.
+func checkRules(t *testing.T, tests []rule) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			vs := violationsOf(t, "krakend.json", tc.doc)
+			if diff := cmp.Diff(tc.want, pairsOf(vs)); diff != "" {
+				t.Errorf("violations (-want +got):\n%s\nall: %v", diff, vs)
+			}
+		})
+	}
+}
+
 func TestValidateRules(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -158,7 +179,10 @@ func TestValidateRules(t *testing.T) {
 			[]pair{{"endpoints[0].backend[0].url_pattern", KindInvalid}}},
 		{"unknown placeholder", conf("", `{"endpoint": "/a/{id}", "backend": [{"url_pattern": "/x/{idd}"}]}`),
 			[]pair{{"endpoints[0].backend[0].url_pattern", KindNotFound}}},
-		{"JWT placeholder accepted", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x/{JWT.sub}"}]}`), nil},
+		{"JWT placeholder accepted", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x/{JWT.sub}"}],
+			"extra_config": {"auth/validator": {"alg": "RS256", "jwk_url": "https://idp.example.com/jwks.json"}}}`), nil},
+		{"JWT placeholder needs auth/validator", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x/{JWT.sub}"}]}`),
+			[]pair{{"endpoints[0].backend[0].url_pattern", KindNotFound}}},
 		{"resp placeholder needs sequential", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x"}, {"url_pattern": "/y/{resp0_id}"}]}`),
 			[]pair{{"endpoints[0].backend[1].url_pattern", KindInvalid}}},
 		{"resp placeholder sequential", conf("", `{"endpoint": "/a", "extra_config": {"proxy": {"sequential": true}},
@@ -222,10 +246,10 @@ func TestValidateRules(t *testing.T) {
 		{"shadow_timeout zero", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x"},
 			{"url_pattern": "/y", "extra_config": {"proxy": {"shadow": true, "shadow_timeout": "0s"}}}]}`),
 			[]pair{{`endpoints[0].backend[1].extra_config["proxy"].shadow_timeout`, KindInvalid}}},
-		{"unsupported endpoint namespace", conf("", ep("/a", `"extra_config": {"qos/ratelimit/router": {"max_rate": 1}}`)),
-			[]pair{{`endpoints[0].extra_config["qos/ratelimit/router"]`, KindUnsupported}}},
-		{"unsupported long alias", conf("", ep("/a", `"extra_config": {"github.com/devopsfaith/krakend-jose/validator": {}}`)),
-			[]pair{{`endpoints[0].extra_config["github.com/devopsfaith/krakend-jose/validator"]`, KindUnsupported}}},
+		{"unsupported endpoint namespace", conf("", ep("/a", `"extra_config": {"auth/signer": {"alg": "RS256"}}`)),
+			[]pair{{`endpoints[0].extra_config["auth/signer"]`, KindUnsupported}}},
+		{"unsupported long alias", conf("", ep("/a", `"extra_config": {"github.com/devopsfaith/krakend-jose/signer": {}}`)),
+			[]pair{{`endpoints[0].extra_config["github.com/devopsfaith/krakend-jose/signer"]`, KindUnsupported}}},
 		{"router at endpoint level", conf("", ep("/a", `"extra_config": {"router": {}}`)),
 			[]pair{{`endpoints[0].extra_config["router"]`, KindUnsupported}}},
 		{"proxy at service level", conf(`"extra_config": {"proxy": {}}`), []pair{{`extra_config["proxy"]`, KindUnsupported}}},

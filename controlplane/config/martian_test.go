@@ -1,0 +1,151 @@
+package config
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// martianDoc is a config whose only backend has the given martian value.
+func martianDoc(value string) string {
+	return conf("", backendNS(`"modifier/martian": `+value))
+}
+
+const martianRoot = `endpoints[0].backend[0].extra_config["modifier/martian"]`
+
+func TestValidateMartianRules(t *testing.T) {
+	t.Parallel()
+	group := martianRoot + `["fifo.Group"]`
+	checkRules(t, []rule{
+		{"header modifier", martianDoc(`{"header.Modifier": {"scope": ["request"], "name": "X-A", "value": "1"}}`), nil},
+		{"long alias", conf("", backendNS(`"github.com/devopsfaith/krakend-martian": {"header.Modifier": {"name": "X-A", "value": ""}}`)), nil},
+		{"every supported modifier", martianDoc(`{"fifo.Group": {"scope": ["request", "response"], "aggregateErrors": true, "modifiers": [
+			{"header.Modifier": {"name": "X-A", "value": "1"}},
+			{"header.Blacklist": {"scope": ["response"], "names": ["Server"]}},
+			{"querystring.Modifier": {"scope": ["request"], "name": "q", "value": ""}},
+			{"body.Modifier": {"contentType": "application/json", "body": "e30="}},
+			{"fifo.Group": {"modifiers": [{"header.Modifier": {"name": "X-B", "value": "2"}}]}}]}}`), nil},
+
+		// shape
+		{"no modifier", martianDoc(`{}`), []pair{{martianRoot, KindInvalid}}},
+		{"two modifiers", martianDoc(`{"header.Modifier": {"name": "X-A"}, "querystring.Modifier": {"name": "q"}}`),
+			[]pair{{martianRoot, KindInvalid}}},
+		{"not an object", martianDoc(`[]`), []pair{{martianRoot, KindInvalid}}},
+		{"unsupported modifier", martianDoc(`{"cookie.Modifier": {"name": "a", "value": "b"}}`),
+			[]pair{{martianRoot + `["cookie.Modifier"]`, KindUnsupported}}},
+		{"modifier body not an object", martianDoc(`{"header.Modifier": "X-A: 1"}`),
+			[]pair{{martianRoot + `["header.Modifier"]`, KindInvalid}}},
+		{"unknown field", martianDoc(`{"header.Modifier": {"name": "X-A", "values": ["1"]}}`),
+			[]pair{{martianRoot + `["header.Modifier"].values`, KindUnsupported}}},
+
+		// scope
+		{"unknown scope", martianDoc(`{"header.Modifier": {"scope": ["request", "both"], "name": "X-A"}}`),
+			[]pair{{martianRoot + `["header.Modifier"].scope[1]`, KindUnsupported}}},
+		{"empty scope", martianDoc(`{"header.Modifier": {"scope": [], "name": "X-A"}}`),
+			[]pair{{martianRoot + `["header.Modifier"].scope`, KindInvalid}}},
+		{"query string modifier on responses", martianDoc(`{"querystring.Modifier": {"scope": ["request", "response"], "name": "q"}}`),
+			[]pair{{martianRoot + `["querystring.Modifier"].scope[1]`, KindInvalid}}},
+
+		// fields
+		{"header modifier without name", martianDoc(`{"header.Modifier": {"value": "1"}}`),
+			[]pair{{martianRoot + `["header.Modifier"].name`, KindRequired}}},
+		{"header modifier bad name", martianDoc(`{"header.Modifier": {"name": "X A", "value": "1"}}`),
+			[]pair{{martianRoot + `["header.Modifier"].name`, KindInvalid}}},
+		{"header value injection", martianDoc(`{"header.Modifier": {"name": "X-A", "value": "1\r\nX-B: 2"}}`),
+			[]pair{{martianRoot + `["header.Modifier"].value`, KindInvalid}}},
+		{"blacklist without names", martianDoc(`{"header.Blacklist": {}}`),
+			[]pair{{martianRoot + `["header.Blacklist"].names`, KindRequired}}},
+		{"blacklist bad name", martianDoc(`{"header.Blacklist": {"names": ["Server", "X A"]}}`),
+			[]pair{{martianRoot + `["header.Blacklist"].names[1]`, KindInvalid}}},
+		{"query string without name", martianDoc(`{"querystring.Modifier": {"value": "1"}}`),
+			[]pair{{martianRoot + `["querystring.Modifier"].name`, KindRequired}}},
+		{"body not base64", martianDoc(`{"body.Modifier": {"contentType": "text/plain", "body": "not base64!"}}`),
+			[]pair{{martianRoot + `["body.Modifier"].body`, KindInvalid}}},
+		{"body content type injection", martianDoc(`{"body.Modifier": {"contentType": "text/plain\n", "body": ""}}`),
+			[]pair{{martianRoot + `["body.Modifier"].contentType`, KindInvalid}}},
+
+		// groups
+		{"empty group", martianDoc(`{"fifo.Group": {"modifiers": []}}`), []pair{{group + ".modifiers", KindRequired}}},
+		{"group without modifiers", martianDoc(`{"fifo.Group": {}}`), []pair{{group + ".modifiers", KindRequired}}},
+		{"group modifiers not a list", martianDoc(`{"fifo.Group": {"modifiers": {}}}`), []pair{{group + ".modifiers", KindInvalid}}},
+		{"errors inside a group", martianDoc(`{"fifo.Group": {"aggregateErrors": "yes", "modifiers": [
+			{"header.Modifier": {"name": "X-A"}},
+			{"header.Modifier": {"value": "1"}},
+			{"url.Modifier": {"scheme": "https"}},
+			"header.Modifier",
+			{"fifo.Group": {"modifiers": [{"querystring.Modifier": {"scope": ["response"], "name": "q"}}]}}]}}`),
+			[]pair{
+				{group + ".aggregateErrors", KindInvalid},
+				{group + `.modifiers[1]["header.Modifier"].name`, KindRequired},
+				{group + `.modifiers[2]["url.Modifier"]`, KindUnsupported},
+				{group + ".modifiers[3]", KindInvalid},
+				{group + `.modifiers[4]["fifo.Group"].modifiers[0]["querystring.Modifier"].scope[0]`, KindInvalid},
+			}},
+		{"endpoint level", conf("", ep("/a", `"extra_config": {"modifier/martian": {}}`)),
+			[]pair{{`endpoints[0].extra_config["modifier/martian"]`, KindUnsupported}}},
+	})
+}
+
+func TestCompileMartian(t *testing.T) {
+	t.Parallel()
+	snap := compileDoc(t, martianDoc(`{"fifo.Group": {"aggregateErrors": true, "modifiers": [
+		{"header.Modifier": {"scope": ["response", "request", "response"], "name": "x-a", "value": "1"}},
+		{"header.Blacklist": {"names": ["server", "Server"]}},
+		{"querystring.Modifier": {"name": "q", "value": "v"}},
+		{"body.Modifier": {"scope": ["request"], "contentType": "application/json", "body": "eyJvayI6dHJ1ZX0="}}]}}`))
+	both := []string{"request", "response"}
+	want := &gatewayv1.MartianModifier{
+		Scope: both,
+		Kind: &gatewayv1.MartianModifier_FifoGroup{FifoGroup: &gatewayv1.MartianGroup{
+			AggregateErrors: true,
+			Modifiers: []*gatewayv1.MartianModifier{
+				{Scope: both, Kind: &gatewayv1.MartianModifier_HeaderModifier{HeaderModifier: &gatewayv1.MartianHeader{Name: "X-A", Value: "1"}}},
+				{Scope: both, Kind: &gatewayv1.MartianModifier_HeaderBlacklist{HeaderBlacklist: &gatewayv1.MartianHeaderList{Names: []string{"Server"}}}},
+				{Scope: []string{"request"}, Kind: &gatewayv1.MartianModifier_QuerystringModifier{
+					QuerystringModifier: &gatewayv1.MartianQueryString{Name: "q", Value: "v"}}},
+				{Scope: []string{"request"}, Kind: &gatewayv1.MartianModifier_BodyModifier{
+					BodyModifier: &gatewayv1.MartianBody{ContentType: "application/json", Body: []byte(`{"ok":true}`)}}},
+			},
+		}},
+	}
+	b := snap.GetEndpoints()[0].GetBackends()[0]
+	if diff := cmp.Diff(want, b.GetMartian(), protocmp.Transform()); diff != "" {
+		t.Errorf("martian (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{FeatureModifierMartian}, snap.GetFeatures()); diff != "" {
+		t.Errorf("features (-want +got):\n%s", diff)
+	}
+}
+
+func TestValidateJSONSchemaRules(t *testing.T) {
+	t.Parallel()
+	sp := `endpoints[0].extra_config["validation/json-schema"]`
+	checkRules(t, []rule{
+		{"schema", conf("", ep("/a", `"method": "POST", "extra_config": {"validation/json-schema": {"type": "object", "required": ["id"]}}`)), nil},
+		{"long alias", conf("", ep("/a", `"extra_config": {"github.com/devopsfaith/krakend-jsonschema": {}}`)), nil},
+		{"boolean schema", conf("", ep("/a", `"extra_config": {"validation/json-schema": true}`)), []pair{{sp, KindInvalid}}},
+		{"list", conf("", ep("/a", `"extra_config": {"validation/json-schema": [{"type": "object"}]}`)), []pair{{sp, KindInvalid}}},
+		{"string", conf("", ep("/a", `"extra_config": {"validation/json-schema": "{\"type\": \"object\"}"}`)), []pair{{sp, KindInvalid}}},
+		{"backend level", conf("", backendNS(`"validation/json-schema": {}`)),
+			[]pair{{`endpoints[0].backend[0].extra_config["validation/json-schema"]`, KindUnsupported}}},
+	})
+}
+
+func TestCompileJSONSchema(t *testing.T) {
+	t.Parallel()
+	// Key order, whitespace and number spelling do not change the bytes.
+	a := compileDoc(t, conf("", ep("/a", `"extra_config": {"validation/json-schema": {"type": "object", "properties": {"n": {"maximum": 1.0e2}}}}`)))
+	b := compileDoc(t, conf("", ep("/a", `"extra_config": {"validation/json-schema": {"properties": {"n": {"maximum": 100}},   "type": "object"}}`)))
+	want := `{"properties":{"n":{"maximum":100}},"type":"object"}`
+	for _, s := range []*gatewayv1.Snapshot{a, b} {
+		if got := string(s.GetEndpoints()[0].GetJsonSchema()); got != want {
+			t.Errorf("json_schema = %s, want %s", got, want)
+		}
+		if diff := cmp.Diff([]string{FeatureValidationJSONSchema}, s.GetFeatures()); diff != "" {
+			t.Errorf("features (-want +got):\n%s", diff)
+		}
+	}
+}
