@@ -94,7 +94,8 @@ func (a *adminServer) Diff(ctx context.Context, req *gatewayv1.DiffRequest) (*ga
 	return resp, nil
 }
 
-// Status reports the current version and every edge seen since start.
+// Status reports the current version, the revocation log's seq and every
+// edge seen since start (with the revocation seq it ACKed).
 func (a *adminServer) Status(ctx context.Context, _ *gatewayv1.StatusRequest) (*gatewayv1.StatusResponse, error) {
 	resp := &gatewayv1.StatusResponse{}
 	latest, err := latestMeta(ctx, a.svc.store)
@@ -107,6 +108,9 @@ func (a *adminServer) Status(ctx context.Context, _ *gatewayv1.StatusRequest) (*
 		curSHA = latest.SHA256
 	}
 	resp.Edges = a.svc.fleet.list(resp.GetCurrent().GetVersion(), curSHA)
+	if resp.RevocationSeq, err = a.svc.store.RevocationSeq(ctx); err != nil {
+		return nil, toStatus(a.svc.log, "status", err)
+	}
 	return resp, nil
 }
 

@@ -69,6 +69,13 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered first, so it runs after serveEnv's cleanup stopped the
+	// Service.
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	cfg := Config{
 		Store:       st,
 		Logger:      zerolog.New(zerolog.NewTestWriter(t)),
@@ -78,6 +85,16 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	e := serveEnv(t, cfg)
+	e.store = st
+	return e
+}
+
+// serveEnv starts a Service with cfg and its admin (token auth) and sync
+// servers on 127.0.0.1:0, and stops them in cleanup. It does not close
+// cfg.Store.
+func serveEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
 	svc, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +103,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: st, svc: svc}
+	e := &env{t: t, svc: svc}
 	e.adminSrv = grpc.NewServer(auth.ServerOptions()...)
 	svc.RegisterAdmin(e.adminSrv)
 	e.syncSrv = grpc.NewServer()
@@ -107,9 +124,6 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		e.syncSrv.Stop()
 		serving.Wait()
 		if err := svc.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := st.Close(); err != nil {
 			t.Error(err)
 		}
 	})
@@ -202,13 +216,14 @@ func eventually(t *testing.T, cond func() bool, format string, args ...any) {
 }
 
 // testEdge speaks the Sync protocol through the generated client, as a real
-// edge does, and hands each received snapshot to the test. It ACKs or NACKs
-// only when told, so tests control timing.
+// edge does, and hands each received snapshot and revocation message to the
+// test. It ACKs or NACKs only when told, so tests control timing.
 type testEdge struct {
 	t         *testing.T
 	stream    gatewayv1.SyncService_SyncClient
 	cancel    context.CancelFunc
 	snapshots chan *gatewayv1.SnapshotEnvelope
+	revs      revQueue      // deltas and resets, in order, unbounded
 	done      chan struct{} // closed when the receive loop ends
 	errMu     sync.Mutex
 	err       error // the error that ended the receive loop
@@ -231,6 +246,7 @@ func (e *env) connect(hello *gatewayv1.Hello) *testEdge {
 		stream:    stream,
 		cancel:    cancel,
 		snapshots: make(chan *gatewayv1.SnapshotEnvelope, 16),
+		revs:      revQueue{signal: make(chan struct{}, 1)},
 		done:      make(chan struct{}),
 	}
 	go te.recvLoop()
@@ -254,6 +270,8 @@ func (te *testEdge) recvLoop() {
 		switch m := resp.GetMsg().(type) {
 		case *gatewayv1.SyncResponse_Snapshot:
 			te.snapshots <- m.Snapshot
+		case *gatewayv1.SyncResponse_RevocationDelta, *gatewayv1.SyncResponse_RevocationReset:
+			te.revs.push(resp)
 		case *gatewayv1.SyncResponse_Keepalive:
 			te.keepalivesMu.Lock()
 			te.keepalives++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -40,12 +41,29 @@ func livenessError(format string, args ...any) error {
 	return status.Errorf(codes.DeadlineExceeded, format, args...)
 }
 
+// requestError reports fields of an admin request that break the API's
+// rules (a revocation without a value, an expiry in the past...), as
+// opposed to the violations of a configuration. Handlers return it; toStatus
+// maps it like a configuration's violations, so gwctl prints both alike.
+type requestError struct {
+	violations []*gatewayv1.FieldViolation // sorted by path
+}
+
+func (e *requestError) Error() string {
+	parts := make([]string, len(e.violations))
+	for i, v := range e.violations {
+		parts[i] = config.FormatViolation(v)
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
 // toStatus maps a domain error from operation op to a gRPC status error:
 //
 //   - *config.ValidationError → InvalidArgument, with a google.rpc.BadRequest
 //     detail (one FieldViolation per violation, description "kind: detail")
 //     and a gateway.v1.ValidateResponse detail carrying the violations as is,
 //     so gwctl can print path, kind and detail exactly;
+//   - *requestError → the same, for the fields of a request;
 //   - store.ErrStale → FailedPrecondition;
 //   - store.ErrNotFound → NotFound;
 //   - store.ErrClosed → Unavailable;
@@ -57,10 +75,15 @@ func toStatus(log zerolog.Logger, op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var ve *config.ValidationError
+	var (
+		ve *config.ValidationError
+		re *requestError
+	)
 	switch {
 	case errors.As(err, &ve):
-		return validationStatus(op, ve)
+		return violationsStatus(op, "invalid config", ve.Violations)
+	case errors.As(err, &re):
+		return violationsStatus(op, "invalid request", re.violations)
 	case errors.Is(err, store.ErrStale):
 		return status.Errorf(codes.FailedPrecondition, "%s: the configuration changed concurrently; retry", op)
 	case errors.Is(err, store.ErrNotFound):
@@ -79,22 +102,24 @@ func toStatus(log zerolog.Logger, op string, err error) error {
 	return status.Errorf(codes.Internal, "%s: internal error (details are in the control plane log)", op)
 }
 
-func validationStatus(op string, ve *config.ValidationError) error {
+// violationsStatus builds InvalidArgument with the violations as details;
+// what says what was invalid ("invalid config", "invalid request").
+func violationsStatus(op, what string, violations []*gatewayv1.FieldViolation) error {
 	br := &errdetails.BadRequest{}
-	for _, v := range ve.Violations {
+	for _, v := range violations {
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
 			Field:       v.GetPath(),
 			Description: v.GetKind() + ": " + v.GetDetail(),
 		})
 	}
-	n := len(ve.Violations)
-	msg := fmt.Sprintf("%s: invalid config: %d violations", op, n)
+	n := len(violations)
+	msg := fmt.Sprintf("%s: %s: %d violations", op, what, n)
 	if n == 1 {
-		msg = fmt.Sprintf("%s: invalid config: %s", op, config.FormatViolation(ve.Violations[0]))
+		msg = fmt.Sprintf("%s: %s: %s", op, what, config.FormatViolation(violations[0]))
 	}
 	st, err := status.New(codes.InvalidArgument, msg).WithDetails(
 		protoadapt.MessageV1Of(br),
-		protoadapt.MessageV1Of(&gatewayv1.ValidateResponse{Violations: ve.Violations}),
+		protoadapt.MessageV1Of(&gatewayv1.ValidateResponse{Violations: violations}),
 	)
 	if err != nil {
 		// Only fails when a detail cannot be packed into an Any, which

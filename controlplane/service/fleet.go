@@ -49,6 +49,9 @@ type edgeEntry struct {
 	appliedSHA                  string
 	rejectedVersion             uint64
 	lastError                   string
+	// revocationSeq is the newest revocation seq the edge holds: from its
+	// Hello, then from its RevocationAcks.
+	revocationSeq uint64
 	// nacked survives reconnects of the same build: an edge is never sent a
 	// version it refused.
 	nacked []uint64
@@ -77,6 +80,7 @@ func (f *fleet) connect(hello *gatewayv1.Hello, peer string, cancel context.Canc
 		lastSeen:       now,
 		appliedVersion: hello.GetConfigVersion(),
 		appliedSHA:     hello.GetConfigSha256(),
+		revocationSeq:  hello.GetRevocationSeq(),
 	}
 	var replaced context.CancelCauseFunc
 	if old := f.edges[e.nodeID]; old != nil {
@@ -134,6 +138,18 @@ func (f *fleet) ack(node string, connID uint64, version uint64, sha string, now 
 		e.lastError = ""
 	}
 	return changed
+}
+
+// revocationAck records that node enforces every revocation up to seq. A
+// lower seq than before is recorded as is: after a reset the edge holds
+// what this control plane's log says, even if it claimed more.
+func (f *fleet) revocationAck(node string, connID uint64, seq uint64, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.owned(node, connID); e != nil {
+		e.lastSeen = now
+		e.revocationSeq = seq
+	}
 }
 
 // nack records that node refused a version.
@@ -217,6 +233,7 @@ func (f *fleet) list(curVersion uint64, curSHA string) []*gatewayv1.EdgeStatus {
 			LastSeenUnixMs:  e.lastSeen.UnixMilli(),
 			Connected:       e.connID != 0,
 			Peer:            e.peer,
+			RevocationSeq:   e.revocationSeq,
 		}
 		if e.connID != 0 {
 			st.ConnectedSinceUnixMs = e.connectedSince.UnixMilli()

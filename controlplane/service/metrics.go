@@ -15,6 +15,12 @@ type metrics struct {
 	nacks           prometheus.Counter
 	snapshotBytes   prometheus.Gauge
 	convergence     prometheus.Histogram
+
+	revocationsAppended   prometheus.Counter
+	revocationSeq         prometheus.Gauge
+	revocationResets      prometheus.Counter
+	revocationsCompacted  prometheus.Counter
+	revocationPropagation prometheus.Histogram
 }
 
 func newMetrics(edges prometheus.Collector) *metrics {
@@ -41,9 +47,31 @@ func newMetrics(edges prometheus.Collector) *metrics {
 			Help:    "Time from a version's creation to each edge's ACK of it.",
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300},
 		}),
+		revocationsAppended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_revocations_total",
+			Help: "Revocations appended to the log by this process.",
+		}),
+		revocationSeq: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gw_controlplane_revocation_seq",
+			Help: "Newest seq of the revocation log distributed to edges.",
+		}),
+		revocationResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_revocation_resets_total",
+			Help: "Full revocation sets sent to edges that were too far behind, below the compaction point or ahead of the log.",
+		}),
+		revocationsCompacted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_revocations_compacted_total",
+			Help: "Expired revocations deleted from the log.",
+		}),
+		revocationPropagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gw_controlplane_revocation_propagation_seconds",
+			Help:    "Time from a revocation's append to each connected edge's ACK of it (one sample per ACK, for the oldest entry it newly covers).",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60},
+		}),
 	}
 	m.reg.MustRegister(
 		m.streamsOpen, m.versionsCreated, m.nacks, m.snapshotBytes, m.convergence, edges,
+		m.revocationsAppended, m.revocationSeq, m.revocationResets, m.revocationsCompacted, m.revocationPropagation,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,24 @@ const (
 	// DefaultMaxSnapshotBytes keeps a SyncResponse under gRPC's default 4 MiB
 	// receive limit of an edge, with room for the envelope.
 	DefaultMaxSnapshotBytes = 4<<20 - 64<<10
+	// DefaultRevocationTTL is how long a revocation given without an expiry
+	// lasts when the current config has no auth/revoker ttl.
+	DefaultRevocationTTL = 24 * time.Hour
+	// DefaultMaxRevocationTTL caps how far ahead a revocation may expire:
+	// further than that is almost certainly a unit mistake, and entries
+	// only leave the log by expiring.
+	DefaultMaxRevocationTTL = 365 * 24 * time.Hour
+	// DefaultRevocationResetThreshold is how many entries an edge may be
+	// behind and still get a delta (Kong resyncs after 512 changes; our
+	// entries are small and edges apply them in bulk).
+	DefaultRevocationResetThreshold = 4096
+	// DefaultRevocationGrace is how long an expired revocation stays in
+	// the log, so edges with a slow clock still hold it until it expired
+	// for them too.
+	DefaultRevocationGrace = time.Hour
+	// DefaultRevocationCompactInterval is how often expired revocations
+	// are deleted from the log.
+	DefaultRevocationCompactInterval = time.Minute
 	// minRecvTimeout is the floor of the default RecvTimeout, so a control
 	// plane with a short keepalive (tests) does not drop edges that use the
 	// standard 10s one.
@@ -49,6 +68,26 @@ type Config struct {
 	// MaxSnapshotBytes rejects pushes whose compiled snapshot is larger
 	// (default DefaultMaxSnapshotBytes).
 	MaxSnapshotBytes int
+
+	// RevocationTTL is the lifetime of a revocation given without an expiry
+	// when the current snapshot has no service.revoker.ttl_ms (default
+	// DefaultRevocationTTL).
+	RevocationTTL time.Duration
+	// MaxRevocationTTL caps how far ahead a revocation may expire (default
+	// DefaultMaxRevocationTTL).
+	MaxRevocationTTL time.Duration
+	// RevocationResetThreshold: an edge more than this many entries behind
+	// the log gets a RevocationReset instead of a delta (default
+	// DefaultRevocationResetThreshold). The hub keeps about this many
+	// entries in memory to serve deltas without reading the store.
+	RevocationResetThreshold int
+	// RevocationGrace is how long an expired revocation stays in the log
+	// before the housekeeping deletes it (default DefaultRevocationGrace).
+	RevocationGrace time.Duration
+	// RevocationCompactInterval is how often the housekeeping runs (default
+	// DefaultRevocationCompactInterval). Negative disables it, for replicas
+	// that do not hold the housekeeping lease of a shared store.
+	RevocationCompactInterval time.Duration
 }
 
 // Validate reports configuration errors.
@@ -72,6 +111,22 @@ func (c *Config) Validate() error {
 	if c.MaxSnapshotBytes < 0 {
 		errs = append(errs, fmt.Errorf("max snapshot bytes: must not be negative, got %d", c.MaxSnapshotBytes))
 	}
+	if c.RevocationTTL < 0 {
+		errs = append(errs, fmt.Errorf("revocation ttl: must not be negative, got %s", c.RevocationTTL))
+	}
+	if c.MaxRevocationTTL < 0 {
+		errs = append(errs, fmt.Errorf("max revocation ttl: must not be negative, got %s", c.MaxRevocationTTL))
+	}
+	maxTTL := cmp.Or(c.MaxRevocationTTL, DefaultMaxRevocationTTL)
+	if c.RevocationTTL > maxTTL {
+		errs = append(errs, fmt.Errorf("revocation ttl: must not exceed the max revocation ttl (%s), got %s", maxTTL, c.RevocationTTL))
+	}
+	if c.RevocationResetThreshold < 0 {
+		errs = append(errs, fmt.Errorf("revocation reset threshold: must not be negative, got %d", c.RevocationResetThreshold))
+	}
+	if c.RevocationGrace < 0 {
+		errs = append(errs, fmt.Errorf("revocation grace: must not be negative, got %s", c.RevocationGrace))
+	}
 	return errors.Join(errs...)
 }
 
@@ -88,11 +143,16 @@ func (c *Config) applyDefaults() {
 	if c.MaxSnapshotBytes == 0 {
 		c.MaxSnapshotBytes = DefaultMaxSnapshotBytes
 	}
+	c.RevocationTTL = cmp.Or(c.RevocationTTL, DefaultRevocationTTL)
+	c.MaxRevocationTTL = cmp.Or(c.MaxRevocationTTL, DefaultMaxRevocationTTL)
+	c.RevocationResetThreshold = cmp.Or(c.RevocationResetThreshold, DefaultRevocationResetThreshold)
+	c.RevocationGrace = cmp.Or(c.RevocationGrace, DefaultRevocationGrace)
+	c.RevocationCompactInterval = cmp.Or(c.RevocationCompactInterval, DefaultRevocationCompactInterval)
 }
 
 // Service is the control plane's gRPC layer: the admin and sync services, the
-// hub that distributes the current snapshot, the fleet registry and the
-// metrics. It is safe for concurrent use. Close it after the gRPC servers
+// hubs that distribute the current snapshot and the revocation log, the
+// revocation housekeeping, the fleet registry and the metrics. It is safe for concurrent use. Close it after the gRPC servers
 // stop accepting (it ends every open Sync stream).
 type Service struct {
 	cfg     Config
@@ -100,19 +160,23 @@ type Service struct {
 	log     zerolog.Logger
 	metrics *metrics
 	hub     *hub
+	revHub  *revHub
 	fleet   *fleet
 
 	stopHub context.CancelFunc
 	done    chan struct{} // closed by Close: streams end
 
-	// mu guards closed; wg counts the hub loop, stream handlers and their
-	// receive pumps (Add only while !closed, or from a tracked goroutine).
+	// mu guards closed; wg counts the hub loops, the housekeeping, stream
+	// handlers and their receive pumps (Add only while !closed, or from a
+	// tracked goroutine).
 	mu     sync.Mutex
 	closed bool
 	wg     sync.WaitGroup
 }
 
-// New returns a running Service: it starts following cfg.Store at once.
+// New returns a running Service: it starts following cfg.Store at once, and
+// compacting its revocation log unless cfg.RevocationCompactInterval is
+// negative.
 func New(cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new service: %w", err)
@@ -127,15 +191,58 @@ func New(cfg Config) (*Service, error) {
 	}
 	s.metrics = newMetrics(newEdgesCollector(s.edgeCounts))
 	s.hub = newHub(cfg.Store, cfg.Logger, s.metrics)
+	s.revHub = newRevHub(cfg.Store, cfg.Logger, s.metrics, cfg.RevocationResetThreshold)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopHub = cancel
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.hub.run(ctx)
 	}()
+	go func() {
+		defer s.wg.Done()
+		s.revHub.run(ctx)
+	}()
+	if cfg.RevocationCompactInterval > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.housekeeping(ctx, cfg.RevocationCompactInterval)
+		}()
+	}
 	return s, nil
+}
+
+// housekeeping deletes revocations expired for longer than the grace
+// period, every interval, until ctx is done.
+func (s *Service) housekeeping(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.compactRevocations(ctx, now)
+		}
+	}
+}
+
+func (s *Service) compactRevocations(ctx context.Context, now time.Time) {
+	res, err := s.store.CompactRevocations(ctx, now.Add(-s.cfg.RevocationGrace))
+	if err != nil {
+		if ctx.Err() == nil && !isClosed(err) {
+			s.log.Error().Err(err).Msg("compact revocations")
+		}
+		// A partial run still deleted whole batches; the point moved with them.
+	}
+	if res.Removed > 0 {
+		s.metrics.revocationsCompacted.Add(float64(res.Removed))
+		s.log.Info().Int("removed", res.Removed).Uint64("compacted_seq", res.CompactedSeq).Msg("expired revocations compacted")
+	}
+	// Also when nothing was removed here: another replica may have compacted.
+	s.revHub.trimBelow(res.CompactedSeq)
 }
 
 // RegisterAdmin registers the AdminService on r. Protect r with TokenAuth.

@@ -20,9 +20,14 @@ type syncServer struct {
 
 // Sync serves one edge stream. The structure follows go-control-plane's
 // StreamHandler: one goroutine turns Recv into a channel, and this goroutine
-// alone sends, selecting on the stream ctx, the service shutdown, hub
-// wake-ups, received messages and the keepalive ticker. Nothing here holds a
-// lock while sending.
+// alone sends, selecting on the stream ctx, the service shutdown, wake-ups
+// of both hubs, received messages and the keepalive ticker. Nothing here
+// holds a lock while sending.
+//
+// Config and revocations are independent on the stream: a snapshot waits
+// for the ACK of the previous one, revocations never wait for anything
+// (their own "sent up to" seq decides), and after every event revocations
+// are sent first.
 func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 	svc := s.svc
 	if !svc.track() {
@@ -69,6 +74,8 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 		node:      hello.GetNodeId(),
 		heldVer:   hello.GetConfigVersion(),
 		heldSHA:   hello.GetConfigSha256(),
+		revSent:   hello.GetRevocationSeq(),
+		revAcked:  hello.GetRevocationSeq(),
 		lastRecv:  time.Now(),
 		startedAt: time.Now(),
 	}
@@ -78,6 +85,7 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 	e.log.Info().
 		Uint64("version", e.heldVer).
 		Str("sha256", e.heldSHA).
+		Uint64("revocation_seq", e.revSent).
 		Str("build", hello.GetBuildVersion()).
 		Str("peer", peerAddr).
 		Msg("edge connected")
@@ -138,7 +146,15 @@ type edgeStream struct {
 	inflight   uint64
 	inflightAt time.Time
 	// lastSent is never sent again on this stream.
-	lastSent  uint64
+	lastSent uint64
+	// revSent is the revocation seq the edge holds once it has applied
+	// everything sent on this stream (its Hello's seq, then the end of each
+	// delta or reset sent). Deltas go out from here, pipelined, without
+	// waiting for ACKs.
+	revSent uint64
+	// revAcked is the newest revocation seq the edge ACKed (its Hello's
+	// seq until the first RevocationAck).
+	revAcked  uint64
 	lastRecv  time.Time
 	startedAt time.Time
 }
@@ -146,9 +162,14 @@ type edgeStream struct {
 func (e *edgeStream) serve(ctx context.Context, reqs <-chan *gatewayv1.SyncRequest, recvErr <-chan error) error {
 	wake, unsubscribe := e.svc.hub.subscribe()
 	defer unsubscribe()
+	revWake, revUnsubscribe := e.svc.revHub.subscribe()
+	defer revUnsubscribe()
 	ticker := time.NewTicker(e.svc.cfg.Keepalive)
 	defer ticker.Stop()
 
+	if err := e.sendRevocations(ctx); err != nil {
+		return err
+	}
 	if err := e.maybeSend(); err != nil {
 		return err
 	}
@@ -165,6 +186,7 @@ func (e *edgeStream) serve(ctx context.Context, reqs <-chan *gatewayv1.SyncReque
 				return err
 			}
 		case <-wake:
+		case <-revWake:
 		case now := <-ticker.C:
 			if idle := now.Sub(e.lastRecv); idle > e.svc.cfg.RecvTimeout {
 				return livenessError("no message from the edge for %s", idle.Round(time.Second))
@@ -180,6 +202,9 @@ func (e *edgeStream) serve(ctx context.Context, reqs <-chan *gatewayv1.SyncReque
 			if err := e.stream.Send(ka); err != nil {
 				return err
 			}
+		}
+		if err := e.sendRevocations(ctx); err != nil {
+			return err
 		}
 		if err := e.maybeSend(); err != nil {
 			return err
@@ -218,6 +243,8 @@ func (e *edgeStream) handle(req *gatewayv1.SyncRequest) error {
 			Int("violations", len(n.GetViolations())).
 			Str("detail", n.GetDetail()).
 			Msg("edge NACK")
+	case *gatewayv1.SyncRequest_RevocationAck:
+		e.revocationAck(m.RevocationAck.GetSeq(), now)
 	case *gatewayv1.SyncRequest_Keepalive:
 		e.svc.fleet.seen(e.node, e.connID, now)
 	case *gatewayv1.SyncRequest_Hello:

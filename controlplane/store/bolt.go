@@ -22,12 +22,18 @@ import (
 //	config/
 //	  revisions/                one entry per version, never rewritten
 //	    be64(version) -> record (see record.go)
+//	revocations/
+//	  "seq"       -> be64       newest seq ever assigned (survives compaction)
+//	  "compacted" -> be64       compaction point: every entry above it is in log/
+//	  log/                      one entry per seq, never rewritten
+//	    be64(seq) -> entry (see revocations.go)
+//	  expiry/                   index for compaction, written with each entry
+//	    be64(expires_unix_ms) be64(seq) -> empty
 //
-// A later revocation log fits beside config as its own top-level bucket with
-// the same shape: revocations/log/be64(seq) -> entry, plus whatever metadata
-// it needs (compaction point) in revocations/ itself. Big-endian keys keep
-// bbolt's byte order equal to numeric order, so the newest entry is
-// Cursor.Last and history is a backwards cursor walk.
+// Big-endian keys keep bbolt's byte order equal to numeric order, so the
+// newest entry is Cursor.Last, history is a backwards cursor walk, and the
+// expiry index lists the oldest expiries first. The revocation buckets were
+// added without a format change: an older build ignores them.
 var (
 	bucketMeta      = []byte("meta")
 	bucketConfig    = []byte("config")
@@ -72,7 +78,14 @@ type Bolt struct {
 	// mu guards the fields below.
 	mu       sync.Mutex
 	closed   bool
-	latest   uint64 // newest version announced to watchers
+	versions watchSet // config versions
+	revSeqs  watchSet // revocation seqs
+}
+
+// watchSet is the subscribers of one watched number and the newest value
+// announced to them.
+type watchSet struct {
+	latest   uint64
 	watchers map[*watcher]struct{}
 }
 
@@ -98,7 +111,7 @@ func OpenBolt(path string, opts ...Option) (*Bolt, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	var latest uint64
+	var latest, revSeq uint64
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -121,6 +134,11 @@ func OpenBolt(path string, opts ...Option) (*Bolt, error) {
 			return err
 		}
 		latest = lastVersion(revs)
+		rb, err := createRevocationBuckets(tx)
+		if err != nil {
+			return err
+		}
+		revSeq = getUint64(rb, keyRevSeq)
 		return nil
 	})
 	if err != nil {
@@ -130,8 +148,8 @@ func OpenBolt(path string, opts ...Option) (*Bolt, error) {
 	return &Bolt{
 		db:       db,
 		now:      o.now,
-		latest:   latest,
-		watchers: make(map[*watcher]struct{}),
+		versions: watchSet{latest: latest, watchers: make(map[*watcher]struct{})},
+		revSeqs:  watchSet{latest: revSeq, watchers: make(map[*watcher]struct{})},
 	}, nil
 }
 
@@ -231,54 +249,59 @@ func (s *Bolt) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", s.mapErr(err))
 	}
-	s.notify(out.Version)
+	s.notify(&s.versions, out.Version)
 	return &out, nil
 }
 
 // Watch implements Store.
 func (s *Bolt) Watch(ctx context.Context) (<-chan uint64, error) {
+	return s.watch(ctx, "watch", &s.versions)
+}
+
+// watch registers a watcher of set (a field of s, guarded by mu).
+func (s *Bolt) watch(ctx context.Context, op string, set *watchSet) (<-chan uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("watch: %w", err)
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	w := &watcher{ch: make(chan uint64, 1)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, fmt.Errorf("watch: %w", ErrClosed)
+		return nil, fmt.Errorf("%s: %w", op, ErrClosed)
 	}
-	if s.latest > 0 {
-		w.ch <- s.latest // fresh 1-slot channel: cannot block
+	if set.latest > 0 {
+		w.ch <- set.latest // fresh 1-slot channel: cannot block
 	}
-	s.watchers[w] = struct{}{}
+	set.watchers[w] = struct{}{}
 	// Registered under mu, so the callback (which also takes mu) cannot run
 	// before w.stop is set.
-	w.stop = context.AfterFunc(ctx, func() { s.unwatch(w) })
+	w.stop = context.AfterFunc(ctx, func() { s.unwatch(set, w) })
 	return w.ch, nil
 }
 
-func (s *Bolt) unwatch(w *watcher) {
+func (s *Bolt) unwatch(set *watchSet, w *watcher) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.watchers[w]; ok {
-		delete(s.watchers, w)
+	if _, ok := set.watchers[w]; ok {
+		delete(set.watchers, w)
 		close(w.ch)
 	}
 }
 
-// notify announces version v to every watcher, replacing an unread older
-// value. All senders hold mu, so after draining the slot it is free and the
-// send cannot block; the select keeps that true even if the invariant broke.
-// Versions at or below the last announced one are dropped, which keeps the
-// values each watcher sees strictly increasing even when two commits finish
-// in the opposite order.
-func (s *Bolt) notify(v uint64) {
+// notify announces value v to every watcher of set, replacing an unread
+// older value. All senders hold mu, so after draining the slot it is free and
+// the send cannot block; the select keeps that true even if the invariant
+// broke. Values at or below the last announced one are dropped, which keeps
+// the values each watcher sees strictly increasing even when two commits
+// finish in the opposite order.
+func (s *Bolt) notify(set *watchSet, v uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || v <= s.latest {
+	if s.closed || v <= set.latest {
 		return
 	}
-	s.latest = v
-	for w := range s.watchers {
+	set.latest = v
+	for w := range set.watchers {
 		select {
 		case <-w.ch:
 		default:
@@ -299,11 +322,13 @@ func (s *Bolt) Close() error {
 		return nil
 	}
 	s.closed = true
-	for w := range s.watchers {
-		w.stop()
-		close(w.ch)
+	for _, set := range []*watchSet{&s.versions, &s.revSeqs} {
+		for w := range set.watchers {
+			w.stop()
+			close(w.ch)
+		}
+		set.watchers = nil
 	}
-	s.watchers = nil
 	s.mu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)

@@ -1,6 +1,8 @@
-// Package store keeps the control plane's configuration history: immutable,
-// versioned revisions with a compare-and-swap commit and a watch that tells
-// subscribers about the newest version.
+// Package store keeps the control plane's durable state: the configuration
+// history (immutable, versioned revisions with a compare-and-swap commit) and
+// the revocation log (append-only entries with a monotonic seq, compacted
+// once they have expired), each with a watch that tells subscribers about
+// the newest version or seq.
 //
 // Store is the interface the rest of the control plane uses; OpenBolt is the
 // embedded implementation on a local bbolt file. The interface deliberately
@@ -15,6 +17,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrNotFound is returned when a requested revision does not exist, and by
@@ -27,6 +30,11 @@ var ErrStale = errors.New("stale revision")
 
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("store closed")
+
+// ErrCompacted is returned by RevocationsSince when entries after the given
+// seq were deleted by compaction: the caller cannot build a delta from that
+// point and must send the whole live set instead (as etcd's ErrCompacted).
+var ErrCompacted = errors.New("revocation log compacted")
 
 // Revision is one immutable, stored version of the configuration.
 //
@@ -54,8 +62,76 @@ type Revision struct {
 	Endpoints uint32
 }
 
-// Store is a versioned configuration store. Implementations are safe for
-// concurrent use.
+// Revocation is one immutable entry of the revocation log: every token whose
+// Claim equals Value is revoked until ExpiresUnixMs.
+//
+// Entries returned by a Store are shared and must be treated as read-only.
+type Revocation struct {
+	// Seq is assigned by the store on AppendRevocation: 1, 2, 3... and never
+	// reused, not even after compaction deleted the newest entries.
+	Seq uint64
+	// Claim is the JWT claim ("jti", "sub"...).
+	Claim string
+	// Value is the revoked claim value.
+	Value string
+	// ExpiresUnixMs is when the entry stops mattering (the token would have
+	// expired anyway). Required: the log only shrinks through expiry.
+	ExpiresUnixMs int64
+	// CreatedUnixMs is when the entry was appended (set by the store when
+	// zero on AppendRevocation).
+	CreatedUnixMs int64
+	// Author is who revoked.
+	Author string
+}
+
+// RevocationCompaction is the result of CompactRevocations.
+type RevocationCompaction struct {
+	// Removed is the number of entries deleted by this call.
+	Removed int
+	// CompactedSeq is the compaction point after the call: the log holds
+	// every entry with a higher seq (entries at or below it may be gone).
+	CompactedSeq uint64
+}
+
+// RevocationLog is the append-only log of revocations. Seqs are assigned by
+// the store and strictly increase; entries are never rewritten, only deleted
+// by CompactRevocations once expired. The log keeps a compaction point
+// (the highest seq ever deleted): every entry above it is present, so a
+// reader holding seq >= the point can be brought up to date with the
+// entries after it, and one below it needs the whole live set.
+type RevocationLog interface {
+	// AppendRevocation stores r as the next entry and returns it with Seq
+	// (and CreatedUnixMs when it was zero) set; r.Seq is ignored. Claim,
+	// Value and a positive ExpiresUnixMs are required. The seq is assigned
+	// and the entry written in one transaction.
+	AppendRevocation(ctx context.Context, r *Revocation) (*Revocation, error)
+	// RevocationsSince returns the entries with a seq above seq, oldest
+	// first. They are contiguous (seq+1, seq+2...) because nothing above the
+	// compaction point is ever deleted. When seq is below the compaction
+	// point it returns an error wrapping ErrCompacted.
+	RevocationsSince(ctx context.Context, seq uint64) ([]*Revocation, error)
+	// LiveRevocations returns the entries that have not expired at now,
+	// oldest first, and the newest seq of the log, read together: the
+	// entries are exactly the live set as of that seq.
+	LiveRevocations(ctx context.Context, now time.Time) ([]*Revocation, uint64, error)
+	// RevocationSeq returns the newest seq ever assigned (zero for a log
+	// that never had an entry).
+	RevocationSeq(ctx context.Context) (uint64, error)
+	// WatchRevocations is Watch for the revocation log: a 1-slot channel of
+	// the newest seq (a newer seq replaces an unread one), holding the
+	// current seq at once when the log is not empty, closed when ctx is
+	// done or the store is closed.
+	WatchRevocations(ctx context.Context) (<-chan uint64, error)
+	// CompactRevocations deletes the entries that expired before
+	// expiredBefore (callers pass now minus a grace period, so an edge with
+	// a slow clock never misses an entry it still enforces) and raises the
+	// compaction point to the highest seq deleted. It works in small
+	// transactions so appends are never blocked for long.
+	CompactRevocations(ctx context.Context, expiredBefore time.Time) (RevocationCompaction, error)
+}
+
+// Store is the control plane's durable state: configuration versions and
+// the revocation log. Implementations are safe for concurrent use.
 type Store interface {
 	// Latest returns the newest revision, or ErrNotFound when there is none.
 	Latest(ctx context.Context) (*Revision, error)
@@ -81,6 +157,9 @@ type Store interface {
 	// "Watch, then handle every value" never misses an update. The channel is
 	// closed when ctx is done or the store is closed.
 	Watch(ctx context.Context) (<-chan uint64, error)
+
+	RevocationLog
+
 	// Close releases the store. It is idempotent; calls after the first
 	// return nil.
 	Close() error

@@ -1,6 +1,7 @@
 // Command gw-controlplane runs the gateway control plane: it validates and
-// stores configuration versions (admin gRPC API, used by gwctl) and streams
-// snapshots to edges (sync gRPC API).
+// stores configuration versions and token revocations (admin gRPC API, used
+// by gwctl) and streams snapshots and revocation deltas to edges (sync gRPC
+// API).
 //
 // This is a thin main: flags → Config.Validate → run(ctx). The logic lives in
 // controlplane/service and controlplane/store. It must not import anything
@@ -22,6 +23,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/apigw/gateway/controlplane/service"
 )
 
 func main() {
@@ -72,6 +75,8 @@ type Config struct {
 	MetricsListen    string // "" = no metrics listener
 	Keepalive        time.Duration
 	ShutdownTimeout  time.Duration
+	RevocationTTL    time.Duration // lifetime of a revocation without expiry when the config has no revoker ttl
+	RevocationGrace  time.Duration // how long expired revocations stay in the log
 	LogLevel         string
 	LogFormat        string // json or console
 }
@@ -114,6 +119,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout: must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.RevocationTTL <= 0 || c.RevocationTTL > service.DefaultMaxRevocationTTL {
+		errs = append(errs, fmt.Errorf("--revocation-ttl: must be positive and at most %s, got %s", service.DefaultMaxRevocationTTL, c.RevocationTTL))
+	}
+	if c.RevocationGrace <= 0 {
+		errs = append(errs, fmt.Errorf("--revocation-grace: must be positive, got %s", c.RevocationGrace))
 	}
 	if _, err := zerolog.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
 		errs = append(errs, fmt.Errorf("--log-level: unsupported %q (trace, debug, info, warn, error)", c.LogLevel))
@@ -198,6 +209,10 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"interval of keepalive messages on every edge stream")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second,
 		"how long SIGINT/SIGTERM waits for in-flight calls before closing connections")
+	fs.DurationVar(&c.RevocationTTL, "revocation-ttl", service.DefaultRevocationTTL,
+		"how long a revocation without --until lasts when the current config has no auth/revoker ttl (at most a year)")
+	fs.DurationVar(&c.RevocationGrace, "revocation-grace", service.DefaultRevocationGrace,
+		"how long an expired revocation stays in the log before it is deleted (covers edges with a slow clock)")
 	fs.StringVar(&c.LogLevel, "log-level", "info",
 		"log level: trace, debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", defaultFormat,
@@ -206,8 +221,9 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		fmt.Fprintf(fs.Output(), `Usage: gw-controlplane [flags]
 
 Runs the gateway control plane: the admin API validates and stores
-configuration versions (gwctl push/status/history/rollback), and the sync API
-streams the newest snapshot to every edge (gw-edge --controlplane).
+configuration versions (gwctl push/status/history/rollback) and token
+revocations (gwctl revoke/revocations), and the sync API streams the newest
+snapshot and every revocation to every edge (gw-edge --controlplane).
 
 Flags:
 `)

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -30,6 +31,8 @@ func validConfig(dir string) *Config {
 		SyncListen:      "127.0.0.1:0",
 		Keepalive:       50 * time.Millisecond,
 		ShutdownTimeout: 5 * time.Second,
+		RevocationTTL:   24 * time.Hour,
+		RevocationGrace: time.Hour,
 		LogLevel:        "info",
 		LogFormat:       "json",
 	}
@@ -55,6 +58,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "cert without key", change: func(c *Config) { c.SyncTLSCert = "c.pem" }, want: []string{"--sync-tls-key"}},
 		{name: "client ca without cert", change: func(c *Config) { c.SyncTLSClientCA = "ca.pem" }, want: []string{"--sync-tls-client-ca"}},
 		{name: "no data dir", change: func(c *Config) { c.DataDir = "" }, want: []string{"--data-dir"}},
+		{name: "revocation ttl over a year", change: func(c *Config) { c.RevocationTTL = 366 * 24 * time.Hour }, want: []string{"--revocation-ttl"}},
+		{name: "zero revocation ttl", change: func(c *Config) { c.RevocationTTL = 0 }, want: []string{"--revocation-ttl"}},
+		{name: "negative revocation grace", change: func(c *Config) { c.RevocationGrace = -time.Second }, want: []string{"--revocation-grace"}},
 		{name: "every problem at once", change: func(c *Config) {
 			c.Keepalive = 0
 			c.LogLevel = "loud"
@@ -117,6 +123,7 @@ func TestHelpDescribesEveryFlag(t *testing.T) {
 	for _, f := range []string{
 		"data-dir", "admin-listen", "admin-allow-remote", "admin-token-file", "sync-listen", "sync-tls-cert",
 		"sync-tls-key", "sync-tls-client-ca", "metrics-listen", "keepalive", "shutdown-timeout", "log-level", "log-format",
+		"revocation-ttl", "revocation-grace",
 	} {
 		if !strings.Contains(stderr.String(), "-"+f) {
 			t.Errorf("--help does not describe --%s", f)
@@ -277,6 +284,93 @@ func TestRunServesAndStopsGracefully(t *testing.T) {
 	}
 	if diff := cmp.Diff(string(raw), string(raw2)); diff != "" {
 		t.Fatalf("token changed on restart (-first +second):\n%s", diff)
+	}
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunKeepsRevocationsAcrossRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := validConfig(dir)
+	cfg.RevocationTTL = 2 * time.Hour
+	admin, _, stop, _ := runCP(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	raw, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(raw)))
+	adminClient := func(addr string) gatewayv1.AdminServiceClient {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return gatewayv1.NewAdminServiceClient(cc)
+	}
+
+	ac := adminClient(admin)
+	before := time.Now()
+	var want []*gatewayv1.RevocationEntry
+	for _, v := range []string{"a", "b"} {
+		resp, err := ac.Revoke(ctx, &gatewayv1.RevokeRequest{Value: v, Author: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, resp.GetEntry())
+	}
+	// --revocation-ttl is the default lifetime (no config is pushed).
+	if ttl := time.UnixMilli(want[0].GetExpiresUnixMs()).Sub(before); ttl < 2*time.Hour-time.Minute || ttl > 2*time.Hour+time.Minute {
+		t.Fatalf("default lifetime %s, want about 2h (--revocation-ttl)", ttl)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	admin, syncAddr, stop2, _ := runCP(t, cfg)
+	ac = adminClient(admin)
+	list, err := ac.ListRevocations(ctx, &gatewayv1.ListRevocationsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&gatewayv1.ListRevocationsResponse{Entries: want, Seq: 2}, list, protocmp.Transform()); diff != "" {
+		t.Fatalf("revocations after restart (-want +got):\n%s", diff)
+	}
+	// An edge that held nothing gets both entries as one delta.
+	sc, err := grpc.NewClient(syncAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	stream, err := gatewayv1.NewSyncServiceClient(sc).Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Hello{Hello: &gatewayv1.Hello{NodeId: "e1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("Recv: %v", err)
+		}
+		if d := resp.GetRevocationDelta(); d != nil {
+			wantDelta := &gatewayv1.RevocationDelta{FromSeq: 0, ToSeq: 2, Entries: want}
+			if diff := cmp.Diff(wantDelta, d, protocmp.Transform()); diff != "" {
+				t.Fatalf("delta after restart (-want +got):\n%s", diff)
+			}
+			break
+		}
+	}
+	next, err := ac.Revoke(ctx, &gatewayv1.RevokeRequest{Value: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.GetEntry().GetSeq() != 3 {
+		t.Fatalf("seq after restart = %d, want 3", next.GetEntry().GetSeq())
 	}
 	if err := stop2(); err != nil {
 		t.Fatal(err)

@@ -59,7 +59,13 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		}
 	}()
 
-	svc, err := service.New(service.Config{Store: st, Logger: log, Keepalive: cfg.Keepalive})
+	svc, err := service.New(service.Config{
+		Store:           st,
+		Logger:          log,
+		Keepalive:       cfg.Keepalive,
+		RevocationTTL:   cfg.RevocationTTL,
+		RevocationGrace: cfg.RevocationGrace,
+	})
 	if err != nil {
 		return err
 	}
