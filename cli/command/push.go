@@ -1,0 +1,213 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// DefaultWaitTimeout bounds push --wait and rollback --wait.
+const DefaultWaitTimeout = time.Minute
+
+// pollInterval is how often --wait asks for the fleet's status.
+const pollInterval = 100 * time.Millisecond
+
+var pushCommand = subcommand{
+	name:    "push",
+	args:    "FILE [--wait] [--timeout D] [--author A]",
+	summary: "validate FILE and store it as a new version (identical content keeps the current version)",
+	remote:  true,
+	run:     runPush,
+}
+
+// waitFlags are --wait and --timeout, shared by push and rollback.
+type waitFlags struct {
+	wait    bool
+	timeout time.Duration
+}
+
+func (w *waitFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&w.wait, "wait", false, "follow the fleet until every connected edge serves the version (exit 1 on a NACK, 3 on timeout)")
+	fs.DurationVar(&w.timeout, "timeout", DefaultWaitTimeout, "with --wait, how long to wait for the fleet; without it, the timeout of the call")
+}
+
+// apply makes --timeout the call timeout when there is nothing to wait for.
+func (w *waitFlags) apply(fs *flag.FlagSet, c *cli) error {
+	if w.timeout <= 0 {
+		return exitf(ExitUsage, "--timeout: must be positive, got %s", w.timeout)
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "timeout" })
+	if set && !w.wait {
+		c.timeout = w.timeout
+	}
+	return nil
+}
+
+func runPush(ctx context.Context, c *cli, args []string) error {
+	fs := c.newFlagSet()
+	var w waitFlags
+	w.register(fs)
+	author := fs.String("author", c.defaultAuthor(), "author recorded with the version")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return helpOK(err)
+	}
+	if err := w.apply(fs, c); err != nil {
+		return err
+	}
+	src, err := readSource(pos[0])
+	if err != nil {
+		return err
+	}
+	a, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	resp, err := call(ctx, a, "push", a.api.Push, &gatewayv1.PushRequest{Source: src, Author: *author})
+	if err != nil {
+		return err
+	}
+	v := resp.GetVersion()
+	if resp.GetCreated() {
+		fmt.Fprintf(c.stdout, "version %d (sha256 %s)\n", v.GetVersion(), v.GetSha256())
+	} else {
+		fmt.Fprintf(c.stdout, "unchanged: version %d (sha256 %s)\n", v.GetVersion(), v.GetSha256())
+	}
+	if !w.wait {
+		return nil
+	}
+	return a.waitFleet(ctx, "push", v, w.timeout)
+}
+
+// progress is the fleet's state against one version.
+type progress struct {
+	connected int
+	on        int
+	rejected  []*gatewayv1.EdgeStatus // NACKed the version
+	lagging   []*gatewayv1.EdgeStatus // connected, neither on it nor rejecting it
+}
+
+func fleetProgress(edges []*gatewayv1.EdgeStatus, v *gatewayv1.VersionInfo) progress {
+	var p progress
+	for _, e := range edges {
+		// An edge past the version (a newer push) will never apply it: it
+		// counts as converged.
+		isOn := (e.GetAppliedVersion() == v.GetVersion() && e.GetAppliedSha256() == v.GetSha256()) ||
+			e.GetAppliedVersion() > v.GetVersion()
+		rejected := !isOn && e.GetRejectedVersion() == v.GetVersion()
+		if rejected {
+			p.rejected = append(p.rejected, e)
+		}
+		if !e.GetConnected() {
+			continue
+		}
+		p.connected++
+		switch {
+		case isOn:
+			p.on++
+		case !rejected:
+			p.lagging = append(p.lagging, e)
+		}
+	}
+	return p
+}
+
+// waitFleet polls Status until every connected edge serves v or refused it,
+// printing "N/M edges on vV" whenever it changes (rewritten in place on a
+// terminal).
+func (a *admin) waitFleet(ctx context.Context, op string, v *gatewayv1.VersionInfo, timeout time.Duration) error {
+	c := a.c
+	start := c.env.now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	ticker := time.NewTicker(pollInterval)
+	defer ticker.Stop()
+
+	var last string
+	var p progress
+	endLine := func() {
+		if c.env.tty && last != "" {
+			fmt.Fprintln(c.stdout)
+		}
+	}
+	for {
+		st, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{})
+		// A call cut short by the wait's own deadline is the timeout below,
+		// not a failure (gRPC may see the deadline before ctx.Err does).
+		if err != nil && ctx.Err() == nil && time.Now().Before(deadline) {
+			endLine()
+			return err
+		}
+		if err == nil {
+			p = fleetProgress(st.GetEdges(), v)
+			line := fmt.Sprintf("%d/%d edges on v%d", p.on, p.connected, v.GetVersion())
+			if line != last {
+				if c.env.tty {
+					fmt.Fprintf(c.stdout, "\r\033[K%s", line)
+				} else {
+					fmt.Fprintln(c.stdout, line)
+				}
+				last = line
+			}
+			if len(p.lagging) == 0 {
+				endLine()
+				return c.reportConverged(op, v, p, c.env.now().Sub(start))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			endLine()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return c.reportTimeout(op, v, p, timeout)
+			}
+			return exitf(ExitRejected, "%s: %v", op, ctx.Err())
+		case <-ticker.C:
+		}
+	}
+}
+
+func (c *cli) reportConverged(op string, v *gatewayv1.VersionInfo, p progress, took time.Duration) error {
+	if len(p.rejected) > 0 {
+		fmt.Fprintf(c.stderr, "v%d rejected by %d edge%s:\n", v.GetVersion(), len(p.rejected), plural(len(p.rejected)))
+		for _, e := range p.rejected {
+			fmt.Fprintf(c.stderr, "  %s (%s): %s\n", e.GetNodeId(), regionName(e.GetRegion()), oneLine(e.GetLastError(), 400))
+		}
+		return exitf(ExitRejected, "%s: version %d rejected by %d edge%s", op, v.GetVersion(), len(p.rejected), plural(len(p.rejected)))
+	}
+	if p.connected == 0 {
+		fmt.Fprintln(c.stdout, "no edge is connected")
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "converged in %s\n", took.Round(10*time.Millisecond))
+	return nil
+}
+
+func (c *cli) reportTimeout(op string, v *gatewayv1.VersionInfo, p progress, timeout time.Duration) error {
+	n := len(p.lagging) + len(p.rejected)
+	fmt.Fprintf(c.stderr, "%d edge%s not on v%d after %s:\n", n, plural(n), v.GetVersion(), timeout)
+	for _, e := range p.lagging {
+		serving := "serving nothing"
+		if e.GetAppliedVersion() != 0 {
+			serving = fmt.Sprintf("serving v%d", e.GetAppliedVersion())
+		}
+		fmt.Fprintf(c.stderr, "  %s (%s): %s, %s\n", e.GetNodeId(), regionName(e.GetRegion()), e.GetState(), serving)
+	}
+	for _, e := range p.rejected {
+		fmt.Fprintf(c.stderr, "  %s (%s): rejected v%d: %s\n", e.GetNodeId(), regionName(e.GetRegion()), v.GetVersion(), oneLine(e.GetLastError(), 400))
+	}
+	return exitf(ExitTimeout, "%s: timed out after %s: %d/%d edges on v%d", op, timeout, p.on, p.connected, v.GetVersion())
+}
+
+func regionName(r string) string {
+	if r == "" {
+		return "no region"
+	}
+	return r
+}

@@ -1,0 +1,482 @@
+// Package command implements gwctl, the operator's CLI for the control
+// plane: validate (offline), push, diff, status, history, rollback, revoke
+// and revocations.
+//
+// Run is the whole program behind a thin main. Every subcommand lives in its
+// own file; this file holds the global flags, the connection to the admin
+// API (bearer token per call, one timeout per RPC), the mapping of gRPC
+// errors to exit codes and the small output helpers they share.
+//
+// command imports only proto/gen, controlplane/config (validate runs the
+// control plane's own compiler offline) and cli.
+package command
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/apigw/gateway/controlplane/config"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// Exit codes of gwctl.
+const (
+	ExitOK          = 0
+	ExitRejected    = 1 // violations, NACK, refused request
+	ExitUsage       = 2 // bad flags or arguments
+	ExitTimeout     = 3 // an RPC or --wait timed out
+	ExitUnavailable = 4 // control plane unreachable, or the token refused
+)
+
+// Defaults of the global flags.
+const (
+	DefaultServer     = "127.0.0.1:9000"
+	DefaultRPCTimeout = 10 * time.Second
+)
+
+// ExitError is the error Run returns for every non-zero exit. Its message
+// has already been written to stderr.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// ExitCode maps Run's result to a process exit code.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return ExitRejected
+}
+
+func exitf(code int, format string, args ...any) *ExitError {
+	return &ExitError{Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// env is what Run takes from the process; tests replace it.
+type env struct {
+	getenv func(string) string
+	now    func() time.Time
+	// tty reports whether stdout is a terminal (progress is rewritten in
+	// place then).
+	tty bool
+}
+
+func processEnv(stdout io.Writer) env {
+	tty := false
+	if f, ok := stdout.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return env{getenv: os.Getenv, now: time.Now, tty: tty}
+}
+
+// Run runs gwctl with args (without the program name), writing results to
+// stdout and errors to stderr. It returns nil on success, or an *ExitError
+// carrying the exit code whose message it has already printed.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return run(ctx, args, stdout, stderr, processEnv(stdout))
+}
+
+// cli is one invocation.
+type cli struct {
+	stdout, stderr io.Writer
+	env            env
+	server         string
+	tokenFile      string
+	timeout        time.Duration
+	sub            subcommand // the command being run
+}
+
+// subcommand is one gwctl verb.
+type subcommand struct {
+	name    string
+	args    string // usage synopsis after the name
+	summary string
+	remote  bool // talks to the control plane: takes --server and --token-file too
+	run     func(ctx context.Context, c *cli, args []string) error
+}
+
+var subcommands = []subcommand{
+	validateCommand,
+	pushCommand,
+	diffCommand,
+	statusCommand,
+	historyCommand,
+	rollbackCommand,
+	revokeCommand,
+	revocationsCommand,
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) error {
+	c := &cli{stdout: stdout, stderr: stderr, env: e}
+	fs := flag.NewFlagSet("gwctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	serverDef := DefaultServer
+	if v := e.getenv("GWCTL_SERVER"); v != "" {
+		serverDef = v
+	}
+	fs.StringVar(&c.server, "server", serverDef, "control plane admin address (env GWCTL_SERVER)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the admin token (env GWCTL_TOKEN holds the token itself, GWCTL_TOKEN_FILE a file; default "+defaultTokenFile(e.getenv)+")")
+	fs.DurationVar(&c.timeout, "timeout", DefaultRPCTimeout, "timeout of each call to the control plane (push and rollback --wait have their own)")
+	fs.Usage = func() { usage(fs.Output(), fs) }
+
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err} // the flag package printed it
+	}
+	if fs.NArg() == 0 {
+		usage(stderr, fs)
+		return c.fail(exitf(ExitUsage, "no command given"))
+	}
+	if c.timeout <= 0 {
+		return c.fail(exitf(ExitUsage, "--timeout: must be positive, got %s", c.timeout))
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "help" {
+		usage(stdout, fs)
+		return nil
+	}
+	for _, sc := range subcommands {
+		if sc.name == name {
+			c.sub = sc
+			return c.fail(sc.run(ctx, c, rest))
+		}
+	}
+	usage(stderr, fs)
+	return c.fail(exitf(ExitUsage, "unknown command %q", name))
+}
+
+// fail prints err (once) and returns it as an *ExitError.
+func (c *cli) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *ExitError
+	if !errors.As(err, &ee) {
+		ee = &ExitError{Code: ExitRejected, Err: err}
+	}
+	if ee.Err != nil && ee.Err.Error() != "" && !errors.Is(ee.Err, errPrinted) {
+		fmt.Fprintf(c.stderr, "gwctl: %v\n", ee.Err)
+	}
+	return ee
+}
+
+// errPrinted marks an error whose explanation is already on the screen.
+var errPrinted = errors.New("")
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: gwctl [global flags] <command> [flags] [args]\n\nCommands:\n")
+	for _, sc := range subcommands {
+		fmt.Fprintf(w, "  %-12s %s\n", sc.name, sc.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'gwctl <command> --help' for a command's flags.\n\nGlobal flags:\n")
+	out := fs.Output()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+	fmt.Fprintf(w, "\nExit codes: 0 ok, 1 rejected (violations, NACK), 2 usage, 3 timeout, 4 control plane unreachable or token refused.\n")
+}
+
+// newFlagSet returns the flag set of the running subcommand, with --help
+// printing its synopsis. Remote commands also take --server and
+// --token-file.
+func (c *cli) newFlagSet() *flag.FlagSet {
+	sc := c.sub
+	fs := flag.NewFlagSet("gwctl "+sc.name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	if sc.remote {
+		// The global flags are accepted after the command as well.
+		fs.StringVar(&c.server, "server", c.server, "control plane admin address (env GWCTL_SERVER)")
+		fs.StringVar(&c.tokenFile, "token-file", c.tokenFile, "file holding the admin token (env GWCTL_TOKEN, GWCTL_TOKEN_FILE)")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n", strings.TrimSpace("gwctl "+sc.name+" "+sc.args), sc.summary)
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintf(fs.Output(), "\nFlags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// rpcTimeoutFlag registers --timeout as the call timeout (commands without
+// --wait).
+func (c *cli) rpcTimeoutFlag(fs *flag.FlagSet) {
+	fs.DurationVar(&c.timeout, "timeout", c.timeout, "timeout of each call to the control plane")
+}
+
+// parse parses a subcommand's args, flags and positional arguments mixed
+// ("push FILE --wait" as well as "push --wait FILE"), and checks the number
+// of positional arguments. errHelp means --help was printed.
+func parse(fs *flag.FlagSet, args []string, want int) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errHelp
+			}
+			return nil, &ExitError{Code: ExitUsage, Err: errPrinted}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if len(pos) != want {
+		fs.Usage()
+		return nil, exitf(ExitUsage, "%s: want %d argument(s), got %d", fs.Name(), want, len(pos))
+	}
+	return pos, nil
+}
+
+// errHelp is returned by parse after printing --help; the command exits 0.
+var errHelp = errors.New("help")
+
+// helpOK turns errHelp into success.
+func helpOK(err error) error {
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+// defaultTokenFile is the control plane's default token path:
+// ${XDG_STATE_HOME:-$HOME/.local/state}/apigw/controlplane/admin.token.
+func defaultTokenFile(getenv func(string) string) string {
+	base := getenv("XDG_STATE_HOME")
+	if base == "" {
+		home := getenv("HOME")
+		if home == "" {
+			return ""
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "apigw", "controlplane", "admin.token")
+}
+
+// token finds the admin token: --token-file, then GWCTL_TOKEN, then
+// GWCTL_TOKEN_FILE, then the control plane's default path.
+func (c *cli) token() (string, error) {
+	file := c.tokenFile
+	if file == "" {
+		if t := strings.TrimSpace(c.env.getenv("GWCTL_TOKEN")); t != "" {
+			return t, nil
+		}
+		file = c.env.getenv("GWCTL_TOKEN_FILE")
+	}
+	if file == "" {
+		file = defaultTokenFile(c.env.getenv)
+	}
+	if file == "" {
+		return "", exitf(ExitUnavailable, "no admin token: pass --token-file or set GWCTL_TOKEN")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", exitf(ExitUnavailable, "read admin token: %v (pass --token-file or set GWCTL_TOKEN)", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", exitf(ExitUnavailable, "admin token file %s is empty", file)
+	}
+	return t, nil
+}
+
+// bearer sends the admin token with every call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity is false: the admin API listens on loopback.
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// admin is a connected admin API client.
+type admin struct {
+	c    *cli
+	conn *grpc.ClientConn
+	api  gatewayv1.AdminServiceClient
+}
+
+// dial prepares the admin client (gRPC connects on the first call).
+func (c *cli) dial() (*admin, error) {
+	if c.timeout <= 0 {
+		return nil, exitf(ExitUsage, "--timeout: must be positive, got %s", c.timeout)
+	}
+	tok, err := c.token()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(c.server,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearer(tok)),
+		grpc.WithUserAgent("gwctl"),
+	)
+	if err != nil {
+		return nil, exitf(ExitUsage, "--server %q: %v", c.server, err)
+	}
+	return &admin{c: c, conn: conn, api: gatewayv1.NewAdminServiceClient(conn)}, nil
+}
+
+func (a *admin) close() { a.conn.Close() }
+
+// call runs one RPC with the per-call timeout and maps its error.
+func call[Req, Resp any](ctx context.Context, a *admin, op string, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.c.timeout)
+	defer cancel()
+	resp, err := rpc(ctx, req)
+	if err != nil {
+		return resp, a.c.rpcError(op, err)
+	}
+	return resp, nil
+}
+
+// rpcError maps a failed call to an exit code and message. Validation
+// failures print every violation first.
+func (c *cli) rpcError(op string, err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return exitf(ExitTimeout, "%s: timed out after %s", op, c.timeout)
+		}
+		return exitf(ExitRejected, "%s: %v", op, err)
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return exitf(ExitUnavailable, "%s: cannot reach the control plane at %s: %s", op, c.server, st.Message())
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return exitf(ExitUnavailable, "%s: the control plane refused the admin token: %s", op, st.Message())
+	case codes.DeadlineExceeded:
+		return exitf(ExitTimeout, "%s: timed out after %s", op, c.timeout)
+	case codes.InvalidArgument:
+		if vs := violations(st); len(vs) > 0 {
+			for _, v := range vs {
+				fmt.Fprintln(c.stderr, config.FormatViolation(v))
+			}
+			return exitf(ExitRejected, "%s: rejected: %d violation%s", op, len(vs), plural(len(vs)))
+		}
+	}
+	msg := st.Message()
+	if !strings.HasPrefix(msg, op+":") {
+		msg = op + ": " + msg
+	}
+	return exitf(ExitRejected, "%s", msg)
+}
+
+// violations extracts the field violations of a status: the exact ones of a
+// gateway.v1.ValidateResponse detail, else those of a google.rpc.BadRequest
+// (whose descriptions are "kind: detail").
+func violations(st *status.Status) []*gatewayv1.FieldViolation {
+	var fromBadRequest []*gatewayv1.FieldViolation
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *gatewayv1.ValidateResponse:
+			if len(d.GetViolations()) > 0 {
+				return d.GetViolations()
+			}
+		case *errdetails.BadRequest:
+			for _, fv := range d.GetFieldViolations() {
+				kind, detail, ok := strings.Cut(fv.GetDescription(), ": ")
+				if !ok {
+					kind, detail = "invalid", fv.GetDescription()
+				}
+				fromBadRequest = append(fromBadRequest, &gatewayv1.FieldViolation{Path: fv.GetField(), Kind: kind, Detail: detail})
+			}
+		}
+	}
+	return fromBadRequest
+}
+
+// readSource reads a config file for the admin API.
+func readSource(path string) (*gatewayv1.ConfigSource, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, exitf(ExitRejected, "read config: %v", err)
+	}
+	return &gatewayv1.ConfigSource{Filename: filepath.Base(path), Content: b}, nil
+}
+
+// defaultAuthor is $USER@host, or "" (the control plane records "unknown").
+func (c *cli) defaultAuthor() string {
+	user := c.env.getenv("USER")
+	if user == "" {
+		return ""
+	}
+	if host, err := os.Hostname(); err == nil && host != "" {
+		return user + "@" + host
+	}
+	return user
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func shortSHA(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// ago renders how long before now t was, coarsely ("3s ago", "5m ago").
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+}
+
+// oneLine makes a message fit a table cell.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	return s
+}

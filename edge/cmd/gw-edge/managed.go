@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/lkg"
+	"github.com/apigw/gateway/edge/server"
+	"github.com/apigw/gateway/edge/watch"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// defaultListen is KrakenD's default port, used when neither --listen nor a
+// stored snapshot names one.
+const defaultListen = ":8080"
+
+// managedFlags are the flags of managed mode.
+type managedFlags struct {
+	logFlags
+	controlplane string
+	nodeID       string
+	region       string
+	listen       string
+	dataDir      string
+	disabled     stringList
+	keepalive    time.Duration
+	caFile       string
+	certFile     string
+	keyFile      string
+}
+
+// defaultDataDir is ${XDG_STATE_HOME:-$HOME/.local/state}/apigw/edge.
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "apigw", "edge")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "apigw", "edge")
+	}
+	return ""
+}
+
+func (f *managedFlags) validate() error {
+	errs := []error{f.logFlags.validate()}
+	if f.controlplane == "" {
+		errs = append(errs, errors.New("--controlplane: required (the control plane's sync address; use `gw-edge run -c FILE` to run without one)"))
+	}
+	if f.nodeID == "" {
+		errs = append(errs, errors.New("--node-id: required (the hostname is unknown)"))
+	}
+	if f.dataDir == "" {
+		errs = append(errs, errors.New("--data-dir: required (neither $XDG_STATE_HOME nor $HOME is set)"))
+	}
+	if f.listen != "" {
+		if _, _, err := net.SplitHostPort(f.listen); err != nil {
+			errs = append(errs, fmt.Errorf("--listen: %q is not host:port", f.listen))
+		}
+	}
+	if f.keepalive <= 0 {
+		errs = append(errs, fmt.Errorf("--keepalive: must be positive, got %s", f.keepalive))
+	}
+	if (f.certFile == "") != (f.keyFile == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key: give both or neither"))
+	}
+	return errors.Join(errs...)
+}
+
+func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var f managedFlags
+	fs := flag.NewFlagSet("gw-edge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	host, _ := os.Hostname()
+	fs.StringVar(&f.controlplane, "controlplane", "", "control plane sync address (host:port); required")
+	fs.StringVar(&f.nodeID, "node-id", host, "this edge's identity in the fleet")
+	fs.StringVar(&f.region, "region", "default", "region this edge reports (gwctl status groups by it)")
+	fs.StringVar(&f.listen, "listen", "", "HTTP listen address, bound once (default: the stored snapshot's listen_ip:port, else "+defaultListen+")")
+	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir(), "directory of the last-known-good snapshots")
+	fs.Var(&f.disabled, "disable-feature", "refuse snapshots using this feature (repeatable; test hook for version skew)")
+	fs.DurationVar(&f.keepalive, "keepalive", watch.DefaultKeepalive, "interval of the keepalives sent to the control plane")
+	fs.StringVar(&f.caFile, "controlplane-ca", "", "PEM CA bundle verifying the control plane; enables TLS")
+	fs.StringVar(&f.certFile, "tls-cert", "", "PEM client certificate for mTLS with the control plane; enables TLS")
+	fs.StringVar(&f.keyFile, "tls-key", "", "PEM key of --tls-cert")
+	f.logFlags.register(fs, stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage:\n  gw-edge --controlplane ADDR --node-id ID --region R --listen ADDR --data-dir DIR [flags]\n  gw-edge run -c FILE [-d] [--listen ADDR]   (standalone, see gw-edge run --help)\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if exit, code := parseFlags(fs, args, stderr); exit {
+		return code
+	}
+	if err := f.validate(); err != nil {
+		fmt.Fprintf(stderr, "gw-edge: invalid flags:\n%v\n", err)
+		return exitUsage
+	}
+	log := f.logger(stdout)
+	if err := managed(ctx, &f, isSet(fs, "log-level"), log); err != nil {
+		log.Error().Err(err).Msg("exiting")
+		return exitError
+	}
+	return exitOK
+}
+
+// managed runs the edge until ctx is done: LKG first, then the control plane.
+func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Logger) error {
+	var tlsCfg *tls.Config
+	if f.caFile != "" || f.certFile != "" {
+		c, err := watch.LoadTLS(f.caFile, f.certFile, f.keyFile)
+		if err != nil {
+			return err
+		}
+		tlsCfg = c
+	}
+	st, err := lkg.New(lkg.Config{Dir: f.dataDir, Logger: log})
+	if err != nil {
+		return err
+	}
+	stored, err := st.LoadAll()
+	if err != nil {
+		return err
+	}
+
+	listen := f.listen
+	if listen == "" {
+		listen = storedListenAddr(stored, log)
+	}
+	srv, err := server.New(server.Config{
+		Listen:        listen,
+		Logger:        log,
+		BuildVersion:  buildVersion,
+		MetricsListen: f.metricsListen,
+		LogLevel:      f.level,
+		PinLogLevel:   pinLevel,
+	})
+	if err != nil {
+		return err
+	}
+	var reg *registries
+	defer func() {
+		// Stop serving first: no plan uses the registries afterwards.
+		srv.Close()
+		if reg != nil {
+			reg.close()
+		}
+	}()
+	// The revocation set from the last run: a restart without the control
+	// plane keeps enforcing it. A corrupt copy leaves an empty set at seq 0,
+	// which makes the control plane send a full reset.
+	rev, err := auth.LoadRevocations(f.dataDir, auth.RevocationsConfig{Logger: log})
+	if err != nil {
+		log.Warn().Err(err).Msg("revocation set on disk unusable; starting empty")
+	}
+	reg, err = newRegistries(srv.Registry(), log, f.disabled, rev)
+	if err != nil {
+		return err
+	}
+	applier, err := server.NewApplier(server.ApplierConfig{Server: srv, Logger: log, Deps: reg.deps, Store: st})
+	if err != nil {
+		return err
+	}
+	restoreNewest(ctx, applier, stored, log)
+
+	wcfg := watch.Config{
+		Target:           f.controlplane,
+		NodeID:           f.nodeID,
+		Region:           f.region,
+		BuildVersion:     buildVersion,
+		SchemaVersion:    server.SchemaVersion,
+		DisabledFeatures: f.disabled,
+		Applier:          applier,
+		Revocations:      revocationStore{set: rev, dir: f.dataDir},
+		Logger:           log,
+		Keepalive:        f.keepalive,
+		Registerer:       srv.Registry(),
+		TLS:              tlsCfg,
+	}
+	wc, err := watch.New(wcfg)
+	if err != nil {
+		return err
+	}
+	defer wc.Close()
+
+	log.Info().Str("addr", srv.Addr().String()).Msg("listening")
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx) })
+	g.Go(func() error { return wc.Run(gctx) })
+	err = g.Wait()
+	log.Info().Msg("stopped")
+	return err
+}
+
+// restoreNewest serves the newest stored snapshot that builds; an older one
+// when the newest cannot be served by this build (a downgrade, for one).
+func restoreNewest(ctx context.Context, a *server.Applier, stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) {
+	for _, env := range stored {
+		if err := a.Restore(ctx, env); err != nil {
+			log.Warn().Uint64("version", env.GetVersion()).Err(err).Msg("stored snapshot cannot be served; trying an older one")
+			continue
+		}
+		return
+	}
+	if len(stored) == 0 {
+		log.Info().Msg("no stored snapshot; answering 503 until the control plane sends one")
+	} else {
+		log.Warn().Msg("no stored snapshot can be served; answering 503 until the control plane sends one")
+	}
+}
+
+// storedListenAddr is the listen address of the newest stored snapshot, or
+// defaultListen.
+func storedListenAddr(stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) string {
+	if len(stored) == 0 {
+		return defaultListen
+	}
+	snap := &gatewayv1.Snapshot{}
+	if err := proto.Unmarshal(stored[0].GetPayload(), snap); err != nil {
+		log.Warn().Err(err).Msg("stored snapshot undecodable; listening on the default address")
+		return defaultListen
+	}
+	if addr := server.ListenAddrOf(snap); addr != "" {
+		return addr
+	}
+	return defaultListen
+}
+
+// revocationStore persists the revocation set in the data dir.
+type revocationStore struct {
+	set *auth.Revocations
+	dir string
+}
+
+func (r revocationStore) Seq() uint64 { return r.set.Seq() }
+
+func (r revocationStore) ApplyDelta(entries []*gatewayv1.RevocationEntry, fromSeq, toSeq uint64) error {
+	return r.set.ApplyDelta(entries, fromSeq, toSeq)
+}
+
+func (r revocationStore) Reset(seq uint64, entries []*gatewayv1.RevocationEntry) error {
+	return r.set.Reset(seq, entries)
+}
+
+func (r revocationStore) Persist() error { return r.set.Save(r.dir) }

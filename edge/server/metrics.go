@@ -1,0 +1,134 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// NewRegistry returns a Prometheus registry holding the Go runtime and
+// process collectors, ready for the edge's own metrics.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// metrics are the server's and the Applier's instruments.
+type metrics struct {
+	reg     *prometheus.Registry
+	version prometheus.Gauge
+	applies *prometheus.CounterVec
+	applyS  prometheus.Histogram
+	panics  prometheus.Counter
+}
+
+// Apply results, the values of gw_edge_snapshot_applies_total{result}.
+const (
+	resultOK       = "ok"       // built, swapped in
+	resultInvalid  = "invalid"  // sha256 mismatch, undecodable
+	resultRejected = "rejected" // plan.Build refused it
+)
+
+func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		version: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gw_edge_snapshot_version",
+			Help: "Version of the snapshot the edge serves (0 before the first one).",
+		}),
+		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_snapshot_applies_total",
+			Help: "Snapshots the edge tried to apply, by result (ok, invalid, rejected).",
+		}, []string{"result"}),
+		applyS: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "gw_edge_apply_seconds",
+			Help:    "Time to verify, decode, build and swap in a snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_edge_handler_panics_total",
+			Help: "Requests whose plan handler panicked (answered 500).",
+		}),
+	}
+	for _, r := range []string{resultOK, resultInvalid, resultRejected} {
+		m.applies.WithLabelValues(r)
+	}
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "gw_edge_build_info",
+		Help:        "Build of this edge binary (always 1).",
+		ConstLabels: prometheus.Labels{"version": buildVersion},
+	})
+	info.Set(1)
+	for _, c := range []prometheus.Collector{m.version, m.applies, m.applyS, m.panics, info} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register edge metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// metricsListener is a net/http server exposing the registry.
+type metricsListener struct {
+	addr string // as configured
+	ln   net.Listener
+	srv  *http.Server
+	done chan struct{}
+}
+
+func (ml *metricsListener) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := ml.srv.Shutdown(ctx); err != nil {
+		ml.srv.Close()
+	}
+	<-ml.done
+}
+
+// setMetricsAddr makes the metrics listener run at addr ("" stops it). It
+// restarts the listener only when the address changes. reconfMu must be held
+// (or the server not yet shared, in New).
+func (s *Server) setMetricsAddr(addr string) error {
+	if s.metricsLn != nil && s.metricsLn.addr == addr {
+		return nil
+	}
+	if s.metricsLn != nil {
+		s.metricsLn.stop()
+		s.log.Info().Str("addr", s.metricsLn.ln.Addr().String()).Msg("metrics listener stopped")
+		s.metricsLn = nil
+	}
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}))
+	ml := &metricsListener{
+		addr: addr,
+		ln:   ln,
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute},
+		done: make(chan struct{}),
+	}
+	s.wg.Go(func() {
+		defer close(ml.done)
+		if err := ml.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Msg("metrics listener")
+		}
+	})
+	s.metricsLn = ml
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("metrics listening")
+	return nil
+}

@@ -1,0 +1,516 @@
+// Package server is the edge's HTTP front: it binds the listener once, serves
+// every request from the plan that is current when the request starts, and
+// swaps plans atomically when a new snapshot is applied.
+//
+// The current plan, its version and sha256 live in one immutable state value
+// behind an atomic.Pointer; the request handler loads it once per request, so
+// a request in flight finishes on the plan it started with while the next
+// request already sees the new one. A swap releases the previous plan (its
+// upstream clients close after a grace period, see plan.Release).
+//
+// Settings that fasthttp fixes per fasthttp.Server (timeouts, read buffer,
+// body limit) come from the snapshot's http_server section. When a swap
+// changes them, the server starts a new fasthttp.Server generation on the
+// same bound listener and drains the previous one gracefully: nothing is
+// rebound and no in-flight request is dropped. The listen address itself
+// never changes after New; a snapshot asking for another port only gets a
+// warning.
+//
+// The package also holds the edge's Prometheus registry (Registry) and the
+// metrics listener configured by telemetry/metrics or --metrics-listen, and
+// the Applier that turns a SnapshotEnvelope into a live plan (apply.go).
+//
+// server imports edge/plan and edge/lkg; it never imports edge/watch nor
+// anything from the control plane.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/plan"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// DefaultHealthPath answers health checks while no plan is loaded.
+const DefaultHealthPath = "/__health"
+
+// Fixed bodies: a client never sees an error text of ours.
+var (
+	bodyUnavailable   = []byte(`{"error":"service_unavailable"}`)
+	bodyInternal      = []byte(`{"error":"internal"}`)
+	bodyBadRequest    = []byte(`{"error":"bad_request"}`)
+	bodyTooLarge      = []byte(`{"error":"payload_too_large"}`)
+	bodyHeaderTooBig  = []byte(`{"error":"request_header_fields_too_large"}`)
+	bodyRequestTimout = []byte(`{"error":"request_timeout"}`)
+	contentTypeJSON   = []byte("application/json")
+)
+
+// Config configures a Server. The zero value is not usable: Listen is
+// required.
+type Config struct {
+	// Listen is the address bound once by New ("127.0.0.1:0" works).
+	Listen string
+	// Logger is the base logger; the server adds component=server.
+	Logger zerolog.Logger
+	// BuildVersion is reported in gw_edge_build_info.
+	BuildVersion string
+	// Registry receives the edge's metrics; nil makes a new registry with
+	// the Go and process collectors.
+	Registry *prometheus.Registry
+	// MetricsListen, when set, serves /metrics there from New on and
+	// overrides the snapshot's telemetry/metrics listen_address.
+	MetricsListen string
+	// LogLevel is the global zerolog level used while the snapshot sets none
+	// ("" means info).
+	LogLevel string
+	// PinLogLevel keeps LogLevel even when a snapshot's telemetry/logging
+	// asks for another level (an operator's --log-level or -d wins).
+	PinLogLevel bool
+}
+
+// Validate reports a configuration that New would refuse.
+func (c Config) Validate() error {
+	if c.Listen == "" {
+		return errors.New("server config: listen address is required")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("server config: listen %q: %w", c.Listen, err)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("server config: metrics listen %q: %w", c.MetricsListen, err)
+		}
+	}
+	if c.LogLevel != "" {
+		if _, err := zerolog.ParseLevel(c.LogLevel); err != nil {
+			return fmt.Errorf("server config: log level %q: %w", c.LogLevel, err)
+		}
+	}
+	return nil
+}
+
+// state is what one request sees: immutable once published.
+type state struct {
+	plan       *plan.Plan // nil until the first snapshot
+	version    uint64
+	sha        string
+	healthPath string // "" when the plan disables health
+	healthBody []byte
+}
+
+func newState(p *plan.Plan, version uint64, sha string) *state {
+	st := &state{plan: p, version: version, sha: sha, healthPath: DefaultHealthPath}
+	if p != nil {
+		st.healthPath = p.HealthPath()
+	}
+	b := make([]byte, 0, 64+len(sha))
+	b = append(b, `{"status":"ok","version":`...)
+	b = strconv.AppendUint(b, version, 10)
+	b = append(b, `,"sha256":`...)
+	b = strconv.AppendQuote(b, sha)
+	b = append(b, '}')
+	st.healthBody = b
+	return st
+}
+
+// Server serves HTTP from the current plan. Swap, Current and Addr are safe
+// for concurrent use; Serve runs once. A Server must not be copied.
+type Server struct {
+	cfg       Config
+	log       zerolog.Logger
+	baseLevel zerolog.Level
+	ln        net.Listener
+	cur       atomic.Pointer[state]
+	m         *metrics
+
+	conns      chan net.Conn // accepted connections, handed to the current generation
+	acceptStop chan struct{} // closed at shutdown: the accept loop exits
+	quit       chan struct{} // closed by Close
+	quitOnce   sync.Once
+	done       chan struct{} // closed when Serve has finished or Close cleaned up
+	// lifeCtx bounds the drains of old generations; cancelled when the
+	// final shutdown deadline passes, which force-closes what is left.
+	lifeCtx    context.Context
+	lifeCancel context.CancelFunc
+	wg         sync.WaitGroup // every goroutine of the server
+
+	// reconfMu serialises Swap's reconfiguration and the lifecycle; it is
+	// held across starting and stopping listeners, never on the request path.
+	reconfMu     sync.Mutex
+	serving      bool // Serve has started
+	stopped      bool // shutdown has begun: no new generation or listener
+	gen          *generation
+	settings     settings
+	maxWait      time.Duration
+	metricsLn    *metricsListener
+	warnedListen string // snapshot listen address already warned about
+}
+
+// New binds cfg.Listen (and cfg.MetricsListen when set) and returns a Server
+// that answers 503 until the first Swap. Call Serve to start serving and
+// Close (or cancel Serve's ctx) to release the listeners.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	level := zerolog.InfoLevel
+	if cfg.LogLevel != "" {
+		level, _ = zerolog.ParseLevel(cfg.LogLevel)
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = NewRegistry()
+	}
+	m, err := newMetrics(reg, cfg.BuildVersion)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	lifeCtx, lifeCancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger.With().Str("component", "server").Logger(),
+		baseLevel:  level,
+		ln:         ln,
+		m:          m,
+		conns:      make(chan net.Conn),
+		acceptStop: make(chan struct{}),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
+		lifeCtx:    lifeCtx,
+		lifeCancel: lifeCancel,
+		settings:   settingsOf(nil),
+	}
+	s.cur.Store(newState(nil, 0, ""))
+	if cfg.MetricsListen != "" {
+		if err := s.setMetricsAddr(cfg.MetricsListen); err != nil {
+			ln.Close()
+			lifeCancel()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Addr returns the bound address of the HTTP listener.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// MetricsAddr returns the bound address of the metrics listener, or nil
+// when none runs.
+func (s *Server) MetricsAddr() net.Addr {
+	s.reconfMu.Lock()
+	defer s.reconfMu.Unlock()
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.ln.Addr()
+}
+
+// Registry returns the edge's Prometheus registry, for other components
+// (plan metrics, the control-plane client) to register on.
+func (s *Server) Registry() *prometheus.Registry { return s.m.reg }
+
+// Current returns the version and sha256 of the plan being served (0, ""
+// before the first Swap).
+func (s *Server) Current() (version uint64, sha string) {
+	st := s.cur.Load()
+	return st.version, st.sha
+}
+
+// Swap publishes p as the plan for every request that starts from now on,
+// releases the previous plan (requests in flight finish on it) and applies
+// the snapshot's listener, logging and metrics settings. p must be non-nil
+// and must not be swapped in twice.
+func (s *Server) Swap(p *plan.Plan, version uint64, sha string) {
+	if p == nil {
+		panic("server: Swap with a nil plan")
+	}
+	s.reconfMu.Lock()
+	defer s.reconfMu.Unlock()
+
+	old := s.cur.Swap(newState(p, version, sha))
+	s.m.version.Set(float64(version))
+	if old.plan != nil && old.plan != p {
+		old.plan.Release()
+	}
+	if s.stopped {
+		// Shut down: nothing will serve p; Current still reports it.
+		p.Release()
+		return
+	}
+	s.reconfigureLocked(p.Service())
+}
+
+// reconfigureLocked applies the non-routing settings of a new snapshot.
+func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
+	s.applyLogLevel(svc.GetLogging())
+	s.maxWait = time.Duration(svc.GetHttpServer().GetMaxShutdownWaitMs()) * time.Millisecond
+
+	if want := listenAddrOf(svc); want != "" && !sameListenAddr(want, s.ln.Addr()) && want != s.warnedListen {
+		s.warnedListen = want
+		s.log.Warn().Str("snapshot_listen", want).Str("bound", s.ln.Addr().String()).
+			Msg("snapshot asks for another listen address; the listener is bound once, restart the edge to move it")
+	}
+
+	if s.cfg.MetricsListen == "" {
+		addr := ""
+		if m := svc.GetMetrics(); m.GetEnabled() {
+			addr = m.GetListenAddress()
+		}
+		if err := s.setMetricsAddr(addr); err != nil {
+			// A node-local problem (port taken): the plan is fine and stays.
+			s.log.Error().Err(err).Msg("metrics listener not started")
+		}
+	}
+
+	next := settingsOf(svc)
+	if next == s.settings {
+		return
+	}
+	s.settings = next
+	if s.serving {
+		s.startGenerationLocked()
+	}
+}
+
+// applyLogLevel sets the global zerolog level from telemetry/logging unless
+// the operator pinned it.
+func (s *Server) applyLogLevel(l *gatewayv1.Logging) {
+	if s.cfg.PinLogLevel {
+		return
+	}
+	level := s.baseLevel
+	if name := l.GetLevel(); name != "" {
+		parsed, err := zerolog.ParseLevel(normaliseLevel(name))
+		if err != nil {
+			s.log.Warn().Str("level", name).Msg("snapshot logging level not understood; keeping the default")
+		} else {
+			level = parsed
+		}
+	}
+	if zerolog.GlobalLevel() != level {
+		zerolog.SetGlobalLevel(level)
+		s.log.Info().Str("level", level.String()).Msg("log level set from snapshot")
+	}
+}
+
+// normaliseLevel maps KrakenD's level names onto zerolog's.
+func normaliseLevel(name string) string {
+	switch name {
+	case "DEBUG", "Debug":
+		return "debug"
+	case "INFO", "Info":
+		return "info"
+	case "WARNING", "WARN", "warning", "Warning":
+		return "warn"
+	case "ERROR", "Error":
+		return "error"
+	case "CRITICAL", "critical", "Critical":
+		return "fatal"
+	}
+	return name
+}
+
+// listenAddrOf is the address a snapshot would have the edge listen on.
+func listenAddrOf(svc *gatewayv1.Service) string {
+	if svc.GetPort() == 0 {
+		return ""
+	}
+	return net.JoinHostPort(svc.GetListenIp(), strconv.FormatUint(uint64(svc.GetPort()), 10))
+}
+
+// ListenAddrOf is the address a snapshot asks the edge to listen on
+// ("listen_ip:port"), or "" when it names no port.
+func ListenAddrOf(snap *gatewayv1.Snapshot) string { return listenAddrOf(snap.GetService()) }
+
+// sameListenAddr reports whether want (from a snapshot) names the bound
+// address: same port, and the same IP unless want listens on every IP.
+func sameListenAddr(want string, bound net.Addr) bool {
+	wh, wp, err := net.SplitHostPort(want)
+	if err != nil {
+		return false
+	}
+	bh, bp, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return false
+	}
+	if wp != bp {
+		return false
+	}
+	if wh == "" || wh == "0.0.0.0" || wh == "::" {
+		return true
+	}
+	wip, bip := net.ParseIP(wh), net.ParseIP(bh)
+	return wip != nil && bip != nil && wip.Equal(bip)
+}
+
+// Serve serves HTTP until ctx is done or Close is called, then shuts down
+// gracefully: it stops accepting, lets requests in flight finish for up to
+// the snapshot's max_shutdown_wait (0 waits for them however long they take),
+// closes what is left and returns once every goroutine has exited. It can be
+// called once.
+func (s *Server) Serve(ctx context.Context) error {
+	s.reconfMu.Lock()
+	if s.serving || s.stopped {
+		s.reconfMu.Unlock()
+		return errors.New("serve: server already served or closed")
+	}
+	s.serving = true
+	s.wg.Go(s.acceptLoop)
+	s.startGenerationLocked()
+	s.reconfMu.Unlock()
+
+	select {
+	case <-ctx.Done():
+	case <-s.quit:
+	}
+	s.shutdown()
+	return nil
+}
+
+// Close stops the server: it makes a running Serve shut down and return,
+// or, when Serve never ran, releases the listeners. It blocks until every
+// goroutine has exited. Close is idempotent.
+func (s *Server) Close() error {
+	s.quitOnce.Do(func() { close(s.quit) })
+	s.reconfMu.Lock()
+	serving := s.serving
+	s.reconfMu.Unlock()
+	if !serving {
+		s.shutdown()
+	}
+	<-s.done
+	return nil
+}
+
+// shutdown runs once, from Serve or from Close when Serve never ran.
+func (s *Server) shutdown() {
+	s.reconfMu.Lock()
+	if s.stopped {
+		s.reconfMu.Unlock()
+		return
+	}
+	s.stopped = true
+	s.serving = true // a later Serve must refuse
+	gen, wait, ml := s.gen, s.maxWait, s.metricsLn
+	s.gen, s.metricsLn = nil, nil
+	s.reconfMu.Unlock()
+	defer close(s.done)
+
+	// Stop accepting: the kernel refuses new connections from here on and
+	// the accept loop exits.
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Warn().Err(err).Msg("close listener")
+	}
+	close(s.acceptStop)
+	sctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if wait > 0 {
+		sctx, cancel = context.WithTimeout(context.Background(), wait)
+	}
+	defer cancel()
+	// When the deadline passes, old generations still draining are forced
+	// too.
+	stopForce := context.AfterFunc(sctx, s.lifeCancel)
+	defer stopForce()
+
+	if gen != nil {
+		s.drain(sctx, gen)
+	}
+	if ml != nil {
+		ml.stop()
+	}
+	s.wg.Wait()
+	s.lifeCancel()
+
+	// Nothing serves any more: let the last plan's upstream clients go.
+	// Current keeps reporting what was served.
+	s.reconfMu.Lock()
+	defer s.reconfMu.Unlock()
+	if st := s.cur.Load(); st.plan != nil {
+		s.cur.Store(newState(nil, st.version, st.sha))
+		st.plan.Release()
+	}
+}
+
+// handle serves one request from the state current when it starts.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	st := s.cur.Load()
+	if st.healthPath != "" && (ctx.IsGet() || ctx.IsHead()) && string(ctx.Path()) == st.healthPath {
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetContentTypeBytes(contentTypeJSON)
+		ctx.SetBody(st.healthBody)
+		return
+	}
+	if st.plan == nil {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetContentTypeBytes(contentTypeJSON)
+		ctx.SetBody(bodyUnavailable)
+		return
+	}
+	s.servePlan(ctx, st.plan)
+}
+
+// servePlan runs the plan with a panic guard: plan.Serve must never panic,
+// and if a bug makes it, one request fails instead of the whole edge.
+func (s *Server) servePlan(ctx *fasthttp.RequestCtx, p *plan.Plan) {
+	defer s.recoverRequest(ctx)
+	p.Serve(ctx)
+}
+
+func (s *Server) recoverRequest(ctx *fasthttp.RequestCtx) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	s.m.panics.Inc()
+	s.log.Error().Str("panic", fmt.Sprint(r)).Bytes("path", ctx.Path()).Bytes("stack", debug.Stack()).
+		Msg("request handler panicked")
+	ctx.Response.Reset()
+	ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+	ctx.SetContentTypeBytes(contentTypeJSON)
+	ctx.SetBody(bodyInternal)
+}
+
+// handleError answers requests fasthttp could not read, with fixed bodies.
+func (s *Server) handleError(ctx *fasthttp.RequestCtx, err error) {
+	ctx.SetContentTypeBytes(contentTypeJSON)
+	var small *fasthttp.ErrSmallBuffer
+	var nerr net.Error
+	switch {
+	case errors.As(err, &small):
+		ctx.SetStatusCode(fasthttp.StatusRequestHeaderFieldsTooLarge)
+		ctx.SetBody(bodyHeaderTooBig)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		ctx.SetStatusCode(fasthttp.StatusRequestEntityTooLarge)
+		ctx.SetBody(bodyTooLarge)
+	case errors.As(err, &nerr) && nerr.Timeout():
+		ctx.SetStatusCode(fasthttp.StatusRequestTimeout)
+		ctx.SetBody(bodyRequestTimout)
+	default:
+		ctx.SetStatusCode(fasthttp.StatusBadRequest)
+		ctx.SetBody(bodyBadRequest)
+	}
+}
+
+// fasthttpLogger sends fasthttp's own messages (mostly clients going away)
+// to the debug level.
+type fasthttpLogger struct{ log zerolog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug().Msgf(format, args...)
+}

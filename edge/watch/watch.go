@@ -1,0 +1,602 @@
+// Package watch is the edge's control-plane client: it keeps one
+// SyncService.Sync stream open, tells the control plane what the edge holds,
+// hands every snapshot it receives to an Applier and answers with an ACK or
+// a NACK.
+//
+// The protocol (one bidirectional stream per edge, the edge dials in):
+//
+//   - the edge sends Hello{node, region, build, schema version, features,
+//     held version and sha256} first;
+//   - the control plane sends the newest SnapshotEnvelope only when the edge
+//     lacks it; the edge applies it (verify, decode, build, swap, persist)
+//     and sends Ack{version, sha256}, or Nack{violations, detail,
+//     running_version} while it keeps serving the old plan;
+//   - revocation deltas and resets arrive on the same stream, independent of
+//     snapshots: each is applied to the Revocations set and ACKed with
+//     RevocationAck{seq}; a delta that leaves a gap ends the stream so the
+//     next Hello (with the held seq) gets what fits; the set is persisted at
+//     most once per second while it changes;
+//   - keepalives flow both ways; a stream on which nothing arrived for the
+//     receive timeout is considered dead and replaced;
+//   - the edge reconnects with exponential backoff (200 ms doubling to a
+//     10 s cap) and full jitter; a stream on which the control plane
+//     answered resets the backoff.
+//
+// Applying is behind the small Applier interface declared here, so watch
+// knows nothing of the server's internals; the edge's main wires the
+// server, the plan builder and the last-known-good store behind it. watch
+// imports edge/plan only for the feature list and *plan.BuildError, and
+// nothing from the control plane.
+package watch
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/apigw/gateway/edge/plan"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultKeepalive   = 10 * time.Second
+	DefaultBackoffBase = 200 * time.Millisecond
+	DefaultBackoffMax  = 10 * time.Second
+	// minRecvTimeout is the floor of the default receive timeout, so an edge
+	// with a short keepalive does not drop a healthy control plane that
+	// keeps the standard 10 s one (the control plane applies the same rule).
+	minRecvTimeout = 30 * time.Second
+	// maxRecvBytes bounds one message from the control plane; it is above
+	// the control plane's snapshot limit so that limit is the one that bites.
+	maxRecvBytes = 64 << 20
+)
+
+// Applier makes a snapshot the served one. The edge's server implements it.
+type Applier interface {
+	// Apply verifies, builds and swaps in env, then persists it. On error
+	// the served plan is unchanged; an error wrapping *plan.BuildError
+	// carries the violations reported in the NACK.
+	Apply(ctx context.Context, env *gatewayv1.SnapshotEnvelope) error
+	// Current returns the version and sha256 being served (0, "" if none).
+	Current() (version uint64, sha string)
+}
+
+// Revocations is the edge's revocation set, fed by the stream's deltas and
+// resets (auth.Revocations with its data dir behind it).
+type Revocations interface {
+	// Seq is the revocation log position the set holds (0 when empty).
+	Seq() uint64
+	// ApplyDelta adds the entries with fromSeq < seq <= toSeq; it fails,
+	// changing nothing, when fromSeq is not Seq().
+	ApplyDelta(entries []*gatewayv1.RevocationEntry, fromSeq, toSeq uint64) error
+	// Reset replaces the whole set with entries as of seq.
+	Reset(seq uint64, entries []*gatewayv1.RevocationEntry) error
+	// Persist saves the set durably.
+	Persist() error
+}
+
+// Config configures a Client. Target, NodeID, SchemaVersion and Applier are
+// required; every other zero value picks the documented default.
+type Config struct {
+	// Target is the control plane's sync address (host:port or a gRPC
+	// target URI).
+	Target string
+	NodeID string
+	Region string
+	// BuildVersion is reported in Hello and in the control plane's status.
+	BuildVersion string
+	// SchemaVersion is the newest Snapshot schema the edge understands.
+	SchemaVersion uint32
+	// DisabledFeatures are removed from plan.SupportedFeatures in Hello
+	// (test hook for version skew; the Applier must refuse them too).
+	DisabledFeatures []string
+	Applier          Applier
+	// Revocations receives revocation deltas and resets; nil ignores them
+	// (Hello then says seq 0).
+	Revocations Revocations
+	// RevocationSaveInterval is the most often Persist runs while deltas
+	// arrive (default 1s); a change is also persisted when Run returns.
+	RevocationSaveInterval time.Duration
+	Logger                 zerolog.Logger
+	// Keepalive is how often the edge sends a Keepalive (default 10s).
+	Keepalive time.Duration
+	// RecvTimeout replaces a stream on which nothing arrived for this long
+	// (default max(3*Keepalive, 30s)).
+	RecvTimeout time.Duration
+	// TLS, when set, is used to dial (mTLS when it holds a certificate);
+	// nil dials without TLS. See LoadTLS.
+	TLS *tls.Config
+	// BackoffBase and BackoffMax bound the reconnect delay (defaults 200ms
+	// and 10s).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// Registerer receives gw_edge_controlplane_connected; nil skips it.
+	Registerer prometheus.Registerer
+	// DialOptions are appended to the client's own (test hook).
+	DialOptions []grpc.DialOption
+}
+
+// Validate reports a configuration that New would refuse.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Target == "" {
+		errs = append(errs, errors.New("target is required"))
+	}
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("node id is required"))
+	}
+	if c.SchemaVersion == 0 {
+		errs = append(errs, errors.New("schema version is required"))
+	}
+	if c.Applier == nil {
+		errs = append(errs, errors.New("applier is required"))
+	}
+	for name, d := range map[string]time.Duration{"keepalive": c.Keepalive, "recv timeout": c.RecvTimeout, "revocation save interval": c.RevocationSaveInterval, "backoff base": c.BackoffBase, "backoff max": c.BackoffMax} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %s: must not be negative", name, d))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("watch config: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Keepalive == 0 {
+		c.Keepalive = DefaultKeepalive
+	}
+	if c.RecvTimeout == 0 {
+		c.RecvTimeout = max(3*c.Keepalive, minRecvTimeout)
+	}
+	if c.BackoffBase == 0 {
+		c.BackoffBase = DefaultBackoffBase
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = DefaultBackoffMax
+	}
+	if c.RevocationSaveInterval == 0 {
+		c.RevocationSaveInterval = time.Second
+	}
+	c.BackoffMax = max(c.BackoffMax, c.BackoffBase)
+}
+
+// Client is the control-plane client of one edge. Run it once; Close stops
+// it. It is safe for concurrent use.
+type Client struct {
+	cfg       Config
+	log       zerolog.Logger
+	features  []string
+	dialOpts  []grpc.DialOption
+	connected prometheus.Gauge
+	revSeq    prometheus.Gauge
+
+	mu      sync.Mutex         // guards the fields below
+	running bool               // Run was called
+	closed  bool               // Close was called
+	cancel  context.CancelFunc // stops a running Run
+	done    chan struct{}      // closed when Run returns
+
+	// rejected is the last NACK sent; only the Run goroutine touches it.
+	// A snapshot the edge refused is answered again from here, without a
+	// rebuild, if a control plane that forgot the NACK (a restart) offers
+	// it once more: plan.Build is deterministic for one edge build.
+	rejected *gatewayv1.Nack
+	// revDirty says the revocation set changed since the last Persist;
+	// only the Run goroutine touches it.
+	revDirty bool
+}
+
+// New returns a Client; it does not dial until Run.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.applyDefaults()
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	c := &Client{
+		cfg:      cfg,
+		log:      cfg.Logger.With().Str("component", "watch").Str("controlplane", cfg.Target).Logger(),
+		features: features(plan.SupportedFeatures(), cfg.DisabledFeatures),
+		dialOpts: append([]grpc.DialOption{
+			grpc.WithTransportCredentials(creds),
+			grpc.WithUserAgent("gw-edge/" + cfg.BuildVersion),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)),
+		}, cfg.DialOptions...),
+		done: make(chan struct{}),
+	}
+	c.connected = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gw_edge_controlplane_connected",
+		Help: "1 while the edge has a live sync stream with the control plane.",
+	})
+	c.revSeq = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gw_edge_revocation_seq",
+		Help: "Revocation log position the edge enforces.",
+	})
+	if cfg.Registerer != nil {
+		for _, g := range []*prometheus.Gauge{&c.connected, &c.revSeq} {
+			if err := cfg.Registerer.Register(*g); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					return nil, fmt.Errorf("watch: register metrics: %w", err)
+				}
+				if existing, ok := are.ExistingCollector.(prometheus.Gauge); ok {
+					*g = existing
+				}
+			}
+		}
+	}
+	if cfg.Revocations != nil {
+		c.revSeq.Set(float64(cfg.Revocations.Seq()))
+	}
+	return c, nil
+}
+
+// features is supported minus disabled, sorted.
+func features(supported, disabled []string) []string {
+	out := make([]string, 0, len(supported))
+	for _, f := range supported {
+		if !slices.Contains(disabled, f) {
+			out = append(out, f)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Run keeps a sync stream open until ctx is done or Close is called,
+// reconnecting with backoff. It returns nil then; it can be called once.
+func (c *Client) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.mu.Lock()
+	if c.running || c.closed {
+		c.mu.Unlock()
+		return errors.New("watch: run after run or close")
+	}
+	c.running, c.cancel = true, cancel
+	c.mu.Unlock()
+	defer close(c.done)
+	defer c.persistRevocations()
+
+	attempt := 0
+	for {
+		established, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if established {
+			attempt = 0
+		}
+		delay := c.backoff(attempt)
+		attempt++
+		c.log.Warn().Err(err).Dur("retry_in", delay).Msg("control plane stream ended")
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops Run and waits for it to return. It is idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	running, cancel := c.running, c.cancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if running {
+		<-c.done
+	}
+	return nil
+}
+
+// backoff is the full-jitter delay before reconnect attempt n (0-based):
+// uniform in [0, min(max, base*2^n)].
+func (c *Client) backoff(n int) time.Duration {
+	ceiling := c.cfg.BackoffMax
+	if n < 32 {
+		ceiling = min(c.cfg.BackoffBase<<n, c.cfg.BackoffMax)
+	}
+	return rand.N(ceiling + 1)
+}
+
+// session runs one stream. established reports whether the control plane
+// answered on it (any message after Hello), which resets the backoff.
+func (c *Client) session(ctx context.Context) (established bool, err error) {
+	conn, err := grpc.NewClient(c.cfg.Target, c.dialOpts...)
+	if err != nil {
+		return false, fmt.Errorf("dial %s: %w", c.cfg.Target, err)
+	}
+	defer conn.Close()
+
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	// Cancel first, then wait: the cancelled stream makes Recv return.
+	defer wg.Wait()
+	defer cancel()
+
+	stream, err := gatewayv1.NewSyncServiceClient(conn).Sync(sctx)
+	if err != nil {
+		return false, fmt.Errorf("open sync stream: %w", err)
+	}
+	held, heldSHA := c.cfg.Applier.Current()
+	hello := &gatewayv1.Hello{
+		NodeId:        c.cfg.NodeID,
+		Region:        c.cfg.Region,
+		BuildVersion:  c.cfg.BuildVersion,
+		SchemaVersion: c.cfg.SchemaVersion,
+		Features:      c.features,
+		ConfigVersion: held,
+		ConfigSha256:  heldSHA,
+	}
+	if c.cfg.Revocations != nil {
+		hello.RevocationSeq = c.cfg.Revocations.Seq()
+	}
+	if err := stream.Send(&gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Hello{Hello: hello}}); err != nil {
+		if errors.Is(err, io.EOF) {
+			// Send reports a broken stream as io.EOF; Recv has the status.
+			if _, rerr := stream.Recv(); rerr != nil {
+				err = rerr
+			}
+		}
+		return false, fmt.Errorf("send hello: %w", err)
+	}
+
+	msgs := make(chan *gatewayv1.SyncResponse)
+	recvErr := make(chan error, 1)
+	wg.Go(func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-sctx.Done():
+				return
+			}
+		}
+	})
+
+	defer func() {
+		if established {
+			c.connected.Set(0)
+		}
+	}()
+	ticker := time.NewTicker(c.cfg.Keepalive)
+	defer ticker.Stop()
+	saveTicker := time.NewTicker(c.cfg.RevocationSaveInterval)
+	defer saveTicker.Stop()
+	defer c.persistRevocations()
+	lastRecv := time.Now()
+	for {
+		select {
+		case <-sctx.Done():
+			return established, sctx.Err()
+		case err := <-recvErr:
+			return established, fmt.Errorf("receive: %w", err)
+		case m := <-msgs:
+			lastRecv = time.Now()
+			if !established {
+				established = true
+				c.connected.Set(1)
+				c.log.Info().Uint64("held_version", held).Str("held_sha256", heldSHA).Msg("connected to control plane")
+			}
+			if err := c.handle(sctx, stream, m); err != nil {
+				return established, streamCause(err, recvErr)
+			}
+			// Building a large plan may take a while; that is not the
+			// control plane's silence.
+			lastRecv = time.Now()
+		case <-saveTicker.C:
+			c.persistRevocations()
+		case now := <-ticker.C:
+			if idle := now.Sub(lastRecv); idle > c.cfg.RecvTimeout {
+				return established, fmt.Errorf("receive: nothing from the control plane for %s", idle.Round(time.Millisecond))
+			}
+			ka := &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Keepalive{Keepalive: &gatewayv1.Keepalive{UnixMs: now.UnixMilli()}}}
+			if err := stream.Send(ka); err != nil {
+				return established, fmt.Errorf("send keepalive: %w", streamCause(err, recvErr))
+			}
+		}
+	}
+}
+
+// streamCause replaces the io.EOF that Send returns on a broken stream with
+// the stream's status, which the receive pump gets from Recv.
+func streamCause(err error, recvErr <-chan error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	select {
+	case rerr := <-recvErr:
+		return rerr
+	case <-time.After(time.Second):
+		return err
+	}
+}
+
+// handle processes one message from the control plane.
+func (c *Client) handle(ctx context.Context, stream grpc.BidiStreamingClient[gatewayv1.SyncRequest, gatewayv1.SyncResponse], m *gatewayv1.SyncResponse) error {
+	var reply *gatewayv1.SyncRequest
+	switch msg := m.GetMsg().(type) {
+	case *gatewayv1.SyncResponse_Snapshot:
+		reply = c.apply(ctx, msg.Snapshot)
+	case *gatewayv1.SyncResponse_RevocationDelta:
+		r, err := c.revocationDelta(msg.RevocationDelta)
+		if err != nil {
+			return err
+		}
+		reply = r
+	case *gatewayv1.SyncResponse_RevocationReset:
+		r, err := c.revocationReset(msg.RevocationReset)
+		if err != nil {
+			return err
+		}
+		reply = r
+	default:
+		// Keepalive, or a message of a newer protocol: liveness only.
+		return nil
+	}
+	if reply == nil {
+		return nil
+	}
+	if err := stream.Send(reply); err != nil {
+		return fmt.Errorf("send reply: %w", err)
+	}
+	return nil
+}
+
+// revocationDelta applies a delta and returns its ACK. A delta that does
+// not start where the set is (a gap) ends the stream: the next Hello
+// carries the set's seq and the control plane answers with what fits,
+// a reset when needed.
+func (c *Client) revocationDelta(d *gatewayv1.RevocationDelta) (*gatewayv1.SyncRequest, error) {
+	rev := c.cfg.Revocations
+	if rev == nil {
+		return nil, nil
+	}
+	if d.GetToSeq() <= rev.Seq() {
+		// Already held (a delta that crossed a reconnect): ACK what we have.
+		return revAck(rev.Seq()), nil
+	}
+	if err := rev.ApplyDelta(d.GetEntries(), d.GetFromSeq(), d.GetToSeq()); err != nil {
+		return nil, fmt.Errorf("revocation delta %d..%d: %w; reconnecting to resynchronise", d.GetFromSeq(), d.GetToSeq(), err)
+	}
+	c.revDirty = true
+	c.revSeq.Set(float64(rev.Seq()))
+	c.log.Debug().Uint64("from_seq", d.GetFromSeq()).Uint64("to_seq", d.GetToSeq()).Int("entries", len(d.GetEntries())).
+		Msg("revocations applied")
+	return revAck(rev.Seq()), nil
+}
+
+// revocationReset replaces the set and returns the ACK.
+func (c *Client) revocationReset(r *gatewayv1.RevocationReset) (*gatewayv1.SyncRequest, error) {
+	rev := c.cfg.Revocations
+	if rev == nil {
+		return nil, nil
+	}
+	held := rev.Seq()
+	if err := rev.Reset(r.GetSeq(), r.GetEntries()); err != nil {
+		return nil, fmt.Errorf("revocation reset to %d: %w", r.GetSeq(), err)
+	}
+	c.revDirty = true
+	c.revSeq.Set(float64(rev.Seq()))
+	c.log.Info().Uint64("held_seq", held).Uint64("seq", r.GetSeq()).Int("entries", len(r.GetEntries())).
+		Msg("revocation set reset")
+	return revAck(rev.Seq()), nil
+}
+
+func revAck(seq uint64) *gatewayv1.SyncRequest {
+	return &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_RevocationAck{RevocationAck: &gatewayv1.RevocationAck{Seq: seq}}}
+}
+
+// persistRevocations saves the set when it changed since the last save. A
+// failure is logged and retried at the next tick: the set in memory is
+// what is enforced; the copy on disk only matters for a restart without
+// the control plane.
+func (c *Client) persistRevocations() {
+	if !c.revDirty || c.cfg.Revocations == nil {
+		return
+	}
+	if err := c.cfg.Revocations.Persist(); err != nil {
+		c.log.Error().Err(err).Msg("could not persist the revocation set; retrying")
+		return
+	}
+	c.revDirty = false
+}
+
+// apply hands env to the Applier and returns the ACK or NACK to send.
+func (c *Client) apply(ctx context.Context, env *gatewayv1.SnapshotEnvelope) *gatewayv1.SyncRequest {
+	if v, sha := c.cfg.Applier.Current(); v == env.GetVersion() && sha == env.GetSha256() {
+		return ack(env)
+	}
+	if r := c.rejected; r != nil && r.GetVersion() == env.GetVersion() && r.GetSha256() == env.GetSha256() {
+		c.log.Info().Uint64("version", env.GetVersion()).Msg("snapshot offered again after a NACK; answering with the same NACK")
+		r.RunningVersion, _ = c.cfg.Applier.Current()
+		return &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Nack{Nack: r}}
+	}
+	err := c.cfg.Applier.Apply(ctx, env)
+	if err == nil {
+		c.rejected = nil
+		return ack(env)
+	}
+	running, _ := c.cfg.Applier.Current()
+	n := &gatewayv1.Nack{
+		Version:        env.GetVersion(),
+		Sha256:         env.GetSha256(),
+		Detail:         err.Error(),
+		RunningVersion: running,
+	}
+	var be *plan.BuildError
+	if errors.As(err, &be) && len(be.Violations) > 0 {
+		n.Violations = be.Violations
+		// The violations travel on their own; the detail says only what
+		// happened, so the control plane does not show them twice.
+		n.Detail = fmt.Sprintf("snapshot v%d cannot be served by this edge", env.GetVersion())
+	}
+	if ctx.Err() == nil {
+		// A failure because the edge is stopping says nothing about the
+		// snapshot: do not remember it.
+		c.rejected = n
+	}
+	return &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Nack{Nack: n}}
+}
+
+func ack(env *gatewayv1.SnapshotEnvelope) *gatewayv1.SyncRequest {
+	return &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Ack{Ack: &gatewayv1.Ack{Version: env.GetVersion(), Sha256: env.GetSha256()}}}
+}
+
+// LoadTLS builds the client TLS configuration from PEM files: caFile
+// verifies the control plane (empty: the system roots); certFile and keyFile,
+// given together, are the edge's client certificate for mTLS.
+func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("load tls: read ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("load tls: %s holds no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("load tls: client certificate and key go together")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load tls: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
