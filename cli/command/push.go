@@ -119,11 +119,29 @@ func fleetProgress(edges []*gatewayv1.EdgeStatus, v *gatewayv1.VersionInfo) prog
 }
 
 // waitFleet polls Status until every connected edge serves v or refused it,
-// printing "N/M edges on vV" whenever it changes (rewritten in place on a
-// terminal).
+// printing "N/M edges on vV" whenever it changes.
 func (a *admin) waitFleet(ctx context.Context, op string, v *gatewayv1.VersionInfo, timeout time.Duration) error {
+	start := a.c.env.now()
+	var p progress
+	timedOut, err := a.pollFleet(ctx, op, timeout, func(st *gatewayv1.StatusResponse) (string, bool) {
+		p = fleetProgress(st.GetEdges(), v)
+		return fmt.Sprintf("%d/%d edges on v%d", p.on, p.connected, v.GetVersion()), len(p.lagging) == 0
+	})
+	switch {
+	case err != nil:
+		return err
+	case timedOut:
+		return a.c.reportTimeout(op, v, p, timeout)
+	default:
+		return a.c.reportConverged(op, v, p, a.c.env.now().Sub(start))
+	}
+}
+
+// pollFleet calls Status every pollInterval and hands each answer to eval,
+// printing the progress line eval returns whenever it changes (rewritten in
+// place on a terminal), until eval reports done or timeout passes.
+func (a *admin) pollFleet(ctx context.Context, op string, timeout time.Duration, eval func(*gatewayv1.StatusResponse) (line string, done bool)) (timedOut bool, err error) {
 	c := a.c
-	start := c.env.now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -131,7 +149,6 @@ func (a *admin) waitFleet(ctx context.Context, op string, v *gatewayv1.VersionIn
 	defer ticker.Stop()
 
 	var last string
-	var p progress
 	endLine := func() {
 		if c.env.tty && last != "" {
 			fmt.Fprintln(c.stdout)
@@ -143,11 +160,10 @@ func (a *admin) waitFleet(ctx context.Context, op string, v *gatewayv1.VersionIn
 		// not a failure (gRPC may see the deadline before ctx.Err does).
 		if err != nil && ctx.Err() == nil && time.Now().Before(deadline) {
 			endLine()
-			return err
+			return false, err
 		}
 		if err == nil {
-			p = fleetProgress(st.GetEdges(), v)
-			line := fmt.Sprintf("%d/%d edges on v%d", p.on, p.connected, v.GetVersion())
+			line, done := eval(st)
 			if line != last {
 				if c.env.tty {
 					fmt.Fprintf(c.stdout, "\r\033[K%s", line)
@@ -156,18 +172,18 @@ func (a *admin) waitFleet(ctx context.Context, op string, v *gatewayv1.VersionIn
 				}
 				last = line
 			}
-			if len(p.lagging) == 0 {
+			if done {
 				endLine()
-				return c.reportConverged(op, v, p, c.env.now().Sub(start))
+				return false, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
 			endLine()
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return c.reportTimeout(op, v, p, timeout)
+				return true, nil
 			}
-			return exitf(ExitRejected, "%s: %v", op, ctx.Err())
+			return false, exitf(ExitRejected, "%s: %v", op, ctx.Err())
 		case <-ticker.C:
 		}
 	}
