@@ -151,6 +151,10 @@ type Result struct {
 	Status         int
 	ErrBody        []byte
 	ErrContentType []byte
+	// Unavailable is set when the only backend's circuit breaker refused
+	// the call: answer 503 with Retry-After (seconds, at least 1), not 500.
+	Unavailable bool
+	RetryAfter  int64
 }
 
 // HasData reports whether the pipe produced something to render.
@@ -167,7 +171,8 @@ type call struct {
 	// outcome, written by the call's goroutine before it signals
 	ok       bool // produced data (success, or return_error_details)
 	complete bool
-	status   int // non-zero when the backend answered with a failing status
+	refused  bool // the circuit breaker refused the call (never sent)
+	status   int  // non-zero when the backend answered with a failing status
 	value    *fastjson.Value
 	raw      []byte
 }
@@ -176,7 +181,7 @@ func (c *call) reset() {
 	c.host = nil
 	c.req.Reset()
 	c.resp.Reset()
-	c.ok, c.complete, c.status = false, false, 0
+	c.ok, c.complete, c.refused, c.status = false, false, false, 0
 	c.value, c.raw = nil, nil
 }
 

@@ -168,14 +168,31 @@ func (ex *Exchange) recoverCall(k int) {
 	}
 }
 
-// work performs call k: the round trip, the status check and decoding.
-// It only touches call slot k and scratch slot k.
+// work performs call k behind the backend's protection and rewriting
+// (circuit breaker, backend rate limit, martian modifiers, HTTP cache; see
+// proxy.Backend.Admit and RoundTrip), then the status check and decoding. The breaker learns the real
+// outcome: success is a 200/201 answer that decoded, as in KrakenD, where
+// every error of the backend stack counts. It only touches call slot k and
+// scratch slot k.
 func (ex *Exchange) work(k int) {
 	c := &ex.calls[k]
-	b := &ex.pipe.backends[c.backend]
-	if err := c.host.Do(&c.req, &c.resp, c.deadline); err != nil {
+	call := ex.pipe.backends[c.backend].Call
+	t, err := call.Admit()
+	if err != nil {
+		c.refused = err == proxy.ErrOpen
 		return
 	}
+	reached, err := call.RoundTrip(c.host, &c.req, &c.resp, c.deadline)
+	if err == nil {
+		ex.decode(k)
+	}
+	call.Finish(t, reached, c.complete)
+}
+
+// decode checks the status of call k's response and decodes its body.
+func (ex *Exchange) decode(k int) {
+	c := &ex.calls[k]
+	b := &ex.pipe.backends[c.backend]
 	status := c.resp.StatusCode()
 	if !proxy.IsSuccess(status) {
 		c.status = status
@@ -273,6 +290,12 @@ func (ex *Exchange) finish() {
 			}
 		default:
 			ex.failedSingle()
+			// A single backend whose circuit is open: 503 with Retry-After
+			// (KrakenD answers 500), unless static data covers the failure.
+			if k := ex.lastFail[0]; k >= 0 && ex.calls[k].refused {
+				r.Unavailable = true
+				r.RetryAfter = max(p.backends[0].Call.RetryAfter(), 1)
+			}
 		}
 	} else if got > 0 {
 		r.Value = response.Merge(ex.scratch, ex.parts)

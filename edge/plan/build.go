@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,9 +12,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/edge/aggregate"
+	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/proxy"
+	"github.com/apigw/gateway/edge/qos"
 	"github.com/apigw/gateway/edge/response"
 	"github.com/apigw/gateway/edge/router"
+	"github.com/apigw/gateway/edge/schema"
+	"github.com/apigw/gateway/edge/security"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -36,15 +42,34 @@ const (
 	FeatureProxyShadow     = "proxy.shadow"
 	FeatureProxyStatic     = "proxy.static"
 	FeatureProxyFlatmap    = "proxy.flatmap"
+
+	FeatureAuthJWT             = "auth.jwt"               // an endpoint has auth/validator
+	FeatureAuthRevoker         = "auth.revoker"           // the service has auth/revoker
+	FeatureQoSRateLimit        = "qos.ratelimit"          // qos/ratelimit/router or qos/ratelimit/proxy
+	FeatureQoSRateLimitCluster = "qos.ratelimit.cluster"  // a router rate limit sets cluster: true
+	FeatureQoSCircuitBreaker   = "qos.circuit_breaker"    // qos/circuit-breaker
+	FeatureQoSHTTPCache        = "qos.http_cache"         // qos/http-cache
+	FeatureSecurityCORS        = "security.cors"          // security/cors
+	FeatureSecurityHTTP        = "security.http"          // security/http
+	FeatureModifierMartian     = "modifier.martian"       // modifier/martian
+	FeatureValidationSchema    = "validation.json_schema" // validation/json-schema
 )
 
 // SupportedFeatures lists the snapshot features this build can serve, sorted.
 func SupportedFeatures() []string {
-	return []string{
-		FeatureEncodingXML, FeatureOutputYAML, FeatureProxyFlatmap, FeatureProxySequential,
-		FeatureProxyShadow, FeatureProxyStatic, FeatureRouteCatchAll,
+	fs := []string{
+		FeatureAuthJWT, FeatureAuthRevoker, FeatureEncodingXML, FeatureOutputYAML, FeatureProxyFlatmap,
+		FeatureProxySequential, FeatureProxyShadow, FeatureProxyStatic, FeatureQoSCircuitBreaker,
+		FeatureQoSHTTPCache, FeatureQoSRateLimit, FeatureQoSRateLimitCluster, FeatureRouteCatchAll,
+		FeatureSecurityCORS, FeatureSecurityHTTP, FeatureModifierMartian, FeatureValidationSchema,
 	}
+	slices.Sort(fs)
+	return fs
 }
+
+// DefaultJWKSWait bounds how long Build waits for the first fetch of a JWKS
+// no earlier plan used (Deps.JWKSWait).
+const DefaultJWKSWait = 2 * time.Second
 
 // Deps carries what outlives a single plan.
 type Deps struct {
@@ -57,6 +82,28 @@ type Deps struct {
 	DisabledFeatures []string
 	// Metrics receives the data-plane metrics; nil disables them.
 	Metrics *Metrics
+
+	// Keys is the process-wide JWKS and validator registry (auth.NewKeys):
+	// create it once per edge process and pass it to every Build, so a push
+	// that keeps an endpoint's auth/validator keeps its keys and verified
+	// tokens. nil makes Build create one owned by the plan (tests).
+	Keys *auth.Keys
+	// Revocations is the edge's revocation set (auth.LoadRevocations from
+	// the data dir, fed by the sync stream). Every JWT endpoint checks it on
+	// every request, and a successful Build applies the snapshot's
+	// service.revoker to it. nil disables revocation; a snapshot with
+	// service.revoker then fails to build.
+	Revocations *auth.Revocations
+	// QoS is the process-wide registry of rate limiters, circuit breakers,
+	// HTTP caches and cluster rate-limit stores (qos.New): their state
+	// survives swaps for unchanged routes and backends. nil makes Build
+	// create one owned by the plan (tests).
+	QoS *qos.Registry
+	// JWKSWait bounds how long Build waits for the first fetch of a JWKS no
+	// earlier plan used; 0 means DefaultJWKSWait. A JWKS that is not loaded
+	// by then is not an error: its endpoints answer 401 until a background
+	// fetch succeeds.
+	JWKSWait time.Duration
 }
 
 // BuildError lists why a snapshot cannot be served.
@@ -82,6 +129,17 @@ type builder struct {
 	keys       []string        // upstream references taken
 	created    map[string]bool // keys whose client this build created
 	violations []*gatewayv1.FieldViolation
+
+	// Long-lived state this build holds; handed to the Plan, or given back
+	// when the build fails.
+	authKeys   *auth.Keys
+	ownKeys    bool
+	jwksCtx    context.Context // bounds first JWKS fetches (jwksContext)
+	jwksCancel context.CancelFunc
+	validators []*auth.Validator
+	qosReg     *qos.Registry
+	ownQoS     bool
+	lease      *qos.Lease
 }
 
 func (b *builder) violate(path, kind, detail string) {
@@ -102,15 +160,79 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 		b.upstreams = NewUpstreams()
 	}
 	p, err := b.build()
+	if b.jwksCancel != nil {
+		b.jwksCancel()
+	}
 	if err != nil {
 		b.upstreams.release(b.keys, b.created)
 		if own {
 			b.upstreams.Close()
 		}
+		b.releaseState()
 		return nil, err
 	}
 	p.upstreams, p.upstreamKeys = b.upstreams, b.keys
+	p.validators, p.lease = b.validators, b.lease
+	if b.ownKeys {
+		p.ownKeys = b.authKeys
+	}
+	if b.ownQoS {
+		p.ownQoS = b.qosReg
+	}
+	if deps.Revocations != nil {
+		deps.Revocations.Configure(snap.GetService().GetRevoker())
+	}
 	return p, nil
+}
+
+// releaseState gives back the validators, the QoS lease and what the build
+// created for itself (a failed build).
+func (b *builder) releaseState() {
+	for _, v := range b.validators {
+		v.Close()
+	}
+	if b.lease != nil {
+		b.lease.Release()
+	}
+	if b.ownQoS {
+		b.qosReg.Close()
+	}
+	if b.ownKeys {
+		b.authKeys.Close()
+	}
+}
+
+// keysRegistry returns Deps.Keys, or a registry owned by the plan.
+func (b *builder) keysRegistry() (*auth.Keys, error) {
+	if b.authKeys == nil {
+		if b.deps.Keys != nil {
+			b.authKeys = b.deps.Keys
+		} else {
+			k, err := auth.NewKeys(auth.KeysConfig{Logger: b.deps.Logger})
+			if err != nil {
+				return nil, err
+			}
+			b.authKeys, b.ownKeys = k, true
+		}
+	}
+	return b.authKeys, nil
+}
+
+// qosLease returns the lease of this build on Deps.QoS (or on a registry
+// owned by the plan).
+func (b *builder) qosLease() (*qos.Lease, error) {
+	if b.lease == nil {
+		reg := b.deps.QoS
+		if reg == nil {
+			var err error
+			if reg, err = qos.New(qos.Config{Logger: b.deps.Logger}); err != nil {
+				return nil, err
+			}
+			b.qosReg, b.ownQoS = reg, true
+		}
+		b.lease = reg.NewLease()
+	}
+	return b.lease, nil
 }
 
 func (b *builder) build() (*Plan, error) {
@@ -139,6 +261,7 @@ func (b *builder) build() (*Plan, error) {
 	}
 	if b.deps.Metrics != nil {
 		p.metrics = b.deps.Metrics.unmatched
+		p.rejections = b.deps.Metrics.rejections
 	}
 	if !rt.GetDisableHealth() {
 		p.healthPath = rt.GetHealthPath()
@@ -165,6 +288,15 @@ func (b *builder) build() (*Plan, error) {
 		b.violate("service.router.trusted_proxies", "invalid", err.Error())
 	}
 	p.clientIP = clientIP
+	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
+		b.violate("service.extra_config.auth/revoker", "unsupported", "this edge has no revocation set to enforce auth/revoker with")
+	}
+	if p.cors, err = security.NewCORS(svc.GetCors()); err != nil {
+		b.violate("service.extra_config.security/cors", "invalid", err.Error())
+	}
+	if p.secure, err = security.NewSecure(svc.GetSecurity()); err != nil {
+		b.violate("service.extra_config.security/http", "invalid", err.Error())
+	}
 
 	routes := make([]router.Route, len(snap.GetEndpoints()))
 	p.endpoints = make([]*endpoint, len(snap.GetEndpoints()))
@@ -235,6 +367,11 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		b.violate(path+".output_encoding", "unsupported", err.Error())
 	}
 	ep.output = out
+	b.endpointAuth(path, e, ep)
+	b.endpointRateLimit(path, e, ep, params)
+	if ep.schema, err = schema.New(e.GetJsonSchema()); err != nil {
+		b.violate(path+".extra_config.validation/json-schema", "invalid", err.Error())
+	}
 
 	var answering []aggregate.Backend
 	var shadows []aggregate.Shadow
@@ -372,6 +509,15 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	if method == "" {
 		method = e.GetMethod()
 	}
+	guard, ok := b.backendQoS(path, e, be)
+	if !ok {
+		return nil
+	}
+	mod, err := modifier.New(be.GetMartian())
+	if err != nil {
+		b.violate(path+".extra_config.modifier/martian", "invalid", err.Error())
+		return nil
+	}
 	call, err := proxy.NewBackend(proxy.BackendConfig{
 		Name:            be.GetName(),
 		Client:          client,
@@ -385,6 +531,10 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		EndpointQuery:   e.GetInputQueryStrings(),
 		BackendQuery:    be.GetInputQueryStrings(),
 		UserAgent:       "KrakenD Version " + Version,
+		Breaker:         guard.breaker,
+		Limiter:         guard.limiter,
+		Cache:           guard.cache,
+		Modifier:        mod,
 	})
 	if err != nil {
 		b.violate(path+".url_pattern", "invalid", err.Error())

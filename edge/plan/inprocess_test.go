@@ -1,16 +1,22 @@
 package plan_test
 
 import (
+	"bytes"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/valyala/fasthttp"
 )
 
 // fastBackend is a real fasthttp server on 127.0.0.1:0 answering every path
-// with a small JSON object (or bodies[path] when set); it allocates nothing
-// per request, so allocation guards measure the edge alone.
+// with a small JSON object (or bodies[path] when set), cacheable for a
+// minute under /cached/; it allocates nothing per request, so allocation
+// guards measure the edge alone.
+// cachedCalls counts the /cached/ calls of every fastBackend.
+var cachedCalls atomic.Int64
+
 func fastBackend(t testing.TB, bodies map[string]string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -23,9 +29,14 @@ func fastBackend(t testing.TB, bodies map[string]string) string {
 		pre[k] = []byte(v)
 	}
 	ct := []byte("application/json")
+	cachedPrefix, cc, ccValue := []byte("/cached/"), []byte("Cache-Control"), []byte("public, max-age=60")
 	srv := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			ctx.SetContentTypeBytes(ct)
+			if bytes.HasPrefix(ctx.Path(), cachedPrefix) {
+				cachedCalls.Add(1)
+				ctx.Response.Header.SetCanonical(cc, ccValue)
+			}
 			if b, ok := pre[string(ctx.Path())]; ok {
 				ctx.SetBody(b)
 				return

@@ -2,6 +2,9 @@ package plan
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/qos/ratelimit"
 )
 
 // Metrics holds the edge data-plane collectors. Create it once per process
@@ -12,7 +15,10 @@ type Metrics struct {
 	requests      *prometheus.CounterVec
 	backendErrors *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
+	authRejected  *prometheus.CounterVec
+	rateLimited   *prometheus.CounterVec
 	unmatched     endpointMetrics
+	rejections    rejectionMetrics
 }
 
 // unmatchedEndpoint labels requests no endpoint answered (404, 405,
@@ -25,8 +31,10 @@ var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // NewMetrics creates the collectors and registers them on reg:
 // gw_edge_requests_total{endpoint,code_class},
-// gw_edge_backend_errors_total{backend} and
-// gw_edge_request_duration_seconds{endpoint}.
+// gw_edge_backend_errors_total{backend},
+// gw_edge_request_duration_seconds{endpoint},
+// gw_edge_auth_rejections_total{reason} and
+// gw_edge_rate_limited_total{scope}.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -42,14 +50,52 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time from routing to the response being ready, by endpoint name.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"endpoint"}),
+		authRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_auth_rejections_total",
+			Help: "Requests refused by JWT validation (401/403), by reason.",
+		}, []string{"reason"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_rate_limited_total",
+			Help: "Requests refused by an endpoint rate limit, by scope (client: 429, global: 503).",
+		}, []string{"scope"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration} {
+	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	m.unmatched = m.endpoint(unmatchedEndpoint)
+	for _, r := range auth.Reasons() {
+		if r != auth.ReasonOK {
+			m.rejections.byReason[r] = m.authRejected.WithLabelValues(r.String())
+		}
+	}
+	for _, sc := range []ratelimit.Scope{ratelimit.ScopeClient, ratelimit.ScopeGlobal} {
+		m.rejections.byScope[sc] = m.rateLimited.WithLabelValues(sc.String())
+	}
 	return m, nil
+}
+
+// maxReasons bounds the auth.Reason values counted (auth has fewer).
+const maxReasons = 32
+
+// rejectionMetrics are the precreated children of the rejection counters;
+// the zero value counts nothing.
+type rejectionMetrics struct {
+	byReason [maxReasons]prometheus.Counter
+	byScope  [3]prometheus.Counter // by ratelimit.Scope
+}
+
+func (rm *rejectionMetrics) auth(r auth.Reason) {
+	if int(r) < len(rm.byReason) && rm.byReason[r] != nil {
+		rm.byReason[r].Inc()
+	}
+}
+
+func (rm *rejectionMetrics) limited(s ratelimit.Scope) {
+	if int(s) < len(rm.byScope) && rm.byScope[s] != nil {
+		rm.byScope[s].Inc()
+	}
 }
 
 // endpointMetrics are the precreated children of one endpoint.

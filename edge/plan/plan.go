@@ -4,23 +4,37 @@
 // Build does all the preparation off the request path: the router table,
 // one compiled pipe per endpoint (upstream clients from the Upstreams
 // registry, request templates with parameter slots, response formatters
-// from edge/response), header values as ready-made []byte, metric label
-// children. It reports everything it cannot serve as a *BuildError with
-// field violations, so the edge can NACK a snapshot and keep its old plan.
+// from edge/response), the protection layers (JWT validators from
+// auth.Keys, rate limiters, circuit breakers and HTTP caches from the QoS
+// registry, CORS and security headers, martian modifiers, JSON schemas),
+// header values as ready-made []byte, metric label children. It reports
+// everything it cannot serve as a *BuildError with field violations, so
+// the edge can NACK a snapshot and keep its old plan.
 //
-// Serve answers one request: route (404, 405 with Allow, trailing-slash
-// redirect, automatic OPTIONS), run the endpoint pipe (edge/proxy for a
-// no-op pass-through, edge/aggregate otherwise), render by output_encoding
-// and set X-KrakenD, X-KrakenD-Completed and Cache-Control. It never
-// panics and never writes an internal error text: failures get fixed
-// bodies.
+// Serve answers one request, in KrakenD's layer order: CORS (every path,
+// before routing) → security/http → route (404, 405 with Allow,
+// trailing-slash redirect, automatic OPTIONS) → JWT (401/403, claims
+// propagated into the request headers and {JWT.claim} placeholders) →
+// router rate limit (429 client, then 503 global) → JSON schema (400) →
+// the endpoint pipe (edge/proxy for a no-op pass-through, edge/aggregate
+// otherwise), where each backend call goes through its circuit breaker,
+// backend rate limit, martian modifiers and HTTP cache → render by
+// output_encoding and set X-KrakenD, X-KrakenD-Completed and
+// Cache-Control. It never panics and never writes an internal error
+// text: failures get fixed bodies.
+//
+// State that must outlive a plan (upstream pools, JWKS keys and verified
+// tokens, rate-limit buckets, breaker states, caches) lives in registries
+// passed through Deps and keyed by identity + settings: a push leaves the
+// state of unchanged routes as it was and resets changed ones.
 //
 // A Plan is immutable once built and safe for concurrent use: a server
 // holds the current one in an atomic.Pointer and each request uses the plan
 // it loaded at its start.
 //
-// plan imports edge/router, edge/proxy, edge/aggregate and edge/response;
-// it must not import edge/server, edge/watch or anything from the control
+// plan imports edge/router, edge/proxy, edge/aggregate, edge/response,
+// edge/auth, edge/qos, edge/security, edge/modifier and edge/schema; it
+// must not import edge/server, edge/watch or anything from the control
 // plane.
 package plan
 
@@ -33,9 +47,14 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/apigw/gateway/edge/aggregate"
+	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/proxy"
+	"github.com/apigw/gateway/edge/qos"
+	"github.com/apigw/gateway/edge/qos/ratelimit"
 	"github.com/apigw/gateway/edge/response"
 	"github.com/apigw/gateway/edge/router"
+	"github.com/apigw/gateway/edge/schema"
+	"github.com/apigw/gateway/edge/security"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -69,15 +88,22 @@ type Plan struct {
 	table          *router.Table
 	endpoints      []*endpoint // indexed like the router routes
 	clientIP       *proxy.ClientIP
+	cors           *security.CORS   // security/cors, before routing; nil: none
+	secure         *security.Secure // security/http, before routing; nil: none
 	healthPath     string
 	versionValue   []byte // X-KrakenD value
 	returnErrorMsg bool
 	body404        []byte
 	body405        []byte
 	metrics        endpointMetrics // unmatched requests
+	rejections     rejectionMetrics
 
 	upstreams    *Upstreams
 	upstreamKeys []string
+	validators   []*auth.Validator
+	lease        *qos.Lease
+	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
+	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
 	releaseOnce  sync.Once
 }
 
@@ -92,6 +118,13 @@ type endpoint struct {
 	shadows      []aggregate.Shadow // fired by the no-op path (the pipe fires its own)
 	pipe         *aggregate.Pipe    // every other endpoint
 	metrics      endpointMetrics
+
+	jwt     *auth.Validator   // auth/validator, nil for a public endpoint
+	schema  *schema.Validator // validation/json-schema, nil without schema
+	limiter *ratelimit.Router // qos/ratelimit/router, nil without limit
+	keyKind clientKeyKind     // where the limiter's client key comes from
+	keyName []byte            // header name (keyHeader, keyIPHeader)
+	keySlot int               // parameter slot (keyParam)
 }
 
 // HealthPath returns the health check path, "" when health is disabled.
@@ -100,19 +133,37 @@ func (p *Plan) HealthPath() string { return p.healthPath }
 // Service returns the service settings (listener, logging, metrics).
 func (p *Plan) Service() *gatewayv1.Service { return p.svc }
 
-// Release tells the Upstreams registry this plan's backends may be closed
-// after the grace period when no newer plan uses them. Requests still
-// running on the plan keep working (a released client only stops keeping
-// idle connections). Release is idempotent.
+// Release tells the registries this plan's state may go: upstream clients
+// and QoS components (rate limiters, breakers, caches) close after their
+// grace period unless a newer plan uses them, and JWT validators are closed
+// (their shared keys and token cache live on while a newer plan's
+// validator with the same settings holds them). Requests still running on
+// the plan keep working. Release is idempotent.
 func (p *Plan) Release() {
-	p.releaseOnce.Do(func() { p.upstreams.release(p.upstreamKeys, nil) })
+	p.releaseOnce.Do(func() {
+		p.upstreams.release(p.upstreamKeys, nil)
+		for _, v := range p.validators {
+			v.Close()
+		}
+		if p.lease != nil {
+			p.lease.Release()
+		}
+		if p.ownQoS != nil {
+			p.ownQoS.Close()
+		}
+		if p.ownKeys != nil {
+			p.ownKeys.Close()
+		}
+	})
 }
 
 // reqState is the pooled per-request scratch of Serve.
 type reqState struct {
 	params router.Params
 	in     proxy.Inbound
-	buf    []byte // Allow and Location values
+	buf    []byte // Allow, Location, Retry-After and X-RateLimit-* values
+	claims tokenClaims
+	limit  ratelimit.Decision // the router rate limit's decision
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -122,6 +173,13 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 func (p *Plan) Serve(ctx *fasthttp.RequestCtx) {
 	st := statePool.Get().(*reqState)
 	defer p.finish(ctx, st)
+	// KrakenD's order before routing: CORS wraps the whole router (so
+	// preflights are answered for every path, known or not), then
+	// security/http (host check, HTTPS redirect, security headers).
+	if p.cors.Handle(ctx) || p.secure.Handle(ctx) {
+		p.metrics.observe(ctx.Response.StatusCode(), -1)
+		return
+	}
 	res := p.table.Lookup(ctx.Method(), ctx.Path(), &st.params)
 	switch res.Kind {
 	case router.Found:
@@ -161,6 +219,8 @@ func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	st.in.Clear()
 	st.params.Reset()
+	st.claims.tok = nil
+	st.limit = ratelimit.Decision{}
 	if cap(st.buf) > 4<<10 {
 		st.buf = nil
 	}
@@ -197,12 +257,24 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	in.ClientIP = p.clientIP.Append(in.ClientIP[:0], ctx.RemoteIP(), &ctx.Request.Header)
 	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
 
+	// KrakenD's endpoint handler chain: JWT, then the router rate limit (so
+	// the header strategy sees propagated claims), then the proxy's JSON
+	// schema check.
+	if (ep.jwt != nil && !p.authenticate(ctx, ep, st)) || (ep.limiter != nil && !p.rateLimit(ctx, ep, st)) ||
+		(ep.schema != nil && !p.validate(ctx, ep, st)) {
+		ep.metrics.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
+		return
+	}
+
 	if ep.noop != nil {
-		p.serveNoOp(ctx, ep, in, start)
+		p.serveNoOp(ctx, ep, in, st, start)
 	} else {
 		ex := ep.pipe.Acquire()
-		p.write(ctx, ep, ex, ex.Run(in, start))
+		p.write(ctx, ep, st, ex, ex.Run(in, start))
 		ex.Release()
+	}
+	if ep.limiter != nil {
+		setRateHeaders(ctx, st)
 	}
 	ep.metrics.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
 }
@@ -210,7 +282,7 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 // serveNoOp passes a single backend's response through: status, headers
 // (minus hop-by-hop) and body, never decoded; X-KrakenD-Completed is always
 // false, as in KrakenD (the body is not inspected).
-func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbound, start time.Time) {
+func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbound, st *reqState, start time.Time) {
 	for i := range ep.shadows {
 		ep.shadows[i].Call.Shadow(in, ep.shadows[i].Timeout)
 	}
@@ -218,7 +290,11 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 		if ep.noopErrors != nil {
 			ep.noopErrors.Inc()
 		}
-		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+		if err == proxy.ErrOpen {
+			p.serviceUnavailable(ctx, st, ep.noop.RetryAfter())
+		} else {
+			writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+		}
 	}
 	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
 	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
@@ -228,9 +304,13 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 // an error status (500, or the backend's with return_error_code); data
 // means 200, complete only when every backend answered and the data is not
 // empty.
-func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, ex *aggregate.Exchange, r *aggregate.Result) {
+func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *aggregate.Exchange, r *aggregate.Result) {
 	if !r.HasData() {
 		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+		if r.Unavailable {
+			p.serviceUnavailable(ctx, st, r.RetryAfter)
+			return
+		}
 		if r.Status != 0 {
 			ctx.SetStatusCode(r.Status)
 			if p.returnErrorMsg {

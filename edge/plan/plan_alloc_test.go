@@ -5,14 +5,25 @@ package plan_test
 import (
 	"testing"
 
+	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
 func allocsOfServe(t *testing.T, ep *gatewayv1.Endpoint, method, uri, body string) float64 {
 	t.Helper()
-	p := mustBuild(t, snapshot(ep), plan.Deps{})
+	return allocsOfServeWith(t, plan.Deps{}, ep, method, uri, body, nil)
+}
+
+// allocsOfServeWith serves the request through a plan built with deps,
+// with extra request headers.
+func allocsOfServeWith(t *testing.T, deps plan.Deps, ep *gatewayv1.Endpoint, method, uri, body string, hdr map[string]string) float64 {
+	t.Helper()
+	p := mustBuild(t, snapshot(ep), deps)
 	ctx := newCtx(method, uri, body)
+	for k, v := range hdr {
+		ctx.Request.Header.Set(k, v)
+	}
 	for i := 0; i < 50; i++ { // warm pools and connections
 		if st := serveOnce(p.Serve, ctx); st != 200 {
 			t.Fatalf("warm-up status %d: %s", st, bodyOf(ctx))
@@ -66,5 +77,90 @@ func TestFilteredProxyAllocs(t *testing.T) {
 	}))
 	if n := allocsOfServe(t, ep, "GET", "/users/42", ""); n != 0 {
 		t.Errorf("filtered json proxy: %v allocs per request, want 0", n)
+	}
+}
+
+// TestJWTProxyAllocs: a JWT-protected route with a cached token (signature
+// verified once), the revocation check, claim propagation into request
+// headers and a {JWT.sub} placeholder allocates nothing.
+func TestJWTProxyAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	i := startIDP(t)
+	deps := protectDeps(t, nil)
+	rev := auth.NewRevocations(auth.RevocationsConfig{RebuildPeriod: -1})
+	t.Cleanup(rev.Close)
+	deps.Revocations = rev
+	ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{JWT.sub}/{id}"))
+	ep.Jwt = i.spec(func(s *gatewayv1.JWTValidator) {
+		s.PropagateClaims = []*gatewayv1.ClaimHeader{{Claim: "sub", Header: "X-User"}, {Claim: "tenant", Header: "X-Tenant"}}
+		s.Roles = []string{"reader"}
+	})
+	ep.InputHeaders = []string{"X-User", "X-Tenant"}
+	tok := i.token(t, map[string]any{"tenant": "acme", "roles": []string{"reader"}})
+	if n := allocsOfServeWith(t, deps, ep, "GET", "/users/42", "", map[string]string{"Authorization": "Bearer " + tok}); n != 0 {
+		t.Errorf("JWT proxy: %v allocs per request, want 0", n)
+	}
+}
+
+// TestProtectedProxyAllocs: a route behind a router rate limit (existing
+// client key), a backend rate limit and a closed circuit breaker allocates
+// nothing, on the json pipe and on the no-op pass-through.
+func TestProtectedProxyAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	protect := func(ep *gatewayv1.Endpoint) *gatewayv1.Endpoint {
+		ep.RateLimit = &gatewayv1.RouterRateLimit{MaxRate: 1e9, ClientMaxRate: 1e9, Strategy: "ip"}
+		for _, be := range ep.Backends {
+			be.RateLimit = &gatewayv1.BackendRateLimit{MaxRate: 1e9}
+			be.CircuitBreaker = &gatewayv1.CircuitBreaker{MaxErrors: 5, TimeoutMs: 10_000, IntervalMs: 60_000}
+		}
+		return ep
+	}
+	tests := []struct {
+		name string
+		ep   *gatewayv1.Endpoint
+	}{
+		{"json", protect(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))},
+		{"no-op", protect(with(endpoint("GET", "/users/{id}", with(backend(addr, "/users/{id}"), func(b *gatewayv1.Backend) {
+			b.Encoding = "no-op"
+		})), func(e *gatewayv1.Endpoint) { e.OutputEncoding = "no-op" }))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if n := allocsOfServeWith(t, protectDeps(t, nil), tc.ep, "GET", "/users/42", "", nil); n != 0 {
+				t.Errorf("%s protected proxy: %v allocs per request, want 0", tc.name, n)
+			}
+		})
+	}
+}
+
+// TestCacheHitAllocs: a backend response served from the HTTP cache
+// allocates nothing, on the json pipe and on the no-op pass-through.
+func TestCacheHitAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	cached := func(ep *gatewayv1.Endpoint) *gatewayv1.Endpoint {
+		for _, be := range ep.Backends {
+			be.HttpCache = &gatewayv1.HTTPCache{}
+		}
+		return ep
+	}
+	tests := []struct {
+		name string
+		ep   *gatewayv1.Endpoint
+	}{
+		{"json", cached(endpoint("GET", "/users/{id}", backend(addr, "/cached/{id}")))},
+		{"no-op", cached(with(endpoint("GET", "/users/{id}", with(backend(addr, "/cached/{id}"), func(b *gatewayv1.Backend) {
+			b.Encoding = "no-op"
+		})), func(e *gatewayv1.Endpoint) { e.OutputEncoding = "no-op" }))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := cachedCalls.Load()
+			if n := allocsOfServeWith(t, protectDeps(t, nil), tc.ep, "GET", "/users/42", "", nil); n != 0 {
+				t.Errorf("%s cache hit: %v allocs per request, want 0", tc.name, n)
+			}
+			if calls := cachedCalls.Load() - before; calls != 1 {
+				t.Errorf("%s: the backend was called %d times, want once (then cache hits)", tc.name, calls)
+			}
+		})
 	}
 }

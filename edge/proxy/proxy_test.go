@@ -190,6 +190,49 @@ func TestBuildRequest(t *testing.T) {
 	}
 }
 
+// TestJWTPlaceholders: {JWT.claim} fills one path segment ('/' encoded:
+// a claim cannot add path levels) or a query value; a missing claim keeps
+// the placeholder, as KrakenD does; without a token nothing resolves.
+func TestJWTPlaceholders(t *testing.T) {
+	client := mustClient(t, "http://b.internal:8080")
+	tests := []struct {
+		name      string
+		claims    Claims
+		wantPath  string // as sent on the wire (the client does not normalise)
+		wantQuery string
+	}{
+		{"claims", claimMap{"sub": "a/b c", "tenant": "acme"}, "/t/acme/u/a%2Fb%20c/%7BJWT.missing%7D", "who=a/b%20c"},
+		{"no token", nil, "/t/%7BJWT.tenant%7D/u/%7BJWT.sub%7D/%7BJWT.missing%7D", "who=%7BJWT.sub%7D"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in, params := inbound(t, "/me", "GET", "/me", nil, "")
+			in.Claims = tc.claims
+			b, err := NewBackend(BackendConfig{Name: "b", Client: client, Method: "GET", ParamNames: params,
+				URLPattern: "/t/{JWT.tenant}/u/{JWT.sub}/{JWT.missing}?who={JWT.sub}"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := new(fasthttp.Request)
+			b.BuildRequest(req, client.Pick(), in, nil)
+			if got := string(req.URI().PathOriginal()); got != tc.wantPath {
+				t.Errorf("path %q, want %q", got, tc.wantPath)
+			}
+			if got := string(req.URI().QueryString()); got != tc.wantQuery {
+				t.Errorf("query %q, want %q", got, tc.wantQuery)
+			}
+		})
+	}
+}
+
+// claimMap is a token's placeholder values (auth.Token in production).
+type claimMap map[string]string
+
+func (m claimMap) Value(name string) (string, bool) {
+	v, ok := m[name]
+	return v, ok
+}
+
 func TestNamedInConnection(t *testing.T) {
 	tests := []struct {
 		conn, name string

@@ -11,6 +11,10 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/apigw/gateway/edge/modifier"
+	"github.com/apigw/gateway/edge/qos/breaker"
+	"github.com/apigw/gateway/edge/qos/httpcache"
+	"github.com/apigw/gateway/edge/qos/ratelimit"
 	"github.com/apigw/gateway/edge/response"
 	"github.com/apigw/gateway/edge/router"
 )
@@ -45,6 +49,15 @@ type BackendConfig struct {
 	// UserAgent is sent when the client's User-Agent is not forwarded; it is
 	// also the X-Forwarded-Via value when it is ("KrakenD Version x").
 	UserAgent string
+
+	// Breaker is the backend's qos/circuit-breaker; nil admits every call.
+	Breaker *breaker.Breaker
+	// Limiter is the backend's qos/ratelimit/proxy bucket; nil: no limit.
+	Limiter *ratelimit.Bucket
+	// Cache is the backend's qos/http-cache; nil: no caching.
+	Cache *httpcache.Cache
+	// Modifier holds the backend's modifier/martian chains; nil: none.
+	Modifier *modifier.Modifier
 }
 
 // Backend is a compiled backend call: the request template, the header and
@@ -71,6 +84,11 @@ type Backend struct {
 
 	qAll   bool
 	qNames []string // nil: none
+
+	breaker *breaker.Breaker
+	limiter *ratelimit.Bucket
+	cache   *httpcache.Cache
+	mod     *modifier.Modifier
 }
 
 type partKind uint8
@@ -79,14 +97,16 @@ const (
 	partLit   partKind = iota // lit is sent as is
 	partParam                 // endpoint parameter slot
 	partResp                  // value from an earlier sequential response
+	partJWT                   // claim of the request's verified token ({JWT.sub})
 )
 
 type tmplPart struct {
-	kind partKind
-	lit  []byte   // partLit; for the others, the placeholder text used when unresolved
-	slot int      // partParam
-	resp int      // partResp: the response index N of {respN_...}
-	path []string // partResp: the dotted path inside it
+	kind  partKind
+	lit   []byte   // partLit; for the others, the placeholder text used when unresolved
+	slot  int      // partParam
+	resp  int      // partResp: the response index N of {respN_...}
+	path  []string // partResp: the dotted path inside it
+	claim string   // partJWT: the claim name after "JWT."
 }
 
 var (
@@ -109,6 +129,10 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 		catchSlot: -1,
 		catchAll:  cfg.CatchAll,
 		userAgent: []byte(cfg.UserAgent),
+		breaker:   cfg.Breaker,
+		limiter:   cfg.Limiter,
+		cache:     cfg.Cache,
+		mod:       cfg.Modifier,
 	}
 	pattern := cfg.URLPattern
 	if !strings.HasPrefix(pattern, "/") {
@@ -148,8 +172,9 @@ func indexOf(list []string, s string) int {
 // compileTemplate splits a url_pattern piece into literal and placeholder
 // parts. Endpoint parameters match by name, or like KrakenD (which
 // upper-cases the first letter of both sides) ignoring the case of the
-// first letter. Placeholders that resolve to nothing (JWT claims, unknown
-// names) stay literally in the URL, as in KrakenD.
+// first letter. {JWT.<claim>} takes the claim from the request's verified
+// token (Inbound.Claims). Placeholders that resolve to nothing (a missing
+// claim, unknown names) stay literally in the URL, as in KrakenD.
 func compileTemplate(s string, params []string, sequential bool) []tmplPart {
 	var parts []tmplPart
 	last := 0
@@ -162,6 +187,10 @@ func compileTemplate(s string, params []string, sequential bool) []tmplPart {
 		last = m[1]
 		if slot := paramSlot(params, name); slot >= 0 {
 			parts = append(parts, tmplPart{kind: partParam, slot: slot, lit: raw})
+			continue
+		}
+		if claim, ok := strings.CutPrefix(name, jwtPrefix); ok && claim != "" {
+			parts = append(parts, tmplPart{kind: partJWT, claim: claim, lit: raw})
 			continue
 		}
 		if sm := respRE.FindStringSubmatch(name); sequential && sm != nil {
@@ -283,6 +312,16 @@ func dedupe(list []string) []string {
 	return out
 }
 
+// jwtPrefix starts a url_pattern placeholder naming a token claim.
+const jwtPrefix = "JWT."
+
+// Claims gives the url_pattern {JWT.<claim>} values of the request's
+// verified token (an *auth.Token satisfies it). Value must not allocate on
+// the hot path and the result is only read during BuildRequest.
+type Claims interface {
+	Value(name string) (string, bool)
+}
+
 // Inbound is the client side of one request, as the backend builders need
 // it. It is filled by the handler and read only on the handler goroutine;
 // it aliases the fasthttp request and must not be retained after the
@@ -291,8 +330,10 @@ type Inbound struct {
 	Req      *fasthttp.Request
 	Params   *router.Params
 	ClientIP []byte // the X-Forwarded-For value (ClientIP.Append)
-	buf      []byte // path and query building
-	tmp      []byte // sequential placeholder values
+	// Claims is the verified token of a JWT endpoint, nil otherwise.
+	Claims Claims
+	buf    []byte // path and query building
+	tmp    []byte // sequential placeholder values
 }
 
 // Reset prepares in for a request.
@@ -300,6 +341,7 @@ func (in *Inbound) Reset(req *fasthttp.Request, ps *router.Params) {
 	in.Req = req
 	in.Params = ps
 	in.ClientIP = in.ClientIP[:0]
+	in.Claims = nil
 }
 
 // Clear drops the references to the request (before pooling).
@@ -307,6 +349,7 @@ func (in *Inbound) Clear() {
 	in.Req = nil
 	in.Params = nil
 	in.ClientIP = in.ClientIP[:0]
+	in.Claims = nil
 	if cap(in.buf) > 64<<10 {
 		in.buf = nil
 	}
@@ -402,6 +445,16 @@ func appendPart(dst []byte, p *tmplPart, in *Inbound, prev []*fastjson.Value, qu
 				return appendEscaped(dst, v, esc)
 			}
 		}
+	case partJWT:
+		if in.Claims != nil {
+			if v, ok := in.Claims.Value(p.claim); ok {
+				// A claim fills one segment: its '/' must not add path levels.
+				if !query {
+					esc = segmentEscape
+				}
+				return appendEscaped(dst, v, esc)
+			}
+		}
 	default:
 		return append(dst, p.lit...)
 	}
@@ -414,13 +467,15 @@ type escapeMode uint8
 const (
 	pathEscape escapeMode = iota
 	queryEscape
+	segmentEscape // pathEscape that also encodes '/'
 )
 
 // appendEscaped percent-encodes what may not appear raw in a path segment
 // (or a query value), keeping '/' in paths: the catch-all rest is a path.
-func appendEscaped(dst, src []byte, mode escapeMode) []byte {
+func appendEscaped[S string | []byte](dst []byte, src S, mode escapeMode) []byte {
 	const hex = "0123456789ABCDEF"
-	for _, c := range src {
+	for i := 0; i < len(src); i++ {
+		c := src[i]
 		if shouldEscape(c, mode) {
 			dst = append(dst, '%', hex[c>>4], hex[c&0xf])
 			continue
@@ -438,7 +493,9 @@ func shouldEscape(c byte, mode escapeMode) bool {
 	switch c {
 	case '-', '_', '.', '~':
 		return false
-	case '/', ':', '@', '!', '$', '\'', '(', ')', '*', ',', ';':
+	case '/':
+		return mode == segmentEscape
+	case ':', '@', '!', '$', '\'', '(', ')', '*', ',', ';':
 		return false
 	case '=':
 		return mode == queryEscape

@@ -64,16 +64,26 @@ func skipResponseHeader(k []byte) bool {
 
 // ServeNoOp runs a single no-op backend for the client request of ctx and
 // writes the backend response to ctx.Response. It returns the call error
-// (nothing was written then). It does not allocate once the pools are warm.
+// (nothing was written then): ErrOpen when the circuit breaker refused the
+// call, ratelimit.ErrLimited when the backend rate limit did, or the
+// transport error. The call goes through RoundTrip (martian modifiers, the
+// HTTP cache). A no-op backend passes every status through, so the breaker
+// counts transport errors and 5xx answers as failures (KrakenD counts only
+// transport errors there). It does not allocate once the pools are warm.
 func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time.Time) error {
+	t, err := b.Admit()
+	if err != nil {
+		return err
+	}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	h := b.client.Pick()
 	b.BuildRequest(req, h, in, nil)
-	err := h.Do(req, resp, deadline)
+	reached, err := b.RoundTrip(h, req, resp, deadline)
 	if err == nil {
 		CopyNoOp(&ctx.Response, resp)
 	}
+	b.Finish(t, reached, err == nil && resp.StatusCode() < fasthttp.StatusInternalServerError)
 	fasthttp.ReleaseRequest(req)
 	fasthttp.ReleaseResponse(resp)
 	return err

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/qos/breaker"
 )
 
 // shadowCall is one detached copy of a request sent to a shadow backend.
@@ -14,6 +16,8 @@ type shadowCall struct {
 	resp     fasthttp.Response
 	host     *Host
 	client   *Client
+	backend  *Backend
+	ticket   breaker.Ticket
 	deadline time.Time
 }
 
@@ -23,8 +27,9 @@ var shadowPool = sync.Pool{New: func() any { return new(shadowCall) }}
 // client request: it runs on its own goroutine with its own timeout, and
 // its result is discarded (KrakenD's proxy.shadow). It never blocks: when
 // the Client already has MaxShadowCalls in flight, or is closed, the copy
-// is dropped and Shadow returns false. The goroutine is owned by the
-// Client, whose Close waits for it.
+// is dropped and Shadow returns false. A shadow backend keeps its own
+// circuit breaker, rate limit and martian request modifiers (a refused
+// copy is dropped too), never its cache. The goroutine is owned by the Client, whose Close waits for it.
 func (b *Backend) Shadow(in *Inbound, timeout time.Duration) bool {
 	c := b.client
 	select {
@@ -32,9 +37,15 @@ func (b *Backend) Shadow(in *Inbound, timeout time.Duration) bool {
 	default:
 		return false
 	}
+	t, err := b.Admit()
+	if err != nil {
+		<-c.shadowSem
+		return false
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		b.Finish(t, false, false)
 		<-c.shadowSem
 		return false
 	}
@@ -43,16 +54,19 @@ func (b *Backend) Shadow(in *Inbound, timeout time.Duration) bool {
 
 	sc := shadowPool.Get().(*shadowCall)
 	sc.client = c
+	sc.backend, sc.ticket = b, t
 	sc.host = c.Pick()
 	sc.deadline = time.Now().Add(timeout)
 	b.BuildRequest(&sc.req, sc.host, in, nil)
+	_ = b.mod.ModifyRequest(&sc.req) // never fails in practice; a shadow has no one to tell
 	go sc.run()
 	return true
 }
 
 func (sc *shadowCall) run() {
 	defer sc.finish()
-	_ = sc.host.Do(&sc.req, &sc.resp, sc.deadline)
+	err := sc.host.Do(&sc.req, &sc.resp, sc.deadline)
+	sc.backend.Finish(sc.ticket, true, err == nil && sc.resp.StatusCode() < fasthttp.StatusInternalServerError)
 }
 
 // finish is deferred by run: it swallows a panic (a shadow call must never
@@ -62,7 +76,7 @@ func (sc *shadowCall) finish() {
 	c := sc.client
 	sc.req.Reset()
 	sc.resp.Reset()
-	sc.host, sc.client = nil, nil
+	sc.host, sc.client, sc.backend, sc.ticket = nil, nil, nil, 0
 	shadowPool.Put(sc)
 	<-c.shadowSem
 	c.shadowWG.Done()

@@ -1,0 +1,314 @@
+package plan
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/qos/breaker"
+	"github.com/apigw/gateway/edge/qos/httpcache"
+	"github.com/apigw/gateway/edge/qos/ratelimit"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// This file holds the endpoint protection layers, in request order after
+// routing: JWT validation (auth/validator, 401/403), the router rate limit
+// (qos/ratelimit/router, 429 client then 503 global), the request body's
+// JSON schema (validation/json-schema, 400). CORS and security/http run
+// before routing (Plan.Serve); the per-backend layers (circuit breaker,
+// backend rate limit, martian modifiers, HTTP cache) live in edge/proxy
+// and run around each backend call.
+
+var (
+	bodyUnauthorized       = []byte(`{"error":"unauthorized"}`)
+	bodyForbidden          = []byte(`{"error":"forbidden"}`)
+	bodyTooManyRequests    = []byte(`{"error":"too_many_requests"}`)
+	bodyServiceUnavailable = []byte(`{"error":"service_unavailable"}`)
+
+	hdrRetryAfter = []byte(ratelimit.HeaderRetryAfter)
+	hdrRLLimit    = []byte(ratelimit.HeaderLimit)
+	hdrRLRemain   = []byte(ratelimit.HeaderRemaining)
+	hdrRLReset    = []byte(ratelimit.HeaderReset)
+)
+
+// clientKeyKind says where the router rate limit finds the client identity.
+type clientKeyKind uint8
+
+const (
+	keyNone     clientKeyKind = iota // no per-client limit
+	keyIP                            // the trusted-proxy-aware client IP
+	keyIPHeader                      // the first address in a header, else the client IP
+	keyHeader                        // a request header (after claim propagation)
+	keyParam                         // an endpoint path parameter
+)
+
+// endpointAuth builds the endpoint's JWT validator.
+func (b *builder) endpointAuth(path string, e *gatewayv1.Endpoint, ep *endpoint) {
+	spec := e.GetJwt()
+	if spec == nil {
+		return
+	}
+	vpath := path + ".extra_config.auth/validator"
+	if vs := auth.CheckSpec(vpath, spec); len(vs) > 0 {
+		b.violations = append(b.violations, vs...)
+		return
+	}
+	keys, err := b.keysRegistry()
+	if err != nil {
+		b.violate(vpath, "invalid", err.Error())
+		return
+	}
+	v, err := auth.New(b.jwksContext(), auth.Config{Spec: spec, Keys: keys, Revocations: b.deps.Revocations, Name: e.GetName()})
+	if err != nil {
+		b.violate(vpath, "invalid", err.Error())
+		return
+	}
+	b.validators = append(b.validators, v)
+	ep.jwt = v
+}
+
+// jwksContext bounds the waits for first JWKS fetches of the whole build
+// by one JWKSWait, however many unreachable key sets it names.
+func (b *builder) jwksContext() context.Context {
+	if b.jwksCtx == nil {
+		wait := b.deps.JWKSWait
+		if wait <= 0 {
+			wait = DefaultJWKSWait
+		}
+		b.jwksCtx, b.jwksCancel = context.WithTimeout(context.Background(), wait)
+	}
+	return b.jwksCtx
+}
+
+// endpointRateLimit takes the endpoint's router limiter from the QoS
+// registry and compiles how its client key is read.
+func (b *builder) endpointRateLimit(path string, e *gatewayv1.Endpoint, ep *endpoint, params []string) {
+	rl := e.GetRateLimit()
+	if rl == nil {
+		return
+	}
+	rpath := path + ".extra_config.qos/ratelimit/router"
+	lease, err := b.qosLease()
+	if err != nil {
+		b.violate(rpath, "invalid", err.Error())
+		return
+	}
+	lim, err := lease.RouterLimiter(e.GetName(), rl, b.snap.GetService().GetClusterRateLimit())
+	if err != nil {
+		b.violate(rpath, "invalid", err.Error())
+		return
+	}
+	if lim == nil {
+		return // no rate set: KrakenD installs nothing either
+	}
+	ep.limiter = lim
+	key := lim.Key()
+	switch lim.Strategy() {
+	case "":
+		ep.keyKind = keyNone
+	case ratelimit.StrategyIP:
+		ep.keyKind = keyIP
+		if key != "" {
+			ep.keyKind, ep.keyName = keyIPHeader, []byte(key)
+		}
+	case ratelimit.StrategyHeader:
+		ep.keyKind, ep.keyName = keyHeader, []byte(key)
+	case ratelimit.StrategyParam:
+		slot := paramIndex(params, key)
+		if slot < 0 {
+			b.violate(rpath+".key", "not_found", "strategy param: "+strconv.Quote(key)+" is not a parameter of "+strconv.Quote(e.GetPath()))
+			return
+		}
+		ep.keyKind, ep.keySlot = keyParam, slot
+	}
+}
+
+// paramIndex finds a path parameter by name, or ignoring the case of its
+// first letter (gin's c.Param is exact; KrakenD configs often differ in
+// the first letter only, as url_pattern placeholders may).
+func paramIndex(params []string, name string) int {
+	for i, p := range params {
+		if p == name {
+			return i
+		}
+	}
+	for i, p := range params {
+		if name != "" && len(p) == len(name) && p[1:] == name[1:] && strings.EqualFold(p[:1], name[:1]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// backendGuard is the protection of one backend call.
+type backendGuard struct {
+	breaker *breaker.Breaker
+	limiter *ratelimit.Bucket
+	cache   *httpcache.Cache
+}
+
+// backendQoS takes a backend's breaker, rate limiter and HTTP cache from the
+// QoS registry; ok is false after a violation.
+func (b *builder) backendQoS(path string, e *gatewayv1.Endpoint, be *gatewayv1.Backend) (g backendGuard, ok bool) {
+	if be.GetCircuitBreaker() == nil && be.GetRateLimit() == nil && be.GetHttpCache() == nil {
+		return g, true
+	}
+	lease, err := b.qosLease()
+	if err != nil {
+		b.violate(path, "invalid", err.Error())
+		return g, false
+	}
+	ok = true
+	timeout := time.Duration(e.GetTimeoutMs()) * time.Millisecond
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if g.breaker, err = lease.Breaker(be.GetName(), be.GetCircuitBreaker(), timeout); err != nil {
+		b.violate(path+".extra_config.qos/circuit-breaker", "invalid", err.Error())
+		ok = false
+	}
+	if g.limiter, err = lease.BackendLimiter(be.GetName(), be.GetRateLimit()); err != nil {
+		b.violate(path+".extra_config.qos/ratelimit/proxy", "invalid", err.Error())
+		ok = false
+	}
+	if g.cache, err = lease.Cache(be.GetName(), be.GetHttpCache()); err != nil {
+		b.violate(path+".extra_config.qos/http-cache", "invalid", err.Error())
+		ok = false
+	}
+	return g, ok
+}
+
+// tokenClaims resolves url_pattern {JWT.<claim>} placeholders from the
+// request's verified token: a top-level claim by its literal name (KrakenD,
+// no allocation), else a dotted path into nested objects (our extension;
+// formatting a nested value may allocate). It lives in the pooled reqState,
+// so handing it to proxy.Inbound as an interface does not allocate.
+type tokenClaims struct{ tok *auth.Token }
+
+func (c *tokenClaims) Value(name string) (string, bool) {
+	if v, ok := c.tok.Value(name); ok {
+		return v, true
+	}
+	if strings.IndexByte(name, '.') < 0 {
+		return "", false
+	}
+	v, ok := c.tok.Claims().Lookup(name)
+	if !ok || v == nil {
+		return "", false
+	}
+	return auth.FormatClaim(v)
+}
+
+// authenticate runs the endpoint's JWT validator. On success it propagates
+// the configured claims into the incoming request headers (where
+// input_headers and the header rate-limit strategy see them) and exposes
+// the token to url_pattern placeholders; otherwise it writes the fixed 401
+// or 403 answer and reports false.
+func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
+	tok, reason := ep.jwt.VerifyRequest(&ctx.Request.Header)
+	if reason != auth.ReasonOK {
+		p.rejections.auth(reason)
+		if reason.Status() == fasthttp.StatusForbidden {
+			writeFixed(ctx, fasthttp.StatusForbidden, bodyForbidden)
+		} else {
+			writeFixed(ctx, fasthttp.StatusUnauthorized, bodyUnauthorized)
+		}
+		return false
+	}
+	tok.SetHeaders(&ctx.Request.Header)
+	st.claims.tok = tok
+	st.in.Claims = &st.claims
+	return true
+}
+
+// rateLimit checks the endpoint's router limit for this client: 429 when
+// the client's bucket is empty, 503 when the endpoint's is, both with
+// Retry-After and X-RateLimit-*. An allowed decision is kept in st so the
+// answer carries the X-RateLimit-* headers too.
+func (p *Plan) rateLimit(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
+	d := ep.limiter.Allow(context.Background(), clientKey(ctx, ep, st))
+	st.limit = d
+	if d.Allowed {
+		return true
+	}
+	p.rejections.limited(d.RejectedBy)
+	st.buf = strconv.AppendInt(st.buf[:0], d.RetryAfterSeconds(), 10)
+	ctx.Response.Header.SetCanonical(hdrRetryAfter, st.buf)
+	setRateHeaders(ctx, st)
+	if d.Status() == fasthttp.StatusServiceUnavailable {
+		writeFixed(ctx, fasthttp.StatusServiceUnavailable, bodyServiceUnavailable)
+	} else {
+		writeFixed(ctx, fasthttp.StatusTooManyRequests, bodyTooManyRequests)
+	}
+	return false
+}
+
+// setRateHeaders writes X-RateLimit-Limit/Remaining/Reset from st.limit
+// (nothing when no bucket was consulted: an empty client key).
+func setRateHeaders(ctx *fasthttp.RequestCtx, st *reqState) {
+	d := &st.limit
+	if d.Limit == 0 {
+		return
+	}
+	h := &ctx.Response.Header
+	st.buf = strconv.AppendUint(st.buf[:0], d.Limit, 10)
+	h.SetCanonical(hdrRLLimit, st.buf)
+	st.buf = strconv.AppendUint(st.buf[:0], d.Remaining, 10)
+	h.SetCanonical(hdrRLRemain, st.buf)
+	st.buf = strconv.AppendInt(st.buf[:0], d.ResetSeconds(), 10)
+	h.SetCanonical(hdrRLReset, st.buf)
+}
+
+// clientKey extracts the client identity of the router rate limit. The
+// result aliases the request and is used before the handler returns.
+func clientKey(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) []byte {
+	switch ep.keyKind {
+	case keyIP:
+		return st.in.ClientIP
+	case keyIPHeader:
+		// KrakenD: the first address of the configured header (the operator
+		// names a header its own proxy sets), else the client IP.
+		if v := ctx.Request.Header.PeekBytes(ep.keyName); len(v) > 0 {
+			if i := bytes.IndexByte(v, ','); i >= 0 {
+				v = v[:i]
+			}
+			if v = bytes.TrimSpace(v); len(v) > 0 {
+				return v
+			}
+		}
+		return st.in.ClientIP
+	case keyHeader:
+		return ctx.Request.Header.PeekBytes(ep.keyName)
+	case keyParam:
+		return st.params.Value(ep.keySlot)
+	}
+	return nil
+}
+
+// serviceUnavailable answers a single backend whose circuit is open: 503,
+// Retry-After in seconds (at least 1).
+func (p *Plan) serviceUnavailable(ctx *fasthttp.RequestCtx, st *reqState, retryAfter int64) {
+	st.buf = strconv.AppendInt(st.buf[:0], max(retryAfter, 1), 10)
+	ctx.Response.Header.SetCanonical(hdrRetryAfter, st.buf)
+	writeFixed(ctx, fasthttp.StatusServiceUnavailable, bodyServiceUnavailable)
+}
+
+// validate checks the request body against the endpoint's JSON schema:
+// 400 with the fixed body for a missing or invalid body (the reason is
+// never sent; KrakenD sends it with return_error_msg). A rate-limited
+// answer keeps its X-RateLimit-* headers.
+func (p *Plan) validate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
+	if err := ep.schema.Validate(ctx.Request.Body()); err != nil {
+		if ep.limiter != nil {
+			setRateHeaders(ctx, st)
+		}
+		writeFixed(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+		return false
+	}
+	return true
+}

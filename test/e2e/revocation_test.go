@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/apigw/gateway/test/testenv"
+)
+
+// issuer signs test tokens with its own RSA key and serves the public half
+// as a JWKS on loopback.
+type issuer struct {
+	priv *rsa.PrivateKey
+	jwks *testenv.Backend
+}
+
+func newIssuer(t *testing.T) *issuer {
+	t.Helper()
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jwk.Import(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Set(jwk.KeyIDKey, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	set := jwk.NewSet()
+	if err := set.AddKey(pub); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := testenv.StartBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(doc)
+	}))
+	return &issuer{priv: priv, jwks: jwks}
+}
+
+// token signs claims for sub/jti valid until exp.
+func (is *issuer) token(t *testing.T, sub, jti string, exp time.Time) string {
+	t.Helper()
+	claims, _ := json.Marshal(map[string]any{
+		"iss": "https://idp.test", "aud": []string{"api"}, "sub": sub, "jti": jti,
+		"iat": time.Now().Add(-time.Minute).Unix(), "exp": exp.Unix(),
+	})
+	hdr := jws.NewHeaders()
+	if err := hdr.Set(jws.KeyIDKey, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := jws.Sign(claims, jws.WithKey(jwa.RS256(), is.priv, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func jwtConfig(backendURL, jwksURL string) string {
+	return fmt.Sprintf(`{
+  "version": 3,
+  "host": [%q],
+  "extra_config": {
+    "auth/revoker": {"N": 10000, "P": 0.000000001, "TTL": 3600, "token_keys": ["jti", "sub"]}
+  },
+  "endpoints": [{
+    "endpoint": "/me",
+    "input_headers": ["X-User"],
+    "backend": [{"url_pattern": "/users/{JWT.sub}"}],
+    "extra_config": {"auth/validator": {
+      "alg": "RS256", "jwk_url": %q, "disable_jwk_security": true, "cache": true,
+      "issuer": "https://idp.test", "audience": ["api"],
+      "propagate_claims": [["sub", "X-User"]]
+    }}
+  }]
+}`, backendURL, jwksURL)
+}
+
+// call sends GET /me with a bearer token and returns the status and the
+// upstream path the backend saw (empty unless 200).
+func callMe(t *testing.T, e *testenv.Edge, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.URL()+"/me", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /me on %s: %v", e.Name, err)
+	}
+	defer resp.Body.Close()
+	var m map[string]string
+	json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m["path"]
+}
+
+// TestRevocationAcrossFleet revokes tokens once with gwctl and checks that
+// two real edges reject them, that an edge restarted while the control
+// plane is down still rejects them, and that an expired revocation lets the
+// token through again when the token itself is still valid.
+func TestRevocationAcrossFleet(t *testing.T) {
+	bins := testenv.Build(t)
+	is := newIssuer(t)
+	backend := echoBackend(t, "users")
+	dir := t.TempDir()
+	cfg := testenv.WriteFile(t, dir, "jwt.json", jwtConfig(backend.URL, is.jwks.URL+"/jwks.json"))
+
+	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
+	e1 := testenv.StartEdge(t, bins, cp.Sync, "edge-a", "eu", filepath.Join(dir, "a"))
+	e2 := testenv.StartEdge(t, bins, cp.Sync, "edge-b", "us", filepath.Join(dir, "b"))
+	edges := []*testenv.Edge{e1, e2}
+	if r := testenv.Gwctl(t, bins, cp, "push", cfg, "--wait", "--timeout", "20s"); r.Code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+
+	hour := time.Now().Add(time.Hour)
+	alice := is.token(t, "alice", "jti-alice", hour)
+	bob := is.token(t, "bob", "jti-bob", hour)
+	carol := is.token(t, "carol", "jti-carol", hour)
+	expect := func(what string, token string, wantCode int) {
+		t.Helper()
+		for _, e := range edges {
+			testenv.Eventually(t, 5*time.Second, func() error {
+				if code, _ := callMe(t, e, token); code != wantCode {
+					return fmt.Errorf("%s on %s: status %d, want %d", what, e.Name, code, wantCode)
+				}
+				return nil
+			})
+		}
+	}
+
+	for _, e := range edges {
+		code, path := callMe(t, e, alice)
+		if code != http.StatusOK || path != "/users/alice" {
+			t.Fatalf("valid token on %s: %d %q, want 200 /users/alice", e.Name, code, path)
+		}
+	}
+	expect("no token", "", http.StatusUnauthorized)
+
+	r := testenv.Gwctl(t, bins, cp, "revoke", "jti-alice", "--wait", "--timeout", "10s")
+	if r.Code != 0 {
+		t.Fatalf("revoke: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	mustContain(t, "revoke output", r.Stdout, "2/2 edges at revocation seq 1")
+	// --wait returned: both edges enforce it now, no retry needed.
+	for _, e := range edges {
+		if code, _ := callMe(t, e, alice); code != http.StatusUnauthorized {
+			t.Errorf("revoked token on %s: status %d, want 401", e.Name, code)
+		}
+	}
+	expect("bob before his revocation", bob, http.StatusOK)
+
+	if r := testenv.Gwctl(t, bins, cp, "revoke", "--claim", "sub", "bob", "--wait"); r.Code != 0 {
+		t.Fatalf("revoke sub: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	expect("bob after revoking his subject", bob, http.StatusUnauthorized)
+
+	if r := testenv.Gwctl(t, bins, cp, "revoke", "jti-carol", "--until", "2s", "--wait"); r.Code != 0 {
+		t.Fatalf("revoke carol: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	expect("carol while revoked", carol, http.StatusUnauthorized)
+	list := testenv.Gwctl(t, bins, cp, "revocations")
+	mustContain(t, "revocations", list.Stdout, "jti-alice", "bob", "jti-carol")
+
+	// The revocation of carol lapses; her token is otherwise valid.
+	time.Sleep(2500 * time.Millisecond)
+	expect("carol after her revocation lapsed", carol, http.StatusOK)
+
+	// Control plane gone, an edge restarted: it still knows every revocation.
+	cp.Kill()
+	e1.Kill()
+	e1.RestartSamePort(t)
+	e1.WaitVersion(t, 1, 5*time.Second)
+	for token, want := range map[string]int{alice: 401, bob: 401, carol: 200} {
+		if code, _ := callMe(t, e1, token); code != want {
+			t.Errorf("restarted edge with the control plane down: status %d, want %d (token %s…)", code, want, token[:strings.IndexByte(token, '.')])
+		}
+	}
+}
