@@ -185,7 +185,7 @@ func TestCompileDefaults(t *testing.T) {
 			Router:       &gatewayv1.Router{HealthPath: "/__health"},
 			Logging:      &gatewayv1.Logging{Level: "info", Stdout: true, Format: "default"},
 			Metrics:      &gatewayv1.Metrics{},
-			HttpServer:   &gatewayv1.HTTPServer{MaxHeaderBytes: 1 << 20},
+			HttpServer:   &gatewayv1.HTTPServer{MaxHeaderBytes: 64 << 10},
 			HttpClient:   &gatewayv1.HTTPClient{MaxIdleConnectionsPerHost: 250},
 			MaxBodyBytes: 10 << 20,
 		},

@@ -22,7 +22,11 @@ const (
 	DefaultLogFormat                 = "default"
 	DefaultMetricsListenAddress      = ":8090"
 	DefaultMaxIdleConnectionsPerHost = 250
-	DefaultMaxHeaderBytes            = 1 << 20 // net/http's DefaultMaxHeaderBytes, which KrakenD inherits
+	// DefaultMaxHeaderBytes is 64 KiB, not the 1 MiB KrakenD inherits from
+	// net/http: the edge's fasthttp server preallocates a read buffer of this
+	// size for every open connection, so 1 MiB would pin 10 GB for 10k
+	// keep-alive clients. An explicit max_header_bytes is honoured as written.
+	DefaultMaxHeaderBytes = 64 << 10
 	// DefaultMaxBodyBytes bounds request and backend response bodies. KrakenD
 	// CE has no limit; ours is fixed (there is no configuration key).
 	DefaultMaxBodyBytes = 10 << 20

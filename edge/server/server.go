@@ -107,16 +107,20 @@ type state struct {
 	version    uint64
 	sha        string
 	healthPath string // "" when the plan disables health
+	healthCode int    // 200 with a plan; 503 before the first one, so readiness probes wait for it
 	healthBody []byte
 }
 
 func newState(p *plan.Plan, version uint64, sha string) *state {
-	st := &state{plan: p, version: version, sha: sha, healthPath: DefaultHealthPath}
+	st := &state{plan: p, version: version, sha: sha, healthPath: DefaultHealthPath, healthCode: fasthttp.StatusServiceUnavailable}
+	status := `{"status":"no_config","version":`
 	if p != nil {
 		st.healthPath = p.HealthPath()
+		st.healthCode = fasthttp.StatusOK
+		status = `{"status":"ok","version":`
 	}
 	b := make([]byte, 0, 64+len(sha))
-	b = append(b, `{"status":"ok","version":`...)
+	b = append(b, status...)
 	b = strconv.AppendUint(b, version, 10)
 	b = append(b, `,"sha256":`...)
 	b = strconv.AppendQuote(b, sha)
@@ -451,7 +455,7 @@ func (s *Server) shutdown() {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	st := s.cur.Load()
 	if st.healthPath != "" && (ctx.IsGet() || ctx.IsHead()) && string(ctx.Path()) == st.healthPath {
-		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetStatusCode(st.healthCode)
 		ctx.SetContentTypeBytes(contentTypeJSON)
 		ctx.SetBody(st.healthBody)
 		return

@@ -239,7 +239,7 @@ func TestNoPlan(t *testing.T) {
 	}{
 		{name: "any path", path: "/hello", wantCode: 503, wantBody: `{"error":"service_unavailable"}`},
 		{name: "root", path: "/", wantCode: 503, wantBody: `{"error":"service_unavailable"}`},
-		{name: "health", path: "/__health", wantCode: 200, wantBody: `{"status":"ok","version":0,"sha256":""}`},
+		{name: "health before any plan", path: "/__health", wantCode: 503, wantBody: `{"status":"no_config","version":0,"sha256":""}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -713,8 +713,8 @@ func TestLifecycle(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(context.Background()) }()
-	if r := get(t, "http://"+srv.Addr().String()+"/__health"); r.code != 200 {
-		t.Fatalf("health = %d", r.code)
+	if r := get(t, "http://"+srv.Addr().String()+"/__health"); r.code != 503 {
+		t.Fatalf("health without a plan = %d, want 503", r.code)
 	}
 	srv.Close()
 	select {
