@@ -34,6 +34,7 @@ type scenario struct {
 	edge   bool
 	base   string
 	target string // the goal from the issue, shown next to the figure
+	jwt    bool   // send the benchmark's bearer token
 }
 
 var scenarios = []scenario{
@@ -43,15 +44,17 @@ var scenarios = []scenario{
 	{name: "proxy (no-op)", path: "/proxy-noop", edge: true, base: "direct (backend, small JSON)", target: ">= 40% (KrakenD CE: ~12%)"},
 	{name: "aggregate (3 backends)", path: "/agg3", edge: true, base: "direct (backend, small JSON)", target: ">= 20% (KrakenD CE: ~7%)"},
 	{name: "allow filter (20 KB body)", path: "/allow20k", edge: true, base: "direct (backend, 20 KB JSON)"},
+	{name: "proxy + JWT (RS256)", path: "/jwt", edge: true, jwt: true, base: "direct (backend, small JSON)", target: ">= 35% (KrakenD CE: ~8%)"},
+	{name: "proxy + rate limit + breaker", path: "/protected", edge: true, base: "proxy (json)", target: ">= 90% of proxy (json)"},
 }
 
-func edgeConfig(backend string) string {
+func edgeConfig(backend, jwks string) string {
 	return fmt.Sprintf(`{
   "version": 3,
   "name": "load benchmark",
   "timeout": "3s",
   "host": ["http://%s"],
-  "extra_config": {"router": {"disable_access_log": true}, "telemetry/logging": {"level": "ERROR"}},
+  "extra_config": {"router": {"disable_access_log": true}},
   "endpoints": [
     {"endpoint": "/proxy-json", "backend": [{"url_pattern": "/small"}]},
     {"endpoint": "/proxy-noop", "output_encoding": "no-op", "backend": [{"url_pattern": "/small"}]},
@@ -60,9 +63,16 @@ func edgeConfig(backend string) string {
       {"url_pattern": "/orders", "group": "orders"},
       {"url_pattern": "/prefs", "allow": ["theme", "lang"]}
     ]},
-    {"endpoint": "/allow20k", "backend": [{"url_pattern": "/big", "allow": ["id", "name", "currency"]}]}
+    {"endpoint": "/allow20k", "backend": [{"url_pattern": "/big", "allow": ["id", "name", "currency"]}]},
+    {"endpoint": "/jwt", "backend": [{"url_pattern": "/small"}],
+     "extra_config": {"auth/validator": {"alg": "RS256", "jwk_url": %q, "disable_jwk_security": true, "cache": true,
+       "issuer": "https://idp.bench", "audience": ["bench"]}}},
+    {"endpoint": "/protected", "backend": [{"url_pattern": "/small",
+       "extra_config": {"qos/circuit-breaker": {"interval": 60, "timeout": 10, "max_errors": 100},
+                        "qos/ratelimit/proxy": {"max_rate": 100000000}}}],
+     "extra_config": {"qos/ratelimit/router": {"max_rate": 100000000, "client_max_rate": 100000000, "strategy": "ip"}}}
   ]
-}`, backend)
+}`, backend, jwks)
 }
 
 type result struct {
@@ -104,8 +114,13 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 	}
 	defer stop(backend)
 
+	iss, err := newIssuer()
+	if err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	defer iss.close()
 	cfg := filepath.Join(tmp, "krakend.json")
-	if err := os.WriteFile(cfg, []byte(edgeConfig(backendAddr)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(edgeConfig(backendAddr, iss.url)), 0o600); err != nil {
 		return err
 	}
 	edge, edgeAddr, err := startWithAddr(edgeBin, "run", "-c", cfg, "--listen", "127.0.0.1:0", "--log-format", "json")
@@ -124,11 +139,15 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 			addr = edgeAddr
 		}
 		url := "http://" + addr + sc.path
-		if err := check(url); err != nil {
+		var auth string
+		if sc.jwt {
+			auth = "Authorization: Bearer " + iss.token
+		}
+		if err := check(url, auth); err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
-		// Warm up connection pools and the JIT-free but cache-hungry paths.
-		if _, err := wrk(url, time.Second, conns, 0); err != nil {
+		// Warm up connection pools and caches before measuring.
+		if _, err := wrk(url, auth, time.Second, conns, 0); err != nil {
 			return fmt.Errorf("%s: warm-up: %w", sc.name, err)
 		}
 		var rs []result
@@ -137,7 +156,7 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 			if sc.edge {
 				pid = edge.Process.Pid
 			}
-			r, err := wrk(url, duration, conns, pid)
+			r, err := wrk(url, auth, duration, conns, pid)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
@@ -208,8 +227,15 @@ func median(rs []result) result {
 	}
 }
 
-func check(url string) error {
-	resp, err := http.Get(url)
+func check(url, header string) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if k, v, ok := strings.Cut(header, ": "); ok {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -231,7 +257,7 @@ var (
 
 // wrk runs one wrk invocation; when pid is non-zero it also measures that
 // process's CPU time over the run.
-func wrk(url string, d time.Duration, conns, pid int) (result, error) {
+func wrk(url, header string, d time.Duration, conns, pid int) (result, error) {
 	var before time.Duration
 	if pid != 0 {
 		before = cpuTime(pid)
@@ -240,7 +266,11 @@ func wrk(url string, d time.Duration, conns, pid int) (result, error) {
 	if secs < 1 {
 		secs = 1
 	}
-	out, err := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--latency", url).CombinedOutput()
+	args := []string{"-t1", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s", "--latency"}
+	if header != "" {
+		args = append(args, "-H", header)
+	}
+	out, err := exec.Command("wrk", append(args, url)...).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %w\n%s", err, out)
 	}
