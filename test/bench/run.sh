@@ -24,12 +24,16 @@ echo "== Go benchmark medians"
 go run ./test/bench/summary < "$out.go"
 
 echo
+echo "== Revocation propagation: 3 real edges, Revoke reply -> last edge answering 401"
+go test -run '^$' -bench . -benchtime "${PROPAGATION_N:-100}x" ./test/bench/propagation/ | tee "$out.prop"
+
+echo
 echo "== Load benchmarks (real gw-edge, real backend, wrk)"
 go build -o bin/bench-backend ./test/bench/backend
 go build -o bin/bench-load ./test/bench/load
 ./bin/bench-load -edge bin/gw-edge -backend bin/bench-backend | tee "$out.load"
 
-cat "$out.go" "$out.load" > "$out"
-rm -f "$out.go" "$out.load"
+cat "$out.go" "$out.prop" "$out.load" > "$out"
+rm -f "$out.go" "$out.prop" "$out.load"
 echo
 echo "written: $out"

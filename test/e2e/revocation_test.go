@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,67 +9,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
-
 	"github.com/apigw/gateway/test/testenv"
 )
 
-// issuer signs test tokens with its own RSA key and serves the public half
-// as a JWKS on loopback.
-type issuer struct {
-	priv *rsa.PrivateKey
-	jwks *testenv.Backend
-}
-
-func newIssuer(t *testing.T) *issuer {
+func newIssuer(t *testing.T) *testenv.Issuer {
 	t.Helper()
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	is, err := testenv.NewIssuer()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := jwk.Import(&priv.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Set(jwk.KeyIDKey, "k1"); err != nil {
-		t.Fatal(err)
-	}
-	set := jwk.NewSet()
-	if err := set.AddKey(pub); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks := testenv.StartBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(doc)
-	}))
-	return &issuer{priv: priv, jwks: jwks}
+	t.Cleanup(is.Close)
+	return is
 }
 
-// token signs claims for sub/jti valid until exp.
-func (is *issuer) token(t *testing.T, sub, jti string, exp time.Time) string {
+func token(t *testing.T, is *testenv.Issuer, sub, jti string, exp time.Time) string {
 	t.Helper()
-	claims, _ := json.Marshal(map[string]any{
-		"iss": "https://idp.test", "aud": []string{"api"}, "sub": sub, "jti": jti,
-		"iat": time.Now().Add(-time.Minute).Unix(), "exp": exp.Unix(),
-	})
-	hdr := jws.NewHeaders()
-	if err := hdr.Set(jws.KeyIDKey, "k1"); err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.Sign(claims, jws.WithKey(jwa.RS256(), is.priv, jws.WithProtectedHeaders(hdr)))
+	tok, err := is.Token(sub, jti, exp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(out)
+	return tok
 }
 
-func jwtConfig(backendURL, jwksURL string) string {
+func jwtConfig(backendURL string, is *testenv.Issuer) string {
 	return fmt.Sprintf(`{
   "version": 3,
   "host": [%q],
@@ -82,13 +42,9 @@ func jwtConfig(backendURL, jwksURL string) string {
     "endpoint": "/me",
     "input_headers": ["X-User"],
     "backend": [{"url_pattern": "/users/{JWT.sub}"}],
-    "extra_config": {"auth/validator": {
-      "alg": "RS256", "jwk_url": %q, "disable_jwk_security": true, "cache": true,
-      "issuer": "https://idp.test", "audience": ["api"],
-      "propagate_claims": [["sub", "X-User"]]
-    }}
+    "extra_config": {"auth/validator": %s}
   }]
-}`, backendURL, jwksURL)
+}`, backendURL, strings.Replace(is.ValidatorConfig(), "{", `{"propagate_claims": [["sub", "X-User"]], `, 1))
 }
 
 // call sends GET /me with a bearer token and returns the status and the
@@ -116,7 +72,7 @@ func TestRevocationAcrossFleet(t *testing.T) {
 	is := newIssuer(t)
 	backend := echoBackend(t, "users")
 	dir := t.TempDir()
-	cfg := testenv.WriteFile(t, dir, "jwt.json", jwtConfig(backend.URL, is.jwks.URL+"/jwks.json"))
+	cfg := testenv.WriteFile(t, dir, "jwt.json", jwtConfig(backend.URL, is))
 
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
 	e1 := testenv.StartEdge(t, bins, cp.Sync, "edge-a", "eu", filepath.Join(dir, "a"))
@@ -127,9 +83,9 @@ func TestRevocationAcrossFleet(t *testing.T) {
 	}
 
 	hour := time.Now().Add(time.Hour)
-	alice := is.token(t, "alice", "jti-alice", hour)
-	bob := is.token(t, "bob", "jti-bob", hour)
-	carol := is.token(t, "carol", "jti-carol", hour)
+	alice := token(t, is, "alice", "jti-alice", hour)
+	bob := token(t, is, "bob", "jti-bob", hour)
+	carol := token(t, is, "carol", "jti-carol", hour)
 	expect := func(what string, token string, wantCode int) {
 		t.Helper()
 		for _, e := range edges {

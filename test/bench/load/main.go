@@ -24,6 +24,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/apigw/gateway/test/testenv"
 )
 
 // scenario is one measured workload. base names the direct scenario it is
@@ -48,7 +50,7 @@ var scenarios = []scenario{
 	{name: "proxy + rate limit + breaker", path: "/protected", edge: true, base: "proxy (json)", target: ">= 90% of proxy (json)"},
 }
 
-func edgeConfig(backend, jwks string) string {
+func edgeConfig(backend, validator string) string {
 	return fmt.Sprintf(`{
   "version": 3,
   "name": "load benchmark",
@@ -65,14 +67,13 @@ func edgeConfig(backend, jwks string) string {
     ]},
     {"endpoint": "/allow20k", "backend": [{"url_pattern": "/big", "allow": ["id", "name", "currency"]}]},
     {"endpoint": "/jwt", "backend": [{"url_pattern": "/small"}],
-     "extra_config": {"auth/validator": {"alg": "RS256", "jwk_url": %q, "disable_jwk_security": true, "cache": true,
-       "issuer": "https://idp.bench", "audience": ["bench"]}}},
+     "extra_config": {"auth/validator": %s}},
     {"endpoint": "/protected", "backend": [{"url_pattern": "/small",
        "extra_config": {"qos/circuit-breaker": {"interval": 60, "timeout": 10, "max_errors": 100},
                         "qos/ratelimit/proxy": {"max_rate": 100000000}}}],
      "extra_config": {"qos/ratelimit/router": {"max_rate": 100000000, "client_max_rate": 100000000, "strategy": "ip"}}}
   ]
-}`, backend, jwks)
+}`, backend, validator)
 }
 
 type result struct {
@@ -114,13 +115,17 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 	}
 	defer stop(backend)
 
-	iss, err := newIssuer()
+	iss, err := testenv.NewIssuer()
 	if err != nil {
 		return fmt.Errorf("jwks: %w", err)
 	}
-	defer iss.close()
+	defer iss.Close()
+	token, err := iss.Token("bench-user", "bench-1", time.Now().Add(time.Hour))
+	if err != nil {
+		return err
+	}
 	cfg := filepath.Join(tmp, "krakend.json")
-	if err := os.WriteFile(cfg, []byte(edgeConfig(backendAddr, iss.url)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(edgeConfig(backendAddr, iss.ValidatorConfig())), 0o600); err != nil {
 		return err
 	}
 	edge, edgeAddr, err := startWithAddr(edgeBin, "run", "-c", cfg, "--listen", "127.0.0.1:0", "--log-format", "json")
@@ -141,7 +146,7 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 		url := "http://" + addr + sc.path
 		var auth string
 		if sc.jwt {
-			auth = "Authorization: Bearer " + iss.token
+			auth = "Authorization: Bearer " + token
 		}
 		if err := check(url, auth); err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
