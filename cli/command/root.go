@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	osuser "os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -432,6 +433,13 @@ func readSource(path string) (*gatewayv1.ConfigSource, error) {
 // defaultAuthor is $USER@host, or "" (the control plane records "unknown").
 func (c *cli) defaultAuthor() string {
 	user := c.env.getenv("USER")
+	if user == "" {
+		// $USER is often unset in containers and cron; the account name
+		// still says who pushed.
+		if u, err := osuser.Current(); err == nil {
+			user = u.Username
+		}
+	}
 	if user == "" {
 		return ""
 	}
