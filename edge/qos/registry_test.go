@@ -14,12 +14,12 @@ import (
 	"github.com/apigw/gateway/edge/qos/breaker"
 	"github.com/apigw/gateway/edge/qos/clock"
 	"github.com/apigw/gateway/edge/qos/httpcache"
-	"github.com/apigw/gateway/edge/qos/internal/leakcheck"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/test/leak"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) { leak.VerifyTestMain(m) }
 
 func newRegistry(t *testing.T, cfg Config) (*Registry, *clock.Fake) {
 	t.Helper()

@@ -12,12 +12,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/apigw/gateway/edge/qos/clock"
-	"github.com/apigw/gateway/edge/qos/internal/leakcheck"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/test/leak"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) { leak.VerifyTestMain(m) }
 
 type transition struct {
 	Name     string

@@ -15,14 +15,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/edge/qos/clock"
-	"github.com/apigw/gateway/edge/qos/internal/leakcheck"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/test/leak"
 )
 
 func TestMain(m *testing.M) {
 	SetRedisLogger(zerolog.Nop()) // dial errors are expected here
-	leakcheck.Main(m)
+	leak.VerifyTestMain(m)
 }
 
 // redisServer is a real redis-server on a free loopback port, without

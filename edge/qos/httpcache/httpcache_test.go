@@ -12,11 +12,11 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/apigw/gateway/edge/qos/clock"
-	"github.com/apigw/gateway/edge/qos/internal/leakcheck"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/test/leak"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) { leak.VerifyTestMain(m) }
 
 // fasthttp's request header is what edge/proxy will pass.
 var _ RequestHeader = (*fasthttp.RequestHeader)(nil)
