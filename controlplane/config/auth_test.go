@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/apigw/gateway/proto/feature"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -204,7 +205,7 @@ func TestCompileAuthDefaults(t *testing.T) {
 	if diff := cmp.Diff(wantRevoker, snap.GetService().GetRevoker(), protocmp.Transform()); diff != "" {
 		t.Errorf("revoker (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{FeatureAuthJWT, FeatureAuthRevoker}, snap.GetFeatures()); diff != "" {
+	if diff := cmp.Diff([]string{feature.AuthJWT, feature.AuthRevoker}, snap.GetFeatures()); diff != "" {
 		t.Errorf("features (-want +got):\n%s", diff)
 	}
 }

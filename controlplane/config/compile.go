@@ -1,35 +1,13 @@
 package config
 
 import (
+	"github.com/apigw/gateway/proto/feature"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
-)
-
-// Snapshot features: optional capabilities an edge must support to serve a
-// snapshot (the vocabulary is fixed by the snapshot contract).
-const (
-	FeatureEncodingXML     = "encoding.xml"
-	FeatureOutputYAML      = "output.yaml"
-	FeatureRouteCatchAll   = "route.catch_all"
-	FeatureProxySequential = "proxy.sequential"
-	FeatureProxyShadow     = "proxy.shadow"
-	FeatureProxyStatic     = "proxy.static"
-	FeatureProxyFlatmap    = "proxy.flatmap"
-
-	FeatureAuthJWT              = "auth.jwt"               // an endpoint has auth/validator
-	FeatureAuthRevoker          = "auth.revoker"           // the service has auth/revoker
-	FeatureQoSRateLimit         = "qos.ratelimit"          // qos/ratelimit/router or qos/ratelimit/proxy
-	FeatureQoSRateLimitCluster  = "qos.ratelimit.cluster"  // a router rate limit sets cluster: true
-	FeatureQoSCircuitBreaker    = "qos.circuit_breaker"    // qos/circuit-breaker
-	FeatureQoSHTTPCache         = "qos.http_cache"         // qos/http-cache
-	FeatureSecurityCORS         = "security.cors"          // security/cors
-	FeatureSecurityHTTP         = "security.http"          // security/http
-	FeatureModifierMartian      = "modifier.martian"       // modifier/martian
-	FeatureValidationJSONSchema = "validation.json_schema" // validation/json-schema
 )
 
 // compile turns a defaulted, valid Service into a Snapshot. It must only be
@@ -119,15 +97,15 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 	// snapshot field: the edge caches keys per JWKS source.
 	if r := s.ExtraConfig.Revoker; r != nil {
 		out.Revoker = compileRevoker(r)
-		features[FeatureAuthRevoker] = true
+		features[feature.AuthRevoker] = true
 	}
 	if c := s.ExtraConfig.CORS; c != nil {
 		out.Cors = compileCORS(c)
-		features[FeatureSecurityCORS] = true
+		features[feature.SecurityCORS] = true
 	}
 	if sh := s.ExtraConfig.Security; sh != nil {
 		out.Security = compileSecurityHTTP(sh)
-		features[FeatureSecurityHTTP] = true
+		features[feature.SecurityHTTP] = true
 	}
 	// The store is compiled even when no endpoint uses it; the feature is
 	// only listed when one does (an edge without it could serve the rest).
@@ -168,7 +146,7 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		out.SequentialPropagatedParams = px.SequentialPropagatedParams
 		if st := px.Static; st != nil {
 			out.Static = &gatewayv1.Static{Strategy: st.Strategy, Data: st.Data}
-			features[FeatureProxyStatic] = true
+			features[feature.ProxyStatic] = true
 		}
 		// KrakenD applies the endpoint flatmap only after a merge, so with a
 		// single answering backend it is ignored (and not compiled).
@@ -178,33 +156,33 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 	}
 	if j := e.ExtraConfig.JWT; j != nil {
 		out.Jwt = compileJWT(j)
-		features[FeatureAuthJWT] = true
+		features[feature.AuthJWT] = true
 	}
 	if rl := e.ExtraConfig.RateLimit; rl != nil {
 		out.RateLimit = compileRouterRateLimit(rl)
-		features[FeatureQoSRateLimit] = true
+		features[feature.QoSRateLimit] = true
 		if rl.Cluster {
-			features[FeatureQoSRateLimitCluster] = true
+			features[feature.QoSRateLimitCluster] = true
 		}
 	}
 	if e.ExtraConfig.JSONSchema != nil {
 		out.JsonSchema = e.ExtraConfig.JSONSchema
-		features[FeatureValidationJSONSchema] = true
+		features[feature.ValidationJSONSchema] = true
 	}
 	if out.Sequential {
-		features[FeatureProxySequential] = true
+		features[feature.ProxySequential] = true
 	}
 	if len(out.Flatmap) > 0 {
-		features[FeatureProxyFlatmap] = true
+		features[feature.ProxyFlatmap] = true
 	}
 	if out.CatchAll {
-		features[FeatureRouteCatchAll] = true
+		features[feature.RouteCatchAll] = true
 	}
 	switch out.OutputEncoding {
 	case "xml":
-		features[FeatureEncodingXML] = true
+		features[feature.EncodingXML] = true
 	case "yaml", "negotiate":
-		features[FeatureOutputYAML] = true
+		features[feature.OutputYAML] = true
 	}
 	return out
 }
@@ -239,30 +217,30 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 		out.Shadow = px.Shadow
 		if px.Shadow {
 			out.ShadowTimeoutMs = ms(deref(px.ShadowTimeout))
-			features[FeatureProxyShadow] = true
+			features[feature.ProxyShadow] = true
 		}
 	}
 	if rl := b.ExtraConfig.RateLimit; rl != nil {
 		out.RateLimit = compileBackendRateLimit(rl)
-		features[FeatureQoSRateLimit] = true
+		features[feature.QoSRateLimit] = true
 	}
 	if cb := b.ExtraConfig.CircuitBreaker; cb != nil {
 		out.CircuitBreaker = compileCircuitBreaker(cb)
-		features[FeatureQoSCircuitBreaker] = true
+		features[feature.QoSCircuitBreaker] = true
 	}
 	if c := b.ExtraConfig.HTTPCache; c != nil {
 		out.HttpCache = compileHTTPCache(c)
-		features[FeatureQoSHTTPCache] = true
+		features[feature.QoSHTTPCache] = true
 	}
 	if m := b.ExtraConfig.Martian; m != nil {
 		out.Martian = compileMartian(m)
-		features[FeatureModifierMartian] = true
+		features[feature.ModifierMartian] = true
 	}
 	if len(out.Flatmap) > 0 {
-		features[FeatureProxyFlatmap] = true
+		features[feature.ProxyFlatmap] = true
 	}
 	if out.Encoding == "xml" {
-		features[FeatureEncodingXML] = true
+		features[feature.EncodingXML] = true
 	}
 	return out
 }

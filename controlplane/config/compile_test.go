@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"github.com/apigw/gateway/proto/feature"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,7 +210,7 @@ func TestCompileDefaults(t *testing.T) {
 				},
 			},
 		},
-		Features: []string{FeatureProxyShadow},
+		Features: []string{feature.ProxyShadow},
 	}
 	if diff := cmp.Diff(want, c.Snapshot, protocmp.Transform()); diff != "" {
 		t.Errorf("snapshot (-want +got):\n%s", diff)
@@ -224,29 +225,29 @@ func TestCompileFeatures(t *testing.T) {
 		want      []string
 	}{
 		{"none", []string{ep("/a", "")}, nil},
-		{"xml output", []string{ep("/a", `"output_encoding": "xml"`)}, []string{FeatureEncodingXML}},
-		{"xml backend", []string{`{"endpoint": "/a", "backend": [{"url_pattern": "/x", "encoding": "xml"}]}`}, []string{FeatureEncodingXML}},
-		{"negotiate", []string{ep("/a", `"output_encoding": "negotiate"`)}, []string{FeatureOutputYAML}},
-		{"yaml", []string{ep("/a", `"output_encoding": "yaml"`)}, []string{FeatureOutputYAML}},
-		{"catch-all", []string{ep("/a/*", "")}, []string{FeatureRouteCatchAll}},
-		{"sequential", []string{ep("/a", `"extra_config": {"proxy": {"sequential": true}}`)}, []string{FeatureProxySequential}},
-		{"static", []string{ep("/a", `"extra_config": {"proxy": {"static": {"data": {"a": 1}}}}`)}, []string{FeatureProxyStatic}},
+		{"xml output", []string{ep("/a", `"output_encoding": "xml"`)}, []string{feature.EncodingXML}},
+		{"xml backend", []string{`{"endpoint": "/a", "backend": [{"url_pattern": "/x", "encoding": "xml"}]}`}, []string{feature.EncodingXML}},
+		{"negotiate", []string{ep("/a", `"output_encoding": "negotiate"`)}, []string{feature.OutputYAML}},
+		{"yaml", []string{ep("/a", `"output_encoding": "yaml"`)}, []string{feature.OutputYAML}},
+		{"catch-all", []string{ep("/a/*", "")}, []string{feature.RouteCatchAll}},
+		{"sequential", []string{ep("/a", `"extra_config": {"proxy": {"sequential": true}}`)}, []string{feature.ProxySequential}},
+		{"static", []string{ep("/a", `"extra_config": {"proxy": {"static": {"data": {"a": 1}}}}`)}, []string{feature.ProxyStatic}},
 		{"backend flatmap", []string{`{"endpoint": "/a", "backend": [{"url_pattern": "/x",
-			"extra_config": {"proxy": {"flatmap_filter": [{"type": "del", "args": ["a"]}]}}}]}`}, []string{FeatureProxyFlatmap}},
+			"extra_config": {"proxy": {"flatmap_filter": [{"type": "del", "args": ["a"]}]}}}]}`}, []string{feature.ProxyFlatmap}},
 		{"endpoint flatmap ignored with one backend",
 			[]string{ep("/a", `"extra_config": {"proxy": {"flatmap_filter": [{"type": "del", "args": ["a"]}]}}`)}, nil},
 		{"endpoint flatmap with two backends", []string{`{"endpoint": "/a", "backend": [{"url_pattern": "/x"}, {"url_pattern": "/y"}],
-			"extra_config": {"proxy": {"flatmap_filter": [{"type": "del", "args": ["a"]}]}}}`}, []string{FeatureProxyFlatmap}},
+			"extra_config": {"proxy": {"flatmap_filter": [{"type": "del", "args": ["a"]}]}}}`}, []string{feature.ProxyFlatmap}},
 		{"sorted and deduplicated", []string{ep("/b/*", `"output_encoding": "xml"`), ep("/a/*", `"output_encoding": "xml"`)},
-			[]string{FeatureEncodingXML, FeatureRouteCatchAll}},
-		{"jwt", []string{jwtEP("/a", "")}, []string{FeatureAuthJWT}},
-		{"router rate limit", []string{limitEP("/a", `"max_rate": 1`)}, []string{FeatureQoSRateLimit}},
-		{"proxy rate limit", []string{backendNS(`"qos/ratelimit/proxy": {"max_rate": 1}`)}, []string{FeatureQoSRateLimit}},
+			[]string{feature.EncodingXML, feature.RouteCatchAll}},
+		{"jwt", []string{jwtEP("/a", "")}, []string{feature.AuthJWT}},
+		{"router rate limit", []string{limitEP("/a", `"max_rate": 1`)}, []string{feature.QoSRateLimit}},
+		{"proxy rate limit", []string{backendNS(`"qos/ratelimit/proxy": {"max_rate": 1}`)}, []string{feature.QoSRateLimit}},
 		{"circuit breaker", []string{backendNS(`"qos/circuit-breaker": {"interval": 1, "timeout": 1, "max_errors": 1}`)},
-			[]string{FeatureQoSCircuitBreaker}},
-		{"http cache", []string{backendNS(`"qos/http-cache": {}`)}, []string{FeatureQoSHTTPCache}},
-		{"martian", []string{backendNS(`"modifier/martian": {"header.Modifier": {"name": "X-A"}}`)}, []string{FeatureModifierMartian}},
-		{"json schema", []string{ep("/a", `"extra_config": {"validation/json-schema": {}}`)}, []string{FeatureValidationJSONSchema}},
+			[]string{feature.QoSCircuitBreaker}},
+		{"http cache", []string{backendNS(`"qos/http-cache": {}`)}, []string{feature.QoSHTTPCache}},
+		{"martian", []string{backendNS(`"modifier/martian": {"header.Modifier": {"name": "X-A"}}`)}, []string{feature.ModifierMartian}},
+		{"json schema", []string{ep("/a", `"extra_config": {"validation/json-schema": {}}`)}, []string{feature.ValidationJSONSchema}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -264,8 +265,8 @@ func TestCompileFeatures(t *testing.T) {
 	// Service-level features, and all of them at once, sorted.
 	c := mustCompileFile(t, "testdata/krakend-security.json")
 	want := []string{
-		FeatureAuthJWT, FeatureAuthRevoker, FeatureModifierMartian, FeatureQoSCircuitBreaker, FeatureQoSHTTPCache,
-		FeatureQoSRateLimit, FeatureQoSRateLimitCluster, FeatureSecurityCORS, FeatureSecurityHTTP, FeatureValidationJSONSchema,
+		feature.AuthJWT, feature.AuthRevoker, feature.ModifierMartian, feature.QoSCircuitBreaker, feature.QoSHTTPCache,
+		feature.QoSRateLimit, feature.QoSRateLimitCluster, feature.SecurityCORS, feature.SecurityHTTP, feature.ValidationJSONSchema,
 	}
 	if diff := cmp.Diff(want, c.Snapshot.GetFeatures()); diff != "" {
 		t.Errorf("krakend-security.json features (-want +got):\n%s", diff)

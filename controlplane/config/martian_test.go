@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/apigw/gateway/proto/feature"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -115,7 +116,7 @@ func TestCompileMartian(t *testing.T) {
 	if diff := cmp.Diff(want, b.GetMartian(), protocmp.Transform()); diff != "" {
 		t.Errorf("martian (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{FeatureModifierMartian}, snap.GetFeatures()); diff != "" {
+	if diff := cmp.Diff([]string{feature.ModifierMartian}, snap.GetFeatures()); diff != "" {
 		t.Errorf("features (-want +got):\n%s", diff)
 	}
 }
@@ -144,7 +145,7 @@ func TestCompileJSONSchema(t *testing.T) {
 		if got := string(s.GetEndpoints()[0].GetJsonSchema()); got != want {
 			t.Errorf("json_schema = %s, want %s", got, want)
 		}
-		if diff := cmp.Diff([]string{FeatureValidationJSONSchema}, s.GetFeatures()); diff != "" {
+		if diff := cmp.Diff([]string{feature.ValidationJSONSchema}, s.GetFeatures()); diff != "" {
 			t.Errorf("features (-want +got):\n%s", diff)
 		}
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/apigw/gateway/proto/feature"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -191,7 +192,7 @@ func TestCompileQoSDefaults(t *testing.T) {
 		{"breaker", eps[2].GetBackends()[0].GetCircuitBreaker(), &gatewayv1.CircuitBreaker{IntervalMs: 60_000, TimeoutMs: 10_000, MaxErrors: 2}},
 		{"cache bounded by default", eps[2].GetBackends()[0].GetHttpCache(), &gatewayv1.HTTPCache{MaxSize: 64 << 20}},
 		{"features", snap.GetFeatures(), []string{
-			FeatureQoSCircuitBreaker, FeatureQoSHTTPCache, FeatureQoSRateLimit, FeatureQoSRateLimitCluster,
+			feature.QoSCircuitBreaker, feature.QoSHTTPCache, feature.QoSRateLimit, feature.QoSRateLimitCluster,
 		}},
 	}
 	for _, tc := range tests {

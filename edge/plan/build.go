@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/apigw/gateway/proto/feature"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,39 +34,8 @@ const Version = "apigw-1"
 // plane resolves it; this only guards hand-built snapshots).
 const DefaultTimeout = 2 * time.Second
 
-// Features this edge can serve (the Snapshot.features vocabulary).
-const (
-	FeatureEncodingXML     = "encoding.xml"
-	FeatureOutputYAML      = "output.yaml"
-	FeatureRouteCatchAll   = "route.catch_all"
-	FeatureProxySequential = "proxy.sequential"
-	FeatureProxyShadow     = "proxy.shadow"
-	FeatureProxyStatic     = "proxy.static"
-	FeatureProxyFlatmap    = "proxy.flatmap"
-
-	FeatureAuthJWT             = "auth.jwt"               // an endpoint has auth/validator
-	FeatureAuthRevoker         = "auth.revoker"           // the service has auth/revoker
-	FeatureQoSRateLimit        = "qos.ratelimit"          // qos/ratelimit/router or qos/ratelimit/proxy
-	FeatureQoSRateLimitCluster = "qos.ratelimit.cluster"  // a router rate limit sets cluster: true
-	FeatureQoSCircuitBreaker   = "qos.circuit_breaker"    // qos/circuit-breaker
-	FeatureQoSHTTPCache        = "qos.http_cache"         // qos/http-cache
-	FeatureSecurityCORS        = "security.cors"          // security/cors
-	FeatureSecurityHTTP        = "security.http"          // security/http
-	FeatureModifierMartian     = "modifier.martian"       // modifier/martian
-	FeatureValidationSchema    = "validation.json_schema" // validation/json-schema
-)
-
 // SupportedFeatures lists the snapshot features this build can serve, sorted.
-func SupportedFeatures() []string {
-	fs := []string{
-		FeatureAuthJWT, FeatureAuthRevoker, FeatureEncodingXML, FeatureOutputYAML, FeatureProxyFlatmap,
-		FeatureProxySequential, FeatureProxyShadow, FeatureProxyStatic, FeatureQoSCircuitBreaker,
-		FeatureQoSHTTPCache, FeatureQoSRateLimit, FeatureQoSRateLimitCluster, FeatureRouteCatchAll,
-		FeatureSecurityCORS, FeatureSecurityHTTP, FeatureModifierMartian, FeatureValidationSchema,
-	}
-	slices.Sort(fs)
-	return fs
-}
+func SupportedFeatures() []string { return feature.All() }
 
 // DefaultJWKSWait bounds how long Build waits for the first fetch of a JWKS
 // no earlier plan used (Deps.JWKSWait).

@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"fmt"
+	"github.com/apigw/gateway/proto/feature"
 	"net"
 	"os/exec"
 	"strconv"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/qos/clusterlimit"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -77,7 +77,7 @@ func TestClusterRateLimit(t *testing.T) {
 		ep.RateLimit = &gatewayv1.RouterRateLimit{ClientMaxRate: 4, EveryMs: 60_000, Cluster: true}
 		s := snapshot(ep)
 		s.Service.ClusterRateLimit = &gatewayv1.ClusterRateLimit{RedisAddress: redisAddr, KeyPrefix: "test:" + t.Name() + ":"}
-		s.Features = []string{plan.FeatureQoSRateLimit, plan.FeatureQoSRateLimitCluster}
+		s.Features = []string{feature.QoSRateLimit, feature.QoSRateLimitCluster}
 		return s
 	}
 	edges := [2]*edge{}

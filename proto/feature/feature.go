@@ -1,0 +1,45 @@
+// Package feature is the vocabulary of Snapshot.features: the optional
+// capabilities a snapshot may need and an edge may support. The control
+// plane's compiler lists the features a config uses; an edge announces the
+// ones it can serve in Hello and NACKs a snapshot that needs one it lacks
+// (an older build, or one started with --disable-feature). Both sides take
+// the names from here, beside the contract, so they cannot drift apart.
+//
+// It imports nothing, so the edge, the control plane and the CLI may all
+// depend on it.
+package feature
+
+import "slices"
+
+// The features, named after the configuration that needs them.
+const (
+	EncodingXML     = "encoding.xml"     // a backend encoding or output_encoding xml
+	OutputYAML      = "output.yaml"      // negotiate or yaml output
+	RouteCatchAll   = "route.catch_all"  // an endpoint ending in "/*"
+	ProxySequential = "proxy.sequential" // proxy.sequential
+	ProxyShadow     = "proxy.shadow"     // a shadow backend
+	ProxyStatic     = "proxy.static"     // proxy.static
+	ProxyFlatmap    = "proxy.flatmap"    // proxy.flatmap_filter
+
+	AuthJWT              = "auth.jwt"               // an endpoint has auth/validator
+	AuthRevoker          = "auth.revoker"           // the service has auth/revoker
+	QoSRateLimit         = "qos.ratelimit"          // qos/ratelimit/router or qos/ratelimit/proxy
+	QoSRateLimitCluster  = "qos.ratelimit.cluster"  // a router rate limit sets cluster: true
+	QoSCircuitBreaker    = "qos.circuit_breaker"    // qos/circuit-breaker
+	QoSHTTPCache         = "qos.http_cache"         // qos/http-cache
+	SecurityCORS         = "security.cors"          // security/cors
+	SecurityHTTP         = "security.http"          // security/http
+	ModifierMartian      = "modifier.martian"       // modifier/martian
+	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
+)
+
+// All returns every feature, sorted.
+func All() []string {
+	all := []string{
+		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
+		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
+		SecurityCORS, SecurityHTTP, ModifierMartian, ValidationJSONSchema,
+	}
+	slices.Sort(all)
+	return all
+}
