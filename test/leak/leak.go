@@ -12,8 +12,8 @@ import (
 	"go.uber.org/goleak"
 )
 
-// Options are goleak's options for this repository. fasthttp's worker-pool
-// and idle-connection cleaners notice their owner has stopped only after
+// Options are goleak's options for this repository. fasthttp's worker-pool,
+// idle-connection and client-map cleaners notice their owner has stopped only after
 // their current sleep (up to 10 s); its server-date ticker and its default
 // dialer's address-cache cleaner are process-wide singletons that live as
 // long as the process. None of them is a leak of ours.
@@ -21,6 +21,7 @@ func Options() []goleak.Option {
 	return []goleak.Option{
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
 	}
