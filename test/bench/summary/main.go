@@ -1,6 +1,8 @@
 // Command summary reads `go test -bench` output on stdin and prints one row
 // per benchmark with the median ns/op, B/op and allocs/op over its -count
-// runs: the table `make bench` shows. benchstat reads the same raw file for
+// runs, plus the median of every custom metric a benchmark reports
+// (b.ReportMetric: p99-ms, filter-bytes, %plain-rps, ...): the table
+// `make bench` shows. benchstat reads the same raw file for
 // comparisons between commits.
 package main
 
@@ -14,7 +16,11 @@ import (
 	"text/tabwriter"
 )
 
-type samples struct{ ns, bytes, allocs []float64 }
+type samples struct {
+	ns, bytes, allocs []float64
+	custom            map[string][]float64 // by unit
+	units             []string             // custom units in first-seen order
+}
 
 func main() {
 	byName := map[string]*samples{}
@@ -35,7 +41,7 @@ func main() {
 		name := pkg + " " + f[0]
 		s, ok := byName[name]
 		if !ok {
-			s = &samples{}
+			s = &samples{custom: map[string][]float64{}}
 			byName[name] = s
 			order = append(order, name)
 		}
@@ -51,14 +57,24 @@ func main() {
 				s.bytes = append(s.bytes, v)
 			case "allocs/op":
 				s.allocs = append(s.allocs, v)
+			default:
+				u := f[i+1]
+				if _, ok := s.custom[u]; !ok {
+					s.units = append(s.units, u)
+				}
+				s.custom[u] = append(s.custom[u], v)
 			}
 		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "benchmark\tns/op\tB/op\tallocs/op\truns\t")
+	fmt.Fprintln(tw, "benchmark\tns/op\tB/op\tallocs/op\truns\tother metrics\t")
 	for _, n := range order {
 		s := byName[n]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t\n", n, med(s.ns, "%.0f"), med(s.bytes, "%.0f"), med(s.allocs, "%.0f"), len(s.ns))
+		var other []string
+		for _, u := range s.units {
+			other = append(other, u+"="+med(s.custom[u], "%.4g"))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t\n", n, med(s.ns, "%.0f"), med(s.bytes, "%.0f"), med(s.allocs, "%.0f"), len(s.ns), strings.Join(other, " "))
 	}
 	tw.Flush()
 }
