@@ -76,19 +76,30 @@ type Deps struct {
 	JWKSWait time.Duration
 }
 
-// BuildError lists why a snapshot cannot be served.
+// BuildError lists why a snapshot cannot be served: every violation Build
+// found, not only the first. Its message is the one rendering of them (the
+// edge's logs, NACK detail and gw-edge run all show it).
 type BuildError struct{ Violations []*gatewayv1.FieldViolation }
 
 func (e *BuildError) Error() string {
 	if len(e.Violations) == 0 {
 		return "build plan: snapshot cannot be served"
 	}
-	v := e.Violations[0]
-	msg := "build plan: " + v.GetPath() + ": " + v.GetKind() + ": " + v.GetDetail()
-	if n := len(e.Violations) - 1; n > 0 {
-		msg += " (and " + strconv.Itoa(n) + " more)"
+	var b strings.Builder
+	b.WriteString("build plan: ")
+	for i, v := range e.Violations {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if v.GetPath() != "" {
+			b.WriteString(v.GetPath())
+			b.WriteString(": ")
+		}
+		b.WriteString(v.GetKind())
+		b.WriteString(": ")
+		b.WriteString(v.GetDetail())
 	}
-	return msg
+	return b.String()
 }
 
 // builder accumulates violations while compiling a snapshot.

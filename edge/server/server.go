@@ -17,10 +17,11 @@
 // warning.
 //
 // The package also holds the edge's Prometheus registry (Registry) and the
-// metrics listener configured by telemetry/metrics or --metrics-listen, and
-// the Applier that turns a SnapshotEnvelope into a live plan (apply.go).
+// metrics listener configured by telemetry/metrics or --metrics-listen.
+// Turning a SnapshotEnvelope into a plan is edge/apply's job; the server is
+// its apply.Target (Swap, Current).
 //
-// server imports edge/plan and edge/lkg; it never imports edge/watch nor
+// server imports edge/plan; it never imports edge/apply, edge/watch nor
 // anything from the control plane.
 package server
 

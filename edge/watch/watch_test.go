@@ -28,6 +28,7 @@ import (
 
 	"github.com/apigw/gateway/controlplane/service"
 	"github.com/apigw/gateway/controlplane/store"
+	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/plan"
@@ -254,7 +255,7 @@ func (cp *controlPlane) waitEdge(t *testing.T, node, state string, v uint64) *ga
 type edge struct {
 	rev     *auth.Revocations
 	srv     *server.Server
-	applier *server.Applier
+	applier *apply.Applier
 	store   *lkg.Store
 	client  *Client
 	logs    *syncBuffer
@@ -270,6 +271,8 @@ type edgeOpts struct {
 	dataDir  string
 	disabled []string
 	restore  bool // load the newest snapshot from dataDir before connecting
+	// applyOpts are the Applier's test hooks.
+	applyOpts []apply.Option
 }
 
 func startEdge(t *testing.T, o edgeOpts) *edge {
@@ -290,7 +293,7 @@ func startEdge(t *testing.T, o edgeOpts) *edge {
 		t.Fatal(err)
 	}
 	t.Cleanup(rev.Close)
-	a, err := server.NewApplier(server.ApplierConfig{Server: srv, Logger: log, Store: st, Deps: plan.Deps{DisabledFeatures: o.disabled, Revocations: rev}})
+	a, err := apply.New(apply.Config{Target: srv, Logger: log, Store: st, Deps: plan.Deps{DisabledFeatures: o.disabled, Revocations: rev}, Registerer: reg}, o.applyOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +311,7 @@ func startEdge(t *testing.T, o edgeOpts) *edge {
 		NodeID:           o.node,
 		Region:           "test",
 		BuildVersion:     "test",
-		SchemaVersion:    server.SchemaVersion,
+		SchemaVersion:    apply.SchemaVersion,
 		DisabledFeatures: o.disabled,
 		Applier:          a,
 		Revocations:      revocationStore{set: rev, dir: o.dataDir},
@@ -430,7 +433,7 @@ func TestUnbuildableSnapshotIsNackedAndOldPlanKept(t *testing.T) {
 	e.waitVersion(t, v1)
 
 	future := snapshot(backend, "/v2")
-	future.SchemaVersion = server.SchemaVersion + 1
+	future.SchemaVersion = apply.SchemaVersion + 1
 	v2 := cp.commit(t, future)
 	st := cp.waitEdge(t, "e1", "rejected", v1)
 	if st.GetRejectedVersion() != v2 || !strings.Contains(st.GetLastError(), "schema_version") {
@@ -669,6 +672,76 @@ func TestRevocationsFlowAndSurviveRestart(t *testing.T) {
 	}
 }
 
+// TestRevocationNotBlockedByHeldBuild is the spec's "revocations are never
+// blocked by config": while the edge builds a snapshot (held here for
+// seconds, as a slow JWKS or a 10,000-endpoint config would), a revocation
+// still reaches it at once, and the held snapshot is swapped in afterwards.
+func TestRevocationNotBlockedByHeldBuild(t *testing.T) {
+	t.Parallel()
+	const (
+		hold   = 5 * time.Second
+		budget = 100 * time.Millisecond
+	)
+	dir := t.TempDir()
+	backend := startBackend(t)
+	cp := startControlPlane(t, dir, "127.0.0.1:0")
+	holding := make(chan uint64, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	hook := apply.WithBuildHook(func(ctx context.Context, env *gatewayv1.SnapshotEnvelope) {
+		if env.GetVersion() < 2 {
+			return
+		}
+		once.Do(func() {
+			holding <- env.GetVersion()
+			select {
+			case <-release:
+			case <-time.After(hold):
+			case <-ctx.Done():
+			}
+		})
+	})
+	e := startEdge(t, edgeOpts{node: "e1", target: cp.addr, dataDir: filepath.Join(dir, "e1"), applyOpts: []apply.Option{hook}})
+	v1 := cp.commit(t, snapshot(backend, "/v1"))
+	e.waitVersion(t, v1)
+
+	v2 := cp.commit(t, snapshot(backend, "/v2"))
+	select {
+	case v := <-holding:
+		if v != v2 {
+			t.Fatalf("build of v%d held, want v%d", v, v2)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the edge never started building v2")
+	}
+	held := time.Now()
+
+	revoked := time.Now()
+	seq := cp.revoke(t, "token-1")
+	for e.rev.Seq() < seq {
+		if time.Since(held) > hold {
+			t.Fatalf("revocation seq %d not applied while the build was held (edge holds %d)", seq, e.rev.Seq())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(revoked)
+	if got, _ := e.srv.Current(); got != v1 {
+		t.Fatalf("edge serves v%d: the build was not held while the revocation arrived", got)
+	}
+	t.Logf("revocation applied %s after the Revoke call, %s into a build held for %s", took, time.Since(held), hold)
+	if took >= budget {
+		t.Errorf("revocation took %s to reach an edge that is building, want < %s", took, budget)
+	}
+	if !e.rev.Revoked("jti", "token-1") {
+		t.Error("token-1 not revoked")
+	}
+
+	// Releasing the build swaps v2 in and ACKs it.
+	close(release)
+	e.waitVersion(t, v2)
+	cp.waitEdge(t, "e1", "in_sync", v2)
+}
+
 func TestRevocationGapReconnects(t *testing.T) {
 	t.Parallel()
 	f, addr := startFake(t)
@@ -799,7 +872,7 @@ func TestHelloAndCorruptEnvelope(t *testing.T) {
 		NodeId:        "e1",
 		Region:        "test",
 		BuildVersion:  "test",
-		SchemaVersion: server.SchemaVersion,
+		SchemaVersion: apply.SchemaVersion,
 		Features:      features(plan.SupportedFeatures(), []string{"proxy.static"}),
 	}
 	if diff := cmp.Diff(want, fs.hello, protocmp.Transform()); diff != "" {
@@ -908,7 +981,7 @@ func TestBackoff(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	ok := Config{Target: "x:1", NodeID: "n", SchemaVersion: 1, Applier: nopApplier{}}
+	ok := Config{Target: "x:1", NodeID: "n", SchemaVersion: 1, Applier: idleApplier(t)}
 	tests := []struct {
 		name    string
 		mut     func(*Config)
@@ -936,7 +1009,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestCloseIsIdempotentAndStopsRun(t *testing.T) {
 	t.Parallel()
-	c, err := New(Config{Target: "127.0.0.1:1", NodeID: "n", SchemaVersion: 1, Applier: nopApplier{}, Logger: zerolog.Nop()})
+	c, err := New(Config{Target: "127.0.0.1:1", NodeID: "n", SchemaVersion: 1, Applier: idleApplier(t), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -958,7 +1031,18 @@ func TestCloseIsIdempotentAndStopsRun(t *testing.T) {
 	}
 }
 
-type nopApplier struct{}
-
-func (nopApplier) Apply(context.Context, *gatewayv1.SnapshotEnvelope) error { return nil }
-func (nopApplier) Current() (uint64, string)                                { return 0, "" }
+// idleApplier is a real Applier over a real (never serving) server, for
+// tests that need a valid Config but never apply anything.
+func idleApplier(t *testing.T) *apply.Applier {
+	t.Helper()
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	a, err := apply.New(apply.Config{Target: srv, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

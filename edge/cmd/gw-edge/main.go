@@ -11,7 +11,7 @@
 //
 //	gw-edge run -c FILE [-d] [--listen ADDR]
 //
-// Both modes feed snapshots through the same apply path (server.Applier).
+// Both modes feed snapshots through the same apply path (edge/apply).
 // This is a thin main: flags, wiring, signals. It may import
 // controlplane/config (standalone compiles the file in process) and nothing
 // else from the control plane.

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/server"
@@ -166,7 +167,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 	if err != nil {
 		return err
 	}
-	applier, err := server.NewApplier(server.ApplierConfig{Server: srv, Logger: log, Deps: reg.deps, Store: st})
+	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Store: st, Registerer: srv.Registry()})
 	if err != nil {
 		return err
 	}
@@ -177,7 +178,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		NodeID:           f.nodeID,
 		Region:           f.region,
 		BuildVersion:     buildVersion,
-		SchemaVersion:    server.SchemaVersion,
+		SchemaVersion:    apply.SchemaVersion,
 		DisabledFeatures: f.disabled,
 		Applier:          applier,
 		Revocations:      revocationStore{set: rev, dir: f.dataDir},
@@ -203,7 +204,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 
 // restoreNewest serves the newest stored snapshot that builds; an older one
 // when the newest cannot be served by this build (a downgrade, for one).
-func restoreNewest(ctx context.Context, a *server.Applier, stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) {
+func restoreNewest(ctx context.Context, a *apply.Applier, stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) {
 	for _, env := range stored {
 		if err := a.Restore(ctx, env); err != nil {
 			log.Warn().Uint64("version", env.GetVersion()).Err(err).Msg("stored snapshot cannot be served; trying an older one")

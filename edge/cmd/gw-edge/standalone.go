@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/controlplane/config"
+	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/server"
@@ -123,7 +124,7 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		srv.Close()
 		reg.close()
 	}()
-	applier, err := server.NewApplier(server.ApplierConfig{Server: srv, Logger: log, Deps: reg.deps})
+	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Registerer: srv.Registry()})
 	if err != nil {
 		return err
 	}
