@@ -58,8 +58,8 @@ type Deps struct {
 	// that keeps an endpoint's auth/validator keeps its keys and verified
 	// tokens. nil makes Build create one owned by the plan (tests).
 	Keys *auth.Keys
-	// Revocations is the edge's revocation set (auth.LoadRevocations from
-	// the data dir, fed by the sync stream). Every JWT endpoint checks it on
+	// Revocations is the edge's revocation set (restored from edge/lkg,
+	// fed by the sync stream). Every JWT endpoint checks it on
 	// every request, and a successful Build applies the snapshot's
 	// service.revoker to it. nil disables revocation; a snapshot with
 	// service.revoker then fails to build.

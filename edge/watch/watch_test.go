@@ -288,11 +288,15 @@ func startEdge(t *testing.T, o edgeOpts) *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err := auth.LoadRevocations(o.dataDir, auth.RevocationsConfig{Logger: log})
-	if err != nil {
+	rev := auth.NewRevocations(auth.RevocationsConfig{Logger: log})
+	t.Cleanup(rev.Close)
+	if saved, err := st.LoadRevocations(); err == nil {
+		if err := rev.Reset(saved.GetSeq(), saved.GetEntries()); err != nil {
+			t.Fatal(err)
+		}
+	} else if !errors.Is(err, lkg.ErrNotFound) {
 		t.Fatal(err)
 	}
-	t.Cleanup(rev.Close)
 	a, err := apply.New(apply.Config{Target: srv, Logger: log, Store: st, Deps: plan.Deps{DisabledFeatures: o.disabled, Revocations: rev}, Registerer: reg}, o.applyOpts...)
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +318,7 @@ func startEdge(t *testing.T, o edgeOpts) *edge {
 		SchemaVersion:    apply.SchemaVersion,
 		DisabledFeatures: o.disabled,
 		Applier:          a,
-		Revocations:      revocationStore{set: rev, dir: o.dataDir},
+		Revocations:      revocationStore{set: rev, store: st},
 		Logger:           log,
 		Keepalive:        100 * time.Millisecond,
 		RecvTimeout:      time.Second,
@@ -588,8 +592,8 @@ func TestBootFromLastKnownGoodWithoutControlPlane(t *testing.T) {
 
 // revocationStore persists the set in the edge's data dir (as gw-edge does).
 type revocationStore struct {
-	set *auth.Revocations
-	dir string
+	set   *auth.Revocations
+	store *lkg.Store
 }
 
 func (r revocationStore) Seq() uint64 { return r.set.Seq() }
@@ -599,7 +603,7 @@ func (r revocationStore) ApplyDelta(e []*gatewayv1.RevocationEntry, from, to uin
 func (r revocationStore) Reset(seq uint64, e []*gatewayv1.RevocationEntry) error {
 	return r.set.Reset(seq, e)
 }
-func (r revocationStore) Persist() error { return r.set.Save(r.dir) }
+func (r revocationStore) Persist() error { return r.store.SaveRevocations(r.set.Export()) }
 
 func (cp *controlPlane) revoke(t *testing.T, jti string) uint64 {
 	t.Helper()
@@ -645,11 +649,19 @@ func TestRevocationsFlowAndSurviveRestart(t *testing.T) {
 	// plane enforces it, and reconnecting resumes from the held seq.
 	e.stop()
 	cp.stop()
-	rev, err := auth.LoadRevocations(dataDir, auth.RevocationsConfig{})
+	st, err := lkg.New(lkg.Config{Dir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
+	saved, err := st.LoadRevocations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := auth.NewRevocations(auth.RevocationsConfig{})
 	defer rev.Close()
+	if err := rev.Reset(saved.GetSeq(), saved.GetEntries()); err != nil {
+		t.Fatal(err)
+	}
 	if rev.Seq() != seq || !rev.Revoked("jti", "token-2") {
 		t.Errorf("persisted set at seq %d (revoked token-2: %v), want seq %d", rev.Seq(), rev.Revoked("jti", "token-2"), seq)
 	}

@@ -159,10 +159,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 	// The revocation set from the last run: a restart without the control
 	// plane keeps enforcing it. A corrupt copy leaves an empty set at seq 0,
 	// which makes the control plane send a full reset.
-	rev, err := auth.LoadRevocations(f.dataDir, auth.RevocationsConfig{Logger: log})
-	if err != nil {
-		log.Warn().Err(err).Msg("revocation set on disk unusable; starting empty")
-	}
+	rev := loadRevocations(st, log)
 	reg, err = newRegistries(srv.Registry(), log, f.disabled, rev)
 	if err != nil {
 		return err
@@ -181,7 +178,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		SchemaVersion:    apply.SchemaVersion,
 		DisabledFeatures: f.disabled,
 		Applier:          applier,
-		Revocations:      revocationStore{set: rev, dir: f.dataDir},
+		Revocations:      revocationStore{set: rev, store: st},
 		Logger:           log,
 		Keepalive:        f.keepalive,
 		Registerer:       srv.Registry(),
@@ -236,10 +233,24 @@ func storedListenAddr(stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) 
 	return defaultListen
 }
 
+// loadRevocations returns the revocation set saved in the data dir, or an
+// empty one (seq 0) when there is none or it is unusable.
+func loadRevocations(st *lkg.Store, log zerolog.Logger) *auth.Revocations {
+	rev := auth.NewRevocations(auth.RevocationsConfig{Logger: log})
+	saved, err := st.LoadRevocations()
+	if err == nil {
+		err = rev.Reset(saved.GetSeq(), saved.GetEntries())
+	}
+	if err != nil && !errors.Is(err, lkg.ErrNotFound) {
+		log.Warn().Err(err).Msg("revocation set on disk unusable; starting empty")
+	}
+	return rev
+}
+
 // revocationStore persists the revocation set in the data dir.
 type revocationStore struct {
-	set *auth.Revocations
-	dir string
+	set   *auth.Revocations
+	store *lkg.Store
 }
 
 func (r revocationStore) Seq() uint64 { return r.set.Seq() }
@@ -252,4 +263,4 @@ func (r revocationStore) Reset(seq uint64, entries []*gatewayv1.RevocationEntry)
 	return r.set.Reset(seq, entries)
 }
 
-func (r revocationStore) Persist() error { return r.set.Save(r.dir) }
+func (r revocationStore) Persist() error { return r.store.SaveRevocations(r.set.Export()) }
