@@ -80,6 +80,9 @@ type Config struct {
 	// Raw allows a single identity backend's valid JSON object body to be
 	// returned untouched (Result.Raw) instead of decoded and re-encoded.
 	Raw bool
+	// Panics counts backend calls that panicked (a bug; the call fails);
+	// nil disables counting.
+	Panics Counter
 }
 
 // Pipe is a compiled endpoint pipe. Immutable and safe for concurrent use.
@@ -94,6 +97,7 @@ type Pipe struct {
 	flatmap    *response.Flatmap
 	static     *response.Static
 	raw        bool
+	panics     Counter
 	pool       sync.Pool // *Exchange sized for this pipe
 }
 
@@ -124,6 +128,7 @@ func New(cfg Config) (*Pipe, error) {
 		inner:      cfg.Timeout * 75 / 100,
 		static:     cfg.Static,
 		raw:        cfg.Raw && len(cfg.Backends) == 1 && cc == 1 && cfg.Static == nil,
+		panics:     cfg.Panics,
 	}
 	if len(cfg.Backends) > 1 {
 		p.flatmap = cfg.Flatmap

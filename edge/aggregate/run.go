@@ -163,6 +163,9 @@ func (ex *Exchange) safeWork(k int) {
 // deferred function itself).
 func (ex *Exchange) recoverCall(k int) {
 	if recover() != nil {
+		if ex.pipe.panics != nil {
+			ex.pipe.panics.Inc()
+		}
 		c := &ex.calls[k]
 		c.ok, c.complete, c.value, c.raw = false, false, nil, nil
 	}

@@ -243,11 +243,12 @@ func (b *builder) build() (*Plan, error) {
 	if b.deps.Metrics != nil {
 		p.metrics = b.deps.Metrics.unmatched
 		p.rejections = b.deps.Metrics.rejections
+		p.panics = b.deps.Metrics.panicCounter(panicRequest)
 	}
 	if !rt.GetDisableHealth() {
 		p.healthPath = rt.GetHealthPath()
 		if p.healthPath == "" {
-			p.healthPath = "/__health"
+			p.healthPath = DefaultHealthPath
 		}
 	}
 	if len(rt.GetErrorBody_404()) > 0 {
@@ -444,6 +445,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		Flatmap:         flat,
 		Static:          static,
 		Raw:             out == response.OutputJSON && len(answering) == 1 && formats[0].Identity(),
+		Panics:          b.deps.Metrics.panicCounter(panicBackendCall),
 	})
 	if err != nil {
 		b.violate(path, "invalid", err.Error())

@@ -17,8 +17,23 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	authRejected  *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
+	panics        *prometheus.CounterVec
 	unmatched     endpointMetrics
 	rejections    rejectionMetrics
+}
+
+// Values of gw_edge_panics_total{where}.
+const (
+	panicRequest     = "request"
+	panicBackendCall = "backend_call"
+)
+
+// panicCounter is the counter of panics recovered at where; nil when m is.
+func (m *Metrics) panicCounter(where string) prometheus.Counter {
+	if m == nil {
+		return nil
+	}
+	return m.panics.WithLabelValues(where)
 }
 
 // unmatchedEndpoint labels requests no endpoint answered (404, 405,
@@ -33,8 +48,8 @@ var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 // gw_edge_requests_total{endpoint,code_class},
 // gw_edge_backend_errors_total{backend},
 // gw_edge_request_duration_seconds{endpoint},
-// gw_edge_auth_rejections_total{reason} and
-// gw_edge_rate_limited_total{scope}.
+// gw_edge_auth_rejections_total{reason},
+// gw_edge_rate_limited_total{scope} and gw_edge_panics_total{where}.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -58,8 +73,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gw_edge_rate_limited_total",
 			Help: "Requests refused by an endpoint rate limit, by scope (client: 429, global: 503).",
 		}, []string{"scope"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_panics_total",
+			Help: "Panics recovered on the request path (a bug), by where: request (answered 500), backend_call (the call failed).",
+		}, []string{"where"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited} {
+	for _, w := range []string{panicRequest, panicBackendCall} {
+		m.panics.WithLabelValues(w)
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.panics} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -40,9 +40,11 @@ package plan
 
 import (
 	"bytes"
+	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
@@ -80,6 +82,11 @@ var (
 	rawContentType  = []byte(response.ContentTypeJSON)
 )
 
+// DefaultHealthPath is where the edge answers health checks when the
+// snapshot names no other path, and while no plan is loaded (the edge's one
+// copy of KrakenD's /__health).
+const DefaultHealthPath = "/__health"
+
 // Plan serves requests from one snapshot. It is immutable and safe for
 // concurrent use.
 type Plan struct {
@@ -97,6 +104,7 @@ type Plan struct {
 	body405        []byte
 	metrics        endpointMetrics // unmatched requests
 	rejections     rejectionMetrics
+	panics         prometheus.Counter // nil without metrics
 
 	upstreams    *Upstreams
 	upstreamKeys []string
@@ -211,7 +219,11 @@ func (p *Plan) Serve(ctx *fasthttp.RequestCtx) {
 // finish recovers from a panic (last line of defence) and pools st.
 func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 	if r := recover(); r != nil {
-		p.log.Error().Interface("panic", r).Bytes("path", ctx.Path()).Msg("plan: request handler panicked")
+		if p.panics != nil {
+			p.panics.Inc()
+		}
+		p.log.Error().Interface("panic", r).Bytes("path", ctx.Path()).Bytes("stack", debug.Stack()).
+			Msg("plan: request handler panicked")
 		ctx.Response.Reset()
 		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		// st may be inconsistent: let the GC have it.

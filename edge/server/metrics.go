@@ -28,7 +28,6 @@ func NewRegistry() *prometheus.Registry {
 type metrics struct {
 	reg     *prometheus.Registry
 	version prometheus.Gauge
-	panics  prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error) {
@@ -38,10 +37,6 @@ func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error)
 			Name: "gw_edge_snapshot_version",
 			Help: "Version of the snapshot the edge serves (0 before the first one).",
 		}),
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gw_edge_handler_panics_total",
-			Help: "Requests whose plan handler panicked (answered 500).",
-		}),
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "gw_edge_build_info",
@@ -49,7 +44,7 @@ func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error)
 		ConstLabels: prometheus.Labels{"version": buildVersion},
 	})
 	info.Set(1)
-	for _, c := range []prometheus.Collector{m.version, m.panics, info} {
+	for _, c := range []prometheus.Collector{m.version, info} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register edge metrics: %w", err)
 		}

@@ -30,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,12 +44,11 @@ import (
 )
 
 // DefaultHealthPath answers health checks while no plan is loaded.
-const DefaultHealthPath = "/__health"
+const DefaultHealthPath = plan.DefaultHealthPath
 
 // Fixed bodies: a client never sees an error text of ours.
 var (
 	bodyUnavailable   = []byte(`{"error":"service_unavailable"}`)
-	bodyInternal      = []byte(`{"error":"internal"}`)
 	bodyBadRequest    = []byte(`{"error":"bad_request"}`)
 	bodyTooLarge      = []byte(`{"error":"payload_too_large"}`)
 	bodyHeaderTooBig  = []byte(`{"error":"request_header_fields_too_large"}`)
@@ -467,28 +465,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetBody(bodyUnavailable)
 		return
 	}
-	s.servePlan(ctx, st.plan)
-}
-
-// servePlan runs the plan with a panic guard: plan.Serve must never panic,
-// and if a bug makes it, one request fails instead of the whole edge.
-func (s *Server) servePlan(ctx *fasthttp.RequestCtx, p *plan.Plan) {
-	defer s.recoverRequest(ctx)
-	p.Serve(ctx)
-}
-
-func (s *Server) recoverRequest(ctx *fasthttp.RequestCtx) {
-	r := recover()
-	if r == nil {
-		return
-	}
-	s.m.panics.Inc()
-	s.log.Error().Str("panic", fmt.Sprint(r)).Bytes("path", ctx.Path()).Bytes("stack", debug.Stack()).
-		Msg("request handler panicked")
-	ctx.Response.Reset()
-	ctx.SetStatusCode(fasthttp.StatusInternalServerError)
-	ctx.SetContentTypeBytes(contentTypeJSON)
-	ctx.SetBody(bodyInternal)
+	// plan.Serve recovers its own panics (and counts them in
+	// gw_edge_panics_total): one recover, where the request state is.
+	st.plan.Serve(ctx)
 }
 
 // handleError answers requests fasthttp could not read, with fixed bodies.
