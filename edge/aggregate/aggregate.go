@@ -98,7 +98,10 @@ type Pipe struct {
 	static     *response.Static
 	raw        bool
 	panics     Counter
-	pool       sync.Pool // *Exchange sized for this pipe
+	// calls counts the call goroutines still running (stragglers
+	// included): the pipe owns them and Wait waits for them.
+	calls sync.WaitGroup
+	pool  sync.Pool // *Exchange sized for this pipe
 }
 
 // New compiles cfg.
@@ -136,6 +139,13 @@ func New(cfg Config) (*Pipe, error) {
 	p.pool.New = p.newExchange
 	return p, nil
 }
+
+// Wait blocks until every call goroutine the pipe started has returned; a
+// straggler (a call whose answer came too late to be used) ends by its call
+// deadline, the endpoint timeout. Call it once no request uses the pipe any
+// more (after the plan holding it was released and its requests drained):
+// it must not race with Run.
+func (p *Pipe) Wait() { p.calls.Wait() }
 
 // Result is the outcome of a pipe run. Its slices and values live in the
 // Exchange and are valid until Exchange.Release.

@@ -93,6 +93,7 @@ func (ex *Exchange) runBackends(from, to int, in *proxy.Inbound, outer, start ti
 		launched--
 	}
 	ex.refs.Add(int32(launched))
+	p.calls.Add(launched)
 	for k := first; k < last; k++ {
 		if k != inline {
 			go ex.launchers[k]()
@@ -147,9 +148,11 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 // launch runs call k on its own goroutine: the goroutine owns call slot k
 // and scratch slot k until it signals, then drops its Exchange reference.
 func (ex *Exchange) launch(k int) {
+	p := ex.pipe // ex may be recycled by unref
 	ex.safeWork(k)
 	ex.done <- k
 	ex.unref()
+	p.calls.Done()
 }
 
 // safeWork runs work and turns a panic into a failed call: a bug in one

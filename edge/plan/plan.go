@@ -165,6 +165,17 @@ func (p *Plan) Release() {
 	})
 }
 
+// Wait blocks until every backend call goroutine of the plan has returned,
+// the stragglers of aggregated endpoints included (each ends by its call
+// deadline). Call it after Release, once no request is served from p.
+func (p *Plan) Wait() {
+	for _, ep := range p.endpoints {
+		if ep != nil && ep.pipe != nil {
+			ep.pipe.Wait()
+		}
+	}
+}
+
 // reqState is the pooled per-request scratch of Serve.
 type reqState struct {
 	params router.Params

@@ -443,10 +443,16 @@ func (s *Server) shutdown() {
 	// Nothing serves any more: let the last plan's upstream clients go.
 	// Current keeps reporting what was served.
 	s.reconfMu.Lock()
-	defer s.reconfMu.Unlock()
-	if st := s.cur.Load(); st.plan != nil {
+	st := s.cur.Load()
+	if st.plan != nil {
 		s.cur.Store(newState(nil, st.version, st.sha))
 		st.plan.Release()
+	}
+	s.reconfMu.Unlock()
+	if st.plan != nil {
+		// No goroutine of the plan outlives the server: backend calls
+		// still running (aggregate stragglers) end by their deadline.
+		st.plan.Wait()
 	}
 }
 
