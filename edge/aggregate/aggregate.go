@@ -52,8 +52,9 @@ type Backend struct {
 	ReturnErrorCode bool
 	// MaxBodySize bounds the decompressed body (0: unbounded).
 	MaxBodySize int
-	// Errors counts failed calls; nil disables counting.
-	Errors Counter
+	// Errors counts failed calls, indexed by why they failed; a nil entry
+	// disables counting that reason.
+	Errors [proxy.NumReasons]Counter
 }
 
 // Shadow is one shadow backend: a detached copy whose result is discarded.
@@ -160,6 +161,9 @@ type Result struct {
 	Complete bool
 	// Failed counts backends that failed (error, timeout, bad status, bad body).
 	Failed int
+	// Reason is why the first failed backend failed (ReasonNone when none
+	// did), as the proxy classified it.
+	Reason proxy.Reason
 	// Status, when non-zero, is the failed single backend's status to
 	// answer with (return_error_code); ErrBody and ErrContentType are its
 	// body and Content-Type (for router.return_error_msg).
@@ -186,8 +190,9 @@ type call struct {
 	// outcome, written by the call's goroutine before it signals
 	ok       bool // produced data (success, or return_error_details)
 	complete bool
-	refused  bool // the circuit breaker refused the call (never sent)
-	status   int  // non-zero when the backend answered with a failing status
+	refused  bool         // the circuit breaker refused the call (never sent)
+	status   int          // non-zero when the backend answered with a failing status
+	reason   proxy.Reason // why the call failed (ReasonNone when it did not)
 	value    *fastjson.Value
 	raw      []byte
 }
@@ -196,7 +201,7 @@ func (c *call) reset() {
 	c.host = nil
 	c.req.Reset()
 	c.resp.Reset()
-	c.ok, c.complete, c.refused, c.status = false, false, false, 0
+	c.ok, c.complete, c.refused, c.status, c.reason = false, false, false, 0, proxy.ReasonNone
 	c.value, c.raw = nil, nil
 }
 

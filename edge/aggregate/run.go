@@ -171,6 +171,7 @@ func (ex *Exchange) recoverCall(k int) {
 		}
 		c := &ex.calls[k]
 		c.ok, c.complete, c.value, c.raw = false, false, nil, nil
+		c.reason = proxy.ReasonInternal
 	}
 }
 
@@ -186,11 +187,14 @@ func (ex *Exchange) work(k int) {
 	t, err := call.Admit()
 	if err != nil {
 		c.refused = err == proxy.ErrOpen
+		c.reason = proxy.ReasonRefused
 		return
 	}
 	reached, err := call.RoundTrip(c.host, &c.req, &c.resp, c.deadline)
 	if err == nil {
 		ex.decode(k)
+	} else {
+		c.reason = proxy.ReasonOf(err)
 	}
 	call.Finish(t, reached, c.complete)
 }
@@ -202,6 +206,7 @@ func (ex *Exchange) decode(k int) {
 	status := c.resp.StatusCode()
 	if !proxy.IsSuccess(status) {
 		c.status = status
+		c.reason = proxy.ReasonStatus
 		if b.ErrorDetailsKey != "" {
 			body, _ := proxy.Body(&c.resp, b.MaxBodySize)
 			c.resp.Header.SetNoDefaultContentType(true)
@@ -212,6 +217,7 @@ func (ex *Exchange) decode(k int) {
 	}
 	body, err := proxy.Body(&c.resp, b.MaxBodySize)
 	if err != nil {
+		c.reason = proxy.BodyReason(err)
 		return
 	}
 	if ex.pipe.raw && response.ValidObject(body) {
@@ -220,6 +226,7 @@ func (ex *Exchange) decode(k int) {
 	}
 	v, err := b.Format.Decode(ex.scratch, k, body)
 	if err != nil {
+		c.reason = proxy.ReasonDecode
 		return
 	}
 	c.value = b.Format.Apply(ex.scratch, k, v)
@@ -263,19 +270,19 @@ func (ex *Exchange) finish() {
 			continue
 		case k < 0:
 			complete, errored = false, true
-			r.Failed++
-			ex.parts[i] = nil
-			if cnt := p.backends[i].Errors; cnt != nil {
-				cnt.Inc()
+			// Undecided at the merge deadline: a timeout. Otherwise the
+			// reason of the last copy that failed.
+			reason := proxy.ReasonTimeout
+			if f := ex.lastFail[i]; f >= 0 {
+				reason = ex.calls[f].reason
 			}
+			ex.failed(i, reason)
+			ex.parts[i] = nil
 			continue
 		}
 		c := &ex.calls[k]
 		if c.status != 0 { // return_error_details data for a failed call
-			r.Failed++
-			if cnt := p.backends[i].Errors; cnt != nil {
-				cnt.Inc()
-			}
+			ex.failed(i, proxy.ReasonStatus)
 		}
 		if !c.complete {
 			complete = false
@@ -311,6 +318,19 @@ func (ex *Exchange) finish() {
 	if p.static != nil && p.static.Match(got > 0, errored, r.Complete) {
 		r.Value = p.static.Apply(ex.scratch, r.Value)
 		r.Raw = nil
+	}
+}
+
+// failed records that backend i failed for reason: counted in the result
+// (the first failure's reason is kept) and in the backend's metrics.
+func (ex *Exchange) failed(i int, reason proxy.Reason) {
+	r := &ex.result
+	if r.Failed == 0 {
+		r.Reason = reason
+	}
+	r.Failed++
+	if cnt := ex.pipe.backends[i].Errors[reason]; cnt != nil {
+		cnt.Inc()
 	}
 }
 

@@ -387,9 +387,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		if alias := be.GetReturnErrorDetails(); alias != "" {
 			ab.ErrorDetailsKey = "error_" + alias
 		}
-		if c := b.deps.Metrics.backend(be.GetName()); c != nil {
-			ab.Errors = c
-		}
+		ab.Errors = b.deps.Metrics.backend(be.GetName())
 		answering = append(answering, ab)
 	}
 	if len(b.violations) > nviol {

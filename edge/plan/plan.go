@@ -121,10 +121,10 @@ type endpoint struct {
 	timeout      time.Duration
 	cacheControl []byte // nil without cache_ttl
 	output       response.Output
-	noop         *proxy.Backend // set for a no-op pass-through endpoint
-	noopErrors   aggregate.Counter
-	shadows      []aggregate.Shadow // fired by the no-op path (the pipe fires its own)
-	pipe         *aggregate.Pipe    // every other endpoint
+	noop         *proxy.Backend                      // set for a no-op pass-through endpoint
+	noopErrors   [proxy.NumReasons]aggregate.Counter // indexed by failure reason
+	shadows      []aggregate.Shadow                  // fired by the no-op path (the pipe fires its own)
+	pipe         *aggregate.Pipe                     // every other endpoint
 	metrics      endpointMetrics
 
 	jwt     *auth.Validator   // auth/validator, nil for a public endpoint
@@ -310,8 +310,8 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 		ep.shadows[i].Call.Shadow(in, ep.shadows[i].Timeout)
 	}
 	if err := ep.noop.ServeNoOp(ctx, in, start.Add(ep.timeout)); err != nil {
-		if ep.noopErrors != nil {
-			ep.noopErrors.Inc()
+		if c := ep.noopErrors[proxy.ReasonOf(err)]; c != nil {
+			c.Inc()
 		}
 		if err == proxy.ErrOpen {
 			p.serviceUnavailable(ctx, st, ep.noop.RetryAfter())
