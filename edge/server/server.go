@@ -39,6 +39,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -71,9 +72,14 @@ type Config struct {
 	// MetricsListen, when set, serves /metrics there from New on and
 	// overrides the snapshot's telemetry/metrics listen_address.
 	MetricsListen string
-	// LogLevel is the global zerolog level used while the snapshot sets none
-	// ("" means info).
+	// LogLevel is the level used while the snapshot sets none ("" means
+	// info).
 	LogLevel string
+	// Level is the level of the edge's loggers (built on Level.Writer); the
+	// server sets it to LogLevel, then to each snapshot's
+	// telemetry/logging level. nil leaves levels alone (the snapshot's
+	// level then has no effect, and a snapshot naming one is warned about).
+	Level *loglevel.Var
 	// PinLogLevel keeps LogLevel even when a snapshot's telemetry/logging
 	// asks for another level (an operator's --log-level or -d wins).
 	PinLogLevel bool
@@ -171,6 +177,9 @@ func New(cfg Config) (*Server, error) {
 	level := zerolog.InfoLevel
 	if cfg.LogLevel != "" {
 		level, _ = zerolog.ParseLevel(cfg.LogLevel)
+	}
+	if cfg.Level != nil {
+		cfg.Level.Set(level)
 	}
 	reg := cfg.Registry
 	if reg == nil {
@@ -291,10 +300,16 @@ func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 	}
 }
 
-// applyLogLevel sets the global zerolog level from telemetry/logging unless
+// applyLogLevel sets the edge's log level from telemetry/logging unless
 // the operator pinned it.
 func (s *Server) applyLogLevel(l *gatewayv1.Logging) {
 	if s.cfg.PinLogLevel {
+		return
+	}
+	if s.cfg.Level == nil {
+		if l.GetLevel() != "" {
+			s.log.Warn().Str("level", l.GetLevel()).Msg("snapshot logging level has no effect: this server was given no level to set")
+		}
 		return
 	}
 	level := s.baseLevel
@@ -306,8 +321,8 @@ func (s *Server) applyLogLevel(l *gatewayv1.Logging) {
 			level = parsed
 		}
 	}
-	if zerolog.GlobalLevel() != level {
-		zerolog.SetGlobalLevel(level)
+	if s.cfg.Level.Level() != level {
+		s.cfg.Level.Set(level)
 		s.log.Info().Str("level", level.String()).Msg("log level set from snapshot")
 	}
 }

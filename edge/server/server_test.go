@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/apigw/gateway/edge/apply"
+	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -616,11 +617,7 @@ func TestShutdownWaitBound(t *testing.T) {
 }
 
 func TestLogLevelFromSnapshot(t *testing.T) {
-	// Not parallel: the zerolog level is process-global.
-	prev := zerolog.GlobalLevel()
-	t.Cleanup(func() { zerolog.SetGlobalLevel(prev) })
-	zerolog.SetGlobalLevel(zerolog.InfoLevel)
-
+	t.Parallel()
 	tests := []struct {
 		name  string
 		pin   bool
@@ -634,16 +631,18 @@ func TestLogLevelFromSnapshot(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			zerolog.SetGlobalLevel(zerolog.WarnLevel)
+			t.Parallel()
+			lv := loglevel.New(zerolog.InfoLevel)
 			h := start(t, func(c *Config, _ *apply.Config) {
 				c.PinLogLevel = tc.pin
 				c.LogLevel = "warn"
+				c.Level = lv
 			})
 			snap := snapshot()
 			snap.Service.Logging = &gatewayv1.Logging{Level: tc.level}
 			h.apply(t, envelope(t, 1, snap))
-			if got := zerolog.GlobalLevel(); got != tc.want {
-				t.Errorf("global level = %s, want %s", got, tc.want)
+			if got := lv.Level(); got != tc.want {
+				t.Errorf("level = %s, want %s", got, tc.want)
 			}
 		})
 	}

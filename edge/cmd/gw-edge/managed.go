@@ -18,6 +18,7 @@ import (
 
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/server"
 	"github.com/apigw/gateway/edge/watch"
@@ -106,8 +107,8 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "gw-edge: invalid flags:\n%v\n", err)
 		return exitUsage
 	}
-	log := f.logger(stdout)
-	if err := managed(ctx, &f, isSet(fs, "log-level"), log); err != nil {
+	log, lv := f.logger(stdout)
+	if err := managed(ctx, &f, isSet(fs, "log-level"), log, lv); err != nil {
 		log.Error().Err(err).Msg("exiting")
 		return exitError
 	}
@@ -115,7 +116,7 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 // managed runs the edge until ctx is done: LKG first, then the control plane.
-func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Logger) error {
+func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Logger, lv *loglevel.Var) error {
 	var tlsCfg *tls.Config
 	if f.caFile != "" || f.certFile != "" {
 		c, err := watch.LoadTLS(f.caFile, f.certFile, f.keyFile)
@@ -143,6 +144,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		BuildVersion:  buildVersion,
 		MetricsListen: f.metricsListen,
 		LogLevel:      f.level,
+		Level:         lv,
 		PinLogLevel:   pinLevel,
 	})
 	if err != nil {
