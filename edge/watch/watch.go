@@ -181,6 +181,7 @@ type Client struct {
 	dialOpts  []grpc.DialOption
 	connected prometheus.Gauge
 	revSeq    prometheus.Gauge
+	streams   *prometheus.CounterVec // {result}: established, failed
 	worker    *apply.Worker
 
 	mu      sync.Mutex         // guards the fields below
@@ -224,7 +225,22 @@ func New(cfg Config) (*Client, error) {
 		Name: "gw_edge_revocation_seq",
 		Help: "Revocation log position the edge enforces.",
 	})
+	c.streams = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gw_edge_controlplane_streams_total",
+		Help: "Sync streams opened, by result: established (counted when the control plane first answers) or failed (ended before it answered).",
+	}, []string{"result"})
+	c.streams.WithLabelValues(streamEstablished)
+	c.streams.WithLabelValues(streamFailed)
 	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(c.streams); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("watch: register metrics: %w", err)
+			}
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				c.streams = existing
+			}
+		}
 		for _, g := range []*prometheus.Gauge{&c.connected, &c.revSeq} {
 			if err := cfg.Registerer.Register(*g); err != nil {
 				var are prometheus.AlreadyRegisteredError
@@ -242,6 +258,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	return c, nil
 }
+
+// Values of gw_edge_controlplane_streams_total{result}.
+const (
+	streamEstablished = "established"
+	streamFailed      = "failed"
+)
 
 // features is supported minus disabled, sorted.
 func features(supported, disabled []string) []string {
@@ -279,6 +301,9 @@ func (c *Client) Run(ctx context.Context) error {
 	attempt := 0
 	for {
 		established, err := c.session(ctx)
+		if !established && ctx.Err() == nil {
+			c.streams.WithLabelValues(streamFailed).Inc()
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -404,6 +429,7 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 			if !established {
 				established = true
 				c.connected.Set(1)
+				c.streams.WithLabelValues(streamEstablished).Inc()
 				c.log.Info().Uint64("held_version", held).Str("held_sha256", heldSHA).Msg("connected to control plane")
 			}
 			if err := c.handle(stream, m); err != nil {
