@@ -22,6 +22,7 @@ import (
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/violation"
 )
 
 // SchemaVersion is the newest Snapshot.schema_version this edge serves.
@@ -123,8 +124,8 @@ type builder struct {
 	lease      *qos.Lease
 }
 
-func (b *builder) violate(path, kind, detail string) {
-	b.violations = append(b.violations, &gatewayv1.FieldViolation{Path: path, Kind: kind, Detail: detail})
+func (b *builder) violate(path string, kind violation.Kind, detail string) {
+	b.violations = append(b.violations, &gatewayv1.FieldViolation{Path: path, Kind: kind.String(), Detail: detail})
 }
 
 // Build compiles a snapshot into an immutable Plan: the router table, every
@@ -133,7 +134,7 @@ func (b *builder) violate(path, kind, detail string) {
 // the snapshot cannot be served; no upstream reference is kept then.
 func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if snap == nil {
-		return nil, &BuildError{Violations: []*gatewayv1.FieldViolation{{Path: "", Kind: "required", Detail: "no snapshot"}}}
+		return nil, &BuildError{Violations: []*gatewayv1.FieldViolation{{Path: "", Kind: violation.Required.String(), Detail: "no snapshot"}}}
 	}
 	b := &builder{snap: snap, deps: deps, upstreams: deps.Upstreams, created: map[string]bool{}}
 	own := b.upstreams == nil
@@ -219,15 +220,15 @@ func (b *builder) qosLease() (*qos.Lease, error) {
 func (b *builder) build() (*Plan, error) {
 	snap := b.snap
 	if v := snap.GetSchemaVersion(); v > SchemaVersion {
-		b.violate("schema_version", "unsupported", fmt.Sprintf("schema version %d is newer than this edge understands (%d)", v, SchemaVersion))
+		b.violate("schema_version", violation.Unsupported, fmt.Sprintf("schema version %d is newer than this edge understands (%d)", v, SchemaVersion))
 	}
 	supported := SupportedFeatures()
 	for i, f := range snap.GetFeatures() {
 		switch {
 		case !slices.Contains(supported, f):
-			b.violate(fmt.Sprintf("features[%d]", i), "unsupported", fmt.Sprintf("feature %q is not supported by this edge (supported: %s)", f, strings.Join(supported, ", ")))
+			b.violate(fmt.Sprintf("features[%d]", i), violation.Unsupported, fmt.Sprintf("feature %q is not supported by this edge (supported: %s)", f, strings.Join(supported, ", ")))
 		case slices.Contains(b.deps.DisabledFeatures, f):
-			b.violate(fmt.Sprintf("features[%d]", i), "unsupported", fmt.Sprintf("feature %q is disabled on this edge", f))
+			b.violate(fmt.Sprintf("features[%d]", i), violation.Unsupported, fmt.Sprintf("feature %q is disabled on this edge", f))
 		}
 	}
 
@@ -267,17 +268,17 @@ func (b *builder) build() (*Plan, error) {
 		TrustedProxies:      rt.GetTrustedProxies(),
 	})
 	if err != nil {
-		b.violate("service.router.trusted_proxies", "invalid", err.Error())
+		b.violate("service.router.trusted_proxies", violation.Invalid, err.Error())
 	}
 	p.clientIP = clientIP
 	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
-		b.violate("service.extra_config.auth/revoker", "unsupported", "this edge has no revocation set to enforce auth/revoker with")
+		b.violate("service.extra_config.auth/revoker", violation.Unsupported, "this edge has no revocation set to enforce auth/revoker with")
 	}
 	if p.cors, err = security.NewCORS(svc.GetCors()); err != nil {
-		b.violate("service.extra_config.security/cors", "invalid", err.Error())
+		b.violate("service.extra_config.security/cors", violation.Invalid, err.Error())
 	}
 	if p.secure, err = security.NewSecure(svc.GetSecurity()); err != nil {
-		b.violate("service.extra_config.security/http", "invalid", err.Error())
+		b.violate("service.extra_config.security/http", violation.Invalid, err.Error())
 	}
 
 	routes := make([]router.Route, len(snap.GetEndpoints()))
@@ -317,12 +318,12 @@ func (b *builder) routeViolations(err error) {
 	for _, e := range errs {
 		var re *router.RouteError
 		if !errors.As(e, &re) {
-			b.violate("endpoints", "invalid", e.Error())
+			b.violate("endpoints", violation.Invalid, e.Error())
 			continue
 		}
-		kind := "invalid"
+		kind := violation.Invalid
 		if errors.Is(re.Err, router.ErrDuplicate) {
-			kind = "duplicate"
+			kind = violation.Duplicate
 		}
 		b.violate(fmt.Sprintf("endpoints[%d].endpoint", re.Index), kind,
 			fmt.Sprintf("%s %q: %v", re.Method, re.Pattern, re.Err))
@@ -342,17 +343,17 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		ep.cacheControl = []byte("public, max-age=" + strconv.Itoa(int(ttl.Seconds())))
 	}
 	if e.GetCatchAll() != strings.HasSuffix(e.GetPath(), "/*") {
-		b.violate(path+".endpoint", "invalid", "catch_all must be set exactly when the path ends with /*")
+		b.violate(path+".endpoint", violation.Invalid, "catch_all must be set exactly when the path ends with /*")
 	}
 	out, err := response.ParseOutput(e.GetOutputEncoding())
 	if err != nil {
-		b.violate(path+".output_encoding", "unsupported", err.Error())
+		b.violate(path+".output_encoding", violation.Unsupported, err.Error())
 	}
 	ep.output = out
 	b.endpointAuth(path, e, ep)
 	b.endpointRateLimit(path, e, ep, params)
 	if ep.schema, err = schema.New(e.GetJsonSchema()); err != nil {
-		b.violate(path+".extra_config.validation/json-schema", "invalid", err.Error())
+		b.violate(path+".extra_config.validation/json-schema", violation.Invalid, err.Error())
 	}
 
 	var answering []aggregate.Backend
@@ -374,7 +375,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		}
 		f, err := response.NewFormatter(be)
 		if err != nil {
-			b.violate(bpath, "invalid", err.Error())
+			b.violate(bpath, violation.Invalid, err.Error())
 			continue
 		}
 		calls, formats = append(calls, call), append(formats, f)
@@ -394,7 +395,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		return nil
 	}
 	if len(answering) == 0 {
-		b.violate(path+".backend", "required", "an endpoint needs at least one non-shadow backend")
+		b.violate(path+".backend", violation.Required, "an endpoint needs at least one non-shadow backend")
 		return nil
 	}
 	ep.shadows = shadows
@@ -410,7 +411,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	case out == response.OutputNoOp || noOpBackends > 0:
 		// KrakenD: a no-op pipe passes one backend's response through untouched.
 		if len(answering) != 1 {
-			b.violate(path+".backend", "too_many", "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
+			b.violate(path+".backend", violation.TooMany, "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
 			return nil
 		}
 		ep.noop = calls[0]
@@ -422,7 +423,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	if st := e.GetStatic(); st != nil {
 		static, err = response.NewStatic(st)
 		if err != nil {
-			b.violate(path+".extra_config.proxy.static", "invalid", err.Error())
+			b.violate(path+".extra_config.proxy.static", violation.Invalid, err.Error())
 			return nil
 		}
 	}
@@ -430,7 +431,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	if len(e.GetFlatmap()) > 0 {
 		flat, err = response.NewFlatmap(e.GetFlatmap())
 		if err != nil {
-			b.violate(path+".extra_config.proxy.flatmap_filter", "invalid", err.Error())
+			b.violate(path+".extra_config.proxy.flatmap_filter", violation.Invalid, err.Error())
 			return nil
 		}
 	}
@@ -446,7 +447,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		Panics:          b.deps.Metrics.panicCounter(panicBackendCall),
 	})
 	if err != nil {
-		b.violate(path, "invalid", err.Error())
+		b.violate(path, violation.Invalid, err.Error())
 		return nil
 	}
 	ep.pipe = pipe
@@ -459,7 +460,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	svc := b.snap.GetService()
 	hc := svc.GetHttpClient()
 	if len(be.GetHosts()) == 0 {
-		b.violate(path+".host", "required", "no host for this backend (neither backend nor service host)")
+		b.violate(path+".host", violation.Required, "no host for this backend (neither backend nor service host)")
 		return nil
 	}
 	ccfg := proxy.ClientConfig{
@@ -473,7 +474,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),
 	}
 	if err := ccfg.Validate(); err != nil {
-		b.violate(path+".host", "invalid", err.Error())
+		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil
 	}
 	key := upstreamKey(ccfg)
@@ -482,7 +483,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		b.created[key] = true
 	}
 	if err != nil {
-		b.violate(path+".host", "invalid", err.Error())
+		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil
 	}
 	b.keys = append(b.keys, key)
@@ -496,7 +497,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	}
 	mod, err := modifier.New(be.GetMartian())
 	if err != nil {
-		b.violate(path+".extra_config.modifier/martian", "invalid", err.Error())
+		b.violate(path+".extra_config.modifier/martian", violation.Invalid, err.Error())
 		return nil
 	}
 	call, err := proxy.NewBackend(proxy.BackendConfig{
@@ -518,7 +519,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		Modifier:        mod,
 	})
 	if err != nil {
-		b.violate(path+".url_pattern", "invalid", err.Error())
+		b.violate(path+".url_pattern", violation.Invalid, err.Error())
 		return nil
 	}
 	return call
