@@ -108,8 +108,8 @@ type builder struct {
 	snap       *gatewayv1.Snapshot
 	deps       Deps
 	upstreams  *Upstreams
-	keys       []string        // upstream references taken
-	created    map[string]bool // keys whose client this build created
+	keys       []clientIdentity        // upstream leases taken
+	created    map[clientIdentity]bool // identities whose client this build created
 	violations []*gatewayv1.FieldViolation
 
 	// Long-lived state this build holds; handed to the Plan, or given back
@@ -136,7 +136,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if snap == nil {
 		return nil, &BuildError{Violations: []*gatewayv1.FieldViolation{{Path: "", Kind: violation.Required.String(), Detail: "no snapshot"}}}
 	}
-	b := &builder{snap: snap, deps: deps, upstreams: deps.Upstreams, created: map[string]bool{}}
+	b := &builder{snap: snap, deps: deps, upstreams: deps.Upstreams, created: map[clientIdentity]bool{}}
 	own := b.upstreams == nil
 	if own {
 		b.upstreams = NewUpstreams()
@@ -477,7 +477,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil
 	}
-	key := upstreamKey(ccfg)
+	key := identityOf(ccfg)
 	client, created, err := b.upstreams.acquire(key, ccfg)
 	if created {
 		b.created[key] = true

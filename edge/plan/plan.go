@@ -107,7 +107,7 @@ type Plan struct {
 	panics         prometheus.Counter // nil without metrics
 
 	upstreams    *Upstreams
-	upstreamKeys []string
+	upstreamKeys []clientIdentity
 	validators   []*auth.Validator
 	lease        *qos.Lease
 	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
