@@ -128,10 +128,7 @@ func (s *Server) startGenerationLocked() {
 		Dur("idle_timeout", st.idleTimeout).Int("read_buffer_size", st.readBufferSize).
 		Int("max_request_body_size", st.maxRequestBodySize).
 		Msg("http server settings changed; draining the previous server")
-	ctx, cancel := s.lifeCtx, context.CancelFunc(func() {})
-	if s.maxWait > 0 {
-		ctx, cancel = context.WithTimeout(s.lifeCtx, s.maxWait)
-	}
+	ctx, cancel := s.drainContext()
 	s.wg.Go(func() {
 		defer cancel()
 		s.drain(ctx, old)

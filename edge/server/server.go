@@ -149,11 +149,12 @@ type Server struct {
 	quit       chan struct{} // closed by Close
 	quitOnce   sync.Once
 	done       chan struct{} // closed when Serve has finished or Close cleaned up
-	// lifeCtx bounds the drains of old generations; cancelled when the
-	// final shutdown deadline passes, which force-closes what is left.
-	lifeCtx    context.Context
-	lifeCancel context.CancelFunc
-	wg         sync.WaitGroup // every goroutine of the server
+	// force is closed when the final shutdown deadline passes: drains of
+	// old generations still running close what is left (no ctx is kept in
+	// the server; each drain derives its own, see drainContext).
+	force     chan struct{}
+	forceOnce sync.Once
+	wg        sync.WaitGroup // every goroutine of the server
 
 	// reconfMu serialises Swap's reconfiguration and the lifecycle; it is
 	// held across starting and stopping listeners, never on the request path.
@@ -193,7 +194,6 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	lifeCtx, lifeCancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:        cfg,
 		log:        cfg.Logger.With().Str("component", "server").Logger(),
@@ -204,15 +204,13 @@ func New(cfg Config) (*Server, error) {
 		acceptStop: make(chan struct{}),
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
-		lifeCtx:    lifeCtx,
-		lifeCancel: lifeCancel,
+		force:      make(chan struct{}),
 		settings:   settingsOf(nil),
 	}
 	s.cur.Store(newState(nil, 0, ""))
 	if cfg.MetricsListen != "" {
 		if err := s.setMetricsAddr(cfg.MetricsListen); err != nil {
 			ln.Close()
-			lifeCancel()
 			return nil, err
 		}
 	}
@@ -443,7 +441,7 @@ func (s *Server) shutdown() {
 	defer cancel()
 	// When the deadline passes, old generations still draining are forced
 	// too.
-	stopForce := context.AfterFunc(sctx, s.lifeCancel)
+	stopForce := context.AfterFunc(sctx, s.forceDrains)
 	defer stopForce()
 
 	if gen != nil {
@@ -453,7 +451,7 @@ func (s *Server) shutdown() {
 		ml.stop()
 	}
 	s.wg.Wait()
-	s.lifeCancel()
+	s.forceDrains()
 
 	// Nothing serves any more: let the last plan's upstream clients go.
 	// Current keeps reporting what was served.
@@ -469,6 +467,27 @@ func (s *Server) shutdown() {
 		// still running (aggregate stragglers) end by their deadline.
 		st.plan.Wait()
 	}
+}
+
+// forceDrains makes every drain still running close its connections.
+func (s *Server) forceDrains() { s.forceOnce.Do(func() { close(s.force) }) }
+
+// drainContext bounds one drain of an old generation: the snapshot's
+// max_shutdown_wait (none when 0), and the final shutdown deadline
+// (forceDrains). The watcher goroutine is the server's and ends with ctx.
+func (s *Server) drainContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if s.maxWait > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), s.maxWait)
+	}
+	s.wg.Go(func() {
+		select {
+		case <-s.force:
+			cancel()
+		case <-ctx.Done():
+		}
+	})
+	return ctx, cancel
 }
 
 // handle serves one request from the state current when it starts.
