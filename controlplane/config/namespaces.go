@@ -25,6 +25,7 @@ var (
 		{"qos/ratelimit/cluster", func(d *decoder, n *node, p path, x *ServiceExtra) { x.ClusterRateLimit = d.clusterRateLimit(n, p) }},
 		{"security/cors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.CORS = d.cors(n, p) }},
 		{"security/http", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Security = d.securityHTTP(n, p) }},
+		{"apigw/errors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Errors = d.errorsNS(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},
@@ -143,6 +144,8 @@ func (d *decoder) router(n *node, p path) *Router {
 			"remove_extra_slash":                d.boolean(&r.RemoveExtraSlash),
 			"disable_redirect_trailing_slash":   d.boolean(&r.DisableRedirectTrailingSlash),
 			"disable_handle_method_not_allowed": d.boolean(&r.DisableHandleMethodNotAllowed),
+			"disable_path_decoding":             d.falseOnly("disable_path_decoding"),
+			"disable_redirect_fixed_path":       d.falseOnly("disable_redirect_fixed_path"),
 			"error_body": func(n *node, p path) {
 				d.object(n, p, objectSpec{fields: map[string]handler{
 					"404": d.rawValue(&r.ErrorBody404),
@@ -151,10 +154,8 @@ func (d *decoder) router(n *node, p path) *Router {
 			},
 			// gin options this gateway does not implement: accepted only
 			// with their default value.
-			"app_engine":                  d.falseOnly("app_engine"),
-			"use_h2c":                     d.falseOnly("h2c (HTTP/2 without TLS)"),
-			"disable_path_decoding":       d.falseOnly("disable_path_decoding"),
-			"disable_redirect_fixed_path": d.falseOnly("disable_redirect_fixed_path"),
+			"app_engine": d.falseOnly("app_engine"),
+			"use_h2c":    d.falseOnly("h2c (HTTP/2 without TLS)"),
 			"max_multipart_memory": func(n *node, p path) {
 				if v, ok := d.int64(n, p); ok && v != 0 && v != ginMultipartMemory {
 					d.vs.add(p, KindUnsupported, "max_multipart_memory is not supported; the only accepted value is %d (the default)", ginMultipartMemory)
@@ -250,4 +251,13 @@ func (d *decoder) backendProxy(n *node, p path) *BackendProxy {
 		"shadow_timeout": d.optDuration(&x.ShadowTimeout),
 	}})
 	return x
+}
+
+// errorsNS decodes our `apigw/errors` namespace.
+func (d *decoder) errorsNS(n *node, p path) *Errors {
+	e := &Errors{}
+	d.object(n, p, objectSpec{fields: map[string]handler{
+		"json": d.boolean(&e.JSON),
+	}})
+	return e
 }

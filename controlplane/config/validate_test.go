@@ -98,7 +98,7 @@ func TestValidateRules(t *testing.T) {
 		{"negative server timeout", conf(`"read_timeout": "-1s"`), []pair{{"read_timeout", KindInvalid}}},
 		{"negative max_header_bytes", conf(`"max_header_bytes": -1`), []pair{{"max_header_bytes", KindInvalid}}},
 		{"service output_encoding", conf(`"output_encoding": "fast-json"`), []pair{{"output_encoding", KindUnsupported}}},
-		{"debug_endpoint true", conf(`"debug_endpoint": true`), []pair{{"debug_endpoint", KindUnsupported}}},
+		{"debug_endpoint true", conf(`"debug_endpoint": true, "echo_endpoint": true`), nil},
 		{"echo_endpoint false accepted", conf(`"echo_endpoint": false, "sequential_start": true, "dns_cache_ttl": "30s"`), nil},
 		{"tls unsupported", conf(`"tls": {}`), []pair{{"tls", KindUnsupported}}},
 

@@ -226,8 +226,7 @@ func (b *builder) build() (*Plan, error) {
 		svc:            svc,
 		log:            b.deps.Logger,
 		returnErrorMsg: rt.GetReturnErrorMsg(),
-		body404:        bodyNotFound,
-		body405:        bodyMethodNotAllowed,
+		jsonErrors:     rt.GetJsonErrorBodies(),
 	}
 	if b.deps.Metrics != nil {
 		p.metrics = b.deps.Metrics.unmatched

@@ -93,6 +93,7 @@ type Plan struct {
 	healthPath     string
 	versionValue   []byte // X-KrakenD value
 	returnErrorMsg bool
+	jsonErrors     bool // apigw/errors json: our JSON error bodies
 	body404        []byte
 	body405        []byte
 	metrics        endpointMetrics // unmatched requests
@@ -198,12 +199,9 @@ func (p *Plan) Serve(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
 		ctx.SetStatusCode(fasthttp.StatusOK)
 	case router.MethodNotAllowed:
-		st.buf = p.table.AppendAllow(st.buf[:0], res.Allowed)
-		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
-		writeFixed(ctx, fasthttp.StatusMethodNotAllowed, p.body405)
+		p.methodNotAllowed(ctx, st, res.Allowed)
 	default:
-		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
-		writeFixed(ctx, fasthttp.StatusNotFound, p.body404)
+		p.notFound(ctx)
 	}
 	p.metrics.observe(ctx.Response.StatusCode(), -1)
 }
@@ -213,7 +211,7 @@ func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 	if r := recover(); r != nil {
 		p.log.Error().Interface("panic", r).Bytes("path", ctx.Path()).Msg("plan: request handler panicked")
 		ctx.Response.Reset()
-		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+		p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		// st may be inconsistent: let the GC have it.
 		return
 	}
@@ -248,7 +246,7 @@ func invalidParam(ps *router.Params) bool {
 func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) {
 	start := time.Now()
 	if invalidParam(&st.params) {
-		writeFixed(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+		p.writeError(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
 		ep.metrics.observe(fasthttp.StatusBadRequest, time.Since(start).Seconds())
 		return
 	}
@@ -293,7 +291,7 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 		if err == proxy.ErrOpen {
 			p.serviceUnavailable(ctx, st, ep.noop.RetryAfter())
 		} else {
-			writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+			p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		}
 	}
 	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
@@ -313,6 +311,7 @@ func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *a
 		}
 		if r.Status != 0 {
 			ctx.SetStatusCode(r.Status)
+			ctx.Response.Header.SetNoDefaultContentType(true)
 			if p.returnErrorMsg {
 				if len(r.ErrContentType) > 0 {
 					ctx.SetContentTypeBytes(r.ErrContentType)
@@ -321,7 +320,7 @@ func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *a
 			}
 			return
 		}
-		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+		p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		return
 	}
 	var complete bool

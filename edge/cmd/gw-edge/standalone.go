@@ -45,7 +45,7 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.file, "c", "", "KrakenD v3 configuration file (JSON or YAML); required")
 	fs.StringVar(&f.file, "config", "", "alias of -c")
-	fs.BoolVar(&f.debug, "d", false, "debug: log at debug level")
+	fs.BoolVar(&f.debug, "d", false, "serve KrakenD's /__debug/ endpoint (as krakend run -d does); the log level is --log-level")
 	fs.BoolVar(&f.debug, "debug", false, "alias of -d")
 	fs.StringVar(&f.listen, "listen", "", "HTTP listen address (default: the config's listen_ip:port)")
 	f.logFlags.register(fs, stdout)
@@ -55,9 +55,6 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if exit, code := parseFlags(fs, args, stderr); exit {
 		return code
-	}
-	if f.debug {
-		f.level = "debug"
 	}
 	if err := f.validate(); err != nil {
 		fmt.Fprintf(stderr, "gw-edge run: invalid flags:\n%v\n", err)
@@ -81,7 +78,7 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 
 	log := f.logger(stdout)
-	if err := standalone(ctx, &f, compiled, isSet(fs, "log-level") || f.debug, log, stderr); err != nil {
+	if err := standalone(ctx, &f, compiled, isSet(fs, "log-level"), log, stderr); err != nil {
 		log.Error().Err(err).Msg("exiting")
 		return exitError
 	}
@@ -107,6 +104,7 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		MetricsListen: f.metricsListen,
 		LogLevel:      f.level,
 		PinLogLevel:   pinLevel,
+		DebugEndpoint: f.debug,
 	})
 	if err != nil {
 		return err

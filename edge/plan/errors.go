@@ -1,0 +1,68 @@
+package plan
+
+import (
+	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/router"
+)
+
+// KrakenD's error answers, observed on KrakenD CE 2.12.1: the router's 404
+// and 405 are gin's plain texts; every other gateway error (JWT 401/403,
+// JSON-schema 400, rate limits, a failed backend, a timeout) is the status
+// alone, with an empty body and no Content-Type. The apigw/errors namespace
+// (Plan.jsonErrors) swaps them for our fixed {"error":"<code>"} bodies.
+var (
+	text404         = []byte("404 page not found")
+	text405         = []byte("405 method not allowed")
+	contentTypeText = []byte("text/plain")
+)
+
+// writeError answers status with KrakenD's empty body, or with jsonBody
+// when the plan asks for JSON error bodies.
+func (p *Plan) writeError(ctx *fasthttp.RequestCtx, status int, jsonBody []byte) {
+	if p.jsonErrors {
+		writeFixed(ctx, status, jsonBody)
+		return
+	}
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetNoDefaultContentType(true)
+	ctx.Response.Header.SetContentTypeBytes(nil)
+	ctx.Response.ResetBody()
+}
+
+// notFound answers a request no route matches: gin's text, or the JSON
+// body (a router.error_body["404"] document wins in both modes).
+func (p *Plan) notFound(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
+	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+	if p.jsonErrors || p.body404 != nil {
+		writeFixed(ctx, fasthttp.StatusNotFound, orDefault(p.body404, bodyNotFound))
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNotFound)
+	ctx.SetContentTypeBytes(contentTypeText)
+	ctx.SetBody(text404)
+}
+
+// methodNotAllowed answers a path that exists for other methods. KrakenD
+// sends no Allow header; with JSON error bodies we send one.
+func (p *Plan) methodNotAllowed(ctx *fasthttp.RequestCtx, st *reqState, allowed router.MethodSet) {
+	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
+	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+	if p.jsonErrors || p.body405 != nil {
+		st.buf = p.table.AppendAllow(st.buf[:0], allowed)
+		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
+		writeFixed(ctx, fasthttp.StatusMethodNotAllowed, orDefault(p.body405, bodyMethodNotAllowed))
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusMethodNotAllowed)
+	ctx.SetContentTypeBytes(contentTypeText)
+	ctx.SetBody(text405)
+}
+
+func orDefault(b, def []byte) []byte {
+	if b != nil {
+		return b
+	}
+	return def
+}
