@@ -221,6 +221,9 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 		out.ReturnErrorCode = h.ReturnErrorCode
 		out.ReturnErrorDetails = deref(h.ReturnErrorDetails)
 	}
+	if hc := b.ExtraConfig.HTTPClient; hc != nil {
+		out.SendBodyOnRedirect = hc.SendBodyOnRedirect
+	}
 	if px := b.ExtraConfig.Proxy; px != nil {
 		out.Flatmap = flatmapOps(px.FlatmapFilter)
 		out.Shadow = px.Shadow

@@ -208,6 +208,13 @@ type BackendExtra struct {
 	CircuitBreaker *CircuitBreaker
 	HTTPCache      *HTTPCache
 	Martian        *Martian
+	// HTTPClient is `backend/http/client`.
+	HTTPClient *BackendHTTPClient
+}
+
+// BackendHTTPClient is the `backend/http/client` namespace.
+type BackendHTTPClient struct {
+	SendBodyOnRedirect bool
 }
 
 // BackendHTTP is the `backend/http` namespace.

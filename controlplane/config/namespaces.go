@@ -35,6 +35,7 @@ var (
 	}
 	backendNamespaces = []namespace[BackendExtra]{
 		{"backend/http", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTP = d.backendHTTP(n, p) }},
+		{"backend/http/client", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTPClient = d.backendHTTPClient(n, p) }},
 		{"proxy", func(d *decoder, n *node, p path, x *BackendExtra) { x.Proxy = d.backendProxy(n, p) }},
 		{"qos/ratelimit/proxy", func(d *decoder, n *node, p path, x *BackendExtra) { x.RateLimit = d.backendRateLimit(n, p) }},
 		{"qos/circuit-breaker", func(d *decoder, n *node, p path, x *BackendExtra) { x.CircuitBreaker = d.circuitBreaker(n, p) }},
@@ -260,4 +261,13 @@ func (d *decoder) errorsNS(n *node, p path) *Errors {
 		"json": d.boolean(&e.JSON),
 	}})
 	return e
+}
+
+// backendHTTPClient decodes `backend/http/client`.
+func (d *decoder) backendHTTPClient(n *node, p path) *BackendHTTPClient {
+	x := &BackendHTTPClient{}
+	d.object(n, p, objectSpec{fields: map[string]handler{
+		"send_body_on_redirect": d.boolean(&x.SendBodyOnRedirect),
+	}})
+	return x
 }

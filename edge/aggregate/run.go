@@ -208,7 +208,8 @@ func (ex *Exchange) decode(k int) {
 	if err != nil {
 		return
 	}
-	if ex.pipe.raw && response.ValidObject(body) {
+	// Zero copy only when it provably yields KrakenD's bytes.
+	if ex.pipe.raw && response.ValidObject(body) && response.Canonical(body) {
 		c.raw, c.ok, c.complete = body, true, true
 		return
 	}

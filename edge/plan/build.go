@@ -459,6 +459,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		MaxResponseBodySize: int(svc.GetMaxBodyBytes()),
 		DisableKeepAlives:   hc.GetDisableKeepAlives(),
 		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),
+		DisableCompression:  hc.GetDisableCompression(),
 	}
 	if err := ccfg.Validate(); err != nil {
 		b.violate(path+".host", "invalid", err.Error())
@@ -504,6 +505,8 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		Limiter:         guard.limiter,
 		Cache:           guard.cache,
 		Modifier:        mod,
+
+		SendBodyOnRedirect: be.GetSendBodyOnRedirect(),
 	})
 	if err != nil {
 		b.violate(path+".url_pattern", "invalid", err.Error())

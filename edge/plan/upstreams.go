@@ -43,9 +43,9 @@ func NewUpstreams() *Upstreams {
 // client is built from.
 func upstreamKey(cfg proxy.ClientConfig) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%q|%d|%d|%d|%d|%t|%t|%t|%d", cfg.Hosts, cfg.MaxConns, cfg.MaxIdleConnDuration,
+	fmt.Fprintf(h, "%q|%d|%d|%d|%d|%t|%t|%t|%d|%t", cfg.Hosts, cfg.MaxConns, cfg.MaxIdleConnDuration,
 		cfg.DialTimeout, cfg.MaxResponseBodySize, cfg.DisableKeepAlives, cfg.InsecureSkipVerify,
-		cfg.RoundRobin, cfg.MaxShadowCalls)
+		cfg.RoundRobin, cfg.MaxShadowCalls, cfg.DisableCompression)
 	return cfg.Name + "\x00" + hex.EncodeToString(h.Sum(nil))
 }
 

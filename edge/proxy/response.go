@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -80,6 +81,9 @@ func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time
 	h := b.client.Pick()
 	b.BuildRequest(req, h, in, nil)
 	reached, err := b.RoundTrip(h, req, resp, deadline)
+	if err == nil && in.Gzip {
+		err = gunzipInPlace(resp)
+	}
 	if err == nil {
 		CopyNoOp(&ctx.Response, resp)
 	}
@@ -87,4 +91,22 @@ func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time
 	fasthttp.ReleaseRequest(req)
 	fasthttp.ReleaseResponse(resp)
 	return err
+}
+
+var hdrContentEncoding = "Content-Encoding"
+
+// gunzipInPlace decodes a gzip answer to a call that asked for gzip on its
+// own and drops Content-Encoding, as Go's transport does for KrakenD's
+// no-op pass-through. Other encodings are left as they are.
+func gunzipInPlace(resp *fasthttp.Response) error {
+	if !bytes.EqualFold(resp.Header.ContentEncoding(), valGzip) {
+		return nil
+	}
+	b, err := resp.BodyUncompressed()
+	if err != nil {
+		return err
+	}
+	resp.Header.Del(hdrContentEncoding)
+	resp.SetBody(b)
+	return nil
 }

@@ -149,28 +149,32 @@ func appendXMLDoc(dst []byte, v *fastjson.Value) []byte {
 	if v == nil || v.Type() != fastjson.TypeObject {
 		return dst
 	}
+	f := acquireFields()
+	defer releaseFields(f)
 	o, _ := v.Object()
 	if o.Len() == 1 {
 		single := false
 		o.Visit(func(k []byte, c *fastjson.Value) {
 			if c.Type() != fastjson.TypeArray {
 				single = true
-				dst = appendXMLElem(dst, k, c)
+				dst = f.appendXMLElem(dst, k, c)
 			}
 		})
 		if single {
 			return dst
 		}
 	}
-	return appendXMLElem(dst, []byte("doc"), v)
+	return f.appendXMLElem(dst, []byte("doc"), v)
 }
 
-func appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
+// appendXMLElem writes v as element name; object fields in key order (a
+// Go map's, as mxj walks it).
+func (f *fields) appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
 	switch v.Type() {
 	case fastjson.TypeArray:
 		a, _ := v.Array()
 		for _, c := range a {
-			dst = appendXMLElem(dst, name, c)
+			dst = f.appendXMLElem(dst, name, c)
 		}
 		return dst
 	case fastjson.TypeNull:
@@ -179,33 +183,38 @@ func appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
 		return append(dst, '/', '>')
 	case fastjson.TypeObject:
 		o, _ := v.Object()
+		from, to := f.push(o)
 		dst = append(dst, '<')
 		dst = appendXMLName(dst, name)
 		children := 0
-		o.Visit(func(k []byte, c *fastjson.Value) {
+		for i := from; i < to; i++ {
+			k, c := f.kv[i].k, f.kv[i].v
 			if len(k) > 1 && k[0] == '-' && isXMLScalar(c) {
 				dst = append(dst, ' ')
 				dst = appendXMLName(dst, k[1:])
 				dst = append(dst, '=', '"')
 				dst = appendXMLScalar(dst, c)
 				dst = append(dst, '"')
-				return
+				continue
 			}
 			children++
-		})
+		}
 		if children == 0 {
+			f.pop(from)
 			return append(dst, '/', '>')
 		}
 		dst = append(dst, '>')
-		o.Visit(func(k []byte, c *fastjson.Value) {
+		for i := from; i < to; i++ {
+			k, c := f.kv[i].k, f.kv[i].v
 			switch {
 			case len(k) > 1 && k[0] == '-' && isXMLScalar(c):
 			case string(k) == "#text" && isXMLScalar(c):
 				dst = appendXMLScalar(dst, c)
 			default:
-				dst = appendXMLElem(dst, k, c)
+				dst = f.appendXMLElem(dst, k, c)
 			}
-		})
+		}
+		f.pop(from)
 		dst = append(dst, '<', '/')
 		dst = appendXMLName(dst, name)
 		return append(dst, '>')
@@ -302,9 +311,9 @@ func appendXMLName(dst, k []byte) []byte {
 // ---------------------------------------------------------------- YAML
 
 // appendYAMLDoc renders block YAML in yaml.v3's layout (4-space indent,
-// "- " items), keeping v's key order. Strings are plain when unambiguous,
-// otherwise double-quoted; numbers are plain (KrakenD's json.Number values
-// come out quoted, as strings). Nil data renders "{}".
+// "- " items), keys sorted. Strings are plain when unambiguous,
+// otherwise double-quoted; numbers are quoted (KrakenD's json.Number values
+// are strings to yaml.v3). Nil data renders "{}".
 func appendYAMLDoc(dst []byte, v *fastjson.Value) []byte {
 	if v == nil || v.Type() == fastjson.TypeNull {
 		return append(dst, "{}\n"...)
@@ -313,11 +322,13 @@ func appendYAMLDoc(dst []byte, v *fastjson.Value) []byte {
 		dst = appendYAMLFlow(dst, v)
 		return append(dst, '\n')
 	}
+	f := acquireFields()
+	defer releaseFields(f)
 	switch v.Type() {
 	case fastjson.TypeObject:
-		return appendYAMLMap(dst, v, 0, false)
+		return f.appendYAMLMap(dst, v, 0, false)
 	case fastjson.TypeArray:
-		return appendYAMLSeq(dst, v, 0, false)
+		return f.appendYAMLSeq(dst, v, 0, false)
 	}
 	return dst
 }
@@ -345,7 +356,10 @@ func appendYAMLFlow(dst []byte, v *fastjson.Value) []byte {
 		b, _ := v.StringBytes()
 		return appendYAMLString(dst, b)
 	case fastjson.TypeNumber:
-		return v.MarshalTo(dst)
+		// KrakenD's numbers are json.Number, a string to yaml.v3.
+		dst = append(dst, '"')
+		dst = v.MarshalTo(dst)
+		return append(dst, '"')
 	case fastjson.TypeTrue:
 		return append(dst, "true"...)
 	case fastjson.TypeFalse:
@@ -363,33 +377,34 @@ func appendIndent(dst []byte, n int) []byte {
 
 // appendYAMLMap writes a block mapping at indent; inline means the first key
 // continues the current line (after "- ").
-func appendYAMLMap(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
+func (f *fields) appendYAMLMap(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
 	o, _ := v.Object()
-	first := true
-	o.Visit(func(k []byte, c *fastjson.Value) {
-		if !(first && inline) {
+	from, to := f.push(o)
+	for i := from; i < to; i++ {
+		k, c := f.kv[i].k, f.kv[i].v
+		if !(i == from && inline) {
 			dst = appendIndent(dst, indent)
 		}
-		first = false
 		dst = appendYAMLString(dst, k)
 		dst = append(dst, ':')
 		if isYAMLFlow(c) {
 			dst = append(dst, ' ')
 			dst = appendYAMLFlow(dst, c)
 			dst = append(dst, '\n')
-			return
+			continue
 		}
 		dst = append(dst, '\n')
 		if c.Type() == fastjson.TypeObject {
-			dst = appendYAMLMap(dst, c, indent+4, false)
+			dst = f.appendYAMLMap(dst, c, indent+4, false)
 		} else {
-			dst = appendYAMLSeq(dst, c, indent+4, false)
+			dst = f.appendYAMLSeq(dst, c, indent+4, false)
 		}
-	})
+	}
+	f.pop(from)
 	return dst
 }
 
-func appendYAMLSeq(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
+func (f *fields) appendYAMLSeq(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
 	a, _ := v.Array()
 	for i, c := range a {
 		if !(i == 0 && inline) {
@@ -401,9 +416,9 @@ func appendYAMLSeq(dst []byte, v *fastjson.Value, indent int, inline bool) []byt
 			dst = appendYAMLFlow(dst, c)
 			dst = append(dst, '\n')
 		case c.Type() == fastjson.TypeObject:
-			dst = appendYAMLMap(dst, c, indent+2, true)
+			dst = f.appendYAMLMap(dst, c, indent+2, true)
 		default:
-			dst = appendYAMLSeq(dst, c, indent+2, true)
+			dst = f.appendYAMLSeq(dst, c, indent+2, true)
 		}
 	}
 	return dst

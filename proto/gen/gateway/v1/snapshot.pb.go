@@ -1137,9 +1137,13 @@ type Backend struct {
 	// http_cache is `qos/http-cache`.
 	HttpCache *HTTPCache `protobuf:"bytes,22,opt,name=http_cache,json=httpCache,proto3" json:"http_cache,omitempty"`
 	// martian is `modifier/martian`, compiled from its JSON DSL.
-	Martian       *MartianModifier `protobuf:"bytes,23,opt,name=martian,proto3" json:"martian,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Martian *MartianModifier `protobuf:"bytes,23,opt,name=martian,proto3" json:"martian,omitempty"`
+	// send_body_on_redirect is `backend/http/client`: a 307 or 308 answer to
+	// a call with a body is followed with the body (otherwise it is returned
+	// as the backend's answer, as Go's client does).
+	SendBodyOnRedirect bool `protobuf:"varint,24,opt,name=send_body_on_redirect,json=sendBodyOnRedirect,proto3" json:"send_body_on_redirect,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
@@ -1331,6 +1335,13 @@ func (x *Backend) GetMartian() *MartianModifier {
 		return x.Martian
 	}
 	return nil
+}
+
+func (x *Backend) GetSendBodyOnRedirect() bool {
+	if x != nil {
+		return x.SendBodyOnRedirect
+	}
+	return false
 }
 
 // JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
@@ -2839,7 +2850,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xc8\a\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xfb\a\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -2867,7 +2878,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0fcircuit_breaker\x18\x15 \x01(\v2\x1a.gateway.v1.CircuitBreakerR\x0ecircuitBreaker\x124\n" +
 	"\n" +
 	"http_cache\x18\x16 \x01(\v2\x15.gateway.v1.HTTPCacheR\thttpCache\x125\n" +
-	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x1a:\n" +
+	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x121\n" +
+	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
