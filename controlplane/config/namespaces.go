@@ -146,7 +146,7 @@ func (d *decoder) router(n *node, p path) *Router {
 			"disable_redirect_trailing_slash":   d.boolean(&r.DisableRedirectTrailingSlash),
 			"disable_handle_method_not_allowed": d.boolean(&r.DisableHandleMethodNotAllowed),
 			"disable_path_decoding":             d.falseOnly("disable_path_decoding"),
-			"disable_redirect_fixed_path":       d.falseOnly("disable_redirect_fixed_path"),
+			"disable_redirect_fixed_path":       d.boolean(&r.DisableRedirectFixedPath),
 			"error_body": func(n *node, p path) {
 				d.object(n, p, objectSpec{fields: map[string]handler{
 					"404": d.rawValue(&r.ErrorBody404),

@@ -278,6 +278,7 @@ func (b *builder) build() (*Plan, error) {
 		HandleMethodNotAllowed: !rt.GetDisableHandleMethodNotAllowed(),
 		AutoOptions:            rt.GetAutoOptions(),
 		RemoveExtraSlash:       rt.GetRemoveExtraSlash(),
+		RedirectFixedPath:      !rt.GetDisableRedirectFixedPath(),
 	})
 	if err != nil {
 		b.routeViolations(err)
@@ -396,8 +397,10 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		}
 	}
 	switch {
-	case out == response.OutputNoOp || noOpBackends > 0:
-		// KrakenD: a no-op pipe passes one backend's response through untouched.
+	case out == response.OutputNoOp || (noOpBackends > 0 && len(answering) == 1):
+		// KrakenD: a no-op pipe passes one backend's response through
+		// untouched. (A no-op backend among several contributes no data to
+		// the merge: aggregate.)
 		if len(answering) != 1 {
 			b.violate(path+".backend", "too_many", "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
 			return nil

@@ -66,3 +66,42 @@ func orDefault(b, def []byte) []byte {
 	}
 	return def
 }
+
+var contentTypeHTML = []byte("text/html; charset=utf-8")
+
+// appendRedirectBody appends Go's http.Redirect body for location loc
+// (which may alias dst's old contents: it is copied first).
+func appendRedirectBody(dst, loc []byte, code int) []byte {
+	var tmp [256]byte
+	l := append(tmp[:0], loc...)
+	dst = append(dst[:0], `<a href="`...)
+	dst = appendHTMLEscaped(dst, l)
+	dst = append(dst, `">`...)
+	if code == fasthttp.StatusMovedPermanently {
+		dst = append(dst, "Moved Permanently"...)
+	} else {
+		dst = append(dst, "Temporary Redirect"...)
+	}
+	return append(dst, "</a>.\n\n"...)
+}
+
+// appendHTMLEscaped escapes as Go's html.EscapeString (&, <, >, ", ').
+func appendHTMLEscaped(dst, s []byte) []byte {
+	for _, c := range s {
+		switch c {
+		case '&':
+			dst = append(dst, "&amp;"...)
+		case '<':
+			dst = append(dst, "&lt;"...)
+		case '>':
+			dst = append(dst, "&gt;"...)
+		case '"':
+			dst = append(dst, "&#34;"...)
+		case '\'':
+			dst = append(dst, "&#39;"...)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}

@@ -193,6 +193,14 @@ func (p *Plan) Serve(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.Response.Header.SetCanonical(hdrLocation, st.buf)
 		ctx.SetStatusCode(res.Code)
+		if ctx.IsGet() || ctx.IsHead() {
+			// Go's http.Redirect, which gin calls: a tiny HTML body for GET.
+			ctx.SetContentTypeBytes(contentTypeHTML)
+			if ctx.IsGet() {
+				st.buf = appendRedirectBody(st.buf[:0], st.buf, res.Code)
+				ctx.SetBody(st.buf)
+			}
+		}
 	case router.Options:
 		st.buf = p.table.AppendAllow(st.buf[:0], res.Allowed)
 		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
