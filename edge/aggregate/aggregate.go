@@ -54,6 +54,9 @@ type Backend struct {
 	MaxBodySize int
 	// Errors counts failed calls; nil disables counting.
 	Errors Counter
+	// ErrPrefix is "[METHOD url_pattern]:" as KrakenD words it in
+	// return_error_msg texts (placeholders in its {{.Param}} form).
+	ErrPrefix string
 }
 
 // Shadow is one shadow backend: a detached copy whose result is discarded.
@@ -171,8 +174,9 @@ type call struct {
 	// outcome, written by the call's goroutine before it signals
 	ok       bool // produced data (success, or return_error_details)
 	complete bool
-	refused  bool // the circuit breaker refused the call (never sent)
-	status   int  // non-zero when the backend answered with a failing status
+	refused  bool  // the circuit breaker refused the call (never sent)
+	status   int   // non-zero when the backend answered with a failing status
+	err      error // the transport (or modifier) error, for return_error_msg
 	value    *fastjson.Value
 	raw      []byte
 }
@@ -181,7 +185,7 @@ func (c *call) reset() {
 	c.host = nil
 	c.req.Reset()
 	c.resp.Reset()
-	c.ok, c.complete, c.refused, c.status = false, false, false, 0
+	c.ok, c.complete, c.refused, c.status, c.err = false, false, false, 0, nil
 	c.value, c.raw = nil, nil
 }
 

@@ -183,6 +183,7 @@ func (ex *Exchange) work(k int) {
 		return
 	}
 	reached, err := call.RoundTrip(c.host, &c.req, &c.resp, c.deadline)
+	c.err = err
 	if err == nil {
 		ex.decode(k)
 	}

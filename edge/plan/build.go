@@ -371,6 +371,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 			Format:          f,
 			ReturnErrorCode: be.GetReturnErrorCode(),
 			MaxBodySize:     int(svc.GetMaxBodyBytes()),
+			ErrPrefix:       "[" + be.GetMethod() + " " + krakendPattern(be.GetUrlPattern()) + "]:",
 		}
 		if alias := be.GetReturnErrorDetails(); alias != "" {
 			ab.ErrorDetailsKey = "error_" + alias

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"strings"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/apigw/gateway/edge/router"
@@ -15,6 +17,8 @@ var (
 	text404         = []byte("404 page not found")
 	text405         = []byte("405 method not allowed")
 	contentTypeText = []byte("text/plain")
+	// contentTypeTextUTF8 is what Go sniffs for a text body.
+	contentTypeTextUTF8 = []byte("text/plain; charset=utf-8")
 )
 
 // writeError answers status with KrakenD's empty body, or with jsonBody
@@ -104,4 +108,31 @@ func appendHTMLEscaped(dst, s []byte) []byte {
 		}
 	}
 	return dst
+}
+
+// krakendPattern writes a url_pattern as KrakenD holds it internally (and
+// prints it in return_error_msg texts): every {name} placeholder as
+// {{.Name}}, first letter upper-cased.
+func krakendPattern(p string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(p, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(p[i:], '}')
+		if j < 0 {
+			break
+		}
+		name := p[i+1 : i+j]
+		b.WriteString(p[:i])
+		b.WriteString("{{.")
+		if name != "" {
+			b.WriteString(strings.ToUpper(name[:1]) + name[1:])
+		}
+		b.WriteString("}}")
+		p = p[i+j+1:]
+	}
+	b.WriteString(p)
+	return b.String()
 }

@@ -328,6 +328,14 @@ func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *a
 			}
 			return
 		}
+		if p.returnErrorMsg && !p.jsonErrors {
+			// KrakenD's error text (router.return_error_msg).
+			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			st.buf = ex.AppendErrorText(st.buf[:0])
+			ctx.SetBody(st.buf)
+			return
+		}
 		p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		return
 	}

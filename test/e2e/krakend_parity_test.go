@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -232,4 +233,44 @@ func parityConfig(backend string) string {
     {"endpoint": "/neg", "output_encoding": "negotiate", "backend": [` + be("/echo") + `]}
   ]
 }`
+}
+
+// TestKrakenDReturnErrorMsg: with router.return_error_msg a failed request
+// carries KrakenD's error text (a backend's own body with
+// return_error_code), as KrakenD CE 2.12.1 wrote it over the same backend.
+func TestKrakenDReturnErrorMsg(t *testing.T) {
+	bins := testenv.Build(t)
+	be := parityBackend(t)
+	dir := t.TempDir()
+	// A loopback port nobody listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := ln.Addr().String()
+	ln.Close()
+	cfg := parityConfig(be.URL)
+	cfg = strings.Replace(cfg, `"echo_endpoint": true,`, `"echo_endpoint": true, "extra_config": {"router": {"return_error_msg": true}},`, 1)
+	cfg = strings.Replace(cfg, `"endpoints": [`, `"endpoints": [
+    {"endpoint": "/failrc", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/fail/rc", "extra_config": {"backend/http": {"return_error_code": true}}}]},
+    {"endpoint": "/down", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x"}]},`, 1)
+	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, dir, "krakend.json", cfg))
+	const text = "text/plain; charset=utf-8"
+	for _, tc := range []struct {
+		path, contentType, body string
+		status                  int
+	}{
+		{"/fail", text, "invalid status code 500 [GET /fail/1]: " + be.URL + "/fail/1", 500},
+		// Our lines come in declaration order (KrakenD: order of arrival).
+		{"/agg", text, "invalid status code 500 [GET /fail/1]: " + be.URL + "/fail/1\ninvalid status code 500 [GET /fail/2]: " + be.URL + "/fail/2", 500},
+		{"/slow", text, "context deadline exceeded", 500},
+		{"/r/999", text, "invalid status code 404 [GET /r{{.C}}]: " + be.URL + "/r999", 500},
+		{"/failrc", "application/json", `{"err":"boom"}`, 500},
+		{"/down", text, `Get "http://` + down + `/x": dial tcp ` + down + `: connect: connection refused`, 500},
+	} {
+		code, h, body := testenv.Get(t, e.URL()+tc.path)
+		if code != tc.status || h.Get("Content-Type") != tc.contentType || body != tc.body || h.Get("X-Krakend-Completed") != "false" {
+			t.Errorf("GET %s = %d %q %q, want %d %q %q", tc.path, code, h.Get("Content-Type"), body, tc.status, tc.contentType, tc.body)
+		}
+	}
 }
