@@ -145,7 +145,7 @@ func (d *decoder) router(n *node, p path) *Router {
 			"remove_extra_slash":                d.boolean(&r.RemoveExtraSlash),
 			"disable_redirect_trailing_slash":   d.boolean(&r.DisableRedirectTrailingSlash),
 			"disable_handle_method_not_allowed": d.boolean(&r.DisableHandleMethodNotAllowed),
-			"disable_path_decoding":             d.falseOnly("disable_path_decoding"),
+			"disable_path_decoding":             d.boolean(&r.DisablePathDecoding),
 			"disable_redirect_fixed_path":       d.boolean(&r.DisableRedirectFixedPath),
 			"error_body": func(n *node, p path) {
 				d.object(n, p, objectSpec{fields: map[string]handler{

@@ -263,7 +263,6 @@ func TestValidateRules(t *testing.T) {
 			"disable_path_decoding": true, "max_payload": 10}}`),
 			[]pair{
 				{`extra_config["router"].app_engine`, KindUnsupported},
-				{`extra_config["router"].disable_path_decoding`, KindUnsupported},
 				{`extra_config["router"].max_multipart_memory`, KindUnsupported},
 				{`extra_config["router"].max_payload`, KindUnsupported},
 			}},

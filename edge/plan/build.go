@@ -227,6 +227,7 @@ func (b *builder) build() (*Plan, error) {
 		log:            b.deps.Logger,
 		returnErrorMsg: rt.GetReturnErrorMsg(),
 		jsonErrors:     rt.GetJsonErrorBodies(),
+		rawParams:      rt.GetDisablePathDecoding(),
 	}
 	if b.deps.Metrics != nil {
 		p.metrics = b.deps.Metrics.unmatched

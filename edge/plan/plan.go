@@ -40,6 +40,7 @@ package plan
 
 import (
 	"bytes"
+	"net/url"
 	"sync"
 	"time"
 
@@ -94,6 +95,7 @@ type Plan struct {
 	versionValue   []byte // X-KrakenD value
 	returnErrorMsg bool
 	jsonErrors     bool // apigw/errors json: our JSON error bodies
+	rawParams      bool // router.disable_path_decoding: no param check
 	body404        []byte
 	body405        []byte
 	metrics        endpointMetrics // unmatched requests
@@ -239,22 +241,46 @@ func writeFixed(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.SetBody(body)
 }
 
-// invalidParam reports a parameter KrakenD's param checker rejects: one
-// that still holds percent-encoding after the path was decoded, or '?' or
-// '#' (disable_path_decoding is not offered).
-func invalidParam(ps *router.Params) bool {
+// paramError returns the answer of KrakenD's param checker (skipped with
+// router.disable_path_decoding) for a parameter that still holds
+// percent-encoding after the path was decoded, or '?' or '#': the text
+// lura writes, nil when every parameter is fine.
+func paramError(ps *router.Params) []byte {
 	for i := 0; i < ps.Len(); i++ {
-		if bytes.ContainsAny(ps.Value(i), "%?#") {
-			return true
+		v := ps.Value(i)
+		if !bytes.ContainsAny(v, "%?#") {
+			continue
 		}
+		if bytes.IndexByte(v, '%') >= 0 {
+			if _, err := url.PathUnescape(string(v)); err != nil {
+				return []byte("error: " + err.Error())
+			}
+		}
+		return textEncodedParams
 	}
-	return false
+	return nil
+}
+
+var textEncodedParams = []byte("error: encoded url params")
+
+// checkParams runs KrakenD's param checker unless the router disabled it.
+func (p *Plan) checkParams(ps *router.Params) []byte {
+	if p.rawParams || ps.Len() == 0 {
+		return nil
+	}
+	return paramError(ps)
 }
 
 func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) {
 	start := time.Now()
-	if invalidParam(&st.params) {
-		p.writeError(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+	if msg := p.checkParams(&st.params); msg != nil {
+		if p.jsonErrors {
+			writeFixed(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+		} else {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			ctx.SetBody(msg)
+		}
 		ep.metrics.observe(fasthttp.StatusBadRequest, time.Since(start).Seconds())
 		return
 	}

@@ -528,7 +528,8 @@ func featureCases(b *backends) []featureCase {
 		{
 			name:       "percent-encoded parameter is rejected (KrakenD's param checker)",
 			path:       "/users/a%2525b",
-			wantStatus: 400, wantBody: str(""), wantHeaders: noContentType,
+			wantStatus: 400, wantBody: str("error: encoded url params"),
+			wantHeaders: map[string]string{"Content-Type": "text/plain; charset=utf-8", "X-Krakend": absent},
 		},
 		{
 			name:       "404",
@@ -759,6 +760,29 @@ func TestJSONErrorBodies(t *testing.T) {
 		g := do(t, e.addr, tc.method, tc.path, nil, "")
 		if g.Status != tc.status || g.Body != tc.body || g.Headers["Content-Type"] != "application/json" || g.Headers["Allow"] != tc.allow {
 			t.Errorf("%s %s = %d %q %v, want %d %q application/json Allow %q", tc.method, tc.path, g.Status, g.Body, g.Headers, tc.status, tc.body, tc.allow)
+		}
+	}
+}
+
+// TestDisablePathDecoding: router.disable_path_decoding turns KrakenD's
+// param checker off, so an encoded parameter reaches the backend.
+func TestDisablePathDecoding(t *testing.T) {
+	t.Parallel()
+	b := startBackends(t)
+	for _, raw := range []bool{false, true} {
+		snap := snapshot(endpoint("GET", "/users/{id}", backend(b.host, "/users/{id}")))
+		snap.Service.Router.DisablePathDecoding = raw
+		e := startEdge(t, mustBuild(t, snap, plan.Deps{}))
+		g := do(t, e.addr, "GET", "/users/100%25", nil, "")
+		want := 400
+		if raw {
+			want = 200
+		}
+		if g.Status != want {
+			t.Errorf("disable_path_decoding %v: GET /users/100%%25 = %d %q, want %d", raw, g.Status, g.Body, want)
+		}
+		if !raw && g.Body != `error: invalid URL escape "%"` {
+			t.Errorf("param checker text = %q", g.Body)
 		}
 	}
 }

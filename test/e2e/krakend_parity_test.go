@@ -76,6 +76,8 @@ func TestKrakenDParity(t *testing.T) {
 		{name: "router 405", method: "PUT", path: "/echo", want: want{405, map[string]string{
 			"Content-Type": "text/plain", "X-Krakend-Completed": "false", "Allow": ""}, "405 method not allowed"}},
 		{name: "failed backend", path: "/fail", want: failed},
+		{name: "param checker", path: "/r/a%2525b", want: want{400, map[string]string{
+			"Content-Type": "text/plain; charset=utf-8", "X-Krakend": "", "X-Krakend-Completed": ""}, "error: encoded url params"}},
 		{name: "every backend failed", path: "/agg", want: failed},
 		{name: "endpoint timeout", path: "/slow", want: failed},
 		// Item 7: XML and YAML.
