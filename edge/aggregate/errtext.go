@@ -3,11 +3,7 @@ package aggregate
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"net"
 	"strconv"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/apigw/gateway/edge/proxy"
 )
@@ -53,32 +49,7 @@ func (ex *Exchange) appendCallError(dst []byte, c *call) []byte {
 		dst = append(dst, ' ')
 		return append(dst, c.req.URI().FullURI()...)
 	case c.err != nil:
-		if errors.Is(c.err, fasthttp.ErrTimeout) || errors.Is(c.err, fasthttp.ErrDialTimeout) {
-			return append(dst, "context deadline exceeded"...)
-		}
-		if errors.Is(c.err, proxy.ErrBodyTooLarge) {
-			return append(dst, c.err.Error()...)
-		}
-		// Go's *url.Error: `Get "http://host/path": <cause>`.
-		m := c.req.Header.Method()
-		if len(m) > 0 {
-			dst = append(dst, m[0])
-			dst = append(dst, bytes.ToLower(m[1:])...)
-		}
-		dst = append(dst, ' ')
-		dst = strconv.AppendQuote(dst, string(c.req.URI().FullURI()))
-		dst = append(dst, ": "...)
-		// Go's dialer error, as net/http reports it (fasthttp wraps it
-		// and dials "tcp4").
-		var op *net.OpError
-		if errors.As(c.err, &op) {
-			e := *op
-			if e.Net == "tcp4" || e.Net == "tcp6" {
-				e.Net = "tcp"
-			}
-			return append(dst, e.Error()...)
-		}
-		return append(dst, c.err.Error()...)
+		return proxy.AppendCallError(dst, c.req.Header.Method(), c.req.URI().FullURI(), c.err)
 	}
 	// The body did not decode: encoding/json's own message, as lura's
 	// decoder reports it.

@@ -40,6 +40,7 @@ package plan
 
 import (
 	"bytes"
+	"errors"
 	"net/url"
 	"sync"
 	"time"
@@ -322,9 +323,16 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 		if ep.noopErrors != nil {
 			ep.noopErrors.Inc()
 		}
-		if err == proxy.ErrOpen {
+		var ce *proxy.CallError
+		switch {
+		case err == proxy.ErrOpen:
 			p.serviceUnavailable(ctx, st, ep.noop.RetryAfter())
-		} else {
+		case p.returnErrorMsg && !p.jsonErrors && errors.As(err, &ce):
+			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			st.buf = proxy.AppendCallError(st.buf[:0], ce.Method, ce.URL, ce.Err)
+			ctx.SetBody(st.buf)
+		default:
 			p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		}
 	}

@@ -66,8 +66,8 @@ func skipResponseHeader(k []byte) bool {
 // ServeNoOp runs a single no-op backend for the client request of ctx and
 // writes the backend response to ctx.Response. It returns the call error
 // (nothing was written then): ErrOpen when the circuit breaker refused the
-// call, ratelimit.ErrLimited when the backend rate limit did, or the
-// transport error. The call goes through RoundTrip (martian modifiers, the
+// call, ratelimit.ErrLimited when the backend rate limit did, or a
+// *CallError wrapping the transport error. The call goes through RoundTrip (martian modifiers, the
 // HTTP cache). A no-op backend passes every status through, so the breaker
 // counts transport errors and 5xx answers as failures (KrakenD counts only
 // transport errors there). It does not allocate once the pools are warm.
@@ -81,6 +81,10 @@ func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time
 	h := b.client.Pick()
 	b.BuildRequest(req, h, in, nil)
 	reached, err := b.RoundTrip(h, req, resp, deadline)
+	if err != nil {
+		// Off the fast path: keep what an error text names.
+		err = &CallError{Method: append([]byte(nil), req.Header.Method()...), URL: append([]byte(nil), req.URI().FullURI()...), Err: err}
+	}
 	if err == nil && in.Gzip {
 		err = gunzipInPlace(resp)
 	}

@@ -255,7 +255,9 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 	cfg = strings.Replace(cfg, `"echo_endpoint": true,`, `"echo_endpoint": true, "extra_config": {"router": {"return_error_msg": true}},`, 1)
 	cfg = strings.Replace(cfg, `"endpoints": [`, `"endpoints": [
     {"endpoint": "/failrc", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/fail/rc", "extra_config": {"backend/http": {"return_error_code": true}}}]},
-    {"endpoint": "/down", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x"}]},`, 1)
+    {"endpoint": "/down", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x"}]},
+    {"endpoint": "/noopdown", "output_encoding": "no-op", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x", "encoding": "no-op"}]},
+    {"endpoint": "/noopslow", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow", "encoding": "no-op"}]},`, 1)
 	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, dir, "krakend.json", cfg))
 	const text = "text/plain; charset=utf-8"
 	for _, tc := range []struct {
@@ -269,6 +271,8 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 		{"/r/999", text, "invalid status code 404 [GET /r{{.C}}]: " + be.URL + "/r999", 500},
 		{"/failrc", "application/json", `{"err":"boom"}`, 500},
 		{"/down", text, `Get "http://` + down + `/x": dial tcp ` + down + `: connect: connection refused`, 500},
+		{"/noopdown", text, `Get "http://` + down + `/x": dial tcp ` + down + `: connect: connection refused`, 500},
+		{"/noopslow", text, "context deadline exceeded", 500},
 	} {
 		code, h, body := testenv.Get(t, e.URL()+tc.path)
 		if code != tc.status || h.Get("Content-Type") != tc.contentType || body != tc.body || h.Get("X-Krakend-Completed") != "false" {
