@@ -73,7 +73,16 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			TrustedProxies:                r.TrustedProxies,
 			ErrorBody_404:                 r.ErrorBody404,
 			ErrorBody_405:                 r.ErrorBody405,
+			DisablePathDecoding:           r.DisablePathDecoding,
+			DisableRedirectFixedPath:      r.DisableRedirectFixedPath,
 		}
+	}
+	out.DebugEndpoint, out.EchoEndpoint = s.DebugEndpoint, s.EchoEndpoint
+	if e := s.ExtraConfig.Errors; e != nil && e.JSON {
+		if out.Router == nil {
+			out.Router = &gatewayv1.Router{}
+		}
+		out.Router.JsonErrorBodies = true
 	}
 	if l := s.ExtraConfig.Logging; l != nil {
 		out.Logging = &gatewayv1.Logging{
@@ -211,6 +220,9 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 	if h := b.ExtraConfig.HTTP; h != nil {
 		out.ReturnErrorCode = h.ReturnErrorCode
 		out.ReturnErrorDetails = deref(h.ReturnErrorDetails)
+	}
+	if hc := b.ExtraConfig.HTTPClient; hc != nil {
+		out.SendBodyOnRedirect = hc.SendBodyOnRedirect
 	}
 	if px := b.ExtraConfig.Proxy; px != nil {
 		out.Flatmap = flatmapOps(px.FlatmapFilter)

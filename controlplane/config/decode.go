@@ -433,8 +433,8 @@ func (d *decoder) service(n *node) *Service {
 			"disable_compression":           d.boolean(&s.DisableCompression),
 			"allow_insecure_connections":    d.boolean(&s.AllowInsecureConnections),
 
-			"debug_endpoint":   d.falseOnly("KrakenD's /__debug handler"),
-			"echo_endpoint":    d.falseOnly("KrakenD's /__echo handler"),
+			"debug_endpoint":   d.boolean(&s.DebugEndpoint),
+			"echo_endpoint":    d.boolean(&s.EchoEndpoint),
 			"dns_cache_ttl":    d.duration(&s.DNSCacheTTL),
 			"sequential_start": d.boolean(&s.SequentialStart),
 		},

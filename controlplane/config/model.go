@@ -49,6 +49,9 @@ type Service struct {
 	// Accepted for compatibility; they have no effect (see decodeService).
 	DNSCacheTTL     time.Duration
 	SequentialStart bool
+	// DebugEndpoint and EchoEndpoint serve KrakenD's /__debug/ and /__echo/.
+	DebugEndpoint bool
+	EchoEndpoint  bool
 
 	// MaxBodyBytes bounds request and backend response bodies. KrakenD CE has
 	// no such key; it is always the default set by Defaults.
@@ -71,6 +74,16 @@ type ServiceExtra struct {
 	ClusterRateLimit *ClusterRateLimit
 	CORS             *CORS
 	Security         *SecurityHTTP
+	// Errors is our `apigw/errors` namespace.
+	Errors *Errors
+}
+
+// Errors is the `apigw/errors` namespace: how the edge words its own
+// error answers.
+type Errors struct {
+	// JSON gives gateway errors the fixed {"error":"<code>"} bodies instead
+	// of KrakenD's bytes.
+	JSON bool
 }
 
 // Router is the `router` namespace (KrakenD's gin engine options).
@@ -89,8 +102,10 @@ type Router struct {
 	DisableRedirectTrailingSlash  bool
 	DisableHandleMethodNotAllowed bool
 	// ErrorBody404 and ErrorBody405 are canonical JSON documents (nil when unset).
-	ErrorBody404 []byte
-	ErrorBody405 []byte
+	ErrorBody404             []byte
+	ErrorBody405             []byte
+	DisablePathDecoding      bool
+	DisableRedirectFixedPath bool
 }
 
 // Logging is the `telemetry/logging` namespace.
@@ -193,6 +208,13 @@ type BackendExtra struct {
 	CircuitBreaker *CircuitBreaker
 	HTTPCache      *HTTPCache
 	Martian        *Martian
+	// HTTPClient is `backend/http/client`.
+	HTTPClient *BackendHTTPClient
+}
+
+// BackendHTTPClient is the `backend/http/client` namespace.
+type BackendHTTPClient struct {
+	SendBodyOnRedirect bool
 }
 
 // BackendHTTP is the `backend/http` namespace.

@@ -25,6 +25,7 @@ var (
 		{"qos/ratelimit/cluster", func(d *decoder, n *node, p path, x *ServiceExtra) { x.ClusterRateLimit = d.clusterRateLimit(n, p) }},
 		{"security/cors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.CORS = d.cors(n, p) }},
 		{"security/http", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Security = d.securityHTTP(n, p) }},
+		{"apigw/errors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Errors = d.errorsNS(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},
@@ -34,6 +35,7 @@ var (
 	}
 	backendNamespaces = []namespace[BackendExtra]{
 		{"backend/http", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTP = d.backendHTTP(n, p) }},
+		{"backend/http/client", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTPClient = d.backendHTTPClient(n, p) }},
 		{"proxy", func(d *decoder, n *node, p path, x *BackendExtra) { x.Proxy = d.backendProxy(n, p) }},
 		{"qos/ratelimit/proxy", func(d *decoder, n *node, p path, x *BackendExtra) { x.RateLimit = d.backendRateLimit(n, p) }},
 		{"qos/circuit-breaker", func(d *decoder, n *node, p path, x *BackendExtra) { x.CircuitBreaker = d.circuitBreaker(n, p) }},
@@ -143,6 +145,8 @@ func (d *decoder) router(n *node, p path) *Router {
 			"remove_extra_slash":                d.boolean(&r.RemoveExtraSlash),
 			"disable_redirect_trailing_slash":   d.boolean(&r.DisableRedirectTrailingSlash),
 			"disable_handle_method_not_allowed": d.boolean(&r.DisableHandleMethodNotAllowed),
+			"disable_path_decoding":             d.boolean(&r.DisablePathDecoding),
+			"disable_redirect_fixed_path":       d.boolean(&r.DisableRedirectFixedPath),
 			"error_body": func(n *node, p path) {
 				d.object(n, p, objectSpec{fields: map[string]handler{
 					"404": d.rawValue(&r.ErrorBody404),
@@ -151,10 +155,8 @@ func (d *decoder) router(n *node, p path) *Router {
 			},
 			// gin options this gateway does not implement: accepted only
 			// with their default value.
-			"app_engine":                  d.falseOnly("app_engine"),
-			"use_h2c":                     d.falseOnly("h2c (HTTP/2 without TLS)"),
-			"disable_path_decoding":       d.falseOnly("disable_path_decoding"),
-			"disable_redirect_fixed_path": d.falseOnly("disable_redirect_fixed_path"),
+			"app_engine": d.falseOnly("app_engine"),
+			"use_h2c":    d.falseOnly("h2c (HTTP/2 without TLS)"),
 			"max_multipart_memory": func(n *node, p path) {
 				if v, ok := d.int64(n, p); ok && v != 0 && v != ginMultipartMemory {
 					d.vs.add(p, KindUnsupported, "max_multipart_memory is not supported; the only accepted value is %d (the default)", ginMultipartMemory)
@@ -248,6 +250,24 @@ func (d *decoder) backendProxy(n *node, p path) *BackendProxy {
 		"flatmap_filter": d.flatmap(&x.FlatmapFilter),
 		"shadow":         d.boolean(&x.Shadow),
 		"shadow_timeout": d.optDuration(&x.ShadowTimeout),
+	}})
+	return x
+}
+
+// errorsNS decodes our `apigw/errors` namespace.
+func (d *decoder) errorsNS(n *node, p path) *Errors {
+	e := &Errors{}
+	d.object(n, p, objectSpec{fields: map[string]handler{
+		"json": d.boolean(&e.JSON),
+	}})
+	return e
+}
+
+// backendHTTPClient decodes `backend/http/client`.
+func (d *decoder) backendHTTPClient(n *node, p path) *BackendHTTPClient {
+	x := &BackendHTTPClient{}
+	d.object(n, p, objectSpec{fields: map[string]handler{
+		"send_body_on_redirect": d.boolean(&x.SendBodyOnRedirect),
 	}})
 	return x
 }

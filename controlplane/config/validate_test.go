@@ -98,7 +98,7 @@ func TestValidateRules(t *testing.T) {
 		{"negative server timeout", conf(`"read_timeout": "-1s"`), []pair{{"read_timeout", KindInvalid}}},
 		{"negative max_header_bytes", conf(`"max_header_bytes": -1`), []pair{{"max_header_bytes", KindInvalid}}},
 		{"service output_encoding", conf(`"output_encoding": "fast-json"`), []pair{{"output_encoding", KindUnsupported}}},
-		{"debug_endpoint true", conf(`"debug_endpoint": true`), []pair{{"debug_endpoint", KindUnsupported}}},
+		{"debug_endpoint true", conf(`"debug_endpoint": true, "echo_endpoint": true`), nil},
 		{"echo_endpoint false accepted", conf(`"echo_endpoint": false, "sequential_start": true, "dns_cache_ttl": "30s"`), nil},
 		{"tls unsupported", conf(`"tls": {}`), []pair{{"tls", KindUnsupported}}},
 
@@ -264,7 +264,6 @@ func TestValidateRules(t *testing.T) {
 			"disable_path_decoding": true, "max_payload": 10}}`),
 			[]pair{
 				{`extra_config["router"].app_engine`, KindUnsupported},
-				{`extra_config["router"].disable_path_decoding`, KindUnsupported},
 				{`extra_config["router"].max_multipart_memory`, KindUnsupported},
 				{`extra_config["router"].max_payload`, KindUnsupported},
 			}},

@@ -55,6 +55,9 @@ type Backend struct {
 	// Errors counts failed calls, indexed by why they failed; a nil entry
 	// disables counting that reason.
 	Errors [proxy.NumReasons]Counter
+	// ErrPrefix is "[METHOD url_pattern]:" as KrakenD words it in
+	// return_error_msg texts (placeholders in its {{.Param}} form).
+	ErrPrefix string
 }
 
 // Shadow is one shadow backend: a detached copy whose result is discarded.
@@ -193,6 +196,7 @@ type call struct {
 	refused  bool         // the circuit breaker refused the call (never sent)
 	status   int          // non-zero when the backend answered with a failing status
 	reason   proxy.Reason // why the call failed (ReasonNone when it did not)
+	err      error        // the transport (or modifier) error, for return_error_msg
 	value    *fastjson.Value
 	raw      []byte
 }
@@ -201,7 +205,7 @@ func (c *call) reset() {
 	c.host = nil
 	c.req.Reset()
 	c.resp.Reset()
-	c.ok, c.complete, c.refused, c.status, c.reason = false, false, false, 0, proxy.ReasonNone
+	c.ok, c.complete, c.refused, c.status, c.reason, c.err = false, false, false, 0, proxy.ReasonNone, nil
 	c.value, c.raw = nil, nil
 }
 

@@ -191,6 +191,7 @@ func (ex *Exchange) work(k int) {
 		return
 	}
 	reached, err := call.RoundTrip(c.host, &c.req, &c.resp, c.deadline)
+	c.err = err
 	if err == nil {
 		ex.decode(k)
 	} else {
@@ -203,6 +204,12 @@ func (ex *Exchange) work(k int) {
 func (ex *Exchange) decode(k int) {
 	c := &ex.calls[k]
 	b := &ex.pipe.backends[c.backend]
+	if b.Format.NoOp() {
+		// A no-op backend among several, as lura's no-op response parser:
+		// any status, no data.
+		c.ok, c.complete = true, true
+		return
+	}
 	status := c.resp.StatusCode()
 	if !proxy.IsSuccess(status) {
 		c.status = status
@@ -220,7 +227,8 @@ func (ex *Exchange) decode(k int) {
 		c.reason = proxy.BodyReason(err)
 		return
 	}
-	if ex.pipe.raw && response.ValidObject(body) {
+	// Zero copy only when it provably yields KrakenD's bytes.
+	if ex.pipe.raw && response.ValidObject(body) && response.Canonical(body) {
 		c.raw, c.ok, c.complete = body, true, true
 		return
 	}

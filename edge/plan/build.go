@@ -238,8 +238,8 @@ func (b *builder) build() (*Plan, error) {
 		svc:            svc,
 		log:            b.deps.Logger,
 		returnErrorMsg: rt.GetReturnErrorMsg(),
-		body404:        bodyNotFound,
-		body405:        bodyMethodNotAllowed,
+		jsonErrors:     rt.GetJsonErrorBodies(),
+		rawParams:      rt.GetDisablePathDecoding(),
 	}
 	if b.deps.Metrics != nil {
 		p.metrics = b.deps.Metrics.unmatched
@@ -292,6 +292,7 @@ func (b *builder) build() (*Plan, error) {
 		HandleMethodNotAllowed: !rt.GetDisableHandleMethodNotAllowed(),
 		AutoOptions:            rt.GetAutoOptions(),
 		RemoveExtraSlash:       rt.GetRemoveExtraSlash(),
+		RedirectFixedPath:      !rt.GetDisableRedirectFixedPath(),
 	})
 	if err != nil {
 		b.routeViolations(err)
@@ -384,6 +385,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 			Format:          f,
 			ReturnErrorCode: be.GetReturnErrorCode(),
 			MaxBodySize:     int(svc.GetMaxBodyBytes()),
+			ErrPrefix:       "[" + be.GetMethod() + " " + krakendPattern(be.GetUrlPattern()) + "]:",
 		}
 		if alias := be.GetReturnErrorDetails(); alias != "" {
 			ab.ErrorDetailsKey = "error_" + alias
@@ -408,8 +410,10 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		}
 	}
 	switch {
-	case out == response.OutputNoOp || noOpBackends > 0:
-		// KrakenD: a no-op pipe passes one backend's response through untouched.
+	case out == response.OutputNoOp || (noOpBackends > 0 && len(answering) == 1):
+		// KrakenD: a no-op pipe passes one backend's response through
+		// untouched. (A no-op backend among several contributes no data to
+		// the merge: aggregate.)
 		if len(answering) != 1 {
 			b.violate(path+".backend", violation.TooMany, "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
 			return nil
@@ -472,6 +476,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		MaxResponseBodySize: int(svc.GetMaxBodyBytes()),
 		DisableKeepAlives:   hc.GetDisableKeepAlives(),
 		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),
+		DisableCompression:  hc.GetDisableCompression(),
 	}
 	if err := ccfg.Validate(); err != nil {
 		b.violate(path+".host", violation.Invalid, err.Error())
@@ -517,6 +522,8 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		Limiter:         guard.limiter,
 		Cache:           guard.cache,
 		Modifier:        mod,
+
+		SendBodyOnRedirect: be.GetSendBodyOnRedirect(),
 	})
 	if err != nil {
 		b.violate(path+".url_pattern", violation.Invalid, err.Error())

@@ -12,7 +12,8 @@ import (
 
 // fastBackend is a real fasthttp server on 127.0.0.1:0 answering every path
 // with a small JSON object (or bodies[path] when set), cacheable for a
-// minute under /cached/; it allocates nothing per request, so allocation
+// minute under /cached/, gzip-encoded under /gz/ (bodies[path] must then
+// hold gzip bytes); it allocates nothing per request, so allocation
 // guards measure the edge alone.
 // cachedCalls counts the /cached/ calls of every fastBackend.
 var cachedCalls atomic.Int64
@@ -30,12 +31,16 @@ func fastBackend(t testing.TB, bodies map[string]string) string {
 	}
 	ct := []byte("application/json")
 	cachedPrefix, cc, ccValue := []byte("/cached/"), []byte("Cache-Control"), []byte("public, max-age=60")
+	gzPrefix, ce, gz := []byte("/gz/"), []byte("Content-Encoding"), []byte("gzip")
 	srv := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			ctx.SetContentTypeBytes(ct)
 			if bytes.HasPrefix(ctx.Path(), cachedPrefix) {
 				cachedCalls.Add(1)
 				ctx.Response.Header.SetCanonical(cc, ccValue)
+			}
+			if bytes.HasPrefix(ctx.Path(), gzPrefix) {
+				ctx.Response.Header.SetCanonical(ce, gz) // bodies[path] holds gzip bytes
 			}
 			if b, ok := pre[string(ctx.Path())]; ok {
 				ctx.SetBody(b)

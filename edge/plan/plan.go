@@ -40,6 +40,8 @@ package plan
 
 import (
 	"bytes"
+	"errors"
+	"net/url"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -100,6 +102,8 @@ type Plan struct {
 	healthPath     string
 	versionValue   []byte // X-KrakenD value
 	returnErrorMsg bool
+	jsonErrors     bool // apigw/errors json: our JSON error bodies
+	rawParams      bool // router.disable_path_decoding: no param check
 	body404        []byte
 	body405        []byte
 	metrics        endpointMetrics // unmatched requests
@@ -211,18 +215,23 @@ func (p *Plan) Serve(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.Response.Header.SetCanonical(hdrLocation, st.buf)
 		ctx.SetStatusCode(res.Code)
+		if ctx.IsGet() || ctx.IsHead() {
+			// Go's http.Redirect, which gin calls: a tiny HTML body for GET.
+			ctx.SetContentTypeBytes(contentTypeHTML)
+			if ctx.IsGet() {
+				st.buf = appendRedirectBody(st.buf[:0], st.buf, res.Code)
+				ctx.SetBody(st.buf)
+			}
+		}
 	case router.Options:
 		st.buf = p.table.AppendAllow(st.buf[:0], res.Allowed)
 		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
 		ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
 		ctx.SetStatusCode(fasthttp.StatusOK)
 	case router.MethodNotAllowed:
-		st.buf = p.table.AppendAllow(st.buf[:0], res.Allowed)
-		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
-		writeFixed(ctx, fasthttp.StatusMethodNotAllowed, p.body405)
+		p.methodNotAllowed(ctx, st, res.Allowed)
 	default:
-		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
-		writeFixed(ctx, fasthttp.StatusNotFound, p.body404)
+		p.notFound(ctx)
 	}
 	p.metrics.observe(ctx.Response.StatusCode(), -1)
 }
@@ -236,7 +245,7 @@ func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 		p.log.Error().Interface("panic", r).Bytes("path", ctx.Path()).Bytes("stack", debug.Stack()).
 			Msg("plan: request handler panicked")
 		ctx.Response.Reset()
-		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+		p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		// st may be inconsistent: let the GC have it.
 		return
 	}
@@ -256,22 +265,46 @@ func writeFixed(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.SetBody(body)
 }
 
-// invalidParam reports a parameter KrakenD's param checker rejects: one
-// that still holds percent-encoding after the path was decoded, or '?' or
-// '#' (disable_path_decoding is not offered).
-func invalidParam(ps *router.Params) bool {
+// paramError returns the answer of KrakenD's param checker (skipped with
+// router.disable_path_decoding) for a parameter that still holds
+// percent-encoding after the path was decoded, or '?' or '#': the text
+// lura writes, nil when every parameter is fine.
+func paramError(ps *router.Params) []byte {
 	for i := 0; i < ps.Len(); i++ {
-		if bytes.ContainsAny(ps.Value(i), "%?#") {
-			return true
+		v := ps.Value(i)
+		if !bytes.ContainsAny(v, "%?#") {
+			continue
 		}
+		if bytes.IndexByte(v, '%') >= 0 {
+			if _, err := url.PathUnescape(string(v)); err != nil {
+				return []byte("error: " + err.Error())
+			}
+		}
+		return textEncodedParams
 	}
-	return false
+	return nil
+}
+
+var textEncodedParams = []byte("error: encoded url params")
+
+// checkParams runs KrakenD's param checker unless the router disabled it.
+func (p *Plan) checkParams(ps *router.Params) []byte {
+	if p.rawParams || ps.Len() == 0 {
+		return nil
+	}
+	return paramError(ps)
 }
 
 func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) {
 	start := time.Now()
-	if invalidParam(&st.params) {
-		writeFixed(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+	if msg := p.checkParams(&st.params); msg != nil {
+		if p.jsonErrors {
+			writeFixed(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+		} else {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			ctx.SetBody(msg)
+		}
 		ep.metrics.observe(fasthttp.StatusBadRequest, time.Since(start).Seconds())
 		return
 	}
@@ -313,10 +346,17 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 		if c := ep.noopErrors[proxy.ReasonOf(err)]; c != nil {
 			c.Inc()
 		}
-		if err == proxy.ErrOpen {
+		var ce *proxy.CallError
+		switch {
+		case err == proxy.ErrOpen:
 			p.serviceUnavailable(ctx, st, ep.noop.RetryAfter())
-		} else {
-			writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+		case p.returnErrorMsg && !p.jsonErrors && errors.As(err, &ce):
+			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			st.buf = proxy.AppendCallError(st.buf[:0], ce.Method, ce.URL, ce.Err)
+			ctx.SetBody(st.buf)
+		default:
+			p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		}
 	}
 	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
@@ -336,6 +376,7 @@ func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *a
 		}
 		if r.Status != 0 {
 			ctx.SetStatusCode(r.Status)
+			ctx.Response.Header.SetNoDefaultContentType(true)
 			if p.returnErrorMsg {
 				if len(r.ErrContentType) > 0 {
 					ctx.SetContentTypeBytes(r.ErrContentType)
@@ -344,7 +385,15 @@ func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *a
 			}
 			return
 		}
-		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
+		if p.returnErrorMsg && !p.jsonErrors {
+			// KrakenD's error text (router.return_error_msg).
+			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			st.buf = ex.AppendErrorText(st.buf[:0])
+			ctx.SetBody(st.buf)
+			return
+		}
+		p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		return
 	}
 	var complete bool

@@ -1,6 +1,8 @@
 package plan_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"strconv"
 	"testing"
 
@@ -36,10 +38,34 @@ func benchServe(b *testing.B, ep *gatewayv1.Endpoint, method, uri string) {
 	})
 }
 
+// canonicalUser is fastBackend's default body as KrakenD would render it:
+// keys sorted, compact. Served as is, it passes through without a copy.
+const canonicalUser = `{"address":{"city":"Paris","zip":"75001"},"email":"a@example.com","id":1,"name":"alice","tags":["x","y"]}`
+
+// BenchmarkProxy: one backend, through a real loopback backend. "json" is
+// the plain proxy figure (an unsorted backend body re-encoded to KrakenD's
+// bytes); "json-canonical" a body already in KrakenD's form (zero copy);
+// "json-gzip" and "no-op-gzip" the same bodies gzip-encoded by the backend
+// (decoded, then re-encoded or passed through).
 func BenchmarkProxy(b *testing.B) {
-	addr := fastBackend(b, nil)
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	zw.Write([]byte(`{"id":1,"name":"alice","email":"a@example.com","tags":["x","y"],"address":{"city":"Paris","zip":"75001"}}`))
+	zw.Close()
+	addr := fastBackend(b, map[string]string{"/canonical/42": canonicalUser, "/gz/42": zb.String()})
 	b.Run("json", func(b *testing.B) {
 		benchServe(b, endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")), "GET", "/users/42")
+	})
+	b.Run("json-canonical", func(b *testing.B) {
+		benchServe(b, endpoint("GET", "/users/{id}", backend(addr, "/canonical/{id}")), "GET", "/users/42")
+	})
+	b.Run("json-gzip", func(b *testing.B) {
+		benchServe(b, endpoint("GET", "/users/{id}", backend(addr, "/gz/{id}")), "GET", "/users/42")
+	})
+	b.Run("no-op-gzip", func(b *testing.B) {
+		ep := endpoint("GET", "/users/{id}", with(backend(addr, "/gz/{id}"), func(b *gatewayv1.Backend) { b.Encoding = "no-op" }))
+		ep.OutputEncoding = "no-op"
+		benchServe(b, ep, "GET", "/users/42")
 	})
 	b.Run("no-op", func(b *testing.B) {
 		ep := endpoint("GET", "/users/{id}", with(backend(addr, "/users/{id}"), func(b *gatewayv1.Backend) { b.Encoding = "no-op" }))

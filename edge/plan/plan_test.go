@@ -33,6 +33,9 @@ type featureCase struct {
 
 func str(s string) *string { return &s }
 
+// noContentType is what KrakenD's status-only error answers carry.
+var noContentType = map[string]string{"Content-Type": absent}
+
 // with applies tweaks to an endpoint or backend (test-local helper).
 func with[T any](e T, fns ...func(T)) T {
 	for _, f := range fns {
@@ -84,8 +87,8 @@ func featureCases(b *backends) []featureCase {
 		{
 			name:       "204 is a failure",
 			endpoint:   endpoint("GET", "/nocontent", backend(h, "/nocontent")),
-			wantStatus: 500, wantJSON: `{"error":"internal"}`,
-			wantHeaders: map[string]string{"X-Krakend-Completed": "false", "X-Krakend": "Version apigw-1"},
+			wantStatus: 500, wantBody: str(""),
+			wantHeaders: map[string]string{"X-Krakend-Completed": "false", "X-Krakend": "Version apigw-1", "Content-Type": absent},
 		},
 		{
 			name: "allow with dotted paths",
@@ -186,14 +189,14 @@ func featureCases(b *backends) []featureCase {
 		{
 			name:       "every backend failing is 500",
 			endpoint:   endpoint("GET", "/allfail", backend(h, "/fail"), backend(h, "/notfound")),
-			wantStatus: 500, wantJSON: `{"error":"internal"}`,
-			wantHeaders: map[string]string{"X-Krakend-Completed": "false"},
+			wantStatus: 500, wantBody: str(""),
+			wantHeaders: map[string]string{"X-Krakend-Completed": "false", "Content-Type": absent},
 		},
 		{
 			name: "slow single backend past the timeout is 500",
 			endpoint: with(endpoint("GET", "/slow", backend(h, "/slow")),
 				func(e *gatewayv1.Endpoint) { e.TimeoutMs = 100 }),
-			wantStatus: 500, wantJSON: `{"error":"internal"}`,
+			wantStatus: 500, wantBody: str(""), wantHeaders: noContentType,
 		},
 		{
 			name: "slow backend in an aggregate: partial within the merge deadline",
@@ -205,12 +208,12 @@ func featureCases(b *backends) []featureCase {
 		{
 			name:       "invalid backend JSON is 500",
 			endpoint:   endpoint("GET", "/bad", backend(h, "/bad")),
-			wantStatus: 500, wantJSON: `{"error":"internal"}`,
+			wantStatus: 500, wantBody: str(""), wantHeaders: noContentType,
 		},
 		{
 			name:       "non-200 backend is 500",
 			endpoint:   endpoint("GET", "/nf", backend(h, "/notfound")),
-			wantStatus: 500, wantJSON: `{"error":"internal"}`,
+			wantStatus: 500, wantBody: str(""), wantHeaders: noContentType,
 		},
 		{
 			name: "return_error_code passes the status, empty body without return_error_msg",
@@ -239,7 +242,7 @@ func featureCases(b *backends) []featureCase {
 		{
 			name:       "body beyond max_body_bytes is a backend failure (500)",
 			endpoint:   endpoint("GET", "/huge", backend(h, "/huge")),
-			wantStatus: 500, wantJSON: `{"error":"internal"}`,
+			wantStatus: 500, wantBody: str(""), wantHeaders: noContentType,
 		},
 		{
 			name: "gzip backend body is decoded before manipulation",
@@ -277,7 +280,7 @@ func featureCases(b *backends) []featureCase {
 			endpoint: with(endpoint("GET", "/noop-slow", with(backend(h, "/slow"), func(e *gatewayv1.Backend) {
 				e.Encoding = "no-op"
 			})), func(e *gatewayv1.Endpoint) { e.OutputEncoding = "no-op"; e.TimeoutMs = 50 }),
-			wantStatus: 500, wantJSON: `{"error":"internal"}`,
+			wantStatus: 500, wantBody: str(""), wantHeaders: noContentType,
 		},
 		{
 			name:       "default header policy: Content-Type only, gateway User-Agent, X-Forwarded-*",
@@ -503,7 +506,7 @@ func featureCases(b *backends) []featureCase {
 			path:        "/nego",
 			headers:     map[string]string{"Accept": "application/xml"},
 			wantStatus:  200,
-			wantHeaders: map[string]string{"Content-Type": "application/xml; charset=utf-8"},
+			wantHeaders: map[string]string{"Content-Type": "application/xml"},
 			check: func(t *testing.T, g got) {
 				if !strings.Contains(g.Body, "<a>1</a>") {
 					t.Errorf("XML body %q", g.Body)
@@ -515,7 +518,7 @@ func featureCases(b *backends) []featureCase {
 			path:        "/nego",
 			headers:     map[string]string{"Accept": "text/plain"},
 			wantStatus:  200,
-			wantHeaders: map[string]string{"Content-Type": "application/yaml; charset=utf-8"},
+			wantHeaders: map[string]string{"Content-Type": "application/x-yaml; charset=utf-8"},
 			check: func(t *testing.T, g got) {
 				if !strings.Contains(g.Body, "b: two") {
 					t.Errorf("YAML body %q", g.Body)
@@ -525,34 +528,35 @@ func featureCases(b *backends) []featureCase {
 		{
 			name:       "percent-encoded parameter is rejected (KrakenD's param checker)",
 			path:       "/users/a%2525b",
-			wantStatus: 400, wantJSON: `{"error":"bad_request"}`,
+			wantStatus: 400, wantBody: str("error: encoded url params"),
+			wantHeaders: map[string]string{"Content-Type": "text/plain; charset=utf-8", "X-Krakend": absent},
 		},
 		{
 			name:       "404",
 			path:       "/nowhere",
-			wantStatus: 404, wantJSON: `{"error":"not_found"}`,
-			wantHeaders: map[string]string{"X-Krakend-Completed": "false", "X-Krakend": absent},
+			wantStatus: 404, wantBody: str("404 page not found"),
+			wantHeaders: map[string]string{"X-Krakend-Completed": "false", "X-Krakend": "Version apigw-1", "Content-Type": "text/plain"},
 		},
 		{
-			name:       "405 lists the allowed methods",
+			name:       "405 is gin's text, without Allow (as KrakenD)",
 			method:     "DELETE",
 			path:       "/small",
-			wantStatus: 405, wantJSON: `{"error":"method_not_allowed"}`,
-			wantHeaders: map[string]string{"Allow": "GET"},
+			wantStatus: 405, wantBody: str("405 method not allowed"),
+			wantHeaders: map[string]string{"Allow": absent, "Content-Type": "text/plain", "X-Krakend-Completed": "false"},
 		},
 		{
 			name:        "HEAD is not answered by a GET endpoint (gin has no automatic HEAD)",
 			method:      "HEAD",
 			path:        "/small",
 			wantStatus:  405,
-			wantHeaders: map[string]string{"Allow": "GET"},
+			wantHeaders: map[string]string{"Allow": absent},
 		},
 		{
 			name:        "OPTIONS without auto_options is 405",
 			method:      "OPTIONS",
 			path:        "/created",
 			wantStatus:  405,
-			wantHeaders: map[string]string{"Allow": "POST"},
+			wantHeaders: map[string]string{"Allow": absent},
 		},
 		{
 			name:        "trailing slash redirect for GET is 301 and keeps the query",
@@ -733,5 +737,52 @@ func TestForwardedFor(t *testing.T) {
 				t.Errorf("X-Forwarded-For = %q, want %q", v, tc.want)
 			}
 		})
+	}
+}
+
+// TestJSONErrorBodies: the apigw/errors namespace turns KrakenD's empty
+// error answers and router texts into our fixed JSON bodies.
+func TestJSONErrorBodies(t *testing.T) {
+	t.Parallel()
+	b := startBackends(t)
+	snap := snapshot(endpoint("GET", "/fail", backend(b.host, "/notfound")))
+	snap.Service.Router.JsonErrorBodies = true
+	e := startEdge(t, mustBuild(t, snap, plan.Deps{}))
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body, allow  string
+	}{
+		{"GET", "/nowhere", 404, `{"error":"not_found"}`, ""},
+		{"DELETE", "/fail", 405, `{"error":"method_not_allowed"}`, "GET"},
+		{"GET", "/fail", 500, `{"error":"internal"}`, ""},
+	} {
+		g := do(t, e.addr, tc.method, tc.path, nil, "")
+		if g.Status != tc.status || g.Body != tc.body || g.Headers["Content-Type"] != "application/json" || g.Headers["Allow"] != tc.allow {
+			t.Errorf("%s %s = %d %q %v, want %d %q application/json Allow %q", tc.method, tc.path, g.Status, g.Body, g.Headers, tc.status, tc.body, tc.allow)
+		}
+	}
+}
+
+// TestDisablePathDecoding: router.disable_path_decoding turns KrakenD's
+// param checker off, so an encoded parameter reaches the backend.
+func TestDisablePathDecoding(t *testing.T) {
+	t.Parallel()
+	b := startBackends(t)
+	for _, raw := range []bool{false, true} {
+		snap := snapshot(endpoint("GET", "/users/{id}", backend(b.host, "/users/{id}")))
+		snap.Service.Router.DisablePathDecoding = raw
+		e := startEdge(t, mustBuild(t, snap, plan.Deps{}))
+		g := do(t, e.addr, "GET", "/users/100%25", nil, "")
+		want := 400
+		if raw {
+			want = 200
+		}
+		if g.Status != want {
+			t.Errorf("disable_path_decoding %v: GET /users/100%%25 = %d %q, want %d", raw, g.Status, g.Body, want)
+		}
+		if !raw && g.Body != `error: invalid URL escape "%"` {
+			t.Errorf("param checker text = %q", g.Body)
+		}
 	}
 }

@@ -215,9 +215,9 @@ func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState
 	if reason != auth.ReasonOK {
 		p.rejections.auth(reason)
 		if reason.Status() == fasthttp.StatusForbidden {
-			writeFixed(ctx, fasthttp.StatusForbidden, bodyForbidden)
+			p.writeError(ctx, fasthttp.StatusForbidden, bodyForbidden)
 		} else {
-			writeFixed(ctx, fasthttp.StatusUnauthorized, bodyUnauthorized)
+			p.writeError(ctx, fasthttp.StatusUnauthorized, bodyUnauthorized)
 		}
 		return false
 	}
@@ -242,9 +242,9 @@ func (p *Plan) rateLimit(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) b
 	ctx.Response.Header.SetCanonical(hdrRetryAfter, st.buf)
 	setRateHeaders(ctx, st)
 	if d.Status() == fasthttp.StatusServiceUnavailable {
-		writeFixed(ctx, fasthttp.StatusServiceUnavailable, bodyServiceUnavailable)
+		p.writeError(ctx, fasthttp.StatusServiceUnavailable, bodyServiceUnavailable)
 	} else {
-		writeFixed(ctx, fasthttp.StatusTooManyRequests, bodyTooManyRequests)
+		p.writeError(ctx, fasthttp.StatusTooManyRequests, bodyTooManyRequests)
 	}
 	return false
 }
@@ -296,7 +296,7 @@ func clientKey(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) []byte {
 func (p *Plan) serviceUnavailable(ctx *fasthttp.RequestCtx, st *reqState, retryAfter int64) {
 	st.buf = strconv.AppendInt(st.buf[:0], max(retryAfter, 1), 10)
 	ctx.Response.Header.SetCanonical(hdrRetryAfter, st.buf)
-	writeFixed(ctx, fasthttp.StatusServiceUnavailable, bodyServiceUnavailable)
+	p.writeError(ctx, fasthttp.StatusServiceUnavailable, bodyServiceUnavailable)
 }
 
 // validate checks the request body against the endpoint's JSON schema:
@@ -308,7 +308,7 @@ func (p *Plan) validate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bo
 		if ep.limiter != nil {
 			setRateHeaders(ctx, st)
 		}
-		writeFixed(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
+		p.writeError(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
 		return false
 	}
 	return true

@@ -45,6 +45,7 @@ type clientIdentity struct {
 	insecureSkipVerify  bool
 	roundRobin          bool
 	maxShadowCalls      int
+	disableCompression  bool
 }
 
 func identityOf(c proxy.ClientConfig) clientIdentity {
@@ -59,6 +60,7 @@ func identityOf(c proxy.ClientConfig) clientIdentity {
 		insecureSkipVerify:  c.InsecureSkipVerify,
 		roundRobin:          c.RoundRobin,
 		maxShadowCalls:      c.MaxShadowCalls,
+		disableCompression:  c.DisableCompression,
 	}
 }
 

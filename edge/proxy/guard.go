@@ -74,7 +74,7 @@ func (b *Backend) RoundTrip(h *Host, req *fasthttp.Request, resp *fasthttp.Respo
 		}
 	}
 	if b.cache == nil || !b.CacheGet(req, resp) {
-		if err := h.Do(req, resp, deadline); err != nil {
+		if err := b.do(h, req, resp, deadline); err != nil {
 			return true, err
 		}
 		reached = true

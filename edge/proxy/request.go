@@ -58,6 +58,9 @@ type BackendConfig struct {
 	Cache *httpcache.Cache
 	// Modifier holds the backend's modifier/martian chains; nil: none.
 	Modifier *modifier.Modifier
+	// SendBodyOnRedirect re-sends the body on 307/308 redirects
+	// (backend/http/client).
+	SendBodyOnRedirect bool
 }
 
 // Backend is a compiled backend call: the request template, the header and
@@ -89,6 +92,8 @@ type Backend struct {
 	limiter *ratelimit.Bucket
 	cache   *httpcache.Cache
 	mod     *modifier.Modifier
+
+	bodyOnRedirect bool
 }
 
 type partKind uint8
@@ -133,6 +138,8 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 		limiter:   cfg.Limiter,
 		cache:     cfg.Cache,
 		mod:       cfg.Modifier,
+
+		bodyOnRedirect: cfg.SendBodyOnRedirect,
 	}
 	pattern := cfg.URLPattern
 	if !strings.HasPrefix(pattern, "/") {
@@ -332,8 +339,11 @@ type Inbound struct {
 	ClientIP []byte // the X-Forwarded-For value (ClientIP.Append)
 	// Claims is the verified token of a JWT endpoint, nil otherwise.
 	Claims Claims
-	buf    []byte // path and query building
-	tmp    []byte // sequential placeholder values
+	// Gzip is set by BuildRequest when it asked the backend for gzip
+	// itself: the answer is then decoded transparently (no-op too).
+	Gzip bool
+	buf  []byte // path and query building
+	tmp  []byte // sequential placeholder values
 }
 
 // Reset prepares in for a request.
@@ -377,6 +387,7 @@ func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev
 	in.buf = buf
 
 	b.copyHeaders(req, in)
+	in.Gzip = b.askGzip(req)
 	if body := in.Req.Body(); len(body) > 0 {
 		req.SetBody(body)
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -65,8 +66,8 @@ func skipResponseHeader(k []byte) bool {
 // ServeNoOp runs a single no-op backend for the client request of ctx and
 // writes the backend response to ctx.Response. It returns the call error
 // (nothing was written then): ErrOpen when the circuit breaker refused the
-// call, ratelimit.ErrLimited when the backend rate limit did, or the
-// transport error. The call goes through RoundTrip (martian modifiers, the
+// call, ratelimit.ErrLimited when the backend rate limit did, or a
+// *CallError wrapping the transport error. The call goes through RoundTrip (martian modifiers, the
 // HTTP cache). A no-op backend passes every status through, so the breaker
 // counts transport errors and 5xx answers as failures (KrakenD counts only
 // transport errors there). It does not allocate once the pools are warm.
@@ -80,6 +81,13 @@ func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time
 	h := b.client.Pick()
 	b.BuildRequest(req, h, in, nil)
 	reached, err := b.RoundTrip(h, req, resp, deadline)
+	if err != nil {
+		// Off the fast path: keep what an error text names.
+		err = &CallError{Method: append([]byte(nil), req.Header.Method()...), URL: append([]byte(nil), req.URI().FullURI()...), Err: err}
+	}
+	if err == nil && in.Gzip {
+		err = gunzipInPlace(resp)
+	}
 	if err == nil {
 		CopyNoOp(&ctx.Response, resp)
 	}
@@ -87,4 +95,22 @@ func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time
 	fasthttp.ReleaseRequest(req)
 	fasthttp.ReleaseResponse(resp)
 	return err
+}
+
+var hdrContentEncoding = "Content-Encoding"
+
+// gunzipInPlace decodes a gzip answer to a call that asked for gzip on its
+// own and drops Content-Encoding, as Go's transport does for KrakenD's
+// no-op pass-through. Other encodings are left as they are.
+func gunzipInPlace(resp *fasthttp.Response) error {
+	if !bytes.EqualFold(resp.Header.ContentEncoding(), valGzip) {
+		return nil
+	}
+	b, err := resp.BodyUncompressed()
+	if err != nil {
+		return err
+	}
+	resp.Header.Del(hdrContentEncoding)
+	resp.SetBody(b)
+	return nil
 }

@@ -43,6 +43,10 @@ type ClientConfig struct {
 	RoundRobin bool
 	// MaxShadowCalls bounds the shadow calls in flight; 0 means DefaultMaxShadowCalls.
 	MaxShadowCalls int
+	// DisableCompression stops asking backends for gzip (Go's transport,
+	// which KrakenD uses, sends Accept-Encoding: gzip when the call has no
+	// Accept-Encoding of its own and decodes the answer transparently).
+	DisableCompression bool
 }
 
 // DefaultMaxConns is the per-host connection cap when ClientConfig.MaxConns is 0.
@@ -85,6 +89,10 @@ type Client struct {
 	roundRobin bool
 	next       atomic.Uint32
 	keepAlive  bool
+	gzip       bool // ask for gzip when the call names no Accept-Encoding
+
+	// redirects carries the redirect hops that leave the backend's hosts.
+	redirects *fasthttp.Client
 
 	// Shadow calls are owned by the Client: Close waits for them.
 	shadowSem chan struct{} // bounds shadow calls in flight
@@ -116,6 +124,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		name:       cfg.Name,
 		roundRobin: cfg.RoundRobin || runtime.GOMAXPROCS(0) == 1,
 		keepAlive:  !cfg.DisableKeepAlives,
+		gzip:       !cfg.DisableCompression,
 		shadowSem:  make(chan struct{}, shadow),
 	}
 	c.next.Store(rand.Uint32())
@@ -154,6 +163,18 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			hc.TLSConfig = &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // operator opt-in
 		}
 		c.hosts = append(c.hosts, &Host{scheme: []byte(scheme), host: []byte(host), hc: hc})
+	}
+	c.redirects = &fasthttp.Client{
+		Name:                     cfg.Name,
+		NoDefaultUserAgentHeader: true,
+		DialTimeout:              dial,
+		MaxConnsPerHost:          maxConns,
+		MaxIdleConnDuration:      idle,
+		MaxConnWaitTimeout:       time.Minute,
+		MaxResponseBodySize:      cfg.MaxResponseBodySize,
+		ReadBufferSize:           16 << 10,
+		DisablePathNormalizing:   true,
+		TLSConfig:                &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12}, //nolint:gosec // operator opt-in
 	}
 	return c, nil
 }
@@ -218,4 +239,5 @@ func (c *Client) Close() {
 	for _, h := range c.hosts {
 		h.hc.CloseIdleConnections()
 	}
+	c.redirects.CloseIdleConnections()
 }

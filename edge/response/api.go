@@ -235,8 +235,8 @@ const (
 const (
 	ContentTypeJSON = "application/json; charset=utf-8"
 	ContentTypeText = "text/plain; charset=utf-8"
-	ContentTypeXML  = "application/xml; charset=utf-8"
-	ContentTypeYAML = "application/yaml; charset=utf-8"
+	ContentTypeXML  = "application/xml"
+	ContentTypeYAML = "application/x-yaml; charset=utf-8"
 )
 
 // ParseOutput maps an output_encoding name to an Output ("" → json).
@@ -265,6 +265,12 @@ func (s *Scratch) Render(o Output, v *fastjson.Value, accept []byte) ([]byte, st
 // the condition for passing an Identity backend's body through untouched.
 // It does not allocate.
 func ValidObject(body []byte) bool { return validObject(body) }
+
+// Canonical reports whether a ValidObject body is already exactly the bytes
+// KrakenD would render for it (sorted keys, compact, no newline, strings as
+// encoding/json writes them), so that it may be passed through without a
+// copy. It does not allocate.
+func Canonical(body []byte) bool { return canonicalObject(body) }
 
 // BackendError builds the value KrakenD's backend/http return_error_details
 // yields for a failed backend: {key: {"http_status_code":status,

@@ -105,48 +105,37 @@ func appendMinimalJSONString(dst []byte, s []byte) []byte {
 	return append(dst, '"')
 }
 
-// appendJSON appends v as compact JSON. Object keys keep v's order; strings
-// are escaped like encoding/json; numbers are written as the backend wrote
-// them (Decode validated them). A nil v is written as null.
-func appendJSON(dst []byte, v *fastjson.Value) []byte { return appendJSONDepth(dst, v, 0) }
+// appendJSON appends v as compact JSON the way KrakenD writes its map:
+// object keys sorted (the last of duplicates wins), strings escaped like
+// encoding/json, numbers as the backend wrote them (KrakenD decodes with
+// UseNumber; Decode validated them), no trailing newline. A nil v is
+// written as null.
+func appendJSON(dst []byte, v *fastjson.Value) []byte {
+	f := acquireFields()
+	dst = f.appendJSON(dst, v)
+	releaseFields(f)
+	return dst
+}
 
-// fastDepth bounds the levels at which appendJSONDepth tries fastjson's own
-// MarshalTo first: a failed attempt costs one extra pass over the subtree,
-// so at most fastDepth extra passes in total.
-const fastDepth = 3
-
-func appendJSONDepth(dst []byte, v *fastjson.Value, depth int) []byte {
+func (f *fields) appendJSON(dst []byte, v *fastjson.Value) []byte {
 	if v == nil {
 		return append(dst, "null"...)
 	}
-	t := v.Type()
-	if depth < fastDepth && (t == fastjson.TypeObject || t == fastjson.TypeArray) {
-		// fastjson writes parsed strings and keys exactly as the backend
-		// sent them. That is encoding/json's output too unless a segment
-		// holds an escape (the source's own, or strconv.Quote's for values
-		// fastjson unescaped), an HTML character, invalid UTF-8 or
-		// U+2028/U+2029: then take the slow path for this level.
-		start := len(dst)
-		dst = v.MarshalTo(dst)
-		if plainJSON(dst[start:]) {
-			return dst
-		}
-		dst = dst[:start]
-	}
-	switch t {
+	switch v.Type() {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
+		from, to := f.push(o)
 		dst = append(dst, '{')
-		first := true
-		o.Visit(func(k []byte, c *fastjson.Value) {
-			if !first {
+		for i := from; i < to; i++ {
+			if i > from {
 				dst = append(dst, ',')
 			}
-			first = false
-			dst = appendJSONString(dst, k)
+			e := f.kv[i]
+			dst = appendJSONString(dst, e.k)
 			dst = append(dst, ':')
-			dst = appendJSONDepth(dst, c, depth+1)
-		})
+			dst = f.appendJSON(dst, e.v)
+		}
+		f.pop(from)
 		return append(dst, '}')
 	case fastjson.TypeArray:
 		a, _ := v.Array()
@@ -155,7 +144,7 @@ func appendJSONDepth(dst []byte, v *fastjson.Value, depth int) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONDepth(dst, c, depth+1)
+			dst = f.appendJSON(dst, c)
 		}
 		return append(dst, ']')
 	case fastjson.TypeString:
@@ -172,29 +161,71 @@ func appendJSONDepth(dst []byte, v *fastjson.Value, depth int) []byte {
 	}
 }
 
-// jsonSpecial marks the ASCII bytes plainJSON rejects.
-var jsonSpecial = func() (t [256]bool) {
-	t['\\'], t['<'], t['>'], t['&'] = true, true, true, true
-	return t
-}()
-
-// plainJSON reports whether b, compact JSON from fastjson's MarshalTo, is
-// byte for byte what appendJSON would write.
-func plainJSON(b []byte) bool {
-	high := false
-	for _, c := range b {
-		if jsonSpecial[c] {
+// canonicalObject reports whether body, valid JSON (validObject), is
+// already byte for byte what appendJSON writes for it: a top-level object,
+// no whitespace outside strings, every object's keys strictly ascending,
+// and strings that encoding/json would write unchanged (no escapes, no
+// HTML characters, valid UTF-8 without U+2028/U+2029). Such a body can be
+// sent as it came. One pass, no allocation; nesting deeper than
+// maxCanonicalDepth answers false (the body is re-encoded instead).
+func canonicalObject(b []byte) bool {
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return false
+	}
+	type level struct {
+		obj, wantKey, hasPrev bool
+		prev                  []byte
+	}
+	var stack [maxCanonicalDepth]level
+	d := -1
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '{', '[':
+			d++
+			if d == len(stack) {
+				return false
+			}
+			stack[d] = level{obj: c == '{', wantKey: c == '{'}
+		case '}', ']':
+			d--
+		case ',':
+			if d >= 0 && stack[d].obj {
+				stack[d].wantKey = true
+			}
+		case '"':
+			j, high := i+1, false
+			for ; j < len(b) && b[j] != '"'; j++ {
+				ch := b[j]
+				if ch == '\\' || ch == '<' || ch == '>' || ch == '&' || ch < 0x20 {
+					return false
+				}
+				high = high || ch >= utf8.RuneSelf
+			}
+			if j == len(b) {
+				return false
+			}
+			s := b[i+1 : j]
+			if high && (!utf8.Valid(s) || bytes.Contains(s, lineSep) || bytes.Contains(s, paraSep)) {
+				return false
+			}
+			if d >= 0 && stack[d].wantKey {
+				l := &stack[d]
+				if l.hasPrev && bytes.Compare(l.prev, s) >= 0 {
+					return false
+				}
+				l.prev, l.hasPrev, l.wantKey = s, true, false
+			}
+			i = j
+		case ' ', '\t', '\n', '\r':
 			return false
 		}
-		if c >= utf8.RuneSelf {
-			high = true
-		}
 	}
-	if !high {
-		return true
-	}
-	return utf8.Valid(b) && !bytes.Contains(b, lineSep) && !bytes.Contains(b, paraSep)
+	return true
 }
+
+// maxCanonicalDepth bounds canonicalObject's nesting (its stack lives on
+// the goroutine stack).
+const maxCanonicalDepth = 32
 
 var (
 	lineSep = []byte("\u2028")

@@ -2,6 +2,8 @@ package response
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
@@ -149,28 +151,32 @@ func appendXMLDoc(dst []byte, v *fastjson.Value) []byte {
 	if v == nil || v.Type() != fastjson.TypeObject {
 		return dst
 	}
+	f := acquireFields()
+	defer releaseFields(f)
 	o, _ := v.Object()
 	if o.Len() == 1 {
 		single := false
 		o.Visit(func(k []byte, c *fastjson.Value) {
 			if c.Type() != fastjson.TypeArray {
 				single = true
-				dst = appendXMLElem(dst, k, c)
+				dst = f.appendXMLElem(dst, k, c)
 			}
 		})
 		if single {
 			return dst
 		}
 	}
-	return appendXMLElem(dst, []byte("doc"), v)
+	return f.appendXMLElem(dst, []byte("doc"), v)
 }
 
-func appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
+// appendXMLElem writes v as element name; object fields in key order (a
+// Go map's, as mxj walks it).
+func (f *fields) appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
 	switch v.Type() {
 	case fastjson.TypeArray:
 		a, _ := v.Array()
 		for _, c := range a {
-			dst = appendXMLElem(dst, name, c)
+			dst = f.appendXMLElem(dst, name, c)
 		}
 		return dst
 	case fastjson.TypeNull:
@@ -179,33 +185,38 @@ func appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
 		return append(dst, '/', '>')
 	case fastjson.TypeObject:
 		o, _ := v.Object()
+		from, to := f.push(o)
 		dst = append(dst, '<')
 		dst = appendXMLName(dst, name)
 		children := 0
-		o.Visit(func(k []byte, c *fastjson.Value) {
+		for i := from; i < to; i++ {
+			k, c := f.kv[i].k, f.kv[i].v
 			if len(k) > 1 && k[0] == '-' && isXMLScalar(c) {
 				dst = append(dst, ' ')
 				dst = appendXMLName(dst, k[1:])
 				dst = append(dst, '=', '"')
 				dst = appendXMLScalar(dst, c)
 				dst = append(dst, '"')
-				return
+				continue
 			}
 			children++
-		})
+		}
 		if children == 0 {
+			f.pop(from)
 			return append(dst, '/', '>')
 		}
 		dst = append(dst, '>')
-		o.Visit(func(k []byte, c *fastjson.Value) {
+		for i := from; i < to; i++ {
+			k, c := f.kv[i].k, f.kv[i].v
 			switch {
 			case len(k) > 1 && k[0] == '-' && isXMLScalar(c):
 			case string(k) == "#text" && isXMLScalar(c):
 				dst = appendXMLScalar(dst, c)
 			default:
-				dst = appendXMLElem(dst, k, c)
+				dst = f.appendXMLElem(dst, k, c)
 			}
-		})
+		}
+		f.pop(from)
 		dst = append(dst, '<', '/')
 		dst = appendXMLName(dst, name)
 		return append(dst, '>')
@@ -302,9 +313,9 @@ func appendXMLName(dst, k []byte) []byte {
 // ---------------------------------------------------------------- YAML
 
 // appendYAMLDoc renders block YAML in yaml.v3's layout (4-space indent,
-// "- " items), keeping v's key order. Strings are plain when unambiguous,
-// otherwise double-quoted; numbers are plain (KrakenD's json.Number values
-// come out quoted, as strings). Nil data renders "{}".
+// "- " items), keys sorted. Strings are plain when unambiguous,
+// otherwise double-quoted; numbers are quoted (KrakenD's json.Number values
+// are strings to yaml.v3). Nil data renders "{}".
 func appendYAMLDoc(dst []byte, v *fastjson.Value) []byte {
 	if v == nil || v.Type() == fastjson.TypeNull {
 		return append(dst, "{}\n"...)
@@ -313,11 +324,13 @@ func appendYAMLDoc(dst []byte, v *fastjson.Value) []byte {
 		dst = appendYAMLFlow(dst, v)
 		return append(dst, '\n')
 	}
+	f := acquireFields()
+	defer releaseFields(f)
 	switch v.Type() {
 	case fastjson.TypeObject:
-		return appendYAMLMap(dst, v, 0, false)
+		return f.appendYAMLMap(dst, v, 0, false)
 	case fastjson.TypeArray:
-		return appendYAMLSeq(dst, v, 0, false)
+		return f.appendYAMLSeq(dst, v, 0, false)
 	}
 	return dst
 }
@@ -345,7 +358,10 @@ func appendYAMLFlow(dst []byte, v *fastjson.Value) []byte {
 		b, _ := v.StringBytes()
 		return appendYAMLString(dst, b)
 	case fastjson.TypeNumber:
-		return v.MarshalTo(dst)
+		// KrakenD's numbers are json.Number, a string to yaml.v3.
+		dst = append(dst, '"')
+		dst = v.MarshalTo(dst)
+		return append(dst, '"')
 	case fastjson.TypeTrue:
 		return append(dst, "true"...)
 	case fastjson.TypeFalse:
@@ -363,33 +379,34 @@ func appendIndent(dst []byte, n int) []byte {
 
 // appendYAMLMap writes a block mapping at indent; inline means the first key
 // continues the current line (after "- ").
-func appendYAMLMap(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
+func (f *fields) appendYAMLMap(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
 	o, _ := v.Object()
-	first := true
-	o.Visit(func(k []byte, c *fastjson.Value) {
-		if !(first && inline) {
+	from, to := f.push(o)
+	for i := from; i < to; i++ {
+		k, c := f.kv[i].k, f.kv[i].v
+		if !(i == from && inline) {
 			dst = appendIndent(dst, indent)
 		}
-		first = false
 		dst = appendYAMLString(dst, k)
 		dst = append(dst, ':')
 		if isYAMLFlow(c) {
 			dst = append(dst, ' ')
 			dst = appendYAMLFlow(dst, c)
 			dst = append(dst, '\n')
-			return
+			continue
 		}
 		dst = append(dst, '\n')
 		if c.Type() == fastjson.TypeObject {
-			dst = appendYAMLMap(dst, c, indent+4, false)
+			dst = f.appendYAMLMap(dst, c, indent+4, false)
 		} else {
-			dst = appendYAMLSeq(dst, c, indent+4, false)
+			dst = f.appendYAMLSeq(dst, c, indent+4, false)
 		}
-	})
+	}
+	f.pop(from)
 	return dst
 }
 
-func appendYAMLSeq(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
+func (f *fields) appendYAMLSeq(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
 	a, _ := v.Array()
 	for i, c := range a {
 		if !(i == 0 && inline) {
@@ -401,40 +418,199 @@ func appendYAMLSeq(dst []byte, v *fastjson.Value, indent int, inline bool) []byt
 			dst = appendYAMLFlow(dst, c)
 			dst = append(dst, '\n')
 		case c.Type() == fastjson.TypeObject:
-			dst = appendYAMLMap(dst, c, indent+2, true)
+			dst = f.appendYAMLMap(dst, c, indent+2, true)
 		default:
-			dst = appendYAMLSeq(dst, c, indent+2, true)
+			dst = f.appendYAMLSeq(dst, c, indent+2, true)
 		}
 	}
 	return dst
 }
 
-// appendYAMLString writes s plain when no YAML reader could take it for
-// anything but that string, double-quoted (JSON escapes are valid YAML)
-// otherwise.
+// appendYAMLString writes s as yaml.v3 (gin's YAML renderer) does: plain
+// when no YAML reader could take it for anything but that string;
+// double-quoted when plain it would read as another type (a number, a
+// boolean, null) or holds characters single quotes cannot carry;
+// single-quoted otherwise ("- x", "a: b").
 func appendYAMLString(dst, s []byte) []byte {
 	if yamlPlainSafe(s) {
 		return append(dst, s...)
 	}
-	return appendJSONString(dst, s)
+	if yamlNonString(s) || !yamlSingleQuotable(s) {
+		return appendYAMLDouble(dst, s)
+	}
+	dst = append(dst, '\'')
+	for _, c := range s {
+		if c == '\'' {
+			dst = append(dst, '\'')
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, '\'')
+}
+
+// yamlSingleQuotable: printable text only (no escapes needed).
+func yamlSingleQuotable(s []byte) bool {
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return len(s) > 0 && yamlPrintable(s)
+}
+
+// yamlPrintable: valid UTF-8 of yaml.v3's printable set (tab, breaks,
+// the BOM and characters beyond U+FFFD excluded).
+func yamlPrintable(s []byte) bool {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRune(s[i:])
+		if !yamlPrintableRune(r) || (r == utf8.RuneError && n == 1) {
+			return false
+		}
+		i += n
+	}
+	return true
+}
+
+func yamlPrintableRune(r rune) bool {
+	switch {
+	case r == 0x85, r == 0x2028, r == 0x2029, r == 0xFEFF:
+		return false
+	case 0x20 <= r && r <= 0x7E, 0xA0 <= r && r <= 0xD7FF, 0xE000 <= r && r <= 0xFFFD:
+		return true
+	}
+	return false
+}
+
+// appendYAMLDouble writes s double-quoted with yaml.v3's escapes.
+func appendYAMLDouble(dst, s []byte) []byte {
+	const hex = "0123456789ABCDEF"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRune(s[i:])
+		i += n
+		switch {
+		case r == '"' || r == '\\':
+			dst = append(dst, '\\', byte(r))
+			continue
+		case yamlPrintableRune(r) && !(r == utf8.RuneError && n == 1):
+			dst = utf8.AppendRune(dst, r)
+			continue
+		}
+		dst = append(dst, '\\')
+		switch r {
+		case 0:
+			dst = append(dst, '0')
+		case 7:
+			dst = append(dst, 'a')
+		case 8:
+			dst = append(dst, 'b')
+		case 9:
+			dst = append(dst, 't')
+		case 0xA:
+			dst = append(dst, 'n')
+		case 0xB:
+			dst = append(dst, 'v')
+		case 0xC:
+			dst = append(dst, 'f')
+		case 0xD:
+			dst = append(dst, 'r')
+		case 0x1B:
+			dst = append(dst, 'e')
+		case 0x85:
+			dst = append(dst, 'N')
+		case 0x2028:
+			dst = append(dst, 'L')
+		case 0x2029:
+			dst = append(dst, 'P')
+		default:
+			width := 2
+			switch {
+			case r <= 0xFF:
+				dst = append(dst, 'x')
+			case r <= 0xFFFF:
+				dst, width = append(dst, 'u'), 4
+			default:
+				dst, width = append(dst, 'U'), 8
+			}
+			for k := width - 1; k >= 0; k-- {
+				dst = append(dst, hex[(r>>(4*k))&0xF])
+			}
+		}
+	}
+	return append(dst, '"')
+}
+
+// yamlNonString reports whether plain s would resolve to a non-string
+// YAML value (yaml.v3's resolve plus its YAML 1.1 booleans and base-60
+// floats): those are double-quoted.
+func yamlNonString(s []byte) bool {
+	switch string(s) {
+	case "", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE",
+		"yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
+		"y", "Y", "n", "N", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
+		".nan", ".NaN", ".NAN", "<<":
+		return true
+	}
+	c := s[0]
+	if c == '+' || c == '-' {
+		if len(s) == 1 {
+			return false
+		}
+		c = s[1]
+	}
+	if (c < '0' || c > '9') && c != '.' {
+		return false
+	}
+	n := strings.ReplaceAll(string(s), "_", "")
+	if _, err := strconv.ParseInt(n, 0, 64); err == nil {
+		return true
+	}
+	if _, err := strconv.ParseFloat(n, 64); err == nil {
+		return true
+	}
+	// Base 60 (YAML 1.1): digits and ':' only.
+	for _, b := range n {
+		if (b < '0' || b > '9') && b != ':' && b != '.' && b != '+' && b != '-' {
+			return false
+		}
+	}
+	return strings.IndexByte(n, ':') > 0
 }
 
 func yamlPlainSafe(s []byte) bool {
 	if len(s) == 0 || s[0] == ' ' || s[len(s)-1] == ' ' || s[len(s)-1] == ':' {
 		return false
 	}
+	// A leading '-' is plain when it cannot start a sequence entry or a
+	// number ("-type"; yaml.v3 writes it so).
+	dashWord := s[0] == '-' && len(s) > 1 && s[1] != ' ' && s[1] != '.' && s[1] != '-' && (s[1] < '0' || s[1] > '9')
 	switch s[0] {
-	case '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
-		'+', '.', '~', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+	case '-':
+		if !dashWord {
+			return false
+		}
+	case '?', ':':
+		// Indicators only when followed by a space.
+		if len(s) == 1 || s[1] == ' ' {
+			return false
+		}
+	case '+', '.', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		if yamlNonString(s) {
+			return false
+		}
+	case ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', '~':
 		return false
 	}
 	for i, b := range s {
-		if b < 0x20 || b >= 0x7f {
+		if b < 0x20 || b == 0x7f {
 			return false
 		}
 		if (b == ':' || b == '#') && i+1 < len(s) && s[i+1] == ' ' || b == '#' && i > 0 && s[i-1] == ' ' {
 			return false
 		}
+	}
+	if !yamlPrintable(s) {
+		return false
 	}
 	switch string(s) {
 	case "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE",

@@ -372,7 +372,7 @@ func TestMerge(t *testing.T) {
 		want  string
 	}{
 		{name: "disjoint", parts: []string{`{"a":1}`, `{"b":2}`, `{"c":3}`}, want: `{"a":1,"b":2,"c":3}`},
-		{name: "collision: later part wins", parts: []string{`{"a":1,"x":"first"}`, `{"x":"second"}`, `{"b":2,"x":"third"}`}, want: `{"a":1,"x":"third","b":2}`},
+		{name: "collision: later part wins", parts: []string{`{"a":1,"x":"first"}`, `{"x":"second"}`, `{"b":2,"x":"third"}`}, want: `{"a":1,"b":2,"x":"third"}`},
 		{name: "collision keeps first position", parts: []string{`{"x":1,"y":1}`, `{"x":2}`}, want: `{"x":2,"y":1}`},
 		{name: "nil part skipped", parts: []string{`{"a":1}`, ``, `{"b":2}`}, want: `{"a":1,"b":2}`},
 		{name: "null data skipped", parts: []string{`null`, `{"b":2}`, `{"c":3}`}, want: `{"b":2,"c":3}`},
@@ -472,7 +472,7 @@ func TestLookup(t *testing.T) {
 		{"arr", `x,1,<nil>,true,{"k":"v"},[1,2]`, true},
 		{"empty", "", true},
 		{"o.deep.v", "é", true},
-		{"obj", `{"b":1,"a":"x"}`, true},
+		{"obj", `{"a":"x","b":1}`, true},
 		{"arr.0", "x", true},
 		{"arr.4.k", "v", true},
 		{"missing", "", false},
@@ -513,11 +513,11 @@ func TestRender(t *testing.T) {
 		want   string
 		wantCT string
 	}{
-		{name: "json", out: OutputJSON, body: `{"b":1,"a":[true,null,"x"]}`, want: `{"b":1,"a":[true,null,"x"]}`, wantCT: ContentTypeJSON},
+		{name: "json", out: OutputJSON, body: `{"a":[true,null,"x"],"b":1}`, want: `{"a":[true,null,"x"],"b":1}`, wantCT: ContentTypeJSON},
 		{name: "json nil", out: OutputJSON, want: `{}`, wantCT: ContentTypeJSON},
 		{name: "json null data", out: OutputJSON, body: `null`, want: `{}`, wantCT: ContentTypeJSON},
 		{name: "json escapes like encoding/json", out: OutputJSON, body: `{"h":"<a&b>","u":"\u2028","c":"\u0001\b\f\n\r\t","e":"\u00e9\/"}`,
-			want: `{"h":"\u003ca\u0026b\u003e","u":"\u2028","c":"\u0001\b\f\n\r\t","e":"é/"}`, wantCT: ContentTypeJSON},
+			want: `{"c":"\u0001\b\f\n\r\t","e":"é/","h":"\u003ca\u0026b\u003e","u":"\u2028"}`, wantCT: ContentTypeJSON},
 		{name: "json escaped key", out: OutputJSON, body: `{"a\"b<":1}`, want: `{"a\"b\u003c":1}`, wantCT: ContentTypeJSON},
 		{name: "no-op renders json", out: OutputNoOp, body: `{"a":1}`, want: `{"a":1}`, wantCT: ContentTypeJSON},
 		{name: "collection", out: OutputJSONCollection, body: `{"collection":[{"a":1},2]}`, want: `[{"a":1},2]`, wantCT: ContentTypeJSON},
@@ -529,23 +529,25 @@ func TestRender(t *testing.T) {
 		{name: "string missing", out: OutputString, body: `{"x":"y"}`, want: ``, wantCT: ContentTypeText},
 		{name: "string nil", out: OutputString, want: ``, wantCT: ContentTypeText},
 		{name: "xml single root", out: OutputXML, body: `{"user":{"-id":"7","name":"A&B","tags":["x","y"],"n":null,"e":{},"z":""}}`,
-			want: `<user id="7"><name>A&amp;B</name><tags>x</tags><tags>y</tags><n/><e/><z></z></user>`, wantCT: ContentTypeXML},
+			want: `<user id="7"><e/><n/><name>A&amp;B</name><tags>x</tags><tags>y</tags><z></z></user>`, wantCT: ContentTypeXML},
 		{name: "xml several keys → doc", out: OutputXML, body: `{"a":1,"b":true}`, want: `<doc><a>1</a><b>true</b></doc>`, wantCT: ContentTypeXML},
 		{name: "xml single array key → doc", out: OutputXML, body: `{"i":[1,2]}`, want: `<doc><i>1</i><i>2</i></doc>`, wantCT: ContentTypeXML},
 		{name: "xml #text", out: OutputXML, body: `{"price":{"-cur":"EUR","#text":"10<"}}`, want: `<price cur="EUR">10&lt;</price>`, wantCT: ContentTypeXML},
 		{name: "xml bad names sanitised", out: OutputXML, body: `{"1a":{"b c":"'"}}`, want: `<_1a><b_c>&apos;</b_c></_1a>`, wantCT: ContentTypeXML},
 		{name: "xml nil", out: OutputXML, want: ``, wantCT: ContentTypeXML},
 		{name: "yaml", out: OutputYAML, body: `{"name":"Ann","age":42,"ok":true,"n":null,"tags":["a","yes"],"o":{"k":"v: x"},"e":{},"l":[],"items":[{"id":1,"x":"y"},[1,2]]}`,
-			want: "name: Ann\nage: 42\nok: true\n\"n\": null\ntags:\n    - a\n    - \"yes\"\no:\n    k: \"v: x\"\ne: {}\nl: []\nitems:\n    - id: 1\n      x: \"y\"\n    - - 1\n      - 2\n", wantCT: ContentTypeYAML},
+			want: "age: \"42\"\ne: {}\nitems:\n    - id: \"1\"\n      x: \"y\"\n    - - \"1\"\n      - \"2\"\nl: []\n\"n\": null\nname: Ann\no:\n    k: 'v: x'\nok: true\ntags:\n    - a\n    - \"yes\"\n", wantCT: ContentTypeYAML},
 		{name: "yaml nil", out: OutputYAML, want: "{}\n", wantCT: ContentTypeYAML},
 		{name: "negotiate default json", out: OutputNegotiate, body: `{"a":1}`, want: `{"a":1}`, wantCT: ContentTypeJSON},
 		{name: "negotiate wildcard", out: OutputNegotiate, body: `{"a":1}`, accept: "*/*", want: `{"a":1}`, wantCT: ContentTypeJSON},
 		{name: "negotiate xml", out: OutputNegotiate, body: `{"a":1}`, accept: "application/xml", want: `<a>1</a>`, wantCT: ContentTypeXML},
-		{name: "negotiate text/plain is yaml", out: OutputNegotiate, body: `{"a":1}`, accept: "text/plain; q=0.9", want: "a: 1\n", wantCT: ContentTypeYAML},
+		{name: "negotiate text/plain is yaml", out: OutputNegotiate, body: `{"a":1}`, accept: "text/plain; q=0.9", want: "a: \"1\"\n", wantCT: ContentTypeYAML},
+		{name: "yaml dash keys (mxj attributes) stay plain, dash numbers quoted", out: OutputYAML, body: `{"-type":"admin","-1":"-2","---":"- x"}`,
+			want: "'---': '- x'\n\"-1\": \"-2\"\n-type: admin\n", wantCT: ContentTypeYAML},
 		{name: "negotiate header order not q", out: OutputNegotiate, body: `{"a":1}`, accept: "application/xml;q=0.1, application/json", want: `<a>1</a>`, wantCT: ContentTypeXML},
 		{name: "negotiate unknown then json", out: OutputNegotiate, body: `{"a":1}`, accept: "image/png, application/json", want: `{"a":1}`, wantCT: ContentTypeJSON},
 		{name: "negotiate text/xml (our addition)", out: OutputNegotiate, body: `{"a":1}`, accept: "text/xml", want: `<a>1</a>`, wantCT: ContentTypeXML},
-		{name: "negotiate yaml (our addition)", out: OutputNegotiate, body: `{"a":1}`, accept: "application/x-yaml", want: "a: 1\n", wantCT: ContentTypeYAML},
+		{name: "negotiate yaml (our addition)", out: OutputNegotiate, body: `{"a":1}`, accept: "application/x-yaml", want: "a: \"1\"\n", wantCT: ContentTypeYAML},
 		{name: "negotiate nothing matches", out: OutputNegotiate, body: `{"a":1}`, accept: "image/png", want: `{"a":1}`, wantCT: ContentTypeJSON},
 	}
 	for _, tc := range tests {
@@ -668,4 +670,43 @@ func TestBigScratchNotPooled(t *testing.T) {
 	}
 	ReleaseScratch(s) // dropped, not pooled: nothing observable but no panic
 	ReleaseScratch(nil)
+}
+
+// TestCanonical: a body passes through untouched only when rendering it
+// would give the same bytes; for every case, Canonical agrees with a
+// render-and-compare.
+func TestCanonical(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want bool
+	}{
+		{`{"a":1,"b":{"c":[1,{"d":2,"e":3}],"x":"y"}}`, true},
+		{`{}`, true},
+		{`{"b":1,"a":2}`, false},            // unsorted
+		{`{"a":{"y":1,"x":2}}`, false},      // unsorted inside
+		{`{"a":[{"y":1,"x":2}]}`, false},    // unsorted in an array
+		{`{"a":1,"a":2}`, false},            // duplicate: the last wins
+		{`{"a": 1}`, false},                 // whitespace
+		{"{\"a\":1}\n", false},              // trailing newline
+		{`{"a":"x\/y"}`, false},             // escape encoding/json writes otherwise
+		{`{"a":"<b>"}`, false},              // HTML characters
+		{`{"a":"é","b":"\u00e9"}`, false},   // escaped non-ASCII
+		{`{"a":"é"}`, true},                 // raw UTF-8 stays
+		{`{"a":1.50,"b":-0,"c":1e3}`, true}, // numbers as written (UseNumber)
+		{`{"a":[],"b":[[]],"c":{"d":{}}}`, true},
+	} {
+		got := Canonical([]byte(tc.body))
+		if got != tc.want {
+			t.Errorf("Canonical(%s) = %v, want %v", tc.body, got, tc.want)
+		}
+		var p fastjson.Parser
+		v, err := p.Parse(tc.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := Render(nil, OutputJSON, v, nil)
+		if same := string(out) == tc.body; got && !same {
+			t.Errorf("Canonical(%s) but it renders as %s", tc.body, out)
+		}
+	}
 }

@@ -55,6 +55,12 @@ type Config struct {
 	AutoOptions bool
 	// RemoveExtraSlash collapses repeated slashes before matching.
 	RemoveExtraSlash bool
+	// RedirectFixedPath answers a path that only matches a static route
+	// case-insensitively (GET /StAtic for /static) with a redirect to the
+	// route's own spelling, as gin's RedirectFixedPath does for KrakenD.
+	// (gin also walks parameter routes case-insensitively; this table
+	// fixes static routes only.)
+	RedirectFixedPath bool
 }
 
 // Kind classifies the outcome of a Lookup.
@@ -117,12 +123,14 @@ type Table struct {
 	handle405   bool
 	autoOptions bool
 	removeExtra bool
+	fixedPath   bool
 }
 
 type tree struct {
 	method string
 	bit    MethodSet
-	exact  map[string]int32 // fully static patterns
+	exact  map[string]int32  // fully static patterns
+	folded map[string][]byte // lower-cased static pattern -> the pattern (RedirectFixedPath)
 	root   *node
 }
 
@@ -154,6 +162,7 @@ func New(cfg Config) (*Table, error) {
 		handle405:   cfg.HandleMethodNotAllowed,
 		autoOptions: cfg.AutoOptions,
 		removeExtra: cfg.RemoveExtraSlash,
+		fixedPath:   cfg.RedirectFixedPath,
 		paramNames:  make([][]string, len(cfg.Routes)),
 	}
 	methodSeen := map[string]bool{}
@@ -191,6 +200,15 @@ func New(cfg Config) (*Table, error) {
 	}
 	for _, tr := range t.trees {
 		tr.root.finish()
+		if t.fixedPath {
+			tr.folded = map[string][]byte{}
+			for pat := range tr.exact {
+				// The smallest spelling wins when two differ only by case.
+				if lc := strings.ToLower(pat); tr.folded[lc] == nil || pat < string(tr.folded[lc]) {
+					tr.folded[lc] = []byte(pat)
+				}
+			}
+		}
 	}
 	return t, nil
 }
@@ -331,6 +349,15 @@ func (t *Table) Lookup(method, path []byte, ps *Params) Result {
 				return Result{Kind: Redirect, Location: loc, Code: code}
 			}
 		}
+		if t.fixedPath && len(path) > 1 {
+			if loc, ok := t.fixedPathTarget(tr, path, ps); ok {
+				code := 307
+				if string(method) == "GET" {
+					code = 301
+				}
+				return Result{Kind: Redirect, Location: loc, Code: code}
+			}
+		}
 	}
 	isOptions := string(method) == "OPTIONS"
 	if isOptions && t.autoOptions {
@@ -398,6 +425,38 @@ func (t *Table) trailingSlashTarget(tr *tree, path []byte, ps *Params) ([]byte, 
 	ok := tr.find(alt, ps) >= 0
 	ps.Reset()
 	return alt, ok
+}
+
+// fixedPathTarget returns the static route of tr that path names
+// case-insensitively (with its trailing slash toggled too when trailing
+// slash redirects are on).
+func (t *Table) fixedPathTarget(tr *tree, path []byte, ps *Params) ([]byte, bool) {
+	ps.alt = appendLower(ps.alt[:0], path)
+	if pat, ok := tr.folded[string(ps.alt)]; ok {
+		return pat, true
+	}
+	if !t.redirectTS {
+		return nil, false
+	}
+	if n := len(ps.alt); ps.alt[n-1] == '/' {
+		ps.alt = ps.alt[:n-1]
+	} else {
+		ps.alt = append(ps.alt, '/')
+	}
+	if pat, ok := tr.folded[string(ps.alt)]; ok {
+		return pat, true
+	}
+	return nil, false
+}
+
+func appendLower(dst, s []byte) []byte {
+	for _, c := range s {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 // find returns the route matching path in tr, or -1.

@@ -115,6 +115,15 @@ func TestLookup(t *testing.T) {
 			want: found(1, "7")},
 		{name: "extra slashes then redirect", cfg: Config{RemoveExtraSlash: true, RedirectTrailingSlash: true}, method: "PUT", path: "//items",
 			want: lookupOut{Kind: Redirect, Route: -1, Location: "/items/", Code: 307}},
+		{name: "fixed path: case-insensitive static route", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/USERS/Me",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/users/me", Code: 301}},
+		{name: "fixed path: 307 for other methods", cfg: Config{RedirectFixedPath: true}, method: "POST", path: "/Users",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/users", Code: 307}},
+		{name: "fixed path with trailing slash", cfg: Config{RedirectFixedPath: true, RedirectTrailingSlash: true}, method: "GET", path: "/USERS/",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/users", Code: 301}},
+		{name: "fixed path off", method: "GET", path: "/USERS/me", want: lookupOut{Kind: NotFound, Route: -1}},
+		{name: "fixed path: exact match wins", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/users/Bob",
+			want: found(1, "Bob")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

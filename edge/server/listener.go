@@ -106,12 +106,15 @@ func (s *Server) startGenerationLocked() {
 		Logger:                fasthttpLogger{log: s.log},
 		Name:                  "",
 		NoDefaultServerHeader: true,
-		CloseOnShutdown:       true,
-		ReadTimeout:           st.readTimeout,
-		WriteTimeout:          st.writeTimeout,
-		IdleTimeout:           st.idleTimeout,
-		ReadBufferSize:        st.readBufferSize,
-		MaxRequestBodySize:    st.maxRequestBodySize,
+		// As Go's net/http (KrakenD): no Content-Type unless the handler
+		// sets one; every writer of a body sets its own.
+		NoDefaultContentType: true,
+		CloseOnShutdown:      true,
+		ReadTimeout:          st.readTimeout,
+		WriteTimeout:         st.writeTimeout,
+		IdleTimeout:          st.idleTimeout,
+		ReadBufferSize:       st.readBufferSize,
+		MaxRequestBodySize:   st.maxRequestBodySize,
 	}
 	s.wg.Go(func() {
 		defer close(g.done)

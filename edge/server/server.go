@@ -47,14 +47,16 @@ import (
 // DefaultHealthPath answers health checks while no plan is loaded.
 const DefaultHealthPath = plan.DefaultHealthPath
 
-// Fixed bodies: a client never sees an error text of ours.
+// Fixed bodies: a client never sees an error text of ours. Requests the
+// server cannot read get the texts Go's net/http (KrakenD's server) sends.
 var (
 	bodyUnavailable   = []byte(`{"error":"service_unavailable"}`)
-	bodyBadRequest    = []byte(`{"error":"bad_request"}`)
-	bodyTooLarge      = []byte(`{"error":"payload_too_large"}`)
-	bodyHeaderTooBig  = []byte(`{"error":"request_header_fields_too_large"}`)
-	bodyRequestTimout = []byte(`{"error":"request_timeout"}`)
+	bodyBadRequest    = []byte("400 Bad Request")
+	bodyTooLarge      = []byte("413 Request Entity Too Large")
+	bodyHeaderTooBig  = []byte("431 Request Header Fields Too Large")
+	bodyRequestTimout = []byte("408 Request Timeout")
 	contentTypeJSON   = []byte("application/json")
+	contentTypeText   = []byte("text/plain; charset=utf-8")
 )
 
 // Config configures a Server. The zero value is not usable: Listen is
@@ -80,6 +82,9 @@ type Config struct {
 	// telemetry/logging level. nil leaves levels alone (the snapshot's
 	// level then has no effect, and a snapshot naming one is warned about).
 	Level *loglevel.Var
+	// DebugEndpoint serves KrakenD's /__debug/* whatever the snapshot says
+	// (`gw-edge run -d`).
+	DebugEndpoint bool
 	// PinLogLevel keeps LogLevel even when a snapshot's telemetry/logging
 	// asks for another level (an operator's --log-level or -d wins).
 	PinLogLevel bool
@@ -113,25 +118,53 @@ type state struct {
 	sha        string
 	healthPath string // "" when the plan disables health
 	healthCode int    // 200 with a plan; 503 before the first one, so readiness probes wait for it
-	healthBody []byte
+	healthWord string // the "status" value: "ok", or "no_config" before the first plan
+	debug      bool   // serve /__debug/*
+	echo       bool   // serve /__echo/*
 }
 
-func newState(p *plan.Plan, version uint64, sha string) *state {
-	st := &state{plan: p, version: version, sha: sha, healthPath: DefaultHealthPath, healthCode: fasthttp.StatusServiceUnavailable}
-	status := `{"status":"no_config","version":`
+func (s *Server) newState(p *plan.Plan, version uint64, sha string) *state {
+	st := &state{plan: p, version: version, sha: sha, healthPath: DefaultHealthPath,
+		healthCode: fasthttp.StatusServiceUnavailable, healthWord: "no_config", debug: s.cfg.DebugEndpoint}
 	if p != nil {
 		st.healthPath = p.HealthPath()
 		st.healthCode = fasthttp.StatusOK
-		status = `{"status":"ok","version":`
+		st.healthWord = "ok"
+		st.debug = st.debug || p.Service().GetDebugEndpoint()
+		st.echo = p.Service().GetEchoEndpoint()
 	}
-	b := make([]byte, 0, 64+len(sha))
-	b = append(b, status...)
-	b = strconv.AppendUint(b, version, 10)
-	b = append(b, `,"sha256":`...)
-	b = strconv.AppendQuote(b, sha)
-	b = append(b, '}')
-	st.healthBody = b
 	return st
+}
+
+// contentTypeJSONUTF8 is what KrakenD's gin renders JSON with.
+var contentTypeJSONUTF8 = []byte("application/json; charset=utf-8")
+
+// Health headers: the snapshot being served (KrakenD's body has no room
+// for it).
+var (
+	hdrSnapshotVersion = []byte("X-Apigw-Snapshot-Version")
+	hdrSnapshotSHA     = []byte("X-Apigw-Snapshot-Sha256")
+)
+
+// writeHealth answers the health path with KrakenD's body: no agents, the
+// current time as Go prints it (with the monotonic reading, as KrakenD's
+// time.Now().String()) and the status. The snapshot version and sha256 go
+// in the X-Apigw-Snapshot-* headers.
+func writeHealth(ctx *fasthttp.RequestCtx, st *state) {
+	var num [20]byte
+	ctx.Response.Header.SetCanonical(hdrSnapshotVersion, strconv.AppendUint(num[:0], st.version, 10))
+	if st.sha != "" {
+		ctx.Response.Header.SetCanonical(hdrSnapshotSHA, []byte(st.sha))
+	}
+	var buf [128]byte
+	b := append(buf[:0], `{"agents":{},"now":`...)
+	b = strconv.AppendQuote(b, time.Now().String())
+	b = append(b, `,"status":`...)
+	b = strconv.AppendQuote(b, st.healthWord)
+	b = append(b, '}')
+	ctx.SetStatusCode(st.healthCode)
+	ctx.SetContentTypeBytes(contentTypeJSONUTF8)
+	ctx.SetBody(b)
 }
 
 // Server serves HTTP from the current plan. Swap, Current and Addr are safe
@@ -207,7 +240,7 @@ func New(cfg Config) (*Server, error) {
 		force:      make(chan struct{}),
 		settings:   settingsOf(nil),
 	}
-	s.cur.Store(newState(nil, 0, ""))
+	s.cur.Store(s.newState(nil, 0, ""))
 	if cfg.MetricsListen != "" {
 		if err := s.setMetricsAddr(cfg.MetricsListen); err != nil {
 			ln.Close()
@@ -253,7 +286,7 @@ func (s *Server) Swap(p *plan.Plan, version uint64, sha string) {
 	s.reconfMu.Lock()
 	defer s.reconfMu.Unlock()
 
-	old := s.cur.Swap(newState(p, version, sha))
+	old := s.cur.Swap(s.newState(p, version, sha))
 	s.m.version.Set(float64(version))
 	if old.plan != nil && old.plan != p {
 		old.plan.Release()
@@ -458,7 +491,7 @@ func (s *Server) shutdown() {
 	s.reconfMu.Lock()
 	st := s.cur.Load()
 	if st.plan != nil {
-		s.cur.Store(newState(nil, st.version, st.sha))
+		s.cur.Store(s.newState(nil, st.version, st.sha))
 		st.plan.Release()
 	}
 	s.reconfMu.Unlock()
@@ -494,9 +527,10 @@ func (s *Server) drainContext() (context.Context, context.CancelFunc) {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	st := s.cur.Load()
 	if st.healthPath != "" && (ctx.IsGet() || ctx.IsHead()) && string(ctx.Path()) == st.healthPath {
-		ctx.SetStatusCode(st.healthCode)
-		ctx.SetContentTypeBytes(contentTypeJSON)
-		ctx.SetBody(st.healthBody)
+		writeHealth(ctx, st)
+		return
+	}
+	if serveTestHandlers(ctx, st) {
 		return
 	}
 	if st.plan == nil {
@@ -512,7 +546,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 // handleError answers requests fasthttp could not read, with fixed bodies.
 func (s *Server) handleError(ctx *fasthttp.RequestCtx, err error) {
-	ctx.SetContentTypeBytes(contentTypeJSON)
+	ctx.SetContentTypeBytes(contentTypeText)
+	ctx.SetConnectionClose()
 	var small *fasthttp.ErrSmallBuffer
 	var nerr net.Error
 	switch {

@@ -7,10 +7,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -241,7 +241,11 @@ func TestNoPlan(t *testing.T) {
 	}{
 		{name: "any path", path: "/hello", wantCode: 503, wantBody: `{"error":"service_unavailable"}`},
 		{name: "root", path: "/", wantCode: 503, wantBody: `{"error":"service_unavailable"}`},
-		{name: "health before any plan", path: "/__health", wantCode: 503, wantBody: `{"status":"no_config","version":0,"sha256":""}`},
+	}
+	r := get(t, h.url+"/__health")
+	if r.code != 503 || !healthBody("no_config").MatchString(r.body) || r.header.Get("Content-Type") != "application/json; charset=utf-8" ||
+		r.header.Get("X-Apigw-Snapshot-Version") != "0" {
+		t.Errorf("health before any plan = %d %v %s", r.code, r.header, r.body)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,14 +274,15 @@ func TestApplyServesTraffic(t *testing.T) {
 		t.Errorf("Current() = %d %s, want 7 %s", v, sha, env.GetSha256())
 	}
 	r := get(t, h.url+"/__health")
-	if want := fmt.Sprintf(`{"status":"ok","version":7,"sha256":%q}`, env.GetSha256()); r.code != 200 || r.body != want {
-		t.Errorf("health = %d %s, want 200 %s", r.code, r.body, want)
+	if r.code != 200 || !healthBody("ok").MatchString(r.body) || r.header.Get("X-Apigw-Snapshot-Version") != "7" ||
+		r.header.Get("X-Apigw-Snapshot-Sha256") != env.GetSha256() {
+		t.Errorf("health = %d %v %s, want 200, KrakenD's body, version 7 and %s", r.code, r.header, r.body, env.GetSha256())
 	}
 	r = get(t, h.url+"/hello")
 	if r.code != 200 || !strings.Contains(r.body, `"path":"/v1"`) {
 		t.Errorf("GET /hello = %d %s, want the backend's /v1 answer", r.code, r.body)
 	}
-	if r := get(t, h.url+"/nope"); r.code != 404 || r.body != `{"error":"not_found"}` {
+	if r := get(t, h.url+"/nope"); r.code != 404 || r.body != "404 page not found" {
 		t.Errorf("GET /nope = %d %s", r.code, r.body)
 	}
 	if !strings.Contains(h.logs.String(), `"message":"snapshot applied"`) {
@@ -411,11 +416,11 @@ func TestSettingsChangeStartsNewGeneration(t *testing.T) {
 
 	big := http.Header{"X-Big": []string{strings.Repeat("a", 3000)}}
 	if r := do(t, client, http.MethodGet, h.url+"/__health", big, nil); r.code != http.StatusRequestHeaderFieldsTooLarge ||
-		r.body != `{"error":"request_header_fields_too_large"}` {
+		r.body != "431 Request Header Fields Too Large" {
 		t.Errorf("3000-byte header with max_header_bytes 2048 = %d %s", r.code, r.body)
 	}
 	if r := do(t, client, http.MethodPost, h.url+"/upload", nil, strings.NewReader(strings.Repeat("x", 1000))); r.code != http.StatusRequestEntityTooLarge ||
-		r.body != `{"error":"payload_too_large"}` {
+		r.body != "413 Request Entity Too Large" {
 		t.Errorf("1000-byte body with max_body_bytes 100 = %d %s", r.code, r.body)
 	}
 
@@ -426,12 +431,12 @@ func TestSettingsChangeStartsNewGeneration(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "http server settings changed") {
 		t.Errorf("no generation change logged:\n%s", h.logs.String())
 	}
-	if r := do(t, client, http.MethodGet, h.url+"/__health", big, nil); r.code != 200 || !strings.Contains(r.body, `"version":2`) {
+	if r := do(t, client, http.MethodGet, h.url+"/__health", big, nil); r.code != 200 || r.header.Get("X-Apigw-Snapshot-Version") != "2" {
 		t.Errorf("3000-byte header after raising the limit = %d %s", r.code, r.body)
 	}
 	// The kept connection may have been closed by the drain; the client
 	// retries idempotent requests on a fresh one either way.
-	if r := do(t, kept, http.MethodGet, h.url+"/__health", nil, nil); r.code != 200 || !strings.Contains(r.body, `"version":2`) {
+	if r := do(t, kept, http.MethodGet, h.url+"/__health", nil, nil); r.code != 200 || r.header.Get("X-Apigw-Snapshot-Version") != "2" {
 		t.Errorf("health over the kept client = %d %s", r.code, r.body)
 	}
 }
@@ -449,7 +454,7 @@ func TestListenAddressNeverRebinds(t *testing.T) {
 	if n := strings.Count(h.logs.String(), "snapshot asks for another listen address"); n != 1 {
 		t.Errorf("warned %d times, want 1:\n%s", n, h.logs.String())
 	}
-	if r := get(t, h.url+"/__health"); r.code != 200 || !strings.Contains(r.body, `"version":3`) {
+	if r := get(t, h.url+"/__health"); r.code != 200 || r.header.Get("X-Apigw-Snapshot-Version") != "3" {
 		t.Errorf("health = %d %s", r.code, r.body)
 	}
 }
@@ -779,4 +784,9 @@ func TestSettingsOf(t *testing.T) {
 			}
 		})
 	}
+}
+
+// healthBody matches KrakenD's /__health body with the given status.
+func healthBody(status string) *regexp.Regexp {
+	return regexp.MustCompile(`^\{"agents":\{\},"now":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \+0000 UTC m=\+\d+\.\d+","status":"` + status + `"\}$`)
 }

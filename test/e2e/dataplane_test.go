@@ -126,8 +126,11 @@ type dataCase struct {
 	wantStatus  int
 	wantHeaders map[string]string
 	wantJSON    string
+	wantBody    *string // exact bytes
 	check       func(t *testing.T, body map[string]any)
 }
+
+func text(s string) *string { return &s }
 
 var dataCases = []dataCase{
 	{name: "proxy with deny filter", path: "/users/7", wantStatus: 200,
@@ -139,10 +142,10 @@ var dataCases = []dataCase{
 	{name: "partial failure answers 200 marked incomplete", path: "/partial", wantStatus: 200,
 		wantHeaders: map[string]string{"X-Krakend-Completed": "false"}, wantJSON: `{"id":"1"}`},
 	{name: "all backends failing answers 500", path: "/allfail", wantStatus: 500,
-		wantHeaders: map[string]string{"X-Krakend-Completed": "false"}, wantJSON: `{"error":"internal"}`},
-	{name: "slow backend past the endpoint timeout", path: "/slow", wantStatus: 500, wantJSON: `{"error":"internal"}`},
-	{name: "invalid backend JSON", path: "/invalid", wantStatus: 500, wantJSON: `{"error":"internal"}`},
-	{name: "non-200 backend", path: "/notfound", wantStatus: 500, wantJSON: `{"error":"internal"}`},
+		wantHeaders: map[string]string{"X-Krakend-Completed": "false"}, wantBody: text("")},
+	{name: "slow backend past the endpoint timeout", path: "/slow", wantStatus: 500, wantBody: text("")},
+	{name: "invalid backend JSON", path: "/invalid", wantStatus: 500, wantBody: text("")},
+	{name: "non-200 backend", path: "/notfound", wantStatus: 500, wantBody: text("")},
 	{name: "return_error_code passes the backend status", path: "/notfound-code", wantStatus: 404},
 	{name: "return_error_details keeps the failure in the body", path: "/details", wantStatus: 200,
 		wantHeaders: map[string]string{"X-Krakend-Completed": "false"},
@@ -179,9 +182,9 @@ var dataCases = []dataCase{
 	{name: "static data masks an errored backend", path: "/static", wantStatus: 200,
 		wantHeaders: map[string]string{"X-Krakend-Completed": "false"}, wantJSON: `{"fallback":true}`},
 	{name: "json-collection renders a top-level array", path: "/coll", wantStatus: 200, wantJSON: `[{"id":1},{"id":2}]`},
-	{name: "body over the max body size", path: "/huge", wantStatus: 500, wantJSON: `{"error":"internal"}`},
-	{name: "unknown path", path: "/nope", wantStatus: 404, wantJSON: `{"error":"not_found"}`},
-	{name: "wrong method", method: "DELETE", path: "/users/1", wantStatus: 405, wantJSON: `{"error":"method_not_allowed"}`},
+	{name: "body over the max body size", path: "/huge", wantStatus: 500, wantBody: text("")},
+	{name: "unknown path", path: "/nope", wantStatus: 404, wantBody: text("404 page not found")},
+	{name: "wrong method", method: "DELETE", path: "/users/1", wantStatus: 405, wantBody: text("405 method not allowed")},
 }
 
 // TestDataPlane runs the same request table against a real `gw-edge run -c`
@@ -234,6 +237,9 @@ func runDataCase(t *testing.T, base string, tc dataCase) {
 		if got := resp.Header.Get(k); got != want {
 			t.Errorf("header %s = %q, want %q", k, got, want)
 		}
+	}
+	if tc.wantBody != nil && string(raw) != *tc.wantBody {
+		t.Errorf("body = %q, want %q", raw, *tc.wantBody)
 	}
 	if tc.wantJSON != "" {
 		var got, want any

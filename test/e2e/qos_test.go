@@ -151,7 +151,7 @@ func TestTrafficProtection(t *testing.T) {
 		}
 		before := b.count("/flaky")
 		code, h, body := testenv.Get(t, e.URL()+"/flaky")
-		if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || body != `{"error":"service_unavailable"}` {
+		if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || body != "" {
 			t.Errorf("open breaker: %d %s %v", code, body, h)
 		}
 		if n := b.count("/flaky"); n != before {

@@ -23,7 +23,7 @@ func TestStandalone(t *testing.T) {
 		t.Errorf("/items/42 → %q", got)
 	}
 	code, _, body := testenv.Get(t, e.URL()+"/nope")
-	if code != http.StatusNotFound || body != `{"error":"not_found"}` {
+	if code != http.StatusNotFound || body != "404 page not found" {
 		t.Errorf("/nope → %d %s", code, body)
 	}
 	if h, ok := e.Health(); !ok || h.Version != 1 {

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -362,11 +363,12 @@ func (e *Edge) RestartSamePort(t testing.TB) {
 // URL returns the edge's base URL.
 func (e *Edge) URL() string { return "http://" + e.Addr }
 
-// Health is the edge's /__health answer.
+// Health is the edge's /__health answer: KrakenD's body (status) and the
+// snapshot from the X-Apigw-Snapshot-* headers.
 type Health struct {
 	Status  string `json:"status"`
-	Version uint64 `json:"version"`
-	SHA256  string `json:"sha256"`
+	Version uint64 `json:"-"`
+	SHA256  string `json:"-"`
 }
 
 // Health fetches /__health; ok is false when the edge does not answer 200.
@@ -380,6 +382,8 @@ func (e *Edge) Health() (Health, bool) {
 	if resp.StatusCode != http.StatusOK {
 		return h, false
 	}
+	h.Version, _ = strconv.ParseUint(resp.Header.Get("X-Apigw-Snapshot-Version"), 10, 64)
+	h.SHA256 = resp.Header.Get("X-Apigw-Snapshot-Sha256")
 	return h, json.NewDecoder(resp.Body).Decode(&h) == nil
 }
 

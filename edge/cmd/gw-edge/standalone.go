@@ -47,7 +47,7 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.file, "c", "", "KrakenD v3 configuration file (JSON or YAML); required")
 	fs.StringVar(&f.file, "config", "", "alias of -c")
-	fs.BoolVar(&f.debug, "d", false, "debug: log at debug level")
+	fs.BoolVar(&f.debug, "d", false, "serve KrakenD's /__debug/ endpoint (as krakend run -d does); the log level is --log-level")
 	fs.BoolVar(&f.debug, "debug", false, "alias of -d")
 	fs.StringVar(&f.listen, "listen", "", "HTTP listen address (default: the config's listen_ip:port)")
 	f.logFlags.register(fs, stdout)
@@ -57,9 +57,6 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if exit, code := parseFlags(fs, args, stderr); exit {
 		return code
-	}
-	if f.debug {
-		f.level = "debug"
 	}
 	if err := f.validate(); err != nil {
 		fmt.Fprintf(stderr, "gw-edge run: invalid flags:\n%v\n", err)
@@ -83,7 +80,7 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 
 	log, lv := f.logger(stdout)
-	if err := standalone(ctx, &f, compiled, isSet(fs, "log-level") || f.debug, log, lv, stderr); err != nil {
+	if err := standalone(ctx, &f, compiled, isSet(fs, "log-level"), log, lv, stderr); err != nil {
 		log.Error().Err(err).Msg("exiting")
 		return exitError
 	}
@@ -110,6 +107,7 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		DebugEndpoint: f.debug,
 	})
 	if err != nil {
 		return err

@@ -122,8 +122,13 @@ type Service struct {
 	// cluster_rate_limit is our `qos/ratelimit/cluster` namespace: a shared
 	// Redis store for endpoints whose rate limit sets cluster = true.
 	ClusterRateLimit *ClusterRateLimit `protobuf:"bytes,13,opt,name=cluster_rate_limit,json=clusterRateLimit,proto3" json:"cluster_rate_limit,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// debug_endpoint serves KrakenD's /__debug/* handler (root debug_endpoint
+	// or `gw-edge run -d`).
+	DebugEndpoint bool `protobuf:"varint,14,opt,name=debug_endpoint,json=debugEndpoint,proto3" json:"debug_endpoint,omitempty"`
+	// echo_endpoint serves KrakenD's /__echo/* handler.
+	EchoEndpoint  bool `protobuf:"varint,15,opt,name=echo_endpoint,json=echoEndpoint,proto3" json:"echo_endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
@@ -247,6 +252,20 @@ func (x *Service) GetClusterRateLimit() *ClusterRateLimit {
 	return nil
 }
 
+func (x *Service) GetDebugEndpoint() bool {
+	if x != nil {
+		return x.DebugEndpoint
+	}
+	return false
+}
+
+func (x *Service) GetEchoEndpoint() bool {
+	if x != nil {
+		return x.EchoEndpoint
+	}
+	return false
+}
+
 // Router holds the `router` extra_config namespace.
 type Router struct {
 	state                         protoimpl.MessageState `protogen:"open.v1"`
@@ -267,8 +286,18 @@ type Router struct {
 	// used instead of the fixed error bodies when set.
 	ErrorBody_404 []byte `protobuf:"bytes,14,opt,name=error_body_404,json=errorBody404,proto3" json:"error_body_404,omitempty"`
 	ErrorBody_405 []byte `protobuf:"bytes,15,opt,name=error_body_405,json=errorBody405,proto3" json:"error_body_405,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// disable_redirect_fixed_path turns off the case-insensitive and cleaned
+	// path redirect (GET /StAtic -> 301 /static).
+	DisableRedirectFixedPath bool `protobuf:"varint,16,opt,name=disable_redirect_fixed_path,json=disableRedirectFixedPath,proto3" json:"disable_redirect_fixed_path,omitempty"`
+	// disable_path_decoding matches routes on the raw (still percent-encoded)
+	// path.
+	DisablePathDecoding bool `protobuf:"varint,17,opt,name=disable_path_decoding,json=disablePathDecoding,proto3" json:"disable_path_decoding,omitempty"`
+	// json_error_bodies is our `apigw/errors` namespace: gateway errors get
+	// the fixed {"error":"<code>"} JSON bodies instead of KrakenD's bytes
+	// (empty bodies, router texts).
+	JsonErrorBodies bool `protobuf:"varint,18,opt,name=json_error_bodies,json=jsonErrorBodies,proto3" json:"json_error_bodies,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Router) Reset() {
@@ -404,6 +433,27 @@ func (x *Router) GetErrorBody_405() []byte {
 		return x.ErrorBody_405
 	}
 	return nil
+}
+
+func (x *Router) GetDisableRedirectFixedPath() bool {
+	if x != nil {
+		return x.DisableRedirectFixedPath
+	}
+	return false
+}
+
+func (x *Router) GetDisablePathDecoding() bool {
+	if x != nil {
+		return x.DisablePathDecoding
+	}
+	return false
+}
+
+func (x *Router) GetJsonErrorBodies() bool {
+	if x != nil {
+		return x.JsonErrorBodies
+	}
+	return false
 }
 
 // Logging holds `telemetry/logging`.
@@ -1087,9 +1137,13 @@ type Backend struct {
 	// http_cache is `qos/http-cache`.
 	HttpCache *HTTPCache `protobuf:"bytes,22,opt,name=http_cache,json=httpCache,proto3" json:"http_cache,omitempty"`
 	// martian is `modifier/martian`, compiled from its JSON DSL.
-	Martian       *MartianModifier `protobuf:"bytes,23,opt,name=martian,proto3" json:"martian,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Martian *MartianModifier `protobuf:"bytes,23,opt,name=martian,proto3" json:"martian,omitempty"`
+	// send_body_on_redirect is `backend/http/client`: a 307 or 308 answer to
+	// a call with a body is followed with the body (otherwise it is returned
+	// as the backend's answer, as Go's client does).
+	SendBodyOnRedirect bool `protobuf:"varint,24,opt,name=send_body_on_redirect,json=sendBodyOnRedirect,proto3" json:"send_body_on_redirect,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
@@ -1281,6 +1335,13 @@ func (x *Backend) GetMartian() *MartianModifier {
 		return x.Martian
 	}
 	return nil
+}
+
+func (x *Backend) GetSendBodyOnRedirect() bool {
+	if x != nil {
+		return x.SendBodyOnRedirect
+	}
+	return false
 }
 
 // JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
@@ -2687,7 +2748,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xc7\x04\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\x93\x05\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -2704,7 +2765,9 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	" \x01(\v2\x13.gateway.v1.RevokerR\arevoker\x12$\n" +
 	"\x04cors\x18\v \x01(\v2\x10.gateway.v1.CORSR\x04cors\x124\n" +
 	"\bsecurity\x18\f \x01(\v2\x18.gateway.v1.SecurityHTTPR\bsecurity\x12J\n" +
-	"\x12cluster_rate_limit\x18\r \x01(\v2\x1c.gateway.v1.ClusterRateLimitR\x10clusterRateLimit\"\xbc\x05\n" +
+	"\x12cluster_rate_limit\x18\r \x01(\v2\x1c.gateway.v1.ClusterRateLimitR\x10clusterRateLimit\x12%\n" +
+	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
+	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\"\xdb\x06\n" +
 	"\x06Router\x12(\n" +
 	"\x10return_error_msg\x18\x01 \x01(\bR\x0ereturnErrorMsg\x12,\n" +
 	"\x12disable_access_log\x18\x02 \x01(\bR\x10disableAccessLog\x12*\n" +
@@ -2722,7 +2785,10 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x11remote_ip_headers\x18\f \x03(\tR\x0fremoteIpHeaders\x12'\n" +
 	"\x0ftrusted_proxies\x18\r \x03(\tR\x0etrustedProxies\x12$\n" +
 	"\x0eerror_body_404\x18\x0e \x01(\fR\ferrorBody404\x12$\n" +
-	"\x0eerror_body_405\x18\x0f \x01(\fR\ferrorBody405\"g\n" +
+	"\x0eerror_body_405\x18\x0f \x01(\fR\ferrorBody405\x12=\n" +
+	"\x1bdisable_redirect_fixed_path\x18\x10 \x01(\bR\x18disableRedirectFixedPath\x122\n" +
+	"\x15disable_path_decoding\x18\x11 \x01(\bR\x13disablePathDecoding\x12*\n" +
+	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"g\n" +
 	"\aLogging\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
@@ -2784,7 +2850,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xc8\a\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xfb\a\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -2812,7 +2878,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0fcircuit_breaker\x18\x15 \x01(\v2\x1a.gateway.v1.CircuitBreakerR\x0ecircuitBreaker\x124\n" +
 	"\n" +
 	"http_cache\x18\x16 \x01(\v2\x15.gateway.v1.HTTPCacheR\thttpCache\x125\n" +
-	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x1a:\n" +
+	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x121\n" +
+	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +

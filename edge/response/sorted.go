@@ -1,0 +1,61 @@
+package response
+
+import (
+	"bytes"
+	"slices"
+	"sync"
+
+	"github.com/valyala/fastjson"
+)
+
+// KrakenD decodes every backend object into a Go map, so whatever it
+// renders (JSON, XML, YAML) lists object keys in sorted order, and of
+// duplicate keys only the last survives. fields gives the renderers that
+// view of a fastjson object without allocating: one pooled stack per
+// render, each object's fields pushed on top while it is written.
+
+type kv struct {
+	k []byte
+	v *fastjson.Value
+}
+
+type fields struct{ kv []kv }
+
+var fieldsPool = sync.Pool{New: func() any { return &fields{kv: make([]kv, 0, 64)} }}
+
+func acquireFields() *fields { return fieldsPool.Get().(*fields) }
+
+func releaseFields(f *fields) {
+	if cap(f.kv) > 4096 {
+		return // an unusual document: let the GC have it
+	}
+	clear(f.kv[:cap(f.kv)])
+	f.kv = f.kv[:0]
+	fieldsPool.Put(f)
+}
+
+// push appends o's fields in key order, the last of duplicate keys only,
+// and returns their range in f.kv. Index f.kv (not a saved sub-slice)
+// while nested objects are pushed: the stack may grow. pop(from) drops them.
+func (f *fields) push(o *fastjson.Object) (from, to int) {
+	from = len(f.kv)
+	o.Visit(func(k []byte, v *fastjson.Value) { f.kv = append(f.kv, kv{k, v}) })
+	part := f.kv[from:]
+	if !slices.IsSortedFunc(part, cmpKV) {
+		slices.SortStableFunc(part, cmpKV)
+	}
+	w := from
+	for i := from; i < len(f.kv); i++ {
+		if i+1 < len(f.kv) && bytes.Equal(f.kv[i].k, f.kv[i+1].k) {
+			continue
+		}
+		f.kv[w] = f.kv[i]
+		w++
+	}
+	f.kv = f.kv[:w]
+	return from, w
+}
+
+func (f *fields) pop(from int) { f.kv = f.kv[:from] }
+
+func cmpKV(a, b kv) int { return bytes.Compare(a.k, b.k) }

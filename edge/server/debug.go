@@ -1,0 +1,109 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/url"
+
+	"github.com/valyala/fasthttp"
+)
+
+// KrakenD's test handlers, served before routing when enabled:
+// /__debug/* (root debug_endpoint, or `gw-edge run -d`) answers every
+// method with {"message":"pong"}, and /__echo/* (echo_endpoint) describes
+// the request it received. Both bodies are what KrakenD CE 2.12.1's gin
+// handlers write, byte for byte (encoding/json, field order as declared).
+var (
+	prefixDebug = []byte("/__debug/")
+	prefixEcho  = []byte("/__echo/")
+	bodyPong    = []byte(`{"message":"pong"}`)
+	hdrLocation = []byte("Location")
+	bodyMoved   = []byte("Moved Permanently")
+)
+
+// serveTestHandlers answers /__debug/* and /__echo/* when st enables them
+// and reports whether it did.
+func serveTestHandlers(ctx *fasthttp.RequestCtx, st *state) bool {
+	if !st.debug && !st.echo {
+		return false
+	}
+	path := ctx.Path()
+	switch {
+	case st.debug && bytes.HasPrefix(path, prefixDebug):
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetContentTypeBytes(contentTypeJSONUTF8)
+		ctx.SetBody(bodyPong)
+		return true
+	case st.echo && bytes.HasPrefix(path, prefixEcho):
+		writeEcho(ctx)
+		return true
+	case st.debug && len(path) == len(prefixDebug)-1 && bytes.HasPrefix(prefixDebug, path),
+		st.echo && len(path) == len(prefixEcho)-1 && bytes.HasPrefix(prefixEcho, path):
+		// gin's trailing-slash redirect to the catch-all.
+		redirectSlash(ctx, path)
+		return true
+	}
+	return false
+}
+
+// redirectSlash answers as gin's trailing-slash redirect does: 301 for GET
+// (with its tiny HTML body), 307 for other methods.
+func redirectSlash(ctx *fasthttp.RequestCtx, path []byte) {
+	loc := append(append([]byte(nil), path...), '/')
+	ctx.Response.Header.SetCanonical(hdrLocation, loc)
+	if !ctx.IsGet() {
+		ctx.SetStatusCode(fasthttp.StatusTemporaryRedirect)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusMovedPermanently)
+	ctx.SetContentType("text/html; charset=utf-8")
+	b := append([]byte(`<a href="`), loc...)
+	b = append(b, `">`...)
+	b = append(b, bodyMoved...)
+	b = append(b, "</a>.\n\n"...)
+	ctx.SetBody(b)
+}
+
+// echoResponse is the /__echo/ body, fields in KrakenD's order.
+type echoResponse struct {
+	URI         string              `json:"req_uri"`
+	URIDetails  map[string]string   `json:"req_uri_details"`
+	Method      string              `json:"req_method"`
+	Querystring map[string][]string `json:"req_querystring"`
+	Body        string              `json:"req_body"`
+	Headers     map[string][]string `json:"req_headers"`
+}
+
+func writeEcho(ctx *fasthttp.RequestCtx) {
+	query, _ := url.ParseQuery(string(ctx.URI().QueryString()))
+	headers := map[string][]string{}
+	for k, v := range ctx.Request.Header.All() {
+		name := string(k)
+		if name == "Host" {
+			continue // Go's server keeps Host out of the header map
+		}
+		headers[name] = append(headers[name], string(v))
+	}
+	resp := echoResponse{
+		URI: string(ctx.Request.Header.RequestURI()),
+		URIDetails: map[string]string{
+			"user":     "",
+			"host":     string(ctx.Host()),
+			"path":     string(ctx.Path()),
+			"query":    query.Encode(),
+			"fragment": "",
+		},
+		Method:      string(ctx.Method()),
+		Querystring: query,
+		Body:        string(ctx.Request.Body()),
+		Headers:     headers,
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentTypeBytes(contentTypeJSONUTF8)
+	ctx.SetBody(b)
+}
