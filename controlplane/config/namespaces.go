@@ -77,6 +77,9 @@ func normalizeNamespace(key string) string {
 func decodeExtraConfig[T any](d *decoder, n *node, p path, table []namespace[T], dst *T) {
 	seen := make(map[string]string, len(n.members)) // v3 name -> key as written
 	for _, m := range d.members(n, p, path.key) {
+		if isCommentKey(m.key) {
+			continue
+		}
 		mp := p.key(m.key)
 		name := normalizeNamespace(m.key)
 		if first, dup := seen[name]; dup && first != m.key {

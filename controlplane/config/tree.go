@@ -47,9 +47,17 @@ func (t jsonType) String() string {
 
 // position is a 1-based line and column (in characters) in the original
 // document; the zero value means unknown.
-type position struct{ line, col int }
+// A value set by an environment override has no line; env names the
+// variable instead.
+type position struct {
+	line, col int
+	env       string
+}
 
 func (p position) String() string {
+	if p.env != "" {
+		return "from $" + p.env
+	}
 	if p.col == 0 {
 		return "line " + strconv.Itoa(p.line)
 	}
