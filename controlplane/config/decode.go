@@ -471,19 +471,47 @@ func (d *decoder) service(n *node) *Service {
 			"disable_compression":           d.boolean(&s.DisableCompression),
 			"allow_insecure_connections":    d.boolean(&s.AllowInsecureConnections),
 
+			"tls": d.tls,
+			"async_agent": func(n *node, p path) {
+				if d.want(n, p, typeArray) && len(n.items) > 0 {
+					d.vs.add(p, KindUnsupported, "async agents are not supported (an empty list is accepted)")
+				}
+			},
 			"debug_endpoint":   d.falseOnly("KrakenD's /__debug handler"),
 			"echo_endpoint":    d.falseOnly("KrakenD's /__echo handler"),
 			"dns_cache_ttl":    d.duration(&s.DNSCacheTTL),
 			"sequential_start": d.boolean(&s.SequentialStart),
 		},
 		notSupported: map[string]string{
-			"tls":         "TLS termination is not supported (terminate TLS in front of the gateway)",
 			"client_tls":  "client TLS settings are not supported",
 			"plugin":      "Go plugins are not supported",
-			"async_agent": "async agents are not supported",
 		},
 	})
 	return s
+}
+
+// tlsKeys are the keys of KrakenD's service-level tls object.
+var tlsKeys = []string{"public_key", "private_key", "keys", "min_version", "max_version",
+	"cipher_suites", "curve_preferences", "prefer_server_cipher_suites", "enable_mtls",
+	"ca_certs", "disable_system_ca_pool"}
+
+// tls accepts a tls object that is disabled, as KrakenD then serves plain
+// HTTP; TLS termination itself is not supported yet.
+func (d *decoder) tls(n *node, p path) {
+	var disabled bool
+	fields := map[string]handler{"disabled": d.boolean(&disabled)}
+	set := false
+	for _, k := range tlsKeys {
+		fields[k] = func(*node, path) { set = true }
+	}
+	d.object(n, p, objectSpec{fields: fields})
+	switch {
+	case n.kind != typeObject:
+	case !disabled:
+		d.vs.add(p, KindUnsupported, "TLS termination is not supported yet (terminate TLS in front of the gateway); a tls block with \"disabled\": true is accepted")
+	case set:
+		d.ws.add(p, KindNoEffect, "accepted but has no effect: the tls block is disabled, so the edge serves plain HTTP (as KrakenD does)")
+	}
 }
 
 func (d *decoder) endpoint(n *node, p path) *Endpoint {
@@ -525,7 +553,27 @@ func (d *decoder) backend(n *node, p path) *Backend {
 	b := &Backend{}
 	d.object(n, p, objectSpec{
 		fields: map[string]handler{
-			"url_pattern":           d.str(&b.URLPattern),
+			"url_pattern": func(n *node, p path) {
+				if !d.want(n, p, typeString) {
+					return
+				}
+				b.URLPattern = n.text
+				if n.text != "" && !strings.HasPrefix(n.text, "/") {
+					// KrakenD prepends the slash at start-up.
+					b.URLPattern = "/" + n.text
+					d.ws.add(p, KindNormalized, "%q does not start with \"/\"; read as %q, as KrakenD does", n.text, b.URLPattern)
+				}
+			},
+			"timeout": func(n *node, p path) {
+				var ignored time.Duration
+				d.duration(&ignored)(n, p)
+				d.ws.add(p, KindOverridden, "KrakenD reads a backend's timeout and then replaces it with its endpoint's; set timeout on the endpoint (or the service)")
+			},
+			"concurrent_calls": func(n *node, p path) {
+				var ignored int64
+				d.integer(&ignored)(n, p)
+				d.ws.add(p, KindOverridden, "KrakenD takes concurrent_calls from the endpoint and ignores the backend's; set it on the endpoint")
+			},
 			"host":                  d.strings(&b.Host),
 			"sd":                    d.str(&b.SD),
 			"disable_host_sanitize": d.boolean(&b.DisableHostSanitize),
