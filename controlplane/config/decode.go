@@ -483,8 +483,8 @@ func (d *decoder) service(n *node) *Service {
 			"sequential_start": d.boolean(&s.SequentialStart),
 		},
 		notSupported: map[string]string{
-			"client_tls":  "client TLS settings are not supported",
-			"plugin":      "Go plugins are not supported",
+			"client_tls": "client TLS settings are not supported",
+			"plugin":     "Go plugins are not supported",
 		},
 	})
 	return s
