@@ -60,7 +60,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	if err := w.apply(fs, c); err != nil {
 		return err
 	}
-	src, err := readSource(pos[0])
+	src, err := c.readSource(pos[0])
 	if err != nil {
 		return err
 	}

@@ -100,3 +100,28 @@ func TestEnvOverrides(t *testing.T) {
 		t.Errorf("object override: %v", err)
 	}
 }
+
+// TestResolve checks that the resolved document compiles, without the
+// environment, to what the original compiles to with it.
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	env := []string{"KRAKEND_PORT=9090", "KRAKEND_NAME=resolved"}
+	for _, file := range []string{"commented.json", "anchors.yaml", "krakend.toml"} {
+		content, err := os.ReadFile(filepath.Join("testdata/formats", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, resolved, err := Resolve(file, content, env)
+		if err != nil || !strings.HasSuffix(name, ".json") {
+			t.Fatalf("%s: Resolve = %q, %v", file, name, err)
+		}
+		want := compileFile(t, filepath.Join("testdata/formats", file), Options{Env: env})
+		got, err := Compile(name, resolved)
+		if err != nil || got.SHA256 != want.SHA256 {
+			t.Errorf("%s: resolved compiles to %v (%v), want %s", file, got, err, want.SHA256)
+		}
+		if same, unchanged, _ := Resolve(file, content, []string{"PATH=/bin"}); same != file || !cmp.Equal(unchanged, content) {
+			t.Errorf("%s: no override must leave the file as it is", file)
+		}
+	}
+}
