@@ -94,3 +94,49 @@ func TestStrictTurnsWarningsIntoViolations(t *testing.T) {
 		t.Errorf("violations and warnings: %v %v", err, ve)
 	}
 }
+
+// TestInertKeysWarn lists every key issue 16 found accepted and ignored:
+// each now compiles with a no_effect warning at its path.
+func TestInertKeysWarn(t *testing.T) {
+	t.Parallel()
+	svc := func(kv string) string { return conf(kv, ep("/a", "")) }
+	ns := func(name, kv string) string { return svc(`"extra_config": {"` + name + `": {` + kv + `}}`) }
+	tests := []struct{ doc, path string }{
+		{svc(`"max_idle_connections": 10`), "max_idle_connections"},
+		{svc(`"expect_continue_timeout": "1s"`), "expect_continue_timeout"},
+		{svc(`"dialer_keep_alive": "10s"`), "dialer_keep_alive"},
+		{svc(`"dialer_fallback_delay": "1s"`), "dialer_fallback_delay"},
+		{svc(`"dns_cache_ttl": "30s"`), "dns_cache_ttl"},
+		{svc(`"response_header_timeout": "1s"`), "response_header_timeout"},
+		{svc(`"disable_compression": true`), "disable_compression"},
+		{svc(`"sequential_start": true`), "sequential_start"},
+		{ns("router", `"disable_access_log": true`), `extra_config["router"].disable_access_log`},
+		{ns("router", `"logger_skip_paths": ["/x"]`), `extra_config["router"].logger_skip_paths`},
+		{ns("telemetry/logging", `"level": "INFO", "prefix": "[GW]"`), `extra_config["telemetry/logging"].prefix`},
+		{ns("telemetry/logging", `"level": "INFO", "stdout": true`), `extra_config["telemetry/logging"].stdout`},
+		{ns("telemetry/logging", `"level": "INFO", "format": "default"`), `extra_config["telemetry/logging"].format`},
+		{ns("telemetry/logging", `"level": "INFO", "syslog_facility": "local3"`), `extra_config["telemetry/logging"].syslog_facility`},
+		{ns("telemetry/metrics", `"collection_time": "60s"`), `extra_config["telemetry/metrics"].collection_time`},
+		{ns("telemetry/metrics", `"proxy_disabled": true`), `extra_config["telemetry/metrics"].proxy_disabled`},
+		{ns("telemetry/metrics", `"router_disabled": true`), `extra_config["telemetry/metrics"].router_disabled`},
+		{ns("telemetry/metrics", `"backend_disabled": true`), `extra_config["telemetry/metrics"].backend_disabled`},
+		{ns("telemetry/metrics", `"endpoint_disabled": true`), `extra_config["telemetry/metrics"].endpoint_disabled`},
+		{ns("auth/validator", `"shared_cache_duration": 60`), `extra_config["auth/validator"].shared_cache_duration`},
+		{ns("security/cors", `"allow_origins": ["*"], "debug": true`), `extra_config["security/cors"].debug`},
+		{conf("", ep("/a", `"extra_config": {"proxy": {"force_sandboxed_request": true}}`)), `endpoints[0].extra_config["proxy"].force_sandboxed_request`},
+		{conf("", ep("/a", `"extra_config": {"qos/ratelimit/router": {"max_rate": 10, "cleanup_threads": 2}}`)), `endpoints[0].extra_config["qos/ratelimit/router"].cleanup_threads`},
+	}
+	for _, tc := range tests {
+		found := false
+		for _, w := range warningsOf(t, tc.doc) {
+			found = found || (w == pair{tc.path, KindNoEffect})
+		}
+		if !found {
+			t.Errorf("%s: no no_effect warning; got %v", tc.path, warningsOf(t, tc.doc))
+		}
+	}
+	rev := ns("auth/revoker", `"N": 100, "P": 0.001, "TTL": 60, "port": 1234, "token_keys": ["jti"]`)
+	if got := warningsOf(t, rev); !cmp.Equal(got, []pair{{`extra_config["auth/revoker"].port`, KindNoEffect}}) {
+		t.Errorf("revoker port: %v", got)
+	}
+}
