@@ -7,6 +7,8 @@ BIN        := bin
 TOOLS      := $(BIN)/tools
 BUF_VERSION := v1.75.0
 BUF        := $(TOOLS)/buf
+STATICCHECK_VERSION := v0.7.0
+STATICCHECK := $(TOOLS)/staticcheck
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X main.buildVersion=$(VERSION)
 FUZZTIME   ?= 30s
@@ -34,8 +36,8 @@ test: ## run every test (unit, race-free build; e2e with real processes)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: race
-race: ## run the unit tests with the race detector
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v /test/)
+race: ## run every test (unit and the multi-process ones under test/) with the race detector
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: e2e
 e2e: ## run only the end-to-end tests against real processes
@@ -54,8 +56,12 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 bench: build ## run Go benchmarks and the load benchmarks under test/, print a table, write bench/<commit>.txt
 	./test/bench/run.sh
 
+# Tools are installed once, pinned, into bin/tools (CI caches that folder).
 $(BUF):
 	GOBIN=$(abspath $(TOOLS)) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+$(STATICCHECK):
+	GOBIN=$(abspath $(TOOLS)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: generate
 generate: $(BUF) ## regenerate proto/gen from proto/ with buf
@@ -72,9 +78,10 @@ buf-lint: $(BUF) ## lint and format-check the proto files
 	$(BUF) format -d --exit-code
 
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 .PHONY: tidy-check
 tidy-check: ## fail when go mod tidy would change go.mod or go.sum

@@ -49,7 +49,13 @@ func listPackages(t *testing.T) []pkg {
 // on the edge, and the edge's inner packages never depend on its outer ones.
 func TestImportBoundaries(t *testing.T) {
 	inner := []string{"edge/router", "edge/auth", "edge/qos", "edge/security", "edge/modifier", "edge/schema", "edge/response"}
-	outer := []string{"edge/proxy", "edge/aggregate", "edge/server", "edge/watch"}
+	outer := []string{"edge/proxy", "edge/aggregate", "edge/server", "edge/apply", "edge/watch"}
+	// The lifecycle and the HTTP front stay apart: the server is apply's
+	// Target and never drives a snapshot; apply never reaches the stream.
+	apart := map[string][]string{
+		"edge/server": {"edge/apply", "edge/watch", "edge/lkg"},
+		"edge/apply":  {"edge/server", "edge/watch"},
+	}
 	for _, p := range listPackages(t) {
 		rel := strings.TrimPrefix(p.ImportPath, module)
 		for _, dep := range p.Deps {
@@ -62,6 +68,11 @@ func TestImportBoundaries(t *testing.T) {
 				t.Errorf("%s imports %s: the edge must not import the control plane", rel, d)
 			case under(rel, "controlplane") && under(d, "edge"):
 				t.Errorf("%s imports %s: the control plane must not import the edge", rel, d)
+			}
+			for _, no := range apart[rel] {
+				if under(d, no) {
+					t.Errorf("%s imports %s: the HTTP front and the snapshot lifecycle are separate", rel, d)
+				}
 			}
 			for _, in := range inner {
 				for _, out := range outer {

@@ -103,6 +103,10 @@ func (v *validator) parseRoute(p path, raw string, disableRest bool) route {
 			if strings.Count(rest, "{") != strings.Count(rest, "{}") || strings.Count(rest, "}") != strings.Count(rest, "{}") {
 				fail(KindInvalid, "%q: unbalanced \"{\" or \"}\"", raw)
 			}
+			if strings.Contains(rest, "{}{}") {
+				// The edge cannot tell where one ends and the next begins.
+				fail(KindInvalid, "%q: two parameters need a literal between them", raw)
+			}
 			shape.WriteString(rest)
 		}
 	}

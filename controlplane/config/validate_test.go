@@ -119,6 +119,7 @@ func TestValidateRules(t *testing.T) {
 		{"catch-all accepted", conf("", ep("/a/*", ""), ep("/*", "")), nil},
 		{"param not a whole segment", conf("", ep("/file.{ext}", "")), []pair{{"endpoints[0].endpoint", KindInvalid}}},
 		{"param in segment with disable_rest", conf(`"disable_rest": true`, ep("/file.{ext}", "")), nil},
+		{"adjacent params with disable_rest", conf(`"disable_rest": true`, ep("/v{a}{b}", "")), []pair{{"endpoints[0].endpoint", KindInvalid}}},
 		{"bad param name", conf("", ep("/a/{a.b}", "")), []pair{{"endpoints[0].endpoint", KindInvalid}}},
 		{"empty param", conf("", ep("/a/{}", "")), []pair{{"endpoints[0].endpoint", KindInvalid}}},
 		{"repeated param", conf("", ep("/a/{id}/b/{id}", "")), []pair{{"endpoints[0].endpoint", KindDuplicate}}},

@@ -8,17 +8,19 @@ import (
 	"strings"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/violation"
 )
 
-// Violation kinds (FieldViolation.kind). Tests and tools compare kinds and
-// paths, never the detail text.
+// Violation kinds (FieldViolation.kind), from the shared vocabulary in
+// proto/violation (the edge's plan builder uses the same). Tests and tools
+// compare kinds and paths, never the detail text.
 const (
-	KindRequired    = "required"    // a mandatory value is missing
-	KindInvalid     = "invalid"     // wrong type, syntax or out-of-range value
-	KindDuplicate   = "duplicate"   // two things that must be unique collide
-	KindNotFound    = "not_found"   // a reference to something that does not exist
-	KindUnsupported = "unsupported" // valid in KrakenD (or unknown) but not accepted here; the detail lists what is
-	KindTooMany     = "too_many"    // more than allowed (also the final "and N more" line)
+	KindRequired    = string(violation.Required)
+	KindInvalid     = string(violation.Invalid)
+	KindDuplicate   = string(violation.Duplicate)
+	KindNotFound    = string(violation.NotFound)
+	KindUnsupported = string(violation.Unsupported)
+	KindTooMany     = string(violation.TooMany)
 )
 
 // Warning kinds (FieldViolation.kind of a warning). A warning does not stop

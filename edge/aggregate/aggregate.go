@@ -52,8 +52,9 @@ type Backend struct {
 	ReturnErrorCode bool
 	// MaxBodySize bounds the decompressed body (0: unbounded).
 	MaxBodySize int
-	// Errors counts failed calls; nil disables counting.
-	Errors Counter
+	// Errors counts failed calls, indexed by why they failed; a nil entry
+	// disables counting that reason.
+	Errors [proxy.NumReasons]Counter
 }
 
 // Shadow is one shadow backend: a detached copy whose result is discarded.
@@ -80,6 +81,9 @@ type Config struct {
 	// Raw allows a single identity backend's valid JSON object body to be
 	// returned untouched (Result.Raw) instead of decoded and re-encoded.
 	Raw bool
+	// Panics counts backend calls that panicked (a bug; the call fails);
+	// nil disables counting.
+	Panics Counter
 }
 
 // Pipe is a compiled endpoint pipe. Immutable and safe for concurrent use.
@@ -94,7 +98,11 @@ type Pipe struct {
 	flatmap    *response.Flatmap
 	static     *response.Static
 	raw        bool
-	pool       sync.Pool // *Exchange sized for this pipe
+	panics     Counter
+	// calls counts the call goroutines still running (stragglers
+	// included): the pipe owns them and Wait waits for them.
+	calls sync.WaitGroup
+	pool  sync.Pool // *Exchange sized for this pipe
 }
 
 // New compiles cfg.
@@ -124,6 +132,7 @@ func New(cfg Config) (*Pipe, error) {
 		inner:      cfg.Timeout * 75 / 100,
 		static:     cfg.Static,
 		raw:        cfg.Raw && len(cfg.Backends) == 1 && cc == 1 && cfg.Static == nil,
+		panics:     cfg.Panics,
 	}
 	if len(cfg.Backends) > 1 {
 		p.flatmap = cfg.Flatmap
@@ -131,6 +140,13 @@ func New(cfg Config) (*Pipe, error) {
 	p.pool.New = p.newExchange
 	return p, nil
 }
+
+// Wait blocks until every call goroutine the pipe started has returned; a
+// straggler (a call whose answer came too late to be used) ends by its call
+// deadline, the endpoint timeout. Call it once no request uses the pipe any
+// more (after the plan holding it was released and its requests drained):
+// it must not race with Run.
+func (p *Pipe) Wait() { p.calls.Wait() }
 
 // Result is the outcome of a pipe run. Its slices and values live in the
 // Exchange and are valid until Exchange.Release.
@@ -145,6 +161,9 @@ type Result struct {
 	Complete bool
 	// Failed counts backends that failed (error, timeout, bad status, bad body).
 	Failed int
+	// Reason is why the first failed backend failed (ReasonNone when none
+	// did), as the proxy classified it.
+	Reason proxy.Reason
 	// Status, when non-zero, is the failed single backend's status to
 	// answer with (return_error_code); ErrBody and ErrContentType are its
 	// body and Content-Type (for router.return_error_msg).
@@ -171,8 +190,9 @@ type call struct {
 	// outcome, written by the call's goroutine before it signals
 	ok       bool // produced data (success, or return_error_details)
 	complete bool
-	refused  bool // the circuit breaker refused the call (never sent)
-	status   int  // non-zero when the backend answered with a failing status
+	refused  bool         // the circuit breaker refused the call (never sent)
+	status   int          // non-zero when the backend answered with a failing status
+	reason   proxy.Reason // why the call failed (ReasonNone when it did not)
 	value    *fastjson.Value
 	raw      []byte
 }
@@ -181,7 +201,7 @@ func (c *call) reset() {
 	c.host = nil
 	c.req.Reset()
 	c.resp.Reset()
-	c.ok, c.complete, c.refused, c.status = false, false, false, 0
+	c.ok, c.complete, c.refused, c.status, c.reason = false, false, false, 0, proxy.ReasonNone
 	c.value, c.raw = nil, nil
 }
 

@@ -118,7 +118,9 @@ func TestStragglersUnderLoad(t *testing.T) {
 	if withData.Load() == 0 {
 		t.Error("no request produced data")
 	}
-	time.Sleep(300 * time.Millisecond) // let stragglers finish before the servers close
+	for _, p := range pipes {
+		p.Wait() // stragglers finish before the servers close
+	}
 }
 
 func TestNewErrors(t *testing.T) {

@@ -93,6 +93,7 @@ func (ex *Exchange) runBackends(from, to int, in *proxy.Inbound, outer, start ti
 		launched--
 	}
 	ex.refs.Add(int32(launched))
+	p.calls.Add(launched)
 	for k := first; k < last; k++ {
 		if k != inline {
 			go ex.launchers[k]()
@@ -147,9 +148,11 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 // launch runs call k on its own goroutine: the goroutine owns call slot k
 // and scratch slot k until it signals, then drops its Exchange reference.
 func (ex *Exchange) launch(k int) {
+	p := ex.pipe // ex may be recycled by unref
 	ex.safeWork(k)
 	ex.done <- k
 	ex.unref()
+	p.calls.Done()
 }
 
 // safeWork runs work and turns a panic into a failed call: a bug in one
@@ -163,8 +166,12 @@ func (ex *Exchange) safeWork(k int) {
 // deferred function itself).
 func (ex *Exchange) recoverCall(k int) {
 	if recover() != nil {
+		if ex.pipe.panics != nil {
+			ex.pipe.panics.Inc()
+		}
 		c := &ex.calls[k]
 		c.ok, c.complete, c.value, c.raw = false, false, nil, nil
+		c.reason = proxy.ReasonInternal
 	}
 }
 
@@ -180,11 +187,14 @@ func (ex *Exchange) work(k int) {
 	t, err := call.Admit()
 	if err != nil {
 		c.refused = err == proxy.ErrOpen
+		c.reason = proxy.ReasonRefused
 		return
 	}
 	reached, err := call.RoundTrip(c.host, &c.req, &c.resp, c.deadline)
 	if err == nil {
 		ex.decode(k)
+	} else {
+		c.reason = proxy.ReasonOf(err)
 	}
 	call.Finish(t, reached, c.complete)
 }
@@ -196,6 +206,7 @@ func (ex *Exchange) decode(k int) {
 	status := c.resp.StatusCode()
 	if !proxy.IsSuccess(status) {
 		c.status = status
+		c.reason = proxy.ReasonStatus
 		if b.ErrorDetailsKey != "" {
 			body, _ := proxy.Body(&c.resp, b.MaxBodySize)
 			c.resp.Header.SetNoDefaultContentType(true)
@@ -206,6 +217,7 @@ func (ex *Exchange) decode(k int) {
 	}
 	body, err := proxy.Body(&c.resp, b.MaxBodySize)
 	if err != nil {
+		c.reason = proxy.BodyReason(err)
 		return
 	}
 	if ex.pipe.raw && response.ValidObject(body) {
@@ -214,6 +226,7 @@ func (ex *Exchange) decode(k int) {
 	}
 	v, err := b.Format.Decode(ex.scratch, k, body)
 	if err != nil {
+		c.reason = proxy.ReasonDecode
 		return
 	}
 	c.value = b.Format.Apply(ex.scratch, k, v)
@@ -257,19 +270,19 @@ func (ex *Exchange) finish() {
 			continue
 		case k < 0:
 			complete, errored = false, true
-			r.Failed++
-			ex.parts[i] = nil
-			if cnt := p.backends[i].Errors; cnt != nil {
-				cnt.Inc()
+			// Undecided at the merge deadline: a timeout. Otherwise the
+			// reason of the last copy that failed.
+			reason := proxy.ReasonTimeout
+			if f := ex.lastFail[i]; f >= 0 {
+				reason = ex.calls[f].reason
 			}
+			ex.failed(i, reason)
+			ex.parts[i] = nil
 			continue
 		}
 		c := &ex.calls[k]
 		if c.status != 0 { // return_error_details data for a failed call
-			r.Failed++
-			if cnt := p.backends[i].Errors; cnt != nil {
-				cnt.Inc()
-			}
+			ex.failed(i, proxy.ReasonStatus)
 		}
 		if !c.complete {
 			complete = false
@@ -305,6 +318,19 @@ func (ex *Exchange) finish() {
 	if p.static != nil && p.static.Match(got > 0, errored, r.Complete) {
 		r.Value = p.static.Apply(ex.scratch, r.Value)
 		r.Raw = nil
+	}
+}
+
+// failed records that backend i failed for reason: counted in the result
+// (the first failure's reason is kept) and in the backend's metrics.
+func (ex *Exchange) failed(i int, reason proxy.Reason) {
+	r := &ex.result
+	if r.Failed == 0 {
+		r.Reason = reason
+	}
+	r.Failed++
+	if cnt := ex.pipe.backends[i].Errors[reason]; cnt != nil {
+		cnt.Inc()
 	}
 }
 

@@ -4,7 +4,8 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
-	"unsafe"
+
+	"github.com/apigw/gateway/edge/internal/zerocopy"
 )
 
 // cacheShards is the number of independently locked parts of a token cache.
@@ -87,7 +88,7 @@ func (c *tokenCache) put(e *cacheEntry) {
 	if c == nil {
 		return
 	}
-	sh := c.shard(s2b(e.key))
+	sh := c.shard(zerocopy.Bytes(e.key))
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if i, ok := sh.index[e.key]; ok {
@@ -128,7 +129,3 @@ func (c *tokenCache) len() int {
 	}
 	return n
 }
-
-// s2b returns the bytes of s without copying; the result must not be
-// modified.
-func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

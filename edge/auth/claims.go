@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/internal/zerocopy"
 )
 
 // Claims is the verified payload of a token. It is immutable and shared by
@@ -220,7 +222,7 @@ func (t *Token) SetHeaders(h *fasthttp.RequestHeader) {
 		vals := t.headers[i]
 		h.DelBytes(name)
 		for _, v := range vals {
-			h.AddBytesKV(name, s2b(v))
+			h.AddBytesKV(name, zerocopy.Bytes(v))
 		}
 	}
 }

@@ -146,30 +146,3 @@ func parseClaims(payload []byte) (map[string]any, error) {
 	}
 	return m, nil
 }
-
-// ParseUnverified splits and decodes a compact JWT without checking its
-// signature: the protected header's alg and kid and the claims. It is for
-// tooling and tests (and is the fuzzed parsing path); never authorise on its
-// result.
-func ParseUnverified(tok []byte) (alg, kid string, claims *Claims, err error) {
-	c, ok := splitCompact(tok)
-	if !ok {
-		return "", "", nil, fmt.Errorf("parse token: %w", errMalformed)
-	}
-	h, err := parseHeader(c.header)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("parse token: %w", err)
-	}
-	if _, err := decodeSegment(c.sig); err != nil {
-		return "", "", nil, fmt.Errorf("parse token: signature: %w", err)
-	}
-	raw, err := decodeSegment(c.payload)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("parse token: payload: %w", err)
-	}
-	m, err := parseClaims(raw)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("parse token: %w", err)
-	}
-	return h.Alg, h.Kid, &Claims{m: m}, nil
-}

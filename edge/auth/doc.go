@@ -15,8 +15,8 @@
 //   - Revocations is the revocation set: a bloom filter for the fast
 //     negative plus an exact set that confirms every bloom hit, behind one
 //     atomic pointer (lock-free reads, copy-on-write writers). It is fed by
-//     the control plane's deltas and resets and persisted with Save and
-//     LoadRevocations.
+//     the control plane's deltas and resets; Export and Reset are the
+//     round trip edge/lkg persists it with.
 //   - Validator (New, once per endpoint) checks one request's token:
 //     Verify/VerifyRequest return a *Token and a Reason whose Status is 200,
 //     401 or 403. A verified token is cached by its exact bytes until it

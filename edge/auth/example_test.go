@@ -17,16 +17,17 @@ import (
 // one VerifyRequest per request.
 func Example() {
 	log := zerolog.Nop()
-	dataDir := "/var/lib/gw-edge"
 
 	// Edge start-up.
 	keys, _ := auth.NewKeys(auth.KeysConfig{Logger: log})
 	defer keys.Close()
-	rev, err := auth.LoadRevocations(dataDir, auth.RevocationsConfig{Logger: log})
-	if err != nil {
-		log.Warn().Err(err).Msg("revocations on disk unusable; waiting for a reset")
-	}
+	rev := auth.NewRevocations(auth.RevocationsConfig{Logger: log})
 	defer rev.Close()
+	// The set saved by the last run (edge/lkg reads it from the data dir).
+	var saved gatewayv1.RevocationReset
+	if err := rev.Reset(saved.GetSeq(), saved.GetEntries()); err != nil {
+		log.Warn().Err(err).Msg("saved revocations unusable; waiting for a reset")
+	}
 
 	// plan.Build, per snapshot: settings first, then one validator per endpoint.
 	var snap gatewayv1.Snapshot
@@ -77,5 +78,5 @@ func Example() {
 			_ = gap // reconnect with Hello.revocation_seq = rev.Seq() to get a reset
 		}
 	}
-	_ = rev.Save(dataDir) // then RevocationAck{seq: rev.Seq()}
+	_ = rev.Export() // persisted by edge/lkg, then RevocationAck{seq: rev.Seq()}
 }

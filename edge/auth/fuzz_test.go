@@ -44,7 +44,7 @@ func FuzzVerifyCompact(f *testing.F) {
 	f.Add([]byte("a.b.c"))
 	f.Add([]byte(".."))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _, _, _ = ParseUnverified(data)
+		_, _, _, _ = parseUnverified(data)
 		tok, reason := v.Verify(data)
 		if reason == ReasonOK || reason == ReasonRoles || reason == ReasonScopes {
 			if !valid[string(data)] {

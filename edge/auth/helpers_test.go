@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -269,4 +270,30 @@ func eventually(t testing.TB, d time.Duration, f func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return f()
+}
+
+// parseUnverified splits and decodes a compact JWT without checking its
+// signature: the protected header's alg and kid and the claims. Only the
+// fuzz target uses it (the parsing path on its own).
+func parseUnverified(tok []byte) (alg, kid string, claims *Claims, err error) {
+	c, ok := splitCompact(tok)
+	if !ok {
+		return "", "", nil, fmt.Errorf("parse token: %w", errMalformed)
+	}
+	h, err := parseHeader(c.header)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("parse token: %w", err)
+	}
+	if _, err := decodeSegment(c.sig); err != nil {
+		return "", "", nil, fmt.Errorf("parse token: signature: %w", err)
+	}
+	raw, err := decodeSegment(c.payload)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("parse token: payload: %w", err)
+	}
+	m, err := parseClaims(raw)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("parse token: %w", err)
+	}
+	return h.Alg, h.Kid, &Claims{m: m}, nil
 }

@@ -107,14 +107,12 @@ func (c KeysConfig) Validate() error {
 // one is closed. Create one per edge process with NewKeys and Close it on
 // shutdown. Safe for concurrent use.
 type Keys struct {
-	cfg    KeysConfig
-	log    zerolog.Logger
-	tr     *http.Transport
-	now    func() time.Time
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	gen    atomic.Uint64
+	cfg KeysConfig
+	log zerolog.Logger
+	tr  *http.Transport
+	now func() time.Time
+	wg  sync.WaitGroup // the fetch goroutines; each stops by its source's cancel
+	gen atomic.Uint64
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -144,7 +142,6 @@ func NewKeys(cfg KeysConfig) (*Keys, error) {
 	if now == nil {
 		now = time.Now
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	return &Keys{
 		cfg: cfg,
 		log: cfg.Logger.With().Str("component", "auth").Logger(),
@@ -156,8 +153,6 @@ func NewKeys(cfg KeysConfig) (*Keys, error) {
 			IdleConnTimeout:     90 * time.Second,
 		},
 		now:     now,
-		ctx:     ctx,
-		cancel:  cancel,
 		sources: make(map[string]*source),
 		cores:   make(map[string]*core),
 	}, nil
@@ -169,8 +164,12 @@ func NewKeys(cfg KeysConfig) (*Keys, error) {
 func (k *Keys) Close() {
 	k.mu.Lock()
 	k.closed = true
+	for _, s := range k.sources {
+		if s.cancel != nil {
+			s.cancel()
+		}
+	}
 	k.mu.Unlock()
-	k.cancel()
 	k.wg.Wait()
 	k.tr.CloseIdleConnections()
 }
@@ -233,7 +232,9 @@ func (k *Keys) acquireSource(spec sourceSpec) (*source, error) {
 		}
 		k.sources[key] = s
 		if spec.path == "" {
-			ctx, cancel := context.WithCancel(k.ctx)
+			// The goroutine's own ctx, cancelled when the last validator
+			// lets the source go or Keys closes (no ctx kept in Keys).
+			ctx, cancel := context.WithCancel(context.Background())
 			s.cancel = cancel
 			k.wg.Add(1)
 			go s.run(ctx)

@@ -79,7 +79,6 @@ type Revocations struct {
 	mu sync.Mutex
 	// foldMu serialises folds (filter rebuilds), which run outside mu.
 	foldMu sync.Mutex
-	saveMu sync.Mutex
 
 	compact   chan struct{} // asks the loop to fold the overlay
 	stop      chan struct{}

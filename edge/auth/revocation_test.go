@@ -3,8 +3,6 @@ package auth
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -240,91 +238,33 @@ func sortedEntries(es []*gatewayv1.RevocationEntry) []*gatewayv1.RevocationEntry
 	return es
 }
 
-func TestRevocationsSaveLoad(t *testing.T) {
+func TestRevocationsExportReset(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join(t.TempDir(), "data")
-	cfg := RevocationsConfig{Revoker: &gatewayv1.Revoker{N: 1000, P: 1e-6, TokenKeys: []string{"jti", "sub"}}, RebuildPeriod: -1}
-
-	// Nothing saved yet: empty set, no error.
-	r0, err := LoadRevocations(dir, cfg)
-	if err != nil || r0.Seq() != 0 || r0.Len() != 0 {
-		t.Fatalf("empty dir: %v seq %d", err, r0.Seq())
-	}
-	r0.Close()
-
+	rv := &gatewayv1.Revoker{N: 1000, P: 1e-6, TokenKeys: []string{"jti", "sub"}}
 	later := time.Now().Add(time.Hour)
-	r := newTestRevocations(t, cfg.Revoker, nil)
+	r := newTestRevocations(t, rv, nil)
 	if err := r.ApplyDelta([]*gatewayv1.RevocationEntry{entry(1, "jti", "a", later), entry(1, "sub", "bob-with-dash", later)}, 0, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Save(dir); err != nil {
+	if err := r.ApplyDelta([]*gatewayv1.RevocationEntry{entry(2, "jti", "b", later), entry(2, "jti", "gone", time.Now().Add(-time.Minute))}, 1, 2); err != nil {
 		t.Fatal(err)
 	}
-	want1 := sortedEntries(r.Entries())
-	if err := r.ApplyDelta([]*gatewayv1.RevocationEntry{entry(2, "jti", "b", later)}, 1, 2); err != nil {
-		t.Fatal(err)
+	exported := r.Export()
+	if exported.GetSeq() != 2 {
+		t.Fatalf("exported seq %d, want 2", exported.GetSeq())
 	}
-	if err := r.Save(dir); err != nil {
-		t.Fatal(err)
-	}
-	want2 := sortedEntries(r.Entries())
 
-	load := func(t *testing.T) (*Revocations, error) {
-		t.Helper()
-		got, err := LoadRevocations(dir, cfg)
-		t.Cleanup(got.Close)
-		return got, err
-	}
-	got, err := load(t)
-	if err != nil {
+	// A fresh set restored from the export (a restart) enforces the same
+	// live entries; the expired one is not carried over.
+	got := newTestRevocations(t, rv, nil)
+	if err := got.Reset(exported.GetSeq(), exported.GetEntries()); err != nil {
 		t.Fatal(err)
 	}
-	if got.Seq() != 2 || !got.Check(claimsOf("sub", "bob-with-dash")) || !got.Revoked("jti", "b") {
-		t.Fatalf("loaded seq %d", got.Seq())
+	if got.Seq() != 2 || !got.Check(claimsOf("sub", "bob-with-dash")) || !got.Revoked("jti", "b") || got.Revoked("jti", "gone") {
+		t.Fatalf("restored seq %d", got.Seq())
 	}
-	if d := cmp.Diff(want2, sortedEntries(got.Entries()), protocmp.Transform()); d != "" {
+	if d := cmp.Diff(sortedEntries(r.Entries()), sortedEntries(got.Entries()), protocmp.Transform()); d != "" {
 		t.Errorf("entries (-want +got):\n%s", d)
-	}
-
-	// Corrupt the newest copy: the previous one (seq 1) is used.
-	cur := filepath.Join(dir, RevocationsFile)
-	b, err := os.ReadFile(cur)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)-3] ^= 0xff
-	if err := os.WriteFile(cur, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	got, err = load(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Seq() != 1 || got.Revoked("jti", "b") || !got.Revoked("jti", "a") {
-		t.Fatalf("fallback: seq %d", got.Seq())
-	}
-	if d := cmp.Diff(want1, sortedEntries(got.Entries()), protocmp.Transform()); d != "" {
-		t.Errorf("fallback entries (-want +got):\n%s", d)
-	}
-
-	// Truncated newest, missing previous: corrupt error, empty set.
-	if err := os.WriteFile(cur, b[:10], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(dir, RevocationsPrevFile)); err != nil {
-		t.Fatal(err)
-	}
-	got, err = load(t)
-	if !errors.Is(err, ErrCorrupt) || got.Seq() != 0 {
-		t.Fatalf("all corrupt: err %v seq %d", err, got.Seq())
-	}
-
-	// No temporary files are left behind.
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if e.Name() != RevocationsFile {
-			t.Errorf("stray file %s", e.Name())
-		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/violation"
 )
 
 // Defaults applied when the snapshot leaves a field empty (zero). They are
@@ -68,51 +69,51 @@ func (c Config) Validate() error {
 // strategies, durations and header names. It does not read jwk_local_path.
 func CheckSpec(path string, s *gatewayv1.JWTValidator) []*gatewayv1.FieldViolation {
 	var out []*gatewayv1.FieldViolation
-	add := func(field, kind, detail string) {
-		out = append(out, &gatewayv1.FieldViolation{Path: path + "." + field, Kind: kind, Detail: detail})
+	add := func(field string, kind violation.Kind, detail string) {
+		out = append(out, &gatewayv1.FieldViolation{Path: path + "." + field, Kind: kind.String(), Detail: detail})
 	}
 	if s == nil {
-		return []*gatewayv1.FieldViolation{{Path: path, Kind: "required", Detail: "auth/validator settings missing"}}
+		return []*gatewayv1.FieldViolation{{Path: path, Kind: violation.Required.String(), Detail: "auth/validator settings missing"}}
 	}
 	if s.GetAlg() == "" {
-		add("alg", "required", "the signature algorithm must be set")
+		add("alg", violation.Required, "the signature algorithm must be set")
 	} else if !slices.Contains(SupportedAlgorithms, s.GetAlg()) {
-		add("alg", "unsupported", fmt.Sprintf("%q: allowed: %s", s.GetAlg(), strings.Join(SupportedAlgorithms, ", ")))
+		add("alg", violation.Unsupported, fmt.Sprintf("%q: allowed: %s", s.GetAlg(), strings.Join(SupportedAlgorithms, ", ")))
 	}
 	switch {
 	case s.GetJwkLocalPath() != "":
 	case s.GetJwkUrl() == "":
-		add("jwk_url", "required", "jwk_url or jwk_local_path must be set")
+		add("jwk_url", violation.Required, "jwk_url or jwk_local_path must be set")
 	default:
 		if err := checkJWKURL(s.GetJwkUrl(), s.GetDisableJwkSecurity()); err != nil {
-			add("jwk_url", "invalid", fmt.Sprintf("%q: %v", s.GetJwkUrl(), err))
+			add("jwk_url", violation.Invalid, fmt.Sprintf("%q: %v", s.GetJwkUrl(), err))
 		}
 	}
 	if _, ok := parseStrategy(s.GetKeyIdentifyStrategy()); !ok {
-		add("key_identify_strategy", "unsupported", fmt.Sprintf("%q: allowed: kid, x5t, x5t#S256, kid_x5t", s.GetKeyIdentifyStrategy()))
+		add("key_identify_strategy", violation.Unsupported, fmt.Sprintf("%q: allowed: kid, x5t, x5t#S256, kid_x5t", s.GetKeyIdentifyStrategy()))
 	}
 	switch s.GetScopesMatcher() {
 	case "", "any", "all":
 	default:
-		add("scopes_matcher", "unsupported", fmt.Sprintf("%q: allowed: any, all", s.GetScopesMatcher()))
+		add("scopes_matcher", violation.Unsupported, fmt.Sprintf("%q: allowed: any, all", s.GetScopesMatcher()))
 	}
 	for _, f := range []struct {
 		name string
 		v    int64
 	}{{"cache_duration", s.GetCacheDurationMs()}, {"failed_jwk_key_cooldown", s.GetFailedJwkKeyCooldownMs()}, {"leeway", s.GetLeewayMs()}} {
 		if f.v < 0 {
-			add(f.name, "invalid", fmt.Sprintf("%d ms: must not be negative", f.v))
+			add(f.name, violation.Invalid, fmt.Sprintf("%d ms: must not be negative", f.v))
 		}
 	}
 	if n := s.GetAuthHeaderName(); n != "" && !validHeaderName(n) {
-		add("auth_header_name", "invalid", fmt.Sprintf("%q: not a header name", n))
+		add("auth_header_name", violation.Invalid, fmt.Sprintf("%q: not a header name", n))
 	}
 	for i, p := range s.GetPropagateClaims() {
 		if p.GetClaim() == "" {
-			add(fmt.Sprintf("propagate_claims[%d].claim", i), "required", "claim name missing")
+			add(fmt.Sprintf("propagate_claims[%d].claim", i), violation.Required, "claim name missing")
 		}
 		if !validHeaderName(p.GetHeader()) {
-			add(fmt.Sprintf("propagate_claims[%d].header", i), "invalid", fmt.Sprintf("%q: not a header name", p.GetHeader()))
+			add(fmt.Sprintf("propagate_claims[%d].header", i), violation.Invalid, fmt.Sprintf("%q: not a header name", p.GetHeader()))
 		}
 	}
 	return out

@@ -1,24 +1,36 @@
-// Package lkg persists the edge's last-known-good snapshots, so that an edge
-// restarted while the control plane is unreachable serves the configuration
-// it served before.
+// Package lkg is the edge's durable state: the last-known-good snapshots, so
+// that an edge restarted while the control plane is unreachable serves the
+// configuration it served before, and the revocation set, so that it still
+// enforces every revocation it had.
 //
-// Every snapshot the edge ACKs is written atomically into the data dir: a
-// temporary file in the same directory, write, fsync, rename, fsync of the
-// directory. The file holds the SnapshotEnvelope proto bytes; the envelope
-// carries the sha256 of its payload, which is checked on load. The newest
-// few files are kept; when the newest is corrupt or truncated, Load falls
-// back to the previous one (Kong #13076 is the cautionary tale).
+// Both go through the same code: one record format, one atomic write, one
+// verification and one keep-N rotation. A record is a SnapshotEnvelope proto
+// {version, sha256, payload}; for a snapshot the payload is the Snapshot and
+// the version its config version, for the revocation set the payload is a
+// deterministic RevocationReset{seq, entries} and the version its seq. A
+// record is written atomically into the data dir (a temporary file in the
+// same directory, write, fsync, rename, fsync of the directory) and the
+// sha256 of its payload is checked on load. The newest few records of each
+// kind are kept; when the newest is corrupt or truncated, loading falls back
+// to the previous one (Kong #13076 is the cautionary tale).
 //
-// File names are "snapshot-<seq>-v<version>.pb" with both numbers zero-padded
-// to 20 digits. seq is a save counter local to the edge, so the name order is
-// the save order: a control plane whose store was reset (versions starting
-// again at 1) can never make the edge boot on an older snapshot that happens
-// to carry a higher version number. Edges compare versions only for equality.
+// File names are "<kind>-<seq>-v<version>.pb" (kind "snapshot" or
+// "revocations") with both numbers zero-padded to 20 digits. seq is a save
+// counter local to the edge, so the name order is the save order: a control
+// plane whose store was reset (versions starting again at 1) can never make
+// the edge boot on an older snapshot that happens to carry a higher version
+// number. Edges compare versions only for equality.
+//
+// Earlier builds kept the revocation set in "revocations.bin" and
+// "revocations.bin.prev" (magic GWREVOC1 | length | sha256 | payload).
+// LoadRevocations still reads them when no record of the new format exists;
+// the first SaveRevocations writes the new format and removes them.
 //
 // lkg imports no other edge package and nothing from the control plane.
 package lkg
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -41,24 +53,30 @@ const (
 	// DefaultKeep is how many snapshots a Store keeps when Config.Keep is 0.
 	DefaultKeep = 3
 
-	filePrefix  = "snapshot-"
-	fileSuffix  = ".pb"
-	tempPrefix  = ".snapshot-"
-	tempSuffix  = ".tmp"
-	numberWidth = 20
+	// keepRevocations is how many revocation records a Store keeps: the
+	// newest and one to fall back on.
+	keepRevocations = 2
+
+	kindSnapshot    = "snapshot"
+	kindRevocations = "revocations"
+	fileSuffix      = ".pb"
+	tempSuffix      = ".tmp"
+	numberWidth     = 20
 	// maxFileBytes bounds what Load reads: a snapshot is a compiled config
 	// and never comes near this; a larger file is damage, not data.
 	maxFileBytes = 256 << 20
 )
 
-// ErrNotFound is returned by Load when the data dir holds no valid snapshot.
-var ErrNotFound = errors.New("lkg: no valid snapshot")
+// ErrNotFound is returned by Load and LoadRevocations when the data dir
+// holds no valid record of the kind asked for.
+var ErrNotFound = errors.New("lkg: no valid record")
 
 // Config configures a Store. The zero value is not usable: Dir is required.
 type Config struct {
 	// Dir is the data directory; it is created (0700) when missing.
 	Dir string
-	// Keep is how many snapshots to keep (0 means DefaultKeep).
+	// Keep is how many snapshots to keep (0 means DefaultKeep); the
+	// revocation set keeps 2.
 	Keep int
 	// Logger receives a line for every file skipped or cleaned up.
 	Logger zerolog.Logger
@@ -75,14 +93,20 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Store reads and writes the snapshots of one data dir. It is safe for
+// Store reads and writes the durable state of one data dir. It is safe for
 // concurrent use; it assumes no other process writes the same directory.
 type Store struct {
-	dir  string
-	keep int
-	log  zerolog.Logger
+	dir         string
+	log         zerolog.Logger
+	snapshots   series
+	revocations series
+}
 
-	mu sync.Mutex // serialises Save (sequence allocation, rename, prune)
+// series is the records of one kind.
+type series struct {
+	kind string
+	keep int
+	mu   sync.Mutex // serialises save (sequence allocation, rename, prune)
 }
 
 // New opens the data dir, creating it when missing, and removes temporary
@@ -98,7 +122,12 @@ func New(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lkg: create data dir: %w", err)
 	}
-	s := &Store{dir: cfg.Dir, keep: keep, log: cfg.Logger}
+	s := &Store{
+		dir:         cfg.Dir,
+		log:         cfg.Logger,
+		snapshots:   series{kind: kindSnapshot, keep: keep},
+		revocations: series{kind: kindRevocations, keep: keepRevocations},
+	}
 	if err := s.removeTemps(); err != nil {
 		return nil, err
 	}
@@ -108,21 +137,22 @@ func New(cfg Config) (*Store, error) {
 // Dir returns the data directory.
 func (s *Store) Dir() string { return s.dir }
 
-// file is one snapshot file name, parsed.
+// file is one record file name, parsed.
 type file struct {
 	name    string
 	seq     uint64
 	version uint64
 }
 
-// fileName renders the name of the seq-th saved snapshot.
-func fileName(seq, version uint64) string {
-	return fmt.Sprintf("%s%0*d-v%0*d%s", filePrefix, numberWidth, seq, numberWidth, version, fileSuffix)
+// fileName renders the name of the seq-th saved record of kind.
+func fileName(kind string, seq, version uint64) string {
+	return fmt.Sprintf("%s-%0*d-v%0*d%s", kind, numberWidth, seq, numberWidth, version, fileSuffix)
 }
 
-// parseName parses a snapshot file name; ok is false for any other file.
-func parseName(name string) (file, bool) {
-	rest, ok := strings.CutPrefix(name, filePrefix)
+// parseName parses a record file name of kind; ok is false for any other
+// file.
+func parseName(kind, name string) (file, bool) {
+	rest, ok := strings.CutPrefix(name, kind+"-")
 	if !ok {
 		return file{}, false
 	}
@@ -142,8 +172,8 @@ func parseName(name string) (file, bool) {
 	return file{name: name, seq: seq, version: ver}, true
 }
 
-// list returns the snapshot files of the dir, newest (highest seq) first.
-func (s *Store) list() ([]file, error) {
+// list returns the record files of kind, newest (highest seq) first.
+func (s *Store) list(kind string) ([]file, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("lkg: read data dir: %w", err)
@@ -153,23 +183,26 @@ func (s *Store) list() ([]file, error) {
 		if !e.Type().IsRegular() {
 			continue
 		}
-		if f, ok := parseName(e.Name()); ok {
+		if f, ok := parseName(kind, e.Name()); ok {
 			files = append(files, f)
 		}
 	}
-	slices.SortFunc(files, func(a, b file) int {
-		switch {
-		case a.seq > b.seq:
-			return -1
-		case a.seq < b.seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(files, func(a, b file) int { return cmp.Compare(b.seq, a.seq) })
 	return files, nil
 }
 
-// removeTemps deletes temporary files a crashed Save left behind.
+// isTemp reports whether name is a temporary file of an interrupted save
+// (of this format: ".<kind>-*.tmp", or of the earlier revocations format).
+func isTemp(name string) bool {
+	for _, kind := range []string{kindSnapshot, kindRevocations} {
+		if strings.HasPrefix(name, "."+kind+"-") && strings.HasSuffix(name, tempSuffix) {
+			return true
+		}
+	}
+	return strings.HasPrefix(name, legacyRevocationsFile+".tmp-")
+}
+
+// removeTemps deletes temporary files a crashed save left behind.
 func (s *Store) removeTemps() error {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -177,18 +210,20 @@ func (s *Store) removeTemps() error {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasPrefix(name, tempPrefix) || !strings.HasSuffix(name, tempSuffix) {
+		if !isTemp(name) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("lkg: remove temporary file %s: %w", name, err)
 		}
-		s.log.Info().Str("file", name).Msg("removed temporary snapshot file left by an interrupted save")
+		s.log.Info().Str("file", name).Msg("removed temporary file left by an interrupted save")
 	}
 	return nil
 }
 
-// Verify checks that env's sha256 is the digest of its payload.
+// Verify checks that env's sha256 is the digest of its payload. It is the
+// one integrity check of the edge: applied to every pushed snapshot and to
+// every record loaded from disk.
 func Verify(env *gatewayv1.SnapshotEnvelope) error {
 	if env.GetSha256() == "" {
 		return errors.New("verify snapshot: sha256 is empty")
@@ -200,22 +235,11 @@ func Verify(env *gatewayv1.SnapshotEnvelope) error {
 	return nil
 }
 
-// read loads and checks one snapshot file.
+// read loads and checks one record file.
 func (s *Store) read(f file) (*gatewayv1.SnapshotEnvelope, error) {
-	fh, err := os.Open(filepath.Join(s.dir, f.name))
+	b, err := readFile(filepath.Join(s.dir, f.name))
 	if err != nil {
 		return nil, err
-	}
-	defer fh.Close()
-	b, err := io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxFileBytes {
-		return nil, fmt.Errorf("file larger than %d bytes", maxFileBytes)
-	}
-	if len(b) == 0 {
-		return nil, errors.New("file is empty")
 	}
 	env := &gatewayv1.SnapshotEnvelope{}
 	if err := proto.Unmarshal(b, env); err != nil {
@@ -230,11 +254,31 @@ func (s *Store) read(f file) (*gatewayv1.SnapshotEnvelope, error) {
 	return env, nil
 }
 
-// LoadAll returns every valid snapshot of the data dir, newest first. Files
-// that fail to read, decode or verify are skipped and logged with the reason.
-// The result is empty (and err nil) when there is none.
-func (s *Store) LoadAll() ([]*gatewayv1.SnapshotEnvelope, error) {
-	files, err := s.list()
+// readFile reads a whole state file, refusing empty and oversized ones.
+func readFile(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	b, err := io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxFileBytes {
+		return nil, fmt.Errorf("file larger than %d bytes", maxFileBytes)
+	}
+	if len(b) == 0 {
+		return nil, errors.New("file is empty")
+	}
+	return b, nil
+}
+
+// loadAll returns every valid record of kind, newest first; invalid ones
+// are skipped and logged with the reason. stop, when it returns true for a
+// record, ends the walk there.
+func (s *Store) loadAll(kind string, stop func(*gatewayv1.SnapshotEnvelope) bool) ([]*gatewayv1.SnapshotEnvelope, error) {
+	files, err := s.list(kind)
 	if err != nil {
 		return nil, err
 	}
@@ -243,32 +287,36 @@ func (s *Store) LoadAll() ([]*gatewayv1.SnapshotEnvelope, error) {
 		env, err := s.read(f)
 		if err != nil {
 			s.log.Warn().Str("file", f.name).Uint64("version", f.version).Err(err).
-				Msg("skipping corrupt last-known-good snapshot")
+				Msgf("skipping corrupt %s record", kind)
 			continue
 		}
 		out = append(out, env)
+		if stop != nil && stop(env) {
+			break
+		}
 	}
 	return out, nil
+}
+
+// LoadAll returns every valid snapshot of the data dir, newest first. Files
+// that fail to read, decode or verify are skipped and logged with the reason.
+// The result is empty (and err nil) when there is none.
+func (s *Store) LoadAll() ([]*gatewayv1.SnapshotEnvelope, error) {
+	return s.loadAll(kindSnapshot, nil)
 }
 
 // Load returns the newest valid snapshot of the data dir, falling back to
 // older ones when the newest is corrupt or truncated (each skipped file is
 // logged with the reason). It returns ErrNotFound when none is valid.
 func (s *Store) Load() (*gatewayv1.SnapshotEnvelope, error) {
-	files, err := s.list()
+	all, err := s.loadAll(kindSnapshot, func(*gatewayv1.SnapshotEnvelope) bool { return true })
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range files {
-		env, err := s.read(f)
-		if err != nil {
-			s.log.Warn().Str("file", f.name).Uint64("version", f.version).Err(err).
-				Msg("skipping corrupt last-known-good snapshot")
-			continue
-		}
-		return env, nil
+	if len(all) == 0 {
+		return nil, ErrNotFound
 	}
-	return nil, ErrNotFound
+	return all[0], nil
 }
 
 // Save persists env atomically as the newest snapshot and prunes all but the
@@ -276,18 +324,75 @@ func (s *Store) Load() (*gatewayv1.SnapshotEnvelope, error) {
 // snapshot that is already the newest file is a no-op, so an edge that boots
 // from disk does not rewrite what it loaded.
 func (s *Store) Save(env *gatewayv1.SnapshotEnvelope) error {
-	if err := Verify(env); err != nil {
+	if err := s.save(&s.snapshots, env); err != nil {
 		return fmt.Errorf("lkg save version %d: %w", env.GetVersion(), err)
+	}
+	return nil
+}
+
+// SaveRevocations persists the revocation set (seq and live entries)
+// atomically as the newest revocation record, keeping the previous one.
+// The entries are stored sorted, so equal sets make equal files.
+func (s *Store) SaveRevocations(set *gatewayv1.RevocationReset) error {
+	entries := slices.Clone(set.GetEntries())
+	slices.SortFunc(entries, func(a, b *gatewayv1.RevocationEntry) int {
+		return cmp.Or(cmp.Compare(a.GetClaim(), b.GetClaim()), cmp.Compare(a.GetValue(), b.GetValue()))
+	})
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(&gatewayv1.RevocationReset{Seq: set.GetSeq(), Entries: entries})
+	if err != nil {
+		return fmt.Errorf("lkg save revocations at seq %d: encode: %w", set.GetSeq(), err)
+	}
+	sum := sha256.Sum256(payload)
+	env := &gatewayv1.SnapshotEnvelope{Version: set.GetSeq(), Sha256: hex.EncodeToString(sum[:]), Payload: payload}
+	if err := s.save(&s.revocations, env); err != nil {
+		return fmt.Errorf("lkg save revocations at seq %d: %w", set.GetSeq(), err)
+	}
+	s.removeLegacyRevocations()
+	return nil
+}
+
+// LoadRevocations returns the newest valid revocation record, falling back
+// to the previous one when the newest is corrupt, and to the files of the
+// earlier format when no record exists. It returns an error wrapping
+// ErrNotFound when the dir holds no revocation state at all, and another
+// error when it holds some but none is valid.
+func (s *Store) LoadRevocations() (*gatewayv1.RevocationReset, error) {
+	files, err := s.list(kindRevocations)
+	if err != nil {
+		return nil, err
+	}
+	var bad int
+	for _, f := range files {
+		env, err := s.read(f)
+		if err == nil {
+			set := &gatewayv1.RevocationReset{}
+			if err = proto.Unmarshal(env.GetPayload(), set); err == nil {
+				return set, nil
+			}
+		}
+		bad++
+		s.log.Warn().Str("file", f.name).Err(err).Msg("skipping corrupt revocations record")
+	}
+	if len(files) > 0 {
+		return nil, fmt.Errorf("lkg load revocations: all %d records corrupt", bad)
+	}
+	return s.loadLegacyRevocations()
+}
+
+// save writes env as the newest record of se and prunes past se.keep.
+func (s *Store) save(se *series, env *gatewayv1.SnapshotEnvelope) error {
+	if err := Verify(env); err != nil {
+		return err
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(env)
 	if err != nil {
-		return fmt.Errorf("lkg save version %d: encode envelope: %w", env.GetVersion(), err)
+		return fmt.Errorf("encode envelope: %w", err)
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	se.mu.Lock()
+	defer se.mu.Unlock()
 
-	files, err := s.list()
+	files, err := s.list(se.kind)
 	if err != nil {
 		return err
 	}
@@ -301,20 +406,20 @@ func (s *Store) Save(env *gatewayv1.SnapshotEnvelope) error {
 			}
 		}
 	}
-	name := fileName(seq, env.GetVersion())
-	if err := s.writeAtomic(name, b); err != nil {
-		return fmt.Errorf("lkg save version %d: %w", env.GetVersion(), err)
+	name := fileName(se.kind, seq, env.GetVersion())
+	if err := writeAtomic(s.dir, "."+se.kind+"-*"+tempSuffix, name, b); err != nil {
+		return err
 	}
-	s.prune(append([]file{{name: name, seq: seq, version: env.GetVersion()}}, files...))
+	s.prune(se.keep, append([]file{{name: name, seq: seq, version: env.GetVersion()}}, files...))
 	return nil
 }
 
-// writeAtomic writes b to name via a temporary file in the same directory:
-// write, fsync, rename, fsync of the directory. A crash at any point leaves
-// either the old set of files or the new one, plus at most a temporary file
-// that New removes.
-func (s *Store) writeAtomic(name string, b []byte) (err error) {
-	tmp, err := os.CreateTemp(s.dir, tempPrefix+"*"+tempSuffix)
+// writeAtomic writes b to dir/name via a temporary file (named by pattern,
+// as os.CreateTemp takes it) in the same directory: write, fsync, rename,
+// fsync of the directory. A crash at any point leaves either the old set of
+// files or the new one, plus at most a temporary file that New removes.
+func writeAtomic(dir, pattern, name string, b []byte) (err error) {
+	tmp, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return fmt.Errorf("create temporary file: %w", err)
 	}
@@ -334,26 +439,23 @@ func (s *Store) writeAtomic(name string, b []byte) (err error) {
 	if err = tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmpName, err)
 	}
-	if err = os.Rename(tmpName, filepath.Join(s.dir, name)); err != nil {
+	if err = os.Rename(tmpName, filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("rename to %s: %w", name, err)
 	}
-	if err = syncDir(s.dir); err != nil {
-		return err
-	}
-	return nil
+	return syncDir(dir)
 }
 
-// prune removes every file past the newest s.keep. files is newest first.
-func (s *Store) prune(files []file) {
-	if len(files) <= s.keep {
+// prune removes every file past the newest keep. files is newest first.
+func (s *Store) prune(keep int, files []file) {
+	if len(files) <= keep {
 		return
 	}
 	removed := false
-	for _, f := range files[s.keep:] {
+	for _, f := range files[keep:] {
 		if err := os.Remove(filepath.Join(s.dir, f.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			// Not fatal: the snapshot was saved; a leftover file is pruned
-			// by a later Save.
-			s.log.Warn().Str("file", f.name).Err(err).Msg("could not prune old snapshot")
+			// Not fatal: the record was saved; a leftover file is pruned
+			// by a later save.
+			s.log.Warn().Str("file", f.name).Err(err).Msg("could not prune old record")
 			continue
 		}
 		removed = true
@@ -366,6 +468,7 @@ func (s *Store) prune(files []file) {
 }
 
 // syncDir fsyncs a directory so that a rename or removal in it is durable.
+// It is the edge's only one.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

@@ -72,7 +72,7 @@ func TestSaveLoadKeepsNewestThree(t *testing.T) {
 	for v := uint64(1); v <= 5; v++ {
 		mustSave(t, s, envelope(t, v))
 	}
-	want := []string{fileName(3, 3), fileName(4, 4), fileName(5, 5)}
+	want := []string{fileName(kindSnapshot, 3, 3), fileName(kindSnapshot, 4, 4), fileName(kindSnapshot, 5, 5)}
 	if diff := cmp.Diff(want, snapshotFiles(t, dir)); diff != "" {
 		t.Errorf("files (-want +got):\n%s", diff)
 	}
@@ -112,8 +112,8 @@ func TestFileNamesSortInSaveOrder(t *testing.T) {
 		t.Errorf("Load = version %d, want 1 (the last saved)", got.GetVersion())
 	}
 	names := snapshotFiles(t, dir)
-	if names[len(names)-1] != fileName(2, 1) {
-		t.Errorf("lexically last file = %s, want the newest save %s", names[len(names)-1], fileName(2, 1))
+	if names[len(names)-1] != fileName(kindSnapshot, 2, 1) {
+		t.Errorf("lexically last file = %s, want the newest save %s", names[len(names)-1], fileName(kindSnapshot, 2, 1))
 	}
 }
 
@@ -123,7 +123,7 @@ func TestSaveSameSnapshotIsNoop(t *testing.T) {
 	var logs bytes.Buffer
 	s := newStore(t, dir, &logs)
 	mustSave(t, s, envelope(t, 1), envelope(t, 2), envelope(t, 2))
-	if diff := cmp.Diff([]string{fileName(1, 1), fileName(2, 2)}, snapshotFiles(t, dir)); diff != "" {
+	if diff := cmp.Diff([]string{fileName(kindSnapshot, 1, 1), fileName(kindSnapshot, 2, 2)}, snapshotFiles(t, dir)); diff != "" {
 		t.Errorf("files (-want +got):\n%s", diff)
 	}
 }
@@ -153,7 +153,7 @@ func TestLoadFallsBack(t *testing.T) {
 		{
 			name: "flipped bytes in the middle",
 			damage: func(t *testing.T, path string) {
-				b := readFile(t, path)
+				b := readBytes(t, path)
 				for i := len(b) / 2; i < len(b)/2+16 && i < len(b); i++ {
 					b[i] ^= 0xff
 				}
@@ -164,7 +164,7 @@ func TestLoadFallsBack(t *testing.T) {
 		{
 			name: "one payload byte changed",
 			damage: func(t *testing.T, path string) {
-				b := readFile(t, path)
+				b := readBytes(t, path)
 				i := bytes.Index(b, []byte("svc-3"))
 				if i < 0 {
 					t.Fatal("payload not found in the file")
@@ -177,7 +177,7 @@ func TestLoadFallsBack(t *testing.T) {
 		{
 			name: "truncated in the payload",
 			damage: func(t *testing.T, path string) {
-				b := readFile(t, path)
+				b := readBytes(t, path)
 				writeFile(t, path, b[:len(b)-10])
 			},
 			wantLog: "skipping corrupt",
@@ -185,7 +185,7 @@ func TestLoadFallsBack(t *testing.T) {
 		{
 			name: "truncated to the header",
 			damage: func(t *testing.T, path string) {
-				b := readFile(t, path)
+				b := readBytes(t, path)
 				writeFile(t, path, b[:5])
 			},
 			wantLog: "skipping corrupt",
@@ -198,7 +198,7 @@ func TestLoadFallsBack(t *testing.T) {
 		{
 			name: "renamed to another version",
 			damage: func(t *testing.T, path string) {
-				if err := os.Rename(path, filepath.Join(filepath.Dir(path), fileName(3, 9))); err != nil {
+				if err := os.Rename(path, filepath.Join(filepath.Dir(path), fileName(kindSnapshot, 3, 9))); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -212,7 +212,7 @@ func TestLoadFallsBack(t *testing.T) {
 			var logs bytes.Buffer
 			s := newStore(t, dir, &logs)
 			mustSave(t, s, envelope(t, 1), envelope(t, 2), envelope(t, 3))
-			tc.damage(t, filepath.Join(dir, fileName(3, 3)))
+			tc.damage(t, filepath.Join(dir, fileName(kindSnapshot, 3, 3)))
 
 			got, err := s.Load()
 			if err != nil {
@@ -237,7 +237,7 @@ func TestLoadNothingValid(t *testing.T) {
 		t.Fatalf("Load on an empty dir: %v, want ErrNotFound", err)
 	}
 	mustSave(t, s, envelope(t, 1))
-	writeFile(t, filepath.Join(dir, fileName(1, 1)), []byte("garbage"))
+	writeFile(t, filepath.Join(dir, fileName(kindSnapshot, 1, 1)), []byte("garbage"))
 	if _, err := s.Load(); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Load with only a corrupt file: %v, want ErrNotFound", err)
 	}
@@ -256,8 +256,8 @@ func TestCrashLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, tempPrefix+"123"+tempSuffix), b)
-	writeFile(t, filepath.Join(dir, tempPrefix+"456"+tempSuffix), b[:3])
+	writeFile(t, filepath.Join(dir, "."+kindSnapshot+"-123"+tempSuffix), b)
+	writeFile(t, filepath.Join(dir, "."+kindSnapshot+"-456"+tempSuffix), b[:3])
 	writeFile(t, filepath.Join(dir, "unrelated.txt"), []byte("keep me"))
 
 	got, err := s.Load()
@@ -271,10 +271,10 @@ func TestCrashLeftovers(t *testing.T) {
 	// Opening the dir again (the next boot) cleans them.
 	logs.Reset()
 	s2 := newStore(t, dir, &logs)
-	if diff := cmp.Diff([]string{fileName(1, 1), "unrelated.txt"}, snapshotFiles(t, dir)); diff != "" {
+	if diff := cmp.Diff([]string{fileName(kindSnapshot, 1, 1), "unrelated.txt"}, snapshotFiles(t, dir)); diff != "" {
 		t.Errorf("files after reopening (-want +got):\n%s", diff)
 	}
-	if n := strings.Count(logs.String(), "removed temporary snapshot file"); n != 2 {
+	if n := strings.Count(logs.String(), "removed temporary file"); n != 2 {
 		t.Errorf("logged %d removals, want 2:\n%s", n, logs.String())
 	}
 	mustSave(t, s2, envelope(t, 2))
@@ -304,7 +304,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func readFile(t *testing.T, path string) []byte {
+func readBytes(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

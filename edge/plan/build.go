@@ -22,6 +22,7 @@ import (
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/violation"
 )
 
 // SchemaVersion is the newest Snapshot.schema_version this edge serves.
@@ -58,8 +59,8 @@ type Deps struct {
 	// that keeps an endpoint's auth/validator keeps its keys and verified
 	// tokens. nil makes Build create one owned by the plan (tests).
 	Keys *auth.Keys
-	// Revocations is the edge's revocation set (auth.LoadRevocations from
-	// the data dir, fed by the sync stream). Every JWT endpoint checks it on
+	// Revocations is the edge's revocation set (restored from edge/lkg,
+	// fed by the sync stream). Every JWT endpoint checks it on
 	// every request, and a successful Build applies the snapshot's
 	// service.revoker to it. nil disables revocation; a snapshot with
 	// service.revoker then fails to build.
@@ -76,19 +77,30 @@ type Deps struct {
 	JWKSWait time.Duration
 }
 
-// BuildError lists why a snapshot cannot be served.
+// BuildError lists why a snapshot cannot be served: every violation Build
+// found, not only the first. Its message is the one rendering of them (the
+// edge's logs, NACK detail and gw-edge run all show it).
 type BuildError struct{ Violations []*gatewayv1.FieldViolation }
 
 func (e *BuildError) Error() string {
 	if len(e.Violations) == 0 {
 		return "build plan: snapshot cannot be served"
 	}
-	v := e.Violations[0]
-	msg := "build plan: " + v.GetPath() + ": " + v.GetKind() + ": " + v.GetDetail()
-	if n := len(e.Violations) - 1; n > 0 {
-		msg += " (and " + strconv.Itoa(n) + " more)"
+	var b strings.Builder
+	b.WriteString("build plan: ")
+	for i, v := range e.Violations {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if v.GetPath() != "" {
+			b.WriteString(v.GetPath())
+			b.WriteString(": ")
+		}
+		b.WriteString(v.GetKind())
+		b.WriteString(": ")
+		b.WriteString(v.GetDetail())
 	}
-	return msg
+	return b.String()
 }
 
 // builder accumulates violations while compiling a snapshot.
@@ -96,8 +108,8 @@ type builder struct {
 	snap       *gatewayv1.Snapshot
 	deps       Deps
 	upstreams  *Upstreams
-	keys       []string        // upstream references taken
-	created    map[string]bool // keys whose client this build created
+	keys       []clientIdentity        // upstream leases taken
+	created    map[clientIdentity]bool // identities whose client this build created
 	violations []*gatewayv1.FieldViolation
 
 	// Long-lived state this build holds; handed to the Plan, or given back
@@ -112,8 +124,8 @@ type builder struct {
 	lease      *qos.Lease
 }
 
-func (b *builder) violate(path, kind, detail string) {
-	b.violations = append(b.violations, &gatewayv1.FieldViolation{Path: path, Kind: kind, Detail: detail})
+func (b *builder) violate(path string, kind violation.Kind, detail string) {
+	b.violations = append(b.violations, &gatewayv1.FieldViolation{Path: path, Kind: kind.String(), Detail: detail})
 }
 
 // Build compiles a snapshot into an immutable Plan: the router table, every
@@ -122,9 +134,9 @@ func (b *builder) violate(path, kind, detail string) {
 // the snapshot cannot be served; no upstream reference is kept then.
 func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if snap == nil {
-		return nil, &BuildError{Violations: []*gatewayv1.FieldViolation{{Path: "", Kind: "required", Detail: "no snapshot"}}}
+		return nil, &BuildError{Violations: []*gatewayv1.FieldViolation{{Path: "", Kind: violation.Required.String(), Detail: "no snapshot"}}}
 	}
-	b := &builder{snap: snap, deps: deps, upstreams: deps.Upstreams, created: map[string]bool{}}
+	b := &builder{snap: snap, deps: deps, upstreams: deps.Upstreams, created: map[clientIdentity]bool{}}
 	own := b.upstreams == nil
 	if own {
 		b.upstreams = NewUpstreams()
@@ -208,15 +220,15 @@ func (b *builder) qosLease() (*qos.Lease, error) {
 func (b *builder) build() (*Plan, error) {
 	snap := b.snap
 	if v := snap.GetSchemaVersion(); v > SchemaVersion {
-		b.violate("schema_version", "unsupported", fmt.Sprintf("schema version %d is newer than this edge understands (%d)", v, SchemaVersion))
+		b.violate("schema_version", violation.Unsupported, fmt.Sprintf("schema version %d is newer than this edge understands (%d)", v, SchemaVersion))
 	}
 	supported := SupportedFeatures()
 	for i, f := range snap.GetFeatures() {
 		switch {
 		case !slices.Contains(supported, f):
-			b.violate(fmt.Sprintf("features[%d]", i), "unsupported", fmt.Sprintf("feature %q is not supported by this edge (supported: %s)", f, strings.Join(supported, ", ")))
+			b.violate(fmt.Sprintf("features[%d]", i), violation.Unsupported, fmt.Sprintf("feature %q is not supported by this edge (supported: %s)", f, strings.Join(supported, ", ")))
 		case slices.Contains(b.deps.DisabledFeatures, f):
-			b.violate(fmt.Sprintf("features[%d]", i), "unsupported", fmt.Sprintf("feature %q is disabled on this edge", f))
+			b.violate(fmt.Sprintf("features[%d]", i), violation.Unsupported, fmt.Sprintf("feature %q is disabled on this edge", f))
 		}
 	}
 
@@ -232,11 +244,12 @@ func (b *builder) build() (*Plan, error) {
 	if b.deps.Metrics != nil {
 		p.metrics = b.deps.Metrics.unmatched
 		p.rejections = b.deps.Metrics.rejections
+		p.panics = b.deps.Metrics.panicCounter(panicRequest)
 	}
 	if !rt.GetDisableHealth() {
 		p.healthPath = rt.GetHealthPath()
 		if p.healthPath == "" {
-			p.healthPath = "/__health"
+			p.healthPath = DefaultHealthPath
 		}
 	}
 	if len(rt.GetErrorBody_404()) > 0 {
@@ -255,17 +268,17 @@ func (b *builder) build() (*Plan, error) {
 		TrustedProxies:      rt.GetTrustedProxies(),
 	})
 	if err != nil {
-		b.violate("service.router.trusted_proxies", "invalid", err.Error())
+		b.violate("service.router.trusted_proxies", violation.Invalid, err.Error())
 	}
 	p.clientIP = clientIP
 	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
-		b.violate("service.extra_config.auth/revoker", "unsupported", "this edge has no revocation set to enforce auth/revoker with")
+		b.violate("service.extra_config.auth/revoker", violation.Unsupported, "this edge has no revocation set to enforce auth/revoker with")
 	}
 	if p.cors, err = security.NewCORS(svc.GetCors()); err != nil {
-		b.violate("service.extra_config.security/cors", "invalid", err.Error())
+		b.violate("service.extra_config.security/cors", violation.Invalid, err.Error())
 	}
 	if p.secure, err = security.NewSecure(svc.GetSecurity()); err != nil {
-		b.violate("service.extra_config.security/http", "invalid", err.Error())
+		b.violate("service.extra_config.security/http", violation.Invalid, err.Error())
 	}
 
 	routes := make([]router.Route, len(snap.GetEndpoints()))
@@ -305,12 +318,12 @@ func (b *builder) routeViolations(err error) {
 	for _, e := range errs {
 		var re *router.RouteError
 		if !errors.As(e, &re) {
-			b.violate("endpoints", "invalid", e.Error())
+			b.violate("endpoints", violation.Invalid, e.Error())
 			continue
 		}
-		kind := "invalid"
+		kind := violation.Invalid
 		if errors.Is(re.Err, router.ErrDuplicate) {
-			kind = "duplicate"
+			kind = violation.Duplicate
 		}
 		b.violate(fmt.Sprintf("endpoints[%d].endpoint", re.Index), kind,
 			fmt.Sprintf("%s %q: %v", re.Method, re.Pattern, re.Err))
@@ -330,17 +343,17 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		ep.cacheControl = []byte("public, max-age=" + strconv.Itoa(int(ttl.Seconds())))
 	}
 	if e.GetCatchAll() != strings.HasSuffix(e.GetPath(), "/*") {
-		b.violate(path+".endpoint", "invalid", "catch_all must be set exactly when the path ends with /*")
+		b.violate(path+".endpoint", violation.Invalid, "catch_all must be set exactly when the path ends with /*")
 	}
 	out, err := response.ParseOutput(e.GetOutputEncoding())
 	if err != nil {
-		b.violate(path+".output_encoding", "unsupported", err.Error())
+		b.violate(path+".output_encoding", violation.Unsupported, err.Error())
 	}
 	ep.output = out
 	b.endpointAuth(path, e, ep)
 	b.endpointRateLimit(path, e, ep, params)
 	if ep.schema, err = schema.New(e.GetJsonSchema()); err != nil {
-		b.violate(path+".extra_config.validation/json-schema", "invalid", err.Error())
+		b.violate(path+".extra_config.validation/json-schema", violation.Invalid, err.Error())
 	}
 
 	var answering []aggregate.Backend
@@ -362,7 +375,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		}
 		f, err := response.NewFormatter(be)
 		if err != nil {
-			b.violate(bpath, "invalid", err.Error())
+			b.violate(bpath, violation.Invalid, err.Error())
 			continue
 		}
 		calls, formats = append(calls, call), append(formats, f)
@@ -375,16 +388,14 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		if alias := be.GetReturnErrorDetails(); alias != "" {
 			ab.ErrorDetailsKey = "error_" + alias
 		}
-		if c := b.deps.Metrics.backend(be.GetName()); c != nil {
-			ab.Errors = c
-		}
+		ab.Errors = b.deps.Metrics.backend(be.GetName())
 		answering = append(answering, ab)
 	}
 	if len(b.violations) > nviol {
 		return nil
 	}
 	if len(answering) == 0 {
-		b.violate(path+".backend", "required", "an endpoint needs at least one non-shadow backend")
+		b.violate(path+".backend", violation.Required, "an endpoint needs at least one non-shadow backend")
 		return nil
 	}
 	ep.shadows = shadows
@@ -400,7 +411,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	case out == response.OutputNoOp || noOpBackends > 0:
 		// KrakenD: a no-op pipe passes one backend's response through untouched.
 		if len(answering) != 1 {
-			b.violate(path+".backend", "too_many", "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
+			b.violate(path+".backend", violation.TooMany, "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
 			return nil
 		}
 		ep.noop = calls[0]
@@ -412,7 +423,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	if st := e.GetStatic(); st != nil {
 		static, err = response.NewStatic(st)
 		if err != nil {
-			b.violate(path+".extra_config.proxy.static", "invalid", err.Error())
+			b.violate(path+".extra_config.proxy.static", violation.Invalid, err.Error())
 			return nil
 		}
 	}
@@ -420,7 +431,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	if len(e.GetFlatmap()) > 0 {
 		flat, err = response.NewFlatmap(e.GetFlatmap())
 		if err != nil {
-			b.violate(path+".extra_config.proxy.flatmap_filter", "invalid", err.Error())
+			b.violate(path+".extra_config.proxy.flatmap_filter", violation.Invalid, err.Error())
 			return nil
 		}
 	}
@@ -433,9 +444,10 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		Flatmap:         flat,
 		Static:          static,
 		Raw:             out == response.OutputJSON && len(answering) == 1 && formats[0].Identity(),
+		Panics:          b.deps.Metrics.panicCounter(panicBackendCall),
 	})
 	if err != nil {
-		b.violate(path, "invalid", err.Error())
+		b.violate(path, violation.Invalid, err.Error())
 		return nil
 	}
 	ep.pipe = pipe
@@ -448,7 +460,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	svc := b.snap.GetService()
 	hc := svc.GetHttpClient()
 	if len(be.GetHosts()) == 0 {
-		b.violate(path+".host", "required", "no host for this backend (neither backend nor service host)")
+		b.violate(path+".host", violation.Required, "no host for this backend (neither backend nor service host)")
 		return nil
 	}
 	ccfg := proxy.ClientConfig{
@@ -462,16 +474,16 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),
 	}
 	if err := ccfg.Validate(); err != nil {
-		b.violate(path+".host", "invalid", err.Error())
+		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil
 	}
-	key := upstreamKey(ccfg)
+	key := identityOf(ccfg)
 	client, created, err := b.upstreams.acquire(key, ccfg)
 	if created {
 		b.created[key] = true
 	}
 	if err != nil {
-		b.violate(path+".host", "invalid", err.Error())
+		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil
 	}
 	b.keys = append(b.keys, key)
@@ -485,7 +497,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	}
 	mod, err := modifier.New(be.GetMartian())
 	if err != nil {
-		b.violate(path+".extra_config.modifier/martian", "invalid", err.Error())
+		b.violate(path+".extra_config.modifier/martian", violation.Invalid, err.Error())
 		return nil
 	}
 	call, err := proxy.NewBackend(proxy.BackendConfig{
@@ -507,7 +519,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		Modifier:        mod,
 	})
 	if err != nil {
-		b.violate(path+".url_pattern", "invalid", err.Error())
+		b.violate(path+".url_pattern", violation.Invalid, err.Error())
 		return nil
 	}
 	return call

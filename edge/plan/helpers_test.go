@@ -1,7 +1,6 @@
 package plan_test
 
 import (
-	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"io"
@@ -263,13 +262,4 @@ func mustBuild(t testing.TB, snap *gatewayv1.Snapshot, deps plan.Deps) *plan.Pla
 	}
 	t.Cleanup(p.Release)
 	return p
-}
-
-func gunzip(b []byte) []byte {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return nil
-	}
-	out, _ := io.ReadAll(zr)
-	return out
 }

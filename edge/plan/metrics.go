@@ -3,7 +3,9 @@ package plan
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
 )
 
@@ -17,8 +19,23 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	authRejected  *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
+	panics        *prometheus.CounterVec
 	unmatched     endpointMetrics
 	rejections    rejectionMetrics
+}
+
+// Values of gw_edge_panics_total{where}.
+const (
+	panicRequest     = "request"
+	panicBackendCall = "backend_call"
+)
+
+// panicCounter is the counter of panics recovered at where; nil when m is.
+func (m *Metrics) panicCounter(where string) prometheus.Counter {
+	if m == nil {
+		return nil
+	}
+	return m.panics.WithLabelValues(where)
 }
 
 // unmatchedEndpoint labels requests no endpoint answered (404, 405,
@@ -31,10 +48,10 @@ var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // NewMetrics creates the collectors and registers them on reg:
 // gw_edge_requests_total{endpoint,code_class},
-// gw_edge_backend_errors_total{backend},
+// gw_edge_backend_errors_total{backend,reason},
 // gw_edge_request_duration_seconds{endpoint},
-// gw_edge_auth_rejections_total{reason} and
-// gw_edge_rate_limited_total{scope}.
+// gw_edge_auth_rejections_total{reason},
+// gw_edge_rate_limited_total{scope} and gw_edge_panics_total{where}.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -43,8 +60,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"endpoint", "code_class"}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gw_edge_backend_errors_total",
-			Help: "Backend calls that failed (transport error, timeout, non-200/201 status, undecodable body).",
-		}, []string{"backend"}),
+			Help: "Backends that failed a request, by reason (refused, connect, timeout, status, too_large, decode, internal).",
+		}, []string{"backend", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gw_edge_request_duration_seconds",
 			Help:    "Time from routing to the response being ready, by endpoint name.",
@@ -58,8 +75,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gw_edge_rate_limited_total",
 			Help: "Requests refused by an endpoint rate limit, by scope (client: 429, global: 503).",
 		}, []string{"scope"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_panics_total",
+			Help: "Panics recovered on the request path (a bug), by where: request (answered 500), backend_call (the call failed).",
+		}, []string{"where"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited} {
+	for _, w := range []string{panicRequest, panicBackendCall} {
+		m.panics.WithLabelValues(w)
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.panics} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -117,11 +141,14 @@ func (m *Metrics) endpoint(name string) endpointMetrics {
 }
 
 // backend returns the error counter of one backend, nil without metrics.
-func (m *Metrics) backend(name string) prometheus.Counter {
+func (m *Metrics) backend(name string) (out [proxy.NumReasons]aggregate.Counter) {
 	if m == nil {
-		return nil
+		return out
 	}
-	return m.backendErrors.WithLabelValues(name)
+	for _, r := range proxy.Reasons() {
+		out[r] = m.backendErrors.WithLabelValues(name, r.String())
+	}
+	return out
 }
 
 // observe counts one answered request; seconds < 0 skips the histogram.

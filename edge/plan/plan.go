@@ -40,9 +40,11 @@ package plan
 
 import (
 	"bytes"
+	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
@@ -80,6 +82,11 @@ var (
 	rawContentType  = []byte(response.ContentTypeJSON)
 )
 
+// DefaultHealthPath is where the edge answers health checks when the
+// snapshot names no other path, and while no plan is loaded (the edge's one
+// copy of KrakenD's /__health).
+const DefaultHealthPath = "/__health"
+
 // Plan serves requests from one snapshot. It is immutable and safe for
 // concurrent use.
 type Plan struct {
@@ -97,9 +104,10 @@ type Plan struct {
 	body405        []byte
 	metrics        endpointMetrics // unmatched requests
 	rejections     rejectionMetrics
+	panics         prometheus.Counter // nil without metrics
 
 	upstreams    *Upstreams
-	upstreamKeys []string
+	upstreamKeys []clientIdentity
 	validators   []*auth.Validator
 	lease        *qos.Lease
 	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
@@ -113,10 +121,10 @@ type endpoint struct {
 	timeout      time.Duration
 	cacheControl []byte // nil without cache_ttl
 	output       response.Output
-	noop         *proxy.Backend // set for a no-op pass-through endpoint
-	noopErrors   aggregate.Counter
-	shadows      []aggregate.Shadow // fired by the no-op path (the pipe fires its own)
-	pipe         *aggregate.Pipe    // every other endpoint
+	noop         *proxy.Backend                      // set for a no-op pass-through endpoint
+	noopErrors   [proxy.NumReasons]aggregate.Counter // indexed by failure reason
+	shadows      []aggregate.Shadow                  // fired by the no-op path (the pipe fires its own)
+	pipe         *aggregate.Pipe                     // every other endpoint
 	metrics      endpointMetrics
 
 	jwt     *auth.Validator   // auth/validator, nil for a public endpoint
@@ -155,6 +163,17 @@ func (p *Plan) Release() {
 			p.ownKeys.Close()
 		}
 	})
+}
+
+// Wait blocks until every backend call goroutine of the plan has returned,
+// the stragglers of aggregated endpoints included (each ends by its call
+// deadline). Call it after Release, once no request is served from p.
+func (p *Plan) Wait() {
+	for _, ep := range p.endpoints {
+		if ep != nil && ep.pipe != nil {
+			ep.pipe.Wait()
+		}
+	}
 }
 
 // reqState is the pooled per-request scratch of Serve.
@@ -211,7 +230,11 @@ func (p *Plan) Serve(ctx *fasthttp.RequestCtx) {
 // finish recovers from a panic (last line of defence) and pools st.
 func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 	if r := recover(); r != nil {
-		p.log.Error().Interface("panic", r).Bytes("path", ctx.Path()).Msg("plan: request handler panicked")
+		if p.panics != nil {
+			p.panics.Inc()
+		}
+		p.log.Error().Interface("panic", r).Bytes("path", ctx.Path()).Bytes("stack", debug.Stack()).
+			Msg("plan: request handler panicked")
 		ctx.Response.Reset()
 		writeFixed(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		// st may be inconsistent: let the GC have it.
@@ -287,8 +310,8 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 		ep.shadows[i].Call.Shadow(in, ep.shadows[i].Timeout)
 	}
 	if err := ep.noop.ServeNoOp(ctx, in, start.Add(ep.timeout)); err != nil {
-		if ep.noopErrors != nil {
-			ep.noopErrors.Inc()
+		if c := ep.noopErrors[proxy.ReasonOf(err)]; c != nil {
+			c.Inc()
 		}
 		if err == proxy.ErrOpen {
 			p.serviceUnavailable(ctx, st, ep.noop.RetryAfter())

@@ -14,6 +14,7 @@ import (
 	"github.com/apigw/gateway/edge/qos/httpcache"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/violation"
 )
 
 // This file holds the endpoint protection layers, in request order after
@@ -60,12 +61,12 @@ func (b *builder) endpointAuth(path string, e *gatewayv1.Endpoint, ep *endpoint)
 	}
 	keys, err := b.keysRegistry()
 	if err != nil {
-		b.violate(vpath, "invalid", err.Error())
+		b.violate(vpath, violation.Invalid, err.Error())
 		return
 	}
 	v, err := auth.New(b.jwksContext(), auth.Config{Spec: spec, Keys: keys, Revocations: b.deps.Revocations, Name: e.GetName()})
 	if err != nil {
-		b.violate(vpath, "invalid", err.Error())
+		b.violate(vpath, violation.Invalid, err.Error())
 		return
 	}
 	b.validators = append(b.validators, v)
@@ -95,12 +96,12 @@ func (b *builder) endpointRateLimit(path string, e *gatewayv1.Endpoint, ep *endp
 	rpath := path + ".extra_config.qos/ratelimit/router"
 	lease, err := b.qosLease()
 	if err != nil {
-		b.violate(rpath, "invalid", err.Error())
+		b.violate(rpath, violation.Invalid, err.Error())
 		return
 	}
 	lim, err := lease.RouterLimiter(e.GetName(), rl, b.snap.GetService().GetClusterRateLimit())
 	if err != nil {
-		b.violate(rpath, "invalid", err.Error())
+		b.violate(rpath, violation.Invalid, err.Error())
 		return
 	}
 	if lim == nil {
@@ -121,7 +122,7 @@ func (b *builder) endpointRateLimit(path string, e *gatewayv1.Endpoint, ep *endp
 	case ratelimit.StrategyParam:
 		slot := paramIndex(params, key)
 		if slot < 0 {
-			b.violate(rpath+".key", "not_found", "strategy param: "+strconv.Quote(key)+" is not a parameter of "+strconv.Quote(e.GetPath()))
+			b.violate(rpath+".key", violation.NotFound, "strategy param: "+strconv.Quote(key)+" is not a parameter of "+strconv.Quote(e.GetPath()))
 			return
 		}
 		ep.keyKind, ep.keySlot = keyParam, slot
@@ -160,7 +161,7 @@ func (b *builder) backendQoS(path string, e *gatewayv1.Endpoint, be *gatewayv1.B
 	}
 	lease, err := b.qosLease()
 	if err != nil {
-		b.violate(path, "invalid", err.Error())
+		b.violate(path, violation.Invalid, err.Error())
 		return g, false
 	}
 	ok = true
@@ -169,15 +170,15 @@ func (b *builder) backendQoS(path string, e *gatewayv1.Endpoint, be *gatewayv1.B
 		timeout = DefaultTimeout
 	}
 	if g.breaker, err = lease.Breaker(be.GetName(), be.GetCircuitBreaker(), timeout); err != nil {
-		b.violate(path+".extra_config.qos/circuit-breaker", "invalid", err.Error())
+		b.violate(path+".extra_config.qos/circuit-breaker", violation.Invalid, err.Error())
 		ok = false
 	}
 	if g.limiter, err = lease.BackendLimiter(be.GetName(), be.GetRateLimit()); err != nil {
-		b.violate(path+".extra_config.qos/ratelimit/proxy", "invalid", err.Error())
+		b.violate(path+".extra_config.qos/ratelimit/proxy", violation.Invalid, err.Error())
 		ok = false
 	}
 	if g.cache, err = lease.Cache(be.GetName(), be.GetHttpCache()); err != nil {
-		b.violate(path+".extra_config.qos/http-cache", "invalid", err.Error())
+		b.violate(path+".extra_config.qos/http-cache", violation.Invalid, err.Error())
 		ok = false
 	}
 	return g, ok

@@ -1,13 +1,11 @@
 package plan
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"sync"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/apigw/gateway/edge/lease"
 	"github.com/apigw/gateway/edge/proxy"
 )
 
@@ -15,130 +13,81 @@ import (
 // open: requests of a released plan may still be in flight.
 const DefaultUpstreamGrace = 30 * time.Second
 
-// Upstreams is the registry of upstream clients shared by successive plans,
-// keyed by backend name + a hash of the client settings: a snapshot swap
-// reuses the keep-alive pools of unchanged backends, and a client no plan
-// uses any more is closed after a grace period. Safe for concurrent use;
-// Close is idempotent.
+// Upstreams is the registry of upstream clients shared by successive plans
+// (a lease.Registry keyed by clientIdentity, every client setting): a snapshot swap reuses the
+// keep-alive pools of unchanged backends, and a client no plan uses any
+// more is closed after a grace period. Safe for concurrent use; Close is
+// idempotent.
 type Upstreams struct {
-	grace time.Duration
-
-	mu      sync.Mutex // guards the fields below
-	entries map[string]*upstream
-	closed  bool
-}
-
-type upstream struct {
-	client *proxy.Client
-	refs   int         // plans using it
-	timer  *time.Timer // pending close while refs == 0
+	reg *lease.Registry[clientIdentity, *proxy.Client]
 }
 
 // NewUpstreams returns an empty registry with DefaultUpstreamGrace.
-func NewUpstreams() *Upstreams {
-	return &Upstreams{grace: DefaultUpstreamGrace, entries: map[string]*upstream{}}
+func NewUpstreams() *Upstreams { return newUpstreams(DefaultUpstreamGrace) }
+
+func newUpstreams(grace time.Duration) *Upstreams {
+	return &Upstreams{reg: lease.New[clientIdentity](grace, (*proxy.Client).Close)}
 }
 
-// upstreamKey identifies a client: the backend name and every setting the
-// client is built from.
-func upstreamKey(cfg proxy.ClientConfig) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%q|%d|%d|%d|%d|%t|%t|%t|%d", cfg.Hosts, cfg.MaxConns, cfg.MaxIdleConnDuration,
-		cfg.DialTimeout, cfg.MaxResponseBodySize, cfg.DisableKeepAlives, cfg.InsecureSkipVerify,
-		cfg.RoundRobin, cfg.MaxShadowCalls)
-	return cfg.Name + "\x00" + hex.EncodeToString(h.Sum(nil))
+// clientIdentity identifies a client by every setting it is built from,
+// as one comparable value. ClientConfig holds a slice, so it cannot be the
+// key itself; TestClientIdentityCoversEverySetting walks ClientConfig's
+// fields by reflection and fails when one does not change the identity, so
+// a setting added later cannot silently reuse a client built without it.
+type clientIdentity struct {
+	name                string
+	hosts               string // Hosts, each length-prefixed (injective)
+	maxConns            int
+	maxIdleConnDuration time.Duration
+	dialTimeout         time.Duration
+	maxResponseBodySize int
+	disableKeepAlives   bool
+	insecureSkipVerify  bool
+	roundRobin          bool
+	maxShadowCalls      int
 }
 
-var errUpstreamsClosed = errors.New("upstreams: registry closed")
+func identityOf(c proxy.ClientConfig) clientIdentity {
+	return clientIdentity{
+		name:                c.Name,
+		hosts:               hostsKey(c.Hosts),
+		maxConns:            c.MaxConns,
+		maxIdleConnDuration: c.MaxIdleConnDuration,
+		dialTimeout:         c.DialTimeout,
+		maxResponseBodySize: c.MaxResponseBodySize,
+		disableKeepAlives:   c.DisableKeepAlives,
+		insecureSkipVerify:  c.InsecureSkipVerify,
+		roundRobin:          c.RoundRobin,
+		maxShadowCalls:      c.MaxShadowCalls,
+	}
+}
+
+// hostsKey encodes hosts injectively: "<len>:<host>" for each.
+func hostsKey(hosts []string) string {
+	var b strings.Builder
+	for _, h := range hosts {
+		b.WriteString(strconv.Itoa(len(h)))
+		b.WriteByte(':')
+		b.WriteString(h)
+	}
+	return b.String()
+}
 
 // acquire returns the client for cfg, creating it (created is true then)
-// or reusing the entry of an earlier plan, and takes a reference on it.
-func (u *Upstreams) acquire(key string, cfg proxy.ClientConfig) (c *proxy.Client, created bool, err error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.closed {
-		return nil, false, errUpstreamsClosed
-	}
-	if e, ok := u.entries[key]; ok {
-		if e.timer != nil {
-			e.timer.Stop() // expire re-checks refs, so a timer already firing is harmless
-			e.timer = nil
-		}
-		e.refs++
-		return e.client, false, nil
-	}
-	c, err = proxy.NewClient(cfg)
-	if err != nil {
-		return nil, false, err
-	}
-	u.entries[key] = &upstream{client: c, refs: 1}
-	return c, true, nil
+// or reusing the entry of an earlier plan, and takes a lease on it.
+func (u *Upstreams) acquire(id clientIdentity, cfg proxy.ClientConfig) (c *proxy.Client, created bool, err error) {
+	return u.reg.Acquire(id, func() (*proxy.Client, error) { return proxy.NewClient(cfg) })
 }
 
-// release drops one reference per key; clients left unused close after
-// the grace period, except those in closeNow (created by a Build that
-// failed: no request ever used them), which close at once.
-func (u *Upstreams) release(keys []string, closeNow map[string]bool) {
-	var now []*proxy.Client
-	u.mu.Lock()
-	for _, key := range keys {
-		e, ok := u.entries[key]
-		if !ok || e.refs == 0 {
-			continue
-		}
-		e.refs--
-		switch {
-		case e.refs > 0 || u.closed:
-		case closeNow[key]:
-			delete(u.entries, key)
-			now = append(now, e.client)
-		default:
-			e.timer = time.AfterFunc(u.grace, func() { u.expire(key, e) })
-		}
-	}
-	u.mu.Unlock()
-	for _, c := range now {
-		c.Close()
-	}
-}
-
-// expire closes e if no plan took it back meanwhile.
-func (u *Upstreams) expire(key string, e *upstream) {
-	u.mu.Lock()
-	if u.entries[key] != e || e.refs > 0 {
-		u.mu.Unlock()
-		return
-	}
-	delete(u.entries, key)
-	u.mu.Unlock()
-	e.client.Close()
+// release ends one lease per identity; clients left unused close after the
+// grace period, except those in closeNow (created by a Build that failed:
+// no request ever used them), which close at once.
+func (u *Upstreams) release(ids []clientIdentity, closeNow map[clientIdentity]bool) {
+	u.reg.Release(ids, closeNow)
 }
 
 // Len returns the number of clients held (in use or in their grace period).
-func (u *Upstreams) Len() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.entries)
-}
+func (u *Upstreams) Len() int { return u.reg.Len() }
 
 // Close closes every client now, whatever uses it. Close is idempotent.
-func (u *Upstreams) Close() {
-	u.mu.Lock()
-	if u.closed {
-		u.mu.Unlock()
-		return
-	}
-	u.closed = true
-	clients := make([]*proxy.Client, 0, len(u.entries))
-	for key, e := range u.entries {
-		if e.timer != nil {
-			e.timer.Stop()
-		}
-		clients = append(clients, e.client)
-		delete(u.entries, key)
-	}
-	u.mu.Unlock()
-	for _, c := range clients {
-		c.Close()
-	}
-}
+func (u *Upstreams) Close() { u.reg.Close() }

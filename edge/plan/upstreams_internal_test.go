@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -9,16 +10,15 @@ import (
 
 func TestUpstreamGrace(t *testing.T) {
 	t.Parallel()
-	u := NewUpstreams()
-	u.grace = 20 * time.Millisecond
+	u := newUpstreams(20 * time.Millisecond)
 	defer u.Close()
 	cfg := proxy.ClientConfig{Name: "b", Hosts: []string{"http://127.0.0.1:1"}}
-	key := upstreamKey(cfg)
+	key := identityOf(cfg)
 	c1, created, err := u.acquire(key, cfg)
 	if err != nil || !created {
 		t.Fatalf("acquire: %v %v", created, err)
 	}
-	u.release([]string{key}, nil)
+	u.release([]clientIdentity{key}, nil)
 	// Taken back within the grace period: the same client survives.
 	c2, created, err := u.acquire(key, cfg)
 	if err != nil || created || c2 != c1 {
@@ -28,7 +28,7 @@ func TestUpstreamGrace(t *testing.T) {
 	if u.Len() != 1 {
 		t.Fatal("client in use was closed")
 	}
-	u.release([]string{key}, nil)
+	u.release([]clientIdentity{key}, nil)
 	deadline := time.Now().Add(2 * time.Second)
 	for u.Len() != 0 {
 		if time.Now().After(deadline) {
@@ -40,5 +40,40 @@ func TestUpstreamGrace(t *testing.T) {
 	u.Close() // idempotent
 	if _, _, err := u.acquire(key, cfg); err == nil {
 		t.Error("acquire after Close succeeded")
+	}
+}
+
+// TestClientIdentityCoversEverySetting changes each field of
+// proxy.ClientConfig in turn (found by reflection, so a field added later is
+// covered) and requires a different identity; equal configs share one.
+func TestClientIdentityCoversEverySetting(t *testing.T) {
+	t.Parallel()
+	base := proxy.ClientConfig{Name: "b", Hosts: []string{"http://a:1", "http://b:2"}, MaxConns: 10}
+	same := base
+	same.Hosts = append([]string(nil), base.Hosts...)
+	if identityOf(base) != identityOf(same) {
+		t.Error("equal configs, different identities")
+	}
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		c := base
+		c.Hosts = append([]string(nil), base.Hosts...)
+		v := reflect.ValueOf(&c).Elem().Field(i)
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(v.String() + "x")
+		case reflect.Bool:
+			v.SetBool(!v.Bool())
+		case reflect.Int, reflect.Int64:
+			v.SetInt(v.Int() + 1)
+		case reflect.Slice:
+			v.Set(reflect.ValueOf([]string{"http://a:1\x00http://b:2"})) // what a NUL-joined key would confuse with the two hosts
+		default:
+			t.Fatalf("ClientConfig.%s (%s): teach identityOf and this test about it", f.Name, v.Kind())
+		}
+		if identityOf(c) == identityOf(base) {
+			t.Errorf("ClientConfig.%s changed, identity did not: add it to clientIdentity", f.Name)
+		}
 	}
 }

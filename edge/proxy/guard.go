@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/internal/ascii"
 	"github.com/apigw/gateway/edge/qos/breaker"
 	"github.com/apigw/gateway/edge/qos/httpcache"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
@@ -119,7 +120,7 @@ func (b *Backend) CacheGet(req *fasthttp.Request, resp *fasthttp.Response) bool 
 	resp.Header.SetNoDefaultContentType(true)
 	for i := range e.Header {
 		h := &e.Header[i]
-		if skipResponseHeader(h.Key) || asciiEqualFold(h.Key, "Age") {
+		if skipResponseHeader(h.Key) || ascii.EqualFold(h.Key, "Age") {
 			continue
 		}
 		resp.Header.AddBytesKV(h.Key, h.Value)

@@ -8,6 +8,10 @@ import (
 	"strings"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/internal/ascii"
+	"github.com/apigw/gateway/edge/internal/hop"
+	"github.com/apigw/gateway/edge/internal/zerocopy"
 )
 
 // Canonical header names, ready to hand to fasthttp's SetCanonical.
@@ -18,23 +22,10 @@ var (
 	hdrConnection     = "Connection"
 )
 
-// hopByHop lists the headers that describe one connection (RFC 9110 §7.6.1,
-// plus Proxy-Connection and Keep-Alive that old clients still send). They
-// are never forwarded, in either direction.
-var hopByHop = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// isHopByHop reports whether the canonical or raw name k is hop-by-hop.
-func isHopByHop(k []byte) bool {
-	for _, h := range hopByHop {
-		if len(k) == len(h) && asciiEqualFold(k, h) {
-			return true
-		}
-	}
-	return false
-}
+// isHopByHop reports whether the canonical or raw name k is hop-by-hop
+// (edge/internal/hop); such headers are never forwarded, in either
+// direction.
+func isHopByHop(k []byte) bool { return hop.Is(k) }
 
 // namedInConnection reports whether name appears as a token of the
 // Connection header value conn ("keep-alive, X-Foo"); such headers are
@@ -48,28 +39,11 @@ func namedInConnection(conn, name []byte) bool {
 			tok, conn = conn, nil
 		}
 		tok = bytes.TrimSpace(tok)
-		if len(tok) == len(name) && asciiEqualFold(name, string(tok)) {
+		if ascii.EqualFold(name, zerocopy.String(tok)) {
 			return true
 		}
 	}
 	return false
-}
-
-// asciiEqualFold compares ASCII case-insensitively without allocating.
-func asciiEqualFold(a []byte, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
-			return false
-		}
-	}
-	return true
 }
 
 // ClientIPConfig says which inbound headers may name the client address.

@@ -6,11 +6,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/apigw/gateway/edge/internal/zerocopy"
 	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/qos/breaker"
 	"github.com/apigw/gateway/edge/qos/httpcache"
@@ -555,4 +555,4 @@ func skipRequestHeader(k []byte) bool {
 }
 
 // b2s converts without copying; the string must not outlive b.
-func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+func b2s(b []byte) string { return zerocopy.String(b) }

@@ -68,7 +68,7 @@ func Example() {
 			continue
 		}
 		// ... call the backend; report the real outcome only:
-		br.Report(tk, nil) // or br.Done(tk, status is 200/201)
+		br.Done(tk, true) // success: the backend answered 200/201
 		cache.Put([]byte("GET"), url, nil, httpcache.Response{
 			Status: 200,
 			Header: []httpcache.Header{{Key: []byte("Cache-Control"), Value: []byte("max-age=60")}},

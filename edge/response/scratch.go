@@ -2,7 +2,8 @@ package response
 
 import (
 	"sync"
-	"unsafe"
+
+	"github.com/apigw/gateway/edge/internal/zerocopy"
 )
 
 // A Scratch that served a big request is dropped instead of pooled: its
@@ -76,7 +77,7 @@ func (s *Scratch) slot(i int) *slot {
 // b2s converts without copying. Callers guarantee b outlives the string
 // and is not modified while the string is in use (every byte slice we
 // convert belongs to a Scratch and is only reset by ReleaseScratch).
-func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+func b2s(b []byte) string { return zerocopy.String(b) }
 
 // s2b is the reverse of b2s; the result must never be written to.
-func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+func s2b(s string) []byte { return zerocopy.Bytes(s) }

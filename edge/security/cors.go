@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/internal/ascii"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -311,7 +312,7 @@ func (c *CORS) originAllowed(origin []byte) bool {
 			lo = bytes.ToLower(origin)
 		} else {
 			for i, b := range origin {
-				buf[i] = lowerASCII(b)
+				buf[i] = ascii.Lower(b)
 			}
 			lo = buf[:len(origin)]
 		}
@@ -377,7 +378,7 @@ func (c *CORS) headersAllowed(values [][]byte) bool {
 
 func (c *CORS) headerAllowed(name []byte) bool {
 	for _, h := range c.headers {
-		if equalFoldASCII(name, h) {
+		if ascii.EqualFold(name, h) {
 			return true
 		}
 	}

@@ -22,7 +22,8 @@
 // A nil *CORS or *Secure (the feature is not configured) is valid and
 // does nothing, so callers need no nil checks.
 //
-// Import rule: security depends only on fasthttp and the generated protos;
+// Import rule: security depends only on fasthttp, the generated protos and
+// the leaf helpers of edge/internal;
 // it must not import edge/plan, edge/server, edge/watch, edge/aggregate,
 // edge/proxy or anything under controlplane.
 package security

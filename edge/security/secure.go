@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/internal/ascii"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -241,7 +242,7 @@ func (s *Secure) host(ctx *fasthttp.RequestCtx) []byte {
 
 func (s *Secure) hostAllowed(host []byte) bool {
 	for _, h := range s.hosts {
-		if equalFoldASCII(host, h) {
+		if ascii.EqualFold(host, h) {
 			return true
 		}
 	}

@@ -24,21 +24,11 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// metrics are the server's and the Applier's instruments.
+// metrics are the server's instruments (the lifecycle's are edge/apply's).
 type metrics struct {
 	reg     *prometheus.Registry
 	version prometheus.Gauge
-	applies *prometheus.CounterVec
-	applyS  prometheus.Histogram
-	panics  prometheus.Counter
 }
-
-// Apply results, the values of gw_edge_snapshot_applies_total{result}.
-const (
-	resultOK       = "ok"       // built, swapped in
-	resultInvalid  = "invalid"  // sha256 mismatch, undecodable
-	resultRejected = "rejected" // plan.Build refused it
-)
 
 func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error) {
 	m := &metrics{
@@ -47,22 +37,6 @@ func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error)
 			Name: "gw_edge_snapshot_version",
 			Help: "Version of the snapshot the edge serves (0 before the first one).",
 		}),
-		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gw_edge_snapshot_applies_total",
-			Help: "Snapshots the edge tried to apply, by result (ok, invalid, rejected).",
-		}, []string{"result"}),
-		applyS: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "gw_edge_apply_seconds",
-			Help:    "Time to verify, decode, build and swap in a snapshot.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-		}),
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gw_edge_handler_panics_total",
-			Help: "Requests whose plan handler panicked (answered 500).",
-		}),
-	}
-	for _, r := range []string{resultOK, resultInvalid, resultRejected} {
-		m.applies.WithLabelValues(r)
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "gw_edge_build_info",
@@ -70,7 +44,7 @@ func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error)
 		ConstLabels: prometheus.Labels{"version": buildVersion},
 	})
 	info.Set(1)
-	for _, c := range []prometheus.Collector{m.version, m.applies, m.applyS, m.panics, info} {
+	for _, c := range []prometheus.Collector{m.version, info} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register edge metrics: %w", err)
 		}

@@ -17,10 +17,11 @@
 // warning.
 //
 // The package also holds the edge's Prometheus registry (Registry) and the
-// metrics listener configured by telemetry/metrics or --metrics-listen, and
-// the Applier that turns a SnapshotEnvelope into a live plan (apply.go).
+// metrics listener configured by telemetry/metrics or --metrics-listen.
+// Turning a SnapshotEnvelope into a plan is edge/apply's job; the server is
+// its apply.Target (Swap, Current).
 //
-// server imports edge/plan and edge/lkg; it never imports edge/watch nor
+// server imports edge/plan; it never imports edge/apply, edge/watch nor
 // anything from the control plane.
 package server
 
@@ -29,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,17 +39,17 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
 // DefaultHealthPath answers health checks while no plan is loaded.
-const DefaultHealthPath = "/__health"
+const DefaultHealthPath = plan.DefaultHealthPath
 
 // Fixed bodies: a client never sees an error text of ours.
 var (
 	bodyUnavailable   = []byte(`{"error":"service_unavailable"}`)
-	bodyInternal      = []byte(`{"error":"internal"}`)
 	bodyBadRequest    = []byte(`{"error":"bad_request"}`)
 	bodyTooLarge      = []byte(`{"error":"payload_too_large"}`)
 	bodyHeaderTooBig  = []byte(`{"error":"request_header_fields_too_large"}`)
@@ -72,9 +72,14 @@ type Config struct {
 	// MetricsListen, when set, serves /metrics there from New on and
 	// overrides the snapshot's telemetry/metrics listen_address.
 	MetricsListen string
-	// LogLevel is the global zerolog level used while the snapshot sets none
-	// ("" means info).
+	// LogLevel is the level used while the snapshot sets none ("" means
+	// info).
 	LogLevel string
+	// Level is the level of the edge's loggers (built on Level.Writer); the
+	// server sets it to LogLevel, then to each snapshot's
+	// telemetry/logging level. nil leaves levels alone (the snapshot's
+	// level then has no effect, and a snapshot naming one is warned about).
+	Level *loglevel.Var
 	// PinLogLevel keeps LogLevel even when a snapshot's telemetry/logging
 	// asks for another level (an operator's --log-level or -d wins).
 	PinLogLevel bool
@@ -172,6 +177,9 @@ func New(cfg Config) (*Server, error) {
 	level := zerolog.InfoLevel
 	if cfg.LogLevel != "" {
 		level, _ = zerolog.ParseLevel(cfg.LogLevel)
+	}
+	if cfg.Level != nil {
+		cfg.Level.Set(level)
 	}
 	reg := cfg.Registry
 	if reg == nil {
@@ -292,10 +300,16 @@ func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 	}
 }
 
-// applyLogLevel sets the global zerolog level from telemetry/logging unless
+// applyLogLevel sets the edge's log level from telemetry/logging unless
 // the operator pinned it.
 func (s *Server) applyLogLevel(l *gatewayv1.Logging) {
 	if s.cfg.PinLogLevel {
+		return
+	}
+	if s.cfg.Level == nil {
+		if l.GetLevel() != "" {
+			s.log.Warn().Str("level", l.GetLevel()).Msg("snapshot logging level has no effect: this server was given no level to set")
+		}
 		return
 	}
 	level := s.baseLevel
@@ -307,8 +321,8 @@ func (s *Server) applyLogLevel(l *gatewayv1.Logging) {
 			level = parsed
 		}
 	}
-	if zerolog.GlobalLevel() != level {
-		zerolog.SetGlobalLevel(level)
+	if s.cfg.Level.Level() != level {
+		s.cfg.Level.Set(level)
 		s.log.Info().Str("level", level.String()).Msg("log level set from snapshot")
 	}
 }
@@ -444,10 +458,16 @@ func (s *Server) shutdown() {
 	// Nothing serves any more: let the last plan's upstream clients go.
 	// Current keeps reporting what was served.
 	s.reconfMu.Lock()
-	defer s.reconfMu.Unlock()
-	if st := s.cur.Load(); st.plan != nil {
+	st := s.cur.Load()
+	if st.plan != nil {
 		s.cur.Store(newState(nil, st.version, st.sha))
 		st.plan.Release()
+	}
+	s.reconfMu.Unlock()
+	if st.plan != nil {
+		// No goroutine of the plan outlives the server: backend calls
+		// still running (aggregate stragglers) end by their deadline.
+		st.plan.Wait()
 	}
 }
 
@@ -466,28 +486,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetBody(bodyUnavailable)
 		return
 	}
-	s.servePlan(ctx, st.plan)
-}
-
-// servePlan runs the plan with a panic guard: plan.Serve must never panic,
-// and if a bug makes it, one request fails instead of the whole edge.
-func (s *Server) servePlan(ctx *fasthttp.RequestCtx, p *plan.Plan) {
-	defer s.recoverRequest(ctx)
-	p.Serve(ctx)
-}
-
-func (s *Server) recoverRequest(ctx *fasthttp.RequestCtx) {
-	r := recover()
-	if r == nil {
-		return
-	}
-	s.m.panics.Inc()
-	s.log.Error().Str("panic", fmt.Sprint(r)).Bytes("path", ctx.Path()).Bytes("stack", debug.Stack()).
-		Msg("request handler panicked")
-	ctx.Response.Reset()
-	ctx.SetStatusCode(fasthttp.StatusInternalServerError)
-	ctx.SetContentTypeBytes(contentTypeJSON)
-	ctx.SetBody(bodyInternal)
+	// plan.Serve recovers its own panics (and counts them in
+	// gw_edge_panics_total): one recover, where the request state is.
+	st.plan.Serve(ctx)
 }
 
 // handleError answers requests fasthttp could not read, with fixed bodies.

@@ -22,6 +22,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/apigw/gateway/edge/apply"
+	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -140,7 +142,7 @@ func envelope(t *testing.T, version uint64, snap *gatewayv1.Snapshot) *gatewayv1
 
 type harness struct {
 	srv     *Server
-	applier *Applier
+	applier *apply.Applier
 	logs    *syncBuffer
 	url     string
 	cancel  context.CancelFunc
@@ -148,12 +150,12 @@ type harness struct {
 }
 
 // start runs a Server on 127.0.0.1:0 with an Applier; stopped at cleanup.
-func start(t *testing.T, mutate func(*Config, *ApplierConfig)) *harness {
+func start(t *testing.T, mutate func(*Config, *apply.Config)) *harness {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := zerolog.New(logs)
 	cfg := Config{Listen: "127.0.0.1:0", Logger: log, BuildVersion: "test", PinLogLevel: true}
-	acfg := ApplierConfig{Logger: log}
+	acfg := apply.Config{Logger: log}
 	if mutate != nil {
 		mutate(&cfg, &acfg)
 	}
@@ -161,8 +163,8 @@ func start(t *testing.T, mutate func(*Config, *ApplierConfig)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acfg.Server = srv
-	a, err := NewApplier(acfg)
+	acfg.Target, acfg.Registerer = srv, srv.Registry()
+	a, err := apply.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +294,7 @@ func TestApplyServesTraffic(t *testing.T) {
 func TestApplyRejectsAndKeepsOldPlan(t *testing.T) {
 	t.Parallel()
 	b := startBackend(t, "b1")
-	h := start(t, func(_ *Config, a *ApplierConfig) { a.Deps.DisabledFeatures = []string{"proxy.static"} })
+	h := start(t, func(_ *Config, a *apply.Config) { a.Deps.DisabledFeatures = []string{"proxy.static"} })
 	good := envelope(t, 1, snapshot(endpoint("/hello", b.URL, "/v1")))
 	h.apply(t, good)
 
@@ -306,7 +308,7 @@ func TestApplyRejectsAndKeepsOldPlan(t *testing.T) {
 	undecodable.Sha256 = hex.EncodeToString(sum[:])
 
 	future := snapshot(endpoint("/hello", b.URL, "/v4"))
-	future.SchemaVersion = SchemaVersion + 1
+	future.SchemaVersion = plan.SchemaVersion + 1
 
 	static := snapshot(endpoint("/hello", b.URL, "/v5"))
 	static.Endpoints[0].Static = &gatewayv1.Static{Strategy: "always", Data: []byte(`{"static":true}`)}
@@ -517,7 +519,7 @@ func TestMetricsListenerFollowsSnapshot(t *testing.T) {
 
 func TestMetricsListenFlagOverrides(t *testing.T) {
 	t.Parallel()
-	h := start(t, func(c *Config, _ *ApplierConfig) { c.MetricsListen = "127.0.0.1:0" })
+	h := start(t, func(c *Config, _ *apply.Config) { c.MetricsListen = "127.0.0.1:0" })
 	addr := h.srv.MetricsAddr()
 	if addr == nil {
 		t.Fatal("no metrics listener with MetricsListen set")
@@ -615,11 +617,7 @@ func TestShutdownWaitBound(t *testing.T) {
 }
 
 func TestLogLevelFromSnapshot(t *testing.T) {
-	// Not parallel: the zerolog level is process-global.
-	prev := zerolog.GlobalLevel()
-	t.Cleanup(func() { zerolog.SetGlobalLevel(prev) })
-	zerolog.SetGlobalLevel(zerolog.InfoLevel)
-
+	t.Parallel()
 	tests := []struct {
 		name  string
 		pin   bool
@@ -633,16 +631,18 @@ func TestLogLevelFromSnapshot(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			zerolog.SetGlobalLevel(zerolog.WarnLevel)
-			h := start(t, func(c *Config, _ *ApplierConfig) {
+			t.Parallel()
+			lv := loglevel.New(zerolog.InfoLevel)
+			h := start(t, func(c *Config, _ *apply.Config) {
 				c.PinLogLevel = tc.pin
 				c.LogLevel = "warn"
+				c.Level = lv
 			})
 			snap := snapshot()
 			snap.Service.Logging = &gatewayv1.Logging{Level: tc.level}
 			h.apply(t, envelope(t, 1, snap))
-			if got := zerolog.GlobalLevel(); got != tc.want {
-				t.Errorf("global level = %s, want %s", got, tc.want)
+			if got := lv.Level(); got != tc.want {
+				t.Errorf("level = %s, want %s", got, tc.want)
 			}
 		})
 	}
@@ -655,7 +655,7 @@ func TestPersistsAppliedSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := start(t, func(_ *Config, a *ApplierConfig) { a.Store = st })
+	h := start(t, func(_ *Config, a *apply.Config) { a.Store = st })
 	env := envelope(t, 3, snapshot())
 	h.apply(t, env)
 	got, err := st.Load()
@@ -667,7 +667,7 @@ func TestPersistsAppliedSnapshots(t *testing.T) {
 	}
 
 	// Restore (boot from disk) serves without writing again.
-	h2 := start(t, func(_ *Config, a *ApplierConfig) { a.Store = st })
+	h2 := start(t, func(_ *Config, a *apply.Config) { a.Store = st })
 	if err := h2.applier.Restore(context.Background(), got); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@
 //     and sends Ack{version, sha256}, or Nack{violations, detail,
 //     running_version} while it keeps serving the old plan;
 //   - revocation deltas and resets arrive on the same stream, independent of
-//     snapshots: each is applied to the Revocations set and ACKed with
+//     snapshots: each is applied to the Revocations set at once and ACKed with
 //     RevocationAck{seq}; a delta that leaves a gap ends the stream so the
 //     next Hello (with the held seq) gets what fits; the set is persisted at
 //     most once per second while it changes;
@@ -22,11 +22,14 @@
 //     10 s cap) and full jitter; a stream on which the control plane
 //     answered resets the backoff.
 //
-// Applying is behind the small Applier interface declared here, so watch
-// knows nothing of the server's internals; the edge's main wires the
-// server, the plan builder and the last-known-good store behind it. watch
-// imports edge/plan only for the feature list and *plan.BuildError, and
-// nothing from the control plane.
+// The stream loop only receives, applies revocations, and sends: snapshots
+// go to an apply.Worker, which builds on its own goroutine (latest wins) and
+// hands back the ACK or NACK for the loop to send. A build held for seconds
+// (a JWKS that is slow to answer, ten thousand endpoints) therefore never
+// delays a revocation or a keepalive.
+//
+// watch imports edge/apply (the lifecycle) and edge/plan for the feature
+// list, and nothing from the control plane.
 package watch
 
 import (
@@ -48,6 +51,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -65,16 +69,6 @@ const (
 	// the control plane's snapshot limit so that limit is the one that bites.
 	maxRecvBytes = 64 << 20
 )
-
-// Applier makes a snapshot the served one. The edge's server implements it.
-type Applier interface {
-	// Apply verifies, builds and swaps in env, then persists it. On error
-	// the served plan is unchanged; an error wrapping *plan.BuildError
-	// carries the violations reported in the NACK.
-	Apply(ctx context.Context, env *gatewayv1.SnapshotEnvelope) error
-	// Current returns the version and sha256 being served (0, "" if none).
-	Current() (version uint64, sha string)
-}
 
 // Revocations is the edge's revocation set, fed by the stream's deltas and
 // resets (auth.Revocations with its data dir behind it).
@@ -105,7 +99,9 @@ type Config struct {
 	// DisabledFeatures are removed from plan.SupportedFeatures in Hello
 	// (test hook for version skew; the Applier must refuse them too).
 	DisabledFeatures []string
-	Applier          Applier
+	// Applier runs the snapshot lifecycle; the Client applies through an
+	// apply.Worker of its own, off the stream goroutine.
+	Applier *apply.Applier
 	// Revocations receives revocation deltas and resets; nil ignores them
 	// (Hello then says seq 0).
 	Revocations Revocations
@@ -185,6 +181,8 @@ type Client struct {
 	dialOpts  []grpc.DialOption
 	connected prometheus.Gauge
 	revSeq    prometheus.Gauge
+	streams   *prometheus.CounterVec // {result}: established, failed
+	worker    *apply.Worker
 
 	mu      sync.Mutex         // guards the fields below
 	running bool               // Run was called
@@ -192,11 +190,6 @@ type Client struct {
 	cancel  context.CancelFunc // stops a running Run
 	done    chan struct{}      // closed when Run returns
 
-	// rejected is the last NACK sent; only the Run goroutine touches it.
-	// A snapshot the edge refused is answered again from here, without a
-	// rebuild, if a control plane that forgot the NACK (a restart) offers
-	// it once more: plan.Build is deterministic for one edge build.
-	rejected *gatewayv1.Nack
 	// revDirty says the revocation set changed since the last Persist;
 	// only the Run goroutine touches it.
 	revDirty bool
@@ -221,7 +214,8 @@ func New(cfg Config) (*Client, error) {
 			grpc.WithUserAgent("gw-edge/" + cfg.BuildVersion),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)),
 		}, cfg.DialOptions...),
-		done: make(chan struct{}),
+		done:   make(chan struct{}),
+		worker: apply.NewWorker(cfg.Applier),
 	}
 	c.connected = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "gw_edge_controlplane_connected",
@@ -231,7 +225,22 @@ func New(cfg Config) (*Client, error) {
 		Name: "gw_edge_revocation_seq",
 		Help: "Revocation log position the edge enforces.",
 	})
+	c.streams = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gw_edge_controlplane_streams_total",
+		Help: "Sync streams opened, by result: established (counted when the control plane first answers) or failed (ended before it answered).",
+	}, []string{"result"})
+	c.streams.WithLabelValues(streamEstablished)
+	c.streams.WithLabelValues(streamFailed)
 	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(c.streams); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("watch: register metrics: %w", err)
+			}
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				c.streams = existing
+			}
+		}
 		for _, g := range []*prometheus.Gauge{&c.connected, &c.revSeq} {
 			if err := cfg.Registerer.Register(*g); err != nil {
 				var are prometheus.AlreadyRegisteredError
@@ -249,6 +258,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	return c, nil
 }
+
+// Values of gw_edge_controlplane_streams_total{result}.
+const (
+	streamEstablished = "established"
+	streamFailed      = "failed"
+)
 
 // features is supported minus disabled, sorted.
 func features(supported, disabled []string) []string {
@@ -276,10 +291,19 @@ func (c *Client) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	defer close(c.done)
 	defer c.persistRevocations()
+	// The worker applies snapshots for every session of this Run; a reply
+	// it produces while no stream is up goes out on the next one.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { c.worker.Run(ctx) })
 
 	attempt := 0
 	for {
 		established, err := c.session(ctx)
+		if !established && ctx.Err() == nil {
+			c.streams.WithLabelValues(streamFailed).Inc()
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -405,14 +429,16 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 			if !established {
 				established = true
 				c.connected.Set(1)
+				c.streams.WithLabelValues(streamEstablished).Inc()
 				c.log.Info().Uint64("held_version", held).Str("held_sha256", heldSHA).Msg("connected to control plane")
 			}
-			if err := c.handle(sctx, stream, m); err != nil {
+			if err := c.handle(stream, m); err != nil {
 				return established, streamCause(err, recvErr)
 			}
-			// Building a large plan may take a while; that is not the
-			// control plane's silence.
-			lastRecv = time.Now()
+		case reply := <-c.worker.Replies():
+			if err := stream.Send(reply); err != nil {
+				return established, fmt.Errorf("send snapshot reply: %w", streamCause(err, recvErr))
+			}
 		case <-saveTicker.C:
 			c.persistRevocations()
 		case now := <-ticker.C:
@@ -441,12 +467,15 @@ func streamCause(err error, recvErr <-chan error) error {
 	}
 }
 
-// handle processes one message from the control plane.
-func (c *Client) handle(ctx context.Context, stream grpc.BidiStreamingClient[gatewayv1.SyncRequest, gatewayv1.SyncResponse], m *gatewayv1.SyncResponse) error {
+// handle processes one message from the control plane without waiting for
+// any build: a snapshot is handed to the worker, whose reply the session
+// loop sends when it is ready.
+func (c *Client) handle(stream grpc.BidiStreamingClient[gatewayv1.SyncRequest, gatewayv1.SyncResponse], m *gatewayv1.SyncResponse) error {
 	var reply *gatewayv1.SyncRequest
 	switch msg := m.GetMsg().(type) {
 	case *gatewayv1.SyncResponse_Snapshot:
-		reply = c.apply(ctx, msg.Snapshot)
+		c.worker.Offer(msg.Snapshot)
+		return nil
 	case *gatewayv1.SyncResponse_RevocationDelta:
 		r, err := c.revocationDelta(msg.RevocationDelta)
 		if err != nil {
@@ -529,47 +558,6 @@ func (c *Client) persistRevocations() {
 		return
 	}
 	c.revDirty = false
-}
-
-// apply hands env to the Applier and returns the ACK or NACK to send.
-func (c *Client) apply(ctx context.Context, env *gatewayv1.SnapshotEnvelope) *gatewayv1.SyncRequest {
-	if v, sha := c.cfg.Applier.Current(); v == env.GetVersion() && sha == env.GetSha256() {
-		return ack(env)
-	}
-	if r := c.rejected; r != nil && r.GetVersion() == env.GetVersion() && r.GetSha256() == env.GetSha256() {
-		c.log.Info().Uint64("version", env.GetVersion()).Msg("snapshot offered again after a NACK; answering with the same NACK")
-		r.RunningVersion, _ = c.cfg.Applier.Current()
-		return &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Nack{Nack: r}}
-	}
-	err := c.cfg.Applier.Apply(ctx, env)
-	if err == nil {
-		c.rejected = nil
-		return ack(env)
-	}
-	running, _ := c.cfg.Applier.Current()
-	n := &gatewayv1.Nack{
-		Version:        env.GetVersion(),
-		Sha256:         env.GetSha256(),
-		Detail:         err.Error(),
-		RunningVersion: running,
-	}
-	var be *plan.BuildError
-	if errors.As(err, &be) && len(be.Violations) > 0 {
-		n.Violations = be.Violations
-		// The violations travel on their own; the detail says only what
-		// happened, so the control plane does not show them twice.
-		n.Detail = fmt.Sprintf("snapshot v%d cannot be served by this edge", env.GetVersion())
-	}
-	if ctx.Err() == nil {
-		// A failure because the edge is stopping says nothing about the
-		// snapshot: do not remember it.
-		c.rejected = n
-	}
-	return &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Nack{Nack: n}}
-}
-
-func ack(env *gatewayv1.SnapshotEnvelope) *gatewayv1.SyncRequest {
-	return &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Ack{Ack: &gatewayv1.Ack{Version: env.GetVersion(), Sha256: env.GetSha256()}}}
 }
 
 // LoadTLS builds the client TLS configuration from PEM files: caFile

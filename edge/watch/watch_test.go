@@ -28,6 +28,7 @@ import (
 
 	"github.com/apigw/gateway/controlplane/service"
 	"github.com/apigw/gateway/controlplane/store"
+	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/plan"
@@ -71,6 +72,68 @@ func eventually(t *testing.T, f func() error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// metricValue is the value of the counter or gauge name{labels} in reg (0
+// when absent).
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue metrics
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// applies is gw_edge_snapshot_applies_total{result} of e.
+func (e *edge) applies(t *testing.T, result string) float64 {
+	t.Helper()
+	return metricValue(t, e.reg, "gw_edge_snapshot_applies_total", map[string]string{"result": result})
+}
+
+// streams is gw_edge_controlplane_streams_total{result} of e.
+func (e *edge) streams(t *testing.T, result string) float64 {
+	t.Helper()
+	return metricValue(t, e.reg, "gw_edge_controlplane_streams_total", map[string]string{"result": result})
+}
+
+// waitKeepalives waits until the control plane has heard from node n more
+// times (each keepalive moves last_seen): the stream stayed up for that
+// many rounds, so anything the control plane would resend has had its
+// chance to arrive.
+func (cp *controlPlane) waitKeepalives(t *testing.T, node string, n int) {
+	t.Helper()
+	last, seen := int64(0), -1
+	eventually(t, func() error {
+		e := cp.edge(t, node)
+		if e == nil {
+			return fmt.Errorf("control plane does not know %s", node)
+		}
+		if ls := e.GetLastSeenUnixMs(); ls != last {
+			last, seen = ls, seen+1
+		}
+		if seen < n {
+			return fmt.Errorf("%s: %d of %d keepalives seen", node, seen, n)
+		}
+		return nil
+	})
 }
 
 func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
@@ -254,7 +317,7 @@ func (cp *controlPlane) waitEdge(t *testing.T, node, state string, v uint64) *ga
 type edge struct {
 	rev     *auth.Revocations
 	srv     *server.Server
-	applier *server.Applier
+	applier *apply.Applier
 	store   *lkg.Store
 	client  *Client
 	logs    *syncBuffer
@@ -270,6 +333,8 @@ type edgeOpts struct {
 	dataDir  string
 	disabled []string
 	restore  bool // load the newest snapshot from dataDir before connecting
+	// applyOpts are the Applier's test hooks.
+	applyOpts []apply.Option
 }
 
 func startEdge(t *testing.T, o edgeOpts) *edge {
@@ -285,12 +350,16 @@ func startEdge(t *testing.T, o edgeOpts) *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err := auth.LoadRevocations(o.dataDir, auth.RevocationsConfig{Logger: log})
-	if err != nil {
+	rev := auth.NewRevocations(auth.RevocationsConfig{Logger: log})
+	t.Cleanup(rev.Close)
+	if saved, err := st.LoadRevocations(); err == nil {
+		if err := rev.Reset(saved.GetSeq(), saved.GetEntries()); err != nil {
+			t.Fatal(err)
+		}
+	} else if !errors.Is(err, lkg.ErrNotFound) {
 		t.Fatal(err)
 	}
-	t.Cleanup(rev.Close)
-	a, err := server.NewApplier(server.ApplierConfig{Server: srv, Logger: log, Store: st, Deps: plan.Deps{DisabledFeatures: o.disabled, Revocations: rev}})
+	a, err := apply.New(apply.Config{Target: srv, Logger: log, Store: st, Deps: plan.Deps{DisabledFeatures: o.disabled, Revocations: rev}, Registerer: reg}, o.applyOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,10 +377,10 @@ func startEdge(t *testing.T, o edgeOpts) *edge {
 		NodeID:           o.node,
 		Region:           "test",
 		BuildVersion:     "test",
-		SchemaVersion:    server.SchemaVersion,
+		SchemaVersion:    apply.SchemaVersion,
 		DisabledFeatures: o.disabled,
 		Applier:          a,
-		Revocations:      revocationStore{set: rev, dir: o.dataDir},
+		Revocations:      revocationStore{set: rev, store: st},
 		Logger:           log,
 		Keepalive:        100 * time.Millisecond,
 		RecvTimeout:      time.Second,
@@ -430,7 +499,7 @@ func TestUnbuildableSnapshotIsNackedAndOldPlanKept(t *testing.T) {
 	e.waitVersion(t, v1)
 
 	future := snapshot(backend, "/v2")
-	future.SchemaVersion = server.SchemaVersion + 1
+	future.SchemaVersion = apply.SchemaVersion + 1
 	v2 := cp.commit(t, future)
 	st := cp.waitEdge(t, "e1", "rejected", v1)
 	if st.GetRejectedVersion() != v2 || !strings.Contains(st.GetLastError(), "schema_version") {
@@ -443,9 +512,9 @@ func TestUnbuildableSnapshotIsNackedAndOldPlanKept(t *testing.T) {
 		t.Errorf("old plan not served: %d %s", code, body)
 	}
 	// Keepalives keep flowing; the version is never resent.
-	time.Sleep(500 * time.Millisecond)
-	if n := e.logs.count("snapshot rejected"); n != 1 {
-		t.Errorf("rejected %d times, want 1", n)
+	cp.waitKeepalives(t, "e1", 3)
+	if n := e.applies(t, "rejected"); n != 1 {
+		t.Errorf("rejected %v times, want 1", n)
 	}
 
 	// A newer good version goes through.
@@ -501,12 +570,12 @@ func TestReconnectAfterControlPlaneRestartDoesNotReapply(t *testing.T) {
 
 	cp2 := startControlPlane(t, dir, addr)
 	cp2.waitEdge(t, "e1", "in_sync", v)
-	time.Sleep(300 * time.Millisecond)
-	if n := e.logs.count("snapshot applied"); n != 1 {
-		t.Errorf("edge applied %d times, want 1: the Hello must carry the held version", n)
+	cp2.waitKeepalives(t, "e1", 3)
+	if n := e.applies(t, "ok"); n != 1 {
+		t.Errorf("edge applied %v times, want 1: the Hello must carry the held version", n)
 	}
-	if n := e.logs.count("connected to control plane"); n != 2 {
-		t.Errorf("%d connections logged, want 2", n)
+	if n := e.streams(t, "established"); n != 2 {
+		t.Errorf("%v streams established, want 2", n)
 	}
 }
 
@@ -532,8 +601,8 @@ func TestNackRememberedAcrossControlPlaneRestart(t *testing.T) {
 	if !strings.Contains(st.GetLastError(), "schema_version") {
 		t.Errorf("last error after restart %q", st.GetLastError())
 	}
-	if n := e.logs.count("snapshot rejected"); n != 1 {
-		t.Errorf("built and rejected %d times, want 1", n)
+	if n := e.applies(t, "rejected"); n != 1 {
+		t.Errorf("built and rejected %v times, want 1", n)
 	}
 }
 
@@ -570,8 +639,8 @@ func TestBootFromLastKnownGoodWithoutControlPlane(t *testing.T) {
 		t.Errorf("GET /hello = %d %s", code, body)
 	}
 	eventually(t, func() error {
-		if n := e.logs.count("control plane stream ended"); n < 3 {
-			return fmt.Errorf("%d reconnect attempts so far", n)
+		if n := e.streams(t, "failed"); n < 3 {
+			return fmt.Errorf("%v reconnect attempts so far", n)
 		}
 		return nil
 	})
@@ -585,8 +654,8 @@ func TestBootFromLastKnownGoodWithoutControlPlane(t *testing.T) {
 
 // revocationStore persists the set in the edge's data dir (as gw-edge does).
 type revocationStore struct {
-	set *auth.Revocations
-	dir string
+	set   *auth.Revocations
+	store *lkg.Store
 }
 
 func (r revocationStore) Seq() uint64 { return r.set.Seq() }
@@ -596,7 +665,7 @@ func (r revocationStore) ApplyDelta(e []*gatewayv1.RevocationEntry, from, to uin
 func (r revocationStore) Reset(seq uint64, e []*gatewayv1.RevocationEntry) error {
 	return r.set.Reset(seq, e)
 }
-func (r revocationStore) Persist() error { return r.set.Save(r.dir) }
+func (r revocationStore) Persist() error { return r.store.SaveRevocations(r.set.Export()) }
 
 func (cp *controlPlane) revoke(t *testing.T, jti string) uint64 {
 	t.Helper()
@@ -642,11 +711,19 @@ func TestRevocationsFlowAndSurviveRestart(t *testing.T) {
 	// plane enforces it, and reconnecting resumes from the held seq.
 	e.stop()
 	cp.stop()
-	rev, err := auth.LoadRevocations(dataDir, auth.RevocationsConfig{})
+	st, err := lkg.New(lkg.Config{Dir: dataDir})
 	if err != nil {
 		t.Fatal(err)
 	}
+	saved, err := st.LoadRevocations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := auth.NewRevocations(auth.RevocationsConfig{})
 	defer rev.Close()
+	if err := rev.Reset(saved.GetSeq(), saved.GetEntries()); err != nil {
+		t.Fatal(err)
+	}
 	if rev.Seq() != seq || !rev.Revoked("jti", "token-2") {
 		t.Errorf("persisted set at seq %d (revoked token-2: %v), want seq %d", rev.Seq(), rev.Revoked("jti", "token-2"), seq)
 	}
@@ -667,6 +744,76 @@ func TestRevocationsFlowAndSurviveRestart(t *testing.T) {
 	if n := e2.logs.count("revocation set reset"); n != 0 {
 		t.Errorf("the restarted edge got %d resets; its Hello seq should have made a delta enough", n)
 	}
+}
+
+// TestRevocationNotBlockedByHeldBuild is the spec's "revocations are never
+// blocked by config": while the edge builds a snapshot (held here for
+// seconds, as a slow JWKS or a 10,000-endpoint config would), a revocation
+// still reaches it at once, and the held snapshot is swapped in afterwards.
+func TestRevocationNotBlockedByHeldBuild(t *testing.T) {
+	t.Parallel()
+	const (
+		hold   = 5 * time.Second
+		budget = 100 * time.Millisecond
+	)
+	dir := t.TempDir()
+	backend := startBackend(t)
+	cp := startControlPlane(t, dir, "127.0.0.1:0")
+	holding := make(chan uint64, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	hook := apply.WithBuildHook(func(ctx context.Context, env *gatewayv1.SnapshotEnvelope) {
+		if env.GetVersion() < 2 {
+			return
+		}
+		once.Do(func() {
+			holding <- env.GetVersion()
+			select {
+			case <-release:
+			case <-time.After(hold):
+			case <-ctx.Done():
+			}
+		})
+	})
+	e := startEdge(t, edgeOpts{node: "e1", target: cp.addr, dataDir: filepath.Join(dir, "e1"), applyOpts: []apply.Option{hook}})
+	v1 := cp.commit(t, snapshot(backend, "/v1"))
+	e.waitVersion(t, v1)
+
+	v2 := cp.commit(t, snapshot(backend, "/v2"))
+	select {
+	case v := <-holding:
+		if v != v2 {
+			t.Fatalf("build of v%d held, want v%d", v, v2)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the edge never started building v2")
+	}
+	held := time.Now()
+
+	revoked := time.Now()
+	seq := cp.revoke(t, "token-1")
+	for e.rev.Seq() < seq {
+		if time.Since(held) > hold {
+			t.Fatalf("revocation seq %d not applied while the build was held (edge holds %d)", seq, e.rev.Seq())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(revoked)
+	if got, _ := e.srv.Current(); got != v1 {
+		t.Fatalf("edge serves v%d: the build was not held while the revocation arrived", got)
+	}
+	t.Logf("revocation applied %s after the Revoke call, %s into a build held for %s", took, time.Since(held), hold)
+	if took >= budget {
+		t.Errorf("revocation took %s to reach an edge that is building, want < %s", took, budget)
+	}
+	if !e.rev.Revoked("jti", "token-1") {
+		t.Error("token-1 not revoked")
+	}
+
+	// Releasing the build swaps v2 in and ACKs it.
+	close(release)
+	e.waitVersion(t, v2)
+	cp.waitEdge(t, "e1", "in_sync", v2)
 }
 
 func TestRevocationGapReconnects(t *testing.T) {
@@ -799,7 +946,7 @@ func TestHelloAndCorruptEnvelope(t *testing.T) {
 		NodeId:        "e1",
 		Region:        "test",
 		BuildVersion:  "test",
-		SchemaVersion: server.SchemaVersion,
+		SchemaVersion: apply.SchemaVersion,
 		Features:      features(plan.SupportedFeatures(), []string{"proxy.static"}),
 	}
 	if diff := cmp.Diff(want, fs.hello, protocmp.Transform()); diff != "" {
@@ -842,8 +989,8 @@ func TestHelloAndCorruptEnvelope(t *testing.T) {
 	if got := fs.reply(t).GetAck(); got == nil || got.GetVersion() != 1 {
 		t.Errorf("reply to the held version = %v, want an ACK", got)
 	}
-	if n := e.logs.count("snapshot applied"); n != 1 {
-		t.Errorf("applied %d times, want 1", n)
+	if n := e.applies(t, "ok"); n != 1 {
+		t.Errorf("applied %v times, want 1", n)
 	}
 
 	// Hello after a reconnect carries the held version.
@@ -908,7 +1055,7 @@ func TestBackoff(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	ok := Config{Target: "x:1", NodeID: "n", SchemaVersion: 1, Applier: nopApplier{}}
+	ok := Config{Target: "x:1", NodeID: "n", SchemaVersion: 1, Applier: idleApplier(t)}
 	tests := []struct {
 		name    string
 		mut     func(*Config)
@@ -936,7 +1083,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestCloseIsIdempotentAndStopsRun(t *testing.T) {
 	t.Parallel()
-	c, err := New(Config{Target: "127.0.0.1:1", NodeID: "n", SchemaVersion: 1, Applier: nopApplier{}, Logger: zerolog.Nop()})
+	c, err := New(Config{Target: "127.0.0.1:1", NodeID: "n", SchemaVersion: 1, Applier: idleApplier(t), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -958,7 +1105,18 @@ func TestCloseIsIdempotentAndStopsRun(t *testing.T) {
 	}
 }
 
-type nopApplier struct{}
-
-func (nopApplier) Apply(context.Context, *gatewayv1.SnapshotEnvelope) error { return nil }
-func (nopApplier) Current() (uint64, string)                                { return 0, "" }
+// idleApplier is a real Applier over a real (never serving) server, for
+// tests that need a valid Config but never apply anything.
+func idleApplier(t *testing.T) *apply.Applier {
+	t.Helper()
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0", Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	a, err := apply.New(apply.Config{Target: srv, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

@@ -11,7 +11,7 @@
 //
 //	gw-edge run -c FILE [-d] [--listen ADDR]
 //
-// Both modes feed snapshots through the same apply path (server.Applier).
+// Both modes feed snapshots through the same apply path (edge/apply).
 // This is a thin main: flags, wiring, signals. It may import
 // controlplane/config (standalone compiles the file in process) and nothing
 // else from the control plane.
@@ -29,6 +29,9 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog"
+
+	"github.com/apigw/gateway/edge/internal/loglevel"
+	"github.com/apigw/gateway/edge/qos/clusterlimit"
 )
 
 // buildVersion is set by the linker (-X main.buildVersion=...).
@@ -84,15 +87,19 @@ func (l *logFlags) validate() error {
 	return errors.Join(errs...)
 }
 
-// logger builds the process logger and sets the initial global level.
-func (l *logFlags) logger(stdout io.Writer) zerolog.Logger {
+// logger builds the process logger on a level of its own (the server moves
+// it to the snapshot's telemetry/logging level unless --log-level pins it)
+// and routes go-redis' own log lines to it.
+func (l *logFlags) logger(stdout io.Writer) (zerolog.Logger, *loglevel.Var) {
 	level, _ := zerolog.ParseLevel(l.level)
-	zerolog.SetGlobalLevel(level)
+	lv := loglevel.New(level)
 	var w io.Writer = stdout
 	if l.format == "console" {
 		w = zerolog.ConsoleWriter{Out: stdout, NoColor: os.Getenv("NO_COLOR") != "" || !isTerminal(stdout)}
 	}
-	return zerolog.New(w).With().Timestamp().Str("build", buildVersion).Logger()
+	log := zerolog.New(lv.Writer(w)).With().Timestamp().Str("build", buildVersion).Logger()
+	clusterlimit.SetRedisLogger(log)
+	return log, lv
 }
 
 // isTerminal reports whether w is a character device (a terminal).

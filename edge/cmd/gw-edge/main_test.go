@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/apigw/gateway/controlplane/config"
+	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/lkg"
-	"github.com/apigw/gateway/edge/server"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -271,7 +271,7 @@ func TestFlags(t *testing.T) {
 // TestSchemaVersionMatchesCompiler guards against a control plane and an
 // edge of the same build disagreeing on the snapshot schema.
 func TestSchemaVersionMatchesCompiler(t *testing.T) {
-	if server.SchemaVersion != config.SchemaVersion {
-		t.Errorf("edge understands schema %d, the compiler emits %d", server.SchemaVersion, config.SchemaVersion)
+	if apply.SchemaVersion != config.SchemaVersion {
+		t.Errorf("edge understands schema %d, the compiler emits %d", apply.SchemaVersion, config.SchemaVersion)
 	}
 }

@@ -16,7 +16,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/server"
 	"github.com/apigw/gateway/edge/watch"
@@ -105,8 +107,8 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "gw-edge: invalid flags:\n%v\n", err)
 		return exitUsage
 	}
-	log := f.logger(stdout)
-	if err := managed(ctx, &f, isSet(fs, "log-level"), log); err != nil {
+	log, lv := f.logger(stdout)
+	if err := managed(ctx, &f, isSet(fs, "log-level"), log, lv); err != nil {
 		log.Error().Err(err).Msg("exiting")
 		return exitError
 	}
@@ -114,7 +116,7 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 // managed runs the edge until ctx is done: LKG first, then the control plane.
-func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Logger) error {
+func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Logger, lv *loglevel.Var) error {
 	var tlsCfg *tls.Config
 	if f.caFile != "" || f.certFile != "" {
 		c, err := watch.LoadTLS(f.caFile, f.certFile, f.keyFile)
@@ -142,6 +144,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		BuildVersion:  buildVersion,
 		MetricsListen: f.metricsListen,
 		LogLevel:      f.level,
+		Level:         lv,
 		PinLogLevel:   pinLevel,
 	})
 	if err != nil {
@@ -158,15 +161,12 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 	// The revocation set from the last run: a restart without the control
 	// plane keeps enforcing it. A corrupt copy leaves an empty set at seq 0,
 	// which makes the control plane send a full reset.
-	rev, err := auth.LoadRevocations(f.dataDir, auth.RevocationsConfig{Logger: log})
-	if err != nil {
-		log.Warn().Err(err).Msg("revocation set on disk unusable; starting empty")
-	}
+	rev := loadRevocations(st, log)
 	reg, err = newRegistries(srv.Registry(), log, f.disabled, rev)
 	if err != nil {
 		return err
 	}
-	applier, err := server.NewApplier(server.ApplierConfig{Server: srv, Logger: log, Deps: reg.deps, Store: st})
+	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Store: st, Registerer: srv.Registry()})
 	if err != nil {
 		return err
 	}
@@ -177,10 +177,10 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		NodeID:           f.nodeID,
 		Region:           f.region,
 		BuildVersion:     buildVersion,
-		SchemaVersion:    server.SchemaVersion,
+		SchemaVersion:    apply.SchemaVersion,
 		DisabledFeatures: f.disabled,
 		Applier:          applier,
-		Revocations:      revocationStore{set: rev, dir: f.dataDir},
+		Revocations:      revocationStore{set: rev, store: st},
 		Logger:           log,
 		Keepalive:        f.keepalive,
 		Registerer:       srv.Registry(),
@@ -203,7 +203,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 
 // restoreNewest serves the newest stored snapshot that builds; an older one
 // when the newest cannot be served by this build (a downgrade, for one).
-func restoreNewest(ctx context.Context, a *server.Applier, stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) {
+func restoreNewest(ctx context.Context, a *apply.Applier, stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) {
 	for _, env := range stored {
 		if err := a.Restore(ctx, env); err != nil {
 			log.Warn().Uint64("version", env.GetVersion()).Err(err).Msg("stored snapshot cannot be served; trying an older one")
@@ -235,10 +235,24 @@ func storedListenAddr(stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) 
 	return defaultListen
 }
 
+// loadRevocations returns the revocation set saved in the data dir, or an
+// empty one (seq 0) when there is none or it is unusable.
+func loadRevocations(st *lkg.Store, log zerolog.Logger) *auth.Revocations {
+	rev := auth.NewRevocations(auth.RevocationsConfig{Logger: log})
+	saved, err := st.LoadRevocations()
+	if err == nil {
+		err = rev.Reset(saved.GetSeq(), saved.GetEntries())
+	}
+	if err != nil && !errors.Is(err, lkg.ErrNotFound) {
+		log.Warn().Err(err).Msg("revocation set on disk unusable; starting empty")
+	}
+	return rev
+}
+
 // revocationStore persists the revocation set in the data dir.
 type revocationStore struct {
-	set *auth.Revocations
-	dir string
+	set   *auth.Revocations
+	store *lkg.Store
 }
 
 func (r revocationStore) Seq() uint64 { return r.set.Seq() }
@@ -251,4 +265,4 @@ func (r revocationStore) Reset(seq uint64, entries []*gatewayv1.RevocationEntry)
 	return r.set.Reset(seq, entries)
 }
 
-func (r revocationStore) Persist() error { return r.set.Save(r.dir) }
+func (r revocationStore) Persist() error { return r.store.SaveRevocations(r.set.Export()) }

@@ -13,7 +13,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/controlplane/config"
+	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/server"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -85,8 +87,8 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "gw-edge run: warning: "+config.FormatViolation(w))
 	}
 
-	log := f.logger(stdout)
-	if err := standalone(ctx, &f, compiled, isSet(fs, "log-level") || f.debug, log, stderr); err != nil {
+	log, lv := f.logger(stdout)
+	if err := standalone(ctx, &f, compiled, isSet(fs, "log-level") || f.debug, log, lv, stderr); err != nil {
 		log.Error().Err(err).Msg("exiting")
 		return exitError
 	}
@@ -95,7 +97,7 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // standalone serves one compiled file until ctx is done. The file becomes
 // version 1 and goes through the same Applier as a pushed snapshot.
-func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pinLevel bool, log zerolog.Logger, stderr io.Writer) error {
+func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pinLevel bool, log zerolog.Logger, lv *loglevel.Var, stderr io.Writer) error {
 	log.Debug().Str("config", f.file).Str("sha256", c.SHA256).Int("endpoints", len(c.Snapshot.GetEndpoints())).
 		Strs("features", c.Snapshot.GetFeatures()).Msg("config compiled")
 	listen := f.listen
@@ -111,6 +113,7 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		BuildVersion:  buildVersion,
 		MetricsListen: f.metricsListen,
 		LogLevel:      f.level,
+		Level:         lv,
 		PinLogLevel:   pinLevel,
 	})
 	if err != nil {
@@ -128,7 +131,7 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		srv.Close()
 		reg.close()
 	}()
-	applier, err := server.NewApplier(server.ApplierConfig{Server: srv, Logger: log, Deps: reg.deps})
+	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Registerer: srv.Registry()})
 	if err != nil {
 		return err
 	}

@@ -4,22 +4,21 @@
 // probe whose outcome closes or re-opens the circuit.
 //
 // The API is shaped for the hot path: Allow returns a Ticket (a generation
-// number, no closure) and the caller ends the call with Done, Release or
-// Report. In the closed state Allow is one atomic load, Done one CAS at
+// number, no closure) and the caller ends the call with Done or Release.
+// In the closed state Allow is one atomic load, Done one CAS at
 // most; nothing allocates (TestAllowDoneAllocs).
 //
 // What counts as a failure is the caller's decision, with two rules that fix
 // KrakenD quirks: a request rejected by a rate limiter never reached the
 // backend and must not be reported as a failure (call Release), and
-// context.Canceled (the client went away) is not a failure either. Report
-// applies both rules.
+// context.Canceled (the client went away) is not a failure either (Release
+// too).
 //
 // This package must not import edge/proxy, edge/aggregate, edge/server,
 // edge/watch, edge/plan, controlplane, or fasthttp.
 package breaker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -27,7 +26,6 @@ import (
 	"time"
 
 	"github.com/apigw/gateway/edge/qos/clock"
-	"github.com/apigw/gateway/edge/qos/ratelimit"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -202,7 +200,7 @@ func (b *Breaker) Name() string {
 // Allow asks to make one call. ok false means the circuit is open (or
 // half-open with its one probe in flight): do not call the backend, answer
 // with ErrOpen (503, Retry-After from RetryAfter). When ok, the caller must
-// end the call with exactly one of Done, Release or Report on the ticket.
+// end the call with exactly one of Done or Release on the ticket.
 func (b *Breaker) Allow() (t Ticket, ok bool) {
 	if b == nil {
 		return 0, true
@@ -366,20 +364,6 @@ func (b *Breaker) Release(t Ticket) {
 		b.word.Store(cur &^ cntMask)
 	}
 	b.mu.Unlock()
-}
-
-// Report ends the call admitted with t from its error: nil is a success;
-// context.Canceled and ratelimit.ErrLimited are neither (Release); anything
-// else is a failure. Callers that judge by status code use Done.
-func (b *Breaker) Report(t Ticket, err error) {
-	switch {
-	case err == nil:
-		b.Done(t, true)
-	case errors.Is(err, context.Canceled) || errors.Is(err, ratelimit.ErrLimited):
-		b.Release(t)
-	default:
-		b.Done(t, false)
-	}
 }
 
 // State returns the current state. An open circuit whose timeout has passed

@@ -1,8 +1,6 @@
 package breaker
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -12,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/apigw/gateway/edge/qos/clock"
-	"github.com/apigw/gateway/edge/qos/ratelimit"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/test/leak"
 )
@@ -227,18 +224,16 @@ func TestHalfOpenSingleProbeConcurrent(t *testing.T) {
 	}
 }
 
-func TestReleaseAndReport(t *testing.T) {
+func TestDoneAndRelease(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		err  error
-		want State // state after the half-open probe reports err
+		end  func(b *Breaker, tk Ticket)
+		want State // state after the half-open probe ends
 	}{
-		{"success", nil, Closed},
-		{"backend error", errors.New("dial backend: connection refused"), Open},
-		{"client cancelled is not a failure", fmt.Errorf("call backend: %w", context.Canceled), HalfOpen},
-		{"rate limited is not a failure", fmt.Errorf("call backend: %w", ratelimit.ErrLimited), HalfOpen},
-		{"deadline is a failure", context.DeadlineExceeded, Open},
+		{"success", func(b *Breaker, tk Ticket) { b.Done(tk, true) }, Closed},
+		{"failure", func(b *Breaker, tk Ticket) { b.Done(tk, false) }, Open},
+		{"released (cancelled, rate limited) is neither", func(b *Breaker, tk Ticket) { b.Release(tk) }, HalfOpen},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -250,7 +245,7 @@ func TestReleaseAndReport(t *testing.T) {
 			if !ok {
 				t.Fatal("probe refused")
 			}
-			b.Report(tk, tc.err)
+			tc.end(b, tk)
 			if got := b.State(); got != tc.want {
 				t.Fatalf("state = %v, want %v", got, tc.want)
 			}
@@ -262,13 +257,13 @@ func TestReleaseAndReport(t *testing.T) {
 			}
 		})
 	}
-	// In the closed state, neutral outcomes do not reset a failure streak.
+	// In the closed state, a released call does not reset a failure streak.
 	b, _, _ := newBreaker(t, Config{MaxErrors: 1})
 	call(b, false)
 	tk, _ := b.Allow()
-	b.Report(tk, context.Canceled)
+	b.Release(tk)
 	if got := b.ConsecutiveFailures(); got != 1 {
-		t.Errorf("failures after cancelled call = %d, want 1", got)
+		t.Errorf("failures after a released call = %d, want 1", got)
 	}
 }
 

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apigw/gateway/edge/internal/ascii"
+	"github.com/apigw/gateway/edge/internal/hop"
+	"github.com/apigw/gateway/edge/internal/zerocopy"
 	"github.com/apigw/gateway/edge/qos/clock"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -231,7 +234,7 @@ func (n *node) matches(req RequestHeader) bool {
 	for i, name := range n.varyNames {
 		var v []byte
 		if req != nil {
-			v = bytes.TrimSpace(req.Peek(unsafeString(name)))
+			v = bytes.TrimSpace(req.Peek(zerocopy.String(name)))
 		}
 		if !bytes.Equal(v, n.varyValues[i]) {
 			return false
@@ -332,17 +335,17 @@ func copyEntry(resp Response) *Entry {
 	total := len(resp.Body)
 	keep := 0
 	for _, h := range resp.Header {
-		if equalFold(h.Key, "connection") {
+		if ascii.EqualFold(h.Key, "connection") {
 			for name := range bytes.SplitSeq(h.Value, []byte(",")) {
 				drop = append(drop, bytes.TrimSpace(name))
 			}
 		}
 	}
 	storable := func(k []byte) bool {
-		for _, s := range hopByHop {
-			if equalFold(k, s) {
-				return false
-			}
+		// Hop-by-hop headers are never stored (RFC 9110 §7.6.1), nor is
+		// Age (Get recomputes it).
+		if hop.Is(k) || ascii.EqualFold(k, "age") {
+			return false
 		}
 		for _, d := range drop {
 			if bytes.EqualFold(k, d) {

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/apigw/gateway/edge/internal/ascii"
 )
 
 // maxDeltaSeconds is RFC 9111 §1.2.2's cap on delta-seconds (2^31).
@@ -35,19 +37,19 @@ func (d *directives) parse(v []byte) {
 		name = bytes.TrimSpace(name)
 		val = bytes.Trim(bytes.TrimSpace(val), `"`)
 		switch {
-		case equalFold(name, "no-store"):
+		case ascii.EqualFold(name, "no-store"):
 			d.noStore = true
-		case equalFold(name, "no-cache"):
+		case ascii.EqualFold(name, "no-cache"):
 			d.noCache = true
-		case equalFold(name, "private"):
+		case ascii.EqualFold(name, "private"):
 			d.private = true
-		case equalFold(name, "public"):
+		case ascii.EqualFold(name, "public"):
 			d.public = true
-		case equalFold(name, "must-revalidate"), equalFold(name, "proxy-revalidate"):
+		case ascii.EqualFold(name, "must-revalidate"), ascii.EqualFold(name, "proxy-revalidate"):
 			d.mustRevalidate = true
-		case equalFold(name, "max-age"):
+		case ascii.EqualFold(name, "max-age"):
 			d.setDelta(&d.maxAge, val, hasVal)
-		case equalFold(name, "s-maxage"):
+		case ascii.EqualFold(name, "s-maxage"):
 			d.setDelta(&d.sMaxAge, val, hasVal)
 		}
 	}
@@ -97,22 +99,6 @@ func indexCommaOutsideQuotes(b []byte) int {
 	return -1
 }
 
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // cacheableStatus lists the statuses cacheable by default (RFC 9110 §15.1),
 // minus 206 (no range support).
 func cacheableStatus(s int) bool {
@@ -121,13 +107,6 @@ func cacheableStatus(s int) bool {
 		return true
 	}
 	return false
-}
-
-// hopByHop headers are never stored (RFC 9110 §7.6.1), nor is Age (Get
-// recomputes it).
-var hopByHop = []string{
-	"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-	"proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "age",
 }
 
 // freshness is what Put decides about a response.
@@ -159,20 +138,20 @@ func evaluate(status int, hdr []Header, req RequestHeader, now time.Time) (f fre
 	)
 	for _, h := range hdr {
 		switch {
-		case equalFold(h.Key, "cache-control"):
+		case ascii.EqualFold(h.Key, "cache-control"):
 			hasCacheControl = true
 			d.parse(h.Value)
-		case equalFold(h.Key, "pragma"):
+		case ascii.EqualFold(h.Key, "pragma"):
 			pragma = pragma || bytes.Contains(bytes.ToLower(h.Value), []byte("no-cache"))
-		case equalFold(h.Key, "expires"):
+		case ascii.EqualFold(h.Key, "expires"):
 			expires, hasExpires = h.Value, true
-		case equalFold(h.Key, "date"):
+		case ascii.EqualFold(h.Key, "date"):
 			date = h.Value
-		case equalFold(h.Key, "age"):
+		case ascii.EqualFold(h.Key, "age"):
 			age = h.Value
-		case equalFold(h.Key, "set-cookie"):
+		case ascii.EqualFold(h.Key, "set-cookie"):
 			return f, false
-		case equalFold(h.Key, "vary"):
+		case ascii.EqualFold(h.Key, "vary"):
 			for name := range bytes.SplitSeq(h.Value, []byte(",")) {
 				name = bytes.TrimSpace(name)
 				if bytes.Equal(name, []byte("*")) {

@@ -160,9 +160,6 @@ func (b *Bucket) allowAt(now int64) Decision {
 	}
 }
 
-// refund gives back one token taken by allowAt.
-func (b *Bucket) refund() { b.tat.Add(-b.g.interval) }
-
 // Rate returns the bucket's normalised rate. A nil Bucket has the zero Rate.
 func (b *Bucket) Rate() Rate {
 	if b == nil {
