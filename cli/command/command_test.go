@@ -42,6 +42,13 @@ func testEnv(vars map[string]string) env {
 	return env{
 		getenv: func(k string) string { return vars[k] },
 		now:    func() time.Time { return time.Unix(0, 0) },
+		environ: func() []string {
+			out := make([]string, 0, len(vars))
+			for k, v := range vars {
+				out = append(out, k+"="+v)
+			}
+			return out
+		},
 	}
 }
 
@@ -465,5 +472,31 @@ func TestExitCode(t *testing.T) {
 	}
 	if got := ExitCode(errors.New("plain")); got != ExitRejected {
 		t.Errorf("ExitCode(plain) = %d", got)
+	}
+}
+
+func TestValidateWarningsAndStrict(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, testEnv(nil), "validate", "testdata/warned.json")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "warning: endpoints[0].backend[0].url_pattern: normalized: ") ||
+		!strings.Contains(r.stdout, "1 warning") {
+		t.Errorf("not strict: code %d stdout %q", r.code, r.stdout)
+	}
+	r = runCLI(t, testEnv(nil), "validate", "--strict", "testdata/warned.json")
+	if r.code != ExitRejected || !strings.HasPrefix(r.stdout, "endpoints[0].backend[0].url_pattern: normalized: ") {
+		t.Errorf("strict: code %d stdout %q", r.code, r.stdout)
+	}
+}
+
+func TestValidateEnvOverrides(t *testing.T) {
+	t.Parallel()
+	ok := runCLI(t, testEnv(nil), "validate", "testdata/good.json")
+	r := runCLI(t, testEnv(map[string]string{"KRAKEND_PORT": "9090"}), "validate", "testdata/good.json")
+	if r.code != ExitOK || r.stdout == ok.stdout {
+		t.Errorf("KRAKEND_PORT changed nothing: %q", r.stdout)
+	}
+	r = runCLI(t, testEnv(map[string]string{"KRAKEND_PORT": "x"}), "validate", "testdata/good.json")
+	if r.code != ExitRejected || !strings.Contains(r.stdout, "port: invalid:") || !strings.Contains(r.stdout, "$KRAKEND_PORT") {
+		t.Errorf("bad override: code %d stdout %q", r.code, r.stdout)
 	}
 }

@@ -255,6 +255,10 @@ func TestAgainstControlPlane(t *testing.T) {
 			wantCode: ExitTimeout,
 			contains: []string{"edge-mute"},
 		},
+		{name: "push_strict", args: []string{"push", "testdata/warned.json", "--strict"}, wantCode: ExitRejected,
+			contains: []string{"url_pattern: normalized:"}},
+		{name: "push_warned", args: []string{"push", "testdata/warned.json", "--author", "alice"},
+			contains: []string{"version 6", "warning: endpoints[0].backend[0].url_pattern: normalized:"}},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) {

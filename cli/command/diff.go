@@ -23,7 +23,7 @@ func runDiff(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return helpOK(err)
 	}
-	src, err := readSource(pos[0])
+	src, err := c.readSource(pos[0])
 	if err != nil {
 		return err
 	}

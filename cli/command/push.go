@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/apigw/gateway/controlplane/config"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -18,7 +19,7 @@ const pollInterval = 100 * time.Millisecond
 
 var pushCommand = subcommand{
 	name:    "push",
-	args:    "FILE [--wait] [--timeout D] [--author A]",
+	args:    "FILE [--wait] [--timeout D] [--author A] [--strict]",
 	summary: "validate FILE and store it as a new version (identical content keeps the current version)",
 	remote:  true,
 	run:     runPush,
@@ -53,6 +54,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	var w waitFlags
 	w.register(fs)
 	author := fs.String("author", c.defaultAuthor(), "author recorded with the version")
+	strict := fs.Bool("strict", false, "refuse to push a configuration with warnings (they are listed as violations)")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return helpOK(err)
@@ -60,9 +62,21 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	if err := w.apply(fs, c); err != nil {
 		return err
 	}
-	src, err := readSource(pos[0])
+	src, err := c.readSource(pos[0])
 	if err != nil {
 		return err
+	}
+	if *strict {
+		// The control plane's compiler is this one: a strict check here
+		// is the check it would make.
+		_, err := config.CompileWith(src.GetFilename(), src.GetContent(), config.Options{Strict: true})
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			for _, v := range ve.Violations {
+				fmt.Fprintln(c.stderr, config.FormatViolation(v))
+			}
+			return exitf(ExitRejected, "push: rejected (--strict): %d violation%s", len(ve.Violations), plural(len(ve.Violations)))
+		}
 	}
 	a, err := c.dial()
 	if err != nil {
@@ -79,6 +93,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	} else {
 		fmt.Fprintf(c.stdout, "unchanged: version %d (sha256 %s)\n", v.GetVersion(), v.GetSha256())
 	}
+	c.printWarnings(resp.GetWarnings())
 	if !w.wait {
 		return nil
 	}

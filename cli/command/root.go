@@ -77,7 +77,9 @@ func exitf(code int, format string, args ...any) *ExitError {
 // env is what Run takes from the process; tests replace it.
 type env struct {
 	getenv func(string) string
-	now    func() time.Time
+	// environ lists the environment as KEY=value (KRAKEND_* overrides).
+	environ func() []string
+	now     func() time.Time
 	// tty reports whether stdout is a terminal (progress is rewritten in
 	// place then).
 	tty bool
@@ -90,7 +92,7 @@ func processEnv(stdout io.Writer) env {
 			tty = true
 		}
 	}
-	return env{getenv: os.Getenv, now: time.Now, tty: tty}
+	return env{getenv: os.Getenv, environ: os.Environ, now: time.Now, tty: tty}
 }
 
 // Run runs gwctl with args (without the program name), writing results to
@@ -421,13 +423,28 @@ func violations(st *status.Status) []*gatewayv1.FieldViolation {
 	return fromBadRequest
 }
 
-// readSource reads a config file for the admin API.
-func readSource(path string) (*gatewayv1.ConfigSource, error) {
+// environ returns the process environment (nil in tests that give none).
+func (c *cli) environ() []string {
+	if c.env.environ == nil {
+		return nil
+	}
+	return c.env.environ()
+}
+
+// readSource reads a config file for the admin API. KRAKEND_* environment
+// overrides are resolved here, so the control plane stores the
+// configuration as it will run: a file they change is sent as the JSON
+// document with the overrides applied (gwctl render prints it).
+func (c *cli) readSource(path string) (*gatewayv1.ConfigSource, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, exitf(ExitRejected, "read config: %v", err)
 	}
-	return &gatewayv1.ConfigSource{Filename: filepath.Base(path), Content: b}, nil
+	name, resolved, err := config.Resolve(filepath.Base(path), b, c.environ())
+	if err != nil {
+		return nil, exitf(ExitRejected, "%s: %v", path, err)
+	}
+	return &gatewayv1.ConfigSource{Filename: name, Content: resolved}, nil
 }
 
 // defaultAuthor is $USER@host, or "" (the control plane records "unknown").

@@ -7,17 +7,19 @@ import (
 	"os"
 
 	"github.com/apigw/gateway/controlplane/config"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
 var validateCommand = subcommand{
 	name:    "validate",
-	args:    "FILE",
-	summary: "check a KrakenD config offline with the control plane's own compiler; every violation, one per line",
+	args:    "FILE [--strict]",
+	summary: "check a KrakenD config offline with the control plane's own compiler; every violation, one per line, then the warnings (KRAKEND_* variables override top-level keys)",
 	run:     runValidate,
 }
 
 func runValidate(_ context.Context, c *cli, args []string) error {
 	fs := c.newFlagSet()
+	strict := fs.Bool("strict", false, "treat warnings as violations (exit 1 when there is any)")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return helpOK(err)
@@ -27,18 +29,32 @@ func runValidate(_ context.Context, c *cli, args []string) error {
 	if err != nil {
 		return exitf(ExitRejected, "validate: %v", err)
 	}
-	compiled, err := config.Compile(file, b)
+	compiled, err := config.CompileWith(file, b, config.Options{Env: c.environ(), Strict: *strict})
 	var ve *config.ValidationError
 	if errors.As(err, &ve) {
 		for _, v := range ve.Violations {
 			fmt.Fprintln(c.stdout, config.FormatViolation(v))
 		}
+		c.printWarnings(ve.Warnings)
 		return exitf(ExitRejected, "validate %s: %d violation%s", file, len(ve.Violations), plural(len(ve.Violations)))
 	}
 	if err != nil {
 		return exitf(ExitRejected, "validate %s: %v", file, err)
 	}
+	c.printWarnings(compiled.Warnings)
 	n := len(compiled.Snapshot.GetEndpoints())
-	fmt.Fprintf(c.stdout, "ok: %d endpoint%s, sha256 %s\n", n, plural(n), compiled.SHA256)
+	fmt.Fprintf(c.stdout, "ok: %d endpoint%s, sha256 %s", n, plural(n), compiled.SHA256)
+	if w := len(compiled.Warnings); w > 0 {
+		fmt.Fprintf(c.stdout, ", %d warning%s", w, plural(w))
+	}
+	fmt.Fprintln(c.stdout)
 	return nil
+}
+
+// printWarnings writes warnings to stdout, each line starting with
+// "warning: " so they never read as violations.
+func (c *cli) printWarnings(ws []*gatewayv1.FieldViolation) {
+	for _, w := range ws {
+		fmt.Fprintln(c.stdout, "warning: "+config.FormatViolation(w))
+	}
 }

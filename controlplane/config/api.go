@@ -24,12 +24,30 @@ type Compiled struct {
 	Payload []byte
 	// SHA256 is the lowercase hex sha256 of Payload.
 	SHA256 string
+	// Warnings lists what was accepted but deserves the operator's
+	// attention (kinds KindNoEffect, KindOverridden, KindNormalized), sorted
+	// and capped like violations. They never change Snapshot.
+	Warnings []*gatewayv1.FieldViolation
+}
+
+// Options are the inputs of a compilation besides the document.
+type Options struct {
+	// Env is the environment as "KEY=value" entries (os.Environ()). As in
+	// KrakenD, a KRAKEND_<KEY> entry overrides the top-level key <key>
+	// (KRAKEND_PORT=9090). Nil means no overrides; the package never reads
+	// the process environment itself.
+	Env []string
+	// Strict turns every warning into a violation.
+	Strict bool
 }
 
 // ValidationError lists every violation found in a configuration, sorted by
 // path and capped at MaxViolations (plus a final "and N more" entry).
 type ValidationError struct {
 	Violations []*gatewayv1.FieldViolation
+	// Warnings are the warnings found alongside (empty with Options.Strict,
+	// which made them violations).
+	Warnings []*gatewayv1.FieldViolation
 }
 
 func (e *ValidationError) Error() string {
@@ -62,29 +80,45 @@ func FormatViolation(v *gatewayv1.FieldViolation) string {
 // configurations (including the same configuration written in JSON and in
 // YAML) compile to identical bytes.
 func Compile(filename string, content []byte) (*Compiled, error) {
-	s, decoded := decode(filename, content)
+	return CompileWith(filename, content, Options{})
+}
+
+// CompileWith is Compile with options: environment overrides and strict
+// mode.
+func CompileWith(filename string, content []byte, opts Options) (*Compiled, error) {
+	s, decoded := decode(filename, content, opts.Env)
 	if s == nil {
 		return nil, &ValidationError{Violations: finish(decoded, nil)}
 	}
 	Defaults(s)
-	if vs := mergeStages(decoded, validate(s)); len(vs) > 0 {
-		return nil, &ValidationError{Violations: finish(vs, s.positions)}
+	vs := mergeStages(decoded, validate(s))
+	ws := s.warnings.list
+	if opts.Strict {
+		vs, ws = append(vs, ws...), nil
+	}
+	if len(vs) > 0 {
+		return nil, &ValidationError{Violations: finish(vs, s.positions), Warnings: finish(ws, s.positions)}
 	}
 	snap := compile(s)
 	payload, sum, err := Marshal(snap)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", filename, err)
 	}
-	return &Compiled{Snapshot: snap, Payload: payload, SHA256: sum}, nil
+	return &Compiled{Snapshot: snap, Payload: payload, SHA256: sum, Warnings: finish(ws, s.positions)}, nil
 }
 
 // CompileFile reads the file at path and compiles it (see Compile).
 func CompileFile(path string) (*Compiled, error) {
+	return CompileFileWith(path, Options{})
+}
+
+// CompileFileWith reads the file at path and compiles it with opts.
+func CompileFileWith(path string, opts Options) (*Compiled, error) {
 	content, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Compile(path, content)
+	return CompileWith(path, content, opts)
 }
 
 // Marshal returns the deterministic serialization of s (map entries sorted)

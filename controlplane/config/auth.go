@@ -96,7 +96,7 @@ func (d *decoder) claimHeaders(dst *[]ClaimHeader) handler {
 func (d *decoder) serviceJWT(n *node, p path) *ServiceJWT {
 	j := &ServiceJWT{}
 	d.object(n, p, objectSpec{fields: map[string]handler{
-		"shared_cache_duration": d.optInteger(&j.SharedCacheDuration),
+		"shared_cache_duration": d.noEffect(d.optInteger(&j.SharedCacheDuration), "the edge does not share one JWK cache between validators; each uses its own cache_duration"),
 	}})
 	return j
 }
@@ -111,7 +111,7 @@ func (d *decoder) revoker(n *node, p path) *Revoker {
 			"TTL":        d.optInteger(&r.TTL),
 			"token_keys": d.strings(&r.TokenKeys),
 			"hash_name":  d.str(&r.HashName),
-			"port":       d.integer(&r.Port),
+			"port":       d.noEffect(d.integer(&r.Port), "revocations reach every edge over the control plane's sync stream (gwctl revoke), not a per-node RPC port"),
 		},
 		notSupported: map[string]string{
 			"revoke_server_ping_url":      enterprise,

@@ -21,6 +21,7 @@ type Format int
 const (
 	FormatJSON Format = iota + 1
 	FormatYAML
+	FormatTOML
 )
 
 func (f Format) String() string {
@@ -29,22 +30,26 @@ func (f Format) String() string {
 		return "json"
 	case FormatYAML:
 		return "yaml"
+	case FormatTOML:
+		return "toml"
 	default:
 		return "unknown"
 	}
 }
 
 // DetectFormat picks the format from the file name's extension (.json,
-// .yaml, .yml, any case). For other names it sniffs the content: a document
-// whose first significant character is '{' or '[' is JSON, anything else is
-// YAML. KrakenD's other formats (.toml, .hcl, .properties) are refused by
-// Decode.
+// .yaml, .yml, .toml, any case). For other names it sniffs the content: a
+// document whose first significant character is '{' or '[' is JSON,
+// anything else is YAML. KrakenD's other formats (.hcl, .properties) are
+// refused by Decode.
 func DetectFormat(filename string, content []byte) Format {
 	switch strings.ToLower(filepath.Ext(filename)) {
 	case ".json":
 		return FormatJSON
 	case ".yaml", ".yml":
 		return FormatYAML
+	case ".toml":
+		return FormatTOML
 	}
 	trimmed := bytes.TrimLeft(bytes.TrimPrefix(content, utf8BOM), " \t\r\n")
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
@@ -66,7 +71,7 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // error is); otherwise it holds everything that could be decoded.
 // Violations are sorted and capped like Validate's.
 func Decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolation) {
-	s, vs := decode(filename, content)
+	s, vs := decode(filename, content, nil)
 	var positions map[string]position
 	if s != nil {
 		positions = s.positions
@@ -76,7 +81,7 @@ func Decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolat
 
 // decode is Decode without the final sorting, so Compile can merge its
 // violations with Validate's first.
-func decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolation) {
+func decode(filename string, content []byte, env []string) (*Service, []*gatewayv1.FieldViolation) {
 	root, err := parseDocument(filename, content)
 	if err != nil {
 		var vs violations
@@ -88,8 +93,10 @@ func decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolat
 		return nil, vs.list
 	}
 	d := &decoder{positions: make(map[string]position)}
+	applyEnv(d, root, env)
 	s := d.service(root)
 	s.positions = d.positions
+	s.warnings = d.ws
 	return s, d.vs.list
 }
 
@@ -99,12 +106,15 @@ var errUnsupportedFormat = errors.New("unsupported format")
 // the original document.
 func parseDocument(filename string, content []byte) (*node, error) {
 	switch ext := strings.ToLower(filepath.Ext(filename)); ext {
-	case ".toml", ".hcl", ".properties", ".props", ".tmpl":
-		return nil, fmt.Errorf("%w %q: use .json, .yaml or .yml", errUnsupportedFormat, ext)
+	case ".hcl", ".properties", ".props", ".tmpl":
+		return nil, fmt.Errorf("%w %q: use .json, .yaml, .yml or .toml (render templates first: gwctl render)", errUnsupportedFormat, ext)
 	}
 	content = bytes.TrimPrefix(content, utf8BOM)
-	if DetectFormat(filename, content) == FormatJSON {
+	switch DetectFormat(filename, content) {
+	case FormatJSON:
 		return parseJSON(content, newLineIndex(content))
+	case FormatTOML:
+		return parseTOML(content)
 	}
 	return parseYAML(content)
 }
@@ -113,7 +123,19 @@ func parseDocument(filename string, content []byte) (*node, error) {
 // of stopping at the first one.
 type decoder struct {
 	vs        violations
+	ws        violations // warnings
 	positions map[string]position
+	// accepted, when not nil, records every key an object spec accepts, by
+	// the path of its object with list indexes dropped (a test walks them).
+	accepted map[string]bool
+}
+
+// noEffect decodes a key with h and warns that it has no effect, saying why.
+func (d *decoder) noEffect(h handler, why string) handler {
+	return func(n *node, p path) {
+		h(n, p)
+		d.ws.add(p, KindNoEffect, "accepted but has no effect: %s", why)
+	}
 }
 
 // handler decodes the value n found at path p.
@@ -144,7 +166,7 @@ var (
 )
 
 func (d *decoder) record(p path, n *node) {
-	if n.pos.line > 0 {
+	if n.pos.line > 0 || n.pos.env != "" {
 		d.positions[string(p)] = n.pos
 	}
 }
@@ -169,6 +191,11 @@ func (d *decoder) members(n *node, p path, keyPath func(path, string) path) []me
 
 // object decodes an object whose keys are listed in spec.
 func (d *decoder) object(n *node, p path, spec objectSpec) {
+	if d.accepted != nil {
+		for k := range spec.fields {
+			d.accepted[string(schematic(p.field(k)))] = true
+		}
+	}
 	for _, m := range d.members(n, p, path.field) {
 		mp := p.field(m.key)
 		h, ok := spec.fields[m.key]
@@ -177,6 +204,8 @@ func (d *decoder) object(n *node, p path, spec objectSpec) {
 			// null means "not set", as in KrakenD.
 		case ok:
 			h(m.val, mp)
+		case isCommentKey(m.key):
+			// A comment, as KrakenD's schema allows in every object.
 		case spec.renamed[m.key] != "":
 			d.vs.add(mp, KindUnsupported, "%q is the KrakenD v2 name of %q; config version 3 uses %q",
 				m.key, spec.renamed[m.key], spec.renamed[m.key])
@@ -186,6 +215,15 @@ func (d *decoder) object(n *node, p path, spec objectSpec) {
 			d.vs.add(mp, KindUnsupported, "unknown key %q; allowed keys: %s", m.key, keyList(spec.fields))
 		}
 	}
+}
+
+// isCommentKey says whether key is a comment: KrakenD's JSON schema lets
+// every object carry keys starting with "@", "$", "_" or "#" (the
+// playground writes "@comment", YAML files keep anchors under "_defaults"),
+// and the engine never reads them. They are skipped, never decoded, so they
+// cannot change the snapshot.
+func isCommentKey(key string) bool {
+	return key != "" && strings.IndexByte("@$_#", key[0]) >= 0
 }
 
 func keyList(fields map[string]handler) string {
@@ -421,31 +459,59 @@ func (d *decoder) service(n *node) *Service {
 			"max_shutdown_wait_time": d.duration(&s.MaxShutdownWaitTime),
 			"use_h2c":                d.falseOnly("h2c (HTTP/2 without TLS)"),
 
-			"max_idle_connections":          d.integer(&s.MaxIdleConnections),
+			"max_idle_connections":          d.noEffect(d.integer(&s.MaxIdleConnections), "the edge pools idle connections per backend host (max_idle_connections_per_host); it has no process-wide idle limit"),
 			"max_idle_connections_per_host": d.integer(&s.MaxIdleConnectionsPerHost),
 			"idle_connection_timeout":       d.duration(&s.IdleConnectionTimeout),
-			"response_header_timeout":       d.duration(&s.ResponseHeaderTimeout),
-			"expect_continue_timeout":       d.duration(&s.ExpectContinueTimeout),
+			"response_header_timeout":       d.noEffect(d.duration(&s.ResponseHeaderTimeout), "the edge bounds a backend call by the endpoint timeout only"),
+			"expect_continue_timeout":       d.noEffect(d.duration(&s.ExpectContinueTimeout), "the edge never sends Expect: 100-continue to backends"),
 			"dialer_timeout":                d.duration(&s.DialerTimeout),
-			"dialer_keep_alive":             d.duration(&s.DialerKeepAlive),
-			"dialer_fallback_delay":         d.duration(&s.DialerFallbackDelay),
+			"dialer_keep_alive":             d.noEffect(d.duration(&s.DialerKeepAlive), "TCP keep-alive probes use the operating system's interval"),
+			"dialer_fallback_delay":         d.noEffect(d.duration(&s.DialerFallbackDelay), "the edge dials one address family at a time (no Happy Eyeballs race)"),
 			"disable_keep_alives":           d.boolean(&s.DisableKeepAlives),
 			"disable_compression":           d.boolean(&s.DisableCompression),
 			"allow_insecure_connections":    d.boolean(&s.AllowInsecureConnections),
 
+			"tls": d.tls,
+			"async_agent": func(n *node, p path) {
+				if d.want(n, p, typeArray) && len(n.items) > 0 {
+					d.vs.add(p, KindUnsupported, "async agents are not supported (an empty list is accepted)")
+				}
+			},
 			"debug_endpoint":   d.boolean(&s.DebugEndpoint),
 			"echo_endpoint":    d.boolean(&s.EchoEndpoint),
-			"dns_cache_ttl":    d.duration(&s.DNSCacheTTL),
-			"sequential_start": d.boolean(&s.SequentialStart),
+			"dns_cache_ttl":    d.noEffect(d.duration(&s.DNSCacheTTL), "the edge resolves backend names through the operating system on each new connection; it keeps no DNS cache"),
+			"sequential_start": d.noEffect(d.boolean(&s.SequentialStart), "the edge has no async agents or plugins whose start could be ordered"),
 		},
 		notSupported: map[string]string{
-			"tls":         "TLS termination is not supported (terminate TLS in front of the gateway)",
-			"client_tls":  "client TLS settings are not supported",
-			"plugin":      "Go plugins are not supported",
-			"async_agent": "async agents are not supported",
+			"client_tls": "client TLS settings are not supported",
+			"plugin":     "Go plugins are not supported",
 		},
 	})
 	return s
+}
+
+// tlsKeys are the keys of KrakenD's service-level tls object.
+var tlsKeys = []string{"public_key", "private_key", "keys", "min_version", "max_version",
+	"cipher_suites", "curve_preferences", "prefer_server_cipher_suites", "enable_mtls",
+	"ca_certs", "disable_system_ca_pool"}
+
+// tls accepts a tls object that is disabled, as KrakenD then serves plain
+// HTTP; TLS termination itself is not supported yet.
+func (d *decoder) tls(n *node, p path) {
+	var disabled bool
+	fields := map[string]handler{"disabled": d.boolean(&disabled)}
+	set := false
+	for _, k := range tlsKeys {
+		fields[k] = func(*node, path) { set = true }
+	}
+	d.object(n, p, objectSpec{fields: fields})
+	switch {
+	case n.kind != typeObject:
+	case !disabled:
+		d.vs.add(p, KindUnsupported, "TLS termination is not supported yet (terminate TLS in front of the gateway); a tls block with \"disabled\": true is accepted")
+	case set:
+		d.ws.add(p, KindNoEffect, "accepted but has no effect: the tls block is disabled, so the edge serves plain HTTP (as KrakenD does)")
+	}
 }
 
 func (d *decoder) endpoint(n *node, p path) *Endpoint {
@@ -487,7 +553,27 @@ func (d *decoder) backend(n *node, p path) *Backend {
 	b := &Backend{}
 	d.object(n, p, objectSpec{
 		fields: map[string]handler{
-			"url_pattern":           d.str(&b.URLPattern),
+			"url_pattern": func(n *node, p path) {
+				if !d.want(n, p, typeString) {
+					return
+				}
+				b.URLPattern = n.text
+				if n.text != "" && !strings.HasPrefix(n.text, "/") {
+					// KrakenD prepends the slash at start-up.
+					b.URLPattern = "/" + n.text
+					d.ws.add(p, KindNormalized, "%q does not start with \"/\"; read as %q, as KrakenD does", n.text, b.URLPattern)
+				}
+			},
+			"timeout": func(n *node, p path) {
+				var ignored time.Duration
+				d.duration(&ignored)(n, p)
+				d.ws.add(p, KindOverridden, "KrakenD reads a backend's timeout and then replaces it with its endpoint's; set timeout on the endpoint (or the service)")
+			},
+			"concurrent_calls": func(n *node, p path) {
+				var ignored int64
+				d.integer(&ignored)(n, p)
+				d.ws.add(p, KindOverridden, "KrakenD takes concurrent_calls from the endpoint and ignores the backend's; set it on the endpoint")
+			},
 			"host":                  d.strings(&b.Host),
 			"sd":                    d.str(&b.SD),
 			"disable_host_sanitize": d.boolean(&b.DisableHostSanitize),

@@ -121,7 +121,7 @@ func TestDecodePositions(t *testing.T) {
 
 func TestDecodeUnsupportedFormat(t *testing.T) {
 	t.Parallel()
-	got := pairsOf(violationsOf(t, "krakend.toml", `version = 3`))
+	got := pairsOf(violationsOf(t, "krakend.hcl", `version = 3`))
 	if diff := cmp.Diff([]pair{{"", KindUnsupported}}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

@@ -207,12 +207,16 @@ func endpointDefaults(e *Endpoint, s *Service, inherited endpointInheritance) {
 		if b.Method == "" {
 			b.Method = e.Method
 		}
-		if b.Encoding == "" {
+		switch {
+		case e.OutputEncoding == encodingNoOp && b.Encoding != "" && b.Encoding != encodingNoOp && oneOf(b.Encoding, backendEncodings):
 			// KrakenD forces no-op decoding under a no-op endpoint.
+			s.warnings.add(backendPath(s, e, b).field("encoding"), KindNormalized,
+				"%q under a no-op endpoint: KrakenD decodes nothing and passes the response through (read as \"no-op\")", b.Encoding)
+			b.Encoding = encodingNoOp
+		case b.Encoding == "" && e.OutputEncoding == encodingNoOp:
+			b.Encoding = encodingNoOp
+		case b.Encoding == "":
 			b.Encoding = DefaultEncoding
-			if e.OutputEncoding == encodingNoOp {
-				b.Encoding = encodingNoOp
-			}
 		}
 		if len(b.Host) == 0 && len(s.Host) > 0 {
 			b.Host = append([]string(nil), s.Host...)
@@ -379,4 +383,20 @@ func martianDefaults(m *Martian) {
 	for _, c := range m.Modifiers {
 		martianDefaults(c)
 	}
+}
+
+// backendPath finds the path of backend b of endpoint e. It is linear in
+// the number of endpoints: call it only to report something.
+func backendPath(s *Service, e *Endpoint, b *Backend) path {
+	for i, x := range s.Endpoints {
+		if x != e {
+			continue
+		}
+		for j, y := range e.Backend {
+			if y == b {
+				return path("endpoints").index(i).field("backend").index(j)
+			}
+		}
+	}
+	return ""
 }

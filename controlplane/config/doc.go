@@ -1,4 +1,4 @@
-// Package config turns a KrakenD v3 configuration file (JSON or YAML) into
+// Package config turns a KrakenD v3 configuration file (JSON, YAML or TOML) into
 // a validated, compiled [gatewayv1.Snapshot].
 //
 // The pipeline has four visible stages, each usable on its own:
@@ -32,10 +32,17 @@
 //     (KrakenD silently replaces it with the default).
 //   - Route conflicts are violations (KrakenD's router panics at start-up).
 //     A trailing "/*" catch-all is accepted as our extension.
-//   - url_pattern must start with "/" (KrakenD prepends one); hosts must
-//     match the sanitiser pattern completely (KrakenD accepts trailing
-//     garbage); url_pattern placeholders match endpoint parameters
-//     case-sensitively.
+//   - A url_pattern without its leading "/" is read with it, as KrakenD
+//     does, with a warning; hosts must match the sanitiser pattern
+//     completely (KrakenD accepts trailing garbage) and take one-digit
+//     ports (KrakenD refuses them); url_pattern placeholders match endpoint
+//     parameters case-sensitively.
+//   - Keys starting with @, $, _ or # are comments at every level. JSON,
+//     YAML and TOML are read; KRAKEND_* variables in [Options.Env]
+//     override top-level keys. Accepted keys that do nothing here, and
+//     values KrakenD overrides or normalises, are warnings
+//     ([Compiled.Warnings]; KindNoEffect, KindOverridden, KindNormalized),
+//     never silent.
 //   - YAML is read with the YAML 1.2 core schema (go.yaml.in/yaml/v3, as
 //     KrakenD's koanf does): y, n, yes, no, on and off are strings.
 //   - Durations are compiled to milliseconds, a positive fraction rounding

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -29,6 +31,17 @@ func FuzzCompile(f *testing.F) {
 		f.Add(false, content)
 	}
 	if content, err := os.ReadFile("testdata/small.yaml"); err == nil {
+		f.Add(true, content)
+	}
+	// Minified JSON (one line: positions are counted on along it) and
+	// YAML with comment keys and anchors, as KrakenD's docs write them.
+	if content, err := os.ReadFile("testdata/formats/commented.json"); err == nil {
+		var compact bytes.Buffer
+		if json.Compact(&compact, content) == nil {
+			f.Add(false, compact.Bytes())
+		}
+	}
+	if content, err := os.ReadFile("testdata/formats/anchors.yaml"); err == nil {
 		f.Add(true, content)
 	}
 	f.Fuzz(func(t *testing.T, isYAML bool, content []byte) {

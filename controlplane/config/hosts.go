@@ -8,11 +8,13 @@ import (
 	"strings"
 )
 
-// hostPattern is KrakenD's host sanitiser (lura config/uri.go), anchored:
-// KrakenD applies it unanchored and accepts a host when it finds exactly one
-// match, which lets trailing garbage ("host!") through. We require the whole
-// entry to match.
-var hostPattern = regexp.MustCompile(`^(https?://)?([a-zA-Z0-9._\-]+)(:[0-9]{2,6})?/?$`)
+// hostPattern is KrakenD's host sanitiser (lura config/uri.go), anchored
+// and with one-digit ports allowed: KrakenD applies its pattern unanchored
+// and accepts a host when it finds exactly one match, which lets trailing
+// garbage ("host!") through, and its port group wants 2 to 6 digits, so
+// "http://127.0.0.1:9" yields two matches and is refused. We require the
+// whole entry to match and take any port from 1 to 65535.
+var hostPattern = regexp.MustCompile(`^(https?://)?([a-zA-Z0-9._\-]+)(:[0-9]{1,5})?/?$`)
 
 // sanitizeHost returns the base URL the edge dials for one `host` entry:
 // "http://" is prepended when the scheme is missing and the trailing slash

@@ -61,6 +61,10 @@ type Service struct {
 
 	// positions maps a violation path to where its value starts in the file.
 	positions map[string]position
+	// warnings collects what Decode and Defaults accepted but want the
+	// operator to know: keys without effect, values KrakenD overrides,
+	// values normalised.
+	warnings violations
 }
 
 // ServiceExtra holds the supported service-level extra_config namespaces.

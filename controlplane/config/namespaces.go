@@ -79,6 +79,9 @@ func normalizeNamespace(key string) string {
 func decodeExtraConfig[T any](d *decoder, n *node, p path, table []namespace[T], dst *T) {
 	seen := make(map[string]string, len(n.members)) // v3 name -> key as written
 	for _, m := range d.members(n, p, path.key) {
+		if isCommentKey(m.key) {
+			continue
+		}
 		mp := p.key(m.key)
 		name := normalizeNamespace(m.key)
 		if first, dup := seen[name]; dup && first != m.key {
@@ -134,8 +137,8 @@ func (d *decoder) router(n *node, p path) *Router {
 		fields: map[string]handler{
 			"return_error_msg":                  d.boolean(&r.ReturnErrorMsg),
 			"auto_options":                      d.boolean(&r.AutoOptions),
-			"disable_access_log":                d.boolean(&r.DisableAccessLog),
-			"logger_skip_paths":                 d.strings(&r.LoggerSkipPaths),
+			"disable_access_log":                d.noEffect(d.boolean(&r.DisableAccessLog), "not implemented yet: access logs and log output settings come with the observability issue"),
+			"logger_skip_paths":                 d.noEffect(d.strings(&r.LoggerSkipPaths), "not implemented yet: access logs and log output settings come with the observability issue"),
 			"health_path":                       d.str(&r.HealthPath),
 			"disable_health":                    d.boolean(&r.DisableHealth),
 			"hide_version_header":               d.boolean(&r.HideVersionHeader),
@@ -183,13 +186,13 @@ func (d *decoder) logging(n *node, p path) *Logging {
 	d.object(n, p, objectSpec{
 		fields: map[string]handler{
 			"level":  d.str(&l.Level),
-			"prefix": d.str(&l.Prefix),
-			"stdout": d.boolean(&l.Stdout),
-			"format": d.str(&l.Format),
+			"prefix": d.noEffect(d.str(&l.Prefix), "not implemented yet: access logs and log output settings come with the observability issue"),
+			"stdout": d.noEffect(d.boolean(&l.Stdout), "not implemented yet: access logs and log output settings come with the observability issue"),
+			"format": d.noEffect(d.str(&l.Format), "not implemented yet: access logs and log output settings come with the observability issue"),
 			"syslog": d.falseOnly("syslog output"),
 			// Meaningless without syslog; accepted because KrakenD's
 			// documented examples carry it.
-			"syslog_facility": d.str(&facility),
+			"syslog_facility": d.noEffect(d.str(&facility), "syslog output is not supported"),
 		},
 		notSupported: map[string]string{
 			"custom_format": "custom log formats are not supported",
@@ -202,11 +205,11 @@ func (d *decoder) metrics(n *node, p path) *Metrics {
 	m := &Metrics{}
 	d.object(n, p, objectSpec{fields: map[string]handler{
 		"listen_address":    d.str(&m.ListenAddress),
-		"collection_time":   d.duration(&m.CollectionTime),
-		"proxy_disabled":    d.boolean(&m.ProxyDisabled),
-		"router_disabled":   d.boolean(&m.RouterDisabled),
-		"backend_disabled":  d.boolean(&m.BackendDisabled),
-		"endpoint_disabled": d.boolean(&m.EndpointDisabled),
+		"collection_time":   d.noEffect(d.duration(&m.CollectionTime), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
+		"proxy_disabled":    d.noEffect(d.boolean(&m.ProxyDisabled), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
+		"router_disabled":   d.noEffect(d.boolean(&m.RouterDisabled), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
+		"backend_disabled":  d.noEffect(d.boolean(&m.BackendDisabled), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
+		"endpoint_disabled": d.noEffect(d.boolean(&m.EndpointDisabled), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
 	}})
 	return m
 }
@@ -218,7 +221,7 @@ func (d *decoder) endpointProxy(n *node, p path) *EndpointProxy {
 			"sequential":                   d.boolean(&x.Sequential),
 			"sequential_propagated_params": d.strings(&x.SequentialPropagatedParams),
 			"flatmap_filter":               d.flatmap(&x.FlatmapFilter),
-			"force_sandboxed_request":      d.boolean(&x.ForceSandboxedRequest),
+			"force_sandboxed_request":      d.noEffect(d.boolean(&x.ForceSandboxedRequest), "every backend call already gets its own copy of the request"),
 			"static": func(n *node, p path) {
 				st := &Static{}
 				d.object(n, p, objectSpec{fields: map[string]handler{

@@ -38,7 +38,7 @@ func (d *decoder) routerRateLimit(n *node, p path) *RouterRateLimit {
 		"every":           d.optDuration(&r.Every),
 		"num_shards":      d.optInteger(&r.NumShards),
 		"cleanup_period":  d.optDuration(&r.CleanupPeriod),
-		"cleanup_threads": d.integer(&r.CleanupThreads),
+		"cleanup_threads": d.noEffect(d.integer(&r.CleanupThreads), "the edge's limiter keeps no per-thread cleanup workers"),
 		"cluster":         d.boolean(&r.Cluster),
 	}})
 	return r

@@ -33,7 +33,7 @@ func (d *decoder) cors(n *node, p path) *CORS {
 		"allow_private_network":  d.boolean(&c.AllowPrivateNetwork),
 		"options_passthrough":    d.boolean(&c.OptionsPassthrough),
 		"options_success_status": d.optInteger(&c.OptionsSuccessStatus),
-		"debug":                  d.boolean(&c.Debug),
+		"debug":                  d.noEffect(d.boolean(&c.Debug), "CORS decisions are not logged"),
 	}})
 	return c
 }

@@ -47,9 +47,17 @@ func (t jsonType) String() string {
 
 // position is a 1-based line and column (in characters) in the original
 // document; the zero value means unknown.
-type position struct{ line, col int }
+// A value set by an environment override has no line; env names the
+// variable instead.
+type position struct {
+	line, col int
+	env       string
+}
 
 func (p position) String() string {
+	if p.env != "" {
+		return "from $" + p.env
+	}
 	if p.col == 0 {
 		return "line " + strconv.Itoa(p.line)
 	}
@@ -86,10 +94,19 @@ func (e *syntaxError) Error() string {
 	return e.msg + " (" + e.pos.String() + ")"
 }
 
-// lineIndex converts byte offsets into positions.
+// lineIndex converts byte offsets into positions. Columns count
+// characters, so converting an offset needs the characters between the
+// start of its line and it; the index remembers the last offset it
+// converted and counts on from there when the next one is further along the
+// same line. The parser asks for offsets in increasing order, so a whole
+// document costs one pass over it however long its lines are (a minified
+// file is one line).
 type lineIndex struct {
 	data   []byte
 	starts []int // offset of the first byte of each line
+
+	// The last conversion: offset, its line (0-based) and column (1-based).
+	lastOff, lastLine, lastCol int
 }
 
 func newLineIndex(data []byte) *lineIndex {
@@ -99,7 +116,7 @@ func newLineIndex(data []byte) *lineIndex {
 			starts = append(starts, i+1)
 		}
 	}
-	return &lineIndex{data: data, starts: starts}
+	return &lineIndex{data: data, starts: starts, lastCol: 1}
 }
 
 func (li *lineIndex) at(off int) position {
@@ -107,8 +124,19 @@ func (li *lineIndex) at(off int) position {
 		return position{}
 	}
 	off = min(max(off, 0), len(li.data))
-	line := sort.Search(len(li.starts), func(i int) bool { return li.starts[i] > off }) - 1
-	return position{line: line + 1, col: utf8.RuneCount(li.data[li.starts[line]:off]) + 1}
+	var line int
+	if off >= li.lastOff && (li.lastLine+1 == len(li.starts) || off < li.starts[li.lastLine+1]) {
+		line = li.lastLine // same line as the last conversion: count on from it
+	} else {
+		line = sort.Search(len(li.starts), func(i int) bool { return li.starts[i] > off }) - 1
+	}
+	from, col := li.starts[line], 1
+	if line == li.lastLine && off >= li.lastOff {
+		from, col = li.lastOff, li.lastCol
+	}
+	col += utf8.RuneCount(li.data[from:off])
+	li.lastOff, li.lastLine, li.lastCol = off, line, col
+	return position{line: line + 1, col: col}
 }
 
 // parseJSON builds the node tree of one JSON document. Positions are

@@ -167,8 +167,8 @@ func TestValidateRules(t *testing.T) {
 			[]pair{{"endpoints[0].backend", KindTooMany}}},
 		{"no-op with a shadow", conf("", `{"endpoint": "/a", "output_encoding": "no-op", "backend": [{"url_pattern": "/x"},
 			{"url_pattern": "/y", "extra_config": {"proxy": {"shadow": true}}}]}`), nil},
-		{"no-op explicit json backend", conf("", `{"endpoint": "/a", "output_encoding": "no-op", "backend": [{"url_pattern": "/x", "encoding": "json"}]}`),
-			[]pair{{"endpoints[0].backend[0].encoding", KindInvalid}}},
+		{"no-op explicit gob backend", conf("", `{"endpoint": "/a", "output_encoding": "no-op", "backend": [{"url_pattern": "/x", "encoding": "gob"}]}`),
+			[]pair{{"endpoints[0].backend[0].encoding", KindUnsupported}}},
 		{"no-op from service default", conf(`"output_encoding": "no-op"`, `{"endpoint": "/a", "backend": [{"url_pattern": "/x"}, {"url_pattern": "/y"}]}`),
 			[]pair{{"endpoints[0].backend", KindTooMany}}},
 		{"only shadow backends", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x", "extra_config": {"proxy": {"shadow": true}}}]}`),
@@ -176,8 +176,7 @@ func TestValidateRules(t *testing.T) {
 
 		// backends
 		{"url_pattern missing", conf("", `{"endpoint": "/a", "backend": [{}]}`), []pair{{"endpoints[0].backend[0].url_pattern", KindRequired}}},
-		{"url_pattern without slash", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "x"}]}`),
-			[]pair{{"endpoints[0].backend[0].url_pattern", KindInvalid}}},
+		{"url_pattern without slash is normalised", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "x"}]}`), nil},
 		{"unknown placeholder", conf("", `{"endpoint": "/a/{id}", "backend": [{"url_pattern": "/x/{idd}"}]}`),
 			[]pair{{"endpoints[0].backend[0].url_pattern", KindNotFound}}},
 		{"JWT placeholder accepted", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x/{JWT.sub}"}],
@@ -196,6 +195,9 @@ func TestValidateRules(t *testing.T) {
 			[]pair{{"endpoints[0].backend[0].host", KindRequired}}},
 		{"bad backend host", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x", "host": ["ok:80", "amqp://q", "h/path"]}]}`),
 			[]pair{{"endpoints[0].backend[0].host[1]", KindInvalid}, {"endpoints[0].backend[0].host[2]", KindInvalid}}},
+		{"one-digit ports", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x", "host": ["http://127.0.0.1:9", "127.0.0.1:1/", "https://h:7"]}]}`), nil},
+		{"port out of range", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x", "host": ["h:0", "h:65536", "h:123456"]}]}`),
+			[]pair{{"endpoints[0].backend[0].host[0]", KindInvalid}, {"endpoints[0].backend[0].host[1]", KindInvalid}, {"endpoints[0].backend[0].host[2]", KindInvalid}}},
 		{"bad inherited host reported once at the root",
 			`{"version": 3, "host": ["ftp://x"], "endpoints": [` + ep("/a", "") + "," + ep("/b", "") + `]}`,
 			[]pair{{"host[0]", KindInvalid}}},
@@ -311,7 +313,6 @@ func TestValidateRules(t *testing.T) {
 			[]pair{
 				{"endpoints[0].backend[0].encoding", KindUnsupported},
 				{"endpoints[0].backend[0].host[0]", KindInvalid},
-				{"endpoints[0].backend[0].url_pattern", KindInvalid},
 				{"endpoints[0].endpoint", KindInvalid},
 				{"endpoints[0].method", KindUnsupported},
 				{"endpoints[1].concurrent_calls", KindTooMany},
@@ -333,7 +334,7 @@ func TestViolationsSortedByPathWithNumericIndexes(t *testing.T) {
 	t.Parallel()
 	var eps []string
 	for i := 0; i < 12; i++ {
-		eps = append(eps, `{"endpoint": "/e`+strings.Repeat("x", i)+`", "backend": [{"url_pattern": "x"}]}`)
+		eps = append(eps, `{"endpoint": "/e`+strings.Repeat("x", i)+`", "backend": [{"url_pattern": ""}]}`)
 	}
 	vs := violationsOf(t, "krakend.json", conf(`"port": -1`, eps...))
 	var paths []string

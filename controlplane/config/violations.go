@@ -23,6 +23,14 @@ const (
 	KindTooMany     = string(violation.TooMany)
 )
 
+// Warning kinds (FieldViolation.kind of a warning). A warning does not stop
+// a configuration; with [Options.Strict] it is a violation.
+const (
+	KindNoEffect   = "no_effect"  // accepted, but does nothing here (the detail says why)
+	KindOverridden = "overridden" // KrakenD reads the value and replaces it; so do we
+	KindNormalized = "normalized" // rewritten the way KrakenD rewrites it (the detail says how)
+)
+
 // MaxViolations caps the violations returned; one more, of kind too_many and
 // with an empty path, then says how many were left out.
 const MaxViolations = 100
@@ -50,6 +58,23 @@ func (p path) key(k string) path { return p + path("["+strconv.Quote(k)+"]") }
 
 // index returns the path of list element i: p[i].
 func (p path) index(i int) path { return p + path("["+strconv.Itoa(i)+"]") }
+
+// schematic drops list indexes from p: "endpoints[3].backend[0].host"
+// becomes "endpoints[].backend[].host".
+func schematic(p path) path {
+	var out path
+	for _, e := range splitPath(string(p)) {
+		switch {
+		case e.index >= 0:
+			out += "[]"
+		case e.isKey:
+			out = out.key(e.name)
+		default:
+			out = out.field(e.name)
+		}
+	}
+	return out
+}
 
 // pathElem is one step of a parsed path: a name, an index or a map key.
 type pathElem struct {
@@ -203,7 +228,7 @@ func locate(p string, positions map[string]position) (position, bool) {
 		return position{}, false
 	}
 	for {
-		if pos, ok := positions[p]; ok && pos.line > 0 {
+		if pos, ok := positions[p]; ok && (pos.line > 0 || pos.env != "") {
 			return pos, true
 		}
 		if p == "" {

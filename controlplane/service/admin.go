@@ -31,12 +31,12 @@ type adminServer struct {
 func (a *adminServer) Validate(_ context.Context, req *gatewayv1.ValidateRequest) (*gatewayv1.ValidateResponse, error) {
 	c, err := a.svc.compile(req.GetSource())
 	if ve := (*config.ValidationError)(nil); errors.As(err, &ve) {
-		return &gatewayv1.ValidateResponse{Violations: ve.Violations}, nil
+		return &gatewayv1.ValidateResponse{Violations: ve.Violations, Warnings: ve.Warnings}, nil
 	}
 	if err != nil {
 		return nil, toStatus(a.svc.log, "validate", err)
 	}
-	return &gatewayv1.ValidateResponse{Sha256: c.SHA256}, nil
+	return &gatewayv1.ValidateResponse{Sha256: c.SHA256, Warnings: c.Warnings}, nil
 }
 
 // Push compiles the configuration and stores it as a new version, unless its
@@ -67,7 +67,7 @@ func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (*ga
 	if err != nil {
 		return nil, toStatus(a.svc.log, "push", err)
 	}
-	return &gatewayv1.PushResponse{Version: versionInfo(got), Created: created}, nil
+	return &gatewayv1.PushResponse{Version: versionInfo(got), Created: created, Warnings: c.Warnings}, nil
 }
 
 // Diff compiles the configuration and compares its snapshot with the latest

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -65,7 +66,7 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 	// Compile before anything is logged or bound: an invalid file is an
 	// operator error, shown as a plain list on stderr.
-	compiled, err := config.CompileFile(f.file)
+	compiled, err := config.CompileFileWith(f.file, config.Options{Env: os.Environ()})
 	if err != nil {
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
@@ -77,6 +78,10 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 			fmt.Fprintf(stderr, "gw-edge run: %v\n", err)
 		}
 		return exitError
+	}
+
+	for _, w := range compiled.Warnings {
+		fmt.Fprintln(stderr, "gw-edge run: warning: "+config.FormatViolation(w))
 	}
 
 	log, lv := f.logger(stdout)

@@ -120,9 +120,12 @@ func (x *ValidateRequest) GetSource() *ConfigSource {
 }
 
 type ValidateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Violations    []*FieldViolation      `protobuf:"bytes,1,rep,name=violations,proto3" json:"violations,omitempty"`
-	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Violations []*FieldViolation      `protobuf:"bytes,1,rep,name=violations,proto3" json:"violations,omitempty"`
+	Sha256     string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// warnings are accepted settings the operator should know about (kinds
+	// no_effect, overridden, normalized); they never reject a configuration.
+	Warnings      []*FieldViolation `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -169,6 +172,13 @@ func (x *ValidateResponse) GetSha256() string {
 		return x.Sha256
 	}
 	return ""
+}
+
+func (x *ValidateResponse) GetWarnings() []*FieldViolation {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 type PushRequest struct {
@@ -227,7 +237,9 @@ type PushResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version *VersionInfo           `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	// created is false when the content equals the current version.
-	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Created bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	// warnings are the compiler's warnings for the pushed configuration.
+	Warnings      []*FieldViolation `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +286,13 @@ func (x *PushResponse) GetCreated() bool {
 		return x.Created
 	}
 	return false
+}
+
+func (x *PushResponse) GetWarnings() []*FieldViolation {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 type DiffRequest struct {
@@ -1169,18 +1188,20 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\bfilename\x18\x01 \x01(\tR\bfilename\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\fR\acontent\"C\n" +
 	"\x0fValidateRequest\x120\n" +
-	"\x06source\x18\x01 \x01(\v2\x18.gateway.v1.ConfigSourceR\x06source\"f\n" +
+	"\x06source\x18\x01 \x01(\v2\x18.gateway.v1.ConfigSourceR\x06source\"\x9e\x01\n" +
 	"\x10ValidateResponse\x12:\n" +
 	"\n" +
 	"violations\x18\x01 \x03(\v2\x1a.gateway.v1.FieldViolationR\n" +
 	"violations\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"W\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x126\n" +
+	"\bwarnings\x18\x03 \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\"W\n" +
 	"\vPushRequest\x120\n" +
 	"\x06source\x18\x01 \x01(\v2\x18.gateway.v1.ConfigSourceR\x06source\x12\x16\n" +
-	"\x06author\x18\x02 \x01(\tR\x06author\"[\n" +
+	"\x06author\x18\x02 \x01(\tR\x06author\"\x93\x01\n" +
 	"\fPushResponse\x121\n" +
 	"\aversion\x18\x01 \x01(\v2\x17.gateway.v1.VersionInfoR\aversion\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"?\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x126\n" +
+	"\bwarnings\x18\x03 \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\"?\n" +
 	"\vDiffRequest\x120\n" +
 	"\x06source\x18\x01 \x01(\v2\x18.gateway.v1.ConfigSourceR\x06source\"e\n" +
 	"\fDiffResponse\x12'\n" +
@@ -1291,37 +1312,39 @@ var file_gateway_v1_admin_proto_goTypes = []any{
 var file_gateway_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
 	20, // 1: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
-	0,  // 2: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
-	8,  // 3: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
-	0,  // 4: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
-	7,  // 5: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
-	8,  // 6: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
-	11, // 7: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
-	8,  // 8: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
-	8,  // 9: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	21, // 10: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	21, // 11: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
-	1,  // 12: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	3,  // 13: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	5,  // 14: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	9,  // 15: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	12, // 16: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	14, // 17: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	16, // 18: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	18, // 19: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	2,  // 20: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	4,  // 21: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	6,  // 22: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	10, // 23: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	13, // 24: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	15, // 25: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	17, // 26: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	19, // 27: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	20, // [20:28] is the sub-list for method output_type
-	12, // [12:20] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 2: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
+	0,  // 3: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
+	8,  // 4: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
+	20, // 5: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
+	0,  // 6: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
+	7,  // 7: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
+	8,  // 8: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
+	11, // 9: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
+	8,  // 10: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
+	8,  // 11: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
+	21, // 12: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	21, // 13: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	1,  // 14: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	3,  // 15: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	5,  // 16: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	9,  // 17: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	12, // 18: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	14, // 19: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	16, // 20: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	18, // 21: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	2,  // 22: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	4,  // 23: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	6,  // 24: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	10, // 25: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	13, // 26: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	15, // 27: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	17, // 28: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	19, // 29: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }
