@@ -219,7 +219,7 @@ func (d *decoder) endpointProxy(n *node, p path) *EndpointProxy {
 	d.object(n, p, objectSpec{
 		fields: map[string]handler{
 			"sequential":                   d.boolean(&x.Sequential),
-			"sequential_propagated_params": d.strings(&x.SequentialPropagatedParams),
+			"sequential_propagated_params": d.noEffect(d.strings(&x.SequentialPropagatedParams), "KrakenD exposes these values to Lua scripts only, and Lua is not supported yet (issue 11)"),
 			"flatmap_filter":               d.flatmap(&x.FlatmapFilter),
 			"force_sandboxed_request":      d.noEffect(d.boolean(&x.ForceSandboxedRequest), "every backend call already gets its own copy of the request"),
 			"static": func(n *node, p path) {

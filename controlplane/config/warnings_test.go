@@ -123,6 +123,7 @@ func TestInertKeysWarn(t *testing.T) {
 		{ns("auth/validator", `"shared_cache_duration": 60`), `extra_config["auth/validator"].shared_cache_duration`},
 		{ns("security/cors", `"allow_origins": ["*"], "debug": true`), `extra_config["security/cors"].debug`},
 		{conf("", ep("/a", `"extra_config": {"proxy": {"force_sandboxed_request": true}}`)), `endpoints[0].extra_config["proxy"].force_sandboxed_request`},
+		{conf("", ep("/a", `"extra_config": {"proxy": {"sequential": true, "sequential_propagated_params": ["resp0_id"]}}`)), `endpoints[0].extra_config["proxy"].sequential_propagated_params`},
 		{conf("", ep("/a", `"extra_config": {"qos/ratelimit/router": {"max_rate": 10, "cleanup_threads": 2}}`)), `endpoints[0].extra_config["qos/ratelimit/router"].cleanup_threads`},
 	}
 	for _, tc := range tests {
