@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/apigw/gateway/edge/apply"
+	"github.com/apigw/gateway/edge/internal/snaptest"
 	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/server"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -25,15 +26,7 @@ import (
 func snapshot(path string) *gatewayv1.Snapshot {
 	return &gatewayv1.Snapshot{
 		SchemaVersion: 1,
-		Service: &gatewayv1.Service{
-			Name:         "apply-test",
-			Port:         8080,
-			Router:       &gatewayv1.Router{HealthPath: "/__health"},
-			Logging:      &gatewayv1.Logging{},
-			HttpServer:   &gatewayv1.HTTPServer{},
-			HttpClient:   &gatewayv1.HTTPClient{MaxIdleConnectionsPerHost: 250},
-			MaxBodyBytes: 4 << 20,
-		},
+		Service:       snaptest.Service("apply-test"),
 		Endpoints: []*gatewayv1.Endpoint{{
 			Name:           "GET " + path,
 			Path:           path,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/internal/loglevel"
+	"github.com/apigw/gateway/edge/internal/snaptest"
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -117,16 +118,8 @@ func endpoint(path, host, upstream string) *gatewayv1.Endpoint {
 func snapshot(eps ...*gatewayv1.Endpoint) *gatewayv1.Snapshot {
 	return &gatewayv1.Snapshot{
 		SchemaVersion: 1,
-		Service: &gatewayv1.Service{
-			Name:         "test",
-			Port:         8080,
-			Router:       &gatewayv1.Router{HealthPath: "/__health"},
-			Logging:      &gatewayv1.Logging{},
-			HttpServer:   &gatewayv1.HTTPServer{},
-			HttpClient:   &gatewayv1.HTTPClient{MaxIdleConnectionsPerHost: 250},
-			MaxBodyBytes: 4 << 20,
-		},
-		Endpoints: eps,
+		Service:       snaptest.Service("test"),
+		Endpoints:     eps,
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/apigw/gateway/controlplane/store"
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/internal/snaptest"
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/server"
@@ -167,15 +168,7 @@ func startBackend(t *testing.T) string {
 func snapshot(host, upstream string) *gatewayv1.Snapshot {
 	return &gatewayv1.Snapshot{
 		SchemaVersion: 1,
-		Service: &gatewayv1.Service{
-			Name:         "watch-test",
-			Port:         8080,
-			Router:       &gatewayv1.Router{HealthPath: "/__health"},
-			Logging:      &gatewayv1.Logging{},
-			HttpServer:   &gatewayv1.HTTPServer{},
-			HttpClient:   &gatewayv1.HTTPClient{MaxIdleConnectionsPerHost: 250},
-			MaxBodyBytes: 4 << 20,
-		},
+		Service:       snaptest.Service("watch-test"),
 		Endpoints: []*gatewayv1.Endpoint{{
 			Name:           "GET /hello",
 			Path:           "/hello",
