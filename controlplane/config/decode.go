@@ -71,7 +71,7 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // error is); otherwise it holds everything that could be decoded.
 // Violations are sorted and capped like Validate's.
 func Decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolation) {
-	s, vs := decode(filename, content, nil)
+	s, vs := decode(filename, content, nil, nil)
 	var positions map[string]position
 	if s != nil {
 		positions = s.positions
@@ -81,7 +81,7 @@ func Decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolat
 
 // decode is Decode without the final sorting, so Compile can merge its
 // violations with Validate's first.
-func decode(filename string, content []byte, env []string) (*Service, []*gatewayv1.FieldViolation) {
+func decode(filename string, content []byte, env []string, origin func(line, col int) (string, bool)) (*Service, []*gatewayv1.FieldViolation) {
 	root, err := parseDocument(filename, content)
 	if err != nil {
 		var vs violations
@@ -89,7 +89,13 @@ func decode(filename string, content []byte, env []string) (*Service, []*gateway
 		if errors.Is(err, errUnsupportedFormat) {
 			kind = KindUnsupported
 		}
-		vs.add("", kind, "%s", err.Error())
+		msg := err.Error()
+		if se := (*syntaxError)(nil); errors.As(err, &se) {
+			if from, ok := originOf(se.pos, origin); ok {
+				msg += " (from " + from + ")"
+			}
+		}
+		vs.add("", kind, "%s", msg)
 		return nil, vs.list
 	}
 	d := &decoder{positions: make(map[string]position)}
