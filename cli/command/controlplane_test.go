@@ -82,12 +82,6 @@ func startControlPlane(t *testing.T) *controlPlane {
 	return &controlPlane{admin: adminLn.Addr().String(), sync: syncLn.Addr().String(), tokenFile: tokenFile, client: gatewayv1.NewAdminServiceClient(conn)}
 }
 
-// gwctl runs the CLI against the control plane.
-func (cp *controlPlane) gwctl(t *testing.T, args ...string) result {
-	t.Helper()
-	return cp.gwctlEnv(t, nil, args...)
-}
-
 // gwctlEnv runs the CLI against the control plane with environment vars.
 func (cp *controlPlane) gwctlEnv(t *testing.T, vars map[string]string, args ...string) result {
 	t.Helper()
