@@ -29,6 +29,9 @@ const (
 	KindNoEffect   = "no_effect"  // accepted, but does nothing here (the detail says why)
 	KindOverridden = "overridden" // KrakenD reads the value and replaces it; so do we
 	KindNormalized = "normalized" // rewritten the way KrakenD rewrites it (the detail says how)
+	// KindApproximated: applied, but not exactly as KrakenD does (the
+	// detail says how it differs).
+	KindApproximated = "approximated"
 )
 
 // MaxViolations caps the violations returned; one more, of kind too_many and
