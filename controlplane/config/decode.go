@@ -517,17 +517,19 @@ var tlsKeys = []string{"public_key", "private_key", "keys", "min_version", "max_
 func (d *decoder) tls(n *node, p path) {
 	var disabled bool
 	fields := map[string]handler{"disabled": d.boolean(&disabled)}
-	set := false
+	var set []path
 	for _, k := range tlsKeys {
-		fields[k] = func(*node, path) { set = true }
+		fields[k] = func(_ *node, kp path) { set = append(set, kp) }
 	}
 	d.object(n, p, objectSpec{fields: fields})
 	switch {
 	case n.kind != typeObject:
 	case !disabled:
 		d.vs.add(p, KindUnsupported, "TLS termination is not supported yet (terminate TLS in front of the gateway); a tls block with \"disabled\": true is accepted")
-	case set:
-		d.ws.add(p, KindNoEffect, "accepted but has no effect: the tls block is disabled, so the edge serves plain HTTP (as KrakenD does)")
+	default:
+		for _, kp := range set {
+			d.ws.add(kp, KindNoEffect, "accepted but has no effect: the tls block is disabled, so the edge serves plain HTTP (as KrakenD does)")
+		}
 	}
 }
 

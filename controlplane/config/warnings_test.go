@@ -35,7 +35,7 @@ func TestWarnings(t *testing.T) {
 		{"no-op endpoint, no-op backend", conf("", `{"endpoint": "/a", "output_encoding": "no-op", "backend": [{"url_pattern": "/x", "encoding": "no-op"}]}`), nil},
 		{"tls disabled", conf(`"tls": {"disabled": true}`, ep("/a", "")), nil},
 		{"tls disabled with keys", conf(`"tls": {"disabled": true, "public_key": "/c.pem", "private_key": "/k.pem", "min_version": "TLS13"}`, ep("/a", "")),
-			[]pair{{"tls", KindNoEffect}}},
+			[]pair{{"tls.min_version", KindNoEffect}, {"tls.private_key", KindNoEffect}, {"tls.public_key", KindNoEffect}}},
 		{"empty async_agent", conf(`"async_agent": []`, ep("/a", "")), nil},
 	}
 	for _, tc := range tests {
