@@ -336,7 +336,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	path := fmt.Sprintf("endpoints[%d]", i)
 	nviol := len(b.violations)
 	svc := b.snap.GetService()
-	ep := &endpoint{name: e.GetName(), timeout: time.Duration(e.GetTimeoutMs()) * time.Millisecond}
+	ep := &endpoint{name: e.GetName(), route: e.GetPath(), timeout: time.Duration(e.GetTimeoutMs()) * time.Millisecond}
 	if ep.timeout <= 0 {
 		ep.timeout = DefaultTimeout
 	}
@@ -401,6 +401,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		return nil
 	}
 	ep.shadows = shadows
+	ep.backends = len(answering)
 	ep.metrics = b.deps.Metrics.endpoint(e.GetName())
 
 	noOpBackends := 0

@@ -146,6 +146,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		AccessLog:     f.accessLogConfig(),
 	})
 	if err != nil {
 		return err
