@@ -111,6 +111,7 @@ type builder struct {
 	keys       []clientIdentity        // upstream leases taken
 	created    map[clientIdentity]bool // identities whose client this build created
 	violations []*gatewayv1.FieldViolation
+	labels     []labelUse // metric label values this build's children use
 
 	// Long-lived state this build holds; handed to the Plan, or given back
 	// when the build fails.
@@ -151,8 +152,11 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 			b.upstreams.Close()
 		}
 		b.releaseState()
+		b.deps.Metrics.sweep(b.labels)
 		return nil, err
 	}
+	b.deps.Metrics.hold(b.labels)
+	p.metricsOwner, p.labels = b.deps.Metrics, b.labels
 	p.upstreams, p.upstreamKeys = b.upstreams, b.keys
 	p.validators, p.lease = b.validators, b.lease
 	if b.ownKeys {
@@ -391,6 +395,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 			ab.ErrorDetailsKey = "error_" + alias
 		}
 		ab.Errors = b.deps.Metrics.backend(be.GetName())
+		b.labels = append(b.labels, labelUse{backend: true, name: be.GetName()})
 		answering = append(answering, ab)
 	}
 	if len(b.violations) > nviol {
@@ -403,6 +408,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	ep.shadows = shadows
 	ep.backends = len(answering)
 	ep.metrics = b.deps.Metrics.endpoint(e.GetName())
+	b.labels = append(b.labels, labelUse{name: e.GetName()})
 
 	noOpBackends := 0
 	for _, f := range formats {

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apigw/gateway/edge/aggregate"
@@ -22,6 +24,18 @@ type Metrics struct {
 	panics        *prometheus.CounterVec
 	unmatched     endpointMetrics
 	rejections    rejectionMetrics
+
+	// live counts, per endpoint and backend label value, the built plans
+	// that use it; the series of a value no live plan uses are deleted, so
+	// an endpoint removed by a push leaves no stale series behind.
+	mu   sync.Mutex
+	live map[labelUse]int
+}
+
+// labelUse is one endpoint or backend label value a plan's children use.
+type labelUse struct {
+	backend bool
+	name    string
 }
 
 // Values of gw_edge_panics_total{where}.
@@ -79,6 +93,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gw_edge_panics_total",
 			Help: "Panics recovered on the request path (a bug), by where: request (answered 500), backend_call (the call failed).",
 		}, []string{"where"}),
+		live: map[labelUse]int{},
 	}
 	for _, w := range []string{panicRequest, panicBackendCall} {
 		m.panics.WithLabelValues(w)
@@ -164,4 +179,56 @@ func (em *endpointMetrics) observe(status int, seconds float64) {
 	if seconds >= 0 {
 		em.duration.Observe(seconds)
 	}
+}
+
+// hold records that a built plan uses the label values in uses.
+func (m *Metrics) hold(uses []labelUse) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range uses {
+		m.live[u]++
+	}
+}
+
+// drop undoes hold (a released plan) and deletes the series of every
+// value no live plan uses any more.
+func (m *Metrics) drop(uses []labelUse) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range uses {
+		if m.live[u]--; m.live[u] <= 0 {
+			delete(m.live, u)
+			m.deleteLocked(u)
+		}
+	}
+}
+
+// sweep deletes the series a failed build created for values no live plan
+// uses.
+func (m *Metrics) sweep(uses []labelUse) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range uses {
+		if m.live[u] == 0 {
+			m.deleteLocked(u)
+		}
+	}
+}
+
+func (m *Metrics) deleteLocked(u labelUse) {
+	if u.backend {
+		m.backendErrors.DeletePartialMatch(prometheus.Labels{"backend": u.name})
+		return
+	}
+	m.requests.DeletePartialMatch(prometheus.Labels{"endpoint": u.name})
+	m.duration.DeleteLabelValues(u.name)
 }

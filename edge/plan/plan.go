@@ -110,6 +110,8 @@ type Plan struct {
 	metrics        endpointMetrics // unmatched requests
 	rejections     rejectionMetrics
 	panics         prometheus.Counter // nil without metrics
+	metricsOwner   *Metrics           // the Metrics labels are held on
+	labels         []labelUse
 
 	upstreams    *Upstreams
 	upstreamKeys []clientIdentity
@@ -169,6 +171,7 @@ func (p *Plan) Release() {
 		if p.ownKeys != nil {
 			p.ownKeys.Close()
 		}
+		p.metricsOwner.drop(p.labels)
 	})
 }
 
