@@ -394,7 +394,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		if alias := be.GetReturnErrorDetails(); alias != "" {
 			ab.ErrorDetailsKey = "error_" + alias
 		}
-		ab.Errors = b.deps.Metrics.backend(be.GetName())
+		ab.Errors = b.deps.Metrics.backend(be.GetName(), b.deps.Logger)
 		b.labels = append(b.labels, labelUse{backend: true, name: be.GetName()})
 		answering = append(answering, ab)
 	}

@@ -2,8 +2,11 @@ package plan
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
@@ -155,15 +158,59 @@ func (m *Metrics) endpoint(name string) endpointMetrics {
 	return em
 }
 
-// backend returns the error counter of one backend, nil without metrics.
-func (m *Metrics) backend(name string) (out [proxy.NumReasons]aggregate.Counter) {
-	if m == nil {
-		return out
-	}
+// backend returns the failure counters of one backend, by reason: each
+// failure counts in gw_edge_backend_errors_total{backend,reason} (without
+// metrics, nowhere) and is logged at warn, sampled to at most one line per
+// second per backend that says how many failures it stands for.
+func (m *Metrics) backend(name string, log zerolog.Logger) (out [proxy.NumReasons]aggregate.Counter) {
+	s := &failureSampler{log: log, backend: name}
 	for _, r := range proxy.Reasons() {
-		out[r] = m.backendErrors.WithLabelValues(name, r.String())
+		f := &backendFailure{reason: r, s: s}
+		if m != nil {
+			f.count = m.backendErrors.WithLabelValues(name, r.String())
+		}
+		out[r] = f
 	}
 	return out
+}
+
+// backendFailure is one (backend, reason) failure counter.
+type backendFailure struct {
+	count  prometheus.Counter // nil without metrics
+	reason proxy.Reason
+	s      *failureSampler
+}
+
+func (f *backendFailure) Inc() {
+	if f.count != nil {
+		f.count.Inc()
+	}
+	f.s.failed(f.reason)
+}
+
+// failureLogEvery is the shortest gap between two failure lines of one
+// backend.
+const failureLogEvery = time.Second
+
+// failureSampler logs a backend's failures, one line per failureLogEvery
+// at most; the failures in between are counted into the next line's
+// "failures" field.
+type failureSampler struct {
+	log     zerolog.Logger
+	backend string
+	next    atomic.Int64 // unix nanos before which failures are only counted
+	dropped atomic.Int64 // failures not logged since the last line
+}
+
+func (s *failureSampler) failed(r proxy.Reason) {
+	now := time.Now().UnixNano()
+	n := s.next.Load()
+	if now < n || !s.next.CompareAndSwap(n, now+int64(failureLogEvery)) {
+		s.dropped.Add(1)
+		return
+	}
+	s.log.Warn().Str("backend", s.backend).Str("reason", r.String()).Int64("failures", 1+s.dropped.Swap(0)).
+		Msg("backend call failed")
 }
 
 // observe counts one answered request; seconds < 0 skips the histogram.

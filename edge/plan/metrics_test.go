@@ -1,10 +1,16 @@
 package plan_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/edge/plan"
 )
@@ -78,5 +84,56 @@ func TestRemovedEndpointSeriesDeleted(t *testing.T) {
 	}
 	if got := seriesWith(t, reg, "GET /keep"); len(got) == 0 {
 		t.Error("a failed build deleted the series of a live plan")
+	}
+}
+
+// TestBackendFailuresLogged: failed backend calls are logged at warn with
+// the backend and the reason, sampled (one line per second per backend,
+// counting the failures it stands for).
+func TestBackendFailuresLogged(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+
+	var logs bytes.Buffer
+	deps := plan.Deps{Logger: zerolog.New(&logs)}
+	p := mustBuild(t, snapshot(
+		endpoint("GET", "/dead", backend(dead, "/x")),
+		endpoint("GET", "/status", backend(strings.TrimPrefix(failing.URL, "http://"), "/x")),
+	), deps)
+	defer p.Release()
+	const n = 5
+	for range n {
+		for _, path := range []string{"/dead", "/status"} {
+			if st := serveOnce(p.Serve, newCtx("GET", path, "")); st != 500 {
+				t.Fatalf("%s: status %d, want 500", path, st)
+			}
+		}
+	}
+	lines := map[string][]map[string]any{}
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["message"] == "backend call failed" {
+			b, _ := m["backend"].(string)
+			lines[b] = append(lines[b], m)
+		}
+	}
+	for backend, reason := range map[string]string{"GET /dead backend[0]": "connect", "GET /status backend[0]": "status"} {
+		got := lines[backend]
+		if len(got) == 0 || len(got) >= n {
+			t.Errorf("%s: %d lines for %d failures, want sampled (1 per second)", backend, len(got), n)
+			continue
+		}
+		if got[0]["level"] != "warn" || got[0]["reason"] != reason || got[0]["failures"] != 1.0 {
+			t.Errorf("%s: first line %v, want warn, reason %s, failures 1", backend, got[0], reason)
+		}
 	}
 }
