@@ -211,7 +211,7 @@ func (b *builder) qosLease() (*qos.Lease, error) {
 		reg := b.deps.QoS
 		if reg == nil {
 			var err error
-			if reg, err = qos.New(qos.Config{Logger: b.deps.Logger}); err != nil {
+			if reg, err = qos.New(qos.Config{Logger: b.deps.Logger, OnBreakerStateChange: b.deps.Metrics.BreakerChanged}); err != nil {
 				return nil, err
 			}
 			b.qosReg, b.ownQoS = reg, true

@@ -11,6 +11,7 @@ import (
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/proxy"
+	"github.com/apigw/gateway/edge/qos/breaker"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
 )
 
@@ -25,6 +26,8 @@ type Metrics struct {
 	authRejected  *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
 	panics        *prometheus.CounterVec
+	breakerState  *prometheus.GaugeVec
+	breakerMoves  *prometheus.CounterVec
 	unmatched     endpointMetrics
 	rejections    rejectionMetrics
 
@@ -96,12 +99,20 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gw_edge_panics_total",
 			Help: "Panics recovered on the request path (a bug), by where: request (answered 500), backend_call (the call failed).",
 		}, []string{"where"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gw_edge_breaker_state",
+			Help: "Circuit breaker state of a backend after its last transition: 0 closed, 1 half-open, 2 open (no series: closed since the edge started).",
+		}, []string{"backend"}),
+		breakerMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_breaker_transitions_total",
+			Help: "Circuit breaker transitions of a backend, by the state entered.",
+		}, []string{"backend", "to"}),
 		live: map[labelUse]int{},
 	}
 	for _, w := range []string{panicRequest, panicBackendCall} {
 		m.panics.WithLabelValues(w)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.panics} {
+	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.panics, m.breakerState, m.breakerMoves} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -274,8 +285,20 @@ func (m *Metrics) sweep(uses []labelUse) {
 func (m *Metrics) deleteLocked(u labelUse) {
 	if u.backend {
 		m.backendErrors.DeletePartialMatch(prometheus.Labels{"backend": u.name})
+		m.breakerState.DeleteLabelValues(u.name)
+		m.breakerMoves.DeletePartialMatch(prometheus.Labels{"backend": u.name})
 		return
 	}
 	m.requests.DeletePartialMatch(prometheus.Labels{"endpoint": u.name})
 	m.duration.DeleteLabelValues(u.name)
+}
+
+// BreakerChanged records a circuit breaker transition of the backend name
+// (the breakers' qos.Config.OnBreakerStateChange). A nil m records nothing.
+func (m *Metrics) BreakerChanged(name string, _, to breaker.State) {
+	if m == nil {
+		return
+	}
+	m.breakerState.WithLabelValues(name).Set(float64(to))
+	m.breakerMoves.WithLabelValues(name, to.String()).Inc()
 }
