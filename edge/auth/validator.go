@@ -247,7 +247,7 @@ func (v *Validator) Verify(tok []byte) (*Token, Reason) {
 	now := c.k.now().UnixNano()
 	if e := c.cache.get(tok); e != nil && e.gen == c.src.gen() && (e.until == 0 || now <= e.until) {
 		e.touch()
-		if v.rev != nil && v.rev.Check(&e.tok.claims) {
+		if v.rev != nil && v.rev.CheckToken(e.tok) {
 			return nil, v.reject(ReasonRevoked)
 		}
 		if e.reason != ReasonOK {
@@ -259,7 +259,7 @@ func (v *Validator) Verify(tok []byte) (*Token, Reason) {
 	if t == nil {
 		return nil, v.reject(reason)
 	}
-	if v.rev != nil && v.rev.Check(&t.claims) {
+	if v.rev != nil && v.rev.CheckToken(t) {
 		return nil, v.reject(ReasonRevoked)
 	}
 	if reason != ReasonOK {

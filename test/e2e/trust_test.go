@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/apigw/gateway/test/testenv"
+)
+
+// Regression tests for issue 10 (edge and admin half): each reproduces a
+// finding against real processes on loopback.
+
+func sign(t *testing.T, is *testenv.Issuer, claims map[string]any) string {
+	t.Helper()
+	tok, err := is.Sign(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// claimsFor is a valid claim set (iss, aud, iat, exp in an hour) plus extra.
+func claimsFor(extra map[string]any) map[string]any {
+	m := map[string]any{
+		"iss": testenv.IssuerName, "aud": []string{testenv.IssuerAudience},
+		"iat": time.Now().Add(-time.Minute).Unix(), "exp": time.Now().Add(30 * time.Minute).Unix(),
+	}
+	for k, v := range extra {
+		if v == nil {
+			delete(m, k)
+			continue
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// TestRevokeNumericClaims: `gwctl revoke 12345` used to report success on
+// every edge while a token with the numeric claim "jti": 12345 (or a
+// numeric sub) was still accepted, because only string claims were probed.
+func TestRevokeNumericClaims(t *testing.T) {
+	bins := testenv.Build(t)
+	is := newIssuer(t)
+	backend := echoBackend(t, "users")
+	dir := t.TempDir()
+	cfg := testenv.WriteFile(t, dir, "jwt.json", jwtConfig(backend.URL, is))
+	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
+	e := testenv.StartEdge(t, bins, cp.Sync, "edge-a", "eu", filepath.Join(dir, "edge"))
+	if r := testenv.Gwctl(t, bins, cp, "push", cfg, "--wait", "--timeout", "20s"); r.Code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	numJTI := sign(t, is, claimsFor(map[string]any{"sub": "alice", "jti": 12345}))
+	floatJTI := sign(t, is, claimsFor(map[string]any{"sub": "alice", "jti": 12345.0}))
+	numSub := sign(t, is, claimsFor(map[string]any{"sub": 777, "jti": "j-777"}))
+	other := sign(t, is, claimsFor(map[string]any{"sub": 778, "jti": 12346}))
+	for _, tok := range []string{numJTI, floatJTI, numSub, other} {
+		if code, _ := callMe(t, e, tok); code != http.StatusOK {
+			t.Fatalf("before any revocation: status %d, want 200", code)
+		}
+	}
+	if r := testenv.Gwctl(t, bins, cp, "revoke", "12345", "--wait", "--timeout", "10s"); r.Code != 0 {
+		t.Fatalf("revoke: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := testenv.Gwctl(t, bins, cp, "revoke", "--claim", "sub", "777", "--wait", "--timeout", "10s"); r.Code != 0 {
+		t.Fatalf("revoke sub: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for name, tc := range map[string]struct {
+		tok  string
+		want int
+	}{
+		"jti 12345":       {numJTI, http.StatusUnauthorized},
+		"jti 12345.0":     {floatJTI, http.StatusUnauthorized},
+		"sub 777":         {numSub, http.StatusUnauthorized},
+		"not revoked ids": {other, http.StatusOK},
+	} {
+		if code, _ := callMe(t, e, tc.tok); code != tc.want {
+			t.Errorf("%s after revoke: status %d, want %d", name, code, tc.want)
+		}
+	}
+}
