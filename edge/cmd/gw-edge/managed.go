@@ -146,6 +146,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		Limits:        f.limits,
 	})
 	if err != nil {
 		return err
