@@ -31,6 +31,10 @@ const (
 	DefaultCookieKey  = "access_token"
 	DefaultRolesKey   = "roles"
 	DefaultLeeway     = time.Second
+	// MaxLeeway is the largest leeway accepted (the config compiler's
+	// bound too): beyond clock skew, a leeway only keeps expired tokens
+	// valid.
+	MaxLeeway = 5 * time.Minute
 )
 
 // SupportedAlgorithms lists the values accepted for alg.
@@ -104,6 +108,9 @@ func CheckSpec(path string, s *gatewayv1.JWTValidator) []*gatewayv1.FieldViolati
 		if f.v < 0 {
 			add(f.name, violation.Invalid, fmt.Sprintf("%d ms: must not be negative", f.v))
 		}
+	}
+	if l := s.GetLeewayMs(); l > MaxLeeway.Milliseconds() {
+		add("leeway", violation.Invalid, fmt.Sprintf("%d ms: at most %s (clock skew only)", l, MaxLeeway))
 	}
 	if n := s.GetAuthHeaderName(); n != "" && !validHeaderName(n) {
 		add("auth_header_name", violation.Invalid, fmt.Sprintf("%q: not a header name", n))
