@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -78,5 +79,35 @@ func TestRevokeNumericClaims(t *testing.T) {
 		if code, _ := callMe(t, e, tc.tok); code != tc.want {
 			t.Errorf("%s after revoke: status %d, want %d", name, code, tc.want)
 		}
+	}
+}
+
+// TestDataDirLocked: two edges sharing one data dir both wrote the same
+// files. A second process on a locked dir (edge or control plane) now
+// refuses to start, naming the owner.
+func TestDataDirLocked(t *testing.T) {
+	bins := testenv.Build(t)
+	dir := t.TempDir()
+	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
+	testenv.StartEdge(t, bins, cp.Sync, "edge-a", "eu", filepath.Join(dir, "edge"))
+	for name, tc := range map[string]struct {
+		bin  string
+		args []string
+	}{
+		"second control plane": {bins.ControlPlane, []string{"--data-dir", filepath.Join(dir, "cp"), "--admin-listen", "127.0.0.1:0", "--sync-listen", "127.0.0.1:0", "--log-format", "json"}},
+		"second edge": {bins.Edge, []string{"--controlplane", cp.Sync, "--node-id", "edge-b", "--region", "eu", "--listen", "127.0.0.1:0",
+			"--data-dir", filepath.Join(dir, "edge"), "--log-format", "json"}},
+	} {
+		p := testenv.Start(t, name, tc.bin, tc.args...)
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if done, _ := p.Exited(); !done {
+				return errors.New("still running")
+			}
+			return nil
+		})
+		if _, err := p.Exited(); err == nil {
+			t.Errorf("%s exited 0", name)
+		}
+		mustContain(t, name+" output", p.Output(), "data dir in use by another process", "locked by pid")
 	}
 }
