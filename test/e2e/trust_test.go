@@ -3,7 +3,9 @@ package e2e
 import (
 	"errors"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +111,39 @@ func TestDataDirLocked(t *testing.T) {
 			t.Errorf("%s exited 0", name)
 		}
 		mustContain(t, name+" output", p.Output(), "data dir in use by another process", "locked by pid")
+	}
+}
+
+// TestAdminTokenFileRefused: a 1-byte admin token was accepted, and a
+// group/world-readable token file only warned. Both now stop the control
+// plane at start with a clear error.
+func TestAdminTokenFileRefused(t *testing.T) {
+	bins := testenv.Build(t)
+	for name, tc := range map[string]struct {
+		token string
+		mode  os.FileMode
+		want  string
+	}{
+		"1-byte token":    {"x", 0o600, "want at least 32"},
+		"0644 token file": {strings.Repeat("a", 64), 0o644, "lets other users read it"},
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "admin.token")
+		if err := os.WriteFile(path, []byte(tc.token+"\n"), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, tc.mode) // past the umask
+		p := testenv.Start(t, name, bins.ControlPlane, "--data-dir", dir, "--admin-listen", "127.0.0.1:0",
+			"--sync-listen", "127.0.0.1:0", "--log-format", "json", "--admin-token-file", path)
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if done, _ := p.Exited(); !done {
+				return errors.New("still running")
+			}
+			return nil
+		})
+		if _, err := p.Exited(); err == nil {
+			t.Errorf("%s: control plane exited 0", name)
+		}
+		mustContain(t, name, p.Output(), tc.want)
 	}
 }
