@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"os"
@@ -9,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/test/testenv"
 )
 
@@ -146,4 +151,41 @@ func TestAdminTokenFileRefused(t *testing.T) {
 		}
 		mustContain(t, name, p.Output(), tc.want)
 	}
+}
+
+// TestGwctlEscapesNodeIDs: gwctl status printed control characters from
+// node ids raw, so an edge (or anything that reaches the sync port) could
+// drive the operator's terminal.
+func TestGwctlEscapesNodeIDs(t *testing.T) {
+	bins := testenv.Build(t)
+	cp := testenv.StartControlPlane(t, bins, filepath.Join(t.TempDir(), "cp"))
+	conn, err := grpc.NewClient(cp.Sync, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := gatewayv1.NewSyncServiceClient(conn).Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := "edge-\x1b]0;pwned\x07\x1b[2J"
+	hello := &gatewayv1.Hello{NodeId: node, Region: "eu\x1b[31m", BuildVersion: "test", SchemaVersion: 1}
+	if err := stream.Send(&gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Hello{Hello: hello}}); err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	testenv.Eventually(t, 10*time.Second, func() error {
+		r := testenv.Gwctl(t, bins, cp, "status")
+		out = r.Stdout + r.Stderr
+		if !strings.Contains(out, "edge-") {
+			return errors.New("edge not listed yet")
+		}
+		return nil
+	})
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Fatalf("gwctl status printed raw control characters: %q", out)
+	}
+	mustContain(t, "gwctl status", out, `edge-\x1b]0;pwned\a\x1b[2J`, `eu\x1b[31m`)
 }
