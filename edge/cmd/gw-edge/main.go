@@ -32,6 +32,7 @@ import (
 
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/qos/clusterlimit"
+	"github.com/apigw/gateway/edge/server"
 )
 
 // buildVersion is set by the linker (-X main.buildVersion=...).
@@ -59,11 +60,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runManaged(ctx, args, stdout, stderr)
 }
 
-// logFlags are the logging and metrics flags both modes share.
+// logFlags are the logging, metrics and front-door flags both modes share.
 type logFlags struct {
 	format        string
 	level         string
 	metricsListen string
+	limits        server.Limits
 }
 
 func (l *logFlags) register(fs *flag.FlagSet, stdout io.Writer) {
@@ -74,6 +76,8 @@ func (l *logFlags) register(fs *flag.FlagSet, stdout io.Writer) {
 	fs.StringVar(&l.format, "log-format", defFormat, "log format: json or console (default json when stdout is not a terminal)")
 	fs.StringVar(&l.level, "log-level", "info", "log level: trace, debug, info, warn, error; when given, it wins over the snapshot's telemetry/logging")
 	fs.StringVar(&l.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address, whatever the snapshot's telemetry/metrics says")
+	fs.IntVar(&l.limits.MaxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "open connections allowed from one client IP (the TCP peer); more are answered 429 and closed; -1: no limit")
+	fs.IntVar(&l.limits.MaxConns, "max-conns", server.DefaultMaxConns, "connections (and so requests) served at once; more are answered 503 and closed; -1: no limit")
 }
 
 func (l *logFlags) validate() error {
@@ -83,6 +87,12 @@ func (l *logFlags) validate() error {
 	}
 	if _, err := zerolog.ParseLevel(l.level); err != nil || l.level == "" {
 		errs = append(errs, fmt.Errorf("--log-level: unsupported %q (trace, debug, info, warn, error)", l.level))
+	}
+	if l.limits.MaxConnsPerIP == 0 || l.limits.MaxConnsPerIP < -1 {
+		errs = append(errs, fmt.Errorf("--max-conns-per-ip: want a positive count or -1 (no limit), got %d", l.limits.MaxConnsPerIP))
+	}
+	if l.limits.MaxConns == 0 || l.limits.MaxConns < -1 {
+		errs = append(errs, fmt.Errorf("--max-conns: want a positive count or -1 (no limit), got %d", l.limits.MaxConns))
 	}
 	return errors.Join(errs...)
 }

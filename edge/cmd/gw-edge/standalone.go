@@ -128,6 +128,7 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		Limits:        f.limits,
 		DebugEndpoint: f.debug,
 	})
 	if err != nil {
