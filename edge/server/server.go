@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -94,6 +95,47 @@ type Config struct {
 	// writes none. Each snapshot's router.disable_access_log turns it off
 	// and router.logger_skip_paths skips paths.
 	AccessLog accesslog.Config
+	// Limits bounds connections (zero fields take the defaults).
+	Limits Limits
+}
+
+// Connection limits of the front door, defaults for flags that leave them
+// zero. A client over the per-IP limit, or any client once the server holds
+// MaxConns connections, is answered with a 429 or 503 and closed.
+const (
+	DefaultMaxConnsPerIP = 1024
+	DefaultMaxConns      = 16384
+)
+
+// Limits are the front door's connection limits; a negative field means no
+// limit, zero the default.
+type Limits struct {
+	// MaxConnsPerIP bounds the open connections of one client address
+	// (the TCP peer; behind a load balancer every client shares its
+	// address, so raise it or turn it off there).
+	MaxConnsPerIP int
+	// MaxConns bounds the connections served at once (fasthttp's
+	// Concurrency: one request at a time per connection, so it also bounds
+	// the requests in flight).
+	MaxConns int
+}
+
+func (l Limits) withDefaults() Limits {
+	pick := func(v, def int) int {
+		switch {
+		case v < 0:
+			return 0 // fasthttp: 0 means no per-IP limit
+		case v == 0:
+			return def
+		}
+		return v
+	}
+	l.MaxConnsPerIP = pick(l.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	l.MaxConns = pick(l.MaxConns, DefaultMaxConns)
+	if l.MaxConns == 0 {
+		l.MaxConns = math.MaxInt32 // fasthttp: 0 means its own 256 Ki default
+	}
+	return l
 }
 
 // Validate reports a configuration that New would refuse.
@@ -233,7 +275,8 @@ type Server struct {
 	settings     settings
 	maxWait      time.Duration
 	metricsLn    *metricsListener
-	warnedListen string // snapshot listen address already warned about
+	warnedListen string     // snapshot listen address already warned about
+	perIP        *ipLimiter // nil: no per-IP limit
 }
 
 // New binds cfg.Listen (and cfg.MetricsListen when set) and returns a Server
@@ -273,7 +316,10 @@ func New(cfg Config) (*Server, error) {
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 		force:      make(chan struct{}),
-		settings:   settingsOf(nil),
+		settings:   settingsOf(nil, cfg.Limits.withDefaults()),
+	}
+	if n := s.settings.maxConnsPerIP; n > 0 {
+		s.perIP = &ipLimiter{max: n, n: map[netip.Addr]int{}}
 	}
 	s.cur.Store(s.newState(nil, 0, ""))
 	if cfg.MetricsListen != "" {
@@ -356,7 +402,7 @@ func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 		}
 	}
 
-	next := settingsOf(svc)
+	next := settingsOf(svc, s.cfg.Limits.withDefaults())
 	if next == s.settings {
 		return
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/qos/clusterlimit"
+	"github.com/apigw/gateway/edge/server"
 )
 
 // buildVersion is set by the linker (-X main.buildVersion=...).
@@ -60,11 +61,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runManaged(ctx, args, stdout, stderr)
 }
 
-// logFlags are the logging and metrics flags both modes share.
+// logFlags are the logging, metrics and front-door flags both modes share.
 type logFlags struct {
 	format          string
 	level           string
 	metricsListen   string
+	limits          server.Limits
 	accessLog       string
 	accessLogSample float64
 	out             io.Writer // stdout, set by logger
@@ -80,6 +82,8 @@ func (l *logFlags) register(fs *flag.FlagSet, stdout io.Writer) {
 	fs.StringVar(&l.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address, whatever the snapshot's telemetry/metrics says")
 	fs.StringVar(&l.accessLog, "access-log", "krakend", "access log on stdout: krakend (KrakenD's line), json, or off; a snapshot's router.disable_access_log turns it off too")
 	fs.Float64Var(&l.accessLogSample, "access-log-sample", 1, "share of requests answered below 500 that get an access-log line, in (0, 1]; 5xx answers are always logged")
+	fs.IntVar(&l.limits.MaxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "open connections allowed from one client IP (the TCP peer); more are answered 429 and closed; -1: no limit")
+	fs.IntVar(&l.limits.MaxConns, "max-conns", server.DefaultMaxConns, "connections (and so requests) served at once; more are answered 503 and closed; -1: no limit")
 }
 
 // accessLogConfig is the server's access-log setting from the flags.
@@ -106,6 +110,12 @@ func (l *logFlags) validate() error {
 	}
 	if !(l.accessLogSample > 0 && l.accessLogSample <= 1) {
 		errs = append(errs, fmt.Errorf("--access-log-sample: %v: must be in (0, 1]", l.accessLogSample))
+	}
+	if l.limits.MaxConnsPerIP == 0 || l.limits.MaxConnsPerIP < -1 {
+		errs = append(errs, fmt.Errorf("--max-conns-per-ip: want a positive count or -1 (no limit), got %d", l.limits.MaxConnsPerIP))
+	}
+	if l.limits.MaxConns == 0 || l.limits.MaxConns < -1 {
+		errs = append(errs, fmt.Errorf("--max-conns: want a positive count or -1 (no limit), got %d", l.limits.MaxConns))
 	}
 	return errors.Join(errs...)
 }

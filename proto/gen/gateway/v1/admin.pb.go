@@ -25,8 +25,12 @@ const (
 type ConfigSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// filename is used to pick the format (.json, .yaml, .yml) and in messages.
-	Filename      string `protobuf:"bytes,1,opt,name=filename,proto3" json:"filename,omitempty"`
-	Content       []byte `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	Filename string `protobuf:"bytes,1,opt,name=filename,proto3" json:"filename,omitempty"`
+	Content  []byte `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// rendered_from lists the files a Flexible Config render read to produce
+	// content (the template, settings, sub-templates, partials), each with
+	// its sha256; empty when content is not a render.
+	RenderedFrom  []*SourceFile `protobuf:"bytes,3,rep,name=rendered_from,json=renderedFrom,proto3" json:"rendered_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -75,6 +79,66 @@ func (x *ConfigSource) GetContent() []byte {
 	return nil
 }
 
+func (x *ConfigSource) GetRenderedFrom() []*SourceFile {
+	if x != nil {
+		return x.RenderedFrom
+	}
+	return nil
+}
+
+// SourceFile names one input file and the sha256 of its content.
+type SourceFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceFile) Reset() {
+	*x = SourceFile{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceFile) ProtoMessage() {}
+
+func (x *SourceFile) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceFile.ProtoReflect.Descriptor instead.
+func (*SourceFile) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SourceFile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SourceFile) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 type ValidateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Source        *ConfigSource          `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
@@ -84,7 +148,7 @@ type ValidateRequest struct {
 
 func (x *ValidateRequest) Reset() {
 	*x = ValidateRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[1]
+	mi := &file_gateway_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -96,7 +160,7 @@ func (x *ValidateRequest) String() string {
 func (*ValidateRequest) ProtoMessage() {}
 
 func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[1]
+	mi := &file_gateway_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -109,7 +173,7 @@ func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateRequest.ProtoReflect.Descriptor instead.
 func (*ValidateRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ValidateRequest) GetSource() *ConfigSource {
@@ -132,7 +196,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[2]
+	mi := &file_gateway_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +208,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[2]
+	mi := &file_gateway_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +221,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ValidateResponse) GetViolations() []*FieldViolation {
@@ -191,7 +255,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[3]
+	mi := &file_gateway_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +267,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[3]
+	mi := &file_gateway_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +280,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PushRequest) GetSource() *ConfigSource {
@@ -246,7 +310,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[4]
+	mi := &file_gateway_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +322,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[4]
+	mi := &file_gateway_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +335,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PushResponse) GetVersion() *VersionInfo {
@@ -304,7 +368,7 @@ type DiffRequest struct {
 
 func (x *DiffRequest) Reset() {
 	*x = DiffRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[5]
+	mi := &file_gateway_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +380,7 @@ func (x *DiffRequest) String() string {
 func (*DiffRequest) ProtoMessage() {}
 
 func (x *DiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[5]
+	mi := &file_gateway_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +393,7 @@ func (x *DiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffRequest.ProtoReflect.Descriptor instead.
 func (*DiffRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DiffRequest) GetSource() *ConfigSource {
@@ -349,7 +413,7 @@ type DiffResponse struct {
 
 func (x *DiffResponse) Reset() {
 	*x = DiffResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[6]
+	mi := &file_gateway_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +425,7 @@ func (x *DiffResponse) String() string {
 func (*DiffResponse) ProtoMessage() {}
 
 func (x *DiffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[6]
+	mi := &file_gateway_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +438,7 @@ func (x *DiffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffResponse.ProtoReflect.Descriptor instead.
 func (*DiffResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DiffResponse) GetCurrentVersion() uint64 {
@@ -406,7 +470,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[7]
+	mi := &file_gateway_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +482,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[7]
+	mi := &file_gateway_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +495,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Change) GetOp() string {
@@ -463,15 +527,20 @@ type VersionInfo struct {
 	Author        string                 `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,4,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	// rollback_of is set when the version was made by Rollback.
-	RollbackOf    uint64 `protobuf:"varint,5,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
-	Endpoints     uint32 `protobuf:"varint,6,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	RollbackOf uint64 `protobuf:"varint,5,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
+	Endpoints  uint32 `protobuf:"varint,6,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// rendered_from is the pushed source's rendered_from: the Flexible
+	// Config files that produced the stored configuration.
+	RenderedFrom []*SourceFile `protobuf:"bytes,7,rep,name=rendered_from,json=renderedFrom,proto3" json:"rendered_from,omitempty"`
+	// warnings are the warnings the configuration compiled with.
+	Warnings      []*FieldViolation `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[8]
+	mi := &file_gateway_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +552,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[8]
+	mi := &file_gateway_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +565,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VersionInfo) GetVersion() uint64 {
@@ -541,6 +610,20 @@ func (x *VersionInfo) GetEndpoints() uint32 {
 	return 0
 }
 
+func (x *VersionInfo) GetRenderedFrom() []*SourceFile {
+	if x != nil {
+		return x.RenderedFrom
+	}
+	return nil
+}
+
+func (x *VersionInfo) GetWarnings() []*FieldViolation {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -549,7 +632,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[9]
+	mi := &file_gateway_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +644,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[9]
+	mi := &file_gateway_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +657,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type StatusResponse struct {
@@ -590,7 +673,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[10]
+	mi := &file_gateway_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +685,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[10]
+	mi := &file_gateway_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +698,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusResponse) GetCurrent() *VersionInfo {
@@ -664,7 +747,7 @@ type EdgeStatus struct {
 
 func (x *EdgeStatus) Reset() {
 	*x = EdgeStatus{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[11]
+	mi := &file_gateway_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +759,7 @@ func (x *EdgeStatus) String() string {
 func (*EdgeStatus) ProtoMessage() {}
 
 func (x *EdgeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[11]
+	mi := &file_gateway_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +772,7 @@ func (x *EdgeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EdgeStatus.ProtoReflect.Descriptor instead.
 func (*EdgeStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EdgeStatus) GetNodeId() string {
@@ -793,7 +876,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[12]
+	mi := &file_gateway_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +888,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[12]
+	mi := &file_gateway_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +901,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -837,7 +920,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	mi := &file_gateway_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +932,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	mi := &file_gateway_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +945,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -882,7 +965,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	mi := &file_gateway_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +977,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	mi := &file_gateway_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +990,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RollbackRequest) GetVersion() uint64 {
@@ -934,7 +1017,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[15]
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1029,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[15]
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1042,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RollbackResponse) GetVersion() *VersionInfo {
@@ -990,7 +1073,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1085,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1098,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokeRequest) GetClaim() string {
@@ -1055,7 +1138,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1150,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1163,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevokeResponse) GetEntry() *RevocationEntry {
@@ -1098,7 +1181,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1193,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1206,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 type ListRevocationsResponse struct {
@@ -1136,7 +1219,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1231,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1244,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRevocationsResponse) GetEntries() []*RevocationEntry {
@@ -1183,10 +1266,15 @@ var File_gateway_v1_admin_proto protoreflect.FileDescriptor
 const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16gateway/v1/admin.proto\x12\n" +
-	"gateway.v1\x1a\x17gateway/v1/common.proto\"D\n" +
+	"gateway.v1\x1a\x17gateway/v1/common.proto\"\x81\x01\n" +
 	"\fConfigSource\x12\x1a\n" +
 	"\bfilename\x18\x01 \x01(\tR\bfilename\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\fR\acontent\"C\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent\x12;\n" +
+	"\rrendered_from\x18\x03 \x03(\v2\x16.gateway.v1.SourceFileR\frenderedFrom\"8\n" +
+	"\n" +
+	"SourceFile\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"C\n" +
 	"\x0fValidateRequest\x120\n" +
 	"\x06source\x18\x01 \x01(\v2\x18.gateway.v1.ConfigSourceR\x06source\"\x9e\x01\n" +
 	"\x10ValidateResponse\x12:\n" +
@@ -1210,7 +1298,7 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x06Change\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
-	"\x06fields\x18\x03 \x03(\tR\x06fields\"\xbe\x01\n" +
+	"\x06fields\x18\x03 \x03(\tR\x06fields\"\xb3\x02\n" +
 	"\vVersionInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
@@ -1218,7 +1306,9 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x04 \x01(\x03R\rcreatedUnixMs\x12\x1f\n" +
 	"\vrollback_of\x18\x05 \x01(\x04R\n" +
 	"rollbackOf\x12\x1c\n" +
-	"\tendpoints\x18\x06 \x01(\rR\tendpoints\"\x0f\n" +
+	"\tendpoints\x18\x06 \x01(\rR\tendpoints\x12;\n" +
+	"\rrendered_from\x18\a \x03(\v2\x16.gateway.v1.SourceFileR\frenderedFrom\x126\n" +
+	"\bwarnings\x18\b \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\"\x0f\n" +
 	"\rStatusRequest\"\x98\x01\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\acurrent\x18\x01 \x01(\v2\x17.gateway.v1.VersionInfoR\acurrent\x12,\n" +
@@ -1284,67 +1374,71 @@ func file_gateway_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_admin_proto_rawDescData
 }
 
-var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_gateway_v1_admin_proto_goTypes = []any{
 	(*ConfigSource)(nil),            // 0: gateway.v1.ConfigSource
-	(*ValidateRequest)(nil),         // 1: gateway.v1.ValidateRequest
-	(*ValidateResponse)(nil),        // 2: gateway.v1.ValidateResponse
-	(*PushRequest)(nil),             // 3: gateway.v1.PushRequest
-	(*PushResponse)(nil),            // 4: gateway.v1.PushResponse
-	(*DiffRequest)(nil),             // 5: gateway.v1.DiffRequest
-	(*DiffResponse)(nil),            // 6: gateway.v1.DiffResponse
-	(*Change)(nil),                  // 7: gateway.v1.Change
-	(*VersionInfo)(nil),             // 8: gateway.v1.VersionInfo
-	(*StatusRequest)(nil),           // 9: gateway.v1.StatusRequest
-	(*StatusResponse)(nil),          // 10: gateway.v1.StatusResponse
-	(*EdgeStatus)(nil),              // 11: gateway.v1.EdgeStatus
-	(*HistoryRequest)(nil),          // 12: gateway.v1.HistoryRequest
-	(*HistoryResponse)(nil),         // 13: gateway.v1.HistoryResponse
-	(*RollbackRequest)(nil),         // 14: gateway.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 15: gateway.v1.RollbackResponse
-	(*RevokeRequest)(nil),           // 16: gateway.v1.RevokeRequest
-	(*RevokeResponse)(nil),          // 17: gateway.v1.RevokeResponse
-	(*ListRevocationsRequest)(nil),  // 18: gateway.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil), // 19: gateway.v1.ListRevocationsResponse
-	(*FieldViolation)(nil),          // 20: gateway.v1.FieldViolation
-	(*RevocationEntry)(nil),         // 21: gateway.v1.RevocationEntry
+	(*SourceFile)(nil),              // 1: gateway.v1.SourceFile
+	(*ValidateRequest)(nil),         // 2: gateway.v1.ValidateRequest
+	(*ValidateResponse)(nil),        // 3: gateway.v1.ValidateResponse
+	(*PushRequest)(nil),             // 4: gateway.v1.PushRequest
+	(*PushResponse)(nil),            // 5: gateway.v1.PushResponse
+	(*DiffRequest)(nil),             // 6: gateway.v1.DiffRequest
+	(*DiffResponse)(nil),            // 7: gateway.v1.DiffResponse
+	(*Change)(nil),                  // 8: gateway.v1.Change
+	(*VersionInfo)(nil),             // 9: gateway.v1.VersionInfo
+	(*StatusRequest)(nil),           // 10: gateway.v1.StatusRequest
+	(*StatusResponse)(nil),          // 11: gateway.v1.StatusResponse
+	(*EdgeStatus)(nil),              // 12: gateway.v1.EdgeStatus
+	(*HistoryRequest)(nil),          // 13: gateway.v1.HistoryRequest
+	(*HistoryResponse)(nil),         // 14: gateway.v1.HistoryResponse
+	(*RollbackRequest)(nil),         // 15: gateway.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 16: gateway.v1.RollbackResponse
+	(*RevokeRequest)(nil),           // 17: gateway.v1.RevokeRequest
+	(*RevokeResponse)(nil),          // 18: gateway.v1.RevokeResponse
+	(*ListRevocationsRequest)(nil),  // 19: gateway.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil), // 20: gateway.v1.ListRevocationsResponse
+	(*FieldViolation)(nil),          // 21: gateway.v1.FieldViolation
+	(*RevocationEntry)(nil),         // 22: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
-	0,  // 0: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
-	20, // 1: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
-	20, // 2: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
-	0,  // 3: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
-	8,  // 4: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
-	20, // 5: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
-	0,  // 6: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
-	7,  // 7: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
-	8,  // 8: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
-	11, // 9: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
-	8,  // 10: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
-	8,  // 11: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	21, // 12: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	21, // 13: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
-	1,  // 14: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	3,  // 15: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	5,  // 16: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	9,  // 17: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	12, // 18: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	14, // 19: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	16, // 20: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	18, // 21: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	2,  // 22: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	4,  // 23: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	6,  // 24: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	10, // 25: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	13, // 26: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	15, // 27: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	17, // 28: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	19, // 29: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	1,  // 0: gateway.v1.ConfigSource.rendered_from:type_name -> gateway.v1.SourceFile
+	0,  // 1: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
+	21, // 2: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
+	21, // 3: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
+	0,  // 4: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
+	9,  // 5: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
+	21, // 6: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
+	0,  // 7: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
+	8,  // 8: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
+	1,  // 9: gateway.v1.VersionInfo.rendered_from:type_name -> gateway.v1.SourceFile
+	21, // 10: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
+	9,  // 11: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
+	12, // 12: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
+	9,  // 13: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
+	9,  // 14: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
+	22, // 15: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	22, // 16: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	2,  // 17: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	4,  // 18: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	6,  // 19: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	10, // 20: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	13, // 21: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	15, // 22: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	17, // 23: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	19, // 24: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	3,  // 25: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	5,  // 26: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	7,  // 27: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	11, // 28: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	14, // 29: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	16, // 30: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	18, // 31: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	20, // 32: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }
@@ -1359,7 +1453,7 @@ func file_gateway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_admin_proto_rawDesc), len(file_gateway_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
