@@ -103,6 +103,15 @@ func TestKrakenDParity(t *testing.T) {
 			"Location": "/echo", "Content-Type": "text/html; charset=utf-8"}, "<a href=\"/echo\">Moved Permanently</a>.\n\n"}},
 		{name: "fixed path redirect", path: "/StAtic", want: want{301, map[string]string{
 			"Location": "/static", "Content-Type": "text/html; charset=utf-8"}, "<a href=\"/static\">Moved Permanently</a>.\n\n"}},
+		// gin walks parameter routes too: static segments take the route's
+		// spelling, values keep the request's, the trailing slash is fixed,
+		// the query is kept (and HTML-escaped in the body).
+		{name: "fixed path redirect, param route", path: "/USERS/AbC/Posts", want: want{301, map[string]string{
+			"Location": "/users/AbC/posts", "Content-Type": "text/html; charset=utf-8"}, "<a href=\"/users/AbC/posts\">Moved Permanently</a>.\n\n"}},
+		{name: "fixed path redirect, param route, slash and query", path: "/Users/AbC/POSTS/?q=1&b=2", want: want{301, map[string]string{
+			"Location": "/users/AbC/posts?q=1&b=2", "Content-Type": "text/html; charset=utf-8"}, "<a href=\"/users/AbC/posts?q=1&amp;b=2\">Moved Permanently</a>.\n\n"}},
+		{name: "fixed path redirect, param route, POST", method: "POST", path: "/P/x", want: want{307, map[string]string{
+			"Location": "/p/x", "Content-Type": "", "Content-Length": "0"}, ""}},
 	}
 	client := &http.Client{
 		Timeout:       5 * time.Second,
@@ -221,6 +230,8 @@ func parityConfig(backend string) string {
   "endpoints": [
     {"endpoint": "/echo", "backend": [` + be("/echo") + `]},
     {"endpoint": "/static", "backend": [` + be("/echo") + `]},
+    {"endpoint": "/users/{id}/posts", "backend": [` + be("/echo") + `]},
+    {"endpoint": "/p/{x}", "method": "POST", "backend": [` + be("/echo") + `]},
     {"endpoint": "/gzip", "backend": [` + be("/gzip") + `]},
     {"endpoint": "/noop", "output_encoding": "no-op", "backend": [{"host": ["` + backend + `"], "url_pattern": "/gzip", "encoding": "no-op"}]},
     {"endpoint": "/fail", "backend": [` + be("/fail/1") + `]},

@@ -22,6 +22,7 @@ import (
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/server"
 	"github.com/apigw/gateway/edge/watch"
+	"github.com/apigw/gateway/internal/dirlock"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -125,6 +126,11 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		}
 		tlsCfg = c
 	}
+	dl, err := dirlock.Acquire(f.dataDir)
+	if err != nil {
+		return err
+	}
+	defer dl.Release()
 	st, err := lkg.New(lkg.Config{Dir: f.dataDir, Logger: log})
 	if err != nil {
 		return err
@@ -146,6 +152,8 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		AccessLog:     f.accessLogConfig(),
+		Limits:        f.limits,
 	})
 	if err != nil {
 		return err

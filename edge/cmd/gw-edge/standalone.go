@@ -128,6 +128,8 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		AccessLog:     f.accessLogConfig(),
+		Limits:        f.limits,
 		DebugEndpoint: f.debug,
 	})
 	if err != nil {
