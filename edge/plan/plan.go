@@ -376,6 +376,11 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 		switch {
 		case err == proxy.ErrOpen:
 			p.serviceUnavailable(ctx, st, ep.noop.RetryAfter())
+		case p.returnErrorMsg && !p.jsonErrors && errors.Is(err, ratelimit.ErrLimited):
+			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			st.buf = proxy.AppendCallError(st.buf[:0], nil, nil, err)
+			ctx.SetBody(st.buf)
 		case p.returnErrorMsg && !p.jsonErrors && errors.As(err, &ce):
 			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
 			ctx.SetContentTypeBytes(contentTypeTextUTF8)

@@ -268,7 +268,9 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
     {"endpoint": "/failrc", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/fail/rc", "extra_config": {"backend/http": {"return_error_code": true}}}]},
     {"endpoint": "/down", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x"}]},
     {"endpoint": "/noopdown", "output_encoding": "no-op", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x", "encoding": "no-op"}]},
-    {"endpoint": "/noopslow", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow", "encoding": "no-op"}]},`, 1)
+    {"endpoint": "/noopslow", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow", "encoding": "no-op"}]},
+    {"endpoint": "/rl", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/echo", "extra_config": {"qos/ratelimit/proxy": {"max_rate": 1, "capacity": 1}}}]},
+    {"endpoint": "/rlnoop", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/echo", "encoding": "no-op", "extra_config": {"qos/ratelimit/proxy": {"max_rate": 1, "capacity": 1}}}]},`, 1)
 	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, dir, "krakend.json", cfg))
 	const text = "text/plain; charset=utf-8"
 	for _, tc := range []struct {
@@ -288,6 +290,25 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 		code, h, body := testenv.Get(t, e.URL()+tc.path)
 		if code != tc.status || h.Get("Content-Type") != tc.contentType || body != tc.body || h.Get("X-Krakend-Completed") != "false" {
 			t.Errorf("GET %s = %d %q %q, want %d %q %q", tc.path, code, h.Get("Content-Type"), body, tc.status, tc.contentType, tc.body)
+		}
+	}
+	// A backend rate limit (1/s, capacity 1): within a few back-to-back
+	// requests one is refused, and KrakenD answers it "500 rate limit
+	// exceded" (sic) as text, for JSON and no-op endpoints alike.
+	for _, path := range []string{"/rl", "/rlnoop"} {
+		limited := false
+		for i := 0; i < 6 && !limited; i++ {
+			code, h, body := testenv.Get(t, e.URL()+path)
+			if code == 200 {
+				continue
+			}
+			limited = true
+			if code != 500 || h.Get("Content-Type") != text || body != "rate limit exceded" || h.Get("X-Krakend-Completed") != "false" {
+				t.Errorf("GET %s limited = %d %q %q, want 500 %q %q", path, code, h.Get("Content-Type"), body, text, "rate limit exceded")
+			}
+		}
+		if !limited {
+			t.Errorf("GET %s: 6 back-to-back requests, none refused by a 1/s backend limit", path)
 		}
 	}
 }
