@@ -312,3 +312,62 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 		}
 	}
 }
+
+// TestKrakenDProtectionAnswers: the answers of the request-side guards, as
+// KrakenD CE 2.12.1 sent them. JWT 401/403 come from its JWT middleware,
+// before the endpoint handler: no body and no X-KrakenD header. A JSON
+// schema 400 comes from the proxy stack: X-KrakenD and
+// X-KrakenD-Completed: false, no body.
+func TestKrakenDProtectionAnswers(t *testing.T) {
+	bins := testenv.Build(t)
+	be := parityBackend(t)
+	is, err := testenv.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer is.Close()
+	validator := strings.Replace(is.ValidatorConfig(), "{", `{"roles_key": "roles", "roles": ["admin"], `, 1)
+	cfg := fmt.Sprintf(`{
+  "version": 3,
+  "timeout": "500ms",
+  "endpoints": [
+    {"endpoint": "/private", "backend": [{"host": [%q], "url_pattern": "/echo"}],
+     "extra_config": {"auth/validator": %s}},
+    {"endpoint": "/form", "method": "POST", "backend": [{"host": [%q], "url_pattern": "/echo"}],
+     "extra_config": {"validation/json-schema": {"type": "object", "required": ["name"]}}}
+  ]
+}`, be.URL, validator, be.URL)
+	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, t.TempDir(), "krakend.json", cfg))
+
+	noRole, err := is.Sign(map[string]any{"iss": testenv.IssuerName, "aud": []string{testenv.IssuerAudience},
+		"sub": "u1", "exp": time.Now().Add(time.Hour).Unix(), "roles": []string{"reader"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, token string
+		status      int
+	}{
+		{"no token", "", 401},
+		{"missing role", noRole, 403},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, e.URL()+"/private", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || len(body) != 0 || resp.Header.Get("X-Krakend") != "" || resp.Header.Get("Content-Type") != "" {
+			t.Errorf("%s: %d %q X-Krakend=%q Content-Type=%q, want %d, empty, no X-Krakend, no Content-Type",
+				tc.name, resp.StatusCode, body, resp.Header.Get("X-Krakend"), resp.Header.Get("Content-Type"), tc.status)
+		}
+	}
+	code, h, body := testenv.Do(t, http.MethodPost, e.URL()+"/form", `{"age": 3}`)
+	if code != 400 || body != "" || h.Get("X-Krakend-Completed") != "false" || h.Get("X-Krakend") == "" {
+		t.Errorf("schema: %d %q Completed=%q X-Krakend=%q, want 400, empty, false, set", code, body, h.Get("X-Krakend-Completed"), h.Get("X-Krakend"))
+	}
+}
