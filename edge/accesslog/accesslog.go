@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/apigw/gateway/edge/internal/zerocopy"
+	"github.com/apigw/gateway/edge/response"
 )
 
 // Format is the shape of an access-log line.
@@ -250,16 +251,16 @@ func (e *Entry) appendJSON(b []byte, r *Request, end time.Time, latency time.Dur
 	b = append(b, `{"time":"`...)
 	b = end.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","component":"access","method":`...)
-	b = appendJSONString(b, r.Method)
+	b = response.AppendJSONString(b, r.Method)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, r.Path)
+	b = response.AppendJSONString(b, r.Path)
 	if len(r.Query) > 0 {
 		b = append(b, `,"query":`...)
-		b = appendJSONString(b, r.Query)
+		b = response.AppendJSONString(b, r.Query)
 	}
 	if e.Route != "" {
 		b = append(b, `,"route":`...)
-		b = appendJSONString(b, []byte(e.Route))
+		b = response.AppendJSONString(b, []byte(e.Route))
 		b = append(b, `,"backends":`...)
 		b = strconv.AppendInt(b, int64(e.Backends), 10)
 	}
@@ -270,7 +271,7 @@ func (e *Entry) appendJSON(b []byte, r *Request, end time.Time, latency time.Dur
 	b = append(b, `,"bytes":`...)
 	b = strconv.AppendInt(b, int64(r.Bytes), 10)
 	b = append(b, `,"client_ip":`...)
-	b = appendJSONString(b, r.ClientIP)
+	b = response.AppendJSONString(b, r.ClientIP)
 	if len(r.Complete) > 0 {
 		b = append(b, `,"complete":`...)
 		if string(r.Complete) == "true" {
@@ -281,7 +282,7 @@ func (e *Entry) appendJSON(b []byte, r *Request, end time.Time, latency time.Dur
 	}
 	if len(r.TraceID) > 0 {
 		b = append(b, `,"trace_id":`...)
-		b = appendJSONString(b, r.TraceID)
+		b = response.AppendJSONString(b, r.TraceID)
 	}
 	if len(e.Errors) > 0 {
 		b = append(b, `,"errors":[`...)
@@ -297,7 +298,7 @@ func (e *Entry) appendJSON(b []byte, r *Request, end time.Time, latency time.Dur
 				b = append(b, ',')
 			}
 			first = false
-			b = appendJSONString(b, line)
+			b = response.AppendJSONString(b, line)
 		}
 		b = append(b, ']')
 	}
@@ -344,45 +345,6 @@ func appendQuotedPath(b, path, query []byte) []byte {
 		b = append(b[:n], b[n+1:]...) // the query's opening quote
 	}
 	return b
-}
-
-const hex = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string (invalid UTF-8 becomes
-// U+FFFD).
-func appendJSONString(b, s []byte) []byte {
-	b = append(b, '"')
-	for len(s) > 0 {
-		c := s[0]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < ' ':
-			switch c {
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
-			}
-		case c < utf8.RuneSelf:
-			b = append(b, c)
-		default:
-			r, size := utf8.DecodeRune(s)
-			if r == utf8.RuneError && size == 1 {
-				b = append(b, "\ufffd"...)
-			} else {
-				b = append(b, s[:size]...)
-			}
-			s = s[size:]
-			continue
-		}
-		s = s[1:]
-	}
-	return append(b, '"')
 }
 
 // AppendDuration appends d as time.Duration.String formats it ("1.5ms",
