@@ -202,6 +202,13 @@ func parityBackend(t *testing.T) *testenv.Backend {
 		writeJSON(w, 200, buf.Bytes())
 	})
 	mux.HandleFunc("/fail/", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 500, []byte(`{"err":"boom"}`)) })
+	mux.HandleFunc("/slowfail", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(150 * time.Millisecond):
+		case <-r.Context().Done():
+		}
+		writeJSON(w, 500, []byte(`{"err":"slow"}`))
+	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(time.Second):
@@ -266,6 +273,7 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 	cfg = strings.Replace(cfg, `"echo_endpoint": true,`, `"echo_endpoint": true, "extra_config": {"router": {"return_error_msg": true}},`, 1)
 	cfg = strings.Replace(cfg, `"endpoints": [`, `"endpoints": [
     {"endpoint": "/failrc", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/fail/rc", "extra_config": {"backend/http": {"return_error_code": true}}}]},
+    {"endpoint": "/agg3", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow"}, {"host": ["`+be.URL+`"], "url_pattern": "/slowfail"}, {"host": ["`+be.URL+`"], "url_pattern": "/fail/2"}]},
     {"endpoint": "/down", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x"}]},
     {"endpoint": "/noopdown", "output_encoding": "no-op", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x", "encoding": "no-op"}]},
     {"endpoint": "/noopslow", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow", "encoding": "no-op"}]},
@@ -278,8 +286,9 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 		status                  int
 	}{
 		{"/fail", text, "invalid status code 500 [GET /fail/1]: " + be.URL + "/fail/1", 500},
-		// Our lines come in declaration order (KrakenD: order of arrival).
-		{"/agg", text, "invalid status code 500 [GET /fail/1]: " + be.URL + "/fail/1\ninvalid status code 500 [GET /fail/2]: " + be.URL + "/fail/2", 500},
+		// One line per backend in order of arrival, the ones the merge
+		// deadline cut last.
+		{"/agg3", text, "invalid status code 500 [GET /fail/2]: " + be.URL + "/fail/2\ninvalid status code 500 [GET /slowfail]: " + be.URL + "/slowfail\ncontext deadline exceeded", 500},
 		{"/slow", text, "context deadline exceeded", 500},
 		{"/r/999", text, "invalid status code 404 [GET /r{{.C}}]: " + be.URL + "/r999", 500},
 		{"/failrc", "application/json", `{"err":"boom"}`, 500},
