@@ -303,15 +303,23 @@ func (p *Plan) serviceUnavailable(ctx *fasthttp.RequestCtx, st *reqState, retryA
 }
 
 // validate checks the request body against the endpoint's JSON schema:
-// 400 with the fixed body for a missing or invalid body (the reason is
-// never sent; KrakenD sends it with return_error_msg). A rate-limited
-// answer keeps its X-RateLimit-* headers.
+// 400 for a missing or invalid body, with KrakenD's text under
+// router.return_error_msg (the validator's words) and otherwise the status
+// alone. A rate-limited answer keeps its X-RateLimit-* headers.
 func (p *Plan) validate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
-	if err := ep.schema.Validate(ctx.Request.Body()); err != nil {
+	body := ctx.Request.Body()
+	if err := ep.schema.Validate(body); err != nil {
 		if ep.limiter != nil {
 			setRateHeaders(ctx, st)
 		}
 		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+		if p.returnErrorMsg && !p.jsonErrors {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			st.buf = ep.schema.AppendErrorText(st.buf[:0], body)
+			ctx.SetBody(st.buf)
+			return false
+		}
 		p.writeError(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
 		return false
 	}

@@ -274,6 +274,9 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 	cfg = strings.Replace(cfg, `"endpoints": [`, `"endpoints": [
     {"endpoint": "/failrc", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/fail/rc", "extra_config": {"backend/http": {"return_error_code": true}}}]},
     {"endpoint": "/agg3", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow"}, {"host": ["`+be.URL+`"], "url_pattern": "/slowfail"}, {"host": ["`+be.URL+`"], "url_pattern": "/fail/2"}]},
+    {"endpoint": "/form", "method": "POST", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/echo"}],
+     "extra_config": {"validation/json-schema": {"type": "object", "required": ["name", "age"],
+       "properties": {"name": {"type": "string", "minLength": 3}, "age": {"type": "integer"}}}}},
     {"endpoint": "/down", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x"}]},
     {"endpoint": "/noopdown", "output_encoding": "no-op", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x", "encoding": "no-op"}]},
     {"endpoint": "/noopslow", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow", "encoding": "no-op"}]},
@@ -299,6 +302,32 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 		code, h, body := testenv.Get(t, e.URL()+tc.path)
 		if code != tc.status || h.Get("Content-Type") != tc.contentType || body != tc.body || h.Get("X-Krakend-Completed") != "false" {
 			t.Errorf("GET %s = %d %q %q, want %d %q %q", tc.path, code, h.Get("Content-Type"), body, tc.status, tc.contentType, tc.body)
+		}
+	}
+	// A refused JSON-schema body: 400 with KrakenD's validator's words
+	// (gojsonschema's, properties sorted where KrakenD's order varies
+	// between processes); the first JSON value is validated, what follows
+	// it is not looked at.
+	for _, tc := range []struct {
+		body, want string
+		status     int
+	}{
+		{"", "could not validate an empty body", 400},
+		{"{bad", "invalid character 'b' looking for beginning of object key string", 400},
+		{`{"name":`, "unexpected EOF", 400},
+		{`{}`, "- (root): name is required\n- (root): age is required", 400},
+		{`{"name":"ab","age":"x"}`, "- age: Invalid type. Expected: integer, given: string\n- name: String length must be greater than or equal to 3", 400},
+		{`{"name":"abc","age":1} trailing`, "", 200},
+	} {
+		code, h, body := testenv.Do(t, http.MethodPost, e.URL()+"/form", tc.body)
+		if tc.status == 200 {
+			if code != 200 {
+				t.Errorf("POST /form %q = %d %q, want 200", tc.body, code, body)
+			}
+			continue
+		}
+		if code != tc.status || h.Get("Content-Type") != text || body != tc.want || h.Get("X-Krakend-Completed") != "false" || h.Get("X-Krakend") == "" {
+			t.Errorf("POST /form %q = %d %q %q Completed=%q, want %d %q %q false", tc.body, code, h.Get("Content-Type"), body, h.Get("X-Krakend-Completed"), tc.status, text, tc.want)
 		}
 	}
 	// A backend rate limit (1/s, capacity 1): within a few back-to-back
