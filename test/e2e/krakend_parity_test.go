@@ -80,6 +80,11 @@ func TestKrakenDParity(t *testing.T) {
 			"Content-Type": "text/plain; charset=utf-8", "X-Krakend": "", "X-Krakend-Completed": ""}, "error: encoded url params"}},
 		{name: "every backend failed", path: "/agg", want: failed},
 		{name: "endpoint timeout", path: "/slow", want: failed},
+		// A deliberate deviation (README): the request body reaches the
+		// backend with its Content-Length, not chunked as KrakenD streams
+		// it when Content-Length is not among the forwarded headers.
+		{name: "request body forwarded with Content-Length", method: "POST", path: "/framing", body: `{"x":1}`,
+			want: ok(`{"body":"{\"x\":1}","cl":7,"te":""}`)},
 		// Item 7: XML and YAML.
 		{name: "xml over a json backend", path: "/xml", want: want{200, map[string]string{"Content-Type": "application/xml"},
 			`<doc><a><b>3</b><b><c>2</c><d>1</d></b><y>2</y></a><ae>gzip</ae><m>GET</m><path>/echo</path><ref/><z>1</z></doc>`}},
@@ -202,6 +207,10 @@ func parityBackend(t *testing.T) *testenv.Backend {
 		writeJSON(w, 200, buf.Bytes())
 	})
 	mux.HandleFunc("/fail/", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 500, []byte(`{"err":"boom"}`)) })
+	mux.HandleFunc("/framing", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		writeJSON(w, 200, []byte(fmt.Sprintf(`{"cl":%d,"te":%q,"body":%q}`, r.ContentLength, strings.Join(r.TransferEncoding, ","), b)))
+	})
 	mux.HandleFunc("/slowfail", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(150 * time.Millisecond):
@@ -249,6 +258,7 @@ func parityConfig(backend string) string {
     {"endpoint": "/post307", "method": "POST", "backend": [{"host": ["` + backend + `"], "url_pattern": "/r307",
       "extra_config": {"backend/http/client": {"send_body_on_redirect": true}}}]},
     {"endpoint": "/post307n", "method": "POST", "backend": [` + be("/r307") + `]},
+    {"endpoint": "/framing", "method": "POST", "backend": [` + be("/framing") + `]},
     {"endpoint": "/xml", "output_encoding": "xml", "backend": [` + be("/echo") + `]},
     {"endpoint": "/neg", "output_encoding": "negotiate", "backend": [` + be("/echo") + `]}
   ]
