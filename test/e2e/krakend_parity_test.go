@@ -207,6 +207,9 @@ func parityBackend(t *testing.T) *testenv.Backend {
 		writeJSON(w, 200, buf.Bytes())
 	})
 	mux.HandleFunc("/fail/", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 500, []byte(`{"err":"boom"}`)) })
+	mux.HandleFunc("/raw/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, []byte(fmt.Sprintf(`{"uri":%q}`, r.RequestURI)))
+	})
 	mux.HandleFunc("/framing", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		writeJSON(w, 200, []byte(fmt.Sprintf(`{"cl":%d,"te":%q,"body":%q}`, r.ContentLength, strings.Join(r.TransferEncoding, ","), b)))
@@ -418,5 +421,77 @@ func TestKrakenDProtectionAnswers(t *testing.T) {
 	code, h, body := testenv.Do(t, http.MethodPost, e.URL()+"/form", `{"age": 3}`)
 	if code != 400 || body != "" || h.Get("X-Krakend-Completed") != "false" || h.Get("X-Krakend") == "" {
 		t.Errorf("schema: %d %q Completed=%q X-Krakend=%q, want 400, empty, false, set", code, body, h.Get("X-Krakend-Completed"), h.Get("X-Krakend"))
+	}
+}
+
+// TestKrakenDRouterOptions: auto_options, remove_extra_slash and
+// disable_path_decoding together, as KrakenD CE 2.12.1 answered the same
+// requests over the same backend (recorded on loopback).
+func TestKrakenDRouterOptions(t *testing.T) {
+	bins := testenv.Build(t)
+	be := parityBackend(t)
+	cfg := `{"version": 3, "timeout": "500ms",
+  "extra_config": {"router": {"auto_options": true, "remove_extra_slash": true, "disable_path_decoding": true}},
+  "endpoints": [
+    {"endpoint": "/echo", "backend": [{"host": ["` + be.URL + `"], "url_pattern": "/raw/echo"}]},
+    {"endpoint": "/echo", "method": "PUT", "backend": [{"host": ["` + be.URL + `"], "url_pattern": "/raw/echo"}]},
+    {"endpoint": "/p/{x}", "method": "POST", "backend": [{"host": ["` + be.URL + `"], "url_pattern": "/raw/{x}"}]},
+    {"endpoint": "/g/{x}", "backend": [{"host": ["` + be.URL + `"], "url_pattern": "/raw/{x}"}]}
+  ]}`
+	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, t.TempDir(), "krakend.json", cfg))
+	client := &http.Client{
+		Timeout:       5 * time.Second,
+		Transport:     &http.Transport{DisableCompression: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	const json = "application/json; charset=utf-8"
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		headers      map[string]string // "" means absent
+		body         string
+	}{
+		// auto_options: 200, the route's methods, no body, no Content-Type.
+		{"OPTIONS", "/echo", 200, map[string]string{"Allow": "GET, PUT", "Content-Type": "", "Content-Length": "0", "X-Krakend-Completed": ""}, ""},
+		{"OPTIONS", "/p/1", 200, map[string]string{"Allow": "POST", "Content-Type": ""}, ""},
+		{"OPTIONS", "/nothere", 404, map[string]string{"Content-Type": "text/plain", "X-Krakend-Completed": "false"}, "404 page not found"},
+		// remove_extra_slash: repeated slashes are served.
+		{"GET", "//echo", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/echo"}`},
+		{"GET", "///g//a", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/a"}`},
+		// disable_path_decoding: no param checker; the value reaches the
+		// backend encoded as it came.
+		{"GET", "/g/a%20b", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/a%20b"}`},
+		// Deliberate deviations (README): KrakenD decodes the value once
+		// more, so %253F reaches its backend as %3F, and %3F or %23 cut
+		// the backend path into a query or a fragment
+		// ("/raw/a?x=1"). Ours stays the path segment it was.
+		{"GET", "/g/a%2525b", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/a%2525b"}`},
+		{"GET", "/g/a%3Fx=1", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/a%3Fx=1"}`},
+		// KrakenD redirects /echo// to /echo/ first (one slash a hop) and
+		// //echo// to the protocol-relative //echo/ (another host); the
+		// server cleans the path before routing here, so both go to /echo.
+		{"GET", "/echo//", 301, map[string]string{"Location": "/echo"}, "<a href=\"/echo\">Moved Permanently</a>.\n\n"},
+		{"GET", "//echo//", 301, map[string]string{"Location": "/echo"}, "<a href=\"/echo\">Moved Permanently</a>.\n\n"},
+	} {
+		req, err := http.NewRequest(tc.method, e.URL()+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || string(got) != tc.body {
+			t.Errorf("%s %s = %d %q, want %d %q", tc.method, tc.path, resp.StatusCode, got, tc.status, tc.body)
+		}
+		for k, v := range tc.headers {
+			if vs, present := resp.Header[http.CanonicalHeaderKey(k)]; v == "" && present {
+				t.Errorf("%s %s: header %s = %q, want none", tc.method, tc.path, k, vs)
+			} else if v != "" && resp.Header.Get(k) != v {
+				t.Errorf("%s %s: header %s = %q, want %q", tc.method, tc.path, k, resp.Header.Get(k), v)
+			}
+		}
 	}
 }
