@@ -16,6 +16,7 @@ import (
 
 	"github.com/apigw/gateway/controlplane/store"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 // Defaults for Config fields left zero.
@@ -56,6 +57,10 @@ type Config struct {
 	Store store.Store
 	// Logger receives structured logs; the zero value discards them.
 	Logger zerolog.Logger
+	// Signer signs every snapshot envelope and revocation message sent to
+	// edges; nil sends them unsigned (edges then need their explicit
+	// insecure flag to accept them).
+	Signer *sign.Signer
 	// Keepalive is how often a Keepalive is sent on every Sync stream
 	// (default 10s).
 	Keepalive time.Duration
@@ -190,8 +195,8 @@ func New(cfg Config) (*Service, error) {
 		done:  make(chan struct{}),
 	}
 	s.metrics = newMetrics(newEdgesCollector(s.edgeCounts))
-	s.hub = newHub(cfg.Store, cfg.Logger, s.metrics)
-	s.revHub = newRevHub(cfg.Store, cfg.Logger, s.metrics, cfg.RevocationResetThreshold)
+	s.hub = newHub(cfg.Store, cfg.Logger, s.metrics, cfg.Signer)
+	s.revHub = newRevHub(cfg.Store, cfg.Logger, s.metrics, cfg.RevocationResetThreshold, cfg.Signer)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopHub = cancel

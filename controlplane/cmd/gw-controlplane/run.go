@@ -59,9 +59,15 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		}
 	}()
 
+	signer, err := loadOrCreateSigner(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+
 	svc, err := service.New(service.Config{
 		Store:           st,
 		Logger:          log,
+		Signer:          signer,
 		Keepalive:       cfg.Keepalive,
 		RevocationTTL:   cfg.RevocationTTL,
 		RevocationGrace: cfg.RevocationGrace,
