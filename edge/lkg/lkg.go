@@ -113,8 +113,8 @@ type Store struct {
 type series struct {
 	kind   string
 	keep   int
-	signed bool // records carry the control plane's signature
-	mu   sync.Mutex // serialises save (sequence allocation, rename, prune)
+	signed bool       // records carry the control plane's signature
+	mu     sync.Mutex // serialises save (sequence allocation, rename, prune)
 }
 
 // New opens the data dir, creating it when missing, and removes temporary
