@@ -470,6 +470,15 @@ const maxRevocationRounds = 4
 // returns an error only when sending failed; a store error is logged and
 // retried at the next wake-up or keepalive tick.
 func (e *edgeStream) sendRevocations(ctx context.Context) error {
+	if e.repair {
+		if v := e.svc.revHub.current(); v != nil {
+			e.repair = false
+			e.svc.metrics.revocationRepairs.Inc()
+			if err := e.sendReset(ctx, v, "the edge's set differs from the log at its seq"); err != nil {
+				return err
+			}
+		}
+	}
 	for range maxRevocationRounds {
 		v := e.svc.revHub.current()
 		if v == nil || e.revSent == v.seq {

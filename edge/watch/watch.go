@@ -55,6 +55,7 @@ import (
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/sign"
+	"github.com/apigw/gateway/proto/tlsfile"
 )
 
 // Defaults for Config fields left zero.
@@ -620,11 +621,13 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 		return nil, errors.New("load tls: client certificate and key go together")
 	}
 	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		// Re-read when the files change: a rotated certificate is used
+		// from the next connection on, the open stream is untouched.
+		r, err := tlsfile.New(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("load tls: client certificate: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.GetClientCertificate = r.GetClientCertificate
 	}
 	return cfg, nil
 }
