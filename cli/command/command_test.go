@@ -500,3 +500,77 @@ func TestValidateEnvOverrides(t *testing.T) {
 		t.Errorf("bad override: code %d stdout %q", r.code, r.stdout)
 	}
 }
+
+// fcEnv is the Flexible Config environment of testdata/fc.
+func fcEnv() map[string]string {
+	return map[string]string{
+		"FC_ENABLE":    "1",
+		"FC_SETTINGS":  "testdata/fc/settings",
+		"FC_PARTIALS":  "testdata/fc/partials",
+		"FC_TEMPLATES": "testdata/fc/templates",
+	}
+}
+
+func TestFlexibleConfig(t *testing.T) {
+	t.Parallel()
+	t.Run("render prints what KrakenD renders", func(t *testing.T) {
+		t.Parallel()
+		// krakend-rendered.json is the FC_OUT file KrakenD CE 2.12.1 wrote
+		// for the same template and environment.
+		want, err := os.ReadFile("testdata/fc/krakend-rendered.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		vars := fcEnv()
+		delete(vars, "FC_ENABLE") // render implies it
+		r := runCLI(t, testEnv(vars), "render", "testdata/fc/gw.tmpl")
+		if r.code != ExitOK || r.stdout != string(want) {
+			t.Errorf("render: exit %d, stdout differs from KrakenD's:\n%s", r.code, cmp.Diff(string(want), r.stdout))
+		}
+	})
+	t.Run("render applies KRAKEND_ overrides", func(t *testing.T) {
+		t.Parallel()
+		vars := fcEnv()
+		vars["KRAKEND_NAME"] = "overridden"
+		r := runCLI(t, testEnv(vars), "render", "testdata/fc/gw.tmpl")
+		if r.code != ExitOK || !strings.Contains(r.stdout, `"name": "overridden"`) {
+			t.Errorf("render with KRAKEND_NAME:\n%s", r)
+		}
+	})
+	t.Run("validate renders with FC_ENABLE", func(t *testing.T) {
+		t.Parallel()
+		r := runCLI(t, testEnv(fcEnv()), "validate", "testdata/fc/gw.tmpl")
+		if r.code != ExitOK || !strings.Contains(r.stdout, "ok: 2 endpoints") {
+			t.Errorf("validate:\n%s", r)
+		}
+		// Without FC_ENABLE a template is not a config (KrakenD would try
+		// to parse it as JSON).
+		r = runCLI(t, testEnv(nil), "validate", "testdata/fc/gw.tmpl")
+		if r.code != ExitRejected || !strings.Contains(r.stdout, "render templates first") {
+			t.Errorf("validate without FC_ENABLE:\n%s", r)
+		}
+	})
+	t.Run("violations name the template line", func(t *testing.T) {
+		t.Parallel()
+		r := runCLI(t, testEnv(fcEnv()), "validate", "testdata/fc/bad.tmpl")
+		if r.code != ExitRejected {
+			t.Fatalf("exit %d, want %d\n%s", r.code, ExitRejected, r)
+		}
+		for _, want := range []string{"endpoints[1].endpoint: invalid:", "from testdata/fc/templates/endpoint.tmpl line 1"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, r)
+			}
+		}
+	})
+	t.Run("a template error is an error", func(t *testing.T) {
+		t.Parallel()
+		vars := fcEnv()
+		vars["FC_PARTIALS"] = t.TempDir() // cors.json is missing there
+		for _, cmd := range []string{"validate", "render", "push"} {
+			r := runCLI(t, testEnv(vars), cmd, "testdata/fc/gw.tmpl")
+			if r.code != ExitRejected || !strings.Contains(r.stderr, "cors.json") {
+				t.Errorf("%s with a missing partial: exit %d\n%s", cmd, r.code, r)
+			}
+		}
+	})
+}

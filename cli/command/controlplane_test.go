@@ -82,10 +82,10 @@ func startControlPlane(t *testing.T) *controlPlane {
 	return &controlPlane{admin: adminLn.Addr().String(), sync: syncLn.Addr().String(), tokenFile: tokenFile, client: gatewayv1.NewAdminServiceClient(conn)}
 }
 
-// gwctl runs the CLI against the control plane.
-func (cp *controlPlane) gwctl(t *testing.T, args ...string) result {
+// gwctlEnv runs the CLI against the control plane with environment vars.
+func (cp *controlPlane) gwctlEnv(t *testing.T, vars map[string]string, args ...string) result {
 	t.Helper()
-	return runCLI(t, testEnv(nil), append([]string{"--server", cp.admin, "--token-file", cp.tokenFile}, args...)...)
+	return runCLI(t, testEnv(vars), append([]string{"--server", cp.admin, "--token-file", cp.tokenFile}, args...)...)
 }
 
 // waitEdges waits until the control plane lists n connected edges.
@@ -204,6 +204,7 @@ func TestAgainstControlPlane(t *testing.T) {
 		args     []string
 		wantCode int
 		contains []string // besides the golden file, for readers
+		vars     map[string]string
 	}{
 		{name: "status_empty", args: []string{"status"}, contains: []string{"no version pushed yet"}},
 		{name: "history_empty", args: []string{"history"}},
@@ -259,13 +260,17 @@ func TestAgainstControlPlane(t *testing.T) {
 			contains: []string{"url_pattern: normalized:"}},
 		{name: "push_warned", args: []string{"push", "testdata/warned.json", "--author", "alice"},
 			contains: []string{"version 6", "warning: endpoints[0].backend[0].url_pattern: normalized:"}},
+		{name: "push_rendered", args: []string{"push", "testdata/fc/gw.tmpl", "--author", "alice"}, vars: fcEnv(),
+			contains: []string{"version 7"}},
+		{name: "history_rendered", args: []string{"history", "--limit", "2"},
+			contains: []string{"rendered from 4 files", "1 warning", "v7 rendered from:", "testdata/fc/templates/endpoint.tmpl", "v6 warnings:"}},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) {
 			if s.before != nil {
 				s.before(t)
 			}
-			r := cp.gwctl(t, s.args...)
+			r := cp.gwctlEnv(t, s.vars, s.args...)
 			if r.code != s.wantCode {
 				t.Errorf("exit %d, want %d\n%s", r.code, s.wantCode, r)
 			}

@@ -208,7 +208,7 @@ func (c *cli) reportConverged(op string, v *gatewayv1.VersionInfo, p progress, t
 	if len(p.rejected) > 0 {
 		fmt.Fprintf(c.stderr, "v%d rejected by %d edge%s:\n", v.GetVersion(), len(p.rejected), plural(len(p.rejected)))
 		for _, e := range p.rejected {
-			fmt.Fprintf(c.stderr, "  %s (%s): %s\n", e.GetNodeId(), regionName(e.GetRegion()), oneLine(e.GetLastError(), 400))
+			fmt.Fprintf(c.stderr, "  %s (%s): %s\n", printable(e.GetNodeId()), regionName(e.GetRegion()), oneLine(e.GetLastError(), 400))
 		}
 		return exitf(ExitRejected, "%s: version %d rejected by %d edge%s", op, v.GetVersion(), len(p.rejected), plural(len(p.rejected)))
 	}
@@ -228,10 +228,10 @@ func (c *cli) reportTimeout(op string, v *gatewayv1.VersionInfo, p progress, tim
 		if e.GetAppliedVersion() != 0 {
 			serving = fmt.Sprintf("serving v%d", e.GetAppliedVersion())
 		}
-		fmt.Fprintf(c.stderr, "  %s (%s): %s, %s\n", e.GetNodeId(), regionName(e.GetRegion()), e.GetState(), serving)
+		fmt.Fprintf(c.stderr, "  %s (%s): %s, %s\n", printable(e.GetNodeId()), regionName(e.GetRegion()), e.GetState(), serving)
 	}
 	for _, e := range p.rejected {
-		fmt.Fprintf(c.stderr, "  %s (%s): rejected v%d: %s\n", e.GetNodeId(), regionName(e.GetRegion()), v.GetVersion(), oneLine(e.GetLastError(), 400))
+		fmt.Fprintf(c.stderr, "  %s (%s): rejected v%d: %s\n", printable(e.GetNodeId()), regionName(e.GetRegion()), v.GetVersion(), oneLine(e.GetLastError(), 400))
 	}
 	return exitf(ExitTimeout, "%s: timed out after %s: %d/%d edges on v%d", op, timeout, p.on, p.connected, v.GetVersion())
 }
@@ -240,5 +240,5 @@ func regionName(r string) string {
 	if r == "" {
 		return "no region"
 	}
-	return r
+	return printable(r)
 }

@@ -40,7 +40,7 @@ func runRevocations(ctx context.Context, c *cli, args []string) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tCLAIM\tVALUE\tEXPIRES\tAUTHOR")
 	for _, e := range resp.GetEntries() {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.GetSeq(), e.GetClaim(), oneLine(e.GetValue(), 60),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", e.GetSeq(), printable(e.GetClaim()), oneLine(e.GetValue(), 60),
 			time.UnixMilli(e.GetExpiresUnixMs()).Local().Format(time.DateTime), oneLine(e.GetAuthor(), 40))
 	}
 	return tw.Flush()

@@ -48,7 +48,7 @@ func runRevoke(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	e := resp.GetEntry()
-	fmt.Fprintf(c.stdout, "revoked %s=%s until %s (seq %d)\n", e.GetClaim(), e.GetValue(),
+	fmt.Fprintf(c.stdout, "revoked %s=%s until %s (seq %d)\n", printable(e.GetClaim()), printable(e.GetValue()),
 		time.UnixMilli(e.GetExpiresUnixMs()).Local().Format(time.DateTime), e.GetSeq())
 	if !w.wait {
 		return nil
@@ -83,7 +83,7 @@ func (a *admin) waitRevocation(ctx context.Context, seq uint64, timeout time.Dur
 	case timedOut:
 		fmt.Fprintf(a.c.stderr, "%d edge%s not at revocation seq %d after %s:\n", len(lagging), plural(len(lagging)), seq, timeout)
 		for _, e := range lagging {
-			fmt.Fprintf(a.c.stderr, "  %s (%s): at seq %d\n", e.GetNodeId(), regionName(e.GetRegion()), e.GetRevocationSeq())
+			fmt.Fprintf(a.c.stderr, "  %s (%s): at seq %d\n", printable(e.GetNodeId()), regionName(e.GetRegion()), e.GetRevocationSeq())
 		}
 		return exitf(ExitTimeout, "revoke: timed out after %s: %d/%d edges at revocation seq %d", timeout, on, connected, seq)
 	case connected == 0:

@@ -20,8 +20,11 @@ import (
 	"os"
 	osuser "os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -30,6 +33,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/apigw/gateway/controlplane/config"
+	"github.com/apigw/gateway/controlplane/config/flexible"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -123,6 +127,7 @@ type subcommand struct {
 
 var subcommands = []subcommand{
 	validateCommand,
+	renderCommand,
 	pushCommand,
 	diffCommand,
 	statusCommand,
@@ -432,20 +437,72 @@ func (c *cli) environ() []string {
 	return c.env.environ()
 }
 
-// readSource reads a config file for the admin API. KRAKEND_* environment
-// overrides are resolved here, so the control plane stores the
+// readSource reads a config file for the admin API. A Flexible Config
+// template (FC_ENABLE) is rendered first and checked here, so its
+// violations name the template lines, and the control plane stores the
+// render with the hashes of the files it came from. KRAKEND_* environment
+// overrides are resolved here too, so the control plane stores the
 // configuration as it will run: a file they change is sent as the JSON
 // document with the overrides applied (gwctl render prints it).
 func (c *cli) readSource(path string) (*gatewayv1.ConfigSource, error) {
-	b, err := os.ReadFile(path)
+	l, err := c.load(path, false)
 	if err != nil {
-		return nil, exitf(ExitRejected, "read config: %v", err)
+		return nil, err
 	}
-	name, resolved, err := config.Resolve(filepath.Base(path), b, c.environ())
+	if l.files != nil {
+		_, err := config.CompileWith(l.filename, l.content, config.Options{Env: c.environ(), Origin: l.origin})
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			for _, v := range ve.Violations {
+				fmt.Fprintln(c.stderr, config.FormatViolation(v))
+			}
+			return nil, exitf(ExitRejected, "%s: rejected: %d violation%s", path, len(ve.Violations), plural(len(ve.Violations)))
+		}
+	}
+	name, resolved, err := config.Resolve(filepath.Base(l.filename), l.content, c.environ())
 	if err != nil {
 		return nil, exitf(ExitRejected, "%s: %v", path, err)
 	}
-	return &gatewayv1.ConfigSource{Filename: name, Content: resolved}, nil
+	src := &gatewayv1.ConfigSource{Filename: name, Content: resolved}
+	for _, f := range l.files {
+		src.RenderedFrom = append(src.RenderedFrom, &gatewayv1.SourceFile{Name: f.Name, Sha256: f.SHA256})
+	}
+	return src, nil
+}
+
+// loaded is a config file as the commands compile it.
+type loaded struct {
+	// filename is the name to compile under (the render's when rendered).
+	filename string
+	content  []byte
+	// origin maps a rendered position to its template line (nil when the
+	// file is not a render).
+	origin func(line, col int) (string, bool)
+	// files are the render's inputs; nil when the file is not a render.
+	files []flexible.File
+}
+
+// load reads the file at path, rendering it as KrakenD's Flexible Config
+// does when FC_ENABLE is set (or render is true). A template error is an
+// error: KrakenD would fall back to parsing the raw template.
+func (c *cli) load(path string, render bool) (*loaded, error) {
+	fc := flexible.FromEnv(c.env.getenv)
+	if !fc.Enable && !render {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, exitf(ExitRejected, "read config: %v", err)
+		}
+		return &loaded{filename: path, content: b}, nil
+	}
+	r, err := flexible.Render(path, fc)
+	if err != nil {
+		return nil, exitf(ExitRejected, "%s: %v", path, err)
+	}
+	files := r.Files
+	if files == nil {
+		files = []flexible.File{}
+	}
+	return &loaded{filename: r.Filename, content: r.Content, origin: r.Origin, files: files}, nil
 }
 
 // defaultAuthor is $USER@host, or "" (the control plane records "unknown").
@@ -500,9 +557,46 @@ func ago(now, t time.Time) string {
 
 // oneLine makes a message fit a table cell.
 func oneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = printable(strings.Join(strings.Fields(s), " "))
 	if r := []rune(s); len(r) > max {
 		return string(r[:max-1]) + "…"
 	}
 	return s
+}
+
+// printable escapes what a terminal would act on in a string that came from
+// the control plane or an edge (node ids, regions, errors, authors, claim
+// values): C0 and C1 control characters, DEL, invalid UTF-8 and the bidi
+// overrides print as Go escapes (\x1b, \u202e) instead of being sent raw.
+// Text output only; -o json is escaped by the encoder.
+func printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if unsafeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unsafeRune(r):
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return r == utf8.RuneError || unicode.IsControl(r) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
 }

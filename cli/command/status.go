@@ -69,7 +69,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		for ; i < len(edges) && edges[i].GetRegion() == region; i++ {
 			e := edges[i]
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n",
-				e.GetNodeId(), versionCell(e.GetAppliedVersion()), e.GetState(), lag(cur.GetVersion(), e.GetAppliedVersion()),
+				printable(e.GetNodeId()), versionCell(e.GetAppliedVersion()), printable(e.GetState()), lag(cur.GetVersion(), e.GetAppliedVersion()),
 				lastSeen(now, e.GetLastSeenUnixMs()), errorCell(certNote(now, e.GetCertNotAfterUnixMs())+e.GetLastError()))
 		}
 		tw.Flush()

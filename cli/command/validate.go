@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/apigw/gateway/controlplane/config"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -13,7 +12,7 @@ import (
 var validateCommand = subcommand{
 	name:    "validate",
 	args:    "FILE [--strict]",
-	summary: "check a KrakenD config offline with the control plane's own compiler; every violation, one per line, then the warnings (KRAKEND_* variables override top-level keys)",
+	summary: "check a KrakenD config offline with the control plane's own compiler; every violation, one per line, then the warnings (FC_* variables render Flexible Config templates first; KRAKEND_* variables override top-level keys)",
 	run:     runValidate,
 }
 
@@ -25,11 +24,11 @@ func runValidate(_ context.Context, c *cli, args []string) error {
 		return helpOK(err)
 	}
 	file := pos[0]
-	b, err := os.ReadFile(file)
+	l, err := c.load(file, false)
 	if err != nil {
-		return exitf(ExitRejected, "validate: %v", err)
+		return err
 	}
-	compiled, err := config.CompileWith(file, b, config.Options{Env: c.environ(), Strict: *strict})
+	compiled, err := config.CompileWith(l.filename, l.content, config.Options{Env: c.environ(), Strict: *strict, Origin: l.origin})
 	var ve *config.ValidationError
 	if errors.As(err, &ve) {
 		for _, v := range ve.Violations {

@@ -39,6 +39,11 @@ type Options struct {
 	Env []string
 	// Strict turns every warning into a violation.
 	Strict bool
+	// Origin, when set, says where the text at a line and column of the
+	// document came from (a rendered Flexible Config template names its
+	// template file and line); violations and warnings add it to their
+	// position.
+	Origin func(line, col int) (string, bool)
 }
 
 // ValidationError lists every violation found in a configuration, sorted by
@@ -86,9 +91,9 @@ func Compile(filename string, content []byte) (*Compiled, error) {
 // CompileWith is Compile with options: environment overrides and strict
 // mode.
 func CompileWith(filename string, content []byte, opts Options) (*Compiled, error) {
-	s, decoded := decode(filename, content, opts.Env)
+	s, decoded := decode(filename, content, opts.Env, opts.Origin)
 	if s == nil {
-		return nil, &ValidationError{Violations: finish(decoded, nil)}
+		return nil, &ValidationError{Violations: finishAt(decoded, nil, opts.Origin)}
 	}
 	Defaults(s)
 	vs := mergeStages(decoded, validate(s))
@@ -97,14 +102,14 @@ func CompileWith(filename string, content []byte, opts Options) (*Compiled, erro
 		vs, ws = append(vs, ws...), nil
 	}
 	if len(vs) > 0 {
-		return nil, &ValidationError{Violations: finish(vs, s.positions), Warnings: finish(ws, s.positions)}
+		return nil, &ValidationError{Violations: finishAt(vs, s.positions, opts.Origin), Warnings: finishAt(ws, s.positions, opts.Origin)}
 	}
 	snap := compile(s)
 	payload, sum, err := Marshal(snap)
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", filename, err)
 	}
-	return &Compiled{Snapshot: snap, Payload: payload, SHA256: sum, Warnings: finish(ws, s.positions)}, nil
+	return &Compiled{Snapshot: snap, Payload: payload, SHA256: sum, Warnings: finishAt(ws, s.positions, opts.Origin)}, nil
 }
 
 // CompileFile reads the file at path and compiles it (see Compile).

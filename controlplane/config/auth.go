@@ -26,6 +26,10 @@ var (
 // N = 10^8 at P = 10^-9 (about 0.54 GB) with room to spare.
 const MaxRevokerFilterBytes = 1 << 30
 
+// MaxJWTLeeway bounds auth/validator's leeway: the clock skew tolerated on
+// exp, nbf and iat. The edge refuses a larger one too.
+const MaxJWTLeeway = 5 * time.Minute
+
 func (d *decoder) jwtValidator(n *node, p path) *JWTValidator {
 	j := &JWTValidator{}
 	const encrypted = "encrypted local JWKS files (secret_url, cypher_key) are not supported; use a plain jwk_local_path or a jwk_url"
@@ -161,6 +165,9 @@ func (v *validator) jwt(p path, j *JWTValidator) {
 	}
 	if j.Leeway != nil && *j.Leeway < time.Second {
 		v.vs.add(p.field("leeway"), KindInvalid, "%s: must be at least 1s (KrakenD raises smaller values to 1s)", *j.Leeway)
+	}
+	if j.Leeway != nil && *j.Leeway > MaxJWTLeeway {
+		v.vs.add(p.field("leeway"), KindInvalid, "%s: at most %s (leeway is for clock skew; a larger one keeps expired tokens valid, KrakenD has no bound)", *j.Leeway, MaxJWTLeeway)
 	}
 	v.nonEmpty(p.field("audience"), j.Audience, "audience")
 	v.nonEmpty(p.field("roles"), j.Roles, "role")

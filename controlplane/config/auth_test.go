@@ -78,6 +78,7 @@ func TestValidateJWTRules(t *testing.T) {
 			[]pair{{validatorPath(".failed_jwk_key_cooldown"), KindInvalid}}},
 		{"leeway zero", conf("", jwtEP("/a", `"leeway": "0s"`)), []pair{{validatorPath(".leeway"), KindInvalid}}},
 		{"leeway unparsable", conf("", jwtEP("/a", `"leeway": "1 second"`)), []pair{{validatorPath(".leeway"), KindInvalid}}},
+		{"leeway above the cap", conf("", jwtEP("/a", `"leeway": "10m"`)), []pair{{validatorPath(".leeway"), KindInvalid}}},
 
 		// claims
 		{"scopes without scopes_key", conf("", jwtEP("/a", `"scopes": ["read"]`)), []pair{{validatorPath(".scopes_key"), KindRequired}}},

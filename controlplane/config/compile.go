@@ -49,6 +49,8 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			IdleConnectionTimeoutMs:   ms(s.IdleConnectionTimeout),
 			ResponseHeaderTimeoutMs:   ms(s.ResponseHeaderTimeout),
 			DialerTimeoutMs:           ms(s.DialerTimeout),
+			DialerKeepAliveMs:         ms(s.DialerKeepAlive),
+			DialerFallbackDelayMs:     ms(s.DialerFallbackDelay),
 			DisableKeepAlives:         s.DisableKeepAlives,
 			DisableCompression:        s.DisableCompression,
 			AllowInsecureConnections:  s.AllowInsecureConnections,

@@ -71,7 +71,7 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // error is); otherwise it holds everything that could be decoded.
 // Violations are sorted and capped like Validate's.
 func Decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolation) {
-	s, vs := decode(filename, content, nil)
+	s, vs := decode(filename, content, nil, nil)
 	var positions map[string]position
 	if s != nil {
 		positions = s.positions
@@ -81,7 +81,7 @@ func Decode(filename string, content []byte) (*Service, []*gatewayv1.FieldViolat
 
 // decode is Decode without the final sorting, so Compile can merge its
 // violations with Validate's first.
-func decode(filename string, content []byte, env []string) (*Service, []*gatewayv1.FieldViolation) {
+func decode(filename string, content []byte, env []string, origin func(line, col int) (string, bool)) (*Service, []*gatewayv1.FieldViolation) {
 	root, err := parseDocument(filename, content)
 	if err != nil {
 		var vs violations
@@ -89,7 +89,13 @@ func decode(filename string, content []byte, env []string) (*Service, []*gateway
 		if errors.Is(err, errUnsupportedFormat) {
 			kind = KindUnsupported
 		}
-		vs.add("", kind, "%s", err.Error())
+		msg := err.Error()
+		if se := (*syntaxError)(nil); errors.As(err, &se) {
+			if from, ok := originOf(se.pos, origin); ok {
+				msg += " (from " + from + ")"
+			}
+		}
+		vs.add("", kind, "%s", msg)
 		return nil, vs.list
 	}
 	d := &decoder{positions: make(map[string]position)}
@@ -135,6 +141,15 @@ func (d *decoder) noEffect(h handler, why string) handler {
 	return func(n *node, p path) {
 		h(n, p)
 		d.ws.add(p, KindNoEffect, "accepted but has no effect: %s", why)
+	}
+}
+
+// approximated decodes a key with h and warns that it is applied, but not
+// exactly as KrakenD applies it, saying how.
+func (d *decoder) approximated(h handler, how string) handler {
+	return func(n *node, p path) {
+		h(n, p)
+		d.ws.add(p, KindApproximated, "applied, but not exactly as KrakenD does: %s", how)
 	}
 }
 
@@ -462,14 +477,16 @@ func (d *decoder) service(n *node) *Service {
 			"max_idle_connections":          d.noEffect(d.integer(&s.MaxIdleConnections), "the edge pools idle connections per backend host (max_idle_connections_per_host); it has no process-wide idle limit"),
 			"max_idle_connections_per_host": d.integer(&s.MaxIdleConnectionsPerHost),
 			"idle_connection_timeout":       d.duration(&s.IdleConnectionTimeout),
-			"response_header_timeout":       d.noEffect(d.duration(&s.ResponseHeaderTimeout), "the edge bounds a backend call by the endpoint timeout only"),
-			"expect_continue_timeout":       d.noEffect(d.duration(&s.ExpectContinueTimeout), "the edge never sends Expect: 100-continue to backends"),
-			"dialer_timeout":                d.duration(&s.DialerTimeout),
-			"dialer_keep_alive":             d.noEffect(d.duration(&s.DialerKeepAlive), "TCP keep-alive probes use the operating system's interval"),
-			"dialer_fallback_delay":         d.noEffect(d.duration(&s.DialerFallbackDelay), "the edge dials one address family at a time (no Happy Eyeballs race)"),
-			"disable_keep_alives":           d.boolean(&s.DisableKeepAlives),
-			"disable_compression":           d.boolean(&s.DisableCompression),
-			"allow_insecure_connections":    d.boolean(&s.AllowInsecureConnections),
+			"response_header_timeout": d.approximated(d.duration(&s.ResponseHeaderTimeout),
+				"it bounds reading the whole backend response, headers and body, from the end of the request (the edge's HTTP client, fasthttp, has no timeout for the headers alone)"),
+			"expect_continue_timeout": d.noEffect(d.duration(&s.ExpectContinueTimeout),
+				"the edge's HTTP client (fasthttp) sends a request body at once, without waiting for 100 Continue, which is what KrakenD does with expect_continue_timeout 0"),
+			"dialer_timeout":             d.duration(&s.DialerTimeout),
+			"dialer_keep_alive":          d.duration(&s.DialerKeepAlive),
+			"dialer_fallback_delay":      d.duration(&s.DialerFallbackDelay),
+			"disable_keep_alives":        d.boolean(&s.DisableKeepAlives),
+			"disable_compression":        d.boolean(&s.DisableCompression),
+			"allow_insecure_connections": d.boolean(&s.AllowInsecureConnections),
 
 			"tls": d.tls,
 			"async_agent": func(n *node, p path) {
@@ -479,7 +496,7 @@ func (d *decoder) service(n *node) *Service {
 			},
 			"debug_endpoint":   d.boolean(&s.DebugEndpoint),
 			"echo_endpoint":    d.boolean(&s.EchoEndpoint),
-			"dns_cache_ttl":    d.noEffect(d.duration(&s.DNSCacheTTL), "the edge resolves backend names through the operating system on each new connection; it keeps no DNS cache"),
+			"dns_cache_ttl":    d.noEffect(d.duration(&s.DNSCacheTTL), "KrakenD uses it as the TTL of sd: dns (SRV) lookups only, and sd: dns is not supported yet; backend names are resolved on each new connection, as KrakenD's client does"),
 			"sequential_start": d.noEffect(d.boolean(&s.SequentialStart), "the edge has no async agents or plugins whose start could be ordered"),
 		},
 		notSupported: map[string]string{
@@ -500,17 +517,19 @@ var tlsKeys = []string{"public_key", "private_key", "keys", "min_version", "max_
 func (d *decoder) tls(n *node, p path) {
 	var disabled bool
 	fields := map[string]handler{"disabled": d.boolean(&disabled)}
-	set := false
+	var set []path
 	for _, k := range tlsKeys {
-		fields[k] = func(*node, path) { set = true }
+		fields[k] = func(_ *node, kp path) { set = append(set, kp) }
 	}
 	d.object(n, p, objectSpec{fields: fields})
 	switch {
 	case n.kind != typeObject:
 	case !disabled:
 		d.vs.add(p, KindUnsupported, "TLS termination is not supported yet (terminate TLS in front of the gateway); a tls block with \"disabled\": true is accepted")
-	case set:
-		d.ws.add(p, KindNoEffect, "accepted but has no effect: the tls block is disabled, so the edge serves plain HTTP (as KrakenD does)")
+	default:
+		for _, kp := range set {
+			d.ws.add(kp, KindNoEffect, "accepted but has no effect: the tls block is disabled, so the edge serves plain HTTP (as KrakenD does)")
+		}
 	}
 }
 

@@ -137,8 +137,8 @@ func (d *decoder) router(n *node, p path) *Router {
 		fields: map[string]handler{
 			"return_error_msg":                  d.boolean(&r.ReturnErrorMsg),
 			"auto_options":                      d.boolean(&r.AutoOptions),
-			"disable_access_log":                d.noEffect(d.boolean(&r.DisableAccessLog), "not implemented yet: access logs and log output settings come with the observability issue"),
-			"logger_skip_paths":                 d.noEffect(d.strings(&r.LoggerSkipPaths), "not implemented yet: access logs and log output settings come with the observability issue"),
+			"disable_access_log":                d.boolean(&r.DisableAccessLog),
+			"logger_skip_paths":                 d.strings(&r.LoggerSkipPaths),
 			"health_path":                       d.str(&r.HealthPath),
 			"disable_health":                    d.boolean(&r.DisableHealth),
 			"hide_version_header":               d.boolean(&r.HideVersionHeader),

@@ -29,6 +29,9 @@ const (
 	KindNoEffect   = "no_effect"  // accepted, but does nothing here (the detail says why)
 	KindOverridden = "overridden" // KrakenD reads the value and replaces it; so do we
 	KindNormalized = "normalized" // rewritten the way KrakenD rewrites it (the detail says how)
+	// KindApproximated: applied, but not exactly as KrakenD does (the
+	// detail says how it differs).
+	KindApproximated = "approximated"
 )
 
 // MaxViolations caps the violations returned; one more, of kind too_many and
@@ -184,6 +187,11 @@ func (vs *violations) unsupportedValue(p path, value string, allowed []string) {
 // finish returns the violations ready for a caller: positions appended to the
 // details, exact duplicates removed, sorted by path, capped at MaxViolations.
 func finish(list []*gatewayv1.FieldViolation, positions map[string]position) []*gatewayv1.FieldViolation {
+	return finishAt(list, positions, nil)
+}
+
+// finishAt is finish with an origin for positions (Options.Origin).
+func finishAt(list []*gatewayv1.FieldViolation, positions map[string]position, origin func(line, col int) (string, bool)) []*gatewayv1.FieldViolation {
 	if len(list) == 0 {
 		return nil
 	}
@@ -197,7 +205,11 @@ func finish(list []*gatewayv1.FieldViolation, positions map[string]position) []*
 		seen[id] = true
 		detail := v.GetDetail()
 		if pos, ok := locate(v.GetPath(), positions); ok {
-			detail += " (" + pos.String() + ")"
+			at := pos.String()
+			if from, ok := originOf(pos, origin); ok {
+				at += "; from " + from
+			}
+			detail += " (" + at + ")"
 		}
 		out = append(out, &gatewayv1.FieldViolation{Path: v.GetPath(), Kind: v.GetKind(), Detail: detail})
 	}
@@ -219,6 +231,14 @@ func finish(list []*gatewayv1.FieldViolation, positions map[string]position) []*
 		})
 	}
 	return out
+}
+
+// originOf asks origin where the text at pos came from.
+func originOf(pos position, origin func(line, col int) (string, bool)) (string, bool) {
+	if origin == nil || pos.line == 0 {
+		return "", false
+	}
+	return origin(pos.line, pos.col)
 }
 
 // locate finds where the value at p (or its nearest ancestor that exists in

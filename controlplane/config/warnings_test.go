@@ -35,7 +35,7 @@ func TestWarnings(t *testing.T) {
 		{"no-op endpoint, no-op backend", conf("", `{"endpoint": "/a", "output_encoding": "no-op", "backend": [{"url_pattern": "/x", "encoding": "no-op"}]}`), nil},
 		{"tls disabled", conf(`"tls": {"disabled": true}`, ep("/a", "")), nil},
 		{"tls disabled with keys", conf(`"tls": {"disabled": true, "public_key": "/c.pem", "private_key": "/k.pem", "min_version": "TLS13"}`, ep("/a", "")),
-			[]pair{{"tls", KindNoEffect}}},
+			[]pair{{"tls.min_version", KindNoEffect}, {"tls.private_key", KindNoEffect}, {"tls.public_key", KindNoEffect}}},
 		{"empty async_agent", conf(`"async_agent": []`, ep("/a", "")), nil},
 	}
 	for _, tc := range tests {
@@ -95,8 +95,40 @@ func TestStrictTurnsWarningsIntoViolations(t *testing.T) {
 	}
 }
 
-// TestInertKeysWarn lists every key issue 16 found accepted and ignored:
-// each now compiles with a no_effect warning at its path.
+// TestClientKeysApplied: upstream client keys issue 16 found inert now
+// reach the snapshot (the edge applies them: edge/proxy's dial and
+// response-timeout tests); response_header_timeout is applied with a
+// warning saying how it differs from KrakenD's.
+func TestClientKeysApplied(t *testing.T) {
+	t.Parallel()
+	base, err := Compile("k.json", []byte(conf("", ep("/a", ""))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		kv       string
+		warnings []pair
+	}{
+		{`"dialer_keep_alive": "10s"`, nil},
+		{`"dialer_fallback_delay": "1s"`, nil},
+		{`"response_header_timeout": "1s"`, []pair{{"response_header_timeout", KindApproximated}}},
+	} {
+		c, err := Compile("k.json", []byte(conf(tc.kv, ep("/a", ""))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SHA256 == base.SHA256 {
+			t.Errorf("%s: the snapshot did not change", tc.kv)
+		}
+		if diff := cmp.Diff(tc.warnings, pairsOf(c.Warnings)); diff != "" {
+			t.Errorf("%s: warnings (-want +got):\n%s", tc.kv, diff)
+		}
+	}
+}
+
+// TestInertKeysWarn lists every key issue 16 found accepted and ignored
+// that the edge still does not apply: each compiles with a no_effect
+// warning at its path.
 func TestInertKeysWarn(t *testing.T) {
 	t.Parallel()
 	svc := func(kv string) string { return conf(kv, ep("/a", "")) }
@@ -104,13 +136,8 @@ func TestInertKeysWarn(t *testing.T) {
 	tests := []struct{ doc, path string }{
 		{svc(`"max_idle_connections": 10`), "max_idle_connections"},
 		{svc(`"expect_continue_timeout": "1s"`), "expect_continue_timeout"},
-		{svc(`"dialer_keep_alive": "10s"`), "dialer_keep_alive"},
-		{svc(`"dialer_fallback_delay": "1s"`), "dialer_fallback_delay"},
 		{svc(`"dns_cache_ttl": "30s"`), "dns_cache_ttl"},
-		{svc(`"response_header_timeout": "1s"`), "response_header_timeout"},
 		{svc(`"sequential_start": true`), "sequential_start"},
-		{ns("router", `"disable_access_log": true`), `extra_config["router"].disable_access_log`},
-		{ns("router", `"logger_skip_paths": ["/x"]`), `extra_config["router"].logger_skip_paths`},
 		{ns("telemetry/logging", `"level": "INFO", "prefix": "[GW]"`), `extra_config["telemetry/logging"].prefix`},
 		{ns("telemetry/logging", `"level": "INFO", "stdout": true`), `extra_config["telemetry/logging"].stdout`},
 		{ns("telemetry/logging", `"level": "INFO", "format": "default"`), `extra_config["telemetry/logging"].format`},
@@ -133,6 +160,15 @@ func TestInertKeysWarn(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s: no no_effect warning; got %v", tc.path, warningsOf(t, tc.doc))
+		}
+	}
+	// Keys the observability work made effective: no warning any more.
+	for _, doc := range []string{
+		ns("router", `"disable_access_log": true`),
+		ns("router", `"logger_skip_paths": ["/x"]`),
+	} {
+		if got := warningsOf(t, doc); len(got) != 0 {
+			t.Errorf("%s: warnings %v, want none", doc, got)
 		}
 	}
 	rev := ns("auth/revoker", `"N": 100, "P": 0.001, "TTL": 60, "port": 1234, "token_keys": ["jti"]`)

@@ -67,6 +67,10 @@ func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (*ga
 		SourceName: req.GetSource().GetFilename(),
 		Author:     authorOr(req.GetAuthor()),
 		Endpoints:  uint32(len(c.Snapshot.GetEndpoints())),
+		Warnings:   storeWarnings(c.Warnings),
+	}
+	for _, f := range req.GetSource().GetRenderedFrom() {
+		rev.RenderedFrom = append(rev.RenderedFrom, store.SourceFile{Name: f.GetName(), SHA256: f.GetSha256()})
 	}
 	got, created, err := a.svc.commitUnlessCurrent(ctx, rev)
 	if err != nil {
@@ -190,6 +194,10 @@ func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackReque
 		Author:     authorOr(req.GetAuthor()),
 		RollbackOf: target.Version,
 		Endpoints:  target.Endpoints,
+		// The content is the same, and so are where it came from and what
+		// it warned about.
+		RenderedFrom: target.RenderedFrom,
+		Warnings:     target.Warnings,
 	}
 	got, created, err := a.svc.commitUnlessCurrent(ctx, rev)
 	if err != nil {
@@ -288,7 +296,7 @@ func authorOr(author string) string {
 }
 
 func versionInfo(r *store.Revision) *gatewayv1.VersionInfo {
-	return &gatewayv1.VersionInfo{
+	v := &gatewayv1.VersionInfo{
 		Version:       r.Version,
 		Sha256:        r.SHA256,
 		Author:        r.Author,
@@ -296,4 +304,20 @@ func versionInfo(r *store.Revision) *gatewayv1.VersionInfo {
 		RollbackOf:    r.RollbackOf,
 		Endpoints:     r.Endpoints,
 	}
+	for _, f := range r.RenderedFrom {
+		v.RenderedFrom = append(v.RenderedFrom, &gatewayv1.SourceFile{Name: f.Name, Sha256: f.SHA256})
+	}
+	for _, w := range r.Warnings {
+		v.Warnings = append(v.Warnings, &gatewayv1.FieldViolation{Path: w.Path, Kind: w.Kind, Detail: w.Detail})
+	}
+	return v
+}
+
+// storeWarnings turns compiler warnings into the store's form.
+func storeWarnings(ws []*gatewayv1.FieldViolation) []store.Warning {
+	var out []store.Warning
+	for _, w := range ws {
+		out = append(out, store.Warning{Path: w.GetPath(), Kind: w.GetKind(), Detail: w.GetDetail()})
+	}
+	return out
 }

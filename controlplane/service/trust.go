@@ -221,5 +221,13 @@ func (a *adminServer) IssueCertificate(_ context.Context, req *gatewayv1.IssueCe
 		return nil, status.Errorf(codes.InvalidArgument, "issue certificate: %v", err)
 	}
 	a.svc.log.Info().Str("node_id", req.GetNodeId()).Str("region", req.GetRegion()).Time("not_after", notAfter).Msg("edge certificate issued")
-	return &gatewayv1.IssueCertificateResponse{CertificatePem: string(cert), CaPem: string(ca.CertPEM()), NotAfterUnixMs: notAfter.UnixMilli()}, nil
+	resp := &gatewayv1.IssueCertificateResponse{CertificatePem: string(cert), CaPem: string(ca.CertPEM()), NotAfterUnixMs: notAfter.UnixMilli()}
+	if s := a.svc.cfg.Signer; s != nil {
+		pub, err := sign.EncodePublicKey(s.Public())
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "encode signing key: %v", err)
+		}
+		resp.SnapshotPublicKeyPem = string(pub)
+	}
+	return resp, nil
 }

@@ -43,6 +43,11 @@ func rev(content string) *Revision {
 		SourceName: "gw.yaml",
 		Author:     "alice",
 		Endpoints:  3,
+		RenderedFrom: []SourceFile{
+			{Name: "krakend.tmpl", SHA256: "ab12"},
+			{Name: "settings/service.json", SHA256: "cd34"},
+		},
+		Warnings: []Warning{{Path: "endpoints[0].backend[0].timeout", Kind: "overridden", Detail: "KrakenD uses the endpoint's"}},
 	}
 }
 

@@ -24,6 +24,8 @@ const (
 	fieldCreatedUnixMs protowire.Number = 6
 	fieldRollbackOf    protowire.Number = 7
 	fieldEndpoints     protowire.Number = 8
+	fieldRenderedFrom  protowire.Number = 9  // repeated SourceFile{1: name, 2: sha256}
+	fieldWarning       protowire.Number = 10 // repeated Warning{1: path, 2: kind, 3: detail}
 )
 
 // The version is the bucket key, so it is not repeated in the record.
@@ -37,7 +39,49 @@ func encodeRecord(r *Revision) []byte {
 	b = appendVarint(b, fieldCreatedUnixMs, uint64(r.CreatedUnixMs))
 	b = appendVarint(b, fieldRollbackOf, r.RollbackOf)
 	b = appendVarint(b, fieldEndpoints, uint64(r.Endpoints))
+	for _, f := range r.RenderedFrom {
+		var m []byte
+		m = appendString(m, 1, f.Name)
+		m = appendString(m, 2, f.SHA256)
+		b = protowire.AppendTag(b, fieldRenderedFrom, protowire.BytesType)
+		b = protowire.AppendBytes(b, m)
+	}
+	for _, w := range r.Warnings {
+		var m []byte
+		m = appendString(m, 1, w.Path)
+		m = appendString(m, 2, w.Kind)
+		m = appendString(m, 3, w.Detail)
+		b = protowire.AppendTag(b, fieldWarning, protowire.BytesType)
+		b = protowire.AppendBytes(b, m)
+	}
 	return b
+}
+
+// decodeStrings reads the string fields 1..len(dst) of an embedded message
+// into dst, skipping any other field.
+func decodeStrings(m []byte, dst ...*string) error {
+	for len(m) > 0 {
+		num, typ, n := protowire.ConsumeTag(m)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		m = m[n:]
+		if typ == protowire.BytesType && num >= 1 && int(num) <= len(dst) {
+			v, n := protowire.ConsumeBytes(m)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			*dst[num-1] = string(v)
+			m = m[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, m)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		m = m[n:]
+	}
+	return nil
 }
 
 func appendString(b []byte, n protowire.Number, s string) []byte {
@@ -134,6 +178,25 @@ func decode(key, val []byte, content bool) (*Revision, error) {
 				r.RollbackOf = v
 			case fieldEndpoints:
 				r.Endpoints = uint32(v)
+			}
+		case typ == protowire.BytesType && (num == fieldRenderedFrom || num == fieldWarning):
+			v, n := protowire.ConsumeBytes(val)
+			if n < 0 {
+				return fail(n)
+			}
+			val = val[n:]
+			var err error
+			if num == fieldRenderedFrom {
+				var f SourceFile
+				err = decodeStrings(v, &f.Name, &f.SHA256)
+				r.RenderedFrom = append(r.RenderedFrom, f)
+			} else {
+				var w Warning
+				err = decodeStrings(v, &w.Path, &w.Kind, &w.Detail)
+				r.Warnings = append(r.Warnings, w)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("decode version %d: %w", r.Version, err)
 			}
 		default:
 			// A field from a newer build (or an unexpected type): skip it.

@@ -60,6 +60,24 @@ type Revision struct {
 	RollbackOf uint64
 	// Endpoints is the number of endpoints in the snapshot, for listings.
 	Endpoints uint32
+	// RenderedFrom lists the Flexible Config files whose render is Source
+	// (empty when Source was written by hand).
+	RenderedFrom []SourceFile
+	// Warnings are the compiler's warnings for Source.
+	Warnings []Warning
+}
+
+// SourceFile is one input of a rendered configuration: its name and the
+// sha256 of its content.
+type SourceFile struct {
+	Name   string
+	SHA256 string
+}
+
+// Warning is one compiler warning kept with a revision (the store keeps the
+// three fields of a FieldViolation without depending on the protos).
+type Warning struct {
+	Path, Kind, Detail string
 }
 
 // Revocation is one immutable entry of the revocation log: every token whose

@@ -186,7 +186,9 @@ func (ex *Exchange) work(k int) {
 	call := ex.pipe.backends[c.backend].Call
 	t, err := call.Admit()
 	if err != nil {
-		c.refused = err == proxy.ErrOpen
+		// Kept for the error text (return_error_msg): a backend rate
+		// limit reads "rate limit exceded", as KrakenD writes it.
+		c.refused, c.err = err == proxy.ErrOpen, err
 		c.reason = proxy.ReasonRefused
 		return
 	}

@@ -3,6 +3,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,7 @@ func TestRevocationsCheckAllocs(t *testing.T) {
 		{"hit in overlay", claimsOf("jti", "in-overlay"), true},
 		{"long value (pooled buffer)", claimsOf("sub", long), true},
 		{"long clean value", claimsOf("sub", long+"x"), false},
+		{"numeric jti", &Claims{m: map[string]any{"jti": json.Number("4242")}}, false},
 	}
 	for _, tc := range tests {
 		if got := r.Check(tc.claims); got != tc.want {

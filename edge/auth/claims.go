@@ -235,6 +235,27 @@ type propagation struct {
 	preserveArray bool
 }
 
+// headerSafe drops the bytes a header value must not carry: NUL, the other
+// C0 controls but tab, and DEL. A claim such as "alice\x00admin" or one
+// with CR LF would otherwise reach a backend header (or be refused by it).
+// It allocates only when something is dropped.
+func headerSafe(s string) string {
+	i := strings.IndexFunc(s, unsafeHeaderRune)
+	if i < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for j := 0; j < len(s); j++ {
+		if c := s[j]; c == '\t' || (c >= 0x20 && c != 0x7f) {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func unsafeHeaderRune(r rune) bool { return r != '\t' && (r < 0x20 || r == 0x7f) }
+
+// values renders each propagated claim, header-safe (headerSafe).
 func (p *propagation) values(c *Claims) [][]string {
 	out := make([][]string, len(p.claims))
 	for i, name := range p.claims {
@@ -246,14 +267,14 @@ func (p *propagation) values(c *Claims) [][]string {
 			vs := make([]string, 0, len(arr))
 			for _, e := range arr {
 				if s, ok := FormatClaim(e); ok {
-					vs = append(vs, s)
+					vs = append(vs, headerSafe(s))
 				}
 			}
 			out[i] = vs
 			continue
 		}
 		if s, ok := FormatClaim(v); ok {
-			out[i] = []string{s}
+			out[i] = []string{headerSafe(s)}
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -204,14 +205,48 @@ func (r *Revocations) Seq() uint64 { return r.state.Load().seq }
 // next rebuild).
 func (r *Revocations) Len() int { return r.state.Load().count }
 
-// Check reports whether the token is revoked: for each token_keys claim
-// whose value is a string, "<claim>-<value>" is probed in the filter and
-// every filter hit is confirmed in the exact set (an expired entry does not
-// count). It runs on every request, does not lock and does not allocate.
+// Check reports whether the token is revoked: for each token_keys claim,
+// "<claim>-<value>" is probed in the filter and every filter hit is
+// confirmed in the exact set (an expired entry does not count). The value
+// is the claim rendered by FormatClaim, so a numeric `"jti": 12345` is
+// matched by a revocation of "12345" (as are 12345.0 and "12345"), a
+// boolean by "true"/"false", an array by its comma-joined members and an
+// object by its JSON. KrakenD's bloomfilter rejecter skips every
+// non-string value, so a revoked numeric jti or sub still passes there; we
+// close that hole deliberately. It runs on every request and does not lock;
+// it does not allocate for strings and integer numbers (CheckToken never
+// does).
 func (r *Revocations) Check(c *Claims) bool {
 	st := r.state.Load()
 	for _, k := range st.keys {
-		if v, ok := c.String(k); ok && r.probe(st, k, v) {
+		v, ok := c.Get(k)
+		if !ok {
+			continue
+		}
+		var s string
+		switch t := v.(type) {
+		case string:
+			s = t
+		case json.Number:
+			s = formatNumber(t)
+		default:
+			if s, ok = FormatClaim(v); !ok {
+				continue
+			}
+		}
+		if r.probe(st, k, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckToken is Check over the token's precomputed claim values (the same
+// FormatClaim rendering); it never allocates.
+func (r *Revocations) CheckToken(t *Token) bool {
+	st := r.state.Load()
+	for _, k := range st.keys {
+		if s, ok := t.values[k]; ok && r.probe(st, k, s) {
 			return true
 		}
 	}

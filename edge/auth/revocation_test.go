@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -38,7 +39,7 @@ func TestRevocationsDeltaGapReset(t *testing.T) {
 	t.Parallel()
 	r := newTestRevocations(t, &gatewayv1.Revoker{N: 1000, P: 1e-6, TokenKeys: []string{"jti", "sub"}}, nil)
 	later := time.Now().Add(time.Hour)
-	if err := r.ApplyDelta([]*gatewayv1.RevocationEntry{entry(1, "jti", "a", later), entry(2, "sub", "bob", later)}, 0, 2); err != nil {
+	if err := r.ApplyDelta([]*gatewayv1.RevocationEntry{entry(1, "jti", "a", later), entry(2, "sub", "bob", later), entry(2, "jti", "12345", later), entry(2, "sub", "true", later)}, 0, 2); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -50,7 +51,11 @@ func TestRevocationsDeltaGapReset(t *testing.T) {
 		{"revoked sub", claimsOf("jti", "z", "sub", "bob"), true},
 		{"clean", claimsOf("jti", "b", "sub", "alice"), false},
 		{"claim not a token key", claimsOf("email", "a"), false},
-		{"non-string claim ignored", &Claims{m: map[string]any{"jti": []any{"a"}}}, false},
+		{"array claim matched by its members joined", &Claims{m: map[string]any{"jti": []any{"a"}}}, true},
+		{"numeric claim matched as its integer text", &Claims{m: map[string]any{"jti": json.Number("12345")}}, true},
+		{"integral float matched as an integer", &Claims{m: map[string]any{"jti": json.Number("1.2345e4")}}, true},
+		{"other number", &Claims{m: map[string]any{"jti": json.Number("12346")}}, false},
+		{"boolean claim", &Claims{m: map[string]any{"sub": true}}, true},
 		{"value of another claim", claimsOf("sub", "a"), false},
 	}
 	for _, tc := range tests {
@@ -58,7 +63,7 @@ func TestRevocationsDeltaGapReset(t *testing.T) {
 			t.Errorf("%s: Check = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if r.Seq() != 2 || r.Len() != 2 {
+	if r.Seq() != 2 || r.Len() != 4 {
 		t.Fatalf("seq %d len %d", r.Seq(), r.Len())
 	}
 

@@ -31,6 +31,10 @@ const (
 	DefaultCookieKey  = "access_token"
 	DefaultRolesKey   = "roles"
 	DefaultLeeway     = time.Second
+	// MaxLeeway is the largest leeway accepted (the config compiler's
+	// bound too): beyond clock skew, a leeway only keeps expired tokens
+	// valid.
+	MaxLeeway = 5 * time.Minute
 )
 
 // SupportedAlgorithms lists the values accepted for alg.
@@ -104,6 +108,9 @@ func CheckSpec(path string, s *gatewayv1.JWTValidator) []*gatewayv1.FieldViolati
 		if f.v < 0 {
 			add(f.name, violation.Invalid, fmt.Sprintf("%d ms: must not be negative", f.v))
 		}
+	}
+	if l := s.GetLeewayMs(); l > MaxLeeway.Milliseconds() {
+		add("leeway", violation.Invalid, fmt.Sprintf("%d ms: at most %s (clock skew only)", l, MaxLeeway))
 	}
 	if n := s.GetAuthHeaderName(); n != "" && !validHeaderName(n) {
 		add("auth_header_name", violation.Invalid, fmt.Sprintf("%q: not a header name", n))
@@ -247,7 +254,7 @@ func (v *Validator) Verify(tok []byte) (*Token, Reason) {
 	now := c.k.now().UnixNano()
 	if e := c.cache.get(tok); e != nil && e.gen == c.src.gen() && (e.until == 0 || now <= e.until) {
 		e.touch()
-		if v.rev != nil && v.rev.Check(&e.tok.claims) {
+		if v.rev != nil && v.rev.CheckToken(e.tok) {
 			return nil, v.reject(ReasonRevoked)
 		}
 		if e.reason != ReasonOK {
@@ -259,7 +266,7 @@ func (v *Validator) Verify(tok []byte) (*Token, Reason) {
 	if t == nil {
 		return nil, v.reject(reason)
 	}
-	if v.rev != nil && v.rev.Check(&t.claims) {
+	if v.rev != nil && v.rev.CheckToken(t) {
 		return nil, v.reject(ReasonRevoked)
 	}
 	if reason != ReasonOK {

@@ -783,3 +783,25 @@ func TestKeyIdentifyStrategies(t *testing.T) {
 		})
 	}
 }
+
+// A claim carrying NUL, CR LF or other control bytes never reaches a
+// backend header with them (issue 10).
+func TestHeaderSafe(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"alice":                   "alice",
+		"alice\x00admin":          "aliceadmin",
+		"a\r\nX-Admin: 1":         "aX-Admin: 1",
+		"tab\tkept, del\x7f gone": "tab\tkept, del gone",
+		"ünïcode":                 "ünïcode",
+	} {
+		if got := headerSafe(in); got != want {
+			t.Errorf("headerSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+	p := &propagation{claims: []string{"sub", "groups"}, names: []string{"X-Sub", "X-Groups"}, preserveArray: true}
+	got := p.values(&Claims{m: map[string]any{"sub": "bob\x00root", "groups": []any{"a\x01", "b"}}})
+	if got[0][0] != "bobroot" || got[1][0] != "a" || got[1][1] != "b" {
+		t.Errorf("propagated values = %q", got)
+	}
+}

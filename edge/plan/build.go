@@ -111,6 +111,7 @@ type builder struct {
 	keys       []clientIdentity        // upstream leases taken
 	created    map[clientIdentity]bool // identities whose client this build created
 	violations []*gatewayv1.FieldViolation
+	labels     []labelUse // metric label values this build's children use
 
 	// Long-lived state this build holds; handed to the Plan, or given back
 	// when the build fails.
@@ -154,8 +155,11 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 			b.upstreams.Close()
 		}
 		b.releaseState()
+		b.deps.Metrics.sweep(b.labels)
 		return nil, err
 	}
+	b.deps.Metrics.hold(b.labels)
+	p.metricsOwner, p.labels = b.deps.Metrics, b.labels
 	p.upstreams, p.upstreamKeys = b.upstreams, b.keys
 	p.validators, p.lease = b.validators, b.lease
 	if b.ownKeys {
@@ -210,7 +214,7 @@ func (b *builder) qosLease() (*qos.Lease, error) {
 		reg := b.deps.QoS
 		if reg == nil {
 			var err error
-			if reg, err = qos.New(qos.Config{Logger: b.deps.Logger}); err != nil {
+			if reg, err = qos.New(qos.Config{Logger: b.deps.Logger, OnBreakerStateChange: b.deps.Metrics.BreakerChanged}); err != nil {
 				return nil, err
 			}
 			b.qosReg, b.ownQoS = reg, true
@@ -351,7 +355,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	path := fmt.Sprintf("endpoints[%d]", i)
 	nviol := len(b.violations)
 	svc := b.snap.GetService()
-	ep := &endpoint{name: e.GetName(), timeout: time.Duration(e.GetTimeoutMs()) * time.Millisecond}
+	ep := &endpoint{name: e.GetName(), route: e.GetPath(), timeout: time.Duration(e.GetTimeoutMs()) * time.Millisecond}
 	if ep.timeout <= 0 {
 		ep.timeout = DefaultTimeout
 	}
@@ -405,7 +409,8 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		if alias := be.GetReturnErrorDetails(); alias != "" {
 			ab.ErrorDetailsKey = "error_" + alias
 		}
-		ab.Errors = b.deps.Metrics.backend(be.GetName())
+		ab.Errors = b.deps.Metrics.backend(be.GetName(), b.deps.Logger)
+		b.labels = append(b.labels, labelUse{backend: true, name: be.GetName()})
 		answering = append(answering, ab)
 	}
 	if len(b.violations) > nviol {
@@ -416,7 +421,9 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		return nil
 	}
 	ep.shadows = shadows
+	ep.backends = len(answering)
 	ep.metrics = b.deps.Metrics.endpoint(e.GetName())
+	b.labels = append(b.labels, labelUse{name: e.GetName()})
 
 	noOpBackends := 0
 	for _, f := range formats {
@@ -488,6 +495,9 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		MaxConns:            max(proxy.DefaultMaxConns, int(hc.GetMaxIdleConnectionsPerHost())),
 		MaxIdleConnDuration: time.Duration(hc.GetIdleConnectionTimeoutMs()) * time.Millisecond,
 		DialTimeout:         time.Duration(hc.GetDialerTimeoutMs()) * time.Millisecond,
+		DialerKeepAlive:     time.Duration(hc.GetDialerKeepAliveMs()) * time.Millisecond,
+		DialerFallbackDelay: time.Duration(hc.GetDialerFallbackDelayMs()) * time.Millisecond,
+		ResponseTimeout:     time.Duration(hc.GetResponseHeaderTimeoutMs()) * time.Millisecond,
 		MaxResponseBodySize: int(svc.GetMaxBodyBytes()),
 		DisableKeepAlives:   hc.GetDisableKeepAlives(),
 		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),

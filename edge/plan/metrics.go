@@ -1,11 +1,17 @@
 package plan
 
 import (
+	"sync"
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/proxy"
+	"github.com/apigw/gateway/edge/qos/breaker"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
 )
 
@@ -20,8 +26,22 @@ type Metrics struct {
 	authRejected  *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
 	panics        *prometheus.CounterVec
+	breakerState  *prometheus.GaugeVec
+	breakerMoves  *prometheus.CounterVec
 	unmatched     endpointMetrics
 	rejections    rejectionMetrics
+
+	// live counts, per endpoint and backend label value, the built plans
+	// that use it; the series of a value no live plan uses are deleted, so
+	// an endpoint removed by a push leaves no stale series behind.
+	mu   sync.Mutex
+	live map[labelUse]int
+}
+
+// labelUse is one endpoint or backend label value a plan's children use.
+type labelUse struct {
+	backend bool
+	name    string
 }
 
 // Values of gw_edge_panics_total{where}.
@@ -79,11 +99,20 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gw_edge_panics_total",
 			Help: "Panics recovered on the request path (a bug), by where: request (answered 500), backend_call (the call failed).",
 		}, []string{"where"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gw_edge_breaker_state",
+			Help: "Circuit breaker state of a backend after its last transition: 0 closed, 1 half-open, 2 open (no series: closed since the edge started).",
+		}, []string{"backend"}),
+		breakerMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_breaker_transitions_total",
+			Help: "Circuit breaker transitions of a backend, by the state entered.",
+		}, []string{"backend", "to"}),
+		live: map[labelUse]int{},
 	}
 	for _, w := range []string{panicRequest, panicBackendCall} {
 		m.panics.WithLabelValues(w)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.panics} {
+	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.panics, m.breakerState, m.breakerMoves} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -140,15 +169,59 @@ func (m *Metrics) endpoint(name string) endpointMetrics {
 	return em
 }
 
-// backend returns the error counter of one backend, nil without metrics.
-func (m *Metrics) backend(name string) (out [proxy.NumReasons]aggregate.Counter) {
-	if m == nil {
-		return out
-	}
+// backend returns the failure counters of one backend, by reason: each
+// failure counts in gw_edge_backend_errors_total{backend,reason} (without
+// metrics, nowhere) and is logged at warn, sampled to at most one line per
+// second per backend that says how many failures it stands for.
+func (m *Metrics) backend(name string, log zerolog.Logger) (out [proxy.NumReasons]aggregate.Counter) {
+	s := &failureSampler{log: log, backend: name}
 	for _, r := range proxy.Reasons() {
-		out[r] = m.backendErrors.WithLabelValues(name, r.String())
+		f := &backendFailure{reason: r, s: s}
+		if m != nil {
+			f.count = m.backendErrors.WithLabelValues(name, r.String())
+		}
+		out[r] = f
 	}
 	return out
+}
+
+// backendFailure is one (backend, reason) failure counter.
+type backendFailure struct {
+	count  prometheus.Counter // nil without metrics
+	reason proxy.Reason
+	s      *failureSampler
+}
+
+func (f *backendFailure) Inc() {
+	if f.count != nil {
+		f.count.Inc()
+	}
+	f.s.failed(f.reason)
+}
+
+// failureLogEvery is the shortest gap between two failure lines of one
+// backend.
+const failureLogEvery = time.Second
+
+// failureSampler logs a backend's failures, one line per failureLogEvery
+// at most; the failures in between are counted into the next line's
+// "failures" field.
+type failureSampler struct {
+	log     zerolog.Logger
+	backend string
+	next    atomic.Int64 // unix nanos before which failures are only counted
+	dropped atomic.Int64 // failures not logged since the last line
+}
+
+func (s *failureSampler) failed(r proxy.Reason) {
+	now := time.Now().UnixNano()
+	n := s.next.Load()
+	if now < n || !s.next.CompareAndSwap(n, now+int64(failureLogEvery)) {
+		s.dropped.Add(1)
+		return
+	}
+	s.log.Warn().Str("backend", s.backend).Str("reason", r.String()).Int64("failures", 1+s.dropped.Swap(0)).
+		Msg("backend call failed")
 }
 
 // observe counts one answered request; seconds < 0 skips the histogram.
@@ -164,4 +237,68 @@ func (em *endpointMetrics) observe(status int, seconds float64) {
 	if seconds >= 0 {
 		em.duration.Observe(seconds)
 	}
+}
+
+// hold records that a built plan uses the label values in uses.
+func (m *Metrics) hold(uses []labelUse) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range uses {
+		m.live[u]++
+	}
+}
+
+// drop undoes hold (a released plan) and deletes the series of every
+// value no live plan uses any more.
+func (m *Metrics) drop(uses []labelUse) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range uses {
+		if m.live[u]--; m.live[u] <= 0 {
+			delete(m.live, u)
+			m.deleteLocked(u)
+		}
+	}
+}
+
+// sweep deletes the series a failed build created for values no live plan
+// uses.
+func (m *Metrics) sweep(uses []labelUse) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range uses {
+		if m.live[u] == 0 {
+			m.deleteLocked(u)
+		}
+	}
+}
+
+func (m *Metrics) deleteLocked(u labelUse) {
+	if u.backend {
+		m.backendErrors.DeletePartialMatch(prometheus.Labels{"backend": u.name})
+		m.breakerState.DeleteLabelValues(u.name)
+		m.breakerMoves.DeletePartialMatch(prometheus.Labels{"backend": u.name})
+		return
+	}
+	m.requests.DeletePartialMatch(prometheus.Labels{"endpoint": u.name})
+	m.duration.DeleteLabelValues(u.name)
+}
+
+// BreakerChanged records a circuit breaker transition of the backend name
+// (the breakers' qos.Config.OnBreakerStateChange). A nil m records nothing.
+func (m *Metrics) BreakerChanged(name string, _, to breaker.State) {
+	if m == nil {
+		return
+	}
+	m.breakerState.WithLabelValues(name).Set(float64(to))
+	m.breakerMoves.WithLabelValues(name, to.String()).Inc()
 }

@@ -50,6 +50,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/proxy"
@@ -109,6 +110,8 @@ type Plan struct {
 	metrics        endpointMetrics // unmatched requests
 	rejections     rejectionMetrics
 	panics         prometheus.Counter // nil without metrics
+	metricsOwner   *Metrics           // the Metrics labels are held on
+	labels         []labelUse
 
 	upstreams    *Upstreams
 	upstreamKeys []clientIdentity
@@ -122,6 +125,8 @@ type Plan struct {
 // endpoint is one compiled endpoint.
 type endpoint struct {
 	name         string
+	route        string // the endpoint pattern, for the access log
+	backends     int    // answering backends, for the access log
 	timeout      time.Duration
 	cacheControl []byte // nil without cache_ttl
 	output       response.Output
@@ -166,6 +171,7 @@ func (p *Plan) Release() {
 		if p.ownKeys != nil {
 			p.ownKeys.Close()
 		}
+		p.metricsOwner.drop(p.labels)
 	})
 }
 
@@ -187,14 +193,20 @@ type reqState struct {
 	buf    []byte // Allow, Location, Retry-After and X-RateLimit-* values
 	claims tokenClaims
 	limit  ratelimit.Decision // the router rate limit's decision
+	log    *accesslog.Entry   // nil without an access log
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
 
 // Serve answers one request. It never panics: a bug on the request path
 // answers the fixed 500 body. ctx is not retained after Serve returns.
-func (p *Plan) Serve(ctx *fasthttp.RequestCtx) {
+func (p *Plan) Serve(ctx *fasthttp.RequestCtx) { p.ServeLogged(ctx, nil) }
+
+// ServeLogged is Serve filling e (when non-nil) with what the access log
+// needs from the plan: the route, its backend count and the backend errors.
+func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 	st := statePool.Get().(*reqState)
+	st.log = e
 	defer p.finish(ctx, st)
 	// KrakenD's order before routing: CORS wraps the whole router (so
 	// preflights are answered for every path, known or not), then
@@ -253,6 +265,7 @@ func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 	st.params.Reset()
 	st.claims.tok = nil
 	st.limit = ratelimit.Decision{}
+	st.log = nil
 	if cap(st.buf) > 4<<10 {
 		st.buf = nil
 	}
@@ -308,9 +321,15 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 		ep.metrics.observe(fasthttp.StatusBadRequest, time.Since(start).Seconds())
 		return
 	}
+	if e := st.log; e != nil {
+		e.Route, e.Backends = ep.route, ep.backends
+	}
 	in := &st.in
 	in.Reset(&ctx.Request, &st.params)
 	in.ClientIP = p.clientIP.Append(in.ClientIP[:0], ctx.RemoteIP(), &ctx.Request.Header)
+	if e := st.log; e != nil {
+		e.ClientIP = append(e.ClientIP[:0], in.ClientIP...)
+	}
 	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
 
 	// KrakenD's endpoint handler chain: JWT, then the router rate limit (so
@@ -347,9 +366,21 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 			c.Inc()
 		}
 		var ce *proxy.CallError
+		if e := st.log; e != nil {
+			if errors.As(err, &ce) {
+				e.Errors = proxy.AppendCallError(e.Errors[:0], ce.Method, ce.URL, ce.Err)
+			} else {
+				e.Errors = append(e.Errors[:0], err.Error()...)
+			}
+		}
 		switch {
 		case err == proxy.ErrOpen:
 			p.serviceUnavailable(ctx, st, ep.noop.RetryAfter())
+		case p.returnErrorMsg && !p.jsonErrors && errors.Is(err, ratelimit.ErrLimited):
+			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			st.buf = proxy.AppendCallError(st.buf[:0], nil, nil, err)
+			ctx.SetBody(st.buf)
 		case p.returnErrorMsg && !p.jsonErrors && errors.As(err, &ce):
 			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
 			ctx.SetContentTypeBytes(contentTypeTextUTF8)
@@ -368,6 +399,9 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 // means 200, complete only when every backend answered and the data is not
 // empty.
 func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *aggregate.Exchange, r *aggregate.Result) {
+	if e := st.log; e != nil && !r.Complete {
+		e.Errors = ex.AppendErrorText(e.Errors[:0])
+	}
 	if !r.HasData() {
 		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
 		if r.Unavailable {

@@ -3,8 +3,13 @@
 package plan_test
 
 import (
+	"bytes"
 	"testing"
+	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -163,4 +168,46 @@ func TestCacheHitAllocs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAccessLoggedProxyAllocs: with the access log on (JSON, the format
+// with every field), a proxied request still allocates nothing: the plan
+// fills a pooled entry and the line is appended into its buffer.
+func TestAccessLoggedProxyAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+	p := mustBuild(t, snapshot(ep), plan.Deps{})
+	var lines lineCounter
+	l, err := accesslog.New(accesslog.Config{Out: &lines, Format: accesslog.FormatJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := newCtx("GET", "/users/42", "")
+	serve := func(ctx *fasthttp.RequestCtx) {
+		now := time.Now()
+		e := l.Start(ctx.Path(), now)
+		p.ServeLogged(ctx, e)
+		r := accesslog.Request{Method: ctx.Method(), Path: ctx.Path(), ClientIP: e.ClientIP,
+			Status: ctx.Response.StatusCode(), Bytes: len(ctx.Response.Body())}
+		e.Finish(&r, time.Now())
+	}
+	for range 50 {
+		if st := serveOnce(serve, ctx); st != 200 {
+			t.Fatalf("warm-up status %d: %s", st, bodyOf(ctx))
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(serve, ctx) }); n != 0 {
+		t.Errorf("access-logged json proxy: %v allocs per request, want 0", n)
+	}
+	if lines.n < 250 {
+		t.Errorf("%d lines written, want one per request", lines.n)
+	}
+}
+
+// lineCounter counts the lines written to it and keeps nothing.
+type lineCounter struct{ n int }
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.n += bytes.Count(p, []byte{'\n'})
+	return len(p), nil
 }

@@ -3,11 +3,14 @@ package plan_test
 import (
 	"bytes"
 	"compress/gzip"
+	"io"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -185,5 +188,50 @@ func BenchmarkLayers(b *testing.B) {
 				b.ReportMetric(100*plainNs/ns, "%plain-rps")
 			}
 		})
+	}
+}
+
+// BenchmarkAccessLog is BenchmarkProxy/json with the access log: "off"
+// (the plain proxy), and a line per request in KrakenD's format and in
+// JSON, written to io.Discard (the formatting cost, not the output's).
+func BenchmarkAccessLog(b *testing.B) {
+	addr := fastBackend(b, nil)
+	ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+	run := func(b *testing.B, l *accesslog.Log) {
+		p, err := plan.Build(snapshot(ep), plan.Deps{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Release()
+		serve := func(ctx *fasthttp.RequestCtx) {
+			e := l.Start(ctx.Path(), time.Now())
+			if e == nil {
+				p.Serve(ctx)
+				return
+			}
+			p.ServeLogged(ctx, e)
+			r := accesslog.Request{Method: ctx.Method(), Path: ctx.Path(), ClientIP: e.ClientIP,
+				Status: ctx.Response.StatusCode(), Bytes: len(ctx.Response.Body())}
+			e.Finish(&r, time.Now())
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := newCtx("GET", "/users/42", "")
+			for pb.Next() {
+				if st := serveOnce(serve, ctx); st != 200 {
+					b.Errorf("status %d", st)
+					return
+				}
+			}
+		})
+	}
+	b.Run("off", func(b *testing.B) { run(b, nil) })
+	for _, f := range []accesslog.Format{accesslog.FormatKrakenD, accesslog.FormatJSON} {
+		l, err := accesslog.New(accesslog.Config{Out: io.Discard, Format: f})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(f.String(), func(b *testing.B) { run(b, l) })
 	}
 }

@@ -214,6 +214,9 @@ func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState
 	tok, reason := ep.jwt.VerifyRequest(&ctx.Request.Header)
 	if reason != auth.ReasonOK {
 		p.rejections.auth(reason)
+		// KrakenD's JWT middleware answers before its endpoint handler
+		// sets X-KrakenD: a 401/403 carries neither header nor text.
+		ctx.Response.Header.DelBytes(hdrXKrakenD)
 		if reason.Status() == fasthttp.StatusForbidden {
 			p.writeError(ctx, fasthttp.StatusForbidden, bodyForbidden)
 		} else {
@@ -308,6 +311,7 @@ func (p *Plan) validate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bo
 		if ep.limiter != nil {
 			setRateHeaders(ctx, st)
 		}
+		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
 		p.writeError(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
 		return false
 	}

@@ -40,6 +40,9 @@ type clientIdentity struct {
 	maxConns            int
 	maxIdleConnDuration time.Duration
 	dialTimeout         time.Duration
+	dialerKeepAlive     time.Duration
+	dialerFallbackDelay time.Duration
+	responseTimeout     time.Duration
 	maxResponseBodySize int
 	disableKeepAlives   bool
 	insecureSkipVerify  bool
@@ -55,6 +58,9 @@ func identityOf(c proxy.ClientConfig) clientIdentity {
 		maxConns:            c.MaxConns,
 		maxIdleConnDuration: c.MaxIdleConnDuration,
 		dialTimeout:         c.DialTimeout,
+		dialerKeepAlive:     c.DialerKeepAlive,
+		dialerFallbackDelay: c.DialerFallbackDelay,
+		responseTimeout:     c.ResponseTimeout,
 		maxResponseBodySize: c.MaxResponseBodySize,
 		disableKeepAlives:   c.DisableKeepAlives,
 		insecureSkipVerify:  c.InsecureSkipVerify,

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/apigw/gateway/edge/qos/ratelimit"
 	"github.com/valyala/fasthttp"
 )
 
@@ -32,6 +33,10 @@ func AppendCallError(dst, method, url []byte, err error) []byte {
 	}
 	if errors.Is(err, ErrBodyTooLarge) {
 		return append(dst, err.Error()...)
+	}
+	if errors.Is(err, ratelimit.ErrLimited) {
+		// KrakenD's backend rate limiter's text, spelling included.
+		return append(dst, "rate limit exceded"...)
 	}
 	if len(method) > 0 {
 		dst = append(dst, method[0])

@@ -30,6 +30,19 @@ type ClientConfig struct {
 	MaxIdleConnDuration time.Duration
 	// DialTimeout caps connection establishment; 0 leaves only the call deadline.
 	DialTimeout time.Duration
+	// DialerKeepAlive is the TCP keep-alive period of backend connections
+	// (net.Dialer.KeepAlive, as KrakenD's dialer_keep_alive): 0 means Go's
+	// default (15 s), negative disables keep-alive probes.
+	DialerKeepAlive time.Duration
+	// DialerFallbackDelay is how long a dual-stack dial waits before racing
+	// the other address family (net.Dialer.FallbackDelay, as KrakenD's
+	// dialer_fallback_delay): 0 means Go's default (300 ms).
+	DialerFallbackDelay time.Duration
+	// ResponseTimeout bounds reading a backend's response, headers and
+	// body, once the request is written (KrakenD's response_header_timeout
+	// bounds the headers alone; fasthttp has no such timeout). 0: none
+	// besides the call deadline.
+	ResponseTimeout time.Duration
 	// MaxResponseBodySize bounds backend response bodies; 0 means unlimited.
 	MaxResponseBodySize int
 	// DisableKeepAlives closes the connection after every call.
@@ -128,13 +141,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		shadowSem:  make(chan struct{}, shadow),
 	}
 	c.next.Store(rand.Uint32())
-	dialCap := cfg.DialTimeout
-	dial := func(addr string, timeout time.Duration) (net.Conn, error) {
-		if dialCap > 0 && dialCap < timeout {
-			timeout = dialCap
-		}
-		return fasthttp.DialTimeout(addr, timeout)
-	}
+	dial := dialer(cfg)
 	for _, raw := range cfg.Hosts {
 		scheme, host, _ := splitHost(raw)
 		addr := host
@@ -155,6 +162,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			MaxIdleConnDuration:      idle,
 			MaxConnWaitTimeout:       time.Minute, // the call deadline cuts it shorter
 			MaxResponseBodySize:      cfg.MaxResponseBodySize,
+			ReadTimeout:              cfg.ResponseTimeout,
 			ReadBufferSize:           16 << 10, // backend response headers up to 16 KiB
 			DisablePathNormalizing:   true,     // BuildRequest encodes the path itself
 			SecureErrorLogMessage:    true,
@@ -172,11 +180,27 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		MaxIdleConnDuration:      idle,
 		MaxConnWaitTimeout:       time.Minute,
 		MaxResponseBodySize:      cfg.MaxResponseBodySize,
+		ReadTimeout:              cfg.ResponseTimeout,
 		ReadBufferSize:           16 << 10,
 		DisablePathNormalizing:   true,
 		TLSConfig:                &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12}, //nolint:gosec // operator opt-in
 	}
 	return c, nil
+}
+
+// dialer returns the dial function of a client: a net.Dialer as KrakenD's
+// transport uses (dual stack with cfg's fallback delay, cfg's keep-alive
+// period, names resolved on each dial), its timeout the sooner of
+// DialTimeout and what is left of the call.
+func dialer(cfg ClientConfig) fasthttp.DialFuncWithTimeout {
+	limit, keepAlive, fallback := cfg.DialTimeout, cfg.DialerKeepAlive, cfg.DialerFallbackDelay
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		if limit > 0 && limit < timeout {
+			timeout = limit
+		}
+		d := net.Dialer{Timeout: timeout, KeepAlive: keepAlive, FallbackDelay: fallback}
+		return d.Dial("tcp", addr)
+	}
 }
 
 // splitHost parses "scheme://host[:port]" (scheme optional, http assumed).

@@ -20,10 +20,10 @@ var htmlSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
-// appendJSONString appends s as a JSON string exactly as encoding/json
+// AppendJSONString appends s as a JSON string exactly as encoding/json
 // writes it: HTML-safe, invalid UTF-8 replaced by \ufffd, U+2028 and U+2029
 // escaped, \b \f \n \r \t short forms (Go >= 1.22).
-func appendJSONString(dst []byte, s []byte) []byte {
+func AppendJSONString(dst []byte, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -131,7 +131,7 @@ func (f *fields) appendJSON(dst []byte, v *fastjson.Value) []byte {
 				dst = append(dst, ',')
 			}
 			e := f.kv[i]
-			dst = appendJSONString(dst, e.k)
+			dst = AppendJSONString(dst, e.k)
 			dst = append(dst, ':')
 			dst = f.appendJSON(dst, e.v)
 		}
@@ -149,7 +149,7 @@ func (f *fields) appendJSON(dst []byte, v *fastjson.Value) []byte {
 		return append(dst, ']')
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
-		return appendJSONString(dst, b)
+		return AppendJSONString(dst, b)
 	case fastjson.TypeNumber:
 		return v.MarshalTo(dst)
 	case fastjson.TypeTrue:

@@ -11,8 +11,9 @@ type Params struct {
 	n    int
 	vals [MaxParams][]byte
 	// clean and alt hold paths Lookup has to build: the path with extra
-	// slashes removed and a trailing-slash redirect target.
-	clean, alt []byte
+	// slashes removed and a trailing-slash redirect target; fixed the
+	// target of a fixed-path redirect.
+	clean, alt, fixed []byte
 }
 
 // Len returns the number of captured values.

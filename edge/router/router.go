@@ -31,6 +31,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/apigw/gateway/edge/internal/ascii"
 )
 
 // Route is one (method, pattern) pair to compile.
@@ -55,11 +57,13 @@ type Config struct {
 	AutoOptions bool
 	// RemoveExtraSlash collapses repeated slashes before matching.
 	RemoveExtraSlash bool
-	// RedirectFixedPath answers a path that only matches a static route
-	// case-insensitively (GET /StAtic for /static) with a redirect to the
-	// route's own spelling, as gin's RedirectFixedPath does for KrakenD.
-	// (gin also walks parameter routes case-insensitively; this table
-	// fixes static routes only.)
+	// RedirectFixedPath answers a path that only matches a route
+	// case-insensitively, or with its trailing slash toggled, with a
+	// redirect to the route's own spelling (GET /StAtic for /static,
+	// GET /USERS/AbC/ for /users/{id}: /users/AbC), as gin's
+	// RedirectFixedPath does for KrakenD. Parameter values keep the
+	// request's spelling. The trailing slash is fixed even when
+	// RedirectTrailingSlash is off, as in gin.
 	RedirectFixedPath bool
 }
 
@@ -427,28 +431,33 @@ func (t *Table) trailingSlashTarget(tr *tree, path []byte, ps *Params) ([]byte, 
 	return alt, ok
 }
 
-// fixedPathTarget returns the static route of tr that path names
-// case-insensitively (with its trailing slash toggled too when trailing
-// slash redirects are on).
+// fixedPathTarget returns the route spelling of tr that path names
+// case-insensitively, also with its trailing slash toggled (gin fixes the
+// slash whatever RedirectTrailingSlash says). Static routes come first, then
+// the parameter tree; parameter values keep the request's spelling.
 func (t *Table) fixedPathTarget(tr *tree, path []byte, ps *Params) ([]byte, bool) {
+	if loc, ok := t.fixedPathOnce(tr, path, ps); ok {
+		return loc, true
+	}
+	if n := len(path); path[n-1] == '/' {
+		return t.fixedPathOnce(tr, path[:n-1], ps)
+	}
+	ps.clean = append(append(ps.clean[:0], path...), '/')
+	return t.fixedPathOnce(tr, ps.clean, ps)
+}
+
+func (t *Table) fixedPathOnce(tr *tree, path []byte, ps *Params) ([]byte, bool) {
+	if len(path) == 0 || path[0] != '/' {
+		return nil, false
+	}
 	ps.alt = appendLower(ps.alt[:0], path)
 	if pat, ok := tr.folded[string(ps.alt)]; ok {
 		return pat, true
 	}
-	if !t.redirectTS {
-		return nil, false
-	}
-	if n := len(ps.alt); ps.alt[n-1] == '/' {
-		ps.alt = ps.alt[:n-1]
-	} else {
-		ps.alt = append(ps.alt, '/')
-	}
-	if pat, ok := tr.folded[string(ps.alt)]; ok {
-		return pat, true
-	}
-	return nil, false
+	var ok bool
+	ps.fixed, ok = tr.root.matchFold(path, 0, ps.fixed[:0])
+	return ps.fixed, ok
 }
-
 func appendLower(dst, s []byte) []byte {
 	for _, c := range s {
 		if 'A' <= c && c <= 'Z' {
@@ -520,6 +529,44 @@ func (n *node) match(path []byte, pos int, ps *Params) int32 {
 		return n.catchAll
 	}
 	return -1
+}
+
+// matchFold is match with static segments compared case-insensitively
+// (ASCII, as the route patterns are): it appends to dst the path in the
+// route's spelling, parameter and catch-all values as the request spells
+// them, and reports whether a route ends there. Mixed segments are not
+// fixed. It allocates only to grow dst.
+func (n *node) matchFold(path []byte, pos int, dst []byte) ([]byte, bool) {
+	if pos == len(path) {
+		return dst, n.route >= 0 || n.catchAll >= 0
+	}
+	start := pos + 1
+	end := bytes.IndexByte(path[start:], '/')
+	if end < 0 {
+		end = len(path)
+	} else {
+		end += start
+	}
+	seg := path[start:end]
+	mark := len(dst)
+	for i, k := range n.staticKeys {
+		if len(k) == len(seg) && ascii.EqualFold(seg, k) {
+			if out, ok := n.staticNodes[i].matchFold(path, end, append(append(dst, '/'), k...)); ok {
+				return out, true
+			}
+			dst = dst[:mark]
+		}
+	}
+	if n.param != nil && len(seg) > 0 {
+		if out, ok := n.param.matchFold(path, end, append(append(dst, '/'), seg...)); ok {
+			return out, true
+		}
+		dst = dst[:mark]
+	}
+	if n.catchAll >= 0 {
+		return append(dst, path[pos:]...), true
+	}
+	return dst, false
 }
 
 func (n *node) staticChild(seg []byte) *node {

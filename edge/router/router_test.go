@@ -124,6 +124,23 @@ func TestLookup(t *testing.T) {
 		{name: "fixed path off", method: "GET", path: "/USERS/me", want: lookupOut{Kind: NotFound, Route: -1}},
 		{name: "fixed path: exact match wins", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/users/Bob",
 			want: found(1, "Bob")},
+		// Parameter routes, as KrakenD 2.12.1 answered (gin's case-insensitive walk).
+		{name: "fixed path: param route keeps the value's case", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/USERS/AbC/Posts/X",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/users/AbC/posts/X", Code: 301}},
+		{name: "fixed path: param route, 307 for other methods", cfg: Config{RedirectFixedPath: true}, method: "DELETE", path: "/Users/AbC",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/users/AbC", Code: 307}},
+		{name: "fixed path: param route backtracks", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/A/Q/C",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/a/Q/c", Code: 301}},
+		{name: "fixed path: param route with its trailing slash dropped", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/USERS/AbC/",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/users/AbC", Code: 301}},
+		{name: "fixed path: trailing slash added", cfg: Config{RedirectFixedPath: true}, method: "PUT", path: "/ITEMS",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/items/", Code: 307}},
+		{name: "fixed path fixes the slash without trailing slash redirects", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/users/7/",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/users/7", Code: 301}},
+		{name: "fixed path: catch-all rest kept", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/DEEP/1/X/y",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/deep/1/X/y", Code: 301}},
+		{name: "fixed path: nothing close", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/USERS/a/b/c/d",
+			want: lookupOut{Kind: NotFound, Route: -1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

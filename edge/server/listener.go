@@ -1,51 +1,74 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/internal/ascii"
+
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+)
+
+// Timeouts used when the snapshot's http_server leaves them zero. Go's
+// net/http (and so KrakenD) has none by default, which lets a client hold a
+// connection forever by sending a header one byte at a time (slowloris) or
+// by opening connections and sending nothing.
+const (
+	// DefaultReadHeaderTimeout bounds the wait for a request's header,
+	// from the connection's first byte (or from the end of the previous
+	// response on a keep-alive connection, after the idle wait).
+	DefaultReadHeaderTimeout = 10 * time.Second
+	// DefaultReadTimeout bounds the read of a request's body, from the end
+	// of its header.
+	DefaultReadTimeout = 60 * time.Second
+	// DefaultIdleTimeout bounds the wait for the next request on a
+	// keep-alive connection, and for the first byte of a new connection.
+	DefaultIdleTimeout = 90 * time.Second
 )
 
 // settings are the fasthttp.Server fields a snapshot controls. fasthttp reads
 // them without locks while serving, so they are never changed on a running
 // fasthttp.Server: a change starts a new generation instead.
 type settings struct {
-	readTimeout        time.Duration
+	readHeaderTimeout  time.Duration
+	readTimeout        time.Duration // the body, after the header
 	writeTimeout       time.Duration
 	idleTimeout        time.Duration
 	readBufferSize     int
 	maxRequestBodySize int
+	maxConnsPerIP      int
+	maxConns           int
 }
 
-// settingsOf maps a snapshot's service onto fasthttp settings. Zero values
-// keep fasthttp's defaults (4 KiB read buffer, 4 MiB bodies, no timeouts).
-func settingsOf(svc *gatewayv1.Service) settings {
+// settingsOf maps a snapshot's service onto fasthttp settings. Zero
+// timeouts take the defaults above (write_timeout stays off: responses may
+// stream for long); zero sizes keep fasthttp's defaults (4 KiB read buffer,
+// 4 MiB bodies). Connection limits come from the server's Config.
+func settingsOf(svc *gatewayv1.Service, lim Limits) settings {
 	hs := svc.GetHttpServer()
-	ms := func(v int64) time.Duration {
+	ms := func(v int64, def time.Duration) time.Duration {
 		if v <= 0 {
-			return 0
+			return def
 		}
 		return time.Duration(v) * time.Millisecond
 	}
-	read := ms(hs.GetReadTimeoutMs())
-	if read == 0 {
-		// fasthttp has one read deadline for header and body; a header-only
-		// timeout is better enforced on both than not at all.
-		read = ms(hs.GetReadHeaderTimeoutMs())
-	}
 	return settings{
-		readTimeout:        read,
-		writeTimeout:       ms(hs.GetWriteTimeoutMs()),
-		idleTimeout:        ms(hs.GetIdleTimeoutMs()),
+		readHeaderTimeout:  ms(hs.GetReadHeaderTimeoutMs(), DefaultReadHeaderTimeout),
+		readTimeout:        ms(hs.GetReadTimeoutMs(), DefaultReadTimeout),
+		writeTimeout:       ms(hs.GetWriteTimeoutMs(), 0),
+		idleTimeout:        ms(hs.GetIdleTimeoutMs(), DefaultIdleTimeout),
 		readBufferSize:     clampInt(hs.GetMaxHeaderBytes()),
 		maxRequestBodySize: clampInt(svc.GetMaxBodyBytes()),
+		maxConnsPerIP:      lim.MaxConnsPerIP,
+		maxConns:           lim.MaxConns,
 	}
 }
 
@@ -110,11 +133,16 @@ func (s *Server) startGenerationLocked() {
 		// sets one; every writer of a body sets its own.
 		NoDefaultContentType: true,
 		CloseOnShutdown:      true,
-		ReadTimeout:          st.readTimeout,
-		WriteTimeout:         st.writeTimeout,
-		IdleTimeout:          st.idleTimeout,
-		ReadBufferSize:       st.readBufferSize,
-		MaxRequestBodySize:   st.maxRequestBodySize,
+		// fasthttp's ReadTimeout runs from the first byte of a request
+		// to the end of its header here: HeaderReceived moves the deadline
+		// to read_timeout for the body.
+		ReadTimeout:        st.readHeaderTimeout,
+		HeaderReceived:     st.headerReceived,
+		WriteTimeout:       st.writeTimeout,
+		IdleTimeout:        st.idleTimeout,
+		ReadBufferSize:     st.readBufferSize,
+		MaxRequestBodySize: st.maxRequestBodySize,
+		Concurrency:        st.maxConns,
 	}
 	s.wg.Go(func() {
 		defer close(g.done)
@@ -127,7 +155,7 @@ func (s *Server) startGenerationLocked() {
 	if old == nil {
 		return
 	}
-	s.log.Info().Dur("read_timeout", st.readTimeout).Dur("write_timeout", st.writeTimeout).
+	s.log.Info().Dur("read_header_timeout", st.readHeaderTimeout).Dur("read_timeout", st.readTimeout).Dur("write_timeout", st.writeTimeout).
 		Dur("idle_timeout", st.idleTimeout).Int("read_buffer_size", st.readBufferSize).
 		Int("max_request_body_size", st.maxRequestBodySize).
 		Msg("http server settings changed; draining the previous server")
@@ -183,6 +211,9 @@ func (s *Server) acceptLoop() {
 			}
 		}
 		delay = 0
+		if c = s.perIP.admit(c); c == nil {
+			continue
+		}
 		select {
 		case s.conns <- c:
 		case <-s.acceptStop:
@@ -225,3 +256,102 @@ func (l *genListener) Close() error {
 }
 
 func (l *genListener) Addr() net.Addr { return l.addr }
+
+// headerReceived runs once a request's header is read, before its body: it
+// gives the body its own read deadline, and marks a request that carries
+// both Transfer-Encoding: chunked and Content-Length for closing after its
+// response. The chunked framing wins (RFC 9112 §6.3, as Go's net/http
+// does), but a proxy in front of us may have framed it by Content-Length:
+// whatever bytes follow must never be read as a second request on this
+// connection (request smuggling). It does not allocate.
+func (st settings) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if h.ContentLength() == -1 && hasContentLength(h.RawHeaders()) {
+		h.SetConnectionClose()
+	}
+	return fasthttp.RequestConfig{ReadTimeout: st.readTimeout, MaxRequestBodySize: st.maxRequestBodySize}
+}
+
+// hasContentLength reports whether raw header lines (as the client sent
+// them, request line excluded) hold a Content-Length field, in any case.
+func hasContentLength(raw []byte) bool {
+	const name = "content-length:"
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) >= len(name) && ascii.EqualFold(line[:len(name)], name) {
+			return true
+		}
+	}
+	return false
+}
+
+// ipLimiter bounds the open connections per client IP (the TCP peer). It
+// is ours rather than fasthttp's MaxConnsPerIP, which counts every IPv6
+// client as one address and whose connections must not be closed from
+// another goroutine (a drain does that).
+type ipLimiter struct {
+	max int
+	mu  sync.Mutex
+	n   map[netip.Addr]int
+}
+
+// tooManyConns is the answer to a connection over the per-IP limit.
+var tooManyConns = []byte("HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\nConnection: close\r\n\r\n429 Too Many Requests")
+
+// admit returns c wrapped so that closing it releases its slot, or nil
+// after answering 429 and closing c when its IP holds max connections
+// already. A nil limiter admits everything.
+func (l *ipLimiter) admit(c net.Conn) net.Conn {
+	if l == nil {
+		return c
+	}
+	ip := remoteIP(c)
+	l.mu.Lock()
+	ok := l.n[ip] < l.max
+	if ok {
+		l.n[ip]++
+	}
+	l.mu.Unlock()
+	if !ok {
+		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		c.Write(tooManyConns)
+		c.Close()
+		return nil
+	}
+	return &limitedConn{Conn: c, release: func() { l.release(ip) }}
+}
+
+func (l *ipLimiter) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[ip]--; l.n[ip] <= 0 {
+		delete(l.n, ip)
+	}
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// limitedConn releases its per-IP slot on the first Close (from fasthttp
+// or from a forced drain, whichever comes first).
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}

@@ -29,7 +29,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,6 +41,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -88,6 +91,51 @@ type Config struct {
 	// PinLogLevel keeps LogLevel even when a snapshot's telemetry/logging
 	// asks for another level (an operator's --log-level or -d wins).
 	PinLogLevel bool
+	// AccessLog is where and how access-log lines are written; a nil Out
+	// writes none. Each snapshot's router.disable_access_log turns it off
+	// and router.logger_skip_paths skips paths.
+	AccessLog accesslog.Config
+	// Limits bounds connections (zero fields take the defaults).
+	Limits Limits
+}
+
+// Connection limits of the front door, defaults for flags that leave them
+// zero. A client over the per-IP limit, or any client once the server holds
+// MaxConns connections, is answered with a 429 or 503 and closed.
+const (
+	DefaultMaxConnsPerIP = 1024
+	DefaultMaxConns      = 16384
+)
+
+// Limits are the front door's connection limits; a negative field means no
+// limit, zero the default.
+type Limits struct {
+	// MaxConnsPerIP bounds the open connections of one client address
+	// (the TCP peer; behind a load balancer every client shares its
+	// address, so raise it or turn it off there).
+	MaxConnsPerIP int
+	// MaxConns bounds the connections served at once (fasthttp's
+	// Concurrency: one request at a time per connection, so it also bounds
+	// the requests in flight).
+	MaxConns int
+}
+
+func (l Limits) withDefaults() Limits {
+	pick := func(v, def int) int {
+		switch {
+		case v < 0:
+			return 0 // fasthttp: 0 means no per-IP limit
+		case v == 0:
+			return def
+		}
+		return v
+	}
+	l.MaxConnsPerIP = pick(l.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	l.MaxConns = pick(l.MaxConns, DefaultMaxConns)
+	if l.MaxConns == 0 {
+		l.MaxConns = math.MaxInt32 // fasthttp: 0 means its own 256 Ki default
+	}
+	return l
 }
 
 // Validate reports a configuration that New would refuse.
@@ -108,6 +156,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("server config: log level %q: %w", c.LogLevel, err)
 		}
 	}
+	if c.AccessLog.Out != nil {
+		if err := c.AccessLog.Validate(); err != nil {
+			return fmt.Errorf("server config: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -116,11 +169,12 @@ type state struct {
 	plan       *plan.Plan // nil until the first snapshot
 	version    uint64
 	sha        string
-	healthPath string // "" when the plan disables health
-	healthCode int    // 200 with a plan; 503 before the first one, so readiness probes wait for it
-	healthWord string // the "status" value: "ok", or "no_config" before the first plan
-	debug      bool   // serve /__debug/*
-	echo       bool   // serve /__echo/*
+	healthPath string         // "" when the plan disables health
+	healthCode int            // 200 with a plan; 503 before the first one, so readiness probes wait for it
+	healthWord string         // the "status" value: "ok", or "no_config" before the first plan
+	debug      bool           // serve /__debug/*
+	echo       bool           // serve /__echo/*
+	access     *accesslog.Log // nil: no access log
 }
 
 func (s *Server) newState(p *plan.Plan, version uint64, sha string) *state {
@@ -133,7 +187,30 @@ func (s *Server) newState(p *plan.Plan, version uint64, sha string) *state {
 		st.debug = st.debug || p.Service().GetDebugEndpoint()
 		st.echo = p.Service().GetEchoEndpoint()
 	}
+	st.access = s.accessLog(p)
 	return st
+}
+
+// accessLog builds the access log a plan asks for: none without an output
+// or with router.disable_access_log, and the plan's logger_skip_paths.
+func (s *Server) accessLog(p *plan.Plan) *accesslog.Log {
+	cfg := s.cfg.AccessLog
+	if cfg.Out == nil {
+		return nil
+	}
+	if p != nil {
+		r := p.Service().GetRouter()
+		if r.GetDisableAccessLog() {
+			return nil
+		}
+		cfg.SkipPaths = r.GetLoggerSkipPaths()
+	}
+	l, err := accesslog.New(cfg)
+	if err != nil {
+		// Config.Validate checked everything New checks.
+		panic("server: access log: " + err.Error())
+	}
+	return l
 }
 
 // contentTypeJSONUTF8 is what KrakenD's gin renders JSON with.
@@ -198,7 +275,8 @@ type Server struct {
 	settings     settings
 	maxWait      time.Duration
 	metricsLn    *metricsListener
-	warnedListen string // snapshot listen address already warned about
+	warnedListen string     // snapshot listen address already warned about
+	perIP        *ipLimiter // nil: no per-IP limit
 }
 
 // New binds cfg.Listen (and cfg.MetricsListen when set) and returns a Server
@@ -238,7 +316,10 @@ func New(cfg Config) (*Server, error) {
 		quit:       make(chan struct{}),
 		done:       make(chan struct{}),
 		force:      make(chan struct{}),
-		settings:   settingsOf(nil),
+		settings:   settingsOf(nil, cfg.Limits.withDefaults()),
+	}
+	if n := s.settings.maxConnsPerIP; n > 0 {
+		s.perIP = &ipLimiter{max: n, n: map[netip.Addr]int{}}
 	}
 	s.cur.Store(s.newState(nil, 0, ""))
 	if cfg.MetricsListen != "" {
@@ -321,7 +402,7 @@ func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 		}
 	}
 
-	next := settingsOf(svc)
+	next := settingsOf(svc, s.cfg.Limits.withDefaults())
 	if next == s.settings {
 		return
 	}
@@ -523,9 +604,75 @@ func (s *Server) drainContext() (context.Context, context.CancelFunc) {
 	return ctx, cancel
 }
 
-// handle serves one request from the state current when it starts.
+// handle serves one request from the state current when it starts and
+// writes its access-log line.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	st := s.cur.Load()
+	if st.access == nil {
+		s.serve(ctx, st, nil)
+		return
+	}
+	e := st.access.Start(ctx.Path(), time.Now())
+	s.serve(ctx, st, e)
+	if e != nil {
+		finishAccess(ctx, e)
+	}
+}
+
+// finishAccess completes e from the answered request and writes it.
+func finishAccess(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
+	if len(e.ClientIP) == 0 {
+		if a, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+			e.ClientIP = a.Unmap().AppendTo(e.ClientIP[:0])
+		}
+	}
+	size := len(ctx.Response.Body())
+	if ctx.Response.IsBodyStream() {
+		size = ctx.Response.Header.ContentLength()
+	}
+	r := accesslog.Request{
+		Method:   ctx.Method(),
+		Path:     ctx.Path(),
+		Query:    ctx.URI().QueryString(),
+		ClientIP: e.ClientIP,
+		Status:   ctx.Response.StatusCode(),
+		Bytes:    size,
+		Complete: ctx.Response.Header.PeekBytes(hdrCompletedName),
+		TraceID:  traceID(ctx.Request.Header.PeekBytes(hdrTraceparent)),
+	}
+	e.Finish(&r, time.Now())
+}
+
+var (
+	hdrCompletedName = []byte("X-Krakend-Completed")
+	hdrTraceparent   = []byte("Traceparent")
+)
+
+// traceID returns the trace id of a W3C traceparent value
+// ("00-<32 hex>-<16 hex>-<2 hex>"), nil when v is not one.
+func traceID(v []byte) []byte {
+	if len(v) < 55 || v[2] != '-' || v[35] != '-' {
+		return nil
+	}
+	id := v[3:35]
+	zero := true
+	for _, c := range id {
+		switch {
+		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f':
+		default:
+			return nil
+		}
+		zero = zero && c == '0'
+	}
+	if zero {
+		return nil
+	}
+	return id
+}
+
+// serve answers one request from st, filling e (when non-nil) for the
+// access log.
+func (s *Server) serve(ctx *fasthttp.RequestCtx, st *state, e *accesslog.Entry) {
 	if st.healthPath != "" && (ctx.IsGet() || ctx.IsHead()) && string(ctx.Path()) == st.healthPath {
 		writeHealth(ctx, st)
 		return
@@ -541,7 +688,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	// plan.Serve recovers its own panics (and counts them in
 	// gw_edge_panics_total): one recover, where the request state is.
-	st.plan.Serve(ctx)
+	st.plan.ServeLogged(ctx, e)
 }
 
 // handleError answers requests fasthttp could not read, with fixed bodies.

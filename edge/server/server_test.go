@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -755,24 +756,29 @@ func TestSettingsOf(t *testing.T) {
 		svc  *gatewayv1.Service
 		want settings
 	}{
-		{name: "nil keeps fasthttp defaults", svc: nil, want: settings{}},
+		{name: "nil takes the default timeouts", svc: nil, want: settings{
+			readHeaderTimeout: DefaultReadHeaderTimeout, readTimeout: DefaultReadTimeout, idleTimeout: DefaultIdleTimeout,
+			maxConnsPerIP: DefaultMaxConnsPerIP, maxConns: DefaultMaxConns,
+		}},
 		{
 			name: "all set",
 			svc: &gatewayv1.Service{MaxBodyBytes: 1000, HttpServer: &gatewayv1.HTTPServer{
 				ReadTimeoutMs: 1000, WriteTimeoutMs: 2000, IdleTimeoutMs: 3000, ReadHeaderTimeoutMs: 500, MaxHeaderBytes: 8192,
 			}},
-			want: settings{readTimeout: time.Second, writeTimeout: 2 * time.Second, idleTimeout: 3 * time.Second, readBufferSize: 8192, maxRequestBodySize: 1000},
+			want: settings{readHeaderTimeout: 500 * time.Millisecond, readTimeout: time.Second, writeTimeout: 2 * time.Second, idleTimeout: 3 * time.Second,
+				readBufferSize: 8192, maxRequestBodySize: 1000, maxConnsPerIP: DefaultMaxConnsPerIP, maxConns: DefaultMaxConns},
 		},
 		{
-			name: "header timeout stands in for a missing read timeout",
+			name: "header timeout alone",
 			svc:  &gatewayv1.Service{HttpServer: &gatewayv1.HTTPServer{ReadHeaderTimeoutMs: 500}},
-			want: settings{readTimeout: 500 * time.Millisecond},
+			want: settings{readHeaderTimeout: 500 * time.Millisecond, readTimeout: DefaultReadTimeout, idleTimeout: DefaultIdleTimeout,
+				maxConnsPerIP: DefaultMaxConnsPerIP, maxConns: DefaultMaxConns},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if diff := cmp.Diff(tc.want, settingsOf(tc.svc), cmpopts.EquateComparable(settings{})); diff != "" {
+			if diff := cmp.Diff(tc.want, settingsOf(tc.svc, Limits{}.withDefaults()), cmpopts.EquateComparable(settings{})); diff != "" {
 				t.Errorf("settingsOf (-want +got):\n%s", diff)
 			}
 		})
@@ -782,4 +788,32 @@ func TestSettingsOf(t *testing.T) {
 // healthBody matches KrakenD's /__health body with the given status.
 func healthBody(status string) *regexp.Regexp {
 	return regexp.MustCompile(`^\{"agents":\{\},"now":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \+0000 UTC m=\+\d+\.\d+","status":"` + status + `"\}$`)
+}
+
+func TestLimitsDefaults(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want Limits }{
+		{Limits{}, Limits{MaxConnsPerIP: DefaultMaxConnsPerIP, MaxConns: DefaultMaxConns}},
+		{Limits{MaxConnsPerIP: 3, MaxConns: 7}, Limits{MaxConnsPerIP: 3, MaxConns: 7}},
+		{Limits{MaxConnsPerIP: -1, MaxConns: -1}, Limits{MaxConnsPerIP: 0, MaxConns: math.MaxInt32}},
+	} {
+		if got := tc.in.withDefaults(); got != tc.want {
+			t.Errorf("%+v.withDefaults() = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestHasContentLength(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]bool{
+		"Host: a\r\nContent-Length: 4\r\n\r\n":          true,
+		"Host: a\r\ncontent-LENGTH:4\r\n":               true,
+		"Host: a\r\nX-Content-Length: 4\r\n\r\n":        false,
+		"Transfer-Encoding: chunked\r\nHost: a\r\n\r\n": false,
+		"": false,
+	} {
+		if got := hasContentLength([]byte(raw)); got != want {
+			t.Errorf("hasContentLength(%q) = %v, want %v", raw, got, want)
+		}
+	}
 }

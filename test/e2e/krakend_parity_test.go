@@ -103,6 +103,15 @@ func TestKrakenDParity(t *testing.T) {
 			"Location": "/echo", "Content-Type": "text/html; charset=utf-8"}, "<a href=\"/echo\">Moved Permanently</a>.\n\n"}},
 		{name: "fixed path redirect", path: "/StAtic", want: want{301, map[string]string{
 			"Location": "/static", "Content-Type": "text/html; charset=utf-8"}, "<a href=\"/static\">Moved Permanently</a>.\n\n"}},
+		// gin walks parameter routes too: static segments take the route's
+		// spelling, values keep the request's, the trailing slash is fixed,
+		// the query is kept (and HTML-escaped in the body).
+		{name: "fixed path redirect, param route", path: "/USERS/AbC/Posts", want: want{301, map[string]string{
+			"Location": "/users/AbC/posts", "Content-Type": "text/html; charset=utf-8"}, "<a href=\"/users/AbC/posts\">Moved Permanently</a>.\n\n"}},
+		{name: "fixed path redirect, param route, slash and query", path: "/Users/AbC/POSTS/?q=1&b=2", want: want{301, map[string]string{
+			"Location": "/users/AbC/posts?q=1&b=2", "Content-Type": "text/html; charset=utf-8"}, "<a href=\"/users/AbC/posts?q=1&amp;b=2\">Moved Permanently</a>.\n\n"}},
+		{name: "fixed path redirect, param route, POST", method: "POST", path: "/P/x", want: want{307, map[string]string{
+			"Location": "/p/x", "Content-Type": "", "Content-Length": "0"}, ""}},
 	}
 	client := &http.Client{
 		Timeout:       5 * time.Second,
@@ -221,6 +230,8 @@ func parityConfig(backend string) string {
   "endpoints": [
     {"endpoint": "/echo", "backend": [` + be("/echo") + `]},
     {"endpoint": "/static", "backend": [` + be("/echo") + `]},
+    {"endpoint": "/users/{id}/posts", "backend": [` + be("/echo") + `]},
+    {"endpoint": "/p/{x}", "method": "POST", "backend": [` + be("/echo") + `]},
     {"endpoint": "/gzip", "backend": [` + be("/gzip") + `]},
     {"endpoint": "/noop", "output_encoding": "no-op", "backend": [{"host": ["` + backend + `"], "url_pattern": "/gzip", "encoding": "no-op"}]},
     {"endpoint": "/fail", "backend": [` + be("/fail/1") + `]},
@@ -257,7 +268,9 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
     {"endpoint": "/failrc", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/fail/rc", "extra_config": {"backend/http": {"return_error_code": true}}}]},
     {"endpoint": "/down", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x"}]},
     {"endpoint": "/noopdown", "output_encoding": "no-op", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x", "encoding": "no-op"}]},
-    {"endpoint": "/noopslow", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow", "encoding": "no-op"}]},`, 1)
+    {"endpoint": "/noopslow", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow", "encoding": "no-op"}]},
+    {"endpoint": "/rl", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/echo", "extra_config": {"qos/ratelimit/proxy": {"max_rate": 1, "capacity": 1}}}]},
+    {"endpoint": "/rlnoop", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/echo", "encoding": "no-op", "extra_config": {"qos/ratelimit/proxy": {"max_rate": 1, "capacity": 1}}}]},`, 1)
 	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, dir, "krakend.json", cfg))
 	const text = "text/plain; charset=utf-8"
 	for _, tc := range []struct {
@@ -278,5 +291,84 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 		if code != tc.status || h.Get("Content-Type") != tc.contentType || body != tc.body || h.Get("X-Krakend-Completed") != "false" {
 			t.Errorf("GET %s = %d %q %q, want %d %q %q", tc.path, code, h.Get("Content-Type"), body, tc.status, tc.contentType, tc.body)
 		}
+	}
+	// A backend rate limit (1/s, capacity 1): within a few back-to-back
+	// requests one is refused, and KrakenD answers it "500 rate limit
+	// exceded" (sic) as text, for JSON and no-op endpoints alike.
+	for _, path := range []string{"/rl", "/rlnoop"} {
+		limited := false
+		for i := 0; i < 6 && !limited; i++ {
+			code, h, body := testenv.Get(t, e.URL()+path)
+			if code == 200 {
+				continue
+			}
+			limited = true
+			if code != 500 || h.Get("Content-Type") != text || body != "rate limit exceded" || h.Get("X-Krakend-Completed") != "false" {
+				t.Errorf("GET %s limited = %d %q %q, want 500 %q %q", path, code, h.Get("Content-Type"), body, text, "rate limit exceded")
+			}
+		}
+		if !limited {
+			t.Errorf("GET %s: 6 back-to-back requests, none refused by a 1/s backend limit", path)
+		}
+	}
+}
+
+// TestKrakenDProtectionAnswers: the answers of the request-side guards, as
+// KrakenD CE 2.12.1 sent them. JWT 401/403 come from its JWT middleware,
+// before the endpoint handler: no body, no X-KrakenD headers, no
+// Content-Type (compared with a running KrakenD 2.12.1). A JSON
+// schema 400 comes from the proxy stack: X-KrakenD and
+// X-KrakenD-Completed: false, no body.
+func TestKrakenDProtectionAnswers(t *testing.T) {
+	bins := testenv.Build(t)
+	be := parityBackend(t)
+	is, err := testenv.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer is.Close()
+	validator := strings.Replace(is.ValidatorConfig(), "{", `{"roles_key": "roles", "roles": ["admin"], `, 1)
+	cfg := fmt.Sprintf(`{
+  "version": 3,
+  "timeout": "500ms",
+  "endpoints": [
+    {"endpoint": "/private", "backend": [{"host": [%q], "url_pattern": "/echo"}],
+     "extra_config": {"auth/validator": %s}},
+    {"endpoint": "/form", "method": "POST", "backend": [{"host": [%q], "url_pattern": "/echo"}],
+     "extra_config": {"validation/json-schema": {"type": "object", "required": ["name"]}}}
+  ]
+}`, be.URL, validator, be.URL)
+	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, t.TempDir(), "krakend.json", cfg))
+
+	noRole, err := is.Sign(map[string]any{"iss": testenv.IssuerName, "aud": []string{testenv.IssuerAudience},
+		"sub": "u1", "exp": time.Now().Add(time.Hour).Unix(), "roles": []string{"reader"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, token string
+		status      int
+	}{
+		{"no token", "", 401},
+		{"missing role", noRole, 403},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, e.URL()+"/private", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || len(body) != 0 || resp.Header.Get("X-Krakend") != "" || resp.Header.Get("X-Krakend-Completed") != "" || resp.Header.Get("Content-Type") != "" {
+			t.Errorf("%s: %d %q X-Krakend=%q Content-Type=%q, want %d, empty, no X-Krakend, no Content-Type",
+				tc.name, resp.StatusCode, body, resp.Header.Get("X-Krakend"), resp.Header.Get("Content-Type"), tc.status)
+		}
+	}
+	code, h, body := testenv.Do(t, http.MethodPost, e.URL()+"/form", `{"age": 3}`)
+	if code != 400 || body != "" || h.Get("X-Krakend-Completed") != "false" || h.Get("X-Krakend") == "" {
+		t.Errorf("schema: %d %q Completed=%q X-Krakend=%q, want 400, empty, false, set", code, body, h.Get("X-Krakend-Completed"), h.Get("X-Krakend"))
 	}
 }

@@ -66,10 +66,16 @@ func NewIssuer() (*Issuer, error) {
 // Token signs a token for sub with id jti, valid from a minute ago until
 // exp.
 func (is *Issuer) Token(sub, jti string, exp time.Time) (string, error) {
-	claims, err := json.Marshal(map[string]any{
+	return is.Sign(map[string]any{
 		"iss": IssuerName, "aud": []string{IssuerAudience}, "sub": sub, "jti": jti,
 		"iat": time.Now().Add(-time.Minute).Unix(), "exp": exp.Unix(),
 	})
+}
+
+// Sign signs any claim set as they are (no iss, aud or exp added): for
+// tokens with numeric ids, without exp and the like.
+func (is *Issuer) Sign(claimSet map[string]any) (string, error) {
+	claims, err := json.Marshal(claimSet)
 	if err != nil {
 		return "", err
 	}

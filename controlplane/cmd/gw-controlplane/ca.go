@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -20,14 +21,15 @@ import (
 // control plane: `gwctl certs issue --node-id ID --region R`.
 func runCA(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "Usage: gw-controlplane ca init [--data-dir DIR] [--host H]...")
+		fmt.Fprintln(stderr, "Usage: gw-controlplane ca init [--data-dir DIR] [--host H]... [--if-missing]")
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("gw-controlplane ca init", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", defaultDataDir(), "the control plane's data directory")
 	var hosts stringList
-	fs.Var(&hosts, "host", "DNS name or IP address edges dial the control plane by (repeatable; default localhost, 127.0.0.1, ::1)")
+	fs.Var(&hosts, "host", "DNS name or IP address edges dial the control plane by (repeatable or comma-separated; default localhost, 127.0.0.1, ::1)")
+	ifMissing := fs.Bool("if-missing", false, "exit 0 without changing anything when the CA already exists (for init containers and ExecStartPre)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: gw-controlplane ca init [flags]
 
@@ -56,6 +58,15 @@ Flags:
 	if len(hosts) == 0 {
 		hosts = stringList{"localhost", "127.0.0.1", "::1"}
 	}
+	caCert, caKey, srvCert, _ := pki.Paths(*dataDir)
+	if _, err := os.Stat(caKey); err == nil && *ifMissing {
+		if _, err := loadOrCreateSigner(*dataDir, zerolog.Nop()); err != nil {
+			fmt.Fprintf(stderr, "gw-controlplane: %v\n", err)
+			return exitError
+		}
+		fmt.Fprintf(stdout, "CA exists (%s), nothing changed\n", caCert)
+		return exitOK
+	}
 	if err := pki.Init(*dataDir, hosts, time.Now()); err != nil {
 		fmt.Fprintf(stderr, "gw-controlplane: %v\n", err)
 		return exitError
@@ -64,7 +75,6 @@ Flags:
 		fmt.Fprintf(stderr, "gw-controlplane: %v\n", err)
 		return exitError
 	}
-	caCert, _, srvCert, _ := pki.Paths(*dataDir)
 	fmt.Fprintf(stdout, "CA:                 %s\nserver certificate: %s (hosts %s)\nsigning public key: %s\n",
 		caCert, srvCert, strings.Join(hosts, ", "), filepath.Join(*dataDir, signingPubFile))
 	return exitOK
@@ -73,5 +83,15 @@ Flags:
 // stringList is a repeatable string flag.
 type stringList []string
 
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+
+// Set appends v, split at commas (empty parts are skipped, so a unit file
+// can write --host %H,${EXTRA_HOSTS} with EXTRA_HOSTS unset).
+func (s *stringList) Set(v string) error {
+	for _, h := range strings.Split(v, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			*s = append(*s, h)
+		}
+	}
+	return nil
+}

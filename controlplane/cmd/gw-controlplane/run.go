@@ -22,6 +22,7 @@ import (
 	"github.com/apigw/gateway/controlplane/pki"
 	"github.com/apigw/gateway/controlplane/service"
 	"github.com/apigw/gateway/controlplane/store"
+	"github.com/apigw/gateway/internal/dirlock"
 	"github.com/apigw/gateway/proto/tlsfile"
 )
 
@@ -38,6 +39,11 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	dl, err := dirlock.Acquire(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer dl.Release()
 	token, err := loadOrCreateToken(cfg.tokenFile(), log)
 	if err != nil {
 		return err

@@ -13,6 +13,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// MinAdminTokenLen is the shortest admin token accepted (a generated one is
+// 64 hex characters, 256 bits).
+const MinAdminTokenLen = 32
+
 // loadOrCreateToken reads the admin token from path. When the file does not
 // exist it generates 32 random bytes (hex) and writes them atomically with
 // mode 0600: temp file, fsync, then a hard link that fails if another process
@@ -48,9 +52,17 @@ func readToken(path string, log zerolog.Logger) (string, error) {
 	if tok == "" {
 		return "", fmt.Errorf("read admin token %s: file is empty", path)
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn().Str("path", path).Str("mode", fi.Mode().Perm().String()).Msg("admin token file is accessible to other users; chmod 600 it")
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("read admin token: %w", err)
 	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("admin token %s: mode %s lets other users read it; chmod 600 it (the token grants every admin call)", path, perm)
+	}
+	if len(tok) < MinAdminTokenLen {
+		return "", fmt.Errorf("admin token %s: %d characters, want at least %d (remove the file to have a random one generated)", path, len(tok), MinAdminTokenLen)
+	}
+	log.Debug().Str("path", path).Msg("admin token read")
 	return tok, nil
 }
 

@@ -43,7 +43,7 @@ func newRegistries(reg prometheus.Registerer, log zerolog.Logger, disabled []str
 	r.deps.Keys = keys
 	r.closers = append(r.closers, keys.Close)
 
-	q, err := qos.New(qos.Config{Logger: log})
+	q, err := qos.New(qos.Config{Logger: log, OnBreakerStateChange: m.BreakerChanged})
 	if err != nil {
 		r.close()
 		return nil, err

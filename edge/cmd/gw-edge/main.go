@@ -30,8 +30,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/qos/clusterlimit"
+	"github.com/apigw/gateway/edge/server"
 )
 
 // buildVersion is set by the linker (-X main.buildVersion=...).
@@ -59,11 +61,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runManaged(ctx, args, stdout, stderr)
 }
 
-// logFlags are the logging and metrics flags both modes share.
+// logFlags are the logging, metrics and front-door flags both modes share.
 type logFlags struct {
-	format        string
-	level         string
-	metricsListen string
+	format          string
+	level           string
+	metricsListen   string
+	limits          server.Limits
+	accessLog       string
+	accessLogSample float64
+	out             io.Writer // stdout, set by logger
 }
 
 func (l *logFlags) register(fs *flag.FlagSet, stdout io.Writer) {
@@ -74,6 +80,19 @@ func (l *logFlags) register(fs *flag.FlagSet, stdout io.Writer) {
 	fs.StringVar(&l.format, "log-format", defFormat, "log format: json or console (default json when stdout is not a terminal)")
 	fs.StringVar(&l.level, "log-level", "info", "log level: trace, debug, info, warn, error; when given, it wins over the snapshot's telemetry/logging")
 	fs.StringVar(&l.metricsListen, "metrics-listen", "", "serve Prometheus /metrics on this address, whatever the snapshot's telemetry/metrics says")
+	fs.StringVar(&l.accessLog, "access-log", "krakend", "access log on stdout: krakend (KrakenD's line), json, or off; a snapshot's router.disable_access_log turns it off too")
+	fs.Float64Var(&l.accessLogSample, "access-log-sample", 1, "share of requests answered below 500 that get an access-log line, in (0, 1]; 5xx answers are always logged")
+	fs.IntVar(&l.limits.MaxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "open connections allowed from one client IP (the TCP peer); more are answered 429 and closed; -1: no limit")
+	fs.IntVar(&l.limits.MaxConns, "max-conns", server.DefaultMaxConns, "connections (and so requests) served at once; more are answered 503 and closed; -1: no limit")
+}
+
+// accessLogConfig is the server's access-log setting from the flags.
+func (l *logFlags) accessLogConfig() accesslog.Config {
+	if l.accessLog == "off" || l.out == nil {
+		return accesslog.Config{}
+	}
+	f, _ := accesslog.ParseFormat(l.accessLog)
+	return accesslog.Config{Out: l.out, Format: f, SampleRate: l.accessLogSample}
 }
 
 func (l *logFlags) validate() error {
@@ -84,6 +103,20 @@ func (l *logFlags) validate() error {
 	if _, err := zerolog.ParseLevel(l.level); err != nil || l.level == "" {
 		errs = append(errs, fmt.Errorf("--log-level: unsupported %q (trace, debug, info, warn, error)", l.level))
 	}
+	if l.accessLog != "off" {
+		if _, err := accesslog.ParseFormat(l.accessLog); err != nil || l.accessLog == "" {
+			errs = append(errs, fmt.Errorf("--access-log: unsupported %q (krakend, json, off)", l.accessLog))
+		}
+	}
+	if !(l.accessLogSample > 0 && l.accessLogSample <= 1) {
+		errs = append(errs, fmt.Errorf("--access-log-sample: %v: must be in (0, 1]", l.accessLogSample))
+	}
+	if l.limits.MaxConnsPerIP == 0 || l.limits.MaxConnsPerIP < -1 {
+		errs = append(errs, fmt.Errorf("--max-conns-per-ip: want a positive count or -1 (no limit), got %d", l.limits.MaxConnsPerIP))
+	}
+	if l.limits.MaxConns == 0 || l.limits.MaxConns < -1 {
+		errs = append(errs, fmt.Errorf("--max-conns: want a positive count or -1 (no limit), got %d", l.limits.MaxConns))
+	}
 	return errors.Join(errs...)
 }
 
@@ -91,6 +124,7 @@ func (l *logFlags) validate() error {
 // it to the snapshot's telemetry/logging level unless --log-level pins it)
 // and routes go-redis' own log lines to it.
 func (l *logFlags) logger(stdout io.Writer) (zerolog.Logger, *loglevel.Var) {
+	l.out = stdout
 	level, _ := zerolog.ParseLevel(l.level)
 	lv := loglevel.New(level)
 	var w io.Writer = stdout

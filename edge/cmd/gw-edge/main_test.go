@@ -353,3 +353,57 @@ func TestSchemaVersionMatchesCompiler(t *testing.T) {
 		t.Errorf("edge understands schema %d, the compiler emits %d", apply.SchemaVersion, config.SchemaVersion)
 	}
 }
+
+// TestStandaloneRendersFlexibleConfig: with FC_ENABLE, gw-edge run renders
+// the template (settings, partials, sub-templates) before it compiles; a
+// violation names the template line and a template error stops the start.
+func TestStandaloneRendersFlexibleConfig(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"settings/upstream.json": fmt.Sprintf(`{"host": %q, "paths": ["/a", "/b"]}`, backend(t)),
+		"templates/ep.tmpl":      `{"endpoint": "{{ . }}", "backend": [{"url_pattern": "/up{{ . }}"}]}`,
+		"partials/timeout.txt":   `"timeout": "2s",`,
+		"gw.tmpl": "{\n  \"version\": 3,\n  {{ include \"timeout.txt\" }}\n  \"host\": [\"{{ .upstream.host }}\"],\n" +
+			"  \"endpoints\": [{{ range $i, $p := .upstream.paths }}{{ if $i }},{{ end }}{{ template \"ep.tmpl\" $p }}{{ end }}]\n}\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("FC_ENABLE", "1")
+	t.Setenv("FC_SETTINGS", filepath.Join(dir, "settings"))
+	t.Setenv("FC_TEMPLATES", filepath.Join(dir, "templates"))
+	t.Setenv("FC_PARTIALS", filepath.Join(dir, "partials"))
+	tmpl := filepath.Join(dir, "gw.tmpl")
+
+	r := start(t, "run", "-c", tmpl, "--listen", "127.0.0.1:0", "--log-format", "json")
+	if code, body := get(t, "http://"+r.addr+"/b"); code != 200 || !strings.Contains(body, `"path":"/up/b"`) {
+		t.Errorf("GET /b = %d %s", code, body)
+	}
+	if code := r.stop(t); code != exitOK {
+		t.Errorf("exit %d\n%s", code, r.stderr)
+	}
+
+	// A bad value from the sub-template: the violation names ep.tmpl.
+	if err := os.WriteFile(filepath.Join(dir, "templates", "ep.tmpl"), []byte(`{"endpoint": "no-slash{{ . }}", "backend": [{"url_pattern": "/"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncBuffer
+	if code := run(context.Background(), []string{"run", "-c", tmpl, "--listen", "127.0.0.1:0"}, &stdout, &stderr); code != exitError {
+		t.Fatalf("exit %d, want %d", code, exitError)
+	}
+	if want := "templates/ep.tmpl line 1"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+
+	// A missing partial stops the start (KrakenD would include nothing).
+	t.Setenv("FC_PARTIALS", t.TempDir())
+	var stderr2 syncBuffer
+	if code := run(context.Background(), []string{"run", "-c", tmpl, "--listen", "127.0.0.1:0"}, &stdout, &stderr2); code != exitError || !strings.Contains(stderr2.String(), "timeout.txt") {
+		t.Errorf("exit %d with a missing partial:\n%s", code, stderr2.String())
+	}
+}

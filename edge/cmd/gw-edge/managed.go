@@ -22,6 +22,7 @@ import (
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/server"
 	"github.com/apigw/gateway/edge/watch"
+	"github.com/apigw/gateway/internal/dirlock"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/sign"
 )
@@ -149,6 +150,11 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		verifier = v
 		log.Info().Strs("key_ids", v.KeyIDs()).Msg("snapshots and revocations must be signed by a pinned key")
 	}
+	dl, err := dirlock.Acquire(f.dataDir)
+	if err != nil {
+		return err
+	}
+	defer dl.Release()
 	st, err := lkg.New(lkg.Config{Dir: f.dataDir, Logger: log, Verifier: verifier})
 	if err != nil {
 		return err
@@ -170,6 +176,8 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		AccessLog:     f.accessLogConfig(),
+		Limits:        f.limits,
 	})
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/controlplane/config"
+	"github.com/apigw/gateway/controlplane/config/flexible"
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/internal/loglevel"
@@ -46,7 +47,7 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var f standaloneFlags
 	fs := flag.NewFlagSet("gw-edge run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.file, "c", "", "KrakenD v3 configuration file (JSON or YAML); required")
+	fs.StringVar(&f.file, "c", "", "KrakenD v3 configuration file (JSON, YAML or TOML; a Flexible Config template with FC_ENABLE); required")
 	fs.StringVar(&f.file, "config", "", "alias of -c")
 	fs.BoolVar(&f.debug, "d", false, "serve KrakenD's /__debug/ endpoint (as krakend run -d does); the log level is --log-level")
 	fs.BoolVar(&f.debug, "debug", false, "alias of -d")
@@ -66,7 +67,7 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 	// Compile before anything is logged or bound: an invalid file is an
 	// operator error, shown as a plain list on stderr.
-	compiled, err := config.CompileFileWith(f.file, config.Options{Env: os.Environ()})
+	compiled, err := compileFile(f.file, os.Getenv, os.Environ())
 	if err != nil {
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
@@ -92,6 +93,21 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return exitOK
 }
 
+// compileFile compiles the file as KrakenD's run would read it: rendered
+// first when FC_ENABLE is set (a template error is an error, not KrakenD's
+// silent fallback to the raw file), then with KRAKEND_* overrides from env.
+func compileFile(file string, getenv func(string) string, env []string) (*config.Compiled, error) {
+	fc := flexible.FromEnv(getenv)
+	if !fc.Enable {
+		return config.CompileFileWith(file, config.Options{Env: env})
+	}
+	r, err := flexible.Render(file, fc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return config.CompileWith(r.Filename, r.Content, config.Options{Env: env, Origin: r.Origin})
+}
+
 // standalone serves one compiled file until ctx is done. The file becomes
 // version 1 and goes through the same Applier as a pushed snapshot.
 func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pinLevel bool, log zerolog.Logger, lv *loglevel.Var, stderr io.Writer) error {
@@ -112,6 +128,8 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		AccessLog:     f.accessLogConfig(),
+		Limits:        f.limits,
 		DebugEndpoint: f.debug,
 	})
 	if err != nil {

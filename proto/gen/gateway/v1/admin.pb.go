@@ -25,8 +25,12 @@ const (
 type ConfigSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// filename is used to pick the format (.json, .yaml, .yml) and in messages.
-	Filename      string `protobuf:"bytes,1,opt,name=filename,proto3" json:"filename,omitempty"`
-	Content       []byte `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	Filename string `protobuf:"bytes,1,opt,name=filename,proto3" json:"filename,omitempty"`
+	Content  []byte `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// rendered_from lists the files a Flexible Config render read to produce
+	// content (the template, settings, sub-templates, partials), each with
+	// its sha256; empty when content is not a render.
+	RenderedFrom  []*SourceFile `protobuf:"bytes,3,rep,name=rendered_from,json=renderedFrom,proto3" json:"rendered_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -75,6 +79,66 @@ func (x *ConfigSource) GetContent() []byte {
 	return nil
 }
 
+func (x *ConfigSource) GetRenderedFrom() []*SourceFile {
+	if x != nil {
+		return x.RenderedFrom
+	}
+	return nil
+}
+
+// SourceFile names one input file and the sha256 of its content.
+type SourceFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceFile) Reset() {
+	*x = SourceFile{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceFile) ProtoMessage() {}
+
+func (x *SourceFile) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceFile.ProtoReflect.Descriptor instead.
+func (*SourceFile) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SourceFile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SourceFile) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 type ValidateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Source        *ConfigSource          `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
@@ -84,7 +148,7 @@ type ValidateRequest struct {
 
 func (x *ValidateRequest) Reset() {
 	*x = ValidateRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[1]
+	mi := &file_gateway_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -96,7 +160,7 @@ func (x *ValidateRequest) String() string {
 func (*ValidateRequest) ProtoMessage() {}
 
 func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[1]
+	mi := &file_gateway_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -109,7 +173,7 @@ func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateRequest.ProtoReflect.Descriptor instead.
 func (*ValidateRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ValidateRequest) GetSource() *ConfigSource {
@@ -132,7 +196,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[2]
+	mi := &file_gateway_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +208,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[2]
+	mi := &file_gateway_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +221,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ValidateResponse) GetViolations() []*FieldViolation {
@@ -191,7 +255,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[3]
+	mi := &file_gateway_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +267,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[3]
+	mi := &file_gateway_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +280,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PushRequest) GetSource() *ConfigSource {
@@ -246,7 +310,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[4]
+	mi := &file_gateway_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +322,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[4]
+	mi := &file_gateway_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +335,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PushResponse) GetVersion() *VersionInfo {
@@ -304,7 +368,7 @@ type DiffRequest struct {
 
 func (x *DiffRequest) Reset() {
 	*x = DiffRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[5]
+	mi := &file_gateway_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +380,7 @@ func (x *DiffRequest) String() string {
 func (*DiffRequest) ProtoMessage() {}
 
 func (x *DiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[5]
+	mi := &file_gateway_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +393,7 @@ func (x *DiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffRequest.ProtoReflect.Descriptor instead.
 func (*DiffRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DiffRequest) GetSource() *ConfigSource {
@@ -349,7 +413,7 @@ type DiffResponse struct {
 
 func (x *DiffResponse) Reset() {
 	*x = DiffResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[6]
+	mi := &file_gateway_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +425,7 @@ func (x *DiffResponse) String() string {
 func (*DiffResponse) ProtoMessage() {}
 
 func (x *DiffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[6]
+	mi := &file_gateway_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +438,7 @@ func (x *DiffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffResponse.ProtoReflect.Descriptor instead.
 func (*DiffResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DiffResponse) GetCurrentVersion() uint64 {
@@ -406,7 +470,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[7]
+	mi := &file_gateway_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +482,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[7]
+	mi := &file_gateway_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +495,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Change) GetOp() string {
@@ -463,15 +527,20 @@ type VersionInfo struct {
 	Author        string                 `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,4,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
 	// rollback_of is set when the version was made by Rollback.
-	RollbackOf    uint64 `protobuf:"varint,5,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
-	Endpoints     uint32 `protobuf:"varint,6,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	RollbackOf uint64 `protobuf:"varint,5,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
+	Endpoints  uint32 `protobuf:"varint,6,opt,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// rendered_from is the pushed source's rendered_from: the Flexible
+	// Config files that produced the stored configuration.
+	RenderedFrom []*SourceFile `protobuf:"bytes,7,rep,name=rendered_from,json=renderedFrom,proto3" json:"rendered_from,omitempty"`
+	// warnings are the warnings the configuration compiled with.
+	Warnings      []*FieldViolation `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[8]
+	mi := &file_gateway_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +552,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[8]
+	mi := &file_gateway_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +565,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VersionInfo) GetVersion() uint64 {
@@ -541,6 +610,20 @@ func (x *VersionInfo) GetEndpoints() uint32 {
 	return 0
 }
 
+func (x *VersionInfo) GetRenderedFrom() []*SourceFile {
+	if x != nil {
+		return x.RenderedFrom
+	}
+	return nil
+}
+
+func (x *VersionInfo) GetWarnings() []*FieldViolation {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// page_size caps the edges returned (0 = 500, at most 1000); edges come
@@ -554,7 +637,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[9]
+	mi := &file_gateway_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +649,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[9]
+	mi := &file_gateway_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +662,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StatusRequest) GetPageSize() uint32 {
@@ -616,7 +699,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[10]
+	mi := &file_gateway_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +711,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[10]
+	mi := &file_gateway_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +724,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusResponse) GetCurrent() *VersionInfo {
@@ -717,7 +800,7 @@ type EdgeStatus struct {
 
 func (x *EdgeStatus) Reset() {
 	*x = EdgeStatus{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[11]
+	mi := &file_gateway_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +812,7 @@ func (x *EdgeStatus) String() string {
 func (*EdgeStatus) ProtoMessage() {}
 
 func (x *EdgeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[11]
+	mi := &file_gateway_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +825,7 @@ func (x *EdgeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EdgeStatus.ProtoReflect.Descriptor instead.
 func (*EdgeStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EdgeStatus) GetNodeId() string {
@@ -865,7 +948,7 @@ type IssueCertificateRequest struct {
 
 func (x *IssueCertificateRequest) Reset() {
 	*x = IssueCertificateRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[12]
+	mi := &file_gateway_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +960,7 @@ func (x *IssueCertificateRequest) String() string {
 func (*IssueCertificateRequest) ProtoMessage() {}
 
 func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[12]
+	mi := &file_gateway_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +973,7 @@ func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IssueCertificateRequest) GetNodeId() string {
@@ -928,13 +1011,17 @@ type IssueCertificateResponse struct {
 	CertificatePem string `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
 	CaPem          string `protobuf:"bytes,2,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
 	NotAfterUnixMs int64  `protobuf:"varint,3,opt,name=not_after_unix_ms,json=notAfterUnixMs,proto3" json:"not_after_unix_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// snapshot_public_key_pem is the control plane's Ed25519 public key
+	// (its signing.pub), which the edge pins with --snapshot-public-key;
+	// empty when the control plane signs nothing.
+	SnapshotPublicKeyPem string `protobuf:"bytes,4,opt,name=snapshot_public_key_pem,json=snapshotPublicKeyPem,proto3" json:"snapshot_public_key_pem,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *IssueCertificateResponse) Reset() {
 	*x = IssueCertificateResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	mi := &file_gateway_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1033,7 @@ func (x *IssueCertificateResponse) String() string {
 func (*IssueCertificateResponse) ProtoMessage() {}
 
 func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	mi := &file_gateway_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1046,7 @@ func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *IssueCertificateResponse) GetCertificatePem() string {
@@ -983,6 +1070,13 @@ func (x *IssueCertificateResponse) GetNotAfterUnixMs() int64 {
 	return 0
 }
 
+func (x *IssueCertificateResponse) GetSnapshotPublicKeyPem() string {
+	if x != nil {
+		return x.SnapshotPublicKeyPem
+	}
+	return ""
+}
+
 type HistoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// limit caps the number of versions returned (0 = 50).
@@ -993,7 +1087,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	mi := &file_gateway_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1099,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	mi := &file_gateway_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1112,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -1037,7 +1131,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[15]
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1143,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[15]
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1156,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -1082,7 +1176,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1188,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1201,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RollbackRequest) GetVersion() uint64 {
@@ -1134,7 +1228,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1240,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1253,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RollbackResponse) GetVersion() *VersionInfo {
@@ -1190,7 +1284,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1296,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1309,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeRequest) GetClaim() string {
@@ -1255,7 +1349,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1361,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1374,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeResponse) GetEntry() *RevocationEntry {
@@ -1298,7 +1392,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[20]
+	mi := &file_gateway_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1404,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[20]
+	mi := &file_gateway_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1417,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 type ListRevocationsResponse struct {
@@ -1336,7 +1430,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[21]
+	mi := &file_gateway_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1442,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[21]
+	mi := &file_gateway_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1455,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRevocationsResponse) GetEntries() []*RevocationEntry {
@@ -1383,10 +1477,15 @@ var File_gateway_v1_admin_proto protoreflect.FileDescriptor
 const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16gateway/v1/admin.proto\x12\n" +
-	"gateway.v1\x1a\x17gateway/v1/common.proto\"D\n" +
+	"gateway.v1\x1a\x17gateway/v1/common.proto\"\x81\x01\n" +
 	"\fConfigSource\x12\x1a\n" +
 	"\bfilename\x18\x01 \x01(\tR\bfilename\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\fR\acontent\"C\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent\x12;\n" +
+	"\rrendered_from\x18\x03 \x03(\v2\x16.gateway.v1.SourceFileR\frenderedFrom\"8\n" +
+	"\n" +
+	"SourceFile\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"C\n" +
 	"\x0fValidateRequest\x120\n" +
 	"\x06source\x18\x01 \x01(\v2\x18.gateway.v1.ConfigSourceR\x06source\"\x9e\x01\n" +
 	"\x10ValidateResponse\x12:\n" +
@@ -1410,7 +1509,7 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x06Change\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
-	"\x06fields\x18\x03 \x03(\tR\x06fields\"\xbe\x01\n" +
+	"\x06fields\x18\x03 \x03(\tR\x06fields\"\xb3\x02\n" +
 	"\vVersionInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
@@ -1418,7 +1517,9 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x0fcreated_unix_ms\x18\x04 \x01(\x03R\rcreatedUnixMs\x12\x1f\n" +
 	"\vrollback_of\x18\x05 \x01(\x04R\n" +
 	"rollbackOf\x12\x1c\n" +
-	"\tendpoints\x18\x06 \x01(\rR\tendpoints\"K\n" +
+	"\tendpoints\x18\x06 \x01(\rR\tendpoints\x12;\n" +
+	"\rrendered_from\x18\a \x03(\v2\x16.gateway.v1.SourceFileR\frenderedFrom\x126\n" +
+	"\bwarnings\x18\b \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\"K\n" +
 	"\rStatusRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1454,11 +1555,12 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
 	"\acsr_pem\x18\x03 \x01(\tR\x06csrPem\x12)\n" +
-	"\x10validity_seconds\x18\x04 \x01(\x03R\x0fvaliditySeconds\"\x85\x01\n" +
+	"\x10validity_seconds\x18\x04 \x01(\x03R\x0fvaliditySeconds\"\xbc\x01\n" +
 	"\x18IssueCertificateResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\tR\x0ecertificatePem\x12\x15\n" +
 	"\x06ca_pem\x18\x02 \x01(\tR\x05caPem\x12)\n" +
-	"\x11not_after_unix_ms\x18\x03 \x01(\x03R\x0enotAfterUnixMs\"&\n" +
+	"\x11not_after_unix_ms\x18\x03 \x01(\x03R\x0enotAfterUnixMs\x125\n" +
+	"\x17snapshot_public_key_pem\x18\x04 \x01(\tR\x14snapshotPublicKeyPem\"&\n" +
 	"\x0eHistoryRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\"F\n" +
 	"\x0fHistoryResponse\x123\n" +
@@ -1503,71 +1605,75 @@ func file_gateway_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_admin_proto_rawDescData
 }
 
-var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_gateway_v1_admin_proto_goTypes = []any{
 	(*ConfigSource)(nil),             // 0: gateway.v1.ConfigSource
-	(*ValidateRequest)(nil),          // 1: gateway.v1.ValidateRequest
-	(*ValidateResponse)(nil),         // 2: gateway.v1.ValidateResponse
-	(*PushRequest)(nil),              // 3: gateway.v1.PushRequest
-	(*PushResponse)(nil),             // 4: gateway.v1.PushResponse
-	(*DiffRequest)(nil),              // 5: gateway.v1.DiffRequest
-	(*DiffResponse)(nil),             // 6: gateway.v1.DiffResponse
-	(*Change)(nil),                   // 7: gateway.v1.Change
-	(*VersionInfo)(nil),              // 8: gateway.v1.VersionInfo
-	(*StatusRequest)(nil),            // 9: gateway.v1.StatusRequest
-	(*StatusResponse)(nil),           // 10: gateway.v1.StatusResponse
-	(*EdgeStatus)(nil),               // 11: gateway.v1.EdgeStatus
-	(*IssueCertificateRequest)(nil),  // 12: gateway.v1.IssueCertificateRequest
-	(*IssueCertificateResponse)(nil), // 13: gateway.v1.IssueCertificateResponse
-	(*HistoryRequest)(nil),           // 14: gateway.v1.HistoryRequest
-	(*HistoryResponse)(nil),          // 15: gateway.v1.HistoryResponse
-	(*RollbackRequest)(nil),          // 16: gateway.v1.RollbackRequest
-	(*RollbackResponse)(nil),         // 17: gateway.v1.RollbackResponse
-	(*RevokeRequest)(nil),            // 18: gateway.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 19: gateway.v1.RevokeResponse
-	(*ListRevocationsRequest)(nil),   // 20: gateway.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 21: gateway.v1.ListRevocationsResponse
-	(*FieldViolation)(nil),           // 22: gateway.v1.FieldViolation
-	(*RevocationEntry)(nil),          // 23: gateway.v1.RevocationEntry
+	(*SourceFile)(nil),               // 1: gateway.v1.SourceFile
+	(*ValidateRequest)(nil),          // 2: gateway.v1.ValidateRequest
+	(*ValidateResponse)(nil),         // 3: gateway.v1.ValidateResponse
+	(*PushRequest)(nil),              // 4: gateway.v1.PushRequest
+	(*PushResponse)(nil),             // 5: gateway.v1.PushResponse
+	(*DiffRequest)(nil),              // 6: gateway.v1.DiffRequest
+	(*DiffResponse)(nil),             // 7: gateway.v1.DiffResponse
+	(*Change)(nil),                   // 8: gateway.v1.Change
+	(*VersionInfo)(nil),              // 9: gateway.v1.VersionInfo
+	(*StatusRequest)(nil),            // 10: gateway.v1.StatusRequest
+	(*StatusResponse)(nil),           // 11: gateway.v1.StatusResponse
+	(*EdgeStatus)(nil),               // 12: gateway.v1.EdgeStatus
+	(*IssueCertificateRequest)(nil),  // 13: gateway.v1.IssueCertificateRequest
+	(*IssueCertificateResponse)(nil), // 14: gateway.v1.IssueCertificateResponse
+	(*HistoryRequest)(nil),           // 15: gateway.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 16: gateway.v1.HistoryResponse
+	(*RollbackRequest)(nil),          // 17: gateway.v1.RollbackRequest
+	(*RollbackResponse)(nil),         // 18: gateway.v1.RollbackResponse
+	(*RevokeRequest)(nil),            // 19: gateway.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 20: gateway.v1.RevokeResponse
+	(*ListRevocationsRequest)(nil),   // 21: gateway.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 22: gateway.v1.ListRevocationsResponse
+	(*FieldViolation)(nil),           // 23: gateway.v1.FieldViolation
+	(*RevocationEntry)(nil),          // 24: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
-	0,  // 0: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
-	22, // 1: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
-	22, // 2: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
-	0,  // 3: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
-	8,  // 4: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
-	22, // 5: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
-	0,  // 6: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
-	7,  // 7: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
-	8,  // 8: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
-	11, // 9: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
-	8,  // 10: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
-	8,  // 11: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	23, // 12: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	23, // 13: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
-	1,  // 14: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	3,  // 15: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	5,  // 16: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	9,  // 17: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	14, // 18: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	16, // 19: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	18, // 20: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	20, // 21: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	12, // 22: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
-	2,  // 23: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	4,  // 24: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	6,  // 25: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	10, // 26: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	15, // 27: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	17, // 28: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	19, // 29: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	21, // 30: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	13, // 31: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
-	23, // [23:32] is the sub-list for method output_type
-	14, // [14:23] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	1,  // 0: gateway.v1.ConfigSource.rendered_from:type_name -> gateway.v1.SourceFile
+	0,  // 1: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
+	23, // 2: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
+	23, // 3: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
+	0,  // 4: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
+	9,  // 5: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
+	23, // 6: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
+	0,  // 7: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
+	8,  // 8: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
+	1,  // 9: gateway.v1.VersionInfo.rendered_from:type_name -> gateway.v1.SourceFile
+	23, // 10: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
+	9,  // 11: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
+	12, // 12: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
+	9,  // 13: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
+	9,  // 14: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
+	24, // 15: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	24, // 16: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	2,  // 17: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	4,  // 18: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	6,  // 19: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	10, // 20: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	15, // 21: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	17, // 22: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	19, // 23: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	21, // 24: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	13, // 25: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
+	3,  // 26: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	5,  // 27: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	7,  // 28: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	11, // 29: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	16, // 30: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	18, // 31: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	20, // 32: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	22, // 33: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	14, // 34: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }
@@ -1582,7 +1688,7 @@ func file_gateway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_admin_proto_rawDesc), len(file_gateway_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -707,8 +707,14 @@ type HTTPClient struct {
 	DisableKeepAlives         bool                   `protobuf:"varint,5,opt,name=disable_keep_alives,json=disableKeepAlives,proto3" json:"disable_keep_alives,omitempty"`
 	DisableCompression        bool                   `protobuf:"varint,6,opt,name=disable_compression,json=disableCompression,proto3" json:"disable_compression,omitempty"`
 	AllowInsecureConnections  bool                   `protobuf:"varint,7,opt,name=allow_insecure_connections,json=allowInsecureConnections,proto3" json:"allow_insecure_connections,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// dialer_keep_alive_ms is the TCP keep-alive period of backend
+	// connections (0: Go's default, 15 s).
+	DialerKeepAliveMs int64 `protobuf:"varint,8,opt,name=dialer_keep_alive_ms,json=dialerKeepAliveMs,proto3" json:"dialer_keep_alive_ms,omitempty"`
+	// dialer_fallback_delay_ms is how long a dual-stack dial waits before it
+	// races the other address family (0: Go's default, 300 ms).
+	DialerFallbackDelayMs int64 `protobuf:"varint,9,opt,name=dialer_fallback_delay_ms,json=dialerFallbackDelayMs,proto3" json:"dialer_fallback_delay_ms,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *HTTPClient) Reset() {
@@ -788,6 +794,20 @@ func (x *HTTPClient) GetAllowInsecureConnections() bool {
 		return x.AllowInsecureConnections
 	}
 	return false
+}
+
+func (x *HTTPClient) GetDialerKeepAliveMs() int64 {
+	if x != nil {
+		return x.DialerKeepAliveMs
+	}
+	return 0
+}
+
+func (x *HTTPClient) GetDialerFallbackDelayMs() int64 {
+	if x != nil {
+		return x.DialerFallbackDelayMs
+	}
+	return 0
 }
 
 // Endpoint is one (method, path) of the API contract.
@@ -2808,7 +2828,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0fidle_timeout_ms\x18\x03 \x01(\x03R\ridleTimeoutMs\x123\n" +
 	"\x16read_header_timeout_ms\x18\x04 \x01(\x03R\x13readHeaderTimeoutMs\x12(\n" +
 	"\x10max_header_bytes\x18\x05 \x01(\x03R\x0emaxHeaderBytes\x12/\n" +
-	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\"\x93\x03\n" +
+	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\"\xfd\x03\n" +
 	"\n" +
 	"HTTPClient\x12@\n" +
 	"\x1dmax_idle_connections_per_host\x18\x01 \x01(\x03R\x19maxIdleConnectionsPerHost\x12;\n" +
@@ -2817,7 +2837,9 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x11dialer_timeout_ms\x18\x04 \x01(\x03R\x0fdialerTimeoutMs\x12.\n" +
 	"\x13disable_keep_alives\x18\x05 \x01(\bR\x11disableKeepAlives\x12/\n" +
 	"\x13disable_compression\x18\x06 \x01(\bR\x12disableCompression\x12<\n" +
-	"\x1aallow_insecure_connections\x18\a \x01(\bR\x18allowInsecureConnections\"\xed\x05\n" +
+	"\x1aallow_insecure_connections\x18\a \x01(\bR\x18allowInsecureConnections\x12/\n" +
+	"\x14dialer_keep_alive_ms\x18\b \x01(\x03R\x11dialerKeepAliveMs\x127\n" +
+	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\"\xed\x05\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
