@@ -24,14 +24,10 @@ import (
 // The violations come in gojsonschema's order: for each value, its
 // combinators (anyOf, oneOf, allOf, not, dependencies, if) first, then its
 // type's keywords, then const, enum and format, then string lengths and
-// pattern, then the properties of an object. Two choices where
-// gojsonschema has none: properties, additional properties, pattern
-// properties and dependencies are visited in sorted order (gojsonschema
-// walks Go maps, so its order changes between KrakenD processes), and a
-// list of types reads in the order null, boolean, number, integer, string,
-// array, object when the schema's own order is not known (gojsonschema:
-// the schema's order, which is what we print whenever the type list is
-// found in the document).
+// pattern, then the properties of an object. One choice where gojsonschema
+// has none: properties, additional properties, pattern properties and
+// dependencies are visited in sorted order (gojsonschema walks Go maps, so
+// its order changes between KrakenD processes).
 //
 // It runs only for refused requests on routers that ask for the text, off
 // the fast path. body must be one Validate refused.
