@@ -296,6 +296,8 @@ func (ex *Exchange) finish() {
 		c := &ex.calls[k]
 		if c.status != 0 { // return_error_details data for a failed call
 			ex.failed(i, proxy.ReasonStatus)
+			// KrakenD renders that error as a struct: fields in order.
+			ex.scratch.KeepOrder(c.value.Get(p.backends[i].ErrorDetailsKey))
 		}
 		if !c.complete {
 			complete = false

@@ -39,6 +39,12 @@ func field(v *fastjson.Value, key string) *fastjson.Value {
 }
 
 func render(dst []byte, o Output, v *fastjson.Value, accept []byte) ([]byte, string) {
+	return renderOrdered(dst, o, v, accept, nil)
+}
+
+// renderOrdered is render with ordered's objects written in their stored
+// key order (JSON; see Scratch.KeepOrder).
+func renderOrdered(dst []byte, o Output, v *fastjson.Value, accept []byte, ordered []*fastjson.Value) ([]byte, string) {
 	if o == OutputNegotiate {
 		o = negotiate(accept)
 	}
@@ -48,7 +54,7 @@ func render(dst []byte, o Output, v *fastjson.Value, accept []byte) ([]byte, str
 		if c == nil {
 			return append(dst, "[]"...), ContentTypeJSON
 		}
-		return appendJSON(dst, c), ContentTypeJSON
+		return appendJSON(dst, c, ordered), ContentTypeJSON
 	case OutputString:
 		if c := field(v, "content"); c != nil && c.Type() == fastjson.TypeString {
 			b, _ := c.StringBytes()
@@ -63,7 +69,7 @@ func render(dst []byte, o Output, v *fastjson.Value, accept []byte) ([]byte, str
 	if v == nil || v.Type() == fastjson.TypeNull {
 		return append(dst, "{}"...), ContentTypeJSON
 	}
-	return appendJSON(dst, v), ContentTypeJSON
+	return appendJSON(dst, v, ordered), ContentTypeJSON
 }
 
 // negotiation offers, in gin's order first (lura offers JSON, text/plain →
@@ -185,7 +191,7 @@ func (f *fields) appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
 		return append(dst, '/', '>')
 	case fastjson.TypeObject:
 		o, _ := v.Object()
-		from, to := f.push(o)
+		from, to := f.push(o, false)
 		dst = append(dst, '<')
 		dst = appendXMLName(dst, name)
 		children := 0
@@ -381,7 +387,7 @@ func appendIndent(dst []byte, n int) []byte {
 // continues the current line (after "- ").
 func (f *fields) appendYAMLMap(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
 	o, _ := v.Object()
-	from, to := f.push(o)
+	from, to := f.push(o, false)
 	for i := from; i < to; i++ {
 		k, c := f.kv[i].k, f.kv[i].v
 		if !(i == from && inline) {

@@ -340,7 +340,18 @@ func TestBackendError(t *testing.T) {
 	defer ReleaseScratch(s)
 	v := BackendError(s, 1, "error_b1", 503, []byte("down \"now\""), []byte("text/plain"))
 	out, _ := s.Render(OutputJSON, v, nil)
-	jsonEqual(t, `{"error_b1":{"http_status_code":503,"http_body":"down \"now\"","http_body_encoding":"text/plain"}}`, string(out))
+	// Without KeepOrder, sorted like any object.
+	if want := `{"error_b1":{"http_body":"down \"now\"","http_body_encoding":"text/plain","http_status_code":503}}`; string(out) != want {
+		t.Errorf("render = %s, want %s", out, want)
+	}
+	// KeepOrder: the struct order KrakenD writes; only that object.
+	s.KeepOrder(v.Get("error_b1"))
+	w := BackendError(s, 0, "error_b0", 500, nil, nil)
+	merged := Merge(s, []*fastjson.Value{w, v})
+	out, _ = s.Render(OutputJSON, merged, nil)
+	if want := `{"error_b0":{"http_status_code":500},"error_b1":{"http_status_code":503,"http_body":"down \"now\"","http_body_encoding":"text/plain"}}`; string(out) != want {
+		t.Errorf("render = %s, want %s", out, want)
+	}
 }
 
 // parts decodes JSON texts into one scratch, one slot each.

@@ -80,6 +80,13 @@ func TestKrakenDParity(t *testing.T) {
 			"Content-Type": "text/plain; charset=utf-8", "X-Krakend": "", "X-Krakend-Completed": ""}, "error: encoded url params"}},
 		{name: "every backend failed", path: "/agg", want: failed},
 		{name: "endpoint timeout", path: "/slow", want: failed},
+		// return_error_details: lura renders the error as a Go struct, so
+		// its keys keep the struct's order (not sorted), and an empty body
+		// or Content-Type is left out.
+		{name: "error details in struct order", path: "/details", want: want{200, map[string]string{"Content-Type": json, "X-Krakend-Completed": "false"},
+			`{"error_b1":{"http_status_code":500,"http_body":"{\"err\":\"boom\"}","http_body_encoding":"application/json"}}`}},
+		{name: "error details without body", path: "/details2", want: want{200, map[string]string{"Content-Type": json, "X-Krakend-Completed": "false"},
+			`{"a":"gz","error_b1":{"http_status_code":500},"z":1}`}},
 		// A deliberate deviation (README): the request body reaches the
 		// backend with its Content-Length, not chunked as KrakenD streams
 		// it when Content-Length is not among the forwarded headers.
@@ -207,6 +214,7 @@ func parityBackend(t *testing.T) *testenv.Backend {
 		writeJSON(w, 200, buf.Bytes())
 	})
 	mux.HandleFunc("/fail/", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 500, []byte(`{"err":"boom"}`)) })
+	mux.HandleFunc("/empty500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
 	mux.HandleFunc("/raw/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, []byte(fmt.Sprintf(`{"uri":%q}`, r.RequestURI)))
 	})
@@ -261,6 +269,8 @@ func parityConfig(backend string) string {
     {"endpoint": "/post307", "method": "POST", "backend": [{"host": ["` + backend + `"], "url_pattern": "/r307",
       "extra_config": {"backend/http/client": {"send_body_on_redirect": true}}}]},
     {"endpoint": "/post307n", "method": "POST", "backend": [` + be("/r307") + `]},
+    {"endpoint": "/details", "backend": [{"host": ["` + backend + `"], "url_pattern": "/fail/1", "extra_config": {"backend/http": {"return_error_details": "b1"}}}, ` + be("/fail/2") + `]},
+    {"endpoint": "/details2", "backend": [{"host": ["` + backend + `"], "url_pattern": "/empty500", "extra_config": {"backend/http": {"return_error_details": "b1"}}}, ` + be("/gzip") + `]},
     {"endpoint": "/framing", "method": "POST", "backend": [` + be("/framing") + `]},
     {"endpoint": "/xml", "output_encoding": "xml", "backend": [` + be("/echo") + `]},
     {"endpoint": "/neg", "output_encoding": "negotiate", "backend": [` + be("/echo") + `]}
