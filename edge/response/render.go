@@ -150,8 +150,8 @@ func trimSpace(b []byte) []byte {
 // appendXMLDoc renders like krakend-xml (mxj's Map.Xml with XML escaping
 // on): a single top-level key that is not an array becomes the root
 // element, otherwise the root is <doc>; keys starting with '-' are
-// attributes, "#text" is the element text; arrays repeat the element; null
-// and attribute-only objects are self-closed. No XML declaration, no
+// attributes, "#text" is the element text; arrays repeat the element; null,
+// empty arrays and attribute-only objects are self-closed. No XML declaration, no
 // indentation. Nil data renders an empty body (gin's c.XML(nil)).
 func appendXMLDoc(dst []byte, v *fastjson.Value) []byte {
 	if v == nil || v.Type() != fastjson.TypeObject {
@@ -184,7 +184,10 @@ func (f *fields) appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
 		for _, c := range a {
 			dst = f.appendXMLElem(dst, name, c)
 		}
-		return dst
+		if len(a) > 0 {
+			return dst
+		}
+		fallthrough // mxj writes an empty array as an empty element
 	case fastjson.TypeNull:
 		dst = append(dst, '<')
 		dst = appendXMLName(dst, name)

@@ -543,6 +543,7 @@ func TestRender(t *testing.T) {
 			want: `<user id="7"><e/><n/><name>A&amp;B</name><tags>x</tags><tags>y</tags><z></z></user>`, wantCT: ContentTypeXML},
 		{name: "xml several keys → doc", out: OutputXML, body: `{"a":1,"b":true}`, want: `<doc><a>1</a><b>true</b></doc>`, wantCT: ContentTypeXML},
 		{name: "xml single array key → doc", out: OutputXML, body: `{"i":[1,2]}`, want: `<doc><i>1</i><i>2</i></doc>`, wantCT: ContentTypeXML},
+		{name: "xml empty arrays self-closed", out: OutputXML, body: `{"a":1,"g":[],"h":{"e":[[],2]}}`, want: `<doc><a>1</a><g/><h><e/><e>2</e></h></doc>`, wantCT: ContentTypeXML},
 		{name: "xml #text", out: OutputXML, body: `{"price":{"-cur":"EUR","#text":"10<"}}`, want: `<price cur="EUR">10&lt;</price>`, wantCT: ContentTypeXML},
 		{name: "xml bad names sanitised", out: OutputXML, body: `{"1a":{"b c":"'"}}`, want: `<_1a><b_c>&apos;</b_c></_1a>`, wantCT: ContentTypeXML},
 		{name: "xml nil", out: OutputXML, want: ``, wantCT: ContentTypeXML},
