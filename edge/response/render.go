@@ -457,14 +457,32 @@ func appendYAMLString(dst, s []byte) []byte {
 	return append(dst, '\'')
 }
 
-// yamlSingleQuotable: printable text only (no escapes needed).
+// yamlSingleQuotable: printable text only (no escapes needed). yaml.v3
+// also single-quotes the line separators U+2028 and U+2029, written as
+// they are; we do so when they end the string and follow no space (text
+// after a separator makes yaml.v3 break the line and indent it there,
+// which our scalar writer does not do: double-quoted, "\L", instead).
 func yamlSingleQuotable(s []byte) bool {
 	for _, c := range s {
 		if c < 0x20 || c == 0x7f {
 			return false
 		}
 	}
-	return len(s) > 0 && yamlPrintable(s)
+	if len(s) == 0 {
+		return false
+	}
+	body := s
+	for len(body) > 0 {
+		r, n := utf8.DecodeLastRune(body)
+		if r != 0x2028 && r != 0x2029 {
+			break
+		}
+		body = body[:len(body)-n]
+	}
+	if len(body) < len(s) && len(body) > 0 && body[len(body)-1] == ' ' {
+		return false
+	}
+	return yamlPrintable(body)
 }
 
 // yamlPrintable: valid UTF-8 of yaml.v3's printable set (tab, breaks,
