@@ -26,12 +26,14 @@ var (
 		{"security/cors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.CORS = d.cors(n, p) }},
 		{"security/http", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Security = d.securityHTTP(n, p) }},
 		{"apigw/errors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Errors = d.errorsNS(n, p) }},
+		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenTelemetry = d.openTelemetry(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},
 		{"auth/validator", func(d *decoder, n *node, p path, x *EndpointExtra) { x.JWT = d.jwtValidator(n, p) }},
 		{"qos/ratelimit/router", func(d *decoder, n *node, p path, x *EndpointExtra) { x.RateLimit = d.routerRateLimit(n, p) }},
 		{"validation/json-schema", func(d *decoder, n *node, p path, x *EndpointExtra) { d.rawObject(&x.JSONSchema)(n, p) }},
+		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Trace = d.endpointOTel(n, p) }},
 	}
 	backendNamespaces = []namespace[BackendExtra]{
 		{"backend/http", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTP = d.backendHTTP(n, p) }},
@@ -41,6 +43,7 @@ var (
 		{"qos/circuit-breaker", func(d *decoder, n *node, p path, x *BackendExtra) { x.CircuitBreaker = d.circuitBreaker(n, p) }},
 		{"qos/http-cache", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTPCache = d.httpCache(n, p) }},
 		{"modifier/martian", func(d *decoder, n *node, p path, x *BackendExtra) { x.Martian = d.martian(n, p) }},
+		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *BackendExtra) { x.Trace = d.backendOTel(n, p) }},
 	}
 )
 
