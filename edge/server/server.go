@@ -638,7 +638,11 @@ func finishAccess(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		Status:   ctx.Response.StatusCode(),
 		Bytes:    size,
 		Complete: ctx.Response.Header.PeekBytes(hdrCompletedName),
-		TraceID:  traceID(ctx.Request.Header.PeekBytes(hdrTraceparent)),
+		TraceID:  e.TraceID,
+	}
+	if len(r.TraceID) == 0 {
+		// Not traced by the edge: the client's trace, if it sent one.
+		r.TraceID = traceID(ctx.Request.Header.PeekBytes(hdrTraceparent))
 	}
 	e.Finish(&r, time.Now())
 }
