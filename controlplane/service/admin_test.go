@@ -357,6 +357,14 @@ func TestStatusStates(t *testing.T) {
 			t.Errorf("gw_controlplane_edges{state=%q} = %v, want %v", s, got, n)
 		}
 	}
+	for _, w := range []struct {
+		region, state string
+		n             float64
+	}{{"us", stateRejected, 1}, {"us", stateInSync, 1}, {"us", stateStale, 0}, {"eu", stateStale, 1}, {"ap", stateDisconnected, 1}} {
+		if got := gaugeValue(t, e.svc, "gw_controlplane_edges_by_region", map[string]string{"region": w.region, "state": w.state}); got != w.n {
+			t.Errorf("gw_controlplane_edges_by_region{region=%q,state=%q} = %v, want %v", w.region, w.state, got, w.n)
+		}
+	}
 	if got := gaugeValue(t, e.svc, "gw_controlplane_streams_open", nil); got != 3 {
 		t.Errorf("streams_open = %v, want 3", got)
 	}

@@ -189,7 +189,7 @@ func New(cfg Config) (*Service, error) {
 		fleet: newFleet(),
 		done:  make(chan struct{}),
 	}
-	s.metrics = newMetrics(newEdgesCollector(s.edgeCounts))
+	s.metrics = newMetrics(newEdgesCollector(s.edgeRegionCounts))
 	s.hub = newHub(cfg.Store, cfg.Logger, s.metrics)
 	s.revHub = newRevHub(cfg.Store, cfg.Logger, s.metrics, cfg.RevocationResetThreshold)
 
@@ -297,7 +297,7 @@ func (s *Service) track() bool {
 
 func (s *Service) untrack() { s.wg.Done() }
 
-// edgeCounts feeds gw_controlplane_edges with states against the version the
+// edgeCounts counts the edges by state against the version the
 // hub distributes.
 func (s *Service) edgeCounts() map[string]int {
 	var ver uint64
@@ -306,6 +306,16 @@ func (s *Service) edgeCounts() map[string]int {
 		ver, sha = cur.env.GetVersion(), cur.env.GetSha256()
 	}
 	return s.fleet.counts(ver, sha)
+}
+
+// edgeRegionCounts is edgeCounts by region, for the edges gauges.
+func (s *Service) edgeRegionCounts() map[regionState]int {
+	var ver uint64
+	var sha string
+	if cur := s.hub.current(); cur != nil {
+		ver, sha = cur.env.GetVersion(), cur.env.GetSha256()
+	}
+	return s.fleet.regionCounts(ver, sha)
 }
 
 func isClosed(err error) bool { return errors.Is(err, store.ErrClosed) }

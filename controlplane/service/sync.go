@@ -236,7 +236,7 @@ func (e *edgeStream) handle(req *gatewayv1.SyncRequest) error {
 			e.inflight = 0
 		}
 		e.svc.fleet.nack(e.node, e.connID, n, now)
-		e.svc.metrics.nacks.Inc()
+		e.svc.metrics.nacks.WithLabelValues(nackReason(n.GetViolations())).Inc()
 		e.log.Warn().
 			Uint64("version", n.GetVersion()).
 			Uint64("running_version", n.GetRunningVersion()).

@@ -166,8 +166,12 @@ func TestSyncNackedVersionNotResent(t *testing.T) {
 	}
 	edge.ack(v2)
 	e.waitEdgeState("edge-1", stateInSync)
-	if got := gaugeValue(t, e.svc, "gw_controlplane_nacks_total", nil); got != 1 {
-		t.Fatalf("nacks_total = %v, want 1", got)
+	// The NACK named a missing feature: counted under reason "feature".
+	if got := gaugeValue(t, e.svc, "gw_controlplane_nacks_total", map[string]string{"reason": "feature"}); got != 1 {
+		t.Fatalf(`nacks_total{reason="feature"} = %v, want 1`, got)
+	}
+	if got := gaugeValue(t, e.svc, "gw_controlplane_nacks_total", map[string]string{"reason": "other"}); got != 0 {
+		t.Fatalf(`nacks_total{reason="other"} = %v, want 0`, got)
 	}
 }
 

@@ -371,6 +371,9 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 		st.trace.EndProxy(r.Complete, r.Failed)
 		p.write(ctx, ep, st, ex, r)
 		ex.Release()
+		if bytes.Equal(ctx.Response.Header.PeekBytes(hdrCompleted), valFalse) {
+			ep.metrics.observeIncomplete()
+		}
 	}
 	if ep.limiter != nil {
 		setRateHeaders(ctx, st)

@@ -369,6 +369,9 @@ func (s *Server) Swap(p *plan.Plan, version uint64, sha string) {
 
 	old := s.cur.Swap(s.newState(p, version, sha))
 	s.m.version.Set(float64(version))
+	if old.plan == nil || old.version != version {
+		s.m.applied.SetToCurrentTime()
+	}
 	if old.plan != nil && old.plan != p {
 		old.plan.Release()
 	}

@@ -489,6 +489,7 @@ func TestMetricsListenerFollowsSnapshot(t *testing.T) {
 	r := get(t, "http://"+addr.String()+"/metrics")
 	for _, want := range []string{
 		"gw_edge_snapshot_version 4",
+		"gw_edge_snapshot_applied_timestamp_seconds 1.", // unix seconds, 1.8e+09
 		`gw_edge_snapshot_applies_total{result="ok"} 1`,
 		"gw_edge_apply_seconds_count 1",
 		`gw_edge_build_info{version="test"} 1`,
