@@ -92,6 +92,9 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			Prefix: l.Prefix,
 			Stdout: l.Stdout,
 			Format: l.Format,
+			Syslog: l.Syslog,
+			// KrakenD (krakend-gologging) falls back to local3.
+			SyslogFacility: syslogFacility(l.SyslogFacility),
 		}
 	}
 	if m := s.ExtraConfig.Metrics; m != nil {

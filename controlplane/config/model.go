@@ -122,7 +122,9 @@ type Logging struct {
 	Prefix string
 	Stdout bool
 	// Format is default or logstash.
-	Format string
+	Format         string
+	Syslog         bool
+	SyslogFacility string
 }
 
 // Metrics is the `telemetry/metrics` namespace.

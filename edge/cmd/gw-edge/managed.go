@@ -109,6 +109,8 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	log, lv := f.logger(stdout)
+	f.pinFormat = isSet(fs, "log-format")
+	defer f.sink.Close()
 	if err := managed(ctx, &f, isSet(fs, "log-level"), log, lv); err != nil {
 		log.Error().Err(err).Msg("exiting")
 		return exitError
@@ -152,6 +154,8 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		LogSink:       f.sink,
+		PinLogFormat:  f.pinFormat,
 		AccessLog:     f.accessLogConfig(),
 		Limits:        f.limits,
 	})
