@@ -196,6 +196,14 @@ func propagators(list string) (p propagation.TextMapPropagator, fast, bag bool, 
 	return propagation.NewCompositeTextMapPropagator(ps...), fast, bag, nil
 }
 
+// CheckPropagators reports whether an OTEL_PROPAGATORS value is one New
+// accepts, so that a bad value stops the edge at start rather than
+// failing every snapshot that enables tracing.
+func CheckPropagators(list string) error {
+	_, _, _, err := propagators(list)
+	return err
+}
+
 // Config returns the settings t was built from.
 func (t *Tracer) Config() *gatewayv1.OpenTelemetry { return t.cfg }
 

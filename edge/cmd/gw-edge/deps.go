@@ -64,6 +64,10 @@ func newRegistries(reg prometheus.Registerer, log zerolog.Logger, disabled []str
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		log.Warn().Err(err).Msg("opentelemetry")
 	}))
+	if err := tracing.CheckPropagators(os.Getenv("OTEL_PROPAGATORS")); err != nil {
+		r.close()
+		return nil, err
+	}
 	tr := tracing.NewRegistry(tracing.Options{Logger: log, Propagators: os.Getenv("OTEL_PROPAGATORS"), Version: plan.Version})
 	r.deps.Tracers = tr
 	r.closers = append(r.closers, tr.Close)
