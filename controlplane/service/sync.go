@@ -105,6 +105,12 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 		Str("build", hello.GetBuildVersion()).
 		Str("peer", peerAddr).
 		Msg("edge connected")
+	if id != nil {
+		if left := time.Until(id.notAfter); left < svc.cfg.CertWarnBefore {
+			e.log.Warn().Time("not_after", id.notAfter).Dur("left", left.Round(time.Minute)).
+				Msg("the edge's client certificate expires soon; issue a new one (gwctl certs issue), the edge picks it up without a restart")
+		}
+	}
 
 	err = e.serve(ctx, reqs, recvErr)
 

@@ -214,7 +214,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.BoolVar(&c.InsecureSync, "insecure-sync", false,
 		"allow --sync-listen on a non-loopback address without mTLS (plaintext, or TLS without client certificates): anyone who reaches it can pose as an edge and read every snapshot; warned at every start")
 	fs.DurationVar(&c.CertWarnBefore, "cert-warn-before", 30*24*time.Hour,
-		"warn (log, gw_controlplane_sync_cert_expiry_timestamp_seconds, gwctl status) while the sync TLS certificate expires within this")
+		"warn (log, gw_controlplane_sync_cert_expiry_timestamp_seconds, gwctl status) while the sync TLS certificate expires within this; also logged when an edge connects with a client certificate expiring within it")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "",
 		"host:port serving Prometheus metrics on /metrics; off when empty")
 	fs.DurationVar(&c.Keepalive, "keepalive", 10*time.Second,

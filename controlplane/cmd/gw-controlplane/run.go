@@ -89,6 +89,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		Logger:          log,
 		Signer:          signer,
 		CA:              ca,
+		CertWarnBefore:  cfg.CertWarnBefore,
 		Keepalive:       cfg.Keepalive,
 		RevocationTTL:   cfg.RevocationTTL,
 		RevocationGrace: cfg.RevocationGrace,

@@ -48,6 +48,8 @@ type managedFlags struct {
 	// accepts unsigned snapshots and revocations instead.
 	publicKey        string
 	insecureUnsigned bool
+	// insecureSync allows plaintext to a control plane off loopback.
+	insecureSync bool
 }
 
 // defaultDataDir is ${XDG_STATE_HOME:-$HOME/.local/state}/apigw/edge.
@@ -83,6 +85,9 @@ func (f *managedFlags) validate() error {
 	if (f.certFile == "") != (f.keyFile == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key: give both or neither"))
 	}
+	if f.plaintextOffLoopback() && !f.insecureSync {
+		errs = append(errs, fmt.Errorf("--controlplane %s: not a loopback address, and no TLS: give --controlplane-ca with --tls-cert and --tls-key (gwctl certs issue writes them), or pass --insecure-sync", f.controlplane))
+	}
 	switch {
 	case f.publicKey == "" && !f.insecureUnsigned:
 		errs = append(errs, errors.New("--snapshot-public-key: required (the control plane's <data-dir>/signing.pub); --insecure-unsigned-snapshots accepts unsigned snapshots instead"))
@@ -90,6 +95,24 @@ func (f *managedFlags) validate() error {
 		errs = append(errs, errors.New("--snapshot-public-key and --insecure-unsigned-snapshots: give one"))
 	}
 	return errors.Join(errs...)
+}
+
+// plaintextOffLoopback reports whether the edge would dial a control plane
+// that is not on this host without TLS (snapshots, with their backend
+// credentials, would then cross the network in clear).
+func (f *managedFlags) plaintextOffLoopback() bool {
+	if f.caFile != "" || f.certFile != "" || f.controlplane == "" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(f.controlplane)
+	if err != nil {
+		host = f.controlplane
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -109,6 +132,7 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&f.keyFile, "tls-key", "", "PEM key of --tls-cert")
 	fs.StringVar(&f.publicKey, "snapshot-public-key", "", "PEM Ed25519 public key(s) of the control plane (its <data-dir>/signing.pub); every snapshot and revocation message, received or loaded from disk, must be signed by one; required unless --insecure-unsigned-snapshots")
 	fs.BoolVar(&f.insecureUnsigned, "insecure-unsigned-snapshots", false, "accept snapshots and revocations without checking a signature (anyone who reaches the edge's control-plane connection can then reconfigure it); warned at every start")
+	fs.BoolVar(&f.insecureSync, "insecure-sync", false, "dial a control plane that is not on loopback without TLS (snapshots, backend credentials included, cross the network in clear, and the control plane is not authenticated); warned at every start")
 	f.logFlags.register(fs, stdout)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  gw-edge --controlplane ADDR --node-id ID --region R --listen ADDR --data-dir DIR [flags]\n  gw-edge run -c FILE [-d] [--listen ADDR]   (standalone, see gw-edge run --help)\n\nFlags:\n")
@@ -138,6 +162,9 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 			return err
 		}
 		tlsCfg = c
+	}
+	if f.plaintextOffLoopback() {
+		log.Warn().Str("controlplane", f.controlplane).Msg("--insecure-sync: the control-plane connection is plaintext off this host; anyone on the path reads every snapshot")
 	}
 	var verifier *sign.Verifier
 	if f.insecureUnsigned {
