@@ -386,8 +386,10 @@ func (c *cli) rpcError(op string, err error) error {
 	switch st.Code() {
 	case codes.Unavailable:
 		return exitf(ExitUnavailable, "%s: cannot reach the control plane at %s: %s", op, c.server, st.Message())
-	case codes.Unauthenticated, codes.PermissionDenied:
+	case codes.Unauthenticated:
 		return exitf(ExitUnavailable, "%s: the control plane refused the admin token: %s", op, st.Message())
+	case codes.PermissionDenied:
+		return exitf(ExitUnavailable, "%s: not allowed: %s", op, st.Message())
 	case codes.DeadlineExceeded:
 		return exitf(ExitTimeout, "%s: timed out after %s", op, c.timeout)
 	case codes.InvalidArgument:

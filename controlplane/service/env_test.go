@@ -51,14 +51,16 @@ func source(content string) *gatewayv1.ConfigSource {
 // env is one control plane under test: a bbolt store in a temp dir, the
 // Service, and two gRPC servers on 127.0.0.1:0 (admin with token auth, sync).
 type env struct {
-	t        *testing.T
-	store    *store.Bolt
-	svc      *Service
-	admin    gatewayv1.AdminServiceClient // sends the token
-	noAuth   gatewayv1.AdminServiceClient // sends no token
-	sync     gatewayv1.SyncServiceClient
-	adminSrv *grpc.Server
-	syncSrv  *grpc.Server
+	t         *testing.T
+	store     *store.Bolt
+	svc       *Service
+	admin     gatewayv1.AdminServiceClient // sends the token
+	noAuth    gatewayv1.AdminServiceClient // sends no token
+	sync      gatewayv1.SyncServiceClient
+	adminSrv  *grpc.Server
+	syncSrv   *grpc.Server
+	auth      *TokenAuth
+	adminAddr string
 }
 
 type envOption func(*Config)
@@ -103,7 +105,7 @@ func serveEnv(t *testing.T, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, svc: svc}
+	e := &env{t: t, svc: svc, auth: auth}
 	e.adminSrv = grpc.NewServer(auth.ServerOptions()...)
 	svc.RegisterAdmin(e.adminSrv)
 	e.syncSrv = grpc.NewServer()
@@ -119,6 +121,7 @@ func serveEnv(t *testing.T, cfg Config) *env {
 		return lis.Addr().String()
 	}
 	adminAddr, syncAddr := serve(e.adminSrv), serve(e.syncSrv)
+	e.adminAddr = adminAddr
 	t.Cleanup(func() {
 		e.adminSrv.Stop()
 		e.syncSrv.Stop()

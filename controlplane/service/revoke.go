@@ -47,6 +47,7 @@ var defaultTokenKeys = []string{"jti"}
 // keep the latest expiry of a key, so a later expiry extends it and an
 // earlier one changes nothing.
 func (a *adminServer) Revoke(ctx context.Context, req *gatewayv1.RevokeRequest) (*gatewayv1.RevokeResponse, error) {
+	req.Author = auditAuthor(ctx, req.GetAuthor())
 	svc := a.svc
 	revoker, err := svc.revoker(ctx)
 	if err != nil {

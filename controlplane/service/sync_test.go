@@ -43,7 +43,7 @@ func TestSyncHelloWithNothingGetsSnapshot(t *testing.T) {
 		Version:       1,
 		Sha256:        compiled.SHA256,
 		Payload:       compiled.Payload,
-		Author:        "alice",
+		Author:        "token:admin (alice)",
 		CreatedUnixMs: pushed.GetVersion().GetCreatedUnixMs(),
 	}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
@@ -106,8 +106,8 @@ func TestSyncPushWhileConnected(t *testing.T) {
 
 	e.push(configV2, "bob")
 	v2 := edge.next()
-	if v2.GetVersion() != 2 || v2.GetAuthor() != "bob" {
-		t.Fatalf("got v%d by %q, want v2 by bob", v2.GetVersion(), v2.GetAuthor())
+	if v2.GetVersion() != 2 || v2.GetAuthor() != "token:admin (bob)" {
+		t.Fatalf("got v%d by %q, want v2 by token:admin (bob)", v2.GetVersion(), v2.GetAuthor())
 	}
 	edge.ack(v2)
 	e.waitEdgeState("edge-1", stateInSync)

@@ -52,6 +52,12 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	tokens, err := loadTokens(cfg.DataDir, token)
+	if err != nil {
+		return err
+	}
+	auth.SetTokens(tokens)
+	log.Info().Str("tokens", tokenNames(tokens)).Msg("admin tokens loaded")
 	syncTLS, err := syncTransportCredentials(cfg)
 	if err != nil {
 		return err
@@ -173,6 +179,10 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 			return nil
 		})
 	}
+	g.Go(func() error {
+		watchTokens(gctx, cfg.DataDir, token, auth, log)
+		return nil
+	})
 	if metricsSrv != nil {
 		g.Go(func() error {
 			if err := metricsSrv.Serve(metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
