@@ -13,6 +13,8 @@ package command
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +31,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -112,6 +115,8 @@ type cli struct {
 	env            env
 	server         string
 	tokenFile      string
+	caFile         string // TLS to the admin API, verified by this CA bundle
+	useTLS         bool   // TLS to the admin API, verified by the system roots
 	timeout        time.Duration
 	sub            subcommand // the command being run
 }
@@ -148,6 +153,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) er
 	}
 	fs.StringVar(&c.server, "server", serverDef, "control plane admin address (env GWCTL_SERVER)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the admin token (env GWCTL_TOKEN holds the token itself, GWCTL_TOKEN_FILE a file; default "+defaultTokenFile(e.getenv)+")")
+	fs.StringVar(&c.caFile, "ca", e.getenv("GWCTL_CA"), caFlagHelp)
+	fs.BoolVar(&c.useTLS, "tls", false, tlsFlagHelp)
 	fs.DurationVar(&c.timeout, "timeout", DefaultRPCTimeout, "timeout of each call to the control plane (push and rollback --wait have their own)")
 	fs.Usage = func() { usage(fs.Output(), fs) }
 
@@ -222,6 +229,8 @@ func (c *cli) newFlagSet() *flag.FlagSet {
 		// The global flags are accepted after the command as well.
 		fs.StringVar(&c.server, "server", c.server, "control plane admin address (env GWCTL_SERVER)")
 		fs.StringVar(&c.tokenFile, "token-file", c.tokenFile, "file holding the admin token (env GWCTL_TOKEN, GWCTL_TOKEN_FILE)")
+		fs.StringVar(&c.caFile, "ca", c.caFile, caFlagHelp)
+		fs.BoolVar(&c.useTLS, "tls", c.useTLS, tlsFlagHelp)
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n", strings.TrimSpace("gwctl "+sc.name+" "+sc.args), sc.summary)
@@ -349,8 +358,12 @@ func (c *cli) dial() (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
+	creds, err := c.transportCredentials()
+	if err != nil {
+		return nil, err
+	}
 	conn, err := grpc.NewClient(c.server,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(bearer(tok)),
 		grpc.WithUserAgent("gwctl"),
 	)
@@ -358,6 +371,32 @@ func (c *cli) dial() (*admin, error) {
 		return nil, exitf(ExitUsage, "--server %q: %v", c.server, err)
 	}
 	return &admin{c: c, conn: conn, api: gatewayv1.NewAdminServiceClient(conn)}, nil
+}
+
+const (
+	caFlagHelp  = "PEM CA bundle verifying the control plane's admin TLS certificate; enables TLS (env GWCTL_CA; with the built-in PKI: <data-dir>/pki/ca.crt)"
+	tlsFlagHelp = "use TLS to the admin API, verified by the system's roots (implied by --ca)"
+)
+
+// transportCredentials is TLS when --ca or --tls asks for it, else
+// plaintext (the control plane allows that on loopback only).
+func (c *cli) transportCredentials() (credentials.TransportCredentials, error) {
+	if c.caFile == "" && !c.useTLS {
+		return insecure.NewCredentials(), nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.caFile != "" {
+		b, err := os.ReadFile(c.caFile)
+		if err != nil {
+			return nil, exitf(ExitUsage, "--ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, exitf(ExitUsage, "--ca %s: no PEM certificate", c.caFile)
+		}
+		tc.RootCAs = pool
+	}
+	return credentials.NewTLS(tc), nil
 }
 
 func (a *admin) close() { a.conn.Close() }

@@ -123,3 +123,51 @@ func TestAdminTokenRoles(t *testing.T) {
 	})
 	mustContain(t, "restart", p.Output(), "lets other users read a private key")
 }
+
+// TestAdminTLSWhenRemote: a remote admin API carried tokens and
+// configurations in plaintext. Off loopback it now needs TLS (the built-in
+// PKI's server certificate by default) unless --insecure-admin, which
+// warns at start; gwctl --ca speaks TLS to it.
+func TestAdminTLSWhenRemote(t *testing.T) {
+	bins := testenv.Build(t)
+	dir := t.TempDir()
+	remote := []string{"--admin-listen", "0.0.0.0:0", "--admin-allow-remote"}
+
+	plain := []string{"--data-dir", filepath.Join(dir, "plain"), "--sync-listen", "127.0.0.1:0", "--log-format", "json"}
+	p := testenv.Start(t, "gw-controlplane plaintext admin", bins.ControlPlane, append(plain, remote...)...)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if done, _ := p.Exited(); !done {
+			return errors.New("still running")
+		}
+		return nil
+	})
+	if _, err := p.Exited(); err == nil {
+		t.Fatal("plaintext remote admin: exit 0")
+	}
+	mustContain(t, "refusal", p.Output(), "has no TLS", "--insecure-admin")
+	p = testenv.Start(t, "gw-controlplane insecure admin", bins.ControlPlane, append(append(plain, remote...), "--insecure-admin")...)
+	p.WaitLog(t, 0, 10*time.Second, func(m map[string]any) bool {
+		return m["level"] == "warn" && strings.HasPrefix(fmt.Sprint(m["message"]), "--insecure-admin")
+	})
+	p.Stop()
+
+	cpDir := filepath.Join(dir, "cp")
+	testenv.InitPKI(t, bins, cpDir)
+	cp := testenv.StartControlPlane(t, bins, cpDir, remote...)
+	cp.WaitLog(t, 0, 5*time.Second, func(m map[string]any) bool { return m["message"] == "listening" && m["admin_tls"] == "builtin-pki" })
+	_, port, _ := strings.Cut(cp.Admin, "]:")
+	if port == "" {
+		_, port, _ = strings.Cut(cp.Admin, "0.0.0.0:")
+	}
+	cp.Admin = "127.0.0.1:" + port
+	ca := filepath.Join(cpDir, "pki", "ca.crt")
+	if r := testenv.Gwctl(t, bins, cp, "--ca", ca, "status"); r.Code != 0 {
+		t.Fatalf("gwctl --ca status: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := testenv.Gwctl(t, bins, cp, "status"); r.Code != 4 {
+		t.Errorf("plaintext gwctl against the TLS admin API: exit %d, want 4\n%s", r.Code, r.Stderr)
+	}
+	if r := testenv.Gwctl(t, bins, cp, "--tls", "status"); r.Code != 4 {
+		t.Errorf("gwctl --tls (system roots) against the built-in CA's certificate: exit %d, want 4\n%s", r.Code, r.Stderr)
+	}
+}

@@ -74,6 +74,9 @@ type Config struct {
 	AdminListen      string
 	AdminAllowRemote bool
 	AdminTokenFile   string // "" = <DataDir>/admin.token
+	AdminTLSCert     string
+	AdminTLSKey      string
+	InsecureAdmin    bool // allow a non-loopback admin listener without TLS
 	SyncListen       string
 	SyncTLSCert      string
 	SyncTLSKey       string
@@ -115,6 +118,9 @@ func (c *Config) Validate() error {
 		if err := checkListen(c.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("--metrics-listen: %w", err))
 		}
+	}
+	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
+		errs = append(errs, errors.New("--admin-tls-cert and --admin-tls-key: give both or neither"))
 	}
 	if (c.SyncTLSCert == "") != (c.SyncTLSKey == "") {
 		errs = append(errs, errors.New("--sync-tls-cert and --sync-tls-key: give both or neither"))
@@ -206,6 +212,11 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"allow --admin-listen on a non-loopback address (the token then crosses the network in clear text: put TLS in front)")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "",
 		"file holding the admin bearer token; default <data-dir>/admin.token. When the file does not exist a random token is generated into it (mode 0600)")
+	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "",
+		"PEM certificate for TLS on the admin API (with --admin-tls-key; gwctl --ca verifies it); default off loopback: the built-in PKI's server certificate. Re-read when the file changes")
+	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "PEM key of --admin-tls-cert")
+	fs.BoolVar(&c.InsecureAdmin, "insecure-admin", false,
+		"allow a non-loopback --admin-listen without TLS (tokens and configurations cross the network in clear); warned at every start")
 	fs.StringVar(&c.SyncListen, "sync-listen", "127.0.0.1:9001",
 		"host:port of the sync gRPC API that edges dial")
 	fs.StringVar(&c.SyncTLSCert, "sync-tls-cert", "",

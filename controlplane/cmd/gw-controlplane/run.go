@@ -68,6 +68,16 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		}
 		log.Warn().Str("sync", cfg.SyncListen).Bool("tls", syncTLS.creds != nil).Msg("--insecure-sync: the sync listener is reachable off this host without mTLS; anyone who reaches it can pose as an edge and read every snapshot")
 	}
+	adminCreds, adminTLSSource, err := adminTransportCredentials(cfg)
+	if err != nil {
+		return err
+	}
+	if adminCreds == nil && !isLoopback(cfg.AdminListen) {
+		if !cfg.InsecureAdmin {
+			return fmt.Errorf("--admin-listen %s is not a loopback address and has no TLS: give --admin-tls-cert and --admin-tls-key, run `gw-controlplane ca init` (its server certificate is then used), or pass --insecure-admin", cfg.AdminListen)
+		}
+		log.Warn().Str("admin", cfg.AdminListen).Msg("--insecure-admin: the admin API is reachable off this host in plaintext; admin tokens and configurations (with their secrets) cross the network in clear")
+	}
 	var ca *pki.CA
 	if pki.Exists(cfg.DataDir) {
 		if ca, err = pki.Load(cfg.DataDir); err != nil {
@@ -110,7 +120,11 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	// connections below that. MinTime lets edges ping every 10s without
 	// being told "too many pings".
 	kaEnforce := grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})
-	adminSrv := grpc.NewServer(append(auth.ServerOptions(), grpc.MaxRecvMsgSize(adminMaxRecvBytes), kaEnforce)...)
+	adminOpts := append(auth.ServerOptions(), grpc.MaxRecvMsgSize(adminMaxRecvBytes), kaEnforce)
+	if adminCreds != nil {
+		adminOpts = append(adminOpts, grpc.Creds(adminCreds))
+	}
+	adminSrv := grpc.NewServer(adminOpts...)
 	svc.RegisterAdmin(adminSrv)
 	syncOpts := []grpc.ServerOption{
 		kaEnforce,
@@ -148,6 +162,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 
 	ev := log.Info().
 		Str("admin", adminLis.Addr().String()).
+		Str("admin_tls", adminTLSSource).
 		Str("sync", syncLis.Addr().String()).
 		Bool("sync_tls", syncTLS.creds != nil).
 		Bool("sync_mtls", syncTLS.mtls).
@@ -280,6 +295,28 @@ func syncTransportCredentials(cfg *Config) (*syncTLS, error) {
 	}
 	out.creds = credentials.NewTLS(tc)
 	return out, nil
+}
+
+// adminTransportCredentials returns TLS credentials for the admin
+// listener: from --admin-tls-cert/--admin-tls-key, else, when the listener
+// is not on loopback, the built-in PKI's server certificate; else none
+// (plaintext, which is only allowed on loopback or with --insecure-admin).
+// The certificate is re-read when its files change. The source is "flags",
+// "builtin-pki" or "none".
+func adminTransportCredentials(cfg *Config) (credentials.TransportCredentials, string, error) {
+	certFile, keyFile, source := cfg.AdminTLSCert, cfg.AdminTLSKey, "flags"
+	if certFile == "" {
+		if isLoopback(cfg.AdminListen) || !pki.Exists(cfg.DataDir) {
+			return nil, "none", nil
+		}
+		_, _, certFile, keyFile = pki.Paths(cfg.DataDir)
+		source = "builtin-pki"
+	}
+	cert, err := tlsfile.New(certFile, keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("load admin tls key pair: %w", err)
+	}
+	return credentials.NewTLS(&tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}), source, nil
 }
 
 // watchCertExpiry sets the expiry metric and warns, at start and then
