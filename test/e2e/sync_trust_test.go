@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -593,7 +594,9 @@ func TestCertificateRotationAndExpiryWarnings(t *testing.T) {
 
 	// Rotate both while the stream is open: new files, same paths.
 	before := connects(cp, "edge-1")
-	writeServerCert(t, cpDir, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	if out, err := exec.Command(bins.ControlPlane, "ca", "renew-server", "--data-dir", cpDir).CombinedOutput(); err != nil {
+		t.Fatalf("ca renew-server: %v\n%s", err, out)
+	}
 	creds = testenv.IssueCert(t, bins, cp, "edge-1", "eu", filepath.Join(dir, "tls"), "--validity", "2160h")
 	newNotAfter := readCert(t, creds.Cert).NotAfter
 	time.Sleep(2 * time.Second) // past the reloaders' once-a-second check
