@@ -603,31 +603,33 @@ func (c *Client) persistRevocations() {
 
 // LoadTLS builds the client TLS configuration from PEM files: caFile
 // verifies the control plane (empty: the system roots); certFile and keyFile,
-// given together, are the edge's client certificate for mTLS.
-func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+// given together, are the edge's client certificate for mTLS, re-read when
+// the files change (the returned Reloader; nil without a certificate).
+func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, *tlsfile.Reloader, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("load tls: read ca: %w", err)
+			return nil, nil, fmt.Errorf("load tls: read ca: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("load tls: %s holds no PEM certificate", caFile)
+			return nil, nil, fmt.Errorf("load tls: %s holds no PEM certificate", caFile)
 		}
 		cfg.RootCAs = pool
 	}
 	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("load tls: client certificate and key go together")
+		return nil, nil, errors.New("load tls: client certificate and key go together")
 	}
 	if certFile != "" {
 		// Re-read when the files change: a rotated certificate is used
 		// from the next connection on, the open stream is untouched.
 		r, err := tlsfile.New(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("load tls: client certificate: %w", err)
+			return nil, nil, fmt.Errorf("load tls: client certificate: %w", err)
 		}
 		cfg.GetClientCertificate = r.GetClientCertificate
+		return cfg, r, nil
 	}
-	return cfg, nil
+	return cfg, nil, nil
 }

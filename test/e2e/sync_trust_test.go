@@ -579,9 +579,16 @@ func TestCertificateRotationAndExpiryWarnings(t *testing.T) {
 	}
 	creds := testenv.IssueCert(t, bins, cp, "edge-1", "eu", filepath.Join(dir, "tls"), "--validity", "240h")
 	notAfter := readCert(t, creds.Cert).NotAfter
-	e := testenv.StartEdge(t, bins, cp, "edge-1", "eu", filepath.Join(dir, "e"), creds.Args()...)
+	e := testenv.StartEdge(t, bins, cp, "edge-1", "eu", filepath.Join(dir, "e"), append(creds.Args(), "--metrics-listen", "127.0.0.1:0")...)
 	pushOK(t, bins, cp, testenv.WriteFile(t, dir, "gw.json", helloConfig(backend.URL, "/hello")), "--wait", "--timeout", "20s")
 	e.WaitVersion(t, 1, 10*time.Second)
+	e.WaitLog(t, 0, 5*time.Second, func(m map[string]any) bool {
+		return m["level"] == "warn" && strings.HasPrefix(fmt.Sprint(m["message"]), "the client certificate expires soon")
+	})
+	em := e.WaitLog(t, 0, 5*time.Second, testenv.MessageIs("metrics listening"))
+	if v, _ := scrape(t, fmt.Sprint("http://", em["addr"]), "gw_edge_client_cert_expiry_timestamp_seconds"); int64(v) != notAfter.Unix() {
+		t.Errorf("edge client_cert_expiry = %v, want %d", v, notAfter.Unix())
+	}
 	series := `gw_controlplane_edge_cert_expiry_timestamp_seconds{node_id="edge-1"}`
 	if v, _ := scrape(t, "http://"+cp.Metrics, series); int64(v) != notAfter.Unix() {
 		t.Errorf("%s = %v, want %d", series, v, notAfter.Unix())

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +26,7 @@ import (
 	"github.com/apigw/gateway/internal/dirlock"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/sign"
+	"github.com/apigw/gateway/proto/tlsfile"
 )
 
 // defaultListen is KrakenD's default port, used when neither --listen nor a
@@ -156,12 +158,13 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // managed runs the edge until ctx is done: LKG first, then the control plane.
 func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Logger, lv *loglevel.Var) error {
 	var tlsCfg *tls.Config
+	var clientCert *tlsfile.Reloader
 	if f.caFile != "" || f.certFile != "" {
-		c, err := watch.LoadTLS(f.caFile, f.certFile, f.keyFile)
+		c, r, err := watch.LoadTLS(f.caFile, f.certFile, f.keyFile)
 		if err != nil {
 			return err
 		}
-		tlsCfg = c
+		tlsCfg, clientCert = c, r
 	}
 	if f.plaintextOffLoopback() {
 		log.Warn().Str("controlplane", f.controlplane).Msg("--insecure-sync: the control-plane connection is plaintext off this host; anyone on the path reads every snapshot")
@@ -254,11 +257,53 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 
 	log.Info().Str("addr", srv.Addr().String()).Msg("listening")
 	g, gctx := errgroup.WithContext(ctx)
+	if clientCert != nil {
+		expiry := prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gw_edge_client_cert_expiry_timestamp_seconds",
+			Help: "When the edge's client certificate for the control plane expires (unix seconds).",
+		})
+		if err := srv.Registry().Register(expiry); err != nil {
+			return err
+		}
+		g.Go(func() error { watchClientCert(gctx, clientCert, expiry, log); return nil })
+	}
 	g.Go(func() error { return srv.Serve(gctx) })
 	g.Go(func() error { return wc.Run(gctx) })
 	err = g.Wait()
 	log.Info().Msg("stopped")
 	return err
+}
+
+// clientCertWarnBefore is how long before its client certificate expires
+// the edge starts warning.
+const clientCertWarnBefore = 30 * 24 * time.Hour
+
+// watchClientCert sets the expiry gauge and logs, at start and hourly,
+// while the client certificate expires within clientCertWarnBefore (an
+// expired one: the control plane refuses the edge, which keeps serving its
+// last good snapshot).
+func watchClientCert(ctx context.Context, cert *tlsfile.Reloader, expiry prometheus.Gauge, log zerolog.Logger) {
+	check := func(now time.Time) {
+		na := cert.NotAfter()
+		expiry.Set(float64(na.Unix()))
+		switch left := na.Sub(now); {
+		case left <= 0:
+			log.Error().Time("not_after", na).Msg("the client certificate has expired: the control plane refuses this edge, which keeps serving its last good snapshot; issue a new one (gwctl certs issue)")
+		case left < clientCertWarnBefore:
+			log.Warn().Time("not_after", na).Dur("left", left.Round(time.Minute)).Msg("the client certificate expires soon; issue a new one (gwctl certs issue), it is picked up without a restart")
+		}
+	}
+	check(time.Now())
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			check(now)
+		}
+	}
 }
 
 // restoreNewest serves the newest stored snapshot that builds; an older one
