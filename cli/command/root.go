@@ -117,6 +117,8 @@ type cli struct {
 	tokenFile      string
 	caFile         string // TLS to the admin API, verified by this CA bundle
 	useTLS         bool   // TLS to the admin API, verified by the system roots
+	certFile       string // client certificate for an admin API that requires one
+	keyFile        string
 	timeout        time.Duration
 	sub            subcommand // the command being run
 }
@@ -155,6 +157,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) er
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the admin token (env GWCTL_TOKEN holds the token itself, GWCTL_TOKEN_FILE a file; default "+defaultTokenFile(e.getenv)+")")
 	fs.StringVar(&c.caFile, "ca", e.getenv("GWCTL_CA"), caFlagHelp)
 	fs.BoolVar(&c.useTLS, "tls", false, tlsFlagHelp)
+	fs.StringVar(&c.certFile, "tls-cert", e.getenv("GWCTL_TLS_CERT"), tlsCertFlagHelp)
+	fs.StringVar(&c.keyFile, "tls-key", e.getenv("GWCTL_TLS_KEY"), tlsKeyFlagHelp)
 	fs.DurationVar(&c.timeout, "timeout", DefaultRPCTimeout, "timeout of each call to the control plane (push and rollback --wait have their own)")
 	fs.Usage = func() { usage(fs.Output(), fs) }
 
@@ -231,6 +235,8 @@ func (c *cli) newFlagSet() *flag.FlagSet {
 		fs.StringVar(&c.tokenFile, "token-file", c.tokenFile, "file holding the admin token (env GWCTL_TOKEN, GWCTL_TOKEN_FILE)")
 		fs.StringVar(&c.caFile, "ca", c.caFile, caFlagHelp)
 		fs.BoolVar(&c.useTLS, "tls", c.useTLS, tlsFlagHelp)
+		fs.StringVar(&c.certFile, "tls-cert", c.certFile, tlsCertFlagHelp)
+		fs.StringVar(&c.keyFile, "tls-key", c.keyFile, tlsKeyFlagHelp)
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n", strings.TrimSpace("gwctl "+sc.name+" "+sc.args), sc.summary)
@@ -374,17 +380,29 @@ func (c *cli) dial() (*admin, error) {
 }
 
 const (
-	caFlagHelp  = "PEM CA bundle verifying the control plane's admin TLS certificate; enables TLS (env GWCTL_CA; with the built-in PKI: <data-dir>/pki/ca.crt)"
-	tlsFlagHelp = "use TLS to the admin API, verified by the system's roots (implied by --ca)"
+	caFlagHelp      = "PEM CA bundle verifying the control plane's admin TLS certificate; enables TLS (env GWCTL_CA; with the built-in PKI: <data-dir>/pki/ca.crt)"
+	tlsFlagHelp     = "use TLS to the admin API, verified by the system's roots (implied by --ca)"
+	tlsCertFlagHelp = "PEM client certificate for an admin API that requires one (gw-controlplane --admin-tls-client-ca; env GWCTL_TLS_CERT); implies TLS"
+	tlsKeyFlagHelp  = "PEM key of --tls-cert (env GWCTL_TLS_KEY)"
 )
 
 // transportCredentials is TLS when --ca or --tls asks for it, else
 // plaintext (the control plane allows that on loopback only).
 func (c *cli) transportCredentials() (credentials.TransportCredentials, error) {
-	if c.caFile == "" && !c.useTLS {
+	if (c.certFile == "") != (c.keyFile == "") {
+		return nil, exitf(ExitUsage, "--tls-cert and --tls-key: give both or neither")
+	}
+	if c.caFile == "" && !c.useTLS && c.certFile == "" {
 		return insecure.NewCredentials(), nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.certFile != "" {
+		pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+		if err != nil {
+			return nil, exitf(ExitUsage, "--tls-cert: %v", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
 	if c.caFile != "" {
 		b, err := os.ReadFile(c.caFile)
 		if err != nil {

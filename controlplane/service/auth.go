@@ -11,9 +11,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/apigw/gateway/controlplane/pki"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -77,14 +80,24 @@ type Token struct {
 	SHA256 [sha256.Size]byte
 }
 
-// Principal is who an admin call authenticated as.
+// Principal is who an admin call authenticated as: a token, and the
+// client certificate the admin listener verified (when it requires one).
 type Principal struct {
 	Name string
 	Role Role
+	// Cert is the identity of the verified client certificate (pki.Identity),
+	// "" without one.
+	Cert string
 }
 
-// String is the identity audit records carry: "token:<name>".
-func (p Principal) String() string { return "token:" + p.Name }
+// String is the identity audit records carry: "token:<name>", then
+// ", cert:<identity>" when a client certificate was verified.
+func (p Principal) String() string {
+	if p.Cert != "" {
+		return "token:" + p.Name + ", cert:" + p.Cert
+	}
+	return "token:" + p.Name
+}
 
 type principalKey struct{}
 
@@ -195,7 +208,17 @@ func (a *TokenAuth) check(ctx context.Context, method string) (Principal, error)
 	if !match.Role.allows(need) {
 		return Principal{}, status.Errorf(codes.PermissionDenied, "token %q has role %s; %s needs %s", match.Name, match.Role, method[strings.LastIndexByte(method, '/')+1:], need)
 	}
-	return Principal{Name: match.Name, Role: match.Role}, nil
+	p := Principal{Name: match.Name, Role: match.Role}
+	if pr, ok := peer.FromContext(ctx); ok {
+		if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
+			node, _, err := pki.Identity(ti.State.VerifiedChains[0][0])
+			if err != nil {
+				return Principal{}, status.Errorf(codes.PermissionDenied, "client certificate: %v", err)
+			}
+			p.Cert = node
+		}
+	}
+	return p, nil
 }
 
 // auditAuthor is the author an audit record (version, revocation, log)

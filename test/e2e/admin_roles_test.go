@@ -1,6 +1,11 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apigw/gateway/controlplane/pki"
 	"github.com/apigw/gateway/test/testenv"
 )
 
@@ -170,4 +176,51 @@ func TestAdminTLSWhenRemote(t *testing.T) {
 	if r := testenv.Gwctl(t, bins, cp, "--tls", "status"); r.Code != 4 {
 		t.Errorf("gwctl --tls (system roots) against the built-in CA's certificate: exit %d, want 4\n%s", r.Code, r.Stderr)
 	}
+}
+
+// TestAdminClientCertificateInAudit: with --admin-tls-client-ca, admin
+// clients need a certificate from that CA as well as a token, and audit
+// records name both.
+func TestAdminClientCertificateInAudit(t *testing.T) {
+	bins := testenv.Build(t)
+	backend := echoBackend(t, "users")
+	dir := t.TempDir()
+	opsDir := filepath.Join(dir, "ops-ca") // the operators' CA, not the edges'
+	if err := pki.Init(opsDir, []string{"localhost"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := pki.Load(opsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	certPEM, _, err := ops.Issue(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), "alice", "ops", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	aliceCrt := testenv.WriteFile(t, dir, "alice.crt", string(certPEM))
+	aliceKey := testenv.WriteFile(t, dir, "alice.key", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+
+	cpDir := filepath.Join(dir, "cp")
+	testenv.InitPKI(t, bins, cpDir)
+	opsCA, _, _, _ := pki.Paths(opsDir)
+	cp := testenv.StartControlPlane(t, bins, cpDir, "--admin-tls-client-ca", opsCA)
+	cp.WaitLog(t, 0, 5*time.Second, func(m map[string]any) bool {
+		return m["message"] == "listening" && m["admin_tls"] == "builtin-pki+client-ca"
+	})
+	ca := filepath.Join(cpDir, "pki", "ca.crt")
+	cfg := testenv.WriteFile(t, dir, "gw.json", helloConfig(backend.URL, "/hello"))
+	if r := testenv.Gwctl(t, bins, cp, "--ca", ca, "push", cfg); r.Code != 4 {
+		t.Errorf("push without a client certificate: exit %d, want 4\n%s", r.Code, r.Stderr)
+	}
+	if r := testenv.Gwctl(t, bins, cp, "--ca", ca, "--tls-cert", aliceCrt, "--tls-key", aliceKey, "push", cfg, "--author", "change-42"); r.Code != 0 {
+		t.Fatalf("push with alice's certificate: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	r := testenv.Gwctl(t, bins, cp, "--ca", ca, "--tls-cert", aliceCrt, "--tls-key", aliceKey, "history")
+	mustContain(t, "history", r.Stdout, "token:admin, cert:alice (change-42)")
 }

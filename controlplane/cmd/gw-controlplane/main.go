@@ -24,6 +24,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/apigw/gateway/controlplane/pki"
 	"github.com/apigw/gateway/controlplane/service"
 )
 
@@ -76,7 +77,8 @@ type Config struct {
 	AdminTokenFile   string // "" = <DataDir>/admin.token
 	AdminTLSCert     string
 	AdminTLSKey      string
-	InsecureAdmin    bool // allow a non-loopback admin listener without TLS
+	AdminTLSClientCA string // require admin clients to present a certificate from this CA
+	InsecureAdmin    bool   // allow a non-loopback admin listener without TLS
 	SyncListen       string
 	SyncTLSCert      string
 	SyncTLSKey       string
@@ -121,6 +123,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
 		errs = append(errs, errors.New("--admin-tls-cert and --admin-tls-key: give both or neither"))
+	}
+	if c.AdminTLSClientCA != "" && c.AdminTLSCert == "" && !pki.Exists(c.DataDir) {
+		errs = append(errs, errors.New("--admin-tls-client-ca: needs TLS on the admin API (--admin-tls-cert and --admin-tls-key, or the built-in PKI)"))
 	}
 	if (c.SyncTLSCert == "") != (c.SyncTLSKey == "") {
 		errs = append(errs, errors.New("--sync-tls-cert and --sync-tls-key: give both or neither"))
@@ -215,6 +220,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "",
 		"PEM certificate for TLS on the admin API (with --admin-tls-key; gwctl --ca verifies it); default off loopback: the built-in PKI's server certificate. Re-read when the file changes")
 	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "PEM key of --admin-tls-cert")
+	fs.StringVar(&c.AdminTLSClientCA, "admin-tls-client-ca", "",
+		"PEM CA bundle: admin clients must also present a certificate it verifies (gwctl --tls-cert/--tls-key); audit records then name it (token:NAME, cert:ID). Use an operators' CA, not the edges'")
 	fs.BoolVar(&c.InsecureAdmin, "insecure-admin", false,
 		"allow a non-loopback --admin-listen without TLS (tokens and configurations cross the network in clear); warned at every start")
 	fs.StringVar(&c.SyncListen, "sync-listen", "127.0.0.1:9001",

@@ -306,7 +306,7 @@ func syncTransportCredentials(cfg *Config) (*syncTLS, error) {
 func adminTransportCredentials(cfg *Config) (credentials.TransportCredentials, string, error) {
 	certFile, keyFile, source := cfg.AdminTLSCert, cfg.AdminTLSKey, "flags"
 	if certFile == "" {
-		if isLoopback(cfg.AdminListen) || !pki.Exists(cfg.DataDir) {
+		if (isLoopback(cfg.AdminListen) && cfg.AdminTLSClientCA == "") || !pki.Exists(cfg.DataDir) {
 			return nil, "none", nil
 		}
 		_, _, certFile, keyFile = pki.Paths(cfg.DataDir)
@@ -316,7 +316,20 @@ func adminTransportCredentials(cfg *Config) (credentials.TransportCredentials, s
 	if err != nil {
 		return nil, "", fmt.Errorf("load admin tls key pair: %w", err)
 	}
-	return credentials.NewTLS(&tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}), source, nil
+	tc := &tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}
+	if cfg.AdminTLSClientCA != "" {
+		b, err := os.ReadFile(cfg.AdminTLSClientCA)
+		if err != nil {
+			return nil, "", fmt.Errorf("read admin tls client ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, "", fmt.Errorf("read admin tls client ca %s: no PEM certificate found", cfg.AdminTLSClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		source += "+client-ca"
+	}
+	return credentials.NewTLS(tc), source, nil
 }
 
 // watchCertExpiry sets the expiry metric and warns, at start and then
