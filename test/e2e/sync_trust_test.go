@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -679,4 +681,69 @@ func TestExpiredControlPlaneCertKeepsEdgeConfig(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestKubeSecretCredentials: what deploy/kubernetes/edge.yaml mounts,
+// made by `gwctl certs issue --kube-secret` (the control plane's image has
+// no shell, so the credentials come out on stdout), connects an edge over
+// mTLS with signed snapshots. `ca init --if-missing` (the init container)
+// leaves an existing CA alone.
+func TestKubeSecretCredentials(t *testing.T) {
+	bins := testenv.Build(t)
+	backend := echoBackend(t, "users")
+	dir := t.TempDir()
+	cpDir := filepath.Join(dir, "cp")
+	testenv.InitPKI(t, bins, cpDir, "--host", "localhost,127.0.0.1")
+	caBefore, err := os.ReadFile(filepath.Join(cpDir, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bins.ControlPlane, "ca", "init", "--if-missing", "--data-dir", cpDir, "--host", "other").CombinedOutput(); err != nil || !strings.Contains(string(out), "nothing changed") {
+		t.Fatalf("ca init --if-missing on an existing CA: %v\n%s", err, out)
+	}
+	if caAfter, _ := os.ReadFile(filepath.Join(cpDir, "pki", "ca.crt")); string(caAfter) != string(caBefore) {
+		t.Fatal("ca init --if-missing replaced the CA")
+	}
+	cp := testenv.StartControlPlane(t, bins, cpDir)
+	r := testenv.Gwctl(t, bins, cp, "certs", "issue", "--node-id", "gw-edge-0", "--region", "eu-west-1", "--kube-secret", "gw-edge-0-tls")
+	if r.Code != 0 {
+		t.Fatalf("certs issue --kube-secret: exit %d\n%s", r.Code, r.Stderr)
+	}
+	var secret struct {
+		Kind     string                `yaml:"kind"`
+		Metadata struct{ Name string } `yaml:"metadata"`
+		Data     map[string]string     `yaml:"data"`
+	}
+	if err := yaml.Unmarshal([]byte(r.Stdout), &secret); err != nil {
+		t.Fatalf("not YAML: %v\n%s", err, r.Stdout)
+	}
+	if secret.Kind != "Secret" || secret.Metadata.Name != "gw-edge-0-tls" {
+		t.Fatalf("kind %q name %q", secret.Kind, secret.Metadata.Name)
+	}
+	mount := filepath.Join(dir, "mount")
+	if err := os.MkdirAll(mount, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"tls.key", "tls.crt", "ca.crt", "signing.pub"} {
+		b, err := base64.StdEncoding.DecodeString(secret.Data[k])
+		if err != nil || len(b) == 0 {
+			t.Fatalf("data[%s]: %v (%d bytes)", k, err, len(b))
+		}
+		if err := os.WriteFile(filepath.Join(mount, k), b, 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(r.Stdout, "BEGIN") {
+		t.Error("PEM in clear in the Secret's data")
+	}
+	e := testenv.Start(t, "gw-edge gw-edge-0", bins.Edge, "--controlplane", cp.Sync, "--node-id", "gw-edge-0", "--region", "eu-west-1",
+		"--controlplane-ca", filepath.Join(mount, "ca.crt"), "--tls-cert", filepath.Join(mount, "tls.crt"), "--tls-key", filepath.Join(mount, "tls.key"),
+		"--snapshot-public-key", filepath.Join(mount, "signing.pub"),
+		"--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "e"), "--log-format", "json")
+	e.WaitLog(t, 0, 20*time.Second, testenv.MessageIs("listening"))
+	pushOK(t, bins, cp, testenv.WriteFile(t, dir, "gw.json", helloConfig(backend.URL, "/hello")), "--wait", "--timeout", "20s")
+	e.WaitLog(t, 0, 10*time.Second, testenv.MessageIs("snapshot applied"))
+	if r := testenv.Gwctl(t, bins, cp, "certs", "issue", "--node-id", "x", "--region", "r", "--kube-secret", "Bad_Name"); r.Code != 2 {
+		t.Errorf("--kube-secret Bad_Name: exit %d, want 2", r.Code)
+	}
 }
