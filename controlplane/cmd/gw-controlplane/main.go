@@ -90,6 +90,9 @@ type Config struct {
 	ShutdownTimeout  time.Duration
 	RevocationTTL    time.Duration // lifetime of a revocation without expiry when the config has no revoker ttl
 	RevocationGrace  time.Duration // how long expired revocations stay in the log
+	MaxEdges         int           // fleet registry cap
+	FleetTTL         time.Duration // disconnected edges are forgotten after this
+	AdmissionRate    int           // new sync streams per second (burst twice that)
 	LogLevel         string
 	LogFormat        string // json or console
 }
@@ -144,6 +147,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RevocationTTL <= 0 || c.RevocationTTL > service.DefaultMaxRevocationTTL {
 		errs = append(errs, fmt.Errorf("--revocation-ttl: must be positive and at most %s, got %s", service.DefaultMaxRevocationTTL, c.RevocationTTL))
+	}
+	if c.MaxEdges <= 0 {
+		errs = append(errs, fmt.Errorf("--max-edges: must be positive, got %d", c.MaxEdges))
+	}
+	if c.FleetTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--fleet-ttl: must be positive, got %s", c.FleetTTL))
+	}
+	if c.AdmissionRate <= 0 {
+		errs = append(errs, fmt.Errorf("--admission-rate: must be positive, got %d", c.AdmissionRate))
 	}
 	if c.RevocationGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--revocation-grace: must be positive, got %s", c.RevocationGrace))
@@ -244,6 +256,12 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"how long SIGINT/SIGTERM waits for in-flight calls before closing connections")
 	fs.DurationVar(&c.RevocationTTL, "revocation-ttl", service.DefaultRevocationTTL,
 		"how long a revocation without --until lasts when the current config has no auth/revoker ttl (at most a year)")
+	fs.IntVar(&c.MaxEdges, "max-edges", service.DefaultMaxEdges,
+		"most edges the fleet registry holds: a new node beyond it takes a disconnected entry's place (oldest first), or is refused while all are connected")
+	fs.DurationVar(&c.FleetTTL, "fleet-ttl", service.DefaultFleetTTL,
+		"a disconnected edge is dropped from the fleet (gwctl status) after this long")
+	fs.IntVar(&c.AdmissionRate, "admission-rate", service.DefaultAdmissionRate,
+		"new sync streams accepted per second (bursts of twice that); more are refused and the edges retry with backoff")
 	fs.DurationVar(&c.RevocationGrace, "revocation-grace", service.DefaultRevocationGrace,
 		"how long an expired revocation stays in the log before it is deleted (covers edges with a slow clock)")
 	fs.StringVar(&c.LogLevel, "log-level", "info",

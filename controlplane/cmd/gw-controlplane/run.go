@@ -109,6 +109,10 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		Keepalive:       cfg.Keepalive,
 		RevocationTTL:   cfg.RevocationTTL,
 		RevocationGrace: cfg.RevocationGrace,
+		MaxEdges:        cfg.MaxEdges,
+		FleetTTL:        cfg.FleetTTL,
+		AdmissionRate:   cfg.AdmissionRate,
+		AdmissionBurst:  2 * cfg.AdmissionRate,
 	})
 	if err != nil {
 		return err
