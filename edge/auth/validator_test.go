@@ -674,9 +674,7 @@ func TestSharedCoreLifecycle(t *testing.T) {
 		t.Errorf("v2 after v1.Close: %v", r)
 	}
 	v2.Close()
-	k.mu.Lock()
-	ns, nc := len(k.sources), len(k.cores)
-	k.mu.Unlock()
+	ns, nc := k.sources.Len(), k.cores.Len()
 	if ns != 0 || nc != 0 {
 		t.Errorf("after closing every validator: %d sources, %d cores", ns, nc)
 	}
