@@ -110,6 +110,13 @@ func (e *edge) applies(t *testing.T, result string) float64 {
 }
 
 // streams is gw_edge_controlplane_streams_total{result} of e.
+// received is gw_edge_snapshots_received_total: snapshots the control
+// plane sent.
+func (e *edge) received(t *testing.T) float64 {
+	t.Helper()
+	return metricValue(t, e.reg, "gw_edge_snapshots_received_total", nil)
+}
+
 func (e *edge) streams(t *testing.T, result string) float64 {
 	t.Helper()
 	return metricValue(t, e.reg, "gw_edge_controlplane_streams_total", map[string]string{"result": result})
@@ -586,13 +593,21 @@ func TestNackRememberedAcrossControlPlaneRestart(t *testing.T) {
 	cp.commit(t, bad)
 	cp.waitEdge(t, "e1", "rejected", v1)
 
-	// The new control plane process does not know about the NACK and offers
-	// the version again: the edge answers with the same NACK, no rebuild.
+	if n := e.received(t); n != 2 {
+		t.Fatalf("received %v snapshots, want 2 (v1, v2)", n)
+	}
+
+	// The new control plane process did not see the NACK; the edge's Hello
+	// names the snapshot it refused, so it is not sent again.
 	cp.stop()
 	cp2 := startControlPlane(t, dir, addr)
 	st := cp2.waitEdge(t, "e1", "rejected", v1)
-	if !strings.Contains(st.GetLastError(), "schema_version") {
+	if !strings.Contains(st.GetLastError(), "refused before the edge connected") {
 		t.Errorf("last error after restart %q", st.GetLastError())
+	}
+	cp2.waitKeepalives(t, "e1", 2)
+	if n := e.received(t); n != 2 {
+		t.Errorf("received %v snapshots, want 2: the refused one was sent again", n)
 	}
 	if n := e.applies(t, "rejected"); n != 1 {
 		t.Errorf("built and rejected %v times, want 1", n)

@@ -444,8 +444,13 @@ type Hello struct {
 	ConfigVersion uint64 `protobuf:"varint,6,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
 	ConfigSha256  string `protobuf:"bytes,7,opt,name=config_sha256,json=configSha256,proto3" json:"config_sha256,omitempty"`
 	RevocationSeq uint64 `protobuf:"varint,8,opt,name=revocation_seq,json=revocationSeq,proto3" json:"revocation_seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// rejected_version and rejected_sha256 identify the last snapshot the edge
+	// NACKed (zero and empty when none): a control plane that does not
+	// remember that NACK (it restarted) does not send that snapshot again.
+	RejectedVersion uint64 `protobuf:"varint,9,opt,name=rejected_version,json=rejectedVersion,proto3" json:"rejected_version,omitempty"`
+	RejectedSha256  string `protobuf:"bytes,10,opt,name=rejected_sha256,json=rejectedSha256,proto3" json:"rejected_sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -532,6 +537,20 @@ func (x *Hello) GetRevocationSeq() uint64 {
 		return x.RevocationSeq
 	}
 	return 0
+}
+
+func (x *Hello) GetRejectedVersion() uint64 {
+	if x != nil {
+		return x.RejectedVersion
+	}
+	return 0
+}
+
+func (x *Hello) GetRejectedSha256() string {
+	if x != nil {
+		return x.RejectedSha256
+	}
+	return ""
 }
 
 // Ack says the edge serves the version now.
@@ -736,7 +755,7 @@ const file_gateway_v1_sync_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x125\n" +
 	"\aentries\x18\x02 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\"!\n" +
 	"\rRevocationAck\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x93\x02\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xe7\x02\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12#\n" +
@@ -745,7 +764,10 @@ const file_gateway_v1_sync_proto_rawDesc = "" +
 	"\bfeatures\x18\x05 \x03(\tR\bfeatures\x12%\n" +
 	"\x0econfig_version\x18\x06 \x01(\x04R\rconfigVersion\x12#\n" +
 	"\rconfig_sha256\x18\a \x01(\tR\fconfigSha256\x12%\n" +
-	"\x0erevocation_seq\x18\b \x01(\x04R\rrevocationSeq\"7\n" +
+	"\x0erevocation_seq\x18\b \x01(\x04R\rrevocationSeq\x12)\n" +
+	"\x10rejected_version\x18\t \x01(\x04R\x0frejectedVersion\x12'\n" +
+	"\x0frejected_sha256\x18\n" +
+	" \x01(\tR\x0erejectedSha256\"7\n" +
 	"\x03Ack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xb5\x01\n" +
