@@ -1097,7 +1097,17 @@ func TestCloseIsIdempotentAndStopsRun(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(context.Background()) }()
-	time.Sleep(50 * time.Millisecond)
+	// Close a running Run: wait until it tried a stream (refused).
+	eventually(t, func() error {
+		var m dto.Metric
+		if err := c.streams.WithLabelValues(streamFailed).Write(&m); err != nil {
+			return err
+		}
+		if m.GetCounter().GetValue() < 1 {
+			return errors.New("Run has not tried a stream yet")
+		}
+		return nil
+	})
 	c.Close()
 	c.Close()
 	select {
