@@ -136,6 +136,7 @@ var subcommands = []subcommand{
 	rollbackCommand,
 	revokeCommand,
 	revocationsCommand,
+	certsCommand,
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) error {

@@ -1,10 +1,15 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/apigw/gateway/controlplane/config"
@@ -98,10 +103,16 @@ func (a *adminServer) Diff(ctx context.Context, req *gatewayv1.DiffRequest) (*ga
 	return resp, nil
 }
 
+// Status page sizes.
+const (
+	defaultStatusPage = 500
+	maxStatusPage     = 1000
+)
+
 // Status reports the current version, the revocation log's seq and every
 // edge seen since start (with the revocation seq it ACKed).
-func (a *adminServer) Status(ctx context.Context, _ *gatewayv1.StatusRequest) (*gatewayv1.StatusResponse, error) {
-	resp := &gatewayv1.StatusResponse{}
+func (a *adminServer) Status(ctx context.Context, req *gatewayv1.StatusRequest) (*gatewayv1.StatusResponse, error) {
+	resp := &gatewayv1.StatusResponse{SyncCertNotAfterUnixMs: a.svc.syncCertNotAfter.Load()}
 	latest, err := latestMeta(ctx, a.svc.store)
 	if err != nil {
 		return nil, toStatus(a.svc.log, "status", err)
@@ -111,7 +122,34 @@ func (a *adminServer) Status(ctx context.Context, _ *gatewayv1.StatusRequest) (*
 		resp.Current = versionInfo(latest)
 		curSHA = latest.SHA256
 	}
-	resp.Edges = a.svc.fleet.list(resp.GetCurrent().GetVersion(), curSHA)
+	// Paginated by (region, node id), so a large fleet never meets the
+	// gRPC message limit: a page of 1000 edges is well under 1 MiB.
+	all := a.svc.fleet.list(resp.GetCurrent().GetVersion(), curSHA)
+	resp.TotalEdges = uint32(len(all))
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = defaultStatusPage
+	}
+	size = min(size, maxStatusPage)
+	start := 0
+	if tok := req.GetPageToken(); tok != "" {
+		region, node, ok := strings.Cut(tok, "\x00")
+		if !ok {
+			return nil, status.Error(codes.InvalidArgument, "status: malformed page_token")
+		}
+		start, _ = slices.BinarySearchFunc(all, [2]string{region, node}, func(e *gatewayv1.EdgeStatus, k [2]string) int {
+			return cmp.Or(cmp.Compare(e.GetRegion(), k[0]), cmp.Compare(e.GetNodeId(), k[1]))
+		})
+		if start < len(all) && all[start].GetRegion() == region && all[start].GetNodeId() == node {
+			start++
+		}
+	}
+	end := min(start+size, len(all))
+	resp.Edges = all[start:end]
+	if end < len(all) {
+		last := all[end-1]
+		resp.NextPageToken = last.GetRegion() + "\x00" + last.GetNodeId()
+	}
 	if resp.RevocationSeq, err = a.svc.store.RevocationSeq(ctx); err != nil {
 		return nil, toStatus(a.svc.log, "status", err)
 	}

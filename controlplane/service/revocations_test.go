@@ -569,9 +569,9 @@ func TestRevocationMessagesChunk(t *testing.T) {
 		msgs []*gatewayv1.SyncResponse
 		from uint64 // where the edge starts; the reset starts anywhere
 	}{
-		{name: "delta shared", msgs: deltaMsgs(10, 2510, entries, true), from: 10},
-		{name: "delta per stream", msgs: deltaMsgs(10, 2510, entries, false), from: 10},
-		{name: "reset", msgs: resetMsgs(2600, entries, true)},
+		{name: "delta shared", msgs: deltaMsgs(nil, 10, 2510, entries, true), from: 10},
+		{name: "delta per stream", msgs: deltaMsgs(nil, 10, 2510, entries, false), from: 10},
+		{name: "reset", msgs: resetMsgs(nil, 2600, entries, true)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

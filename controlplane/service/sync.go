@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -31,6 +33,10 @@ type syncServer struct {
 // are sent first.
 func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 	svc := s.svc
+	if !svc.admit.allow(time.Now()) {
+		svc.metrics.streamsRefused.WithLabelValues(refusedRate).Inc()
+		return status.Error(codes.ResourceExhausted, "too many new sync streams; retry with backoff")
+	}
 	if !svc.track() {
 		return errShuttingDown
 	}
@@ -64,6 +70,10 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 	if err != nil {
 		return err
 	}
+	id, err := s.admit(ctx, hello)
+	if err != nil {
+		return err
+	}
 
 	peerAddr := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -81,7 +91,13 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 		startedAt: time.Now(),
 	}
 	e.log = svc.log.With().Str("node_id", e.node).Str("region", hello.GetRegion()).Logger()
-	e.connID = svc.fleet.connect(hello, peerAddr, cancel, e.startedAt)
+	if e.connID, err = svc.fleet.connect(hello, id, peerAddr, cancel, e.startedAt); err != nil {
+		svc.metrics.streamsRefused.WithLabelValues(refusedFleetFull).Inc()
+		return err
+	}
+	// An edge whose set differs from the log at its seq (a rogue or
+	// confused control plane reset it, or its disk lied) gets a reset.
+	e.repair = svc.revocationSetDiffers(ctx, hello)
 	if rv := hello.GetRejectedVersion(); rv != 0 {
 		// The edge refused the current snapshot before it connected here (a
 		// restarted control plane forgets NACKs): remember it, so the
@@ -169,6 +185,9 @@ type edgeStream struct {
 	revAcked  uint64
 	lastRecv  time.Time
 	startedAt time.Time
+	// repair sends a reset first: the edge's reported set differs from
+	// the log.
+	repair bool
 }
 
 func (e *edgeStream) serve(ctx context.Context, reqs <-chan *gatewayv1.SyncRequest, recvErr <-chan error) error {

@@ -125,6 +125,9 @@ type builder struct {
 	lease      *qos.Lease
 }
 
+// MaxEndpoints is the most endpoints an edge builds from one snapshot.
+const MaxEndpoints = 100_000
+
 func (b *builder) violate(path string, kind violation.Kind, detail string) {
 	b.violations = append(b.violations, &gatewayv1.FieldViolation{Path: path, Kind: kind.String(), Detail: detail})
 }
@@ -280,6 +283,18 @@ func (b *builder) build() (*Plan, error) {
 	p.clientIP = clientIP
 	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
 		b.violate("service.extra_config.auth/revoker", violation.Unsupported, "this edge has no revocation set to enforce auth/revoker with")
+	}
+	// The edge's own bounds: a snapshot is checked by the control plane,
+	// but an edge never allocates what a snapshot says without a ceiling.
+	if rv := svc.GetRevoker(); rv.GetN() > auth.MaxRevocationN {
+		b.violate("service.extra_config.auth/revoker.N", violation.Invalid, fmt.Sprintf("%d is above this edge's limit of %d", rv.GetN(), auth.MaxRevocationN))
+	}
+	if rv := svc.GetRevoker(); rv.GetP() != 0 && rv.GetP() < auth.MinRevocationP {
+		b.violate("service.extra_config.auth/revoker.P", violation.Invalid, fmt.Sprintf("%g is below this edge's limit of %g", rv.GetP(), auth.MinRevocationP))
+	}
+	if n := len(snap.GetEndpoints()); n > MaxEndpoints {
+		b.violate("endpoints", violation.TooMany, fmt.Sprintf("%d endpoints, this edge accepts at most %d", n, MaxEndpoints))
+		return nil, &BuildError{Violations: b.violations}
 	}
 	if p.cors, err = security.NewCORS(svc.GetCors()); err != nil {
 		b.violate("service.extra_config.security/cors", violation.Invalid, err.Error())

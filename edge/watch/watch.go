@@ -54,6 +54,8 @@ import (
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
+	"github.com/apigw/gateway/proto/tlsfile"
 )
 
 // Defaults for Config fields left zero.
@@ -84,6 +86,13 @@ type Revocations interface {
 	Persist() error
 }
 
+// SetHasher is implemented by a Revocations that can digest its set (see
+// sign.RevocationSetHash); the Hello then carries the digest and the
+// control plane resets a set that differs from its log.
+type SetHasher interface {
+	SetHash(cutoffUnixMs int64) string
+}
+
 // Config configures a Client. Target, NodeID, SchemaVersion and Applier are
 // required; every other zero value picks the documented default.
 type Config struct {
@@ -105,6 +114,11 @@ type Config struct {
 	// Revocations receives revocation deltas and resets; nil ignores them
 	// (Hello then says seq 0).
 	Revocations Revocations
+	// Verifier checks the control plane's signature of every revocation
+	// delta and reset (snapshots are checked by the Applier); one that
+	// does not verify is dropped and the stream ends. Nil accepts unsigned
+	// messages: the explicit insecure mode.
+	Verifier *sign.Verifier
 	// RevocationSaveInterval is the most often Persist runs while deltas
 	// arrive (default 1s); a change is also persisted when Run returns.
 	RevocationSaveInterval time.Duration
@@ -181,9 +195,11 @@ type Client struct {
 	dialOpts  []grpc.DialOption
 	connected prometheus.Gauge
 	revSeq    prometheus.Gauge
-	streams   *prometheus.CounterVec // {result}: established, failed
-	received  prometheus.Counter     // snapshots the control plane sent
-	worker    *apply.Worker
+	// rejectedRev counts revocation messages whose signature failed.
+	rejectedRev prometheus.Counter
+	streams     *prometheus.CounterVec // {result}: established, failed
+	received    prometheus.Counter     // snapshots the control plane sent
+	worker      *apply.Worker
 
 	mu      sync.Mutex         // guards the fields below
 	running bool               // Run was called
@@ -226,6 +242,10 @@ func New(cfg Config) (*Client, error) {
 		Name: "gw_edge_revocation_seq",
 		Help: "Revocation log position the edge enforces.",
 	})
+	c.rejectedRev = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gw_edge_revocation_messages_rejected_total",
+		Help: "Revocation deltas and resets dropped because their signature did not verify against a pinned key.",
+	})
 	c.streams = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gw_edge_controlplane_streams_total",
 		Help: "Sync streams opened, by result: established (counted when the control plane first answers) or failed (ended before it answered).",
@@ -253,6 +273,15 @@ func New(cfg Config) (*Client, error) {
 			}
 			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
 				c.streams = existing
+			}
+		}
+		if err := cfg.Registerer.Register(c.rejectedRev); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("watch: register metrics: %w", err)
+			}
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				c.rejectedRev = existing
 			}
 		}
 		for _, g := range []*prometheus.Gauge{&c.connected, &c.revSeq} {
@@ -396,6 +425,10 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 	}
 	if c.cfg.Revocations != nil {
 		hello.RevocationSeq = c.cfg.Revocations.Seq()
+		if h, ok := c.cfg.Revocations.(SetHasher); ok {
+			hello.RevocationSetCutoffUnixMs = time.Now().UnixMilli()
+			hello.RevocationSetSha256 = h.SetHash(hello.RevocationSetCutoffUnixMs)
+		}
 	}
 	if err := stream.Send(&gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Hello{Hello: hello}}); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -528,6 +561,10 @@ func (c *Client) revocationDelta(d *gatewayv1.RevocationDelta) (*gatewayv1.SyncR
 	if rev == nil {
 		return nil, nil
 	}
+	if err := c.cfg.Verifier.Delta(d); err != nil {
+		c.rejectedRev.Inc()
+		return nil, fmt.Errorf("%w; ignored, reconnecting", err)
+	}
 	if d.GetToSeq() <= rev.Seq() {
 		// Already held (a delta that crossed a reconnect): ACK what we have.
 		return revAck(rev.Seq()), nil
@@ -547,6 +584,10 @@ func (c *Client) revocationReset(r *gatewayv1.RevocationReset) (*gatewayv1.SyncR
 	rev := c.cfg.Revocations
 	if rev == nil {
 		return nil, nil
+	}
+	if err := c.cfg.Verifier.Reset(r); err != nil {
+		c.rejectedRev.Inc()
+		return nil, fmt.Errorf("%w; ignored, reconnecting", err)
 	}
 	held := rev.Seq()
 	if err := rev.Reset(r.GetSeq(), r.GetEntries()); err != nil {
@@ -598,11 +639,13 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 		return nil, errors.New("load tls: client certificate and key go together")
 	}
 	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		// Re-read when the files change: a rotated certificate is used
+		// from the next connection on, the open stream is untouched.
+		r, err := tlsfile.New(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("load tls: client certificate: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.GetClientCertificate = r.GetClientCertificate
 	}
 	return cfg, nil
 }

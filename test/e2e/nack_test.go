@@ -38,8 +38,8 @@ func TestNackedVersionIsNotResent(t *testing.T) {
 	plainV3 := testenv.WriteFile(t, dir, "plain3.json", helloConfig(backend.URL, "/v3"))
 
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
-	full := testenv.StartEdge(t, bins, cp.Sync, "edge-full", "eu", filepath.Join(dir, "full"))
-	old := testenv.StartEdge(t, bins, cp.Sync, "edge-old", "eu", filepath.Join(dir, "old"), "--disable-feature", "proxy.static",
+	full := testenv.StartEdge(t, bins, cp, "edge-full", "eu", filepath.Join(dir, "full"))
+	old := testenv.StartEdge(t, bins, cp, "edge-old", "eu", filepath.Join(dir, "old"), "--disable-feature", "proxy.static",
 		"--metrics-listen", "127.0.0.1:0")
 	oldMetrics := metricsURL(t, old)
 

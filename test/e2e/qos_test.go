@@ -83,7 +83,7 @@ func TestTrafficProtection(t *testing.T) {
 	v3 := testenv.WriteFile(t, dir, "v3.json", qosConfig(b.URL, 6, ""))
 
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
-	e := testenv.StartEdge(t, bins, cp.Sync, "edge-qos", "eu", filepath.Join(dir, "e"))
+	e := testenv.StartEdge(t, bins, cp, "edge-qos", "eu", filepath.Join(dir, "e"))
 	push := func(file string, version uint64) {
 		t.Helper()
 		if r := testenv.Gwctl(t, bins, cp, "push", file, "--wait", "--timeout", "20s"); r.Code != 0 {

@@ -75,8 +75,8 @@ func TestRevocationAcrossFleet(t *testing.T) {
 	cfg := testenv.WriteFile(t, dir, "jwt.json", jwtConfig(backend.URL, is))
 
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
-	e1 := testenv.StartEdge(t, bins, cp.Sync, "edge-a", "eu", filepath.Join(dir, "a"))
-	e2 := testenv.StartEdge(t, bins, cp.Sync, "edge-b", "us", filepath.Join(dir, "b"))
+	e1 := testenv.StartEdge(t, bins, cp, "edge-a", "eu", filepath.Join(dir, "a"))
+	e2 := testenv.StartEdge(t, bins, cp, "edge-b", "us", filepath.Join(dir, "b"))
 	edges := []*testenv.Edge{e1, e2}
 	if r := testenv.Gwctl(t, bins, cp, "push", cfg, "--wait", "--timeout", "20s"); r.Code != 0 {
 		t.Fatalf("push: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)

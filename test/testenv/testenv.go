@@ -316,11 +316,13 @@ type Edge struct {
 }
 
 // StartEdge runs a managed gw-edge against the control plane's sync
-// address, listening on a kernel-chosen loopback port.
-func StartEdge(t testing.TB, bins Bins, syncAddr, nodeID, region, dataDir string, extra ...string) *Edge {
+// address, listening on a kernel-chosen loopback port. It pins the control
+// plane's signing key (its <data-dir>/signing.pub).
+func StartEdge(t testing.TB, bins Bins, cp *ControlPlane, nodeID, region, dataDir string, extra ...string) *Edge {
 	t.Helper()
 	args := append([]string{
-		"--controlplane", syncAddr,
+		"--controlplane", cp.Sync,
+		"--snapshot-public-key", filepath.Join(cp.DataDir, "signing.pub"),
 		"--node-id", nodeID,
 		"--region", region,
 		"--listen", "127.0.0.1:0",

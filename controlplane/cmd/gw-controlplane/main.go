@@ -39,6 +39,9 @@ const (
 )
 
 func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "ca" {
+		return runCA(args[1:], stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
@@ -72,7 +75,9 @@ type Config struct {
 	SyncTLSCert      string
 	SyncTLSKey       string
 	SyncTLSClientCA  string
-	MetricsListen    string // "" = no metrics listener
+	InsecureSync     bool          // allow a non-loopback sync listener without mTLS
+	CertWarnBefore   time.Duration // warn while the sync certificate expires within this
+	MetricsListen    string        // "" = no metrics listener
 	Keepalive        time.Duration
 	ShutdownTimeout  time.Duration
 	RevocationTTL    time.Duration // lifetime of a revocation without expiry when the config has no revoker ttl
@@ -113,6 +118,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncTLSClientCA != "" && c.SyncTLSCert == "" {
 		errs = append(errs, errors.New("--sync-tls-client-ca: requires --sync-tls-cert and --sync-tls-key"))
+	}
+	if c.CertWarnBefore < 0 {
+		errs = append(errs, fmt.Errorf("--cert-warn-before: must not be negative, got %s", c.CertWarnBefore))
 	}
 	if c.Keepalive <= 0 {
 		errs = append(errs, fmt.Errorf("--keepalive: must be positive, got %s", c.Keepalive))
@@ -198,11 +206,15 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&c.SyncListen, "sync-listen", "127.0.0.1:9001",
 		"host:port of the sync gRPC API that edges dial")
 	fs.StringVar(&c.SyncTLSCert, "sync-tls-cert", "",
-		"PEM certificate for TLS on the sync listener (with --sync-tls-key); plaintext when empty")
+		"PEM certificate for TLS on the sync listener (with --sync-tls-key); default: the built-in PKI of the data dir (gw-controlplane ca init), else plaintext (loopback only unless --insecure-sync). Re-read when the file changes")
 	fs.StringVar(&c.SyncTLSKey, "sync-tls-key", "",
 		"PEM private key for --sync-tls-cert")
 	fs.StringVar(&c.SyncTLSClientCA, "sync-tls-client-ca", "",
-		"PEM CA bundle; when set, edges must present a client certificate signed by it (mTLS)")
+		"PEM CA bundle; when set, edges must present a client certificate signed by it (mTLS), and the certificate names the edge (default with the built-in PKI: its CA)")
+	fs.BoolVar(&c.InsecureSync, "insecure-sync", false,
+		"allow --sync-listen on a non-loopback address without mTLS (plaintext, or TLS without client certificates): anyone who reaches it can pose as an edge and read every snapshot; warned at every start")
+	fs.DurationVar(&c.CertWarnBefore, "cert-warn-before", 30*24*time.Hour,
+		"warn (log, gw_controlplane_sync_cert_expiry_timestamp_seconds, gwctl status) while the sync TLS certificate expires within this")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "",
 		"host:port serving Prometheus metrics on /metrics; off when empty")
 	fs.DurationVar(&c.Keepalive, "keepalive", 10*time.Second,

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 func validConfig(dir string) *Config {
@@ -358,6 +359,15 @@ func TestRunKeepsRevocationsAcrossRestart(t *testing.T) {
 			t.Fatalf("Recv: %v", err)
 		}
 		if d := resp.GetRevocationDelta(); d != nil {
+			// Signed with the key kept in the data dir across the restart.
+			v, err := sign.LoadVerifier(filepath.Join(dir, signingPubFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := v.Delta(d); err != nil {
+				t.Fatalf("delta after restart: %v", err)
+			}
+			d.Signature, d.SigningKeyId = nil, ""
 			wantDelta := &gatewayv1.RevocationDelta{FromSeq: 0, ToSeq: 2, Entries: want}
 			if diff := cmp.Diff(wantDelta, d, protocmp.Transform()); diff != "" {
 				t.Fatalf("delta after restart (-want +got):\n%s", diff)

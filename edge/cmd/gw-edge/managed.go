@@ -24,6 +24,7 @@ import (
 	"github.com/apigw/gateway/edge/watch"
 	"github.com/apigw/gateway/internal/dirlock"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 // defaultListen is KrakenD's default port, used when neither --listen nor a
@@ -43,6 +44,10 @@ type managedFlags struct {
 	caFile       string
 	certFile     string
 	keyFile      string
+	// publicKey pins the control plane's signing key; insecureUnsigned
+	// accepts unsigned snapshots and revocations instead.
+	publicKey        string
+	insecureUnsigned bool
 }
 
 // defaultDataDir is ${XDG_STATE_HOME:-$HOME/.local/state}/apigw/edge.
@@ -78,6 +83,12 @@ func (f *managedFlags) validate() error {
 	if (f.certFile == "") != (f.keyFile == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key: give both or neither"))
 	}
+	switch {
+	case f.publicKey == "" && !f.insecureUnsigned:
+		errs = append(errs, errors.New("--snapshot-public-key: required (the control plane's <data-dir>/signing.pub); --insecure-unsigned-snapshots accepts unsigned snapshots instead"))
+	case f.publicKey != "" && f.insecureUnsigned:
+		errs = append(errs, errors.New("--snapshot-public-key and --insecure-unsigned-snapshots: give one"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -96,6 +107,8 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&f.caFile, "controlplane-ca", "", "PEM CA bundle verifying the control plane; enables TLS")
 	fs.StringVar(&f.certFile, "tls-cert", "", "PEM client certificate for mTLS with the control plane; enables TLS")
 	fs.StringVar(&f.keyFile, "tls-key", "", "PEM key of --tls-cert")
+	fs.StringVar(&f.publicKey, "snapshot-public-key", "", "PEM Ed25519 public key(s) of the control plane (its <data-dir>/signing.pub); every snapshot and revocation message, received or loaded from disk, must be signed by one; required unless --insecure-unsigned-snapshots")
+	fs.BoolVar(&f.insecureUnsigned, "insecure-unsigned-snapshots", false, "accept snapshots and revocations without checking a signature (anyone who reaches the edge's control-plane connection can then reconfigure it); warned at every start")
 	f.logFlags.register(fs, stdout)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  gw-edge --controlplane ADDR --node-id ID --region R --listen ADDR --data-dir DIR [flags]\n  gw-edge run -c FILE [-d] [--listen ADDR]   (standalone, see gw-edge run --help)\n\nFlags:\n")
@@ -126,12 +139,23 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		}
 		tlsCfg = c
 	}
+	var verifier *sign.Verifier
+	if f.insecureUnsigned {
+		log.Warn().Msg("--insecure-unsigned-snapshots: snapshots and revocations are not verified; whoever answers on the control-plane address controls this edge")
+	} else {
+		v, err := sign.LoadVerifier(f.publicKey)
+		if err != nil {
+			return err
+		}
+		verifier = v
+		log.Info().Strs("key_ids", v.KeyIDs()).Msg("snapshots and revocations must be signed by a pinned key")
+	}
 	dl, err := dirlock.Acquire(f.dataDir)
 	if err != nil {
 		return err
 	}
 	defer dl.Release()
-	st, err := lkg.New(lkg.Config{Dir: f.dataDir, Logger: log})
+	st, err := lkg.New(lkg.Config{Dir: f.dataDir, Logger: log, Verifier: verifier})
 	if err != nil {
 		return err
 	}
@@ -174,7 +198,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 	if err != nil {
 		return err
 	}
-	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Store: st, Registerer: srv.Registry()})
+	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Store: st, Verifier: verifier, Registerer: srv.Registry()})
 	if err != nil {
 		return err
 	}
@@ -193,6 +217,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		Keepalive:        f.keepalive,
 		Registerer:       srv.Registry(),
 		TLS:              tlsCfg,
+		Verifier:         verifier,
 	}
 	wc, err := watch.New(wcfg)
 	if err != nil {
@@ -274,3 +299,8 @@ func (r revocationStore) Reset(seq uint64, entries []*gatewayv1.RevocationEntry)
 }
 
 func (r revocationStore) Persist() error { return r.store.SaveRevocations(r.set.Export()) }
+
+// SetHash digests the set for the Hello (see sign.RevocationSetHash).
+func (r revocationStore) SetHash(cutoffUnixMs int64) string {
+	return sign.RevocationSetHash(r.set.Entries(), r.set.Seq(), cutoffUnixMs)
+}
