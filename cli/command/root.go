@@ -38,6 +38,7 @@ import (
 	"github.com/apigw/gateway/controlplane/config"
 	"github.com/apigw/gateway/controlplane/config/flexible"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/violation"
 )
 
 // Exit codes of gwctl.
@@ -479,7 +480,7 @@ func violations(st *status.Status) []*gatewayv1.FieldViolation {
 			for _, fv := range d.GetFieldViolations() {
 				kind, detail, ok := strings.Cut(fv.GetDescription(), ": ")
 				if !ok {
-					kind, detail = "invalid", fv.GetDescription()
+					kind, detail = violation.Invalid.String(), fv.GetDescription()
 				}
 				fromBadRequest = append(fromBadRequest, &gatewayv1.FieldViolation{Path: fv.GetField(), Kind: kind, Detail: detail})
 			}

@@ -181,7 +181,7 @@ func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackReque
 	req.Author = auditAuthor(ctx, req.GetAuthor())
 	if req.GetVersion() == 0 {
 		return nil, toStatus(a.svc.log, "rollback", &config.ValidationError{Violations: []*gatewayv1.FieldViolation{
-			{Path: "version", Kind: "required", Detail: "name the version to roll back to"},
+			{Path: "version", Kind: config.KindRequired, Detail: "name the version to roll back to"},
 		}})
 	}
 	target, err := a.svc.store.Get(ctx, req.GetVersion())
@@ -262,7 +262,7 @@ func (s *Service) compile(src *gatewayv1.ConfigSource) (*config.Compiled, error)
 	if n := len(c.Payload); n > s.cfg.MaxSnapshotBytes {
 		return nil, &config.ValidationError{Violations: []*gatewayv1.FieldViolation{{
 			Path:   "endpoints",
-			Kind:   "too_many",
+			Kind:   config.KindTooMany,
 			Detail: fmt.Sprintf("the compiled snapshot is %d bytes; the limit is %d", n, s.cfg.MaxSnapshotBytes),
 		}}}
 	}

@@ -316,13 +316,34 @@ func (te *testEdge) next() *gatewayv1.SnapshotEnvelope {
 	return nil
 }
 
-// none asserts that no snapshot arrives for a while (several keepalives).
+// none asserts that no snapshot arrives before the control plane has sent
+// two more keepalives. The stream's loop handles the edge's messages,
+// decides what to send and sends keepalives on one goroutine, in order, and
+// recvLoop reads them in order: a snapshot decided before those keepalives
+// has arrived by then.
 func (te *testEdge) none() {
 	te.t.Helper()
+	te.waitKeepalives(2)
 	select {
 	case s := <-te.snapshots:
 		te.t.Fatalf("unexpected snapshot v%d", s.GetVersion())
-	case <-time.After(300 * time.Millisecond):
+	default:
+	}
+}
+
+// waitKeepalives waits until n more keepalives arrived (bounded).
+func (te *testEdge) waitKeepalives(n int) {
+	te.t.Helper()
+	want := te.keepalivesSeen() + n
+	deadline := time.After(10 * time.Second)
+	for te.keepalivesSeen() < want {
+		select {
+		case <-te.done:
+			te.t.Fatalf("stream ended while waiting for keepalives: %v", te.endErr())
+		case <-deadline:
+			te.t.Fatalf("fewer than %d keepalives within 10s", n)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 
