@@ -46,6 +46,9 @@ const (
 	// DefaultRevocationCompactInterval is how often expired revocations
 	// are deleted from the log.
 	DefaultRevocationCompactInterval = time.Minute
+	// DefaultCertWarnBefore is how long before a certificate expires the
+	// control plane starts warning about it.
+	DefaultCertWarnBefore = 30 * 24 * time.Hour
 	// minRecvTimeout is the floor of the default RecvTimeout, so a control
 	// plane with a short keepalive (tests) does not drop edges that use the
 	// standard 10s one.
@@ -74,6 +77,10 @@ type Config struct {
 	// it are refused with ResourceExhausted and the edge backs off.
 	AdmissionRate  int
 	AdmissionBurst int
+	// CertWarnBefore: an edge whose client certificate expires within this
+	// is warned about in the log when it connects (default
+	// DefaultCertWarnBefore; the metric and Status report every expiry).
+	CertWarnBefore time.Duration
 	// Signer signs every snapshot envelope and revocation message sent to
 	// edges; nil sends them unsigned (edges then need their explicit
 	// insecure flag to accept them).
@@ -177,6 +184,7 @@ func (c *Config) applyDefaults() {
 	c.RevocationResetThreshold = cmp.Or(c.RevocationResetThreshold, DefaultRevocationResetThreshold)
 	c.RevocationGrace = cmp.Or(c.RevocationGrace, DefaultRevocationGrace)
 	c.RevocationCompactInterval = cmp.Or(c.RevocationCompactInterval, DefaultRevocationCompactInterval)
+	c.CertWarnBefore = cmp.Or(c.CertWarnBefore, DefaultCertWarnBefore)
 }
 
 // Service is the control plane's gRPC layer: the admin and sync services, the

@@ -49,7 +49,7 @@ const DefaultJWKSWait = 2 * time.Second
 type Deps struct {
 	Logger zerolog.Logger
 	// Upstreams is the registry of upstream clients reused across plans;
-	// nil makes Build create one owned by the plan.
+	// nil makes Build create one owned by the plan (tests), closed with it.
 	Upstreams *Upstreams
 	// DisabledFeatures are features this edge refuses (test hook, version
 	// skew); Build returns a *BuildError naming them.
@@ -169,6 +169,9 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	b.deps.Metrics.hold(b.labels)
 	p.metricsOwner, p.labels = b.deps.Metrics, b.labels
 	p.upstreams, p.upstreamKeys = b.upstreams, b.keys
+	if own {
+		p.ownUpstreams = b.upstreams
+	}
 	p.validators, p.lease = b.validators, b.lease
 	if b.ownKeys {
 		p.ownKeys = b.authKeys

@@ -122,6 +122,7 @@ type Plan struct {
 	tracers      *tracing.Registry // where tracer goes back on Release; nil: owned
 	ownKeys      *auth.Keys        // created by Build when Deps.Keys was nil
 	ownQoS       *qos.Registry     // created by Build when Deps.QoS was nil
+	ownUpstreams *Upstreams        // created by Build when Deps.Upstreams was nil
 	releaseOnce  sync.Once
 }
 
@@ -176,6 +177,9 @@ func (p *Plan) Release() {
 		}
 		if p.ownKeys != nil {
 			p.ownKeys.Close()
+		}
+		if p.ownUpstreams != nil {
+			p.ownUpstreams.Close()
 		}
 		p.metricsOwner.drop(p.labels)
 		releaseTracer(p.tracers, p.tracer)
