@@ -63,6 +63,17 @@ $(BUF):
 $(STATICCHECK):
 	GOBIN=$(abspath $(TOOLS)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+# Jaeger (v1.75.0, pinned in test/tools/jaeger/go.mod, a module of its own so
+# its dependencies stay out of ours) for the tracing e2e test. `go install
+# pkg@version` refuses it (its go.mod has a replace directive), hence the
+# tools module. About 3 minutes of build on 2 cores, once: bin/tools is kept.
+JAEGER := $(TOOLS)/jaeger
+$(JAEGER): test/tools/jaeger/go.mod test/tools/jaeger/go.sum
+	cd test/tools/jaeger && $(GO) build -trimpath -ldflags '-s -w' -o $(abspath $(JAEGER)) github.com/jaegertracing/jaeger/cmd/jaeger
+
+.PHONY: tools
+tools: $(JAEGER) ## build the programs the tests start (bin/tools/jaeger), once
+
 .PHONY: generate
 generate: $(BUF) ## regenerate proto/gen from proto/ with buf
 	$(BUF) generate --template proto/buf.gen.yaml

@@ -92,6 +92,9 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			Prefix: l.Prefix,
 			Stdout: l.Stdout,
 			Format: l.Format,
+			Syslog: l.Syslog,
+			// KrakenD (krakend-gologging) falls back to local3.
+			SyslogFacility: syslogFacility(l.SyslogFacility),
 		}
 	}
 	if m := s.ExtraConfig.Metrics; m != nil {
@@ -103,6 +106,9 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			BackendDisabled:  m.BackendDisabled,
 			EndpointDisabled: m.EndpointDisabled,
 		}
+	}
+	if o := s.ExtraConfig.OpenTelemetry; o != nil {
+		out.Opentelemetry = compileOTel(s, o, features)
 	}
 	// The service-level auth/validator (shared_cache_duration) has no
 	// snapshot field: the edge caches keys per JWKS source.
@@ -147,6 +153,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 			continue
 		}
 		cb := compileBackend(name, i, b, features)
+		if o := s.ExtraConfig.OpenTelemetry; o != nil {
+			cb.Trace = compileTraceLayer(override(o.Layers.Backend, b.ExtraConfig.Trace))
+		}
 		if !cb.GetShadow() {
 			answering++
 		}
@@ -175,6 +184,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		if rl.Cluster {
 			features[feature.QoSRateLimitCluster] = true
 		}
+	}
+	if o := s.ExtraConfig.OpenTelemetry; o != nil {
+		out.Trace = compileTraceLayer(override(o.Layers.Proxy, e.ExtraConfig.Trace))
 	}
 	if e.ExtraConfig.JSONSchema != nil {
 		out.JsonSchema = e.ExtraConfig.JSONSchema

@@ -80,6 +80,8 @@ type ServiceExtra struct {
 	Security         *SecurityHTTP
 	// Errors is our `apigw/errors` namespace.
 	Errors *Errors
+	// OpenTelemetry is `telemetry/opentelemetry`.
+	OpenTelemetry *OpenTelemetry
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own
@@ -120,7 +122,9 @@ type Logging struct {
 	Prefix string
 	Stdout bool
 	// Format is default or logstash.
-	Format string
+	Format         string
+	Syslog         bool
+	SyslogFacility string
 }
 
 // Metrics is the `telemetry/metrics` namespace.
@@ -155,6 +159,9 @@ type EndpointExtra struct {
 	// JSONSchema is the canonical JSON of the `validation/json-schema`
 	// document; nil when absent.
 	JSONSchema []byte
+	// Trace is the proxy layer of `telemetry/opentelemetry`, nil when the
+	// endpoint does not override the service's.
+	Trace *OTelLayer
 }
 
 // EndpointProxy is the endpoint-level `proxy` namespace.
@@ -214,6 +221,9 @@ type BackendExtra struct {
 	Martian        *Martian
 	// HTTPClient is `backend/http/client`.
 	HTTPClient *BackendHTTPClient
+	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the
+	// backend does not override the service's.
+	Trace *OTelLayer
 }
 
 // BackendHTTPClient is the `backend/http/client` namespace.

@@ -103,26 +103,7 @@ func Init(dataDir string, hosts []string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("ca init: %w", err)
 	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("ca init: %w", err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "apigw control plane", Organization: []string{"apigw"}},
-		NotBefore:    now.Add(-5 * time.Minute),
-		NotAfter:     now.Add(ServerValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			srvTmpl.IPAddresses = append(srvTmpl.IPAddresses, ip)
-		} else {
-			srvTmpl.DNSNames = append(srvTmpl.DNSNames, h)
-		}
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
+	srvKey, srvDER, err := serverCert(ca, caKey, hosts, now)
 	if err != nil {
 		return fmt.Errorf("ca init: %w", err)
 	}
@@ -171,6 +152,113 @@ type CA struct {
 	cert    *x509.Certificate
 	certPEM []byte
 	key     crypto.Signer
+}
+
+// serverCert makes a sync/admin server key and certificate for hosts (DNS
+// names or IP addresses), signed by ca.
+func serverCert(ca *x509.Certificate, caKey crypto.Signer, hosts []string, now time.Time) (*ecdsa.PrivateKey, []byte, error) {
+	if len(hosts) == 0 {
+		return nil, nil, errors.New("no host for the server certificate")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "apigw control plane", Organization: []string{"apigw"}},
+		NotBefore:    now.Add(-5 * time.Minute),
+		NotAfter:     now.Add(ServerValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if tmpl.NotAfter.After(ca.NotAfter) {
+		tmpl.NotAfter = ca.NotAfter
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, der, nil
+}
+
+// RenewServer replaces the server certificate of the built-in PKI under
+// dataDir with a new key and certificate for hosts (nil: the names of the
+// current one), valid ServerValidity from now. Each file is replaced
+// atomically, key first; a running control plane picks the pair up
+// without a restart. It returns the hosts and the new expiry.
+func RenewServer(dataDir string, hosts []string, now time.Time) ([]string, time.Time, error) {
+	ca, err := Load(dataDir)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("renew server certificate: %w", err)
+	}
+	_, _, srvCertPath, srvKeyPath := Paths(dataDir)
+	if len(hosts) == 0 {
+		b, err := os.ReadFile(srvCertPath)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("renew server certificate: %w (give --host)", err)
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return nil, time.Time{}, fmt.Errorf("renew server certificate: %s holds no PEM certificate (give --host)", srvCertPath)
+		}
+		cur, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, time.Time{}, fmt.Errorf("renew server certificate: %w (give --host)", err)
+		}
+		hosts = append(hosts, cur.DNSNames...)
+		for _, ip := range cur.IPAddresses {
+			hosts = append(hosts, ip.String())
+		}
+	}
+	key, der, err := serverCert(ca.cert, ca.key, hosts, now)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("renew server certificate: %w", err)
+	}
+	for _, f := range []struct {
+		path string
+		b    []byte
+		mode os.FileMode
+	}{{srvKeyPath, keyPEM(key), 0o600}, {srvCertPath, certPEM(der), 0o644}} {
+		if err := replaceFile(f.path, f.b, f.mode); err != nil {
+			return nil, time.Time{}, fmt.Errorf("renew server certificate: %w", err)
+		}
+	}
+	c, _ := x509.ParseCertificate(der)
+	return hosts, c.NotAfter, nil
+}
+
+// replaceFile writes b to a temp file with mode, then renames it over path.
+func replaceFile(path string, b []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // Load reads the CA of the built-in PKI under dataDir; the key file must
@@ -284,8 +372,14 @@ func Identity(cert *x509.Certificate) (nodeID, region string, err error) {
 		v := strings.TrimPrefix(u.Path, "/")
 		switch u.Host {
 		case uriNode:
+			if nodeID != "" && nodeID != v {
+				return "", "", fmt.Errorf("client certificate names two nodes (%q, %q)", nodeID, v)
+			}
 			nodeID = v
 		case uriRegion:
+			if region != "" && region != v {
+				return "", "", fmt.Errorf("client certificate names two regions (%q, %q)", region, v)
+			}
 			region = v
 		}
 	}

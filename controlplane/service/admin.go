@@ -48,6 +48,7 @@ func (a *adminServer) Validate(_ context.Context, req *gatewayv1.ValidateRequest
 // snapshot equals the latest version's, which is then returned with
 // created=false.
 func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (*gatewayv1.PushResponse, error) {
+	req.Author = auditAuthor(ctx, req.GetAuthor())
 	c, err := a.svc.compile(req.GetSource())
 	if ve := (*config.ValidationError)(nil); errors.As(err, &ve) {
 		// Audit trail: rejected pushes are logged too, without the content.
@@ -177,9 +178,10 @@ func (a *adminServer) History(ctx context.Context, req *gatewayv1.HistoryRequest
 // Rollback stores a new version with the content of version V. When the
 // latest version already has that content it is returned with created=false.
 func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackRequest) (*gatewayv1.RollbackResponse, error) {
+	req.Author = auditAuthor(ctx, req.GetAuthor())
 	if req.GetVersion() == 0 {
 		return nil, toStatus(a.svc.log, "rollback", &config.ValidationError{Violations: []*gatewayv1.FieldViolation{
-			{Path: "version", Kind: "required", Detail: "name the version to roll back to"},
+			{Path: "version", Kind: config.KindRequired, Detail: "name the version to roll back to"},
 		}})
 	}
 	target, err := a.svc.store.Get(ctx, req.GetVersion())
@@ -260,7 +262,7 @@ func (s *Service) compile(src *gatewayv1.ConfigSource) (*config.Compiled, error)
 	if n := len(c.Payload); n > s.cfg.MaxSnapshotBytes {
 		return nil, &config.ValidationError{Violations: []*gatewayv1.FieldViolation{{
 			Path:   "endpoints",
-			Kind:   "too_many",
+			Kind:   config.KindTooMany,
 			Detail: fmt.Sprintf("the compiled snapshot is %d bytes; the limit is %d", n, s.cfg.MaxSnapshotBytes),
 		}}}
 	}

@@ -328,6 +328,17 @@ func (f *fleet) counts(curVersion uint64, curSHA string) map[string]int {
 	return out
 }
 
+// regionCounts is counts split by the region each edge announced.
+func (f *fleet) regionCounts(curVersion uint64, curSHA string) map[regionState]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[regionState]int, len(edgeStates))
+	for _, e := range f.edges {
+		out[regionState{e.region, e.state(curVersion, curSHA)}]++
+	}
+	return out
+}
+
 func nackText(n *gatewayv1.Nack) string {
 	var b strings.Builder
 	b.WriteString(n.GetDetail())

@@ -46,6 +46,9 @@ const (
 	// DefaultRevocationCompactInterval is how often expired revocations
 	// are deleted from the log.
 	DefaultRevocationCompactInterval = time.Minute
+	// DefaultCertWarnBefore is how long before a certificate expires the
+	// control plane starts warning about it.
+	DefaultCertWarnBefore = 30 * 24 * time.Hour
 	// minRecvTimeout is the floor of the default RecvTimeout, so a control
 	// plane with a short keepalive (tests) does not drop edges that use the
 	// standard 10s one.
@@ -74,6 +77,10 @@ type Config struct {
 	// it are refused with ResourceExhausted and the edge backs off.
 	AdmissionRate  int
 	AdmissionBurst int
+	// CertWarnBefore: an edge whose client certificate expires within this
+	// is warned about in the log when it connects (default
+	// DefaultCertWarnBefore; the metric and Status report every expiry).
+	CertWarnBefore time.Duration
 	// Signer signs every snapshot envelope and revocation message sent to
 	// edges; nil sends them unsigned (edges then need their explicit
 	// insecure flag to accept them).
@@ -177,6 +184,7 @@ func (c *Config) applyDefaults() {
 	c.RevocationResetThreshold = cmp.Or(c.RevocationResetThreshold, DefaultRevocationResetThreshold)
 	c.RevocationGrace = cmp.Or(c.RevocationGrace, DefaultRevocationGrace)
 	c.RevocationCompactInterval = cmp.Or(c.RevocationCompactInterval, DefaultRevocationCompactInterval)
+	c.CertWarnBefore = cmp.Or(c.CertWarnBefore, DefaultCertWarnBefore)
 }
 
 // Service is the control plane's gRPC layer: the admin and sync services, the
@@ -222,7 +230,7 @@ func New(cfg Config) (*Service, error) {
 		admit: newAdmission(cfg.AdmissionRate, cfg.AdmissionBurst),
 		done:  make(chan struct{}),
 	}
-	s.metrics = newMetrics(newEdgesCollector(s.edgeCounts))
+	s.metrics = newMetrics(newEdgesCollector(s.edgeRegionCounts))
 	s.fleet = newFleet(cfg.MaxEdges, cfg.FleetTTL, s.metrics)
 	s.hub = newHub(cfg.Store, cfg.Logger, s.metrics, cfg.Signer)
 	s.revHub = newRevHub(cfg.Store, cfg.Logger, s.metrics, cfg.RevocationResetThreshold, cfg.Signer)
@@ -331,7 +339,7 @@ func (s *Service) track() bool {
 
 func (s *Service) untrack() { s.wg.Done() }
 
-// edgeCounts feeds gw_controlplane_edges with states against the version the
+// edgeCounts counts the edges by state against the version the
 // hub distributes.
 func (s *Service) edgeCounts() map[string]int {
 	var ver uint64
@@ -340,6 +348,16 @@ func (s *Service) edgeCounts() map[string]int {
 		ver, sha = cur.env.GetVersion(), cur.env.GetSha256()
 	}
 	return s.fleet.counts(ver, sha)
+}
+
+// edgeRegionCounts is edgeCounts by region, for the edges gauges.
+func (s *Service) edgeRegionCounts() map[regionState]int {
+	var ver uint64
+	var sha string
+	if cur := s.hub.current(); cur != nil {
+		ver, sha = cur.env.GetVersion(), cur.env.GetSha256()
+	}
+	return s.fleet.regionCounts(ver, sha)
 }
 
 func isClosed(err error) bool { return errors.Is(err, store.ErrClosed) }

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -97,6 +98,17 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 	// An edge whose set differs from the log at its seq (a rogue or
 	// confused control plane reset it, or its disk lied) gets a reset.
 	e.repair = svc.revocationSetDiffers(ctx, hello)
+	if rv := hello.GetRejectedVersion(); rv != 0 {
+		// The edge refused the current snapshot before it connected here (a
+		// restarted control plane forgets NACKs): remember it, so the
+		// snapshot is not sent again.
+		if cur := svc.hub.current(); cur != nil && cur.env.GetVersion() == rv && cur.env.GetSha256() == hello.GetRejectedSha256() {
+			svc.fleet.nack(e.node, e.connID, &gatewayv1.Nack{
+				Version: rv, Sha256: hello.GetRejectedSha256(), RunningVersion: hello.GetConfigVersion(),
+				Detail: fmt.Sprintf("snapshot v%d refused before the edge connected to this control plane", rv),
+			}, e.startedAt)
+		}
+	}
 	svc.metrics.streamsOpen.Inc()
 	e.log.Info().
 		Uint64("version", e.heldVer).
@@ -105,6 +117,12 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 		Str("build", hello.GetBuildVersion()).
 		Str("peer", peerAddr).
 		Msg("edge connected")
+	if id != nil {
+		if left := time.Until(id.notAfter); left < svc.cfg.CertWarnBefore {
+			e.log.Warn().Time("not_after", id.notAfter).Dur("left", left.Round(time.Minute)).
+				Msg("the edge's client certificate expires soon; issue a new one (gwctl certs issue), the edge picks it up without a restart")
+		}
+	}
 
 	err = e.serve(ctx, reqs, recvErr)
 
@@ -255,7 +273,7 @@ func (e *edgeStream) handle(req *gatewayv1.SyncRequest) error {
 			e.inflight = 0
 		}
 		e.svc.fleet.nack(e.node, e.connID, n, now)
-		e.svc.metrics.nacks.Inc()
+		e.svc.metrics.nacks.WithLabelValues(nackReason(n.GetViolations())).Inc()
 		e.log.Warn().
 			Uint64("version", n.GetVersion()).
 			Uint64("running_version", n.GetRunningVersion()).

@@ -210,7 +210,7 @@ func (s *Service) revocationSetDiffers(ctx context.Context, hello *gatewayv1.Hel
 }
 
 // IssueCertificate signs an edge certificate with the built-in CA.
-func (a *adminServer) IssueCertificate(_ context.Context, req *gatewayv1.IssueCertificateRequest) (*gatewayv1.IssueCertificateResponse, error) {
+func (a *adminServer) IssueCertificate(ctx context.Context, req *gatewayv1.IssueCertificateRequest) (*gatewayv1.IssueCertificateResponse, error) {
 	ca := a.svc.cfg.CA
 	if ca == nil {
 		return nil, status.Error(codes.FailedPrecondition, "this control plane has no built-in CA: run `gw-controlplane ca init` in its data dir, or issue certificates with your own PKI")
@@ -220,7 +220,8 @@ func (a *adminServer) IssueCertificate(_ context.Context, req *gatewayv1.IssueCe
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "issue certificate: %v", err)
 	}
-	a.svc.log.Info().Str("node_id", req.GetNodeId()).Str("region", req.GetRegion()).Time("not_after", notAfter).Msg("edge certificate issued")
+	a.svc.log.Info().Str("node_id", req.GetNodeId()).Str("region", req.GetRegion()).Time("not_after", notAfter).
+		Str("author", auditAuthor(ctx, "")).Msg("edge certificate issued")
 	resp := &gatewayv1.IssueCertificateResponse{CertificatePem: string(cert), CaPem: string(ca.CertPEM()), NotAfterUnixMs: notAfter.UnixMilli()}
 	if s := a.svc.cfg.Signer; s != nil {
 		pub, err := sign.EncodePublicKey(s.Public())

@@ -51,7 +51,7 @@ func TestSyncOversizedHellosAreBounded(t *testing.T) {
 // TestFleetCapAndTTL: a full registry of connected edges refuses a new
 // node; disconnected entries make room and expire after the TTL.
 func TestFleetCapAndTTL(t *testing.T) {
-	m := newMetrics(newEdgesCollector(func() map[string]int { return nil }))
+	m := newMetrics(newEdgesCollector(func() map[regionState]int { return nil }))
 	f := newFleet(3, time.Hour, m)
 	now := time.Now()
 	nop := func(error) {}

@@ -36,6 +36,7 @@ import (
 
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/response"
+	"github.com/apigw/gateway/edge/tracing"
 )
 
 // Counter is the part of a metrics counter the pipe uses (a
@@ -200,6 +201,7 @@ type call struct {
 	arrival  uint64       // when the call ended, from Exchange.arrivals (1 = first)
 	value    *fastjson.Value
 	raw      []byte
+	span     tracing.Call // the call's client span (zero when untraced)
 }
 
 func (c *call) reset() {
@@ -209,6 +211,7 @@ func (c *call) reset() {
 	c.ok, c.complete, c.refused, c.status, c.reason, c.err = false, false, false, 0, proxy.ReasonNone, nil
 	c.arrival = 0
 	c.value, c.raw = nil, nil
+	c.span = tracing.Call{}
 }
 
 // Exchange is the per-request workspace of a Pipe. Acquire one per

@@ -143,6 +143,7 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 	c.deadline = deadline
 	c.host = b.Call.Client().Pick()
 	b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
+	c.span = b.Call.StartTrace(&c.req, in)
 }
 
 // launch runs call k on its own goroutine: the goroutine owns call slot k
@@ -193,6 +194,7 @@ func (ex *Exchange) work(k int) {
 		// limit reads "rate limit exceded", as KrakenD writes it.
 		c.refused, c.err = err == proxy.ErrOpen, err
 		c.reason = proxy.ReasonRefused
+		c.span.End(0, c.reason.String())
 		return
 	}
 	reached, err := call.RoundTrip(c.host, &c.req, &c.resp, c.deadline)
@@ -203,6 +205,15 @@ func (ex *Exchange) work(k int) {
 		c.reason = proxy.ReasonOf(err)
 	}
 	call.Finish(t, reached, c.complete)
+	status := 0
+	if reached {
+		status = c.resp.StatusCode()
+	}
+	reason := ""
+	if !c.ok || c.status != 0 {
+		reason = c.reason.String()
+	}
+	c.span.End(status, reason)
 }
 
 // decode checks the status of call k's response and decodes its body.

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,6 +121,34 @@ type Applier struct {
 	// forgot the NACK (a restart) offers it once more: plan.Build is
 	// deterministic for one edge build.
 	rejected *gatewayv1.Nack
+	// rejectedID is rejected's version and sha256, readable without mu
+	// (which a build holds): the stream's Hello reports it.
+	rejectedID atomic.Pointer[SnapshotID]
+}
+
+// SnapshotID names a snapshot by version and sha256.
+type SnapshotID struct {
+	Version uint64
+	SHA256  string
+}
+
+// Rejected returns the snapshot the Applier NACKed last (zero when none,
+// or when a later snapshot was applied). It never waits for a build.
+func (a *Applier) Rejected() SnapshotID {
+	if id := a.rejectedID.Load(); id != nil {
+		return *id
+	}
+	return SnapshotID{}
+}
+
+// setRejected records n as the last NACK (nil clears it); a.mu is held.
+func (a *Applier) setRejected(n *gatewayv1.Nack) {
+	a.rejected = n
+	if n == nil {
+		a.rejectedID.Store(nil)
+		return
+	}
+	a.rejectedID.Store(&SnapshotID{Version: n.GetVersion(), SHA256: n.GetSha256()})
 }
 
 // New returns an Applier feeding cfg.Target.
@@ -202,7 +231,7 @@ func (a *Applier) Answer(ctx context.Context, env *gatewayv1.SnapshotEnvelope) *
 	}
 	err := a.applyLocked(ctx, env, "controlplane", true)
 	if err == nil {
-		a.rejected = nil
+		a.setRejected(nil)
 		return ack(env)
 	}
 	n := nack(env, err)
@@ -210,7 +239,7 @@ func (a *Applier) Answer(ctx context.Context, env *gatewayv1.SnapshotEnvelope) *
 	if ctx.Err() == nil {
 		// A failure because the edge is stopping says nothing about the
 		// snapshot: do not remember it.
-		a.rejected = proto.CloneOf(n)
+		a.setRejected(proto.CloneOf(n))
 	}
 	return &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Nack{Nack: n}}
 }

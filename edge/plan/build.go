@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
@@ -21,6 +23,7 @@ import (
 	"github.com/apigw/gateway/edge/router"
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
+	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/violation"
 )
@@ -46,7 +49,7 @@ const DefaultJWKSWait = 2 * time.Second
 type Deps struct {
 	Logger zerolog.Logger
 	// Upstreams is the registry of upstream clients reused across plans;
-	// nil makes Build create one owned by the plan.
+	// nil makes Build create one owned by the plan (tests), closed with it.
 	Upstreams *Upstreams
 	// DisabledFeatures are features this edge refuses (test hook, version
 	// skew); Build returns a *BuildError naming them.
@@ -75,6 +78,10 @@ type Deps struct {
 	// by then is not an error: its endpoints answer 401 until a background
 	// fetch succeeds.
 	JWKSWait time.Duration
+	// Tracers is the process-wide registry of tracers
+	// (telemetry/opentelemetry): a push with the same settings keeps the
+	// exporters. nil makes Build create a tracer owned by the plan.
+	Tracers *tracing.Registry
 }
 
 // BuildError lists why a snapshot cannot be served: every violation Build
@@ -123,6 +130,7 @@ type builder struct {
 	qosReg     *qos.Registry
 	ownQoS     bool
 	lease      *qos.Lease
+	tracer     *tracing.Tracer // nil without telemetry/opentelemetry
 }
 
 // MaxEndpoints is the most endpoints an edge builds from one snapshot.
@@ -161,6 +169,9 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	b.deps.Metrics.hold(b.labels)
 	p.metricsOwner, p.labels = b.deps.Metrics, b.labels
 	p.upstreams, p.upstreamKeys = b.upstreams, b.keys
+	if own {
+		p.ownUpstreams = b.upstreams
+	}
 	p.validators, p.lease = b.validators, b.lease
 	if b.ownKeys {
 		p.ownKeys = b.authKeys
@@ -168,6 +179,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if b.ownQoS {
 		p.ownQoS = b.qosReg
 	}
+	p.tracer, p.tracers = b.tracer, deps.Tracers
 	if deps.Revocations != nil {
 		deps.Revocations.Configure(snap.GetService().GetRevoker())
 	}
@@ -177,6 +189,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 // releaseState gives back the validators, the QoS lease and what the build
 // created for itself (a failed build).
 func (b *builder) releaseState() {
+	releaseTracer(b.deps.Tracers, b.tracer)
 	for _, v := range b.validators {
 		v.Close()
 	}
@@ -300,6 +313,19 @@ func (b *builder) build() (*Plan, error) {
 		b.violate("service.extra_config.security/http", violation.Invalid, err.Error())
 	}
 
+	if o := svc.GetOpentelemetry(); o != nil {
+		var err error
+		if b.deps.Tracers != nil {
+			b.tracer, err = b.deps.Tracers.Acquire(o)
+		} else {
+			b.tracer, err = tracing.New(o, tracing.Options{Logger: b.deps.Logger, Version: Version})
+		}
+		if err != nil {
+			b.violate("service.opentelemetry", violation.Invalid, err.Error())
+		}
+	}
+	p.tracer = b.tracer
+
 	routes := make([]router.Route, len(snap.GetEndpoints()))
 	p.endpoints = make([]*endpoint, len(snap.GetEndpoints()))
 	for i, e := range snap.GetEndpoints() {
@@ -370,6 +396,11 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		b.violate(path+".output_encoding", violation.Unsupported, err.Error())
 	}
 	ep.output = out
+	if b.tracer != nil && !b.tracer.Skipped(e.GetPath()) {
+		ep.trace = tracing.NewLayer(e.GetTrace(), "proxy",
+			semconv.HTTPRequestMethodKey.String(e.GetMethod()), semconv.HTTPRoute(e.GetPath()))
+		ep.proxySpan = "proxy " + e.GetPath()
+	}
 	b.endpointAuth(path, e, ep)
 	b.endpointRateLimit(path, e, ep, params)
 	if ep.schema, err = schema.New(e.GetJsonSchema()); err != nil {
@@ -549,10 +580,38 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		Modifier:        mod,
 
 		SendBodyOnRedirect: be.GetSendBodyOnRedirect(),
+		Trace:              b.backendTrace(e, be),
 	})
 	if err != nil {
 		b.violate(path+".url_pattern", violation.Invalid, err.Error())
 		return nil
 	}
 	return call
+}
+
+// backendTrace prepares a backend's tracing layer: nil without a tracer,
+// for a skipped endpoint (skip_paths) or with layers.backend.traces
+// disable_stage.
+func (b *builder) backendTrace(e *gatewayv1.Endpoint, be *gatewayv1.Backend) *tracing.Layer {
+	if b.tracer == nil || b.tracer.Skipped(e.GetPath()) {
+		return nil
+	}
+	return tracing.NewLayer(be.GetTrace(), "backend",
+		semconv.HTTPRoute(be.GetUrlPattern()),
+		attribute.String("krakend.endpoint.route", e.GetPath()),
+		attribute.String("krakend.endpoint.method", e.GetMethod()))
+}
+
+// releaseTracer gives a tracer back to its registry, or shuts down one the
+// plan owned.
+func releaseTracer(reg *tracing.Registry, t *tracing.Tracer) {
+	switch {
+	case t == nil:
+	case reg != nil:
+		reg.Release(t)
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = t.Shutdown(ctx)
+		cancel()
+	}
 }

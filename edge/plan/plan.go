@@ -60,6 +60,7 @@ import (
 	"github.com/apigw/gateway/edge/router"
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
+	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -117,8 +118,11 @@ type Plan struct {
 	upstreamKeys []clientIdentity
 	validators   []*auth.Validator
 	lease        *qos.Lease
-	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
-	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
+	tracer       *tracing.Tracer   // nil: no telemetry/opentelemetry
+	tracers      *tracing.Registry // where tracer goes back on Release; nil: owned
+	ownKeys      *auth.Keys        // created by Build when Deps.Keys was nil
+	ownQoS       *qos.Registry     // created by Build when Deps.QoS was nil
+	ownUpstreams *Upstreams        // created by Build when Deps.Upstreams was nil
 	releaseOnce  sync.Once
 }
 
@@ -135,6 +139,9 @@ type endpoint struct {
 	shadows      []aggregate.Shadow                  // fired by the no-op path (the pipe fires its own)
 	pipe         *aggregate.Pipe                     // every other endpoint
 	metrics      endpointMetrics
+
+	trace     *tracing.Layer // the proxy layer's spans; nil: none
+	proxySpan string         // "proxy <route>"
 
 	jwt     *auth.Validator   // auth/validator, nil for a public endpoint
 	schema  *schema.Validator // validation/json-schema, nil without schema
@@ -171,7 +178,11 @@ func (p *Plan) Release() {
 		if p.ownKeys != nil {
 			p.ownKeys.Close()
 		}
+		if p.ownUpstreams != nil {
+			p.ownUpstreams.Close()
+		}
 		p.metricsOwner.drop(p.labels)
+		releaseTracer(p.tracers, p.tracer)
 	})
 }
 
@@ -194,6 +205,7 @@ type reqState struct {
 	claims tokenClaims
 	limit  ratelimit.Decision // the router rate limit's decision
 	log    *accesslog.Entry   // nil without an access log
+	trace  tracing.Request
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -208,6 +220,7 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 	st := statePool.Get().(*reqState)
 	st.log = e
 	defer p.finish(ctx, st)
+	p.tracer.Start(&st.trace, ctx)
 	// KrakenD's order before routing: CORS wraps the whole router (so
 	// preflights are answered for every path, known or not), then
 	// security/http (host check, HTTPS redirect, security headers).
@@ -260,6 +273,13 @@ func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 		p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		// st may be inconsistent: let the GC have it.
 		return
+	}
+	if st.trace.Traced() {
+		st.trace.End(ctx)
+		if e := st.log; e != nil {
+			e.TraceID = append(e.TraceID[:0], st.trace.TraceID()...)
+		}
+		st.trace.Reset()
 	}
 	st.in.Clear()
 	st.params.Reset()
@@ -326,6 +346,10 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	}
 	in := &st.in
 	in.Reset(&ctx.Request, &st.params)
+	if st.trace.Traced() {
+		in.Trace = &st.trace
+		st.trace.SetRoute(ep.name, ep.route)
+	}
 	in.ClientIP = p.clientIP.Append(in.ClientIP[:0], ctx.RemoteIP(), &ctx.Request.Header)
 	if e := st.log; e != nil {
 		e.ClientIP = append(e.ClientIP[:0], in.ClientIP...)
@@ -341,12 +365,19 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 		return
 	}
 
+	st.trace.StartProxy(ep.trace, ep.proxySpan, &ctx.Request.Header)
 	if ep.noop != nil {
 		p.serveNoOp(ctx, ep, in, st, start)
+		st.trace.EndProxy(ctx.Response.StatusCode() < 400, 0)
 	} else {
 		ex := ep.pipe.Acquire()
-		p.write(ctx, ep, st, ex, ex.Run(in, start))
+		r := ex.Run(in, start)
+		st.trace.EndProxy(r.Complete, r.Failed)
+		p.write(ctx, ep, st, ex, r)
 		ex.Release()
+		if bytes.Equal(ctx.Response.Header.PeekBytes(hdrCompleted), valFalse) {
+			ep.metrics.observeIncomplete()
+		}
 	}
 	if ep.limiter != nil {
 		setRateHeaders(ctx, st)

@@ -211,7 +211,9 @@ func (c *tokenClaims) Value(name string) (string, bool) {
 // the token to url_pattern placeholders; otherwise it writes the fixed 401
 // or 403 answer and reports false.
 func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
+	stage := st.trace.StartStage(ep.trace, "jwt")
 	tok, reason := ep.jwt.VerifyRequest(&ctx.Request.Header)
+	stage.End(reason != auth.ReasonOK, reason.String())
 	if reason != auth.ReasonOK {
 		p.rejections.auth(reason)
 		// KrakenD's JWT middleware answers before its endpoint handler
@@ -235,7 +237,9 @@ func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState
 // Retry-After and X-RateLimit-*. An allowed decision is kept in st so the
 // answer carries the X-RateLimit-* headers too.
 func (p *Plan) rateLimit(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
+	stage := st.trace.StartStage(ep.trace, "rate-limit")
 	d := ep.limiter.Allow(context.Background(), clientKey(ctx, ep, st))
+	stage.End(!d.Allowed, "")
 	st.limit = d
 	if d.Allowed {
 		return true

@@ -43,6 +43,7 @@ import (
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/internal/loglevel"
+	"github.com/apigw/gateway/edge/internal/logsink"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -91,6 +92,13 @@ type Config struct {
 	// PinLogLevel keeps LogLevel even when a snapshot's telemetry/logging
 	// asks for another level (an operator's --log-level or -d wins).
 	PinLogLevel bool
+	// LogSink is the writer under the edge's loggers; the server applies
+	// each snapshot's telemetry/logging output settings to it (prefix,
+	// stdout, syslog, format). nil leaves the output alone.
+	LogSink *logsink.Sink
+	// PinLogFormat keeps the process's own log output whatever a snapshot
+	// says (an operator's --log-format wins).
+	PinLogFormat bool
 	// AccessLog is where and how access-log lines are written; a nil Out
 	// writes none. Each snapshot's router.disable_access_log turns it off
 	// and router.logger_skip_paths skips paths.
@@ -369,6 +377,9 @@ func (s *Server) Swap(p *plan.Plan, version uint64, sha string) {
 
 	old := s.cur.Swap(s.newState(p, version, sha))
 	s.m.version.Set(float64(version))
+	if old.plan == nil || old.version != version {
+		s.m.applied.SetToCurrentTime()
+	}
 	if old.plan != nil && old.plan != p {
 		old.plan.Release()
 	}
@@ -383,6 +394,7 @@ func (s *Server) Swap(p *plan.Plan, version uint64, sha string) {
 // reconfigureLocked applies the non-routing settings of a new snapshot.
 func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 	s.applyLogLevel(svc.GetLogging())
+	s.applyLogOutput(svc.GetLogging())
 	s.maxWait = time.Duration(svc.GetHttpServer().GetMaxShutdownWaitMs()) * time.Millisecond
 
 	if want := listenAddrOf(svc); want != "" && !sameListenAddr(want, s.ln.Addr()) && want != s.warnedListen {
@@ -409,6 +421,26 @@ func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 	s.settings = next
 	if s.serving {
 		s.startGenerationLocked()
+	}
+}
+
+// applyLogOutput routes the edge's logs as telemetry/logging says (the
+// process's own output when the snapshot has none), unless the operator
+// pinned the format.
+func (s *Server) applyLogOutput(l *gatewayv1.Logging) {
+	if s.cfg.LogSink == nil || s.cfg.PinLogFormat {
+		return
+	}
+	var set logsink.Settings
+	if l != nil {
+		set = logsink.Settings{Format: l.GetFormat(), Prefix: l.GetPrefix(), Stdout: l.GetStdout(),
+			Syslog: l.GetSyslog(), Facility: l.GetSyslogFacility(), Level: l.GetLevel()}
+		if set.Format == "" {
+			set.Format = "default"
+		}
+	}
+	if err := s.cfg.LogSink.Apply(set); err != nil {
+		s.log.Error().Err(err).Msg("telemetry/logging output not applied; keeping the previous one")
 	}
 }
 
@@ -638,7 +670,11 @@ func finishAccess(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		Status:   ctx.Response.StatusCode(),
 		Bytes:    size,
 		Complete: ctx.Response.Header.PeekBytes(hdrCompletedName),
-		TraceID:  traceID(ctx.Request.Header.PeekBytes(hdrTraceparent)),
+		TraceID:  e.TraceID,
+	}
+	if len(r.TraceID) == 0 {
+		// Not traced by the edge: the client's trace, if it sent one.
+		r.TraceID = traceID(ctx.Request.Header.PeekBytes(hdrTraceparent))
 	}
 	e.Finish(&r, time.Now())
 }

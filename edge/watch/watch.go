@@ -198,6 +198,7 @@ type Client struct {
 	// rejectedRev counts revocation messages whose signature failed.
 	rejectedRev prometheus.Counter
 	streams     *prometheus.CounterVec // {result}: established, failed
+	received    prometheus.Counter     // snapshots the control plane sent
 	worker      *apply.Worker
 
 	mu      sync.Mutex         // guards the fields below
@@ -251,7 +252,20 @@ func New(cfg Config) (*Client, error) {
 	}, []string{"result"})
 	c.streams.WithLabelValues(streamEstablished)
 	c.streams.WithLabelValues(streamFailed)
+	c.received = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gw_edge_snapshots_received_total",
+		Help: "Snapshots received from the control plane (each is offered to the apply worker, newest pending one wins).",
+	})
 	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(c.received); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("watch: register metrics: %w", err)
+			}
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				c.received = existing
+			}
+		}
 		if err := cfg.Registerer.Register(c.streams); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -406,6 +420,9 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 		ConfigVersion: held,
 		ConfigSha256:  heldSHA,
 	}
+	if rej := c.cfg.Applier.Rejected(); rej.Version != 0 {
+		hello.RejectedVersion, hello.RejectedSha256 = rej.Version, rej.SHA256
+	}
 	if c.cfg.Revocations != nil {
 		hello.RevocationSeq = c.cfg.Revocations.Seq()
 		if h, ok := c.cfg.Revocations.(SetHasher); ok {
@@ -507,6 +524,7 @@ func (c *Client) handle(stream grpc.BidiStreamingClient[gatewayv1.SyncRequest, g
 	var reply *gatewayv1.SyncRequest
 	switch msg := m.GetMsg().(type) {
 	case *gatewayv1.SyncResponse_Snapshot:
+		c.received.Inc()
 		c.worker.Offer(msg.Snapshot)
 		return nil
 	case *gatewayv1.SyncResponse_RevocationDelta:
@@ -603,31 +621,33 @@ func (c *Client) persistRevocations() {
 
 // LoadTLS builds the client TLS configuration from PEM files: caFile
 // verifies the control plane (empty: the system roots); certFile and keyFile,
-// given together, are the edge's client certificate for mTLS.
-func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+// given together, are the edge's client certificate for mTLS, re-read when
+// the files change (the returned Reloader; nil without a certificate).
+func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, *tlsfile.Reloader, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("load tls: read ca: %w", err)
+			return nil, nil, fmt.Errorf("load tls: read ca: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("load tls: %s holds no PEM certificate", caFile)
+			return nil, nil, fmt.Errorf("load tls: %s holds no PEM certificate", caFile)
 		}
 		cfg.RootCAs = pool
 	}
 	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("load tls: client certificate and key go together")
+		return nil, nil, errors.New("load tls: client certificate and key go together")
 	}
 	if certFile != "" {
 		// Re-read when the files change: a rotated certificate is used
 		// from the next connection on, the open stream is untouched.
 		r, err := tlsfile.New(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("load tls: client certificate: %w", err)
+			return nil, nil, fmt.Errorf("load tls: client certificate: %w", err)
 		}
 		cfg.GetClientCertificate = r.GetClientCertificate
+		return cfg, r, nil
 	}
-	return cfg, nil
+	return cfg, nil, nil
 }

@@ -31,6 +31,8 @@ const (
 	SecurityHTTP         = "security.http"          // security/http
 	ModifierMartian      = "modifier.martian"       // modifier/martian
 	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
+
+	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
 )
 
 // All returns every feature, sorted.
@@ -38,7 +40,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, ModifierMartian, ValidationJSONSchema,
+		SecurityCORS, SecurityHTTP, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry,
 	}
 	slices.Sort(all)
 	return all

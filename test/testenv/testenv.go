@@ -253,6 +253,8 @@ type ControlPlane struct {
 	Sync    string
 	DataDir string
 	Token   string
+	// Metrics is the /metrics address when started with --metrics-listen.
+	Metrics string
 }
 
 // StartControlPlane runs gw-controlplane with its store in dataDir. Ports
@@ -276,6 +278,7 @@ func (cp *ControlPlane) readAddrs(t testing.TB, from int) {
 	m := cp.WaitLog(t, from, 20*time.Second, MessageIs("listening"))
 	cp.Admin, _ = m["admin"].(string)
 	cp.Sync, _ = m["sync"].(string)
+	cp.Metrics, _ = m["metrics"].(string)
 	if cp.Admin == "" || cp.Sync == "" {
 		t.Fatalf("gw-controlplane listening line lacks addresses: %v", m)
 	}

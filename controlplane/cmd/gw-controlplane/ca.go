@@ -20,8 +20,11 @@ import (
 // snapshot signing key. Edge certificates are then issued by the running
 // control plane: `gwctl certs issue --node-id ID --region R`.
 func runCA(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "renew-server" {
+		return runCARenewServer(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "Usage: gw-controlplane ca init [--data-dir DIR] [--host H]... [--if-missing]")
+		fmt.Fprintln(stderr, "Usage: gw-controlplane ca init [--data-dir DIR] [--host H]... [--if-missing]\n       gw-controlplane ca renew-server [--data-dir DIR] [--host H]...")
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("gw-controlplane ca init", flag.ContinueOnError)
@@ -94,4 +97,45 @@ func (s *stringList) Set(v string) error {
 		}
 	}
 	return nil
+}
+
+// runCARenewServer runs `gw-controlplane ca renew-server`: a new sync
+// (and admin) server key and certificate from the built-in CA, for the
+// same names unless --host is given. A running control plane uses them
+// for new connections within a second; open streams carry on.
+func runCARenewServer(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gw-controlplane ca renew-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", defaultDataDir(), "the control plane's data directory")
+	var hosts stringList
+	fs.Var(&hosts, "host", "DNS name or IP address for the new certificate (repeatable or comma-separated; default: the current certificate's names)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: gw-controlplane ca renew-server [flags]
+
+Replaces <data-dir>/pki/server.crt and server.key with a new pair from the
+built-in CA, valid for a year. The control plane picks it up without a
+restart. Edges keep trusting it: the CA is the same.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *dataDir == "" {
+		fmt.Fprintln(stderr, "gw-controlplane ca renew-server: --data-dir: required")
+		return exitUsage
+	}
+	names, notAfter, err := pki.RenewServer(*dataDir, hosts, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "gw-controlplane: %v\n", err)
+		return exitError
+	}
+	_, _, srvCert, _ := pki.Paths(*dataDir)
+	fmt.Fprintf(stdout, "server certificate: %s (hosts %s), valid until %s\n", srvCert, strings.Join(names, ", "), notAfter.UTC().Format(time.RFC3339))
+	return exitOK
 }

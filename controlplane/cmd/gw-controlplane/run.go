@@ -52,6 +52,12 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	tokens, err := loadTokens(cfg.DataDir, token)
+	if err != nil {
+		return err
+	}
+	auth.SetTokens(tokens)
+	log.Info().Str("tokens", tokenNames(tokens)).Msg("admin tokens loaded")
 	syncTLS, err := syncTransportCredentials(cfg)
 	if err != nil {
 		return err
@@ -61,6 +67,16 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 			return fmt.Errorf("--sync-listen %s is not a loopback address and edges are not authenticated by a client certificate: run `gw-controlplane ca init` (or give --sync-tls-cert, --sync-tls-key and --sync-tls-client-ca), or pass --insecure-sync", cfg.SyncListen)
 		}
 		log.Warn().Str("sync", cfg.SyncListen).Bool("tls", syncTLS.creds != nil).Msg("--insecure-sync: the sync listener is reachable off this host without mTLS; anyone who reaches it can pose as an edge and read every snapshot")
+	}
+	adminCreds, adminTLSSource, err := adminTransportCredentials(cfg)
+	if err != nil {
+		return err
+	}
+	if adminCreds == nil && !isLoopback(cfg.AdminListen) {
+		if !cfg.InsecureAdmin {
+			return fmt.Errorf("--admin-listen %s is not a loopback address and has no TLS: give --admin-tls-cert and --admin-tls-key, run `gw-controlplane ca init` (its server certificate is then used), or pass --insecure-admin", cfg.AdminListen)
+		}
+		log.Warn().Str("admin", cfg.AdminListen).Msg("--insecure-admin: the admin API is reachable off this host in plaintext; admin tokens and configurations (with their secrets) cross the network in clear")
 	}
 	var ca *pki.CA
 	if pki.Exists(cfg.DataDir) {
@@ -89,9 +105,14 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		Logger:          log,
 		Signer:          signer,
 		CA:              ca,
+		CertWarnBefore:  cfg.CertWarnBefore,
 		Keepalive:       cfg.Keepalive,
 		RevocationTTL:   cfg.RevocationTTL,
 		RevocationGrace: cfg.RevocationGrace,
+		MaxEdges:        cfg.MaxEdges,
+		FleetTTL:        cfg.FleetTTL,
+		AdmissionRate:   cfg.AdmissionRate,
+		AdmissionBurst:  2 * cfg.AdmissionRate,
 	})
 	if err != nil {
 		return err
@@ -103,7 +124,11 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	// connections below that. MinTime lets edges ping every 10s without
 	// being told "too many pings".
 	kaEnforce := grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})
-	adminSrv := grpc.NewServer(append(auth.ServerOptions(), grpc.MaxRecvMsgSize(adminMaxRecvBytes), kaEnforce)...)
+	adminOpts := append(auth.ServerOptions(), grpc.MaxRecvMsgSize(adminMaxRecvBytes), kaEnforce)
+	if adminCreds != nil {
+		adminOpts = append(adminOpts, grpc.Creds(adminCreds))
+	}
+	adminSrv := grpc.NewServer(adminOpts...)
 	svc.RegisterAdmin(adminSrv)
 	syncOpts := []grpc.ServerOption{
 		kaEnforce,
@@ -141,6 +166,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 
 	ev := log.Info().
 		Str("admin", adminLis.Addr().String()).
+		Str("admin_tls", adminTLSSource).
 		Str("sync", syncLis.Addr().String()).
 		Bool("sync_tls", syncTLS.creds != nil).
 		Bool("sync_mtls", syncTLS.mtls).
@@ -172,6 +198,10 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 			return nil
 		})
 	}
+	g.Go(func() error {
+		watchTokens(gctx, cfg.DataDir, token, auth, log)
+		return nil
+	})
 	if metricsSrv != nil {
 		g.Go(func() error {
 			if err := metricsSrv.Serve(metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -269,6 +299,41 @@ func syncTransportCredentials(cfg *Config) (*syncTLS, error) {
 	}
 	out.creds = credentials.NewTLS(tc)
 	return out, nil
+}
+
+// adminTransportCredentials returns TLS credentials for the admin
+// listener: from --admin-tls-cert/--admin-tls-key, else, when the listener
+// is not on loopback, the built-in PKI's server certificate; else none
+// (plaintext, which is only allowed on loopback or with --insecure-admin).
+// The certificate is re-read when its files change. The source is "flags",
+// "builtin-pki" or "none".
+func adminTransportCredentials(cfg *Config) (credentials.TransportCredentials, string, error) {
+	certFile, keyFile, source := cfg.AdminTLSCert, cfg.AdminTLSKey, "flags"
+	if certFile == "" {
+		if (isLoopback(cfg.AdminListen) && cfg.AdminTLSClientCA == "") || !pki.Exists(cfg.DataDir) {
+			return nil, "none", nil
+		}
+		_, _, certFile, keyFile = pki.Paths(cfg.DataDir)
+		source = "builtin-pki"
+	}
+	cert, err := tlsfile.New(certFile, keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("load admin tls key pair: %w", err)
+	}
+	tc := &tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}
+	if cfg.AdminTLSClientCA != "" {
+		b, err := os.ReadFile(cfg.AdminTLSClientCA)
+		if err != nil {
+			return nil, "", fmt.Errorf("read admin tls client ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, "", fmt.Errorf("read admin tls client ca %s: no PEM certificate found", cfg.AdminTLSClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		source += "+client-ca"
+	}
+	return credentials.NewTLS(tc), source, nil
 }
 
 // watchCertExpiry sets the expiry metric and warns, at start and then

@@ -328,6 +328,7 @@ func TestFlags(t *testing.T) {
 		{name: "bad log format", args: []string{"--controlplane", "x:1", "--log-format", "xml"}, wantCode: exitUsage, wantErr: "--log-format"},
 		{name: "half mTLS", args: []string{"--controlplane", "x:1", "--tls-cert", "c.pem"}, wantCode: exitUsage, wantErr: "--tls-cert and --tls-key"},
 		{name: "no pinned key", args: []string{"--controlplane", "x:1"}, wantCode: exitUsage, wantErr: "--snapshot-public-key: required"},
+		{name: "plaintext off loopback", args: []string{"--controlplane", "cp.example:9001", "--insecure-unsigned-snapshots"}, wantCode: exitUsage, wantErr: "not a loopback address, and no TLS"},
 		{name: "run without file", args: []string{"run"}, wantCode: exitUsage, wantErr: "-c: required"},
 		{name: "run bad listen", args: []string{"run", "-c", "f.json", "--listen", "nope"}, wantCode: exitUsage, wantErr: "--listen"},
 		{name: "run missing file", args: []string{"run", "-c", "/does/not/exist.json"}, wantCode: exitError, wantErr: "exist.json"},

@@ -126,7 +126,10 @@ type Service struct {
 	// or `gw-edge run -d`).
 	DebugEndpoint bool `protobuf:"varint,14,opt,name=debug_endpoint,json=debugEndpoint,proto3" json:"debug_endpoint,omitempty"`
 	// echo_endpoint serves KrakenD's /__echo/* handler.
-	EchoEndpoint  bool `protobuf:"varint,15,opt,name=echo_endpoint,json=echoEndpoint,proto3" json:"echo_endpoint,omitempty"`
+	EchoEndpoint bool `protobuf:"varint,15,opt,name=echo_endpoint,json=echoEndpoint,proto3" json:"echo_endpoint,omitempty"`
+	// opentelemetry is `telemetry/opentelemetry` with krakend-otel's defaults
+	// applied; unset when the namespace is absent (no tracing).
+	Opentelemetry *OpenTelemetry `protobuf:"bytes,16,opt,name=opentelemetry,proto3" json:"opentelemetry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -264,6 +267,13 @@ func (x *Service) GetEchoEndpoint() bool {
 		return x.EchoEndpoint
 	}
 	return false
+}
+
+func (x *Service) GetOpentelemetry() *OpenTelemetry {
+	if x != nil {
+		return x.Opentelemetry
+	}
+	return nil
 }
 
 // Router holds the `router` extra_config namespace.
@@ -463,10 +473,14 @@ type Logging struct {
 	Level  string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
 	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
 	Stdout bool   `protobuf:"varint,3,opt,name=stdout,proto3" json:"stdout,omitempty"`
-	// format is "default" (console) or "logstash"/"json" (JSON lines).
-	Format        string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// format is "default" (KrakenD's text pattern) or "logstash".
+	Format string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	// syslog also writes every line to the local syslog, tagged with prefix,
+	// at syslog_facility (local0..local7, local3 otherwise).
+	Syslog         bool   `protobuf:"varint,5,opt,name=syslog,proto3" json:"syslog,omitempty"`
+	SyslogFacility string `protobuf:"bytes,6,opt,name=syslog_facility,json=syslogFacility,proto3" json:"syslog_facility,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Logging) Reset() {
@@ -523,6 +537,20 @@ func (x *Logging) GetStdout() bool {
 func (x *Logging) GetFormat() string {
 	if x != nil {
 		return x.Format
+	}
+	return ""
+}
+
+func (x *Logging) GetSyslog() bool {
+	if x != nil {
+		return x.Syslog
+	}
+	return false
+}
+
+func (x *Logging) GetSyslogFacility() string {
+	if x != nil {
+		return x.SyslogFacility
 	}
 	return ""
 }
@@ -612,6 +640,324 @@ func (x *Metrics) GetEndpointDisabled() bool {
 	return false
 }
 
+// OpenTelemetry holds the tracing part of `telemetry/opentelemetry`.
+type OpenTelemetry struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ServiceName    string                 `protobuf:"bytes,1,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	ServiceVersion string                 `protobuf:"bytes,2,opt,name=service_version,json=serviceVersion,proto3" json:"service_version,omitempty"`
+	DeployEnv      string                 `protobuf:"bytes,3,opt,name=deploy_env,json=deployEnv,proto3" json:"deploy_env,omitempty"`
+	// trace_sample_rate is the ratio of root traces sampled, in [0, 1]; a
+	// sampled parent from the client is always followed.
+	TraceSampleRate float64 `protobuf:"fixed64,4,opt,name=trace_sample_rate,json=traceSampleRate,proto3" json:"trace_sample_rate,omitempty"`
+	// skip_paths are request paths that get no span (exact match).
+	SkipPaths []string `protobuf:"bytes,5,rep,name=skip_paths,json=skipPaths,proto3" json:"skip_paths,omitempty"`
+	// otlp lists the OTLP exporters that carry traces (those with
+	// disable_traces are left out by the compiler).
+	Otlp    []*OTLPExporter `protobuf:"bytes,6,rep,name=otlp,proto3" json:"otlp,omitempty"`
+	Global  *TraceLayer     `protobuf:"bytes,7,opt,name=global,proto3" json:"global,omitempty"`
+	Proxy   *TraceLayer     `protobuf:"bytes,8,opt,name=proxy,proto3" json:"proxy,omitempty"`
+	Backend *TraceLayer     `protobuf:"bytes,9,opt,name=backend,proto3" json:"backend,omitempty"`
+	// disable_propagation stops reading and writing trace context headers
+	// (layers.global.disable_propagation).
+	DisablePropagation bool `protobuf:"varint,10,opt,name=disable_propagation,json=disablePropagation,proto3" json:"disable_propagation,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *OpenTelemetry) Reset() {
+	*x = OpenTelemetry{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenTelemetry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenTelemetry) ProtoMessage() {}
+
+func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenTelemetry.ProtoReflect.Descriptor instead.
+func (*OpenTelemetry) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *OpenTelemetry) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *OpenTelemetry) GetServiceVersion() string {
+	if x != nil {
+		return x.ServiceVersion
+	}
+	return ""
+}
+
+func (x *OpenTelemetry) GetDeployEnv() string {
+	if x != nil {
+		return x.DeployEnv
+	}
+	return ""
+}
+
+func (x *OpenTelemetry) GetTraceSampleRate() float64 {
+	if x != nil {
+		return x.TraceSampleRate
+	}
+	return 0
+}
+
+func (x *OpenTelemetry) GetSkipPaths() []string {
+	if x != nil {
+		return x.SkipPaths
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetOtlp() []*OTLPExporter {
+	if x != nil {
+		return x.Otlp
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetGlobal() *TraceLayer {
+	if x != nil {
+		return x.Global
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetProxy() *TraceLayer {
+	if x != nil {
+		return x.Proxy
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetBackend() *TraceLayer {
+	if x != nil {
+		return x.Backend
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetDisablePropagation() bool {
+	if x != nil {
+		return x.DisablePropagation
+	}
+	return false
+}
+
+// OTLPExporter is one `exporters.otlp[]` entry.
+type OTLPExporter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Port          uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	UseHttp       bool                   `protobuf:"varint,4,opt,name=use_http,json=useHttp,proto3" json:"use_http,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OTLPExporter) Reset() {
+	*x = OTLPExporter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OTLPExporter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OTLPExporter) ProtoMessage() {}
+
+func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OTLPExporter.ProtoReflect.Descriptor instead.
+func (*OTLPExporter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *OTLPExporter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OTLPExporter) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *OTLPExporter) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *OTLPExporter) GetUseHttp() bool {
+	if x != nil {
+		return x.UseHttp
+	}
+	return false
+}
+
+// TraceLayer is the tracing switch of one krakend-otel layer.
+type TraceLayer struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Disabled bool                   `protobuf:"varint,1,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// attributes are the layer's static span attributes, in config order.
+	Attributes []*KeyValue `protobuf:"bytes,2,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// report_headers adds the request headers (minus skip_headers) to the
+	// layer's span as http.request.header.<name>.
+	ReportHeaders bool     `protobuf:"varint,3,opt,name=report_headers,json=reportHeaders,proto3" json:"report_headers,omitempty"`
+	SkipHeaders   []string `protobuf:"bytes,4,rep,name=skip_headers,json=skipHeaders,proto3" json:"skip_headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceLayer) Reset() {
+	*x = TraceLayer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceLayer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceLayer) ProtoMessage() {}
+
+func (x *TraceLayer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
+func (*TraceLayer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TraceLayer) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *TraceLayer) GetAttributes() []*KeyValue {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *TraceLayer) GetReportHeaders() bool {
+	if x != nil {
+		return x.ReportHeaders
+	}
+	return false
+}
+
+func (x *TraceLayer) GetSkipHeaders() []string {
+	if x != nil {
+		return x.SkipHeaders
+	}
+	return nil
+}
+
+// KeyValue is one static attribute.
+type KeyValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyValue) Reset() {
+	*x = KeyValue{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyValue) ProtoMessage() {}
+
+func (x *KeyValue) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
+func (*KeyValue) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *KeyValue) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KeyValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // HTTPServer holds the root-level HTTP server timeouts.
 type HTTPServer struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
@@ -627,7 +973,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +985,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +998,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -719,7 +1065,7 @@ type HTTPClient struct {
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +1077,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +1090,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -845,14 +1191,18 @@ type Endpoint struct {
 	// rate_limit is `qos/ratelimit/router`.
 	RateLimit *RouterRateLimit `protobuf:"bytes,18,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	// json_schema is `validation/json-schema`: the schema document (JSON).
-	JsonSchema    []byte `protobuf:"bytes,19,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	JsonSchema []byte `protobuf:"bytes,19,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	// trace is the endpoint's tracing layer (krakend-otel's "proxy" layer):
+	// the service's, or this endpoint's own `telemetry/opentelemetry`
+	// override. Unset without tracing.
+	Trace         *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1214,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1227,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1013,6 +1363,13 @@ func (x *Endpoint) GetJsonSchema() []byte {
 	return nil
 }
 
+func (x *Endpoint) GetTrace() *TraceLayer {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // Static is `proxy.static`.
 type Static struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1026,7 +1383,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1395,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1408,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Static) GetStrategy() string {
@@ -1080,7 +1437,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1449,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1462,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -1162,13 +1519,17 @@ type Backend struct {
 	// a call with a body is followed with the body (otherwise it is returned
 	// as the backend's answer, as Go's client does).
 	SendBodyOnRedirect bool `protobuf:"varint,24,opt,name=send_body_on_redirect,json=sendBodyOnRedirect,proto3" json:"send_body_on_redirect,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// trace is the backend's tracing layer: the service's
+	// layers.backend.traces, or this backend's own `telemetry/opentelemetry`
+	// override. Unset without tracing.
+	Trace         *TraceLayer `protobuf:"bytes,25,opt,name=trace,proto3" json:"trace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1541,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1554,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Backend) GetName() string {
@@ -1364,6 +1725,13 @@ func (x *Backend) GetSendBodyOnRedirect() bool {
 	return false
 }
 
+func (x *Backend) GetTrace() *TraceLayer {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
 type JWTValidator struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1400,7 +1768,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1780,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1793,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -1593,7 +1961,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1973,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1986,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -1652,7 +2020,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +2032,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +2045,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -1729,7 +2097,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +2109,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +2122,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -1839,7 +2207,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2219,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2232,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -1902,7 +2270,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2282,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2295,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -1977,7 +2345,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2357,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2370,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2038,7 +2406,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2418,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2431,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2105,7 +2473,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2485,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2498,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -2221,7 +2589,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2601,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2614,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -2380,7 +2748,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2760,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2773,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -2512,7 +2880,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2892,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2905,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -2564,7 +2932,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2944,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2957,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -2610,7 +2978,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2990,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +3003,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -2663,7 +3031,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +3043,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +3056,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -2716,7 +3084,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2728,7 +3096,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2741,7 +3109,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -2768,7 +3136,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\x93\x05\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xd4\x05\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -2787,7 +3155,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\bsecurity\x18\f \x01(\v2\x18.gateway.v1.SecurityHTTPR\bsecurity\x12J\n" +
 	"\x12cluster_rate_limit\x18\r \x01(\v2\x1c.gateway.v1.ClusterRateLimitR\x10clusterRateLimit\x12%\n" +
 	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
-	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\"\xdb\x06\n" +
+	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12?\n" +
+	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\"\xdb\x06\n" +
 	"\x06Router\x12(\n" +
 	"\x10return_error_msg\x18\x01 \x01(\bR\x0ereturnErrorMsg\x12,\n" +
 	"\x12disable_access_log\x18\x02 \x01(\bR\x10disableAccessLog\x12*\n" +
@@ -2808,19 +3177,51 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eerror_body_405\x18\x0f \x01(\fR\ferrorBody405\x12=\n" +
 	"\x1bdisable_redirect_fixed_path\x18\x10 \x01(\bR\x18disableRedirectFixedPath\x122\n" +
 	"\x15disable_path_decoding\x18\x11 \x01(\bR\x13disablePathDecoding\x12*\n" +
-	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"g\n" +
+	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"\xa8\x01\n" +
 	"\aLogging\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
 	"\x06stdout\x18\x03 \x01(\bR\x06stdout\x12\x16\n" +
-	"\x06format\x18\x04 \x01(\tR\x06format\"\xf2\x01\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\x12\x16\n" +
+	"\x06syslog\x18\x05 \x01(\bR\x06syslog\x12'\n" +
+	"\x0fsyslog_facility\x18\x06 \x01(\tR\x0esyslogFacility\"\xf2\x01\n" +
 	"\aMetrics\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
 	"\x0elisten_address\x18\x02 \x01(\tR\rlistenAddress\x12%\n" +
 	"\x0eproxy_disabled\x18\x03 \x01(\bR\rproxyDisabled\x12'\n" +
 	"\x0frouter_disabled\x18\x04 \x01(\bR\x0erouterDisabled\x12)\n" +
 	"\x10backend_disabled\x18\x05 \x01(\bR\x0fbackendDisabled\x12+\n" +
-	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\"\x96\x02\n" +
+	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\"\xb4\x03\n" +
+	"\rOpenTelemetry\x12!\n" +
+	"\fservice_name\x18\x01 \x01(\tR\vserviceName\x12'\n" +
+	"\x0fservice_version\x18\x02 \x01(\tR\x0eserviceVersion\x12\x1d\n" +
+	"\n" +
+	"deploy_env\x18\x03 \x01(\tR\tdeployEnv\x12*\n" +
+	"\x11trace_sample_rate\x18\x04 \x01(\x01R\x0ftraceSampleRate\x12\x1d\n" +
+	"\n" +
+	"skip_paths\x18\x05 \x03(\tR\tskipPaths\x12,\n" +
+	"\x04otlp\x18\x06 \x03(\v2\x18.gateway.v1.OTLPExporterR\x04otlp\x12.\n" +
+	"\x06global\x18\a \x01(\v2\x16.gateway.v1.TraceLayerR\x06global\x12,\n" +
+	"\x05proxy\x18\b \x01(\v2\x16.gateway.v1.TraceLayerR\x05proxy\x120\n" +
+	"\abackend\x18\t \x01(\v2\x16.gateway.v1.TraceLayerR\abackend\x12/\n" +
+	"\x13disable_propagation\x18\n" +
+	" \x01(\bR\x12disablePropagation\"e\n" +
+	"\fOTLPExporter\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x19\n" +
+	"\buse_http\x18\x04 \x01(\bR\auseHttp\"\xa8\x01\n" +
+	"\n" +
+	"TraceLayer\x12\x1a\n" +
+	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x124\n" +
+	"\n" +
+	"attributes\x18\x02 \x03(\v2\x14.gateway.v1.KeyValueR\n" +
+	"attributes\x12%\n" +
+	"\x0ereport_headers\x18\x03 \x01(\bR\rreportHeaders\x12!\n" +
+	"\fskip_headers\x18\x04 \x03(\tR\vskipHeaders\"2\n" +
+	"\bKeyValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x96\x02\n" +
 	"\n" +
 	"HTTPServer\x12&\n" +
 	"\x0fread_timeout_ms\x18\x01 \x01(\x03R\rreadTimeoutMs\x12(\n" +
@@ -2839,7 +3240,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x13disable_compression\x18\x06 \x01(\bR\x12disableCompression\x12<\n" +
 	"\x1aallow_insecure_connections\x18\a \x01(\bR\x18allowInsecureConnections\x12/\n" +
 	"\x14dialer_keep_alive_ms\x18\b \x01(\x03R\x11dialerKeepAliveMs\x127\n" +
-	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\"\xed\x05\n" +
+	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\"\x9b\x06\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -2866,13 +3267,14 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"rate_limit\x18\x12 \x01(\v2\x1b.gateway.v1.RouterRateLimitR\trateLimit\x12\x1f\n" +
 	"\vjson_schema\x18\x13 \x01(\fR\n" +
-	"jsonSchema\"8\n" +
+	"jsonSchema\x12,\n" +
+	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xfb\a\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xa9\b\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -2901,7 +3303,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"http_cache\x18\x16 \x01(\v2\x15.gateway.v1.HTTPCacheR\thttpCache\x125\n" +
 	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x121\n" +
-	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x1a:\n" +
+	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12,\n" +
+	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
@@ -3045,74 +3448,86 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),           // 0: gateway.v1.Snapshot
 	(*Service)(nil),            // 1: gateway.v1.Service
 	(*Router)(nil),             // 2: gateway.v1.Router
 	(*Logging)(nil),            // 3: gateway.v1.Logging
 	(*Metrics)(nil),            // 4: gateway.v1.Metrics
-	(*HTTPServer)(nil),         // 5: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),         // 6: gateway.v1.HTTPClient
-	(*Endpoint)(nil),           // 7: gateway.v1.Endpoint
-	(*Static)(nil),             // 8: gateway.v1.Static
-	(*FlatmapOp)(nil),          // 9: gateway.v1.FlatmapOp
-	(*Backend)(nil),            // 10: gateway.v1.Backend
-	(*JWTValidator)(nil),       // 11: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),        // 12: gateway.v1.ClaimHeader
-	(*Revoker)(nil),            // 13: gateway.v1.Revoker
-	(*RouterRateLimit)(nil),    // 14: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),   // 15: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),     // 16: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),          // 17: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),   // 18: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),               // 19: gateway.v1.CORS
-	(*SecurityHTTP)(nil),       // 20: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),    // 21: gateway.v1.MartianModifier
-	(*MartianHeader)(nil),      // 22: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),  // 23: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil), // 24: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),        // 25: gateway.v1.MartianBody
-	(*MartianGroup)(nil),       // 26: gateway.v1.MartianGroup
-	nil,                        // 27: gateway.v1.Backend.MappingEntry
-	nil,                        // 28: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*OpenTelemetry)(nil),      // 5: gateway.v1.OpenTelemetry
+	(*OTLPExporter)(nil),       // 6: gateway.v1.OTLPExporter
+	(*TraceLayer)(nil),         // 7: gateway.v1.TraceLayer
+	(*KeyValue)(nil),           // 8: gateway.v1.KeyValue
+	(*HTTPServer)(nil),         // 9: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),         // 10: gateway.v1.HTTPClient
+	(*Endpoint)(nil),           // 11: gateway.v1.Endpoint
+	(*Static)(nil),             // 12: gateway.v1.Static
+	(*FlatmapOp)(nil),          // 13: gateway.v1.FlatmapOp
+	(*Backend)(nil),            // 14: gateway.v1.Backend
+	(*JWTValidator)(nil),       // 15: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),        // 16: gateway.v1.ClaimHeader
+	(*Revoker)(nil),            // 17: gateway.v1.Revoker
+	(*RouterRateLimit)(nil),    // 18: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),   // 19: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),     // 20: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),          // 21: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),   // 22: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),               // 23: gateway.v1.CORS
+	(*SecurityHTTP)(nil),       // 24: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),    // 25: gateway.v1.MartianModifier
+	(*MartianHeader)(nil),      // 26: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),  // 27: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil), // 28: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),        // 29: gateway.v1.MartianBody
+	(*MartianGroup)(nil),       // 30: gateway.v1.MartianGroup
+	nil,                        // 31: gateway.v1.Backend.MappingEntry
+	nil,                        // 32: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	7,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	11, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
 	2,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
 	3,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
 	4,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	5,  // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	6,  // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	13, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	19, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	20, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	18, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	10, // 11: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	8,  // 12: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	9,  // 13: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	11, // 14: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	14, // 15: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	27, // 16: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	9,  // 17: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	15, // 18: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	16, // 19: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	17, // 20: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	21, // 21: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	12, // 22: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	28, // 23: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	22, // 24: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	23, // 25: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	24, // 26: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	25, // 27: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	26, // 28: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	21, // 29: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	9,  // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	10, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	17, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	23, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	24, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	22, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	5,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
+	6,  // 12: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	7,  // 13: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	7,  // 14: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	7,  // 15: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	8,  // 16: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	14, // 17: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	12, // 18: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	13, // 19: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	15, // 20: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	18, // 21: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	7,  // 22: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	31, // 23: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	13, // 24: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	19, // 25: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	20, // 26: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	21, // 27: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	25, // 28: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	7,  // 29: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	16, // 30: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	32, // 31: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	26, // 32: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	27, // 33: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	28, // 34: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	29, // 35: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	30, // 36: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	25, // 37: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -3120,7 +3535,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[21].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[25].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -3133,7 +3548,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -486,8 +486,13 @@ type Hello struct {
 	// differs from its log at revocation_seq. Empty: not reported.
 	RevocationSetSha256       string `protobuf:"bytes,9,opt,name=revocation_set_sha256,json=revocationSetSha256,proto3" json:"revocation_set_sha256,omitempty"`
 	RevocationSetCutoffUnixMs int64  `protobuf:"varint,10,opt,name=revocation_set_cutoff_unix_ms,json=revocationSetCutoffUnixMs,proto3" json:"revocation_set_cutoff_unix_ms,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// rejected_version and rejected_sha256 identify the last snapshot the edge
+	// NACKed (zero and empty when none): a control plane that does not
+	// remember that NACK (it restarted) does not send that snapshot again.
+	RejectedVersion uint64 `protobuf:"varint,11,opt,name=rejected_version,json=rejectedVersion,proto3" json:"rejected_version,omitempty"`
+	RejectedSha256  string `protobuf:"bytes,12,opt,name=rejected_sha256,json=rejectedSha256,proto3" json:"rejected_sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -588,6 +593,20 @@ func (x *Hello) GetRevocationSetCutoffUnixMs() int64 {
 		return x.RevocationSetCutoffUnixMs
 	}
 	return 0
+}
+
+func (x *Hello) GetRejectedVersion() uint64 {
+	if x != nil {
+		return x.RejectedVersion
+	}
+	return 0
+}
+
+func (x *Hello) GetRejectedSha256() string {
+	if x != nil {
+		return x.RejectedSha256
+	}
+	return ""
 }
 
 // Ack says the edge serves the version now.
@@ -796,7 +815,7 @@ const file_gateway_v1_sync_proto_rawDesc = "" +
 	"\tsignature\x18\x03 \x01(\fR\tsignature\x12$\n" +
 	"\x0esigning_key_id\x18\x04 \x01(\tR\fsigningKeyId\"!\n" +
 	"\rRevocationAck\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x89\x03\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xdd\x03\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12#\n" +
@@ -808,7 +827,9 @@ const file_gateway_v1_sync_proto_rawDesc = "" +
 	"\x0erevocation_seq\x18\b \x01(\x04R\rrevocationSeq\x122\n" +
 	"\x15revocation_set_sha256\x18\t \x01(\tR\x13revocationSetSha256\x12@\n" +
 	"\x1drevocation_set_cutoff_unix_ms\x18\n" +
-	" \x01(\x03R\x19revocationSetCutoffUnixMs\"7\n" +
+	" \x01(\x03R\x19revocationSetCutoffUnixMs\x12)\n" +
+	"\x10rejected_version\x18\v \x01(\x04R\x0frejectedVersion\x12'\n" +
+	"\x0frejected_sha256\x18\f \x01(\tR\x0erejectedSha256\"7\n" +
 	"\x03Ack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xb5\x01\n" +
