@@ -144,6 +144,10 @@ type endpoint struct {
 	keySlot int               // parameter slot (keyParam)
 }
 
+// Protected reports whether some endpoint validates JWTs (and so depends
+// on the revocation set).
+func (p *Plan) Protected() bool { return len(p.validators) > 0 }
+
 // HealthPath returns the health check path, "" when health is disabled.
 func (p *Plan) HealthPath() string { return p.healthPath }
 

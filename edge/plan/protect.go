@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/qos/breaker"
@@ -64,6 +65,7 @@ func (b *builder) endpointAuth(path string, e *gatewayv1.Endpoint, ep *endpoint)
 		b.violate(vpath, violation.Invalid, err.Error())
 		return
 	}
+	spec = revocableSpec(spec, b.snap.GetService().GetRevoker())
 	v, err := auth.New(b.jwksContext(), auth.Config{Spec: spec, Keys: keys, Revocations: b.deps.Revocations, Name: e.GetName()})
 	if err != nil {
 		b.violate(vpath, violation.Invalid, err.Error())
@@ -71,6 +73,44 @@ func (b *builder) endpointAuth(path string, e *gatewayv1.Endpoint, ep *endpoint)
 	}
 	b.validators = append(b.validators, v)
 	ep.jwt = v
+}
+
+// revocableSpec is the validator settings under which a revocation never
+// lapses before the tokens it matches: with an `auth/revoker`, a token must
+// carry exp and iat, and exp - iat must not exceed RevocableLifetime (a
+// smaller max_token_lifetime stays). Without a revoker the settings are the
+// endpoint's own.
+func revocableSpec(spec *gatewayv1.JWTValidator, rv *gatewayv1.Revoker) *gatewayv1.JWTValidator {
+	if rv == nil {
+		return spec
+	}
+	bound := RevocableLifetime(rv.GetTtlMs(), spec.GetLeewayMs())
+	if spec.GetRequireExp() && spec.GetMaxTokenLifetimeMs() > 0 && spec.GetMaxTokenLifetimeMs() <= bound {
+		return spec
+	}
+	out := proto.CloneOf(spec)
+	out.RequireExp = true
+	if l := out.GetMaxTokenLifetimeMs(); l <= 0 || l > bound {
+		out.MaxTokenLifetimeMs = bound
+	}
+	return out
+}
+
+// RevocableLifetime is the longest token lifetime (exp - iat, ms) whose
+// revocation cannot lapse first, for a revoker ttl and a validator leeway
+// (both ms; zero means the defaults). A revocation made at time r lasts
+// until r + ttl (the control plane's expiry for a revocation given without
+// one). A token that existed at r was issued by then, give or take the
+// leeway on iat, and is accepted until exp plus the leeway: so exp - iat
+// <= ttl - 2·leeway keeps it refused to the end. At least 1 s.
+func RevocableLifetime(ttlMs, leewayMs int64) int64 {
+	if ttlMs <= 0 {
+		ttlMs = auth.DefaultRevocationTTL.Milliseconds()
+	}
+	if leewayMs <= 0 {
+		leewayMs = auth.DefaultLeeway.Milliseconds()
+	}
+	return max(ttlMs-2*leewayMs, time.Second.Milliseconds())
 }
 
 // jwksContext bounds the waits for first JWKS fetches of the whole build
@@ -217,9 +257,12 @@ func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState
 		// KrakenD's JWT middleware answers before its endpoint handler
 		// sets X-KrakenD: a 401/403 carries neither header nor text.
 		ctx.Response.Header.DelBytes(hdrXKrakenD)
-		if reason.Status() == fasthttp.StatusForbidden {
+		switch reason.Status() {
+		case fasthttp.StatusForbidden:
 			p.writeError(ctx, fasthttp.StatusForbidden, bodyForbidden)
-		} else {
+		case fasthttp.StatusServiceUnavailable:
+			p.writeError(ctx, fasthttp.StatusServiceUnavailable, bodyServiceUnavailable)
+		default:
 			p.writeError(ctx, fasthttp.StatusUnauthorized, bodyUnauthorized)
 		}
 		return false
