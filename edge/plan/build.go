@@ -123,7 +123,11 @@ type builder struct {
 	qosReg     *qos.Registry
 	ownQoS     bool
 	lease      *qos.Lease
+	clientIP   *proxy.ClientIP // the plan's, for the rate-limit key check
 }
+
+// clientIPTrusts reports whether router.trusted_proxies names a proxy.
+func (b *builder) clientIPTrusts() bool { return b.clientIP != nil && b.clientIP.Trusts() }
 
 func (b *builder) violate(path string, kind violation.Kind, detail string) {
 	b.violations = append(b.violations, &gatewayv1.FieldViolation{Path: path, Kind: kind.String(), Detail: detail})
@@ -274,7 +278,7 @@ func (b *builder) build() (*Plan, error) {
 	if err != nil {
 		b.violate("service.router.trusted_proxies", violation.Invalid, err.Error())
 	}
-	p.clientIP = clientIP
+	p.clientIP, b.clientIP = clientIP, clientIP
 	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
 		b.violate("service.extra_config.auth/revoker", violation.Unsupported, "this edge has no revocation set to enforce auth/revoker with")
 	}

@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"bytes"
 	"context"
 	"strconv"
 	"strings"
@@ -155,6 +154,11 @@ func (b *builder) endpointRateLimit(path string, e *gatewayv1.Endpoint, ep *endp
 	case ratelimit.StrategyIP:
 		ep.keyKind = keyIP
 		if key != "" {
+			if !b.clientIPTrusts() {
+				b.violate(rpath+".key", violation.Invalid, "strategy ip with key "+strconv.Quote(key)+
+					" reads the client address from a header, which any client can set: list the proxies that set it in router.trusted_proxies")
+				return
+			}
 			ep.keyKind, ep.keyName = keyIPHeader, []byte(key)
 		}
 	case ratelimit.StrategyHeader:
@@ -278,7 +282,7 @@ func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState
 // Retry-After and X-RateLimit-*. An allowed decision is kept in st so the
 // answer carries the X-RateLimit-* headers too.
 func (p *Plan) rateLimit(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
-	d := ep.limiter.Allow(context.Background(), clientKey(ctx, ep, st))
+	d := ep.limiter.Allow(context.Background(), p.clientKey(ctx, ep, st))
 	st.limit = d
 	if d.Allowed {
 		return true
@@ -313,20 +317,21 @@ func setRateHeaders(ctx *fasthttp.RequestCtx, st *reqState) {
 
 // clientKey extracts the client identity of the router rate limit. The
 // result aliases the request and is used before the handler returns.
-func clientKey(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) []byte {
+func (p *Plan) clientKey(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) []byte {
 	switch ep.keyKind {
 	case keyIP:
 		return st.in.ClientIP
 	case keyIPHeader:
-		// KrakenD: the first address of the configured header (the operator
-		// names a header its own proxy sets), else the client IP.
-		if v := ctx.Request.Header.PeekBytes(ep.keyName); len(v) > 0 {
-			if i := bytes.IndexByte(v, ','); i >= 0 {
-				v = v[:i]
-			}
-			if v = bytes.TrimSpace(v); len(v) > 0 {
-				return v
-			}
+		// KrakenD takes the header's first address from anyone, so a
+		// client rotating X-Forwarded-For gets a fresh bucket per request.
+		// We believe the header only from router.trusted_proxies, and
+		// take the rightmost address that is not a trusted proxy (plan
+		// building refuses the strategy without trusted proxies);
+		// otherwise the client IP.
+		var ok bool
+		st.ipKey, ok = p.clientIP.AppendForwarded(st.ipKey[:0], ctx.RemoteIP(), ctx.Request.Header.PeekBytes(ep.keyName))
+		if ok {
+			return st.ipKey
 		}
 		return st.in.ClientIP
 	case keyHeader:
