@@ -21,6 +21,12 @@ type metrics struct {
 	revocationResets      prometheus.Counter
 	revocationsCompacted  prometheus.Counter
 	revocationPropagation prometheus.Histogram
+
+	syncCertExpiry    prometheus.Gauge
+	edgeCertExpiry    *prometheus.GaugeVec
+	streamsRefused    *prometheus.CounterVec
+	fleetEvicted      prometheus.Counter
+	revocationRepairs prometheus.Counter
 }
 
 func newMetrics(edges prometheus.Collector) *metrics {
@@ -68,8 +74,32 @@ func newMetrics(edges prometheus.Collector) *metrics {
 			Help:    "Time from a revocation's append to each connected edge's ACK of it (one sample per ACK, for the oldest entry it newly covers).",
 			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60},
 		}),
+		syncCertExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gw_controlplane_sync_cert_expiry_timestamp_seconds",
+			Help: "When the sync listener's TLS certificate expires (unix seconds; 0 without TLS).",
+		}),
+		edgeCertExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gw_controlplane_edge_cert_expiry_timestamp_seconds",
+			Help: "When each connected edge's client certificate expires (unix seconds), by authenticated node id.",
+		}, []string{"node_id"}),
+		streamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_controlplane_streams_refused_total",
+			Help: "Sync streams refused before they were served, by reason: identity (Hello names another node than the certificate), hello (a field over its limits), rate (admission rate limit), fleet_full.",
+		}, []string{"reason"}),
+		fleetEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_fleet_evicted_total",
+			Help: "Disconnected edges dropped from the registry after the fleet TTL.",
+		}),
+		revocationRepairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_revocation_repairs_total",
+			Help: "Revocation resets sent because an edge's reported set differed from the log at its seq.",
+		}),
+	}
+	for _, r := range []string{refusedIdentity, refusedHello, refusedRate, refusedFleetFull} {
+		m.streamsRefused.WithLabelValues(r)
 	}
 	m.reg.MustRegister(
+		m.syncCertExpiry, m.edgeCertExpiry, m.streamsRefused, m.fleetEvicted, m.revocationRepairs,
 		m.streamsOpen, m.versionsCreated, m.nacks, m.snapshotBytes, m.convergence, edges,
 		m.revocationsAppended, m.revocationSeq, m.revocationResets, m.revocationsCompacted, m.revocationPropagation,
 		collectors.NewGoCollector(),

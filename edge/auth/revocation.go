@@ -22,6 +22,13 @@ const (
 	DefaultRevocationN   = 100_000
 	DefaultRevocationP   = 1e-9
 	DefaultRevocationTTL = 24 * time.Hour
+	// MaxRevocationN and MinRevocationP bound the bloom filter an edge
+	// builds, whatever a snapshot asks: at these bounds the filter takes
+	// about 70 MB (a snapshot asking for n=1e11 once killed an edge).
+	// plan.Build refuses snapshots outside them; applySettings clamps as a
+	// second line.
+	MaxRevocationN = 10_000_000
+	MinRevocationP = 1e-12
 	// DefaultRebuildPeriod is how often expired entries are looked for.
 	DefaultRebuildPeriod = time.Minute
 	// compactAt is the overlay size at which the overlay is folded into a
@@ -152,10 +159,12 @@ func applySettings(st *revState, rv *gatewayv1.Revoker) {
 	if st.n == 0 {
 		st.n = DefaultRevocationN
 	}
+	st.n = min(st.n, MaxRevocationN)
 	st.p = rv.GetP()
 	if !(st.p > 0 && st.p < 1) {
 		st.p = DefaultRevocationP
 	}
+	st.p = max(st.p, MinRevocationP)
 	st.ttl = rv.GetTtlMs()
 	if st.ttl <= 0 {
 		st.ttl = DefaultRevocationTTL.Milliseconds()

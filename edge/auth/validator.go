@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/apigw/gateway/edge/lease"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/violation"
 )
@@ -158,10 +159,9 @@ type Validator struct {
 // core is the compiled form of one JWTValidator message, shared by every
 // Validator with the same settings.
 type core struct {
-	k    *Keys
-	key  string
-	refs int // guarded by k.mu
-	src  *source
+	k   *Keys
+	key string // in Keys.cores
+	src *source
 
 	alg         jwa.SignatureAlgorithm
 	algName     string
@@ -488,59 +488,30 @@ func (k *Keys) acquireCore(spec *gatewayv1.JWTValidator) (*core, error) {
 		return nil, fmt.Errorf("hash validator settings: %w", err)
 	}
 	key := string(b)
-	k.mu.Lock()
-	if k.closed {
-		k.mu.Unlock()
+	c, created, err := k.cores.Acquire(key, func() (*core, error) {
+		src, err := k.acquireSource(sourceSpecOf(spec))
+		if err != nil {
+			return nil, err
+		}
+		return compile(k, spec, key, src), nil
+	})
+	if errors.Is(err, lease.ErrClosed) {
 		return nil, ErrClosed
 	}
-	if c, ok := k.cores[key]; ok {
-		c.refs++
-		k.mu.Unlock()
-		if spec.GetJwkLocalPath() != "" {
-			// Re-read the file so a push picks up an edited JWKS.
-			if err := c.src.loadFile(); err != nil {
-				k.releaseCore(c)
-				return nil, err
-			}
-		}
-		return c, nil
-	}
-	k.mu.Unlock()
-
-	src, err := k.acquireSource(sourceSpecOf(spec))
 	if err != nil {
 		return nil, err
 	}
-	c := compile(k, spec, key, src)
-	k.mu.Lock()
-	if k.closed {
-		k.mu.Unlock()
-		k.releaseSource(src)
-		return nil, ErrClosed
+	if !created && spec.GetJwkLocalPath() != "" {
+		// Re-read the file so a push picks up an edited JWKS.
+		if err := c.src.loadFile(); err != nil {
+			k.releaseCore(c)
+			return nil, err
+		}
 	}
-	if other, ok := k.cores[key]; ok { // lost a race with an identical build
-		other.refs++
-		k.mu.Unlock()
-		k.releaseSource(src)
-		return other, nil
-	}
-	k.cores[key] = c
-	k.mu.Unlock()
 	return c, nil
 }
 
-func (k *Keys) releaseCore(c *core) {
-	k.mu.Lock()
-	c.refs--
-	last := c.refs == 0
-	if last {
-		delete(k.cores, c.key)
-	}
-	k.mu.Unlock()
-	if last {
-		k.releaseSource(c.src)
-	}
-}
+func (k *Keys) releaseCore(c *core) { k.cores.Release([]string{c.key}, nil) }
 
 func sourceSpecOf(s *gatewayv1.JWTValidator) sourceSpec {
 	spec := sourceSpec{
@@ -570,7 +541,6 @@ func compile(k *Keys, s *gatewayv1.JWTValidator, key string, src *source) *core 
 	c := &core{
 		k:           k,
 		key:         key,
-		refs:        1,
 		src:         src,
 		alg:         alg,
 		algName:     s.GetAlg(),

@@ -47,6 +47,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 const (
@@ -80,6 +81,11 @@ type Config struct {
 	Keep int
 	// Logger receives a line for every file skipped or cleaned up.
 	Logger zerolog.Logger
+	// Verifier, when set, checks the control plane's signature of every
+	// snapshot saved and loaded: a file that does not verify is skipped
+	// like a corrupt one. Nil checks only the sha256 (standalone mode, or
+	// the explicit insecure flag).
+	Verifier *sign.Verifier
 }
 
 // Validate reports a configuration that New would refuse.
@@ -98,15 +104,17 @@ func (c Config) Validate() error {
 type Store struct {
 	dir         string
 	log         zerolog.Logger
+	verifier    *sign.Verifier
 	snapshots   series
 	revocations series
 }
 
 // series is the records of one kind.
 type series struct {
-	kind string
-	keep int
-	mu   sync.Mutex // serialises save (sequence allocation, rename, prune)
+	kind   string
+	keep   int
+	signed bool       // records carry the control plane's signature
+	mu     sync.Mutex // serialises save (sequence allocation, rename, prune)
 }
 
 // New opens the data dir, creating it when missing, and removes temporary
@@ -125,7 +133,8 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		dir:         cfg.Dir,
 		log:         cfg.Logger,
-		snapshots:   series{kind: kindSnapshot, keep: keep},
+		verifier:    cfg.Verifier,
+		snapshots:   series{kind: kindSnapshot, keep: keep, signed: true},
 		revocations: series{kind: kindRevocations, keep: keepRevocations},
 	}
 	if err := s.removeTemps(); err != nil {
@@ -250,6 +259,11 @@ func (s *Store) read(f file) (*gatewayv1.SnapshotEnvelope, error) {
 	}
 	if err := Verify(env); err != nil {
 		return nil, err
+	}
+	if strings.HasPrefix(f.name, kindSnapshot+"-") {
+		if err := s.verifier.Snapshot(env); err != nil {
+			return nil, err
+		}
 	}
 	return env, nil
 }
@@ -391,6 +405,11 @@ func (s *Store) LoadRevocationsReport() (set *gatewayv1.RevocationReset, skipped
 func (s *Store) save(se *series, env *gatewayv1.SnapshotEnvelope) error {
 	if err := Verify(env); err != nil {
 		return err
+	}
+	if se.signed {
+		if err := s.verifier.Snapshot(env); err != nil {
+			return err
+		}
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(env)
 	if err != nil {

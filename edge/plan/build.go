@@ -46,7 +46,7 @@ const DefaultJWKSWait = 2 * time.Second
 type Deps struct {
 	Logger zerolog.Logger
 	// Upstreams is the registry of upstream clients reused across plans;
-	// nil makes Build create one owned by the plan.
+	// nil makes Build create one owned by the plan (tests), closed with it.
 	Upstreams *Upstreams
 	// DisabledFeatures are features this edge refuses (test hook, version
 	// skew); Build returns a *BuildError naming them.
@@ -129,6 +129,9 @@ type builder struct {
 // clientIPTrusts reports whether router.trusted_proxies names a proxy.
 func (b *builder) clientIPTrusts() bool { return b.clientIP != nil && b.clientIP.Trusts() }
 
+// MaxEndpoints is the most endpoints an edge builds from one snapshot.
+const MaxEndpoints = 100_000
+
 func (b *builder) violate(path string, kind violation.Kind, detail string) {
 	b.violations = append(b.violations, &gatewayv1.FieldViolation{Path: path, Kind: kind.String(), Detail: detail})
 }
@@ -162,6 +165,9 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	b.deps.Metrics.hold(b.labels)
 	p.metricsOwner, p.labels = b.deps.Metrics, b.labels
 	p.upstreams, p.upstreamKeys = b.upstreams, b.keys
+	if own {
+		p.ownUpstreams = b.upstreams
+	}
 	p.validators, p.lease = b.validators, b.lease
 	if b.ownKeys {
 		p.ownKeys = b.authKeys
@@ -281,6 +287,18 @@ func (b *builder) build() (*Plan, error) {
 	p.clientIP, b.clientIP = clientIP, clientIP
 	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
 		b.violate("service.extra_config.auth/revoker", violation.Unsupported, "this edge has no revocation set to enforce auth/revoker with")
+	}
+	// The edge's own bounds: a snapshot is checked by the control plane,
+	// but an edge never allocates what a snapshot says without a ceiling.
+	if rv := svc.GetRevoker(); rv.GetN() > auth.MaxRevocationN {
+		b.violate("service.extra_config.auth/revoker.N", violation.Invalid, fmt.Sprintf("%d is above this edge's limit of %d", rv.GetN(), auth.MaxRevocationN))
+	}
+	if rv := svc.GetRevoker(); rv.GetP() != 0 && rv.GetP() < auth.MinRevocationP {
+		b.violate("service.extra_config.auth/revoker.P", violation.Invalid, fmt.Sprintf("%g is below this edge's limit of %g", rv.GetP(), auth.MinRevocationP))
+	}
+	if n := len(snap.GetEndpoints()); n > MaxEndpoints {
+		b.violate("endpoints", violation.TooMany, fmt.Sprintf("%d endpoints, this edge accepts at most %d", n, MaxEndpoints))
+		return nil, &BuildError{Violations: b.violations}
 	}
 	if p.cors, err = security.NewCORS(svc.GetCors()); err != nil {
 		b.violate("service.extra_config.security/cors", violation.Invalid, err.Error())

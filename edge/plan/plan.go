@@ -119,6 +119,7 @@ type Plan struct {
 	lease        *qos.Lease
 	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
 	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
+	ownUpstreams *Upstreams    // created by Build when Deps.Upstreams was nil
 	releaseOnce  sync.Once
 }
 
@@ -174,6 +175,9 @@ func (p *Plan) Release() {
 		}
 		if p.ownKeys != nil {
 			p.ownKeys.Close()
+		}
+		if p.ownUpstreams != nil {
+			p.ownUpstreams.Close()
 		}
 		p.metricsOwner.drop(p.labels)
 	})

@@ -56,7 +56,7 @@ func TestRevocationStateAtBootFailsClosed(t *testing.T) {
 	cfg := testenv.WriteFile(t, dir, "jwt.json", bootConfig(backend.URL, is))
 
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
-	edge := testenv.StartEdge(t, bins, cp.Sync, "edge-a", "eu", filepath.Join(dir, "a"))
+	edge := testenv.StartEdge(t, bins, cp, "edge-a", "eu", filepath.Join(dir, "a"))
 	if r := testenv.Gwctl(t, bins, cp, "push", cfg, "--wait", "--timeout", "20s"); r.Code != 0 {
 		t.Fatalf("push: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
