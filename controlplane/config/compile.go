@@ -175,7 +175,7 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		}
 	}
 	if j := e.ExtraConfig.JWT; j != nil {
-		out.Jwt = compileJWT(j)
+		out.Jwt = compileJWT(j, e.ExtraConfig.JWTLimits)
 		features[feature.AuthJWT] = true
 	}
 	if rl := e.ExtraConfig.RateLimit; rl != nil {

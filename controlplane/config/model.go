@@ -153,8 +153,11 @@ type Endpoint struct {
 
 // EndpointExtra holds the supported endpoint-level extra_config namespaces.
 type EndpointExtra struct {
-	Proxy     *EndpointProxy
-	JWT       *JWTValidator
+	Proxy *EndpointProxy
+	JWT   *JWTValidator
+	// JWTLimits is our `apigw/jwt` namespace: token lifetime rules for
+	// the endpoint's auth/validator (KrakenD has none).
+	JWTLimits *JWTLimits
 	RateLimit *RouterRateLimit
 	// JSONSchema is the canonical JSON of the `validation/json-schema`
 	// document; nil when absent.
@@ -286,6 +289,14 @@ type JWTValidator struct {
 type ClaimHeader struct {
 	Claim  string
 	Header string
+}
+
+// JWTLimits is the endpoint-level `apigw/jwt` namespace (ours).
+type JWTLimits struct {
+	// RequireExp refuses tokens without exp; nil when absent.
+	RequireExp *bool
+	// MaxTokenLifetime bounds exp - iat (iat then required); nil when absent.
+	MaxTokenLifetime *time.Duration
 }
 
 // Revoker is the service-level `auth/revoker` namespace.

@@ -286,6 +286,9 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	if j := e.ExtraConfig.JWT; j != nil {
 		v.jwt(x.key("auth/validator"), j)
 	}
+	if l := e.ExtraConfig.JWTLimits; l != nil {
+		v.jwtLimits(x.key("apigw/jwt"), l, e.ExtraConfig.JWT)
+	}
 	if rl := e.ExtraConfig.RateLimit; rl != nil {
 		v.routerRateLimit(x.key("qos/ratelimit/router"), rl, r)
 	}

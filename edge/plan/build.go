@@ -131,7 +131,11 @@ type builder struct {
 	ownQoS     bool
 	lease      *qos.Lease
 	tracer     *tracing.Tracer // nil without telemetry/opentelemetry
+	clientIP   *proxy.ClientIP // the plan's, for the rate-limit key check
 }
+
+// clientIPTrusts reports whether router.trusted_proxies names a proxy.
+func (b *builder) clientIPTrusts() bool { return b.clientIP != nil && b.clientIP.Trusts() }
 
 // MaxEndpoints is the most endpoints an edge builds from one snapshot.
 const MaxEndpoints = 100_000
@@ -290,7 +294,7 @@ func (b *builder) build() (*Plan, error) {
 	if err != nil {
 		b.violate("service.router.trusted_proxies", violation.Invalid, err.Error())
 	}
-	p.clientIP = clientIP
+	p.clientIP, b.clientIP = clientIP, clientIP
 	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
 		b.violate("service.extra_config.auth/revoker", violation.Unsupported, "this edge has no revocation set to enforce auth/revoker with")
 	}

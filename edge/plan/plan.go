@@ -151,6 +151,10 @@ type endpoint struct {
 	keySlot int               // parameter slot (keyParam)
 }
 
+// Protected reports whether some endpoint validates JWTs (and so depends
+// on the revocation set).
+func (p *Plan) Protected() bool { return len(p.validators) > 0 }
+
 // HealthPath returns the health check path, "" when health is disabled.
 func (p *Plan) HealthPath() string { return p.healthPath }
 
@@ -202,6 +206,7 @@ type reqState struct {
 	params router.Params
 	in     proxy.Inbound
 	buf    []byte // Allow, Location, Retry-After and X-RateLimit-* values
+	ipKey  []byte // the rate-limit client address read from a header
 	claims tokenClaims
 	limit  ratelimit.Decision // the router rate limit's decision
 	log    *accesslog.Entry   // nil without an access log

@@ -1762,8 +1762,17 @@ type JWTValidator struct {
 	KeyIdentifyStrategy          string `protobuf:"bytes,20,opt,name=key_identify_strategy,json=keyIdentifyStrategy,proto3" json:"key_identify_strategy,omitempty"`
 	OperationDebug               bool   `protobuf:"varint,21,opt,name=operation_debug,json=operationDebug,proto3" json:"operation_debug,omitempty"`
 	PropagateClaimsPreserveArray bool   `protobuf:"varint,22,opt,name=propagate_claims_preserve_array,json=propagateClaimsPreserveArray,proto3" json:"propagate_claims_preserve_array,omitempty"`
-	unknownFields                protoimpl.UnknownFields
-	sizeCache                    protoimpl.SizeCache
+	// require_exp refuses tokens without an exp claim (401). Ours, from the
+	// endpoint's `apigw/jwt` namespace (KrakenD has no such option). The edge
+	// turns it on for every validator when the service has `auth/revoker`.
+	RequireExp bool `protobuf:"varint,23,opt,name=require_exp,json=requireExp,proto3" json:"require_exp,omitempty"`
+	// max_token_lifetime_ms bounds exp - iat; a token with a longer lifetime,
+	// or without exp or iat, is refused (401). 0: no bound. Ours, from
+	// `apigw/jwt`. With `auth/revoker` the edge bounds it by the revoker's
+	// ttl too, so no accepted token outlives its revocation.
+	MaxTokenLifetimeMs int64 `protobuf:"varint,24,opt,name=max_token_lifetime_ms,json=maxTokenLifetimeMs,proto3" json:"max_token_lifetime_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *JWTValidator) Reset() {
@@ -1948,6 +1957,20 @@ func (x *JWTValidator) GetPropagateClaimsPreserveArray() bool {
 		return x.PropagateClaimsPreserveArray
 	}
 	return false
+}
+
+func (x *JWTValidator) GetRequireExp() bool {
+	if x != nil {
+		return x.RequireExp
+	}
+	return false
+}
+
+func (x *JWTValidator) GetMaxTokenLifetimeMs() int64 {
+	if x != nil {
+		return x.MaxTokenLifetimeMs
+	}
+	return 0
 }
 
 // ClaimHeader copies one claim (dotted for nested) into a request header.
@@ -3307,7 +3330,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\a\n" +
 	"\fJWTValidator\x12\x10\n" +
 	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x17\n" +
 	"\ajwk_url\x18\x02 \x01(\tR\x06jwkUrl\x12$\n" +
@@ -3333,7 +3356,10 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"cookie_key\x18\x13 \x01(\tR\tcookieKey\x122\n" +
 	"\x15key_identify_strategy\x18\x14 \x01(\tR\x13keyIdentifyStrategy\x12'\n" +
 	"\x0foperation_debug\x18\x15 \x01(\bR\x0eoperationDebug\x12E\n" +
-	"\x1fpropagate_claims_preserve_array\x18\x16 \x01(\bR\x1cpropagateClaimsPreserveArray\";\n" +
+	"\x1fpropagate_claims_preserve_array\x18\x16 \x01(\bR\x1cpropagateClaimsPreserveArray\x12\x1f\n" +
+	"\vrequire_exp\x18\x17 \x01(\bR\n" +
+	"requireExp\x121\n" +
+	"\x15max_token_lifetime_ms\x18\x18 \x01(\x03R\x12maxTokenLifetimeMs\";\n" +
 	"\vClaimHeader\x12\x14\n" +
 	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
 	"\x06header\x18\x02 \x01(\tR\x06header\"[\n" +
