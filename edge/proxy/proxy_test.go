@@ -144,7 +144,29 @@ func TestBuildRequest(t *testing.T) {
 		{
 			name:    "body is copied",
 			pattern: "/b", uri: "/b",
-			cfg:  BackendConfig{Method: "PUT", URLPattern: "/b"},
+			cfg: BackendConfig{Method: "PUT", URLPattern: "/b"},
+			want: out{Method: "PUT", URI: "http://b.internal:8080/b", Body: "payload",
+				Headers: map[string]string{"Transfer-Encoding": "chunked", "User-Agent": "KrakenD Version t",
+					"X-Forwarded-For": "10.1.2.3", "X-Forwarded-Host": "edge.example"}},
+		},
+		{
+			// lura sends the body sized only when it forwards the client's
+			// Content-Length, or buffers it for send_body_on_redirect.
+			name:    "body sized when Content-Length is forwarded",
+			pattern: "/b", uri: "/b",
+			cfg:  BackendConfig{Method: "PUT", URLPattern: "/b", EndpointHeaders: []string{"Content-Length"}},
+			want: out{Method: "PUT", URI: "http://b.internal:8080/b", Body: "payload"},
+		},
+		{
+			name:    "body sized with every header forwarded",
+			pattern: "/b", uri: "/b",
+			cfg:  BackendConfig{Method: "PUT", URLPattern: "/b", EndpointHeaders: []string{"*"}},
+			want: out{Method: "PUT", URI: "http://b.internal:8080/b", Body: "payload"},
+		},
+		{
+			name:    "body sized with send_body_on_redirect",
+			pattern: "/b", uri: "/b",
+			cfg:  BackendConfig{Method: "PUT", URLPattern: "/b", SendBodyOnRedirect: true},
 			want: out{Method: "PUT", URI: "http://b.internal:8080/b", Body: "payload"},
 		},
 	}

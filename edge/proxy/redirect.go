@@ -59,7 +59,10 @@ func (b *Backend) follow(h *Host, req *fasthttp.Request, resp *fasthttp.Response
 	hop := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(hop)
 	req.CopyTo(hop)
-	hasBody := len(req.Body()) > 0
+	// A chunked body (BuildRequest) is gone once written; its header says
+	// there was one. 307 and 308 then answer with the 3xx, as Go's client
+	// does with a body it cannot rewind.
+	hasBody := len(req.Body()) > 0 || req.Header.ContentLength() == -1
 	origHost := string(req.URI().Host())
 	stripped := false
 	for n := 1; ; n++ {

@@ -90,7 +90,11 @@ func TestKrakenDParity(t *testing.T) {
 		// A deliberate deviation (README): the request body reaches the
 		// backend with its Content-Length, not chunked as KrakenD streams
 		// it when Content-Length is not among the forwarded headers.
-		{name: "request body forwarded with Content-Length", method: "POST", path: "/framing", body: `{"x":1}`,
+		// lura hands Go's client the client's body of unknown length:
+		// chunked, unless the client's Content-Length is forwarded.
+		{name: "request body forwarded chunked", method: "POST", path: "/framing", body: `{"x":1}`,
+			want: ok(`{"body":"{\"x\":1}","cl":-1,"te":"chunked"}`)},
+		{name: "request body sized when Content-Length is forwarded", method: "POST", path: "/framing-sized", body: `{"x":1}`,
 			want: ok(`{"body":"{\"x\":1}","cl":7,"te":""}`)},
 		// Item 7: XML and YAML.
 		{name: "xml over a json backend", path: "/xml", want: want{200, map[string]string{"Content-Type": "application/xml"},
@@ -272,6 +276,7 @@ func parityConfig(backend string) string {
     {"endpoint": "/details", "backend": [{"host": ["` + backend + `"], "url_pattern": "/fail/1", "extra_config": {"backend/http": {"return_error_details": "b1"}}}, ` + be("/fail/2") + `]},
     {"endpoint": "/details2", "backend": [{"host": ["` + backend + `"], "url_pattern": "/empty500", "extra_config": {"backend/http": {"return_error_details": "b1"}}}, ` + be("/gzip") + `]},
     {"endpoint": "/framing", "method": "POST", "backend": [` + be("/framing") + `]},
+    {"endpoint": "/framing-sized", "method": "POST", "input_headers": ["Content-Length", "Content-Type"], "backend": [` + be("/framing") + `]},
     {"endpoint": "/xml", "output_encoding": "xml", "backend": [` + be("/echo") + `]},
     {"endpoint": "/neg", "output_encoding": "negotiate", "backend": [` + be("/echo") + `]}
   ]
