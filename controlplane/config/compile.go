@@ -54,7 +54,9 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			DisableKeepAlives:         s.DisableKeepAlives,
 			DisableCompression:        s.DisableCompression,
 			AllowInsecureConnections:  s.AllowInsecureConnections,
+			Tls:                       compileClientTLS(s),
 		},
+		Tls:          compileServerTLS(s.TLS),
 		MaxBodyBytes: s.MaxBodyBytes,
 		Metrics:      &gatewayv1.Metrics{},
 	}

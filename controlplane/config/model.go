@@ -45,6 +45,10 @@ type Service struct {
 	DisableKeepAlives         bool
 	DisableCompression        bool
 	AllowInsecureConnections  bool
+	// ClientTLS is client_tls; nil when absent.
+	ClientTLS *ClientTLS
+	// TLS is the enabled tls block; nil for plain HTTP.
+	TLS *TLS
 
 	// Accepted for compatibility; they have no effect (see decodeService).
 	DNSCacheTTL     time.Duration

@@ -100,7 +100,13 @@ func TestValidateRules(t *testing.T) {
 		{"service output_encoding", conf(`"output_encoding": "fast-json"`), []pair{{"output_encoding", KindUnsupported}}},
 		{"debug_endpoint true", conf(`"debug_endpoint": true, "echo_endpoint": true`), nil},
 		{"echo_endpoint false accepted", conf(`"echo_endpoint": false, "sequential_start": true, "dns_cache_ttl": "30s"`), nil},
-		{"tls unsupported", conf(`"tls": {}`), []pair{{"tls", KindUnsupported}}},
+		{"tls without certificate", conf(`"tls": {}`), []pair{{"tls", KindRequired}}},
+		{"tls key without certificate", conf(`"tls": {"private_key": "/k.pem"}`), []pair{{"tls.public_key", KindRequired}}},
+		{"tls keys[] half", conf(`"tls": {"keys": [{"public_key": "/c.pem"}]}`), []pair{{"tls.keys[0].private_key", KindRequired}}},
+		{"tls versions crossed", conf(`"tls": {"public_key": "/c", "private_key": "/k", "min_version": "TLS13", "max_version": "TLS12"}`), []pair{{"tls.min_version", KindInvalid}}},
+		{"tls cipher id too big", conf(`"tls": {"public_key": "/c", "private_key": "/k", "cipher_suites": [70000]}`), []pair{{"tls.cipher_suites[0]", KindInvalid}}},
+		{"client_tls cert without key", conf(`"client_tls": {"client_certs": [{"certificate": "/c"}]}`), []pair{{"client_tls.client_certs[0].private_key", KindRequired}}},
+		{"client_tls unknown key", conf(`"client_tls": {"public_key": "/c"}`), []pair{{"client_tls.public_key", KindUnsupported}}},
 
 		// endpoint paths
 		{"endpoint missing", conf("", `{"backend": [{"url_pattern": "/x"}]}`), []pair{{"endpoints[0].endpoint", KindRequired}}},

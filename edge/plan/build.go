@@ -21,6 +21,7 @@ import (
 	"github.com/apigw/gateway/edge/router"
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
+	"github.com/apigw/gateway/edge/tlsconf"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/violation"
 )
@@ -123,6 +124,10 @@ type builder struct {
 	qosReg     *qos.Registry
 	ownQoS     bool
 	lease      *qos.Lease
+
+	clientTLSDone bool
+	clientTLSErr  bool
+	clientTLSCfg  proxy.ClientTLS
 }
 
 func (b *builder) violate(path string, kind violation.Kind, detail string) {
@@ -275,6 +280,11 @@ func (b *builder) build() (*Plan, error) {
 		b.violate("service.router.trusted_proxies", violation.Invalid, err.Error())
 	}
 	p.clientIP = clientIP
+	if spec := svc.GetTls(); spec != nil {
+		if p.tls, err = tlsconf.NewServer(spec, b.deps.Logger); err != nil {
+			b.violateTLS(err)
+		}
+	}
 	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
 		b.violate("service.extra_config.auth/revoker", violation.Unsupported, "this edge has no revocation set to enforce auth/revoker with")
 	}
@@ -311,6 +321,31 @@ func (b *builder) build() (*Plan, error) {
 		return nil, &BuildError{Violations: b.violations}
 	}
 	return p, nil
+}
+
+// violateTLS reports a TLS file that cannot be used, at the key naming it.
+func (b *builder) violateTLS(err error) {
+	var fe *tlsconf.FileError
+	if errors.As(err, &fe) {
+		b.violate("service."+fe.Path, violation.Invalid, err.Error())
+		return
+	}
+	b.violate("service", violation.Invalid, err.Error())
+}
+
+// clientTLS loads the service's client_tls once per build; ok is false
+// when it cannot be loaded (reported once).
+func (b *builder) clientTLS() (proxy.ClientTLS, bool) {
+	if !b.clientTLSDone {
+		b.clientTLSDone = true
+		cfg, key, err := tlsconf.NewClient(b.snap.GetService().GetHttpClient().GetTls())
+		if err != nil {
+			b.violateTLS(err)
+			b.clientTLSErr = true
+		}
+		b.clientTLSCfg = proxy.ClientTLS{Config: cfg, Key: key}
+	}
+	return b.clientTLSCfg, !b.clientTLSErr
 }
 
 func (b *builder) routeViolations(err error) {
@@ -488,6 +523,11 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),
 		DisableCompression:  hc.GetDisableCompression(),
 	}
+	tlsCfg, ok := b.clientTLS()
+	if !ok {
+		return nil
+	}
+	ccfg.TLS = tlsCfg
 	if err := ccfg.Validate(); err != nil {
 		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil

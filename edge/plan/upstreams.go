@@ -46,6 +46,7 @@ type clientIdentity struct {
 	maxResponseBodySize int
 	disableKeepAlives   bool
 	insecureSkipVerify  bool
+	tls                 string // TLS.Key
 	roundRobin          bool
 	maxShadowCalls      int
 	disableCompression  bool
@@ -64,6 +65,7 @@ func identityOf(c proxy.ClientConfig) clientIdentity {
 		maxResponseBodySize: c.MaxResponseBodySize,
 		disableKeepAlives:   c.DisableKeepAlives,
 		insecureSkipVerify:  c.InsecureSkipVerify,
+		tls:                 c.TLS.Key,
 		roundRobin:          c.RoundRobin,
 		maxShadowCalls:      c.MaxShadowCalls,
 		disableCompression:  c.DisableCompression,

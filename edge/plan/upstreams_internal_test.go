@@ -69,6 +69,11 @@ func TestClientIdentityCoversEverySetting(t *testing.T) {
 			v.SetInt(v.Int() + 1)
 		case reflect.Slice:
 			v.Set(reflect.ValueOf([]string{"http://a:1\x00http://b:2"})) // what a NUL-joined key would confuse with the two hosts
+		case reflect.Struct:
+			if f.Name != "TLS" {
+				t.Fatalf("ClientConfig.%s (%s): teach identityOf and this test about it", f.Name, v.Kind())
+			}
+			c.TLS.Key += "x" // the key identifies the configuration
 		default:
 			t.Fatalf("ClientConfig.%s (%s): teach identityOf and this test about it", f.Name, v.Kind())
 		}

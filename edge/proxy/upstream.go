@@ -48,7 +48,12 @@ type ClientConfig struct {
 	// DisableKeepAlives closes the connection after every call.
 	DisableKeepAlives bool
 	// InsecureSkipVerify disables TLS certificate checks (allow_insecure_connections).
+	// It applies when TLS.Config is nil.
 	InsecureSkipVerify bool
+	// TLS, when its Config is set, is the configuration of HTTPS
+	// connections to the hosts (client_tls); InsecureSkipVerify is then
+	// ignored.
+	TLS ClientTLS
 	// RoundRobin picks hosts in turn (from a random start) instead of at
 	// random. KrakenD balances at random when GOMAXPROCS > 1 and round-robin
 	// otherwise; New applies that rule when RoundRobin is false and
@@ -60,6 +65,16 @@ type ClientConfig struct {
 	// which KrakenD uses, sends Accept-Encoding: gzip when the call has no
 	// Accept-Encoding of its own and decodes the answer transparently).
 	DisableCompression bool
+}
+
+// ClientTLS is the TLS configuration of a client's HTTPS connections.
+type ClientTLS struct {
+	// Config is used as given (never modified); nil means TLS 1.2 and up,
+	// the system's roots and ClientConfig.InsecureSkipVerify.
+	Config *tls.Config
+	// Key identifies Config among upstream clients: equal keys must mean
+	// equal configurations (edge/tlsconf.NewClient makes one).
+	Key string
 }
 
 // DefaultMaxConns is the per-host connection cap when ClientConfig.MaxConns is 0.
@@ -142,6 +157,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c.next.Store(rand.Uint32())
 	dial := dialer(cfg)
+	tlsCfg := cfg.TLS.Config
+	if tlsCfg == nil {
+		tlsCfg = &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // operator opt-in
+	}
 	for _, raw := range cfg.Hosts {
 		scheme, host, _ := splitHost(raw)
 		addr := host
@@ -168,7 +187,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			SecureErrorLogMessage:    true,
 		}
 		if hc.IsTLS {
-			hc.TLSConfig = &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // operator opt-in
+			hc.TLSConfig = tlsCfg
 		}
 		c.hosts = append(c.hosts, &Host{scheme: []byte(scheme), host: []byte(host), hc: hc})
 	}
@@ -183,7 +202,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		ReadTimeout:              cfg.ResponseTimeout,
 		ReadBufferSize:           16 << 10,
 		DisablePathNormalizing:   true,
-		TLSConfig:                &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12}, //nolint:gosec // operator opt-in
+		TLSConfig:                tlsCfg,
 	}
 	return c, nil
 }

@@ -126,7 +126,10 @@ type Service struct {
 	// or `gw-edge run -d`).
 	DebugEndpoint bool `protobuf:"varint,14,opt,name=debug_endpoint,json=debugEndpoint,proto3" json:"debug_endpoint,omitempty"`
 	// echo_endpoint serves KrakenD's /__echo/* handler.
-	EchoEndpoint  bool `protobuf:"varint,15,opt,name=echo_endpoint,json=echoEndpoint,proto3" json:"echo_endpoint,omitempty"`
+	EchoEndpoint bool `protobuf:"varint,15,opt,name=echo_endpoint,json=echoEndpoint,proto3" json:"echo_endpoint,omitempty"`
+	// tls is the service's `tls` block when enabled: the edge's listener
+	// serves HTTPS. Unset: plain HTTP.
+	Tls           *ServerTLS `protobuf:"bytes,16,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -266,6 +269,282 @@ func (x *Service) GetEchoEndpoint() bool {
 	return false
 }
 
+func (x *Service) GetTls() *ServerTLS {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+// ServerTLS is TLS on the edge's listener. File names are paths on the
+// edge's host, as in KrakenD: the control plane never reads them, each edge
+// reads its own files when it builds the plan, and again whenever they
+// change (new handshakes get the new certificates; open connections stay).
+// Versions, curves and cipher suites hold crypto/tls values; the compiler
+// writes KrakenD's defaults in, so zero means Go's default.
+type ServerTLS struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keys are the certificate chains served, in KrakenD's order (keys[],
+	// then public_key/private_key); the client's SNI picks among them.
+	Keys             []*KeyPair `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	MinVersion       uint32     `protobuf:"varint,2,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
+	MaxVersion       uint32     `protobuf:"varint,3,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
+	CipherSuites     []uint32   `protobuf:"varint,4,rep,packed,name=cipher_suites,json=cipherSuites,proto3" json:"cipher_suites,omitempty"`
+	CurvePreferences []uint32   `protobuf:"varint,5,rep,packed,name=curve_preferences,json=curvePreferences,proto3" json:"curve_preferences,omitempty"`
+	// enable_mtls requires a client certificate signed by one of ca_certs
+	// or (unless disable_system_ca_pool) by the system's roots. The compiler
+	// adds the certificates of the config's keys[] to ca_certs, as KrakenD
+	// trusts them (not the root public_key: KrakenD adds it to the served
+	// keys after building the client pool).
+	EnableMtls          bool     `protobuf:"varint,6,opt,name=enable_mtls,json=enableMtls,proto3" json:"enable_mtls,omitempty"`
+	CaCerts             []string `protobuf:"bytes,7,rep,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	DisableSystemCaPool bool     `protobuf:"varint,8,opt,name=disable_system_ca_pool,json=disableSystemCaPool,proto3" json:"disable_system_ca_pool,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ServerTLS) Reset() {
+	*x = ServerTLS{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerTLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerTLS) ProtoMessage() {}
+
+func (x *ServerTLS) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerTLS.ProtoReflect.Descriptor instead.
+func (*ServerTLS) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ServerTLS) GetKeys() []*KeyPair {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ServerTLS) GetMinVersion() uint32 {
+	if x != nil {
+		return x.MinVersion
+	}
+	return 0
+}
+
+func (x *ServerTLS) GetMaxVersion() uint32 {
+	if x != nil {
+		return x.MaxVersion
+	}
+	return 0
+}
+
+func (x *ServerTLS) GetCipherSuites() []uint32 {
+	if x != nil {
+		return x.CipherSuites
+	}
+	return nil
+}
+
+func (x *ServerTLS) GetCurvePreferences() []uint32 {
+	if x != nil {
+		return x.CurvePreferences
+	}
+	return nil
+}
+
+func (x *ServerTLS) GetEnableMtls() bool {
+	if x != nil {
+		return x.EnableMtls
+	}
+	return false
+}
+
+func (x *ServerTLS) GetCaCerts() []string {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
+func (x *ServerTLS) GetDisableSystemCaPool() bool {
+	if x != nil {
+		return x.DisableSystemCaPool
+	}
+	return false
+}
+
+// KeyPair names a PEM certificate chain and its PEM private key.
+type KeyPair struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   string                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	PrivateKey    string                 `protobuf:"bytes,2,opt,name=private_key,json=privateKey,proto3" json:"private_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyPair) Reset() {
+	*x = KeyPair{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyPair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyPair) ProtoMessage() {}
+
+func (x *KeyPair) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyPair.ProtoReflect.Descriptor instead.
+func (*KeyPair) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KeyPair) GetCertificate() string {
+	if x != nil {
+		return x.Certificate
+	}
+	return ""
+}
+
+func (x *KeyPair) GetPrivateKey() string {
+	if x != nil {
+		return x.PrivateKey
+	}
+	return ""
+}
+
+// ClientTLS is KrakenD's `client_tls`: how the edge verifies and
+// authenticates to HTTPS backends. Paths are on the edge's host.
+type ClientTLS struct {
+	state                    protoimpl.MessageState `protogen:"open.v1"`
+	AllowInsecureConnections bool                   `protobuf:"varint,1,opt,name=allow_insecure_connections,json=allowInsecureConnections,proto3" json:"allow_insecure_connections,omitempty"`
+	CaCerts                  []string               `protobuf:"bytes,2,rep,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	DisableSystemCaPool      bool                   `protobuf:"varint,3,opt,name=disable_system_ca_pool,json=disableSystemCaPool,proto3" json:"disable_system_ca_pool,omitempty"`
+	MinVersion               uint32                 `protobuf:"varint,4,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
+	MaxVersion               uint32                 `protobuf:"varint,5,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
+	CurvePreferences         []uint32               `protobuf:"varint,6,rep,packed,name=curve_preferences,json=curvePreferences,proto3" json:"curve_preferences,omitempty"`
+	CipherSuites             []uint32               `protobuf:"varint,7,rep,packed,name=cipher_suites,json=cipherSuites,proto3" json:"cipher_suites,omitempty"`
+	// client_certs are presented to backends that ask for one (mTLS).
+	ClientCerts   []*KeyPair `protobuf:"bytes,8,rep,name=client_certs,json=clientCerts,proto3" json:"client_certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientTLS) Reset() {
+	*x = ClientTLS{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientTLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientTLS) ProtoMessage() {}
+
+func (x *ClientTLS) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientTLS.ProtoReflect.Descriptor instead.
+func (*ClientTLS) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ClientTLS) GetAllowInsecureConnections() bool {
+	if x != nil {
+		return x.AllowInsecureConnections
+	}
+	return false
+}
+
+func (x *ClientTLS) GetCaCerts() []string {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
+func (x *ClientTLS) GetDisableSystemCaPool() bool {
+	if x != nil {
+		return x.DisableSystemCaPool
+	}
+	return false
+}
+
+func (x *ClientTLS) GetMinVersion() uint32 {
+	if x != nil {
+		return x.MinVersion
+	}
+	return 0
+}
+
+func (x *ClientTLS) GetMaxVersion() uint32 {
+	if x != nil {
+		return x.MaxVersion
+	}
+	return 0
+}
+
+func (x *ClientTLS) GetCurvePreferences() []uint32 {
+	if x != nil {
+		return x.CurvePreferences
+	}
+	return nil
+}
+
+func (x *ClientTLS) GetCipherSuites() []uint32 {
+	if x != nil {
+		return x.CipherSuites
+	}
+	return nil
+}
+
+func (x *ClientTLS) GetClientCerts() []*KeyPair {
+	if x != nil {
+		return x.ClientCerts
+	}
+	return nil
+}
+
 // Router holds the `router` extra_config namespace.
 type Router struct {
 	state                         protoimpl.MessageState `protogen:"open.v1"`
@@ -302,7 +581,7 @@ type Router struct {
 
 func (x *Router) Reset() {
 	*x = Router{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +593,7 @@ func (x *Router) String() string {
 func (*Router) ProtoMessage() {}
 
 func (x *Router) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +606,7 @@ func (x *Router) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Router.ProtoReflect.Descriptor instead.
 func (*Router) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Router) GetReturnErrorMsg() bool {
@@ -471,7 +750,7 @@ type Logging struct {
 
 func (x *Logging) Reset() {
 	*x = Logging{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +762,7 @@ func (x *Logging) String() string {
 func (*Logging) ProtoMessage() {}
 
 func (x *Logging) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +775,7 @@ func (x *Logging) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logging.ProtoReflect.Descriptor instead.
 func (*Logging) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Logging) GetLevel() string {
@@ -542,7 +821,7 @@ type Metrics struct {
 
 func (x *Metrics) Reset() {
 	*x = Metrics{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +833,7 @@ func (x *Metrics) String() string {
 func (*Metrics) ProtoMessage() {}
 
 func (x *Metrics) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +846,7 @@ func (x *Metrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metrics.ProtoReflect.Descriptor instead.
 func (*Metrics) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Metrics) GetEnabled() bool {
@@ -627,7 +906,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +918,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +931,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -713,13 +992,16 @@ type HTTPClient struct {
 	// dialer_fallback_delay_ms is how long a dual-stack dial waits before it
 	// races the other address family (0: Go's default, 300 ms).
 	DialerFallbackDelayMs int64 `protobuf:"varint,9,opt,name=dialer_fallback_delay_ms,json=dialerFallbackDelayMs,proto3" json:"dialer_fallback_delay_ms,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// tls is `client_tls` (and the root allow_insecure_connections, which
+	// KrakenD turns into one); unset: Go's defaults with the system roots.
+	Tls           *ClientTLS `protobuf:"bytes,10,opt,name=tls,proto3" json:"tls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +1013,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +1026,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -810,6 +1092,13 @@ func (x *HTTPClient) GetDialerFallbackDelayMs() int64 {
 	return 0
 }
 
+func (x *HTTPClient) GetTls() *ClientTLS {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
 // Endpoint is one (method, path) of the API contract.
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -852,7 +1141,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1153,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1166,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1026,7 +1315,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1327,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1340,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Static) GetStrategy() string {
@@ -1080,7 +1369,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1381,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1394,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -1168,7 +1457,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1469,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1482,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Backend) GetName() string {
@@ -1400,7 +1689,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1701,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1714,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -1593,7 +1882,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1605,7 +1894,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1618,7 +1907,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -1652,7 +1941,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1953,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1966,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -1729,7 +2018,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +2030,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +2043,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -1839,7 +2128,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2140,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2153,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -1902,7 +2191,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2203,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2216,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -1977,7 +2266,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2278,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2291,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2038,7 +2327,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2339,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2352,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2105,7 +2394,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2406,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2419,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -2221,7 +2510,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2522,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2535,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -2380,7 +2669,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2681,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2694,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -2512,7 +2801,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2813,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2826,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -2564,7 +2853,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2865,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2878,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -2610,7 +2899,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +2911,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +2924,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -2663,7 +2952,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +2964,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +2977,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -2716,7 +3005,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2728,7 +3017,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2741,7 +3030,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -2768,7 +3057,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\x93\x05\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xbc\x05\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -2787,7 +3076,35 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\bsecurity\x18\f \x01(\v2\x18.gateway.v1.SecurityHTTPR\bsecurity\x12J\n" +
 	"\x12cluster_rate_limit\x18\r \x01(\v2\x1c.gateway.v1.ClusterRateLimitR\x10clusterRateLimit\x12%\n" +
 	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
-	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\"\xdb\x06\n" +
+	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12'\n" +
+	"\x03tls\x18\x10 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\"\xb9\x02\n" +
+	"\tServerTLS\x12'\n" +
+	"\x04keys\x18\x01 \x03(\v2\x13.gateway.v1.KeyPairR\x04keys\x12\x1f\n" +
+	"\vmin_version\x18\x02 \x01(\rR\n" +
+	"minVersion\x12\x1f\n" +
+	"\vmax_version\x18\x03 \x01(\rR\n" +
+	"maxVersion\x12#\n" +
+	"\rcipher_suites\x18\x04 \x03(\rR\fcipherSuites\x12+\n" +
+	"\x11curve_preferences\x18\x05 \x03(\rR\x10curvePreferences\x12\x1f\n" +
+	"\venable_mtls\x18\x06 \x01(\bR\n" +
+	"enableMtls\x12\x19\n" +
+	"\bca_certs\x18\a \x03(\tR\acaCerts\x123\n" +
+	"\x16disable_system_ca_pool\x18\b \x01(\bR\x13disableSystemCaPool\"L\n" +
+	"\aKeyPair\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\tR\vcertificate\x12\x1f\n" +
+	"\vprivate_key\x18\x02 \x01(\tR\n" +
+	"privateKey\"\xe5\x02\n" +
+	"\tClientTLS\x12<\n" +
+	"\x1aallow_insecure_connections\x18\x01 \x01(\bR\x18allowInsecureConnections\x12\x19\n" +
+	"\bca_certs\x18\x02 \x03(\tR\acaCerts\x123\n" +
+	"\x16disable_system_ca_pool\x18\x03 \x01(\bR\x13disableSystemCaPool\x12\x1f\n" +
+	"\vmin_version\x18\x04 \x01(\rR\n" +
+	"minVersion\x12\x1f\n" +
+	"\vmax_version\x18\x05 \x01(\rR\n" +
+	"maxVersion\x12+\n" +
+	"\x11curve_preferences\x18\x06 \x03(\rR\x10curvePreferences\x12#\n" +
+	"\rcipher_suites\x18\a \x03(\rR\fcipherSuites\x126\n" +
+	"\fclient_certs\x18\b \x03(\v2\x13.gateway.v1.KeyPairR\vclientCerts\"\xdb\x06\n" +
 	"\x06Router\x12(\n" +
 	"\x10return_error_msg\x18\x01 \x01(\bR\x0ereturnErrorMsg\x12,\n" +
 	"\x12disable_access_log\x18\x02 \x01(\bR\x10disableAccessLog\x12*\n" +
@@ -2828,7 +3145,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0fidle_timeout_ms\x18\x03 \x01(\x03R\ridleTimeoutMs\x123\n" +
 	"\x16read_header_timeout_ms\x18\x04 \x01(\x03R\x13readHeaderTimeoutMs\x12(\n" +
 	"\x10max_header_bytes\x18\x05 \x01(\x03R\x0emaxHeaderBytes\x12/\n" +
-	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\"\xfd\x03\n" +
+	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\"\xa6\x04\n" +
 	"\n" +
 	"HTTPClient\x12@\n" +
 	"\x1dmax_idle_connections_per_host\x18\x01 \x01(\x03R\x19maxIdleConnectionsPerHost\x12;\n" +
@@ -2839,7 +3156,9 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x13disable_compression\x18\x06 \x01(\bR\x12disableCompression\x12<\n" +
 	"\x1aallow_insecure_connections\x18\a \x01(\bR\x18allowInsecureConnections\x12/\n" +
 	"\x14dialer_keep_alive_ms\x18\b \x01(\x03R\x11dialerKeepAliveMs\x127\n" +
-	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\"\xed\x05\n" +
+	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
+	"\x03tls\x18\n" +
+	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\"\xed\x05\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -3045,74 +3364,81 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),           // 0: gateway.v1.Snapshot
 	(*Service)(nil),            // 1: gateway.v1.Service
-	(*Router)(nil),             // 2: gateway.v1.Router
-	(*Logging)(nil),            // 3: gateway.v1.Logging
-	(*Metrics)(nil),            // 4: gateway.v1.Metrics
-	(*HTTPServer)(nil),         // 5: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),         // 6: gateway.v1.HTTPClient
-	(*Endpoint)(nil),           // 7: gateway.v1.Endpoint
-	(*Static)(nil),             // 8: gateway.v1.Static
-	(*FlatmapOp)(nil),          // 9: gateway.v1.FlatmapOp
-	(*Backend)(nil),            // 10: gateway.v1.Backend
-	(*JWTValidator)(nil),       // 11: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),        // 12: gateway.v1.ClaimHeader
-	(*Revoker)(nil),            // 13: gateway.v1.Revoker
-	(*RouterRateLimit)(nil),    // 14: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),   // 15: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),     // 16: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),          // 17: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),   // 18: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),               // 19: gateway.v1.CORS
-	(*SecurityHTTP)(nil),       // 20: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),    // 21: gateway.v1.MartianModifier
-	(*MartianHeader)(nil),      // 22: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),  // 23: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil), // 24: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),        // 25: gateway.v1.MartianBody
-	(*MartianGroup)(nil),       // 26: gateway.v1.MartianGroup
-	nil,                        // 27: gateway.v1.Backend.MappingEntry
-	nil,                        // 28: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*ServerTLS)(nil),          // 2: gateway.v1.ServerTLS
+	(*KeyPair)(nil),            // 3: gateway.v1.KeyPair
+	(*ClientTLS)(nil),          // 4: gateway.v1.ClientTLS
+	(*Router)(nil),             // 5: gateway.v1.Router
+	(*Logging)(nil),            // 6: gateway.v1.Logging
+	(*Metrics)(nil),            // 7: gateway.v1.Metrics
+	(*HTTPServer)(nil),         // 8: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),         // 9: gateway.v1.HTTPClient
+	(*Endpoint)(nil),           // 10: gateway.v1.Endpoint
+	(*Static)(nil),             // 11: gateway.v1.Static
+	(*FlatmapOp)(nil),          // 12: gateway.v1.FlatmapOp
+	(*Backend)(nil),            // 13: gateway.v1.Backend
+	(*JWTValidator)(nil),       // 14: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),        // 15: gateway.v1.ClaimHeader
+	(*Revoker)(nil),            // 16: gateway.v1.Revoker
+	(*RouterRateLimit)(nil),    // 17: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),   // 18: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),     // 19: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),          // 20: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),   // 21: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),               // 22: gateway.v1.CORS
+	(*SecurityHTTP)(nil),       // 23: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),    // 24: gateway.v1.MartianModifier
+	(*MartianHeader)(nil),      // 25: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),  // 26: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil), // 27: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),        // 28: gateway.v1.MartianBody
+	(*MartianGroup)(nil),       // 29: gateway.v1.MartianGroup
+	nil,                        // 30: gateway.v1.Backend.MappingEntry
+	nil,                        // 31: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	7,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
-	2,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
-	3,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
-	4,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	5,  // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	6,  // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	13, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	19, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	20, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	18, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	10, // 11: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	8,  // 12: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	9,  // 13: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	11, // 14: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	14, // 15: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	27, // 16: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	9,  // 17: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	15, // 18: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	16, // 19: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	17, // 20: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	21, // 21: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	12, // 22: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	28, // 23: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	22, // 24: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	23, // 25: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	24, // 26: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	25, // 27: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	26, // 28: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	21, // 29: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	10, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	5,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
+	6,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
+	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
+	8,  // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	9,  // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	16, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	22, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	23, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	21, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	2,  // 11: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	3,  // 12: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	3,  // 13: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	4,  // 14: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	13, // 15: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	11, // 16: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	12, // 17: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	14, // 18: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	17, // 19: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	30, // 20: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	12, // 21: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	18, // 22: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	19, // 23: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	20, // 24: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	24, // 25: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	15, // 26: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	31, // 27: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	25, // 28: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	26, // 29: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	27, // 30: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	28, // 31: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	29, // 32: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	24, // 33: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -3120,7 +3446,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[21].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[24].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -3133,7 +3459,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
