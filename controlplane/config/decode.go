@@ -495,9 +495,12 @@ func (d *decoder) service(n *node) *Service {
 					d.vs.add(p, KindUnsupported, "async agents are not supported (an empty list is accepted)")
 				}
 			},
-			"debug_endpoint":   d.boolean(&s.DebugEndpoint),
-			"echo_endpoint":    d.boolean(&s.EchoEndpoint),
-			"dns_cache_ttl":    d.noEffect(d.duration(&s.DNSCacheTTL), "KrakenD uses it as the TTL of sd: dns (SRV) lookups only, and sd: dns is not supported yet; backend names are resolved on each new connection, as KrakenD's client does"),
+			"debug_endpoint": d.boolean(&s.DebugEndpoint),
+			"echo_endpoint":  d.boolean(&s.EchoEndpoint),
+			"dns_cache_ttl": func(n *node, p path) {
+				s.DNSCacheTTLSet = true
+				d.duration(&s.DNSCacheTTL)(n, p)
+			},
 			"sequential_start": d.noEffect(d.boolean(&s.SequentialStart), "the edge has no async agents or plugins whose start could be ordered"),
 		},
 		notSupported: map[string]string{
@@ -569,6 +572,7 @@ func (d *decoder) backend(n *node, p path) *Backend {
 			},
 			"host":                  d.strings(&b.Host),
 			"sd":                    d.str(&b.SD),
+			"sd_scheme":             d.str(&b.SDScheme),
 			"disable_host_sanitize": d.boolean(&b.DisableHostSanitize),
 			"method":                d.str(&b.Method),
 			"encoding":              d.str(&b.Encoding),
@@ -585,9 +589,6 @@ func (d *decoder) backend(n *node, p path) *Backend {
 			},
 		},
 		renamed: renamedBackend,
-		notSupported: map[string]string{
-			"sd_scheme": "service discovery schemes are not supported (sd is static only)",
-		},
 	})
 	return b
 }

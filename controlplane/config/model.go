@@ -50,8 +50,10 @@ type Service struct {
 	// TLS is the enabled tls block; nil for plain HTTP.
 	TLS *TLS
 
-	// Accepted for compatibility; they have no effect (see decodeService).
-	DNSCacheTTL     time.Duration
+	// DNSCacheTTL is the re-resolution period of sd: dns backends.
+	DNSCacheTTL    time.Duration
+	DNSCacheTTLSet bool
+	// SequentialStart is accepted for compatibility; it has no effect.
 	SequentialStart bool
 	// DebugEndpoint and EchoEndpoint serve KrakenD's /__debug/ and /__echo/.
 	DebugEndpoint bool
@@ -65,6 +67,8 @@ type Service struct {
 
 	// positions maps a violation path to where its value starts in the file.
 	positions map[string]position
+	// usesDNS is set by validation when a backend uses sd: dns.
+	usesDNS bool
 	// warnings collects what Decode and Defaults accepted but want the
 	// operator to know: keys without effect, values KrakenD overrides,
 	// values normalised.
@@ -190,6 +194,7 @@ type Backend struct {
 	URLPattern          string
 	Host                []string
 	SD                  string
+	SDScheme            string
 	DisableHostSanitize bool
 	Method              string
 	Encoding            string

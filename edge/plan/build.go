@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/apigw/gateway/proto/feature"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +55,9 @@ type Deps struct {
 	DisabledFeatures []string
 	// Metrics receives the data-plane metrics; nil disables them.
 	Metrics *Metrics
+	// Resolver resolves sd: dns backends' SRV names and their targets;
+	// nil means net.DefaultResolver (tests point it at their own DNS).
+	Resolver *net.Resolver
 
 	// Keys is the process-wide JWKS and validator registry (auth.NewKeys):
 	// create it once per edge process and pass it to every Build, so a push
@@ -522,6 +526,10 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		DisableKeepAlives:   hc.GetDisableKeepAlives(),
 		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),
 		DisableCompression:  hc.GetDisableCompression(),
+	}
+	if be.GetSd() == "dns" {
+		ccfg.SD = proxy.SD{Name: be.GetHosts()[0], Scheme: be.GetSdScheme(),
+			TTL: time.Duration(hc.GetDnsCacheTtlMs()) * time.Millisecond, Resolver: b.deps.Resolver}
 	}
 	tlsCfg, ok := b.clientTLS()
 	if !ok {

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ type clientIdentity struct {
 	disableKeepAlives   bool
 	insecureSkipVerify  bool
 	tls                 string // TLS.Key
+	sdName, sdScheme    string
+	sdTTL               time.Duration
+	sdResolver          *net.Resolver
 	roundRobin          bool
 	maxShadowCalls      int
 	disableCompression  bool
@@ -66,6 +70,10 @@ func identityOf(c proxy.ClientConfig) clientIdentity {
 		disableKeepAlives:   c.DisableKeepAlives,
 		insecureSkipVerify:  c.InsecureSkipVerify,
 		tls:                 c.TLS.Key,
+		sdName:              c.SD.Name,
+		sdScheme:            c.SD.Scheme,
+		sdTTL:               c.SD.TTL,
+		sdResolver:          c.SD.Resolver,
 		roundRobin:          c.RoundRobin,
 		maxShadowCalls:      c.MaxShadowCalls,
 		disableCompression:  c.DisableCompression,

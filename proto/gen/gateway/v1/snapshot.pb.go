@@ -994,7 +994,10 @@ type HTTPClient struct {
 	DialerFallbackDelayMs int64 `protobuf:"varint,9,opt,name=dialer_fallback_delay_ms,json=dialerFallbackDelayMs,proto3" json:"dialer_fallback_delay_ms,omitempty"`
 	// tls is `client_tls` (and the root allow_insecure_connections, which
 	// KrakenD turns into one); unset: Go's defaults with the system roots.
-	Tls           *ClientTLS `protobuf:"bytes,10,opt,name=tls,proto3" json:"tls,omitempty"`
+	Tls *ClientTLS `protobuf:"bytes,10,opt,name=tls,proto3" json:"tls,omitempty"`
+	// dns_cache_ttl_ms is how often sd: dns backends re-resolve their SRV
+	// name (KrakenD's dns_cache_ttl: 30 s unless 1 s or more is set).
+	DnsCacheTtlMs int64 `protobuf:"varint,11,opt,name=dns_cache_ttl_ms,json=dnsCacheTtlMs,proto3" json:"dns_cache_ttl_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1097,6 +1100,13 @@ func (x *HTTPClient) GetTls() *ClientTLS {
 		return x.Tls
 	}
 	return nil
+}
+
+func (x *HTTPClient) GetDnsCacheTtlMs() int64 {
+	if x != nil {
+		return x.DnsCacheTtlMs
+	}
+	return 0
 }
 
 // Endpoint is one (method, path) of the API contract.
@@ -1451,8 +1461,14 @@ type Backend struct {
 	// a call with a body is followed with the body (otherwise it is returned
 	// as the backend's answer, as Go's client does).
 	SendBodyOnRedirect bool `protobuf:"varint,24,opt,name=send_body_on_redirect,json=sendBodyOnRedirect,proto3" json:"send_body_on_redirect,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// sd is "dns" when hosts[0] is a DNS SRV name whose targets are the
+	// hosts (KrakenD's sd: dns), re-resolved every
+	// http_client.dns_cache_ttl_ms; "" for static hosts.
+	Sd string `protobuf:"bytes,25,opt,name=sd,proto3" json:"sd,omitempty"`
+	// sd_scheme is the scheme of the resolved hosts: "http" or "https".
+	SdScheme      string `protobuf:"bytes,26,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
@@ -1651,6 +1667,20 @@ func (x *Backend) GetSendBodyOnRedirect() bool {
 		return x.SendBodyOnRedirect
 	}
 	return false
+}
+
+func (x *Backend) GetSd() string {
+	if x != nil {
+		return x.Sd
+	}
+	return ""
+}
+
+func (x *Backend) GetSdScheme() string {
+	if x != nil {
+		return x.SdScheme
+	}
+	return ""
 }
 
 // JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
@@ -3145,7 +3175,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0fidle_timeout_ms\x18\x03 \x01(\x03R\ridleTimeoutMs\x123\n" +
 	"\x16read_header_timeout_ms\x18\x04 \x01(\x03R\x13readHeaderTimeoutMs\x12(\n" +
 	"\x10max_header_bytes\x18\x05 \x01(\x03R\x0emaxHeaderBytes\x12/\n" +
-	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\"\xa6\x04\n" +
+	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\"\xcf\x04\n" +
 	"\n" +
 	"HTTPClient\x12@\n" +
 	"\x1dmax_idle_connections_per_host\x18\x01 \x01(\x03R\x19maxIdleConnectionsPerHost\x12;\n" +
@@ -3158,7 +3188,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x14dialer_keep_alive_ms\x18\b \x01(\x03R\x11dialerKeepAliveMs\x127\n" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
-	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\"\xed\x05\n" +
+	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xed\x05\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -3191,7 +3222,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xfb\a\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xa8\b\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -3220,7 +3251,9 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"http_cache\x18\x16 \x01(\v2\x15.gateway.v1.HTTPCacheR\thttpCache\x125\n" +
 	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x121\n" +
-	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x1a:\n" +
+	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12\x0e\n" +
+	"\x02sd\x18\x19 \x01(\tR\x02sd\x12\x1b\n" +
+	"\tsd_scheme\x18\x1a \x01(\tR\bsdScheme\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
