@@ -398,7 +398,19 @@ type Martian struct {
 	// body.Modifier: Body is the decoded base64 `body`.
 	ContentType string
 	Body        []byte
-	// fifo.Group. A nested modifier that could not be decoded is nil.
+	// fifo.Group and priority.Group (Priorities aligned with Modifiers). A
+	// nested modifier that could not be decoded is nil.
 	Modifiers       []*Martian
 	AggregateErrors bool
+	Priorities      []int64
+	// header.Copy.
+	From, To string
+	// header.Id, header.RegexFilter (the header read); stash.Modifier's
+	// headerName.
+	Header string
+	Regex  string
+	// Filters: the modifier run on a match and the else modifier.
+	Then, Else *Martian
+	// url.Modifier.
+	Scheme, Host, Path, Query string
 }

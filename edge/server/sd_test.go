@@ -9,6 +9,7 @@ import (
 
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/internal/dnstest"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
 // TestSDDNSBackend: a snapshot backend with sd: dns is served from the SRV
@@ -47,5 +48,22 @@ func TestSDDNSBackend(t *testing.T) {
 			t.Fatalf("still %d %s 10 s after the SRV record moved to b2", r.code, r.body)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestMartianURLModifierReroutes: a url.Modifier with a host sends the
+// backend call to that host (martian sets req.URL.Host), not to the pool of
+// the backend's own host.
+func TestMartianURLModifierReroutes(t *testing.T) {
+	t.Parallel()
+	own, other := startBackend(t, "own"), startBackend(t, "other")
+	h := start(t, nil)
+	snap := snapshot(endpoint("/r", own.URL, "/v1"))
+	snap.Endpoints[0].Backends[0].Martian = &gatewayv1.MartianModifier{Scope: []string{"request"},
+		Kind: &gatewayv1.MartianModifier_UrlModifier{UrlModifier: &gatewayv1.MartianURL{
+			Host: strings.TrimPrefix(other.URL, "http://"), Path: "/moved"}}}
+	h.apply(t, envelope(t, 1, snap))
+	if r := get(t, h.url+"/r"); r.code != 200 || !strings.Contains(r.body, `"tag":"other"`) || !strings.Contains(r.body, `"path":"/moved"`) {
+		t.Errorf("GET /r = %d %s, want the other backend's /moved", r.code, r.body)
 	}
 }

@@ -2692,6 +2692,15 @@ type MartianModifier struct {
 	//	*MartianModifier_QuerystringModifier
 	//	*MartianModifier_BodyModifier
 	//	*MartianModifier_FifoGroup
+	//	*MartianModifier_HeaderAppend
+	//	*MartianModifier_HeaderCopy
+	//	*MartianModifier_HeaderId
+	//	*MartianModifier_HeaderFilter
+	//	*MartianModifier_HeaderRegexFilter
+	//	*MartianModifier_QuerystringFilter
+	//	*MartianModifier_UrlModifier
+	//	*MartianModifier_StashModifier
+	//	*MartianModifier_PriorityGroup
 	Kind          isMartianModifier_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2786,6 +2795,87 @@ func (x *MartianModifier) GetFifoGroup() *MartianGroup {
 	return nil
 }
 
+func (x *MartianModifier) GetHeaderAppend() *MartianHeader {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderAppend); ok {
+			return x.HeaderAppend
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderCopy() *MartianCopy {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderCopy); ok {
+			return x.HeaderCopy
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderId() *MartianID {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderId); ok {
+			return x.HeaderId
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderFilter() *MartianFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderFilter); ok {
+			return x.HeaderFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderRegexFilter() *MartianRegexFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderRegexFilter); ok {
+			return x.HeaderRegexFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetQuerystringFilter() *MartianFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_QuerystringFilter); ok {
+			return x.QuerystringFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetUrlModifier() *MartianURL {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_UrlModifier); ok {
+			return x.UrlModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetStashModifier() *MartianStash {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_StashModifier); ok {
+			return x.StashModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetPriorityGroup() *MartianPriorityGroup {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_PriorityGroup); ok {
+			return x.PriorityGroup
+		}
+	}
+	return nil
+}
+
 type isMartianModifier_Kind interface {
 	isMartianModifier_Kind()
 }
@@ -2810,6 +2900,48 @@ type MartianModifier_FifoGroup struct {
 	FifoGroup *MartianGroup `protobuf:"bytes,6,opt,name=fifo_group,json=fifoGroup,proto3,oneof"`
 }
 
+type MartianModifier_HeaderAppend struct {
+	// header_append is header.Append: adds a value to the header.
+	HeaderAppend *MartianHeader `protobuf:"bytes,7,opt,name=header_append,json=headerAppend,proto3,oneof"`
+}
+
+type MartianModifier_HeaderCopy struct {
+	HeaderCopy *MartianCopy `protobuf:"bytes,8,opt,name=header_copy,json=headerCopy,proto3,oneof"`
+}
+
+type MartianModifier_HeaderId struct {
+	HeaderId *MartianID `protobuf:"bytes,9,opt,name=header_id,json=headerId,proto3,oneof"`
+}
+
+type MartianModifier_HeaderFilter struct {
+	// header_filter is header.Filter: its modifier runs when the header
+	// holds the value exactly, its else modifier otherwise.
+	HeaderFilter *MartianFilter `protobuf:"bytes,10,opt,name=header_filter,json=headerFilter,proto3,oneof"`
+}
+
+type MartianModifier_HeaderRegexFilter struct {
+	HeaderRegexFilter *MartianRegexFilter `protobuf:"bytes,11,opt,name=header_regex_filter,json=headerRegexFilter,proto3,oneof"`
+}
+
+type MartianModifier_QuerystringFilter struct {
+	// querystring_filter is querystring.Filter: its modifier runs when the
+	// request's query has the parameter (with the value, when one is
+	// given), its else modifier otherwise.
+	QuerystringFilter *MartianFilter `protobuf:"bytes,12,opt,name=querystring_filter,json=querystringFilter,proto3,oneof"`
+}
+
+type MartianModifier_UrlModifier struct {
+	UrlModifier *MartianURL `protobuf:"bytes,13,opt,name=url_modifier,json=urlModifier,proto3,oneof"`
+}
+
+type MartianModifier_StashModifier struct {
+	StashModifier *MartianStash `protobuf:"bytes,14,opt,name=stash_modifier,json=stashModifier,proto3,oneof"`
+}
+
+type MartianModifier_PriorityGroup struct {
+	PriorityGroup *MartianPriorityGroup `protobuf:"bytes,15,opt,name=priority_group,json=priorityGroup,proto3,oneof"`
+}
+
 func (*MartianModifier_HeaderModifier) isMartianModifier_Kind() {}
 
 func (*MartianModifier_HeaderBlacklist) isMartianModifier_Kind() {}
@@ -2819,6 +2951,470 @@ func (*MartianModifier_QuerystringModifier) isMartianModifier_Kind() {}
 func (*MartianModifier_BodyModifier) isMartianModifier_Kind() {}
 
 func (*MartianModifier_FifoGroup) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderAppend) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderCopy) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderId) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderRegexFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_QuerystringFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_UrlModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_StashModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_PriorityGroup) isMartianModifier_Kind() {}
+
+// MartianCopy is header.Copy: header to takes the first value of from
+// ("" when from is absent).
+type MartianCopy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianCopy) Reset() {
+	*x = MartianCopy{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianCopy) ProtoMessage() {}
+
+func (x *MartianCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
+func (*MartianCopy) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MartianCopy) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *MartianCopy) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// MartianID is header.Id (KrakenD's): a request without the header gets a
+// random UUID in it (header: X-Krakend-Id by default).
+type MartianID struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        string                 `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianID) Reset() {
+	*x = MartianID{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianID) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianID) ProtoMessage() {}
+
+func (x *MartianID) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
+func (*MartianID) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MartianID) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
+// MartianFilter is a condition on a header or a query parameter.
+type MartianFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Modifier      *MartianModifier       `protobuf:"bytes,3,opt,name=modifier,proto3" json:"modifier,omitempty"`
+	Else          *MartianModifier       `protobuf:"bytes,4,opt,name=else,proto3" json:"else,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianFilter) Reset() {
+	*x = MartianFilter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianFilter) ProtoMessage() {}
+
+func (x *MartianFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
+func (*MartianFilter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MartianFilter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MartianFilter) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *MartianFilter) GetModifier() *MartianModifier {
+	if x != nil {
+		return x.Modifier
+	}
+	return nil
+}
+
+func (x *MartianFilter) GetElse() *MartianModifier {
+	if x != nil {
+		return x.Else
+	}
+	return nil
+}
+
+// MartianRegexFilter is header.RegexFilter: its modifier runs when the
+// backend request's header (also in the response phase) matches regex.
+type MartianRegexFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        string                 `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Regex         string                 `protobuf:"bytes,2,opt,name=regex,proto3" json:"regex,omitempty"`
+	Modifier      *MartianModifier       `protobuf:"bytes,3,opt,name=modifier,proto3" json:"modifier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianRegexFilter) Reset() {
+	*x = MartianRegexFilter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianRegexFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianRegexFilter) ProtoMessage() {}
+
+func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
+func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *MartianRegexFilter) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
+func (x *MartianRegexFilter) GetRegex() string {
+	if x != nil {
+		return x.Regex
+	}
+	return ""
+}
+
+func (x *MartianRegexFilter) GetModifier() *MartianModifier {
+	if x != nil {
+		return x.Modifier
+	}
+	return nil
+}
+
+// MartianURL is url.Modifier: the non-empty parts replace the backend
+// request URL's.
+type MartianURL struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scheme        string                 `protobuf:"bytes,1,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Query         string                 `protobuf:"bytes,4,opt,name=query,proto3" json:"query,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianURL) Reset() {
+	*x = MartianURL{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianURL) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianURL) ProtoMessage() {}
+
+func (x *MartianURL) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
+func (*MartianURL) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *MartianURL) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+func (x *MartianURL) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *MartianURL) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MartianURL) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+// MartianStash is stash.Modifier: the backend request's full URL in a
+// header of the request (and of the response, with both scopes).
+type MartianStash struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HeaderName    string                 `protobuf:"bytes,1,opt,name=header_name,json=headerName,proto3" json:"header_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianStash) Reset() {
+	*x = MartianStash{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianStash) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianStash) ProtoMessage() {}
+
+func (x *MartianStash) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
+func (*MartianStash) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *MartianStash) GetHeaderName() string {
+	if x != nil {
+		return x.HeaderName
+	}
+	return ""
+}
+
+// MartianPriorityGroup is priority.Group: modifiers in descending priority
+// (ties: the later one first).
+type MartianPriorityGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Modifiers     []*MartianPrioritized  `protobuf:"bytes,1,rep,name=modifiers,proto3" json:"modifiers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianPriorityGroup) Reset() {
+	*x = MartianPriorityGroup{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianPriorityGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianPriorityGroup) ProtoMessage() {}
+
+func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
+func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
+	if x != nil {
+		return x.Modifiers
+	}
+	return nil
+}
+
+// MartianPrioritized is one member of a priority.Group.
+type MartianPrioritized struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Priority      int64                  `protobuf:"varint,1,opt,name=priority,proto3" json:"priority,omitempty"`
+	Modifier      *MartianModifier       `protobuf:"bytes,2,opt,name=modifier,proto3" json:"modifier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianPrioritized) Reset() {
+	*x = MartianPrioritized{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianPrioritized) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianPrioritized) ProtoMessage() {}
+
+func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
+func (*MartianPrioritized) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *MartianPrioritized) GetPriority() int64 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *MartianPrioritized) GetModifier() *MartianModifier {
+	if x != nil {
+		return x.Modifier
+	}
+	return nil
+}
 
 // MartianHeader sets header name to value.
 type MartianHeader struct {
@@ -2831,7 +3427,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2843,7 +3439,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2856,7 +3452,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -2883,7 +3479,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2895,7 +3491,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2908,7 +3504,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -2929,7 +3525,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3537,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3550,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -2982,7 +3578,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3590,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3603,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -3035,7 +3631,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3643,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3656,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -3360,7 +3956,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eis_development\x18\x10 \x01(\bR\risDevelopment\x1aB\n" +
 	"\x14SslProxyHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf0\a\n" +
 	"\x0fMartianModifier\x12\x14\n" +
 	"\x05scope\x18\x01 \x03(\tR\x05scope\x12D\n" +
 	"\x0fheader_modifier\x18\x02 \x01(\v2\x19.gateway.v1.MartianHeaderH\x00R\x0eheaderModifier\x12J\n" +
@@ -3368,8 +3964,47 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x14querystring_modifier\x18\x04 \x01(\v2\x1e.gateway.v1.MartianQueryStringH\x00R\x13querystringModifier\x12>\n" +
 	"\rbody_modifier\x18\x05 \x01(\v2\x17.gateway.v1.MartianBodyH\x00R\fbodyModifier\x129\n" +
 	"\n" +
-	"fifo_group\x18\x06 \x01(\v2\x18.gateway.v1.MartianGroupH\x00R\tfifoGroupB\x06\n" +
-	"\x04kind\"9\n" +
+	"fifo_group\x18\x06 \x01(\v2\x18.gateway.v1.MartianGroupH\x00R\tfifoGroup\x12@\n" +
+	"\rheader_append\x18\a \x01(\v2\x19.gateway.v1.MartianHeaderH\x00R\fheaderAppend\x12:\n" +
+	"\vheader_copy\x18\b \x01(\v2\x17.gateway.v1.MartianCopyH\x00R\n" +
+	"headerCopy\x124\n" +
+	"\theader_id\x18\t \x01(\v2\x15.gateway.v1.MartianIDH\x00R\bheaderId\x12@\n" +
+	"\rheader_filter\x18\n" +
+	" \x01(\v2\x19.gateway.v1.MartianFilterH\x00R\fheaderFilter\x12P\n" +
+	"\x13header_regex_filter\x18\v \x01(\v2\x1e.gateway.v1.MartianRegexFilterH\x00R\x11headerRegexFilter\x12J\n" +
+	"\x12querystring_filter\x18\f \x01(\v2\x19.gateway.v1.MartianFilterH\x00R\x11querystringFilter\x12;\n" +
+	"\furl_modifier\x18\r \x01(\v2\x16.gateway.v1.MartianURLH\x00R\vurlModifier\x12A\n" +
+	"\x0estash_modifier\x18\x0e \x01(\v2\x18.gateway.v1.MartianStashH\x00R\rstashModifier\x12I\n" +
+	"\x0epriority_group\x18\x0f \x01(\v2 .gateway.v1.MartianPriorityGroupH\x00R\rpriorityGroupB\x06\n" +
+	"\x04kind\"1\n" +
+	"\vMartianCopy\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"#\n" +
+	"\tMartianID\x12\x16\n" +
+	"\x06header\x18\x01 \x01(\tR\x06header\"\xa3\x01\n" +
+	"\rMartianFilter\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x127\n" +
+	"\bmodifier\x18\x03 \x01(\v2\x1b.gateway.v1.MartianModifierR\bmodifier\x12/\n" +
+	"\x04else\x18\x04 \x01(\v2\x1b.gateway.v1.MartianModifierR\x04else\"{\n" +
+	"\x12MartianRegexFilter\x12\x16\n" +
+	"\x06header\x18\x01 \x01(\tR\x06header\x12\x14\n" +
+	"\x05regex\x18\x02 \x01(\tR\x05regex\x127\n" +
+	"\bmodifier\x18\x03 \x01(\v2\x1b.gateway.v1.MartianModifierR\bmodifier\"b\n" +
+	"\n" +
+	"MartianURL\x12\x16\n" +
+	"\x06scheme\x18\x01 \x01(\tR\x06scheme\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x14\n" +
+	"\x05query\x18\x04 \x01(\tR\x05query\"/\n" +
+	"\fMartianStash\x12\x1f\n" +
+	"\vheader_name\x18\x01 \x01(\tR\n" +
+	"headerName\"T\n" +
+	"\x14MartianPriorityGroup\x12<\n" +
+	"\tmodifiers\x18\x01 \x03(\v2\x1e.gateway.v1.MartianPrioritizedR\tmodifiers\"i\n" +
+	"\x12MartianPrioritized\x12\x1a\n" +
+	"\bpriority\x18\x01 \x01(\x03R\bpriority\x127\n" +
+	"\bmodifier\x18\x02 \x01(\v2\x1b.gateway.v1.MartianModifierR\bmodifier\"9\n" +
 	"\rMartianHeader\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\")\n" +
@@ -3397,40 +4032,48 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
-	(*Snapshot)(nil),           // 0: gateway.v1.Snapshot
-	(*Service)(nil),            // 1: gateway.v1.Service
-	(*ServerTLS)(nil),          // 2: gateway.v1.ServerTLS
-	(*KeyPair)(nil),            // 3: gateway.v1.KeyPair
-	(*ClientTLS)(nil),          // 4: gateway.v1.ClientTLS
-	(*Router)(nil),             // 5: gateway.v1.Router
-	(*Logging)(nil),            // 6: gateway.v1.Logging
-	(*Metrics)(nil),            // 7: gateway.v1.Metrics
-	(*HTTPServer)(nil),         // 8: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),         // 9: gateway.v1.HTTPClient
-	(*Endpoint)(nil),           // 10: gateway.v1.Endpoint
-	(*Static)(nil),             // 11: gateway.v1.Static
-	(*FlatmapOp)(nil),          // 12: gateway.v1.FlatmapOp
-	(*Backend)(nil),            // 13: gateway.v1.Backend
-	(*JWTValidator)(nil),       // 14: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),        // 15: gateway.v1.ClaimHeader
-	(*Revoker)(nil),            // 16: gateway.v1.Revoker
-	(*RouterRateLimit)(nil),    // 17: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),   // 18: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),     // 19: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),          // 20: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),   // 21: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),               // 22: gateway.v1.CORS
-	(*SecurityHTTP)(nil),       // 23: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),    // 24: gateway.v1.MartianModifier
-	(*MartianHeader)(nil),      // 25: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),  // 26: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil), // 27: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),        // 28: gateway.v1.MartianBody
-	(*MartianGroup)(nil),       // 29: gateway.v1.MartianGroup
-	nil,                        // 30: gateway.v1.Backend.MappingEntry
-	nil,                        // 31: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
+	(*Service)(nil),              // 1: gateway.v1.Service
+	(*ServerTLS)(nil),            // 2: gateway.v1.ServerTLS
+	(*KeyPair)(nil),              // 3: gateway.v1.KeyPair
+	(*ClientTLS)(nil),            // 4: gateway.v1.ClientTLS
+	(*Router)(nil),               // 5: gateway.v1.Router
+	(*Logging)(nil),              // 6: gateway.v1.Logging
+	(*Metrics)(nil),              // 7: gateway.v1.Metrics
+	(*HTTPServer)(nil),           // 8: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),           // 9: gateway.v1.HTTPClient
+	(*Endpoint)(nil),             // 10: gateway.v1.Endpoint
+	(*Static)(nil),               // 11: gateway.v1.Static
+	(*FlatmapOp)(nil),            // 12: gateway.v1.FlatmapOp
+	(*Backend)(nil),              // 13: gateway.v1.Backend
+	(*JWTValidator)(nil),         // 14: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),          // 15: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 16: gateway.v1.Revoker
+	(*RouterRateLimit)(nil),      // 17: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 18: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 19: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 20: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 21: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 22: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 23: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 24: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 25: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 26: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 27: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 28: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 29: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 30: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 31: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 32: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 33: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 34: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 35: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 36: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 37: gateway.v1.MartianGroup
+	nil,                          // 38: gateway.v1.Backend.MappingEntry
+	nil,                          // 39: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -3453,25 +4096,39 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	12, // 17: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
 	14, // 18: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
 	17, // 19: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	30, // 20: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	38, // 20: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
 	12, // 21: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
 	18, // 22: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
 	19, // 23: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
 	20, // 24: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
 	24, // 25: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
 	15, // 26: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	31, // 27: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	25, // 28: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	26, // 29: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	27, // 30: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	28, // 31: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	29, // 32: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	24, // 33: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	39, // 27: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	33, // 28: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	34, // 29: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	35, // 30: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	36, // 31: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	37, // 32: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	33, // 33: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	25, // 34: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	26, // 35: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	27, // 36: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	28, // 37: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	27, // 38: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	29, // 39: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	30, // 40: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	31, // 41: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	24, // 42: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	24, // 43: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	24, // 44: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	32, // 45: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	24, // 46: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	24, // 47: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -3485,6 +4142,15 @@ func file_gateway_v1_snapshot_proto_init() {
 		(*MartianModifier_QuerystringModifier)(nil),
 		(*MartianModifier_BodyModifier)(nil),
 		(*MartianModifier_FifoGroup)(nil),
+		(*MartianModifier_HeaderAppend)(nil),
+		(*MartianModifier_HeaderCopy)(nil),
+		(*MartianModifier_HeaderId)(nil),
+		(*MartianModifier_HeaderFilter)(nil),
+		(*MartianModifier_HeaderRegexFilter)(nil),
+		(*MartianModifier_QuerystringFilter)(nil),
+		(*MartianModifier_UrlModifier)(nil),
+		(*MartianModifier_StashModifier)(nil),
+		(*MartianModifier_PriorityGroup)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3492,7 +4158,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
