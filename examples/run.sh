@@ -37,16 +37,33 @@ echo "starting example backends on $BACKENDS_LISTEN"
 $BIN/example-backends --listen "$BACKENDS_LISTEN" >"$LOGS/backends.log" 2>&1 &
 pids+=($!)
 
-echo "starting gw-controlplane (state in $STATE/controlplane)"
-$BIN/gw-controlplane --log-format json >"$LOGS/controlplane.log" 2>&1 &
+CP_DIR=$STATE/controlplane
+# The sync stream is mTLS with certificates from the built-in CA, and every
+# snapshot is signed: the same setup as in production, on loopback. The CA
+# and the signing key are made once and kept with the control plane's state.
+if [ ! -e "$CP_DIR/pki/ca.key" ]; then
+	echo "creating the control plane's CA and signing key in $CP_DIR"
+	$BIN/gw-controlplane ca init --data-dir "$CP_DIR" >"$LOGS/ca-init.log"
+fi
+
+echo "starting gw-controlplane (state in $CP_DIR)"
+$BIN/gw-controlplane --data-dir "$CP_DIR" --log-format json >"$LOGS/controlplane.log" 2>&1 &
 pids+=($!)
-wait_for "gw-controlplane" test -s "$STATE/controlplane/admin.token"
+wait_for "gw-controlplane" test -s "$CP_DIR/admin.token"
 wait_for "gw-controlplane" $BIN/gwctl status
 
-echo "starting gw-edge on $EDGE_LISTEN"
+# The edge's key is made here by gwctl; the control plane signs its
+# certificate for node edge-1, region local (a fresh one at every start).
+TLS_DIR=$STATE/edge-1-tls
+$BIN/gwctl certs issue --node-id edge-1 --region local --out "$TLS_DIR" >"$LOGS/certs-issue.log"
+
+echo "starting gw-edge on $EDGE_LISTEN (mTLS to the control plane, snapshots signed)"
 $BIN/gw-edge --controlplane 127.0.0.1:9001 --node-id edge-1 --region local \
+	--controlplane-ca "$TLS_DIR/ca.crt" --tls-cert "$TLS_DIR/edge-1.crt" --tls-key "$TLS_DIR/edge-1.key" \
+	--snapshot-public-key "$CP_DIR/signing.pub" \
 	--listen "$EDGE_LISTEN" --data-dir "$STATE/edge-1" --log-format json >"$LOGS/edge.log" 2>&1 &
 pids+=($!)
+wait_for "gw-edge" sh -c "$BIN/gwctl status | grep -q edge-1"
 
 echo "pushing examples/krakend.yaml"
 $BIN/gwctl push examples/krakend.yaml --wait --timeout 15s

@@ -13,6 +13,8 @@ package command
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,12 +31,14 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/apigw/gateway/controlplane/config"
 	"github.com/apigw/gateway/controlplane/config/flexible"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/violation"
 )
 
 // Exit codes of gwctl.
@@ -112,6 +116,10 @@ type cli struct {
 	env            env
 	server         string
 	tokenFile      string
+	caFile         string // TLS to the admin API, verified by this CA bundle
+	useTLS         bool   // TLS to the admin API, verified by the system roots
+	certFile       string // client certificate for an admin API that requires one
+	keyFile        string
 	timeout        time.Duration
 	sub            subcommand // the command being run
 }
@@ -135,6 +143,7 @@ var subcommands = []subcommand{
 	rollbackCommand,
 	revokeCommand,
 	revocationsCommand,
+	certsCommand,
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) error {
@@ -147,6 +156,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) er
 	}
 	fs.StringVar(&c.server, "server", serverDef, "control plane admin address (env GWCTL_SERVER)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the admin token (env GWCTL_TOKEN holds the token itself, GWCTL_TOKEN_FILE a file; default "+defaultTokenFile(e.getenv)+")")
+	fs.StringVar(&c.caFile, "ca", e.getenv("GWCTL_CA"), caFlagHelp)
+	fs.BoolVar(&c.useTLS, "tls", false, tlsFlagHelp)
+	fs.StringVar(&c.certFile, "tls-cert", e.getenv("GWCTL_TLS_CERT"), tlsCertFlagHelp)
+	fs.StringVar(&c.keyFile, "tls-key", e.getenv("GWCTL_TLS_KEY"), tlsKeyFlagHelp)
 	fs.DurationVar(&c.timeout, "timeout", DefaultRPCTimeout, "timeout of each call to the control plane (push and rollback --wait have their own)")
 	fs.Usage = func() { usage(fs.Output(), fs) }
 
@@ -221,6 +234,10 @@ func (c *cli) newFlagSet() *flag.FlagSet {
 		// The global flags are accepted after the command as well.
 		fs.StringVar(&c.server, "server", c.server, "control plane admin address (env GWCTL_SERVER)")
 		fs.StringVar(&c.tokenFile, "token-file", c.tokenFile, "file holding the admin token (env GWCTL_TOKEN, GWCTL_TOKEN_FILE)")
+		fs.StringVar(&c.caFile, "ca", c.caFile, caFlagHelp)
+		fs.BoolVar(&c.useTLS, "tls", c.useTLS, tlsFlagHelp)
+		fs.StringVar(&c.certFile, "tls-cert", c.certFile, tlsCertFlagHelp)
+		fs.StringVar(&c.keyFile, "tls-key", c.keyFile, tlsKeyFlagHelp)
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n", strings.TrimSpace("gwctl "+sc.name+" "+sc.args), sc.summary)
@@ -348,8 +365,12 @@ func (c *cli) dial() (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
+	creds, err := c.transportCredentials()
+	if err != nil {
+		return nil, err
+	}
 	conn, err := grpc.NewClient(c.server,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(bearer(tok)),
 		grpc.WithUserAgent("gwctl"),
 	)
@@ -357,6 +378,44 @@ func (c *cli) dial() (*admin, error) {
 		return nil, exitf(ExitUsage, "--server %q: %v", c.server, err)
 	}
 	return &admin{c: c, conn: conn, api: gatewayv1.NewAdminServiceClient(conn)}, nil
+}
+
+const (
+	caFlagHelp      = "PEM CA bundle verifying the control plane's admin TLS certificate; enables TLS (env GWCTL_CA; with the built-in PKI: <data-dir>/pki/ca.crt)"
+	tlsFlagHelp     = "use TLS to the admin API, verified by the system's roots (implied by --ca)"
+	tlsCertFlagHelp = "PEM client certificate for an admin API that requires one (gw-controlplane --admin-tls-client-ca; env GWCTL_TLS_CERT); implies TLS"
+	tlsKeyFlagHelp  = "PEM key of --tls-cert (env GWCTL_TLS_KEY)"
+)
+
+// transportCredentials is TLS when --ca or --tls asks for it, else
+// plaintext (the control plane allows that on loopback only).
+func (c *cli) transportCredentials() (credentials.TransportCredentials, error) {
+	if (c.certFile == "") != (c.keyFile == "") {
+		return nil, exitf(ExitUsage, "--tls-cert and --tls-key: give both or neither")
+	}
+	if c.caFile == "" && !c.useTLS && c.certFile == "" {
+		return insecure.NewCredentials(), nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.certFile != "" {
+		pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+		if err != nil {
+			return nil, exitf(ExitUsage, "--tls-cert: %v", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	if c.caFile != "" {
+		b, err := os.ReadFile(c.caFile)
+		if err != nil {
+			return nil, exitf(ExitUsage, "--ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, exitf(ExitUsage, "--ca %s: no PEM certificate", c.caFile)
+		}
+		tc.RootCAs = pool
+	}
+	return credentials.NewTLS(tc), nil
 }
 
 func (a *admin) close() { a.conn.Close() }
@@ -385,8 +444,10 @@ func (c *cli) rpcError(op string, err error) error {
 	switch st.Code() {
 	case codes.Unavailable:
 		return exitf(ExitUnavailable, "%s: cannot reach the control plane at %s: %s", op, c.server, st.Message())
-	case codes.Unauthenticated, codes.PermissionDenied:
+	case codes.Unauthenticated:
 		return exitf(ExitUnavailable, "%s: the control plane refused the admin token: %s", op, st.Message())
+	case codes.PermissionDenied:
+		return exitf(ExitUnavailable, "%s: not allowed: %s", op, st.Message())
 	case codes.DeadlineExceeded:
 		return exitf(ExitTimeout, "%s: timed out after %s", op, c.timeout)
 	case codes.InvalidArgument:
@@ -419,7 +480,7 @@ func violations(st *status.Status) []*gatewayv1.FieldViolation {
 			for _, fv := range d.GetFieldViolations() {
 				kind, detail, ok := strings.Cut(fv.GetDescription(), ": ")
 				if !ok {
-					kind, detail = "invalid", fv.GetDescription()
+					kind, detail = violation.Invalid.String(), fv.GetDescription()
 				}
 				fromBadRequest = append(fromBadRequest, &gatewayv1.FieldViolation{Path: fv.GetField(), Kind: kind, Detail: detail})
 			}

@@ -29,9 +29,25 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
+	// Pages of edges, so a large fleet never meets the gRPC message limit.
 	resp, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{})
 	if err != nil {
 		return err
+	}
+	edges := resp.GetEdges()
+	for tok, pages := resp.GetNextPageToken(), 1; tok != "" && pages < maxStatusPages; pages++ {
+		next, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{PageToken: tok})
+		if err != nil {
+			return err
+		}
+		edges = append(edges, next.GetEdges()...)
+		tok = next.GetNextPageToken()
+	}
+	now := c.env.now()
+	if na := resp.GetSyncCertNotAfterUnixMs(); na != 0 {
+		if left := time.UnixMilli(na).Sub(now); left < certWarnBefore {
+			fmt.Fprintf(c.stdout, "WARNING: the control plane's sync certificate %s\n", expiry(left))
+		}
 	}
 	cur := resp.GetCurrent()
 	if cur.GetVersion() == 0 {
@@ -40,13 +56,11 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "current: version %d (sha256 %s, %d endpoint%s)\n",
 			cur.GetVersion(), shortSHA(cur.GetSha256()), cur.GetEndpoints(), plural(int(cur.GetEndpoints())))
 	}
-	edges := resp.GetEdges()
 	if len(edges) == 0 {
 		fmt.Fprintln(c.stdout, "no edge has connected since the control plane started")
 		return nil
 	}
 	// The control plane sorts by region then node; group consecutive runs.
-	now := c.env.now()
 	for i := 0; i < len(edges); {
 		region := edges[i].GetRegion()
 		fmt.Fprintf(c.stdout, "\n%s:\n", regionName(region))
@@ -56,7 +70,7 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 			e := edges[i]
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n",
 				printable(e.GetNodeId()), versionCell(e.GetAppliedVersion()), printable(e.GetState()), lag(cur.GetVersion(), e.GetAppliedVersion()),
-				lastSeen(now, e.GetLastSeenUnixMs()), errorCell(e.GetLastError()))
+				lastSeen(now, e.GetLastSeenUnixMs()), errorCell(certNote(now, e.GetCertNotAfterUnixMs())+e.GetLastError()))
 		}
 		tw.Flush()
 	}
@@ -90,4 +104,28 @@ func errorCell(s string) string {
 		return "-"
 	}
 	return oneLine(s, 100)
+}
+
+// maxStatusPages bounds the pages one status reads (a million edges).
+const maxStatusPages = 1000
+
+// certWarnBefore is how early status warns about an expiring certificate.
+const certWarnBefore = 30 * 24 * time.Hour
+
+func expiry(left time.Duration) string {
+	if left <= 0 {
+		return "has EXPIRED"
+	}
+	return fmt.Sprintf("expires in %s", left.Round(time.Hour))
+}
+
+// certNote warns about an edge certificate that expires soon.
+func certNote(now time.Time, notAfterMs int64) string {
+	if notAfterMs == 0 {
+		return ""
+	}
+	if left := time.UnixMilli(notAfterMs).Sub(now); left < certWarnBefore {
+		return "certificate " + expiry(left) + "; "
+	}
+	return ""
 }

@@ -103,6 +103,9 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			Prefix: l.Prefix,
 			Stdout: l.Stdout,
 			Format: l.Format,
+			Syslog: l.Syslog,
+			// KrakenD (krakend-gologging) falls back to local3.
+			SyslogFacility: syslogFacility(l.SyslogFacility),
 		}
 	}
 	if m := s.ExtraConfig.Metrics; m != nil {
@@ -114,6 +117,9 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			BackendDisabled:  m.BackendDisabled,
 			EndpointDisabled: m.EndpointDisabled,
 		}
+	}
+	if o := s.ExtraConfig.OpenTelemetry; o != nil {
+		out.Opentelemetry = compileOTel(s, o, features)
 	}
 	// The service-level auth/validator (shared_cache_duration) has no
 	// snapshot field: the edge caches keys per JWKS source.
@@ -158,6 +164,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 			continue
 		}
 		cb := compileBackend(name, i, b, features)
+		if o := s.ExtraConfig.OpenTelemetry; o != nil {
+			cb.Trace = compileTraceLayer(override(o.Layers.Backend, b.ExtraConfig.Trace))
+		}
 		if !cb.GetShadow() {
 			answering++
 		}
@@ -177,7 +186,7 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		}
 	}
 	if j := e.ExtraConfig.JWT; j != nil {
-		out.Jwt = compileJWT(j)
+		out.Jwt = compileJWT(j, e.ExtraConfig.JWTLimits)
 		features[feature.AuthJWT] = true
 	}
 	if rl := e.ExtraConfig.RateLimit; rl != nil {
@@ -186,6 +195,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		if rl.Cluster {
 			features[feature.QoSRateLimitCluster] = true
 		}
+	}
+	if o := s.ExtraConfig.OpenTelemetry; o != nil {
+		out.Trace = compileTraceLayer(override(o.Layers.Proxy, e.ExtraConfig.Trace))
 	}
 	if e.ExtraConfig.JSONSchema != nil {
 		out.JsonSchema = e.ExtraConfig.JSONSchema

@@ -184,7 +184,7 @@ func TestCompileDefaults(t *testing.T) {
 		Service: &gatewayv1.Service{
 			Port:         DefaultPort,
 			Router:       &gatewayv1.Router{HealthPath: "/__health"},
-			Logging:      &gatewayv1.Logging{Level: "info", Stdout: true, Format: "default"},
+			Logging:      &gatewayv1.Logging{Level: "info", Stdout: true, Format: "default", SyslogFacility: "local3"},
 			Metrics:      &gatewayv1.Metrics{},
 			HttpServer:   &gatewayv1.HTTPServer{MaxHeaderBytes: 64 << 10},
 			HttpClient:   &gatewayv1.HTTPClient{MaxIdleConnectionsPerHost: 250},

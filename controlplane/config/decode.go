@@ -101,6 +101,7 @@ func decode(filename string, content []byte, env []string, origin func(line, col
 	d := &decoder{positions: make(map[string]position)}
 	applyEnv(d, root, env)
 	s := d.service(root)
+	d.orphanOTel(s)
 	s.positions = d.positions
 	s.warnings = d.ws
 	return s, d.vs.list

@@ -88,6 +88,8 @@ type ServiceExtra struct {
 	Security         *SecurityHTTP
 	// Errors is our `apigw/errors` namespace.
 	Errors *Errors
+	// OpenTelemetry is `telemetry/opentelemetry`.
+	OpenTelemetry *OpenTelemetry
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own
@@ -128,7 +130,9 @@ type Logging struct {
 	Prefix string
 	Stdout bool
 	// Format is default or logstash.
-	Format string
+	Format         string
+	Syslog         bool
+	SyslogFacility string
 }
 
 // Metrics is the `telemetry/metrics` namespace.
@@ -157,12 +161,18 @@ type Endpoint struct {
 
 // EndpointExtra holds the supported endpoint-level extra_config namespaces.
 type EndpointExtra struct {
-	Proxy     *EndpointProxy
-	JWT       *JWTValidator
+	Proxy *EndpointProxy
+	JWT   *JWTValidator
+	// JWTLimits is our `apigw/jwt` namespace: token lifetime rules for
+	// the endpoint's auth/validator (KrakenD has none).
+	JWTLimits *JWTLimits
 	RateLimit *RouterRateLimit
 	// JSONSchema is the canonical JSON of the `validation/json-schema`
 	// document; nil when absent.
 	JSONSchema []byte
+	// Trace is the proxy layer of `telemetry/opentelemetry`, nil when the
+	// endpoint does not override the service's.
+	Trace *OTelLayer
 }
 
 // EndpointProxy is the endpoint-level `proxy` namespace.
@@ -223,6 +233,9 @@ type BackendExtra struct {
 	Martian        *Martian
 	// HTTPClient is `backend/http/client`.
 	HTTPClient *BackendHTTPClient
+	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the
+	// backend does not override the service's.
+	Trace *OTelLayer
 }
 
 // BackendHTTPClient is the `backend/http/client` namespace.
@@ -285,6 +298,14 @@ type JWTValidator struct {
 type ClaimHeader struct {
 	Claim  string
 	Header string
+}
+
+// JWTLimits is the endpoint-level `apigw/jwt` namespace (ours).
+type JWTLimits struct {
+	// RequireExp refuses tokens without exp; nil when absent.
+	RequireExp *bool
+	// MaxTokenLifetime bounds exp - iat (iat then required); nil when absent.
+	MaxTokenLifetime *time.Duration
 }
 
 // Revoker is the service-level `auth/revoker` namespace.

@@ -26,12 +26,15 @@ var (
 		{"security/cors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.CORS = d.cors(n, p) }},
 		{"security/http", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Security = d.securityHTTP(n, p) }},
 		{"apigw/errors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Errors = d.errorsNS(n, p) }},
+		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenTelemetry = d.openTelemetry(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},
 		{"auth/validator", func(d *decoder, n *node, p path, x *EndpointExtra) { x.JWT = d.jwtValidator(n, p) }},
+		{"apigw/jwt", func(d *decoder, n *node, p path, x *EndpointExtra) { x.JWTLimits = d.jwtLimits(n, p) }},
 		{"qos/ratelimit/router", func(d *decoder, n *node, p path, x *EndpointExtra) { x.RateLimit = d.routerRateLimit(n, p) }},
 		{"validation/json-schema", func(d *decoder, n *node, p path, x *EndpointExtra) { d.rawObject(&x.JSONSchema)(n, p) }},
+		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Trace = d.endpointOTel(n, p) }},
 	}
 	backendNamespaces = []namespace[BackendExtra]{
 		{"backend/http", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTP = d.backendHTTP(n, p) }},
@@ -41,6 +44,7 @@ var (
 		{"qos/circuit-breaker", func(d *decoder, n *node, p path, x *BackendExtra) { x.CircuitBreaker = d.circuitBreaker(n, p) }},
 		{"qos/http-cache", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTPCache = d.httpCache(n, p) }},
 		{"modifier/martian", func(d *decoder, n *node, p path, x *BackendExtra) { x.Martian = d.martian(n, p) }},
+		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *BackendExtra) { x.Trace = d.backendOTel(n, p) }},
 	}
 )
 
@@ -182,17 +186,19 @@ func (d *decoder) rawValue(dst *[]byte) handler {
 
 func (d *decoder) logging(n *node, p path) *Logging {
 	l := &Logging{}
-	var facility string
 	d.object(n, p, objectSpec{
 		fields: map[string]handler{
 			"level":  d.str(&l.Level),
-			"prefix": d.noEffect(d.str(&l.Prefix), "not implemented yet: access logs and log output settings come with the observability issue"),
-			"stdout": d.noEffect(d.boolean(&l.Stdout), "not implemented yet: access logs and log output settings come with the observability issue"),
-			"format": d.noEffect(d.str(&l.Format), "not implemented yet: access logs and log output settings come with the observability issue"),
-			"syslog": d.falseOnly("syslog output"),
-			// Meaningless without syslog; accepted because KrakenD's
-			// documented examples carry it.
-			"syslog_facility": d.noEffect(d.str(&facility), "syslog output is not supported"),
+			"prefix": d.str(&l.Prefix),
+			"stdout": d.boolean(&l.Stdout),
+			"format": d.str(&l.Format),
+			"syslog": d.boolean(&l.Syslog),
+			"syslog_facility": func(n *node, p path) {
+				d.str(&l.SyslogFacility)(n, p)
+				if n.kind == typeString && syslogFacility(n.text) != strings.ToLower(n.text) {
+					d.ws.add(p, KindNormalized, "%q is not local0..local7: local3 is used, as KrakenD does", n.text)
+				}
+			},
 		},
 		notSupported: map[string]string{
 			"custom_format": "custom log formats are not supported",
@@ -273,4 +279,14 @@ func (d *decoder) backendHTTPClient(n *node, p path) *BackendHTTPClient {
 		"send_body_on_redirect": d.boolean(&x.SendBodyOnRedirect),
 	}})
 	return x
+}
+
+// syslogFacility is the facility krakend-gologging uses for name: local0
+// to local7, local3 for anything else.
+func syslogFacility(name string) string {
+	switch n := strings.ToLower(name); n {
+	case "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7":
+		return n
+	}
+	return "local3"
 }

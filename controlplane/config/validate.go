@@ -166,6 +166,9 @@ func (v *validator) service() {
 	if m := s.ExtraConfig.Metrics; m != nil {
 		v.metrics(x.key("telemetry/metrics"), m)
 	}
+	if o := s.ExtraConfig.OpenTelemetry; o != nil {
+		v.openTelemetry(x.key("telemetry/opentelemetry"), o)
+	}
 	if j := s.ExtraConfig.JWT; j != nil {
 		v.serviceJWT(x.key("auth/validator"), j)
 	}
@@ -285,9 +288,13 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	if j := e.ExtraConfig.JWT; j != nil {
 		v.jwt(x.key("auth/validator"), j)
 	}
+	if l := e.ExtraConfig.JWTLimits; l != nil {
+		v.jwtLimits(x.key("apigw/jwt"), l, e.ExtraConfig.JWT)
+	}
 	if rl := e.ExtraConfig.RateLimit; rl != nil {
 		v.routerRateLimit(x.key("qos/ratelimit/router"), rl, r)
 	}
+	v.otelOverride(x.key("telemetry/opentelemetry"), e.ExtraConfig.Trace, "proxy")
 	for j, b := range e.Backend {
 		if b != nil {
 			v.backend(bp.index(j), j, e, b, r, sequential)
@@ -398,6 +405,7 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 	if m := b.ExtraConfig.Martian; m != nil {
 		v.martian(x.key("modifier/martian"), m)
 	}
+	v.otelOverride(x.key("telemetry/opentelemetry"), b.ExtraConfig.Trace, "backend")
 }
 
 // urlPattern checks a backend url_pattern and its placeholders: each one

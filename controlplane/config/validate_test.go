@@ -291,7 +291,6 @@ func TestValidateRules(t *testing.T) {
 			[]pair{
 				{`extra_config["telemetry/logging"].format`, KindUnsupported},
 				{`extra_config["telemetry/logging"].level`, KindUnsupported},
-				{`extra_config["telemetry/logging"].syslog`, KindUnsupported},
 			}},
 		{"metrics", conf(`"extra_config": {"telemetry/metrics": {"listen_address": "nope", "collection_time": "1x"}}`),
 			[]pair{

@@ -1,10 +1,15 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/apigw/gateway/controlplane/config"
@@ -43,6 +48,7 @@ func (a *adminServer) Validate(_ context.Context, req *gatewayv1.ValidateRequest
 // snapshot equals the latest version's, which is then returned with
 // created=false.
 func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (*gatewayv1.PushResponse, error) {
+	req.Author = auditAuthor(ctx, req.GetAuthor())
 	c, err := a.svc.compile(req.GetSource())
 	if ve := (*config.ValidationError)(nil); errors.As(err, &ve) {
 		// Audit trail: rejected pushes are logged too, without the content.
@@ -98,10 +104,16 @@ func (a *adminServer) Diff(ctx context.Context, req *gatewayv1.DiffRequest) (*ga
 	return resp, nil
 }
 
+// Status page sizes.
+const (
+	defaultStatusPage = 500
+	maxStatusPage     = 1000
+)
+
 // Status reports the current version, the revocation log's seq and every
 // edge seen since start (with the revocation seq it ACKed).
-func (a *adminServer) Status(ctx context.Context, _ *gatewayv1.StatusRequest) (*gatewayv1.StatusResponse, error) {
-	resp := &gatewayv1.StatusResponse{}
+func (a *adminServer) Status(ctx context.Context, req *gatewayv1.StatusRequest) (*gatewayv1.StatusResponse, error) {
+	resp := &gatewayv1.StatusResponse{SyncCertNotAfterUnixMs: a.svc.syncCertNotAfter.Load()}
 	latest, err := latestMeta(ctx, a.svc.store)
 	if err != nil {
 		return nil, toStatus(a.svc.log, "status", err)
@@ -111,7 +123,34 @@ func (a *adminServer) Status(ctx context.Context, _ *gatewayv1.StatusRequest) (*
 		resp.Current = versionInfo(latest)
 		curSHA = latest.SHA256
 	}
-	resp.Edges = a.svc.fleet.list(resp.GetCurrent().GetVersion(), curSHA)
+	// Paginated by (region, node id), so a large fleet never meets the
+	// gRPC message limit: a page of 1000 edges is well under 1 MiB.
+	all := a.svc.fleet.list(resp.GetCurrent().GetVersion(), curSHA)
+	resp.TotalEdges = uint32(len(all))
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = defaultStatusPage
+	}
+	size = min(size, maxStatusPage)
+	start := 0
+	if tok := req.GetPageToken(); tok != "" {
+		region, node, ok := strings.Cut(tok, "\x00")
+		if !ok {
+			return nil, status.Error(codes.InvalidArgument, "status: malformed page_token")
+		}
+		start, _ = slices.BinarySearchFunc(all, [2]string{region, node}, func(e *gatewayv1.EdgeStatus, k [2]string) int {
+			return cmp.Or(cmp.Compare(e.GetRegion(), k[0]), cmp.Compare(e.GetNodeId(), k[1]))
+		})
+		if start < len(all) && all[start].GetRegion() == region && all[start].GetNodeId() == node {
+			start++
+		}
+	}
+	end := min(start+size, len(all))
+	resp.Edges = all[start:end]
+	if end < len(all) {
+		last := all[end-1]
+		resp.NextPageToken = last.GetRegion() + "\x00" + last.GetNodeId()
+	}
 	if resp.RevocationSeq, err = a.svc.store.RevocationSeq(ctx); err != nil {
 		return nil, toStatus(a.svc.log, "status", err)
 	}
@@ -139,9 +178,10 @@ func (a *adminServer) History(ctx context.Context, req *gatewayv1.HistoryRequest
 // Rollback stores a new version with the content of version V. When the
 // latest version already has that content it is returned with created=false.
 func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackRequest) (*gatewayv1.RollbackResponse, error) {
+	req.Author = auditAuthor(ctx, req.GetAuthor())
 	if req.GetVersion() == 0 {
 		return nil, toStatus(a.svc.log, "rollback", &config.ValidationError{Violations: []*gatewayv1.FieldViolation{
-			{Path: "version", Kind: "required", Detail: "name the version to roll back to"},
+			{Path: "version", Kind: config.KindRequired, Detail: "name the version to roll back to"},
 		}})
 	}
 	target, err := a.svc.store.Get(ctx, req.GetVersion())
@@ -222,7 +262,7 @@ func (s *Service) compile(src *gatewayv1.ConfigSource) (*config.Compiled, error)
 	if n := len(c.Payload); n > s.cfg.MaxSnapshotBytes {
 		return nil, &config.ValidationError{Violations: []*gatewayv1.FieldViolation{{
 			Path:   "endpoints",
-			Kind:   "too_many",
+			Kind:   config.KindTooMany,
 			Detail: fmt.Sprintf("the compiled snapshot is %d bytes; the limit is %d", n, s.cfg.MaxSnapshotBytes),
 		}}}
 	}

@@ -55,11 +55,16 @@ func TestPushIdenticalContentKeepsVersion(t *testing.T) {
 	}
 }
 
-func TestPushAuthorDefaultsToUnknown(t *testing.T) {
+// TestPushAuthorIsTheToken: the audit author is the authenticated token,
+// with what the client said (if anything else) in parentheses.
+func TestPushAuthorIsTheToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	if got := e.push(configV1, "").GetVersion().GetAuthor(); got != "unknown" {
-		t.Fatalf("author = %q, want unknown", got)
+	if got := e.push(configV1, "").GetVersion().GetAuthor(); got != "token:admin" {
+		t.Fatalf("author = %q, want token:admin", got)
+	}
+	if got := e.push(configV2, "token:admin").GetVersion().GetAuthor(); got != "token:admin" {
+		t.Fatalf("author = %q, want token:admin (no echo of the same name)", got)
 	}
 }
 
@@ -79,7 +84,7 @@ func TestHistoryAndRollback(t *testing.T) {
 	wantV3 := &gatewayv1.VersionInfo{
 		Version:       3,
 		Sha256:        v1.GetSha256(),
-		Author:        "carol",
+		Author:        "token:admin (carol)",
 		CreatedUnixMs: rb.GetVersion().GetCreatedUnixMs(),
 		RollbackOf:    1,
 		Endpoints:     v1.GetEndpoints(),
@@ -355,6 +360,14 @@ func TestStatusStates(t *testing.T) {
 	for s, n := range wantGauges {
 		if got := gaugeValue(t, e.svc, "gw_controlplane_edges", map[string]string{"state": s}); got != n {
 			t.Errorf("gw_controlplane_edges{state=%q} = %v, want %v", s, got, n)
+		}
+	}
+	for _, w := range []struct {
+		region, state string
+		n             float64
+	}{{"us", stateRejected, 1}, {"us", stateInSync, 1}, {"us", stateStale, 0}, {"eu", stateStale, 1}, {"ap", stateDisconnected, 1}} {
+		if got := gaugeValue(t, e.svc, "gw_controlplane_edges_by_region", map[string]string{"region": w.region, "state": w.state}); got != w.n {
+			t.Errorf("gw_controlplane_edges_by_region{region=%q,state=%q} = %v, want %v", w.region, w.state, got, w.n)
 		}
 	}
 	if got := gaugeValue(t, e.svc, "gw_controlplane_streams_open", nil); got != 3 {

@@ -51,14 +51,16 @@ func source(content string) *gatewayv1.ConfigSource {
 // env is one control plane under test: a bbolt store in a temp dir, the
 // Service, and two gRPC servers on 127.0.0.1:0 (admin with token auth, sync).
 type env struct {
-	t        *testing.T
-	store    *store.Bolt
-	svc      *Service
-	admin    gatewayv1.AdminServiceClient // sends the token
-	noAuth   gatewayv1.AdminServiceClient // sends no token
-	sync     gatewayv1.SyncServiceClient
-	adminSrv *grpc.Server
-	syncSrv  *grpc.Server
+	t         *testing.T
+	store     *store.Bolt
+	svc       *Service
+	admin     gatewayv1.AdminServiceClient // sends the token
+	noAuth    gatewayv1.AdminServiceClient // sends no token
+	sync      gatewayv1.SyncServiceClient
+	adminSrv  *grpc.Server
+	syncSrv   *grpc.Server
+	auth      *TokenAuth
+	adminAddr string
 }
 
 type envOption func(*Config)
@@ -103,7 +105,7 @@ func serveEnv(t *testing.T, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, svc: svc}
+	e := &env{t: t, svc: svc, auth: auth}
 	e.adminSrv = grpc.NewServer(auth.ServerOptions()...)
 	svc.RegisterAdmin(e.adminSrv)
 	e.syncSrv = grpc.NewServer()
@@ -119,6 +121,7 @@ func serveEnv(t *testing.T, cfg Config) *env {
 		return lis.Addr().String()
 	}
 	adminAddr, syncAddr := serve(e.adminSrv), serve(e.syncSrv)
+	e.adminAddr = adminAddr
 	t.Cleanup(func() {
 		e.adminSrv.Stop()
 		e.syncSrv.Stop()
@@ -313,13 +316,34 @@ func (te *testEdge) next() *gatewayv1.SnapshotEnvelope {
 	return nil
 }
 
-// none asserts that no snapshot arrives for a while (several keepalives).
+// none asserts that no snapshot arrives before the control plane has sent
+// two more keepalives. The stream's loop handles the edge's messages,
+// decides what to send and sends keepalives on one goroutine, in order, and
+// recvLoop reads them in order: a snapshot decided before those keepalives
+// has arrived by then.
 func (te *testEdge) none() {
 	te.t.Helper()
+	te.waitKeepalives(2)
 	select {
 	case s := <-te.snapshots:
 		te.t.Fatalf("unexpected snapshot v%d", s.GetVersion())
-	case <-time.After(300 * time.Millisecond):
+	default:
+	}
+}
+
+// waitKeepalives waits until n more keepalives arrived (bounded).
+func (te *testEdge) waitKeepalives(n int) {
+	te.t.Helper()
+	want := te.keepalivesSeen() + n
+	deadline := time.After(10 * time.Second)
+	for te.keepalivesSeen() < want {
+		select {
+		case <-te.done:
+			te.t.Fatalf("stream ended while waiting for keepalives: %v", te.endErr())
+		case <-deadline:
+			te.t.Fatalf("fewer than %d keepalives within 10s", n)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 

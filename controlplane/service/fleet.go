@@ -10,6 +10,8 @@ import (
 
 	"github.com/apigw/gateway/controlplane/config"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Edge states as reported by Status and the gw_controlplane_edges metric.
@@ -31,10 +33,15 @@ const maxErrorLen = 1024
 // fleet is the registry of every edge seen since the process started. It is
 // safe for concurrent use; it never does I/O or channel sends under mu.
 type fleet struct {
+	max     int
+	ttl     time.Duration
+	metrics *metrics
+
 	// mu guards the fields below.
-	mu       sync.Mutex
-	edges    map[string]*edgeEntry // by node_id
-	lastConn uint64
+	mu        sync.Mutex
+	edges     map[string]*edgeEntry // by node_id (the authenticated one under mTLS)
+	lastConn  uint64
+	lastSweep time.Time
 }
 
 // edgeEntry is one node. connID identifies the stream that owns the entry;
@@ -42,13 +49,17 @@ type fleet struct {
 // after its node reconnected cannot clobber the new entry.
 type edgeEntry struct {
 	nodeID, region, build, peer string
-	connID                      uint64 // zero when disconnected
-	cancel                      context.CancelCauseFunc
-	connectedSince, lastSeen    time.Time
-	appliedVersion              uint64
-	appliedSHA                  string
-	rejectedVersion             uint64
-	lastError                   string
+	// identity is the node id the client certificate proved ("" without
+	// mTLS); certNotAfter is when that certificate expires.
+	identity                 string
+	certNotAfter             time.Time
+	connID                   uint64 // zero when disconnected
+	cancel                   context.CancelCauseFunc
+	connectedSince, lastSeen time.Time
+	appliedVersion           uint64
+	appliedSHA               string
+	rejectedVersion          uint64
+	lastError                string
 	// revocationSeq is the newest revocation seq the edge holds: from its
 	// Hello, then from its RevocationAcks.
 	revocationSeq uint64
@@ -57,30 +68,84 @@ type edgeEntry struct {
 	nacked []uint64
 }
 
-func newFleet() *fleet {
-	return &fleet{edges: make(map[string]*edgeEntry)}
+func newFleet(max int, ttl time.Duration, m *metrics) *fleet {
+	return &fleet{max: max, ttl: ttl, metrics: m, edges: make(map[string]*edgeEntry)}
+}
+
+// errFleetFull refuses a new node while the registry is full of connected
+// edges.
+var errFleetFull = status.Error(codes.ResourceExhausted, "the control plane's edge registry is full; raise --max-edges")
+
+// sweepLocked drops disconnected entries not seen for the TTL; at most once
+// a minute unless force. mu must be held.
+func (f *fleet) sweepLocked(now time.Time, force bool) {
+	if !force && now.Sub(f.lastSweep) < min(time.Minute, f.ttl) {
+		return
+	}
+	f.lastSweep = now
+	for id, e := range f.edges {
+		if e.connID == 0 && now.Sub(e.lastSeen) > f.ttl {
+			f.evictLocked(id)
+		}
+	}
+}
+
+func (f *fleet) evictLocked(id string) {
+	delete(f.edges, id)
+	f.metrics.fleetEvicted.Inc()
+	f.metrics.edgeCertExpiry.DeleteLabelValues(id)
+}
+
+// makeRoomLocked frees one entry for a new node: an expired one, else the
+// disconnected one seen longest ago. It reports false when every entry is
+// connected. mu must be held.
+func (f *fleet) makeRoomLocked(now time.Time) bool {
+	f.sweepLocked(now, true)
+	if len(f.edges) < f.max {
+		return true
+	}
+	var oldest *edgeEntry
+	for _, e := range f.edges {
+		if e.connID == 0 && (oldest == nil || e.lastSeen.Before(oldest.lastSeen)) {
+			oldest = e
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	f.evictLocked(oldest.nodeID)
+	return true
 }
 
 // connect registers a stream for hello's node and returns its connection id.
 // A node that reconnects replaces its old entry (keeping only what it
 // NACKed); the previous stream, if still open, is cancelled with
 // errStreamReplace after mu is released.
-func (f *fleet) connect(hello *gatewayv1.Hello, peer string, cancel context.CancelCauseFunc, now time.Time) uint64 {
+func (f *fleet) connect(hello *gatewayv1.Hello, id *identity, peer string, cancel context.CancelCauseFunc, now time.Time) (uint64, error) {
 	f.mu.Lock()
+	f.sweepLocked(now, false)
+	if _, known := f.edges[hello.GetNodeId()]; !known && len(f.edges) >= f.max && !f.makeRoomLocked(now) {
+		f.mu.Unlock()
+		return 0, errFleetFull
+	}
 	f.lastConn++
-	id := f.lastConn
+	connID := f.lastConn
 	e := &edgeEntry{
 		nodeID:         hello.GetNodeId(),
 		region:         hello.GetRegion(),
 		build:          hello.GetBuildVersion(),
 		peer:           peer,
-		connID:         id,
+		connID:         connID,
 		cancel:         cancel,
 		connectedSince: now,
 		lastSeen:       now,
 		appliedVersion: hello.GetConfigVersion(),
 		appliedSHA:     hello.GetConfigSha256(),
 		revocationSeq:  hello.GetRevocationSeq(),
+	}
+	if id != nil {
+		e.identity, e.certNotAfter = id.nodeID, id.notAfter
+		f.metrics.edgeCertExpiry.WithLabelValues(id.nodeID).Set(float64(id.notAfter.Unix()))
 	}
 	var replaced context.CancelCauseFunc
 	if old := f.edges[e.nodeID]; old != nil {
@@ -101,7 +166,7 @@ func (f *fleet) connect(hello *gatewayv1.Hello, peer string, cancel context.Canc
 	if replaced != nil {
 		replaced(errStreamReplace)
 	}
-	return id
+	return connID, nil
 }
 
 // owned returns node's entry if stream connID still owns it. mu must be held.
@@ -219,6 +284,7 @@ func (e *edgeEntry) state(curVersion uint64, curSHA string) string {
 // list returns every edge, sorted by region then node id.
 func (f *fleet) list(curVersion uint64, curSHA string) []*gatewayv1.EdgeStatus {
 	f.mu.Lock()
+	f.sweepLocked(time.Now(), false)
 	out := make([]*gatewayv1.EdgeStatus, 0, len(f.edges))
 	for _, e := range f.edges {
 		st := &gatewayv1.EdgeStatus{
@@ -234,6 +300,10 @@ func (f *fleet) list(curVersion uint64, curSHA string) []*gatewayv1.EdgeStatus {
 			Connected:       e.connID != 0,
 			Peer:            e.peer,
 			RevocationSeq:   e.revocationSeq,
+			Identity:        e.identity,
+		}
+		if !e.certNotAfter.IsZero() {
+			st.CertNotAfterUnixMs = e.certNotAfter.UnixMilli()
 		}
 		if e.connID != 0 {
 			st.ConnectedSinceUnixMs = e.connectedSince.UnixMilli()
@@ -254,6 +324,17 @@ func (f *fleet) counts(curVersion uint64, curSHA string) map[string]int {
 	out := make(map[string]int, len(edgeStates))
 	for _, e := range f.edges {
 		out[e.state(curVersion, curSHA)]++
+	}
+	return out
+}
+
+// regionCounts is counts split by the region each edge announced.
+func (f *fleet) regionCounts(curVersion uint64, curSHA string) map[regionState]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[regionState]int, len(edgeStates))
+	for _, e := range f.edges {
+		out[regionState{e.region, e.state(curVersion, curSHA)}]++
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/apigw/gateway/controlplane/store"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 // published is one version as every stream sends it. It is immutable once
@@ -76,13 +77,14 @@ type hub struct {
 	store   store.Store
 	log     zerolog.Logger
 	metrics *metrics
+	signer  *sign.Signer
 
 	cur  atomic.Pointer[published]
 	subs wakers
 }
 
-func newHub(st store.Store, log zerolog.Logger, m *metrics) *hub {
-	return &hub{store: st, log: log, metrics: m}
+func newHub(st store.Store, log zerolog.Logger, m *metrics, signer *sign.Signer) *hub {
+	return &hub{store: st, log: log, metrics: m, signer: signer}
 }
 
 // current returns the newest published snapshot, or nil before the first.
@@ -144,6 +146,9 @@ func (h *hub) publish(rev *store.Revision) {
 		Author:        rev.Author,
 		CreatedUnixMs: rev.CreatedUnixMs,
 	}
+	// Signed once per version with the key loaded now, so a rotated key
+	// signs every version the control plane serves after a restart.
+	h.signer.Snapshot(env)
 	revoker, err := snapshotRevoker(rev.Payload)
 	if err != nil {
 		// The payload was compiled by this control plane; the edges will

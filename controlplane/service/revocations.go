@@ -15,6 +15,7 @@ import (
 
 	"github.com/apigw/gateway/controlplane/store"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 // Revocation fan-out.
@@ -133,6 +134,7 @@ type revHub struct {
 	log     zerolog.Logger
 	metrics *metrics
 	keep    int // window size: the reset threshold
+	signer  *sign.Signer
 
 	view atomic.Pointer[revView]
 	subs wakers
@@ -148,8 +150,8 @@ type revHub struct {
 	lastReset *revReset
 }
 
-func newRevHub(st store.Store, log zerolog.Logger, m *metrics, keep int) *revHub {
-	return &revHub{store: st, log: log, metrics: m, keep: keep}
+func newRevHub(st store.Store, log zerolog.Logger, m *metrics, keep int, signer *sign.Signer) *revHub {
+	return &revHub{store: st, log: log, metrics: m, keep: keep, signer: signer}
 }
 
 // current returns the newest view, or nil before the hub read the log.
@@ -236,7 +238,7 @@ func (h *revHub) advance(ctx context.Context) bool {
 	}
 	entries := toEntries(got)
 	to := entries[len(entries)-1].GetSeq()
-	b := &revBatch{from: from, to: to, msgs: deltaMsgs(from, to, entries, true)}
+	b := &revBatch{from: from, to: to, msgs: deltaMsgs(h.signer, from, to, entries, true)}
 	h.writeMu.Lock()
 	// Only this goroutine moves seq; a trim in between only raised base.
 	next := h.current().extend(entries, b, h.keep)
@@ -292,7 +294,7 @@ func (h *revHub) reset(ctx context.Context, minSeq uint64) (*revReset, error) {
 		if err != nil {
 			return nil, err
 		}
-		r := &revReset{seq: seq, entries: len(live), msgs: resetMsgs(seq, toEntries(live), true), built: time.Now()}
+		r := &revReset{seq: seq, entries: len(live), msgs: resetMsgs(h.signer, seq, toEntries(live), true), built: time.Now()}
 		h.mu.Lock()
 		if h.lastReset == nil || r.seq >= h.lastReset.seq {
 			h.lastReset = r
@@ -400,7 +402,7 @@ func chunks(entries []*gatewayv1.RevocationEntry) [][]*gatewayv1.RevocationEntry
 // entries (the log's entries in that range, in order): one message, or
 // several consecutive ones when it would be too large. shared pre-encodes
 // them for sending on many streams.
-func deltaMsgs(from, to uint64, entries []*gatewayv1.RevocationEntry, shared bool) []*gatewayv1.SyncResponse {
+func deltaMsgs(signer *sign.Signer, from, to uint64, entries []*gatewayv1.RevocationEntry, shared bool) []*gatewayv1.SyncResponse {
 	parts := chunks(entries)
 	msgs := make([]*gatewayv1.SyncResponse, 0, len(parts))
 	for i, part := range parts {
@@ -408,9 +410,9 @@ func deltaMsgs(from, to uint64, entries []*gatewayv1.RevocationEntry, shared boo
 		if i < len(parts)-1 {
 			end = part[len(part)-1].GetSeq()
 		}
-		msgs = append(msgs, wire(&gatewayv1.SyncResponse{Msg: &gatewayv1.SyncResponse_RevocationDelta{
-			RevocationDelta: &gatewayv1.RevocationDelta{FromSeq: from, ToSeq: end, Entries: part},
-		}}, shared))
+		d := &gatewayv1.RevocationDelta{FromSeq: from, ToSeq: end, Entries: part}
+		signer.Delta(d)
+		msgs = append(msgs, wire(&gatewayv1.SyncResponse{Msg: &gatewayv1.SyncResponse_RevocationDelta{RevocationDelta: d}}, shared))
 		from = end
 	}
 	return msgs
@@ -420,17 +422,17 @@ func deltaMsgs(from, to uint64, entries []*gatewayv1.RevocationEntry, shared boo
 // set too large for one message goes out as a reset with the first part, at
 // the seq of its last entry (exactly the live set up to there), followed by
 // deltas for the rest.
-func resetMsgs(seq uint64, live []*gatewayv1.RevocationEntry, shared bool) []*gatewayv1.SyncResponse {
+func resetMsgs(signer *sign.Signer, seq uint64, live []*gatewayv1.RevocationEntry, shared bool) []*gatewayv1.SyncResponse {
 	parts := chunks(live)
 	end := seq
 	if len(parts) > 1 {
 		end = parts[0][len(parts[0])-1].GetSeq()
 	}
-	msgs := []*gatewayv1.SyncResponse{wire(&gatewayv1.SyncResponse{Msg: &gatewayv1.SyncResponse_RevocationReset{
-		RevocationReset: &gatewayv1.RevocationReset{Seq: end, Entries: parts[0]},
-	}}, shared)}
+	r := &gatewayv1.RevocationReset{Seq: end, Entries: parts[0]}
+	signer.Reset(r)
+	msgs := []*gatewayv1.SyncResponse{wire(&gatewayv1.SyncResponse{Msg: &gatewayv1.SyncResponse_RevocationReset{RevocationReset: r}}, shared)}
 	if len(parts) > 1 {
-		msgs = append(msgs, deltaMsgs(end, seq, slices.Concat(parts[1:]...), shared)...)
+		msgs = append(msgs, deltaMsgs(signer, end, seq, slices.Concat(parts[1:]...), shared)...)
 	}
 	return msgs
 }
@@ -468,6 +470,15 @@ const maxRevocationRounds = 4
 // returns an error only when sending failed; a store error is logged and
 // retried at the next wake-up or keepalive tick.
 func (e *edgeStream) sendRevocations(ctx context.Context) error {
+	if e.repair {
+		if v := e.svc.revHub.current(); v != nil {
+			e.repair = false
+			e.svc.metrics.revocationRepairs.Inc()
+			if err := e.sendReset(ctx, v, "the edge's set differs from the log at its seq"); err != nil {
+				return err
+			}
+		}
+	}
 	for range maxRevocationRounds {
 		v := e.svc.revHub.current()
 		if v == nil || e.revSent == v.seq {
@@ -498,7 +509,7 @@ func (e *edgeStream) sendRevocationsFrom(ctx context.Context, v *revView) error 
 		}
 		// Several batches behind (the stream was busy) or a hello between
 		// two batches: one merged delta.
-		return e.sendRevMsgs(deltaMsgs(e.revSent, v.seq, v.window(e.revSent), false), v.seq)
+		return e.sendRevMsgs(deltaMsgs(e.svc.cfg.Signer, e.revSent, v.seq, v.window(e.revSent), false), v.seq)
 	default:
 		return e.revFromStore(ctx, v)
 	}
@@ -534,7 +545,7 @@ func (e *edgeStream) revFromStore(ctx context.Context, v *revView) error {
 	if uint64(len(got)) < n || !contiguous(got[:n], e.revSent) {
 		return e.sendReset(ctx, v, "log has gaps")
 	}
-	return e.sendRevMsgs(deltaMsgs(e.revSent, v.seq, toEntries(got[:n]), false), v.seq)
+	return e.sendRevMsgs(deltaMsgs(e.svc.cfg.Signer, e.revSent, v.seq, toEntries(got[:n]), false), v.seq)
 }
 
 func (e *edgeStream) sendReset(ctx context.Context, v *revView, reason string) error {

@@ -80,10 +80,11 @@ func (te *testEdge) nextDelta() *gatewayv1.RevocationDelta {
 	return d
 }
 
-// noRev asserts that no revocation message arrives for a while.
+// noRev asserts that no revocation message arrives before two more
+// keepalives (see none: the stream sends in order).
 func (te *testEdge) noRev() {
 	te.t.Helper()
-	time.Sleep(300 * time.Millisecond)
+	te.waitKeepalives(2)
 	if m := te.revs.pop(); m != nil {
 		te.t.Fatalf("unexpected revocation message %v", m)
 	}
@@ -152,8 +153,8 @@ func TestRevokeReachesEveryStreamAtOnce(t *testing.T) {
 	}
 
 	first := e.revoke("token-1")
-	if first.GetSeq() != 1 || first.GetClaim() != "jti" || first.GetAuthor() != "alice" {
-		t.Fatalf("Revoke returned %v; want seq 1, claim jti, author alice", first)
+	if first.GetSeq() != 1 || first.GetClaim() != "jti" || first.GetAuthor() != "token:admin (alice)" {
+		t.Fatalf("Revoke returned %v; want seq 1, claim jti, author token:admin (alice)", first)
 	}
 	for _, edge := range edges {
 		checkRev(t, delta(0, 1, first), edge.nextRev())
@@ -409,8 +410,8 @@ func TestRevokeDefaultsAndRepeats(t *testing.T) {
 	near := func(got, want time.Duration) bool { return got > want-time.Minute && got < want+time.Minute }
 
 	en, ttl := expiry(&gatewayv1.RevokeRequest{Value: "t1"})
-	if en.GetClaim() != "jti" || en.GetAuthor() != "unknown" || !near(ttl, 2*time.Hour) {
-		t.Fatalf("defaults: claim %q author %q ttl %s; want jti, unknown, 2h (the flag, no config)", en.GetClaim(), en.GetAuthor(), ttl)
+	if en.GetClaim() != "jti" || en.GetAuthor() != "token:admin" || !near(ttl, 2*time.Hour) {
+		t.Fatalf("defaults: claim %q author %q ttl %s; want jti, token:admin (the authenticated token), 2h (the flag, no config)", en.GetClaim(), en.GetAuthor(), ttl)
 	}
 
 	// A pushed config with auth/revoker (TTL in seconds, as KrakenD's): its
@@ -423,8 +424,8 @@ func TestRevokeDefaultsAndRepeats(t *testing.T) {
 		t.Fatalf("published revoker ttl_ms = %d, want 30m", ms)
 	}
 	en, ttl = expiry(&gatewayv1.RevokeRequest{Claim: "sub", Value: "bob", Author: "carol"})
-	if en.GetClaim() != "sub" || en.GetAuthor() != "carol" || !near(ttl, 30*time.Minute) {
-		t.Fatalf("with a revoker: claim %q author %q ttl %s; want sub, carol, 30m", en.GetClaim(), en.GetAuthor(), ttl)
+	if en.GetClaim() != "sub" || en.GetAuthor() != "token:admin (carol)" || !near(ttl, 30*time.Minute) {
+		t.Fatalf("with a revoker: claim %q author %q ttl %s; want sub, token:admin (carol), 30m", en.GetClaim(), en.GetAuthor(), ttl)
 	}
 
 	// Revoking the same key again with a later expiry appends a new entry.
@@ -568,9 +569,9 @@ func TestRevocationMessagesChunk(t *testing.T) {
 		msgs []*gatewayv1.SyncResponse
 		from uint64 // where the edge starts; the reset starts anywhere
 	}{
-		{name: "delta shared", msgs: deltaMsgs(10, 2510, entries, true), from: 10},
-		{name: "delta per stream", msgs: deltaMsgs(10, 2510, entries, false), from: 10},
-		{name: "reset", msgs: resetMsgs(2600, entries, true)},
+		{name: "delta shared", msgs: deltaMsgs(nil, 10, 2510, entries, true), from: 10},
+		{name: "delta per stream", msgs: deltaMsgs(nil, 10, 2510, entries, false), from: 10},
+		{name: "reset", msgs: resetMsgs(nil, 2600, entries, true)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apigw/gateway/controlplane/config"
 	"github.com/apigw/gateway/controlplane/store"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -26,10 +27,10 @@ const (
 	likelySecondsMs = 100_000_000_000
 )
 
-// Violation kinds used here (STYLE §4).
+// Violation kinds used here (STYLE §4), from the shared vocabulary.
 const (
-	kindRequired = "required"
-	kindInvalid  = "invalid"
+	kindRequired = config.KindRequired
+	kindInvalid  = config.KindInvalid
 )
 
 // claimPattern is what a claim name may contain. Edges key the revoked set
@@ -47,6 +48,7 @@ var defaultTokenKeys = []string{"jti"}
 // keep the latest expiry of a key, so a later expiry extends it and an
 // earlier one changes nothing.
 func (a *adminServer) Revoke(ctx context.Context, req *gatewayv1.RevokeRequest) (*gatewayv1.RevokeResponse, error) {
+	req.Author = auditAuthor(ctx, req.GetAuthor())
 	svc := a.svc
 	revoker, err := svc.revoker(ctx)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,8 +15,10 @@ import (
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 
+	"github.com/apigw/gateway/controlplane/pki"
 	"github.com/apigw/gateway/controlplane/store"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 // Defaults for Config fields left zero.
@@ -43,6 +46,9 @@ const (
 	// DefaultRevocationCompactInterval is how often expired revocations
 	// are deleted from the log.
 	DefaultRevocationCompactInterval = time.Minute
+	// DefaultCertWarnBefore is how long before a certificate expires the
+	// control plane starts warning about it.
+	DefaultCertWarnBefore = 30 * 24 * time.Hour
 	// minRecvTimeout is the floor of the default RecvTimeout, so a control
 	// plane with a short keepalive (tests) does not drop edges that use the
 	// standard 10s one.
@@ -56,6 +62,29 @@ type Config struct {
 	Store store.Store
 	// Logger receives structured logs; the zero value discards them.
 	Logger zerolog.Logger
+	// CA, when set, signs edge certificates for IssueCertificate (the
+	// built-in PKI); nil answers FailedPrecondition.
+	CA *pki.CA
+	// MaxEdges caps the fleet registry (default DefaultMaxEdges): a new node
+	// beyond it is refused while every entry is connected; disconnected
+	// entries make room, oldest first.
+	MaxEdges int
+	// FleetTTL drops disconnected edges from the registry after this long
+	// (default DefaultFleetTTL).
+	FleetTTL time.Duration
+	// AdmissionRate and AdmissionBurst bound new Sync streams per second
+	// (defaults DefaultAdmissionRate, DefaultAdmissionBurst); streams over
+	// it are refused with ResourceExhausted and the edge backs off.
+	AdmissionRate  int
+	AdmissionBurst int
+	// CertWarnBefore: an edge whose client certificate expires within this
+	// is warned about in the log when it connects (default
+	// DefaultCertWarnBefore; the metric and Status report every expiry).
+	CertWarnBefore time.Duration
+	// Signer signs every snapshot envelope and revocation message sent to
+	// edges; nil sends them unsigned (edges then need their explicit
+	// insecure flag to accept them).
+	Signer *sign.Signer
 	// Keepalive is how often a Keepalive is sent on every Sync stream
 	// (default 10s).
 	Keepalive time.Duration
@@ -121,6 +150,9 @@ func (c *Config) Validate() error {
 	if c.RevocationTTL > maxTTL {
 		errs = append(errs, fmt.Errorf("revocation ttl: must not exceed the max revocation ttl (%s), got %s", maxTTL, c.RevocationTTL))
 	}
+	if c.MaxEdges < 0 || c.FleetTTL < 0 || c.AdmissionRate < 0 || c.AdmissionBurst < 0 {
+		errs = append(errs, fmt.Errorf("max edges, fleet ttl, admission rate and burst: must not be negative, got %d, %s, %d, %d", c.MaxEdges, c.FleetTTL, c.AdmissionRate, c.AdmissionBurst))
+	}
 	if c.RevocationResetThreshold < 0 {
 		errs = append(errs, fmt.Errorf("revocation reset threshold: must not be negative, got %d", c.RevocationResetThreshold))
 	}
@@ -143,11 +175,16 @@ func (c *Config) applyDefaults() {
 	if c.MaxSnapshotBytes == 0 {
 		c.MaxSnapshotBytes = DefaultMaxSnapshotBytes
 	}
+	c.MaxEdges = cmp.Or(c.MaxEdges, DefaultMaxEdges)
+	c.FleetTTL = cmp.Or(c.FleetTTL, DefaultFleetTTL)
+	c.AdmissionRate = cmp.Or(c.AdmissionRate, DefaultAdmissionRate)
+	c.AdmissionBurst = cmp.Or(c.AdmissionBurst, DefaultAdmissionBurst)
 	c.RevocationTTL = cmp.Or(c.RevocationTTL, DefaultRevocationTTL)
 	c.MaxRevocationTTL = cmp.Or(c.MaxRevocationTTL, DefaultMaxRevocationTTL)
 	c.RevocationResetThreshold = cmp.Or(c.RevocationResetThreshold, DefaultRevocationResetThreshold)
 	c.RevocationGrace = cmp.Or(c.RevocationGrace, DefaultRevocationGrace)
 	c.RevocationCompactInterval = cmp.Or(c.RevocationCompactInterval, DefaultRevocationCompactInterval)
+	c.CertWarnBefore = cmp.Or(c.CertWarnBefore, DefaultCertWarnBefore)
 }
 
 // Service is the control plane's gRPC layer: the admin and sync services, the
@@ -162,6 +199,10 @@ type Service struct {
 	hub     *hub
 	revHub  *revHub
 	fleet   *fleet
+	admit   *admission
+
+	// syncCertNotAfter is SetSyncCertExpiry's value (unix ms; 0 = no TLS).
+	syncCertNotAfter atomic.Int64
 
 	stopHub context.CancelFunc
 	done    chan struct{} // closed by Close: streams end
@@ -186,12 +227,13 @@ func New(cfg Config) (*Service, error) {
 		cfg:   cfg,
 		store: cfg.Store,
 		log:   cfg.Logger,
-		fleet: newFleet(),
+		admit: newAdmission(cfg.AdmissionRate, cfg.AdmissionBurst),
 		done:  make(chan struct{}),
 	}
-	s.metrics = newMetrics(newEdgesCollector(s.edgeCounts))
-	s.hub = newHub(cfg.Store, cfg.Logger, s.metrics)
-	s.revHub = newRevHub(cfg.Store, cfg.Logger, s.metrics, cfg.RevocationResetThreshold)
+	s.metrics = newMetrics(newEdgesCollector(s.edgeRegionCounts))
+	s.fleet = newFleet(cfg.MaxEdges, cfg.FleetTTL, s.metrics)
+	s.hub = newHub(cfg.Store, cfg.Logger, s.metrics, cfg.Signer)
+	s.revHub = newRevHub(cfg.Store, cfg.Logger, s.metrics, cfg.RevocationResetThreshold, cfg.Signer)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopHub = cancel
@@ -297,7 +339,7 @@ func (s *Service) track() bool {
 
 func (s *Service) untrack() { s.wg.Done() }
 
-// edgeCounts feeds gw_controlplane_edges with states against the version the
+// edgeCounts counts the edges by state against the version the
 // hub distributes.
 func (s *Service) edgeCounts() map[string]int {
 	var ver uint64
@@ -306,6 +348,16 @@ func (s *Service) edgeCounts() map[string]int {
 		ver, sha = cur.env.GetVersion(), cur.env.GetSha256()
 	}
 	return s.fleet.counts(ver, sha)
+}
+
+// edgeRegionCounts is edgeCounts by region, for the edges gauges.
+func (s *Service) edgeRegionCounts() map[regionState]int {
+	var ver uint64
+	var sha string
+	if cur := s.hub.current(); cur != nil {
+		ver, sha = cur.env.GetVersion(), cur.env.GetSha256()
+	}
+	return s.fleet.regionCounts(ver, sha)
 }
 
 func isClosed(err error) bool { return errors.Is(err, store.ErrClosed) }

@@ -3,11 +3,14 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -30,6 +33,10 @@ type syncServer struct {
 // are sent first.
 func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 	svc := s.svc
+	if !svc.admit.allow(time.Now()) {
+		svc.metrics.streamsRefused.WithLabelValues(refusedRate).Inc()
+		return status.Error(codes.ResourceExhausted, "too many new sync streams; retry with backoff")
+	}
 	if !svc.track() {
 		return errShuttingDown
 	}
@@ -63,6 +70,10 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 	if err != nil {
 		return err
 	}
+	id, err := s.admit(ctx, hello)
+	if err != nil {
+		return err
+	}
 
 	peerAddr := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -80,7 +91,24 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 		startedAt: time.Now(),
 	}
 	e.log = svc.log.With().Str("node_id", e.node).Str("region", hello.GetRegion()).Logger()
-	e.connID = svc.fleet.connect(hello, peerAddr, cancel, e.startedAt)
+	if e.connID, err = svc.fleet.connect(hello, id, peerAddr, cancel, e.startedAt); err != nil {
+		svc.metrics.streamsRefused.WithLabelValues(refusedFleetFull).Inc()
+		return err
+	}
+	// An edge whose set differs from the log at its seq (a rogue or
+	// confused control plane reset it, or its disk lied) gets a reset.
+	e.repair = svc.revocationSetDiffers(ctx, hello)
+	if rv := hello.GetRejectedVersion(); rv != 0 {
+		// The edge refused the current snapshot before it connected here (a
+		// restarted control plane forgets NACKs): remember it, so the
+		// snapshot is not sent again.
+		if cur := svc.hub.current(); cur != nil && cur.env.GetVersion() == rv && cur.env.GetSha256() == hello.GetRejectedSha256() {
+			svc.fleet.nack(e.node, e.connID, &gatewayv1.Nack{
+				Version: rv, Sha256: hello.GetRejectedSha256(), RunningVersion: hello.GetConfigVersion(),
+				Detail: fmt.Sprintf("snapshot v%d refused before the edge connected to this control plane", rv),
+			}, e.startedAt)
+		}
+	}
 	svc.metrics.streamsOpen.Inc()
 	e.log.Info().
 		Uint64("version", e.heldVer).
@@ -89,6 +117,12 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 		Str("build", hello.GetBuildVersion()).
 		Str("peer", peerAddr).
 		Msg("edge connected")
+	if id != nil {
+		if left := time.Until(id.notAfter); left < svc.cfg.CertWarnBefore {
+			e.log.Warn().Time("not_after", id.notAfter).Dur("left", left.Round(time.Minute)).
+				Msg("the edge's client certificate expires soon; issue a new one (gwctl certs issue), the edge picks it up without a restart")
+		}
+	}
 
 	err = e.serve(ctx, reqs, recvErr)
 
@@ -157,6 +191,9 @@ type edgeStream struct {
 	revAcked  uint64
 	lastRecv  time.Time
 	startedAt time.Time
+	// repair sends a reset first: the edge's reported set differs from
+	// the log.
+	repair bool
 }
 
 func (e *edgeStream) serve(ctx context.Context, reqs <-chan *gatewayv1.SyncRequest, recvErr <-chan error) error {
@@ -236,7 +273,7 @@ func (e *edgeStream) handle(req *gatewayv1.SyncRequest) error {
 			e.inflight = 0
 		}
 		e.svc.fleet.nack(e.node, e.connID, n, now)
-		e.svc.metrics.nacks.Inc()
+		e.svc.metrics.nacks.WithLabelValues(nackReason(n.GetViolations())).Inc()
 		e.log.Warn().
 			Uint64("version", n.GetVersion()).
 			Uint64("running_version", n.GetRunningVersion()).

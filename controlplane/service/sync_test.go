@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,7 +44,7 @@ func TestSyncHelloWithNothingGetsSnapshot(t *testing.T) {
 		Version:       1,
 		Sha256:        compiled.SHA256,
 		Payload:       compiled.Payload,
-		Author:        "alice",
+		Author:        "token:admin (alice)",
 		CreatedUnixMs: pushed.GetVersion().GetCreatedUnixMs(),
 	}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
@@ -106,8 +107,8 @@ func TestSyncPushWhileConnected(t *testing.T) {
 
 	e.push(configV2, "bob")
 	v2 := edge.next()
-	if v2.GetVersion() != 2 || v2.GetAuthor() != "bob" {
-		t.Fatalf("got v%d by %q, want v2 by bob", v2.GetVersion(), v2.GetAuthor())
+	if v2.GetVersion() != 2 || v2.GetAuthor() != "token:admin (bob)" {
+		t.Fatalf("got v%d by %q, want v2 by token:admin (bob)", v2.GetVersion(), v2.GetAuthor())
 	}
 	edge.ack(v2)
 	e.waitEdgeState("edge-1", stateInSync)
@@ -166,8 +167,42 @@ func TestSyncNackedVersionNotResent(t *testing.T) {
 	}
 	edge.ack(v2)
 	e.waitEdgeState("edge-1", stateInSync)
-	if got := gaugeValue(t, e.svc, "gw_controlplane_nacks_total", nil); got != 1 {
-		t.Fatalf("nacks_total = %v, want 1", got)
+	// The NACK named a missing feature: counted under reason "feature".
+	if got := gaugeValue(t, e.svc, "gw_controlplane_nacks_total", map[string]string{"reason": "feature"}); got != 1 {
+		t.Fatalf(`nacks_total{reason="feature"} = %v, want 1`, got)
+	}
+	if got := gaugeValue(t, e.svc, "gw_controlplane_nacks_total", map[string]string{"reason": "other"}); got != 0 {
+		t.Fatalf(`nacks_total{reason="other"} = %v, want 0`, got)
+	}
+}
+
+// TestSyncHelloRejectedNotResent: a control plane that never saw an
+// edge's NACK (it restarted since) learns it from the edge's Hello and does
+// not send the refused snapshot; a Hello naming other content gets it.
+func TestSyncHelloRejectedNotResent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.push(configV1, "alice")
+	e.waitPublished(1)
+	probe := e.connect(hello("probe", "eu"))
+	v1 := probe.next()
+	probe.close()
+
+	h := hello("edge-1", "eu")
+	h.RejectedVersion, h.RejectedSha256 = v1.GetVersion(), v1.GetSha256()
+	edge := e.connect(h)
+	e.waitEdgeState("edge-1", stateRejected)
+	edge.none()
+	for _, st := range e.status().GetEdges() {
+		if st.GetNodeId() == "edge-1" && (st.GetRejectedVersion() != 1 || !strings.Contains(st.GetLastError(), "refused before")) {
+			t.Errorf("rejected_version=%d last_error=%q", st.GetRejectedVersion(), st.GetLastError())
+		}
+	}
+
+	other := hello("edge-2", "eu")
+	other.RejectedVersion, other.RejectedSha256 = v1.GetVersion(), "not-the-published-content"
+	if got := e.connect(other).next(); got.GetVersion() != 1 {
+		t.Fatalf("got v%d, want v1", got.GetVersion())
 	}
 }
 

@@ -138,6 +138,9 @@ type Entry struct {
 	// ClientIP is the client address the plan resolved (forwarded headers
 	// from trusted proxies); empty when no endpoint ran.
 	ClientIP []byte
+	// TraceID is the request's trace id (32 hex digits) when the plan
+	// traced it; empty otherwise.
+	TraceID []byte
 
 	buf []byte
 }
@@ -191,7 +194,7 @@ func (e *Entry) Finish(r *Request, end time.Time) {
 }
 
 func (e *Entry) release() {
-	e.Route, e.Backends, e.Errors, e.ClientIP = "", 0, e.Errors[:0], e.ClientIP[:0]
+	e.Route, e.Backends, e.Errors, e.ClientIP, e.TraceID = "", 0, e.Errors[:0], e.ClientIP[:0], e.TraceID[:0]
 	if cap(e.buf) > 16<<10 {
 		e.buf = nil
 	}

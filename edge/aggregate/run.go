@@ -143,6 +143,7 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 	c.deadline = deadline
 	c.host = b.Call.Client().Pick()
 	b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
+	c.span = b.Call.StartTrace(&c.req, in)
 }
 
 // launch runs call k on its own goroutine: the goroutine owns call slot k
@@ -164,15 +165,18 @@ func (ex *Exchange) safeWork(k int) {
 
 // recoverCall is deferred by safeWork (recover must be called by the
 // deferred function itself).
+// It also stamps the call's arrival: the handler goroutine may learn of an
+// inline call before the others, but the stamp says which ended first.
 func (ex *Exchange) recoverCall(k int) {
+	c := &ex.calls[k]
 	if recover() != nil {
 		if ex.pipe.panics != nil {
 			ex.pipe.panics.Inc()
 		}
-		c := &ex.calls[k]
 		c.ok, c.complete, c.value, c.raw = false, false, nil, nil
 		c.reason = proxy.ReasonInternal
 	}
+	c.arrival = ex.arrivals.Add(1)
 }
 
 // work performs call k behind the backend's protection and rewriting
@@ -190,6 +194,7 @@ func (ex *Exchange) work(k int) {
 		// limit reads "rate limit exceded", as KrakenD writes it.
 		c.refused, c.err = err == proxy.ErrOpen, err
 		c.reason = proxy.ReasonRefused
+		c.span.End(0, c.reason.String())
 		return
 	}
 	reached, err := call.RoundTrip(c.host, &c.req, &c.resp, c.deadline)
@@ -200,6 +205,15 @@ func (ex *Exchange) work(k int) {
 		c.reason = proxy.ReasonOf(err)
 	}
 	call.Finish(t, reached, c.complete)
+	status := 0
+	if reached {
+		status = c.resp.StatusCode()
+	}
+	reason := ""
+	if !c.ok || c.status != 0 {
+		reason = c.reason.String()
+	}
+	c.span.End(status, reason)
 }
 
 // decode checks the status of call k's response and decodes its body.
@@ -293,6 +307,8 @@ func (ex *Exchange) finish() {
 		c := &ex.calls[k]
 		if c.status != 0 { // return_error_details data for a failed call
 			ex.failed(i, proxy.ReasonStatus)
+			// KrakenD renders that error as a struct: fields in order.
+			ex.scratch.KeepOrder(c.value.Get(p.backends[i].ErrorDetailsKey))
 		}
 		if !c.complete {
 			complete = false

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ import (
 	"github.com/apigw/gateway/edge/lkg"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 // SchemaVersion is the newest Snapshot schema this edge build understands
@@ -63,6 +65,12 @@ type Config struct {
 	// Store persists every snapshot applied from the control plane; nil
 	// disables persistence (standalone mode).
 	Store *lkg.Store
+	// Verifier checks the control plane's signature of every snapshot from
+	// the control plane or the data dir before anything else reads it; a
+	// snapshot that does not verify is NACKed, never served or saved. Nil
+	// accepts unsigned snapshots: the explicit insecure mode. Snapshots
+	// compiled from a local file (ApplyLocal) are not signed.
+	Verifier *sign.Verifier
 	// Registerer receives gw_edge_snapshot_applies_total and
 	// gw_edge_apply_seconds; nil keeps them unregistered.
 	Registerer prometheus.Registerer
@@ -92,7 +100,11 @@ const (
 	resultOK       = "ok"       // built, swapped in
 	resultInvalid  = "invalid"  // sha256 mismatch, undecodable
 	resultRejected = "rejected" // plan.Build refused it
+	resultUnsigned = "unsigned" // no signature, or one that no pinned key verifies
 )
+
+// sourceFile is the source of a snapshot compiled from a local file.
+const sourceFile = "file"
 
 // Applier makes snapshots the served plan. It is safe for concurrent use;
 // applies are serialised.
@@ -109,6 +121,34 @@ type Applier struct {
 	// forgot the NACK (a restart) offers it once more: plan.Build is
 	// deterministic for one edge build.
 	rejected *gatewayv1.Nack
+	// rejectedID is rejected's version and sha256, readable without mu
+	// (which a build holds): the stream's Hello reports it.
+	rejectedID atomic.Pointer[SnapshotID]
+}
+
+// SnapshotID names a snapshot by version and sha256.
+type SnapshotID struct {
+	Version uint64
+	SHA256  string
+}
+
+// Rejected returns the snapshot the Applier NACKed last (zero when none,
+// or when a later snapshot was applied). It never waits for a build.
+func (a *Applier) Rejected() SnapshotID {
+	if id := a.rejectedID.Load(); id != nil {
+		return *id
+	}
+	return SnapshotID{}
+}
+
+// setRejected records n as the last NACK (nil clears it); a.mu is held.
+func (a *Applier) setRejected(n *gatewayv1.Nack) {
+	a.rejected = n
+	if n == nil {
+		a.rejectedID.Store(nil)
+		return
+	}
+	a.rejectedID.Store(&SnapshotID{Version: n.GetVersion(), SHA256: n.GetSha256()})
 }
 
 // New returns an Applier feeding cfg.Target.
@@ -121,7 +161,7 @@ func New(cfg Config, opts ...Option) (*Applier, error) {
 		log: cfg.Logger.With().Str("component", "apply").Logger(),
 		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gw_edge_snapshot_applies_total",
-			Help: "Snapshots the edge tried to apply, by result (ok, invalid, rejected).",
+			Help: "Snapshots the edge tried to apply, by result (ok, invalid, rejected, unsigned).",
 		}, []string{"result"}),
 		applyS: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gw_edge_apply_seconds",
@@ -129,7 +169,7 @@ func New(cfg Config, opts ...Option) (*Applier, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}),
 	}
-	for _, r := range []string{resultOK, resultInvalid, resultRejected} {
+	for _, r := range []string{resultOK, resultInvalid, resultRejected, resultUnsigned} {
 		a.applies.WithLabelValues(r)
 	}
 	for _, o := range opts {
@@ -172,7 +212,7 @@ func (a *Applier) Restore(ctx context.Context, env *gatewayv1.SnapshotEnvelope) 
 func (a *Applier) ApplyLocal(ctx context.Context, env *gatewayv1.SnapshotEnvelope) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.applyLocked(ctx, env, "file", false)
+	return a.applyLocked(ctx, env, sourceFile, false)
 }
 
 // Answer applies env as Apply does and returns the Ack or Nack the edge
@@ -191,7 +231,7 @@ func (a *Applier) Answer(ctx context.Context, env *gatewayv1.SnapshotEnvelope) *
 	}
 	err := a.applyLocked(ctx, env, "controlplane", true)
 	if err == nil {
-		a.rejected = nil
+		a.setRejected(nil)
 		return ack(env)
 	}
 	n := nack(env, err)
@@ -199,7 +239,7 @@ func (a *Applier) Answer(ctx context.Context, env *gatewayv1.SnapshotEnvelope) *
 	if ctx.Err() == nil {
 		// A failure because the edge is stopping says nothing about the
 		// snapshot: do not remember it.
-		a.rejected = proto.CloneOf(n)
+		a.setRejected(proto.CloneOf(n))
 	}
 	return &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Nack{Nack: n}}
 }
@@ -230,7 +270,7 @@ func (a *Applier) applyLocked(ctx context.Context, env *gatewayv1.SnapshotEnvelo
 		return nil
 	}
 	start := time.Now()
-	p, endpoints, result, err := a.build(ctx, env)
+	p, endpoints, result, err := a.build(ctx, env, source != sourceFile)
 	a.applyS.Observe(time.Since(start).Seconds())
 	a.applies.WithLabelValues(result).Inc()
 	if err != nil {
@@ -256,9 +296,14 @@ func (a *Applier) applyLocked(ctx context.Context, env *gatewayv1.SnapshotEnvelo
 // build verifies, decodes and compiles env. A panic in plan.Build (a bug)
 // becomes an error: one poisonous snapshot must not take down every edge of
 // the fleet at once.
-func (a *Applier) build(ctx context.Context, env *gatewayv1.SnapshotEnvelope) (p *plan.Plan, endpoints int, result string, err error) {
+func (a *Applier) build(ctx context.Context, env *gatewayv1.SnapshotEnvelope, signed bool) (p *plan.Plan, endpoints int, result string, err error) {
 	if err := lkg.Verify(env); err != nil {
 		return nil, 0, resultInvalid, err
+	}
+	if signed {
+		if err := a.cfg.Verifier.Snapshot(env); err != nil {
+			return nil, 0, resultUnsigned, err
+		}
 	}
 	snap := &gatewayv1.Snapshot{}
 	if err := proto.Unmarshal(env.GetPayload(), snap); err != nil {

@@ -21,13 +21,14 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/rs/zerolog"
+
+	"github.com/apigw/gateway/edge/lease"
 )
 
 // Defaults of the JWKS machinery. KrakenD's cache_duration default is 900 s.
@@ -101,10 +102,11 @@ func (c KeysConfig) Validate() error {
 }
 
 // Keys is the registry of JWKS key sources and of compiled validators. It
-// outlives plans: a source is keyed by its URL or local path plus its fetch
-// settings, a compiled validator by its whole JWTValidator message, and both
-// are shared by every Validator that names them and closed when the last
-// one is closed. Create one per edge process with NewKeys and Close it on
+// outlives plans: a source is keyed by its sourceSpec (URL or local path and
+// every fetch setting), a compiled validator by its whole JWTValidator
+// message, and both are shared by every Validator that names them and
+// closed when the last one is closed: two edge/lease registries with no
+// grace period. Create one per edge process with NewKeys and Close it on
 // shutdown. Safe for concurrent use.
 type Keys struct {
 	cfg KeysConfig
@@ -114,11 +116,8 @@ type Keys struct {
 	wg  sync.WaitGroup // the fetch goroutines; each stops by its source's cancel
 	gen atomic.Uint64
 
-	// mu guards the fields below.
-	mu      sync.Mutex
-	closed  bool
-	sources map[string]*source
-	cores   map[string]*core
+	sources *lease.Registry[sourceSpec, *source]
+	cores   *lease.Registry[string, *core] // by deterministic JWTValidator bytes
 }
 
 // NewKeys returns an empty registry.
@@ -142,7 +141,7 @@ func NewKeys(cfg KeysConfig) (*Keys, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Keys{
+	k := &Keys{
 		cfg: cfg,
 		log: cfg.Logger.With().Str("component", "auth").Logger(),
 		tr: &http.Transport{
@@ -152,30 +151,33 @@ func NewKeys(cfg KeysConfig) (*Keys, error) {
 			MaxIdleConnsPerHost: 2,
 			IdleConnTimeout:     90 * time.Second,
 		},
-		now:     now,
-		sources: make(map[string]*source),
-		cores:   make(map[string]*core),
-	}, nil
+		now: now,
+	}
+	// A source's fetch goroutine stops when its last validator lets it go
+	// (or Keys closes); a core gives its source back.
+	k.sources = lease.New[sourceSpec](0, func(s *source) {
+		if s.cancel != nil {
+			s.cancel()
+		}
+	})
+	k.cores = lease.New[string](0, func(c *core) { k.releaseSource(c.src) })
+	return k, nil
 }
 
 // Close stops every background fetch and waits for the fetch goroutines to
 // exit. Validators built from k keep their last keys and cached tokens but
 // no longer refresh. Idempotent.
 func (k *Keys) Close() {
-	k.mu.Lock()
-	k.closed = true
-	for _, s := range k.sources {
-		if s.cancel != nil {
-			s.cancel()
-		}
-	}
-	k.mu.Unlock()
+	k.cores.Close()   // gives every source back...
+	k.sources.Close() // ...and stops any left
 	k.wg.Wait()
 	k.tr.CloseIdleConnections()
 }
 
 // sourceSpec identifies a key source: where the keys come from and how they
-// are fetched. Two validators with the same spec share one source.
+// are fetched, every setting a source is built from, as one comparable
+// value (its key in Keys.sources). Two validators with the same spec share
+// one source.
 type sourceSpec struct {
 	url       string
 	path      string
@@ -184,16 +186,11 @@ type sourceSpec struct {
 	allowHTTP bool
 }
 
-func (s sourceSpec) key() string {
-	return s.url + "\x00" + s.path + "\x00" + s.refresh.String() + "\x00" + s.cooldown.String() + "\x00" + strconv.FormatBool(s.allowHTTP)
-}
-
 // source holds the current key set of one JWKS URL or file.
 type source struct {
 	k    *Keys
 	spec sourceSpec
 	name string
-	refs int // guarded by k.mu
 
 	set    atomic.Pointer[keySet]
 	kick   chan struct{}
@@ -214,23 +211,12 @@ type source struct {
 // URL, starting its fetch goroutine) when needed. A local file is read on
 // every acquire so a config push picks up an edited file.
 func (k *Keys) acquireSource(spec sourceSpec) (*source, error) {
-	key := spec.key()
-	k.mu.Lock()
-	if k.closed {
-		k.mu.Unlock()
-		return nil, ErrClosed
-	}
-	s, ok := k.sources[key]
-	if ok {
-		s.refs++
-		k.mu.Unlock()
-	} else {
-		s = &source{k: k, spec: spec, refs: 1, kick: make(chan struct{}, 1), ready: make(chan struct{}), waitCh: make(chan struct{})}
+	s, _, err := k.sources.Acquire(spec, func() (*source, error) {
+		s := &source{k: k, spec: spec, kick: make(chan struct{}, 1), ready: make(chan struct{}), waitCh: make(chan struct{})}
 		s.name = spec.url
 		if spec.path != "" {
 			s.name = spec.path
 		}
-		k.sources[key] = s
 		if spec.path == "" {
 			// The goroutine's own ctx, cancelled when the last validator
 			// lets the source go or Keys closes (no ctx kept in Keys).
@@ -239,7 +225,13 @@ func (k *Keys) acquireSource(spec sourceSpec) (*source, error) {
 			k.wg.Add(1)
 			go s.run(ctx)
 		}
-		k.mu.Unlock()
+		return s, nil
+	})
+	if errors.Is(err, lease.ErrClosed) {
+		return nil, ErrClosed
+	}
+	if err != nil {
+		return nil, err
 	}
 	if spec.path != "" {
 		if err := s.loadFile(); err != nil {
@@ -250,18 +242,7 @@ func (k *Keys) acquireSource(spec sourceSpec) (*source, error) {
 	return s, nil
 }
 
-func (k *Keys) releaseSource(s *source) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	s.refs--
-	if s.refs > 0 {
-		return
-	}
-	delete(k.sources, s.spec.key())
-	if s.cancel != nil {
-		s.cancel()
-	}
-}
+func (k *Keys) releaseSource(s *source) { k.sources.Release([]sourceSpec{s.spec}, nil) }
 
 // keys returns the current key set (nil before the first successful load).
 func (s *source) keys() *keySet { return s.set.Load() }

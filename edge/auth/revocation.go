@@ -22,6 +22,13 @@ const (
 	DefaultRevocationN   = 100_000
 	DefaultRevocationP   = 1e-9
 	DefaultRevocationTTL = 24 * time.Hour
+	// MaxRevocationN and MinRevocationP bound the bloom filter an edge
+	// builds, whatever a snapshot asks: at these bounds the filter takes
+	// about 70 MB (a snapshot asking for n=1e11 once killed an edge).
+	// plan.Build refuses snapshots outside them; applySettings clamps as a
+	// second line.
+	MaxRevocationN = 10_000_000
+	MinRevocationP = 1e-12
 	// DefaultRebuildPeriod is how often expired entries are looked for.
 	DefaultRebuildPeriod = time.Minute
 	// compactAt is the overlay size at which the overlay is folded into a
@@ -74,6 +81,11 @@ type Revocations struct {
 	state atomic.Pointer[revState]
 	now   func() time.Time
 	log   zerolog.Logger
+
+	// unknown says the set may lack revocations: the edge could not
+	// restore it at boot and the control plane has not answered since.
+	// Validators then refuse every token (ReasonRevocationsUnknown).
+	unknown atomic.Bool
 
 	// mu serialises the writers that publish a state; it is held only for
 	// O(delta) work (and for Reset/Configure, which rebuild anyway).
@@ -147,10 +159,12 @@ func applySettings(st *revState, rv *gatewayv1.Revoker) {
 	if st.n == 0 {
 		st.n = DefaultRevocationN
 	}
+	st.n = min(st.n, MaxRevocationN)
 	st.p = rv.GetP()
 	if !(st.p > 0 && st.p < 1) {
 		st.p = DefaultRevocationP
 	}
+	st.p = max(st.p, MinRevocationP)
 	st.ttl = rv.GetTtlMs()
 	if st.ttl <= 0 {
 		st.ttl = DefaultRevocationTTL.Milliseconds()
@@ -230,6 +244,37 @@ func (r *Revocations) Check(c *Claims) bool {
 		}
 	}
 	return false
+}
+
+// MarkUnknown says the set may lack revocations (the copy on disk was
+// missing or corrupt at boot): until Confirm, Verdict answers
+// ReasonRevocationsUnknown for every token, so protected routes fail
+// closed instead of accepting revoked tokens.
+func (r *Revocations) MarkUnknown() { r.unknown.Store(true) }
+
+// Confirm says the set is as current as the control plane's log (the
+// control plane answered on the sync stream after the edge's Hello; it
+// sends revocations before anything else). It ends MarkUnknown.
+func (r *Revocations) Confirm() {
+	if r.unknown.Swap(false) {
+		r.log.Info().Msg("revocation set confirmed by the control plane; protected routes serve again")
+	}
+}
+
+// Known reports whether the set can be trusted (no MarkUnknown pending).
+func (r *Revocations) Known() bool { return !r.unknown.Load() }
+
+// Verdict is the revocation answer for a verified token: ReasonOK,
+// ReasonRevoked, or ReasonRevocationsUnknown while the set is not known.
+// It never allocates.
+func (r *Revocations) Verdict(t *Token) Reason {
+	if r.unknown.Load() {
+		return ReasonRevocationsUnknown
+	}
+	if r.CheckToken(t) {
+		return ReasonRevoked
+	}
+	return ReasonOK
 }
 
 // CheckToken is Check over the token's precomputed claim values (the same

@@ -47,6 +47,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 const (
@@ -80,6 +81,11 @@ type Config struct {
 	Keep int
 	// Logger receives a line for every file skipped or cleaned up.
 	Logger zerolog.Logger
+	// Verifier, when set, checks the control plane's signature of every
+	// snapshot saved and loaded: a file that does not verify is skipped
+	// like a corrupt one. Nil checks only the sha256 (standalone mode, or
+	// the explicit insecure flag).
+	Verifier *sign.Verifier
 }
 
 // Validate reports a configuration that New would refuse.
@@ -98,15 +104,17 @@ func (c Config) Validate() error {
 type Store struct {
 	dir         string
 	log         zerolog.Logger
+	verifier    *sign.Verifier
 	snapshots   series
 	revocations series
 }
 
 // series is the records of one kind.
 type series struct {
-	kind string
-	keep int
-	mu   sync.Mutex // serialises save (sequence allocation, rename, prune)
+	kind   string
+	keep   int
+	signed bool       // records carry the control plane's signature
+	mu     sync.Mutex // serialises save (sequence allocation, rename, prune)
 }
 
 // New opens the data dir, creating it when missing, and removes temporary
@@ -125,7 +133,8 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		dir:         cfg.Dir,
 		log:         cfg.Logger,
-		snapshots:   series{kind: kindSnapshot, keep: keep},
+		verifier:    cfg.Verifier,
+		snapshots:   series{kind: kindSnapshot, keep: keep, signed: true},
 		revocations: series{kind: kindRevocations, keep: keepRevocations},
 	}
 	if err := s.removeTemps(); err != nil {
@@ -251,6 +260,11 @@ func (s *Store) read(f file) (*gatewayv1.SnapshotEnvelope, error) {
 	if err := Verify(env); err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(f.name, kindSnapshot+"-") {
+		if err := s.verifier.Snapshot(env); err != nil {
+			return nil, err
+		}
+	}
 	return env, nil
 }
 
@@ -357,32 +371,45 @@ func (s *Store) SaveRevocations(set *gatewayv1.RevocationReset) error {
 // ErrNotFound when the dir holds no revocation state at all, and another
 // error when it holds some but none is valid.
 func (s *Store) LoadRevocations() (*gatewayv1.RevocationReset, error) {
+	set, _, err := s.LoadRevocationsReport()
+	return set, err
+}
+
+// LoadRevocationsReport is LoadRevocations that also says how many newer
+// records were skipped as corrupt: a set returned with skipped > 0 is an
+// older copy that may lack the newest revocations.
+func (s *Store) LoadRevocationsReport() (set *gatewayv1.RevocationReset, skipped int, err error) {
 	files, err := s.list(kindRevocations)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var bad int
 	for _, f := range files {
 		env, err := s.read(f)
 		if err == nil {
 			set := &gatewayv1.RevocationReset{}
 			if err = proto.Unmarshal(env.GetPayload(), set); err == nil {
-				return set, nil
+				return set, skipped, nil
 			}
 		}
-		bad++
+		skipped++
 		s.log.Warn().Str("file", f.name).Err(err).Msg("skipping corrupt revocations record")
 	}
 	if len(files) > 0 {
-		return nil, fmt.Errorf("lkg load revocations: all %d records corrupt", bad)
+		return nil, skipped, fmt.Errorf("lkg load revocations: all %d records corrupt", skipped)
 	}
-	return s.loadLegacyRevocations()
+	set, err = s.loadLegacyRevocations()
+	return set, 0, err
 }
 
 // save writes env as the newest record of se and prunes past se.keep.
 func (s *Store) save(se *series, env *gatewayv1.SnapshotEnvelope) error {
 	if err := Verify(env); err != nil {
 		return err
+	}
+	if se.signed {
+		if err := s.verifier.Snapshot(env); err != nil {
+			return err
+		}
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(env)
 	if err != nil {

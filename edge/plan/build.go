@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
@@ -23,6 +25,7 @@ import (
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
 	"github.com/apigw/gateway/edge/tlsconf"
+	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/violation"
 )
@@ -48,7 +51,7 @@ const DefaultJWKSWait = 2 * time.Second
 type Deps struct {
 	Logger zerolog.Logger
 	// Upstreams is the registry of upstream clients reused across plans;
-	// nil makes Build create one owned by the plan.
+	// nil makes Build create one owned by the plan (tests), closed with it.
 	Upstreams *Upstreams
 	// DisabledFeatures are features this edge refuses (test hook, version
 	// skew); Build returns a *BuildError naming them.
@@ -80,6 +83,10 @@ type Deps struct {
 	// by then is not an error: its endpoints answer 401 until a background
 	// fetch succeeds.
 	JWKSWait time.Duration
+	// Tracers is the process-wide registry of tracers
+	// (telemetry/opentelemetry): a push with the same settings keeps the
+	// exporters. nil makes Build create a tracer owned by the plan.
+	Tracers *tracing.Registry
 }
 
 // BuildError lists why a snapshot cannot be served: every violation Build
@@ -132,7 +139,15 @@ type builder struct {
 	clientTLSDone bool
 	clientTLSErr  bool
 	clientTLSCfg  proxy.ClientTLS
+	tracer        *tracing.Tracer // nil without telemetry/opentelemetry
+	clientIP      *proxy.ClientIP // the plan's, for the rate-limit key check
 }
+
+// clientIPTrusts reports whether router.trusted_proxies names a proxy.
+func (b *builder) clientIPTrusts() bool { return b.clientIP != nil && b.clientIP.Trusts() }
+
+// MaxEndpoints is the most endpoints an edge builds from one snapshot.
+const MaxEndpoints = 100_000
 
 func (b *builder) violate(path string, kind violation.Kind, detail string) {
 	b.violations = append(b.violations, &gatewayv1.FieldViolation{Path: path, Kind: kind.String(), Detail: detail})
@@ -167,6 +182,9 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	b.deps.Metrics.hold(b.labels)
 	p.metricsOwner, p.labels = b.deps.Metrics, b.labels
 	p.upstreams, p.upstreamKeys = b.upstreams, b.keys
+	if own {
+		p.ownUpstreams = b.upstreams
+	}
 	p.validators, p.lease = b.validators, b.lease
 	if b.ownKeys {
 		p.ownKeys = b.authKeys
@@ -174,6 +192,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if b.ownQoS {
 		p.ownQoS = b.qosReg
 	}
+	p.tracer, p.tracers = b.tracer, deps.Tracers
 	if deps.Revocations != nil {
 		deps.Revocations.Configure(snap.GetService().GetRevoker())
 	}
@@ -183,6 +202,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 // releaseState gives back the validators, the QoS lease and what the build
 // created for itself (a failed build).
 func (b *builder) releaseState() {
+	releaseTracer(b.deps.Tracers, b.tracer)
 	for _, v := range b.validators {
 		v.Close()
 	}
@@ -283,7 +303,7 @@ func (b *builder) build() (*Plan, error) {
 	if err != nil {
 		b.violate("service.router.trusted_proxies", violation.Invalid, err.Error())
 	}
-	p.clientIP = clientIP
+	p.clientIP, b.clientIP = clientIP, clientIP
 	if spec := svc.GetTls(); spec != nil {
 		if p.tls, err = tlsconf.NewServer(spec, b.deps.Logger); err != nil {
 			b.violateTLS(err)
@@ -292,12 +312,37 @@ func (b *builder) build() (*Plan, error) {
 	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
 		b.violate("service.extra_config.auth/revoker", violation.Unsupported, "this edge has no revocation set to enforce auth/revoker with")
 	}
+	// The edge's own bounds: a snapshot is checked by the control plane,
+	// but an edge never allocates what a snapshot says without a ceiling.
+	if rv := svc.GetRevoker(); rv.GetN() > auth.MaxRevocationN {
+		b.violate("service.extra_config.auth/revoker.N", violation.Invalid, fmt.Sprintf("%d is above this edge's limit of %d", rv.GetN(), auth.MaxRevocationN))
+	}
+	if rv := svc.GetRevoker(); rv.GetP() != 0 && rv.GetP() < auth.MinRevocationP {
+		b.violate("service.extra_config.auth/revoker.P", violation.Invalid, fmt.Sprintf("%g is below this edge's limit of %g", rv.GetP(), auth.MinRevocationP))
+	}
+	if n := len(snap.GetEndpoints()); n > MaxEndpoints {
+		b.violate("endpoints", violation.TooMany, fmt.Sprintf("%d endpoints, this edge accepts at most %d", n, MaxEndpoints))
+		return nil, &BuildError{Violations: b.violations}
+	}
 	if p.cors, err = security.NewCORS(svc.GetCors()); err != nil {
 		b.violate("service.extra_config.security/cors", violation.Invalid, err.Error())
 	}
 	if p.secure, err = security.NewSecure(svc.GetSecurity()); err != nil {
 		b.violate("service.extra_config.security/http", violation.Invalid, err.Error())
 	}
+
+	if o := svc.GetOpentelemetry(); o != nil {
+		var err error
+		if b.deps.Tracers != nil {
+			b.tracer, err = b.deps.Tracers.Acquire(o)
+		} else {
+			b.tracer, err = tracing.New(o, tracing.Options{Logger: b.deps.Logger, Version: Version})
+		}
+		if err != nil {
+			b.violate("service.opentelemetry", violation.Invalid, err.Error())
+		}
+	}
+	p.tracer = b.tracer
 
 	routes := make([]router.Route, len(snap.GetEndpoints()))
 	p.endpoints = make([]*endpoint, len(snap.GetEndpoints()))
@@ -394,6 +439,11 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		b.violate(path+".output_encoding", violation.Unsupported, err.Error())
 	}
 	ep.output = out
+	if b.tracer != nil && !b.tracer.Skipped(e.GetPath()) {
+		ep.trace = tracing.NewLayer(e.GetTrace(), "proxy",
+			semconv.HTTPRequestMethodKey.String(e.GetMethod()), semconv.HTTPRoute(e.GetPath()))
+		ep.proxySpan = "proxy " + e.GetPath()
+	}
 	b.endpointAuth(path, e, ep)
 	b.endpointRateLimit(path, e, ep, params)
 	if ep.schema, err = schema.New(e.GetJsonSchema()); err != nil {
@@ -582,10 +632,38 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		Modifier:        mod,
 
 		SendBodyOnRedirect: be.GetSendBodyOnRedirect(),
+		Trace:              b.backendTrace(e, be),
 	})
 	if err != nil {
 		b.violate(path+".url_pattern", violation.Invalid, err.Error())
 		return nil
 	}
 	return call
+}
+
+// backendTrace prepares a backend's tracing layer: nil without a tracer,
+// for a skipped endpoint (skip_paths) or with layers.backend.traces
+// disable_stage.
+func (b *builder) backendTrace(e *gatewayv1.Endpoint, be *gatewayv1.Backend) *tracing.Layer {
+	if b.tracer == nil || b.tracer.Skipped(e.GetPath()) {
+		return nil
+	}
+	return tracing.NewLayer(be.GetTrace(), "backend",
+		semconv.HTTPRoute(be.GetUrlPattern()),
+		attribute.String("krakend.endpoint.route", e.GetPath()),
+		attribute.String("krakend.endpoint.method", e.GetMethod()))
+}
+
+// releaseTracer gives a tracer back to its registry, or shuts down one the
+// plan owned.
+func releaseTracer(reg *tracing.Registry, t *tracing.Tracer) {
+	switch {
+	case t == nil:
+	case reg != nil:
+		reg.Release(t)
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = t.Shutdown(ctx)
+		cancel()
+	}
 }

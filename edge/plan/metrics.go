@@ -21,6 +21,7 @@ import (
 // adds. A nil *Metrics disables metrics.
 type Metrics struct {
 	requests      *prometheus.CounterVec
+	incomplete    *prometheus.CounterVec
 	backendErrors *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	authRejected  *prometheus.CounterVec
@@ -68,6 +69,7 @@ var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // NewMetrics creates the collectors and registers them on reg:
 // gw_edge_requests_total{endpoint,code_class},
+// gw_edge_incomplete_responses_total{endpoint},
 // gw_edge_backend_errors_total{backend,reason},
 // gw_edge_request_duration_seconds{endpoint},
 // gw_edge_auth_rejections_total{reason},
@@ -78,6 +80,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gw_edge_requests_total",
 			Help: "Requests answered by the edge, by endpoint name and status class.",
 		}, []string{"endpoint", "code_class"}),
+		incomplete: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gw_edge_incomplete_responses_total",
+			Help: "Answers of non-no-op endpoints that were not complete (X-KrakenD-Completed: false: a backend failed, timed out or was not run), by endpoint name; over gw_edge_requests_total it is the aggregation completeness.",
+		}, []string{"endpoint"}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gw_edge_backend_errors_total",
 			Help: "Backends that failed a request, by reason (refused, connect, timeout, status, too_large, decode, internal).",
@@ -112,7 +118,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, w := range []string{panicRequest, panicBackendCall} {
 		m.panics.WithLabelValues(w)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.panics, m.breakerState, m.breakerMoves} {
+	for _, c := range []prometheus.Collector{m.requests, m.incomplete, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.panics, m.breakerState, m.breakerMoves} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -153,8 +159,9 @@ func (rm *rejectionMetrics) limited(s ratelimit.Scope) {
 
 // endpointMetrics are the precreated children of one endpoint.
 type endpointMetrics struct {
-	codes    [6]prometheus.Counter
-	duration prometheus.Observer
+	codes      [6]prometheus.Counter
+	duration   prometheus.Observer
+	incomplete prometheus.Counter // nil for the unmatched requests
 }
 
 func (m *Metrics) endpoint(name string) endpointMetrics {
@@ -166,7 +173,17 @@ func (m *Metrics) endpoint(name string) endpointMetrics {
 		em.codes[i] = m.requests.WithLabelValues(name, class)
 	}
 	em.duration = m.duration.WithLabelValues(name)
+	if name != unmatchedEndpoint {
+		em.incomplete = m.incomplete.WithLabelValues(name)
+	}
 	return em
+}
+
+// observeIncomplete counts an answer that was not complete.
+func (em *endpointMetrics) observeIncomplete() {
+	if em.incomplete != nil {
+		em.incomplete.Inc()
+	}
 }
 
 // backend returns the failure counters of one backend, by reason: each
@@ -291,6 +308,7 @@ func (m *Metrics) deleteLocked(u labelUse) {
 	}
 	m.requests.DeletePartialMatch(prometheus.Labels{"endpoint": u.name})
 	m.duration.DeleteLabelValues(u.name)
+	m.incomplete.DeleteLabelValues(u.name)
 }
 
 // BreakerChanged records a circuit breaker transition of the backend name

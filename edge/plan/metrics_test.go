@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/edge/plan"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
 // seriesWith lists the series of reg whose labels mention value.
@@ -135,5 +136,35 @@ func TestBackendFailuresLogged(t *testing.T) {
 		if got[0]["level"] != "warn" || got[0]["reason"] != reason || got[0]["failures"] != 1.0 {
 			t.Errorf("%s: first line %v, want warn, reason %s, failures 1", backend, got[0], reason)
 		}
+	}
+}
+
+// TestIncompleteResponsesCounted: gw_edge_incomplete_responses_total moves
+// for a partial aggregate (one backend down) and not for a complete one.
+func TestIncompleteResponsesCounted(t *testing.T) {
+	t.Parallel()
+	addr := fastBackend(t, nil)
+	reg := prometheus.NewRegistry()
+	m, err := plan.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := endpoint("GET", "/full", with(backend(addr, "/users/1"), func(b *gatewayv1.Backend) { b.Group = "a" }),
+		with(backend(addr, "/users/2"), func(b *gatewayv1.Backend) { b.Group = "b" }))
+	part := endpoint("GET", "/part", with(backend(addr, "/users/1"), func(b *gatewayv1.Backend) { b.Group = "a" }),
+		with(backend("127.0.0.1:1", "/down"), func(b *gatewayv1.Backend) { b.Group = "b" }))
+	p := mustBuild(t, snapshot(full, part), plan.Deps{Metrics: m})
+	for range 2 {
+		serveOnce(p.Serve, newCtx("GET", "/full", ""))
+	}
+	ctx := newCtx("GET", "/part", "")
+	if st := serveOnce(p.Serve, ctx); st != 200 || string(ctx.Response.Header.Peek("X-Krakend-Completed")) != "false" {
+		t.Fatalf("partial aggregate: %d, completed %q", st, ctx.Response.Header.Peek("X-Krakend-Completed"))
+	}
+	if got := counterValue(t, reg, "gw_edge_incomplete_responses_total", `endpoint="GET /part"`); got != 1 {
+		t.Errorf("incomplete{GET /part} = %v, want 1", got)
+	}
+	if got := counterValue(t, reg, "gw_edge_incomplete_responses_total", `endpoint="GET /full"`); got != 0 {
+		t.Errorf("incomplete{GET /full} = %v, want 0", got)
 	}
 }

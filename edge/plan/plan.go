@@ -61,6 +61,7 @@ import (
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
 	"github.com/apigw/gateway/edge/tlsconf"
+	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -119,8 +120,11 @@ type Plan struct {
 	upstreamKeys []clientIdentity
 	validators   []*auth.Validator
 	lease        *qos.Lease
-	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
-	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
+	tracer       *tracing.Tracer   // nil: no telemetry/opentelemetry
+	tracers      *tracing.Registry // where tracer goes back on Release; nil: owned
+	ownKeys      *auth.Keys        // created by Build when Deps.Keys was nil
+	ownQoS       *qos.Registry     // created by Build when Deps.QoS was nil
+	ownUpstreams *Upstreams        // created by Build when Deps.Upstreams was nil
 	releaseOnce  sync.Once
 }
 
@@ -138,6 +142,9 @@ type endpoint struct {
 	pipe         *aggregate.Pipe                     // every other endpoint
 	metrics      endpointMetrics
 
+	trace     *tracing.Layer // the proxy layer's spans; nil: none
+	proxySpan string         // "proxy <route>"
+
 	jwt     *auth.Validator   // auth/validator, nil for a public endpoint
 	schema  *schema.Validator // validation/json-schema, nil without schema
 	limiter *ratelimit.Router // qos/ratelimit/router, nil without limit
@@ -145,6 +152,10 @@ type endpoint struct {
 	keyName []byte            // header name (keyHeader, keyIPHeader)
 	keySlot int               // parameter slot (keyParam)
 }
+
+// Protected reports whether some endpoint validates JWTs (and so depends
+// on the revocation set).
+func (p *Plan) Protected() bool { return len(p.validators) > 0 }
 
 // HealthPath returns the health check path, "" when health is disabled.
 func (p *Plan) HealthPath() string { return p.healthPath }
@@ -182,7 +193,11 @@ func (p *Plan) Release() {
 		if p.ownKeys != nil {
 			p.ownKeys.Close()
 		}
+		if p.ownUpstreams != nil {
+			p.ownUpstreams.Close()
+		}
 		p.metricsOwner.drop(p.labels)
+		releaseTracer(p.tracers, p.tracer)
 	})
 }
 
@@ -202,9 +217,11 @@ type reqState struct {
 	params router.Params
 	in     proxy.Inbound
 	buf    []byte // Allow, Location, Retry-After and X-RateLimit-* values
+	ipKey  []byte // the rate-limit client address read from a header
 	claims tokenClaims
 	limit  ratelimit.Decision // the router rate limit's decision
 	log    *accesslog.Entry   // nil without an access log
+	trace  tracing.Request
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -219,6 +236,7 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 	st := statePool.Get().(*reqState)
 	st.log = e
 	defer p.finish(ctx, st)
+	p.tracer.Start(&st.trace, ctx)
 	// KrakenD's order before routing: CORS wraps the whole router (so
 	// preflights are answered for every path, known or not), then
 	// security/http (host check, HTTPS redirect, security headers).
@@ -271,6 +289,13 @@ func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 		p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		// st may be inconsistent: let the GC have it.
 		return
+	}
+	if st.trace.Traced() {
+		st.trace.End(ctx)
+		if e := st.log; e != nil {
+			e.TraceID = append(e.TraceID[:0], st.trace.TraceID()...)
+		}
+		st.trace.Reset()
 	}
 	st.in.Clear()
 	st.params.Reset()
@@ -337,6 +362,10 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	}
 	in := &st.in
 	in.Reset(&ctx.Request, &st.params)
+	if st.trace.Traced() {
+		in.Trace = &st.trace
+		st.trace.SetRoute(ep.name, ep.route)
+	}
 	in.ClientIP = p.clientIP.Append(in.ClientIP[:0], ctx.RemoteIP(), &ctx.Request.Header)
 	if e := st.log; e != nil {
 		e.ClientIP = append(e.ClientIP[:0], in.ClientIP...)
@@ -352,12 +381,19 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 		return
 	}
 
+	st.trace.StartProxy(ep.trace, ep.proxySpan, &ctx.Request.Header)
 	if ep.noop != nil {
 		p.serveNoOp(ctx, ep, in, st, start)
+		st.trace.EndProxy(ctx.Response.StatusCode() < 400, 0)
 	} else {
 		ex := ep.pipe.Acquire()
-		p.write(ctx, ep, st, ex, ex.Run(in, start))
+		r := ex.Run(in, start)
+		st.trace.EndProxy(r.Complete, r.Failed)
+		p.write(ctx, ep, st, ex, r)
 		ex.Release()
+		if bytes.Equal(ctx.Response.Header.PeekBytes(hdrCompleted), valFalse) {
+			ep.metrics.observeIncomplete()
+		}
 	}
 	if ep.limiter != nil {
 		setRateHeaders(ctx, st)

@@ -12,6 +12,7 @@ import (
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
+	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -210,4 +211,82 @@ type lineCounter struct{ n int }
 func (c *lineCounter) Write(p []byte) (int, error) {
 	c.n += bytes.Count(p, []byte{'\n'})
 	return len(p), nil
+}
+
+// TestTracingUnsampledAllocs: with telemetry/opentelemetry on, a request
+// that is not sampled (rate 0, or a client's unsampled traceparent) costs
+// no allocation over the same endpoint untraced: no span is created and
+// each backend call gets a traceparent written from per-request scratch.
+func TestTracingUnsampledAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	reg := tracing.NewRegistry(tracing.Options{Exporter: newRecorder()})
+	t.Cleanup(reg.Close)
+	snap := tracedSnapshot(addr, 0)
+	measure := func(p *plan.Plan, traceparent string) float64 {
+		ctx := newCtx("GET", "/agg", "")
+		if traceparent != "" {
+			ctx.Request.Header.Set("Traceparent", traceparent)
+		}
+		for range 50 {
+			if st := serveOnce(p.Serve, ctx); st != 200 {
+				t.Fatalf("warm-up status %d: %s", st, bodyOf(ctx))
+			}
+		}
+		return testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) })
+	}
+	base := measure(mustBuild(t, snapshot(snap.Endpoints[0]), plan.Deps{}), "")
+	p := mustBuild(t, snap, plan.Deps{Tracers: reg})
+	for _, tc := range []struct{ name, traceparent string }{
+		{"root", ""},
+		{"client unsampled", "00-" + clientTrace + "-" + clientSpan + "-00"},
+	} {
+		if n := measure(p, tc.traceparent); n != base {
+			t.Errorf("%s: unsampled traced aggregate: %v allocs per request, untraced %v: want the same", tc.name, n, base)
+		}
+	}
+}
+
+// TestTracingUnsampledProxyAllocs: the single-backend JSON proxy, which
+// allocates nothing untraced, stays at zero with tracing on and the
+// request unsampled.
+func TestTracingUnsampledProxyAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	reg := tracing.NewRegistry(tracing.Options{Exporter: newRecorder()})
+	t.Cleanup(reg.Close)
+	snap := snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))
+	snap.Service.Opentelemetry = &gatewayv1.OpenTelemetry{ServiceName: "t", Global: &gatewayv1.TraceLayer{}}
+	snap.Endpoints[0].Trace = &gatewayv1.TraceLayer{}
+	snap.Endpoints[0].Backends[0].Trace = &gatewayv1.TraceLayer{}
+	snap.Features = []string{"telemetry.opentelemetry"}
+	p := mustBuild(t, snap, plan.Deps{Tracers: reg})
+	ctx := newCtx("GET", "/users/42", "")
+	for range 50 {
+		if st := serveOnce(p.Serve, ctx); st != 200 {
+			t.Fatalf("warm-up status %d: %s", st, bodyOf(ctx))
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+		t.Errorf("unsampled traced json proxy: %v allocs per request, want 0", n)
+	}
+}
+
+// TestIPKeyRateLimitAllocs: the client address read from a trusted proxy's
+// X-Forwarded-For (strategy ip + key) costs no allocation per request.
+func TestIPKeyRateLimitAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+	ep.RateLimit = &gatewayv1.RouterRateLimit{MaxRate: 1e9, ClientMaxRate: 1e9, Strategy: "ip", Key: "X-Forwarded-For"}
+	snap := snapshot(ep)
+	snap.Service.Router.TrustedProxies = []string{"127.0.0.1"}
+	p := mustBuild(t, snap, protectDeps(t, nil))
+	ctx := newCtx("GET", "/users/42", "")
+	ctx.Request.Header.Set("X-Forwarded-For", "198.51.100.7, 203.0.113.9, 127.0.0.1")
+	for i := 0; i < 50; i++ {
+		if st := serveOnce(p.Serve, ctx); st != 200 {
+			t.Fatalf("warm-up status %d: %s", st, bodyOf(ctx))
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+		t.Errorf("ip key rate limit: %v allocs per request, want 0", n)
+	}
 }

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
+	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -234,4 +236,44 @@ func BenchmarkAccessLog(b *testing.B) {
 		}
 		b.Run(f.String(), func(b *testing.B) { run(b, l) })
 	}
+}
+
+// BenchmarkTracing is the cost of telemetry/opentelemetry on the
+// single-backend JSON proxy: "off" is the plain proxy, "unsampled" tracing
+// on with trace_sample_rate 0 (trace context still written to the backend),
+// "sampled" every request recorded (server, proxy and backend spans)
+// into an exporter that drops them.
+func BenchmarkTracing(b *testing.B) {
+	addr := fastBackend(b, nil)
+	traced := func(rate float64) *gatewayv1.Snapshot {
+		snap := snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))
+		snap.Service.Opentelemetry = &gatewayv1.OpenTelemetry{ServiceName: "bench", TraceSampleRate: rate, Global: &gatewayv1.TraceLayer{}}
+		snap.Endpoints[0].Trace = &gatewayv1.TraceLayer{}
+		snap.Endpoints[0].Backends[0].Trace = &gatewayv1.TraceLayer{}
+		snap.Features = []string{"telemetry.opentelemetry"}
+		return snap
+	}
+	run := func(b *testing.B, snap *gatewayv1.Snapshot) {
+		reg := tracing.NewRegistry(tracing.Options{Exporter: tracetest.NewNoopExporter()})
+		defer reg.Close()
+		p, err := plan.Build(snap, plan.Deps{Tracers: reg})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Release()
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := newCtx("GET", "/users/42", "")
+			for pb.Next() {
+				if st := serveOnce(p.Serve, ctx); st != 200 {
+					b.Errorf("status %d", st)
+					return
+				}
+			}
+		})
+	}
+	b.Run("off", func(b *testing.B) { run(b, snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))) })
+	b.Run("unsampled", func(b *testing.B) { run(b, traced(0)) })
+	b.Run("sampled", func(b *testing.B) { run(b, traced(1)) })
 }

@@ -26,8 +26,8 @@ type Upstreams struct {
 // NewUpstreams returns an empty registry with DefaultUpstreamGrace.
 func NewUpstreams() *Upstreams { return newUpstreams(DefaultUpstreamGrace) }
 
-func newUpstreams(grace time.Duration) *Upstreams {
-	return &Upstreams{reg: lease.New[clientIdentity](grace, (*proxy.Client).Close)}
+func newUpstreams(grace time.Duration, opts ...lease.Option) *Upstreams {
+	return &Upstreams{reg: lease.New[clientIdentity](grace, (*proxy.Client).Close, opts...)}
 }
 
 // clientIdentity identifies a client by every setting it is built from,
@@ -103,6 +103,10 @@ func (u *Upstreams) acquire(id clientIdentity, cfg proxy.ClientConfig) (c *proxy
 func (u *Upstreams) release(ids []clientIdentity, closeNow map[clientIdentity]bool) {
 	u.reg.Release(ids, closeNow)
 }
+
+// sweep closes the clients unused for the grace period (the registry's
+// sweeper does it periodically); tests call it with a fake clock.
+func (u *Upstreams) sweep() int { return u.reg.Sweep() }
 
 // Len returns the number of clients held (in use or in their grace period).
 func (u *Upstreams) Len() int { return u.reg.Len() }

@@ -3,15 +3,18 @@ package plan
 import (
 	"net"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/apigw/gateway/edge/lease"
 	"github.com/apigw/gateway/edge/proxy"
 )
 
 func TestUpstreamGrace(t *testing.T) {
 	t.Parallel()
-	u := newUpstreams(20 * time.Millisecond)
+	var now atomic.Int64
+	u := newUpstreams(time.Minute, lease.WithClock(now.Load))
 	defer u.Close()
 	cfg := proxy.ClientConfig{Name: "b", Hosts: []string{"http://127.0.0.1:1"}}
 	key := identityOf(cfg)
@@ -21,21 +24,19 @@ func TestUpstreamGrace(t *testing.T) {
 	}
 	u.release([]clientIdentity{key}, nil)
 	// Taken back within the grace period: the same client survives.
+	now.Add(int64(59 * time.Second))
 	c2, created, err := u.acquire(key, cfg)
 	if err != nil || created || c2 != c1 {
 		t.Fatalf("re-acquire in grace: created=%v same=%v err=%v", created, c2 == c1, err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if u.Len() != 1 {
+	now.Add(int64(time.Hour))
+	if n := u.sweep(); n != 0 || u.Len() != 1 {
 		t.Fatal("client in use was closed")
 	}
 	u.release([]clientIdentity{key}, nil)
-	deadline := time.Now().Add(2 * time.Second)
-	for u.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("unused client not closed after the grace period")
-		}
-		time.Sleep(5 * time.Millisecond)
+	now.Add(int64(time.Minute))
+	if n := u.sweep(); n != 1 || u.Len() != 0 {
+		t.Fatalf("unused client not closed after the grace period (swept %d)", n)
 	}
 	u.Close()
 	u.Close() // idempotent

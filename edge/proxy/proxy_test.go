@@ -433,3 +433,44 @@ func TestNewClientErrors(t *testing.T) {
 		t.Error("https host without TLS")
 	}
 }
+
+// TestAppendForwarded: the rate-limit key's header is believed only from a
+// trusted proxy (forwarded_by_client_ip not needed), right to left.
+func TestAppendForwarded(t *testing.T) {
+	trusted := ClientIPConfig{TrustedProxies: []string{"10.0.0.0/8"}}
+	tests := []struct {
+		name   string
+		cfg    ClientIPConfig
+		remote string
+		value  string
+		want   string // "" when not believed
+	}{
+		{"no trusted proxies", ClientIPConfig{}, "10.0.0.9", "1.1.1.1", ""},
+		{"untrusted peer", trusted, "192.168.1.1", "1.1.1.1", ""},
+		{"trusted peer", trusted, "10.0.0.9", "1.1.1.1", "1.1.1.1"},
+		{"spoofed prefix ignored", trusted, "10.0.0.9", "6.6.6.6, 1.1.1.1", "1.1.1.1"},
+		{"trusted hops skipped", trusted, "10.0.0.9", "6.6.6.6, 1.1.1.1, 10.1.1.1", "1.1.1.1"},
+		{"only trusted: leftmost", trusted, "10.0.0.9", "10.2.2.2, 10.1.1.1", "10.2.2.2"},
+		{"garbage", trusted, "10.0.0.9", "nope", ""},
+		{"empty", trusted, "10.0.0.9", "", ""},
+		{"mapped IPv4 peer", trusted, "::ffff:10.0.0.9", "2001:db8::1", "2001:db8::1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewClientIP(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := c.AppendForwarded([]byte("x"), net.ParseIP(tc.remote), []byte(tc.value))
+			if tc.want == "" {
+				if ok || string(got) != "x" {
+					t.Fatalf("believed: %q %v", got, ok)
+				}
+				return
+			}
+			if !ok || string(got) != "x"+tc.want {
+				t.Fatalf("got %q %v, want x%s", got, ok, tc.want)
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/apigw/gateway/edge/qos/ratelimit"
 	"github.com/apigw/gateway/edge/response"
 	"github.com/apigw/gateway/edge/router"
+	"github.com/apigw/gateway/edge/tracing"
 )
 
 // BackendConfig describes the request side of one backend call.
@@ -61,6 +62,9 @@ type BackendConfig struct {
 	// SendBodyOnRedirect re-sends the body on 307/308 redirects
 	// (backend/http/client).
 	SendBodyOnRedirect bool
+	// Trace is the backend's tracing layer; nil records no span for its
+	// calls (trace context is still propagated).
+	Trace *tracing.Layer
 }
 
 // Backend is a compiled backend call: the request template, the header and
@@ -94,6 +98,7 @@ type Backend struct {
 	mod     *modifier.Modifier
 
 	bodyOnRedirect bool
+	trace          *tracing.Layer
 }
 
 type partKind uint8
@@ -140,6 +145,7 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 		mod:       cfg.Modifier,
 
 		bodyOnRedirect: cfg.SendBodyOnRedirect,
+		trace:          cfg.Trace,
 	}
 	pattern := cfg.URLPattern
 	if !strings.HasPrefix(pattern, "/") {
@@ -342,8 +348,10 @@ type Inbound struct {
 	// Gzip is set by BuildRequest when it asked the backend for gzip
 	// itself: the answer is then decoded transparently (no-op too).
 	Gzip bool
-	buf  []byte // path and query building
-	tmp  []byte // sequential placeholder values
+	// Trace is the request's tracing state, nil when it is not traced.
+	Trace *tracing.Request
+	buf   []byte // path and query building
+	tmp   []byte // sequential placeholder values
 }
 
 // Reset prepares in for a request.
@@ -352,6 +360,7 @@ func (in *Inbound) Reset(req *fasthttp.Request, ps *router.Params) {
 	in.Params = ps
 	in.ClientIP = in.ClientIP[:0]
 	in.Claims = nil
+	in.Trace = nil
 }
 
 // Clear drops the references to the request (before pooling).
@@ -360,6 +369,7 @@ func (in *Inbound) Clear() {
 	in.Params = nil
 	in.ClientIP = in.ClientIP[:0]
 	in.Claims = nil
+	in.Trace = nil
 	if cap(in.buf) > 64<<10 {
 		in.buf = nil
 	}
@@ -394,6 +404,17 @@ func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev
 	if !b.client.keepAlive {
 		req.SetConnectionClose()
 	}
+}
+
+// StartTrace starts the span of the call built in req (BuildRequest) for
+// in's request and writes the trace context into req's headers; the zero
+// Call when the request is not traced. It runs on the handler goroutine;
+// the Call may be ended on another.
+func (b *Backend) StartTrace(req *fasthttp.Request, in *Inbound) tracing.Call {
+	if in.Trace == nil {
+		return tracing.Call{}
+	}
+	return in.Trace.StartCall(b.trace, b.name, req)
 }
 
 func (b *Backend) appendPath(dst []byte, in *Inbound, prev []*fastjson.Value) []byte {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/apigw/gateway/edge/tracing"
 )
 
 // IsSuccess reports whether a backend status counts as success: KrakenD
@@ -80,7 +82,9 @@ func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time
 	resp := fasthttp.AcquireResponse()
 	h := b.client.Pick()
 	b.BuildRequest(req, h, in, nil)
+	span := b.StartTrace(req, in)
 	reached, err := b.RoundTrip(h, req, resp, deadline)
+	endCall(span, reached, resp, err)
 	if err != nil {
 		// Off the fast path: keep what an error text names.
 		err = &CallError{Method: append([]byte(nil), req.Header.Method()...), URL: append([]byte(nil), req.URI().FullURI()...), Err: err}
@@ -113,4 +117,18 @@ func gunzipInPlace(resp *fasthttp.Response) error {
 	resp.Header.Del(hdrContentEncoding)
 	resp.SetBody(b)
 	return nil
+}
+
+// endCall ends a call's span with the backend's status (when it answered)
+// and the failure reason.
+func endCall(span tracing.Call, reached bool, resp *fasthttp.Response, err error) {
+	status := 0
+	if reached {
+		status = resp.StatusCode()
+	}
+	reason := ""
+	if err != nil {
+		reason = ReasonOf(err).String()
+	}
+	span.End(status, reason)
 }

@@ -9,6 +9,8 @@
 // changed settings get a fresh instance. When a plan is retired its Lease is
 // released; a component no live lease holds is closed after a grace period
 // (Config.Grace), unless a newer lease picks it up again in the meantime.
+// The registry and its leases are an edge/lease Registry and Lease, the
+// edge's one mechanism for state that survives a swap.
 //
 // The components live in sub-packages with transport-free APIs:
 // edge/qos/ratelimit (token buckets), edge/qos/breaker, edge/qos/httpcache
@@ -20,12 +22,13 @@ package qos
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/apigw/gateway/edge/lease"
 	"github.com/apigw/gateway/edge/qos/breaker"
 	"github.com/apigw/gateway/edge/qos/clock"
 	"github.com/apigw/gateway/edge/qos/clusterlimit"
@@ -66,30 +69,16 @@ type Config struct {
 	Clock clock.Clock
 }
 
-// Registry owns every component across plans. Safe for concurrent use. It
-// runs one goroutine (the grace sweeper), stopped by Close.
+// Registry owns every component across plans: one lease.Registry (the
+// edge's registry for state that survives a swap) keyed by identity. Safe
+// for concurrent use. It runs one goroutine (the registry's grace sweeper),
+// stopped by Close.
 type Registry struct {
-	cfg   Config
-	grace int64
-
-	mu sync.Mutex
-	// mu guards the fields below.
-	entries map[string]*entry
-	closed  bool
-
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	cfg Config
+	reg *lease.Registry[identity, closer]
 }
 
 type closer interface{ Close() error }
-
-type entry struct {
-	key       string
-	value     closer
-	refs      int   // leases holding it
-	idleSince int64 // clock.Nanotime when refs dropped to 0
-}
 
 // New returns an empty Registry and starts its sweeper.
 func New(cfg Config) (*Registry, error) {
@@ -102,72 +91,23 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.System()
 	}
-	r := &Registry{
-		cfg:     cfg,
-		grace:   int64(cfg.Grace),
-		entries: map[string]*entry{},
-		stop:    make(chan struct{}),
-	}
-	r.wg.Add(1)
-	go r.sweepLoop(max(cfg.Grace/4, 100*time.Millisecond))
-	return r, nil
-}
-
-func (r *Registry) sweepLoop(period time.Duration) {
-	defer r.wg.Done()
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-			r.Sweep()
-		}
-	}
+	return &Registry{
+		cfg: cfg,
+		reg: lease.New[identity](cfg.Grace, func(c closer) { c.Close() }, lease.WithClock(cfg.Clock.Nanotime)),
+	}, nil
 }
 
 // Sweep closes every component that no lease has held for the grace period
 // and returns how many it closed. The sweeper calls it periodically.
-func (r *Registry) Sweep() int {
-	now := r.cfg.Clock.Nanotime()
-	var doomed []closer
-	r.mu.Lock()
-	for k, e := range r.entries {
-		if e.refs == 0 && now-e.idleSince >= r.grace {
-			delete(r.entries, k)
-			doomed = append(doomed, e.value)
-		}
-	}
-	r.mu.Unlock()
-	for _, c := range doomed {
-		c.Close()
-	}
-	return len(doomed)
-}
+func (r *Registry) Sweep() int { return r.reg.Sweep() }
 
 // Len returns the number of components held (in use or in grace).
-func (r *Registry) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.entries)
-}
+func (r *Registry) Len() int { return r.reg.Len() }
 
 // Close stops the sweeper and closes every component, held or not. Lease
 // methods fail with ErrClosed afterwards. Idempotent.
 func (r *Registry) Close() error {
-	r.closeOnce.Do(func() {
-		close(r.stop)
-		r.wg.Wait()
-		r.mu.Lock()
-		r.closed = true
-		all := r.entries
-		r.entries = map[string]*entry{}
-		r.mu.Unlock()
-		for _, e := range all {
-			e.value.Close()
-		}
-	})
+	r.reg.Close()
 	return nil
 }
 
@@ -176,83 +116,57 @@ func (r *Registry) Close() error {
 // fails). Safe for concurrent use.
 type Lease struct {
 	r *Registry
-	// r.mu guards the fields below.
-	held     map[*entry]struct{}
-	released bool
+	l *lease.Lease[identity, closer]
 }
 
 // NewLease starts a lease for one plan build.
-func (r *Registry) NewLease() *Lease {
-	return &Lease{r: r, held: map[*entry]struct{}{}}
-}
+func (r *Registry) NewLease() *Lease { return &Lease{r: r, l: r.reg.NewLease()} }
 
 // Release gives the lease's components back: those no other lease holds
 // close after the grace period. Idempotent.
-func (l *Lease) Release() {
-	r := l.r
-	now := r.cfg.Clock.Nanotime()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if l.released {
-		return
-	}
-	l.released = true
-	for e := range l.held {
-		e.refs--
-		if e.refs == 0 {
-			e.idleSince = now
-		}
-	}
-	l.held = nil
-}
+func (l *Lease) Release() { l.l.Release() }
 
-// get returns the component under key, building it when missing, and makes
+// get returns the component under id, building it when missing, and makes
 // the lease hold it.
-func (l *Lease) get(key string, build func() (closer, error)) (closer, error) {
-	r := l.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+func (l *Lease) get(id identity, build func() (closer, error)) (closer, error) {
+	v, err := l.l.Acquire(id, build)
+	switch {
+	case errors.Is(err, lease.ErrClosed):
 		return nil, ErrClosed
-	}
-	if l.released {
+	case errors.Is(err, lease.ErrReleased):
 		return nil, errors.New("qos lease: released")
 	}
-	e := r.entries[key]
-	if e == nil {
-		v, err := build()
-		if err != nil {
-			return nil, err
-		}
-		e = &entry{key: key, value: v}
-		r.entries[key] = e
-	}
-	if _, ok := l.held[e]; !ok {
-		l.held[e] = struct{}{}
-		e.refs++
-	}
-	return e.value, nil
+	return v, err
 }
 
-// identity is kind, name and the exact settings (deterministic proto bytes):
-// equal identity means "same settings", with no hash collisions to reason
+// identity is a component's key in the registry: its kind, its name, the
+// edge-side input that shapes it (a breaker's call timeout) and the exact
+// settings it is compiled from (the deterministic encoding of every
+// settings message, so every field, one added later too, is part of it).
+// Equal identity means "same settings", with no hash collisions to reason
 // about.
-func identity(kind, name string, settings ...proto.Message) (string, error) {
+type identity struct {
+	kind        string
+	name        string
+	callTimeout time.Duration
+	settings    string
+}
+
+func identityOf(kind, name string, settings ...proto.Message) (identity, error) {
 	b := make([]byte, 0, 64)
-	b = append(b, kind...)
-	b = append(b, 0)
-	b = append(b, name...)
 	for _, m := range settings {
-		b = append(b, 0)
-		if m == nil {
-			continue
+		var mb []byte
+		if m != nil {
+			var err error
+			if mb, err = (proto.MarshalOptions{Deterministic: true}).Marshal(m); err != nil {
+				return identity{}, fmt.Errorf("qos %s %q: marshal settings: %w", kind, name, err)
+			}
 		}
-		var err error
-		if b, err = (proto.MarshalOptions{Deterministic: true}).MarshalAppend(b, m); err != nil {
-			return "", fmt.Errorf("qos %s %q: marshal settings: %w", kind, name, err)
-		}
+		// Length-prefixed, so the concatenation is injective.
+		b = protowire.AppendVarint(b, uint64(len(mb)))
+		b = append(b, mb...)
 	}
-	return string(b), nil
+	return identity{kind: kind, name: name, settings: string(b)}, nil
 }
 
 // RouterLimiter returns the limiter of the endpoint called name
@@ -278,11 +192,11 @@ func (l *Lease) RouterLimiter(name string, rl *gatewayv1.RouterRateLimit, cluste
 	} else {
 		cluster = nil // not part of this limiter's identity
 	}
-	key, err := identity("router", name, rl, cluster)
+	id, err := identityOf("router", name, rl, cluster)
 	if err != nil {
 		return nil, err
 	}
-	v, err := l.get(key, func() (closer, error) {
+	v, err := l.get(id, func() (closer, error) {
 		if store != nil {
 			g, c := cfg.Rates()
 			cfg.Remote = store.Limiter(name, g, c)
@@ -300,7 +214,7 @@ func (l *Lease) clusterStore(pb *gatewayv1.ClusterRateLimit) (*clusterlimit.Stor
 	if !ok {
 		return nil, errors.New("cluster: service cluster_rate_limit.redis_address is not set")
 	}
-	key, err := identity("cluster", "", pb)
+	id, err := identityOf("cluster", "", pb)
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +230,7 @@ func (l *Lease) clusterStore(pb *gatewayv1.ClusterRateLimit) (*clusterlimit.Stor
 			r.cfg.OnClusterDegraded(addr, degraded)
 		}
 	}
-	v, err := l.get(key, func() (closer, error) { return clusterlimit.New(cfg) })
+	v, err := l.get(id, func() (closer, error) { return clusterlimit.New(cfg) })
 	if err != nil {
 		return nil, err
 	}
@@ -331,11 +245,11 @@ func (l *Lease) BackendLimiter(name string, rl *gatewayv1.BackendRateLimit) (*ra
 		return nil, nil
 	}
 	cfg.Clock = l.r.cfg.Clock
-	key, err := identity("backend", name, rl)
+	id, err := identityOf("backend", name, rl)
 	if err != nil {
 		return nil, err
 	}
-	v, err := l.get(key, func() (closer, error) {
+	v, err := l.get(id, func() (closer, error) {
 		b, err := ratelimit.NewBucket(cfg)
 		return nopCloser[*ratelimit.Bucket]{b}, err
 	})
@@ -367,11 +281,12 @@ func (l *Lease) Breaker(name string, cb *gatewayv1.CircuitBreaker, callTimeout t
 			r.cfg.OnBreakerStateChange(name, from, to)
 		}
 	}
-	key, err := identity("breaker", name+"\x00"+callTimeout.String(), cb)
+	id, err := identityOf("breaker", name, cb)
 	if err != nil {
 		return nil, err
 	}
-	v, err := l.get(key, func() (closer, error) {
+	id.callTimeout = callTimeout
+	v, err := l.get(id, func() (closer, error) {
 		b, err := breaker.New(cfg)
 		return nopCloser[*breaker.Breaker]{b}, err
 	})
@@ -393,11 +308,11 @@ func (l *Lease) Cache(name string, hc *gatewayv1.HTTPCache) (*httpcache.Cache, e
 	if hc.GetShared() {
 		name = SharedCacheName
 	}
-	key, err := identity("cache", name, hc)
+	id, err := identityOf("cache", name, hc)
 	if err != nil {
 		return nil, err
 	}
-	v, err := l.get(key, func() (closer, error) { return httpcache.New(cfg) })
+	v, err := l.get(id, func() (closer, error) { return httpcache.New(cfg) })
 	if err != nil {
 		return nil, fmt.Errorf("qos http cache %q: %w", name, err)
 	}

@@ -28,6 +28,7 @@ func NewRegistry() *prometheus.Registry {
 type metrics struct {
 	reg     *prometheus.Registry
 	version prometheus.Gauge
+	applied prometheus.Gauge
 }
 
 func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error) {
@@ -37,6 +38,10 @@ func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error)
 			Name: "gw_edge_snapshot_version",
 			Help: "Version of the snapshot the edge serves (0 before the first one).",
 		}),
+		applied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gw_edge_snapshot_applied_timestamp_seconds",
+			Help: "Unix time at which the edge started serving its current snapshot (0 before the first one); time() minus it is the snapshot's age.",
+		}),
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "gw_edge_build_info",
@@ -44,7 +49,7 @@ func newMetrics(reg *prometheus.Registry, buildVersion string) (*metrics, error)
 		ConstLabels: prometheus.Labels{"version": buildVersion},
 	})
 	info.Set(1)
-	for _, c := range []prometheus.Collector{m.version, info} {
+	for _, c := range []prometheus.Collector{m.version, m.applied, info} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register edge metrics: %w", err)
 		}

@@ -43,6 +43,7 @@ import (
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/internal/loglevel"
+	"github.com/apigw/gateway/edge/internal/logsink"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -91,12 +92,25 @@ type Config struct {
 	// PinLogLevel keeps LogLevel even when a snapshot's telemetry/logging
 	// asks for another level (an operator's --log-level or -d wins).
 	PinLogLevel bool
+	// LogSink is the writer under the edge's loggers; the server applies
+	// each snapshot's telemetry/logging output settings to it (prefix,
+	// stdout, syslog, format). nil leaves the output alone.
+	LogSink *logsink.Sink
+	// PinLogFormat keeps the process's own log output whatever a snapshot
+	// says (an operator's --log-format wins).
+	PinLogFormat bool
 	// AccessLog is where and how access-log lines are written; a nil Out
 	// writes none. Each snapshot's router.disable_access_log turns it off
 	// and router.logger_skip_paths skips paths.
 	AccessLog accesslog.Config
 	// Limits bounds connections (zero fields take the defaults).
 	Limits Limits
+	// Degraded, when set, is asked at every health check with the plan
+	// being served: a non-empty answer (a snake_case cause,
+	// "revocations_unknown") makes the health path answer 503 with status
+	// "degraded" and the cause in X-Apigw-Degraded, while the plan keeps
+	// serving what it can.
+	Degraded func(*plan.Plan) string
 }
 
 // Connection limits of the front door, defaults for flags that leave them
@@ -221,13 +235,22 @@ var contentTypeJSONUTF8 = []byte("application/json; charset=utf-8")
 var (
 	hdrSnapshotVersion = []byte("X-Apigw-Snapshot-Version")
 	hdrSnapshotSHA     = []byte("X-Apigw-Snapshot-Sha256")
+	hdrDegraded        = []byte("X-Apigw-Degraded")
 )
 
 // writeHealth answers the health path with KrakenD's body: no agents, the
 // current time as Go prints it (with the monotonic reading, as KrakenD's
 // time.Now().String()) and the status. The snapshot version and sha256 go
-// in the X-Apigw-Snapshot-* headers.
-func writeHealth(ctx *fasthttp.RequestCtx, st *state) {
+// in the X-Apigw-Snapshot-* headers. A degraded edge (Config.Degraded)
+// answers 503 with status "degraded".
+func writeHealth(ctx *fasthttp.RequestCtx, st *state, degraded func(*plan.Plan) string) {
+	code, word := st.healthCode, st.healthWord
+	if degraded != nil && st.plan != nil {
+		if cause := degraded(st.plan); cause != "" {
+			code, word = fasthttp.StatusServiceUnavailable, "degraded"
+			ctx.Response.Header.SetCanonical(hdrDegraded, []byte(cause))
+		}
+	}
 	var num [20]byte
 	ctx.Response.Header.SetCanonical(hdrSnapshotVersion, strconv.AppendUint(num[:0], st.version, 10))
 	if st.sha != "" {
@@ -237,9 +260,9 @@ func writeHealth(ctx *fasthttp.RequestCtx, st *state) {
 	b := append(buf[:0], `{"agents":{},"now":`...)
 	b = strconv.AppendQuote(b, time.Now().String())
 	b = append(b, `,"status":`...)
-	b = strconv.AppendQuote(b, st.healthWord)
+	b = strconv.AppendQuote(b, word)
 	b = append(b, '}')
-	ctx.SetStatusCode(st.healthCode)
+	ctx.SetStatusCode(code)
 	ctx.SetContentTypeBytes(contentTypeJSONUTF8)
 	ctx.SetBody(b)
 }
@@ -369,6 +392,9 @@ func (s *Server) Swap(p *plan.Plan, version uint64, sha string) {
 
 	old := s.cur.Swap(s.newState(p, version, sha))
 	s.m.version.Set(float64(version))
+	if old.plan == nil || old.version != version {
+		s.m.applied.SetToCurrentTime()
+	}
 	if old.plan != nil && old.plan != p {
 		old.plan.Release()
 	}
@@ -383,6 +409,7 @@ func (s *Server) Swap(p *plan.Plan, version uint64, sha string) {
 // reconfigureLocked applies the non-routing settings of a new snapshot.
 func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 	s.applyLogLevel(svc.GetLogging())
+	s.applyLogOutput(svc.GetLogging())
 	s.maxWait = time.Duration(svc.GetHttpServer().GetMaxShutdownWaitMs()) * time.Millisecond
 
 	if want := listenAddrOf(svc); want != "" && !sameListenAddr(want, s.ln.Addr()) && want != s.warnedListen {
@@ -409,6 +436,26 @@ func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 	s.settings = next
 	if s.serving {
 		s.startGenerationLocked()
+	}
+}
+
+// applyLogOutput routes the edge's logs as telemetry/logging says (the
+// process's own output when the snapshot has none), unless the operator
+// pinned the format.
+func (s *Server) applyLogOutput(l *gatewayv1.Logging) {
+	if s.cfg.LogSink == nil || s.cfg.PinLogFormat {
+		return
+	}
+	var set logsink.Settings
+	if l != nil {
+		set = logsink.Settings{Format: l.GetFormat(), Prefix: l.GetPrefix(), Stdout: l.GetStdout(),
+			Syslog: l.GetSyslog(), Facility: l.GetSyslogFacility(), Level: l.GetLevel()}
+		if set.Format == "" {
+			set.Format = "default"
+		}
+	}
+	if err := s.cfg.LogSink.Apply(set); err != nil {
+		s.log.Error().Err(err).Msg("telemetry/logging output not applied; keeping the previous one")
 	}
 }
 
@@ -638,7 +685,11 @@ func finishAccess(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		Status:   ctx.Response.StatusCode(),
 		Bytes:    size,
 		Complete: ctx.Response.Header.PeekBytes(hdrCompletedName),
-		TraceID:  traceID(ctx.Request.Header.PeekBytes(hdrTraceparent)),
+		TraceID:  e.TraceID,
+	}
+	if len(r.TraceID) == 0 {
+		// Not traced by the edge: the client's trace, if it sent one.
+		r.TraceID = traceID(ctx.Request.Header.PeekBytes(hdrTraceparent))
 	}
 	e.Finish(&r, time.Now())
 }
@@ -674,7 +725,7 @@ func traceID(v []byte) []byte {
 // access log.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, st *state, e *accesslog.Entry) {
 	if st.healthPath != "" && (ctx.IsGet() || ctx.IsHead()) && string(ctx.Path()) == st.healthPath {
-		writeHealth(ctx, st)
+		writeHealth(ctx, st, s.cfg.Degraded)
 		return
 	}
 	if serveTestHandlers(ctx, st) {

@@ -183,6 +183,29 @@ func start(t *testing.T, mutate func(*Config, *apply.Config)) *harness {
 	return h
 }
 
+// applies is gw_edge_snapshot_applies_total{result} on the server's registry.
+func (h *harness) applies(t *testing.T, result string) float64 {
+	t.Helper()
+	mfs, err := h.srv.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "gw_edge_snapshot_applies_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no gw_edge_snapshot_applies_total{result=%q}", result)
+	return 0
+}
+
 func (h *harness) apply(t *testing.T, env *gatewayv1.SnapshotEnvelope) {
 	t.Helper()
 	if err := h.applier.Apply(context.Background(), env); err != nil {
@@ -283,10 +306,10 @@ func TestApplyServesTraffic(t *testing.T) {
 		t.Errorf("no 'snapshot applied' log line:\n%s", h.logs.String())
 	}
 
-	// The same snapshot again is a no-op (no second build, no second log).
+	// The same snapshot again is a no-op (no second build).
 	h.apply(t, env)
-	if n := strings.Count(h.logs.String(), `"message":"snapshot applied"`); n != 1 {
-		t.Errorf("logged %d applies, want 1", n)
+	if n := h.applies(t, "ok"); n != 1 {
+		t.Errorf("gw_edge_snapshot_applies_total{result=\"ok\"} = %v, want 1", n)
 	}
 }
 
@@ -356,8 +379,8 @@ func TestApplyRejectsAndKeepsOldPlan(t *testing.T) {
 			}
 		})
 	}
-	if n := strings.Count(h.logs.String(), `"message":"snapshot rejected"`); n != len(tests) {
-		t.Errorf("logged %d rejections, want %d", n, len(tests))
+	if n := h.applies(t, "rejected") + h.applies(t, "invalid"); n != float64(len(tests)) {
+		t.Errorf("gw_edge_snapshot_applies_total{result=~\"rejected|invalid\"} = %v, want %d", n, len(tests))
 	}
 }
 
@@ -489,6 +512,7 @@ func TestMetricsListenerFollowsSnapshot(t *testing.T) {
 	r := get(t, "http://"+addr.String()+"/metrics")
 	for _, want := range []string{
 		"gw_edge_snapshot_version 4",
+		"gw_edge_snapshot_applied_timestamp_seconds 1.", // unix seconds, 1.8e+09
 		`gw_edge_snapshot_applies_total{result="ok"} 1`,
 		"gw_edge_apply_seconds_count 1",
 		`gw_edge_build_info{version="test"} 1`,

@@ -54,6 +54,8 @@ import (
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/plan"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
+	"github.com/apigw/gateway/proto/tlsfile"
 )
 
 // Defaults for Config fields left zero.
@@ -82,6 +84,18 @@ type Revocations interface {
 	Reset(seq uint64, entries []*gatewayv1.RevocationEntry) error
 	// Persist saves the set durably.
 	Persist() error
+	// Confirm says the set is as current as the control plane's log: the
+	// control plane sends its revocation catch-up before anything else on
+	// a stream, so it is called at the first message of a session that is
+	// not a revocation delta or reset (a snapshot or a keepalive).
+	Confirm()
+}
+
+// SetHasher is implemented by a Revocations that can digest its set (see
+// sign.RevocationSetHash); the Hello then carries the digest and the
+// control plane resets a set that differs from its log.
+type SetHasher interface {
+	SetHash(cutoffUnixMs int64) string
 }
 
 // Config configures a Client. Target, NodeID, SchemaVersion and Applier are
@@ -105,6 +119,11 @@ type Config struct {
 	// Revocations receives revocation deltas and resets; nil ignores them
 	// (Hello then says seq 0).
 	Revocations Revocations
+	// Verifier checks the control plane's signature of every revocation
+	// delta and reset (snapshots are checked by the Applier); one that
+	// does not verify is dropped and the stream ends. Nil accepts unsigned
+	// messages: the explicit insecure mode.
+	Verifier *sign.Verifier
 	// RevocationSaveInterval is the most often Persist runs while deltas
 	// arrive (default 1s); a change is also persisted when Run returns.
 	RevocationSaveInterval time.Duration
@@ -181,8 +200,11 @@ type Client struct {
 	dialOpts  []grpc.DialOption
 	connected prometheus.Gauge
 	revSeq    prometheus.Gauge
-	streams   *prometheus.CounterVec // {result}: established, failed
-	worker    *apply.Worker
+	// rejectedRev counts revocation messages whose signature failed.
+	rejectedRev prometheus.Counter
+	streams     *prometheus.CounterVec // {result}: established, failed
+	received    prometheus.Counter     // snapshots the control plane sent
+	worker      *apply.Worker
 
 	mu      sync.Mutex         // guards the fields below
 	running bool               // Run was called
@@ -193,6 +215,10 @@ type Client struct {
 	// revDirty says the revocation set changed since the last Persist;
 	// only the Run goroutine touches it.
 	revDirty bool
+	// revSaved says the set was persisted once this Run after a Confirm,
+	// so a data dir holds a revocation record (an empty one too) from the
+	// first confirmed session on; a missing record at boot is then damage.
+	revSaved bool
 }
 
 // New returns a Client; it does not dial until Run.
@@ -225,13 +251,30 @@ func New(cfg Config) (*Client, error) {
 		Name: "gw_edge_revocation_seq",
 		Help: "Revocation log position the edge enforces.",
 	})
+	c.rejectedRev = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gw_edge_revocation_messages_rejected_total",
+		Help: "Revocation deltas and resets dropped because their signature did not verify against a pinned key.",
+	})
 	c.streams = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gw_edge_controlplane_streams_total",
 		Help: "Sync streams opened, by result: established (counted when the control plane first answers) or failed (ended before it answered).",
 	}, []string{"result"})
 	c.streams.WithLabelValues(streamEstablished)
 	c.streams.WithLabelValues(streamFailed)
+	c.received = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gw_edge_snapshots_received_total",
+		Help: "Snapshots received from the control plane (each is offered to the apply worker, newest pending one wins).",
+	})
 	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(c.received); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("watch: register metrics: %w", err)
+			}
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				c.received = existing
+			}
+		}
 		if err := cfg.Registerer.Register(c.streams); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -239,6 +282,15 @@ func New(cfg Config) (*Client, error) {
 			}
 			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
 				c.streams = existing
+			}
+		}
+		if err := cfg.Registerer.Register(c.rejectedRev); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("watch: register metrics: %w", err)
+			}
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				c.rejectedRev = existing
 			}
 		}
 		for _, g := range []*prometheus.Gauge{&c.connected, &c.revSeq} {
@@ -377,8 +429,15 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 		ConfigVersion: held,
 		ConfigSha256:  heldSHA,
 	}
+	if rej := c.cfg.Applier.Rejected(); rej.Version != 0 {
+		hello.RejectedVersion, hello.RejectedSha256 = rej.Version, rej.SHA256
+	}
 	if c.cfg.Revocations != nil {
 		hello.RevocationSeq = c.cfg.Revocations.Seq()
+		if h, ok := c.cfg.Revocations.(SetHasher); ok {
+			hello.RevocationSetCutoffUnixMs = time.Now().UnixMilli()
+			hello.RevocationSetSha256 = h.SetHash(hello.RevocationSetCutoffUnixMs)
+		}
 	}
 	if err := stream.Send(&gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Hello{Hello: hello}}); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -418,6 +477,7 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 	defer saveTicker.Stop()
 	defer c.persistRevocations()
 	lastRecv := time.Now()
+	confirmed := false
 	for {
 		select {
 		case <-sctx.Done():
@@ -434,6 +494,14 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 			}
 			if err := c.handle(stream, m); err != nil {
 				return established, streamCause(err, recvErr)
+			}
+			if !confirmed && c.cfg.Revocations != nil && !isRevocationMsg(m) {
+				confirmed = true
+				c.cfg.Revocations.Confirm()
+				if !c.revSaved {
+					c.revSaved, c.revDirty = true, true
+					c.persistRevocations()
+				}
 			}
 		case reply := <-c.worker.Replies():
 			if err := stream.Send(reply); err != nil {
@@ -474,6 +542,7 @@ func (c *Client) handle(stream grpc.BidiStreamingClient[gatewayv1.SyncRequest, g
 	var reply *gatewayv1.SyncRequest
 	switch msg := m.GetMsg().(type) {
 	case *gatewayv1.SyncResponse_Snapshot:
+		c.received.Inc()
 		c.worker.Offer(msg.Snapshot)
 		return nil
 	case *gatewayv1.SyncResponse_RevocationDelta:
@@ -501,6 +570,14 @@ func (c *Client) handle(stream grpc.BidiStreamingClient[gatewayv1.SyncRequest, g
 	return nil
 }
 
+func isRevocationMsg(m *gatewayv1.SyncResponse) bool {
+	switch m.GetMsg().(type) {
+	case *gatewayv1.SyncResponse_RevocationDelta, *gatewayv1.SyncResponse_RevocationReset:
+		return true
+	}
+	return false
+}
+
 // revocationDelta applies a delta and returns its ACK. A delta that does
 // not start where the set is (a gap) ends the stream: the next Hello
 // carries the set's seq and the control plane answers with what fits,
@@ -509,6 +586,10 @@ func (c *Client) revocationDelta(d *gatewayv1.RevocationDelta) (*gatewayv1.SyncR
 	rev := c.cfg.Revocations
 	if rev == nil {
 		return nil, nil
+	}
+	if err := c.cfg.Verifier.Delta(d); err != nil {
+		c.rejectedRev.Inc()
+		return nil, fmt.Errorf("%w; ignored, reconnecting", err)
 	}
 	if d.GetToSeq() <= rev.Seq() {
 		// Already held (a delta that crossed a reconnect): ACK what we have.
@@ -529,6 +610,10 @@ func (c *Client) revocationReset(r *gatewayv1.RevocationReset) (*gatewayv1.SyncR
 	rev := c.cfg.Revocations
 	if rev == nil {
 		return nil, nil
+	}
+	if err := c.cfg.Verifier.Reset(r); err != nil {
+		c.rejectedRev.Inc()
+		return nil, fmt.Errorf("%w; ignored, reconnecting", err)
 	}
 	held := rev.Seq()
 	if err := rev.Reset(r.GetSeq(), r.GetEntries()); err != nil {
@@ -562,29 +647,33 @@ func (c *Client) persistRevocations() {
 
 // LoadTLS builds the client TLS configuration from PEM files: caFile
 // verifies the control plane (empty: the system roots); certFile and keyFile,
-// given together, are the edge's client certificate for mTLS.
-func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+// given together, are the edge's client certificate for mTLS, re-read when
+// the files change (the returned Reloader; nil without a certificate).
+func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, *tlsfile.Reloader, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("load tls: read ca: %w", err)
+			return nil, nil, fmt.Errorf("load tls: read ca: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("load tls: %s holds no PEM certificate", caFile)
+			return nil, nil, fmt.Errorf("load tls: %s holds no PEM certificate", caFile)
 		}
 		cfg.RootCAs = pool
 	}
 	if (certFile == "") != (keyFile == "") {
-		return nil, errors.New("load tls: client certificate and key go together")
+		return nil, nil, errors.New("load tls: client certificate and key go together")
 	}
 	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		// Re-read when the files change: a rotated certificate is used
+		// from the next connection on, the open stream is untouched.
+		r, err := tlsfile.New(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("load tls: client certificate: %w", err)
+			return nil, nil, fmt.Errorf("load tls: client certificate: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.GetClientCertificate = r.GetClientCertificate
+		return cfg, r, nil
 	}
-	return cfg, nil
+	return cfg, nil, nil
 }

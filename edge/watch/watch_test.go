@@ -110,6 +110,13 @@ func (e *edge) applies(t *testing.T, result string) float64 {
 }
 
 // streams is gw_edge_controlplane_streams_total{result} of e.
+// received is gw_edge_snapshots_received_total: snapshots the control
+// plane sent.
+func (e *edge) received(t *testing.T) float64 {
+	t.Helper()
+	return metricValue(t, e.reg, "gw_edge_snapshots_received_total", nil)
+}
+
 func (e *edge) streams(t *testing.T, result string) float64 {
 	t.Helper()
 	return metricValue(t, e.reg, "gw_edge_controlplane_streams_total", map[string]string{"result": result})
@@ -586,13 +593,21 @@ func TestNackRememberedAcrossControlPlaneRestart(t *testing.T) {
 	cp.commit(t, bad)
 	cp.waitEdge(t, "e1", "rejected", v1)
 
-	// The new control plane process does not know about the NACK and offers
-	// the version again: the edge answers with the same NACK, no rebuild.
+	if n := e.received(t); n != 2 {
+		t.Fatalf("received %v snapshots, want 2 (v1, v2)", n)
+	}
+
+	// The new control plane process did not see the NACK; the edge's Hello
+	// names the snapshot it refused, so it is not sent again.
 	cp.stop()
 	cp2 := startControlPlane(t, dir, addr)
 	st := cp2.waitEdge(t, "e1", "rejected", v1)
-	if !strings.Contains(st.GetLastError(), "schema_version") {
+	if !strings.Contains(st.GetLastError(), "refused before the edge connected") {
 		t.Errorf("last error after restart %q", st.GetLastError())
+	}
+	cp2.waitKeepalives(t, "e1", 2)
+	if n := e.received(t); n != 2 {
+		t.Errorf("received %v snapshots, want 2: the refused one was sent again", n)
 	}
 	if n := e.applies(t, "rejected"); n != 1 {
 		t.Errorf("built and rejected %v times, want 1", n)
@@ -659,6 +674,8 @@ func (r revocationStore) Reset(seq uint64, e []*gatewayv1.RevocationEntry) error
 	return r.set.Reset(seq, e)
 }
 func (r revocationStore) Persist() error { return r.store.SaveRevocations(r.set.Export()) }
+
+func (r revocationStore) Confirm() { r.set.Confirm() }
 
 func (cp *controlPlane) revoke(t *testing.T, jti string) uint64 {
 	t.Helper()
@@ -783,19 +800,27 @@ func TestRevocationNotBlockedByHeldBuild(t *testing.T) {
 	}
 	held := time.Now()
 
-	revoked := time.Now()
+	// The budget is the sync path's: it starts when the Revoke call
+	// returns, i.e. once the control plane has committed the entry to its
+	// log (a bbolt fsync, a disk's latency, not the edge's) and woken the
+	// streams; it ends when the edge enforces it.
+	called := time.Now()
 	seq := cp.revoke(t, "token-1")
+	committed := time.Now()
 	for e.rev.Seq() < seq {
 		if time.Since(held) > hold {
 			t.Fatalf("revocation seq %d not applied while the build was held (edge holds %d)", seq, e.rev.Seq())
 		}
 		time.Sleep(time.Millisecond)
 	}
-	took := time.Since(revoked)
+	took := time.Since(committed)
+	// Causal, not timed: the edge enforced the revocation while it still
+	// served v1, i.e. while the build of v2 was held.
 	if got, _ := e.srv.Current(); got != v1 {
 		t.Fatalf("edge serves v%d: the build was not held while the revocation arrived", got)
 	}
-	t.Logf("revocation applied %s after the Revoke call, %s into a build held for %s", took, time.Since(held), hold)
+	t.Logf("revocation enforced %s after the control plane committed it (%s after the Revoke call), %s into a build held for %s",
+		took, time.Since(called), time.Since(held), hold)
 	if took >= budget {
 		t.Errorf("revocation took %s to reach an edge that is building, want < %s", took, budget)
 	}
@@ -1082,7 +1107,17 @@ func TestCloseIsIdempotentAndStopsRun(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(context.Background()) }()
-	time.Sleep(50 * time.Millisecond)
+	// Close a running Run: wait until it tried a stream (refused).
+	eventually(t, func() error {
+		var m dto.Metric
+		if err := c.streams.WithLabelValues(streamFailed).Write(&m); err != nil {
+			return err
+		}
+		if m.GetCounter().GetValue() < 1 {
+			return errors.New("Run has not tried a stream yet")
+		}
+		return nil
+	})
 	c.Close()
 	c.Close()
 	select {

@@ -34,6 +34,8 @@ const (
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
 	TLSClient            = "tls.client"             // client_tls (or allow_insecure_connections)
 	SDDNS                = "sd.dns"                 // a backend with sd: dns
+
+	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
 )
 
 // All returns every feature, sorted.
@@ -41,7 +43,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, ModifierMartian, ValidationJSONSchema, TLSListener, TLSClient, SDDNS,
+		SecurityCORS, SecurityHTTP, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
 	}
 	slices.Sort(all)
 	return all

@@ -36,8 +36,8 @@ func TestFleetLifecycle(t *testing.T) {
 }`)
 
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
-	e1 := testenv.StartEdge(t, bins, cp.Sync, "edge-eu-1", "eu-west", filepath.Join(dir, "e1"))
-	e2 := testenv.StartEdge(t, bins, cp.Sync, "edge-us-1", "us-east", filepath.Join(dir, "e2"))
+	e1 := testenv.StartEdge(t, bins, cp, "edge-eu-1", "eu-west", filepath.Join(dir, "e1"))
+	e2 := testenv.StartEdge(t, bins, cp, "edge-us-1", "us-east", filepath.Join(dir, "e2"))
 
 	step := func(name string, f func(t *testing.T)) {
 		if t.Failed() {

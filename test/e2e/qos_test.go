@@ -83,7 +83,7 @@ func TestTrafficProtection(t *testing.T) {
 	v3 := testenv.WriteFile(t, dir, "v3.json", qosConfig(b.URL, 6, ""))
 
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
-	e := testenv.StartEdge(t, bins, cp.Sync, "edge-qos", "eu", filepath.Join(dir, "e"))
+	e := testenv.StartEdge(t, bins, cp, "edge-qos", "eu", filepath.Join(dir, "e"))
 	push := func(file string, version uint64) {
 		t.Helper()
 		if r := testenv.Gwctl(t, bins, cp, "push", file, "--wait", "--timeout", "20s"); r.Code != 0 {
@@ -158,10 +158,15 @@ func TestTrafficProtection(t *testing.T) {
 			t.Errorf("open breaker called the backend (%d → %d)", before, n)
 		}
 		b.failing.Store(false)
-		time.Sleep(1100 * time.Millisecond) // the breaker's timeout: half-open
-		if code, _, _ := testenv.Get(t, e.URL()+"/flaky"); code != http.StatusOK {
-			t.Errorf("half-open probe to a recovered backend: %d", code)
-		}
+		// After the breaker's timeout (1 s) it lets one probe through; until
+		// then it answers 503 without calling the backend. Bounded wait on
+		// the answer.
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if code, _, _ := testenv.Get(t, e.URL()+"/flaky"); code != http.StatusOK {
+				return fmt.Errorf("half-open probe to a recovered backend: %d", code)
+			}
+			return nil
+		})
 		if code, _, _ := testenv.Get(t, e.URL()+"/flaky"); code != http.StatusOK {
 			t.Errorf("closed breaker: %d", code)
 		}

@@ -23,7 +23,7 @@ func TestSwapUnderLoad(t *testing.T) {
 	backend := echoBackend(t, "b1")
 	dir := t.TempDir()
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
-	e := testenv.StartEdge(t, bins, cp.Sync, "edge-swap", "eu", filepath.Join(dir, "e"))
+	e := testenv.StartEdge(t, bins, cp, "edge-swap", "eu", filepath.Join(dir, "e"))
 
 	const versions = 6
 	var files []string

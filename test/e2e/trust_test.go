@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/test/testenv"
@@ -55,7 +57,7 @@ func TestRevokeNumericClaims(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testenv.WriteFile(t, dir, "jwt.json", jwtConfig(backend.URL, is))
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
-	e := testenv.StartEdge(t, bins, cp.Sync, "edge-a", "eu", filepath.Join(dir, "edge"))
+	e := testenv.StartEdge(t, bins, cp, "edge-a", "eu", filepath.Join(dir, "edge"))
 	if r := testenv.Gwctl(t, bins, cp, "push", cfg, "--wait", "--timeout", "20s"); r.Code != 0 {
 		t.Fatalf("push: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -96,13 +98,13 @@ func TestDataDirLocked(t *testing.T) {
 	bins := testenv.Build(t)
 	dir := t.TempDir()
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
-	testenv.StartEdge(t, bins, cp.Sync, "edge-a", "eu", filepath.Join(dir, "edge"))
+	testenv.StartEdge(t, bins, cp, "edge-a", "eu", filepath.Join(dir, "edge"))
 	for name, tc := range map[string]struct {
 		bin  string
 		args []string
 	}{
 		"second control plane": {bins.ControlPlane, []string{"--data-dir", filepath.Join(dir, "cp"), "--admin-listen", "127.0.0.1:0", "--sync-listen", "127.0.0.1:0", "--log-format", "json"}},
-		"second edge": {bins.Edge, []string{"--controlplane", cp.Sync, "--node-id", "edge-b", "--region", "eu", "--listen", "127.0.0.1:0",
+		"second edge": {bins.Edge, []string{"--controlplane", cp.Sync, "--snapshot-public-key", filepath.Join(cp.DataDir, "signing.pub"), "--node-id", "edge-b", "--region", "eu", "--listen", "127.0.0.1:0",
 			"--data-dir", filepath.Join(dir, "edge"), "--log-format", "json"}},
 	} {
 		p := testenv.Start(t, name, tc.bin, tc.args...)
@@ -155,37 +157,59 @@ func TestAdminTokenFileRefused(t *testing.T) {
 
 // TestGwctlEscapesNodeIDs: gwctl status printed control characters from
 // node ids raw, so an edge (or anything that reaches the sync port) could
-// drive the operator's terminal.
+// drive the operator's terminal. The control plane now refuses such a node
+// id at Hello; what an edge may still send as free text (a NACK's detail)
+// is escaped by gwctl.
 func TestGwctlEscapesNodeIDs(t *testing.T) {
 	bins := testenv.Build(t)
-	cp := testenv.StartControlPlane(t, bins, filepath.Join(t.TempDir(), "cp"))
+	backend := echoBackend(t, "users")
+	dir := t.TempDir()
+	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
+	if r := testenv.Gwctl(t, bins, cp, "push", testenv.WriteFile(t, dir, "gw.json", helloConfig(backend.URL, "users"))); r.Code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
 	conn, err := grpc.NewClient(cp.Sync, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	stream, err := gatewayv1.NewSyncServiceClient(conn).Sync(ctx)
-	if err != nil {
-		t.Fatal(err)
+	hello := func(node, region string) gatewayv1.SyncService_SyncClient {
+		stream, err := gatewayv1.NewSyncServiceClient(conn).Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &gatewayv1.Hello{NodeId: node, Region: region, BuildVersion: "test", SchemaVersion: 1}
+		if err := stream.Send(&gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Hello{Hello: h}}); err != nil {
+			t.Fatal(err)
+		}
+		return stream
 	}
-	node := "edge-\x1b]0;pwned\x07\x1b[2J"
-	hello := &gatewayv1.Hello{NodeId: node, Region: "eu\x1b[31m", BuildVersion: "test", SchemaVersion: 1}
-	if err := stream.Send(&gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Hello{Hello: hello}}); err != nil {
+	bad := hello("edge-\x1b]0;pwned\x07\x1b[2J", "eu\x1b[31m")
+	if _, err := bad.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("hello with control characters in the node id: %v, want InvalidArgument", err)
+	}
+	good := hello("edge-x", "eu")
+	resp, err := good.Recv()
+	if err != nil || resp.GetSnapshot() == nil {
+		t.Fatalf("first message to a valid hello: %v, %v; want the snapshot", resp, err)
+	}
+	nack := &gatewayv1.Nack{Version: resp.GetSnapshot().GetVersion(), Sha256: resp.GetSnapshot().GetSha256(), Detail: "boom\x1b]0;pwned\x07\x1b[2J\u202e"}
+	if err := good.Send(&gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Nack{Nack: nack}}); err != nil {
 		t.Fatal(err)
 	}
 	var out string
 	testenv.Eventually(t, 10*time.Second, func() error {
 		r := testenv.Gwctl(t, bins, cp, "status")
 		out = r.Stdout + r.Stderr
-		if !strings.Contains(out, "edge-") {
-			return errors.New("edge not listed yet")
+		if !strings.Contains(out, "boom") {
+			return errors.New("nack not listed yet")
 		}
 		return nil
 	})
-	if strings.ContainsAny(out, "\x1b\x07") {
+	if strings.ContainsAny(out, "\x1b\x07\u202e") {
 		t.Fatalf("gwctl status printed raw control characters: %q", out)
 	}
-	mustContain(t, "gwctl status", out, `edge-\x1b]0;pwned\a\x1b[2J`, `eu\x1b[31m`)
+	mustContain(t, "gwctl status", out, "edge-x", `boom\x1b]0;pwned\a\x1b[2J`)
 }

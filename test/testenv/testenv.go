@@ -253,6 +253,8 @@ type ControlPlane struct {
 	Sync    string
 	DataDir string
 	Token   string
+	// Metrics is the /metrics address when started with --metrics-listen.
+	Metrics string
 }
 
 // StartControlPlane runs gw-controlplane with its store in dataDir. Ports
@@ -276,6 +278,7 @@ func (cp *ControlPlane) readAddrs(t testing.TB, from int) {
 	m := cp.WaitLog(t, from, 20*time.Second, MessageIs("listening"))
 	cp.Admin, _ = m["admin"].(string)
 	cp.Sync, _ = m["sync"].(string)
+	cp.Metrics, _ = m["metrics"].(string)
 	if cp.Admin == "" || cp.Sync == "" {
 		t.Fatalf("gw-controlplane listening line lacks addresses: %v", m)
 	}
@@ -316,11 +319,13 @@ type Edge struct {
 }
 
 // StartEdge runs a managed gw-edge against the control plane's sync
-// address, listening on a kernel-chosen loopback port.
-func StartEdge(t testing.TB, bins Bins, syncAddr, nodeID, region, dataDir string, extra ...string) *Edge {
+// address, listening on a kernel-chosen loopback port. It pins the control
+// plane's signing key (its <data-dir>/signing.pub).
+func StartEdge(t testing.TB, bins Bins, cp *ControlPlane, nodeID, region, dataDir string, extra ...string) *Edge {
 	t.Helper()
 	args := append([]string{
-		"--controlplane", syncAddr,
+		"--controlplane", cp.Sync,
+		"--snapshot-public-key", filepath.Join(cp.DataDir, "signing.pub"),
 		"--node-id", nodeID,
 		"--region", region,
 		"--listen", "127.0.0.1:0",

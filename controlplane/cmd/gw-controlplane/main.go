@@ -24,6 +24,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/apigw/gateway/controlplane/pki"
 	"github.com/apigw/gateway/controlplane/service"
 )
 
@@ -39,6 +40,12 @@ const (
 )
 
 func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "ca" {
+		return runCA(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
@@ -68,15 +75,24 @@ type Config struct {
 	AdminListen      string
 	AdminAllowRemote bool
 	AdminTokenFile   string // "" = <DataDir>/admin.token
+	AdminTLSCert     string
+	AdminTLSKey      string
+	AdminTLSClientCA string // require admin clients to present a certificate from this CA
+	InsecureAdmin    bool   // allow a non-loopback admin listener without TLS
 	SyncListen       string
 	SyncTLSCert      string
 	SyncTLSKey       string
 	SyncTLSClientCA  string
-	MetricsListen    string // "" = no metrics listener
+	InsecureSync     bool          // allow a non-loopback sync listener without mTLS
+	CertWarnBefore   time.Duration // warn while the sync certificate expires within this
+	MetricsListen    string        // "" = no metrics listener
 	Keepalive        time.Duration
 	ShutdownTimeout  time.Duration
 	RevocationTTL    time.Duration // lifetime of a revocation without expiry when the config has no revoker ttl
 	RevocationGrace  time.Duration // how long expired revocations stay in the log
+	MaxEdges         int           // fleet registry cap
+	FleetTTL         time.Duration // disconnected edges are forgotten after this
+	AdmissionRate    int           // new sync streams per second (burst twice that)
 	LogLevel         string
 	LogFormat        string // json or console
 }
@@ -108,11 +124,20 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--metrics-listen: %w", err))
 		}
 	}
+	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
+		errs = append(errs, errors.New("--admin-tls-cert and --admin-tls-key: give both or neither"))
+	}
+	if c.AdminTLSClientCA != "" && c.AdminTLSCert == "" && !pki.Exists(c.DataDir) {
+		errs = append(errs, errors.New("--admin-tls-client-ca: needs TLS on the admin API (--admin-tls-cert and --admin-tls-key, or the built-in PKI)"))
+	}
 	if (c.SyncTLSCert == "") != (c.SyncTLSKey == "") {
 		errs = append(errs, errors.New("--sync-tls-cert and --sync-tls-key: give both or neither"))
 	}
 	if c.SyncTLSClientCA != "" && c.SyncTLSCert == "" {
 		errs = append(errs, errors.New("--sync-tls-client-ca: requires --sync-tls-cert and --sync-tls-key"))
+	}
+	if c.CertWarnBefore < 0 {
+		errs = append(errs, fmt.Errorf("--cert-warn-before: must not be negative, got %s", c.CertWarnBefore))
 	}
 	if c.Keepalive <= 0 {
 		errs = append(errs, fmt.Errorf("--keepalive: must be positive, got %s", c.Keepalive))
@@ -122,6 +147,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RevocationTTL <= 0 || c.RevocationTTL > service.DefaultMaxRevocationTTL {
 		errs = append(errs, fmt.Errorf("--revocation-ttl: must be positive and at most %s, got %s", service.DefaultMaxRevocationTTL, c.RevocationTTL))
+	}
+	if c.MaxEdges <= 0 {
+		errs = append(errs, fmt.Errorf("--max-edges: must be positive, got %d", c.MaxEdges))
+	}
+	if c.FleetTTL <= 0 {
+		errs = append(errs, fmt.Errorf("--fleet-ttl: must be positive, got %s", c.FleetTTL))
+	}
+	if c.AdmissionRate <= 0 {
+		errs = append(errs, fmt.Errorf("--admission-rate: must be positive, got %d", c.AdmissionRate))
 	}
 	if c.RevocationGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--revocation-grace: must be positive, got %s", c.RevocationGrace))
@@ -195,14 +229,25 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"allow --admin-listen on a non-loopback address (the token then crosses the network in clear text: put TLS in front)")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "",
 		"file holding the admin bearer token; default <data-dir>/admin.token. When the file does not exist a random token is generated into it (mode 0600)")
+	fs.StringVar(&c.AdminTLSCert, "admin-tls-cert", "",
+		"PEM certificate for TLS on the admin API (with --admin-tls-key; gwctl --ca verifies it); default off loopback: the built-in PKI's server certificate. Re-read when the file changes")
+	fs.StringVar(&c.AdminTLSKey, "admin-tls-key", "", "PEM key of --admin-tls-cert")
+	fs.StringVar(&c.AdminTLSClientCA, "admin-tls-client-ca", "",
+		"PEM CA bundle: admin clients must also present a certificate it verifies (gwctl --tls-cert/--tls-key); audit records then name it (token:NAME, cert:ID). Use an operators' CA, not the edges'")
+	fs.BoolVar(&c.InsecureAdmin, "insecure-admin", false,
+		"allow a non-loopback --admin-listen without TLS (tokens and configurations cross the network in clear); warned at every start")
 	fs.StringVar(&c.SyncListen, "sync-listen", "127.0.0.1:9001",
 		"host:port of the sync gRPC API that edges dial")
 	fs.StringVar(&c.SyncTLSCert, "sync-tls-cert", "",
-		"PEM certificate for TLS on the sync listener (with --sync-tls-key); plaintext when empty")
+		"PEM certificate for TLS on the sync listener (with --sync-tls-key); default: the built-in PKI of the data dir (gw-controlplane ca init), else plaintext (loopback only unless --insecure-sync). Re-read when the file changes")
 	fs.StringVar(&c.SyncTLSKey, "sync-tls-key", "",
 		"PEM private key for --sync-tls-cert")
 	fs.StringVar(&c.SyncTLSClientCA, "sync-tls-client-ca", "",
-		"PEM CA bundle; when set, edges must present a client certificate signed by it (mTLS)")
+		"PEM CA bundle; when set, edges must present a client certificate signed by it (mTLS), and the certificate names the edge (default with the built-in PKI: its CA)")
+	fs.BoolVar(&c.InsecureSync, "insecure-sync", false,
+		"allow --sync-listen on a non-loopback address without mTLS (plaintext, or TLS without client certificates): anyone who reaches it can pose as an edge and read every snapshot; warned at every start")
+	fs.DurationVar(&c.CertWarnBefore, "cert-warn-before", 30*24*time.Hour,
+		"warn (log, gw_controlplane_sync_cert_expiry_timestamp_seconds, gwctl status) while the sync TLS certificate expires within this; also logged when an edge connects with a client certificate expiring within it")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "",
 		"host:port serving Prometheus metrics on /metrics; off when empty")
 	fs.DurationVar(&c.Keepalive, "keepalive", 10*time.Second,
@@ -211,6 +256,12 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"how long SIGINT/SIGTERM waits for in-flight calls before closing connections")
 	fs.DurationVar(&c.RevocationTTL, "revocation-ttl", service.DefaultRevocationTTL,
 		"how long a revocation without --until lasts when the current config has no auth/revoker ttl (at most a year)")
+	fs.IntVar(&c.MaxEdges, "max-edges", service.DefaultMaxEdges,
+		"most edges the fleet registry holds: a new node beyond it takes a disconnected entry's place (oldest first), or is refused while all are connected")
+	fs.DurationVar(&c.FleetTTL, "fleet-ttl", service.DefaultFleetTTL,
+		"a disconnected edge is dropped from the fleet (gwctl status) after this long")
+	fs.IntVar(&c.AdmissionRate, "admission-rate", service.DefaultAdmissionRate,
+		"new sync streams accepted per second (bursts of twice that); more are refused and the edges retry with backoff")
 	fs.DurationVar(&c.RevocationGrace, "revocation-grace", service.DefaultRevocationGrace,
 		"how long an expired revocation stays in the log before it is deleted (covers edges with a slow clock)")
 	fs.StringVar(&c.LogLevel, "log-level", "info",

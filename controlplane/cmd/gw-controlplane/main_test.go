@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 func validConfig(dir string) *Config {
@@ -33,6 +34,9 @@ func validConfig(dir string) *Config {
 		ShutdownTimeout: 5 * time.Second,
 		RevocationTTL:   24 * time.Hour,
 		RevocationGrace: time.Hour,
+		MaxEdges:        100,
+		FleetTTL:        time.Hour,
+		AdmissionRate:   100,
 		LogLevel:        "info",
 		LogFormat:       "json",
 	}
@@ -61,6 +65,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "revocation ttl over a year", change: func(c *Config) { c.RevocationTTL = 366 * 24 * time.Hour }, want: []string{"--revocation-ttl"}},
 		{name: "zero revocation ttl", change: func(c *Config) { c.RevocationTTL = 0 }, want: []string{"--revocation-ttl"}},
 		{name: "negative revocation grace", change: func(c *Config) { c.RevocationGrace = -time.Second }, want: []string{"--revocation-grace"}},
+		{name: "fleet limits", change: func(c *Config) { c.MaxEdges = 0; c.FleetTTL = -1; c.AdmissionRate = -5 }, want: []string{"--max-edges", "--fleet-ttl", "--admission-rate"}},
+		{name: "admin half TLS", change: func(c *Config) { c.AdminTLSKey = "k.pem" }, want: []string{"--admin-tls-cert and --admin-tls-key"}},
+		{name: "admin client ca without TLS", change: func(c *Config) { c.AdminTLSClientCA = "ca.pem" }, want: []string{"--admin-tls-client-ca"}},
 		{name: "every problem at once", change: func(c *Config) {
 			c.Keepalive = 0
 			c.LogLevel = "loud"
@@ -123,7 +130,8 @@ func TestHelpDescribesEveryFlag(t *testing.T) {
 	for _, f := range []string{
 		"data-dir", "admin-listen", "admin-allow-remote", "admin-token-file", "sync-listen", "sync-tls-cert",
 		"sync-tls-key", "sync-tls-client-ca", "metrics-listen", "keepalive", "shutdown-timeout", "log-level", "log-format",
-		"revocation-ttl", "revocation-grace",
+		"revocation-ttl", "revocation-grace", "max-edges", "fleet-ttl", "admission-rate", "insecure-sync", "insecure-admin",
+		"admin-tls-cert", "admin-tls-key", "admin-tls-client-ca", "cert-warn-before",
 	} {
 		if !strings.Contains(stderr.String(), "-"+f) {
 			t.Errorf("--help does not describe --%s", f)
@@ -358,6 +366,15 @@ func TestRunKeepsRevocationsAcrossRestart(t *testing.T) {
 			t.Fatalf("Recv: %v", err)
 		}
 		if d := resp.GetRevocationDelta(); d != nil {
+			// Signed with the key kept in the data dir across the restart.
+			v, err := sign.LoadVerifier(filepath.Join(dir, signingPubFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := v.Delta(d); err != nil {
+				t.Fatalf("delta after restart: %v", err)
+			}
+			d.Signature, d.SigningKeyId = nil, ""
 			wantDelta := &gatewayv1.RevocationDelta{FromSeq: 0, ToSeq: 2, Entries: want}
 			if diff := cmp.Diff(wantDelta, d, protocmp.Transform()); diff != "" {
 				t.Fatalf("delta after restart (-want +got):\n%s", diff)

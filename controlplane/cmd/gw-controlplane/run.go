@@ -19,9 +19,11 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/apigw/gateway/controlplane/pki"
 	"github.com/apigw/gateway/controlplane/service"
 	"github.com/apigw/gateway/controlplane/store"
 	"github.com/apigw/gateway/internal/dirlock"
+	"github.com/apigw/gateway/proto/tlsfile"
 )
 
 // adminMaxRecvBytes lets operators push configurations larger than gRPC's
@@ -50,9 +52,37 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	syncCreds, err := syncTransportCredentials(cfg)
+	tokens, err := loadTokens(cfg.DataDir, token)
 	if err != nil {
 		return err
+	}
+	auth.SetTokens(tokens)
+	log.Info().Str("tokens", tokenNames(tokens)).Msg("admin tokens loaded")
+	syncTLS, err := syncTransportCredentials(cfg)
+	if err != nil {
+		return err
+	}
+	if !syncTLS.mtls && !isLoopback(cfg.SyncListen) {
+		if !cfg.InsecureSync {
+			return fmt.Errorf("--sync-listen %s is not a loopback address and edges are not authenticated by a client certificate: run `gw-controlplane ca init` (or give --sync-tls-cert, --sync-tls-key and --sync-tls-client-ca), or pass --insecure-sync", cfg.SyncListen)
+		}
+		log.Warn().Str("sync", cfg.SyncListen).Bool("tls", syncTLS.creds != nil).Msg("--insecure-sync: the sync listener is reachable off this host without mTLS; anyone who reaches it can pose as an edge and read every snapshot")
+	}
+	adminCreds, adminTLSSource, err := adminTransportCredentials(cfg)
+	if err != nil {
+		return err
+	}
+	if adminCreds == nil && !isLoopback(cfg.AdminListen) {
+		if !cfg.InsecureAdmin {
+			return fmt.Errorf("--admin-listen %s is not a loopback address and has no TLS: give --admin-tls-cert and --admin-tls-key, run `gw-controlplane ca init` (its server certificate is then used), or pass --insecure-admin", cfg.AdminListen)
+		}
+		log.Warn().Str("admin", cfg.AdminListen).Msg("--insecure-admin: the admin API is reachable off this host in plaintext; admin tokens and configurations (with their secrets) cross the network in clear")
+	}
+	var ca *pki.CA
+	if pki.Exists(cfg.DataDir) {
+		if ca, err = pki.Load(cfg.DataDir); err != nil {
+			return err
+		}
 	}
 
 	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, storeFile))
@@ -65,12 +95,24 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		}
 	}()
 
+	signer, err := loadOrCreateSigner(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+
 	svc, err := service.New(service.Config{
 		Store:           st,
 		Logger:          log,
+		Signer:          signer,
+		CA:              ca,
+		CertWarnBefore:  cfg.CertWarnBefore,
 		Keepalive:       cfg.Keepalive,
 		RevocationTTL:   cfg.RevocationTTL,
 		RevocationGrace: cfg.RevocationGrace,
+		MaxEdges:        cfg.MaxEdges,
+		FleetTTL:        cfg.FleetTTL,
+		AdmissionRate:   cfg.AdmissionRate,
+		AdmissionBurst:  2 * cfg.AdmissionRate,
 	})
 	if err != nil {
 		return err
@@ -82,14 +124,19 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	// connections below that. MinTime lets edges ping every 10s without
 	// being told "too many pings".
 	kaEnforce := grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true})
-	adminSrv := grpc.NewServer(append(auth.ServerOptions(), grpc.MaxRecvMsgSize(adminMaxRecvBytes), kaEnforce)...)
+	adminOpts := append(auth.ServerOptions(), grpc.MaxRecvMsgSize(adminMaxRecvBytes), kaEnforce)
+	if adminCreds != nil {
+		adminOpts = append(adminOpts, grpc.Creds(adminCreds))
+	}
+	adminSrv := grpc.NewServer(adminOpts...)
 	svc.RegisterAdmin(adminSrv)
 	syncOpts := []grpc.ServerOption{
 		kaEnforce,
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
-	if syncCreds != nil {
-		syncOpts = append(syncOpts, grpc.Creds(syncCreds))
+	syncOpts = append(syncOpts, service.SyncServerOptions()...)
+	if syncTLS.creds != nil {
+		syncOpts = append(syncOpts, grpc.Creds(syncTLS.creds))
 	}
 	syncSrv := grpc.NewServer(syncOpts...)
 	svc.RegisterSync(syncSrv)
@@ -119,17 +166,16 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 
 	ev := log.Info().
 		Str("admin", adminLis.Addr().String()).
+		Str("admin_tls", adminTLSSource).
 		Str("sync", syncLis.Addr().String()).
-		Bool("sync_tls", syncCreds != nil).
-		Bool("sync_mtls", cfg.SyncTLSClientCA != "").
+		Bool("sync_tls", syncTLS.creds != nil).
+		Bool("sync_mtls", syncTLS.mtls).
+		Str("sync_tls_source", syncTLS.source).
 		Str("data_dir", cfg.DataDir)
 	if metricsLis != nil {
 		ev = ev.Str("metrics", metricsLis.Addr().String())
 	}
 	ev.Msg("listening")
-	if syncCreds == nil && !isLoopback(syncLis.Addr().String()) {
-		log.Warn().Msg("sync listener without TLS on a non-loopback address: edges and snapshots are not authenticated (set --sync-tls-cert/--sync-tls-key/--sync-tls-client-ca)")
-	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -144,6 +190,16 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		if err := syncSrv.Serve(syncLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serve sync: %w", err)
 		}
+		return nil
+	})
+	if syncTLS.cert != nil {
+		g.Go(func() error {
+			watchCertExpiry(gctx, syncTLS.cert, cfg.CertWarnBefore, svc, log)
+			return nil
+		})
+	}
+	g.Go(func() error {
+		watchTokens(gctx, cfg.DataDir, token, auth, log)
 		return nil
 	})
 	if metricsSrv != nil {
@@ -200,29 +256,109 @@ func shutdown(timeout time.Duration, log zerolog.Logger, svc *service.Service, m
 	log.Info().Msg("stopped")
 }
 
-// syncTransportCredentials returns TLS credentials for the sync listener, or
-// nil for plaintext. With a client CA, edges must present a certificate it
-// signed (mTLS).
-func syncTransportCredentials(cfg *Config) (credentials.TransportCredentials, error) {
-	if cfg.SyncTLSCert == "" {
-		return nil, nil
+// syncTLS is the sync listener's TLS setup.
+type syncTLS struct {
+	creds  credentials.TransportCredentials // nil: plaintext
+	cert   *tlsfile.Reloader                // nil: plaintext
+	mtls   bool                             // edges must present a certificate
+	source string                           // flags, builtin-pki or none
+}
+
+// syncTransportCredentials returns TLS credentials for the sync listener:
+// from the --sync-tls-* flags, else from the built-in PKI of the data dir
+// (gw-controlplane ca init: its server certificate, and its CA verifying
+// the edges), else none. The server certificate is re-read when its files
+// change, so it rotates without a restart or a dropped stream.
+func syncTransportCredentials(cfg *Config) (*syncTLS, error) {
+	certFile, keyFile, clientCA, source := cfg.SyncTLSCert, cfg.SyncTLSKey, cfg.SyncTLSClientCA, "flags"
+	if certFile == "" {
+		if !pki.Exists(cfg.DataDir) {
+			return &syncTLS{source: "none"}, nil
+		}
+		clientCA, _, certFile, keyFile = pki.Paths(cfg.DataDir)
+		source = "builtin-pki"
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.SyncTLSCert, cfg.SyncTLSKey)
+	cert, err := tlsfile.New(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load sync tls key pair: %w", err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if cfg.SyncTLSClientCA != "" {
-		pem, err := os.ReadFile(cfg.SyncTLSClientCA)
+	tc := &tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}
+	out := &syncTLS{cert: cert, source: source}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
 		if err != nil {
 			return nil, fmt.Errorf("read sync tls client ca: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("read sync tls client ca %s: no PEM certificate found", cfg.SyncTLSClientCA)
+			return nil, fmt.Errorf("read sync tls client ca %s: no PEM certificate found", clientCA)
 		}
 		tc.ClientCAs = pool
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		out.mtls = true
 	}
-	return credentials.NewTLS(tc), nil
+	out.creds = credentials.NewTLS(tc)
+	return out, nil
+}
+
+// adminTransportCredentials returns TLS credentials for the admin
+// listener: from --admin-tls-cert/--admin-tls-key, else, when the listener
+// is not on loopback, the built-in PKI's server certificate; else none
+// (plaintext, which is only allowed on loopback or with --insecure-admin).
+// The certificate is re-read when its files change. The source is "flags",
+// "builtin-pki" or "none".
+func adminTransportCredentials(cfg *Config) (credentials.TransportCredentials, string, error) {
+	certFile, keyFile, source := cfg.AdminTLSCert, cfg.AdminTLSKey, "flags"
+	if certFile == "" {
+		if (isLoopback(cfg.AdminListen) && cfg.AdminTLSClientCA == "") || !pki.Exists(cfg.DataDir) {
+			return nil, "none", nil
+		}
+		_, _, certFile, keyFile = pki.Paths(cfg.DataDir)
+		source = "builtin-pki"
+	}
+	cert, err := tlsfile.New(certFile, keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("load admin tls key pair: %w", err)
+	}
+	tc := &tls.Config{GetCertificate: cert.GetCertificate, MinVersion: tls.VersionTLS12}
+	if cfg.AdminTLSClientCA != "" {
+		b, err := os.ReadFile(cfg.AdminTLSClientCA)
+		if err != nil {
+			return nil, "", fmt.Errorf("read admin tls client ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, "", fmt.Errorf("read admin tls client ca %s: no PEM certificate found", cfg.AdminTLSClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		source += "+client-ca"
+	}
+	return credentials.NewTLS(tc), source, nil
+}
+
+// watchCertExpiry sets the expiry metric and warns, at start and then
+// hourly, while the sync certificate expires within warnBefore.
+func watchCertExpiry(ctx context.Context, cert *tlsfile.Reloader, warnBefore time.Duration, svc *service.Service, log zerolog.Logger) {
+	check := func(now time.Time) {
+		na := cert.NotAfter()
+		svc.SetSyncCertExpiry(na)
+		left := na.Sub(now)
+		switch {
+		case left <= 0:
+			log.Error().Time("not_after", na).Msg("the sync TLS certificate has expired: edges cannot connect (they keep serving their last good snapshot); rotate it")
+		case left < warnBefore:
+			log.Warn().Time("not_after", na).Dur("left", left.Round(time.Minute)).Msg("the sync TLS certificate expires soon; rotate it (the new files are picked up without a restart)")
+		}
+	}
+	check(time.Now())
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			check(now)
+		}
+	}
 }

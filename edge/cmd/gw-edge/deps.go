@@ -2,13 +2,16 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
 
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/qos"
+	"github.com/apigw/gateway/edge/tracing"
 )
 
 // registries is the state that outlives every plan: upstream clients, JWKS
@@ -54,6 +57,20 @@ func newRegistries(reg prometheus.Registerer, log zerolog.Logger, disabled []str
 	ups := plan.NewUpstreams()
 	r.deps.Upstreams = ups
 	r.closers = append(r.closers, ups.Close)
+
+	// telemetry/opentelemetry: OTEL_PROPAGATORS picks the trace context
+	// formats (b3, b3multi) as it does for krakend-otel; exporter errors
+	// (an unreachable collector) are logged, never fatal.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn().Err(err).Msg("opentelemetry")
+	}))
+	if err := tracing.CheckPropagators(os.Getenv("OTEL_PROPAGATORS")); err != nil {
+		r.close()
+		return nil, err
+	}
+	tr := tracing.NewRegistry(tracing.Options{Logger: log, Propagators: os.Getenv("OTEL_PROPAGATORS"), Version: plan.Version})
+	r.deps.Tracers = tr
+	r.closers = append(r.closers, tr.Close)
 	return r, nil
 }
 

@@ -32,6 +32,7 @@ import (
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/internal/loglevel"
+	"github.com/apigw/gateway/edge/internal/logsink"
 	"github.com/apigw/gateway/edge/qos/clusterlimit"
 	"github.com/apigw/gateway/edge/server"
 )
@@ -70,6 +71,11 @@ type logFlags struct {
 	accessLog       string
 	accessLogSample float64
 	out             io.Writer // stdout, set by logger
+	// sink is under the loggers (set by logger); the server applies the
+	// snapshot's telemetry/logging output to it unless pinFormat (an
+	// explicit --log-format).
+	sink      *logsink.Sink
+	pinFormat bool
 }
 
 func (l *logFlags) register(fs *flag.FlagSet, stdout io.Writer) {
@@ -131,7 +137,8 @@ func (l *logFlags) logger(stdout io.Writer) (zerolog.Logger, *loglevel.Var) {
 	if l.format == "console" {
 		w = zerolog.ConsoleWriter{Out: stdout, NoColor: os.Getenv("NO_COLOR") != "" || !isTerminal(stdout)}
 	}
-	log := zerolog.New(lv.Writer(w)).With().Timestamp().Str("build", buildVersion).Logger()
+	l.sink = logsink.New(w, stdout)
+	log := zerolog.New(lv.Writer(l.sink)).With().Timestamp().Str("build", buildVersion).Logger()
 	clusterlimit.SetRedisLogger(log)
 	return log, lv
 }

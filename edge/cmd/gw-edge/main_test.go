@@ -20,6 +20,7 @@ import (
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/lkg"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
 )
 
 // The tests run the binary's run function in process. They are not parallel:
@@ -201,7 +202,10 @@ func TestManagedServesFromDiskWithoutControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Save(&gatewayv1.SnapshotEnvelope{Version: 5, Sha256: c.SHA256, Payload: c.Payload}); err != nil {
+	signer, pub := testSigningKey(t, dir)
+	env := &gatewayv1.SnapshotEnvelope{Version: 5, Sha256: c.SHA256, Payload: c.Payload}
+	signer.Snapshot(env)
+	if err := st.Save(env); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -212,7 +216,8 @@ func TestManagedServesFromDiskWithoutControlPlane(t *testing.T) {
 	ln.Close()
 
 	r := start(t, "--controlplane", dead, "--node-id", "n1", "--region", "eu", "--listen", "127.0.0.1:0",
-		"--data-dir", dataDir, "--log-format", "json", "--keepalive", "100ms", "--disable-feature", "proxy.static")
+		"--data-dir", dataDir, "--log-format", "json", "--keepalive", "100ms", "--disable-feature", "proxy.static",
+		"--snapshot-public-key", pub)
 	if code, body := get(t, "http://"+r.addr+"/__health"); code != 200 || !strings.Contains(body, `"status":"ok"`) {
 		t.Errorf("health = %d %s", code, body)
 	}
@@ -234,10 +239,78 @@ func TestManagedWithNothingStoredAnswers503(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	r := start(t, "--controlplane", dead, "--node-id", "n1", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json")
+	r := start(t, "--controlplane", dead, "--node-id", "n1", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--insecure-unsigned-snapshots")
 	if code, body := get(t, "http://"+r.addr+"/hello"); code != 503 || body != `{"error":"service_unavailable"}` {
 		t.Errorf("GET /hello = %d %s", code, body)
 	}
+	if !strings.Contains(r.stdout.String(), "--insecure-unsigned-snapshots: snapshots and revocations are not verified") {
+		t.Errorf("no insecure-mode warning:\n%s", r.stdout)
+	}
+}
+
+// TestManagedRefusesASnapshotOnDiskSignedByAnotherKey: a snapshot a rogue
+// control plane got saved (or anyone wrote into the data dir) is never
+// served: with the control plane down the edge answers 503.
+func TestManagedRefusesASnapshotOnDiskSignedByAnotherKey(t *testing.T) {
+	dir := t.TempDir()
+	c, err := config.CompileFile(configFile(t, dir, backend(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "data")
+	st, err := lkg.New(lkg.Config{Dir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pub := testSigningKey(t, filepath.Join(dir, "real"))
+	rogue, _ := testSigningKey(t, filepath.Join(dir, "rogue"))
+	for v, signer := range map[uint64]*sign.Signer{5: rogue, 6: nil} {
+		env := &gatewayv1.SnapshotEnvelope{Version: v, Sha256: c.SHA256, Payload: c.Payload}
+		signer.Snapshot(env) // v6 stays unsigned
+		if err := st.Save(env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	r := start(t, "--controlplane", dead, "--node-id", "n1", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json",
+		"--snapshot-public-key", pub)
+	if code, body := get(t, "http://"+r.addr+"/hello"); code != 503 {
+		t.Errorf("GET /hello = %d %s, want 503", code, body)
+	}
+	out := r.stdout.String()
+	for _, want := range []string{"is not pinned on this edge", "message is not signed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// testSigningKey writes a fresh public key to dir/signing.pub and returns
+// its signer.
+func testSigningKey(t *testing.T, dir string) (*sign.Signer, string) {
+	t.Helper()
+	key, err := sign.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sign.NewSigner(key)
+	pem, err := sign.EncodePublicKey(s.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "signing.pub")
+	if err := os.WriteFile(path, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s, path
 }
 
 func TestFlags(t *testing.T) {
@@ -254,6 +327,8 @@ func TestFlags(t *testing.T) {
 		{name: "stray argument", args: []string{"--controlplane", "x:1", "extra"}, wantCode: exitUsage, wantErr: "unexpected arguments: extra"},
 		{name: "bad log format", args: []string{"--controlplane", "x:1", "--log-format", "xml"}, wantCode: exitUsage, wantErr: "--log-format"},
 		{name: "half mTLS", args: []string{"--controlplane", "x:1", "--tls-cert", "c.pem"}, wantCode: exitUsage, wantErr: "--tls-cert and --tls-key"},
+		{name: "no pinned key", args: []string{"--controlplane", "x:1"}, wantCode: exitUsage, wantErr: "--snapshot-public-key: required"},
+		{name: "plaintext off loopback", args: []string{"--controlplane", "cp.example:9001", "--insecure-unsigned-snapshots"}, wantCode: exitUsage, wantErr: "not a loopback address, and no TLS"},
 		{name: "run without file", args: []string{"run"}, wantCode: exitUsage, wantErr: "-c: required"},
 		{name: "run bad listen", args: []string{"run", "-c", "f.json", "--listen", "nope"}, wantCode: exitUsage, wantErr: "--listen"},
 		{name: "run missing file", args: []string{"run", "-c", "/does/not/exist.json"}, wantCode: exitError, wantErr: "exist.json"},

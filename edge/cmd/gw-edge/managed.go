@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -20,10 +21,13 @@ import (
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/lkg"
+	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/server"
 	"github.com/apigw/gateway/edge/watch"
 	"github.com/apigw/gateway/internal/dirlock"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/sign"
+	"github.com/apigw/gateway/proto/tlsfile"
 )
 
 // defaultListen is KrakenD's default port, used when neither --listen nor a
@@ -43,6 +47,12 @@ type managedFlags struct {
 	caFile       string
 	certFile     string
 	keyFile      string
+	// publicKey pins the control plane's signing key; insecureUnsigned
+	// accepts unsigned snapshots and revocations instead.
+	publicKey        string
+	insecureUnsigned bool
+	// insecureSync allows plaintext to a control plane off loopback.
+	insecureSync bool
 }
 
 // defaultDataDir is ${XDG_STATE_HOME:-$HOME/.local/state}/apigw/edge.
@@ -78,7 +88,34 @@ func (f *managedFlags) validate() error {
 	if (f.certFile == "") != (f.keyFile == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key: give both or neither"))
 	}
+	if f.plaintextOffLoopback() && !f.insecureSync {
+		errs = append(errs, fmt.Errorf("--controlplane %s: not a loopback address, and no TLS: give --controlplane-ca with --tls-cert and --tls-key (gwctl certs issue writes them), or pass --insecure-sync", f.controlplane))
+	}
+	switch {
+	case f.publicKey == "" && !f.insecureUnsigned:
+		errs = append(errs, errors.New("--snapshot-public-key: required (the control plane's <data-dir>/signing.pub); --insecure-unsigned-snapshots accepts unsigned snapshots instead"))
+	case f.publicKey != "" && f.insecureUnsigned:
+		errs = append(errs, errors.New("--snapshot-public-key and --insecure-unsigned-snapshots: give one"))
+	}
 	return errors.Join(errs...)
+}
+
+// plaintextOffLoopback reports whether the edge would dial a control plane
+// that is not on this host without TLS (snapshots, with their backend
+// credentials, would then cross the network in clear).
+func (f *managedFlags) plaintextOffLoopback() bool {
+	if f.caFile != "" || f.certFile != "" || f.controlplane == "" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(f.controlplane)
+	if err != nil {
+		host = f.controlplane
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -96,6 +133,9 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&f.caFile, "controlplane-ca", "", "PEM CA bundle verifying the control plane; enables TLS")
 	fs.StringVar(&f.certFile, "tls-cert", "", "PEM client certificate for mTLS with the control plane; enables TLS")
 	fs.StringVar(&f.keyFile, "tls-key", "", "PEM key of --tls-cert")
+	fs.StringVar(&f.publicKey, "snapshot-public-key", "", "PEM Ed25519 public key(s) of the control plane (its <data-dir>/signing.pub); every snapshot and revocation message, received or loaded from disk, must be signed by one; required unless --insecure-unsigned-snapshots")
+	fs.BoolVar(&f.insecureUnsigned, "insecure-unsigned-snapshots", false, "accept snapshots and revocations without checking a signature (anyone who reaches the edge's control-plane connection can then reconfigure it); warned at every start")
+	fs.BoolVar(&f.insecureSync, "insecure-sync", false, "dial a control plane that is not on loopback without TLS (snapshots, backend credentials included, cross the network in clear, and the control plane is not authenticated); warned at every start")
 	f.logFlags.register(fs, stdout)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage:\n  gw-edge --controlplane ADDR --node-id ID --region R --listen ADDR --data-dir DIR [flags]\n  gw-edge run -c FILE [-d] [--listen ADDR]   (standalone, see gw-edge run --help)\n\nFlags:\n")
@@ -109,6 +149,8 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	log, lv := f.logger(stdout)
+	f.pinFormat = isSet(fs, "log-format")
+	defer f.sink.Close()
 	if err := managed(ctx, &f, isSet(fs, "log-level"), log, lv); err != nil {
 		log.Error().Err(err).Msg("exiting")
 		return exitError
@@ -119,19 +161,34 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // managed runs the edge until ctx is done: LKG first, then the control plane.
 func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Logger, lv *loglevel.Var) error {
 	var tlsCfg *tls.Config
+	var clientCert *tlsfile.Reloader
 	if f.caFile != "" || f.certFile != "" {
-		c, err := watch.LoadTLS(f.caFile, f.certFile, f.keyFile)
+		c, r, err := watch.LoadTLS(f.caFile, f.certFile, f.keyFile)
 		if err != nil {
 			return err
 		}
-		tlsCfg = c
+		tlsCfg, clientCert = c, r
+	}
+	if f.plaintextOffLoopback() {
+		log.Warn().Str("controlplane", f.controlplane).Msg("--insecure-sync: the control-plane connection is plaintext off this host; anyone on the path reads every snapshot")
+	}
+	var verifier *sign.Verifier
+	if f.insecureUnsigned {
+		log.Warn().Msg("--insecure-unsigned-snapshots: snapshots and revocations are not verified; whoever answers on the control-plane address controls this edge")
+	} else {
+		v, err := sign.LoadVerifier(f.publicKey)
+		if err != nil {
+			return err
+		}
+		verifier = v
+		log.Info().Strs("key_ids", v.KeyIDs()).Msg("snapshots and revocations must be signed by a pinned key")
 	}
 	dl, err := dirlock.Acquire(f.dataDir)
 	if err != nil {
 		return err
 	}
 	defer dl.Release()
-	st, err := lkg.New(lkg.Config{Dir: f.dataDir, Logger: log})
+	st, err := lkg.New(lkg.Config{Dir: f.dataDir, Logger: log, Verifier: verifier})
 	if err != nil {
 		return err
 	}
@@ -140,6 +197,12 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		return err
 	}
 
+	// The revocation set from the last run: a restart without the control
+	// plane keeps enforcing it. A missing or corrupt copy leaves an empty
+	// set at seq 0 (the control plane then sends it all) marked unknown:
+	// protected routes answer 503 and health says degraded until the
+	// control plane answers.
+	rev := loadRevocations(st, log)
 	listen := f.listen
 	if listen == "" {
 		listen = storedListenAddr(stored, log)
@@ -152,8 +215,11 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		LogSink:       f.sink,
+		PinLogFormat:  f.pinFormat,
 		AccessLog:     f.accessLogConfig(),
 		Limits:        f.limits,
+		Degraded:      func(p *plan.Plan) string { return revocationHealth(rev, p) },
 	})
 	if err != nil {
 		return err
@@ -166,15 +232,11 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 			reg.close()
 		}
 	}()
-	// The revocation set from the last run: a restart without the control
-	// plane keeps enforcing it. A corrupt copy leaves an empty set at seq 0,
-	// which makes the control plane send a full reset.
-	rev := loadRevocations(st, log)
 	reg, err = newRegistries(srv.Registry(), log, f.disabled, rev)
 	if err != nil {
 		return err
 	}
-	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Store: st, Registerer: srv.Registry()})
+	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Store: st, Verifier: verifier, Registerer: srv.Registry()})
 	if err != nil {
 		return err
 	}
@@ -193,6 +255,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		Keepalive:        f.keepalive,
 		Registerer:       srv.Registry(),
 		TLS:              tlsCfg,
+		Verifier:         verifier,
 	}
 	wc, err := watch.New(wcfg)
 	if err != nil {
@@ -202,11 +265,53 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 
 	log.Info().Str("addr", srv.Addr().String()).Msg("listening")
 	g, gctx := errgroup.WithContext(ctx)
+	if clientCert != nil {
+		expiry := prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gw_edge_client_cert_expiry_timestamp_seconds",
+			Help: "When the edge's client certificate for the control plane expires (unix seconds).",
+		})
+		if err := srv.Registry().Register(expiry); err != nil {
+			return err
+		}
+		g.Go(func() error { watchClientCert(gctx, clientCert, expiry, log); return nil })
+	}
 	g.Go(func() error { return srv.Serve(gctx) })
 	g.Go(func() error { return wc.Run(gctx) })
 	err = g.Wait()
 	log.Info().Msg("stopped")
 	return err
+}
+
+// clientCertWarnBefore is how long before its client certificate expires
+// the edge starts warning.
+const clientCertWarnBefore = 30 * 24 * time.Hour
+
+// watchClientCert sets the expiry gauge and logs, at start and hourly,
+// while the client certificate expires within clientCertWarnBefore (an
+// expired one: the control plane refuses the edge, which keeps serving its
+// last good snapshot).
+func watchClientCert(ctx context.Context, cert *tlsfile.Reloader, expiry prometheus.Gauge, log zerolog.Logger) {
+	check := func(now time.Time) {
+		na := cert.NotAfter()
+		expiry.Set(float64(na.Unix()))
+		switch left := na.Sub(now); {
+		case left <= 0:
+			log.Error().Time("not_after", na).Msg("the client certificate has expired: the control plane refuses this edge, which keeps serving its last good snapshot; issue a new one (gwctl certs issue)")
+		case left < clientCertWarnBefore:
+			log.Warn().Time("not_after", na).Dur("left", left.Round(time.Minute)).Msg("the client certificate expires soon; issue a new one (gwctl certs issue), it is picked up without a restart")
+		}
+	}
+	check(time.Now())
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			check(now)
+		}
+	}
 }
 
 // restoreNewest serves the newest stored snapshot that builds; an older one
@@ -243,18 +348,42 @@ func storedListenAddr(stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) 
 	return defaultListen
 }
 
-// loadRevocations returns the revocation set saved in the data dir, or an
-// empty one (seq 0) when there is none or it is unusable.
+// loadRevocations returns the revocation set saved in the data dir. When
+// there is none, it is unusable, or only an older copy survived a corrupt
+// newer one, the set (empty at seq 0, or the older copy) is marked unknown
+// until the control plane answers: an edge never enforces a set it cannot
+// vouch for as if it were complete. A data dir always holds a record once
+// the edge has been confirmed by a control plane (watch persists it, empty
+// or not), so "none" at boot means a first start or damage.
 func loadRevocations(st *lkg.Store, log zerolog.Logger) *auth.Revocations {
 	rev := auth.NewRevocations(auth.RevocationsConfig{Logger: log})
-	saved, err := st.LoadRevocations()
+	saved, skipped, err := st.LoadRevocationsReport()
 	if err == nil {
 		err = rev.Reset(saved.GetSeq(), saved.GetEntries())
 	}
-	if err != nil && !errors.Is(err, lkg.ErrNotFound) {
-		log.Warn().Err(err).Msg("revocation set on disk unusable; starting empty")
+	switch {
+	case errors.Is(err, lkg.ErrNotFound):
+		rev.MarkUnknown()
+		log.Warn().Msg("no revocation set on disk; protected routes answer 503 until the control plane answers")
+	case err != nil:
+		rev.MarkUnknown()
+		log.Error().Err(err).Msg("revocation set on disk unusable; protected routes answer 503 until the control plane answers")
+	case skipped > 0:
+		rev.MarkUnknown()
+		log.Error().Int("skipped", skipped).Uint64("seq", saved.GetSeq()).
+			Msg("newest revocation record corrupt, an older one loaded; protected routes answer 503 until the control plane answers")
 	}
 	return rev
+}
+
+// revocationHealth is the health check's degraded cause: the plan has
+// JWT-protected endpoints and the revocation set is not known to be
+// complete (they answer 503).
+func revocationHealth(rev *auth.Revocations, p *plan.Plan) string {
+	if p.Protected() && !rev.Known() {
+		return "revocations_unknown"
+	}
+	return ""
 }
 
 // revocationStore persists the revocation set in the data dir.
@@ -274,3 +403,10 @@ func (r revocationStore) Reset(seq uint64, entries []*gatewayv1.RevocationEntry)
 }
 
 func (r revocationStore) Persist() error { return r.store.SaveRevocations(r.set.Export()) }
+
+func (r revocationStore) Confirm() { r.set.Confirm() }
+
+// SetHash digests the set for the Hello (see sign.RevocationSetHash).
+func (r revocationStore) SetHash(cutoffUnixMs int64) string {
+	return sign.RevocationSetHash(r.set.Entries(), r.set.Seq(), cutoffUnixMs)
+}

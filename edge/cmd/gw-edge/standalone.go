@@ -86,6 +86,8 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 
 	log, lv := f.logger(stdout)
+	f.pinFormat = isSet(fs, "log-format")
+	defer f.sink.Close()
 	if err := standalone(ctx, &f, compiled, isSet(fs, "log-level"), log, lv, stderr); err != nil {
 		log.Error().Err(err).Msg("exiting")
 		return exitError
@@ -128,6 +130,8 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		LogLevel:      f.level,
 		Level:         lv,
 		PinLogLevel:   pinLevel,
+		LogSink:       f.sink,
+		PinLogFormat:  f.pinFormat,
 		AccessLog:     f.accessLogConfig(),
 		Limits:        f.limits,
 		DebugEndpoint: f.debug,

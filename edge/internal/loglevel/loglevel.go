@@ -47,5 +47,9 @@ func (lw levelWriter) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 	if l != zerolog.NoLevel && l < lw.v.Level() {
 		return len(p), nil
 	}
+	if w, ok := lw.w.(zerolog.LevelWriter); ok {
+		// Pass the level on (edge/internal/logsink renders it).
+		return w.WriteLevel(l, p)
+	}
 	return lw.w.Write(p)
 }

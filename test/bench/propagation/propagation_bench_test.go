@@ -52,7 +52,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 	cp := testenv.StartControlPlane(b, bins, filepath.Join(dir, "cp"))
 	var edges []*testenv.Edge
 	for i := 0; i < 3; i++ {
-		edges = append(edges, testenv.StartEdge(b, bins, cp.Sync, fmt.Sprintf("edge-%d", i), "bench", filepath.Join(dir, fmt.Sprint("e", i))))
+		edges = append(edges, testenv.StartEdge(b, bins, cp, fmt.Sprintf("edge-%d", i), "bench", filepath.Join(dir, fmt.Sprint("e", i))))
 	}
 	if r := testenv.Gwctl(b, bins, cp, "push", cfg, "--wait", "--timeout", "20s"); r.Code != 0 {
 		b.Fatalf("push: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)

@@ -625,7 +625,12 @@ func (x *VersionInfo) GetWarnings() []*FieldViolation {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size caps the edges returned (0 = 500, at most 1000); edges come
+	// sorted by region then node id.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is next_page_token of the previous page ("" = first page).
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -660,6 +665,20 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
+func (x *StatusRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *StatusRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type StatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// current is the newest stored version (zero when none).
@@ -667,8 +686,15 @@ type StatusResponse struct {
 	Edges   []*EdgeStatus `protobuf:"bytes,2,rep,name=edges,proto3" json:"edges,omitempty"`
 	// revocation_seq is the newest revocation in the log.
 	RevocationSeq uint64 `protobuf:"varint,3,opt,name=revocation_seq,json=revocationSeq,proto3" json:"revocation_seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// next_page_token continues the listing; empty on the last page.
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// total_edges is the number of edges in the registry.
+	TotalEdges uint32 `protobuf:"varint,5,opt,name=total_edges,json=totalEdges,proto3" json:"total_edges,omitempty"`
+	// sync_cert_not_after_unix_ms is when the sync listener's certificate
+	// expires (zero without TLS).
+	SyncCertNotAfterUnixMs int64 `protobuf:"varint,6,opt,name=sync_cert_not_after_unix_ms,json=syncCertNotAfterUnixMs,proto3" json:"sync_cert_not_after_unix_ms,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -722,6 +748,27 @@ func (x *StatusResponse) GetRevocationSeq() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetTotalEdges() uint32 {
+	if x != nil {
+		return x.TotalEdges
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetSyncCertNotAfterUnixMs() int64 {
+	if x != nil {
+		return x.SyncCertNotAfterUnixMs
+	}
+	return 0
+}
+
 // EdgeStatus is the control plane's view of one edge.
 type EdgeStatus struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -741,8 +788,14 @@ type EdgeStatus struct {
 	Peer                 string `protobuf:"bytes,12,opt,name=peer,proto3" json:"peer,omitempty"`
 	// revocation_seq is the newest revocation the edge ACKed.
 	RevocationSeq uint64 `protobuf:"varint,13,opt,name=revocation_seq,json=revocationSeq,proto3" json:"revocation_seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// identity is the node id proven by the edge's client certificate
+	// (empty without mTLS).
+	Identity string `protobuf:"bytes,14,opt,name=identity,proto3" json:"identity,omitempty"`
+	// cert_not_after_unix_ms is when that certificate expires (zero without
+	// mTLS).
+	CertNotAfterUnixMs int64 `protobuf:"varint,15,opt,name=cert_not_after_unix_ms,json=certNotAfterUnixMs,proto3" json:"cert_not_after_unix_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *EdgeStatus) Reset() {
@@ -866,6 +919,164 @@ func (x *EdgeStatus) GetRevocationSeq() uint64 {
 	return 0
 }
 
+func (x *EdgeStatus) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *EdgeStatus) GetCertNotAfterUnixMs() int64 {
+	if x != nil {
+		return x.CertNotAfterUnixMs
+	}
+	return 0
+}
+
+type IssueCertificateRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Region string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// csr_pem is a PEM "CERTIFICATE REQUEST" signed by the edge's key.
+	CsrPem string `protobuf:"bytes,3,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	// validity_seconds is the certificate lifetime (0 = 90 days, at most a
+	// year).
+	ValiditySeconds int64 `protobuf:"varint,4,opt,name=validity_seconds,json=validitySeconds,proto3" json:"validity_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *IssueCertificateRequest) Reset() {
+	*x = IssueCertificateRequest{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCertificateRequest) ProtoMessage() {}
+
+func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *IssueCertificateRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *IssueCertificateRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *IssueCertificateRequest) GetCsrPem() string {
+	if x != nil {
+		return x.CsrPem
+	}
+	return ""
+}
+
+func (x *IssueCertificateRequest) GetValiditySeconds() int64 {
+	if x != nil {
+		return x.ValiditySeconds
+	}
+	return 0
+}
+
+type IssueCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// certificate_pem is the issued certificate; ca_pem verifies it and the
+	// control plane's sync certificate.
+	CertificatePem string `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	CaPem          string `protobuf:"bytes,2,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
+	NotAfterUnixMs int64  `protobuf:"varint,3,opt,name=not_after_unix_ms,json=notAfterUnixMs,proto3" json:"not_after_unix_ms,omitempty"`
+	// snapshot_public_key_pem is the control plane's Ed25519 public key
+	// (its signing.pub), which the edge pins with --snapshot-public-key;
+	// empty when the control plane signs nothing.
+	SnapshotPublicKeyPem string `protobuf:"bytes,4,opt,name=snapshot_public_key_pem,json=snapshotPublicKeyPem,proto3" json:"snapshot_public_key_pem,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *IssueCertificateResponse) Reset() {
+	*x = IssueCertificateResponse{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueCertificateResponse) ProtoMessage() {}
+
+func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *IssueCertificateResponse) GetCertificatePem() string {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return ""
+}
+
+func (x *IssueCertificateResponse) GetCaPem() string {
+	if x != nil {
+		return x.CaPem
+	}
+	return ""
+}
+
+func (x *IssueCertificateResponse) GetNotAfterUnixMs() int64 {
+	if x != nil {
+		return x.NotAfterUnixMs
+	}
+	return 0
+}
+
+func (x *IssueCertificateResponse) GetSnapshotPublicKeyPem() string {
+	if x != nil {
+		return x.SnapshotPublicKeyPem
+	}
+	return ""
+}
+
 type HistoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// limit caps the number of versions returned (0 = 50).
@@ -876,7 +1087,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	mi := &file_gateway_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1099,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	mi := &file_gateway_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1112,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -920,7 +1131,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1143,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1156,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -965,7 +1176,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[15]
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1188,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[15]
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1201,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RollbackRequest) GetVersion() uint64 {
@@ -1017,7 +1228,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1240,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1253,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RollbackResponse) GetVersion() *VersionInfo {
@@ -1073,7 +1284,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1296,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1309,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeRequest) GetClaim() string {
@@ -1138,7 +1349,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1361,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1374,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeResponse) GetEntry() *RevocationEntry {
@@ -1181,7 +1392,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1404,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1417,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 type ListRevocationsResponse struct {
@@ -1219,7 +1430,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[20]
+	mi := &file_gateway_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1442,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[20]
+	mi := &file_gateway_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1455,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRevocationsResponse) GetEntries() []*RevocationEntry {
@@ -1308,12 +1519,19 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"rollbackOf\x12\x1c\n" +
 	"\tendpoints\x18\x06 \x01(\rR\tendpoints\x12;\n" +
 	"\rrendered_from\x18\a \x03(\v2\x16.gateway.v1.SourceFileR\frenderedFrom\x126\n" +
-	"\bwarnings\x18\b \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\"\x0f\n" +
-	"\rStatusRequest\"\x98\x01\n" +
+	"\bwarnings\x18\b \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\"K\n" +
+	"\rStatusRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x9e\x02\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\acurrent\x18\x01 \x01(\v2\x17.gateway.v1.VersionInfoR\acurrent\x12,\n" +
 	"\x05edges\x18\x02 \x03(\v2\x16.gateway.v1.EdgeStatusR\x05edges\x12%\n" +
-	"\x0erevocation_seq\x18\x03 \x01(\x04R\rrevocationSeq\"\xcd\x03\n" +
+	"\x0erevocation_seq\x18\x03 \x01(\x04R\rrevocationSeq\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\x12\x1f\n" +
+	"\vtotal_edges\x18\x05 \x01(\rR\n" +
+	"totalEdges\x12;\n" +
+	"\x1bsync_cert_not_after_unix_ms\x18\x06 \x01(\x03R\x16syncCertNotAfterUnixMs\"\x9d\x04\n" +
 	"\n" +
 	"EdgeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
@@ -1330,7 +1548,19 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	" \x01(\x03R\x14connectedSinceUnixMs\x12\x1c\n" +
 	"\tconnected\x18\v \x01(\bR\tconnected\x12\x12\n" +
 	"\x04peer\x18\f \x01(\tR\x04peer\x12%\n" +
-	"\x0erevocation_seq\x18\r \x01(\x04R\rrevocationSeq\"&\n" +
+	"\x0erevocation_seq\x18\r \x01(\x04R\rrevocationSeq\x12\x1a\n" +
+	"\bidentity\x18\x0e \x01(\tR\bidentity\x122\n" +
+	"\x16cert_not_after_unix_ms\x18\x0f \x01(\x03R\x12certNotAfterUnixMs\"\x8e\x01\n" +
+	"\x17IssueCertificateRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
+	"\acsr_pem\x18\x03 \x01(\tR\x06csrPem\x12)\n" +
+	"\x10validity_seconds\x18\x04 \x01(\x03R\x0fvaliditySeconds\"\xbc\x01\n" +
+	"\x18IssueCertificateResponse\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\tR\x0ecertificatePem\x12\x15\n" +
+	"\x06ca_pem\x18\x02 \x01(\tR\x05caPem\x12)\n" +
+	"\x11not_after_unix_ms\x18\x03 \x01(\x03R\x0enotAfterUnixMs\x125\n" +
+	"\x17snapshot_public_key_pem\x18\x04 \x01(\tR\x14snapshotPublicKeyPem\"&\n" +
 	"\x0eHistoryRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\"F\n" +
 	"\x0fHistoryResponse\x123\n" +
@@ -1351,7 +1581,7 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x16ListRevocationsRequest\"b\n" +
 	"\x17ListRevocationsResponse\x125\n" +
 	"\aentries\x18\x01 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq2\xb4\x04\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq2\x93\x05\n" +
 	"\fAdminService\x12E\n" +
 	"\bValidate\x12\x1b.gateway.v1.ValidateRequest\x1a\x1c.gateway.v1.ValidateResponse\x129\n" +
 	"\x04Push\x12\x17.gateway.v1.PushRequest\x1a\x18.gateway.v1.PushResponse\x129\n" +
@@ -1360,7 +1590,8 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\aHistory\x12\x1a.gateway.v1.HistoryRequest\x1a\x1b.gateway.v1.HistoryResponse\x12E\n" +
 	"\bRollback\x12\x1b.gateway.v1.RollbackRequest\x1a\x1c.gateway.v1.RollbackResponse\x12?\n" +
 	"\x06Revoke\x12\x19.gateway.v1.RevokeRequest\x1a\x1a.gateway.v1.RevokeResponse\x12Z\n" +
-	"\x0fListRevocations\x12\".gateway.v1.ListRevocationsRequest\x1a#.gateway.v1.ListRevocationsResponseB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\x0fListRevocations\x12\".gateway.v1.ListRevocationsRequest\x1a#.gateway.v1.ListRevocationsResponse\x12]\n" +
+	"\x10IssueCertificate\x12#.gateway.v1.IssueCertificateRequest\x1a$.gateway.v1.IssueCertificateResponseB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_admin_proto_rawDescOnce sync.Once
@@ -1374,68 +1605,72 @@ func file_gateway_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_admin_proto_rawDescData
 }
 
-var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_gateway_v1_admin_proto_goTypes = []any{
-	(*ConfigSource)(nil),            // 0: gateway.v1.ConfigSource
-	(*SourceFile)(nil),              // 1: gateway.v1.SourceFile
-	(*ValidateRequest)(nil),         // 2: gateway.v1.ValidateRequest
-	(*ValidateResponse)(nil),        // 3: gateway.v1.ValidateResponse
-	(*PushRequest)(nil),             // 4: gateway.v1.PushRequest
-	(*PushResponse)(nil),            // 5: gateway.v1.PushResponse
-	(*DiffRequest)(nil),             // 6: gateway.v1.DiffRequest
-	(*DiffResponse)(nil),            // 7: gateway.v1.DiffResponse
-	(*Change)(nil),                  // 8: gateway.v1.Change
-	(*VersionInfo)(nil),             // 9: gateway.v1.VersionInfo
-	(*StatusRequest)(nil),           // 10: gateway.v1.StatusRequest
-	(*StatusResponse)(nil),          // 11: gateway.v1.StatusResponse
-	(*EdgeStatus)(nil),              // 12: gateway.v1.EdgeStatus
-	(*HistoryRequest)(nil),          // 13: gateway.v1.HistoryRequest
-	(*HistoryResponse)(nil),         // 14: gateway.v1.HistoryResponse
-	(*RollbackRequest)(nil),         // 15: gateway.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 16: gateway.v1.RollbackResponse
-	(*RevokeRequest)(nil),           // 17: gateway.v1.RevokeRequest
-	(*RevokeResponse)(nil),          // 18: gateway.v1.RevokeResponse
-	(*ListRevocationsRequest)(nil),  // 19: gateway.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil), // 20: gateway.v1.ListRevocationsResponse
-	(*FieldViolation)(nil),          // 21: gateway.v1.FieldViolation
-	(*RevocationEntry)(nil),         // 22: gateway.v1.RevocationEntry
+	(*ConfigSource)(nil),             // 0: gateway.v1.ConfigSource
+	(*SourceFile)(nil),               // 1: gateway.v1.SourceFile
+	(*ValidateRequest)(nil),          // 2: gateway.v1.ValidateRequest
+	(*ValidateResponse)(nil),         // 3: gateway.v1.ValidateResponse
+	(*PushRequest)(nil),              // 4: gateway.v1.PushRequest
+	(*PushResponse)(nil),             // 5: gateway.v1.PushResponse
+	(*DiffRequest)(nil),              // 6: gateway.v1.DiffRequest
+	(*DiffResponse)(nil),             // 7: gateway.v1.DiffResponse
+	(*Change)(nil),                   // 8: gateway.v1.Change
+	(*VersionInfo)(nil),              // 9: gateway.v1.VersionInfo
+	(*StatusRequest)(nil),            // 10: gateway.v1.StatusRequest
+	(*StatusResponse)(nil),           // 11: gateway.v1.StatusResponse
+	(*EdgeStatus)(nil),               // 12: gateway.v1.EdgeStatus
+	(*IssueCertificateRequest)(nil),  // 13: gateway.v1.IssueCertificateRequest
+	(*IssueCertificateResponse)(nil), // 14: gateway.v1.IssueCertificateResponse
+	(*HistoryRequest)(nil),           // 15: gateway.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 16: gateway.v1.HistoryResponse
+	(*RollbackRequest)(nil),          // 17: gateway.v1.RollbackRequest
+	(*RollbackResponse)(nil),         // 18: gateway.v1.RollbackResponse
+	(*RevokeRequest)(nil),            // 19: gateway.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 20: gateway.v1.RevokeResponse
+	(*ListRevocationsRequest)(nil),   // 21: gateway.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 22: gateway.v1.ListRevocationsResponse
+	(*FieldViolation)(nil),           // 23: gateway.v1.FieldViolation
+	(*RevocationEntry)(nil),          // 24: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.ConfigSource.rendered_from:type_name -> gateway.v1.SourceFile
 	0,  // 1: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
-	21, // 2: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
-	21, // 3: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
+	23, // 2: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
+	23, // 3: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
 	0,  // 4: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
 	9,  // 5: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
-	21, // 6: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
+	23, // 6: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
 	0,  // 7: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
 	8,  // 8: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
 	1,  // 9: gateway.v1.VersionInfo.rendered_from:type_name -> gateway.v1.SourceFile
-	21, // 10: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
+	23, // 10: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
 	9,  // 11: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
 	12, // 12: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
 	9,  // 13: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
 	9,  // 14: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	22, // 15: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	22, // 16: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	24, // 15: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	24, // 16: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
 	2,  // 17: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
 	4,  // 18: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
 	6,  // 19: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
 	10, // 20: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	13, // 21: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	15, // 22: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	17, // 23: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	19, // 24: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	3,  // 25: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	5,  // 26: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	7,  // 27: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	11, // 28: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	14, // 29: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	16, // 30: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	18, // 31: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	20, // 32: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	25, // [25:33] is the sub-list for method output_type
-	17, // [17:25] is the sub-list for method input_type
+	15, // 21: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	17, // 22: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	19, // 23: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	21, // 24: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	13, // 25: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
+	3,  // 26: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	5,  // 27: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	7,  // 28: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	11, // 29: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	16, // 30: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	18, // 31: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	20, // 32: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	22, // 33: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	14, // 34: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1453,7 +1688,7 @@ func file_gateway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_admin_proto_rawDesc), len(file_gateway_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

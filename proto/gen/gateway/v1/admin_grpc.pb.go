@@ -19,14 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_Validate_FullMethodName        = "/gateway.v1.AdminService/Validate"
-	AdminService_Push_FullMethodName            = "/gateway.v1.AdminService/Push"
-	AdminService_Diff_FullMethodName            = "/gateway.v1.AdminService/Diff"
-	AdminService_Status_FullMethodName          = "/gateway.v1.AdminService/Status"
-	AdminService_History_FullMethodName         = "/gateway.v1.AdminService/History"
-	AdminService_Rollback_FullMethodName        = "/gateway.v1.AdminService/Rollback"
-	AdminService_Revoke_FullMethodName          = "/gateway.v1.AdminService/Revoke"
-	AdminService_ListRevocations_FullMethodName = "/gateway.v1.AdminService/ListRevocations"
+	AdminService_Validate_FullMethodName         = "/gateway.v1.AdminService/Validate"
+	AdminService_Push_FullMethodName             = "/gateway.v1.AdminService/Push"
+	AdminService_Diff_FullMethodName             = "/gateway.v1.AdminService/Diff"
+	AdminService_Status_FullMethodName           = "/gateway.v1.AdminService/Status"
+	AdminService_History_FullMethodName          = "/gateway.v1.AdminService/History"
+	AdminService_Rollback_FullMethodName         = "/gateway.v1.AdminService/Rollback"
+	AdminService_Revoke_FullMethodName           = "/gateway.v1.AdminService/Revoke"
+	AdminService_ListRevocations_FullMethodName  = "/gateway.v1.AdminService/ListRevocations"
+	AdminService_IssueCertificate_FullMethodName = "/gateway.v1.AdminService/IssueCertificate"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -53,6 +54,10 @@ type AdminServiceClient interface {
 	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
 	// ListRevocations lists the live (unexpired) revocations.
 	ListRevocations(ctx context.Context, in *ListRevocationsRequest, opts ...grpc.CallOption) (*ListRevocationsResponse, error)
+	// IssueCertificate signs an edge's certificate request with the control
+	// plane's built-in CA (gw-controlplane ca init). The private key never
+	// leaves the caller.
+	IssueCertificate(ctx context.Context, in *IssueCertificateRequest, opts ...grpc.CallOption) (*IssueCertificateResponse, error)
 }
 
 type adminServiceClient struct {
@@ -143,6 +148,16 @@ func (c *adminServiceClient) ListRevocations(ctx context.Context, in *ListRevoca
 	return out, nil
 }
 
+func (c *adminServiceClient) IssueCertificate(ctx context.Context, in *IssueCertificateRequest, opts ...grpc.CallOption) (*IssueCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueCertificateResponse)
+	err := c.cc.Invoke(ctx, AdminService_IssueCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -167,6 +182,10 @@ type AdminServiceServer interface {
 	Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error)
 	// ListRevocations lists the live (unexpired) revocations.
 	ListRevocations(context.Context, *ListRevocationsRequest) (*ListRevocationsResponse, error)
+	// IssueCertificate signs an edge's certificate request with the control
+	// plane's built-in CA (gw-controlplane ca init). The private key never
+	// leaves the caller.
+	IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -200,6 +219,9 @@ func (UnimplementedAdminServiceServer) Revoke(context.Context, *RevokeRequest) (
 }
 func (UnimplementedAdminServiceServer) ListRevocations(context.Context, *ListRevocationsRequest) (*ListRevocationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRevocations not implemented")
+}
+func (UnimplementedAdminServiceServer) IssueCertificate(context.Context, *IssueCertificateRequest) (*IssueCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueCertificate not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -366,6 +388,24 @@ func _AdminService_ListRevocations_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_IssueCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).IssueCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_IssueCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).IssueCertificate(ctx, req.(*IssueCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -404,6 +444,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRevocations",
 			Handler:    _AdminService_ListRevocations_Handler,
+		},
+		{
+			MethodName: "IssueCertificate",
+			Handler:    _AdminService_IssueCertificate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

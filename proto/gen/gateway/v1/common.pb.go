@@ -96,6 +96,13 @@ type SnapshotEnvelope struct {
 	Author  string                 `protobuf:"bytes,4,opt,name=author,proto3" json:"author,omitempty"`
 	// created_unix_ms is when the control plane stored this version.
 	CreatedUnixMs int64 `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	// signature is the control plane's Ed25519 signature over version and
+	// sha256 (see proto/sign); edges refuse an envelope it does not verify
+	// against a pinned key unless they run with an explicit insecure flag.
+	Signature []byte `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
+	// signing_key_id names the key that made signature (hex of the first 8
+	// bytes of the SHA-256 of its public key).
+	SigningKeyId  string `protobuf:"bytes,7,opt,name=signing_key_id,json=signingKeyId,proto3" json:"signing_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,6 +170,20 @@ func (x *SnapshotEnvelope) GetCreatedUnixMs() int64 {
 		return x.CreatedUnixMs
 	}
 	return 0
+}
+
+func (x *SnapshotEnvelope) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SnapshotEnvelope) GetSigningKeyId() string {
+	if x != nil {
+		return x.SigningKeyId
+	}
+	return ""
 }
 
 // RevocationEntry revokes every token whose claim equals value, until
@@ -261,13 +282,15 @@ const file_gateway_v1_common_proto_rawDesc = "" +
 	"\x0eFieldViolation\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x9e\x01\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xe2\x01\n" +
 	"\x10SnapshotEnvelope\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x16\n" +
 	"\x06author\x18\x04 \x01(\tR\x06author\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"\xb7\x01\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x1c\n" +
+	"\tsignature\x18\x06 \x01(\fR\tsignature\x12$\n" +
+	"\x0esigning_key_id\x18\a \x01(\tR\fsigningKeyId\"\xb7\x01\n" +
 	"\x0fRevocationEntry\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05claim\x18\x02 \x01(\tR\x05claim\x12\x14\n" +

@@ -127,9 +127,12 @@ type Service struct {
 	DebugEndpoint bool `protobuf:"varint,14,opt,name=debug_endpoint,json=debugEndpoint,proto3" json:"debug_endpoint,omitempty"`
 	// echo_endpoint serves KrakenD's /__echo/* handler.
 	EchoEndpoint bool `protobuf:"varint,15,opt,name=echo_endpoint,json=echoEndpoint,proto3" json:"echo_endpoint,omitempty"`
+	// opentelemetry is `telemetry/opentelemetry` with krakend-otel's defaults
+	// applied; unset when the namespace is absent (no tracing).
+	Opentelemetry *OpenTelemetry `protobuf:"bytes,16,opt,name=opentelemetry,proto3" json:"opentelemetry,omitempty"`
 	// tls is the service's `tls` block when enabled: the edge's listener
 	// serves HTTPS. Unset: plain HTTP.
-	Tls           *ServerTLS `protobuf:"bytes,16,opt,name=tls,proto3" json:"tls,omitempty"`
+	Tls           *ServerTLS `protobuf:"bytes,17,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,6 +270,13 @@ func (x *Service) GetEchoEndpoint() bool {
 		return x.EchoEndpoint
 	}
 	return false
+}
+
+func (x *Service) GetOpentelemetry() *OpenTelemetry {
+	if x != nil {
+		return x.Opentelemetry
+	}
+	return nil
 }
 
 func (x *Service) GetTls() *ServerTLS {
@@ -742,10 +752,14 @@ type Logging struct {
 	Level  string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
 	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
 	Stdout bool   `protobuf:"varint,3,opt,name=stdout,proto3" json:"stdout,omitempty"`
-	// format is "default" (console) or "logstash"/"json" (JSON lines).
-	Format        string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// format is "default" (KrakenD's text pattern) or "logstash".
+	Format string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	// syslog also writes every line to the local syslog, tagged with prefix,
+	// at syslog_facility (local0..local7, local3 otherwise).
+	Syslog         bool   `protobuf:"varint,5,opt,name=syslog,proto3" json:"syslog,omitempty"`
+	SyslogFacility string `protobuf:"bytes,6,opt,name=syslog_facility,json=syslogFacility,proto3" json:"syslog_facility,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Logging) Reset() {
@@ -802,6 +816,20 @@ func (x *Logging) GetStdout() bool {
 func (x *Logging) GetFormat() string {
 	if x != nil {
 		return x.Format
+	}
+	return ""
+}
+
+func (x *Logging) GetSyslog() bool {
+	if x != nil {
+		return x.Syslog
+	}
+	return false
+}
+
+func (x *Logging) GetSyslogFacility() string {
+	if x != nil {
+		return x.SyslogFacility
 	}
 	return ""
 }
@@ -891,6 +919,324 @@ func (x *Metrics) GetEndpointDisabled() bool {
 	return false
 }
 
+// OpenTelemetry holds the tracing part of `telemetry/opentelemetry`.
+type OpenTelemetry struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ServiceName    string                 `protobuf:"bytes,1,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	ServiceVersion string                 `protobuf:"bytes,2,opt,name=service_version,json=serviceVersion,proto3" json:"service_version,omitempty"`
+	DeployEnv      string                 `protobuf:"bytes,3,opt,name=deploy_env,json=deployEnv,proto3" json:"deploy_env,omitempty"`
+	// trace_sample_rate is the ratio of root traces sampled, in [0, 1]; a
+	// sampled parent from the client is always followed.
+	TraceSampleRate float64 `protobuf:"fixed64,4,opt,name=trace_sample_rate,json=traceSampleRate,proto3" json:"trace_sample_rate,omitempty"`
+	// skip_paths are request paths that get no span (exact match).
+	SkipPaths []string `protobuf:"bytes,5,rep,name=skip_paths,json=skipPaths,proto3" json:"skip_paths,omitempty"`
+	// otlp lists the OTLP exporters that carry traces (those with
+	// disable_traces are left out by the compiler).
+	Otlp    []*OTLPExporter `protobuf:"bytes,6,rep,name=otlp,proto3" json:"otlp,omitempty"`
+	Global  *TraceLayer     `protobuf:"bytes,7,opt,name=global,proto3" json:"global,omitempty"`
+	Proxy   *TraceLayer     `protobuf:"bytes,8,opt,name=proxy,proto3" json:"proxy,omitempty"`
+	Backend *TraceLayer     `protobuf:"bytes,9,opt,name=backend,proto3" json:"backend,omitempty"`
+	// disable_propagation stops reading and writing trace context headers
+	// (layers.global.disable_propagation).
+	DisablePropagation bool `protobuf:"varint,10,opt,name=disable_propagation,json=disablePropagation,proto3" json:"disable_propagation,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *OpenTelemetry) Reset() {
+	*x = OpenTelemetry{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenTelemetry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenTelemetry) ProtoMessage() {}
+
+func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenTelemetry.ProtoReflect.Descriptor instead.
+func (*OpenTelemetry) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OpenTelemetry) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *OpenTelemetry) GetServiceVersion() string {
+	if x != nil {
+		return x.ServiceVersion
+	}
+	return ""
+}
+
+func (x *OpenTelemetry) GetDeployEnv() string {
+	if x != nil {
+		return x.DeployEnv
+	}
+	return ""
+}
+
+func (x *OpenTelemetry) GetTraceSampleRate() float64 {
+	if x != nil {
+		return x.TraceSampleRate
+	}
+	return 0
+}
+
+func (x *OpenTelemetry) GetSkipPaths() []string {
+	if x != nil {
+		return x.SkipPaths
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetOtlp() []*OTLPExporter {
+	if x != nil {
+		return x.Otlp
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetGlobal() *TraceLayer {
+	if x != nil {
+		return x.Global
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetProxy() *TraceLayer {
+	if x != nil {
+		return x.Proxy
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetBackend() *TraceLayer {
+	if x != nil {
+		return x.Backend
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetDisablePropagation() bool {
+	if x != nil {
+		return x.DisablePropagation
+	}
+	return false
+}
+
+// OTLPExporter is one `exporters.otlp[]` entry.
+type OTLPExporter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Port          uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	UseHttp       bool                   `protobuf:"varint,4,opt,name=use_http,json=useHttp,proto3" json:"use_http,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OTLPExporter) Reset() {
+	*x = OTLPExporter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OTLPExporter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OTLPExporter) ProtoMessage() {}
+
+func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OTLPExporter.ProtoReflect.Descriptor instead.
+func (*OTLPExporter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *OTLPExporter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OTLPExporter) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *OTLPExporter) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *OTLPExporter) GetUseHttp() bool {
+	if x != nil {
+		return x.UseHttp
+	}
+	return false
+}
+
+// TraceLayer is the tracing switch of one krakend-otel layer.
+type TraceLayer struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Disabled bool                   `protobuf:"varint,1,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// attributes are the layer's static span attributes, in config order.
+	Attributes []*KeyValue `protobuf:"bytes,2,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// report_headers adds the request headers (minus skip_headers) to the
+	// layer's span as http.request.header.<name>.
+	ReportHeaders bool     `protobuf:"varint,3,opt,name=report_headers,json=reportHeaders,proto3" json:"report_headers,omitempty"`
+	SkipHeaders   []string `protobuf:"bytes,4,rep,name=skip_headers,json=skipHeaders,proto3" json:"skip_headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceLayer) Reset() {
+	*x = TraceLayer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceLayer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceLayer) ProtoMessage() {}
+
+func (x *TraceLayer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
+func (*TraceLayer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TraceLayer) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *TraceLayer) GetAttributes() []*KeyValue {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *TraceLayer) GetReportHeaders() bool {
+	if x != nil {
+		return x.ReportHeaders
+	}
+	return false
+}
+
+func (x *TraceLayer) GetSkipHeaders() []string {
+	if x != nil {
+		return x.SkipHeaders
+	}
+	return nil
+}
+
+// KeyValue is one static attribute.
+type KeyValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyValue) Reset() {
+	*x = KeyValue{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyValue) ProtoMessage() {}
+
+func (x *KeyValue) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
+func (*KeyValue) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *KeyValue) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KeyValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // HTTPServer holds the root-level HTTP server timeouts.
 type HTTPServer struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
@@ -906,7 +1252,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1264,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1277,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -1004,7 +1350,7 @@ type HTTPClient struct {
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1362,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1375,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -1144,14 +1490,18 @@ type Endpoint struct {
 	// rate_limit is `qos/ratelimit/router`.
 	RateLimit *RouterRateLimit `protobuf:"bytes,18,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	// json_schema is `validation/json-schema`: the schema document (JSON).
-	JsonSchema    []byte `protobuf:"bytes,19,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	JsonSchema []byte `protobuf:"bytes,19,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	// trace is the endpoint's tracing layer (krakend-otel's "proxy" layer):
+	// the service's, or this endpoint's own `telemetry/opentelemetry`
+	// override. Unset without tracing.
+	Trace         *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1513,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1526,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1312,6 +1662,13 @@ func (x *Endpoint) GetJsonSchema() []byte {
 	return nil
 }
 
+func (x *Endpoint) GetTrace() *TraceLayer {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 // Static is `proxy.static`.
 type Static struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1325,7 +1682,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1694,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1707,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Static) GetStrategy() string {
@@ -1379,7 +1736,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1748,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1761,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -1461,19 +1818,23 @@ type Backend struct {
 	// a call with a body is followed with the body (otherwise it is returned
 	// as the backend's answer, as Go's client does).
 	SendBodyOnRedirect bool `protobuf:"varint,24,opt,name=send_body_on_redirect,json=sendBodyOnRedirect,proto3" json:"send_body_on_redirect,omitempty"`
+	// trace is the backend's tracing layer: the service's
+	// layers.backend.traces, or this backend's own `telemetry/opentelemetry`
+	// override. Unset without tracing.
+	Trace *TraceLayer `protobuf:"bytes,25,opt,name=trace,proto3" json:"trace,omitempty"`
 	// sd is "dns" when hosts[0] is a DNS SRV name whose targets are the
 	// hosts (KrakenD's sd: dns), re-resolved every
 	// http_client.dns_cache_ttl_ms; "" for static hosts.
-	Sd string `protobuf:"bytes,25,opt,name=sd,proto3" json:"sd,omitempty"`
+	Sd string `protobuf:"bytes,26,opt,name=sd,proto3" json:"sd,omitempty"`
 	// sd_scheme is the scheme of the resolved hosts: "http" or "https".
-	SdScheme      string `protobuf:"bytes,26,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
+	SdScheme      string `protobuf:"bytes,27,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1846,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1859,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Backend) GetName() string {
@@ -1669,6 +2030,13 @@ func (x *Backend) GetSendBodyOnRedirect() bool {
 	return false
 }
 
+func (x *Backend) GetTrace() *TraceLayer {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
 func (x *Backend) GetSd() string {
 	if x != nil {
 		return x.Sd
@@ -1713,13 +2081,22 @@ type JWTValidator struct {
 	KeyIdentifyStrategy          string `protobuf:"bytes,20,opt,name=key_identify_strategy,json=keyIdentifyStrategy,proto3" json:"key_identify_strategy,omitempty"`
 	OperationDebug               bool   `protobuf:"varint,21,opt,name=operation_debug,json=operationDebug,proto3" json:"operation_debug,omitempty"`
 	PropagateClaimsPreserveArray bool   `protobuf:"varint,22,opt,name=propagate_claims_preserve_array,json=propagateClaimsPreserveArray,proto3" json:"propagate_claims_preserve_array,omitempty"`
-	unknownFields                protoimpl.UnknownFields
-	sizeCache                    protoimpl.SizeCache
+	// require_exp refuses tokens without an exp claim (401). Ours, from the
+	// endpoint's `apigw/jwt` namespace (KrakenD has no such option). The edge
+	// turns it on for every validator when the service has `auth/revoker`.
+	RequireExp bool `protobuf:"varint,23,opt,name=require_exp,json=requireExp,proto3" json:"require_exp,omitempty"`
+	// max_token_lifetime_ms bounds exp - iat; a token with a longer lifetime,
+	// or without exp or iat, is refused (401). 0: no bound. Ours, from
+	// `apigw/jwt`. With `auth/revoker` the edge bounds it by the revoker's
+	// ttl too, so no accepted token outlives its revocation.
+	MaxTokenLifetimeMs int64 `protobuf:"varint,24,opt,name=max_token_lifetime_ms,json=maxTokenLifetimeMs,proto3" json:"max_token_lifetime_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +2108,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +2121,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -1901,6 +2278,20 @@ func (x *JWTValidator) GetPropagateClaimsPreserveArray() bool {
 	return false
 }
 
+func (x *JWTValidator) GetRequireExp() bool {
+	if x != nil {
+		return x.RequireExp
+	}
+	return false
+}
+
+func (x *JWTValidator) GetMaxTokenLifetimeMs() int64 {
+	if x != nil {
+		return x.MaxTokenLifetimeMs
+	}
+	return 0
+}
+
 // ClaimHeader copies one claim (dotted for nested) into a request header.
 type ClaimHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1912,7 +2303,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1924,7 +2315,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1937,7 +2328,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -1971,7 +2362,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2374,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2387,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -2048,7 +2439,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2451,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2464,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -2158,7 +2549,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2561,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2574,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -2221,7 +2612,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2624,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2637,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -2296,7 +2687,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2699,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2712,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2357,7 +2748,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2760,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2773,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2424,7 +2815,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2827,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2840,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -2540,7 +2931,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2943,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2956,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -2708,7 +3099,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +3111,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +3124,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -2982,7 +3373,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3385,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3398,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -3035,7 +3426,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3438,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3451,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -3083,7 +3474,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3095,7 +3486,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3108,7 +3499,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -3152,7 +3543,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3164,7 +3555,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3177,7 +3568,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -3215,7 +3606,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3227,7 +3618,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3240,7 +3631,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -3282,7 +3673,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3294,7 +3685,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3307,7 +3698,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -3328,7 +3719,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3340,7 +3731,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,7 +3744,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -3374,7 +3765,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3777,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3790,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -3427,7 +3818,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3439,7 +3830,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3452,7 +3843,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -3479,7 +3870,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3491,7 +3882,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3504,7 +3895,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -3525,7 +3916,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3537,7 +3928,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3550,7 +3941,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -3578,7 +3969,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3590,7 +3981,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3603,7 +3994,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -3631,7 +4022,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3643,7 +4034,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3656,7 +4047,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -3683,7 +4074,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xbc\x05\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xfd\x05\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -3702,8 +4093,9 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\bsecurity\x18\f \x01(\v2\x18.gateway.v1.SecurityHTTPR\bsecurity\x12J\n" +
 	"\x12cluster_rate_limit\x18\r \x01(\v2\x1c.gateway.v1.ClusterRateLimitR\x10clusterRateLimit\x12%\n" +
 	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
-	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12'\n" +
-	"\x03tls\x18\x10 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\"\xb9\x02\n" +
+	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12?\n" +
+	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12'\n" +
+	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\"\xb9\x02\n" +
 	"\tServerTLS\x12'\n" +
 	"\x04keys\x18\x01 \x03(\v2\x13.gateway.v1.KeyPairR\x04keys\x12\x1f\n" +
 	"\vmin_version\x18\x02 \x01(\rR\n" +
@@ -3751,19 +4143,51 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eerror_body_405\x18\x0f \x01(\fR\ferrorBody405\x12=\n" +
 	"\x1bdisable_redirect_fixed_path\x18\x10 \x01(\bR\x18disableRedirectFixedPath\x122\n" +
 	"\x15disable_path_decoding\x18\x11 \x01(\bR\x13disablePathDecoding\x12*\n" +
-	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"g\n" +
+	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"\xa8\x01\n" +
 	"\aLogging\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
 	"\x06stdout\x18\x03 \x01(\bR\x06stdout\x12\x16\n" +
-	"\x06format\x18\x04 \x01(\tR\x06format\"\xf2\x01\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\x12\x16\n" +
+	"\x06syslog\x18\x05 \x01(\bR\x06syslog\x12'\n" +
+	"\x0fsyslog_facility\x18\x06 \x01(\tR\x0esyslogFacility\"\xf2\x01\n" +
 	"\aMetrics\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
 	"\x0elisten_address\x18\x02 \x01(\tR\rlistenAddress\x12%\n" +
 	"\x0eproxy_disabled\x18\x03 \x01(\bR\rproxyDisabled\x12'\n" +
 	"\x0frouter_disabled\x18\x04 \x01(\bR\x0erouterDisabled\x12)\n" +
 	"\x10backend_disabled\x18\x05 \x01(\bR\x0fbackendDisabled\x12+\n" +
-	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\"\x96\x02\n" +
+	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\"\xb4\x03\n" +
+	"\rOpenTelemetry\x12!\n" +
+	"\fservice_name\x18\x01 \x01(\tR\vserviceName\x12'\n" +
+	"\x0fservice_version\x18\x02 \x01(\tR\x0eserviceVersion\x12\x1d\n" +
+	"\n" +
+	"deploy_env\x18\x03 \x01(\tR\tdeployEnv\x12*\n" +
+	"\x11trace_sample_rate\x18\x04 \x01(\x01R\x0ftraceSampleRate\x12\x1d\n" +
+	"\n" +
+	"skip_paths\x18\x05 \x03(\tR\tskipPaths\x12,\n" +
+	"\x04otlp\x18\x06 \x03(\v2\x18.gateway.v1.OTLPExporterR\x04otlp\x12.\n" +
+	"\x06global\x18\a \x01(\v2\x16.gateway.v1.TraceLayerR\x06global\x12,\n" +
+	"\x05proxy\x18\b \x01(\v2\x16.gateway.v1.TraceLayerR\x05proxy\x120\n" +
+	"\abackend\x18\t \x01(\v2\x16.gateway.v1.TraceLayerR\abackend\x12/\n" +
+	"\x13disable_propagation\x18\n" +
+	" \x01(\bR\x12disablePropagation\"e\n" +
+	"\fOTLPExporter\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x19\n" +
+	"\buse_http\x18\x04 \x01(\bR\auseHttp\"\xa8\x01\n" +
+	"\n" +
+	"TraceLayer\x12\x1a\n" +
+	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x124\n" +
+	"\n" +
+	"attributes\x18\x02 \x03(\v2\x14.gateway.v1.KeyValueR\n" +
+	"attributes\x12%\n" +
+	"\x0ereport_headers\x18\x03 \x01(\bR\rreportHeaders\x12!\n" +
+	"\fskip_headers\x18\x04 \x03(\tR\vskipHeaders\"2\n" +
+	"\bKeyValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x96\x02\n" +
 	"\n" +
 	"HTTPServer\x12&\n" +
 	"\x0fread_timeout_ms\x18\x01 \x01(\x03R\rreadTimeoutMs\x12(\n" +
@@ -3785,7 +4209,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xed\x05\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\x9b\x06\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -3812,13 +4236,14 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"rate_limit\x18\x12 \x01(\v2\x1b.gateway.v1.RouterRateLimitR\trateLimit\x12\x1f\n" +
 	"\vjson_schema\x18\x13 \x01(\fR\n" +
-	"jsonSchema\"8\n" +
+	"jsonSchema\x12,\n" +
+	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xa8\b\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xd6\b\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -3847,12 +4272,13 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"http_cache\x18\x16 \x01(\v2\x15.gateway.v1.HTTPCacheR\thttpCache\x125\n" +
 	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x121\n" +
-	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12\x0e\n" +
-	"\x02sd\x18\x19 \x01(\tR\x02sd\x12\x1b\n" +
-	"\tsd_scheme\x18\x1a \x01(\tR\bsdScheme\x1a:\n" +
+	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12,\n" +
+	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12\x0e\n" +
+	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
+	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\a\n" +
 	"\fJWTValidator\x12\x10\n" +
 	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x17\n" +
 	"\ajwk_url\x18\x02 \x01(\tR\x06jwkUrl\x12$\n" +
@@ -3878,7 +4304,10 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"cookie_key\x18\x13 \x01(\tR\tcookieKey\x122\n" +
 	"\x15key_identify_strategy\x18\x14 \x01(\tR\x13keyIdentifyStrategy\x12'\n" +
 	"\x0foperation_debug\x18\x15 \x01(\bR\x0eoperationDebug\x12E\n" +
-	"\x1fpropagate_claims_preserve_array\x18\x16 \x01(\bR\x1cpropagateClaimsPreserveArray\";\n" +
+	"\x1fpropagate_claims_preserve_array\x18\x16 \x01(\bR\x1cpropagateClaimsPreserveArray\x12\x1f\n" +
+	"\vrequire_exp\x18\x17 \x01(\bR\n" +
+	"requireExp\x121\n" +
+	"\x15max_token_lifetime_ms\x18\x18 \x01(\x03R\x12maxTokenLifetimeMs\";\n" +
 	"\vClaimHeader\x12\x14\n" +
 	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
 	"\x06header\x18\x02 \x01(\tR\x06header\"[\n" +
@@ -4032,7 +4461,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
 	(*Service)(nil),              // 1: gateway.v1.Service
@@ -4042,93 +4471,105 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Router)(nil),               // 5: gateway.v1.Router
 	(*Logging)(nil),              // 6: gateway.v1.Logging
 	(*Metrics)(nil),              // 7: gateway.v1.Metrics
-	(*HTTPServer)(nil),           // 8: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),           // 9: gateway.v1.HTTPClient
-	(*Endpoint)(nil),             // 10: gateway.v1.Endpoint
-	(*Static)(nil),               // 11: gateway.v1.Static
-	(*FlatmapOp)(nil),            // 12: gateway.v1.FlatmapOp
-	(*Backend)(nil),              // 13: gateway.v1.Backend
-	(*JWTValidator)(nil),         // 14: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),          // 15: gateway.v1.ClaimHeader
-	(*Revoker)(nil),              // 16: gateway.v1.Revoker
-	(*RouterRateLimit)(nil),      // 17: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 18: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 19: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 20: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 21: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 22: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 23: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 24: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 25: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 26: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 27: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 28: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 29: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 30: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 31: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 32: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 33: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 34: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 35: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 36: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 37: gateway.v1.MartianGroup
-	nil,                          // 38: gateway.v1.Backend.MappingEntry
-	nil,                          // 39: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*OpenTelemetry)(nil),        // 8: gateway.v1.OpenTelemetry
+	(*OTLPExporter)(nil),         // 9: gateway.v1.OTLPExporter
+	(*TraceLayer)(nil),           // 10: gateway.v1.TraceLayer
+	(*KeyValue)(nil),             // 11: gateway.v1.KeyValue
+	(*HTTPServer)(nil),           // 12: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),           // 13: gateway.v1.HTTPClient
+	(*Endpoint)(nil),             // 14: gateway.v1.Endpoint
+	(*Static)(nil),               // 15: gateway.v1.Static
+	(*FlatmapOp)(nil),            // 16: gateway.v1.FlatmapOp
+	(*Backend)(nil),              // 17: gateway.v1.Backend
+	(*JWTValidator)(nil),         // 18: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),          // 19: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 20: gateway.v1.Revoker
+	(*RouterRateLimit)(nil),      // 21: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 22: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 23: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 24: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 25: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 26: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 27: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 28: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 29: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 30: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 31: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 32: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 33: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 34: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 35: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 36: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 37: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 38: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 39: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 40: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 41: gateway.v1.MartianGroup
+	nil,                          // 42: gateway.v1.Backend.MappingEntry
+	nil,                          // 43: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	10, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	14, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
 	5,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
 	6,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
 	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	8,  // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	9,  // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	16, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	22, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	23, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	21, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	2,  // 11: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	3,  // 12: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	3,  // 13: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	4,  // 14: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	13, // 15: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	11, // 16: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	12, // 17: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	14, // 18: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	17, // 19: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	38, // 20: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	12, // 21: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	18, // 22: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	19, // 23: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	20, // 24: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	24, // 25: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	15, // 26: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	39, // 27: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	33, // 28: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	34, // 29: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	35, // 30: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	36, // 31: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	37, // 32: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	33, // 33: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	25, // 34: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	26, // 35: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	27, // 36: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	28, // 37: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	27, // 38: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	29, // 39: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	30, // 40: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	31, // 41: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	24, // 42: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	24, // 43: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	24, // 44: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	32, // 45: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	24, // 46: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	24, // 47: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	48, // [48:48] is the sub-list for method output_type
-	48, // [48:48] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	20, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	26, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	27, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	25, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
+	2,  // 12: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	3,  // 13: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	3,  // 14: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	9,  // 15: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	10, // 16: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	10, // 17: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	10, // 18: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	11, // 19: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	4,  // 20: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	17, // 21: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	15, // 22: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	16, // 23: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	18, // 24: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	21, // 25: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	10, // 26: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	42, // 27: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	16, // 28: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	22, // 29: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	23, // 30: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	24, // 31: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	28, // 32: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	10, // 33: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	19, // 34: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	43, // 35: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	37, // 36: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	38, // 37: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	39, // 38: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	40, // 39: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	41, // 40: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	37, // 41: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	29, // 42: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	30, // 43: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	31, // 44: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	32, // 45: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	31, // 46: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	33, // 47: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	34, // 48: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	35, // 49: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	28, // 50: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	28, // 51: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	28, // 52: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	36, // 53: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	28, // 54: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	28, // 55: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -4136,7 +4577,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[24].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[28].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -4158,7 +4599,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -270,10 +270,14 @@ func (*SyncResponse_RevocationReset) isSyncResponse_Msg() {}
 // RevocationDelta carries the log entries with from_seq < seq <= to_seq, in
 // order. An edge applies it only when from_seq equals the seq it holds.
 type RevocationDelta struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FromSeq       uint64                 `protobuf:"varint,1,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
-	ToSeq         uint64                 `protobuf:"varint,2,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
-	Entries       []*RevocationEntry     `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	FromSeq uint64                 `protobuf:"varint,1,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	ToSeq   uint64                 `protobuf:"varint,2,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
+	Entries []*RevocationEntry     `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
+	// signature and signing_key_id: as in SnapshotEnvelope, over from_seq,
+	// to_seq and every entry (see proto/sign).
+	Signature     []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	SigningKeyId  string `protobuf:"bytes,5,opt,name=signing_key_id,json=signingKeyId,proto3" json:"signing_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,12 +333,30 @@ func (x *RevocationDelta) GetEntries() []*RevocationEntry {
 	return nil
 }
 
+func (x *RevocationDelta) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *RevocationDelta) GetSigningKeyId() string {
+	if x != nil {
+		return x.SigningKeyId
+	}
+	return ""
+}
+
 // RevocationReset replaces the edge's whole revocation set with every live
 // entry as of seq; sent when the edge is too far behind for a delta.
 type RevocationReset struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Entries       []*RevocationEntry     `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Seq     uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Entries []*RevocationEntry     `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// signature and signing_key_id: as in SnapshotEnvelope, over seq and every
+	// entry (see proto/sign).
+	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	SigningKeyId  string `protobuf:"bytes,4,opt,name=signing_key_id,json=signingKeyId,proto3" json:"signing_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +403,20 @@ func (x *RevocationReset) GetEntries() []*RevocationEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *RevocationReset) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *RevocationReset) GetSigningKeyId() string {
+	if x != nil {
+		return x.SigningKeyId
+	}
+	return ""
 }
 
 // RevocationAck says the edge enforces every entry up to seq.
@@ -444,8 +480,19 @@ type Hello struct {
 	ConfigVersion uint64 `protobuf:"varint,6,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
 	ConfigSha256  string `protobuf:"bytes,7,opt,name=config_sha256,json=configSha256,proto3" json:"config_sha256,omitempty"`
 	RevocationSeq uint64 `protobuf:"varint,8,opt,name=revocation_seq,json=revocationSeq,proto3" json:"revocation_seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// revocation_set_sha256 is the digest of the revocation entries the edge
+	// holds that expire after revocation_set_cutoff_unix_ms (see
+	// proto/sign.RevocationSetHash). The control plane resets a set that
+	// differs from its log at revocation_seq. Empty: not reported.
+	RevocationSetSha256       string `protobuf:"bytes,9,opt,name=revocation_set_sha256,json=revocationSetSha256,proto3" json:"revocation_set_sha256,omitempty"`
+	RevocationSetCutoffUnixMs int64  `protobuf:"varint,10,opt,name=revocation_set_cutoff_unix_ms,json=revocationSetCutoffUnixMs,proto3" json:"revocation_set_cutoff_unix_ms,omitempty"`
+	// rejected_version and rejected_sha256 identify the last snapshot the edge
+	// NACKed (zero and empty when none): a control plane that does not
+	// remember that NACK (it restarted) does not send that snapshot again.
+	RejectedVersion uint64 `protobuf:"varint,11,opt,name=rejected_version,json=rejectedVersion,proto3" json:"rejected_version,omitempty"`
+	RejectedSha256  string `protobuf:"bytes,12,opt,name=rejected_sha256,json=rejectedSha256,proto3" json:"rejected_sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -532,6 +579,34 @@ func (x *Hello) GetRevocationSeq() uint64 {
 		return x.RevocationSeq
 	}
 	return 0
+}
+
+func (x *Hello) GetRevocationSetSha256() string {
+	if x != nil {
+		return x.RevocationSetSha256
+	}
+	return ""
+}
+
+func (x *Hello) GetRevocationSetCutoffUnixMs() int64 {
+	if x != nil {
+		return x.RevocationSetCutoffUnixMs
+	}
+	return 0
+}
+
+func (x *Hello) GetRejectedVersion() uint64 {
+	if x != nil {
+		return x.RejectedVersion
+	}
+	return 0
+}
+
+func (x *Hello) GetRejectedSha256() string {
+	if x != nil {
+		return x.RejectedSha256
+	}
+	return ""
 }
 
 // Ack says the edge serves the version now.
@@ -727,16 +802,20 @@ const file_gateway_v1_sync_proto_rawDesc = "" +
 	"\tkeepalive\x18\x02 \x01(\v2\x15.gateway.v1.KeepaliveH\x00R\tkeepalive\x12H\n" +
 	"\x10revocation_delta\x18\x03 \x01(\v2\x1b.gateway.v1.RevocationDeltaH\x00R\x0frevocationDelta\x12H\n" +
 	"\x10revocation_reset\x18\x04 \x01(\v2\x1b.gateway.v1.RevocationResetH\x00R\x0frevocationResetB\x05\n" +
-	"\x03msg\"z\n" +
+	"\x03msg\"\xbe\x01\n" +
 	"\x0fRevocationDelta\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
 	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\x125\n" +
-	"\aentries\x18\x03 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\"Z\n" +
+	"\aentries\x18\x03 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\x12\x1c\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\x12$\n" +
+	"\x0esigning_key_id\x18\x05 \x01(\tR\fsigningKeyId\"\x9e\x01\n" +
 	"\x0fRevocationReset\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x125\n" +
-	"\aentries\x18\x02 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\"!\n" +
+	"\aentries\x18\x02 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\x12$\n" +
+	"\x0esigning_key_id\x18\x04 \x01(\tR\fsigningKeyId\"!\n" +
 	"\rRevocationAck\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x93\x02\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\xdd\x03\n" +
 	"\x05Hello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12#\n" +
@@ -745,7 +824,12 @@ const file_gateway_v1_sync_proto_rawDesc = "" +
 	"\bfeatures\x18\x05 \x03(\tR\bfeatures\x12%\n" +
 	"\x0econfig_version\x18\x06 \x01(\x04R\rconfigVersion\x12#\n" +
 	"\rconfig_sha256\x18\a \x01(\tR\fconfigSha256\x12%\n" +
-	"\x0erevocation_seq\x18\b \x01(\x04R\rrevocationSeq\"7\n" +
+	"\x0erevocation_seq\x18\b \x01(\x04R\rrevocationSeq\x122\n" +
+	"\x15revocation_set_sha256\x18\t \x01(\tR\x13revocationSetSha256\x12@\n" +
+	"\x1drevocation_set_cutoff_unix_ms\x18\n" +
+	" \x01(\x03R\x19revocationSetCutoffUnixMs\x12)\n" +
+	"\x10rejected_version\x18\v \x01(\x04R\x0frejectedVersion\x12'\n" +
+	"\x0frejected_sha256\x18\f \x01(\tR\x0erejectedSha256\"7\n" +
 	"\x03Ack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xb5\x01\n" +

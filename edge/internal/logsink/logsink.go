@@ -1,0 +1,241 @@
+// Package logsink is where the edge's log events go, as a snapshot's
+// telemetry/logging says (krakend-gologging v2's rules): to stdout or not,
+// to the local syslog or not, rendered in KrakenD's default text pattern or
+// its logstash JSON, with the configured prefix. Until a snapshot sets
+// telemetry/logging (or when the operator pinned the format with
+// --log-format) events go to the process's own writer unchanged.
+//
+// A Sink sits under loglevel.Var's writer, so the level still filters per
+// logger, never through zerolog's global level. Logging is off the request
+// path; rendering parses the zerolog event.
+//
+// logsink imports nothing from the project.
+package logsink
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/syslog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Settings are a snapshot's telemetry/logging output settings.
+type Settings struct {
+	// Format is "default" (KrakenD's text pattern) or "logstash"; ""
+	// keeps the process's own rendering (and ignores the rest).
+	Format string
+	Prefix string
+	Stdout bool
+	Syslog bool
+	// Facility is local0..local7; anything else is local3, as in KrakenD.
+	Facility string
+	// Level is the configured level (debug, info, warn, error): KrakenD
+	// writes every syslog line at the severity it maps to.
+	Level string
+}
+
+// Sink is a zerolog.LevelWriter whose destination and rendering change
+// with Apply. Safe for concurrent use; New makes one.
+type Sink struct {
+	base   io.Writer // the process's writer
+	stdout io.Writer
+	dial   func(p syslog.Priority, tag string) (io.WriteCloser, error)
+	cur    atomic.Pointer[state]
+	mu     sync.Mutex // serialises Apply
+	now    func() time.Time
+}
+
+type state struct {
+	set Settings
+	sys io.WriteCloser // nil without syslog
+}
+
+// New returns a Sink writing to base until Apply; stdout is where rendered
+// lines go when Settings.Stdout.
+func New(base, stdout io.Writer) *Sink {
+	s := &Sink{base: base, stdout: stdout, now: time.Now,
+		dial: func(p syslog.Priority, tag string) (io.WriteCloser, error) { return syslog.New(p, tag) }}
+	s.cur.Store(&state{})
+	return s
+}
+
+// SetSyslogDial replaces how the syslog connection is opened (tests).
+func (s *Sink) SetSyslogDial(dial func(p syslog.Priority, tag string) (io.WriteCloser, error)) {
+	s.dial = dial
+}
+
+// Apply switches to set. A syslog that cannot be opened is an error, and
+// the previous settings stay.
+func (s *Sink) Apply(set Settings) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.cur.Load()
+	if old.set == set {
+		return nil
+	}
+	next := &state{set: set}
+	if set.Format != "" && set.Syslog {
+		w, err := s.dial(severity(set.Level)|facility(set.Facility), set.Prefix)
+		if err != nil {
+			return fmt.Errorf("telemetry/logging syslog: %w", err)
+		}
+		next.sys = w
+	}
+	s.cur.Store(next)
+	if old.sys != nil {
+		old.sys.Close()
+	}
+	return nil
+}
+
+// Close closes the syslog connection, if any; events then go to stdout
+// only.
+func (s *Sink) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.cur.Load()
+	set := old.set
+	set.Syslog = false
+	s.cur.Store(&state{set: set})
+	if old.sys != nil {
+		old.sys.Close()
+	}
+}
+
+// Write writes an event without a level.
+func (s *Sink) Write(p []byte) (int, error) { return s.WriteLevel(zerolog.NoLevel, p) }
+
+// WriteLevel renders and writes one zerolog event.
+func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
+	st := s.cur.Load()
+	if st.set.Format == "" {
+		if lw, ok := s.base.(zerolog.LevelWriter); ok {
+			return lw.WriteLevel(l, p)
+		}
+		return s.base.Write(p)
+	}
+	if !st.set.Stdout && st.sys == nil {
+		return len(p), nil // KrakenD: stdout false and no syslog writes nothing
+	}
+	line := s.render(st.set, l, p)
+	if st.set.Stdout {
+		prefixed := line
+		if st.set.Prefix != "" && st.set.Format != "logstash" {
+			prefixed = append([]byte(st.set.Prefix), line...)
+		}
+		if _, err := s.stdout.Write(prefixed); err != nil {
+			return 0, err
+		}
+	}
+	if st.sys != nil {
+		// The syslog tag carries the prefix already.
+		if _, err := st.sys.Write(line); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// levelNames are go-logging's level names.
+var levelNames = map[zerolog.Level]string{
+	zerolog.TraceLevel: "DEBUG", zerolog.DebugLevel: "DEBUG", zerolog.InfoLevel: "INFO",
+	zerolog.WarnLevel: "WARNING", zerolog.ErrorLevel: "ERROR", zerolog.FatalLevel: "CRITICAL",
+	zerolog.PanicLevel: "CRITICAL", zerolog.NoLevel: "INFO",
+}
+
+// render turns a zerolog JSON event into KrakenD's line: the default
+// pattern " 2006/01/02 - 15:04:05.000 ▶ LEVEL message" or the logstash
+// object; the event's fields follow the message as key=value, sorted.
+func (s *Sink) render(set Settings, l zerolog.Level, p []byte) []byte {
+	msg, fields := parseEvent(p)
+	if len(fields) > 0 {
+		msg += " " + strings.Join(fields, " ")
+	}
+	now := s.now()
+	level := levelNames[l]
+	var b bytes.Buffer
+	if set.Format == "logstash" {
+		m, _ := json.Marshal(msg)
+		fmt.Fprintf(&b, `{"@timestamp":"%s", "@version": 1, "level": "%s", "message": %s, "module": "KRAKEND"}`,
+			now.UTC().Format("2006-01-02T15:04:05.000+00:00"), level, m)
+		b.WriteByte('\n')
+		return b.Bytes()
+	}
+	fmt.Fprintf(&b, " %s ▶ %s %s\n", now.Format("2006/01/02 - 15:04:05.000"), level, msg)
+	return b.Bytes()
+}
+
+// parseEvent returns the message of a zerolog JSON event and its other
+// fields as key=value (level and time left out), sorted by key.
+func parseEvent(p []byte) (string, []string) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(bytes.TrimSpace(p), &m); err != nil {
+		return strings.TrimRight(string(p), "\n"), nil
+	}
+	var msg string
+	if raw, ok := m[zerolog.MessageFieldName]; ok {
+		_ = json.Unmarshal(raw, &msg)
+	}
+	var fields []string
+	for k, raw := range m {
+		switch k {
+		case zerolog.MessageFieldName, zerolog.LevelFieldName, zerolog.TimestampFieldName:
+			continue
+		}
+		var str string
+		v := string(raw)
+		if json.Unmarshal(raw, &str) == nil {
+			v = str
+			if strings.ContainsAny(v, " \t\"=") {
+				v = fmt.Sprintf("%q", v)
+			}
+		}
+		fields = append(fields, k+"="+v)
+	}
+	sort.Strings(fields)
+	return msg, fields
+}
+
+func facility(name string) syslog.Priority {
+	switch strings.ToLower(name) {
+	case "local0":
+		return syslog.LOG_LOCAL0
+	case "local1":
+		return syslog.LOG_LOCAL1
+	case "local2":
+		return syslog.LOG_LOCAL2
+	case "local4":
+		return syslog.LOG_LOCAL4
+	case "local5":
+		return syslog.LOG_LOCAL5
+	case "local6":
+		return syslog.LOG_LOCAL6
+	case "local7":
+		return syslog.LOG_LOCAL7
+	}
+	return syslog.LOG_LOCAL3
+}
+
+// severity is krakend-gologging's fixed syslog severity for a level (its
+// names or the snapshot's zerolog names); CRITICAL otherwise.
+func severity(level string) syslog.Priority {
+	switch strings.ToLower(level) {
+	case "debug", "trace":
+		return syslog.LOG_DEBUG
+	case "info":
+		return syslog.LOG_INFO
+	case "warning", "warn":
+		return syslog.LOG_WARNING
+	case "error":
+		return syslog.LOG_ERR
+	}
+	return syslog.LOG_CRIT
+}
