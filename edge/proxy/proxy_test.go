@@ -447,10 +447,11 @@ func TestNewClientErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got := string(c.hosts[0].scheme) + "|" + c.hosts[0].hc.Addr + "|" + c.hosts[1].hc.Addr; got != "http|10.0.0.1:8080|secure.example:443" {
+	hosts := *c.hosts.Load()
+	if got := string(hosts[0].scheme) + "|" + hosts[0].hc.Addr + "|" + hosts[1].hc.Addr; got != "http|10.0.0.1:8080|secure.example:443" {
 		t.Errorf("hosts = %s", got)
 	}
-	if !strings.HasPrefix(string(c.hosts[1].scheme), "https") || !c.hosts[1].hc.IsTLS {
+	if !strings.HasPrefix(string(hosts[1].scheme), "https") || !hosts[1].hc.IsTLS {
 		t.Error("https host without TLS")
 	}
 }
