@@ -29,6 +29,7 @@ func TestValidatedConfigsBuild(t *testing.T) {
 		"testdata/*.json",
 		"../../../controlplane/config/testdata/*.json",
 		"../../../controlplane/config/testdata/*.yaml",
+		"../../../controlplane/config/testdata/formats/*", // YAML anchors, TOML, comment keys
 		"../../../examples/*.yaml",
 	} {
 		m, err := filepath.Glob(pattern)
