@@ -130,6 +130,9 @@ type Service struct {
 	// opentelemetry is `telemetry/opentelemetry` with krakend-otel's defaults
 	// applied; unset when the namespace is absent (no tracing).
 	Opentelemetry *OpenTelemetry `protobuf:"bytes,16,opt,name=opentelemetry,proto3" json:"opentelemetry,omitempty"`
+	// bot_detector is the service-level `security/bot-detector`: checked for
+	// every request before routing (unknown paths too), as KrakenD does.
+	BotDetector   *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +275,13 @@ func (x *Service) GetEchoEndpoint() bool {
 func (x *Service) GetOpentelemetry() *OpenTelemetry {
 	if x != nil {
 		return x.Opentelemetry
+	}
+	return nil
+}
+
+func (x *Service) GetBotDetector() *BotDetector {
+	if x != nil {
+		return x.BotDetector
 	}
 	return nil
 }
@@ -1195,7 +1205,10 @@ type Endpoint struct {
 	// trace is the endpoint's tracing layer (krakend-otel's "proxy" layer):
 	// the service's, or this endpoint's own `telemetry/opentelemetry`
 	// override. Unset without tracing.
-	Trace         *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
+	Trace *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
+	// bot_detector is the endpoint's own `security/bot-detector`, checked
+	// before any other endpoint stage.
+	BotDetector   *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1366,6 +1379,13 @@ func (x *Endpoint) GetJsonSchema() []byte {
 func (x *Endpoint) GetTrace() *TraceLayer {
 	if x != nil {
 		return x.Trace
+	}
+	return nil
+}
+
+func (x *Endpoint) GetBotDetector() *BotDetector {
+	if x != nil {
+		return x.BotDetector
 	}
 	return nil
 }
@@ -2076,6 +2096,89 @@ func (x *Revoker) GetTokenKeys() []string {
 	return nil
 }
 
+// BotDetector is `security/bot-detector` (krakend-botdetector): a request
+// whose User-Agent is a bot gets an empty 403.
+type BotDetector struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allow: exact User-Agent values that are never bots (checked first).
+	Allow []string `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
+	// deny: exact User-Agent values that are bots.
+	Deny []string `protobuf:"bytes,2,rep,name=deny,proto3" json:"deny,omitempty"`
+	// patterns: RE2 expressions (unanchored) whose match makes a bot.
+	Patterns []string `protobuf:"bytes,3,rep,name=patterns,proto3" json:"patterns,omitempty"`
+	// cache_size: verdicts kept in an LRU keyed by User-Agent; 0: no cache.
+	CacheSize uint32 `protobuf:"varint,4,opt,name=cache_size,json=cacheSize,proto3" json:"cache_size,omitempty"`
+	// empty_user_agent_is_bot rejects requests without a User-Agent.
+	EmptyUserAgentIsBot bool `protobuf:"varint,5,opt,name=empty_user_agent_is_bot,json=emptyUserAgentIsBot,proto3" json:"empty_user_agent_is_bot,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *BotDetector) Reset() {
+	*x = BotDetector{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BotDetector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BotDetector) ProtoMessage() {}
+
+func (x *BotDetector) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
+func (*BotDetector) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BotDetector) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *BotDetector) GetDeny() []string {
+	if x != nil {
+		return x.Deny
+	}
+	return nil
+}
+
+func (x *BotDetector) GetPatterns() []string {
+	if x != nil {
+		return x.Patterns
+	}
+	return nil
+}
+
+func (x *BotDetector) GetCacheSize() uint32 {
+	if x != nil {
+		return x.CacheSize
+	}
+	return 0
+}
+
+func (x *BotDetector) GetEmptyUserAgentIsBot() bool {
+	if x != nil {
+		return x.EmptyUserAgentIsBot
+	}
+	return false
+}
+
 // RouterRateLimit is `qos/ratelimit/router`.
 type RouterRateLimit struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2097,7 +2200,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2212,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2225,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -2207,7 +2310,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2322,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2335,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -2270,7 +2373,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2385,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2398,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -2345,7 +2448,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2460,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2473,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2406,7 +2509,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2521,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2534,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2473,7 +2576,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2588,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2601,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -2589,7 +2692,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2601,7 +2704,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2614,7 +2717,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -2748,7 +2851,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2760,7 +2863,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2773,7 +2876,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -2880,7 +2983,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2892,7 +2995,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2905,7 +3008,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -2932,7 +3035,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3047,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3060,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -2978,7 +3081,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2990,7 +3093,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3003,7 +3106,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -3031,7 +3134,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3146,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3159,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -3084,7 +3187,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3199,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3212,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -3136,7 +3239,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xd4\x05\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\x90\x06\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -3156,7 +3259,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x12cluster_rate_limit\x18\r \x01(\v2\x1c.gateway.v1.ClusterRateLimitR\x10clusterRateLimit\x12%\n" +
 	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
 	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12?\n" +
-	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\"\xdb\x06\n" +
+	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12:\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\"\xdb\x06\n" +
 	"\x06Router\x12(\n" +
 	"\x10return_error_msg\x18\x01 \x01(\bR\x0ereturnErrorMsg\x12,\n" +
 	"\x12disable_access_log\x18\x02 \x01(\bR\x10disableAccessLog\x12*\n" +
@@ -3240,7 +3344,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x13disable_compression\x18\x06 \x01(\bR\x12disableCompression\x12<\n" +
 	"\x1aallow_insecure_connections\x18\a \x01(\bR\x18allowInsecureConnections\x12/\n" +
 	"\x14dialer_keep_alive_ms\x18\b \x01(\x03R\x11dialerKeepAliveMs\x127\n" +
-	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\"\x9b\x06\n" +
+	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\"\xd7\x06\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -3268,7 +3372,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"rate_limit\x18\x12 \x01(\v2\x1b.gateway.v1.RouterRateLimitR\trateLimit\x12\x1f\n" +
 	"\vjson_schema\x18\x13 \x01(\fR\n" +
 	"jsonSchema\x12,\n" +
-	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\"8\n" +
+	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12:\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
@@ -3342,7 +3447,14 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x01p\x18\x02 \x01(\x01R\x01p\x12\x15\n" +
 	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\x12\x1d\n" +
 	"\n" +
-	"token_keys\x18\x04 \x03(\tR\ttokenKeys\"\xc7\x02\n" +
+	"token_keys\x18\x04 \x03(\tR\ttokenKeys\"\xa8\x01\n" +
+	"\vBotDetector\x12\x14\n" +
+	"\x05allow\x18\x01 \x03(\tR\x05allow\x12\x12\n" +
+	"\x04deny\x18\x02 \x03(\tR\x04deny\x12\x1a\n" +
+	"\bpatterns\x18\x03 \x03(\tR\bpatterns\x12\x1d\n" +
+	"\n" +
+	"cache_size\x18\x04 \x01(\rR\tcacheSize\x124\n" +
+	"\x17empty_user_agent_is_bot\x18\x05 \x01(\bR\x13emptyUserAgentIsBot\"\xc7\x02\n" +
 	"\x0fRouterRateLimit\x12\x19\n" +
 	"\bmax_rate\x18\x01 \x01(\x01R\amaxRate\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12&\n" +
@@ -3448,7 +3560,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),           // 0: gateway.v1.Snapshot
 	(*Service)(nil),            // 1: gateway.v1.Service
@@ -3468,21 +3580,22 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*JWTValidator)(nil),       // 15: gateway.v1.JWTValidator
 	(*ClaimHeader)(nil),        // 16: gateway.v1.ClaimHeader
 	(*Revoker)(nil),            // 17: gateway.v1.Revoker
-	(*RouterRateLimit)(nil),    // 18: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),   // 19: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),     // 20: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),          // 21: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),   // 22: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),               // 23: gateway.v1.CORS
-	(*SecurityHTTP)(nil),       // 24: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),    // 25: gateway.v1.MartianModifier
-	(*MartianHeader)(nil),      // 26: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),  // 27: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil), // 28: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),        // 29: gateway.v1.MartianBody
-	(*MartianGroup)(nil),       // 30: gateway.v1.MartianGroup
-	nil,                        // 31: gateway.v1.Backend.MappingEntry
-	nil,                        // 32: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*BotDetector)(nil),        // 18: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),    // 19: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),   // 20: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),     // 21: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),          // 22: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),   // 23: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),               // 24: gateway.v1.CORS
+	(*SecurityHTTP)(nil),       // 25: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),    // 26: gateway.v1.MartianModifier
+	(*MartianHeader)(nil),      // 27: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),  // 28: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil), // 29: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),        // 30: gateway.v1.MartianBody
+	(*MartianGroup)(nil),       // 31: gateway.v1.MartianGroup
+	nil,                        // 32: gateway.v1.Backend.MappingEntry
+	nil,                        // 33: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -3493,41 +3606,43 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	9,  // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	10, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
 	17, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	23, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	24, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	22, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	24, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	25, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	23, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	5,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	6,  // 12: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	7,  // 13: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	7,  // 14: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	7,  // 15: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	8,  // 16: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	14, // 17: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	12, // 18: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	13, // 19: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	15, // 20: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	18, // 21: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	7,  // 22: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	31, // 23: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	13, // 24: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	19, // 25: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	20, // 26: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	21, // 27: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	25, // 28: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	7,  // 29: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	16, // 30: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	32, // 31: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	26, // 32: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	27, // 33: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	28, // 34: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	29, // 35: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	30, // 36: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	25, // 37: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	18, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	6,  // 13: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	7,  // 14: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	7,  // 15: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	7,  // 16: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	8,  // 17: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	14, // 18: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	12, // 19: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	13, // 20: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	15, // 21: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	19, // 22: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	7,  // 23: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	18, // 24: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	32, // 25: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	13, // 26: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	20, // 27: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	21, // 28: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	22, // 29: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	26, // 30: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	7,  // 31: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	16, // 32: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	33, // 33: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	27, // 34: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	28, // 35: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	29, // 36: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	30, // 37: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	31, // 38: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	26, // 39: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -3535,7 +3650,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[25].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[26].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -3548,7 +3663,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
