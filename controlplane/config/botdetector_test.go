@@ -12,7 +12,9 @@ import (
 
 func TestValidateBotDetectorRules(t *testing.T) {
 	t.Parallel()
-	svc := func(members string) string { return conf(`"extra_config": {"security/bot-detector": {` + members + `}}`) }
+	svc := func(members string) string {
+		return conf(`"extra_config": {"security/bot-detector": {` + members + `}}`)
+	}
 	sp := func(field string) string { return `extra_config["security/bot-detector"]` + field }
 	endpoint := func(members string) string {
 		return conf("", ep("/a", `"extra_config": {"security/bot-detector": {`+members+`}}`))
