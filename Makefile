@@ -12,6 +12,7 @@ STATICCHECK := $(TOOLS)/staticcheck
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X main.buildVersion=$(VERSION)
 FUZZTIME   ?= 30s
+FUZZ       ?= .
 TEST_TIMEOUT ?= 15m
 
 .DEFAULT_GOAL := help
@@ -44,13 +45,16 @@ e2e: ## run only the end-to-end tests against real processes
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/...
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target for FUZZTIME (default 30s)
-	@set -e; for pkg in $$($(GO) list ./...); do \
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets); crashers land in testdata/fuzz and replay in make test
+	@failed=""; n=0; for pkg in $$($(GO) list ./...); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for t in $$(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' $$dir/*_test.go 2>/dev/null | awk '{print $$2}'); do \
-	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s $$pkg; \
+	  for t in $$(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' $$dir/*_test.go 2>/dev/null | awk '{print $$2}' | grep -E '$(FUZZ)'); do \
+	    n=$$((n+1)); echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $$pkg || failed="$$failed $$pkg.$$t"; \
 	  done; \
-	done
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failing targets:$$failed (inputs in their testdata/fuzz)"; exit 1; fi; \
+	echo "fuzz: $$n targets passed"
 
 .PHONY: bench
 bench: build ## run Go benchmarks and the load benchmarks under test/, print a table, write bench/<commit>.txt

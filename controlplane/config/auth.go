@@ -69,6 +69,21 @@ func (d *decoder) jwtValidator(n *node, p path) *JWTValidator {
 	return j
 }
 
+// jwtLimits decodes our `apigw/jwt` namespace.
+func (d *decoder) jwtLimits(n *node, p path) *JWTLimits {
+	l := &JWTLimits{}
+	d.object(n, p, objectSpec{fields: map[string]handler{
+		"require_exp": func(n *node, p path) {
+			if d.want(n, p, typeBool) {
+				b := n.boolean
+				l.RequireExp = &b
+			}
+		},
+		"max_token_lifetime": d.optDuration(&l.MaxTokenLifetime),
+	}})
+	return l
+}
+
 // claimHeaders decodes propagate_claims: a list of [claim, header] pairs.
 // The result stays aligned with the list; a malformed entry is empty.
 func (d *decoder) claimHeaders(dst *[]ClaimHeader) handler {
@@ -206,6 +221,39 @@ func (v *validator) jwt(p path, j *JWTValidator) {
 	}
 }
 
+// jwtLimits checks `apigw/jwt` (p is its path) against the endpoint's
+// validator and the service's revoker. With auth/revoker every validator
+// requires exp and bounds exp - iat by the revoker TTL (the edge enforces
+// it so no accepted token outlives its revocation), so an explicit
+// require_exp: false or a longer max_token_lifetime would be inert, and is
+// refused.
+func (v *validator) jwtLimits(p path, l *JWTLimits, j *JWTValidator) {
+	if j == nil {
+		v.vs.add(p, KindInvalid, "apigw/jwt sets token lifetime rules for the endpoint's auth/validator, which is not configured")
+		return
+	}
+	rv := v.s.ExtraConfig.Revoker
+	if l.RequireExp != nil && !*l.RequireExp && rv != nil {
+		v.vs.add(p.field("require_exp"), KindInvalid, "with auth/revoker every token must carry exp: a revocation lapses after its TTL, so a token without exp would be accepted again")
+	}
+	if m := l.MaxTokenLifetime; m != nil {
+		switch {
+		case *m < time.Second:
+			v.vs.add(p.field("max_token_lifetime"), KindInvalid, "%s: must be at least 1s", *m)
+		case rv != nil && rv.TTL != nil && *rv.TTL > 0:
+			leeway := time.Second
+			if j.Leeway != nil && *j.Leeway > 0 {
+				leeway = *j.Leeway
+			}
+			if bound := time.Duration(*rv.TTL)*time.Second - 2*leeway; *m > bound {
+				v.vs.add(p.field("max_token_lifetime"), KindInvalid,
+					"%s: longer than auth/revoker's TTL (%ds) minus twice the leeway (%s), %s; a revocation would lapse while the token is still valid",
+					*m, *rv.TTL, leeway, bound)
+			}
+		}
+	}
+}
+
 // jwkURL checks a JWKS URL: absolute http(s), and https unless
 // disable_jwk_security allows plain http.
 func (v *validator) jwkURL(p path, raw string, insecureOK bool) {
@@ -271,7 +319,7 @@ func bloomBytes(n int64, p float64) float64 {
 	return bits / 8
 }
 
-func compileJWT(j *JWTValidator) *gatewayv1.JWTValidator {
+func compileJWT(j *JWTValidator, l *JWTLimits) *gatewayv1.JWTValidator {
 	out := &gatewayv1.JWTValidator{
 		Alg:                          j.Alg,
 		JwkUrl:                       j.JWKURL,
@@ -297,6 +345,10 @@ func compileJWT(j *JWTValidator) *gatewayv1.JWTValidator {
 	}
 	for _, c := range j.PropagateClaims {
 		out.PropagateClaims = append(out.PropagateClaims, &gatewayv1.ClaimHeader{Claim: c.Claim, Header: c.Header})
+	}
+	if l != nil {
+		out.RequireExp = deref(l.RequireExp)
+		out.MaxTokenLifetimeMs = ms(deref(l.MaxTokenLifetime))
 	}
 	return out
 }

@@ -210,3 +210,42 @@ func TestCompileAuthDefaults(t *testing.T) {
 		t.Errorf("features (-want +got):\n%s", diff)
 	}
 }
+
+// TestValidateJWTLimitsRules covers our apigw/jwt namespace: it needs the
+// endpoint's auth/validator, and with auth/revoker it may not loosen what
+// the edge enforces (exp required, lifetime within the revoker TTL).
+func TestValidateJWTLimitsRules(t *testing.T) {
+	t.Parallel()
+	lp := func(field string) string { return `endpoints[0].extra_config["apigw/jwt"]` + field }
+	limited := func(limits string) string {
+		return ep("/a", `"extra_config": {"auth/validator": {"alg": "RS256", "jwk_url": "https://idp/jwks"}, "apigw/jwt": {`+limits+`}}`)
+	}
+	withRevoker := `"extra_config": {"auth/revoker": {` + validRevoker + `}}` // TTL 1500 s
+	checkRules(t, []rule{
+		{"both keys", conf("", limited(`"require_exp": true, "max_token_lifetime": "1h"`)), nil},
+		{"without a validator", conf("", ep("/a", `"extra_config": {"apigw/jwt": {"require_exp": true}}`)),
+			[]pair{{`endpoints[0].extra_config["apigw/jwt"]`, KindInvalid}}},
+		{"lifetime below 1s", conf("", limited(`"max_token_lifetime": "500ms"`)), []pair{{lp(".max_token_lifetime"), KindInvalid}}},
+		{"lifetime unparsable", conf("", limited(`"max_token_lifetime": "forever"`)), []pair{{lp(".max_token_lifetime"), KindInvalid}}},
+		{"require_exp not a bool", conf("", limited(`"require_exp": "yes"`)), []pair{{lp(".require_exp"), KindInvalid}}},
+		{"unknown key", conf("", limited(`"max_age": "1h"`)), []pair{{lp(".max_age"), KindUnsupported}}},
+		{"revoker: lifetime within TTL", conf(withRevoker, limited(`"max_token_lifetime": "24m58s"`)), nil},
+		{"revoker: lifetime within TTL, not leeway", conf(withRevoker, limited(`"max_token_lifetime": "24m59s"`)), []pair{{lp(".max_token_lifetime"), KindInvalid}}},
+		{"revoker: lifetime beyond TTL", conf(withRevoker, limited(`"max_token_lifetime": "25m1s"`)), []pair{{lp(".max_token_lifetime"), KindInvalid}}},
+		{"revoker: require_exp false", conf(withRevoker, limited(`"require_exp": false`)), []pair{{lp(".require_exp"), KindInvalid}}},
+		{"no revoker: require_exp false", conf("", limited(`"require_exp": false`)), nil},
+	})
+}
+
+func TestCompileJWTLimits(t *testing.T) {
+	t.Parallel()
+	snap := compileDoc(t, conf("", ep("/a", `"extra_config": {"auth/validator": {"alg": "RS256", "jwk_url": "https://idp/jwks"},
+		"apigw/jwt": {"require_exp": true, "max_token_lifetime": "90m"}}`), jwtEP("/b", "")))
+	a, b := snap.GetEndpoints()[0].GetJwt(), snap.GetEndpoints()[1].GetJwt()
+	if !a.GetRequireExp() || a.GetMaxTokenLifetimeMs() != 90*60*1000 {
+		t.Errorf("/a: require_exp %v, max_token_lifetime_ms %d; want true, 5400000", a.GetRequireExp(), a.GetMaxTokenLifetimeMs())
+	}
+	if b.GetRequireExp() || b.GetMaxTokenLifetimeMs() != 0 {
+		t.Errorf("/b (no apigw/jwt): require_exp %v, max_token_lifetime_ms %d; want false, 0", b.GetRequireExp(), b.GetMaxTokenLifetimeMs())
+	}
+}

@@ -54,9 +54,20 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			DisableKeepAlives:         s.DisableKeepAlives,
 			DisableCompression:        s.DisableCompression,
 			AllowInsecureConnections:  s.AllowInsecureConnections,
+			Tls:                       compileClientTLS(s),
 		},
+		Tls:          compileServerTLS(s.TLS),
 		MaxBodyBytes: s.MaxBodyBytes,
 		Metrics:      &gatewayv1.Metrics{},
+	}
+	if out.Tls != nil {
+		features[feature.TLSListener] = true
+	}
+	if s.usesDNS {
+		out.HttpClient.DnsCacheTtlMs = ms(dnsCacheTTL(s))
+	}
+	if out.HttpClient.Tls != nil {
+		features[feature.TLSClient] = true
 	}
 	if r := s.ExtraConfig.Router; r != nil {
 		out.Router = &gatewayv1.Router{
@@ -179,7 +190,7 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		}
 	}
 	if j := e.ExtraConfig.JWT; j != nil {
-		out.Jwt = compileJWT(j)
+		out.Jwt = compileJWT(j, e.ExtraConfig.JWTLimits)
 		features[feature.AuthJWT] = true
 	}
 	if rl := e.ExtraConfig.RateLimit; rl != nil {
@@ -234,9 +245,18 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 		InputQueryStrings:   allowList(b.InputQueryStrings),
 		DisableHostSanitize: b.DisableHostSanitize,
 	}
-	for _, h := range b.Host {
-		if clean, err := sanitizeHost(h, b.DisableHostSanitize); err == nil {
-			out.Hosts = append(out.Hosts, clean)
+	if b.SD == "dns" {
+		// host[0] is the SRV name (validated); the edge resolves it.
+		out.Sd, out.SdScheme, out.Hosts = "dns", b.SDScheme, b.Host[:1]
+		if out.SdScheme == "" {
+			out.SdScheme = "http"
+		}
+		features[feature.SDDNS] = true
+	} else {
+		for _, h := range b.Host {
+			if clean, err := sanitizeHost(h, b.DisableHostSanitize); err == nil {
+				out.Hosts = append(out.Hosts, clean)
+			}
 		}
 	}
 	if h := b.ExtraConfig.HTTP; h != nil {

@@ -489,49 +489,26 @@ func (d *decoder) service(n *node) *Service {
 			"disable_compression":        d.boolean(&s.DisableCompression),
 			"allow_insecure_connections": d.boolean(&s.AllowInsecureConnections),
 
-			"tls": d.tls,
+			"tls":        func(n *node, p path) { s.TLS = d.tls(n, p) },
+			"client_tls": d.clientTLS(&s.ClientTLS),
 			"async_agent": func(n *node, p path) {
 				if d.want(n, p, typeArray) && len(n.items) > 0 {
 					d.vs.add(p, KindUnsupported, "async agents are not supported (an empty list is accepted)")
 				}
 			},
-			"debug_endpoint":   d.boolean(&s.DebugEndpoint),
-			"echo_endpoint":    d.boolean(&s.EchoEndpoint),
-			"dns_cache_ttl":    d.noEffect(d.duration(&s.DNSCacheTTL), "KrakenD uses it as the TTL of sd: dns (SRV) lookups only, and sd: dns is not supported yet; backend names are resolved on each new connection, as KrakenD's client does"),
+			"debug_endpoint": d.boolean(&s.DebugEndpoint),
+			"echo_endpoint":  d.boolean(&s.EchoEndpoint),
+			"dns_cache_ttl": func(n *node, p path) {
+				s.DNSCacheTTLSet = true
+				d.duration(&s.DNSCacheTTL)(n, p)
+			},
 			"sequential_start": d.noEffect(d.boolean(&s.SequentialStart), "the edge has no async agents or plugins whose start could be ordered"),
 		},
 		notSupported: map[string]string{
-			"client_tls": "client TLS settings are not supported",
-			"plugin":     "Go plugins are not supported",
+			"plugin": "Go plugins are not supported",
 		},
 	})
 	return s
-}
-
-// tlsKeys are the keys of KrakenD's service-level tls object.
-var tlsKeys = []string{"public_key", "private_key", "keys", "min_version", "max_version",
-	"cipher_suites", "curve_preferences", "prefer_server_cipher_suites", "enable_mtls",
-	"ca_certs", "disable_system_ca_pool"}
-
-// tls accepts a tls object that is disabled, as KrakenD then serves plain
-// HTTP; TLS termination itself is not supported yet.
-func (d *decoder) tls(n *node, p path) {
-	var disabled bool
-	fields := map[string]handler{"disabled": d.boolean(&disabled)}
-	var set []path
-	for _, k := range tlsKeys {
-		fields[k] = func(_ *node, kp path) { set = append(set, kp) }
-	}
-	d.object(n, p, objectSpec{fields: fields})
-	switch {
-	case n.kind != typeObject:
-	case !disabled:
-		d.vs.add(p, KindUnsupported, "TLS termination is not supported yet (terminate TLS in front of the gateway); a tls block with \"disabled\": true is accepted")
-	default:
-		for _, kp := range set {
-			d.ws.add(kp, KindNoEffect, "accepted but has no effect: the tls block is disabled, so the edge serves plain HTTP (as KrakenD does)")
-		}
-	}
 }
 
 func (d *decoder) endpoint(n *node, p path) *Endpoint {
@@ -596,6 +573,7 @@ func (d *decoder) backend(n *node, p path) *Backend {
 			},
 			"host":                  d.strings(&b.Host),
 			"sd":                    d.str(&b.SD),
+			"sd_scheme":             d.str(&b.SDScheme),
 			"disable_host_sanitize": d.boolean(&b.DisableHostSanitize),
 			"method":                d.str(&b.Method),
 			"encoding":              d.str(&b.Encoding),
@@ -612,9 +590,6 @@ func (d *decoder) backend(n *node, p path) *Backend {
 			},
 		},
 		renamed: renamedBackend,
-		notSupported: map[string]string{
-			"sd_scheme": "service discovery schemes are not supported (sd is static only)",
-		},
 	})
 	return b
 }

@@ -370,12 +370,19 @@ func martianDefaults(m *Martian) {
 	}
 	if m.Scope == nil {
 		m.Scope = []string{scopeRequest, scopeResponse}
-		if m.Type == martianQueryString {
+		if oneOf(m.Type, martianRequestOnly) {
 			m.Scope = []string{scopeRequest}
 		}
 	}
-	if m.Type == martianHeader {
+	switch m.Type {
+	case martianHeader, martianAppend, martianHdrFilter:
 		m.Name = textproto.CanonicalMIMEHeaderKey(m.Name)
+	case martianCopy:
+		m.From, m.To = textproto.CanonicalMIMEHeaderKey(m.From), textproto.CanonicalMIMEHeaderKey(m.To)
+	case martianID, martianStash:
+		if m.Header != "" {
+			m.Header = textproto.CanonicalMIMEHeaderKey(m.Header)
+		}
 	}
 	if m.Type == martianBlacklist {
 		m.Names = canonicalHeaders(m.Names)
@@ -383,6 +390,8 @@ func martianDefaults(m *Martian) {
 	for _, c := range m.Modifiers {
 		martianDefaults(c)
 	}
+	martianDefaults(m.Then)
+	martianDefaults(m.Else)
 }
 
 // backendPath finds the path of backend b of endpoint e. It is linear in

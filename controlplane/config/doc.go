@@ -25,7 +25,7 @@
 //
 //   - Unknown keys, unsupported extra_config namespaces, v2 key names
 //     (headers_to_pass, querystring_params, whitelist, blacklist) and keys of
-//     features we lack (tls, plugin, sd: dns, ...) are
+//     features we lack (plugin, sd: dns, ...) are
 //     violations; KrakenD ignores them.
 //   - An unparsable duration is a violation (KrakenD reads it as 0), and an
 //     explicit zero timeout, shadow_timeout or concurrent_calls is too

@@ -75,13 +75,13 @@ func TestValidateMartianRules(t *testing.T) {
 		{"errors inside a group", martianDoc(`{"fifo.Group": {"aggregateErrors": "yes", "modifiers": [
 			{"header.Modifier": {"name": "X-A"}},
 			{"header.Modifier": {"value": "1"}},
-			{"url.Modifier": {"scheme": "https"}},
+			{"cookie.Modifier": {"name": "c"}},
 			"header.Modifier",
 			{"fifo.Group": {"modifiers": [{"querystring.Modifier": {"scope": ["response"], "name": "q"}}]}}]}}`),
 			[]pair{
 				{group + ".aggregateErrors", KindInvalid},
 				{group + `.modifiers[1]["header.Modifier"].name`, KindRequired},
-				{group + `.modifiers[2]["url.Modifier"]`, KindUnsupported},
+				{group + `.modifiers[2]["cookie.Modifier"]`, KindUnsupported},
 				{group + ".modifiers[3]", KindInvalid},
 				{group + `.modifiers[4]["fifo.Group"].modifiers[0]["querystring.Modifier"].scope[0]`, KindInvalid},
 			}},
@@ -149,4 +149,58 @@ func TestCompileJSONSchema(t *testing.T) {
 			t.Errorf("features (-want +got):\n%s", diff)
 		}
 	}
+}
+
+// TestCompileMoreMartian: the modifiers KrakenD CE links beyond the first
+// five, in the shapes martian's JSON takes (KrakenD's sample config uses
+// header.RegexFilter).
+func TestCompileMoreMartian(t *testing.T) {
+	t.Parallel()
+	snap := compileDoc(t, martianDoc(`{"fifo.Group": {"modifiers": [
+		{"header.Append": {"name": "x-a", "value": "1"}},
+		{"header.Copy": {"from": "x-a", "to": "x-b", "scope": ["request"]}},
+		{"header.Id": {}},
+		{"header.Filter": {"name": "x-env", "value": "beta", "modifier": {"header.Modifier": {"name": "X-Beta", "value": "1"}}, "else": {"header.Blacklist": {"names": ["X-Beta"]}}}},
+		{"header.RegexFilter": {"scope": ["request"], "header": "User-Agent", "regex": "^curl", "modifier": {"header.Modifier": {"scope": ["request"], "name": "X-Curl", "value": "1"}}}},
+		{"querystring.Filter": {"name": "debug", "modifier": {"querystring.Modifier": {"name": "verbose", "value": "1"}}}},
+		{"url.Modifier": {"path": "/v2", "query": "a=1"}},
+		{"stash.Modifier": {"headerName": "x-stash"}},
+		{"priority.Group": {"modifiers": [{"priority": 10, "modifier": {"header.Modifier": {"name": "X-P", "value": "10"}}}]}}]}}`))
+	both, rq := []string{"request", "response"}, []string{"request"}
+	hdr := func(scope []string, name, value string) *gatewayv1.MartianModifier {
+		return &gatewayv1.MartianModifier{Scope: scope, Kind: &gatewayv1.MartianModifier_HeaderModifier{HeaderModifier: &gatewayv1.MartianHeader{Name: name, Value: value}}}
+	}
+	want := []*gatewayv1.MartianModifier{
+		{Scope: both, Kind: &gatewayv1.MartianModifier_HeaderAppend{HeaderAppend: &gatewayv1.MartianHeader{Name: "X-A", Value: "1"}}},
+		{Scope: rq, Kind: &gatewayv1.MartianModifier_HeaderCopy{HeaderCopy: &gatewayv1.MartianCopy{From: "X-A", To: "X-B"}}},
+		{Scope: rq, Kind: &gatewayv1.MartianModifier_HeaderId{HeaderId: &gatewayv1.MartianID{}}},
+		{Scope: both, Kind: &gatewayv1.MartianModifier_HeaderFilter{HeaderFilter: &gatewayv1.MartianFilter{Name: "X-Env", Value: "beta",
+			Modifier: hdr(both, "X-Beta", "1"),
+			Else:     &gatewayv1.MartianModifier{Scope: both, Kind: &gatewayv1.MartianModifier_HeaderBlacklist{HeaderBlacklist: &gatewayv1.MartianHeaderList{Names: []string{"X-Beta"}}}}}}},
+		{Scope: rq, Kind: &gatewayv1.MartianModifier_HeaderRegexFilter{HeaderRegexFilter: &gatewayv1.MartianRegexFilter{Header: "User-Agent", Regex: "^curl", Modifier: hdr(rq, "X-Curl", "1")}}},
+		{Scope: both, Kind: &gatewayv1.MartianModifier_QuerystringFilter{QuerystringFilter: &gatewayv1.MartianFilter{Name: "debug",
+			Modifier: &gatewayv1.MartianModifier{Scope: rq, Kind: &gatewayv1.MartianModifier_QuerystringModifier{QuerystringModifier: &gatewayv1.MartianQueryString{Name: "verbose", Value: "1"}}}}}},
+		{Scope: rq, Kind: &gatewayv1.MartianModifier_UrlModifier{UrlModifier: &gatewayv1.MartianURL{Path: "/v2", Query: "a=1"}}},
+		{Scope: both, Kind: &gatewayv1.MartianModifier_StashModifier{StashModifier: &gatewayv1.MartianStash{HeaderName: "X-Stash"}}},
+		{Scope: both, Kind: &gatewayv1.MartianModifier_PriorityGroup{PriorityGroup: &gatewayv1.MartianPriorityGroup{Modifiers: []*gatewayv1.MartianPrioritized{{Priority: 10, Modifier: hdr(both, "X-P", "10")}}}}},
+	}
+	got := snap.GetEndpoints()[0].GetBackends()[0].GetMartian().GetFifoGroup().GetModifiers()
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Errorf("martian (-want +got):\n%s", diff)
+	}
+}
+
+func TestValidateMoreMartianRules(t *testing.T) {
+	t.Parallel()
+	checkRules(t, []rule{
+		{"filter without modifier", martianDoc(`{"header.Filter": {"name": "X", "value": "y"}}`), []pair{{martianRoot + `["header.Filter"].modifier`, KindRequired}}},
+		{"bad regex", martianDoc(`{"header.RegexFilter": {"header": "X", "regex": "(", "modifier": {"header.Id": {}}}}`), []pair{{martianRoot + `["header.RegexFilter"].regex`, KindInvalid}}},
+		{"id on responses", martianDoc(`{"header.Id": {"scope": ["response"]}}`), []pair{{martianRoot + `["header.Id"].scope[0]`, KindInvalid}}},
+		{"url on responses", martianDoc(`{"url.Modifier": {"scope": ["response"], "path": "/x"}}`), []pair{{martianRoot + `["url.Modifier"].scope[0]`, KindInvalid}}},
+		{"url scheme", martianDoc(`{"url.Modifier": {"scheme": "ftp"}}`), []pair{{martianRoot + `["url.Modifier"].scheme`, KindInvalid}}},
+		{"stash response only", martianDoc(`{"stash.Modifier": {"scope": ["response"], "headerName": "X"}}`), []pair{{martianRoot + `["stash.Modifier"].scope`, KindInvalid}}},
+		{"copy without to", martianDoc(`{"header.Copy": {"from": "X"}}`), []pair{{martianRoot + `["header.Copy"].to`, KindRequired}}},
+		{"priority entry without modifier", martianDoc(`{"priority.Group": {"modifiers": [{"priority": 1}]}}`), []pair{{martianRoot + `["priority.Group"].modifiers[0].modifier`, KindRequired}}},
+		{"registered but missing", martianDoc(`{"cookie.Modifier": {"name": "a"}}`), []pair{{martianRoot + `["cookie.Modifier"]`, KindUnsupported}}},
+	})
 }

@@ -45,9 +45,15 @@ type Service struct {
 	DisableKeepAlives         bool
 	DisableCompression        bool
 	AllowInsecureConnections  bool
+	// ClientTLS is client_tls; nil when absent.
+	ClientTLS *ClientTLS
+	// TLS is the enabled tls block; nil for plain HTTP.
+	TLS *TLS
 
-	// Accepted for compatibility; they have no effect (see decodeService).
-	DNSCacheTTL     time.Duration
+	// DNSCacheTTL is the re-resolution period of sd: dns backends.
+	DNSCacheTTL    time.Duration
+	DNSCacheTTLSet bool
+	// SequentialStart is accepted for compatibility; it has no effect.
 	SequentialStart bool
 	// DebugEndpoint and EchoEndpoint serve KrakenD's /__debug/ and /__echo/.
 	DebugEndpoint bool
@@ -61,6 +67,8 @@ type Service struct {
 
 	// positions maps a violation path to where its value starts in the file.
 	positions map[string]position
+	// usesDNS is set by validation when a backend uses sd: dns.
+	usesDNS bool
 	// warnings collects what Decode and Defaults accepted but want the
 	// operator to know: keys without effect, values KrakenD overrides,
 	// values normalised.
@@ -155,8 +163,11 @@ type Endpoint struct {
 
 // EndpointExtra holds the supported endpoint-level extra_config namespaces.
 type EndpointExtra struct {
-	Proxy     *EndpointProxy
-	JWT       *JWTValidator
+	Proxy *EndpointProxy
+	JWT   *JWTValidator
+	// JWTLimits is our `apigw/jwt` namespace: token lifetime rules for
+	// the endpoint's auth/validator (KrakenD has none).
+	JWTLimits *JWTLimits
 	RateLimit *RouterRateLimit
 	// JSONSchema is the canonical JSON of the `validation/json-schema`
 	// document; nil when absent.
@@ -197,6 +208,7 @@ type Backend struct {
 	URLPattern          string
 	Host                []string
 	SD                  string
+	SDScheme            string
 	DisableHostSanitize bool
 	Method              string
 	Encoding            string
@@ -290,6 +302,14 @@ type JWTValidator struct {
 type ClaimHeader struct {
 	Claim  string
 	Header string
+}
+
+// JWTLimits is the endpoint-level `apigw/jwt` namespace (ours).
+type JWTLimits struct {
+	// RequireExp refuses tokens without exp; nil when absent.
+	RequireExp *bool
+	// MaxTokenLifetime bounds exp - iat (iat then required); nil when absent.
+	MaxTokenLifetime *time.Duration
 }
 
 // Revoker is the service-level `auth/revoker` namespace.
@@ -403,7 +423,19 @@ type Martian struct {
 	// body.Modifier: Body is the decoded base64 `body`.
 	ContentType string
 	Body        []byte
-	// fifo.Group. A nested modifier that could not be decoded is nil.
+	// fifo.Group and priority.Group (Priorities aligned with Modifiers). A
+	// nested modifier that could not be decoded is nil.
 	Modifiers       []*Martian
 	AggregateErrors bool
+	Priorities      []int64
+	// header.Copy.
+	From, To string
+	// header.Id, header.RegexFilter (the header read); stash.Modifier's
+	// headerName.
+	Header string
+	Regex  string
+	// Filters: the modifier run on a match and the else modifier.
+	Then, Else *Martian
+	// url.Modifier.
+	Scheme, Host, Path, Query string
 }

@@ -32,6 +32,7 @@ var (
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},
 		{"auth/validator", func(d *decoder, n *node, p path, x *EndpointExtra) { x.JWT = d.jwtValidator(n, p) }},
+		{"apigw/jwt", func(d *decoder, n *node, p path, x *EndpointExtra) { x.JWTLimits = d.jwtLimits(n, p) }},
 		{"qos/ratelimit/router", func(d *decoder, n *node, p path, x *EndpointExtra) { x.RateLimit = d.routerRateLimit(n, p) }},
 		{"validation/json-schema", func(d *decoder, n *node, p path, x *EndpointExtra) { d.rawObject(&x.JSONSchema)(n, p) }},
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *EndpointExtra) { x.BotDetector = d.botDetector(n, p) }},

@@ -103,9 +103,17 @@ func (v *validator) routerRateLimit(p path, rl *RouterRateLimit, r route) {
 		v.vs.add(kp, KindInvalid, "key identifies clients for client_max_rate, which is not set")
 	case rl.ClientMaxRate == 0:
 	case rl.Strategy == "ip":
-		// key optionally names the header holding the client IP.
-		if rl.Key != "" && !isToken(rl.Key) {
+		// key optionally names the header holding the client IP. KrakenD
+		// believes it from anyone, so a client rotating the header gets a
+		// new bucket per request; the edge believes it only from
+		// router.trusted_proxies, and without any the key is refused.
+		switch {
+		case rl.Key == "":
+		case !isToken(rl.Key):
 			v.vs.add(kp, KindInvalid, "%q is not a valid header name", rl.Key)
+		case v.s.ExtraConfig.Router == nil || len(v.s.ExtraConfig.Router.TrustedProxies) == 0:
+			v.vs.add(kp, KindInvalid, "strategy ip with key %q reads the client address from a header any client can set; "+
+				"list the proxies that set it in router.trusted_proxies (the header is then believed from them only), or drop key to limit by the connection's address", rl.Key)
 		}
 	case rl.Strategy == "header":
 		switch {

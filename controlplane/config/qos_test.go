@@ -45,7 +45,10 @@ func TestValidateRouterRateLimitRules(t *testing.T) {
 
 		// strategy and key
 		{"strategy defaults to ip", conf("", limitEP("/a", `"client_max_rate": 10`)), nil},
-		{"ip strategy with a header key", conf("", limitEP("/a", `"client_max_rate": 10, "strategy": "ip", "key": "X-Real-Ip"`)), nil},
+		{"ip strategy with a header key, no trusted proxies", conf("", limitEP("/a", `"client_max_rate": 10, "strategy": "ip", "key": "X-Real-Ip"`)),
+			[]pair{{rl(".key"), KindInvalid}}},
+		{"ip strategy with a header key and trusted proxies", conf(`"extra_config": {"router": {"trusted_proxies": ["10.0.0.0/8"]}}`,
+			limitEP("/a", `"client_max_rate": 10, "strategy": "ip", "key": "X-Real-Ip"`)), nil},
 		{"ip strategy with a bad header key", conf("", limitEP("/a", `"client_max_rate": 10, "strategy": "ip", "key": "X Real"`)),
 			[]pair{{rl(".key"), KindInvalid}}},
 		{"unknown strategy", conf("", limitEP("/a", `"client_max_rate": 10, "strategy": "cookie"`)), []pair{{rl(".strategy"), KindUnsupported}}},

@@ -21,7 +21,8 @@ var (
 	staticStrategies = []string{"always", "success", "complete", "errored", "incomplete"}
 	flatmapTypes     = []string{"move", "del", "append"}
 	logFormats       = []string{"default", "logstash"}
-	sdNames          = []string{"static"}
+	sdNames          = []string{"static", "dns"}
+	sdSchemes        = []string{"http", "https"}
 	// logLevels maps KrakenD (go-logging) levels to zerolog levels.
 	logLevels = map[string]string{
 		"DEBUG":    "debug",
@@ -73,6 +74,7 @@ func validate(s *Service) []*gatewayv1.FieldViolation {
 			v.endpoint(path("endpoints").index(i), i, e, &routes)
 		}
 	}
+	v.warnDNSCacheTTL()
 	return v.vs.list
 }
 
@@ -292,6 +294,9 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		v.botDetector(x.key("security/bot-detector"), b)
 	}
+	if l := e.ExtraConfig.JWTLimits; l != nil {
+		v.jwtLimits(x.key("apigw/jwt"), l, e.ExtraConfig.JWT)
+	}
 	if rl := e.ExtraConfig.RateLimit; rl != nil {
 		v.routerRateLimit(x.key("qos/ratelimit/router"), rl, r)
 	}
@@ -345,7 +350,11 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 	if len(b.Host) == 0 {
 		v.vs.add(p.field("host"), KindRequired, "no host: set host here or at the service level")
 	}
+	dns := v.sdDNS(p, b)
 	for i, h := range b.Host {
+		if dns {
+			break
+		}
 		hp := p.field("host").index(i)
 		if b.hostInherited {
 			if h == "" {

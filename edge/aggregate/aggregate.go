@@ -198,6 +198,7 @@ type call struct {
 	status   int          // non-zero when the backend answered with a failing status
 	reason   proxy.Reason // why the call failed (ReasonNone when it did not)
 	err      error        // the transport (or modifier) error, for return_error_msg
+	arrival  uint64       // when the call ended, from Exchange.arrivals (1 = first)
 	value    *fastjson.Value
 	raw      []byte
 	span     tracing.Call // the call's client span (zero when untraced)
@@ -208,6 +209,7 @@ func (c *call) reset() {
 	c.req.Reset()
 	c.resp.Reset()
 	c.ok, c.complete, c.refused, c.status, c.reason, c.err = false, false, false, 0, proxy.ReasonNone, nil
+	c.arrival = 0
 	c.value, c.raw = nil, nil
 	c.span = tracing.Call{}
 }
@@ -230,7 +232,11 @@ type Exchange struct {
 	launchers []func()
 	timer     *time.Timer
 	refs      atomic.Int32
-	result    Result
+	// arrivals numbers the calls as they end, in any goroutine: the order
+	// in which KrakenD's merge would have received them (return_error_msg
+	// lines come in that order).
+	arrivals atomic.Uint64
+	result   Result
 }
 
 func (p *Pipe) newExchange() any {
@@ -282,6 +288,7 @@ func (ex *Exchange) unref() {
 		ex.calls[i].reset()
 	}
 	clear(ex.parts)
+	ex.arrivals.Store(0)
 	ex.result = Result{}
 	response.ReleaseScratch(ex.scratch)
 	ex.scratch = nil

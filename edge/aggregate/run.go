@@ -165,15 +165,18 @@ func (ex *Exchange) safeWork(k int) {
 
 // recoverCall is deferred by safeWork (recover must be called by the
 // deferred function itself).
+// It also stamps the call's arrival: the handler goroutine may learn of an
+// inline call before the others, but the stamp says which ended first.
 func (ex *Exchange) recoverCall(k int) {
+	c := &ex.calls[k]
 	if recover() != nil {
 		if ex.pipe.panics != nil {
 			ex.pipe.panics.Inc()
 		}
-		c := &ex.calls[k]
 		c.ok, c.complete, c.value, c.raw = false, false, nil, nil
 		c.reason = proxy.ReasonInternal
 	}
+	c.arrival = ex.arrivals.Add(1)
 }
 
 // work performs call k behind the backend's protection and rewriting
@@ -304,6 +307,8 @@ func (ex *Exchange) finish() {
 		c := &ex.calls[k]
 		if c.status != 0 { // return_error_details data for a failed call
 			ex.failed(i, proxy.ReasonStatus)
+			// KrakenD renders that error as a struct: fields in order.
+			ex.scratch.KeepOrder(c.value.Get(p.backends[i].ErrorDetailsKey))
 		}
 		if !c.complete {
 			complete = false

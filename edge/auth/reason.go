@@ -31,12 +31,22 @@ const (
 	ReasonExpired
 	// ReasonNotYetValid: nbf (or iat) is more than the leeway in the future.
 	ReasonNotYetValid
+	// ReasonNoExpiry: the token has no exp and the validator requires one
+	// (require_exp, or an `auth/revoker` in the service).
+	ReasonNoExpiry
+	// ReasonLifetime: exp - iat exceeds the validator's maximum token
+	// lifetime, or the token lacks exp or iat while a maximum is set.
+	ReasonLifetime
 	// ReasonIssuer: iss differs from the configured issuer.
 	ReasonIssuer
 	// ReasonAudience: aud lacks one of the configured audiences.
 	ReasonAudience
 	// ReasonRevoked: a "<claim>-<value>" of the token is in the revocation set.
 	ReasonRevoked
+	// ReasonRevocationsUnknown: the edge could not restore its revocation
+	// set at boot and the control plane has not answered since, so whether
+	// the token is revoked is unknown; it gets 503 (fail closed).
+	ReasonRevocationsUnknown
 	// ReasonRoles: none of the configured roles is in the roles claim (403).
 	ReasonRoles
 	// ReasonScopes: the scopes claim does not satisfy scopes_matcher (403).
@@ -45,20 +55,23 @@ const (
 )
 
 var reasonNames = [numReasons]string{
-	ReasonOK:          "ok",
-	ReasonMissing:     "missing",
-	ReasonMalformed:   "malformed",
-	ReasonAlgorithm:   "algorithm",
-	ReasonUnknownKey:  "unknown_key",
-	ReasonNoKeys:      "no_keys",
-	ReasonSignature:   "signature",
-	ReasonExpired:     "expired",
-	ReasonNotYetValid: "not_yet_valid",
-	ReasonIssuer:      "issuer",
-	ReasonAudience:    "audience",
-	ReasonRevoked:     "revoked",
-	ReasonRoles:       "roles",
-	ReasonScopes:      "scopes",
+	ReasonOK:                 "ok",
+	ReasonMissing:            "missing",
+	ReasonMalformed:          "malformed",
+	ReasonAlgorithm:          "algorithm",
+	ReasonUnknownKey:         "unknown_key",
+	ReasonNoKeys:             "no_keys",
+	ReasonSignature:          "signature",
+	ReasonExpired:            "expired",
+	ReasonNotYetValid:        "not_yet_valid",
+	ReasonNoExpiry:           "no_exp",
+	ReasonLifetime:           "lifetime",
+	ReasonIssuer:             "issuer",
+	ReasonAudience:           "audience",
+	ReasonRevoked:            "revoked",
+	ReasonRevocationsUnknown: "revocations_unknown",
+	ReasonRoles:              "roles",
+	ReasonScopes:             "scopes",
 }
 
 // String returns the reason's stable snake_case name ("expired").
@@ -70,13 +83,16 @@ func (r Reason) String() string {
 }
 
 // Status returns the HTTP status for the reason: 200 for ReasonOK, 403 for
-// ReasonRoles and ReasonScopes, 401 for everything else.
+// ReasonRoles and ReasonScopes, 503 for ReasonRevocationsUnknown, 401 for
+// everything else.
 func (r Reason) Status() int {
 	switch r {
 	case ReasonOK:
 		return 200
 	case ReasonRoles, ReasonScopes:
 		return 403
+	case ReasonRevocationsUnknown:
+		return 503
 	default:
 		return 401
 	}

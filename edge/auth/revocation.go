@@ -82,6 +82,11 @@ type Revocations struct {
 	now   func() time.Time
 	log   zerolog.Logger
 
+	// unknown says the set may lack revocations: the edge could not
+	// restore it at boot and the control plane has not answered since.
+	// Validators then refuse every token (ReasonRevocationsUnknown).
+	unknown atomic.Bool
+
 	// mu serialises the writers that publish a state; it is held only for
 	// O(delta) work (and for Reset/Configure, which rebuild anyway).
 	mu sync.Mutex
@@ -239,6 +244,37 @@ func (r *Revocations) Check(c *Claims) bool {
 		}
 	}
 	return false
+}
+
+// MarkUnknown says the set may lack revocations (the copy on disk was
+// missing or corrupt at boot): until Confirm, Verdict answers
+// ReasonRevocationsUnknown for every token, so protected routes fail
+// closed instead of accepting revoked tokens.
+func (r *Revocations) MarkUnknown() { r.unknown.Store(true) }
+
+// Confirm says the set is as current as the control plane's log (the
+// control plane answered on the sync stream after the edge's Hello; it
+// sends revocations before anything else). It ends MarkUnknown.
+func (r *Revocations) Confirm() {
+	if r.unknown.Swap(false) {
+		r.log.Info().Msg("revocation set confirmed by the control plane; protected routes serve again")
+	}
+}
+
+// Known reports whether the set can be trusted (no MarkUnknown pending).
+func (r *Revocations) Known() bool { return !r.unknown.Load() }
+
+// Verdict is the revocation answer for a verified token: ReasonOK,
+// ReasonRevoked, or ReasonRevocationsUnknown while the set is not known.
+// It never allocates.
+func (r *Revocations) Verdict(t *Token) Reason {
+	if r.unknown.Load() {
+		return ReasonRevocationsUnknown
+	}
+	if r.CheckToken(t) {
+		return ReasonRevoked
+	}
+	return ReasonOK
 }
 
 // CheckToken is Check over the token's precomputed claim values (the same

@@ -110,6 +110,9 @@ func CheckSpec(path string, s *gatewayv1.JWTValidator) []*gatewayv1.FieldViolati
 			add(f.name, violation.Invalid, fmt.Sprintf("%d ms: must not be negative", f.v))
 		}
 	}
+	if l := s.GetMaxTokenLifetimeMs(); l < 0 || (l > 0 && l < time.Second.Milliseconds()) {
+		add("max_token_lifetime", violation.Invalid, fmt.Sprintf("%d ms: must be at least 1s (or 0 for no bound)", l))
+	}
 	if l := s.GetLeewayMs(); l > MaxLeeway.Milliseconds() {
 		add("leeway", violation.Invalid, fmt.Sprintf("%d ms: at most %s (clock skew only)", l, MaxLeeway))
 	}
@@ -176,6 +179,8 @@ type core struct {
 	header      []byte
 	cookie      []byte
 	debug       bool
+	requireExp  bool
+	maxLifetime int64 // nanos; 0: unbounded
 	cache       *tokenCache
 	log         zerolog.Logger
 }
@@ -254,8 +259,10 @@ func (v *Validator) Verify(tok []byte) (*Token, Reason) {
 	now := c.k.now().UnixNano()
 	if e := c.cache.get(tok); e != nil && e.gen == c.src.gen() && (e.until == 0 || now <= e.until) {
 		e.touch()
-		if v.rev != nil && v.rev.CheckToken(e.tok) {
-			return nil, v.reject(ReasonRevoked)
+		if v.rev != nil {
+			if r := v.rev.Verdict(e.tok); r != ReasonOK {
+				return nil, v.reject(r)
+			}
 		}
 		if e.reason != ReasonOK {
 			return e.tok, v.reject(e.reason)
@@ -266,8 +273,10 @@ func (v *Validator) Verify(tok []byte) (*Token, Reason) {
 	if t == nil {
 		return nil, v.reject(reason)
 	}
-	if v.rev != nil && v.rev.CheckToken(t) {
-		return nil, v.reject(ReasonRevoked)
+	if v.rev != nil {
+		if r := v.rev.Verdict(t); r != ReasonOK {
+			return nil, v.reject(r)
+		}
 	}
 	if reason != ReasonOK {
 		return t, v.reject(reason)
@@ -330,8 +339,9 @@ func (c *core) verify(tok []byte, now int64) (*Token, Reason) {
 	}
 	cl := Claims{m: m}
 	var exp int64
-	if n, ok := m["exp"].(json.Number); ok {
-		exp = secondsToNanos(n)
+	expN, hasExp := m["exp"].(json.Number)
+	if hasExp {
+		exp = secondsToNanos(expN)
 		if now-c.leeway > exp {
 			return nil, ReasonExpired
 		}
@@ -339,6 +349,18 @@ func (c *core) verify(tok []byte, now int64) (*Token, Reason) {
 	for _, name := range [...]string{"nbf", "iat"} {
 		if n, ok := m[name].(json.Number); ok && now+c.leeway < secondsToNanos(n) {
 			return nil, ReasonNotYetValid
+		}
+	}
+	if !hasExp && c.requireExp {
+		return nil, ReasonNoExpiry
+	}
+	if c.maxLifetime > 0 {
+		// exp - iat, not exp - now: a token refused now for a long
+		// remaining life must not become acceptable later, when a
+		// revocation made meanwhile may already have lapsed.
+		iat, hasIat := m["iat"].(json.Number)
+		if !hasExp || !hasIat || exp > satAdd(secondsToNanos(iat), c.maxLifetime) {
+			return nil, ReasonLifetime
 		}
 	}
 	if c.issuer != "" {
@@ -535,6 +557,8 @@ func compile(k *Keys, s *gatewayv1.JWTValidator, key string, src *source) *core 
 		header:      []byte(cmp.Or(s.GetAuthHeaderName(), DefaultAuthHeader)),
 		cookie:      []byte(cmp.Or(s.GetCookieKey(), DefaultCookieKey)),
 		debug:       s.GetOperationDebug(),
+		requireExp:  s.GetRequireExp() || s.GetMaxTokenLifetimeMs() > 0,
+		maxLifetime: s.GetMaxTokenLifetimeMs() * int64(time.Millisecond),
 		cache:       newTokenCache(k.cfg.TokenCacheSize),
 		log:         k.log,
 	}

@@ -811,3 +811,95 @@ func TestHeaderSafe(t *testing.T) {
 		t.Errorf("propagated values = %q", got)
 	}
 }
+
+// TestTokenLifetime covers require_exp and max_token_lifetime: the bound is
+// on exp - iat, so a long-lived token stays refused as it ages.
+func TestTokenLifetime(t *testing.T) {
+	t.Parallel()
+	a := rsaKey(t, "key-a")
+	srv := newJWKSServer(t, a)
+	k := newTestKeys(t, KeysConfig{})
+	now := time.Now()
+	with := func(mut func(*gatewayv1.JWTValidator)) *gatewayv1.JWTValidator {
+		s := spec(srv.url(), "RS256")
+		mut(s)
+		return s
+	}
+	requireExp := with(func(s *gatewayv1.JWTValidator) { s.RequireExp = true })
+	hour := with(func(s *gatewayv1.JWTValidator) { s.MaxTokenLifetimeMs = time.Hour.Milliseconds() })
+	tests := []struct {
+		name   string
+		spec   *gatewayv1.JWTValidator
+		claims map[string]any
+		want   Reason
+	}{
+		{"no exp, not required (KrakenD)", spec(srv.url(), "RS256"), claimsAt(now, map[string]any{"exp": nil}), ReasonOK},
+		{"no exp, required", requireExp, claimsAt(now, map[string]any{"exp": nil}), ReasonNoExpiry},
+		{"exp, required", requireExp, claimsAt(now, nil), ReasonOK},
+		{"exp 1e300, required", requireExp, claimsAt(now, map[string]any{"exp": 1e300}), ReasonOK},
+		{"exp 1e300, bounded", hour, claimsAt(now, map[string]any{"exp": 1e300}), ReasonLifetime},
+		{"lifetime at the bound", hour, claimsAt(now, map[string]any{"exp": now.Add(time.Hour).Unix()}), ReasonOK},
+		{"lifetime over the bound", hour, claimsAt(now, map[string]any{"exp": now.Add(time.Hour + time.Second).Unix()}), ReasonLifetime},
+		{"bounded, no exp", hour, claimsAt(now, map[string]any{"exp": nil}), ReasonNoExpiry},
+		{"bounded, no iat", hour, claimsAt(now, map[string]any{"iat": nil}), ReasonLifetime},
+		// Issued 2 h ago for 3 h: 1 h left, but the lifetime is 3 h.
+		{"aged long-lived token", hour, claimsAt(now, map[string]any{"iat": now.Add(-2 * time.Hour).Unix(), "nbf": nil, "exp": now.Add(time.Hour).Unix()}), ReasonLifetime},
+		{"iat far in the past", hour, claimsAt(now, map[string]any{"iat": -1e300}), ReasonLifetime},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newTestValidator(t, k, nil, tc.spec)
+			tok := []byte(sign(t, a, jwa.RS256(), tc.claims, nil))
+			for range 2 { // uncached, then cached
+				if _, r := v.Verify(tok); r != tc.want {
+					t.Fatalf("reason = %v, want %v", r, tc.want)
+				}
+			}
+			if tc.want != ReasonOK && tc.want.Status() != 401 {
+				t.Fatalf("status %d, want 401", tc.want.Status())
+			}
+		})
+	}
+	if vs := CheckSpec("jwt", with(func(s *gatewayv1.JWTValidator) { s.MaxTokenLifetimeMs = 10 })); len(vs) != 1 || vs[0].GetPath() != "jwt.max_token_lifetime" {
+		t.Fatalf("CheckSpec(max_token_lifetime 10ms) = %v, want one violation at jwt.max_token_lifetime", vs)
+	}
+}
+
+// TestRevocationsUnknownFailClosed: a set marked unknown refuses every
+// valid token with 503 (cached or not) until Confirm, then revocation
+// applies as usual.
+func TestRevocationsUnknownFailClosed(t *testing.T) {
+	t.Parallel()
+	a := rsaKey(t, "key-a")
+	srv := newJWKSServer(t, a)
+	k := newTestKeys(t, KeysConfig{})
+	rev := NewRevocations(RevocationsConfig{RebuildPeriod: -1})
+	v := newTestValidator(t, k, rev, spec(srv.url(), "RS256"))
+	good := authzToken(t, a, map[string]any{"jti": "good"})
+	revoked := authzToken(t, a, map[string]any{"jti": "bad"})
+	if _, r := v.Verify(good); r != ReasonOK { // now cached
+		t.Fatalf("before: %v", r)
+	}
+	rev.MarkUnknown()
+	if rev.Known() {
+		t.Fatal("Known after MarkUnknown")
+	}
+	for _, tok := range [][]byte{good, revoked} {
+		if _, r := v.Verify(tok); r != ReasonRevocationsUnknown || r.Status() != 503 {
+			t.Fatalf("unknown set: %v (status %d), want revocations_unknown 503", r, r.Status())
+		}
+	}
+	if _, r := v.Verify([]byte("garbage")); r != ReasonMalformed {
+		t.Fatalf("garbage with unknown set: %v, want malformed (401)", r)
+	}
+	if err := rev.ApplyDelta([]*gatewayv1.RevocationEntry{{Claim: "jti", Value: "bad"}}, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	rev.Confirm()
+	if _, r := v.Verify(good); r != ReasonOK {
+		t.Fatalf("confirmed, good token: %v", r)
+	}
+	if _, r := v.Verify(revoked); r != ReasonRevoked {
+		t.Fatalf("confirmed, revoked token: %v", r)
+	}
+}

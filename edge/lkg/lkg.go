@@ -371,26 +371,34 @@ func (s *Store) SaveRevocations(set *gatewayv1.RevocationReset) error {
 // ErrNotFound when the dir holds no revocation state at all, and another
 // error when it holds some but none is valid.
 func (s *Store) LoadRevocations() (*gatewayv1.RevocationReset, error) {
+	set, _, err := s.LoadRevocationsReport()
+	return set, err
+}
+
+// LoadRevocationsReport is LoadRevocations that also says how many newer
+// records were skipped as corrupt: a set returned with skipped > 0 is an
+// older copy that may lack the newest revocations.
+func (s *Store) LoadRevocationsReport() (set *gatewayv1.RevocationReset, skipped int, err error) {
 	files, err := s.list(kindRevocations)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var bad int
 	for _, f := range files {
 		env, err := s.read(f)
 		if err == nil {
 			set := &gatewayv1.RevocationReset{}
 			if err = proto.Unmarshal(env.GetPayload(), set); err == nil {
-				return set, nil
+				return set, skipped, nil
 			}
 		}
-		bad++
+		skipped++
 		s.log.Warn().Str("file", f.name).Err(err).Msg("skipping corrupt revocations record")
 	}
 	if len(files) > 0 {
-		return nil, fmt.Errorf("lkg load revocations: all %d records corrupt", bad)
+		return nil, skipped, fmt.Errorf("lkg load revocations: all %d records corrupt", skipped)
 	}
-	return s.loadLegacyRevocations()
+	set, err = s.loadLegacyRevocations()
+	return set, 0, err
 }
 
 // save writes env as the newest record of se and prunes past se.keep.

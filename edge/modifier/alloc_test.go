@@ -38,7 +38,7 @@ func TestModifierAllocs(t *testing.T) {
 		t.Errorf("ModifyRequest allocs = %v, want 0", n)
 	}
 	if n := testing.AllocsPerRun(200, func() {
-		if err := m.ModifyResponse(&rs); err != nil {
+		if err := m.ModifyResponse(&rs, nil); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {

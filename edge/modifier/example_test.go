@@ -43,7 +43,7 @@ func Example() {
 	fmt.Printf("sent: %s X-Tenant=%s\n", req.URI().RequestURI(), req.Header.Peek("X-Tenant"))
 
 	resp.SetBodyString(`{"id":1}`) // proxy.Host.Do
-	if err := mod.ModifyResponse(resp); err != nil {
+	if err := mod.ModifyResponse(resp, nil); err != nil {
 		return // the backend call fails
 	}
 	// status check, then decode (or proxy.CopyNoOp on a no-op endpoint)

@@ -13,8 +13,8 @@ import (
 // handling is exercised with this one.
 type failing struct{ err error }
 
-func (f failing) modifyRequest(*fasthttp.Request) error   { return f.err }
-func (f failing) modifyResponse(*fasthttp.Response) error { return f.err }
+func (f failing) modifyRequest(*fasthttp.Request) error                      { return f.err }
+func (f failing) modifyResponse(*fasthttp.Response, *fasthttp.Request) error { return f.err }
 
 func TestGroupErrors(t *testing.T) {
 	t.Parallel()
@@ -42,7 +42,7 @@ func TestGroupErrors(t *testing.T) {
 				t.Errorf("request: later modifier ran = %v, want %v", got, tc.wantSet)
 			}
 			var resp fasthttp.Response
-			check(t, m.ModifyResponse(&resp), tc.wantErrs)
+			check(t, m.ModifyResponse(&resp, nil), tc.wantErrs)
 			if got := resp.Header.Peek("X-Set") != nil; got != tc.wantSet {
 				t.Errorf("response: later modifier ran = %v, want %v", got, tc.wantSet)
 			}

@@ -26,6 +26,9 @@
 //     Content-Length, and removes Content-Encoding (the new body is not
 //     encoded). martian's Range support (206 multipart answers built from
 //     the replacement body) is not implemented.
+//   - header.Append, header.Copy, header.Id, header.Filter,
+//     header.RegexFilter, querystring.Filter, url.Modifier, stash.Modifier
+//     and priority.Group: see more.go.
 //   - fifo.Group runs its modifiers in order. With aggregateErrors it runs
 //     all of them and returns their errors joined; otherwise it stops at
 //     the first error.
@@ -72,15 +75,18 @@ type requestModifier interface {
 	modifyRequest(req *fasthttp.Request) error
 }
 
+// modifyResponse gets the backend request too: martian's response
+// modifiers read res.Request (filters, stash).
 type responseModifier interface {
-	modifyResponse(resp *fasthttp.Response) error
+	modifyResponse(resp *fasthttp.Response, req *fasthttp.Request) error
 }
 
 // Modifier is one compiled modifier tree. It is immutable and safe for
 // concurrent use. A nil *Modifier is valid and modifies nothing.
 type Modifier struct {
-	req  requestModifier  // nil: nothing applies to requests
-	resp responseModifier // nil: nothing applies to responses
+	req      requestModifier  // nil: nothing applies to requests
+	resp     responseModifier // nil: nothing applies to responses
+	reroutes bool
 }
 
 // New compiles m. It returns nil (and no error) when m is nil: the backend
@@ -96,7 +102,7 @@ func New(m *gatewayv1.MartianModifier) (*Modifier, error) {
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, fmt.Errorf("modifier/martian: %w", err)
 	}
-	return &Modifier{req: req, resp: resp}, nil
+	return &Modifier{req: req, resp: resp, reroutes: c.reroutes}, nil
 }
 
 // ModifiesRequest reports whether ModifyRequest can change anything; a
@@ -119,18 +125,25 @@ func (m *Modifier) ModifyRequest(req *fasthttp.Request) error {
 }
 
 // ModifyResponse applies the response-scoped modifiers, in order, to the
-// backend response resp. Call it right after the round trip, before the
-// status check and decoding. resp is not retained.
-func (m *Modifier) ModifyResponse(resp *fasthttp.Response) error {
+// backend response resp to req (the request as sent, which filters and
+// stash.Modifier read). Call it right after the round trip, before the
+// status check and decoding. Neither is retained.
+func (m *Modifier) ModifyResponse(resp *fasthttp.Response, req *fasthttp.Request) error {
 	if m == nil || m.resp == nil {
 		return nil
 	}
-	return m.resp.modifyResponse(resp)
+	return m.resp.modifyResponse(resp, req)
 }
+
+// Reroutes reports whether ModifyRequest may send the request to another
+// host or scheme than the one it was built for (url.Modifier with a host
+// or a scheme): the caller then compares the URI with its host.
+func (m *Modifier) Reroutes() bool { return m != nil && m.reroutes }
 
 // compiler collects every violation of a tree.
 type compiler struct {
-	errs []error
+	errs     []error
+	reroutes bool // a url.Modifier changes the host or the scheme
 }
 
 func (c *compiler) fail(path, format string, args ...any) {
@@ -240,9 +253,9 @@ func (c *compiler) node(m *gatewayv1.MartianModifier, path string, inReq, inResp
 		}
 		return r, s
 	case nil:
-		c.fail(path, "no modifier set (want header_modifier, header_blacklist, querystring_modifier, body_modifier or fifo_group)")
+		c.fail(path, "no modifier set")
 	default:
-		c.fail(path, "unsupported modifier %T", k)
+		return c.more(m, path, onReq, onResp)
 	}
 	return nil, nil
 }
@@ -297,7 +310,7 @@ func (m *headerModifier) modifyRequest(req *fasthttp.Request) error {
 	return nil
 }
 
-func (m *headerModifier) modifyResponse(resp *fasthttp.Response) error {
+func (m *headerModifier) modifyResponse(resp *fasthttp.Response, _ *fasthttp.Request) error {
 	resp.Header.SetCanonical(m.name, m.value)
 	return nil
 }
@@ -320,7 +333,7 @@ func (m *blacklist) modifyRequest(req *fasthttp.Request) error {
 	return nil
 }
 
-func (m *blacklist) modifyResponse(resp *fasthttp.Response) error {
+func (m *blacklist) modifyResponse(resp *fasthttp.Response, _ *fasthttp.Request) error {
 	for _, n := range m.names {
 		resp.Header.DelBytes(n)
 	}
@@ -355,7 +368,7 @@ func (m *bodyModifier) modifyRequest(req *fasthttp.Request) error {
 	return nil
 }
 
-func (m *bodyModifier) modifyResponse(resp *fasthttp.Response) error {
+func (m *bodyModifier) modifyResponse(resp *fasthttp.Response, _ *fasthttp.Request) error {
 	resp.SetBody(m.body)
 	resp.Header.SetContentLength(len(m.body))
 	resp.Header.SetCanonical(hdrContentType, m.contentType)
@@ -387,10 +400,10 @@ type responseGroup struct {
 	aggregate bool
 }
 
-func (g *responseGroup) modifyResponse(resp *fasthttp.Response) error {
+func (g *responseGroup) modifyResponse(resp *fasthttp.Response, req *fasthttp.Request) error {
 	var errs []error
 	for _, m := range g.mods {
-		if err := m.modifyResponse(resp); err != nil {
+		if err := m.modifyResponse(resp, req); err != nil {
 			if !g.aggregate {
 				return err
 			}

@@ -51,7 +51,7 @@ func BenchmarkModifier(b *testing.B) {
 				for pb.Next() {
 					rs.Header.Set("X-Secret", "s")
 					rs.SetBodyString(`{"from":"backend"}`)
-					if err := m.ModifyResponse(&rs); err != nil {
+					if err := m.ModifyResponse(&rs, nil); err != nil {
 						b.Fatal(err)
 					}
 					rs.Reset()

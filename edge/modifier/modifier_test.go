@@ -137,7 +137,7 @@ func roundTrip(t *testing.T, hc *fasthttp.HostClient, m *modifier.Modifier, path
 	if err := hc.DoTimeout(rq, rs, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.ModifyResponse(rs); err != nil {
+	if err := m.ModifyResponse(rs, nil); err != nil {
 		t.Fatalf("ModifyResponse: %v", err)
 	}
 	var r result
@@ -352,7 +352,7 @@ func TestModifierNil(t *testing.T) {
 	if err := m.ModifyRequest(&fasthttp.Request{}); err != nil {
 		t.Error(err)
 	}
-	if err := m.ModifyResponse(&fasthttp.Response{}); err != nil {
+	if err := m.ModifyResponse(&fasthttp.Response{}, nil); err != nil {
 		t.Error(err)
 	}
 }

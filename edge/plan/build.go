@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/apigw/gateway/proto/feature"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/apigw/gateway/edge/router"
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
+	"github.com/apigw/gateway/edge/tlsconf"
 	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/violation"
@@ -56,6 +58,9 @@ type Deps struct {
 	DisabledFeatures []string
 	// Metrics receives the data-plane metrics; nil disables them.
 	Metrics *Metrics
+	// Resolver resolves sd: dns backends' SRV names and their targets;
+	// nil means net.DefaultResolver (tests point it at their own DNS).
+	Resolver *net.Resolver
 
 	// Keys is the process-wide JWKS and validator registry (auth.NewKeys):
 	// create it once per edge process and pass it to every Build, so a push
@@ -130,8 +135,16 @@ type builder struct {
 	qosReg     *qos.Registry
 	ownQoS     bool
 	lease      *qos.Lease
-	tracer     *tracing.Tracer // nil without telemetry/opentelemetry
+
+	clientTLSDone bool
+	clientTLSErr  bool
+	clientTLSCfg  proxy.ClientTLS
+	tracer        *tracing.Tracer // nil without telemetry/opentelemetry
+	clientIP      *proxy.ClientIP // the plan's, for the rate-limit key check
 }
+
+// clientIPTrusts reports whether router.trusted_proxies names a proxy.
+func (b *builder) clientIPTrusts() bool { return b.clientIP != nil && b.clientIP.Trusts() }
 
 // MaxEndpoints is the most endpoints an edge builds from one snapshot.
 const MaxEndpoints = 100_000
@@ -290,7 +303,12 @@ func (b *builder) build() (*Plan, error) {
 	if err != nil {
 		b.violate("service.router.trusted_proxies", violation.Invalid, err.Error())
 	}
-	p.clientIP = clientIP
+	p.clientIP, b.clientIP = clientIP, clientIP
+	if spec := svc.GetTls(); spec != nil {
+		if p.tls, err = tlsconf.NewServer(spec, b.deps.Logger); err != nil {
+			b.violateTLS(err)
+		}
+	}
 	if svc.GetRevoker() != nil && b.deps.Revocations == nil {
 		b.violate("service.extra_config.auth/revoker", violation.Unsupported, "this edge has no revocation set to enforce auth/revoker with")
 	}
@@ -355,6 +373,31 @@ func (b *builder) build() (*Plan, error) {
 		return nil, &BuildError{Violations: b.violations}
 	}
 	return p, nil
+}
+
+// violateTLS reports a TLS file that cannot be used, at the key naming it.
+func (b *builder) violateTLS(err error) {
+	var fe *tlsconf.FileError
+	if errors.As(err, &fe) {
+		b.violate("service."+fe.Path, violation.Invalid, err.Error())
+		return
+	}
+	b.violate("service", violation.Invalid, err.Error())
+}
+
+// clientTLS loads the service's client_tls once per build; ok is false
+// when it cannot be loaded (reported once).
+func (b *builder) clientTLS() (proxy.ClientTLS, bool) {
+	if !b.clientTLSDone {
+		b.clientTLSDone = true
+		cfg, key, err := tlsconf.NewClient(b.snap.GetService().GetHttpClient().GetTls())
+		if err != nil {
+			b.violateTLS(err)
+			b.clientTLSErr = true
+		}
+		b.clientTLSCfg = proxy.ClientTLS{Config: cfg, Key: key}
+	}
+	return b.clientTLSCfg, !b.clientTLSErr
 }
 
 func (b *builder) routeViolations(err error) {
@@ -540,6 +583,15 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),
 		DisableCompression:  hc.GetDisableCompression(),
 	}
+	if be.GetSd() == "dns" {
+		ccfg.SD = proxy.SD{Name: be.GetHosts()[0], Scheme: be.GetSdScheme(),
+			TTL: time.Duration(hc.GetDnsCacheTtlMs()) * time.Millisecond, Resolver: b.deps.Resolver}
+	}
+	tlsCfg, ok := b.clientTLS()
+	if !ok {
+		return nil
+	}
+	ccfg.TLS = tlsCfg
 	if err := ccfg.Validate(); err != nil {
 		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil

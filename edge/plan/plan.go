@@ -60,6 +60,7 @@ import (
 	"github.com/apigw/gateway/edge/router"
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
+	"github.com/apigw/gateway/edge/tlsconf"
 	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -114,6 +115,7 @@ type Plan struct {
 	panics         prometheus.Counter // nil without metrics
 	metricsOwner   *Metrics           // the Metrics labels are held on
 	labels         []labelUse
+	tls            *tlsconf.Server // service tls; nil: plain HTTP
 
 	upstreams    *Upstreams
 	upstreamKeys []clientIdentity
@@ -153,11 +155,24 @@ type endpoint struct {
 	keySlot int                   // parameter slot (keyParam)
 }
 
+// Protected reports whether some endpoint validates JWTs (and so depends
+// on the revocation set).
+func (p *Plan) Protected() bool { return len(p.validators) > 0 }
+
 // HealthPath returns the health check path, "" when health is disabled.
 func (p *Plan) HealthPath() string { return p.healthPath }
 
 // Service returns the service settings (listener, logging, metrics).
 func (p *Plan) Service() *gatewayv1.Service { return p.svc }
+
+// TLS returns the configuration of the edge's listener when the service
+// enables tls, or nil for plain HTTP (and for a nil Plan).
+func (p *Plan) TLS() *tlsconf.Server {
+	if p == nil {
+		return nil
+	}
+	return p.tls
+}
 
 // Release tells the registries this plan's state may go: upstream clients
 // and QoS components (rate limiters, breakers, caches) close after their
@@ -204,6 +219,7 @@ type reqState struct {
 	params router.Params
 	in     proxy.Inbound
 	buf    []byte // Allow, Location, Retry-After and X-RateLimit-* values
+	ipKey  []byte // the rate-limit client address read from a header
 	claims tokenClaims
 	limit  ratelimit.Decision // the router rate limit's decision
 	log    *accesslog.Entry   // nil without an access log

@@ -269,3 +269,24 @@ func TestTracingUnsampledProxyAllocs(t *testing.T) {
 		t.Errorf("unsampled traced json proxy: %v allocs per request, want 0", n)
 	}
 }
+
+// TestIPKeyRateLimitAllocs: the client address read from a trusted proxy's
+// X-Forwarded-For (strategy ip + key) costs no allocation per request.
+func TestIPKeyRateLimitAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+	ep.RateLimit = &gatewayv1.RouterRateLimit{MaxRate: 1e9, ClientMaxRate: 1e9, Strategy: "ip", Key: "X-Forwarded-For"}
+	snap := snapshot(ep)
+	snap.Service.Router.TrustedProxies = []string{"127.0.0.1"}
+	p := mustBuild(t, snap, protectDeps(t, nil))
+	ctx := newCtx("GET", "/users/42", "")
+	ctx.Request.Header.Set("X-Forwarded-For", "198.51.100.7, 203.0.113.9, 127.0.0.1")
+	for i := 0; i < 50; i++ {
+		if st := serveOnce(p.Serve, ctx); st != 200 {
+			t.Fatalf("warm-up status %d: %s", st, bodyOf(ctx))
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+		t.Errorf("ip key rate limit: %v allocs per request, want 0", n)
+	}
+}

@@ -1,13 +1,13 @@
 package plan
 
 import (
-	"bytes"
 	"context"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/qos/breaker"
@@ -64,6 +64,7 @@ func (b *builder) endpointAuth(path string, e *gatewayv1.Endpoint, ep *endpoint)
 		b.violate(vpath, violation.Invalid, err.Error())
 		return
 	}
+	spec = revocableSpec(spec, b.snap.GetService().GetRevoker())
 	v, err := auth.New(b.jwksContext(), auth.Config{Spec: spec, Keys: keys, Revocations: b.deps.Revocations, Name: e.GetName()})
 	if err != nil {
 		b.violate(vpath, violation.Invalid, err.Error())
@@ -71,6 +72,44 @@ func (b *builder) endpointAuth(path string, e *gatewayv1.Endpoint, ep *endpoint)
 	}
 	b.validators = append(b.validators, v)
 	ep.jwt = v
+}
+
+// revocableSpec is the validator settings under which a revocation never
+// lapses before the tokens it matches: with an `auth/revoker`, a token must
+// carry exp and iat, and exp - iat must not exceed RevocableLifetime (a
+// smaller max_token_lifetime stays). Without a revoker the settings are the
+// endpoint's own.
+func revocableSpec(spec *gatewayv1.JWTValidator, rv *gatewayv1.Revoker) *gatewayv1.JWTValidator {
+	if rv == nil {
+		return spec
+	}
+	bound := RevocableLifetime(rv.GetTtlMs(), spec.GetLeewayMs())
+	if spec.GetRequireExp() && spec.GetMaxTokenLifetimeMs() > 0 && spec.GetMaxTokenLifetimeMs() <= bound {
+		return spec
+	}
+	out := proto.CloneOf(spec)
+	out.RequireExp = true
+	if l := out.GetMaxTokenLifetimeMs(); l <= 0 || l > bound {
+		out.MaxTokenLifetimeMs = bound
+	}
+	return out
+}
+
+// RevocableLifetime is the longest token lifetime (exp - iat, ms) whose
+// revocation cannot lapse first, for a revoker ttl and a validator leeway
+// (both ms; zero means the defaults). A revocation made at time r lasts
+// until r + ttl (the control plane's expiry for a revocation given without
+// one). A token that existed at r was issued by then, give or take the
+// leeway on iat, and is accepted until exp plus the leeway: so exp - iat
+// <= ttl - 2·leeway keeps it refused to the end. At least 1 s.
+func RevocableLifetime(ttlMs, leewayMs int64) int64 {
+	if ttlMs <= 0 {
+		ttlMs = auth.DefaultRevocationTTL.Milliseconds()
+	}
+	if leewayMs <= 0 {
+		leewayMs = auth.DefaultLeeway.Milliseconds()
+	}
+	return max(ttlMs-2*leewayMs, time.Second.Milliseconds())
 }
 
 // jwksContext bounds the waits for first JWKS fetches of the whole build
@@ -115,6 +154,11 @@ func (b *builder) endpointRateLimit(path string, e *gatewayv1.Endpoint, ep *endp
 	case ratelimit.StrategyIP:
 		ep.keyKind = keyIP
 		if key != "" {
+			if !b.clientIPTrusts() {
+				b.violate(rpath+".key", violation.Invalid, "strategy ip with key "+strconv.Quote(key)+
+					" reads the client address from a header, which any client can set: list the proxies that set it in router.trusted_proxies")
+				return
+			}
 			ep.keyKind, ep.keyName = keyIPHeader, []byte(key)
 		}
 	case ratelimit.StrategyHeader:
@@ -219,9 +263,12 @@ func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState
 		// KrakenD's JWT middleware answers before its endpoint handler
 		// sets X-KrakenD: a 401/403 carries neither header nor text.
 		ctx.Response.Header.DelBytes(hdrXKrakenD)
-		if reason.Status() == fasthttp.StatusForbidden {
+		switch reason.Status() {
+		case fasthttp.StatusForbidden:
 			p.writeError(ctx, fasthttp.StatusForbidden, bodyForbidden)
-		} else {
+		case fasthttp.StatusServiceUnavailable:
+			p.writeError(ctx, fasthttp.StatusServiceUnavailable, bodyServiceUnavailable)
+		default:
 			p.writeError(ctx, fasthttp.StatusUnauthorized, bodyUnauthorized)
 		}
 		return false
@@ -238,7 +285,7 @@ func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState
 // answer carries the X-RateLimit-* headers too.
 func (p *Plan) rateLimit(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
 	stage := st.trace.StartStage(ep.trace, "rate-limit")
-	d := ep.limiter.Allow(context.Background(), clientKey(ctx, ep, st))
+	d := ep.limiter.Allow(context.Background(), p.clientKey(ctx, ep, st))
 	stage.End(!d.Allowed, "")
 	st.limit = d
 	if d.Allowed {
@@ -274,20 +321,21 @@ func setRateHeaders(ctx *fasthttp.RequestCtx, st *reqState) {
 
 // clientKey extracts the client identity of the router rate limit. The
 // result aliases the request and is used before the handler returns.
-func clientKey(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) []byte {
+func (p *Plan) clientKey(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) []byte {
 	switch ep.keyKind {
 	case keyIP:
 		return st.in.ClientIP
 	case keyIPHeader:
-		// KrakenD: the first address of the configured header (the operator
-		// names a header its own proxy sets), else the client IP.
-		if v := ctx.Request.Header.PeekBytes(ep.keyName); len(v) > 0 {
-			if i := bytes.IndexByte(v, ','); i >= 0 {
-				v = v[:i]
-			}
-			if v = bytes.TrimSpace(v); len(v) > 0 {
-				return v
-			}
+		// KrakenD takes the header's first address from anyone, so a
+		// client rotating X-Forwarded-For gets a fresh bucket per request.
+		// We believe the header only from router.trusted_proxies, and
+		// take the rightmost address that is not a trusted proxy (plan
+		// building refuses the strategy without trusted proxies);
+		// otherwise the client IP.
+		var ok bool
+		st.ipKey, ok = p.clientIP.AppendForwarded(st.ipKey[:0], ctx.RemoteIP(), ctx.Request.Header.PeekBytes(ep.keyName))
+		if ok {
+			return st.ipKey
 		}
 		return st.in.ClientIP
 	case keyHeader:
@@ -307,15 +355,23 @@ func (p *Plan) serviceUnavailable(ctx *fasthttp.RequestCtx, st *reqState, retryA
 }
 
 // validate checks the request body against the endpoint's JSON schema:
-// 400 with the fixed body for a missing or invalid body (the reason is
-// never sent; KrakenD sends it with return_error_msg). A rate-limited
-// answer keeps its X-RateLimit-* headers.
+// 400 for a missing or invalid body, with KrakenD's text under
+// router.return_error_msg (the validator's words) and otherwise the status
+// alone. A rate-limited answer keeps its X-RateLimit-* headers.
 func (p *Plan) validate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
-	if err := ep.schema.Validate(ctx.Request.Body()); err != nil {
+	body := ctx.Request.Body()
+	if err := ep.schema.Validate(body); err != nil {
 		if ep.limiter != nil {
 			setRateHeaders(ctx, st)
 		}
 		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+		if p.returnErrorMsg && !p.jsonErrors {
+			ctx.SetStatusCode(fasthttp.StatusBadRequest)
+			ctx.SetContentTypeBytes(contentTypeTextUTF8)
+			st.buf = ep.schema.AppendErrorText(st.buf[:0], body)
+			ctx.SetBody(st.buf)
+			return false
+		}
 		p.writeError(ctx, fasthttp.StatusBadRequest, bodyBadRequest)
 		return false
 	}

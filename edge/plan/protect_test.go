@@ -515,3 +515,20 @@ func TestStateSurvivesRebuild(t *testing.T) {
 		t.Errorf("registry holds %d components after every plan was released and the grace passed, want 0", n)
 	}
 }
+
+// TestIPKeyNeedsTrustedProxies: plan building refuses strategy ip with a
+// header key when router.trusted_proxies is empty (the control plane's
+// validator does too), so a hand-made snapshot cannot reopen the bypass.
+func TestIPKeyNeedsTrustedProxies(t *testing.T) {
+	t.Parallel()
+	ep := endpoint("GET", "/a", backend("127.0.0.1:1", "/a"))
+	ep.RateLimit = &gatewayv1.RouterRateLimit{ClientMaxRate: 2, EveryMs: 60_000, Strategy: "ip", Key: "X-Forwarded-For"}
+	_, err := plan.Build(snapshot(ep), protectDeps(t, nil))
+	be, ok := err.(*plan.BuildError)
+	if !ok || len(be.Violations) != 1 || be.Violations[0].GetPath() != "endpoints[0].extra_config.qos/ratelimit/router.key" {
+		t.Fatalf("Build = %v, want one violation at endpoints[0].extra_config.qos/ratelimit/router.key", err)
+	}
+	snap := snapshot(ep)
+	snap.Service.Router.TrustedProxies = []string{"10.0.0.0/8"}
+	mustBuild(t, snap, protectDeps(t, nil))
+}

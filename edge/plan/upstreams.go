@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,10 @@ type clientIdentity struct {
 	maxResponseBodySize int
 	disableKeepAlives   bool
 	insecureSkipVerify  bool
+	tls                 string // TLS.Key
+	sdName, sdScheme    string
+	sdTTL               time.Duration
+	sdResolver          *net.Resolver
 	roundRobin          bool
 	maxShadowCalls      int
 	disableCompression  bool
@@ -64,6 +69,11 @@ func identityOf(c proxy.ClientConfig) clientIdentity {
 		maxResponseBodySize: c.MaxResponseBodySize,
 		disableKeepAlives:   c.DisableKeepAlives,
 		insecureSkipVerify:  c.InsecureSkipVerify,
+		tls:                 c.TLS.Key,
+		sdName:              c.SD.Name,
+		sdScheme:            c.SD.Scheme,
+		sdTTL:               c.SD.TTL,
+		sdResolver:          c.SD.Resolver,
 		roundRobin:          c.RoundRobin,
 		maxShadowCalls:      c.MaxShadowCalls,
 		disableCompression:  c.DisableCompression,

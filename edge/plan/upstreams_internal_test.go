@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"net"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -70,6 +71,30 @@ func TestClientIdentityCoversEverySetting(t *testing.T) {
 			v.SetInt(v.Int() + 1)
 		case reflect.Slice:
 			v.Set(reflect.ValueOf([]string{"http://a:1\x00http://b:2"})) // what a NUL-joined key would confuse with the two hosts
+		case reflect.Struct:
+			switch f.Name {
+			case "TLS":
+				c.TLS.Key += "x" // the key identifies the configuration
+			case "SD":
+				for _, change := range []func(*proxy.SD){
+					func(s *proxy.SD) { s.Name += "x" },
+					func(s *proxy.SD) { s.Scheme += "x" },
+					func(s *proxy.SD) { s.TTL++ },
+					func(s *proxy.SD) { s.Resolver = &net.Resolver{} },
+				} {
+					d := c
+					change(&d.SD)
+					if identityOf(d) == identityOf(base) {
+						t.Errorf("ClientConfig.SD changed (%+v), identity did not", d.SD)
+					}
+				}
+				if reflect.TypeOf(c.SD).NumField() != 4 {
+					t.Error("proxy.SD has a new field: teach identityOf and this test about it")
+				}
+				continue
+			default:
+				t.Fatalf("ClientConfig.%s (%s): teach identityOf and this test about it", f.Name, v.Kind())
+			}
 		default:
 			t.Fatalf("ClientConfig.%s (%s): teach identityOf and this test about it", f.Name, v.Kind())
 		}

@@ -81,7 +81,7 @@ func (b *Backend) RoundTrip(h *Host, req *fasthttp.Request, resp *fasthttp.Respo
 		b.CachePut(req, resp)
 	}
 	if b.mod.ModifiesResponse() {
-		if err := b.mod.ModifyResponse(resp); err != nil {
+		if err := b.mod.ModifyResponse(resp, req); err != nil {
 			return reached, err
 		}
 	}

@@ -130,6 +130,31 @@ func (c *ClientIP) Append(dst []byte, remote net.IP, h *fasthttp.RequestHeader) 
 	return ra.AppendTo(dst)
 }
 
+// AppendForwarded appends the client address that header value v names,
+// when the request comes from remote and remote is a trusted proxy
+// (TrustedProxies; forwarded_by_client_ip is not needed). The list is
+// walked right to left and the first address that is not a trusted proxy
+// wins, so addresses a client put in front of its proxy's are never
+// believed. ok is false, and dst unchanged, when remote is not trusted or
+// v holds no usable address: the caller then uses the client IP.
+func (c *ClientIP) AppendForwarded(dst []byte, remote net.IP, v []byte) (_ []byte, ok bool) {
+	if len(c.trusted) == 0 || len(v) == 0 {
+		return dst, false
+	}
+	ra, ok := netip.AddrFromSlice(remote)
+	if !ok || !c.isTrusted(ra) {
+		return dst, false
+	}
+	ip, ok := c.fromHeader(v)
+	if !ok {
+		return dst, false
+	}
+	return ip.AppendTo(dst), true
+}
+
+// Trusts reports whether any trusted proxy is configured.
+func (c *ClientIP) Trusts() bool { return len(c.trusted) > 0 }
+
 func (c *ClientIP) fromHeader(v []byte) (netip.Addr, bool) {
 	for len(v) > 0 {
 		var item []byte

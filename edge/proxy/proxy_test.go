@@ -144,7 +144,29 @@ func TestBuildRequest(t *testing.T) {
 		{
 			name:    "body is copied",
 			pattern: "/b", uri: "/b",
-			cfg:  BackendConfig{Method: "PUT", URLPattern: "/b"},
+			cfg: BackendConfig{Method: "PUT", URLPattern: "/b"},
+			want: out{Method: "PUT", URI: "http://b.internal:8080/b", Body: "payload",
+				Headers: map[string]string{"Transfer-Encoding": "chunked", "User-Agent": "KrakenD Version t",
+					"X-Forwarded-For": "10.1.2.3", "X-Forwarded-Host": "edge.example"}},
+		},
+		{
+			// lura sends the body sized only when it forwards the client's
+			// Content-Length, or buffers it for send_body_on_redirect.
+			name:    "body sized when Content-Length is forwarded",
+			pattern: "/b", uri: "/b",
+			cfg:  BackendConfig{Method: "PUT", URLPattern: "/b", EndpointHeaders: []string{"Content-Length"}},
+			want: out{Method: "PUT", URI: "http://b.internal:8080/b", Body: "payload"},
+		},
+		{
+			name:    "body sized with every header forwarded",
+			pattern: "/b", uri: "/b",
+			cfg:  BackendConfig{Method: "PUT", URLPattern: "/b", EndpointHeaders: []string{"*"}},
+			want: out{Method: "PUT", URI: "http://b.internal:8080/b", Body: "payload"},
+		},
+		{
+			name:    "body sized with send_body_on_redirect",
+			pattern: "/b", uri: "/b",
+			cfg:  BackendConfig{Method: "PUT", URLPattern: "/b", SendBodyOnRedirect: true},
 			want: out{Method: "PUT", URI: "http://b.internal:8080/b", Body: "payload"},
 		},
 	}
@@ -425,10 +447,52 @@ func TestNewClientErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got := string(c.hosts[0].scheme) + "|" + c.hosts[0].hc.Addr + "|" + c.hosts[1].hc.Addr; got != "http|10.0.0.1:8080|secure.example:443" {
+	hosts := *c.hosts.Load()
+	if got := string(hosts[0].scheme) + "|" + hosts[0].hc.Addr + "|" + hosts[1].hc.Addr; got != "http|10.0.0.1:8080|secure.example:443" {
 		t.Errorf("hosts = %s", got)
 	}
-	if !strings.HasPrefix(string(c.hosts[1].scheme), "https") || !c.hosts[1].hc.IsTLS {
+	if !strings.HasPrefix(string(hosts[1].scheme), "https") || !hosts[1].hc.IsTLS {
 		t.Error("https host without TLS")
+	}
+}
+
+// TestAppendForwarded: the rate-limit key's header is believed only from a
+// trusted proxy (forwarded_by_client_ip not needed), right to left.
+func TestAppendForwarded(t *testing.T) {
+	trusted := ClientIPConfig{TrustedProxies: []string{"10.0.0.0/8"}}
+	tests := []struct {
+		name   string
+		cfg    ClientIPConfig
+		remote string
+		value  string
+		want   string // "" when not believed
+	}{
+		{"no trusted proxies", ClientIPConfig{}, "10.0.0.9", "1.1.1.1", ""},
+		{"untrusted peer", trusted, "192.168.1.1", "1.1.1.1", ""},
+		{"trusted peer", trusted, "10.0.0.9", "1.1.1.1", "1.1.1.1"},
+		{"spoofed prefix ignored", trusted, "10.0.0.9", "6.6.6.6, 1.1.1.1", "1.1.1.1"},
+		{"trusted hops skipped", trusted, "10.0.0.9", "6.6.6.6, 1.1.1.1, 10.1.1.1", "1.1.1.1"},
+		{"only trusted: leftmost", trusted, "10.0.0.9", "10.2.2.2, 10.1.1.1", "10.2.2.2"},
+		{"garbage", trusted, "10.0.0.9", "nope", ""},
+		{"empty", trusted, "10.0.0.9", "", ""},
+		{"mapped IPv4 peer", trusted, "::ffff:10.0.0.9", "2001:db8::1", "2001:db8::1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewClientIP(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := c.AppendForwarded([]byte("x"), net.ParseIP(tc.remote), []byte(tc.value))
+			if tc.want == "" {
+				if ok || string(got) != "x" {
+					t.Fatalf("believed: %q %v", got, ok)
+				}
+				return
+			}
+			if !ok || string(got) != "x"+tc.want {
+				t.Fatalf("got %q %v, want x%s", got, ok, tc.want)
+			}
+		})
 	}
 }

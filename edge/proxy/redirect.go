@@ -44,7 +44,13 @@ func isRedirect(status int) bool {
 
 // do sends req to h and follows the backend's redirects into resp.
 func (b *Backend) do(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
-	if err := h.Do(req, resp, deadline); err != nil {
+	if b.mod.Reroutes() && (!bytes.Equal(req.URI().Host(), h.host) || !bytes.Equal(req.URI().Scheme(), h.scheme)) {
+		// A url.Modifier sent the call elsewhere: the pool of h dials
+		// its own host only.
+		if err := b.client.redirects.DoDeadline(req, resp, deadline); err != nil {
+			return err
+		}
+	} else if err := h.Do(req, resp, deadline); err != nil {
 		return err
 	}
 	if !isRedirect(resp.StatusCode()) {
@@ -59,7 +65,10 @@ func (b *Backend) follow(h *Host, req *fasthttp.Request, resp *fasthttp.Response
 	hop := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(hop)
 	req.CopyTo(hop)
-	hasBody := len(req.Body()) > 0
+	// A chunked body (BuildRequest) is gone once written; its header says
+	// there was one. 307 and 308 then answer with the 3xx, as Go's client
+	// does with a body it cannot rewind.
+	hasBody := len(req.Body()) > 0 || req.Header.ContentLength() == -1
 	origHost := string(req.URI().Host())
 	stripped := false
 	for n := 1; ; n++ {

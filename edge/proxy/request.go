@@ -98,7 +98,10 @@ type Backend struct {
 	mod     *modifier.Modifier
 
 	bodyOnRedirect bool
-	trace          *tracing.Layer
+	// sizedBody: a request body goes out with Content-Length, not chunked
+	// (see BuildRequest).
+	sizedBody bool
+	trace     *tracing.Layer
 }
 
 type partKind uint8
@@ -163,6 +166,7 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 	b.path = compileTemplate(pathPart, cfg.ParamNames, cfg.Sequential)
 	b.query = compileTemplate(queryPart, cfg.ParamNames, cfg.Sequential)
 	b.compileHeaders(cfg.EndpointHeaders, cfg.BackendHeaders)
+	b.sizedBody = b.sizedBody || cfg.SendBodyOnRedirect
 	b.qAll, b.qNames = intersect(cfg.EndpointQuery, cfg.BackendQuery, false)
 	return b, nil
 }
@@ -270,6 +274,7 @@ func (b *Backend) compileHeaders(endpoint, backend []string) {
 	b.uaFromUser = all || indexOf(names, "User-Agent") >= 0
 	b.sendUA = passes("User-Agent")
 	b.sendVia = passes("X-Forwarded-Via")
+	b.sizedBody = all || indexOf(names, "Content-Length") >= 0
 	for _, n := range names {
 		switch n {
 		case "Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Host", "User-Agent":
@@ -383,6 +388,11 @@ func (in *Inbound) Clear() {
 // backends of a sequential endpoint (nil entries for failed ones); it is
 // ignored otherwise. BuildRequest runs on the handler goroutine; req owns
 // copies of everything it needs afterwards.
+//
+// A request body goes out chunked, as KrakenD's does (lura hands Go's
+// client the client's body of unknown length), unless the endpoint forwards
+// the client's Content-Length header or the backend has
+// send_body_on_redirect (lura then buffers the body, and Go sends it sized).
 func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev []*fastjson.Value) {
 	req.Header.SetMethodBytes(b.method)
 	req.Header.SetNoDefaultContentType(true)
@@ -399,7 +409,11 @@ func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev
 	b.copyHeaders(req, in)
 	in.Gzip = b.askGzip(req)
 	if body := in.Req.Body(); len(body) > 0 {
-		req.SetBody(body)
+		if b.sizedBody {
+			req.SetBody(body)
+		} else {
+			req.SetBodyStream(acquireChunkedBody(body), -1)
+		}
 	}
 	if !b.client.keepAlive {
 		req.SetConnectionClose()

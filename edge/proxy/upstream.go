@@ -48,7 +48,15 @@ type ClientConfig struct {
 	// DisableKeepAlives closes the connection after every call.
 	DisableKeepAlives bool
 	// InsecureSkipVerify disables TLS certificate checks (allow_insecure_connections).
+	// It applies when TLS.Config is nil.
 	InsecureSkipVerify bool
+	// SD, when its Name is set, discovers the hosts by DNS SRV instead of
+	// Hosts (which then only names the backend in errors).
+	SD SD
+	// TLS, when its Config is set, is the configuration of HTTPS
+	// connections to the hosts (client_tls); InsecureSkipVerify is then
+	// ignored.
+	TLS ClientTLS
 	// RoundRobin picks hosts in turn (from a random start) instead of at
 	// random. KrakenD balances at random when GOMAXPROCS > 1 and round-robin
 	// otherwise; New applies that rule when RoundRobin is false and
@@ -62,6 +70,16 @@ type ClientConfig struct {
 	DisableCompression bool
 }
 
+// ClientTLS is the TLS configuration of a client's HTTPS connections.
+type ClientTLS struct {
+	// Config is used as given (never modified); nil means TLS 1.2 and up,
+	// the system's roots and ClientConfig.InsecureSkipVerify.
+	Config *tls.Config
+	// Key identifies Config among upstream clients: equal keys must mean
+	// equal configurations (edge/tlsconf.NewClient makes one).
+	Key string
+}
+
 // DefaultMaxConns is the per-host connection cap when ClientConfig.MaxConns is 0.
 const DefaultMaxConns = 1024
 
@@ -72,6 +90,14 @@ const DefaultMaxShadowCalls = 256
 
 // Validate reports whether c can build a Client.
 func (c ClientConfig) Validate() error {
+	if c.SD.Name != "" {
+		switch c.SD.Scheme {
+		case "", "http", "https":
+		default:
+			return fmt.Errorf("client config: sd scheme %q is not http or https", c.SD.Scheme)
+		}
+		return nil
+	}
 	if len(c.Hosts) == 0 {
 		return errors.New("client config: no hosts")
 	}
@@ -98,7 +124,8 @@ type Host struct {
 // concurrent use; Close is idempotent.
 type Client struct {
 	name       string
-	hosts      []*Host
+	hosts      atomic.Pointer[[]*Host] // the hosts balanced over; replaced by DNS SRV resolutions
+	none       *Host                   // picked when hosts is empty: its calls fail with ErrNoHosts
 	roundRobin bool
 	next       atomic.Uint32
 	keepAlive  bool
@@ -113,6 +140,18 @@ type Client struct {
 
 	mu     sync.Mutex // guards closed and shadowWG.Add
 	closed bool
+
+	// DNS SRV discovery (sd.Name set): newHost builds a host's pool;
+	// byAddr holds the pools of the current resolution, owned by the
+	// resolving goroutine.
+	sd       SD
+	sdTTL    time.Duration
+	newHost  func(scheme, host string) *Host
+	byAddr   map[string]*Host // guarded by sdMu after NewClient
+	sdMu     sync.Mutex
+	sdClosed bool
+	sdTimer  *time.Timer
+	sdErrors atomic.Int64 // failed lookups, for tests
 }
 
 // NewClient builds the pools of one backend. No connection is opened until
@@ -142,8 +181,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c.next.Store(rand.Uint32())
 	dial := dialer(cfg)
-	for _, raw := range cfg.Hosts {
-		scheme, host, _ := splitHost(raw)
+	tlsCfg := cfg.TLS.Config
+	if tlsCfg == nil {
+		tlsCfg = &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // operator opt-in
+	}
+	c.newHost = func(scheme, host string) *Host {
 		addr := host
 		if _, _, err := net.SplitHostPort(host); err != nil {
 			if scheme == "https" {
@@ -168,9 +210,34 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			SecureErrorLogMessage:    true,
 		}
 		if hc.IsTLS {
-			hc.TLSConfig = &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // operator opt-in
+			hc.TLSConfig = tlsCfg
 		}
-		c.hosts = append(c.hosts, &Host{scheme: []byte(scheme), host: []byte(host), hc: hc})
+		return &Host{scheme: []byte(scheme), host: []byte(host), hc: hc}
+	}
+	if cfg.SD.Name != "" {
+		c.sd = cfg.SD
+		if c.sd.Scheme == "" {
+			c.sd.Scheme = "http"
+		}
+		c.sdTTL = c.sd.TTL
+		if c.sdTTL < MinSDTTL {
+			c.sdTTL = DefaultSDTTL
+		}
+		c.none = &Host{scheme: []byte(c.sd.Scheme), host: []byte(c.sd.Name)}
+		c.byAddr = map[string]*Host{}
+		empty := []*Host{}
+		c.hosts.Store(&empty)
+		c.resolve()
+		c.sdMu.Lock()
+		c.sdTimer = time.AfterFunc(c.sdTTL, c.refresh)
+		c.sdMu.Unlock()
+	} else {
+		set := make([]*Host, 0, len(cfg.Hosts))
+		for _, raw := range cfg.Hosts {
+			scheme, host, _ := splitHost(raw)
+			set = append(set, c.newHost(scheme, host))
+		}
+		c.hosts.Store(&set)
 	}
 	c.redirects = &fasthttp.Client{
 		Name:                     cfg.Name,
@@ -183,7 +250,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		ReadTimeout:              cfg.ResponseTimeout,
 		ReadBufferSize:           16 << 10,
 		DisablePathNormalizing:   true,
-		TLSConfig:                &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12}, //nolint:gosec // operator opt-in
+		TLSConfig:                tlsCfg,
 	}
 	return c, nil
 }
@@ -193,12 +260,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // period, names resolved on each dial), its timeout the sooner of
 // DialTimeout and what is left of the call.
 func dialer(cfg ClientConfig) fasthttp.DialFuncWithTimeout {
-	limit, keepAlive, fallback := cfg.DialTimeout, cfg.DialerKeepAlive, cfg.DialerFallbackDelay
+	limit, keepAlive, fallback, resolver := cfg.DialTimeout, cfg.DialerKeepAlive, cfg.DialerFallbackDelay, cfg.SD.Resolver
 	return func(addr string, timeout time.Duration) (net.Conn, error) {
 		if limit > 0 && limit < timeout {
 			timeout = limit
 		}
-		d := net.Dialer{Timeout: timeout, KeepAlive: keepAlive, FallbackDelay: fallback}
+		d := net.Dialer{Timeout: timeout, KeepAlive: keepAlive, FallbackDelay: fallback, Resolver: resolver}
 		return d.Dial("tcp", addr)
 	}
 }
@@ -230,8 +297,12 @@ func (c *Client) Name() string { return c.name }
 // Pick chooses the host for one call: KrakenD's balancer (random, or
 // round-robin from a random start), a single host short-circuits.
 func (c *Client) Pick() *Host {
-	if len(c.hosts) == 1 {
-		return c.hosts[0]
+	hosts := *c.hosts.Load()
+	switch len(hosts) {
+	case 0:
+		return c.none
+	case 1:
+		return hosts[0]
 	}
 	var i uint32
 	if c.roundRobin {
@@ -239,12 +310,15 @@ func (c *Client) Pick() *Host {
 	} else {
 		i = rand.Uint32()
 	}
-	return c.hosts[i%uint32(len(c.hosts))]
+	return hosts[i%uint32(len(hosts))]
 }
 
 // Do sends req to h and reads the response into resp, giving up at
 // deadline. req must have been prepared for h (Backend.BuildRequest).
 func (h *Host) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	if h.hc == nil {
+		return ErrNoHosts
+	}
 	return h.hc.DoDeadline(req, resp, deadline)
 }
 
@@ -260,7 +334,13 @@ func (c *Client) Close() {
 	c.closed = true
 	c.mu.Unlock()
 	c.shadowWG.Wait()
-	for _, h := range c.hosts {
+	if c.sdTimer != nil {
+		c.stopSD()
+		for _, h := range c.byAddr {
+			h.hc.CloseIdleConnections()
+		}
+	}
+	for _, h := range *c.hosts.Load() {
 		h.hc.CloseIdleConnections()
 	}
 	c.redirects.CloseIdleConnections()

@@ -46,6 +46,9 @@ type Scratch struct {
 	arena fastjson.Arena // endpoint-level values (Merge, Flatmap, Static)
 	fw    flatWork       // endpoint-level flatmap workspace
 	out   []byte         // Render output
+	// ordered holds objects whose keys render in their stored order
+	// (KeepOrder), not sorted.
+	ordered []*fastjson.Value
 }
 
 // slot is one backend's private workspace.
@@ -244,8 +247,8 @@ func ParseOutput(name string) (Output, error) { return parseOutput(name) }
 
 // Render appends the client body for v to dst per o and returns it with its
 // Content-Type. accept (the request's Accept header) matters only for
-// OutputNegotiate. JSON keeps the object key order of v (source and merge
-// order); KrakenD sorts keys — JSON object order is not semantic. Strings are
+// OutputNegotiate. Object keys are sorted, the last of duplicates kept, as
+// KrakenD's Go maps render (Scratch.Render also honours KeepOrder). Strings are
 // escaped like encoding/json (HTML-safe), so string bytes match KrakenD's.
 // Render never fails: values built by this package are always renderable.
 func Render(dst []byte, o Output, v *fastjson.Value, accept []byte) (out []byte, contentType string) {
@@ -257,8 +260,19 @@ func Render(dst []byte, o Output, v *fastjson.Value, accept []byte) (out []byte,
 // example fasthttp's Response.SetBody) before releasing s.
 func (s *Scratch) Render(o Output, v *fastjson.Value, accept []byte) ([]byte, string) {
 	var ct string
-	s.out, ct = render(s.out[:0], o, v, accept)
+	s.out, ct = renderOrdered(s.out[:0], o, v, accept, s.ordered)
 	return s.out, ct
+}
+
+// KeepOrder makes Render write object v's keys (not its children's) in
+// their stored order instead of sorted: where KrakenD renders a Go struct,
+// not a map (return_error_details' http_status_code, http_body,
+// http_body_encoding). Call it on the goroutine that renders, before
+// Render; it holds until ReleaseScratch.
+func (s *Scratch) KeepOrder(v *fastjson.Value) {
+	if v != nil && v.Type() == fastjson.TypeObject {
+		s.ordered = append(s.ordered, v)
+	}
 }
 
 // ValidObject reports whether body is valid JSON whose top level is an object:

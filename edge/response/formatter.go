@@ -392,12 +392,18 @@ func denyDelete(n *denyNode, v *fastjson.Value) {
 
 func backendError(s *Scratch, slotIdx int, key string, status int, body, enc []byte) *fastjson.Value {
 	sl := s.slot(slotIdx)
+	// lura's HTTPResponseError, a struct: its fields in this order (see
+	// Scratch.KeepOrder), the body and encoding omitted when empty.
 	sl.buf = append(sl.buf[:0], `{"http_status_code":`...)
 	sl.buf = appendInt(sl.buf, status)
-	sl.buf = append(sl.buf, `,"http_body":`...)
-	sl.buf = appendMinimalJSONString(sl.buf, body)
-	sl.buf = append(sl.buf, `,"http_body_encoding":`...)
-	sl.buf = appendMinimalJSONString(sl.buf, enc)
+	if len(body) > 0 {
+		sl.buf = append(sl.buf, `,"http_body":`...)
+		sl.buf = appendMinimalJSONString(sl.buf, body)
+	}
+	if len(enc) > 0 {
+		sl.buf = append(sl.buf, `,"http_body_encoding":`...)
+		sl.buf = appendMinimalJSONString(sl.buf, enc)
+	}
 	sl.buf = append(sl.buf, '}')
 	v, err := sl.p.ParseBytes(sl.buf)
 	if err != nil { // cannot happen: the text above is valid JSON

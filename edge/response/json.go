@@ -110,9 +110,11 @@ func appendMinimalJSONString(dst []byte, s []byte) []byte {
 // encoding/json, numbers as the backend wrote them (KrakenD decodes with
 // UseNumber; Decode validated them), no trailing newline. A nil v is
 // written as null.
-func appendJSON(dst []byte, v *fastjson.Value) []byte {
+func appendJSON(dst []byte, v *fastjson.Value, ordered []*fastjson.Value) []byte {
 	f := acquireFields()
+	f.ordered = ordered
 	dst = f.appendJSON(dst, v)
+	f.ordered = nil
 	releaseFields(f)
 	return dst
 }
@@ -124,7 +126,7 @@ func (f *fields) appendJSON(dst []byte, v *fastjson.Value) []byte {
 	switch v.Type() {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
-		from, to := f.push(o)
+		from, to := f.push(o, f.keepsOrder(v))
 		dst = append(dst, '{')
 		for i := from; i < to; i++ {
 			if i > from {

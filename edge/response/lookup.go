@@ -64,5 +64,5 @@ func appendScalarText(dst []byte, v *fastjson.Value) []byte {
 	case fastjson.TypeNull:
 		return append(dst, "<nil>"...)
 	}
-	return appendJSON(dst, v)
+	return appendJSON(dst, v, nil)
 }

@@ -39,6 +39,12 @@ func field(v *fastjson.Value, key string) *fastjson.Value {
 }
 
 func render(dst []byte, o Output, v *fastjson.Value, accept []byte) ([]byte, string) {
+	return renderOrdered(dst, o, v, accept, nil)
+}
+
+// renderOrdered is render with ordered's objects written in their stored
+// key order (JSON; see Scratch.KeepOrder).
+func renderOrdered(dst []byte, o Output, v *fastjson.Value, accept []byte, ordered []*fastjson.Value) ([]byte, string) {
 	if o == OutputNegotiate {
 		o = negotiate(accept)
 	}
@@ -48,7 +54,7 @@ func render(dst []byte, o Output, v *fastjson.Value, accept []byte) ([]byte, str
 		if c == nil {
 			return append(dst, "[]"...), ContentTypeJSON
 		}
-		return appendJSON(dst, c), ContentTypeJSON
+		return appendJSON(dst, c, ordered), ContentTypeJSON
 	case OutputString:
 		if c := field(v, "content"); c != nil && c.Type() == fastjson.TypeString {
 			b, _ := c.StringBytes()
@@ -63,7 +69,7 @@ func render(dst []byte, o Output, v *fastjson.Value, accept []byte) ([]byte, str
 	if v == nil || v.Type() == fastjson.TypeNull {
 		return append(dst, "{}"...), ContentTypeJSON
 	}
-	return appendJSON(dst, v), ContentTypeJSON
+	return appendJSON(dst, v, ordered), ContentTypeJSON
 }
 
 // negotiation offers, in gin's order first (lura offers JSON, text/plain →
@@ -144,8 +150,8 @@ func trimSpace(b []byte) []byte {
 // appendXMLDoc renders like krakend-xml (mxj's Map.Xml with XML escaping
 // on): a single top-level key that is not an array becomes the root
 // element, otherwise the root is <doc>; keys starting with '-' are
-// attributes, "#text" is the element text; arrays repeat the element; null
-// and attribute-only objects are self-closed. No XML declaration, no
+// attributes, "#text" is the element text; arrays repeat the element; null,
+// empty arrays and attribute-only objects are self-closed. No XML declaration, no
 // indentation. Nil data renders an empty body (gin's c.XML(nil)).
 func appendXMLDoc(dst []byte, v *fastjson.Value) []byte {
 	if v == nil || v.Type() != fastjson.TypeObject {
@@ -178,14 +184,17 @@ func (f *fields) appendXMLElem(dst, name []byte, v *fastjson.Value) []byte {
 		for _, c := range a {
 			dst = f.appendXMLElem(dst, name, c)
 		}
-		return dst
+		if len(a) > 0 {
+			return dst
+		}
+		fallthrough // mxj writes an empty array as an empty element
 	case fastjson.TypeNull:
 		dst = append(dst, '<')
 		dst = appendXMLName(dst, name)
 		return append(dst, '/', '>')
 	case fastjson.TypeObject:
 		o, _ := v.Object()
-		from, to := f.push(o)
+		from, to := f.push(o, false)
 		dst = append(dst, '<')
 		dst = appendXMLName(dst, name)
 		children := 0
@@ -381,7 +390,7 @@ func appendIndent(dst []byte, n int) []byte {
 // continues the current line (after "- ").
 func (f *fields) appendYAMLMap(dst []byte, v *fastjson.Value, indent int, inline bool) []byte {
 	o, _ := v.Object()
-	from, to := f.push(o)
+	from, to := f.push(o, false)
 	for i := from; i < to; i++ {
 		k, c := f.kv[i].k, f.kv[i].v
 		if !(i == from && inline) {
@@ -448,14 +457,32 @@ func appendYAMLString(dst, s []byte) []byte {
 	return append(dst, '\'')
 }
 
-// yamlSingleQuotable: printable text only (no escapes needed).
+// yamlSingleQuotable: printable text only (no escapes needed). yaml.v3
+// also single-quotes the line separators U+2028 and U+2029, written as
+// they are; we do so when they end the string and follow no space (text
+// after a separator makes yaml.v3 break the line and indent it there,
+// which our scalar writer does not do: double-quoted, "\L", instead).
 func yamlSingleQuotable(s []byte) bool {
 	for _, c := range s {
 		if c < 0x20 || c == 0x7f {
 			return false
 		}
 	}
-	return len(s) > 0 && yamlPrintable(s)
+	if len(s) == 0 {
+		return false
+	}
+	body := s
+	for len(body) > 0 {
+		r, n := utf8.DecodeLastRune(body)
+		if r != 0x2028 && r != 0x2029 {
+			break
+		}
+		body = body[:len(body)-n]
+	}
+	if len(body) < len(s) && len(body) > 0 && body[len(body)-1] == ' ' {
+		return false
+	}
+	return yamlPrintable(body)
 }
 
 // yamlPrintable: valid UTF-8 of yaml.v3's printable set (tab, breaks,

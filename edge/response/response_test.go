@@ -340,7 +340,18 @@ func TestBackendError(t *testing.T) {
 	defer ReleaseScratch(s)
 	v := BackendError(s, 1, "error_b1", 503, []byte("down \"now\""), []byte("text/plain"))
 	out, _ := s.Render(OutputJSON, v, nil)
-	jsonEqual(t, `{"error_b1":{"http_status_code":503,"http_body":"down \"now\"","http_body_encoding":"text/plain"}}`, string(out))
+	// Without KeepOrder, sorted like any object.
+	if want := `{"error_b1":{"http_body":"down \"now\"","http_body_encoding":"text/plain","http_status_code":503}}`; string(out) != want {
+		t.Errorf("render = %s, want %s", out, want)
+	}
+	// KeepOrder: the struct order KrakenD writes; only that object.
+	s.KeepOrder(v.Get("error_b1"))
+	w := BackendError(s, 0, "error_b0", 500, nil, nil)
+	merged := Merge(s, []*fastjson.Value{w, v})
+	out, _ = s.Render(OutputJSON, merged, nil)
+	if want := `{"error_b0":{"http_status_code":500},"error_b1":{"http_status_code":503,"http_body":"down \"now\"","http_body_encoding":"text/plain"}}`; string(out) != want {
+		t.Errorf("render = %s, want %s", out, want)
+	}
 }
 
 // parts decodes JSON texts into one scratch, one slot each.
@@ -532,6 +543,7 @@ func TestRender(t *testing.T) {
 			want: `<user id="7"><e/><n/><name>A&amp;B</name><tags>x</tags><tags>y</tags><z></z></user>`, wantCT: ContentTypeXML},
 		{name: "xml several keys → doc", out: OutputXML, body: `{"a":1,"b":true}`, want: `<doc><a>1</a><b>true</b></doc>`, wantCT: ContentTypeXML},
 		{name: "xml single array key → doc", out: OutputXML, body: `{"i":[1,2]}`, want: `<doc><i>1</i><i>2</i></doc>`, wantCT: ContentTypeXML},
+		{name: "xml empty arrays self-closed", out: OutputXML, body: `{"a":1,"g":[],"h":{"e":[[],2]}}`, want: `<doc><a>1</a><g/><h><e/><e>2</e></h></doc>`, wantCT: ContentTypeXML},
 		{name: "xml #text", out: OutputXML, body: `{"price":{"-cur":"EUR","#text":"10<"}}`, want: `<price cur="EUR">10&lt;</price>`, wantCT: ContentTypeXML},
 		{name: "xml bad names sanitised", out: OutputXML, body: `{"1a":{"b c":"'"}}`, want: `<_1a><b_c>&apos;</b_c></_1a>`, wantCT: ContentTypeXML},
 		{name: "xml nil", out: OutputXML, want: ``, wantCT: ContentTypeXML},

@@ -46,6 +46,8 @@ func releaseScratch(s *Scratch) {
 	s.arena.Reset()
 	s.fw.reset()
 	s.out = s.out[:0]
+	clear(s.ordered)
+	s.ordered = s.ordered[:0]
 	for i := range all {
 		sl := &all[i]
 		sl.a.Reset()

@@ -19,7 +19,21 @@ type kv struct {
 	v *fastjson.Value
 }
 
-type fields struct{ kv []kv }
+type fields struct {
+	kv []kv
+	// ordered lists the objects rendered in stored key order
+	// (Scratch.KeepOrder); usually empty.
+	ordered []*fastjson.Value
+}
+
+func (f *fields) keepsOrder(v *fastjson.Value) bool {
+	for _, o := range f.ordered {
+		if o == v {
+			return true
+		}
+	}
+	return false
+}
 
 var fieldsPool = sync.Pool{New: func() any { return &fields{kv: make([]kv, 0, 64)} }}
 
@@ -35,11 +49,15 @@ func releaseFields(f *fields) {
 }
 
 // push appends o's fields in key order, the last of duplicate keys only,
-// and returns their range in f.kv. Index f.kv (not a saved sub-slice)
-// while nested objects are pushed: the stack may grow. pop(from) drops them.
-func (f *fields) push(o *fastjson.Object) (from, to int) {
+// and returns their range in f.kv; with stored, in o's own order. Index
+// f.kv (not a saved sub-slice) while nested objects are pushed: the stack
+// may grow. pop(from) drops them.
+func (f *fields) push(o *fastjson.Object, stored bool) (from, to int) {
 	from = len(f.kv)
 	o.Visit(func(k []byte, v *fastjson.Value) { f.kv = append(f.kv, kv{k, v}) })
+	if stored {
+		return from, len(f.kv)
+	}
 	part := f.kv[from:]
 	if !slices.IsSortedFunc(part, cmpKV) {
 		slices.SortStableFunc(part, cmpKV)

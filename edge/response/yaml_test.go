@@ -16,6 +16,7 @@ func TestYAMLStringsAsYAMLv3(t *testing.T) {
 		"v: x", " lead", "trail ", "é", "a #b", "a#b", "1.5", "0x1F", "12:30", "1e5", "1a", "-type", "-1", "---", "- x",
 		"y", "yes", "No", "null", "~", ".inf", "-.5", "+1", "1_000", "a'b", "'q'", "\"dq\"", "@at", "`tick`", "%p", "!bang",
 		"&amp", "*star", "[x", "{x", "|x", ">x", "?x", "? x", ":x", "a:", "tab\there", "emoji 🙂", "0o17", "0b101", "1.2.3", "<<",
+		"é<>&\u2028", "a\u2029\u2028", "a \u2029", "\u2028", "a\u0085b", "a \u2028b",
 	} {
 		want, err := yaml.Marshal(map[string]string{"k": str})
 		if err != nil {

@@ -55,7 +55,7 @@ func newRefRoute(r Route) refRoute {
 		body, catchAll = strings.TrimSuffix(body, "/*"), true
 	}
 	var re strings.Builder
-	re.WriteString("^")
+	re.WriteString("(?s)^") // s: a catch-all rest may hold newlines
 	var ranks []refRank
 	if !(catchAll && body == "" && r.Pattern == "/*") {
 		for _, seg := range strings.Split(body, "/") {
@@ -194,52 +194,104 @@ func FuzzRouter(f *testing.F) {
 		for i, r := range routes {
 			ref[i] = newRefRoute(r)
 		}
-		wantRoute, wantParams, others := refLookup(ref, method, path)
+		checkLookup(t, routes, tbl, ref, method, path)
+	})
+}
 
-		var ps Params
-		got := tbl.Lookup([]byte(method), []byte(path), &ps)
-		if wantRoute >= 0 {
-			if got.Kind != Found || got.Route != wantRoute {
-				t.Fatalf("routes %v, %s %s: got %+v, want route %d", routes, method, path, got, wantRoute)
+// checkLookup compares tbl.Lookup(method, path) with the reference: the
+// route and its parameters, else the trailing-slash redirect, else 405 with
+// the other methods, else 404.
+func checkLookup(t *testing.T, routes []Route, tbl *Table, ref []refRoute, method, path string) {
+	t.Helper()
+	wantRoute, wantParams, others := refLookup(ref, method, path)
+
+	var ps Params
+	got := tbl.Lookup([]byte(method), []byte(path), &ps)
+	if wantRoute >= 0 {
+		if got.Kind != Found || got.Route != wantRoute {
+			t.Fatalf("routes %v, %s %s: got %+v, want route %d", routes, method, path, got, wantRoute)
+		}
+		for i, w := range wantParams {
+			if string(ps.Value(i)) != w {
+				t.Fatalf("routes %v, %s %s: param %d = %q, want %q", routes, method, path, i, ps.Value(i), w)
 			}
-			for i, w := range wantParams {
-				if string(ps.Value(i)) != w {
-					t.Fatalf("routes %v, %s %s: param %d = %q, want %q", routes, method, path, i, ps.Value(i), w)
-				}
+		}
+		return
+	}
+	if got.Kind == Found {
+		t.Fatalf("routes %v, %s %s: got route %d, reference has none", routes, method, path, got.Route)
+	}
+	// The redirect target must match for the method; otherwise 405/404
+	// follow the other methods.
+	if len(path) > 1 {
+		alt := path + "/"
+		if strings.HasSuffix(path, "/") {
+			alt = path[:len(path)-1]
+		}
+		if r, _, _ := refLookup(ref, method, alt); r >= 0 {
+			if got.Kind != Redirect || string(got.Location) != alt {
+				t.Fatalf("routes %v, %s %s: got %+v, want redirect to %s", routes, method, path, got, alt)
 			}
 			return
 		}
-		if got.Kind == Found {
-			t.Fatalf("routes %v, %s %s: got route %d, reference has none", routes, method, path, got.Route)
-		}
-		// The redirect target must match for the method; otherwise 405/404
-		// follow the other methods.
-		if len(path) > 1 {
-			alt := path + "/"
-			if strings.HasSuffix(path, "/") {
-				alt = path[:len(path)-1]
-			}
-			if r, _, _ := refLookup(ref, method, alt); r >= 0 {
-				if got.Kind != Redirect || string(got.Location) != alt {
-					t.Fatalf("routes %v, %s %s: got %+v, want redirect to %s", routes, method, path, got, alt)
-				}
-				return
+	}
+	if len(others) > 0 {
+		var want []string
+		for _, m := range tbl.Methods() {
+			if others[m] {
+				want = append(want, m)
 			}
 		}
-		if len(others) > 0 {
-			var want []string
-			for _, m := range tbl.Methods() {
-				if others[m] {
-					want = append(want, m)
-				}
-			}
-			if got.Kind != MethodNotAllowed || string(tbl.AppendAllow(nil, got.Allowed)) != strings.Join(want, ", ") {
-				t.Fatalf("routes %v, %s %s: got %+v, want 405 %v", routes, method, path, got, want)
-			}
-			return
+		if got.Kind != MethodNotAllowed || string(tbl.AppendAllow(nil, got.Allowed)) != strings.Join(want, ", ") {
+			t.Fatalf("routes %v, %s %s: got %+v, want 405 %v", routes, method, path, got, want)
 		}
-		if got.Kind != NotFound {
-			t.Fatalf("routes %v, %s %s: got %+v, want 404", routes, method, path, got)
+		return
+	}
+	if got.Kind != NotFound {
+		t.Fatalf("routes %v, %s %s: got %+v, want 404", routes, method, path, got)
+	}
+}
+
+// FuzzRouterPath looks up arbitrary request paths (any bytes after the
+// leading slash) in a fixed table with every kind of segment and compares
+// the answer with the regexp reference.
+func FuzzRouterPath(f *testing.F) {
+	routes := []Route{
+		{Method: "GET", Pattern: "/users"},
+		{Method: "GET", Pattern: "/users/{id}"},
+		{Method: "POST", Pattern: "/users/{id}"},
+		{Method: "GET", Pattern: "/users/{id}/posts/{post}"},
+		{Method: "GET", Pattern: "/users/me"},
+		{Method: "GET", Pattern: "/files/{name}.{ext}", AllowMixed: true},
+		{Method: "GET", Pattern: "/files/{name}.json", AllowMixed: true},
+		{Method: "GET", Pattern: "/files/v{major}.{minor}", AllowMixed: true},
+		{Method: "GET", Pattern: "/static/*"},
+		{Method: "POST", Pattern: "/a/b/c"},
+		{Method: "GET", Pattern: "/a/{x}/c"},
+		{Method: "GET", Pattern: "/"},
+	}
+	tbl, err := New(Config{Routes: routes, HandleMethodNotAllowed: true, RedirectTrailingSlash: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ref := make([]refRoute, len(routes))
+	for i, r := range routes {
+		ref[i] = newRefRoute(r)
+	}
+	for _, p := range []string{"/users", "/users/", "/users/42", "/users/me/", "/users/42/posts/7", "/files/a.b.c",
+		"/files/x.json", "/files/v1.2", "/static", "/static/", "/static/a/b", "/a/b/c", "/a/z/c/", "//", "/users//posts/1",
+		"/files/.json", "/users/%2F", "/\xff/\x00"} {
+		f.Add(p, false)
+		f.Add(p, true)
+	}
+	f.Fuzz(func(t *testing.T, path string, post bool) {
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
 		}
+		method := "GET"
+		if post {
+			method = "POST"
+		}
+		checkLookup(t, routes, tbl, ref, method, path)
 	})
 }

@@ -12,11 +12,10 @@
 // standard meta-schemas: nothing is ever loaded from files or the network.
 //
 // Validate checks one body. KrakenD answers 400 for a missing body and for
-// an invalid one; so does the edge, always with the fixed body
-// {"error":"bad_request"}. The error Validate returns (with the failing
-// instance and schema locations) is for logs only: unlike KrakenD with
-// router.return_error_msg, the edge never sends it to the client (errors
-// are never echoed to clients, STYLE §3).
+// an invalid one; so does the edge. The error Validate returns (with the
+// failing instance and schema locations) is for logs. With
+// router.return_error_msg KrakenD sends its validator's own words, and
+// AppendErrorText writes them (gojsonschema's texts, see there).
 //
 // Call Validate before the endpoint's backends are called (KrakenD runs it
 // as a proxy middleware, after the router, JWT validation and rate
@@ -52,6 +51,7 @@ var ErrEmptyBody = errors.New("json-schema: empty body")
 // accepts everything (the endpoint has no schema).
 type Validator struct {
 	sch *jsonschema.Schema
+	doc any // the schema document, for AppendErrorText
 }
 
 // New compiles the schema document doc (raw JSON). It returns nil (and no
@@ -78,13 +78,16 @@ func New(doc []byte) (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("json-schema: compile: %w", err)
 	}
-	return &Validator{sch: sch}, nil
+	return &Validator{sch: sch, doc: v}, nil
 }
 
 // Validate checks body against the schema. It returns ErrEmptyBody for an
-// empty body, and otherwise an error when body is not a single JSON value
-// or violates the schema; the caller answers 400 with the fixed body. The
-// error text is for logs only. body is not retained.
+// empty body, and otherwise an error when body does not start with a JSON
+// value or the value violates the schema. As in KrakenD, only the first
+// JSON value is validated: what follows it is not looked at (and is
+// forwarded with the rest of the body). The error is for logs;
+// AppendErrorText has KrakenD's words for the client. body is not
+// retained.
 func (v *Validator) Validate(body []byte) error {
 	if v == nil {
 		return nil
@@ -92,7 +95,7 @@ func (v *Validator) Validate(body []byte) error {
 	if len(body) == 0 {
 		return ErrEmptyBody
 	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	inst, err := decodeFirst(body)
 	if err != nil {
 		return fmt.Errorf("json-schema: decode body: %w", err)
 	}

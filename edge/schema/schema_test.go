@@ -50,7 +50,11 @@ func TestValidate(t *testing.T) {
 		{"whitespace body", userSchema, "  ", true},
 		{"not JSON", userSchema, `name=Ada`, true},
 		{"truncated JSON", userSchema, `{"name":"Ada"`, true},
-		{"two JSON values", userSchema, validUser + `{}`, true},
+		// As KrakenD (encoding/json's Decoder): the first value is
+		// validated, what follows is not looked at.
+		{"two JSON values", userSchema, validUser + `{}`, false},
+		{"valid value then garbage", userSchema, validUser + ` trailing`, false},
+		{"invalid value then a valid one", userSchema, `{}` + validUser, true},
 		{"wrong type", userSchema, `{"name":"Ada","email":"ada@example.com","age":"36"}`, true},
 		{"missing required", userSchema, `{"name":"Ada"}`, true},
 		{"additional property", userSchema, `{"name":"Ada","email":"ada@example.com","admin":true}`, true},

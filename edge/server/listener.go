@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"math"
 	"net"
@@ -213,6 +214,13 @@ func (s *Server) acceptLoop() {
 		delay = 0
 		if c = s.perIP.admit(c); c == nil {
 			continue
+		}
+		// The plan current at accept decides plain or TLS; the handshake
+		// runs on the connection's first read, in its own goroutine
+		// under fasthttp's read deadline, and picks the certificates
+		// loaded then (see edge/tlsconf).
+		if t := s.cur.Load().plan.TLS(); t != nil {
+			c = tls.Server(c, t.Config())
 		}
 		select {
 		case s.conns <- c:

@@ -105,6 +105,12 @@ type Config struct {
 	AccessLog accesslog.Config
 	// Limits bounds connections (zero fields take the defaults).
 	Limits Limits
+	// Degraded, when set, is asked at every health check with the plan
+	// being served: a non-empty answer (a snake_case cause,
+	// "revocations_unknown") makes the health path answer 503 with status
+	// "degraded" and the cause in X-Apigw-Degraded, while the plan keeps
+	// serving what it can.
+	Degraded func(*plan.Plan) string
 }
 
 // Connection limits of the front door, defaults for flags that leave them
@@ -229,13 +235,22 @@ var contentTypeJSONUTF8 = []byte("application/json; charset=utf-8")
 var (
 	hdrSnapshotVersion = []byte("X-Apigw-Snapshot-Version")
 	hdrSnapshotSHA     = []byte("X-Apigw-Snapshot-Sha256")
+	hdrDegraded        = []byte("X-Apigw-Degraded")
 )
 
 // writeHealth answers the health path with KrakenD's body: no agents, the
 // current time as Go prints it (with the monotonic reading, as KrakenD's
 // time.Now().String()) and the status. The snapshot version and sha256 go
-// in the X-Apigw-Snapshot-* headers.
-func writeHealth(ctx *fasthttp.RequestCtx, st *state) {
+// in the X-Apigw-Snapshot-* headers. A degraded edge (Config.Degraded)
+// answers 503 with status "degraded".
+func writeHealth(ctx *fasthttp.RequestCtx, st *state, degraded func(*plan.Plan) string) {
+	code, word := st.healthCode, st.healthWord
+	if degraded != nil && st.plan != nil {
+		if cause := degraded(st.plan); cause != "" {
+			code, word = fasthttp.StatusServiceUnavailable, "degraded"
+			ctx.Response.Header.SetCanonical(hdrDegraded, []byte(cause))
+		}
+	}
 	var num [20]byte
 	ctx.Response.Header.SetCanonical(hdrSnapshotVersion, strconv.AppendUint(num[:0], st.version, 10))
 	if st.sha != "" {
@@ -245,9 +260,9 @@ func writeHealth(ctx *fasthttp.RequestCtx, st *state) {
 	b := append(buf[:0], `{"agents":{},"now":`...)
 	b = strconv.AppendQuote(b, time.Now().String())
 	b = append(b, `,"status":`...)
-	b = strconv.AppendQuote(b, st.healthWord)
+	b = strconv.AppendQuote(b, word)
 	b = append(b, '}')
-	ctx.SetStatusCode(st.healthCode)
+	ctx.SetStatusCode(code)
 	ctx.SetContentTypeBytes(contentTypeJSONUTF8)
 	ctx.SetBody(b)
 }
@@ -710,7 +725,7 @@ func traceID(v []byte) []byte {
 // access log.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, st *state, e *accesslog.Entry) {
 	if st.healthPath != "" && (ctx.IsGet() || ctx.IsHead()) && string(ctx.Path()) == st.healthPath {
-		writeHealth(ctx, st)
+		writeHealth(ctx, st, s.cfg.Degraded)
 		return
 	}
 	if serveTestHandlers(ctx, st) {

@@ -84,6 +84,11 @@ type Revocations interface {
 	Reset(seq uint64, entries []*gatewayv1.RevocationEntry) error
 	// Persist saves the set durably.
 	Persist() error
+	// Confirm says the set is as current as the control plane's log: the
+	// control plane sends its revocation catch-up before anything else on
+	// a stream, so it is called at the first message of a session that is
+	// not a revocation delta or reset (a snapshot or a keepalive).
+	Confirm()
 }
 
 // SetHasher is implemented by a Revocations that can digest its set (see
@@ -210,6 +215,10 @@ type Client struct {
 	// revDirty says the revocation set changed since the last Persist;
 	// only the Run goroutine touches it.
 	revDirty bool
+	// revSaved says the set was persisted once this Run after a Confirm,
+	// so a data dir holds a revocation record (an empty one too) from the
+	// first confirmed session on; a missing record at boot is then damage.
+	revSaved bool
 }
 
 // New returns a Client; it does not dial until Run.
@@ -468,6 +477,7 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 	defer saveTicker.Stop()
 	defer c.persistRevocations()
 	lastRecv := time.Now()
+	confirmed := false
 	for {
 		select {
 		case <-sctx.Done():
@@ -484,6 +494,14 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 			}
 			if err := c.handle(stream, m); err != nil {
 				return established, streamCause(err, recvErr)
+			}
+			if !confirmed && c.cfg.Revocations != nil && !isRevocationMsg(m) {
+				confirmed = true
+				c.cfg.Revocations.Confirm()
+				if !c.revSaved {
+					c.revSaved, c.revDirty = true, true
+					c.persistRevocations()
+				}
 			}
 		case reply := <-c.worker.Replies():
 			if err := stream.Send(reply); err != nil {
@@ -550,6 +568,14 @@ func (c *Client) handle(stream grpc.BidiStreamingClient[gatewayv1.SyncRequest, g
 		return fmt.Errorf("send reply: %w", err)
 	}
 	return nil
+}
+
+func isRevocationMsg(m *gatewayv1.SyncResponse) bool {
+	switch m.GetMsg().(type) {
+	case *gatewayv1.SyncResponse_RevocationDelta, *gatewayv1.SyncResponse_RevocationReset:
+		return true
+	}
+	return false
 }
 
 // revocationDelta applies a delta and returns its ACK. A delta that does

@@ -675,6 +675,8 @@ func (r revocationStore) Reset(seq uint64, e []*gatewayv1.RevocationEntry) error
 }
 func (r revocationStore) Persist() error { return r.store.SaveRevocations(r.set.Export()) }
 
+func (r revocationStore) Confirm() { r.set.Confirm() }
+
 func (cp *controlPlane) revoke(t *testing.T, jti string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

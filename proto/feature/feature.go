@@ -32,6 +32,9 @@ const (
 	SecurityBotDetector  = "security.bot_detector"  // security/bot-detector
 	ModifierMartian      = "modifier.martian"       // modifier/martian
 	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
+	TLSListener          = "tls.listener"           // the service's tls (enabled)
+	TLSClient            = "tls.client"             // client_tls (or allow_insecure_connections)
+	SDDNS                = "sd.dns"                 // a backend with sd: dns
 
 	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
 )
@@ -41,7 +44,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
 	}
 	slices.Sort(all)
 	return all

@@ -80,6 +80,22 @@ func TestKrakenDParity(t *testing.T) {
 			"Content-Type": "text/plain; charset=utf-8", "X-Krakend": "", "X-Krakend-Completed": ""}, "error: encoded url params"}},
 		{name: "every backend failed", path: "/agg", want: failed},
 		{name: "endpoint timeout", path: "/slow", want: failed},
+		// return_error_details: lura renders the error as a Go struct, so
+		// its keys keep the struct's order (not sorted), and an empty body
+		// or Content-Type is left out.
+		{name: "error details in struct order", path: "/details", want: want{200, map[string]string{"Content-Type": json, "X-Krakend-Completed": "false"},
+			`{"error_b1":{"http_status_code":500,"http_body":"{\"err\":\"boom\"}","http_body_encoding":"application/json"}}`}},
+		{name: "error details without body", path: "/details2", want: want{200, map[string]string{"Content-Type": json, "X-Krakend-Completed": "false"},
+			`{"a":"gz","error_b1":{"http_status_code":500},"z":1}`}},
+		// A deliberate deviation (README): the request body reaches the
+		// backend with its Content-Length, not chunked as KrakenD streams
+		// it when Content-Length is not among the forwarded headers.
+		// lura hands Go's client the client's body of unknown length:
+		// chunked, unless the client's Content-Length is forwarded.
+		{name: "request body forwarded chunked", method: "POST", path: "/framing", body: `{"x":1}`,
+			want: ok(`{"body":"{\"x\":1}","cl":-1,"te":"chunked"}`)},
+		{name: "request body sized when Content-Length is forwarded", method: "POST", path: "/framing-sized", body: `{"x":1}`,
+			want: ok(`{"body":"{\"x\":1}","cl":7,"te":""}`)},
 		// Item 7: XML and YAML.
 		{name: "xml over a json backend", path: "/xml", want: want{200, map[string]string{"Content-Type": "application/xml"},
 			`<doc><a><b>3</b><b><c>2</c><d>1</d></b><y>2</y></a><ae>gzip</ae><m>GET</m><path>/echo</path><ref/><z>1</z></doc>`}},
@@ -202,6 +218,21 @@ func parityBackend(t *testing.T) *testenv.Backend {
 		writeJSON(w, 200, buf.Bytes())
 	})
 	mux.HandleFunc("/fail/", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 500, []byte(`{"err":"boom"}`)) })
+	mux.HandleFunc("/empty500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	mux.HandleFunc("/raw/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, []byte(fmt.Sprintf(`{"uri":%q}`, r.RequestURI)))
+	})
+	mux.HandleFunc("/framing", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		writeJSON(w, 200, []byte(fmt.Sprintf(`{"cl":%d,"te":%q,"body":%q}`, r.ContentLength, strings.Join(r.TransferEncoding, ","), b)))
+	})
+	mux.HandleFunc("/slowfail", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(150 * time.Millisecond):
+		case <-r.Context().Done():
+		}
+		writeJSON(w, 500, []byte(`{"err":"slow"}`))
+	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(time.Second):
@@ -242,6 +273,10 @@ func parityConfig(backend string) string {
     {"endpoint": "/post307", "method": "POST", "backend": [{"host": ["` + backend + `"], "url_pattern": "/r307",
       "extra_config": {"backend/http/client": {"send_body_on_redirect": true}}}]},
     {"endpoint": "/post307n", "method": "POST", "backend": [` + be("/r307") + `]},
+    {"endpoint": "/details", "backend": [{"host": ["` + backend + `"], "url_pattern": "/fail/1", "extra_config": {"backend/http": {"return_error_details": "b1"}}}, ` + be("/fail/2") + `]},
+    {"endpoint": "/details2", "backend": [{"host": ["` + backend + `"], "url_pattern": "/empty500", "extra_config": {"backend/http": {"return_error_details": "b1"}}}, ` + be("/gzip") + `]},
+    {"endpoint": "/framing", "method": "POST", "backend": [` + be("/framing") + `]},
+    {"endpoint": "/framing-sized", "method": "POST", "input_headers": ["Content-Length", "Content-Type"], "backend": [` + be("/framing") + `]},
     {"endpoint": "/xml", "output_encoding": "xml", "backend": [` + be("/echo") + `]},
     {"endpoint": "/neg", "output_encoding": "negotiate", "backend": [` + be("/echo") + `]}
   ]
@@ -266,6 +301,10 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 	cfg = strings.Replace(cfg, `"echo_endpoint": true,`, `"echo_endpoint": true, "extra_config": {"router": {"return_error_msg": true}},`, 1)
 	cfg = strings.Replace(cfg, `"endpoints": [`, `"endpoints": [
     {"endpoint": "/failrc", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/fail/rc", "extra_config": {"backend/http": {"return_error_code": true}}}]},
+    {"endpoint": "/agg3", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow"}, {"host": ["`+be.URL+`"], "url_pattern": "/slowfail"}, {"host": ["`+be.URL+`"], "url_pattern": "/fail/2"}]},
+    {"endpoint": "/form", "method": "POST", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/echo"}],
+     "extra_config": {"validation/json-schema": {"type": "object", "required": ["name", "age"],
+       "properties": {"name": {"type": "string", "minLength": 3}, "age": {"type": "integer"}}}}},
     {"endpoint": "/down", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x"}]},
     {"endpoint": "/noopdown", "output_encoding": "no-op", "backend": [{"host": ["http://`+down+`"], "url_pattern": "/x", "encoding": "no-op"}]},
     {"endpoint": "/noopslow", "output_encoding": "no-op", "backend": [{"host": ["`+be.URL+`"], "url_pattern": "/slow", "encoding": "no-op"}]},
@@ -278,8 +317,9 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 		status                  int
 	}{
 		{"/fail", text, "invalid status code 500 [GET /fail/1]: " + be.URL + "/fail/1", 500},
-		// Our lines come in declaration order (KrakenD: order of arrival).
-		{"/agg", text, "invalid status code 500 [GET /fail/1]: " + be.URL + "/fail/1\ninvalid status code 500 [GET /fail/2]: " + be.URL + "/fail/2", 500},
+		// One line per backend in order of arrival, the ones the merge
+		// deadline cut last.
+		{"/agg3", text, "invalid status code 500 [GET /fail/2]: " + be.URL + "/fail/2\ninvalid status code 500 [GET /slowfail]: " + be.URL + "/slowfail\ncontext deadline exceeded", 500},
 		{"/slow", text, "context deadline exceeded", 500},
 		{"/r/999", text, "invalid status code 404 [GET /r{{.C}}]: " + be.URL + "/r999", 500},
 		{"/failrc", "application/json", `{"err":"boom"}`, 500},
@@ -290,6 +330,32 @@ func TestKrakenDReturnErrorMsg(t *testing.T) {
 		code, h, body := testenv.Get(t, e.URL()+tc.path)
 		if code != tc.status || h.Get("Content-Type") != tc.contentType || body != tc.body || h.Get("X-Krakend-Completed") != "false" {
 			t.Errorf("GET %s = %d %q %q, want %d %q %q", tc.path, code, h.Get("Content-Type"), body, tc.status, tc.contentType, tc.body)
+		}
+	}
+	// A refused JSON-schema body: 400 with KrakenD's validator's words
+	// (gojsonschema's, properties sorted where KrakenD's order varies
+	// between processes); the first JSON value is validated, what follows
+	// it is not looked at.
+	for _, tc := range []struct {
+		body, want string
+		status     int
+	}{
+		{"", "could not validate an empty body", 400},
+		{"{bad", "invalid character 'b' looking for beginning of object key string", 400},
+		{`{"name":`, "unexpected EOF", 400},
+		{`{}`, "- (root): name is required\n- (root): age is required", 400},
+		{`{"name":"ab","age":"x"}`, "- age: Invalid type. Expected: integer, given: string\n- name: String length must be greater than or equal to 3", 400},
+		{`{"name":"abc","age":1} trailing`, "", 200},
+	} {
+		code, h, body := testenv.Do(t, http.MethodPost, e.URL()+"/form", tc.body)
+		if tc.status == 200 {
+			if code != 200 {
+				t.Errorf("POST /form %q = %d %q, want 200", tc.body, code, body)
+			}
+			continue
+		}
+		if code != tc.status || h.Get("Content-Type") != text || body != tc.want || h.Get("X-Krakend-Completed") != "false" || h.Get("X-Krakend") == "" {
+			t.Errorf("POST /form %q = %d %q %q Completed=%q, want %d %q %q false", tc.body, code, h.Get("Content-Type"), body, h.Get("X-Krakend-Completed"), tc.status, text, tc.want)
 		}
 	}
 	// A backend rate limit (1/s, capacity 1): within a few back-to-back
@@ -370,5 +436,77 @@ func TestKrakenDProtectionAnswers(t *testing.T) {
 	code, h, body := testenv.Do(t, http.MethodPost, e.URL()+"/form", `{"age": 3}`)
 	if code != 400 || body != "" || h.Get("X-Krakend-Completed") != "false" || h.Get("X-Krakend") == "" {
 		t.Errorf("schema: %d %q Completed=%q X-Krakend=%q, want 400, empty, false, set", code, body, h.Get("X-Krakend-Completed"), h.Get("X-Krakend"))
+	}
+}
+
+// TestKrakenDRouterOptions: auto_options, remove_extra_slash and
+// disable_path_decoding together, as KrakenD CE 2.12.1 answered the same
+// requests over the same backend (recorded on loopback).
+func TestKrakenDRouterOptions(t *testing.T) {
+	bins := testenv.Build(t)
+	be := parityBackend(t)
+	cfg := `{"version": 3, "timeout": "500ms",
+  "extra_config": {"router": {"auto_options": true, "remove_extra_slash": true, "disable_path_decoding": true}},
+  "endpoints": [
+    {"endpoint": "/echo", "backend": [{"host": ["` + be.URL + `"], "url_pattern": "/raw/echo"}]},
+    {"endpoint": "/echo", "method": "PUT", "backend": [{"host": ["` + be.URL + `"], "url_pattern": "/raw/echo"}]},
+    {"endpoint": "/p/{x}", "method": "POST", "backend": [{"host": ["` + be.URL + `"], "url_pattern": "/raw/{x}"}]},
+    {"endpoint": "/g/{x}", "backend": [{"host": ["` + be.URL + `"], "url_pattern": "/raw/{x}"}]}
+  ]}`
+	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, t.TempDir(), "krakend.json", cfg))
+	client := &http.Client{
+		Timeout:       5 * time.Second,
+		Transport:     &http.Transport{DisableCompression: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	const json = "application/json; charset=utf-8"
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		headers      map[string]string // "" means absent
+		body         string
+	}{
+		// auto_options: 200, the route's methods, no body, no Content-Type.
+		{"OPTIONS", "/echo", 200, map[string]string{"Allow": "GET, PUT", "Content-Type": "", "Content-Length": "0", "X-Krakend-Completed": ""}, ""},
+		{"OPTIONS", "/p/1", 200, map[string]string{"Allow": "POST", "Content-Type": ""}, ""},
+		{"OPTIONS", "/nothere", 404, map[string]string{"Content-Type": "text/plain", "X-Krakend-Completed": "false"}, "404 page not found"},
+		// remove_extra_slash: repeated slashes are served.
+		{"GET", "//echo", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/echo"}`},
+		{"GET", "///g//a", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/a"}`},
+		// disable_path_decoding: no param checker; the value reaches the
+		// backend encoded as it came.
+		{"GET", "/g/a%20b", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/a%20b"}`},
+		// Deliberate deviations (README): KrakenD decodes the value once
+		// more, so %253F reaches its backend as %3F, and %3F or %23 cut
+		// the backend path into a query or a fragment
+		// ("/raw/a?x=1"). Ours stays the path segment it was.
+		{"GET", "/g/a%2525b", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/a%2525b"}`},
+		{"GET", "/g/a%3Fx=1", 200, map[string]string{"Content-Type": json}, `{"uri":"/raw/a%3Fx=1"}`},
+		// KrakenD redirects /echo// to /echo/ first (one slash a hop) and
+		// //echo// to the protocol-relative //echo/ (another host); the
+		// server cleans the path before routing here, so both go to /echo.
+		{"GET", "/echo//", 301, map[string]string{"Location": "/echo"}, "<a href=\"/echo\">Moved Permanently</a>.\n\n"},
+		{"GET", "//echo//", 301, map[string]string{"Location": "/echo"}, "<a href=\"/echo\">Moved Permanently</a>.\n\n"},
+	} {
+		req, err := http.NewRequest(tc.method, e.URL()+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || string(got) != tc.body {
+			t.Errorf("%s %s = %d %q, want %d %q", tc.method, tc.path, resp.StatusCode, got, tc.status, tc.body)
+		}
+		for k, v := range tc.headers {
+			if vs, present := resp.Header[http.CanonicalHeaderKey(k)]; v == "" && present {
+				t.Errorf("%s %s: header %s = %q, want none", tc.method, tc.path, k, vs)
+			} else if v != "" && resp.Header.Get(k) != v {
+				t.Errorf("%s %s: header %s = %q, want %q", tc.method, tc.path, k, resp.Header.Get(k), v)
+			}
+		}
 	}
 }

@@ -36,7 +36,7 @@ func jwtConfig(backendURL string, is *testenv.Issuer) string {
   "version": 3,
   "host": [%q],
   "extra_config": {
-    "auth/revoker": {"N": 10000, "P": 0.000000001, "TTL": 3600, "token_keys": ["jti", "sub"]}
+    "auth/revoker": {"N": 10000, "P": 0.000000001, "TTL": 7200, "token_keys": ["jti", "sub"]}
   },
   "endpoints": [{
     "endpoint": "/me",

@@ -21,6 +21,7 @@ import (
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/lkg"
+	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/server"
 	"github.com/apigw/gateway/edge/watch"
 	"github.com/apigw/gateway/internal/dirlock"
@@ -196,6 +197,12 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		return err
 	}
 
+	// The revocation set from the last run: a restart without the control
+	// plane keeps enforcing it. A missing or corrupt copy leaves an empty
+	// set at seq 0 (the control plane then sends it all) marked unknown:
+	// protected routes answer 503 and health says degraded until the
+	// control plane answers.
+	rev := loadRevocations(st, log)
 	listen := f.listen
 	if listen == "" {
 		listen = storedListenAddr(stored, log)
@@ -212,6 +219,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		PinLogFormat:  f.pinFormat,
 		AccessLog:     f.accessLogConfig(),
 		Limits:        f.limits,
+		Degraded:      func(p *plan.Plan) string { return revocationHealth(rev, p) },
 	})
 	if err != nil {
 		return err
@@ -224,10 +232,6 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 			reg.close()
 		}
 	}()
-	// The revocation set from the last run: a restart without the control
-	// plane keeps enforcing it. A corrupt copy leaves an empty set at seq 0,
-	// which makes the control plane send a full reset.
-	rev := loadRevocations(st, log)
 	reg, err = newRegistries(srv.Registry(), log, f.disabled, rev)
 	if err != nil {
 		return err
@@ -344,18 +348,42 @@ func storedListenAddr(stored []*gatewayv1.SnapshotEnvelope, log zerolog.Logger) 
 	return defaultListen
 }
 
-// loadRevocations returns the revocation set saved in the data dir, or an
-// empty one (seq 0) when there is none or it is unusable.
+// loadRevocations returns the revocation set saved in the data dir. When
+// there is none, it is unusable, or only an older copy survived a corrupt
+// newer one, the set (empty at seq 0, or the older copy) is marked unknown
+// until the control plane answers: an edge never enforces a set it cannot
+// vouch for as if it were complete. A data dir always holds a record once
+// the edge has been confirmed by a control plane (watch persists it, empty
+// or not), so "none" at boot means a first start or damage.
 func loadRevocations(st *lkg.Store, log zerolog.Logger) *auth.Revocations {
 	rev := auth.NewRevocations(auth.RevocationsConfig{Logger: log})
-	saved, err := st.LoadRevocations()
+	saved, skipped, err := st.LoadRevocationsReport()
 	if err == nil {
 		err = rev.Reset(saved.GetSeq(), saved.GetEntries())
 	}
-	if err != nil && !errors.Is(err, lkg.ErrNotFound) {
-		log.Warn().Err(err).Msg("revocation set on disk unusable; starting empty")
+	switch {
+	case errors.Is(err, lkg.ErrNotFound):
+		rev.MarkUnknown()
+		log.Warn().Msg("no revocation set on disk; protected routes answer 503 until the control plane answers")
+	case err != nil:
+		rev.MarkUnknown()
+		log.Error().Err(err).Msg("revocation set on disk unusable; protected routes answer 503 until the control plane answers")
+	case skipped > 0:
+		rev.MarkUnknown()
+		log.Error().Int("skipped", skipped).Uint64("seq", saved.GetSeq()).
+			Msg("newest revocation record corrupt, an older one loaded; protected routes answer 503 until the control plane answers")
 	}
 	return rev
+}
+
+// revocationHealth is the health check's degraded cause: the plan has
+// JWT-protected endpoints and the revocation set is not known to be
+// complete (they answer 503).
+func revocationHealth(rev *auth.Revocations, p *plan.Plan) string {
+	if p.Protected() && !rev.Known() {
+		return "revocations_unknown"
+	}
+	return ""
 }
 
 // revocationStore persists the revocation set in the data dir.
@@ -375,6 +403,8 @@ func (r revocationStore) Reset(seq uint64, entries []*gatewayv1.RevocationEntry)
 }
 
 func (r revocationStore) Persist() error { return r.store.SaveRevocations(r.set.Export()) }
+
+func (r revocationStore) Confirm() { r.set.Confirm() }
 
 // SetHash digests the set for the Hello (see sign.RevocationSetHash).
 func (r revocationStore) SetHash(cutoffUnixMs int64) string {

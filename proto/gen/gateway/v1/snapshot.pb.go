@@ -132,7 +132,10 @@ type Service struct {
 	Opentelemetry *OpenTelemetry `protobuf:"bytes,16,opt,name=opentelemetry,proto3" json:"opentelemetry,omitempty"`
 	// bot_detector is the service-level `security/bot-detector`: checked for
 	// every request before routing (unknown paths too), as KrakenD does.
-	BotDetector   *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	// tls is the service's `tls` block when enabled: the edge's listener
+	// serves HTTPS. Unset: plain HTTP.
+	Tls           *ServerTLS `protobuf:"bytes,17,opt,name=tls,proto3" json:"tls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -286,6 +289,282 @@ func (x *Service) GetBotDetector() *BotDetector {
 	return nil
 }
 
+func (x *Service) GetTls() *ServerTLS {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+// ServerTLS is TLS on the edge's listener. File names are paths on the
+// edge's host, as in KrakenD: the control plane never reads them, each edge
+// reads its own files when it builds the plan, and again whenever they
+// change (new handshakes get the new certificates; open connections stay).
+// Versions, curves and cipher suites hold crypto/tls values; the compiler
+// writes KrakenD's defaults in, so zero means Go's default.
+type ServerTLS struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keys are the certificate chains served, in KrakenD's order (keys[],
+	// then public_key/private_key); the client's SNI picks among them.
+	Keys             []*KeyPair `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	MinVersion       uint32     `protobuf:"varint,2,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
+	MaxVersion       uint32     `protobuf:"varint,3,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
+	CipherSuites     []uint32   `protobuf:"varint,4,rep,packed,name=cipher_suites,json=cipherSuites,proto3" json:"cipher_suites,omitempty"`
+	CurvePreferences []uint32   `protobuf:"varint,5,rep,packed,name=curve_preferences,json=curvePreferences,proto3" json:"curve_preferences,omitempty"`
+	// enable_mtls requires a client certificate signed by one of ca_certs
+	// or (unless disable_system_ca_pool) by the system's roots. The compiler
+	// adds the certificates of the config's keys[] to ca_certs, as KrakenD
+	// trusts them (not the root public_key: KrakenD adds it to the served
+	// keys after building the client pool).
+	EnableMtls          bool     `protobuf:"varint,6,opt,name=enable_mtls,json=enableMtls,proto3" json:"enable_mtls,omitempty"`
+	CaCerts             []string `protobuf:"bytes,7,rep,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	DisableSystemCaPool bool     `protobuf:"varint,8,opt,name=disable_system_ca_pool,json=disableSystemCaPool,proto3" json:"disable_system_ca_pool,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ServerTLS) Reset() {
+	*x = ServerTLS{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerTLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerTLS) ProtoMessage() {}
+
+func (x *ServerTLS) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerTLS.ProtoReflect.Descriptor instead.
+func (*ServerTLS) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ServerTLS) GetKeys() []*KeyPair {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ServerTLS) GetMinVersion() uint32 {
+	if x != nil {
+		return x.MinVersion
+	}
+	return 0
+}
+
+func (x *ServerTLS) GetMaxVersion() uint32 {
+	if x != nil {
+		return x.MaxVersion
+	}
+	return 0
+}
+
+func (x *ServerTLS) GetCipherSuites() []uint32 {
+	if x != nil {
+		return x.CipherSuites
+	}
+	return nil
+}
+
+func (x *ServerTLS) GetCurvePreferences() []uint32 {
+	if x != nil {
+		return x.CurvePreferences
+	}
+	return nil
+}
+
+func (x *ServerTLS) GetEnableMtls() bool {
+	if x != nil {
+		return x.EnableMtls
+	}
+	return false
+}
+
+func (x *ServerTLS) GetCaCerts() []string {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
+func (x *ServerTLS) GetDisableSystemCaPool() bool {
+	if x != nil {
+		return x.DisableSystemCaPool
+	}
+	return false
+}
+
+// KeyPair names a PEM certificate chain and its PEM private key.
+type KeyPair struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   string                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	PrivateKey    string                 `protobuf:"bytes,2,opt,name=private_key,json=privateKey,proto3" json:"private_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyPair) Reset() {
+	*x = KeyPair{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyPair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyPair) ProtoMessage() {}
+
+func (x *KeyPair) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyPair.ProtoReflect.Descriptor instead.
+func (*KeyPair) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KeyPair) GetCertificate() string {
+	if x != nil {
+		return x.Certificate
+	}
+	return ""
+}
+
+func (x *KeyPair) GetPrivateKey() string {
+	if x != nil {
+		return x.PrivateKey
+	}
+	return ""
+}
+
+// ClientTLS is KrakenD's `client_tls`: how the edge verifies and
+// authenticates to HTTPS backends. Paths are on the edge's host.
+type ClientTLS struct {
+	state                    protoimpl.MessageState `protogen:"open.v1"`
+	AllowInsecureConnections bool                   `protobuf:"varint,1,opt,name=allow_insecure_connections,json=allowInsecureConnections,proto3" json:"allow_insecure_connections,omitempty"`
+	CaCerts                  []string               `protobuf:"bytes,2,rep,name=ca_certs,json=caCerts,proto3" json:"ca_certs,omitempty"`
+	DisableSystemCaPool      bool                   `protobuf:"varint,3,opt,name=disable_system_ca_pool,json=disableSystemCaPool,proto3" json:"disable_system_ca_pool,omitempty"`
+	MinVersion               uint32                 `protobuf:"varint,4,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
+	MaxVersion               uint32                 `protobuf:"varint,5,opt,name=max_version,json=maxVersion,proto3" json:"max_version,omitempty"`
+	CurvePreferences         []uint32               `protobuf:"varint,6,rep,packed,name=curve_preferences,json=curvePreferences,proto3" json:"curve_preferences,omitempty"`
+	CipherSuites             []uint32               `protobuf:"varint,7,rep,packed,name=cipher_suites,json=cipherSuites,proto3" json:"cipher_suites,omitempty"`
+	// client_certs are presented to backends that ask for one (mTLS).
+	ClientCerts   []*KeyPair `protobuf:"bytes,8,rep,name=client_certs,json=clientCerts,proto3" json:"client_certs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientTLS) Reset() {
+	*x = ClientTLS{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientTLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientTLS) ProtoMessage() {}
+
+func (x *ClientTLS) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientTLS.ProtoReflect.Descriptor instead.
+func (*ClientTLS) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ClientTLS) GetAllowInsecureConnections() bool {
+	if x != nil {
+		return x.AllowInsecureConnections
+	}
+	return false
+}
+
+func (x *ClientTLS) GetCaCerts() []string {
+	if x != nil {
+		return x.CaCerts
+	}
+	return nil
+}
+
+func (x *ClientTLS) GetDisableSystemCaPool() bool {
+	if x != nil {
+		return x.DisableSystemCaPool
+	}
+	return false
+}
+
+func (x *ClientTLS) GetMinVersion() uint32 {
+	if x != nil {
+		return x.MinVersion
+	}
+	return 0
+}
+
+func (x *ClientTLS) GetMaxVersion() uint32 {
+	if x != nil {
+		return x.MaxVersion
+	}
+	return 0
+}
+
+func (x *ClientTLS) GetCurvePreferences() []uint32 {
+	if x != nil {
+		return x.CurvePreferences
+	}
+	return nil
+}
+
+func (x *ClientTLS) GetCipherSuites() []uint32 {
+	if x != nil {
+		return x.CipherSuites
+	}
+	return nil
+}
+
+func (x *ClientTLS) GetClientCerts() []*KeyPair {
+	if x != nil {
+		return x.ClientCerts
+	}
+	return nil
+}
+
 // Router holds the `router` extra_config namespace.
 type Router struct {
 	state                         protoimpl.MessageState `protogen:"open.v1"`
@@ -322,7 +601,7 @@ type Router struct {
 
 func (x *Router) Reset() {
 	*x = Router{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +613,7 @@ func (x *Router) String() string {
 func (*Router) ProtoMessage() {}
 
 func (x *Router) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +626,7 @@ func (x *Router) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Router.ProtoReflect.Descriptor instead.
 func (*Router) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Router) GetReturnErrorMsg() bool {
@@ -495,7 +774,7 @@ type Logging struct {
 
 func (x *Logging) Reset() {
 	*x = Logging{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +786,7 @@ func (x *Logging) String() string {
 func (*Logging) ProtoMessage() {}
 
 func (x *Logging) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +799,7 @@ func (x *Logging) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logging.ProtoReflect.Descriptor instead.
 func (*Logging) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Logging) GetLevel() string {
@@ -580,7 +859,7 @@ type Metrics struct {
 
 func (x *Metrics) Reset() {
 	*x = Metrics{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +871,7 @@ func (x *Metrics) String() string {
 func (*Metrics) ProtoMessage() {}
 
 func (x *Metrics) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +884,7 @@ func (x *Metrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metrics.ProtoReflect.Descriptor instead.
 func (*Metrics) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Metrics) GetEnabled() bool {
@@ -676,7 +955,7 @@ type OpenTelemetry struct {
 
 func (x *OpenTelemetry) Reset() {
 	*x = OpenTelemetry{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +967,7 @@ func (x *OpenTelemetry) String() string {
 func (*OpenTelemetry) ProtoMessage() {}
 
 func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +980,7 @@ func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenTelemetry.ProtoReflect.Descriptor instead.
 func (*OpenTelemetry) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OpenTelemetry) GetServiceName() string {
@@ -787,7 +1066,7 @@ type OTLPExporter struct {
 
 func (x *OTLPExporter) Reset() {
 	*x = OTLPExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +1078,7 @@ func (x *OTLPExporter) String() string {
 func (*OTLPExporter) ProtoMessage() {}
 
 func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +1091,7 @@ func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OTLPExporter.ProtoReflect.Descriptor instead.
 func (*OTLPExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OTLPExporter) GetName() string {
@@ -859,7 +1138,7 @@ type TraceLayer struct {
 
 func (x *TraceLayer) Reset() {
 	*x = TraceLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1150,7 @@ func (x *TraceLayer) String() string {
 func (*TraceLayer) ProtoMessage() {}
 
 func (x *TraceLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1163,7 @@ func (x *TraceLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
 func (*TraceLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TraceLayer) GetDisabled() bool {
@@ -926,7 +1205,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1217,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1230,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -983,7 +1262,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1274,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1287,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -1069,13 +1348,19 @@ type HTTPClient struct {
 	// dialer_fallback_delay_ms is how long a dual-stack dial waits before it
 	// races the other address family (0: Go's default, 300 ms).
 	DialerFallbackDelayMs int64 `protobuf:"varint,9,opt,name=dialer_fallback_delay_ms,json=dialerFallbackDelayMs,proto3" json:"dialer_fallback_delay_ms,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// tls is `client_tls` (and the root allow_insecure_connections, which
+	// KrakenD turns into one); unset: Go's defaults with the system roots.
+	Tls *ClientTLS `protobuf:"bytes,10,opt,name=tls,proto3" json:"tls,omitempty"`
+	// dns_cache_ttl_ms is how often sd: dns backends re-resolve their SRV
+	// name (KrakenD's dns_cache_ttl: 30 s unless 1 s or more is set).
+	DnsCacheTtlMs int64 `protobuf:"varint,11,opt,name=dns_cache_ttl_ms,json=dnsCacheTtlMs,proto3" json:"dns_cache_ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1372,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1385,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -1166,6 +1451,20 @@ func (x *HTTPClient) GetDialerFallbackDelayMs() int64 {
 	return 0
 }
 
+func (x *HTTPClient) GetTls() *ClientTLS {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+func (x *HTTPClient) GetDnsCacheTtlMs() int64 {
+	if x != nil {
+		return x.DnsCacheTtlMs
+	}
+	return 0
+}
+
 // Endpoint is one (method, path) of the API contract.
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1215,7 +1514,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1526,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1539,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1403,7 +1702,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1714,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1727,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Static) GetStrategy() string {
@@ -1457,7 +1756,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1768,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1781,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -1542,14 +1841,20 @@ type Backend struct {
 	// trace is the backend's tracing layer: the service's
 	// layers.backend.traces, or this backend's own `telemetry/opentelemetry`
 	// override. Unset without tracing.
-	Trace         *TraceLayer `protobuf:"bytes,25,opt,name=trace,proto3" json:"trace,omitempty"`
+	Trace *TraceLayer `protobuf:"bytes,25,opt,name=trace,proto3" json:"trace,omitempty"`
+	// sd is "dns" when hosts[0] is a DNS SRV name whose targets are the
+	// hosts (KrakenD's sd: dns), re-resolved every
+	// http_client.dns_cache_ttl_ms; "" for static hosts.
+	Sd string `protobuf:"bytes,26,opt,name=sd,proto3" json:"sd,omitempty"`
+	// sd_scheme is the scheme of the resolved hosts: "http" or "https".
+	SdScheme      string `protobuf:"bytes,27,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1866,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1879,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Backend) GetName() string {
@@ -1752,6 +2057,20 @@ func (x *Backend) GetTrace() *TraceLayer {
 	return nil
 }
 
+func (x *Backend) GetSd() string {
+	if x != nil {
+		return x.Sd
+	}
+	return ""
+}
+
+func (x *Backend) GetSdScheme() string {
+	if x != nil {
+		return x.SdScheme
+	}
+	return ""
+}
+
 // JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
 type JWTValidator struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1782,13 +2101,22 @@ type JWTValidator struct {
 	KeyIdentifyStrategy          string `protobuf:"bytes,20,opt,name=key_identify_strategy,json=keyIdentifyStrategy,proto3" json:"key_identify_strategy,omitempty"`
 	OperationDebug               bool   `protobuf:"varint,21,opt,name=operation_debug,json=operationDebug,proto3" json:"operation_debug,omitempty"`
 	PropagateClaimsPreserveArray bool   `protobuf:"varint,22,opt,name=propagate_claims_preserve_array,json=propagateClaimsPreserveArray,proto3" json:"propagate_claims_preserve_array,omitempty"`
-	unknownFields                protoimpl.UnknownFields
-	sizeCache                    protoimpl.SizeCache
+	// require_exp refuses tokens without an exp claim (401). Ours, from the
+	// endpoint's `apigw/jwt` namespace (KrakenD has no such option). The edge
+	// turns it on for every validator when the service has `auth/revoker`.
+	RequireExp bool `protobuf:"varint,23,opt,name=require_exp,json=requireExp,proto3" json:"require_exp,omitempty"`
+	// max_token_lifetime_ms bounds exp - iat; a token with a longer lifetime,
+	// or without exp or iat, is refused (401). 0: no bound. Ours, from
+	// `apigw/jwt`. With `auth/revoker` the edge bounds it by the revoker's
+	// ttl too, so no accepted token outlives its revocation.
+	MaxTokenLifetimeMs int64 `protobuf:"varint,24,opt,name=max_token_lifetime_ms,json=maxTokenLifetimeMs,proto3" json:"max_token_lifetime_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +2128,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +2141,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -1970,6 +2298,20 @@ func (x *JWTValidator) GetPropagateClaimsPreserveArray() bool {
 	return false
 }
 
+func (x *JWTValidator) GetRequireExp() bool {
+	if x != nil {
+		return x.RequireExp
+	}
+	return false
+}
+
+func (x *JWTValidator) GetMaxTokenLifetimeMs() int64 {
+	if x != nil {
+		return x.MaxTokenLifetimeMs
+	}
+	return 0
+}
+
 // ClaimHeader copies one claim (dotted for nested) into a request header.
 type ClaimHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1981,7 +2323,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2335,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2348,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2040,7 +2382,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2052,7 +2394,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2065,7 +2407,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -2116,7 +2458,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2470,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2483,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -2200,7 +2542,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2212,7 +2554,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2225,7 +2567,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -2310,7 +2652,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2322,7 +2664,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2335,7 +2677,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -2373,7 +2715,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2727,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2740,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -2448,7 +2790,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2802,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2815,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2509,7 +2851,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2863,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2876,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2576,7 +2918,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2930,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2943,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -2692,7 +3034,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +3046,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +3059,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -2844,6 +3186,15 @@ type MartianModifier struct {
 	//	*MartianModifier_QuerystringModifier
 	//	*MartianModifier_BodyModifier
 	//	*MartianModifier_FifoGroup
+	//	*MartianModifier_HeaderAppend
+	//	*MartianModifier_HeaderCopy
+	//	*MartianModifier_HeaderId
+	//	*MartianModifier_HeaderFilter
+	//	*MartianModifier_HeaderRegexFilter
+	//	*MartianModifier_QuerystringFilter
+	//	*MartianModifier_UrlModifier
+	//	*MartianModifier_StashModifier
+	//	*MartianModifier_PriorityGroup
 	Kind          isMartianModifier_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2851,7 +3202,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +3214,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3227,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -2938,6 +3289,87 @@ func (x *MartianModifier) GetFifoGroup() *MartianGroup {
 	return nil
 }
 
+func (x *MartianModifier) GetHeaderAppend() *MartianHeader {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderAppend); ok {
+			return x.HeaderAppend
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderCopy() *MartianCopy {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderCopy); ok {
+			return x.HeaderCopy
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderId() *MartianID {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderId); ok {
+			return x.HeaderId
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderFilter() *MartianFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderFilter); ok {
+			return x.HeaderFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetHeaderRegexFilter() *MartianRegexFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_HeaderRegexFilter); ok {
+			return x.HeaderRegexFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetQuerystringFilter() *MartianFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_QuerystringFilter); ok {
+			return x.QuerystringFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetUrlModifier() *MartianURL {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_UrlModifier); ok {
+			return x.UrlModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetStashModifier() *MartianStash {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_StashModifier); ok {
+			return x.StashModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetPriorityGroup() *MartianPriorityGroup {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_PriorityGroup); ok {
+			return x.PriorityGroup
+		}
+	}
+	return nil
+}
+
 type isMartianModifier_Kind interface {
 	isMartianModifier_Kind()
 }
@@ -2962,6 +3394,48 @@ type MartianModifier_FifoGroup struct {
 	FifoGroup *MartianGroup `protobuf:"bytes,6,opt,name=fifo_group,json=fifoGroup,proto3,oneof"`
 }
 
+type MartianModifier_HeaderAppend struct {
+	// header_append is header.Append: adds a value to the header.
+	HeaderAppend *MartianHeader `protobuf:"bytes,7,opt,name=header_append,json=headerAppend,proto3,oneof"`
+}
+
+type MartianModifier_HeaderCopy struct {
+	HeaderCopy *MartianCopy `protobuf:"bytes,8,opt,name=header_copy,json=headerCopy,proto3,oneof"`
+}
+
+type MartianModifier_HeaderId struct {
+	HeaderId *MartianID `protobuf:"bytes,9,opt,name=header_id,json=headerId,proto3,oneof"`
+}
+
+type MartianModifier_HeaderFilter struct {
+	// header_filter is header.Filter: its modifier runs when the header
+	// holds the value exactly, its else modifier otherwise.
+	HeaderFilter *MartianFilter `protobuf:"bytes,10,opt,name=header_filter,json=headerFilter,proto3,oneof"`
+}
+
+type MartianModifier_HeaderRegexFilter struct {
+	HeaderRegexFilter *MartianRegexFilter `protobuf:"bytes,11,opt,name=header_regex_filter,json=headerRegexFilter,proto3,oneof"`
+}
+
+type MartianModifier_QuerystringFilter struct {
+	// querystring_filter is querystring.Filter: its modifier runs when the
+	// request's query has the parameter (with the value, when one is
+	// given), its else modifier otherwise.
+	QuerystringFilter *MartianFilter `protobuf:"bytes,12,opt,name=querystring_filter,json=querystringFilter,proto3,oneof"`
+}
+
+type MartianModifier_UrlModifier struct {
+	UrlModifier *MartianURL `protobuf:"bytes,13,opt,name=url_modifier,json=urlModifier,proto3,oneof"`
+}
+
+type MartianModifier_StashModifier struct {
+	StashModifier *MartianStash `protobuf:"bytes,14,opt,name=stash_modifier,json=stashModifier,proto3,oneof"`
+}
+
+type MartianModifier_PriorityGroup struct {
+	PriorityGroup *MartianPriorityGroup `protobuf:"bytes,15,opt,name=priority_group,json=priorityGroup,proto3,oneof"`
+}
+
 func (*MartianModifier_HeaderModifier) isMartianModifier_Kind() {}
 
 func (*MartianModifier_HeaderBlacklist) isMartianModifier_Kind() {}
@@ -2971,6 +3445,470 @@ func (*MartianModifier_QuerystringModifier) isMartianModifier_Kind() {}
 func (*MartianModifier_BodyModifier) isMartianModifier_Kind() {}
 
 func (*MartianModifier_FifoGroup) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderAppend) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderCopy) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderId) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_HeaderRegexFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_QuerystringFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_UrlModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_StashModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_PriorityGroup) isMartianModifier_Kind() {}
+
+// MartianCopy is header.Copy: header to takes the first value of from
+// ("" when from is absent).
+type MartianCopy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianCopy) Reset() {
+	*x = MartianCopy{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianCopy) ProtoMessage() {}
+
+func (x *MartianCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
+func (*MartianCopy) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *MartianCopy) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *MartianCopy) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+// MartianID is header.Id (KrakenD's): a request without the header gets a
+// random UUID in it (header: X-Krakend-Id by default).
+type MartianID struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        string                 `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianID) Reset() {
+	*x = MartianID{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianID) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianID) ProtoMessage() {}
+
+func (x *MartianID) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
+func (*MartianID) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *MartianID) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
+// MartianFilter is a condition on a header or a query parameter.
+type MartianFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Modifier      *MartianModifier       `protobuf:"bytes,3,opt,name=modifier,proto3" json:"modifier,omitempty"`
+	Else          *MartianModifier       `protobuf:"bytes,4,opt,name=else,proto3" json:"else,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianFilter) Reset() {
+	*x = MartianFilter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianFilter) ProtoMessage() {}
+
+func (x *MartianFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
+func (*MartianFilter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *MartianFilter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MartianFilter) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *MartianFilter) GetModifier() *MartianModifier {
+	if x != nil {
+		return x.Modifier
+	}
+	return nil
+}
+
+func (x *MartianFilter) GetElse() *MartianModifier {
+	if x != nil {
+		return x.Else
+	}
+	return nil
+}
+
+// MartianRegexFilter is header.RegexFilter: its modifier runs when the
+// backend request's header (also in the response phase) matches regex.
+type MartianRegexFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        string                 `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Regex         string                 `protobuf:"bytes,2,opt,name=regex,proto3" json:"regex,omitempty"`
+	Modifier      *MartianModifier       `protobuf:"bytes,3,opt,name=modifier,proto3" json:"modifier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianRegexFilter) Reset() {
+	*x = MartianRegexFilter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianRegexFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianRegexFilter) ProtoMessage() {}
+
+func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
+func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *MartianRegexFilter) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
+func (x *MartianRegexFilter) GetRegex() string {
+	if x != nil {
+		return x.Regex
+	}
+	return ""
+}
+
+func (x *MartianRegexFilter) GetModifier() *MartianModifier {
+	if x != nil {
+		return x.Modifier
+	}
+	return nil
+}
+
+// MartianURL is url.Modifier: the non-empty parts replace the backend
+// request URL's.
+type MartianURL struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scheme        string                 `protobuf:"bytes,1,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Query         string                 `protobuf:"bytes,4,opt,name=query,proto3" json:"query,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianURL) Reset() {
+	*x = MartianURL{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianURL) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianURL) ProtoMessage() {}
+
+func (x *MartianURL) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
+func (*MartianURL) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *MartianURL) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+func (x *MartianURL) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *MartianURL) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MartianURL) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+// MartianStash is stash.Modifier: the backend request's full URL in a
+// header of the request (and of the response, with both scopes).
+type MartianStash struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HeaderName    string                 `protobuf:"bytes,1,opt,name=header_name,json=headerName,proto3" json:"header_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianStash) Reset() {
+	*x = MartianStash{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianStash) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianStash) ProtoMessage() {}
+
+func (x *MartianStash) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
+func (*MartianStash) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *MartianStash) GetHeaderName() string {
+	if x != nil {
+		return x.HeaderName
+	}
+	return ""
+}
+
+// MartianPriorityGroup is priority.Group: modifiers in descending priority
+// (ties: the later one first).
+type MartianPriorityGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Modifiers     []*MartianPrioritized  `protobuf:"bytes,1,rep,name=modifiers,proto3" json:"modifiers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianPriorityGroup) Reset() {
+	*x = MartianPriorityGroup{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianPriorityGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianPriorityGroup) ProtoMessage() {}
+
+func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
+func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
+	if x != nil {
+		return x.Modifiers
+	}
+	return nil
+}
+
+// MartianPrioritized is one member of a priority.Group.
+type MartianPrioritized struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Priority      int64                  `protobuf:"varint,1,opt,name=priority,proto3" json:"priority,omitempty"`
+	Modifier      *MartianModifier       `protobuf:"bytes,2,opt,name=modifier,proto3" json:"modifier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianPrioritized) Reset() {
+	*x = MartianPrioritized{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianPrioritized) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianPrioritized) ProtoMessage() {}
+
+func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
+func (*MartianPrioritized) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *MartianPrioritized) GetPriority() int64 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *MartianPrioritized) GetModifier() *MartianModifier {
+	if x != nil {
+		return x.Modifier
+	}
+	return nil
+}
 
 // MartianHeader sets header name to value.
 type MartianHeader struct {
@@ -2983,7 +3921,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2995,7 +3933,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3008,7 +3946,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -3035,7 +3973,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3985,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3998,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -3081,7 +4019,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +4031,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +4044,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -3134,7 +4072,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3146,7 +4084,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3159,7 +4097,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -3187,7 +4125,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +4137,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +4150,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -3239,7 +4177,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\x90\x06\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xb9\x06\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -3260,7 +4198,35 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
 	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12?\n" +
 	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12:\n" +
-	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\"\xdb\x06\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12'\n" +
+	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\"\xb9\x02\n" +
+	"\tServerTLS\x12'\n" +
+	"\x04keys\x18\x01 \x03(\v2\x13.gateway.v1.KeyPairR\x04keys\x12\x1f\n" +
+	"\vmin_version\x18\x02 \x01(\rR\n" +
+	"minVersion\x12\x1f\n" +
+	"\vmax_version\x18\x03 \x01(\rR\n" +
+	"maxVersion\x12#\n" +
+	"\rcipher_suites\x18\x04 \x03(\rR\fcipherSuites\x12+\n" +
+	"\x11curve_preferences\x18\x05 \x03(\rR\x10curvePreferences\x12\x1f\n" +
+	"\venable_mtls\x18\x06 \x01(\bR\n" +
+	"enableMtls\x12\x19\n" +
+	"\bca_certs\x18\a \x03(\tR\acaCerts\x123\n" +
+	"\x16disable_system_ca_pool\x18\b \x01(\bR\x13disableSystemCaPool\"L\n" +
+	"\aKeyPair\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\tR\vcertificate\x12\x1f\n" +
+	"\vprivate_key\x18\x02 \x01(\tR\n" +
+	"privateKey\"\xe5\x02\n" +
+	"\tClientTLS\x12<\n" +
+	"\x1aallow_insecure_connections\x18\x01 \x01(\bR\x18allowInsecureConnections\x12\x19\n" +
+	"\bca_certs\x18\x02 \x03(\tR\acaCerts\x123\n" +
+	"\x16disable_system_ca_pool\x18\x03 \x01(\bR\x13disableSystemCaPool\x12\x1f\n" +
+	"\vmin_version\x18\x04 \x01(\rR\n" +
+	"minVersion\x12\x1f\n" +
+	"\vmax_version\x18\x05 \x01(\rR\n" +
+	"maxVersion\x12+\n" +
+	"\x11curve_preferences\x18\x06 \x03(\rR\x10curvePreferences\x12#\n" +
+	"\rcipher_suites\x18\a \x03(\rR\fcipherSuites\x126\n" +
+	"\fclient_certs\x18\b \x03(\v2\x13.gateway.v1.KeyPairR\vclientCerts\"\xdb\x06\n" +
 	"\x06Router\x12(\n" +
 	"\x10return_error_msg\x18\x01 \x01(\bR\x0ereturnErrorMsg\x12,\n" +
 	"\x12disable_access_log\x18\x02 \x01(\bR\x10disableAccessLog\x12*\n" +
@@ -3333,7 +4299,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0fidle_timeout_ms\x18\x03 \x01(\x03R\ridleTimeoutMs\x123\n" +
 	"\x16read_header_timeout_ms\x18\x04 \x01(\x03R\x13readHeaderTimeoutMs\x12(\n" +
 	"\x10max_header_bytes\x18\x05 \x01(\x03R\x0emaxHeaderBytes\x12/\n" +
-	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\"\xfd\x03\n" +
+	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\"\xcf\x04\n" +
 	"\n" +
 	"HTTPClient\x12@\n" +
 	"\x1dmax_idle_connections_per_host\x18\x01 \x01(\x03R\x19maxIdleConnectionsPerHost\x12;\n" +
@@ -3344,7 +4310,10 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x13disable_compression\x18\x06 \x01(\bR\x12disableCompression\x12<\n" +
 	"\x1aallow_insecure_connections\x18\a \x01(\bR\x18allowInsecureConnections\x12/\n" +
 	"\x14dialer_keep_alive_ms\x18\b \x01(\x03R\x11dialerKeepAliveMs\x127\n" +
-	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\"\xd7\x06\n" +
+	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
+	"\x03tls\x18\n" +
+	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xd7\x06\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -3379,7 +4348,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xa9\b\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xd6\b\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -3409,10 +4378,12 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"http_cache\x18\x16 \x01(\v2\x15.gateway.v1.HTTPCacheR\thttpCache\x125\n" +
 	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x121\n" +
 	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12,\n" +
-	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x1a:\n" +
+	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12\x0e\n" +
+	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
+	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\a\n" +
 	"\fJWTValidator\x12\x10\n" +
 	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x17\n" +
 	"\ajwk_url\x18\x02 \x01(\tR\x06jwkUrl\x12$\n" +
@@ -3438,7 +4409,10 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"cookie_key\x18\x13 \x01(\tR\tcookieKey\x122\n" +
 	"\x15key_identify_strategy\x18\x14 \x01(\tR\x13keyIdentifyStrategy\x12'\n" +
 	"\x0foperation_debug\x18\x15 \x01(\bR\x0eoperationDebug\x12E\n" +
-	"\x1fpropagate_claims_preserve_array\x18\x16 \x01(\bR\x1cpropagateClaimsPreserveArray\";\n" +
+	"\x1fpropagate_claims_preserve_array\x18\x16 \x01(\bR\x1cpropagateClaimsPreserveArray\x12\x1f\n" +
+	"\vrequire_exp\x18\x17 \x01(\bR\n" +
+	"requireExp\x121\n" +
+	"\x15max_token_lifetime_ms\x18\x18 \x01(\x03R\x12maxTokenLifetimeMs\";\n" +
 	"\vClaimHeader\x12\x14\n" +
 	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
 	"\x06header\x18\x02 \x01(\tR\x06header\"[\n" +
@@ -3523,7 +4497,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eis_development\x18\x10 \x01(\bR\risDevelopment\x1aB\n" +
 	"\x14SslProxyHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf0\a\n" +
 	"\x0fMartianModifier\x12\x14\n" +
 	"\x05scope\x18\x01 \x03(\tR\x05scope\x12D\n" +
 	"\x0fheader_modifier\x18\x02 \x01(\v2\x19.gateway.v1.MartianHeaderH\x00R\x0eheaderModifier\x12J\n" +
@@ -3531,8 +4505,47 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x14querystring_modifier\x18\x04 \x01(\v2\x1e.gateway.v1.MartianQueryStringH\x00R\x13querystringModifier\x12>\n" +
 	"\rbody_modifier\x18\x05 \x01(\v2\x17.gateway.v1.MartianBodyH\x00R\fbodyModifier\x129\n" +
 	"\n" +
-	"fifo_group\x18\x06 \x01(\v2\x18.gateway.v1.MartianGroupH\x00R\tfifoGroupB\x06\n" +
-	"\x04kind\"9\n" +
+	"fifo_group\x18\x06 \x01(\v2\x18.gateway.v1.MartianGroupH\x00R\tfifoGroup\x12@\n" +
+	"\rheader_append\x18\a \x01(\v2\x19.gateway.v1.MartianHeaderH\x00R\fheaderAppend\x12:\n" +
+	"\vheader_copy\x18\b \x01(\v2\x17.gateway.v1.MartianCopyH\x00R\n" +
+	"headerCopy\x124\n" +
+	"\theader_id\x18\t \x01(\v2\x15.gateway.v1.MartianIDH\x00R\bheaderId\x12@\n" +
+	"\rheader_filter\x18\n" +
+	" \x01(\v2\x19.gateway.v1.MartianFilterH\x00R\fheaderFilter\x12P\n" +
+	"\x13header_regex_filter\x18\v \x01(\v2\x1e.gateway.v1.MartianRegexFilterH\x00R\x11headerRegexFilter\x12J\n" +
+	"\x12querystring_filter\x18\f \x01(\v2\x19.gateway.v1.MartianFilterH\x00R\x11querystringFilter\x12;\n" +
+	"\furl_modifier\x18\r \x01(\v2\x16.gateway.v1.MartianURLH\x00R\vurlModifier\x12A\n" +
+	"\x0estash_modifier\x18\x0e \x01(\v2\x18.gateway.v1.MartianStashH\x00R\rstashModifier\x12I\n" +
+	"\x0epriority_group\x18\x0f \x01(\v2 .gateway.v1.MartianPriorityGroupH\x00R\rpriorityGroupB\x06\n" +
+	"\x04kind\"1\n" +
+	"\vMartianCopy\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\"#\n" +
+	"\tMartianID\x12\x16\n" +
+	"\x06header\x18\x01 \x01(\tR\x06header\"\xa3\x01\n" +
+	"\rMartianFilter\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x127\n" +
+	"\bmodifier\x18\x03 \x01(\v2\x1b.gateway.v1.MartianModifierR\bmodifier\x12/\n" +
+	"\x04else\x18\x04 \x01(\v2\x1b.gateway.v1.MartianModifierR\x04else\"{\n" +
+	"\x12MartianRegexFilter\x12\x16\n" +
+	"\x06header\x18\x01 \x01(\tR\x06header\x12\x14\n" +
+	"\x05regex\x18\x02 \x01(\tR\x05regex\x127\n" +
+	"\bmodifier\x18\x03 \x01(\v2\x1b.gateway.v1.MartianModifierR\bmodifier\"b\n" +
+	"\n" +
+	"MartianURL\x12\x16\n" +
+	"\x06scheme\x18\x01 \x01(\tR\x06scheme\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x14\n" +
+	"\x05query\x18\x04 \x01(\tR\x05query\"/\n" +
+	"\fMartianStash\x12\x1f\n" +
+	"\vheader_name\x18\x01 \x01(\tR\n" +
+	"headerName\"T\n" +
+	"\x14MartianPriorityGroup\x12<\n" +
+	"\tmodifiers\x18\x01 \x03(\v2\x1e.gateway.v1.MartianPrioritizedR\tmodifiers\"i\n" +
+	"\x12MartianPrioritized\x12\x1a\n" +
+	"\bpriority\x18\x01 \x01(\x03R\bpriority\x127\n" +
+	"\bmodifier\x18\x02 \x01(\v2\x1b.gateway.v1.MartianModifierR\bmodifier\"9\n" +
 	"\rMartianHeader\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\")\n" +
@@ -3560,89 +4573,118 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
-	(*Snapshot)(nil),           // 0: gateway.v1.Snapshot
-	(*Service)(nil),            // 1: gateway.v1.Service
-	(*Router)(nil),             // 2: gateway.v1.Router
-	(*Logging)(nil),            // 3: gateway.v1.Logging
-	(*Metrics)(nil),            // 4: gateway.v1.Metrics
-	(*OpenTelemetry)(nil),      // 5: gateway.v1.OpenTelemetry
-	(*OTLPExporter)(nil),       // 6: gateway.v1.OTLPExporter
-	(*TraceLayer)(nil),         // 7: gateway.v1.TraceLayer
-	(*KeyValue)(nil),           // 8: gateway.v1.KeyValue
-	(*HTTPServer)(nil),         // 9: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),         // 10: gateway.v1.HTTPClient
-	(*Endpoint)(nil),           // 11: gateway.v1.Endpoint
-	(*Static)(nil),             // 12: gateway.v1.Static
-	(*FlatmapOp)(nil),          // 13: gateway.v1.FlatmapOp
-	(*Backend)(nil),            // 14: gateway.v1.Backend
-	(*JWTValidator)(nil),       // 15: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),        // 16: gateway.v1.ClaimHeader
-	(*Revoker)(nil),            // 17: gateway.v1.Revoker
-	(*BotDetector)(nil),        // 18: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),    // 19: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),   // 20: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),     // 21: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),          // 22: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),   // 23: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),               // 24: gateway.v1.CORS
-	(*SecurityHTTP)(nil),       // 25: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),    // 26: gateway.v1.MartianModifier
-	(*MartianHeader)(nil),      // 27: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),  // 28: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil), // 29: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),        // 30: gateway.v1.MartianBody
-	(*MartianGroup)(nil),       // 31: gateway.v1.MartianGroup
-	nil,                        // 32: gateway.v1.Backend.MappingEntry
-	nil,                        // 33: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
+	(*Service)(nil),              // 1: gateway.v1.Service
+	(*ServerTLS)(nil),            // 2: gateway.v1.ServerTLS
+	(*KeyPair)(nil),              // 3: gateway.v1.KeyPair
+	(*ClientTLS)(nil),            // 4: gateway.v1.ClientTLS
+	(*Router)(nil),               // 5: gateway.v1.Router
+	(*Logging)(nil),              // 6: gateway.v1.Logging
+	(*Metrics)(nil),              // 7: gateway.v1.Metrics
+	(*OpenTelemetry)(nil),        // 8: gateway.v1.OpenTelemetry
+	(*OTLPExporter)(nil),         // 9: gateway.v1.OTLPExporter
+	(*TraceLayer)(nil),           // 10: gateway.v1.TraceLayer
+	(*KeyValue)(nil),             // 11: gateway.v1.KeyValue
+	(*HTTPServer)(nil),           // 12: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),           // 13: gateway.v1.HTTPClient
+	(*Endpoint)(nil),             // 14: gateway.v1.Endpoint
+	(*Static)(nil),               // 15: gateway.v1.Static
+	(*FlatmapOp)(nil),            // 16: gateway.v1.FlatmapOp
+	(*Backend)(nil),              // 17: gateway.v1.Backend
+	(*JWTValidator)(nil),         // 18: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),          // 19: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 20: gateway.v1.Revoker
+	(*BotDetector)(nil),          // 21: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),      // 22: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 23: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 24: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 25: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 26: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 27: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 28: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 29: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 30: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 31: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 32: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 33: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 34: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 35: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 36: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 37: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 38: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 39: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 40: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 41: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 42: gateway.v1.MartianGroup
+	nil,                          // 43: gateway.v1.Backend.MappingEntry
+	nil,                          // 44: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	11, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
-	2,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
-	3,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
-	4,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	9,  // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	10, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	17, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	24, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	25, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	23, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	5,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	18, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	6,  // 13: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	7,  // 14: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	7,  // 15: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	7,  // 16: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	8,  // 17: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	14, // 18: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	12, // 19: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	13, // 20: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	15, // 21: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	19, // 22: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	7,  // 23: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	18, // 24: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	32, // 25: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	13, // 26: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	20, // 27: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	21, // 28: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	22, // 29: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	26, // 30: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	7,  // 31: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	16, // 32: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	33, // 33: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	27, // 34: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	28, // 35: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	29, // 36: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	30, // 37: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	31, // 38: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	26, // 39: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	14, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	5,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
+	6,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
+	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
+	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	20, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	27, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	28, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	26, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
+	21, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	2,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	3,  // 14: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	3,  // 15: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	9,  // 16: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	10, // 17: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	10, // 18: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	10, // 19: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	11, // 20: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	4,  // 21: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	17, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	15, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	16, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	18, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	22, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	21, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	43, // 29: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	16, // 30: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	23, // 31: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	24, // 32: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	25, // 33: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	29, // 34: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	10, // 35: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	19, // 36: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	44, // 37: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	38, // 38: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	39, // 39: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	40, // 40: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	41, // 41: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	42, // 42: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	38, // 43: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	30, // 44: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	31, // 45: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	32, // 46: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	33, // 47: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	32, // 48: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	34, // 49: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	35, // 50: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	36, // 51: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	29, // 52: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	29, // 53: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	29, // 54: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	37, // 55: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	29, // 56: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	29, // 57: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -3650,12 +4692,21 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[26].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[29].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
 		(*MartianModifier_BodyModifier)(nil),
 		(*MartianModifier_FifoGroup)(nil),
+		(*MartianModifier_HeaderAppend)(nil),
+		(*MartianModifier_HeaderCopy)(nil),
+		(*MartianModifier_HeaderId)(nil),
+		(*MartianModifier_HeaderFilter)(nil),
+		(*MartianModifier_HeaderRegexFilter)(nil),
+		(*MartianModifier_QuerystringFilter)(nil),
+		(*MartianModifier_UrlModifier)(nil),
+		(*MartianModifier_StashModifier)(nil),
+		(*MartianModifier_PriorityGroup)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3663,7 +4714,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
