@@ -135,6 +135,10 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 		out.Security = compileSecurityHTTP(sh)
 		features[feature.SecurityHTTP] = true
 	}
+	if b := s.ExtraConfig.BotDetector; b != nil {
+		out.BotDetector = compileBotDetector(b)
+		features[feature.SecurityBotDetector] = true
+	}
 	// The store is compiled even when no endpoint uses it; the feature is
 	// only listed when one does (an edge without it could serve the rest).
 	if c := s.ExtraConfig.ClusterRateLimit; c != nil {
@@ -198,6 +202,10 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 	}
 	if o := s.ExtraConfig.OpenTelemetry; o != nil {
 		out.Trace = compileTraceLayer(override(o.Layers.Proxy, e.ExtraConfig.Trace))
+	}
+	if b := e.ExtraConfig.BotDetector; b != nil {
+		out.BotDetector = compileBotDetector(b)
+		features[feature.SecurityBotDetector] = true
 	}
 	if e.ExtraConfig.JSONSchema != nil {
 		out.JsonSchema = e.ExtraConfig.JSONSchema

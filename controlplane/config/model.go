@@ -90,6 +90,8 @@ type ServiceExtra struct {
 	Errors *Errors
 	// OpenTelemetry is `telemetry/opentelemetry`.
 	OpenTelemetry *OpenTelemetry
+	// BotDetector is `security/bot-detector`.
+	BotDetector *BotDetector
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own
@@ -173,6 +175,8 @@ type EndpointExtra struct {
 	// Trace is the proxy layer of `telemetry/opentelemetry`, nil when the
 	// endpoint does not override the service's.
 	Trace *OTelLayer
+	// BotDetector is the endpoint's `security/bot-detector`.
+	BotDetector *BotDetector
 }
 
 // EndpointProxy is the endpoint-level `proxy` namespace.

@@ -25,6 +25,7 @@ var (
 		{"qos/ratelimit/cluster", func(d *decoder, n *node, p path, x *ServiceExtra) { x.ClusterRateLimit = d.clusterRateLimit(n, p) }},
 		{"security/cors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.CORS = d.cors(n, p) }},
 		{"security/http", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Security = d.securityHTTP(n, p) }},
+		{"security/bot-detector", func(d *decoder, n *node, p path, x *ServiceExtra) { x.BotDetector = d.botDetector(n, p) }},
 		{"apigw/errors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Errors = d.errorsNS(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenTelemetry = d.openTelemetry(n, p) }},
 	}
@@ -34,6 +35,7 @@ var (
 		{"apigw/jwt", func(d *decoder, n *node, p path, x *EndpointExtra) { x.JWTLimits = d.jwtLimits(n, p) }},
 		{"qos/ratelimit/router", func(d *decoder, n *node, p path, x *EndpointExtra) { x.RateLimit = d.routerRateLimit(n, p) }},
 		{"validation/json-schema", func(d *decoder, n *node, p path, x *EndpointExtra) { d.rawObject(&x.JSONSchema)(n, p) }},
+		{"security/bot-detector", func(d *decoder, n *node, p path, x *EndpointExtra) { x.BotDetector = d.botDetector(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Trace = d.endpointOTel(n, p) }},
 	}
 	backendNamespaces = []namespace[BackendExtra]{
@@ -60,6 +62,7 @@ var namespaceAliases = map[string]string{
 	"github.com/devopsfaith/krakend-circuitbreaker/gobreaker": "qos/circuit-breaker",
 	"github_com/devopsfaith/krakend-cors":                     "security/cors",
 	"github_com/devopsfaith/krakend-httpsecure":               "security/http",
+	"github_com/devopsfaith/krakend-botdetector":              "security/bot-detector",
 	"github.com/devopsfaith/krakend-martian":                  "modifier/martian",
 	"github.com/devopsfaith/krakend-jsonschema":               "validation/json-schema",
 	"github.com/devopsfaith/krakend/http":                     "backend/http",

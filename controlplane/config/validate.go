@@ -184,6 +184,9 @@ func (v *validator) service() {
 	if sh := s.ExtraConfig.Security; sh != nil {
 		v.securityHTTP(x.key("security/http"), sh)
 	}
+	if b := s.ExtraConfig.BotDetector; b != nil {
+		v.botDetector(x.key("security/bot-detector"), b)
+	}
 }
 
 func (v *validator) router(p path, r *Router) {
@@ -287,6 +290,9 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	}
 	if j := e.ExtraConfig.JWT; j != nil {
 		v.jwt(x.key("auth/validator"), j)
+	}
+	if b := e.ExtraConfig.BotDetector; b != nil {
+		v.botDetector(x.key("security/bot-detector"), b)
 	}
 	if l := e.ExtraConfig.JWTLimits; l != nil {
 		v.jwtLimits(x.key("apigw/jwt"), l, e.ExtraConfig.JWT)

@@ -330,6 +330,9 @@ func (b *builder) build() (*Plan, error) {
 	if p.secure, err = security.NewSecure(svc.GetSecurity()); err != nil {
 		b.violate("service.extra_config.security/http", violation.Invalid, err.Error())
 	}
+	if p.bots, err = security.NewBotDetector(svc.GetBotDetector()); err != nil {
+		b.violate("service.extra_config.security/bot-detector", violation.Invalid, err.Error())
+	}
 
 	if o := svc.GetOpentelemetry(); o != nil {
 		var err error
@@ -446,6 +449,9 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	}
 	b.endpointAuth(path, e, ep)
 	b.endpointRateLimit(path, e, ep, params)
+	if ep.bots, err = security.NewBotDetector(e.GetBotDetector()); err != nil {
+		b.violate(path+".extra_config.security/bot-detector", violation.Invalid, err.Error())
+	}
 	if ep.schema, err = schema.New(e.GetJsonSchema()); err != nil {
 		b.violate(path+".extra_config.validation/json-schema", violation.Invalid, err.Error())
 	}

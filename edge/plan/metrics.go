@@ -25,6 +25,7 @@ type Metrics struct {
 	backendErrors *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 	authRejected  *prometheus.CounterVec
+	botRejected   prometheus.Counter
 	rateLimited   *prometheus.CounterVec
 	panics        *prometheus.CounterVec
 	breakerState  *prometheus.GaugeVec
@@ -73,7 +74,8 @@ var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 // gw_edge_backend_errors_total{backend,reason},
 // gw_edge_request_duration_seconds{endpoint},
 // gw_edge_auth_rejections_total{reason},
-// gw_edge_rate_limited_total{scope} and gw_edge_panics_total{where}.
+// gw_edge_rate_limited_total{scope}, gw_edge_bot_rejections_total and
+// gw_edge_panics_total{where}.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -101,6 +103,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gw_edge_rate_limited_total",
 			Help: "Requests refused by an endpoint rate limit, by scope (client: 429, global: 503).",
 		}, []string{"scope"}),
+		botRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_edge_bot_rejections_total",
+			Help: "Requests refused (403) by security/bot-detector, service or endpoint level.",
+		}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gw_edge_panics_total",
 			Help: "Panics recovered on the request path (a bug), by where: request (answered 500), backend_call (the call failed).",
@@ -118,7 +124,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, w := range []string{panicRequest, panicBackendCall} {
 		m.panics.WithLabelValues(w)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.incomplete, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.panics, m.breakerState, m.breakerMoves} {
+	for _, c := range []prometheus.Collector{m.requests, m.incomplete, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.botRejected, m.panics, m.breakerState, m.breakerMoves} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -132,6 +138,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, sc := range []ratelimit.Scope{ratelimit.ScopeClient, ratelimit.ScopeGlobal} {
 		m.rejections.byScope[sc] = m.rateLimited.WithLabelValues(sc.String())
 	}
+	m.rejections.bots = m.botRejected
 	return m, nil
 }
 
@@ -143,6 +150,13 @@ const maxReasons = 32
 type rejectionMetrics struct {
 	byReason [maxReasons]prometheus.Counter
 	byScope  [3]prometheus.Counter // by ratelimit.Scope
+	bots     prometheus.Counter    // nil without metrics
+}
+
+func (rm *rejectionMetrics) bot() {
+	if rm.bots != nil {
+		rm.bots.Inc()
+	}
 }
 
 func (rm *rejectionMetrics) auth(r auth.Reason) {

@@ -100,8 +100,9 @@ type Plan struct {
 	table          *router.Table
 	endpoints      []*endpoint // indexed like the router routes
 	clientIP       *proxy.ClientIP
-	cors           *security.CORS   // security/cors, before routing; nil: none
-	secure         *security.Secure // security/http, before routing; nil: none
+	cors           *security.CORS        // security/cors, before routing; nil: none
+	secure         *security.Secure      // security/http, before routing; nil: none
+	bots           *security.BotDetector // service security/bot-detector; nil: none
 	healthPath     string
 	versionValue   []byte // X-KrakenD value
 	returnErrorMsg bool
@@ -145,12 +146,13 @@ type endpoint struct {
 	trace     *tracing.Layer // the proxy layer's spans; nil: none
 	proxySpan string         // "proxy <route>"
 
-	jwt     *auth.Validator   // auth/validator, nil for a public endpoint
-	schema  *schema.Validator // validation/json-schema, nil without schema
-	limiter *ratelimit.Router // qos/ratelimit/router, nil without limit
-	keyKind clientKeyKind     // where the limiter's client key comes from
-	keyName []byte            // header name (keyHeader, keyIPHeader)
-	keySlot int               // parameter slot (keyParam)
+	jwt     *auth.Validator       // auth/validator, nil for a public endpoint
+	schema  *schema.Validator     // validation/json-schema, nil without schema
+	bots    *security.BotDetector // endpoint security/bot-detector, nil without
+	limiter *ratelimit.Router     // qos/ratelimit/router, nil without limit
+	keyKind clientKeyKind         // where the limiter's client key comes from
+	keyName []byte                // header name (keyHeader, keyIPHeader)
+	keySlot int                   // parameter slot (keyParam)
 }
 
 // Protected reports whether some endpoint validates JWTs (and so depends
@@ -245,6 +247,13 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		return
 	}
 	res := p.table.Lookup(ctx.Method(), ctx.Path(), &st.params)
+	// The service's bot detector is gin middleware in KrakenD: it runs for
+	// matched routes and the 404/405 handlers, not for redirects.
+	if res.Kind != router.Redirect && p.bots.Handle(ctx) {
+		p.rejections.bot()
+		p.metrics.observe(ctx.Response.StatusCode(), -1)
+		return
+	}
 	switch res.Kind {
 	case router.Found:
 		p.serveEndpoint(ctx, p.endpoints[res.Route], st)
@@ -346,6 +355,13 @@ func (p *Plan) checkParams(ps *router.Params) []byte {
 
 func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) {
 	start := time.Now()
+	// KrakenD's outermost endpoint wrapper: a bot gets its empty 403
+	// before X-KrakenD, the parameter check or any other stage.
+	if ep.bots.Handle(ctx) {
+		p.rejections.bot()
+		ep.metrics.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
+		return
+	}
 	if msg := p.checkParams(&st.params); msg != nil {
 		if p.jsonErrors {
 			writeFixed(ctx, fasthttp.StatusBadRequest, bodyBadRequest)

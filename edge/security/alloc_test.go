@@ -99,3 +99,21 @@ func TestSecureAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestBotDetectorAllocs: a cache hit allocates nothing, for a human and a
+// bot alike (the 403 included).
+func TestBotDetectorAllocs(t *testing.T) {
+	d, err := security.NewBotDetector(&gatewayv1.BotDetector{
+		Deny: []string{"a"}, Patterns: []string{"(facebookexternalhit)/.*"}, CacheSize: 100,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ua := range []string{"Mozilla/5.0 (X11; Linux x86_64)", "facebookexternalhit/1.1", "a"} {
+		ctx := newCtx("GET", "/users/1", "api.test", "User-Agent", ua)
+		d.Handle(ctx) // fills the cache
+		if n := testing.AllocsPerRun(200, func() { d.Handle(ctx) }); n != 0 {
+			t.Errorf("User-Agent %q: %v allocations per cache hit, want 0", ua, n)
+		}
+	}
+}

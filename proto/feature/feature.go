@@ -29,6 +29,7 @@ const (
 	QoSHTTPCache         = "qos.http_cache"         // qos/http-cache
 	SecurityCORS         = "security.cors"          // security/cors
 	SecurityHTTP         = "security.http"          // security/http
+	SecurityBotDetector  = "security.bot_detector"  // security/bot-detector
 	ModifierMartian      = "modifier.martian"       // modifier/martian
 	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
@@ -43,7 +44,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
 	}
 	slices.Sort(all)
 	return all

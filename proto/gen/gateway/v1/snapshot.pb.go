@@ -130,6 +130,9 @@ type Service struct {
 	// opentelemetry is `telemetry/opentelemetry` with krakend-otel's defaults
 	// applied; unset when the namespace is absent (no tracing).
 	Opentelemetry *OpenTelemetry `protobuf:"bytes,16,opt,name=opentelemetry,proto3" json:"opentelemetry,omitempty"`
+	// bot_detector is the service-level `security/bot-detector`: checked for
+	// every request before routing (unknown paths too), as KrakenD does.
+	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
 	// tls is the service's `tls` block when enabled: the edge's listener
 	// serves HTTPS. Unset: plain HTTP.
 	Tls           *ServerTLS `protobuf:"bytes,17,opt,name=tls,proto3" json:"tls,omitempty"`
@@ -275,6 +278,13 @@ func (x *Service) GetEchoEndpoint() bool {
 func (x *Service) GetOpentelemetry() *OpenTelemetry {
 	if x != nil {
 		return x.Opentelemetry
+	}
+	return nil
+}
+
+func (x *Service) GetBotDetector() *BotDetector {
+	if x != nil {
+		return x.BotDetector
 	}
 	return nil
 }
@@ -1494,7 +1504,10 @@ type Endpoint struct {
 	// trace is the endpoint's tracing layer (krakend-otel's "proxy" layer):
 	// the service's, or this endpoint's own `telemetry/opentelemetry`
 	// override. Unset without tracing.
-	Trace         *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
+	Trace *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
+	// bot_detector is the endpoint's own `security/bot-detector`, checked
+	// before any other endpoint stage.
+	BotDetector   *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1665,6 +1678,13 @@ func (x *Endpoint) GetJsonSchema() []byte {
 func (x *Endpoint) GetTrace() *TraceLayer {
 	if x != nil {
 		return x.Trace
+	}
+	return nil
+}
+
+func (x *Endpoint) GetBotDetector() *BotDetector {
+	if x != nil {
+		return x.BotDetector
 	}
 	return nil
 }
@@ -2418,6 +2438,89 @@ func (x *Revoker) GetTokenKeys() []string {
 	return nil
 }
 
+// BotDetector is `security/bot-detector` (krakend-botdetector): a request
+// whose User-Agent is a bot gets an empty 403.
+type BotDetector struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allow: exact User-Agent values that are never bots (checked first).
+	Allow []string `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
+	// deny: exact User-Agent values that are bots.
+	Deny []string `protobuf:"bytes,2,rep,name=deny,proto3" json:"deny,omitempty"`
+	// patterns: RE2 expressions (unanchored) whose match makes a bot.
+	Patterns []string `protobuf:"bytes,3,rep,name=patterns,proto3" json:"patterns,omitempty"`
+	// cache_size: verdicts kept in an LRU keyed by User-Agent; 0: no cache.
+	CacheSize uint32 `protobuf:"varint,4,opt,name=cache_size,json=cacheSize,proto3" json:"cache_size,omitempty"`
+	// empty_user_agent_is_bot rejects requests without a User-Agent.
+	EmptyUserAgentIsBot bool `protobuf:"varint,5,opt,name=empty_user_agent_is_bot,json=emptyUserAgentIsBot,proto3" json:"empty_user_agent_is_bot,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *BotDetector) Reset() {
+	*x = BotDetector{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BotDetector) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BotDetector) ProtoMessage() {}
+
+func (x *BotDetector) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
+func (*BotDetector) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BotDetector) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *BotDetector) GetDeny() []string {
+	if x != nil {
+		return x.Deny
+	}
+	return nil
+}
+
+func (x *BotDetector) GetPatterns() []string {
+	if x != nil {
+		return x.Patterns
+	}
+	return nil
+}
+
+func (x *BotDetector) GetCacheSize() uint32 {
+	if x != nil {
+		return x.CacheSize
+	}
+	return 0
+}
+
+func (x *BotDetector) GetEmptyUserAgentIsBot() bool {
+	if x != nil {
+		return x.EmptyUserAgentIsBot
+	}
+	return false
+}
+
 // RouterRateLimit is `qos/ratelimit/router`.
 type RouterRateLimit struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -2439,7 +2542,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2554,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2567,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -2549,7 +2652,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2664,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,7 +2677,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -2612,7 +2715,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2727,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2740,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -2687,7 +2790,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2802,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2815,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2748,7 +2851,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2760,7 +2863,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2773,7 +2876,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2815,7 +2918,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2827,7 +2930,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2840,7 +2943,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -2931,7 +3034,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3046,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3059,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3099,7 +3202,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +3214,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +3227,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -3373,7 +3476,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3385,7 +3488,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3398,7 +3501,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -3426,7 +3529,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3438,7 +3541,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3451,7 +3554,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -3474,7 +3577,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3486,7 +3589,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3499,7 +3602,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -3543,7 +3646,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3555,7 +3658,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3568,7 +3671,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -3606,7 +3709,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3618,7 +3721,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3631,7 +3734,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -3673,7 +3776,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +3788,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +3801,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -3719,7 +3822,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3731,7 +3834,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3744,7 +3847,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -3765,7 +3868,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3777,7 +3880,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3790,7 +3893,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -3818,7 +3921,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3830,7 +3933,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3843,7 +3946,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -3870,7 +3973,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +3985,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +3998,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -3916,7 +4019,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3928,7 +4031,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3941,7 +4044,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -3969,7 +4072,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3981,7 +4084,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3994,7 +4097,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -4022,7 +4125,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4034,7 +4137,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4047,7 +4150,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -4074,7 +4177,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xfd\x05\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xb9\x06\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -4094,7 +4197,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x12cluster_rate_limit\x18\r \x01(\v2\x1c.gateway.v1.ClusterRateLimitR\x10clusterRateLimit\x12%\n" +
 	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
 	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12?\n" +
-	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12'\n" +
+	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12:\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12'\n" +
 	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\"\xb9\x02\n" +
 	"\tServerTLS\x12'\n" +
 	"\x04keys\x18\x01 \x03(\v2\x13.gateway.v1.KeyPairR\x04keys\x12\x1f\n" +
@@ -4209,7 +4313,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\x9b\x06\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xd7\x06\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -4237,7 +4341,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"rate_limit\x18\x12 \x01(\v2\x1b.gateway.v1.RouterRateLimitR\trateLimit\x12\x1f\n" +
 	"\vjson_schema\x18\x13 \x01(\fR\n" +
 	"jsonSchema\x12,\n" +
-	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\"8\n" +
+	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12:\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
@@ -4316,7 +4421,14 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x01p\x18\x02 \x01(\x01R\x01p\x12\x15\n" +
 	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\x12\x1d\n" +
 	"\n" +
-	"token_keys\x18\x04 \x03(\tR\ttokenKeys\"\xc7\x02\n" +
+	"token_keys\x18\x04 \x03(\tR\ttokenKeys\"\xa8\x01\n" +
+	"\vBotDetector\x12\x14\n" +
+	"\x05allow\x18\x01 \x03(\tR\x05allow\x12\x12\n" +
+	"\x04deny\x18\x02 \x03(\tR\x04deny\x12\x1a\n" +
+	"\bpatterns\x18\x03 \x03(\tR\bpatterns\x12\x1d\n" +
+	"\n" +
+	"cache_size\x18\x04 \x01(\rR\tcacheSize\x124\n" +
+	"\x17empty_user_agent_is_bot\x18\x05 \x01(\bR\x13emptyUserAgentIsBot\"\xc7\x02\n" +
 	"\x0fRouterRateLimit\x12\x19\n" +
 	"\bmax_rate\x18\x01 \x01(\x01R\amaxRate\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12&\n" +
@@ -4461,7 +4573,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
 	(*Service)(nil),              // 1: gateway.v1.Service
@@ -4484,29 +4596,30 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*JWTValidator)(nil),         // 18: gateway.v1.JWTValidator
 	(*ClaimHeader)(nil),          // 19: gateway.v1.ClaimHeader
 	(*Revoker)(nil),              // 20: gateway.v1.Revoker
-	(*RouterRateLimit)(nil),      // 21: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 22: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 23: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 24: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 25: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 26: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 27: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 28: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 29: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 30: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 31: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 32: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 33: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 34: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 35: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 36: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 37: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 38: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 39: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 40: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 41: gateway.v1.MartianGroup
-	nil,                          // 42: gateway.v1.Backend.MappingEntry
-	nil,                          // 43: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*BotDetector)(nil),          // 21: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),      // 22: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 23: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 24: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 25: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 26: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 27: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 28: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 29: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 30: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 31: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 32: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 33: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 34: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 35: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 36: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 37: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 38: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 39: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 40: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 41: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 42: gateway.v1.MartianGroup
+	nil,                          // 43: gateway.v1.Backend.MappingEntry
+	nil,                          // 44: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -4517,59 +4630,61 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
 	20, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	26, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	27, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	25, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	27, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	28, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	26, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	2,  // 12: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	3,  // 13: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	3,  // 14: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	9,  // 15: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	10, // 16: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	10, // 17: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	10, // 18: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	11, // 19: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	4,  // 20: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	17, // 21: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	15, // 22: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	16, // 23: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	18, // 24: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	21, // 25: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	10, // 26: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	42, // 27: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	16, // 28: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	22, // 29: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	23, // 30: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	24, // 31: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	28, // 32: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	10, // 33: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	19, // 34: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	43, // 35: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	37, // 36: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	38, // 37: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	39, // 38: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	40, // 39: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	41, // 40: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	37, // 41: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	29, // 42: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	30, // 43: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	31, // 44: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	32, // 45: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	31, // 46: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	33, // 47: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	34, // 48: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	35, // 49: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	28, // 50: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	28, // 51: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	28, // 52: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	36, // 53: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	28, // 54: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	28, // 55: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	21, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	2,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	3,  // 14: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	3,  // 15: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	9,  // 16: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	10, // 17: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	10, // 18: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	10, // 19: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	11, // 20: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	4,  // 21: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	17, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	15, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	16, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	18, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	22, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	21, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	43, // 29: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	16, // 30: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	23, // 31: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	24, // 32: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	25, // 33: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	29, // 34: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	10, // 35: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	19, // 36: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	44, // 37: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	38, // 38: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	39, // 39: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	40, // 40: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	41, // 41: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	42, // 42: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	38, // 43: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	30, // 44: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	31, // 45: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	32, // 46: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	33, // 47: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	32, // 48: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	34, // 49: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	35, // 50: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	36, // 51: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	29, // 52: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	29, // 53: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	29, // 54: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	37, // 55: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	29, // 56: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	29, // 57: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -4577,7 +4692,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[28].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[29].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -4599,7 +4714,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
