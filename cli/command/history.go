@@ -13,7 +13,7 @@ import (
 
 var historyCommand = subcommand{
 	name:    "history",
-	args:    "[--limit N]",
+	args:    "[--limit N] [-o text|json|yaml]",
 	summary: "list stored versions, newest first, with the Flexible Config files each was rendered from (their sha256) and its warnings",
 	remote:  true,
 	run:     runHistory,
@@ -23,8 +23,13 @@ func runHistory(ctx context.Context, c *cli, args []string) error {
 	fs := c.newFlagSet()
 	c.rpcTimeoutFlag(fs)
 	limit := fs.Uint("limit", 20, "how many versions to list")
+	var out outputFlag
+	out.register(fs)
 	if _, err := parse(fs, args, 0); err != nil {
 		return helpOK(err)
+	}
+	if err := out.check(); err != nil {
+		return err
 	}
 	if *limit == 0 || *limit > 1<<20 {
 		return exitf(ExitUsage, "--limit: must be between 1 and %d, got %d", 1<<20, *limit)
@@ -36,6 +41,14 @@ func runHistory(ctx context.Context, c *cli, args []string) error {
 	defer a.close()
 	resp, err := call(ctx, a, "history", a.api.History, &gatewayv1.HistoryRequest{Limit: uint32(*limit)})
 	if err != nil {
+		return err
+	}
+	if !out.text() {
+		b, err := out.encode(resp)
+		if err != nil {
+			return err
+		}
+		_, err = c.stdout.Write(b)
 		return err
 	}
 	if len(resp.GetVersions()) == 0 {

@@ -11,7 +11,7 @@ import (
 
 var revocationsCommand = subcommand{
 	name:    "revocations",
-	args:    "",
+	args:    "[-o text|json|yaml]",
 	summary: "list the live revocations",
 	remote:  true,
 	run:     runRevocations,
@@ -20,8 +20,13 @@ var revocationsCommand = subcommand{
 func runRevocations(ctx context.Context, c *cli, args []string) error {
 	fs := c.newFlagSet()
 	c.rpcTimeoutFlag(fs)
+	var out outputFlag
+	out.register(fs)
 	if _, err := parse(fs, args, 0); err != nil {
 		return helpOK(err)
+	}
+	if err := out.check(); err != nil {
+		return err
 	}
 	a, err := c.dial()
 	if err != nil {
@@ -30,6 +35,14 @@ func runRevocations(ctx context.Context, c *cli, args []string) error {
 	defer a.close()
 	resp, err := call(ctx, a, "revocations", a.api.ListRevocations, &gatewayv1.ListRevocationsRequest{})
 	if err != nil {
+		return err
+	}
+	if !out.text() {
+		b, err := out.encode(resp)
+		if err != nil {
+			return err
+		}
+		_, err = c.stdout.Write(b)
 		return err
 	}
 	if len(resp.GetEntries()) == 0 {

@@ -1,18 +1,21 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 var statusCommand = subcommand{
 	name:    "status",
-	args:    "",
+	args:    "[--watch] [-o text|json|yaml]",
 	summary: "show every edge by region: applied version, state, lag, last seen, last error",
 	remote:  true,
 	run:     runStatus,
@@ -21,50 +24,122 @@ var statusCommand = subcommand{
 func runStatus(ctx context.Context, c *cli, args []string) error {
 	fs := c.newFlagSet()
 	c.rpcTimeoutFlag(fs)
+	var out outputFlag
+	out.register(fs)
+	watch := fs.Bool("watch", false, "keep watching: print a new frame whenever the fleet's status changes, until Ctrl-C")
+	interval := fs.Duration("watch-interval", 2*time.Second, "how often --watch asks the control plane")
 	if _, err := parse(fs, args, 0); err != nil {
 		return helpOK(err)
+	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	if *interval < 100*time.Millisecond || *interval > time.Hour {
+		return exitf(ExitUsage, "--watch-interval: must be between 100ms and 1h, got %s", *interval)
 	}
 	a, err := c.dial()
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	// Pages of edges, so a large fleet never meets the gRPC message limit.
-	resp, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{})
-	if err != nil {
-		return err
-	}
-	edges := resp.GetEdges()
-	for tok, pages := resp.GetNextPageToken(), 1; tok != "" && pages < maxStatusPages; pages++ {
-		next, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{PageToken: tok})
+	var last []byte
+	for frames := 0; ; {
+		resp, err := fetchStatus(ctx, a)
+		if err != nil {
+			if *watch && ctx.Err() != nil {
+				return nil // Ctrl-C ends a watch normally
+			}
+			return err
+		}
+		var frame []byte
+		if out.text() {
+			var b bytes.Buffer
+			c.renderStatus(&b, resp)
+			frame = b.Bytes()
+		} else if frame, err = out.encode(resp); err != nil {
+			return err
+		}
+		// A frame is printed when it differs from the last one. The text
+		// frame's LAST SEEN column moves on its own, so it is compared
+		// without it: on the response, not the rendering.
+		key, err := statusKey(resp)
 		if err != nil {
 			return err
 		}
-		edges = append(edges, next.GetEdges()...)
+		if frames == 0 || !bytes.Equal(key, last) {
+			if frames > 0 && out.text() {
+				fmt.Fprintf(c.stdout, "\n--- %s\n", c.env.now().Local().Format(time.DateTime))
+			}
+			if _, err := c.stdout.Write(frame); err != nil {
+				return err
+			}
+			last = key
+			frames++
+		}
+		if !*watch {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*interval):
+		}
+	}
+}
+
+// statusKey is what --watch compares between two polls: the response
+// without the last-seen times, which move at every keepalive.
+func statusKey(resp *gatewayv1.StatusResponse) ([]byte, error) {
+	k := proto.Clone(resp).(*gatewayv1.StatusResponse)
+	for _, e := range k.GetEdges() {
+		e.LastSeenUnixMs = 0
+	}
+	return proto.MarshalOptions{Deterministic: true}.Marshal(k)
+}
+
+// fetchStatus reads every page of the fleet into one response.
+func fetchStatus(ctx context.Context, a *admin) (*gatewayv1.StatusResponse, error) {
+	// Pages of edges, so a large fleet never meets the gRPC message limit.
+	resp, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{})
+	if err != nil {
+		return nil, err
+	}
+	for tok, pages := resp.GetNextPageToken(), 1; tok != "" && pages < maxStatusPages; pages++ {
+		next, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{PageToken: tok})
+		if err != nil {
+			return nil, err
+		}
+		resp.Edges = append(resp.Edges, next.GetEdges()...)
 		tok = next.GetNextPageToken()
 	}
+	resp.NextPageToken = ""
+	return resp, nil
+}
+
+func (c *cli) renderStatus(w io.Writer, resp *gatewayv1.StatusResponse) {
+	edges := resp.GetEdges()
 	now := c.env.now()
 	if na := resp.GetSyncCertNotAfterUnixMs(); na != 0 {
 		if left := time.UnixMilli(na).Sub(now); left < certWarnBefore {
-			fmt.Fprintf(c.stdout, "WARNING: the control plane's sync certificate %s\n", expiry(left))
+			fmt.Fprintf(w, "WARNING: the control plane's sync certificate %s\n", expiry(left))
 		}
 	}
 	cur := resp.GetCurrent()
 	if cur.GetVersion() == 0 {
-		fmt.Fprintln(c.stdout, "current: no version pushed yet")
+		fmt.Fprintln(w, "current: no version pushed yet")
 	} else {
-		fmt.Fprintf(c.stdout, "current: version %d (sha256 %s, %d endpoint%s)\n",
+		fmt.Fprintf(w, "current: version %d (sha256 %s, %d endpoint%s)\n",
 			cur.GetVersion(), shortSHA(cur.GetSha256()), cur.GetEndpoints(), plural(int(cur.GetEndpoints())))
 	}
 	if len(edges) == 0 {
-		fmt.Fprintln(c.stdout, "no edge has connected since the control plane started")
-		return nil
+		fmt.Fprintln(w, "no edge has connected since the control plane started")
+		return
 	}
 	// The control plane sorts by region then node; group consecutive runs.
 	for i := 0; i < len(edges); {
 		region := edges[i].GetRegion()
-		fmt.Fprintf(c.stdout, "\n%s:\n", regionName(region))
-		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(w, "\n%s:\n", regionName(region))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  NODE\tVERSION\tSTATE\tLAG\tLAST SEEN\tERROR")
 		for ; i < len(edges) && edges[i].GetRegion() == region; i++ {
 			e := edges[i]
@@ -74,7 +149,6 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 		}
 		tw.Flush()
 	}
-	return nil
 }
 
 func versionCell(v uint64) string {
