@@ -45,7 +45,8 @@ type ClientTLS struct {
 // Go's TLS 1.3 suites are fixed).
 var (
 	tlsVersions = map[string]uint16{
-		"SSL3.0": tls.VersionSSL30, //nolint:staticcheck // KrakenD's name; Go refuses SSL 3.0 at handshake
+		//lint:ignore SA1019 KrakenD's name; Go refuses SSL 3.0 at handshake
+		"SSL3.0": tls.VersionSSL30,
 		"TLS10":  tls.VersionTLS10,
 		"TLS11":  tls.VersionTLS11,
 		"TLS12":  tls.VersionTLS12,
@@ -73,7 +74,8 @@ func (d *decoder) tlsVersion(dst *uint16) handler {
 			d.ws.add(p, KindNormalized, "%q is not a version KrakenD knows (SSL3.0, TLS10, TLS11, TLS12, TLS13); KrakenD reads it as TLS13, and so does the edge", n.text)
 			v = tls.VersionTLS13
 		}
-		if v == tls.VersionSSL30 { //nolint:staticcheck // see tlsVersions
+		//lint:ignore SA1019 KrakenD's SSL3.0 name is read to warn that Go cannot use it
+		if v == tls.VersionSSL30 {
 			d.ws.add(p, KindNormalized, "Go's TLS has no SSL 3.0; TLS 1.0 is the lowest version a handshake can use")
 		}
 		*dst = v

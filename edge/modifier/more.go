@@ -321,13 +321,12 @@ func (q *queryCond) matchRequest(req *fasthttp.Request) bool {
 	if req == nil {
 		return false
 	}
-	found := false
-	req.URI().QueryArgs().VisitAll(func(k, v []byte) {
-		if !found && bytes.Equal(k, q.name) && (len(q.value) == 0 || bytes.Equal(v, q.value)) {
-			found = true
+	for k, v := range req.URI().QueryArgs().All() {
+		if bytes.Equal(k, q.name) && (len(q.value) == 0 || bytes.Equal(v, q.value)) {
+			return true
 		}
-	})
-	return found
+	}
+	return false
 }
 
 func (q *queryCond) matchResponse(_ *fasthttp.Response, req *fasthttp.Request) bool {
