@@ -11,18 +11,6 @@ import (
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
-// newCtx returns a request context as the server hands it to the handler.
-func newCtx(method, uri, host string, kv ...string) *fasthttp.RequestCtx {
-	ctx := new(fasthttp.RequestCtx)
-	ctx.Request.Header.SetMethod(method)
-	ctx.Request.SetRequestURI(uri)
-	ctx.Request.Header.SetHost(host)
-	for i := 0; i < len(kv); i += 2 {
-		ctx.Request.Header.Set(kv[i], kv[i+1])
-	}
-	return ctx
-}
-
 func TestCORSAllocs(t *testing.T) {
 	c, err := security.NewCORS(listed())
 	if err != nil {
