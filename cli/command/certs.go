@@ -170,6 +170,9 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	if err == nil {
 		err = f.Chmod(mode)
 	}
+	if err == nil {
+		err = f.Sync() // on disk before the rename makes it the file
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -27,6 +27,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/apigw/gateway/internal/atomicfile"
 )
 
 // Files inside <data-dir>/pki.
@@ -227,38 +229,12 @@ func RenewServer(dataDir string, hosts []string, now time.Time) ([]string, time.
 		b    []byte
 		mode os.FileMode
 	}{{srvKeyPath, keyPEM(key), 0o600}, {srvCertPath, certPEM(der), 0o644}} {
-		if err := replaceFile(f.path, f.b, f.mode); err != nil {
+		if err := atomicfile.Write(f.path, f.b, f.mode); err != nil {
 			return nil, time.Time{}, fmt.Errorf("renew server certificate: %w", err)
 		}
 	}
 	c, _ := x509.ParseCertificate(der)
 	return hosts, c.NotAfter, nil
-}
-
-// replaceFile writes b to a temp file with mode, then renames it over path.
-func replaceFile(path string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }
 
 // Load reads the CA of the built-in PKI under dataDir; the key file must

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/apigw/gateway/internal/atomicfile"
 	"github.com/apigw/gateway/proto/sign"
 )
 
@@ -35,7 +36,7 @@ func loadOrCreateSigner(dataDir string, log zerolog.Logger) (*sign.Signer, error
 		if gerr != nil {
 			return nil, gerr
 		}
-		if werr := writeExclusive(path, pemKey, 0o600); werr != nil {
+		if werr := atomicfile.Create(path, pemKey, 0o600); werr != nil {
 			if !errors.Is(werr, fs.ErrExist) {
 				return nil, fmt.Errorf("create signing key: %w", werr)
 			}
@@ -64,7 +65,7 @@ func loadOrCreateSigner(dataDir string, log zerolog.Logger) (*sign.Signer, error
 	}
 	pubPath := filepath.Join(dataDir, signingPubFile)
 	if cur, err := os.ReadFile(pubPath); err != nil || string(cur) != string(pub) {
-		if err := writeAtomic(pubPath, pub, 0o644); err != nil {
+		if err := atomicfile.Write(pubPath, pub, 0o644); err != nil {
 			return nil, fmt.Errorf("write signing public key: %w", err)
 		}
 	}
@@ -82,56 +83,4 @@ func checkPrivateMode(path string) error {
 		return fmt.Errorf("%s: mode %s lets other users read a private key; chmod 600 it", path, fi.Mode().Perm())
 	}
 	return nil
-}
-
-// writeExclusive creates path with b and mode, failing with fs.ErrExist
-// when it exists. It writes a temp file, syncs it and hard-links it into
-// place, so a reader never sees a partial file.
-func writeExclusive(path string, b []byte, mode os.FileMode) error {
-	tmp, err := writeTemp(path, b, mode)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	return os.Link(tmp, path)
-}
-
-// writeAtomic replaces path with b and mode.
-func writeAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp, err := writeTemp(path, b, mode)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
-func writeTemp(path string, b []byte, mode os.FileMode) (string, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return "", err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return "", err
-	}
-	return tmp, nil
 }

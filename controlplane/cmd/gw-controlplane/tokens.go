@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/controlplane/service"
+	"github.com/apigw/gateway/internal/atomicfile"
 )
 
 // Named admin tokens with roles (read, push, revoke, admin) live in
@@ -187,7 +188,7 @@ func withTokensLocked(dataDir string, edit func([]tokenRecord) ([]tokenRecord, e
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(b, '\n'), 0o600)
+	return atomicfile.Write(path, append(b, '\n'), 0o600)
 }
 
 // runToken runs `gw-controlplane token create|list|delete`.
