@@ -63,6 +63,10 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 	if out.Tls != nil {
 		features[feature.TLSListener] = true
 	}
+	if s.UseH2C || (s.ExtraConfig.Router != nil && s.ExtraConfig.Router.UseH2C) {
+		out.H2C = true
+		features[feature.ListenerH2C] = true
+	}
 	if s.usesDNS {
 		out.HttpClient.DnsCacheTtlMs = ms(dnsCacheTTL(s))
 	}

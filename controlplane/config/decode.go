@@ -300,6 +300,16 @@ func (d *decoder) boolean(dst *bool) handler {
 	}
 }
 
+// orTrue sets *dst when the boolean is true and never clears it: for a
+// setting two keys can turn on (root use_h2c and router's).
+func (d *decoder) orTrue(dst *bool) handler {
+	return func(n *node, p path) {
+		if d.want(n, p, typeBool) && n.boolean {
+			*dst = true
+		}
+	}
+}
+
 // falseOnly accepts a boolean key KrakenD has but this gateway does not
 // implement, as long as it keeps its default (false).
 func (d *decoder) falseOnly(what string) handler {
@@ -473,7 +483,7 @@ func (d *decoder) service(n *node) *Service {
 			"read_header_timeout":    d.duration(&s.ReadHeaderTimeout),
 			"max_header_bytes":       d.integer(&s.MaxHeaderBytes),
 			"max_shutdown_wait_time": d.duration(&s.MaxShutdownWaitTime),
-			"use_h2c":                d.falseOnly("h2c (HTTP/2 without TLS)"),
+			"use_h2c":                d.orTrue(&s.UseH2C),
 
 			"max_idle_connections":          d.noEffect(d.integer(&s.MaxIdleConnections), "the edge pools idle connections per backend host (max_idle_connections_per_host); it has no process-wide idle limit"),
 			"max_idle_connections_per_host": d.integer(&s.MaxIdleConnectionsPerHost),

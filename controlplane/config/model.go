@@ -55,6 +55,9 @@ type Service struct {
 	DNSCacheTTLSet bool
 	// SequentialStart is accepted for compatibility; it has no effect.
 	SequentialStart bool
+	// UseH2C serves HTTP/2 without TLS on the listener (root use_h2c, or
+	// the router namespace's: KrakenD honours either).
+	UseH2C bool
 	// DebugEndpoint and EchoEndpoint serve KrakenD's /__debug/ and /__echo/.
 	DebugEndpoint bool
 	EchoEndpoint  bool
@@ -104,6 +107,8 @@ type Errors struct {
 
 // Router is the `router` namespace (KrakenD's gin engine options).
 type Router struct {
+	// UseH2C is gin's UseH2C: h2c on the listener, as the root use_h2c.
+	UseH2C                        bool
 	ReturnErrorMsg                bool
 	AutoOptions                   bool
 	DisableAccessLog              bool

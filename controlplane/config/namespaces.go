@@ -164,9 +164,9 @@ func (d *decoder) router(n *node, p path) *Router {
 				}})
 			},
 			// gin options this gateway does not implement: accepted only
-			// with their default value.
+			// with their default value (use_h2c is implemented).
 			"app_engine": d.falseOnly("app_engine"),
-			"use_h2c":    d.falseOnly("h2c (HTTP/2 without TLS)"),
+			"use_h2c":    d.boolean(&r.UseH2C),
 			"max_multipart_memory": func(n *node, p path) {
 				if v, ok := d.int64(n, p); ok && v != 0 && v != ginMultipartMemory {
 					d.vs.add(p, KindUnsupported, "max_multipart_memory is not supported; the only accepted value is %d (the default)", ginMultipartMemory)

@@ -47,6 +47,7 @@ type settings struct {
 	maxRequestBodySize int
 	maxConnsPerIP      int
 	maxConns           int
+	h2c                bool // serve HTTP/2 prior-knowledge connections too (see h2c.go)
 }
 
 // settingsOf maps a snapshot's service onto fasthttp settings. Zero
@@ -70,6 +71,7 @@ func settingsOf(svc *gatewayv1.Service, lim Limits) settings {
 		maxRequestBodySize: clampInt(svc.GetMaxBodyBytes()),
 		maxConnsPerIP:      lim.MaxConnsPerIP,
 		maxConns:           lim.MaxConns,
+		h2c:                svc.GetH2C(),
 	}
 }
 
@@ -87,6 +89,7 @@ func clampInt(v int64) int {
 type generation struct {
 	srv  *fasthttp.Server
 	ln   *genListener
+	h2c  *h2cBridge    // nil unless the settings serve h2c
 	done chan struct{} // closed when srv.Serve has returned
 
 	mu    sync.Mutex // guards conns
@@ -122,6 +125,10 @@ func (s *Server) startGenerationLocked() {
 		ln:    &genListener{conns: s.conns, addr: s.ln.Addr(), closed: make(chan struct{})},
 		done:  make(chan struct{}),
 		conns: make(map[net.Conn]struct{}),
+	}
+	if st.h2c {
+		g.h2c = newH2CBridge(s, st)
+		g.ln.h2c = g.h2c
 	}
 	g.srv = &fasthttp.Server{
 		Handler:               s.handle,
@@ -172,6 +179,10 @@ func (s *Server) startGenerationLocked() {
 // remaining connections are closed.
 func (s *Server) drain(ctx context.Context, g *generation) {
 	g.ln.Close()
+	if g.h2c != nil {
+		g.h2c.shutdown()
+		defer g.h2c.wait(ctx)
+	}
 	if err := g.srv.ShutdownWithContext(ctx); err != nil {
 		n := g.closeConns()
 		s.log.Warn().Int("connections", n).Msg("shutdown wait exceeded; closed connections with requests in flight")
@@ -240,6 +251,7 @@ type genListener struct {
 	addr      net.Addr
 	closed    chan struct{}
 	closeOnce sync.Once
+	h2c       *h2cBridge // set: plain connections may turn out HTTP/2
 }
 
 func (l *genListener) Accept() (net.Conn, error) {
@@ -254,6 +266,13 @@ func (l *genListener) Accept() (net.Conn, error) {
 	case <-l.closed:
 		return nil, net.ErrClosed
 	case c := <-l.conns:
+		if l.h2c != nil {
+			// TLS connections negotiate their protocol by ALPN
+			// (http/1.1 only): h2c is for plain ones.
+			if _, isTLS := c.(*tls.Conn); !isTLS {
+				c = &h2cConn{Conn: c, b: l.h2c}
+			}
+		}
 		return c, nil
 	}
 }

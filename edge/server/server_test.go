@@ -124,7 +124,7 @@ func snapshot(eps ...*gatewayv1.Endpoint) *gatewayv1.Snapshot {
 	}
 }
 
-func envelope(t *testing.T, version uint64, snap *gatewayv1.Snapshot) *gatewayv1.SnapshotEnvelope {
+func envelope(t testing.TB, version uint64, snap *gatewayv1.Snapshot) *gatewayv1.SnapshotEnvelope {
 	t.Helper()
 	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(snap)
 	if err != nil {
@@ -144,7 +144,7 @@ type harness struct {
 }
 
 // start runs a Server on 127.0.0.1:0 with an Applier; stopped at cleanup.
-func start(t *testing.T, mutate func(*Config, *apply.Config)) *harness {
+func start(t testing.TB, mutate func(*Config, *apply.Config)) *harness {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := zerolog.New(logs)
@@ -206,7 +206,7 @@ func (h *harness) applies(t *testing.T, result string) float64 {
 	return 0
 }
 
-func (h *harness) apply(t *testing.T, env *gatewayv1.SnapshotEnvelope) {
+func (h *harness) apply(t testing.TB, env *gatewayv1.SnapshotEnvelope) {
 	t.Helper()
 	if err := h.applier.Apply(context.Background(), env); err != nil {
 		t.Fatalf("apply v%d: %v", env.GetVersion(), err)

@@ -35,6 +35,7 @@ const (
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
 	TLSClient            = "tls.client"             // client_tls (or allow_insecure_connections)
 	SDDNS                = "sd.dns"                 // a backend with sd: dns
+	ListenerH2C          = "listener.h2c"           // use_h2c: true
 
 	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
 )
@@ -44,7 +45,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS, ListenerH2C,
 	}
 	slices.Sort(all)
 	return all

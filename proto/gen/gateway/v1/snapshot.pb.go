@@ -135,7 +135,10 @@ type Service struct {
 	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
 	// tls is the service's `tls` block when enabled: the edge's listener
 	// serves HTTPS. Unset: plain HTTP.
-	Tls           *ServerTLS `protobuf:"bytes,17,opt,name=tls,proto3" json:"tls,omitempty"`
+	Tls *ServerTLS `protobuf:"bytes,17,opt,name=tls,proto3" json:"tls,omitempty"`
+	// h2c is `use_h2c` (root or router namespace): the plain listener also
+	// serves HTTP/2 to clients that open with its preface (prior knowledge).
+	H2C           bool `protobuf:"varint,160,opt,name=h2c,proto3" json:"h2c,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -294,6 +297,13 @@ func (x *Service) GetTls() *ServerTLS {
 		return x.Tls
 	}
 	return nil
+}
+
+func (x *Service) GetH2C() bool {
+	if x != nil {
+		return x.H2C
+	}
+	return false
 }
 
 // ServerTLS is TLS on the edge's listener. File names are paths on the
@@ -4177,7 +4187,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xb9\x06\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xcc\x06\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -4199,7 +4209,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12?\n" +
 	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12:\n" +
 	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12'\n" +
-	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\"\xb9\x02\n" +
+	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\x12\x11\n" +
+	"\x03h2c\x18\xa0\x01 \x01(\bR\x03h2c\"\xb9\x02\n" +
 	"\tServerTLS\x12'\n" +
 	"\x04keys\x18\x01 \x03(\v2\x13.gateway.v1.KeyPairR\x04keys\x12\x1f\n" +
 	"\vmin_version\x18\x02 \x01(\rR\n" +
