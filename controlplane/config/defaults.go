@@ -373,6 +373,9 @@ func martianDefaults(m *Martian) {
 		if oneOf(m.Type, martianRequestOnly) {
 			m.Scope = []string{scopeRequest}
 		}
+		if oneOf(m.Type, martianResponseOnly) {
+			m.Scope = []string{scopeResponse}
+		}
 	}
 	switch m.Type {
 	case martianHeader, martianAppend, martianHdrFilter:

@@ -4,15 +4,15 @@ import (
 	"encoding/base64"
 	"regexp"
 	"strings"
+	"time"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
 // The backend-level `modifier/martian` namespace: google/martian's JSON DSL,
-// where every modifier is an object with one key, its type. We implement the
-// modifiers below; KrakenD CE also links martian's cookie, port, url
-// filters, status modifiers, verifiers and its own static.Modifier, which
-// are refused as unsupported (see martianMissing).
+// where every modifier is an object with one key, its type. We implement
+// every modifier KrakenD CE registers but its static.Modifier (refused, see
+// martianMissing); the verifiers are accepted and warned (no effect).
 
 const (
 	martianHeader      = "header.Modifier"
@@ -29,25 +29,39 @@ const (
 	martianURL         = "url.Modifier"
 	martianStash       = "stash.Modifier"
 	martianPriority    = "priority.Group"
+	martianCookie      = "cookie.Modifier"
+	martianCookieFilt  = "cookie.Filter"
+	martianStatus      = "status.Modifier"
+	martianPort        = "port.Modifier"
+	martianPortFilter  = "port.Filter"
+	martianURLFilter   = "url.Filter"
+	martianURLRegex    = "url.RegexFilter"
+	martianHdrVerify   = "header.Verifier"
+	martianQSVerify    = "querystring.Verifier"
+	martianStatVerify  = "status.Verifier"
+	martianURLVerify   = "url.Verifier"
 
 	scopeRequest  = "request"
 	scopeResponse = "response"
 )
 
 var (
-	martianTypes = []string{martianBody, martianFifo, martianAppend, martianBlacklist, martianCopy, martianHdrFilter,
-		martianID, martianHeader, martianRegexFilter, martianPriority, martianQSFilter, martianQueryString, martianStash, martianURL}
+	martianTypes = []string{martianBody, martianCookieFilt, martianCookie, martianFifo, martianAppend, martianBlacklist,
+		martianCopy, martianHdrFilter, martianID, martianHeader, martianRegexFilter, martianHdrVerify, martianPortFilter,
+		martianPort, martianPriority, martianQSFilter, martianQueryString, martianQSVerify, martianStash, martianStatus,
+		martianStatVerify, martianURLFilter, martianURL, martianURLRegex, martianURLVerify}
+	// martianVerifiers are accepted and warned: KrakenD registers them but
+	// never reads what they record.
+	martianVerifiers = []string{martianHdrVerify, martianQSVerify, martianStatVerify, martianURLVerify}
 	// martianMissing are the modifiers KrakenD CE 2.12 registers that the
 	// edge does not implement.
-	martianMissing = map[string]bool{
-		"cookie.Modifier": true, "cookie.Filter": true, "port.Modifier": true, "port.Filter": true,
-		"url.Filter": true, "url.RegexFilter": true, "url.Verifier": true, "status.Modifier": true,
-		"status.Verifier": true, "header.Verifier": true, "querystring.Verifier": true, "static.Modifier": true,
-	}
+	martianMissing = map[string]bool{"static.Modifier": true}
 	// martianRequestOnly implement martian's RequestModifier only: their
 	// default scope is the request, and a response scope is an error.
-	martianRequestOnly = []string{martianQueryString, martianID, martianURL}
-	martianScopes      = []string{scopeRequest, scopeResponse}
+	martianRequestOnly = []string{martianQueryString, martianID, martianURL, martianPort}
+	// martianResponseOnly are martian's ResponseModifier only.
+	martianResponseOnly = []string{martianStatus}
+	martianScopes       = []string{scopeRequest, scopeResponse}
 )
 
 // martian decodes one modifier object; it returns nil when n is not a
@@ -67,7 +81,7 @@ func (d *decoder) martian(n *node, p path) *Martian {
 	if !oneOf(m.key, martianTypes) {
 		what := "not a martian modifier KrakenD CE registers"
 		if martianMissing[m.key] {
-			what = "registered by KrakenD CE but not implemented by this gateway"
+			what = "registered by KrakenD CE but not implemented by this gateway (it serves files of the gateway's disk into responses)"
 		}
 		d.vs.add(mp, KindUnsupported, "martian modifier %q is %s; supported: %s", m.key, what, strings.Join(martianTypes, ", "))
 		return nil
@@ -120,6 +134,48 @@ func (d *decoder) martian(n *node, p path) *Martian {
 		}
 	case martianBlacklist:
 		fields["names"] = d.strings(&x.Names)
+	case martianCookie:
+		fields["name"] = d.str(&x.Name)
+		fields["value"] = d.str(&x.Value)
+		fields["path"] = d.str(&x.Path)
+		fields["domain"] = d.str(&x.Domain)
+		fields["expires"] = d.str(&x.Expires)
+		fields["secure"] = d.boolean(&x.Secure)
+		fields["httpOnly"] = d.boolean(&x.HTTPOnly)
+		fields["maxAge"] = d.integer(&x.MaxAge)
+	case martianCookieFilt:
+		fields["name"] = d.str(&x.Name)
+		fields["value"] = d.str(&x.Value)
+		fields["modifier"] = nested(&x.Then)
+		fields["else"] = nested(&x.Else)
+	case martianStatus, martianStatVerify:
+		fields["statusCode"] = d.integer(&x.StatusCode)
+	case martianPort:
+		fields["port"] = d.integer(&x.Port)
+		fields["defaultForScheme"] = d.boolean(&x.DefaultForScheme)
+		fields["remove"] = d.boolean(&x.Remove)
+	case martianPortFilter:
+		fields["port"] = d.integer(&x.Port)
+		fields["modifier"] = nested(&x.Then)
+	case martianURLFilter:
+		fields["scheme"] = d.str(&x.Scheme)
+		fields["host"] = d.str(&x.Host)
+		fields["path"] = d.str(&x.Path)
+		fields["query"] = d.str(&x.Query)
+		fields["modifier"] = nested(&x.Then)
+		fields["else"] = nested(&x.Else)
+	case martianURLRegex:
+		fields["regex"] = d.str(&x.Regex)
+		fields["modifier"] = nested(&x.Then)
+		fields["else"] = nested(&x.Else)
+	case martianHdrVerify, martianQSVerify:
+		fields["name"] = d.str(&x.Name)
+		fields["value"] = d.str(&x.Value)
+	case martianURLVerify:
+		fields["scheme"] = d.str(&x.Scheme)
+		fields["host"] = d.str(&x.Host)
+		fields["path"] = d.str(&x.Path)
+		fields["query"] = d.str(&x.Query)
 	case martianBody:
 		fields["contentType"] = d.str(&x.ContentType)
 		fields["body"] = func(n *node, p path) {
@@ -142,6 +198,16 @@ func (d *decoder) martian(n *node, p path) *Martian {
 		}
 	}
 	d.object(m.val, mp, objectSpec{fields: fields})
+	if oneOf(x.Type, martianVerifiers) {
+		// Every key of a verifier is inert: warn on each (the inert-keys
+		// test wants a warning at or under each key), or on the verifier.
+		const why = "martian verifiers record failures that KrakenD CE never reads (it serves no verify endpoint), so they change nothing"
+		if len(m.val.members) == 0 {
+			d.ws.add(mp, KindNoEffect, "accepted but has no effect: %s", why)
+		} else {
+			d.warnTree(m.val, mp, why)
+		}
+	}
 	return x
 }
 
@@ -159,6 +225,8 @@ func (v *validator) martian(p path, m *Martian) {
 			v.vs.unsupportedValue(sp.index(i), s, martianScopes)
 		case s == scopeResponse && oneOf(m.Type, martianRequestOnly):
 			v.vs.add(sp.index(i), KindInvalid, "%s only modifies requests", m.Type)
+		case s == scopeRequest && oneOf(m.Type, martianResponseOnly):
+			v.vs.add(sp.index(i), KindInvalid, "%s only modifies responses", m.Type)
 		}
 	}
 	if m.Type == martianStash && len(m.Scope) > 0 && !oneOf(scopeRequest, m.Scope) {
@@ -241,6 +309,48 @@ func (v *validator) martian(p path, m *Martian) {
 			v.vs.add(tp.field("regex"), KindInvalid, "%q is not a Go regular expression: %v", m.Regex, err)
 		}
 		nested("modifier", m.Then, true)
+	case martianCookie:
+		v.cookieName(tp.field("name"), m.Name)
+		if m.Expires != "" {
+			if _, err := time.Parse(time.RFC3339, m.Expires); err != nil {
+				v.vs.add(tp.field("expires"), KindInvalid, "%q is not an RFC 3339 time (martian reads it as Go's time.Time JSON): %v", m.Expires, err)
+			}
+		}
+	case martianCookieFilt:
+		v.cookieName(tp.field("name"), m.Name)
+		nested("modifier", m.Then, true)
+		nested("else", m.Else, false)
+	case martianStatus:
+		if m.StatusCode < 100 || m.StatusCode > 999 {
+			v.vs.add(tp.field("statusCode"), KindInvalid, "%d is not an HTTP status code (100 to 999)", m.StatusCode)
+		}
+	case martianPort:
+		set := 0
+		for _, b := range []bool{m.Port != 0, m.DefaultForScheme, m.Remove} {
+			if b {
+				set++
+			}
+		}
+		switch {
+		case set != 1:
+			v.vs.add(tp, KindInvalid, "give exactly one of port, defaultForScheme or remove (as martian requires)")
+		case m.Port < 0 || m.Port > 65535:
+			v.vs.add(tp.field("port"), KindInvalid, "%d is not a TCP port (1 to 65535)", m.Port)
+		}
+	case martianPortFilter:
+		if m.Port < 1 || m.Port > 65535 {
+			v.vs.add(tp.field("port"), KindInvalid, "%d is not a TCP port (1 to 65535)", m.Port)
+		}
+		nested("modifier", m.Then, true)
+	case martianURLFilter:
+		nested("modifier", m.Then, true)
+		nested("else", m.Else, false)
+	case martianURLRegex:
+		if _, err := regexp.Compile(m.Regex); err != nil {
+			v.vs.add(tp.field("regex"), KindInvalid, "%q is not a Go regular expression: %v", m.Regex, err)
+		}
+		nested("modifier", m.Then, true)
+		nested("else", m.Else, false)
 	case martianURL:
 		if m.Scheme != "" && m.Scheme != "http" && m.Scheme != "https" {
 			v.vs.add(tp.field("scheme"), KindInvalid, "%q: the edge calls http and https backends only", m.Scheme)
@@ -248,6 +358,17 @@ func (v *validator) martian(p path, m *Martian) {
 		if m.Scheme == "" && m.Host == "" && m.Path == "" && m.Query == "" {
 			v.s.warnings.add(tp, KindNoEffect, "accepted but has no effect: no scheme, host, path or query to set")
 		}
+	}
+}
+
+// cookieName requires a name net/http's Cookie accepts (a token): Go
+// drops a cookie with any other name.
+func (v *validator) cookieName(p path, name string) {
+	switch {
+	case name == "":
+		v.vs.add(p, KindRequired, "a cookie name is required")
+	case !isToken(name):
+		v.vs.add(p, KindInvalid, "%q is not a valid cookie name", name)
 	}
 }
 
@@ -301,6 +422,33 @@ func compileMartian(m *Martian) *gatewayv1.MartianModifier {
 			Header: m.Header, Regex: m.Regex, Modifier: compileMartian(m.Then)}}
 	case martianURL:
 		out.Kind = &gatewayv1.MartianModifier_UrlModifier{UrlModifier: &gatewayv1.MartianURL{Scheme: m.Scheme, Host: m.Host, Path: m.Path, Query: m.Query}}
+	case martianCookie:
+		out.Kind = &gatewayv1.MartianModifier_CookieModifier{CookieModifier: &gatewayv1.MartianCookie{
+			Name: m.Name, Value: m.Value, Path: m.Path, Domain: m.Domain, Expires: m.Expires,
+			Secure: m.Secure, HttpOnly: m.HTTPOnly, MaxAge: m.MaxAge}}
+	case martianCookieFilt:
+		out.Kind = &gatewayv1.MartianModifier_CookieFilter{CookieFilter: compileMartianFilter(m)}
+	case martianStatus:
+		out.Kind = &gatewayv1.MartianModifier_StatusModifier{StatusModifier: &gatewayv1.MartianStatus{StatusCode: int32(m.StatusCode)}}
+	case martianPort:
+		out.Kind = &gatewayv1.MartianModifier_PortModifier{PortModifier: &gatewayv1.MartianPort{
+			Port: int32(m.Port), DefaultForScheme: m.DefaultForScheme, Remove: m.Remove}}
+	case martianPortFilter:
+		out.Kind = &gatewayv1.MartianModifier_PortFilter{PortFilter: &gatewayv1.MartianPortFilter{Port: int32(m.Port), Modifier: compileMartian(m.Then)}}
+	case martianURLFilter:
+		f := &gatewayv1.MartianURLFilter{Scheme: m.Scheme, Host: m.Host, Path: m.Path, Query: m.Query, Modifier: compileMartian(m.Then)}
+		if m.Else != nil {
+			f.Else = compileMartian(m.Else)
+		}
+		out.Kind = &gatewayv1.MartianModifier_UrlFilter{UrlFilter: f}
+	case martianURLRegex:
+		f := &gatewayv1.MartianURLRegexFilter{Regex: m.Regex, Modifier: compileMartian(m.Then)}
+		if m.Else != nil {
+			f.Else = compileMartian(m.Else)
+		}
+		out.Kind = &gatewayv1.MartianModifier_UrlRegexFilter{UrlRegexFilter: f}
+	case martianHdrVerify, martianQSVerify, martianStatVerify, martianURLVerify:
+		out.Kind = &gatewayv1.MartianModifier_Verifier{Verifier: &gatewayv1.MartianVerifier{Type: m.Type}}
 	}
 	return out
 }

@@ -35,8 +35,8 @@ func TestValidateMartianRules(t *testing.T) {
 		{"two modifiers", martianDoc(`{"header.Modifier": {"name": "X-A"}, "querystring.Modifier": {"name": "q"}}`),
 			[]pair{{martianRoot, KindInvalid}}},
 		{"not an object", martianDoc(`[]`), []pair{{martianRoot, KindInvalid}}},
-		{"unsupported modifier", martianDoc(`{"cookie.Modifier": {"name": "a", "value": "b"}}`),
-			[]pair{{martianRoot + `["cookie.Modifier"]`, KindUnsupported}}},
+		{"unsupported modifier", martianDoc(`{"static.Modifier": {"rootPath": "/tmp"}}`),
+			[]pair{{martianRoot + `["static.Modifier"]`, KindUnsupported}}},
 		{"modifier body not an object", martianDoc(`{"header.Modifier": "X-A: 1"}`),
 			[]pair{{martianRoot + `["header.Modifier"]`, KindInvalid}}},
 		{"unknown field", martianDoc(`{"header.Modifier": {"name": "X-A", "values": ["1"]}}`),
@@ -75,13 +75,13 @@ func TestValidateMartianRules(t *testing.T) {
 		{"errors inside a group", martianDoc(`{"fifo.Group": {"aggregateErrors": "yes", "modifiers": [
 			{"header.Modifier": {"name": "X-A"}},
 			{"header.Modifier": {"value": "1"}},
-			{"cookie.Modifier": {"name": "c"}},
+			{"static.Modifier": {"rootPath": "c"}},
 			"header.Modifier",
 			{"fifo.Group": {"modifiers": [{"querystring.Modifier": {"scope": ["response"], "name": "q"}}]}}]}}`),
 			[]pair{
 				{group + ".aggregateErrors", KindInvalid},
 				{group + `.modifiers[1]["header.Modifier"].name`, KindRequired},
-				{group + `.modifiers[2]["cookie.Modifier"]`, KindUnsupported},
+				{group + `.modifiers[2]["static.Modifier"]`, KindUnsupported},
 				{group + ".modifiers[3]", KindInvalid},
 				{group + `.modifiers[4]["fifo.Group"].modifiers[0]["querystring.Modifier"].scope[0]`, KindInvalid},
 			}},
@@ -201,6 +201,47 @@ func TestValidateMoreMartianRules(t *testing.T) {
 		{"stash response only", martianDoc(`{"stash.Modifier": {"scope": ["response"], "headerName": "X"}}`), []pair{{martianRoot + `["stash.Modifier"].scope`, KindInvalid}}},
 		{"copy without to", martianDoc(`{"header.Copy": {"from": "X"}}`), []pair{{martianRoot + `["header.Copy"].to`, KindRequired}}},
 		{"priority entry without modifier", martianDoc(`{"priority.Group": {"modifiers": [{"priority": 1}]}}`), []pair{{martianRoot + `["priority.Group"].modifiers[0].modifier`, KindRequired}}},
-		{"registered but missing", martianDoc(`{"cookie.Modifier": {"name": "a"}}`), []pair{{martianRoot + `["cookie.Modifier"]`, KindUnsupported}}},
+		{"registered but missing", martianDoc(`{"static.Modifier": {"rootPath": "a"}}`), []pair{{martianRoot + `["static.Modifier"]`, KindUnsupported}}},
 	})
+}
+
+// TestValidateLastMartianRules: cookie, status, port, url filters and
+// verifiers, refused where martian's parser refuses them.
+func TestValidateLastMartianRules(t *testing.T) {
+	t.Parallel()
+	checkRules(t, []rule{
+		{"cookie without name", martianDoc(`{"cookie.Modifier": {"value": "b"}}`), []pair{{martianRoot + `["cookie.Modifier"].name`, KindRequired}}},
+		{"cookie bad name", martianDoc(`{"cookie.Modifier": {"name": "a b"}}`), []pair{{martianRoot + `["cookie.Modifier"].name`, KindInvalid}}},
+		{"cookie expires not RFC 3339", martianDoc(`{"cookie.Modifier": {"name": "a", "expires": "tomorrow"}}`), []pair{{martianRoot + `["cookie.Modifier"].expires`, KindInvalid}}},
+		{"cookie filter without modifier", martianDoc(`{"cookie.Filter": {"name": "a"}}`), []pair{{martianRoot + `["cookie.Filter"].modifier`, KindRequired}}},
+		{"status on requests", martianDoc(`{"status.Modifier": {"scope": ["request"], "statusCode": 404}}`), []pair{{martianRoot + `["status.Modifier"].scope[0]`, KindInvalid}}},
+		{"status out of range", martianDoc(`{"status.Modifier": {"statusCode": 42}}`), []pair{{martianRoot + `["status.Modifier"].statusCode`, KindInvalid}}},
+		{"port two choices", martianDoc(`{"port.Modifier": {"port": 80, "remove": true}}`), []pair{{martianRoot + `["port.Modifier"]`, KindInvalid}}},
+		{"port none", martianDoc(`{"port.Modifier": {}}`), []pair{{martianRoot + `["port.Modifier"]`, KindInvalid}}},
+		{"port too big", martianDoc(`{"port.Modifier": {"port": 70000}}`), []pair{{martianRoot + `["port.Modifier"].port`, KindInvalid}}},
+		{"port on responses", martianDoc(`{"port.Modifier": {"scope": ["response"], "remove": true}}`), []pair{{martianRoot + `["port.Modifier"].scope[0]`, KindInvalid}}},
+		{"port filter no port", martianDoc(`{"port.Filter": {"modifier": {"header.Id": {}}}}`), []pair{{martianRoot + `["port.Filter"].port`, KindInvalid}}},
+		{"port filter has no else", martianDoc(`{"port.Filter": {"port": 80, "modifier": {"header.Id": {}}, "else": {"header.Id": {}}}}`), []pair{{martianRoot + `["port.Filter"].else`, KindUnsupported}}},
+		{"url filter without modifier", martianDoc(`{"url.Filter": {"host": "a"}}`), []pair{{martianRoot + `["url.Filter"].modifier`, KindRequired}}},
+		{"url regex bad", martianDoc(`{"url.RegexFilter": {"regex": "(", "modifier": {"header.Id": {}}}}`), []pair{{martianRoot + `["url.RegexFilter"].regex`, KindInvalid}}},
+		{"verifier accepted", martianDoc(`{"status.Verifier": {"statusCode": 200}}`), nil},
+	})
+	c, err := Compile("v.json", []byte(martianDoc(`{"fifo.Group": {"modifiers": [{"header.Verifier": {"name": "X", "value": "1"}}, {"url.Verifier": {}}]}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, w := range c.Warnings {
+		if w.GetKind() == KindNoEffect {
+			paths = append(paths, w.GetPath())
+		}
+	}
+	want := []string{
+		martianRoot + `["fifo.Group"].modifiers[0]["header.Verifier"].name`,
+		martianRoot + `["fifo.Group"].modifiers[0]["header.Verifier"].value`,
+		martianRoot + `["fifo.Group"].modifiers[1]["url.Verifier"]`,
+	}
+	if diff := cmp.Diff(want, paths); diff != "" {
+		t.Errorf("verifier warnings (-want +got):\n%s", diff)
+	}
 }

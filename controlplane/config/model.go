@@ -441,6 +441,15 @@ type Martian struct {
 	Regex  string
 	// Filters: the modifier run on a match and the else modifier.
 	Then, Else *Martian
-	// url.Modifier.
+	// url.Modifier, url.Filter, url.Verifier.
 	Scheme, Host, Path, Query string
+	// cookie.Modifier (Name, Value and these; Path is the cookie's).
+	Domain, Expires  string
+	Secure, HTTPOnly bool
+	MaxAge           int64
+	// status.Modifier, status.Verifier.
+	StatusCode int64
+	// port.Modifier, port.Filter.
+	Port                     int64
+	DefaultForScheme, Remove bool
 }

@@ -29,6 +29,9 @@
 //   - header.Append, header.Copy, header.Id, header.Filter,
 //     header.RegexFilter, querystring.Filter, url.Modifier, stash.Modifier
 //     and priority.Group: see more.go.
+//   - cookie.Modifier, cookie.Filter, status.Modifier, port.Modifier,
+//     port.Filter, url.Filter, url.RegexFilter and the verifiers: see
+//     rest.go.
 //   - fifo.Group runs its modifiers in order. With aggregateErrors it runs
 //     all of them and returns their errors joined; otherwise it stops at
 //     the first error.

@@ -179,8 +179,7 @@ func (c *compiler) more(m *gatewayv1.MartianModifier, path string, onReq, onResp
 		}
 		return r, s
 	}
-	c.fail(path, "unsupported modifier %T", m.GetKind())
-	return nil, nil
+	return c.rest(m, path, onReq, onResp)
 }
 
 func (c *compiler) headerName(path, name string) (string, bool) {

@@ -67,3 +67,29 @@ func TestMartianURLModifierReroutes(t *testing.T) {
 		t.Errorf("GET /r = %d %s, want the other backend's /moved", r.code, r.body)
 	}
 }
+
+// TestMartianPortModifierReroutes: port.Modifier sends the call to another
+// port of the backend's host; status.Modifier then rewrites the answer's
+// status before the gateway checks it (a 500 fails the call, as in KrakenD).
+func TestMartianPortModifierReroutes(t *testing.T) {
+	t.Parallel()
+	own, other := startBackend(t, "own"), startBackend(t, "other")
+	_, otherPort, _ := strings.Cut(strings.TrimPrefix(other.URL, "http://"), ":")
+	port, err := strconv.Atoi(otherPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, nil)
+	snap := snapshot(endpoint("/r", own.URL, "/v1"), endpoint("/s", own.URL, "/v1"))
+	snap.Endpoints[0].Backends[0].Martian = &gatewayv1.MartianModifier{Scope: []string{"request"},
+		Kind: &gatewayv1.MartianModifier_PortModifier{PortModifier: &gatewayv1.MartianPort{Port: int32(port)}}}
+	snap.Endpoints[1].Backends[0].Martian = &gatewayv1.MartianModifier{Scope: []string{"response"},
+		Kind: &gatewayv1.MartianModifier_StatusModifier{StatusModifier: &gatewayv1.MartianStatus{StatusCode: 500}}}
+	h.apply(t, envelope(t, 1, snap))
+	if r := get(t, h.url+"/r"); r.code != 200 || !strings.Contains(r.body, `"tag":"other"`) {
+		t.Errorf("GET /r = %d %s, want the backend on the other port", r.code, r.body)
+	}
+	if r := get(t, h.url+"/s"); r.code == 200 {
+		t.Errorf("GET /s with status.Modifier 500 = %d %s, want the failed backend call", r.code, r.body)
+	}
+}

@@ -3205,6 +3205,14 @@ type MartianModifier struct {
 	//	*MartianModifier_UrlModifier
 	//	*MartianModifier_StashModifier
 	//	*MartianModifier_PriorityGroup
+	//	*MartianModifier_CookieModifier
+	//	*MartianModifier_CookieFilter
+	//	*MartianModifier_StatusModifier
+	//	*MartianModifier_PortModifier
+	//	*MartianModifier_PortFilter
+	//	*MartianModifier_UrlFilter
+	//	*MartianModifier_UrlRegexFilter
+	//	*MartianModifier_Verifier
 	Kind          isMartianModifier_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3380,6 +3388,78 @@ func (x *MartianModifier) GetPriorityGroup() *MartianPriorityGroup {
 	return nil
 }
 
+func (x *MartianModifier) GetCookieModifier() *MartianCookie {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_CookieModifier); ok {
+			return x.CookieModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetCookieFilter() *MartianFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_CookieFilter); ok {
+			return x.CookieFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetStatusModifier() *MartianStatus {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_StatusModifier); ok {
+			return x.StatusModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetPortModifier() *MartianPort {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_PortModifier); ok {
+			return x.PortModifier
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetPortFilter() *MartianPortFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_PortFilter); ok {
+			return x.PortFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetUrlFilter() *MartianURLFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_UrlFilter); ok {
+			return x.UrlFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetUrlRegexFilter() *MartianURLRegexFilter {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_UrlRegexFilter); ok {
+			return x.UrlRegexFilter
+		}
+	}
+	return nil
+}
+
+func (x *MartianModifier) GetVerifier() *MartianVerifier {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_Verifier); ok {
+			return x.Verifier
+		}
+	}
+	return nil
+}
+
 type isMartianModifier_Kind interface {
 	isMartianModifier_Kind()
 }
@@ -3446,6 +3526,47 @@ type MartianModifier_PriorityGroup struct {
 	PriorityGroup *MartianPriorityGroup `protobuf:"bytes,15,opt,name=priority_group,json=priorityGroup,proto3,oneof"`
 }
 
+type MartianModifier_CookieModifier struct {
+	// cookie_modifier is cookie.Modifier: a cookie added to the request's
+	// Cookie header, or a Set-Cookie added to the response.
+	CookieModifier *MartianCookie `protobuf:"bytes,160,opt,name=cookie_modifier,json=cookieModifier,proto3,oneof"`
+}
+
+type MartianModifier_CookieFilter struct {
+	// cookie_filter is cookie.Filter: its modifier runs when the request
+	// (response: a Set-Cookie) has the cookie, with the value when one is
+	// given; its else modifier otherwise.
+	CookieFilter *MartianFilter `protobuf:"bytes,161,opt,name=cookie_filter,json=cookieFilter,proto3,oneof"`
+}
+
+type MartianModifier_StatusModifier struct {
+	// status_modifier is status.Modifier: the backend response's status.
+	StatusModifier *MartianStatus `protobuf:"bytes,162,opt,name=status_modifier,json=statusModifier,proto3,oneof"`
+}
+
+type MartianModifier_PortModifier struct {
+	PortModifier *MartianPort `protobuf:"bytes,163,opt,name=port_modifier,json=portModifier,proto3,oneof"`
+}
+
+type MartianModifier_PortFilter struct {
+	PortFilter *MartianPortFilter `protobuf:"bytes,164,opt,name=port_filter,json=portFilter,proto3,oneof"`
+}
+
+type MartianModifier_UrlFilter struct {
+	UrlFilter *MartianURLFilter `protobuf:"bytes,165,opt,name=url_filter,json=urlFilter,proto3,oneof"`
+}
+
+type MartianModifier_UrlRegexFilter struct {
+	UrlRegexFilter *MartianURLRegexFilter `protobuf:"bytes,166,opt,name=url_regex_filter,json=urlRegexFilter,proto3,oneof"`
+}
+
+type MartianModifier_Verifier struct {
+	// verifier is one of martian's verifiers (header, querystring, status,
+	// url): KrakenD records their failures where nothing reads them, so
+	// they do nothing; the compiler warns.
+	Verifier *MartianVerifier `protobuf:"bytes,167,opt,name=verifier,proto3,oneof"`
+}
+
 func (*MartianModifier_HeaderModifier) isMartianModifier_Kind() {}
 
 func (*MartianModifier_HeaderBlacklist) isMartianModifier_Kind() {}
@@ -3474,6 +3595,480 @@ func (*MartianModifier_StashModifier) isMartianModifier_Kind() {}
 
 func (*MartianModifier_PriorityGroup) isMartianModifier_Kind() {}
 
+func (*MartianModifier_CookieModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_CookieFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_StatusModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_PortModifier) isMartianModifier_Kind() {}
+
+func (*MartianModifier_PortFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_UrlFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_UrlRegexFilter) isMartianModifier_Kind() {}
+
+func (*MartianModifier_Verifier) isMartianModifier_Kind() {}
+
+// MartianCookie is an http.Cookie as cookie.Modifier reads it. expires is
+// RFC 3339 ("" unset).
+type MartianCookie struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Domain        string                 `protobuf:"bytes,4,opt,name=domain,proto3" json:"domain,omitempty"`
+	Expires       string                 `protobuf:"bytes,5,opt,name=expires,proto3" json:"expires,omitempty"`
+	Secure        bool                   `protobuf:"varint,6,opt,name=secure,proto3" json:"secure,omitempty"`
+	HttpOnly      bool                   `protobuf:"varint,7,opt,name=http_only,json=httpOnly,proto3" json:"http_only,omitempty"`
+	MaxAge        int64                  `protobuf:"varint,8,opt,name=max_age,json=maxAge,proto3" json:"max_age,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianCookie) Reset() {
+	*x = MartianCookie{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianCookie) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianCookie) ProtoMessage() {}
+
+func (x *MartianCookie) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
+func (*MartianCookie) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *MartianCookie) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MartianCookie) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *MartianCookie) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MartianCookie) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *MartianCookie) GetExpires() string {
+	if x != nil {
+		return x.Expires
+	}
+	return ""
+}
+
+func (x *MartianCookie) GetSecure() bool {
+	if x != nil {
+		return x.Secure
+	}
+	return false
+}
+
+func (x *MartianCookie) GetHttpOnly() bool {
+	if x != nil {
+		return x.HttpOnly
+	}
+	return false
+}
+
+func (x *MartianCookie) GetMaxAge() int64 {
+	if x != nil {
+		return x.MaxAge
+	}
+	return 0
+}
+
+// MartianStatus is status.Modifier.
+type MartianStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StatusCode    int32                  `protobuf:"varint,1,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianStatus) Reset() {
+	*x = MartianStatus{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianStatus) ProtoMessage() {}
+
+func (x *MartianStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
+func (*MartianStatus) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *MartianStatus) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+// MartianPort is port.Modifier: exactly one of port, default_for_scheme or
+// remove changes the port the backend request is sent to (its Host header
+// stays).
+type MartianPort struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Port             int32                  `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	DefaultForScheme bool                   `protobuf:"varint,2,opt,name=default_for_scheme,json=defaultForScheme,proto3" json:"default_for_scheme,omitempty"`
+	Remove           bool                   `protobuf:"varint,3,opt,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *MartianPort) Reset() {
+	*x = MartianPort{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianPort) ProtoMessage() {}
+
+func (x *MartianPort) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
+func (*MartianPort) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *MartianPort) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *MartianPort) GetDefaultForScheme() bool {
+	if x != nil {
+		return x.DefaultForScheme
+	}
+	return false
+}
+
+func (x *MartianPort) GetRemove() bool {
+	if x != nil {
+		return x.Remove
+	}
+	return false
+}
+
+// MartianPortFilter is port.Filter: its modifier runs when the backend
+// request's URL port (explicit, or the scheme's default) is port.
+type MartianPortFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Port          int32                  `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	Modifier      *MartianModifier       `protobuf:"bytes,2,opt,name=modifier,proto3" json:"modifier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianPortFilter) Reset() {
+	*x = MartianPortFilter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianPortFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianPortFilter) ProtoMessage() {}
+
+func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
+func (*MartianPortFilter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *MartianPortFilter) GetPort() int32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *MartianPortFilter) GetModifier() *MartianModifier {
+	if x != nil {
+		return x.Modifier
+	}
+	return nil
+}
+
+// MartianURLFilter is url.Filter: its modifier runs when every non-empty
+// part matches the backend request's URL (host with martian's * wildcard
+// labels), its else modifier otherwise.
+type MartianURLFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scheme        string                 `protobuf:"bytes,1,opt,name=scheme,proto3" json:"scheme,omitempty"`
+	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Query         string                 `protobuf:"bytes,4,opt,name=query,proto3" json:"query,omitempty"`
+	Modifier      *MartianModifier       `protobuf:"bytes,5,opt,name=modifier,proto3" json:"modifier,omitempty"`
+	Else          *MartianModifier       `protobuf:"bytes,6,opt,name=else,proto3" json:"else,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianURLFilter) Reset() {
+	*x = MartianURLFilter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianURLFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianURLFilter) ProtoMessage() {}
+
+func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
+func (*MartianURLFilter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *MartianURLFilter) GetScheme() string {
+	if x != nil {
+		return x.Scheme
+	}
+	return ""
+}
+
+func (x *MartianURLFilter) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *MartianURLFilter) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MartianURLFilter) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *MartianURLFilter) GetModifier() *MartianModifier {
+	if x != nil {
+		return x.Modifier
+	}
+	return nil
+}
+
+func (x *MartianURLFilter) GetElse() *MartianModifier {
+	if x != nil {
+		return x.Else
+	}
+	return nil
+}
+
+// MartianURLRegexFilter is url.RegexFilter: regex against the backend
+// request's full URL.
+type MartianURLRegexFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Regex         string                 `protobuf:"bytes,1,opt,name=regex,proto3" json:"regex,omitempty"`
+	Modifier      *MartianModifier       `protobuf:"bytes,2,opt,name=modifier,proto3" json:"modifier,omitempty"`
+	Else          *MartianModifier       `protobuf:"bytes,3,opt,name=else,proto3" json:"else,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianURLRegexFilter) Reset() {
+	*x = MartianURLRegexFilter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianURLRegexFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianURLRegexFilter) ProtoMessage() {}
+
+func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
+func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *MartianURLRegexFilter) GetRegex() string {
+	if x != nil {
+		return x.Regex
+	}
+	return ""
+}
+
+func (x *MartianURLRegexFilter) GetModifier() *MartianModifier {
+	if x != nil {
+		return x.Modifier
+	}
+	return nil
+}
+
+func (x *MartianURLRegexFilter) GetElse() *MartianModifier {
+	if x != nil {
+		return x.Else
+	}
+	return nil
+}
+
+// MartianVerifier names the verifier type ("header.Verifier", ...).
+type MartianVerifier struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianVerifier) Reset() {
+	*x = MartianVerifier{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianVerifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianVerifier) ProtoMessage() {}
+
+func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
+func (*MartianVerifier) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *MartianVerifier) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 // MartianCopy is header.Copy: header to takes the first value of from
 // ("" when from is absent).
 type MartianCopy struct {
@@ -3486,7 +4081,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3498,7 +4093,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3511,7 +4106,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -3539,7 +4134,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3551,7 +4146,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3564,7 +4159,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -3587,7 +4182,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3599,7 +4194,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3612,7 +4207,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -3656,7 +4251,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3668,7 +4263,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3681,7 +4276,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -3719,7 +4314,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3731,7 +4326,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3744,7 +4339,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -3786,7 +4381,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3798,7 +4393,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3811,7 +4406,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -3832,7 +4427,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3844,7 +4439,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3857,7 +4452,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -3878,7 +4473,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3890,7 +4485,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3903,7 +4498,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -3931,7 +4526,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3943,7 +4538,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3956,7 +4551,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -3983,7 +4578,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3995,7 +4590,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4008,7 +4603,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -4029,7 +4624,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4041,7 +4636,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4054,7 +4649,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -4082,7 +4677,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4094,7 +4689,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4107,7 +4702,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -4135,7 +4730,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4147,7 +4742,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4160,7 +4755,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -4508,7 +5103,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eis_development\x18\x10 \x01(\bR\risDevelopment\x1aB\n" +
 	"\x14SslProxyHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf0\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\f\n" +
 	"\x0fMartianModifier\x12\x14\n" +
 	"\x05scope\x18\x01 \x03(\tR\x05scope\x12D\n" +
 	"\x0fheader_modifier\x18\x02 \x01(\v2\x19.gateway.v1.MartianHeaderH\x00R\x0eheaderModifier\x12J\n" +
@@ -4527,8 +5122,50 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x12querystring_filter\x18\f \x01(\v2\x19.gateway.v1.MartianFilterH\x00R\x11querystringFilter\x12;\n" +
 	"\furl_modifier\x18\r \x01(\v2\x16.gateway.v1.MartianURLH\x00R\vurlModifier\x12A\n" +
 	"\x0estash_modifier\x18\x0e \x01(\v2\x18.gateway.v1.MartianStashH\x00R\rstashModifier\x12I\n" +
-	"\x0epriority_group\x18\x0f \x01(\v2 .gateway.v1.MartianPriorityGroupH\x00R\rpriorityGroupB\x06\n" +
-	"\x04kind\"1\n" +
+	"\x0epriority_group\x18\x0f \x01(\v2 .gateway.v1.MartianPriorityGroupH\x00R\rpriorityGroup\x12E\n" +
+	"\x0fcookie_modifier\x18\xa0\x01 \x01(\v2\x19.gateway.v1.MartianCookieH\x00R\x0ecookieModifier\x12A\n" +
+	"\rcookie_filter\x18\xa1\x01 \x01(\v2\x19.gateway.v1.MartianFilterH\x00R\fcookieFilter\x12E\n" +
+	"\x0fstatus_modifier\x18\xa2\x01 \x01(\v2\x19.gateway.v1.MartianStatusH\x00R\x0estatusModifier\x12?\n" +
+	"\rport_modifier\x18\xa3\x01 \x01(\v2\x17.gateway.v1.MartianPortH\x00R\fportModifier\x12A\n" +
+	"\vport_filter\x18\xa4\x01 \x01(\v2\x1d.gateway.v1.MartianPortFilterH\x00R\n" +
+	"portFilter\x12>\n" +
+	"\n" +
+	"url_filter\x18\xa5\x01 \x01(\v2\x1c.gateway.v1.MartianURLFilterH\x00R\turlFilter\x12N\n" +
+	"\x10url_regex_filter\x18\xa6\x01 \x01(\v2!.gateway.v1.MartianURLRegexFilterH\x00R\x0eurlRegexFilter\x12:\n" +
+	"\bverifier\x18\xa7\x01 \x01(\v2\x1b.gateway.v1.MartianVerifierH\x00R\bverifierB\x06\n" +
+	"\x04kind\"\xcd\x01\n" +
+	"\rMartianCookie\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x16\n" +
+	"\x06domain\x18\x04 \x01(\tR\x06domain\x12\x18\n" +
+	"\aexpires\x18\x05 \x01(\tR\aexpires\x12\x16\n" +
+	"\x06secure\x18\x06 \x01(\bR\x06secure\x12\x1b\n" +
+	"\thttp_only\x18\a \x01(\bR\bhttpOnly\x12\x17\n" +
+	"\amax_age\x18\b \x01(\x03R\x06maxAge\"0\n" +
+	"\rMartianStatus\x12\x1f\n" +
+	"\vstatus_code\x18\x01 \x01(\x05R\n" +
+	"statusCode\"g\n" +
+	"\vMartianPort\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\x05R\x04port\x12,\n" +
+	"\x12default_for_scheme\x18\x02 \x01(\bR\x10defaultForScheme\x12\x16\n" +
+	"\x06remove\x18\x03 \x01(\bR\x06remove\"`\n" +
+	"\x11MartianPortFilter\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\x05R\x04port\x127\n" +
+	"\bmodifier\x18\x02 \x01(\v2\x1b.gateway.v1.MartianModifierR\bmodifier\"\xd2\x01\n" +
+	"\x10MartianURLFilter\x12\x16\n" +
+	"\x06scheme\x18\x01 \x01(\tR\x06scheme\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x14\n" +
+	"\x05query\x18\x04 \x01(\tR\x05query\x127\n" +
+	"\bmodifier\x18\x05 \x01(\v2\x1b.gateway.v1.MartianModifierR\bmodifier\x12/\n" +
+	"\x04else\x18\x06 \x01(\v2\x1b.gateway.v1.MartianModifierR\x04else\"\x97\x01\n" +
+	"\x15MartianURLRegexFilter\x12\x14\n" +
+	"\x05regex\x18\x01 \x01(\tR\x05regex\x127\n" +
+	"\bmodifier\x18\x02 \x01(\v2\x1b.gateway.v1.MartianModifierR\bmodifier\x12/\n" +
+	"\x04else\x18\x03 \x01(\v2\x1b.gateway.v1.MartianModifierR\x04else\"%\n" +
+	"\x0fMartianVerifier\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\"1\n" +
 	"\vMartianCopy\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\"#\n" +
@@ -4584,53 +5221,60 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
-	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
-	(*Service)(nil),              // 1: gateway.v1.Service
-	(*ServerTLS)(nil),            // 2: gateway.v1.ServerTLS
-	(*KeyPair)(nil),              // 3: gateway.v1.KeyPair
-	(*ClientTLS)(nil),            // 4: gateway.v1.ClientTLS
-	(*Router)(nil),               // 5: gateway.v1.Router
-	(*Logging)(nil),              // 6: gateway.v1.Logging
-	(*Metrics)(nil),              // 7: gateway.v1.Metrics
-	(*OpenTelemetry)(nil),        // 8: gateway.v1.OpenTelemetry
-	(*OTLPExporter)(nil),         // 9: gateway.v1.OTLPExporter
-	(*TraceLayer)(nil),           // 10: gateway.v1.TraceLayer
-	(*KeyValue)(nil),             // 11: gateway.v1.KeyValue
-	(*HTTPServer)(nil),           // 12: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),           // 13: gateway.v1.HTTPClient
-	(*Endpoint)(nil),             // 14: gateway.v1.Endpoint
-	(*Static)(nil),               // 15: gateway.v1.Static
-	(*FlatmapOp)(nil),            // 16: gateway.v1.FlatmapOp
-	(*Backend)(nil),              // 17: gateway.v1.Backend
-	(*JWTValidator)(nil),         // 18: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),          // 19: gateway.v1.ClaimHeader
-	(*Revoker)(nil),              // 20: gateway.v1.Revoker
-	(*BotDetector)(nil),          // 21: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),      // 22: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 23: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 24: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 25: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 26: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 27: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 28: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 29: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 30: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 31: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 32: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 33: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 34: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 35: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 36: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 37: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 38: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 39: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 40: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 41: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 42: gateway.v1.MartianGroup
-	nil,                          // 43: gateway.v1.Backend.MappingEntry
-	nil,                          // 44: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
+	(*Service)(nil),               // 1: gateway.v1.Service
+	(*ServerTLS)(nil),             // 2: gateway.v1.ServerTLS
+	(*KeyPair)(nil),               // 3: gateway.v1.KeyPair
+	(*ClientTLS)(nil),             // 4: gateway.v1.ClientTLS
+	(*Router)(nil),                // 5: gateway.v1.Router
+	(*Logging)(nil),               // 6: gateway.v1.Logging
+	(*Metrics)(nil),               // 7: gateway.v1.Metrics
+	(*OpenTelemetry)(nil),         // 8: gateway.v1.OpenTelemetry
+	(*OTLPExporter)(nil),          // 9: gateway.v1.OTLPExporter
+	(*TraceLayer)(nil),            // 10: gateway.v1.TraceLayer
+	(*KeyValue)(nil),              // 11: gateway.v1.KeyValue
+	(*HTTPServer)(nil),            // 12: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),            // 13: gateway.v1.HTTPClient
+	(*Endpoint)(nil),              // 14: gateway.v1.Endpoint
+	(*Static)(nil),                // 15: gateway.v1.Static
+	(*FlatmapOp)(nil),             // 16: gateway.v1.FlatmapOp
+	(*Backend)(nil),               // 17: gateway.v1.Backend
+	(*JWTValidator)(nil),          // 18: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),           // 19: gateway.v1.ClaimHeader
+	(*Revoker)(nil),               // 20: gateway.v1.Revoker
+	(*BotDetector)(nil),           // 21: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),       // 22: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),      // 23: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),        // 24: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),             // 25: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),      // 26: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                  // 27: gateway.v1.CORS
+	(*SecurityHTTP)(nil),          // 28: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),       // 29: gateway.v1.MartianModifier
+	(*MartianCookie)(nil),         // 30: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 31: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 32: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 33: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 34: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 35: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 36: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 37: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 38: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 39: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 40: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 41: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 42: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 43: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 44: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 45: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 46: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 47: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 48: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 49: gateway.v1.MartianGroup
+	nil,                           // 50: gateway.v1.Backend.MappingEntry
+	nil,                           // 51: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -4662,7 +5306,7 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	22, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
 	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
 	21, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	43, // 29: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	50, // 29: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
 	16, // 30: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
 	23, // 31: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
 	24, // 32: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
@@ -4670,32 +5314,45 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	29, // 34: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
 	10, // 35: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
 	19, // 36: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	44, // 37: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	38, // 38: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	39, // 39: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	40, // 40: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	41, // 41: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	42, // 42: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	38, // 43: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	30, // 44: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	31, // 45: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	32, // 46: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	33, // 47: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	32, // 48: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	34, // 49: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	35, // 50: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	36, // 51: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	29, // 52: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 53: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	29, // 54: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	37, // 55: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	29, // 56: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 57: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	51, // 37: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	45, // 38: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	46, // 39: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	47, // 40: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	48, // 41: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	49, // 42: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	45, // 43: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	37, // 44: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	38, // 45: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	39, // 46: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	40, // 47: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	39, // 48: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	41, // 49: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	42, // 50: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	43, // 51: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	30, // 52: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	39, // 53: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	31, // 54: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	32, // 55: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	33, // 56: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	34, // 57: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	35, // 58: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	36, // 59: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	29, // 60: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	29, // 61: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	29, // 62: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	29, // 63: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	29, // 64: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	29, // 65: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	29, // 66: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	29, // 67: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	44, // 68: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	29, // 69: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	29, // 70: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -4718,6 +5375,14 @@ func file_gateway_v1_snapshot_proto_init() {
 		(*MartianModifier_UrlModifier)(nil),
 		(*MartianModifier_StashModifier)(nil),
 		(*MartianModifier_PriorityGroup)(nil),
+		(*MartianModifier_CookieModifier)(nil),
+		(*MartianModifier_CookieFilter)(nil),
+		(*MartianModifier_StatusModifier)(nil),
+		(*MartianModifier_PortModifier)(nil),
+		(*MartianModifier_PortFilter)(nil),
+		(*MartianModifier_UrlFilter)(nil),
+		(*MartianModifier_UrlRegexFilter)(nil),
+		(*MartianModifier_Verifier)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4725,7 +5390,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
