@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,6 +45,24 @@ func FuzzCompile(f *testing.F) {
 	}
 	if content, err := os.ReadFile("testdata/formats/anchors.yaml"); err == nil {
 		f.Add(true, content)
+	}
+	// Every JSON file of the corpus minified too, and every YAML one.
+	jsons, _ := filepath.Glob("testdata/*.json")
+	for _, file := range jsons {
+		content, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var compact bytes.Buffer
+		if json.Compact(&compact, content) == nil {
+			f.Add(false, compact.Bytes())
+		}
+	}
+	yamls, _ := filepath.Glob("testdata/*.yaml")
+	for _, file := range yamls {
+		if content, err := os.ReadFile(file); err == nil {
+			f.Add(true, content)
+		}
 	}
 	f.Fuzz(func(t *testing.T, isYAML bool, content []byte) {
 		name := "fuzz.json"
@@ -90,6 +110,48 @@ func checkViolations(t *testing.T, vs []*gatewayv1.FieldViolation) {
 		}
 		if i > 0 && i < MaxViolations && comparePaths(vs[i-1].GetPath(), v.GetPath()) > 0 {
 			t.Fatalf("violations not sorted: %q before %q", vs[i-1].GetPath(), v.GetPath())
+		}
+	}
+}
+
+// TestMinifiedCompilesAlike: formatting never changes the outcome. Each
+// JSON file of the corpus, minified onto one line, compiles to the same
+// snapshot (or the same violation paths) as written.
+func TestMinifiedCompilesAlike(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("testdata/*.json")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("corpus: %v %v", files, err)
+	}
+	paths := func(err error) []string {
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			return nil
+		}
+		var out []string
+		for _, v := range ve.Violations {
+			out = append(out, v.GetPath())
+		}
+		return out
+	}
+	for _, file := range files {
+		content, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, content); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		pretty, perr := Compile(file, content)
+		mini, merr := Compile(file, compact.Bytes())
+		switch {
+		case (perr == nil) != (merr == nil):
+			t.Errorf("%s: pretty %v, minified %v", file, perr, merr)
+		case perr == nil && pretty.SHA256 != mini.SHA256:
+			t.Errorf("%s: minified compiles to another snapshot", file)
+		case perr != nil && !slices.Equal(paths(perr), paths(merr)):
+			t.Errorf("%s: violations differ:\npretty   %v\nminified %v", file, paths(perr), paths(merr))
 		}
 	}
 }

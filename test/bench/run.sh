@@ -24,6 +24,13 @@ echo "== Go benchmark medians"
 go run ./test/bench/summary < "$out.go"
 
 echo
+echo "== Validate time (gwctl validate's compile; targets: 10,000 endpoints < 1 s, 50,000 < 5 s, any formatting)"
+grep '^BenchmarkCompileLarge/' "$out.go" | sort -k1,1 -k3,3n |
+	awk '{ n[$1]++; v[$1, n[$1]] = $3 }
+	     END { for (k in n) { split(k, a, "/"); sub(/-[0-9]+$/, "", a[3]);
+	           printf "  %-16s %-9s %6.3f s (median of %d)\n", a[2], a[3], v[k, int((n[k] + 1) / 2)] / 1e9, n[k] } }' | sort
+
+echo
 echo "== Revocation propagation: 3 real edges, Revoke reply -> last edge answering 401"
 go test -run '^$' -bench . -benchtime "${PROPAGATION_N:-100}x" ./test/bench/propagation/ | tee "$out.prop"
 

@@ -18,11 +18,54 @@ import (
 	"github.com/apigw/gateway/edge/plan"
 )
 
+// buildsPlan compiles file as gw-edge run -c does (with getenv's FC_*
+// variables) and builds the edge's plan; it skips files the validator
+// rejects or that need files of another machine, and fails when a file
+// that validated does not build.
+func buildsPlan(t *testing.T, f string, getenv func(string) string) bool {
+	t.Helper()
+	c, err := compileFile(f, getenv, nil)
+	var ve *config.ValidationError
+	if errors.As(err, &ve) {
+		t.Skipf("rejected by the validator (%d violations)", len(ve.Violations))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The registries of a real edge process (revocation set included).
+	reg, err := newRegistries(prometheus.NewRegistry(), zerolog.Nop(), nil, auth.NewRevocations(auth.RevocationsConfig{Logger: zerolog.Nop()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.close()
+	deps := reg.deps
+	deps.JWKSWait = time.Millisecond
+	// sd: dns names are not looked up off this machine: every lookup
+	// fails at once (the backend then has no host yet, which is not a
+	// build error).
+	deps.Resolver = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no DNS in this test")
+	}}
+	p, err := plan.Build(c.Snapshot, deps)
+	var be *plan.BuildError
+	if errors.As(err, &be) && onlyMissingFiles(be) {
+		// A node-local file (a JWKS on disk) absent from this machine:
+		// the edge's environment, not a rule.
+		t.Skipf("needs local files: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("validated but not servable: %v", err)
+	}
+	p.Release()
+	return true
+}
+
 // TestValidatedConfigsBuild: the validator and the edge share one set of
 // rules. Every configuration of the test corpus that `gwctl validate`
 // (config.CompileFile) accepts must build into a plan on this edge; one
 // that it rejects is skipped. No network: JWKS fetches, if any, fail fast
-// on loopback and are not build errors.
+// on loopback and are not build errors. Flexible Config template sets
+// (testdata/fc-*, the flexible package's) render first, as with FC_ENABLE.
 func TestValidatedConfigsBuild(t *testing.T) {
 	var files []string
 	for _, pattern := range []string{
@@ -41,41 +84,34 @@ func TestValidatedConfigsBuild(t *testing.T) {
 	built := 0
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			c, err := config.CompileFile(f)
-			var ve *config.ValidationError
-			if errors.As(err, &ve) {
-				t.Skipf("rejected by the validator (%d violations)", len(ve.Violations))
+			if buildsPlan(t, f, func(string) string { return "" }) {
+				built++
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			// The registries of a real edge process (revocation set included).
-			reg, err := newRegistries(prometheus.NewRegistry(), zerolog.Nop(), nil, auth.NewRevocations(auth.RevocationsConfig{Logger: zerolog.Nop()}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer reg.close()
-			deps := reg.deps
-			deps.JWKSWait = time.Millisecond
-			// sd: dns names are not looked up off this machine: every
-			// lookup fails at once (the backend then has no host yet,
-			// which is not a build error).
-			deps.Resolver = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
-				return nil, errors.New("no DNS in this test")
-			}}
-			p, err := plan.Build(c.Snapshot, deps)
-			var be *plan.BuildError
-			if errors.As(err, &be) && onlyMissingFiles(be) {
-				// A node-local file (a JWKS on disk) absent from this
-				// machine: the edge's environment, not a rule.
-				t.Skipf("needs local files: %v", err)
-			}
-			if err != nil {
-				t.Fatalf("validated but not servable: %v", err)
-			}
-			p.Release()
-			built++
 		})
+	}
+	// Flexible Config template sets (FC_ENABLE with settings, partials
+	// and sub-templates), rendered as gw-edge run -c renders them.
+	dirs, err := filepath.Glob("testdata/fc-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs = append(dirs, "../../../controlplane/config/flexible/testdata/fc")
+	templates := 0
+	for _, dir := range dirs {
+		t.Run("flexible/"+filepath.Base(dir), func(t *testing.T) {
+			env := map[string]string{
+				"FC_ENABLE":    "1",
+				"FC_SETTINGS":  filepath.Join(dir, "settings"),
+				"FC_PARTIALS":  filepath.Join(dir, "partials"),
+				"FC_TEMPLATES": filepath.Join(dir, "templates"),
+			}
+			if buildsPlan(t, filepath.Join(dir, "krakend.tmpl"), func(k string) string { return env[k] }) {
+				templates++
+			}
+		})
+	}
+	if templates < 2 {
+		t.Errorf("only %d Flexible Config template sets built", templates)
 	}
 	if built < 3 {
 		t.Fatalf("only %d configurations built; the corpus went missing?", built)
