@@ -106,15 +106,23 @@ func TestValidateJWTRules(t *testing.T) {
 		{"propagate_claims not a list", conf("", jwtEP("/a", `"propagate_claims": {"sub": "X-User"}`)),
 			[]pair{{validatorPath(".propagate_claims"), KindInvalid}}},
 
-		// keys we do not implement
-		{"unsupported keys", conf("", jwtEP("/a", `"jwk_fingerprints": ["x"], "jwk_local_ca": "ca.pem", "cipher_suites": [5],
-			"secret_url": "awskms://k", "cypher_key": "c", "issuers": ["x"]`)),
+		// JWKS client TLS
+		{"tls keys", conf("", jwtEP("/a", `"jwk_fingerprints": ["`+testFingerprint+`"], "jwk_local_ca": "ca.pem", "cipher_suites": [49199, 52392]`)), nil},
+		{"tls keys wrong", conf("", jwtEP("/a", `"jwk_fingerprints": ["x", "AAAA"], "cipher_suites": [5, 1]`)),
 			[]pair{
-				{validatorPath(".cipher_suites"), KindUnsupported},
+				{validatorPath(".cipher_suites[0]"), KindUnsupported},
+				{validatorPath(".cipher_suites[1]"), KindInvalid},
+				{validatorPath(".jwk_fingerprints[0]"), KindInvalid},
+				{validatorPath(".jwk_fingerprints[1]"), KindInvalid},
+			}},
+		{"tls keys with a local file", conf("", ep("/a", `"extra_config": {"auth/validator": {"alg": "HS256", "jwk_local_path": "./k.json", "jwk_local_ca": "ca.pem"}}`)),
+			[]pair{{validatorPath(".jwk_local_ca"), KindInvalid}}},
+
+		// keys we do not implement
+		{"unsupported keys", conf("", jwtEP("/a", `"secret_url": "awskms://k", "cypher_key": "c", "issuers": ["x"]`)),
+			[]pair{
 				{validatorPath(".cypher_key"), KindUnsupported},
 				{validatorPath(".issuers"), KindUnsupported},
-				{validatorPath(".jwk_fingerprints"), KindUnsupported},
-				{validatorPath(".jwk_local_ca"), KindUnsupported},
 				{validatorPath(".secret_url"), KindUnsupported},
 			}},
 		{"not an object", conf("", ep("/a", `"extra_config": {"auth/validator": true}`)),

@@ -207,6 +207,10 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		out.BotDetector = compileBotDetector(b)
 		features[feature.SecurityBotDetector] = true
 	}
+	if sg := e.ExtraConfig.Signer; sg != nil {
+		out.Signer = compileSigner(sg)
+		features[feature.AuthSigner] = true
+	}
 	if e.ExtraConfig.JSONSchema != nil {
 		out.JsonSchema = e.ExtraConfig.JSONSchema
 		features[feature.ValidationJSONSchema] = true

@@ -37,6 +37,7 @@ var (
 		{"validation/json-schema", func(d *decoder, n *node, p path, x *EndpointExtra) { d.rawObject(&x.JSONSchema)(n, p) }},
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *EndpointExtra) { x.BotDetector = d.botDetector(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Trace = d.endpointOTel(n, p) }},
+		{"auth/signer", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Signer = d.signer(n, p) }},
 	}
 	backendNamespaces = []namespace[BackendExtra]{
 		{"backend/http", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTP = d.backendHTTP(n, p) }},

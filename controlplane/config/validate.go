@@ -294,6 +294,9 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		v.botDetector(x.key("security/bot-detector"), b)
 	}
+	if sg := e.ExtraConfig.Signer; sg != nil {
+		v.signer(p, e, sg)
+	}
 	if l := e.ExtraConfig.JWTLimits; l != nil {
 		v.jwtLimits(x.key("apigw/jwt"), l, e.ExtraConfig.JWT)
 	}

@@ -264,6 +264,12 @@ func (s *Scratch) Render(o Output, v *fastjson.Value, accept []byte) ([]byte, st
 	return s.out, ct
 }
 
+// NewString returns a string value holding a copy of b, in s's shared
+// arena (valid until ReleaseScratch). Use it on the goroutine that renders,
+// like Merge: to replace a field of the merged value (auth/signer's
+// tokens).
+func (s *Scratch) NewString(b []byte) *fastjson.Value { return s.arena.NewStringBytes(b) }
+
 // KeepOrder makes Render write object v's keys (not its children's) in
 // their stored order instead of sorted: where KrakenD renders a Go struct,
 // not a map (return_error_details' http_status_code, http_body,

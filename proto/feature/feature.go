@@ -23,6 +23,7 @@ const (
 
 	AuthJWT              = "auth.jwt"               // an endpoint has auth/validator
 	AuthRevoker          = "auth.revoker"           // the service has auth/revoker
+	AuthSigner           = "auth.signer"            // an endpoint has auth/signer
 	QoSRateLimit         = "qos.ratelimit"          // qos/ratelimit/router or qos/ratelimit/proxy
 	QoSRateLimitCluster  = "qos.ratelimit.cluster"  // a router rate limit sets cluster: true
 	QoSCircuitBreaker    = "qos.circuit_breaker"    // qos/circuit-breaker
@@ -43,7 +44,7 @@ const (
 func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
-		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
+		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
 	}
 	slices.Sort(all)
