@@ -294,6 +294,10 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 		out.Martian = compileMartian(m)
 		features[feature.ModifierMartian] = true
 	}
+	if g := b.ExtraConfig.GraphQL; g != nil {
+		out.Graphql = compileGraphQL(g)
+		features[feature.BackendGraphQL] = true
+	}
 	if len(out.Flatmap) > 0 {
 		features[feature.ProxyFlatmap] = true
 	}

@@ -414,6 +414,9 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 	if m := b.ExtraConfig.Martian; m != nil {
 		v.martian(x.key("modifier/martian"), m)
 	}
+	if g := b.ExtraConfig.GraphQL; g != nil {
+		v.graphQL(x.key("backend/graphql"), g, r)
+	}
 	v.otelOverride(x.key("telemetry/opentelemetry"), b.ExtraConfig.Trace, "backend")
 }
 

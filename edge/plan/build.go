@@ -426,6 +426,16 @@ func (b *builder) routeViolations(err error) {
 	}
 }
 
+// graphQLConfig is the proxy form of a backend's backend/graphql; nil
+// without it.
+func graphQLConfig(g *gatewayv1.GraphQL) *proxy.GraphQLConfig {
+	if g == nil {
+		return nil
+	}
+	return &proxy.GraphQLConfig{Mutation: g.GetMutation(), Get: g.GetGet(), Query: g.GetQuery(),
+		OperationName: g.GetOperationName(), Variables: g.GetVariables()}
+}
+
 // endpoint compiles one endpoint; problems become violations and nil.
 func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpoint {
 	path := fmt.Sprintf("endpoints[%d]", i)
@@ -644,6 +654,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 
 		SendBodyOnRedirect: be.GetSendBodyOnRedirect(),
 		Trace:              b.backendTrace(e, be),
+		GraphQL:            graphQLConfig(be.GetGraphql()),
 	})
 	if err != nil {
 		b.violate(path+".url_pattern", violation.Invalid, err.Error())
