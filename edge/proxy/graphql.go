@@ -51,8 +51,8 @@ type graphQL struct {
 }
 
 var (
-	hdrContentType   = []byte("Content-Type")
-	valJSON          = []byte("application/json")
+	hdrContentType = []byte("Content-Type")
+	valJSON        = []byte("application/json")
 )
 
 // gqlRequest is lura's GraphQLRequest: the field order and omitempty rules
