@@ -57,10 +57,6 @@ func (d *decoder) jwtValidator(n *node, p path) *JWTValidator {
 			"key_identify_strategy":           d.str(&j.KeyIdentifyStrategy),
 			"operation_debug":                 d.boolean(&j.OperationDebug),
 		}),
-		notSupported: map[string]string{
-			"secret_url": encryptedJWKS,
-			"cypher_key": encryptedJWKS,
-		},
 	})
 	return j
 }
@@ -340,6 +336,7 @@ func compileJWT(j *JWTValidator, l *JWTLimits) *gatewayv1.JWTValidator {
 		OperationDebug:               j.OperationDebug,
 		PropagateClaimsPreserveArray: j.PropagateClaimsPreserveArray,
 		JwksTls:                      compileJWKSTLS(&j.TLS),
+		JwksEncryption:               compileJWKSEncryption(&j.TLS),
 	}
 	for _, c := range j.PropagateClaims {
 		out.PropagateClaims = append(out.PropagateClaims, &gatewayv1.ClaimHeader{Claim: c.Claim, Header: c.Header})

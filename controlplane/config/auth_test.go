@@ -118,13 +118,19 @@ func TestValidateJWTRules(t *testing.T) {
 		{"tls keys with a local file", conf("", ep("/a", `"extra_config": {"auth/validator": {"alg": "HS256", "jwk_local_path": "./k.json", "jwk_local_ca": "ca.pem"}}`)),
 			[]pair{{validatorPath(".jwk_local_ca"), KindInvalid}}},
 
-		// keys we do not implement
-		{"unsupported keys", conf("", jwtEP("/a", `"secret_url": "awskms://k", "cypher_key": "c", "issuers": ["x"]`)),
+		// encrypted local JWKS
+		{"encrypted local file", conf("", validatorEP("/a", `"alg": "HS256", "jwk_local_path": "k.enc", "secret_url": "`+testKeeper+`", "cypher_key": "c2VhbGVk"`)), nil},
+		{"encryption keys wrong", conf("", jwtEP("/a", `"secret_url": "awskms://k", "cypher_key": "c", "issuers": ["x"]`)),
 			[]pair{
-				{validatorPath(".cypher_key"), KindUnsupported},
+				{validatorPath(".cypher_key"), KindInvalid},
 				{validatorPath(".issuers"), KindUnsupported},
+				{validatorPath(".secret_url"), KindInvalid},
 				{validatorPath(".secret_url"), KindUnsupported},
 			}},
+		{"secret_url alone", conf("", validatorEP("/a", `"alg": "HS256", "jwk_local_path": "k.enc", "secret_url": "`+testKeeper+`"`)),
+			[]pair{{validatorPath(".cypher_key"), KindRequired}}},
+		{"random keeper", conf("", validatorEP("/a", `"alg": "HS256", "jwk_local_path": "k.enc", "secret_url": "base64key://", "cypher_key": "c2VhbGVk"`)),
+			[]pair{{validatorPath(".secret_url"), KindUnsupported}}},
 		{"not an object", conf("", ep("/a", `"extra_config": {"auth/validator": true}`)),
 			[]pair{{validatorPath(""), KindInvalid}}},
 

@@ -66,8 +66,8 @@
 //     auth/validator. Two propagate_claims entries may not set one header.
 //   - jwk_fingerprints (32-byte base64url digests), jwk_local_ca and
 //     cipher_suites (secure Go suites only) apply to an https jwk_url and
-//     are violations otherwise; encrypted key files (secret_url,
-//     cypher_key) are not supported. The service-level
+//     are violations otherwise. secret_url (base64key:// only) and
+//     cypher_key decrypt a jwk_local_path file. The service-level
 //     shared_cache_duration is accepted and has no effect.
 //   - auth/signer needs alg, kid, keys_to_sign and one key source; it
 //     always answers JSON (another output_encoding is warned, no-op is a

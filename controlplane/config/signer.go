@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
 	"strings"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -31,13 +32,15 @@ type JWKSTLS struct {
 	CipherSuites []uint16
 	Fingerprints []string
 	LocalCA      string
+	// SecretURL and CypherKey decrypt a jwk_local_path file (krakend-jose's
+	// secrets: a gocloud.dev keeper URL and the key it encrypted, base64).
+	SecretURL string
+	CypherKey string
 }
 
 func (t *JWKSTLS) set() bool {
 	return len(t.CipherSuites) > 0 || len(t.Fingerprints) > 0 || t.LocalCA != ""
 }
-
-const encryptedJWKS = "encrypted local JWKS files (secret_url, cypher_key) are not supported; use a plain jwk_local_path or a jwk_url"
 
 // jwksTLSFields are the decoder fields of JWKSTLS, shared by the validator
 // and the signer.
@@ -45,6 +48,8 @@ func (d *decoder) jwksTLSFields(t *JWKSTLS, fields map[string]handler) map[strin
 	fields["cipher_suites"] = d.uint16List(&t.CipherSuites)
 	fields["jwk_fingerprints"] = d.strings(&t.Fingerprints)
 	fields["jwk_local_ca"] = d.str(&t.LocalCA)
+	fields["secret_url"] = d.str(&t.SecretURL)
+	fields["cypher_key"] = d.str(&t.CypherKey)
 	return fields
 }
 
@@ -61,10 +66,6 @@ func (d *decoder) signer(n *node, p path) *Signer {
 			"jwk_local_path":       d.str(&s.JWKLocalPath),
 			"disable_jwk_security": d.boolean(&s.DisableJWKSecurity),
 		}),
-		notSupported: map[string]string{
-			"secret_url": encryptedJWKS,
-			"cypher_key": encryptedJWKS,
-		},
 	})
 	return s
 }
@@ -113,6 +114,7 @@ func (v *validator) signer(ep path, e *Endpoint, s *Signer) {
 // jwksTLS checks cipher_suites, jwk_fingerprints and jwk_local_ca (p is
 // the namespace's path).
 func (v *validator) jwksTLS(p path, t *JWKSTLS, jwkURL, localPath string) {
+	v.jwksEncryption(p, t, localPath)
 	if !t.set() {
 		return
 	}
@@ -156,6 +158,62 @@ func (v *validator) jwksTLS(p path, t *JWKSTLS, jwkURL, localPath string) {
 	}
 }
 
+// jwksEncryption checks secret_url and cypher_key: both or neither, with
+// jwk_local_path, a base64key:// keeper (the cloud KMS keepers are not
+// supported) and a base64 cypher_key.
+func (v *validator) jwksEncryption(p path, t *JWKSTLS, localPath string) {
+	if t.SecretURL == "" && t.CypherKey == "" {
+		return
+	}
+	switch {
+	case t.SecretURL == "":
+		v.vs.add(p.field("secret_url"), KindRequired, "cypher_key needs secret_url (the keeper that encrypted it)")
+	case t.CypherKey == "":
+		v.vs.add(p.field("cypher_key"), KindRequired, "secret_url needs cypher_key (the file's key, encrypted by the keeper)")
+	}
+	if localPath == "" {
+		v.vs.add(p.field("secret_url"), KindInvalid, "secret_url and cypher_key decrypt a jwk_local_path file; KrakenD ignores them otherwise")
+	}
+	if t.SecretURL != "" {
+		if _, err := keeperKey(t.SecretURL); err != nil {
+			v.vs.add(p.field("secret_url"), KindUnsupported, "%v", err)
+		}
+	}
+	if t.CypherKey != "" {
+		if _, err := base64.StdEncoding.DecodeString(t.CypherKey); err != nil {
+			v.vs.add(p.field("cypher_key"), KindInvalid, "not base64 (KrakenD reads it as JSON bytes): %v", err)
+		}
+	}
+}
+
+// keeperKey is the key of a base64key:// keeper URL (gocloud.dev
+// localsecrets: base64url of 32 bytes).
+func keeperKey(raw string) ([]byte, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%q: want a base64key://KEY keeper URL", raw)
+	case scheme != "base64key":
+		return nil, fmt.Errorf("%q: only the base64key:// keeper is supported (the %s:// cloud KMS keepers are not)", raw, scheme)
+	case rest == "" || strings.ContainsAny(rest, "/?"):
+		return nil, fmt.Errorf("%q: want base64key://KEY with the 32-byte key in base64url (an empty key is a random one, which can decrypt nothing)", raw)
+	}
+	k, err := base64.URLEncoding.DecodeString(rest)
+	if err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("%q: the key must be 32 bytes in base64url", raw)
+	}
+	return k, nil
+}
+
+func compileJWKSEncryption(t *JWKSTLS) *gatewayv1.JWKSEncryption {
+	if t.SecretURL == "" {
+		return nil
+	}
+	k, _ := keeperKey(t.SecretURL)
+	c, _ := base64.StdEncoding.DecodeString(t.CypherKey)
+	return &gatewayv1.JWKSEncryption{KeeperKey: k, CypherKey: c}
+}
+
 func compileJWKSTLS(t *JWKSTLS) *gatewayv1.JWKSClientTLS {
 	if !t.set() {
 		return nil
@@ -182,5 +240,6 @@ func compileSigner(s *Signer) *gatewayv1.JWTSigner {
 		JwkLocalPath:       s.JWKLocalPath,
 		DisableJwkSecurity: s.DisableJWKSecurity,
 		JwksTls:            compileJWKSTLS(&s.TLS),
+		JwksEncryption:     compileJWKSEncryption(&s.TLS),
 	}
 }

@@ -14,6 +14,9 @@ import (
 // testFingerprint is a well-formed jwk_fingerprints entry (32 bytes).
 var testFingerprint = base64.URLEncoding.EncodeToString(make([]byte, 32))
 
+// testKeeper is a well-formed base64key:// secret_url.
+var testKeeper = "base64key://" + base64.URLEncoding.EncodeToString([]byte("keeper-key-0123456789abcdefghijk"))
+
 // signerEP is an endpoint at path whose auth/signer has exactly members.
 func signerEP(path, members string) string {
 	return ep(path, `"extra_config": {"auth/signer": {`+members+`}}`)
@@ -48,8 +51,13 @@ func TestValidateSignerRules(t *testing.T) {
 			[]pair{{signerPath(".cipher_suites"), KindInvalid}}},
 		{"bad fingerprint", conf("", signerEP("/a", validSigner+`, "jwk_fingerprints": ["!!"]`)),
 			[]pair{{signerPath(".jwk_fingerprints[0]"), KindInvalid}}},
-		{"encrypted keys", conf("", signerEP("/a", validSigner+`, "secret_url": "base64key://x", "cypher_key": "eA=="`)),
-			[]pair{{signerPath(".cypher_key"), KindUnsupported}, {signerPath(".secret_url"), KindUnsupported}}},
+		{"encrypted local file", conf("", signerEP("/a", `"alg": "RS256", "kid": "k", "keys_to_sign": ["t"], "jwk_local_path": "./k.enc",
+			"secret_url": "`+testKeeper+`", "cypher_key": "eA=="`)), nil},
+		{"encryption with jwk_url", conf("", signerEP("/a", validSigner+`, "secret_url": "`+testKeeper+`", "cypher_key": "eA=="`)),
+			[]pair{{signerPath(".secret_url"), KindInvalid}}},
+		{"cloud keeper", conf("", signerEP("/a", `"alg": "RS256", "kid": "k", "keys_to_sign": ["t"], "jwk_local_path": "./k.enc",
+			"secret_url": "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k", "cypher_key": "eA=="`)),
+			[]pair{{signerPath(".secret_url"), KindUnsupported}}},
 		{"no-op output", conf("", `{"endpoint": "/a", "output_encoding": "no-op", "backend": [{"url_pattern": "/x"}],
 			"extra_config": {"auth/signer": {`+validSigner+`}}}`),
 			[]pair{{"endpoints[0].output_encoding", KindInvalid}}},

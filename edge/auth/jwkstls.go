@@ -2,15 +2,20 @@ package auth
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/md5"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"time"
 
+	"golang.org/x/crypto/nacl/secretbox"
 	"google.golang.org/protobuf/proto"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -133,4 +138,52 @@ func (k *Keys) transportFor(key string) (*http.Transport, error) {
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     90 * time.Second,
 	}, nil
+}
+
+// encKey is the sourceSpec form of a JWKSEncryption ("" when unset).
+func encKey(e *gatewayv1.JWKSEncryption) string {
+	if e == nil || len(e.GetKeeperKey()) == 0 {
+		return ""
+	}
+	return string(e.GetKeeperKey()) + string(e.GetCypherKey())
+}
+
+// decryptJWKS opens a jwk_local_path file encrypted as krakend-jose's
+// secrets package writes it (enc is an encKey): the cypher key is opened
+// with the keeper's 32-byte key (gocloud.dev localsecrets: NaCl secretbox,
+// 24-byte nonce first), and the file with AES-256-GCM whose key is the hex
+// MD5 of that plain key (12-byte nonce first).
+func decryptJWKS(data []byte, enc string) ([]byte, error) {
+	if len(enc) < 32 {
+		return nil, errors.New("decrypt jwks: no keeper key")
+	}
+	var keeper [32]byte
+	copy(keeper[:], enc[:32])
+	sealed := []byte(enc[32:])
+	if len(sealed) < 24 {
+		return nil, errors.New("decrypt jwks: cypher_key is too short")
+	}
+	var nonce [24]byte
+	copy(nonce[:], sealed[:24])
+	plainKey, ok := secretbox.Open(nil, sealed[24:], &nonce, &keeper)
+	if !ok {
+		return nil, errors.New("decrypt jwks: cypher_key does not open with the secret_url key")
+	}
+	sum := md5.Sum(plainKey)
+	block, err := aes.NewCipher([]byte(hex.EncodeToString(sum[:])))
+	if err != nil {
+		return nil, fmt.Errorf("decrypt jwks: %w", err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt jwks: %w", err)
+	}
+	if len(data) < gcm.NonceSize() {
+		return nil, errors.New("decrypt jwks: the file is too short")
+	}
+	plain, err := gcm.Open(nil, data[:gcm.NonceSize()], data[gcm.NonceSize():], nil)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt jwks: %w", err)
+	}
+	return plain, nil
 }

@@ -191,6 +191,8 @@ type sourceSpec struct {
 	// ("" for KrakenD's defaults): a source with its own TLS settings
 	// gets its own transport.
 	tls string
+	// enc decrypts the local file (encKey; "" for a plain file).
+	enc string
 }
 
 // source holds the current key set of one JWKS URL or file.
@@ -274,6 +276,11 @@ func (s *source) loadFile() error {
 	body, err := os.ReadFile(s.spec.path)
 	if err != nil {
 		return fmt.Errorf("read jwks %q: %w", s.spec.path, err)
+	}
+	if s.spec.enc != "" {
+		if body, err = decryptJWKS(body, s.spec.enc); err != nil {
+			return fmt.Errorf("jwks %q: %w", s.spec.path, err)
+		}
 	}
 	if err := s.install(body); err != nil {
 		return fmt.Errorf("load jwks %q: %w", s.spec.path, err)

@@ -114,7 +114,7 @@ func NewSigner(ctx context.Context, cfg SignerConfig) (*Signer, error) {
 		tls:       tlsKey(s.GetJwksTls()),
 	}
 	if spec.path != "" {
-		spec.url, spec.tls = "", ""
+		spec.url, spec.tls, spec.enc = "", "", encKey(s.GetJwksEncryption())
 	} else {
 		spec.refresh = DefaultCacheDuration
 	}

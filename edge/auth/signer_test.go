@@ -2,10 +2,14 @@ package auth
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/md5"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -18,6 +22,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+	"golang.org/x/crypto/nacl/secretbox"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -284,4 +289,59 @@ func TestJWKSClientTLS(t *testing.T) {
 			t.Errorf("New = %v, want a missing-file error", err)
 		}
 	})
+}
+
+// encryptJWKS encrypts a JWKS file as krakend-jose's secrets package does
+// with a base64key:// keeper, and returns the snapshot's JWKSEncryption.
+func encryptJWKS(t *testing.T, plain []byte, keeper [32]byte) ([]byte, *gatewayv1.JWKSEncryption) {
+	t.Helper()
+	var nonce [24]byte
+	copy(nonce[:], "nonce-nonce-nonce-nonce!")
+	passphrase := []byte("file passphrase")
+	sealed := secretbox.Seal(nonce[:], passphrase, &nonce, &keeper)
+	sum := md5.Sum(passphrase)
+	block, err := aes.NewCipher([]byte(hex.EncodeToString(sum[:])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gn := []byte("gcm-nonce-12")
+	return gcm.Seal(append([]byte(nil), gn...), gn, plain, nil), &gatewayv1.JWKSEncryption{KeeperKey: keeper[:], CypherKey: sealed}
+}
+
+// TestEncryptedLocalJWKS: secret_url (base64key://) and cypher_key open
+// an encrypted jwk_local_path, for the signer as for the validator
+// (KrakenD signed the same token with the same encrypted file).
+func TestEncryptedLocalJWKS(t *testing.T) {
+	t.Parallel()
+	plain, err := os.ReadFile(signerJWKS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keeper [32]byte
+	copy(keeper[:], "keeper-key-0123456789abcdefghijk")
+	data, enc := encryptJWKS(t, plain, keeper)
+	file := filepath.Join(t.TempDir(), "jwks.enc")
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := newTestKeys(t, KeysConfig{})
+	s := &gatewayv1.JWTSigner{Alg: "HS256", Kid: "oct1", KeysToSign: []string{"t"}, JwkLocalPath: file, JwksEncryption: enc}
+	tok, err := newTestSigner(t, k, s).Sign(nil, payloadOf(t, krakendHS256))
+	if err != nil || string(tok) != krakendHS256 {
+		t.Errorf("Sign = %s, %v; want KrakenD's token", tok, err)
+	}
+	v := newTestValidator(t, k, nil, &gatewayv1.JWTValidator{Alg: "HS256", JwkLocalPath: file, JwksEncryption: enc})
+	if _, r := v.Verify([]byte(krakendHS256)); r != ReasonOK {
+		t.Errorf("validator: %s", r)
+	}
+
+	wrong := &gatewayv1.JWKSEncryption{KeeperKey: make([]byte, 32), CypherKey: enc.GetCypherKey()}
+	s.JwksEncryption = wrong
+	if _, err := NewSigner(context.Background(), SignerConfig{Spec: s, Keys: k, Name: "x"}); err == nil || !strings.Contains(err.Error(), "does not open") {
+		t.Errorf("wrong keeper key: %v", err)
+	}
 }

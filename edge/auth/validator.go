@@ -525,6 +525,7 @@ func sourceSpecOf(s *gatewayv1.JWTValidator) sourceSpec {
 		tls:       tlsKey(s.GetJwksTls()),
 	}
 	if spec.path != "" {
+		spec.enc = encKey(s.GetJwksEncryption())
 		spec.url = "" // jwk_local_path takes precedence, as in KrakenD
 		return spec
 	}

@@ -2216,9 +2216,11 @@ type JWTValidator struct {
 	MaxTokenLifetimeMs int64 `protobuf:"varint,24,opt,name=max_token_lifetime_ms,json=maxTokenLifetimeMs,proto3" json:"max_token_lifetime_ms,omitempty"`
 	// jwks_tls is how the edge connects to jwk_url (cipher_suites,
 	// jwk_fingerprints, jwk_local_ca). Unset: KrakenD's defaults.
-	JwksTls       *JWKSClientTLS `protobuf:"bytes,110,opt,name=jwks_tls,json=jwksTls,proto3" json:"jwks_tls,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	JwksTls *JWKSClientTLS `protobuf:"bytes,110,opt,name=jwks_tls,json=jwksTls,proto3" json:"jwks_tls,omitempty"`
+	// jwks_encryption decrypts jwk_local_path (secret_url, cypher_key).
+	JwksEncryption *JWKSEncryption `protobuf:"bytes,111,opt,name=jwks_encryption,json=jwksEncryption,proto3" json:"jwks_encryption,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JWTValidator) Reset() {
@@ -2426,6 +2428,71 @@ func (x *JWTValidator) GetJwksTls() *JWKSClientTLS {
 	return nil
 }
 
+func (x *JWTValidator) GetJwksEncryption() *JWKSEncryption {
+	if x != nil {
+		return x.JwksEncryption
+	}
+	return nil
+}
+
+// JWKSEncryption is krakend-jose's encrypted local JWKS: secret_url
+// (a gocloud.dev secrets keeper; base64key:// only) and cypher_key. The
+// edge opens cypher_key with the keeper's key (NaCl secretbox, the nonce
+// first), then the file with AES-256-GCM under hex(md5(that key)) (the
+// nonce first).
+type JWKSEncryption struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keeper_key is the 32-byte key of the base64key:// URL.
+	KeeperKey     []byte `protobuf:"bytes,1,opt,name=keeper_key,json=keeperKey,proto3" json:"keeper_key,omitempty"`
+	CypherKey     []byte `protobuf:"bytes,2,opt,name=cypher_key,json=cypherKey,proto3" json:"cypher_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JWKSEncryption) Reset() {
+	*x = JWKSEncryption{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWKSEncryption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWKSEncryption) ProtoMessage() {}
+
+func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
+func (*JWKSEncryption) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *JWKSEncryption) GetKeeperKey() []byte {
+	if x != nil {
+		return x.KeeperKey
+	}
+	return nil
+}
+
+func (x *JWKSEncryption) GetCypherKey() []byte {
+	if x != nil {
+		return x.CypherKey
+	}
+	return nil
+}
+
 // JWKSClientTLS is the TLS settings of a JWKS client (krakend-jose's
 // cipher_suites, jwk_fingerprints and jwk_local_ca).
 type JWKSClientTLS struct {
@@ -2446,7 +2513,7 @@ type JWKSClientTLS struct {
 
 func (x *JWKSClientTLS) Reset() {
 	*x = JWKSClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2525,7 @@ func (x *JWKSClientTLS) String() string {
 func (*JWKSClientTLS) ProtoMessage() {}
 
 func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2538,7 @@ func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
 func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
@@ -2513,16 +2580,17 @@ type JWTSigner struct {
 	Full   bool   `protobuf:"varint,5,opt,name=full,proto3" json:"full,omitempty"`
 	JwkUrl string `protobuf:"bytes,6,opt,name=jwk_url,json=jwkUrl,proto3" json:"jwk_url,omitempty"`
 	// jwk_local_path is read by the edge when it builds the plan.
-	JwkLocalPath       string         `protobuf:"bytes,7,opt,name=jwk_local_path,json=jwkLocalPath,proto3" json:"jwk_local_path,omitempty"`
-	DisableJwkSecurity bool           `protobuf:"varint,8,opt,name=disable_jwk_security,json=disableJwkSecurity,proto3" json:"disable_jwk_security,omitempty"`
-	JwksTls            *JWKSClientTLS `protobuf:"bytes,9,opt,name=jwks_tls,json=jwksTls,proto3" json:"jwks_tls,omitempty"`
+	JwkLocalPath       string          `protobuf:"bytes,7,opt,name=jwk_local_path,json=jwkLocalPath,proto3" json:"jwk_local_path,omitempty"`
+	DisableJwkSecurity bool            `protobuf:"varint,8,opt,name=disable_jwk_security,json=disableJwkSecurity,proto3" json:"disable_jwk_security,omitempty"`
+	JwksTls            *JWKSClientTLS  `protobuf:"bytes,9,opt,name=jwks_tls,json=jwksTls,proto3" json:"jwks_tls,omitempty"`
+	JwksEncryption     *JWKSEncryption `protobuf:"bytes,10,opt,name=jwks_encryption,json=jwksEncryption,proto3" json:"jwks_encryption,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
 
 func (x *JWTSigner) Reset() {
 	*x = JWTSigner{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2602,7 @@ func (x *JWTSigner) String() string {
 func (*JWTSigner) ProtoMessage() {}
 
 func (x *JWTSigner) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2615,7 @@ func (x *JWTSigner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
 func (*JWTSigner) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JWTSigner) GetAlg() string {
@@ -2613,6 +2681,13 @@ func (x *JWTSigner) GetJwksTls() *JWKSClientTLS {
 	return nil
 }
 
+func (x *JWTSigner) GetJwksEncryption() *JWKSEncryption {
+	if x != nil {
+		return x.JwksEncryption
+	}
+	return nil
+}
+
 // ClaimHeader copies one claim (dotted for nested) into a request header.
 type ClaimHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2624,7 +2699,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2636,7 +2711,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +2724,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2683,7 +2758,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2770,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2783,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -2759,7 +2834,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2771,7 +2846,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2784,7 +2859,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -2843,7 +2918,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +2930,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +2943,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -2953,7 +3028,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2965,7 +3040,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2978,7 +3053,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -3016,7 +3091,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3028,7 +3103,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3041,7 +3116,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -3091,7 +3166,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3178,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3191,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -3152,7 +3227,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3164,7 +3239,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3177,7 +3252,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -3219,7 +3294,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3231,7 +3306,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3244,7 +3319,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3335,7 +3410,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3347,7 +3422,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3360,7 +3435,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3503,7 +3578,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3515,7 +3590,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3528,7 +3603,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -3777,7 +3852,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3789,7 +3864,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3802,7 +3877,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -3830,7 +3905,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3842,7 +3917,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3855,7 +3930,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -3878,7 +3953,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3890,7 +3965,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3903,7 +3978,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -3947,7 +4022,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3959,7 +4034,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3972,7 +4047,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -4010,7 +4085,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4022,7 +4097,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4035,7 +4110,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -4077,7 +4152,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4164,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4177,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -4123,7 +4198,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4135,7 +4210,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4148,7 +4223,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -4169,7 +4244,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4181,7 +4256,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4194,7 +4269,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -4222,7 +4297,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4234,7 +4309,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4247,7 +4322,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -4274,7 +4349,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4286,7 +4361,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4299,7 +4374,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -4320,7 +4395,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4332,7 +4407,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4345,7 +4420,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -4373,7 +4448,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4385,7 +4460,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4398,7 +4473,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -4426,7 +4501,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4438,7 +4513,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4451,7 +4526,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -4692,7 +4767,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x03get\x18\x02 \x01(\bR\x03get\x12\x14\n" +
 	"\x05query\x18\x03 \x01(\tR\x05query\x12%\n" +
 	"\x0eoperation_name\x18\x04 \x01(\tR\roperationName\x12\x1c\n" +
-	"\tvariables\x18\x05 \x01(\fR\tvariables\"\xdb\a\n" +
+	"\tvariables\x18\x05 \x01(\fR\tvariables\"\xa0\b\n" +
 	"\fJWTValidator\x12\x10\n" +
 	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x17\n" +
 	"\ajwk_url\x18\x02 \x01(\tR\x06jwkUrl\x12$\n" +
@@ -4722,11 +4797,17 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\vrequire_exp\x18\x17 \x01(\bR\n" +
 	"requireExp\x121\n" +
 	"\x15max_token_lifetime_ms\x18\x18 \x01(\x03R\x12maxTokenLifetimeMs\x124\n" +
-	"\bjwks_tls\x18n \x01(\v2\x19.gateway.v1.JWKSClientTLSR\ajwksTls\"s\n" +
+	"\bjwks_tls\x18n \x01(\v2\x19.gateway.v1.JWKSClientTLSR\ajwksTls\x12C\n" +
+	"\x0fjwks_encryption\x18o \x01(\v2\x1a.gateway.v1.JWKSEncryptionR\x0ejwksEncryption\"N\n" +
+	"\x0eJWKSEncryption\x12\x1d\n" +
+	"\n" +
+	"keeper_key\x18\x01 \x01(\fR\tkeeperKey\x12\x1d\n" +
+	"\n" +
+	"cypher_key\x18\x02 \x01(\fR\tcypherKey\"s\n" +
 	"\rJWKSClientTLS\x12#\n" +
 	"\rcipher_suites\x18\x01 \x03(\rR\fcipherSuites\x12\"\n" +
 	"\ffingerprints\x18\x02 \x03(\fR\ffingerprints\x12\x19\n" +
-	"\blocal_ca\x18\x03 \x01(\tR\alocalCa\"\x9e\x02\n" +
+	"\blocal_ca\x18\x03 \x01(\tR\alocalCa\"\xe3\x02\n" +
 	"\tJWTSigner\x12\x10\n" +
 	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x10\n" +
 	"\x03kid\x18\x02 \x01(\tR\x03kid\x12\x10\n" +
@@ -4737,7 +4818,9 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\ajwk_url\x18\x06 \x01(\tR\x06jwkUrl\x12$\n" +
 	"\x0ejwk_local_path\x18\a \x01(\tR\fjwkLocalPath\x120\n" +
 	"\x14disable_jwk_security\x18\b \x01(\bR\x12disableJwkSecurity\x124\n" +
-	"\bjwks_tls\x18\t \x01(\v2\x19.gateway.v1.JWKSClientTLSR\ajwksTls\";\n" +
+	"\bjwks_tls\x18\t \x01(\v2\x19.gateway.v1.JWKSClientTLSR\ajwksTls\x12C\n" +
+	"\x0fjwks_encryption\x18\n" +
+	" \x01(\v2\x1a.gateway.v1.JWKSEncryptionR\x0ejwksEncryption\";\n" +
 	"\vClaimHeader\x12\x14\n" +
 	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
 	"\x06header\x18\x02 \x01(\tR\x06header\"[\n" +
@@ -4898,7 +4981,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
 	(*Service)(nil),              // 1: gateway.v1.Service
@@ -4920,34 +5003,35 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Backend)(nil),              // 17: gateway.v1.Backend
 	(*GraphQL)(nil),              // 18: gateway.v1.GraphQL
 	(*JWTValidator)(nil),         // 19: gateway.v1.JWTValidator
-	(*JWKSClientTLS)(nil),        // 20: gateway.v1.JWKSClientTLS
-	(*JWTSigner)(nil),            // 21: gateway.v1.JWTSigner
-	(*ClaimHeader)(nil),          // 22: gateway.v1.ClaimHeader
-	(*Revoker)(nil),              // 23: gateway.v1.Revoker
-	(*BotDetector)(nil),          // 24: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),      // 25: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 26: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 27: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 28: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 29: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 30: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 31: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 32: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 33: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 34: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 35: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 36: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 37: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 38: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 39: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 40: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 41: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 42: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 43: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 44: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 45: gateway.v1.MartianGroup
-	nil,                          // 46: gateway.v1.Backend.MappingEntry
-	nil,                          // 47: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*JWKSEncryption)(nil),       // 20: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),        // 21: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),            // 22: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),          // 23: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 24: gateway.v1.Revoker
+	(*BotDetector)(nil),          // 25: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),      // 26: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 27: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 28: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 29: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 30: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 31: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 32: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 33: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 34: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 35: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 36: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 37: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 38: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 39: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 40: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 41: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 42: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 43: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 44: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 45: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 46: gateway.v1.MartianGroup
+	nil,                          // 47: gateway.v1.Backend.MappingEntry
+	nil,                          // 48: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -4957,12 +5041,12 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
 	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	23, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	30, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	31, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	29, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	24, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	31, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	32, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	30, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	24, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	25, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
 	2,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	3,  // 14: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
 	3,  // 15: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
@@ -4976,47 +5060,49 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	15, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
 	16, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
 	19, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	25, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	26, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
 	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	24, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	21, // 29: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
-	46, // 30: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	25, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	22, // 29: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	47, // 30: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
 	16, // 31: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	26, // 32: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	27, // 33: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	28, // 34: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	32, // 35: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	27, // 32: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	28, // 33: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	29, // 34: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	33, // 35: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
 	10, // 36: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
 	18, // 37: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	22, // 38: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	20, // 39: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	20, // 40: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	47, // 41: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	41, // 42: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	42, // 43: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	43, // 44: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	44, // 45: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	45, // 46: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	41, // 47: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	33, // 48: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	34, // 49: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	35, // 50: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	36, // 51: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	35, // 52: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	37, // 53: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	38, // 54: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	39, // 55: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	32, // 56: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	32, // 57: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	32, // 58: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	40, // 59: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	32, // 60: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	32, // 61: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	62, // [62:62] is the sub-list for method output_type
-	62, // [62:62] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	23, // 38: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	21, // 39: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	20, // 40: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	21, // 41: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	20, // 42: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	48, // 43: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	42, // 44: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	43, // 45: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	44, // 46: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	45, // 47: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	46, // 48: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	42, // 49: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	34, // 50: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	35, // 51: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	36, // 52: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	37, // 53: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	36, // 54: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	38, // 55: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	39, // 56: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	40, // 57: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	33, // 58: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	33, // 59: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	33, // 60: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	41, // 61: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	33, // 62: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	33, // 63: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -5024,7 +5110,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[32].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[33].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -5046,7 +5132,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
