@@ -304,6 +304,9 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 	if out.Encoding == "xml" {
 		features[feature.EncodingXML] = true
 	}
+	if out.Encoding == "rss" {
+		features[feature.EncodingRSS] = true
+	}
 	return out
 }
 

@@ -17,7 +17,7 @@ import (
 var (
 	endpointMethods  = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
 	outputEncodings  = []string{"json", "json-collection", "string", "no-op", "negotiate", "xml", "yaml"}
-	backendEncodings = []string{"json", "safejson", "string", "no-op", "xml"}
+	backendEncodings = []string{"json", "safejson", "string", "no-op", "xml", "rss"}
 	staticStrategies = []string{"always", "success", "complete", "errored", "incomplete"}
 	flatmapTypes     = []string{"move", "del", "append"}
 	logFormats       = []string{"default", "logstash"}

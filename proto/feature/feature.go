@@ -14,6 +14,7 @@ import "slices"
 // The features, named after the configuration that needs them.
 const (
 	EncodingXML     = "encoding.xml"     // a backend encoding or output_encoding xml
+	EncodingRSS     = "encoding.rss"     // a backend encoding rss
 	OutputYAML      = "output.yaml"      // negotiate or yaml output
 	RouteCatchAll   = "route.catch_all"  // an endpoint ending in "/*"
 	ProxySequential = "proxy.sequential" // proxy.sequential
@@ -44,7 +45,7 @@ const (
 // All returns every feature, sorted.
 func All() []string {
 	all := []string{
-		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
+		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS, BackendGraphQL,
 	}
