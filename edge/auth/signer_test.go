@@ -345,3 +345,30 @@ func TestEncryptedLocalJWKS(t *testing.T) {
 		t.Errorf("wrong keeper key: %v", err)
 	}
 }
+
+// BenchmarkSign is auth/signer's per-token cost (only endpoints with a
+// signer pay it): HS256 and RS256 (2048-bit) over a small claim set.
+func BenchmarkSign(b *testing.B) {
+	k, err := NewKeys(KeysConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer k.Close()
+	payload := []byte(`{"aud":"http://api.example.com","exp":1735689600,"iss":"https://krakend.io","roles":["role_y"],"sub":"1234567890"}`)
+	for _, tc := range []struct{ alg, kid string }{{"HS256", "oct1"}, {"RS256", "rsa1"}} {
+		b.Run(tc.alg, func(b *testing.B) {
+			sg, err := NewSigner(context.Background(), SignerConfig{Spec: localSigner(tc.alg, tc.kid), Keys: k, Name: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sg.Close()
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				if buf, err = sg.Sign(buf[:0], payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
