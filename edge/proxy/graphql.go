@@ -208,7 +208,8 @@ func (g *graphQL) build(req *fasthttp.Request, in *Inbound, query []byte) ([]byt
 	if !g.get {
 		req.Header.SetMethod(fasthttp.MethodPost)
 		if !g.mutation {
-			req.SetBody(g.appendBody(req.Body()[:0], in))
+			in.gql = g.appendBody(in.gql[:0], in)
+			req.SetBody(in.gql)
 			return query, nil
 		}
 		r, err := g.request(in)

@@ -368,6 +368,7 @@ type Inbound struct {
 	Trace *tracing.Request
 	buf   []byte // path and query building
 	tmp   []byte // sequential placeholder values
+	gql   []byte // a backend/graphql query body
 }
 
 // Reset prepares in for a request.
@@ -391,6 +392,9 @@ func (in *Inbound) Clear() {
 	}
 	if cap(in.tmp) > 64<<10 {
 		in.tmp = nil
+	}
+	if cap(in.gql) > 64<<10 {
+		in.gql = nil
 	}
 }
 
