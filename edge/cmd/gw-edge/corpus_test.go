@@ -129,3 +129,27 @@ func onlyMissingFiles(be *plan.BuildError) bool {
 	}
 	return len(be.Violations) > 0
 }
+
+// TestCompileFileKrakendEnv: gw-edge run -c applies KrakenD's KRAKEND_*
+// overrides of top-level keys, to plain files and to rendered templates.
+func TestCompileFileKrakendEnv(t *testing.T) {
+	env := []string{"KRAKEND_PORT=9090", "KRAKEND_NAME=from-env"}
+	dir := "testdata/fc-docs"
+	fc := map[string]string{"FC_ENABLE": "1", "FC_SETTINGS": filepath.Join(dir, "settings"),
+		"FC_PARTIALS": filepath.Join(dir, "partials"), "FC_TEMPLATES": filepath.Join(dir, "templates")}
+	for _, tc := range []struct {
+		file   string
+		getenv func(string) string
+	}{
+		{"../../../controlplane/config/testdata/formats/uncommented.json", func(string) string { return "" }},
+		{filepath.Join(dir, "krakend.tmpl"), func(k string) string { return fc[k] }},
+	} {
+		c, err := compileFile(tc.file, tc.getenv, env)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		if svc := c.Snapshot.GetService(); svc.GetPort() != 9090 || svc.GetName() != "from-env" {
+			t.Errorf("%s: port %d name %q, want KRAKEND_PORT and KRAKEND_NAME applied", tc.file, svc.GetPort(), svc.GetName())
+		}
+	}
+}
