@@ -214,6 +214,10 @@ func TestAgainstControlPlane(t *testing.T) {
 		{name: "push_bad", args: []string{"push", "testdata/bad.json", "--wait"}, wantCode: ExitRejected, contains: []string{"endpoints[2].endpoint"}},
 		{name: "diff_v2", args: []string{"diff", "testdata/good_v2.yaml"}, contains: []string{"~ GET /hello: ", "url_pattern", "- GET /items/{id}", "+ POST /users"}},
 		{name: "diff_same", args: []string{"diff", "testdata/good.json"}, contains: []string{"no changes against version 1"}},
+		// KRAKEND_* overrides reach the control plane (gwctl sends the
+		// resolved document).
+		{name: "diff_env", args: []string{"diff", "testdata/good.json"}, vars: map[string]string{"KRAKEND_PORT": "9091"},
+			contains: []string{"against version 1:", "port"}},
 		{
 			name: "push_wait",
 			before: func(t *testing.T) {
