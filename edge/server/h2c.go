@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/net/http2"
 )
 
 // h2c (`use_h2c: true`, root level or in the router namespace) serves
@@ -20,7 +20,8 @@ import (
 // (it wraps its handler with x/net's h2c). fasthttp has no HTTP/2, so a
 // connection whose first bytes are the HTTP/2 client preface (RFC 9113
 // §3.4, "prior knowledge") is taken away from fasthttp and served by
-// x/net/http2's Server; each of its requests is copied into a
+// net/http's HTTP/2 server (Protocols: unencrypted HTTP/2 only); each of
+// its requests is copied into a
 // fasthttp.RequestCtx and run through the same handler as HTTP/1.1
 // requests, and the response is copied back.
 //
@@ -37,99 +38,104 @@ import (
 // h2cPreface opens every HTTP/2 connection.
 const h2cPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// h2cBridge serves the HTTP/2 connections of one generation.
+// h2cBridge serves the HTTP/2 connections of one generation: a net/http
+// server speaking only unencrypted HTTP/2 (prior knowledge), fed the
+// connections h2cConn hands over through an in-memory listener.
 type h2cBridge struct {
 	s   *Server
-	h2  *http2.Server
-	hs  *http.Server // never serves: its Shutdown sends GOAWAY on every HTTP/2 connection
-	max int          // request body limit, as the generation's fasthttp.Server
-
-	mu     sync.Mutex
-	closed bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
+	hs  *http.Server
+	ln  *connListener
+	max int // request body limit, as the generation's fasthttp.Server
 }
 
+type connKey struct{}
+
 func newH2CBridge(s *Server, st settings) *h2cBridge {
-	b := &h2cBridge{
-		s:     s,
-		h2:    &http2.Server{IdleTimeout: st.idleTimeout},
-		hs:    &http.Server{ReadTimeout: st.readTimeout, WriteTimeout: st.writeTimeout, MaxHeaderBytes: st.readBufferSize},
-		max:   st.maxRequestBodySize,
-		conns: make(map[net.Conn]struct{}),
-	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	b := &h2cBridge{s: s, ln: newConnListener(), max: st.maxRequestBodySize}
 	if b.max <= 0 {
 		b.max = fasthttp.DefaultMaxRequestBodySize
 	}
-	// ConfigureServer only fails on a TLS cipher list, which hs has not.
-	if err := http2.ConfigureServer(b.hs, b.h2); err != nil {
-		panic(err)
+	b.hs = &http.Server{
+		Protocols:      &protocols,
+		Handler:        b,
+		ReadTimeout:    st.readTimeout,
+		WriteTimeout:   st.writeTimeout,
+		IdleTimeout:    st.idleTimeout,
+		MaxHeaderBytes: st.readBufferSize,
+		ErrorLog:       log.New(io.Discard, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
+	go b.hs.Serve(b.ln) // returns on Shutdown or Close
 	return b
 }
 
 // serve takes over c (its preface already read into pre) and serves it as
-// HTTP/2 in a goroutine of its own, until the client or a drain closes it.
+// HTTP/2, until the client or a drain closes it.
 func (b *h2cBridge) serve(c net.Conn, pre []byte) {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	// fasthttp's deadline for the first request no longer applies:
+	// HTTP/2 keeps its own (idle timeout, per-stream read/write).
+	c.SetDeadline(time.Time{})
+	if !b.ln.push(&replayConn{Conn: c, pre: pre}) {
 		c.Close()
-		return
 	}
-	b.conns[c] = struct{}{}
-	b.wg.Add(1)
-	b.mu.Unlock()
-	go func() {
-		defer b.wg.Done()
-		defer func() {
-			c.Close()
-			b.mu.Lock()
-			delete(b.conns, c)
-			b.mu.Unlock()
-		}()
-		// fasthttp's deadline for the first request no longer applies:
-		// HTTP/2 keeps its own (idle timeout, per-stream read/write).
-		c.SetDeadline(time.Time{})
-		b.h2.ServeConn(&replayConn{Conn: c, pre: pre}, &http2.ServeConnOpts{
-			BaseConfig: b.hs,
-			Handler:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { b.serveHTTP(c, w, r) }),
-		})
-	}()
 }
 
-// shutdown sends GOAWAY on every connection: requests in flight finish, the
-// client opens new connections (to the next generation) for new ones.
-func (b *h2cBridge) shutdown() {
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // Shutdown runs the GOAWAY hooks first; nothing else to wait for
-	b.hs.Shutdown(ctx)
+// shutdown stops taking connections and drains the open ones: GOAWAY,
+// requests in flight finish (clients open new connections to the next
+// generation). When ctx ends first, the rest are closed.
+func (b *h2cBridge) shutdown(ctx context.Context) {
+	if err := b.hs.Shutdown(ctx); err != nil {
+		b.hs.Close()
+		b.s.log.Warn().Msg("shutdown wait exceeded; closed HTTP/2 connections")
+	}
 }
 
-// wait waits for every connection to end, closing those still open when
-// ctx ends.
-func (b *h2cBridge) wait(ctx context.Context) {
-	done := make(chan struct{})
-	go func() { b.wg.Wait(); close(done) }()
+// ServeHTTP runs one HTTP/2 request through the edge's fasthttp handler.
+func (b *h2cBridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	b.serveHTTP(c, w, r)
+}
+
+// connListener is a net.Listener whose connections are pushed to it.
+type connListener struct {
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newConnListener() *connListener {
+	return &connListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// push hands c to Accept; false once the listener is closed.
+func (l *connListener) push(c net.Conn) bool {
 	select {
-	case <-done:
-		return
-	case <-ctx.Done():
+	case l.conns <- c:
+		return true
+	case <-l.closed:
+		return false
 	}
-	b.mu.Lock()
-	n := len(b.conns)
-	for c := range b.conns {
-		c.Close()
-	}
-	b.mu.Unlock()
-	if n > 0 {
-		b.s.log.Warn().Int("connections", n).Msg("shutdown wait exceeded; closed HTTP/2 connections")
-	}
-	<-done
 }
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return &net.TCPAddr{} }
 
 // hopHeaders are the connection-specific fields HTTP/2 forbids (RFC 9113
 // §8.2.2); fasthttp may set them for HTTP/1.1.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -11,19 +10,20 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
-// h2cClient is an HTTP/2 client with prior knowledge over plain TCP, as
+// h2cClient is an HTTP/2 client with prior knowledge over plain TCP (Go's
+// Transport with unencrypted HTTP/2 only), as
 // `curl --http2-prior-knowledge` or a gRPC-style client; dials counts its
 // connections.
 func h2cClient(t *testing.T) (*http.Client, *atomic.Int32) {
 	t.Helper()
 	var dials atomic.Int32
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{
+		Protocols: &protocols,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			dials.Add(1)
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
@@ -182,7 +182,7 @@ func TestH2CConnSniff(t *testing.T) {
 	t.Run("http1 small buffer", func(t *testing.T) {
 		client, srv := net.Pipe()
 		defer client.Close()
-		c := &h2cConn{Conn: srv, b: &h2cBridge{conns: map[net.Conn]struct{}{}}}
+		c := &h2cConn{Conn: srv, b: &h2cBridge{}}
 		const req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 		go func() {
 			client.Write([]byte("PR")) // a prefix of the preface, then not
@@ -208,7 +208,8 @@ func TestH2CConnSniff(t *testing.T) {
 	t.Run("preface in pieces", func(t *testing.T) {
 		client, srv := net.Pipe()
 		defer client.Close()
-		b := &h2cBridge{closed: true, conns: map[net.Conn]struct{}{}} // closed: serve only closes the conn
+		b := &h2cBridge{ln: newConnListener()}
+		b.ln.Close() // closed: serve only closes the conn
 		c := &h2cConn{Conn: srv, b: b}
 		go func() {
 			for i := range len(h2cPreface) {

@@ -180,8 +180,10 @@ func (s *Server) startGenerationLocked() {
 func (s *Server) drain(ctx context.Context, g *generation) {
 	g.ln.Close()
 	if g.h2c != nil {
-		g.h2c.shutdown()
-		defer g.h2c.wait(ctx)
+		// In parallel with fasthttp's drain: GOAWAY goes out now.
+		h2done := make(chan struct{})
+		go func() { g.h2c.shutdown(ctx); close(h2done) }()
+		defer func() { <-h2done }()
 	}
 	if err := g.srv.ShutdownWithContext(ctx); err != nil {
 		n := g.closeConns()
