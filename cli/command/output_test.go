@@ -70,6 +70,37 @@ func TestMachineOutput(t *testing.T) {
 		t.Errorf("revocations -o json: %+v", revs)
 	}
 
+	var audit struct {
+		Entries []struct {
+			Seq     string `json:"seq"`
+			Who     string `json:"who"`
+			Action  string `json:"action"`
+			Outcome string `json:"outcome"`
+			Version string `json:"version"`
+			Diff    struct {
+				Added []string `json:"added"`
+			} `json:"diff"`
+			Revocation struct {
+				Value string `json:"value"`
+			} `json:"revocation"`
+		} `json:"entries"`
+		NextBeforeSeq string `json:"next_before_seq"`
+	}
+	decode(t, cp.gwctlEnv(t, nil, "audit", "-o", "json"), json.Unmarshal, &audit)
+	if len(audit.Entries) != 2 || audit.NextBeforeSeq != "0" {
+		t.Fatalf("audit -o json: %+v", audit)
+	}
+	if e := audit.Entries[1]; e.Seq != "1" || e.Action != "push" || e.Outcome != "created" || e.Version != "1" || e.Who != "token:admin (alice)" || len(e.Diff.Added) != 2 {
+		t.Errorf("audit -o json push: %+v", e)
+	}
+	if e := audit.Entries[0]; e.Action != "revoke" || e.Revocation.Value != "token-1" {
+		t.Errorf("audit -o json revoke: %+v", e)
+	}
+	decode(t, cp.gwctlEnv(t, nil, "audit", "-o", "yaml"), func(b []byte, v any) error { return yaml.Unmarshal(b, v) }, &audit)
+	if len(audit.Entries) != 2 {
+		t.Errorf("audit -o yaml: %+v", audit)
+	}
+
 	if r := cp.gwctlEnv(t, nil, "status", "-o", "xml"); r.code != ExitUsage {
 		t.Errorf("status -o xml: exit %d, want %d\n%s", r.code, ExitUsage, r)
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/apigw/gateway/controlplane/pki"
 	"github.com/apigw/gateway/controlplane/service"
+	"github.com/apigw/gateway/controlplane/store"
 )
 
 func main() {
@@ -95,6 +96,8 @@ type Config struct {
 	AdmissionRate    int           // new sync streams per second (burst twice that)
 	LogLevel         string
 	LogFormat        string // json or console
+	AuditLog         string // "" = the process log, "-" = stdout, else a file appended to
+	AuditRetain      int    // audit records kept in the store (0 = store.DefaultAuditRetain)
 }
 
 // tokenFile returns the admin token path, defaulting into the data dir.
@@ -156,6 +159,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AdmissionRate <= 0 {
 		errs = append(errs, fmt.Errorf("--admission-rate: must be positive, got %d", c.AdmissionRate))
+	}
+	if c.AuditRetain < 0 {
+		errs = append(errs, fmt.Errorf("--audit-retain: must be positive, got %d", c.AuditRetain))
 	}
 	if c.RevocationGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--revocation-grace: must be positive, got %s", c.RevocationGrace))
@@ -264,6 +270,10 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"new sync streams accepted per second (bursts of twice that); more are refused and the edges retry with backoff")
 	fs.DurationVar(&c.RevocationGrace, "revocation-grace", service.DefaultRevocationGrace,
 		"how long an expired revocation stays in the log before it is deleted (covers edges with a slow clock)")
+	fs.StringVar(&c.AuditLog, "audit-log", "",
+		"where audit records (push, rollback, revoke, certificates, refused calls) are written as JSON lines besides the store (gwctl audit): empty for the process log (log=audit, whatever --log-level), - for stdout, else a file appended to and synced per record")
+	fs.IntVar(&c.AuditRetain, "audit-retain", store.DefaultAuditRetain,
+		"audit records the store keeps (gwctl audit); the oldest are deleted beyond it")
 	fs.StringVar(&c.LogLevel, "log-level", "info",
 		"log level: trace, debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", defaultFormat,

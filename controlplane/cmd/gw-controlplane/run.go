@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -85,7 +86,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		}
 	}
 
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, storeFile))
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, storeFile), store.WithAuditRetain(cmp.Or(cfg.AuditRetain, store.DefaultAuditRetain)))
 	if err != nil {
 		return err
 	}
@@ -100,9 +101,16 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		return err
 	}
 
+	auditLog, closeAudit, err := openAuditLog(cfg.AuditLog, log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+
 	svc, err := service.New(service.Config{
 		Store:           st,
 		Logger:          log,
+		AuditLogger:     &auditLog,
 		Signer:          signer,
 		CA:              ca,
 		CertWarnBefore:  cfg.CertWarnBefore,
@@ -130,6 +138,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	}
 	adminSrv := grpc.NewServer(adminOpts...)
 	svc.RegisterAdmin(adminSrv)
+	svc.AuditRefusals(auth)
 	syncOpts := []grpc.ServerOption{
 		kaEnforce,
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -361,4 +370,45 @@ func watchCertExpiry(ctx context.Context, cert *tlsfile.Reloader, warnBefore tim
 			check(now)
 		}
 	}
+}
+
+// openAuditLog returns the logger audit records are written to: the
+// process log (at info whatever --log-level, tagged log=audit) for "",
+// stdout for "-", else the file at path, appended to (0600) and synced
+// after every record. zerolog writes each record in one write(2), which
+// O_APPEND keeps whole even if several processes share the file.
+func openAuditLog(path string, log zerolog.Logger) (zerolog.Logger, func(), error) {
+	switch path {
+	case "":
+		return log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(), func() {}, nil
+	case "-":
+		return zerolog.New(os.Stdout).With().Timestamp().Str("log", "audit").Logger(), func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return zerolog.Logger{}, nil, fmt.Errorf("open audit log: %w", err)
+	}
+	closeFn := func() {
+		if err := f.Close(); err != nil {
+			log.Error().Err(err).Msg("close audit log")
+		}
+	}
+	return zerolog.New(syncedFile{f, log}).With().Timestamp().Str("log", "audit").Logger(), closeFn, nil
+}
+
+// syncedFile fsyncs after each write, so an audit record written is on
+// disk (the store has it too; this is the stream for log shippers).
+type syncedFile struct {
+	f   *os.File
+	log zerolog.Logger
+}
+
+func (s syncedFile) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	if err == nil {
+		if serr := s.f.Sync(); serr != nil {
+			s.log.Error().Err(serr).Msg("sync audit log")
+		}
+	}
+	return n, err
 }
