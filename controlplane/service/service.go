@@ -204,6 +204,8 @@ type Service struct {
 	revHub  *revHub
 	fleet   *fleet
 	admit   *admission
+	// converge feeds the fleet page's convergence chart.
+	converge convergenceLog
 
 	// syncCertNotAfter is SetSyncCertExpiry's value (unix ms; 0 = no TLS).
 	syncCertNotAfter atomic.Int64

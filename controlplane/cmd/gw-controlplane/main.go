@@ -87,6 +87,7 @@ type Config struct {
 	InsecureSync     bool          // allow a non-loopback sync listener without mTLS
 	CertWarnBefore   time.Duration // warn while the sync certificate expires within this
 	MetricsListen    string        // "" = no metrics listener
+	FleetListen      string        // "" = no fleet page
 	Keepalive        time.Duration
 	ShutdownTimeout  time.Duration
 	RevocationTTL    time.Duration // lifetime of a revocation without expiry when the config has no revoker ttl
@@ -125,6 +126,13 @@ func (c *Config) Validate() error {
 	if c.MetricsListen != "" {
 		if err := checkListen(c.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("--metrics-listen: %w", err))
+		}
+	}
+	if c.FleetListen != "" {
+		if err := checkListen(c.FleetListen); err != nil {
+			errs = append(errs, fmt.Errorf("--fleet-listen: %w", err))
+		} else if !c.AdminAllowRemote && !isLoopback(c.FleetListen) {
+			errs = append(errs, fmt.Errorf("--fleet-listen: %q is not a loopback address; like the admin API it needs --admin-allow-remote (and TLS) to be exposed", c.FleetListen))
 		}
 	}
 	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
@@ -256,6 +264,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"warn (log, gw_controlplane_sync_cert_expiry_timestamp_seconds, gwctl status) while the sync TLS certificate expires within this; also logged when an edge connects with a client certificate expiring within it")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "",
 		"host:port serving Prometheus metrics on /metrics; off when empty")
+	fs.StringVar(&c.FleetListen, "fleet-listen", "",
+		"host:port serving the read-only fleet page (HTML; any admin token, as the basic-auth password or a bearer token); off when empty. Off loopback it needs --admin-allow-remote and TLS, from the admin TLS flags or the built-in PKI, and --admin-tls-client-ca applies")
 	fs.DurationVar(&c.Keepalive, "keepalive", 10*time.Second,
 		"interval of keepalive messages on every edge stream")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second,

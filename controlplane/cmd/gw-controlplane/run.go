@@ -173,6 +173,30 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 
+	var fleetSrv *http.Server
+	var fleetLis net.Listener
+	if cfg.FleetListen != "" {
+		fc := *cfg
+		fc.AdminListen = cfg.FleetListen // the admin listener's TLS rules, for this address
+		tc, _, err := adminTLSConfig(&fc)
+		if err != nil {
+			return fmt.Errorf("fleet page tls: %w", err)
+		}
+		if tc == nil && !isLoopback(cfg.FleetListen) {
+			return fmt.Errorf("--fleet-listen %s is not a loopback address and has no TLS: give --admin-tls-cert and --admin-tls-key or run `gw-controlplane ca init`", cfg.FleetListen)
+		}
+		if fleetLis, err = lc.Listen(ctx, "tcp", cfg.FleetListen); err != nil {
+			return fmt.Errorf("listen fleet: %w", err)
+		}
+		defer fleetLis.Close()
+		if tc != nil {
+			tc = tc.Clone()
+			tc.NextProtos = []string{"h2", "http/1.1"}
+			fleetLis = tls.NewListener(fleetLis, tc)
+		}
+		fleetSrv = &http.Server{Handler: svc.FleetPageHandler(auth), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
+	}
+
 	ev := log.Info().
 		Str("admin", adminLis.Addr().String()).
 		Str("admin_tls", adminTLSSource).
@@ -183,6 +207,9 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		Str("data_dir", cfg.DataDir)
 	if metricsLis != nil {
 		ev = ev.Str("metrics", metricsLis.Addr().String())
+	}
+	if fleetLis != nil {
+		ev = ev.Str("fleet", fleetLis.Addr().String())
 	}
 	ev.Msg("listening")
 
@@ -219,9 +246,17 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 			return nil
 		})
 	}
+	if fleetSrv != nil {
+		g.Go(func() error {
+			if err := fleetSrv.Serve(fleetLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve fleet: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done() // a signal, or one of the servers failed
-		shutdown(cfg.ShutdownTimeout, log, svc, metricsSrv, adminSrv, syncSrv)
+		shutdown(cfg.ShutdownTimeout, log, svc, []*http.Server{metricsSrv, fleetSrv}, adminSrv, syncSrv)
 		return nil
 	})
 	return g.Wait()
@@ -230,7 +265,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 // shutdown stops accepting, ends the edge streams (they reconnect to another
 // replica or to us after a restart), lets in-flight admin calls finish within
 // timeout, then closes whatever is left.
-func shutdown(timeout time.Duration, log zerolog.Logger, svc *service.Service, metricsSrv *http.Server, servers ...*grpc.Server) {
+func shutdown(timeout time.Duration, log zerolog.Logger, svc *service.Service, httpSrvs []*http.Server, servers ...*grpc.Server) {
 	log.Info().Dur("timeout", timeout).Msg("shutting down")
 	var wg sync.WaitGroup
 	// Sync streams never end by themselves; closing the service ends them,
@@ -256,9 +291,12 @@ func shutdown(timeout time.Duration, log zerolog.Logger, svc *service.Service, m
 		}
 		<-stopped
 	}
-	if metricsSrv != nil {
+	for _, hs := range httpSrvs {
+		if hs == nil {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		_ = metricsSrv.Shutdown(ctx)
+		_ = hs.Shutdown(ctx)
 		cancel()
 	}
 	wg.Wait()
@@ -317,6 +355,16 @@ func syncTransportCredentials(cfg *Config) (*syncTLS, error) {
 // The certificate is re-read when its files change. The source is "flags",
 // "builtin-pki" or "none".
 func adminTransportCredentials(cfg *Config) (credentials.TransportCredentials, string, error) {
+	tc, source, err := adminTLSConfig(cfg)
+	if tc == nil || err != nil {
+		return nil, source, err
+	}
+	return credentials.NewTLS(tc), source, nil
+}
+
+// adminTLSConfig is adminTransportCredentials' TLS configuration (nil:
+// plaintext), which the fleet page's listener shares.
+func adminTLSConfig(cfg *Config) (*tls.Config, string, error) {
 	certFile, keyFile, source := cfg.AdminTLSCert, cfg.AdminTLSKey, "flags"
 	if certFile == "" {
 		if (isLoopback(cfg.AdminListen) && cfg.AdminTLSClientCA == "") || !pki.Exists(cfg.DataDir) {
@@ -342,7 +390,7 @@ func adminTransportCredentials(cfg *Config) (credentials.TransportCredentials, s
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 		source += "+client-ca"
 	}
-	return credentials.NewTLS(tc), source, nil
+	return tc, source, nil
 }
 
 // watchCertExpiry sets the expiry metric and warns, at start and then
