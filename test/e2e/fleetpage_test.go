@@ -44,7 +44,7 @@ func TestFleetPageInChromium(t *testing.T) {
 	if cp.Fleet == "" {
 		t.Fatal("the listening line has no fleet address")
 	}
-	testenv.StartEdge(t, bins, cp, "edge-eu-1", "eu-west", filepath.Join(dir, "e1"))
+	eu1 := testenv.StartEdge(t, bins, cp, "edge-eu-1", "eu-west", filepath.Join(dir, "e1"), "--metrics-listen", "127.0.0.1:0")
 	testenv.StartEdge(t, bins, cp, "edge-eu-2", "eu-west", filepath.Join(dir, "e2"))
 	testenv.StartEdge(t, bins, cp, "edge-us-1", "us-east", filepath.Join(dir, "e3"), "--disable-feature", "proxy.static")
 	gone := testenv.StartEdge(t, bins, cp, "edge-ap-1", "ap-south", filepath.Join(dir, "e4"))
@@ -57,8 +57,15 @@ func TestFleetPageInChromium(t *testing.T) {
 	if r := testenv.Gwctl(t, bins, cp, "push", v2, "--wait", "--timeout", "20s", "--author", "bob"); r.Code != 1 || !strings.Contains(r.Stdout+r.Stderr, "edge-us-1") {
 		t.Fatalf("push v2: exit %d, want 1 naming edge-us-1\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	if r := testenv.Gwctl(t, bins, cp, "revoke", "tok-fleet-page", "--author", "carol"); r.Code != 0 {
+	// The edge's revocation lag gauge moves with the first delta.
+	eu1Metrics := metricsURL(t, eu1)
+	wantMetric(t, eu1Metrics, "gw_edge_revocation_lag_seconds", 0)
+	if r := testenv.Gwctl(t, bins, cp, "revoke", "tok-fleet-page", "--author", "carol", "--wait"); r.Code != 0 {
 		t.Fatalf("revoke: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	wantMetric(t, eu1Metrics, "gw_edge_revocation_seq", 1)
+	if lag, ok := scrape(t, eu1Metrics, "gw_edge_revocation_lag_seconds"); !ok || lag <= 0 || lag > 30 {
+		t.Errorf("gw_edge_revocation_lag_seconds = %v (present %v) after a revocation, want a small positive lag", lag, ok)
 	}
 
 	base := "http://" + cp.Fleet + "/"
