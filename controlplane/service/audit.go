@@ -64,7 +64,7 @@ func (s *Service) record(ctx context.Context, e *gatewayv1.AuditEntry, err error
 	} else if e.Code == "" {
 		e.Code = codes.OK.String()
 	}
-	s.metrics.auditRecords.WithLabelValues(e.GetOutcome()).Inc()
+	s.metrics.auditRecords.WithLabelValues(e.GetAction(), e.GetOutcome()).Inc()
 	b, merr := proto.Marshal(e)
 	if merr == nil {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)

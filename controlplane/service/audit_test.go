@@ -185,8 +185,13 @@ func TestAuditRecordsEveryChangeAndRefusal(t *testing.T) {
 	if d, _ := l["diff"].(map[string]any); d == nil || d["added_count"] != float64(1) {
 		t.Fatalf("audit line diff: %v", l["diff"])
 	}
-	if got := gaugeValue(t, e.svc, "gw_controlplane_audit_records_total", map[string]string{"outcome": "refused"}); got != 6 {
-		t.Fatalf("refused records counted %v, want 6", got)
+	for _, c := range []struct {
+		action, outcome string
+		want            float64
+	}{{"push", "created", 2}, {"push", "unchanged", 1}, {"push", "refused", 2}, {"rollback", "refused", 1}, {"status", "refused", 1}, {"revoke", "created", 1}} {
+		if got := gaugeValue(t, e.svc, "gw_controlplane_audit_records_total", map[string]string{"action": c.action, "outcome": c.outcome}); got != c.want {
+			t.Errorf("audit records{%s,%s} = %v, want %v", c.action, c.outcome, got, c.want)
+		}
 	}
 }
 

@@ -104,14 +104,16 @@ func newMetrics(edges prometheus.Collector) *metrics {
 	}
 	m.auditRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gw_controlplane_audit_records_total",
-		Help: "Audit records (pushes, rollbacks, revocations, certificates issued, refused admin calls), by outcome: created, unchanged, refused, failed.",
-	}, []string{"outcome"})
+		Help: "Audit records by action (push, rollback, revoke, issue_certificate, or the refused method) and outcome (created, unchanged, refused, failed): pushes by result are action=\"push\".",
+	}, []string{"action", "outcome"})
 	m.auditErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "gw_controlplane_audit_write_errors_total",
 		Help: "Audit records that could not be stored (they are still written to the audit log stream).",
 	})
-	for _, o := range []string{outcomeCreated, outcomeUnchanged, outcomeRefused, outcomeFailed} {
-		m.auditRecords.WithLabelValues(o)
+	for _, a := range []string{"push", "rollback", "revoke"} {
+		for _, o := range []string{outcomeCreated, outcomeUnchanged, outcomeRefused, outcomeFailed} {
+			m.auditRecords.WithLabelValues(a, o)
+		}
 	}
 	for _, r := range []string{refusedIdentity, refusedHello, refusedRate, refusedFleetFull} {
 		m.streamsRefused.WithLabelValues(r)
