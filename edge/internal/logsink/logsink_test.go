@@ -57,6 +57,8 @@ func TestFormats(t *testing.T) {
 		{"logstash drops the prefix", Settings{Format: "logstash", Prefix: "[EDGE]", Stdout: true},
 			`{"@timestamp":"2026-12-07T09:15:39.123+00:00", "@version": 1, "level": "WARNING", "message": "backend call failed backend=\"GET /a backend[0]\"", "module": "KRAKEND"}` + "\n", ""},
 		{"stdout false, no syslog: nothing, as KrakenD", Settings{Format: "default", Stdout: false}, "", ""},
+		{"custom drops the prefix", Settings{Format: "custom", CustomFormat: "%{id} [%{module}] %{level:.4s} %{color}%{message}%{color:reset} %{time:15:04:05.000}", Prefix: "[EDGE]", Stdout: true},
+			"1 [KRAKEND] WARN \033[33mbackend call failed backend=\"GET /a backend[0]\"\033[0m 09:15:39.123\n", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
