@@ -30,11 +30,11 @@ func TestTelemetryLoggingOutput(t *testing.T) {
 	t.Run("default format with prefix", func(t *testing.T) {
 		e := testenv.Start(t, "gw-edge", bins.Edge, "run", "-c", cfg(`{"level": "INFO", "prefix": "[EDGE-E2E]", "stdout": true}`),
 			"--listen", "127.0.0.1:0")
-		line := regexp.MustCompile(`^\[EDGE-E2E\] \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d\.\d{3} ▶ WARNING backend call failed .*reason=status`)
+		line := regexp.MustCompile(`^\[EDGE-E2E\] \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d\.\d{3} ` + "\x1b\\[33m▶ WARNING\x1b\\[0m" + ` backend call failed .*reason=status`)
 		var addr string
 		testenv.Eventually(t, 10*time.Second, func() error {
 			for _, l := range e.Lines() {
-				if m := regexp.MustCompile(`^\[EDGE-E2E\] \d{4}/\d\d/\d\d - [0-9:.]+ ▶ INFO listening addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(l); m != nil {
+				if m := regexp.MustCompile(`^\[EDGE-E2E\] \d{4}/\d\d/\d\d - [0-9:.]+ ▶ INFO` + "\x1b\\[0m" + ` listening addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(l); m != nil {
 					addr = m[1]
 				}
 			}

@@ -142,7 +142,8 @@ func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 	if !st.set.Stdout && st.sys == nil {
 		return len(p), nil // KrakenD: stdout false and no syslog writes nothing
 	}
-	line := s.render(st, l, p)
+	msg := eventMessage(p)
+	line := s.render(st, l, msg)
 	if st.set.Stdout {
 		prefixed := line
 		if st.set.Prefix != "" && st.set.Format == "default" {
@@ -153,8 +154,10 @@ func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 		}
 	}
 	if st.sys != nil {
-		// The syslog tag carries the prefix already.
-		if _, err := st.sys.Write(line); err != nil {
+		// The syslog tag carries the prefix already; the line has
+		// krakend-gologging's syslog pattern whatever the format.
+		rec := gologfmt.Record{Time: s.now(), Level: goLevels[l], Module: "KRAKEND", Message: msg}
+		if _, err := st.sys.Write(syslogPattern.Append(nil, &rec)); err != nil {
 			return 0, err
 		}
 	}
@@ -168,6 +171,21 @@ var levelNames = map[zerolog.Level]string{
 	zerolog.PanicLevel: "CRITICAL", zerolog.NoLevel: "INFO",
 }
 
+// krakend-gologging's fixed patterns: the default format's, and the one
+// every syslog line is written with whatever the format.
+var (
+	defaultPattern = mustParse(` %{time:2006/01/02 - 15:04:05.000} %{color}▶ %{level}%{color:reset} %{message}`)
+	syslogPattern  = mustParse(`%{level} > %{message}`)
+)
+
+func mustParse(p string) *gologfmt.Pattern {
+	pat, err := gologfmt.Parse(p)
+	if err != nil {
+		panic(err)
+	}
+	return pat
+}
+
 // goLevels are go-logging's levels of zerolog's.
 var goLevels = map[zerolog.Level]gologfmt.Level{
 	zerolog.TraceLevel: gologfmt.Debug, zerolog.DebugLevel: gologfmt.Debug, zerolog.InfoLevel: gologfmt.Info,
@@ -178,16 +196,16 @@ var goLevels = map[zerolog.Level]gologfmt.Level{
 // render turns a zerolog JSON event into KrakenD's line: the default
 // pattern " 2006/01/02 - 15:04:05.000 ▶ LEVEL message" or the logstash
 // object; the event's fields follow the message as key=value, sorted.
-func (s *Sink) render(st *state, l zerolog.Level, p []byte) []byte {
+func (s *Sink) render(st *state, l zerolog.Level, msg string) []byte {
 	set := st.set
-	msg, fields := parseEvent(p)
-	if len(fields) > 0 {
-		msg += " " + strings.Join(fields, " ")
-	}
 	now := s.now()
 	level := levelNames[l]
-	if st.custom != nil {
-		line := st.custom.Append(nil, &gologfmt.Record{Time: now, Level: goLevels[l], ID: s.ids.Add(1), Module: "KRAKEND", Message: msg})
+	if set.Format != "logstash" {
+		pat := defaultPattern
+		if st.custom != nil {
+			pat = st.custom
+		}
+		line := pat.Append(nil, &gologfmt.Record{Time: now, Level: goLevels[l], ID: s.ids.Add(1), Module: "KRAKEND", Message: msg})
 		// log.Logger ends every line with a newline.
 		if len(line) == 0 || line[len(line)-1] != '\n' {
 			line = append(line, '\n')
@@ -195,15 +213,20 @@ func (s *Sink) render(st *state, l zerolog.Level, p []byte) []byte {
 		return line
 	}
 	var b bytes.Buffer
-	if set.Format == "logstash" {
-		m, _ := json.Marshal(msg)
-		fmt.Fprintf(&b, `{"@timestamp":"%s", "@version": 1, "level": "%s", "message": %s, "module": "KRAKEND"}`,
-			now.UTC().Format("2006-01-02T15:04:05.000+00:00"), level, m)
-		b.WriteByte('\n')
-		return b.Bytes()
-	}
-	fmt.Fprintf(&b, " %s ▶ %s %s\n", now.Format("2006/01/02 - 15:04:05.000"), level, msg)
+	m, _ := json.Marshal(msg)
+	fmt.Fprintf(&b, `{"@timestamp":"%s", "@version": 1, "level": "%s", "message": %s, "module": "KRAKEND"}`,
+		now.UTC().Format("2006-01-02T15:04:05.000+00:00"), level, m)
+	b.WriteByte('\n')
 	return b.Bytes()
+}
+
+// eventMessage is an event's message followed by its fields.
+func eventMessage(p []byte) string {
+	msg, fields := parseEvent(p)
+	if len(fields) > 0 {
+		msg += " " + strings.Join(fields, " ")
+	}
+	return msg
 }
 
 // parseEvent returns the message of a zerolog JSON event and its other
