@@ -51,6 +51,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 	}
 	adminSrv := grpc.NewServer(auth.ServerOptions()...)
 	svc.RegisterAdmin(adminSrv)
+	svc.AuditRefusals(auth)
 	syncSrv := grpc.NewServer()
 	svc.RegisterSync(syncSrv)
 	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -211,7 +212,7 @@ func TestAgainstControlPlane(t *testing.T) {
 		{name: "diff_first", args: []string{"diff", "testdata/good.json"}, contains: []string{"+ GET /hello", "+ GET /items/{id}"}},
 		{name: "push_first", args: []string{"push", "testdata/good.json", "--author", "alice"}, contains: []string{"version 1 (sha256 "}},
 		{name: "push_same", args: []string{"push", "--author", "bob", "testdata/good.json"}, contains: []string{"unchanged: version 1"}},
-		{name: "push_bad", args: []string{"push", "testdata/bad.json", "--wait"}, wantCode: ExitRejected, contains: []string{"endpoints[2].endpoint"}},
+		{name: "push_bad", args: []string{"push", "testdata/bad.json", "--wait", "--author", "erin"}, wantCode: ExitRejected, contains: []string{"endpoints[2].endpoint"}},
 		{name: "diff_v2", args: []string{"diff", "testdata/good_v2.yaml"}, contains: []string{"~ GET /hello: ", "url_pattern", "- GET /items/{id}", "+ POST /users"}},
 		{name: "diff_same", args: []string{"diff", "testdata/good.json"}, contains: []string{"no changes against version 1"}},
 		// KRAKEND_* overrides reach the control plane (gwctl sends the
@@ -230,8 +231,8 @@ func TestAgainstControlPlane(t *testing.T) {
 		},
 		{name: "status_in_sync", args: []string{"status"}, contains: []string{"eu-west:", "us-east:", "in_sync"}},
 		{name: "rollback", args: []string{"rollback", "1", "--wait", "--author", "carol"}, contains: []string{"version 3", "rollback of 1", "2/2 edges on v3"}},
-		{name: "rollback_same", args: []string{"rollback", "3"}, contains: []string{"unchanged: version 3"}},
-		{name: "rollback_missing", args: []string{"rollback", "99"}, wantCode: ExitRejected},
+		{name: "rollback_same", args: []string{"rollback", "3", "--author", "dave"}, contains: []string{"unchanged: version 3"}},
+		{name: "rollback_missing", args: []string{"rollback", "99", "--author", "dave"}, wantCode: ExitRejected},
 		{name: "history", args: []string{"history"}, contains: []string{"rollback of 1", "alice", "carol"}},
 		{name: "history_limit", args: []string{"history", "--limit", "1"}},
 		{name: "revocations_empty", args: []string{"revocations"}, contains: []string{"no live revocation"}},
@@ -268,6 +269,14 @@ func TestAgainstControlPlane(t *testing.T) {
 			contains: []string{"version 7"}},
 		{name: "history_rendered", args: []string{"history", "--limit", "2"},
 			contains: []string{"rendered from 4 files", "1 warning", "v7 rendered from:", "testdata/fc/templates/endpoint.tmpl", "v6 warnings:"}},
+		{name: "audit", args: []string{"audit", "--limit", "30"},
+			contains: []string{"token:admin (alice)", "v7 ", "refused (InvalidArgument)"}},
+		{name: "audit_page", args: []string{"audit", "--limit", "2"}, contains: []string{"more: gwctl audit --before 12"}},
+		{name: "audit_rollback", args: []string{"audit", "--action", "rollback"},
+			contains: []string{"rollback of 1", "rollback of 3", "refused (NotFound)", "unchanged"}},
+		{name: "audit_revoke", args: []string{"audit", "--action", "revoke"},
+			contains: []string{"seq 2 sub=mallory", "token:admin (bob)"}},
+		{name: "audit_bad_limit", args: []string{"audit", "--limit", "0"}, wantCode: ExitUsage},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) {

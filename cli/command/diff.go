@@ -10,7 +10,7 @@ import (
 
 var diffCommand = subcommand{
 	name:    "diff",
-	args:    "FILE",
+	args:    "FILE [-o text|json|yaml]",
 	summary: "show what pushing FILE would change against the current version",
 	remote:  true,
 	run:     runDiff,
@@ -19,9 +19,14 @@ var diffCommand = subcommand{
 func runDiff(ctx context.Context, c *cli, args []string) error {
 	fs := c.newFlagSet()
 	c.rpcTimeoutFlag(fs)
+	var out outputFlag
+	out.register(fs)
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return helpOK(err)
+	}
+	if err := out.check(); err != nil {
+		return err
 	}
 	src, err := c.readSource(pos[0])
 	if err != nil {
@@ -34,6 +39,14 @@ func runDiff(ctx context.Context, c *cli, args []string) error {
 	defer a.close()
 	resp, err := call(ctx, a, "diff", a.api.Diff, &gatewayv1.DiffRequest{Source: src})
 	if err != nil {
+		return err
+	}
+	if !out.text() {
+		b, err := out.encode(resp)
+		if err != nil {
+			return err
+		}
+		_, err = c.stdout.Write(b)
 		return err
 	}
 	against := fmt.Sprintf("version %d", resp.GetCurrentVersion())

@@ -70,6 +70,81 @@ func TestMachineOutput(t *testing.T) {
 		t.Errorf("revocations -o json: %+v", revs)
 	}
 
+	var audit struct {
+		Entries []struct {
+			Seq     string `json:"seq"`
+			Who     string `json:"who"`
+			Action  string `json:"action"`
+			Outcome string `json:"outcome"`
+			Version string `json:"version"`
+			Diff    struct {
+				Added []string `json:"added"`
+			} `json:"diff"`
+			Revocation struct {
+				Value string `json:"value"`
+			} `json:"revocation"`
+		} `json:"entries"`
+		NextBeforeSeq string `json:"next_before_seq"`
+	}
+	decode(t, cp.gwctlEnv(t, nil, "audit", "-o", "json"), json.Unmarshal, &audit)
+	if len(audit.Entries) != 2 || audit.NextBeforeSeq != "0" {
+		t.Fatalf("audit -o json: %+v", audit)
+	}
+	if e := audit.Entries[1]; e.Seq != "1" || e.Action != "push" || e.Outcome != "created" || e.Version != "1" || e.Who != "token:admin (alice)" || len(e.Diff.Added) != 2 {
+		t.Errorf("audit -o json push: %+v", e)
+	}
+	if e := audit.Entries[0]; e.Action != "revoke" || e.Revocation.Value != "token-1" {
+		t.Errorf("audit -o json revoke: %+v", e)
+	}
+	decode(t, cp.gwctlEnv(t, nil, "audit", "-o", "yaml"), func(b []byte, v any) error { return yaml.Unmarshal(b, v) }, &audit)
+	if len(audit.Entries) != 2 {
+		t.Errorf("audit -o yaml: %+v", audit)
+	}
+
+	var diff struct {
+		CurrentVersion string `json:"current_version"`
+		Changes        []struct {
+			Op      string   `json:"op"`
+			Subject string   `json:"subject"`
+			Fields  []string `json:"fields"`
+		} `json:"changes"`
+	}
+	decode(t, cp.gwctlEnv(t, nil, "diff", "testdata/good_v2.yaml", "-o", "json"), json.Unmarshal, &diff)
+	ops := map[string]string{}
+	for _, ch := range diff.Changes {
+		ops[ch.Subject] = ch.Op
+	}
+	if diff.CurrentVersion != "1" || ops["GET /items/{id}"] != "removed" || ops["POST /users"] != "added" || ops["GET /hello"] != "changed" {
+		t.Errorf("diff -o json: %+v", diff)
+	}
+	decode(t, cp.gwctlEnv(t, nil, "diff", "testdata/good.json", "-o", "yaml"), func(b []byte, v any) error { return yaml.Unmarshal(b, v) }, &diff)
+	if diff.CurrentVersion != "1" || len(diff.Changes) != 0 {
+		t.Errorf("diff -o yaml of the current content: %+v", diff)
+	}
+
+	var validate struct {
+		Sha256     string `json:"sha256"`
+		Violations []struct {
+			Path string `json:"path"`
+			Kind string `json:"kind"`
+		} `json:"violations"`
+		Warnings []struct {
+			Path string `json:"path"`
+		} `json:"warnings"`
+	}
+	decode(t, cp.gwctlEnv(t, nil, "validate", "testdata/warned.json", "-o", "json"), json.Unmarshal, &validate)
+	if len(validate.Sha256) != 64 || len(validate.Violations) != 0 || len(validate.Warnings) == 0 {
+		t.Errorf("validate -o json: %+v", validate)
+	}
+	r := cp.gwctlEnv(t, nil, "validate", "testdata/bad.json", "-o", "json")
+	if r.code != ExitRejected {
+		t.Fatalf("validate bad -o json: exit %d\n%s", r.code, r)
+	}
+	validate.Sha256, validate.Violations = "", nil
+	if err := json.Unmarshal([]byte(r.stdout), &validate); err != nil || validate.Sha256 != "" || len(validate.Violations) < 2 || validate.Violations[0].Path == "" {
+		t.Errorf("validate bad -o json: %v %+v\n%s", err, validate, r.stdout)
+	}
+
 	if r := cp.gwctlEnv(t, nil, "status", "-o", "xml"); r.code != ExitUsage {
 		t.Errorf("status -o xml: exit %d, want %d\n%s", r.code, ExitUsage, r)
 	}

@@ -1,6 +1,6 @@
 // Package command implements gwctl, the operator's CLI for the control
-// plane: validate (offline), push, diff, status, history, rollback, revoke
-// and revocations.
+// plane: validate (offline), push, diff, status, history, rollback, revoke,
+// revocations, certs and audit.
 //
 // Run is the whole program behind a thin main. Every subcommand lives in its
 // own file; this file holds the global flags, the connection to the admin
@@ -144,6 +144,7 @@ var subcommands = []subcommand{
 	revokeCommand,
 	revocationsCommand,
 	certsCommand,
+	auditCommand,
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) error {

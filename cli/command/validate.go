@@ -11,7 +11,7 @@ import (
 
 var validateCommand = subcommand{
 	name:    "validate",
-	args:    "FILE [--strict]",
+	args:    "FILE [--strict] [-o text|json|yaml]",
 	summary: "check a KrakenD config offline with the control plane's own compiler; every violation, one per line, then the warnings (FC_* variables render Flexible Config templates first; KRAKEND_* variables override top-level keys)",
 	run:     runValidate,
 }
@@ -19,9 +19,14 @@ var validateCommand = subcommand{
 func runValidate(_ context.Context, c *cli, args []string) error {
 	fs := c.newFlagSet()
 	strict := fs.Bool("strict", false, "treat warnings as violations (exit 1 when there is any)")
+	var out outputFlag
+	out.register(fs)
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return helpOK(err)
+	}
+	if err := out.check(); err != nil {
+		return err
 	}
 	file := pos[0]
 	l, err := c.load(file, false)
@@ -30,6 +35,26 @@ func runValidate(_ context.Context, c *cli, args []string) error {
 	}
 	compiled, err := config.CompileWith(l.filename, l.content, config.Options{Env: c.environ(), Strict: *strict, Origin: l.origin})
 	var ve *config.ValidationError
+	if !out.text() && (err == nil || errors.As(err, &ve)) {
+		// The admin API's ValidateResponse, as the control plane would answer.
+		resp := &gatewayv1.ValidateResponse{}
+		if ve != nil {
+			resp.Violations, resp.Warnings = ve.Violations, ve.Warnings
+		} else {
+			resp.Sha256, resp.Warnings = compiled.SHA256, compiled.Warnings
+		}
+		b, eerr := out.encode(resp)
+		if eerr != nil {
+			return eerr
+		}
+		if _, eerr := c.stdout.Write(b); eerr != nil {
+			return eerr
+		}
+		if ve != nil {
+			return exitf(ExitRejected, "validate %s: %d violation%s", file, len(ve.Violations), plural(len(ve.Violations)))
+		}
+		return nil
+	}
 	if errors.As(err, &ve) {
 		for _, v := range ve.Violations {
 			fmt.Fprintln(c.stdout, config.FormatViolation(v))

@@ -111,6 +111,9 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 			// KrakenD (krakend-gologging) falls back to local3.
 			SyslogFacility: syslogFacility(l.SyslogFacility),
 		}
+		if l.Format == "custom" {
+			out.Logging.CustomFormat = l.CustomFormat
+		}
 	}
 	if m := s.ExtraConfig.Metrics; m != nil {
 		out.Metrics = &gatewayv1.Metrics{

@@ -136,10 +136,12 @@ type Logging struct {
 	Level  string
 	Prefix string
 	Stdout bool
-	// Format is default or logstash.
+	// Format is default, logstash or custom.
 	Format         string
 	Syslog         bool
 	SyslogFacility string
+	// CustomFormat is go-logging's pattern for format custom.
+	CustomFormat string
 }
 
 // Metrics is the `telemetry/metrics` namespace.

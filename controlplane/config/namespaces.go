@@ -1,9 +1,12 @@
 package config
 
 import (
+	"cmp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/apigw/gateway/internal/gologfmt"
 )
 
 // namespace is one supported extra_config namespace at one level (service,
@@ -199,6 +202,17 @@ func (d *decoder) logging(n *node, p path) *Logging {
 			"stdout": d.boolean(&l.Stdout),
 			"format": d.str(&l.Format),
 			"syslog": d.boolean(&l.Syslog),
+			"custom_format": func(n *node, p path) {
+				d.str(&l.CustomFormat)(n, p)
+				if n.kind != typeString {
+					return
+				}
+				if pat, err := gologfmt.Parse(n.text); err == nil {
+					for _, v := range pat.CallSiteVerbs() {
+						d.ws.add(p, KindApproximated, "%%{%s}: the edge's log events carry no call site; it renders as go-logging does without one (???:0, ???, or nothing for callpath)", v)
+					}
+				}
+			},
 			"syslog_facility": func(n *node, p path) {
 				d.str(&l.SyslogFacility)(n, p)
 				if n.kind == typeString && syslogFacility(n.text) != strings.ToLower(n.text) {
@@ -206,10 +220,10 @@ func (d *decoder) logging(n *node, p path) *Logging {
 				}
 			},
 		},
-		notSupported: map[string]string{
-			"custom_format": "custom log formats are not supported",
-		},
 	})
+	if l.CustomFormat != "" && l.Format != "custom" {
+		d.ws.add(p.field("custom_format"), KindNoEffect, "custom_format is only used with format custom (format is %q)", cmp.Or(l.Format, "default"))
+	}
 	return l
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apigw/gateway/internal/gologfmt"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -20,7 +21,7 @@ var (
 	backendEncodings = []string{"json", "safejson", "string", "no-op", "xml", "rss"}
 	staticStrategies = []string{"always", "success", "complete", "errored", "incomplete"}
 	flatmapTypes     = []string{"move", "del", "append"}
-	logFormats       = []string{"default", "logstash"}
+	logFormats       = []string{"default", "logstash", "custom"}
 	sdNames          = []string{"static", "dns"}
 	sdSchemes        = []string{"http", "https"}
 	// logLevels maps KrakenD (go-logging) levels to zerolog levels.
@@ -212,10 +213,12 @@ func (v *validator) logging(p path, l *Logging) {
 	if _, ok := logLevels[strings.ToUpper(l.Level)]; !ok {
 		v.vs.unsupportedValue(p.field("level"), l.Level, logLevelNames)
 	}
+	v.oneOf(p.field("format"), l.Format, logFormats)
 	if l.Format == "custom" {
-		v.vs.add(p.field("format"), KindUnsupported, "custom log formats are not supported; allowed: %s", strings.Join(logFormats, ", "))
-	} else {
-		v.oneOf(p.field("format"), l.Format, logFormats)
+		// KrakenD does not start with a pattern go-logging refuses.
+		if _, err := gologfmt.Parse(l.CustomFormat); err != nil {
+			v.vs.add(p.field("custom_format"), KindInvalid, "format custom needs a go-logging pattern (%%{time} %%{level} %%{message}...): %v", err)
+		}
 	}
 }
 

@@ -290,9 +290,11 @@ func TestValidateRules(t *testing.T) {
 			[]pair{{`extra_config["router"].error_body["500"]`, KindUnsupported}}},
 		{"logging", conf(`"extra_config": {"telemetry/logging": {"level": "TRACE", "format": "custom", "syslog": true}}`),
 			[]pair{
-				{`extra_config["telemetry/logging"].format`, KindUnsupported},
+				{`extra_config["telemetry/logging"].custom_format`, KindInvalid},
 				{`extra_config["telemetry/logging"].level`, KindUnsupported},
 			}},
+		{"logging custom format", conf(`"extra_config": {"telemetry/logging": {"level": "INFO", "format": "custom", "custom_format": "%{level} %{nope}"}}`),
+			[]pair{{`extra_config["telemetry/logging"].custom_format`, KindInvalid}}},
 		{"metrics", conf(`"extra_config": {"telemetry/metrics": {"listen_address": "nope", "collection_time": "1x"}}`),
 			[]pair{
 				{`extra_config["telemetry/metrics"].collection_time`, KindInvalid},

@@ -47,16 +47,13 @@ func (a *adminServer) Validate(_ context.Context, req *gatewayv1.ValidateRequest
 // Push compiles the configuration and stores it as a new version, unless its
 // snapshot equals the latest version's, which is then returned with
 // created=false.
-func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (*gatewayv1.PushResponse, error) {
+func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (_ *gatewayv1.PushResponse, err error) {
 	req.Author = auditAuthor(ctx, req.GetAuthor())
+	ae := &gatewayv1.AuditEntry{Action: "push", Who: authorOr(req.GetAuthor()), Source: req.GetSource().GetFilename()}
+	defer func() { a.svc.record(ctx, ae, err) }()
 	c, err := a.svc.compile(req.GetSource())
 	if ve := (*config.ValidationError)(nil); errors.As(err, &ve) {
-		// Audit trail: rejected pushes are logged too, without the content.
-		a.svc.log.Info().
-			Str("author", authorOr(req.GetAuthor())).
-			Str("source", req.GetSource().GetFilename()).
-			Int("violations", len(ve.Violations)).
-			Msg("push rejected")
+		ae.Violations = uint32(len(ve.Violations))
 	}
 	if err != nil {
 		return nil, toStatus(a.svc.log, "push", err)
@@ -77,7 +74,28 @@ func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (*ga
 	if err != nil {
 		return nil, toStatus(a.svc.log, "push", err)
 	}
+	a.svc.auditVersion(ctx, ae, got, created, c.Snapshot)
 	return &gatewayv1.PushResponse{Version: versionInfo(got), Created: created, Warnings: c.Warnings}, nil
+}
+
+// auditVersion fills ae with the version a push or rollback produced (or
+// returned unchanged) and, for a new one, the summary of its diff against
+// the version before it (versions are contiguous, so that is got-1).
+func (s *Service) auditVersion(ctx context.Context, ae *gatewayv1.AuditEntry, got *store.Revision, created bool, snap *gatewayv1.Snapshot) {
+	ae.Version, ae.Sha256 = got.Version, got.SHA256
+	if !created {
+		ae.Outcome, ae.PreviousVersion = outcomeUnchanged, got.Version
+		return
+	}
+	ae.Outcome, ae.PreviousVersion = outcomeCreated, got.Version-1
+	if snap == nil {
+		snap = &gatewayv1.Snapshot{}
+		if err := proto.Unmarshal(got.Payload, snap); err != nil {
+			s.log.Warn().Err(err).Uint64("version", got.Version).Msg("audit: version undecodable; no diff summary")
+			return
+		}
+	}
+	ae.Diff = s.diffSummary(ctx, ae.PreviousVersion, snap)
 }
 
 // Diff compiles the configuration and compares its snapshot with the latest
@@ -177,8 +195,10 @@ func (a *adminServer) History(ctx context.Context, req *gatewayv1.HistoryRequest
 
 // Rollback stores a new version with the content of version V. When the
 // latest version already has that content it is returned with created=false.
-func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackRequest) (*gatewayv1.RollbackResponse, error) {
+func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackRequest) (_ *gatewayv1.RollbackResponse, err error) {
 	req.Author = auditAuthor(ctx, req.GetAuthor())
+	ae := &gatewayv1.AuditEntry{Action: "rollback", Who: authorOr(req.GetAuthor()), RollbackOf: req.GetVersion()}
+	defer func() { a.svc.record(ctx, ae, err) }()
 	if req.GetVersion() == 0 {
 		return nil, toStatus(a.svc.log, "rollback", &config.ValidationError{Violations: []*gatewayv1.FieldViolation{
 			{Path: "version", Kind: config.KindRequired, Detail: "name the version to roll back to"},
@@ -205,6 +225,8 @@ func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackReque
 	if err != nil {
 		return nil, toStatus(a.svc.log, "rollback", err)
 	}
+	ae.Source = target.SourceName
+	a.svc.auditVersion(ctx, ae, got, created, nil)
 	return &gatewayv1.RollbackResponse{Version: versionInfo(got), Created: created}, nil
 }
 

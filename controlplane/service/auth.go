@@ -60,11 +60,13 @@ func (r Role) allows(need Role) bool {
 // methodRoles is the role each admin method needs; a method missing here
 // (a new one) needs admin.
 var methodRoles = map[string]Role{
-	gatewayv1.AdminService_Validate_FullMethodName:         RoleRead,
-	gatewayv1.AdminService_Diff_FullMethodName:             RoleRead,
-	gatewayv1.AdminService_Status_FullMethodName:           RoleRead,
-	gatewayv1.AdminService_History_FullMethodName:          RoleRead,
-	gatewayv1.AdminService_ListRevocations_FullMethodName:  RoleRead,
+	gatewayv1.AdminService_Validate_FullMethodName:        RoleRead,
+	gatewayv1.AdminService_Diff_FullMethodName:            RoleRead,
+	gatewayv1.AdminService_Status_FullMethodName:          RoleRead,
+	gatewayv1.AdminService_History_FullMethodName:         RoleRead,
+	gatewayv1.AdminService_ListRevocations_FullMethodName: RoleRead,
+	gatewayv1.AdminService_ListAudit_FullMethodName:       RoleRead,
+	FleetPageMethod: RoleRead,
 	gatewayv1.AdminService_Push_FullMethodName:             RolePush,
 	gatewayv1.AdminService_Rollback_FullMethodName:         RolePush,
 	gatewayv1.AdminService_Revoke_FullMethodName:           RoleRevoke,
@@ -114,6 +116,18 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 // replaced while serving (SetTokens). It is safe for concurrent use.
 type TokenAuth struct {
 	tokens atomic.Pointer[[]Token]
+	// refused, when set (Service.AuditRefusals), is told about every call
+	// refused here; p is nil when no token matched.
+	refused atomic.Value // of refusedHook
+}
+
+type refusedHook = func(ctx context.Context, method string, p *Principal, err error)
+
+func (a *TokenAuth) refuse(ctx context.Context, method string, p *Principal, err error) error {
+	if h, ok := a.refused.Load().(refusedHook); ok && h != nil {
+		h(ctx, method, p, err)
+	}
+	return err
 }
 
 // NewTokenAuth returns a TokenAuth accepting token with the admin role,
@@ -150,9 +164,9 @@ func (a *TokenAuth) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		p, err := a.check(ctx, info.FullMethod)
 		if err != nil {
-			return nil, err
+			return nil, a.refuse(ctx, info.FullMethod, p, err)
 		}
-		return handler(context.WithValue(ctx, principalKey{}, p), req)
+		return handler(context.WithValue(ctx, principalKey{}, *p), req)
 	}
 }
 
@@ -161,9 +175,9 @@ func (a *TokenAuth) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		p, err := a.check(ss.Context(), info.FullMethod)
 		if err != nil {
-			return err
+			return a.refuse(ss.Context(), info.FullMethod, p, err)
 		}
-		return handler(srv, &principalStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), principalKey{}, p)})
+		return handler(srv, &principalStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), principalKey{}, *p)})
 	}
 }
 
@@ -174,19 +188,27 @@ type principalStream struct {
 
 func (s *principalStream) Context() context.Context { return s.ctx }
 
-func (a *TokenAuth) check(ctx context.Context, method string) (Principal, error) {
+// check returns the principal, or an error with the principal the token
+// named when it matched (nil when it did not).
+func (a *TokenAuth) check(ctx context.Context, method string) (*Principal, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
-		return Principal{}, errMissingToken
+		return nil, errMissingToken
 	}
 	if len(vals) > 1 {
-		return Principal{}, errInvalidToken
+		return nil, errInvalidToken
 	}
 	scheme, token, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return Principal{}, errInvalidToken
+		return nil, errInvalidToken
 	}
+	return a.checkSecret(ctx, method, token)
+}
+
+// checkSecret checks one token's secret for method; ctx carries the peer
+// (its verified client certificate).
+func (a *TokenAuth) checkSecret(ctx context.Context, method, token string) (*Principal, error) {
 	// Comparing fixed-size digests with subtle.ConstantTimeCompare, over
 	// every token, takes the same time whatever the token, its length or
 	// which entry it matches.
@@ -199,23 +221,21 @@ func (a *TokenAuth) check(ctx context.Context, method string) (Principal, error)
 		}
 	}
 	if match == nil {
-		return Principal{}, errInvalidToken
+		return nil, errInvalidToken
 	}
 	need, ok := methodRoles[method]
 	if !ok {
 		need = RoleAdmin
 	}
+	p := &Principal{Name: match.Name, Role: match.Role, Cert: peerCertIdentity(ctx)}
 	if !match.Role.allows(need) {
-		return Principal{}, status.Errorf(codes.PermissionDenied, "token %q has role %s; %s needs %s", match.Name, match.Role, method[strings.LastIndexByte(method, '/')+1:], need)
+		return p, status.Errorf(codes.PermissionDenied, "token %q has role %s; %s needs %s", match.Name, match.Role, method[strings.LastIndexByte(method, '/')+1:], need)
 	}
-	p := Principal{Name: match.Name, Role: match.Role}
 	if pr, ok := peer.FromContext(ctx); ok {
 		if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
-			node, _, err := pki.Identity(ti.State.VerifiedChains[0][0])
-			if err != nil {
-				return Principal{}, status.Errorf(codes.PermissionDenied, "client certificate: %v", err)
+			if _, _, err := pki.Identity(ti.State.VerifiedChains[0][0]); err != nil {
+				return p, status.Errorf(codes.PermissionDenied, "client certificate: %v", err)
 			}
-			p.Cert = node
 		}
 	}
 	return p, nil

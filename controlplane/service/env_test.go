@@ -108,6 +108,7 @@ func serveEnv(t *testing.T, cfg Config) *env {
 	e := &env{t: t, svc: svc, auth: auth}
 	e.adminSrv = grpc.NewServer(auth.ServerOptions()...)
 	svc.RegisterAdmin(e.adminSrv)
+	svc.AuditRefusals(auth)
 	e.syncSrv = grpc.NewServer()
 	svc.RegisterSync(e.syncSrv)
 

@@ -31,6 +31,9 @@ type metrics struct {
 	streamsRefused    *prometheus.CounterVec
 	fleetEvicted      prometheus.Counter
 	revocationRepairs prometheus.Counter
+
+	auditRecords *prometheus.CounterVec
+	auditErrors  prometheus.Counter
 }
 
 func newMetrics(edges prometheus.Collector) *metrics {
@@ -99,6 +102,19 @@ func newMetrics(edges prometheus.Collector) *metrics {
 			Help: "Revocation resets sent because an edge's reported set differed from the log at its seq.",
 		}),
 	}
+	m.auditRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gw_controlplane_audit_records_total",
+		Help: "Audit records by action (push, rollback, revoke, issue_certificate, or the refused method) and outcome (created, unchanged, refused, failed): pushes by result are action=\"push\".",
+	}, []string{"action", "outcome"})
+	m.auditErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gw_controlplane_audit_write_errors_total",
+		Help: "Audit records that could not be stored (they are still written to the audit log stream).",
+	})
+	for _, a := range []string{"push", "rollback", "revoke"} {
+		for _, o := range []string{outcomeCreated, outcomeUnchanged, outcomeRefused, outcomeFailed} {
+			m.auditRecords.WithLabelValues(a, o)
+		}
+	}
 	for _, r := range []string{refusedIdentity, refusedHello, refusedRate, refusedFleetFull} {
 		m.streamsRefused.WithLabelValues(r)
 	}
@@ -106,6 +122,7 @@ func newMetrics(edges prometheus.Collector) *metrics {
 		m.nacks.WithLabelValues(r)
 	}
 	m.reg.MustRegister(
+		m.auditRecords, m.auditErrors,
 		m.syncCertExpiry, m.edgeCertExpiry, m.streamsRefused, m.fleetEvicted, m.revocationRepairs,
 		m.streamsOpen, m.versionsCreated, m.nacks, m.snapshotBytes, m.convergence, edges,
 		m.revocationsAppended, m.revocationSeq, m.revocationResets, m.revocationsCompacted, m.revocationPropagation,

@@ -3,6 +3,7 @@ package service
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -47,17 +48,22 @@ var defaultTokenKeys = []string{"jti"}
 // edge at once. Revoking a (claim, value) again appends a new entry: edges
 // keep the latest expiry of a key, so a later expiry extends it and an
 // earlier one changes nothing.
-func (a *adminServer) Revoke(ctx context.Context, req *gatewayv1.RevokeRequest) (*gatewayv1.RevokeResponse, error) {
+func (a *adminServer) Revoke(ctx context.Context, req *gatewayv1.RevokeRequest) (_ *gatewayv1.RevokeResponse, err error) {
 	req.Author = auditAuthor(ctx, req.GetAuthor())
 	svc := a.svc
+	ae := &gatewayv1.AuditEntry{Action: "revoke", Who: authorOr(req.GetAuthor()), Revocation: &gatewayv1.RevocationEntry{
+		Claim: truncate(cmp.Or(req.GetClaim(), defaultRevocationClaim), maxClaimBytes), Value: truncate(req.GetValue(), maxValueBytes), ExpiresUnixMs: req.GetExpiresUnixMs(),
+	}}
+	defer func() { svc.record(ctx, ae, err) }()
 	revoker, err := svc.revoker(ctx)
 	if err != nil {
 		return nil, toStatus(svc.log, "revoke", err)
 	}
 	r, err := svc.revocation(req, revoker, time.Now())
 	if err != nil {
-		// Audit trail: rejected revocations are logged too.
-		svc.log.Info().Str("author", authorOr(req.GetAuthor())).Str("claim", req.GetClaim()).Err(err).Msg("revoke rejected")
+		if re := (*requestError)(nil); errors.As(err, &re) {
+			ae.Violations = uint32(len(re.violations))
+		}
 		return nil, toStatus(svc.log, "revoke", err)
 	}
 	got, err := svc.store.AppendRevocation(ctx, r)
@@ -65,6 +71,7 @@ func (a *adminServer) Revoke(ctx context.Context, req *gatewayv1.RevokeRequest) 
 		return nil, toStatus(svc.log, "revoke", err)
 	}
 	svc.metrics.revocationsAppended.Inc()
+	ae.Outcome, ae.Revocation = outcomeCreated, toEntry(got)
 	svc.log.Info().
 		Uint64("seq", got.Seq).
 		Str("claim", got.Claim).

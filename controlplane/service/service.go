@@ -62,6 +62,9 @@ type Config struct {
 	Store store.Store
 	// Logger receives structured logs; the zero value discards them.
 	Logger zerolog.Logger
+	// AuditLogger receives one JSON line per audit record (the record is
+	// also stored: ListAudit); nil writes them to Logger with log=audit.
+	AuditLogger *zerolog.Logger
 	// CA, when set, signs edge certificates for IssueCertificate (the
 	// built-in PKI); nil answers FailedPrecondition.
 	CA *pki.CA
@@ -195,11 +198,14 @@ type Service struct {
 	cfg     Config
 	store   store.Store
 	log     zerolog.Logger
+	audit   zerolog.Logger
 	metrics *metrics
 	hub     *hub
 	revHub  *revHub
 	fleet   *fleet
 	admit   *admission
+	// converge feeds the fleet page's convergence chart.
+	converge convergenceLog
 
 	// syncCertNotAfter is SetSyncCertExpiry's value (unix ms; 0 = no TLS).
 	syncCertNotAfter atomic.Int64
@@ -227,8 +233,12 @@ func New(cfg Config) (*Service, error) {
 		cfg:   cfg,
 		store: cfg.Store,
 		log:   cfg.Logger,
+		audit: cfg.Logger.With().Str("log", "audit").Logger(),
 		admit: newAdmission(cfg.AdmissionRate, cfg.AdmissionBurst),
 		done:  make(chan struct{}),
+	}
+	if cfg.AuditLogger != nil {
+		s.audit = *cfg.AuditLogger
 	}
 	s.metrics = newMetrics(newEdgesCollector(s.edgeRegionCounts))
 	s.fleet = newFleet(cfg.MaxEdges, cfg.FleetTTL, s.metrics)

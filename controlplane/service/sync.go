@@ -264,6 +264,7 @@ func (e *edgeStream) handle(req *gatewayv1.SyncRequest) error {
 		if cur := e.svc.hub.current(); changed && cur != nil && cur.env.GetVersion() == a.GetVersion() {
 			lag := now.Sub(time.UnixMilli(cur.env.GetCreatedUnixMs()))
 			e.svc.metrics.convergence.Observe(max(lag, 0).Seconds())
+			e.svc.converge.add(a.GetVersion(), time.UnixMilli(cur.env.GetCreatedUnixMs()), e.node, max(lag, 0))
 			ev = ev.Dur("since_created", lag)
 		}
 		ev.Msg("edge ACK")

@@ -210,7 +210,9 @@ func (s *Service) revocationSetDiffers(ctx context.Context, hello *gatewayv1.Hel
 }
 
 // IssueCertificate signs an edge certificate with the built-in CA.
-func (a *adminServer) IssueCertificate(ctx context.Context, req *gatewayv1.IssueCertificateRequest) (*gatewayv1.IssueCertificateResponse, error) {
+func (a *adminServer) IssueCertificate(ctx context.Context, req *gatewayv1.IssueCertificateRequest) (_ *gatewayv1.IssueCertificateResponse, err error) {
+	ae := &gatewayv1.AuditEntry{Action: "issue_certificate", NodeId: truncate(req.GetNodeId(), maxAuditReason)}
+	defer func() { a.svc.record(ctx, ae, err) }()
 	ca := a.svc.cfg.CA
 	if ca == nil {
 		return nil, status.Error(codes.FailedPrecondition, "this control plane has no built-in CA: run `gw-controlplane ca init` in its data dir, or issue certificates with your own PKI")
@@ -220,6 +222,7 @@ func (a *adminServer) IssueCertificate(ctx context.Context, req *gatewayv1.Issue
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "issue certificate: %v", err)
 	}
+	ae.Outcome = outcomeCreated
 	a.svc.log.Info().Str("node_id", req.GetNodeId()).Str("region", req.GetRegion()).Time("not_after", notAfter).
 		Str("author", auditAuthor(ctx, "")).Msg("edge certificate issued")
 	resp := &gatewayv1.IssueCertificateResponse{CertificatePem: string(cert), CaPem: string(ca.CertPEM()), NotAfterUnixMs: notAfter.UnixMilli()}

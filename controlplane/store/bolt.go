@@ -29,11 +29,15 @@ import (
 //	    be64(seq) -> entry (see revocations.go)
 //	  expiry/                   index for compaction, written with each entry
 //	    be64(expires_unix_ms) be64(seq) -> empty
+//	audit/
+//	  "seq"       -> be64       newest audit seq ever assigned
+//	  log/                      one record per seq, oldest deleted past the retention
+//	    be64(seq) -> record (opaque: the service's AuditEntry)
 //
 // Big-endian keys keep bbolt's byte order equal to numeric order, so the
 // newest entry is Cursor.Last, history is a backwards cursor walk, and the
-// expiry index lists the oldest expiries first. The revocation buckets were
-// added without a format change: an older build ignores them.
+// expiry index lists the oldest expiries first. The revocation and audit
+// buckets were added without a format change: an older build ignores them.
 var (
 	bucketMeta      = []byte("meta")
 	bucketConfig    = []byte("config")
@@ -55,6 +59,7 @@ type Option func(*boltOptions)
 type boltOptions struct {
 	lockTimeout time.Duration
 	now         func() time.Time
+	auditRetain int
 }
 
 // WithLockTimeout sets how long OpenBolt waits for another process to release
@@ -72,8 +77,9 @@ func WithClock(now func() time.Time) Option {
 // Writers are serialized by bbolt's single write transaction; readers run in
 // parallel read transactions and receive copies that outlive the transaction.
 type Bolt struct {
-	db  *bolt.DB
-	now func() time.Time
+	db          *bolt.DB
+	now         func() time.Time
+	auditRetain int
 
 	// mu guards the fields below.
 	mu       sync.Mutex
@@ -100,9 +106,12 @@ var _ Store = (*Bolt)(nil)
 // must exist. When another process holds the file, OpenBolt fails after the
 // lock timeout instead of hanging.
 func OpenBolt(path string, opts ...Option) (*Bolt, error) {
-	o := boltOptions{lockTimeout: defaultLockTimeout, now: time.Now}
+	o := boltOptions{lockTimeout: defaultLockTimeout, now: time.Now, auditRetain: DefaultAuditRetain}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.auditRetain <= 0 {
+		return nil, fmt.Errorf("open store %s: audit retention must be positive, got %d", path, o.auditRetain)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout})
 	if err != nil {
@@ -139,17 +148,18 @@ func OpenBolt(path string, opts ...Option) (*Bolt, error) {
 			return err
 		}
 		revSeq = getUint64(rb, keyRevSeq)
-		return nil
+		return createAuditBuckets(tx)
 	})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return &Bolt{
-		db:       db,
-		now:      o.now,
-		versions: watchSet{latest: latest, watchers: make(map[*watcher]struct{})},
-		revSeqs:  watchSet{latest: revSeq, watchers: make(map[*watcher]struct{})},
+		db:          db,
+		now:         o.now,
+		auditRetain: o.auditRetain,
+		versions:    watchSet{latest: latest, watchers: make(map[*watcher]struct{})},
+		revSeqs:     watchSet{latest: revSeq, watchers: make(map[*watcher]struct{})},
 	}, nil
 }
 

@@ -1,8 +1,8 @@
 // Package store keeps the control plane's durable state: the configuration
-// history (immutable, versioned revisions with a compare-and-swap commit) and
+// history (immutable, versioned revisions with a compare-and-swap commit),
 // the revocation log (append-only entries with a monotonic seq, compacted
 // once they have expired), each with a watch that tells subscribers about
-// the newest version or seq.
+// the newest version or seq, and the audit log (append-only, bounded).
 //
 // Store is the interface the rest of the control plane uses; OpenBolt is the
 // embedded implementation on a local bbolt file. The interface deliberately
@@ -177,6 +177,7 @@ type Store interface {
 	Watch(ctx context.Context) (<-chan uint64, error)
 
 	RevocationLog
+	AuditLog
 
 	// Close releases the store. It is idempotent; calls after the first
 	// return nil.

@@ -43,6 +43,10 @@ import (
 // prometheus.Counter satisfies it).
 type Counter interface{ Inc() }
 
+// Observer is the part of a histogram the pipe uses (a
+// prometheus.Observer satisfies it).
+type Observer interface{ Observe(float64) }
+
 // Backend is one non-shadow backend of an endpoint.
 type Backend struct {
 	Call   *proxy.Backend
@@ -56,6 +60,10 @@ type Backend struct {
 	// Errors counts failed calls, indexed by why they failed; a nil entry
 	// disables counting that reason.
 	Errors [proxy.NumReasons]Counter
+	// Latency observes each call's round trip in seconds (sent to answer
+	// read, or to the transport's failure; calls refused before sending
+	// are not observed); nil observes nothing.
+	Latency Observer
 	// ErrPrefix is "[METHOD url_pattern]:" as KrakenD words it in
 	// return_error_msg texts (placeholders in its {{.Param}} form).
 	ErrPrefix string

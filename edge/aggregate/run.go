@@ -204,7 +204,15 @@ func (ex *Exchange) work(k int) {
 		c.span.End(0, c.reason.String())
 		return
 	}
+	lat := ex.pipe.backends[c.backend].Latency
+	var sent time.Time
+	if lat != nil {
+		sent = time.Now()
+	}
 	reached, err := call.RoundTrip(c.host, &c.req, &c.resp, c.deadline)
+	if lat != nil {
+		lat.Observe(time.Since(sent).Seconds())
+	}
 	c.err = err
 	if err == nil {
 		ex.decode(k)

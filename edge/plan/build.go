@@ -505,6 +505,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 			ab.ErrorDetailsKey = "error_" + alias
 		}
 		ab.Errors = b.deps.Metrics.backend(be.GetName(), b.deps.Logger)
+		ab.Latency = b.deps.Metrics.backendLatency(be.GetName())
 		b.labels = append(b.labels, labelUse{backend: true, name: be.GetName()})
 		answering = append(answering, ab)
 	}

@@ -23,6 +23,7 @@ type Metrics struct {
 	requests      *prometheus.CounterVec
 	incomplete    *prometheus.CounterVec
 	backendErrors *prometheus.CounterVec
+	backendTime   *prometheus.HistogramVec
 	duration      *prometheus.HistogramVec
 	authRejected  *prometheus.CounterVec
 	botRejected   prometheus.Counter
@@ -72,6 +73,7 @@ var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 // gw_edge_requests_total{endpoint,code_class},
 // gw_edge_incomplete_responses_total{endpoint},
 // gw_edge_backend_errors_total{backend,reason},
+// gw_edge_backend_duration_seconds{backend},
 // gw_edge_request_duration_seconds{endpoint},
 // gw_edge_auth_rejections_total{reason},
 // gw_edge_rate_limited_total{scope}, gw_edge_bot_rejections_total and
@@ -90,6 +92,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gw_edge_backend_errors_total",
 			Help: "Backends that failed a request, by reason (refused, connect, timeout, status, too_large, decode, internal).",
 		}, []string{"backend", "reason"}),
+		backendTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "gw_edge_backend_duration_seconds",
+			Help:    "Round trip of each backend call (request sent to answer read, or to the transport's failure; calls the breaker or a backend rate limit refused are not sent and not observed), by backend.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"backend"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gw_edge_request_duration_seconds",
 			Help:    "Time from routing to the response being ready, by endpoint name.",
@@ -124,7 +131,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, w := range []string{panicRequest, panicBackendCall} {
 		m.panics.WithLabelValues(w)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.incomplete, m.backendErrors, m.duration, m.authRejected, m.rateLimited, m.botRejected, m.panics, m.breakerState, m.breakerMoves} {
+	for _, c := range []prometheus.Collector{m.requests, m.incomplete, m.backendErrors, m.backendTime, m.duration, m.authRejected, m.rateLimited, m.botRejected, m.panics, m.breakerState, m.breakerMoves} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -316,6 +323,7 @@ func (m *Metrics) sweep(uses []labelUse) {
 func (m *Metrics) deleteLocked(u labelUse) {
 	if u.backend {
 		m.backendErrors.DeletePartialMatch(prometheus.Labels{"backend": u.name})
+		m.backendTime.DeleteLabelValues(u.name)
 		m.breakerState.DeleteLabelValues(u.name)
 		m.breakerMoves.DeletePartialMatch(prometheus.Labels{"backend": u.name})
 		return
@@ -323,6 +331,15 @@ func (m *Metrics) deleteLocked(u labelUse) {
 	m.requests.DeletePartialMatch(prometheus.Labels{"endpoint": u.name})
 	m.duration.DeleteLabelValues(u.name)
 	m.incomplete.DeleteLabelValues(u.name)
+}
+
+// backendLatency is the round-trip histogram of backend name; nil
+// without metrics.
+func (m *Metrics) backendLatency(name string) aggregate.Observer {
+	if m == nil {
+		return nil
+	}
+	return m.backendTime.WithLabelValues(name)
 }
 
 // BreakerChanged records a circuit breaker transition of the backend name

@@ -168,3 +168,60 @@ func TestIncompleteResponsesCounted(t *testing.T) {
 		t.Errorf("incomplete{GET /full} = %v, want 0", got)
 	}
 }
+
+// histogramCount is the sample count of the histogram series name with
+// the label (name="value").
+func histogramCount(t *testing.T, reg *prometheus.Registry, name, label string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName()+`="`+lp.GetValue()+`"` == label {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// TestBackendLatencyObserved: every backend call that was sent is one
+// sample of gw_edge_backend_duration_seconds{backend}, a failed connect
+// included.
+func TestBackendLatencyObserved(t *testing.T) {
+	t.Parallel()
+	addr := fastBackend(t, nil)
+	reg := prometheus.NewRegistry()
+	m, err := plan.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg := endpoint("GET", "/agg", with(backend(addr, "/users/1"), func(b *gatewayv1.Backend) { b.Group = "a" }),
+		with(backend("127.0.0.1:1", "/down"), func(b *gatewayv1.Backend) { b.Group = "b" }))
+	p := mustBuild(t, snapshot(agg), plan.Deps{Metrics: m})
+	defer p.Release()
+	names := []string{`backend="` + agg.GetBackends()[0].GetName() + `"`, `backend="` + agg.GetBackends()[1].GetName() + `"`}
+	if names[0] == names[1] {
+		t.Fatalf("backend names %v", names)
+	}
+	for _, n := range names {
+		if got := histogramCount(t, reg, "gw_edge_backend_duration_seconds", n); got != 0 {
+			t.Fatalf("%s observed %d calls before any request", n, got)
+		}
+	}
+	for range 3 {
+		serveOnce(p.Serve, newCtx("GET", "/agg", ""))
+	}
+	for _, n := range names {
+		if got := histogramCount(t, reg, "gw_edge_backend_duration_seconds", n); got != 3 {
+			t.Errorf("%s observed %d calls, want 3", n, got)
+		}
+	}
+}

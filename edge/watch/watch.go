@@ -200,6 +200,7 @@ type Client struct {
 	dialOpts  []grpc.DialOption
 	connected prometheus.Gauge
 	revSeq    prometheus.Gauge
+	revLag    prometheus.Gauge
 	// rejectedRev counts revocation messages whose signature failed.
 	rejectedRev prometheus.Counter
 	streams     *prometheus.CounterVec // {result}: established, failed
@@ -251,6 +252,10 @@ func New(cfg Config) (*Client, error) {
 		Name: "gw_edge_revocation_seq",
 		Help: "Revocation log position the edge enforces.",
 	})
+	c.revLag = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gw_edge_revocation_lag_seconds",
+		Help: "For the last revocation delta applied: the time from the newest entry's append on the control plane to its enforcement here (the two clocks' skew included; 0 until a delta arrives).",
+	})
 	c.rejectedRev = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "gw_edge_revocation_messages_rejected_total",
 		Help: "Revocation deltas and resets dropped because their signature did not verify against a pinned key.",
@@ -293,7 +298,7 @@ func New(cfg Config) (*Client, error) {
 				c.rejectedRev = existing
 			}
 		}
-		for _, g := range []*prometheus.Gauge{&c.connected, &c.revSeq} {
+		for _, g := range []*prometheus.Gauge{&c.connected, &c.revSeq, &c.revLag} {
 			if err := cfg.Registerer.Register(*g); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
@@ -600,6 +605,13 @@ func (c *Client) revocationDelta(d *gatewayv1.RevocationDelta) (*gatewayv1.SyncR
 	}
 	c.revDirty = true
 	c.revSeq.Set(float64(rev.Seq()))
+	var newest int64
+	for _, e := range d.GetEntries() {
+		newest = max(newest, e.GetCreatedUnixMs())
+	}
+	if newest > 0 {
+		c.revLag.Set(max(time.Since(time.UnixMilli(newest)), 0).Seconds())
+	}
 	c.log.Debug().Uint64("from_seq", d.GetFromSeq()).Uint64("to_seq", d.GetToSeq()).Int("entries", len(d.GetEntries())).
 		Msg("revocations applied")
 	return revAck(rev.Seq()), nil

@@ -716,6 +716,10 @@ func TestRevocationsFlowAndSurviveRestart(t *testing.T) {
 	if got := gaugeValue(t, e.client.revSeq); got != float64(seq) {
 		t.Errorf("gw_edge_revocation_seq = %v, want %d", got, seq)
 	}
+	// The deltas set the lag: positive, and far below the test's bounds.
+	if got := gaugeValue(t, e.client.revLag); got <= 0 || got > 30 {
+		t.Errorf("gw_edge_revocation_lag_seconds = %v, want a small positive lag", got)
+	}
 
 	// Stopping the edge persists the set; a restart without the control
 	// plane enforces it, and reconnecting resumes from the held seq.

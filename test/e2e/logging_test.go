@@ -30,11 +30,11 @@ func TestTelemetryLoggingOutput(t *testing.T) {
 	t.Run("default format with prefix", func(t *testing.T) {
 		e := testenv.Start(t, "gw-edge", bins.Edge, "run", "-c", cfg(`{"level": "INFO", "prefix": "[EDGE-E2E]", "stdout": true}`),
 			"--listen", "127.0.0.1:0")
-		line := regexp.MustCompile(`^\[EDGE-E2E\] \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d\.\d{3} ▶ WARNING backend call failed .*reason=status`)
+		line := regexp.MustCompile(`^\[EDGE-E2E\] \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d\.\d{3} ` + "\x1b\\[33m▶ WARNING\x1b\\[0m" + ` backend call failed .*reason=status`)
 		var addr string
 		testenv.Eventually(t, 10*time.Second, func() error {
 			for _, l := range e.Lines() {
-				if m := regexp.MustCompile(`^\[EDGE-E2E\] \d{4}/\d\d/\d\d - [0-9:.]+ ▶ INFO listening addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(l); m != nil {
+				if m := regexp.MustCompile(`^\[EDGE-E2E\] \d{4}/\d\d/\d\d - [0-9:.]+ ▶ INFO` + "\x1b\\[0m" + ` listening addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(l); m != nil {
 					addr = m[1]
 				}
 			}
@@ -84,6 +84,39 @@ func TestTelemetryLoggingOutput(t *testing.T) {
 		for _, l := range e.Lines() {
 			if strings.Contains(l, "[DROPPED]") {
 				t.Errorf("logstash line carries the prefix: %q", l)
+			}
+		}
+	})
+	// format custom: go-logging's pattern, as KrakenD CE 2.12.1 renders it
+	// (compared by hand against /work/ref/krakend with this pattern): the
+	// record id, the module, a cut level, the level's color, no prefix.
+	t.Run("custom", func(t *testing.T) {
+		e := testenv.Start(t, "gw-edge", bins.Edge, "run", "-c", cfg(`{"level": "INFO", "prefix": "[DROPPED]", "stdout": true, "format": "custom", "custom_format": "%{id} %{program} [%{module}] %{level:.4s} %{level:-8s}| %{color}%{message}%{color:reset}"}`),
+			"--listen", "127.0.0.1:0")
+		listening := regexp.MustCompile(`^(\d+) gw-edge \[KRAKEND\] INFO INFO    \| listening addr=(127\.0\.0\.1:\d+) .*` + "\x1b\\[0m$")
+		var addr string
+		testenv.Eventually(t, 10*time.Second, func() error {
+			for _, l := range e.Lines() {
+				if m := listening.FindStringSubmatch(l); m != nil {
+					addr = m[2]
+					return nil
+				}
+			}
+			return errorf("no custom listening line yet: %q", e.Lines())
+		})
+		testenv.Get(t, "http://"+addr+"/fail")
+		warn := regexp.MustCompile(`^\d+ gw-edge \[KRAKEND\] WARN WARNING \| ` + "\x1b\\[33m" + `backend call failed .*reason=status.*` + "\x1b\\[0m$")
+		testenv.Eventually(t, 10*time.Second, func() error {
+			for _, l := range e.Lines() {
+				if warn.MatchString(l) {
+					return nil
+				}
+			}
+			return errorf("no custom warning line in %q", e.Lines())
+		})
+		for _, l := range e.Lines() {
+			if strings.Contains(l, "[DROPPED]") {
+				t.Errorf("custom line carries the prefix: %q", l)
 			}
 		}
 	})

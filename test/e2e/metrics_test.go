@@ -90,6 +90,8 @@ func TestMetricsBreakerAndBackendErrors(t *testing.T) {
 		{`gw_edge_backend_errors_total{` + backend + `,reason="status"}`, 2},
 		{`gw_edge_backend_errors_total{` + backend + `,reason="refused"}`, 1},
 		{`gw_edge_requests_total{code_class="5xx",endpoint="GET /cb"}`, 3},
+		// Two calls were sent; the refused one never left the edge.
+		{`gw_edge_backend_duration_seconds_count{` + backend + `}`, 2},
 	}
 	for _, c := range checks {
 		if got, ok := scrape(t, base, c.series); !ok || got != c.want {

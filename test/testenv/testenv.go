@@ -255,6 +255,8 @@ type ControlPlane struct {
 	Token   string
 	// Metrics is the /metrics address when started with --metrics-listen.
 	Metrics string
+	// Fleet is the fleet page's address when started with --fleet-listen.
+	Fleet string
 }
 
 // StartControlPlane runs gw-controlplane with its store in dataDir. Ports
@@ -279,6 +281,7 @@ func (cp *ControlPlane) readAddrs(t testing.TB, from int) {
 	cp.Admin, _ = m["admin"].(string)
 	cp.Sync, _ = m["sync"].(string)
 	cp.Metrics, _ = m["metrics"].(string)
+	cp.Fleet, _ = m["fleet"].(string)
 	if cp.Admin == "" || cp.Sync == "" {
 		t.Fatalf("gw-controlplane listening line lacks addresses: %v", m)
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/apigw/gateway/controlplane/pki"
 	"github.com/apigw/gateway/controlplane/service"
+	"github.com/apigw/gateway/controlplane/store"
 )
 
 func main() {
@@ -86,6 +87,7 @@ type Config struct {
 	InsecureSync     bool          // allow a non-loopback sync listener without mTLS
 	CertWarnBefore   time.Duration // warn while the sync certificate expires within this
 	MetricsListen    string        // "" = no metrics listener
+	FleetListen      string        // "" = no fleet page
 	Keepalive        time.Duration
 	ShutdownTimeout  time.Duration
 	RevocationTTL    time.Duration // lifetime of a revocation without expiry when the config has no revoker ttl
@@ -95,6 +97,8 @@ type Config struct {
 	AdmissionRate    int           // new sync streams per second (burst twice that)
 	LogLevel         string
 	LogFormat        string // json or console
+	AuditLog         string // "" = the process log, "-" = stdout, else a file appended to
+	AuditRetain      int    // audit records kept in the store (0 = store.DefaultAuditRetain)
 }
 
 // tokenFile returns the admin token path, defaulting into the data dir.
@@ -122,6 +126,13 @@ func (c *Config) Validate() error {
 	if c.MetricsListen != "" {
 		if err := checkListen(c.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("--metrics-listen: %w", err))
+		}
+	}
+	if c.FleetListen != "" {
+		if err := checkListen(c.FleetListen); err != nil {
+			errs = append(errs, fmt.Errorf("--fleet-listen: %w", err))
+		} else if !c.AdminAllowRemote && !isLoopback(c.FleetListen) {
+			errs = append(errs, fmt.Errorf("--fleet-listen: %q is not a loopback address; like the admin API it needs --admin-allow-remote (and TLS) to be exposed", c.FleetListen))
 		}
 	}
 	if (c.AdminTLSCert == "") != (c.AdminTLSKey == "") {
@@ -156,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AdmissionRate <= 0 {
 		errs = append(errs, fmt.Errorf("--admission-rate: must be positive, got %d", c.AdmissionRate))
+	}
+	if c.AuditRetain < 0 {
+		errs = append(errs, fmt.Errorf("--audit-retain: must be positive, got %d", c.AuditRetain))
 	}
 	if c.RevocationGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--revocation-grace: must be positive, got %s", c.RevocationGrace))
@@ -250,6 +264,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"warn (log, gw_controlplane_sync_cert_expiry_timestamp_seconds, gwctl status) while the sync TLS certificate expires within this; also logged when an edge connects with a client certificate expiring within it")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "",
 		"host:port serving Prometheus metrics on /metrics; off when empty")
+	fs.StringVar(&c.FleetListen, "fleet-listen", "",
+		"host:port serving the read-only fleet page (HTML; any admin token, as the basic-auth password or a bearer token); off when empty. Off loopback it needs --admin-allow-remote and TLS, from the admin TLS flags or the built-in PKI, and --admin-tls-client-ca applies")
 	fs.DurationVar(&c.Keepalive, "keepalive", 10*time.Second,
 		"interval of keepalive messages on every edge stream")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second,
@@ -264,6 +280,10 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"new sync streams accepted per second (bursts of twice that); more are refused and the edges retry with backoff")
 	fs.DurationVar(&c.RevocationGrace, "revocation-grace", service.DefaultRevocationGrace,
 		"how long an expired revocation stays in the log before it is deleted (covers edges with a slow clock)")
+	fs.StringVar(&c.AuditLog, "audit-log", "",
+		"where audit records (push, rollback, revoke, certificates, refused calls) are written as JSON lines besides the store (gwctl audit): empty for the process log (log=audit, whatever --log-level), - for stdout, else a file appended to and synced per record")
+	fs.IntVar(&c.AuditRetain, "audit-retain", store.DefaultAuditRetain,
+		"audit records the store keeps (gwctl audit); the oldest are deleted beyond it")
 	fs.StringVar(&c.LogLevel, "log-level", "info",
 		"log level: trace, debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", defaultFormat,

@@ -427,3 +427,69 @@ func TestTokenFileExplicitPath(t *testing.T) {
 		t.Fatal("an empty token file was accepted")
 	}
 }
+
+// TestRunAuditLogFileAndRestart: --audit-log appends one JSON line per
+// record to the file, and the records are in the store after a restart.
+func TestRunAuditLogFileAndRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := validConfig(dir)
+	cfg.AuditLog = filepath.Join(dir, "audit.jsonl")
+	admin, _, stop, _ := runCP(t, cfg)
+	raw, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(raw)))
+	client := func(addr string) gatewayv1.AdminServiceClient {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return gatewayv1.NewAdminServiceClient(cc)
+	}
+	ac := client(admin)
+	if _, err := ac.Status(ctx, &gatewayv1.StatusRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Status without token: %v", err)
+	}
+	if _, err := ac.Push(authed, &gatewayv1.PushRequest{Source: &gatewayv1.ConfigSource{Filename: "g.json", Content: []byte(`{"version": 3, "endpoints": [{"endpoint": "/a", "backend": [{"host": ["http://127.0.0.1:1"], "url_pattern": "/a"}]}]}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(cfg.AuditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("audit log mode %v, want 0600", fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(cfg.AuditLog)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("audit log has %d lines, want 2:\n%s", len(lines), b)
+	}
+	var l map[string]any
+	if err := json.Unmarshal([]byte(lines[1]), &l); err != nil {
+		t.Fatal(err)
+	}
+	if l["log"] != "audit" || l["action"] != "push" || l["who"] != "token:admin" || l["outcome"] != "created" || l["time"] == nil {
+		t.Fatalf("audit line: %s", lines[1])
+	}
+
+	admin2, _, stop2, _ := runCP(t, cfg)
+	resp, err := client(admin2).ListAudit(authed, &gatewayv1.ListAuditRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.GetEntries()); n != 2 || resp.GetEntries()[0].GetAction() != "push" || resp.GetEntries()[1].GetCode() != "Unauthenticated" {
+		t.Fatalf("after restart, ListAudit = %v", resp)
+	}
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+}

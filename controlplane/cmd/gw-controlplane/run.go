@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -85,7 +86,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		}
 	}
 
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, storeFile))
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, storeFile), store.WithAuditRetain(cmp.Or(cfg.AuditRetain, store.DefaultAuditRetain)))
 	if err != nil {
 		return err
 	}
@@ -100,9 +101,16 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		return err
 	}
 
+	auditLog, closeAudit, err := openAuditLog(cfg.AuditLog, log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+
 	svc, err := service.New(service.Config{
 		Store:           st,
 		Logger:          log,
+		AuditLogger:     &auditLog,
 		Signer:          signer,
 		CA:              ca,
 		CertWarnBefore:  cfg.CertWarnBefore,
@@ -130,6 +138,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 	}
 	adminSrv := grpc.NewServer(adminOpts...)
 	svc.RegisterAdmin(adminSrv)
+	svc.AuditRefusals(auth)
 	syncOpts := []grpc.ServerOption{
 		kaEnforce,
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -164,6 +173,30 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 
+	var fleetSrv *http.Server
+	var fleetLis net.Listener
+	if cfg.FleetListen != "" {
+		fc := *cfg
+		fc.AdminListen = cfg.FleetListen // the admin listener's TLS rules, for this address
+		tc, _, err := adminTLSConfig(&fc)
+		if err != nil {
+			return fmt.Errorf("fleet page tls: %w", err)
+		}
+		if tc == nil && !isLoopback(cfg.FleetListen) {
+			return fmt.Errorf("--fleet-listen %s is not a loopback address and has no TLS: give --admin-tls-cert and --admin-tls-key or run `gw-controlplane ca init`", cfg.FleetListen)
+		}
+		if fleetLis, err = lc.Listen(ctx, "tcp", cfg.FleetListen); err != nil {
+			return fmt.Errorf("listen fleet: %w", err)
+		}
+		defer fleetLis.Close()
+		if tc != nil {
+			tc = tc.Clone()
+			tc.NextProtos = []string{"h2", "http/1.1"}
+			fleetLis = tls.NewListener(fleetLis, tc)
+		}
+		fleetSrv = &http.Server{Handler: svc.FleetPageHandler(auth), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
+	}
+
 	ev := log.Info().
 		Str("admin", adminLis.Addr().String()).
 		Str("admin_tls", adminTLSSource).
@@ -174,6 +207,9 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		Str("data_dir", cfg.DataDir)
 	if metricsLis != nil {
 		ev = ev.Str("metrics", metricsLis.Addr().String())
+	}
+	if fleetLis != nil {
+		ev = ev.Str("fleet", fleetLis.Addr().String())
 	}
 	ev.Msg("listening")
 
@@ -210,9 +246,17 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 			return nil
 		})
 	}
+	if fleetSrv != nil {
+		g.Go(func() error {
+			if err := fleetSrv.Serve(fleetLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve fleet: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done() // a signal, or one of the servers failed
-		shutdown(cfg.ShutdownTimeout, log, svc, metricsSrv, adminSrv, syncSrv)
+		shutdown(cfg.ShutdownTimeout, log, svc, []*http.Server{metricsSrv, fleetSrv}, adminSrv, syncSrv)
 		return nil
 	})
 	return g.Wait()
@@ -221,7 +265,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 // shutdown stops accepting, ends the edge streams (they reconnect to another
 // replica or to us after a restart), lets in-flight admin calls finish within
 // timeout, then closes whatever is left.
-func shutdown(timeout time.Duration, log zerolog.Logger, svc *service.Service, metricsSrv *http.Server, servers ...*grpc.Server) {
+func shutdown(timeout time.Duration, log zerolog.Logger, svc *service.Service, httpSrvs []*http.Server, servers ...*grpc.Server) {
 	log.Info().Dur("timeout", timeout).Msg("shutting down")
 	var wg sync.WaitGroup
 	// Sync streams never end by themselves; closing the service ends them,
@@ -247,9 +291,12 @@ func shutdown(timeout time.Duration, log zerolog.Logger, svc *service.Service, m
 		}
 		<-stopped
 	}
-	if metricsSrv != nil {
+	for _, hs := range httpSrvs {
+		if hs == nil {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		_ = metricsSrv.Shutdown(ctx)
+		_ = hs.Shutdown(ctx)
 		cancel()
 	}
 	wg.Wait()
@@ -308,6 +355,16 @@ func syncTransportCredentials(cfg *Config) (*syncTLS, error) {
 // The certificate is re-read when its files change. The source is "flags",
 // "builtin-pki" or "none".
 func adminTransportCredentials(cfg *Config) (credentials.TransportCredentials, string, error) {
+	tc, source, err := adminTLSConfig(cfg)
+	if tc == nil || err != nil {
+		return nil, source, err
+	}
+	return credentials.NewTLS(tc), source, nil
+}
+
+// adminTLSConfig is adminTransportCredentials' TLS configuration (nil:
+// plaintext), which the fleet page's listener shares.
+func adminTLSConfig(cfg *Config) (*tls.Config, string, error) {
 	certFile, keyFile, source := cfg.AdminTLSCert, cfg.AdminTLSKey, "flags"
 	if certFile == "" {
 		if (isLoopback(cfg.AdminListen) && cfg.AdminTLSClientCA == "") || !pki.Exists(cfg.DataDir) {
@@ -333,7 +390,7 @@ func adminTransportCredentials(cfg *Config) (credentials.TransportCredentials, s
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 		source += "+client-ca"
 	}
-	return credentials.NewTLS(tc), source, nil
+	return tc, source, nil
 }
 
 // watchCertExpiry sets the expiry metric and warns, at start and then
@@ -361,4 +418,45 @@ func watchCertExpiry(ctx context.Context, cert *tlsfile.Reloader, warnBefore tim
 			check(now)
 		}
 	}
+}
+
+// openAuditLog returns the logger audit records are written to: the
+// process log (at info whatever --log-level, tagged log=audit) for "",
+// stdout for "-", else the file at path, appended to (0600) and synced
+// after every record. zerolog writes each record in one write(2), which
+// O_APPEND keeps whole even if several processes share the file.
+func openAuditLog(path string, log zerolog.Logger) (zerolog.Logger, func(), error) {
+	switch path {
+	case "":
+		return log.Level(zerolog.InfoLevel).With().Str("log", "audit").Logger(), func() {}, nil
+	case "-":
+		return zerolog.New(os.Stdout).With().Timestamp().Str("log", "audit").Logger(), func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return zerolog.Logger{}, nil, fmt.Errorf("open audit log: %w", err)
+	}
+	closeFn := func() {
+		if err := f.Close(); err != nil {
+			log.Error().Err(err).Msg("close audit log")
+		}
+	}
+	return zerolog.New(syncedFile{f, log}).With().Timestamp().Str("log", "audit").Logger(), closeFn, nil
+}
+
+// syncedFile fsyncs after each write, so an audit record written is on
+// disk (the store has it too; this is the stream for log shippers).
+type syncedFile struct {
+	f   *os.File
+	log zerolog.Logger
+}
+
+func (s syncedFile) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	if err == nil {
+		if serr := s.f.Sync(); serr != nil {
+			s.log.Error().Err(serr).Msg("sync audit log")
+		}
+	}
+	return n, err
 }

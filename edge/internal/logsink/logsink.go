@@ -9,7 +9,8 @@
 // logger, never through zerolog's global level. Logging is off the request
 // path; rendering parses the zerolog event.
 //
-// logsink imports nothing from the project.
+// logsink imports nothing from the project but internal/gologfmt (go-logging's
+// pattern language, for format custom).
 package logsink
 
 import (
@@ -25,16 +26,22 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/apigw/gateway/internal/gologfmt"
 )
 
 // Settings are a snapshot's telemetry/logging output settings.
 type Settings struct {
-	// Format is "default" (KrakenD's text pattern) or "logstash"; ""
-	// keeps the process's own rendering (and ignores the rest).
+	// Format is "default" (KrakenD's text pattern), "logstash" or
+	// "custom" (CustomFormat); "" keeps the process's own rendering (and
+	// ignores the rest).
 	Format string
-	Prefix string
-	Stdout bool
-	Syslog bool
+	// CustomFormat is go-logging's pattern for format custom
+	// (internal/gologfmt); as in KrakenD, the prefix is not written then.
+	CustomFormat string
+	Prefix       string
+	Stdout       bool
+	Syslog       bool
 	// Facility is local0..local7; anything else is local3, as in KrakenD.
 	Facility string
 	// Level is the configured level (debug, info, warn, error): KrakenD
@@ -51,11 +58,14 @@ type Sink struct {
 	cur    atomic.Pointer[state]
 	mu     sync.Mutex // serialises Apply
 	now    func() time.Time
+	// ids numbers the rendered events, as go-logging's record ids.
+	ids atomic.Uint64
 }
 
 type state struct {
-	set Settings
-	sys io.WriteCloser // nil without syslog
+	set    Settings
+	sys    io.WriteCloser    // nil without syslog
+	custom *gologfmt.Pattern // format custom
 }
 
 // New returns a Sink writing to base until Apply; stdout is where rendered
@@ -82,6 +92,13 @@ func (s *Sink) Apply(set Settings) error {
 		return nil
 	}
 	next := &state{set: set}
+	if set.Format == "custom" {
+		pat, err := gologfmt.Parse(set.CustomFormat)
+		if err != nil {
+			return fmt.Errorf("telemetry/logging custom_format: %w", err)
+		}
+		next.custom = pat
+	}
 	if set.Format != "" && set.Syslog {
 		w, err := s.dial(severity(set.Level)|facility(set.Facility), set.Prefix)
 		if err != nil {
@@ -104,7 +121,7 @@ func (s *Sink) Close() {
 	old := s.cur.Load()
 	set := old.set
 	set.Syslog = false
-	s.cur.Store(&state{set: set})
+	s.cur.Store(&state{set: set, custom: old.custom})
 	if old.sys != nil {
 		old.sys.Close()
 	}
@@ -125,10 +142,11 @@ func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 	if !st.set.Stdout && st.sys == nil {
 		return len(p), nil // KrakenD: stdout false and no syslog writes nothing
 	}
-	line := s.render(st.set, l, p)
+	msg := eventMessage(p)
+	line := s.render(st, l, msg)
 	if st.set.Stdout {
 		prefixed := line
-		if st.set.Prefix != "" && st.set.Format != "logstash" {
+		if st.set.Prefix != "" && st.set.Format == "default" {
 			prefixed = append([]byte(st.set.Prefix), line...)
 		}
 		if _, err := s.stdout.Write(prefixed); err != nil {
@@ -136,8 +154,10 @@ func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 		}
 	}
 	if st.sys != nil {
-		// The syslog tag carries the prefix already.
-		if _, err := st.sys.Write(line); err != nil {
+		// The syslog tag carries the prefix already; the line has
+		// krakend-gologging's syslog pattern whatever the format.
+		rec := gologfmt.Record{Time: s.now(), Level: goLevels[l], Module: "KRAKEND", Message: msg}
+		if _, err := st.sys.Write(syslogPattern.Append(nil, &rec)); err != nil {
 			return 0, err
 		}
 	}
@@ -151,26 +171,62 @@ var levelNames = map[zerolog.Level]string{
 	zerolog.PanicLevel: "CRITICAL", zerolog.NoLevel: "INFO",
 }
 
+// krakend-gologging's fixed patterns: the default format's, and the one
+// every syslog line is written with whatever the format.
+var (
+	defaultPattern = mustParse(` %{time:2006/01/02 - 15:04:05.000} %{color}▶ %{level}%{color:reset} %{message}`)
+	syslogPattern  = mustParse(`%{level} > %{message}`)
+)
+
+func mustParse(p string) *gologfmt.Pattern {
+	pat, err := gologfmt.Parse(p)
+	if err != nil {
+		panic(err)
+	}
+	return pat
+}
+
+// goLevels are go-logging's levels of zerolog's.
+var goLevels = map[zerolog.Level]gologfmt.Level{
+	zerolog.TraceLevel: gologfmt.Debug, zerolog.DebugLevel: gologfmt.Debug, zerolog.InfoLevel: gologfmt.Info,
+	zerolog.WarnLevel: gologfmt.Warning, zerolog.ErrorLevel: gologfmt.Error, zerolog.FatalLevel: gologfmt.Critical,
+	zerolog.PanicLevel: gologfmt.Critical, zerolog.NoLevel: gologfmt.Info,
+}
+
 // render turns a zerolog JSON event into KrakenD's line: the default
 // pattern " 2006/01/02 - 15:04:05.000 ▶ LEVEL message" or the logstash
 // object; the event's fields follow the message as key=value, sorted.
-func (s *Sink) render(set Settings, l zerolog.Level, p []byte) []byte {
+func (s *Sink) render(st *state, l zerolog.Level, msg string) []byte {
+	set := st.set
+	now := s.now()
+	level := levelNames[l]
+	if set.Format != "logstash" {
+		pat := defaultPattern
+		if st.custom != nil {
+			pat = st.custom
+		}
+		line := pat.Append(nil, &gologfmt.Record{Time: now, Level: goLevels[l], ID: s.ids.Add(1), Module: "KRAKEND", Message: msg})
+		// log.Logger ends every line with a newline.
+		if len(line) == 0 || line[len(line)-1] != '\n' {
+			line = append(line, '\n')
+		}
+		return line
+	}
+	var b bytes.Buffer
+	m, _ := json.Marshal(msg)
+	fmt.Fprintf(&b, `{"@timestamp":"%s", "@version": 1, "level": "%s", "message": %s, "module": "KRAKEND"}`,
+		now.UTC().Format("2006-01-02T15:04:05.000+00:00"), level, m)
+	b.WriteByte('\n')
+	return b.Bytes()
+}
+
+// eventMessage is an event's message followed by its fields.
+func eventMessage(p []byte) string {
 	msg, fields := parseEvent(p)
 	if len(fields) > 0 {
 		msg += " " + strings.Join(fields, " ")
 	}
-	now := s.now()
-	level := levelNames[l]
-	var b bytes.Buffer
-	if set.Format == "logstash" {
-		m, _ := json.Marshal(msg)
-		fmt.Fprintf(&b, `{"@timestamp":"%s", "@version": 1, "level": "%s", "message": %s, "module": "KRAKEND"}`,
-			now.UTC().Format("2006-01-02T15:04:05.000+00:00"), level, m)
-		b.WriteByte('\n')
-		return b.Bytes()
-	}
-	fmt.Fprintf(&b, " %s ▶ %s %s\n", now.Format("2006/01/02 - 15:04:05.000"), level, msg)
-	return b.Bytes()
+	return msg
 }
 
 // parseEvent returns the message of a zerolog JSON event and its other

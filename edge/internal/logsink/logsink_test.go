@@ -53,10 +53,12 @@ func TestFormats(t *testing.T) {
 		{"no telemetry/logging: the process's own output", Settings{},
 			"", `{"level":"warn","backend":"GET /a backend[0]","message":"backend call failed"}` + "\n"},
 		{"default with prefix", Settings{Format: "default", Prefix: "[EDGE]", Stdout: true},
-			"[EDGE] 2026/12/07 - 09:15:39.123 ▶ WARNING backend call failed backend=\"GET /a backend[0]\"\n", ""},
+			"[EDGE] 2026/12/07 - 09:15:39.123 \033[33m▶ WARNING\033[0m backend call failed backend=\"GET /a backend[0]\"\n", ""},
 		{"logstash drops the prefix", Settings{Format: "logstash", Prefix: "[EDGE]", Stdout: true},
 			`{"@timestamp":"2026-12-07T09:15:39.123+00:00", "@version": 1, "level": "WARNING", "message": "backend call failed backend=\"GET /a backend[0]\"", "module": "KRAKEND"}` + "\n", ""},
 		{"stdout false, no syslog: nothing, as KrakenD", Settings{Format: "default", Stdout: false}, "", ""},
+		{"custom drops the prefix", Settings{Format: "custom", CustomFormat: "%{id} [%{module}] %{level:.4s} %{color}%{message}%{color:reset} %{time:15:04:05.000}", Prefix: "[EDGE]", Stdout: true},
+			"1 [KRAKEND] WARN \033[33mbackend call failed backend=\"GET /a backend[0]\"\033[0m 09:15:39.123\n", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,7 +108,7 @@ func TestSyslog(t *testing.T) {
 	}
 	got := string(buf[:n])
 	// <facility*8 + severity>: local5 (21) and WARNING (4) = 172.
-	if !regexp.MustCompile(`^<172>.* gw\[\d+\]:  2026/12/07 - 09:15:39.123 ▶ ERROR upstream gone\n?$`).MatchString(got) {
+	if !regexp.MustCompile(`^<172>.* gw\[\d+\]: ERROR > upstream gone\n?$`).MatchString(got) {
 		t.Errorf("syslog datagram %q", got)
 	}
 	if !strings.HasPrefix(out.String(), "gw 2026/12/07") {

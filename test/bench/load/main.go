@@ -37,6 +37,27 @@ type scenario struct {
 	base   string
 	target string // the goal from the issue, shown next to the figure
 	jwt    bool   // send the benchmark's bearer token
+	// variant names the edge process that serves it ("" = the main one,
+	// which has no access log and no tracing): see variants.
+	variant string
+}
+
+// variants are edge processes with one observability feature on, each
+// over the same endpoints, so the table shows their cost next to the
+// plain proxy: the access log (written to stdout, a pipe this program
+// drains, as a log collector would) in KrakenD's format and in JSON, and
+// telemetry/opentelemetry tracing with nothing sampled (the trace
+// context is still written to the backend). A sampled request's cost is
+// BenchmarkTracing/sampled: here its spans would go to an exporter that
+// is not there.
+var variants = []struct {
+	name  string
+	extra string // the service's extra_config
+	flags []string
+}{
+	{name: "access-log-krakend", extra: `{}`, flags: []string{"--access-log", "krakend"}},
+	{name: "access-log-json", extra: `{}`, flags: []string{"--access-log", "json"}},
+	{name: "tracing-unsampled", extra: `{"router": {"disable_access_log": true}, "telemetry/opentelemetry": {"service_name": "bench", "trace_sample_rate": 0, "exporters": {"otlp": [{"name": "none", "host": "127.0.0.1", "port": 9}]}}}`},
 }
 
 var scenarios = []scenario{
@@ -48,15 +69,23 @@ var scenarios = []scenario{
 	{name: "allow filter (20 KB body)", path: "/allow20k", edge: true, base: "direct (backend, 20 KB JSON)"},
 	{name: "proxy + JWT (RS256)", path: "/jwt", edge: true, jwt: true, base: "direct (backend, small JSON)", target: ">= 35% (KrakenD CE: ~8%)"},
 	{name: "proxy + rate limit + breaker", path: "/protected", edge: true, base: "proxy (json)", target: ">= 90% of proxy (json)"},
+	{name: "proxy + access log (KrakenD line)", path: "/proxy-json", edge: true, variant: "access-log-krakend", base: "proxy (json)"},
+	{name: "proxy + access log (JSON)", path: "/proxy-json", edge: true, variant: "access-log-json", base: "proxy (json)"},
+	{name: "proxy + tracing (unsampled)", path: "/proxy-json", edge: true, variant: "tracing-unsampled", base: "proxy (json)"},
 }
 
 func edgeConfig(backend, validator string) string {
+	return edgeConfigWith(backend, validator, `{"router": {"disable_access_log": true}}`)
+}
+
+// edgeConfigWith is edgeConfig with another service extra_config.
+func edgeConfigWith(backend, validator, extra string) string {
 	return fmt.Sprintf(`{
   "version": 3,
   "name": "load benchmark",
   "timeout": "3s",
   "host": ["http://%s"],
-  "extra_config": {"router": {"disable_access_log": true}},
+  "extra_config": %s,
   "endpoints": [
     {"endpoint": "/proxy-json", "backend": [{"url_pattern": "/small"}]},
     {"endpoint": "/proxy-noop", "output_encoding": "no-op", "backend": [{"url_pattern": "/small"}]},
@@ -73,7 +102,7 @@ func edgeConfig(backend, validator string) string {
                         "qos/ratelimit/proxy": {"max_rate": 100000000}}}],
      "extra_config": {"qos/ratelimit/router": {"max_rate": 100000000, "client_max_rate": 100000000, "strategy": "ip"}}}
   ]
-}`, backend, validator)
+}`, backend, extra, validator)
 }
 
 type result struct {
@@ -133,6 +162,30 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 		return fmt.Errorf("start edge: %w", err)
 	}
 	defer stop(edge)
+	type proc struct {
+		cmd  *exec.Cmd
+		addr string
+	}
+	edges := map[string]proc{"": {edge, edgeAddr}}
+	for _, v := range variants {
+		used := false
+		for _, sc := range scenarios {
+			used = used || (sc.variant == v.name && (only == "" || strings.Contains(","+only+",", ","+sc.name+",")))
+		}
+		if !used {
+			continue
+		}
+		vcfg := filepath.Join(tmp, v.name+".json")
+		if err := os.WriteFile(vcfg, []byte(edgeConfigWith(backendAddr, iss.ValidatorConfig(), v.extra)), 0o600); err != nil {
+			return err
+		}
+		cmd, addr, err := startWithAddr(edgeBin, append([]string{"run", "-c", vcfg, "--listen", "127.0.0.1:0", "--log-format", "json"}, v.flags...)...)
+		if err != nil {
+			return fmt.Errorf("start edge %s: %w", v.name, err)
+		}
+		defer stop(cmd)
+		edges[v.name] = proc{cmd, addr}
+	}
 
 	results := map[string]result{}
 	for _, sc := range scenarios {
@@ -141,7 +194,7 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 		}
 		addr := backendAddr
 		if sc.edge {
-			addr = edgeAddr
+			addr = edges[sc.variant].addr
 		}
 		url := "http://" + addr + sc.path
 		var auth string
@@ -159,7 +212,7 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 		for i := 0; i < runs; i++ {
 			pid := 0
 			if sc.edge {
-				pid = edge.Process.Pid
+				pid = edges[sc.variant].cmd.Process.Pid
 			}
 			r, err := wrk(url, auth, duration, conns, pid)
 			if err != nil {

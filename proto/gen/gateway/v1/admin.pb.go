@@ -1472,6 +1472,413 @@ func (x *ListRevocationsResponse) GetSeq() uint64 {
 	return 0
 }
 
+// AuditEntry is one record of the control plane's audit log: a push,
+// rollback, revoke or certificate issued (whatever its outcome), or a call
+// the control plane refused (authentication, permission).
+type AuditEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq is assigned by the store: 1, 2, 3... in the order of the records.
+	Seq        uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	TimeUnixMs int64  `protobuf:"varint,2,opt,name=time_unix_ms,json=timeUnixMs,proto3" json:"time_unix_ms,omitempty"`
+	// who is the authenticated identity ("token:<name>", then ", cert:<id>"
+	// for a verified client certificate, then the author the client claimed
+	// in parentheses); "anonymous" when the call did not authenticate.
+	Who string `protobuf:"bytes,3,opt,name=who,proto3" json:"who,omitempty"`
+	// action: push, rollback, revoke, issue_certificate, or the method name
+	// of a refused call (status, history...).
+	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// outcome: created, unchanged (the content equals the current version),
+	// refused.
+	Outcome string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// code is the gRPC status code name of a refused call (OK otherwise).
+	Code string `protobuf:"bytes,6,opt,name=code,proto3" json:"code,omitempty"`
+	// reason is the refusal's message, or a short note.
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// peer is the client's address.
+	Peer string `protobuf:"bytes,8,opt,name=peer,proto3" json:"peer,omitempty"`
+	// version and sha256 name the version a push or rollback produced (or
+	// returned unchanged).
+	Version uint64 `protobuf:"varint,9,opt,name=version,proto3" json:"version,omitempty"`
+	Sha256  string `protobuf:"bytes,10,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// previous_version is the version the change was made on top of.
+	PreviousVersion uint64 `protobuf:"varint,11,opt,name=previous_version,json=previousVersion,proto3" json:"previous_version,omitempty"`
+	// rollback_of is the version a rollback copied.
+	RollbackOf uint64 `protobuf:"varint,12,opt,name=rollback_of,json=rollbackOf,proto3" json:"rollback_of,omitempty"`
+	// source is the pushed file's name.
+	Source string `protobuf:"bytes,13,opt,name=source,proto3" json:"source,omitempty"`
+	// violations counts what a refused push violated.
+	Violations uint32 `protobuf:"varint,14,opt,name=violations,proto3" json:"violations,omitempty"`
+	// diff summarises what the version changed against previous_version.
+	Diff *AuditDiff `protobuf:"bytes,15,opt,name=diff,proto3" json:"diff,omitempty"`
+	// revocation is the entry a revoke appended (or asked for, refused).
+	Revocation *RevocationEntry `protobuf:"bytes,16,opt,name=revocation,proto3" json:"revocation,omitempty"`
+	// node_id names the edge a certificate was issued to.
+	NodeId        string `protobuf:"bytes,17,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AuditEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetTimeUnixMs() int64 {
+	if x != nil {
+		return x.TimeUnixMs
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetWho() string {
+	if x != nil {
+		return x.Who
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetPreviousVersion() uint64 {
+	if x != nil {
+		return x.PreviousVersion
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetRollbackOf() uint64 {
+	if x != nil {
+		return x.RollbackOf
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetViolations() uint32 {
+	if x != nil {
+		return x.Violations
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetDiff() *AuditDiff {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetRevocation() *RevocationEntry {
+	if x != nil {
+		return x.Revocation
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// AuditDiff summarises the changes of a version: endpoints ("GET /a")
+// added, removed and changed, and whether the service level changed. Each
+// list is capped at 100 names; the counts are complete.
+type AuditDiff struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Added          []string               `protobuf:"bytes,1,rep,name=added,proto3" json:"added,omitempty"`
+	Removed        []string               `protobuf:"bytes,2,rep,name=removed,proto3" json:"removed,omitempty"`
+	Changed        []string               `protobuf:"bytes,3,rep,name=changed,proto3" json:"changed,omitempty"`
+	ServiceChanged bool                   `protobuf:"varint,4,opt,name=service_changed,json=serviceChanged,proto3" json:"service_changed,omitempty"`
+	AddedCount     uint32                 `protobuf:"varint,5,opt,name=added_count,json=addedCount,proto3" json:"added_count,omitempty"`
+	RemovedCount   uint32                 `protobuf:"varint,6,opt,name=removed_count,json=removedCount,proto3" json:"removed_count,omitempty"`
+	ChangedCount   uint32                 `protobuf:"varint,7,opt,name=changed_count,json=changedCount,proto3" json:"changed_count,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AuditDiff) Reset() {
+	*x = AuditDiff{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditDiff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditDiff) ProtoMessage() {}
+
+func (x *AuditDiff) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditDiff.ProtoReflect.Descriptor instead.
+func (*AuditDiff) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AuditDiff) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *AuditDiff) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *AuditDiff) GetChanged() []string {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+func (x *AuditDiff) GetServiceChanged() bool {
+	if x != nil {
+		return x.ServiceChanged
+	}
+	return false
+}
+
+func (x *AuditDiff) GetAddedCount() uint32 {
+	if x != nil {
+		return x.AddedCount
+	}
+	return 0
+}
+
+func (x *AuditDiff) GetRemovedCount() uint32 {
+	if x != nil {
+		return x.RemovedCount
+	}
+	return 0
+}
+
+func (x *AuditDiff) GetChangedCount() uint32 {
+	if x != nil {
+		return x.ChangedCount
+	}
+	return 0
+}
+
+type ListAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// limit caps the entries returned (0 = 50, at most 1000).
+	Limit uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// before_seq lists entries older than this seq (0 = from the newest).
+	BeforeSeq uint64 `protobuf:"varint,2,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`
+	// action keeps only entries with this action ("" = all).
+	Action        string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListAuditRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetBeforeSeq() uint64 {
+	if x != nil {
+		return x.BeforeSeq
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+type ListAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entries, newest first.
+	Entries []*AuditEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// next_before_seq continues the listing (0 on the last page).
+	NextBeforeSeq uint64 `protobuf:"varint,2,opt,name=next_before_seq,json=nextBeforeSeq,proto3" json:"next_before_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListAuditResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListAuditResponse) GetNextBeforeSeq() uint64 {
+	if x != nil {
+		return x.NextBeforeSeq
+	}
+	return 0
+}
+
 var File_gateway_v1_admin_proto protoreflect.FileDescriptor
 
 const file_gateway_v1_admin_proto_rawDesc = "" +
@@ -1581,7 +1988,50 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x16ListRevocationsRequest\"b\n" +
 	"\x17ListRevocationsResponse\x125\n" +
 	"\aentries\x18\x01 \x03(\v2\x1b.gateway.v1.RevocationEntryR\aentries\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq2\x93\x05\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xfb\x03\n" +
+	"\n" +
+	"AuditEntry\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12 \n" +
+	"\ftime_unix_ms\x18\x02 \x01(\x03R\n" +
+	"timeUnixMs\x12\x10\n" +
+	"\x03who\x18\x03 \x01(\tR\x03who\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x18\n" +
+	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x12\n" +
+	"\x04code\x18\x06 \x01(\tR\x04code\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x12\n" +
+	"\x04peer\x18\b \x01(\tR\x04peer\x12\x18\n" +
+	"\aversion\x18\t \x01(\x04R\aversion\x12\x16\n" +
+	"\x06sha256\x18\n" +
+	" \x01(\tR\x06sha256\x12)\n" +
+	"\x10previous_version\x18\v \x01(\x04R\x0fpreviousVersion\x12\x1f\n" +
+	"\vrollback_of\x18\f \x01(\x04R\n" +
+	"rollbackOf\x12\x16\n" +
+	"\x06source\x18\r \x01(\tR\x06source\x12\x1e\n" +
+	"\n" +
+	"violations\x18\x0e \x01(\rR\n" +
+	"violations\x12)\n" +
+	"\x04diff\x18\x0f \x01(\v2\x15.gateway.v1.AuditDiffR\x04diff\x12;\n" +
+	"\n" +
+	"revocation\x18\x10 \x01(\v2\x1b.gateway.v1.RevocationEntryR\n" +
+	"revocation\x12\x17\n" +
+	"\anode_id\x18\x11 \x01(\tR\x06nodeId\"\xe9\x01\n" +
+	"\tAuditDiff\x12\x14\n" +
+	"\x05added\x18\x01 \x03(\tR\x05added\x12\x18\n" +
+	"\aremoved\x18\x02 \x03(\tR\aremoved\x12\x18\n" +
+	"\achanged\x18\x03 \x03(\tR\achanged\x12'\n" +
+	"\x0fservice_changed\x18\x04 \x01(\bR\x0eserviceChanged\x12\x1f\n" +
+	"\vadded_count\x18\x05 \x01(\rR\n" +
+	"addedCount\x12#\n" +
+	"\rremoved_count\x18\x06 \x01(\rR\fremovedCount\x12#\n" +
+	"\rchanged_count\x18\a \x01(\rR\fchangedCount\"_\n" +
+	"\x10ListAuditRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x1d\n" +
+	"\n" +
+	"before_seq\x18\x02 \x01(\x04R\tbeforeSeq\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\"m\n" +
+	"\x11ListAuditResponse\x120\n" +
+	"\aentries\x18\x01 \x03(\v2\x16.gateway.v1.AuditEntryR\aentries\x12&\n" +
+	"\x0fnext_before_seq\x18\x02 \x01(\x04R\rnextBeforeSeq2\xdd\x05\n" +
 	"\fAdminService\x12E\n" +
 	"\bValidate\x12\x1b.gateway.v1.ValidateRequest\x1a\x1c.gateway.v1.ValidateResponse\x129\n" +
 	"\x04Push\x12\x17.gateway.v1.PushRequest\x1a\x18.gateway.v1.PushResponse\x129\n" +
@@ -1591,7 +2041,8 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\bRollback\x12\x1b.gateway.v1.RollbackRequest\x1a\x1c.gateway.v1.RollbackResponse\x12?\n" +
 	"\x06Revoke\x12\x19.gateway.v1.RevokeRequest\x1a\x1a.gateway.v1.RevokeResponse\x12Z\n" +
 	"\x0fListRevocations\x12\".gateway.v1.ListRevocationsRequest\x1a#.gateway.v1.ListRevocationsResponse\x12]\n" +
-	"\x10IssueCertificate\x12#.gateway.v1.IssueCertificateRequest\x1a$.gateway.v1.IssueCertificateResponseB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\x10IssueCertificate\x12#.gateway.v1.IssueCertificateRequest\x1a$.gateway.v1.IssueCertificateResponse\x12H\n" +
+	"\tListAudit\x12\x1c.gateway.v1.ListAuditRequest\x1a\x1d.gateway.v1.ListAuditResponseB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_admin_proto_rawDescOnce sync.Once
@@ -1605,7 +2056,7 @@ func file_gateway_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_admin_proto_rawDescData
 }
 
-var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_gateway_v1_admin_proto_goTypes = []any{
 	(*ConfigSource)(nil),             // 0: gateway.v1.ConfigSource
 	(*SourceFile)(nil),               // 1: gateway.v1.SourceFile
@@ -1630,50 +2081,59 @@ var file_gateway_v1_admin_proto_goTypes = []any{
 	(*RevokeResponse)(nil),           // 20: gateway.v1.RevokeResponse
 	(*ListRevocationsRequest)(nil),   // 21: gateway.v1.ListRevocationsRequest
 	(*ListRevocationsResponse)(nil),  // 22: gateway.v1.ListRevocationsResponse
-	(*FieldViolation)(nil),           // 23: gateway.v1.FieldViolation
-	(*RevocationEntry)(nil),          // 24: gateway.v1.RevocationEntry
+	(*AuditEntry)(nil),               // 23: gateway.v1.AuditEntry
+	(*AuditDiff)(nil),                // 24: gateway.v1.AuditDiff
+	(*ListAuditRequest)(nil),         // 25: gateway.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 26: gateway.v1.ListAuditResponse
+	(*FieldViolation)(nil),           // 27: gateway.v1.FieldViolation
+	(*RevocationEntry)(nil),          // 28: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.ConfigSource.rendered_from:type_name -> gateway.v1.SourceFile
 	0,  // 1: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
-	23, // 2: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
-	23, // 3: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
+	27, // 2: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
+	27, // 3: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
 	0,  // 4: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
 	9,  // 5: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
-	23, // 6: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
+	27, // 6: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
 	0,  // 7: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
 	8,  // 8: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
 	1,  // 9: gateway.v1.VersionInfo.rendered_from:type_name -> gateway.v1.SourceFile
-	23, // 10: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
+	27, // 10: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
 	9,  // 11: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
 	12, // 12: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
 	9,  // 13: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
 	9,  // 14: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	24, // 15: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	24, // 16: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
-	2,  // 17: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	4,  // 18: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	6,  // 19: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	10, // 20: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	15, // 21: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	17, // 22: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	19, // 23: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	21, // 24: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	13, // 25: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
-	3,  // 26: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	5,  // 27: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	7,  // 28: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	11, // 29: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	16, // 30: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	18, // 31: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	20, // 32: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	22, // 33: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	14, // 34: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
-	26, // [26:35] is the sub-list for method output_type
-	17, // [17:26] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	28, // 15: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	28, // 16: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	24, // 17: gateway.v1.AuditEntry.diff:type_name -> gateway.v1.AuditDiff
+	28, // 18: gateway.v1.AuditEntry.revocation:type_name -> gateway.v1.RevocationEntry
+	23, // 19: gateway.v1.ListAuditResponse.entries:type_name -> gateway.v1.AuditEntry
+	2,  // 20: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	4,  // 21: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	6,  // 22: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	10, // 23: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	15, // 24: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	17, // 25: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	19, // 26: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	21, // 27: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	13, // 28: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
+	25, // 29: gateway.v1.AdminService.ListAudit:input_type -> gateway.v1.ListAuditRequest
+	3,  // 30: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	5,  // 31: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	7,  // 32: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	11, // 33: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	16, // 34: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	18, // 35: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	20, // 36: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	22, // 37: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	14, // 38: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
+	26, // 39: gateway.v1.AdminService.ListAudit:output_type -> gateway.v1.ListAuditResponse
+	30, // [30:40] is the sub-list for method output_type
+	20, // [20:30] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }
@@ -1688,7 +2148,7 @@ func file_gateway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_admin_proto_rawDesc), len(file_gateway_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

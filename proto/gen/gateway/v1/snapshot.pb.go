@@ -772,14 +772,17 @@ type Logging struct {
 	Level  string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
 	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
 	Stdout bool   `protobuf:"varint,3,opt,name=stdout,proto3" json:"stdout,omitempty"`
-	// format is "default" (KrakenD's text pattern) or "logstash".
+	// format is "default" (KrakenD's text pattern), "logstash" or "custom".
 	Format string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
 	// syslog also writes every line to the local syslog, tagged with prefix,
 	// at syslog_facility (local0..local7, local3 otherwise).
 	Syslog         bool   `protobuf:"varint,5,opt,name=syslog,proto3" json:"syslog,omitempty"`
 	SyslogFacility string `protobuf:"bytes,6,opt,name=syslog_facility,json=syslogFacility,proto3" json:"syslog_facility,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// custom_format is the go-logging pattern of format "custom"
+	// (internal/gologfmt), checked by the control plane.
+	CustomFormat  string `protobuf:"bytes,130,opt,name=custom_format,json=customFormat,proto3" json:"custom_format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Logging) Reset() {
@@ -850,6 +853,13 @@ func (x *Logging) GetSyslog() bool {
 func (x *Logging) GetSyslogFacility() string {
 	if x != nil {
 		return x.SyslogFacility
+	}
+	return ""
+}
+
+func (x *Logging) GetCustomFormat() string {
+	if x != nil {
+		return x.CustomFormat
 	}
 	return ""
 }
@@ -5229,14 +5239,15 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eerror_body_405\x18\x0f \x01(\fR\ferrorBody405\x12=\n" +
 	"\x1bdisable_redirect_fixed_path\x18\x10 \x01(\bR\x18disableRedirectFixedPath\x122\n" +
 	"\x15disable_path_decoding\x18\x11 \x01(\bR\x13disablePathDecoding\x12*\n" +
-	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"\xa8\x01\n" +
+	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"\xce\x01\n" +
 	"\aLogging\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
 	"\x06stdout\x18\x03 \x01(\bR\x06stdout\x12\x16\n" +
 	"\x06format\x18\x04 \x01(\tR\x06format\x12\x16\n" +
 	"\x06syslog\x18\x05 \x01(\bR\x06syslog\x12'\n" +
-	"\x0fsyslog_facility\x18\x06 \x01(\tR\x0esyslogFacility\"\xf2\x01\n" +
+	"\x0fsyslog_facility\x18\x06 \x01(\tR\x0esyslogFacility\x12$\n" +
+	"\rcustom_format\x18\x82\x01 \x01(\tR\fcustomFormat\"\xf2\x01\n" +
 	"\aMetrics\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
 	"\x0elisten_address\x18\x02 \x01(\tR\rlistenAddress\x12%\n" +
