@@ -294,6 +294,13 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		v.botDetector(x.key("security/bot-detector"), b)
 	}
+	if c := e.ExtraConfig.CEL; c != nil {
+		noop := ""
+		if e.OutputEncoding == encodingNoOp {
+			noop = "endpoint"
+		}
+		v.celChecks(x.key("validation/cel"), c, e.ExtraConfig.JWT != nil, noop)
+	}
 	if l := e.ExtraConfig.JWTLimits; l != nil {
 		v.jwtLimits(x.key("apigw/jwt"), l, e.ExtraConfig.JWT)
 	}
@@ -398,6 +405,13 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 		if px.ShadowTimeout != nil {
 			v.positive(pp.field("shadow_timeout"), *px.ShadowTimeout)
 		}
+	}
+	if c := b.ExtraConfig.CEL; c != nil {
+		noop := ""
+		if e.OutputEncoding == encodingNoOp {
+			noop = "backend"
+		}
+		v.celChecks(x.key("validation/cel"), c, false, noop)
 	}
 	if rl := b.ExtraConfig.RateLimit; rl != nil {
 		v.backendRateLimit(x.key("qos/ratelimit/proxy"), rl)

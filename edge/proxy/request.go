@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/apigw/gateway/edge/cel"
 	"github.com/apigw/gateway/edge/internal/zerocopy"
 	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/qos/breaker"
@@ -22,8 +23,12 @@ import (
 
 // BackendConfig describes the request side of one backend call.
 type BackendConfig struct {
-	Name   string
-	Client *Client
+	Name string
+	// CEL is the backend's validation/cel (nil: none); CELParams the
+	// endpoint parameters under lura's names ("Id"), in slot order.
+	CEL       *cel.Checks
+	CELParams []string
+	Client    *Client
 	// Method is the upstream method.
 	Method string
 	// URLPattern is the backend path with optional fixed query
@@ -70,9 +75,11 @@ type BackendConfig struct {
 // Backend is a compiled backend call: the request template, the header and
 // query policies and its upstream Client. Immutable and safe for concurrent use.
 type Backend struct {
-	name   string
-	client *Client
-	method []byte
+	name      string
+	cel       *cel.Checks
+	celParams []string
+	client    *Client
+	method    []byte
 
 	path      []tmplPart // url_pattern before '?'
 	query     []tmplPart // url_pattern after '?'
@@ -137,6 +144,8 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 	}
 	b := &Backend{
 		name:      cfg.Name,
+		cel:       cfg.CEL,
+		celParams: cfg.CELParams,
 		client:    cfg.Client,
 		method:    []byte(cfg.Method),
 		catchSlot: -1,
@@ -382,6 +391,10 @@ func (in *Inbound) Clear() {
 		in.tmp = nil
 	}
 }
+
+// CEL returns the backend's validation/cel checks (nil: none) and the
+// parameter names its req_params uses.
+func (b *Backend) CEL() (*cel.Checks, []string) { return b.cel, b.celParams }
 
 // BuildRequest fills req (reset or fresh) with the call of b to host h for
 // the inbound request. prev holds the decoded responses of the earlier
