@@ -47,6 +47,8 @@ func TestValidateCELRules(t *testing.T) {
 			[]pair{{ns + "[0].check_expr", KindUnsupported}}},
 		{"no-op endpoint backend check", conf("", `{"endpoint": "/a", "output_encoding": "no-op", "backend": [{"url_pattern": "/x", "extra_config": {"validation/cel": [{"check_expr": "req_method == 'GET'"}]}}]}`),
 			[]pair{{bns + "[0].check_expr", KindUnsupported}}},
+		{"shadow backend", conf("", `{"endpoint": "/a", "backend": [{"url_pattern": "/x"}, {"url_pattern": "/y", "extra_config": {"proxy": {"shadow": true}, "validation/cel": [{"check_expr": "req_method == 'GET'"}]}}]}`),
+			[]pair{{`endpoints[0].backend[1].extra_config["validation/cel"]`, KindUnsupported}}},
 		{"not at service level", conf(`"extra_config": {"validation/cel": []}`, ep("/a", "")), []pair{{`extra_config["validation/cel"]`, KindUnsupported}}},
 	})
 }

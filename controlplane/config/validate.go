@@ -411,7 +411,11 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 		if e.OutputEncoding == encodingNoOp {
 			noop = "backend"
 		}
-		v.celChecks(x.key("validation/cel"), c, false, noop)
+		if px := b.ExtraConfig.Proxy; px != nil && px.Shadow {
+			v.vs.add(x.key("validation/cel"), KindUnsupported, "not supported on a shadow backend (its copy is fired and forgotten, without the backend stack's checks)")
+		} else {
+			v.celChecks(x.key("validation/cel"), c, false, noop)
+		}
 	}
 	if rl := b.ExtraConfig.RateLimit; rl != nil {
 		v.backendRateLimit(x.key("qos/ratelimit/proxy"), rl)

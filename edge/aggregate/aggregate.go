@@ -216,7 +216,7 @@ type call struct {
 	// it behind the breaker and rate limit, as KrakenD's stack does.
 	celReject bool
 	celIndex  cel.Rejection
-	celNow    string
+	celAt     time.Time
 }
 
 func (c *call) reset() {
@@ -227,7 +227,7 @@ func (c *call) reset() {
 	c.arrival = 0
 	c.value, c.raw = nil, nil
 	c.span = tracing.Call{}
-	c.celReject, c.celIndex, c.celNow = false, 0, ""
+	c.celReject, c.celIndex, c.celAt = false, 0, time.Time{}
 }
 
 // Exchange is the per-request workspace of a Pipe. Acquire one per

@@ -155,7 +155,7 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 // handler goroutine (they read the inbound request) over the request as
 // built for the backend.
 func (ex *Exchange) celRequest(c *call, chk *cel.Checks, names []string, in *proxy.Inbound) {
-	c.celNow = cel.Now(time.Now())
+	c.celAt = time.Now()
 	if !chk.HasRequest() {
 		return
 	}
@@ -163,7 +163,7 @@ func (ex *Exchange) celRequest(c *call, chk *cel.Checks, names []string, in *pro
 	for i := 0; i < in.Params.Len(); i++ {
 		o.ParamValues = append(o.ParamValues, in.Params.Value(i))
 	}
-	if n, ok := chk.CheckRequest(&o, c.celNow); !ok {
+	if n, ok := chk.CheckRequest(&o, c.celAt); !ok {
 		c.celReject, c.celIndex = true, n
 	}
 }
@@ -175,7 +175,7 @@ func (ex *Exchange) celResponse(c *call, chk *cel.Checks, status int) {
 		return
 	}
 	r := cel.Result{Complete: c.complete, Code: status, Value: c.value, Raw: c.raw}
-	if n, ok := chk.CheckResponse(&r, c.celNow); !ok {
+	if n, ok := chk.CheckResponse(&r, c.celAt); !ok {
 		c.ok, c.complete, c.value, c.raw, c.status = false, false, nil, nil, 0
 		c.reason, c.err = proxy.ReasonRejected, n
 	}

@@ -130,31 +130,33 @@ type Response interface {
 func Now(t time.Time) string { return t.Format(celenv.NowLayout) }
 
 // CheckRequest runs the request stage; the first rejection is returned
-// (ok true when every expression held). now is the request's `now`.
-func (c *Checks) CheckRequest(r Request, now string) (Rejection, bool) {
+// (ok true when every expression held). now is the time of the check
+// (krakend-cel takes it once per call, for both stages), formatted only
+// when an expression reads `now`.
+func (c *Checks) CheckRequest(r Request, now time.Time) (Rejection, bool) {
 	if !c.HasRequest() {
 		return 0, true
 	}
-	a := activation{req: r, now: now}
+	a := activation{req: r, at: now}
 	return run(c.request, &a)
 }
 
 // CheckResponse runs the response stage.
-func (c *Checks) CheckResponse(r Response, now string) (Rejection, bool) {
+func (c *Checks) CheckResponse(r Response, now time.Time) (Rejection, bool) {
 	if !c.HasResponse() {
 		return 0, true
 	}
-	a := activation{resp: r, now: now}
+	a := activation{resp: r, at: now}
 	return run(c.response, &a)
 }
 
 // CheckJWT runs the expressions on the verified claims (numbers as
 // float64, objects map[string]any, arrays []any); false rejects the token.
-func (c *Checks) CheckJWT(claims map[string]any, now string) bool {
+func (c *Checks) CheckJWT(claims map[string]any, now time.Time) bool {
 	if !c.HasJWT() {
 		return true
 	}
-	a := activation{jwt: claims, jwtSet: true, now: now}
+	a := activation{jwt: claims, jwtSet: true, at: now}
 	_, ok := run(c.jwt, &a)
 	return ok
 }
@@ -180,11 +182,15 @@ type activation struct {
 	resp   Response
 	jwt    map[string]any
 	jwtSet bool
-	now    string
+	at     time.Time
+	now    string // at formatted, once read
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
 	if name == celenv.Now {
+		if a.now == "" {
+			a.now = Now(a.at)
+		}
 		return a.now, true
 	}
 	if r := a.req; r != nil {

@@ -469,6 +469,10 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		bpath := fmt.Sprintf("%s.backend[%d]", path, j)
 		call := b.backendCall(bpath, e, be, params)
 		if be.GetShadow() {
+			if be.GetCel() != nil {
+				b.violate(bpath+".extra_config.validation/cel", violation.Unsupported, "not supported on a shadow backend")
+				continue
+			}
 			if call != nil {
 				timeout := time.Duration(be.GetShadowTimeoutMs()) * time.Millisecond
 				if timeout <= 0 {

@@ -228,7 +228,7 @@ type reqState struct {
 	log    *accesslog.Entry   // nil without an access log
 	trace  tracing.Request
 	celIn  cel.Inbound // validation/cel's req_* source
-	celNow string      // validation/cel's now, once per request
+	celAt  time.Time   // validation/cel's now, once per request
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -316,7 +316,7 @@ func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 	st.claims.tok = nil
 	st.limit = ratelimit.Decision{}
 	st.log = nil
-	st.celNow = ""
+	st.celAt = time.Time{}
 	if cap(st.buf) > 4<<10 {
 		st.buf = nil
 	}

@@ -263,7 +263,7 @@ func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState
 	// validation/cel's JWT expressions are a krakend-jose rejecter: they
 	// see every verified token, before the roles and scopes check (a
 	// rejected token is a 401 even when its roles would have been refused).
-	if tok != nil && ep.cel.HasJWT() && !ep.cel.CheckJWT(celClaims(tok), cel.Now(time.Now())) {
+	if tok != nil && ep.cel.HasJWT() && !ep.cel.CheckJWT(celClaims(tok), time.Now()) {
 		reason = auth.ReasonRejected
 	}
 	stage.End(reason != auth.ReasonOK, reason.String())
@@ -432,8 +432,8 @@ func (p *Plan) celRequest(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) 
 	}
 	*in = ep.celIn
 	in.Req, in.ClientIP, in.ParamValues = &ctx.Request, st.in.ClientIP, pv
-	st.celNow = cel.Now(time.Now())
-	n, ok := ep.cel.CheckRequest(in, st.celNow)
+	st.celAt = time.Now()
+	n, ok := ep.cel.CheckRequest(in, st.celAt)
 	clear(pv)
 	*in = cel.Inbound{ParamValues: pv[:0]}
 	if ok {
@@ -449,11 +449,11 @@ func (p *Plan) celResponse(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState,
 	if !r.HasData() {
 		return true
 	}
-	if st.celNow == "" {
-		st.celNow = cel.Now(time.Now())
+	if st.celAt.IsZero() {
+		st.celAt = time.Now()
 	}
 	res := cel.Result{Complete: r.Complete, Code: r.MetaStatus, Value: r.Value, Raw: r.Raw}
-	n, ok := ep.cel.CheckResponse(&res, st.celNow)
+	n, ok := ep.cel.CheckResponse(&res, st.celAt)
 	if ok {
 		return true
 	}

@@ -15,7 +15,7 @@ import (
 // celConfig is a validation/cel config: KrakenD's harness endpoint
 // /cel/req-resp/{id} and checks on numbers, error details, backend
 // responses, the query string, a partial merge, and a JWT rejecter
-// (/jwt/{id}, on issuer's tokens).
+// (/jwt/{id}, /jwt-num, on issuer's tokens).
 func celConfig(backendURL, validator string) string {
 	return fmt.Sprintf(`{
   "version": 3,
@@ -39,9 +39,11 @@ func celConfig(backendURL, validator string) string {
     {"endpoint": "/partial", "extra_config": {"validation/cel": [{"check_expr": "false && resp_completed"}]},
      "backend": [{"url_pattern": "/x"}, {"url_pattern": "/fail", "group": "g"}]},
     {"endpoint": "/jwt/{id}", "extra_config": {"auth/validator": %s, "validation/cel": [{"check_expr": "size(JWT.roles) > 1"}]},
+     "backend": [{"url_pattern": "/x"}]},
+    {"endpoint": "/jwt-num", "extra_config": {"auth/validator": %s, "validation/cel": [{"check_expr": "type(JWT.n) == double && JWT.n == 42 && JWT.o.x == 1"}]},
      "backend": [{"url_pattern": "/x"}]}
   ]
-}`, backendURL, validator)
+}`, backendURL, validator, validator)
 }
 
 // celBackend answers {"message":"pong","n":42}, and a 500 {"e":1} under /fail.
@@ -64,7 +66,7 @@ func checkCEL(t *testing.T, base string, is *testenv.Issuer) {
 	t.Helper()
 	const text, js = "text/plain; charset=utf-8", "application/json; charset=utf-8"
 	two, err := is.Sign(map[string]any{"iss": testenv.IssuerName, "aud": []string{testenv.IssuerAudience}, "sub": "u",
-		"exp": time.Now().Add(time.Hour).Unix(), "roles": []string{"a", "b"}})
+		"exp": time.Now().Add(time.Hour).Unix(), "roles": []string{"a", "b"}, "n": 42, "o": map[string]any{"x": 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +97,10 @@ func checkCEL(t *testing.T, base string, is *testenv.Issuer) {
 		{"response checks skipped after a backend error", "/partial", nil, 200, js, "false", `{"message":"pong","n":42}`},
 		{"cel-5 jwt rejected", "/jwt/1", map[string]string{"Authorization": "Bearer " + one}, 401, "", "", ""},
 		{"cel-6 jwt accepted", "/jwt/1", map[string]string{"Authorization": "Bearer " + two}, 200, js, "true", `{"message":"pong","n":42}`},
+		// krakend-jose decodes claims with numbers as float64 (observed:
+		// type(JWT.n) == double holds, JWT.n == '42' rejects).
+		{"jwt numbers are doubles", "/jwt-num", map[string]string{"Authorization": "Bearer " + two}, 200, js, "true", `{"message":"pong","n":42}`},
+		{"jwt numbers rejected", "/jwt-num", map[string]string{"Authorization": "Bearer " + one}, 401, "", "", ""},
 	}
 	for _, tc := range tests {
 		req, err := http.NewRequest(http.MethodGet, base+tc.path, nil)
