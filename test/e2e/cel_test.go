@@ -41,9 +41,13 @@ func celConfig(backendURL, validator string) string {
     {"endpoint": "/jwt/{id}", "extra_config": {"auth/validator": %s, "validation/cel": [{"check_expr": "size(JWT.roles) > 1"}]},
      "backend": [{"url_pattern": "/x"}]},
     {"endpoint": "/jwt-num", "extra_config": {"auth/validator": %s, "validation/cel": [{"check_expr": "type(JWT.n) == double && JWT.n == 42 && JWT.o.x == 1"}]},
+     "backend": [{"url_pattern": "/x"}]},
+    {"endpoint": "/jwt-roles", "extra_config": {"auth/validator": %s, "validation/cel": [{"check_expr": "size(JWT.roles) > 2"}]},
+     "backend": [{"url_pattern": "/x"}]},
+    {"endpoint": "/jwt-roles2", "extra_config": {"auth/validator": %[4]s, "validation/cel": [{"check_expr": "size(JWT.roles) > 1"}]},
      "backend": [{"url_pattern": "/x"}]}
   ]
-}`, backendURL, validator, validator)
+}`, backendURL, validator, validator, strings.TrimSuffix(validator, "}")+`, "roles_key": "roles", "roles": ["admin"]}`)
 }
 
 // celBackend answers {"message":"pong","n":42}, and a 500 {"e":1} under /fail.
@@ -101,6 +105,10 @@ func checkCEL(t *testing.T, base string, is *testenv.Issuer) {
 		// type(JWT.n) == double holds, JWT.n == '42' rejects).
 		{"jwt numbers are doubles", "/jwt-num", map[string]string{"Authorization": "Bearer " + two}, 200, js, "true", `{"message":"pong","n":42}`},
 		{"jwt numbers rejected", "/jwt-num", map[string]string{"Authorization": "Bearer " + one}, 401, "", "", ""},
+		// The CEL rejecter runs before the roles check (observed): 401
+		// when it rejects, the roles' 403 when it accepts.
+		{"jwt rejected before roles", "/jwt-roles", map[string]string{"Authorization": "Bearer " + two}, 401, "", "", ""},
+		{"jwt accepted, roles refused", "/jwt-roles2", map[string]string{"Authorization": "Bearer " + two}, 403, "", "", ""},
 	}
 	for _, tc := range tests {
 		req, err := http.NewRequest(http.MethodGet, base+tc.path, nil)
