@@ -159,7 +159,8 @@ func (ex *Exchange) celRequest(c *call, chk *cel.Checks, names []string, in *pro
 	if !chk.HasRequest() {
 		return
 	}
-	o := cel.Outbound{Req: &c.req, ParamNames: names, SkipAcceptEncoding: in.Gzip}
+	o := cel.Outbound{Req: &c.req, ParamNames: names, SkipAcceptEncoding: in.Gzip,
+		TemplateQuery: ex.pipe.backends[c.backend].Call.AppendTemplateQuery(nil, in, ex.parts)}
 	for i := 0; i < in.Params.Len(); i++ {
 		o.ParamValues = append(o.ParamValues, in.Params.Value(i))
 	}

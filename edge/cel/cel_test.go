@@ -181,6 +181,15 @@ func TestOutbound(t *testing.T) {
 	if n, ok := c.CheckRequest(o, time.Now()); !ok {
 		t.Fatalf("rejected by %d", n)
 	}
+	// url_pattern "/b/30?z=1": lura keeps its query in req_path.
+	c, err = cel.New(&gatewayv1.CelChecks{Request: []string{"req_path == '/b/30?z=1' && req_querystring == {'x': ['1']}"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o = &cel.Outbound{Req: request("http://backend:8080/b/30?z=1&x=1"), TemplateQuery: []byte("z=1")}
+	if _, ok := c.CheckRequest(o, time.Now()); !ok {
+		t.Fatal("url_pattern query: rejected")
+	}
 }
 
 func TestRejectionText(t *testing.T) {

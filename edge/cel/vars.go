@@ -108,12 +108,21 @@ type Outbound struct {
 	// SkipAcceptEncoding drops the Accept-Encoding the edge added itself
 	// (Go's transport adds it below lura's request).
 	SkipAcceptEncoding bool
+	// TemplateQuery is the url_pattern's own query, the head of Req's
+	// query string: lura keeps it in the path (req_path "/x?z=1"), and
+	// req_querystring holds only the forwarded client query.
+	TemplateQuery []byte
 
 	params map[string]string
 }
 
 func (o *Outbound) Method() string { return string(o.Req.Header.Method()) }
-func (o *Outbound) Path() string   { return string(o.Req.URI().Path()) }
+func (o *Outbound) Path() string {
+	if len(o.TemplateQuery) == 0 {
+		return string(o.Req.URI().Path())
+	}
+	return string(o.Req.URI().Path()) + "?" + string(o.TemplateQuery)
+}
 
 func (o *Outbound) Params() map[string]string {
 	if o.params == nil {
@@ -141,7 +150,16 @@ func (o *Outbound) Headers() map[string][]string {
 
 func (o *Outbound) Query() map[string][]string {
 	m := map[string][]string{}
-	for k, v := range o.Req.URI().QueryArgs().All() {
+	qs := o.Req.URI().QueryString()
+	if n := len(o.TemplateQuery); n > 0 {
+		if n >= len(qs) {
+			return m
+		}
+		qs = qs[n+1:] // the template, then '&'
+	}
+	var args fasthttp.Args
+	args.ParseBytes(qs)
+	for k, v := range args.All() {
 		ks := string(k)
 		m[ks] = append(m[ks], string(v))
 	}

@@ -457,6 +457,18 @@ func (b *Backend) appendPath(dst []byte, in *Inbound, prev []*fastjson.Value) []
 	return dst
 }
 
+// AppendTemplateQuery appends the query part of url_pattern, placeholders
+// filled: the first part of the call's query string (BuildRequest appends
+// the forwarded client query after it). lura keeps it in the request path,
+// apart from the forwarded query (validation/cel's req_path and
+// req_querystring at backend level).
+func (b *Backend) AppendTemplateQuery(dst []byte, in *Inbound, prev []*fastjson.Value) []byte {
+	for i := range b.query {
+		dst = appendPart(dst, &b.query[i], in, prev, true)
+	}
+	return dst
+}
+
 func (b *Backend) appendQuery(dst []byte, in *Inbound, prev []*fastjson.Value) []byte {
 	for i := range b.query {
 		dst = appendPart(dst, &b.query[i], in, prev, true)

@@ -36,6 +36,8 @@ func celConfig(backendURL, validator string) string {
        {"url_pattern": "/y", "group": "g", "extra_config": {"validation/cel": [{"check_expr": "resp_data.g.message == 'nope'"}]}}]},
     {"endpoint": "/query", "input_query_strings": ["a"],
      "extra_config": {"validation/cel": [{"check_expr": "req_querystring.a[0] == '1' && !('b' in req_querystring)"}]}, "backend": [{"url_pattern": "/x"}]},
+    {"endpoint": "/bq", "input_query_strings": ["a"], "backend": [{"url_pattern": "/x?z=1",
+       "extra_config": {"validation/cel": [{"check_expr": "req_path == '/x?z=1' && req_querystring == {'a': ['2']}"}]}}]},
     {"endpoint": "/partial", "extra_config": {"validation/cel": [{"check_expr": "false && resp_completed"}]},
      "backend": [{"url_pattern": "/x"}, {"url_pattern": "/fail", "group": "g"}]},
     {"endpoint": "/jwt/{id}", "extra_config": {"auth/validator": %s, "validation/cel": [{"check_expr": "size(JWT.roles) > 1"}]},
@@ -98,6 +100,8 @@ func checkCEL(t *testing.T, base string, is *testenv.Issuer) {
 		{"backend response rejected", "/bresp", nil, 200, js, "false", `{"message":"pong","n":42}`},
 		{"input_query_strings only", "/query?a=1&b=2", nil, 200, js, "true", `{"message":"pong","n":42}`},
 		{"query rejected", "/query?a=2", nil, 500, text, "false", "request aborted by evaluator #0"},
+		// lura keeps url_pattern's query in the backend request's path.
+		{"backend path and query", "/bq?a=2&b=3", nil, 200, js, "true", `{"message":"pong","n":42}`},
 		{"response checks skipped after a backend error", "/partial", nil, 200, js, "false", `{"message":"pong","n":42}`},
 		{"cel-5 jwt rejected", "/jwt/1", map[string]string{"Authorization": "Bearer " + one}, 401, "", "", ""},
 		{"cel-6 jwt accepted", "/jwt/1", map[string]string{"Authorization": "Bearer " + two}, 200, js, "true", `{"message":"pong","n":42}`},
