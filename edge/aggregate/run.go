@@ -144,7 +144,7 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 	c.backend = i
 	c.deadline = deadline
 	c.host = b.Call.Client().Pick()
-	b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
+	c.buildErr = b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
 	c.span = b.Call.StartTrace(&c.req, in)
 	if chk, names := b.Call.CEL(); chk != nil {
 		ex.celRequest(c, chk, names, in)
@@ -224,6 +224,13 @@ func (ex *Exchange) recoverCall(k int) {
 func (ex *Exchange) work(k int) {
 	c := &ex.calls[k]
 	call := ex.pipe.backends[c.backend].Call
+	if c.buildErr != nil {
+		// lura fails such a call before it is sent (a GraphQL mutation
+		// whose client body is not a JSON object).
+		c.err, c.reason = c.buildErr, proxy.ReasonRefused
+		c.span.End(0, c.reason.String())
+		return
+	}
 	t, err := call.Admit()
 	if err == nil && c.celReject {
 		// The breaker counts the rejection as a failure (it wraps
