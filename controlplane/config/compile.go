@@ -200,6 +200,10 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		out.Jwt = compileJWT(j, e.ExtraConfig.JWTLimits)
 		features[feature.AuthJWT] = true
 	}
+	if c := compileCEL(e.ExtraConfig.CEL, e.ExtraConfig.JWT != nil); c != nil {
+		out.Cel = c
+		features[feature.ValidationCEL] = true
+	}
 	if rl := e.ExtraConfig.RateLimit; rl != nil {
 		out.RateLimit = compileRouterRateLimit(rl)
 		features[feature.QoSRateLimit] = true
@@ -300,6 +304,10 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 	if m := b.ExtraConfig.Martian; m != nil {
 		out.Martian = compileMartian(m)
 		features[feature.ModifierMartian] = true
+	}
+	if c := compileCEL(b.ExtraConfig.CEL, false); c != nil {
+		out.Cel = c
+		features[feature.ValidationCEL] = true
 	}
 	if g := b.ExtraConfig.GraphQL; g != nil {
 		out.Graphql = compileGraphQL(g)

@@ -184,6 +184,8 @@ type EndpointExtra struct {
 	Trace *OTelLayer
 	// BotDetector is the endpoint's `security/bot-detector`.
 	BotDetector *BotDetector
+	// CEL is the endpoint's `validation/cel`; nil when absent.
+	CEL []CELCheck
 	// Signer is `auth/signer`.
 	Signer *Signer
 }
@@ -251,6 +253,8 @@ type BackendExtra struct {
 	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the
 	// backend does not override the service's.
 	Trace *OTelLayer
+	// CEL is the backend's `validation/cel`; nil when absent.
+	CEL []CELCheck
 }
 
 // BackendHTTPClient is the `backend/http/client` namespace.

@@ -39,6 +39,7 @@ var (
 		{"qos/ratelimit/router", func(d *decoder, n *node, p path, x *EndpointExtra) { x.RateLimit = d.routerRateLimit(n, p) }},
 		{"validation/json-schema", func(d *decoder, n *node, p path, x *EndpointExtra) { d.rawObject(&x.JSONSchema)(n, p) }},
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *EndpointExtra) { x.BotDetector = d.botDetector(n, p) }},
+		{"validation/cel", func(d *decoder, n *node, p path, x *EndpointExtra) { x.CEL = d.celChecks(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Trace = d.endpointOTel(n, p) }},
 		{"auth/signer", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Signer = d.signer(n, p) }},
 	}
@@ -50,6 +51,7 @@ var (
 		{"qos/circuit-breaker", func(d *decoder, n *node, p path, x *BackendExtra) { x.CircuitBreaker = d.circuitBreaker(n, p) }},
 		{"qos/http-cache", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTPCache = d.httpCache(n, p) }},
 		{"modifier/martian", func(d *decoder, n *node, p path, x *BackendExtra) { x.Martian = d.martian(n, p) }},
+		{"validation/cel", func(d *decoder, n *node, p path, x *BackendExtra) { x.CEL = d.celChecks(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *BackendExtra) { x.Trace = d.backendOTel(n, p) }},
 		{"backend/graphql", func(d *decoder, n *node, p path, x *BackendExtra) { x.GraphQL = d.graphQL(n, p) }},
 	}
@@ -68,6 +70,7 @@ var namespaceAliases = map[string]string{
 	"github_com/devopsfaith/krakend-cors":                          "security/cors",
 	"github_com/devopsfaith/krakend-httpsecure":                    "security/http",
 	"github_com/devopsfaith/krakend-botdetector":                   "security/bot-detector",
+	"github.com/devopsfaith/krakend-cel":                           "validation/cel",
 	"github.com/devopsfaith/krakend-martian":                       "modifier/martian",
 	"github.com/devopsfaith/krakend-jsonschema":                    "validation/json-schema",
 	"github.com/devopsfaith/krakend/http":                          "backend/http",

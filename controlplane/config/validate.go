@@ -297,6 +297,13 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		v.botDetector(x.key("security/bot-detector"), b)
 	}
+	if c := e.ExtraConfig.CEL; c != nil {
+		noop := ""
+		if e.OutputEncoding == encodingNoOp {
+			noop = "endpoint"
+		}
+		v.celChecks(x.key("validation/cel"), c, e.ExtraConfig.JWT != nil, noop)
+	}
 	if sg := e.ExtraConfig.Signer; sg != nil {
 		v.signer(p, e, sg)
 	}
@@ -403,6 +410,17 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 		v.flatmap(pp.field("flatmap_filter"), px.FlatmapFilter)
 		if px.ShadowTimeout != nil {
 			v.positive(pp.field("shadow_timeout"), *px.ShadowTimeout)
+		}
+	}
+	if c := b.ExtraConfig.CEL; c != nil {
+		noop := ""
+		if e.OutputEncoding == encodingNoOp {
+			noop = "backend"
+		}
+		if px := b.ExtraConfig.Proxy; px != nil && px.Shadow {
+			v.vs.add(x.key("validation/cel"), KindUnsupported, "not supported on a shadow backend (its copy is fired and forgotten, without the backend stack's checks)")
+		} else {
+			v.celChecks(x.key("validation/cel"), c, false, noop)
 		}
 	}
 	if rl := b.ExtraConfig.RateLimit; rl != nil {

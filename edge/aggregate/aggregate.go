@@ -34,6 +34,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/apigw/gateway/edge/cel"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/response"
 	"github.com/apigw/gateway/edge/tracing"
@@ -186,6 +187,14 @@ type Result struct {
 	// the call: answer 503 with Retry-After (seconds, at least 1), not 500.
 	Unavailable bool
 	RetryAfter  int64
+	// Errored is set when a backend failed without data (or a sequential
+	// chain stopped): lura's merge returned an error, so krakend-cel skips
+	// the endpoint's response expressions.
+	Errored bool
+	// MetaStatus is lura's Response.Metadata.StatusCode for validation/cel's
+	// resp_metadata_status: a single backend's failing status when
+	// return_error_details turned it into data, else 0.
+	MetaStatus int
 }
 
 // HasData reports whether the pipe produced something to render.
@@ -211,6 +220,12 @@ type call struct {
 	value    *fastjson.Value
 	raw      []byte
 	span     tracing.Call // the call's client span (zero when untraced)
+	// celReject is set by prepare when a validation/cel request
+	// expression rejected the call (celIndex says which): work then fails
+	// it behind the breaker and rate limit, as KrakenD's stack does.
+	celReject bool
+	celIndex  cel.Rejection
+	celAt     time.Time
 }
 
 func (c *call) reset() {
@@ -221,6 +236,7 @@ func (c *call) reset() {
 	c.arrival = 0
 	c.value, c.raw = nil, nil
 	c.span = tracing.Call{}
+	c.celReject, c.celIndex, c.celAt = false, 0, time.Time{}
 }
 
 // Exchange is the per-request workspace of a Pipe. Acquire one per

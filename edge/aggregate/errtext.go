@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 
+	"github.com/apigw/gateway/edge/cel"
 	"github.com/apigw/gateway/edge/proxy"
 )
 
@@ -72,6 +73,12 @@ func (ex *Exchange) appendCallError(dst []byte, c *call) []byte {
 		dst = append(dst, b.ErrPrefix...)
 		dst = append(dst, ' ')
 		return append(dst, c.req.URI().FullURI()...)
+	case c.reason == proxy.ReasonRejected:
+		// krakend-cel's error, unwrapped by lura's backend stack.
+		if r, ok := c.err.(cel.Rejection); ok {
+			return r.AppendText(dst)
+		}
+		return append(dst, c.err.Error()...)
 	case c.err != nil:
 		return proxy.AppendCallError(dst, c.req.Header.Method(), c.req.URI().FullURI(), c.err)
 	}

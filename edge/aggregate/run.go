@@ -3,6 +3,8 @@ package aggregate
 import (
 	"time"
 
+	"github.com/apigw/gateway/edge/cel"
+
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/response"
 )
@@ -144,6 +146,40 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 	c.host = b.Call.Client().Pick()
 	c.buildErr = b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
 	c.span = b.Call.StartTrace(&c.req, in)
+	if chk, names := b.Call.CEL(); chk != nil {
+		ex.celRequest(c, chk, names, in)
+	}
+}
+
+// celRequest runs the backend's validation/cel request expressions on the
+// handler goroutine (they read the inbound request) over the request as
+// built for the backend.
+func (ex *Exchange) celRequest(c *call, chk *cel.Checks, names []string, in *proxy.Inbound) {
+	c.celAt = time.Now()
+	if !chk.HasRequest() {
+		return
+	}
+	o := cel.Outbound{Req: &c.req, ParamNames: names, SkipAcceptEncoding: in.Gzip,
+		TemplateQuery: ex.pipe.backends[c.backend].Call.AppendTemplateQuery(nil, in, ex.parts)}
+	for i := 0; i < in.Params.Len(); i++ {
+		o.ParamValues = append(o.ParamValues, in.Params.Value(i))
+	}
+	if n, ok := chk.CheckRequest(&o, c.celAt); !ok {
+		c.celReject, c.celIndex = true, n
+	}
+}
+
+// celResponse runs the backend's response expressions on call c's data;
+// a rejection turns the call into a failure.
+func (ex *Exchange) celResponse(c *call, chk *cel.Checks, status int) {
+	if !chk.HasResponse() {
+		return
+	}
+	r := cel.Result{Complete: c.complete, Code: status, Value: c.value, Raw: c.raw}
+	if n, ok := chk.CheckResponse(&r, c.celAt); !ok {
+		c.ok, c.complete, c.value, c.raw, c.status = false, false, nil, nil, 0
+		c.reason, c.err = proxy.ReasonRejected, n
+	}
 }
 
 // launch runs call k on its own goroutine: the goroutine owns call slot k
@@ -196,6 +232,14 @@ func (ex *Exchange) work(k int) {
 		return
 	}
 	t, err := call.Admit()
+	if err == nil && c.celReject {
+		// The breaker counts the rejection as a failure (it wraps
+		// krakend-cel in KrakenD's backend stack).
+		c.reason, c.err = proxy.ReasonRejected, c.celIndex
+		call.Finish(t, true, false)
+		c.span.End(0, c.reason.String())
+		return
+	}
 	if err != nil {
 		// Kept for the error text (return_error_msg): a backend rate
 		// limit reads "rate limit exceded", as KrakenD writes it.
@@ -250,6 +294,9 @@ func (ex *Exchange) decode(k int) {
 			c.resp.Header.SetNoDefaultContentType(true)
 			c.value = response.BackendError(ex.scratch, k, b.ErrorDetailsKey, status, body, c.resp.Header.ContentType())
 			c.ok = true // data, but incomplete: KrakenD answers 200 + Completed false
+			if chk, _ := b.Call.CEL(); chk != nil {
+				ex.celResponse(c, chk, status)
+			}
 		}
 		return
 	}
@@ -259,8 +306,12 @@ func (ex *Exchange) decode(k int) {
 		return
 	}
 	// Zero copy only when it provably yields KrakenD's bytes.
+	chk, _ := b.Call.CEL()
 	if ex.pipe.raw && response.ValidObject(body) && response.Canonical(body) {
 		c.raw, c.ok, c.complete = body, true, true
+		if chk != nil {
+			ex.celResponse(c, chk, 0)
+		}
 		return
 	}
 	v, err := b.Format.Decode(ex.scratch, k, body)
@@ -270,6 +321,9 @@ func (ex *Exchange) decode(k int) {
 	}
 	c.value = b.Format.Apply(ex.scratch, k, v)
 	c.ok, c.complete = true, true
+	if chk != nil {
+		ex.celResponse(c, chk, 0)
+	}
 }
 
 // decide records the outcome of call k and reports whether it decided its
@@ -299,12 +353,12 @@ func (ex *Exchange) finish() {
 	p := ex.pipe
 	r := &ex.result
 	n := len(p.backends)
-	got, complete, errored := 0, true, false
+	got, complete, errored, notRun := 0, true, false, false
 	for i := 0; i < n; i++ {
 		k := ex.won[i]
 		switch {
 		case k == stateNotRun:
-			complete = false
+			complete, notRun = false, true
 			ex.parts[i] = nil
 			continue
 		case k < 0:
@@ -332,6 +386,7 @@ func (ex *Exchange) finish() {
 		got++
 	}
 	r.Complete = complete && got == n
+	r.Errored = errored || notRun
 
 	if n == 1 {
 		switch k := ex.won[0]; {
@@ -339,6 +394,7 @@ func (ex *Exchange) finish() {
 			r.Raw = ex.calls[k].raw
 		case k >= 0:
 			r.Value = ex.calls[k].value
+			r.MetaStatus = ex.calls[k].status
 			if r.Value == nil { // JSON null: an answer without data, rendered {}
 				r.Value = response.Merge(ex.scratch, nil)
 			}

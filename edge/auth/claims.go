@@ -20,6 +20,14 @@ type Claims struct {
 	m map[string]any
 }
 
+// Map returns the claims as decoded (shared: read only).
+func (c *Claims) Map() map[string]any {
+	if c == nil {
+		return nil
+	}
+	return c.m
+}
+
 // Get returns the top-level claim with this literal name (dots included).
 func (c *Claims) Get(name string) (any, bool) {
 	if c == nil {

@@ -47,6 +47,9 @@ const (
 	// set at boot and the control plane has not answered since, so whether
 	// the token is revoked is unknown; it gets 503 (fail closed).
 	ReasonRevocationsUnknown
+	// ReasonRejected: a `validation/cel` expression on the claims rejected
+	// the token (set by the caller, a krakend-jose rejecter: 401).
+	ReasonRejected
 	// ReasonRoles: none of the configured roles is in the roles claim (403).
 	ReasonRoles
 	// ReasonScopes: the scopes claim does not satisfy scopes_matcher (403).
@@ -70,6 +73,7 @@ var reasonNames = [numReasons]string{
 	ReasonAudience:           "audience",
 	ReasonRevoked:            "revoked",
 	ReasonRevocationsUnknown: "revocations_unknown",
+	ReasonRejected:           "cel_rejected",
 	ReasonRoles:              "roles",
 	ReasonScopes:             "scopes",
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/cel"
 	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos"
@@ -470,6 +471,10 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	if ep.schema, err = schema.New(e.GetJsonSchema()); err != nil {
 		b.violate(path+".extra_config.validation/json-schema", violation.Invalid, err.Error())
 	}
+	if ep.cel, err = cel.New(e.GetCel()); err != nil {
+		b.violate(path+".extra_config.validation/cel", violation.Invalid, err.Error())
+	}
+	ep.celIn = celInbound(e, params)
 
 	var answering []aggregate.Backend
 	var shadows []aggregate.Shadow
@@ -479,6 +484,10 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		bpath := fmt.Sprintf("%s.backend[%d]", path, j)
 		call := b.backendCall(bpath, e, be, params)
 		if be.GetShadow() {
+			if be.GetCel() != nil {
+				b.violate(bpath+".extra_config.validation/cel", violation.Unsupported, "not supported on a shadow backend")
+				continue
+			}
 			if call != nil {
 				timeout := time.Duration(be.GetShadowTimeoutMs()) * time.Millisecond
 				if timeout <= 0 {
@@ -534,6 +543,11 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		// the merge: aggregate.)
 		if len(answering) != 1 {
 			b.violate(path+".backend", violation.TooMany, "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
+			return nil
+		}
+		if chk, _ := calls[0].CEL(); chk != nil || ep.cel.HasResponse() {
+			b.violate(path+".extra_config.validation/cel", violation.Unsupported,
+				"a no-op endpoint streams its response: only endpoint-level request expressions run there")
 			return nil
 		}
 		ep.noop = calls[0]
@@ -635,6 +649,11 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		b.violate(path+".extra_config.modifier/martian", violation.Invalid, err.Error())
 		return nil
 	}
+	checks, err := cel.New(be.GetCel())
+	if err != nil {
+		b.violate(path+".extra_config.validation/cel", violation.Invalid, err.Error())
+		return nil
+	}
 	call, err := proxy.NewBackend(proxy.BackendConfig{
 		Name:            be.GetName(),
 		Client:          client,
@@ -652,6 +671,8 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		Limiter:         guard.limiter,
 		Cache:           guard.cache,
 		Modifier:        mod,
+		CEL:             checks,
+		CELParams:       celParamNames(params),
 
 		SendBodyOnRedirect: be.GetSendBodyOnRedirect(),
 		Trace:              b.backendTrace(e, be),
@@ -689,4 +710,41 @@ func releaseTracer(reg *tracing.Registry, t *tracing.Tracer) {
 		_ = t.Shutdown(ctx)
 		cancel()
 	}
+}
+
+// celInbound prepares the endpoint's req_* settings for validation/cel.
+func celInbound(e *gatewayv1.Endpoint, params []string) cel.Inbound {
+	in := cel.Inbound{ParamNames: celParamNames(params), UserAgent: "KrakenD Version " + Version}
+	for _, h := range e.GetInputHeaders() {
+		if h == "*" {
+			in.AllHeaders = true
+		}
+	}
+	if !in.AllHeaders {
+		in.HeaderNames = e.GetInputHeaders()
+		if len(in.HeaderNames) == 0 {
+			in.HeaderNames = []string{"Content-Type"} // lura's default
+		}
+	}
+	for _, q := range e.GetInputQueryStrings() {
+		if q == "*" {
+			in.AllQuery = true
+		}
+	}
+	if !in.AllQuery {
+		in.QueryNames = e.GetInputQueryStrings()
+	}
+	return in
+}
+
+// celParamNames are lura's parameter names: the first letter upper-cased
+// ({id} is req_params.Id).
+func celParamNames(params []string) []string {
+	out := make([]string, len(params))
+	for i, n := range params {
+		if n != "" {
+			out[i] = strings.ToUpper(n[:1]) + n[1:]
+		}
+	}
+	return out
 }

@@ -27,6 +27,7 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	authRejected  *prometheus.CounterVec
 	botRejected   prometheus.Counter
+	celRejected   prometheus.Counter
 	rateLimited   *prometheus.CounterVec
 	panics        *prometheus.CounterVec
 	breakerState  *prometheus.GaugeVec
@@ -76,7 +77,7 @@ var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 // gw_edge_backend_duration_seconds{backend},
 // gw_edge_request_duration_seconds{endpoint},
 // gw_edge_auth_rejections_total{reason},
-// gw_edge_rate_limited_total{scope}, gw_edge_bot_rejections_total and
+// gw_edge_rate_limited_total{scope}, gw_edge_bot_rejections_total, gw_edge_cel_rejections_total and
 // gw_edge_panics_total{where}.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
@@ -110,6 +111,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gw_edge_rate_limited_total",
 			Help: "Requests refused by an endpoint rate limit, by scope (client: 429, global: 503).",
 		}, []string{"scope"}),
+		celRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_edge_cel_rejections_total",
+			Help: "Requests refused (500) by an endpoint's validation/cel request or response expression (JWT ones count in gw_edge_auth_rejections_total{reason=\"cel_rejected\"}, backend ones in gw_edge_backend_errors_total{reason=\"cel_rejected\"}).",
+		}),
 		botRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gw_edge_bot_rejections_total",
 			Help: "Requests refused (403) by security/bot-detector, service or endpoint level.",
@@ -131,7 +136,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, w := range []string{panicRequest, panicBackendCall} {
 		m.panics.WithLabelValues(w)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.incomplete, m.backendErrors, m.backendTime, m.duration, m.authRejected, m.rateLimited, m.botRejected, m.panics, m.breakerState, m.breakerMoves} {
+	for _, c := range []prometheus.Collector{m.requests, m.incomplete, m.backendErrors, m.backendTime, m.duration, m.authRejected, m.rateLimited, m.botRejected, m.celRejected, m.panics, m.breakerState, m.breakerMoves} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -146,6 +151,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.rejections.byScope[sc] = m.rateLimited.WithLabelValues(sc.String())
 	}
 	m.rejections.bots = m.botRejected
+	m.rejections.cels = m.celRejected
 	return m, nil
 }
 
@@ -158,6 +164,13 @@ type rejectionMetrics struct {
 	byReason [maxReasons]prometheus.Counter
 	byScope  [3]prometheus.Counter // by ratelimit.Scope
 	bots     prometheus.Counter    // nil without metrics
+	cels     prometheus.Counter    // nil without metrics
+}
+
+func (rm *rejectionMetrics) cel() {
+	if rm.cels != nil {
+		rm.cels.Inc()
+	}
 }
 
 func (rm *rejectionMetrics) bot() {

@@ -54,6 +54,7 @@ import (
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/cel"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
@@ -152,6 +153,8 @@ type endpoint struct {
 	signer  *auth.Signer          // auth/signer, nil without
 	schema  *schema.Validator     // validation/json-schema, nil without schema
 	bots    *security.BotDetector // endpoint security/bot-detector, nil without
+	cel     *cel.Checks           // endpoint validation/cel, nil without
+	celIn   cel.Inbound           // the req_* settings (names, lists) for cel
 	limiter *ratelimit.Router     // qos/ratelimit/router, nil without limit
 	keyKind clientKeyKind         // where the limiter's client key comes from
 	keyName []byte                // header name (keyHeader, keyIPHeader)
@@ -231,6 +234,8 @@ type reqState struct {
 	limit  ratelimit.Decision // the router rate limit's decision
 	log    *accesslog.Entry   // nil without an access log
 	trace  tracing.Request
+	celIn  cel.Inbound // validation/cel's req_* source
+	celAt  time.Time   // validation/cel's now, once per request
 }
 
 var statePool = sync.Pool{New: func() any { return new(reqState) }}
@@ -318,6 +323,7 @@ func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 	st.claims.tok = nil
 	st.limit = ratelimit.Decision{}
 	st.log = nil
+	st.celAt = time.Time{}
 	if cap(st.buf) > 4<<10 {
 		st.buf = nil
 	}
@@ -402,8 +408,9 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	// KrakenD's endpoint handler chain: JWT, then the router rate limit (so
 	// the header strategy sees propagated claims), then the proxy's JSON
 	// schema check.
+	// validation/cel wraps the JSON schema check in KrakenD's proxy stack.
 	if (ep.jwt != nil && !p.authenticate(ctx, ep, st)) || (ep.limiter != nil && !p.rateLimit(ctx, ep, st)) ||
-		(ep.schema != nil && !p.validate(ctx, ep, st)) {
+		(ep.cel != nil && !p.celRequest(ctx, ep, st)) || (ep.schema != nil && !p.validate(ctx, ep, st)) {
 		ep.metrics.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
 		return
 	}
@@ -416,6 +423,11 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 		ex := ep.pipe.Acquire()
 		r := ex.Run(in, start)
 		st.trace.EndProxy(r.Complete, r.Failed)
+		if ep.cel.HasResponse() && !r.Errored && !p.celResponse(ctx, ep, st, r) {
+			ex.Release()
+			ep.metrics.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
+			return
+		}
 		if ep.signer != nil {
 			p.writeSigned(ctx, ep, st, ex, r)
 		} else {

@@ -291,6 +291,31 @@ func TestIPKeyRateLimitAllocs(t *testing.T) {
 	}
 }
 
+// TestCELAllocs: in a plan where another route runs validation/cel, a route
+// without it allocates nothing (it pays one nil check per stage).
+func TestCELAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	checked := endpoint("GET", "/checked/{id}", backend(addr, "/users/{id}"))
+	checked.Cel = &gatewayv1.CelChecks{Request: []string{"req_params.Id == '42'"}, Response: []string{"resp_completed"}}
+	checked.Backends[0].Cel = &gatewayv1.CelChecks{Request: []string{"req_method == 'GET'"}}
+	plain := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+	p := mustBuild(t, snapshot(checked, plain), plan.Deps{})
+	ctx := newCtx("GET", "/users/42", "")
+	for i := 0; i < 50; i++ {
+		if st := serveOnce(p.Serve, ctx); st != 200 {
+			t.Fatalf("warm-up status %d", st)
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+		t.Errorf("route without cel: %v allocs per request, want 0", n)
+	}
+	cctx := newCtx("GET", "/checked/42", "")
+	if st := serveOnce(p.Serve, cctx); st != 200 {
+		t.Fatalf("checked route: status %d: %s", st, bodyOf(cctx))
+	}
+	t.Logf("route with cel: %v allocs per request", testing.AllocsPerRun(100, func() { serveOnce(p.Serve, cctx) }))
+}
+
 // TestGraphQLQueryAllocs: a backend/graphql query whose variables take a
 // path parameter builds its POST body from pieces compiled at plan build:
 // no allocation per request.

@@ -120,7 +120,8 @@ func BenchmarkServeNotFound(b *testing.B) {
 
 // BenchmarkLayers measures what each protection layer costs on top of the
 // same plain json proxy route, in one run: plain, plain + JWT (cached
-// token, revocation check, claim propagation), plain + router rate limit +
+// token, revocation check, claim propagation), plain + validation/cel
+// (request check; response check), plain + router rate limit +
 // backend rate limit + circuit breaker. Each layered case also reports
 // its throughput as a percentage of the plain route's measured just
 // before it (%plain-rps; 100 = free).
@@ -142,6 +143,20 @@ func BenchmarkLayers(b *testing.B) {
 			})
 			return ep
 		}, map[string]string{"Authorization": "Bearer " + tok}},
+		// validation/cel: an endpoint request check on a header and the
+		// parameter (KrakenD's fixture check), and a response check
+		// reading the decoded data (built as CEL values per request).
+		{"cel", func() *gatewayv1.Endpoint {
+			ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+			ep.InputHeaders = []string{"X-Header"}
+			ep.Cel = &gatewayv1.CelChecks{Request: []string{"'something' in req_headers['X-Header'] && int(req_params.Id) % 2 == 0"}}
+			return ep
+		}, map[string]string{"X-Header": "something"}},
+		{"cel-response", func() *gatewayv1.Endpoint {
+			ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+			ep.Cel = &gatewayv1.CelChecks{Response: []string{"resp_data.address.city == 'Paris'"}}
+			return ep
+		}, nil},
 		{"ratelimit+breaker", func() *gatewayv1.Endpoint {
 			ep := endpoint("GET", "/users/{id}", with(backend(addr, "/users/{id}"), func(be *gatewayv1.Backend) {
 				be.RateLimit = &gatewayv1.BackendRateLimit{MaxRate: 1e9}

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -9,7 +10,9 @@ import (
 	"github.com/valyala/fasthttp"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/cel"
 	"github.com/apigw/gateway/edge/qos/breaker"
 	"github.com/apigw/gateway/edge/qos/httpcache"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
@@ -286,6 +289,12 @@ func (c *tokenClaims) Value(name string) (string, bool) {
 func (p *Plan) authenticate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
 	stage := st.trace.StartStage(ep.trace, "jwt")
 	tok, reason := ep.jwt.VerifyRequest(&ctx.Request.Header)
+	// validation/cel's JWT expressions are a krakend-jose rejecter: they
+	// see every verified token, before the roles and scopes check (a
+	// rejected token is a 401 even when its roles would have been refused).
+	if tok != nil && ep.cel.HasJWT() && !ep.cel.CheckJWT(celClaims(tok), time.Now()) {
+		reason = auth.ReasonRejected
+	}
 	stage.End(reason != auth.ReasonOK, reason.String())
 	if reason != auth.ReasonOK {
 		p.rejections.auth(reason)
@@ -405,4 +414,93 @@ func (p *Plan) validate(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bo
 		return false
 	}
 	return true
+}
+
+// celClaims is the JWT variable of validation/cel: the claims with numbers
+// as float64, as krakend-jose decodes them (ours keep json.Number).
+func celClaims(tok *auth.Token) map[string]any {
+	m, _ := celNumbers(tok.Claims().Map()).(map[string]any)
+	return m
+}
+
+func celNumbers(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			m[k] = celNumbers(x)
+		}
+		return m
+	case []any:
+		a := make([]any, len(t))
+		for i, x := range t {
+			a[i] = celNumbers(x)
+		}
+		return a
+	case json.Number:
+		f, err := t.Float64()
+		if err != nil {
+			return t.String()
+		}
+		return f
+	}
+	return v
+}
+
+// celRequest runs the endpoint's validation/cel request expressions (in
+// KrakenD's proxy stack, after the JWT and the router rate limit, before
+// the JSON schema).
+func (p *Plan) celRequest(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
+	if !ep.cel.HasRequest() {
+		return true
+	}
+	in := &st.celIn
+	pv := in.ParamValues[:0]
+	for i := 0; i < st.params.Len(); i++ {
+		pv = append(pv, st.params.Value(i))
+	}
+	*in = ep.celIn
+	in.Req, in.ClientIP, in.ParamValues = &ctx.Request, st.in.ClientIP, pv
+	st.celAt = time.Now()
+	n, ok := ep.cel.CheckRequest(in, st.celAt)
+	clear(pv)
+	*in = cel.Inbound{ParamValues: pv[:0]}
+	if ok {
+		return true
+	}
+	p.celReject(ctx, st, n)
+	return false
+}
+
+// celResponse runs the response expressions on a pipe result that had no
+// backend error (krakend-cel skips them when its next proxy failed).
+func (p *Plan) celResponse(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, r *aggregate.Result) bool {
+	if !r.HasData() {
+		return true
+	}
+	if st.celAt.IsZero() {
+		st.celAt = time.Now()
+	}
+	res := cel.Result{Complete: r.Complete, Code: r.MetaStatus, Value: r.Value, Raw: r.Raw}
+	n, ok := ep.cel.CheckResponse(&res, st.celAt)
+	if ok {
+		return true
+	}
+	p.celReject(ctx, st, n)
+	return false
+}
+
+// celReject answers as lura's endpoint handler does for a proxy error: 500,
+// X-KrakenD-Completed false, and with router.return_error_msg the text.
+func (p *Plan) celReject(ctx *fasthttp.RequestCtx, st *reqState, n cel.Rejection) {
+	p.rejections.cel()
+	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+	if p.returnErrorMsg && !p.jsonErrors {
+		ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+		ctx.SetContentTypeBytes(contentTypeTextUTF8)
+		st.buf = n.AppendText(st.buf[:0])
+		ctx.SetBody(st.buf)
+		return
+	}
+	p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 }

@@ -25,12 +25,13 @@ const (
 	ReasonTooLarge               // the (decompressed) body is over the limit
 	ReasonDecode                 // the body did not decode in the backend's encoding
 	ReasonInternal               // a bug: the call's handling panicked
+	ReasonRejected               // a validation/cel expression of the backend rejected it
 
 	// NumReasons bounds the values, for arrays indexed by Reason.
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"none", "refused", "connect", "timeout", "status", "too_large", "decode", "internal"}
+var reasonNames = [NumReasons]string{"none", "refused", "connect", "timeout", "status", "too_large", "decode", "internal", "cel_rejected"}
 
 // String is the reason's metric label.
 func (r Reason) String() string {

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/apigw/gateway/edge/cel"
 	"github.com/apigw/gateway/edge/internal/zerocopy"
 	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/qos/breaker"
@@ -23,8 +24,12 @@ import (
 
 // BackendConfig describes the request side of one backend call.
 type BackendConfig struct {
-	Name   string
-	Client *Client
+	Name string
+	// CEL is the backend's validation/cel (nil: none); CELParams the
+	// endpoint parameters under lura's names ("Id"), in slot order.
+	CEL       *cel.Checks
+	CELParams []string
+	Client    *Client
 	// Method is the upstream method.
 	Method string
 	// URLPattern is the backend path with optional fixed query
@@ -73,9 +78,11 @@ type BackendConfig struct {
 // Backend is a compiled backend call: the request template, the header and
 // query policies and its upstream Client. Immutable and safe for concurrent use.
 type Backend struct {
-	name   string
-	client *Client
-	method []byte
+	name      string
+	cel       *cel.Checks
+	celParams []string
+	client    *Client
+	method    []byte
 
 	path      []tmplPart // url_pattern before '?'
 	query     []tmplPart // url_pattern after '?'
@@ -141,6 +148,8 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 	}
 	b := &Backend{
 		name:      cfg.Name,
+		cel:       cfg.CEL,
+		celParams: cfg.CELParams,
 		client:    cfg.Client,
 		method:    []byte(cfg.Method),
 		catchSlot: -1,
@@ -398,6 +407,10 @@ func (in *Inbound) Clear() {
 	}
 }
 
+// CEL returns the backend's validation/cel checks (nil: none) and the
+// parameter names its req_params uses.
+func (b *Backend) CEL() (*cel.Checks, []string) { return b.cel, b.celParams }
+
 // BuildRequest fills req (reset or fresh) with the call of b to host h for
 // the inbound request. prev holds the decoded responses of the earlier
 // backends of a sequential endpoint (nil entries for failed ones); it is
@@ -469,6 +482,18 @@ func (b *Backend) appendPath(dst []byte, in *Inbound, prev []*fastjson.Value) []
 	}
 	if len(dst) == 0 {
 		dst = append(dst, '/')
+	}
+	return dst
+}
+
+// AppendTemplateQuery appends the query part of url_pattern, placeholders
+// filled: the first part of the call's query string (BuildRequest appends
+// the forwarded client query after it). lura keeps it in the request path,
+// apart from the forwarded query (validation/cel's req_path and
+// req_querystring at backend level).
+func (b *Backend) AppendTemplateQuery(dst []byte, in *Inbound, prev []*fastjson.Value) []byte {
+	for i := range b.query {
+		dst = appendPart(dst, &b.query[i], in, prev, true)
 	}
 	return dst
 }

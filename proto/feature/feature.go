@@ -34,6 +34,7 @@ const (
 	SecurityBotDetector  = "security.bot_detector"  // security/bot-detector
 	ModifierMartian      = "modifier.martian"       // modifier/martian
 	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
+	ValidationCEL        = "validation.cel"         // validation/cel (endpoint or backend)
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
 	TLSClient            = "tls.client"             // client_tls (or allow_insecure_connections)
 	SDDNS                = "sd.dns"                 // a backend with sd: dns
@@ -48,7 +49,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
 	}
 	slices.Sort(all)
 	return all
