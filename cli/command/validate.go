@@ -28,7 +28,7 @@ func runValidate(_ context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	compiled, err := config.CompileWith(l.filename, l.content, config.Options{Env: c.environ(), Strict: *strict, Origin: l.origin})
+	compiled, err := config.CompileWith(l.filename, l.content, config.Options{Env: c.environ(), Strict: *strict, Origin: l.origin, ReadFile: config.OSReadFile})
 	var ve *config.ValidationError
 	if errors.As(err, &ve) {
 		for _, v := range ve.Violations {

@@ -207,6 +207,10 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		out.BotDetector = compileBotDetector(b)
 		features[feature.SecurityBotDetector] = true
 	}
+	if l := e.ExtraConfig.LuaProxy; l != nil {
+		out.LuaProxy = compileLua(l)
+		features[feature.ModifierLua] = true
+	}
 	if e.ExtraConfig.JSONSchema != nil {
 		out.JsonSchema = e.ExtraConfig.JSONSchema
 		features[feature.ValidationJSONSchema] = true
@@ -289,6 +293,10 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 	if m := b.ExtraConfig.Martian; m != nil {
 		out.Martian = compileMartian(m)
 		features[feature.ModifierMartian] = true
+	}
+	if l := b.ExtraConfig.LuaBackend; l != nil {
+		out.LuaBackend = compileLua(l)
+		features[feature.ModifierLua] = true
 	}
 	if len(out.Flatmap) > 0 {
 		features[feature.ProxyFlatmap] = true

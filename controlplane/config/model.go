@@ -73,6 +73,9 @@ type Service struct {
 	// operator to know: keys without effect, values KrakenD overrides,
 	// values normalised.
 	warnings violations
+	// readFile reads the files the configuration names (Lua sources);
+	// nil: none can be read.
+	readFile ReadFunc
 }
 
 // ServiceExtra holds the supported service-level extra_config namespaces.
@@ -177,6 +180,8 @@ type EndpointExtra struct {
 	Trace *OTelLayer
 	// BotDetector is the endpoint's `security/bot-detector`.
 	BotDetector *BotDetector
+	// LuaProxy is `modifier/lua-proxy`.
+	LuaProxy *Lua
 }
 
 // EndpointProxy is the endpoint-level `proxy` namespace.
@@ -240,6 +245,8 @@ type BackendExtra struct {
 	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the
 	// backend does not override the service's.
 	Trace *OTelLayer
+	// LuaBackend is `modifier/lua-backend`.
+	LuaBackend *Lua
 }
 
 // BackendHTTPClient is the `backend/http/client` namespace.

@@ -21,7 +21,7 @@
 // concurrent answer) the stragglers finish their own call and the last one
 // out returns the Exchange to its pool.
 //
-// aggregate imports edge/proxy and edge/response; it must not import
+// aggregate imports edge/proxy, edge/response and edge/lua; it must not import
 // edge/plan, edge/server, edge/watch or the control plane.
 package aggregate
 
@@ -34,6 +34,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/apigw/gateway/edge/lua"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/response"
 	"github.com/apigw/gateway/edge/tracing"
@@ -59,6 +60,8 @@ type Backend struct {
 	// ErrPrefix is "[METHOD url_pattern]:" as KrakenD words it in
 	// return_error_msg texts (placeholders in its {{.Param}} form).
 	ErrPrefix string
+	// Lua is the backend's modifier/lua-backend; nil: none.
+	Lua *lua.Script
 }
 
 // Shadow is one shadow backend: a detached copy whose result is discarded.
@@ -88,6 +91,13 @@ type Config struct {
 	// Panics counts backend calls that panicked (a bug; the call fails);
 	// nil disables counting.
 	Panics Counter
+	// Lua is the endpoint's modifier/lua-proxy; nil: none.
+	Lua *lua.Script
+	// ParamNames are the endpoint parameters in router slot order, for the
+	// request params Lua scripts see.
+	ParamNames []string
+	// Propagated are the sequential_propagated_params (ParsePropagated).
+	Propagated []Propagated
 }
 
 // Pipe is a compiled endpoint pipe. Immutable and safe for concurrent use.
@@ -103,6 +113,9 @@ type Pipe struct {
 	static     *response.Static
 	raw        bool
 	panics     Counter
+	lua        *lua.Script
+	paramNames []string
+	propagated []Propagated
 	// calls counts the call goroutines still running (stragglers
 	// included): the pipe owns them and Wait waits for them.
 	calls sync.WaitGroup
@@ -137,6 +150,17 @@ func New(cfg Config) (*Pipe, error) {
 		static:     cfg.Static,
 		raw:        cfg.Raw && len(cfg.Backends) == 1 && cc == 1 && cfg.Static == nil,
 		panics:     cfg.Panics,
+		lua:        cfg.Lua,
+		paramNames: cfg.ParamNames,
+		propagated: cfg.Propagated,
+	}
+	if p.lua != nil {
+		p.raw = false
+	}
+	for _, b := range cfg.Backends {
+		if b.Lua != nil {
+			p.raw = false
+		}
 	}
 	if len(cfg.Backends) > 1 {
 		p.flatmap = cfg.Flatmap
@@ -178,6 +202,9 @@ type Result struct {
 	// the call: answer 503 with Retry-After (seconds, at least 1), not 500.
 	Unavailable bool
 	RetryAfter  int64
+	// Headers are response headers Lua scripts set (lura's
+	// Response.Metadata.Headers), written when there is data; nil: none.
+	Headers map[string][]string
 }
 
 // HasData reports whether the pipe produced something to render.
@@ -202,6 +229,10 @@ type call struct {
 	value    *fastjson.Value
 	raw      []byte
 	span     tracing.Call // the call's client span (zero when untraced)
+	// Lua: the request params the backend's script sees, and the response
+	// headers its post set (nil without Lua).
+	params  map[string]string
+	headers map[string][]string
 }
 
 func (c *call) reset() {
@@ -212,6 +243,7 @@ func (c *call) reset() {
 	c.arrival = 0
 	c.value, c.raw = nil, nil
 	c.span = tracing.Call{}
+	clear(c.headers)
 }
 
 // Exchange is the per-request workspace of a Pipe. Acquire one per
@@ -237,6 +269,8 @@ type Exchange struct {
 	// lines come in that order).
 	arrivals atomic.Uint64
 	result   Result
+	headers  map[string][]string // Result.Headers of the lua-proxy post
+	override proxy.LuaOverride   // the lua-proxy pre's changes (Inbound.Lua)
 }
 
 func (p *Pipe) newExchange() any {

@@ -72,6 +72,8 @@ func (ex *Exchange) appendCallError(dst []byte, c *call) []byte {
 		dst = append(dst, b.ErrPrefix...)
 		dst = append(dst, ' ')
 		return append(dst, c.req.URI().FullURI()...)
+	case c.err != nil && isLuaError(c.err):
+		return append(dst, c.err.Error()...)
 	case c.err != nil:
 		return proxy.AppendCallError(dst, c.req.Header.Method(), c.req.URI().FullURI(), c.err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/lua"
 	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos"
@@ -489,6 +490,9 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		if alias := be.GetReturnErrorDetails(); alias != "" {
 			ab.ErrorDetailsKey = "error_" + alias
 		}
+		if l := be.GetLuaBackend(); l != nil {
+			ab.Lua = b.luaScript(bpath+".extra_config.modifier/lua-backend", be.GetName()+" lua-backend", l)
+		}
 		ab.Errors = b.deps.Metrics.backend(be.GetName(), b.deps.Logger)
 		b.labels = append(b.labels, labelUse{backend: true, name: be.GetName()})
 		answering = append(answering, ab)
@@ -511,6 +515,13 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 			noOpBackends++
 		}
 	}
+	var proxyLua *lua.Script
+	if l := e.GetLuaProxy(); l != nil {
+		proxyLua = b.luaScript(path+".extra_config.modifier/lua-proxy", e.GetName()+" lua-proxy", l)
+	}
+	if len(b.violations) > nviol {
+		return nil
+	}
 	switch {
 	case out == response.OutputNoOp || (noOpBackends > 0 && len(answering) == 1):
 		// KrakenD: a no-op pipe passes one backend's response through
@@ -518,6 +529,10 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		// the merge: aggregate.)
 		if len(answering) != 1 {
 			b.violate(path+".backend", violation.TooMany, "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
+			return nil
+		}
+		if proxyLua != nil || answering[0].Lua != nil {
+			b.violate(path, violation.Unsupported, "modifier/lua-* on a no-op pass-through endpoint is not supported")
 			return nil
 		}
 		ep.noop = calls[0]
@@ -551,6 +566,9 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		Static:          static,
 		Raw:             out == response.OutputJSON && len(answering) == 1 && formats[0].Identity(),
 		Panics:          b.deps.Metrics.panicCounter(panicBackendCall),
+		Lua:             proxyLua,
+		ParamNames:      params,
+		Propagated:      aggregate.ParsePropagated(e.GetSequentialPropagatedParams(), len(answering)),
 	})
 	if err != nil {
 		b.violate(path, violation.Invalid, err.Error())
@@ -672,4 +690,26 @@ func releaseTracer(reg *tracing.Registry, t *tracing.Tracer) {
 		_ = t.Shutdown(ctx)
 		cancel()
 	}
+}
+
+// luaScript compiles one modifier/lua-* stage; name is its log name.
+func (b *builder) luaScript(path, name string, l *gatewayv1.LuaScript) *lua.Script {
+	cfg := lua.Config{
+		Name:          name,
+		Pre:           l.GetPre(),
+		Post:          l.GetPost(),
+		AllowOpenLibs: l.GetAllowOpenLibs(),
+		SkipNext:      l.GetSkipNext(),
+		UserAgent:     "KrakenD Version " + Version,
+		Log:           b.deps.Logger,
+	}
+	for _, s := range l.GetSources() {
+		cfg.Sources = append(cfg.Sources, lua.Source{Name: s.GetName(), Text: s.GetText()})
+	}
+	s, err := lua.New(cfg)
+	if err != nil {
+		b.violate(path, violation.Invalid, err.Error())
+		return nil
+	}
+	return s
 }

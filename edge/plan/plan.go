@@ -505,6 +505,12 @@ func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *a
 		ctx.SetBody(body)
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
+	for k, vs := range r.Headers {
+		// Headers a Lua script set (lura's Response.Metadata.Headers).
+		for _, v := range vs {
+			ctx.Response.Header.Add(k, v)
+		}
+	}
 	if complete {
 		ctx.Response.Header.SetCanonical(hdrCompleted, valTrue)
 		if ep.cacheControl != nil {

@@ -31,6 +31,7 @@ const (
 	SecurityHTTP         = "security.http"          // security/http
 	SecurityBotDetector  = "security.bot_detector"  // security/bot-detector
 	ModifierMartian      = "modifier.martian"       // modifier/martian
+	ModifierLua          = "modifier.lua"           // modifier/lua-proxy or modifier/lua-backend
 	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
 	TLSClient            = "tls.client"             // client_tls (or allow_insecure_connections)
@@ -44,7 +45,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
 	}
 	slices.Sort(all)
 	return all

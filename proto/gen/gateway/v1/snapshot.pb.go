@@ -1507,7 +1507,10 @@ type Endpoint struct {
 	Trace *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
 	// bot_detector is the endpoint's own `security/bot-detector`, checked
 	// before any other endpoint stage.
-	BotDetector   *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	// lua_proxy is `modifier/lua-proxy`: pre runs before the backends are
+	// called, post on the merged response.
+	LuaProxy      *LuaScript `protobuf:"bytes,110,opt,name=lua_proxy,json=luaProxy,proto3" json:"lua_proxy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1689,6 +1692,92 @@ func (x *Endpoint) GetBotDetector() *BotDetector {
 	return nil
 }
 
+func (x *Endpoint) GetLuaProxy() *LuaScript {
+	if x != nil {
+		return x.LuaProxy
+	}
+	return nil
+}
+
+// LuaScript is one modifier/lua-* stage (krakend-lua), live: false.
+type LuaScript struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sources are the `sources` files in order, with their text; they run as
+	// one chunk before pre and post.
+	Sources       []*LuaSource `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
+	Pre           string       `protobuf:"bytes,2,opt,name=pre,proto3" json:"pre,omitempty"`
+	Post          string       `protobuf:"bytes,3,opt,name=post,proto3" json:"post,omitempty"`
+	AllowOpenLibs bool         `protobuf:"varint,4,opt,name=allow_open_libs,json=allowOpenLibs,proto3" json:"allow_open_libs,omitempty"`
+	SkipNext      bool         `protobuf:"varint,5,opt,name=skip_next,json=skipNext,proto3" json:"skip_next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LuaScript) Reset() {
+	*x = LuaScript{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LuaScript) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LuaScript) ProtoMessage() {}
+
+func (x *LuaScript) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LuaScript.ProtoReflect.Descriptor instead.
+func (*LuaScript) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LuaScript) GetSources() []*LuaSource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *LuaScript) GetPre() string {
+	if x != nil {
+		return x.Pre
+	}
+	return ""
+}
+
+func (x *LuaScript) GetPost() string {
+	if x != nil {
+		return x.Post
+	}
+	return ""
+}
+
+func (x *LuaScript) GetAllowOpenLibs() bool {
+	if x != nil {
+		return x.AllowOpenLibs
+	}
+	return false
+}
+
+func (x *LuaScript) GetSkipNext() bool {
+	if x != nil {
+		return x.SkipNext
+	}
+	return false
+}
+
 // Static is `proxy.static`.
 type Static struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1702,7 +1791,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1803,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1816,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Static) GetStrategy() string {
@@ -1756,7 +1845,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1857,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1870,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -1847,14 +1936,17 @@ type Backend struct {
 	// http_client.dns_cache_ttl_ms; "" for static hosts.
 	Sd string `protobuf:"bytes,26,opt,name=sd,proto3" json:"sd,omitempty"`
 	// sd_scheme is the scheme of the resolved hosts: "http" or "https".
-	SdScheme      string `protobuf:"bytes,27,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
+	SdScheme string `protobuf:"bytes,27,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
+	// lua_backend is `modifier/lua-backend`: pre runs on the built backend
+	// request, post on the decoded response.
+	LuaBackend    *LuaScript `protobuf:"bytes,110,opt,name=lua_backend,json=luaBackend,proto3" json:"lua_backend,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1958,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1971,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Backend) GetName() string {
@@ -2071,6 +2163,13 @@ func (x *Backend) GetSdScheme() string {
 	return ""
 }
 
+func (x *Backend) GetLuaBackend() *LuaScript {
+	if x != nil {
+		return x.LuaBackend
+	}
+	return nil
+}
+
 // JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
 type JWTValidator struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2116,7 +2215,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2227,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2240,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -2323,7 +2422,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2434,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2447,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2382,7 +2481,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2493,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2506,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -2458,7 +2557,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2569,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2582,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -2542,7 +2641,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2653,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2666,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -2652,7 +2751,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2763,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2776,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -2715,7 +2814,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +2826,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +2839,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -2790,7 +2889,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2802,7 +2901,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2815,7 +2914,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2851,7 +2950,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +2962,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +2975,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2918,7 +3017,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3029,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3042,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3034,7 +3133,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3145,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3158,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3202,7 +3301,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3313,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3326,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -3476,7 +3575,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3587,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3600,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -3529,7 +3628,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3541,7 +3640,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3554,7 +3653,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -3577,7 +3676,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3589,7 +3688,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3602,7 +3701,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -3646,7 +3745,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3658,7 +3757,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3671,7 +3770,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -3709,7 +3808,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +3820,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +3833,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -3776,7 +3875,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +3887,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +3900,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -3822,7 +3921,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +3933,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +3946,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -3868,7 +3967,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3880,7 +3979,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3893,7 +3992,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -3921,7 +4020,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4032,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4045,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -3973,7 +4072,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4084,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4097,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -4019,7 +4118,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4031,7 +4130,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4044,7 +4143,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -4072,7 +4171,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4084,7 +4183,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4097,7 +4196,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -4125,7 +4224,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4137,7 +4236,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4150,7 +4249,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -4172,7 +4271,7 @@ var File_gateway_v1_snapshot_proto protoreflect.FileDescriptor
 const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"\x19gateway/v1/snapshot.proto\x12\n" +
-	"gateway.v1\"\xb0\x01\n" +
+	"gateway.v1\x1a\x17gateway/v1/common.proto\"\xb0\x01\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
@@ -4313,7 +4412,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xd7\x06\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\x8b\a\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -4342,13 +4441,20 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\vjson_schema\x18\x13 \x01(\fR\n" +
 	"jsonSchema\x12,\n" +
 	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12:\n" +
-	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\"8\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x122\n" +
+	"\tlua_proxy\x18n \x01(\v2\x15.gateway.v1.LuaScriptR\bluaProxy\"\xa7\x01\n" +
+	"\tLuaScript\x12/\n" +
+	"\asources\x18\x01 \x03(\v2\x15.gateway.v1.LuaSourceR\asources\x12\x10\n" +
+	"\x03pre\x18\x02 \x01(\tR\x03pre\x12\x12\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\x12&\n" +
+	"\x0fallow_open_libs\x18\x04 \x01(\bR\rallowOpenLibs\x12\x1b\n" +
+	"\tskip_next\x18\x05 \x01(\bR\bskipNext\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xd6\b\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\x8e\t\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -4380,7 +4486,9 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12,\n" +
 	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12\x0e\n" +
 	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
-	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x1a:\n" +
+	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x126\n" +
+	"\vlua_backend\x18n \x01(\v2\x15.gateway.v1.LuaScriptR\n" +
+	"luaBackend\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\a\n" +
@@ -4573,7 +4681,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
 	(*Service)(nil),              // 1: gateway.v1.Service
@@ -4590,36 +4698,38 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*HTTPServer)(nil),           // 12: gateway.v1.HTTPServer
 	(*HTTPClient)(nil),           // 13: gateway.v1.HTTPClient
 	(*Endpoint)(nil),             // 14: gateway.v1.Endpoint
-	(*Static)(nil),               // 15: gateway.v1.Static
-	(*FlatmapOp)(nil),            // 16: gateway.v1.FlatmapOp
-	(*Backend)(nil),              // 17: gateway.v1.Backend
-	(*JWTValidator)(nil),         // 18: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),          // 19: gateway.v1.ClaimHeader
-	(*Revoker)(nil),              // 20: gateway.v1.Revoker
-	(*BotDetector)(nil),          // 21: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),      // 22: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 23: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 24: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 25: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 26: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 27: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 28: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 29: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 30: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 31: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 32: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 33: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 34: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 35: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 36: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 37: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 38: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 39: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 40: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 41: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 42: gateway.v1.MartianGroup
-	nil,                          // 43: gateway.v1.Backend.MappingEntry
-	nil,                          // 44: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*LuaScript)(nil),            // 15: gateway.v1.LuaScript
+	(*Static)(nil),               // 16: gateway.v1.Static
+	(*FlatmapOp)(nil),            // 17: gateway.v1.FlatmapOp
+	(*Backend)(nil),              // 18: gateway.v1.Backend
+	(*JWTValidator)(nil),         // 19: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),          // 20: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 21: gateway.v1.Revoker
+	(*BotDetector)(nil),          // 22: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),      // 23: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 24: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 25: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 26: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 27: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 28: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 29: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 30: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 31: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 32: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 33: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 34: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 35: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 36: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 37: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 38: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 39: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 40: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 41: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 42: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 43: gateway.v1.MartianGroup
+	nil,                          // 44: gateway.v1.Backend.MappingEntry
+	nil,                          // 45: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*LuaSource)(nil),            // 46: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -4629,12 +4739,12 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
 	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	20, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	27, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	28, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	26, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	21, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	28, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	29, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	27, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	21, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	22, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
 	2,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	3,  // 14: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
 	3,  // 15: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
@@ -4644,47 +4754,50 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	10, // 19: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
 	11, // 20: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
 	4,  // 21: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	17, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	15, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	16, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	18, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	22, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	18, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	16, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	17, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	19, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	23, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
 	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	21, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	43, // 29: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	16, // 30: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	23, // 31: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	24, // 32: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	25, // 33: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	29, // 34: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	10, // 35: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	19, // 36: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	44, // 37: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	38, // 38: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	39, // 39: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	40, // 40: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	41, // 41: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	42, // 42: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	38, // 43: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	30, // 44: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	31, // 45: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	32, // 46: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	33, // 47: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	32, // 48: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	34, // 49: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	35, // 50: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	36, // 51: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	29, // 52: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 53: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	29, // 54: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	37, // 55: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	29, // 56: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 57: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	22, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	15, // 29: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	46, // 30: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	44, // 31: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	17, // 32: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	24, // 33: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	25, // 34: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	26, // 35: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	30, // 36: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	10, // 37: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	15, // 38: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	20, // 39: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	45, // 40: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	39, // 41: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	40, // 42: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	41, // 43: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	42, // 44: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	43, // 45: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	39, // 46: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	31, // 47: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	32, // 48: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	33, // 49: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	34, // 50: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	33, // 51: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	35, // 52: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	36, // 53: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	37, // 54: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	30, // 55: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	30, // 56: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	30, // 57: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	38, // 58: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	30, // 59: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	30, // 60: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -4692,7 +4805,8 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[29].OneofWrappers = []any{
+	file_gateway_v1_common_proto_init()
+	file_gateway_v1_snapshot_proto_msgTypes[30].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -4714,7 +4828,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
