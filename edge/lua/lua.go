@@ -70,6 +70,8 @@ type Script struct {
 	name      string
 	sources   *glua.FunctionProto // all sources joined, nil without sources
 	pre, post *glua.FunctionProto
+	preLines  int // lines of the pre and post code, for error texts
+	postLines int
 	openLibs  bool
 	skipNext  bool
 	srcMap    []srcLines
@@ -177,6 +179,8 @@ func New(cfg Config) (*Script, error) {
 	if s.post, serr = compile(cfg.Post, "post"); serr != nil {
 		return nil, serr
 	}
+	s.preLines = strings.Count(strings.Trim(cfg.Pre, "\n"), "\n") + 1
+	s.postLines = strings.Count(strings.Trim(cfg.Post, "\n"), "\n") + 1
 	if strings.TrimSpace(cfg.Pre) == "" {
 		s.pre = nil
 	}
@@ -264,7 +268,7 @@ func (s *Script) newState() any {
 	if s.sources != nil {
 		L.Push(L.NewFunctionFromProto(s.sources))
 		if err := L.PCall(0, 0, nil); err != nil {
-			st.initErr = s.toError(err)
+			st.initErr = s.toError(err, "")
 		}
 		L.SetTop(0)
 	}
@@ -313,7 +317,7 @@ func (st *State) run(stage string, fn *glua.LFunction, deadline time.Time) (err 
 	L.Push(fn)
 	if e := L.PCall(0, 0, nil); e != nil {
 		L.SetTop(0)
-		return st.fail(stage, st.s.toError(e))
+		return st.fail(stage, st.s.toError(e, stage))
 	}
 	return nil
 }
@@ -344,7 +348,7 @@ const separator = " || "
 // toError turns a gopher-lua error into KrakenD's: the message without the
 // chunk and line prefix, then either custom_error's fields or, for a
 // runtime error, the source file and line it maps to ("msg (file.lua:L3)").
-func (s *Script) toError(err error) error {
+func (s *Script) toError(err error, stage string) error {
 	var ae *glua.ApiError
 	if !errors.As(err, &ae) {
 		return &Error{Msg: err.Error()}
@@ -368,7 +372,7 @@ func (s *Script) toError(err error) error {
 	}
 	parts := strings.Split(text, separator)
 	if len(parts) == 1 {
-		if name, rel, ok := s.affected(line); ok {
+		if name, rel, ok := s.affected(line, stage); ok {
 			return &Error{Msg: fmt.Sprintf("%s (%s:L%d)", parts[0], name, rel)}
 		}
 		return &Error{Msg: parts[0]}
@@ -390,12 +394,19 @@ func (s *Script) toError(err error) error {
 // affected maps a line of the joined sources to its file, as krakend-lua's
 // SourceMap (the pre and post code count as one more entry each, which is
 // how KrakenD words errors in them).
-func (s *Script) affected(line int) (string, int, bool) {
+func (s *Script) affected(line int, stage string) (string, int, bool) {
 	if line < 0 {
 		return "", 0, false
 	}
+	entries := s.srcMap
+	switch stage {
+	case "pre":
+		entries = append(entries[:len(entries):len(entries)], srcLines{lines: s.preLines, name: "pre-script"})
+	case "post":
+		entries = append(entries[:len(entries):len(entries)], srcLines{lines: s.postLines, name: "post-script"})
+	}
 	count := 0
-	for _, src := range s.srcMap {
+	for _, src := range entries {
 		count += src.lines
 		if count >= line {
 			return filepath.Base(src.name), src.lines - (count - line), true

@@ -122,10 +122,17 @@ func TestErrors(t *testing.T) {
 		{"custom error alone", `custom_error("plain")`, lua.Error{Msg: "plain"}},
 		{"runtime error in a source", "boom()", lua.Error{Msg: "attempt to index a non-table object(nil) with key 'y' (c.lua:L20)"}},
 		{"unknown function", "nope()", lua.Error{Msg: "attempt to call a non-function object (c.lua:L1)"}},
+		{"unknown function without sources", "", lua.Error{Msg: "attempt to call a non-function object (pre-script:L1)"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := mustNew(t, lua.Config{Name: "t", Sources: []lua.Source{{Name: "dir/c.lua", Text: helpers}}, Pre: tc.pre})
+			cfg := lua.Config{Name: "t", Sources: []lua.Source{{Name: "dir/c.lua", Text: helpers}}, Pre: tc.pre}
+			if tc.pre == "" {
+				// KrakenD counts the pre code after the sources: without
+				// sources, line 1 is the pre-script's.
+				cfg = lua.Config{Name: "t", Pre: "nope()"}
+			}
+			s := mustNew(t, cfg)
 			st := s.Acquire()
 			defer s.Release(st)
 			err := st.Pre(deadline())
