@@ -354,7 +354,7 @@ func (s *Script) toError(err error, stage string) error {
 		return &Error{Msg: err.Error()}
 	}
 	if ae.Cause != nil && errors.Is(ae.Cause, context.DeadlineExceeded) {
-		return &Error{Msg: "lua: script stopped at the endpoint timeout"}
+		return &Error{Msg: errStopped}
 	}
 	obj := ae.Object.String()
 	line := -1
@@ -368,7 +368,7 @@ func (s *Script) toError(err error, stage string) error {
 		}
 	}
 	if text == context.DeadlineExceeded.Error() || text == context.Canceled.Error() {
-		return &Error{Msg: "lua: script stopped at the endpoint timeout"}
+		return &Error{Msg: errStopped}
 	}
 	parts := strings.Split(text, separator)
 	if len(parts) == 1 {
@@ -470,3 +470,8 @@ func (c *deadlineCtx) Err() error {
 	return c.err
 }
 func (c *deadlineCtx) Value(any) any { return nil }
+
+// errStopped is the error text of a script stopped at the request's
+// deadline: KrakenD's text for a request that outlived the endpoint
+// timeout (its scripts are never stopped, the endpoint answers anyway).
+const errStopped = "context deadline exceeded"

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,7 +163,7 @@ func TestTimeout(t *testing.T) {
 	defer s.Release(st)
 	start := time.Now()
 	err := st.Pre(time.Now().Add(50 * time.Millisecond))
-	if err == nil || !strings.Contains(err.Error(), "timeout") {
+	if err == nil || err.Error() != "context deadline exceeded" {
 		t.Fatalf("err = %v", err)
 	}
 	if time.Since(start) > 5*time.Second {
