@@ -37,9 +37,14 @@ type Changes struct {
 
 func (r *Request) reset() {
 	r.Method, r.Path, r.URL = "", "", ""
-	r.Query = url.Values{}
-	r.Params = map[string]string{}
-	r.Headers = map[string][]string{}
+	// The maps are the state's, reused (a script's luaTable views are
+	// copies: params() and headers() copy them).
+	if r.Query == nil {
+		r.Query, r.Params, r.Headers = url.Values{}, map[string]string{}, map[string][]string{}
+	}
+	clear(r.Query)
+	clear(r.Params)
+	clear(r.Headers)
 	r.Body = nil
 	r.Changed = Changes{}
 }
@@ -63,14 +68,21 @@ type Response struct {
 }
 
 func (r *Response) reset() {
-	r.Data = map[string]any{}
+	r.Data = emptyData
 	r.IsComplete = false
 	r.StatusCode = 0
-	r.Headers = map[string][]string{}
+	if r.Headers == nil {
+		r.Headers = map[string][]string{}
+	}
+	clear(r.Headers)
 	r.Body, r.HasBody = nil, false
 	r.Changed = Changes{}
 	r.DataUsed = false
 }
+
+// emptyData is Response.Data until the caller sets it; data() replaces it
+// with a map of the script's own before handing it out.
+var emptyData = map[string]any{}
 
 // Table and List are the luaTable and luaList userdata values: views of a
 // Go map or slice, changed in place.
@@ -372,6 +384,10 @@ var responseMethods = map[string]glua.LGFunction{
 			return 0, err
 		}
 		r.DataUsed = true
+		if len(r.Data) == 0 {
+			// Never hand out the shared empty map: the script may fill it.
+			r.Data = map[string]any{}
+		}
 		pushData(L, &Table{Data: r.Data}, "luaTable")
 		return 1, nil
 	}),
