@@ -211,6 +211,11 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		out.LuaProxy = compileLua(l)
 		features[feature.ModifierLua] = true
 	}
+	if l := e.ExtraConfig.LuaEndpoint; l != nil {
+		out.LuaEndpoint = compileLua(l)
+		out.LuaEndpoint.Post, out.LuaEndpoint.SkipNext = "", false
+		features[feature.ModifierLua] = true
+	}
 	if e.ExtraConfig.JSONSchema != nil {
 		out.JsonSchema = e.ExtraConfig.JSONSchema
 		features[feature.ValidationJSONSchema] = true

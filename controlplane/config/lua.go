@@ -50,6 +50,19 @@ func (d *decoder) lua(n *node, p path) *Lua {
 	return l
 }
 
+// luaEndpoint is modifier/lua-endpoint: krakend-lua's router stage runs
+// only pre and never skips the handler.
+func (d *decoder) luaEndpoint(n *node, p path) *Lua {
+	l := d.lua(n, p)
+	if l.Post != "" {
+		d.ws.add(p.field("post"), KindNoEffect, "accepted but has no effect: modifier/lua-endpoint runs only pre, as in KrakenD")
+	}
+	if l.SkipNext {
+		d.ws.add(p.field("skip_next"), KindNoEffect, "accepted but has no effect: modifier/lua-endpoint always calls the endpoint, as in KrakenD")
+	}
+	return l
+}
+
 // ReadFunc reads a file named in the configuration (Options.ReadFile).
 type ReadFunc func(name string) ([]byte, error)
 
@@ -86,7 +99,7 @@ func LuaSourceNames(filename string, content []byte, env []string) []string {
 		if e == nil {
 			continue
 		}
-		for _, l := range []*Lua{e.ExtraConfig.LuaProxy} {
+		for _, l := range []*Lua{e.ExtraConfig.LuaProxy, e.ExtraConfig.LuaEndpoint} {
 			if l != nil {
 				for _, n := range l.Sources {
 					seen[n] = true
@@ -218,6 +231,9 @@ func (v *validator) luaPassThrough(p path, e *Endpoint, answering int) {
 	x := p.field("extra_config")
 	if e.ExtraConfig.LuaProxy != nil {
 		v.vs.add(x.key("modifier/lua-proxy"), KindUnsupported, "Lua is not supported on a no-op pass-through endpoint")
+	}
+	if e.ExtraConfig.LuaEndpoint != nil {
+		v.vs.add(x.key("modifier/lua-endpoint"), KindUnsupported, "Lua is not supported on a no-op pass-through endpoint")
 	}
 	for i, b := range e.Backend {
 		if b != nil && b.ExtraConfig.LuaBackend != nil {

@@ -61,6 +61,11 @@ func TestValidateLuaRules(t *testing.T) {
 		{"no-op endpoint", conf("", `{"endpoint": "/a", "output_encoding": "no-op", "backend": [{"url_pattern": "/", "encoding": "no-op",
 			"extra_config": {"modifier/lua-backend": {"pre": "x = 1"}}}], "extra_config": {"modifier/lua-proxy": {"pre": "x = 1"}}}`),
 			[]pair{{`endpoints[0].backend[0].extra_config["modifier/lua-backend"]`, KindUnsupported}, {pp(""), KindUnsupported}}},
+		{"lua-endpoint", conf("", ep("/a", `"extra_config": {"modifier/lua-endpoint": {"pre": "local c = ctx.load()"}}`)), nil},
+		{"lua-endpoint syntax", conf("", ep("/a", `"extra_config": {"modifier/lua-endpoint": {"pre": "local c ="}}`)),
+			[]pair{{`endpoints[0].extra_config["modifier/lua-endpoint"].pre`, KindInvalid}}},
+		{"lua-endpoint not at the service level", conf(`"extra_config": {"modifier/lua-endpoint": {}}`),
+			[]pair{{`extra_config["modifier/lua-endpoint"]`, KindUnsupported}}},
 		{"not at the service level", conf(`"extra_config": {"modifier/lua-proxy": {}}`),
 			[]pair{{`extra_config["modifier/lua-proxy"]`, KindUnsupported}}},
 	}

@@ -182,6 +182,8 @@ type EndpointExtra struct {
 	BotDetector *BotDetector
 	// LuaProxy is `modifier/lua-proxy`.
 	LuaProxy *Lua
+	// LuaEndpoint is the endpoint's `modifier/lua-endpoint`.
+	LuaEndpoint *Lua
 }
 
 // EndpointProxy is the endpoint-level `proxy` namespace.

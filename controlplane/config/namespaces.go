@@ -38,6 +38,7 @@ var (
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *EndpointExtra) { x.BotDetector = d.botDetector(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Trace = d.endpointOTel(n, p) }},
 		{"modifier/lua-proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.LuaProxy = d.lua(n, p) }},
+		{"modifier/lua-endpoint", func(d *decoder, n *node, p path, x *EndpointExtra) { x.LuaEndpoint = d.luaEndpoint(n, p) }},
 	}
 	backendNamespaces = []namespace[BackendExtra]{
 		{"backend/http", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTP = d.backendHTTP(n, p) }},

@@ -298,6 +298,9 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	if l := e.ExtraConfig.LuaProxy; l != nil {
 		v.lua(x.key("modifier/lua-proxy"), l)
 	}
+	if l := e.ExtraConfig.LuaEndpoint; l != nil {
+		v.lua(x.key("modifier/lua-endpoint"), l)
+	}
 	if l := e.ExtraConfig.JWTLimits; l != nil {
 		v.jwtLimits(x.key("apigw/jwt"), l, e.ExtraConfig.JWT)
 	}

@@ -16,6 +16,8 @@ import (
 // Request is the request a script sees (lura's proxy.Request): what the
 // caller copied in, and what the script changed.
 type Request struct {
+	// Host is the client's Host (the ctx object of modifier/lua-endpoint).
+	Host   string
 	Method string
 	Path   string
 	URL    string // "" when there is none (lura's nil URL)
@@ -32,11 +34,11 @@ type Request struct {
 
 // Changes are flags of what a script set.
 type Changes struct {
-	Method, Path, URL, Query, Params, Headers, Body bool
+	Method, Path, URL, Query, Params, Headers, Body, Host bool
 }
 
 func (r *Request) reset() {
-	r.Method, r.Path, r.URL = "", "", ""
+	r.Host, r.Method, r.Path, r.URL = "", "", "", ""
 	// The maps are the state's, reused (a script's luaTable views are
 	// copies: params() and headers() copy them).
 	if r.Query == nil {
@@ -146,6 +148,14 @@ func register(st *State) {
 	st.reqUD = L.NewUserData()
 	st.reqUD.Value = &st.Req
 	L.SetMetatable(st.reqUD, reqMT)
+
+	ctxMT := table(L, "ctx", map[string]glua.LGFunction{"load": func(L *glua.LState) int {
+		L.Push(st.ctxUD)
+		return 1
+	}}, ctxMethods)
+	st.ctxUD = L.NewUserData()
+	st.ctxUD.Value = &st.Req
+	L.SetMetatable(st.ctxUD, ctxMT)
 
 	respMT := table(L, "response", map[string]glua.LGFunction{"load": func(L *glua.LState) int {
 		L.Push(st.respUD)
@@ -697,4 +707,58 @@ func toSlice(m map[string]any) ([]any, bool) {
 		out = append(out, m[strconv.Itoa(i)])
 	}
 	return out, true
+}
+
+// --- ctx (modifier/lua-endpoint) -----------------------------------------
+
+// ctxMethods are krakend-lua's gin ctx methods, on the same Request: url is
+// the request URI ("/path?query"), query reads and sets one key, params
+// use the route's own names.
+var ctxMethods = map[string]glua.LGFunction{
+	"method": requestMethods["method"],
+	"host":   fn(reqString(func(r *Request) *string { return &r.Host }, func(c *Changes) { c.Host = true })),
+	"url": fn(func(L *glua.LState) (int, error) {
+		r, err := checkRequest(L)
+		if err != nil {
+			return 0, err
+		}
+		if L.GetTop() == 1 {
+			L.Push(glua.LString(r.URL))
+			return 1, nil
+		}
+		u, err := url.Parse(L.CheckString(2))
+		if err == nil {
+			r.URL = u.String()
+			r.Query = u.Query()
+			r.Changed.URL = true
+		}
+		return 0, nil
+	}),
+	"query": fn(func(L *glua.LState) (int, error) {
+		r, err := checkRequest(L)
+		if err != nil {
+			return 0, err
+		}
+		switch L.GetTop() {
+		case 1:
+			return 0, errNeedsArguments
+		case 2:
+			L.Push(glua.LString(r.Query.Get(L.CheckString(2))))
+			return 1, nil
+		default:
+			r.Query.Set(L.CheckString(2), L.CheckString(3))
+			r.Changed.Query = true
+			return 0, nil
+		}
+	}),
+	"params": requestMethods["params"],
+	"headers": fn(func(L *glua.LState) (int, error) {
+		r, err := checkRequest(L)
+		if err != nil {
+			return 0, err
+		}
+		return headers(L, r.Headers, &r.Changed, true)
+	}),
+	"headerList": requestMethods["headerList"],
+	"body":       requestMethods["body"],
 }

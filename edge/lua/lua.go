@@ -218,6 +218,7 @@ type State struct {
 	Resp Response
 
 	reqUD, respUD *glua.LUserData
+	ctxUD         *glua.LUserData
 	ctx           deadlineCtx
 	opened        []*httpResponse // http_response answers, closed by Release
 }

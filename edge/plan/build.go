@@ -515,6 +515,10 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 			noOpBackends++
 		}
 	}
+	if l := e.GetLuaEndpoint(); l != nil {
+		ep.luaEP = b.luaScript(path+".extra_config.modifier/lua-endpoint", e.GetName()+" lua-endpoint", l)
+		ep.paramNames = params
+	}
 	var proxyLua *lua.Script
 	if l := e.GetLuaProxy(); l != nil {
 		proxyLua = b.luaScript(path+".extra_config.modifier/lua-proxy", e.GetName()+" lua-proxy", l)
@@ -531,7 +535,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 			b.violate(path+".backend", violation.TooMany, "a no-op endpoint (output_encoding or backend encoding no-op) takes exactly one backend")
 			return nil
 		}
-		if proxyLua != nil || answering[0].Lua != nil {
+		if proxyLua != nil || answering[0].Lua != nil || ep.luaEP != nil {
 			b.violate(path, violation.Unsupported, "modifier/lua-* on a no-op pass-through endpoint is not supported")
 			return nil
 		}

@@ -31,7 +31,7 @@ const (
 	SecurityHTTP         = "security.http"          // security/http
 	SecurityBotDetector  = "security.bot_detector"  // security/bot-detector
 	ModifierMartian      = "modifier.martian"       // modifier/martian
-	ModifierLua          = "modifier.lua"           // modifier/lua-proxy or modifier/lua-backend
+	ModifierLua          = "modifier.lua"           // modifier/lua-endpoint, modifier/lua-proxy or modifier/lua-backend
 	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
 	TLSClient            = "tls.client"             // client_tls (or allow_insecure_connections)

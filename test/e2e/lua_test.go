@@ -75,6 +75,11 @@ func luaConfig(backend, source string, returnErrorMsg bool) string {
 		  "backend": [{"url_pattern": "/echo"}, {"url_pattern": "/echo2", "group": "second",
 		    ` + lb(`{"pre": "local r = request.load(); r:headers('X-P', r:params('Resp0_list') .. '|' .. r:params('Resp0_num') .. '|' .. r:params('Resp0'))"}`) + `}]}`,
 		ep("/slow", lb(`{"pre": "while true do end"}`), `"timeout": "300ms"`),
+		`{"endpoint": "/ep/{id}", "input_headers": ["X-Ep", "X-Client"], "input_query_strings": ["a", "b"], "backend": [{"url_pattern": "/echo/{id}"}], ` +
+			`"extra_config": {"modifier/lua-endpoint": {"pre": "local c = ctx.load(); c:headers('X-Ep', c:method() .. ' ' .. c:url() .. ' ' .. c:host() .. ' ' .. c:params('id') .. ' ' .. c:query('a')); c:query('b', '2'); c:params('id', 'p2'); c:headers('X-Client', nil)"}}}`,
+		ep("/eperr", "", `"extra_config": {"modifier/lua-endpoint": {"pre": "custom_error('no', 403, 'text/plain')"}}`),
+		ep("/eperr2", "", `"extra_config": {"modifier/lua-endpoint": {"pre": "nope()"}}`),
+		ep("/eperr3", "", `"extra_config": {"modifier/lua-endpoint": {"pre": "custom_error('teapot', 418)"}}`),
 	}
 	return fmt.Sprintf(`{"version": 3, "timeout": "2s", "host": [%q], "extra_config": {"router": {"return_error_msg": %t}},
   "endpoints": [%s]}`, backend, returnErrorMsg, strings.Join(eps, ",\n"))
@@ -102,6 +107,13 @@ func luaCases(returnErrorMsg bool) []luaCase {
 		return luaCase{"GET", path, "", status, ct + "X-Krakend: Version VERSION\nX-Krakend-Completed: false", body}
 	}
 	return []luaCase{
+		// modifier/lua-endpoint: the changes reach the backend through the
+		// endpoint's filters; an error is gin's bare abort.
+		{"GET", "/ep/7?a=1&z=3", "", 200, json + "X-Krakend: Version VERSION\nX-Krakend-Completed: true",
+			`{"body":"","h":{"User-Agent":"KrakenD Version VERSION","X-Ep":"GET /ep/7?a=1\u0026z=3 HOST 7 1","X-Forwarded-For":"127.0.0.1","X-Forwarded-Host":"HOST"},"list":[1,"a",true],"method":"GET","num":1.5,"path":"/echo/p2?a=1\u0026b=2"}`},
+		{"GET", "/eperr", "", 403, "Content-Type: text/plain", ""},
+		{"GET", "/eperr2", "", 500, "", ""},
+		{"GET", "/eperr3", "", 418, "", ""},
 		errCase("/teapot", 418, text, `{"msg":"tea"}`),
 		errCase("/ct", 401, "Content-Type: text/html\n", "<b>no</b>"),
 		errCase("/plain", 500, text, "just text"),

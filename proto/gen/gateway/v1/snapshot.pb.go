@@ -1510,7 +1510,10 @@ type Endpoint struct {
 	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
 	// lua_proxy is `modifier/lua-proxy`: pre runs before the backends are
 	// called, post on the merged response.
-	LuaProxy      *LuaScript `protobuf:"bytes,110,opt,name=lua_proxy,json=luaProxy,proto3" json:"lua_proxy,omitempty"`
+	LuaProxy *LuaScript `protobuf:"bytes,110,opt,name=lua_proxy,json=luaProxy,proto3" json:"lua_proxy,omitempty"`
+	// lua_endpoint is `modifier/lua-endpoint`: pre runs on the client's
+	// request after the JWT check, before the router rate limit and the pipe.
+	LuaEndpoint   *LuaScript `protobuf:"bytes,111,opt,name=lua_endpoint,json=luaEndpoint,proto3" json:"lua_endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1695,6 +1698,13 @@ func (x *Endpoint) GetBotDetector() *BotDetector {
 func (x *Endpoint) GetLuaProxy() *LuaScript {
 	if x != nil {
 		return x.LuaProxy
+	}
+	return nil
+}
+
+func (x *Endpoint) GetLuaEndpoint() *LuaScript {
+	if x != nil {
+		return x.LuaEndpoint
 	}
 	return nil
 }
@@ -4412,7 +4422,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\x8b\a\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xc5\a\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -4442,7 +4452,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"jsonSchema\x12,\n" +
 	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12:\n" +
 	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x122\n" +
-	"\tlua_proxy\x18n \x01(\v2\x15.gateway.v1.LuaScriptR\bluaProxy\"\xa7\x01\n" +
+	"\tlua_proxy\x18n \x01(\v2\x15.gateway.v1.LuaScriptR\bluaProxy\x128\n" +
+	"\flua_endpoint\x18o \x01(\v2\x15.gateway.v1.LuaScriptR\vluaEndpoint\"\xa7\x01\n" +
 	"\tLuaScript\x12/\n" +
 	"\asources\x18\x01 \x03(\v2\x15.gateway.v1.LuaSourceR\asources\x12\x10\n" +
 	"\x03pre\x18\x02 \x01(\tR\x03pre\x12\x12\n" +
@@ -4762,42 +4773,43 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
 	22, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
 	15, // 29: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
-	46, // 30: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	44, // 31: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	17, // 32: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	24, // 33: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	25, // 34: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	26, // 35: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	30, // 36: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	10, // 37: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	15, // 38: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	20, // 39: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	45, // 40: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	39, // 41: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	40, // 42: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	41, // 43: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	42, // 44: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	43, // 45: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	39, // 46: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	31, // 47: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	32, // 48: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	33, // 49: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	34, // 50: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	33, // 51: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	35, // 52: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	36, // 53: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	37, // 54: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	30, // 55: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	30, // 56: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	30, // 57: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	38, // 58: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	30, // 59: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	30, // 60: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	15, // 30: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	46, // 31: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	44, // 32: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	17, // 33: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	24, // 34: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	25, // 35: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	26, // 36: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	30, // 37: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	10, // 38: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	15, // 39: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	20, // 40: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	45, // 41: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	39, // 42: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	40, // 43: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	41, // 44: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	42, // 45: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	43, // 46: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	39, // 47: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	31, // 48: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	32, // 49: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	33, // 50: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	34, // 51: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	33, // 52: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	35, // 53: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	36, // 54: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	37, // 55: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	30, // 56: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	30, // 57: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	30, // 58: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	38, // 59: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	30, // 60: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	30, // 61: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
