@@ -216,6 +216,10 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		out.LuaEndpoint.Post, out.LuaEndpoint.SkipNext = "", false
 		features[feature.ModifierLua] = true
 	}
+	if sg := e.ExtraConfig.Signer; sg != nil {
+		out.Signer = compileSigner(sg)
+		features[feature.AuthSigner] = true
+	}
 	if e.ExtraConfig.JSONSchema != nil {
 		out.JsonSchema = e.ExtraConfig.JSONSchema
 		features[feature.ValidationJSONSchema] = true
@@ -303,11 +307,18 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 		out.LuaBackend = compileLua(l)
 		features[feature.ModifierLua] = true
 	}
+	if g := b.ExtraConfig.GraphQL; g != nil {
+		out.Graphql = compileGraphQL(g)
+		features[feature.BackendGraphQL] = true
+	}
 	if len(out.Flatmap) > 0 {
 		features[feature.ProxyFlatmap] = true
 	}
 	if out.Encoding == "xml" {
 		features[feature.EncodingXML] = true
+	}
+	if out.Encoding == "rss" {
+		features[feature.EncodingRSS] = true
 	}
 	return out
 }

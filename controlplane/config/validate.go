@@ -17,7 +17,7 @@ import (
 var (
 	endpointMethods  = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
 	outputEncodings  = []string{"json", "json-collection", "string", "no-op", "negotiate", "xml", "yaml"}
-	backendEncodings = []string{"json", "safejson", "string", "no-op", "xml"}
+	backendEncodings = []string{"json", "safejson", "string", "no-op", "xml", "rss"}
 	staticStrategies = []string{"always", "success", "complete", "errored", "incomplete"}
 	flatmapTypes     = []string{"move", "del", "append"}
 	logFormats       = []string{"default", "logstash"}
@@ -301,6 +301,9 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	if l := e.ExtraConfig.LuaEndpoint; l != nil {
 		v.lua(x.key("modifier/lua-endpoint"), l)
 	}
+	if sg := e.ExtraConfig.Signer; sg != nil {
+		v.signer(p, e, sg)
+	}
 	if l := e.ExtraConfig.JWTLimits; l != nil {
 		v.jwtLimits(x.key("apigw/jwt"), l, e.ExtraConfig.JWT)
 	}
@@ -424,6 +427,9 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 	}
 	if l := b.ExtraConfig.LuaBackend; l != nil {
 		v.lua(x.key("modifier/lua-backend"), l)
+	}
+	if g := b.ExtraConfig.GraphQL; g != nil {
+		v.graphQL(x.key("backend/graphql"), g, r)
 	}
 	v.otelOverride(x.key("telemetry/opentelemetry"), b.ExtraConfig.Trace, "backend")
 }
