@@ -69,7 +69,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	if *strict {
 		// The control plane's compiler is this one: a strict check here
 		// is the check it would make.
-		_, err := config.CompileWith(src.GetFilename(), src.GetContent(), config.Options{Strict: true})
+		_, err := config.CompileWith(src.GetFilename(), src.GetContent(), config.Options{Strict: true, ReadFile: config.SourceFiles(src.GetLuaSources())})
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
 			for _, v := range ve.Violations {

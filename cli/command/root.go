@@ -511,7 +511,7 @@ func (c *cli) readSource(path string) (*gatewayv1.ConfigSource, error) {
 		return nil, err
 	}
 	if l.files != nil {
-		_, err := config.CompileWith(l.filename, l.content, config.Options{Env: c.environ(), Origin: l.origin})
+		_, err := config.CompileWith(l.filename, l.content, config.Options{Env: c.environ(), Origin: l.origin, ReadFile: config.OSReadFile})
 		var ve *config.ValidationError
 		if errors.As(err, &ve) {
 			for _, v := range ve.Violations {
@@ -527,6 +527,17 @@ func (c *cli) readSource(path string) (*gatewayv1.ConfigSource, error) {
 	src := &gatewayv1.ConfigSource{Filename: name, Content: resolved}
 	for _, f := range l.files {
 		src.RenderedFrom = append(src.RenderedFrom, &gatewayv1.SourceFile{Name: f.Name, Sha256: f.SHA256})
+	}
+	// The Lua sources are read here, relative to gwctl's working directory
+	// (as KrakenD reads them relative to its own), and sent along: the
+	// control plane compiles them into the snapshot and reads no files.
+	// A missing file is left out; the control plane names it.
+	for _, name := range config.LuaSourceNames(name, resolved, nil) {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		src.LuaSources = append(src.LuaSources, &gatewayv1.LuaSource{Name: name, Text: string(b)})
 	}
 	return src, nil
 }

@@ -33,7 +33,7 @@ func runValidate(_ context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	compiled, err := config.CompileWith(l.filename, l.content, config.Options{Env: c.environ(), Strict: *strict, Origin: l.origin})
+	compiled, err := config.CompileWith(l.filename, l.content, config.Options{Env: c.environ(), Strict: *strict, Origin: l.origin, ReadFile: config.OSReadFile})
 	var ve *config.ValidationError
 	if !out.text() && (err == nil || errors.As(err, &ve)) {
 		// The admin API's ValidateResponse, as the control plane would answer.

@@ -44,6 +44,11 @@ type Options struct {
 	// template file and line); violations and warnings add it to their
 	// position.
 	Origin func(line, col int) (string, bool)
+	// ReadFile reads the files the configuration names (the `sources` of
+	// modifier/lua-*), which are embedded in the snapshot. Nil reads none:
+	// a configuration naming a file is then rejected. OSReadFile reads
+	// them relative to the working directory, as KrakenD does.
+	ReadFile ReadFunc
 }
 
 // ValidationError lists every violation found in a configuration, sorted by
@@ -96,6 +101,7 @@ func CompileWith(filename string, content []byte, opts Options) (*Compiled, erro
 		return nil, &ValidationError{Violations: finishAt(decoded, nil, opts.Origin)}
 	}
 	Defaults(s)
+	s.readFile = opts.ReadFile
 	vs := mergeStages(decoded, validate(s))
 	ws := s.warnings.list
 	if opts.Strict {

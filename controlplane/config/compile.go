@@ -218,6 +218,15 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		out.BotDetector = compileBotDetector(b)
 		features[feature.SecurityBotDetector] = true
 	}
+	if l := e.ExtraConfig.LuaProxy; l != nil {
+		out.LuaProxy = compileLua(l)
+		features[feature.ModifierLua] = true
+	}
+	if l := e.ExtraConfig.LuaEndpoint; l != nil {
+		out.LuaEndpoint = compileLua(l)
+		out.LuaEndpoint.Post, out.LuaEndpoint.SkipNext = "", false
+		features[feature.ModifierLua] = true
+	}
 	if sg := e.ExtraConfig.Signer; sg != nil {
 		out.Signer = compileSigner(sg)
 		features[feature.AuthSigner] = true
@@ -308,6 +317,10 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 	if c := compileCEL(b.ExtraConfig.CEL, false); c != nil {
 		out.Cel = c
 		features[feature.ValidationCEL] = true
+	}
+	if l := b.ExtraConfig.LuaBackend; l != nil {
+		out.LuaBackend = compileLua(l)
+		features[feature.ModifierLua] = true
 	}
 	if g := b.ExtraConfig.GraphQL; g != nil {
 		out.Graphql = compileGraphQL(g)

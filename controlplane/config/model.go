@@ -76,6 +76,9 @@ type Service struct {
 	// operator to know: keys without effect, values KrakenD overrides,
 	// values normalised.
 	warnings violations
+	// readFile reads the files the configuration names (Lua sources);
+	// nil: none can be read.
+	readFile ReadFunc
 }
 
 // ServiceExtra holds the supported service-level extra_config namespaces.
@@ -186,6 +189,10 @@ type EndpointExtra struct {
 	BotDetector *BotDetector
 	// CEL is the endpoint's `validation/cel`; nil when absent.
 	CEL []CELCheck
+	// LuaProxy is `modifier/lua-proxy`.
+	LuaProxy *Lua
+	// LuaEndpoint is the endpoint's `modifier/lua-endpoint`.
+	LuaEndpoint *Lua
 	// Signer is `auth/signer`.
 	Signer *Signer
 }
@@ -255,6 +262,8 @@ type BackendExtra struct {
 	Trace *OTelLayer
 	// CEL is the backend's `validation/cel`; nil when absent.
 	CEL []CELCheck
+	// LuaBackend is `modifier/lua-backend`.
+	LuaBackend *Lua
 }
 
 // BackendHTTPClient is the `backend/http/client` namespace.

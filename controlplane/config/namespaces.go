@@ -41,6 +41,8 @@ var (
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *EndpointExtra) { x.BotDetector = d.botDetector(n, p) }},
 		{"validation/cel", func(d *decoder, n *node, p path, x *EndpointExtra) { x.CEL = d.celChecks(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Trace = d.endpointOTel(n, p) }},
+		{"modifier/lua-proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.LuaProxy = d.lua(n, p) }},
+		{"modifier/lua-endpoint", func(d *decoder, n *node, p path, x *EndpointExtra) { x.LuaEndpoint = d.luaEndpoint(n, p) }},
 		{"auth/signer", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Signer = d.signer(n, p) }},
 	}
 	backendNamespaces = []namespace[BackendExtra]{
@@ -53,6 +55,7 @@ var (
 		{"modifier/martian", func(d *decoder, n *node, p path, x *BackendExtra) { x.Martian = d.martian(n, p) }},
 		{"validation/cel", func(d *decoder, n *node, p path, x *BackendExtra) { x.CEL = d.celChecks(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *BackendExtra) { x.Trace = d.backendOTel(n, p) }},
+		{"modifier/lua-backend", func(d *decoder, n *node, p path, x *BackendExtra) { x.LuaBackend = d.lua(n, p) }},
 		{"backend/graphql", func(d *decoder, n *node, p path, x *BackendExtra) { x.GraphQL = d.graphQL(n, p) }},
 	}
 )
@@ -72,6 +75,9 @@ var namespaceAliases = map[string]string{
 	"github_com/devopsfaith/krakend-botdetector":                   "security/bot-detector",
 	"github.com/devopsfaith/krakend-cel":                           "validation/cel",
 	"github.com/devopsfaith/krakend-martian":                       "modifier/martian",
+	"github.com/devopsfaith/krakend-lua/router":                    "modifier/lua-endpoint",
+	"github.com/devopsfaith/krakend-lua/proxy":                     "modifier/lua-proxy",
+	"github.com/devopsfaith/krakend-lua/proxy/backend":             "modifier/lua-backend",
 	"github.com/devopsfaith/krakend-jsonschema":                    "validation/json-schema",
 	"github.com/devopsfaith/krakend/http":                          "backend/http",
 	"github.com/devopsfaith/krakend/transport/http/client/graphql": "backend/graphql",
@@ -248,7 +254,7 @@ func (d *decoder) endpointProxy(n *node, p path) *EndpointProxy {
 	d.object(n, p, objectSpec{
 		fields: map[string]handler{
 			"sequential":                   d.boolean(&x.Sequential),
-			"sequential_propagated_params": d.noEffect(d.strings(&x.SequentialPropagatedParams), "KrakenD exposes these values to Lua scripts only, and Lua is not supported yet (issue 11)"),
+			"sequential_propagated_params": d.strings(&x.SequentialPropagatedParams),
 			"flatmap_filter":               d.flatmap(&x.FlatmapFilter),
 			"force_sandboxed_request":      d.noEffect(d.boolean(&x.ForceSandboxedRequest), "every backend call already gets its own copy of the request"),
 			"static": func(n *node, p path) {

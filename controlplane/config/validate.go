@@ -284,6 +284,7 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	case e.OutputEncoding == encodingNoOp && answering > 1:
 		v.vs.add(bp, KindTooMany, "output_encoding no-op passes one backend response through; found %d backends", answering)
 	}
+	v.luaPassThrough(p, e, answering)
 
 	var sequential bool
 	x := p.field("extra_config")
@@ -303,6 +304,12 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 			noop = "endpoint"
 		}
 		v.celChecks(x.key("validation/cel"), c, e.ExtraConfig.JWT != nil, noop)
+	}
+	if l := e.ExtraConfig.LuaProxy; l != nil {
+		v.lua(x.key("modifier/lua-proxy"), l)
+	}
+	if l := e.ExtraConfig.LuaEndpoint; l != nil {
+		v.lua(x.key("modifier/lua-endpoint"), l)
 	}
 	if sg := e.ExtraConfig.Signer; sg != nil {
 		v.signer(p, e, sg)
@@ -346,6 +353,10 @@ func (v *validator) endpointProxy(p path, e *Endpoint, px *EndpointProxy) {
 		case atoi(m[1]) >= len(e.Backend):
 			v.vs.add(ip, KindNotFound, "%q: the endpoint has no backend %s", name, m[1])
 		}
+	}
+	if len(px.SequentialPropagatedParams) > 0 && !laterLuaBackend(e) {
+		v.s.warnings.add(p.field("sequential_propagated_params"), KindNoEffect, "accepted but has no effect: KrakenD exposes these "+
+			"values to the modifier/lua-backend scripts of the backends after the first, and this endpoint has none")
 	}
 	if st := px.Static; st != nil {
 		sp := p.field("static")
@@ -434,6 +445,9 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 	}
 	if m := b.ExtraConfig.Martian; m != nil {
 		v.martian(x.key("modifier/martian"), m)
+	}
+	if l := b.ExtraConfig.LuaBackend; l != nil {
+		v.lua(x.key("modifier/lua-backend"), l)
 	}
 	if g := b.ExtraConfig.GraphQL; g != nil {
 		v.graphQL(x.key("backend/graphql"), g, r)
@@ -625,4 +639,15 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// laterLuaBackend reports whether a backend after the first has a
+// modifier/lua-backend: the only reader of sequential_propagated_params.
+func laterLuaBackend(e *Endpoint) bool {
+	for i, b := range e.Backend {
+		if i > 0 && b != nil && b.ExtraConfig.LuaBackend != nil {
+			return true
+		}
+	}
+	return false
 }

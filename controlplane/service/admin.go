@@ -277,7 +277,9 @@ func (s *Service) commitUnlessCurrent(ctx context.Context, rev *store.Revision) 
 // (edges refuse gRPC messages above their receive limit, so an oversized
 // snapshot would never arrive).
 func (s *Service) compile(src *gatewayv1.ConfigSource) (*config.Compiled, error) {
-	c, err := config.Compile(src.GetFilename(), src.GetContent())
+	// Lua sources come with the push (gwctl read them where it runs): the
+	// control plane reads no files of its own.
+	c, err := config.CompileWith(src.GetFilename(), src.GetContent(), config.Options{ReadFile: config.SourceFiles(src.GetLuaSources())})
 	if err != nil {
 		return nil, err
 	}

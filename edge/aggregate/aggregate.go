@@ -21,7 +21,7 @@
 // concurrent answer) the stragglers finish their own call and the last one
 // out returns the Exchange to its pool.
 //
-// aggregate imports edge/proxy and edge/response; it must not import
+// aggregate imports edge/proxy, edge/response and edge/lua; it must not import
 // edge/plan, edge/server, edge/watch or the control plane.
 package aggregate
 
@@ -35,6 +35,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/apigw/gateway/edge/cel"
+	"github.com/apigw/gateway/edge/lua"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/response"
 	"github.com/apigw/gateway/edge/tracing"
@@ -68,6 +69,8 @@ type Backend struct {
 	// ErrPrefix is "[METHOD url_pattern]:" as KrakenD words it in
 	// return_error_msg texts (placeholders in its {{.Param}} form).
 	ErrPrefix string
+	// Lua is the backend's modifier/lua-backend; nil: none.
+	Lua *lua.Script
 }
 
 // Shadow is one shadow backend: a detached copy whose result is discarded.
@@ -97,6 +100,13 @@ type Config struct {
 	// Panics counts backend calls that panicked (a bug; the call fails);
 	// nil disables counting.
 	Panics Counter
+	// Lua is the endpoint's modifier/lua-proxy; nil: none.
+	Lua *lua.Script
+	// ParamNames are the endpoint parameters in router slot order, for the
+	// request params Lua scripts see.
+	ParamNames []string
+	// Propagated are the sequential_propagated_params (ParsePropagated).
+	Propagated []Propagated
 }
 
 // Pipe is a compiled endpoint pipe. Immutable and safe for concurrent use.
@@ -112,6 +122,9 @@ type Pipe struct {
 	static     *response.Static
 	raw        bool
 	panics     Counter
+	lua        *lua.Script
+	paramNames []string
+	propagated []Propagated
 	// calls counts the call goroutines still running (stragglers
 	// included): the pipe owns them and Wait waits for them.
 	calls sync.WaitGroup
@@ -146,6 +159,17 @@ func New(cfg Config) (*Pipe, error) {
 		static:     cfg.Static,
 		raw:        cfg.Raw && len(cfg.Backends) == 1 && cc == 1 && cfg.Static == nil,
 		panics:     cfg.Panics,
+		lua:        cfg.Lua,
+		paramNames: cfg.ParamNames,
+		propagated: cfg.Propagated,
+	}
+	if p.lua != nil {
+		p.raw = false
+	}
+	for _, b := range cfg.Backends {
+		if b.Lua != nil {
+			p.raw = false
+		}
 	}
 	if len(cfg.Backends) > 1 {
 		p.flatmap = cfg.Flatmap
@@ -195,6 +219,9 @@ type Result struct {
 	// resp_metadata_status: a single backend's failing status when
 	// return_error_details turned it into data, else 0.
 	MetaStatus int
+	// Headers are response headers Lua scripts set (lura's
+	// Response.Metadata.Headers), written when there is data; nil: none.
+	Headers map[string][]string
 }
 
 // HasData reports whether the pipe produced something to render.
@@ -226,6 +253,10 @@ type call struct {
 	celReject bool
 	celIndex  cel.Rejection
 	celAt     time.Time
+	// Lua: the request params the backend's script sees, and the response
+	// headers its post set (nil without Lua).
+	params  map[string]string
+	headers map[string][]string
 }
 
 func (c *call) reset() {
@@ -237,6 +268,7 @@ func (c *call) reset() {
 	c.value, c.raw = nil, nil
 	c.span = tracing.Call{}
 	c.celReject, c.celIndex, c.celAt = false, 0, time.Time{}
+	clear(c.headers)
 }
 
 // Exchange is the per-request workspace of a Pipe. Acquire one per
@@ -262,6 +294,8 @@ type Exchange struct {
 	// lines come in that order).
 	arrivals atomic.Uint64
 	result   Result
+	headers  map[string][]string // Result.Headers of the lua-proxy post
+	override proxy.LuaOverride   // the lua-proxy pre's changes (Inbound.Lua)
 }
 
 func (p *Pipe) newExchange() any {

@@ -78,6 +78,7 @@ func (ex *Exchange) appendCallError(dst []byte, c *call) []byte {
 		if r, ok := c.err.(cel.Rejection); ok {
 			return r.AppendText(dst)
 		}
+	case c.err != nil && isLuaError(c.err):
 		return append(dst, c.err.Error()...)
 	case c.err != nil:
 		return proxy.AppendCallError(dst, c.req.Header.Method(), c.req.URI().FullURI(), c.err)

@@ -20,13 +20,27 @@ const (
 // handler goroutine (it reads in) and at most once per Exchange.
 func (ex *Exchange) Run(in *proxy.Inbound, start time.Time) *Result {
 	p := ex.pipe
-	for i := range p.shadows {
-		p.shadows[i].Call.Shadow(in, p.shadows[i].Timeout)
-	}
 	for i := range ex.won {
 		ex.won[i] = stateNotRun
 		ex.fails[i] = 0
 		ex.lastFail[i] = -1
+	}
+	if p.lua != nil {
+		// krakend-lua's proxy stage wraps the whole pipe, shadows included.
+		if p.lua.HasPre() && !ex.luaProxyPre(p.lua, in, start.Add(p.timeout)) {
+			return &ex.result
+		}
+		if p.lua.SkipNext() {
+			// An empty, incomplete response for post, then the client.
+			ex.result.Value = response.Merge(ex.scratch, nil)
+			if p.lua.HasPost() {
+				ex.luaProxyPost(p.lua, start.Add(p.timeout))
+			}
+			return &ex.result
+		}
+	}
+	for i := range p.shadows {
+		p.shadows[i].Call.Shadow(in, p.shadows[i].Timeout)
 	}
 	switch {
 	case len(p.backends) == 1:
@@ -37,6 +51,9 @@ func (ex *Exchange) Run(in *proxy.Inbound, start time.Time) *Result {
 		ex.runBackends(0, len(p.backends), in, start.Add(p.merge), start)
 	}
 	ex.finish()
+	if p.lua != nil && p.lua.HasPost() && ex.result.Failed == 0 {
+		ex.luaProxyPost(p.lua, start.Add(p.timeout))
+	}
 	return &ex.result
 }
 
@@ -145,6 +162,9 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 	c.deadline = deadline
 	c.host = b.Call.Client().Pick()
 	c.buildErr = b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
+	if b.Lua != nil {
+		ex.luaParams(k, i, in)
+	}
 	c.span = b.Call.StartTrace(&c.req, in)
 	if chk, names := b.Call.CEL(); chk != nil {
 		ex.celRequest(c, chk, names, in)
@@ -223,6 +243,10 @@ func (ex *Exchange) recoverCall(k int) {
 // scratch slot k.
 func (ex *Exchange) work(k int) {
 	c := &ex.calls[k]
+	if s := ex.pipe.backends[c.backend].Lua; s != nil {
+		ex.luaWork(k, s)
+		return
+	}
 	call := ex.pipe.backends[c.backend].Call
 	if c.buildErr != nil {
 		// lura fails such a call before it is sent (a GraphQL mutation
@@ -398,6 +422,11 @@ func (ex *Exchange) finish() {
 			if r.Value == nil { // JSON null: an answer without data, rendered {}
 				r.Value = response.Merge(ex.scratch, nil)
 			}
+			if h := ex.calls[k].headers; len(h) > 0 {
+				// lura passes a single backend's response up as is, with
+				// the headers its Lua set.
+				r.Headers = h
+			}
 		default:
 			ex.failedSingle()
 			// A single backend whose circuit is open: 503 with Retry-After
@@ -436,6 +465,12 @@ func (ex *Exchange) failed(i int, reason proxy.Reason) {
 func (ex *Exchange) failedSingle() {
 	b := &ex.pipe.backends[0]
 	k := ex.lastFail[0]
+	if k >= 0 && isLuaError(ex.calls[k].err) {
+		// A script's error is the single backend's answer (lura returns it
+		// unmerged): custom_error's status, else 500.
+		setLuaError(&ex.result, ex.calls[k].err)
+		return
+	}
 	if !b.ReturnErrorCode || k < 0 {
 		return
 	}

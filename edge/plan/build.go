@@ -18,6 +18,7 @@ import (
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/cel"
+	"github.com/apigw/gateway/edge/lua"
 	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos"
@@ -513,6 +514,9 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		if alias := be.GetReturnErrorDetails(); alias != "" {
 			ab.ErrorDetailsKey = "error_" + alias
 		}
+		if l := be.GetLuaBackend(); l != nil {
+			ab.Lua = b.luaScript(bpath+".extra_config.modifier/lua-backend", be.GetName()+" lua-backend", l)
+		}
 		ab.Errors = b.deps.Metrics.backend(be.GetName(), b.deps.Logger)
 		ab.Latency = b.deps.Metrics.backendLatency(be.GetName())
 		b.labels = append(b.labels, labelUse{backend: true, name: be.GetName()})
@@ -536,6 +540,17 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 			noOpBackends++
 		}
 	}
+	if l := e.GetLuaEndpoint(); l != nil {
+		ep.luaEP = b.luaScript(path+".extra_config.modifier/lua-endpoint", e.GetName()+" lua-endpoint", l)
+		ep.paramNames = params
+	}
+	var proxyLua *lua.Script
+	if l := e.GetLuaProxy(); l != nil {
+		proxyLua = b.luaScript(path+".extra_config.modifier/lua-proxy", e.GetName()+" lua-proxy", l)
+	}
+	if len(b.violations) > nviol {
+		return nil
+	}
 	switch {
 	case out == response.OutputNoOp || (noOpBackends > 0 && len(answering) == 1):
 		// KrakenD: a no-op pipe passes one backend's response through
@@ -548,6 +563,10 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		if chk, _ := calls[0].CEL(); chk != nil || ep.cel.HasResponse() {
 			b.violate(path+".extra_config.validation/cel", violation.Unsupported,
 				"a no-op endpoint streams its response: only endpoint-level request expressions run there")
+			return nil
+		}
+		if proxyLua != nil || answering[0].Lua != nil || ep.luaEP != nil {
+			b.violate(path, violation.Unsupported, "modifier/lua-* on a no-op pass-through endpoint is not supported")
 			return nil
 		}
 		ep.noop = calls[0]
@@ -581,6 +600,9 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		Static:          static,
 		Raw:             out == response.OutputJSON && len(answering) == 1 && formats[0].Identity() && ep.signer == nil,
 		Panics:          b.deps.Metrics.panicCounter(panicBackendCall),
+		Lua:             proxyLua,
+		ParamNames:      params,
+		Propagated:      aggregate.ParsePropagated(e.GetSequentialPropagatedParams(), len(answering)),
 	})
 	if err != nil {
 		b.violate(path, violation.Invalid, err.Error())
@@ -747,4 +769,26 @@ func celParamNames(params []string) []string {
 		}
 	}
 	return out
+}
+
+// luaScript compiles one modifier/lua-* stage; name is its log name.
+func (b *builder) luaScript(path, name string, l *gatewayv1.LuaScript) *lua.Script {
+	cfg := lua.Config{
+		Name:          name,
+		Pre:           l.GetPre(),
+		Post:          l.GetPost(),
+		AllowOpenLibs: l.GetAllowOpenLibs(),
+		SkipNext:      l.GetSkipNext(),
+		UserAgent:     "KrakenD Version " + Version,
+		Log:           b.deps.Logger,
+	}
+	for _, s := range l.GetSources() {
+		cfg.Sources = append(cfg.Sources, lua.Source{Name: s.GetName(), Text: s.GetText()})
+	}
+	s, err := lua.New(cfg)
+	if err != nil {
+		b.violate(path, violation.Invalid, err.Error())
+		return nil
+	}
+	return s
 }

@@ -32,7 +32,7 @@
 // holds the current one in an atomic.Pointer and each request uses the plan
 // it loaded at its start.
 //
-// plan imports edge/router, edge/proxy, edge/aggregate, edge/response,
+// plan imports edge/router, edge/proxy, edge/aggregate, edge/response, edge/lua,
 // edge/auth, edge/qos, edge/security, edge/modifier and edge/schema; it
 // must not import edge/server, edge/watch or anything from the control
 // plane.
@@ -55,6 +55,7 @@ import (
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/cel"
+	"github.com/apigw/gateway/edge/lua"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
@@ -159,6 +160,9 @@ type endpoint struct {
 	keyKind clientKeyKind         // where the limiter's client key comes from
 	keyName []byte                // header name (keyHeader, keyIPHeader)
 	keySlot int                   // parameter slot (keyParam)
+
+	luaEP      *lua.Script // modifier/lua-endpoint, nil without
+	paramNames []string    // router slot names, for luaEP
 }
 
 // Protected reports whether some endpoint validates JWTs (and so depends
@@ -408,8 +412,8 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	// KrakenD's endpoint handler chain: JWT, then the router rate limit (so
 	// the header strategy sees propagated claims), then the proxy's JSON
 	// schema check.
-	// validation/cel wraps the JSON schema check in KrakenD's proxy stack.
-	if (ep.jwt != nil && !p.authenticate(ctx, ep, st)) || (ep.limiter != nil && !p.rateLimit(ctx, ep, st)) ||
+	if (ep.jwt != nil && !p.authenticate(ctx, ep, st)) || (ep.luaEP != nil && !p.luaEndpoint(ctx, ep, st)) ||
+		(ep.limiter != nil && !p.rateLimit(ctx, ep, st)) ||
 		(ep.cel != nil && !p.celRequest(ctx, ep, st)) || (ep.schema != nil && !p.validate(ctx, ep, st)) {
 		ep.metrics.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())
 		return
@@ -532,6 +536,12 @@ func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *a
 		ctx.SetBody(body)
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
+	for k, vs := range r.Headers {
+		// Headers a Lua script set (lura's Response.Metadata.Headers).
+		for _, v := range vs {
+			ctx.Response.Header.Add(k, v)
+		}
+	}
 	if complete {
 		ctx.Response.Header.SetCanonical(hdrCompleted, valTrue)
 		if ep.cacheControl != nil {

@@ -316,6 +316,32 @@ func TestCELAllocs(t *testing.T) {
 	t.Logf("route with cel: %v allocs per request", testing.AllocsPerRun(100, func() { serveOnce(p.Serve, cctx) }))
 }
 
+// TestLuaFreeRouteAllocs: a route without Lua, in a plan where another
+// route runs modifier/lua-proxy and modifier/lua-backend scripts, still
+// allocates nothing: the Lua stages cost only the routes that have them.
+func TestLuaFreeRouteAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	plain := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+	scripted := endpoint("GET", "/lua/{id}", with(backend(addr, "/users/{id}"), func(b *gatewayv1.Backend) {
+		b.LuaBackend = &gatewayv1.LuaScript{Pre: "local r = request.load()", Post: "local d = response.load():data()"}
+	}))
+	scripted.LuaProxy = &gatewayv1.LuaScript{Pre: "local r = request.load()"}
+	p := mustBuild(t, snapshot(plain, scripted), plan.Deps{})
+	lua := newCtx("GET", "/lua/42", "")
+	if st := serveOnce(p.Serve, lua); st != 200 {
+		t.Fatalf("lua route status %d: %s", st, bodyOf(lua))
+	}
+	ctx := newCtx("GET", "/users/42", "")
+	for i := 0; i < 50; i++ {
+		if st := serveOnce(p.Serve, ctx); st != 200 {
+			t.Fatalf("warm-up status %d: %s", st, bodyOf(ctx))
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+		t.Errorf("route without Lua: %v allocs per request, want 0", n)
+	}
+}
+
 // TestGraphQLQueryAllocs: a backend/graphql query whose variables take a
 // path parameter builds its POST body from pieces compiled at plan build:
 // no allocation per request.

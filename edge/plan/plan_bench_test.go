@@ -124,7 +124,8 @@ func BenchmarkServeNotFound(b *testing.B) {
 // (request check; response check), plain + router rate limit +
 // backend rate limit + circuit breaker. Each layered case also reports
 // its throughput as a percentage of the plain route's measured just
-// before it (%plain-rps; 100 = free).
+// before it (%plain-rps; 100 = free). lua-backend-pre and lua-proxy-pre
+// are the plain route with a trivial modifier/lua-* pre script.
 func BenchmarkLayers(b *testing.B) {
 	addr := fastBackend(b, nil)
 	i := startIDP(b)
@@ -155,6 +156,18 @@ func BenchmarkLayers(b *testing.B) {
 		{"cel-response", func() *gatewayv1.Endpoint {
 			ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
 			ep.Cel = &gatewayv1.CelChecks{Response: []string{"resp_data.address.city == 'Paris'"}}
+			return ep
+		}, nil},
+		// A trivial modifier/lua-backend pre (a pooled Lua state, the
+		// request copied in and out), and the same at the proxy level.
+		{"lua-backend-pre", func() *gatewayv1.Endpoint {
+			return endpoint("GET", "/users/{id}", with(backend(addr, "/users/{id}"), func(be *gatewayv1.Backend) {
+				be.LuaBackend = &gatewayv1.LuaScript{Pre: "local r = request.load()"}
+			}))
+		}, nil},
+		{"lua-proxy-pre", func() *gatewayv1.Endpoint {
+			ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+			ep.LuaProxy = &gatewayv1.LuaScript{Pre: "local r = request.load()"}
 			return ep
 		}, nil},
 		{"ratelimit+breaker", func() *gatewayv1.Endpoint {

@@ -375,9 +375,47 @@ type Inbound struct {
 	Gzip bool
 	// Trace is the request's tracing state, nil when it is not traced.
 	Trace *tracing.Request
-	buf   []byte // path and query building
-	tmp   []byte // sequential placeholder values
-	gql   []byte // a backend/graphql query body
+	// Lua holds what a modifier/lua-proxy pre script changed in the
+	// request; nil (the rule) leaves every backend request as built from
+	// the client's.
+	Lua *LuaOverride
+	buf []byte // path and query building
+	tmp []byte // sequential placeholder values
+	gql []byte // a backend/graphql query body
+}
+
+// LuaOverride is what a modifier/lua-proxy pre script changed, applied to
+// every backend request as lura applies its changed proxy.Request.
+type LuaOverride struct {
+	// Params replace endpoint parameters by slot (nil entries: unchanged).
+	Params [][]byte
+	// SetHeaders are headers the script set (canonical name → values),
+	// DelHeaders those it removed.
+	SetHeaders map[string][]string
+	DelHeaders []string
+	// Query, when QuerySet, replaces the forwarded client query (encoded).
+	Query    string
+	QuerySet bool
+	// Body, when BodySet, replaces the client's body.
+	Body    []byte
+	BodySet bool
+}
+
+// Reset empties o for reuse.
+func (o *LuaOverride) Reset() {
+	clear(o.Params)
+	o.Params = o.Params[:0]
+	clear(o.SetHeaders)
+	o.DelHeaders = o.DelHeaders[:0]
+	o.Query, o.QuerySet = "", false
+	o.Body, o.BodySet = nil, false
+}
+
+func (in *Inbound) param(slot int) []byte {
+	if o := in.Lua; o != nil && slot < len(o.Params) && o.Params[slot] != nil {
+		return o.Params[slot]
+	}
+	return in.Params.Value(slot)
 }
 
 // Reset prepares in for a request.
@@ -387,6 +425,7 @@ func (in *Inbound) Reset(req *fasthttp.Request, ps *router.Params) {
 	in.ClientIP = in.ClientIP[:0]
 	in.Claims = nil
 	in.Trace = nil
+	in.Lua = nil
 }
 
 // Clear drops the references to the request (before pooling).
@@ -396,6 +435,7 @@ func (in *Inbound) Clear() {
 	in.ClientIP = in.ClientIP[:0]
 	in.Claims = nil
 	in.Trace = nil
+	in.Lua = nil
 	if cap(in.buf) > 64<<10 {
 		in.buf = nil
 	}
@@ -436,6 +476,21 @@ func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev
 	uri.SetPathBytes(buf)
 	buf = b.appendQuery(buf[:0], in, prev)
 	b.copyHeaders(req, in)
+	body := in.Req.Body()
+	if o := in.Lua; o != nil {
+		for _, k := range o.DelHeaders {
+			req.Header.Del(k)
+		}
+		for k, vs := range o.SetHeaders {
+			req.Header.Del(k)
+			for _, v := range vs {
+				req.Header.Add(k, v)
+			}
+		}
+		if o.BodySet {
+			body = o.Body
+		}
+	}
 	in.Gzip = b.askGzip(req)
 	if b.gql != nil {
 		var err error
@@ -449,7 +504,7 @@ func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev
 	}
 	uri.SetQueryStringBytes(buf)
 	in.buf = buf
-	if body := in.Req.Body(); len(body) > 0 {
+	if len(body) > 0 {
 		if b.sizedBody {
 			req.SetBody(body)
 		} else {
@@ -478,7 +533,7 @@ func (b *Backend) appendPath(dst []byte, in *Inbound, prev []*fastjson.Value) []
 		dst = appendPart(dst, &b.path[i], in, prev, false)
 	}
 	if b.catchAll {
-		dst = appendEscaped(dst, in.Params.Value(b.catchSlot), pathEscape)
+		dst = appendEscaped(dst, in.param(b.catchSlot), pathEscape)
 	}
 	if len(dst) == 0 {
 		dst = append(dst, '/')
@@ -501,6 +556,15 @@ func (b *Backend) AppendTemplateQuery(dst []byte, in *Inbound, prev []*fastjson.
 func (b *Backend) appendQuery(dst []byte, in *Inbound, prev []*fastjson.Value) []byte {
 	for i := range b.query {
 		dst = appendPart(dst, &b.query[i], in, prev, true)
+	}
+	if o := in.Lua; o != nil && o.QuerySet {
+		if o.Query != "" {
+			if len(dst) > 0 {
+				dst = append(dst, '&')
+			}
+			dst = append(dst, o.Query...)
+		}
+		return dst
 	}
 	if b.qAll {
 		if qs := in.Req.URI().QueryString(); len(qs) > 0 {
@@ -535,7 +599,7 @@ func appendPart(dst []byte, p *tmplPart, in *Inbound, prev []*fastjson.Value, qu
 	}
 	switch p.kind {
 	case partParam:
-		if v := in.Params.Value(p.slot); v != nil {
+		if v := in.param(p.slot); v != nil {
 			return appendEscaped(dst, v, esc)
 		}
 	case partResp:

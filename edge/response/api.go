@@ -49,6 +49,8 @@ type Scratch struct {
 	// ordered holds objects whose keys render in their stored order
 	// (KeepOrder), not sorted.
 	ordered []*fastjson.Value
+	// shared parses endpoint-level documents (ParseShared).
+	shared fastjson.Parser
 }
 
 // slot is one backend's private workspace.
@@ -310,4 +312,23 @@ func Canonical(body []byte) bool { return canonicalObject(body) }
 // slot. The result goes through Merge like any part (no Apply).
 func BackendError(s *Scratch, slot int, key string, status int, body, enc []byte) *fastjson.Value {
 	return backendError(s, slot, key, status, body, enc)
+}
+
+// ParseSlot parses the JSON document body (a value rewritten outside this
+// package, such as by a Lua script) into slot's parser. The same rules as
+// Decode apply: one goroutine per slot, and the result is valid until
+// ReleaseScratch or the next use of the slot.
+func (s *Scratch) ParseSlot(slot int, body []byte) (*fastjson.Value, error) {
+	sl := s.slot(slot)
+	if len(body) > maxPooledBody {
+		sl.big = true
+	}
+	return sl.p.ParseBytes(body)
+}
+
+// ParseShared parses body with the endpoint-level parser: on the handler
+// goroutine only, like Merge. The result is valid until ReleaseScratch or
+// the next ParseShared.
+func (s *Scratch) ParseShared(body []byte) (*fastjson.Value, error) {
+	return s.shared.ParseBytes(body)
 }

@@ -27,6 +27,14 @@ func (ps *Params) Value(i int) []byte {
 	return ps.vals[i]
 }
 
+// Set replaces the value of slot i (a modifier/lua-endpoint script's
+// params(k, v)); out of range is ignored. v must live as long as ps.
+func (ps *Params) Set(i int, v []byte) {
+	if i >= 0 && i < ps.n {
+		ps.vals[i] = v
+	}
+}
+
 // Reset forgets the captured values; the scratch buffers are kept.
 func (ps *Params) Reset() {
 	for i := 0; i < ps.n; i++ {

@@ -33,6 +33,7 @@ const (
 	SecurityHTTP         = "security.http"          // security/http
 	SecurityBotDetector  = "security.bot_detector"  // security/bot-detector
 	ModifierMartian      = "modifier.martian"       // modifier/martian
+	ModifierLua          = "modifier.lua"           // modifier/lua-endpoint, modifier/lua-proxy or modifier/lua-backend
 	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
 	ValidationCEL        = "validation.cel"         // validation/cel (endpoint or backend)
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
@@ -49,7 +50,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
 	}
 	slices.Sort(all)
 	return all

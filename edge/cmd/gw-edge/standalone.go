@@ -101,13 +101,13 @@ func runStandalone(ctx context.Context, args []string, stdout, stderr io.Writer)
 func compileFile(file string, getenv func(string) string, env []string) (*config.Compiled, error) {
 	fc := flexible.FromEnv(getenv)
 	if !fc.Enable {
-		return config.CompileFileWith(file, config.Options{Env: env})
+		return config.CompileFileWith(file, config.Options{Env: env, ReadFile: config.OSReadFile})
 	}
 	r, err := flexible.Render(file, fc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	return config.CompileWith(r.Filename, r.Content, config.Options{Env: env, Origin: r.Origin})
+	return config.CompileWith(r.Filename, r.Content, config.Options{Env: env, Origin: r.Origin, ReadFile: config.OSReadFile})
 }
 
 // standalone serves one compiled file until ctx is done. The file becomes

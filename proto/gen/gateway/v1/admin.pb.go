@@ -30,7 +30,11 @@ type ConfigSource struct {
 	// rendered_from lists the files a Flexible Config render read to produce
 	// content (the template, settings, sub-templates, partials), each with
 	// its sha256; empty when content is not a render.
-	RenderedFrom  []*SourceFile `protobuf:"bytes,3,rep,name=rendered_from,json=renderedFrom,proto3" json:"rendered_from,omitempty"`
+	RenderedFrom []*SourceFile `protobuf:"bytes,3,rep,name=rendered_from,json=renderedFrom,proto3" json:"rendered_from,omitempty"`
+	// lua_sources are the files the configuration's modifier/lua-* `sources`
+	// name, read by the client (gwctl push) relative to its working
+	// directory: the control plane reads no files of its own.
+	LuaSources    []*LuaSource `protobuf:"bytes,110,rep,name=lua_sources,json=luaSources,proto3" json:"lua_sources,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -82,6 +86,13 @@ func (x *ConfigSource) GetContent() []byte {
 func (x *ConfigSource) GetRenderedFrom() []*SourceFile {
 	if x != nil {
 		return x.RenderedFrom
+	}
+	return nil
+}
+
+func (x *ConfigSource) GetLuaSources() []*LuaSource {
+	if x != nil {
+		return x.LuaSources
 	}
 	return nil
 }
@@ -1884,11 +1895,13 @@ var File_gateway_v1_admin_proto protoreflect.FileDescriptor
 const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16gateway/v1/admin.proto\x12\n" +
-	"gateway.v1\x1a\x17gateway/v1/common.proto\"\x81\x01\n" +
+	"gateway.v1\x1a\x17gateway/v1/common.proto\"\xb9\x01\n" +
 	"\fConfigSource\x12\x1a\n" +
 	"\bfilename\x18\x01 \x01(\tR\bfilename\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\fR\acontent\x12;\n" +
-	"\rrendered_from\x18\x03 \x03(\v2\x16.gateway.v1.SourceFileR\frenderedFrom\"8\n" +
+	"\rrendered_from\x18\x03 \x03(\v2\x16.gateway.v1.SourceFileR\frenderedFrom\x126\n" +
+	"\vlua_sources\x18n \x03(\v2\x15.gateway.v1.LuaSourceR\n" +
+	"luaSources\"8\n" +
 	"\n" +
 	"SourceFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
@@ -2085,55 +2098,57 @@ var file_gateway_v1_admin_proto_goTypes = []any{
 	(*AuditDiff)(nil),                // 24: gateway.v1.AuditDiff
 	(*ListAuditRequest)(nil),         // 25: gateway.v1.ListAuditRequest
 	(*ListAuditResponse)(nil),        // 26: gateway.v1.ListAuditResponse
-	(*FieldViolation)(nil),           // 27: gateway.v1.FieldViolation
-	(*RevocationEntry)(nil),          // 28: gateway.v1.RevocationEntry
+	(*LuaSource)(nil),                // 27: gateway.v1.LuaSource
+	(*FieldViolation)(nil),           // 28: gateway.v1.FieldViolation
+	(*RevocationEntry)(nil),          // 29: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.ConfigSource.rendered_from:type_name -> gateway.v1.SourceFile
-	0,  // 1: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
-	27, // 2: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
-	27, // 3: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
-	0,  // 4: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
-	9,  // 5: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
-	27, // 6: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
-	0,  // 7: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
-	8,  // 8: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
-	1,  // 9: gateway.v1.VersionInfo.rendered_from:type_name -> gateway.v1.SourceFile
-	27, // 10: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
-	9,  // 11: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
-	12, // 12: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
-	9,  // 13: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
-	9,  // 14: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	28, // 15: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	28, // 16: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
-	24, // 17: gateway.v1.AuditEntry.diff:type_name -> gateway.v1.AuditDiff
-	28, // 18: gateway.v1.AuditEntry.revocation:type_name -> gateway.v1.RevocationEntry
-	23, // 19: gateway.v1.ListAuditResponse.entries:type_name -> gateway.v1.AuditEntry
-	2,  // 20: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	4,  // 21: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	6,  // 22: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	10, // 23: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	15, // 24: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	17, // 25: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	19, // 26: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	21, // 27: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	13, // 28: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
-	25, // 29: gateway.v1.AdminService.ListAudit:input_type -> gateway.v1.ListAuditRequest
-	3,  // 30: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	5,  // 31: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	7,  // 32: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	11, // 33: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	16, // 34: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	18, // 35: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	20, // 36: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	22, // 37: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	14, // 38: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
-	26, // 39: gateway.v1.AdminService.ListAudit:output_type -> gateway.v1.ListAuditResponse
-	30, // [30:40] is the sub-list for method output_type
-	20, // [20:30] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	27, // 1: gateway.v1.ConfigSource.lua_sources:type_name -> gateway.v1.LuaSource
+	0,  // 2: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
+	28, // 3: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
+	28, // 4: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
+	0,  // 5: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
+	9,  // 6: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
+	28, // 7: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
+	0,  // 8: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
+	8,  // 9: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
+	1,  // 10: gateway.v1.VersionInfo.rendered_from:type_name -> gateway.v1.SourceFile
+	28, // 11: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
+	9,  // 12: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
+	12, // 13: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
+	9,  // 14: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
+	9,  // 15: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
+	29, // 16: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	29, // 17: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	24, // 18: gateway.v1.AuditEntry.diff:type_name -> gateway.v1.AuditDiff
+	29, // 19: gateway.v1.AuditEntry.revocation:type_name -> gateway.v1.RevocationEntry
+	23, // 20: gateway.v1.ListAuditResponse.entries:type_name -> gateway.v1.AuditEntry
+	2,  // 21: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	4,  // 22: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	6,  // 23: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	10, // 24: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	15, // 25: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	17, // 26: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	19, // 27: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	21, // 28: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	13, // 29: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
+	25, // 30: gateway.v1.AdminService.ListAudit:input_type -> gateway.v1.ListAuditRequest
+	3,  // 31: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	5,  // 32: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	7,  // 33: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	11, // 34: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	16, // 35: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	18, // 36: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	20, // 37: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	22, // 38: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	14, // 39: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
+	26, // 40: gateway.v1.AdminService.ListAudit:output_type -> gateway.v1.ListAuditResponse
+	31, // [31:41] is the sub-list for method output_type
+	21, // [21:31] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }

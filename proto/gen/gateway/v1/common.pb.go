@@ -273,6 +273,63 @@ func (x *RevocationEntry) GetAuthor() string {
 	return ""
 }
 
+// LuaSource is one file named in a modifier/lua-* `sources` list, with its
+// text: the file as read where the configuration was compiled (gw-edge run
+// reads it relative to its working directory, gwctl push relative to its
+// own and sends it along), so edges need no files.
+type LuaSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the path as written in `sources`.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LuaSource) Reset() {
+	*x = LuaSource{}
+	mi := &file_gateway_v1_common_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LuaSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LuaSource) ProtoMessage() {}
+
+func (x *LuaSource) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_common_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LuaSource.ProtoReflect.Descriptor instead.
+func (*LuaSource) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_common_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LuaSource) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LuaSource) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 var File_gateway_v1_common_proto protoreflect.FileDescriptor
 
 const file_gateway_v1_common_proto_rawDesc = "" +
@@ -297,7 +354,10 @@ const file_gateway_v1_common_proto_rawDesc = "" +
 	"\x05value\x18\x03 \x01(\tR\x05value\x12&\n" +
 	"\x0fexpires_unix_ms\x18\x04 \x01(\x03R\rexpiresUnixMs\x12&\n" +
 	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12\x16\n" +
-	"\x06author\x18\x06 \x01(\tR\x06authorB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\x06author\x18\x06 \x01(\tR\x06author\"3\n" +
+	"\tLuaSource\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04textB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_common_proto_rawDescOnce sync.Once
@@ -311,11 +371,12 @@ func file_gateway_v1_common_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_common_proto_rawDescData
 }
 
-var file_gateway_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_gateway_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_gateway_v1_common_proto_goTypes = []any{
 	(*FieldViolation)(nil),   // 0: gateway.v1.FieldViolation
 	(*SnapshotEnvelope)(nil), // 1: gateway.v1.SnapshotEnvelope
 	(*RevocationEntry)(nil),  // 2: gateway.v1.RevocationEntry
+	(*LuaSource)(nil),        // 3: gateway.v1.LuaSource
 }
 var file_gateway_v1_common_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -336,7 +397,7 @@ func file_gateway_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_common_proto_rawDesc), len(file_gateway_v1_common_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1532,7 +1532,13 @@ type Endpoint struct {
 	// signed JWS tokens, and the response is always JSON.
 	Signer *JWTSigner `protobuf:"bytes,110,opt,name=signer,proto3" json:"signer,omitempty"`
 	// cel is the endpoint's `validation/cel`; unset without the namespace.
-	Cel           *CelChecks `protobuf:"bytes,119,opt,name=cel,proto3" json:"cel,omitempty"`
+	Cel *CelChecks `protobuf:"bytes,119,opt,name=cel,proto3" json:"cel,omitempty"`
+	// lua_proxy is `modifier/lua-proxy`: pre runs before the backends are
+	// called, post on the merged response.
+	LuaProxy *LuaScript `protobuf:"bytes,115,opt,name=lua_proxy,json=luaProxy,proto3" json:"lua_proxy,omitempty"`
+	// lua_endpoint is `modifier/lua-endpoint`: pre runs on the client's
+	// request after the JWT check, before the router rate limit and the pipe.
+	LuaEndpoint   *LuaScript `protobuf:"bytes,116,opt,name=lua_endpoint,json=luaEndpoint,proto3" json:"lua_endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1728,6 +1734,20 @@ func (x *Endpoint) GetCel() *CelChecks {
 	return nil
 }
 
+func (x *Endpoint) GetLuaProxy() *LuaScript {
+	if x != nil {
+		return x.LuaProxy
+	}
+	return nil
+}
+
+func (x *Endpoint) GetLuaEndpoint() *LuaScript {
+	if x != nil {
+		return x.LuaEndpoint
+	}
+	return nil
+}
+
 // CelChecks is `validation/cel` (krakend-cel): expressions checked by the
 // control plane against internal/celenv's environment and sorted into
 // krakend-cel's stages. An expression that evaluates to anything but true
@@ -1799,6 +1819,85 @@ func (x *CelChecks) GetJwt() []string {
 	return nil
 }
 
+// LuaScript is one modifier/lua-* stage (krakend-lua), live: false.
+type LuaScript struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sources are the `sources` files in order, with their text; they run as
+	// one chunk before pre and post.
+	Sources       []*LuaSource `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
+	Pre           string       `protobuf:"bytes,2,opt,name=pre,proto3" json:"pre,omitempty"`
+	Post          string       `protobuf:"bytes,3,opt,name=post,proto3" json:"post,omitempty"`
+	AllowOpenLibs bool         `protobuf:"varint,4,opt,name=allow_open_libs,json=allowOpenLibs,proto3" json:"allow_open_libs,omitempty"`
+	SkipNext      bool         `protobuf:"varint,5,opt,name=skip_next,json=skipNext,proto3" json:"skip_next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LuaScript) Reset() {
+	*x = LuaScript{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LuaScript) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LuaScript) ProtoMessage() {}
+
+func (x *LuaScript) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LuaScript.ProtoReflect.Descriptor instead.
+func (*LuaScript) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LuaScript) GetSources() []*LuaSource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *LuaScript) GetPre() string {
+	if x != nil {
+		return x.Pre
+	}
+	return ""
+}
+
+func (x *LuaScript) GetPost() string {
+	if x != nil {
+		return x.Post
+	}
+	return ""
+}
+
+func (x *LuaScript) GetAllowOpenLibs() bool {
+	if x != nil {
+		return x.AllowOpenLibs
+	}
+	return false
+}
+
+func (x *LuaScript) GetSkipNext() bool {
+	if x != nil {
+		return x.SkipNext
+	}
+	return false
+}
+
 // Static is `proxy.static`.
 type Static struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1812,7 +1911,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +1923,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +1936,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Static) GetStrategy() string {
@@ -1866,7 +1965,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +1977,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +1990,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -1960,6 +2059,9 @@ type Backend struct {
 	SdScheme string `protobuf:"bytes,27,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
 	// cel is the backend's `validation/cel` (request and response stages).
 	Cel *CelChecks `protobuf:"bytes,119,opt,name=cel,proto3" json:"cel,omitempty"`
+	// lua_backend is `modifier/lua-backend`: pre runs on the built backend
+	// request, post on the decoded response.
+	LuaBackend *LuaScript `protobuf:"bytes,115,opt,name=lua_backend,json=luaBackend,proto3" json:"lua_backend,omitempty"`
 	// graphql is `backend/graphql`: the call carries a GraphQL request.
 	Graphql       *GraphQL `protobuf:"bytes,110,opt,name=graphql,proto3" json:"graphql,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1968,7 +2070,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2082,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2095,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Backend) GetName() string {
@@ -2192,6 +2294,13 @@ func (x *Backend) GetCel() *CelChecks {
 	return nil
 }
 
+func (x *Backend) GetLuaBackend() *LuaScript {
+	if x != nil {
+		return x.LuaBackend
+	}
+	return nil
+}
+
 func (x *Backend) GetGraphql() *GraphQL {
 	if x != nil {
 		return x.Graphql
@@ -2221,7 +2330,7 @@ type GraphQL struct {
 
 func (x *GraphQL) Reset() {
 	*x = GraphQL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2342,7 @@ func (x *GraphQL) String() string {
 func (*GraphQL) ProtoMessage() {}
 
 func (x *GraphQL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2355,7 @@ func (x *GraphQL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
 func (*GraphQL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GraphQL) GetMutation() bool {
@@ -2334,7 +2443,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2455,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2468,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -2560,7 +2669,7 @@ type JWKSEncryption struct {
 
 func (x *JWKSEncryption) Reset() {
 	*x = JWKSEncryption{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +2681,7 @@ func (x *JWKSEncryption) String() string {
 func (*JWKSEncryption) ProtoMessage() {}
 
 func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +2694,7 @@ func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
 func (*JWKSEncryption) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JWKSEncryption) GetKeeperKey() []byte {
@@ -2622,7 +2731,7 @@ type JWKSClientTLS struct {
 
 func (x *JWKSClientTLS) Reset() {
 	*x = JWKSClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2634,7 +2743,7 @@ func (x *JWKSClientTLS) String() string {
 func (*JWKSClientTLS) ProtoMessage() {}
 
 func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2647,7 +2756,7 @@ func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
 func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
@@ -2699,7 +2808,7 @@ type JWTSigner struct {
 
 func (x *JWTSigner) Reset() {
 	*x = JWTSigner{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2820,7 @@ func (x *JWTSigner) String() string {
 func (*JWTSigner) ProtoMessage() {}
 
 func (x *JWTSigner) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2833,7 @@ func (x *JWTSigner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
 func (*JWTSigner) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JWTSigner) GetAlg() string {
@@ -2808,7 +2917,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2820,7 +2929,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2833,7 +2942,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2867,7 +2976,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +2988,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +3001,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -2943,7 +3052,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2955,7 +3064,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2968,7 +3077,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -3027,7 +3136,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3039,7 +3148,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3052,7 +3161,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -3137,7 +3246,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3149,7 +3258,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3162,7 +3271,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -3200,7 +3309,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3212,7 +3321,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3225,7 +3334,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -3275,7 +3384,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3287,7 +3396,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3300,7 +3409,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -3336,7 +3445,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3348,7 +3457,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3361,7 +3470,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -3403,7 +3512,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3415,7 +3524,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3428,7 +3537,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3519,7 +3628,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3531,7 +3640,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3544,7 +3653,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3695,7 +3804,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3707,7 +3816,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3720,7 +3829,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -4104,7 +4213,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4116,7 +4225,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4129,7 +4238,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -4198,7 +4307,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4210,7 +4319,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4223,7 +4332,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -4247,7 +4356,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4259,7 +4368,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4272,7 +4381,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -4308,7 +4417,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4320,7 +4429,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4333,7 +4442,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -4367,7 +4476,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4379,7 +4488,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4392,7 +4501,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -4450,7 +4559,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4462,7 +4571,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4475,7 +4584,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -4509,7 +4618,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4521,7 +4630,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4534,7 +4643,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -4556,7 +4665,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4568,7 +4677,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4581,7 +4690,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -4609,7 +4718,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4621,7 +4730,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4634,7 +4743,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -4657,7 +4766,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4669,7 +4778,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4682,7 +4791,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -4726,7 +4835,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4738,7 +4847,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4751,7 +4860,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -4789,7 +4898,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4801,7 +4910,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4814,7 +4923,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -4856,7 +4965,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4868,7 +4977,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4881,7 +4990,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -4902,7 +5011,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4914,7 +5023,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4927,7 +5036,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -4948,7 +5057,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4960,7 +5069,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4973,7 +5082,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -5001,7 +5110,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5013,7 +5122,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5026,7 +5135,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -5053,7 +5162,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5065,7 +5174,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5078,7 +5187,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -5099,7 +5208,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5111,7 +5220,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5124,7 +5233,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -5152,7 +5261,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5164,7 +5273,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5177,7 +5286,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -5205,7 +5314,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5217,7 +5326,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5230,7 +5339,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -5252,7 +5361,7 @@ var File_gateway_v1_snapshot_proto protoreflect.FileDescriptor
 const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"\x19gateway/v1/snapshot.proto\x12\n" +
-	"gateway.v1\"\xb0\x01\n" +
+	"gateway.v1\x1a\x17gateway/v1/common.proto\"\xb0\x01\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
@@ -5395,7 +5504,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xaf\a\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\x9d\b\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -5426,17 +5535,25 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12:\n" +
 	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12-\n" +
 	"\x06signer\x18n \x01(\v2\x15.gateway.v1.JWTSignerR\x06signer\x12'\n" +
-	"\x03cel\x18w \x01(\v2\x15.gateway.v1.CelChecksR\x03cel\"S\n" +
+	"\x03cel\x18w \x01(\v2\x15.gateway.v1.CelChecksR\x03cel\x122\n" +
+	"\tlua_proxy\x18s \x01(\v2\x15.gateway.v1.LuaScriptR\bluaProxy\x128\n" +
+	"\flua_endpoint\x18t \x01(\v2\x15.gateway.v1.LuaScriptR\vluaEndpoint\"S\n" +
 	"\tCelChecks\x12\x18\n" +
 	"\arequest\x18\x01 \x03(\tR\arequest\x12\x1a\n" +
 	"\bresponse\x18\x02 \x03(\tR\bresponse\x12\x10\n" +
-	"\x03jwt\x18\x03 \x03(\tR\x03jwt\"8\n" +
+	"\x03jwt\x18\x03 \x03(\tR\x03jwt\"\xa7\x01\n" +
+	"\tLuaScript\x12/\n" +
+	"\asources\x18\x01 \x03(\v2\x15.gateway.v1.LuaSourceR\asources\x12\x10\n" +
+	"\x03pre\x18\x02 \x01(\tR\x03pre\x12\x12\n" +
+	"\x04post\x18\x03 \x01(\tR\x04post\x12&\n" +
+	"\x0fallow_open_libs\x18\x04 \x01(\bR\rallowOpenLibs\x12\x1b\n" +
+	"\tskip_next\x18\x05 \x01(\bR\bskipNext\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xae\t\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xe6\t\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -5469,7 +5586,9 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12\x0e\n" +
 	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
 	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x12'\n" +
-	"\x03cel\x18w \x01(\v2\x15.gateway.v1.CelChecksR\x03cel\x12-\n" +
+	"\x03cel\x18w \x01(\v2\x15.gateway.v1.CelChecksR\x03cel\x126\n" +
+	"\vlua_backend\x18s \x01(\v2\x15.gateway.v1.LuaScriptR\n" +
+	"luaBackend\x12-\n" +
 	"\agraphql\x18n \x01(\v2\x13.gateway.v1.GraphQLR\agraphql\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -5735,7 +5854,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
 	(*Service)(nil),               // 1: gateway.v1.Service
@@ -5753,47 +5872,49 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*HTTPClient)(nil),            // 13: gateway.v1.HTTPClient
 	(*Endpoint)(nil),              // 14: gateway.v1.Endpoint
 	(*CelChecks)(nil),             // 15: gateway.v1.CelChecks
-	(*Static)(nil),                // 16: gateway.v1.Static
-	(*FlatmapOp)(nil),             // 17: gateway.v1.FlatmapOp
-	(*Backend)(nil),               // 18: gateway.v1.Backend
-	(*GraphQL)(nil),               // 19: gateway.v1.GraphQL
-	(*JWTValidator)(nil),          // 20: gateway.v1.JWTValidator
-	(*JWKSEncryption)(nil),        // 21: gateway.v1.JWKSEncryption
-	(*JWKSClientTLS)(nil),         // 22: gateway.v1.JWKSClientTLS
-	(*JWTSigner)(nil),             // 23: gateway.v1.JWTSigner
-	(*ClaimHeader)(nil),           // 24: gateway.v1.ClaimHeader
-	(*Revoker)(nil),               // 25: gateway.v1.Revoker
-	(*BotDetector)(nil),           // 26: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),       // 27: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),      // 28: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),        // 29: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),             // 30: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),      // 31: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                  // 32: gateway.v1.CORS
-	(*SecurityHTTP)(nil),          // 33: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),       // 34: gateway.v1.MartianModifier
-	(*MartianCookie)(nil),         // 35: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 36: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 37: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 38: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 39: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 40: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 41: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 42: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 43: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 44: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 45: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 46: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 47: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 48: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 49: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 50: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 51: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 52: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 53: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 54: gateway.v1.MartianGroup
-	nil,                           // 55: gateway.v1.Backend.MappingEntry
-	nil,                           // 56: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*LuaScript)(nil),             // 16: gateway.v1.LuaScript
+	(*Static)(nil),                // 17: gateway.v1.Static
+	(*FlatmapOp)(nil),             // 18: gateway.v1.FlatmapOp
+	(*Backend)(nil),               // 19: gateway.v1.Backend
+	(*GraphQL)(nil),               // 20: gateway.v1.GraphQL
+	(*JWTValidator)(nil),          // 21: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),        // 22: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),         // 23: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),             // 24: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),           // 25: gateway.v1.ClaimHeader
+	(*Revoker)(nil),               // 26: gateway.v1.Revoker
+	(*BotDetector)(nil),           // 27: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),       // 28: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),      // 29: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),        // 30: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),             // 31: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),      // 32: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                  // 33: gateway.v1.CORS
+	(*SecurityHTTP)(nil),          // 34: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),       // 35: gateway.v1.MartianModifier
+	(*MartianCookie)(nil),         // 36: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 37: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 38: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 39: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 40: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 41: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 42: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 43: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 44: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 45: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 46: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 47: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 48: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 49: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 50: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 51: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 52: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 53: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 54: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 55: gateway.v1.MartianGroup
+	nil,                           // 56: gateway.v1.Backend.MappingEntry
+	nil,                           // 57: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*LuaSource)(nil),             // 58: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -5803,12 +5924,12 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
 	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	25, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	32, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	33, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	31, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	26, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	33, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	34, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	32, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	26, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	27, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
 	2,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	3,  // 14: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
 	3,  // 15: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
@@ -5818,68 +5939,72 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	10, // 19: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
 	11, // 20: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
 	4,  // 21: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	18, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	16, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	17, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	20, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	27, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	19, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	17, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	18, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	21, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	28, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
 	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	26, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	23, // 29: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	27, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	24, // 29: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
 	15, // 30: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
-	55, // 31: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	17, // 32: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	28, // 33: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	29, // 34: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	30, // 35: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	34, // 36: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	10, // 37: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	15, // 38: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
-	19, // 39: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	24, // 40: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	22, // 41: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	21, // 42: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	22, // 43: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	21, // 44: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	56, // 45: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	50, // 46: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	51, // 47: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	52, // 48: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	53, // 49: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	54, // 50: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	50, // 51: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	42, // 52: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	43, // 53: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	44, // 54: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	45, // 55: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	44, // 56: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	46, // 57: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	47, // 58: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	48, // 59: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	35, // 60: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	44, // 61: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	36, // 62: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	37, // 63: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	38, // 64: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	39, // 65: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	40, // 66: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	41, // 67: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	34, // 68: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	34, // 69: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	34, // 70: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	34, // 71: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	34, // 72: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	34, // 73: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	34, // 74: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	34, // 75: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	49, // 76: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	34, // 77: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	34, // 78: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	79, // [79:79] is the sub-list for method output_type
-	79, // [79:79] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	16, // 31: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	16, // 32: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	58, // 33: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	56, // 34: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	18, // 35: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	29, // 36: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	30, // 37: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	31, // 38: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	35, // 39: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	10, // 40: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	15, // 41: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
+	16, // 42: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	20, // 43: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	25, // 44: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	23, // 45: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	22, // 46: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	23, // 47: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	22, // 48: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	57, // 49: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	51, // 50: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	52, // 51: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	53, // 52: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	54, // 53: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	55, // 54: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	51, // 55: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	43, // 56: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	44, // 57: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	45, // 58: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	46, // 59: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	45, // 60: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	47, // 61: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	48, // 62: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	49, // 63: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	36, // 64: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	45, // 65: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	37, // 66: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	38, // 67: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	39, // 68: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	40, // 69: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	41, // 70: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	42, // 71: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	35, // 72: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	35, // 73: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	35, // 74: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	35, // 75: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	35, // 76: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	35, // 77: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	35, // 78: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	35, // 79: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	50, // 80: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	35, // 81: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	35, // 82: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	83, // [83:83] is the sub-list for method output_type
+	83, // [83:83] is the sub-list for method input_type
+	83, // [83:83] is the sub-list for extension type_name
+	83, // [83:83] is the sub-list for extension extendee
+	0,  // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -5887,7 +6012,8 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[34].OneofWrappers = []any{
+	file_gateway_v1_common_proto_init()
+	file_gateway_v1_snapshot_proto_msgTypes[35].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -5917,7 +6043,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
