@@ -170,6 +170,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		cb := compileBackend(name, i, b, features)
 		if o := s.ExtraConfig.OpenTelemetry; o != nil {
 			cb.Trace = compileTraceLayer(override(o.Layers.Backend, b.ExtraConfig.Trace))
+			if otelMetrics(o) {
+				cb.Metrics = compileBackendMetrics(override(o.Layers.Backend, b.ExtraConfig.Trace))
+			}
 		}
 		if !cb.GetShadow() {
 			answering++
@@ -202,6 +205,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 	}
 	if o := s.ExtraConfig.OpenTelemetry; o != nil {
 		out.Trace = compileTraceLayer(override(o.Layers.Proxy, e.ExtraConfig.Trace))
+		if otelMetrics(o) {
+			out.Metrics = compileMetricsLayer(override(o.Layers.Proxy, e.ExtraConfig.Trace))
+		}
 	}
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		out.BotDetector = compileBotDetector(b)

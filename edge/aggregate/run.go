@@ -194,7 +194,7 @@ func (ex *Exchange) work(k int) {
 		// limit reads "rate limit exceded", as KrakenD writes it.
 		c.refused, c.err = err == proxy.ErrOpen, err
 		c.reason = proxy.ReasonRefused
-		c.span.End(0, c.reason.String())
+		c.span.End(0, c.reason.String(), nil)
 		return
 	}
 	reached, err := call.RoundTrip(c.host, &c.req, &c.resp, c.deadline)
@@ -213,7 +213,7 @@ func (ex *Exchange) work(k int) {
 	if !c.ok || c.status != 0 {
 		reason = c.reason.String()
 	}
-	c.span.End(status, reason)
+	c.span.End(status, reason, &c.resp)
 }
 
 // decode checks the status of call k's response and decodes its body.

@@ -443,8 +443,8 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	}
 	ep.output = out
 	if b.tracer != nil && !b.tracer.Skipped(e.GetPath()) {
-		ep.trace = tracing.NewLayer(e.GetTrace(), "proxy",
-			semconv.HTTPRequestMethodKey.String(e.GetMethod()), semconv.HTTPRoute(e.GetPath()))
+		base := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(e.GetMethod()), semconv.HTTPRoute(e.GetPath())}
+		ep.trace = b.tracer.Layer(e.GetTrace(), e.GetMetrics(), "proxy", "", base, base...)
 		ep.proxySpan = "proxy " + e.GetPath()
 	}
 	b.endpointAuth(path, e, ep)
@@ -654,10 +654,13 @@ func (b *builder) backendTrace(e *gatewayv1.Endpoint, be *gatewayv1.Backend) *tr
 	if b.tracer == nil || b.tracer.Skipped(e.GetPath()) {
 		return nil
 	}
-	return tracing.NewLayer(be.GetTrace(), "backend",
+	base := []attribute.KeyValue{
 		semconv.HTTPRoute(be.GetUrlPattern()),
 		attribute.String("krakend.endpoint.route", e.GetPath()),
-		attribute.String("krakend.endpoint.method", e.GetMethod()))
+		attribute.String("krakend.endpoint.method", e.GetMethod()),
+	}
+	mbase := append([]attribute.KeyValue{semconv.HTTPRequestMethodKey.String(be.GetMethod())}, base...)
+	return b.tracer.Layer(be.GetTrace(), be.GetMetrics(), "backend", be.GetUrlPattern(), mbase, base...)
 }
 
 // releaseTracer gives a tracer back to its registry, or shuts down one the

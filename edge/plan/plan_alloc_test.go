@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
@@ -288,5 +289,33 @@ func TestIPKeyRateLimitAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
 		t.Errorf("ip key rate limit: %v allocs per request, want 0", n)
+	}
+}
+
+// TestOTelMetricsAllocs: OpenTelemetry metrics on every layer of the
+// single-backend JSON proxy (unsampled) record without allocating once
+// the attribute sets of the route and status are cached; with no metrics
+// exporter the same plan allocates nothing either (TestTracingUnsampledProxyAllocs).
+func TestOTelMetricsAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	reg := tracing.NewRegistry(tracing.Options{MetricReader: sdkmetric.NewManualReader()})
+	t.Cleanup(reg.Close)
+	snap := snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))
+	snap.Service.Opentelemetry = &gatewayv1.OpenTelemetry{ServiceName: "t", Global: &gatewayv1.TraceLayer{},
+		GlobalMetrics: &gatewayv1.MetricsLayer{}}
+	snap.Endpoints[0].Trace = &gatewayv1.TraceLayer{}
+	snap.Endpoints[0].Metrics = &gatewayv1.MetricsLayer{}
+	snap.Endpoints[0].Backends[0].Trace = &gatewayv1.TraceLayer{}
+	snap.Endpoints[0].Backends[0].Metrics = &gatewayv1.MetricsLayer{RoundTrip: true, ReadPayload: true}
+	snap.Features = []string{"telemetry.opentelemetry", "telemetry.opentelemetry.metrics"}
+	p := mustBuild(t, snap, plan.Deps{Tracers: reg})
+	ctx := newCtx("GET", "/users/42", "")
+	for range 50 {
+		if st := serveOnce(p.Serve, ctx); st != 200 {
+			t.Fatalf("warm-up status %d: %s", st, bodyOf(ctx))
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+		t.Errorf("metered json proxy: %v allocs per request, want 0", n)
 	}
 }

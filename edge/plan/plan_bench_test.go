@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/apigw/gateway/edge/accesslog"
@@ -253,8 +254,20 @@ func BenchmarkTracing(b *testing.B) {
 		snap.Features = []string{"telemetry.opentelemetry"}
 		return snap
 	}
+	metered := func() *gatewayv1.Snapshot {
+		snap := traced(0)
+		snap.Service.Opentelemetry.GlobalMetrics = &gatewayv1.MetricsLayer{}
+		snap.Endpoints[0].Metrics = &gatewayv1.MetricsLayer{}
+		snap.Endpoints[0].Backends[0].Metrics = &gatewayv1.MetricsLayer{RoundTrip: true, ReadPayload: true}
+		snap.Features = append(snap.Features, "telemetry.opentelemetry.metrics")
+		return snap
+	}
 	run := func(b *testing.B, snap *gatewayv1.Snapshot) {
-		reg := tracing.NewRegistry(tracing.Options{Exporter: tracetest.NewNoopExporter()})
+		opts := tracing.Options{Exporter: tracetest.NewNoopExporter()}
+		if snap.Service.GetOpentelemetry().GetGlobalMetrics() != nil {
+			opts.MetricReader = sdkmetric.NewManualReader()
+		}
+		reg := tracing.NewRegistry(opts)
 		defer reg.Close()
 		p, err := plan.Build(snap, plan.Deps{Tracers: reg})
 		if err != nil {
@@ -276,4 +289,7 @@ func BenchmarkTracing(b *testing.B) {
 	b.Run("off", func(b *testing.B) { run(b, snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))) })
 	b.Run("unsampled", func(b *testing.B) { run(b, traced(0)) })
 	b.Run("sampled", func(b *testing.B) { run(b, traced(1)) })
+	// OpenTelemetry metrics on every layer (krakend-otel's instruments),
+	// traces unsampled.
+	b.Run("metrics", func(b *testing.B) { run(b, metered()) })
 }

@@ -130,5 +130,5 @@ func endCall(span tracing.Call, reached bool, resp *fasthttp.Response, err error
 	if err != nil {
 		reason = ReasonOf(err).String()
 	}
-	span.End(status, reason)
+	span.End(status, reason, resp)
 }

@@ -37,6 +37,9 @@ const (
 	SDDNS                = "sd.dns"                 // a backend with sd: dns
 
 	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
+	// TelemetryOpenTelemetryMetrics: telemetry/opentelemetry with a metrics
+	// exporter (prometheus, or OTLP without disable_metrics).
+	TelemetryOpenTelemetryMetrics = "telemetry.opentelemetry.metrics"
 )
 
 // All returns every feature, sorted.
@@ -44,7 +47,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TelemetryOpenTelemetryMetrics, TLSListener, TLSClient, SDDNS,
 	}
 	slices.Sort(all)
 	return all

@@ -949,6 +949,21 @@ type OpenTelemetry struct {
 	// disable_propagation stops reading and writing trace context headers
 	// (layers.global.disable_propagation).
 	DisablePropagation bool `protobuf:"varint,10,opt,name=disable_propagation,json=disablePropagation,proto3" json:"disable_propagation,omitempty"`
+	// Metrics (issue 13, 130+). metric_reporting_period_s is the OTLP
+	// metrics push period in seconds (krakend-otel's default 30).
+	MetricReportingPeriodS uint32 `protobuf:"varint,130,opt,name=metric_reporting_period_s,json=metricReportingPeriodS,proto3" json:"metric_reporting_period_s,omitempty"`
+	// prometheus lists the exporters that serve the instruments on a
+	// listener of their own (those with disable_metrics are left out).
+	Prometheus []*PrometheusExporter `protobuf:"bytes,131,rep,name=prometheus,proto3" json:"prometheus,omitempty"`
+	// otlp_metrics lists the OTLP exporters that push metrics (those with
+	// disable_metrics are left out).
+	OtlpMetrics    []*OTLPExporter `protobuf:"bytes,132,rep,name=otlp_metrics,json=otlpMetrics,proto3" json:"otlp_metrics,omitempty"`
+	GlobalMetrics  *MetricsLayer   `protobuf:"bytes,133,opt,name=global_metrics,json=globalMetrics,proto3" json:"global_metrics,omitempty"`
+	ProxyMetrics   *MetricsLayer   `protobuf:"bytes,134,opt,name=proxy_metrics,json=proxyMetrics,proto3" json:"proxy_metrics,omitempty"`
+	BackendMetrics *MetricsLayer   `protobuf:"bytes,135,opt,name=backend_metrics,json=backendMetrics,proto3" json:"backend_metrics,omitempty"`
+	// semantic_convention "1.27" selects the semantic-convention instrument
+	// names (http.server.request.duration...); "" krakend-otel's own.
+	SemanticConvention string `protobuf:"bytes,136,opt,name=semantic_convention,json=semanticConvention,proto3" json:"semantic_convention,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -1053,15 +1068,67 @@ func (x *OpenTelemetry) GetDisablePropagation() bool {
 	return false
 }
 
+func (x *OpenTelemetry) GetMetricReportingPeriodS() uint32 {
+	if x != nil {
+		return x.MetricReportingPeriodS
+	}
+	return 0
+}
+
+func (x *OpenTelemetry) GetPrometheus() []*PrometheusExporter {
+	if x != nil {
+		return x.Prometheus
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetOtlpMetrics() []*OTLPExporter {
+	if x != nil {
+		return x.OtlpMetrics
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetGlobalMetrics() *MetricsLayer {
+	if x != nil {
+		return x.GlobalMetrics
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetProxyMetrics() *MetricsLayer {
+	if x != nil {
+		return x.ProxyMetrics
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetBackendMetrics() *MetricsLayer {
+	if x != nil {
+		return x.BackendMetrics
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetSemanticConvention() string {
+	if x != nil {
+		return x.SemanticConvention
+	}
+	return ""
+}
+
 // OTLPExporter is one `exporters.otlp[]` entry.
 type OTLPExporter struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
-	Port          uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
-	UseHttp       bool                   `protobuf:"varint,4,opt,name=use_http,json=useHttp,proto3" json:"use_http,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Host    string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Port    uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	UseHttp bool                   `protobuf:"varint,4,opt,name=use_http,json=useHttp,proto3" json:"use_http,omitempty"`
+	// custom_metric_reporting_period_s overrides the service's period for
+	// this exporter when it is at least 1 (otlp_metrics only).
+	CustomMetricReportingPeriodS uint32 `protobuf:"varint,130,opt,name=custom_metric_reporting_period_s,json=customMetricReportingPeriodS,proto3" json:"custom_metric_reporting_period_s,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
 }
 
 func (x *OTLPExporter) Reset() {
@@ -1122,6 +1189,165 @@ func (x *OTLPExporter) GetUseHttp() bool {
 	return false
 }
 
+func (x *OTLPExporter) GetCustomMetricReportingPeriodS() uint32 {
+	if x != nil {
+		return x.CustomMetricReportingPeriodS
+	}
+	return 0
+}
+
+// PrometheusExporter is one `exporters.prometheus[]` entry: a /metrics
+// listener on host:port serving the OpenTelemetry instruments.
+type PrometheusExporter struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Host           string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Port           uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	ProcessMetrics bool                   `protobuf:"varint,4,opt,name=process_metrics,json=processMetrics,proto3" json:"process_metrics,omitempty"`
+	GoMetrics      bool                   `protobuf:"varint,5,opt,name=go_metrics,json=goMetrics,proto3" json:"go_metrics,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PrometheusExporter) Reset() {
+	*x = PrometheusExporter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrometheusExporter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrometheusExporter) ProtoMessage() {}
+
+func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrometheusExporter.ProtoReflect.Descriptor instead.
+func (*PrometheusExporter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PrometheusExporter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PrometheusExporter) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *PrometheusExporter) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *PrometheusExporter) GetProcessMetrics() bool {
+	if x != nil {
+		return x.ProcessMetrics
+	}
+	return false
+}
+
+func (x *PrometheusExporter) GetGoMetrics() bool {
+	if x != nil {
+		return x.GoMetrics
+	}
+	return false
+}
+
+// MetricsLayer is the metrics part of one krakend-otel layer.
+type MetricsLayer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// disabled is disable_metrics (global, proxy) or metrics.disable_stage
+	// (backend: the stage duration only).
+	Disabled bool `protobuf:"varint,1,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// attributes are the layer's static metric attributes.
+	Attributes []*KeyValue `protobuf:"bytes,2,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// round_trip and read_payload are the backend layer's HTTP client
+	// instruments (backend only).
+	RoundTrip     bool `protobuf:"varint,3,opt,name=round_trip,json=roundTrip,proto3" json:"round_trip,omitempty"`
+	ReadPayload   bool `protobuf:"varint,4,opt,name=read_payload,json=readPayload,proto3" json:"read_payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsLayer) Reset() {
+	*x = MetricsLayer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsLayer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsLayer) ProtoMessage() {}
+
+func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsLayer.ProtoReflect.Descriptor instead.
+func (*MetricsLayer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *MetricsLayer) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *MetricsLayer) GetAttributes() []*KeyValue {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *MetricsLayer) GetRoundTrip() bool {
+	if x != nil {
+		return x.RoundTrip
+	}
+	return false
+}
+
+func (x *MetricsLayer) GetReadPayload() bool {
+	if x != nil {
+		return x.ReadPayload
+	}
+	return false
+}
+
 // TraceLayer is the tracing switch of one krakend-otel layer.
 type TraceLayer struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1138,7 +1364,7 @@ type TraceLayer struct {
 
 func (x *TraceLayer) Reset() {
 	*x = TraceLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1376,7 @@ func (x *TraceLayer) String() string {
 func (*TraceLayer) ProtoMessage() {}
 
 func (x *TraceLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1389,7 @@ func (x *TraceLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
 func (*TraceLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TraceLayer) GetDisabled() bool {
@@ -1205,7 +1431,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1443,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1456,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1262,7 +1488,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1500,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1513,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -1360,7 +1586,7 @@ type HTTPClient struct {
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1598,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1611,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -1505,6 +1731,9 @@ type Endpoint struct {
 	// the service's, or this endpoint's own `telemetry/opentelemetry`
 	// override. Unset without tracing.
 	Trace *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
+	// metrics is the endpoint's metrics layer (the proxy layer's metrics
+	// part, resolved as trace is). Unset without OpenTelemetry metrics.
+	Metrics *MetricsLayer `protobuf:"bytes,130,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	// bot_detector is the endpoint's own `security/bot-detector`, checked
 	// before any other endpoint stage.
 	BotDetector   *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
@@ -1514,7 +1743,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1755,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1768,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1682,6 +1911,13 @@ func (x *Endpoint) GetTrace() *TraceLayer {
 	return nil
 }
 
+func (x *Endpoint) GetMetrics() *MetricsLayer {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
 func (x *Endpoint) GetBotDetector() *BotDetector {
 	if x != nil {
 		return x.BotDetector
@@ -1702,7 +1938,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +1950,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +1963,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Static) GetStrategy() string {
@@ -1756,7 +1992,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2004,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2017,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -1842,6 +2078,9 @@ type Backend struct {
 	// layers.backend.traces, or this backend's own `telemetry/opentelemetry`
 	// override. Unset without tracing.
 	Trace *TraceLayer `protobuf:"bytes,25,opt,name=trace,proto3" json:"trace,omitempty"`
+	// metrics is the backend's metrics layer (layers.backend.metrics,
+	// resolved as trace is). Unset without OpenTelemetry metrics.
+	Metrics *MetricsLayer `protobuf:"bytes,130,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	// sd is "dns" when hosts[0] is a DNS SRV name whose targets are the
 	// hosts (KrakenD's sd: dns), re-resolved every
 	// http_client.dns_cache_ttl_ms; "" for static hosts.
@@ -1854,7 +2093,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +2105,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +2118,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Backend) GetName() string {
@@ -2057,6 +2296,13 @@ func (x *Backend) GetTrace() *TraceLayer {
 	return nil
 }
 
+func (x *Backend) GetMetrics() *MetricsLayer {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
 func (x *Backend) GetSd() string {
 	if x != nil {
 		return x.Sd
@@ -2116,7 +2362,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2374,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2387,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -2323,7 +2569,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2581,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2594,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2382,7 +2628,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2640,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2653,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -2458,7 +2704,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2716,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2729,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -2542,7 +2788,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2800,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2813,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -2652,7 +2898,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +2910,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +2923,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -2715,7 +2961,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +2973,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +2986,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -2790,7 +3036,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2802,7 +3048,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2815,7 +3061,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2851,7 +3097,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +3109,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3122,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2918,7 +3164,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3176,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3189,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3034,7 +3280,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3292,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3305,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3202,7 +3448,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3460,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3473,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -3476,7 +3722,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3734,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3747,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -3529,7 +3775,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3541,7 +3787,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3554,7 +3800,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -3577,7 +3823,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3589,7 +3835,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3602,7 +3848,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -3646,7 +3892,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3658,7 +3904,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3671,7 +3917,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -3709,7 +3955,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +3967,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +3980,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -3776,7 +4022,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +4034,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +4047,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -3822,7 +4068,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +4080,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +4093,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -3868,7 +4114,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3880,7 +4126,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3893,7 +4139,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -3921,7 +4167,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4179,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4192,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -3973,7 +4219,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4231,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4244,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -4019,7 +4265,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4031,7 +4277,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4044,7 +4290,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -4072,7 +4318,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4084,7 +4330,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4097,7 +4343,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -4125,7 +4371,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4137,7 +4383,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4150,7 +4396,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -4261,7 +4507,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eproxy_disabled\x18\x03 \x01(\bR\rproxyDisabled\x12'\n" +
 	"\x0frouter_disabled\x18\x04 \x01(\bR\x0erouterDisabled\x12)\n" +
 	"\x10backend_disabled\x18\x05 \x01(\bR\x0fbackendDisabled\x12+\n" +
-	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\"\xb4\x03\n" +
+	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\"\xe7\x06\n" +
 	"\rOpenTelemetry\x12!\n" +
 	"\fservice_name\x18\x01 \x01(\tR\vserviceName\x12'\n" +
 	"\x0fservice_version\x18\x02 \x01(\tR\x0eserviceVersion\x12\x1d\n" +
@@ -4275,12 +4521,37 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x05proxy\x18\b \x01(\v2\x16.gateway.v1.TraceLayerR\x05proxy\x120\n" +
 	"\abackend\x18\t \x01(\v2\x16.gateway.v1.TraceLayerR\abackend\x12/\n" +
 	"\x13disable_propagation\x18\n" +
-	" \x01(\bR\x12disablePropagation\"e\n" +
+	" \x01(\bR\x12disablePropagation\x12:\n" +
+	"\x19metric_reporting_period_s\x18\x82\x01 \x01(\rR\x16metricReportingPeriodS\x12?\n" +
+	"\n" +
+	"prometheus\x18\x83\x01 \x03(\v2\x1e.gateway.v1.PrometheusExporterR\n" +
+	"prometheus\x12<\n" +
+	"\fotlp_metrics\x18\x84\x01 \x03(\v2\x18.gateway.v1.OTLPExporterR\votlpMetrics\x12@\n" +
+	"\x0eglobal_metrics\x18\x85\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\rglobalMetrics\x12>\n" +
+	"\rproxy_metrics\x18\x86\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\fproxyMetrics\x12B\n" +
+	"\x0fbackend_metrics\x18\x87\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\x0ebackendMetrics\x120\n" +
+	"\x13semantic_convention\x18\x88\x01 \x01(\tR\x12semanticConvention\"\xae\x01\n" +
 	"\fOTLPExporter\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\rR\x04port\x12\x19\n" +
-	"\buse_http\x18\x04 \x01(\bR\auseHttp\"\xa8\x01\n" +
+	"\buse_http\x18\x04 \x01(\bR\auseHttp\x12G\n" +
+	" custom_metric_reporting_period_s\x18\x82\x01 \x01(\rR\x1ccustomMetricReportingPeriodS\"\x98\x01\n" +
+	"\x12PrometheusExporter\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12'\n" +
+	"\x0fprocess_metrics\x18\x04 \x01(\bR\x0eprocessMetrics\x12\x1d\n" +
+	"\n" +
+	"go_metrics\x18\x05 \x01(\bR\tgoMetrics\"\xa2\x01\n" +
+	"\fMetricsLayer\x12\x1a\n" +
+	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x124\n" +
+	"\n" +
+	"attributes\x18\x02 \x03(\v2\x14.gateway.v1.KeyValueR\n" +
+	"attributes\x12\x1d\n" +
+	"\n" +
+	"round_trip\x18\x03 \x01(\bR\troundTrip\x12!\n" +
+	"\fread_payload\x18\x04 \x01(\bR\vreadPayload\"\xa8\x01\n" +
 	"\n" +
 	"TraceLayer\x12\x1a\n" +
 	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x124\n" +
@@ -4313,7 +4584,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xd7\x06\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\x8c\a\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -4341,14 +4612,15 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"rate_limit\x18\x12 \x01(\v2\x1b.gateway.v1.RouterRateLimitR\trateLimit\x12\x1f\n" +
 	"\vjson_schema\x18\x13 \x01(\fR\n" +
 	"jsonSchema\x12,\n" +
-	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12:\n" +
+	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x123\n" +
+	"\ametrics\x18\x82\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\ametrics\x12:\n" +
 	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xd6\b\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\x8b\t\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -4378,7 +4650,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"http_cache\x18\x16 \x01(\v2\x15.gateway.v1.HTTPCacheR\thttpCache\x125\n" +
 	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x121\n" +
 	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12,\n" +
-	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12\x0e\n" +
+	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x123\n" +
+	"\ametrics\x18\x82\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\ametrics\x12\x0e\n" +
 	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
 	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
@@ -4573,7 +4846,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
 	(*Service)(nil),              // 1: gateway.v1.Service
@@ -4585,106 +4858,116 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Metrics)(nil),              // 7: gateway.v1.Metrics
 	(*OpenTelemetry)(nil),        // 8: gateway.v1.OpenTelemetry
 	(*OTLPExporter)(nil),         // 9: gateway.v1.OTLPExporter
-	(*TraceLayer)(nil),           // 10: gateway.v1.TraceLayer
-	(*KeyValue)(nil),             // 11: gateway.v1.KeyValue
-	(*HTTPServer)(nil),           // 12: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),           // 13: gateway.v1.HTTPClient
-	(*Endpoint)(nil),             // 14: gateway.v1.Endpoint
-	(*Static)(nil),               // 15: gateway.v1.Static
-	(*FlatmapOp)(nil),            // 16: gateway.v1.FlatmapOp
-	(*Backend)(nil),              // 17: gateway.v1.Backend
-	(*JWTValidator)(nil),         // 18: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),          // 19: gateway.v1.ClaimHeader
-	(*Revoker)(nil),              // 20: gateway.v1.Revoker
-	(*BotDetector)(nil),          // 21: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),      // 22: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 23: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 24: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 25: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 26: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 27: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 28: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 29: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 30: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 31: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 32: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 33: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 34: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 35: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 36: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 37: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 38: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 39: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 40: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 41: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 42: gateway.v1.MartianGroup
-	nil,                          // 43: gateway.v1.Backend.MappingEntry
-	nil,                          // 44: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*PrometheusExporter)(nil),   // 10: gateway.v1.PrometheusExporter
+	(*MetricsLayer)(nil),         // 11: gateway.v1.MetricsLayer
+	(*TraceLayer)(nil),           // 12: gateway.v1.TraceLayer
+	(*KeyValue)(nil),             // 13: gateway.v1.KeyValue
+	(*HTTPServer)(nil),           // 14: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),           // 15: gateway.v1.HTTPClient
+	(*Endpoint)(nil),             // 16: gateway.v1.Endpoint
+	(*Static)(nil),               // 17: gateway.v1.Static
+	(*FlatmapOp)(nil),            // 18: gateway.v1.FlatmapOp
+	(*Backend)(nil),              // 19: gateway.v1.Backend
+	(*JWTValidator)(nil),         // 20: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),          // 21: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 22: gateway.v1.Revoker
+	(*BotDetector)(nil),          // 23: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),      // 24: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 25: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 26: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 27: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 28: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 29: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 30: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 31: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 32: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 33: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 34: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 35: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 36: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 37: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 38: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 39: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 40: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 41: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 42: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 43: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 44: gateway.v1.MartianGroup
+	nil,                          // 45: gateway.v1.Backend.MappingEntry
+	nil,                          // 46: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	14, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	16, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
 	5,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
 	6,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
 	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	20, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	27, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	28, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	26, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	14, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	15, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	22, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	29, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	30, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	28, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	21, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	23, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
 	2,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	3,  // 14: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
 	3,  // 15: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
 	9,  // 16: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	10, // 17: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	10, // 18: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	10, // 19: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	11, // 20: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	4,  // 21: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	17, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	15, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	16, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	18, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	22, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	21, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	43, // 29: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	16, // 30: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	23, // 31: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	24, // 32: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	25, // 33: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	29, // 34: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	10, // 35: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	19, // 36: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	44, // 37: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	38, // 38: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	39, // 39: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	40, // 40: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	41, // 41: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	42, // 42: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	38, // 43: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	30, // 44: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	31, // 45: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	32, // 46: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	33, // 47: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	32, // 48: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	34, // 49: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	35, // 50: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	36, // 51: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	29, // 52: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 53: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	29, // 54: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	37, // 55: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	29, // 56: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 57: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	12, // 17: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	12, // 18: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	12, // 19: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	10, // 20: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
+	9,  // 21: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
+	11, // 22: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
+	11, // 23: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
+	11, // 24: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
+	13, // 25: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
+	13, // 26: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	4,  // 27: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	19, // 28: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	17, // 29: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	18, // 30: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	20, // 31: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	24, // 32: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	12, // 33: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	11, // 34: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
+	23, // 35: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	45, // 36: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	18, // 37: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	25, // 38: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	26, // 39: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	27, // 40: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	31, // 41: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	12, // 42: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	11, // 43: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
+	21, // 44: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	46, // 45: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	40, // 46: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	41, // 47: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	42, // 48: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	43, // 49: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	44, // 50: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	40, // 51: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	32, // 52: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	33, // 53: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	34, // 54: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	35, // 55: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	34, // 56: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	36, // 57: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	37, // 58: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	38, // 59: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	31, // 60: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	31, // 61: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	31, // 62: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	39, // 63: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	31, // 64: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	31, // 65: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	66, // [66:66] is the sub-list for method output_type
+	66, // [66:66] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -4692,7 +4975,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[29].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[31].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -4714,7 +4997,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
