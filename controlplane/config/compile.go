@@ -109,9 +109,13 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 		}
 	}
 	if m := s.ExtraConfig.Metrics; m != nil {
+		if m.ListenAddress == "" {
+			m.ListenAddress = ":8090" // krakend-metrics' default
+		}
 		out.Metrics = &gatewayv1.Metrics{
 			Enabled:          true,
 			ListenAddress:    m.ListenAddress,
+			CollectionTimeMs: m.CollectionTime.Milliseconds(),
 			ProxyDisabled:    m.ProxyDisabled,
 			RouterDisabled:   m.RouterDisabled,
 			BackendDisabled:  m.BackendDisabled,

@@ -188,8 +188,14 @@ func (ex *Exchange) recoverCall(k int) {
 func (ex *Exchange) work(k int) {
 	c := &ex.calls[k]
 	call := ex.pipe.backends[c.backend].Call
+	var start time.Time
+	st := call.Stats()
+	if st != nil {
+		start = time.Now()
+	}
 	t, err := call.Admit()
 	if err != nil {
+		st.Observe(start, false, true)
 		// Kept for the error text (return_error_msg): a backend rate
 		// limit reads "rate limit exceded", as KrakenD writes it.
 		c.refused, c.err = err == proxy.ErrOpen, err
@@ -214,6 +220,7 @@ func (ex *Exchange) work(k int) {
 		reason = c.reason.String()
 	}
 	c.span.End(status, reason, &c.resp)
+	st.Observe(start, reason == "", reason != "")
 }
 
 // decode checks the status of call k's response and decodes its body.

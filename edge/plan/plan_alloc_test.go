@@ -13,6 +13,7 @@ import (
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
+	"github.com/apigw/gateway/edge/stats"
 	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -317,5 +318,27 @@ func TestOTelMetricsAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
 		t.Errorf("metered json proxy: %v allocs per request, want 0", n)
+	}
+}
+
+// TestStatsAllocs: telemetry/metrics' /__stats series cost the JSON proxy
+// no allocation per request.
+func TestStatsAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	snap := snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))
+	snap.Service.Metrics = &gatewayv1.Metrics{Enabled: true}
+	st := stats.New()
+	p := mustBuild(t, snap, plan.Deps{Stats: st})
+	ctx := newCtx("GET", "/users/42", "")
+	for range 1100 { // past the histograms' 1028-value sample
+		if s := serveOnce(p.Serve, ctx); s != 200 {
+			t.Fatalf("warm-up status %d: %s", s, bodyOf(ctx))
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+		t.Errorf("json proxy with /__stats series: %v allocs per request, want 0", n)
+	}
+	if !bytes.Contains(st.AppendJSON(nil), []byte(`"krakend.proxy.requests.layer.backend.name./users/{id}.complete.true.error.false": 1301`)) {
+		t.Errorf("backend series did not count the 1301 requests")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
+	"github.com/apigw/gateway/edge/stats"
 	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -292,4 +293,36 @@ func BenchmarkTracing(b *testing.B) {
 	// OpenTelemetry metrics on every layer (krakend-otel's instruments),
 	// traces unsampled.
 	b.Run("metrics", func(b *testing.B) { run(b, metered()) })
+}
+
+// BenchmarkStats: telemetry/metrics' /__stats series (router, pipe and
+// backend layers) against the same plan without them.
+func BenchmarkStats(b *testing.B) {
+	addr := fastBackend(b, nil)
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			snap := snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))
+			deps := plan.Deps{}
+			if on {
+				snap.Service.Metrics = &gatewayv1.Metrics{Enabled: true}
+				deps.Stats = stats.New()
+			}
+			p, err := plan.Build(snap, deps)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Release()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := newCtx("GET", "/users/42", "")
+				for pb.Next() {
+					if st := serveOnce(p.Serve, ctx); st != 200 {
+						b.Errorf("status %d", st)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -45,6 +45,7 @@ import (
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/internal/logsink"
 	"github.com/apigw/gateway/edge/plan"
+	"github.com/apigw/gateway/edge/stats"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -298,8 +299,10 @@ type Server struct {
 	settings     settings
 	maxWait      time.Duration
 	metricsLn    *metricsListener
-	warnedListen string     // snapshot listen address already warned about
-	perIP        *ipLimiter // nil: no per-IP limit
+	stats        *stats.Stats // telemetry/metrics' /__stats series, process-wide
+	statsServed  atomic.Bool  // the snapshot has telemetry/metrics without endpoint_disabled
+	warnedListen string       // snapshot listen address already warned about
+	perIP        *ipLimiter   // nil: no per-IP limit
 }
 
 // New binds cfg.Listen (and cfg.MetricsListen when set) and returns a Server
@@ -340,7 +343,9 @@ func New(cfg Config) (*Server, error) {
 		done:       make(chan struct{}),
 		force:      make(chan struct{}),
 		settings:   settingsOf(nil, cfg.Limits.withDefaults()),
+		stats:      stats.New(),
 	}
+	s.stats.Run()
 	if n := s.settings.maxConnsPerIP; n > 0 {
 		s.perIP = &ipLimiter{max: n, n: map[netip.Addr]int{}}
 	}
@@ -371,6 +376,10 @@ func (s *Server) MetricsAddr() net.Addr {
 // Registry returns the edge's Prometheus registry, for other components
 // (plan metrics, the control-plane client) to register on.
 func (s *Server) Registry() *prometheus.Registry { return s.m.reg }
+
+// Stats is the registry of telemetry/metrics' /__stats series, for the
+// plans (plan.Deps.Stats).
+func (s *Server) Stats() *stats.Stats { return s.stats }
 
 // Current returns the version and sha256 of the plan being served (0, ""
 // before the first Swap).
@@ -418,9 +427,12 @@ func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 			Msg("snapshot asks for another listen address; the listener is bound once, restart the edge to move it")
 	}
 
+	m := svc.GetMetrics()
+	s.statsServed.Store(m.GetEnabled() && !m.GetEndpointDisabled())
+	s.stats.SetCollectionTime(time.Duration(m.GetCollectionTimeMs()) * time.Millisecond)
 	if s.cfg.MetricsListen == "" {
 		addr := ""
-		if m := svc.GetMetrics(); m.GetEnabled() {
+		if m.GetEnabled() {
 			addr = m.GetListenAddress()
 		}
 		if err := s.setMetricsAddr(addr); err != nil {
@@ -588,6 +600,7 @@ func (s *Server) shutdown() {
 	s.gen, s.metricsLn = nil, nil
 	s.reconfMu.Unlock()
 	defer close(s.done)
+	defer s.stats.Close()
 
 	// Stop accepting: the kernel refuses new connections from here on and
 	// the accept loop exits.

@@ -853,6 +853,9 @@ type Metrics struct {
 	RouterDisabled   bool                   `protobuf:"varint,4,opt,name=router_disabled,json=routerDisabled,proto3" json:"router_disabled,omitempty"`
 	BackendDisabled  bool                   `protobuf:"varint,5,opt,name=backend_disabled,json=backendDisabled,proto3" json:"backend_disabled,omitempty"`
 	EndpointDisabled bool                   `protobuf:"varint,6,opt,name=endpoint_disabled,json=endpointDisabled,proto3" json:"endpoint_disabled,omitempty"`
+	// collection_time_ms is how often the /__stats runtime series are
+	// captured and its histograms cleared (krakend-metrics' default 60s).
+	CollectionTimeMs int64 `protobuf:"varint,130,opt,name=collection_time_ms,json=collectionTimeMs,proto3" json:"collection_time_ms,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -927,6 +930,13 @@ func (x *Metrics) GetEndpointDisabled() bool {
 		return x.EndpointDisabled
 	}
 	return false
+}
+
+func (x *Metrics) GetCollectionTimeMs() int64 {
+	if x != nil {
+		return x.CollectionTimeMs
+	}
+	return 0
 }
 
 // OpenTelemetry holds the tracing part of `telemetry/opentelemetry`.
@@ -4500,14 +4510,15 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x06stdout\x18\x03 \x01(\bR\x06stdout\x12\x16\n" +
 	"\x06format\x18\x04 \x01(\tR\x06format\x12\x16\n" +
 	"\x06syslog\x18\x05 \x01(\bR\x06syslog\x12'\n" +
-	"\x0fsyslog_facility\x18\x06 \x01(\tR\x0esyslogFacility\"\xf2\x01\n" +
+	"\x0fsyslog_facility\x18\x06 \x01(\tR\x0esyslogFacility\"\xa1\x02\n" +
 	"\aMetrics\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
 	"\x0elisten_address\x18\x02 \x01(\tR\rlistenAddress\x12%\n" +
 	"\x0eproxy_disabled\x18\x03 \x01(\bR\rproxyDisabled\x12'\n" +
 	"\x0frouter_disabled\x18\x04 \x01(\bR\x0erouterDisabled\x12)\n" +
 	"\x10backend_disabled\x18\x05 \x01(\bR\x0fbackendDisabled\x12+\n" +
-	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\"\xe7\x06\n" +
+	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\x12-\n" +
+	"\x12collection_time_ms\x18\x82\x01 \x01(\x03R\x10collectionTimeMs\"\xe7\x06\n" +
 	"\rOpenTelemetry\x12!\n" +
 	"\fservice_name\x18\x01 \x01(\tR\vserviceName\x12'\n" +
 	"\x0fservice_version\x18\x02 \x01(\tR\x0eserviceVersion\x12\x1d\n" +
