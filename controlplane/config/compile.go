@@ -125,6 +125,10 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 	if o := s.ExtraConfig.OpenTelemetry; o != nil {
 		out.Opentelemetry = compileOTel(s, o, features)
 	}
+	if g := s.ExtraConfig.GELF; g != nil {
+		out.Gelf = compileGELF(g)
+		features[feature.TelemetryGELF] = true
+	}
 	// The service-level auth/validator (shared_cache_duration) has no
 	// snapshot field: the edge caches keys per JWKS source.
 	if r := s.ExtraConfig.Revoker; r != nil {

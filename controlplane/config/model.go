@@ -92,6 +92,8 @@ type ServiceExtra struct {
 	OpenTelemetry *OpenTelemetry
 	// BotDetector is `security/bot-detector`.
 	BotDetector *BotDetector
+	// GELF is `telemetry/gelf`.
+	GELF *GELF
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own

@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/netip"
@@ -42,6 +43,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/apigw/gateway/edge/accesslog"
+	"github.com/apigw/gateway/edge/internal/gelf"
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/internal/logsink"
 	"github.com/apigw/gateway/edge/plan"
@@ -213,6 +215,7 @@ func (s *Server) accessLog(p *plan.Plan) *accesslog.Log {
 	if cfg.Out == nil {
 		return nil
 	}
+	cfg.Out = accessOut{base: cfg.Out, s: s}
 	if p != nil {
 		r := p.Service().GetRouter()
 		if r.GetDisableAccessLog() {
@@ -299,10 +302,11 @@ type Server struct {
 	settings     settings
 	maxWait      time.Duration
 	metricsLn    *metricsListener
-	stats        *stats.Stats // telemetry/metrics' /__stats series, process-wide
-	statsServed  atomic.Bool  // the snapshot has telemetry/metrics without endpoint_disabled
-	warnedListen string       // snapshot listen address already warned about
-	perIP        *ipLimiter   // nil: no per-IP limit
+	stats        *stats.Stats                // telemetry/metrics' /__stats series, process-wide
+	gelf         atomic.Pointer[gelf.Writer] // telemetry/gelf; nil: none
+	statsServed  atomic.Bool                 // the snapshot has telemetry/metrics without endpoint_disabled
+	warnedListen string                      // snapshot listen address already warned about
+	perIP        *ipLimiter                  // nil: no per-IP limit
 }
 
 // New binds cfg.Listen (and cfg.MetricsListen when set) and returns a Server
@@ -415,8 +419,53 @@ func (s *Server) Swap(p *plan.Plan, version uint64, sha string) {
 	s.reconfigureLocked(p.Service())
 }
 
+// accessOut writes access-log lines to the configured output and, with
+// telemetry/gelf, to Graylog too (KrakenD gives gin's logger the GELF
+// writer).
+type accessOut struct {
+	base io.Writer
+	s    *Server
+}
+
+func (o accessOut) Write(p []byte) (int, error) {
+	if g := o.s.gelf.Load(); g != nil {
+		_, _ = g.Write(p)
+	}
+	return o.base.Write(p)
+}
+
+// applyGELF connects to the snapshot's telemetry/gelf input (or stops
+// sending). A TCP input that refuses the connection is logged and leaves
+// GELF off, as in KrakenD; the snapshot stays.
+func (s *Server) applyGELF(g *gatewayv1.GELF) {
+	cur := s.gelf.Load()
+	if cur != nil && g != nil && cur.Addr() == g.GetAddress() && cur.TCP() == g.GetEnableTcp() {
+		return
+	}
+	var next *gelf.Writer
+	if g != nil {
+		w, err := gelf.New(g.GetAddress(), g.GetEnableTcp())
+		if err != nil {
+			s.log.Error().Err(err).Str("address", g.GetAddress()).Msg("telemetry/gelf not started")
+		}
+		next = w
+	}
+	s.gelf.Store(next)
+	if s.cfg.LogSink != nil {
+		if next == nil {
+			s.cfg.LogSink.SetGELF(nil)
+		} else {
+			s.cfg.LogSink.SetGELF(next)
+		}
+	}
+	if cur != nil {
+		cur.Close()
+	}
+}
+
 // reconfigureLocked applies the non-routing settings of a new snapshot.
 func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
+	s.applyGELF(svc.GetGelf())
 	s.applyLogLevel(svc.GetLogging())
 	s.applyLogOutput(svc.GetLogging())
 	s.maxWait = time.Duration(svc.GetHttpServer().GetMaxShutdownWaitMs()) * time.Millisecond
@@ -601,6 +650,14 @@ func (s *Server) shutdown() {
 	s.reconfMu.Unlock()
 	defer close(s.done)
 	defer s.stats.Close()
+	defer func() {
+		if g := s.gelf.Swap(nil); g != nil {
+			if s.cfg.LogSink != nil {
+				s.cfg.LogSink.SetGELF(nil)
+			}
+			g.Close()
+		}
+	}()
 
 	// Stop accepting: the kernel refuses new connections from here on and
 	// the accept loop exits.

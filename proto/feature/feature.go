@@ -40,6 +40,7 @@ const (
 	// TelemetryOpenTelemetryMetrics: telemetry/opentelemetry with a metrics
 	// exporter (prometheus, or OTLP without disable_metrics).
 	TelemetryOpenTelemetryMetrics = "telemetry.opentelemetry.metrics"
+	TelemetryGELF                 = "telemetry.gelf" // telemetry/gelf
 )
 
 // All returns every feature, sorted.
@@ -47,7 +48,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TelemetryOpenTelemetryMetrics, TLSListener, TLSClient, SDDNS,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TelemetryOpenTelemetryMetrics, TelemetryGELF, TLSListener, TLSClient, SDDNS,
 	}
 	slices.Sort(all)
 	return all

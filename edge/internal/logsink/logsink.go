@@ -49,8 +49,22 @@ type Sink struct {
 	stdout io.Writer
 	dial   func(p syslog.Priority, tag string) (io.WriteCloser, error)
 	cur    atomic.Pointer[state]
-	mu     sync.Mutex // serialises Apply
+	gelf   atomic.Pointer[gelfDest] // nil: no telemetry/gelf
+	mu     sync.Mutex               // serialises Apply
 	now    func() time.Time
+}
+
+type gelfDest struct{ w io.Writer }
+
+// SetGELF makes the rendered events also go to w (telemetry/gelf), as the
+// bare message (krakend-gelf's "%{message}" pattern), while a snapshot
+// sets telemetry/logging; nil stops it.
+func (s *Sink) SetGELF(w io.Writer) {
+	if w == nil {
+		s.gelf.Store(nil)
+		return
+	}
+	s.gelf.Store(&gelfDest{w: w})
 }
 
 type state struct {
@@ -121,6 +135,14 @@ func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 			return lw.WriteLevel(l, p)
 		}
 		return s.base.Write(p)
+	}
+	g := s.gelf.Load()
+	if g != nil {
+		msg, fields := parseEvent(p)
+		if len(fields) > 0 {
+			msg += " " + strings.Join(fields, " ")
+		}
+		_, _ = g.w.Write([]byte(msg))
 	}
 	if !st.set.Stdout && st.sys == nil {
 		return len(p), nil // KrakenD: stdout false and no syslog writes nothing

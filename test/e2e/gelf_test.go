@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apigw/gateway/test/testenv"
+)
+
+// gelfInput is a Graylog input written for the test: it decodes the GELF
+// messages it receives over UDP (gzip, unchunked) or TCP (NUL-framed JSON)
+// and keeps their short_message.
+type gelfInput struct {
+	addr string
+	mu   sync.Mutex // guards shorts
+	msgs []map[string]any
+}
+
+func (g *gelfInput) add(b []byte) {
+	var m map[string]any
+	if json.Unmarshal(b, &m) == nil {
+		g.mu.Lock()
+		g.msgs = append(g.msgs, m)
+		g.mu.Unlock()
+	}
+}
+
+// find returns the first message whose short_message matches re.
+func (g *gelfInput) find(re *regexp.Regexp) map[string]any {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, m := range g.msgs {
+		if s, _ := m["short_message"].(string); re.MatchString(s) {
+			return m
+		}
+	}
+	return nil
+}
+
+func startGELFInput(t *testing.T, tcp bool) *gelfInput {
+	t.Helper()
+	g := &gelfInput{}
+	if tcp {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		g.addr = ln.Addr().String()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					r := bufio.NewReader(c)
+					for {
+						frame, err := r.ReadBytes(0)
+						if err != nil {
+							return
+						}
+						g.add(frame[:len(frame)-1])
+					}
+				}()
+			}
+		}()
+		return g
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	g.addr = pc.LocalAddr().String()
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(buf[:n]))
+			if err != nil {
+				continue
+			}
+			b, _ := io.ReadAll(zr)
+			g.add(b)
+		}
+	}()
+	return g
+}
+
+// TestGELF: a real gw-edge with telemetry/gelf sends its access log and,
+// with telemetry/logging, its log lines (the bare message) to a Graylog
+// input, over UDP and over TCP.
+func TestGELF(t *testing.T) {
+	bins := testenv.Build(t)
+	b := testenv.StartBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/x" {
+			w.WriteHeader(http.StatusInternalServerError) // a failed backend is logged at warn
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"ok":true}`)
+	}))
+	for _, tcp := range []bool{false, true} {
+		t.Run(map[bool]string{false: "udp", true: "tcp"}[tcp], func(t *testing.T) {
+			in := startGELFInput(t, tcp)
+			cfg := testenv.WriteFile(t, t.TempDir(), "krakend.json", fmt.Sprintf(`{
+  "version": 3,
+  "extra_config": {
+    "telemetry/logging": {"level": "INFO", "stdout": true},
+    "telemetry/gelf": {"address": %q, "enable_tcp": %v}
+  },
+  "endpoints": [
+    {"endpoint": "/fail", "backend": [{"host": [%[3]q], "url_pattern": "/x"}]},
+    {"endpoint": "/ok", "backend": [{"host": [%[3]q], "url_pattern": "/y"}]}
+  ]
+}`, in.addr, tcp, b.URL))
+			e := testenv.Start(t, "gw-edge", bins.Edge, "run", "-c", cfg, "--listen", "127.0.0.1:0")
+			var addr string
+			listening := regexp.MustCompile(`▶ INFO listening addr=(127\.0\.0\.1:\d+)`)
+			testenv.Eventually(t, 10*time.Second, func() error {
+				for _, l := range e.Lines() {
+					if m := listening.FindStringSubmatch(l); m != nil {
+						addr = m[1]
+						return nil
+					}
+				}
+				return errorf("no listening line yet: %q", e.Lines())
+			})
+			if st, _, _ := testenv.Get(t, "http://"+addr+"/ok"); st != 200 {
+				t.Fatalf("GET /ok: %d", st)
+			}
+			testenv.Get(t, "http://"+addr+"/fail")
+			var access, warn map[string]any
+			testenv.Eventually(t, 10*time.Second, func() error {
+				access = in.find(regexp.MustCompile(`^\[GIN\] .*\| 200 \|.*"/ok"$`))
+				warn = in.find(regexp.MustCompile(`^backend call failed .*reason=status`))
+				if access == nil || warn == nil {
+					return errorf("access line %v, warning %v: not both received", access != nil, warn != nil)
+				}
+				return nil
+			})
+			for _, m := range []map[string]any{access, warn} {
+				if m["version"] != "1.1" || m["level"] != float64(6) || m["host"] == "" {
+					t.Errorf("GELF fields of %v", m)
+				}
+			}
+			if s, _ := warn["short_message"].(string); strings.Contains(s, "▶") {
+				t.Errorf("log line sent with KrakenD's pattern, want the bare message: %q", s)
+			}
+		})
+	}
+}
