@@ -125,6 +125,10 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 	if o := s.ExtraConfig.OpenTelemetry; o != nil {
 		out.Opentelemetry = compileOTel(s, o, features)
 	}
+	if s.ExtraConfig.Logstash != nil && out.Logging != nil {
+		out.Logging.Logstash = true
+		features[feature.TelemetryLogstash] = true
+	}
 	if g := s.ExtraConfig.GELF; g != nil {
 		out.Gelf = compileGELF(g)
 		features[feature.TelemetryGELF] = true

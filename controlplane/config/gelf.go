@@ -38,6 +38,19 @@ func (v *validator) gelf(p path, g *GELF) {
 	}
 }
 
+// Logstash is the service-level `telemetry/logstash` namespace
+// (krakend-logstash v2), which KrakenD turns on by its presence.
+type Logstash struct{ Enabled bool }
+
+func (d *decoder) logstash(n *node, p path) *Logstash {
+	l := &Logstash{}
+	d.object(n, p, objectSpec{fields: map[string]handler{
+		"enabled": d.noEffect(d.boolean(&l.Enabled),
+			"KrakenD turns telemetry/logstash on by the namespace's presence, whatever enabled says; remove the namespace to turn it off"),
+	}})
+	return l
+}
+
 func compileGELF(g *GELF) *gatewayv1.GELF {
 	return &gatewayv1.GELF{Address: g.Address, EnableTcp: g.EnableTCP}
 }

@@ -94,6 +94,8 @@ type ServiceExtra struct {
 	BotDetector *BotDetector
 	// GELF is `telemetry/gelf`.
 	GELF *GELF
+	// Logstash is `telemetry/logstash`.
+	Logstash *Logstash
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own

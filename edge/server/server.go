@@ -510,7 +510,7 @@ func (s *Server) applyLogOutput(l *gatewayv1.Logging) {
 	var set logsink.Settings
 	if l != nil {
 		set = logsink.Settings{Format: l.GetFormat(), Prefix: l.GetPrefix(), Stdout: l.GetStdout(),
-			Syslog: l.GetSyslog(), Facility: l.GetSyslogFacility(), Level: l.GetLevel()}
+			Syslog: l.GetSyslog(), Facility: l.GetSyslogFacility(), Level: l.GetLevel(), Logstash: l.GetLogstash()}
 		if set.Format == "" {
 			set.Format = "default"
 		}

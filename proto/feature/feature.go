@@ -40,7 +40,8 @@ const (
 	// TelemetryOpenTelemetryMetrics: telemetry/opentelemetry with a metrics
 	// exporter (prometheus, or OTLP without disable_metrics).
 	TelemetryOpenTelemetryMetrics = "telemetry.opentelemetry.metrics"
-	TelemetryGELF                 = "telemetry.gelf" // telemetry/gelf
+	TelemetryGELF                 = "telemetry.gelf"     // telemetry/gelf
+	TelemetryLogstash             = "telemetry.logstash" // telemetry/logstash
 )
 
 // All returns every feature, sorted.
@@ -48,7 +49,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TelemetryOpenTelemetryMetrics, TelemetryGELF, TLSListener, TLSClient, SDDNS,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TLSListener, TLSClient, SDDNS,
 	}
 	slices.Sort(all)
 	return all

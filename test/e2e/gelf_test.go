@@ -166,3 +166,48 @@ func TestGELF(t *testing.T) {
 		})
 	}
 }
+
+// TestLogstash: a real gw-edge with telemetry/logstash prints each log
+// message as krakend-logstash's record inside telemetry/logging's line, as
+// KrakenD CE 2.12.1 does:
+//
+//	 2026/12/07 - 12:59:39.035 ▶ INFO {"@timestamp":"2026-12-07T12:59:39.035054+00:00","@version":1,"host":"vm","level":"INFO","message":"...","module":"[KD]"}
+func TestLogstash(t *testing.T) {
+	bins := testenv.Build(t)
+	cfg := testenv.WriteFile(t, t.TempDir(), "krakend.json", `{
+  "version": 3,
+  "extra_config": {
+    "telemetry/logging": {"level": "INFO", "prefix": "[KD]", "stdout": true},
+    "telemetry/logstash": {"enabled": true}
+  },
+  "endpoints": [{"endpoint": "/a", "backend": [{"host": ["http://127.0.0.1:9"], "url_pattern": "/a"}]}]
+}`)
+	e := testenv.Start(t, "gw-edge", bins.Edge, "run", "-c", cfg, "--listen", "127.0.0.1:0")
+	line := regexp.MustCompile(`^ \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d\.\d{3} ▶ INFO (\{.*\})$`)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for _, l := range e.Lines() {
+			m := line.FindStringSubmatch(l)
+			if m == nil {
+				continue
+			}
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(m[1]), &rec); err != nil {
+				return errorf("record %q: %v", m[1], err)
+			}
+			msg, _ := rec["message"].(string)
+			if !strings.HasPrefix(msg, "listening") {
+				continue
+			}
+			ts, _ := rec["@timestamp"].(string)
+			if rec["module"] != "[KD]" || rec["level"] != "INFO" || rec["@version"] != float64(1) || rec["host"] == "" ||
+				!regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d$`).MatchString(ts) {
+				t.Errorf("record %v", rec)
+			}
+			if !strings.HasPrefix(m[1], `{"@timestamp":`) {
+				t.Errorf("keys not in krakend-logstash's (sorted) order: %s", m[1])
+			}
+			return nil
+		}
+		return errorf("no logstash listening line yet: %q", e.Lines())
+	})
+}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/syslog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -40,6 +41,9 @@ type Settings struct {
 	// Level is the configured level (debug, info, warn, error): KrakenD
 	// writes every syslog line at the severity it maps to.
 	Level string
+	// Logstash is telemetry/logstash: the message becomes krakend-logstash's
+	// JSON record (module = Prefix or KRAKEND), and the line has no prefix.
+	Logstash bool
 }
 
 // Sink is a zerolog.LevelWriter whose destination and rendering change
@@ -137,7 +141,7 @@ func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 		return s.base.Write(p)
 	}
 	g := s.gelf.Load()
-	if g != nil {
+	if g != nil && !st.set.Logstash { // KrakenD gives krakend-logstash's logger no GELF writer
 		msg, fields := parseEvent(p)
 		if len(fields) > 0 {
 			msg += " " + strings.Join(fields, " ")
@@ -150,7 +154,7 @@ func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 	line := s.render(st.set, l, p)
 	if st.set.Stdout {
 		prefixed := line
-		if st.set.Prefix != "" && st.set.Format != "logstash" {
+		if st.set.Prefix != "" && st.set.Format != "logstash" && !st.set.Logstash {
 			prefixed = append([]byte(st.set.Prefix), line...)
 		}
 		if _, err := s.stdout.Write(prefixed); err != nil {
@@ -183,6 +187,9 @@ func (s *Sink) render(set Settings, l zerolog.Level, p []byte) []byte {
 	}
 	now := s.now()
 	level := levelNames[l]
+	if set.Logstash {
+		msg = logstashRecord(set.Prefix, level, msg, now)
+	}
 	var b bytes.Buffer
 	if set.Format == "logstash" {
 		m, _ := json.Marshal(msg)
@@ -260,4 +267,31 @@ func severity(level string) syslog.Priority {
 		return syslog.LOG_ERR
 	}
 	return syslog.LOG_CRIT
+}
+
+var hostname = func() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	return h
+}()
+
+// logstashRecord is krakend-logstash's JSON record of one message: its
+// keys sorted (encoding/json of a map), the time in microseconds with the
+// zone offset, module the telemetry/logging prefix or KRAKEND.
+func logstashRecord(prefix, level, msg string, now time.Time) string {
+	module := prefix
+	if module == "" {
+		module = "KRAKEND"
+	}
+	b, _ := json.Marshal(map[string]any{
+		"@timestamp": now.Format("2006-01-02T15:04:05.000000-07:00"),
+		"@version":   1,
+		"host":       hostname,
+		"level":      level,
+		"message":    msg,
+		"module":     module,
+	})
+	return string(b)
 }

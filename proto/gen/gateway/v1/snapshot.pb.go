@@ -834,8 +834,12 @@ type Logging struct {
 	// at syslog_facility (local0..local7, local3 otherwise).
 	Syslog         bool   `protobuf:"varint,5,opt,name=syslog,proto3" json:"syslog,omitempty"`
 	SyslogFacility string `protobuf:"bytes,6,opt,name=syslog_facility,json=syslogFacility,proto3" json:"syslog_facility,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// logstash is `telemetry/logstash` (krakend-logstash v2): each message
+	// becomes its JSON record (@timestamp, @version, host, level, message,
+	// module = prefix or KRAKEND), rendered in format without the prefix.
+	Logstash      bool `protobuf:"varint,145,opt,name=logstash,proto3" json:"logstash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Logging) Reset() {
@@ -908,6 +912,13 @@ func (x *Logging) GetSyslogFacility() string {
 		return x.SyslogFacility
 	}
 	return ""
+}
+
+func (x *Logging) GetLogstash() bool {
+	if x != nil {
+		return x.Logstash
+	}
+	return false
 }
 
 // Metrics holds `telemetry/metrics`: a Prometheus listener.
@@ -4574,14 +4585,15 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eerror_body_405\x18\x0f \x01(\fR\ferrorBody405\x12=\n" +
 	"\x1bdisable_redirect_fixed_path\x18\x10 \x01(\bR\x18disableRedirectFixedPath\x122\n" +
 	"\x15disable_path_decoding\x18\x11 \x01(\bR\x13disablePathDecoding\x12*\n" +
-	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"\xa8\x01\n" +
+	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"\xc5\x01\n" +
 	"\aLogging\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
 	"\x06stdout\x18\x03 \x01(\bR\x06stdout\x12\x16\n" +
 	"\x06format\x18\x04 \x01(\tR\x06format\x12\x16\n" +
 	"\x06syslog\x18\x05 \x01(\bR\x06syslog\x12'\n" +
-	"\x0fsyslog_facility\x18\x06 \x01(\tR\x0esyslogFacility\"\xa1\x02\n" +
+	"\x0fsyslog_facility\x18\x06 \x01(\tR\x0esyslogFacility\x12\x1b\n" +
+	"\blogstash\x18\x91\x01 \x01(\bR\blogstash\"\xa1\x02\n" +
 	"\aMetrics\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
 	"\x0elisten_address\x18\x02 \x01(\tR\rlistenAddress\x12%\n" +
