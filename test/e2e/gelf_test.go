@@ -171,7 +171,7 @@ func TestGELF(t *testing.T) {
 // message as krakend-logstash's record inside telemetry/logging's line, as
 // KrakenD CE 2.12.1 does:
 //
-//	 2026/12/07 - 12:59:39.035 ▶ INFO {"@timestamp":"2026-12-07T12:59:39.035054+00:00","@version":1,"host":"vm","level":"INFO","message":"...","module":"[KD]"}
+//	2026/12/07 - 12:59:39.035 ▶ INFO {"@timestamp":"2026-12-07T12:59:39.035054+00:00","@version":1,"host":"vm","level":"INFO","message":"...","module":"[KD]"}
 func TestLogstash(t *testing.T) {
 	bins := testenv.Build(t)
 	cfg := testenv.WriteFile(t, t.TempDir(), "krakend.json", `{
