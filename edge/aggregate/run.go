@@ -142,7 +142,7 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 	c.backend = i
 	c.deadline = deadline
 	c.host = b.Call.Client().Pick()
-	b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
+	c.buildErr = b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
 	c.span = b.Call.StartTrace(&c.req, in)
 }
 
@@ -192,6 +192,14 @@ func (ex *Exchange) work(k int) {
 	st := call.Stats()
 	if st != nil {
 		start = time.Now()
+	}
+	if c.buildErr != nil {
+		// lura fails such a call before it is sent (a GraphQL mutation
+		// whose client body is not a JSON object).
+		c.err, c.reason = c.buildErr, proxy.ReasonRefused
+		c.span.End(0, c.reason.String(), nil)
+		st.Observe(start, false, true)
+		return
 	}
 	t, err := call.Admit()
 	if err != nil {
