@@ -116,9 +116,13 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 		}
 	}
 	if m := s.ExtraConfig.Metrics; m != nil {
+		if m.ListenAddress == "" {
+			m.ListenAddress = ":8090" // krakend-metrics' default
+		}
 		out.Metrics = &gatewayv1.Metrics{
 			Enabled:          true,
 			ListenAddress:    m.ListenAddress,
+			CollectionTimeMs: m.CollectionTime.Milliseconds(),
 			ProxyDisabled:    m.ProxyDisabled,
 			RouterDisabled:   m.RouterDisabled,
 			BackendDisabled:  m.BackendDisabled,
@@ -127,6 +131,14 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 	}
 	if o := s.ExtraConfig.OpenTelemetry; o != nil {
 		out.Opentelemetry = compileOTel(s, o, features)
+	}
+	if s.ExtraConfig.Logstash != nil && out.Logging != nil {
+		out.Logging.Logstash = true
+		features[feature.TelemetryLogstash] = true
+	}
+	if g := s.ExtraConfig.GELF; g != nil {
+		out.Gelf = compileGELF(g)
+		features[feature.TelemetryGELF] = true
 	}
 	// The service-level auth/validator (shared_cache_duration) has no
 	// snapshot field: the edge caches keys per JWKS source.
@@ -177,6 +189,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		cb := compileBackend(name, i, b, features)
 		if o := s.ExtraConfig.OpenTelemetry; o != nil {
 			cb.Trace = compileTraceLayer(override(o.Layers.Backend, b.ExtraConfig.Trace))
+			if otelMetrics(o) {
+				cb.Metrics = compileBackendMetrics(override(o.Layers.Backend, b.ExtraConfig.Trace))
+			}
 		}
 		if !cb.GetShadow() {
 			answering++
@@ -213,6 +228,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 	}
 	if o := s.ExtraConfig.OpenTelemetry; o != nil {
 		out.Trace = compileTraceLayer(override(o.Layers.Proxy, e.ExtraConfig.Trace))
+		if otelMetrics(o) {
+			out.Metrics = compileMetricsLayer(override(o.Layers.Proxy, e.ExtraConfig.Trace))
+		}
 	}
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		out.BotDetector = compileBotDetector(b)

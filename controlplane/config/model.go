@@ -98,6 +98,10 @@ type ServiceExtra struct {
 	OpenTelemetry *OpenTelemetry
 	// BotDetector is `security/bot-detector`.
 	BotDetector *BotDetector
+	// GELF is `telemetry/gelf`.
+	GELF *GELF
+	// Logstash is `telemetry/logstash`.
+	Logstash *Logstash
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own

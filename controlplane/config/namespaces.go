@@ -31,6 +31,8 @@ var (
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *ServiceExtra) { x.BotDetector = d.botDetector(n, p) }},
 		{"apigw/errors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Errors = d.errorsNS(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenTelemetry = d.openTelemetry(n, p) }},
+		{"telemetry/gelf", func(d *decoder, n *node, p path, x *ServiceExtra) { x.GELF = d.gelf(n, p) }},
+		{"telemetry/logstash", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Logstash = d.logstash(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},
@@ -240,11 +242,11 @@ func (d *decoder) metrics(n *node, p path) *Metrics {
 	m := &Metrics{}
 	d.object(n, p, objectSpec{fields: map[string]handler{
 		"listen_address":    d.str(&m.ListenAddress),
-		"collection_time":   d.noEffect(d.duration(&m.CollectionTime), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
-		"proxy_disabled":    d.noEffect(d.boolean(&m.ProxyDisabled), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
-		"router_disabled":   d.noEffect(d.boolean(&m.RouterDisabled), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
-		"backend_disabled":  d.noEffect(d.boolean(&m.BackendDisabled), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
-		"endpoint_disabled": d.noEffect(d.boolean(&m.EndpointDisabled), "the edge's Prometheus metrics are computed when scraped and always include the proxy, router, backend and endpoint layers"),
+		"collection_time":   d.duration(&m.CollectionTime),
+		"proxy_disabled":    d.boolean(&m.ProxyDisabled),
+		"router_disabled":   d.boolean(&m.RouterDisabled),
+		"backend_disabled":  d.boolean(&m.BackendDisabled),
+		"endpoint_disabled": d.boolean(&m.EndpointDisabled),
 	}})
 	return m
 }

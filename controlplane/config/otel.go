@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net"
+	"strconv"
 	"strings"
 
 	"github.com/apigw/gateway/proto/feature"
@@ -9,9 +11,9 @@ import (
 
 // OpenTelemetry is the service-level `telemetry/opentelemetry` namespace,
 // shaped as krakend-otel v0.13 reads it. The edge exports traces over OTLP
-// (gRPC or HTTP); OpenTelemetry metrics are not exported (the edge's
-// metrics are Prometheus, see telemetry/metrics), so every metrics key
-// decodes with a no_effect warning.
+// (gRPC or HTTP) and the metrics instruments krakend-otel defines through
+// its exporters: a Prometheus listener of their own, or OTLP pushes every
+// metric_reporting_period seconds.
 type OpenTelemetry struct {
 	ServiceName    string
 	ServiceVersion string
@@ -20,12 +22,13 @@ type OpenTelemetry struct {
 	TraceSampleRate       *float64
 	MetricReportingPeriod int64
 	// SkipPaths empty means krakend-otel's defaults.
-	SkipPaths []string
-	OTLP      []OTLPExporter
-	// Prometheus exporters are decoded for validation (unique names) and
-	// warned about.
+	SkipPaths  []string
+	OTLP       []OTLPExporter
 	Prometheus []PrometheusExporter
 	Layers     OTelLayers
+	// SemConv is layers.global.semantic_convention: "1.27" selects the
+	// semantic-convention metric names.
+	SemConv string
 }
 
 // OTLPExporter is one `exporters.otlp[]` entry.
@@ -36,13 +39,19 @@ type OTLPExporter struct {
 	UseHTTP        bool
 	DisableMetrics bool
 	DisableTraces  bool
+	// CustomMetricReportingPeriod overrides the service's period when at
+	// least 1 (seconds).
+	CustomMetricReportingPeriod int64
 }
 
 // PrometheusExporter is one `exporters.prometheus[]` entry.
 type PrometheusExporter struct {
-	Name string
-	Host string
-	Port int64
+	Name           string
+	Host           string
+	Port           int64
+	ProcessMetrics bool
+	GoMetrics      bool
+	DisableMetrics bool
 }
 
 // OTelLayers is `layers`, at the service level or as an endpoint's or a
@@ -53,13 +62,28 @@ type OTelLayers struct {
 	Backend *OTelLayer // layers.backend.traces
 }
 
-// OTelLayer is the tracing part of one layer.
+// OTelLayer is one layer: its tracing part and its metrics part. For the
+// backend layer the tracing part is layers.backend.traces and the metrics
+// part layers.backend.metrics (Metrics; nil means krakend-otel's default,
+// round_trip and read_payload on).
 type OTelLayer struct {
 	DisableTraces      bool
 	DisablePropagation bool // global only
 	ReportHeaders      bool
 	SkipHeaders        []string
 	Attributes         []KeyValue
+
+	DisableMetrics    bool       // global and proxy
+	MetricsAttributes []KeyValue // global and proxy
+	Metrics           *OTelBackendMetrics
+}
+
+// OTelBackendMetrics is layers.backend.metrics.
+type OTelBackendMetrics struct {
+	DisableStage bool
+	RoundTrip    bool
+	ReadPayload  bool
+	Attributes   []KeyValue
 }
 
 // KeyValue is one static attribute.
@@ -72,9 +96,9 @@ type KeyValue struct {
 var DefaultOTelSkipPaths = []string{"/__health", "/__debug/", "/__echo/", "/__stats/"}
 
 const (
-	whyOTelMetrics = "OpenTelemetry metrics are not exported by this gateway (only traces are); " +
-		"its metrics are Prometheus, served on telemetry/metrics' listen_address or gw-edge --metrics-listen"
 	whyOTelConnection = "the edge's HTTP client exposes no DNS, connect or TLS events to record"
+	whyReadPayload    = "the edge's HTTP client reads the body within the call: http.client.response.read.size, " +
+		"size-hist and errors are recorded, the read time instruments (time, time-hist) are not"
 )
 
 // noEffectTree decodes a value with h and warns at every value inside it
@@ -112,7 +136,7 @@ func (d *decoder) openTelemetry(n *node, p path) *OpenTelemetry {
 		"service_version":         d.str(&o.ServiceVersion),
 		"deploy_env":              d.str(&o.DeployEnv),
 		"trace_sample_rate":       d.optNumber(&o.TraceSampleRate),
-		"metric_reporting_period": d.noEffect(d.integer(&o.MetricReportingPeriod), whyOTelMetrics),
+		"metric_reporting_period": d.integer(&o.MetricReportingPeriod),
 		"skip_paths":              d.strings(&o.SkipPaths),
 		"exporters": func(n *node, p path) {
 			d.object(n, p, objectSpec{fields: map[string]handler{
@@ -124,94 +148,102 @@ func (d *decoder) openTelemetry(n *node, p path) *OpenTelemetry {
 				},
 			}})
 		},
-		"layers": func(n *node, p path) { o.Layers = d.otelLayers(n, p, true) },
+		"layers": func(n *node, p path) { o.Layers = d.otelLayers(n, p, true, &o.SemConv) },
 	}})
 	return o
 }
 
 func (d *decoder) otlpExporter(n *node, p path) OTLPExporter {
 	var e OTLPExporter
-	var period int64
 	d.object(n, p, objectSpec{fields: map[string]handler{
 		"name":                           d.str(&e.Name),
 		"host":                           d.str(&e.Host),
 		"port":                           d.integer(&e.Port),
 		"use_http":                       d.boolean(&e.UseHTTP),
-		"disable_metrics":                d.noEffect(d.boolean(&e.DisableMetrics), whyOTelMetrics),
+		"disable_metrics":                d.boolean(&e.DisableMetrics),
 		"disable_traces":                 d.boolean(&e.DisableTraces),
-		"custom_metric_reporting_period": d.noEffect(d.integer(&period), whyOTelMetrics),
+		"custom_metric_reporting_period": d.integer(&e.CustomMetricReportingPeriod),
 	}})
 	return e
 }
 
 func (d *decoder) promExporter(n *node, p path) PrometheusExporter {
 	var e PrometheusExporter
-	var b bool
 	d.object(n, p, objectSpec{fields: map[string]handler{
 		"name":            d.str(&e.Name),
 		"host":            d.str(&e.Host),
 		"port":            d.integer(&e.Port),
-		"process_metrics": d.boolean(&b),
-		"go_metrics":      d.boolean(&b),
-		"disable_metrics": d.boolean(&b),
+		"process_metrics": d.boolean(&e.ProcessMetrics),
+		"go_metrics":      d.boolean(&e.GoMetrics),
+		"disable_metrics": d.boolean(&e.DisableMetrics),
 	}})
-	d.warnTree(n, p, whyOTelMetrics)
 	return e
 }
 
 // otelLayers decodes `layers`; global is false for an endpoint's or a
 // backend's override, where krakend-otel reads only proxy or backend.
-func (d *decoder) otelLayers(n *node, p path, global bool) OTelLayers {
+func (d *decoder) otelLayers(n *node, p path, global bool, semconv *string) OTelLayers {
 	var l OTelLayers
 	fields := map[string]handler{
-		"proxy":   func(n *node, p path) { l.Proxy = d.otelLayer(n, p, false) },
+		"proxy":   func(n *node, p path) { l.Proxy = d.otelLayer(n, p, nil) },
 		"backend": func(n *node, p path) { l.Backend = d.otelBackendLayer(n, p) },
 	}
 	if global {
-		fields["global"] = func(n *node, p path) { l.Global = d.otelLayer(n, p, true) }
+		fields["global"] = func(n *node, p path) { l.Global = d.otelLayer(n, p, semconv) }
 	}
 	d.object(n, p, objectSpec{fields: fields})
 	return l
 }
 
-func (d *decoder) otelLayer(n *node, p path, global bool) *OTelLayer {
+// otelLayer decodes the global layer (semconv non-nil receives its
+// semantic_convention) or a proxy layer.
+func (d *decoder) otelLayer(n *node, p path, semconv *string) *OTelLayer {
 	l := &OTelLayer{}
-	var b bool
-	var attrs []KeyValue
 	fields := map[string]handler{
-		"disable_metrics":           d.noEffect(d.boolean(&b), whyOTelMetrics),
+		"disable_metrics":           d.boolean(&l.DisableMetrics),
 		"disable_traces":            d.boolean(&l.DisableTraces),
 		"report_headers":            d.boolean(&l.ReportHeaders),
 		"skip_headers":              d.strings(&l.SkipHeaders),
-		"metrics_static_attributes": d.noEffectTree(d.attributes(&attrs), whyOTelMetrics),
+		"metrics_static_attributes": d.attributes(&l.MetricsAttributes),
 		"traces_static_attributes":  d.attributes(&l.Attributes),
 	}
-	if global {
+	if semconv != nil {
 		fields["disable_propagation"] = d.boolean(&l.DisablePropagation)
-		var semconv string
-		fields["semantic_convention"] = d.approximated(d.str(&semconv),
-			"spans always carry the stable HTTP semantic-convention attribute names (http.request.method, http.route, http.response.status_code, url.full)")
+		fields["semantic_convention"] = d.approximated(d.str(semconv),
+			"it selects the metric instrument names (\"1.27\": http.server.request.duration...), but spans always carry "+
+				"the stable HTTP semantic-convention attribute names (http.request.method, http.route, http.response.status_code, url.full)")
 	}
 	d.object(n, p, objectSpec{fields: fields})
 	return l
 }
 
-// otelBackendLayer decodes layers.backend: its traces part into a layer,
-// its metrics part with warnings.
+// otelBackendLayer decodes layers.backend: its traces part and its
+// metrics part.
 func (d *decoder) otelBackendLayer(n *node, p path) *OTelLayer {
 	l := &OTelLayer{}
 	d.object(n, p, objectSpec{fields: map[string]handler{
-		"metrics": d.noEffectTree(func(n *node, p path) {
-			var b bool
-			var attrs []KeyValue
+		"metrics": func(n *node, p path) {
+			m := &OTelBackendMetrics{}
+			var detailed bool
 			d.object(n, p, objectSpec{fields: map[string]handler{
-				"disable_stage":       d.boolean(&b),
-				"round_trip":          d.boolean(&b),
-				"read_payload":        d.boolean(&b),
-				"detailed_connection": d.boolean(&b),
-				"static_attributes":   d.attributes(&attrs),
+				"disable_stage": d.boolean(&m.DisableStage),
+				"round_trip":    d.boolean(&m.RoundTrip),
+				"read_payload": func(n *node, p path) {
+					d.boolean(&m.ReadPayload)(n, p)
+					if m.ReadPayload {
+						d.ws.add(p, KindApproximated, "applied, but not exactly as KrakenD does: %s", whyReadPayload)
+					}
+				},
+				"detailed_connection": func(n *node, p path) {
+					d.boolean(&detailed)(n, p)
+					if detailed {
+						d.ws.add(p, KindNoEffect, "accepted but has no effect: %s", whyOTelConnection)
+					}
+				},
+				"static_attributes": d.attributes(&m.Attributes),
 			}})
-		}, whyOTelMetrics),
+			l.Metrics = m
+		},
 		"traces": func(n *node, p path) {
 			var roundTrip, readPayload, detailed bool
 			d.object(n, p, objectSpec{fields: map[string]handler{
@@ -258,7 +290,7 @@ func (d *decoder) attributes(dst *[]KeyValue) handler {
 func (d *decoder) endpointOTel(n *node, p path) *OTelLayer {
 	var l *OTelLayer
 	d.object(n, p, objectSpec{fields: map[string]handler{
-		"proxy": func(n *node, p path) { l = d.otelLayer(n, p, false) },
+		"proxy": func(n *node, p path) { l = d.otelLayer(n, p, nil) },
 		"backend": d.noEffectTree(func(n *node, p path) { d.otelBackendLayer(n, p) },
 			"krakend-otel reads a backend's layer from that backend's own telemetry/opentelemetry"),
 	}})
@@ -271,7 +303,7 @@ func (d *decoder) backendOTel(n *node, p path) *OTelLayer {
 	var l *OTelLayer
 	d.object(n, p, objectSpec{fields: map[string]handler{
 		"backend": func(n *node, p path) { l = d.otelBackendLayer(n, p) },
-		"proxy": d.noEffectTree(func(n *node, p path) { d.otelLayer(n, p, false) },
+		"proxy": d.noEffectTree(func(n *node, p path) { d.otelLayer(n, p, nil) },
 			"krakend-otel reads the proxy layer from the endpoint's telemetry/opentelemetry"),
 	}})
 	return l
@@ -299,9 +331,29 @@ func (v *validator) openTelemetry(p path, o *OpenTelemetry) {
 		if e.Port < 0 || e.Port > 65535 {
 			v.vs.add(xp.field("port"), KindInvalid, "%d: want a port between 0 and 65535", e.Port)
 		}
+		if e.CustomMetricReportingPeriod < 0 {
+			v.vs.add(xp.field("custom_metric_reporting_period"), KindInvalid, "%d: want a period in seconds, 0 or more", e.CustomMetricReportingPeriod)
+		}
 	}
+	listeners := make(map[string]string)
 	for i, e := range o.Prometheus {
-		unique(ep.field("prometheus").index(i), e.Name)
+		xp := ep.field("prometheus").index(i)
+		unique(xp, e.Name)
+		if e.Port < 0 || e.Port > 65535 {
+			v.vs.add(xp.field("port"), KindInvalid, "%d: want a port between 0 and 65535", e.Port)
+			continue
+		}
+		if e.DisableMetrics {
+			continue
+		}
+		addr := prometheusAddr(e)
+		if prev, dup := listeners[addr]; dup {
+			v.vs.add(xp.field("port"), KindDuplicate, "%s is also the listener of %s", addr, prev)
+		}
+		listeners[addr] = string(xp)
+	}
+	if o.MetricReportingPeriod < 0 {
+		v.vs.add(p.field("metric_reporting_period"), KindInvalid, "%d: want a period in seconds, 0 or more", o.MetricReportingPeriod)
 	}
 	lp := p.field("layers")
 	v.otelLayer(lp.field("global"), o.Layers.Global)
@@ -313,13 +365,24 @@ func (v *validator) otelLayer(p path, l *OTelLayer) {
 	if l == nil {
 		return
 	}
-	attr := "traces_static_attributes"
+	attr, mp, mattr := "traces_static_attributes", p, "metrics_static_attributes"
 	if strings.HasSuffix(string(p), "traces") {
 		attr = "static_attributes"
+		mp, mattr = path(strings.TrimSuffix(string(p), "traces")+"metrics"), "static_attributes"
 	}
-	seen := make(map[string]bool, len(l.Attributes))
-	for i, kv := range l.Attributes {
-		ap := p.field(attr).index(i)
+	v.attributes(p.field(attr), l.Attributes)
+	if l.Metrics != nil {
+		v.attributes(mp.field(mattr), l.Metrics.Attributes)
+	} else {
+		v.attributes(mp.field(mattr), l.MetricsAttributes)
+	}
+}
+
+// attributes checks static attributes: keys required and unique.
+func (v *validator) attributes(p path, attrs []KeyValue) {
+	seen := make(map[string]bool, len(attrs))
+	for i, kv := range attrs {
+		ap := p.index(i)
 		switch {
 		case kv.Key == "":
 			v.vs.add(ap.field("key"), KindRequired, "a static attribute needs a key")
@@ -366,6 +429,91 @@ func compileOTel(s *Service, o *OpenTelemetry, features map[string]bool) *gatewa
 	if g := o.Layers.Global; g != nil {
 		out.DisablePropagation = g.DisablePropagation
 	}
+
+	out.MetricReportingPeriodS = uint32(o.MetricReportingPeriod)
+	for _, e := range o.Prometheus {
+		if !e.DisableMetrics {
+			out.Prometheus = append(out.Prometheus, &gatewayv1.PrometheusExporter{Name: e.Name, Host: e.Host,
+				Port: uint32(prometheusPort(e)), ProcessMetrics: e.ProcessMetrics, GoMetrics: e.GoMetrics})
+		}
+	}
+	for _, e := range o.OTLP {
+		if !e.DisableMetrics {
+			out.OtlpMetrics = append(out.OtlpMetrics, &gatewayv1.OTLPExporter{Name: e.Name, Host: e.Host, Port: uint32(e.Port),
+				UseHttp: e.UseHTTP, CustomMetricReportingPeriodS: uint32(e.CustomMetricReportingPeriod)})
+		}
+	}
+	if otelMetrics(o) {
+		features[feature.TelemetryOpenTelemetryMetrics] = true
+		out.SemanticConvention = o.SemConv
+		out.GlobalMetrics = compileMetricsLayer(o.Layers.Global)
+		out.ProxyMetrics = compileMetricsLayer(o.Layers.Proxy)
+		out.BackendMetrics = compileBackendMetrics(o.Layers.Backend)
+	}
+	return out
+}
+
+// otelMetrics reports whether o exports metrics: a Prometheus exporter,
+// or an OTLP one, without disable_metrics. Without one the edge records
+// no instrument and the layers' metrics parts are not compiled.
+func otelMetrics(o *OpenTelemetry) bool {
+	for _, e := range o.Prometheus {
+		if !e.DisableMetrics {
+			return true
+		}
+	}
+	for _, e := range o.OTLP {
+		if !e.DisableMetrics {
+			return true
+		}
+	}
+	return false
+}
+
+// prometheusPort is krakend-otel's default port, 9090, for port 0.
+func prometheusPort(e PrometheusExporter) int64 {
+	if e.Port == 0 {
+		return 9090
+	}
+	return e.Port
+}
+
+func prometheusAddr(e PrometheusExporter) string {
+	return net.JoinHostPort(e.Host, strconv.FormatInt(prometheusPort(e), 10))
+}
+
+// compileMetricsLayer compiles the metrics part of the global or a proxy
+// layer.
+func compileMetricsLayer(l *OTelLayer) *gatewayv1.MetricsLayer {
+	out := &gatewayv1.MetricsLayer{}
+	if l == nil {
+		return out
+	}
+	out.Disabled = l.DisableMetrics
+	out.Attributes = compileAttributes(l.MetricsAttributes)
+	return out
+}
+
+// compileBackendMetrics compiles layers.backend.metrics, krakend-otel's
+// defaults (round_trip and read_payload on) when it is not given.
+func compileBackendMetrics(l *OTelLayer) *gatewayv1.MetricsLayer {
+	if l == nil || l.Metrics == nil {
+		return &gatewayv1.MetricsLayer{RoundTrip: true, ReadPayload: true}
+	}
+	m := l.Metrics
+	return &gatewayv1.MetricsLayer{Disabled: m.DisableStage, RoundTrip: m.RoundTrip, ReadPayload: m.ReadPayload,
+		Attributes: compileAttributes(m.Attributes)}
+}
+
+// compileAttributes drops attributes with an empty value, as krakend-otel
+// does.
+func compileAttributes(kvs []KeyValue) []*gatewayv1.KeyValue {
+	var out []*gatewayv1.KeyValue
+	for _, kv := range kvs {
+		if kv.Value != "" {
+			out = append(out, &gatewayv1.KeyValue{Key: kv.Key, Value: kv.Value})
+		}
+	}
 	return out
 }
 
@@ -377,11 +525,7 @@ func compileTraceLayer(l *OTelLayer) *gatewayv1.TraceLayer {
 	out.Disabled = l.DisableTraces
 	out.ReportHeaders = l.ReportHeaders
 	out.SkipHeaders = canonicalHeaders(l.SkipHeaders)
-	for _, kv := range l.Attributes {
-		if kv.Value != "" { // krakend-otel drops attributes with an empty value
-			out.Attributes = append(out.Attributes, &gatewayv1.KeyValue{Key: kv.Key, Value: kv.Value})
-		}
-	}
+	out.Attributes = compileAttributes(l.Attributes)
 	return out
 }
 

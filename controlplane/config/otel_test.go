@@ -2,7 +2,7 @@ package config
 
 import (
 	"os"
-	"strings"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -46,6 +46,19 @@ func TestOpenTelemetryCompiles(t *testing.T) {
 			ReportHeaders: true,
 			SkipHeaders:   []string{"X-Secret"},
 		},
+		MetricReportingPeriodS: 10,
+		// jaeger and metrics-only have disable_metrics.
+		OtlpMetrics: []*gatewayv1.OTLPExporter{
+			{Name: "collector", Host: "127.0.0.1", Port: 4318, UseHttp: true, CustomMetricReportingPeriodS: 5},
+		},
+		Prometheus: []*gatewayv1.PrometheusExporter{
+			{Name: "prom", Host: "127.0.0.1", Port: 9464, ProcessMetrics: true, GoMetrics: true},
+		},
+		SemanticConvention: "1.26",
+		GlobalMetrics:      &gatewayv1.MetricsLayer{Attributes: []*gatewayv1.KeyValue{{Key: "region", Value: "eu"}}},
+		ProxyMetrics:       &gatewayv1.MetricsLayer{Attributes: []*gatewayv1.KeyValue{{Key: "layer", Value: "proxy"}}},
+		BackendMetrics: &gatewayv1.MetricsLayer{RoundTrip: true, ReadPayload: true,
+			Attributes: []*gatewayv1.KeyValue{{Key: "layer", Value: "backend"}}},
 	}
 	if diff := cmp.Diff(want, c.Snapshot.GetService().GetOpentelemetry(), protocmp.Transform()); diff != "" {
 		t.Errorf("opentelemetry (-want +got):\n%s", diff)
@@ -68,22 +81,37 @@ func TestOpenTelemetryCompiles(t *testing.T) {
 	if diff := cmp.Diff(wantC, eps[1].GetBackends()[0].GetTrace(), protocmp.Transform()); diff != "" {
 		t.Errorf("endpoints[1].backends[0].trace (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(strings.Join(c.Snapshot.GetFeatures(), ","), "telemetry.opentelemetry") {
-		t.Errorf("features %v lack telemetry.opentelemetry", c.Snapshot.GetFeatures())
+	// The metrics parts resolve as the tracing parts do.
+	for _, tc := range []struct {
+		name      string
+		got, want *gatewayv1.MetricsLayer
+	}{
+		{"endpoints[0].metrics", eps[0].GetMetrics(), want.ProxyMetrics},
+		{"endpoints[0].backends[1].metrics", eps[0].GetBackends()[1].GetMetrics(), want.BackendMetrics},
+		{"endpoints[1].metrics", eps[1].GetMetrics(), &gatewayv1.MetricsLayer{Disabled: true}},
+		{"endpoints[1].backends[0].metrics", eps[1].GetBackends()[0].GetMetrics(), &gatewayv1.MetricsLayer{
+			Disabled: true, RoundTrip: true, ReadPayload: true, Attributes: []*gatewayv1.KeyValue{{Key: "team", Value: "c"}}}},
+	} {
+		if diff := cmp.Diff(tc.want, tc.got, protocmp.Transform()); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+	for _, f := range []string{"telemetry.opentelemetry", "telemetry.opentelemetry.metrics"} {
+		if !slices.Contains(c.Snapshot.GetFeatures(), f) {
+			t.Errorf("features %v lack %s", c.Snapshot.GetFeatures(), f)
+		}
 	}
 
-	// Every metrics key warns; the tracing keys do not.
+	// Only what the edge cannot record warns.
 	warned := map[string]bool{}
 	for _, w := range c.Warnings {
 		warned[w.GetPath()] = true
 	}
 	ns := `extra_config["telemetry/opentelemetry"]`
 	for _, p := range []string{
-		ns + ".metric_reporting_period",
-		ns + ".exporters.otlp[0].disable_metrics",
-		ns + ".exporters.prometheus[0].port",
-		ns + ".layers.global.metrics_static_attributes[0].key",
-		ns + ".layers.backend.metrics.round_trip",
+		ns + ".layers.global.semantic_convention",
+		ns + ".layers.backend.metrics.read_payload",
+		ns + ".layers.backend.metrics.detailed_connection",
 		ns + ".layers.backend.traces.detailed_connection",
 		`endpoints[1].extra_config["telemetry/opentelemetry"].backend.traces.disable_stage`,
 		`endpoints[1].backend[0].extra_config["telemetry/opentelemetry"].proxy.disable_traces`,
@@ -92,7 +120,11 @@ func TestOpenTelemetryCompiles(t *testing.T) {
 			t.Errorf("no warning at %s", p)
 		}
 	}
-	for _, p := range []string{ns + ".trace_sample_rate", ns + ".exporters.otlp[0].host", ns + ".layers.global.disable_traces"} {
+	for _, p := range []string{
+		ns + ".trace_sample_rate", ns + ".exporters.otlp[0].host", ns + ".layers.global.disable_traces",
+		ns + ".metric_reporting_period", ns + ".exporters.otlp[0].disable_metrics", ns + ".exporters.prometheus[0].port",
+		ns + ".layers.global.metrics_static_attributes[0].key", ns + ".layers.backend.metrics.round_trip",
+	} {
 		if warned[p] {
 			t.Errorf("unexpected warning at %s", p)
 		}
@@ -135,8 +167,9 @@ func TestOpenTelemetryViolations(t *testing.T) {
 				"trace_sample_rate": 1.5,
 				"exporters": {
 					"otlp": [{"name": "a", "host": "127.0.0.1", "port": 70000}, {"name": "a", "port": 4317}],
-					"prometheus": [{"name": "a", "port": 9090}]
+					"prometheus": [{"name": "a", "port": 9090}, {"name": "p2"}, {"name": "p3", "port": -1}]
 				},
+				"metric_reporting_period": -1,
 				"layers": {"global": {"traces_static_attributes": [{"key": "k", "value": "1"}, {"key": "k", "value": "2"}, {"value": "3"}]},
 				           "proxy": {"disable_tracez": true}}
 			}}`, ep("/a", `"extra_config": {"telemetry/opentelemetry": {"proxy": {"traces_static_attributes": [{"value": "x"}]}}}`)),
@@ -146,9 +179,12 @@ func TestOpenTelemetryViolations(t *testing.T) {
 				{ns + ".exporters.otlp[1].host", KindRequired},
 				{ns + ".exporters.otlp[1].name", KindDuplicate},
 				{ns + ".exporters.prometheus[0].name", KindDuplicate},
+				{ns + ".exporters.prometheus[1].port", KindDuplicate},
+				{ns + ".exporters.prometheus[2].port", KindInvalid},
 				{ns + ".layers.global.traces_static_attributes[1].key", KindDuplicate},
 				{ns + ".layers.global.traces_static_attributes[2].key", KindRequired},
 				{ns + ".layers.proxy.disable_tracez", KindUnsupported},
+				{ns + ".metric_reporting_period", KindInvalid},
 				{ns + ".trace_sample_rate", KindInvalid},
 			},
 		},

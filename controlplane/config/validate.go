@@ -170,6 +170,9 @@ func (v *validator) service() {
 	if o := s.ExtraConfig.OpenTelemetry; o != nil {
 		v.openTelemetry(x.key("telemetry/opentelemetry"), o)
 	}
+	if g := s.ExtraConfig.GELF; g != nil {
+		v.gelf(x.key("telemetry/gelf"), g)
+	}
 	if j := s.ExtraConfig.JWT; j != nil {
 		v.serviceJWT(x.key("auth/validator"), j)
 	}

@@ -172,7 +172,7 @@ func (ex *Exchange) luaWork(k int, s *lua.Script) {
 	if err != nil {
 		c.refused, c.err = err == proxy.ErrOpen, err
 		c.reason = proxy.ReasonRefused
-		c.span.End(0, c.reason.String())
+		c.span.End(0, c.reason.String(), nil)
 		return
 	}
 	st := s.Acquire()
@@ -214,7 +214,7 @@ func (ex *Exchange) luaWork(k int, s *lua.Script) {
 	if !c.ok || c.status != 0 {
 		reason = c.reason.String()
 	}
-	c.span.End(status, reason)
+	c.span.End(status, reason, &c.resp)
 }
 
 func (ex *Exchange) luaFailed(k int, err error) {

@@ -248,11 +248,17 @@ func (ex *Exchange) work(k int) {
 		return
 	}
 	call := ex.pipe.backends[c.backend].Call
+	var start time.Time
+	st := call.Stats()
+	if st != nil {
+		start = time.Now()
+	}
 	if c.buildErr != nil {
 		// lura fails such a call before it is sent (a GraphQL mutation
 		// whose client body is not a JSON object).
 		c.err, c.reason = c.buildErr, proxy.ReasonRefused
-		c.span.End(0, c.reason.String())
+		c.span.End(0, c.reason.String(), nil)
+		st.Observe(start, false, true)
 		return
 	}
 	t, err := call.Admit()
@@ -261,15 +267,16 @@ func (ex *Exchange) work(k int) {
 		// krakend-cel in KrakenD's backend stack).
 		c.reason, c.err = proxy.ReasonRejected, c.celIndex
 		call.Finish(t, true, false)
-		c.span.End(0, c.reason.String())
+		c.span.End(0, c.reason.String(), nil)
 		return
 	}
 	if err != nil {
+		st.Observe(start, false, true)
 		// Kept for the error text (return_error_msg): a backend rate
 		// limit reads "rate limit exceded", as KrakenD writes it.
 		c.refused, c.err = err == proxy.ErrOpen, err
 		c.reason = proxy.ReasonRefused
-		c.span.End(0, c.reason.String())
+		c.span.End(0, c.reason.String(), nil)
 		return
 	}
 	lat := ex.pipe.backends[c.backend].Latency
@@ -296,7 +303,8 @@ func (ex *Exchange) work(k int) {
 	if !c.ok || c.status != 0 {
 		reason = c.reason.String()
 	}
-	c.span.End(status, reason)
+	c.span.End(status, reason, &c.resp)
+	st.Observe(start, reason == "", reason != "")
 }
 
 // decode checks the status of call k's response and decodes its body.

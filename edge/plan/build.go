@@ -26,6 +26,7 @@ import (
 	"github.com/apigw/gateway/edge/router"
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
+	"github.com/apigw/gateway/edge/stats"
 	"github.com/apigw/gateway/edge/tlsconf"
 	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -89,6 +90,9 @@ type Deps struct {
 	// (telemetry/opentelemetry): a push with the same settings keeps the
 	// exporters. nil makes Build create a tracer owned by the plan.
 	Tracers *tracing.Registry
+	// Stats is the process-wide telemetry/metrics registry (KrakenD's
+	// /__stats); nil counts nothing.
+	Stats *stats.Stats
 }
 
 // BuildError lists why a snapshot cannot be served: every violation Build
@@ -196,6 +200,9 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 		p.ownQoS = b.qosReg
 	}
 	p.tracer, p.tracers = b.tracer, deps.Tracers
+	if b.statsOn() != nil {
+		p.stats = deps.Stats
+	}
 	if deps.Revocations != nil {
 		deps.Revocations.Configure(snap.GetService().GetRevoker())
 	}
@@ -459,9 +466,17 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 	}
 	ep.output = out
 	if b.tracer != nil && !b.tracer.Skipped(e.GetPath()) {
-		ep.trace = tracing.NewLayer(e.GetTrace(), "proxy",
-			semconv.HTTPRequestMethodKey.String(e.GetMethod()), semconv.HTTPRoute(e.GetPath()))
+		base := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(e.GetMethod()), semconv.HTTPRoute(e.GetPath())}
+		ep.trace = b.tracer.Layer(e.GetTrace(), e.GetMetrics(), "proxy", "", base, base...)
 		ep.proxySpan = "proxy " + e.GetPath()
+	}
+	if m := b.statsOn(); m != nil {
+		if !m.GetRouterDisabled() {
+			ep.routeStats = b.deps.Stats.Route(e.GetPath())
+		}
+		if !m.GetProxyDisabled() {
+			ep.pipeStats = b.deps.Stats.Layer("pipe", e.GetPath())
+		}
 	}
 	b.endpointAuth(path, e, ep)
 	b.endpointSigner(path, e, ep)
@@ -698,6 +713,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 
 		SendBodyOnRedirect: be.GetSendBodyOnRedirect(),
 		Trace:              b.backendTrace(e, be),
+		Stats:              b.backendStats(be),
 		GraphQL:            graphQLConfig(be.GetGraphql()),
 	})
 	if err != nil {
@@ -707,6 +723,24 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	return call
 }
 
+// statsOn returns the snapshot's telemetry/metrics when the edge counts
+// KrakenD's stats for it, else nil.
+func (b *builder) statsOn() *gatewayv1.Metrics {
+	if m := b.snap.GetService().GetMetrics(); m.GetEnabled() && b.deps.Stats != nil {
+		return m
+	}
+	return nil
+}
+
+// backendStats is a backend's telemetry/metrics series ("backend" layer,
+// named by its url_pattern as in krakend-metrics); nil when not counted.
+func (b *builder) backendStats(be *gatewayv1.Backend) *stats.Layer {
+	if m := b.statsOn(); m != nil && !m.GetBackendDisabled() {
+		return b.deps.Stats.Layer("backend", be.GetUrlPattern())
+	}
+	return nil
+}
+
 // backendTrace prepares a backend's tracing layer: nil without a tracer,
 // for a skipped endpoint (skip_paths) or with layers.backend.traces
 // disable_stage.
@@ -714,10 +748,13 @@ func (b *builder) backendTrace(e *gatewayv1.Endpoint, be *gatewayv1.Backend) *tr
 	if b.tracer == nil || b.tracer.Skipped(e.GetPath()) {
 		return nil
 	}
-	return tracing.NewLayer(be.GetTrace(), "backend",
+	base := []attribute.KeyValue{
 		semconv.HTTPRoute(be.GetUrlPattern()),
 		attribute.String("krakend.endpoint.route", e.GetPath()),
-		attribute.String("krakend.endpoint.method", e.GetMethod()))
+		attribute.String("krakend.endpoint.method", e.GetMethod()),
+	}
+	mbase := append([]attribute.KeyValue{semconv.HTTPRequestMethodKey.String(be.GetMethod())}, base...)
+	return b.tracer.Layer(be.GetTrace(), be.GetMetrics(), "backend", be.GetUrlPattern(), mbase, base...)
 }
 
 // releaseTracer gives a tracer back to its registry, or shuts down one the

@@ -63,6 +63,7 @@ import (
 	"github.com/apigw/gateway/edge/router"
 	"github.com/apigw/gateway/edge/schema"
 	"github.com/apigw/gateway/edge/security"
+	"github.com/apigw/gateway/edge/stats"
 	"github.com/apigw/gateway/edge/tlsconf"
 	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -126,6 +127,7 @@ type Plan struct {
 	signers      []*auth.Signer
 	lease        *qos.Lease
 	tracer       *tracing.Tracer   // nil: no telemetry/opentelemetry
+	stats        *stats.Stats      // telemetry/metrics' router connections; nil: not counted
 	tracers      *tracing.Registry // where tracer goes back on Release; nil: owned
 	ownKeys      *auth.Keys        // created by Build when Deps.Keys was nil
 	ownQoS       *qos.Registry     // created by Build when Deps.QoS was nil
@@ -147,8 +149,12 @@ type endpoint struct {
 	pipe         *aggregate.Pipe                     // every other endpoint
 	metrics      endpointMetrics
 
-	trace     *tracing.Layer // the proxy layer's spans; nil: none
-	proxySpan string         // "proxy <route>"
+	trace *tracing.Layer // the proxy layer's spans; nil: none
+	// routeStats and pipeStats are the endpoint's telemetry/metrics series
+	// (router and proxy layers); nil: not counted.
+	routeStats *stats.Route
+	pipeStats  *stats.Layer
+	proxySpan  string // "proxy <route>"
 
 	jwt     *auth.Validator       // auth/validator, nil for a public endpoint
 	signer  *auth.Signer          // auth/signer, nil without
@@ -272,7 +278,16 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 	}
 	switch res.Kind {
 	case router.Found:
-		p.serveEndpoint(ctx, p.endpoints[res.Route], st)
+		ep := p.endpoints[res.Route]
+		if ep.routeStats == nil {
+			p.serveEndpoint(ctx, ep, st)
+			return
+		}
+		start := time.Now()
+		p.stats.Connection()
+		p.serveEndpoint(ctx, ep, st)
+		ep.routeStats.Observe(ctx.Response.StatusCode(), len(ctx.Response.Body()), start)
+		p.stats.Disconnection()
 		return
 	case router.Redirect:
 		st.buf = append(st.buf[:0], res.Location...)
@@ -420,13 +435,20 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	}
 
 	st.trace.StartProxy(ep.trace, ep.proxySpan, &ctx.Request.Header)
+	var pipeStart time.Time
+	if ep.pipeStats != nil {
+		pipeStart = time.Now()
+	}
 	if ep.noop != nil {
 		p.serveNoOp(ctx, ep, in, st, start)
-		st.trace.EndProxy(ctx.Response.StatusCode() < 400, 0)
+		ok := ctx.Response.StatusCode() < 400
+		st.trace.EndProxy(ok, 0)
+		ep.pipeStats.Observe(pipeStart, ok, !ok)
 	} else {
 		ex := ep.pipe.Acquire()
 		r := ex.Run(in, start)
 		st.trace.EndProxy(r.Complete, r.Failed)
+		ep.pipeStats.Observe(pipeStart, r.Complete, r.Failed > 0)
 		if ep.cel.HasResponse() && !r.Errored && !p.celResponse(ctx, ep, st, r) {
 			ex.Release()
 			ep.metrics.observe(ctx.Response.StatusCode(), time.Since(start).Seconds())

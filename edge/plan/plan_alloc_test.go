@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
+	"github.com/apigw/gateway/edge/stats"
 	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -291,6 +293,72 @@ func TestIPKeyRateLimitAllocs(t *testing.T) {
 	}
 }
 
+// TestOTelMetricsAllocs: OpenTelemetry metrics on every layer of the
+// single-backend JSON proxy (unsampled) record without allocating once
+// the attribute sets of the route and status are cached; with no metrics
+// exporter the same plan allocates nothing either (TestTracingUnsampledProxyAllocs).
+func TestOTelMetricsAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	reg := tracing.NewRegistry(tracing.Options{MetricReader: sdkmetric.NewManualReader()})
+	t.Cleanup(reg.Close)
+	snap := snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))
+	snap.Service.Opentelemetry = &gatewayv1.OpenTelemetry{ServiceName: "t", Global: &gatewayv1.TraceLayer{},
+		GlobalMetrics: &gatewayv1.MetricsLayer{}}
+	snap.Endpoints[0].Trace = &gatewayv1.TraceLayer{}
+	snap.Endpoints[0].Metrics = &gatewayv1.MetricsLayer{}
+	snap.Endpoints[0].Backends[0].Trace = &gatewayv1.TraceLayer{}
+	snap.Endpoints[0].Backends[0].Metrics = &gatewayv1.MetricsLayer{RoundTrip: true, ReadPayload: true}
+	snap.Features = []string{"telemetry.opentelemetry", "telemetry.opentelemetry.metrics"}
+	p := mustBuild(t, snap, plan.Deps{Tracers: reg})
+	ctx := newCtx("GET", "/users/42", "")
+	for range 50 {
+		if st := serveOnce(p.Serve, ctx); st != 200 {
+			t.Fatalf("warm-up status %d: %s", st, bodyOf(ctx))
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+		t.Errorf("metered json proxy: %v allocs per request, want 0", n)
+	}
+}
+
+// TestStatsAllocs: telemetry/metrics' /__stats series cost the JSON proxy
+// no allocation per request.
+func TestStatsAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	snap := snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))
+	snap.Service.Metrics = &gatewayv1.Metrics{Enabled: true}
+	st := stats.New()
+	p := mustBuild(t, snap, plan.Deps{Stats: st})
+	ctx := newCtx("GET", "/users/42", "")
+	for range 1100 { // past the histograms' 1028-value sample
+		if s := serveOnce(p.Serve, ctx); s != 200 {
+			t.Fatalf("warm-up status %d: %s", s, bodyOf(ctx))
+		}
+	}
+	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+		t.Errorf("json proxy with /__stats series: %v allocs per request, want 0", n)
+	}
+	if !bytes.Contains(st.AppendJSON(nil), []byte(`"krakend.proxy.requests.layer.backend.name./users/{id}.complete.true.error.false": 1301`)) {
+		t.Errorf("backend series did not count the 1301 requests")
+	}
+}
+
+// TestGraphQLQueryAllocs: a backend/graphql query whose variables take a
+// path parameter builds its POST body from pieces compiled at plan build:
+// no allocation per request.
+func TestGraphQLQueryAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	ep := endpoint("GET", "/hero/{id}", with(backend(addr, "/graphql"), func(b *gatewayv1.Backend) {
+		b.Encoding = "no-op"
+		b.Graphql = &gatewayv1.GraphQL{Query: "query H($id: ID!) { hero(id: $id) { name } }", OperationName: "H",
+			Variables: []byte(`{"id":"{id}","n":1}`)}
+	}))
+	ep.OutputEncoding = "no-op"
+	if n := allocsOfServe(t, ep, "GET", "/hero/42", ""); n != 0 {
+		t.Errorf("graphql query: %v allocs per request, want 0", n)
+	}
+}
+
 // TestCELAllocs: in a plan where another route runs validation/cel, a route
 // without it allocates nothing (it pays one nil check per stage).
 func TestCELAllocs(t *testing.T) {
@@ -339,21 +407,5 @@ func TestLuaFreeRouteAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
 		t.Errorf("route without Lua: %v allocs per request, want 0", n)
-	}
-}
-
-// TestGraphQLQueryAllocs: a backend/graphql query whose variables take a
-// path parameter builds its POST body from pieces compiled at plan build:
-// no allocation per request.
-func TestGraphQLQueryAllocs(t *testing.T) {
-	addr := fastBackend(t, nil)
-	ep := endpoint("GET", "/hero/{id}", with(backend(addr, "/graphql"), func(b *gatewayv1.Backend) {
-		b.Encoding = "no-op"
-		b.Graphql = &gatewayv1.GraphQL{Query: "query H($id: ID!) { hero(id: $id) { name } }", OperationName: "H",
-			Variables: []byte(`{"id":"{id}","n":1}`)}
-	}))
-	ep.OutputEncoding = "no-op"
-	if n := allocsOfServe(t, ep, "GET", "/hero/42", ""); n != 0 {
-		t.Errorf("graphql query: %v allocs per request, want 0", n)
 	}
 }

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
+	"github.com/apigw/gateway/edge/stats"
 	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -281,8 +283,20 @@ func BenchmarkTracing(b *testing.B) {
 		snap.Features = []string{"telemetry.opentelemetry"}
 		return snap
 	}
+	metered := func() *gatewayv1.Snapshot {
+		snap := traced(0)
+		snap.Service.Opentelemetry.GlobalMetrics = &gatewayv1.MetricsLayer{}
+		snap.Endpoints[0].Metrics = &gatewayv1.MetricsLayer{}
+		snap.Endpoints[0].Backends[0].Metrics = &gatewayv1.MetricsLayer{RoundTrip: true, ReadPayload: true}
+		snap.Features = append(snap.Features, "telemetry.opentelemetry.metrics")
+		return snap
+	}
 	run := func(b *testing.B, snap *gatewayv1.Snapshot) {
-		reg := tracing.NewRegistry(tracing.Options{Exporter: tracetest.NewNoopExporter()})
+		opts := tracing.Options{Exporter: tracetest.NewNoopExporter()}
+		if snap.Service.GetOpentelemetry().GetGlobalMetrics() != nil {
+			opts.MetricReader = sdkmetric.NewManualReader()
+		}
+		reg := tracing.NewRegistry(opts)
 		defer reg.Close()
 		p, err := plan.Build(snap, plan.Deps{Tracers: reg})
 		if err != nil {
@@ -304,4 +318,39 @@ func BenchmarkTracing(b *testing.B) {
 	b.Run("off", func(b *testing.B) { run(b, snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))) })
 	b.Run("unsampled", func(b *testing.B) { run(b, traced(0)) })
 	b.Run("sampled", func(b *testing.B) { run(b, traced(1)) })
+	// OpenTelemetry metrics on every layer (krakend-otel's instruments),
+	// traces unsampled.
+	b.Run("metrics", func(b *testing.B) { run(b, metered()) })
+}
+
+// BenchmarkStats: telemetry/metrics' /__stats series (router, pipe and
+// backend layers) against the same plan without them.
+func BenchmarkStats(b *testing.B) {
+	addr := fastBackend(b, nil)
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			snap := snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))
+			deps := plan.Deps{}
+			if on {
+				snap.Service.Metrics = &gatewayv1.Metrics{Enabled: true}
+				deps.Stats = stats.New()
+			}
+			p, err := plan.Build(snap, deps)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Release()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := newCtx("GET", "/users/42", "")
+				for pb.Next() {
+					if st := serveOnce(p.Serve, ctx); st != 200 {
+						b.Errorf("status %d", st)
+						return
+					}
+				}
+			})
+		})
+	}
 }

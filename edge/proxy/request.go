@@ -19,6 +19,7 @@ import (
 	"github.com/apigw/gateway/edge/qos/ratelimit"
 	"github.com/apigw/gateway/edge/response"
 	"github.com/apigw/gateway/edge/router"
+	"github.com/apigw/gateway/edge/stats"
 	"github.com/apigw/gateway/edge/tracing"
 )
 
@@ -71,6 +72,9 @@ type BackendConfig struct {
 	// Trace is the backend's tracing layer; nil records no span for its
 	// calls (trace context is still propagated).
 	Trace *tracing.Layer
+	// Stats is the backend's telemetry/metrics series (layer "backend");
+	// nil: not counted.
+	Stats *stats.Layer
 	// GraphQL is the backend's backend/graphql; nil: a plain call.
 	GraphQL *GraphQLConfig
 }
@@ -112,6 +116,7 @@ type Backend struct {
 	// (see BuildRequest).
 	sizedBody bool
 	trace     *tracing.Layer
+	stats     *stats.Layer
 	gql       *graphQL // backend/graphql; nil: none
 }
 
@@ -162,6 +167,7 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 
 		bodyOnRedirect: cfg.SendBodyOnRedirect,
 		trace:          cfg.Trace,
+		stats:          cfg.Stats,
 	}
 	pattern := cfg.URLPattern
 	if !strings.HasPrefix(pattern, "/") {
@@ -521,6 +527,9 @@ func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev
 // in's request and writes the trace context into req's headers; the zero
 // Call when the request is not traced. It runs on the handler goroutine;
 // the Call may be ended on another.
+// Stats is the backend's telemetry/metrics series, nil when not counted.
+func (b *Backend) Stats() *stats.Layer { return b.stats }
+
 func (b *Backend) StartTrace(req *fasthttp.Request, in *Inbound) tracing.Call {
 	if in.Trace == nil {
 		return tracing.Call{}

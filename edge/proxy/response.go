@@ -74,8 +74,13 @@ func skipResponseHeader(k []byte) bool {
 // counts transport errors and 5xx answers as failures (KrakenD counts only
 // transport errors there). It does not allocate once the pools are warm.
 func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time.Time) error {
+	var start time.Time
+	if b.stats != nil {
+		start = time.Now()
+	}
 	t, err := b.Admit()
 	if err != nil {
+		b.stats.Observe(start, false, true)
 		return err
 	}
 	req := fasthttp.AcquireRequest()
@@ -101,6 +106,7 @@ func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time
 		CopyNoOp(&ctx.Response, resp)
 	}
 	b.Finish(t, reached, err == nil && resp.StatusCode() < fasthttp.StatusInternalServerError)
+	b.stats.Observe(start, err == nil, err != nil)
 	fasthttp.ReleaseRequest(req)
 	fasthttp.ReleaseResponse(resp)
 	return err
@@ -135,5 +141,5 @@ func endCall(span tracing.Call, reached bool, resp *fasthttp.Response, err error
 	if err != nil {
 		reason = ReasonOf(err).String()
 	}
-	span.End(status, reason)
+	span.End(status, reason, resp)
 }

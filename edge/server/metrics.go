@@ -95,6 +95,21 @@ func (s *Server) setMetricsAddr(addr string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{Registry: s.m.reg}))
+	// KrakenD's telemetry/metrics endpoint, while the snapshot asks for it.
+	mux.HandleFunc("GET /__stats", func(w http.ResponseWriter, r *http.Request) {
+		if !s.statsServed.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		s.stats.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("GET /__stats/", func(w http.ResponseWriter, r *http.Request) {
+		if !s.statsServed.Load() || r.URL.Path != "/__stats/" {
+			http.NotFound(w, r)
+			return
+		}
+		http.Redirect(w, r, "/__stats", http.StatusMovedPermanently) // gin's trailing-slash redirect
+	})
 	ml := &metricsListener{
 		addr: addr,
 		ln:   ln,

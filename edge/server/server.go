@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/netip"
@@ -42,9 +43,11 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/apigw/gateway/edge/accesslog"
+	"github.com/apigw/gateway/edge/internal/gelf"
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/internal/logsink"
 	"github.com/apigw/gateway/edge/plan"
+	"github.com/apigw/gateway/edge/stats"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -212,6 +215,7 @@ func (s *Server) accessLog(p *plan.Plan) *accesslog.Log {
 	if cfg.Out == nil {
 		return nil
 	}
+	cfg.Out = accessOut{base: cfg.Out, s: s}
 	if p != nil {
 		r := p.Service().GetRouter()
 		if r.GetDisableAccessLog() {
@@ -298,8 +302,11 @@ type Server struct {
 	settings     settings
 	maxWait      time.Duration
 	metricsLn    *metricsListener
-	warnedListen string     // snapshot listen address already warned about
-	perIP        *ipLimiter // nil: no per-IP limit
+	stats        *stats.Stats                // telemetry/metrics' /__stats series, process-wide
+	gelf         atomic.Pointer[gelf.Writer] // telemetry/gelf; nil: none
+	statsServed  atomic.Bool                 // the snapshot has telemetry/metrics without endpoint_disabled
+	warnedListen string                      // snapshot listen address already warned about
+	perIP        *ipLimiter                  // nil: no per-IP limit
 }
 
 // New binds cfg.Listen (and cfg.MetricsListen when set) and returns a Server
@@ -340,7 +347,9 @@ func New(cfg Config) (*Server, error) {
 		done:       make(chan struct{}),
 		force:      make(chan struct{}),
 		settings:   settingsOf(nil, cfg.Limits.withDefaults()),
+		stats:      stats.New(),
 	}
+	s.stats.Run()
 	if n := s.settings.maxConnsPerIP; n > 0 {
 		s.perIP = &ipLimiter{max: n, n: map[netip.Addr]int{}}
 	}
@@ -371,6 +380,10 @@ func (s *Server) MetricsAddr() net.Addr {
 // Registry returns the edge's Prometheus registry, for other components
 // (plan metrics, the control-plane client) to register on.
 func (s *Server) Registry() *prometheus.Registry { return s.m.reg }
+
+// Stats is the registry of telemetry/metrics' /__stats series, for the
+// plans (plan.Deps.Stats).
+func (s *Server) Stats() *stats.Stats { return s.stats }
 
 // Current returns the version and sha256 of the plan being served (0, ""
 // before the first Swap).
@@ -406,8 +419,53 @@ func (s *Server) Swap(p *plan.Plan, version uint64, sha string) {
 	s.reconfigureLocked(p.Service())
 }
 
+// accessOut writes access-log lines to the configured output and, with
+// telemetry/gelf, to Graylog too (KrakenD gives gin's logger the GELF
+// writer).
+type accessOut struct {
+	base io.Writer
+	s    *Server
+}
+
+func (o accessOut) Write(p []byte) (int, error) {
+	if g := o.s.gelf.Load(); g != nil {
+		_, _ = g.Write(p)
+	}
+	return o.base.Write(p)
+}
+
+// applyGELF connects to the snapshot's telemetry/gelf input (or stops
+// sending). A TCP input that refuses the connection is logged and leaves
+// GELF off, as in KrakenD; the snapshot stays.
+func (s *Server) applyGELF(g *gatewayv1.GELF) {
+	cur := s.gelf.Load()
+	if cur != nil && g != nil && cur.Addr() == g.GetAddress() && cur.TCP() == g.GetEnableTcp() {
+		return
+	}
+	var next *gelf.Writer
+	if g != nil {
+		w, err := gelf.New(g.GetAddress(), g.GetEnableTcp())
+		if err != nil {
+			s.log.Error().Err(err).Str("address", g.GetAddress()).Msg("telemetry/gelf not started")
+		}
+		next = w
+	}
+	s.gelf.Store(next)
+	if s.cfg.LogSink != nil {
+		if next == nil {
+			s.cfg.LogSink.SetGELF(nil)
+		} else {
+			s.cfg.LogSink.SetGELF(next)
+		}
+	}
+	if cur != nil {
+		cur.Close()
+	}
+}
+
 // reconfigureLocked applies the non-routing settings of a new snapshot.
 func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
+	s.applyGELF(svc.GetGelf())
 	s.applyLogLevel(svc.GetLogging())
 	s.applyLogOutput(svc.GetLogging())
 	s.maxWait = time.Duration(svc.GetHttpServer().GetMaxShutdownWaitMs()) * time.Millisecond
@@ -418,9 +476,12 @@ func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 			Msg("snapshot asks for another listen address; the listener is bound once, restart the edge to move it")
 	}
 
+	m := svc.GetMetrics()
+	s.statsServed.Store(m.GetEnabled() && !m.GetEndpointDisabled())
+	s.stats.SetCollectionTime(time.Duration(m.GetCollectionTimeMs()) * time.Millisecond)
 	if s.cfg.MetricsListen == "" {
 		addr := ""
-		if m := svc.GetMetrics(); m.GetEnabled() {
+		if m.GetEnabled() {
 			addr = m.GetListenAddress()
 		}
 		if err := s.setMetricsAddr(addr); err != nil {
@@ -449,7 +510,7 @@ func (s *Server) applyLogOutput(l *gatewayv1.Logging) {
 	var set logsink.Settings
 	if l != nil {
 		set = logsink.Settings{Format: l.GetFormat(), Prefix: l.GetPrefix(), Stdout: l.GetStdout(),
-			Syslog: l.GetSyslog(), Facility: l.GetSyslogFacility(), Level: l.GetLevel(), CustomFormat: l.GetCustomFormat()}
+			Syslog: l.GetSyslog(), Facility: l.GetSyslogFacility(), Level: l.GetLevel(), CustomFormat: l.GetCustomFormat(), Logstash: l.GetLogstash()}
 		if set.Format == "" {
 			set.Format = "default"
 		}
@@ -588,6 +649,15 @@ func (s *Server) shutdown() {
 	s.gen, s.metricsLn = nil, nil
 	s.reconfMu.Unlock()
 	defer close(s.done)
+	defer s.stats.Close()
+	defer func() {
+		if g := s.gelf.Swap(nil); g != nil {
+			if s.cfg.LogSink != nil {
+				s.cfg.LogSink.SetGELF(nil)
+			}
+			g.Close()
+		}
+	}()
 
 	// Stop accepting: the kernel refuses new connections from here on and
 	// the accept loop exits.

@@ -22,6 +22,7 @@ package tracing
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -39,6 +40,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
@@ -61,6 +63,9 @@ type Options struct {
 	Exporter sdktrace.SpanExporter
 	// Version is the service.version when the snapshot sets none.
 	Version string
+	// MetricReader, when set, also reads the instruments (tests and
+	// benchmarks); it enables metrics without a metrics exporter.
+	MetricReader sdkmetric.Reader
 }
 
 // Tracer traces requests for the plans built from one
@@ -78,6 +83,7 @@ type Tracer struct {
 	always    bool
 	skip      map[string]struct{}
 	global    *Layer
+	m         *meters // nil: no OpenTelemetry metrics
 }
 
 // New builds the Tracer of cfg. Its exporters connect lazily: an
@@ -114,6 +120,10 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 		attrs = append(attrs, semconv.DeploymentEnvironmentName(env))
 	}
 	res := resource.NewWithAttributes(semconv.SchemaURL, attrs...)
+	var err error
+	if t.m, err = newMeters(cfg, res, opts); err != nil {
+		return nil, err
+	}
 	popts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
 		// The edge decides sampling itself (Start); every span it creates
@@ -126,6 +136,7 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 	for _, e := range cfg.GetOtlp() {
 		exp, err := otlpExporter(e)
 		if err != nil {
+			_ = t.m.shutdown(context.Background())
 			return nil, err
 		}
 		popts = append(popts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)))
@@ -138,9 +149,7 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 
 // otlpExporter creates one OTLP trace exporter; it does not connect yet.
 func otlpExporter(e *gatewayv1.OTLPExporter) (sdktrace.SpanExporter, error) {
-	endpoint := net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(e.GetHost(), "http://"), "https://"), "/"),
-		strconv.Itoa(int(e.GetPort())))
-	secure := strings.HasPrefix(e.GetHost(), "https://")
+	endpoint, secure := otlpEndpoint(e)
 	ctx := context.Background()
 	if e.GetUseHttp() {
 		o := []otlptracehttp.Option{otlptracehttp.WithEndpoint(endpoint)}
@@ -162,6 +171,14 @@ func otlpExporter(e *gatewayv1.OTLPExporter) (sdktrace.SpanExporter, error) {
 		return nil, fmt.Errorf("otlp exporter %q: %w", e.GetName(), err)
 	}
 	return exp, nil
+}
+
+// otlpEndpoint is the host:port of an OTLP exporter, and whether its host
+// asks for TLS (an https:// prefix).
+func otlpEndpoint(e *gatewayv1.OTLPExporter) (string, bool) {
+	endpoint := net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(e.GetHost(), "http://"), "https://"), "/"),
+		strconv.Itoa(int(e.GetPort())))
+	return endpoint, strings.HasPrefix(e.GetHost(), "https://")
 }
 
 // propagators builds the propagator of an OTEL_PROPAGATORS value. fast
@@ -210,16 +227,26 @@ func (t *Tracer) Config() *gatewayv1.OpenTelemetry { return t.cfg }
 // Same reports whether t was built from settings equal to cfg.
 func (t *Tracer) Same(cfg *gatewayv1.OpenTelemetry) bool { return proto.Equal(t.cfg, cfg) }
 
-// Shutdown flushes the spans still buffered and stops the exporters.
+// Shutdown flushes the spans and the metrics still buffered, stops the
+// exporters and gives the Prometheus listeners back.
 func (t *Tracer) Shutdown(ctx context.Context) error {
 	if t == nil {
 		return nil
 	}
-	return t.provider.Shutdown(ctx)
+	return errors.Join(t.provider.Shutdown(ctx), t.m.shutdown(ctx))
 }
 
-// ForceFlush exports the spans buffered so far (tests).
-func (t *Tracer) ForceFlush(ctx context.Context) error { return t.provider.ForceFlush(ctx) }
+// ForceFlush exports the spans and metrics buffered so far (tests).
+func (t *Tracer) ForceFlush(ctx context.Context) error {
+	err := t.provider.ForceFlush(ctx)
+	if t.m != nil {
+		err = errors.Join(err, t.m.provider.ForceFlush(ctx))
+	}
+	return err
+}
+
+// Metrics reports whether t records OpenTelemetry metrics.
+func (t *Tracer) Metrics() bool { return t != nil && t.m != nil }
 
 // Skipped reports whether requests to path get no trace (skip_paths).
 func (t *Tracer) Skipped(path string) bool {
@@ -227,21 +254,48 @@ func (t *Tracer) Skipped(path string) bool {
 	return ok
 }
 
-// Layer is one layer's tracing settings, prepared at plan build time. A
-// nil *Layer means the layer is disabled.
+// Layer is one layer's tracing and metrics settings, prepared at plan
+// build time. A nil *Layer means the layer is disabled.
 type Layer struct {
+	spans         bool // the layer records spans
 	attrs         []attribute.KeyValue
 	reportHeaders bool
 	skipHeaders   map[string]bool
+	m             *layerMetrics // nil: no metrics for the layer
 }
 
-// NewLayer prepares a layer; nil when it is disabled. base attributes come
-// first, then krakend.stage, then the layer's static attributes.
+// traced reports whether l records spans.
+func (l *Layer) traced() bool { return l != nil && l.spans }
+
+// Layer prepares a proxy or a backend layer with its metrics part ml
+// (nil: no metrics); nil when both parts are disabled. base attributes
+// come first in the spans, mbase in the instruments; clientName is a
+// backend's url_pattern (its round-trip instruments' clientname).
+func (t *Tracer) Layer(tl *gatewayv1.TraceLayer, ml *gatewayv1.MetricsLayer, stage, clientName string,
+	mbase []attribute.KeyValue, base ...attribute.KeyValue) *Layer {
+	out := NewLayer(tl, stage, base...)
+	var lm *layerMetrics
+	if t.m != nil {
+		lm = newLayerMetrics(t.m, ml, mbase, clientName)
+	}
+	if lm == nil {
+		return out
+	}
+	if out == nil {
+		out = &Layer{}
+	}
+	out.m = lm
+	return out
+}
+
+// NewLayer prepares a layer's tracing part; nil when it is disabled. base
+// attributes come first, then krakend.stage, then the layer's static
+// attributes.
 func NewLayer(l *gatewayv1.TraceLayer, stage string, base ...attribute.KeyValue) *Layer {
 	if l.GetDisabled() {
 		return nil
 	}
-	out := &Layer{reportHeaders: l.GetReportHeaders()}
+	out := &Layer{spans: true, reportHeaders: l.GetReportHeaders()}
 	out.attrs = append(out.attrs, base...)
 	out.attrs = append(out.attrs, attribute.String("krakend.stage", stage))
 	for _, kv := range l.GetAttributes() {
@@ -286,6 +340,12 @@ type Request struct {
 	bag     []byte // unsampled: the client's baggage, forwarded
 	traceID [32]byte
 	hasID   bool
+
+	// metrics (Tracer.m non-nil)
+	start      time.Time
+	route      string
+	measured   *Layer // the proxy layer being measured
+	proxyStart time.Time
 }
 
 var (
@@ -308,6 +368,9 @@ func (t *Tracer) Start(r *Request, ctx *fasthttp.RequestCtx) {
 		}
 	}
 	r.t = t
+	if t.m != nil {
+		r.start = time.Now()
+	}
 	var parent trace.SpanContext
 	var pctx context.Context
 	switch {
@@ -408,6 +471,7 @@ func (r *Request) TraceID() []byte {
 // SetRoute names the server span after the matched endpoint (name is
 // "GET /users/{id}") and records http.route.
 func (r *Request) SetRoute(name, route string) {
+	r.route = route
 	if !r.sampled {
 		return
 	}
@@ -417,6 +481,9 @@ func (r *Request) SetRoute(name, route string) {
 
 // End finishes the server span with the response status.
 func (r *Request) End(ctx *fasthttp.RequestCtx) {
+	if r.t != nil && r.t.m != nil {
+		r.t.m.recordServer(r, ctx)
+	}
 	if !r.sampled {
 		return
 	}
@@ -441,7 +508,7 @@ type Stage struct{ span trace.Span }
 // StartStage starts a stage span under the server span, nil layer or an
 // unsampled request giving the zero Stage.
 func (r *Request) StartStage(l *Layer, name string) Stage {
-	if !r.sampled || l == nil {
+	if !r.sampled || !l.traced() {
 		return Stage{}
 	}
 	_, span := r.t.tracer.Start(r.ctx, name)
@@ -466,11 +533,14 @@ func (s Stage) End(failed bool, outcome string) {
 // StartProxy starts the proxy stage span of the endpoint (the pipe that
 // calls the backends and merges them), parent of the backend spans.
 func (r *Request) StartProxy(l *Layer, name string, h *fasthttp.RequestHeader) {
+	if l != nil && l.m != nil {
+		r.measured, r.proxyStart = l, time.Now()
+	}
 	if !r.sampled {
 		return
 	}
 	r.stage = r.ctx
-	if l == nil {
+	if !l.traced() {
 		return
 	}
 	r.stage, r.proxy = r.t.tracer.Start(r.ctx, name)
@@ -480,6 +550,9 @@ func (r *Request) StartProxy(l *Layer, name string, h *fasthttp.RequestHeader) {
 
 // EndProxy finishes the proxy span with the pipe's outcome.
 func (r *Request) EndProxy(complete bool, failed int) {
+	if l := r.measured; l != nil {
+		l.m.recordStage(l.m.m.proxyDur, r.proxyStart, failed > 0, complete)
+	}
 	if r.proxy == nil {
 		return
 	}
@@ -490,28 +563,37 @@ func (r *Request) EndProxy(complete bool, failed int) {
 	r.proxy.End()
 }
 
-// Call is the client span of one backend call; the zero value is an
-// untraced call.
-type Call struct{ span trace.Span }
+// Call is the client span and the measurement of one backend call; the
+// zero value is an untraced, unmeasured call.
+type Call struct {
+	span  trace.Span
+	m     *layerMetrics
+	start time.Time
+	req   *fasthttp.Request // measured calls: read again by End
+}
 
 // StartCall starts the span of a backend call built in req (its method and
 // URI already set) and writes the trace context into req's headers. With
 // an unsampled request it only writes the inherited context. It runs on
 // the handler goroutine.
 func (r *Request) StartCall(l *Layer, name string, req *fasthttp.Request) Call {
+	var c Call
+	if l != nil && l.m != nil && r.t != nil {
+		c.m, c.start, c.req = l.m, time.Now(), req
+	}
 	if r.t == nil || r.t.prop == nil && !r.sampled {
-		return Call{}
+		return c
 	}
 	if !r.sampled {
 		r.injectUnsampled(&req.Header)
-		return Call{}
+		return c
 	}
 	ctx := r.stage
 	if ctx == nil {
 		ctx = r.ctx
 	}
 	var span trace.Span
-	if l != nil {
+	if l.traced() {
 		ctx, span = r.t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
 		span.SetAttributes(l.attrs...)
 		span.SetAttributes(
@@ -524,7 +606,8 @@ func (r *Request) StartCall(l *Layer, name string, req *fasthttp.Request) Call {
 	if r.t.prop != nil {
 		r.t.prop.Inject(ctx, headerCarrier{&req.Header})
 	}
-	return Call{span: span}
+	c.span = span
+	return c
 }
 
 func (r *Request) injectUnsampled(h *fasthttp.RequestHeader) {
@@ -539,9 +622,14 @@ func (r *Request) injectUnsampled(h *fasthttp.RequestHeader) {
 	r.t.prop.Inject(trace.ContextWithRemoteSpanContext(context.Background(), r.remote), headerCarrier{h})
 }
 
-// End finishes the call span: status is the backend's HTTP status (0 when
-// none came back), reason the failure reason ("" on success).
-func (c Call) End(status int, reason string) {
+// End finishes the call span and records the call's instruments: status
+// is the backend's HTTP status (0 when none came back), reason the failure
+// reason ("" on success), resp the backend's response (read only when
+// status is set).
+func (c Call) End(status int, reason string, resp *fasthttp.Response) {
+	if c.m != nil {
+		c.m.recordCall(&c, status, reason, resp)
+	}
 	if c.span == nil {
 		return
 	}

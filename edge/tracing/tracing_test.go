@@ -95,7 +95,7 @@ func TestB3(t *testing.T) {
 	if got := string(req.Header.Peek("X-B3-SpanId")); got == sid || len(got) != 16 {
 		t.Errorf("backend X-B3-SpanId %q, want the call span's id", got)
 	}
-	call.End(200, "")
+	call.End(200, "", nil)
 	r.End(&ctx)
 	if err := tr.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

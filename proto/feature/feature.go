@@ -43,6 +43,11 @@ const (
 	BackendGraphQL       = "backend.graphql"        // backend/graphql
 
 	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
+	// TelemetryOpenTelemetryMetrics: telemetry/opentelemetry with a metrics
+	// exporter (prometheus, or OTLP without disable_metrics).
+	TelemetryOpenTelemetryMetrics = "telemetry.opentelemetry.metrics"
+	TelemetryGELF                 = "telemetry.gelf"     // telemetry/gelf
+	TelemetryLogstash             = "telemetry.logstash" // telemetry/logstash
 )
 
 // All returns every feature, sorted.
@@ -50,7 +55,8 @@ func All() []string {
 	all := []string{
 		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
+		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
 	}
 	slices.Sort(all)
 	return all

@@ -236,6 +236,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 	if err != nil {
 		return err
 	}
+	reg.deps.Stats = srv.Stats()
 	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Store: st, Verifier: verifier, Registerer: srv.Registry()})
 	if err != nil {
 		return err

@@ -146,6 +146,7 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		srv.Close()
 		return err
 	}
+	reg.deps.Stats = srv.Stats()
 	defer func() {
 		// Stop serving first: no plan uses the registries afterwards.
 		srv.Close()

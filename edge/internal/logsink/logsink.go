@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/syslog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -47,6 +48,9 @@ type Settings struct {
 	// Level is the configured level (debug, info, warn, error): KrakenD
 	// writes every syslog line at the severity it maps to.
 	Level string
+	// Logstash is telemetry/logstash: the message becomes krakend-logstash's
+	// JSON record (module = Prefix or KRAKEND), and the line has no prefix.
+	Logstash bool
 }
 
 // Sink is a zerolog.LevelWriter whose destination and rendering change
@@ -56,10 +60,24 @@ type Sink struct {
 	stdout io.Writer
 	dial   func(p syslog.Priority, tag string) (io.WriteCloser, error)
 	cur    atomic.Pointer[state]
-	mu     sync.Mutex // serialises Apply
+	gelf   atomic.Pointer[gelfDest] // nil: no telemetry/gelf
+	mu     sync.Mutex               // serialises Apply
 	now    func() time.Time
 	// ids numbers the rendered events, as go-logging's record ids.
 	ids atomic.Uint64
+}
+
+type gelfDest struct{ w io.Writer }
+
+// SetGELF makes the rendered events also go to w (telemetry/gelf), as the
+// bare message (krakend-gelf's "%{message}" pattern), while a snapshot
+// sets telemetry/logging; nil stops it.
+func (s *Sink) SetGELF(w io.Writer) {
+	if w == nil {
+		s.gelf.Store(nil)
+		return
+	}
+	s.gelf.Store(&gelfDest{w: w})
 }
 
 type state struct {
@@ -139,6 +157,14 @@ func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 		}
 		return s.base.Write(p)
 	}
+	g := s.gelf.Load()
+	if g != nil && !st.set.Logstash { // KrakenD gives krakend-logstash's logger no GELF writer
+		msg, fields := parseEvent(p)
+		if len(fields) > 0 {
+			msg += " " + strings.Join(fields, " ")
+		}
+		_, _ = g.w.Write([]byte(msg))
+	}
 	if !st.set.Stdout && st.sys == nil {
 		return len(p), nil // KrakenD: stdout false and no syslog writes nothing
 	}
@@ -146,7 +172,7 @@ func (s *Sink) WriteLevel(l zerolog.Level, p []byte) (int, error) {
 	line := s.render(st, l, msg)
 	if st.set.Stdout {
 		prefixed := line
-		if st.set.Prefix != "" && st.set.Format == "default" {
+		if st.set.Prefix != "" && st.set.Format == "default" && !st.set.Logstash {
 			prefixed = append([]byte(st.set.Prefix), line...)
 		}
 		if _, err := s.stdout.Write(prefixed); err != nil {
@@ -200,6 +226,9 @@ func (s *Sink) render(st *state, l zerolog.Level, msg string) []byte {
 	set := st.set
 	now := s.now()
 	level := levelNames[l]
+	if set.Logstash {
+		msg = logstashRecord(set.Prefix, level, msg, now)
+	}
 	if set.Format != "logstash" {
 		pat := defaultPattern
 		if st.custom != nil {
@@ -294,4 +323,31 @@ func severity(level string) syslog.Priority {
 		return syslog.LOG_ERR
 	}
 	return syslog.LOG_CRIT
+}
+
+var hostname = func() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	return h
+}()
+
+// logstashRecord is krakend-logstash's JSON record of one message: its
+// keys sorted (encoding/json of a map), the time in microseconds with the
+// zone offset, module the telemetry/logging prefix or KRAKEND.
+func logstashRecord(prefix, level, msg string, now time.Time) string {
+	module := prefix
+	if module == "" {
+		module = "KRAKEND"
+	}
+	b, _ := json.Marshal(map[string]any{
+		"@timestamp": now.Format("2006-01-02T15:04:05.000000-07:00"),
+		"@version":   1,
+		"host":       hostname,
+		"level":      level,
+		"message":    msg,
+		"module":     module,
+	})
+	return string(b)
 }

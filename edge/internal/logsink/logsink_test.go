@@ -125,3 +125,35 @@ func TestFacilityAndSeverity(t *testing.T) {
 		t.Error("severity mapping")
 	}
 }
+
+// TestLogstash: telemetry/logstash turns each message into
+// krakend-logstash's record (sorted keys, microsecond time with offset,
+// module = the prefix), inside the telemetry/logging line without the
+// prefix, as KrakenD CE 2.12.1 prints it; GELF gets no log line then.
+func TestLogstash(t *testing.T) {
+	t.Parallel()
+	s, _, out := newSink()
+	var g buffer
+	s.SetGELF(&g)
+	if err := s.Apply(Settings{Format: "default", Prefix: "[KD]", Stdout: true, Logstash: true}); err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.New(s)
+	log.Warn().Str("backend", "GET /a").Msg("backend call failed")
+	want := " 2026/12/07 - 09:15:39.123 \x1b[33m▶ WARNING\x1b[0m " + `{"@timestamp":"2026-12-07T09:15:39.123000+00:00","@version":1,"host":"` +
+		hostname + `","level":"WARNING","message":"backend call failed backend=\"GET /a\"","module":"[KD]"}` + "\n"
+	if got := out.String(); got != want {
+		t.Errorf("line\n got %q\nwant %q", got, want)
+	}
+	if g.String() != "" {
+		t.Errorf("GELF got %q with telemetry/logstash", g.String())
+	}
+	// Without logstash GELF gets the bare message.
+	if err := s.Apply(Settings{Format: "default", Stdout: true}); err != nil {
+		t.Fatal(err)
+	}
+	log.Info().Msg("hello")
+	if g.String() != "hello" {
+		t.Errorf("GELF got %q, want the bare message", g.String())
+	}
+}

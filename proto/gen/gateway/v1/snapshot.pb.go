@@ -138,7 +138,10 @@ type Service struct {
 	Tls *ServerTLS `protobuf:"bytes,17,opt,name=tls,proto3" json:"tls,omitempty"`
 	// h2c is `use_h2c` (root or router namespace): the plain listener also
 	// serves HTTP/2 to clients that open with its preface (prior knowledge).
-	H2C           bool `protobuf:"varint,160,opt,name=h2c,proto3" json:"h2c,omitempty"`
+	H2C bool `protobuf:"varint,160,opt,name=h2c,proto3" json:"h2c,omitempty"`
+	// gelf is `telemetry/gelf`: log lines and the access log sent to a
+	// Graylog input. Unset: none.
+	Gelf          *GELF `protobuf:"bytes,141,opt,name=gelf,proto3" json:"gelf,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -306,6 +309,69 @@ func (x *Service) GetH2C() bool {
 	return false
 }
 
+func (x *Service) GetGelf() *GELF {
+	if x != nil {
+		return x.Gelf
+	}
+	return nil
+}
+
+// GELF is `telemetry/gelf` (krakend-gelf v2).
+type GELF struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// address is the Graylog input's host:port.
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// enable_tcp sends over TCP (null-terminated JSON); UDP (gzip, chunked
+	// past 1420 bytes) otherwise.
+	EnableTcp     bool `protobuf:"varint,2,opt,name=enable_tcp,json=enableTcp,proto3" json:"enable_tcp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GELF) Reset() {
+	*x = GELF{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GELF) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GELF) ProtoMessage() {}
+
+func (x *GELF) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GELF.ProtoReflect.Descriptor instead.
+func (*GELF) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GELF) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *GELF) GetEnableTcp() bool {
+	if x != nil {
+		return x.EnableTcp
+	}
+	return false
+}
+
 // ServerTLS is TLS on the edge's listener. File names are paths on the
 // edge's host, as in KrakenD: the control plane never reads them, each edge
 // reads its own files when it builds the plan, and again whenever they
@@ -335,7 +401,7 @@ type ServerTLS struct {
 
 func (x *ServerTLS) Reset() {
 	*x = ServerTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +413,7 @@ func (x *ServerTLS) String() string {
 func (*ServerTLS) ProtoMessage() {}
 
 func (x *ServerTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +426,7 @@ func (x *ServerTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerTLS.ProtoReflect.Descriptor instead.
 func (*ServerTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ServerTLS) GetKeys() []*KeyPair {
@@ -430,7 +496,7 @@ type KeyPair struct {
 
 func (x *KeyPair) Reset() {
 	*x = KeyPair{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +508,7 @@ func (x *KeyPair) String() string {
 func (*KeyPair) ProtoMessage() {}
 
 func (x *KeyPair) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +521,7 @@ func (x *KeyPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyPair.ProtoReflect.Descriptor instead.
 func (*KeyPair) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *KeyPair) GetCertificate() string {
@@ -491,7 +557,7 @@ type ClientTLS struct {
 
 func (x *ClientTLS) Reset() {
 	*x = ClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +569,7 @@ func (x *ClientTLS) String() string {
 func (*ClientTLS) ProtoMessage() {}
 
 func (x *ClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +582,7 @@ func (x *ClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientTLS.ProtoReflect.Descriptor instead.
 func (*ClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ClientTLS) GetAllowInsecureConnections() bool {
@@ -611,7 +677,7 @@ type Router struct {
 
 func (x *Router) Reset() {
 	*x = Router{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +689,7 @@ func (x *Router) String() string {
 func (*Router) ProtoMessage() {}
 
 func (x *Router) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +702,7 @@ func (x *Router) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Router.ProtoReflect.Descriptor instead.
 func (*Router) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Router) GetReturnErrorMsg() bool {
@@ -780,14 +846,18 @@ type Logging struct {
 	SyslogFacility string `protobuf:"bytes,6,opt,name=syslog_facility,json=syslogFacility,proto3" json:"syslog_facility,omitempty"`
 	// custom_format is the go-logging pattern of format "custom"
 	// (internal/gologfmt), checked by the control plane.
-	CustomFormat  string `protobuf:"bytes,130,opt,name=custom_format,json=customFormat,proto3" json:"custom_format,omitempty"`
+	CustomFormat string `protobuf:"bytes,130,opt,name=custom_format,json=customFormat,proto3" json:"custom_format,omitempty"`
+	// logstash is `telemetry/logstash` (krakend-logstash v2): each message
+	// becomes its JSON record (@timestamp, @version, host, level, message,
+	// module = prefix or KRAKEND), rendered in format without the prefix.
+	Logstash      bool `protobuf:"varint,145,opt,name=logstash,proto3" json:"logstash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Logging) Reset() {
 	*x = Logging{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +869,7 @@ func (x *Logging) String() string {
 func (*Logging) ProtoMessage() {}
 
 func (x *Logging) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +882,7 @@ func (x *Logging) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logging.ProtoReflect.Descriptor instead.
 func (*Logging) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Logging) GetLevel() string {
@@ -864,6 +934,13 @@ func (x *Logging) GetCustomFormat() string {
 	return ""
 }
 
+func (x *Logging) GetLogstash() bool {
+	if x != nil {
+		return x.Logstash
+	}
+	return false
+}
+
 // Metrics holds `telemetry/metrics`: a Prometheus listener.
 type Metrics struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -873,13 +950,16 @@ type Metrics struct {
 	RouterDisabled   bool                   `protobuf:"varint,4,opt,name=router_disabled,json=routerDisabled,proto3" json:"router_disabled,omitempty"`
 	BackendDisabled  bool                   `protobuf:"varint,5,opt,name=backend_disabled,json=backendDisabled,proto3" json:"backend_disabled,omitempty"`
 	EndpointDisabled bool                   `protobuf:"varint,6,opt,name=endpoint_disabled,json=endpointDisabled,proto3" json:"endpoint_disabled,omitempty"`
+	// collection_time_ms is how often the /__stats runtime series are
+	// captured and its histograms cleared (krakend-metrics' default 60s).
+	CollectionTimeMs int64 `protobuf:"varint,130,opt,name=collection_time_ms,json=collectionTimeMs,proto3" json:"collection_time_ms,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Metrics) Reset() {
 	*x = Metrics{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +971,7 @@ func (x *Metrics) String() string {
 func (*Metrics) ProtoMessage() {}
 
 func (x *Metrics) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +984,7 @@ func (x *Metrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metrics.ProtoReflect.Descriptor instead.
 func (*Metrics) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Metrics) GetEnabled() bool {
@@ -949,6 +1029,13 @@ func (x *Metrics) GetEndpointDisabled() bool {
 	return false
 }
 
+func (x *Metrics) GetCollectionTimeMs() int64 {
+	if x != nil {
+		return x.CollectionTimeMs
+	}
+	return 0
+}
+
 // OpenTelemetry holds the tracing part of `telemetry/opentelemetry`.
 type OpenTelemetry struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -969,13 +1056,28 @@ type OpenTelemetry struct {
 	// disable_propagation stops reading and writing trace context headers
 	// (layers.global.disable_propagation).
 	DisablePropagation bool `protobuf:"varint,10,opt,name=disable_propagation,json=disablePropagation,proto3" json:"disable_propagation,omitempty"`
+	// Metrics (issue 13, 130+). metric_reporting_period_s is the OTLP
+	// metrics push period in seconds (krakend-otel's default 30).
+	MetricReportingPeriodS uint32 `protobuf:"varint,130,opt,name=metric_reporting_period_s,json=metricReportingPeriodS,proto3" json:"metric_reporting_period_s,omitempty"`
+	// prometheus lists the exporters that serve the instruments on a
+	// listener of their own (those with disable_metrics are left out).
+	Prometheus []*PrometheusExporter `protobuf:"bytes,131,rep,name=prometheus,proto3" json:"prometheus,omitempty"`
+	// otlp_metrics lists the OTLP exporters that push metrics (those with
+	// disable_metrics are left out).
+	OtlpMetrics    []*OTLPExporter `protobuf:"bytes,132,rep,name=otlp_metrics,json=otlpMetrics,proto3" json:"otlp_metrics,omitempty"`
+	GlobalMetrics  *MetricsLayer   `protobuf:"bytes,133,opt,name=global_metrics,json=globalMetrics,proto3" json:"global_metrics,omitempty"`
+	ProxyMetrics   *MetricsLayer   `protobuf:"bytes,134,opt,name=proxy_metrics,json=proxyMetrics,proto3" json:"proxy_metrics,omitempty"`
+	BackendMetrics *MetricsLayer   `protobuf:"bytes,135,opt,name=backend_metrics,json=backendMetrics,proto3" json:"backend_metrics,omitempty"`
+	// semantic_convention "1.27" selects the semantic-convention instrument
+	// names (http.server.request.duration...); "" krakend-otel's own.
+	SemanticConvention string `protobuf:"bytes,136,opt,name=semantic_convention,json=semanticConvention,proto3" json:"semantic_convention,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
 
 func (x *OpenTelemetry) Reset() {
 	*x = OpenTelemetry{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1089,7 @@ func (x *OpenTelemetry) String() string {
 func (*OpenTelemetry) ProtoMessage() {}
 
 func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1102,7 @@ func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenTelemetry.ProtoReflect.Descriptor instead.
 func (*OpenTelemetry) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OpenTelemetry) GetServiceName() string {
@@ -1073,20 +1175,72 @@ func (x *OpenTelemetry) GetDisablePropagation() bool {
 	return false
 }
 
+func (x *OpenTelemetry) GetMetricReportingPeriodS() uint32 {
+	if x != nil {
+		return x.MetricReportingPeriodS
+	}
+	return 0
+}
+
+func (x *OpenTelemetry) GetPrometheus() []*PrometheusExporter {
+	if x != nil {
+		return x.Prometheus
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetOtlpMetrics() []*OTLPExporter {
+	if x != nil {
+		return x.OtlpMetrics
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetGlobalMetrics() *MetricsLayer {
+	if x != nil {
+		return x.GlobalMetrics
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetProxyMetrics() *MetricsLayer {
+	if x != nil {
+		return x.ProxyMetrics
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetBackendMetrics() *MetricsLayer {
+	if x != nil {
+		return x.BackendMetrics
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetSemanticConvention() string {
+	if x != nil {
+		return x.SemanticConvention
+	}
+	return ""
+}
+
 // OTLPExporter is one `exporters.otlp[]` entry.
 type OTLPExporter struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
-	Port          uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
-	UseHttp       bool                   `protobuf:"varint,4,opt,name=use_http,json=useHttp,proto3" json:"use_http,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Host    string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Port    uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	UseHttp bool                   `protobuf:"varint,4,opt,name=use_http,json=useHttp,proto3" json:"use_http,omitempty"`
+	// custom_metric_reporting_period_s overrides the service's period for
+	// this exporter when it is at least 1 (otlp_metrics only).
+	CustomMetricReportingPeriodS uint32 `protobuf:"varint,130,opt,name=custom_metric_reporting_period_s,json=customMetricReportingPeriodS,proto3" json:"custom_metric_reporting_period_s,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
 }
 
 func (x *OTLPExporter) Reset() {
 	*x = OTLPExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1252,7 @@ func (x *OTLPExporter) String() string {
 func (*OTLPExporter) ProtoMessage() {}
 
 func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1265,7 @@ func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OTLPExporter.ProtoReflect.Descriptor instead.
 func (*OTLPExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OTLPExporter) GetName() string {
@@ -1142,6 +1296,165 @@ func (x *OTLPExporter) GetUseHttp() bool {
 	return false
 }
 
+func (x *OTLPExporter) GetCustomMetricReportingPeriodS() uint32 {
+	if x != nil {
+		return x.CustomMetricReportingPeriodS
+	}
+	return 0
+}
+
+// PrometheusExporter is one `exporters.prometheus[]` entry: a /metrics
+// listener on host:port serving the OpenTelemetry instruments.
+type PrometheusExporter struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Host           string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	Port           uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	ProcessMetrics bool                   `protobuf:"varint,4,opt,name=process_metrics,json=processMetrics,proto3" json:"process_metrics,omitempty"`
+	GoMetrics      bool                   `protobuf:"varint,5,opt,name=go_metrics,json=goMetrics,proto3" json:"go_metrics,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PrometheusExporter) Reset() {
+	*x = PrometheusExporter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrometheusExporter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrometheusExporter) ProtoMessage() {}
+
+func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrometheusExporter.ProtoReflect.Descriptor instead.
+func (*PrometheusExporter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PrometheusExporter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PrometheusExporter) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *PrometheusExporter) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *PrometheusExporter) GetProcessMetrics() bool {
+	if x != nil {
+		return x.ProcessMetrics
+	}
+	return false
+}
+
+func (x *PrometheusExporter) GetGoMetrics() bool {
+	if x != nil {
+		return x.GoMetrics
+	}
+	return false
+}
+
+// MetricsLayer is the metrics part of one krakend-otel layer.
+type MetricsLayer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// disabled is disable_metrics (global, proxy) or metrics.disable_stage
+	// (backend: the stage duration only).
+	Disabled bool `protobuf:"varint,1,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// attributes are the layer's static metric attributes.
+	Attributes []*KeyValue `protobuf:"bytes,2,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// round_trip and read_payload are the backend layer's HTTP client
+	// instruments (backend only).
+	RoundTrip     bool `protobuf:"varint,3,opt,name=round_trip,json=roundTrip,proto3" json:"round_trip,omitempty"`
+	ReadPayload   bool `protobuf:"varint,4,opt,name=read_payload,json=readPayload,proto3" json:"read_payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsLayer) Reset() {
+	*x = MetricsLayer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsLayer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsLayer) ProtoMessage() {}
+
+func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsLayer.ProtoReflect.Descriptor instead.
+func (*MetricsLayer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MetricsLayer) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *MetricsLayer) GetAttributes() []*KeyValue {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *MetricsLayer) GetRoundTrip() bool {
+	if x != nil {
+		return x.RoundTrip
+	}
+	return false
+}
+
+func (x *MetricsLayer) GetReadPayload() bool {
+	if x != nil {
+		return x.ReadPayload
+	}
+	return false
+}
+
 // TraceLayer is the tracing switch of one krakend-otel layer.
 type TraceLayer struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1158,7 +1471,7 @@ type TraceLayer struct {
 
 func (x *TraceLayer) Reset() {
 	*x = TraceLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1483,7 @@ func (x *TraceLayer) String() string {
 func (*TraceLayer) ProtoMessage() {}
 
 func (x *TraceLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1496,7 @@ func (x *TraceLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
 func (*TraceLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TraceLayer) GetDisabled() bool {
@@ -1225,7 +1538,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1550,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1563,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1282,7 +1595,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1607,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1620,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -1380,7 +1693,7 @@ type HTTPClient struct {
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1705,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1718,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -1525,6 +1838,9 @@ type Endpoint struct {
 	// the service's, or this endpoint's own `telemetry/opentelemetry`
 	// override. Unset without tracing.
 	Trace *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
+	// metrics is the endpoint's metrics layer (the proxy layer's metrics
+	// part, resolved as trace is). Unset without OpenTelemetry metrics.
+	Metrics *MetricsLayer `protobuf:"bytes,130,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	// bot_detector is the endpoint's own `security/bot-detector`, checked
 	// before any other endpoint stage.
 	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
@@ -1545,7 +1861,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1873,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1886,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1713,6 +2029,13 @@ func (x *Endpoint) GetTrace() *TraceLayer {
 	return nil
 }
 
+func (x *Endpoint) GetMetrics() *MetricsLayer {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
 func (x *Endpoint) GetBotDetector() *BotDetector {
 	if x != nil {
 		return x.BotDetector
@@ -1770,7 +2093,7 @@ type CelChecks struct {
 
 func (x *CelChecks) Reset() {
 	*x = CelChecks{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +2105,7 @@ func (x *CelChecks) String() string {
 func (*CelChecks) ProtoMessage() {}
 
 func (x *CelChecks) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +2118,7 @@ func (x *CelChecks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CelChecks.ProtoReflect.Descriptor instead.
 func (*CelChecks) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CelChecks) GetRequest() []string {
@@ -1835,7 +2158,7 @@ type LuaScript struct {
 
 func (x *LuaScript) Reset() {
 	*x = LuaScript{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2170,7 @@ func (x *LuaScript) String() string {
 func (*LuaScript) ProtoMessage() {}
 
 func (x *LuaScript) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2183,7 @@ func (x *LuaScript) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LuaScript.ProtoReflect.Descriptor instead.
 func (*LuaScript) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LuaScript) GetSources() []*LuaSource {
@@ -1911,7 +2234,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2246,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2259,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Static) GetStrategy() string {
@@ -1965,7 +2288,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2300,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2313,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -2051,6 +2374,9 @@ type Backend struct {
 	// layers.backend.traces, or this backend's own `telemetry/opentelemetry`
 	// override. Unset without tracing.
 	Trace *TraceLayer `protobuf:"bytes,25,opt,name=trace,proto3" json:"trace,omitempty"`
+	// metrics is the backend's metrics layer (layers.backend.metrics,
+	// resolved as trace is). Unset without OpenTelemetry metrics.
+	Metrics *MetricsLayer `protobuf:"bytes,130,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	// sd is "dns" when hosts[0] is a DNS SRV name whose targets are the
 	// hosts (KrakenD's sd: dns), re-resolved every
 	// http_client.dns_cache_ttl_ms; "" for static hosts.
@@ -2070,7 +2396,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2082,7 +2408,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2095,7 +2421,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Backend) GetName() string {
@@ -2273,6 +2599,13 @@ func (x *Backend) GetTrace() *TraceLayer {
 	return nil
 }
 
+func (x *Backend) GetMetrics() *MetricsLayer {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
 func (x *Backend) GetSd() string {
 	if x != nil {
 		return x.Sd
@@ -2330,7 +2663,7 @@ type GraphQL struct {
 
 func (x *GraphQL) Reset() {
 	*x = GraphQL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2675,7 @@ func (x *GraphQL) String() string {
 func (*GraphQL) ProtoMessage() {}
 
 func (x *GraphQL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2688,7 @@ func (x *GraphQL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
 func (*GraphQL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GraphQL) GetMutation() bool {
@@ -2443,7 +2776,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2788,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2801,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -2669,7 +3002,7 @@ type JWKSEncryption struct {
 
 func (x *JWKSEncryption) Reset() {
 	*x = JWKSEncryption{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2681,7 +3014,7 @@ func (x *JWKSEncryption) String() string {
 func (*JWKSEncryption) ProtoMessage() {}
 
 func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2694,7 +3027,7 @@ func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
 func (*JWKSEncryption) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JWKSEncryption) GetKeeperKey() []byte {
@@ -2731,7 +3064,7 @@ type JWKSClientTLS struct {
 
 func (x *JWKSClientTLS) Reset() {
 	*x = JWKSClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +3076,7 @@ func (x *JWKSClientTLS) String() string {
 func (*JWKSClientTLS) ProtoMessage() {}
 
 func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +3089,7 @@ func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
 func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
@@ -2808,7 +3141,7 @@ type JWTSigner struct {
 
 func (x *JWTSigner) Reset() {
 	*x = JWTSigner{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2820,7 +3153,7 @@ func (x *JWTSigner) String() string {
 func (*JWTSigner) ProtoMessage() {}
 
 func (x *JWTSigner) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2833,7 +3166,7 @@ func (x *JWTSigner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
 func (*JWTSigner) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JWTSigner) GetAlg() string {
@@ -2917,7 +3250,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3262,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3275,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2976,7 +3309,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2988,7 +3321,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3001,7 +3334,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -3052,7 +3385,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3397,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3410,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -3136,7 +3469,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3148,7 +3481,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3161,7 +3494,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -3246,7 +3579,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3258,7 +3591,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3271,7 +3604,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -3309,7 +3642,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3321,7 +3654,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3334,7 +3667,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -3384,7 +3717,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3396,7 +3729,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3409,7 +3742,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -3445,7 +3778,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3457,7 +3790,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3470,7 +3803,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -3512,7 +3845,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3524,7 +3857,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3537,7 +3870,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3628,7 +3961,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +3973,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +3986,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3804,7 +4137,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3816,7 +4149,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3829,7 +4162,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -4213,7 +4546,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4225,7 +4558,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4238,7 +4571,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -4307,7 +4640,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4319,7 +4652,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4332,7 +4665,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -4356,7 +4689,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4368,7 +4701,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4381,7 +4714,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -4417,7 +4750,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4429,7 +4762,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4442,7 +4775,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -4476,7 +4809,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4488,7 +4821,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4501,7 +4834,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -4559,7 +4892,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4571,7 +4904,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4584,7 +4917,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -4618,7 +4951,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4630,7 +4963,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4643,7 +4976,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -4665,7 +4998,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4677,7 +5010,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4690,7 +5023,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -4718,7 +5051,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4730,7 +5063,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4743,7 +5076,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -4766,7 +5099,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4778,7 +5111,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4791,7 +5124,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -4835,7 +5168,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4847,7 +5180,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4860,7 +5193,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -4898,7 +5231,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4910,7 +5243,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4923,7 +5256,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -4965,7 +5298,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4977,7 +5310,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4990,7 +5323,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -5011,7 +5344,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5023,7 +5356,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5036,7 +5369,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -5057,7 +5390,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5069,7 +5402,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5082,7 +5415,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -5110,7 +5443,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5122,7 +5455,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5135,7 +5468,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -5162,7 +5495,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5174,7 +5507,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5187,7 +5520,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -5208,7 +5541,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5220,7 +5553,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5233,7 +5566,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -5261,7 +5594,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5273,7 +5606,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5286,7 +5619,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -5314,7 +5647,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5326,7 +5659,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5339,7 +5672,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -5366,7 +5699,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xcc\x06\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xf3\x06\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -5389,7 +5722,12 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12:\n" +
 	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12'\n" +
 	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\x12\x11\n" +
-	"\x03h2c\x18\xa0\x01 \x01(\bR\x03h2c\"\xb9\x02\n" +
+	"\x03h2c\x18\xa0\x01 \x01(\bR\x03h2c\x12%\n" +
+	"\x04gelf\x18\x8d\x01 \x01(\v2\x10.gateway.v1.GELFR\x04gelf\"?\n" +
+	"\x04GELF\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1d\n" +
+	"\n" +
+	"enable_tcp\x18\x02 \x01(\bR\tenableTcp\"\xb9\x02\n" +
 	"\tServerTLS\x12'\n" +
 	"\x04keys\x18\x01 \x03(\v2\x13.gateway.v1.KeyPairR\x04keys\x12\x1f\n" +
 	"\vmin_version\x18\x02 \x01(\rR\n" +
@@ -5437,7 +5775,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eerror_body_405\x18\x0f \x01(\fR\ferrorBody405\x12=\n" +
 	"\x1bdisable_redirect_fixed_path\x18\x10 \x01(\bR\x18disableRedirectFixedPath\x122\n" +
 	"\x15disable_path_decoding\x18\x11 \x01(\bR\x13disablePathDecoding\x12*\n" +
-	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"\xce\x01\n" +
+	"\x11json_error_bodies\x18\x12 \x01(\bR\x0fjsonErrorBodies\"\xeb\x01\n" +
 	"\aLogging\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
@@ -5445,14 +5783,16 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x06format\x18\x04 \x01(\tR\x06format\x12\x16\n" +
 	"\x06syslog\x18\x05 \x01(\bR\x06syslog\x12'\n" +
 	"\x0fsyslog_facility\x18\x06 \x01(\tR\x0esyslogFacility\x12$\n" +
-	"\rcustom_format\x18\x82\x01 \x01(\tR\fcustomFormat\"\xf2\x01\n" +
+	"\rcustom_format\x18\x82\x01 \x01(\tR\fcustomFormat\x12\x1b\n" +
+	"\blogstash\x18\x91\x01 \x01(\bR\blogstash\"\xa1\x02\n" +
 	"\aMetrics\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
 	"\x0elisten_address\x18\x02 \x01(\tR\rlistenAddress\x12%\n" +
 	"\x0eproxy_disabled\x18\x03 \x01(\bR\rproxyDisabled\x12'\n" +
 	"\x0frouter_disabled\x18\x04 \x01(\bR\x0erouterDisabled\x12)\n" +
 	"\x10backend_disabled\x18\x05 \x01(\bR\x0fbackendDisabled\x12+\n" +
-	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\"\xb4\x03\n" +
+	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\x12-\n" +
+	"\x12collection_time_ms\x18\x82\x01 \x01(\x03R\x10collectionTimeMs\"\xe7\x06\n" +
 	"\rOpenTelemetry\x12!\n" +
 	"\fservice_name\x18\x01 \x01(\tR\vserviceName\x12'\n" +
 	"\x0fservice_version\x18\x02 \x01(\tR\x0eserviceVersion\x12\x1d\n" +
@@ -5466,12 +5806,37 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x05proxy\x18\b \x01(\v2\x16.gateway.v1.TraceLayerR\x05proxy\x120\n" +
 	"\abackend\x18\t \x01(\v2\x16.gateway.v1.TraceLayerR\abackend\x12/\n" +
 	"\x13disable_propagation\x18\n" +
-	" \x01(\bR\x12disablePropagation\"e\n" +
+	" \x01(\bR\x12disablePropagation\x12:\n" +
+	"\x19metric_reporting_period_s\x18\x82\x01 \x01(\rR\x16metricReportingPeriodS\x12?\n" +
+	"\n" +
+	"prometheus\x18\x83\x01 \x03(\v2\x1e.gateway.v1.PrometheusExporterR\n" +
+	"prometheus\x12<\n" +
+	"\fotlp_metrics\x18\x84\x01 \x03(\v2\x18.gateway.v1.OTLPExporterR\votlpMetrics\x12@\n" +
+	"\x0eglobal_metrics\x18\x85\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\rglobalMetrics\x12>\n" +
+	"\rproxy_metrics\x18\x86\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\fproxyMetrics\x12B\n" +
+	"\x0fbackend_metrics\x18\x87\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\x0ebackendMetrics\x120\n" +
+	"\x13semantic_convention\x18\x88\x01 \x01(\tR\x12semanticConvention\"\xae\x01\n" +
 	"\fOTLPExporter\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\rR\x04port\x12\x19\n" +
-	"\buse_http\x18\x04 \x01(\bR\auseHttp\"\xa8\x01\n" +
+	"\buse_http\x18\x04 \x01(\bR\auseHttp\x12G\n" +
+	" custom_metric_reporting_period_s\x18\x82\x01 \x01(\rR\x1ccustomMetricReportingPeriodS\"\x98\x01\n" +
+	"\x12PrometheusExporter\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12'\n" +
+	"\x0fprocess_metrics\x18\x04 \x01(\bR\x0eprocessMetrics\x12\x1d\n" +
+	"\n" +
+	"go_metrics\x18\x05 \x01(\bR\tgoMetrics\"\xa2\x01\n" +
+	"\fMetricsLayer\x12\x1a\n" +
+	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x124\n" +
+	"\n" +
+	"attributes\x18\x02 \x03(\v2\x14.gateway.v1.KeyValueR\n" +
+	"attributes\x12\x1d\n" +
+	"\n" +
+	"round_trip\x18\x03 \x01(\bR\troundTrip\x12!\n" +
+	"\fread_payload\x18\x04 \x01(\bR\vreadPayload\"\xa8\x01\n" +
 	"\n" +
 	"TraceLayer\x12\x1a\n" +
 	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x124\n" +
@@ -5504,7 +5869,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\x9d\b\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xd2\b\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -5532,7 +5897,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"rate_limit\x18\x12 \x01(\v2\x1b.gateway.v1.RouterRateLimitR\trateLimit\x12\x1f\n" +
 	"\vjson_schema\x18\x13 \x01(\fR\n" +
 	"jsonSchema\x12,\n" +
-	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12:\n" +
+	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x123\n" +
+	"\ametrics\x18\x82\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\ametrics\x12:\n" +
 	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12-\n" +
 	"\x06signer\x18n \x01(\v2\x15.gateway.v1.JWTSignerR\x06signer\x12'\n" +
 	"\x03cel\x18w \x01(\v2\x15.gateway.v1.CelChecksR\x03cel\x122\n" +
@@ -5553,7 +5919,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xe6\t\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\x9b\n" +
+	"\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -5583,7 +5950,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"http_cache\x18\x16 \x01(\v2\x15.gateway.v1.HTTPCacheR\thttpCache\x125\n" +
 	"\amartian\x18\x17 \x01(\v2\x1b.gateway.v1.MartianModifierR\amartian\x121\n" +
 	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12,\n" +
-	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12\x0e\n" +
+	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x123\n" +
+	"\ametrics\x18\x82\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\ametrics\x12\x0e\n" +
 	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
 	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x12'\n" +
 	"\x03cel\x18w \x01(\v2\x15.gateway.v1.CelChecksR\x03cel\x126\n" +
@@ -5854,157 +6222,169 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
 	(*Service)(nil),               // 1: gateway.v1.Service
-	(*ServerTLS)(nil),             // 2: gateway.v1.ServerTLS
-	(*KeyPair)(nil),               // 3: gateway.v1.KeyPair
-	(*ClientTLS)(nil),             // 4: gateway.v1.ClientTLS
-	(*Router)(nil),                // 5: gateway.v1.Router
-	(*Logging)(nil),               // 6: gateway.v1.Logging
-	(*Metrics)(nil),               // 7: gateway.v1.Metrics
-	(*OpenTelemetry)(nil),         // 8: gateway.v1.OpenTelemetry
-	(*OTLPExporter)(nil),          // 9: gateway.v1.OTLPExporter
-	(*TraceLayer)(nil),            // 10: gateway.v1.TraceLayer
-	(*KeyValue)(nil),              // 11: gateway.v1.KeyValue
-	(*HTTPServer)(nil),            // 12: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),            // 13: gateway.v1.HTTPClient
-	(*Endpoint)(nil),              // 14: gateway.v1.Endpoint
-	(*CelChecks)(nil),             // 15: gateway.v1.CelChecks
-	(*LuaScript)(nil),             // 16: gateway.v1.LuaScript
-	(*Static)(nil),                // 17: gateway.v1.Static
-	(*FlatmapOp)(nil),             // 18: gateway.v1.FlatmapOp
-	(*Backend)(nil),               // 19: gateway.v1.Backend
-	(*GraphQL)(nil),               // 20: gateway.v1.GraphQL
-	(*JWTValidator)(nil),          // 21: gateway.v1.JWTValidator
-	(*JWKSEncryption)(nil),        // 22: gateway.v1.JWKSEncryption
-	(*JWKSClientTLS)(nil),         // 23: gateway.v1.JWKSClientTLS
-	(*JWTSigner)(nil),             // 24: gateway.v1.JWTSigner
-	(*ClaimHeader)(nil),           // 25: gateway.v1.ClaimHeader
-	(*Revoker)(nil),               // 26: gateway.v1.Revoker
-	(*BotDetector)(nil),           // 27: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),       // 28: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),      // 29: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),        // 30: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),             // 31: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),      // 32: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                  // 33: gateway.v1.CORS
-	(*SecurityHTTP)(nil),          // 34: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),       // 35: gateway.v1.MartianModifier
-	(*MartianCookie)(nil),         // 36: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 37: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 38: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 39: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 40: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 41: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 42: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 43: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 44: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 45: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 46: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 47: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 48: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 49: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 50: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 51: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 52: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 53: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 54: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 55: gateway.v1.MartianGroup
-	nil,                           // 56: gateway.v1.Backend.MappingEntry
-	nil,                           // 57: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	(*LuaSource)(nil),             // 58: gateway.v1.LuaSource
+	(*GELF)(nil),                  // 2: gateway.v1.GELF
+	(*ServerTLS)(nil),             // 3: gateway.v1.ServerTLS
+	(*KeyPair)(nil),               // 4: gateway.v1.KeyPair
+	(*ClientTLS)(nil),             // 5: gateway.v1.ClientTLS
+	(*Router)(nil),                // 6: gateway.v1.Router
+	(*Logging)(nil),               // 7: gateway.v1.Logging
+	(*Metrics)(nil),               // 8: gateway.v1.Metrics
+	(*OpenTelemetry)(nil),         // 9: gateway.v1.OpenTelemetry
+	(*OTLPExporter)(nil),          // 10: gateway.v1.OTLPExporter
+	(*PrometheusExporter)(nil),    // 11: gateway.v1.PrometheusExporter
+	(*MetricsLayer)(nil),          // 12: gateway.v1.MetricsLayer
+	(*TraceLayer)(nil),            // 13: gateway.v1.TraceLayer
+	(*KeyValue)(nil),              // 14: gateway.v1.KeyValue
+	(*HTTPServer)(nil),            // 15: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),            // 16: gateway.v1.HTTPClient
+	(*Endpoint)(nil),              // 17: gateway.v1.Endpoint
+	(*CelChecks)(nil),             // 18: gateway.v1.CelChecks
+	(*LuaScript)(nil),             // 19: gateway.v1.LuaScript
+	(*Static)(nil),                // 20: gateway.v1.Static
+	(*FlatmapOp)(nil),             // 21: gateway.v1.FlatmapOp
+	(*Backend)(nil),               // 22: gateway.v1.Backend
+	(*GraphQL)(nil),               // 23: gateway.v1.GraphQL
+	(*JWTValidator)(nil),          // 24: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),        // 25: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),         // 26: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),             // 27: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),           // 28: gateway.v1.ClaimHeader
+	(*Revoker)(nil),               // 29: gateway.v1.Revoker
+	(*BotDetector)(nil),           // 30: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),       // 31: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),      // 32: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),        // 33: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),             // 34: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),      // 35: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                  // 36: gateway.v1.CORS
+	(*SecurityHTTP)(nil),          // 37: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),       // 38: gateway.v1.MartianModifier
+	(*MartianCookie)(nil),         // 39: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 40: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 41: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 42: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 43: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 44: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 45: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 46: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 47: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 48: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 49: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 50: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 51: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 52: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 53: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 54: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 55: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 56: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 57: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 58: gateway.v1.MartianGroup
+	nil,                           // 59: gateway.v1.Backend.MappingEntry
+	nil,                           // 60: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*LuaSource)(nil),             // 61: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	14, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
-	5,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
-	6,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
-	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	26, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	33, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	34, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	32, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	27, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	2,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	3,  // 14: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	3,  // 15: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	9,  // 16: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	10, // 17: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	10, // 18: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	10, // 19: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	11, // 20: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	4,  // 21: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	19, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	17, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	18, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	21, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	28, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	27, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	24, // 29: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
-	15, // 30: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
-	16, // 31: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
-	16, // 32: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	58, // 33: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	56, // 34: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	18, // 35: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	29, // 36: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	30, // 37: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	31, // 38: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	35, // 39: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	10, // 40: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	15, // 41: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
-	16, // 42: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	20, // 43: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	25, // 44: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	23, // 45: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	22, // 46: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	23, // 47: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	22, // 48: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	57, // 49: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	51, // 50: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	52, // 51: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	53, // 52: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	54, // 53: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	55, // 54: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	51, // 55: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	43, // 56: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	44, // 57: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	45, // 58: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	46, // 59: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	45, // 60: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	47, // 61: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	48, // 62: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	49, // 63: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	36, // 64: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	45, // 65: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	37, // 66: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	38, // 67: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	39, // 68: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	40, // 69: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	41, // 70: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	42, // 71: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	35, // 72: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	35, // 73: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	35, // 74: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	35, // 75: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	35, // 76: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	35, // 77: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	35, // 78: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	35, // 79: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	50, // 80: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	35, // 81: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	35, // 82: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	83, // [83:83] is the sub-list for method output_type
-	83, // [83:83] is the sub-list for method input_type
-	83, // [83:83] is the sub-list for extension type_name
-	83, // [83:83] is the sub-list for extension extendee
-	0,  // [0:83] is the sub-list for field type_name
+	17, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	6,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
+	7,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
+	8,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
+	15, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	16, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	29, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	36, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	37, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	35, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	9,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
+	30, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	3,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	2,  // 14: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
+	4,  // 15: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	4,  // 16: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	10, // 17: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	13, // 18: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	13, // 19: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	13, // 20: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	11, // 21: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
+	10, // 22: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
+	12, // 23: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
+	12, // 24: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
+	12, // 25: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
+	14, // 26: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
+	14, // 27: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	5,  // 28: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	22, // 29: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	20, // 30: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	21, // 31: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	24, // 32: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	31, // 33: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	13, // 34: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	12, // 35: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
+	30, // 36: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	27, // 37: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	18, // 38: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
+	19, // 39: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	19, // 40: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	61, // 41: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	59, // 42: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	21, // 43: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	32, // 44: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	33, // 45: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	34, // 46: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	38, // 47: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	13, // 48: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	12, // 49: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
+	18, // 50: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
+	19, // 51: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	23, // 52: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	28, // 53: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	26, // 54: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	25, // 55: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	26, // 56: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	25, // 57: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	60, // 58: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	54, // 59: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	55, // 60: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	56, // 61: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	57, // 62: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	58, // 63: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	54, // 64: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	46, // 65: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	47, // 66: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	48, // 67: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	49, // 68: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	48, // 69: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	50, // 70: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	51, // 71: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	52, // 72: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	39, // 73: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	48, // 74: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	40, // 75: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	41, // 76: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	42, // 77: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	43, // 78: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	44, // 79: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	45, // 80: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	38, // 81: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	38, // 82: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	38, // 83: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	38, // 84: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	38, // 85: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	38, // 86: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	38, // 87: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	38, // 88: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	53, // 89: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	38, // 90: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	38, // 91: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	92, // [92:92] is the sub-list for method output_type
+	92, // [92:92] is the sub-list for method input_type
+	92, // [92:92] is the sub-list for extension type_name
+	92, // [92:92] is the sub-list for extension extendee
+	0,  // [0:92] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -6013,7 +6393,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		return
 	}
 	file_gateway_v1_common_proto_init()
-	file_gateway_v1_snapshot_proto_msgTypes[35].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[38].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -6043,7 +6423,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   58,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
