@@ -24,6 +24,7 @@ func compile(s *Service) *gatewayv1.Snapshot {
 			snap.Endpoints = append(snap.Endpoints, compileEndpoint(s, e, features))
 		}
 	}
+	snap.AsyncAgents = compileAgents(s, features)
 	for f := range features {
 		snap.Features = append(snap.Features, f)
 	}

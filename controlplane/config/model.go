@@ -24,6 +24,8 @@ type Service struct {
 	Host           []string
 	Endpoints      []*Endpoint
 	DisableRest    bool
+	// AsyncAgents is async_agent; an entry that could not be decoded is nil.
+	AsyncAgents []*AsyncAgent
 
 	// HTTP server settings.
 	ReadTimeout         time.Duration

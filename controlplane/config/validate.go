@@ -74,6 +74,7 @@ func validate(s *Service) []*gatewayv1.FieldViolation {
 			v.endpoint(path("endpoints").index(i), i, e, &routes)
 		}
 	}
+	v.agents()
 	v.warnDNSCacheTTL()
 	return v.vs.list
 }

@@ -37,6 +37,7 @@ const (
 	SDDNS                = "sd.dns"                 // a backend with sd: dns
 
 	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
+	AsyncAMQP              = "async.amqp"              // an async_agent with the async/amqp driver
 )
 
 // All returns every feature, sorted.
@@ -45,6 +46,7 @@ func All() []string {
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
+		AsyncAMQP,
 	}
 	slices.Sort(all)
 	return all

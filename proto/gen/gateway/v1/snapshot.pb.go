@@ -37,7 +37,10 @@ type Snapshot struct {
 	Endpoints     []*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	// features lists the optional capabilities this snapshot uses (for example
 	// "encoding.xml"). An edge that lacks one NACKs the snapshot.
-	Features      []string `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
+	Features []string `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
+	// async_agents are the service's async_agent list: consumers that call
+	// their backends for every message of a queue.
+	AsyncAgents   []*AsyncAgent `protobuf:"bytes,120,rep,name=async_agents,json=asyncAgents,proto3" json:"async_agents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -100,6 +103,379 @@ func (x *Snapshot) GetFeatures() []string {
 	return nil
 }
 
+func (x *Snapshot) GetAsyncAgents() []*AsyncAgent {
+	if x != nil {
+		return x.AsyncAgents
+	}
+	return nil
+}
+
+// AsyncAgent is one entry of async_agent: a consumer of a queue that runs
+// every message through a pipe of backends, as an endpoint does, and
+// acknowledges the message only when the pipe succeeded.
+type AsyncAgent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name identifies the agent in logs, metrics and the health answer
+	// ("AsyncAgent-NN" when the config names none, as KrakenD does).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// endpoint is the agent's pipe, compiled as an endpoint named after the
+	// agent: its backends (method GET unless set, no input headers, the
+	// consumer timeout). Its path and method are not routed.
+	Endpoint   *Endpoint        `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Consumer   *AsyncConsumer   `protobuf:"bytes,3,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Connection *AsyncConnection `protobuf:"bytes,4,opt,name=connection,proto3" json:"connection,omitempty"`
+	// amqp is the async/amqp driver.
+	Amqp          *AMQPConsumer `protobuf:"bytes,5,opt,name=amqp,proto3" json:"amqp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AsyncAgent) Reset() {
+	*x = AsyncAgent{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AsyncAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AsyncAgent) ProtoMessage() {}
+
+func (x *AsyncAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AsyncAgent.ProtoReflect.Descriptor instead.
+func (*AsyncAgent) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AsyncAgent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AsyncAgent) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *AsyncAgent) GetConsumer() *AsyncConsumer {
+	if x != nil {
+		return x.Consumer
+	}
+	return nil
+}
+
+func (x *AsyncAgent) GetConnection() *AsyncConnection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+func (x *AsyncAgent) GetAmqp() *AMQPConsumer {
+	if x != nil {
+		return x.Amqp
+	}
+	return nil
+}
+
+// AsyncConsumer is async_agent[].consumer.
+type AsyncConsumer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// topic is the routing key the queue is bound with.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// workers is how many messages are processed at once (at least 1).
+	Workers uint32 `protobuf:"varint,2,opt,name=workers,proto3" json:"workers,omitempty"`
+	// timeout_ms bounds one message's pipe (the service timeout when unset).
+	TimeoutMs int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// max_rate is the most messages per second the agent processes; 0 means
+	// unlimited.
+	MaxRate       float64 `protobuf:"fixed64,4,opt,name=max_rate,json=maxRate,proto3" json:"max_rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AsyncConsumer) Reset() {
+	*x = AsyncConsumer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AsyncConsumer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AsyncConsumer) ProtoMessage() {}
+
+func (x *AsyncConsumer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AsyncConsumer.ProtoReflect.Descriptor instead.
+func (*AsyncConsumer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AsyncConsumer) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *AsyncConsumer) GetWorkers() uint32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *AsyncConsumer) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *AsyncConsumer) GetMaxRate() float64 {
+	if x != nil {
+		return x.MaxRate
+	}
+	return 0
+}
+
+// AsyncConnection is async_agent[].connection.
+type AsyncConnection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_retries is how many times a lost or failed connection is retried
+	// before the agent gives up; 0 means forever.
+	MaxRetries int64 `protobuf:"varint,1,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	// backoff_strategy is the wait before each retry: fallback (1s, the
+	// default), linear, linear-jitter, exponential, exponential-jitter.
+	BackoffStrategy string `protobuf:"bytes,2,opt,name=backoff_strategy,json=backoffStrategy,proto3" json:"backoff_strategy,omitempty"`
+	// health_interval_ms is how often a connected agent reports itself alive
+	// in the health answer (at least 1000).
+	HealthIntervalMs int64 `protobuf:"varint,3,opt,name=health_interval_ms,json=healthIntervalMs,proto3" json:"health_interval_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AsyncConnection) Reset() {
+	*x = AsyncConnection{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AsyncConnection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AsyncConnection) ProtoMessage() {}
+
+func (x *AsyncConnection) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AsyncConnection.ProtoReflect.Descriptor instead.
+func (*AsyncConnection) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AsyncConnection) GetMaxRetries() int64 {
+	if x != nil {
+		return x.MaxRetries
+	}
+	return 0
+}
+
+func (x *AsyncConnection) GetBackoffStrategy() string {
+	if x != nil {
+		return x.BackoffStrategy
+	}
+	return ""
+}
+
+func (x *AsyncConnection) GetHealthIntervalMs() int64 {
+	if x != nil {
+		return x.HealthIntervalMs
+	}
+	return 0
+}
+
+// AMQPConsumer is an agent's async/amqp namespace: the exchange (type
+// topic) and queue it declares, binds with the consumer topic and
+// consumes.
+type AMQPConsumer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host is the AMQP URL, amqp://user:pass@host:port/vhost.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// name is the queue.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Exchange      string `protobuf:"bytes,3,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	Durable       bool   `protobuf:"varint,4,opt,name=durable,proto3" json:"durable,omitempty"`
+	Delete        bool   `protobuf:"varint,5,opt,name=delete,proto3" json:"delete,omitempty"`
+	Exclusive     bool   `protobuf:"varint,6,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	NoWait        bool   `protobuf:"varint,7,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
+	PrefetchCount int64  `protobuf:"varint,8,opt,name=prefetch_count,json=prefetchCount,proto3" json:"prefetch_count,omitempty"`
+	PrefetchSize  int64  `protobuf:"varint,9,opt,name=prefetch_size,json=prefetchSize,proto3" json:"prefetch_size,omitempty"`
+	// auto_ack lets the broker consider a message delivered as soon as it is
+	// sent: a failed pipe loses it.
+	AutoAck bool `protobuf:"varint,10,opt,name=auto_ack,json=autoAck,proto3" json:"auto_ack,omitempty"`
+	NoLocal bool `protobuf:"varint,11,opt,name=no_local,json=noLocal,proto3" json:"no_local,omitempty"`
+	// nack_discard drops a message whose pipe failed instead of requeueing it.
+	NackDiscard   bool `protobuf:"varint,12,opt,name=nack_discard,json=nackDiscard,proto3" json:"nack_discard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AMQPConsumer) Reset() {
+	*x = AMQPConsumer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AMQPConsumer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AMQPConsumer) ProtoMessage() {}
+
+func (x *AMQPConsumer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AMQPConsumer.ProtoReflect.Descriptor instead.
+func (*AMQPConsumer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AMQPConsumer) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *AMQPConsumer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AMQPConsumer) GetExchange() string {
+	if x != nil {
+		return x.Exchange
+	}
+	return ""
+}
+
+func (x *AMQPConsumer) GetDurable() bool {
+	if x != nil {
+		return x.Durable
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetNoWait() bool {
+	if x != nil {
+		return x.NoWait
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetPrefetchCount() int64 {
+	if x != nil {
+		return x.PrefetchCount
+	}
+	return 0
+}
+
+func (x *AMQPConsumer) GetPrefetchSize() int64 {
+	if x != nil {
+		return x.PrefetchSize
+	}
+	return 0
+}
+
+func (x *AMQPConsumer) GetAutoAck() bool {
+	if x != nil {
+		return x.AutoAck
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetNoLocal() bool {
+	if x != nil {
+		return x.NoLocal
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetNackDiscard() bool {
+	if x != nil {
+		return x.NackDiscard
+	}
+	return false
+}
+
 // Service holds the root-level settings of the configuration.
 type Service struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -142,7 +518,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[1]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +530,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[1]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +543,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{1}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Service) GetName() string {
@@ -325,7 +701,7 @@ type ServerTLS struct {
 
 func (x *ServerTLS) Reset() {
 	*x = ServerTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +713,7 @@ func (x *ServerTLS) String() string {
 func (*ServerTLS) ProtoMessage() {}
 
 func (x *ServerTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +726,7 @@ func (x *ServerTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerTLS.ProtoReflect.Descriptor instead.
 func (*ServerTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ServerTLS) GetKeys() []*KeyPair {
@@ -420,7 +796,7 @@ type KeyPair struct {
 
 func (x *KeyPair) Reset() {
 	*x = KeyPair{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +808,7 @@ func (x *KeyPair) String() string {
 func (*KeyPair) ProtoMessage() {}
 
 func (x *KeyPair) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +821,7 @@ func (x *KeyPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyPair.ProtoReflect.Descriptor instead.
 func (*KeyPair) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KeyPair) GetCertificate() string {
@@ -481,7 +857,7 @@ type ClientTLS struct {
 
 func (x *ClientTLS) Reset() {
 	*x = ClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +869,7 @@ func (x *ClientTLS) String() string {
 func (*ClientTLS) ProtoMessage() {}
 
 func (x *ClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +882,7 @@ func (x *ClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientTLS.ProtoReflect.Descriptor instead.
 func (*ClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ClientTLS) GetAllowInsecureConnections() bool {
@@ -601,7 +977,7 @@ type Router struct {
 
 func (x *Router) Reset() {
 	*x = Router{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +989,7 @@ func (x *Router) String() string {
 func (*Router) ProtoMessage() {}
 
 func (x *Router) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +1002,7 @@ func (x *Router) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Router.ProtoReflect.Descriptor instead.
 func (*Router) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Router) GetReturnErrorMsg() bool {
@@ -774,7 +1150,7 @@ type Logging struct {
 
 func (x *Logging) Reset() {
 	*x = Logging{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +1162,7 @@ func (x *Logging) String() string {
 func (*Logging) ProtoMessage() {}
 
 func (x *Logging) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +1175,7 @@ func (x *Logging) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logging.ProtoReflect.Descriptor instead.
 func (*Logging) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Logging) GetLevel() string {
@@ -859,7 +1235,7 @@ type Metrics struct {
 
 func (x *Metrics) Reset() {
 	*x = Metrics{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1247,7 @@ func (x *Metrics) String() string {
 func (*Metrics) ProtoMessage() {}
 
 func (x *Metrics) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1260,7 @@ func (x *Metrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metrics.ProtoReflect.Descriptor instead.
 func (*Metrics) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Metrics) GetEnabled() bool {
@@ -955,7 +1331,7 @@ type OpenTelemetry struct {
 
 func (x *OpenTelemetry) Reset() {
 	*x = OpenTelemetry{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1343,7 @@ func (x *OpenTelemetry) String() string {
 func (*OpenTelemetry) ProtoMessage() {}
 
 func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1356,7 @@ func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenTelemetry.ProtoReflect.Descriptor instead.
 func (*OpenTelemetry) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OpenTelemetry) GetServiceName() string {
@@ -1066,7 +1442,7 @@ type OTLPExporter struct {
 
 func (x *OTLPExporter) Reset() {
 	*x = OTLPExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1454,7 @@ func (x *OTLPExporter) String() string {
 func (*OTLPExporter) ProtoMessage() {}
 
 func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1467,7 @@ func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OTLPExporter.ProtoReflect.Descriptor instead.
 func (*OTLPExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OTLPExporter) GetName() string {
@@ -1138,7 +1514,7 @@ type TraceLayer struct {
 
 func (x *TraceLayer) Reset() {
 	*x = TraceLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1526,7 @@ func (x *TraceLayer) String() string {
 func (*TraceLayer) ProtoMessage() {}
 
 func (x *TraceLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1539,7 @@ func (x *TraceLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
 func (*TraceLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TraceLayer) GetDisabled() bool {
@@ -1205,7 +1581,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1593,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1606,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1262,7 +1638,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1650,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1663,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -1360,7 +1736,7 @@ type HTTPClient struct {
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1748,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1761,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -1514,7 +1890,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1902,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1915,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1702,7 +2078,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +2090,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +2103,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Static) GetStrategy() string {
@@ -1756,7 +2132,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2144,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2157,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -1854,7 +2230,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +2242,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +2255,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Backend) GetName() string {
@@ -2116,7 +2492,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2504,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2517,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -2323,7 +2699,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2711,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2724,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2382,7 +2758,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2770,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2783,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -2458,7 +2834,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2846,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2859,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -2542,7 +2918,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2930,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2943,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -2652,7 +3028,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +3040,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +3053,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -2715,7 +3091,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +3103,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +3116,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -2790,7 +3166,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2802,7 +3178,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2815,7 +3191,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2851,7 +3227,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +3239,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3252,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2918,7 +3294,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3306,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3319,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3034,7 +3410,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3422,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3435,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3202,7 +3578,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3590,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3603,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -3476,7 +3852,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3864,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3877,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -3529,7 +3905,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3541,7 +3917,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3554,7 +3930,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -3577,7 +3953,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3589,7 +3965,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3602,7 +3978,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -3646,7 +4022,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3658,7 +4034,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3671,7 +4047,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -3709,7 +4085,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +4097,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +4110,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -3776,7 +4152,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +4164,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +4177,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -3822,7 +4198,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +4210,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +4223,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -3868,7 +4244,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3880,7 +4256,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3893,7 +4269,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -3921,7 +4297,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4309,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4322,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -3973,7 +4349,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4361,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4374,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -4019,7 +4395,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4031,7 +4407,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4044,7 +4420,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -4072,7 +4448,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4084,7 +4460,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4097,7 +4473,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -4125,7 +4501,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4137,7 +4513,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4150,7 +4526,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -4172,12 +4548,47 @@ var File_gateway_v1_snapshot_proto protoreflect.FileDescriptor
 const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"\x19gateway/v1/snapshot.proto\x12\n" +
-	"gateway.v1\"\xb0\x01\n" +
+	"gateway.v1\"\xeb\x01\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xb9\x06\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\x129\n" +
+	"\fasync_agents\x18x \x03(\v2\x16.gateway.v1.AsyncAgentR\vasyncAgents\"\xf4\x01\n" +
+	"\n" +
+	"AsyncAgent\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
+	"\bendpoint\x18\x02 \x01(\v2\x14.gateway.v1.EndpointR\bendpoint\x125\n" +
+	"\bconsumer\x18\x03 \x01(\v2\x19.gateway.v1.AsyncConsumerR\bconsumer\x12;\n" +
+	"\n" +
+	"connection\x18\x04 \x01(\v2\x1b.gateway.v1.AsyncConnectionR\n" +
+	"connection\x12,\n" +
+	"\x04amqp\x18\x05 \x01(\v2\x18.gateway.v1.AMQPConsumerR\x04amqp\"y\n" +
+	"\rAsyncConsumer\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x18\n" +
+	"\aworkers\x18\x02 \x01(\rR\aworkers\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12\x19\n" +
+	"\bmax_rate\x18\x04 \x01(\x01R\amaxRate\"\x8b\x01\n" +
+	"\x0fAsyncConnection\x12\x1f\n" +
+	"\vmax_retries\x18\x01 \x01(\x03R\n" +
+	"maxRetries\x12)\n" +
+	"\x10backoff_strategy\x18\x02 \x01(\tR\x0fbackoffStrategy\x12,\n" +
+	"\x12health_interval_ms\x18\x03 \x01(\x03R\x10healthIntervalMs\"\xe0\x02\n" +
+	"\fAMQPConsumer\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bexchange\x18\x03 \x01(\tR\bexchange\x12\x18\n" +
+	"\adurable\x18\x04 \x01(\bR\adurable\x12\x16\n" +
+	"\x06delete\x18\x05 \x01(\bR\x06delete\x12\x1c\n" +
+	"\texclusive\x18\x06 \x01(\bR\texclusive\x12\x17\n" +
+	"\ano_wait\x18\a \x01(\bR\x06noWait\x12%\n" +
+	"\x0eprefetch_count\x18\b \x01(\x03R\rprefetchCount\x12#\n" +
+	"\rprefetch_size\x18\t \x01(\x03R\fprefetchSize\x12\x19\n" +
+	"\bauto_ack\x18\n" +
+	" \x01(\bR\aautoAck\x12\x19\n" +
+	"\bno_local\x18\v \x01(\bR\anoLocal\x12!\n" +
+	"\fnack_discard\x18\f \x01(\bR\vnackDiscard\"\xb9\x06\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -4573,118 +4984,127 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
-	(*Service)(nil),              // 1: gateway.v1.Service
-	(*ServerTLS)(nil),            // 2: gateway.v1.ServerTLS
-	(*KeyPair)(nil),              // 3: gateway.v1.KeyPair
-	(*ClientTLS)(nil),            // 4: gateway.v1.ClientTLS
-	(*Router)(nil),               // 5: gateway.v1.Router
-	(*Logging)(nil),              // 6: gateway.v1.Logging
-	(*Metrics)(nil),              // 7: gateway.v1.Metrics
-	(*OpenTelemetry)(nil),        // 8: gateway.v1.OpenTelemetry
-	(*OTLPExporter)(nil),         // 9: gateway.v1.OTLPExporter
-	(*TraceLayer)(nil),           // 10: gateway.v1.TraceLayer
-	(*KeyValue)(nil),             // 11: gateway.v1.KeyValue
-	(*HTTPServer)(nil),           // 12: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),           // 13: gateway.v1.HTTPClient
-	(*Endpoint)(nil),             // 14: gateway.v1.Endpoint
-	(*Static)(nil),               // 15: gateway.v1.Static
-	(*FlatmapOp)(nil),            // 16: gateway.v1.FlatmapOp
-	(*Backend)(nil),              // 17: gateway.v1.Backend
-	(*JWTValidator)(nil),         // 18: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),          // 19: gateway.v1.ClaimHeader
-	(*Revoker)(nil),              // 20: gateway.v1.Revoker
-	(*BotDetector)(nil),          // 21: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),      // 22: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 23: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 24: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 25: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 26: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 27: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 28: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 29: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 30: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 31: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 32: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 33: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 34: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 35: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 36: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 37: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 38: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 39: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 40: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 41: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 42: gateway.v1.MartianGroup
-	nil,                          // 43: gateway.v1.Backend.MappingEntry
-	nil,                          // 44: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*AsyncAgent)(nil),           // 1: gateway.v1.AsyncAgent
+	(*AsyncConsumer)(nil),        // 2: gateway.v1.AsyncConsumer
+	(*AsyncConnection)(nil),      // 3: gateway.v1.AsyncConnection
+	(*AMQPConsumer)(nil),         // 4: gateway.v1.AMQPConsumer
+	(*Service)(nil),              // 5: gateway.v1.Service
+	(*ServerTLS)(nil),            // 6: gateway.v1.ServerTLS
+	(*KeyPair)(nil),              // 7: gateway.v1.KeyPair
+	(*ClientTLS)(nil),            // 8: gateway.v1.ClientTLS
+	(*Router)(nil),               // 9: gateway.v1.Router
+	(*Logging)(nil),              // 10: gateway.v1.Logging
+	(*Metrics)(nil),              // 11: gateway.v1.Metrics
+	(*OpenTelemetry)(nil),        // 12: gateway.v1.OpenTelemetry
+	(*OTLPExporter)(nil),         // 13: gateway.v1.OTLPExporter
+	(*TraceLayer)(nil),           // 14: gateway.v1.TraceLayer
+	(*KeyValue)(nil),             // 15: gateway.v1.KeyValue
+	(*HTTPServer)(nil),           // 16: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),           // 17: gateway.v1.HTTPClient
+	(*Endpoint)(nil),             // 18: gateway.v1.Endpoint
+	(*Static)(nil),               // 19: gateway.v1.Static
+	(*FlatmapOp)(nil),            // 20: gateway.v1.FlatmapOp
+	(*Backend)(nil),              // 21: gateway.v1.Backend
+	(*JWTValidator)(nil),         // 22: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),          // 23: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 24: gateway.v1.Revoker
+	(*BotDetector)(nil),          // 25: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),      // 26: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 27: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 28: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 29: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 30: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 31: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 32: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 33: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 34: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 35: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 36: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 37: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 38: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 39: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 40: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 41: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 42: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 43: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 44: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 45: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 46: gateway.v1.MartianGroup
+	nil,                          // 47: gateway.v1.Backend.MappingEntry
+	nil,                          // 48: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
-	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	14, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
-	5,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
-	6,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
-	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	20, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	27, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	28, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	26, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	21, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	2,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	3,  // 14: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	3,  // 15: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	9,  // 16: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	10, // 17: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	10, // 18: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	10, // 19: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	11, // 20: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	4,  // 21: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	17, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	15, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	16, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	18, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	22, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	21, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	43, // 29: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	16, // 30: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	23, // 31: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	24, // 32: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	25, // 33: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	29, // 34: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	10, // 35: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	19, // 36: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	44, // 37: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	38, // 38: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	39, // 39: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	40, // 40: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	41, // 41: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	42, // 42: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	38, // 43: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	30, // 44: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	31, // 45: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	32, // 46: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	33, // 47: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	32, // 48: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	34, // 49: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	35, // 50: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	36, // 51: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	29, // 52: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 53: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	29, // 54: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	37, // 55: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	29, // 56: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 57: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	5,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
+	18, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	1,  // 2: gateway.v1.Snapshot.async_agents:type_name -> gateway.v1.AsyncAgent
+	18, // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
+	2,  // 4: gateway.v1.AsyncAgent.consumer:type_name -> gateway.v1.AsyncConsumer
+	3,  // 5: gateway.v1.AsyncAgent.connection:type_name -> gateway.v1.AsyncConnection
+	4,  // 6: gateway.v1.AsyncAgent.amqp:type_name -> gateway.v1.AMQPConsumer
+	9,  // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
+	10, // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
+	11, // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
+	16, // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	17, // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	24, // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	31, // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	32, // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	30, // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	12, // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
+	25, // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	6,  // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	7,  // 19: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	7,  // 20: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	13, // 21: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	14, // 22: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	14, // 23: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	14, // 24: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	15, // 25: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	8,  // 26: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	21, // 27: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	19, // 28: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	20, // 29: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	22, // 30: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	26, // 31: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	14, // 32: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	25, // 33: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	47, // 34: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	20, // 35: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	27, // 36: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	28, // 37: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	29, // 38: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	33, // 39: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	14, // 40: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	23, // 41: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	48, // 42: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	42, // 43: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	43, // 44: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	44, // 45: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	45, // 46: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	46, // 47: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	42, // 48: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	34, // 49: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	35, // 50: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	36, // 51: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	37, // 52: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	36, // 53: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	38, // 54: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	39, // 55: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	40, // 56: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	33, // 57: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	33, // 58: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	33, // 59: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	41, // 60: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	33, // 61: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	33, // 62: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -4692,7 +5112,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[29].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[33].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -4714,7 +5134,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
