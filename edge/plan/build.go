@@ -369,6 +369,7 @@ func (b *builder) build() (*Plan, error) {
 			p.endpoints[i] = b.endpoint(i, e, table.ParamNames(i))
 		}
 	}
+	p.agents = b.agents()
 	if len(b.violations) > 0 {
 		return nil, &BuildError{Violations: b.violations}
 	}
@@ -424,7 +425,12 @@ func (b *builder) routeViolations(err error) {
 
 // endpoint compiles one endpoint; problems become violations and nil.
 func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpoint {
-	path := fmt.Sprintf("endpoints[%d]", i)
+	return b.endpointAt(fmt.Sprintf("endpoints[%d]", i), e, params)
+}
+
+// endpointAt compiles the endpoint e found at path (an endpoint, or the
+// pipe of an async agent).
+func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string) *endpoint {
 	nviol := len(b.violations)
 	svc := b.snap.GetService()
 	ep := &endpoint{name: e.GetName(), route: e.GetPath(), timeout: time.Duration(e.GetTimeoutMs()) * time.Millisecond}

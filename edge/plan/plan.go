@@ -99,6 +99,7 @@ type Plan struct {
 	log            zerolog.Logger
 	table          *router.Table
 	endpoints      []*endpoint // indexed like the router routes
+	agents         []*Agent    // the snapshot's async agents, in order
 	clientIP       *proxy.ClientIP
 	cors           *security.CORS        // security/cors, before routing; nil: none
 	secure         *security.Secure      // security/http, before routing; nil: none
@@ -210,6 +211,11 @@ func (p *Plan) Wait() {
 	for _, ep := range p.endpoints {
 		if ep != nil && ep.pipe != nil {
 			ep.pipe.Wait()
+		}
+	}
+	for _, a := range p.agents {
+		if a.ep.pipe != nil {
+			a.ep.pipe.Wait()
 		}
 	}
 }
