@@ -170,6 +170,9 @@ func (r *Runner) Close() {
 
 // Status returns every running agent's state, sorted by name.
 func (r *Runner) Status() []Status {
+	if r == nil {
+		return nil
+	}
 	r.mu.Lock()
 	runs := make([]*run, 0, len(r.running))
 	for _, cur := range r.running {
@@ -185,8 +188,12 @@ func (r *Runner) Status() []Status {
 }
 
 // Pings returns the last health report of every agent that connected at
-// least once (KrakenD's health answer lists them under "agents").
+// least once (KrakenD's health answer lists them under "agents"); nil for
+// a nil Runner.
 func (r *Runner) Pings() map[string]time.Time {
+	if r == nil {
+		return nil
+	}
 	out := map[string]time.Time{}
 	for _, s := range r.Status() {
 		if !s.LastPing.IsZero() {

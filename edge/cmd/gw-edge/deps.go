@@ -8,9 +8,11 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
 
+	"github.com/apigw/gateway/edge/agent"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/qos"
+	"github.com/apigw/gateway/edge/server"
 	"github.com/apigw/gateway/edge/tracing"
 )
 
@@ -81,4 +83,24 @@ func (r *registries) close() {
 		r.closers[i]()
 	}
 	r.closers = nil
+}
+
+// agentTarget is the Applier's Target: it swaps each plan into the HTTP
+// server, then makes the plan's async agents the running ones (an agent
+// the new plan keeps unchanged keeps its broker connection).
+type agentTarget struct {
+	srv    *server.Server
+	agents *agent.Runner
+}
+
+func (t agentTarget) Swap(p *plan.Plan, version uint64, sha string) {
+	t.srv.Swap(p, version, sha)
+	t.agents.Sync(p.Agents())
+}
+
+func (t agentTarget) Current() (uint64, string) { return t.srv.Current() }
+
+// newAgents returns the process's agent runner, its metrics on reg.
+func newAgents(reg prometheus.Registerer, log zerolog.Logger) (*agent.Runner, error) {
+	return agent.New(agent.Config{Logger: log, Registerer: reg})
 }
