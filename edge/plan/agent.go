@@ -148,7 +148,9 @@ func (b *builder) agents() []*Agent {
 			b.violate(path+".endpoint", violation.Required, "an agent needs its pipe")
 			continue
 		}
+		b.inAgent = true
 		ep := b.endpointAt(path+".endpoint", spec.GetEndpoint(), nil)
+		b.inAgent = false
 		if ep == nil || len(b.violations) > nviol {
 			continue
 		}

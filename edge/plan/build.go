@@ -141,6 +141,17 @@ type builder struct {
 	clientTLSCfg  proxy.ClientTLS
 	tracer        *tracing.Tracer // nil without telemetry/opentelemetry
 	clientIP      *proxy.ClientIP // the plan's, for the rate-limit key check
+	inAgent       bool            // compiling an async agent's pipe
+}
+
+// userAgent is the User-Agent of backend calls: KrakenD's router sets its
+// own for endpoints; an agent's calls carry Go's client default, as
+// KrakenD's do.
+func (b *builder) userAgent() string {
+	if b.inAgent {
+		return "Go-http-client/1.1"
+	}
+	return "KrakenD Version " + Version
 }
 
 // clientIPTrusts reports whether router.trusted_proxies names a proxy.
@@ -637,7 +648,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		BackendHeaders:  be.GetInputHeaders(),
 		EndpointQuery:   e.GetInputQueryStrings(),
 		BackendQuery:    be.GetInputQueryStrings(),
-		UserAgent:       "KrakenD Version " + Version,
+		UserAgent:       b.userAgent(),
 		Breaker:         guard.breaker,
 		Limiter:         guard.limiter,
 		Cache:           guard.cache,
