@@ -327,3 +327,120 @@ func compileAgents(s *Service, features map[string]bool) []*gatewayv1.AsyncAgent
 	}
 	return out
 }
+
+// AMQPProducer is a backend's `backend/amqp/producer` namespace
+// (krakend-amqp's producerCfg). The *Key settings name endpoint
+// parameters the way lura names them: first letter upper-cased ("Routing"
+// for {routing}).
+type AMQPProducer struct {
+	Exchange         string
+	Durable          bool
+	Delete           bool
+	Exclusive        bool
+	NoWait           bool
+	Mandatory        bool
+	Immediate        bool
+	BackoffStrategy  string
+	MaxRetries       int64
+	RoutingKey       string
+	StaticRoutingKey bool
+	ExpirationKey    string
+	ReplyToKey       string
+	MessageIDKey     string
+	PriorityKey      string
+}
+
+func (d *decoder) amqpProducer(n *node, p path) *AMQPProducer {
+	c := &AMQPProducer{}
+	unused := "the producer publishes to the exchange; it declares no queue"
+	d.object(n, p, objectSpec{fields: map[string]handler{
+		"exchange":           d.str(&c.Exchange),
+		"durable":            d.boolean(&c.Durable),
+		"delete":             d.boolean(&c.Delete),
+		"exclusive":          d.boolean(&c.Exclusive),
+		"no_wait":            d.boolean(&c.NoWait),
+		"mandatory":          d.boolean(&c.Mandatory),
+		"immediate":          d.boolean(&c.Immediate),
+		"backoff_strategy":   d.str(&c.BackoffStrategy),
+		"max_retries":        d.integer(&c.MaxRetries),
+		"routing_key":        d.str(&c.RoutingKey),
+		"static_routing_key": d.boolean(&c.StaticRoutingKey),
+		"exp_key":            d.str(&c.ExpirationKey),
+		"reply_to_key":       d.str(&c.ReplyToKey),
+		"msg_id_key":         d.str(&c.MessageIDKey),
+		"priority_key":       d.str(&c.PriorityKey),
+		"name":               d.noEffect(d.str(new(string)), unused),
+		"prefetch_count":     d.noEffect(d.integer(new(int64)), unused),
+		"prefetch_size":      d.noEffect(d.integer(new(int64)), unused),
+	}})
+	return c
+}
+
+// luraParam returns the endpoint parameter a lura params key names: lura
+// upper-cases the first letter of every parameter name.
+func luraParam(r route, key string) string {
+	if key == "" {
+		return ""
+	}
+	for _, p := range r.params {
+		if p != "" && strings.ToUpper(p[:1])+p[1:] == key {
+			return p
+		}
+	}
+	return ""
+}
+
+// amqpProducer validates a producer backend: its host is the broker's URL
+// and its keys should name parameters of the endpoint.
+func (v *validator) amqpProducer(p path, b *Backend, c *AMQPProducer, r route) {
+	if len(b.Host) > 0 {
+		hp := p.field("host").index(0)
+		if b.hostInherited {
+			hp = path("host").index(0)
+		}
+		if uri, err := amqp.ParseURI(b.Host[0]); err != nil || uri.Host == "" {
+			v.vs.add(hp, KindInvalid, "%q: an AMQP producer publishes to host[0], which must be an amqp:// or amqps:// URL", redactURL(b.Host[0]))
+		}
+	}
+	x := p.field("extra_config").key("backend/amqp/producer")
+	if c.Exchange == "" {
+		v.vs.add(x.field("exchange"), KindRequired, "the producer declares a topic exchange and publishes to it: name the exchange")
+	}
+	if bs := strings.ToLower(c.BackoffStrategy); bs != "" {
+		v.oneOf(x.field("backoff_strategy"), bs, backoffStrategies)
+	}
+	if !r.ok {
+		return
+	}
+	keys := []struct {
+		name, value string
+	}{{"exp_key", c.ExpirationKey}, {"reply_to_key", c.ReplyToKey}, {"msg_id_key", c.MessageIDKey}, {"priority_key", c.PriorityKey}}
+	if !c.StaticRoutingKey {
+		keys = append(keys, struct{ name, value string }{"routing_key", c.RoutingKey})
+	}
+	for _, k := range keys {
+		if k.value != "" && luraParam(r, k.value) == "" {
+			v.s.warnings.add(x.field(k.name), KindNoEffect,
+				"%q names no parameter of the endpoint (KrakenD writes parameters with their first letter upper-cased, e.g. \"Id\" for {id}); messages get no value for it", k.value)
+		}
+	}
+}
+
+func compileAMQPProducer(c *AMQPProducer, r route) *gatewayv1.AMQPProducer {
+	out := &gatewayv1.AMQPProducer{
+		Exchange: c.Exchange, Durable: c.Durable, Delete: c.Delete, Exclusive: c.Exclusive, NoWait: c.NoWait,
+		Mandatory: c.Mandatory, Immediate: c.Immediate,
+		BackoffStrategy: strings.ToLower(c.BackoffStrategy), MaxRetries: max(c.MaxRetries, 0),
+		StaticRoutingKey: c.StaticRoutingKey,
+		ExpirationParam:  luraParam(r, c.ExpirationKey),
+		ReplyToParam:     luraParam(r, c.ReplyToKey),
+		MessageIdParam:   luraParam(r, c.MessageIDKey),
+		PriorityParam:    luraParam(r, c.PriorityKey),
+	}
+	if c.StaticRoutingKey {
+		out.RoutingKey = c.RoutingKey
+	} else {
+		out.RoutingParam = luraParam(r, c.RoutingKey)
+	}
+	return out
+}

@@ -117,3 +117,54 @@ func TestAsyncAgentSnapshot(t *testing.T) {
 		t.Errorf("a config without agents compiles agents or the feature")
 	}
 }
+
+func producerEP(path, host, ns string) string {
+	return `{"endpoint": "` + path + `", "method": "POST", "backend": [{"host": ["` + host + `"], "url_pattern": "/x", "extra_config": {"backend/amqp/producer": {` + ns + `}}}]}`
+}
+
+func TestAMQPProducerRules(t *testing.T) {
+	t.Parallel()
+	const mq = "amqp://guest:guest@127.0.0.1:5672/"
+	checkRules(t, []rule{
+		{"producer", conf("", producerEP("/p/{topic}", mq, `"exchange": "e", "routing_key": "Topic"`)), nil},
+		{"long namespace name", conf("", `{"endpoint": "/p", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"github.com/devopsfaith/krakend-amqp/produce": {"exchange": "e"}}}]}`), nil},
+		{"no exchange", conf("", producerEP("/p", mq, `"routing_key": "k", "static_routing_key": true`)),
+			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/producer"].exchange`, KindRequired}}},
+		{"http host", conf("", producerEP("/p", "http://broker", `"exchange": "e"`)), []pair{{"endpoints[0].backend[0].host[0]", KindInvalid}}},
+		{"unknown key", conf("", producerEP("/p", mq, `"exchange": "e", "routingkey": "x"`)),
+			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/producer"].routingkey`, KindUnsupported}}},
+		{"bad backoff", conf("", producerEP("/p", mq, `"exchange": "e", "backoff_strategy": "soon"`)),
+			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/producer"].backoff_strategy`, KindUnsupported}}},
+		{"consumer still refused", conf("", `{"endpoint": "/c", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {"name": "q"}}}]}`),
+			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/consumer"]`, KindUnsupported}, {"endpoints[0].backend[0].host[0]", KindInvalid}}},
+	})
+}
+
+func TestAMQPProducerWarnings(t *testing.T) {
+	t.Parallel()
+	got := warningsOf(t, conf("", producerEP("/p/{topic}", "amqp://h/", `"exchange": "e", "routing_key": "topic", "msg_id_key": "Topic", "name": "q"`)))
+	want := []pair{
+		{`endpoints[0].backend[0].extra_config["backend/amqp/producer"].name`, KindNoEffect},
+		{`endpoints[0].backend[0].extra_config["backend/amqp/producer"].routing_key`, KindNoEffect},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+func TestAMQPProducerSnapshot(t *testing.T) {
+	t.Parallel()
+	snap := compileDoc(t, conf("", producerEP("/p/{topic}/{id}", "amqp://guest:guest@127.0.0.1:5672/",
+		`"exchange": "e", "durable": true, "routing_key": "Topic", "msg_id_key": "Id", "exp_key": "Nope", "max_retries": -1, "backoff_strategy": "Linear"`)))
+	be := snap.GetEndpoints()[0].GetBackends()[0]
+	want := &gatewayv1.AMQPProducer{Exchange: "e", Durable: true, RoutingParam: "topic", MessageIdParam: "id", BackoffStrategy: "linear"}
+	if diff := cmp.Diff(want, be.GetAmqpProducer(), protocmp.Transform()); diff != "" {
+		t.Errorf("producer (-want +got):\n%s", diff)
+	}
+	if !cmp.Equal(be.GetHosts(), []string{"amqp://guest:guest@127.0.0.1:5672/"}) {
+		t.Errorf("hosts = %v", be.GetHosts())
+	}
+	if !contains(snap.GetFeatures(), "backend.amqp.producer") {
+		t.Errorf("features %v", snap.GetFeatures())
+	}
+}

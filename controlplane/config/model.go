@@ -239,6 +239,8 @@ type BackendExtra struct {
 	Martian        *Martian
 	// HTTPClient is `backend/http/client`.
 	HTTPClient *BackendHTTPClient
+	// AMQPProducer is `backend/amqp/producer`.
+	AMQPProducer *AMQPProducer
 	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the
 	// backend does not override the service's.
 	Trace *OTelLayer

@@ -47,6 +47,7 @@ var (
 		{"qos/http-cache", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTPCache = d.httpCache(n, p) }},
 		{"modifier/martian", func(d *decoder, n *node, p path, x *BackendExtra) { x.Martian = d.martian(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *BackendExtra) { x.Trace = d.backendOTel(n, p) }},
+		{"backend/amqp/producer", func(d *decoder, n *node, p path, x *BackendExtra) { x.AMQPProducer = d.amqpProducer(n, p) }},
 	}
 )
 
@@ -66,6 +67,9 @@ var namespaceAliases = map[string]string{
 	"github.com/devopsfaith/krakend-martian":                  "modifier/martian",
 	"github.com/devopsfaith/krakend-jsonschema":               "validation/json-schema",
 	"github.com/devopsfaith/krakend/http":                     "backend/http",
+	"github.com/devopsfaith/krakend-amqp/produce":             "backend/amqp/producer",
+	"github.com/devopsfaith/krakend-amqp/consume":             "backend/amqp/consumer",
+	"github.com/devopsfaith/krakend-amqp/agent":               "async/amqp",
 	"github_com/devopsfaith/krakend-gologging":                "telemetry/logging",
 	"github_com/devopsfaith/krakend-metrics":                  "telemetry/metrics",
 }

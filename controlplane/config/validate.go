@@ -351,6 +351,11 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 	if len(b.Host) == 0 {
 		v.vs.add(p.field("host"), KindRequired, "no host: set host here or at the service level")
 	}
+	if pr := b.ExtraConfig.AMQPProducer; pr != nil {
+		v.amqpProducer(p, b, pr, r)
+		v.oneOf(p.field("sd"), b.SD, []string{DefaultSD})
+		return
+	}
 	dns := v.sdDNS(p, b)
 	for i, h := range b.Host {
 		if dns {

@@ -18,6 +18,7 @@ import (
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/modifier"
+	"github.com/apigw/gateway/edge/mq"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos"
 	"github.com/apigw/gateway/edge/response"
@@ -87,6 +88,10 @@ type Deps struct {
 	// (telemetry/opentelemetry): a push with the same settings keeps the
 	// exporters. nil makes Build create a tracer owned by the plan.
 	Tracers *tracing.Registry
+	// Producers is the process-wide registry of AMQP producer connections
+	// (backend/amqp/producer): a push that keeps a producer keeps its
+	// connection. nil makes Build create one owned by the plan.
+	Producers *mq.Producers
 }
 
 // BuildError lists why a snapshot cannot be served: every violation Build
@@ -140,6 +145,9 @@ type builder struct {
 	clientTLSErr  bool
 	clientTLSCfg  proxy.ClientTLS
 	tracer        *tracing.Tracer // nil without telemetry/opentelemetry
+	producerReg   *mq.Producers   // Deps.Producers, or one the build created (ownProducers)
+	ownProducers  bool
+	producers     []*mq.Producer  // producer references taken
 	clientIP      *proxy.ClientIP // the plan's, for the rate-limit key check
 	inAgent       bool            // compiling an async agent's pipe
 }
@@ -204,6 +212,10 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 		p.ownQoS = b.qosReg
 	}
 	p.tracer, p.tracers = b.tracer, deps.Tracers
+	p.producerReg, p.producers = b.producerReg, b.producers
+	if b.ownProducers {
+		p.ownProducers = b.producerReg
+	}
 	if deps.Revocations != nil {
 		deps.Revocations.Configure(snap.GetService().GetRevoker())
 	}
@@ -214,6 +226,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 // created for itself (a failed build).
 func (b *builder) releaseState() {
 	releaseTracer(b.deps.Tracers, b.tracer)
+	releaseProducers(b.producerReg, b.producers, b.ownProducers)
 	for _, v := range b.validators {
 		v.Close()
 	}
@@ -574,6 +587,7 @@ func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string
 		return nil
 	}
 	ep.pipe = pipe
+	ep.nullBody = out == response.OutputJSON && len(answering) == 1 && static == nil && flat == nil && producerOnly(e)
 	return ep
 }
 
@@ -582,6 +596,9 @@ func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string
 func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.Backend, params []string) *proxy.Backend {
 	svc := b.snap.GetService()
 	hc := svc.GetHttpClient()
+	if be.GetAmqpProducer() != nil {
+		return b.producerCall(path, e, be, params)
+	}
 	if len(be.GetHosts()) == 0 {
 		b.violate(path+".host", violation.Required, "no host for this backend (neither backend nor service host)")
 		return nil
@@ -689,4 +706,18 @@ func releaseTracer(reg *tracing.Registry, t *tracing.Tracer) {
 		_ = t.Shutdown(ctx)
 		cancel()
 	}
+}
+
+// producerOnly reports whether e's only answering backend is an AMQP
+// producer.
+func producerOnly(e *gatewayv1.Endpoint) bool {
+	n, producer := 0, false
+	for _, be := range e.GetBackends() {
+		if be.GetShadow() {
+			continue
+		}
+		n++
+		producer = be.GetAmqpProducer() != nil
+	}
+	return n == 1 && producer
 }

@@ -53,6 +53,7 @@ import (
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/aggregate"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/mq"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
@@ -71,6 +72,7 @@ var (
 	bodyNotFound         = []byte(`{"error":"not_found"}`)
 	bodyMethodNotAllowed = []byte(`{"error":"method_not_allowed"}`)
 	bodyInternal         = []byte(`{"error":"internal"}`)
+	bodyNull             = []byte("null")
 )
 
 // Header names and values, written as KrakenD writes them on the wire (Go
@@ -124,9 +126,12 @@ type Plan struct {
 	lease        *qos.Lease
 	tracer       *tracing.Tracer   // nil: no telemetry/opentelemetry
 	tracers      *tracing.Registry // where tracer goes back on Release; nil: owned
-	ownKeys      *auth.Keys        // created by Build when Deps.Keys was nil
-	ownQoS       *qos.Registry     // created by Build when Deps.QoS was nil
-	ownUpstreams *Upstreams        // created by Build when Deps.Upstreams was nil
+	producerReg  *mq.Producers     // where producers go back on Release
+	producers    []*mq.Producer
+	ownProducers *mq.Producers // created by Build when Deps.Producers was nil
+	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
+	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
+	ownUpstreams *Upstreams    // created by Build when Deps.Upstreams was nil
 	releaseOnce  sync.Once
 }
 
@@ -142,7 +147,10 @@ type endpoint struct {
 	noopErrors   [proxy.NumReasons]aggregate.Counter // indexed by failure reason
 	shadows      []aggregate.Shadow                  // fired by the no-op path (the pipe fires its own)
 	pipe         *aggregate.Pipe                     // every other endpoint
-	metrics      endpointMetrics
+	// nullBody: the only answering backend is an AMQP producer, whose
+	// success KrakenD renders as JSON null (a response without data).
+	nullBody bool
+	metrics  endpointMetrics
 
 	trace     *tracing.Layer // the proxy layer's spans; nil: none
 	proxySpan string         // "proxy <route>"
@@ -201,6 +209,7 @@ func (p *Plan) Release() {
 		}
 		p.metricsOwner.drop(p.labels)
 		releaseTracer(p.tracers, p.tracer)
+		releaseProducers(p.producerReg, p.producers, p.ownProducers != nil)
 	})
 }
 
@@ -412,6 +421,9 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 		r := ex.Run(in, start)
 		st.trace.EndProxy(r.Complete, r.Failed)
 		p.write(ctx, ep, st, ex, r)
+		if ep.nullBody && r.Complete {
+			ctx.SetBody(bodyNull)
+		}
 		ex.Release()
 		if bytes.Equal(ctx.Response.Header.PeekBytes(hdrCompleted), valFalse) {
 			ep.metrics.observeIncomplete()

@@ -38,6 +38,7 @@ const (
 
 	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
 	AsyncAMQP              = "async.amqp"              // an async_agent with the async/amqp driver
+	BackendAMQPProducer    = "backend.amqp.producer"   // a backend with backend/amqp/producer
 )
 
 // All returns every feature, sorted.
@@ -46,7 +47,7 @@ func All() []string {
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
-		AsyncAMQP,
+		AsyncAMQP, BackendAMQPProducer,
 	}
 	slices.Sort(all)
 	return all

@@ -139,3 +139,106 @@ func TestStandaloneRunsPlaygroundAgent(t *testing.T) {
 		t.Errorf("exit %d\n%s", code, r.stderr)
 	}
 }
+
+// TestStandaloneAMQPProducer: a producer backend publishes the request's
+// body with the routing key, expiration, message id and priority from the
+// endpoint's parameters and the forwarded headers, and the endpoint
+// answers as KrakenD's does (200, null, not completed).
+func TestStandaloneAMQPProducer(t *testing.T) {
+	mq := testenv.SharedRabbitMQ(t)
+	conn, err := amqp.Dial(mq.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare("produced", "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "#", "produced", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := fmt.Sprintf(`{"version": 3, "endpoints": [
+		{"endpoint": "/orders/{topic}/{ttl}/{id}/{prio}", "method": "POST", "input_headers": ["Content-Type", "X-Tenant"],
+		 "backend": [{"host": [%[1]q], "url_pattern": "/unused",
+		   "extra_config": {"backend/amqp/producer": {"exchange": "produced", "durable": true,
+		     "routing_key": "Topic", "exp_key": "Ttl", "msg_id_key": "Id", "priority_key": "Prio"}}}]},
+		{"endpoint": "/static", "method": "POST",
+		 "backend": [{"host": [%[1]q], "url_pattern": "/unused",
+		   "extra_config": {"backend/amqp/producer": {"exchange": "produced", "durable": true, "routing_key": "fixed.key", "static_routing_key": true}}}]}
+	]}`, mq.URL)
+	cfg := filepath.Join(t.TempDir(), "krakend.json")
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, "run", "-c", cfg, "--listen", "127.0.0.1:0", "--log-format", "json")
+	post := func(path, ct, body string) (int, http.Header, string) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+r.addr+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("X-Tenant", "acme")
+		req.Header.Set("X-Dropped", "1")
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	// The producer connects in the background (KrakenD's first attempt
+	// waits a second): until then the endpoint answers 500.
+	deadline := time.Now().Add(15 * time.Second)
+	var code int
+	var hdr http.Header
+	var body string
+	for {
+		code, hdr, body = post("/orders/order.created/60000/m-7/4", "text/plain", "hello broker")
+		if code == http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != http.StatusOK || body != "null" || hdr.Get("X-Krakend-Completed") != "false" || hdr.Get("Content-Type") != "application/json; charset=utf-8" {
+		t.Fatalf("POST = %d %q %v, want 200 null (as KrakenD)", code, body, hdr)
+	}
+	select {
+	case m := <-msgs:
+		if m.RoutingKey != "order.created" || string(m.Body) != "hello broker" || m.ContentType != "text/plain" ||
+			m.Expiration != "60000" || m.MessageId != "m-7" || m.Priority != 4 || m.Timestamp.IsZero() {
+			t.Errorf("message = key %q body %q ct %q exp %q id %q prio %d", m.RoutingKey, m.Body, m.ContentType, m.Expiration, m.MessageId, m.Priority)
+		}
+		if v, _ := m.Headers["X-Tenant"].([]any); len(v) != 1 || v[0] != "acme" {
+			t.Errorf("X-Tenant header = %v", m.Headers["X-Tenant"])
+		}
+		if _, ok := m.Headers["X-Dropped"]; ok {
+			t.Error("a header the endpoint does not forward was published")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message published")
+	}
+	if code, _, body := post("/static", "application/json", `{"a":1}`); code != http.StatusOK || body != "null" {
+		t.Errorf("POST /static = %d %q", code, body)
+	}
+	select {
+	case m := <-msgs:
+		if m.RoutingKey != "fixed.key" || string(m.Body) != `{"a":1}` {
+			t.Errorf("static message = key %q body %q", m.RoutingKey, m.Body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message published on the static key")
+	}
+	if code := r.stop(t); code != exitOK {
+		t.Errorf("exit %d\n%s", code, r.stderr)
+	}
+}

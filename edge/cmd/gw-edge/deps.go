@@ -10,6 +10,7 @@ import (
 
 	"github.com/apigw/gateway/edge/agent"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/mq"
 	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/qos"
 	"github.com/apigw/gateway/edge/server"
@@ -55,6 +56,10 @@ func newRegistries(reg prometheus.Registerer, log zerolog.Logger, disabled []str
 	}
 	r.deps.QoS = q
 	r.closers = append(r.closers, func() { q.Close() })
+
+	prods := mq.NewProducers(log)
+	r.deps.Producers = prods
+	r.closers = append(r.closers, prods.Close)
 
 	ups := plan.NewUpstreams()
 	r.deps.Upstreams = ups

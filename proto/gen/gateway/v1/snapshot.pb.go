@@ -2223,7 +2223,11 @@ type Backend struct {
 	// http_client.dns_cache_ttl_ms; "" for static hosts.
 	Sd string `protobuf:"bytes,26,opt,name=sd,proto3" json:"sd,omitempty"`
 	// sd_scheme is the scheme of the resolved hosts: "http" or "https".
-	SdScheme      string `protobuf:"bytes,27,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
+	SdScheme string `protobuf:"bytes,27,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
+	// amqp_producer, when set, makes the backend publish each call to an
+	// AMQP exchange (backend/amqp/producer) instead of calling hosts[0],
+	// which is then the broker's URL.
+	AmqpProducer  *AMQPProducer `protobuf:"bytes,120,opt,name=amqp_producer,json=amqpProducer,proto3" json:"amqp_producer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2447,6 +2451,184 @@ func (x *Backend) GetSdScheme() string {
 	return ""
 }
 
+func (x *Backend) GetAmqpProducer() *AMQPProducer {
+	if x != nil {
+		return x.AmqpProducer
+	}
+	return nil
+}
+
+// AMQPProducer is a backend's backend/amqp/producer namespace. The *_param
+// fields name the endpoint parameters (as written in the endpoint path)
+// the config's *_key settings designate; "" when a key names none (the
+// message then gets no value for it, as in KrakenD).
+type AMQPProducer struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Exchange  string                 `protobuf:"bytes,1,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	Durable   bool                   `protobuf:"varint,2,opt,name=durable,proto3" json:"durable,omitempty"`
+	Delete    bool                   `protobuf:"varint,3,opt,name=delete,proto3" json:"delete,omitempty"`
+	Exclusive bool                   `protobuf:"varint,4,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	NoWait    bool                   `protobuf:"varint,5,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
+	Mandatory bool                   `protobuf:"varint,6,opt,name=mandatory,proto3" json:"mandatory,omitempty"`
+	Immediate bool                   `protobuf:"varint,7,opt,name=immediate,proto3" json:"immediate,omitempty"`
+	// backoff_strategy and max_retries govern reconnections (0: forever).
+	BackoffStrategy string `protobuf:"bytes,8,opt,name=backoff_strategy,json=backoffStrategy,proto3" json:"backoff_strategy,omitempty"`
+	MaxRetries      int64  `protobuf:"varint,9,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	// static_routing_key makes routing_key the routing key of every message;
+	// otherwise routing_param's value is.
+	StaticRoutingKey bool   `protobuf:"varint,10,opt,name=static_routing_key,json=staticRoutingKey,proto3" json:"static_routing_key,omitempty"`
+	RoutingKey       string `protobuf:"bytes,11,opt,name=routing_key,json=routingKey,proto3" json:"routing_key,omitempty"`
+	RoutingParam     string `protobuf:"bytes,12,opt,name=routing_param,json=routingParam,proto3" json:"routing_param,omitempty"`
+	ExpirationParam  string `protobuf:"bytes,13,opt,name=expiration_param,json=expirationParam,proto3" json:"expiration_param,omitempty"`
+	MessageIdParam   string `protobuf:"bytes,14,opt,name=message_id_param,json=messageIdParam,proto3" json:"message_id_param,omitempty"`
+	PriorityParam    string `protobuf:"bytes,15,opt,name=priority_param,json=priorityParam,proto3" json:"priority_param,omitempty"`
+	ReplyToParam     string `protobuf:"bytes,16,opt,name=reply_to_param,json=replyToParam,proto3" json:"reply_to_param,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AMQPProducer) Reset() {
+	*x = AMQPProducer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AMQPProducer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AMQPProducer) ProtoMessage() {}
+
+func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AMQPProducer.ProtoReflect.Descriptor instead.
+func (*AMQPProducer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AMQPProducer) GetExchange() string {
+	if x != nil {
+		return x.Exchange
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetDurable() bool {
+	if x != nil {
+		return x.Durable
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetNoWait() bool {
+	if x != nil {
+		return x.NoWait
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetMandatory() bool {
+	if x != nil {
+		return x.Mandatory
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetImmediate() bool {
+	if x != nil {
+		return x.Immediate
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetBackoffStrategy() string {
+	if x != nil {
+		return x.BackoffStrategy
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetMaxRetries() int64 {
+	if x != nil {
+		return x.MaxRetries
+	}
+	return 0
+}
+
+func (x *AMQPProducer) GetStaticRoutingKey() bool {
+	if x != nil {
+		return x.StaticRoutingKey
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetRoutingKey() string {
+	if x != nil {
+		return x.RoutingKey
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetRoutingParam() string {
+	if x != nil {
+		return x.RoutingParam
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetExpirationParam() string {
+	if x != nil {
+		return x.ExpirationParam
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetMessageIdParam() string {
+	if x != nil {
+		return x.MessageIdParam
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetPriorityParam() string {
+	if x != nil {
+		return x.PriorityParam
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetReplyToParam() string {
+	if x != nil {
+		return x.ReplyToParam
+	}
+	return ""
+}
+
 // JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
 type JWTValidator struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2492,7 +2674,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2504,7 +2686,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2517,7 +2699,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -2699,7 +2881,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +2893,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +2906,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2758,7 +2940,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +2952,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +2965,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -2834,7 +3016,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +3028,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +3041,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -2918,7 +3100,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3112,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3125,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -3028,7 +3210,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3222,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3235,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -3091,7 +3273,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3285,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3298,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -3166,7 +3348,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3360,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3373,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -3227,7 +3409,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3239,7 +3421,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3252,7 +3434,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -3294,7 +3476,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3306,7 +3488,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3319,7 +3501,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3410,7 +3592,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3422,7 +3604,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3435,7 +3617,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3578,7 +3760,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3590,7 +3772,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3603,7 +3785,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -3852,7 +4034,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3864,7 +4046,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3877,7 +4059,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -3905,7 +4087,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +4099,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4112,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -3953,7 +4135,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3965,7 +4147,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3978,7 +4160,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -4022,7 +4204,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4034,7 +4216,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4047,7 +4229,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -4085,7 +4267,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4097,7 +4279,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4110,7 +4292,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -4152,7 +4334,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4164,7 +4346,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4177,7 +4359,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -4198,7 +4380,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4210,7 +4392,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4223,7 +4405,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -4244,7 +4426,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4256,7 +4438,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4269,7 +4451,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -4297,7 +4479,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4309,7 +4491,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4322,7 +4504,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -4349,7 +4531,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4361,7 +4543,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4374,7 +4556,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -4395,7 +4577,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4407,7 +4589,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4420,7 +4602,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -4448,7 +4630,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4460,7 +4642,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4473,7 +4655,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -4501,7 +4683,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4513,7 +4695,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4526,7 +4708,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -4759,7 +4941,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xd6\b\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\x95\t\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -4791,10 +4973,31 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12,\n" +
 	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12\x0e\n" +
 	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
-	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x1a:\n" +
+	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x12=\n" +
+	"\ramqp_producer\x18x \x01(\v2\x18.gateway.v1.AMQPProducerR\famqpProducer\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x04\n" +
+	"\fAMQPProducer\x12\x1a\n" +
+	"\bexchange\x18\x01 \x01(\tR\bexchange\x12\x18\n" +
+	"\adurable\x18\x02 \x01(\bR\adurable\x12\x16\n" +
+	"\x06delete\x18\x03 \x01(\bR\x06delete\x12\x1c\n" +
+	"\texclusive\x18\x04 \x01(\bR\texclusive\x12\x17\n" +
+	"\ano_wait\x18\x05 \x01(\bR\x06noWait\x12\x1c\n" +
+	"\tmandatory\x18\x06 \x01(\bR\tmandatory\x12\x1c\n" +
+	"\timmediate\x18\a \x01(\bR\timmediate\x12)\n" +
+	"\x10backoff_strategy\x18\b \x01(\tR\x0fbackoffStrategy\x12\x1f\n" +
+	"\vmax_retries\x18\t \x01(\x03R\n" +
+	"maxRetries\x12,\n" +
+	"\x12static_routing_key\x18\n" +
+	" \x01(\bR\x10staticRoutingKey\x12\x1f\n" +
+	"\vrouting_key\x18\v \x01(\tR\n" +
+	"routingKey\x12#\n" +
+	"\rrouting_param\x18\f \x01(\tR\froutingParam\x12)\n" +
+	"\x10expiration_param\x18\r \x01(\tR\x0fexpirationParam\x12(\n" +
+	"\x10message_id_param\x18\x0e \x01(\tR\x0emessageIdParam\x12%\n" +
+	"\x0epriority_param\x18\x0f \x01(\tR\rpriorityParam\x12$\n" +
+	"\x0ereply_to_param\x18\x10 \x01(\tR\freplyToParam\"\xa5\a\n" +
 	"\fJWTValidator\x12\x10\n" +
 	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x17\n" +
 	"\ajwk_url\x18\x02 \x01(\tR\x06jwkUrl\x12$\n" +
@@ -4984,7 +5187,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
 	(*AsyncAgent)(nil),           // 1: gateway.v1.AsyncAgent
@@ -5008,33 +5211,34 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Static)(nil),               // 19: gateway.v1.Static
 	(*FlatmapOp)(nil),            // 20: gateway.v1.FlatmapOp
 	(*Backend)(nil),              // 21: gateway.v1.Backend
-	(*JWTValidator)(nil),         // 22: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),          // 23: gateway.v1.ClaimHeader
-	(*Revoker)(nil),              // 24: gateway.v1.Revoker
-	(*BotDetector)(nil),          // 25: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),      // 26: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 27: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 28: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 29: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 30: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 31: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 32: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 33: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 34: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 35: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 36: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 37: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 38: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 39: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 40: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 41: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 42: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 43: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 44: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 45: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 46: gateway.v1.MartianGroup
-	nil,                          // 47: gateway.v1.Backend.MappingEntry
-	nil,                          // 48: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*AMQPProducer)(nil),         // 22: gateway.v1.AMQPProducer
+	(*JWTValidator)(nil),         // 23: gateway.v1.JWTValidator
+	(*ClaimHeader)(nil),          // 24: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 25: gateway.v1.Revoker
+	(*BotDetector)(nil),          // 26: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),      // 27: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 28: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 29: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 30: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 31: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 32: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 33: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 34: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 35: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 36: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 37: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 38: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 39: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 40: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 41: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 42: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 43: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 44: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 45: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 46: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 47: gateway.v1.MartianGroup
+	nil,                          // 48: gateway.v1.Backend.MappingEntry
+	nil,                          // 49: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	5,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -5049,12 +5253,12 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	11, // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
 	16, // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	17, // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	24, // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	31, // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	32, // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	30, // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	25, // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	32, // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	33, // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	31, // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	12, // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	25, // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	26, // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
 	6,  // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	7,  // 19: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
 	7,  // 20: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
@@ -5067,44 +5271,45 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	21, // 27: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
 	19, // 28: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
 	20, // 29: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	22, // 30: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	26, // 31: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	23, // 30: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	27, // 31: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
 	14, // 32: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	25, // 33: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	47, // 34: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	26, // 33: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	48, // 34: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
 	20, // 35: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	27, // 36: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	28, // 37: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	29, // 38: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	33, // 39: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	28, // 36: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	29, // 37: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	30, // 38: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	34, // 39: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
 	14, // 40: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	23, // 41: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	48, // 42: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	42, // 43: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	43, // 44: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	44, // 45: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	45, // 46: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	46, // 47: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	42, // 48: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	34, // 49: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	35, // 50: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	36, // 51: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	37, // 52: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	36, // 53: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	38, // 54: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	39, // 55: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	40, // 56: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	33, // 57: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	33, // 58: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	33, // 59: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	41, // 60: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	33, // 61: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	33, // 62: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	22, // 41: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	24, // 42: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	49, // 43: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	43, // 44: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	44, // 45: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	45, // 46: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	46, // 47: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	47, // 48: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	43, // 49: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	35, // 50: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	36, // 51: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	37, // 52: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	38, // 53: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	37, // 54: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	39, // 55: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	40, // 56: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	41, // 57: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	34, // 58: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	34, // 59: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	34, // 60: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	42, // 61: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	34, // 62: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	34, // 63: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -5112,7 +5317,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[33].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[34].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -5134,7 +5339,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
