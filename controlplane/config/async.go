@@ -444,3 +444,72 @@ func compileAMQPProducer(c *AMQPProducer, r route) *gatewayv1.AMQPProducer {
 	}
 	return out
 }
+
+// AMQPConsumerBackend is a backend's `backend/amqp/consumer` namespace
+// (krakend-amqp's consumerCfg).
+type AMQPConsumerBackend struct {
+	AMQPConsumer
+	RoutingKey      []string
+	BackoffStrategy string
+	MaxRetries      int64
+}
+
+func (d *decoder) amqpConsumerBackend(n *node, p path) *AMQPConsumerBackend {
+	c := &AMQPConsumerBackend{}
+	d.object(n, p, objectSpec{fields: map[string]handler{
+		"name":             d.str(&c.Name),
+		"exchange":         d.str(&c.Exchange),
+		"routing_key":      d.strings(&c.RoutingKey),
+		"durable":          d.boolean(&c.Durable),
+		"delete":           d.boolean(&c.Delete),
+		"exclusive":        d.boolean(&c.Exclusive),
+		"no_wait":          d.boolean(&c.NoWait),
+		"prefetch_count":   d.integer(&c.PrefetchCount),
+		"prefetch_size":    d.integer(&c.PrefetchSize),
+		"auto_ack":         d.boolean(&c.AutoAck),
+		"no_local":         d.boolean(&c.NoLocal),
+		"nack_discard":     d.boolean(&c.NackDiscard),
+		"backoff_strategy": d.str(&c.BackoffStrategy),
+		"max_retries":      d.integer(&c.MaxRetries),
+	}})
+	return c
+}
+
+// amqpConsumerBackend validates a consumer backend.
+func (v *validator) amqpConsumerBackend(p path, b *Backend, c *AMQPConsumerBackend) {
+	if len(b.Host) > 0 {
+		hp := p.field("host").index(0)
+		if b.hostInherited {
+			hp = path("host").index(0)
+		}
+		if uri, err := amqp.ParseURI(b.Host[0]); err != nil || uri.Host == "" {
+			v.vs.add(hp, KindInvalid, "%q: an AMQP consumer reads from host[0], which must be an amqp:// or amqps:// URL", redactURL(b.Host[0]))
+		}
+	}
+	x := p.field("extra_config").key("backend/amqp/consumer")
+	if c.Exchange == "" {
+		v.vs.add(x.field("exchange"), KindRequired, "the consumer declares a topic exchange and binds its queue to it: name the exchange")
+	}
+	if c.Name == "" {
+		v.vs.add(x.field("name"), KindRequired, "the consumer reads the queue it declares by name: name the queue")
+	}
+	if bs := strings.ToLower(c.BackoffStrategy); bs != "" {
+		v.oneOf(x.field("backoff_strategy"), bs, backoffStrategies)
+	}
+	if c.PrefetchCount < 0 || c.PrefetchCount > 65535 {
+		v.vs.add(x.field("prefetch_count"), KindInvalid, "%d: must be between 0 and 65535", c.PrefetchCount)
+	}
+	if c.PrefetchSize < 0 || c.PrefetchSize > 1<<31-1 {
+		v.vs.add(x.field("prefetch_size"), KindInvalid, "%d: must be between 0 and %d", c.PrefetchSize, 1<<31-1)
+	}
+}
+
+func compileAMQPConsumerBackend(c *AMQPConsumerBackend, host string) *gatewayv1.AMQPConsumer {
+	return &gatewayv1.AMQPConsumer{
+		Host: host, Name: c.Name, Exchange: c.Exchange,
+		Durable: c.Durable, Delete: c.Delete, Exclusive: c.Exclusive, NoWait: c.NoWait,
+		PrefetchCount: c.PrefetchCount, PrefetchSize: c.PrefetchSize,
+		AutoAck: c.AutoAck, NoLocal: c.NoLocal, NackDiscard: c.NackDiscard,
+		RoutingKeys: c.RoutingKey, BackoffStrategy: strings.ToLower(c.BackoffStrategy), MaxRetries: max(c.MaxRetries, 0),
+	}
+}

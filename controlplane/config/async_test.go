@@ -135,8 +135,13 @@ func TestAMQPProducerRules(t *testing.T) {
 			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/producer"].routingkey`, KindUnsupported}}},
 		{"bad backoff", conf("", producerEP("/p", mq, `"exchange": "e", "backoff_strategy": "soon"`)),
 			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/producer"].backoff_strategy`, KindUnsupported}}},
-		{"consumer still refused", conf("", `{"endpoint": "/c", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {"name": "q"}}}]}`),
-			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/consumer"]`, KindUnsupported}, {"endpoints[0].backend[0].host[0]", KindInvalid}}},
+		{"consumer", conf("", `{"endpoint": "/c", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {"name": "q", "exchange": "e", "routing_key": ["a.#"]}}}]}`), nil},
+		{"consumer without queue and exchange", conf("", `{"endpoint": "/c", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {}}}]}`),
+			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/consumer"].exchange`, KindRequired}, {`endpoints[0].backend[0].extra_config["backend/amqp/consumer"].name`, KindRequired}}},
+		{"consumer and producer", conf("", `{"endpoint": "/c", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {"name": "q", "exchange": "e"}, "backend/amqp/producer": {"exchange": "e"}}}]}`),
+			[]pair{{"endpoints[0].backend[0].extra_config", KindInvalid}}},
+		{"consumer routing_key is a list", conf("", `{"endpoint": "/c", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {"name": "q", "exchange": "e", "routing_key": "a"}}}]}`),
+			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/consumer"].routing_key`, KindInvalid}}},
 	})
 }
 

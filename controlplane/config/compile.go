@@ -177,7 +177,11 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 			continue
 		}
 		cb := compileBackend(name, i, b, features)
-		if pr := b.ExtraConfig.AMQPProducer; pr != nil {
+		if c := b.ExtraConfig.AMQPConsumer; c != nil {
+			cb.AmqpConsumer = compileAMQPConsumerBackend(c, b.Host[0])
+			cb.Hosts = b.Host[:1]
+			features[feature.BackendAMQPConsumer] = true
+		} else if pr := b.ExtraConfig.AMQPProducer; pr != nil {
 			cb.AmqpProducer = compileAMQPProducer(pr, r)
 			cb.Hosts = b.Host[:1]
 			features[feature.BackendAMQPProducer] = true

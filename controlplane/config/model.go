@@ -241,6 +241,8 @@ type BackendExtra struct {
 	HTTPClient *BackendHTTPClient
 	// AMQPProducer is `backend/amqp/producer`.
 	AMQPProducer *AMQPProducer
+	// AMQPConsumer is `backend/amqp/consumer`.
+	AMQPConsumer *AMQPConsumerBackend
 	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the
 	// backend does not override the service's.
 	Trace *OTelLayer

@@ -48,6 +48,7 @@ var (
 		{"modifier/martian", func(d *decoder, n *node, p path, x *BackendExtra) { x.Martian = d.martian(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *BackendExtra) { x.Trace = d.backendOTel(n, p) }},
 		{"backend/amqp/producer", func(d *decoder, n *node, p path, x *BackendExtra) { x.AMQPProducer = d.amqpProducer(n, p) }},
+		{"backend/amqp/consumer", func(d *decoder, n *node, p path, x *BackendExtra) { x.AMQPConsumer = d.amqpConsumerBackend(n, p) }},
 	}
 )
 

@@ -92,6 +92,8 @@ type Deps struct {
 	// (backend/amqp/producer): a push that keeps a producer keeps its
 	// connection. nil makes Build create one owned by the plan.
 	Producers *mq.Producers
+	// Consumers is the same for backend/amqp/consumer connections.
+	Consumers *mq.Consumers
 }
 
 // BuildError lists why a snapshot cannot be served: every violation Build
@@ -147,7 +149,10 @@ type builder struct {
 	tracer        *tracing.Tracer // nil without telemetry/opentelemetry
 	producerReg   *mq.Producers   // Deps.Producers, or one the build created (ownProducers)
 	ownProducers  bool
-	producers     []*mq.Producer  // producer references taken
+	producers     []*mq.Producer // producer references taken
+	consumerReg   *mq.Consumers  // Deps.Consumers, or one the build created (ownConsumers)
+	ownConsumers  bool
+	consumers     []*mq.Consumer  // consumer references taken
 	clientIP      *proxy.ClientIP // the plan's, for the rate-limit key check
 	inAgent       bool            // compiling an async agent's pipe
 }
@@ -213,6 +218,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	}
 	p.tracer, p.tracers = b.tracer, deps.Tracers
 	p.producerReg, p.producers = b.producerReg, b.producers
+	p.consumerReg, p.consumers, p.ownConsumers = b.consumerReg, b.consumers, b.ownConsumers
 	if b.ownProducers {
 		p.ownProducers = b.producerReg
 	}
@@ -227,6 +233,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 func (b *builder) releaseState() {
 	releaseTracer(b.deps.Tracers, b.tracer)
 	releaseProducers(b.producerReg, b.producers, b.ownProducers)
+	releaseConsumers(b.consumerReg, b.consumers, b.ownConsumers)
 	for _, v := range b.validators {
 		v.Close()
 	}
@@ -598,6 +605,9 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	hc := svc.GetHttpClient()
 	if be.GetAmqpProducer() != nil {
 		return b.producerCall(path, e, be, params)
+	}
+	if be.GetAmqpConsumer() != nil {
+		return b.consumerCall(path, e, be, params)
 	}
 	if len(be.GetHosts()) == 0 {
 		b.violate(path+".host", violation.Required, "no host for this backend (neither backend nor service host)")

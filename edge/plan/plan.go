@@ -129,6 +129,9 @@ type Plan struct {
 	producerReg  *mq.Producers     // where producers go back on Release
 	producers    []*mq.Producer
 	ownProducers *mq.Producers // created by Build when Deps.Producers was nil
+	consumerReg  *mq.Consumers
+	consumers    []*mq.Consumer
+	ownConsumers bool
 	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
 	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
 	ownUpstreams *Upstreams    // created by Build when Deps.Upstreams was nil
@@ -210,6 +213,7 @@ func (p *Plan) Release() {
 		p.metricsOwner.drop(p.labels)
 		releaseTracer(p.tracers, p.tracer)
 		releaseProducers(p.producerReg, p.producers, p.ownProducers != nil)
+		releaseConsumers(p.consumerReg, p.consumers, p.ownConsumers)
 	})
 }
 

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 
 	"github.com/apigw/gateway/edge/modifier"
@@ -124,6 +126,93 @@ func releaseProducers(reg *mq.Producers, ps []*mq.Producer, own bool) {
 	}
 	for _, p := range ps {
 		reg.Release(p)
+	}
+	if own {
+		reg.Close()
+	}
+}
+
+// consumerCall compiles a backend/amqp/consumer backend: each call takes
+// one message from the queue as the backend's answer.
+func (b *builder) consumerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.Backend, params []string) *proxy.Backend {
+	c := be.GetAmqpConsumer()
+	if c.GetHost() == "" || c.GetExchange() == "" || c.GetName() == "" {
+		b.violate(path+".amqp_consumer", violation.Required, "an AMQP consumer needs the broker's URL, an exchange and a queue name")
+		return nil
+	}
+	if b.consumerReg == nil {
+		if b.deps.Consumers != nil {
+			b.consumerReg = b.deps.Consumers
+		} else {
+			b.consumerReg, b.ownConsumers = mq.NewConsumers(b.deps.Logger), true
+		}
+	}
+	cfg := mq.QueueConfig{
+		URL: c.GetHost(), Name: c.GetName(), Exchange: c.GetExchange(), RoutingKeys: strings.Join(c.GetRoutingKeys(), "\n"),
+		Durable: c.GetDurable(), Delete: c.GetDelete(), Exclusive: c.GetExclusive(), NoWait: c.GetNoWait(),
+		PrefetchCount: c.GetPrefetchCount(), PrefetchSize: c.GetPrefetchSize(),
+		AutoAck: c.GetAutoAck(), NoLocal: c.GetNoLocal(), NackDiscard: c.GetNackDiscard(),
+		Backoff: c.GetBackoffStrategy(), MaxRetries: c.GetMaxRetries(),
+	}
+	cons, err := b.consumerReg.Acquire(cfg, decoderCheck(be))
+	if err != nil {
+		b.violate(path+".host", violation.Invalid, err.Error())
+		return nil
+	}
+	b.consumers = append(b.consumers, cons)
+	method := be.GetMethod()
+	if method == "" {
+		method = e.GetMethod()
+	}
+	guard, ok := b.backendQoS(path, e, be)
+	if !ok {
+		return nil
+	}
+	call, err := proxy.NewBackend(proxy.BackendConfig{
+		Name:       be.GetName(),
+		Client:     proxy.NewTransportClient(be.GetName(), "amqp", cons),
+		Method:     method,
+		URLPattern: "/",
+		ParamNames: params,
+		CatchAll:   e.GetCatchAll(),
+		UserAgent:  b.userAgent(),
+		Breaker:    guard.breaker,
+		Limiter:    guard.limiter,
+		Trace:      b.backendTrace(e, be),
+	})
+	if err != nil {
+		b.violate(path, violation.Invalid, err.Error())
+		return nil
+	}
+	return call
+}
+
+// decoderCheck is what the backend's decoder accepts, checked before a
+// consumed message is acknowledged (KrakenD nacks what it cannot decode).
+func decoderCheck(be *gatewayv1.Backend) func([]byte) bool {
+	switch be.GetEncoding() {
+	case "", "json":
+		if be.GetIsCollection() {
+			return func(b []byte) bool {
+				b = bytes.TrimSpace(b)
+				return len(b) == 0 || (json.Valid(b) && (b[0] == '[' || string(b) == "null"))
+			}
+		}
+		return mq.ValidJSON
+	case "safejson":
+		return func(b []byte) bool { b = bytes.TrimSpace(b); return len(b) == 0 || json.Valid(b) }
+	}
+	return nil
+}
+
+// releaseConsumers gives consumer references back and closes a registry
+// the plan owned.
+func releaseConsumers(reg *mq.Consumers, cs []*mq.Consumer, own bool) {
+	if reg == nil {
+		return
+	}
+	for _, c := range cs {
+		reg.Release(c)
 	}
 	if own {
 		reg.Close()

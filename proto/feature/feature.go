@@ -39,6 +39,7 @@ const (
 	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
 	AsyncAMQP              = "async.amqp"              // an async_agent with the async/amqp driver
 	BackendAMQPProducer    = "backend.amqp.producer"   // a backend with backend/amqp/producer
+	BackendAMQPConsumer    = "backend.amqp.consumer"   // a backend with backend/amqp/consumer
 )
 
 // All returns every feature, sorted.
@@ -47,7 +48,7 @@ func All() []string {
 		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
-		AsyncAMQP, BackendAMQPProducer,
+		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer,
 	}
 	slices.Sort(all)
 	return all

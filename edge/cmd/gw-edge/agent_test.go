@@ -242,3 +242,69 @@ func TestStandaloneAMQPProducer(t *testing.T) {
 		t.Errorf("exit %d\n%s", code, r.stderr)
 	}
 }
+
+// TestStandaloneAMQPConsumer: each call of a consumer backend takes one
+// message from its queue; a message the backend encoding refuses fails the
+// call (500) and goes back to the queue, as in KrakenD.
+func TestStandaloneAMQPConsumer(t *testing.T) {
+	mq := testenv.SharedRabbitMQ(t)
+	doc := fmt.Sprintf(`{"version": 3, "timeout": "1500ms", "endpoints": [
+		{"endpoint": "/consume", "backend": [{"host": [%q], "url_pattern": "/unused",
+		 "extra_config": {"backend/amqp/consumer": {"name": "consumed-q", "exchange": "consumed", "durable": true, "routing_key": ["c.#"]}}}]}
+	]}`, mq.URL)
+	cfg := filepath.Join(t.TempDir(), "krakend.json")
+	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, "run", "-c", cfg, "--listen", "127.0.0.1:0", "--log-format", "json")
+	// The queue exists once the consumer connected (about a second).
+	conn, err := amqp.Dial(mq.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ch.QueueDeclarePassive("consumed-q", true, false, false, false, nil)
+		if err == nil {
+			ch.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the consumer never declared its queue: %v\n%s", err, r.stdout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{`{"b":2,"a":1}`, `not json`} {
+		if err := ch.PublishWithContext(context.Background(), "consumed", "c.x", false, false, amqp.Publishing{Body: []byte(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := get(t, "http://"+r.addr+"/consume"); code != 200 || body != `{"a":1,"b":2}` {
+		t.Errorf("first GET = %d %q, want the first message", code, body)
+	}
+	for i := range 2 {
+		if code, body := get(t, "http://"+r.addr+"/consume"); code != 500 || body != "" {
+			t.Errorf("GET %d of an undecodable message = %d %q, want 500 and the message requeued", i, code, body)
+		}
+	}
+	ch2, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Leave the shared broker's queue empty.
+	if _, err := ch2.QueuePurge("consumed-q", false); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.stop(t); code != exitOK {
+		t.Errorf("exit %d\n%s", code, r.stderr)
+	}
+}

@@ -60,6 +60,9 @@ func newRegistries(reg prometheus.Registerer, log zerolog.Logger, disabled []str
 	prods := mq.NewProducers(log)
 	r.deps.Producers = prods
 	r.closers = append(r.closers, prods.Close)
+	cons := mq.NewConsumers(log)
+	r.deps.Consumers = cons
+	r.closers = append(r.closers, cons.Close)
 
 	ups := plan.NewUpstreams()
 	r.deps.Upstreams = ups

@@ -357,9 +357,15 @@ type AMQPConsumer struct {
 	AutoAck bool `protobuf:"varint,10,opt,name=auto_ack,json=autoAck,proto3" json:"auto_ack,omitempty"`
 	NoLocal bool `protobuf:"varint,11,opt,name=no_local,json=noLocal,proto3" json:"no_local,omitempty"`
 	// nack_discard drops a message whose pipe failed instead of requeueing it.
-	NackDiscard   bool `protobuf:"varint,12,opt,name=nack_discard,json=nackDiscard,proto3" json:"nack_discard,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NackDiscard bool `protobuf:"varint,12,opt,name=nack_discard,json=nackDiscard,proto3" json:"nack_discard,omitempty"`
+	// routing_keys, backoff_strategy and max_retries are set for a
+	// backend/amqp/consumer backend only: the keys the queue is bound with,
+	// and how a lost connection is retried (0: forever).
+	RoutingKeys     []string `protobuf:"bytes,13,rep,name=routing_keys,json=routingKeys,proto3" json:"routing_keys,omitempty"`
+	BackoffStrategy string   `protobuf:"bytes,14,opt,name=backoff_strategy,json=backoffStrategy,proto3" json:"backoff_strategy,omitempty"`
+	MaxRetries      int64    `protobuf:"varint,15,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AMQPConsumer) Reset() {
@@ -474,6 +480,27 @@ func (x *AMQPConsumer) GetNackDiscard() bool {
 		return x.NackDiscard
 	}
 	return false
+}
+
+func (x *AMQPConsumer) GetRoutingKeys() []string {
+	if x != nil {
+		return x.RoutingKeys
+	}
+	return nil
+}
+
+func (x *AMQPConsumer) GetBackoffStrategy() string {
+	if x != nil {
+		return x.BackoffStrategy
+	}
+	return ""
+}
+
+func (x *AMQPConsumer) GetMaxRetries() int64 {
+	if x != nil {
+		return x.MaxRetries
+	}
+	return 0
 }
 
 // Service holds the root-level settings of the configuration.
@@ -2227,7 +2254,11 @@ type Backend struct {
 	// amqp_producer, when set, makes the backend publish each call to an
 	// AMQP exchange (backend/amqp/producer) instead of calling hosts[0],
 	// which is then the broker's URL.
-	AmqpProducer  *AMQPProducer `protobuf:"bytes,120,opt,name=amqp_producer,json=amqpProducer,proto3" json:"amqp_producer,omitempty"`
+	AmqpProducer *AMQPProducer `protobuf:"bytes,120,opt,name=amqp_producer,json=amqpProducer,proto3" json:"amqp_producer,omitempty"`
+	// amqp_consumer, when set, makes each call take one message from a queue
+	// (backend/amqp/consumer) as the backend's response; hosts[0] is the
+	// broker's URL and host is unused.
+	AmqpConsumer  *AMQPConsumer `protobuf:"bytes,121,opt,name=amqp_consumer,json=amqpConsumer,proto3" json:"amqp_consumer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2454,6 +2485,13 @@ func (x *Backend) GetSdScheme() string {
 func (x *Backend) GetAmqpProducer() *AMQPProducer {
 	if x != nil {
 		return x.AmqpProducer
+	}
+	return nil
+}
+
+func (x *Backend) GetAmqpConsumer() *AMQPConsumer {
+	if x != nil {
+		return x.AmqpConsumer
 	}
 	return nil
 }
@@ -4756,7 +4794,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\vmax_retries\x18\x01 \x01(\x03R\n" +
 	"maxRetries\x12)\n" +
 	"\x10backoff_strategy\x18\x02 \x01(\tR\x0fbackoffStrategy\x12,\n" +
-	"\x12health_interval_ms\x18\x03 \x01(\x03R\x10healthIntervalMs\"\xe0\x02\n" +
+	"\x12health_interval_ms\x18\x03 \x01(\x03R\x10healthIntervalMs\"\xcf\x03\n" +
 	"\fAMQPConsumer\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -4770,7 +4808,11 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\bauto_ack\x18\n" +
 	" \x01(\bR\aautoAck\x12\x19\n" +
 	"\bno_local\x18\v \x01(\bR\anoLocal\x12!\n" +
-	"\fnack_discard\x18\f \x01(\bR\vnackDiscard\"\xb9\x06\n" +
+	"\fnack_discard\x18\f \x01(\bR\vnackDiscard\x12!\n" +
+	"\frouting_keys\x18\r \x03(\tR\vroutingKeys\x12)\n" +
+	"\x10backoff_strategy\x18\x0e \x01(\tR\x0fbackoffStrategy\x12\x1f\n" +
+	"\vmax_retries\x18\x0f \x01(\x03R\n" +
+	"maxRetries\"\xb9\x06\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -4941,7 +4983,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\x95\t\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xd4\t\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -4974,7 +5016,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12\x0e\n" +
 	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
 	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x12=\n" +
-	"\ramqp_producer\x18x \x01(\v2\x18.gateway.v1.AMQPProducerR\famqpProducer\x1a:\n" +
+	"\ramqp_producer\x18x \x01(\v2\x18.gateway.v1.AMQPProducerR\famqpProducer\x12=\n" +
+	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x04\n" +
@@ -5283,33 +5326,34 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	34, // 39: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
 	14, // 40: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
 	22, // 41: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
-	24, // 42: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	49, // 43: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	43, // 44: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	44, // 45: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	45, // 46: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	46, // 47: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	47, // 48: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	43, // 49: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	35, // 50: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	36, // 51: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	37, // 52: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	38, // 53: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	37, // 54: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	39, // 55: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	40, // 56: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	41, // 57: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	34, // 58: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	34, // 59: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	34, // 60: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	42, // 61: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	34, // 62: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	34, // 63: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	4,  // 42: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
+	24, // 43: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	49, // 44: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	43, // 45: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	44, // 46: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	45, // 47: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	46, // 48: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	47, // 49: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	43, // 50: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	35, // 51: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	36, // 52: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	37, // 53: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	38, // 54: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	37, // 55: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	39, // 56: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	40, // 57: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	41, // 58: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	34, // 59: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	34, // 60: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	34, // 61: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	42, // 62: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	34, // 63: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	34, // 64: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
