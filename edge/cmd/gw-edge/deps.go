@@ -15,6 +15,7 @@ import (
 	"github.com/apigw/gateway/edge/qos"
 	"github.com/apigw/gateway/edge/server"
 	"github.com/apigw/gateway/edge/tracing"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
 // registries is the state that outlives every plan: upstream clients, JWKS
@@ -111,4 +112,20 @@ func (t agentTarget) Current() (uint64, string) { return t.srv.Current() }
 // newAgents returns the process's agent runner, its metrics on reg.
 func newAgents(reg prometheus.Registerer, log zerolog.Logger) (*agent.Runner, error) {
 	return agent.New(agent.Config{Logger: log, Registerer: reg})
+}
+
+// agentStates converts the runner's agent states for the sync stream.
+func agentStates(r *agent.Runner) []*gatewayv1.AgentState {
+	var out []*gatewayv1.AgentState
+	for _, s := range r.Status() {
+		st := &gatewayv1.AgentState{
+			Name: s.Name, State: string(s.State), SinceUnixMs: s.Since.UnixMilli(),
+			Retries: s.Retries, LastError: s.LastError,
+		}
+		if !s.LastPing.IsZero() {
+			st.LastPingUnixMs = s.LastPing.UnixMilli()
+		}
+		out = append(out, st)
+	}
+	return out
 }

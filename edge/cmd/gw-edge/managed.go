@@ -261,6 +261,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		Revocations:      revocationStore{set: rev, store: st},
 		Logger:           log,
 		Keepalive:        f.keepalive,
+		Agents:           func() []*gatewayv1.AgentState { return agentStates(agents) },
 		Registerer:       srv.Registry(),
 		TLS:              tlsCfg,
 		Verifier:         verifier,

@@ -794,8 +794,10 @@ type EdgeStatus struct {
 	// cert_not_after_unix_ms is when that certificate expires (zero without
 	// mTLS).
 	CertNotAfterUnixMs int64 `protobuf:"varint,15,opt,name=cert_not_after_unix_ms,json=certNotAfterUnixMs,proto3" json:"cert_not_after_unix_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// agents are the edge's async agents as of its last keepalive.
+	Agents        []*AgentState `protobuf:"bytes,120,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EdgeStatus) Reset() {
@@ -931,6 +933,13 @@ func (x *EdgeStatus) GetCertNotAfterUnixMs() int64 {
 		return x.CertNotAfterUnixMs
 	}
 	return 0
+}
+
+func (x *EdgeStatus) GetAgents() []*AgentState {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
 }
 
 type IssueCertificateRequest struct {
@@ -1531,7 +1540,7 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\x12\x1f\n" +
 	"\vtotal_edges\x18\x05 \x01(\rR\n" +
 	"totalEdges\x12;\n" +
-	"\x1bsync_cert_not_after_unix_ms\x18\x06 \x01(\x03R\x16syncCertNotAfterUnixMs\"\x9d\x04\n" +
+	"\x1bsync_cert_not_after_unix_ms\x18\x06 \x01(\x03R\x16syncCertNotAfterUnixMs\"\xcd\x04\n" +
 	"\n" +
 	"EdgeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
@@ -1550,7 +1559,8 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x04peer\x18\f \x01(\tR\x04peer\x12%\n" +
 	"\x0erevocation_seq\x18\r \x01(\x04R\rrevocationSeq\x12\x1a\n" +
 	"\bidentity\x18\x0e \x01(\tR\bidentity\x122\n" +
-	"\x16cert_not_after_unix_ms\x18\x0f \x01(\x03R\x12certNotAfterUnixMs\"\x8e\x01\n" +
+	"\x16cert_not_after_unix_ms\x18\x0f \x01(\x03R\x12certNotAfterUnixMs\x12.\n" +
+	"\x06agents\x18x \x03(\v2\x16.gateway.v1.AgentStateR\x06agents\"\x8e\x01\n" +
 	"\x17IssueCertificateRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -1631,7 +1641,8 @@ var file_gateway_v1_admin_proto_goTypes = []any{
 	(*ListRevocationsRequest)(nil),   // 21: gateway.v1.ListRevocationsRequest
 	(*ListRevocationsResponse)(nil),  // 22: gateway.v1.ListRevocationsResponse
 	(*FieldViolation)(nil),           // 23: gateway.v1.FieldViolation
-	(*RevocationEntry)(nil),          // 24: gateway.v1.RevocationEntry
+	(*AgentState)(nil),               // 24: gateway.v1.AgentState
+	(*RevocationEntry)(nil),          // 25: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.ConfigSource.rendered_from:type_name -> gateway.v1.SourceFile
@@ -1647,33 +1658,34 @@ var file_gateway_v1_admin_proto_depIdxs = []int32{
 	23, // 10: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
 	9,  // 11: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
 	12, // 12: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
-	9,  // 13: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
-	9,  // 14: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	24, // 15: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	24, // 16: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
-	2,  // 17: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	4,  // 18: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	6,  // 19: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	10, // 20: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	15, // 21: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	17, // 22: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	19, // 23: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	21, // 24: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	13, // 25: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
-	3,  // 26: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	5,  // 27: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	7,  // 28: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	11, // 29: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	16, // 30: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	18, // 31: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	20, // 32: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	22, // 33: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	14, // 34: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
-	26, // [26:35] is the sub-list for method output_type
-	17, // [17:26] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	24, // 13: gateway.v1.EdgeStatus.agents:type_name -> gateway.v1.AgentState
+	9,  // 14: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
+	9,  // 15: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
+	25, // 16: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	25, // 17: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	2,  // 18: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	4,  // 19: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	6,  // 20: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	10, // 21: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	15, // 22: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	17, // 23: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	19, // 24: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	21, // 25: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	13, // 26: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
+	3,  // 27: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	5,  // 28: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	7,  // 29: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	11, // 30: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	16, // 31: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	18, // 32: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	20, // 33: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	22, // 34: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	14, // 35: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
+	27, // [27:36] is the sub-list for method output_type
+	18, // [18:27] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }
