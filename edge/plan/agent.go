@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/apigw/gateway/edge/proxy"
+	"github.com/apigw/gateway/edge/tracing"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/violation"
 )
@@ -22,8 +23,10 @@ const MaxAgentWorkers = 1024
 // safe for concurrent use; the edge's agent runner (edge/agent) owns the
 // connection and calls Process.
 type Agent struct {
-	spec *gatewayv1.AsyncAgent
-	ep   *endpoint
+	spec   *gatewayv1.AsyncAgent
+	ep     *endpoint
+	tracer *tracing.Tracer // nil without telemetry/opentelemetry
+	span   string          // the message span's name
 }
 
 // Agents returns the snapshot's async agents in config order (nil for a
@@ -67,6 +70,10 @@ func (a *Agent) Process(body []byte) (err error) {
 			// st and rc may be inconsistent: let the GC have them.
 			return
 		}
+		if st.trace.Traced() {
+			st.trace.End(rc)
+			st.trace.Reset()
+		}
 		st.in.Clear()
 		st.params.Reset()
 		statePool.Put(st)
@@ -79,6 +86,20 @@ func (a *Agent) Process(body []byte) (err error) {
 	rc.Request.SetBody(body)
 	in := &st.in
 	in.Reset(&rc.Request, &st.params)
+	// Each message is a trace of its own (telemetry/opentelemetry): a
+	// server span named after the agent, the proxy span, a span per call.
+	a.tracer.Start(&st.trace, rc)
+	if st.trace.Traced() {
+		in.Trace = &st.trace
+		st.trace.SetRoute(a.span, a.spec.GetName())
+	}
+	defer func() {
+		if err != nil {
+			rc.Response.SetStatusCode(fasthttp.StatusInternalServerError)
+		} else if rc.Response.StatusCode() == 0 {
+			rc.Response.SetStatusCode(fasthttp.StatusOK)
+		}
+	}()
 	if ep.noop != nil {
 		for i := range ep.shadows {
 			ep.shadows[i].Call.Shadow(in, ep.shadows[i].Timeout)
@@ -99,7 +120,9 @@ func (a *Agent) Process(body []byte) (err error) {
 		return &PipeError{Text: callErr.Error()}
 	}
 	ex := ep.pipe.Acquire()
+	st.trace.StartProxy(ep.trace, ep.proxySpan, &rc.Request.Header)
 	r := ex.Run(in, start)
+	st.trace.EndProxy(r.Complete, r.Failed)
 	if !r.Complete {
 		text := string(ex.AppendErrorText(nil))
 		if text == "" {
@@ -154,7 +177,10 @@ func (b *builder) agents() []*Agent {
 		if ep == nil || len(b.violations) > nviol {
 			continue
 		}
-		out = append(out, &Agent{spec: spec, ep: ep})
+		if b.tracer != nil {
+			ep.proxySpan = "proxy " + name
+		}
+		out = append(out, &Agent{spec: spec, ep: ep, tracer: b.tracer, span: "AsyncAgent " + name})
 	}
 	return out
 }
