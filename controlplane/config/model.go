@@ -179,6 +179,8 @@ type EndpointExtra struct {
 	Trace *OTelLayer
 	// BotDetector is the endpoint's `security/bot-detector`.
 	BotDetector *BotDetector
+	// Signer is `auth/signer`.
+	Signer *Signer
 }
 
 // EndpointProxy is the endpoint-level `proxy` namespace.
@@ -243,6 +245,8 @@ type BackendExtra struct {
 	AMQPProducer *AMQPProducer
 	// AMQPConsumer is `backend/amqp/consumer`.
 	AMQPConsumer *AMQPConsumerBackend
+	// GraphQL is `backend/graphql`.
+	GraphQL *GraphQL
 	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the
 	// backend does not override the service's.
 	Trace *OTelLayer
@@ -302,6 +306,8 @@ type JWTValidator struct {
 	CookieKey                    string
 	KeyIdentifyStrategy          string
 	OperationDebug               bool
+	// TLS is cipher_suites, jwk_fingerprints and jwk_local_ca.
+	TLS JWKSTLS
 }
 
 // ClaimHeader is one `propagate_claims` entry.

@@ -110,7 +110,7 @@ func TestBuildErrors(t *testing.T) {
 
 func TestSupportedFeatures(t *testing.T) {
 	want := []string{
-		"async.amqp", "auth.jwt", "auth.revoker", "backend.amqp.consumer", "backend.amqp.producer", "encoding.xml", "modifier.martian", "output.yaml", "proxy.flatmap",
+		"async.amqp", "auth.jwt", "auth.revoker", "auth.signer", "backend.amqp.consumer", "backend.amqp.producer", "backend.graphql", "encoding.rss", "encoding.xml", "modifier.martian", "output.yaml", "proxy.flatmap",
 		"proxy.sequential", "proxy.shadow", "proxy.static", "qos.circuit_breaker", "qos.http_cache",
 		"qos.ratelimit", "qos.ratelimit.cluster", "route.catch_all", "sd.dns", "security.bot_detector", "security.cors", "security.http",
 		"telemetry.opentelemetry", "tls.client", "tls.listener", "validation.json_schema",

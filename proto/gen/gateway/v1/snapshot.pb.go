@@ -1910,7 +1910,10 @@ type Endpoint struct {
 	Trace *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
 	// bot_detector is the endpoint's own `security/bot-detector`, checked
 	// before any other endpoint stage.
-	BotDetector   *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	// signer is `auth/signer`: the named fields of the response become
+	// signed JWS tokens, and the response is always JSON.
+	Signer        *JWTSigner `protobuf:"bytes,110,opt,name=signer,proto3" json:"signer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2092,6 +2095,13 @@ func (x *Endpoint) GetBotDetector() *BotDetector {
 	return nil
 }
 
+func (x *Endpoint) GetSigner() *JWTSigner {
+	if x != nil {
+		return x.Signer
+	}
+	return nil
+}
+
 // Static is `proxy.static`.
 type Static struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2258,7 +2268,9 @@ type Backend struct {
 	// amqp_consumer, when set, makes each call take one message from a queue
 	// (backend/amqp/consumer) as the backend's response; hosts[0] is the
 	// broker's URL and host is unused.
-	AmqpConsumer  *AMQPConsumer `protobuf:"bytes,121,opt,name=amqp_consumer,json=amqpConsumer,proto3" json:"amqp_consumer,omitempty"`
+	AmqpConsumer *AMQPConsumer `protobuf:"bytes,121,opt,name=amqp_consumer,json=amqpConsumer,proto3" json:"amqp_consumer,omitempty"`
+	// graphql is `backend/graphql`: the call carries a GraphQL request.
+	Graphql       *GraphQL `protobuf:"bytes,110,opt,name=graphql,proto3" json:"graphql,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2496,6 +2508,13 @@ func (x *Backend) GetAmqpConsumer() *AMQPConsumer {
 	return nil
 }
 
+func (x *Backend) GetGraphql() *GraphQL {
+	if x != nil {
+		return x.Graphql
+	}
+	return nil
+}
+
 // AMQPProducer is a backend's backend/amqp/producer namespace. The *_param
 // fields name the endpoint parameters (as written in the endpoint path)
 // the config's *_key settings designate; "" when a key names none (the
@@ -2667,6 +2686,91 @@ func (x *AMQPProducer) GetReplyToParam() string {
 	return ""
 }
 
+// GraphQL is `backend/graphql` (lura's GraphQL middleware).
+type GraphQL struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// mutation: the variables are the client's JSON body completed with
+	// variables; otherwise (query) variables, whose "{param}" strings take
+	// the endpoint parameter.
+	Mutation bool `protobuf:"varint,1,opt,name=mutation,proto3" json:"mutation,omitempty"`
+	// get sends query, operationName and variables as query parameters of
+	// a GET; otherwise the request is the JSON body of a POST.
+	Get bool `protobuf:"varint,2,opt,name=get,proto3" json:"get,omitempty"`
+	// query is the GraphQL document (query_path's content, read by the
+	// control plane).
+	Query         string `protobuf:"bytes,3,opt,name=query,proto3" json:"query,omitempty"`
+	OperationName string `protobuf:"bytes,4,opt,name=operation_name,json=operationName,proto3" json:"operation_name,omitempty"`
+	// variables is a JSON object (raw bytes); empty when absent.
+	Variables     []byte `protobuf:"bytes,5,opt,name=variables,proto3" json:"variables,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GraphQL) Reset() {
+	*x = GraphQL{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraphQL) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraphQL) ProtoMessage() {}
+
+func (x *GraphQL) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
+func (*GraphQL) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GraphQL) GetMutation() bool {
+	if x != nil {
+		return x.Mutation
+	}
+	return false
+}
+
+func (x *GraphQL) GetGet() bool {
+	if x != nil {
+		return x.Get
+	}
+	return false
+}
+
+func (x *GraphQL) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *GraphQL) GetOperationName() string {
+	if x != nil {
+		return x.OperationName
+	}
+	return ""
+}
+
+func (x *GraphQL) GetVariables() []byte {
+	if x != nil {
+		return x.Variables
+	}
+	return nil
+}
+
 // JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
 type JWTValidator struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2706,13 +2810,18 @@ type JWTValidator struct {
 	// `apigw/jwt`. With `auth/revoker` the edge bounds it by the revoker's
 	// ttl too, so no accepted token outlives its revocation.
 	MaxTokenLifetimeMs int64 `protobuf:"varint,24,opt,name=max_token_lifetime_ms,json=maxTokenLifetimeMs,proto3" json:"max_token_lifetime_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// jwks_tls is how the edge connects to jwk_url (cipher_suites,
+	// jwk_fingerprints, jwk_local_ca). Unset: KrakenD's defaults.
+	JwksTls *JWKSClientTLS `protobuf:"bytes,110,opt,name=jwks_tls,json=jwksTls,proto3" json:"jwks_tls,omitempty"`
+	// jwks_encryption decrypts jwk_local_path (secret_url, cypher_key).
+	JwksEncryption *JWKSEncryption `protobuf:"bytes,111,opt,name=jwks_encryption,json=jwksEncryption,proto3" json:"jwks_encryption,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2833,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2846,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -2908,6 +3017,273 @@ func (x *JWTValidator) GetMaxTokenLifetimeMs() int64 {
 	return 0
 }
 
+func (x *JWTValidator) GetJwksTls() *JWKSClientTLS {
+	if x != nil {
+		return x.JwksTls
+	}
+	return nil
+}
+
+func (x *JWTValidator) GetJwksEncryption() *JWKSEncryption {
+	if x != nil {
+		return x.JwksEncryption
+	}
+	return nil
+}
+
+// JWKSEncryption is krakend-jose's encrypted local JWKS: secret_url
+// (a gocloud.dev secrets keeper; base64key:// only) and cypher_key. The
+// edge opens cypher_key with the keeper's key (NaCl secretbox, the nonce
+// first), then the file with AES-256-GCM under hex(md5(that key)) (the
+// nonce first).
+type JWKSEncryption struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keeper_key is the 32-byte key of the base64key:// URL.
+	KeeperKey     []byte `protobuf:"bytes,1,opt,name=keeper_key,json=keeperKey,proto3" json:"keeper_key,omitempty"`
+	CypherKey     []byte `protobuf:"bytes,2,opt,name=cypher_key,json=cypherKey,proto3" json:"cypher_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JWKSEncryption) Reset() {
+	*x = JWKSEncryption{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWKSEncryption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWKSEncryption) ProtoMessage() {}
+
+func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
+func (*JWKSEncryption) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *JWKSEncryption) GetKeeperKey() []byte {
+	if x != nil {
+		return x.KeeperKey
+	}
+	return nil
+}
+
+func (x *JWKSEncryption) GetCypherKey() []byte {
+	if x != nil {
+		return x.CypherKey
+	}
+	return nil
+}
+
+// JWKSClientTLS is the TLS settings of a JWKS client (krakend-jose's
+// cipher_suites, jwk_fingerprints and jwk_local_ca).
+type JWKSClientTLS struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cipher_suites are the TLS 1.2 suites offered; empty: KrakenD's
+	// default list (ECDHE with AES-GCM or ChaCha20-Poly1305).
+	CipherSuites []uint32 `protobuf:"varint,1,rep,packed,name=cipher_suites,json=cipherSuites,proto3" json:"cipher_suites,omitempty"`
+	// fingerprints pin the server: a connection is accepted only when one
+	// certificate of the chain has a public key whose SHA-256 (over its
+	// PKIX DER form) is one of these 32-byte digests.
+	Fingerprints [][]byte `protobuf:"bytes,2,rep,name=fingerprints,proto3" json:"fingerprints,omitempty"`
+	// local_ca is a PEM file, read by the edge, whose certificates are
+	// trusted besides the system roots.
+	LocalCa       string `protobuf:"bytes,3,opt,name=local_ca,json=localCa,proto3" json:"local_ca,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JWKSClientTLS) Reset() {
+	*x = JWKSClientTLS{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWKSClientTLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWKSClientTLS) ProtoMessage() {}
+
+func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
+func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
+	if x != nil {
+		return x.CipherSuites
+	}
+	return nil
+}
+
+func (x *JWKSClientTLS) GetFingerprints() [][]byte {
+	if x != nil {
+		return x.Fingerprints
+	}
+	return nil
+}
+
+func (x *JWKSClientTLS) GetLocalCa() string {
+	if x != nil {
+		return x.LocalCa
+	}
+	return ""
+}
+
+// JWTSigner is `auth/signer` (krakend-jose's signer): each response field
+// named in keys_to_sign that holds a JSON object is replaced by that
+// object signed as a JWS, with the private key kid of the JWKS.
+type JWTSigner struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// alg is the JWS algorithm (RS256..512, PS256..512, ES256..512, EdDSA,
+	// HS256..512).
+	Alg string `protobuf:"bytes,1,opt,name=alg,proto3" json:"alg,omitempty"`
+	// kid names the signing key in the JWKS; it is also the header's kid.
+	Kid string `protobuf:"bytes,2,opt,name=kid,proto3" json:"kid,omitempty"`
+	// typ is the header's typ; empty means "JWT".
+	Typ        string   `protobuf:"bytes,3,opt,name=typ,proto3" json:"typ,omitempty"`
+	KeysToSign []string `protobuf:"bytes,4,rep,name=keys_to_sign,json=keysToSign,proto3" json:"keys_to_sign,omitempty"`
+	// full writes the JWS JSON serialization
+	// ({"payload":..,"protected":..,"signature":..}) instead of the compact one.
+	Full   bool   `protobuf:"varint,5,opt,name=full,proto3" json:"full,omitempty"`
+	JwkUrl string `protobuf:"bytes,6,opt,name=jwk_url,json=jwkUrl,proto3" json:"jwk_url,omitempty"`
+	// jwk_local_path is read by the edge when it builds the plan.
+	JwkLocalPath       string          `protobuf:"bytes,7,opt,name=jwk_local_path,json=jwkLocalPath,proto3" json:"jwk_local_path,omitempty"`
+	DisableJwkSecurity bool            `protobuf:"varint,8,opt,name=disable_jwk_security,json=disableJwkSecurity,proto3" json:"disable_jwk_security,omitempty"`
+	JwksTls            *JWKSClientTLS  `protobuf:"bytes,9,opt,name=jwks_tls,json=jwksTls,proto3" json:"jwks_tls,omitempty"`
+	JwksEncryption     *JWKSEncryption `protobuf:"bytes,10,opt,name=jwks_encryption,json=jwksEncryption,proto3" json:"jwks_encryption,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *JWTSigner) Reset() {
+	*x = JWTSigner{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWTSigner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWTSigner) ProtoMessage() {}
+
+func (x *JWTSigner) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
+func (*JWTSigner) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *JWTSigner) GetAlg() string {
+	if x != nil {
+		return x.Alg
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetTyp() string {
+	if x != nil {
+		return x.Typ
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetKeysToSign() []string {
+	if x != nil {
+		return x.KeysToSign
+	}
+	return nil
+}
+
+func (x *JWTSigner) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+func (x *JWTSigner) GetJwkUrl() string {
+	if x != nil {
+		return x.JwkUrl
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetJwkLocalPath() string {
+	if x != nil {
+		return x.JwkLocalPath
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetDisableJwkSecurity() bool {
+	if x != nil {
+		return x.DisableJwkSecurity
+	}
+	return false
+}
+
+func (x *JWTSigner) GetJwksTls() *JWKSClientTLS {
+	if x != nil {
+		return x.JwksTls
+	}
+	return nil
+}
+
+func (x *JWTSigner) GetJwksEncryption() *JWKSEncryption {
+	if x != nil {
+		return x.JwksEncryption
+	}
+	return nil
+}
+
 // ClaimHeader copies one claim (dotted for nested) into a request header.
 type ClaimHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2919,7 +3295,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2931,7 +3307,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2944,7 +3320,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2978,7 +3354,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2990,7 +3366,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3003,7 +3379,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -3054,7 +3430,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3442,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3455,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -3138,7 +3514,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3526,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +3539,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -3248,7 +3624,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3260,7 +3636,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3273,7 +3649,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -3311,7 +3687,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3323,7 +3699,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3336,7 +3712,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -3386,7 +3762,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3398,7 +3774,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3411,7 +3787,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -3447,7 +3823,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3459,7 +3835,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3472,7 +3848,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -3514,7 +3890,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3902,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3915,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3630,7 +4006,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3642,7 +4018,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3655,7 +4031,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3798,7 +4174,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3810,7 +4186,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3823,7 +4199,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -4072,7 +4448,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4084,7 +4460,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4097,7 +4473,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -4125,7 +4501,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4137,7 +4513,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4150,7 +4526,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -4173,7 +4549,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4185,7 +4561,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4198,7 +4574,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -4242,7 +4618,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4254,7 +4630,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4267,7 +4643,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -4305,7 +4681,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4317,7 +4693,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4330,7 +4706,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -4372,7 +4748,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4384,7 +4760,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4397,7 +4773,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -4418,7 +4794,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4430,7 +4806,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4443,7 +4819,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -4464,7 +4840,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4476,7 +4852,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4489,7 +4865,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -4517,7 +4893,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4529,7 +4905,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4542,7 +4918,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -4569,7 +4945,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4581,7 +4957,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4594,7 +4970,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -4615,7 +4991,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4627,7 +5003,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4640,7 +5016,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -4668,7 +5044,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4680,7 +5056,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4693,7 +5069,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -4721,7 +5097,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4733,7 +5109,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4746,7 +5122,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -4948,7 +5324,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xd7\x06\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\x86\a\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -4977,13 +5353,15 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\vjson_schema\x18\x13 \x01(\fR\n" +
 	"jsonSchema\x12,\n" +
 	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12:\n" +
-	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\"8\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12-\n" +
+	"\x06signer\x18n \x01(\v2\x15.gateway.v1.JWTSignerR\x06signer\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xd4\t\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\x83\n" +
+	"\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -5017,7 +5395,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
 	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x12=\n" +
 	"\ramqp_producer\x18x \x01(\v2\x18.gateway.v1.AMQPProducerR\famqpProducer\x12=\n" +
-	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x1a:\n" +
+	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x12-\n" +
+	"\agraphql\x18n \x01(\v2\x13.gateway.v1.GraphQLR\agraphql\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x04\n" +
@@ -5040,7 +5419,13 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x10expiration_param\x18\r \x01(\tR\x0fexpirationParam\x12(\n" +
 	"\x10message_id_param\x18\x0e \x01(\tR\x0emessageIdParam\x12%\n" +
 	"\x0epriority_param\x18\x0f \x01(\tR\rpriorityParam\x12$\n" +
-	"\x0ereply_to_param\x18\x10 \x01(\tR\freplyToParam\"\xa5\a\n" +
+	"\x0ereply_to_param\x18\x10 \x01(\tR\freplyToParam\"\x92\x01\n" +
+	"\aGraphQL\x12\x1a\n" +
+	"\bmutation\x18\x01 \x01(\bR\bmutation\x12\x10\n" +
+	"\x03get\x18\x02 \x01(\bR\x03get\x12\x14\n" +
+	"\x05query\x18\x03 \x01(\tR\x05query\x12%\n" +
+	"\x0eoperation_name\x18\x04 \x01(\tR\roperationName\x12\x1c\n" +
+	"\tvariables\x18\x05 \x01(\fR\tvariables\"\xa0\b\n" +
 	"\fJWTValidator\x12\x10\n" +
 	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x17\n" +
 	"\ajwk_url\x18\x02 \x01(\tR\x06jwkUrl\x12$\n" +
@@ -5069,7 +5454,31 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x1fpropagate_claims_preserve_array\x18\x16 \x01(\bR\x1cpropagateClaimsPreserveArray\x12\x1f\n" +
 	"\vrequire_exp\x18\x17 \x01(\bR\n" +
 	"requireExp\x121\n" +
-	"\x15max_token_lifetime_ms\x18\x18 \x01(\x03R\x12maxTokenLifetimeMs\";\n" +
+	"\x15max_token_lifetime_ms\x18\x18 \x01(\x03R\x12maxTokenLifetimeMs\x124\n" +
+	"\bjwks_tls\x18n \x01(\v2\x19.gateway.v1.JWKSClientTLSR\ajwksTls\x12C\n" +
+	"\x0fjwks_encryption\x18o \x01(\v2\x1a.gateway.v1.JWKSEncryptionR\x0ejwksEncryption\"N\n" +
+	"\x0eJWKSEncryption\x12\x1d\n" +
+	"\n" +
+	"keeper_key\x18\x01 \x01(\fR\tkeeperKey\x12\x1d\n" +
+	"\n" +
+	"cypher_key\x18\x02 \x01(\fR\tcypherKey\"s\n" +
+	"\rJWKSClientTLS\x12#\n" +
+	"\rcipher_suites\x18\x01 \x03(\rR\fcipherSuites\x12\"\n" +
+	"\ffingerprints\x18\x02 \x03(\fR\ffingerprints\x12\x19\n" +
+	"\blocal_ca\x18\x03 \x01(\tR\alocalCa\"\xe3\x02\n" +
+	"\tJWTSigner\x12\x10\n" +
+	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x10\n" +
+	"\x03kid\x18\x02 \x01(\tR\x03kid\x12\x10\n" +
+	"\x03typ\x18\x03 \x01(\tR\x03typ\x12 \n" +
+	"\fkeys_to_sign\x18\x04 \x03(\tR\n" +
+	"keysToSign\x12\x12\n" +
+	"\x04full\x18\x05 \x01(\bR\x04full\x12\x17\n" +
+	"\ajwk_url\x18\x06 \x01(\tR\x06jwkUrl\x12$\n" +
+	"\x0ejwk_local_path\x18\a \x01(\tR\fjwkLocalPath\x120\n" +
+	"\x14disable_jwk_security\x18\b \x01(\bR\x12disableJwkSecurity\x124\n" +
+	"\bjwks_tls\x18\t \x01(\v2\x19.gateway.v1.JWKSClientTLSR\ajwksTls\x12C\n" +
+	"\x0fjwks_encryption\x18\n" +
+	" \x01(\v2\x1a.gateway.v1.JWKSEncryptionR\x0ejwksEncryption\";\n" +
 	"\vClaimHeader\x12\x14\n" +
 	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
 	"\x06header\x18\x02 \x01(\tR\x06header\"[\n" +
@@ -5230,7 +5639,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
 	(*AsyncAgent)(nil),           // 1: gateway.v1.AsyncAgent
@@ -5255,33 +5664,37 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*FlatmapOp)(nil),            // 20: gateway.v1.FlatmapOp
 	(*Backend)(nil),              // 21: gateway.v1.Backend
 	(*AMQPProducer)(nil),         // 22: gateway.v1.AMQPProducer
-	(*JWTValidator)(nil),         // 23: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),          // 24: gateway.v1.ClaimHeader
-	(*Revoker)(nil),              // 25: gateway.v1.Revoker
-	(*BotDetector)(nil),          // 26: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),      // 27: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 28: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 29: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 30: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 31: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 32: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 33: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 34: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 35: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 36: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 37: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 38: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 39: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 40: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 41: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 42: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 43: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 44: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 45: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 46: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 47: gateway.v1.MartianGroup
-	nil,                          // 48: gateway.v1.Backend.MappingEntry
-	nil,                          // 49: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*GraphQL)(nil),              // 23: gateway.v1.GraphQL
+	(*JWTValidator)(nil),         // 24: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),       // 25: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),        // 26: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),            // 27: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),          // 28: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 29: gateway.v1.Revoker
+	(*BotDetector)(nil),          // 30: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),      // 31: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 32: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 33: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 34: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 35: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 36: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 37: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 38: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 39: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 40: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 41: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 42: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 43: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 44: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 45: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 46: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 47: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 48: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 49: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 50: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 51: gateway.v1.MartianGroup
+	nil,                          // 52: gateway.v1.Backend.MappingEntry
+	nil,                          // 53: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	5,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -5296,12 +5709,12 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	11, // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
 	16, // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	17, // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	25, // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	32, // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	33, // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	31, // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	29, // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	36, // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	37, // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	35, // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	12, // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	26, // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	30, // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
 	6,  // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	7,  // 19: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
 	7,  // 20: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
@@ -5314,46 +5727,52 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	21, // 27: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
 	19, // 28: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
 	20, // 29: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	23, // 30: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	27, // 31: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	24, // 30: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	31, // 31: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
 	14, // 32: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	26, // 33: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	48, // 34: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	20, // 35: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	28, // 36: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	29, // 37: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	30, // 38: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	34, // 39: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	14, // 40: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	22, // 41: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
-	4,  // 42: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
-	24, // 43: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	49, // 44: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	43, // 45: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	44, // 46: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	45, // 47: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	46, // 48: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	47, // 49: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	43, // 50: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	35, // 51: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	36, // 52: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	37, // 53: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	38, // 54: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	37, // 55: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	39, // 56: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	40, // 57: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	41, // 58: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	34, // 59: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	34, // 60: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	34, // 61: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	42, // 62: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	34, // 63: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	34, // 64: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	65, // [65:65] is the sub-list for method output_type
-	65, // [65:65] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	30, // 33: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	27, // 34: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	52, // 35: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	20, // 36: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	32, // 37: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	33, // 38: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	34, // 39: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	38, // 40: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	14, // 41: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	22, // 42: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	4,  // 43: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
+	23, // 44: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	28, // 45: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	26, // 46: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	25, // 47: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	26, // 48: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	25, // 49: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	53, // 50: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	47, // 51: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	48, // 52: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	49, // 53: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	50, // 54: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	51, // 55: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	47, // 56: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	39, // 57: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	40, // 58: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	41, // 59: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	42, // 60: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	41, // 61: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	43, // 62: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	44, // 63: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	45, // 64: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	38, // 65: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	38, // 66: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	38, // 67: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	46, // 68: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	38, // 69: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	38, // 70: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -5361,7 +5780,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[34].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[38].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -5383,7 +5802,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
