@@ -137,6 +137,7 @@ func (c *cli) renderStatus(w io.Writer, resp *gatewayv1.StatusResponse) {
 	}
 	// The control plane sorts by region then node; group consecutive runs.
 	for i := 0; i < len(edges); {
+		start := i
 		region := edges[i].GetRegion()
 		fmt.Fprintf(w, "\n%s:\n", regionName(region))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -148,7 +149,29 @@ func (c *cli) renderStatus(w io.Writer, resp *gatewayv1.StatusResponse) {
 				lastSeen(now, e.GetLastSeenUnixMs()), errorCell(certNote(now, e.GetCertNotAfterUnixMs())+e.GetLastError()))
 		}
 		tw.Flush()
+		renderAgents(w, now, edges[start:i])
 	}
+}
+
+// renderAgents lists the async agents of edges that report some.
+func renderAgents(w io.Writer, now time.Time, edges []*gatewayv1.EdgeStatus) {
+	reported := false
+	for _, e := range edges {
+		reported = reported || len(e.GetAgents()) > 0
+	}
+	if !reported {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tAGENT\tSTATE\tSINCE\tLAST PING\tRETRIES\tERROR")
+	for _, e := range edges {
+		for _, a := range e.GetAgents() {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\n",
+				printable(e.GetNodeId()), printable(a.GetName()), printable(a.GetState()), lastSeen(now, a.GetSinceUnixMs()),
+				lastSeen(now, a.GetLastPingUnixMs()), a.GetRetries(), errorCell(a.GetLastError()))
+		}
+	}
+	tw.Flush()
 }
 
 func versionCell(v uint64) string {

@@ -24,6 +24,7 @@ func compile(s *Service) *gatewayv1.Snapshot {
 			snap.Endpoints = append(snap.Endpoints, compileEndpoint(s, e, features))
 		}
 	}
+	snap.AsyncAgents = compileAgents(s, features)
 	for f := range features {
 		snap.Features = append(snap.Features, f)
 	}
@@ -182,11 +183,28 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		CatchAll:          strings.HasSuffix(e.Endpoint, "/*"),
 	}
 	answering := 0
+	var r route
+	for _, b := range e.Backend {
+		if b != nil && b.ExtraConfig.AMQPProducer != nil {
+			// The producer's keys name endpoint parameters.
+			r = (&validator{s: s}).parseRoute("", e.Endpoint, s.DisableRest)
+			break
+		}
+	}
 	for i, b := range e.Backend {
 		if b == nil {
 			continue
 		}
 		cb := compileBackend(name, i, b, features)
+		if c := b.ExtraConfig.AMQPConsumer; c != nil {
+			cb.AmqpConsumer = compileAMQPConsumerBackend(c, b.Host[0])
+			cb.Hosts = b.Host[:1]
+			features[feature.BackendAMQPConsumer] = true
+		} else if pr := b.ExtraConfig.AMQPProducer; pr != nil {
+			cb.AmqpProducer = compileAMQPProducer(pr, r)
+			cb.Hosts = b.Host[:1]
+			features[feature.BackendAMQPProducer] = true
+		}
 		if o := s.ExtraConfig.OpenTelemetry; o != nil {
 			cb.Trace = compileTraceLayer(override(o.Layers.Backend, b.ExtraConfig.Trace))
 			if otelMetrics(o) {

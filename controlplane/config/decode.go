@@ -506,9 +506,9 @@ func (d *decoder) service(n *node) *Service {
 			"tls":        func(n *node, p path) { s.TLS = d.tls(n, p) },
 			"client_tls": d.clientTLS(&s.ClientTLS),
 			"async_agent": func(n *node, p path) {
-				if d.want(n, p, typeArray) && len(n.items) > 0 {
-					d.vs.add(p, KindUnsupported, "async agents are not supported (an empty list is accepted)")
-				}
+				d.list(n, p, func(_ int, item *node, ip path) {
+					s.AsyncAgents = append(s.AsyncAgents, d.asyncAgent(item, ip))
+				})
 			},
 			"debug_endpoint": d.boolean(&s.DebugEndpoint),
 			"echo_endpoint":  d.boolean(&s.EchoEndpoint),
@@ -516,7 +516,7 @@ func (d *decoder) service(n *node) *Service {
 				s.DNSCacheTTLSet = true
 				d.duration(&s.DNSCacheTTL)(n, p)
 			},
-			"sequential_start": d.noEffect(d.boolean(&s.SequentialStart), "the edge has no async agents or plugins whose start could be ordered"),
+			"sequential_start": d.noEffect(d.boolean(&s.SequentialStart), "the edge starts the async agents of a snapshot once its plan is live, without holding the listener back; there are no plugins whose start could be ordered"),
 		},
 		notSupported: map[string]string{
 			"plugin": "Go plugins are not supported",

@@ -155,6 +155,7 @@ func Defaults(s *Service) {
 			endpointDefaults(e, s, inherited)
 		}
 	}
+	agentDefaults(s, inherited)
 }
 
 // endpointInheritance holds the service values endpoints inherit.
@@ -407,6 +408,16 @@ func backendPath(s *Service, e *Endpoint, b *Backend) path {
 		for j, y := range e.Backend {
 			if y == b {
 				return path("endpoints").index(i).field("backend").index(j)
+			}
+		}
+	}
+	for i, a := range s.AsyncAgents {
+		if a == nil || a.pipe != e {
+			continue
+		}
+		for j, y := range e.Backend {
+			if y == b {
+				return path("async_agent").index(i).field("backend").index(j)
 			}
 		}
 	}

@@ -24,6 +24,8 @@ type Service struct {
 	Host           []string
 	Endpoints      []*Endpoint
 	DisableRest    bool
+	// AsyncAgents is async_agent; an entry that could not be decoded is nil.
+	AsyncAgents []*AsyncAgent
 
 	// HTTP server settings.
 	ReadTimeout         time.Duration
@@ -259,6 +261,10 @@ type BackendExtra struct {
 	Martian        *Martian
 	// HTTPClient is `backend/http/client`.
 	HTTPClient *BackendHTTPClient
+	// AMQPProducer is `backend/amqp/producer`.
+	AMQPProducer *AMQPProducer
+	// AMQPConsumer is `backend/amqp/consumer`.
+	AMQPConsumer *AMQPConsumerBackend
 	// GraphQL is `backend/graphql`.
 	GraphQL *GraphQL
 	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the

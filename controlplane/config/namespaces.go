@@ -58,6 +58,8 @@ var (
 		{"validation/cel", func(d *decoder, n *node, p path, x *BackendExtra) { x.CEL = d.celChecks(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *BackendExtra) { x.Trace = d.backendOTel(n, p) }},
 		{"modifier/lua-backend", func(d *decoder, n *node, p path, x *BackendExtra) { x.LuaBackend = d.lua(n, p) }},
+		{"backend/amqp/producer", func(d *decoder, n *node, p path, x *BackendExtra) { x.AMQPProducer = d.amqpProducer(n, p) }},
+		{"backend/amqp/consumer", func(d *decoder, n *node, p path, x *BackendExtra) { x.AMQPConsumer = d.amqpConsumerBackend(n, p) }},
 		{"backend/graphql", func(d *decoder, n *node, p path, x *BackendExtra) { x.GraphQL = d.graphQL(n, p) }},
 	}
 )
@@ -82,6 +84,9 @@ var namespaceAliases = map[string]string{
 	"github.com/devopsfaith/krakend-lua/proxy/backend":             "modifier/lua-backend",
 	"github.com/devopsfaith/krakend-jsonschema":                    "validation/json-schema",
 	"github.com/devopsfaith/krakend/http":                          "backend/http",
+	"github.com/devopsfaith/krakend-amqp/produce":                  "backend/amqp/producer",
+	"github.com/devopsfaith/krakend-amqp/consume":                  "backend/amqp/consumer",
+	"github.com/devopsfaith/krakend-amqp/agent":                    "async/amqp",
 	"github.com/devopsfaith/krakend/transport/http/client/graphql": "backend/graphql",
 	"github_com/devopsfaith/krakend-gologging":                     "telemetry/logging",
 	"github_com/devopsfaith/krakend-metrics":                       "telemetry/metrics",

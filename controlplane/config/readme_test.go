@@ -21,6 +21,7 @@ var krakendCENamespaces = map[string][]string{
 		"backend/amqp/consumer", "backend/amqp/producer", "backend/lambda", "backend/pubsub/publisher",
 		"backend/pubsub/subscriber", "backend/graphql", "modifier/lua-backend", "validation/cel",
 		"plugin/http-client", "plugin/req-resp-modifier"},
+	"async_agent": {"async/amqp"},
 }
 
 // TestREADMENamespaceTable keeps the README's namespace table in step with
@@ -51,9 +52,10 @@ func TestREADMENamespaceTable(t *testing.T) {
 		status[level][ns] = strings.TrimSpace(cells[3])
 	}
 	supported := map[string][]string{
-		"service":  namesOf(serviceNamespaces),
-		"endpoint": namesOf(endpointNamespaces),
-		"backend":  namesOf(backendNamespaces),
+		"service":     namesOf(serviceNamespaces),
+		"endpoint":    namesOf(endpointNamespaces),
+		"backend":     namesOf(backendNamespaces),
+		"async_agent": namesOf(agentNamespaces),
 	}
 	for level, names := range supported {
 		for _, ns := range names {
@@ -77,8 +79,8 @@ func TestREADMENamespaceTable(t *testing.T) {
 			}
 		}
 	}
-	if len(status) != 3 {
-		t.Errorf("README table levels = %v, want service, endpoint, backend", status)
+	if len(status) != 4 {
+		t.Errorf("README table levels = %v, want service, endpoint, backend, async_agent", status)
 	}
 }
 

@@ -75,6 +75,7 @@ func validate(s *Service) []*gatewayv1.FieldViolation {
 			v.endpoint(path("endpoints").index(i), i, e, &routes)
 		}
 	}
+	v.agents()
 	v.warnDNSCacheTTL()
 	return v.vs.list
 }
@@ -376,6 +377,19 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 
 	if len(b.Host) == 0 {
 		v.vs.add(p.field("host"), KindRequired, "no host: set host here or at the service level")
+	}
+	if c := b.ExtraConfig.AMQPConsumer; c != nil {
+		v.amqpConsumerBackend(p, b, c)
+		if b.ExtraConfig.AMQPProducer != nil {
+			v.vs.add(p.field("extra_config"), KindInvalid, "a backend is either an AMQP consumer or an AMQP producer (KrakenD uses the consumer)")
+		}
+		v.oneOf(p.field("sd"), b.SD, []string{DefaultSD})
+		return
+	}
+	if pr := b.ExtraConfig.AMQPProducer; pr != nil {
+		v.amqpProducer(p, b, pr, r)
+		v.oneOf(p.field("sd"), b.SD, []string{DefaultSD})
+		return
 	}
 	dns := v.sdDNS(p, b)
 	for i, h := range b.Host {

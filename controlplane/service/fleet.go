@@ -66,6 +66,8 @@ type edgeEntry struct {
 	// nacked survives reconnects of the same build: an edge is never sent a
 	// version it refused.
 	nacked []uint64
+	// agents are the edge's async agents from its last keepalive.
+	agents []*gatewayv1.AgentState
 }
 
 func newFleet(max int, ttl time.Duration, m *metrics) *fleet {
@@ -187,6 +189,41 @@ func (f *fleet) seen(node string, connID uint64, now time.Time) {
 	}
 }
 
+// Bounds of what an edge's keepalive may make the control plane keep.
+const (
+	maxReportedAgents = 1024
+	maxAgentText      = 256
+)
+
+// keepalive records a keepalive of node: when it was seen and its async
+// agents (at most maxReportedAgents, texts cut to maxAgentText bytes).
+func (f *fleet) keepalive(node string, connID uint64, ka *gatewayv1.Keepalive, now time.Time) {
+	agents := ka.GetAgents()
+	if len(agents) > maxReportedAgents {
+		agents = agents[:maxReportedAgents]
+	}
+	kept := make([]*gatewayv1.AgentState, 0, len(agents))
+	for _, a := range agents {
+		kept = append(kept, &gatewayv1.AgentState{
+			Name: cut(a.GetName()), State: cut(a.GetState()), SinceUnixMs: a.GetSinceUnixMs(),
+			Retries: a.GetRetries(), LastError: cut(a.GetLastError()), LastPingUnixMs: a.GetLastPingUnixMs(),
+		})
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.owned(node, connID); e != nil {
+		e.lastSeen = now
+		e.agents = kept
+	}
+}
+
+func cut(s string) string {
+	if len(s) <= maxAgentText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxAgentText], "")
+}
+
 // ack records that node serves version/sha. It reports whether the applied
 // version changed (a first ACK of this version by this stream).
 func (f *fleet) ack(node string, connID uint64, version uint64, sha string, now time.Time) bool {
@@ -301,6 +338,7 @@ func (f *fleet) list(curVersion uint64, curSHA string) []*gatewayv1.EdgeStatus {
 			Peer:            e.peer,
 			RevocationSeq:   e.revocationSeq,
 			Identity:        e.identity,
+			Agents:          e.agents,
 		}
 		if !e.certNotAfter.IsZero() {
 			st.CertNotAfterUnixMs = e.certNotAfter.UnixMilli()

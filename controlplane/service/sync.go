@@ -284,7 +284,7 @@ func (e *edgeStream) handle(req *gatewayv1.SyncRequest) error {
 	case *gatewayv1.SyncRequest_RevocationAck:
 		e.revocationAck(m.RevocationAck.GetSeq(), now)
 	case *gatewayv1.SyncRequest_Keepalive:
-		e.svc.fleet.seen(e.node, e.connID, now)
+		e.svc.fleet.keepalive(e.node, e.connID, m.Keepalive, now)
 	case *gatewayv1.SyncRequest_Hello:
 		return protocolError("hello sent twice on one stream")
 	default:

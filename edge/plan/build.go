@@ -20,6 +20,7 @@ import (
 	"github.com/apigw/gateway/edge/cel"
 	"github.com/apigw/gateway/edge/lua"
 	"github.com/apigw/gateway/edge/modifier"
+	"github.com/apigw/gateway/edge/mq"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos"
 	"github.com/apigw/gateway/edge/response"
@@ -93,6 +94,12 @@ type Deps struct {
 	// Stats is the process-wide telemetry/metrics registry (KrakenD's
 	// /__stats); nil counts nothing.
 	Stats *stats.Stats
+	// Producers is the process-wide registry of AMQP producer connections
+	// (backend/amqp/producer): a push that keeps a producer keeps its
+	// connection. nil makes Build create one owned by the plan.
+	Producers *mq.Producers
+	// Consumers is the same for backend/amqp/consumer connections.
+	Consumers *mq.Consumers
 }
 
 // BuildError lists why a snapshot cannot be served: every violation Build
@@ -147,7 +154,24 @@ type builder struct {
 	clientTLSErr  bool
 	clientTLSCfg  proxy.ClientTLS
 	tracer        *tracing.Tracer // nil without telemetry/opentelemetry
+	producerReg   *mq.Producers   // Deps.Producers, or one the build created (ownProducers)
+	ownProducers  bool
+	producers     []*mq.Producer // producer references taken
+	consumerReg   *mq.Consumers  // Deps.Consumers, or one the build created (ownConsumers)
+	ownConsumers  bool
+	consumers     []*mq.Consumer  // consumer references taken
 	clientIP      *proxy.ClientIP // the plan's, for the rate-limit key check
+	inAgent       bool            // compiling an async agent's pipe
+}
+
+// userAgent is the User-Agent of backend calls: KrakenD's router sets its
+// own for endpoints; an agent's calls carry Go's client default, as
+// KrakenD's do.
+func (b *builder) userAgent() string {
+	if b.inAgent {
+		return "Go-http-client/1.1"
+	}
+	return "KrakenD Version " + Version
 }
 
 // clientIPTrusts reports whether router.trusted_proxies names a proxy.
@@ -203,6 +227,11 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if b.statsOn() != nil {
 		p.stats = deps.Stats
 	}
+	p.producerReg, p.producers = b.producerReg, b.producers
+	p.consumerReg, p.consumers, p.ownConsumers = b.consumerReg, b.consumers, b.ownConsumers
+	if b.ownProducers {
+		p.ownProducers = b.producerReg
+	}
 	if deps.Revocations != nil {
 		deps.Revocations.Configure(snap.GetService().GetRevoker())
 	}
@@ -213,6 +242,8 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 // created for itself (a failed build).
 func (b *builder) releaseState() {
 	releaseTracer(b.deps.Tracers, b.tracer)
+	releaseProducers(b.producerReg, b.producers, b.ownProducers)
+	releaseConsumers(b.consumerReg, b.consumers, b.ownConsumers)
 	for _, v := range b.validators {
 		v.Close()
 	}
@@ -382,6 +413,7 @@ func (b *builder) build() (*Plan, error) {
 			p.endpoints[i] = b.endpoint(i, e, table.ParamNames(i))
 		}
 	}
+	p.agents = b.agents()
 	if len(b.violations) > 0 {
 		return nil, &BuildError{Violations: b.violations}
 	}
@@ -447,7 +479,12 @@ func graphQLConfig(g *gatewayv1.GraphQL) *proxy.GraphQLConfig {
 
 // endpoint compiles one endpoint; problems become violations and nil.
 func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpoint {
-	path := fmt.Sprintf("endpoints[%d]", i)
+	return b.endpointAt(fmt.Sprintf("endpoints[%d]", i), e, params)
+}
+
+// endpointAt compiles the endpoint e found at path (an endpoint, or the
+// pipe of an async agent).
+func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string) *endpoint {
 	nviol := len(b.violations)
 	svc := b.snap.GetService()
 	ep := &endpoint{name: e.GetName(), route: e.GetPath(), timeout: time.Duration(e.GetTimeoutMs()) * time.Millisecond}
@@ -624,6 +661,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		return nil
 	}
 	ep.pipe = pipe
+	ep.nullBody = out == response.OutputJSON && len(answering) == 1 && static == nil && flat == nil && producerOnly(e)
 	return ep
 }
 
@@ -632,6 +670,12 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.Backend, params []string) *proxy.Backend {
 	svc := b.snap.GetService()
 	hc := svc.GetHttpClient()
+	if be.GetAmqpProducer() != nil {
+		return b.producerCall(path, e, be, params)
+	}
+	if be.GetAmqpConsumer() != nil {
+		return b.consumerCall(path, e, be, params)
+	}
 	if len(be.GetHosts()) == 0 {
 		b.violate(path+".host", violation.Required, "no host for this backend (neither backend nor service host)")
 		return nil
@@ -703,7 +747,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		BackendHeaders:  be.GetInputHeaders(),
 		EndpointQuery:   e.GetInputQueryStrings(),
 		BackendQuery:    be.GetInputQueryStrings(),
-		UserAgent:       "KrakenD Version " + Version,
+		UserAgent:       b.userAgent(),
 		Breaker:         guard.breaker,
 		Limiter:         guard.limiter,
 		Cache:           guard.cache,
@@ -828,4 +872,18 @@ func (b *builder) luaScript(path, name string, l *gatewayv1.LuaScript) *lua.Scri
 		return nil
 	}
 	return s
+}
+
+// producerOnly reports whether e's only answering backend is an AMQP
+// producer.
+func producerOnly(e *gatewayv1.Endpoint) bool {
+	n, producer := 0, false
+	for _, be := range e.GetBackends() {
+		if be.GetShadow() {
+			continue
+		}
+		n++
+		producer = be.GetAmqpProducer() != nil
+	}
+	return n == 1 && producer
 }

@@ -56,6 +56,7 @@ import (
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/cel"
 	"github.com/apigw/gateway/edge/lua"
+	"github.com/apigw/gateway/edge/mq"
 	"github.com/apigw/gateway/edge/proxy"
 	"github.com/apigw/gateway/edge/qos"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
@@ -75,6 +76,7 @@ var (
 	bodyNotFound         = []byte(`{"error":"not_found"}`)
 	bodyMethodNotAllowed = []byte(`{"error":"method_not_allowed"}`)
 	bodyInternal         = []byte(`{"error":"internal"}`)
+	bodyNull             = []byte("null")
 )
 
 // Header names and values, written as KrakenD writes them on the wire (Go
@@ -103,6 +105,7 @@ type Plan struct {
 	log            zerolog.Logger
 	table          *router.Table
 	endpoints      []*endpoint // indexed like the router routes
+	agents         []*Agent    // the snapshot's async agents, in order
 	clientIP       *proxy.ClientIP
 	cors           *security.CORS        // security/cors, before routing; nil: none
 	secure         *security.Secure      // security/http, before routing; nil: none
@@ -129,9 +132,15 @@ type Plan struct {
 	tracer       *tracing.Tracer   // nil: no telemetry/opentelemetry
 	stats        *stats.Stats      // telemetry/metrics' router connections; nil: not counted
 	tracers      *tracing.Registry // where tracer goes back on Release; nil: owned
-	ownKeys      *auth.Keys        // created by Build when Deps.Keys was nil
-	ownQoS       *qos.Registry     // created by Build when Deps.QoS was nil
-	ownUpstreams *Upstreams        // created by Build when Deps.Upstreams was nil
+	producerReg  *mq.Producers     // where producers go back on Release
+	producers    []*mq.Producer
+	ownProducers *mq.Producers // created by Build when Deps.Producers was nil
+	consumerReg  *mq.Consumers
+	consumers    []*mq.Consumer
+	ownConsumers bool
+	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
+	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
+	ownUpstreams *Upstreams    // created by Build when Deps.Upstreams was nil
 	releaseOnce  sync.Once
 }
 
@@ -147,7 +156,10 @@ type endpoint struct {
 	noopErrors   [proxy.NumReasons]aggregate.Counter // indexed by failure reason
 	shadows      []aggregate.Shadow                  // fired by the no-op path (the pipe fires its own)
 	pipe         *aggregate.Pipe                     // every other endpoint
-	metrics      endpointMetrics
+	// nullBody: the only answering backend is an AMQP producer, whose
+	// success KrakenD renders as JSON null (a response without data).
+	nullBody bool
+	metrics  endpointMetrics
 
 	trace *tracing.Layer // the proxy layer's spans; nil: none
 	// routeStats and pipeStats are the endpoint's telemetry/metrics series
@@ -219,6 +231,8 @@ func (p *Plan) Release() {
 		}
 		p.metricsOwner.drop(p.labels)
 		releaseTracer(p.tracers, p.tracer)
+		releaseProducers(p.producerReg, p.producers, p.ownProducers != nil)
+		releaseConsumers(p.consumerReg, p.consumers, p.ownConsumers)
 	})
 }
 
@@ -229,6 +243,11 @@ func (p *Plan) Wait() {
 	for _, ep := range p.endpoints {
 		if ep != nil && ep.pipe != nil {
 			ep.pipe.Wait()
+		}
+	}
+	for _, a := range p.agents {
+		if a.ep.pipe != nil {
+			a.ep.pipe.Wait()
 		}
 	}
 }
@@ -458,6 +477,9 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 			p.writeSigned(ctx, ep, st, ex, r)
 		} else {
 			p.write(ctx, ep, st, ex, r)
+			if ep.nullBody && r.Complete {
+				ctx.SetBody(bodyNull)
+			}
 		}
 		ex.Release()
 		if bytes.Equal(ctx.Response.Header.PeekBytes(hdrCompleted), valFalse) {

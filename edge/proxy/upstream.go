@@ -117,6 +117,7 @@ type Host struct {
 	scheme []byte // "http" or "https"
 	host   []byte // "10.0.0.1:8080" (Host header and URI host)
 	hc     *fasthttp.HostClient
+	t      Transport // set instead of hc for a backend that is not HTTP
 }
 
 // Client holds the keep-alive connection pools of one backend: one
@@ -316,6 +317,9 @@ func (c *Client) Pick() *Host {
 // Do sends req to h and reads the response into resp, giving up at
 // deadline. req must have been prepared for h (Backend.BuildRequest).
 func (h *Host) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	if h.t != nil {
+		return h.t.Do(req, resp, deadline)
+	}
 	if h.hc == nil {
 		return ErrNoHosts
 	}
@@ -341,7 +345,30 @@ func (c *Client) Close() {
 		}
 	}
 	for _, h := range *c.hosts.Load() {
-		h.hc.CloseIdleConnections()
+		if h.hc != nil {
+			h.hc.CloseIdleConnections()
+		}
 	}
-	c.redirects.CloseIdleConnections()
+	if c.redirects != nil {
+		c.redirects.CloseIdleConnections()
+	}
+}
+
+// Transport carries the calls of a backend that does not speak HTTP (an
+// AMQP producer): Do gets the request BuildRequest made, after the
+// backend's circuit breaker, rate limit and martian modifiers, and answers
+// resp as an HTTP backend would. It must be safe for concurrent use and
+// must not retain req or resp.
+type Transport interface {
+	Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error
+}
+
+// NewTransportClient returns a Client with one host, scheme://name, whose
+// calls all go through t. It asks for no gzip and follows no redirects;
+// Close leaves t alone (its owner closes it).
+func NewTransportClient(name, scheme string, t Transport) *Client {
+	c := &Client{name: name, keepAlive: true, shadowSem: make(chan struct{}, DefaultMaxShadowCalls)}
+	set := []*Host{{scheme: []byte(scheme), host: []byte(name), t: t}}
+	c.hosts.Store(&set)
+	return c
 }

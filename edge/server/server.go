@@ -27,12 +27,14 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/netip"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -114,6 +116,10 @@ type Config struct {
 	// "degraded" and the cause in X-Apigw-Degraded, while the plan keeps
 	// serving what it can.
 	Degraded func(*plan.Plan) string
+	// AgentPings, when set, returns the last health report of each async
+	// agent, listed under "agents" in the health answer as KrakenD lists
+	// its agents' pings.
+	AgentPings func() map[string]time.Time
 }
 
 // Connection limits of the front door, defaults for flags that leave them
@@ -242,12 +248,12 @@ var (
 	hdrDegraded        = []byte("X-Apigw-Degraded")
 )
 
-// writeHealth answers the health path with KrakenD's body: no agents, the
-// current time as Go prints it (with the monotonic reading, as KrakenD's
+// writeHealth answers the health path with KrakenD's body: the async
+// agents' last pings (sorted by name, as gin encodes a map), the current time as Go prints it (with the monotonic reading, as KrakenD's
 // time.Now().String()) and the status. The snapshot version and sha256 go
 // in the X-Apigw-Snapshot-* headers. A degraded edge (Config.Degraded)
 // answers 503 with status "degraded".
-func writeHealth(ctx *fasthttp.RequestCtx, st *state, degraded func(*plan.Plan) string) {
+func writeHealth(ctx *fasthttp.RequestCtx, st *state, degraded func(*plan.Plan) string, pings func() map[string]time.Time) {
 	code, word := st.healthCode, st.healthWord
 	if degraded != nil && st.plan != nil {
 		if cause := degraded(st.plan); cause != "" {
@@ -261,7 +267,11 @@ func writeHealth(ctx *fasthttp.RequestCtx, st *state, degraded func(*plan.Plan) 
 		ctx.Response.Header.SetCanonical(hdrSnapshotSHA, []byte(st.sha))
 	}
 	var buf [128]byte
-	b := append(buf[:0], `{"agents":{},"now":`...)
+	b := append(buf[:0], `{"agents":{`...)
+	if pings != nil {
+		b = appendPings(b, pings())
+	}
+	b = append(b, `},"now":`...)
 	b = strconv.AppendQuote(b, time.Now().String())
 	b = append(b, `,"status":`...)
 	b = strconv.AppendQuote(b, word)
@@ -269,6 +279,24 @@ func writeHealth(ctx *fasthttp.RequestCtx, st *state, degraded func(*plan.Plan) 
 	ctx.SetStatusCode(code)
 	ctx.SetContentTypeBytes(contentTypeJSONUTF8)
 	ctx.SetBody(b)
+}
+
+// appendPings writes the agents' pings as JSON members ("name":"time").
+func appendPings(b []byte, pings map[string]time.Time) []byte {
+	names := make([]string, 0, len(pings))
+	for n := range pings {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		k, _ := json.Marshal(n)
+		v, _ := json.Marshal(pings[n].String())
+		b = append(append(append(b, k...), ':'), v...)
+	}
+	return b
 }
 
 // Server serves HTTP from the current plan. Swap, Current and Addr are safe
@@ -795,7 +823,7 @@ func traceID(v []byte) []byte {
 // access log.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, st *state, e *accesslog.Entry) {
 	if st.healthPath != "" && (ctx.IsGet() || ctx.IsHead()) && string(ctx.Path()) == st.healthPath {
-		writeHealth(ctx, st, s.cfg.Degraded)
+		writeHealth(ctx, st, s.cfg.Degraded, s.cfg.AgentPings)
 		return
 	}
 	if serveTestHandlers(ctx, st) {

@@ -130,6 +130,9 @@ type Config struct {
 	Logger                 zerolog.Logger
 	// Keepalive is how often the edge sends a Keepalive (default 10s).
 	Keepalive time.Duration
+	// Agents, when set, reports the edge's async agents; each Keepalive
+	// carries them to the control plane (gwctl status shows them).
+	Agents func() []*gatewayv1.AgentState
 	// RecvTimeout replaces a stream on which nothing arrived for this long
 	// (default max(3*Keepalive, 30s)).
 	RecvTimeout time.Duration
@@ -518,7 +521,11 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 			if idle := now.Sub(lastRecv); idle > c.cfg.RecvTimeout {
 				return established, fmt.Errorf("receive: nothing from the control plane for %s", idle.Round(time.Millisecond))
 			}
-			ka := &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Keepalive{Keepalive: &gatewayv1.Keepalive{UnixMs: now.UnixMilli()}}}
+			kam := &gatewayv1.Keepalive{UnixMs: now.UnixMilli()}
+			if c.cfg.Agents != nil {
+				kam.Agents = c.cfg.Agents()
+			}
+			ka := &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Keepalive{Keepalive: kam}}
 			if err := stream.Send(ka); err != nil {
 				return established, fmt.Errorf("send keepalive: %w", streamCause(err, recvErr))
 			}

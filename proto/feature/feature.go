@@ -46,8 +46,11 @@ const (
 	// TelemetryOpenTelemetryMetrics: telemetry/opentelemetry with a metrics
 	// exporter (prometheus, or OTLP without disable_metrics).
 	TelemetryOpenTelemetryMetrics = "telemetry.opentelemetry.metrics"
-	TelemetryGELF                 = "telemetry.gelf"     // telemetry/gelf
-	TelemetryLogstash             = "telemetry.logstash" // telemetry/logstash
+	TelemetryGELF                 = "telemetry.gelf"        // telemetry/gelf
+	TelemetryLogstash             = "telemetry.logstash"    // telemetry/logstash
+	AsyncAMQP                     = "async.amqp"            // an async_agent with the async/amqp driver
+	BackendAMQPProducer           = "backend.amqp.producer" // a backend with backend/amqp/producer
+	BackendAMQPConsumer           = "backend.amqp.consumer" // a backend with backend/amqp/consumer
 )
 
 // All returns every feature, sorted.
@@ -57,6 +60,7 @@ func All() []string {
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
 		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
+		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer,
 	}
 	slices.Sort(all)
 	return all

@@ -8,10 +8,14 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel"
 
+	"github.com/apigw/gateway/edge/agent"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/mq"
 	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/qos"
+	"github.com/apigw/gateway/edge/server"
 	"github.com/apigw/gateway/edge/tracing"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
 // registries is the state that outlives every plan: upstream clients, JWKS
@@ -54,6 +58,13 @@ func newRegistries(reg prometheus.Registerer, log zerolog.Logger, disabled []str
 	r.deps.QoS = q
 	r.closers = append(r.closers, func() { q.Close() })
 
+	prods := mq.NewProducers(log)
+	r.deps.Producers = prods
+	r.closers = append(r.closers, prods.Close)
+	cons := mq.NewConsumers(log)
+	r.deps.Consumers = cons
+	r.closers = append(r.closers, cons.Close)
+
 	ups := plan.NewUpstreams()
 	r.deps.Upstreams = ups
 	r.closers = append(r.closers, ups.Close)
@@ -81,4 +92,40 @@ func (r *registries) close() {
 		r.closers[i]()
 	}
 	r.closers = nil
+}
+
+// agentTarget is the Applier's Target: it swaps each plan into the HTTP
+// server, then makes the plan's async agents the running ones (an agent
+// the new plan keeps unchanged keeps its broker connection).
+type agentTarget struct {
+	srv    *server.Server
+	agents *agent.Runner
+}
+
+func (t agentTarget) Swap(p *plan.Plan, version uint64, sha string) {
+	t.srv.Swap(p, version, sha)
+	t.agents.Sync(p.Agents())
+}
+
+func (t agentTarget) Current() (uint64, string) { return t.srv.Current() }
+
+// newAgents returns the process's agent runner, its metrics on reg.
+func newAgents(reg prometheus.Registerer, log zerolog.Logger) (*agent.Runner, error) {
+	return agent.New(agent.Config{Logger: log, Registerer: reg})
+}
+
+// agentStates converts the runner's agent states for the sync stream.
+func agentStates(r *agent.Runner) []*gatewayv1.AgentState {
+	var out []*gatewayv1.AgentState
+	for _, s := range r.Status() {
+		st := &gatewayv1.AgentState{
+			Name: s.Name, State: string(s.State), SinceUnixMs: s.Since.UnixMilli(),
+			Retries: s.Retries, LastError: s.LastError,
+		}
+		if !s.LastPing.IsZero() {
+			st.LastPingUnixMs = s.LastPing.UnixMilli()
+		}
+		out = append(out, st)
+	}
+	return out
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/apigw/gateway/edge/agent"
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/internal/loglevel"
@@ -207,7 +208,9 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 	if listen == "" {
 		listen = storedListenAddr(stored, log)
 	}
+	var agents *agent.Runner
 	srv, err := server.New(server.Config{
+		AgentPings:    func() map[string]time.Time { return agents.Pings() },
 		Listen:        listen,
 		Logger:        log,
 		BuildVersion:  buildVersion,
@@ -237,7 +240,12 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		return err
 	}
 	reg.deps.Stats = srv.Stats()
-	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Store: st, Verifier: verifier, Registerer: srv.Registry()})
+	if agents, err = newAgents(srv.Registry(), log); err != nil {
+		return err
+	}
+	// Runs before the deferred srv.Close: agents stop first.
+	defer agents.Close()
+	applier, err := apply.New(apply.Config{Target: agentTarget{srv: srv, agents: agents}, Logger: log, Deps: reg.deps, Store: st, Verifier: verifier, Registerer: srv.Registry()})
 	if err != nil {
 		return err
 	}
@@ -254,6 +262,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		Revocations:      revocationStore{set: rev, store: st},
 		Logger:           log,
 		Keepalive:        f.keepalive,
+		Agents:           func() []*gatewayv1.AgentState { return agentStates(agents) },
 		Registerer:       srv.Registry(),
 		TLS:              tlsCfg,
 		Verifier:         verifier,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/apigw/gateway/controlplane/config"
 	"github.com/apigw/gateway/controlplane/config/flexible"
+	"github.com/apigw/gateway/edge/agent"
 	"github.com/apigw/gateway/edge/apply"
 	"github.com/apigw/gateway/edge/auth"
 	"github.com/apigw/gateway/edge/internal/loglevel"
@@ -122,7 +123,9 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 	if listen == "" {
 		listen = defaultListen
 	}
+	var agents *agent.Runner
 	srv, err := server.New(server.Config{
+		AgentPings:    func() map[string]time.Time { return agents.Pings() },
 		Listen:        listen,
 		Logger:        log,
 		BuildVersion:  buildVersion,
@@ -152,7 +155,11 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		srv.Close()
 		reg.close()
 	}()
-	applier, err := apply.New(apply.Config{Target: srv, Logger: log, Deps: reg.deps, Registerer: srv.Registry()})
+	if agents, err = newAgents(srv.Registry(), log); err != nil {
+		return err
+	}
+	defer agents.Close()
+	applier, err := apply.New(apply.Config{Target: agentTarget{srv: srv, agents: agents}, Logger: log, Deps: reg.deps, Registerer: srv.Registry()})
 	if err != nil {
 		return err
 	}

@@ -805,8 +805,10 @@ type EdgeStatus struct {
 	// cert_not_after_unix_ms is when that certificate expires (zero without
 	// mTLS).
 	CertNotAfterUnixMs int64 `protobuf:"varint,15,opt,name=cert_not_after_unix_ms,json=certNotAfterUnixMs,proto3" json:"cert_not_after_unix_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// agents are the edge's async agents as of its last keepalive.
+	Agents        []*AgentState `protobuf:"bytes,120,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EdgeStatus) Reset() {
@@ -942,6 +944,13 @@ func (x *EdgeStatus) GetCertNotAfterUnixMs() int64 {
 		return x.CertNotAfterUnixMs
 	}
 	return 0
+}
+
+func (x *EdgeStatus) GetAgents() []*AgentState {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
 }
 
 type IssueCertificateRequest struct {
@@ -1951,7 +1960,7 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\x12\x1f\n" +
 	"\vtotal_edges\x18\x05 \x01(\rR\n" +
 	"totalEdges\x12;\n" +
-	"\x1bsync_cert_not_after_unix_ms\x18\x06 \x01(\x03R\x16syncCertNotAfterUnixMs\"\x9d\x04\n" +
+	"\x1bsync_cert_not_after_unix_ms\x18\x06 \x01(\x03R\x16syncCertNotAfterUnixMs\"\xcd\x04\n" +
 	"\n" +
 	"EdgeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
@@ -1970,7 +1979,8 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x04peer\x18\f \x01(\tR\x04peer\x12%\n" +
 	"\x0erevocation_seq\x18\r \x01(\x04R\rrevocationSeq\x12\x1a\n" +
 	"\bidentity\x18\x0e \x01(\tR\bidentity\x122\n" +
-	"\x16cert_not_after_unix_ms\x18\x0f \x01(\x03R\x12certNotAfterUnixMs\"\x8e\x01\n" +
+	"\x16cert_not_after_unix_ms\x18\x0f \x01(\x03R\x12certNotAfterUnixMs\x12.\n" +
+	"\x06agents\x18x \x03(\v2\x16.gateway.v1.AgentStateR\x06agents\"\x8e\x01\n" +
 	"\x17IssueCertificateRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -2100,7 +2110,8 @@ var file_gateway_v1_admin_proto_goTypes = []any{
 	(*ListAuditResponse)(nil),        // 26: gateway.v1.ListAuditResponse
 	(*LuaSource)(nil),                // 27: gateway.v1.LuaSource
 	(*FieldViolation)(nil),           // 28: gateway.v1.FieldViolation
-	(*RevocationEntry)(nil),          // 29: gateway.v1.RevocationEntry
+	(*AgentState)(nil),               // 29: gateway.v1.AgentState
+	(*RevocationEntry)(nil),          // 30: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.ConfigSource.rendered_from:type_name -> gateway.v1.SourceFile
@@ -2117,38 +2128,39 @@ var file_gateway_v1_admin_proto_depIdxs = []int32{
 	28, // 11: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
 	9,  // 12: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
 	12, // 13: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
-	9,  // 14: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
-	9,  // 15: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	29, // 16: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	29, // 17: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
-	24, // 18: gateway.v1.AuditEntry.diff:type_name -> gateway.v1.AuditDiff
-	29, // 19: gateway.v1.AuditEntry.revocation:type_name -> gateway.v1.RevocationEntry
-	23, // 20: gateway.v1.ListAuditResponse.entries:type_name -> gateway.v1.AuditEntry
-	2,  // 21: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	4,  // 22: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	6,  // 23: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	10, // 24: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	15, // 25: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	17, // 26: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	19, // 27: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	21, // 28: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	13, // 29: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
-	25, // 30: gateway.v1.AdminService.ListAudit:input_type -> gateway.v1.ListAuditRequest
-	3,  // 31: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	5,  // 32: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	7,  // 33: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	11, // 34: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	16, // 35: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	18, // 36: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	20, // 37: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	22, // 38: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	14, // 39: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
-	26, // 40: gateway.v1.AdminService.ListAudit:output_type -> gateway.v1.ListAuditResponse
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	29, // 14: gateway.v1.EdgeStatus.agents:type_name -> gateway.v1.AgentState
+	9,  // 15: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
+	9,  // 16: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
+	30, // 17: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	30, // 18: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	24, // 19: gateway.v1.AuditEntry.diff:type_name -> gateway.v1.AuditDiff
+	30, // 20: gateway.v1.AuditEntry.revocation:type_name -> gateway.v1.RevocationEntry
+	23, // 21: gateway.v1.ListAuditResponse.entries:type_name -> gateway.v1.AuditEntry
+	2,  // 22: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	4,  // 23: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	6,  // 24: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	10, // 25: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	15, // 26: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	17, // 27: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	19, // 28: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	21, // 29: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	13, // 30: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
+	25, // 31: gateway.v1.AdminService.ListAudit:input_type -> gateway.v1.ListAuditRequest
+	3,  // 32: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	5,  // 33: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	7,  // 34: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	11, // 35: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	16, // 36: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	18, // 37: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	20, // 38: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	22, // 39: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	14, // 40: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
+	26, // 41: gateway.v1.AdminService.ListAudit:output_type -> gateway.v1.ListAuditResponse
+	32, // [32:42] is the sub-list for method output_type
+	22, // [22:32] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }

@@ -330,6 +330,95 @@ func (x *LuaSource) GetText() string {
 	return ""
 }
 
+// AgentState is one async agent of an edge as the edge reports it: its
+// connection state (connecting, connected, failed, stopped).
+type AgentState struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	State       string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	SinceUnixMs int64                  `protobuf:"varint,3,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	// retries counts the broker sessions that failed or ended.
+	Retries   uint64 `protobuf:"varint,4,opt,name=retries,proto3" json:"retries,omitempty"`
+	LastError string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// last_ping_unix_ms is the agent's last health report (0: never
+	// connected).
+	LastPingUnixMs int64 `protobuf:"varint,6,opt,name=last_ping_unix_ms,json=lastPingUnixMs,proto3" json:"last_ping_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AgentState) Reset() {
+	*x = AgentState{}
+	mi := &file_gateway_v1_common_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentState) ProtoMessage() {}
+
+func (x *AgentState) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_common_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentState.ProtoReflect.Descriptor instead.
+func (*AgentState) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_common_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AgentState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AgentState) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *AgentState) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
+func (x *AgentState) GetRetries() uint64 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *AgentState) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *AgentState) GetLastPingUnixMs() int64 {
+	if x != nil {
+		return x.LastPingUnixMs
+	}
+	return 0
+}
+
 var File_gateway_v1_common_proto protoreflect.FileDescriptor
 
 const file_gateway_v1_common_proto_rawDesc = "" +
@@ -357,7 +446,16 @@ const file_gateway_v1_common_proto_rawDesc = "" +
 	"\x06author\x18\x06 \x01(\tR\x06author\"3\n" +
 	"\tLuaSource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\tR\x04textB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\x04text\x18\x02 \x01(\tR\x04text\"\xbe\x01\n" +
+	"\n" +
+	"AgentState\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\"\n" +
+	"\rsince_unix_ms\x18\x03 \x01(\x03R\vsinceUnixMs\x12\x18\n" +
+	"\aretries\x18\x04 \x01(\x04R\aretries\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x05 \x01(\tR\tlastError\x12)\n" +
+	"\x11last_ping_unix_ms\x18\x06 \x01(\x03R\x0elastPingUnixMsB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_common_proto_rawDescOnce sync.Once
@@ -371,12 +469,13 @@ func file_gateway_v1_common_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_common_proto_rawDescData
 }
 
-var file_gateway_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_gateway_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_gateway_v1_common_proto_goTypes = []any{
 	(*FieldViolation)(nil),   // 0: gateway.v1.FieldViolation
 	(*SnapshotEnvelope)(nil), // 1: gateway.v1.SnapshotEnvelope
 	(*RevocationEntry)(nil),  // 2: gateway.v1.RevocationEntry
 	(*LuaSource)(nil),        // 3: gateway.v1.LuaSource
+	(*AgentState)(nil),       // 4: gateway.v1.AgentState
 }
 var file_gateway_v1_common_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -397,7 +496,7 @@ func file_gateway_v1_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_common_proto_rawDesc), len(file_gateway_v1_common_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -37,7 +37,10 @@ type Snapshot struct {
 	Endpoints     []*Endpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	// features lists the optional capabilities this snapshot uses (for example
 	// "encoding.xml"). An edge that lacks one NACKs the snapshot.
-	Features      []string `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
+	Features []string `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
+	// async_agents are the service's async_agent list: consumers that call
+	// their backends for every message of a queue.
+	AsyncAgents   []*AsyncAgent `protobuf:"bytes,120,rep,name=async_agents,json=asyncAgents,proto3" json:"async_agents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -100,6 +103,406 @@ func (x *Snapshot) GetFeatures() []string {
 	return nil
 }
 
+func (x *Snapshot) GetAsyncAgents() []*AsyncAgent {
+	if x != nil {
+		return x.AsyncAgents
+	}
+	return nil
+}
+
+// AsyncAgent is one entry of async_agent: a consumer of a queue that runs
+// every message through a pipe of backends, as an endpoint does, and
+// acknowledges the message only when the pipe succeeded.
+type AsyncAgent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name identifies the agent in logs, metrics and the health answer
+	// ("AsyncAgent-NN" when the config names none, as KrakenD does).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// endpoint is the agent's pipe, compiled as an endpoint named after the
+	// agent: its backends (method GET unless set, no input headers, the
+	// consumer timeout). Its path and method are not routed.
+	Endpoint   *Endpoint        `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Consumer   *AsyncConsumer   `protobuf:"bytes,3,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Connection *AsyncConnection `protobuf:"bytes,4,opt,name=connection,proto3" json:"connection,omitempty"`
+	// amqp is the async/amqp driver.
+	Amqp          *AMQPConsumer `protobuf:"bytes,5,opt,name=amqp,proto3" json:"amqp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AsyncAgent) Reset() {
+	*x = AsyncAgent{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AsyncAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AsyncAgent) ProtoMessage() {}
+
+func (x *AsyncAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AsyncAgent.ProtoReflect.Descriptor instead.
+func (*AsyncAgent) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AsyncAgent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AsyncAgent) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *AsyncAgent) GetConsumer() *AsyncConsumer {
+	if x != nil {
+		return x.Consumer
+	}
+	return nil
+}
+
+func (x *AsyncAgent) GetConnection() *AsyncConnection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+func (x *AsyncAgent) GetAmqp() *AMQPConsumer {
+	if x != nil {
+		return x.Amqp
+	}
+	return nil
+}
+
+// AsyncConsumer is async_agent[].consumer.
+type AsyncConsumer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// topic is the routing key the queue is bound with.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// workers is how many messages are processed at once (at least 1).
+	Workers uint32 `protobuf:"varint,2,opt,name=workers,proto3" json:"workers,omitempty"`
+	// timeout_ms bounds one message's pipe (the service timeout when unset).
+	TimeoutMs int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// max_rate is the most messages per second the agent processes; 0 means
+	// unlimited.
+	MaxRate       float64 `protobuf:"fixed64,4,opt,name=max_rate,json=maxRate,proto3" json:"max_rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AsyncConsumer) Reset() {
+	*x = AsyncConsumer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AsyncConsumer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AsyncConsumer) ProtoMessage() {}
+
+func (x *AsyncConsumer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AsyncConsumer.ProtoReflect.Descriptor instead.
+func (*AsyncConsumer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AsyncConsumer) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *AsyncConsumer) GetWorkers() uint32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *AsyncConsumer) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *AsyncConsumer) GetMaxRate() float64 {
+	if x != nil {
+		return x.MaxRate
+	}
+	return 0
+}
+
+// AsyncConnection is async_agent[].connection.
+type AsyncConnection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_retries is how many times a lost or failed connection is retried
+	// before the agent gives up; 0 means forever.
+	MaxRetries int64 `protobuf:"varint,1,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	// backoff_strategy is the wait before each retry: fallback (1s, the
+	// default), linear, linear-jitter, exponential, exponential-jitter.
+	BackoffStrategy string `protobuf:"bytes,2,opt,name=backoff_strategy,json=backoffStrategy,proto3" json:"backoff_strategy,omitempty"`
+	// health_interval_ms is how often a connected agent reports itself alive
+	// in the health answer (at least 1000).
+	HealthIntervalMs int64 `protobuf:"varint,3,opt,name=health_interval_ms,json=healthIntervalMs,proto3" json:"health_interval_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AsyncConnection) Reset() {
+	*x = AsyncConnection{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AsyncConnection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AsyncConnection) ProtoMessage() {}
+
+func (x *AsyncConnection) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AsyncConnection.ProtoReflect.Descriptor instead.
+func (*AsyncConnection) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AsyncConnection) GetMaxRetries() int64 {
+	if x != nil {
+		return x.MaxRetries
+	}
+	return 0
+}
+
+func (x *AsyncConnection) GetBackoffStrategy() string {
+	if x != nil {
+		return x.BackoffStrategy
+	}
+	return ""
+}
+
+func (x *AsyncConnection) GetHealthIntervalMs() int64 {
+	if x != nil {
+		return x.HealthIntervalMs
+	}
+	return 0
+}
+
+// AMQPConsumer is an agent's async/amqp namespace: the exchange (type
+// topic) and queue it declares, binds with the consumer topic and
+// consumes.
+type AMQPConsumer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host is the AMQP URL, amqp://user:pass@host:port/vhost.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// name is the queue.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Exchange      string `protobuf:"bytes,3,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	Durable       bool   `protobuf:"varint,4,opt,name=durable,proto3" json:"durable,omitempty"`
+	Delete        bool   `protobuf:"varint,5,opt,name=delete,proto3" json:"delete,omitempty"`
+	Exclusive     bool   `protobuf:"varint,6,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	NoWait        bool   `protobuf:"varint,7,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
+	PrefetchCount int64  `protobuf:"varint,8,opt,name=prefetch_count,json=prefetchCount,proto3" json:"prefetch_count,omitempty"`
+	PrefetchSize  int64  `protobuf:"varint,9,opt,name=prefetch_size,json=prefetchSize,proto3" json:"prefetch_size,omitempty"`
+	// auto_ack lets the broker consider a message delivered as soon as it is
+	// sent: a failed pipe loses it.
+	AutoAck bool `protobuf:"varint,10,opt,name=auto_ack,json=autoAck,proto3" json:"auto_ack,omitempty"`
+	NoLocal bool `protobuf:"varint,11,opt,name=no_local,json=noLocal,proto3" json:"no_local,omitempty"`
+	// nack_discard drops a message whose pipe failed instead of requeueing it.
+	NackDiscard bool `protobuf:"varint,12,opt,name=nack_discard,json=nackDiscard,proto3" json:"nack_discard,omitempty"`
+	// routing_keys, backoff_strategy and max_retries are set for a
+	// backend/amqp/consumer backend only: the keys the queue is bound with,
+	// and how a lost connection is retried (0: forever).
+	RoutingKeys     []string `protobuf:"bytes,13,rep,name=routing_keys,json=routingKeys,proto3" json:"routing_keys,omitempty"`
+	BackoffStrategy string   `protobuf:"bytes,14,opt,name=backoff_strategy,json=backoffStrategy,proto3" json:"backoff_strategy,omitempty"`
+	MaxRetries      int64    `protobuf:"varint,15,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AMQPConsumer) Reset() {
+	*x = AMQPConsumer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AMQPConsumer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AMQPConsumer) ProtoMessage() {}
+
+func (x *AMQPConsumer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AMQPConsumer.ProtoReflect.Descriptor instead.
+func (*AMQPConsumer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AMQPConsumer) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *AMQPConsumer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AMQPConsumer) GetExchange() string {
+	if x != nil {
+		return x.Exchange
+	}
+	return ""
+}
+
+func (x *AMQPConsumer) GetDurable() bool {
+	if x != nil {
+		return x.Durable
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetNoWait() bool {
+	if x != nil {
+		return x.NoWait
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetPrefetchCount() int64 {
+	if x != nil {
+		return x.PrefetchCount
+	}
+	return 0
+}
+
+func (x *AMQPConsumer) GetPrefetchSize() int64 {
+	if x != nil {
+		return x.PrefetchSize
+	}
+	return 0
+}
+
+func (x *AMQPConsumer) GetAutoAck() bool {
+	if x != nil {
+		return x.AutoAck
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetNoLocal() bool {
+	if x != nil {
+		return x.NoLocal
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetNackDiscard() bool {
+	if x != nil {
+		return x.NackDiscard
+	}
+	return false
+}
+
+func (x *AMQPConsumer) GetRoutingKeys() []string {
+	if x != nil {
+		return x.RoutingKeys
+	}
+	return nil
+}
+
+func (x *AMQPConsumer) GetBackoffStrategy() string {
+	if x != nil {
+		return x.BackoffStrategy
+	}
+	return ""
+}
+
+func (x *AMQPConsumer) GetMaxRetries() int64 {
+	if x != nil {
+		return x.MaxRetries
+	}
+	return 0
+}
+
 // Service holds the root-level settings of the configuration.
 type Service struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -148,7 +551,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[1]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +563,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[1]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +576,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{1}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Service) GetName() string {
@@ -330,7 +733,7 @@ type GELF struct {
 
 func (x *GELF) Reset() {
 	*x = GELF{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +745,7 @@ func (x *GELF) String() string {
 func (*GELF) ProtoMessage() {}
 
 func (x *GELF) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[2]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +758,7 @@ func (x *GELF) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GELF.ProtoReflect.Descriptor instead.
 func (*GELF) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GELF) GetAddress() string {
@@ -401,7 +804,7 @@ type ServerTLS struct {
 
 func (x *ServerTLS) Reset() {
 	*x = ServerTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +816,7 @@ func (x *ServerTLS) String() string {
 func (*ServerTLS) ProtoMessage() {}
 
 func (x *ServerTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[3]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +829,7 @@ func (x *ServerTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerTLS.ProtoReflect.Descriptor instead.
 func (*ServerTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ServerTLS) GetKeys() []*KeyPair {
@@ -496,7 +899,7 @@ type KeyPair struct {
 
 func (x *KeyPair) Reset() {
 	*x = KeyPair{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +911,7 @@ func (x *KeyPair) String() string {
 func (*KeyPair) ProtoMessage() {}
 
 func (x *KeyPair) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[4]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +924,7 @@ func (x *KeyPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyPair.ProtoReflect.Descriptor instead.
 func (*KeyPair) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KeyPair) GetCertificate() string {
@@ -557,7 +960,7 @@ type ClientTLS struct {
 
 func (x *ClientTLS) Reset() {
 	*x = ClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +972,7 @@ func (x *ClientTLS) String() string {
 func (*ClientTLS) ProtoMessage() {}
 
 func (x *ClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[5]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +985,7 @@ func (x *ClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientTLS.ProtoReflect.Descriptor instead.
 func (*ClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClientTLS) GetAllowInsecureConnections() bool {
@@ -677,7 +1080,7 @@ type Router struct {
 
 func (x *Router) Reset() {
 	*x = Router{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +1092,7 @@ func (x *Router) String() string {
 func (*Router) ProtoMessage() {}
 
 func (x *Router) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +1105,7 @@ func (x *Router) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Router.ProtoReflect.Descriptor instead.
 func (*Router) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Router) GetReturnErrorMsg() bool {
@@ -857,7 +1260,7 @@ type Logging struct {
 
 func (x *Logging) Reset() {
 	*x = Logging{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1272,7 @@ func (x *Logging) String() string {
 func (*Logging) ProtoMessage() {}
 
 func (x *Logging) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1285,7 @@ func (x *Logging) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logging.ProtoReflect.Descriptor instead.
 func (*Logging) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Logging) GetLevel() string {
@@ -959,7 +1362,7 @@ type Metrics struct {
 
 func (x *Metrics) Reset() {
 	*x = Metrics{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1374,7 @@ func (x *Metrics) String() string {
 func (*Metrics) ProtoMessage() {}
 
 func (x *Metrics) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1387,7 @@ func (x *Metrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metrics.ProtoReflect.Descriptor instead.
 func (*Metrics) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Metrics) GetEnabled() bool {
@@ -1077,7 +1480,7 @@ type OpenTelemetry struct {
 
 func (x *OpenTelemetry) Reset() {
 	*x = OpenTelemetry{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1492,7 @@ func (x *OpenTelemetry) String() string {
 func (*OpenTelemetry) ProtoMessage() {}
 
 func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1505,7 @@ func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenTelemetry.ProtoReflect.Descriptor instead.
 func (*OpenTelemetry) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OpenTelemetry) GetServiceName() string {
@@ -1240,7 +1643,7 @@ type OTLPExporter struct {
 
 func (x *OTLPExporter) Reset() {
 	*x = OTLPExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1655,7 @@ func (x *OTLPExporter) String() string {
 func (*OTLPExporter) ProtoMessage() {}
 
 func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1668,7 @@ func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OTLPExporter.ProtoReflect.Descriptor instead.
 func (*OTLPExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OTLPExporter) GetName() string {
@@ -1318,7 +1721,7 @@ type PrometheusExporter struct {
 
 func (x *PrometheusExporter) Reset() {
 	*x = PrometheusExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1733,7 @@ func (x *PrometheusExporter) String() string {
 func (*PrometheusExporter) ProtoMessage() {}
 
 func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1746,7 @@ func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrometheusExporter.ProtoReflect.Descriptor instead.
 func (*PrometheusExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PrometheusExporter) GetName() string {
@@ -1399,7 +1802,7 @@ type MetricsLayer struct {
 
 func (x *MetricsLayer) Reset() {
 	*x = MetricsLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1814,7 @@ func (x *MetricsLayer) String() string {
 func (*MetricsLayer) ProtoMessage() {}
 
 func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1827,7 @@ func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsLayer.ProtoReflect.Descriptor instead.
 func (*MetricsLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MetricsLayer) GetDisabled() bool {
@@ -1471,7 +1874,7 @@ type TraceLayer struct {
 
 func (x *TraceLayer) Reset() {
 	*x = TraceLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1886,7 @@ func (x *TraceLayer) String() string {
 func (*TraceLayer) ProtoMessage() {}
 
 func (x *TraceLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1899,7 @@ func (x *TraceLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
 func (*TraceLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TraceLayer) GetDisabled() bool {
@@ -1538,7 +1941,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1953,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1966,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1595,7 +1998,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +2010,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +2023,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -1693,7 +2096,7 @@ type HTTPClient struct {
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +2108,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +2121,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -1861,7 +2264,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +2276,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +2289,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Endpoint) GetName() string {
@@ -2093,7 +2496,7 @@ type CelChecks struct {
 
 func (x *CelChecks) Reset() {
 	*x = CelChecks{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2508,7 @@ func (x *CelChecks) String() string {
 func (*CelChecks) ProtoMessage() {}
 
 func (x *CelChecks) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2521,7 @@ func (x *CelChecks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CelChecks.ProtoReflect.Descriptor instead.
 func (*CelChecks) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CelChecks) GetRequest() []string {
@@ -2158,7 +2561,7 @@ type LuaScript struct {
 
 func (x *LuaScript) Reset() {
 	*x = LuaScript{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2573,7 @@ func (x *LuaScript) String() string {
 func (*LuaScript) ProtoMessage() {}
 
 func (x *LuaScript) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2586,7 @@ func (x *LuaScript) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LuaScript.ProtoReflect.Descriptor instead.
 func (*LuaScript) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LuaScript) GetSources() []*LuaSource {
@@ -2234,7 +2637,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2649,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2662,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Static) GetStrategy() string {
@@ -2288,7 +2691,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2703,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2716,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -2388,6 +2791,14 @@ type Backend struct {
 	// lua_backend is `modifier/lua-backend`: pre runs on the built backend
 	// request, post on the decoded response.
 	LuaBackend *LuaScript `protobuf:"bytes,115,opt,name=lua_backend,json=luaBackend,proto3" json:"lua_backend,omitempty"`
+	// amqp_producer, when set, makes the backend publish each call to an
+	// AMQP exchange (backend/amqp/producer) instead of calling hosts[0],
+	// which is then the broker's URL.
+	AmqpProducer *AMQPProducer `protobuf:"bytes,120,opt,name=amqp_producer,json=amqpProducer,proto3" json:"amqp_producer,omitempty"`
+	// amqp_consumer, when set, makes each call take one message from a queue
+	// (backend/amqp/consumer) as the backend's response; hosts[0] is the
+	// broker's URL and host is unused.
+	AmqpConsumer *AMQPConsumer `protobuf:"bytes,121,opt,name=amqp_consumer,json=amqpConsumer,proto3" json:"amqp_consumer,omitempty"`
 	// graphql is `backend/graphql`: the call carries a GraphQL request.
 	Graphql       *GraphQL `protobuf:"bytes,110,opt,name=graphql,proto3" json:"graphql,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2396,7 +2807,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2408,7 +2819,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2421,7 +2832,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Backend) GetName() string {
@@ -2634,11 +3045,196 @@ func (x *Backend) GetLuaBackend() *LuaScript {
 	return nil
 }
 
+func (x *Backend) GetAmqpProducer() *AMQPProducer {
+	if x != nil {
+		return x.AmqpProducer
+	}
+	return nil
+}
+
+func (x *Backend) GetAmqpConsumer() *AMQPConsumer {
+	if x != nil {
+		return x.AmqpConsumer
+	}
+	return nil
+}
+
 func (x *Backend) GetGraphql() *GraphQL {
 	if x != nil {
 		return x.Graphql
 	}
 	return nil
+}
+
+// AMQPProducer is a backend's backend/amqp/producer namespace. The *_param
+// fields name the endpoint parameters (as written in the endpoint path)
+// the config's *_key settings designate; "" when a key names none (the
+// message then gets no value for it, as in KrakenD).
+type AMQPProducer struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Exchange  string                 `protobuf:"bytes,1,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	Durable   bool                   `protobuf:"varint,2,opt,name=durable,proto3" json:"durable,omitempty"`
+	Delete    bool                   `protobuf:"varint,3,opt,name=delete,proto3" json:"delete,omitempty"`
+	Exclusive bool                   `protobuf:"varint,4,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	NoWait    bool                   `protobuf:"varint,5,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
+	Mandatory bool                   `protobuf:"varint,6,opt,name=mandatory,proto3" json:"mandatory,omitempty"`
+	Immediate bool                   `protobuf:"varint,7,opt,name=immediate,proto3" json:"immediate,omitempty"`
+	// backoff_strategy and max_retries govern reconnections (0: forever).
+	BackoffStrategy string `protobuf:"bytes,8,opt,name=backoff_strategy,json=backoffStrategy,proto3" json:"backoff_strategy,omitempty"`
+	MaxRetries      int64  `protobuf:"varint,9,opt,name=max_retries,json=maxRetries,proto3" json:"max_retries,omitempty"`
+	// static_routing_key makes routing_key the routing key of every message;
+	// otherwise routing_param's value is.
+	StaticRoutingKey bool   `protobuf:"varint,10,opt,name=static_routing_key,json=staticRoutingKey,proto3" json:"static_routing_key,omitempty"`
+	RoutingKey       string `protobuf:"bytes,11,opt,name=routing_key,json=routingKey,proto3" json:"routing_key,omitempty"`
+	RoutingParam     string `protobuf:"bytes,12,opt,name=routing_param,json=routingParam,proto3" json:"routing_param,omitempty"`
+	ExpirationParam  string `protobuf:"bytes,13,opt,name=expiration_param,json=expirationParam,proto3" json:"expiration_param,omitempty"`
+	MessageIdParam   string `protobuf:"bytes,14,opt,name=message_id_param,json=messageIdParam,proto3" json:"message_id_param,omitempty"`
+	PriorityParam    string `protobuf:"bytes,15,opt,name=priority_param,json=priorityParam,proto3" json:"priority_param,omitempty"`
+	ReplyToParam     string `protobuf:"bytes,16,opt,name=reply_to_param,json=replyToParam,proto3" json:"reply_to_param,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AMQPProducer) Reset() {
+	*x = AMQPProducer{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AMQPProducer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AMQPProducer) ProtoMessage() {}
+
+func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AMQPProducer.ProtoReflect.Descriptor instead.
+func (*AMQPProducer) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AMQPProducer) GetExchange() string {
+	if x != nil {
+		return x.Exchange
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetDurable() bool {
+	if x != nil {
+		return x.Durable
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetNoWait() bool {
+	if x != nil {
+		return x.NoWait
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetMandatory() bool {
+	if x != nil {
+		return x.Mandatory
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetImmediate() bool {
+	if x != nil {
+		return x.Immediate
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetBackoffStrategy() string {
+	if x != nil {
+		return x.BackoffStrategy
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetMaxRetries() int64 {
+	if x != nil {
+		return x.MaxRetries
+	}
+	return 0
+}
+
+func (x *AMQPProducer) GetStaticRoutingKey() bool {
+	if x != nil {
+		return x.StaticRoutingKey
+	}
+	return false
+}
+
+func (x *AMQPProducer) GetRoutingKey() string {
+	if x != nil {
+		return x.RoutingKey
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetRoutingParam() string {
+	if x != nil {
+		return x.RoutingParam
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetExpirationParam() string {
+	if x != nil {
+		return x.ExpirationParam
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetMessageIdParam() string {
+	if x != nil {
+		return x.MessageIdParam
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetPriorityParam() string {
+	if x != nil {
+		return x.PriorityParam
+	}
+	return ""
+}
+
+func (x *AMQPProducer) GetReplyToParam() string {
+	if x != nil {
+		return x.ReplyToParam
+	}
+	return ""
 }
 
 // GraphQL is `backend/graphql` (lura's GraphQL middleware).
@@ -2663,7 +3259,7 @@ type GraphQL struct {
 
 func (x *GraphQL) Reset() {
 	*x = GraphQL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2675,7 +3271,7 @@ func (x *GraphQL) String() string {
 func (*GraphQL) ProtoMessage() {}
 
 func (x *GraphQL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2688,7 +3284,7 @@ func (x *GraphQL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
 func (*GraphQL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GraphQL) GetMutation() bool {
@@ -2776,7 +3372,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +3384,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +3397,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -3002,7 +3598,7 @@ type JWKSEncryption struct {
 
 func (x *JWKSEncryption) Reset() {
 	*x = JWKSEncryption{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3610,7 @@ func (x *JWKSEncryption) String() string {
 func (*JWKSEncryption) ProtoMessage() {}
 
 func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3623,7 @@ func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
 func (*JWKSEncryption) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JWKSEncryption) GetKeeperKey() []byte {
@@ -3064,7 +3660,7 @@ type JWKSClientTLS struct {
 
 func (x *JWKSClientTLS) Reset() {
 	*x = JWKSClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3672,7 @@ func (x *JWKSClientTLS) String() string {
 func (*JWKSClientTLS) ProtoMessage() {}
 
 func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3685,7 @@ func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
 func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
@@ -3141,7 +3737,7 @@ type JWTSigner struct {
 
 func (x *JWTSigner) Reset() {
 	*x = JWTSigner{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3153,7 +3749,7 @@ func (x *JWTSigner) String() string {
 func (*JWTSigner) ProtoMessage() {}
 
 func (x *JWTSigner) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3166,7 +3762,7 @@ func (x *JWTSigner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
 func (*JWTSigner) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JWTSigner) GetAlg() string {
@@ -3250,7 +3846,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +3858,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +3871,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -3309,7 +3905,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3321,7 +3917,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3334,7 +3930,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -3385,7 +3981,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3397,7 +3993,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3410,7 +4006,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -3469,7 +4065,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3481,7 +4077,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3494,7 +4090,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -3579,7 +4175,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +4187,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +4200,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -3642,7 +4238,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +4250,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +4263,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -3717,7 +4313,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3729,7 +4325,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3742,7 +4338,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -3778,7 +4374,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3790,7 +4386,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3803,7 +4399,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -3845,7 +4441,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3857,7 +4453,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3870,7 +4466,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3961,7 +4557,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3973,7 +4569,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3986,7 +4582,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -4137,7 +4733,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4745,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4758,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -4546,7 +5142,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4558,7 +5154,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4571,7 +5167,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -4640,7 +5236,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4652,7 +5248,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4665,7 +5261,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -4689,7 +5285,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4701,7 +5297,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4714,7 +5310,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -4750,7 +5346,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4762,7 +5358,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4775,7 +5371,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -4809,7 +5405,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4821,7 +5417,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4834,7 +5430,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -4892,7 +5488,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4904,7 +5500,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4917,7 +5513,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -4951,7 +5547,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4963,7 +5559,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4976,7 +5572,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -4998,7 +5594,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5010,7 +5606,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5023,7 +5619,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -5051,7 +5647,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5063,7 +5659,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5076,7 +5672,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -5099,7 +5695,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5111,7 +5707,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5124,7 +5720,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -5168,7 +5764,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5180,7 +5776,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5193,7 +5789,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -5231,7 +5827,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5243,7 +5839,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5256,7 +5852,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -5298,7 +5894,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5310,7 +5906,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5323,7 +5919,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -5344,7 +5940,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5356,7 +5952,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5369,7 +5965,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -5390,7 +5986,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5402,7 +5998,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5415,7 +6011,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -5443,7 +6039,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5455,7 +6051,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5468,7 +6064,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -5495,7 +6091,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5507,7 +6103,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5520,7 +6116,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -5541,7 +6137,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5553,7 +6149,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5566,7 +6162,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -5594,7 +6190,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5606,7 +6202,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5619,7 +6215,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -5647,7 +6243,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5659,7 +6255,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5672,7 +6268,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -5694,12 +6290,51 @@ var File_gateway_v1_snapshot_proto protoreflect.FileDescriptor
 const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"\x19gateway/v1/snapshot.proto\x12\n" +
-	"gateway.v1\x1a\x17gateway/v1/common.proto\"\xb0\x01\n" +
+	"gateway.v1\x1a\x17gateway/v1/common.proto\"\xeb\x01\n" +
 	"\bSnapshot\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12-\n" +
 	"\aservice\x18\x02 \x01(\v2\x13.gateway.v1.ServiceR\aservice\x122\n" +
 	"\tendpoints\x18\x03 \x03(\v2\x14.gateway.v1.EndpointR\tendpoints\x12\x1a\n" +
-	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xf3\x06\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\x129\n" +
+	"\fasync_agents\x18x \x03(\v2\x16.gateway.v1.AsyncAgentR\vasyncAgents\"\xf4\x01\n" +
+	"\n" +
+	"AsyncAgent\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
+	"\bendpoint\x18\x02 \x01(\v2\x14.gateway.v1.EndpointR\bendpoint\x125\n" +
+	"\bconsumer\x18\x03 \x01(\v2\x19.gateway.v1.AsyncConsumerR\bconsumer\x12;\n" +
+	"\n" +
+	"connection\x18\x04 \x01(\v2\x1b.gateway.v1.AsyncConnectionR\n" +
+	"connection\x12,\n" +
+	"\x04amqp\x18\x05 \x01(\v2\x18.gateway.v1.AMQPConsumerR\x04amqp\"y\n" +
+	"\rAsyncConsumer\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x18\n" +
+	"\aworkers\x18\x02 \x01(\rR\aworkers\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\x12\x19\n" +
+	"\bmax_rate\x18\x04 \x01(\x01R\amaxRate\"\x8b\x01\n" +
+	"\x0fAsyncConnection\x12\x1f\n" +
+	"\vmax_retries\x18\x01 \x01(\x03R\n" +
+	"maxRetries\x12)\n" +
+	"\x10backoff_strategy\x18\x02 \x01(\tR\x0fbackoffStrategy\x12,\n" +
+	"\x12health_interval_ms\x18\x03 \x01(\x03R\x10healthIntervalMs\"\xcf\x03\n" +
+	"\fAMQPConsumer\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bexchange\x18\x03 \x01(\tR\bexchange\x12\x18\n" +
+	"\adurable\x18\x04 \x01(\bR\adurable\x12\x16\n" +
+	"\x06delete\x18\x05 \x01(\bR\x06delete\x12\x1c\n" +
+	"\texclusive\x18\x06 \x01(\bR\texclusive\x12\x17\n" +
+	"\ano_wait\x18\a \x01(\bR\x06noWait\x12%\n" +
+	"\x0eprefetch_count\x18\b \x01(\x03R\rprefetchCount\x12#\n" +
+	"\rprefetch_size\x18\t \x01(\x03R\fprefetchSize\x12\x19\n" +
+	"\bauto_ack\x18\n" +
+	" \x01(\bR\aautoAck\x12\x19\n" +
+	"\bno_local\x18\v \x01(\bR\anoLocal\x12!\n" +
+	"\fnack_discard\x18\f \x01(\bR\vnackDiscard\x12!\n" +
+	"\frouting_keys\x18\r \x03(\tR\vroutingKeys\x12)\n" +
+	"\x10backoff_strategy\x18\x0e \x01(\tR\x0fbackoffStrategy\x12\x1f\n" +
+	"\vmax_retries\x18\x0f \x01(\x03R\n" +
+	"maxRetries\"\xf3\x06\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -5919,8 +6554,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\x9b\n" +
-	"\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\x99\v\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -5956,11 +6590,33 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x12'\n" +
 	"\x03cel\x18w \x01(\v2\x15.gateway.v1.CelChecksR\x03cel\x126\n" +
 	"\vlua_backend\x18s \x01(\v2\x15.gateway.v1.LuaScriptR\n" +
-	"luaBackend\x12-\n" +
+	"luaBackend\x12=\n" +
+	"\ramqp_producer\x18x \x01(\v2\x18.gateway.v1.AMQPProducerR\famqpProducer\x12=\n" +
+	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x12-\n" +
 	"\agraphql\x18n \x01(\v2\x13.gateway.v1.GraphQLR\agraphql\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x04\n" +
+	"\fAMQPProducer\x12\x1a\n" +
+	"\bexchange\x18\x01 \x01(\tR\bexchange\x12\x18\n" +
+	"\adurable\x18\x02 \x01(\bR\adurable\x12\x16\n" +
+	"\x06delete\x18\x03 \x01(\bR\x06delete\x12\x1c\n" +
+	"\texclusive\x18\x04 \x01(\bR\texclusive\x12\x17\n" +
+	"\ano_wait\x18\x05 \x01(\bR\x06noWait\x12\x1c\n" +
+	"\tmandatory\x18\x06 \x01(\bR\tmandatory\x12\x1c\n" +
+	"\timmediate\x18\a \x01(\bR\timmediate\x12)\n" +
+	"\x10backoff_strategy\x18\b \x01(\tR\x0fbackoffStrategy\x12\x1f\n" +
+	"\vmax_retries\x18\t \x01(\x03R\n" +
+	"maxRetries\x12,\n" +
+	"\x12static_routing_key\x18\n" +
+	" \x01(\bR\x10staticRoutingKey\x12\x1f\n" +
+	"\vrouting_key\x18\v \x01(\tR\n" +
+	"routingKey\x12#\n" +
+	"\rrouting_param\x18\f \x01(\tR\froutingParam\x12)\n" +
+	"\x10expiration_param\x18\r \x01(\tR\x0fexpirationParam\x12(\n" +
+	"\x10message_id_param\x18\x0e \x01(\tR\x0emessageIdParam\x12%\n" +
+	"\x0epriority_param\x18\x0f \x01(\tR\rpriorityParam\x12$\n" +
+	"\x0ereply_to_param\x18\x10 \x01(\tR\freplyToParam\"\x92\x01\n" +
 	"\aGraphQL\x12\x1a\n" +
 	"\bmutation\x18\x01 \x01(\bR\bmutation\x12\x10\n" +
 	"\x03get\x18\x02 \x01(\bR\x03get\x12\x14\n" +
@@ -6222,169 +6878,181 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
-	(*Service)(nil),               // 1: gateway.v1.Service
-	(*GELF)(nil),                  // 2: gateway.v1.GELF
-	(*ServerTLS)(nil),             // 3: gateway.v1.ServerTLS
-	(*KeyPair)(nil),               // 4: gateway.v1.KeyPair
-	(*ClientTLS)(nil),             // 5: gateway.v1.ClientTLS
-	(*Router)(nil),                // 6: gateway.v1.Router
-	(*Logging)(nil),               // 7: gateway.v1.Logging
-	(*Metrics)(nil),               // 8: gateway.v1.Metrics
-	(*OpenTelemetry)(nil),         // 9: gateway.v1.OpenTelemetry
-	(*OTLPExporter)(nil),          // 10: gateway.v1.OTLPExporter
-	(*PrometheusExporter)(nil),    // 11: gateway.v1.PrometheusExporter
-	(*MetricsLayer)(nil),          // 12: gateway.v1.MetricsLayer
-	(*TraceLayer)(nil),            // 13: gateway.v1.TraceLayer
-	(*KeyValue)(nil),              // 14: gateway.v1.KeyValue
-	(*HTTPServer)(nil),            // 15: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),            // 16: gateway.v1.HTTPClient
-	(*Endpoint)(nil),              // 17: gateway.v1.Endpoint
-	(*CelChecks)(nil),             // 18: gateway.v1.CelChecks
-	(*LuaScript)(nil),             // 19: gateway.v1.LuaScript
-	(*Static)(nil),                // 20: gateway.v1.Static
-	(*FlatmapOp)(nil),             // 21: gateway.v1.FlatmapOp
-	(*Backend)(nil),               // 22: gateway.v1.Backend
-	(*GraphQL)(nil),               // 23: gateway.v1.GraphQL
-	(*JWTValidator)(nil),          // 24: gateway.v1.JWTValidator
-	(*JWKSEncryption)(nil),        // 25: gateway.v1.JWKSEncryption
-	(*JWKSClientTLS)(nil),         // 26: gateway.v1.JWKSClientTLS
-	(*JWTSigner)(nil),             // 27: gateway.v1.JWTSigner
-	(*ClaimHeader)(nil),           // 28: gateway.v1.ClaimHeader
-	(*Revoker)(nil),               // 29: gateway.v1.Revoker
-	(*BotDetector)(nil),           // 30: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),       // 31: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),      // 32: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),        // 33: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),             // 34: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),      // 35: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                  // 36: gateway.v1.CORS
-	(*SecurityHTTP)(nil),          // 37: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),       // 38: gateway.v1.MartianModifier
-	(*MartianCookie)(nil),         // 39: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 40: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 41: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 42: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 43: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 44: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 45: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 46: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 47: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 48: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 49: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 50: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 51: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 52: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 53: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 54: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 55: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 56: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 57: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 58: gateway.v1.MartianGroup
-	nil,                           // 59: gateway.v1.Backend.MappingEntry
-	nil,                           // 60: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	(*LuaSource)(nil),             // 61: gateway.v1.LuaSource
+	(*AsyncAgent)(nil),            // 1: gateway.v1.AsyncAgent
+	(*AsyncConsumer)(nil),         // 2: gateway.v1.AsyncConsumer
+	(*AsyncConnection)(nil),       // 3: gateway.v1.AsyncConnection
+	(*AMQPConsumer)(nil),          // 4: gateway.v1.AMQPConsumer
+	(*Service)(nil),               // 5: gateway.v1.Service
+	(*GELF)(nil),                  // 6: gateway.v1.GELF
+	(*ServerTLS)(nil),             // 7: gateway.v1.ServerTLS
+	(*KeyPair)(nil),               // 8: gateway.v1.KeyPair
+	(*ClientTLS)(nil),             // 9: gateway.v1.ClientTLS
+	(*Router)(nil),                // 10: gateway.v1.Router
+	(*Logging)(nil),               // 11: gateway.v1.Logging
+	(*Metrics)(nil),               // 12: gateway.v1.Metrics
+	(*OpenTelemetry)(nil),         // 13: gateway.v1.OpenTelemetry
+	(*OTLPExporter)(nil),          // 14: gateway.v1.OTLPExporter
+	(*PrometheusExporter)(nil),    // 15: gateway.v1.PrometheusExporter
+	(*MetricsLayer)(nil),          // 16: gateway.v1.MetricsLayer
+	(*TraceLayer)(nil),            // 17: gateway.v1.TraceLayer
+	(*KeyValue)(nil),              // 18: gateway.v1.KeyValue
+	(*HTTPServer)(nil),            // 19: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),            // 20: gateway.v1.HTTPClient
+	(*Endpoint)(nil),              // 21: gateway.v1.Endpoint
+	(*CelChecks)(nil),             // 22: gateway.v1.CelChecks
+	(*LuaScript)(nil),             // 23: gateway.v1.LuaScript
+	(*Static)(nil),                // 24: gateway.v1.Static
+	(*FlatmapOp)(nil),             // 25: gateway.v1.FlatmapOp
+	(*Backend)(nil),               // 26: gateway.v1.Backend
+	(*AMQPProducer)(nil),          // 27: gateway.v1.AMQPProducer
+	(*GraphQL)(nil),               // 28: gateway.v1.GraphQL
+	(*JWTValidator)(nil),          // 29: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),        // 30: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),         // 31: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),             // 32: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),           // 33: gateway.v1.ClaimHeader
+	(*Revoker)(nil),               // 34: gateway.v1.Revoker
+	(*BotDetector)(nil),           // 35: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),       // 36: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),      // 37: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),        // 38: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),             // 39: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),      // 40: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                  // 41: gateway.v1.CORS
+	(*SecurityHTTP)(nil),          // 42: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),       // 43: gateway.v1.MartianModifier
+	(*MartianCookie)(nil),         // 44: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 45: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 46: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 47: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 48: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 49: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 50: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 51: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 52: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 53: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 54: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 55: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 56: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 57: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 58: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 59: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 60: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 61: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 62: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 63: gateway.v1.MartianGroup
+	nil,                           // 64: gateway.v1.Backend.MappingEntry
+	nil,                           // 65: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*LuaSource)(nil),             // 66: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
-	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	17, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
-	6,  // 2: gateway.v1.Service.router:type_name -> gateway.v1.Router
-	7,  // 3: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
-	8,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	15, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	16, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	29, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	36, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	37, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	35, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	9,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	30, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	3,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	2,  // 14: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
-	4,  // 15: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	4,  // 16: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	10, // 17: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	13, // 18: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	13, // 19: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	13, // 20: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	11, // 21: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
-	10, // 22: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
-	12, // 23: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
-	12, // 24: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
-	12, // 25: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
-	14, // 26: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
-	14, // 27: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	5,  // 28: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	22, // 29: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	20, // 30: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	21, // 31: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	24, // 32: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	31, // 33: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	13, // 34: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	12, // 35: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
-	30, // 36: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	27, // 37: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
-	18, // 38: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
-	19, // 39: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
-	19, // 40: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	61, // 41: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	59, // 42: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	21, // 43: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	32, // 44: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	33, // 45: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	34, // 46: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	38, // 47: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	13, // 48: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	12, // 49: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
-	18, // 50: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
-	19, // 51: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	23, // 52: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	28, // 53: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	26, // 54: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	25, // 55: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	26, // 56: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	25, // 57: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	60, // 58: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	54, // 59: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	55, // 60: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	56, // 61: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	57, // 62: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	58, // 63: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	54, // 64: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	46, // 65: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	47, // 66: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	48, // 67: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	49, // 68: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	48, // 69: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	50, // 70: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	51, // 71: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	52, // 72: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	39, // 73: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	48, // 74: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	40, // 75: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	41, // 76: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	42, // 77: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	43, // 78: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	44, // 79: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	45, // 80: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	38, // 81: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	38, // 82: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	38, // 83: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	38, // 84: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	38, // 85: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	38, // 86: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	38, // 87: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	38, // 88: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	53, // 89: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	38, // 90: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	38, // 91: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	92, // [92:92] is the sub-list for method output_type
-	92, // [92:92] is the sub-list for method input_type
-	92, // [92:92] is the sub-list for extension type_name
-	92, // [92:92] is the sub-list for extension extendee
-	0,  // [0:92] is the sub-list for field type_name
+	5,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
+	21, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	1,  // 2: gateway.v1.Snapshot.async_agents:type_name -> gateway.v1.AsyncAgent
+	21, // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
+	2,  // 4: gateway.v1.AsyncAgent.consumer:type_name -> gateway.v1.AsyncConsumer
+	3,  // 5: gateway.v1.AsyncAgent.connection:type_name -> gateway.v1.AsyncConnection
+	4,  // 6: gateway.v1.AsyncAgent.amqp:type_name -> gateway.v1.AMQPConsumer
+	10, // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
+	11, // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
+	12, // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
+	19, // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	20, // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	34, // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	41, // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	42, // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	40, // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	13, // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
+	35, // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	7,  // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	6,  // 19: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
+	8,  // 20: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	8,  // 21: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	14, // 22: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	17, // 23: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	17, // 24: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	17, // 25: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	15, // 26: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
+	14, // 27: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
+	16, // 28: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
+	16, // 29: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
+	16, // 30: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
+	18, // 31: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
+	18, // 32: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	9,  // 33: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	26, // 34: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	24, // 35: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	25, // 36: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	29, // 37: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	36, // 38: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	17, // 39: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	16, // 40: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
+	35, // 41: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	32, // 42: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	22, // 43: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
+	23, // 44: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	23, // 45: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	66, // 46: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	64, // 47: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	25, // 48: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	37, // 49: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	38, // 50: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	39, // 51: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	43, // 52: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	17, // 53: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	16, // 54: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
+	22, // 55: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
+	23, // 56: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	27, // 57: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	4,  // 58: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
+	28, // 59: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	33, // 60: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	31, // 61: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	30, // 62: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	31, // 63: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	30, // 64: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	65, // 65: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	59, // 66: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	60, // 67: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	61, // 68: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	62, // 69: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	63, // 70: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	59, // 71: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	51, // 72: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	52, // 73: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	53, // 74: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	54, // 75: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	53, // 76: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	55, // 77: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	56, // 78: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	57, // 79: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	44, // 80: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	53, // 81: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	45, // 82: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	46, // 83: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	47, // 84: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	48, // 85: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	49, // 86: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	50, // 87: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	43, // 88: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43, // 89: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43, // 90: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	43, // 91: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43, // 92: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	43, // 93: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43, // 94: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	43, // 95: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	58, // 96: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	43, // 97: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	43, // 98: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	99, // [99:99] is the sub-list for method output_type
+	99, // [99:99] is the sub-list for method input_type
+	99, // [99:99] is the sub-list for extension type_name
+	99, // [99:99] is the sub-list for extension extendee
+	0,  // [0:99] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -6393,7 +7061,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		return
 	}
 	file_gateway_v1_common_proto_init()
-	file_gateway_v1_snapshot_proto_msgTypes[38].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[43].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -6423,7 +7091,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   61,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -741,8 +741,11 @@ func (x *Nack) GetRunningVersion() uint64 {
 
 // Keepalive flows both ways; unix_ms is the sender's clock, for display only.
 type Keepalive struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UnixMs        int64                  `protobuf:"varint,1,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UnixMs int64                  `protobuf:"varint,1,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	// agents is, on an edge's keepalive, the state of each of its async
+	// agents (an edge without agents sends none).
+	Agents        []*AgentState `protobuf:"bytes,120,rep,name=agents,proto3" json:"agents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -782,6 +785,13 @@ func (x *Keepalive) GetUnixMs() int64 {
 		return x.UnixMs
 	}
 	return 0
+}
+
+func (x *Keepalive) GetAgents() []*AgentState {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
 }
 
 var File_gateway_v1_sync_proto protoreflect.FileDescriptor
@@ -840,9 +850,10 @@ const file_gateway_v1_sync_proto_rawDesc = "" +
 	"violations\x18\x03 \x03(\v2\x1a.gateway.v1.FieldViolationR\n" +
 	"violations\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\x12'\n" +
-	"\x0frunning_version\x18\x05 \x01(\x04R\x0erunningVersion\"$\n" +
+	"\x0frunning_version\x18\x05 \x01(\x04R\x0erunningVersion\"T\n" +
 	"\tKeepalive\x12\x17\n" +
-	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs2L\n" +
+	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\x12.\n" +
+	"\x06agents\x18x \x03(\v2\x16.gateway.v1.AgentStateR\x06agents2L\n" +
 	"\vSyncService\x12=\n" +
 	"\x04Sync\x12\x17.gateway.v1.SyncRequest\x1a\x18.gateway.v1.SyncResponse(\x010\x01B9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
@@ -872,6 +883,7 @@ var file_gateway_v1_sync_proto_goTypes = []any{
 	(*SnapshotEnvelope)(nil), // 9: gateway.v1.SnapshotEnvelope
 	(*RevocationEntry)(nil),  // 10: gateway.v1.RevocationEntry
 	(*FieldViolation)(nil),   // 11: gateway.v1.FieldViolation
+	(*AgentState)(nil),       // 12: gateway.v1.AgentState
 }
 var file_gateway_v1_sync_proto_depIdxs = []int32{
 	5,  // 0: gateway.v1.SyncRequest.hello:type_name -> gateway.v1.Hello
@@ -886,13 +898,14 @@ var file_gateway_v1_sync_proto_depIdxs = []int32{
 	10, // 9: gateway.v1.RevocationDelta.entries:type_name -> gateway.v1.RevocationEntry
 	10, // 10: gateway.v1.RevocationReset.entries:type_name -> gateway.v1.RevocationEntry
 	11, // 11: gateway.v1.Nack.violations:type_name -> gateway.v1.FieldViolation
-	0,  // 12: gateway.v1.SyncService.Sync:input_type -> gateway.v1.SyncRequest
-	1,  // 13: gateway.v1.SyncService.Sync:output_type -> gateway.v1.SyncResponse
-	13, // [13:14] is the sub-list for method output_type
-	12, // [12:13] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 12: gateway.v1.Keepalive.agents:type_name -> gateway.v1.AgentState
+	0,  // 13: gateway.v1.SyncService.Sync:input_type -> gateway.v1.SyncRequest
+	1,  // 14: gateway.v1.SyncService.Sync:output_type -> gateway.v1.SyncResponse
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_sync_proto_init() }

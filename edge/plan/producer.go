@@ -1,0 +1,220 @@
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"github.com/apigw/gateway/edge/modifier"
+	"github.com/apigw/gateway/edge/mq"
+	"github.com/apigw/gateway/edge/proxy"
+	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/proto/violation"
+)
+
+// producerCall compiles a backend/amqp/producer backend: a proxy.Backend
+// whose one host is an mq.Producer. The endpoint parameters the producer's
+// keys name travel to it as the call's query arguments (no client query
+// string is forwarded to a producer).
+func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.Backend, params []string) *proxy.Backend {
+	pr := be.GetAmqpProducer()
+	if len(be.GetHosts()) == 0 {
+		b.violate(path+".host", violation.Required, "an AMQP producer needs the broker's URL as host[0]")
+		return nil
+	}
+	if pr.GetExchange() == "" {
+		b.violate(path+".amqp_producer.exchange", violation.Required, "an AMQP producer needs an exchange")
+		return nil
+	}
+	if b.producerReg == nil {
+		if b.deps.Producers != nil {
+			b.producerReg = b.deps.Producers
+		} else {
+			b.producerReg, b.ownProducers = mq.NewProducers(b.deps.Logger), true
+		}
+	}
+	cfg := mq.PublishConfig{
+		Conn: mq.ConnConfig{
+			URL: be.GetHosts()[0], Exchange: pr.GetExchange(),
+			Durable: pr.GetDurable(), Delete: pr.GetDelete(), Exclusive: pr.GetExclusive(), NoWait: pr.GetNoWait(),
+			Backoff: pr.GetBackoffStrategy(), MaxRetries: pr.GetMaxRetries(),
+		},
+		Mandatory: pr.GetMandatory(),
+		Immediate: pr.GetImmediate(),
+	}
+	if pr.GetStaticRoutingKey() {
+		key := pr.GetRoutingKey()
+		cfg.StaticRoutingKey = &key
+	}
+	prod, err := b.producerReg.Acquire(cfg)
+	if err != nil {
+		b.violate(path+".host", violation.Invalid, err.Error())
+		return nil
+	}
+	b.producers = append(b.producers, prod)
+
+	var args []string
+	for _, a := range []struct{ arg, param string }{
+		{mq.ArgRoutingKey, pr.GetRoutingParam()},
+		{mq.ArgExpiration, pr.GetExpirationParam()},
+		{mq.ArgMessageID, pr.GetMessageIdParam()},
+		{mq.ArgPriority, pr.GetPriorityParam()},
+		{mq.ArgReplyTo, pr.GetReplyToParam()},
+	} {
+		if a.param == "" {
+			continue
+		}
+		if !contains(params, a.param) {
+			b.violate(path+".amqp_producer", violation.NotFound, "parameter {"+a.param+"} is not a parameter of the endpoint")
+			return nil
+		}
+		args = append(args, a.arg+"={"+a.param+"}")
+	}
+	pattern := "/"
+	if len(args) > 0 {
+		pattern += "?" + strings.Join(args, "&")
+	}
+	method := be.GetMethod()
+	if method == "" {
+		method = e.GetMethod()
+	}
+	guard, ok := b.backendQoS(path, e, be)
+	if !ok {
+		return nil
+	}
+	mod, err := modifier.New(be.GetMartian())
+	if err != nil {
+		b.violate(path+".extra_config.modifier/martian", violation.Invalid, err.Error())
+		return nil
+	}
+	call, err := proxy.NewBackend(proxy.BackendConfig{
+		Name:            be.GetName(),
+		Client:          proxy.NewTransportClient(be.GetName(), "amqp", prod),
+		Method:          method,
+		URLPattern:      pattern,
+		ParamNames:      params,
+		CatchAll:        e.GetCatchAll(),
+		EndpointHeaders: e.GetInputHeaders(),
+		BackendHeaders:  be.GetInputHeaders(),
+		UserAgent:       b.userAgent(),
+		Breaker:         guard.breaker,
+		Limiter:         guard.limiter,
+		Modifier:        mod,
+		Trace:           b.backendTrace(e, be),
+	})
+	if err != nil {
+		b.violate(path, violation.Invalid, err.Error())
+		return nil
+	}
+	return call
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// releaseProducers gives producer references back and closes a registry
+// the plan owned.
+func releaseProducers(reg *mq.Producers, ps []*mq.Producer, own bool) {
+	if reg == nil {
+		return
+	}
+	for _, p := range ps {
+		reg.Release(p)
+	}
+	if own {
+		reg.Close()
+	}
+}
+
+// consumerCall compiles a backend/amqp/consumer backend: each call takes
+// one message from the queue as the backend's answer.
+func (b *builder) consumerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.Backend, params []string) *proxy.Backend {
+	c := be.GetAmqpConsumer()
+	if c.GetHost() == "" || c.GetExchange() == "" || c.GetName() == "" {
+		b.violate(path+".amqp_consumer", violation.Required, "an AMQP consumer needs the broker's URL, an exchange and a queue name")
+		return nil
+	}
+	if b.consumerReg == nil {
+		if b.deps.Consumers != nil {
+			b.consumerReg = b.deps.Consumers
+		} else {
+			b.consumerReg, b.ownConsumers = mq.NewConsumers(b.deps.Logger), true
+		}
+	}
+	cfg := mq.QueueConfig{
+		URL: c.GetHost(), Name: c.GetName(), Exchange: c.GetExchange(), RoutingKeys: strings.Join(c.GetRoutingKeys(), "\n"),
+		Durable: c.GetDurable(), Delete: c.GetDelete(), Exclusive: c.GetExclusive(), NoWait: c.GetNoWait(),
+		PrefetchCount: c.GetPrefetchCount(), PrefetchSize: c.GetPrefetchSize(),
+		AutoAck: c.GetAutoAck(), NoLocal: c.GetNoLocal(), NackDiscard: c.GetNackDiscard(),
+		Backoff: c.GetBackoffStrategy(), MaxRetries: c.GetMaxRetries(),
+	}
+	cons, err := b.consumerReg.Acquire(cfg, decoderCheck(be))
+	if err != nil {
+		b.violate(path+".host", violation.Invalid, err.Error())
+		return nil
+	}
+	b.consumers = append(b.consumers, cons)
+	method := be.GetMethod()
+	if method == "" {
+		method = e.GetMethod()
+	}
+	guard, ok := b.backendQoS(path, e, be)
+	if !ok {
+		return nil
+	}
+	call, err := proxy.NewBackend(proxy.BackendConfig{
+		Name:       be.GetName(),
+		Client:     proxy.NewTransportClient(be.GetName(), "amqp", cons),
+		Method:     method,
+		URLPattern: "/",
+		ParamNames: params,
+		CatchAll:   e.GetCatchAll(),
+		UserAgent:  b.userAgent(),
+		Breaker:    guard.breaker,
+		Limiter:    guard.limiter,
+		Trace:      b.backendTrace(e, be),
+	})
+	if err != nil {
+		b.violate(path, violation.Invalid, err.Error())
+		return nil
+	}
+	return call
+}
+
+// decoderCheck is what the backend's decoder accepts, checked before a
+// consumed message is acknowledged (KrakenD nacks what it cannot decode).
+func decoderCheck(be *gatewayv1.Backend) func([]byte) bool {
+	switch be.GetEncoding() {
+	case "", "json":
+		if be.GetIsCollection() {
+			return func(b []byte) bool {
+				b = bytes.TrimSpace(b)
+				return len(b) == 0 || (json.Valid(b) && (b[0] == '[' || string(b) == "null"))
+			}
+		}
+		return mq.ValidJSON
+	case "safejson":
+		return func(b []byte) bool { b = bytes.TrimSpace(b); return len(b) == 0 || json.Valid(b) }
+	}
+	return nil
+}
+
+// releaseConsumers gives consumer references back and closes a registry
+// the plan owned.
+func releaseConsumers(reg *mq.Consumers, cs []*mq.Consumer, own bool) {
+	if reg == nil {
+		return
+	}
+	for _, c := range cs {
+		reg.Release(c)
+	}
+	if own {
+		reg.Close()
+	}
+}
