@@ -132,7 +132,7 @@ func TestGELF(t *testing.T) {
 }`, in.addr, tcp, b.URL))
 			e := testenv.Start(t, "gw-edge", bins.Edge, "run", "-c", cfg, "--listen", "127.0.0.1:0")
 			var addr string
-			listening := regexp.MustCompile(`▶ INFO listening addr=(127\.0\.0\.1:\d+)`)
+			listening := regexp.MustCompile(`▶ INFO(?:\x1b\[0m)? listening addr=(127\.0\.0\.1:\d+)`)
 			testenv.Eventually(t, 10*time.Second, func() error {
 				for _, l := range e.Lines() {
 					if m := listening.FindStringSubmatch(l); m != nil {
@@ -171,7 +171,7 @@ func TestGELF(t *testing.T) {
 // message as krakend-logstash's record inside telemetry/logging's line, as
 // KrakenD CE 2.12.1 does:
 //
-//	2026/12/07 - 12:59:39.035 ▶ INFO {"@timestamp":"2026-12-07T12:59:39.035054+00:00","@version":1,"host":"vm","level":"INFO","message":"...","module":"[KD]"}
+//	2026/12/07 - 12:59:39.035 ▶ INFO\x1b[0m {"@timestamp":"2026-12-07T12:59:39.035054+00:00","@version":1,"host":"vm","level":"INFO","message":"...","module":"[KD]"}
 func TestLogstash(t *testing.T) {
 	bins := testenv.Build(t)
 	cfg := testenv.WriteFile(t, t.TempDir(), "krakend.json", `{
@@ -183,7 +183,7 @@ func TestLogstash(t *testing.T) {
   "endpoints": [{"endpoint": "/a", "backend": [{"host": ["http://127.0.0.1:9"], "url_pattern": "/a"}]}]
 }`)
 	e := testenv.Start(t, "gw-edge", bins.Edge, "run", "-c", cfg, "--listen", "127.0.0.1:0")
-	line := regexp.MustCompile(`^ \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d\.\d{3} ▶ INFO (\{.*\})$`)
+	line := regexp.MustCompile(`^ \d{4}/\d\d/\d\d - \d\d:\d\d:\d\d\.\d{3} ▶ INFO(?:\x1b\[0m)? (\{.*\})$`)
 	testenv.Eventually(t, 10*time.Second, func() error {
 		for _, l := range e.Lines() {
 			m := line.FindStringSubmatch(l)
