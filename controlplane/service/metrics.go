@@ -31,6 +31,7 @@ type metrics struct {
 	streamsRefused    *prometheus.CounterVec
 	fleetEvicted      prometheus.Counter
 	revocationRepairs prometheus.Counter
+	streamsAged       prometheus.Counter
 }
 
 func newMetrics(edges prometheus.Collector) *metrics {
@@ -98,6 +99,10 @@ func newMetrics(edges prometheus.Collector) *metrics {
 			Name: "gw_controlplane_revocation_repairs_total",
 			Help: "Revocation resets sent because an edge's reported set differed from the log at its seq.",
 		}),
+		streamsAged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_streams_aged_total",
+			Help: "Sync streams ended because they reached the maximum stream age (the edge reconnects, possibly to another replica).",
+		}),
 	}
 	for _, r := range []string{refusedIdentity, refusedHello, refusedRate, refusedFleetFull} {
 		m.streamsRefused.WithLabelValues(r)
@@ -106,7 +111,7 @@ func newMetrics(edges prometheus.Collector) *metrics {
 		m.nacks.WithLabelValues(r)
 	}
 	m.reg.MustRegister(
-		m.syncCertExpiry, m.edgeCertExpiry, m.streamsRefused, m.fleetEvicted, m.revocationRepairs,
+		m.syncCertExpiry, m.edgeCertExpiry, m.streamsRefused, m.fleetEvicted, m.revocationRepairs, m.streamsAged,
 		m.streamsOpen, m.versionsCreated, m.nacks, m.snapshotBytes, m.convergence, edges,
 		m.revocationsAppended, m.revocationSeq, m.revocationResets, m.revocationsCompacted, m.revocationPropagation,
 		collectors.NewGoCollector(),

@@ -350,3 +350,34 @@ func TestEtcdOneMemberDown(t *testing.T) {
 		t.Fatalf("Latest = %v, %v; want v2", l, err)
 	}
 }
+
+func TestParseEtcdURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in        string
+		endpoints []string
+		prefix    string
+		tls       bool
+		wantErr   string
+	}{
+		{in: "etcd://127.0.0.1:2379", endpoints: []string{"127.0.0.1:2379"}, prefix: "/apigw/"},
+		{in: "etcd://a:1,b:2, c:3/gw/prod", endpoints: []string{"a:1", "b:2", "c:3"}, prefix: "/gw/prod/"},
+		{in: "etcds://a:1/", endpoints: []string{"a:1"}, prefix: "/apigw/", tls: true},
+		{in: "etcd://", wantErr: "no etcd endpoint"},
+		{in: "etcd://a", wantErr: "host:port"},
+		{in: "http://a:1", wantErr: "want etcd://"},
+		{in: "a:1", wantErr: "want etcd://"},
+	}
+	for _, tc := range tests {
+		eps, prefix, useTLS, err := ParseEtcdURL(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("ParseEtcdURL(%q) err = %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !cmp.Equal(eps, tc.endpoints) || prefix != tc.prefix || useTLS != tc.tls {
+			t.Errorf("ParseEtcdURL(%q) = %v %q %v %v; want %v %q %v", tc.in, eps, prefix, useTLS, err, tc.endpoints, tc.prefix, tc.tls)
+		}
+	}
+}
