@@ -64,6 +64,9 @@ func Start(dir string, n int) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
 	c := &Cluster{}
 	var initial []string
 	for i := range n {
