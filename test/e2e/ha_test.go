@@ -202,9 +202,15 @@ func TestHAOnEtcd(t *testing.T) {
 		if len(hist.Versions) != pushed || len(shas) != pushed {
 			t.Errorf("history has %d versions (%d distinct), want %d", len(hist.Versions), len(shas), pushed)
 		}
-		for _, e := range edges {
-			applied := map[float64]int{}
-			connects := 0
+		// Streams end at their age cap (3s here) and the edges move on to
+		// the next replica: wait for two more connections of each.
+		type tally struct {
+			applied  map[float64]int
+			connects int
+			replicas map[string]bool
+		}
+		count := func(e *testenv.Edge) tally {
+			c := tally{applied: map[float64]int{}, replicas: map[string]bool{}}
 			for _, line := range e.Lines() {
 				var m map[string]any
 				if json.Unmarshal([]byte(line), &m) != nil {
@@ -213,18 +219,34 @@ func TestHAOnEtcd(t *testing.T) {
 				switch m["message"] {
 				case "snapshot applied":
 					v, _ := m["version"].(float64)
-					applied[v]++
+					c.applied[v]++
 				case "connected to control plane":
-					connects++
+					c.connects++
+					addr, _ := m["controlplane"].(string)
+					c.replicas[addr] = true
 				}
 			}
-			for v, n := range applied {
+			return c
+		}
+		for _, e := range edges {
+			base := count(e).connects
+			testenv.Eventually(t, 30*time.Second, func() error {
+				if c := count(e); c.connects < base+2 {
+					return fmt.Errorf("%s connected %d times, want %d: the stream age cap should move it between replicas", e.Name, c.connects, base+2)
+				}
+				return nil
+			})
+			c := count(e)
+			if len(c.replicas) < 2 {
+				t.Errorf("%s streamed from %d replica(s) over %d connections, want at least 2", e.Name, len(c.replicas), c.connects)
+			}
+			for v, n := range c.applied {
 				if n > 1 {
 					t.Errorf("%s applied v%v %d times", e.Name, v, n)
 				}
 			}
-			if connects < 4 {
-				t.Errorf("%s connected %d times; the stream age cap should have moved it between replicas", e.Name, connects)
+			if h, ok := e.Health(); !ok || h.Version != uint64(pushed) {
+				t.Errorf("%s serves v%d after moving around, want v%d", e.Name, h.Version, pushed)
 			}
 		}
 	})
