@@ -105,7 +105,7 @@ type EtcdConfig struct {
 func ParseEtcdURL(s string) (endpoints []string, prefix string, useTLS bool, err error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok || (scheme != "etcd" && scheme != "etcds") {
-		return nil, "", false, fmt.Errorf("store %q: want etcd://host:port[,host:port...][/prefix] or etcds://...", s)
+		return nil, "", false, fmt.Errorf("store %q: want etcd://host:port[,host:port...][/prefix] or etcds://host:port (TLS)", s)
 	}
 	useTLS = scheme == "etcds"
 	hosts, path, _ := strings.Cut(rest, "/")

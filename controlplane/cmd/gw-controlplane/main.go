@@ -185,7 +185,7 @@ func (c *Config) validateStore() []error {
 	tlsFlags := c.EtcdCA != "" || c.EtcdCert != "" || c.EtcdKey != ""
 	if c.Store == "" || c.Store == "bolt" {
 		if tlsFlags {
-			errs = append(errs, errors.New("--etcd-ca, --etcd-cert, --etcd-key: only apply to --store etcds://..."))
+			errs = append(errs, errors.New("--etcd-ca, --etcd-cert, --etcd-key: only apply to --store etcds://HOST:PORT"))
 		}
 		return errs
 	}
@@ -194,7 +194,7 @@ func (c *Config) validateStore() []error {
 		return append(errs, fmt.Errorf("--store: %w (or bolt)", err))
 	}
 	if tlsFlags && !useTLS {
-		errs = append(errs, errors.New("--etcd-ca, --etcd-cert, --etcd-key: need --store etcds://... (TLS to etcd)"))
+		errs = append(errs, errors.New("--etcd-ca, --etcd-cert, --etcd-key: need --store etcds://HOST:PORT (TLS to etcd)"))
 	}
 	if (c.EtcdCert == "") != (c.EtcdKey == "") {
 		errs = append(errs, errors.New("--etcd-cert and --etcd-key: give both or neither"))
