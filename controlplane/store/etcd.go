@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -47,9 +48,11 @@ import (
 // counters live under head/ so one etcd watch tells every replica about
 // every write any replica made.
 //
-// The content of a revision (payload and source) can be larger than etcd's
-// request limit (1.5 MiB by default). Up to the chunk size it is written
-// inline in the commit transaction; above it, it is first written as
+// The content of a revision (payload and source) is zstd-compressed when
+// that makes it smaller (snapshots shrink several times: every version is
+// kept, and etcd's default quota is 2 GiB), and can still be larger than
+// etcd's request limit (1.5 MiB by default). Up to the chunk size it is
+// written inline in the commit transaction; above it, it is first written as
 // content-addressed chunks (each its own request), and the commit
 // transaction writes only a pointer (the chunks' sha256, count and length).
 // A read fetches the pointer, then all the chunks with one range request,
@@ -71,8 +74,23 @@ const (
 	// deletes: two deletes each, under etcd's default 128 ops per txn.
 	etcdCompactBatch = 60
 
-	contentInline  = 0x00
-	contentChunked = 0x01
+	// The first byte of config/content/<v>: where the content is and
+	// whether it is zstd-compressed.
+	contentInline      = 0x00
+	contentChunked     = 0x01
+	contentInlineZstd  = 0x02
+	contentChunkedZstd = 0x03
+	// maxContentBytes bounds a decompressed content (a corrupt or hostile
+	// record must not make a replica allocate without limit): far above
+	// the admin API's 32 MiB push limit.
+	maxContentBytes = 256 << 20
+)
+
+// zstd coders are safe for concurrent use (EncodeAll/DecodeAll) and costly
+// to build: one of each per process.
+var (
+	zstdEnc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	zstdDec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxContentBytes), zstd.WithDecoderMaxWindow(maxContentBytes))
 )
 
 // EtcdConfig configures OpenEtcd. Endpoints is required.
@@ -398,19 +416,39 @@ func (s *Etcd) get(ctx context.Context, version uint64) (*Revision, error) {
 	return rev, nil
 }
 
-// readContent returns the content an inline value holds or a pointer names.
+// readContent returns the content an inline value holds or a pointer names,
+// decompressed.
 func (s *Etcd) readContent(ctx context.Context, v []byte) ([]byte, error) {
 	if len(v) == 0 {
 		return nil, errors.New("empty content record")
 	}
-	switch v[0] {
-	case contentInline:
-		return v[1:], nil
-	case contentChunked:
+	kind, rest := v[0], v[1:]
+	var body []byte
+	switch kind {
+	case contentInline, contentInlineZstd:
+		body = rest
+	case contentChunked, contentChunkedZstd:
+		var err error
+		if body, err = s.readChunks(ctx, rest); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, fmt.Errorf("content record kind %d unknown (written by a newer build?)", v[0])
+		return nil, fmt.Errorf("content record kind %d unknown (written by a newer build?)", kind)
 	}
-	sum, count, size, err := decodePointer(v[1:])
+	if kind == contentInlineZstd || kind == contentChunkedZstd {
+		out, err := zstdDec.DecodeAll(body, nil)
+		if err != nil {
+			return nil, fmt.Errorf("decompress content (store corrupt): %w", err)
+		}
+		body = out
+	}
+	return body, nil
+}
+
+// readChunks reads the chunks a pointer names with one range request and
+// checks them against the pointer's sha256 and length.
+func (s *Etcd) readChunks(ctx context.Context, ptr []byte) ([]byte, error) {
+	sum, count, size, err := decodePointer(ptr)
 	if err != nil {
 		return nil, err
 	}
@@ -420,6 +458,9 @@ func (s *Etcd) readContent(ctx context.Context, v []byte) ([]byte, error) {
 	}
 	if len(resp.Kvs) != int(count) {
 		return nil, fmt.Errorf("content %s has %d of its %d chunks (store corrupt)", sum, len(resp.Kvs), count)
+	}
+	if size > maxContentBytes {
+		return nil, fmt.Errorf("content %s claims %d bytes (store corrupt)", sum, size)
 	}
 	body := make([]byte, 0, size)
 	for _, kv := range resp.Kvs {
@@ -509,11 +550,16 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 	return &out, nil
 }
 
-// writeContent returns the content record for body: inline when it fits in
-// one chunk, else a pointer to chunks it writes first (one request each).
+// writeContent returns the content record for body, zstd-compressed when
+// that makes it smaller: inline when it fits in one chunk, else a pointer to
+// chunks it writes first (one request each).
 func (s *Etcd) writeContent(ctx context.Context, body []byte) ([]byte, error) {
+	inline, chunked := byte(contentInline), byte(contentChunked)
+	if z := zstdEnc.EncodeAll(body, nil); len(z) < len(body) {
+		body, inline, chunked = z, contentInlineZstd, contentChunkedZstd
+	}
 	if len(body) <= s.chunkBytes {
-		return append([]byte{contentInline}, body...), nil
+		return append([]byte{inline}, body...), nil
 	}
 	digest := sha256.Sum256(body)
 	sum := hex.EncodeToString(digest[:])
@@ -525,7 +571,7 @@ func (s *Etcd) writeContent(ctx context.Context, body []byte) ([]byte, error) {
 		}
 		count++
 	}
-	return append([]byte{contentChunked}, encodePointer(sum, uint64(count), uint64(len(body)))...), nil
+	return append([]byte{chunked}, encodePointer(sum, uint64(count), uint64(len(body)))...), nil
 }
 
 // Watch implements Store.

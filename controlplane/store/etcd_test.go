@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -47,9 +48,16 @@ func rawClient(t *testing.T, endpoints []string) *clientv3.Client {
 	return cli
 }
 
+// bigRev is a revision with a random (incompressible) payload of size
+// bytes, so it is stored in chunks when larger than one.
 func bigRev(size int) *Revision {
-	payload := bytes.Repeat([]byte("0123456789abcdef"), size/16+1)[:size]
-	payload[size/2] = 'X' // not a pure repetition: chunk order matters
+	payload := make([]byte, size)
+	_, _ = rand.Read(payload)
+	return revWithPayload(payload)
+}
+
+func revWithPayload(payload []byte) *Revision {
+	size := len(payload)
 	sum := sha256.Sum256(payload)
 	return &Revision{SHA256: hex.EncodeToString(sum[:]), Payload: payload, Source: append([]byte("src:"), payload[:size/3]...), SourceName: "big.json", Author: "alice"}
 }
@@ -101,6 +109,17 @@ func TestEtcdChunkedContent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			chunk := tc.chunk
+			if chunk == 0 {
+				chunk = DefaultEtcdChunkBytes
+			}
+			blobs, err := rawClient(t, c.Endpoints()).Get(ctx, prefix+"blob/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chunked := blobs.Count > 1; chunked != (tc.size > chunk) {
+				t.Fatalf("%d chunks stored for %d random bytes with %d-byte chunks", blobs.Count, tc.size, chunk)
+			}
 			// Another replica reads it.
 			other := openEtcdTest(t, c.Endpoints(), prefix, nil)
 			for _, read := range []func() (*Revision, error){
@@ -121,6 +140,31 @@ func TestEtcdChunkedContent(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("compressible content is stored compressed", func(t *testing.T) {
+		prefix := etcdBackend(t).place(t)
+		s := openEtcdTest(t, c.Endpoints(), prefix, nil)
+		want := revWithPayload(bytes.Repeat([]byte(`{"endpoint":"/v1/users/{id}","backend":[{"host":["http://users:8080"]}]},`), 50_000)) // 3.6 MB
+		got, err := s.Commit(ctx, 0, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cli := rawClient(t, c.Endpoints())
+		resp, err := cli.Get(ctx, prefix+"config/content/", clientv3.WithPrefix())
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("content keys: %v, %v", resp, err)
+		}
+		if v := resp.Kvs[0].Value; v[0] != contentInlineZstd || len(v) > len(want.Payload)/10 {
+			t.Fatalf("content record kind %d, %d bytes for a %d-byte payload; want compressed inline", v[0], len(v), len(want.Payload))
+		}
+		r, err := openEtcdTest(t, c.Endpoints(), prefix, nil).Get(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(got, r); diff != "" {
+			t.Fatalf("read back (-want +got):\n%s", diff)
+		}
+	})
 
 	t.Run("damaged chunk", func(t *testing.T) {
 		prefix := etcdBackend(t).place(t)
