@@ -32,9 +32,8 @@ const MaxJWTLeeway = 5 * time.Minute
 
 func (d *decoder) jwtValidator(n *node, p path) *JWTValidator {
 	j := &JWTValidator{}
-	const encrypted = "encrypted local JWKS files (secret_url, cypher_key) are not supported; use a plain jwk_local_path or a jwk_url"
 	d.object(n, p, objectSpec{
-		fields: map[string]handler{
+		fields: d.jwksTLSFields(&j.TLS, map[string]handler{
 			"alg":                             d.str(&j.Alg),
 			"jwk_url":                         d.str(&j.JWKURL),
 			"jwk_local_path":                  d.str(&j.JWKLocalPath),
@@ -57,14 +56,7 @@ func (d *decoder) jwtValidator(n *node, p path) *JWTValidator {
 			"cookie_key":                      d.str(&j.CookieKey),
 			"key_identify_strategy":           d.str(&j.KeyIdentifyStrategy),
 			"operation_debug":                 d.boolean(&j.OperationDebug),
-		},
-		notSupported: map[string]string{
-			"jwk_fingerprints": "certificate pinning of the JWKS server (jwk_fingerprints) is not supported",
-			"jwk_local_ca":     "a custom CA for the JWKS server (jwk_local_ca) is not supported",
-			"cipher_suites":    "custom TLS cipher suites for the JWKS client are not supported",
-			"secret_url":       encrypted,
-			"cypher_key":       encrypted,
-		},
+		}),
 	})
 	return j
 }
@@ -169,6 +161,7 @@ func (v *validator) jwt(p path, j *JWTValidator) {
 	case j.JWKURL != "":
 		v.jwkURL(p.field("jwk_url"), j.JWKURL, j.DisableJWKSecurity)
 	}
+	v.jwksTLS(p, &j.TLS, j.JWKURL, j.JWKLocalPath)
 	if j.JWKLocalPath != "" && j.Cache {
 		v.vs.add(p.field("cache"), KindInvalid, "cache applies to jwk_url; KrakenD refuses it with jwk_local_path")
 	}
@@ -342,6 +335,8 @@ func compileJWT(j *JWTValidator, l *JWTLimits) *gatewayv1.JWTValidator {
 		KeyIdentifyStrategy:          j.KeyIdentifyStrategy,
 		OperationDebug:               j.OperationDebug,
 		PropagateClaimsPreserveArray: j.PropagateClaimsPreserveArray,
+		JwksTls:                      compileJWKSTLS(&j.TLS),
+		JwksEncryption:               compileJWKSEncryption(&j.TLS),
 	}
 	for _, c := range j.PropagateClaims {
 		out.PropagateClaims = append(out.PropagateClaims, &gatewayv1.ClaimHeader{Claim: c.Claim, Header: c.Header})

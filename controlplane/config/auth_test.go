@@ -106,17 +106,31 @@ func TestValidateJWTRules(t *testing.T) {
 		{"propagate_claims not a list", conf("", jwtEP("/a", `"propagate_claims": {"sub": "X-User"}`)),
 			[]pair{{validatorPath(".propagate_claims"), KindInvalid}}},
 
-		// keys we do not implement
-		{"unsupported keys", conf("", jwtEP("/a", `"jwk_fingerprints": ["x"], "jwk_local_ca": "ca.pem", "cipher_suites": [5],
-			"secret_url": "awskms://k", "cypher_key": "c", "issuers": ["x"]`)),
+		// JWKS client TLS
+		{"tls keys", conf("", jwtEP("/a", `"jwk_fingerprints": ["`+testFingerprint+`"], "jwk_local_ca": "ca.pem", "cipher_suites": [49199, 52392]`)), nil},
+		{"tls keys wrong", conf("", jwtEP("/a", `"jwk_fingerprints": ["x", "AAAA"], "cipher_suites": [5, 1]`)),
 			[]pair{
-				{validatorPath(".cipher_suites"), KindUnsupported},
-				{validatorPath(".cypher_key"), KindUnsupported},
+				{validatorPath(".cipher_suites[0]"), KindUnsupported},
+				{validatorPath(".cipher_suites[1]"), KindInvalid},
+				{validatorPath(".jwk_fingerprints[0]"), KindInvalid},
+				{validatorPath(".jwk_fingerprints[1]"), KindInvalid},
+			}},
+		{"tls keys with a local file", conf("", ep("/a", `"extra_config": {"auth/validator": {"alg": "HS256", "jwk_local_path": "./k.json", "jwk_local_ca": "ca.pem"}}`)),
+			[]pair{{validatorPath(".jwk_local_ca"), KindInvalid}}},
+
+		// encrypted local JWKS
+		{"encrypted local file", conf("", validatorEP("/a", `"alg": "HS256", "jwk_local_path": "k.enc", "secret_url": "`+testKeeper+`", "cypher_key": "c2VhbGVk"`)), nil},
+		{"encryption keys wrong", conf("", jwtEP("/a", `"secret_url": "awskms://k", "cypher_key": "c", "issuers": ["x"]`)),
+			[]pair{
+				{validatorPath(".cypher_key"), KindInvalid},
 				{validatorPath(".issuers"), KindUnsupported},
-				{validatorPath(".jwk_fingerprints"), KindUnsupported},
-				{validatorPath(".jwk_local_ca"), KindUnsupported},
+				{validatorPath(".secret_url"), KindInvalid},
 				{validatorPath(".secret_url"), KindUnsupported},
 			}},
+		{"secret_url alone", conf("", validatorEP("/a", `"alg": "HS256", "jwk_local_path": "k.enc", "secret_url": "`+testKeeper+`"`)),
+			[]pair{{validatorPath(".cypher_key"), KindRequired}}},
+		{"random keeper", conf("", validatorEP("/a", `"alg": "HS256", "jwk_local_path": "k.enc", "secret_url": "base64key://", "cypher_key": "c2VhbGVk"`)),
+			[]pair{{validatorPath(".secret_url"), KindUnsupported}}},
 		{"not an object", conf("", ep("/a", `"extra_config": {"auth/validator": true}`)),
 			[]pair{{validatorPath(""), KindInvalid}}},
 

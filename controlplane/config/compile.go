@@ -207,6 +207,10 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		out.BotDetector = compileBotDetector(b)
 		features[feature.SecurityBotDetector] = true
 	}
+	if sg := e.ExtraConfig.Signer; sg != nil {
+		out.Signer = compileSigner(sg)
+		features[feature.AuthSigner] = true
+	}
 	if e.ExtraConfig.JSONSchema != nil {
 		out.JsonSchema = e.ExtraConfig.JSONSchema
 		features[feature.ValidationJSONSchema] = true
@@ -290,11 +294,18 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 		out.Martian = compileMartian(m)
 		features[feature.ModifierMartian] = true
 	}
+	if g := b.ExtraConfig.GraphQL; g != nil {
+		out.Graphql = compileGraphQL(g)
+		features[feature.BackendGraphQL] = true
+	}
 	if len(out.Flatmap) > 0 {
 		features[feature.ProxyFlatmap] = true
 	}
 	if out.Encoding == "xml" {
 		features[feature.EncodingXML] = true
+	}
+	if out.Encoding == "rss" {
+		features[feature.EncodingRSS] = true
 	}
 	return out
 }

@@ -64,9 +64,14 @@
 //     scope check, leaving the endpoint open to tokens of any scope.
 //   - A {JWT.claim} placeholder in url_pattern needs the endpoint's own
 //     auth/validator. Two propagate_claims entries may not set one header.
-//   - jwk_fingerprints, jwk_local_ca, cipher_suites and encrypted key files
-//     (secret_url, cypher_key) are not supported. The service-level
+//   - jwk_fingerprints (32-byte base64url digests), jwk_local_ca and
+//     cipher_suites (secure Go suites only) apply to an https jwk_url and
+//     are violations otherwise. secret_url (base64key:// only) and
+//     cypher_key decrypt a jwk_local_path file. The service-level
 //     shared_cache_duration is accepted and has no effect.
+//   - auth/signer needs alg, kid, keys_to_sign and one key source; it
+//     always answers JSON (another output_encoding is warned, no-op is a
+//     violation).
 //   - auth/revoker: hash_name may be omitted, and "default" is refused (the
 //     legacy hasher sets at most 8 bits per entry, so its false-positive rate
 //     is far worse than P). port is accepted and ignored: revocations reach

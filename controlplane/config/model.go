@@ -177,6 +177,8 @@ type EndpointExtra struct {
 	Trace *OTelLayer
 	// BotDetector is the endpoint's `security/bot-detector`.
 	BotDetector *BotDetector
+	// Signer is `auth/signer`.
+	Signer *Signer
 }
 
 // EndpointProxy is the endpoint-level `proxy` namespace.
@@ -237,6 +239,8 @@ type BackendExtra struct {
 	Martian        *Martian
 	// HTTPClient is `backend/http/client`.
 	HTTPClient *BackendHTTPClient
+	// GraphQL is `backend/graphql`.
+	GraphQL *GraphQL
 	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the
 	// backend does not override the service's.
 	Trace *OTelLayer
@@ -296,6 +300,8 @@ type JWTValidator struct {
 	CookieKey                    string
 	KeyIdentifyStrategy          string
 	OperationDebug               bool
+	// TLS is cipher_suites, jwk_fingerprints and jwk_local_ca.
+	TLS JWKSTLS
 }
 
 // ClaimHeader is one `propagate_claims` entry.

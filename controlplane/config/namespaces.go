@@ -37,6 +37,7 @@ var (
 		{"validation/json-schema", func(d *decoder, n *node, p path, x *EndpointExtra) { d.rawObject(&x.JSONSchema)(n, p) }},
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *EndpointExtra) { x.BotDetector = d.botDetector(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Trace = d.endpointOTel(n, p) }},
+		{"auth/signer", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Signer = d.signer(n, p) }},
 	}
 	backendNamespaces = []namespace[BackendExtra]{
 		{"backend/http", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTP = d.backendHTTP(n, p) }},
@@ -47,27 +48,29 @@ var (
 		{"qos/http-cache", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTPCache = d.httpCache(n, p) }},
 		{"modifier/martian", func(d *decoder, n *node, p path, x *BackendExtra) { x.Martian = d.martian(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *BackendExtra) { x.Trace = d.backendOTel(n, p) }},
+		{"backend/graphql", func(d *decoder, n *node, p path, x *BackendExtra) { x.GraphQL = d.graphQL(n, p) }},
 	}
 )
 
 // namespaceAliases maps KrakenD's historical long namespace names to their
 // v3 names (krakend-ce cmd/krakend-ce/main.go). Both spellings are accepted.
 var namespaceAliases = map[string]string{
-	"github.com/devopsfaith/krakend/proxy":                    "proxy",
-	"github_com/luraproject/lura/router/gin":                  "router",
-	"github.com/devopsfaith/krakend-jose/validator":           "auth/validator",
-	"github.com/devopsfaith/krakend-jose/signer":              "auth/signer",
-	"github_com/devopsfaith/bloomfilter":                      "auth/revoker",
-	"github.com/devopsfaith/krakend-httpcache":                "qos/http-cache",
-	"github.com/devopsfaith/krakend-circuitbreaker/gobreaker": "qos/circuit-breaker",
-	"github_com/devopsfaith/krakend-cors":                     "security/cors",
-	"github_com/devopsfaith/krakend-httpsecure":               "security/http",
-	"github_com/devopsfaith/krakend-botdetector":              "security/bot-detector",
-	"github.com/devopsfaith/krakend-martian":                  "modifier/martian",
-	"github.com/devopsfaith/krakend-jsonschema":               "validation/json-schema",
-	"github.com/devopsfaith/krakend/http":                     "backend/http",
-	"github_com/devopsfaith/krakend-gologging":                "telemetry/logging",
-	"github_com/devopsfaith/krakend-metrics":                  "telemetry/metrics",
+	"github.com/devopsfaith/krakend/proxy":                         "proxy",
+	"github_com/luraproject/lura/router/gin":                       "router",
+	"github.com/devopsfaith/krakend-jose/validator":                "auth/validator",
+	"github.com/devopsfaith/krakend-jose/signer":                   "auth/signer",
+	"github_com/devopsfaith/bloomfilter":                           "auth/revoker",
+	"github.com/devopsfaith/krakend-httpcache":                     "qos/http-cache",
+	"github.com/devopsfaith/krakend-circuitbreaker/gobreaker":      "qos/circuit-breaker",
+	"github_com/devopsfaith/krakend-cors":                          "security/cors",
+	"github_com/devopsfaith/krakend-httpsecure":                    "security/http",
+	"github_com/devopsfaith/krakend-botdetector":                   "security/bot-detector",
+	"github.com/devopsfaith/krakend-martian":                       "modifier/martian",
+	"github.com/devopsfaith/krakend-jsonschema":                    "validation/json-schema",
+	"github.com/devopsfaith/krakend/http":                          "backend/http",
+	"github.com/devopsfaith/krakend/transport/http/client/graphql": "backend/graphql",
+	"github_com/devopsfaith/krakend-gologging":                     "telemetry/logging",
+	"github_com/devopsfaith/krakend-metrics":                       "telemetry/metrics",
 }
 
 // normalizeNamespace returns the v3 name of an extra_config key.

@@ -17,7 +17,7 @@ import (
 var (
 	endpointMethods  = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
 	outputEncodings  = []string{"json", "json-collection", "string", "no-op", "negotiate", "xml", "yaml"}
-	backendEncodings = []string{"json", "safejson", "string", "no-op", "xml"}
+	backendEncodings = []string{"json", "safejson", "string", "no-op", "xml", "rss"}
 	staticStrategies = []string{"always", "success", "complete", "errored", "incomplete"}
 	flatmapTypes     = []string{"move", "del", "append"}
 	logFormats       = []string{"default", "logstash"}
@@ -294,6 +294,9 @@ func (v *validator) endpoint(p path, index int, e *Endpoint, routes *routeTable)
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		v.botDetector(x.key("security/bot-detector"), b)
 	}
+	if sg := e.ExtraConfig.Signer; sg != nil {
+		v.signer(p, e, sg)
+	}
 	if l := e.ExtraConfig.JWTLimits; l != nil {
 		v.jwtLimits(x.key("apigw/jwt"), l, e.ExtraConfig.JWT)
 	}
@@ -410,6 +413,9 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 	}
 	if m := b.ExtraConfig.Martian; m != nil {
 		v.martian(x.key("modifier/martian"), m)
+	}
+	if g := b.ExtraConfig.GraphQL; g != nil {
+		v.graphQL(x.key("backend/graphql"), g, r)
 	}
 	v.otelOverride(x.key("telemetry/opentelemetry"), b.ExtraConfig.Trace, "backend")
 }

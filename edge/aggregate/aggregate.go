@@ -198,6 +198,7 @@ type call struct {
 	status   int          // non-zero when the backend answered with a failing status
 	reason   proxy.Reason // why the call failed (ReasonNone when it did not)
 	err      error        // the transport (or modifier) error, for return_error_msg
+	buildErr error        // BuildRequest's error: the call fails unsent
 	arrival  uint64       // when the call ended, from Exchange.arrivals (1 = first)
 	value    *fastjson.Value
 	raw      []byte
@@ -208,7 +209,7 @@ func (c *call) reset() {
 	c.host = nil
 	c.req.Reset()
 	c.resp.Reset()
-	c.ok, c.complete, c.refused, c.status, c.reason, c.err = false, false, false, 0, proxy.ReasonNone, nil
+	c.ok, c.complete, c.refused, c.status, c.reason, c.err, c.buildErr = false, false, false, 0, proxy.ReasonNone, nil, nil
 	c.arrival = 0
 	c.value, c.raw = nil, nil
 	c.span = tracing.Call{}

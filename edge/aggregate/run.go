@@ -142,7 +142,7 @@ func (ex *Exchange) prepare(k, i int, in *proxy.Inbound, deadline time.Time) {
 	c.backend = i
 	c.deadline = deadline
 	c.host = b.Call.Client().Pick()
-	b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
+	c.buildErr = b.Call.BuildRequest(&c.req, c.host, in, ex.parts)
 	c.span = b.Call.StartTrace(&c.req, in)
 }
 
@@ -188,6 +188,13 @@ func (ex *Exchange) recoverCall(k int) {
 func (ex *Exchange) work(k int) {
 	c := &ex.calls[k]
 	call := ex.pipe.backends[c.backend].Call
+	if c.buildErr != nil {
+		// lura fails such a call before it is sent (a GraphQL mutation
+		// whose client body is not a JSON object).
+		c.err, c.reason = c.buildErr, proxy.ReasonRefused
+		c.span.End(0, c.reason.String())
+		return
+	}
 	t, err := call.Admit()
 	if err != nil {
 		// Kept for the error text (return_error_msg): a backend rate

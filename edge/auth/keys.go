@@ -146,7 +146,7 @@ func NewKeys(cfg KeysConfig) (*Keys, error) {
 		log: cfg.Logger.With().Str("component", "auth").Logger(),
 		tr: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
-			TLSClientConfig:     &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
+			TLSClientConfig:     &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12, CipherSuites: DefaultJWKSCipherSuites},
 			TLSHandshakeTimeout: cfg.FetchTimeout,
 			MaxIdleConnsPerHost: 2,
 			IdleConnTimeout:     90 * time.Second,
@@ -158,6 +158,9 @@ func NewKeys(cfg KeysConfig) (*Keys, error) {
 	k.sources = lease.New[sourceSpec](0, func(s *source) {
 		if s.cancel != nil {
 			s.cancel()
+		}
+		if s.tr != k.tr {
+			s.tr.CloseIdleConnections()
 		}
 	})
 	k.cores = lease.New[string](0, func(c *core) { k.releaseSource(c.src) })
@@ -184,6 +187,12 @@ type sourceSpec struct {
 	refresh   time.Duration
 	cooldown  time.Duration
 	allowHTTP bool
+	// tls is the deterministic encoding of the source's JWKSClientTLS
+	// ("" for KrakenD's defaults): a source with its own TLS settings
+	// gets its own transport.
+	tls string
+	// enc decrypts the local file (encKey; "" for a plain file).
+	enc string
 }
 
 // source holds the current key set of one JWKS URL or file.
@@ -193,6 +202,7 @@ type source struct {
 	name string
 
 	set    atomic.Pointer[keySet]
+	tr     *http.Transport // the registry's, or the source's own (spec.tls)
 	kick   chan struct{}
 	cancel context.CancelFunc
 	ready  chan struct{} // closed after the first fetch attempt ends
@@ -212,7 +222,14 @@ type source struct {
 // every acquire so a config push picks up an edited file.
 func (k *Keys) acquireSource(spec sourceSpec) (*source, error) {
 	s, _, err := k.sources.Acquire(spec, func() (*source, error) {
-		s := &source{k: k, spec: spec, kick: make(chan struct{}, 1), ready: make(chan struct{}), waitCh: make(chan struct{})}
+		s := &source{k: k, spec: spec, tr: k.tr, kick: make(chan struct{}, 1), ready: make(chan struct{}), waitCh: make(chan struct{})}
+		if spec.tls != "" && spec.path == "" {
+			tr, err := k.transportFor(spec.tls)
+			if err != nil {
+				return nil, err
+			}
+			s.tr = tr
+		}
 		s.name = spec.url
 		if spec.path != "" {
 			s.name = spec.path
@@ -259,6 +276,11 @@ func (s *source) loadFile() error {
 	body, err := os.ReadFile(s.spec.path)
 	if err != nil {
 		return fmt.Errorf("read jwks %q: %w", s.spec.path, err)
+	}
+	if s.spec.enc != "" {
+		if body, err = decryptJWKS(body, s.spec.enc); err != nil {
+			return fmt.Errorf("jwks %q: %w", s.spec.path, err)
+		}
 	}
 	if err := s.install(body); err != nil {
 		return fmt.Errorf("load jwks %q: %w", s.spec.path, err)
@@ -346,7 +368,7 @@ func (s *source) fetch(ctx context.Context) error {
 		return fmt.Errorf("fetch jwks: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	client := &http.Client{Transport: s.k.tr, CheckRedirect: s.checkRedirect}
+	client := &http.Client{Transport: s.tr, CheckRedirect: s.checkRedirect}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("fetch jwks: %w", err)
@@ -424,6 +446,10 @@ type pubKey struct {
 	kid, x5t, x5tS256 string
 	alg               string // the JWK "alg" parameter; "" allows any matching alg
 	key               any    // *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey or []byte (oct)
+	// sign is the private form when the JWK carries it (*rsa.PrivateKey,
+	// *ecdsa.PrivateKey, ed25519.PrivateKey, or the oct secret): what
+	// auth/signer signs with. nil for a public key.
+	sign any
 }
 
 // usableFor reports whether k may verify a signature made with alg.
@@ -580,7 +606,7 @@ func parseKeySet(body []byte) (*keySet, error) {
 				ks.by[st][id] = append(ks.by[st][id], pk)
 			}
 		}
-		prints = append(prints, fmt.Appendf(nil, "%s\x00%s\x00%s\x00%s\x00%x", pk.kid, pk.x5t, pk.x5tS256, pk.alg, tp))
+		prints = append(prints, fmt.Appendf(nil, "%s\x00%s\x00%s\x00%s\x00%x\x00%t", pk.kid, pk.x5t, pk.x5tS256, pk.alg, tp, pk.sign != nil))
 	}
 	if len(ks.keys) == 0 {
 		return nil, errors.New("parse jwks: no usable signature key")
@@ -598,19 +624,20 @@ func toPubKey(key jwk.Key) (*pubKey, error) {
 	pk := &pubKey{}
 	switch r := raw.(type) {
 	case *rsa.PrivateKey:
-		pk.key = &r.PublicKey
+		pk.key, pk.sign = &r.PublicKey, r
 	case *rsa.PublicKey:
 		pk.key = r
 	case *ecdsa.PrivateKey:
-		pk.key = &r.PublicKey
+		pk.key, pk.sign = &r.PublicKey, r
 	case *ecdsa.PublicKey:
 		pk.key = r
 	case ed25519.PrivateKey:
-		pk.key = r.Public().(ed25519.PublicKey)
+		pk.key, pk.sign = r.Public().(ed25519.PublicKey), r
 	case ed25519.PublicKey:
 		pk.key = r
 	case []byte:
 		pk.key = slices.Clone(r)
+		pk.sign = pk.key
 	default:
 		return nil, fmt.Errorf("unsupported key type %T", raw)
 	}

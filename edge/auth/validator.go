@@ -94,6 +94,9 @@ func CheckSpec(path string, s *gatewayv1.JWTValidator) []*gatewayv1.FieldViolati
 			add("jwk_url", violation.Invalid, fmt.Sprintf("%q: %v", s.GetJwkUrl(), err))
 		}
 	}
+	for _, e := range checkJWKSTLS(s.GetJwksTls()) {
+		add(e.field, violation.Invalid, e.detail)
+	}
 	if _, ok := parseStrategy(s.GetKeyIdentifyStrategy()); !ok {
 		add("key_identify_strategy", violation.Unsupported, fmt.Sprintf("%q: allowed: kid, x5t, x5t#S256, kid_x5t", s.GetKeyIdentifyStrategy()))
 	}
@@ -519,8 +522,10 @@ func sourceSpecOf(s *gatewayv1.JWTValidator) sourceSpec {
 		path:      s.GetJwkLocalPath(),
 		cooldown:  max(MinKeyCooldown, time.Duration(s.GetFailedJwkKeyCooldownMs())*time.Millisecond),
 		allowHTTP: s.GetDisableJwkSecurity(),
+		tls:       tlsKey(s.GetJwksTls()),
 	}
 	if spec.path != "" {
+		spec.enc = encKey(s.GetJwksEncryption())
 		spec.url = "" // jwk_local_path takes precedence, as in KrakenD
 		return spec
 	}

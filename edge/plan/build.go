@@ -132,6 +132,7 @@ type builder struct {
 	jwksCtx    context.Context // bounds first JWKS fetches (jwksContext)
 	jwksCancel context.CancelFunc
 	validators []*auth.Validator
+	signers    []*auth.Signer
 	qosReg     *qos.Registry
 	ownQoS     bool
 	lease      *qos.Lease
@@ -185,7 +186,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if own {
 		p.ownUpstreams = b.upstreams
 	}
-	p.validators, p.lease = b.validators, b.lease
+	p.validators, p.signers, p.lease = b.validators, b.signers, b.lease
 	if b.ownKeys {
 		p.ownKeys = b.authKeys
 	}
@@ -205,6 +206,9 @@ func (b *builder) releaseState() {
 	releaseTracer(b.deps.Tracers, b.tracer)
 	for _, v := range b.validators {
 		v.Close()
+	}
+	for _, s := range b.signers {
+		s.Close()
 	}
 	if b.lease != nil {
 		b.lease.Release()
@@ -422,6 +426,16 @@ func (b *builder) routeViolations(err error) {
 	}
 }
 
+// graphQLConfig is the proxy form of a backend's backend/graphql; nil
+// without it.
+func graphQLConfig(g *gatewayv1.GraphQL) *proxy.GraphQLConfig {
+	if g == nil {
+		return nil
+	}
+	return &proxy.GraphQLConfig{Mutation: g.GetMutation(), Get: g.GetGet(), Query: g.GetQuery(),
+		OperationName: g.GetOperationName(), Variables: g.GetVariables()}
+}
+
 // endpoint compiles one endpoint; problems become violations and nil.
 func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpoint {
 	path := fmt.Sprintf("endpoints[%d]", i)
@@ -448,6 +462,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		ep.proxySpan = "proxy " + e.GetPath()
 	}
 	b.endpointAuth(path, e, ep)
+	b.endpointSigner(path, e, ep)
 	b.endpointRateLimit(path, e, ep, params)
 	if ep.bots, err = security.NewBotDetector(e.GetBotDetector()); err != nil {
 		b.violate(path+".extra_config.security/bot-detector", violation.Invalid, err.Error())
@@ -549,7 +564,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 		Timeout:         ep.timeout,
 		Flatmap:         flat,
 		Static:          static,
-		Raw:             out == response.OutputJSON && len(answering) == 1 && formats[0].Identity(),
+		Raw:             out == response.OutputJSON && len(answering) == 1 && formats[0].Identity() && ep.signer == nil,
 		Panics:          b.deps.Metrics.panicCounter(panicBackendCall),
 	})
 	if err != nil {
@@ -639,6 +654,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 
 		SendBodyOnRedirect: be.GetSendBodyOnRedirect(),
 		Trace:              b.backendTrace(e, be),
+		GraphQL:            graphQLConfig(be.GetGraphql()),
 	})
 	if err != nil {
 		b.violate(path+".url_pattern", violation.Invalid, err.Error())

@@ -110,7 +110,7 @@ func TestBuildErrors(t *testing.T) {
 
 func TestSupportedFeatures(t *testing.T) {
 	want := []string{
-		"auth.jwt", "auth.revoker", "encoding.xml", "modifier.martian", "output.yaml", "proxy.flatmap",
+		"auth.jwt", "auth.revoker", "auth.signer", "backend.graphql", "encoding.rss", "encoding.xml", "modifier.martian", "output.yaml", "proxy.flatmap",
 		"proxy.sequential", "proxy.shadow", "proxy.static", "qos.circuit_breaker", "qos.http_cache",
 		"qos.ratelimit", "qos.ratelimit.cluster", "route.catch_all", "sd.dns", "security.bot_detector", "security.cors", "security.http",
 		"telemetry.opentelemetry", "tls.client", "tls.listener", "validation.json_schema",

@@ -49,6 +49,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/aggregate"
@@ -120,6 +121,7 @@ type Plan struct {
 	upstreams    *Upstreams
 	upstreamKeys []clientIdentity
 	validators   []*auth.Validator
+	signers      []*auth.Signer
 	lease        *qos.Lease
 	tracer       *tracing.Tracer   // nil: no telemetry/opentelemetry
 	tracers      *tracing.Registry // where tracer goes back on Release; nil: owned
@@ -147,6 +149,7 @@ type endpoint struct {
 	proxySpan string         // "proxy <route>"
 
 	jwt     *auth.Validator       // auth/validator, nil for a public endpoint
+	signer  *auth.Signer          // auth/signer, nil without
 	schema  *schema.Validator     // validation/json-schema, nil without schema
 	bots    *security.BotDetector // endpoint security/bot-detector, nil without
 	limiter *ratelimit.Router     // qos/ratelimit/router, nil without limit
@@ -186,6 +189,9 @@ func (p *Plan) Release() {
 		for _, v := range p.validators {
 			v.Close()
 		}
+		for _, s := range p.signers {
+			s.Close()
+		}
 		if p.lease != nil {
 			p.lease.Release()
 		}
@@ -219,6 +225,7 @@ type reqState struct {
 	params router.Params
 	in     proxy.Inbound
 	buf    []byte // Allow, Location, Retry-After and X-RateLimit-* values
+	sig    []byte // auth/signer's token
 	ipKey  []byte // the rate-limit client address read from a header
 	claims tokenClaims
 	limit  ratelimit.Decision // the router rate limit's decision
@@ -386,7 +393,11 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	if e := st.log; e != nil {
 		e.ClientIP = append(e.ClientIP[:0], in.ClientIP...)
 	}
-	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
+	if ep.signer == nil {
+		// krakend-jose's signer replaces lura's endpoint handler, which is
+		// what sets X-KrakenD.
+		ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
+	}
 
 	// KrakenD's endpoint handler chain: JWT, then the router rate limit (so
 	// the header strategy sees propagated claims), then the proxy's JSON
@@ -405,7 +416,11 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 		ex := ep.pipe.Acquire()
 		r := ex.Run(in, start)
 		st.trace.EndProxy(r.Complete, r.Failed)
-		p.write(ctx, ep, st, ex, r)
+		if ep.signer != nil {
+			p.writeSigned(ctx, ep, st, ex, r)
+		} else {
+			p.write(ctx, ep, st, ex, r)
+		}
 		ex.Release()
 		if bytes.Equal(ctx.Response.Header.PeekBytes(hdrCompleted), valFalse) {
 			ep.metrics.observeIncomplete()
@@ -513,6 +528,65 @@ func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *a
 		return
 	}
 	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+}
+
+// writeSigned answers like krakend-jose's signer handler, which replaces
+// lura's endpoint handler: any backend failure is an empty 400; otherwise
+// each keys_to_sign field holding an object becomes its JWS (a missing key
+// set or kid is KrakenD's empty 401), and the data is written as gin's
+// c.JSON does, status 200, without X-KrakenD, X-KrakenD-Completed or
+// Cache-Control, whatever output_encoding says.
+func (p *Plan) writeSigned(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *aggregate.Exchange, r *aggregate.Result) {
+	if e := st.log; e != nil && !r.Complete {
+		e.Errors = ex.AppendErrorText(e.Errors[:0])
+	}
+	if r.Failed > 0 || r.Unavailable || !r.HasData() {
+		writeEmpty(ctx, fasthttp.StatusBadRequest)
+		return
+	}
+	s := ex.Scratch()
+	if o, err := r.Value.Object(); err == nil {
+		for _, k := range ep.signer.Fields() {
+			f := o.Get(k)
+			if f == nil || f.Type() != fastjson.TypeObject {
+				continue
+			}
+			st.buf, _ = response.Render(st.buf[:0], response.OutputJSON, f, nil)
+			tok, err := ep.signer.Sign(st.sig[:0], st.buf)
+			st.sig = tok
+			if err != nil {
+				if e := st.log; e != nil {
+					e.Errors = append(e.Errors[:0], err.Error()...)
+				}
+				if errors.Is(err, auth.ErrNoSigningKey) {
+					writeEmpty(ctx, fasthttp.StatusUnauthorized)
+				} else {
+					writeEmpty(ctx, fasthttp.StatusBadRequest)
+				}
+				return
+			}
+			o.Set(k, s.NewString(tok))
+		}
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	if r.Value.Type() == fastjson.TypeNull {
+		// lura's nil Data, which gin's c.JSON writes as null.
+		ctx.SetContentTypeBytes(rawContentType)
+		ctx.SetBodyString("null")
+		return
+	}
+	body, ct := s.Render(response.OutputJSON, r.Value, nil)
+	ctx.SetContentType(ct)
+	ctx.SetBody(body)
+}
+
+// writeEmpty answers status with no body and no Content-Type (gin's
+// AbortWithStatus).
+func writeEmpty(ctx *fasthttp.RequestCtx, status int) {
+	ctx.SetStatusCode(status)
+	ctx.Response.ResetBody()
+	ctx.Response.Header.SetNoDefaultContentType(true)
+	ctx.Response.Header.DelBytes(hdrXKrakenD)
 }
 
 // nonEmpty mirrors lura's len(response.Data) > 0.

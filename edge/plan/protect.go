@@ -74,6 +74,35 @@ func (b *builder) endpointAuth(path string, e *gatewayv1.Endpoint, ep *endpoint)
 	ep.jwt = v
 }
 
+// endpointSigner builds the endpoint's auth/signer.
+func (b *builder) endpointSigner(path string, e *gatewayv1.Endpoint, ep *endpoint) {
+	spec := e.GetSigner()
+	if spec == nil {
+		return
+	}
+	spath := path + ".extra_config.auth/signer"
+	if vs := auth.CheckSignerSpec(spath, spec); len(vs) > 0 {
+		b.violations = append(b.violations, vs...)
+		return
+	}
+	if e.GetOutputEncoding() == "no-op" {
+		b.violate(path+".output_encoding", violation.Invalid, "auth/signer signs fields of the decoded response; output_encoding no-op never decodes it")
+		return
+	}
+	keys, err := b.keysRegistry()
+	if err != nil {
+		b.violate(spath, violation.Invalid, err.Error())
+		return
+	}
+	s, err := auth.NewSigner(b.jwksContext(), auth.SignerConfig{Spec: spec, Keys: keys, Name: e.GetName()})
+	if err != nil {
+		b.violate(spath, violation.Invalid, err.Error())
+		return
+	}
+	b.signers = append(b.signers, s)
+	ep.signer = s
+}
+
 // revocableSpec is the validator settings under which a revocation never
 // lapses before the tokens it matches: with an `auth/revoker`, a token must
 // carry exp and iat, and exp - iat must not exceed RevocableLifetime (a

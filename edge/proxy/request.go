@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net/textproto"
 	"regexp"
 	"strconv"
@@ -65,6 +66,8 @@ type BackendConfig struct {
 	// Trace is the backend's tracing layer; nil records no span for its
 	// calls (trace context is still propagated).
 	Trace *tracing.Layer
+	// GraphQL is the backend's backend/graphql; nil: a plain call.
+	GraphQL *GraphQLConfig
 }
 
 // Backend is a compiled backend call: the request template, the header and
@@ -102,6 +105,7 @@ type Backend struct {
 	// (see BuildRequest).
 	sizedBody bool
 	trace     *tracing.Layer
+	gql       *graphQL // backend/graphql; nil: none
 }
 
 type partKind uint8
@@ -168,6 +172,13 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 	b.compileHeaders(cfg.EndpointHeaders, cfg.BackendHeaders)
 	b.sizedBody = b.sizedBody || cfg.SendBodyOnRedirect
 	b.qAll, b.qNames = intersect(cfg.EndpointQuery, cfg.BackendQuery, false)
+	if cfg.GraphQL != nil {
+		g, err := compileGraphQL(cfg.GraphQL, cfg.ParamNames)
+		if err != nil {
+			return nil, fmt.Errorf("backend: %w", err)
+		}
+		b.gql = g
+	}
 	return b, nil
 }
 
@@ -357,6 +368,7 @@ type Inbound struct {
 	Trace *tracing.Request
 	buf   []byte // path and query building
 	tmp   []byte // sequential placeholder values
+	gql   []byte // a backend/graphql query body
 }
 
 // Reset prepares in for a request.
@@ -381,6 +393,9 @@ func (in *Inbound) Clear() {
 	if cap(in.tmp) > 64<<10 {
 		in.tmp = nil
 	}
+	if cap(in.gql) > 64<<10 {
+		in.gql = nil
+	}
 }
 
 // BuildRequest fills req (reset or fresh) with the call of b to host h for
@@ -393,7 +408,11 @@ func (in *Inbound) Clear() {
 // client the client's body of unknown length), unless the endpoint forwards
 // the client's Content-Length header or the backend has
 // send_body_on_redirect (lura then buffers the body, and Go sends it sized).
-func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev []*fastjson.Value) {
+//
+// A backend/graphql call carries its GraphQL request instead of the
+// client's body; the error is a mutation whose client body is not a JSON
+// object (the call must then fail without being sent, as in lura).
+func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev []*fastjson.Value) error {
 	req.Header.SetMethodBytes(b.method)
 	req.Header.SetNoDefaultContentType(true)
 	uri := req.URI()
@@ -403,11 +422,20 @@ func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev
 	buf := b.appendPath(in.buf[:0], in, prev)
 	uri.SetPathBytes(buf)
 	buf = b.appendQuery(buf[:0], in, prev)
-	uri.SetQueryStringBytes(buf)
-	in.buf = buf
-
 	b.copyHeaders(req, in)
 	in.Gzip = b.askGzip(req)
+	if b.gql != nil {
+		var err error
+		buf, err = b.gql.build(req, in, buf)
+		uri.SetQueryStringBytes(buf)
+		in.buf = buf
+		if !b.client.keepAlive {
+			req.SetConnectionClose()
+		}
+		return err
+	}
+	uri.SetQueryStringBytes(buf)
+	in.buf = buf
 	if body := in.Req.Body(); len(body) > 0 {
 		if b.sizedBody {
 			req.SetBody(body)
@@ -418,6 +446,7 @@ func (b *Backend) BuildRequest(req *fasthttp.Request, h *Host, in *Inbound, prev
 	if !b.client.keepAlive {
 		req.SetConnectionClose()
 	}
+	return nil
 }
 
 // StartTrace starts the span of the call built in req (BuildRequest) for

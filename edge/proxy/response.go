@@ -81,7 +81,12 @@ func (b *Backend) ServeNoOp(ctx *fasthttp.RequestCtx, in *Inbound, deadline time
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	h := b.client.Pick()
-	b.BuildRequest(req, h, in, nil)
+	if err := b.BuildRequest(req, h, in, nil); err != nil {
+		b.Finish(t, false, false)
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+		return &CallError{Method: []byte(b.method), URL: []byte(b.name), Err: err}
+	}
 	span := b.StartTrace(req, in)
 	reached, err := b.RoundTrip(h, req, resp, deadline)
 	endCall(span, reached, resp, err)

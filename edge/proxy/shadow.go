@@ -57,7 +57,12 @@ func (b *Backend) Shadow(in *Inbound, timeout time.Duration) bool {
 	sc.backend, sc.ticket = b, t
 	sc.host = c.Pick()
 	sc.deadline = time.Now().Add(timeout)
-	b.BuildRequest(&sc.req, sc.host, in, nil)
+	if err := b.BuildRequest(&sc.req, sc.host, in, nil); err != nil {
+		// A GraphQL mutation without a JSON body: nothing to send.
+		b.Finish(t, false, false)
+		sc.finish()
+		return true
+	}
 	_ = b.mod.ModifyRequest(&sc.req) // never fails in practice; a shadow has no one to tell
 	go sc.run()
 	return true

@@ -58,6 +58,9 @@ type slot struct {
 	fw  flatWork // backend-level flatmap workspace
 	buf []byte   // JSON text built before parsing (string encoding, xml)
 	big bool     // decoded a body over maxPooledBody: do not pool
+	// ordered: objects of this slot's Decode that render in stored key
+	// order (encoding rss), merged into the Scratch's list by Render.
+	ordered []*fastjson.Value
 }
 
 // AcquireScratch returns a pooled Scratch with room for nBackends slots
@@ -260,9 +263,22 @@ func Render(dst []byte, o Output, v *fastjson.Value, accept []byte) (out []byte,
 // example fasthttp's Response.SetBody) before releasing s.
 func (s *Scratch) Render(o Output, v *fastjson.Value, accept []byte) ([]byte, string) {
 	var ct string
-	s.out, ct = renderOrdered(s.out[:0], o, v, accept, s.ordered)
+	ordered := s.ordered
+	for i := range s.slots {
+		ordered = append(ordered, s.slots[i].ordered...)
+	}
+	s.out, ct = renderOrdered(s.out[:0], o, v, accept, ordered)
+	if len(ordered) > len(s.ordered) {
+		clear(ordered[len(s.ordered):]) // keep s.ordered's own length; drop the slots' references
+	}
 	return s.out, ct
 }
+
+// NewString returns a string value holding a copy of b, in s's shared
+// arena (valid until ReleaseScratch). Use it on the goroutine that renders,
+// like Merge: to replace a field of the merged value (auth/signer's
+// tokens).
+func (s *Scratch) NewString(b []byte) *fastjson.Value { return s.arena.NewStringBytes(b) }
 
 // KeepOrder makes Render write object v's keys (not its children's) in
 // their stored order instead of sorted: where KrakenD renders a Go struct,

@@ -18,6 +18,7 @@ const (
 	encSafeJSON
 	encString
 	encXML
+	encRSS
 )
 
 func parseEncoding(name string) (backendEncoding, error) {
@@ -32,8 +33,10 @@ func parseEncoding(name string) (backendEncoding, error) {
 		return encString, nil
 	case "xml":
 		return encXML, nil
+	case "rss":
+		return encRSS, nil
 	}
-	return 0, fmt.Errorf("encoding %q: unsupported (json, safejson, string, no-op, xml)", name)
+	return 0, fmt.Errorf("encoding %q: unsupported (json, safejson, string, no-op, xml, rss)", name)
 }
 
 func (e backendEncoding) String() string {
@@ -46,6 +49,8 @@ func (e backendEncoding) String() string {
 		return "string"
 	case encXML:
 		return "xml"
+	case encRSS:
+		return "rss"
 	}
 	return "json"
 }
@@ -237,6 +242,8 @@ func (f *Formatter) decode(s *Scratch, slotIdx int, body []byte) (*fastjson.Valu
 		return v, nil
 	case encXML:
 		return f.decodeXML(sl, body)
+	case encRSS:
+		return f.decodeRSS(sl, body)
 	}
 	if err := fastjson.ValidateBytes(body); err != nil {
 		return nil, fmt.Errorf("decode %s: %w: %v", f.enc, ErrSyntax, err)

@@ -114,7 +114,7 @@ func appendJSON(dst []byte, v *fastjson.Value, ordered []*fastjson.Value) []byte
 	f := acquireFields()
 	f.ordered = ordered
 	dst = f.appendJSON(dst, v)
-	f.ordered = nil
+	f.ordered, f.orderedSet = nil, nil
 	releaseFields(f)
 	return dst
 }

@@ -312,7 +312,7 @@ func TestIdentity(t *testing.T) {
 func TestNewFormatterErrors(t *testing.T) {
 	t.Parallel()
 	for _, b := range []*gatewayv1.Backend{
-		{Name: "b", Encoding: "rss"},
+		{Name: "b", Encoding: "atom"},
 		{Name: "b", Flatmap: []*gatewayv1.FlatmapOp{{Type: "move", Args: []string{"a"}}}},
 		{Name: "b", Flatmap: []*gatewayv1.FlatmapOp{{Type: "explode", Args: []string{"a"}}}},
 	} {

@@ -53,6 +53,8 @@ func releaseScratch(s *Scratch) {
 		sl.a.Reset()
 		sl.fw.reset()
 		sl.buf = sl.buf[:0]
+		clear(sl.ordered)
+		sl.ordered = sl.ordered[:0]
 	}
 	scratchPool.Put(s)
 }

@@ -23,10 +23,21 @@ type fields struct {
 	kv []kv
 	// ordered lists the objects rendered in stored key order
 	// (Scratch.KeepOrder); usually empty.
-	ordered []*fastjson.Value
+	ordered    []*fastjson.Value
+	orderedSet map[*fastjson.Value]struct{} // ordered as a set, when long
 }
 
 func (f *fields) keepsOrder(v *fastjson.Value) bool {
+	if len(f.ordered) > smallOrdered {
+		if f.orderedSet == nil {
+			f.orderedSet = make(map[*fastjson.Value]struct{}, len(f.ordered))
+			for _, o := range f.ordered {
+				f.orderedSet[o] = struct{}{}
+			}
+		}
+		_, ok := f.orderedSet[v]
+		return ok
+	}
 	for _, o := range f.ordered {
 		if o == v {
 			return true
@@ -34,6 +45,10 @@ func (f *fields) keepsOrder(v *fastjson.Value) bool {
 	}
 	return false
 }
+
+// smallOrdered is the longest ordered list scanned linearly; a longer one
+// (an rss feed's objects) is looked up in a set.
+const smallOrdered = 8
 
 var fieldsPool = sync.Pool{New: func() any { return &fields{kv: make([]kv, 0, 64)} }}
 

@@ -14,6 +14,7 @@ import "slices"
 // The features, named after the configuration that needs them.
 const (
 	EncodingXML     = "encoding.xml"     // a backend encoding or output_encoding xml
+	EncodingRSS     = "encoding.rss"     // a backend encoding rss
 	OutputYAML      = "output.yaml"      // negotiate or yaml output
 	RouteCatchAll   = "route.catch_all"  // an endpoint ending in "/*"
 	ProxySequential = "proxy.sequential" // proxy.sequential
@@ -23,6 +24,7 @@ const (
 
 	AuthJWT              = "auth.jwt"               // an endpoint has auth/validator
 	AuthRevoker          = "auth.revoker"           // the service has auth/revoker
+	AuthSigner           = "auth.signer"            // an endpoint has auth/signer
 	QoSRateLimit         = "qos.ratelimit"          // qos/ratelimit/router or qos/ratelimit/proxy
 	QoSRateLimitCluster  = "qos.ratelimit.cluster"  // a router rate limit sets cluster: true
 	QoSCircuitBreaker    = "qos.circuit_breaker"    // qos/circuit-breaker
@@ -35,6 +37,7 @@ const (
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
 	TLSClient            = "tls.client"             // client_tls (or allow_insecure_connections)
 	SDDNS                = "sd.dns"                 // a backend with sd: dns
+	BackendGraphQL       = "backend.graphql"        // backend/graphql
 
 	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
 )
@@ -42,9 +45,9 @@ const (
 // All returns every feature, sorted.
 func All() []string {
 	all := []string{
-		EncodingXML, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
-		AuthJWT, AuthRevoker, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS,
+		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
+		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ValidationJSONSchema, TelemetryOpenTelemetry, TLSListener, TLSClient, SDDNS, BackendGraphQL,
 	}
 	slices.Sort(all)
 	return all

@@ -1507,7 +1507,10 @@ type Endpoint struct {
 	Trace *TraceLayer `protobuf:"bytes,20,opt,name=trace,proto3" json:"trace,omitempty"`
 	// bot_detector is the endpoint's own `security/bot-detector`, checked
 	// before any other endpoint stage.
-	BotDetector   *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	// signer is `auth/signer`: the named fields of the response become
+	// signed JWS tokens, and the response is always JSON.
+	Signer        *JWTSigner `protobuf:"bytes,110,opt,name=signer,proto3" json:"signer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1689,6 +1692,13 @@ func (x *Endpoint) GetBotDetector() *BotDetector {
 	return nil
 }
 
+func (x *Endpoint) GetSigner() *JWTSigner {
+	if x != nil {
+		return x.Signer
+	}
+	return nil
+}
+
 // Static is `proxy.static`.
 type Static struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1847,7 +1857,9 @@ type Backend struct {
 	// http_client.dns_cache_ttl_ms; "" for static hosts.
 	Sd string `protobuf:"bytes,26,opt,name=sd,proto3" json:"sd,omitempty"`
 	// sd_scheme is the scheme of the resolved hosts: "http" or "https".
-	SdScheme      string `protobuf:"bytes,27,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
+	SdScheme string `protobuf:"bytes,27,opt,name=sd_scheme,json=sdScheme,proto3" json:"sd_scheme,omitempty"`
+	// graphql is `backend/graphql`: the call carries a GraphQL request.
+	Graphql       *GraphQL `protobuf:"bytes,110,opt,name=graphql,proto3" json:"graphql,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2071,6 +2083,98 @@ func (x *Backend) GetSdScheme() string {
 	return ""
 }
 
+func (x *Backend) GetGraphql() *GraphQL {
+	if x != nil {
+		return x.Graphql
+	}
+	return nil
+}
+
+// GraphQL is `backend/graphql` (lura's GraphQL middleware).
+type GraphQL struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// mutation: the variables are the client's JSON body completed with
+	// variables; otherwise (query) variables, whose "{param}" strings take
+	// the endpoint parameter.
+	Mutation bool `protobuf:"varint,1,opt,name=mutation,proto3" json:"mutation,omitempty"`
+	// get sends query, operationName and variables as query parameters of
+	// a GET; otherwise the request is the JSON body of a POST.
+	Get bool `protobuf:"varint,2,opt,name=get,proto3" json:"get,omitempty"`
+	// query is the GraphQL document (query_path's content, read by the
+	// control plane).
+	Query         string `protobuf:"bytes,3,opt,name=query,proto3" json:"query,omitempty"`
+	OperationName string `protobuf:"bytes,4,opt,name=operation_name,json=operationName,proto3" json:"operation_name,omitempty"`
+	// variables is a JSON object (raw bytes); empty when absent.
+	Variables     []byte `protobuf:"bytes,5,opt,name=variables,proto3" json:"variables,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GraphQL) Reset() {
+	*x = GraphQL{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraphQL) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraphQL) ProtoMessage() {}
+
+func (x *GraphQL) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
+func (*GraphQL) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GraphQL) GetMutation() bool {
+	if x != nil {
+		return x.Mutation
+	}
+	return false
+}
+
+func (x *GraphQL) GetGet() bool {
+	if x != nil {
+		return x.Get
+	}
+	return false
+}
+
+func (x *GraphQL) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *GraphQL) GetOperationName() string {
+	if x != nil {
+		return x.OperationName
+	}
+	return ""
+}
+
+func (x *GraphQL) GetVariables() []byte {
+	if x != nil {
+		return x.Variables
+	}
+	return nil
+}
+
 // JWTValidator is `auth/validator` (KrakenD krakend-jose semantics).
 type JWTValidator struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2110,13 +2214,18 @@ type JWTValidator struct {
 	// `apigw/jwt`. With `auth/revoker` the edge bounds it by the revoker's
 	// ttl too, so no accepted token outlives its revocation.
 	MaxTokenLifetimeMs int64 `protobuf:"varint,24,opt,name=max_token_lifetime_ms,json=maxTokenLifetimeMs,proto3" json:"max_token_lifetime_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// jwks_tls is how the edge connects to jwk_url (cipher_suites,
+	// jwk_fingerprints, jwk_local_ca). Unset: KrakenD's defaults.
+	JwksTls *JWKSClientTLS `protobuf:"bytes,110,opt,name=jwks_tls,json=jwksTls,proto3" json:"jwks_tls,omitempty"`
+	// jwks_encryption decrypts jwk_local_path (secret_url, cypher_key).
+	JwksEncryption *JWKSEncryption `protobuf:"bytes,111,opt,name=jwks_encryption,json=jwksEncryption,proto3" json:"jwks_encryption,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2237,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2250,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -2312,6 +2421,273 @@ func (x *JWTValidator) GetMaxTokenLifetimeMs() int64 {
 	return 0
 }
 
+func (x *JWTValidator) GetJwksTls() *JWKSClientTLS {
+	if x != nil {
+		return x.JwksTls
+	}
+	return nil
+}
+
+func (x *JWTValidator) GetJwksEncryption() *JWKSEncryption {
+	if x != nil {
+		return x.JwksEncryption
+	}
+	return nil
+}
+
+// JWKSEncryption is krakend-jose's encrypted local JWKS: secret_url
+// (a gocloud.dev secrets keeper; base64key:// only) and cypher_key. The
+// edge opens cypher_key with the keeper's key (NaCl secretbox, the nonce
+// first), then the file with AES-256-GCM under hex(md5(that key)) (the
+// nonce first).
+type JWKSEncryption struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keeper_key is the 32-byte key of the base64key:// URL.
+	KeeperKey     []byte `protobuf:"bytes,1,opt,name=keeper_key,json=keeperKey,proto3" json:"keeper_key,omitempty"`
+	CypherKey     []byte `protobuf:"bytes,2,opt,name=cypher_key,json=cypherKey,proto3" json:"cypher_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JWKSEncryption) Reset() {
+	*x = JWKSEncryption{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWKSEncryption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWKSEncryption) ProtoMessage() {}
+
+func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
+func (*JWKSEncryption) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *JWKSEncryption) GetKeeperKey() []byte {
+	if x != nil {
+		return x.KeeperKey
+	}
+	return nil
+}
+
+func (x *JWKSEncryption) GetCypherKey() []byte {
+	if x != nil {
+		return x.CypherKey
+	}
+	return nil
+}
+
+// JWKSClientTLS is the TLS settings of a JWKS client (krakend-jose's
+// cipher_suites, jwk_fingerprints and jwk_local_ca).
+type JWKSClientTLS struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cipher_suites are the TLS 1.2 suites offered; empty: KrakenD's
+	// default list (ECDHE with AES-GCM or ChaCha20-Poly1305).
+	CipherSuites []uint32 `protobuf:"varint,1,rep,packed,name=cipher_suites,json=cipherSuites,proto3" json:"cipher_suites,omitempty"`
+	// fingerprints pin the server: a connection is accepted only when one
+	// certificate of the chain has a public key whose SHA-256 (over its
+	// PKIX DER form) is one of these 32-byte digests.
+	Fingerprints [][]byte `protobuf:"bytes,2,rep,name=fingerprints,proto3" json:"fingerprints,omitempty"`
+	// local_ca is a PEM file, read by the edge, whose certificates are
+	// trusted besides the system roots.
+	LocalCa       string `protobuf:"bytes,3,opt,name=local_ca,json=localCa,proto3" json:"local_ca,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JWKSClientTLS) Reset() {
+	*x = JWKSClientTLS{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWKSClientTLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWKSClientTLS) ProtoMessage() {}
+
+func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
+func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
+	if x != nil {
+		return x.CipherSuites
+	}
+	return nil
+}
+
+func (x *JWKSClientTLS) GetFingerprints() [][]byte {
+	if x != nil {
+		return x.Fingerprints
+	}
+	return nil
+}
+
+func (x *JWKSClientTLS) GetLocalCa() string {
+	if x != nil {
+		return x.LocalCa
+	}
+	return ""
+}
+
+// JWTSigner is `auth/signer` (krakend-jose's signer): each response field
+// named in keys_to_sign that holds a JSON object is replaced by that
+// object signed as a JWS, with the private key kid of the JWKS.
+type JWTSigner struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// alg is the JWS algorithm (RS256..512, PS256..512, ES256..512, EdDSA,
+	// HS256..512).
+	Alg string `protobuf:"bytes,1,opt,name=alg,proto3" json:"alg,omitempty"`
+	// kid names the signing key in the JWKS; it is also the header's kid.
+	Kid string `protobuf:"bytes,2,opt,name=kid,proto3" json:"kid,omitempty"`
+	// typ is the header's typ; empty means "JWT".
+	Typ        string   `protobuf:"bytes,3,opt,name=typ,proto3" json:"typ,omitempty"`
+	KeysToSign []string `protobuf:"bytes,4,rep,name=keys_to_sign,json=keysToSign,proto3" json:"keys_to_sign,omitempty"`
+	// full writes the JWS JSON serialization
+	// ({"payload":..,"protected":..,"signature":..}) instead of the compact one.
+	Full   bool   `protobuf:"varint,5,opt,name=full,proto3" json:"full,omitempty"`
+	JwkUrl string `protobuf:"bytes,6,opt,name=jwk_url,json=jwkUrl,proto3" json:"jwk_url,omitempty"`
+	// jwk_local_path is read by the edge when it builds the plan.
+	JwkLocalPath       string          `protobuf:"bytes,7,opt,name=jwk_local_path,json=jwkLocalPath,proto3" json:"jwk_local_path,omitempty"`
+	DisableJwkSecurity bool            `protobuf:"varint,8,opt,name=disable_jwk_security,json=disableJwkSecurity,proto3" json:"disable_jwk_security,omitempty"`
+	JwksTls            *JWKSClientTLS  `protobuf:"bytes,9,opt,name=jwks_tls,json=jwksTls,proto3" json:"jwks_tls,omitempty"`
+	JwksEncryption     *JWKSEncryption `protobuf:"bytes,10,opt,name=jwks_encryption,json=jwksEncryption,proto3" json:"jwks_encryption,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *JWTSigner) Reset() {
+	*x = JWTSigner{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWTSigner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWTSigner) ProtoMessage() {}
+
+func (x *JWTSigner) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
+func (*JWTSigner) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *JWTSigner) GetAlg() string {
+	if x != nil {
+		return x.Alg
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetTyp() string {
+	if x != nil {
+		return x.Typ
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetKeysToSign() []string {
+	if x != nil {
+		return x.KeysToSign
+	}
+	return nil
+}
+
+func (x *JWTSigner) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+func (x *JWTSigner) GetJwkUrl() string {
+	if x != nil {
+		return x.JwkUrl
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetJwkLocalPath() string {
+	if x != nil {
+		return x.JwkLocalPath
+	}
+	return ""
+}
+
+func (x *JWTSigner) GetDisableJwkSecurity() bool {
+	if x != nil {
+		return x.DisableJwkSecurity
+	}
+	return false
+}
+
+func (x *JWTSigner) GetJwksTls() *JWKSClientTLS {
+	if x != nil {
+		return x.JwksTls
+	}
+	return nil
+}
+
+func (x *JWTSigner) GetJwksEncryption() *JWKSEncryption {
+	if x != nil {
+		return x.JwksEncryption
+	}
+	return nil
+}
+
 // ClaimHeader copies one claim (dotted for nested) into a request header.
 type ClaimHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2323,7 +2699,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +2711,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2348,7 +2724,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -2382,7 +2758,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2770,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2783,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -2458,7 +2834,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2846,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2859,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -2542,7 +2918,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2930,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2943,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -2652,7 +3028,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +3040,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +3053,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -2715,7 +3091,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +3103,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +3116,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -2790,7 +3166,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2802,7 +3178,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2815,7 +3191,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -2851,7 +3227,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +3239,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3252,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -2918,7 +3294,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3306,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3319,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -3034,7 +3410,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3422,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3435,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -3202,7 +3578,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3590,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3603,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -3476,7 +3852,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3864,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3877,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -3529,7 +3905,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3541,7 +3917,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3554,7 +3930,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -3577,7 +3953,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3589,7 +3965,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3602,7 +3978,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -3646,7 +4022,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3658,7 +4034,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3671,7 +4047,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -3709,7 +4085,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +4097,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +4110,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -3776,7 +4152,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +4164,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +4177,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -3822,7 +4198,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +4210,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +4223,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -3868,7 +4244,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3880,7 +4256,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3893,7 +4269,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -3921,7 +4297,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4309,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4322,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -3973,7 +4349,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4361,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4374,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -4019,7 +4395,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4031,7 +4407,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4044,7 +4420,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -4072,7 +4448,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4084,7 +4460,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4097,7 +4473,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -4125,7 +4501,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4137,7 +4513,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4150,7 +4526,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -4313,7 +4689,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xd7\x06\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\x86\a\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -4342,13 +4718,14 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\vjson_schema\x18\x13 \x01(\fR\n" +
 	"jsonSchema\x12,\n" +
 	"\x05trace\x18\x14 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12:\n" +
-	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\"8\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12-\n" +
+	"\x06signer\x18n \x01(\v2\x15.gateway.v1.JWTSignerR\x06signer\"8\n" +
 	"\x06Static\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xd6\b\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\x85\t\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -4380,10 +4757,17 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x15send_body_on_redirect\x18\x18 \x01(\bR\x12sendBodyOnRedirect\x12,\n" +
 	"\x05trace\x18\x19 \x01(\v2\x16.gateway.v1.TraceLayerR\x05trace\x12\x0e\n" +
 	"\x02sd\x18\x1a \x01(\tR\x02sd\x12\x1b\n" +
-	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x1a:\n" +
+	"\tsd_scheme\x18\x1b \x01(\tR\bsdScheme\x12-\n" +
+	"\agraphql\x18n \x01(\v2\x13.gateway.v1.GraphQLR\agraphql\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x01\n" +
+	"\aGraphQL\x12\x1a\n" +
+	"\bmutation\x18\x01 \x01(\bR\bmutation\x12\x10\n" +
+	"\x03get\x18\x02 \x01(\bR\x03get\x12\x14\n" +
+	"\x05query\x18\x03 \x01(\tR\x05query\x12%\n" +
+	"\x0eoperation_name\x18\x04 \x01(\tR\roperationName\x12\x1c\n" +
+	"\tvariables\x18\x05 \x01(\fR\tvariables\"\xa0\b\n" +
 	"\fJWTValidator\x12\x10\n" +
 	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x17\n" +
 	"\ajwk_url\x18\x02 \x01(\tR\x06jwkUrl\x12$\n" +
@@ -4412,7 +4796,31 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x1fpropagate_claims_preserve_array\x18\x16 \x01(\bR\x1cpropagateClaimsPreserveArray\x12\x1f\n" +
 	"\vrequire_exp\x18\x17 \x01(\bR\n" +
 	"requireExp\x121\n" +
-	"\x15max_token_lifetime_ms\x18\x18 \x01(\x03R\x12maxTokenLifetimeMs\";\n" +
+	"\x15max_token_lifetime_ms\x18\x18 \x01(\x03R\x12maxTokenLifetimeMs\x124\n" +
+	"\bjwks_tls\x18n \x01(\v2\x19.gateway.v1.JWKSClientTLSR\ajwksTls\x12C\n" +
+	"\x0fjwks_encryption\x18o \x01(\v2\x1a.gateway.v1.JWKSEncryptionR\x0ejwksEncryption\"N\n" +
+	"\x0eJWKSEncryption\x12\x1d\n" +
+	"\n" +
+	"keeper_key\x18\x01 \x01(\fR\tkeeperKey\x12\x1d\n" +
+	"\n" +
+	"cypher_key\x18\x02 \x01(\fR\tcypherKey\"s\n" +
+	"\rJWKSClientTLS\x12#\n" +
+	"\rcipher_suites\x18\x01 \x03(\rR\fcipherSuites\x12\"\n" +
+	"\ffingerprints\x18\x02 \x03(\fR\ffingerprints\x12\x19\n" +
+	"\blocal_ca\x18\x03 \x01(\tR\alocalCa\"\xe3\x02\n" +
+	"\tJWTSigner\x12\x10\n" +
+	"\x03alg\x18\x01 \x01(\tR\x03alg\x12\x10\n" +
+	"\x03kid\x18\x02 \x01(\tR\x03kid\x12\x10\n" +
+	"\x03typ\x18\x03 \x01(\tR\x03typ\x12 \n" +
+	"\fkeys_to_sign\x18\x04 \x03(\tR\n" +
+	"keysToSign\x12\x12\n" +
+	"\x04full\x18\x05 \x01(\bR\x04full\x12\x17\n" +
+	"\ajwk_url\x18\x06 \x01(\tR\x06jwkUrl\x12$\n" +
+	"\x0ejwk_local_path\x18\a \x01(\tR\fjwkLocalPath\x120\n" +
+	"\x14disable_jwk_security\x18\b \x01(\bR\x12disableJwkSecurity\x124\n" +
+	"\bjwks_tls\x18\t \x01(\v2\x19.gateway.v1.JWKSClientTLSR\ajwksTls\x12C\n" +
+	"\x0fjwks_encryption\x18\n" +
+	" \x01(\v2\x1a.gateway.v1.JWKSEncryptionR\x0ejwksEncryption\";\n" +
 	"\vClaimHeader\x12\x14\n" +
 	"\x05claim\x18\x01 \x01(\tR\x05claim\x12\x16\n" +
 	"\x06header\x18\x02 \x01(\tR\x06header\"[\n" +
@@ -4573,7 +4981,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),             // 0: gateway.v1.Snapshot
 	(*Service)(nil),              // 1: gateway.v1.Service
@@ -4593,33 +5001,37 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Static)(nil),               // 15: gateway.v1.Static
 	(*FlatmapOp)(nil),            // 16: gateway.v1.FlatmapOp
 	(*Backend)(nil),              // 17: gateway.v1.Backend
-	(*JWTValidator)(nil),         // 18: gateway.v1.JWTValidator
-	(*ClaimHeader)(nil),          // 19: gateway.v1.ClaimHeader
-	(*Revoker)(nil),              // 20: gateway.v1.Revoker
-	(*BotDetector)(nil),          // 21: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),      // 22: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),     // 23: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),       // 24: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),            // 25: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),     // 26: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                 // 27: gateway.v1.CORS
-	(*SecurityHTTP)(nil),         // 28: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),      // 29: gateway.v1.MartianModifier
-	(*MartianCopy)(nil),          // 30: gateway.v1.MartianCopy
-	(*MartianID)(nil),            // 31: gateway.v1.MartianID
-	(*MartianFilter)(nil),        // 32: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),   // 33: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),           // 34: gateway.v1.MartianURL
-	(*MartianStash)(nil),         // 35: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil), // 36: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),   // 37: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),        // 38: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),    // 39: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),   // 40: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),          // 41: gateway.v1.MartianBody
-	(*MartianGroup)(nil),         // 42: gateway.v1.MartianGroup
-	nil,                          // 43: gateway.v1.Backend.MappingEntry
-	nil,                          // 44: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	(*GraphQL)(nil),              // 18: gateway.v1.GraphQL
+	(*JWTValidator)(nil),         // 19: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),       // 20: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),        // 21: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),            // 22: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),          // 23: gateway.v1.ClaimHeader
+	(*Revoker)(nil),              // 24: gateway.v1.Revoker
+	(*BotDetector)(nil),          // 25: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),      // 26: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),     // 27: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),       // 28: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),            // 29: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),     // 30: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                 // 31: gateway.v1.CORS
+	(*SecurityHTTP)(nil),         // 32: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),      // 33: gateway.v1.MartianModifier
+	(*MartianCopy)(nil),          // 34: gateway.v1.MartianCopy
+	(*MartianID)(nil),            // 35: gateway.v1.MartianID
+	(*MartianFilter)(nil),        // 36: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),   // 37: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),           // 38: gateway.v1.MartianURL
+	(*MartianStash)(nil),         // 39: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil), // 40: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),   // 41: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),        // 42: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),    // 43: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),   // 44: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),          // 45: gateway.v1.MartianBody
+	(*MartianGroup)(nil),         // 46: gateway.v1.MartianGroup
+	nil,                          // 47: gateway.v1.Backend.MappingEntry
+	nil,                          // 48: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -4629,12 +5041,12 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	7,  // 4: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
 	12, // 5: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	13, // 6: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	20, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	27, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	28, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	26, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	24, // 7: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	31, // 8: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	32, // 9: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	30, // 10: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	8,  // 11: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	21, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	25, // 12: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
 	2,  // 13: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	3,  // 14: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
 	3,  // 15: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
@@ -4647,44 +5059,50 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	17, // 22: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
 	15, // 23: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
 	16, // 24: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	18, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	22, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	19, // 25: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	26, // 26: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
 	10, // 27: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	21, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	43, // 29: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	16, // 30: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	23, // 31: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	24, // 32: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	25, // 33: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	29, // 34: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	10, // 35: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	19, // 36: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	44, // 37: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	38, // 38: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	39, // 39: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	40, // 40: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	41, // 41: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	42, // 42: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	38, // 43: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	30, // 44: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	31, // 45: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	32, // 46: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	33, // 47: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	32, // 48: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	34, // 49: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	35, // 50: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	36, // 51: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	29, // 52: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 53: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	29, // 54: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	37, // 55: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	29, // 56: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	29, // 57: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	25, // 28: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	22, // 29: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	47, // 30: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	16, // 31: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	27, // 32: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	28, // 33: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	29, // 34: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	33, // 35: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	10, // 36: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	18, // 37: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	23, // 38: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	21, // 39: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	20, // 40: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	21, // 41: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	20, // 42: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	48, // 43: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	42, // 44: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	43, // 45: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	44, // 46: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	45, // 47: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	46, // 48: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	42, // 49: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	34, // 50: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	35, // 51: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	36, // 52: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	37, // 53: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	36, // 54: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	38, // 55: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	39, // 56: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	40, // 57: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	33, // 58: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	33, // 59: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	33, // 60: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	41, // 61: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	33, // 62: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	33, // 63: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -4692,7 +5110,7 @@ func file_gateway_v1_snapshot_proto_init() {
 	if File_gateway_v1_snapshot_proto != nil {
 		return
 	}
-	file_gateway_v1_snapshot_proto_msgTypes[29].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[33].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -4714,7 +5132,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
