@@ -40,7 +40,7 @@ func runAudit(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
-	resp, err := call(ctx, a, "audit", a.api.ListAudit, &gatewayv1.ListAuditRequest{Limit: uint32(*limit), BeforeSeq: *before, Action: *action})
+	resp, err := call(ctx, a, "audit", gatewayv1.AdminServiceClient.ListAudit, &gatewayv1.ListAuditRequest{Limit: uint32(*limit), BeforeSeq: *before, Action: *action})
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ func runCerts(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
-	resp, err := call(ctx, a, "certs issue", a.api.IssueCertificate, &gatewayv1.IssueCertificateRequest{
+	resp, err := call(ctx, a, "certs issue", gatewayv1.AdminServiceClient.IssueCertificate, &gatewayv1.IssueCertificateRequest{
 		NodeId: *node, Region: *region, ValiditySeconds: int64(validity.Seconds()),
 		CsrPem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})),
 	})

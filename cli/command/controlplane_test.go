@@ -324,6 +324,9 @@ func TestUnreachableAndUnauthenticated(t *testing.T) {
 		{name: "wrong token", args: []string{"--server", cp.admin, "--token-file", wrong, "status"}, wantCode: ExitUnavailable, wantStderr: "refused the admin token"},
 		{name: "no token", vars: map[string]string{"HOME": t.TempDir()}, args: []string{"--server", cp.admin, "history"}, wantCode: ExitUnavailable, wantStderr: "read admin token"},
 		{name: "env server and token", vars: map[string]string{"GWCTL_SERVER": cp.admin, "GWCTL_TOKEN": testToken}, args: []string{"status"}, wantCode: ExitOK},
+		{name: "first of several unreachable", args: []string{"--server", dead + "," + cp.admin, "--token-file", cp.tokenFile, "status"}, wantCode: ExitOK, wantStderr: dead + " unavailable, trying " + cp.admin},
+		{name: "all of several unreachable", args: []string{"--server", dead + "," + dead, "--token-file", cp.tokenFile, "status"}, wantCode: ExitUnavailable, wantStderr: "cannot reach the control plane"},
+		{name: "empty address in the list", args: []string{"--server", cp.admin + ",", "--token-file", cp.tokenFile, "status"}, wantCode: ExitUsage, wantStderr: "empty address"},
 		{name: "flags after the command", args: []string{"status", "--server", cp.admin, "--token-file", cp.tokenFile}, wantCode: ExitOK},
 	}
 	for _, tc := range tests {

@@ -37,7 +37,7 @@ func runDiff(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
-	resp, err := call(ctx, a, "diff", a.api.Diff, &gatewayv1.DiffRequest{Source: src})
+	resp, err := call(ctx, a, "diff", gatewayv1.AdminServiceClient.Diff, &gatewayv1.DiffRequest{Source: src})
 	if err != nil {
 		return err
 	}

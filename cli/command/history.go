@@ -39,7 +39,7 @@ func runHistory(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
-	resp, err := call(ctx, a, "history", a.api.History, &gatewayv1.HistoryRequest{Limit: uint32(*limit)})
+	resp, err := call(ctx, a, "history", gatewayv1.AdminServiceClient.History, &gatewayv1.HistoryRequest{Limit: uint32(*limit)})
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
-	resp, err := call(ctx, a, "push", a.api.Push, &gatewayv1.PushRequest{Source: src, Author: *author})
+	resp, err := call(ctx, a, "push", gatewayv1.AdminServiceClient.Push, &gatewayv1.PushRequest{Source: src, Author: *author})
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (a *admin) pollFleet(ctx context.Context, op string, timeout time.Duration,
 		}
 	}
 	for {
-		st, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{})
+		st, err := call(ctx, a, "status", gatewayv1.AdminServiceClient.Status, &gatewayv1.StatusRequest{})
 		// A call cut short by the wait's own deadline is the timeout below,
 		// not a failure (gRPC may see the deadline before ctx.Err does).
 		if err != nil && ctx.Err() == nil && time.Now().Before(deadline) {

@@ -33,7 +33,7 @@ func runRevocations(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
-	resp, err := call(ctx, a, "revocations", a.api.ListRevocations, &gatewayv1.ListRevocationsRequest{})
+	resp, err := call(ctx, a, "revocations", gatewayv1.AdminServiceClient.ListRevocations, &gatewayv1.ListRevocationsRequest{})
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func runRevoke(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
-	resp, err := call(ctx, a, "revoke", a.api.Revoke, &gatewayv1.RevokeRequest{Claim: *claim, Value: pos[0], ExpiresUnixMs: expires, Author: *author})
+	resp, err := call(ctx, a, "revoke", gatewayv1.AdminServiceClient.Revoke, &gatewayv1.RevokeRequest{Claim: *claim, Value: pos[0], ExpiresUnixMs: expires, Author: *author})
 	if err != nil {
 		return err
 	}

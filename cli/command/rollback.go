@@ -38,7 +38,7 @@ func runRollback(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
-	resp, err := call(ctx, a, "rollback", a.api.Rollback, &gatewayv1.RollbackRequest{Version: target, Author: *author})
+	resp, err := call(ctx, a, "rollback", gatewayv1.AdminServiceClient.Rollback, &gatewayv1.RollbackRequest{Version: target, Author: *author})
 	if err != nil {
 		return err
 	}

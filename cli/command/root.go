@@ -155,7 +155,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) er
 	if v := e.getenv("GWCTL_SERVER"); v != "" {
 		serverDef = v
 	}
-	fs.StringVar(&c.server, "server", serverDef, "control plane admin address (env GWCTL_SERVER)")
+	fs.StringVar(&c.server, "server", serverDef, serverFlagHelp)
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the admin token (env GWCTL_TOKEN holds the token itself, GWCTL_TOKEN_FILE a file; default "+defaultTokenFile(e.getenv)+")")
 	fs.StringVar(&c.caFile, "ca", e.getenv("GWCTL_CA"), caFlagHelp)
 	fs.BoolVar(&c.useTLS, "tls", false, tlsFlagHelp)
@@ -233,7 +233,7 @@ func (c *cli) newFlagSet() *flag.FlagSet {
 	fs.SetOutput(c.stderr)
 	if sc.remote {
 		// The global flags are accepted after the command as well.
-		fs.StringVar(&c.server, "server", c.server, "control plane admin address (env GWCTL_SERVER)")
+		fs.StringVar(&c.server, "server", c.server, serverFlagHelp)
 		fs.StringVar(&c.tokenFile, "token-file", c.tokenFile, "file holding the admin token (env GWCTL_TOKEN, GWCTL_TOKEN_FILE)")
 		fs.StringVar(&c.caFile, "ca", c.caFile, caFlagHelp)
 		fs.BoolVar(&c.useTLS, "tls", c.useTLS, tlsFlagHelp)
@@ -350,11 +350,14 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 // RequireTransportSecurity is false: the admin API listens on loopback.
 func (bearer) RequireTransportSecurity() bool { return false }
 
-// admin is a connected admin API client.
+// admin is a connected admin API client: one connection per --server
+// address, cur the one calls go to first.
 type admin struct {
-	c    *cli
-	conn *grpc.ClientConn
-	api  gatewayv1.AdminServiceClient
+	c     *cli
+	addrs []string
+	conns []*grpc.ClientConn
+	apis  []gatewayv1.AdminServiceClient
+	cur   int
 }
 
 // dial prepares the admin client (gRPC connects on the first call).
@@ -370,18 +373,31 @@ func (c *cli) dial() (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(c.server,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithPerRPCCredentials(bearer(tok)),
-		grpc.WithUserAgent("gwctl"),
-	)
-	if err != nil {
-		return nil, exitf(ExitUsage, "--server %q: %v", c.server, err)
+	a := &admin{c: c}
+	for addr := range strings.SplitSeq(c.server, ",") {
+		addr = strings.TrimSpace(addr)
+		if addr == "" {
+			a.close()
+			return nil, exitf(ExitUsage, "--server %q: empty address", c.server)
+		}
+		conn, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(creds),
+			grpc.WithPerRPCCredentials(bearer(tok)),
+			grpc.WithUserAgent("gwctl"),
+		)
+		if err != nil {
+			a.close()
+			return nil, exitf(ExitUsage, "--server %q: %v", addr, err)
+		}
+		a.addrs = append(a.addrs, addr)
+		a.conns = append(a.conns, conn)
+		a.apis = append(a.apis, gatewayv1.NewAdminServiceClient(conn))
 	}
-	return &admin{c: c, conn: conn, api: gatewayv1.NewAdminServiceClient(conn)}, nil
+	return a, nil
 }
 
 const (
+	serverFlagHelp  = "control plane admin address host:port, or a comma list of replicas: a call that finds one unavailable is tried on the next (env GWCTL_SERVER)"
 	caFlagHelp      = "PEM CA bundle verifying the control plane's admin TLS certificate; enables TLS (env GWCTL_CA; with the built-in PKI: <data-dir>/pki/ca.crt)"
 	tlsFlagHelp     = "use TLS to the admin API, verified by the system's roots (implied by --ca)"
 	tlsCertFlagHelp = "PEM client certificate for an admin API that requires one (gw-controlplane --admin-tls-client-ca; env GWCTL_TLS_CERT); implies TLS"
@@ -419,17 +435,38 @@ func (c *cli) transportCredentials() (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(tc), nil
 }
 
-func (a *admin) close() { a.conn.Close() }
-
-// call runs one RPC with the per-call timeout and maps its error.
-func call[Req, Resp any](ctx context.Context, a *admin, op string, rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
-	ctx, cancel := context.WithTimeout(ctx, a.c.timeout)
-	defer cancel()
-	resp, err := rpc(ctx, req)
-	if err != nil {
-		return resp, a.c.rpcError(op, err)
+func (a *admin) close() {
+	for _, conn := range a.conns {
+		conn.Close()
 	}
-	return resp, nil
+}
+
+// call runs one RPC (a method expression of AdminServiceClient) with the
+// per-call timeout and maps its error. When the control plane answers
+// Unavailable (not running, shutting down, unreachable) the call is made
+// again on the next --server address, each address once; later calls start
+// at the one that answered. Every admin call can be repeated: a push or
+// rollback of content that is already current stores nothing new, and a
+// revocation stored twice revokes the same tokens.
+func call[Req, Resp any](ctx context.Context, a *admin, op string, rpc func(gatewayv1.AdminServiceClient, context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	var (
+		resp Resp
+		err  error
+	)
+	for i := range a.apis {
+		cctx, cancel := context.WithTimeout(ctx, a.c.timeout)
+		resp, err = rpc(a.apis[a.cur], cctx, req)
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		if status.Code(err) != codes.Unavailable || i == len(a.apis)-1 || ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(a.c.stderr, "gwctl: %s: %s unavailable, trying %s\n", op, a.addrs[a.cur], a.addrs[(a.cur+1)%len(a.addrs)])
+		a.cur = (a.cur + 1) % len(a.apis)
+	}
+	return resp, a.c.rpcError(op, err)
 }
 
 // rpcError maps a failed call to an exit code and message. Validation

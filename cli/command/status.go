@@ -100,12 +100,12 @@ func statusKey(resp *gatewayv1.StatusResponse) ([]byte, error) {
 // fetchStatus reads every page of the fleet into one response.
 func fetchStatus(ctx context.Context, a *admin) (*gatewayv1.StatusResponse, error) {
 	// Pages of edges, so a large fleet never meets the gRPC message limit.
-	resp, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{})
+	resp, err := call(ctx, a, "status", gatewayv1.AdminServiceClient.Status, &gatewayv1.StatusRequest{})
 	if err != nil {
 		return nil, err
 	}
 	for tok, pages := resp.GetNextPageToken(), 1; tok != "" && pages < maxStatusPages; pages++ {
-		next, err := call(ctx, a, "status", a.api.Status, &gatewayv1.StatusRequest{PageToken: tok})
+		next, err := call(ctx, a, "status", gatewayv1.AdminServiceClient.Status, &gatewayv1.StatusRequest{PageToken: tok})
 		if err != nil {
 			return nil, err
 		}

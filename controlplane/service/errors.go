@@ -27,6 +27,7 @@ var (
 	errMissingToken  = status.Error(codes.Unauthenticated, "missing bearer token in the authorization metadata")
 	errInvalidToken  = status.Error(codes.Unauthenticated, "invalid bearer token")
 	errShuttingDown  = status.Error(codes.Unavailable, "control plane is shutting down")
+	errStreamAged    = status.Error(codes.Unavailable, "the stream reached the control plane's maximum stream age; reconnect (rebalances edges over the replicas)")
 	errStreamReplace = status.Error(codes.Aborted, "a newer stream of the same node_id replaced this one")
 )
 

@@ -31,6 +31,7 @@ type metrics struct {
 	streamsRefused    *prometheus.CounterVec
 	fleetEvicted      prometheus.Counter
 	revocationRepairs prometheus.Counter
+	streamsAged       prometheus.Counter
 
 	auditRecords *prometheus.CounterVec
 	auditErrors  prometheus.Counter
@@ -101,6 +102,10 @@ func newMetrics(edges prometheus.Collector) *metrics {
 			Name: "gw_controlplane_revocation_repairs_total",
 			Help: "Revocation resets sent because an edge's reported set differed from the log at its seq.",
 		}),
+		streamsAged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_streams_aged_total",
+			Help: "Sync streams ended because they reached the maximum stream age (the edge reconnects, possibly to another replica).",
+		}),
 	}
 	m.auditRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gw_controlplane_audit_records_total",
@@ -123,7 +128,7 @@ func newMetrics(edges prometheus.Collector) *metrics {
 	}
 	m.reg.MustRegister(
 		m.auditRecords, m.auditErrors,
-		m.syncCertExpiry, m.edgeCertExpiry, m.streamsRefused, m.fleetEvicted, m.revocationRepairs,
+		m.syncCertExpiry, m.edgeCertExpiry, m.streamsRefused, m.fleetEvicted, m.revocationRepairs, m.streamsAged,
 		m.streamsOpen, m.versionsCreated, m.nacks, m.snapshotBytes, m.convergence, edges,
 		m.revocationsAppended, m.revocationSeq, m.revocationResets, m.revocationsCompacted, m.revocationPropagation,
 		collectors.NewGoCollector(),

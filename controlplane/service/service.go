@@ -116,6 +116,12 @@ type Config struct {
 	// RevocationGrace is how long an expired revocation stays in the log
 	// before the housekeeping deletes it (default DefaultRevocationGrace).
 	RevocationGrace time.Duration
+	// MaxStreamAge ends a Sync stream (Unavailable) after this long, with
+	// up to 10% jitter either way, so that edges spread again over the
+	// replicas after one came back (Istio's max connection age). The edge
+	// reconnects at once and is not reconfigured (it holds the version).
+	// Zero keeps streams open for as long as they live.
+	MaxStreamAge time.Duration
 	// RevocationCompactInterval is how often the housekeeping runs (default
 	// DefaultRevocationCompactInterval). Negative disables it, for replicas
 	// that do not hold the housekeeping lease of a shared store.
@@ -158,6 +164,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RevocationResetThreshold < 0 {
 		errs = append(errs, fmt.Errorf("revocation reset threshold: must not be negative, got %d", c.RevocationResetThreshold))
+	}
+	if c.MaxStreamAge < 0 {
+		errs = append(errs, fmt.Errorf("max stream age: must not be negative, got %s", c.MaxStreamAge))
 	}
 	if c.RevocationGrace < 0 {
 		errs = append(errs, fmt.Errorf("revocation grace: must not be negative, got %s", c.RevocationGrace))

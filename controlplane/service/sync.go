@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -203,6 +204,12 @@ func (e *edgeStream) serve(ctx context.Context, reqs <-chan *gatewayv1.SyncReque
 	defer revUnsubscribe()
 	ticker := time.NewTicker(e.svc.cfg.Keepalive)
 	defer ticker.Stop()
+	var aged <-chan time.Time
+	if age := e.svc.cfg.MaxStreamAge; age > 0 {
+		t := time.NewTimer(jitter(age))
+		defer t.Stop()
+		aged = t.C
+	}
 
 	if err := e.sendRevocations(ctx); err != nil {
 		return err
@@ -216,6 +223,9 @@ func (e *edgeStream) serve(ctx context.Context, reqs <-chan *gatewayv1.SyncReque
 			return context.Cause(ctx)
 		case <-e.svc.done:
 			return errShuttingDown
+		case <-aged:
+			e.svc.metrics.streamsAged.Inc()
+			return errStreamAged
 		case err := <-recvErr:
 			return endOfStream(err)
 		case req := <-reqs:
@@ -315,6 +325,12 @@ func (e *edgeStream) maybeSend() error {
 	e.inflight, e.inflightAt, e.lastSent = v, time.Now(), v
 	e.log.Info().Uint64("version", v).Int("bytes", len(cur.env.GetPayload())).Msg("snapshot sent")
 	return nil
+}
+
+// jitter returns d moved by up to 10% either way, so streams opened
+// together (a reconnect storm) do not all end together.
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + rand.N(d/5+1)
 }
 
 // endOfStream turns the Recv error that ended a stream into the handler's

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -81,23 +80,7 @@ type Bolt struct {
 	now         func() time.Time
 	auditRetain int
 
-	// mu guards the fields below.
-	mu       sync.Mutex
-	closed   bool
-	versions watchSet // config versions
-	revSeqs  watchSet // revocation seqs
-}
-
-// watchSet is the subscribers of one watched number and the newest value
-// announced to them.
-type watchSet struct {
-	latest   uint64
-	watchers map[*watcher]struct{}
-}
-
-type watcher struct {
-	ch   chan uint64
-	stop func() bool // unregisters the ctx.Done callback
+	notifier
 }
 
 var _ Store = (*Bolt)(nil)
@@ -154,13 +137,7 @@ func OpenBolt(path string, opts ...Option) (*Bolt, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Bolt{
-		db:          db,
-		now:         o.now,
-		auditRetain: o.auditRetain,
-		versions:    watchSet{latest: latest, watchers: make(map[*watcher]struct{})},
-		revSeqs:     watchSet{latest: revSeq, watchers: make(map[*watcher]struct{})},
-	}, nil
+	return &Bolt{db: db, now: o.now, auditRetain: o.auditRetain, notifier: newNotifier(latest, revSeq)}, nil
 }
 
 // Latest implements Store.
@@ -268,78 +245,12 @@ func (s *Bolt) Watch(ctx context.Context) (<-chan uint64, error) {
 	return s.watch(ctx, "watch", &s.versions)
 }
 
-// watch registers a watcher of set (a field of s, guarded by mu).
-func (s *Bolt) watch(ctx context.Context, op string, set *watchSet) (<-chan uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	w := &watcher{ch: make(chan uint64, 1)}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, fmt.Errorf("%s: %w", op, ErrClosed)
-	}
-	if set.latest > 0 {
-		w.ch <- set.latest // fresh 1-slot channel: cannot block
-	}
-	set.watchers[w] = struct{}{}
-	// Registered under mu, so the callback (which also takes mu) cannot run
-	// before w.stop is set.
-	w.stop = context.AfterFunc(ctx, func() { s.unwatch(set, w) })
-	return w.ch, nil
-}
-
-func (s *Bolt) unwatch(set *watchSet, w *watcher) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := set.watchers[w]; ok {
-		delete(set.watchers, w)
-		close(w.ch)
-	}
-}
-
-// notify announces value v to every watcher of set, replacing an unread
-// older value. All senders hold mu, so after draining the slot it is free and
-// the send cannot block; the select keeps that true even if the invariant
-// broke. Values at or below the last announced one are dropped, which keeps
-// the values each watcher sees strictly increasing even when two commits
-// finish in the opposite order.
-func (s *Bolt) notify(set *watchSet, v uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || v <= set.latest {
-		return
-	}
-	set.latest = v
-	for w := range set.watchers {
-		select {
-		case <-w.ch:
-		default:
-		}
-		select {
-		case w.ch <- v:
-		default:
-		}
-	}
-}
-
 // Close implements Store. It closes every watch channel, then the database
 // (bbolt waits for running transactions). It is idempotent.
 func (s *Bolt) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.closeWatchers() {
 		return nil
 	}
-	s.closed = true
-	for _, set := range []*watchSet{&s.versions, &s.revSeqs} {
-		for w := range set.watchers {
-			w.stop()
-			close(w.ch)
-		}
-		set.watchers = nil
-	}
-	s.mu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}

@@ -55,10 +55,11 @@ func fixedClock() func() time.Time {
 	return func() time.Time { return time.UnixMilli(1_700_000_000_000) }
 }
 
-func TestCommitCompareAndSwap(t *testing.T) {
-	t.Parallel()
+func TestCommitCompareAndSwap(t *testing.T) { forEachStore(t, testCommitCompareAndSwap) }
+
+func testCommitCompareAndSwap(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, "", WithClock(fixedClock()))
+	s := b.openTest(t, "", fixedClock())
 
 	if _, err := s.Latest(ctx); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Latest on empty store: got %v, want ErrNotFound", err)
@@ -116,9 +117,10 @@ func TestCommitCompareAndSwap(t *testing.T) {
 	}
 }
 
-func TestCommitRejectsBadInput(t *testing.T) {
-	t.Parallel()
-	s := openTest(t, "")
+func TestCommitRejectsBadInput(t *testing.T) { forEachStore(t, testCommitRejectsBadInput) }
+
+func testCommitRejectsBadInput(t *testing.T, b backend) {
+	s := b.openTest(t, "", nil)
 	bad := rev("a")
 	bad.SHA256 = "00"
 	if _, err := s.Commit(context.Background(), 0, bad); err == nil {
@@ -132,9 +134,10 @@ func TestCommitRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestCommitKeepsCreatedTime(t *testing.T) {
-	t.Parallel()
-	s := openTest(t, "", WithClock(fixedClock()))
+func TestCommitKeepsCreatedTime(t *testing.T) { forEachStore(t, testCommitKeepsCreatedTime) }
+
+func testCommitKeepsCreatedTime(t *testing.T, b backend) {
+	s := b.openTest(t, "", fixedClock())
 	r := rev("a")
 	r.CreatedUnixMs = 42
 	got, err := s.Commit(context.Background(), 0, r)
@@ -147,9 +150,12 @@ func TestCommitKeepsCreatedTime(t *testing.T) {
 }
 
 func TestListNewestFirstWithoutContent(t *testing.T) {
-	t.Parallel()
+	forEachStore(t, testListNewestFirstWithoutContent)
+}
+
+func testListNewestFirstWithoutContent(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, "", WithClock(fixedClock()))
+	s := b.openTest(t, "", fixedClock())
 	for i := range 5 {
 		r := rev(fmt.Sprint("content-", i))
 		r.RollbackOf = uint64(i)
@@ -187,12 +193,13 @@ func TestListNewestFirstWithoutContent(t *testing.T) {
 	}
 }
 
-func TestPersistsAcrossRestart(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "store.db")
+func TestPersistsAcrossRestart(t *testing.T) { forEachStore(t, testPersistsAcrossRestart) }
 
-	s, err := OpenBolt(path, WithClock(fixedClock()))
+func testPersistsAcrossRestart(t *testing.T, b backend) {
+	ctx := context.Background()
+	path := b.place(t)
+
+	s, err := b.open(t, path, fixedClock())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +215,7 @@ func TestPersistsAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = openTest(t, path)
+	s = b.openTest(t, path, nil)
 	for _, w := range want {
 		got, err := s.Get(ctx, w.Version)
 		if err != nil {
@@ -254,10 +261,11 @@ func TestSecondOpenFailsFast(t *testing.T) {
 	}
 }
 
-func TestWatchCoalescesToNewest(t *testing.T) {
-	t.Parallel()
+func TestWatchCoalescesToNewest(t *testing.T) { forEachStore(t, testWatchCoalescesToNewest) }
+
+func testWatchCoalescesToNewest(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, "")
+	s := b.openTest(t, "", nil)
 
 	wctx, cancel := context.WithCancel(ctx)
 	ch, err := s.Watch(wctx)
@@ -318,9 +326,12 @@ func TestWatchCoalescesToNewest(t *testing.T) {
 }
 
 func TestConcurrentCommitsExactlyOneWins(t *testing.T) {
-	t.Parallel()
+	forEachStore(t, testConcurrentCommitsExactlyOneWins)
+}
+
+func testConcurrentCommitsExactlyOneWins(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, "")
+	s := b.openTest(t, "", nil)
 	if _, err := s.Commit(ctx, 0, rev("base")); err != nil {
 		t.Fatal(err)
 	}
@@ -361,10 +372,11 @@ func TestConcurrentCommitsExactlyOneWins(t *testing.T) {
 	}
 }
 
-func TestMonotonicUnderContention(t *testing.T) {
-	t.Parallel()
+func TestMonotonicUnderContention(t *testing.T) { forEachStore(t, testMonotonicUnderContention) }
+
+func testMonotonicUnderContention(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, "")
+	s := b.openTest(t, "", nil)
 	ch, err := s.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -425,10 +437,11 @@ func TestMonotonicUnderContention(t *testing.T) {
 	}
 }
 
-func TestClose(t *testing.T) {
-	t.Parallel()
+func TestClose(t *testing.T) { forEachStore(t, testClose) }
+
+func testClose(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, err := OpenBolt(filepath.Join(t.TempDir(), "store.db"))
+	s, err := b.open(t, b.place(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func revocation(value string, expiresUnixMs int64) *Revocation {
 }
 
 // appendAll appends entries in order and returns what the store returned.
-func appendAll(t *testing.T, s *Bolt, entries ...*Revocation) []*Revocation {
+func appendAll(t *testing.T, s Store, entries ...*Revocation) []*Revocation {
 	t.Helper()
 	var out []*Revocation
 	for _, r := range entries {
@@ -44,10 +44,11 @@ func appendAll(t *testing.T, s *Bolt, entries ...*Revocation) []*Revocation {
 	return out
 }
 
-func TestRevocationAppendAndSince(t *testing.T) {
-	t.Parallel()
+func TestRevocationAppendAndSince(t *testing.T) { forEachStore(t, testRevocationAppendAndSince) }
+
+func testRevocationAppendAndSince(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, "", WithClock(fixedClock()))
+	s := b.openTest(t, "", fixedClock())
 
 	if seq, err := s.RevocationSeq(ctx); err != nil || seq != 0 {
 		t.Fatalf("RevocationSeq of an empty log = %d, %v; want 0", seq, err)
@@ -92,8 +93,11 @@ func TestRevocationAppendAndSince(t *testing.T) {
 }
 
 func TestRevocationAppendRejectsBadInput(t *testing.T) {
-	t.Parallel()
-	s := openTest(t, "")
+	forEachStore(t, testRevocationAppendRejectsBadInput)
+}
+
+func testRevocationAppendRejectsBadInput(t *testing.T, b backend) {
+	s := b.openTest(t, "", nil)
 	tests := []struct {
 		name string
 		r    *Revocation
@@ -116,10 +120,11 @@ func TestRevocationAppendRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestLiveRevocations(t *testing.T) {
-	t.Parallel()
+func TestLiveRevocations(t *testing.T) { forEachStore(t, testLiveRevocations) }
+
+func testLiveRevocations(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, "", WithClock(fixedClock()))
+	s := b.openTest(t, "", fixedClock())
 	got := appendAll(t, s,
 		revocation("expired", nowMs-1),
 		revocation("live", inAnHour),
@@ -145,11 +150,12 @@ func TestLiveRevocations(t *testing.T) {
 	}
 }
 
-func TestCompactRevocations(t *testing.T) {
-	t.Parallel()
+func TestCompactRevocations(t *testing.T) { forEachStore(t, testCompactRevocations) }
+
+func testCompactRevocations(t *testing.T, b backend) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "store.db")
-	s, err := OpenBolt(path, WithClock(fixedClock()))
+	path := b.place(t)
+	s, err := b.open(t, path, fixedClock())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +195,7 @@ func TestCompactRevocations(t *testing.T) {
 		{name: "at the point", since: 3, want: got[3:]},
 		{name: "above the point", since: 4, want: got[4:]},
 	}
-	check := func(s *Bolt) {
+	check := func(s Store) {
 		t.Helper()
 		for _, tc := range tests {
 			entries, err := s.RevocationsSince(ctx, tc.since)
@@ -213,7 +219,7 @@ func TestCompactRevocations(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openTest(t, path, WithClock(fixedClock()))
+	s = b.openTest(t, path, fixedClock())
 	check(s)
 
 	// Compacting everything keeps the seq: it is never reused.
@@ -230,7 +236,9 @@ func TestCompactRevocations(t *testing.T) {
 	if next := appendAll(t, s, revocation("next", inAnHour))[0]; next.Seq != 6 {
 		t.Fatalf("seq after full compaction = %d, want 6", next.Seq)
 	}
-	checkRevocationLog(t, s)
+	if bs, ok := s.(*Bolt); ok {
+		checkRevocationLog(t, bs)
+	}
 }
 
 func TestCompactRevocationsInBatches(t *testing.T) {
@@ -270,10 +278,11 @@ func TestCompactRevocationsInBatches(t *testing.T) {
 	checkRevocationLog(t, s)
 }
 
-func TestWatchRevocations(t *testing.T) {
-	t.Parallel()
+func TestWatchRevocations(t *testing.T) { forEachStore(t, testWatchRevocations) }
+
+func testWatchRevocations(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, "")
+	s := b.openTest(t, "", nil)
 
 	wctx, cancel := context.WithCancel(ctx)
 	ch, err := s.WatchRevocations(wctx)
@@ -320,9 +329,12 @@ func TestWatchRevocations(t *testing.T) {
 }
 
 func TestConcurrentAppendsGetDistinctSeqs(t *testing.T) {
-	t.Parallel()
+	forEachStore(t, testConcurrentAppendsGetDistinctSeqs)
+}
+
+func testConcurrentAppendsGetDistinctSeqs(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, "")
+	s := b.openTest(t, "", nil)
 	ch, err := s.WatchRevocations(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -368,10 +380,11 @@ func TestConcurrentAppendsGetDistinctSeqs(t *testing.T) {
 	}
 }
 
-func TestRevocationMethodsAfterClose(t *testing.T) {
-	t.Parallel()
+func TestRevocationMethodsAfterClose(t *testing.T) { forEachStore(t, testRevocationMethodsAfterClose) }
+
+func testRevocationMethodsAfterClose(t *testing.T, b backend) {
 	ctx := context.Background()
-	s, err := OpenBolt(filepath.Join(t.TempDir(), "store.db"))
+	s, err := b.open(t, b.place(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,10 @@
 // the newest version or seq, and the audit log (append-only, bounded).
 //
 // Store is the interface the rest of the control plane uses; OpenBolt is the
-// embedded implementation on a local bbolt file. The interface deliberately
-// exposes no bbolt types so that a replicated implementation (etcd) can be
-// added later without touching callers.
+// embedded implementation on a local bbolt file, OpenEtcd the replicated one
+// on an etcd cluster that several control-plane replicas share (etcd.go has
+// its key layout). The interface exposes neither's types; the contract tests
+// run against both.
 //
 // store must not import the gRPC services (controlplane/service), the config
 // compiler (controlplane/config), the generated protos or anything under edge/

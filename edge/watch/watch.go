@@ -104,8 +104,15 @@ type Config struct {
 	// Target is the control plane's sync address (host:port or a gRPC
 	// target URI).
 	Target string
-	NodeID string
-	Region string
+	// Targets are more addresses of the same control plane (its replicas
+	// on one etcd store), tried in turn after Target: the client starts at
+	// a random one, and moves to the next whenever a stream ends (failed,
+	// or ended by the replica's stream age cap), so edges spread over the
+	// replicas and fail over without a load balancer. Every replica serves
+	// the same versions, so moving never reconfigures the edge.
+	Targets []string
+	NodeID  string
+	Region  string
 	// BuildVersion is reported in Hello and in the control plane's status.
 	BuildVersion string
 	// SchemaVersion is the newest Snapshot schema the edge understands.
@@ -152,8 +159,13 @@ type Config struct {
 // Validate reports a configuration that New would refuse.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Target == "" {
+	if c.Target == "" && len(c.Targets) == 0 {
 		errs = append(errs, errors.New("target is required"))
+	}
+	for _, t := range c.Targets {
+		if t == "" {
+			errs = append(errs, errors.New("targets: empty address"))
+		}
 	}
 	if c.NodeID == "" {
 		errs = append(errs, errors.New("node id is required"))
@@ -173,6 +185,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("watch config: %w", err)
 	}
 	return nil
+}
+
+// targets returns Target and Targets, in order, without duplicates.
+func (c *Config) targets() []string {
+	var out []string
+	for _, t := range append([]string{c.Target}, c.Targets...) {
+		if t != "" && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func (c *Config) applyDefaults() {
@@ -199,6 +222,7 @@ func (c *Config) applyDefaults() {
 type Client struct {
 	cfg       Config
 	log       zerolog.Logger
+	targets   []string // Target then Targets, without duplicates
 	features  []string
 	dialOpts  []grpc.DialOption
 	connected prometheus.Gauge
@@ -237,7 +261,8 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg:      cfg,
-		log:      cfg.Logger.With().Str("component", "watch").Str("controlplane", cfg.Target).Logger(),
+		log:      cfg.Logger.With().Str("component", "watch").Logger(),
+		targets:  cfg.targets(),
 		features: features(plan.SupportedFeatures(), cfg.DisabledFeatures),
 		dialOpts: append([]grpc.DialOption{
 			grpc.WithTransportCredentials(creds),
@@ -358,9 +383,15 @@ func (c *Client) Run(ctx context.Context) error {
 	defer cancel()
 	wg.Go(func() { c.worker.Run(ctx) })
 
+	// attempt counts the sessions that failed in a row; the backoff grows
+	// once per round over every target, so a dead replica costs the next
+	// one only the base delay.
 	attempt := 0
+	next := rand.N(len(c.targets))
 	for {
-		established, err := c.session(ctx)
+		target := c.targets[next]
+		next = (next + 1) % len(c.targets)
+		established, err := c.session(ctx, target)
 		if !established && ctx.Err() == nil {
 			c.streams.WithLabelValues(streamFailed).Inc()
 		}
@@ -370,9 +401,9 @@ func (c *Client) Run(ctx context.Context) error {
 		if established {
 			attempt = 0
 		}
-		delay := c.backoff(attempt)
+		delay := c.backoff(attempt / len(c.targets))
 		attempt++
-		c.log.Warn().Err(err).Dur("retry_in", delay).Msg("control plane stream ended")
+		c.log.Warn().Err(err).Str("controlplane", target).Str("next", c.targets[next]).Dur("retry_in", delay).Msg("control plane stream ended")
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -410,10 +441,10 @@ func (c *Client) backoff(n int) time.Duration {
 
 // session runs one stream. established reports whether the control plane
 // answered on it (any message after Hello), which resets the backoff.
-func (c *Client) session(ctx context.Context) (established bool, err error) {
-	conn, err := grpc.NewClient(c.cfg.Target, c.dialOpts...)
+func (c *Client) session(ctx context.Context, target string) (established bool, err error) {
+	conn, err := grpc.NewClient(target, c.dialOpts...)
 	if err != nil {
-		return false, fmt.Errorf("dial %s: %w", c.cfg.Target, err)
+		return false, fmt.Errorf("dial %s: %w", target, err)
 	}
 	defer conn.Close()
 
@@ -498,7 +529,7 @@ func (c *Client) session(ctx context.Context) (established bool, err error) {
 				established = true
 				c.connected.Set(1)
 				c.streams.WithLabelValues(streamEstablished).Inc()
-				c.log.Info().Uint64("held_version", held).Str("held_sha256", heldSHA).Msg("connected to control plane")
+				c.log.Info().Str("controlplane", target).Uint64("held_version", held).Str("held_sha256", heldSHA).Msg("connected to control plane")
 			}
 			if err := c.handle(stream, m); err != nil {
 				return established, streamCause(err, recvErr)

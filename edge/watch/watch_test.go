@@ -207,7 +207,8 @@ func marshal(t *testing.T, snap *gatewayv1.Snapshot) ([]byte, string) {
 
 type controlPlane struct {
 	addr  string
-	store *store.Bolt
+	store store.Store
+	owned bool // stop closes the store
 	svc   *service.Service
 	grpc  *grpc.Server
 	admin gatewayv1.AdminServiceClient
@@ -222,6 +223,16 @@ func startControlPlane(t *testing.T, dir, addr string) *controlPlane {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cp := startControlPlaneOn(t, st, addr)
+	cp.owned = true
+	return cp
+}
+
+// startControlPlaneOn runs controlplane/service over st (shared with other
+// control planes: replicas) on addr. stop is registered as cleanup; st is
+// not closed.
+func startControlPlaneOn(t *testing.T, st store.Store, addr string) *controlPlane {
+	t.Helper()
 	svc, err := service.New(service.Config{Store: st, Keepalive: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +269,9 @@ func (cp *controlPlane) stop() {
 	cp.conn.Close()
 	cp.grpc.Stop()
 	cp.svc.Close()
-	cp.store.Close()
+	if cp.owned {
+		cp.store.Close()
+	}
 	cp.grpc = nil
 }
 
@@ -330,6 +343,7 @@ type edge struct {
 type edgeOpts struct {
 	node     string
 	target   string
+	targets  []string
 	dataDir  string
 	disabled []string
 	restore  bool // load the newest snapshot from dataDir before connecting
@@ -374,6 +388,7 @@ func startEdge(t *testing.T, o edgeOpts) *edge {
 	}
 	c, err := New(Config{
 		Target:           o.target,
+		Targets:          o.targets,
 		NodeID:           o.node,
 		Region:           "test",
 		BuildVersion:     "test",
@@ -577,6 +592,45 @@ func TestReconnectAfterControlPlaneRestartDoesNotReapply(t *testing.T) {
 	if n := e.streams(t, "established"); n != 2 {
 		t.Errorf("%v streams established, want 2", n)
 	}
+}
+
+// TestFailoverBetweenReplicas gives the edge two control planes on one
+// store (replicas): when the one it streams from stops, it moves to the
+// other without applying again, and takes the next version from there.
+func TestFailoverBetweenReplicas(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	backend := startBackend(t)
+	st, err := store.OpenBolt(filepath.Join(dir, "shared.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() }) // after both control planes stopped
+	cps := []*controlPlane{startControlPlaneOn(t, st, "127.0.0.1:0"), startControlPlaneOn(t, st, "127.0.0.1:0")}
+	e := startEdge(t, edgeOpts{node: "e1", targets: []string{cps[0].addr, cps[1].addr}, dataDir: filepath.Join(dir, "e1")})
+	v := cps[0].commit(t, snapshot(backend, "/v1"))
+	e.waitVersion(t, v)
+
+	// Which replica holds the stream (the edge starts at a random one)?
+	var on int
+	eventually(t, func() error {
+		for i, cp := range cps {
+			if es := cp.edge(t, "e1"); es != nil && es.GetState() == "in_sync" && es.GetAppliedVersion() == v {
+				on = i
+				return nil
+			}
+		}
+		return errors.New("no replica reports e1 in sync")
+	})
+	cps[on].stop()
+	other := cps[1-on]
+	other.waitEdge(t, "e1", "in_sync", v)
+	if n := e.applies(t, "ok"); n != 1 {
+		t.Errorf("edge applied %v times after failing over, want 1: the other replica serves the same version", n)
+	}
+	v2 := other.commit(t, snapshot(backend, "/v2"))
+	e.waitVersion(t, v2)
+	other.waitEdge(t, "e1", "in_sync", v2)
 }
 
 func TestNackRememberedAcrossControlPlaneRestart(t *testing.T) {

@@ -7,8 +7,6 @@
 package leak
 
 import (
-	"testing"
-
 	"go.uber.org/goleak"
 )
 
@@ -29,4 +27,4 @@ func Options() []goleak.Option {
 
 // VerifyTestMain runs the tests and fails the run when a goroutine outlives
 // them.
-func VerifyTestMain(m *testing.M) { goleak.VerifyTestMain(m, Options()...) }
+func VerifyTestMain(m goleak.TestingM) { goleak.VerifyTestMain(m, Options()...) }

@@ -73,6 +73,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 // Config is the control plane's process configuration, filled from flags.
 type Config struct {
 	DataDir          string
+	Store            string // "bolt" or "" (the data dir's file) or etcd[s]://host:port,...[/prefix]
+	EtcdCA           string // PEM CA verifying the etcd members (etcds://)
+	EtcdCert         string // PEM client certificate for etcd (etcds://)
+	EtcdKey          string
+	MaxStreamAge     time.Duration // 0 = streams are never ended for their age
 	AdminListen      string
 	AdminAllowRemote bool
 	AdminTokenFile   string // "" = <DataDir>/admin.token
@@ -114,6 +119,10 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir: required (neither $XDG_STATE_HOME nor $HOME is set)"))
+	}
+	errs = append(errs, c.validateStore()...)
+	if c.MaxStreamAge < 0 {
+		errs = append(errs, fmt.Errorf("--max-stream-age: must not be negative, got %s", c.MaxStreamAge))
 	}
 	if err := checkListen(c.AdminListen); err != nil {
 		errs = append(errs, fmt.Errorf("--admin-listen: %w", err))
@@ -183,6 +192,29 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// validateStore checks --store and the etcd TLS flags.
+func (c *Config) validateStore() []error {
+	var errs []error
+	tlsFlags := c.EtcdCA != "" || c.EtcdCert != "" || c.EtcdKey != ""
+	if c.Store == "" || c.Store == "bolt" {
+		if tlsFlags {
+			errs = append(errs, errors.New("--etcd-ca, --etcd-cert, --etcd-key: only apply to --store etcds://HOST:PORT"))
+		}
+		return errs
+	}
+	_, _, useTLS, err := store.ParseEtcdURL(c.Store)
+	if err != nil {
+		return append(errs, fmt.Errorf("--store: %w (or bolt)", err))
+	}
+	if tlsFlags && !useTLS {
+		errs = append(errs, errors.New("--etcd-ca, --etcd-cert, --etcd-key: need --store etcds://HOST:PORT (TLS to etcd)"))
+	}
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		errs = append(errs, errors.New("--etcd-cert and --etcd-key: give both or neither"))
+	}
+	return errs
+}
+
 func checkListen(addr string) error {
 	if addr == "" {
 		return errors.New("required")
@@ -237,6 +269,13 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	c := &Config{}
 	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir(),
 		"directory for the version store and the admin token, from ${XDG_STATE_HOME:-$HOME/.local/state}/apigw/controlplane")
+	fs.StringVar(&c.Store, "store", "bolt",
+		"where versions and revocations are stored: bolt (the embedded file <data-dir>/controlplane.db, one control plane) or etcd://host:port[,host:port...][/prefix] (several replicas share it; prefix default apigw), etcds://... for TLS to etcd")
+	fs.StringVar(&c.EtcdCA, "etcd-ca", "", "PEM CA bundle verifying the etcd members (with --store etcds://; default: the system roots)")
+	fs.StringVar(&c.EtcdCert, "etcd-cert", "", "PEM client certificate presented to etcd (with --store etcds:// and --etcd-key)")
+	fs.StringVar(&c.EtcdKey, "etcd-key", "", "PEM key of --etcd-cert")
+	fs.DurationVar(&c.MaxStreamAge, "max-stream-age", 30*time.Minute,
+		"end each edge stream after this long (±10% jitter); the edge reconnects at once, possibly to another replica, and is not reconfigured. Rebalances edges after a replica comes back; 0 disables")
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:9000",
 		"host:port of the admin gRPC API (gwctl); must be a loopback address unless --admin-allow-remote")
 	fs.BoolVar(&c.AdminAllowRemote, "admin-allow-remote", false,

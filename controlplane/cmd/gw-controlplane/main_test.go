@@ -66,6 +66,13 @@ func TestConfigValidate(t *testing.T) {
 		{name: "zero revocation ttl", change: func(c *Config) { c.RevocationTTL = 0 }, want: []string{"--revocation-ttl"}},
 		{name: "negative revocation grace", change: func(c *Config) { c.RevocationGrace = -time.Second }, want: []string{"--revocation-grace"}},
 		{name: "fleet limits", change: func(c *Config) { c.MaxEdges = 0; c.FleetTTL = -1; c.AdmissionRate = -5 }, want: []string{"--max-edges", "--fleet-ttl", "--admission-rate"}},
+		{name: "etcd store", change: func(c *Config) { c.Store = "etcd://127.0.0.1:2379,127.0.0.1:22379/gw" }, want: nil},
+		{name: "etcd store with TLS", change: func(c *Config) { c.Store = "etcds://e1:2379"; c.EtcdCA = "ca.pem" }, want: nil},
+		{name: "unknown store", change: func(c *Config) { c.Store = "redis://x:1" }, want: []string{"--store"}},
+		{name: "etcd store without a port", change: func(c *Config) { c.Store = "etcd://e1" }, want: []string{"--store", "host:port"}},
+		{name: "etcd TLS flags without etcds", change: func(c *Config) { c.Store = "etcd://e1:2379"; c.EtcdCert = "c.pem" }, want: []string{"need --store etcds://", "--etcd-cert and --etcd-key"}},
+		{name: "etcd TLS flags with bolt", change: func(c *Config) { c.EtcdCA = "ca.pem" }, want: []string{"only apply to --store etcds://"}},
+		{name: "negative stream age", change: func(c *Config) { c.MaxStreamAge = -time.Second }, want: []string{"--max-stream-age"}},
 		{name: "admin half TLS", change: func(c *Config) { c.AdminTLSKey = "k.pem" }, want: []string{"--admin-tls-cert and --admin-tls-key"}},
 		{name: "admin client ca without TLS", change: func(c *Config) { c.AdminTLSClientCA = "ca.pem" }, want: []string{"--admin-tls-client-ca"}},
 		{name: "every problem at once", change: func(c *Config) {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -33,6 +34,70 @@ const adminMaxRecvBytes = 32 << 20
 
 // storeFile is the bbolt file inside the data dir.
 const storeFile = "controlplane.db"
+
+// openStore opens the store --store names.
+func openStore(ctx context.Context, cfg *Config, log zerolog.Logger) (store.Store, error) {
+	if cfg.Store == "" || cfg.Store == "bolt" {
+		return store.OpenBolt(filepath.Join(cfg.DataDir, storeFile), store.WithAuditRetain(cmp.Or(cfg.AuditRetain, store.DefaultAuditRetain)))
+	}
+	endpoints, prefix, useTLS, err := store.ParseEtcdURL(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	ecfg := store.EtcdConfig{Endpoints: endpoints, Prefix: prefix, Logger: log, AuditRetain: cmp.Or(cfg.AuditRetain, store.DefaultAuditRetain)}
+	if useTLS {
+		if ecfg.TLS, err = etcdTLS(cfg); err != nil {
+			return nil, err
+		}
+	}
+	st, err := store.OpenEtcd(ctx, ecfg)
+	if err != nil {
+		return nil, err
+	}
+	log.Info().Strs("endpoints", endpoints).Str("prefix", prefix).Bool("tls", useTLS).Msg("store: etcd")
+	return st, nil
+}
+
+// etcdTLS builds the TLS configuration for etcds://.
+func etcdTLS(cfg *Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.EtcdCA != "" {
+		pem, err := os.ReadFile(cfg.EtcdCA)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--etcd-ca %s: no PEM certificate", cfg.EtcdCA)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.EtcdCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.EtcdCert, cfg.EtcdKey)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// registerEtcdMetrics exports the etcd watch's resyncs.
+func registerEtcdMetrics(reg prometheus.Registerer, st *store.Etcd) {
+	for _, reason := range []string{"compacted", "lost"} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "gw_controlplane_store_watch_resyncs_total",
+			Help:        "Times the etcd watch was rebuilt from a fresh read, by reason: compacted (it fell behind an etcd compaction) or lost (the member or connection went away). A resync that finds nothing new changes nothing for the edges.",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 {
+			compacted, lost := st.WatchResyncs()
+			if reason == "compacted" {
+				return float64(compacted)
+			}
+			return float64(lost)
+		}))
+	}
+}
 
 // run starts the control plane and blocks until ctx is done (then shuts down
 // gracefully, bounded by cfg.ShutdownTimeout) or a listener fails.
@@ -86,7 +151,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		}
 	}
 
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, storeFile), store.WithAuditRetain(cmp.Or(cfg.AuditRetain, store.DefaultAuditRetain)))
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -121,12 +186,16 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		FleetTTL:        cfg.FleetTTL,
 		AdmissionRate:   cfg.AdmissionRate,
 		AdmissionBurst:  2 * cfg.AdmissionRate,
+		MaxStreamAge:    cfg.MaxStreamAge,
 	})
 	if err != nil {
 		return err
 	}
 	// Closed in shutdown; this covers the early returns below.
 	defer svc.Close()
+	if es, ok := st.(*store.Etcd); ok {
+		registerEtcdMetrics(svc.Registry(), es)
+	}
 
 	// Edges send keepalives every cfg.Keepalive; HTTP/2 pings catch dead TCP
 	// connections below that. MinTime lets edges ping every 10s without

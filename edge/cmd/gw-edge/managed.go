@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +39,7 @@ const defaultListen = ":8080"
 // managedFlags are the flags of managed mode.
 type managedFlags struct {
 	logFlags
-	controlplane string
+	controlplane addrList
 	nodeID       string
 	region       string
 	listen       string
@@ -69,7 +70,7 @@ func defaultDataDir() string {
 
 func (f *managedFlags) validate() error {
 	errs := []error{f.logFlags.validate()}
-	if f.controlplane == "" {
+	if len(f.controlplane) == 0 {
 		errs = append(errs, errors.New("--controlplane: required (the control plane's sync address; use `gw-edge run -c FILE` to run without one)"))
 	}
 	if f.nodeID == "" {
@@ -89,8 +90,8 @@ func (f *managedFlags) validate() error {
 	if (f.certFile == "") != (f.keyFile == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key: give both or neither"))
 	}
-	if f.plaintextOffLoopback() && !f.insecureSync {
-		errs = append(errs, fmt.Errorf("--controlplane %s: not a loopback address, and no TLS: give --controlplane-ca with --tls-cert and --tls-key (gwctl certs issue writes them), or pass --insecure-sync", f.controlplane))
+	if addr := f.plaintextOffLoopback(); addr != "" && !f.insecureSync {
+		errs = append(errs, fmt.Errorf("--controlplane %s: not a loopback address, and no TLS: give --controlplane-ca with --tls-cert and --tls-key (gwctl certs issue writes them), or pass --insecure-sync", addr))
 	}
 	switch {
 	case f.publicKey == "" && !f.insecureUnsigned:
@@ -101,22 +102,42 @@ func (f *managedFlags) validate() error {
 	return errors.Join(errs...)
 }
 
-// plaintextOffLoopback reports whether the edge would dial a control plane
-// that is not on this host without TLS (snapshots, with their backend
-// credentials, would then cross the network in clear).
-func (f *managedFlags) plaintextOffLoopback() bool {
-	if f.caFile != "" || f.certFile != "" || f.controlplane == "" {
-		return false
+// plaintextOffLoopback returns the first control-plane address that is not
+// on this host when the edge would dial it without TLS (snapshots, with
+// their backend credentials, would then cross the network in clear), or "".
+func (f *managedFlags) plaintextOffLoopback() string {
+	if f.caFile != "" || f.certFile != "" {
+		return ""
 	}
-	host, _, err := net.SplitHostPort(f.controlplane)
-	if err != nil {
-		host = f.controlplane
+	for _, addr := range f.controlplane {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		if host == "localhost" {
+			continue
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return addr
+		}
 	}
-	if host == "localhost" {
-		return false
+	return ""
+}
+
+// addrList is a repeatable flag of addresses, each value also a comma list.
+type addrList []string
+
+func (a *addrList) String() string { return strings.Join(*a, ",") }
+
+func (a *addrList) Set(v string) error {
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return fmt.Errorf("empty address in %q", v)
+		}
+		*a = append(*a, part)
 	}
-	ip := net.ParseIP(host)
-	return ip == nil || !ip.IsLoopback()
+	return nil
 }
 
 func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -124,7 +145,7 @@ func runManaged(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("gw-edge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	host, _ := os.Hostname()
-	fs.StringVar(&f.controlplane, "controlplane", "", "control plane sync address (host:port); required")
+	fs.Var(&f.controlplane, "controlplane", "control plane sync address (host:port); required. Repeat it or give a comma list for several replicas: the edge starts at a random one and moves to the next when a stream ends")
 	fs.StringVar(&f.nodeID, "node-id", host, "this edge's identity in the fleet")
 	fs.StringVar(&f.region, "region", "default", "region this edge reports (gwctl status groups by it)")
 	fs.StringVar(&f.listen, "listen", "", "HTTP listen address, bound once (default: the stored snapshot's listen_ip:port, else "+defaultListen+")")
@@ -170,8 +191,8 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		}
 		tlsCfg, clientCert = c, r
 	}
-	if f.plaintextOffLoopback() {
-		log.Warn().Str("controlplane", f.controlplane).Msg("--insecure-sync: the control-plane connection is plaintext off this host; anyone on the path reads every snapshot")
+	if addr := f.plaintextOffLoopback(); addr != "" {
+		log.Warn().Str("controlplane", addr).Msg("--insecure-sync: the control-plane connection is plaintext off this host; anyone on the path reads every snapshot")
 	}
 	var verifier *sign.Verifier
 	if f.insecureUnsigned {
@@ -252,7 +273,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 	restoreNewest(ctx, applier, stored, log)
 
 	wcfg := watch.Config{
-		Target:           f.controlplane,
+		Targets:          f.controlplane,
 		NodeID:           f.nodeID,
 		Region:           f.region,
 		BuildVersion:     buildVersion,
