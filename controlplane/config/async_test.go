@@ -140,6 +140,11 @@ func TestAMQPProducerRules(t *testing.T) {
 			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/consumer"].exchange`, KindRequired}, {`endpoints[0].backend[0].extra_config["backend/amqp/consumer"].name`, KindRequired}}},
 		{"consumer and producer", conf("", `{"endpoint": "/c", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {"name": "q", "exchange": "e"}, "backend/amqp/producer": {"exchange": "e"}}}]}`),
 			[]pair{{"endpoints[0].backend[0].extra_config", KindInvalid}}},
+		// The backend stack's own checks apply to AMQP backends too.
+		{"producer with a bad cel expression", conf("", `{"endpoint": "/p", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/producer": {"exchange": "e"}, "validation/cel": [{"check_expr": "req_method =="}]}}]}`),
+			[]pair{{`endpoints[0].backend[0].extra_config["validation/cel"][0].check_expr`, KindInvalid}}},
+		{"consumer with a bad circuit breaker", conf("", `{"endpoint": "/c", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {"name": "q", "exchange": "e"}, "qos/circuit-breaker": {"interval": 60, "timeout": 10, "max_errors": -1}}}]}`),
+			[]pair{{`endpoints[0].backend[0].extra_config["qos/circuit-breaker"].max_errors`, KindInvalid}}},
 		{"consumer routing_key is a list", conf("", `{"endpoint": "/c", "backend": [{"host": ["`+mq+`"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {"name": "q", "exchange": "e", "routing_key": "a"}}}]}`),
 			[]pair{{`endpoints[0].backend[0].extra_config["backend/amqp/consumer"].routing_key`, KindInvalid}}},
 	})
@@ -154,6 +159,27 @@ func TestAMQPProducerWarnings(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+// TestAMQPBackendHTTPOnlyNamespaces: martian and the http cache wrap
+// KrakenD's HTTP client, which its AMQP backends never call: accepted and
+// warned, on producers and consumers alike.
+func TestAMQPBackendHTTPOnlyNamespaces(t *testing.T) {
+	t.Parallel()
+	const extra = `"modifier/martian": {"header.Modifier": {"scope": ["request"], "name": "X-A", "value": "1"}}, "qos/http-cache": {}`
+	for name, ns := range map[string]string{
+		"producer": `"backend/amqp/producer": {"exchange": "e"}`,
+		"consumer": `"backend/amqp/consumer": {"name": "q", "exchange": "e"}`,
+	} {
+		got := warningsOf(t, conf("", `{"endpoint": "/p", "backend": [{"host": ["amqp://h/"], "url_pattern": "/x", "extra_config": {`+ns+`, `+extra+`}}]}`))
+		want := []pair{
+			{`endpoints[0].backend[0].extra_config["modifier/martian"]`, KindNoEffect},
+			{`endpoints[0].backend[0].extra_config["qos/http-cache"]`, KindNoEffect},
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: warnings (-want +got):\n%s", name, diff)
+		}
 	}
 }
 

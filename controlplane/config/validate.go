@@ -378,22 +378,37 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 	if len(b.Host) == 0 {
 		v.vs.add(p.field("host"), KindRequired, "no host: set host here or at the service level")
 	}
-	if c := b.ExtraConfig.AMQPConsumer; c != nil {
-		v.amqpConsumerBackend(p, b, c)
+	amqp := true
+	switch {
+	case b.ExtraConfig.AMQPConsumer != nil:
+		v.amqpConsumerBackend(p, b, b.ExtraConfig.AMQPConsumer)
 		if b.ExtraConfig.AMQPProducer != nil {
 			v.vs.add(p.field("extra_config"), KindInvalid, "a backend is either an AMQP consumer or an AMQP producer (KrakenD uses the consumer)")
 		}
-		v.oneOf(p.field("sd"), b.SD, []string{DefaultSD})
-		return
+	case b.ExtraConfig.AMQPProducer != nil:
+		v.amqpProducer(p, b, b.ExtraConfig.AMQPProducer, r)
+	default:
+		amqp = false
 	}
-	if pr := b.ExtraConfig.AMQPProducer; pr != nil {
-		v.amqpProducer(p, b, pr, r)
+	if amqp {
+		// The host is the broker's URL (checked above). The rest of the
+		// backend stack applies as to an HTTP backend, but for what wraps
+		// KrakenD's HTTP client, which an AMQP backend never calls.
 		v.oneOf(p.field("sd"), b.SD, []string{DefaultSD})
-		return
+		x := p.field("extra_config")
+		for _, ns := range []struct {
+			name string
+			set  bool
+		}{{"modifier/martian", b.ExtraConfig.Martian != nil}, {"qos/http-cache", b.ExtraConfig.HTTPCache != nil}} {
+			if ns.set {
+				v.s.warnings.add(x.key(ns.name), KindNoEffect,
+					"accepted but has no effect on an AMQP backend: KrakenD applies it to the HTTP client, which an AMQP backend does not use")
+			}
+		}
 	}
-	dns := v.sdDNS(p, b)
+	dns := !amqp && v.sdDNS(p, b)
 	for i, h := range b.Host {
-		if dns {
+		if dns || amqp {
 			break
 		}
 		hp := p.field("host").index(i)
@@ -407,7 +422,9 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 			v.vs.add(hp, KindInvalid, "%q: %v", h, err)
 		}
 	}
-	v.oneOf(p.field("sd"), b.SD, sdNames)
+	if !amqp {
+		v.oneOf(p.field("sd"), b.SD, sdNames)
+	}
 	if !isToken(b.Method) {
 		v.vs.add(p.field("method"), KindInvalid, "%q is not an HTTP method", b.Method)
 	}

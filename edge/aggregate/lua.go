@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -491,7 +492,7 @@ func (ex *Exchange) luaProxyPre(s *lua.Script, in *proxy.Inbound, deadline time.
 			}
 		}
 		for k, vs := range r.Headers {
-			if !equalStrings(orig[k], vs) {
+			if !slices.Equal(orig[k], vs) {
 				o.SetHeaders[k] = vs
 			}
 		}
@@ -503,17 +504,5 @@ func (ex *Exchange) luaProxyPre(s *lua.Script, in *proxy.Inbound, deadline time.
 		o.Body, o.BodySet = r.Body, true
 	}
 	in.Lua = o
-	return true
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
 	return true
 }

@@ -730,9 +730,8 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		b.violate(path+".extra_config.modifier/martian", violation.Invalid, err.Error())
 		return nil
 	}
-	checks, err := cel.New(be.GetCel())
-	if err != nil {
-		b.violate(path+".extra_config.validation/cel", violation.Invalid, err.Error())
+	checks, ok := b.backendCEL(path, be)
+	if !ok {
 		return nil
 	}
 	call, err := proxy.NewBackend(proxy.BackendConfig{
@@ -765,6 +764,17 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		return nil
 	}
 	return call
+}
+
+// backendCEL compiles a backend's validation/cel (nil without it); false
+// when it does not compile (a violation is recorded).
+func (b *builder) backendCEL(path string, be *gatewayv1.Backend) (*cel.Checks, bool) {
+	checks, err := cel.New(be.GetCel())
+	if err != nil {
+		b.violate(path+".extra_config.validation/cel", violation.Invalid, err.Error())
+		return nil, false
+	}
+	return checks, true
 }
 
 // statsOn returns the snapshot's telemetry/metrics when the edge counts

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -93,7 +94,7 @@ func (p *Plan) luaEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState)
 			}
 		}
 		for k, vs := range r.Headers {
-			if equalValues(orig[k], vs) {
+			if slices.Equal(orig[k], vs) {
 				continue
 			}
 			ctx.Request.Header.Del(k)
@@ -104,18 +105,6 @@ func (p *Plan) luaEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState)
 	}
 	if ch.Body {
 		ctx.Request.SetBody(r.Body)
-	}
-	return true
-}
-
-func equalValues(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
 	}
 	return true
 }

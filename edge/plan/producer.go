@@ -3,9 +3,9 @@ package plan
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 
-	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/mq"
 	"github.com/apigw/gateway/edge/proxy"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -64,7 +64,7 @@ func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		if a.param == "" {
 			continue
 		}
-		if !contains(params, a.param) {
+		if !slices.Contains(params, a.param) {
 			b.violate(path+".amqp_producer", violation.NotFound, "parameter {"+a.param+"} is not a parameter of the endpoint")
 			return nil
 		}
@@ -82,11 +82,12 @@ func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 	if !ok {
 		return nil
 	}
-	mod, err := modifier.New(be.GetMartian())
-	if err != nil {
-		b.violate(path+".extra_config.modifier/martian", violation.Invalid, err.Error())
+	checks, ok := b.backendCEL(path, be)
+	if !ok {
 		return nil
 	}
+	// No martian modifier and no http-cache: in KrakenD both wrap the HTTP
+	// client, which an AMQP backend never calls (the control plane warns).
 	call, err := proxy.NewBackend(proxy.BackendConfig{
 		Name:            be.GetName(),
 		Client:          proxy.NewTransportClient(be.GetName(), "amqp", prod),
@@ -99,23 +100,16 @@ func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		UserAgent:       b.userAgent(),
 		Breaker:         guard.breaker,
 		Limiter:         guard.limiter,
-		Modifier:        mod,
+		CEL:             checks,
+		CELParams:       celParamNames(params),
 		Trace:           b.backendTrace(e, be),
+		Stats:           b.backendStats(be),
 	})
 	if err != nil {
 		b.violate(path, violation.Invalid, err.Error())
 		return nil
 	}
 	return call
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // releaseProducers gives producer references back and closes a registry
@@ -168,6 +162,10 @@ func (b *builder) consumerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 	if !ok {
 		return nil
 	}
+	checks, ok := b.backendCEL(path, be)
+	if !ok {
+		return nil
+	}
 	call, err := proxy.NewBackend(proxy.BackendConfig{
 		Name:       be.GetName(),
 		Client:     proxy.NewTransportClient(be.GetName(), "amqp", cons),
@@ -178,7 +176,10 @@ func (b *builder) consumerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		UserAgent:  b.userAgent(),
 		Breaker:    guard.breaker,
 		Limiter:    guard.limiter,
+		CEL:        checks,
+		CELParams:  celParamNames(params),
 		Trace:      b.backendTrace(e, be),
+		Stats:      b.backendStats(be),
 	})
 	if err != nil {
 		b.violate(path, violation.Invalid, err.Error())

@@ -176,7 +176,11 @@ func TestStandaloneAMQPProducer(t *testing.T) {
 		     "routing_key": "Topic", "exp_key": "Ttl", "msg_id_key": "Id", "priority_key": "Prio"}}}]},
 		{"endpoint": "/static", "method": "POST",
 		 "backend": [{"host": [%[1]q], "url_pattern": "/unused",
-		   "extra_config": {"backend/amqp/producer": {"exchange": "produced", "durable": true, "routing_key": "fixed.key", "static_routing_key": true}}}]}
+		   "extra_config": {"backend/amqp/producer": {"exchange": "produced", "durable": true, "routing_key": "fixed.key", "static_routing_key": true}}}]},
+		{"endpoint": "/checked/{id}", "method": "POST",
+		 "backend": [{"host": [%[1]q], "url_pattern": "/unused",
+		   "extra_config": {"backend/amqp/producer": {"exchange": "produced", "durable": true, "routing_key": "checked.key", "static_routing_key": true},
+		     "validation/cel": [{"check_expr": "req_params.Id == 'ok'"}]}}]}
 	]}`, mq.URL)
 	cfg := filepath.Join(t.TempDir(), "krakend.json")
 	if err := os.WriteFile(cfg, []byte(doc), 0o600); err != nil {
@@ -237,6 +241,23 @@ func TestStandaloneAMQPProducer(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no message published on the static key")
+	}
+	// validation/cel wraps the producer as it wraps KrakenD's AMQP
+	// backend: a rejected call fails (500) and publishes nothing, so the
+	// next message on the queue is the accepted call's.
+	if code, _, _ := post("/checked/no", "text/plain", "rejected"); code != http.StatusInternalServerError {
+		t.Errorf("POST /checked/no = %d, want 500 (backend validation/cel rejects it)", code)
+	}
+	if code, _, body := post("/checked/ok", "text/plain", "accepted"); code != http.StatusOK || body != "null" {
+		t.Errorf("POST /checked/ok = %d %q", code, body)
+	}
+	select {
+	case m := <-msgs:
+		if m.RoutingKey != "checked.key" || string(m.Body) != "accepted" {
+			t.Errorf("after a rejected and an accepted call, the message is key %q body %q; want only the accepted one", m.RoutingKey, m.Body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message published for the accepted call")
 	}
 	if code := r.stop(t); code != exitOK {
 		t.Errorf("exit %d\n%s", code, r.stderr)
