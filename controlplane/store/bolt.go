@@ -2,9 +2,7 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -214,17 +212,11 @@ func (s *Bolt) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	if rev == nil {
-		return nil, errors.New("commit: nil revision")
+	out, err := newRevision(rev, s.now)
+	if err != nil {
+		return nil, err
 	}
-	if sum := sha256.Sum256(rev.Payload); hex.EncodeToString(sum[:]) != rev.SHA256 {
-		return nil, fmt.Errorf("commit: sha256 %q does not match the payload", rev.SHA256)
-	}
-	out := *rev
-	if out.CreatedUnixMs == 0 {
-		out.CreatedUnixMs = s.now().UnixMilli()
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := revisions(tx)
 		latest := lastVersion(b)
 		if latest != prevVersion {

@@ -522,15 +522,9 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 		return nil, err
 	}
 	defer cancel()
-	if rev == nil {
-		return nil, errors.New("commit: nil revision")
-	}
-	if sum := sha256.Sum256(rev.Payload); hex.EncodeToString(sum[:]) != rev.SHA256 {
-		return nil, fmt.Errorf("commit: sha256 %q does not match the payload", rev.SHA256)
-	}
-	out := *rev
-	if out.CreatedUnixMs == 0 {
-		out.CreatedUnixMs = s.now().UnixMilli()
+	out, err := newRevision(rev, s.now)
+	if err != nil {
+		return nil, err
 	}
 	out.Version = prevVersion + 1
 	content, err := s.writeContent(c, encodeContent(&out))
@@ -618,24 +612,15 @@ func (s *Etcd) mapErr(err error) error {
 // index, guarded by a compare on the head's mod revision (retried on a lost
 // race, bounded by the op timeout).
 func (s *Etcd) AppendRevocation(ctx context.Context, r *Revocation) (*Revocation, error) {
-	if r == nil {
-		return nil, errors.New("append revocation: nil entry")
-	}
-	if r.Claim == "" || r.Value == "" {
-		return nil, errors.New("append revocation: claim and value are required")
-	}
-	if r.ExpiresUnixMs <= 0 {
-		return nil, fmt.Errorf("append revocation: expiry must be positive, got %d", r.ExpiresUnixMs)
+	out, err := newRevocation(r, s.now)
+	if err != nil {
+		return nil, err
 	}
 	c, cancel, err := s.op(ctx, "append revocation")
 	if err != nil {
 		return nil, err
 	}
 	defer cancel()
-	out := *r
-	if out.CreatedUnixMs == 0 {
-		out.CreatedUnixMs = s.now().UnixMilli()
-	}
 	head := s.keyHeadRevocations()
 	for {
 		resp, err := s.cli.Get(c, head)

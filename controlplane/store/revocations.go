@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -42,20 +41,11 @@ func (s *Bolt) AppendRevocation(ctx context.Context, r *Revocation) (*Revocation
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("append revocation: %w", err)
 	}
-	if r == nil {
-		return nil, errors.New("append revocation: nil entry")
+	out, err := newRevocation(r, s.now)
+	if err != nil {
+		return nil, err
 	}
-	if r.Claim == "" || r.Value == "" {
-		return nil, errors.New("append revocation: claim and value are required")
-	}
-	if r.ExpiresUnixMs <= 0 {
-		return nil, fmt.Errorf("append revocation: expiry must be positive, got %d", r.ExpiresUnixMs)
-	}
-	out := *r
-	if out.CreatedUnixMs == 0 {
-		out.CreatedUnixMs = s.now().UnixMilli()
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		rb := tx.Bucket(bucketRevocations)
 		out.Seq = getUint64(rb, keyRevSeq) + 1
 		if err := rb.Put(keyRevSeq, versionKey(out.Seq)); err != nil {
