@@ -38,23 +38,19 @@ type QueueConfig struct {
 // Consumers is the process's registry of consumer connections, reference
 // counted like Producers. Safe for concurrent use.
 type Consumers struct {
-	log zerolog.Logger
-
-	mu     sync.Mutex // guards the fields below
-	conns  map[QueueConfig]*queue
-	closed bool
+	log   zerolog.Logger
+	conns pool[QueueConfig, *queue]
 }
 
 // NewConsumers returns an empty registry.
 func NewConsumers(log zerolog.Logger) *Consumers {
-	return &Consumers{log: log.With().Str("component", "amqp").Logger(), conns: map[QueueConfig]*queue{}}
+	return &Consumers{log: log.With().Str("component", "amqp").Logger(), conns: newPool[QueueConfig, *queue]("amqp consumers")}
 }
 
 // queue is one consuming connection.
 type queue struct {
-	cfg  QueueConfig
-	log  zerolog.Logger
-	refs int // guarded by Consumers.mu
+	cfg QueueConfig
+	log zerolog.Logger
 
 	mu   sync.Mutex // guards the fields below
 	c    *amqp.Connection
@@ -79,45 +75,25 @@ type Consumer struct {
 // it in the background when it is new. valid is the backend decoder's
 // check (ValidJSON for encoding json, nil to accept every body).
 func (cs *Consumers) Acquire(cfg QueueConfig, valid func([]byte) bool) (*Consumer, error) {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if cs.closed {
-		return nil, errors.New("amqp consumers: closed")
-	}
-	q := cs.conns[cfg]
-	if q == nil {
-		q = &queue{cfg: cfg, log: cs.log.With().Str("queue", cfg.Name).Logger(), stop: make(chan struct{})}
-		cs.conns[cfg] = q
+	q, err := cs.conns.acquire(cfg, func() *queue {
+		q := &queue{cfg: cfg, log: cs.log.With().Str("queue", cfg.Name).Logger(), stop: make(chan struct{})}
 		q.reconnect(startupRetries)
+		return q
+	})
+	if err != nil {
+		return nil, err
 	}
-	q.refs++
 	return &Consumer{q: q, valid: valid}, nil
 }
 
 // Release gives a consumer back; the connection closes with its last one.
 func (cs *Consumers) Release(c *Consumer) {
-	cs.mu.Lock()
-	c.q.refs--
-	last := c.q.refs == 0
-	if last {
-		delete(cs.conns, c.q.cfg)
-	}
-	cs.mu.Unlock()
-	if last {
-		c.q.close()
-	}
+	cs.conns.release(c.q.cfg)
 }
 
 // Close closes every connection. Idempotent.
 func (cs *Consumers) Close() {
-	cs.mu.Lock()
-	cs.closed = true
-	conns := cs.conns
-	cs.conns = map[QueueConfig]*queue{}
-	cs.mu.Unlock()
-	for _, q := range conns {
-		q.close()
-	}
+	cs.conns.closeAll()
 }
 
 // Connected reports whether the consumer's connection is up.

@@ -63,9 +63,8 @@ var ErrNotConnected = errors.New("connection not available, trying to reconnect"
 
 // conn is one shared broker connection with its channel.
 type conn struct {
-	cfg  ConnConfig
-	log  zerolog.Logger
-	refs int // guarded by Producers.mu
+	cfg ConnConfig
+	log zerolog.Logger
 
 	mu sync.Mutex // guards the fields below
 	c  *amqp.Connection
@@ -160,16 +159,13 @@ func (c *conn) close() {
 // Producers is the process's registry of producer connections. Safe for
 // concurrent use; the zero value is not usable (NewProducers).
 type Producers struct {
-	log zerolog.Logger
-
-	mu     sync.Mutex // guards the fields below
-	conns  map[ConnConfig]*conn
-	closed bool
+	log   zerolog.Logger
+	conns pool[ConnConfig, *conn]
 }
 
 // NewProducers returns an empty registry.
 func NewProducers(log zerolog.Logger) *Producers {
-	return &Producers{log: log.With().Str("component", "amqp").Logger(), conns: map[ConnConfig]*conn{}}
+	return &Producers{log: log.With().Str("component", "amqp").Logger(), conns: newPool[ConnConfig, *conn]("amqp producers")}
 }
 
 // PublishConfig is what one producer backend adds to its connection.
@@ -192,46 +188,26 @@ type Producer struct {
 // connecting it in the background when it is new. Release it when the plan
 // that uses it goes.
 func (ps *Producers) Acquire(cfg PublishConfig) (*Producer, error) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.closed {
-		return nil, errors.New("amqp producers: closed")
-	}
-	c := ps.conns[cfg.Conn]
-	if c == nil {
+	c, err := ps.conns.acquire(cfg.Conn, func() *conn {
 		ctx, cancel := context.WithCancel(context.Background())
-		c = &conn{cfg: cfg.Conn, log: ps.log.With().Str("exchange", cfg.Conn.Exchange).Logger(), ctx: ctx, cancel: cancel}
-		ps.conns[cfg.Conn] = c
+		c := &conn{cfg: cfg.Conn, log: ps.log.With().Str("exchange", cfg.Conn.Exchange).Logger(), ctx: ctx, cancel: cancel}
 		c.reconnect(startupRetries)
+		return c
+	})
+	if err != nil {
+		return nil, err
 	}
-	c.refs++
 	return &Producer{cfg: cfg, c: c}, nil
 }
 
 // Release gives back a producer; the connection closes with its last one.
 func (ps *Producers) Release(p *Producer) {
-	ps.mu.Lock()
-	p.c.refs--
-	last := p.c.refs == 0
-	if last {
-		delete(ps.conns, p.c.cfg)
-	}
-	ps.mu.Unlock()
-	if last {
-		p.c.close()
-	}
+	ps.conns.release(p.c.cfg)
 }
 
 // Close closes every connection. Idempotent.
 func (ps *Producers) Close() {
-	ps.mu.Lock()
-	ps.closed = true
-	conns := ps.conns
-	ps.conns = map[ConnConfig]*conn{}
-	ps.mu.Unlock()
-	for _, c := range conns {
-		c.close()
-	}
+	ps.conns.closeAll()
 }
 
 // Connected reports whether the producer's connection is up.
