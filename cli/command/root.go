@@ -565,11 +565,12 @@ func (c *cli) readSource(path string) (*gatewayv1.ConfigSource, error) {
 	for _, f := range l.files {
 		src.RenderedFrom = append(src.RenderedFrom, &gatewayv1.SourceFile{Name: f.Name, Sha256: f.SHA256})
 	}
-	// The Lua sources are read here, relative to gwctl's working directory
-	// (as KrakenD reads them relative to its own), and sent along: the
-	// control plane compiles them into the snapshot and reads no files.
-	// A missing file is left out; the control plane names it.
-	for _, name := range config.LuaSourceNames(name, resolved, nil) {
+	// The files the configuration names (Lua sources, GraphQL query_path)
+	// are read here, relative to gwctl's working directory (as KrakenD
+	// reads them relative to its own), and sent along: the control plane
+	// compiles them into the snapshot and reads no files. A missing file
+	// is left out; the control plane names it.
+	for _, name := range config.ReferencedFiles(name, resolved, nil) {
 		b, err := os.ReadFile(name)
 		if err != nil {
 			continue

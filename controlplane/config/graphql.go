@@ -2,7 +2,6 @@ package config
 
 import (
 	"encoding/json"
-	"os"
 	"sort"
 	"strings"
 	"unicode"
@@ -20,8 +19,6 @@ type GraphQL struct {
 	Variables     []byte // canonical JSON object; nil when absent
 	OperationName string
 	Method        string
-	// queryRead is Query as read from QueryPath at decode time.
-	queryRead bool
 }
 
 func (d *decoder) graphQL(n *node, p path) *GraphQL {
@@ -34,16 +31,6 @@ func (d *decoder) graphQL(n *node, p path) *GraphQL {
 		"operationName": d.str(&g.OperationName),
 		"method":        d.str(&g.Method),
 	}})
-	if g.QueryPath != "" && g.Query == "" {
-		// KrakenD reads the file when it starts, relative to its working
-		// directory; the control plane embeds its text in the snapshot.
-		b, err := os.ReadFile(g.QueryPath)
-		if err != nil {
-			d.vs.add(p.field("query_path"), KindInvalid, "%v", err)
-		} else {
-			g.Query, g.queryRead = string(b), true
-		}
-	}
 	return g
 }
 
@@ -63,9 +50,16 @@ func (v *validator) graphQL(p path, g *GraphQL, r route) {
 		v.vs.add(p.field("method"), KindUnsupported, "%q: allowed: POST (the default), GET (KrakenD silently uses POST)", g.Method)
 	}
 	switch {
-	case g.QueryPath != "" && !g.queryRead && g.Query != "":
+	case g.QueryPath != "" && g.Query != "":
 		v.vs.add(p.field("query_path"), KindInvalid, "query and query_path are exclusive (KrakenD silently uses query_path)")
-	case g.QueryPath == "" && g.Query == "":
+	case g.QueryPath != "":
+		// KrakenD reads the file when it starts, relative to its working
+		// directory; it is read through Options.ReadFile like Lua sources
+		// (gwctl sends it along), and its text is embedded in the snapshot.
+		if text, ok := v.readFile(p.field("query_path"), g.QueryPath, "GraphQL query"); ok {
+			g.Query = text
+		}
+	case g.Query == "":
 		v.vs.add(p.field("query"), KindRequired, "set query (the GraphQL document) or query_path (a file holding it)")
 	}
 	if strings.ToLower(g.Type) != "query" || !r.ok || g.Variables == nil {

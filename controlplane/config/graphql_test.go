@@ -27,7 +27,7 @@ func TestValidateGraphQLRules(t *testing.T) {
 	if err := os.WriteFile(qfile, []byte("{ hero { name } }\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	checkRules(t, []rule{
+	checkRulesWith(t, Options{ReadFile: OSReadFile}, []rule{
 		{"query", conf("", gqlEP(`"type": "query", "query": "{ a }", "variables": {"id": "{id}", "n": 1}, "operationName": "A"`)), nil},
 		{"title-cased parameter", conf("", gqlEP(`"type": "QUERY", "query": "{ a }", "variables": {"id": "{Id}"}, "method": "get"`)), nil},
 		{"mutation", conf("", gqlEP(`"type": "mutation", "query": "mutation { a }", "variables": {"x": "{nope}"}, "method": "POST"`)), nil},
@@ -39,11 +39,34 @@ func TestValidateGraphQLRules(t *testing.T) {
 		{"unknown method", conf("", gqlEP(`"type": "query", "query": "{ a }", "method": "PUT"`)), []pair{{gqlPath(".method"), KindUnsupported}}},
 		{"no query", conf("", gqlEP(`"type": "query"`)), []pair{{gqlPath(".query"), KindRequired}}},
 		{"query and query_path", conf("", gqlEP(`"type": "query", "query": "{ a }", "query_path": "`+qfile+`"`)), []pair{{gqlPath(".query_path"), KindInvalid}}},
-		{"missing query file", conf("", gqlEP(`"type": "query", "query_path": "/nonexistent/q.graphql"`)), []pair{{gqlPath(".query_path"), KindInvalid}}},
+		{"missing query file", conf("", gqlEP(`"type": "query", "query_path": "/nonexistent/q.graphql"`)), []pair{{gqlPath(".query_path"), KindNotFound}}},
 		{"unknown parameter", conf("", gqlEP(`"type": "query", "query": "{ a }", "variables": {"x": "{nope}"}`)),
 			[]pair{{gqlPath(`.variables["x"]`), KindNotFound}}},
 		{"variables not an object", conf("", gqlEP(`"type": "query", "query": "{ a }", "variables": [1]`)), []pair{{gqlPath(".variables"), KindInvalid}}},
 	})
+}
+
+// TestGraphQLQueryPathThroughReadFile: query_path is read where the
+// configuration is compiled (Options.ReadFile), as Lua sources are: the
+// control plane, which reads no files, serves what gwctl sent, and without
+// the file the path is a violation.
+func TestGraphQLQueryPathThroughReadFile(t *testing.T) {
+	t.Parallel()
+	doc := conf("", gqlEP(`"type": "query", "query_path": "q.graphql"`))
+	if diff := cmp.Diff([]string{"q.graphql"}, ReferencedFiles("k.json", []byte(doc), nil)); diff != "" {
+		t.Errorf("ReferencedFiles (-want +got):\n%s", diff)
+	}
+	sent := SourceFiles([]*gatewayv1.LuaSource{{Name: "q.graphql", Text: "{ sent }"}})
+	c, err := CompileWith("k.json", []byte(doc), Options{ReadFile: sent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Snapshot.GetEndpoints()[0].GetBackends()[0].GetGraphql().GetQuery(); got != "{ sent }" {
+		t.Errorf("query = %q, want the text sent with the configuration", got)
+	}
+	if got := pairsOf(violationsOf(t, "k.json", doc)); !cmp.Equal(got, []pair{{gqlPath(".query_path"), KindNotFound}}) {
+		t.Errorf("without files: violations %v, want query_path not_found", got)
+	}
 }
 
 func TestCompileGraphQL(t *testing.T) {
@@ -52,7 +75,11 @@ func TestCompileGraphQL(t *testing.T) {
 	if err := os.WriteFile(qfile, []byte("{ hero }\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	snap := compileDoc(t, conf("", gqlEP(`"type": "Mutation", "query_path": "`+qfile+`", "variables": {"b": 2, "a": "{id}"}, "operationName": "H", "method": "get"`)))
+	c, err := CompileWith("k.json", []byte(conf("", gqlEP(`"type": "Mutation", "query_path": "`+qfile+`", "variables": {"b": 2, "a": "{id}"}, "operationName": "H", "method": "get"`))), Options{ReadFile: OSReadFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := c.Snapshot
 	want := &gatewayv1.GraphQL{Mutation: true, Get: true, Query: "{ hero }\n", OperationName: "H", Variables: []byte(`{"a":"{id}","b":2}`)}
 	if diff := cmp.Diff(want, snap.GetEndpoints()[0].GetBackends()[0].GetGraphql(), protocmp.Transform()); diff != "" {
 		t.Errorf("graphql (-want +got):\n%s", diff)

@@ -70,7 +70,7 @@ type ReadFunc func(name string) ([]byte, error)
 // does (gw-edge run, gwctl validate and gwctl push use it).
 func OSReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
 
-// SourceFiles returns a ReadFunc serving the Lua sources a client sent with
+// SourceFiles returns a ReadFunc serving the files a client sent with
 // its configuration (gatewayv1.ConfigSource.lua_sources); any other name is
 // fs.ErrNotExist.
 func SourceFiles(files []*gatewayv1.LuaSource) ReadFunc {
@@ -86,10 +86,11 @@ func SourceFiles(files []*gatewayv1.LuaSource) ReadFunc {
 	}
 }
 
-// LuaSourceNames lists the distinct files the configuration's Lua stages
-// name in `sources`, sorted; gwctl push reads and sends them. A document
-// that does not decode names none.
-func LuaSourceNames(filename string, content []byte, env []string) []string {
+// ReferencedFiles lists the distinct files the configuration names, sorted:
+// the `sources` of its Lua stages and the `query_path` of its GraphQL
+// backends. gwctl push reads and sends them (ConfigSource.lua_sources). A
+// document that does not decode names none.
+func ReferencedFiles(filename string, content []byte, env []string) []string {
 	s, _ := decode(filename, content, env, nil)
 	if s == nil {
 		return nil
@@ -107,10 +108,16 @@ func LuaSourceNames(filename string, content []byte, env []string) []string {
 			}
 		}
 		for _, b := range e.Backend {
-			if b != nil && b.ExtraConfig.LuaBackend != nil {
+			if b == nil {
+				continue
+			}
+			if b.ExtraConfig.LuaBackend != nil {
 				for _, n := range b.ExtraConfig.LuaBackend.Sources {
 					seen[n] = true
 				}
+			}
+			if g := b.ExtraConfig.GraphQL; g != nil && g.QueryPath != "" {
+				seen[g.QueryPath] = true
 			}
 		}
 	}
@@ -120,6 +127,26 @@ func LuaSourceNames(filename string, content []byte, env []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// readFile reads a file the configuration names through Options.ReadFile;
+// one that cannot be read is a violation at p. what names it in the
+// message ("Lua source").
+func (v *validator) readFile(p path, name, what string) (string, bool) {
+	if v.s.readFile == nil {
+		v.vs.add(p, KindNotFound, "%q: no files were given with the configuration (the %s is read where it is compiled)", name, what)
+		return "", false
+	}
+	b, err := v.s.readFile(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			v.vs.add(p, KindNotFound, "%q: no such file (files are read relative to the working directory of gw-edge run or gwctl)", name)
+		} else {
+			v.vs.add(p, KindInvalid, "%q: %v", name, err)
+		}
+		return "", false
+	}
+	return string(b), true
 }
 
 // lua reads the sources and checks every part's syntax: a file that cannot
@@ -133,20 +160,11 @@ func (v *validator) lua(p path, l *Lua) {
 			v.vs.add(sp, KindInvalid, "empty file name")
 			continue
 		}
-		if v.s.readFile == nil {
-			v.vs.add(sp, KindNotFound, "%q: no Lua source files were given with the configuration", name)
+		text, ok := v.readFile(sp, name, "Lua source")
+		if !ok {
 			continue
 		}
-		b, err := v.s.readFile(name)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				v.vs.add(sp, KindNotFound, "%q: no such file (sources are read relative to the working directory of gw-edge run or gwctl)", name)
-			} else {
-				v.vs.add(sp, KindInvalid, "%q: %v", name, err)
-			}
-			continue
-		}
-		l.texts[i] = string(b)
+		l.texts[i] = text
 		if line, msg, bad := luaSyntax(l.texts[i]); bad {
 			v.vs.add(sp, KindInvalid, "%s:%d: Lua syntax error: %s", name, line, msg)
 		}

@@ -119,11 +119,11 @@ func TestCompileLua(t *testing.T) {
 	}
 }
 
-func TestLuaSourceNames(t *testing.T) {
+func TestReferencedFiles(t *testing.T) {
 	t.Parallel()
 	doc := conf("", `{"endpoint": "/a", "extra_config": {"modifier/lua-proxy": {"sources": ["b.lua", "a.lua"]}},
 		"backend": [{"url_pattern": "/1", "extra_config": {"modifier/lua-backend": {"sources": ["a.lua", "c.lua"]}}}]}`)
-	if diff := cmp.Diff([]string{"a.lua", "b.lua", "c.lua"}, LuaSourceNames("k.json", []byte(doc), nil)); diff != "" {
+	if diff := cmp.Diff([]string{"a.lua", "b.lua", "c.lua"}, ReferencedFiles("k.json", []byte(doc), nil)); diff != "" {
 		t.Errorf("names (-want +got):\n%s", diff)
 	}
 }

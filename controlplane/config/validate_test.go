@@ -26,7 +26,12 @@ func pairsOf(vs []*gatewayv1.FieldViolation) []pair {
 // compiled.
 func violationsOf(t *testing.T, filename, doc string) []*gatewayv1.FieldViolation {
 	t.Helper()
-	_, err := Compile(filename, []byte(doc))
+	return violationsOfWith(t, filename, doc, Options{})
+}
+
+func violationsOfWith(t *testing.T, filename, doc string, opts Options) []*gatewayv1.FieldViolation {
+	t.Helper()
+	_, err := CompileWith(filename, []byte(doc), opts)
 	if err == nil {
 		return nil
 	}
@@ -68,10 +73,16 @@ type rule struct {
 // checkRules compiles each document and compares its (path, kind) pairs.
 func checkRules(t *testing.T, tests []rule) {
 	t.Helper()
+	checkRulesWith(t, Options{}, tests)
+}
+
+// checkRulesWith is checkRules compiling with opts.
+func checkRulesWith(t *testing.T, opts Options, tests []rule) {
+	t.Helper()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			vs := violationsOf(t, "krakend.json", tc.doc)
+			vs := violationsOfWith(t, "krakend.json", tc.doc, opts)
 			if diff := cmp.Diff(tc.want, pairsOf(vs)); diff != "" {
 				t.Errorf("violations (-want +got):\n%s\nall: %v", diff, vs)
 			}

@@ -21,12 +21,17 @@ func graphQLBackend(t *testing.T) *testenv.Backend {
 	}))
 }
 
-func graphQLConfig(backend string) string {
+// graphQLQuery is the document of the query endpoints; /qf/{id} reads it
+// from the file graphQLConfig is given (query_path).
+const graphQLQuery = "query Hero($id: ID!, $n: Int) { hero(id: $id) { name } }"
+
+// graphQLConfig is the GraphQL test config; queryFile holds graphQLQuery.
+func graphQLConfig(backend, queryFile string) string {
 	ep := func(method, path, gql string) string {
 		return fmt.Sprintf(`{"endpoint": %q, "method": %q, "backend": [{"url_pattern": "/gql?fixed=1", "extra_config": {"backend/graphql": %s}}]}`, path, method, gql)
 	}
 	const vars = `{"id": "{id}", "n": 1.0, "big": 12345678901234567890, "e": 1e3, "h": "<&>", "nested": {"b": 1, "a": [1, "x"]}}`
-	const q = `"query Hero($id: ID!, $n: Int) { hero(id: $id) { name } }"`
+	const q = `"` + graphQLQuery + `"`
 	return fmt.Sprintf(`{
   "version": 3,
   "timeout": "2s",
@@ -34,12 +39,14 @@ func graphQLConfig(backend string) string {
   "endpoints": [
     %s,
     %s,
+    %s,
     %s
   ]
 }`, backend,
 		ep("GET", "/q/{id}", `{"type": "query", "query": `+q+`, "operationName": "Hero", "variables": `+vars+`}`),
 		ep("POST", "/m/{id}", `{"type": "mutation", "query": `+q+`, "operationName": "Hero", "variables": `+vars+`}`),
-		ep("GET", "/get/{id}", `{"type": "query", "method": "get", "query": "{ a }", "variables": {"id": "{id}"}}`))
+		ep("GET", "/get/{id}", `{"type": "query", "method": "get", "query": "{ a }", "variables": {"id": "{id}"}}`),
+		ep("GET", "/qf/{id}", `{"type": "query", "query_path": "`+queryFile+`", "operationName": "Hero", "variables": `+vars+`}`))
 }
 
 // graphQLCases: what the backend received, as KrakenD CE 2.12.1 sent it
@@ -57,6 +64,9 @@ var graphQLCases = []struct {
 		"body": `{"query":"query Hero($id: ID!, $n: Int) { hero(id: $id) { name } }","operationName":"Hero","variables":{"big":12345678901234567000,"e":1000,"extra":[100],"h":"\u003c","id":"body","n":2.5,"nested":{"a":[1,"x"],"b":1}}}`}},
 	{"POST", "/m/42", `[1]`, 500, nil},
 	{"POST", "/m/42", ``, 500, nil},
+	// The same query read from query_path: the same call.
+	{"GET", "/qf/42", "", 200, map[string]any{"method": "POST", "uri": "/gql?fixed=1", "ct": "application/json",
+		"body": `{"query":"query Hero($id: ID!, $n: Int) { hero(id: $id) { name } }","operationName":"Hero","variables":{"big":12345678901234567000,"e":1000,"h":"\u003c\u0026\u003e","id":"42","n":1,"nested":{"a":[1,"x"],"b":1}}}`}},
 	{"GET", "/get/7", "", 200, map[string]any{"method": "GET", "uri": "/gql?fixed=1&query=%7B+a+%7D&variables=%7B%22id%22%3A%227%22%7D", "ct": "application/json", "body": ""}},
 }
 
@@ -90,12 +100,16 @@ func checkGraphQL(t *testing.T, base string) {
 func TestGraphQL(t *testing.T) {
 	bins := testenv.Build(t)
 	be := graphQLBackend(t)
-	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, t.TempDir(), "krakend.json", graphQLConfig(be.URL)))
+	dir := t.TempDir()
+	qf := testenv.WriteFile(t, dir, "hero.graphql", graphQLQuery)
+	e := testenv.StartStandalone(t, bins, testenv.WriteFile(t, dir, "krakend.json", graphQLConfig(be.URL, qf)))
 	checkGraphQL(t, e.URL())
 }
 
 // TestGraphQLThroughControlPlane: the same config pushed through the
-// control plane; an edge without the backend.graphql feature NACKs it.
+// control plane (gwctl reads the query_path file and sends it; the control
+// plane reads no files); an edge without the backend.graphql feature NACKs
+// it.
 func TestGraphQLThroughControlPlane(t *testing.T) {
 	bins := testenv.Build(t)
 	be := graphQLBackend(t)
@@ -103,7 +117,8 @@ func TestGraphQLThroughControlPlane(t *testing.T) {
 	cp := testenv.StartControlPlane(t, bins, filepath.Join(dir, "cp"))
 	edge := testenv.StartEdge(t, bins, cp, "edge-new", "eu", filepath.Join(dir, "new"))
 	testenv.StartEdge(t, bins, cp, "edge-old", "eu", filepath.Join(dir, "old"), "--disable-feature", "backend.graphql")
-	r := testenv.Gwctl(t, bins, cp, "push", testenv.WriteFile(t, dir, "krakend.json", graphQLConfig(be.URL)), "--wait", "--timeout", "20s")
+	qf := testenv.WriteFile(t, dir, "hero.graphql", graphQLQuery)
+	r := testenv.Gwctl(t, bins, cp, "push", testenv.WriteFile(t, dir, "krakend.json", graphQLConfig(be.URL, qf)), "--wait", "--timeout", "20s")
 	if r.Code != 1 {
 		t.Fatalf("push: exit %d, want 1 (edge-old NACKs)\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}

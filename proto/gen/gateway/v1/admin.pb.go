@@ -31,9 +31,10 @@ type ConfigSource struct {
 	// content (the template, settings, sub-templates, partials), each with
 	// its sha256; empty when content is not a render.
 	RenderedFrom []*SourceFile `protobuf:"bytes,3,rep,name=rendered_from,json=renderedFrom,proto3" json:"rendered_from,omitempty"`
-	// lua_sources are the files the configuration's modifier/lua-* `sources`
-	// name, read by the client (gwctl push) relative to its working
-	// directory: the control plane reads no files of its own.
+	// lua_sources are the files the configuration names (modifier/lua-*
+	// `sources`, backend/graphql `query_path`), read by the client (gwctl
+	// push) relative to its working directory: the control plane reads no
+	// files of its own.
 	LuaSources    []*LuaSource `protobuf:"bytes,110,rep,name=lua_sources,json=luaSources,proto3" json:"lua_sources,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
