@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,6 +51,27 @@ func TestFleetAgentStatus(t *testing.T) {
 		}
 		return fmt.Errorf("status does not show the connected agent:\n%s", r.Stdout)
 	})
+	// protojson varies its whitespace on purpose: decode, do not grep.
 	r := testenv.Gwctl(t, bins, cp, "status", "-o", "json")
-	mustContain(t, "status -o json", r.Stdout, `"agents"`, `"name": "fleet-agent"`, `"state": "connected"`)
+	var st struct {
+		Edges []struct {
+			NodeID string `json:"node_id"`
+			Agents []struct {
+				Name  string `json:"name"`
+				State string `json:"state"`
+			} `json:"agents"`
+		} `json:"edges"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, r.Stdout)
+	}
+	found := false
+	for _, e := range st.Edges {
+		for _, a := range e.Agents {
+			found = found || (e.NodeID == "edge-agents-1" && a.Name == "fleet-agent" && a.State == "connected")
+		}
+	}
+	if !found {
+		t.Errorf("status -o json does not show edge-agents-1's connected fleet-agent:\n%s", r.Stdout)
+	}
 }
