@@ -104,6 +104,8 @@ type ServiceExtra struct {
 	GELF *GELF
 	// Logstash is `telemetry/logstash`.
 	Logstash *Logstash
+	// Influx is `telemetry/influx`.
+	Influx *Influx
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own

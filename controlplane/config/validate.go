@@ -174,6 +174,9 @@ func (v *validator) service() {
 	if g := s.ExtraConfig.GELF; g != nil {
 		v.gelf(x.key("telemetry/gelf"), g)
 	}
+	if i := s.ExtraConfig.Influx; i != nil {
+		v.influx(x.key("telemetry/influx"), i)
+	}
 	if j := s.ExtraConfig.JWT; j != nil {
 		v.serviceJWT(x.key("auth/validator"), j)
 	}
