@@ -38,16 +38,16 @@ type wakers struct {
 	subs map[chan struct{}]struct{}
 }
 
-// subscribe returns a wake-up channel and the function that unsubscribes it.
-func (w *wakers) subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
+// add subscribes ch (1-slot) and returns the function that unsubscribes
+// it; one channel may be subscribed to several sets.
+func (w *wakers) add(ch chan struct{}) func() {
 	w.mu.Lock()
 	if w.subs == nil {
 		w.subs = make(map[chan struct{}]struct{})
 	}
 	w.subs[ch] = struct{}{}
 	w.mu.Unlock()
-	return ch, func() {
+	return func() {
 		w.mu.Lock()
 		delete(w.subs, ch)
 		w.mu.Unlock()
@@ -89,9 +89,6 @@ func newHub(st store.Store, log zerolog.Logger, m *metrics, signer *sign.Signer)
 
 // current returns the newest published snapshot, or nil before the first.
 func (h *hub) current() *published { return h.cur.Load() }
-
-// subscribe returns a wake-up channel and the function that unsubscribes it.
-func (h *hub) subscribe() (<-chan struct{}, func()) { return h.subs.subscribe() }
 
 // run follows the store until ctx is done or the store closes. The store's
 // watch starts with the latest version, so the first iteration loads what is

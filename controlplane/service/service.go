@@ -221,6 +221,10 @@ type Service struct {
 
 	stopHub context.CancelFunc
 	done    chan struct{} // closed by Close: streams end
+	// closing is done as a context, which a stream's context follows
+	// without a select case of its own (context.AfterFunc).
+	closing     context.Context
+	stopClosing context.CancelFunc
 
 	// mu guards closed; wg counts the hub loops, the housekeeping, stream
 	// handlers and their receive pumps (Add only while !closed, or from a
@@ -246,6 +250,7 @@ func New(cfg Config) (*Service, error) {
 		admit: newAdmission(cfg.AdmissionRate, cfg.AdmissionBurst),
 		done:  make(chan struct{}),
 	}
+	s.closing, s.stopClosing = context.WithCancel(context.Background())
 	if cfg.AuditLogger != nil {
 		s.audit = *cfg.AuditLogger
 	}
@@ -339,6 +344,7 @@ func (s *Service) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	s.stopClosing()
 	s.mu.Unlock()
 	s.stopHub()
 	s.wg.Wait()
