@@ -32,7 +32,16 @@ grep '^BenchmarkCompileLarge/' "$out.go" | sort -k1,1 -k3,3n |
 
 echo
 echo "== Revocation propagation: 3 real edges, Revoke reply -> last edge answering 401"
-go test -run '^$' -bench . -benchtime "${PROPAGATION_N:-100}x" ./test/bench/propagation/ | tee "$out.prop"
+go test -run '^$' -bench RevocationPropagation -benchtime "${PROPAGATION_N:-100}x" ./test/bench/propagation/ | tee "$out.prop"
+
+echo
+echo "== One edge, 10,000 endpoints: apply, resident memory, revocations and traffic during the apply (targets: < 1 s, < 150 MB, revocation p99 < 100 ms)"
+go test -run '^$' -bench LargeSnapshot -benchtime 2x ./test/bench/propagation/ | tee -a "$out.prop"
+
+echo
+echo "== Fleet: ${FLEET_EDGES:-10000} simulated edges (own process) on a real gw-controlplane (targets: push p99 < 1 s, revocation p99 < 200 ms, <= 32 KiB per idle stream, storm absorbed)"
+go build -o bin/bench-fleet ./test/bench/fleet
+./bin/bench-fleet -controlplane bin/gw-controlplane -edges "${FLEET_EDGES:-10000}" | tee -a "$out.prop"
 
 echo
 echo "== Load benchmarks (real gw-edge, real backend, wrk)"
