@@ -230,21 +230,10 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		listen = storedListenAddr(stored, log)
 	}
 	var agents *agent.Runner
-	srv, err := server.New(server.Config{
-		AgentPings:    func() map[string]time.Time { return agents.Pings() },
-		Listen:        listen,
-		Logger:        log,
-		BuildVersion:  buildVersion,
-		MetricsListen: f.metricsListen,
-		LogLevel:      f.level,
-		Level:         lv,
-		PinLogLevel:   pinLevel,
-		LogSink:       f.sink,
-		PinLogFormat:  f.pinFormat,
-		AccessLog:     f.accessLogConfig(),
-		Limits:        f.limits,
-		Degraded:      func(p *plan.Plan) string { return revocationHealth(rev, p) },
-	})
+	cfg := f.serverConfig(listen, log, lv, pinLevel)
+	cfg.AgentPings = func() map[string]time.Time { return agents.Pings() }
+	cfg.Degraded = func(p *plan.Plan) string { return revocationHealth(rev, p) }
+	srv, err := server.New(cfg)
 	if err != nil {
 		return err
 	}
