@@ -311,8 +311,7 @@ const clientCertWarnBefore = 30 * 24 * time.Hour
 // expired one: the control plane refuses the edge, which keeps serving its
 // last good snapshot).
 func watchClientCert(ctx context.Context, cert *tlsfile.Reloader, expiry prometheus.Gauge, log zerolog.Logger) {
-	check := func(now time.Time) {
-		na := cert.NotAfter()
+	cert.WatchExpiry(ctx, time.Hour, func(na, now time.Time) {
 		expiry.Set(float64(na.Unix()))
 		switch left := na.Sub(now); {
 		case left <= 0:
@@ -320,18 +319,7 @@ func watchClientCert(ctx context.Context, cert *tlsfile.Reloader, expiry prometh
 		case left < clientCertWarnBefore:
 			log.Warn().Time("not_after", na).Dur("left", left.Round(time.Minute)).Msg("the client certificate expires soon; issue a new one (gwctl certs issue), it is picked up without a restart")
 		}
-	}
-	check(time.Now())
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			check(now)
-		}
-	}
+	})
 }
 
 // restoreNewest serves the newest stored snapshot that builds; an older one
