@@ -302,7 +302,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.DurationVar(&c.CertWarnBefore, "cert-warn-before", 30*24*time.Hour,
 		"warn (log, gw_controlplane_sync_cert_expiry_timestamp_seconds, gwctl status) while the sync TLS certificate expires within this; also logged when an edge connects with a client certificate expiring within it")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "",
-		"host:port serving Prometheus metrics on /metrics; off when empty")
+		"host:port serving Prometheus metrics on /metrics and the probes GET /healthz (alive) and GET /readyz (the store answers, not shutting down); off when empty")
 	fs.StringVar(&c.FleetListen, "fleet-listen", "",
 		"host:port serving the read-only fleet page (HTML; any admin token, as the basic-auth password or a bearer token); off when empty. Off loopback it needs --admin-allow-remote and TLS, from the admin TLS flags or the built-in PKI, and --admin-tls-client-ca applies")
 	fs.DurationVar(&c.Keepalive, "keepalive", 10*time.Second,

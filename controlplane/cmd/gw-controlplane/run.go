@@ -239,6 +239,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		defer metricsLis.Close()
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", svc.MetricsHandler())
+		registerHealth(ctx, mux, st)
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 
