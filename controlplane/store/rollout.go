@@ -6,8 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	bolt "go.etcd.io/bbolt"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // boltRollout returns the generation and record kept under keyRollout of
