@@ -465,8 +465,7 @@ func adminTLSConfig(cfg *Config) (*tls.Config, string, error) {
 // watchCertExpiry sets the expiry metric and warns, at start and then
 // hourly, while the sync certificate expires within warnBefore.
 func watchCertExpiry(ctx context.Context, cert *tlsfile.Reloader, warnBefore time.Duration, svc *service.Service, log zerolog.Logger) {
-	check := func(now time.Time) {
-		na := cert.NotAfter()
+	cert.WatchExpiry(ctx, time.Hour, func(na, now time.Time) {
 		svc.SetSyncCertExpiry(na)
 		left := na.Sub(now)
 		switch {
@@ -475,18 +474,7 @@ func watchCertExpiry(ctx context.Context, cert *tlsfile.Reloader, warnBefore tim
 		case left < warnBefore:
 			log.Warn().Time("not_after", na).Dur("left", left.Round(time.Minute)).Msg("the sync TLS certificate expires soon; rotate it (the new files are picked up without a restart)")
 		}
-	}
-	check(time.Now())
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			check(now)
-		}
-	}
+	})
 }
 
 // openAuditLog returns the logger audit records are written to: the
