@@ -755,6 +755,9 @@ func (s *Server) drainContext() (context.Context, context.CancelFunc) {
 // handle serves one request from the state current when it starts and
 // writes its access-log line.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if c, ok := ctx.Conn().(*h2cConn); ok && c.b.upgrade(ctx) {
+		return // HTTP/1.1 "Upgrade: h2c": answered as HTTP/2 stream 1
+	}
 	st := s.cur.Load()
 	if st.access == nil {
 		s.serve(ctx, st, nil)
