@@ -34,6 +34,7 @@ import (
 //	meta/format                   "1"
 //	head/config                   be64 newest config version
 //	head/revocations              be64 newest revocation seq ever assigned
+//	head/rollout                  the staged-rollout record (generation = its mod revision)
 //	config/meta/<v>               the revision without Payload and Source (List reads these)
 //	config/content/<v>            0x00 + content, or 0x01 + a pointer to chunks
 //	blob/<sha256>/<i>             chunk i of a content too large for one request
@@ -233,12 +234,12 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
 	defer cancel()
-	version, seq, rev, err := s.init(octx)
+	version, seq, rolloutGen, rev, err := s.init(octx)
 	if err != nil {
 		_ = cli.Close()
 		return nil, fmt.Errorf("open etcd store %v%s: %w", cfg.Endpoints, cfg.Prefix, err)
 	}
-	s.notifier = newNotifier(version, seq)
+	s.notifier = newNotifier(version, seq, rolloutGen)
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.follow(wctx, rev)
@@ -247,25 +248,25 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 
 // init writes the format marker if missing and reads both heads; rev is the
 // etcd revision they were read at (the watch starts after it).
-func (s *Etcd) init(ctx context.Context) (version, seq uint64, rev int64, err error) {
+func (s *Etcd) init(ctx context.Context) (version, seq, rolloutGen uint64, rev int64, err error) {
 	kf := s.prefix + "meta/format"
 	resp, err := retryTransient(ctx, func() (*clientv3.TxnResponse, error) {
 		return s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(kf), "=", 0)).
-			Then(clientv3.OpPut(kf, etcdFormat), clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations())).
-			Else(clientv3.OpGet(kf), clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations())).
+			Then(clientv3.OpPut(kf, etcdFormat), clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations()), clientv3.OpGet(s.keyHeadRollout())).
+			Else(clientv3.OpGet(kf), clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations()), clientv3.OpGet(s.keyHeadRollout())).
 			Commit()
 	})
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	r := resp.Responses
 	if !resp.Succeeded {
 		if kvs := r[0].GetResponseRange().Kvs; len(kvs) == 1 && string(kvs[0].Value) != etcdFormat {
-			return 0, 0, 0, fmt.Errorf("unsupported format %q (this build reads %q)", kvs[0].Value, etcdFormat)
+			return 0, 0, 0, 0, fmt.Errorf("unsupported format %q (this build reads %q)", kvs[0].Value, etcdFormat)
 		}
 	}
-	return rangeUint64(r[1].GetResponseRange()), rangeUint64(r[2].GetResponseRange()), resp.Header.Revision, nil
+	return rangeUint64(r[1].GetResponseRange()), rangeUint64(r[2].GetResponseRange()), rangeModRevision(r[3].GetResponseRange()), resp.Header.Revision, nil
 }
 
 // follow watches head/ from etcd revision rev+1 and announces every new
@@ -287,11 +288,12 @@ func (s *Etcd) follow(ctx context.Context, rev int64) {
 		// Resync: read both heads, announce them, watch after that read.
 		for ctx.Err() == nil {
 			rctx, cancel := context.WithTimeout(ctx, s.opTimeout)
-			resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations())).Commit()
+			resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations()), clientv3.OpGet(s.keyHeadRollout())).Commit()
 			cancel()
 			if err == nil {
 				s.notify(&s.versions, rangeUint64(resp.Responses[0].GetResponseRange()))
 				s.notify(&s.revSeqs, rangeUint64(resp.Responses[1].GetResponseRange()))
+				s.notify(&s.rollouts, rangeModRevision(resp.Responses[2].GetResponseRange()))
 				rev = resp.Header.Revision
 				break
 			}
@@ -327,6 +329,10 @@ func (s *Etcd) watchFrom(ctx context.Context, rev int64) bool {
 		}
 		delivered = true
 		for _, ev := range resp.Events {
+			if ev.Type == clientv3.EventTypePut && string(ev.Kv.Key) == s.keyHeadRollout() {
+				s.notify(&s.rollouts, uint64(ev.Kv.ModRevision))
+				continue
+			}
 			if ev.Type != clientv3.EventTypePut || len(ev.Kv.Value) != 8 {
 				continue
 			}
@@ -538,12 +544,16 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 	if prevVersion == 0 {
 		cond = clientv3.Compare(clientv3.CreateRevision(head), "=", 0)
 	}
+	ops := []clientv3.Op{
+		clientv3.OpPut(head, string(versionKey(out.Version))),
+		clientv3.OpPut(s.keyMeta(out.Version), string(encodeRecord(&meta))),
+		clientv3.OpPut(s.keyContent(out.Version), string(content)),
+	}
+	if rev.Rollout != nil {
+		ops = append(ops, clientv3.OpPut(s.keyHeadRollout(), string(rev.Rollout)))
+	}
 	resp, err := retryTransient(c, func() (*clientv3.TxnResponse, error) {
-		return s.cli.Txn(c).If(cond).Then(
-			clientv3.OpPut(head, string(versionKey(out.Version))),
-			clientv3.OpPut(s.keyMeta(out.Version), string(encodeRecord(&meta))),
-			clientv3.OpPut(s.keyContent(out.Version), string(content)),
-		).Else(clientv3.OpGet(head)).Commit()
+		return s.cli.Txn(c).If(cond).Then(ops...).Else(clientv3.OpGet(head)).Commit()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", s.mapErr(err))
@@ -553,6 +563,9 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 		return nil, fmt.Errorf("commit: based on version %d but the latest is %d: %w", prevVersion, latest, ErrStale)
 	}
 	s.notify(&s.versions, out.Version)
+	if rev.Rollout != nil {
+		s.notify(&s.rollouts, uint64(resp.Header.Revision))
+	}
 	return &out, nil
 }
 
@@ -829,6 +842,15 @@ func hex16(v uint64) string { return fmt.Sprintf("%016x", v) }
 type rangeResp = etcdserverpb.RangeResponse
 
 // rangeUint64 reads a be64 counter from a single-key range; missing is zero.
+// rangeModRevision is the mod revision of the one key a range read (zero
+// when absent).
+func rangeModRevision(r *rangeResp) uint64 {
+	if r == nil || len(r.Kvs) != 1 {
+		return 0
+	}
+	return uint64(r.Kvs[0].ModRevision)
+}
+
 func rangeUint64(r *rangeResp) uint64 {
 	if r == nil || len(r.Kvs) != 1 || len(r.Kvs[0].Value) != 8 {
 		return 0

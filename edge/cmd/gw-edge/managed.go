@@ -273,6 +273,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		Logger:           log,
 		Keepalive:        f.keepalive,
 		Agents:           func() []*gatewayv1.AgentState { return agentStates(agents) },
+		Counters:         srv.Counters,
 		Registerer:       srv.Registry(),
 		TLS:              tlsCfg,
 		Verifier:         verifier,
