@@ -288,7 +288,8 @@ func New(cfg Config) (*Service, error) {
 }
 
 // housekeeping deletes revocations expired for longer than the grace
-// period, every interval, until ctx is done.
+// period, and chunks of commits that never happened (etcd), every
+// interval, until ctx is done.
 func (s *Service) housekeeping(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -316,6 +317,13 @@ func (s *Service) compactRevocations(ctx context.Context, now time.Time) {
 	}
 	// Also when nothing was removed here: another replica may have compacted.
 	s.revHub.trimBelow(res.CompactedSeq)
+	if cc, ok := s.store.(store.ChunkCollector); ok {
+		n, err := cc.CollectOrphanChunks(ctx)
+		if err != nil && ctx.Err() == nil && !isClosed(err) {
+			s.log.Error().Err(err).Msg("collect orphan chunks")
+		}
+		s.metrics.orphanChunks.Add(float64(n))
+	}
 }
 
 // RegisterAdmin registers the AdminService on r. Protect r with TokenAuth.

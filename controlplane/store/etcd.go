@@ -38,6 +38,7 @@ import (
 //	config/meta/<v>               the revision without Payload and Source (List reads these)
 //	config/content/<v>            0x00 + content, or 0x01 + a pointer to chunks
 //	blob/<sha256>/<i>             chunk i of a content too large for one request
+//	blob-intent/<sha256>          chunks written for a commit not yet made (orphans.go)
 //	revocations/compacted         be64 compaction point
 //	revocations/log/<seq>         one entry (revocations.go's encoding)
 //	revocations/expiry/<exp><seq> empty: index for compaction
@@ -107,6 +108,11 @@ type EtcdConfig struct {
 	Username, Password string
 	// DialTimeout bounds connecting to the members (default 5s).
 	DialTimeout time.Duration
+	// OrphanGrace is how old an intent of chunks must be before
+	// CollectOrphanChunks judges it (default 3 × OpTimeout + 1 minute: a
+	// commit ends within one op timeout; the rest covers clock skew
+	// between replicas). Tests shorten it.
+	OrphanGrace time.Duration
 	// OpTimeout bounds each store call (default DefaultEtcdOpTimeout).
 	OpTimeout time.Duration
 	// ChunkBytes is the largest content written inline and the size of each
@@ -159,8 +165,10 @@ type Etcd struct {
 	prefix     string
 	opTimeout  time.Duration
 	chunkBytes int
-	now        func() time.Time
-	log        zerolog.Logger
+	// orphanGrace: see EtcdConfig.OrphanGrace.
+	orphanGrace time.Duration
+	now         func() time.Time
+	log         zerolog.Logger
 	// auditRetain bounds the audit log (AppendAudit deletes beyond it).
 	auditRetain int
 
@@ -196,6 +204,9 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = DefaultEtcdOpTimeout
 	}
+	if cfg.OrphanGrace <= 0 {
+		cfg.OrphanGrace = 3*cfg.OpTimeout + time.Minute
+	}
 	if cfg.ChunkBytes <= 0 {
 		cfg.ChunkBytes = DefaultEtcdChunkBytes
 	}
@@ -227,6 +238,7 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 		prefix:      cfg.Prefix,
 		opTimeout:   cfg.OpTimeout,
 		chunkBytes:  cfg.ChunkBytes,
+		orphanGrace: cfg.OrphanGrace,
 		now:         cfg.Now,
 		auditRetain: cfg.AuditRetain,
 		log:         cfg.Logger.With().Str("component", "store").Str("store", "etcd").Logger(),
@@ -533,7 +545,7 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 		return nil, err
 	}
 	out.Version = prevVersion + 1
-	content, err := s.writeContent(c, encodeContent(&out))
+	content, intent, err := s.writeContent(c, encodeContent(&out), out.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", s.mapErr(err))
 	}
@@ -551,6 +563,9 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 	}
 	if rev.Rollout != nil {
 		ops = append(ops, clientv3.OpPut(s.keyHeadRollout(), string(rev.Rollout)))
+	}
+	if intent != "" {
+		ops = append(ops, clientv3.OpDelete(intent))
 	}
 	resp, err := retryTransient(c, func() (*clientv3.TxnResponse, error) {
 		return s.cli.Txn(c).If(cond).Then(ops...).Else(clientv3.OpGet(head)).Commit()
@@ -572,25 +587,35 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 // writeContent returns the content record for body, zstd-compressed when
 // that makes it smaller: inline when it fits in one chunk, else a pointer to
 // chunks it writes first (one request each).
-func (s *Etcd) writeContent(ctx context.Context, body []byte) ([]byte, error) {
+//
+// Before the chunks it writes an intent (blob-intent/<sum>: the revision's
+// sha256 and the time); the commit transaction deletes it. An intent left
+// behind names chunks whose commit lost or never happened:
+// CollectOrphanChunks deletes them once no commit can still be using them.
+// intent is the intent's key ("" for inline content).
+func (s *Etcd) writeContent(ctx context.Context, body []byte, revSHA string) (content []byte, intent string, err error) {
 	inline, chunked := byte(contentInline), byte(contentChunked)
 	if z := zstdEnc.EncodeAll(body, nil); len(z) < len(body) {
 		body, inline, chunked = z, contentInlineZstd, contentChunkedZstd
 	}
 	if len(body) <= s.chunkBytes {
-		return append([]byte{inline}, body...), nil
+		return append([]byte{inline}, body...), "", nil
 	}
 	digest := sha256.Sum256(body)
 	sum := hex.EncodeToString(digest[:])
+	intent = s.keyBlobIntent(sum)
+	if _, err := s.cli.Put(ctx, intent, string(encodeIntent(revSHA, s.now().UnixMilli()))); err != nil {
+		return nil, "", err
+	}
 	count := 0
 	for off := 0; off < len(body); off += s.chunkBytes {
 		chunk := body[off:min(off+s.chunkBytes, len(body))]
 		if _, err := s.cli.Put(ctx, s.keyBlob(sum, count), string(chunk)); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		count++
 	}
-	return append([]byte{chunked}, encodePointer(sum, uint64(count), uint64(len(body)))...), nil
+	return append([]byte{chunked}, encodePointer(sum, uint64(count), uint64(len(body)))...), intent, nil
 }
 
 // Watch implements Store.
