@@ -51,11 +51,7 @@ const (
 // upgradeResponse is x/net's reply, byte for byte.
 const upgradeResponse = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
 
-var (
-	hdrUpgrade       = []byte("Upgrade")
-	hdrConnection    = []byte("Connection")
-	hdrHTTP2Settings = []byte("HTTP2-Settings")
-)
+var hdrHTTP2Settings = []byte("HTTP2-Settings")
 
 // upgrade takes ctx's request over to HTTP/2 when it asks for h2c; it
 // reports whether it did (the handler then returns at once). c is the
