@@ -15,7 +15,10 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -37,6 +40,7 @@ type openResult struct {
 	lagMax   time.Duration // how late the dispatcher was at worst: the generator's own delay
 	cpuPerRq time.Duration // edge CPU per request; 0 for direct runs
 	elapsed  time.Duration
+	steal    time.Duration // CPU time the hypervisor took from the machine meanwhile (/proc/stat)
 }
 
 func (r *openResult) pct(p float64) time.Duration {
@@ -156,7 +160,9 @@ func runOpenLoop(o options, target func(scenario) (string, int)) error {
 				before = cpuTime(pids[name])
 			}
 			res := results[name]
+			st := stealTime()
 			openLoop(clients[name], urls[name], rate, slice, res)
+			res.steal += stealTime() - st
 			if pids[name] != 0 {
 				res.cpuPerRq += cpuTime(pids[name]) - before // divided by the request count below
 			}
@@ -165,7 +171,7 @@ func runOpenLoop(o options, target func(scenario) (string, int)) error {
 	}
 
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "scenario (fixed rate)\tsent\tachieved req/s\tp50\tp99\tp99.9\tmax\tp99 vs direct\tgateway CPU/req\terrors\tgenerator lag (max)\n")
+	fmt.Fprintf(tw, "scenario (fixed rate)\tsent\tachieved req/s\tp50\tp99\tp99.9\tmax\tp99 vs direct\tgateway CPU/req\terrors\tgenerator lag (max)\tsteal\n")
 	base := results[names[0]]
 	for _, name := range names {
 		r := results[name]
@@ -183,9 +189,9 @@ func runOpenLoop(o options, target func(scenario) (string, int)) error {
 				vs = fmt.Sprintf("%.2f×", float64(r.pct(0.99))/float64(b))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, r.sent,
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", name, r.sent,
 			float64(len(r.lat)+r.errors)/r.elapsed.Seconds(),
-			round(r.pct(0.50)), round(r.pct(0.99)), round(r.pct(0.999)), round(r.pct(1)), vs, cpu, r.errors, round(r.lagMax))
+			round(r.pct(0.50)), round(r.pct(0.99)), round(r.pct(0.999)), round(r.pct(1)), vs, cpu, r.errors, round(r.lagMax), fmt.Sprintf("%.1f%%", 100*r.steal.Seconds()/r.elapsed.Seconds()/float64(runtime.NumCPU())))
 	}
 	tw.Flush()
 	lag := time.Duration(0)
@@ -227,4 +233,22 @@ func benchName(s string) string {
 		out = out[:len(out)-1]
 	}
 	return string(out)
+}
+
+// stealTime is the machine's steal time so far (all CPUs, /proc/stat): time
+// the hypervisor ran something else while this VM wanted the CPU. A share
+// of it during a run means the tail latencies are partly the host's.
+func stealTime() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[8], 10, 64)
+	const clockTick = 100 // USER_HZ on Linux
+	return time.Duration(n) * time.Second / clockTick
 }
