@@ -84,6 +84,7 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 		svc:       svc,
 		stream:    stream,
 		node:      hello.GetNodeId(),
+		region:    hello.GetRegion(),
 		heldVer:   hello.GetConfigVersion(),
 		heldSHA:   hello.GetConfigSha256(),
 		revSent:   hello.GetRevocationSeq(),
@@ -103,7 +104,7 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 		// The edge refused the current snapshot before it connected here (a
 		// restarted control plane forgets NACKs): remember it, so the
 		// snapshot is not sent again.
-		if cur := svc.hub.current(); cur != nil && cur.env.GetVersion() == rv && cur.env.GetSha256() == hello.GetRejectedSha256() {
+		if cur := svc.hub.target(hello.GetRegion()); cur != nil && cur.env.GetVersion() == rv && cur.env.GetSha256() == hello.GetRejectedSha256() {
 			svc.fleet.nack(e.node, e.connID, &gatewayv1.Nack{
 				Version: rv, Sha256: hello.GetRejectedSha256(), RunningVersion: hello.GetConfigVersion(),
 				Detail: fmt.Sprintf("snapshot v%d refused before the edge connected to this control plane", rv),
@@ -170,6 +171,7 @@ type edgeStream struct {
 	stream gatewayv1.SyncService_SyncServer
 	log    zerolog.Logger
 	node   string
+	region string
 	connID uint64
 
 	// heldVer/heldSHA: what the edge serves (from Hello, then its ACKs).
@@ -269,9 +271,9 @@ func (e *edgeStream) handle(req *gatewayv1.SyncRequest) error {
 			e.inflight = 0
 		}
 		e.heldVer, e.heldSHA = a.GetVersion(), a.GetSha256()
-		changed := e.svc.fleet.ack(e.node, e.connID, a.GetVersion(), a.GetSha256(), now)
+		changed := e.svc.fleet.ack(e.node, e.connID, a, now)
 		ev := e.log.Info().Uint64("version", a.GetVersion()).Str("sha256", a.GetSha256())
-		if cur := e.svc.hub.current(); changed && cur != nil && cur.env.GetVersion() == a.GetVersion() {
+		if cur := e.svc.hub.target(e.region); changed && cur != nil && cur.env.GetVersion() == a.GetVersion() {
 			lag := now.Sub(time.UnixMilli(cur.env.GetCreatedUnixMs()))
 			e.svc.metrics.convergence.Observe(max(lag, 0).Seconds())
 			e.svc.converge.add(a.GetVersion(), time.UnixMilli(cur.env.GetCreatedUnixMs()), e.node, max(lag, 0))
@@ -308,7 +310,7 @@ func (e *edgeStream) handle(req *gatewayv1.SyncRequest) error {
 // maybeSend sends the current snapshot if the edge lacks it, nothing is in
 // flight, this stream has not sent it already and the node never NACKed it.
 func (e *edgeStream) maybeSend() error {
-	cur := e.svc.hub.current()
+	cur := e.svc.hub.target(e.region)
 	if cur == nil || e.inflight != 0 {
 		return nil
 	}

@@ -717,7 +717,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	if !ok {
 		return nil
 	}
-	mod, err := modifier.New(be.GetMartian())
+	mod, err := modifier.New(be.GetMartian(), modifier.WithMaxBodyBytes(int(svc.GetMaxBodyBytes())))
 	if err != nil {
 		b.violate(path+".extra_config.modifier/martian", violation.Invalid, err.Error())
 		return nil

@@ -140,6 +140,9 @@ type Config struct {
 	// Agents, when set, reports the edge's async agents; each Keepalive
 	// carries them to the control plane (gwctl status shows them).
 	Agents func() []*gatewayv1.AgentState
+	// Counters, when set, returns the edge's responses served and 5xx
+	// responses since it started; every Keepalive and Ack carries them.
+	Counters func() (requests, errors uint64)
 	// RecvTimeout replaces a stream on which nothing arrived for this long
 	// (default max(3*Keepalive, 30s)).
 	RecvTimeout time.Duration
@@ -543,6 +546,9 @@ func (c *Client) session(ctx context.Context, target string) (established bool, 
 				}
 			}
 		case reply := <-c.worker.Replies():
+			if a := reply.GetAck(); a != nil && c.cfg.Counters != nil {
+				a.RequestsTotal, a.ErrorsTotal = c.cfg.Counters()
+			}
 			if err := stream.Send(reply); err != nil {
 				return established, fmt.Errorf("send snapshot reply: %w", streamCause(err, recvErr))
 			}
@@ -555,6 +561,9 @@ func (c *Client) session(ctx context.Context, target string) (established bool, 
 			kam := &gatewayv1.Keepalive{UnixMs: now.UnixMilli()}
 			if c.cfg.Agents != nil {
 				kam.Agents = c.cfg.Agents()
+			}
+			if c.cfg.Counters != nil {
+				kam.RequestsTotal, kam.ErrorsTotal = c.cfg.Counters()
 			}
 			ka := &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Keepalive{Keepalive: kam}}
 			if err := stream.Send(ka); err != nil {

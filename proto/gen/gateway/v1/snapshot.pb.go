@@ -4726,6 +4726,7 @@ type MartianModifier struct {
 	//	*MartianModifier_UrlFilter
 	//	*MartianModifier_UrlRegexFilter
 	//	*MartianModifier_Verifier
+	//	*MartianModifier_StaticModifier
 	Kind          isMartianModifier_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4973,6 +4974,15 @@ func (x *MartianModifier) GetVerifier() *MartianVerifier {
 	return nil
 }
 
+func (x *MartianModifier) GetStaticModifier() *MartianStatic {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_StaticModifier); ok {
+			return x.StaticModifier
+		}
+	}
+	return nil
+}
+
 type isMartianModifier_Kind interface {
 	isMartianModifier_Kind()
 }
@@ -5080,6 +5090,14 @@ type MartianModifier_Verifier struct {
 	Verifier *MartianVerifier `protobuf:"bytes,167,opt,name=verifier,proto3,oneof"`
 }
 
+type MartianModifier_StaticModifier struct {
+	// static_modifier is static.Modifier: the backend call is answered
+	// from a file under root_path on the edge's own disk (request scope:
+	// the backend is not called; response scope: the file replaces the
+	// body).
+	StaticModifier *MartianStatic `protobuf:"bytes,168,opt,name=static_modifier,json=staticModifier,proto3,oneof"`
+}
+
 func (*MartianModifier_HeaderModifier) isMartianModifier_Kind() {}
 
 func (*MartianModifier_HeaderBlacklist) isMartianModifier_Kind() {}
@@ -5124,6 +5142,64 @@ func (*MartianModifier_UrlRegexFilter) isMartianModifier_Kind() {}
 
 func (*MartianModifier_Verifier) isMartianModifier_Kind() {}
 
+func (*MartianModifier_StaticModifier) isMartianModifier_Kind() {}
+
+// MartianStatic is static.Modifier. root_path is a directory of the edge's
+// disk (relative: to the edge's working directory); the file served is
+// root_path joined with the cleaned backend request path, or with
+// explicit_paths[path] when the path is a key.
+type MartianStatic struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RootPath      string                 `protobuf:"bytes,1,opt,name=root_path,json=rootPath,proto3" json:"root_path,omitempty"`
+	ExplicitPaths map[string]string      `protobuf:"bytes,2,rep,name=explicit_paths,json=explicitPaths,proto3" json:"explicit_paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianStatic) Reset() {
+	*x = MartianStatic{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianStatic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianStatic) ProtoMessage() {}
+
+func (x *MartianStatic) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianStatic.ProtoReflect.Descriptor instead.
+func (*MartianStatic) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *MartianStatic) GetRootPath() string {
+	if x != nil {
+		return x.RootPath
+	}
+	return ""
+}
+
+func (x *MartianStatic) GetExplicitPaths() map[string]string {
+	if x != nil {
+		return x.ExplicitPaths
+	}
+	return nil
+}
+
 // MartianCookie is an http.Cookie as cookie.Modifier reads it. expires is
 // RFC 3339 ("" unset).
 type MartianCookie struct {
@@ -5142,7 +5218,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5154,7 +5230,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5167,7 +5243,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -5236,7 +5312,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5248,7 +5324,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5261,7 +5337,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -5285,7 +5361,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5297,7 +5373,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5310,7 +5386,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -5346,7 +5422,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5358,7 +5434,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5371,7 +5447,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -5405,7 +5481,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5417,7 +5493,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5430,7 +5506,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -5488,7 +5564,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5500,7 +5576,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5513,7 +5589,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -5547,7 +5623,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5559,7 +5635,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5572,7 +5648,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -5594,7 +5670,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5606,7 +5682,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5619,7 +5695,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -5647,7 +5723,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5659,7 +5735,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5672,7 +5748,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -5695,7 +5771,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5707,7 +5783,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5720,7 +5796,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -5764,7 +5840,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5776,7 +5852,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5789,7 +5865,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -5827,7 +5903,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5839,7 +5915,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5852,7 +5928,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -5894,7 +5970,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5906,7 +5982,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5919,7 +5995,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -5940,7 +6016,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5952,7 +6028,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5965,7 +6041,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -5986,7 +6062,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5998,7 +6074,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6011,7 +6087,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -6039,7 +6115,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6051,7 +6127,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6064,7 +6140,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -6091,7 +6167,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6103,7 +6179,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6116,7 +6192,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -6137,7 +6213,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6149,7 +6225,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6162,7 +6238,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -6190,7 +6266,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6202,7 +6278,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6215,7 +6291,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -6243,7 +6319,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6255,7 +6331,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6268,7 +6344,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -6760,7 +6836,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eis_development\x18\x10 \x01(\bR\risDevelopment\x1aB\n" +
 	"\x14SslProxyHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd8\f\n" +
 	"\x0fMartianModifier\x12\x14\n" +
 	"\x05scope\x18\x01 \x03(\tR\x05scope\x12D\n" +
 	"\x0fheader_modifier\x18\x02 \x01(\v2\x19.gateway.v1.MartianHeaderH\x00R\x0eheaderModifier\x12J\n" +
@@ -6789,8 +6865,15 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"url_filter\x18\xa5\x01 \x01(\v2\x1c.gateway.v1.MartianURLFilterH\x00R\turlFilter\x12N\n" +
 	"\x10url_regex_filter\x18\xa6\x01 \x01(\v2!.gateway.v1.MartianURLRegexFilterH\x00R\x0eurlRegexFilter\x12:\n" +
-	"\bverifier\x18\xa7\x01 \x01(\v2\x1b.gateway.v1.MartianVerifierH\x00R\bverifierB\x06\n" +
-	"\x04kind\"\xcd\x01\n" +
+	"\bverifier\x18\xa7\x01 \x01(\v2\x1b.gateway.v1.MartianVerifierH\x00R\bverifier\x12E\n" +
+	"\x0fstatic_modifier\x18\xa8\x01 \x01(\v2\x19.gateway.v1.MartianStaticH\x00R\x0estaticModifierB\x06\n" +
+	"\x04kind\"\xc3\x01\n" +
+	"\rMartianStatic\x12\x1b\n" +
+	"\troot_path\x18\x01 \x01(\tR\brootPath\x12S\n" +
+	"\x0eexplicit_paths\x18\x02 \x03(\v2,.gateway.v1.MartianStatic.ExplicitPathsEntryR\rexplicitPaths\x1a@\n" +
+	"\x12ExplicitPathsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcd\x01\n" +
 	"\rMartianCookie\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x12\n" +
@@ -6878,7 +6961,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
 	(*AsyncAgent)(nil),            // 1: gateway.v1.AsyncAgent
@@ -6924,135 +7007,139 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*CORS)(nil),                  // 41: gateway.v1.CORS
 	(*SecurityHTTP)(nil),          // 42: gateway.v1.SecurityHTTP
 	(*MartianModifier)(nil),       // 43: gateway.v1.MartianModifier
-	(*MartianCookie)(nil),         // 44: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 45: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 46: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 47: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 48: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 49: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 50: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 51: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 52: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 53: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 54: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 55: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 56: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 57: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 58: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 59: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 60: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 61: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 62: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 63: gateway.v1.MartianGroup
-	nil,                           // 64: gateway.v1.Backend.MappingEntry
-	nil,                           // 65: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	(*LuaSource)(nil),             // 66: gateway.v1.LuaSource
+	(*MartianStatic)(nil),         // 44: gateway.v1.MartianStatic
+	(*MartianCookie)(nil),         // 45: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 46: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 47: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 48: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 49: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 50: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 51: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 52: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 53: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 54: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 55: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 56: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 57: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 58: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 59: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 60: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 61: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 62: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 63: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 64: gateway.v1.MartianGroup
+	nil,                           // 65: gateway.v1.Backend.MappingEntry
+	nil,                           // 66: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	nil,                           // 67: gateway.v1.MartianStatic.ExplicitPathsEntry
+	(*LuaSource)(nil),             // 68: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
-	5,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	21, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
-	1,  // 2: gateway.v1.Snapshot.async_agents:type_name -> gateway.v1.AsyncAgent
-	21, // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
-	2,  // 4: gateway.v1.AsyncAgent.consumer:type_name -> gateway.v1.AsyncConsumer
-	3,  // 5: gateway.v1.AsyncAgent.connection:type_name -> gateway.v1.AsyncConnection
-	4,  // 6: gateway.v1.AsyncAgent.amqp:type_name -> gateway.v1.AMQPConsumer
-	10, // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
-	11, // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
-	12, // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	19, // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	20, // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	34, // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	41, // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	42, // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	40, // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	13, // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	35, // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	7,  // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	6,  // 19: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
-	8,  // 20: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	8,  // 21: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	14, // 22: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	17, // 23: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	17, // 24: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	17, // 25: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	15, // 26: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
-	14, // 27: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
-	16, // 28: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
-	16, // 29: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
-	16, // 30: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
-	18, // 31: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
-	18, // 32: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	9,  // 33: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	26, // 34: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	24, // 35: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	25, // 36: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	29, // 37: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	36, // 38: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	17, // 39: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	16, // 40: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
-	35, // 41: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	32, // 42: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
-	22, // 43: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
-	23, // 44: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
-	23, // 45: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	66, // 46: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	64, // 47: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	25, // 48: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	37, // 49: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	38, // 50: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	39, // 51: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	43, // 52: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	17, // 53: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	16, // 54: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
-	22, // 55: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
-	23, // 56: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	27, // 57: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
-	4,  // 58: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
-	28, // 59: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	33, // 60: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	31, // 61: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	30, // 62: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	31, // 63: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	30, // 64: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	65, // 65: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	59, // 66: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	60, // 67: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	61, // 68: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	62, // 69: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	63, // 70: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	59, // 71: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	51, // 72: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	52, // 73: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	53, // 74: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	54, // 75: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	53, // 76: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	55, // 77: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	56, // 78: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	57, // 79: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	44, // 80: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	53, // 81: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	45, // 82: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	46, // 83: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	47, // 84: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	48, // 85: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	49, // 86: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	50, // 87: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	43, // 88: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 89: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 90: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	43, // 91: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 92: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	43, // 93: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 94: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	43, // 95: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	58, // 96: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	43, // 97: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 98: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	99, // [99:99] is the sub-list for method output_type
-	99, // [99:99] is the sub-list for method input_type
-	99, // [99:99] is the sub-list for extension type_name
-	99, // [99:99] is the sub-list for extension extendee
-	0,  // [0:99] is the sub-list for field type_name
+	5,   // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
+	21,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	1,   // 2: gateway.v1.Snapshot.async_agents:type_name -> gateway.v1.AsyncAgent
+	21,  // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
+	2,   // 4: gateway.v1.AsyncAgent.consumer:type_name -> gateway.v1.AsyncConsumer
+	3,   // 5: gateway.v1.AsyncAgent.connection:type_name -> gateway.v1.AsyncConnection
+	4,   // 6: gateway.v1.AsyncAgent.amqp:type_name -> gateway.v1.AMQPConsumer
+	10,  // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
+	11,  // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
+	12,  // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
+	19,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	20,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	34,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	41,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	42,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	40,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	13,  // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
+	35,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	7,   // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	6,   // 19: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
+	8,   // 20: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	8,   // 21: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	14,  // 22: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	17,  // 23: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	17,  // 24: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	17,  // 25: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	15,  // 26: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
+	14,  // 27: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
+	16,  // 28: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
+	16,  // 29: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
+	16,  // 30: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
+	18,  // 31: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
+	18,  // 32: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	9,   // 33: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	26,  // 34: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	24,  // 35: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	25,  // 36: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	29,  // 37: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	36,  // 38: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	17,  // 39: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	16,  // 40: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
+	35,  // 41: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	32,  // 42: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	22,  // 43: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
+	23,  // 44: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	23,  // 45: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	68,  // 46: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	65,  // 47: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	25,  // 48: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	37,  // 49: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	38,  // 50: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	39,  // 51: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	43,  // 52: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	17,  // 53: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	16,  // 54: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
+	22,  // 55: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
+	23,  // 56: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	27,  // 57: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	4,   // 58: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
+	28,  // 59: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	33,  // 60: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	31,  // 61: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	30,  // 62: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	31,  // 63: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	30,  // 64: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	66,  // 65: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	60,  // 66: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	61,  // 67: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	62,  // 68: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	63,  // 69: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	64,  // 70: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	60,  // 71: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	52,  // 72: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	53,  // 73: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	54,  // 74: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	55,  // 75: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	54,  // 76: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	56,  // 77: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	57,  // 78: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	58,  // 79: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	45,  // 80: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	54,  // 81: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	46,  // 82: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	47,  // 83: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	48,  // 84: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	49,  // 85: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	50,  // 86: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	51,  // 87: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	44,  // 88: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
+	67,  // 89: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
+	43,  // 90: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 91: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 92: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	43,  // 93: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 94: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	43,  // 95: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 96: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	43,  // 97: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	59,  // 98: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	43,  // 99: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 100: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	101, // [101:101] is the sub-list for method output_type
+	101, // [101:101] is the sub-list for method input_type
+	101, // [101:101] is the sub-list for extension type_name
+	101, // [101:101] is the sub-list for extension extendee
+	0,   // [0:101] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -7084,6 +7171,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		(*MartianModifier_UrlFilter)(nil),
 		(*MartianModifier_UrlRegexFilter)(nil),
 		(*MartianModifier_Verifier)(nil),
+		(*MartianModifier_StaticModifier)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -7091,7 +7179,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   66,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
