@@ -102,6 +102,7 @@ func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		Limiter:         guard.limiter,
 		CEL:             checks,
 		CELParams:       celParamNames(params),
+		GraphQL:         graphQLConfig(be.GetGraphql()), // the published body, as KrakenD's middleware makes it
 		Trace:           b.backendTrace(e, be),
 		Stats:           b.backendStats(be),
 	})
