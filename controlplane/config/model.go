@@ -485,4 +485,8 @@ type Martian struct {
 	// port.Modifier, port.Filter.
 	Port                     int64
 	DefaultForScheme, Remove bool
+	// static.Modifier: a directory of the edge's disk and request paths
+	// mapped to files under it.
+	RootPath      string
+	ExplicitPaths map[string]string
 }

@@ -408,6 +408,12 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 					"accepted but has no effect on an AMQP backend: KrakenD applies it to the HTTP client, which an AMQP backend does not use")
 			}
 		}
+		// KrakenD's GraphQL middleware wraps the backend proxy, so a
+		// producer publishes the GraphQL request; a consumer sends nothing.
+		if b.ExtraConfig.AMQPConsumer != nil && b.ExtraConfig.GraphQL != nil {
+			v.s.warnings.add(x.key("backend/graphql"), KindNoEffect,
+				"accepted but has no effect on an AMQP consumer: it sends no request (on a producer the GraphQL request is what is published)")
+		}
 	}
 	dns := !amqp && v.sdDNS(p, b)
 	for i, h := range b.Host {

@@ -303,6 +303,9 @@ func appendPings(b []byte, pings map[string]time.Time) []byte {
 // Server serves HTTP from the current plan. Swap, Current and Addr are safe
 // for concurrent use; Serve runs once. A Server must not be copied.
 type Server struct {
+	// answered and serverErrors count responses (Counters).
+	answered, serverErrors paddedCounter
+
 	cfg       Config
 	log       zerolog.Logger
 	baseLevel zerolog.Level
@@ -793,16 +796,43 @@ func (s *Server) drainContext() (context.Context, context.CancelFunc) {
 // handle serves one request from the state current when it starts and
 // writes its access-log line.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if c, ok := ctx.Conn().(*h2cConn); ok && c.b.upgrade(ctx) {
+		return // HTTP/1.1 "Upgrade: h2c": answered as HTTP/2 stream 1
+	}
 	st := s.cur.Load()
 	if st.access == nil {
 		s.serve(ctx, st, nil)
+		s.count(ctx)
 		return
 	}
 	e := st.access.Start(ctx.Path(), time.Now())
 	s.serve(ctx, st, e)
+	s.count(ctx)
 	if e != nil {
 		finishAccess(ctx, e)
 	}
+}
+
+// count adds the answered request to the counters the edge reports on its
+// control-plane stream (a canary is halted on their rate).
+func (s *Server) count(ctx *fasthttp.RequestCtx) {
+	s.answered.n.Add(1)
+	if ctx.Response.StatusCode() >= 500 {
+		s.serverErrors.n.Add(1)
+	}
+}
+
+// Counters returns the responses served since the server started and how
+// many of them had a 5xx status.
+func (s *Server) Counters() (requests, errors uint64) {
+	return s.answered.n.Load(), s.serverErrors.n.Load()
+}
+
+// paddedCounter keeps a counter every request bumps on its own cache line.
+type paddedCounter struct {
+	_ [64]byte
+	n atomic.Uint64
+	_ [56]byte
 }
 
 // finishAccess completes e from the answered request and writes it.

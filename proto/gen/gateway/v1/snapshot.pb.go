@@ -4826,6 +4826,7 @@ type MartianModifier struct {
 	//	*MartianModifier_UrlFilter
 	//	*MartianModifier_UrlRegexFilter
 	//	*MartianModifier_Verifier
+	//	*MartianModifier_StaticModifier
 	Kind          isMartianModifier_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -5073,6 +5074,15 @@ func (x *MartianModifier) GetVerifier() *MartianVerifier {
 	return nil
 }
 
+func (x *MartianModifier) GetStaticModifier() *MartianStatic {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_StaticModifier); ok {
+			return x.StaticModifier
+		}
+	}
+	return nil
+}
+
 type isMartianModifier_Kind interface {
 	isMartianModifier_Kind()
 }
@@ -5180,6 +5190,14 @@ type MartianModifier_Verifier struct {
 	Verifier *MartianVerifier `protobuf:"bytes,167,opt,name=verifier,proto3,oneof"`
 }
 
+type MartianModifier_StaticModifier struct {
+	// static_modifier is static.Modifier: the backend call is answered
+	// from a file under root_path on the edge's own disk (request scope:
+	// the backend is not called; response scope: the file replaces the
+	// body).
+	StaticModifier *MartianStatic `protobuf:"bytes,168,opt,name=static_modifier,json=staticModifier,proto3,oneof"`
+}
+
 func (*MartianModifier_HeaderModifier) isMartianModifier_Kind() {}
 
 func (*MartianModifier_HeaderBlacklist) isMartianModifier_Kind() {}
@@ -5224,6 +5242,64 @@ func (*MartianModifier_UrlRegexFilter) isMartianModifier_Kind() {}
 
 func (*MartianModifier_Verifier) isMartianModifier_Kind() {}
 
+func (*MartianModifier_StaticModifier) isMartianModifier_Kind() {}
+
+// MartianStatic is static.Modifier. root_path is a directory of the edge's
+// disk (relative: to the edge's working directory); the file served is
+// root_path joined with the cleaned backend request path, or with
+// explicit_paths[path] when the path is a key.
+type MartianStatic struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RootPath      string                 `protobuf:"bytes,1,opt,name=root_path,json=rootPath,proto3" json:"root_path,omitempty"`
+	ExplicitPaths map[string]string      `protobuf:"bytes,2,rep,name=explicit_paths,json=explicitPaths,proto3" json:"explicit_paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianStatic) Reset() {
+	*x = MartianStatic{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianStatic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianStatic) ProtoMessage() {}
+
+func (x *MartianStatic) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianStatic.ProtoReflect.Descriptor instead.
+func (*MartianStatic) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *MartianStatic) GetRootPath() string {
+	if x != nil {
+		return x.RootPath
+	}
+	return ""
+}
+
+func (x *MartianStatic) GetExplicitPaths() map[string]string {
+	if x != nil {
+		return x.ExplicitPaths
+	}
+	return nil
+}
+
 // MartianCookie is an http.Cookie as cookie.Modifier reads it. expires is
 // RFC 3339 ("" unset).
 type MartianCookie struct {
@@ -5242,7 +5318,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5254,7 +5330,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5267,7 +5343,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -5336,7 +5412,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5348,7 +5424,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5361,7 +5437,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -5385,7 +5461,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5397,7 +5473,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5410,7 +5486,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -5446,7 +5522,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5458,7 +5534,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5471,7 +5547,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -5505,7 +5581,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5517,7 +5593,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5530,7 +5606,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -5588,7 +5664,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5600,7 +5676,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5613,7 +5689,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -5647,7 +5723,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5659,7 +5735,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5672,7 +5748,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -5694,7 +5770,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5706,7 +5782,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5719,7 +5795,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -5747,7 +5823,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5759,7 +5835,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5772,7 +5848,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -5795,7 +5871,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5807,7 +5883,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5820,7 +5896,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -5864,7 +5940,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5876,7 +5952,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5889,7 +5965,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -5927,7 +6003,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5939,7 +6015,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5952,7 +6028,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -5994,7 +6070,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6006,7 +6082,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6019,7 +6095,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -6040,7 +6116,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6052,7 +6128,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6065,7 +6141,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -6086,7 +6162,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6098,7 +6174,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6111,7 +6187,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -6139,7 +6215,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6151,7 +6227,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6164,7 +6240,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -6191,7 +6267,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6203,7 +6279,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6216,7 +6292,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -6237,7 +6313,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6249,7 +6325,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6262,7 +6338,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -6290,7 +6366,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6302,7 +6378,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6315,7 +6391,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -6343,7 +6419,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6355,7 +6431,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6368,7 +6444,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -6869,7 +6945,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eis_development\x18\x10 \x01(\bR\risDevelopment\x1aB\n" +
 	"\x14SslProxyHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd8\f\n" +
 	"\x0fMartianModifier\x12\x14\n" +
 	"\x05scope\x18\x01 \x03(\tR\x05scope\x12D\n" +
 	"\x0fheader_modifier\x18\x02 \x01(\v2\x19.gateway.v1.MartianHeaderH\x00R\x0eheaderModifier\x12J\n" +
@@ -6898,8 +6974,15 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"url_filter\x18\xa5\x01 \x01(\v2\x1c.gateway.v1.MartianURLFilterH\x00R\turlFilter\x12N\n" +
 	"\x10url_regex_filter\x18\xa6\x01 \x01(\v2!.gateway.v1.MartianURLRegexFilterH\x00R\x0eurlRegexFilter\x12:\n" +
-	"\bverifier\x18\xa7\x01 \x01(\v2\x1b.gateway.v1.MartianVerifierH\x00R\bverifierB\x06\n" +
-	"\x04kind\"\xcd\x01\n" +
+	"\bverifier\x18\xa7\x01 \x01(\v2\x1b.gateway.v1.MartianVerifierH\x00R\bverifier\x12E\n" +
+	"\x0fstatic_modifier\x18\xa8\x01 \x01(\v2\x19.gateway.v1.MartianStaticH\x00R\x0estaticModifierB\x06\n" +
+	"\x04kind\"\xc3\x01\n" +
+	"\rMartianStatic\x12\x1b\n" +
+	"\troot_path\x18\x01 \x01(\tR\brootPath\x12S\n" +
+	"\x0eexplicit_paths\x18\x02 \x03(\v2,.gateway.v1.MartianStatic.ExplicitPathsEntryR\rexplicitPaths\x1a@\n" +
+	"\x12ExplicitPathsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcd\x01\n" +
 	"\rMartianCookie\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x12\n" +
@@ -6987,7 +7070,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
 	(*AsyncAgent)(nil),            // 1: gateway.v1.AsyncAgent
@@ -7034,29 +7117,31 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*CORS)(nil),                  // 42: gateway.v1.CORS
 	(*SecurityHTTP)(nil),          // 43: gateway.v1.SecurityHTTP
 	(*MartianModifier)(nil),       // 44: gateway.v1.MartianModifier
-	(*MartianCookie)(nil),         // 45: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 46: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 47: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 48: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 49: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 50: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 51: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 52: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 53: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 54: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 55: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 56: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 57: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 58: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 59: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 60: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 61: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 62: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 63: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 64: gateway.v1.MartianGroup
-	nil,                           // 65: gateway.v1.Backend.MappingEntry
-	nil,                           // 66: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	(*LuaSource)(nil),             // 67: gateway.v1.LuaSource
+	(*MartianStatic)(nil),         // 45: gateway.v1.MartianStatic
+	(*MartianCookie)(nil),         // 46: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 47: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 48: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 49: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 50: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 51: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 52: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 53: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 54: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 55: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 56: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 57: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 58: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 59: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 60: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 61: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 62: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 63: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 64: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 65: gateway.v1.MartianGroup
+	nil,                           // 66: gateway.v1.Backend.MappingEntry
+	nil,                           // 67: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	nil,                           // 68: gateway.v1.MartianStatic.ExplicitPathsEntry
+	(*LuaSource)(nil),             // 69: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	5,   // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -7106,8 +7191,8 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	23,  // 44: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
 	24,  // 45: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
 	24,  // 46: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	67,  // 47: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	65,  // 48: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	69,  // 47: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	66,  // 48: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
 	26,  // 49: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
 	38,  // 50: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
 	39,  // 51: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
@@ -7125,45 +7210,47 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	31,  // 63: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
 	32,  // 64: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
 	31,  // 65: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	66,  // 66: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	60,  // 67: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	61,  // 68: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	62,  // 69: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	63,  // 70: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	64,  // 71: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	60,  // 72: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	52,  // 73: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	53,  // 74: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	54,  // 75: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	55,  // 76: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	54,  // 77: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	56,  // 78: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	57,  // 79: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	58,  // 80: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	45,  // 81: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	54,  // 82: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	46,  // 83: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	47,  // 84: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	48,  // 85: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	49,  // 86: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	50,  // 87: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	51,  // 88: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	44,  // 89: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 90: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 91: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	44,  // 92: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 93: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	44,  // 94: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 95: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	44,  // 96: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	59,  // 97: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	44,  // 98: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 99: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	100, // [100:100] is the sub-list for method output_type
-	100, // [100:100] is the sub-list for method input_type
-	100, // [100:100] is the sub-list for extension type_name
-	100, // [100:100] is the sub-list for extension extendee
-	0,   // [0:100] is the sub-list for field type_name
+	67,  // 66: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	61,  // 67: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	62,  // 68: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	63,  // 69: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	64,  // 70: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	65,  // 71: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	61,  // 72: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	53,  // 73: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	54,  // 74: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	55,  // 75: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	56,  // 76: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	55,  // 77: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	57,  // 78: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	58,  // 79: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	59,  // 80: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	46,  // 81: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	55,  // 82: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	47,  // 83: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	48,  // 84: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	49,  // 85: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	50,  // 86: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	51,  // 87: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	52,  // 88: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	45,  // 89: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
+	68,  // 90: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
+	44,  // 91: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 92: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 93: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	44,  // 94: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 95: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	44,  // 96: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 97: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	44,  // 98: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	60,  // 99: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	44,  // 100: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 101: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	102, // [102:102] is the sub-list for method output_type
+	102, // [102:102] is the sub-list for method input_type
+	102, // [102:102] is the sub-list for extension type_name
+	102, // [102:102] is the sub-list for extension extendee
+	0,   // [0:102] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -7195,6 +7282,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		(*MartianModifier_UrlFilter)(nil),
 		(*MartianModifier_UrlRegexFilter)(nil),
 		(*MartianModifier_Verifier)(nil),
+		(*MartianModifier_StaticModifier)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -7202,7 +7290,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   67,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
