@@ -43,7 +43,7 @@ func TestWriteRequest(t *testing.T) {
 		Time: time.Unix(1700000000, 5e8),
 		Counters: map[string]int64{
 			"krakend.proxy.requests.layer.pipe.name./a b,c.complete.true.error.false": 7,
-			"krakend.router.response./a b,c.status.200.count":                        7,
+			"krakend.router.response./a b,c.status.200.count":                         7,
 			"krakend.router.connected-total":                                          9,
 		},
 		Gauges: map[string]int64{"krakend.service.runtime.NumGoroutine": 12},
@@ -80,12 +80,12 @@ func TestWriteRequest(t *testing.T) {
 		t.Errorf("auth %q %q %v, user agent %q", u, p, ok, req.UserAgent())
 	}
 	for _, want := range []string{
-		`requests,complete=true,error=false,host=`+host+`,layer=pipe,name=/a\ b\,c count=7i,total=7i 1700000000` + "\n",
-		`responses,host=`+host+`,name=/a\ b\,c,status=200 count=7i,total=7i 1700000000` + "\n",
-		`router,direction=in,host=`+host+` current=0i,total=9i 1700000000` + "\n",
-		`router,direction=in,host=`+host+` gauge=0i 1700000000` + "\n",
-		`runtime,host=`+host+` NumGoroutine=12i 1700000000` + "\n",
-		`requests,complete=true,error=false,host=`+host+`,layer=pipe,name=/a\ b\,c max=30i,mean=20i,min=10i,p0.1=10,p0.25=10,p0.5=20,p0.75=30,p0.9=30,p0.95=30,p0.99=30,stddev=8i,variance=66i 1700000000` + "\n",
+		`requests,complete=true,error=false,host=` + host + `,layer=pipe,name=/a\ b\,c count=7i,total=7i 1700000000` + "\n",
+		`responses,host=` + host + `,name=/a\ b\,c,status=200 count=7i,total=7i 1700000000` + "\n",
+		`router,direction=in,host=` + host + ` current=0i,total=9i 1700000000` + "\n",
+		`router,direction=in,host=` + host + ` gauge=0i 1700000000` + "\n",
+		`runtime,host=` + host + ` NumGoroutine=12i 1700000000` + "\n",
+		`requests,complete=true,error=false,host=` + host + `,layer=pipe,name=/a\ b\,c max=30i,mean=20i,min=10i,p0.1=10,p0.25=10,p0.5=20,p0.75=30,p0.9=30,p0.95=30,p0.99=30,stddev=8i,variance=66i 1700000000` + "\n",
 	} {
 		if !strings.Contains(bodies[0], want) {
 			t.Errorf("first write lacks %q:\n%s", want, bodies[0])
