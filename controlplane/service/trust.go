@@ -70,7 +70,6 @@ const (
 func SyncServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(SyncMaxRecvBytes),
-		grpc.SharedWriteBuffer(true),
 		grpc.InitialWindowSize(syncWindow),
 		grpc.InitialConnWindowSize(syncWindow),
 	}

@@ -62,18 +62,17 @@ func main() {
 
 // controlPlane is the gw-controlplane process under test.
 type controlPlane struct {
-	bin, dir                   string
-	flags                      []string
-	admin, sync, metrics       string
-	cmd                        *exec.Cmd
-	exited                     chan error
-	token                      string
-	log                        *os.File
-	adminConn                  *grpc.ClientConn
-	adminClient                gatewayv1.AdminServiceClient
-	authCtx                    context.Context
-	pushes, nextRevocation     int
-	lastVersion, lastRevokeSeq uint64
+	bin, dir               string
+	flags                  []string
+	admin, sync, metrics   string
+	cmd                    *exec.Cmd
+	exited                 chan error
+	token                  string
+	log                    *os.File
+	adminConn              *grpc.ClientConn
+	adminClient            gatewayv1.AdminServiceClient
+	authCtx                context.Context
+	pushes, nextRevocation int
 }
 
 func freeAddr() (string, error) {

@@ -57,8 +57,7 @@ func runSim(syncAddr string, n int) error {
 		// sees.
 		cc, err := grpc.NewClient("passthrough:///"+syncAddr, append(watch.TransportDialOptions(),
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithReadBufferSize(4<<10), grpc.WithWriteBufferSize(4<<10),
-			grpc.WithSharedWriteBuffer(true))...)
+			grpc.WithReadBufferSize(4<<10), grpc.WithWriteBufferSize(4<<10))...)
 		if err != nil {
 			return err
 		}
