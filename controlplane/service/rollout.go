@@ -227,16 +227,7 @@ func (s *Service) rolloutStatus() *gatewayv1.Rollout {
 
 // rolloutChecks runs checkRollout every interval until ctx is done.
 func (s *Service) rolloutChecks(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			s.checkRollout(ctx, now)
-		}
-	}
+	every(ctx, interval, func(now time.Time) { s.checkRollout(ctx, now) })
 }
 
 // checkRollout halts a canary that a canary edge NACKed or whose error rate

@@ -296,6 +296,14 @@ func New(cfg Config) (*Service, error) {
 // period, and chunks of commits that never happened (etcd), every
 // interval, until ctx is done.
 func (s *Service) housekeeping(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func(now time.Time) {
+		s.compactRevocations(ctx, now)
+		s.collectOrphanChunks(ctx)
+	})
+}
+
+// every calls f with the tick's time every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, f func(now time.Time)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -303,7 +311,7 @@ func (s *Service) housekeeping(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			s.compactRevocations(ctx, now)
+			f(now)
 		}
 	}
 }
@@ -322,6 +330,11 @@ func (s *Service) compactRevocations(ctx context.Context, now time.Time) {
 	}
 	// Also when nothing was removed here: another replica may have compacted.
 	s.revHub.trimBelow(res.CompactedSeq)
+}
+
+// collectOrphanChunks deletes content chunks whose commit never happened,
+// on stores that chunk content (etcd).
+func (s *Service) collectOrphanChunks(ctx context.Context) {
 	if cc, ok := s.store.(store.ChunkCollector); ok {
 		n, err := cc.CollectOrphanChunks(ctx)
 		if err != nil && ctx.Err() == nil && !isClosed(err) {
