@@ -162,7 +162,8 @@ type endpoint struct {
 	// (router and proxy layers); nil: not counted.
 	routeStats *stats.Route
 	pipeStats  *stats.Layer
-	proxySpan  string // "proxy <route>"
+	proxySpan  string // "proxy <route>" ("pipe-<route>" with telemetry/opencensus)
+	serverSpan string // the server span's name once routed
 
 	jwt     *auth.Validator       // auth/validator, nil for a public endpoint
 	signer  *auth.Signer          // auth/signer, nil without
@@ -427,7 +428,7 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	in.Reset(&ctx.Request, &st.params)
 	if st.trace.Traced() {
 		in.Trace = &st.trace
-		st.trace.SetRoute(ep.name, ep.route)
+		st.trace.SetRoute(ep.serverSpan, ep.route)
 	}
 	in.ClientIP = p.clientIP.Append(in.ClientIP[:0], ctx.RemoteIP(), &ctx.Request.Header)
 	if e := st.log; e != nil {
