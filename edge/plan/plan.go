@@ -300,7 +300,7 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 			return
 		}
 		start := time.Now()
-		p.stats.Connection()
+		p.stats.Connection(ctx.TLSConnectionState())
 		p.serveEndpoint(ctx, ep, st)
 		ep.routeStats.Observe(ctx.Response.StatusCode(), len(ctx.Response.Body()), start)
 		p.stats.Disconnection()
