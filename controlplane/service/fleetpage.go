@@ -179,7 +179,7 @@ func (s *Service) fleetPageData(ctx context.Context, now time.Time) (*fleetPage,
 	if latest != nil {
 		d.Current = versionInfo(latest)
 	}
-	edges := s.fleet.list(s.hub.want)
+	edges := s.fleetList()
 	d.Total = len(edges)
 	total := map[string]int{}
 	var cur *regionView
