@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +86,16 @@ func TestFleetAcrossReplicas(t *testing.T) {
 	}
 	if x := edgeOf(st, "edge-a"); x.GetReportedUnixMs() == 0 || !x.GetConnected() || x.GetConnectedSinceUnixMs() == 0 {
 		t.Errorf("edge-a as seen from r1: %v", x)
+	}
+
+	// The fleet page of either lists both, with the replicas.
+	page := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	a.svc.FleetPageHandler(a.auth).ServeHTTP(page, req)
+	if body := page.Body.String(); page.Code != http.StatusOK || !strings.Contains(body, `data-node="edge-b"`) ||
+		!strings.Contains(body, `id="replicas"`) || !strings.Contains(body, "<b>r1</b>") {
+		t.Errorf("fleet page of r0: %d\n%s", page.Code, body)
 	}
 
 	// A NACK on one replica is seen by the other.
