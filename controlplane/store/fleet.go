@@ -12,6 +12,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/apigw/gateway/internal/pause"
 )
 
 // FleetBoard is implemented by stores that several control-plane replicas
@@ -250,7 +252,7 @@ func (f *etcdFleet) follow(ctx context.Context) {
 				return
 			}
 			f.s.log.Warn().Err(err).Dur("retry_in", delay).Msg("etcd: fleet read failed")
-			if !sleepCtx(ctx, delay) {
+			if !pause.For(ctx, delay) {
 				return
 			}
 			delay = min(2*delay, 5*time.Second)
@@ -262,7 +264,7 @@ func (f *etcdFleet) follow(ctx context.Context) {
 		}
 		if f.watch(ctx, resp.Header.Revision) {
 			delay = 100 * time.Millisecond
-		} else if !sleepCtx(ctx, delay) {
+		} else if !pause.For(ctx, delay) {
 			return
 		}
 	}
