@@ -536,6 +536,11 @@ type Service struct {
 	// bot_detector is the service-level `security/bot-detector`: checked for
 	// every request before routing (unknown paths too), as KrakenD does.
 	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	// lua_endpoint is the service-level `modifier/lua-endpoint`: pre runs on
+	// every request that reaches a handler (routes, 404, 405; not redirects),
+	// after security/http and before the service bot detector, as KrakenD's
+	// gin middleware.
+	LuaEndpoint *LuaScript `protobuf:"bytes,110,opt,name=lua_endpoint,json=luaEndpoint,proto3" json:"lua_endpoint,omitempty"`
 	// tls is the service's `tls` block when enabled: the edge's listener
 	// serves HTTPS. Unset: plain HTTP.
 	Tls *ServerTLS `protobuf:"bytes,17,opt,name=tls,proto3" json:"tls,omitempty"`
@@ -694,6 +699,13 @@ func (x *Service) GetOpentelemetry() *OpenTelemetry {
 func (x *Service) GetBotDetector() *BotDetector {
 	if x != nil {
 		return x.BotDetector
+	}
+	return nil
+}
+
+func (x *Service) GetLuaEndpoint() *LuaScript {
+	if x != nil {
+		return x.LuaEndpoint
 	}
 	return nil
 }
@@ -6334,7 +6346,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\frouting_keys\x18\r \x03(\tR\vroutingKeys\x12)\n" +
 	"\x10backoff_strategy\x18\x0e \x01(\tR\x0fbackoffStrategy\x12\x1f\n" +
 	"\vmax_retries\x18\x0f \x01(\x03R\n" +
-	"maxRetries\"\xf3\x06\n" +
+	"maxRetries\"\xad\a\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -6355,7 +6367,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
 	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12?\n" +
 	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12:\n" +
-	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12'\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x128\n" +
+	"\flua_endpoint\x18n \x01(\v2\x15.gateway.v1.LuaScriptR\vluaEndpoint\x12'\n" +
 	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\x12\x11\n" +
 	"\x03h2c\x18\xa0\x01 \x01(\bR\x03h2c\x12%\n" +
 	"\x04gelf\x18\x8d\x01 \x01(\v2\x10.gateway.v1.GELFR\x04gelf\"?\n" +
@@ -6949,110 +6962,111 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*LuaSource)(nil),             // 66: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
-	5,  // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	21, // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
-	1,  // 2: gateway.v1.Snapshot.async_agents:type_name -> gateway.v1.AsyncAgent
-	21, // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
-	2,  // 4: gateway.v1.AsyncAgent.consumer:type_name -> gateway.v1.AsyncConsumer
-	3,  // 5: gateway.v1.AsyncAgent.connection:type_name -> gateway.v1.AsyncConnection
-	4,  // 6: gateway.v1.AsyncAgent.amqp:type_name -> gateway.v1.AMQPConsumer
-	10, // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
-	11, // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
-	12, // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	19, // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	20, // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	34, // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	41, // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	42, // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	40, // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	13, // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	35, // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	7,  // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	6,  // 19: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
-	8,  // 20: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	8,  // 21: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	14, // 22: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	17, // 23: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	17, // 24: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	17, // 25: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	15, // 26: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
-	14, // 27: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
-	16, // 28: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
-	16, // 29: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
-	16, // 30: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
-	18, // 31: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
-	18, // 32: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	9,  // 33: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	26, // 34: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	24, // 35: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	25, // 36: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	29, // 37: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	36, // 38: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	17, // 39: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	16, // 40: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
-	35, // 41: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	32, // 42: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
-	22, // 43: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
-	23, // 44: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
-	23, // 45: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	66, // 46: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	64, // 47: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	25, // 48: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	37, // 49: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	38, // 50: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	39, // 51: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	43, // 52: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	17, // 53: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	16, // 54: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
-	22, // 55: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
-	23, // 56: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	27, // 57: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
-	4,  // 58: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
-	28, // 59: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	33, // 60: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	31, // 61: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	30, // 62: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	31, // 63: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	30, // 64: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	65, // 65: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	59, // 66: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	60, // 67: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	61, // 68: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	62, // 69: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	63, // 70: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	59, // 71: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	51, // 72: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	52, // 73: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	53, // 74: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	54, // 75: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	53, // 76: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	55, // 77: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	56, // 78: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	57, // 79: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	44, // 80: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	53, // 81: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	45, // 82: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	46, // 83: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	47, // 84: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	48, // 85: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	49, // 86: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	50, // 87: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	43, // 88: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 89: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 90: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	43, // 91: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 92: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	43, // 93: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 94: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	43, // 95: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	58, // 96: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	43, // 97: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	43, // 98: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	99, // [99:99] is the sub-list for method output_type
-	99, // [99:99] is the sub-list for method input_type
-	99, // [99:99] is the sub-list for extension type_name
-	99, // [99:99] is the sub-list for extension extendee
-	0,  // [0:99] is the sub-list for field type_name
+	5,   // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
+	21,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	1,   // 2: gateway.v1.Snapshot.async_agents:type_name -> gateway.v1.AsyncAgent
+	21,  // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
+	2,   // 4: gateway.v1.AsyncAgent.consumer:type_name -> gateway.v1.AsyncConsumer
+	3,   // 5: gateway.v1.AsyncAgent.connection:type_name -> gateway.v1.AsyncConnection
+	4,   // 6: gateway.v1.AsyncAgent.amqp:type_name -> gateway.v1.AMQPConsumer
+	10,  // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
+	11,  // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
+	12,  // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
+	19,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	20,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	34,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	41,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	42,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	40,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	13,  // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
+	35,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	23,  // 18: gateway.v1.Service.lua_endpoint:type_name -> gateway.v1.LuaScript
+	7,   // 19: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	6,   // 20: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
+	8,   // 21: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	8,   // 22: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	14,  // 23: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	17,  // 24: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	17,  // 25: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	17,  // 26: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	15,  // 27: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
+	14,  // 28: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
+	16,  // 29: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
+	16,  // 30: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
+	16,  // 31: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
+	18,  // 32: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
+	18,  // 33: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	9,   // 34: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	26,  // 35: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	24,  // 36: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	25,  // 37: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	29,  // 38: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	36,  // 39: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	17,  // 40: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	16,  // 41: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
+	35,  // 42: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	32,  // 43: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	22,  // 44: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
+	23,  // 45: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	23,  // 46: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	66,  // 47: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	64,  // 48: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	25,  // 49: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	37,  // 50: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	38,  // 51: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	39,  // 52: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	43,  // 53: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	17,  // 54: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	16,  // 55: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
+	22,  // 56: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
+	23,  // 57: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	27,  // 58: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	4,   // 59: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
+	28,  // 60: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	33,  // 61: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	31,  // 62: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	30,  // 63: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	31,  // 64: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	30,  // 65: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	65,  // 66: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	59,  // 67: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	60,  // 68: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	61,  // 69: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	62,  // 70: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	63,  // 71: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	59,  // 72: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	51,  // 73: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	52,  // 74: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	53,  // 75: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	54,  // 76: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	53,  // 77: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	55,  // 78: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	56,  // 79: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	57,  // 80: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	44,  // 81: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	53,  // 82: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	45,  // 83: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	46,  // 84: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	47,  // 85: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	48,  // 86: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	49,  // 87: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	50,  // 88: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	43,  // 89: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 90: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 91: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	43,  // 92: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 93: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	43,  // 94: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 95: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	43,  // 96: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	58,  // 97: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	43,  // 98: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	43,  // 99: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	100, // [100:100] is the sub-list for method output_type
+	100, // [100:100] is the sub-list for method input_type
+	100, // [100:100] is the sub-list for extension type_name
+	100, // [100:100] is the sub-list for extension extendee
+	0,   // [0:100] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
