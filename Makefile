@@ -32,9 +32,14 @@ run: build ## start a control plane, an edge and example backends, push the exam
 	$(GO) build -o $(BIN)/example-backends ./examples/backends
 	./examples/run.sh
 
+# deploy/ is a module of its own (Kubernetes API types, BuildKit's Dockerfile
+# parser): every target that covers the code covers it too.
+DEPLOY_MOD := deploy
+
 .PHONY: test
-test: ## run every test (unit, race-free build; e2e with real processes)
+test: ## run every test (unit, race-free build; e2e with real processes; deploy/'s module)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd $(DEPLOY_MOD) && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: race
 race: ## run every test (unit and the multi-process ones under test/) with the race detector
@@ -97,11 +102,13 @@ lint: $(STATICCHECK) ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	cd $(DEPLOY_MOD) && $(GO) vet ./... && $(abspath $(STATICCHECK)) ./...
 
 .PHONY: tidy-check
-tidy-check: ## fail when go mod tidy would change go.mod or go.sum
+tidy-check: ## fail when go mod tidy would change go.mod or go.sum (also deploy/'s)
 	$(GO) mod tidy
-	git diff --exit-code -- go.mod go.sum
+	cd $(DEPLOY_MOD) && $(GO) mod tidy
+	git diff --exit-code -- go.mod go.sum $(DEPLOY_MOD)/go.mod $(DEPLOY_MOD)/go.sum
 
 .PHONY: verify
 verify: check-generate buf-lint lint race tidy-check ## everything CI checks besides the tests

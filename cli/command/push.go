@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/apigw/gateway/controlplane/config"
@@ -19,7 +20,7 @@ const pollInterval = 100 * time.Millisecond
 
 var pushCommand = subcommand{
 	name:    "push",
-	args:    "FILE [--wait] [--timeout D] [--author A] [--strict]",
+	args:    "FILE [--canary REGION[,REGION] [--soak D] [--max-error-rate R]] [--wait] [--timeout D] [--author A] [--strict]",
 	summary: "validate FILE and store it as a new version (identical content keeps the current version)",
 	remote:  true,
 	run:     runPush,
@@ -55,12 +56,27 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	w.register(fs)
 	author := fs.String("author", c.defaultAuthor(), "author recorded with the version")
 	strict := fs.Bool("strict", false, "refuse to push a configuration with warnings (they are listed as violations)")
+	canary := fs.String("canary", "", "stage the version: only edges of these regions (comma-separated) get it until gwctl promote; --wait then waits for them only")
+	soak := fs.Duration("soak", 0, "with --canary, promote by itself after this long unless halted (0: only gwctl promote)")
+	maxErr := fs.Float64("max-error-rate", 0, "with --canary, halt (the canaries go back to the stable version) when the canary edges' share of 5xx responses on it exceeds this, 0 < R <= 1 (0: no check); a NACK always halts")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return helpOK(err)
 	}
 	if err := w.apply(fs, c); err != nil {
 		return err
+	}
+	regions, err := parseRegions(*canary)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(regions) == 0 && (*soak != 0 || *maxErr != 0):
+		return exitf(ExitUsage, "--soak and --max-error-rate need --canary")
+	case *soak < 0:
+		return exitf(ExitUsage, "--soak: must not be negative, got %s", *soak)
+	case !(*maxErr >= 0 && *maxErr <= 1):
+		return exitf(ExitUsage, "--max-error-rate: must be between 0 and 1, got %v", *maxErr)
 	}
 	src, err := c.readSource(pos[0])
 	if err != nil {
@@ -83,7 +99,9 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer a.close()
-	resp, err := call(ctx, a, "push", gatewayv1.AdminServiceClient.Push, &gatewayv1.PushRequest{Source: src, Author: *author})
+	resp, err := call(ctx, a, "push", gatewayv1.AdminServiceClient.Push, &gatewayv1.PushRequest{
+		Source: src, Author: *author, CanaryRegions: regions, SoakMs: soak.Milliseconds(), MaxErrorRate: *maxErr,
+	})
 	if err != nil {
 		return err
 	}
@@ -93,11 +111,12 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	} else {
 		fmt.Fprintf(c.stdout, "unchanged: version %d (sha256 %s)\n", v.GetVersion(), v.GetSha256())
 	}
+	renderRollout(c.stdout, resp.GetRollout(), c.env.now())
 	c.printWarnings(resp.GetWarnings())
 	if !w.wait {
 		return nil
 	}
-	return a.waitFleet(ctx, "push", v, w.timeout)
+	return a.waitFleet(ctx, "push", v, resp.GetRollout().GetRegions(), w.timeout)
 }
 
 // progress is the fleet's state against one version.
@@ -133,13 +152,21 @@ func fleetProgress(edges []*gatewayv1.EdgeStatus, v *gatewayv1.VersionInfo) prog
 	return p
 }
 
-// waitFleet polls Status until every connected edge serves v or refused it,
-// printing "N/M edges on vV" whenever it changes.
-func (a *admin) waitFleet(ctx context.Context, op string, v *gatewayv1.VersionInfo, timeout time.Duration) error {
+// waitFleet polls Status until every connected edge (of regions, when
+// given: a canary) serves v or refused it, printing "N/M edges on vV"
+// whenever it changes.
+func (a *admin) waitFleet(ctx context.Context, op string, v *gatewayv1.VersionInfo, regions []string, timeout time.Duration) error {
 	start := a.c.env.now()
 	var p progress
 	timedOut, err := a.pollFleet(ctx, op, timeout, func(st *gatewayv1.StatusResponse) (string, bool) {
-		p = fleetProgress(st.GetEdges(), v)
+		edges := st.GetEdges()
+		if len(regions) > 0 {
+			// A canary: only its regions get the version.
+			edges = slices.DeleteFunc(slices.Clone(edges), func(e *gatewayv1.EdgeStatus) bool {
+				return !slices.Contains(regions, e.GetRegion())
+			})
+		}
+		p = fleetProgress(edges, v)
 		return fmt.Sprintf("%d/%d edges on v%d", p.on, p.connected, v.GetVersion()), len(p.lagging) == 0
 	})
 	switch {

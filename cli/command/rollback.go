@@ -51,5 +51,5 @@ func runRollback(ctx context.Context, c *cli, args []string) error {
 	if !w.wait {
 		return nil
 	}
-	return a.waitFleet(ctx, "rollback", v, w.timeout)
+	return a.waitFleet(ctx, "rollback", v, nil, w.timeout)
 }

@@ -141,6 +141,8 @@ var subcommands = []subcommand{
 	statusCommand,
 	historyCommand,
 	rollbackCommand,
+	promoteCommand,
+	abortCommand,
 	revokeCommand,
 	revocationsCommand,
 	certsCommand,

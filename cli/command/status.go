@@ -131,6 +131,9 @@ func (c *cli) renderStatus(w io.Writer, resp *gatewayv1.StatusResponse) {
 		fmt.Fprintf(w, "current: version %d (sha256 %s, %d endpoint%s)\n",
 			cur.GetVersion(), shortSHA(cur.GetSha256()), cur.GetEndpoints(), plural(int(cur.GetEndpoints())))
 	}
+	if r := resp.GetRollout(); r != nil && r.GetVersion() == cur.GetVersion() {
+		renderRollout(w, r, now)
+	}
 	if len(edges) == 0 {
 		fmt.Fprintln(w, "no edge has connected since the control plane started")
 		return

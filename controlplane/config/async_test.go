@@ -183,6 +183,22 @@ func TestAMQPBackendHTTPOnlyNamespaces(t *testing.T) {
 	}
 }
 
+// TestAMQPConsumerGraphQL: KrakenD's GraphQL middleware wraps the backend
+// proxy; a consumer sends no request, so there it is warned (a producer
+// publishes the GraphQL request and is not warned).
+func TestAMQPConsumerGraphQL(t *testing.T) {
+	t.Parallel()
+	const gql = `"backend/graphql": {"type": "query", "query": "{ a }"}`
+	got := warningsOf(t, conf("", `{"endpoint": "/c", "backend": [{"host": ["amqp://h/"], "url_pattern": "/x", "extra_config": {"backend/amqp/consumer": {"name": "q", "exchange": "e"}, `+gql+`}}]}`))
+	want := []pair{{`endpoints[0].backend[0].extra_config["backend/graphql"]`, KindNoEffect}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("consumer warnings (-want +got):\n%s", diff)
+	}
+	if got := warningsOf(t, conf("", `{"endpoint": "/p", "backend": [{"host": ["amqp://h/"], "url_pattern": "/x", "extra_config": {"backend/amqp/producer": {"exchange": "e"}, `+gql+`}}]}`)); len(got) != 0 {
+		t.Errorf("producer warnings %v, want none", got)
+	}
+}
+
 func TestAMQPProducerSnapshot(t *testing.T) {
 	t.Parallel()
 	snap := compileDoc(t, conf("", producerEP("/p/{topic}/{id}", "amqp://guest:guest@127.0.0.1:5672/",

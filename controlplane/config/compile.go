@@ -137,6 +137,10 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 		out.Logging.Logstash = true
 		features[feature.TelemetryLogstash] = true
 	}
+	if i := s.ExtraConfig.Influx; i != nil && s.ExtraConfig.Metrics != nil {
+		out.Influx = compileInflux(i)
+		features[feature.TelemetryInflux] = true
+	}
 	if g := s.ExtraConfig.GELF; g != nil {
 		out.Gelf = compileGELF(g)
 		features[feature.TelemetryGELF] = true

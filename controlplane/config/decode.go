@@ -106,6 +106,10 @@ func decode(filename string, content []byte, env []string, origin func(line, col
 		d.ws.add(path("extra_config").key("telemetry/logstash"), KindNoEffect,
 			"accepted but has no effect: krakend-logstash formats telemetry/logging's output, and there is no telemetry/logging")
 	}
+	if s != nil && s.ExtraConfig.Influx != nil && s.ExtraConfig.Metrics == nil {
+		d.ws.add(path("extra_config").key("telemetry/influx"), KindNoEffect,
+			"accepted but has no effect: krakend-influx sends telemetry/metrics' snapshot, and there is no telemetry/metrics")
+	}
 	s.positions = d.positions
 	s.warnings = d.ws
 	return s, d.vs.list

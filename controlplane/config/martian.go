@@ -2,7 +2,9 @@ package config
 
 import (
 	"encoding/base64"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,8 +13,9 @@ import (
 
 // The backend-level `modifier/martian` namespace: google/martian's JSON DSL,
 // where every modifier is an object with one key, its type. We implement
-// every modifier KrakenD CE registers but its static.Modifier (refused, see
-// martianMissing); the verifiers are accepted and warned (no effect).
+// every modifier KrakenD CE registers; the verifiers are accepted and warned
+// (no effect). static.Modifier's rootPath is a directory of the edge's disk:
+// the control plane never reads it.
 
 const (
 	martianHeader      = "header.Modifier"
@@ -40,6 +43,7 @@ const (
 	martianQSVerify    = "querystring.Verifier"
 	martianStatVerify  = "status.Verifier"
 	martianURLVerify   = "url.Verifier"
+	martianStatic      = "static.Modifier"
 
 	scopeRequest  = "request"
 	scopeResponse = "response"
@@ -48,14 +52,11 @@ const (
 var (
 	martianTypes = []string{martianBody, martianCookieFilt, martianCookie, martianFifo, martianAppend, martianBlacklist,
 		martianCopy, martianHdrFilter, martianID, martianHeader, martianRegexFilter, martianHdrVerify, martianPortFilter,
-		martianPort, martianPriority, martianQSFilter, martianQueryString, martianQSVerify, martianStash, martianStatus,
+		martianPort, martianPriority, martianQSFilter, martianQueryString, martianQSVerify, martianStash, martianStatic, martianStatus,
 		martianStatVerify, martianURLFilter, martianURL, martianURLRegex, martianURLVerify}
 	// martianVerifiers are accepted and warned: KrakenD registers them but
 	// never reads what they record.
 	martianVerifiers = []string{martianHdrVerify, martianQSVerify, martianStatVerify, martianURLVerify}
-	// martianMissing are the modifiers KrakenD CE 2.12 registers that the
-	// edge does not implement.
-	martianMissing = map[string]bool{"static.Modifier": true}
 	// martianRequestOnly implement martian's RequestModifier only: their
 	// default scope is the request, and a response scope is an error.
 	martianRequestOnly = []string{martianQueryString, martianID, martianURL, martianPort}
@@ -79,11 +80,7 @@ func (d *decoder) martian(n *node, p path) *Martian {
 	m := members[0]
 	mp := p.key(m.key)
 	if !oneOf(m.key, martianTypes) {
-		what := "not a martian modifier KrakenD CE registers"
-		if martianMissing[m.key] {
-			what = "registered by KrakenD CE but not implemented by this gateway (it serves files of the gateway's disk into responses)"
-		}
-		d.vs.add(mp, KindUnsupported, "martian modifier %q is %s; supported: %s", m.key, what, strings.Join(martianTypes, ", "))
+		d.vs.add(mp, KindUnsupported, "martian modifier %q is not a martian modifier KrakenD CE registers; supported: %s", m.key, strings.Join(martianTypes, ", "))
 		return nil
 	}
 	if !d.want(m.val, mp, typeObject) {
@@ -176,6 +173,9 @@ func (d *decoder) martian(n *node, p path) *Martian {
 		fields["host"] = d.str(&x.Host)
 		fields["path"] = d.str(&x.Path)
 		fields["query"] = d.str(&x.Query)
+	case martianStatic:
+		fields["rootPath"] = d.str(&x.RootPath)
+		fields["explicitPaths"] = d.stringMap(&x.ExplicitPaths)
 	case martianBody:
 		fields["contentType"] = d.str(&x.ContentType)
 		fields["body"] = func(n *node, p path) {
@@ -260,6 +260,8 @@ func (v *validator) martian(p path, m *Martian) {
 		v.headerNames(tp.field("names"), m.Names, false)
 	case martianBody:
 		v.headerValue(tp.field("contentType"), m.ContentType)
+	case martianStatic:
+		v.martianStatic(tp, m)
 	case martianFifo:
 		mp := tp.field("modifiers")
 		if len(m.Modifiers) == 0 {
@@ -361,6 +363,33 @@ func (v *validator) martian(p path, m *Martian) {
 	}
 }
 
+// martianStatic checks a static.Modifier. Its directory is on the edge's
+// disk, so only its shape is checked here: the edge opens files under it at
+// request time and answers 404 for what is missing.
+func (v *validator) martianStatic(tp path, m *Martian) {
+	if m.RootPath == "" {
+		v.vs.add(tp.field("rootPath"), KindRequired,
+			"rootPath (a directory of the edge's disk) is required: without one martian serves the gateway's working directory, its config included")
+	}
+	ep := tp.field("explicitPaths")
+	keys := make([]string, 0, len(m.ExplicitPaths))
+	for k := range m.ExplicitPaths {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		file := m.ExplicitPaths[k]
+		rel := filepath.Clean(strings.TrimLeft(filepath.FromSlash(file), string(filepath.Separator)))
+		if rel == "." || !filepath.IsLocal(rel) {
+			v.vs.add(ep.key(k), KindInvalid, "%q is not a file under rootPath (the edge serves nothing outside it)", file)
+		}
+		if !strings.HasPrefix(k, "/") || filepath.Clean(k) != k {
+			v.s.warnings.add(ep.key(k), KindNoEffect,
+				"accepted but has no effect: %q never matches, martian looks the cleaned request path up (it starts with / and has no trailing slash or dot segment)", k)
+		}
+	}
+}
+
 // cookieName requires a name net/http's Cookie accepts (a token): Go
 // drops a cookie with any other name.
 func (v *validator) cookieName(p path, name string) {
@@ -447,6 +476,9 @@ func compileMartian(m *Martian) *gatewayv1.MartianModifier {
 			f.Else = compileMartian(m.Else)
 		}
 		out.Kind = &gatewayv1.MartianModifier_UrlRegexFilter{UrlRegexFilter: f}
+	case martianStatic:
+		out.Kind = &gatewayv1.MartianModifier_StaticModifier{StaticModifier: &gatewayv1.MartianStatic{
+			RootPath: m.RootPath, ExplicitPaths: m.ExplicitPaths}}
 	case martianHdrVerify, martianQSVerify, martianStatVerify, martianURLVerify:
 		out.Kind = &gatewayv1.MartianModifier_Verifier{Verifier: &gatewayv1.MartianVerifier{Type: m.Type}}
 	}

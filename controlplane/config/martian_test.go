@@ -35,8 +35,8 @@ func TestValidateMartianRules(t *testing.T) {
 		{"two modifiers", martianDoc(`{"header.Modifier": {"name": "X-A"}, "querystring.Modifier": {"name": "q"}}`),
 			[]pair{{martianRoot, KindInvalid}}},
 		{"not an object", martianDoc(`[]`), []pair{{martianRoot, KindInvalid}}},
-		{"unsupported modifier", martianDoc(`{"static.Modifier": {"rootPath": "/tmp"}}`),
-			[]pair{{martianRoot + `["static.Modifier"]`, KindUnsupported}}},
+		{"unsupported modifier", martianDoc(`{"body.Verifier": {}}`),
+			[]pair{{martianRoot + `["body.Verifier"]`, KindUnsupported}}},
 		{"modifier body not an object", martianDoc(`{"header.Modifier": "X-A: 1"}`),
 			[]pair{{martianRoot + `["header.Modifier"]`, KindInvalid}}},
 		{"unknown field", martianDoc(`{"header.Modifier": {"name": "X-A", "values": ["1"]}}`),
@@ -75,13 +75,14 @@ func TestValidateMartianRules(t *testing.T) {
 		{"errors inside a group", martianDoc(`{"fifo.Group": {"aggregateErrors": "yes", "modifiers": [
 			{"header.Modifier": {"name": "X-A"}},
 			{"header.Modifier": {"value": "1"}},
-			{"static.Modifier": {"rootPath": "c"}},
+			{"static.Modifier": {"explicitPaths": {"/a": "../b"}}},
 			"header.Modifier",
 			{"fifo.Group": {"modifiers": [{"querystring.Modifier": {"scope": ["response"], "name": "q"}}]}}]}}`),
 			[]pair{
 				{group + ".aggregateErrors", KindInvalid},
 				{group + `.modifiers[1]["header.Modifier"].name`, KindRequired},
-				{group + `.modifiers[2]["static.Modifier"]`, KindUnsupported},
+				{group + `.modifiers[2]["static.Modifier"].explicitPaths["/a"]`, KindInvalid},
+				{group + `.modifiers[2]["static.Modifier"].rootPath`, KindRequired},
 				{group + ".modifiers[3]", KindInvalid},
 				{group + `.modifiers[4]["fifo.Group"].modifiers[0]["querystring.Modifier"].scope[0]`, KindInvalid},
 			}},
@@ -201,7 +202,15 @@ func TestValidateMoreMartianRules(t *testing.T) {
 		{"stash response only", martianDoc(`{"stash.Modifier": {"scope": ["response"], "headerName": "X"}}`), []pair{{martianRoot + `["stash.Modifier"].scope`, KindInvalid}}},
 		{"copy without to", martianDoc(`{"header.Copy": {"from": "X"}}`), []pair{{martianRoot + `["header.Copy"].to`, KindRequired}}},
 		{"priority entry without modifier", martianDoc(`{"priority.Group": {"modifiers": [{"priority": 1}]}}`), []pair{{martianRoot + `["priority.Group"].modifiers[0].modifier`, KindRequired}}},
-		{"registered but missing", martianDoc(`{"static.Modifier": {"rootPath": "a"}}`), []pair{{martianRoot + `["static.Modifier"]`, KindUnsupported}}},
+		{"static", martianDoc(`{"static.Modifier": {"rootPath": "a", "explicitPaths": {"/x": "/b/c.json", "/y": "d"}}}`), nil},
+		{"static without rootPath", martianDoc(`{"static.Modifier": {"explicitPaths": {"/x": "b"}}}`), []pair{{martianRoot + `["static.Modifier"].rootPath`, KindRequired}}},
+		{"static file outside rootPath", martianDoc(`{"static.Modifier": {"rootPath": "/srv", "explicitPaths": {"/a": "../etc/passwd", "/b": "x/../../y", "/c": "/", "/d": ""}}}`), []pair{
+			{martianRoot + `["static.Modifier"].explicitPaths["/a"]`, KindInvalid},
+			{martianRoot + `["static.Modifier"].explicitPaths["/b"]`, KindInvalid},
+			{martianRoot + `["static.Modifier"].explicitPaths["/c"]`, KindInvalid},
+			{martianRoot + `["static.Modifier"].explicitPaths["/d"]`, KindInvalid},
+		}},
+		{"static explicitPaths not strings", martianDoc(`{"static.Modifier": {"rootPath": "/srv", "explicitPaths": {"/a": 1}}}`), []pair{{martianRoot + `["static.Modifier"].explicitPaths["/a"]`, KindInvalid}}},
 	})
 }
 

@@ -106,6 +106,8 @@ type ServiceExtra struct {
 	GELF *GELF
 	// Logstash is `telemetry/logstash`.
 	Logstash *Logstash
+	// Influx is `telemetry/influx`.
+	Influx *Influx
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own
@@ -485,4 +487,8 @@ type Martian struct {
 	// port.Modifier, port.Filter.
 	Port                     int64
 	DefaultForScheme, Remove bool
+	// static.Modifier: a directory of the edge's disk and request paths
+	// mapped to files under it.
+	RootPath      string
+	ExplicitPaths map[string]string
 }

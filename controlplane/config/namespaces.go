@@ -34,6 +34,7 @@ var (
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenTelemetry = d.openTelemetry(n, p) }},
 		{"telemetry/gelf", func(d *decoder, n *node, p path, x *ServiceExtra) { x.GELF = d.gelf(n, p) }},
 		{"telemetry/logstash", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Logstash = d.logstash(n, p) }},
+		{"telemetry/influx", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Influx = d.influx(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},
@@ -91,6 +92,10 @@ var namespaceAliases = map[string]string{
 	"github.com/devopsfaith/krakend/transport/http/client/graphql": "backend/graphql",
 	"github_com/devopsfaith/krakend-gologging":                     "telemetry/logging",
 	"github_com/devopsfaith/krakend-metrics":                       "telemetry/metrics",
+	"github_com/devopsfaith/krakend-gelf":                          "telemetry/gelf",
+	"github_com/devopsfaith/krakend-logstash":                      "telemetry/logstash",
+	"github_com/letgoapp/krakend-influx":                           "telemetry/influx",
+	"github_com/devopsfaith/krakend-opencensus":                    "telemetry/opencensus",
 }
 
 // normalizeNamespace returns the v3 name of an extra_config key.

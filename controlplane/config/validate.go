@@ -174,6 +174,9 @@ func (v *validator) service() {
 	if g := s.ExtraConfig.GELF; g != nil {
 		v.gelf(x.key("telemetry/gelf"), g)
 	}
+	if i := s.ExtraConfig.Influx; i != nil {
+		v.influx(x.key("telemetry/influx"), i)
+	}
 	if j := s.ExtraConfig.JWT; j != nil {
 		v.serviceJWT(x.key("auth/validator"), j)
 	}
@@ -407,6 +410,12 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 				v.s.warnings.add(x.key(ns.name), KindNoEffect,
 					"accepted but has no effect on an AMQP backend: KrakenD applies it to the HTTP client, which an AMQP backend does not use")
 			}
+		}
+		// KrakenD's GraphQL middleware wraps the backend proxy, so a
+		// producer publishes the GraphQL request; a consumer sends nothing.
+		if b.ExtraConfig.AMQPConsumer != nil && b.ExtraConfig.GraphQL != nil {
+			v.s.warnings.add(x.key("backend/graphql"), KindNoEffect,
+				"accepted but has no effect on an AMQP consumer: it sends no request (on a producer the GraphQL request is what is published)")
 		}
 	}
 	dns := !amqp && v.sdDNS(p, b)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -51,6 +52,10 @@ func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (_ *
 	req.Author = auditAuthor(ctx, req.GetAuthor())
 	ae := &gatewayv1.AuditEntry{Action: "push", Who: authorOr(req.GetAuthor()), Source: req.GetSource().GetFilename()}
 	defer func() { a.svc.record(ctx, ae, err) }()
+	plan, err := newCanaryPlan(req)
+	if err != nil {
+		return nil, err
+	}
 	c, err := a.svc.compile(req.GetSource())
 	if ve := (*config.ValidationError)(nil); errors.As(err, &ve) {
 		ae.Violations = uint32(len(ve.Violations))
@@ -70,12 +75,17 @@ func (a *adminServer) Push(ctx context.Context, req *gatewayv1.PushRequest) (_ *
 	for _, f := range req.GetSource().GetRenderedFrom() {
 		rev.RenderedFrom = append(rev.RenderedFrom, store.SourceFile{Name: f.GetName(), SHA256: f.GetSha256()})
 	}
-	got, created, err := a.svc.commitUnlessCurrent(ctx, rev)
+	got, created, err := a.svc.commitUnlessCurrent(ctx, "push", rev, plan)
 	if err != nil {
 		return nil, toStatus(a.svc.log, "push", err)
 	}
 	a.svc.auditVersion(ctx, ae, got, created, c.Snapshot)
-	return &gatewayv1.PushResponse{Version: versionInfo(got), Created: created, Warnings: c.Warnings}, nil
+	resp := &gatewayv1.PushResponse{Version: versionInfo(got), Created: created, Warnings: c.Warnings}
+	if plan != nil && plan.record != nil {
+		resp.Rollout = plan.record
+		ae.Reason = fmt.Sprintf("canary in %s, stable version %d", strings.Join(plan.record.GetRegions(), ","), plan.record.GetStableVersion())
+	}
+	return resp, nil
 }
 
 // auditVersion fills ae with the version a push or rollback produced (or
@@ -136,14 +146,13 @@ func (a *adminServer) Status(ctx context.Context, req *gatewayv1.StatusRequest) 
 	if err != nil {
 		return nil, toStatus(a.svc.log, "status", err)
 	}
-	var curSHA string
 	if latest != nil {
 		resp.Current = versionInfo(latest)
-		curSHA = latest.SHA256
 	}
+	resp.Rollout = a.svc.rolloutStatus()
 	// Paginated by (region, node id), so a large fleet never meets the
 	// gRPC message limit: a page of 1000 edges is well under 1 MiB.
-	all := a.svc.fleet.list(resp.GetCurrent().GetVersion(), curSHA)
+	all := a.svc.fleet.list(a.svc.hub.want)
 	resp.TotalEdges = uint32(len(all))
 	size := int(req.GetPageSize())
 	if size == 0 {
@@ -221,7 +230,7 @@ func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackReque
 		RenderedFrom: target.RenderedFrom,
 		Warnings:     target.Warnings,
 	}
-	got, created, err := a.svc.commitUnlessCurrent(ctx, rev)
+	got, created, err := a.svc.commitUnlessCurrent(ctx, "rollback", rev, nil)
 	if err != nil {
 		return nil, toStatus(a.svc.log, "rollback", err)
 	}
@@ -235,7 +244,7 @@ func (a *adminServer) Rollback(ctx context.Context, req *gatewayv1.RollbackReque
 // Losing a compare-and-swap race to another writer is retried: the caller
 // asked for "this content, on top of whatever is current", not for a
 // particular base version.
-func (s *Service) commitUnlessCurrent(ctx context.Context, rev *store.Revision) (*store.Revision, bool, error) {
+func (s *Service) commitUnlessCurrent(ctx context.Context, op string, rev *store.Revision, plan *canaryPlan) (*store.Revision, bool, error) {
 	var err error
 	for range commitAttempts {
 		var latest *store.Revision
@@ -243,12 +252,35 @@ func (s *Service) commitUnlessCurrent(ctx context.Context, rev *store.Revision) 
 		if err != nil {
 			return nil, false, err
 		}
+		var r *gatewayv1.Rollout
+		r, _, err = s.readRollout(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		if staged(r, latest) && r.GetPhase() == phaseCanary {
+			return nil, false, errRolloutInProgress(op, r)
+		}
 		var prev uint64
 		if latest != nil {
-			if latest.SHA256 == rev.SHA256 {
+			// Content equal to an aborted or halted canary is not current:
+			// the fleet serves the stable version, so it makes a new one.
+			if latest.SHA256 == rev.SHA256 && stableFor(r, latest) == latest.Version {
 				return latest, false, nil
 			}
 			prev = latest.Version
+		}
+		if plan != nil {
+			stable := stableFor(r, latest)
+			if stable == 0 {
+				return nil, false, status.Errorf(codes.FailedPrecondition, "%s: there is no version to keep outside the canary; push the first version without --canary", op)
+			}
+			now := time.Now().UnixMilli()
+			plan.record = &gatewayv1.Rollout{
+				Version: prev + 1, StableVersion: stable, Regions: plan.regions, Phase: phaseCanary,
+				Reason: "pushed by " + plan.author, SoakMs: plan.soak.Milliseconds(), MaxErrorRate: plan.maxErrorRate,
+				StartedUnixMs: now, UpdatedUnixMs: now, Author: plan.author,
+			}
+			rev.Rollout = marshalRollout(plan.record)
 		}
 		var got *store.Revision
 		got, err = s.store.Commit(ctx, prev, rev)

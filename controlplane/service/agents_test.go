@@ -25,7 +25,7 @@ func TestFleetKeepsBoundedAgentReports(t *testing.T) {
 	}
 	f.keepalive("a", id, ka, now)
 	f.keepalive("a", id+99, &gatewayv1.Keepalive{}, now) // a stale stream: ignored
-	got := f.list(0, "")[0].GetAgents()
+	got := f.list(func(string) (uint64, string) { return 0, "" })[0].GetAgents()
 	if len(got) != maxReportedAgents {
 		t.Fatalf("kept %d agents, want %d", len(got), maxReportedAgents)
 	}
@@ -33,7 +33,7 @@ func TestFleetKeepsBoundedAgentReports(t *testing.T) {
 		t.Errorf("last error kept %d bytes, want %d", n, maxAgentText)
 	}
 	f.keepalive("a", id, &gatewayv1.Keepalive{}, now)
-	if got := f.list(0, "")[0].GetAgents(); len(got) != 0 {
+	if got := f.list(func(string) (uint64, string) { return 0, "" })[0].GetAgents(); len(got) != 0 {
 		t.Errorf("agents after a keepalive without any: %v", got)
 	}
 }

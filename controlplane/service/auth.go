@@ -69,6 +69,8 @@ var methodRoles = map[string]Role{
 	FleetPageMethod: RoleRead,
 	gatewayv1.AdminService_Push_FullMethodName:             RolePush,
 	gatewayv1.AdminService_Rollback_FullMethodName:         RolePush,
+	gatewayv1.AdminService_Promote_FullMethodName:          RolePush,
+	gatewayv1.AdminService_Abort_FullMethodName:            RolePush,
 	gatewayv1.AdminService_Revoke_FullMethodName:           RoleRevoke,
 	gatewayv1.AdminService_IssueCertificate_FullMethodName: RoleAdmin,
 }

@@ -68,6 +68,28 @@ type edgeEntry struct {
 	nacked []uint64
 	// agents are the edge's async agents from its last keepalive.
 	agents []*gatewayv1.AgentState
+	// requests and errors are the edge's own response counters (all, 5xx)
+	// from its last ACK or keepalive; reqBase and errBase are what they
+	// were when it started serving baseVersion, so the difference is what
+	// it served on that version (a rollout's error rate).
+	requests, errors uint64
+	reqBase, errBase uint64
+	baseVersion      uint64
+	countersSeen     bool
+}
+
+// setCounters records an edge's counters. The first report on a version
+// (its ACK, or the first keepalive a replica sees) is that version's base;
+// counters that went down (the edge restarted) restart the base at zero.
+// mu must be held.
+func (e *edgeEntry) setCounters(requests, errs uint64) {
+	if !e.countersSeen || e.baseVersion != e.appliedVersion {
+		e.reqBase, e.errBase, e.baseVersion = requests, errs, e.appliedVersion
+	}
+	if requests < e.reqBase || errs < e.errBase {
+		e.reqBase, e.errBase = 0, 0
+	}
+	e.requests, e.errors, e.countersSeen = requests, errs, true
 }
 
 func newFleet(max int, ttl time.Duration, m *metrics) *fleet {
@@ -214,6 +236,7 @@ func (f *fleet) keepalive(node string, connID uint64, ka *gatewayv1.Keepalive, n
 	if e := f.owned(node, connID); e != nil {
 		e.lastSeen = now
 		e.agents = kept
+		e.setCounters(ka.GetRequestsTotal(), ka.GetErrorsTotal())
 	}
 }
 
@@ -226,7 +249,8 @@ func cut(s string) string {
 
 // ack records that node serves version/sha. It reports whether the applied
 // version changed (a first ACK of this version by this stream).
-func (f *fleet) ack(node string, connID uint64, version uint64, sha string, now time.Time) bool {
+func (f *fleet) ack(node string, connID uint64, a *gatewayv1.Ack, now time.Time) bool {
+	version, sha := a.GetVersion(), a.GetSha256()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.owned(node, connID)
@@ -236,6 +260,7 @@ func (f *fleet) ack(node string, connID uint64, version uint64, sha string, now 
 	e.lastSeen = now
 	changed := e.appliedVersion != version || e.appliedSHA != sha
 	e.appliedVersion, e.appliedSHA = version, sha
+	e.setCounters(a.GetRequestsTotal(), a.GetErrorsTotal())
 	if version > e.rejectedVersion {
 		e.lastError = ""
 	}
@@ -304,8 +329,14 @@ func (f *fleet) disconnect(node string, connID uint64, reason string, now time.T
 	}
 }
 
-// state classifies one entry against the current version. mu must be held.
-func (e *edgeEntry) state(curVersion uint64, curSHA string) string {
+// wantFunc returns the version and sha256 an edge of region must serve
+// (the latest version, or the stable one outside a canary's regions).
+type wantFunc func(region string) (uint64, string)
+
+// state classifies one entry against the version it must serve. mu must be
+// held.
+func (e *edgeEntry) state(want wantFunc) string {
+	curVersion, curSHA := want(e.region)
 	switch {
 	case e.connID == 0:
 		return stateDisconnected
@@ -318,8 +349,48 @@ func (e *edgeEntry) state(curVersion uint64, curSHA string) string {
 	}
 }
 
+// canaryStats is what the edges of a rollout's regions say about it.
+type canaryStats struct {
+	edges, applied   int    // connected canary edges; those serving the version
+	requests, errors uint64 // served on the version, all and 5xx
+	nacked           []string
+	nackText         string // the last error of the first edge in nacked
+}
+
+// canary sums up the edges of regions against version.
+func (f *fleet) canary(regions []string, version uint64) canaryStats {
+	var st canaryStats
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range f.edges {
+		if !slices.Contains(regions, e.region) {
+			continue
+		}
+		if slices.Contains(e.nacked, version) {
+			if len(st.nacked) == 0 {
+				st.nackText = e.lastError
+			}
+			st.nacked = append(st.nacked, e.nodeID)
+		}
+		if e.connID == 0 {
+			continue
+		}
+		st.edges++
+		if e.appliedVersion != version {
+			continue
+		}
+		st.applied++
+		if e.countersSeen && e.baseVersion == version {
+			st.requests += e.requests - e.reqBase
+			st.errors += e.errors - e.errBase
+		}
+	}
+	slices.Sort(st.nacked)
+	return st
+}
+
 // list returns every edge, sorted by region then node id.
-func (f *fleet) list(curVersion uint64, curSHA string) []*gatewayv1.EdgeStatus {
+func (f *fleet) list(want wantFunc) []*gatewayv1.EdgeStatus {
 	f.mu.Lock()
 	f.sweepLocked(time.Now(), false)
 	out := make([]*gatewayv1.EdgeStatus, 0, len(f.edges))
@@ -328,7 +399,7 @@ func (f *fleet) list(curVersion uint64, curSHA string) []*gatewayv1.EdgeStatus {
 			NodeId:          e.nodeID,
 			Region:          e.region,
 			BuildVersion:    e.build,
-			State:           e.state(curVersion, curSHA),
+			State:           e.state(want),
 			AppliedVersion:  e.appliedVersion,
 			AppliedSha256:   e.appliedSHA,
 			RejectedVersion: e.rejectedVersion,
@@ -356,23 +427,23 @@ func (f *fleet) list(curVersion uint64, curSHA string) []*gatewayv1.EdgeStatus {
 }
 
 // counts returns the number of edges per state.
-func (f *fleet) counts(curVersion uint64, curSHA string) map[string]int {
+func (f *fleet) counts(want wantFunc) map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make(map[string]int, len(edgeStates))
 	for _, e := range f.edges {
-		out[e.state(curVersion, curSHA)]++
+		out[e.state(want)]++
 	}
 	return out
 }
 
 // regionCounts is counts split by the region each edge announced.
-func (f *fleet) regionCounts(curVersion uint64, curSHA string) map[regionState]int {
+func (f *fleet) regionCounts(want wantFunc) map[regionState]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make(map[regionState]int, len(edgeStates))
 	for _, e := range f.edges {
-		out[regionState{e.region, e.state(curVersion, curSHA)}]++
+		out[regionState{e.region, e.state(want)}]++
 	}
 	return out
 }

@@ -176,13 +176,10 @@ func (s *Service) fleetPageData(ctx context.Context, now time.Time) (*fleetPage,
 	if err != nil {
 		return nil, err
 	}
-	var curVer uint64
-	var curSHA string
 	if latest != nil {
 		d.Current = versionInfo(latest)
-		curVer, curSHA = latest.Version, latest.SHA256
 	}
-	edges := s.fleet.list(curVer, curSHA)
+	edges := s.fleet.list(s.hub.want)
 	d.Total = len(edges)
 	total := map[string]int{}
 	var cur *regionView

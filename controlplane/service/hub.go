@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,16 +39,16 @@ type wakers struct {
 	subs map[chan struct{}]struct{}
 }
 
-// subscribe returns a wake-up channel and the function that unsubscribes it.
-func (w *wakers) subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
+// add subscribes ch (1-slot) and returns the function that unsubscribes
+// it; one channel may be subscribed to several sets.
+func (w *wakers) add(ch chan struct{}) func() {
 	w.mu.Lock()
 	if w.subs == nil {
 		w.subs = make(map[chan struct{}]struct{})
 	}
 	w.subs[ch] = struct{}{}
 	w.mu.Unlock()
-	return ch, func() {
+	return func() {
 		w.mu.Lock()
 		delete(w.subs, ch)
 		w.mu.Unlock()
@@ -80,7 +81,17 @@ type hub struct {
 	signer  *sign.Signer
 
 	cur  atomic.Pointer[published]
+	roll atomic.Pointer[rolloutView]
 	subs wakers
+}
+
+// rolloutView is the staged rollout as the hub serves it: the stored record
+// (nil when none), its generation, and the stable version's snapshot that
+// the regions outside the canary get (nil when there is none).
+type rolloutView struct {
+	r      *gatewayv1.Rollout
+	gen    uint64
+	stable *published
 }
 
 func newHub(st store.Store, log zerolog.Logger, m *metrics, signer *sign.Signer) *hub {
@@ -90,27 +101,163 @@ func newHub(st store.Store, log zerolog.Logger, m *metrics, signer *sign.Signer)
 // current returns the newest published snapshot, or nil before the first.
 func (h *hub) current() *published { return h.cur.Load() }
 
-// subscribe returns a wake-up channel and the function that unsubscribes it.
-func (h *hub) subscribe() (<-chan struct{}, func()) { return h.subs.subscribe() }
-
 // run follows the store until ctx is done or the store closes. The store's
-// watch starts with the latest version, so the first iteration loads what is
-// stored, and later ones each new version (coalesced to the newest).
+// watches start with the latest version and rollout generation, so the
+// first iterations load what is stored, and later ones each change
+// (coalesced to the newest). A new version is published only after the
+// rollout record was read again: a canary push writes both in one
+// transaction, so its version never reaches a region outside the canary.
 func (h *hub) run(ctx context.Context) {
 	versions, err := h.store.Watch(ctx)
 	if err != nil {
 		h.log.Error().Err(err).Msg("hub: watch store")
 		return
 	}
-	for v := range versions {
-		if cur := h.cur.Load(); cur != nil && cur.env.GetVersion() >= v {
-			continue
+	gens, err := h.store.WatchRollout(ctx)
+	if err != nil {
+		h.log.Error().Err(err).Msg("hub: watch rollout")
+		return
+	}
+	// The initial rollout is read before anything is published.
+	if !h.refreshRollout(ctx, nil) {
+		return
+	}
+	for {
+		select {
+		case v, ok := <-versions:
+			if !ok {
+				return
+			}
+			if cur := h.cur.Load(); cur != nil && cur.env.GetVersion() >= v {
+				continue
+			}
+			rev, ok := h.load(ctx, v)
+			if !ok {
+				return
+			}
+			p := h.wrap(rev)
+			if !h.refreshRollout(ctx, p) {
+				return
+			}
+			h.publish(p)
+		case _, ok := <-gens:
+			if !ok {
+				return
+			}
+			if !h.refreshRollout(ctx, h.cur.Load()) {
+				return
+			}
+			h.subs.wake()
 		}
-		rev, ok := h.load(ctx, v)
-		if !ok {
-			return
+	}
+}
+
+// refreshRollout reads the rollout record (retrying transient errors) and
+// stores the view of it, loading the stable version unless cur or the
+// previous view already holds it. False when ctx is done or the store closed.
+func (h *hub) refreshRollout(ctx context.Context, cur *published) bool {
+	delay := 100 * time.Millisecond
+	for {
+		data, gen, err := h.store.Rollout(ctx)
+		if err == nil {
+			old := h.roll.Load()
+			if old != nil && old.gen == gen {
+				return true
+			}
+			view := &rolloutView{gen: gen}
+			if data != nil {
+				r := &gatewayv1.Rollout{}
+				if err := proto.Unmarshal(data, r); err != nil {
+					// Written by this control plane; undecodable means a
+					// newer build wrote something this one cannot serve.
+					h.log.Error().Err(err).Msg("hub: rollout record undecodable; serving the latest version everywhere")
+				} else {
+					view.r = r
+				}
+			}
+			if sv := view.r.GetStableVersion(); sv != 0 {
+				switch {
+				case cur != nil && cur.env.GetVersion() == sv:
+					view.stable = cur
+				case old != nil && old.stable != nil && old.stable.env.GetVersion() == sv:
+					view.stable = old.stable
+				default:
+					rev, ok := h.load(ctx, sv)
+					if !ok {
+						return false
+					}
+					view.stable = h.wrap(rev)
+				}
+			}
+			h.roll.Store(view)
+			if r := view.r; r != nil {
+				h.log.Info().Uint64("version", r.GetVersion()).Uint64("stable_version", r.GetStableVersion()).
+					Strs("regions", r.GetRegions()).Str("phase", r.GetPhase()).Msg("rollout")
+			}
+			return true
 		}
-		h.publish(rev)
+		if ctx.Err() != nil || isClosed(err) {
+			return false
+		}
+		h.log.Error().Err(err).Dur("retry_in", delay).Msg("hub: read rollout")
+		if !sleepCtx(ctx, delay) {
+			return false
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// rollout returns the current rollout record and its generation (nil, 0
+// when none).
+func (h *hub) rollout() (*gatewayv1.Rollout, uint64) {
+	v := h.roll.Load()
+	if v == nil {
+		return nil, 0
+	}
+	return v.r, v.gen
+}
+
+// target returns the snapshot an edge of region must serve: the latest
+// version, except while that version is staged: then only the canary
+// regions get it (in phase canary) and every other region, or every region
+// once it was aborted or halted, gets the stable version. nil when there is
+// nothing to serve there.
+func (h *hub) target(region string) *published {
+	cur := h.cur.Load()
+	view := h.roll.Load()
+	if cur == nil || view == nil || view.r == nil || view.r.GetVersion() != cur.env.GetVersion() {
+		return cur
+	}
+	switch view.r.GetPhase() {
+	case phaseCanary:
+		if slices.Contains(view.r.GetRegions(), region) {
+			return cur
+		}
+		return view.stable
+	case phaseAborted, phaseHalted:
+		return view.stable
+	}
+	return cur
+}
+
+// want returns, for the fleet's states, the version and sha256 an edge of
+// a region must serve (zero and empty when none).
+func (h *hub) want(region string) (uint64, string) {
+	p := h.target(region)
+	if p == nil {
+		return 0, ""
+	}
+	return p.env.GetVersion(), p.env.GetSha256()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -138,7 +285,8 @@ func (h *hub) load(ctx context.Context, v uint64) (*store.Revision, bool) {
 	}
 }
 
-func (h *hub) publish(rev *store.Revision) {
+// wrap turns a stored revision into what streams send: signed once.
+func (h *hub) wrap(rev *store.Revision) *published {
 	env := &gatewayv1.SnapshotEnvelope{
 		Version:       rev.Version,
 		Sha256:        rev.SHA256,
@@ -155,13 +303,17 @@ func (h *hub) publish(rev *store.Revision) {
 		// say more when they decode it. Revoke falls back to its flag.
 		h.log.Error().Err(err).Uint64("version", rev.Version).Msg("hub: read the revoker settings")
 	}
-	h.cur.Store(&published{
+	return &published{
 		env:     env,
 		resp:    &gatewayv1.SyncResponse{Msg: &gatewayv1.SyncResponse_Snapshot{Snapshot: env}},
 		revoker: revoker,
-	})
-	h.metrics.snapshotBytes.Set(float64(len(rev.Payload)))
-	h.log.Info().Uint64("version", rev.Version).Str("sha256", rev.SHA256).Int("bytes", len(rev.Payload)).Msg("snapshot published")
+	}
+}
+
+func (h *hub) publish(p *published) {
+	h.cur.Store(p)
+	h.metrics.snapshotBytes.Set(float64(len(p.env.GetPayload())))
+	h.log.Info().Uint64("version", p.env.GetVersion()).Str("sha256", p.env.GetSha256()).Int("bytes", len(p.env.GetPayload())).Msg("snapshot published")
 	h.subs.wake()
 }
 

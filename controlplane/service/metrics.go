@@ -24,6 +24,7 @@ type metrics struct {
 	revocationSeq         prometheus.Gauge
 	revocationResets      prometheus.Counter
 	revocationsCompacted  prometheus.Counter
+	orphanChunks          prometheus.Counter
 	revocationPropagation prometheus.Histogram
 
 	syncCertExpiry    prometheus.Gauge
@@ -76,6 +77,10 @@ func newMetrics(edges prometheus.Collector) *metrics {
 		revocationsCompacted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gw_controlplane_revocations_compacted_total",
 			Help: "Expired revocations deleted from the log.",
+		}),
+		orphanChunks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_store_orphan_contents_deleted_total",
+			Help: "Chunked contents deleted from etcd because the commit they were written for never happened (it lost its race, or its process died).",
 		}),
 		revocationPropagation: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gw_controlplane_revocation_propagation_seconds",
@@ -130,7 +135,7 @@ func newMetrics(edges prometheus.Collector) *metrics {
 		m.auditRecords, m.auditErrors,
 		m.syncCertExpiry, m.edgeCertExpiry, m.streamsRefused, m.fleetEvicted, m.revocationRepairs, m.streamsAged,
 		m.streamsOpen, m.versionsCreated, m.nacks, m.snapshotBytes, m.convergence, edges,
-		m.revocationsAppended, m.revocationSeq, m.revocationResets, m.revocationsCompacted, m.revocationPropagation,
+		m.revocationsAppended, m.revocationSeq, m.revocationResets, m.revocationsCompacted, m.orphanChunks, m.revocationPropagation,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -157,9 +157,6 @@ func newRevHub(st store.Store, log zerolog.Logger, m *metrics, keep int, signer 
 // current returns the newest view, or nil before the hub read the log.
 func (h *revHub) current() *revView { return h.view.Load() }
 
-// subscribe returns a wake-up channel and the function that unsubscribes it.
-func (h *revHub) subscribe() (<-chan struct{}, func()) { return h.subs.subscribe() }
-
 // run follows the log until ctx is done or the store closes.
 func (h *revHub) run(ctx context.Context) {
 	seqs, err := h.store.WatchRevocations(ctx)

@@ -126,6 +126,10 @@ type Config struct {
 	// DefaultRevocationCompactInterval). Negative disables it, for replicas
 	// that do not hold the housekeeping lease of a shared store.
 	RevocationCompactInterval time.Duration
+	// RolloutCheckInterval is how often a canary is checked for NACKs, its
+	// error rate and the end of its soak period (default
+	// DefaultRolloutCheckInterval).
+	RolloutCheckInterval time.Duration
 }
 
 // Validate reports configuration errors.
@@ -168,6 +172,9 @@ func (c *Config) Validate() error {
 	if c.MaxStreamAge < 0 {
 		errs = append(errs, fmt.Errorf("max stream age: must not be negative, got %s", c.MaxStreamAge))
 	}
+	if c.RolloutCheckInterval < 0 {
+		errs = append(errs, fmt.Errorf("rollout check interval: must not be negative, got %s", c.RolloutCheckInterval))
+	}
 	if c.RevocationGrace < 0 {
 		errs = append(errs, fmt.Errorf("revocation grace: must not be negative, got %s", c.RevocationGrace))
 	}
@@ -197,6 +204,7 @@ func (c *Config) applyDefaults() {
 	c.RevocationGrace = cmp.Or(c.RevocationGrace, DefaultRevocationGrace)
 	c.RevocationCompactInterval = cmp.Or(c.RevocationCompactInterval, DefaultRevocationCompactInterval)
 	c.CertWarnBefore = cmp.Or(c.CertWarnBefore, DefaultCertWarnBefore)
+	c.RolloutCheckInterval = cmp.Or(c.RolloutCheckInterval, DefaultRolloutCheckInterval)
 }
 
 // Service is the control plane's gRPC layer: the admin and sync services, the
@@ -221,6 +229,10 @@ type Service struct {
 
 	stopHub context.CancelFunc
 	done    chan struct{} // closed by Close: streams end
+	// closing is done as a context, which a stream's context follows
+	// without a select case of its own (context.AfterFunc).
+	closing     context.Context
+	stopClosing context.CancelFunc
 
 	// mu guards closed; wg counts the hub loops, the housekeeping, stream
 	// handlers and their receive pumps (Add only while !closed, or from a
@@ -246,6 +258,7 @@ func New(cfg Config) (*Service, error) {
 		admit: newAdmission(cfg.AdmissionRate, cfg.AdmissionBurst),
 		done:  make(chan struct{}),
 	}
+	s.closing, s.stopClosing = context.WithCancel(context.Background())
 	if cfg.AuditLogger != nil {
 		s.audit = *cfg.AuditLogger
 	}
@@ -256,10 +269,14 @@ func New(cfg Config) (*Service, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopHub = cancel
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
 		s.hub.run(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.rolloutChecks(ctx, cfg.RolloutCheckInterval)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -276,8 +293,17 @@ func New(cfg Config) (*Service, error) {
 }
 
 // housekeeping deletes revocations expired for longer than the grace
-// period, every interval, until ctx is done.
+// period, and chunks of commits that never happened (etcd), every
+// interval, until ctx is done.
 func (s *Service) housekeeping(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func(now time.Time) {
+		s.compactRevocations(ctx, now)
+		s.collectOrphanChunks(ctx)
+	})
+}
+
+// every calls f with the tick's time every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, f func(now time.Time)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -285,7 +311,7 @@ func (s *Service) housekeeping(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			s.compactRevocations(ctx, now)
+			f(now)
 		}
 	}
 }
@@ -304,6 +330,18 @@ func (s *Service) compactRevocations(ctx context.Context, now time.Time) {
 	}
 	// Also when nothing was removed here: another replica may have compacted.
 	s.revHub.trimBelow(res.CompactedSeq)
+}
+
+// collectOrphanChunks deletes content chunks whose commit never happened,
+// on stores that chunk content (etcd).
+func (s *Service) collectOrphanChunks(ctx context.Context) {
+	if cc, ok := s.store.(store.ChunkCollector); ok {
+		n, err := cc.CollectOrphanChunks(ctx)
+		if err != nil && ctx.Err() == nil && !isClosed(err) {
+			s.log.Error().Err(err).Msg("collect orphan chunks")
+		}
+		s.metrics.orphanChunks.Add(float64(n))
+	}
 }
 
 // RegisterAdmin registers the AdminService on r. Protect r with TokenAuth.
@@ -339,6 +377,7 @@ func (s *Service) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	s.stopClosing()
 	s.mu.Unlock()
 	s.stopHub()
 	s.wg.Wait()
@@ -358,25 +397,11 @@ func (s *Service) track() bool {
 
 func (s *Service) untrack() { s.wg.Done() }
 
-// edgeCounts counts the edges by state against the version the
-// hub distributes.
-func (s *Service) edgeCounts() map[string]int {
-	var ver uint64
-	var sha string
-	if cur := s.hub.current(); cur != nil {
-		ver, sha = cur.env.GetVersion(), cur.env.GetSha256()
-	}
-	return s.fleet.counts(ver, sha)
-}
+// edgeCounts counts the edges by state against the version each must
+// serve.
+func (s *Service) edgeCounts() map[string]int { return s.fleet.counts(s.hub.want) }
 
 // edgeRegionCounts is edgeCounts by region, for the edges gauges.
-func (s *Service) edgeRegionCounts() map[regionState]int {
-	var ver uint64
-	var sha string
-	if cur := s.hub.current(); cur != nil {
-		ver, sha = cur.env.GetVersion(), cur.env.GetSha256()
-	}
-	return s.fleet.regionCounts(ver, sha)
-}
+func (s *Service) edgeRegionCounts() map[regionState]int { return s.fleet.regionCounts(s.hub.want) }
 
 func isClosed(err error) bool { return errors.Is(err, store.ErrClosed) }

@@ -57,9 +57,27 @@ const (
 )
 
 // SyncServerOptions are the gRPC server options the sync listener needs.
+//
+// The rest keep an idle stream small, since a control plane holds one per
+// edge (10,000 and more; measured with test/bench/fleet): the 32 KiB write
+// buffer of each connection goes back to a shared pool after every flush
+// instead of staying with the connection (gRPC already pools read buffers),
+// and fixed 64 KiB windows turn off gRPC's bandwidth-delay probing, which
+// answers the first data frame after a quiet period with a PING: a write
+// and a read per ACK on every stream, for streams whose edge-to-control-plane
+// traffic is small ACKs and keepalives (a window of 64 KiB still carries
+// the largest message, SyncMaxRecvBytes, with window updates).
 func SyncServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(SyncMaxRecvBytes)}
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(SyncMaxRecvBytes),
+		grpc.InitialWindowSize(syncWindow),
+		grpc.InitialConnWindowSize(syncWindow),
+	}
 }
+
+// syncWindow is the flow-control window of sync streams and connections
+// (gRPC's minimum; setting it disables the dynamic window).
+const syncWindow = 64 << 10
 
 // checkHello applies the limits of every Hello field.
 func checkHello(h *gatewayv1.Hello) error {

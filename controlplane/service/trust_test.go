@@ -38,7 +38,7 @@ func TestSyncOversizedHellosAreBounded(t *testing.T) {
 			t.Fatalf("hello %d: code %v, want ResourceExhausted or InvalidArgument", i, code)
 		}
 	}
-	if n := len(e.svc.fleet.list(0, "")); n != 0 {
+	if n := len(e.svc.fleet.list(func(string) (uint64, string) { return 0, "" })); n != 0 {
 		t.Fatalf("fleet holds %d entries after refused hellos, want 0", n)
 	}
 	for _, bad := range []string{"edge\x1b[31m", "a b", "", strings.Repeat("n", 129)} {

@@ -40,6 +40,7 @@ var (
 	bucketConfig    = []byte("config")
 	bucketRevisions = []byte("revisions")
 	keyFormat       = []byte("format")
+	keyRollout      = []byte("rollout") // in bucketMeta: be64 generation, then the record
 )
 
 // formatVersion is the on-disk layout version written to meta/format.
@@ -101,7 +102,7 @@ func OpenBolt(path string, opts ...Option) (*Bolt, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	var latest, revSeq uint64
+	var latest, revSeq, rolloutGen uint64
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -129,13 +130,14 @@ func OpenBolt(path string, opts ...Option) (*Bolt, error) {
 			return err
 		}
 		revSeq = getUint64(rb, keyRevSeq)
+		rolloutGen, _ = boltRollout(meta)
 		return createAuditBuckets(tx)
 	})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Bolt{db: db, now: o.now, auditRetain: o.auditRetain, notifier: newNotifier(latest, revSeq)}, nil
+	return &Bolt{db: db, now: o.now, auditRetain: o.auditRetain, notifier: newNotifier(latest, revSeq, rolloutGen)}, nil
 }
 
 // Latest implements Store.
@@ -216,6 +218,7 @@ func (s *Bolt) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 	if err != nil {
 		return nil, err
 	}
+	var rolloutGen uint64
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := revisions(tx)
 		latest := lastVersion(b)
@@ -223,12 +226,24 @@ func (s *Bolt) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 			return fmt.Errorf("based on version %d but the latest is %d: %w", prevVersion, latest, ErrStale)
 		}
 		out.Version = latest + 1
-		return b.Put(versionKey(out.Version), encodeRecord(&out))
+		if err := b.Put(versionKey(out.Version), encodeRecord(&out)); err != nil {
+			return err
+		}
+		if rev.Rollout != nil {
+			meta := tx.Bucket(bucketMeta)
+			gen, _ := boltRollout(meta)
+			rolloutGen = gen + 1
+			return meta.Put(keyRollout, append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(rev.Rollout)), rolloutGen), rev.Rollout...))
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", s.mapErr(err))
 	}
 	s.notify(&s.versions, out.Version)
+	if rolloutGen != 0 {
+		s.notify(&s.rollouts, rolloutGen)
+	}
 	return &out, nil
 }
 

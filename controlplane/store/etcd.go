@@ -34,9 +34,11 @@ import (
 //	meta/format                   "1"
 //	head/config                   be64 newest config version
 //	head/revocations              be64 newest revocation seq ever assigned
+//	head/rollout                  the staged-rollout record (generation = its mod revision)
 //	config/meta/<v>               the revision without Payload and Source (List reads these)
 //	config/content/<v>            0x00 + content, or 0x01 + a pointer to chunks
 //	blob/<sha256>/<i>             chunk i of a content too large for one request
+//	blob-intent/<sha256>          chunks written for a commit not yet made (orphans.go)
 //	revocations/compacted         be64 compaction point
 //	revocations/log/<seq>         one entry (revocations.go's encoding)
 //	revocations/expiry/<exp><seq> empty: index for compaction
@@ -106,6 +108,11 @@ type EtcdConfig struct {
 	Username, Password string
 	// DialTimeout bounds connecting to the members (default 5s).
 	DialTimeout time.Duration
+	// OrphanGrace is how old an intent of chunks must be before
+	// CollectOrphanChunks judges it (default 3 × OpTimeout + 1 minute: a
+	// commit ends within one op timeout; the rest covers clock skew
+	// between replicas). Tests shorten it.
+	OrphanGrace time.Duration
 	// OpTimeout bounds each store call (default DefaultEtcdOpTimeout).
 	OpTimeout time.Duration
 	// ChunkBytes is the largest content written inline and the size of each
@@ -158,8 +165,10 @@ type Etcd struct {
 	prefix     string
 	opTimeout  time.Duration
 	chunkBytes int
-	now        func() time.Time
-	log        zerolog.Logger
+	// orphanGrace: see EtcdConfig.OrphanGrace.
+	orphanGrace time.Duration
+	now         func() time.Time
+	log         zerolog.Logger
 	// auditRetain bounds the audit log (AppendAudit deletes beyond it).
 	auditRetain int
 
@@ -195,6 +204,9 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = DefaultEtcdOpTimeout
 	}
+	if cfg.OrphanGrace <= 0 {
+		cfg.OrphanGrace = 3*cfg.OpTimeout + time.Minute
+	}
 	if cfg.ChunkBytes <= 0 {
 		cfg.ChunkBytes = DefaultEtcdChunkBytes
 	}
@@ -226,6 +238,7 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 		prefix:      cfg.Prefix,
 		opTimeout:   cfg.OpTimeout,
 		chunkBytes:  cfg.ChunkBytes,
+		orphanGrace: cfg.OrphanGrace,
 		now:         cfg.Now,
 		auditRetain: cfg.AuditRetain,
 		log:         cfg.Logger.With().Str("component", "store").Str("store", "etcd").Logger(),
@@ -233,12 +246,12 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
 	defer cancel()
-	version, seq, rev, err := s.init(octx)
+	version, seq, rolloutGen, rev, err := s.init(octx)
 	if err != nil {
 		_ = cli.Close()
 		return nil, fmt.Errorf("open etcd store %v%s: %w", cfg.Endpoints, cfg.Prefix, err)
 	}
-	s.notifier = newNotifier(version, seq)
+	s.notifier = newNotifier(version, seq, rolloutGen)
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	go s.follow(wctx, rev)
@@ -247,25 +260,25 @@ func OpenEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 
 // init writes the format marker if missing and reads both heads; rev is the
 // etcd revision they were read at (the watch starts after it).
-func (s *Etcd) init(ctx context.Context) (version, seq uint64, rev int64, err error) {
+func (s *Etcd) init(ctx context.Context) (version, seq, rolloutGen uint64, rev int64, err error) {
 	kf := s.prefix + "meta/format"
 	resp, err := retryTransient(ctx, func() (*clientv3.TxnResponse, error) {
 		return s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(kf), "=", 0)).
-			Then(clientv3.OpPut(kf, etcdFormat), clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations())).
-			Else(clientv3.OpGet(kf), clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations())).
+			Then(clientv3.OpPut(kf, etcdFormat), clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations()), clientv3.OpGet(s.keyHeadRollout())).
+			Else(clientv3.OpGet(kf), clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations()), clientv3.OpGet(s.keyHeadRollout())).
 			Commit()
 	})
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	r := resp.Responses
 	if !resp.Succeeded {
 		if kvs := r[0].GetResponseRange().Kvs; len(kvs) == 1 && string(kvs[0].Value) != etcdFormat {
-			return 0, 0, 0, fmt.Errorf("unsupported format %q (this build reads %q)", kvs[0].Value, etcdFormat)
+			return 0, 0, 0, 0, fmt.Errorf("unsupported format %q (this build reads %q)", kvs[0].Value, etcdFormat)
 		}
 	}
-	return rangeUint64(r[1].GetResponseRange()), rangeUint64(r[2].GetResponseRange()), resp.Header.Revision, nil
+	return rangeUint64(r[1].GetResponseRange()), rangeUint64(r[2].GetResponseRange()), rangeModRevision(r[3].GetResponseRange()), resp.Header.Revision, nil
 }
 
 // follow watches head/ from etcd revision rev+1 and announces every new
@@ -287,11 +300,12 @@ func (s *Etcd) follow(ctx context.Context, rev int64) {
 		// Resync: read both heads, announce them, watch after that read.
 		for ctx.Err() == nil {
 			rctx, cancel := context.WithTimeout(ctx, s.opTimeout)
-			resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations())).Commit()
+			resp, err := s.cli.Txn(rctx).Then(clientv3.OpGet(s.keyHeadConfig()), clientv3.OpGet(s.keyHeadRevocations()), clientv3.OpGet(s.keyHeadRollout())).Commit()
 			cancel()
 			if err == nil {
 				s.notify(&s.versions, rangeUint64(resp.Responses[0].GetResponseRange()))
 				s.notify(&s.revSeqs, rangeUint64(resp.Responses[1].GetResponseRange()))
+				s.notify(&s.rollouts, rangeModRevision(resp.Responses[2].GetResponseRange()))
 				rev = resp.Header.Revision
 				break
 			}
@@ -327,6 +341,10 @@ func (s *Etcd) watchFrom(ctx context.Context, rev int64) bool {
 		}
 		delivered = true
 		for _, ev := range resp.Events {
+			if ev.Type == clientv3.EventTypePut && string(ev.Kv.Key) == s.keyHeadRollout() {
+				s.notify(&s.rollouts, uint64(ev.Kv.ModRevision))
+				continue
+			}
 			if ev.Type != clientv3.EventTypePut || len(ev.Kv.Value) != 8 {
 				continue
 			}
@@ -527,7 +545,7 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 		return nil, err
 	}
 	out.Version = prevVersion + 1
-	content, err := s.writeContent(c, encodeContent(&out))
+	content, intent, err := s.writeContent(c, encodeContent(&out), out.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", s.mapErr(err))
 	}
@@ -538,12 +556,19 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 	if prevVersion == 0 {
 		cond = clientv3.Compare(clientv3.CreateRevision(head), "=", 0)
 	}
+	ops := []clientv3.Op{
+		clientv3.OpPut(head, string(versionKey(out.Version))),
+		clientv3.OpPut(s.keyMeta(out.Version), string(encodeRecord(&meta))),
+		clientv3.OpPut(s.keyContent(out.Version), string(content)),
+	}
+	if rev.Rollout != nil {
+		ops = append(ops, clientv3.OpPut(s.keyHeadRollout(), string(rev.Rollout)))
+	}
+	if intent != "" {
+		ops = append(ops, clientv3.OpDelete(intent))
+	}
 	resp, err := retryTransient(c, func() (*clientv3.TxnResponse, error) {
-		return s.cli.Txn(c).If(cond).Then(
-			clientv3.OpPut(head, string(versionKey(out.Version))),
-			clientv3.OpPut(s.keyMeta(out.Version), string(encodeRecord(&meta))),
-			clientv3.OpPut(s.keyContent(out.Version), string(content)),
-		).Else(clientv3.OpGet(head)).Commit()
+		return s.cli.Txn(c).If(cond).Then(ops...).Else(clientv3.OpGet(head)).Commit()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("commit: %w", s.mapErr(err))
@@ -553,31 +578,44 @@ func (s *Etcd) Commit(ctx context.Context, prevVersion uint64, rev *Revision) (*
 		return nil, fmt.Errorf("commit: based on version %d but the latest is %d: %w", prevVersion, latest, ErrStale)
 	}
 	s.notify(&s.versions, out.Version)
+	if rev.Rollout != nil {
+		s.notify(&s.rollouts, uint64(resp.Header.Revision))
+	}
 	return &out, nil
 }
 
 // writeContent returns the content record for body, zstd-compressed when
 // that makes it smaller: inline when it fits in one chunk, else a pointer to
 // chunks it writes first (one request each).
-func (s *Etcd) writeContent(ctx context.Context, body []byte) ([]byte, error) {
+//
+// Before the chunks it writes an intent (blob-intent/<sum>: the revision's
+// sha256 and the time); the commit transaction deletes it. An intent left
+// behind names chunks whose commit lost or never happened:
+// CollectOrphanChunks deletes them once no commit can still be using them.
+// intent is the intent's key ("" for inline content).
+func (s *Etcd) writeContent(ctx context.Context, body []byte, revSHA string) (content []byte, intent string, err error) {
 	inline, chunked := byte(contentInline), byte(contentChunked)
 	if z := zstdEnc.EncodeAll(body, nil); len(z) < len(body) {
 		body, inline, chunked = z, contentInlineZstd, contentChunkedZstd
 	}
 	if len(body) <= s.chunkBytes {
-		return append([]byte{inline}, body...), nil
+		return append([]byte{inline}, body...), "", nil
 	}
 	digest := sha256.Sum256(body)
 	sum := hex.EncodeToString(digest[:])
+	intent = s.keyBlobIntent(sum)
+	if _, err := s.cli.Put(ctx, intent, string(encodeIntent(revSHA, s.now().UnixMilli()))); err != nil {
+		return nil, "", err
+	}
 	count := 0
 	for off := 0; off < len(body); off += s.chunkBytes {
 		chunk := body[off:min(off+s.chunkBytes, len(body))]
 		if _, err := s.cli.Put(ctx, s.keyBlob(sum, count), string(chunk)); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		count++
 	}
-	return append([]byte{chunked}, encodePointer(sum, uint64(count), uint64(len(body)))...), nil
+	return append([]byte{chunked}, encodePointer(sum, uint64(count), uint64(len(body)))...), intent, nil
 }
 
 // Watch implements Store.
@@ -829,6 +867,15 @@ func hex16(v uint64) string { return fmt.Sprintf("%016x", v) }
 type rangeResp = etcdserverpb.RangeResponse
 
 // rangeUint64 reads a be64 counter from a single-key range; missing is zero.
+// rangeModRevision is the mod revision of the one key a range read (zero
+// when absent).
+func rangeModRevision(r *rangeResp) uint64 {
+	if r == nil || len(r.Kvs) != 1 {
+		return 0
+	}
+	return uint64(r.Kvs[0].ModRevision)
+}
+
 func rangeUint64(r *rangeResp) uint64 {
 	if r == nil || len(r.Kvs) != 1 || len(r.Kvs[0].Value) != 8 {
 		return 0

@@ -21,6 +21,7 @@ func newRevision(rev *Revision, now func() time.Time) (Revision, error) {
 		return Revision{}, fmt.Errorf("commit: sha256 %q does not match the payload", rev.SHA256)
 	}
 	out := *rev
+	out.Rollout = nil // written beside the revision, never part of it
 	if out.CreatedUnixMs == 0 {
 		out.CreatedUnixMs = now().UnixMilli()
 	}

@@ -15,6 +15,7 @@ type notifier struct {
 	closed   bool
 	versions watchSet // config versions
 	revSeqs  watchSet // revocation seqs
+	rollouts watchSet // rollout record generations
 }
 
 // watchSet is the subscribers of one watched number and the newest value
@@ -29,10 +30,11 @@ type watcher struct {
 	stop func() bool // unregisters the ctx.Done callback
 }
 
-func newNotifier(version, revSeq uint64) notifier {
+func newNotifier(version, revSeq, rolloutGen uint64) notifier {
 	return notifier{
 		versions: watchSet{latest: version, watchers: make(map[*watcher]struct{})},
 		revSeqs:  watchSet{latest: revSeq, watchers: make(map[*watcher]struct{})},
+		rollouts: watchSet{latest: rolloutGen, watchers: make(map[*watcher]struct{})},
 	}
 }
 
@@ -108,7 +110,7 @@ func (n *notifier) closeWatchers() bool {
 		return false
 	}
 	n.closed = true
-	for _, set := range []*watchSet{&n.versions, &n.revSeqs} {
+	for _, set := range []*watchSet{&n.versions, &n.revSeqs, &n.rollouts} {
 		for w := range set.watchers {
 			w.stop()
 			close(w.ch)

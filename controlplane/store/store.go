@@ -66,6 +66,11 @@ type Revision struct {
 	RenderedFrom []SourceFile
 	// Warnings are the compiler's warnings for Source.
 	Warnings []Warning
+	// Rollout, on Commit only, replaces the rollout record (RolloutLog) in
+	// the same transaction as the revision, so no reader ever sees the new
+	// version without the rollout that stages it. It is not part of the
+	// stored revision and is nil on every Revision a Store returns.
+	Rollout []byte
 }
 
 // SourceFile is one input of a rendered configuration: its name and the
@@ -149,6 +154,24 @@ type RevocationLog interface {
 	CompactRevocations(ctx context.Context, expiredBefore time.Time) (RevocationCompaction, error)
 }
 
+// RolloutLog holds the one staged-rollout record: opaque bytes the control
+// plane encodes (which version is in canary where, and its phase), replaced
+// with a compare-and-swap on its generation so that two replicas deciding
+// at once (a promotion and a halt) never both win.
+type RolloutLog interface {
+	// Rollout returns the record and its generation; a nil record and
+	// generation zero when none was ever written.
+	Rollout(ctx context.Context) (data []byte, gen uint64, err error)
+	// PutRollout replaces the record if its generation is still prevGen
+	// (zero: no record yet) and returns the new generation; otherwise it
+	// returns an error wrapping ErrStale and writes nothing.
+	PutRollout(ctx context.Context, prevGen uint64, data []byte) (uint64, error)
+	// WatchRollout is Watch for the rollout record: a 1-slot channel of its
+	// newest generation, holding the current one at once when a record
+	// exists, closed when ctx is done or the store is closed.
+	WatchRollout(ctx context.Context) (<-chan uint64, error)
+}
+
 // Store is the control plane's durable state: configuration versions and
 // the revocation log. Implementations are safe for concurrent use.
 type Store interface {
@@ -179,6 +202,7 @@ type Store interface {
 
 	RevocationLog
 	AuditLog
+	RolloutLog
 
 	// Close releases the store. It is idempotent; calls after the first
 	// return nil.

@@ -32,6 +32,7 @@
 //   - cookie.Modifier, cookie.Filter, status.Modifier, port.Modifier,
 //     port.Filter, url.Filter, url.RegexFilter and the verifiers: see
 //     rest.go.
+//   - static.Modifier serves files of the edge's disk: see static.go.
 //   - fifo.Group runs its modifiers in order. With aggregateErrors it runs
 //     all of them and returns their errors joined; otherwise it stops at
 //     the first error.
@@ -92,15 +93,28 @@ type Modifier struct {
 	reroutes bool
 }
 
+// Option tunes New.
+type Option func(*compiler)
+
+// WithMaxBodyBytes bounds the files a static.Modifier reads into a
+// response (the service's max_body_bytes, as for backend bodies); 0 or
+// less means unlimited.
+func WithMaxBodyBytes(n int) Option {
+	return func(c *compiler) { c.maxBody = max(n, 0) }
+}
+
 // New compiles m. It returns nil (and no error) when m is nil: the backend
 // has no modifiers. Errors name the offending node by its path in the tree
 // (for example "fifo_group.modifiers[1].header_modifier.name"); the caller
 // reports them as a build violation.
-func New(m *gatewayv1.MartianModifier) (*Modifier, error) {
+func New(m *gatewayv1.MartianModifier, opts ...Option) (*Modifier, error) {
 	if m == nil {
 		return nil, nil
 	}
 	var c compiler
+	for _, o := range opts {
+		o(&c)
+	}
 	req, resp := c.node(m, "", true, true)
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, fmt.Errorf("modifier/martian: %w", err)
@@ -119,7 +133,9 @@ func (m *Modifier) ModifiesResponse() bool { return m != nil && m.resp != nil }
 // ModifyRequest applies the request-scoped modifiers, in order, to the
 // backend request req. Call it after the request is fully built and before
 // sending it; an error means the backend call fails (KrakenD returns the
-// modifier error from the backend proxy). req is not retained.
+// modifier error from the backend proxy), except ErrSkipRoundTrip: a
+// static.Modifier answers the call, which must not be sent. req is not
+// retained.
 func (m *Modifier) ModifyRequest(req *fasthttp.Request) error {
 	if m == nil || m.req == nil {
 		return nil
@@ -147,6 +163,7 @@ func (m *Modifier) Reroutes() bool { return m != nil && m.reroutes }
 type compiler struct {
 	errs     []error
 	reroutes bool // a url.Modifier changes the host or the scheme
+	maxBody  int  // WithMaxBodyBytes
 }
 
 func (c *compiler) fail(path, format string, args ...any) {
@@ -385,15 +402,26 @@ type requestGroup struct {
 	aggregate bool
 }
 
+// modifyRequest runs every modifier; a static.Modifier's ErrSkipRoundTrip
+// is no failure (the next modifiers run) and is returned at the end when
+// nothing failed.
 func (g *requestGroup) modifyRequest(req *fasthttp.Request) error {
 	var errs []error
+	skip := false
 	for _, m := range g.mods {
 		if err := m.modifyRequest(req); err != nil {
+			if err == ErrSkipRoundTrip {
+				skip = true
+				continue
+			}
 			if !g.aggregate {
 				return err
 			}
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 0 && skip {
+		return ErrSkipRoundTrip
 	}
 	return errors.Join(errs...)
 }

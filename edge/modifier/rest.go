@@ -46,9 +46,6 @@ import (
 //     same text for the URLs the edge builds).
 //   - Verifiers (header, querystring, status, url) do nothing: KrakenD
 //     never reads what they record. The compiler warns about them.
-//
-// static.Modifier (files of the gateway's disk served into responses) is
-// not implemented: the control plane refuses it.
 
 // rest compiles the modifiers of this file.
 func (c *compiler) rest(m *gatewayv1.MartianModifier, path string, onReq, onResp bool) (requestModifier, responseModifier) {
@@ -153,6 +150,8 @@ func (c *compiler) rest(m *gatewayv1.MartianModifier, path string, onReq, onResp
 		return c.filter(p, f.GetModifier(), f.GetElse(), &urlRegexCond{re: re}, onReq, onResp)
 	case *gatewayv1.MartianModifier_Verifier:
 		return nil, nil
+	case *gatewayv1.MartianModifier_StaticModifier:
+		return c.static(k.StaticModifier, path, onReq, onResp)
 	}
 	c.fail(path, "unsupported modifier %T", m.GetKind())
 	return nil, nil

@@ -153,15 +153,11 @@ type builder struct {
 	clientTLSDone bool
 	clientTLSErr  bool
 	clientTLSCfg  proxy.ClientTLS
-	tracer        *tracing.Tracer // nil without telemetry/opentelemetry
-	producerReg   *mq.Producers   // Deps.Producers, or one the build created (ownProducers)
-	ownProducers  bool
-	producers     []*mq.Producer // producer references taken
-	consumerReg   *mq.Consumers  // Deps.Consumers, or one the build created (ownConsumers)
-	ownConsumers  bool
-	consumers     []*mq.Consumer  // consumer references taken
-	clientIP      *proxy.ClientIP // the plan's, for the rate-limit key check
-	inAgent       bool            // compiling an async agent's pipe
+	tracer        *tracing.Tracer                     // nil without telemetry/opentelemetry
+	producers     mqRefs[*mq.Producers, *mq.Producer] // from Deps.Producers, or a registry of its own
+	consumers     mqRefs[*mq.Consumers, *mq.Consumer] // from Deps.Consumers, or a registry of its own
+	clientIP      *proxy.ClientIP                     // the plan's, for the rate-limit key check
+	inAgent       bool                                // compiling an async agent's pipe
 }
 
 // userAgent is the User-Agent of backend calls: KrakenD's router sets its
@@ -227,11 +223,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if b.statsOn() != nil {
 		p.stats = deps.Stats
 	}
-	p.producerReg, p.producers = b.producerReg, b.producers
-	p.consumerReg, p.consumers, p.ownConsumers = b.consumerReg, b.consumers, b.ownConsumers
-	if b.ownProducers {
-		p.ownProducers = b.producerReg
-	}
+	p.producers, p.consumers = b.producers, b.consumers
 	if deps.Revocations != nil {
 		deps.Revocations.Configure(snap.GetService().GetRevoker())
 	}
@@ -242,8 +234,8 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 // created for itself (a failed build).
 func (b *builder) releaseState() {
 	releaseTracer(b.deps.Tracers, b.tracer)
-	releaseProducers(b.producerReg, b.producers, b.ownProducers)
-	releaseConsumers(b.consumerReg, b.consumers, b.ownConsumers)
+	b.producers.release()
+	b.consumers.release()
 	for _, v := range b.validators {
 		v.Close()
 	}
@@ -734,7 +726,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	if !ok {
 		return nil
 	}
-	mod, err := modifier.New(be.GetMartian())
+	mod, err := modifier.New(be.GetMartian(), modifier.WithMaxBodyBytes(int(svc.GetMaxBodyBytes())))
 	if err != nil {
 		b.violate(path+".extra_config.modifier/martian", violation.Invalid, err.Error())
 		return nil

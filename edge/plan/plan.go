@@ -131,15 +131,11 @@ type Plan struct {
 	validators   []*auth.Validator
 	signers      []*auth.Signer
 	lease        *qos.Lease
-	tracer       *tracing.Tracer   // nil: no telemetry/opentelemetry
-	stats        *stats.Stats      // telemetry/metrics' router connections; nil: not counted
-	tracers      *tracing.Registry // where tracer goes back on Release; nil: owned
-	producerReg  *mq.Producers     // where producers go back on Release
-	producers    []*mq.Producer
-	ownProducers *mq.Producers // created by Build when Deps.Producers was nil
-	consumerReg  *mq.Consumers
-	consumers    []*mq.Consumer
-	ownConsumers bool
+	tracer       *tracing.Tracer                     // nil: no telemetry/opentelemetry
+	stats        *stats.Stats                        // telemetry/metrics' router connections; nil: not counted
+	tracers      *tracing.Registry                   // where tracer goes back on Release; nil: owned
+	producers    mqRefs[*mq.Producers, *mq.Producer] // given back on Release
+	consumers    mqRefs[*mq.Consumers, *mq.Consumer]
 	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
 	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
 	ownUpstreams *Upstreams    // created by Build when Deps.Upstreams was nil
@@ -233,8 +229,8 @@ func (p *Plan) Release() {
 		}
 		p.metricsOwner.drop(p.labels)
 		releaseTracer(p.tracers, p.tracer)
-		releaseProducers(p.producerReg, p.producers, p.ownProducers != nil)
-		releaseConsumers(p.consumerReg, p.consumers, p.ownConsumers)
+		p.producers.release()
+		p.consumers.release()
 	})
 }
 

@@ -26,11 +26,11 @@ func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		b.violate(path+".amqp_producer.exchange", violation.Required, "an AMQP producer needs an exchange")
 		return nil
 	}
-	if b.producerReg == nil {
+	if b.producers.reg == nil {
 		if b.deps.Producers != nil {
-			b.producerReg = b.deps.Producers
+			b.producers.reg = b.deps.Producers
 		} else {
-			b.producerReg, b.ownProducers = mq.NewProducers(b.deps.Logger), true
+			b.producers.reg, b.producers.own = mq.NewProducers(b.deps.Logger), true
 		}
 	}
 	cfg := mq.PublishConfig{
@@ -46,12 +46,12 @@ func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		key := pr.GetRoutingKey()
 		cfg.StaticRoutingKey = &key
 	}
-	prod, err := b.producerReg.Acquire(cfg)
+	prod, err := b.producers.reg.Acquire(cfg)
 	if err != nil {
 		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil
 	}
-	b.producers = append(b.producers, prod)
+	b.producers.refs = append(b.producers.refs, prod)
 
 	var args []string
 	for _, a := range []struct{ arg, param string }{
@@ -102,6 +102,7 @@ func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		Limiter:         guard.limiter,
 		CEL:             checks,
 		CELParams:       celParamNames(params),
+		GraphQL:         graphQLConfig(be.GetGraphql()), // the published body, as KrakenD's middleware makes it
 		Trace:           b.backendTrace(e, be),
 		Stats:           b.backendStats(be),
 	})
@@ -112,17 +113,25 @@ func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 	return call
 }
 
-// releaseProducers gives producer references back and closes a registry
-// the plan owned.
-func releaseProducers(reg *mq.Producers, ps []*mq.Producer, own bool) {
-	if reg == nil {
-		return
+// mqRefs is what a build took from one broker registry (AMQP producers or
+// consumers): the references, given back on release, and whether the build
+// created the registry itself (Deps had none), closed after them.
+type mqRefs[R interface {
+	Release(C)
+	Close()
+}, C any] struct {
+	reg  R // nil until the first AMQP backend; set whenever refs or own are
+	refs []C
+	own  bool
+}
+
+// release gives every reference back and closes a registry the build owned.
+func (r *mqRefs[R, C]) release() {
+	for _, c := range r.refs {
+		r.reg.Release(c)
 	}
-	for _, p := range ps {
-		reg.Release(p)
-	}
-	if own {
-		reg.Close()
+	if r.own {
+		r.reg.Close()
 	}
 }
 
@@ -134,11 +143,11 @@ func (b *builder) consumerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		b.violate(path+".amqp_consumer", violation.Required, "an AMQP consumer needs the broker's URL, an exchange and a queue name")
 		return nil
 	}
-	if b.consumerReg == nil {
+	if b.consumers.reg == nil {
 		if b.deps.Consumers != nil {
-			b.consumerReg = b.deps.Consumers
+			b.consumers.reg = b.deps.Consumers
 		} else {
-			b.consumerReg, b.ownConsumers = mq.NewConsumers(b.deps.Logger), true
+			b.consumers.reg, b.consumers.own = mq.NewConsumers(b.deps.Logger), true
 		}
 	}
 	cfg := mq.QueueConfig{
@@ -148,12 +157,12 @@ func (b *builder) consumerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		AutoAck: c.GetAutoAck(), NoLocal: c.GetNoLocal(), NackDiscard: c.GetNackDiscard(),
 		Backoff: c.GetBackoffStrategy(), MaxRetries: c.GetMaxRetries(),
 	}
-	cons, err := b.consumerReg.Acquire(cfg, decoderCheck(be))
+	cons, err := b.consumers.reg.Acquire(cfg, decoderCheck(be))
 	if err != nil {
 		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil
 	}
-	b.consumers = append(b.consumers, cons)
+	b.consumers.refs = append(b.consumers.refs, cons)
 	method := be.GetMethod()
 	if method == "" {
 		method = e.GetMethod()
@@ -204,18 +213,4 @@ func decoderCheck(be *gatewayv1.Backend) func([]byte) bool {
 		return func(b []byte) bool { b = bytes.TrimSpace(b); return len(b) == 0 || json.Valid(b) }
 	}
 	return nil
-}
-
-// releaseConsumers gives consumer references back and closes a registry
-// the plan owned.
-func releaseConsumers(reg *mq.Consumers, cs []*mq.Consumer, own bool) {
-	if reg == nil {
-		return
-	}
-	for _, c := range cs {
-		reg.Release(c)
-	}
-	if own {
-		reg.Close()
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/apigw/gateway/edge/internal/ascii"
+	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/qos/breaker"
 	"github.com/apigw/gateway/edge/qos/httpcache"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
@@ -64,16 +65,27 @@ func (b *Backend) Finish(t breaker.Ticket, reached, success bool) {
 // order: martian request modifiers on req, the HTTP cache (a fresh hit
 // fills resp and skips the round trip), the round trip to h (a storable
 // answer is cached as the backend sent it), then martian response
-// modifiers on resp (on hits too: the cache sits inside martian). reached
+// modifiers on resp (on hits too: the cache sits inside martian). A
+// static.Modifier skips the cache and the round trip. reached
 // reports whether the backend was called; err is the transport error (or
 // a modifier's). req must have been built for h (BuildRequest).
 func (b *Backend) RoundTrip(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (reached bool, err error) {
+	skip := false
 	if b.mod.ModifiesRequest() {
 		if err := b.mod.ModifyRequest(req); err != nil {
-			return false, err
+			if err != modifier.ErrSkipRoundTrip {
+				return false, err
+			}
+			// A static.Modifier answers: an empty 200 without headers,
+			// as krakend-martian makes one, for the response modifiers.
+			skip = true
+			resp.Reset()
+			resp.Header.SetNoDefaultContentType(true)
 		}
 	}
-	if b.cache == nil || !b.CacheGet(req, resp) {
+	if skip {
+		// Neither the cache nor the backend: they sit inside martian.
+	} else if b.cache == nil || !b.CacheGet(req, resp) {
 		if err := b.do(h, req, resp, deadline); err != nil {
 			return true, err
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/modifier"
 	"github.com/apigw/gateway/edge/qos/breaker"
 )
 
@@ -63,7 +64,12 @@ func (b *Backend) Shadow(in *Inbound, timeout time.Duration) bool {
 		sc.finish()
 		return true
 	}
-	_ = b.mod.ModifyRequest(&sc.req) // never fails in practice; a shadow has no one to tell
+	if err := b.mod.ModifyRequest(&sc.req); err == modifier.ErrSkipRoundTrip {
+		// A static.Modifier answers the call: nothing to send.
+		b.Finish(t, false, false)
+		sc.finish()
+		return true
+	} // other errors never happen in practice; a shadow has no one to tell
 	go sc.run()
 	return true
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/internal/lru"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -108,105 +109,37 @@ func (d *BotDetector) decide(ua []byte) bool {
 	return false
 }
 
-// verdictCache is a fixed-size LRU of verdicts. Its entries live in one
-// slice linked by index, so a hit allocates nothing and, once the cache is
-// full, a miss allocates only the key (evicting reuses the oldest entry).
+// verdictCache is a fixed-size LRU of verdicts, safe for concurrent use.
 type verdictCache struct {
-	mu      sync.Mutex
-	size    int
-	index   map[string]int32 // key -> position in entries
-	entries []verdictEntry
-	head    int32 // most recently used; -1 when empty
-	tail    int32 // least recently used
-}
-
-type verdictEntry struct {
-	key        string
-	bot        bool
-	prev, next int32 // -1: none
+	mu sync.Mutex
+	t  lru.Table[bool] // guarded by mu
 }
 
 func newVerdictCache(size int) *verdictCache {
-	return &verdictCache{
-		size:  size,
-		index: make(map[string]int32),
-		head:  -1,
-		tail:  -1,
-	}
+	return &verdictCache{t: lru.New[bool](size)}
 }
 
 func (c *verdictCache) get(key []byte) (bot, ok bool) {
 	c.mu.Lock()
-	i, ok := c.index[string(key)]
+	v, ok := c.t.Get(key)
 	if ok {
-		c.moveToFront(i)
-		bot = c.entries[i].bot
+		bot = *v
 	}
 	c.mu.Unlock()
 	return bot, ok
 }
 
+// add stores key's verdict (a concurrent miss may have added it already).
 func (c *verdictCache) add(key []byte, bot bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if i, ok := c.index[string(key)]; ok { // a concurrent miss added it
-		c.entries[i].bot = bot
-		c.moveToFront(i)
-		return
-	}
-	var i int32
-	if len(c.entries) < c.size {
-		i = int32(len(c.entries))
-		c.entries = append(c.entries, verdictEntry{prev: -1, next: -1})
-	} else {
-		i = c.tail // evict the least recently used
-		c.unlink(i)
-		delete(c.index, c.entries[i].key)
-	}
-	e := &c.entries[i]
-	e.key, e.bot = string(key), bot
-	c.index[e.key] = i
-	c.pushFront(i)
-}
-
-func (c *verdictCache) moveToFront(i int32) {
-	if c.head == i {
-		return
-	}
-	c.unlink(i)
-	c.pushFront(i)
-}
-
-func (c *verdictCache) unlink(i int32) {
-	e := &c.entries[i]
-	if e.prev >= 0 {
-		c.entries[e.prev].next = e.next
-	} else {
-		c.head = e.next
-	}
-	if e.next >= 0 {
-		c.entries[e.next].prev = e.prev
-	} else {
-		c.tail = e.prev
-	}
-	e.prev, e.next = -1, -1
-}
-
-func (c *verdictCache) pushFront(i int32) {
-	e := &c.entries[i]
-	e.prev, e.next = -1, c.head
-	if c.head >= 0 {
-		c.entries[c.head].prev = i
-	}
-	c.head = i
-	if c.tail < 0 {
-		c.tail = i
-	}
+	v, _ := c.t.Put(key)
+	*v = bot
+	c.mu.Unlock()
 }
 
 // len returns the number of cached verdicts (tests).
 func (c *verdictCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.index)
+	return c.t.Len()
 }

@@ -31,9 +31,8 @@ import (
 // of its first bytes (read straight into fasthttp's buffer), then a branch
 // per Read. When h2c is off no connection is wrapped at all.
 //
-// Not done: the HTTP/1.1 "Upgrade: h2c" handshake (RFC 7540 §3.2, which
-// RFC 9113 deprecated). Such a request is served as plain HTTP/1.1, its
-// Upgrade header ignored, which RFC 7230 allows.
+// The HTTP/1.1 "Upgrade: h2c" handshake (RFC 7540 §3.2, deprecated by RFC
+// 9113 but what curl --http2 and KrakenD do) is served too: see upgrade.
 
 // h2cPreface opens every HTTP/2 connection.
 const h2cPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

@@ -167,6 +167,10 @@ func (s *Server) startGenerationLocked() {
 		Dur("idle_timeout", st.idleTimeout).Int("read_buffer_size", st.readBufferSize).
 		Int("max_request_body_size", st.maxRequestBodySize).
 		Msg("http server settings changed; draining the previous server")
+	// The old generation stops taking connections before this returns:
+	// closed in drain's goroutine it could still win a connection accepted
+	// after the new settings applied, and answer it with the old ones.
+	old.ln.Close()
 	ctx, cancel := s.drainContext()
 	s.wg.Go(func() {
 		defer cancel()

@@ -46,6 +46,7 @@ import (
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/internal/gelf"
+	"github.com/apigw/gateway/edge/internal/influx"
 	"github.com/apigw/gateway/edge/internal/loglevel"
 	"github.com/apigw/gateway/edge/internal/logsink"
 	"github.com/apigw/gateway/edge/plan"
@@ -302,6 +303,9 @@ func appendPings(b []byte, pings map[string]time.Time) []byte {
 // Server serves HTTP from the current plan. Swap, Current and Addr are safe
 // for concurrent use; Serve runs once. A Server must not be copied.
 type Server struct {
+	// answered and serverErrors count responses (Counters).
+	answered, serverErrors paddedCounter
+
 	cfg       Config
 	log       zerolog.Logger
 	baseLevel zerolog.Level
@@ -332,9 +336,11 @@ type Server struct {
 	metricsLn    *metricsListener
 	stats        *stats.Stats                // telemetry/metrics' /__stats series, process-wide
 	gelf         atomic.Pointer[gelf.Writer] // telemetry/gelf; nil: none
-	statsServed  atomic.Bool                 // the snapshot has telemetry/metrics without endpoint_disabled
-	warnedListen string                      // snapshot listen address already warned about
-	perIP        *ipLimiter                  // nil: no per-IP limit
+	influx       *influx.Writer              // telemetry/influx; nil: none; guarded by reconfMu
+	influxM      *influx.Metrics
+	statsServed  atomic.Bool // the snapshot has telemetry/metrics without endpoint_disabled
+	warnedListen string      // snapshot listen address already warned about
+	perIP        *ipLimiter  // nil: no per-IP limit
 }
 
 // New binds cfg.Listen (and cfg.MetricsListen when set) and returns a Server
@@ -359,6 +365,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	im, err := influx.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -376,6 +386,7 @@ func New(cfg Config) (*Server, error) {
 		force:      make(chan struct{}),
 		settings:   settingsOf(nil, cfg.Limits.withDefaults()),
 		stats:      stats.New(),
+		influxM:    im,
 	}
 	s.stats.Run()
 	if n := s.settings.maxConnsPerIP; n > 0 {
@@ -491,9 +502,38 @@ func (s *Server) applyGELF(g *gatewayv1.GELF) {
 	}
 }
 
+// applyInflux starts, restarts (settings changed) or stops the
+// telemetry/influx writer. Called with reconfMu held.
+func (s *Server) applyInflux(x *gatewayv1.InfluxDB) {
+	var want influx.Config
+	if x != nil {
+		want = influx.Config{
+			Address: x.GetAddress(), Username: x.GetUsername(), Password: x.GetPassword(), DB: x.GetDb(),
+			TTL: time.Duration(x.GetTtlMs()) * time.Millisecond, BufferSize: int(x.GetBufferSize()),
+		}
+	}
+	if cur := s.influx; cur != nil {
+		if x != nil && cur.Config() == want {
+			return
+		}
+		cur.Close()
+		s.influx = nil
+	}
+	if x == nil {
+		return
+	}
+	w, err := influx.Start(want, s.stats, s.cfg.Logger.With().Str("component", "influx").Logger(), s.influxM)
+	if err != nil {
+		s.log.Error().Err(err).Msg("telemetry/influx not started")
+		return
+	}
+	s.influx = w
+}
+
 // reconfigureLocked applies the non-routing settings of a new snapshot.
 func (s *Server) reconfigureLocked(svc *gatewayv1.Service) {
 	s.applyGELF(svc.GetGelf())
+	s.applyInflux(svc.GetInflux())
 	s.applyLogLevel(svc.GetLogging())
 	s.applyLogOutput(svc.GetLogging())
 	s.maxWait = time.Duration(svc.GetHttpServer().GetMaxShutdownWaitMs()) * time.Millisecond
@@ -675,6 +715,10 @@ func (s *Server) shutdown() {
 	s.serving = true // a later Serve must refuse
 	gen, wait, ml := s.gen, s.maxWait, s.metricsLn
 	s.gen, s.metricsLn = nil, nil
+	if s.influx != nil {
+		s.influx.Close()
+		s.influx = nil
+	}
 	s.reconfMu.Unlock()
 	defer close(s.done)
 	defer s.stats.Close()
@@ -752,16 +796,43 @@ func (s *Server) drainContext() (context.Context, context.CancelFunc) {
 // handle serves one request from the state current when it starts and
 // writes its access-log line.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	if c, ok := ctx.Conn().(*h2cConn); ok && c.b.upgrade(ctx) {
+		return // HTTP/1.1 "Upgrade: h2c": answered as HTTP/2 stream 1
+	}
 	st := s.cur.Load()
 	if st.access == nil {
 		s.serve(ctx, st, nil)
+		s.count(ctx)
 		return
 	}
 	e := st.access.Start(ctx.Path(), time.Now())
 	s.serve(ctx, st, e)
+	s.count(ctx)
 	if e != nil {
 		finishAccess(ctx, e)
 	}
+}
+
+// count adds the answered request to the counters the edge reports on its
+// control-plane stream (a canary is halted on their rate).
+func (s *Server) count(ctx *fasthttp.RequestCtx) {
+	s.answered.n.Add(1)
+	if ctx.Response.StatusCode() >= 500 {
+		s.serverErrors.n.Add(1)
+	}
+}
+
+// Counters returns the responses served since the server started and how
+// many of them had a 5xx status.
+func (s *Server) Counters() (requests, errors uint64) {
+	return s.answered.n.Load(), s.serverErrors.n.Load()
+}
+
+// paddedCounter keeps a counter every request bumps on its own cache line.
+type paddedCounter struct {
+	_ [64]byte
+	n atomic.Uint64
+	_ [56]byte
 }
 
 // finishAccess completes e from the answered request and writes it.

@@ -47,6 +47,7 @@ type Stats struct {
 	connectedGauge, disconnectedGauge *Gauge
 
 	runtime runtimeStats
+	latest  atomic.Pointer[Snapshot] // the last collection's; nil before the first
 }
 
 type metric interface {
@@ -158,7 +159,8 @@ func (s *Stats) Close() {
 }
 
 // Collect is one collection: runtime statistics captured, the connection
-// counters rolled into their gauges and totals, the histograms cleared.
+// counters rolled into their gauges and totals, a Snapshot taken, the
+// histograms cleared.
 func (s *Stats) Collect() {
 	s.runtime.capture()
 	c := s.connected.Count()
@@ -169,6 +171,7 @@ func (s *Stats) Collect() {
 	s.disconnectedGauge.Update(d)
 	s.disconnectedTotal.Inc(d)
 	s.disconnected.Clear()
+	s.latest.Store(s.takeSnapshot(time.Now()))
 	s.mu.Lock()
 	hs := make([]*Histogram, 0, len(s.byName))
 	for _, m := range s.byName {

@@ -70,6 +70,9 @@ const (
 	// maxRecvBytes bounds one message from the control plane; it is above
 	// the control plane's snapshot limit so that limit is the one that bites.
 	maxRecvBytes = 64 << 20
+	// syncWindow is the flow-control window of the sync connection and
+	// stream; see TransportDialOptions.
+	syncWindow = 1 << 20
 )
 
 // Revocations is the edge's revocation set, fed by the stream's deltas and
@@ -140,6 +143,9 @@ type Config struct {
 	// Agents, when set, reports the edge's async agents; each Keepalive
 	// carries them to the control plane (gwctl status shows them).
 	Agents func() []*gatewayv1.AgentState
+	// Counters, when set, returns the edge's responses served and 5xx
+	// responses since it started; every Keepalive and Ack carries them.
+	Counters func() (requests, errors uint64)
 	// RecvTimeout replaces a stream on which nothing arrived for this long
 	// (default max(3*Keepalive, 30s)).
 	RecvTimeout time.Duration
@@ -264,11 +270,10 @@ func New(cfg Config) (*Client, error) {
 		log:      cfg.Logger.With().Str("component", "watch").Logger(),
 		targets:  cfg.targets(),
 		features: features(plan.SupportedFeatures(), cfg.DisabledFeatures),
-		dialOpts: append([]grpc.DialOption{
+		dialOpts: slices.Concat([]grpc.DialOption{
 			grpc.WithTransportCredentials(creds),
 			grpc.WithUserAgent("gw-edge/" + cfg.BuildVersion),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)),
-		}, cfg.DialOptions...),
+		}, TransportDialOptions(), cfg.DialOptions),
 		done:   make(chan struct{}),
 		worker: apply.NewWorker(cfg.Applier),
 	}
@@ -543,6 +548,9 @@ func (c *Client) session(ctx context.Context, target string) (established bool, 
 				}
 			}
 		case reply := <-c.worker.Replies():
+			if a := reply.GetAck(); a != nil && c.cfg.Counters != nil {
+				a.RequestsTotal, a.ErrorsTotal = c.cfg.Counters()
+			}
 			if err := stream.Send(reply); err != nil {
 				return established, fmt.Errorf("send snapshot reply: %w", streamCause(err, recvErr))
 			}
@@ -555,6 +563,9 @@ func (c *Client) session(ctx context.Context, target string) (established bool, 
 			kam := &gatewayv1.Keepalive{UnixMs: now.UnixMilli()}
 			if c.cfg.Agents != nil {
 				kam.Agents = c.cfg.Agents()
+			}
+			if c.cfg.Counters != nil {
+				kam.RequestsTotal, kam.ErrorsTotal = c.cfg.Counters()
 			}
 			ka := &gatewayv1.SyncRequest{Msg: &gatewayv1.SyncRequest_Keepalive{Keepalive: kam}}
 			if err := stream.Send(ka); err != nil {
@@ -726,4 +737,19 @@ func LoadTLS(caFile, certFile, keyFile string) (*tls.Config, *tlsfile.Reloader, 
 		return cfg, r, nil
 	}
 	return cfg, nil, nil
+}
+
+// TransportDialOptions are the sync connection's gRPC settings besides
+// credentials (the fleet benchmark's simulated edges use them too): the
+// message limit, and fixed 1 MiB windows instead of gRPC's dynamic ones,
+// whose bandwidth probing answers the first message after a quiet period
+// with a PING, so every revocation delta would cost the control plane a
+// read and a write more per edge. 1 MiB in flight is 10 MB/s at a 100 ms
+// round trip for a large snapshot.
+func TransportDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)),
+		grpc.WithInitialWindowSize(syncWindow),
+		grpc.WithInitialConnWindowSize(syncWindow),
+	}
 }

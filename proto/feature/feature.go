@@ -49,6 +49,7 @@ const (
 	TelemetryOpenTelemetryMetrics = "telemetry.opentelemetry.metrics"
 	TelemetryGELF                 = "telemetry.gelf"        // telemetry/gelf
 	TelemetryLogstash             = "telemetry.logstash"    // telemetry/logstash
+	TelemetryInflux               = "telemetry.influx"      // telemetry/influx
 	AsyncAMQP                     = "async.amqp"            // an async_agent with the async/amqp driver
 	BackendAMQPProducer           = "backend.amqp.producer" // a backend with backend/amqp/producer
 	BackendAMQPConsumer           = "backend.amqp.consumer" // a backend with backend/amqp/consumer
@@ -60,7 +61,7 @@ func All() []string {
 		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ModifierLuaService, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
-		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
+		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
 		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer,
 	}
 	slices.Sort(all)

@@ -5,6 +5,7 @@
 package tlsfile
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -110,4 +111,22 @@ func (r *Reloader) NotAfter() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.leaf.NotAfter
+}
+
+// WatchExpiry calls check with the current certificate's expiry at once
+// and then every interval until ctx is done; check sets the caller's
+// metric and warns as the expiry nears. A rotated certificate is seen at
+// the next call.
+func (r *Reloader) WatchExpiry(ctx context.Context, interval time.Duration, check func(notAfter, now time.Time)) {
+	check(r.NotAfter(), time.Now())
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			check(r.NotAfter(), now)
+		}
+	}
 }

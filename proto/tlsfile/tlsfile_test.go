@@ -1,6 +1,7 @@
 package tlsfile
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -75,5 +76,43 @@ func TestReloaderPicksUpRotation(t *testing.T) {
 	}
 	if _, err := New(filepath.Join(dir, "missing.pem"), key); err == nil {
 		t.Error("New with a missing file succeeded")
+	}
+}
+
+func TestWatchExpirySeesRotation(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	first := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	second := first.Add(24 * time.Hour)
+	pair(t, cert, key, first)
+	r, err := New(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	seen := make(chan time.Time, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.WatchExpiry(ctx, 50*time.Millisecond, func(na, _ time.Time) { seen <- na })
+	}()
+	if got := <-seen; !got.Equal(first) {
+		t.Fatalf("first check: %s, want %s", got, first)
+	}
+	pair(t, cert, key, second)
+	deadline := time.After(10 * time.Second)
+	for rotated := false; !rotated; {
+		select {
+		case got := <-seen:
+			rotated = got.Equal(second)
+		case <-deadline:
+			t.Fatal("the rotated certificate's expiry was never reported")
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("WatchExpiry did not return after ctx was cancelled")
 	}
 }

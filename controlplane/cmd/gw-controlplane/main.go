@@ -77,6 +77,8 @@ type Config struct {
 	EtcdCA           string // PEM CA verifying the etcd members (etcds://)
 	EtcdCert         string // PEM client certificate for etcd (etcds://)
 	EtcdKey          string
+	EtcdUser         string // etcd user (etcd authentication); the password from EtcdPasswordFile or $GW_ETCD_PASSWORD
+	EtcdPasswordFile string
 	MaxStreamAge     time.Duration // 0 = streams are never ended for their age
 	AdminListen      string
 	AdminAllowRemote bool
@@ -196,9 +198,15 @@ func (c *Config) Validate() error {
 func (c *Config) validateStore() []error {
 	var errs []error
 	tlsFlags := c.EtcdCA != "" || c.EtcdCert != "" || c.EtcdKey != ""
+	if c.EtcdPasswordFile != "" && c.EtcdUser == "" {
+		errs = append(errs, errors.New("--etcd-password-file: needs --etcd-user"))
+	}
 	if c.Store == "" || c.Store == "bolt" {
 		if tlsFlags {
 			errs = append(errs, errors.New("--etcd-ca, --etcd-cert, --etcd-key: only apply to --store etcds://HOST:PORT"))
+		}
+		if c.EtcdUser != "" {
+			errs = append(errs, errors.New("--etcd-user: only applies to --store etcd:// or etcds://"))
 		}
 		return errs
 	}
@@ -274,6 +282,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&c.EtcdCA, "etcd-ca", "", "PEM CA bundle verifying the etcd members (with --store etcds://; default: the system roots)")
 	fs.StringVar(&c.EtcdCert, "etcd-cert", "", "PEM client certificate presented to etcd (with --store etcds:// and --etcd-key)")
 	fs.StringVar(&c.EtcdKey, "etcd-key", "", "PEM key of --etcd-cert")
+	fs.StringVar(&c.EtcdUser, "etcd-user", "", "etcd user, when the cluster has authentication enabled; the password is read from --etcd-password-file or $"+etcdPasswordEnv+" (never a flag: command lines are visible to every local user)")
+	fs.StringVar(&c.EtcdPasswordFile, "etcd-password-file", "", "file holding the --etcd-user password (one line; keep it mode 0600)")
 	fs.DurationVar(&c.MaxStreamAge, "max-stream-age", 30*time.Minute,
 		"end each edge stream after this long (±10% jitter); the edge reconnects at once, possibly to another replica, and is not reconfigured. Rebalances edges after a replica comes back; 0 disables")
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:9000",
@@ -302,7 +312,7 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.DurationVar(&c.CertWarnBefore, "cert-warn-before", 30*24*time.Hour,
 		"warn (log, gw_controlplane_sync_cert_expiry_timestamp_seconds, gwctl status) while the sync TLS certificate expires within this; also logged when an edge connects with a client certificate expiring within it")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "",
-		"host:port serving Prometheus metrics on /metrics; off when empty")
+		"host:port serving Prometheus metrics on /metrics and the probes GET /healthz (alive) and GET /readyz (the store answers, not shutting down); off when empty")
 	fs.StringVar(&c.FleetListen, "fleet-listen", "",
 		"host:port serving the read-only fleet page (HTML; any admin token, as the basic-auth password or a bearer token); off when empty. Off loopback it needs --admin-allow-remote and TLS, from the admin TLS flags or the built-in PKI, and --admin-tls-client-ca applies")
 	fs.DurationVar(&c.Keepalive, "keepalive", 10*time.Second,

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,12 +51,46 @@ func openStore(ctx context.Context, cfg *Config, log zerolog.Logger) (store.Stor
 			return nil, err
 		}
 	}
+	if cfg.EtcdUser != "" {
+		if ecfg.Password, err = etcdPassword(cfg, os.Getenv); err != nil {
+			return nil, err
+		}
+		ecfg.Username = cfg.EtcdUser
+		if !useTLS {
+			log.Warn().Str("user", cfg.EtcdUser).Msg("etcd password sent without TLS (etcd://): anyone on the path can read it; use etcds:// outside a trusted network")
+		}
+	}
 	st, err := store.OpenEtcd(ctx, ecfg)
 	if err != nil {
 		return nil, err
 	}
 	log.Info().Strs("endpoints", endpoints).Str("prefix", prefix).Bool("tls", useTLS).Msg("store: etcd")
 	return st, nil
+}
+
+// etcdPasswordEnv holds the etcd password when --etcd-password-file is not
+// given.
+const etcdPasswordEnv = "GW_ETCD_PASSWORD"
+
+// etcdPassword reads --etcd-user's password: the file's first line, or
+// the environment variable.
+func etcdPassword(cfg *Config, getenv func(string) string) (string, error) {
+	if cfg.EtcdPasswordFile != "" {
+		b, err := os.ReadFile(cfg.EtcdPasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("--etcd-password-file: %w", err)
+		}
+		pw, _, _ := strings.Cut(string(b), "\n")
+		pw = strings.TrimSuffix(pw, "\r")
+		if pw == "" {
+			return "", fmt.Errorf("--etcd-password-file %s: empty", cfg.EtcdPasswordFile)
+		}
+		return pw, nil
+	}
+	if pw := getenv(etcdPasswordEnv); pw != "" {
+		return pw, nil
+	}
+	return "", fmt.Errorf("--etcd-user %s: no password: give --etcd-password-file or set $%s", cfg.EtcdUser, etcdPasswordEnv)
 }
 
 // etcdTLS builds the TLS configuration for etcds://.
@@ -239,6 +274,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		defer metricsLis.Close()
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", svc.MetricsHandler())
+		registerHealth(ctx, mux, st)
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 
@@ -465,8 +501,7 @@ func adminTLSConfig(cfg *Config) (*tls.Config, string, error) {
 // watchCertExpiry sets the expiry metric and warns, at start and then
 // hourly, while the sync certificate expires within warnBefore.
 func watchCertExpiry(ctx context.Context, cert *tlsfile.Reloader, warnBefore time.Duration, svc *service.Service, log zerolog.Logger) {
-	check := func(now time.Time) {
-		na := cert.NotAfter()
+	cert.WatchExpiry(ctx, time.Hour, func(na, now time.Time) {
 		svc.SetSyncCertExpiry(na)
 		left := na.Sub(now)
 		switch {
@@ -475,18 +510,7 @@ func watchCertExpiry(ctx context.Context, cert *tlsfile.Reloader, warnBefore tim
 		case left < warnBefore:
 			log.Warn().Time("not_after", na).Dur("left", left.Round(time.Minute)).Msg("the sync TLS certificate expires soon; rotate it (the new files are picked up without a restart)")
 		}
-	}
-	check(time.Now())
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			check(now)
-		}
-	}
+	})
 }
 
 // openAuditLog returns the logger audit records are written to: the

@@ -92,6 +92,24 @@ func (l *logFlags) register(fs *flag.FlagSet, stdout io.Writer) {
 	fs.IntVar(&l.limits.MaxConns, "max-conns", server.DefaultMaxConns, "connections (and so requests) served at once; more are answered 503 and closed; -1: no limit")
 }
 
+// serverConfig is the part of the server's settings both modes take from
+// their flags; the caller adds what is its own (agent pings, health).
+func (l *logFlags) serverConfig(listen string, log zerolog.Logger, lv *loglevel.Var, pinLevel bool) server.Config {
+	return server.Config{
+		Listen:        listen,
+		Logger:        log,
+		BuildVersion:  buildVersion,
+		MetricsListen: l.metricsListen,
+		LogLevel:      l.level,
+		Level:         lv,
+		PinLogLevel:   pinLevel,
+		LogSink:       l.sink,
+		PinLogFormat:  l.pinFormat,
+		AccessLog:     l.accessLogConfig(),
+		Limits:        l.limits,
+	}
+}
+
 // accessLogConfig is the server's access-log setting from the flags.
 func (l *logFlags) accessLogConfig() accesslog.Config {
 	if l.accessLog == "off" || l.out == nil {

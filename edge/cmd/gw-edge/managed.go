@@ -230,21 +230,10 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		listen = storedListenAddr(stored, log)
 	}
 	var agents *agent.Runner
-	srv, err := server.New(server.Config{
-		AgentPings:    func() map[string]time.Time { return agents.Pings() },
-		Listen:        listen,
-		Logger:        log,
-		BuildVersion:  buildVersion,
-		MetricsListen: f.metricsListen,
-		LogLevel:      f.level,
-		Level:         lv,
-		PinLogLevel:   pinLevel,
-		LogSink:       f.sink,
-		PinLogFormat:  f.pinFormat,
-		AccessLog:     f.accessLogConfig(),
-		Limits:        f.limits,
-		Degraded:      func(p *plan.Plan) string { return revocationHealth(rev, p) },
-	})
+	cfg := f.serverConfig(listen, log, lv, pinLevel)
+	cfg.AgentPings = func() map[string]time.Time { return agents.Pings() }
+	cfg.Degraded = func(p *plan.Plan) string { return revocationHealth(rev, p) }
+	srv, err := server.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -284,6 +273,7 @@ func managed(ctx context.Context, f *managedFlags, pinLevel bool, log zerolog.Lo
 		Logger:           log,
 		Keepalive:        f.keepalive,
 		Agents:           func() []*gatewayv1.AgentState { return agentStates(agents) },
+		Counters:         srv.Counters,
 		Registerer:       srv.Registry(),
 		TLS:              tlsCfg,
 		Verifier:         verifier,
@@ -322,8 +312,7 @@ const clientCertWarnBefore = 30 * 24 * time.Hour
 // expired one: the control plane refuses the edge, which keeps serving its
 // last good snapshot).
 func watchClientCert(ctx context.Context, cert *tlsfile.Reloader, expiry prometheus.Gauge, log zerolog.Logger) {
-	check := func(now time.Time) {
-		na := cert.NotAfter()
+	cert.WatchExpiry(ctx, time.Hour, func(na, now time.Time) {
 		expiry.Set(float64(na.Unix()))
 		switch left := na.Sub(now); {
 		case left <= 0:
@@ -331,18 +320,7 @@ func watchClientCert(ctx context.Context, cert *tlsfile.Reloader, expiry prometh
 		case left < clientCertWarnBefore:
 			log.Warn().Time("not_after", na).Dur("left", left.Round(time.Minute)).Msg("the client certificate expires soon; issue a new one (gwctl certs issue), it is picked up without a restart")
 		}
-	}
-	check(time.Now())
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			check(now)
-		}
-	}
+	})
 }
 
 // restoreNewest serves the newest stored snapshot that builds; an older one

@@ -124,21 +124,10 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		listen = defaultListen
 	}
 	var agents *agent.Runner
-	srv, err := server.New(server.Config{
-		AgentPings:    func() map[string]time.Time { return agents.Pings() },
-		Listen:        listen,
-		Logger:        log,
-		BuildVersion:  buildVersion,
-		MetricsListen: f.metricsListen,
-		LogLevel:      f.level,
-		Level:         lv,
-		PinLogLevel:   pinLevel,
-		LogSink:       f.sink,
-		PinLogFormat:  f.pinFormat,
-		AccessLog:     f.accessLogConfig(),
-		Limits:        f.limits,
-		DebugEndpoint: f.debug,
-	})
+	cfg := f.serverConfig(listen, log, lv, pinLevel)
+	cfg.AgentPings = func() map[string]time.Time { return agents.Pings() }
+	cfg.DebugEndpoint = f.debug
+	srv, err := server.New(cfg)
 	if err != nil {
 		return err
 	}

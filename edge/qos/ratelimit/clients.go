@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apigw/gateway/edge/internal/lru"
 	"github.com/apigw/gateway/edge/qos/clock"
 )
 
@@ -80,20 +81,11 @@ type Clients struct {
 	closeOnce sync.Once
 }
 
-// shard is one mutex-guarded table. Buckets sit in slots, linked into an
-// LRU list by index (head = most recently used) so nothing allocates on a hit.
+// shard is one mutex-guarded LRU table of buckets' theoretical arrival
+// times (GCRA's tat; zero for a new, full bucket).
 type shard struct {
 	mu sync.Mutex
-	// mu guards the fields below.
-	idx        map[string]int32
-	slots      []slot
-	head, tail int32
-}
-
-type slot struct {
-	key        string
-	tat        int64
-	prev, next int32
+	t  lru.Table[int64] // guarded by mu
 }
 
 // NewClients returns an empty table and starts its sweeper.
@@ -137,7 +129,7 @@ func newClients(r Rate, cfg ClientConfig) *Clients {
 		c.mask = uint64(n - 1)
 	}
 	for i := range c.shards {
-		c.shards[i].head, c.shards[i].tail = -1, -1
+		c.shards[i].t = lru.New[int64](c.perShard)
 	}
 	c.wg.Add(1)
 	go c.sweepLoop(period)
@@ -219,16 +211,10 @@ func (c *Clients) shardFor(key []byte) *shard {
 func (c *Clients) allowAt(key []byte, now int64) Decision {
 	s := c.shardFor(key)
 	s.mu.Lock()
-	i, ok := s.idx[string(key)]
-	if ok {
-		s.moveToFront(i)
-	} else {
-		i = s.insert(key, c.perShard)
-	}
-	e := &s.slots[i]
-	next, d := c.g.take(e.tat, now)
+	tat, _ := s.t.Put(key)
+	next, d := c.g.take(*tat, now)
 	if d.Allowed {
-		e.tat = next
+		*tat = next
 	}
 	s.mu.Unlock()
 	if !d.Allowed {
@@ -242,8 +228,8 @@ func (c *Clients) allowAt(key []byte, now int64) Decision {
 func (c *Clients) refund(key []byte) {
 	s := c.shardFor(key)
 	s.mu.Lock()
-	if i, ok := s.idx[string(key)]; ok {
-		s.slots[i].tat -= c.g.interval
+	if tat, ok := s.t.Peek(key); ok {
+		*tat -= c.g.interval
 	}
 	s.mu.Unlock()
 }
@@ -257,7 +243,7 @@ func (c *Clients) Len() int {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		n += len(s.slots)
+		n += s.t.Len()
 		s.mu.Unlock()
 	}
 	return n
@@ -284,99 +270,8 @@ func (c *Clients) Sweep() int {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		// Backwards, because remove moves the last slot into the hole.
-		for j := len(s.slots) - 1; j >= 0; j-- {
-			if s.slots[j].tat <= now {
-				s.remove(int32(j))
-				dropped++
-			}
-		}
-		if len(s.slots) == 0 && s.idx != nil {
-			// Give the memory of a past key flood back.
-			s.idx, s.slots = nil, nil
-		}
+		dropped += s.t.RemoveIf(func(tat *int64) bool { return *tat <= now })
 		s.mu.Unlock()
 	}
 	return dropped
-}
-
-// insert adds key (copied) as the most recent entry, recycling the least
-// recently used slot when the shard is full. s.mu must be held.
-func (s *shard) insert(key []byte, limit int) int32 {
-	if s.idx == nil {
-		s.idx = make(map[string]int32, min(limit, 8))
-	}
-	var i int32
-	if len(s.slots) >= limit {
-		i = s.tail
-		s.unlink(i)
-		delete(s.idx, s.slots[i].key)
-	} else {
-		s.slots = append(s.slots, slot{})
-		i = int32(len(s.slots) - 1)
-	}
-	k := string(key)
-	s.slots[i] = slot{key: k, prev: -1, next: -1}
-	s.idx[k] = i
-	s.pushFront(i)
-	return i
-}
-
-func (s *shard) moveToFront(i int32) {
-	if s.head == i {
-		return
-	}
-	s.unlink(i)
-	s.pushFront(i)
-}
-
-func (s *shard) pushFront(i int32) {
-	e := &s.slots[i]
-	e.prev, e.next = -1, s.head
-	if s.head >= 0 {
-		s.slots[s.head].prev = i
-	}
-	s.head = i
-	if s.tail < 0 {
-		s.tail = i
-	}
-}
-
-func (s *shard) unlink(i int32) {
-	e := &s.slots[i]
-	if e.prev >= 0 {
-		s.slots[e.prev].next = e.next
-	} else {
-		s.head = e.next
-	}
-	if e.next >= 0 {
-		s.slots[e.next].prev = e.prev
-	} else {
-		s.tail = e.prev
-	}
-	e.prev, e.next = -1, -1
-}
-
-// remove deletes slot i, moving the last slot into its place.
-func (s *shard) remove(i int32) {
-	s.unlink(i)
-	delete(s.idx, s.slots[i].key)
-	last := int32(len(s.slots) - 1)
-	if i != last {
-		s.slots[i] = s.slots[last]
-		m := &s.slots[i]
-		s.idx[m.key] = i
-		if m.prev >= 0 {
-			s.slots[m.prev].next = i
-		} else {
-			s.head = i
-		}
-		if m.next >= 0 {
-			s.slots[m.next].prev = i
-		} else {
-			s.tail = i
-		}
-	}
-	s.slots[last] = slot{}
-	s.slots = s.slots[:last]
 }

@@ -4,7 +4,15 @@
 // and prints req/s, p50/p99 latency and the edge's CPU time per request (read
 // from /proc, the least noisy figure on a shared machine). Every scenario is
 // also shown as a ratio to the direct-to-backend run measured in the same
-// invocation, and each figure is the median of -runs runs.
+// invocation, and each figure is the median of -runs runs, the runs
+// interleaved (round i runs every scenario once) so noise hits all alike.
+//
+// With -krakend PATH the same config is also served by that KrakenD CE
+// binary and four scenarios run against it too, each shown as our edge's
+// CPU per request over KrakenD's, per round (median and spread). With
+// -gateway-cpu N the gateways are pinned to CPU N (taskset), so their
+// CPU figures are not shared with wrk and the backend. With -open-rate the
+// fixed-rate benchmark of openloop.go runs after the wrk scenarios.
 package main
 
 import (
@@ -14,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,6 +49,12 @@ type scenario struct {
 	// variant names the edge process that serves it ("" = the main one,
 	// which has no access log and no tracing): see variants.
 	variant string
+	// krakend: served by the KrakenD CE binary (-krakend) instead of our
+	// edge; ours names our scenario it is compared with, goal the issue's
+	// bound on ours/KrakenD CPU per request.
+	krakend bool
+	ours    string
+	goal    float64
 }
 
 // variants are edge processes with one observability feature on, each
@@ -72,6 +87,10 @@ var scenarios = []scenario{
 	{name: "proxy + access log (KrakenD line)", path: "/proxy-json", edge: true, variant: "access-log-krakend", base: "proxy (json)"},
 	{name: "proxy + access log (JSON)", path: "/proxy-json", edge: true, variant: "access-log-json", base: "proxy (json)"},
 	{name: "proxy + tracing (unsampled)", path: "/proxy-json", edge: true, variant: "tracing-unsampled", base: "proxy (json)"},
+	{name: "KrakenD: proxy (json)", path: "/proxy-json", edge: true, krakend: true, base: "direct (backend, small JSON)", ours: "proxy (json)", goal: 1.0 / 3},
+	{name: "KrakenD: aggregate (3 backends)", path: "/agg3", edge: true, krakend: true, base: "direct (backend, small JSON)", ours: "aggregate (3 backends)", goal: 1.0 / 3},
+	{name: "KrakenD: allow filter (20 KB body)", path: "/allow20k", edge: true, krakend: true, base: "direct (backend, 20 KB JSON)", ours: "allow filter (20 KB body)", goal: 1.0 / 5},
+	{name: "KrakenD: proxy + JWT (RS256)", path: "/jwt", edge: true, jwt: true, krakend: true, base: "direct (backend, small JSON)", ours: "proxy + JWT (RS256)", goal: 1.0 / 5},
 }
 
 func edgeConfig(backend, validator string) string {
@@ -116,20 +135,62 @@ func main() {
 	var (
 		edgeBin    = flag.String("edge", "bin/gw-edge", "gw-edge binary")
 		backendBin = flag.String("backend", "bin/bench-backend", "benchmark backend binary")
+		krakendBin = flag.String("krakend", "", "KrakenD CE binary: also run the KrakenD scenarios against it (default: skip them)")
+		gwCPU      = flag.Int("gateway-cpu", -1, "pin gw-edge and KrakenD to this CPU with taskset (-1: no pinning)")
 		duration   = flag.Duration("duration", 5*time.Second, "length of one wrk run")
 		conns      = flag.Int("conns", 64, "concurrent connections")
-		runs       = flag.Int("runs", 3, "runs per scenario; the median is reported")
+		runs       = flag.Int("runs", 3, "interleaved runs per scenario; the median is reported")
 		only       = flag.String("only", "", "comma-separated scenario names to run (default all)")
+		closed     = flag.Bool("closed", true, "run the wrk (closed-loop) scenarios")
+		openRate   = flag.Int("open-rate", 0, "when > 0, also run the fixed-rate (open-loop) benchmark at this many req/s")
+		openDur    = flag.Duration("open-duration", 60*time.Second, "fixed-rate run length per scenario")
+		openRounds = flag.Int("open-rounds", 3, "fixed-rate runs are split into this many interleaved rounds")
 	)
 	flag.Parse()
-	if err := run(*edgeBin, *backendBin, *duration, *conns, *runs, *only); err != nil {
+	o := options{edgeBin: *edgeBin, backendBin: *backendBin, krakendBin: *krakendBin, gatewayCPU: *gwCPU,
+		duration: *duration, conns: *conns, runs: *runs, only: *only, closed: *closed,
+		openRate: *openRate, openDur: *openDur, openRounds: *openRounds}
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
 }
 
-func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, only string) error {
-	if _, err := exec.LookPath("wrk"); err != nil {
+type options struct {
+	edgeBin, backendBin, krakendBin string
+	gatewayCPU                      int
+	duration                        time.Duration
+	conns, runs                     int
+	only                            string
+	closed                          bool
+	openRate, openRounds            int
+	openDur                         time.Duration
+}
+
+// proc is a started gateway: our edge (one per variant) or KrakenD.
+type proc struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func (o options) selected(sc scenario) bool {
+	if sc.krakend && o.krakendBin == "" {
+		return false
+	}
+	return o.only == "" || strings.Contains(","+o.only+",", ","+sc.name+",")
+}
+
+// gateway returns the command line that starts bin, under taskset when
+// the gateways are pinned.
+func (o options) gateway(bin string, args ...string) (string, []string) {
+	if o.gatewayCPU < 0 {
+		return bin, args
+	}
+	return "taskset", append([]string{"-c", strconv.Itoa(o.gatewayCPU), bin}, args...)
+}
+
+func run(o options) error {
+	if _, err := exec.LookPath("wrk"); err != nil && o.closed {
 		return errors.New("wrk not found: apt-get install wrk")
 	}
 	tmp, err := os.MkdirTemp("", "apigw-load-")
@@ -138,7 +199,7 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 	}
 	defer os.RemoveAll(tmp)
 
-	backend, backendAddr, err := startWithAddr(backendBin)
+	backend, backendAddr, err := startWithAddr(o.backendBin)
 	if err != nil {
 		return fmt.Errorf("start backend: %w", err)
 	}
@@ -157,20 +218,17 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 	if err := os.WriteFile(cfg, []byte(edgeConfig(backendAddr, iss.ValidatorConfig())), 0o600); err != nil {
 		return err
 	}
-	edge, edgeAddr, err := startWithAddr(edgeBin, "run", "-c", cfg, "--listen", "127.0.0.1:0", "--log-format", "json")
+	bin, args := o.gateway(o.edgeBin, "run", "-c", cfg, "--listen", "127.0.0.1:0", "--log-format", "json")
+	edge, edgeAddr, err := startWithAddr(bin, args...)
 	if err != nil {
 		return fmt.Errorf("start edge: %w", err)
 	}
 	defer stop(edge)
-	type proc struct {
-		cmd  *exec.Cmd
-		addr string
-	}
 	edges := map[string]proc{"": {edge, edgeAddr}}
 	for _, v := range variants {
 		used := false
 		for _, sc := range scenarios {
-			used = used || (sc.variant == v.name && (only == "" || strings.Contains(","+only+",", ","+sc.name+",")))
+			used = used || (sc.variant == v.name && o.closed && o.selected(sc))
 		}
 		if !used {
 			continue
@@ -179,58 +237,92 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 		if err := os.WriteFile(vcfg, []byte(edgeConfigWith(backendAddr, iss.ValidatorConfig(), v.extra)), 0o600); err != nil {
 			return err
 		}
-		cmd, addr, err := startWithAddr(edgeBin, append([]string{"run", "-c", vcfg, "--listen", "127.0.0.1:0", "--log-format", "json"}, v.flags...)...)
+		bin, args := o.gateway(o.edgeBin, append([]string{"run", "-c", vcfg, "--listen", "127.0.0.1:0", "--log-format", "json"}, v.flags...)...)
+		cmd, addr, err := startWithAddr(bin, args...)
 		if err != nil {
 			return fmt.Errorf("start edge %s: %w", v.name, err)
 		}
 		defer stop(cmd)
 		edges[v.name] = proc{cmd, addr}
 	}
+	var krakend *proc
+	if o.krakendBin != "" {
+		k, err := startKrakenD(o, tmp, edgeConfig(backendAddr, iss.ValidatorConfig()))
+		if err != nil {
+			return fmt.Errorf("start krakend: %w", err)
+		}
+		defer stop(k.cmd)
+		krakend = &k
+	}
+	target := func(sc scenario) (url string, pid int) {
+		switch {
+		case sc.krakend:
+			return "http://" + krakend.addr + sc.path, krakend.cmd.Process.Pid
+		case sc.edge:
+			e := edges[sc.variant]
+			return "http://" + e.addr + sc.path, e.cmd.Process.Pid
+		}
+		return "http://" + backendAddr + sc.path, 0
+	}
 
-	results := map[string]result{}
+	if o.closed {
+		if err := runClosed(o, token, target); err != nil {
+			return err
+		}
+	}
+	if o.openRate > 0 {
+		return runOpenLoop(o, target)
+	}
+	return nil
+}
+
+// runClosed runs the wrk scenarios: o.runs rounds, each running every
+// selected scenario once, and prints the medians, then (with KrakenD) the
+// per-round ratios of our CPU per request to KrakenD's.
+func runClosed(o options, token string, target func(scenario) (string, int)) error {
+	var selected []scenario
 	for _, sc := range scenarios {
-		if only != "" && !strings.Contains(","+only+",", ","+sc.name+",") {
-			continue
+		if o.selected(sc) {
+			selected = append(selected, sc)
 		}
-		addr := backendAddr
-		if sc.edge {
-			addr = edges[sc.variant].addr
-		}
-		url := "http://" + addr + sc.path
-		var auth string
+	}
+	auth := func(sc scenario) string {
 		if sc.jwt {
-			auth = "Authorization: Bearer " + token
+			return "Authorization: Bearer " + token
 		}
-		if err := check(url, auth); err != nil {
+		return ""
+	}
+	for _, sc := range selected {
+		url, _ := target(sc)
+		if err := check(url, auth(sc)); err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
 		}
 		// Warm up connection pools and caches before measuring.
-		if _, err := wrk(url, auth, time.Second, conns, 0); err != nil {
+		if _, err := wrk(url, auth(sc), time.Second, o.conns, 0); err != nil {
 			return fmt.Errorf("%s: warm-up: %w", sc.name, err)
 		}
-		var rs []result
-		for i := 0; i < runs; i++ {
-			pid := 0
-			if sc.edge {
-				pid = edges[sc.variant].cmd.Process.Pid
-			}
-			r, err := wrk(url, auth, duration, conns, pid)
+	}
+	perRun := map[string][]result{}
+	for i := 0; i < o.runs; i++ {
+		for _, sc := range selected {
+			url, pid := target(sc)
+			r, err := wrk(url, auth(sc), o.duration, o.conns, pid)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
 			}
-			rs = append(rs, r)
+			perRun[sc.name] = append(perRun[sc.name], r)
 		}
-		results[sc.name] = median(rs)
-		fmt.Fprintf(os.Stderr, "  measured %-30s %10.0f req/s\n", sc.name, results[sc.name].rps)
+		fmt.Fprintf(os.Stderr, "  wrk round %d/%d done\n", i+1, o.runs)
+	}
+	results := map[string]result{}
+	for name, rs := range perRun {
+		results[name] = median(rs)
 	}
 
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "scenario\treq/s\tvs direct\tp50\tp99\tedge CPU/req\terrors\ttarget\n")
-	for _, sc := range scenarios {
-		r, ok := results[sc.name]
-		if !ok {
-			continue
-		}
+	for _, sc := range selected {
+		r := results[sc.name]
 		ratio, cpu := "1.00 (baseline)", "-"
 		if sc.base != "" {
 			if b, ok := results[sc.base]; ok && b.rps > 0 {
@@ -243,9 +335,115 @@ func run(edgeBin, backendBin string, duration time.Duration, conns, runs int, on
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\n", sc.name, r.rps, ratio, round(r.p50), round(r.p99), cpu, r.errors, sc.target)
 	}
 	tw.Flush()
-	fmt.Printf("\n%d connections, %d run(s) of %s per scenario, medians; wrk, edge and backend share this machine's %s.\n",
-		conns, runs, duration, cpus())
+	pin := "wrk, edge and backend share this machine's " + cpus()
+	if o.gatewayCPU >= 0 {
+		pin = fmt.Sprintf("gateways pinned to CPU %d, wrk and backend on the others (%s)", o.gatewayCPU, cpus())
+	}
+	fmt.Printf("\n%d connections, %d interleaved run(s) of %s per scenario, medians; %s.\n",
+		o.conns, o.runs, o.duration, pin)
+
+	// Ours vs KrakenD: each ratio is computed within one round (the two
+	// runs minutes apart at most), then the median and range over rounds.
+	var kr []scenario
+	for _, sc := range selected {
+		if sc.krakend && len(perRun[sc.ours]) == len(perRun[sc.name]) {
+			kr = append(kr, sc)
+		}
+	}
+	if len(kr) == 0 {
+		return nil
+	}
+	fmt.Printf("\nOurs vs KrakenD CE (same config, same backend; per-round ratios, median [min–max] over %d rounds):\n", o.runs)
+	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "route\tCPU/req ours\tCPU/req KrakenD\tCPU ratio ours/KrakenD\tgoal\treq/s ratio ours/KrakenD\tp99 ours\tp99 KrakenD\tp99 below KrakenD's\n")
+	for _, sc := range kr {
+		ours, theirs := perRun[sc.ours], perRun[sc.name]
+		var cpu, rps []float64
+		for i := range ours {
+			if theirs[i].cpuPerRq > 0 {
+				cpu = append(cpu, float64(ours[i].cpuPerRq)/float64(theirs[i].cpuPerRq))
+			}
+			if theirs[i].rps > 0 {
+				rps = append(rps, ours[i].rps/theirs[i].rps)
+			}
+		}
+		om, km := results[sc.ours], results[sc.name]
+		met := "no"
+		if c := medianOf(cpu); c > 0 && c <= sc.goal {
+			met = "yes"
+		}
+		p99 := "no"
+		if om.p99 < km.p99 {
+			p99 = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%.1fµs\t%.1fµs\t%s (1/%.1f)\t<= 1/%.0f: %s\t%s\t%s\t%s\t%s\n", sc.ours,
+			float64(om.cpuPerRq.Nanoseconds())/1e3, float64(km.cpuPerRq.Nanoseconds())/1e3,
+			spread(cpu), 1/medianOf(cpu), 1/sc.goal, met, spread(rps), round(om.p99), round(km.p99), p99)
+	}
+	tw.Flush()
+	for _, sc := range kr {
+		ours, theirs := perRun[sc.ours], perRun[sc.name]
+		for i := range ours {
+			if theirs[i].cpuPerRq > 0 {
+				fmt.Printf("BenchmarkVsKrakenD/%s\t1\t%.4f cpu-ratio\t%.3f rps-ratio\n", benchName(sc.ours),
+					float64(ours[i].cpuPerRq)/float64(theirs[i].cpuPerRq), ours[i].rps/theirs[i].rps)
+			}
+		}
+	}
 	return nil
+}
+
+func medianOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+// spread formats the median and range of v.
+func spread(v []float64) string {
+	if len(v) == 0 {
+		return "n/a"
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return fmt.Sprintf("%.2f [%.2f–%.2f]", s[len(s)/2], s[0], s[len(s)-1])
+}
+
+// startKrakenD starts the KrakenD CE binary on a free loopback port with
+// the given config (ours is KrakenD's format; only the port is added) and
+// waits for its /__health.
+func startKrakenD(o options, tmp, config string) (proc, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return proc{}, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	config = strings.Replace(config, `"version": 3,`, fmt.Sprintf(`"version": 3, "port": %d,`, port), 1)
+	cfg := filepath.Join(tmp, "krakend-ce.json")
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+		return proc{}, err
+	}
+	bin, args := o.gateway(o.krakendBin, "run", "-c", cfg)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return proc{}, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/__health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return proc{cmd, addr}, nil
+			}
+		}
+	}
+	stop(cmd)
+	return proc{}, fmt.Errorf("%s did not answer /__health on %s", o.krakendBin, addr)
 }
 
 func round(d time.Duration) string {

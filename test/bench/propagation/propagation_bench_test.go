@@ -45,7 +45,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 	cfg := testenv.WriteFile(b, dir, "jwt.json", fmt.Sprintf(`{
   "version": 3,
   "host": [%q],
-  "extra_config": {"auth/revoker": {"N": 100000, "P": 0.000000001, "TTL": 3600, "token_keys": ["jti"]}},
+  "extra_config": {"auth/revoker": {"N": 100000, "P": 0.000000001, "TTL": 7200, "token_keys": ["jti"]}},
   "endpoints": [{"endpoint": "/me", "backend": [{"url_pattern": "/me"}], "extra_config": {"auth/validator": %s}}]
 }`, backend.URL, is.ValidatorConfig()))
 

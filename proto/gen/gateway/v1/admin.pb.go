@@ -258,9 +258,19 @@ func (x *ValidateResponse) GetWarnings() []*FieldViolation {
 }
 
 type PushRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Source        *ConfigSource          `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	Author        string                 `protobuf:"bytes,2,opt,name=author,proto3" json:"author,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Source *ConfigSource          `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Author string                 `protobuf:"bytes,2,opt,name=author,proto3" json:"author,omitempty"`
+	// canary_regions, when set, stage the new version: only edges of these
+	// regions get it; the others keep the stable version until Promote.
+	CanaryRegions []string `protobuf:"bytes,150,rep,name=canary_regions,json=canaryRegions,proto3" json:"canary_regions,omitempty"`
+	// soak_ms promotes the canary by itself after this long, unless it was
+	// halted (zero: only Promote promotes). Needs canary_regions.
+	SoakMs int64 `protobuf:"varint,151,opt,name=soak_ms,json=soakMs,proto3" json:"soak_ms,omitempty"`
+	// max_error_rate halts the canary when the canary edges' share of 5xx
+	// responses since they applied it exceeds it (0 < rate <= 1; zero: no
+	// error-rate check). Needs canary_regions.
+	MaxErrorRate  float64 `protobuf:"fixed64,152,opt,name=max_error_rate,json=maxErrorRate,proto3" json:"max_error_rate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,13 +319,36 @@ func (x *PushRequest) GetAuthor() string {
 	return ""
 }
 
+func (x *PushRequest) GetCanaryRegions() []string {
+	if x != nil {
+		return x.CanaryRegions
+	}
+	return nil
+}
+
+func (x *PushRequest) GetSoakMs() int64 {
+	if x != nil {
+		return x.SoakMs
+	}
+	return 0
+}
+
+func (x *PushRequest) GetMaxErrorRate() float64 {
+	if x != nil {
+		return x.MaxErrorRate
+	}
+	return 0
+}
+
 type PushResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version *VersionInfo           `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	// created is false when the content equals the current version.
 	Created bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
 	// warnings are the compiler's warnings for the pushed configuration.
-	Warnings      []*FieldViolation `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Warnings []*FieldViolation `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// rollout is the staged rollout the push started (unset without canary).
+	Rollout       *Rollout `protobuf:"bytes,150,opt,name=rollout,proto3" json:"rollout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -371,6 +404,363 @@ func (x *PushResponse) GetWarnings() []*FieldViolation {
 	return nil
 }
 
+func (x *PushResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+// Rollout is the staged rollout of one version, as stored and as Status
+// reports it.
+type Rollout struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the version in canary; stable_version the one every other
+	// region serves meanwhile (and the canaries go back to on abort or halt).
+	Version       uint64   `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	StableVersion uint64   `protobuf:"varint,2,opt,name=stable_version,json=stableVersion,proto3" json:"stable_version,omitempty"`
+	Regions       []string `protobuf:"bytes,3,rep,name=regions,proto3" json:"regions,omitempty"`
+	// phase: canary, promoted, aborted, halted.
+	Phase string `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
+	// reason says why the phase changed (who promoted or aborted, or what
+	// halted it).
+	Reason        string  `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	SoakMs        int64   `protobuf:"varint,6,opt,name=soak_ms,json=soakMs,proto3" json:"soak_ms,omitempty"`
+	MaxErrorRate  float64 `protobuf:"fixed64,7,opt,name=max_error_rate,json=maxErrorRate,proto3" json:"max_error_rate,omitempty"`
+	StartedUnixMs int64   `protobuf:"varint,8,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	UpdatedUnixMs int64   `protobuf:"varint,9,opt,name=updated_unix_ms,json=updatedUnixMs,proto3" json:"updated_unix_ms,omitempty"`
+	Author        string  `protobuf:"bytes,10,opt,name=author,proto3" json:"author,omitempty"`
+	// The rest is reported by Status (not stored): the canary edges this
+	// control plane sees, how many of them serve version, and their
+	// responses and 5xx responses since they applied it.
+	CanaryEdges    uint32 `protobuf:"varint,11,opt,name=canary_edges,json=canaryEdges,proto3" json:"canary_edges,omitempty"`
+	CanaryApplied  uint32 `protobuf:"varint,12,opt,name=canary_applied,json=canaryApplied,proto3" json:"canary_applied,omitempty"`
+	CanaryRequests uint64 `protobuf:"varint,13,opt,name=canary_requests,json=canaryRequests,proto3" json:"canary_requests,omitempty"`
+	CanaryErrors   uint64 `protobuf:"varint,14,opt,name=canary_errors,json=canaryErrors,proto3" json:"canary_errors,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Rollout) Reset() {
+	*x = Rollout{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rollout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rollout) ProtoMessage() {}
+
+func (x *Rollout) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rollout.ProtoReflect.Descriptor instead.
+func (*Rollout) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Rollout) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Rollout) GetStableVersion() uint64 {
+	if x != nil {
+		return x.StableVersion
+	}
+	return 0
+}
+
+func (x *Rollout) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *Rollout) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *Rollout) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Rollout) GetSoakMs() int64 {
+	if x != nil {
+		return x.SoakMs
+	}
+	return 0
+}
+
+func (x *Rollout) GetMaxErrorRate() float64 {
+	if x != nil {
+		return x.MaxErrorRate
+	}
+	return 0
+}
+
+func (x *Rollout) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
+func (x *Rollout) GetUpdatedUnixMs() int64 {
+	if x != nil {
+		return x.UpdatedUnixMs
+	}
+	return 0
+}
+
+func (x *Rollout) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *Rollout) GetCanaryEdges() uint32 {
+	if x != nil {
+		return x.CanaryEdges
+	}
+	return 0
+}
+
+func (x *Rollout) GetCanaryApplied() uint32 {
+	if x != nil {
+		return x.CanaryApplied
+	}
+	return 0
+}
+
+func (x *Rollout) GetCanaryRequests() uint64 {
+	if x != nil {
+		return x.CanaryRequests
+	}
+	return 0
+}
+
+func (x *Rollout) GetCanaryErrors() uint64 {
+	if x != nil {
+		return x.CanaryErrors
+	}
+	return 0
+}
+
+type PromoteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Author        string                 `protobuf:"bytes,2,opt,name=author,proto3" json:"author,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteRequest) Reset() {
+	*x = PromoteRequest{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteRequest) ProtoMessage() {}
+
+func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
+func (*PromoteRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PromoteRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PromoteRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+type PromoteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteResponse) Reset() {
+	*x = PromoteResponse{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteResponse) ProtoMessage() {}
+
+func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
+func (*PromoteResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PromoteResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
+type AbortRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Author        string                 `protobuf:"bytes,2,opt,name=author,proto3" json:"author,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortRequest) Reset() {
+	*x = AbortRequest{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortRequest) ProtoMessage() {}
+
+func (x *AbortRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
+func (*AbortRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AbortRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AbortRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+type AbortResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rollout       *Rollout               `protobuf:"bytes,1,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortResponse) Reset() {
+	*x = AbortResponse{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortResponse) ProtoMessage() {}
+
+func (x *AbortResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortResponse.ProtoReflect.Descriptor instead.
+func (*AbortResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AbortResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
 type DiffRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Source        *ConfigSource          `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
@@ -380,7 +770,7 @@ type DiffRequest struct {
 
 func (x *DiffRequest) Reset() {
 	*x = DiffRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[6]
+	mi := &file_gateway_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +782,7 @@ func (x *DiffRequest) String() string {
 func (*DiffRequest) ProtoMessage() {}
 
 func (x *DiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[6]
+	mi := &file_gateway_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +795,7 @@ func (x *DiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffRequest.ProtoReflect.Descriptor instead.
 func (*DiffRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DiffRequest) GetSource() *ConfigSource {
@@ -425,7 +815,7 @@ type DiffResponse struct {
 
 func (x *DiffResponse) Reset() {
 	*x = DiffResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[7]
+	mi := &file_gateway_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +827,7 @@ func (x *DiffResponse) String() string {
 func (*DiffResponse) ProtoMessage() {}
 
 func (x *DiffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[7]
+	mi := &file_gateway_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +840,7 @@ func (x *DiffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffResponse.ProtoReflect.Descriptor instead.
 func (*DiffResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DiffResponse) GetCurrentVersion() uint64 {
@@ -482,7 +872,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[8]
+	mi := &file_gateway_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +884,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[8]
+	mi := &file_gateway_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +897,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Change) GetOp() string {
@@ -552,7 +942,7 @@ type VersionInfo struct {
 
 func (x *VersionInfo) Reset() {
 	*x = VersionInfo{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[9]
+	mi := &file_gateway_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +954,7 @@ func (x *VersionInfo) String() string {
 func (*VersionInfo) ProtoMessage() {}
 
 func (x *VersionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[9]
+	mi := &file_gateway_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +967,7 @@ func (x *VersionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionInfo.ProtoReflect.Descriptor instead.
 func (*VersionInfo) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VersionInfo) GetVersion() uint64 {
@@ -649,7 +1039,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[10]
+	mi := &file_gateway_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +1051,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[10]
+	mi := &file_gateway_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +1064,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatusRequest) GetPageSize() uint32 {
@@ -705,13 +1095,15 @@ type StatusResponse struct {
 	// sync_cert_not_after_unix_ms is when the sync listener's certificate
 	// expires (zero without TLS).
 	SyncCertNotAfterUnixMs int64 `protobuf:"varint,6,opt,name=sync_cert_not_after_unix_ms,json=syncCertNotAfterUnixMs,proto3" json:"sync_cert_not_after_unix_ms,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// rollout is the latest staged rollout (unset when none was ever made).
+	Rollout       *Rollout `protobuf:"bytes,150,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[11]
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +1115,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[11]
+	mi := &file_gateway_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +1128,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatusResponse) GetCurrent() *VersionInfo {
@@ -781,6 +1173,13 @@ func (x *StatusResponse) GetSyncCertNotAfterUnixMs() int64 {
 	return 0
 }
 
+func (x *StatusResponse) GetRollout() *Rollout {
+	if x != nil {
+		return x.Rollout
+	}
+	return nil
+}
+
 // EdgeStatus is the control plane's view of one edge.
 type EdgeStatus struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -814,7 +1213,7 @@ type EdgeStatus struct {
 
 func (x *EdgeStatus) Reset() {
 	*x = EdgeStatus{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[12]
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +1225,7 @@ func (x *EdgeStatus) String() string {
 func (*EdgeStatus) ProtoMessage() {}
 
 func (x *EdgeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[12]
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +1238,7 @@ func (x *EdgeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EdgeStatus.ProtoReflect.Descriptor instead.
 func (*EdgeStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EdgeStatus) GetNodeId() string {
@@ -969,7 +1368,7 @@ type IssueCertificateRequest struct {
 
 func (x *IssueCertificateRequest) Reset() {
 	*x = IssueCertificateRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1380,7 @@ func (x *IssueCertificateRequest) String() string {
 func (*IssueCertificateRequest) ProtoMessage() {}
 
 func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[13]
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1393,7 @@ func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IssueCertificateRequest) GetNodeId() string {
@@ -1042,7 +1441,7 @@ type IssueCertificateResponse struct {
 
 func (x *IssueCertificateResponse) Reset() {
 	*x = IssueCertificateResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1453,7 @@ func (x *IssueCertificateResponse) String() string {
 func (*IssueCertificateResponse) ProtoMessage() {}
 
 func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[14]
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1466,7 @@ func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IssueCertificateResponse) GetCertificatePem() string {
@@ -1108,7 +1507,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[15]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1519,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[15]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1532,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -1152,7 +1551,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	mi := &file_gateway_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1563,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[16]
+	mi := &file_gateway_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1576,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -1197,7 +1596,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1608,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1621,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RollbackRequest) GetVersion() uint64 {
@@ -1249,7 +1648,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1660,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1673,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RollbackResponse) GetVersion() *VersionInfo {
@@ -1305,7 +1704,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1716,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1729,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeRequest) GetClaim() string {
@@ -1370,7 +1769,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[20]
+	mi := &file_gateway_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1781,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[20]
+	mi := &file_gateway_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1794,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokeResponse) GetEntry() *RevocationEntry {
@@ -1413,7 +1812,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[21]
+	mi := &file_gateway_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1824,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[21]
+	mi := &file_gateway_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1837,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 type ListRevocationsResponse struct {
@@ -1451,7 +1850,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[22]
+	mi := &file_gateway_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1862,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[22]
+	mi := &file_gateway_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1875,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListRevocationsResponse) GetEntries() []*RevocationEntry {
@@ -1541,7 +1940,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[23]
+	mi := &file_gateway_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1952,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[23]
+	mi := &file_gateway_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1965,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AuditEntry) GetSeq() uint64 {
@@ -1706,7 +2105,7 @@ type AuditDiff struct {
 
 func (x *AuditDiff) Reset() {
 	*x = AuditDiff{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[24]
+	mi := &file_gateway_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +2117,7 @@ func (x *AuditDiff) String() string {
 func (*AuditDiff) ProtoMessage() {}
 
 func (x *AuditDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[24]
+	mi := &file_gateway_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +2130,7 @@ func (x *AuditDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditDiff.ProtoReflect.Descriptor instead.
 func (*AuditDiff) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AuditDiff) GetAdded() []string {
@@ -1797,7 +2196,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[25]
+	mi := &file_gateway_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +2208,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[25]
+	mi := &file_gateway_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2221,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListAuditRequest) GetLimit() uint32 {
@@ -1858,7 +2257,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[26]
+	mi := &file_gateway_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2269,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[26]
+	mi := &file_gateway_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2282,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1923,14 +2322,44 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"violations\x18\x01 \x03(\v2\x1a.gateway.v1.FieldViolationR\n" +
 	"violations\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x126\n" +
-	"\bwarnings\x18\x03 \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\"W\n" +
+	"\bwarnings\x18\x03 \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\"\xc0\x01\n" +
 	"\vPushRequest\x120\n" +
 	"\x06source\x18\x01 \x01(\v2\x18.gateway.v1.ConfigSourceR\x06source\x12\x16\n" +
-	"\x06author\x18\x02 \x01(\tR\x06author\"\x93\x01\n" +
+	"\x06author\x18\x02 \x01(\tR\x06author\x12&\n" +
+	"\x0ecanary_regions\x18\x96\x01 \x03(\tR\rcanaryRegions\x12\x18\n" +
+	"\asoak_ms\x18\x97\x01 \x01(\x03R\x06soakMs\x12%\n" +
+	"\x0emax_error_rate\x18\x98\x01 \x01(\x01R\fmaxErrorRate\"\xc3\x01\n" +
 	"\fPushResponse\x121\n" +
 	"\aversion\x18\x01 \x01(\v2\x17.gateway.v1.VersionInfoR\aversion\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\x126\n" +
-	"\bwarnings\x18\x03 \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\"?\n" +
+	"\bwarnings\x18\x03 \x03(\v2\x1a.gateway.v1.FieldViolationR\bwarnings\x12.\n" +
+	"\arollout\x18\x96\x01 \x01(\v2\x13.gateway.v1.RolloutR\arollout\"\xd1\x03\n" +
+	"\aRollout\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12%\n" +
+	"\x0estable_version\x18\x02 \x01(\x04R\rstableVersion\x12\x18\n" +
+	"\aregions\x18\x03 \x03(\tR\aregions\x12\x14\n" +
+	"\x05phase\x18\x04 \x01(\tR\x05phase\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x17\n" +
+	"\asoak_ms\x18\x06 \x01(\x03R\x06soakMs\x12$\n" +
+	"\x0emax_error_rate\x18\a \x01(\x01R\fmaxErrorRate\x12&\n" +
+	"\x0fstarted_unix_ms\x18\b \x01(\x03R\rstartedUnixMs\x12&\n" +
+	"\x0fupdated_unix_ms\x18\t \x01(\x03R\rupdatedUnixMs\x12\x16\n" +
+	"\x06author\x18\n" +
+	" \x01(\tR\x06author\x12!\n" +
+	"\fcanary_edges\x18\v \x01(\rR\vcanaryEdges\x12%\n" +
+	"\x0ecanary_applied\x18\f \x01(\rR\rcanaryApplied\x12'\n" +
+	"\x0fcanary_requests\x18\r \x01(\x04R\x0ecanaryRequests\x12#\n" +
+	"\rcanary_errors\x18\x0e \x01(\x04R\fcanaryErrors\"B\n" +
+	"\x0ePromoteRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
+	"\x06author\x18\x02 \x01(\tR\x06author\"@\n" +
+	"\x0fPromoteResponse\x12-\n" +
+	"\arollout\x18\x01 \x01(\v2\x13.gateway.v1.RolloutR\arollout\"@\n" +
+	"\fAbortRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
+	"\x06author\x18\x02 \x01(\tR\x06author\">\n" +
+	"\rAbortResponse\x12-\n" +
+	"\arollout\x18\x01 \x01(\v2\x13.gateway.v1.RolloutR\arollout\"?\n" +
 	"\vDiffRequest\x120\n" +
 	"\x06source\x18\x01 \x01(\v2\x18.gateway.v1.ConfigSourceR\x06source\"e\n" +
 	"\fDiffResponse\x12'\n" +
@@ -1953,7 +2382,7 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\rStatusRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\x9e\x02\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xce\x02\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\acurrent\x18\x01 \x01(\v2\x17.gateway.v1.VersionInfoR\acurrent\x12,\n" +
 	"\x05edges\x18\x02 \x03(\v2\x16.gateway.v1.EdgeStatusR\x05edges\x12%\n" +
@@ -1961,7 +2390,8 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken\x12\x1f\n" +
 	"\vtotal_edges\x18\x05 \x01(\rR\n" +
 	"totalEdges\x12;\n" +
-	"\x1bsync_cert_not_after_unix_ms\x18\x06 \x01(\x03R\x16syncCertNotAfterUnixMs\"\xcd\x04\n" +
+	"\x1bsync_cert_not_after_unix_ms\x18\x06 \x01(\x03R\x16syncCertNotAfterUnixMs\x12.\n" +
+	"\arollout\x18\x96\x01 \x01(\v2\x13.gateway.v1.RolloutR\arollout\"\xcd\x04\n" +
 	"\n" +
 	"EdgeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
@@ -2055,7 +2485,7 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\tR\x06action\"m\n" +
 	"\x11ListAuditResponse\x120\n" +
 	"\aentries\x18\x01 \x03(\v2\x16.gateway.v1.AuditEntryR\aentries\x12&\n" +
-	"\x0fnext_before_seq\x18\x02 \x01(\x04R\rnextBeforeSeq2\xdd\x05\n" +
+	"\x0fnext_before_seq\x18\x02 \x01(\x04R\rnextBeforeSeq2\xdf\x06\n" +
 	"\fAdminService\x12E\n" +
 	"\bValidate\x12\x1b.gateway.v1.ValidateRequest\x1a\x1c.gateway.v1.ValidateResponse\x129\n" +
 	"\x04Push\x12\x17.gateway.v1.PushRequest\x1a\x18.gateway.v1.PushResponse\x129\n" +
@@ -2066,7 +2496,9 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x06Revoke\x12\x19.gateway.v1.RevokeRequest\x1a\x1a.gateway.v1.RevokeResponse\x12Z\n" +
 	"\x0fListRevocations\x12\".gateway.v1.ListRevocationsRequest\x1a#.gateway.v1.ListRevocationsResponse\x12]\n" +
 	"\x10IssueCertificate\x12#.gateway.v1.IssueCertificateRequest\x1a$.gateway.v1.IssueCertificateResponse\x12H\n" +
-	"\tListAudit\x12\x1c.gateway.v1.ListAuditRequest\x1a\x1d.gateway.v1.ListAuditResponseB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\tListAudit\x12\x1c.gateway.v1.ListAuditRequest\x1a\x1d.gateway.v1.ListAuditResponse\x12B\n" +
+	"\aPromote\x12\x1a.gateway.v1.PromoteRequest\x1a\x1b.gateway.v1.PromoteResponse\x12<\n" +
+	"\x05Abort\x12\x18.gateway.v1.AbortRequest\x1a\x19.gateway.v1.AbortResponseB9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_admin_proto_rawDescOnce sync.Once
@@ -2080,7 +2512,7 @@ func file_gateway_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_admin_proto_rawDescData
 }
 
-var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_gateway_v1_admin_proto_goTypes = []any{
 	(*ConfigSource)(nil),             // 0: gateway.v1.ConfigSource
 	(*SourceFile)(nil),               // 1: gateway.v1.SourceFile
@@ -2088,80 +2520,93 @@ var file_gateway_v1_admin_proto_goTypes = []any{
 	(*ValidateResponse)(nil),         // 3: gateway.v1.ValidateResponse
 	(*PushRequest)(nil),              // 4: gateway.v1.PushRequest
 	(*PushResponse)(nil),             // 5: gateway.v1.PushResponse
-	(*DiffRequest)(nil),              // 6: gateway.v1.DiffRequest
-	(*DiffResponse)(nil),             // 7: gateway.v1.DiffResponse
-	(*Change)(nil),                   // 8: gateway.v1.Change
-	(*VersionInfo)(nil),              // 9: gateway.v1.VersionInfo
-	(*StatusRequest)(nil),            // 10: gateway.v1.StatusRequest
-	(*StatusResponse)(nil),           // 11: gateway.v1.StatusResponse
-	(*EdgeStatus)(nil),               // 12: gateway.v1.EdgeStatus
-	(*IssueCertificateRequest)(nil),  // 13: gateway.v1.IssueCertificateRequest
-	(*IssueCertificateResponse)(nil), // 14: gateway.v1.IssueCertificateResponse
-	(*HistoryRequest)(nil),           // 15: gateway.v1.HistoryRequest
-	(*HistoryResponse)(nil),          // 16: gateway.v1.HistoryResponse
-	(*RollbackRequest)(nil),          // 17: gateway.v1.RollbackRequest
-	(*RollbackResponse)(nil),         // 18: gateway.v1.RollbackResponse
-	(*RevokeRequest)(nil),            // 19: gateway.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 20: gateway.v1.RevokeResponse
-	(*ListRevocationsRequest)(nil),   // 21: gateway.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 22: gateway.v1.ListRevocationsResponse
-	(*AuditEntry)(nil),               // 23: gateway.v1.AuditEntry
-	(*AuditDiff)(nil),                // 24: gateway.v1.AuditDiff
-	(*ListAuditRequest)(nil),         // 25: gateway.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 26: gateway.v1.ListAuditResponse
-	(*LuaSource)(nil),                // 27: gateway.v1.LuaSource
-	(*FieldViolation)(nil),           // 28: gateway.v1.FieldViolation
-	(*AgentState)(nil),               // 29: gateway.v1.AgentState
-	(*RevocationEntry)(nil),          // 30: gateway.v1.RevocationEntry
+	(*Rollout)(nil),                  // 6: gateway.v1.Rollout
+	(*PromoteRequest)(nil),           // 7: gateway.v1.PromoteRequest
+	(*PromoteResponse)(nil),          // 8: gateway.v1.PromoteResponse
+	(*AbortRequest)(nil),             // 9: gateway.v1.AbortRequest
+	(*AbortResponse)(nil),            // 10: gateway.v1.AbortResponse
+	(*DiffRequest)(nil),              // 11: gateway.v1.DiffRequest
+	(*DiffResponse)(nil),             // 12: gateway.v1.DiffResponse
+	(*Change)(nil),                   // 13: gateway.v1.Change
+	(*VersionInfo)(nil),              // 14: gateway.v1.VersionInfo
+	(*StatusRequest)(nil),            // 15: gateway.v1.StatusRequest
+	(*StatusResponse)(nil),           // 16: gateway.v1.StatusResponse
+	(*EdgeStatus)(nil),               // 17: gateway.v1.EdgeStatus
+	(*IssueCertificateRequest)(nil),  // 18: gateway.v1.IssueCertificateRequest
+	(*IssueCertificateResponse)(nil), // 19: gateway.v1.IssueCertificateResponse
+	(*HistoryRequest)(nil),           // 20: gateway.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 21: gateway.v1.HistoryResponse
+	(*RollbackRequest)(nil),          // 22: gateway.v1.RollbackRequest
+	(*RollbackResponse)(nil),         // 23: gateway.v1.RollbackResponse
+	(*RevokeRequest)(nil),            // 24: gateway.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 25: gateway.v1.RevokeResponse
+	(*ListRevocationsRequest)(nil),   // 26: gateway.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 27: gateway.v1.ListRevocationsResponse
+	(*AuditEntry)(nil),               // 28: gateway.v1.AuditEntry
+	(*AuditDiff)(nil),                // 29: gateway.v1.AuditDiff
+	(*ListAuditRequest)(nil),         // 30: gateway.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 31: gateway.v1.ListAuditResponse
+	(*LuaSource)(nil),                // 32: gateway.v1.LuaSource
+	(*FieldViolation)(nil),           // 33: gateway.v1.FieldViolation
+	(*AgentState)(nil),               // 34: gateway.v1.AgentState
+	(*RevocationEntry)(nil),          // 35: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.ConfigSource.rendered_from:type_name -> gateway.v1.SourceFile
-	27, // 1: gateway.v1.ConfigSource.lua_sources:type_name -> gateway.v1.LuaSource
+	32, // 1: gateway.v1.ConfigSource.lua_sources:type_name -> gateway.v1.LuaSource
 	0,  // 2: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
-	28, // 3: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
-	28, // 4: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
+	33, // 3: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
+	33, // 4: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
 	0,  // 5: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
-	9,  // 6: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
-	28, // 7: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
-	0,  // 8: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
-	8,  // 9: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
-	1,  // 10: gateway.v1.VersionInfo.rendered_from:type_name -> gateway.v1.SourceFile
-	28, // 11: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
-	9,  // 12: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
-	12, // 13: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
-	29, // 14: gateway.v1.EdgeStatus.agents:type_name -> gateway.v1.AgentState
-	9,  // 15: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
-	9,  // 16: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	30, // 17: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	30, // 18: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
-	24, // 19: gateway.v1.AuditEntry.diff:type_name -> gateway.v1.AuditDiff
-	30, // 20: gateway.v1.AuditEntry.revocation:type_name -> gateway.v1.RevocationEntry
-	23, // 21: gateway.v1.ListAuditResponse.entries:type_name -> gateway.v1.AuditEntry
-	2,  // 22: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	4,  // 23: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	6,  // 24: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	10, // 25: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	15, // 26: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	17, // 27: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	19, // 28: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	21, // 29: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	13, // 30: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
-	25, // 31: gateway.v1.AdminService.ListAudit:input_type -> gateway.v1.ListAuditRequest
-	3,  // 32: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	5,  // 33: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	7,  // 34: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	11, // 35: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	16, // 36: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	18, // 37: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	20, // 38: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	22, // 39: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	14, // 40: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
-	26, // 41: gateway.v1.AdminService.ListAudit:output_type -> gateway.v1.ListAuditResponse
-	32, // [32:42] is the sub-list for method output_type
-	22, // [22:32] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	14, // 6: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
+	33, // 7: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
+	6,  // 8: gateway.v1.PushResponse.rollout:type_name -> gateway.v1.Rollout
+	6,  // 9: gateway.v1.PromoteResponse.rollout:type_name -> gateway.v1.Rollout
+	6,  // 10: gateway.v1.AbortResponse.rollout:type_name -> gateway.v1.Rollout
+	0,  // 11: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
+	13, // 12: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
+	1,  // 13: gateway.v1.VersionInfo.rendered_from:type_name -> gateway.v1.SourceFile
+	33, // 14: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
+	14, // 15: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
+	17, // 16: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
+	6,  // 17: gateway.v1.StatusResponse.rollout:type_name -> gateway.v1.Rollout
+	34, // 18: gateway.v1.EdgeStatus.agents:type_name -> gateway.v1.AgentState
+	14, // 19: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
+	14, // 20: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
+	35, // 21: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	35, // 22: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	29, // 23: gateway.v1.AuditEntry.diff:type_name -> gateway.v1.AuditDiff
+	35, // 24: gateway.v1.AuditEntry.revocation:type_name -> gateway.v1.RevocationEntry
+	28, // 25: gateway.v1.ListAuditResponse.entries:type_name -> gateway.v1.AuditEntry
+	2,  // 26: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	4,  // 27: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	11, // 28: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	15, // 29: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	20, // 30: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	22, // 31: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	24, // 32: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	26, // 33: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	18, // 34: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
+	30, // 35: gateway.v1.AdminService.ListAudit:input_type -> gateway.v1.ListAuditRequest
+	7,  // 36: gateway.v1.AdminService.Promote:input_type -> gateway.v1.PromoteRequest
+	9,  // 37: gateway.v1.AdminService.Abort:input_type -> gateway.v1.AbortRequest
+	3,  // 38: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	5,  // 39: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	12, // 40: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	16, // 41: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	21, // 42: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	23, // 43: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	25, // 44: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	27, // 45: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	19, // 46: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
+	31, // 47: gateway.v1.AdminService.ListAudit:output_type -> gateway.v1.ListAuditResponse
+	8,  // 48: gateway.v1.AdminService.Promote:output_type -> gateway.v1.PromoteResponse
+	10, // 49: gateway.v1.AdminService.Abort:output_type -> gateway.v1.AbortResponse
+	38, // [38:50] is the sub-list for method output_type
+	26, // [26:38] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }
@@ -2176,7 +2621,7 @@ func file_gateway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_admin_proto_rawDesc), len(file_gateway_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

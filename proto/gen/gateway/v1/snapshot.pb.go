@@ -549,7 +549,10 @@ type Service struct {
 	H2C bool `protobuf:"varint,160,opt,name=h2c,proto3" json:"h2c,omitempty"`
 	// gelf is `telemetry/gelf`: log lines and the access log sent to a
 	// Graylog input. Unset: none.
-	Gelf          *GELF `protobuf:"bytes,141,opt,name=gelf,proto3" json:"gelf,omitempty"`
+	Gelf *GELF `protobuf:"bytes,141,opt,name=gelf,proto3" json:"gelf,omitempty"`
+	// influx is `telemetry/influx`: the telemetry/metrics snapshot pushed
+	// to InfluxDB 1.x. Unset: none (also when telemetry/metrics is absent).
+	Influx        *InfluxDB `protobuf:"bytes,142,opt,name=influx,proto3" json:"influx,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -731,6 +734,103 @@ func (x *Service) GetGelf() *GELF {
 	return nil
 }
 
+func (x *Service) GetInflux() *InfluxDB {
+	if x != nil {
+		return x.Influx
+	}
+	return nil
+}
+
+// InfluxDB is `telemetry/influx` (krakend-influx v2), defaults applied.
+type InfluxDB struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// address is the InfluxDB 1.x HTTP API's URL (http or https).
+	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	// username and password are sent as basic auth when username is set.
+	Username string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	Password string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	// db is the database written to (default "krakend").
+	Db string `protobuf:"bytes,4,opt,name=db,proto3" json:"db,omitempty"`
+	// ttl_ms is how often the latest snapshot is sent (default 60000).
+	TtlMs int64 `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// buffer_size is how many failed batches are kept for a retry.
+	BufferSize    int32 `protobuf:"varint,6,opt,name=buffer_size,json=bufferSize,proto3" json:"buffer_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InfluxDB) Reset() {
+	*x = InfluxDB{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InfluxDB) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InfluxDB) ProtoMessage() {}
+
+func (x *InfluxDB) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InfluxDB.ProtoReflect.Descriptor instead.
+func (*InfluxDB) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *InfluxDB) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *InfluxDB) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *InfluxDB) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *InfluxDB) GetDb() string {
+	if x != nil {
+		return x.Db
+	}
+	return ""
+}
+
+func (x *InfluxDB) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+func (x *InfluxDB) GetBufferSize() int32 {
+	if x != nil {
+		return x.BufferSize
+	}
+	return 0
+}
+
 // GELF is `telemetry/gelf` (krakend-gelf v2).
 type GELF struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -745,7 +845,7 @@ type GELF struct {
 
 func (x *GELF) Reset() {
 	*x = GELF{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +857,7 @@ func (x *GELF) String() string {
 func (*GELF) ProtoMessage() {}
 
 func (x *GELF) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[6]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +870,7 @@ func (x *GELF) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GELF.ProtoReflect.Descriptor instead.
 func (*GELF) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GELF) GetAddress() string {
@@ -816,7 +916,7 @@ type ServerTLS struct {
 
 func (x *ServerTLS) Reset() {
 	*x = ServerTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +928,7 @@ func (x *ServerTLS) String() string {
 func (*ServerTLS) ProtoMessage() {}
 
 func (x *ServerTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[7]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +941,7 @@ func (x *ServerTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerTLS.ProtoReflect.Descriptor instead.
 func (*ServerTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ServerTLS) GetKeys() []*KeyPair {
@@ -911,7 +1011,7 @@ type KeyPair struct {
 
 func (x *KeyPair) Reset() {
 	*x = KeyPair{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1023,7 @@ func (x *KeyPair) String() string {
 func (*KeyPair) ProtoMessage() {}
 
 func (x *KeyPair) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[8]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1036,7 @@ func (x *KeyPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyPair.ProtoReflect.Descriptor instead.
 func (*KeyPair) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *KeyPair) GetCertificate() string {
@@ -972,7 +1072,7 @@ type ClientTLS struct {
 
 func (x *ClientTLS) Reset() {
 	*x = ClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1084,7 @@ func (x *ClientTLS) String() string {
 func (*ClientTLS) ProtoMessage() {}
 
 func (x *ClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[9]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1097,7 @@ func (x *ClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientTLS.ProtoReflect.Descriptor instead.
 func (*ClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClientTLS) GetAllowInsecureConnections() bool {
@@ -1092,7 +1192,7 @@ type Router struct {
 
 func (x *Router) Reset() {
 	*x = Router{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1204,7 @@ func (x *Router) String() string {
 func (*Router) ProtoMessage() {}
 
 func (x *Router) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[10]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1217,7 @@ func (x *Router) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Router.ProtoReflect.Descriptor instead.
 func (*Router) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Router) GetReturnErrorMsg() bool {
@@ -1272,7 +1372,7 @@ type Logging struct {
 
 func (x *Logging) Reset() {
 	*x = Logging{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1384,7 @@ func (x *Logging) String() string {
 func (*Logging) ProtoMessage() {}
 
 func (x *Logging) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[11]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1397,7 @@ func (x *Logging) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Logging.ProtoReflect.Descriptor instead.
 func (*Logging) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Logging) GetLevel() string {
@@ -1374,7 +1474,7 @@ type Metrics struct {
 
 func (x *Metrics) Reset() {
 	*x = Metrics{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1486,7 @@ func (x *Metrics) String() string {
 func (*Metrics) ProtoMessage() {}
 
 func (x *Metrics) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[12]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1499,7 @@ func (x *Metrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metrics.ProtoReflect.Descriptor instead.
 func (*Metrics) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{12}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Metrics) GetEnabled() bool {
@@ -1492,7 +1592,7 @@ type OpenTelemetry struct {
 
 func (x *OpenTelemetry) Reset() {
 	*x = OpenTelemetry{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1604,7 @@ func (x *OpenTelemetry) String() string {
 func (*OpenTelemetry) ProtoMessage() {}
 
 func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[13]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1617,7 @@ func (x *OpenTelemetry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenTelemetry.ProtoReflect.Descriptor instead.
 func (*OpenTelemetry) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{13}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OpenTelemetry) GetServiceName() string {
@@ -1655,7 +1755,7 @@ type OTLPExporter struct {
 
 func (x *OTLPExporter) Reset() {
 	*x = OTLPExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1767,7 @@ func (x *OTLPExporter) String() string {
 func (*OTLPExporter) ProtoMessage() {}
 
 func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[14]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1780,7 @@ func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OTLPExporter.ProtoReflect.Descriptor instead.
 func (*OTLPExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{14}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OTLPExporter) GetName() string {
@@ -1733,7 +1833,7 @@ type PrometheusExporter struct {
 
 func (x *PrometheusExporter) Reset() {
 	*x = PrometheusExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +1845,7 @@ func (x *PrometheusExporter) String() string {
 func (*PrometheusExporter) ProtoMessage() {}
 
 func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +1858,7 @@ func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrometheusExporter.ProtoReflect.Descriptor instead.
 func (*PrometheusExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PrometheusExporter) GetName() string {
@@ -1814,7 +1914,7 @@ type MetricsLayer struct {
 
 func (x *MetricsLayer) Reset() {
 	*x = MetricsLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +1926,7 @@ func (x *MetricsLayer) String() string {
 func (*MetricsLayer) ProtoMessage() {}
 
 func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +1939,7 @@ func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsLayer.ProtoReflect.Descriptor instead.
 func (*MetricsLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MetricsLayer) GetDisabled() bool {
@@ -1886,7 +1986,7 @@ type TraceLayer struct {
 
 func (x *TraceLayer) Reset() {
 	*x = TraceLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1998,7 @@ func (x *TraceLayer) String() string {
 func (*TraceLayer) ProtoMessage() {}
 
 func (x *TraceLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2011,7 @@ func (x *TraceLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
 func (*TraceLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TraceLayer) GetDisabled() bool {
@@ -1953,7 +2053,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1965,7 +2065,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1978,7 +2078,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -2010,7 +2110,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2122,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2135,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -2108,7 +2208,7 @@ type HTTPClient struct {
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2220,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2233,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -2276,7 +2376,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2388,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2401,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Endpoint) GetName() string {
@@ -2508,7 +2608,7 @@ type CelChecks struct {
 
 func (x *CelChecks) Reset() {
 	*x = CelChecks{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2620,7 @@ func (x *CelChecks) String() string {
 func (*CelChecks) ProtoMessage() {}
 
 func (x *CelChecks) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2633,7 @@ func (x *CelChecks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CelChecks.ProtoReflect.Descriptor instead.
 func (*CelChecks) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CelChecks) GetRequest() []string {
@@ -2573,7 +2673,7 @@ type LuaScript struct {
 
 func (x *LuaScript) Reset() {
 	*x = LuaScript{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2685,7 @@ func (x *LuaScript) String() string {
 func (*LuaScript) ProtoMessage() {}
 
 func (x *LuaScript) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2698,7 @@ func (x *LuaScript) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LuaScript.ProtoReflect.Descriptor instead.
 func (*LuaScript) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LuaScript) GetSources() []*LuaSource {
@@ -2649,7 +2749,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2761,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2774,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Static) GetStrategy() string {
@@ -2703,7 +2803,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2715,7 +2815,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2728,7 +2828,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -2819,7 +2919,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2831,7 +2931,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2844,7 +2944,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Backend) GetName() string {
@@ -3109,7 +3209,7 @@ type AMQPProducer struct {
 
 func (x *AMQPProducer) Reset() {
 	*x = AMQPProducer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3221,7 @@ func (x *AMQPProducer) String() string {
 func (*AMQPProducer) ProtoMessage() {}
 
 func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3234,7 @@ func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AMQPProducer.ProtoReflect.Descriptor instead.
 func (*AMQPProducer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AMQPProducer) GetExchange() string {
@@ -3271,7 +3371,7 @@ type GraphQL struct {
 
 func (x *GraphQL) Reset() {
 	*x = GraphQL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3383,7 @@ func (x *GraphQL) String() string {
 func (*GraphQL) ProtoMessage() {}
 
 func (x *GraphQL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3396,7 @@ func (x *GraphQL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
 func (*GraphQL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GraphQL) GetMutation() bool {
@@ -3384,7 +3484,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3396,7 +3496,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3409,7 +3509,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -3610,7 +3710,7 @@ type JWKSEncryption struct {
 
 func (x *JWKSEncryption) Reset() {
 	*x = JWKSEncryption{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3622,7 +3722,7 @@ func (x *JWKSEncryption) String() string {
 func (*JWKSEncryption) ProtoMessage() {}
 
 func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3635,7 +3735,7 @@ func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
 func (*JWKSEncryption) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JWKSEncryption) GetKeeperKey() []byte {
@@ -3672,7 +3772,7 @@ type JWKSClientTLS struct {
 
 func (x *JWKSClientTLS) Reset() {
 	*x = JWKSClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3684,7 +3784,7 @@ func (x *JWKSClientTLS) String() string {
 func (*JWKSClientTLS) ProtoMessage() {}
 
 func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3697,7 +3797,7 @@ func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
 func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
@@ -3749,7 +3849,7 @@ type JWTSigner struct {
 
 func (x *JWTSigner) Reset() {
 	*x = JWTSigner{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3761,7 +3861,7 @@ func (x *JWTSigner) String() string {
 func (*JWTSigner) ProtoMessage() {}
 
 func (x *JWTSigner) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3774,7 +3874,7 @@ func (x *JWTSigner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
 func (*JWTSigner) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JWTSigner) GetAlg() string {
@@ -3858,7 +3958,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3870,7 +3970,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3883,7 +3983,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -3917,7 +4017,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3929,7 +4029,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3942,7 +4042,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -3993,7 +4093,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4005,7 +4105,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4018,7 +4118,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -4077,7 +4177,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4189,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4202,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -4187,7 +4287,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4199,7 +4299,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4212,7 +4312,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -4250,7 +4350,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4262,7 +4362,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4275,7 +4375,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -4325,7 +4425,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4337,7 +4437,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4350,7 +4450,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -4386,7 +4486,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4398,7 +4498,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4411,7 +4511,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -4453,7 +4553,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4465,7 +4565,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4478,7 +4578,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -4569,7 +4669,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4581,7 +4681,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4594,7 +4694,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -4738,6 +4838,7 @@ type MartianModifier struct {
 	//	*MartianModifier_UrlFilter
 	//	*MartianModifier_UrlRegexFilter
 	//	*MartianModifier_Verifier
+	//	*MartianModifier_StaticModifier
 	Kind          isMartianModifier_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4745,7 +4846,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4757,7 +4858,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4770,7 +4871,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -4985,6 +5086,15 @@ func (x *MartianModifier) GetVerifier() *MartianVerifier {
 	return nil
 }
 
+func (x *MartianModifier) GetStaticModifier() *MartianStatic {
+	if x != nil {
+		if x, ok := x.Kind.(*MartianModifier_StaticModifier); ok {
+			return x.StaticModifier
+		}
+	}
+	return nil
+}
+
 type isMartianModifier_Kind interface {
 	isMartianModifier_Kind()
 }
@@ -5092,6 +5202,14 @@ type MartianModifier_Verifier struct {
 	Verifier *MartianVerifier `protobuf:"bytes,167,opt,name=verifier,proto3,oneof"`
 }
 
+type MartianModifier_StaticModifier struct {
+	// static_modifier is static.Modifier: the backend call is answered
+	// from a file under root_path on the edge's own disk (request scope:
+	// the backend is not called; response scope: the file replaces the
+	// body).
+	StaticModifier *MartianStatic `protobuf:"bytes,168,opt,name=static_modifier,json=staticModifier,proto3,oneof"`
+}
+
 func (*MartianModifier_HeaderModifier) isMartianModifier_Kind() {}
 
 func (*MartianModifier_HeaderBlacklist) isMartianModifier_Kind() {}
@@ -5136,6 +5254,64 @@ func (*MartianModifier_UrlRegexFilter) isMartianModifier_Kind() {}
 
 func (*MartianModifier_Verifier) isMartianModifier_Kind() {}
 
+func (*MartianModifier_StaticModifier) isMartianModifier_Kind() {}
+
+// MartianStatic is static.Modifier. root_path is a directory of the edge's
+// disk (relative: to the edge's working directory); the file served is
+// root_path joined with the cleaned backend request path, or with
+// explicit_paths[path] when the path is a key.
+type MartianStatic struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RootPath      string                 `protobuf:"bytes,1,opt,name=root_path,json=rootPath,proto3" json:"root_path,omitempty"`
+	ExplicitPaths map[string]string      `protobuf:"bytes,2,rep,name=explicit_paths,json=explicitPaths,proto3" json:"explicit_paths,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MartianStatic) Reset() {
+	*x = MartianStatic{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MartianStatic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MartianStatic) ProtoMessage() {}
+
+func (x *MartianStatic) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MartianStatic.ProtoReflect.Descriptor instead.
+func (*MartianStatic) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *MartianStatic) GetRootPath() string {
+	if x != nil {
+		return x.RootPath
+	}
+	return ""
+}
+
+func (x *MartianStatic) GetExplicitPaths() map[string]string {
+	if x != nil {
+		return x.ExplicitPaths
+	}
+	return nil
+}
+
 // MartianCookie is an http.Cookie as cookie.Modifier reads it. expires is
 // RFC 3339 ("" unset).
 type MartianCookie struct {
@@ -5154,7 +5330,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5166,7 +5342,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5179,7 +5355,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -5248,7 +5424,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5260,7 +5436,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5273,7 +5449,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -5297,7 +5473,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5309,7 +5485,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5322,7 +5498,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -5358,7 +5534,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5370,7 +5546,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5383,7 +5559,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -5417,7 +5593,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5429,7 +5605,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5442,7 +5618,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -5500,7 +5676,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5512,7 +5688,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5525,7 +5701,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -5559,7 +5735,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5571,7 +5747,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5584,7 +5760,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -5606,7 +5782,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5618,7 +5794,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5631,7 +5807,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -5659,7 +5835,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5671,7 +5847,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5684,7 +5860,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -5707,7 +5883,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5719,7 +5895,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5732,7 +5908,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -5776,7 +5952,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5788,7 +5964,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5801,7 +5977,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -5839,7 +6015,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5851,7 +6027,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5864,7 +6040,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -5906,7 +6082,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5918,7 +6094,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5931,7 +6107,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -5952,7 +6128,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5964,7 +6140,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5977,7 +6153,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -5998,7 +6174,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6010,7 +6186,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6023,7 +6199,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -6051,7 +6227,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6063,7 +6239,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6076,7 +6252,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -6103,7 +6279,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6115,7 +6291,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6128,7 +6304,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -6149,7 +6325,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6161,7 +6337,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6174,7 +6350,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -6202,7 +6378,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6214,7 +6390,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6227,7 +6403,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -6255,7 +6431,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6267,7 +6443,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6280,7 +6456,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -6346,7 +6522,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\frouting_keys\x18\r \x03(\tR\vroutingKeys\x12)\n" +
 	"\x10backoff_strategy\x18\x0e \x01(\tR\x0fbackoffStrategy\x12\x1f\n" +
 	"\vmax_retries\x18\x0f \x01(\x03R\n" +
-	"maxRetries\"\xad\a\n" +
+	"maxRetries\"\xdc\a\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -6371,7 +6547,16 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\flua_endpoint\x18n \x01(\v2\x15.gateway.v1.LuaScriptR\vluaEndpoint\x12'\n" +
 	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\x12\x11\n" +
 	"\x03h2c\x18\xa0\x01 \x01(\bR\x03h2c\x12%\n" +
-	"\x04gelf\x18\x8d\x01 \x01(\v2\x10.gateway.v1.GELFR\x04gelf\"?\n" +
+	"\x04gelf\x18\x8d\x01 \x01(\v2\x10.gateway.v1.GELFR\x04gelf\x12-\n" +
+	"\x06influx\x18\x8e\x01 \x01(\v2\x14.gateway.v1.InfluxDBR\x06influx\"\xa4\x01\n" +
+	"\bInfluxDB\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\x12\x0e\n" +
+	"\x02db\x18\x04 \x01(\tR\x02db\x12\x15\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\x12\x1f\n" +
+	"\vbuffer_size\x18\x06 \x01(\x05R\n" +
+	"bufferSize\"?\n" +
 	"\x04GELF\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1d\n" +
 	"\n" +
@@ -6773,7 +6958,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eis_development\x18\x10 \x01(\bR\risDevelopment\x1aB\n" +
 	"\x14SslProxyHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd8\f\n" +
 	"\x0fMartianModifier\x12\x14\n" +
 	"\x05scope\x18\x01 \x03(\tR\x05scope\x12D\n" +
 	"\x0fheader_modifier\x18\x02 \x01(\v2\x19.gateway.v1.MartianHeaderH\x00R\x0eheaderModifier\x12J\n" +
@@ -6802,8 +6987,15 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"url_filter\x18\xa5\x01 \x01(\v2\x1c.gateway.v1.MartianURLFilterH\x00R\turlFilter\x12N\n" +
 	"\x10url_regex_filter\x18\xa6\x01 \x01(\v2!.gateway.v1.MartianURLRegexFilterH\x00R\x0eurlRegexFilter\x12:\n" +
-	"\bverifier\x18\xa7\x01 \x01(\v2\x1b.gateway.v1.MartianVerifierH\x00R\bverifierB\x06\n" +
-	"\x04kind\"\xcd\x01\n" +
+	"\bverifier\x18\xa7\x01 \x01(\v2\x1b.gateway.v1.MartianVerifierH\x00R\bverifier\x12E\n" +
+	"\x0fstatic_modifier\x18\xa8\x01 \x01(\v2\x19.gateway.v1.MartianStaticH\x00R\x0estaticModifierB\x06\n" +
+	"\x04kind\"\xc3\x01\n" +
+	"\rMartianStatic\x12\x1b\n" +
+	"\troot_path\x18\x01 \x01(\tR\brootPath\x12S\n" +
+	"\x0eexplicit_paths\x18\x02 \x03(\v2,.gateway.v1.MartianStatic.ExplicitPathsEntryR\rexplicitPaths\x1a@\n" +
+	"\x12ExplicitPathsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcd\x01\n" +
 	"\rMartianCookie\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x12\n" +
@@ -6891,7 +7083,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
 	(*AsyncAgent)(nil),            // 1: gateway.v1.AsyncAgent
@@ -6899,174 +7091,180 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*AsyncConnection)(nil),       // 3: gateway.v1.AsyncConnection
 	(*AMQPConsumer)(nil),          // 4: gateway.v1.AMQPConsumer
 	(*Service)(nil),               // 5: gateway.v1.Service
-	(*GELF)(nil),                  // 6: gateway.v1.GELF
-	(*ServerTLS)(nil),             // 7: gateway.v1.ServerTLS
-	(*KeyPair)(nil),               // 8: gateway.v1.KeyPair
-	(*ClientTLS)(nil),             // 9: gateway.v1.ClientTLS
-	(*Router)(nil),                // 10: gateway.v1.Router
-	(*Logging)(nil),               // 11: gateway.v1.Logging
-	(*Metrics)(nil),               // 12: gateway.v1.Metrics
-	(*OpenTelemetry)(nil),         // 13: gateway.v1.OpenTelemetry
-	(*OTLPExporter)(nil),          // 14: gateway.v1.OTLPExporter
-	(*PrometheusExporter)(nil),    // 15: gateway.v1.PrometheusExporter
-	(*MetricsLayer)(nil),          // 16: gateway.v1.MetricsLayer
-	(*TraceLayer)(nil),            // 17: gateway.v1.TraceLayer
-	(*KeyValue)(nil),              // 18: gateway.v1.KeyValue
-	(*HTTPServer)(nil),            // 19: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),            // 20: gateway.v1.HTTPClient
-	(*Endpoint)(nil),              // 21: gateway.v1.Endpoint
-	(*CelChecks)(nil),             // 22: gateway.v1.CelChecks
-	(*LuaScript)(nil),             // 23: gateway.v1.LuaScript
-	(*Static)(nil),                // 24: gateway.v1.Static
-	(*FlatmapOp)(nil),             // 25: gateway.v1.FlatmapOp
-	(*Backend)(nil),               // 26: gateway.v1.Backend
-	(*AMQPProducer)(nil),          // 27: gateway.v1.AMQPProducer
-	(*GraphQL)(nil),               // 28: gateway.v1.GraphQL
-	(*JWTValidator)(nil),          // 29: gateway.v1.JWTValidator
-	(*JWKSEncryption)(nil),        // 30: gateway.v1.JWKSEncryption
-	(*JWKSClientTLS)(nil),         // 31: gateway.v1.JWKSClientTLS
-	(*JWTSigner)(nil),             // 32: gateway.v1.JWTSigner
-	(*ClaimHeader)(nil),           // 33: gateway.v1.ClaimHeader
-	(*Revoker)(nil),               // 34: gateway.v1.Revoker
-	(*BotDetector)(nil),           // 35: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),       // 36: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),      // 37: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),        // 38: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),             // 39: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),      // 40: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                  // 41: gateway.v1.CORS
-	(*SecurityHTTP)(nil),          // 42: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),       // 43: gateway.v1.MartianModifier
-	(*MartianCookie)(nil),         // 44: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 45: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 46: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 47: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 48: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 49: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 50: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 51: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 52: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 53: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 54: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 55: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 56: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 57: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 58: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 59: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 60: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 61: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 62: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 63: gateway.v1.MartianGroup
-	nil,                           // 64: gateway.v1.Backend.MappingEntry
-	nil,                           // 65: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	(*LuaSource)(nil),             // 66: gateway.v1.LuaSource
+	(*InfluxDB)(nil),              // 6: gateway.v1.InfluxDB
+	(*GELF)(nil),                  // 7: gateway.v1.GELF
+	(*ServerTLS)(nil),             // 8: gateway.v1.ServerTLS
+	(*KeyPair)(nil),               // 9: gateway.v1.KeyPair
+	(*ClientTLS)(nil),             // 10: gateway.v1.ClientTLS
+	(*Router)(nil),                // 11: gateway.v1.Router
+	(*Logging)(nil),               // 12: gateway.v1.Logging
+	(*Metrics)(nil),               // 13: gateway.v1.Metrics
+	(*OpenTelemetry)(nil),         // 14: gateway.v1.OpenTelemetry
+	(*OTLPExporter)(nil),          // 15: gateway.v1.OTLPExporter
+	(*PrometheusExporter)(nil),    // 16: gateway.v1.PrometheusExporter
+	(*MetricsLayer)(nil),          // 17: gateway.v1.MetricsLayer
+	(*TraceLayer)(nil),            // 18: gateway.v1.TraceLayer
+	(*KeyValue)(nil),              // 19: gateway.v1.KeyValue
+	(*HTTPServer)(nil),            // 20: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),            // 21: gateway.v1.HTTPClient
+	(*Endpoint)(nil),              // 22: gateway.v1.Endpoint
+	(*CelChecks)(nil),             // 23: gateway.v1.CelChecks
+	(*LuaScript)(nil),             // 24: gateway.v1.LuaScript
+	(*Static)(nil),                // 25: gateway.v1.Static
+	(*FlatmapOp)(nil),             // 26: gateway.v1.FlatmapOp
+	(*Backend)(nil),               // 27: gateway.v1.Backend
+	(*AMQPProducer)(nil),          // 28: gateway.v1.AMQPProducer
+	(*GraphQL)(nil),               // 29: gateway.v1.GraphQL
+	(*JWTValidator)(nil),          // 30: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),        // 31: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),         // 32: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),             // 33: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),           // 34: gateway.v1.ClaimHeader
+	(*Revoker)(nil),               // 35: gateway.v1.Revoker
+	(*BotDetector)(nil),           // 36: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),       // 37: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),      // 38: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),        // 39: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),             // 40: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),      // 41: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                  // 42: gateway.v1.CORS
+	(*SecurityHTTP)(nil),          // 43: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),       // 44: gateway.v1.MartianModifier
+	(*MartianStatic)(nil),         // 45: gateway.v1.MartianStatic
+	(*MartianCookie)(nil),         // 46: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 47: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 48: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 49: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 50: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 51: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 52: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 53: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 54: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 55: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 56: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 57: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 58: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 59: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 60: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 61: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 62: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 63: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 64: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 65: gateway.v1.MartianGroup
+	nil,                           // 66: gateway.v1.Backend.MappingEntry
+	nil,                           // 67: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	nil,                           // 68: gateway.v1.MartianStatic.ExplicitPathsEntry
+	(*LuaSource)(nil),             // 69: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	5,   // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	21,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	22,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
 	1,   // 2: gateway.v1.Snapshot.async_agents:type_name -> gateway.v1.AsyncAgent
-	21,  // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
+	22,  // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
 	2,   // 4: gateway.v1.AsyncAgent.consumer:type_name -> gateway.v1.AsyncConsumer
 	3,   // 5: gateway.v1.AsyncAgent.connection:type_name -> gateway.v1.AsyncConnection
 	4,   // 6: gateway.v1.AsyncAgent.amqp:type_name -> gateway.v1.AMQPConsumer
-	10,  // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
-	11,  // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
-	12,  // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	19,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	20,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	34,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	41,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	42,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	40,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
-	13,  // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	35,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	23,  // 18: gateway.v1.Service.lua_endpoint:type_name -> gateway.v1.LuaScript
-	7,   // 19: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	6,   // 20: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
-	8,   // 21: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	8,   // 22: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	14,  // 23: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	17,  // 24: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	17,  // 25: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	17,  // 26: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	15,  // 27: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
-	14,  // 28: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
-	16,  // 29: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
-	16,  // 30: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
-	16,  // 31: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
-	18,  // 32: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
-	18,  // 33: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	9,   // 34: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	26,  // 35: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	24,  // 36: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	25,  // 37: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	29,  // 38: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	36,  // 39: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	17,  // 40: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	16,  // 41: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
-	35,  // 42: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	32,  // 43: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
-	22,  // 44: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
-	23,  // 45: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
-	23,  // 46: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	66,  // 47: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	64,  // 48: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	25,  // 49: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	37,  // 50: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	38,  // 51: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	39,  // 52: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	43,  // 53: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	17,  // 54: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	16,  // 55: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
-	22,  // 56: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
-	23,  // 57: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	27,  // 58: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
-	4,   // 59: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
-	28,  // 60: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	33,  // 61: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	31,  // 62: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	30,  // 63: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	31,  // 64: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	30,  // 65: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	65,  // 66: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	59,  // 67: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	60,  // 68: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	61,  // 69: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	62,  // 70: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	63,  // 71: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	59,  // 72: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	51,  // 73: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	52,  // 74: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	53,  // 75: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	54,  // 76: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	53,  // 77: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	55,  // 78: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	56,  // 79: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	57,  // 80: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	44,  // 81: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	53,  // 82: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	45,  // 83: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	46,  // 84: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	47,  // 85: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	48,  // 86: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	49,  // 87: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	50,  // 88: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	43,  // 89: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43,  // 90: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43,  // 91: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	43,  // 92: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43,  // 93: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	43,  // 94: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	43,  // 95: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	43,  // 96: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	58,  // 97: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	43,  // 98: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	43,  // 99: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	100, // [100:100] is the sub-list for method output_type
-	100, // [100:100] is the sub-list for method input_type
-	100, // [100:100] is the sub-list for extension type_name
-	100, // [100:100] is the sub-list for extension extendee
-	0,   // [0:100] is the sub-list for field type_name
+	11,  // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
+	12,  // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
+	13,  // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
+	20,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	21,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	35,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	42,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	43,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	41,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	14,  // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
+	36,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	24,  // 18: gateway.v1.Service.lua_endpoint:type_name -> gateway.v1.LuaScript
+	8,   // 19: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	7,   // 20: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
+	6,   // 21: gateway.v1.Service.influx:type_name -> gateway.v1.InfluxDB
+	9,   // 22: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	9,   // 23: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	15,  // 24: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	18,  // 25: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	18,  // 26: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	18,  // 27: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	16,  // 28: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
+	15,  // 29: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
+	17,  // 30: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
+	17,  // 31: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
+	17,  // 32: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
+	19,  // 33: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
+	19,  // 34: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	10,  // 35: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	27,  // 36: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	25,  // 37: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	26,  // 38: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	30,  // 39: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	37,  // 40: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	18,  // 41: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	17,  // 42: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
+	36,  // 43: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	33,  // 44: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	23,  // 45: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
+	24,  // 46: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	24,  // 47: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	69,  // 48: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	66,  // 49: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	26,  // 50: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	38,  // 51: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	39,  // 52: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	40,  // 53: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	44,  // 54: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	18,  // 55: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	17,  // 56: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
+	23,  // 57: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
+	24,  // 58: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	28,  // 59: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	4,   // 60: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
+	29,  // 61: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	34,  // 62: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	32,  // 63: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	31,  // 64: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	32,  // 65: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	31,  // 66: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	67,  // 67: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	61,  // 68: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	62,  // 69: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	63,  // 70: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	64,  // 71: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	65,  // 72: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	61,  // 73: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	53,  // 74: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	54,  // 75: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	55,  // 76: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	56,  // 77: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	55,  // 78: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	57,  // 79: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	58,  // 80: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	59,  // 81: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	46,  // 82: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	55,  // 83: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	47,  // 84: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	48,  // 85: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	49,  // 86: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	50,  // 87: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	51,  // 88: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	52,  // 89: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	45,  // 90: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
+	68,  // 91: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
+	44,  // 92: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 93: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 94: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	44,  // 95: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 96: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	44,  // 97: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 98: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	44,  // 99: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	60,  // 100: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	44,  // 101: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	44,  // 102: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	103, // [103:103] is the sub-list for method output_type
+	103, // [103:103] is the sub-list for method input_type
+	103, // [103:103] is the sub-list for extension type_name
+	103, // [103:103] is the sub-list for extension extendee
+	0,   // [0:103] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -7075,7 +7273,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		return
 	}
 	file_gateway_v1_common_proto_init()
-	file_gateway_v1_snapshot_proto_msgTypes[43].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[44].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -7098,6 +7296,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		(*MartianModifier_UrlFilter)(nil),
 		(*MartianModifier_UrlRegexFilter)(nil),
 		(*MartianModifier_Verifier)(nil),
+		(*MartianModifier_StaticModifier)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -7105,7 +7304,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   66,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -611,9 +611,14 @@ func (x *Hello) GetRejectedSha256() string {
 
 // Ack says the edge serves the version now.
 type Ack struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Sha256  string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// requests_total and errors_total are the edge's own counters since it
+	// started: responses served, and those with a 5xx status (the control
+	// plane halts a canary on their rate).
+	RequestsTotal uint64 `protobuf:"varint,150,opt,name=requests_total,json=requestsTotal,proto3" json:"requests_total,omitempty"`
+	ErrorsTotal   uint64 `protobuf:"varint,151,opt,name=errors_total,json=errorsTotal,proto3" json:"errors_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -660,6 +665,20 @@ func (x *Ack) GetSha256() string {
 		return x.Sha256
 	}
 	return ""
+}
+
+func (x *Ack) GetRequestsTotal() uint64 {
+	if x != nil {
+		return x.RequestsTotal
+	}
+	return 0
+}
+
+func (x *Ack) GetErrorsTotal() uint64 {
+	if x != nil {
+		return x.ErrorsTotal
+	}
+	return 0
 }
 
 // Nack says the edge refused the version and keeps serving running_version.
@@ -745,7 +764,10 @@ type Keepalive struct {
 	UnixMs int64                  `protobuf:"varint,1,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
 	// agents is, on an edge's keepalive, the state of each of its async
 	// agents (an edge without agents sends none).
-	Agents        []*AgentState `protobuf:"bytes,120,rep,name=agents,proto3" json:"agents,omitempty"`
+	Agents []*AgentState `protobuf:"bytes,120,rep,name=agents,proto3" json:"agents,omitempty"`
+	// requests_total and errors_total: as in Ack (an edge's keepalive only).
+	RequestsTotal uint64 `protobuf:"varint,150,opt,name=requests_total,json=requestsTotal,proto3" json:"requests_total,omitempty"`
+	ErrorsTotal   uint64 `protobuf:"varint,151,opt,name=errors_total,json=errorsTotal,proto3" json:"errors_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -794,6 +816,20 @@ func (x *Keepalive) GetAgents() []*AgentState {
 	return nil
 }
 
+func (x *Keepalive) GetRequestsTotal() uint64 {
+	if x != nil {
+		return x.RequestsTotal
+	}
+	return 0
+}
+
+func (x *Keepalive) GetErrorsTotal() uint64 {
+	if x != nil {
+		return x.ErrorsTotal
+	}
+	return 0
+}
+
 var File_gateway_v1_sync_proto protoreflect.FileDescriptor
 
 const file_gateway_v1_sync_proto_rawDesc = "" +
@@ -839,10 +875,12 @@ const file_gateway_v1_sync_proto_rawDesc = "" +
 	"\x1drevocation_set_cutoff_unix_ms\x18\n" +
 	" \x01(\x03R\x19revocationSetCutoffUnixMs\x12)\n" +
 	"\x10rejected_version\x18\v \x01(\x04R\x0frejectedVersion\x12'\n" +
-	"\x0frejected_sha256\x18\f \x01(\tR\x0erejectedSha256\"7\n" +
+	"\x0frejected_sha256\x18\f \x01(\tR\x0erejectedSha256\"\x83\x01\n" +
 	"\x03Ack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xb5\x01\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12&\n" +
+	"\x0erequests_total\x18\x96\x01 \x01(\x04R\rrequestsTotal\x12\"\n" +
+	"\ferrors_total\x18\x97\x01 \x01(\x04R\verrorsTotal\"\xb5\x01\n" +
 	"\x04Nack\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12:\n" +
@@ -850,10 +888,12 @@ const file_gateway_v1_sync_proto_rawDesc = "" +
 	"violations\x18\x03 \x03(\v2\x1a.gateway.v1.FieldViolationR\n" +
 	"violations\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\x12'\n" +
-	"\x0frunning_version\x18\x05 \x01(\x04R\x0erunningVersion\"T\n" +
+	"\x0frunning_version\x18\x05 \x01(\x04R\x0erunningVersion\"\xa0\x01\n" +
 	"\tKeepalive\x12\x17\n" +
 	"\aunix_ms\x18\x01 \x01(\x03R\x06unixMs\x12.\n" +
-	"\x06agents\x18x \x03(\v2\x16.gateway.v1.AgentStateR\x06agents2L\n" +
+	"\x06agents\x18x \x03(\v2\x16.gateway.v1.AgentStateR\x06agents\x12&\n" +
+	"\x0erequests_total\x18\x96\x01 \x01(\x04R\rrequestsTotal\x12\"\n" +
+	"\ferrors_total\x18\x97\x01 \x01(\x04R\verrorsTotal2L\n" +
 	"\vSyncService\x12=\n" +
 	"\x04Sync\x12\x17.gateway.v1.SyncRequest\x1a\x18.gateway.v1.SyncResponse(\x010\x01B9Z7github.com/apigw/gateway/proto/gen/gateway/v1;gatewayv1b\x06proto3"
 
