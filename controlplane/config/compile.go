@@ -165,6 +165,11 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 		out.BotDetector = compileBotDetector(b)
 		features[feature.SecurityBotDetector] = true
 	}
+	if l := s.ExtraConfig.LuaEndpoint; l != nil {
+		out.LuaEndpoint = compileLua(l)
+		out.LuaEndpoint.Post, out.LuaEndpoint.SkipNext = "", false
+		features[feature.ModifierLuaService] = true
+	}
 	// The store is compiled even when no endpoint uses it; the feature is
 	// only listed when one does (an edge without it could serve the rest).
 	if c := s.ExtraConfig.ClusterRateLimit; c != nil {

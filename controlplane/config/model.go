@@ -100,6 +100,8 @@ type ServiceExtra struct {
 	OpenTelemetry *OpenTelemetry
 	// BotDetector is `security/bot-detector`.
 	BotDetector *BotDetector
+	// LuaEndpoint is the service-level `modifier/lua-endpoint`.
+	LuaEndpoint *Lua
 	// GELF is `telemetry/gelf`.
 	GELF *GELF
 	// Logstash is `telemetry/logstash`.

@@ -29,6 +29,7 @@ var (
 		{"security/cors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.CORS = d.cors(n, p) }},
 		{"security/http", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Security = d.securityHTTP(n, p) }},
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *ServiceExtra) { x.BotDetector = d.botDetector(n, p) }},
+		{"modifier/lua-endpoint", func(d *decoder, n *node, p path, x *ServiceExtra) { x.LuaEndpoint = d.luaEndpoint(n, p) }},
 		{"apigw/errors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Errors = d.errorsNS(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenTelemetry = d.openTelemetry(n, p) }},
 		{"telemetry/gelf", func(d *decoder, n *node, p path, x *ServiceExtra) { x.GELF = d.gelf(n, p) }},

@@ -198,6 +198,9 @@ func (v *validator) service() {
 	if b := s.ExtraConfig.BotDetector; b != nil {
 		v.botDetector(x.key("security/bot-detector"), b)
 	}
+	if l := s.ExtraConfig.LuaEndpoint; l != nil {
+		v.lua(x.key("modifier/lua-endpoint"), l)
+	}
 }
 
 func (v *validator) router(p path, r *Router) {

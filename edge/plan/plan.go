@@ -110,6 +110,8 @@ type Plan struct {
 	cors           *security.CORS        // security/cors, before routing; nil: none
 	secure         *security.Secure      // security/http, before routing; nil: none
 	bots           *security.BotDetector // service security/bot-detector; nil: none
+	luaSvc         *lua.Script           // service modifier/lua-endpoint; nil: none
+	luaSvcTimeout  time.Duration         // its deadline off a route: the longest endpoint timeout
 	healthPath     string
 	versionValue   []byte // X-KrakenD value
 	returnErrorMsg bool
@@ -177,7 +179,7 @@ type endpoint struct {
 	keySlot int                   // parameter slot (keyParam)
 
 	luaEP      *lua.Script // modifier/lua-endpoint, nil without
-	paramNames []string    // router slot names, for luaEP
+	paramNames []string    // router slot names, for the ctx object of Lua
 }
 
 // Protected reports whether some endpoint validates JWTs (and so depends
@@ -285,8 +287,13 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		return
 	}
 	res := p.table.Lookup(ctx.Method(), ctx.Path(), &st.params)
-	// The service's bot detector is gin middleware in KrakenD: it runs for
-	// matched routes and the 404/405 handlers, not for redirects.
+	// The service's Lua and bot detector are gin middleware in KrakenD (in
+	// that order): they run for matched routes and the 404/405 handlers,
+	// not for redirects.
+	if p.luaSvc != nil && res.Kind != router.Redirect && !p.serviceLua(ctx, res, st) {
+		p.metrics.observe(ctx.Response.StatusCode(), -1)
+		return
+	}
 	if res.Kind != router.Redirect && p.bots.Handle(ctx) {
 		p.rejections.bot()
 		p.metrics.observe(ctx.Response.StatusCode(), -1)

@@ -34,6 +34,7 @@ const (
 	SecurityBotDetector  = "security.bot_detector"  // security/bot-detector
 	ModifierMartian      = "modifier.martian"       // modifier/martian
 	ModifierLua          = "modifier.lua"           // modifier/lua-endpoint, modifier/lua-proxy or modifier/lua-backend
+	ModifierLuaService   = "modifier.lua_service"   // service-level modifier/lua-endpoint
 	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
 	ValidationCEL        = "validation.cel"         // validation/cel (endpoint or backend)
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
@@ -62,7 +63,7 @@ func All() []string {
 	all := []string{
 		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ModifierLuaService, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
 		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TelemetryOpenCensus, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
 		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer,
 	}

@@ -536,6 +536,11 @@ type Service struct {
 	// bot_detector is the service-level `security/bot-detector`: checked for
 	// every request before routing (unknown paths too), as KrakenD does.
 	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	// lua_endpoint is the service-level `modifier/lua-endpoint`: pre runs on
+	// every request that reaches a handler (routes, 404, 405; not redirects),
+	// after security/http and before the service bot detector, as KrakenD's
+	// gin middleware.
+	LuaEndpoint *LuaScript `protobuf:"bytes,110,opt,name=lua_endpoint,json=luaEndpoint,proto3" json:"lua_endpoint,omitempty"`
 	// tls is the service's `tls` block when enabled: the edge's listener
 	// serves HTTPS. Unset: plain HTTP.
 	Tls *ServerTLS `protobuf:"bytes,17,opt,name=tls,proto3" json:"tls,omitempty"`
@@ -697,6 +702,13 @@ func (x *Service) GetOpentelemetry() *OpenTelemetry {
 func (x *Service) GetBotDetector() *BotDetector {
 	if x != nil {
 		return x.BotDetector
+	}
+	return nil
+}
+
+func (x *Service) GetLuaEndpoint() *LuaScript {
+	if x != nil {
+		return x.LuaEndpoint
 	}
 	return nil
 }
@@ -6678,7 +6690,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\frouting_keys\x18\r \x03(\tR\vroutingKeys\x12)\n" +
 	"\x10backoff_strategy\x18\x0e \x01(\tR\x0fbackoffStrategy\x12\x1f\n" +
 	"\vmax_retries\x18\x0f \x01(\x03R\n" +
-	"maxRetries\"\xa2\a\n" +
+	"maxRetries\"\xdc\a\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -6699,7 +6711,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
 	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12?\n" +
 	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12:\n" +
-	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12'\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x128\n" +
+	"\flua_endpoint\x18n \x01(\v2\x15.gateway.v1.LuaScriptR\vluaEndpoint\x12'\n" +
 	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\x12\x11\n" +
 	"\x03h2c\x18\xa0\x01 \x01(\bR\x03h2c\x12%\n" +
 	"\x04gelf\x18\x8d\x01 \x01(\v2\x10.gateway.v1.GELFR\x04gelf\x12-\n" +
@@ -7346,97 +7359,98 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	43,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	14,  // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
 	38,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	8,   // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	7,   // 19: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
-	6,   // 20: gateway.v1.Service.influx:type_name -> gateway.v1.InfluxDB
-	9,   // 21: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	9,   // 22: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	17,  // 23: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	20,  // 24: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	20,  // 25: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	20,  // 26: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	18,  // 27: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
-	17,  // 28: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
-	19,  // 29: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
-	19,  // 30: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
-	19,  // 31: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
-	15,  // 32: gateway.v1.OpenTelemetry.jaeger:type_name -> gateway.v1.JaegerExporter
-	16,  // 33: gateway.v1.OpenTelemetry.zipkin:type_name -> gateway.v1.ZipkinExporter
-	21,  // 34: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
-	21,  // 35: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	10,  // 36: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	29,  // 37: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	27,  // 38: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	28,  // 39: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	32,  // 40: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	39,  // 41: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	20,  // 42: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	19,  // 43: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
-	38,  // 44: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	35,  // 45: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
-	25,  // 46: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
-	26,  // 47: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
-	26,  // 48: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	71,  // 49: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	68,  // 50: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	28,  // 51: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	40,  // 52: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	41,  // 53: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	42,  // 54: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	46,  // 55: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	20,  // 56: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	19,  // 57: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
-	25,  // 58: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
-	26,  // 59: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	30,  // 60: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
-	4,   // 61: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
-	31,  // 62: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	36,  // 63: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	34,  // 64: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	33,  // 65: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	34,  // 66: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	33,  // 67: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	69,  // 68: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	63,  // 69: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	64,  // 70: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	65,  // 71: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	66,  // 72: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	67,  // 73: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	63,  // 74: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	55,  // 75: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	56,  // 76: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	57,  // 77: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	58,  // 78: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	57,  // 79: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	59,  // 80: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	60,  // 81: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	61,  // 82: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	48,  // 83: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	57,  // 84: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	49,  // 85: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	50,  // 86: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	51,  // 87: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	52,  // 88: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	53,  // 89: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	54,  // 90: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	47,  // 91: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
-	70,  // 92: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
-	46,  // 93: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 94: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 95: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	46,  // 96: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 97: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	46,  // 98: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 99: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	46,  // 100: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	62,  // 101: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	46,  // 102: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 103: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	104, // [104:104] is the sub-list for method output_type
-	104, // [104:104] is the sub-list for method input_type
-	104, // [104:104] is the sub-list for extension type_name
-	104, // [104:104] is the sub-list for extension extendee
-	0,   // [0:104] is the sub-list for field type_name
+	26,  // 18: gateway.v1.Service.lua_endpoint:type_name -> gateway.v1.LuaScript
+	8,   // 19: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	7,   // 20: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
+	6,   // 21: gateway.v1.Service.influx:type_name -> gateway.v1.InfluxDB
+	9,   // 22: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	9,   // 23: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	17,  // 24: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	20,  // 25: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	20,  // 26: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	20,  // 27: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	18,  // 28: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
+	17,  // 29: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
+	19,  // 30: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
+	19,  // 31: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
+	19,  // 32: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
+	15,  // 33: gateway.v1.OpenTelemetry.jaeger:type_name -> gateway.v1.JaegerExporter
+	16,  // 34: gateway.v1.OpenTelemetry.zipkin:type_name -> gateway.v1.ZipkinExporter
+	21,  // 35: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
+	21,  // 36: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	10,  // 37: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	29,  // 38: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	27,  // 39: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	28,  // 40: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	32,  // 41: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	39,  // 42: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	20,  // 43: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	19,  // 44: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
+	38,  // 45: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	35,  // 46: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	25,  // 47: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
+	26,  // 48: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	26,  // 49: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	71,  // 50: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	68,  // 51: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	28,  // 52: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	40,  // 53: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	41,  // 54: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	42,  // 55: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	46,  // 56: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	20,  // 57: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	19,  // 58: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
+	25,  // 59: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
+	26,  // 60: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	30,  // 61: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	4,   // 62: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
+	31,  // 63: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	36,  // 64: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	34,  // 65: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	33,  // 66: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	34,  // 67: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	33,  // 68: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	69,  // 69: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	63,  // 70: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	64,  // 71: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	65,  // 72: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	66,  // 73: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	67,  // 74: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	63,  // 75: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	55,  // 76: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	56,  // 77: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	57,  // 78: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	58,  // 79: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	57,  // 80: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	59,  // 81: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	60,  // 82: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	61,  // 83: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	48,  // 84: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	57,  // 85: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	49,  // 86: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	50,  // 87: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	51,  // 88: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	52,  // 89: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	53,  // 90: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	54,  // 91: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	47,  // 92: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
+	70,  // 93: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
+	46,  // 94: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	46,  // 95: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	46,  // 96: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	46,  // 97: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	46,  // 98: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	46,  // 99: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	46,  // 100: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	46,  // 101: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	62,  // 102: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	46,  // 103: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	46,  // 104: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	105, // [105:105] is the sub-list for method output_type
+	105, // [105:105] is the sub-list for method input_type
+	105, // [105:105] is the sub-list for extension type_name
+	105, // [105:105] is the sub-list for extension extendee
+	0,   // [0:105] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
