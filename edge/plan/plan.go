@@ -327,10 +327,43 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 	case router.MethodNotAllowed:
 		p.methodNotAllowed(ctx, st, res.Allowed)
 	default:
+		if p.healthPath != "" && string(ctx.Path()) == p.healthPath {
+			// The health route is gin's GET route: other methods get gin's 405
+			// (the edge's server answers the GET itself).
+			p.writeMethodNotAllowed(ctx, allowGet)
+			break
+		}
 		p.notFound(ctx)
 	}
 	p.metrics.observe(ctx.Response.StatusCode(), -1)
 }
+
+// Guard runs, for a request to one of the gateway's own routes (the
+// health check, or /__debug/ and /__echo/ when debug is set), the
+// service layers KrakenD puts around it, and reports whether one of them
+// answered: CORS wraps every route; security/http and the bot detector
+// are gin middleware added after the health route, so they guard the
+// debug and echo routes only.
+func (p *Plan) Guard(ctx *fasthttp.RequestCtx, debug bool) (done bool) {
+	if p.cors.Handle(ctx) {
+		return true
+	}
+	if !debug {
+		return false
+	}
+	if p.secure.Handle(ctx) {
+		return true
+	}
+	if p.bots.Handle(ctx) {
+		p.rejections.bot()
+		return true
+	}
+	return false
+}
+
+// GuardCORS runs only the CORS layer, as KrakenD does for gin's
+// trailing-slash redirects (answered before any gin middleware).
+func (p *Plan) GuardCORS(ctx *fasthttp.RequestCtx) (done bool) { return p.cors.Handle(ctx) }
 
 // finish recovers from a panic (last line of defence) and pools st.
 func (p *Plan) finish(ctx *fasthttp.RequestCtx, st *reqState) {
