@@ -2899,6 +2899,10 @@ type Backend struct {
 	// (backend/amqp/consumer) as the backend's response; hosts[0] is the
 	// broker's URL and host is unused.
 	AmqpConsumer *AMQPConsumer `protobuf:"bytes,121,opt,name=amqp_consumer,json=amqpConsumer,proto3" json:"amqp_consumer,omitempty"`
+	// pubsub, when set, makes the backend a Pub/Sub publisher or subscriber
+	// (backend/pubsub/publisher, backend/pubsub/subscriber) instead of an
+	// HTTP client.
+	Pubsub *PubSub `protobuf:"bytes,122,opt,name=pubsub,proto3" json:"pubsub,omitempty"`
 	// graphql is `backend/graphql`: the call carries a GraphQL request.
 	Graphql       *GraphQL `protobuf:"bytes,110,opt,name=graphql,proto3" json:"graphql,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3159,11 +3163,77 @@ func (x *Backend) GetAmqpConsumer() *AMQPConsumer {
 	return nil
 }
 
+func (x *Backend) GetPubsub() *PubSub {
+	if x != nil {
+		return x.Pubsub
+	}
+	return nil
+}
+
 func (x *Backend) GetGraphql() *GraphQL {
 	if x != nil {
 		return x.Graphql
 	}
 	return nil
+}
+
+// PubSub is a backend's backend/pubsub/publisher or
+// backend/pubsub/subscriber namespace (krakend-pubsub's).
+type PubSub struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// url is host[0] followed by topic_url or subscription_url, as KrakenD
+	// joins them: "nats://subject", "rabbit://exchange-or-queue". The broker
+	// itself is the edge's (NATS_SERVER_URL, RABBIT_SERVER_URL).
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// subscriber: each call waits for one message of the subscription;
+	// otherwise each call publishes its request to the topic.
+	Subscriber    bool `protobuf:"varint,2,opt,name=subscriber,proto3" json:"subscriber,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PubSub) Reset() {
+	*x = PubSub{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PubSub) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PubSub) ProtoMessage() {}
+
+func (x *PubSub) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PubSub.ProtoReflect.Descriptor instead.
+func (*PubSub) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PubSub) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PubSub) GetSubscriber() bool {
+	if x != nil {
+		return x.Subscriber
+	}
+	return false
 }
 
 // AMQPProducer is a backend's backend/amqp/producer namespace. The *_param
@@ -3197,7 +3267,7 @@ type AMQPProducer struct {
 
 func (x *AMQPProducer) Reset() {
 	*x = AMQPProducer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3279,7 @@ func (x *AMQPProducer) String() string {
 func (*AMQPProducer) ProtoMessage() {}
 
 func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3292,7 @@ func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AMQPProducer.ProtoReflect.Descriptor instead.
 func (*AMQPProducer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AMQPProducer) GetExchange() string {
@@ -3359,7 +3429,7 @@ type GraphQL struct {
 
 func (x *GraphQL) Reset() {
 	*x = GraphQL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3371,7 +3441,7 @@ func (x *GraphQL) String() string {
 func (*GraphQL) ProtoMessage() {}
 
 func (x *GraphQL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3384,7 +3454,7 @@ func (x *GraphQL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
 func (*GraphQL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GraphQL) GetMutation() bool {
@@ -3472,7 +3542,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3484,7 +3554,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3497,7 +3567,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -3698,7 +3768,7 @@ type JWKSEncryption struct {
 
 func (x *JWKSEncryption) Reset() {
 	*x = JWKSEncryption{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +3780,7 @@ func (x *JWKSEncryption) String() string {
 func (*JWKSEncryption) ProtoMessage() {}
 
 func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +3793,7 @@ func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
 func (*JWKSEncryption) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JWKSEncryption) GetKeeperKey() []byte {
@@ -3760,7 +3830,7 @@ type JWKSClientTLS struct {
 
 func (x *JWKSClientTLS) Reset() {
 	*x = JWKSClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +3842,7 @@ func (x *JWKSClientTLS) String() string {
 func (*JWKSClientTLS) ProtoMessage() {}
 
 func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +3855,7 @@ func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
 func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
@@ -3837,7 +3907,7 @@ type JWTSigner struct {
 
 func (x *JWTSigner) Reset() {
 	*x = JWTSigner{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3849,7 +3919,7 @@ func (x *JWTSigner) String() string {
 func (*JWTSigner) ProtoMessage() {}
 
 func (x *JWTSigner) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3862,7 +3932,7 @@ func (x *JWTSigner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
 func (*JWTSigner) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JWTSigner) GetAlg() string {
@@ -3946,7 +4016,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3958,7 +4028,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3971,7 +4041,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -4005,7 +4075,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4017,7 +4087,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4030,7 +4100,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -4081,7 +4151,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4093,7 +4163,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4106,7 +4176,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -4165,7 +4235,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4177,7 +4247,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4190,7 +4260,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -4275,7 +4345,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4357,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4370,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -4338,7 +4408,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4350,7 +4420,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4363,7 +4433,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -4413,7 +4483,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4425,7 +4495,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4438,7 +4508,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -4474,7 +4544,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4556,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4569,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -4541,7 +4611,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4553,7 +4623,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4566,7 +4636,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -4657,7 +4727,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4669,7 +4739,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4682,7 +4752,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -4834,7 +4904,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4846,7 +4916,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4859,7 +4929,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -5258,7 +5328,7 @@ type MartianStatic struct {
 
 func (x *MartianStatic) Reset() {
 	*x = MartianStatic{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5270,7 +5340,7 @@ func (x *MartianStatic) String() string {
 func (*MartianStatic) ProtoMessage() {}
 
 func (x *MartianStatic) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5283,7 +5353,7 @@ func (x *MartianStatic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatic.ProtoReflect.Descriptor instead.
 func (*MartianStatic) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MartianStatic) GetRootPath() string {
@@ -5318,7 +5388,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5330,7 +5400,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5343,7 +5413,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -5412,7 +5482,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5424,7 +5494,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5437,7 +5507,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -5461,7 +5531,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5473,7 +5543,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5486,7 +5556,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -5522,7 +5592,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5534,7 +5604,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5547,7 +5617,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -5581,7 +5651,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5593,7 +5663,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5606,7 +5676,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -5664,7 +5734,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5676,7 +5746,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5689,7 +5759,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -5723,7 +5793,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5735,7 +5805,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5748,7 +5818,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -5770,7 +5840,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5782,7 +5852,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5795,7 +5865,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -5823,7 +5893,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5835,7 +5905,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5848,7 +5918,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -5871,7 +5941,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5883,7 +5953,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5896,7 +5966,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -5940,7 +6010,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5952,7 +6022,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5965,7 +6035,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -6003,7 +6073,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6015,7 +6085,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6028,7 +6098,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -6070,7 +6140,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6082,7 +6152,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6095,7 +6165,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -6116,7 +6186,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6128,7 +6198,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6141,7 +6211,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -6162,7 +6232,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6174,7 +6244,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6187,7 +6257,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -6215,7 +6285,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6227,7 +6297,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6240,7 +6310,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -6267,7 +6337,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6279,7 +6349,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6292,7 +6362,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -6313,7 +6383,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6325,7 +6395,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6338,7 +6408,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -6366,7 +6436,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6378,7 +6448,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6391,7 +6461,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -6419,7 +6489,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6431,7 +6501,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6444,7 +6514,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -6739,7 +6809,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\x99\v\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xc5\v\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -6777,11 +6847,17 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\vlua_backend\x18s \x01(\v2\x15.gateway.v1.LuaScriptR\n" +
 	"luaBackend\x12=\n" +
 	"\ramqp_producer\x18x \x01(\v2\x18.gateway.v1.AMQPProducerR\famqpProducer\x12=\n" +
-	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x12-\n" +
+	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x12*\n" +
+	"\x06pubsub\x18z \x01(\v2\x12.gateway.v1.PubSubR\x06pubsub\x12-\n" +
 	"\agraphql\x18n \x01(\v2\x13.gateway.v1.GraphQLR\agraphql\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\x06PubSub\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1e\n" +
+	"\n" +
+	"subscriber\x18\x02 \x01(\bR\n" +
+	"subscriber\"\xb1\x04\n" +
 	"\fAMQPProducer\x12\x1a\n" +
 	"\bexchange\x18\x01 \x01(\tR\bexchange\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\bR\adurable\x12\x16\n" +
@@ -7070,7 +7146,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
 	(*AsyncAgent)(nil),            // 1: gateway.v1.AsyncAgent
@@ -7100,48 +7176,49 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Static)(nil),                // 25: gateway.v1.Static
 	(*FlatmapOp)(nil),             // 26: gateway.v1.FlatmapOp
 	(*Backend)(nil),               // 27: gateway.v1.Backend
-	(*AMQPProducer)(nil),          // 28: gateway.v1.AMQPProducer
-	(*GraphQL)(nil),               // 29: gateway.v1.GraphQL
-	(*JWTValidator)(nil),          // 30: gateway.v1.JWTValidator
-	(*JWKSEncryption)(nil),        // 31: gateway.v1.JWKSEncryption
-	(*JWKSClientTLS)(nil),         // 32: gateway.v1.JWKSClientTLS
-	(*JWTSigner)(nil),             // 33: gateway.v1.JWTSigner
-	(*ClaimHeader)(nil),           // 34: gateway.v1.ClaimHeader
-	(*Revoker)(nil),               // 35: gateway.v1.Revoker
-	(*BotDetector)(nil),           // 36: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),       // 37: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),      // 38: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),        // 39: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),             // 40: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),      // 41: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                  // 42: gateway.v1.CORS
-	(*SecurityHTTP)(nil),          // 43: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),       // 44: gateway.v1.MartianModifier
-	(*MartianStatic)(nil),         // 45: gateway.v1.MartianStatic
-	(*MartianCookie)(nil),         // 46: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 47: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 48: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 49: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 50: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 51: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 52: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 53: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 54: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 55: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 56: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 57: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 58: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 59: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 60: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 61: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 62: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 63: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 64: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 65: gateway.v1.MartianGroup
-	nil,                           // 66: gateway.v1.Backend.MappingEntry
-	nil,                           // 67: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	nil,                           // 68: gateway.v1.MartianStatic.ExplicitPathsEntry
-	(*LuaSource)(nil),             // 69: gateway.v1.LuaSource
+	(*PubSub)(nil),                // 28: gateway.v1.PubSub
+	(*AMQPProducer)(nil),          // 29: gateway.v1.AMQPProducer
+	(*GraphQL)(nil),               // 30: gateway.v1.GraphQL
+	(*JWTValidator)(nil),          // 31: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),        // 32: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),         // 33: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),             // 34: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),           // 35: gateway.v1.ClaimHeader
+	(*Revoker)(nil),               // 36: gateway.v1.Revoker
+	(*BotDetector)(nil),           // 37: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),       // 38: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),      // 39: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),        // 40: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),             // 41: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),      // 42: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                  // 43: gateway.v1.CORS
+	(*SecurityHTTP)(nil),          // 44: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),       // 45: gateway.v1.MartianModifier
+	(*MartianStatic)(nil),         // 46: gateway.v1.MartianStatic
+	(*MartianCookie)(nil),         // 47: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 48: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 49: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 50: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 51: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 52: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 53: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 54: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 55: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 56: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 57: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 58: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 59: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 60: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 61: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 62: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 63: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 64: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 65: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 66: gateway.v1.MartianGroup
+	nil,                           // 67: gateway.v1.Backend.MappingEntry
+	nil,                           // 68: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	nil,                           // 69: gateway.v1.MartianStatic.ExplicitPathsEntry
+	(*LuaSource)(nil),             // 70: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	5,   // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -7156,12 +7233,12 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	13,  // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
 	20,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	21,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	35,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	42,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	43,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	41,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	36,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	43,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	44,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	42,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	14,  // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	36,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	37,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
 	8,   // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	7,   // 19: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
 	6,   // 20: gateway.v1.Service.influx:type_name -> gateway.v1.InfluxDB
@@ -7182,75 +7259,76 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	27,  // 35: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
 	25,  // 36: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
 	26,  // 37: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	30,  // 38: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	37,  // 39: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	31,  // 38: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	38,  // 39: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
 	18,  // 40: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
 	17,  // 41: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
-	36,  // 42: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	33,  // 43: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	37,  // 42: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	34,  // 43: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
 	23,  // 44: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
 	24,  // 45: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
 	24,  // 46: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	69,  // 47: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	66,  // 48: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	70,  // 47: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	67,  // 48: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
 	26,  // 49: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	38,  // 50: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	39,  // 51: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	40,  // 52: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	44,  // 53: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	39,  // 50: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	40,  // 51: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	41,  // 52: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	45,  // 53: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
 	18,  // 54: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
 	17,  // 55: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
 	23,  // 56: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
 	24,  // 57: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	28,  // 58: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	29,  // 58: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
 	4,   // 59: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
-	29,  // 60: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	34,  // 61: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	32,  // 62: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	31,  // 63: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	32,  // 64: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	31,  // 65: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	67,  // 66: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	61,  // 67: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	62,  // 68: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	63,  // 69: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	64,  // 70: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	65,  // 71: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	61,  // 72: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	53,  // 73: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	54,  // 74: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	55,  // 75: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	56,  // 76: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	55,  // 77: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	57,  // 78: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	58,  // 79: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	59,  // 80: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	46,  // 81: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	55,  // 82: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	47,  // 83: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	48,  // 84: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	49,  // 85: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	50,  // 86: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	51,  // 87: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	52,  // 88: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	45,  // 89: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
-	68,  // 90: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
-	44,  // 91: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 92: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 93: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	44,  // 94: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 95: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	44,  // 96: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 97: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	44,  // 98: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	60,  // 99: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	44,  // 100: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 101: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	102, // [102:102] is the sub-list for method output_type
-	102, // [102:102] is the sub-list for method input_type
-	102, // [102:102] is the sub-list for extension type_name
-	102, // [102:102] is the sub-list for extension extendee
-	0,   // [0:102] is the sub-list for field type_name
+	28,  // 60: gateway.v1.Backend.pubsub:type_name -> gateway.v1.PubSub
+	30,  // 61: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	35,  // 62: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	33,  // 63: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	32,  // 64: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	33,  // 65: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	32,  // 66: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	68,  // 67: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	62,  // 68: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	63,  // 69: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	64,  // 70: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	65,  // 71: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	66,  // 72: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	62,  // 73: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	54,  // 74: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	55,  // 75: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	56,  // 76: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	57,  // 77: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	56,  // 78: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	58,  // 79: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	59,  // 80: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	60,  // 81: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	47,  // 82: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	56,  // 83: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	48,  // 84: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	49,  // 85: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	50,  // 86: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	51,  // 87: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	52,  // 88: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	53,  // 89: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	46,  // 90: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
+	69,  // 91: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
+	45,  // 92: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	45,  // 93: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	45,  // 94: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	45,  // 95: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	45,  // 96: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	45,  // 97: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	45,  // 98: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	45,  // 99: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	61,  // 100: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	45,  // 101: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	45,  // 102: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	103, // [103:103] is the sub-list for method output_type
+	103, // [103:103] is the sub-list for method input_type
+	103, // [103:103] is the sub-list for extension type_name
+	103, // [103:103] is the sub-list for extension extendee
+	0,   // [0:103] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -7259,7 +7337,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		return
 	}
 	file_gateway_v1_common_proto_init()
-	file_gateway_v1_snapshot_proto_msgTypes[44].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[45].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -7290,7 +7368,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   69,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
