@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/gob"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/apigw/gateway/test/testenv"
 )
@@ -261,5 +263,126 @@ func TestStandalonePubSubNATSDownAtStart(t *testing.T) {
 	}
 	if code := r.stop(t); code != exitOK {
 		t.Errorf("exit %d\n%s", code, r.stderr)
+	}
+}
+
+// TestStandalonePubSubRabbit: rabbit:// publishers publish to an existing
+// exchange (routing key "", mandatory, confirmed) with the forwarded
+// headers as string headers; an unroutable message or a missing exchange
+// fails the call (500); subscribers take one message of an existing queue
+// per call and acknowledge it, all as KrakenD 2.12.1 answered on the same
+// broker and config (compared by hand).
+func TestStandalonePubSubRabbit(t *testing.T) {
+	mq := testenv.SharedRabbitMQ(t)
+	conn, err := amqp.Dial(mq.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ex := range []string{"ps.rx", "ps.lonely"} {
+		if err := ch.ExchangeDeclare(ex, "fanout", false, true, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{"ps.rq", "ps.rsub"} {
+		if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		defer ch.QueueDelete(q, false, false, false)
+	}
+	if err := ch.QueueBind("ps.rq", "", "ps.rx", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RABBIT_SERVER_URL", mq.URL)
+	pub := func(path, ex string) string {
+		return fmt.Sprintf(`{"endpoint": %q, "method": "POST", "input_headers": ["X-Tenant"], "backend": [{"host": ["rabbit://"], "disable_host_sanitize": true,
+		  "url_pattern": "/", "extra_config": {"backend/pubsub/publisher": {"topic_url": %q}}}]}`, path, ex)
+	}
+	sub := func(path, q string) string {
+		return fmt.Sprintf(`{"endpoint": %q, "backend": [{"host": ["rabbit://"], "disable_host_sanitize": true,
+		  "url_pattern": "/", "extra_config": {"backend/pubsub/subscriber": {"subscription_url": %q}}}]}`, path, q)
+	}
+	doc := `{"version": 3, "timeout": "1s", "endpoints": [` + strings.Join([]string{
+		pub("/pub", "ps.rx"), pub("/publonely", "ps.lonely"), pub("/pubmissing", "ps.missing"),
+		sub("/sub", "ps.rsub"), sub("/submissing", "ps.nosuchq"),
+	}, ",") + `]}`
+	r := start(t, "run", "-c", writeConfig(t, doc), "--listen", "127.0.0.1:0", "--log-format", "json")
+	base := "http://" + r.addr
+
+	a := waitOK(t, http.MethodPost, base+"/pub", `{"id":1}`)
+	if a.code != http.StatusOK || a.body != "null" || a.hdr.Get("X-Krakend-Completed") != "false" {
+		t.Fatalf("POST /pub = %d %q %v, want 200 null not completed (as KrakenD)", a.code, a.body, a.hdr)
+	}
+	d, ok, err := ch.Get("ps.rq", true)
+	if err != nil || !ok {
+		t.Fatalf("no message on the bound queue: %v %v", ok, err)
+	}
+	if string(d.Body) != `{"id":1}` || d.Headers["X-Tenant"] != "acme" || d.Headers["X-Forwarded-For"] == nil || d.ContentType != "" {
+		t.Errorf("message %q headers %v content type %q", d.Body, d.Headers, d.ContentType)
+	}
+	if _, ok := d.Headers["X-Dropped"]; ok {
+		t.Errorf("a header the endpoint does not forward was published: %v", d.Headers)
+	}
+	for _, p := range []string{"/publonely", "/pubmissing"} {
+		if a := call(t, http.MethodPost, base+p, `{}`); a.code != http.StatusInternalServerError || a.body != "" {
+			t.Errorf("POST %s = %d %q, want 500 (unroutable or no exchange, as KrakenD)", p, a.code, a.body)
+		}
+	}
+	// The channel closed by the missing exchange is opened again.
+	if a := call(t, http.MethodPost, base+"/pub", `{"id":2}`); a.code != http.StatusOK {
+		t.Errorf("POST /pub after a failed publish = %d %q", a.code, a.body)
+	}
+
+	publish := func(body string) {
+		t.Helper()
+		if err := ch.PublishWithContext(context.Background(), "", "ps.rsub", false, false, amqp.Publishing{Body: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(`{"s":1}`)
+	if a := call(t, http.MethodGet, base+"/sub", ""); a.code != http.StatusOK || a.body != `{"s":1}` || a.hdr.Get("X-Krakend-Completed") != "true" {
+		t.Errorf("GET /sub = %d %q %v", a.code, a.body, a.hdr)
+	}
+	if a := call(t, http.MethodGet, base+"/sub", ""); a.code != http.StatusInternalServerError || a.body != "" {
+		t.Errorf("GET /sub without a message = %d %q, want 500", a.code, a.body)
+	}
+	if a := call(t, http.MethodGet, base+"/submissing", ""); a.code != http.StatusInternalServerError {
+		t.Errorf("GET /submissing = %d %q, want 500 (no such queue)", a.code, a.body)
+	}
+	// An undecodable message fails its call and stays unacknowledged (held
+	// by the edge's channel, as KrakenD's); the next one is served.
+	publish(`not json`)
+	publish(`{"s":2}`)
+	if a := call(t, http.MethodGet, base+"/sub", ""); a.code != http.StatusInternalServerError {
+		t.Errorf("GET /sub with an undecodable message = %d %q, want 500", a.code, a.body)
+	}
+	if a := call(t, http.MethodGet, base+"/sub", ""); a.code != http.StatusOK || a.body != `{"s":2}` {
+		t.Errorf("GET /sub after the undecodable message = %d %q", a.code, a.body)
+	}
+	// Acknowledged: nothing is left ready or unacknowledged but the
+	// undecodable one, which the broker requeues when the edge stops.
+	if code := r.stop(t); code != exitOK {
+		t.Errorf("exit %d\n%s", code, r.stderr)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q, err := ch.QueueDeclarePassive("ps.rsub", false, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Messages == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the edge stopped, ps.rsub has %d messages, want the undecodable one back", q.Messages)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d, ok, _ := ch.Get("ps.rsub", true); !ok || string(d.Body) != "not json" {
+		t.Errorf("requeued message = %q %v", d.Body, ok)
 	}
 }
