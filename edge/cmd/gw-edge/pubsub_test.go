@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -384,5 +385,89 @@ func TestStandalonePubSubRabbit(t *testing.T) {
 	}
 	if d, ok, _ := ch.Get("ps.rsub", true); !ok || string(d.Body) != "not json" {
 		t.Errorf("requeued message = %q %v", d.Body, ok)
+	}
+}
+
+// TestStandalonePubSubRabbitRestart: with its own broker, down when the
+// edge starts (calls fail with 500, as KrakenD's, which never recovers),
+// then up (the edge connects), then restarted mid-way (calls fail while it
+// is down, and the edge redials once it is back, re-opening the publisher
+// channel and the subscription).
+func TestStandalonePubSubRabbitRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own RabbitMQ")
+	}
+	mq, err := testenv.NewRabbitMQ()
+	if errors.Is(err, testenv.ErrNoRabbitMQ) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mq.Close()
+	declare := func() {
+		t.Helper()
+		conn, err := amqp.Dial(mq.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.ExchangeDeclare("ps.ex", "fanout", true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.QueueDeclare("ps.q", true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.QueueBind("ps.q", "", "ps.ex", false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	declare()
+	mq.Stop()
+	t.Setenv("RABBIT_SERVER_URL", mq.URL)
+	doc := `{"version": 3, "timeout": "1s", "endpoints": [
+	  {"endpoint": "/pub", "method": "POST", "backend": [{"host": ["rabbit://"], "disable_host_sanitize": true, "url_pattern": "/",
+	    "extra_config": {"backend/pubsub/publisher": {"topic_url": "ps.ex"}}}]},
+	  {"endpoint": "/sub", "backend": [{"host": ["rabbit://"], "disable_host_sanitize": true, "url_pattern": "/",
+	    "extra_config": {"backend/pubsub/subscriber": {"subscription_url": "ps.q"}}}]}]}`
+	r := start(t, "run", "-c", writeConfig(t, doc), "--listen", "127.0.0.1:0", "--log-format", "json")
+	base := "http://" + r.addr
+	if a := call(t, http.MethodPost, base+"/pub", `{"n":0}`); a.code != http.StatusInternalServerError || a.body != "" {
+		t.Errorf("POST /pub with the broker down at start = %d %q, want 500", a.code, a.body)
+	}
+	if a := call(t, http.MethodGet, base+"/sub", ""); a.code != http.StatusInternalServerError {
+		t.Errorf("GET /sub with the broker down at start = %d %q, want 500", a.code, a.body)
+	}
+	roundTrip := func(n int) {
+		t.Helper()
+		body := fmt.Sprintf(`{"n":%d}`, n)
+		if a := waitOK(t, http.MethodPost, base+"/pub", body); a.code != http.StatusOK {
+			t.Fatalf("POST /pub never succeeded: %d %q\n%s", a.code, a.body, r.stdout)
+		}
+		if a := waitOK(t, http.MethodGet, base+"/sub", ""); a.code != http.StatusOK || a.body != body {
+			t.Fatalf("GET /sub = %d %q, want %s\n%s", a.code, a.body, body, r.stdout)
+		}
+	}
+	if err := mq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(1)
+	mq.Stop()
+	if a := call(t, http.MethodPost, base+"/pub", `{"n":-1}`); a.code != http.StatusInternalServerError {
+		t.Errorf("POST /pub with the broker down mid-way = %d %q, want 500", a.code, a.body)
+	}
+	if a := call(t, http.MethodGet, base+"/sub", ""); a.code != http.StatusInternalServerError {
+		t.Errorf("GET /sub with the broker down mid-way = %d %q, want 500", a.code, a.body)
+	}
+	if err := mq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(2)
+	if code := r.stop(t); code != exitOK {
+		t.Errorf("exit %d\n%s", code, r.stderr)
 	}
 }
