@@ -215,6 +215,10 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 			cb.AmqpProducer = compileAMQPProducer(pr, r)
 			cb.Hosts = b.Host[:1]
 			features[feature.BackendAMQPProducer] = true
+		} else if b.ExtraConfig.PubSubPublisher != nil || b.ExtraConfig.PubSubSubscriber != nil {
+			cb.Pubsub = compilePubSub(b)
+			cb.Hosts = b.Host[:1]
+			features[feature.BackendPubSub] = true
 		}
 		if o := s.ExtraConfig.OpenTelemetry; o != nil {
 			cb.Trace = compileTraceLayer(override(o.Layers.Backend, b.ExtraConfig.Trace))

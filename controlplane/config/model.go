@@ -271,6 +271,10 @@ type BackendExtra struct {
 	AMQPProducer *AMQPProducer
 	// AMQPConsumer is `backend/amqp/consumer`.
 	AMQPConsumer *AMQPConsumerBackend
+	// PubSubPublisher is `backend/pubsub/publisher` (topic_url).
+	PubSubPublisher *PubSub
+	// PubSubSubscriber is `backend/pubsub/subscriber` (subscription_url).
+	PubSubSubscriber *PubSub
 	// GraphQL is `backend/graphql`.
 	GraphQL *GraphQL
 	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the

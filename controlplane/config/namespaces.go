@@ -63,6 +63,10 @@ var (
 		{"modifier/lua-backend", func(d *decoder, n *node, p path, x *BackendExtra) { x.LuaBackend = d.lua(n, p) }},
 		{"backend/amqp/producer", func(d *decoder, n *node, p path, x *BackendExtra) { x.AMQPProducer = d.amqpProducer(n, p) }},
 		{"backend/amqp/consumer", func(d *decoder, n *node, p path, x *BackendExtra) { x.AMQPConsumer = d.amqpConsumerBackend(n, p) }},
+		{"backend/pubsub/publisher", func(d *decoder, n *node, p path, x *BackendExtra) { x.PubSubPublisher = d.pubSub("topic_url")(n, p) }},
+		{"backend/pubsub/subscriber", func(d *decoder, n *node, p path, x *BackendExtra) {
+			x.PubSubSubscriber = d.pubSub("subscription_url")(n, p)
+		}},
 		{"backend/graphql", func(d *decoder, n *node, p path, x *BackendExtra) { x.GraphQL = d.graphQL(n, p) }},
 	}
 )
@@ -90,6 +94,8 @@ var namespaceAliases = map[string]string{
 	"github.com/devopsfaith/krakend-amqp/produce":                  "backend/amqp/producer",
 	"github.com/devopsfaith/krakend-amqp/consume":                  "backend/amqp/consumer",
 	"github.com/devopsfaith/krakend-amqp/agent":                    "async/amqp",
+	"github.com/devopsfaith/krakend-pubsub/publisher":              "backend/pubsub/publisher",
+	"github.com/devopsfaith/krakend-pubsub/subscriber":             "backend/pubsub/subscriber",
 	"github.com/devopsfaith/krakend/transport/http/client/graphql": "backend/graphql",
 	"github_com/devopsfaith/krakend-gologging":                     "telemetry/logging",
 	"github_com/devopsfaith/krakend-metrics":                       "telemetry/metrics",

@@ -136,6 +136,7 @@ type Plan struct {
 	tracers      *tracing.Registry                   // where tracer goes back on Release; nil: owned
 	producers    mqRefs[*mq.Producers, *mq.Producer] // given back on Release
 	consumers    mqRefs[*mq.Consumers, *mq.Consumer]
+	pubsubs      mqRefs[*mq.PubSub, *mq.PubSubClient]
 	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
 	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
 	ownUpstreams *Upstreams    // created by Build when Deps.Upstreams was nil
@@ -232,6 +233,7 @@ func (p *Plan) Release() {
 		releaseTracer(p.tracers, p.tracer)
 		p.producers.release()
 		p.consumers.release()
+		p.pubsubs.release()
 	})
 }
 

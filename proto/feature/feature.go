@@ -56,6 +56,7 @@ const (
 	AsyncAMQP           = "async.amqp"            // an async_agent with the async/amqp driver
 	BackendAMQPProducer = "backend.amqp.producer" // a backend with backend/amqp/producer
 	BackendAMQPConsumer = "backend.amqp.consumer" // a backend with backend/amqp/consumer
+	BackendPubSub       = "backend.pubsub"        // a backend with backend/pubsub/publisher or /subscriber
 )
 
 // All returns every feature, sorted.
@@ -65,7 +66,7 @@ func All() []string {
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ModifierLuaService, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
 		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TelemetryOpenCensus, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
-		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer,
+		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer, BackendPubSub,
 	}
 	slices.Sort(all)
 	return all

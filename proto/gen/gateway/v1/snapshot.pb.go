@@ -3079,6 +3079,10 @@ type Backend struct {
 	// (backend/amqp/consumer) as the backend's response; hosts[0] is the
 	// broker's URL and host is unused.
 	AmqpConsumer *AMQPConsumer `protobuf:"bytes,121,opt,name=amqp_consumer,json=amqpConsumer,proto3" json:"amqp_consumer,omitempty"`
+	// pubsub, when set, makes the backend a Pub/Sub publisher or subscriber
+	// (backend/pubsub/publisher, backend/pubsub/subscriber) instead of an
+	// HTTP client.
+	Pubsub *PubSub `protobuf:"bytes,122,opt,name=pubsub,proto3" json:"pubsub,omitempty"`
 	// graphql is `backend/graphql`: the call carries a GraphQL request.
 	Graphql       *GraphQL `protobuf:"bytes,110,opt,name=graphql,proto3" json:"graphql,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3339,11 +3343,77 @@ func (x *Backend) GetAmqpConsumer() *AMQPConsumer {
 	return nil
 }
 
+func (x *Backend) GetPubsub() *PubSub {
+	if x != nil {
+		return x.Pubsub
+	}
+	return nil
+}
+
 func (x *Backend) GetGraphql() *GraphQL {
 	if x != nil {
 		return x.Graphql
 	}
 	return nil
+}
+
+// PubSub is a backend's backend/pubsub/publisher or
+// backend/pubsub/subscriber namespace (krakend-pubsub's).
+type PubSub struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// url is host[0] followed by topic_url or subscription_url, as KrakenD
+	// joins them: "nats://subject", "rabbit://exchange-or-queue". The broker
+	// itself is the edge's (NATS_SERVER_URL, RABBIT_SERVER_URL).
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// subscriber: each call waits for one message of the subscription;
+	// otherwise each call publishes its request to the topic.
+	Subscriber    bool `protobuf:"varint,2,opt,name=subscriber,proto3" json:"subscriber,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PubSub) Reset() {
+	*x = PubSub{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PubSub) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PubSub) ProtoMessage() {}
+
+func (x *PubSub) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PubSub.ProtoReflect.Descriptor instead.
+func (*PubSub) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PubSub) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PubSub) GetSubscriber() bool {
+	if x != nil {
+		return x.Subscriber
+	}
+	return false
 }
 
 // AMQPProducer is a backend's backend/amqp/producer namespace. The *_param
@@ -3377,7 +3447,7 @@ type AMQPProducer struct {
 
 func (x *AMQPProducer) Reset() {
 	*x = AMQPProducer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3389,7 +3459,7 @@ func (x *AMQPProducer) String() string {
 func (*AMQPProducer) ProtoMessage() {}
 
 func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3402,7 +3472,7 @@ func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AMQPProducer.ProtoReflect.Descriptor instead.
 func (*AMQPProducer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AMQPProducer) GetExchange() string {
@@ -3539,7 +3609,7 @@ type GraphQL struct {
 
 func (x *GraphQL) Reset() {
 	*x = GraphQL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3551,7 +3621,7 @@ func (x *GraphQL) String() string {
 func (*GraphQL) ProtoMessage() {}
 
 func (x *GraphQL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3564,7 +3634,7 @@ func (x *GraphQL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
 func (*GraphQL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GraphQL) GetMutation() bool {
@@ -3652,7 +3722,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3664,7 +3734,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3677,7 +3747,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -3878,7 +3948,7 @@ type JWKSEncryption struct {
 
 func (x *JWKSEncryption) Reset() {
 	*x = JWKSEncryption{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3890,7 +3960,7 @@ func (x *JWKSEncryption) String() string {
 func (*JWKSEncryption) ProtoMessage() {}
 
 func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3903,7 +3973,7 @@ func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
 func (*JWKSEncryption) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JWKSEncryption) GetKeeperKey() []byte {
@@ -3940,7 +4010,7 @@ type JWKSClientTLS struct {
 
 func (x *JWKSClientTLS) Reset() {
 	*x = JWKSClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4022,7 @@ func (x *JWKSClientTLS) String() string {
 func (*JWKSClientTLS) ProtoMessage() {}
 
 func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4035,7 @@ func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
 func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
@@ -4017,7 +4087,7 @@ type JWTSigner struct {
 
 func (x *JWTSigner) Reset() {
 	*x = JWTSigner{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4029,7 +4099,7 @@ func (x *JWTSigner) String() string {
 func (*JWTSigner) ProtoMessage() {}
 
 func (x *JWTSigner) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4042,7 +4112,7 @@ func (x *JWTSigner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
 func (*JWTSigner) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JWTSigner) GetAlg() string {
@@ -4126,7 +4196,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4138,7 +4208,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4151,7 +4221,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -4185,7 +4255,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4197,7 +4267,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4210,7 +4280,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -4261,7 +4331,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4273,7 +4343,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4286,7 +4356,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -4345,7 +4415,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4427,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4440,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -4455,7 +4525,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4467,7 +4537,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4480,7 +4550,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -4518,7 +4588,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4530,7 +4600,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4543,7 +4613,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -4593,7 +4663,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4605,7 +4675,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4618,7 +4688,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -4654,7 +4724,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4666,7 +4736,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4679,7 +4749,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -4721,7 +4791,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4733,7 +4803,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4746,7 +4816,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -4837,7 +4907,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4849,7 +4919,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4862,7 +4932,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -5014,7 +5084,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5026,7 +5096,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5039,7 +5109,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -5438,7 +5508,7 @@ type MartianStatic struct {
 
 func (x *MartianStatic) Reset() {
 	*x = MartianStatic{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5450,7 +5520,7 @@ func (x *MartianStatic) String() string {
 func (*MartianStatic) ProtoMessage() {}
 
 func (x *MartianStatic) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5463,7 +5533,7 @@ func (x *MartianStatic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatic.ProtoReflect.Descriptor instead.
 func (*MartianStatic) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianStatic) GetRootPath() string {
@@ -5498,7 +5568,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5510,7 +5580,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5523,7 +5593,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -5592,7 +5662,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5604,7 +5674,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5617,7 +5687,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -5641,7 +5711,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5653,7 +5723,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5666,7 +5736,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -5702,7 +5772,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5714,7 +5784,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5727,7 +5797,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -5761,7 +5831,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5773,7 +5843,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5786,7 +5856,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -5844,7 +5914,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5856,7 +5926,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5869,7 +5939,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -5903,7 +5973,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5915,7 +5985,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5928,7 +5998,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -5950,7 +6020,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5962,7 +6032,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5975,7 +6045,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -6003,7 +6073,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6015,7 +6085,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6028,7 +6098,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -6051,7 +6121,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6063,7 +6133,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6076,7 +6146,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -6120,7 +6190,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6132,7 +6202,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6145,7 +6215,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -6183,7 +6253,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6195,7 +6265,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6208,7 +6278,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -6250,7 +6320,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6262,7 +6332,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6275,7 +6345,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -6296,7 +6366,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6308,7 +6378,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6321,7 +6391,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -6342,7 +6412,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6354,7 +6424,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6367,7 +6437,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -6395,7 +6465,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6407,7 +6477,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6420,7 +6490,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -6447,7 +6517,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6459,7 +6529,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6472,7 +6542,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -6493,7 +6563,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6505,7 +6575,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6518,7 +6588,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -6546,7 +6616,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6558,7 +6628,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6571,7 +6641,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{66}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -6599,7 +6669,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6611,7 +6681,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6624,7 +6694,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{67}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -6934,7 +7004,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\x99\v\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xc5\v\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -6972,11 +7042,17 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\vlua_backend\x18s \x01(\v2\x15.gateway.v1.LuaScriptR\n" +
 	"luaBackend\x12=\n" +
 	"\ramqp_producer\x18x \x01(\v2\x18.gateway.v1.AMQPProducerR\famqpProducer\x12=\n" +
-	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x12-\n" +
+	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x12*\n" +
+	"\x06pubsub\x18z \x01(\v2\x12.gateway.v1.PubSubR\x06pubsub\x12-\n" +
 	"\agraphql\x18n \x01(\v2\x13.gateway.v1.GraphQLR\agraphql\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\x06PubSub\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1e\n" +
+	"\n" +
+	"subscriber\x18\x02 \x01(\bR\n" +
+	"subscriber\"\xb1\x04\n" +
 	"\fAMQPProducer\x12\x1a\n" +
 	"\bexchange\x18\x01 \x01(\tR\bexchange\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\bR\adurable\x12\x16\n" +
@@ -7265,7 +7341,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
 	(*AsyncAgent)(nil),            // 1: gateway.v1.AsyncAgent
@@ -7297,48 +7373,49 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Static)(nil),                // 27: gateway.v1.Static
 	(*FlatmapOp)(nil),             // 28: gateway.v1.FlatmapOp
 	(*Backend)(nil),               // 29: gateway.v1.Backend
-	(*AMQPProducer)(nil),          // 30: gateway.v1.AMQPProducer
-	(*GraphQL)(nil),               // 31: gateway.v1.GraphQL
-	(*JWTValidator)(nil),          // 32: gateway.v1.JWTValidator
-	(*JWKSEncryption)(nil),        // 33: gateway.v1.JWKSEncryption
-	(*JWKSClientTLS)(nil),         // 34: gateway.v1.JWKSClientTLS
-	(*JWTSigner)(nil),             // 35: gateway.v1.JWTSigner
-	(*ClaimHeader)(nil),           // 36: gateway.v1.ClaimHeader
-	(*Revoker)(nil),               // 37: gateway.v1.Revoker
-	(*BotDetector)(nil),           // 38: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),       // 39: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),      // 40: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),        // 41: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),             // 42: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),      // 43: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                  // 44: gateway.v1.CORS
-	(*SecurityHTTP)(nil),          // 45: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),       // 46: gateway.v1.MartianModifier
-	(*MartianStatic)(nil),         // 47: gateway.v1.MartianStatic
-	(*MartianCookie)(nil),         // 48: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 49: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 50: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 51: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 52: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 53: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 54: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 55: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 56: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 57: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 58: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 59: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 60: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 61: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 62: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 63: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 64: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 65: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 66: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 67: gateway.v1.MartianGroup
-	nil,                           // 68: gateway.v1.Backend.MappingEntry
-	nil,                           // 69: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	nil,                           // 70: gateway.v1.MartianStatic.ExplicitPathsEntry
-	(*LuaSource)(nil),             // 71: gateway.v1.LuaSource
+	(*PubSub)(nil),                // 30: gateway.v1.PubSub
+	(*AMQPProducer)(nil),          // 31: gateway.v1.AMQPProducer
+	(*GraphQL)(nil),               // 32: gateway.v1.GraphQL
+	(*JWTValidator)(nil),          // 33: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),        // 34: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),         // 35: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),             // 36: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),           // 37: gateway.v1.ClaimHeader
+	(*Revoker)(nil),               // 38: gateway.v1.Revoker
+	(*BotDetector)(nil),           // 39: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),       // 40: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),      // 41: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),        // 42: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),             // 43: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),      // 44: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                  // 45: gateway.v1.CORS
+	(*SecurityHTTP)(nil),          // 46: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),       // 47: gateway.v1.MartianModifier
+	(*MartianStatic)(nil),         // 48: gateway.v1.MartianStatic
+	(*MartianCookie)(nil),         // 49: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 50: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 51: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 52: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 53: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 54: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 55: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 56: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 57: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 58: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 59: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 60: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 61: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 62: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 63: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 64: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 65: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 66: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 67: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 68: gateway.v1.MartianGroup
+	nil,                           // 69: gateway.v1.Backend.MappingEntry
+	nil,                           // 70: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	nil,                           // 71: gateway.v1.MartianStatic.ExplicitPathsEntry
+	(*LuaSource)(nil),             // 72: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	5,   // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
@@ -7353,12 +7430,12 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	13,  // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
 	22,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
 	23,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	37,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	44,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	45,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	43,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	38,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	45,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	46,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	44,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	14,  // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	38,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	39,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
 	26,  // 18: gateway.v1.Service.lua_endpoint:type_name -> gateway.v1.LuaScript
 	8,   // 19: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	7,   // 20: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
@@ -7382,75 +7459,76 @@ var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	29,  // 38: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
 	27,  // 39: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
 	28,  // 40: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	32,  // 41: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	39,  // 42: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	33,  // 41: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	40,  // 42: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
 	20,  // 43: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
 	19,  // 44: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
-	38,  // 45: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	35,  // 46: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	39,  // 45: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	36,  // 46: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
 	25,  // 47: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
 	26,  // 48: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
 	26,  // 49: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	71,  // 50: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	68,  // 51: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	72,  // 50: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	69,  // 51: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
 	28,  // 52: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	40,  // 53: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	41,  // 54: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	42,  // 55: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	46,  // 56: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	41,  // 53: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	42,  // 54: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	43,  // 55: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	47,  // 56: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
 	20,  // 57: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
 	19,  // 58: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
 	25,  // 59: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
 	26,  // 60: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	30,  // 61: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	31,  // 61: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
 	4,   // 62: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
-	31,  // 63: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	36,  // 64: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	34,  // 65: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	33,  // 66: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	34,  // 67: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	33,  // 68: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	69,  // 69: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	63,  // 70: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	64,  // 71: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	65,  // 72: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	66,  // 73: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	67,  // 74: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	63,  // 75: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	55,  // 76: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	56,  // 77: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	57,  // 78: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	58,  // 79: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	57,  // 80: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	59,  // 81: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	60,  // 82: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	61,  // 83: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	48,  // 84: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	57,  // 85: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	49,  // 86: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	50,  // 87: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	51,  // 88: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	52,  // 89: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	53,  // 90: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	54,  // 91: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	47,  // 92: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
-	70,  // 93: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
-	46,  // 94: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 95: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 96: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	46,  // 97: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 98: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	46,  // 99: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 100: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	46,  // 101: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	62,  // 102: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	46,  // 103: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	46,  // 104: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	105, // [105:105] is the sub-list for method output_type
-	105, // [105:105] is the sub-list for method input_type
-	105, // [105:105] is the sub-list for extension type_name
-	105, // [105:105] is the sub-list for extension extendee
-	0,   // [0:105] is the sub-list for field type_name
+	30,  // 63: gateway.v1.Backend.pubsub:type_name -> gateway.v1.PubSub
+	32,  // 64: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	37,  // 65: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	35,  // 66: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	34,  // 67: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	35,  // 68: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	34,  // 69: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	70,  // 70: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	64,  // 71: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	65,  // 72: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	66,  // 73: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	67,  // 74: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	68,  // 75: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	64,  // 76: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	56,  // 77: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	57,  // 78: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	58,  // 79: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	59,  // 80: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	58,  // 81: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	60,  // 82: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	61,  // 83: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	62,  // 84: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	49,  // 85: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	58,  // 86: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	50,  // 87: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	51,  // 88: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	52,  // 89: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	53,  // 90: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	54,  // 91: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	55,  // 92: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	48,  // 93: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
+	71,  // 94: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
+	47,  // 95: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 96: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 97: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	47,  // 98: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 99: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	47,  // 100: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 101: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	47,  // 102: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	63,  // 103: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	47,  // 104: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 105: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	106, // [106:106] is the sub-list for method output_type
+	106, // [106:106] is the sub-list for method input_type
+	106, // [106:106] is the sub-list for extension type_name
+	106, // [106:106] is the sub-list for extension extendee
+	0,   // [0:106] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -7459,7 +7537,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		return
 	}
 	file_gateway_v1_common_proto_init()
-	file_gateway_v1_snapshot_proto_msgTypes[46].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[47].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -7490,7 +7568,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   71,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
