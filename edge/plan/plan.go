@@ -110,6 +110,8 @@ type Plan struct {
 	cors           *security.CORS        // security/cors, before routing; nil: none
 	secure         *security.Secure      // security/http, before routing; nil: none
 	bots           *security.BotDetector // service security/bot-detector; nil: none
+	luaSvc         *lua.Script           // service modifier/lua-endpoint; nil: none
+	luaSvcTimeout  time.Duration         // its deadline off a route: the longest endpoint timeout
 	healthPath     string
 	versionValue   []byte // X-KrakenD value
 	returnErrorMsg bool
@@ -162,7 +164,8 @@ type endpoint struct {
 	// (router and proxy layers); nil: not counted.
 	routeStats *stats.Route
 	pipeStats  *stats.Layer
-	proxySpan  string // "proxy <route>"
+	proxySpan  string // "proxy <route>" ("pipe-<route>" with telemetry/opencensus)
+	serverSpan string // the server span's name once routed
 
 	jwt     *auth.Validator       // auth/validator, nil for a public endpoint
 	signer  *auth.Signer          // auth/signer, nil without
@@ -176,7 +179,7 @@ type endpoint struct {
 	keySlot int                   // parameter slot (keyParam)
 
 	luaEP      *lua.Script // modifier/lua-endpoint, nil without
-	paramNames []string    // router slot names, for luaEP
+	paramNames []string    // router slot names, for the ctx object of Lua
 }
 
 // Protected reports whether some endpoint validates JWTs (and so depends
@@ -284,8 +287,13 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		return
 	}
 	res := p.table.Lookup(ctx.Method(), ctx.Path(), &st.params)
-	// The service's bot detector is gin middleware in KrakenD: it runs for
-	// matched routes and the 404/405 handlers, not for redirects.
+	// The service's Lua and bot detector are gin middleware in KrakenD (in
+	// that order): they run for matched routes and the 404/405 handlers,
+	// not for redirects.
+	if p.luaSvc != nil && res.Kind != router.Redirect && !p.serviceLua(ctx, res, st) {
+		p.metrics.observe(ctx.Response.StatusCode(), -1)
+		return
+	}
 	if res.Kind != router.Redirect && p.bots.Handle(ctx) {
 		p.rejections.bot()
 		p.metrics.observe(ctx.Response.StatusCode(), -1)
@@ -299,7 +307,7 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 			return
 		}
 		start := time.Now()
-		p.stats.Connection()
+		p.stats.Connection(ctx.TLSConnectionState())
 		p.serveEndpoint(ctx, ep, st)
 		ep.routeStats.Observe(ctx.Response.StatusCode(), len(ctx.Response.Body()), start)
 		p.stats.Disconnection()
@@ -427,7 +435,7 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	in.Reset(&ctx.Request, &st.params)
 	if st.trace.Traced() {
 		in.Trace = &st.trace
-		st.trace.SetRoute(ep.name, ep.route)
+		st.trace.SetRoute(ep.serverSpan, ep.route)
 	}
 	in.ClientIP = p.clientIP.Append(in.ClientIP[:0], ctx.RemoteIP(), &ctx.Request.Header)
 	if e := st.log; e != nil {

@@ -468,7 +468,7 @@ type accessOut struct {
 
 func (o accessOut) Write(p []byte) (int, error) {
 	if g := o.s.gelf.Load(); g != nil {
-		_, _ = g.Write(p)
+		_, _ = g.AccessLog().Write(p)
 	}
 	return o.base.Write(p)
 }
