@@ -132,6 +132,8 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 	}
 	if o := s.ExtraConfig.OpenTelemetry; o != nil {
 		out.Opentelemetry = compileOTel(s, o, features)
+	} else if oc := openCensusActive(s); oc != nil {
+		out.Opentelemetry = compileOpenCensus(s, oc, features)
 	}
 	if s.ExtraConfig.Logstash != nil && out.Logging != nil {
 		out.Logging.Logstash = true
@@ -219,6 +221,8 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 			if otelMetrics(o) {
 				cb.Metrics = compileBackendMetrics(override(o.Layers.Backend, b.ExtraConfig.Trace))
 			}
+		} else if oc := openCensusActive(s); oc != nil {
+			cb.Trace = &gatewayv1.TraceLayer{Disabled: !oc.layers().Backend}
 		}
 		if !cb.GetShadow() {
 			answering++
@@ -258,6 +262,8 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		if otelMetrics(o) {
 			out.Metrics = compileMetricsLayer(override(o.Layers.Proxy, e.ExtraConfig.Trace))
 		}
+	} else if oc := openCensusActive(s); oc != nil {
+		out.Trace = &gatewayv1.TraceLayer{Disabled: !oc.layers().Pipe}
 	}
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		out.BotDetector = compileBotDetector(b)

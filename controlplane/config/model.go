@@ -108,6 +108,8 @@ type ServiceExtra struct {
 	Logstash *Logstash
 	// Influx is `telemetry/influx`.
 	Influx *Influx
+	// OpenCensus is `telemetry/opencensus`.
+	OpenCensus *OpenCensus
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own

@@ -35,6 +35,7 @@ var (
 		{"telemetry/gelf", func(d *decoder, n *node, p path, x *ServiceExtra) { x.GELF = d.gelf(n, p) }},
 		{"telemetry/logstash", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Logstash = d.logstash(n, p) }},
 		{"telemetry/influx", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Influx = d.influx(n, p) }},
+		{"telemetry/opencensus", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenCensus = d.openCensus(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},

@@ -506,7 +506,8 @@ func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string
 	if b.tracer != nil && !b.tracer.Skipped(e.GetPath()) {
 		base := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(e.GetMethod()), semconv.HTTPRoute(e.GetPath())}
 		ep.trace = b.tracer.Layer(e.GetTrace(), e.GetMetrics(), "proxy", "", base, base...)
-		ep.proxySpan = "proxy " + e.GetPath()
+		ep.proxySpan = b.tracer.ProxySpanName(e.GetPath())
+		ep.serverSpan = b.tracer.ServerSpanName(e.GetName(), e.GetPath())
 	}
 	if m := b.statsOn(); m != nil {
 		if !m.GetRouterDisabled() {

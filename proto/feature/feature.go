@@ -47,12 +47,15 @@ const (
 	// TelemetryOpenTelemetryMetrics: telemetry/opentelemetry with a metrics
 	// exporter (prometheus, or OTLP without disable_metrics).
 	TelemetryOpenTelemetryMetrics = "telemetry.opentelemetry.metrics"
-	TelemetryGELF                 = "telemetry.gelf"        // telemetry/gelf
-	TelemetryLogstash             = "telemetry.logstash"    // telemetry/logstash
-	TelemetryInflux               = "telemetry.influx"      // telemetry/influx
-	AsyncAMQP                     = "async.amqp"            // an async_agent with the async/amqp driver
-	BackendAMQPProducer           = "backend.amqp.producer" // a backend with backend/amqp/producer
-	BackendAMQPConsumer           = "backend.amqp.consumer" // a backend with backend/amqp/consumer
+	TelemetryGELF                 = "telemetry.gelf"     // telemetry/gelf
+	TelemetryLogstash             = "telemetry.logstash" // telemetry/logstash
+	TelemetryInflux               = "telemetry.influx"   // telemetry/influx
+	// TelemetryOpenCensus: telemetry/opencensus compiled onto the tracer
+	// (Jaeger and Zipkin exporters, krakend-opencensus' span shapes).
+	TelemetryOpenCensus = "telemetry.opencensus"
+	AsyncAMQP           = "async.amqp"            // an async_agent with the async/amqp driver
+	BackendAMQPProducer = "backend.amqp.producer" // a backend with backend/amqp/producer
+	BackendAMQPConsumer = "backend.amqp.consumer" // a backend with backend/amqp/consumer
 )
 
 // All returns every feature, sorted.
@@ -61,7 +64,7 @@ func All() []string {
 		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ModifierLuaService, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
-		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
+		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TelemetryOpenCensus, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
 		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer,
 	}
 	slices.Sort(all)
