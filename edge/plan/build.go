@@ -762,6 +762,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		Limiter:         guard.limiter,
 		Cache:           guard.cache,
 		Modifier:        mod,
+		Reroutes:        be.GetLuaBackend().GetPre() != "", // url() may name another host
 		CEL:             checks,
 		CELParams:       celParamNames(params),
 
