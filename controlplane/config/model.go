@@ -100,12 +100,16 @@ type ServiceExtra struct {
 	OpenTelemetry *OpenTelemetry
 	// BotDetector is `security/bot-detector`.
 	BotDetector *BotDetector
+	// LuaEndpoint is the service-level `modifier/lua-endpoint`.
+	LuaEndpoint *Lua
 	// GELF is `telemetry/gelf`.
 	GELF *GELF
 	// Logstash is `telemetry/logstash`.
 	Logstash *Logstash
 	// Influx is `telemetry/influx`.
 	Influx *Influx
+	// OpenCensus is `telemetry/opencensus`.
+	OpenCensus *OpenCensus
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own

@@ -29,11 +29,13 @@ var (
 		{"security/cors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.CORS = d.cors(n, p) }},
 		{"security/http", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Security = d.securityHTTP(n, p) }},
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *ServiceExtra) { x.BotDetector = d.botDetector(n, p) }},
+		{"modifier/lua-endpoint", func(d *decoder, n *node, p path, x *ServiceExtra) { x.LuaEndpoint = d.luaEndpoint(n, p) }},
 		{"apigw/errors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Errors = d.errorsNS(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenTelemetry = d.openTelemetry(n, p) }},
 		{"telemetry/gelf", func(d *decoder, n *node, p path, x *ServiceExtra) { x.GELF = d.gelf(n, p) }},
 		{"telemetry/logstash", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Logstash = d.logstash(n, p) }},
 		{"telemetry/influx", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Influx = d.influx(n, p) }},
+		{"telemetry/opencensus", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenCensus = d.openCensus(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},

@@ -177,6 +177,9 @@ func (v *validator) service() {
 	if i := s.ExtraConfig.Influx; i != nil {
 		v.influx(x.key("telemetry/influx"), i)
 	}
+	if oc := s.ExtraConfig.OpenCensus; oc != nil {
+		v.openCensus(x.key("telemetry/opencensus"), oc)
+	}
 	if j := s.ExtraConfig.JWT; j != nil {
 		v.serviceJWT(x.key("auth/validator"), j)
 	}
@@ -194,6 +197,9 @@ func (v *validator) service() {
 	}
 	if b := s.ExtraConfig.BotDetector; b != nil {
 		v.botDetector(x.key("security/bot-detector"), b)
+	}
+	if l := s.ExtraConfig.LuaEndpoint; l != nil {
+		v.lua(x.key("modifier/lua-endpoint"), l)
 	}
 }
 

@@ -375,6 +375,9 @@ func (b *builder) build() (*Plan, error) {
 	if p.bots, err = security.NewBotDetector(svc.GetBotDetector()); err != nil {
 		b.violate("service.extra_config.security/bot-detector", violation.Invalid, err.Error())
 	}
+	if l := svc.GetLuaEndpoint(); l != nil {
+		p.luaSvc = b.luaScript("service.extra_config.modifier/lua-endpoint", "service lua-endpoint", l)
+	}
 
 	if o := svc.GetOpentelemetry(); o != nil {
 		var err error
@@ -409,7 +412,13 @@ func (b *builder) build() (*Plan, error) {
 	if table != nil {
 		for i, e := range snap.GetEndpoints() {
 			p.endpoints[i] = b.endpoint(i, e, table.ParamNames(i))
+			if ep := p.endpoints[i]; ep != nil && ep.timeout > p.luaSvcTimeout {
+				p.luaSvcTimeout = ep.timeout
+			}
 		}
+	}
+	if p.luaSvcTimeout == 0 {
+		p.luaSvcTimeout = 2 * time.Second // KrakenD's default endpoint timeout
 	}
 	p.agents = b.agents()
 	if len(b.violations) > 0 {
@@ -503,7 +512,8 @@ func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string
 	if b.tracer != nil && !b.tracer.Skipped(e.GetPath()) {
 		base := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(e.GetMethod()), semconv.HTTPRoute(e.GetPath())}
 		ep.trace = b.tracer.Layer(e.GetTrace(), e.GetMetrics(), "proxy", "", base, base...)
-		ep.proxySpan = "proxy " + e.GetPath()
+		ep.proxySpan = b.tracer.ProxySpanName(e.GetPath())
+		ep.serverSpan = b.tracer.ServerSpanName(e.GetName(), e.GetPath())
 	}
 	if m := b.statsOn(); m != nil {
 		if !m.GetRouterDisabled() {
@@ -592,8 +602,8 @@ func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string
 	}
 	if l := e.GetLuaEndpoint(); l != nil {
 		ep.luaEP = b.luaScript(path+".extra_config.modifier/lua-endpoint", e.GetName()+" lua-endpoint", l)
-		ep.paramNames = params
 	}
+	ep.paramNames = params
 	var proxyLua *lua.Script
 	if l := e.GetLuaProxy(); l != nil {
 		proxyLua = b.luaScript(path+".extra_config.modifier/lua-proxy", e.GetName()+" lua-proxy", l)

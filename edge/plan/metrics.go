@@ -333,15 +333,28 @@ func (m *Metrics) sweep(uses []labelUse) {
 	}
 }
 
+// breakerStates are the values of gw_edge_breaker_transitions_total{to}.
+var breakerStates = [...]breaker.State{breaker.Closed, breaker.HalfOpen, breaker.Open}
+
+// deleteLocked deletes the series of u by their full label values, one
+// hash lookup each. DeletePartialMatch would scan every series of the vec
+// for each value: releasing a 10,000-endpoint plan then took minutes
+// (quadratic), and the apply worker held the edge's ACK meanwhile.
 func (m *Metrics) deleteLocked(u labelUse) {
 	if u.backend {
-		m.backendErrors.DeletePartialMatch(prometheus.Labels{"backend": u.name})
+		for _, r := range proxy.Reasons() {
+			m.backendErrors.DeleteLabelValues(u.name, r.String())
+		}
 		m.backendTime.DeleteLabelValues(u.name)
 		m.breakerState.DeleteLabelValues(u.name)
-		m.breakerMoves.DeletePartialMatch(prometheus.Labels{"backend": u.name})
+		for _, st := range breakerStates {
+			m.breakerMoves.DeleteLabelValues(u.name, st.String())
+		}
 		return
 	}
-	m.requests.DeletePartialMatch(prometheus.Labels{"endpoint": u.name})
+	for _, class := range codeClasses {
+		m.requests.DeleteLabelValues(u.name, class)
+	}
 	m.duration.DeleteLabelValues(u.name)
 	m.incomplete.DeleteLabelValues(u.name)
 }
