@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 var statusCommand = subcommand{
 	name:    "status",
 	args:    "[--watch] [-o text|json|yaml]",
-	summary: "show every edge by region: applied version, state, lag, last seen, last error",
+	summary: "show every edge by region: applied version, state, lag, last seen, last error (and, with replicas on etcd, the replica each streams from)",
 	remote:  true,
 	run:     runStatus,
 }
@@ -92,7 +93,10 @@ func runStatus(ctx context.Context, c *cli, args []string) error {
 func statusKey(resp *gatewayv1.StatusResponse) ([]byte, error) {
 	k := proto.Clone(resp).(*gatewayv1.StatusResponse)
 	for _, e := range k.GetEdges() {
-		e.LastSeenUnixMs = 0
+		e.LastSeenUnixMs, e.ReportedUnixMs = 0, 0
+	}
+	for _, r := range k.GetReplicas() {
+		r.ReportedUnixMs = 0
 	}
 	return proto.MarshalOptions{Deterministic: true}.Marshal(k)
 }
@@ -134,6 +138,20 @@ func (c *cli) renderStatus(w io.Writer, resp *gatewayv1.StatusResponse) {
 	if r := resp.GetRollout(); r != nil && r.GetVersion() == cur.GetVersion() {
 		renderRollout(w, r, now)
 	}
+	replicas := resp.GetReplicas()
+	if len(replicas) > 0 {
+		parts := make([]string, 0, len(replicas))
+		for i, r := range replicas {
+			note := fmt.Sprintf("%d edge%s", r.GetEdges(), plural(int(r.GetEdges())))
+			if i == 0 {
+				note = "answering, " + note
+			} else {
+				note += ", reported " + ago(now, time.UnixMilli(r.GetReportedUnixMs()))
+			}
+			parts = append(parts, fmt.Sprintf("%s (%s)", printable(r.GetName()), note))
+		}
+		fmt.Fprintf(w, "replicas: %s\n", strings.Join(parts, ", "))
+	}
 	if len(edges) == 0 {
 		fmt.Fprintln(w, "no edge has connected since the control plane started")
 		return
@@ -144,12 +162,20 @@ func (c *cli) renderStatus(w io.Writer, resp *gatewayv1.StatusResponse) {
 		region := edges[i].GetRegion()
 		fmt.Fprintf(w, "\n%s:\n", regionName(region))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  NODE\tVERSION\tSTATE\tLAG\tLAST SEEN\tERROR")
+		if len(replicas) > 0 {
+			fmt.Fprintln(tw, "  NODE\tVERSION\tSTATE\tLAG\tLAST SEEN\tREPLICA\tREPORTED\tERROR")
+		} else {
+			fmt.Fprintln(tw, "  NODE\tVERSION\tSTATE\tLAG\tLAST SEEN\tERROR")
+		}
 		for ; i < len(edges) && edges[i].GetRegion() == region; i++ {
 			e := edges[i]
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n",
+			via := ""
+			if len(replicas) > 0 {
+				via = printable(e.GetReplica()) + "\t" + lastSeen(now, e.GetReportedUnixMs()) + "\t"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s%s\n",
 				printable(e.GetNodeId()), versionCell(e.GetAppliedVersion()), printable(e.GetState()), lag(cur.GetVersion(), e.GetAppliedVersion()),
-				lastSeen(now, e.GetLastSeenUnixMs()), errorCell(certNote(now, e.GetCertNotAfterUnixMs())+e.GetLastError()))
+				lastSeen(now, e.GetLastSeenUnixMs()), via, errorCell(certNote(now, e.GetCertNotAfterUnixMs())+e.GetLastError()))
 		}
 		tw.Flush()
 		renderAgents(w, now, edges[start:i])

@@ -132,6 +132,8 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 	}
 	if o := s.ExtraConfig.OpenTelemetry; o != nil {
 		out.Opentelemetry = compileOTel(s, o, features)
+	} else if oc := openCensusActive(s); oc != nil {
+		out.Opentelemetry = compileOpenCensus(s, oc, features)
 	}
 	if s.ExtraConfig.Logstash != nil && out.Logging != nil {
 		out.Logging.Logstash = true
@@ -162,6 +164,11 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 	if b := s.ExtraConfig.BotDetector; b != nil {
 		out.BotDetector = compileBotDetector(b)
 		features[feature.SecurityBotDetector] = true
+	}
+	if l := s.ExtraConfig.LuaEndpoint; l != nil {
+		out.LuaEndpoint = compileLua(l)
+		out.LuaEndpoint.Post, out.LuaEndpoint.SkipNext = "", false
+		features[feature.ModifierLuaService] = true
 	}
 	// The store is compiled even when no endpoint uses it; the feature is
 	// only listed when one does (an edge without it could serve the rest).
@@ -208,12 +215,18 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 			cb.AmqpProducer = compileAMQPProducer(pr, r)
 			cb.Hosts = b.Host[:1]
 			features[feature.BackendAMQPProducer] = true
+		} else if b.ExtraConfig.PubSubPublisher != nil || b.ExtraConfig.PubSubSubscriber != nil {
+			cb.Pubsub = compilePubSub(b)
+			cb.Hosts = b.Host[:1]
+			features[feature.BackendPubSub] = true
 		}
 		if o := s.ExtraConfig.OpenTelemetry; o != nil {
 			cb.Trace = compileTraceLayer(override(o.Layers.Backend, b.ExtraConfig.Trace))
 			if otelMetrics(o) {
 				cb.Metrics = compileBackendMetrics(override(o.Layers.Backend, b.ExtraConfig.Trace))
 			}
+		} else if oc := openCensusActive(s); oc != nil {
+			cb.Trace = &gatewayv1.TraceLayer{Disabled: !oc.layers().Backend}
 		}
 		if !cb.GetShadow() {
 			answering++
@@ -253,6 +266,8 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		if otelMetrics(o) {
 			out.Metrics = compileMetricsLayer(override(o.Layers.Proxy, e.ExtraConfig.Trace))
 		}
+	} else if oc := openCensusActive(s); oc != nil {
+		out.Trace = &gatewayv1.TraceLayer{Disabled: !oc.layers().Pipe}
 	}
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		out.BotDetector = compileBotDetector(b)

@@ -96,6 +96,11 @@ func ReferencedFiles(filename string, content []byte, env []string) []string {
 		return nil
 	}
 	seen := map[string]bool{}
+	if l := s.ExtraConfig.LuaEndpoint; l != nil {
+		for _, n := range l.Sources {
+			seen[n] = true
+		}
+	}
 	for _, e := range s.Endpoints {
 		if e == nil {
 			continue

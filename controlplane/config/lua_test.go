@@ -64,8 +64,11 @@ func TestValidateLuaRules(t *testing.T) {
 		{"lua-endpoint", conf("", ep("/a", `"extra_config": {"modifier/lua-endpoint": {"pre": "local c = ctx.load()"}}`)), nil},
 		{"lua-endpoint syntax", conf("", ep("/a", `"extra_config": {"modifier/lua-endpoint": {"pre": "local c ="}}`)),
 			[]pair{{`endpoints[0].extra_config["modifier/lua-endpoint"].pre`, KindInvalid}}},
-		{"lua-endpoint not at the service level", conf(`"extra_config": {"modifier/lua-endpoint": {}}`),
-			[]pair{{`extra_config["modifier/lua-endpoint"]`, KindUnsupported}}},
+		{"lua-endpoint at the service level", conf(`"extra_config": {"modifier/lua-endpoint": {"pre": "local c = ctx.load()"}}`), nil},
+		{"service lua-endpoint syntax", conf(`"extra_config": {"modifier/lua-endpoint": {"pre": "local c ="}}`),
+			[]pair{{`extra_config["modifier/lua-endpoint"].pre`, KindInvalid}}},
+		{"service lua-endpoint missing source", conf(`"extra_config": {"modifier/lua-endpoint": {"sources": ["nope.lua"]}}`),
+			[]pair{{`extra_config["modifier/lua-endpoint"].sources[0]`, KindNotFound}}},
 		{"not at the service level", conf(`"extra_config": {"modifier/lua-proxy": {}}`),
 			[]pair{{`extra_config["modifier/lua-proxy"]`, KindUnsupported}}},
 	}

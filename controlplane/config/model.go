@@ -100,12 +100,16 @@ type ServiceExtra struct {
 	OpenTelemetry *OpenTelemetry
 	// BotDetector is `security/bot-detector`.
 	BotDetector *BotDetector
+	// LuaEndpoint is the service-level `modifier/lua-endpoint`.
+	LuaEndpoint *Lua
 	// GELF is `telemetry/gelf`.
 	GELF *GELF
 	// Logstash is `telemetry/logstash`.
 	Logstash *Logstash
 	// Influx is `telemetry/influx`.
 	Influx *Influx
+	// OpenCensus is `telemetry/opencensus`.
+	OpenCensus *OpenCensus
 }
 
 // Errors is the `apigw/errors` namespace: how the edge words its own
@@ -267,6 +271,10 @@ type BackendExtra struct {
 	AMQPProducer *AMQPProducer
 	// AMQPConsumer is `backend/amqp/consumer`.
 	AMQPConsumer *AMQPConsumerBackend
+	// PubSubPublisher is `backend/pubsub/publisher` (topic_url).
+	PubSubPublisher *PubSub
+	// PubSubSubscriber is `backend/pubsub/subscriber` (subscription_url).
+	PubSubSubscriber *PubSub
 	// GraphQL is `backend/graphql`.
 	GraphQL *GraphQL
 	// Trace is the backend layer of `telemetry/opentelemetry`, nil when the

@@ -29,11 +29,13 @@ var (
 		{"security/cors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.CORS = d.cors(n, p) }},
 		{"security/http", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Security = d.securityHTTP(n, p) }},
 		{"security/bot-detector", func(d *decoder, n *node, p path, x *ServiceExtra) { x.BotDetector = d.botDetector(n, p) }},
+		{"modifier/lua-endpoint", func(d *decoder, n *node, p path, x *ServiceExtra) { x.LuaEndpoint = d.luaEndpoint(n, p) }},
 		{"apigw/errors", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Errors = d.errorsNS(n, p) }},
 		{"telemetry/opentelemetry", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenTelemetry = d.openTelemetry(n, p) }},
 		{"telemetry/gelf", func(d *decoder, n *node, p path, x *ServiceExtra) { x.GELF = d.gelf(n, p) }},
 		{"telemetry/logstash", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Logstash = d.logstash(n, p) }},
 		{"telemetry/influx", func(d *decoder, n *node, p path, x *ServiceExtra) { x.Influx = d.influx(n, p) }},
+		{"telemetry/opencensus", func(d *decoder, n *node, p path, x *ServiceExtra) { x.OpenCensus = d.openCensus(n, p) }},
 	}
 	endpointNamespaces = []namespace[EndpointExtra]{
 		{"proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Proxy = d.endpointProxy(n, p) }},
@@ -61,6 +63,10 @@ var (
 		{"modifier/lua-backend", func(d *decoder, n *node, p path, x *BackendExtra) { x.LuaBackend = d.lua(n, p) }},
 		{"backend/amqp/producer", func(d *decoder, n *node, p path, x *BackendExtra) { x.AMQPProducer = d.amqpProducer(n, p) }},
 		{"backend/amqp/consumer", func(d *decoder, n *node, p path, x *BackendExtra) { x.AMQPConsumer = d.amqpConsumerBackend(n, p) }},
+		{"backend/pubsub/publisher", func(d *decoder, n *node, p path, x *BackendExtra) { x.PubSubPublisher = d.pubSub("topic_url")(n, p) }},
+		{"backend/pubsub/subscriber", func(d *decoder, n *node, p path, x *BackendExtra) {
+			x.PubSubSubscriber = d.pubSub("subscription_url")(n, p)
+		}},
 		{"backend/graphql", func(d *decoder, n *node, p path, x *BackendExtra) { x.GraphQL = d.graphQL(n, p) }},
 	}
 )
@@ -88,6 +94,8 @@ var namespaceAliases = map[string]string{
 	"github.com/devopsfaith/krakend-amqp/produce":                  "backend/amqp/producer",
 	"github.com/devopsfaith/krakend-amqp/consume":                  "backend/amqp/consumer",
 	"github.com/devopsfaith/krakend-amqp/agent":                    "async/amqp",
+	"github.com/devopsfaith/krakend-pubsub/publisher":              "backend/pubsub/publisher",
+	"github.com/devopsfaith/krakend-pubsub/subscriber":             "backend/pubsub/subscriber",
 	"github.com/devopsfaith/krakend/transport/http/client/graphql": "backend/graphql",
 	"github_com/devopsfaith/krakend-gologging":                     "telemetry/logging",
 	"github_com/devopsfaith/krakend-metrics":                       "telemetry/metrics",

@@ -177,6 +177,9 @@ func (v *validator) service() {
 	if i := s.ExtraConfig.Influx; i != nil {
 		v.influx(x.key("telemetry/influx"), i)
 	}
+	if oc := s.ExtraConfig.OpenCensus; oc != nil {
+		v.openCensus(x.key("telemetry/opencensus"), oc)
+	}
 	if j := s.ExtraConfig.JWT; j != nil {
 		v.serviceJWT(x.key("auth/validator"), j)
 	}
@@ -194,6 +197,9 @@ func (v *validator) service() {
 	}
 	if b := s.ExtraConfig.BotDetector; b != nil {
 		v.botDetector(x.key("security/bot-detector"), b)
+	}
+	if l := s.ExtraConfig.LuaEndpoint; l != nil {
+		v.lua(x.key("modifier/lua-endpoint"), l)
 	}
 }
 
@@ -393,6 +399,11 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 	default:
 		amqp = false
 	}
+	pubsub := b.ExtraConfig.PubSubPublisher != nil || b.ExtraConfig.PubSubSubscriber != nil
+	if pubsub {
+		v.pubSubBackend(p, b)
+	}
+	amqp = amqp || pubsub // a messaging backend: no HTTP client
 	if amqp {
 		// The host is the broker's URL (checked above). The rest of the
 		// backend stack applies as to an HTTP backend, but for what wraps
@@ -405,14 +416,14 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 		}{{"modifier/martian", b.ExtraConfig.Martian != nil}, {"qos/http-cache", b.ExtraConfig.HTTPCache != nil}} {
 			if ns.set {
 				v.s.warnings.add(x.key(ns.name), KindNoEffect,
-					"accepted but has no effect on an AMQP backend: KrakenD applies it to the HTTP client, which an AMQP backend does not use")
+					"accepted but has no effect on a messaging (AMQP or Pub/Sub) backend: KrakenD applies it to the HTTP client, which such a backend does not use")
 			}
 		}
 		// KrakenD's GraphQL middleware wraps the backend proxy, so a
 		// producer publishes the GraphQL request; a consumer sends nothing.
-		if b.ExtraConfig.AMQPConsumer != nil && b.ExtraConfig.GraphQL != nil {
+		if (b.ExtraConfig.AMQPConsumer != nil || b.ExtraConfig.PubSubSubscriber != nil) && b.ExtraConfig.GraphQL != nil {
 			v.s.warnings.add(x.key("backend/graphql"), KindNoEffect,
-				"accepted but has no effect on an AMQP consumer: it sends no request (on a producer the GraphQL request is what is published)")
+				"accepted but has no effect on an AMQP consumer or a Pub/Sub subscriber: it sends no request (on a producer or publisher the GraphQL request is what is published)")
 		}
 	}
 	dns := !amqp && v.sdDNS(p, b)

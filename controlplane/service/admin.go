@@ -152,7 +152,8 @@ func (a *adminServer) Status(ctx context.Context, req *gatewayv1.StatusRequest) 
 	resp.Rollout = a.svc.rolloutStatus()
 	// Paginated by (region, node id), so a large fleet never meets the
 	// gRPC message limit: a page of 1000 edges is well under 1 MiB.
-	all := a.svc.fleet.list(a.svc.hub.want)
+	all := a.svc.fleetList()
+	resp.Replica, resp.Replicas = a.svc.replicaName(), a.svc.statusReplicas(time.Now())
 	resp.TotalEdges = uint32(len(all))
 	size := int(req.GetPageSize())
 	if size == 0 {

@@ -42,6 +42,11 @@ type fleet struct {
 	edges     map[string]*edgeEntry // by node_id (the authenticated one under mTLS)
 	lastConn  uint64
 	lastSweep time.Time
+	// modSeq numbers the changes other replicas must hear of (edgeEntry.mod).
+	modSeq uint64
+	// pub is what this replica last published of each node on a shared
+	// store (fleetshare.go); empty otherwise.
+	pub map[string]pubMark
 }
 
 // edgeEntry is one node. connID identifies the stream that owns the entry;
@@ -51,9 +56,13 @@ type edgeEntry struct {
 	nodeID, region, build, peer string
 	// identity is the node id the client certificate proved ("" without
 	// mTLS); certNotAfter is when that certificate expires.
-	identity                 string
-	certNotAfter             time.Time
-	connID                   uint64 // zero when disconnected
+	identity     string
+	certNotAfter time.Time
+	connID       uint64 // zero when disconnected
+	// mod is the fleet's modSeq at the entry's last change that the other
+	// replicas must hear of soon (connect, ACK, NACK, disconnect, agent
+	// states); lastSeen, revocationSeq and counters are refreshed lazily.
+	mod                      uint64
 	cancel                   context.CancelCauseFunc
 	connectedSince, lastSeen time.Time
 	appliedVersion           uint64
@@ -93,12 +102,18 @@ func (e *edgeEntry) setCounters(requests, errs uint64) {
 }
 
 func newFleet(max int, ttl time.Duration, m *metrics) *fleet {
-	return &fleet{max: max, ttl: ttl, metrics: m, edges: make(map[string]*edgeEntry)}
+	return &fleet{max: max, ttl: ttl, metrics: m, edges: make(map[string]*edgeEntry), pub: make(map[string]pubMark)}
 }
 
 // errFleetFull refuses a new node while the registry is full of connected
 // edges.
 var errFleetFull = status.Error(codes.ResourceExhausted, "the control plane's edge registry is full; raise --max-edges")
+
+// touchLocked marks e changed for the other replicas. mu must be held.
+func (f *fleet) touchLocked(e *edgeEntry) {
+	f.modSeq++
+	e.mod = f.modSeq
+}
 
 // sweepLocked drops disconnected entries not seen for the TTL; at most once
 // a minute unless force. mu must be held.
@@ -185,6 +200,7 @@ func (f *fleet) connect(hello *gatewayv1.Hello, id *identity, peer string, cance
 			replaced = old.cancel
 		}
 	}
+	f.touchLocked(e)
 	f.edges[e.nodeID] = e
 	f.mu.Unlock()
 	if replaced != nil {
@@ -235,9 +251,22 @@ func (f *fleet) keepalive(node string, connID uint64, ka *gatewayv1.Keepalive, n
 	defer f.mu.Unlock()
 	if e := f.owned(node, connID); e != nil {
 		e.lastSeen = now
+		if !sameAgents(e.agents, kept) {
+			f.touchLocked(e)
+		}
 		e.agents = kept
 		e.setCounters(ka.GetRequestsTotal(), ka.GetErrorsTotal())
 	}
+}
+
+// sameAgents reports whether two reports of agents differ only in their
+// ping times (which change with every keepalive and are not worth telling
+// the other replicas about at once).
+func sameAgents(a, b []*gatewayv1.AgentState) bool {
+	return slices.EqualFunc(a, b, func(x, y *gatewayv1.AgentState) bool {
+		return x.GetName() == y.GetName() && x.GetState() == y.GetState() && x.GetSinceUnixMs() == y.GetSinceUnixMs() &&
+			x.GetRetries() == y.GetRetries() && x.GetLastError() == y.GetLastError()
+	})
 }
 
 func cut(s string) string {
@@ -258,6 +287,7 @@ func (f *fleet) ack(node string, connID uint64, a *gatewayv1.Ack, now time.Time)
 		return false
 	}
 	e.lastSeen = now
+	f.touchLocked(e)
 	changed := e.appliedVersion != version || e.appliedSHA != sha
 	e.appliedVersion, e.appliedSHA = version, sha
 	e.setCounters(a.GetRequestsTotal(), a.GetErrorsTotal())
@@ -289,6 +319,7 @@ func (f *fleet) nack(node string, connID uint64, n *gatewayv1.Nack, now time.Tim
 	}
 	// The refusal is a fact about the node, kept even if this stream was
 	// replaced meanwhile.
+	f.touchLocked(e)
 	if !slices.Contains(e.nacked, n.GetVersion()) {
 		e.nacked = append(e.nacked, n.GetVersion())
 		slices.Sort(e.nacked)
@@ -324,6 +355,7 @@ func (f *fleet) disconnect(node string, connID uint64, reason string, now time.T
 	e.connID = 0
 	e.cancel = nil
 	e.lastSeen = now
+	f.touchLocked(e)
 	if reason != "" {
 		e.lastError = truncate(reason, maxErrorLen)
 	}
@@ -354,39 +386,97 @@ type canaryStats struct {
 	edges, applied   int    // connected canary edges; those serving the version
 	requests, errors uint64 // served on the version, all and 5xx
 	nacked           []string
-	nackText         string // the last error of the first edge in nacked
+	nackText         string // the last error of nacked[0]
 }
 
-// canary sums up the edges of regions against version.
-func (f *fleet) canary(regions []string, version uint64) canaryStats {
+// canaryOf sums up records (one per node, nacked merged over every
+// replica's record of it) against version.
+func canaryOf(recs []*gatewayv1.FleetRecord, version uint64) canaryStats {
 	var st canaryStats
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, e := range f.edges {
-		if !slices.Contains(regions, e.region) {
-			continue
+	for _, r := range recs {
+		e := r.GetEdge()
+		if slices.Contains(r.GetNacked(), version) {
+			st.nacked = append(st.nacked, e.GetNodeId())
 		}
-		if slices.Contains(e.nacked, version) {
-			if len(st.nacked) == 0 {
-				st.nackText = e.lastError
-			}
-			st.nacked = append(st.nacked, e.nodeID)
-		}
-		if e.connID == 0 {
+		if !e.GetConnected() {
 			continue
 		}
 		st.edges++
-		if e.appliedVersion != version {
+		if e.GetAppliedVersion() != version {
 			continue
 		}
 		st.applied++
-		if e.countersSeen && e.baseVersion == version {
-			st.requests += e.requests - e.reqBase
-			st.errors += e.errors - e.errBase
+		if r.GetCountersSeen() && r.GetBaseVersion() == version {
+			st.requests += r.GetRequests() - r.GetReqBase()
+			st.errors += r.GetErrors() - r.GetErrBase()
 		}
 	}
 	slices.Sort(st.nacked)
+	if len(st.nacked) > 0 {
+		for _, r := range recs {
+			if r.GetEdge().GetNodeId() == st.nacked[0] {
+				st.nackText = r.GetEdge().GetLastError()
+				break
+			}
+		}
+	}
 	return st
+}
+
+// status is the entry as Status shows it, without State. mu must be held.
+func (e *edgeEntry) status() *gatewayv1.EdgeStatus {
+	st := &gatewayv1.EdgeStatus{
+		NodeId:          e.nodeID,
+		Region:          e.region,
+		BuildVersion:    e.build,
+		AppliedVersion:  e.appliedVersion,
+		AppliedSha256:   e.appliedSHA,
+		RejectedVersion: e.rejectedVersion,
+		LastError:       e.lastError,
+		LastSeenUnixMs:  e.lastSeen.UnixMilli(),
+		Connected:       e.connID != 0,
+		Peer:            e.peer,
+		RevocationSeq:   e.revocationSeq,
+		Identity:        e.identity,
+		Agents:          e.agents,
+	}
+	if !e.certNotAfter.IsZero() {
+		st.CertNotAfterUnixMs = e.certNotAfter.UnixMilli()
+	}
+	if e.connID != 0 {
+		st.ConnectedSinceUnixMs = e.connectedSince.UnixMilli()
+	}
+	return st
+}
+
+// record is the entry as published to the other replicas. mu must be held.
+func (e *edgeEntry) record(replica string, now time.Time) *gatewayv1.FleetRecord {
+	st := e.status()
+	st.Replica, st.ReportedUnixMs = replica, now.UnixMilli()
+	return &gatewayv1.FleetRecord{
+		Edge:         st,
+		Nacked:       slices.Clone(e.nacked),
+		Requests:     e.requests,
+		Errors:       e.errors,
+		ReqBase:      e.reqBase,
+		ErrBase:      e.errBase,
+		BaseVersion:  e.baseVersion,
+		CountersSeen: e.countersSeen,
+	}
+}
+
+// records returns the entries of regions (all when regions is nil) as
+// records of replica.
+func (f *fleet) records(regions []string, replica string, now time.Time) []*gatewayv1.FleetRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*gatewayv1.FleetRecord
+	for _, e := range f.edges {
+		if regions == nil || slices.Contains(regions, e.region) {
+			out = append(out, e.record(replica, now))
+		}
+	}
+	return out
 }
 
 // list returns every edge, sorted by region then node id.
@@ -395,35 +485,19 @@ func (f *fleet) list(want wantFunc) []*gatewayv1.EdgeStatus {
 	f.sweepLocked(time.Now(), false)
 	out := make([]*gatewayv1.EdgeStatus, 0, len(f.edges))
 	for _, e := range f.edges {
-		st := &gatewayv1.EdgeStatus{
-			NodeId:          e.nodeID,
-			Region:          e.region,
-			BuildVersion:    e.build,
-			State:           e.state(want),
-			AppliedVersion:  e.appliedVersion,
-			AppliedSha256:   e.appliedSHA,
-			RejectedVersion: e.rejectedVersion,
-			LastError:       e.lastError,
-			LastSeenUnixMs:  e.lastSeen.UnixMilli(),
-			Connected:       e.connID != 0,
-			Peer:            e.peer,
-			RevocationSeq:   e.revocationSeq,
-			Identity:        e.identity,
-			Agents:          e.agents,
-		}
-		if !e.certNotAfter.IsZero() {
-			st.CertNotAfterUnixMs = e.certNotAfter.UnixMilli()
-		}
-		if e.connID != 0 {
-			st.ConnectedSinceUnixMs = e.connectedSince.UnixMilli()
-		}
+		st := e.status()
+		st.State = e.state(want)
 		out = append(out, st)
 	}
 	f.mu.Unlock()
+	sortEdges(out)
+	return out
+}
+
+func sortEdges(out []*gatewayv1.EdgeStatus) {
 	slices.SortFunc(out, func(a, b *gatewayv1.EdgeStatus) int {
 		return cmp.Or(cmp.Compare(a.GetRegion(), b.GetRegion()), cmp.Compare(a.GetNodeId(), b.GetNodeId()))
 	})
-	return out
 }
 
 // counts returns the number of edges per state.
@@ -437,12 +511,18 @@ func (f *fleet) counts(want wantFunc) map[string]int {
 	return out
 }
 
-// regionCounts is counts split by the region each edge announced.
-func (f *fleet) regionCounts(want wantFunc) map[regionState]int {
+// regionCounts is counts split by the region each edge announced. An edge
+// disconnected from here that elsewhere reports connected to another
+// replica is left out (that replica counts it), so the gauges summed over
+// the replicas count each edge once.
+func (f *fleet) regionCounts(want wantFunc, elsewhere func(node string) bool) map[regionState]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make(map[regionState]int, len(edgeStates))
 	for _, e := range f.edges {
+		if e.connID == 0 && elsewhere != nil && elsewhere(e.nodeID) {
+			continue
+		}
 		out[regionState{e.region, e.state(want)}]++
 	}
 	return out

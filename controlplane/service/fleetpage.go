@@ -144,6 +144,9 @@ type (
 		Revocations   []*gatewayv1.RevocationEntry
 		Warnings      []string
 		EdgesCut      int // edges not listed (over fleetPageMaxEdges)
+		// Replicas are the control-plane replicas on a shared store (this
+		// one first); empty with one control plane.
+		Replicas []*gatewayv1.ReplicaStatus
 	}
 	stateCount struct {
 		State string
@@ -179,7 +182,8 @@ func (s *Service) fleetPageData(ctx context.Context, now time.Time) (*fleetPage,
 	if latest != nil {
 		d.Current = versionInfo(latest)
 	}
-	edges := s.fleet.list(s.hub.want)
+	edges := s.fleetList()
+	d.Replicas = s.statusReplicas(now)
 	d.Total = len(edges)
 	total := map[string]int{}
 	var cur *regionView

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/apigw/gateway/controlplane/store"
+	"github.com/apigw/gateway/internal/pause"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/sign"
 )
@@ -200,7 +201,7 @@ func (h *hub) refreshRollout(ctx context.Context, cur *published) bool {
 			return false
 		}
 		h.log.Error().Err(err).Dur("retry_in", delay).Msg("hub: read rollout")
-		if !sleepCtx(ctx, delay) {
+		if !pause.For(ctx, delay) {
 			return false
 		}
 		delay = min(2*delay, 5*time.Second)
@@ -248,17 +249,6 @@ func (h *hub) want(region string) (uint64, string) {
 		return 0, ""
 	}
 	return p.env.GetVersion(), p.env.GetSha256()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // load reads version v, retrying transient errors with a capped backoff.

@@ -27,12 +27,14 @@ type metrics struct {
 	orphanChunks          prometheus.Counter
 	revocationPropagation prometheus.Histogram
 
-	syncCertExpiry    prometheus.Gauge
-	edgeCertExpiry    *prometheus.GaugeVec
-	streamsRefused    *prometheus.CounterVec
-	fleetEvicted      prometheus.Counter
-	revocationRepairs prometheus.Counter
-	streamsAged       prometheus.Counter
+	syncCertExpiry prometheus.Gauge
+	edgeCertExpiry *prometheus.GaugeVec
+	streamsRefused *prometheus.CounterVec
+	fleetEvicted   prometheus.Counter
+	// fleetPublished and fleetPublishErrors: the fleet board (etcd).
+	fleetPublished, fleetPublishErrors prometheus.Counter
+	revocationRepairs                  prometheus.Counter
+	streamsAged                        prometheus.Counter
 
 	auditRecords *prometheus.CounterVec
 	auditErrors  prometheus.Counter
@@ -103,6 +105,14 @@ func newMetrics(edges prometheus.Collector) *metrics {
 			Name: "gw_controlplane_fleet_evicted_total",
 			Help: "Disconnected edges dropped from the registry after the fleet TTL.",
 		}),
+		fleetPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_fleet_published_entries_total",
+			Help: "Entries (edges and this replica's own record) written to the fleet board the replicas share (etcd store only).",
+		}),
+		fleetPublishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gw_controlplane_fleet_publish_errors_total",
+			Help: "Failed writes to the fleet board (retried at the next interval; a lost lease is replaced and everything written again).",
+		}),
 		revocationRepairs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gw_controlplane_revocation_repairs_total",
 			Help: "Revocation resets sent because an edge's reported set differed from the log at its seq.",
@@ -133,7 +143,7 @@ func newMetrics(edges prometheus.Collector) *metrics {
 	}
 	m.reg.MustRegister(
 		m.auditRecords, m.auditErrors,
-		m.syncCertExpiry, m.edgeCertExpiry, m.streamsRefused, m.fleetEvicted, m.revocationRepairs, m.streamsAged,
+		m.syncCertExpiry, m.edgeCertExpiry, m.streamsRefused, m.fleetEvicted, m.fleetPublished, m.fleetPublishErrors, m.revocationRepairs, m.streamsAged,
 		m.streamsOpen, m.versionsCreated, m.nacks, m.snapshotBytes, m.convergence, edges,
 		m.revocationsAppended, m.revocationSeq, m.revocationResets, m.revocationsCompacted, m.orphanChunks, m.revocationPropagation,
 		collectors.NewGoCollector(),

@@ -211,15 +211,15 @@ func (a *adminServer) Abort(ctx context.Context, req *gatewayv1.AbortRequest) (_
 	return &gatewayv1.AbortResponse{Rollout: r}, nil
 }
 
-// rolloutStatus is the hub's rollout record with what this control plane's
-// edges of its regions say (nil when there never was a rollout).
+// rolloutStatus is the hub's rollout record with what the fleet's edges of
+// its regions say (every replica's, on a shared store) (nil when there never was a rollout).
 func (s *Service) rolloutStatus() *gatewayv1.Rollout {
 	r, _ := s.hub.rollout()
 	if r == nil {
 		return nil
 	}
 	out := proto.Clone(r).(*gatewayv1.Rollout)
-	st := s.fleet.canary(r.GetRegions(), r.GetVersion())
+	st := s.canary(r.GetRegions(), r.GetVersion())
 	out.CanaryEdges, out.CanaryApplied = uint32(st.edges), uint32(st.applied)
 	out.CanaryRequests, out.CanaryErrors = st.requests, st.errors
 	return out
@@ -232,15 +232,17 @@ func (s *Service) rolloutChecks(ctx context.Context, interval time.Duration) {
 
 // checkRollout halts a canary that a canary edge NACKed or whose error rate
 // passed its threshold, and promotes one whose soak period passed with at
-// least one canary edge serving it. It judges the edges streaming from this
-// replica; any replica's decision is final (compare-and-swap).
+// least one canary edge serving it. It judges the whole fleet's canary
+// edges (on a shared store also those streaming from other replicas, as
+// they published them); any replica's decision is final
+// (compare-and-swap).
 func (s *Service) checkRollout(ctx context.Context, now time.Time) {
 	r, _ := s.hub.rollout()
 	cur := s.hub.current()
 	if r == nil || r.GetPhase() != phaseCanary || cur == nil || cur.env.GetVersion() != r.GetVersion() {
 		return
 	}
-	st := s.fleet.canary(r.GetRegions(), r.GetVersion())
+	st := s.canary(r.GetRegions(), r.GetVersion())
 	var to, reason string
 	switch {
 	case len(st.nacked) > 0:

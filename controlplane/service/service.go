@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,6 +127,22 @@ type Config struct {
 	// DefaultRevocationCompactInterval). Negative disables it, for replicas
 	// that do not hold the housekeeping lease of a shared store.
 	RevocationCompactInterval time.Duration
+	// ReplicaName names this replica in Status and on the fleet board, on a
+	// store several replicas share (default: the host name).
+	ReplicaName string
+	// FleetLeaseTTL is the lease this replica's entries on the fleet board
+	// live under (default DefaultFleetLeaseTTL): when the replica dies, the
+	// others drop its edges this long after its last renewal.
+	FleetLeaseTTL time.Duration
+	// FleetPublishInterval is how often changed entries are written to the
+	// fleet board (default DefaultFleetPublishInterval); changes within
+	// one interval coalesce into one write per edge.
+	FleetPublishInterval time.Duration
+	// FleetRefresh is how old a published entry may grow before it is
+	// rewritten for its lazily published fields (last_seen,
+	// revocation_seq, counters outside a canary) (default
+	// DefaultFleetRefresh).
+	FleetRefresh time.Duration
 	// RolloutCheckInterval is how often a canary is checked for NACKs, its
 	// error rate and the end of its soak period (default
 	// DefaultRolloutCheckInterval).
@@ -175,6 +192,12 @@ func (c *Config) Validate() error {
 	if c.RolloutCheckInterval < 0 {
 		errs = append(errs, fmt.Errorf("rollout check interval: must not be negative, got %s", c.RolloutCheckInterval))
 	}
+	if c.FleetLeaseTTL < 0 || c.FleetPublishInterval < 0 || c.FleetRefresh < 0 {
+		errs = append(errs, fmt.Errorf("fleet lease ttl, publish interval and refresh: must not be negative, got %s, %s, %s", c.FleetLeaseTTL, c.FleetPublishInterval, c.FleetRefresh))
+	}
+	if c.FleetLeaseTTL > 0 && c.FleetLeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("fleet lease ttl: must be at least 1s (etcd leases count in seconds), got %s", c.FleetLeaseTTL))
+	}
 	if c.RevocationGrace < 0 {
 		errs = append(errs, fmt.Errorf("revocation grace: must not be negative, got %s", c.RevocationGrace))
 	}
@@ -205,6 +228,12 @@ func (c *Config) applyDefaults() {
 	c.RevocationCompactInterval = cmp.Or(c.RevocationCompactInterval, DefaultRevocationCompactInterval)
 	c.CertWarnBefore = cmp.Or(c.CertWarnBefore, DefaultCertWarnBefore)
 	c.RolloutCheckInterval = cmp.Or(c.RolloutCheckInterval, DefaultRolloutCheckInterval)
+	c.FleetLeaseTTL = cmp.Or(c.FleetLeaseTTL, DefaultFleetLeaseTTL)
+	c.FleetPublishInterval = cmp.Or(c.FleetPublishInterval, DefaultFleetPublishInterval)
+	c.FleetRefresh = cmp.Or(c.FleetRefresh, DefaultFleetRefresh)
+	if c.ReplicaName == "" {
+		c.ReplicaName, _ = os.Hostname()
+	}
 }
 
 // Service is the control plane's gRPC layer: the admin and sync services, the
@@ -220,7 +249,10 @@ type Service struct {
 	hub     *hub
 	revHub  *revHub
 	fleet   *fleet
-	admit   *admission
+	// share is the fleet board session on a store several replicas share
+	// (nil otherwise).
+	share *fleetShare
+	admit *admission
 	// converge feeds the fleet page's convergence chart.
 	converge convergenceLog
 
@@ -267,8 +299,28 @@ func New(cfg Config) (*Service, error) {
 	s.hub = newHub(cfg.Store, cfg.Logger, s.metrics, cfg.Signer)
 	s.revHub = newRevHub(cfg.Store, cfg.Logger, s.metrics, cfg.RevocationResetThreshold, cfg.Signer)
 
+	if board, ok := cfg.Store.(store.FleetBoard); ok {
+		sh := &fleetShare{name: cfg.ReplicaName, sessions: map[string]*remoteReplica{}}
+		jctx, cancel := context.WithTimeout(context.Background(), cfg.FleetLeaseTTL)
+		sess, err := board.JoinFleet(jctx, cfg.FleetLeaseTTL, sh.event)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("new service: %w", err)
+		}
+		sh.sess = sess
+		s.share = sh
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopHub = cancel
+	if s.share != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.publishFleet(ctx, time.Now())
+			every(ctx, cfg.FleetPublishInterval, func(now time.Time) { s.publishFleet(ctx, now) })
+		}()
+	}
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -381,6 +433,13 @@ func (s *Service) Close() error {
 	s.mu.Unlock()
 	s.stopHub()
 	s.wg.Wait()
+	if s.share != nil {
+		// Revoke the lease: the other replicas drop this one's edges at
+		// once (they reconnect to them) instead of after the TTL.
+		if err := s.share.sess.Close(); err != nil && !isClosed(err) {
+			s.log.Warn().Err(err).Msg("fleet: could not revoke this replica's lease; its entries expire with it")
+		}
+	}
 	return nil
 }
 
@@ -402,6 +461,14 @@ func (s *Service) untrack() { s.wg.Done() }
 func (s *Service) edgeCounts() map[string]int { return s.fleet.counts(s.hub.want) }
 
 // edgeRegionCounts is edgeCounts by region, for the edges gauges.
-func (s *Service) edgeRegionCounts() map[regionState]int { return s.fleet.regionCounts(s.hub.want) }
+// On a shared store each replica counts its own edges, so the gauges sum
+// over the replicas.
+func (s *Service) edgeRegionCounts() map[regionState]int {
+	var elsewhere func(string) bool
+	if s.share != nil {
+		elsewhere = s.share.connectedElsewhere
+	}
+	return s.fleet.regionCounts(s.hub.want, elsewhere)
+}
 
 func isClosed(err error) bool { return errors.Is(err, store.ErrClosed) }

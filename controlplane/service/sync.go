@@ -86,6 +86,7 @@ func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 		stream:    stream,
 		node:      hello.GetNodeId(),
 		region:    hello.GetRegion(),
+		build:     hello.GetBuildVersion(),
 		heldVer:   hello.GetConfigVersion(),
 		heldSHA:   hello.GetConfigSha256(),
 		revSent:   hello.GetRevocationSeq(),
@@ -173,6 +174,7 @@ type edgeStream struct {
 	log    zerolog.Logger
 	node   string
 	region string
+	build  string
 	connID uint64
 
 	// heldVer/heldSHA: what the edge serves (from Hello, then its ACKs).
@@ -319,7 +321,7 @@ func (e *edgeStream) maybeSend() error {
 	if v == e.lastSent || (v == e.heldVer && cur.env.GetSha256() == e.heldSHA) {
 		return nil
 	}
-	if e.svc.fleet.nackedVersion(e.node, v) {
+	if e.svc.nackedVersion(e.node, e.build, v) {
 		return nil
 	}
 	if err := e.stream.Send(cur.resp); err != nil {

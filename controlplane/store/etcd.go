@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apigw/gateway/internal/pause"
 	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -313,7 +314,7 @@ func (s *Etcd) follow(ctx context.Context, rev int64) {
 				return
 			}
 			s.log.Warn().Err(err).Dur("retry_in", delay).Msg("etcd: resync read failed")
-			if !sleepCtx(ctx, delay) {
+			if !pause.For(ctx, delay) {
 				return
 			}
 			delay = min(2*delay, 5*time.Second)
@@ -899,7 +900,7 @@ func retryTransient(ctx context.Context, txn func() (*clientv3.TxnResponse, erro
 		if err == nil || !transient(err) || ctx.Err() != nil {
 			return resp, err
 		}
-		if !sleepCtx(ctx, delay) {
+		if !pause.For(ctx, delay) {
 			return nil, err
 		}
 		delay = min(2*delay, time.Second)
@@ -912,17 +913,6 @@ func transient(err error) bool {
 		return ee.Code() == codes.Unavailable
 	}
 	return status.Code(err) == codes.Unavailable
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // The content of a revision, stored apart from its meta so List never reads

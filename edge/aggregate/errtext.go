@@ -80,6 +80,8 @@ func (ex *Exchange) appendCallError(dst []byte, c *call) []byte {
 		}
 	case c.err != nil && isLuaError(c.err):
 		return append(dst, c.err.Error()...)
+	case c.err != nil && isLuaURLError(c.err):
+		return append(dst, c.err.Error()...)
 	case c.err != nil:
 		return proxy.AppendCallError(dst, c.req.Header.Method(), c.req.URI().FullURI(), c.err)
 	}

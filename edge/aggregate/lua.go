@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -183,9 +184,16 @@ func (ex *Exchange) luaWork(k int, s *lua.Script) {
 		if err := st.Pre(c.deadline); err != nil {
 			ex.luaFailed(k, err)
 			call.Finish(t, false, false)
+			c.span.End(0, c.reason.String(), nil)
 			return
 		}
-		applyLuaRequest(&st.Req, c)
+		if err := applyLuaRequest(&st.Req, c); err != nil {
+			c.ok, c.complete, c.value, c.raw = false, false, nil, nil
+			c.err, c.reason = err, proxy.ReasonConnect
+			call.Finish(t, false, false)
+			c.span.End(0, c.reason.String(), nil)
+			return
+		}
 	}
 	reached := false
 	if s.SkipNext() {
@@ -255,22 +263,17 @@ func fillLuaRequest(r *lua.Request, c *call) {
 
 // applyLuaRequest writes what the script changed back into the call. As in
 // KrakenD, the URL is already built: path, query and params changes do not
-// reach the backend; url() does (its path and query; the call still goes
-// to the backend's host).
-func applyLuaRequest(r *lua.Request, c *call) {
+// reach the backend; url() does, whole: lura's HTTP executor sends the
+// request to the URL the script set, another host included (see
+// setLuaURL). The error is a URL Go's client would refuse to send.
+func applyLuaRequest(r *lua.Request, c *call) error {
 	ch := r.Changed
 	if ch.Method {
 		c.req.Header.SetMethod(r.Method)
 	}
+	var urlErr error
 	if ch.URL {
-		if u, err := url.Parse(r.URL); err == nil && r.URL != "" {
-			uri := c.req.URI()
-			uri.SetPath(u.Path)
-			if u.RawPath != "" {
-				uri.SetPathBytes([]byte(u.EscapedPath()))
-			}
-			uri.SetQueryString(u.RawQuery)
-		}
+		urlErr = setLuaURL(c, r.URL)
 	}
 	if ch.Headers {
 		var drop [][]byte
@@ -292,6 +295,50 @@ func applyLuaRequest(r *lua.Request, c *call) {
 	if ch.Body {
 		c.req.SetBody(r.Body)
 	}
+	return urlErr
+}
+
+// luaURLError is a URL set by a Lua pre that cannot be sent; its text is
+// what KrakenD answers (Go's client error, or url.Parse's).
+type luaURLError struct{ text string }
+
+func (e *luaURLError) Error() string { return e.text }
+
+// setLuaURL points call c at raw, the URL a Lua pre set, as lura's HTTP
+// executor sends a request: to its scheme and host (the Host header is the
+// URL's, whatever the script set), path and query; its user info becomes
+// basic auth unless the request has an Authorization header, as Go's
+// client does. What Go's client refuses to send (not http or https, no
+// host) is an error with its text. edge/lua keeps an unparsable URL as ""
+// (lura keeps url.Parse's nil): it is refused as the empty URL, where
+// KrakenD's executor panics on the nil URL.
+func setLuaURL(c *call, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return &luaURLError{err.Error()}
+	}
+	refuse := func(msg string) error {
+		return &luaURLError{string(proxy.AppendCallError(nil, c.req.Header.Method(), []byte(u.String()), errors.New(msg)))}
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return refuse(fmt.Sprintf("unsupported protocol scheme %q", u.Scheme))
+	}
+	if u.Host == "" {
+		return refuse("http: no Host in request URL")
+	}
+	uri := c.req.URI()
+	uri.SetScheme(u.Scheme)
+	uri.SetHost(u.Host)
+	uri.SetPath(u.Path)
+	if u.RawPath != "" {
+		uri.SetPathBytes([]byte(u.EscapedPath()))
+	}
+	uri.SetQueryString(u.RawQuery)
+	if u.User != nil && len(c.req.Header.Peek("Authorization")) == 0 {
+		pw, _ := u.User.Password()
+		c.req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw)))
+	}
+	return nil
 }
 
 // luaPost runs post on call k's response and takes back what changed.
@@ -425,6 +472,11 @@ func setLuaError(r *Result, err error) {
 func isLuaError(err error) bool {
 	var le *lua.Error
 	return errors.As(err, &le)
+}
+
+func isLuaURLError(err error) bool {
+	var ue *luaURLError
+	return errors.As(err, &ue)
 }
 
 // luaProxyPre runs the endpoint's modifier/lua-proxy pre on the client's

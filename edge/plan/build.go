@@ -100,6 +100,10 @@ type Deps struct {
 	Producers *mq.Producers
 	// Consumers is the same for backend/amqp/consumer connections.
 	Consumers *mq.Consumers
+	// PubSub is the same for the backend/pubsub/* backends (its servers
+	// are the process's NATS_SERVER_URL and RABBIT_SERVER_URL); nil: the
+	// plan makes its own from the environment.
+	PubSub *mq.PubSub
 }
 
 // BuildError lists why a snapshot cannot be served: every violation Build
@@ -153,11 +157,12 @@ type builder struct {
 	clientTLSDone bool
 	clientTLSErr  bool
 	clientTLSCfg  proxy.ClientTLS
-	tracer        *tracing.Tracer                     // nil without telemetry/opentelemetry
-	producers     mqRefs[*mq.Producers, *mq.Producer] // from Deps.Producers, or a registry of its own
-	consumers     mqRefs[*mq.Consumers, *mq.Consumer] // from Deps.Consumers, or a registry of its own
-	clientIP      *proxy.ClientIP                     // the plan's, for the rate-limit key check
-	inAgent       bool                                // compiling an async agent's pipe
+	tracer        *tracing.Tracer                      // nil without telemetry/opentelemetry
+	producers     mqRefs[*mq.Producers, *mq.Producer]  // from Deps.Producers, or a registry of its own
+	consumers     mqRefs[*mq.Consumers, *mq.Consumer]  // from Deps.Consumers, or a registry of its own
+	pubsubs       mqRefs[*mq.PubSub, *mq.PubSubClient] // from Deps.PubSub, or a registry of its own
+	clientIP      *proxy.ClientIP                      // the plan's, for the rate-limit key check
+	inAgent       bool                                 // compiling an async agent's pipe
 }
 
 // userAgent is the User-Agent of backend calls: KrakenD's router sets its
@@ -223,7 +228,7 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if b.statsOn() != nil {
 		p.stats = deps.Stats
 	}
-	p.producers, p.consumers = b.producers, b.consumers
+	p.producers, p.consumers, p.pubsubs = b.producers, b.consumers, b.pubsubs
 	if deps.Revocations != nil {
 		deps.Revocations.Configure(snap.GetService().GetRevoker())
 	}
@@ -236,6 +241,7 @@ func (b *builder) releaseState() {
 	releaseTracer(b.deps.Tracers, b.tracer)
 	b.producers.release()
 	b.consumers.release()
+	b.pubsubs.release()
 	for _, v := range b.validators {
 		v.Close()
 	}
@@ -369,6 +375,9 @@ func (b *builder) build() (*Plan, error) {
 	if p.bots, err = security.NewBotDetector(svc.GetBotDetector()); err != nil {
 		b.violate("service.extra_config.security/bot-detector", violation.Invalid, err.Error())
 	}
+	if l := svc.GetLuaEndpoint(); l != nil {
+		p.luaSvc = b.luaScript("service.extra_config.modifier/lua-endpoint", "service lua-endpoint", l)
+	}
 
 	if o := svc.GetOpentelemetry(); o != nil {
 		var err error
@@ -403,7 +412,13 @@ func (b *builder) build() (*Plan, error) {
 	if table != nil {
 		for i, e := range snap.GetEndpoints() {
 			p.endpoints[i] = b.endpoint(i, e, table.ParamNames(i))
+			if ep := p.endpoints[i]; ep != nil && ep.timeout > p.luaSvcTimeout {
+				p.luaSvcTimeout = ep.timeout
+			}
 		}
+	}
+	if p.luaSvcTimeout == 0 {
+		p.luaSvcTimeout = 2 * time.Second // KrakenD's default endpoint timeout
 	}
 	p.agents = b.agents()
 	if len(b.violations) > 0 {
@@ -497,7 +512,8 @@ func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string
 	if b.tracer != nil && !b.tracer.Skipped(e.GetPath()) {
 		base := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(e.GetMethod()), semconv.HTTPRoute(e.GetPath())}
 		ep.trace = b.tracer.Layer(e.GetTrace(), e.GetMetrics(), "proxy", "", base, base...)
-		ep.proxySpan = "proxy " + e.GetPath()
+		ep.proxySpan = b.tracer.ProxySpanName(e.GetPath())
+		ep.serverSpan = b.tracer.ServerSpanName(e.GetName(), e.GetPath())
 	}
 	if m := b.statsOn(); m != nil {
 		if !m.GetRouterDisabled() {
@@ -586,8 +602,8 @@ func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string
 	}
 	if l := e.GetLuaEndpoint(); l != nil {
 		ep.luaEP = b.luaScript(path+".extra_config.modifier/lua-endpoint", e.GetName()+" lua-endpoint", l)
-		ep.paramNames = params
 	}
+	ep.paramNames = params
 	var proxyLua *lua.Script
 	if l := e.GetLuaProxy(); l != nil {
 		proxyLua = b.luaScript(path+".extra_config.modifier/lua-proxy", e.GetName()+" lua-proxy", l)
@@ -668,6 +684,9 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	if be.GetAmqpConsumer() != nil {
 		return b.consumerCall(path, e, be, params)
 	}
+	if be.GetPubsub() != nil {
+		return b.pubSubCall(path, e, be, params)
+	}
 	if len(be.GetHosts()) == 0 {
 		b.violate(path+".host", violation.Required, "no host for this backend (neither backend nor service host)")
 		return nil
@@ -743,6 +762,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		Limiter:         guard.limiter,
 		Cache:           guard.cache,
 		Modifier:        mod,
+		Reroutes:        be.GetLuaBackend().GetPre() != "", // url() may name another host
 		CEL:             checks,
 		CELParams:       celParamNames(params),
 
@@ -877,7 +897,7 @@ func (b *builder) luaScript(path, name string, l *gatewayv1.LuaScript) *lua.Scri
 }
 
 // producerOnly reports whether e's only answering backend is an AMQP
-// producer.
+// producer or a Pub/Sub publisher.
 func producerOnly(e *gatewayv1.Endpoint) bool {
 	n, producer := 0, false
 	for _, be := range e.GetBackends() {
@@ -885,7 +905,7 @@ func producerOnly(e *gatewayv1.Endpoint) bool {
 			continue
 		}
 		n++
-		producer = be.GetAmqpProducer() != nil
+		producer = be.GetAmqpProducer() != nil || (be.GetPubsub() != nil && !be.GetPubsub().GetSubscriber())
 	}
 	return n == 1 && producer
 }

@@ -51,11 +51,21 @@ func (p *Plan) notFound(ctx *fasthttp.RequestCtx) {
 // methodNotAllowed answers a path that exists for other methods. KrakenD
 // sends no Allow header; with JSON error bodies we send one.
 func (p *Plan) methodNotAllowed(ctx *fasthttp.RequestCtx, st *reqState, allowed router.MethodSet) {
+	if p.jsonErrors || p.body405 != nil {
+		st.buf = p.table.AppendAllow(st.buf[:0], allowed)
+	}
+	p.writeMethodNotAllowed(ctx, st.buf)
+}
+
+var allowGet = []byte("GET")
+
+// writeMethodNotAllowed writes the 405; allow is the Allow header, sent
+// with JSON error bodies only.
+func (p *Plan) writeMethodNotAllowed(ctx *fasthttp.RequestCtx, allow []byte) {
 	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
 	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
 	if p.jsonErrors || p.body405 != nil {
-		st.buf = p.table.AppendAllow(st.buf[:0], allowed)
-		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
+		ctx.Response.Header.SetCanonical(hdrAllow, allow)
 		writeFixed(ctx, fasthttp.StatusMethodNotAllowed, orDefault(p.body405, bodyMethodNotAllowed))
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/apigw/gateway/edge/lua"
+	"github.com/apigw/gateway/edge/router"
 )
 
 // luaEndpoint runs the endpoint's modifier/lua-endpoint pre (krakend-lua's
@@ -19,7 +20,34 @@ import (
 // status custom_error gave (500 otherwise), with its content type and no
 // body, before X-KrakenD is set, as gin's AbortWithError does.
 func (p *Plan) luaEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState) bool {
-	s := ep.luaEP
+	return runLuaCtx(ctx, ep.luaEP, ep.timeout, ep.paramNames, st, false)
+}
+
+// luaService runs the service-level modifier/lua-endpoint pre (krakend-lua's
+// gin middleware, registered with engine.Use): for every request that
+// reaches a handler, the matched route's (paramNames its slot names, nil
+// for the 404 and 405 handlers) and the 404/405 ones alike. Any script
+// error, custom_error's included, is an empty 500: the middleware ignores
+// custom_error's status and content type (observed on KrakenD 2.12.1).
+func (p *Plan) luaService(ctx *fasthttp.RequestCtx, paramNames []string, timeout time.Duration, st *reqState) bool {
+	return runLuaCtx(ctx, p.luaSvc, timeout, paramNames, st, true)
+}
+
+// serviceLua runs the service script for a routed request: the route's
+// parameters and timeout when one matched, none and the longest endpoint
+// timeout for the 404, 405 and OPTIONS handlers.
+func (p *Plan) serviceLua(ctx *fasthttp.RequestCtx, res router.Result, st *reqState) bool {
+	if res.Kind == router.Found {
+		ep := p.endpoints[res.Route]
+		return p.luaService(ctx, ep.paramNames, ep.timeout, st)
+	}
+	return p.luaService(ctx, nil, p.luaSvcTimeout, st)
+}
+
+// runLuaCtx runs s's pre on krakend-lua's ctx object over the client's
+// request and applies its changes there. plain500 answers every error as
+// the service middleware does (an empty 500).
+func runLuaCtx(ctx *fasthttp.RequestCtx, s *lua.Script, timeout time.Duration, paramNames []string, st *reqState, plain500 bool) bool {
 	ls := s.Acquire()
 	defer s.Release(ls)
 	r := &ls.Req
@@ -27,7 +55,7 @@ func (p *Plan) luaEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState)
 	r.URL = string(ctx.Request.RequestURI())
 	r.Host = string(ctx.Request.Header.Host())
 	r.Query, _ = url.ParseQuery(string(ctx.URI().QueryString()))
-	for i, name := range ep.paramNames {
+	for i, name := range paramNames {
 		if name != "" && name != "*" && i < st.params.Len() {
 			r.Params[name] = string(st.params.Value(i))
 		}
@@ -44,10 +72,12 @@ func (p *Plan) luaEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState)
 	if b := ctx.Request.Body(); len(b) > 0 {
 		r.Body = append([]byte(nil), b...)
 	}
-	if err := ls.Pre(time.Now().Add(ep.timeout)); err != nil {
+	if err := ls.Pre(time.Now().Add(timeout)); err != nil {
 		status := fasthttp.StatusInternalServerError
 		var le *lua.Error
-		if errors.As(err, &le) && le.Status > 0 {
+		if !errors.As(err, &le) || plain500 {
+			le = nil
+		} else if le.Status > 0 {
 			status = le.Status
 		}
 		ctx.Response.Header.DelBytes(hdrXKrakenD)
@@ -81,7 +111,7 @@ func (p *Plan) luaEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState)
 		ctx.Request.Header.SetHost(r.Host)
 	}
 	if ch.Params {
-		for i, name := range ep.paramNames {
+		for i, name := range paramNames {
 			if v, ok := r.Params[name]; ok && i < st.params.Len() && v != string(st.params.Value(i)) {
 				st.params.Set(i, []byte(v))
 			}

@@ -316,11 +316,21 @@ func (m *Metrics) sweep(uses []labelUse) {
 	}
 }
 
+// breakerStates are the values of gw_edge_breaker_transitions_total{to}.
+var breakerStates = [...]breaker.State{breaker.Closed, breaker.HalfOpen, breaker.Open}
+
+// deleteLocked deletes the series of u (the endpoint and backend series
+// from their map, the breaker ones by their full label values, one hash
+// lookup each). DeletePartialMatch would scan every series of the vec
+// for each value: releasing a 10,000-endpoint plan then took minutes
+// (quadratic), and the apply worker held the edge's ACK meanwhile.
 func (m *Metrics) deleteLocked(u labelUse) {
 	m.series.delete(u)
 	if u.backend {
 		m.breakerState.DeleteLabelValues(u.name)
-		m.breakerMoves.DeletePartialMatch(prometheus.Labels{"backend": u.name})
+		for _, st := range breakerStates {
+			m.breakerMoves.DeleteLabelValues(u.name, st.String())
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/apigw/gateway/edge/plan"
+	"github.com/apigw/gateway/edge/qos/breaker"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -61,6 +62,19 @@ func TestRemovedEndpointSeriesDeleted(t *testing.T) {
 	if got := seriesWith(t, reg, "GET /gone"); len(got) == 0 {
 		t.Fatal("no series for GET /gone while its plan is live")
 	}
+	// Breaker transitions of the removed endpoint's backend go with it.
+	goneBackend := ""
+	for _, s := range seriesWith(t, reg, "GET /gone") {
+		if name, ok := strings.CutPrefix(s, "gw_edge_backend_duration_seconds{backend="); ok {
+			goneBackend = strings.TrimSuffix(name, "}")
+		}
+	}
+	if goneBackend == "" {
+		t.Fatal("no backend series for GET /gone")
+	}
+	m.BreakerChanged(goneBackend, breaker.Closed, breaker.Open)
+	m.BreakerChanged(goneBackend, breaker.Open, breaker.HalfOpen)
+	m.BreakerChanged(goneBackend, breaker.HalfOpen, breaker.Closed)
 	p2 := keep()
 	defer p2.Release()
 	if got := seriesWith(t, reg, "GET /gone"); len(got) == 0 {

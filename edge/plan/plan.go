@@ -110,6 +110,8 @@ type Plan struct {
 	cors           *security.CORS        // security/cors, before routing; nil: none
 	secure         *security.Secure      // security/http, before routing; nil: none
 	bots           *security.BotDetector // service security/bot-detector; nil: none
+	luaSvc         *lua.Script           // service modifier/lua-endpoint; nil: none
+	luaSvcTimeout  time.Duration         // its deadline off a route: the longest endpoint timeout
 	healthPath     string
 	versionValue   []byte // X-KrakenD value
 	returnErrorMsg bool
@@ -134,6 +136,7 @@ type Plan struct {
 	tracers      *tracing.Registry                   // where tracer goes back on Release; nil: owned
 	producers    mqRefs[*mq.Producers, *mq.Producer] // given back on Release
 	consumers    mqRefs[*mq.Consumers, *mq.Consumer]
+	pubsubs      mqRefs[*mq.PubSub, *mq.PubSubClient]
 	ownKeys      *auth.Keys    // created by Build when Deps.Keys was nil
 	ownQoS       *qos.Registry // created by Build when Deps.QoS was nil
 	ownUpstreams *Upstreams    // created by Build when Deps.Upstreams was nil
@@ -162,7 +165,8 @@ type endpoint struct {
 	// (router and proxy layers); nil: not counted.
 	routeStats *stats.Route
 	pipeStats  *stats.Layer
-	proxySpan  string // "proxy <route>"
+	proxySpan  string // "proxy <route>" ("pipe-<route>" with telemetry/opencensus)
+	serverSpan string // the server span's name once routed
 
 	jwt     *auth.Validator       // auth/validator, nil for a public endpoint
 	signer  *auth.Signer          // auth/signer, nil without
@@ -176,7 +180,7 @@ type endpoint struct {
 	keySlot int                   // parameter slot (keyParam)
 
 	luaEP      *lua.Script // modifier/lua-endpoint, nil without
-	paramNames []string    // router slot names, for luaEP
+	paramNames []string    // router slot names, for the ctx object of Lua
 }
 
 // Protected reports whether some endpoint validates JWTs (and so depends
@@ -229,6 +233,7 @@ func (p *Plan) Release() {
 		releaseTracer(p.tracers, p.tracer)
 		p.producers.release()
 		p.consumers.release()
+		p.pubsubs.release()
 	})
 }
 
@@ -253,6 +258,7 @@ type reqState struct {
 	params router.Params
 	in     proxy.Inbound
 	buf    []byte // Allow, Location, Retry-After and X-RateLimit-* values
+	route  []byte // the path routed on, when it is not ctx.Path() (routePath)
 	sig    []byte // auth/signer's token
 	ipKey  []byte // the rate-limit client address read from a header
 	claims tokenClaims
@@ -283,9 +289,15 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		p.metrics.observe(ctx.Response.StatusCode(), -1)
 		return
 	}
-	res := p.table.Lookup(ctx.Method(), ctx.Path(), &st.params)
-	// The service's bot detector is gin middleware in KrakenD: it runs for
-	// matched routes and the 404/405 handlers, not for redirects.
+	path := routePath(ctx, &st.route)
+	res := p.table.Lookup(ctx.Method(), path, &st.params)
+	// The service's Lua and bot detector are gin middleware in KrakenD (in
+	// that order): they run for matched routes and the 404/405 handlers,
+	// not for redirects.
+	if p.luaSvc != nil && res.Kind != router.Redirect && !p.serviceLua(ctx, res, st) {
+		p.metrics.observe(ctx.Response.StatusCode(), -1)
+		return
+	}
 	if res.Kind != router.Redirect && p.bots.Handle(ctx) {
 		p.rejections.bot()
 		p.metrics.observe(ctx.Response.StatusCode(), -1)
@@ -299,7 +311,7 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 			return
 		}
 		start := time.Now()
-		p.stats.Connection()
+		p.stats.Connection(ctx.TLSConnectionState())
 		p.serveEndpoint(ctx, ep, st)
 		ep.routeStats.Observe(ctx.Response.StatusCode(), len(ctx.Response.Body()), start)
 		p.stats.Disconnection()
@@ -327,9 +339,96 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 	case router.MethodNotAllowed:
 		p.methodNotAllowed(ctx, st, res.Allowed)
 	default:
+		if p.healthPath != "" && string(path) == p.healthPath {
+			// The health route is gin's GET route: other methods get gin's 405
+			// (the edge's server answers the GET itself).
+			p.writeMethodNotAllowed(ctx, allowGet)
+			break
+		}
 		p.notFound(ctx)
 	}
 	p.metrics.observe(ctx.Response.StatusCode(), -1)
+}
+
+// Guard runs, for a request to one of the gateway's own routes (the
+// health check, or /__debug/ and /__echo/ when debug is set), the
+// service layers KrakenD puts around it, and reports whether one of them
+// answered: CORS wraps every route; security/http and the bot detector
+// are gin middleware added after the health route, so they guard the
+// debug and echo routes only.
+func (p *Plan) Guard(ctx *fasthttp.RequestCtx, debug bool) (done bool) {
+	if p.cors.Handle(ctx) {
+		return true
+	}
+	if !debug {
+		return false
+	}
+	if p.secure.Handle(ctx) {
+		return true
+	}
+	if p.bots.Handle(ctx) {
+		p.rejections.bot()
+		return true
+	}
+	return false
+}
+
+// GuardCORS runs only the CORS layer, as KrakenD does for gin's
+// trailing-slash redirects (answered before any gin middleware).
+func (p *Plan) GuardCORS(ctx *fasthttp.RequestCtx) (done bool) { return p.cors.Handle(ctx) }
+
+// routePath is the path gin routes on: the request's path percent-decoded
+// but not normalized. fasthttp's Path() also collapses repeated slashes and
+// resolves dot elements, which gin leaves to its fixed-path redirect
+// (`//users` → 301 `/users`, or a 404 where that is off) and to
+// RemoveExtraSlash. A path with neither is ctx.Path() itself.
+func routePath(ctx *fasthttp.RequestCtx, buf *[]byte) []byte {
+	raw := ctx.URI().PathOriginal()
+	if len(raw) == 0 || raw[0] != '/' ||
+		bytes.IndexByte(raw, '%') < 0 && !bytes.Contains(raw, doubleSlash) && !bytes.Contains(raw, slashDot) {
+		return ctx.Path()
+	}
+	*buf = appendPathUnescaped((*buf)[:0], raw)
+	if !bytes.Contains(*buf, doubleSlash) && !bytes.Contains(*buf, slashDot) {
+		return ctx.Path()
+	}
+	return *buf
+}
+
+var (
+	doubleSlash = []byte("//")
+	slashDot    = []byte("/.")
+)
+
+// appendPathUnescaped decodes %XX escapes as fasthttp does for a path
+// (an invalid escape stays as it is; '+' is kept).
+func appendPathUnescaped(dst, src []byte) []byte {
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c == '%' && i+2 < len(src) {
+			hi, ok1 := unhex(src[i+1])
+			lo, ok2 := unhex(src[i+2])
+			if ok1 && ok2 {
+				dst = append(dst, hi<<4|lo)
+				i += 2
+				continue
+			}
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // finish recovers from a panic (last line of defence) and pools st.
@@ -427,7 +526,7 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	in.Reset(&ctx.Request, &st.params)
 	if st.trace.Traced() {
 		in.Trace = &st.trace
-		st.trace.SetRoute(ep.name, ep.route)
+		st.trace.SetRoute(ep.serverSpan, ep.route)
 	}
 	in.ClientIP = p.clientIP.Append(in.ClientIP[:0], ctx.RemoteIP(), &ctx.Request.Header)
 	if e := st.log; e != nil {

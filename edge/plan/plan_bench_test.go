@@ -127,7 +127,9 @@ func BenchmarkServeNotFound(b *testing.B) {
 // backend rate limit + circuit breaker. Each layered case also reports
 // its throughput as a percentage of the plain route's measured just
 // before it (%plain-rps; 100 = free). lua-backend-pre and lua-proxy-pre
-// are the plain route with a trivial modifier/lua-* pre script.
+// are the plain route with a trivial modifier/lua-* pre script;
+// lua-endpoint-pre and lua-service-pre the same with krakend-lua's ctx
+// object, at the endpoint and at the service level.
 func BenchmarkLayers(b *testing.B) {
 	addr := fastBackend(b, nil)
 	i := startIDP(b)
@@ -137,15 +139,16 @@ func BenchmarkLayers(b *testing.B) {
 		name string
 		ep   func() *gatewayv1.Endpoint
 		hdr  map[string]string
+		svc  *gatewayv1.LuaScript // the service's modifier/lua-endpoint
 	}{
-		{"plain", func() *gatewayv1.Endpoint { return endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")) }, nil},
+		{"plain", func() *gatewayv1.Endpoint { return endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")) }, nil, nil},
 		{"jwt", func() *gatewayv1.Endpoint {
 			ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
 			ep.Jwt = i.spec(func(s *gatewayv1.JWTValidator) {
 				s.PropagateClaims = []*gatewayv1.ClaimHeader{{Claim: "sub", Header: "X-User"}}
 			})
 			return ep
-		}, map[string]string{"Authorization": "Bearer " + tok}},
+		}, map[string]string{"Authorization": "Bearer " + tok}, nil},
 		// validation/cel: an endpoint request check on a header and the
 		// parameter (KrakenD's fixture check), and a response check
 		// reading the decoded data (built as CEL values per request).
@@ -154,24 +157,31 @@ func BenchmarkLayers(b *testing.B) {
 			ep.InputHeaders = []string{"X-Header"}
 			ep.Cel = &gatewayv1.CelChecks{Request: []string{"'something' in req_headers['X-Header'] && int(req_params.Id) % 2 == 0"}}
 			return ep
-		}, map[string]string{"X-Header": "something"}},
+		}, map[string]string{"X-Header": "something"}, nil},
 		{"cel-response", func() *gatewayv1.Endpoint {
 			ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
 			ep.Cel = &gatewayv1.CelChecks{Response: []string{"resp_data.address.city == 'Paris'"}}
 			return ep
-		}, nil},
+		}, nil, nil},
 		// A trivial modifier/lua-backend pre (a pooled Lua state, the
 		// request copied in and out), and the same at the proxy level.
 		{"lua-backend-pre", func() *gatewayv1.Endpoint {
 			return endpoint("GET", "/users/{id}", with(backend(addr, "/users/{id}"), func(be *gatewayv1.Backend) {
 				be.LuaBackend = &gatewayv1.LuaScript{Pre: "local r = request.load()"}
 			}))
-		}, nil},
+		}, nil, nil},
 		{"lua-proxy-pre", func() *gatewayv1.Endpoint {
 			ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
 			ep.LuaProxy = &gatewayv1.LuaScript{Pre: "local r = request.load()"}
 			return ep
-		}, nil},
+		}, nil, nil},
+		{"lua-endpoint-pre", func() *gatewayv1.Endpoint {
+			ep := endpoint("GET", "/users/{id}", backend(addr, "/users/{id}"))
+			ep.LuaEndpoint = &gatewayv1.LuaScript{Pre: "local c = ctx.load()"}
+			return ep
+		}, nil, nil},
+		{"lua-service-pre", func() *gatewayv1.Endpoint { return endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")) },
+			nil, &gatewayv1.LuaScript{Pre: "local c = ctx.load()"}},
 		{"ratelimit+breaker", func() *gatewayv1.Endpoint {
 			ep := endpoint("GET", "/users/{id}", with(backend(addr, "/users/{id}"), func(be *gatewayv1.Backend) {
 				be.RateLimit = &gatewayv1.BackendRateLimit{MaxRate: 1e9}
@@ -179,7 +189,7 @@ func BenchmarkLayers(b *testing.B) {
 			}))
 			ep.RateLimit = &gatewayv1.RouterRateLimit{MaxRate: 1e9, ClientMaxRate: 1e9, Strategy: "ip"}
 			return ep
-		}, nil},
+		}, nil, nil},
 	}
 	for _, l := range layers {
 		b.Run(l.name, func(b *testing.B) {
@@ -187,7 +197,9 @@ func BenchmarkLayers(b *testing.B) {
 			rev := auth.NewRevocations(auth.RevocationsConfig{RebuildPeriod: -1})
 			defer rev.Close()
 			deps.Revocations = rev
-			p, err := plan.Build(snapshot(l.ep()), deps)
+			snap := snapshot(l.ep())
+			snap.Service.LuaEndpoint = l.svc
+			p, err := plan.Build(snap, deps)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -214,3 +214,67 @@ func decoderCheck(be *gatewayv1.Backend) func([]byte) bool {
 	}
 	return nil
 }
+
+// pubSubCall compiles a backend/pubsub/publisher or /subscriber backend:
+// each call publishes its request to the topic, or takes one message of the
+// subscription as the backend's response.
+func (b *builder) pubSubCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.Backend, params []string) *proxy.Backend {
+	ps := be.GetPubsub()
+	if b.pubsubs.reg == nil {
+		if b.deps.PubSub != nil {
+			b.pubsubs.reg = b.deps.PubSub
+		} else {
+			b.pubsubs.reg, b.pubsubs.own = mq.NewPubSub(b.deps.Logger, mq.PubSubServersFromEnv()), true
+		}
+	}
+	var valid func([]byte) bool
+	if ps.GetSubscriber() {
+		valid = decoderCheck(be)
+	}
+	client, err := b.pubsubs.reg.Acquire(ps.GetUrl(), ps.GetSubscriber(), valid)
+	if err != nil {
+		b.violate(path+".pubsub.url", violation.Invalid, err.Error())
+		return nil
+	}
+	b.pubsubs.refs = append(b.pubsubs.refs, client)
+	method := be.GetMethod()
+	if method == "" {
+		method = e.GetMethod()
+	}
+	guard, ok := b.backendQoS(path, e, be)
+	if !ok {
+		return nil
+	}
+	checks, ok := b.backendCEL(path, be)
+	if !ok {
+		return nil
+	}
+	cfg := proxy.BackendConfig{
+		Name:       be.GetName(),
+		Client:     proxy.NewTransportClient(be.GetName(), "pubsub", client),
+		Method:     method,
+		URLPattern: "/",
+		ParamNames: params,
+		CatchAll:   e.GetCatchAll(),
+		UserAgent:  b.userAgent(),
+		Breaker:    guard.breaker,
+		Limiter:    guard.limiter,
+		CEL:        checks,
+		CELParams:  celParamNames(params),
+		Trace:      b.backendTrace(e, be),
+		Stats:      b.backendStats(be),
+	}
+	if !ps.GetSubscriber() {
+		// The published message carries the headers the endpoint forwards
+		// and, with backend/graphql, the GraphQL request (KrakenD's
+		// middleware wraps the publisher).
+		cfg.EndpointHeaders, cfg.BackendHeaders = e.GetInputHeaders(), be.GetInputHeaders()
+		cfg.GraphQL = graphQLConfig(be.GetGraphql())
+	}
+	call, err := proxy.NewBackend(cfg)
+	if err != nil {
+		b.violate(path, violation.Invalid, err.Error())
+		return nil
+	}
+	return call
+}

@@ -44,9 +44,9 @@ func isRedirect(status int) bool {
 
 // do sends req to h and follows the backend's redirects into resp.
 func (b *Backend) do(h *Host, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
-	if b.mod.Reroutes() && b.client.redirects != nil && (!bytes.Equal(req.URI().Host(), h.host) || !bytes.Equal(req.URI().Scheme(), h.scheme)) {
-		// A url.Modifier sent the call elsewhere: the pool of h dials
-		// its own host only.
+	if b.reroutes && b.client.redirects != nil && (!bytes.Equal(req.URI().Host(), h.host) || !bytes.Equal(req.URI().Scheme(), h.scheme)) {
+		// A url.Modifier or a Lua pre sent the call elsewhere: the pool
+		// of h dials its own host only.
 		if err := b.client.redirects.DoDeadline(req, resp, deadline); err != nil {
 			return err
 		}

@@ -66,6 +66,10 @@ type BackendConfig struct {
 	Cache *httpcache.Cache
 	// Modifier holds the backend's modifier/martian chains; nil: none.
 	Modifier *modifier.Modifier
+	// Reroutes: a call may leave the backend's hosts before RoundTrip
+	// (a modifier/lua-backend pre that sets url() to another host). The
+	// Modifier's url.Modifier counts without it.
+	Reroutes bool
 	// SendBodyOnRedirect re-sends the body on 307/308 redirects
 	// (backend/http/client).
 	SendBodyOnRedirect bool
@@ -110,6 +114,9 @@ type Backend struct {
 	limiter *ratelimit.Bucket
 	cache   *httpcache.Cache
 	mod     *modifier.Modifier
+	// reroutes: the request's scheme and host may differ from the picked
+	// host's when it is sent (Modifier.Reroutes, BackendConfig.Reroutes).
+	reroutes bool
 
 	bodyOnRedirect bool
 	// sizedBody: a request body goes out with Content-Length, not chunked
@@ -164,6 +171,7 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 		limiter:   cfg.Limiter,
 		cache:     cfg.Cache,
 		mod:       cfg.Modifier,
+		reroutes:  cfg.Reroutes || cfg.Modifier.Reroutes(),
 
 		bodyOnRedirect: cfg.SendBodyOnRedirect,
 		trace:          cfg.Trace,

@@ -86,6 +86,9 @@ type Formatter struct {
 	group        string
 	flatmap      *Flatmap // when set, replaces allow, deny and mapping
 	identity     bool
+	// allowScan: decode parses only the top-level members the allow list
+	// can keep (decodeAllowed); plain json with allow, no target/flatmap.
+	allowScan bool
 }
 
 // NewFormatter precompiles a backend's response settings: encoding,

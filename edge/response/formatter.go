@@ -215,6 +215,7 @@ func newFormatter(b *gatewayv1.Backend) (*Formatter, error) {
 		// possible outcomes, always the same one.
 		sort.Slice(f.mapping, func(i, j int) bool { return f.mapping[i].from < f.mapping[j].from })
 	}
+	f.allowScan = enc == encJSON && !f.isCollection && f.target == nil && f.flatmap == nil && f.allow != nil
 	f.identity = enc == encJSON && !f.isCollection && f.target == nil && f.allow == nil &&
 		f.deny == nil && len(f.mapping) == 0 && f.group == "" && f.flatmap == nil
 	return f, nil
@@ -247,6 +248,14 @@ func (f *Formatter) decode(s *Scratch, slotIdx int, body []byte) (*fastjson.Valu
 	}
 	if err := fastjson.ValidateBytes(body); err != nil {
 		return nil, fmt.Errorf("decode %s: %w: %v", f.enc, ErrSyntax, err)
+	}
+	if f.allowScan {
+		if v, ok, err := f.decodeAllowed(sl, body); ok {
+			if err != nil {
+				return nil, fmt.Errorf("decode %s: %w: %v", f.enc, ErrSyntax, err)
+			}
+			return v, nil
+		}
 	}
 	v, err := sl.p.ParseBytes(body)
 	if err != nil {

@@ -10,10 +10,11 @@ package router
 type Params struct {
 	n    int
 	vals [MaxParams][]byte
-	// clean and alt hold paths Lookup has to build: the path with extra
-	// slashes removed and a trailing-slash redirect target; fixed the
-	// target of a fixed-path redirect.
-	clean, alt, fixed []byte
+	// clean, alt and cleaned hold paths Lookup has to build: a path with
+	// its trailing slash toggled, a trailing-slash redirect target (or a
+	// lower-cased path), and the cleaned path (RemoveExtraSlash, fixed-path
+	// redirects); fixed the target of a fixed-path redirect.
+	clean, alt, cleaned, fixed []byte
 }
 
 // Len returns the number of captured values.

@@ -334,9 +334,10 @@ func (t *Table) AppendAllow(dst []byte, m MethodSet) []byte {
 // the longest path seen.
 func (t *Table) Lookup(method, path []byte, ps *Params) Result {
 	ps.Reset()
-	if t.removeExtra && bytes.Contains(path, doubleSlash) {
-		ps.clean = appendCollapsed(ps.clean[:0], path)
-		path = ps.clean
+	if t.removeExtra && unclean(path) {
+		// gin's RemoveExtraSlash routes on its cleaned path.
+		ps.cleaned = AppendCleanPath(ps.cleaned[:0], path)
+		path = ps.cleaned
 	}
 	tr := t.tree(method)
 	if tr != nil {
@@ -380,14 +381,56 @@ func (t *Table) Lookup(method, path []byte, ps *Params) Result {
 	return Result{Kind: NotFound}
 }
 
-var doubleSlash = []byte("//")
+var (
+	doubleSlash = []byte("//")
+	slashDot    = []byte("/.")
+)
 
-func appendCollapsed(dst, path []byte) []byte {
-	for i, c := range path {
-		if c == '/' && i > 0 && path[i-1] == '/' {
+// unclean reports whether path may differ from its AppendCleanPath form:
+// it repeats a slash or has an element starting with a dot.
+func unclean(path []byte) bool {
+	return len(path) == 0 || path[0] != '/' || bytes.Contains(path, doubleSlash) || bytes.Contains(path, slashDot)
+}
+
+// AppendCleanPath appends the canonical form of path that gin cleans a
+// path to (for RemoveExtraSlash and before a fixed-path redirect): one
+// leading slash, repeated slashes collapsed, "." elements dropped, ".."
+// dropping the element before it (never climbing above the root), and a
+// trailing slash kept, also where the path ends in a "." or ".." element.
+func AppendCleanPath(dst, path []byte) []byte {
+	start := len(dst)
+	dst = append(dst, '/')
+	trailing := len(path) > 1 && path[len(path)-1] == '/'
+	for i := 0; i < len(path); {
+		if path[i] == '/' {
+			i++
 			continue
 		}
-		dst = append(dst, c)
+		j := i
+		for j < len(path) && path[j] != '/' {
+			j++
+		}
+		seg := path[i:j]
+		i = j
+		switch {
+		case len(seg) == 1 && seg[0] == '.':
+			trailing = trailing || j == len(path)
+		case len(seg) == 2 && seg[0] == '.' && seg[1] == '.':
+			trailing = trailing || j == len(path)
+			if k := bytes.LastIndexByte(dst[start+1:], '/'); k >= 0 {
+				dst = dst[:start+1+k]
+			} else {
+				dst = dst[:start+1]
+			}
+		default:
+			if len(dst)-start > 1 {
+				dst = append(dst, '/')
+			}
+			dst = append(dst, seg...)
+		}
+	}
+	if trailing && len(dst)-start > 1 {
+		dst = append(dst, '/')
 	}
 	return dst
 }
@@ -436,6 +479,11 @@ func (t *Table) trailingSlashTarget(tr *tree, path []byte, ps *Params) ([]byte, 
 // slash whatever RedirectTrailingSlash says). Static routes come first, then
 // the parameter tree; parameter values keep the request's spelling.
 func (t *Table) fixedPathTarget(tr *tree, path []byte, ps *Params) ([]byte, bool) {
+	if unclean(path) {
+		// gin cleans the path first (repeated slashes, dot elements).
+		ps.cleaned = AppendCleanPath(ps.cleaned[:0], path)
+		path = ps.cleaned
+	}
 	if loc, ok := t.fixedPathOnce(tr, path, ps); ok {
 		return loc, true
 	}

@@ -8,7 +8,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// KrakenD's test handlers, served before routing when enabled:
+// KrakenD's test handlers, served before routing when enabled (inside the
+// plan's Guard: CORS, security/http and the bot detector, as in KrakenD):
 // /__debug/* (root debug_endpoint, or `gw-edge run -d`) answers every
 // method with {"message":"pong"}, and /__echo/* (echo_endpoint) describes
 // the request it received. Both bodies are what KrakenD CE 2.12.1's gin
@@ -30,16 +31,26 @@ func serveTestHandlers(ctx *fasthttp.RequestCtx, st *state) bool {
 	path := ctx.Path()
 	switch {
 	case st.debug && bytes.HasPrefix(path, prefixDebug):
+		if st.plan != nil && st.plan.Guard(ctx, true) {
+			return true
+		}
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentTypeBytes(contentTypeJSONUTF8)
 		ctx.SetBody(bodyPong)
 		return true
 	case st.echo && bytes.HasPrefix(path, prefixEcho):
+		if st.plan != nil && st.plan.Guard(ctx, true) {
+			return true
+		}
 		writeEcho(ctx)
 		return true
 	case st.debug && len(path) == len(prefixDebug)-1 && bytes.HasPrefix(prefixDebug, path),
 		st.echo && len(path) == len(prefixEcho)-1 && bytes.HasPrefix(prefixEcho, path):
-		// gin's trailing-slash redirect to the catch-all.
+		// gin's trailing-slash redirect to the catch-all, answered before
+		// gin's middleware: only CORS (around the whole router) runs.
+		if st.plan != nil && st.plan.GuardCORS(ctx) {
+			return true
+		}
 		redirectSlash(ctx, path)
 		return true
 	}
@@ -53,6 +64,9 @@ func redirectSlash(ctx *fasthttp.RequestCtx, path []byte) {
 	ctx.Response.Header.SetCanonical(hdrLocation, loc)
 	if !ctx.IsGet() {
 		ctx.SetStatusCode(fasthttp.StatusTemporaryRedirect)
+		if ctx.IsHead() {
+			ctx.SetContentType("text/html; charset=utf-8") // Go's http.Redirect
+		}
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusMovedPermanently)

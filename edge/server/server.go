@@ -468,7 +468,7 @@ type accessOut struct {
 
 func (o accessOut) Write(p []byte) (int, error) {
 	if g := o.s.gelf.Load(); g != nil {
-		_, _ = g.Write(p)
+		_, _ = g.AccessLog().Write(p)
 	}
 	return o.base.Write(p)
 }
@@ -893,7 +893,12 @@ func traceID(v []byte) []byte {
 // serve answers one request from st, filling e (when non-nil) for the
 // access log.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, st *state, e *accesslog.Entry) {
-	if st.healthPath != "" && (ctx.IsGet() || ctx.IsHead()) && string(ctx.Path()) == st.healthPath {
+	if st.healthPath != "" && ctx.IsGet() && string(ctx.Path()) == st.healthPath {
+		// KrakenD's health route is GET only (the plan answers other methods
+		// 405) and, like every route, inside CORS.
+		if st.plan != nil && st.plan.Guard(ctx, false) {
+			return
+		}
 		writeHealth(ctx, st, s.cfg.Degraded, s.cfg.AgentPings)
 		return
 	}

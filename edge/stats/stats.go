@@ -15,6 +15,7 @@
 package stats
 
 import (
+	"crypto/tls"
 	"expvar"
 	"math"
 	"math/rand/v2"
@@ -47,6 +48,7 @@ type Stats struct {
 	connectedGauge, disconnectedGauge *Gauge
 
 	runtime runtimeStats
+	tls     tlsCounters
 	latest  atomic.Pointer[Snapshot] // the last collection's; nil before the first
 }
 
@@ -78,6 +80,11 @@ func (s *Stats) Counter(name string) *Counter {
 // Gauge returns the gauge called name, registering it.
 func (s *Stats) Gauge(name string) *Gauge {
 	return getOrRegister(s, name, func() *Gauge { return new(Gauge) })
+}
+
+// Timer returns the timer called name, registering it.
+func (s *Stats) Timer(name string) *Timer {
+	return getOrRegister(s, name, func() *Timer { return newTimer(time.Now()) })
 }
 
 // Histogram returns the histogram called name, registering it.
@@ -112,10 +119,14 @@ func (s *Stats) Run() {
 		defer close(done)
 		t := time.NewTicker(interval)
 		defer t.Stop()
+		meters := time.NewTicker(meterTick)
+		defer meters.Stop()
 		for {
 			select {
 			case <-t.C:
 				s.Collect()
+			case <-meters.C:
+				s.tickTimers()
 			case d := <-reset:
 				t.Reset(d)
 			case <-stop:
@@ -185,9 +196,30 @@ func (s *Stats) Collect() {
 	}
 }
 
+// tickTimers advances every timer's moving averages by one interval.
+func (s *Stats) tickTimers() {
+	s.mu.Lock()
+	var ts []*Timer
+	for _, m := range s.byName {
+		if t, ok := m.(*Timer); ok {
+			ts = append(ts, t)
+		}
+	}
+	s.mu.Unlock()
+	for _, t := range ts {
+		t.tick()
+	}
+}
+
 // Connection and Disconnection count a request entering and leaving an
-// endpoint's handler (krakend.router.connected, .disconnected).
-func (s *Stats) Connection()    { s.connected.Inc(1) }
+// endpoint's handler (krakend.router.connected, .disconnected). A request
+// over TLS (tls not nil) also counts its version and cipher suite.
+func (s *Stats) Connection(tls *tls.ConnectionState) {
+	s.connected.Inc(1)
+	if tls != nil {
+		s.tls.count(s, tls)
+	}
+}
 func (s *Stats) Disconnection() { s.disconnected.Inc(1) }
 
 // ServeHTTP answers GET /__stats with the expvar JSON KrakenD prints.
@@ -381,6 +413,9 @@ type runtimeStats struct {
 	gcLast, gcNum, gcPauseTotal *Gauge
 	gcPause                     *Histogram
 	gcSeen                      int64
+
+	// How long each capture's ReadMemStats and ReadGCStats took.
+	readMem, readGC *Timer
 }
 
 var memGauges = []string{
@@ -403,13 +438,17 @@ func (r *runtimeStats) register(s *Stats) {
 	const d = "krakend.service.debug.GCStats."
 	r.gcLast, r.gcNum, r.gcPauseTotal = s.Gauge(d+"LastGC"), s.Gauge(d+"NumGC"), s.Gauge(d+"PauseTotal")
 	r.gcPause = s.Histogram(d + "Pause")
+	r.readMem = s.Timer(p + "ReadMemStats")
+	r.readGC = s.Timer("krakend.service.debug.ReadGCStats")
 }
 
 var threadProfile = pprof.Lookup("threadcreate")
 
 func (r *runtimeStats) capture() {
 	var m runtime.MemStats
+	start := time.Now()
 	runtime.ReadMemStats(&m)
+	r.readMem.UpdateSince(start)
 	b2i := func(b bool) uint64 {
 		if b {
 			return 1
@@ -439,7 +478,9 @@ func (r *runtimeStats) capture() {
 	r.threads.Update(int64(threadProfile.Count()))
 
 	var gc debug.GCStats
+	start = time.Now()
 	debug.ReadGCStats(&gc)
+	r.readGC.UpdateSince(start)
 	r.gcLast.Update(gc.LastGC.UnixNano())
 	r.gcNum.Update(gc.NumGC)
 	r.gcPauseTotal.Update(int64(gc.PauseTotal))

@@ -19,7 +19,7 @@ func TestRecordAllocs(t *testing.T) {
 		l.Observe(start, true, false)
 	}
 	if n := testing.AllocsPerRun(100, func() {
-		s.Connection()
+		s.Connection(nil)
 		l.Observe(start, true, false)
 		r.Observe(200, 10, start)
 		s.Disconnection()

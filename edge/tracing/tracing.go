@@ -84,6 +84,9 @@ type Tracer struct {
 	skip      map[string]struct{}
 	global    *Layer
 	m         *meters // nil: no OpenTelemetry metrics
+	// oc shapes spans as krakend-opencensus does (telemetry/opencensus);
+	// noServer is its enabled_layers.router false.
+	oc, noServer bool
 }
 
 // New builds the Tracer of cfg. Its exporters connect lazily: an
@@ -102,7 +105,12 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 	default:
 		t.threshold = uint64(r * math.MaxUint64)
 	}
-	if !cfg.GetDisablePropagation() {
+	switch {
+	case cfg.GetOpencensus():
+		// krakend-opencensus reads and writes B3, in its multi-header form.
+		t.oc, t.noServer = true, cfg.GetNoServerSpan()
+		t.prop = b3.New(b3.WithInjectEncoding(b3.B3MultipleHeader))
+	case !cfg.GetDisablePropagation():
 		var err error
 		if t.prop, t.fast, t.baggage, err = propagators(opts.Propagators); err != nil {
 			return nil, err
@@ -135,6 +143,26 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 	}
 	for _, e := range cfg.GetOtlp() {
 		exp, err := otlpExporter(e)
+		if err != nil {
+			_ = t.m.shutdown(context.Background())
+			return nil, err
+		}
+		popts = append(popts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)))
+	}
+	for _, e := range cfg.GetJaeger() {
+		exp, err := jaegerExporter(e)
+		if err != nil {
+			_ = t.m.shutdown(context.Background())
+			return nil, err
+		}
+		bopts := []sdktrace.BatchSpanProcessorOption{sdktrace.WithBatchTimeout(time.Second)}
+		if n := int(e.GetBufferMaxCount()); n > 0 {
+			bopts = append(bopts, sdktrace.WithMaxQueueSize(n), sdktrace.WithMaxExportBatchSize(min(n, sdktrace.DefaultMaxExportBatchSize)))
+		}
+		popts = append(popts, sdktrace.WithBatcher(exp, bopts...))
+	}
+	for _, e := range cfg.GetZipkin() {
+		exp, err := zipkinExporter(e)
 		if err != nil {
 			_ = t.m.shutdown(context.Background())
 			return nil, err
@@ -262,6 +290,7 @@ type Layer struct {
 	reportHeaders bool
 	skipHeaders   map[string]bool
 	m             *layerMetrics // nil: no metrics for the layer
+	ocName        string        // telemetry/opencensus: the backend span's name
 }
 
 // traced reports whether l records spans.
@@ -274,6 +303,14 @@ func (l *Layer) traced() bool { return l != nil && l.spans }
 func (t *Tracer) Layer(tl *gatewayv1.TraceLayer, ml *gatewayv1.MetricsLayer, stage, clientName string,
 	mbase []attribute.KeyValue, base ...attribute.KeyValue) *Layer {
 	out := NewLayer(tl, stage, base...)
+	if t.oc && out != nil {
+		// krakend-opencensus' stage spans carry no static attributes; a
+		// backend's is named after its url_pattern in lura's form.
+		out.attrs = nil
+		if stage == "backend" {
+			out.ocName = "backend-" + luraURLPattern(clientName)
+		}
+	}
 	var lm *layerMetrics
 	if t.m != nil {
 		lm = newLayerMetrics(t.m, ml, mbase, clientName)
@@ -374,7 +411,7 @@ func (t *Tracer) Start(r *Request, ctx *fasthttp.RequestCtx) {
 	var parent trace.SpanContext
 	var pctx context.Context
 	switch {
-	case t.prop == nil:
+	case t.prop == nil || t.noServer:
 	case t.fast:
 		parent = parseTraceparent(ctx.Request.Header.PeekBytes(hdrTraceparent))
 	default:
@@ -401,7 +438,16 @@ func (t *Tracer) Start(r *Request, ctx *fasthttp.RequestCtx) {
 			}
 		}
 	}
+	if t.noServer {
+		// enabled_layers.router false: the pipe span is the trace's root.
+		r.ctx, r.server = pctx, trace.SpanFromContext(pctx)
+		return
+	}
 	method := string(ctx.Method())
+	if t.oc {
+		r.startOpenCensus(pctx, ctx)
+		return
+	}
 	r.ctx, r.server = t.tracer.Start(pctx, method, trace.WithSpanKind(trace.SpanKindServer))
 	if g := t.global; g != nil {
 		r.server.SetAttributes(g.attrs...)
@@ -476,7 +522,9 @@ func (r *Request) SetRoute(name, route string) {
 		return
 	}
 	r.server.SetName(name)
-	r.server.SetAttributes(semconv.HTTPRoute(route))
+	if !r.t.oc {
+		r.server.SetAttributes(semconv.HTTPRoute(route))
+	}
 }
 
 // End finishes the server span with the response status.
@@ -485,6 +533,11 @@ func (r *Request) End(ctx *fasthttp.RequestCtx) {
 		r.t.m.recordServer(r, ctx)
 	}
 	if !r.sampled {
+		return
+	}
+	if r.t.oc {
+		// krakend-opencensus' server span carries the request only.
+		r.server.End()
 		return
 	}
 	status := ctx.Response.StatusCode()
@@ -556,6 +609,11 @@ func (r *Request) EndProxy(complete bool, failed int) {
 	if r.proxy == nil {
 		return
 	}
+	if r.t.oc {
+		r.proxy.SetAttributes(attribute.Bool("complete", complete))
+		r.proxy.End()
+		return
+	}
 	r.proxy.SetAttributes(attribute.Bool("krakend.response.complete", complete), attribute.Int("krakend.backends.failed", failed))
 	if failed > 0 {
 		r.proxy.SetStatus(codes.Error, "")
@@ -567,6 +625,7 @@ func (r *Request) EndProxy(complete bool, failed int) {
 // zero value is an untraced, unmeasured call.
 type Call struct {
 	span  trace.Span
+	outer trace.Span // telemetry/opencensus: the "backend-" span around span
 	m     *layerMetrics
 	start time.Time
 	req   *fasthttp.Request // measured calls: read again by End
@@ -591,6 +650,9 @@ func (r *Request) StartCall(l *Layer, name string, req *fasthttp.Request) Call {
 	ctx := r.stage
 	if ctx == nil {
 		ctx = r.ctx
+	}
+	if r.t.oc {
+		return r.startOpenCensusCall(ctx, l, req, c)
 	}
 	var span trace.Span
 	if l.traced() {
@@ -629,6 +691,10 @@ func (r *Request) injectUnsampled(h *fasthttp.RequestHeader) {
 func (c Call) End(status int, reason string, resp *fasthttp.Response) {
 	if c.m != nil {
 		c.m.recordCall(&c, status, reason, resp)
+	}
+	if c.outer != nil {
+		c.endOpenCensus(status, reason)
+		return
 	}
 	if c.span == nil {
 		return

@@ -373,7 +373,13 @@ func startEdge(t *testing.T, o edgeOpts) *edge {
 	} else if !errors.Is(err, lkg.ErrNotFound) {
 		t.Fatal(err)
 	}
-	a, err := apply.New(apply.Config{Target: srv, Logger: log, Store: st, Deps: plan.Deps{DisabledFeatures: o.disabled, Revocations: rev}, Registerer: reg}, o.applyOpts...)
+	// The data-plane metrics as gw-edge has them: releasing a plan deletes
+	// its series, which is part of every apply.
+	metrics, err := plan.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := apply.New(apply.Config{Target: srv, Logger: log, Store: st, Deps: plan.Deps{DisabledFeatures: o.disabled, Revocations: rev, Metrics: metrics}, Registerer: reg}, o.applyOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,6 +506,50 @@ func TestSnapshotAppliedAndServed(t *testing.T) {
 	cp.waitEdge(t, "e1", "in_sync", v2)
 	if code, body := e.get(t, "/hello"); code != 200 || !strings.Contains(body, `"path":"/v2"`) {
 		t.Errorf("GET /hello after v2 = %d %s", code, body)
+	}
+}
+
+// largeSnapshot has n endpoints whose names and backends are all new in
+// each variant, so every push of another variant replaces the whole plan.
+func largeSnapshot(host string, variant, n int) *gatewayv1.Snapshot {
+	snap := snapshot(host, "/hello")
+	for i := range n {
+		path := fmt.Sprintf("/v%d/r%d", variant, i)
+		snap.Endpoints = append(snap.Endpoints, &gatewayv1.Endpoint{
+			Name: "GET " + path, Path: path, Method: "GET", TimeoutMs: 3000, OutputEncoding: "json",
+			Backends: []*gatewayv1.Backend{{
+				Name: "GET " + path + " backend[0]", Hosts: []string{host}, UrlPattern: path, Method: "GET", Encoding: "json",
+			}},
+		})
+	}
+	return snap
+}
+
+// TestLargePushesBackToBackAreAcked is the regression test of the lost ACK:
+// each push of a large config, made as soon as the edge serves the previous
+// one, is ACKed. The apply worker answers only after the swap released the
+// old plan, and releasing it deleted its metric series with one scan of
+// every series per endpoint (quadratic): at 3,000 endpoints that held the
+// ACK for tens of seconds, and at 10,000 the control plane gave up waiting
+// (AckTimeout) before the next push could go out.
+func TestLargePushesBackToBackAreAcked(t *testing.T) {
+	t.Parallel()
+	const endpoints = 3000
+	dir := t.TempDir()
+	backend := startBackend(t)
+	cp := startControlPlane(t, dir, "127.0.0.1:0")
+	e := startEdge(t, edgeOpts{node: "e1", target: cp.addr, dataDir: filepath.Join(dir, "e1")})
+	var v uint64
+	for variant := 1; variant <= 3; variant++ {
+		v = cp.commit(t, largeSnapshot(backend, variant, endpoints))
+		e.waitVersion(t, v)
+		cp.waitEdge(t, "e1", "in_sync", v)
+	}
+	if code, _ := e.get(t, fmt.Sprintf("/v3/r%d", endpoints-1)); code != 200 {
+		t.Errorf("GET of the last endpoint of v%d = %d", v, code)
+	}
+	if code, _ := e.get(t, "/v2/r0"); code != 404 {
+		t.Errorf("GET of an endpoint of the replaced version = %d, want 404", code)
 	}
 }
 

@@ -34,6 +34,7 @@ const (
 	SecurityBotDetector  = "security.bot_detector"  // security/bot-detector
 	ModifierMartian      = "modifier.martian"       // modifier/martian
 	ModifierLua          = "modifier.lua"           // modifier/lua-endpoint, modifier/lua-proxy or modifier/lua-backend
+	ModifierLuaService   = "modifier.lua_service"   // service-level modifier/lua-endpoint
 	ValidationJSONSchema = "validation.json_schema" // validation/json-schema
 	ValidationCEL        = "validation.cel"         // validation/cel (endpoint or backend)
 	TLSListener          = "tls.listener"           // the service's tls (enabled)
@@ -46,12 +47,16 @@ const (
 	// TelemetryOpenTelemetryMetrics: telemetry/opentelemetry with a metrics
 	// exporter (prometheus, or OTLP without disable_metrics).
 	TelemetryOpenTelemetryMetrics = "telemetry.opentelemetry.metrics"
-	TelemetryGELF                 = "telemetry.gelf"        // telemetry/gelf
-	TelemetryLogstash             = "telemetry.logstash"    // telemetry/logstash
-	TelemetryInflux               = "telemetry.influx"      // telemetry/influx
-	AsyncAMQP                     = "async.amqp"            // an async_agent with the async/amqp driver
-	BackendAMQPProducer           = "backend.amqp.producer" // a backend with backend/amqp/producer
-	BackendAMQPConsumer           = "backend.amqp.consumer" // a backend with backend/amqp/consumer
+	TelemetryGELF                 = "telemetry.gelf"     // telemetry/gelf
+	TelemetryLogstash             = "telemetry.logstash" // telemetry/logstash
+	TelemetryInflux               = "telemetry.influx"   // telemetry/influx
+	// TelemetryOpenCensus: telemetry/opencensus compiled onto the tracer
+	// (Jaeger and Zipkin exporters, krakend-opencensus' span shapes).
+	TelemetryOpenCensus = "telemetry.opencensus"
+	AsyncAMQP           = "async.amqp"            // an async_agent with the async/amqp driver
+	BackendAMQPProducer = "backend.amqp.producer" // a backend with backend/amqp/producer
+	BackendAMQPConsumer = "backend.amqp.consumer" // a backend with backend/amqp/consumer
+	BackendPubSub       = "backend.pubsub"        // a backend with backend/pubsub/publisher or /subscriber
 )
 
 // All returns every feature, sorted.
@@ -59,9 +64,9 @@ func All() []string {
 	all := []string{
 		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
-		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
-		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
-		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer,
+		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ModifierLuaService, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
+		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TelemetryOpenCensus, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
+		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer, BackendPubSub,
 	}
 	slices.Sort(all)
 	return all

@@ -44,7 +44,7 @@ if [ "${GO_BENCH:-1}" != 0 ]; then
 
 	echo
 	echo "== One edge, 10,000 endpoints: apply, resident memory, revocations and traffic during the apply (targets: < 1 s, < 150 MB, revocation p99 < 100 ms)"
-	go test -run '^$' -bench LargeSnapshot -benchtime 2x ./test/bench/propagation/ | tee -a "$out.prop"
+	go test -run '^$' -bench LargeSnapshot -benchtime 5x ./test/bench/propagation/ | tee -a "$out.prop"
 
 	echo
 	echo "== Fleet: ${FLEET_EDGES:-10000} simulated edges (own process) on a real gw-controlplane (targets: push p99 < 1 s, revocation p99 < 200 ms, <= 32 KiB per idle stream, storm absorbed)"

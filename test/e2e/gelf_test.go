@@ -160,6 +160,14 @@ func TestGELF(t *testing.T) {
 					t.Errorf("GELF fields of %v", m)
 				}
 			}
+			// go-gelf's _file/_line: the standard-library frame that called
+			// its Write in KrakenD CE 2.12.1 (seen on its binary).
+			if access["_file"] != "/usr/local/go/src/fmt/print.go" || access["_line"] != float64(263) {
+				t.Errorf("access line _file %v _line %v", access["_file"], access["_line"])
+			}
+			if warn["_file"] != "/usr/local/go/src/log/log.go" || warn["_line"] != float64(244) {
+				t.Errorf("log line _file %v _line %v", warn["_file"], warn["_line"])
+			}
 			if s, _ := warn["short_message"].(string); strings.Contains(s, "▶") {
 				t.Errorf("log line sent with KrakenD's pattern, want the bare message: %q", s)
 			}

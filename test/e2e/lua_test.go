@@ -142,6 +142,10 @@ func luaCases(returnErrorMsg bool) []luaCase {
 	}
 }
 
+// noRedirect is a client that reports redirects instead of following them.
+var noRedirect = &http.Client{Timeout: 10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 func checkLuaCases(t *testing.T, base, backend string, cases []luaCase) {
 	t.Helper()
 	host := strings.TrimPrefix(base, "http://")
@@ -151,7 +155,7 @@ func checkLuaCases(t *testing.T, base, backend string, cases []luaCase) {
 			t.Fatal(err)
 		}
 		req.Header.Set("X-Client", "c")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := noRedirect.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,9 +19,12 @@ import (
 // jaeger is a real Jaeger (v1.75.0, the v2 all-in-one binary with in-memory
 // storage) started on loopback ports for one test.
 type jaeger struct {
-	query string // base URL of the query API
-	otlp  string // OTLP gRPC host:port
-	http  string // OTLP HTTP host:port
+	query  string // base URL of the query API
+	otlp   string // OTLP gRPC host:port
+	http   string // OTLP HTTP host:port
+	thrift string // Jaeger thrift over HTTP: the collector's URL
+	agent  string // Jaeger thrift compact over UDP (the agent's): host:port
+	zipkin string // Zipkin v2: the collector's URL
 }
 
 // startJaeger starts bin/tools/jaeger (`make tools` builds it from
@@ -36,13 +39,20 @@ func startJaeger(t *testing.T) *jaeger {
 		}
 		t.Skipf("jaeger not built: run make tools (%v)", err)
 	}
-	ports := freePorts(t, 4)
-	j := &jaeger{query: "http://" + ports[0], otlp: ports[2], http: ports[3]}
+	ports := freePorts(t, 6)
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := udp.LocalAddr().String()
+	udp.Close()
+	j := &jaeger{query: "http://" + ports[0], otlp: ports[2], http: ports[3],
+		thrift: "http://" + ports[4] + "/api/traces", agent: agent, zipkin: "http://" + ports[5] + "/api/v2/spans"}
 	cfg := testenv.WriteFile(t, t.TempDir(), "jaeger.yaml", fmt.Sprintf(`service:
   extensions: [jaeger_storage, jaeger_query]
   pipelines:
     traces:
-      receivers: [otlp]
+      receivers: [otlp, jaeger, zipkin]
       processors: [batch]
       exporters: [jaeger_storage_exporter]
   telemetry:
@@ -68,13 +78,21 @@ receivers:
         endpoint: %s
       http:
         endpoint: %s
+  jaeger:
+    protocols:
+      thrift_http:
+        endpoint: %s
+      thrift_compact:
+        endpoint: %s
+  zipkin:
+    endpoint: %s
 processors:
   batch:
     timeout: 100ms
 exporters:
   jaeger_storage_exporter:
     trace_storage: mem
-`, ports[0], ports[1], ports[2], ports[3]))
+`, ports[0], ports[1], ports[2], ports[3], ports[4], agent, ports[5]))
 	testenv.Start(t, "jaeger", bin, "--config", "file:"+cfg)
 	testenv.Eventually(t, 30*time.Second, func() error {
 		resp, err := http.Get(j.query + "/api/services")

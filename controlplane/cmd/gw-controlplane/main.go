@@ -80,6 +80,8 @@ type Config struct {
 	EtcdUser         string // etcd user (etcd authentication); the password from EtcdPasswordFile or $GW_ETCD_PASSWORD
 	EtcdPasswordFile string
 	MaxStreamAge     time.Duration // 0 = streams are never ended for their age
+	ReplicaName      string        // this replica on the fleet board (etcd); "" = host name and sync port
+	FleetLeaseTTL    time.Duration // lease of this replica's fleet entries (etcd); 0 = service.DefaultFleetLeaseTTL
 	AdminListen      string
 	AdminAllowRemote bool
 	AdminTokenFile   string // "" = <DataDir>/admin.token
@@ -125,6 +127,12 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateStore()...)
 	if c.MaxStreamAge < 0 {
 		errs = append(errs, fmt.Errorf("--max-stream-age: must not be negative, got %s", c.MaxStreamAge))
+	}
+	if c.FleetLeaseTTL != 0 && c.FleetLeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("--fleet-lease-ttl: must be at least 1s, got %s", c.FleetLeaseTTL))
+	}
+	if len(c.ReplicaName) > 253 {
+		errs = append(errs, fmt.Errorf("--replica-name: at most 253 bytes, got %d", len(c.ReplicaName)))
 	}
 	if err := checkListen(c.AdminListen); err != nil {
 		errs = append(errs, fmt.Errorf("--admin-listen: %w", err))
@@ -208,6 +216,9 @@ func (c *Config) validateStore() []error {
 		if c.EtcdUser != "" {
 			errs = append(errs, errors.New("--etcd-user: only applies to --store etcd:// or etcds://"))
 		}
+		if c.ReplicaName != "" || c.FleetLeaseTTL != 0 {
+			errs = append(errs, errors.New("--replica-name, --fleet-lease-ttl: only apply to --store etcd:// or etcds:// (with bolt there is one control plane)"))
+		}
 		return errs
 	}
 	_, _, useTLS, err := store.ParseEtcdURL(c.Store)
@@ -286,6 +297,10 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&c.EtcdPasswordFile, "etcd-password-file", "", "file holding the --etcd-user password (one line; keep it mode 0600)")
 	fs.DurationVar(&c.MaxStreamAge, "max-stream-age", 30*time.Minute,
 		"end each edge stream after this long (±10% jitter); the edge reconnects at once, possibly to another replica, and is not reconfigured. Rebalances edges after a replica comes back; 0 disables")
+	fs.StringVar(&c.ReplicaName, "replica-name", "",
+		"with --store etcd://: this replica's name in gwctl status and on the fleet board the replicas share (default: host name and --sync-listen port)")
+	fs.DurationVar(&c.FleetLeaseTTL, "fleet-lease-ttl", 0,
+		"with --store etcd://: lease of the edge states this replica publishes for the others; when it dies they drop its edges this long after its last renewal (default 15s)")
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:9000",
 		"host:port of the admin gRPC API (gwctl); must be a loopback address unless --admin-allow-remote")
 	fs.BoolVar(&c.AdminAllowRemote, "admin-allow-remote", false,

@@ -76,6 +76,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "etcd user with bolt", change: func(c *Config) { c.EtcdUser = "gw" }, want: []string{"--etcd-user: only applies"}},
 		{name: "etcd password file without a user", change: func(c *Config) { c.Store = "etcd://e1:2379"; c.EtcdPasswordFile = "pw" }, want: []string{"--etcd-password-file: needs --etcd-user"}},
 		{name: "negative stream age", change: func(c *Config) { c.MaxStreamAge = -time.Second }, want: []string{"--max-stream-age"}},
+		{name: "fleet flags with etcd", change: func(c *Config) { c.Store = "etcd://e1:2379"; c.ReplicaName = "cp-1"; c.FleetLeaseTTL = 5 * time.Second }},
+		{name: "fleet flags with bolt", change: func(c *Config) { c.ReplicaName = "cp-1" }, want: []string{"--replica-name, --fleet-lease-ttl: only apply"}},
+		{name: "fleet lease under a second", change: func(c *Config) { c.Store = "etcd://e1:2379"; c.FleetLeaseTTL = 500 * time.Millisecond }, want: []string{"--fleet-lease-ttl: must be at least 1s"}},
 		{name: "admin half TLS", change: func(c *Config) { c.AdminTLSKey = "k.pem" }, want: []string{"--admin-tls-cert and --admin-tls-key"}},
 		{name: "admin client ca without TLS", change: func(c *Config) { c.AdminTLSClientCA = "ca.pem" }, want: []string{"--admin-tls-client-ca"}},
 		{name: "every problem at once", change: func(c *Config) {
@@ -141,7 +144,7 @@ func TestHelpDescribesEveryFlag(t *testing.T) {
 		"data-dir", "admin-listen", "admin-allow-remote", "admin-token-file", "sync-listen", "sync-tls-cert",
 		"sync-tls-key", "sync-tls-client-ca", "metrics-listen", "keepalive", "shutdown-timeout", "log-level", "log-format",
 		"revocation-ttl", "revocation-grace", "max-edges", "fleet-ttl", "admission-rate", "insecure-sync", "insecure-admin",
-		"admin-tls-cert", "admin-tls-key", "admin-tls-client-ca", "cert-warn-before",
+		"admin-tls-cert", "admin-tls-key", "admin-tls-client-ca", "cert-warn-before", "replica-name", "fleet-lease-ttl",
 	} {
 		if !strings.Contains(stderr.String(), "-"+f) {
 			t.Errorf("--help does not describe --%s", f)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -222,6 +223,8 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		AdmissionRate:   cfg.AdmissionRate,
 		AdmissionBurst:  2 * cfg.AdmissionRate,
 		MaxStreamAge:    cfg.MaxStreamAge,
+		ReplicaName:     replicaName(cfg),
+		FleetLeaseTTL:   cfg.FleetLeaseTTL,
 	})
 	if err != nil {
 		return err
@@ -552,4 +555,20 @@ func (s syncedFile) Write(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// replicaName is --replica-name, or the host name and the sync port (two
+// replicas on one host differ by port).
+func replicaName(cfg *Config) string {
+	if cfg.ReplicaName != "" {
+		return cfg.ReplicaName
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	if _, port, err := net.SplitHostPort(cfg.SyncListen); err == nil && port != "0" {
+		return host + ":" + port
+	}
+	return host + "/" + strconv.Itoa(os.Getpid())
 }

@@ -64,6 +64,9 @@ func newRegistries(reg prometheus.Registerer, log zerolog.Logger, disabled []str
 	cons := mq.NewConsumers(log)
 	r.deps.Consumers = cons
 	r.closers = append(r.closers, cons.Close)
+	ps := mq.NewPubSub(log, mq.PubSubServersFromEnv())
+	r.deps.PubSub = ps
+	r.closers = append(r.closers, ps.Close)
 
 	ups := plan.NewUpstreams()
 	r.deps.Upstreams = ups

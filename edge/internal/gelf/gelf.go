@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -83,11 +84,39 @@ func (w *Writer) Errors() int64  { return w.errs.Load() }
 
 // Write queues p as one message. It never blocks and never fails: a full
 // queue or a closed Writer drops the line.
-func (w *Writer) Write(p []byte) (int, error) {
+func (w *Writer) Write(p []byte) (int, error) { return w.write(p, fromLog) }
+
+// AccessLog is w for the access log's lines: they carry the _file and
+// _line KrakenD's access-log lines carry.
+func (w *Writer) AccessLog() io.Writer { return accessWriter{w} }
+
+type accessWriter struct{ w *Writer }
+
+func (a accessWriter) Write(p []byte) (int, error) { return a.w.write(p, fromAccessLog) }
+
+// Where a line was written from. go-gelf names the Go frame that called
+// its Write, which in KrakenD CE 2.12.1 is always one of two standard
+// library lines of the toolchain that built it (the log package for the
+// log lines, fmt.Fprintf for gin's access log): the messages carry those
+// values so that Graylog streams and extractors keyed on them match.
+const (
+	fromLog byte = iota
+	fromAccessLog
+)
+
+var callers = [...]struct {
+	file string
+	line int
+}{
+	fromLog:       {"/usr/local/go/src/log/log.go", 244},
+	fromAccessLog: {"/usr/local/go/src/fmt/print.go", 263},
+}
+
+func (w *Writer) write(p []byte, from byte) (int, error) {
 	if w.closed.Load() {
 		return len(p), nil
 	}
-	line := append([]byte(nil), p...)
+	line := append([]byte{from}, p...)
 	line = stamp(line)
 	select {
 	case w.queue <- line:
@@ -137,14 +166,16 @@ func (w *Writer) run() {
 	defer w.conn.Close()
 	for line := range w.queue {
 		at, p := unstamp(line)
-		if err := w.send(Message(p, w.host, w.facility, at)); err != nil {
+		c := callers[p[0]]
+		if err := w.send(Message(p[1:], w.host, w.facility, at, c.file, c.line)); err != nil {
 			w.errs.Add(1)
 		}
 	}
 }
 
-// Message is the GELF document of one written text.
-func Message(p []byte, host, facility string, at time.Time) []byte {
+// Message is the GELF document of one written text; file and line are
+// go-gelf's _file and _line extra fields.
+func Message(p []byte, host, facility string, at time.Time, file string, line int) []byte {
 	p = bytes.TrimSpace(p)
 	short, full := p, []byte(nil)
 	if i := bytes.IndexByte(p, '\n'); i > 0 {
@@ -158,7 +189,9 @@ func Message(p []byte, host, facility string, at time.Time) []byte {
 		Time     float64 `json:"timestamp"`
 		Level    int     `json:"level"`
 		Facility string  `json:"facility,omitempty"`
-	}{"1.1", host, string(short), string(full), float64(at.UnixNano()) / float64(time.Second), 6, facility}
+		File     string  `json:"_file"`
+		Line     int     `json:"_line"`
+	}{"1.1", host, string(short), string(full), float64(at.UnixNano()) / float64(time.Second), 6, facility, file, line}
 	b, _ := json.Marshal(m)
 	return b
 }

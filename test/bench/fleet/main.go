@@ -36,6 +36,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
+	"github.com/apigw/gateway/test/etcdtest"
 )
 
 func main() {
@@ -47,12 +48,13 @@ func main() {
 	revokes := flag.Int("revokes", 20, "timed revocations")
 	storm := flag.Bool("storm", true, "restart the control plane and time the reconnect storm")
 	cpFlags := flag.String("controlplane-flags", "", "more gw-controlplane flags, space separated (to try settings)")
+	onEtcd := flag.Bool("etcd", false, "run the control plane on a real single-member etcd (started here; $GW_ETCD_BIN or etcd on $PATH) instead of bbolt, and count its writes to the fleet board")
 	flag.Parse()
 	var err error
 	if *sim {
 		err = runSim(*syncAddr, *edges)
 	} else {
-		err = run(&controlPlane{bin: *cpBin, flags: strings.Fields(*cpFlags)}, *edges, *pushes, *revokes, *storm)
+		err = run(&controlPlane{bin: *cpBin, flags: strings.Fields(*cpFlags), etcd: *onEtcd}, *edges, *pushes, *revokes, *storm)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
@@ -64,6 +66,7 @@ func main() {
 type controlPlane struct {
 	bin, dir               string
 	flags                  []string
+	etcd                   bool // on a real etcd (-etcd)
 	admin, sync, metrics   string
 	cmd                    *exec.Cmd
 	exited                 chan error
@@ -256,6 +259,30 @@ func run(cp *controlPlane, edges, pushes, revokes int, storm bool) error {
 	if cp.log, err = os.Create(filepath.Join(dir, "controlplane.log")); err != nil {
 		return err
 	}
+	storeName := "bbolt"
+	if cp.etcd {
+		c, err := etcdtest.Start(filepath.Join(dir, "etcd"), 1)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		cp.flags = append(cp.flags, "--store", c.URL("bench"), "--replica-name", "bench")
+		storeName = "a 1-member etcd"
+	}
+	// boardWrites reports the fleet-board writes since the last call (etcd).
+	var lastWrites float64
+	boardWrites := func(window time.Duration) string {
+		if !cp.etcd {
+			return ""
+		}
+		n, err := cp.metric("gw_controlplane_fleet_published_entries_total")
+		if err != nil {
+			return "; fleet board: " + err.Error()
+		}
+		d := n - lastWrites
+		lastWrites = n
+		return fmt.Sprintf("; fleet board: %.0f entries written (%.1f/s)", d, d/window.Seconds())
+	}
 	if err := cp.start(edges); err != nil {
 		return err
 	}
@@ -299,29 +326,43 @@ func run(cp *controlPlane, edges, pushes, revokes int, storm bool) error {
 	}()
 
 	fmt.Printf("control plane: %s (log %s)\n", cp.metrics, cp.log.Name())
-	fmt.Printf("fleet: %d simulated edges (own process, one gRPC connection and stream each), gw-controlplane on bbolt, default flags but --max-edges %d %s\n", edges, edges, strings.Join(cp.flags, " "))
+	fmt.Printf("fleet: %d simulated edges (own process, one gRPC connection and stream each), gw-controlplane on %s, default flags but --max-edges %d %s\n", edges, storeName, edges, strings.Join(cp.flags, " "))
 	n, d, err := sim.wait("version", v, started, 5*time.Minute)
 	if err != nil {
 		return err
 	}
 	refused, _ := cp.metric("gw_controlplane_streams_refused_total")
-	fmt.Printf("cold start (all dial at once)   %d/%d edges have v%d after %s (p50 %s), %0.f streams refused by the admission limit\n",
-		n, edges, v, round(d[2]), round(d[0]), refused)
+	if cp.etcd {
+		time.Sleep(2 * time.Second) // the board catches up (at most 1024 entries a second)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+			if n, _ := cp.metric("gw_controlplane_fleet_published_entries_total"); n >= float64(edges) {
+				break
+			}
+		}
+	}
+	fmt.Printf("cold start (all dial at once)   %d/%d edges have v%d after %s (p50 %s), %0.f streams refused by the admission limit%s\n",
+		n, edges, v, round(d[2]), round(d[0]), refused, boardWrites(time.Since(started)))
 	if err := cp.alive(); err != nil {
 		return err
 	}
 
-	time.Sleep(5 * time.Second) // idle: keepalives only
+	idle := 5 * time.Second
+	if cp.etcd {
+		idle = 25 * time.Second // two rounds of keepalives (every 10s) from every edge
+	}
+	time.Sleep(idle) // idle: keepalives only
 	rss1 := cp.rss()
 	heap1, stack1, g1 := cp.live()
 	open, _ := cp.metric("gw_controlplane_streams_open")
 	per := func(a, b float64) string { return fmt.Sprintf("%.1f KiB", (b-a)/open/1024) }
-	fmt.Printf("idle memory per stream          %s RSS, %s heap + %s stacks (%.0f streams, %.1f goroutines each; RSS %s -> %s)\n",
-		per(float64(rss0), float64(rss1)), per(heap0, heap1), per(stack0, stack1), open, (g1-g0)/open, mib(rss0), mib(rss1))
+	fmt.Printf("idle memory per stream          %s RSS, %s heap + %s stacks (%.0f streams, %.1f goroutines each; RSS %s -> %s)%s\n",
+		per(float64(rss0), float64(rss1)), per(heap0, heap1), per(stack0, stack1), open, (g1-g0)/open, mib(rss0), mib(rss1), boardWrites(idle))
 
 	measure := func(kind string, count int, op func() (uint64, time.Time, error)) error {
 		var p50s, p99s, maxs []time.Duration
 		cpu0, simCPU0 := cpuTime(cp.cmd.Process.Pid), cpuTime(sim.cmd.Process.Pid)
+		began := time.Now()
+		boardWrites(time.Second)
 		for range count {
 			target, replied, err := op()
 			if err != nil {
@@ -339,9 +380,12 @@ func run(cp *controlPlane, edges, pushes, revokes int, storm bool) error {
 		}
 		cpu, simCPU := cpuTime(cp.cmd.Process.Pid)-cpu0, cpuTime(sim.cmd.Process.Pid)-simCPU0
 		what := map[string]string{"version": "config push", "seq": "revocation"}[kind]
-		fmt.Printf("%-31s p50 %s, p99 %s (median of %d), worst p99 %s, worst edge %s after the reply; CPU per op: control plane %s, simulated edges %s\n",
+		if cp.etcd {
+			time.Sleep(2 * time.Second) // the last op's entries reach the board
+		}
+		fmt.Printf("%-31s p50 %s, p99 %s (median of %d), worst p99 %s, worst edge %s after the reply; CPU per op: control plane %s, simulated edges %s%s\n",
 			what+" -> every edge", round(median(p50s)), round(median(p99s)), count, round(slices.Max(p99s)), round(slices.Max(maxs)),
-			cpu/time.Duration(count), simCPU/time.Duration(count))
+			cpu/time.Duration(count), simCPU/time.Duration(count), boardWrites(time.Since(began)))
 		return cp.alive()
 	}
 	if err := measure("version", pushes, cp.push); err != nil {

@@ -42,6 +42,11 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 		w.Write([]byte(`{"ok":true}`))
 	}))
 	dir := b.TempDir()
+	// TTL 7200: the issuer's tokens live 61 min (iat a minute back, exp an
+	// hour ahead), and with auth/revoker the edge refuses (401) a token
+	// whose exp - iat exceeds TTL - 2 x leeway, so that no revocation lapses
+	// before the token does (plan.RevocableLifetime). TTL 3600 refused them
+	// by that rule, not by a fault of the revoker.
 	cfg := testenv.WriteFile(b, dir, "jwt.json", fmt.Sprintf(`{
   "version": 3,
   "host": [%q],

@@ -1096,7 +1096,12 @@ type StatusResponse struct {
 	// expires (zero without TLS).
 	SyncCertNotAfterUnixMs int64 `protobuf:"varint,6,opt,name=sync_cert_not_after_unix_ms,json=syncCertNotAfterUnixMs,proto3" json:"sync_cert_not_after_unix_ms,omitempty"`
 	// rollout is the latest staged rollout (unset when none was ever made).
-	Rollout       *Rollout `protobuf:"bytes,150,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	Rollout *Rollout `protobuf:"bytes,150,opt,name=rollout,proto3" json:"rollout,omitempty"`
+	// replica is the name of the control-plane replica that answered.
+	Replica string `protobuf:"bytes,151,opt,name=replica,proto3" json:"replica,omitempty"`
+	// replicas are the control-plane replicas whose edges are listed (this
+	// one first), on a store shared by several (etcd).
+	Replicas      []*ReplicaStatus `protobuf:"bytes,152,rep,name=replicas,proto3" json:"replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1180,6 +1185,250 @@ func (x *StatusResponse) GetRollout() *Rollout {
 	return nil
 }
 
+func (x *StatusResponse) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetReplicas() []*ReplicaStatus {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+// ReplicaStatus is one control-plane replica as the others see it.
+type ReplicaStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// edges is how many edges it registers (connected or not).
+	Edges uint32 `protobuf:"varint,2,opt,name=edges,proto3" json:"edges,omitempty"`
+	// reported_unix_ms is when it last published (its liveness; a replica
+	// that stops is dropped when its lease expires).
+	ReportedUnixMs int64 `protobuf:"varint,3,opt,name=reported_unix_ms,json=reportedUnixMs,proto3" json:"reported_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReplicaStatus) Reset() {
+	*x = ReplicaStatus{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaStatus) ProtoMessage() {}
+
+func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
+func (*ReplicaStatus) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReplicaStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReplicaStatus) GetEdges() uint32 {
+	if x != nil {
+		return x.Edges
+	}
+	return 0
+}
+
+func (x *ReplicaStatus) GetReportedUnixMs() int64 {
+	if x != nil {
+		return x.ReportedUnixMs
+	}
+	return 0
+}
+
+// FleetRecord is one edge as a control-plane replica publishes it to the
+// other replicas (etcd store): what Status shows, plus what the staged
+// rollout's checks and the no-resend-after-NACK rule need. The state field
+// of edge is left empty: every reader classifies it against what the
+// edge's region must serve.
+type FleetRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Edge          *EdgeStatus            `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
+	Nacked        []uint64               `protobuf:"varint,2,rep,packed,name=nacked,proto3" json:"nacked,omitempty"`
+	Requests      uint64                 `protobuf:"varint,3,opt,name=requests,proto3" json:"requests,omitempty"`
+	Errors        uint64                 `protobuf:"varint,4,opt,name=errors,proto3" json:"errors,omitempty"`
+	ReqBase       uint64                 `protobuf:"varint,5,opt,name=req_base,json=reqBase,proto3" json:"req_base,omitempty"`
+	ErrBase       uint64                 `protobuf:"varint,6,opt,name=err_base,json=errBase,proto3" json:"err_base,omitempty"`
+	BaseVersion   uint64                 `protobuf:"varint,7,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"`
+	CountersSeen  bool                   `protobuf:"varint,8,opt,name=counters_seen,json=countersSeen,proto3" json:"counters_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetRecord) Reset() {
+	*x = FleetRecord{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetRecord) ProtoMessage() {}
+
+func (x *FleetRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetRecord.ProtoReflect.Descriptor instead.
+func (*FleetRecord) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FleetRecord) GetEdge() *EdgeStatus {
+	if x != nil {
+		return x.Edge
+	}
+	return nil
+}
+
+func (x *FleetRecord) GetNacked() []uint64 {
+	if x != nil {
+		return x.Nacked
+	}
+	return nil
+}
+
+func (x *FleetRecord) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *FleetRecord) GetErrors() uint64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *FleetRecord) GetReqBase() uint64 {
+	if x != nil {
+		return x.ReqBase
+	}
+	return 0
+}
+
+func (x *FleetRecord) GetErrBase() uint64 {
+	if x != nil {
+		return x.ErrBase
+	}
+	return 0
+}
+
+func (x *FleetRecord) GetBaseVersion() uint64 {
+	if x != nil {
+		return x.BaseVersion
+	}
+	return 0
+}
+
+func (x *FleetRecord) GetCountersSeen() bool {
+	if x != nil {
+		return x.CountersSeen
+	}
+	return false
+}
+
+// FleetReplicaRecord is a replica's own entry on the fleet board.
+type FleetReplicaRecord struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	HeartbeatUnixMs int64                  `protobuf:"varint,2,opt,name=heartbeat_unix_ms,json=heartbeatUnixMs,proto3" json:"heartbeat_unix_ms,omitempty"`
+	Edges           uint32                 `protobuf:"varint,3,opt,name=edges,proto3" json:"edges,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FleetReplicaRecord) Reset() {
+	*x = FleetReplicaRecord{}
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetReplicaRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetReplicaRecord) ProtoMessage() {}
+
+func (x *FleetReplicaRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetReplicaRecord.ProtoReflect.Descriptor instead.
+func (*FleetReplicaRecord) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FleetReplicaRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FleetReplicaRecord) GetHeartbeatUnixMs() int64 {
+	if x != nil {
+		return x.HeartbeatUnixMs
+	}
+	return 0
+}
+
+func (x *FleetReplicaRecord) GetEdges() uint32 {
+	if x != nil {
+		return x.Edges
+	}
+	return 0
+}
+
 // EdgeStatus is the control plane's view of one edge.
 type EdgeStatus struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1206,14 +1455,21 @@ type EdgeStatus struct {
 	// mTLS).
 	CertNotAfterUnixMs int64 `protobuf:"varint,15,opt,name=cert_not_after_unix_ms,json=certNotAfterUnixMs,proto3" json:"cert_not_after_unix_ms,omitempty"`
 	// agents are the edge's async agents as of its last keepalive.
-	Agents        []*AgentState `protobuf:"bytes,120,rep,name=agents,proto3" json:"agents,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Agents []*AgentState `protobuf:"bytes,120,rep,name=agents,proto3" json:"agents,omitempty"`
+	// replica is the control-plane replica the edge streams (or streamed)
+	// from.
+	Replica string `protobuf:"bytes,150,opt,name=replica,proto3" json:"replica,omitempty"`
+	// reported_unix_ms is when that replica last published this entry
+	// (how fresh the view of another replica's edge is; for the answering
+	// replica's own edges it is the time of the answer).
+	ReportedUnixMs int64 `protobuf:"varint,151,opt,name=reported_unix_ms,json=reportedUnixMs,proto3" json:"reported_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *EdgeStatus) Reset() {
 	*x = EdgeStatus{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1481,7 @@ func (x *EdgeStatus) String() string {
 func (*EdgeStatus) ProtoMessage() {}
 
 func (x *EdgeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[17]
+	mi := &file_gateway_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1494,7 @@ func (x *EdgeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EdgeStatus.ProtoReflect.Descriptor instead.
 func (*EdgeStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EdgeStatus) GetNodeId() string {
@@ -1353,6 +1609,20 @@ func (x *EdgeStatus) GetAgents() []*AgentState {
 	return nil
 }
 
+func (x *EdgeStatus) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *EdgeStatus) GetReportedUnixMs() int64 {
+	if x != nil {
+		return x.ReportedUnixMs
+	}
+	return 0
+}
+
 type IssueCertificateRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -1368,7 +1638,7 @@ type IssueCertificateRequest struct {
 
 func (x *IssueCertificateRequest) Reset() {
 	*x = IssueCertificateRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1650,7 @@ func (x *IssueCertificateRequest) String() string {
 func (*IssueCertificateRequest) ProtoMessage() {}
 
 func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[18]
+	mi := &file_gateway_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1663,7 @@ func (x *IssueCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *IssueCertificateRequest) GetNodeId() string {
@@ -1441,7 +1711,7 @@ type IssueCertificateResponse struct {
 
 func (x *IssueCertificateResponse) Reset() {
 	*x = IssueCertificateResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1723,7 @@ func (x *IssueCertificateResponse) String() string {
 func (*IssueCertificateResponse) ProtoMessage() {}
 
 func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[19]
+	mi := &file_gateway_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1736,7 @@ func (x *IssueCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IssueCertificateResponse) GetCertificatePem() string {
@@ -1507,7 +1777,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[20]
+	mi := &file_gateway_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1789,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[20]
+	mi := &file_gateway_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1802,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HistoryRequest) GetLimit() uint32 {
@@ -1551,7 +1821,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[21]
+	mi := &file_gateway_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1833,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[21]
+	mi := &file_gateway_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1846,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HistoryResponse) GetVersions() []*VersionInfo {
@@ -1596,7 +1866,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[22]
+	mi := &file_gateway_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1878,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[22]
+	mi := &file_gateway_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1891,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RollbackRequest) GetVersion() uint64 {
@@ -1648,7 +1918,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[23]
+	mi := &file_gateway_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1930,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[23]
+	mi := &file_gateway_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1943,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RollbackResponse) GetVersion() *VersionInfo {
@@ -1704,7 +1974,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[24]
+	mi := &file_gateway_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1986,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[24]
+	mi := &file_gateway_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1999,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RevokeRequest) GetClaim() string {
@@ -1769,7 +2039,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[25]
+	mi := &file_gateway_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +2051,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[25]
+	mi := &file_gateway_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +2064,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RevokeResponse) GetEntry() *RevocationEntry {
@@ -1812,7 +2082,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[26]
+	mi := &file_gateway_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +2094,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[26]
+	mi := &file_gateway_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +2107,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 type ListRevocationsResponse struct {
@@ -1850,7 +2120,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[27]
+	mi := &file_gateway_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +2132,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[27]
+	mi := &file_gateway_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +2145,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListRevocationsResponse) GetEntries() []*RevocationEntry {
@@ -1940,7 +2210,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[28]
+	mi := &file_gateway_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2222,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[28]
+	mi := &file_gateway_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2235,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AuditEntry) GetSeq() uint64 {
@@ -2105,7 +2375,7 @@ type AuditDiff struct {
 
 func (x *AuditDiff) Reset() {
 	*x = AuditDiff{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[29]
+	mi := &file_gateway_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2387,7 @@ func (x *AuditDiff) String() string {
 func (*AuditDiff) ProtoMessage() {}
 
 func (x *AuditDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[29]
+	mi := &file_gateway_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2400,7 @@ func (x *AuditDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditDiff.ProtoReflect.Descriptor instead.
 func (*AuditDiff) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditDiff) GetAdded() []string {
@@ -2196,7 +2466,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[30]
+	mi := &file_gateway_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2478,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[30]
+	mi := &file_gateway_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2491,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAuditRequest) GetLimit() uint32 {
@@ -2257,7 +2527,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_gateway_v1_admin_proto_msgTypes[31]
+	mi := &file_gateway_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2539,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_admin_proto_msgTypes[31]
+	mi := &file_gateway_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2552,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -2382,7 +2652,7 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\rStatusRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\xce\x02\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xa1\x03\n" +
 	"\x0eStatusResponse\x121\n" +
 	"\acurrent\x18\x01 \x01(\v2\x17.gateway.v1.VersionInfoR\acurrent\x12,\n" +
 	"\x05edges\x18\x02 \x03(\v2\x16.gateway.v1.EdgeStatusR\x05edges\x12%\n" +
@@ -2391,7 +2661,26 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\vtotal_edges\x18\x05 \x01(\rR\n" +
 	"totalEdges\x12;\n" +
 	"\x1bsync_cert_not_after_unix_ms\x18\x06 \x01(\x03R\x16syncCertNotAfterUnixMs\x12.\n" +
-	"\arollout\x18\x96\x01 \x01(\v2\x13.gateway.v1.RolloutR\arollout\"\xcd\x04\n" +
+	"\arollout\x18\x96\x01 \x01(\v2\x13.gateway.v1.RolloutR\arollout\x12\x19\n" +
+	"\areplica\x18\x97\x01 \x01(\tR\areplica\x126\n" +
+	"\breplicas\x18\x98\x01 \x03(\v2\x19.gateway.v1.ReplicaStatusR\breplicas\"c\n" +
+	"\rReplicaStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05edges\x18\x02 \x01(\rR\x05edges\x12(\n" +
+	"\x10reported_unix_ms\x18\x03 \x01(\x03R\x0ereportedUnixMs\"\x83\x02\n" +
+	"\vFleetRecord\x12*\n" +
+	"\x04edge\x18\x01 \x01(\v2\x16.gateway.v1.EdgeStatusR\x04edge\x12\x16\n" +
+	"\x06nacked\x18\x02 \x03(\x04R\x06nacked\x12\x1a\n" +
+	"\brequests\x18\x03 \x01(\x04R\brequests\x12\x16\n" +
+	"\x06errors\x18\x04 \x01(\x04R\x06errors\x12\x19\n" +
+	"\breq_base\x18\x05 \x01(\x04R\areqBase\x12\x19\n" +
+	"\berr_base\x18\x06 \x01(\x04R\aerrBase\x12!\n" +
+	"\fbase_version\x18\a \x01(\x04R\vbaseVersion\x12#\n" +
+	"\rcounters_seen\x18\b \x01(\bR\fcountersSeen\"j\n" +
+	"\x12FleetReplicaRecord\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x11heartbeat_unix_ms\x18\x02 \x01(\x03R\x0fheartbeatUnixMs\x12\x14\n" +
+	"\x05edges\x18\x03 \x01(\rR\x05edges\"\x93\x05\n" +
 	"\n" +
 	"EdgeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
@@ -2411,7 +2700,9 @@ const file_gateway_v1_admin_proto_rawDesc = "" +
 	"\x0erevocation_seq\x18\r \x01(\x04R\rrevocationSeq\x12\x1a\n" +
 	"\bidentity\x18\x0e \x01(\tR\bidentity\x122\n" +
 	"\x16cert_not_after_unix_ms\x18\x0f \x01(\x03R\x12certNotAfterUnixMs\x12.\n" +
-	"\x06agents\x18x \x03(\v2\x16.gateway.v1.AgentStateR\x06agents\"\x8e\x01\n" +
+	"\x06agents\x18x \x03(\v2\x16.gateway.v1.AgentStateR\x06agents\x12\x19\n" +
+	"\areplica\x18\x96\x01 \x01(\tR\areplica\x12)\n" +
+	"\x10reported_unix_ms\x18\x97\x01 \x01(\x03R\x0ereportedUnixMs\"\x8e\x01\n" +
 	"\x17IssueCertificateRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -2512,7 +2803,7 @@ func file_gateway_v1_admin_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_admin_proto_rawDescData
 }
 
-var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_gateway_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_gateway_v1_admin_proto_goTypes = []any{
 	(*ConfigSource)(nil),             // 0: gateway.v1.ConfigSource
 	(*SourceFile)(nil),               // 1: gateway.v1.SourceFile
@@ -2531,82 +2822,87 @@ var file_gateway_v1_admin_proto_goTypes = []any{
 	(*VersionInfo)(nil),              // 14: gateway.v1.VersionInfo
 	(*StatusRequest)(nil),            // 15: gateway.v1.StatusRequest
 	(*StatusResponse)(nil),           // 16: gateway.v1.StatusResponse
-	(*EdgeStatus)(nil),               // 17: gateway.v1.EdgeStatus
-	(*IssueCertificateRequest)(nil),  // 18: gateway.v1.IssueCertificateRequest
-	(*IssueCertificateResponse)(nil), // 19: gateway.v1.IssueCertificateResponse
-	(*HistoryRequest)(nil),           // 20: gateway.v1.HistoryRequest
-	(*HistoryResponse)(nil),          // 21: gateway.v1.HistoryResponse
-	(*RollbackRequest)(nil),          // 22: gateway.v1.RollbackRequest
-	(*RollbackResponse)(nil),         // 23: gateway.v1.RollbackResponse
-	(*RevokeRequest)(nil),            // 24: gateway.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 25: gateway.v1.RevokeResponse
-	(*ListRevocationsRequest)(nil),   // 26: gateway.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 27: gateway.v1.ListRevocationsResponse
-	(*AuditEntry)(nil),               // 28: gateway.v1.AuditEntry
-	(*AuditDiff)(nil),                // 29: gateway.v1.AuditDiff
-	(*ListAuditRequest)(nil),         // 30: gateway.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 31: gateway.v1.ListAuditResponse
-	(*LuaSource)(nil),                // 32: gateway.v1.LuaSource
-	(*FieldViolation)(nil),           // 33: gateway.v1.FieldViolation
-	(*AgentState)(nil),               // 34: gateway.v1.AgentState
-	(*RevocationEntry)(nil),          // 35: gateway.v1.RevocationEntry
+	(*ReplicaStatus)(nil),            // 17: gateway.v1.ReplicaStatus
+	(*FleetRecord)(nil),              // 18: gateway.v1.FleetRecord
+	(*FleetReplicaRecord)(nil),       // 19: gateway.v1.FleetReplicaRecord
+	(*EdgeStatus)(nil),               // 20: gateway.v1.EdgeStatus
+	(*IssueCertificateRequest)(nil),  // 21: gateway.v1.IssueCertificateRequest
+	(*IssueCertificateResponse)(nil), // 22: gateway.v1.IssueCertificateResponse
+	(*HistoryRequest)(nil),           // 23: gateway.v1.HistoryRequest
+	(*HistoryResponse)(nil),          // 24: gateway.v1.HistoryResponse
+	(*RollbackRequest)(nil),          // 25: gateway.v1.RollbackRequest
+	(*RollbackResponse)(nil),         // 26: gateway.v1.RollbackResponse
+	(*RevokeRequest)(nil),            // 27: gateway.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 28: gateway.v1.RevokeResponse
+	(*ListRevocationsRequest)(nil),   // 29: gateway.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 30: gateway.v1.ListRevocationsResponse
+	(*AuditEntry)(nil),               // 31: gateway.v1.AuditEntry
+	(*AuditDiff)(nil),                // 32: gateway.v1.AuditDiff
+	(*ListAuditRequest)(nil),         // 33: gateway.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 34: gateway.v1.ListAuditResponse
+	(*LuaSource)(nil),                // 35: gateway.v1.LuaSource
+	(*FieldViolation)(nil),           // 36: gateway.v1.FieldViolation
+	(*AgentState)(nil),               // 37: gateway.v1.AgentState
+	(*RevocationEntry)(nil),          // 38: gateway.v1.RevocationEntry
 }
 var file_gateway_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: gateway.v1.ConfigSource.rendered_from:type_name -> gateway.v1.SourceFile
-	32, // 1: gateway.v1.ConfigSource.lua_sources:type_name -> gateway.v1.LuaSource
+	35, // 1: gateway.v1.ConfigSource.lua_sources:type_name -> gateway.v1.LuaSource
 	0,  // 2: gateway.v1.ValidateRequest.source:type_name -> gateway.v1.ConfigSource
-	33, // 3: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
-	33, // 4: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
+	36, // 3: gateway.v1.ValidateResponse.violations:type_name -> gateway.v1.FieldViolation
+	36, // 4: gateway.v1.ValidateResponse.warnings:type_name -> gateway.v1.FieldViolation
 	0,  // 5: gateway.v1.PushRequest.source:type_name -> gateway.v1.ConfigSource
 	14, // 6: gateway.v1.PushResponse.version:type_name -> gateway.v1.VersionInfo
-	33, // 7: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
+	36, // 7: gateway.v1.PushResponse.warnings:type_name -> gateway.v1.FieldViolation
 	6,  // 8: gateway.v1.PushResponse.rollout:type_name -> gateway.v1.Rollout
 	6,  // 9: gateway.v1.PromoteResponse.rollout:type_name -> gateway.v1.Rollout
 	6,  // 10: gateway.v1.AbortResponse.rollout:type_name -> gateway.v1.Rollout
 	0,  // 11: gateway.v1.DiffRequest.source:type_name -> gateway.v1.ConfigSource
 	13, // 12: gateway.v1.DiffResponse.changes:type_name -> gateway.v1.Change
 	1,  // 13: gateway.v1.VersionInfo.rendered_from:type_name -> gateway.v1.SourceFile
-	33, // 14: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
+	36, // 14: gateway.v1.VersionInfo.warnings:type_name -> gateway.v1.FieldViolation
 	14, // 15: gateway.v1.StatusResponse.current:type_name -> gateway.v1.VersionInfo
-	17, // 16: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
+	20, // 16: gateway.v1.StatusResponse.edges:type_name -> gateway.v1.EdgeStatus
 	6,  // 17: gateway.v1.StatusResponse.rollout:type_name -> gateway.v1.Rollout
-	34, // 18: gateway.v1.EdgeStatus.agents:type_name -> gateway.v1.AgentState
-	14, // 19: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
-	14, // 20: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
-	35, // 21: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
-	35, // 22: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
-	29, // 23: gateway.v1.AuditEntry.diff:type_name -> gateway.v1.AuditDiff
-	35, // 24: gateway.v1.AuditEntry.revocation:type_name -> gateway.v1.RevocationEntry
-	28, // 25: gateway.v1.ListAuditResponse.entries:type_name -> gateway.v1.AuditEntry
-	2,  // 26: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
-	4,  // 27: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
-	11, // 28: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
-	15, // 29: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
-	20, // 30: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
-	22, // 31: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
-	24, // 32: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
-	26, // 33: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
-	18, // 34: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
-	30, // 35: gateway.v1.AdminService.ListAudit:input_type -> gateway.v1.ListAuditRequest
-	7,  // 36: gateway.v1.AdminService.Promote:input_type -> gateway.v1.PromoteRequest
-	9,  // 37: gateway.v1.AdminService.Abort:input_type -> gateway.v1.AbortRequest
-	3,  // 38: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
-	5,  // 39: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
-	12, // 40: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
-	16, // 41: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
-	21, // 42: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
-	23, // 43: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
-	25, // 44: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
-	27, // 45: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
-	19, // 46: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
-	31, // 47: gateway.v1.AdminService.ListAudit:output_type -> gateway.v1.ListAuditResponse
-	8,  // 48: gateway.v1.AdminService.Promote:output_type -> gateway.v1.PromoteResponse
-	10, // 49: gateway.v1.AdminService.Abort:output_type -> gateway.v1.AbortResponse
-	38, // [38:50] is the sub-list for method output_type
-	26, // [26:38] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	17, // 18: gateway.v1.StatusResponse.replicas:type_name -> gateway.v1.ReplicaStatus
+	20, // 19: gateway.v1.FleetRecord.edge:type_name -> gateway.v1.EdgeStatus
+	37, // 20: gateway.v1.EdgeStatus.agents:type_name -> gateway.v1.AgentState
+	14, // 21: gateway.v1.HistoryResponse.versions:type_name -> gateway.v1.VersionInfo
+	14, // 22: gateway.v1.RollbackResponse.version:type_name -> gateway.v1.VersionInfo
+	38, // 23: gateway.v1.RevokeResponse.entry:type_name -> gateway.v1.RevocationEntry
+	38, // 24: gateway.v1.ListRevocationsResponse.entries:type_name -> gateway.v1.RevocationEntry
+	32, // 25: gateway.v1.AuditEntry.diff:type_name -> gateway.v1.AuditDiff
+	38, // 26: gateway.v1.AuditEntry.revocation:type_name -> gateway.v1.RevocationEntry
+	31, // 27: gateway.v1.ListAuditResponse.entries:type_name -> gateway.v1.AuditEntry
+	2,  // 28: gateway.v1.AdminService.Validate:input_type -> gateway.v1.ValidateRequest
+	4,  // 29: gateway.v1.AdminService.Push:input_type -> gateway.v1.PushRequest
+	11, // 30: gateway.v1.AdminService.Diff:input_type -> gateway.v1.DiffRequest
+	15, // 31: gateway.v1.AdminService.Status:input_type -> gateway.v1.StatusRequest
+	23, // 32: gateway.v1.AdminService.History:input_type -> gateway.v1.HistoryRequest
+	25, // 33: gateway.v1.AdminService.Rollback:input_type -> gateway.v1.RollbackRequest
+	27, // 34: gateway.v1.AdminService.Revoke:input_type -> gateway.v1.RevokeRequest
+	29, // 35: gateway.v1.AdminService.ListRevocations:input_type -> gateway.v1.ListRevocationsRequest
+	21, // 36: gateway.v1.AdminService.IssueCertificate:input_type -> gateway.v1.IssueCertificateRequest
+	33, // 37: gateway.v1.AdminService.ListAudit:input_type -> gateway.v1.ListAuditRequest
+	7,  // 38: gateway.v1.AdminService.Promote:input_type -> gateway.v1.PromoteRequest
+	9,  // 39: gateway.v1.AdminService.Abort:input_type -> gateway.v1.AbortRequest
+	3,  // 40: gateway.v1.AdminService.Validate:output_type -> gateway.v1.ValidateResponse
+	5,  // 41: gateway.v1.AdminService.Push:output_type -> gateway.v1.PushResponse
+	12, // 42: gateway.v1.AdminService.Diff:output_type -> gateway.v1.DiffResponse
+	16, // 43: gateway.v1.AdminService.Status:output_type -> gateway.v1.StatusResponse
+	24, // 44: gateway.v1.AdminService.History:output_type -> gateway.v1.HistoryResponse
+	26, // 45: gateway.v1.AdminService.Rollback:output_type -> gateway.v1.RollbackResponse
+	28, // 46: gateway.v1.AdminService.Revoke:output_type -> gateway.v1.RevokeResponse
+	30, // 47: gateway.v1.AdminService.ListRevocations:output_type -> gateway.v1.ListRevocationsResponse
+	22, // 48: gateway.v1.AdminService.IssueCertificate:output_type -> gateway.v1.IssueCertificateResponse
+	34, // 49: gateway.v1.AdminService.ListAudit:output_type -> gateway.v1.ListAuditResponse
+	8,  // 50: gateway.v1.AdminService.Promote:output_type -> gateway.v1.PromoteResponse
+	10, // 51: gateway.v1.AdminService.Abort:output_type -> gateway.v1.AbortResponse
+	40, // [40:52] is the sub-list for method output_type
+	28, // [28:40] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_admin_proto_init() }
@@ -2621,7 +2917,7 @@ func file_gateway_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_admin_proto_rawDesc), len(file_gateway_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -536,6 +536,11 @@ type Service struct {
 	// bot_detector is the service-level `security/bot-detector`: checked for
 	// every request before routing (unknown paths too), as KrakenD does.
 	BotDetector *BotDetector `protobuf:"bytes,30,opt,name=bot_detector,json=botDetector,proto3" json:"bot_detector,omitempty"`
+	// lua_endpoint is the service-level `modifier/lua-endpoint`: pre runs on
+	// every request that reaches a handler (routes, 404, 405; not redirects),
+	// after security/http and before the service bot detector, as KrakenD's
+	// gin middleware.
+	LuaEndpoint *LuaScript `protobuf:"bytes,110,opt,name=lua_endpoint,json=luaEndpoint,proto3" json:"lua_endpoint,omitempty"`
 	// tls is the service's `tls` block when enabled: the edge's listener
 	// serves HTTPS. Unset: plain HTTP.
 	Tls *ServerTLS `protobuf:"bytes,17,opt,name=tls,proto3" json:"tls,omitempty"`
@@ -697,6 +702,13 @@ func (x *Service) GetOpentelemetry() *OpenTelemetry {
 func (x *Service) GetBotDetector() *BotDetector {
 	if x != nil {
 		return x.BotDetector
+	}
+	return nil
+}
+
+func (x *Service) GetLuaEndpoint() *LuaScript {
+	if x != nil {
+		return x.LuaEndpoint
 	}
 	return nil
 }
@@ -1574,8 +1586,22 @@ type OpenTelemetry struct {
 	// semantic_convention "1.27" selects the semantic-convention instrument
 	// names (http.server.request.duration...); "" krakend-otel's own.
 	SemanticConvention string `protobuf:"bytes,136,opt,name=semantic_convention,json=semanticConvention,proto3" json:"semantic_convention,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// telemetry/opencensus (issue 13, 137+), compiled onto this message when
+	// the service has no telemetry/opentelemetry. jaeger and zipkin are its
+	// trace exporters.
+	Jaeger []*JaegerExporter `protobuf:"bytes,137,rep,name=jaeger,proto3" json:"jaeger,omitempty"`
+	Zipkin []*ZipkinExporter `protobuf:"bytes,138,rep,name=zipkin,proto3" json:"zipkin,omitempty"`
+	// opencensus shapes the spans as krakend-opencensus does: the server span
+	// named after the endpoint (lura's /a/:id form), "pipe-<endpoint>" and
+	// "backend-<url_pattern>" stage spans, a client span named after the
+	// backend URL's path, the ochttp attribute names, and B3 multi-header
+	// propagation whatever OTEL_PROPAGATORS says.
+	Opencensus bool `protobuf:"varint,139,opt,name=opencensus,proto3" json:"opencensus,omitempty"`
+	// no_server_span is enabled_layers.router false: no server span, the
+	// client's trace context is not read and the pipe span is the root.
+	NoServerSpan  bool `protobuf:"varint,140,opt,name=no_server_span,json=noServerSpan,proto3" json:"no_server_span,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpenTelemetry) Reset() {
@@ -1727,6 +1753,160 @@ func (x *OpenTelemetry) GetSemanticConvention() string {
 	return ""
 }
 
+func (x *OpenTelemetry) GetJaeger() []*JaegerExporter {
+	if x != nil {
+		return x.Jaeger
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetZipkin() []*ZipkinExporter {
+	if x != nil {
+		return x.Zipkin
+	}
+	return nil
+}
+
+func (x *OpenTelemetry) GetOpencensus() bool {
+	if x != nil {
+		return x.Opencensus
+	}
+	return false
+}
+
+func (x *OpenTelemetry) GetNoServerSpan() bool {
+	if x != nil {
+		return x.NoServerSpan
+	}
+	return false
+}
+
+// JaegerExporter is telemetry/opencensus exporters.jaeger: Jaeger's thrift
+// protocol, to a collector over HTTP (collector_endpoint, a full URL) or to
+// an agent over UDP (agent_endpoint, host:port).
+type JaegerExporter struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	CollectorEndpoint string                 `protobuf:"bytes,1,opt,name=collector_endpoint,json=collectorEndpoint,proto3" json:"collector_endpoint,omitempty"`
+	AgentEndpoint     string                 `protobuf:"bytes,2,opt,name=agent_endpoint,json=agentEndpoint,proto3" json:"agent_endpoint,omitempty"`
+	ServiceName       string                 `protobuf:"bytes,3,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	// buffer_max_count bounds the spans queued for export (0: the SDK's).
+	BufferMaxCount uint32 `protobuf:"varint,4,opt,name=buffer_max_count,json=bufferMaxCount,proto3" json:"buffer_max_count,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *JaegerExporter) Reset() {
+	*x = JaegerExporter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JaegerExporter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JaegerExporter) ProtoMessage() {}
+
+func (x *JaegerExporter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JaegerExporter.ProtoReflect.Descriptor instead.
+func (*JaegerExporter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *JaegerExporter) GetCollectorEndpoint() string {
+	if x != nil {
+		return x.CollectorEndpoint
+	}
+	return ""
+}
+
+func (x *JaegerExporter) GetAgentEndpoint() string {
+	if x != nil {
+		return x.AgentEndpoint
+	}
+	return ""
+}
+
+func (x *JaegerExporter) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *JaegerExporter) GetBufferMaxCount() uint32 {
+	if x != nil {
+		return x.BufferMaxCount
+	}
+	return 0
+}
+
+// ZipkinExporter is telemetry/opencensus exporters.zipkin: Zipkin v2 JSON
+// posted to collector_url.
+type ZipkinExporter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CollectorUrl  string                 `protobuf:"bytes,1,opt,name=collector_url,json=collectorUrl,proto3" json:"collector_url,omitempty"`
+	ServiceName   string                 `protobuf:"bytes,2,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ZipkinExporter) Reset() {
+	*x = ZipkinExporter{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ZipkinExporter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ZipkinExporter) ProtoMessage() {}
+
+func (x *ZipkinExporter) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ZipkinExporter.ProtoReflect.Descriptor instead.
+func (*ZipkinExporter) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ZipkinExporter) GetCollectorUrl() string {
+	if x != nil {
+		return x.CollectorUrl
+	}
+	return ""
+}
+
+func (x *ZipkinExporter) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
 // OTLPExporter is one `exporters.otlp[]` entry.
 type OTLPExporter struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1743,7 +1923,7 @@ type OTLPExporter struct {
 
 func (x *OTLPExporter) Reset() {
 	*x = OTLPExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1935,7 @@ func (x *OTLPExporter) String() string {
 func (*OTLPExporter) ProtoMessage() {}
 
 func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1948,7 @@ func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OTLPExporter.ProtoReflect.Descriptor instead.
 func (*OTLPExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OTLPExporter) GetName() string {
@@ -1821,7 +2001,7 @@ type PrometheusExporter struct {
 
 func (x *PrometheusExporter) Reset() {
 	*x = PrometheusExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +2013,7 @@ func (x *PrometheusExporter) String() string {
 func (*PrometheusExporter) ProtoMessage() {}
 
 func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +2026,7 @@ func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrometheusExporter.ProtoReflect.Descriptor instead.
 func (*PrometheusExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PrometheusExporter) GetName() string {
@@ -1902,7 +2082,7 @@ type MetricsLayer struct {
 
 func (x *MetricsLayer) Reset() {
 	*x = MetricsLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2094,7 @@ func (x *MetricsLayer) String() string {
 func (*MetricsLayer) ProtoMessage() {}
 
 func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2107,7 @@ func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsLayer.ProtoReflect.Descriptor instead.
 func (*MetricsLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MetricsLayer) GetDisabled() bool {
@@ -1974,7 +2154,7 @@ type TraceLayer struct {
 
 func (x *TraceLayer) Reset() {
 	*x = TraceLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2166,7 @@ func (x *TraceLayer) String() string {
 func (*TraceLayer) ProtoMessage() {}
 
 func (x *TraceLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2179,7 @@ func (x *TraceLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
 func (*TraceLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TraceLayer) GetDisabled() bool {
@@ -2041,7 +2221,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2233,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2246,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -2098,7 +2278,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2110,7 +2290,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2123,7 +2303,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -2196,7 +2376,7 @@ type HTTPClient struct {
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2388,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2401,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -2364,7 +2544,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2376,7 +2556,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2389,7 +2569,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Endpoint) GetName() string {
@@ -2596,7 +2776,7 @@ type CelChecks struct {
 
 func (x *CelChecks) Reset() {
 	*x = CelChecks{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2788,7 @@ func (x *CelChecks) String() string {
 func (*CelChecks) ProtoMessage() {}
 
 func (x *CelChecks) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +2801,7 @@ func (x *CelChecks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CelChecks.ProtoReflect.Descriptor instead.
 func (*CelChecks) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CelChecks) GetRequest() []string {
@@ -2661,7 +2841,7 @@ type LuaScript struct {
 
 func (x *LuaScript) Reset() {
 	*x = LuaScript{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2853,7 @@ func (x *LuaScript) String() string {
 func (*LuaScript) ProtoMessage() {}
 
 func (x *LuaScript) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2866,7 @@ func (x *LuaScript) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LuaScript.ProtoReflect.Descriptor instead.
 func (*LuaScript) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LuaScript) GetSources() []*LuaSource {
@@ -2737,7 +2917,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2929,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2942,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Static) GetStrategy() string {
@@ -2791,7 +2971,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2803,7 +2983,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2816,7 +2996,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -2899,6 +3079,10 @@ type Backend struct {
 	// (backend/amqp/consumer) as the backend's response; hosts[0] is the
 	// broker's URL and host is unused.
 	AmqpConsumer *AMQPConsumer `protobuf:"bytes,121,opt,name=amqp_consumer,json=amqpConsumer,proto3" json:"amqp_consumer,omitempty"`
+	// pubsub, when set, makes the backend a Pub/Sub publisher or subscriber
+	// (backend/pubsub/publisher, backend/pubsub/subscriber) instead of an
+	// HTTP client.
+	Pubsub *PubSub `protobuf:"bytes,122,opt,name=pubsub,proto3" json:"pubsub,omitempty"`
 	// graphql is `backend/graphql`: the call carries a GraphQL request.
 	Graphql       *GraphQL `protobuf:"bytes,110,opt,name=graphql,proto3" json:"graphql,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2907,7 +3091,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2919,7 +3103,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2932,7 +3116,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Backend) GetName() string {
@@ -3159,11 +3343,77 @@ func (x *Backend) GetAmqpConsumer() *AMQPConsumer {
 	return nil
 }
 
+func (x *Backend) GetPubsub() *PubSub {
+	if x != nil {
+		return x.Pubsub
+	}
+	return nil
+}
+
 func (x *Backend) GetGraphql() *GraphQL {
 	if x != nil {
 		return x.Graphql
 	}
 	return nil
+}
+
+// PubSub is a backend's backend/pubsub/publisher or
+// backend/pubsub/subscriber namespace (krakend-pubsub's).
+type PubSub struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// url is host[0] followed by topic_url or subscription_url, as KrakenD
+	// joins them: "nats://subject", "rabbit://exchange-or-queue". The broker
+	// itself is the edge's (NATS_SERVER_URL, RABBIT_SERVER_URL).
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// subscriber: each call waits for one message of the subscription;
+	// otherwise each call publishes its request to the topic.
+	Subscriber    bool `protobuf:"varint,2,opt,name=subscriber,proto3" json:"subscriber,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PubSub) Reset() {
+	*x = PubSub{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PubSub) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PubSub) ProtoMessage() {}
+
+func (x *PubSub) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PubSub.ProtoReflect.Descriptor instead.
+func (*PubSub) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PubSub) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *PubSub) GetSubscriber() bool {
+	if x != nil {
+		return x.Subscriber
+	}
+	return false
 }
 
 // AMQPProducer is a backend's backend/amqp/producer namespace. The *_param
@@ -3197,7 +3447,7 @@ type AMQPProducer struct {
 
 func (x *AMQPProducer) Reset() {
 	*x = AMQPProducer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3459,7 @@ func (x *AMQPProducer) String() string {
 func (*AMQPProducer) ProtoMessage() {}
 
 func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3472,7 @@ func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AMQPProducer.ProtoReflect.Descriptor instead.
 func (*AMQPProducer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AMQPProducer) GetExchange() string {
@@ -3359,7 +3609,7 @@ type GraphQL struct {
 
 func (x *GraphQL) Reset() {
 	*x = GraphQL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3371,7 +3621,7 @@ func (x *GraphQL) String() string {
 func (*GraphQL) ProtoMessage() {}
 
 func (x *GraphQL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3384,7 +3634,7 @@ func (x *GraphQL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
 func (*GraphQL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GraphQL) GetMutation() bool {
@@ -3472,7 +3722,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3484,7 +3734,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3497,7 +3747,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -3698,7 +3948,7 @@ type JWKSEncryption struct {
 
 func (x *JWKSEncryption) Reset() {
 	*x = JWKSEncryption{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +3960,7 @@ func (x *JWKSEncryption) String() string {
 func (*JWKSEncryption) ProtoMessage() {}
 
 func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +3973,7 @@ func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
 func (*JWKSEncryption) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JWKSEncryption) GetKeeperKey() []byte {
@@ -3760,7 +4010,7 @@ type JWKSClientTLS struct {
 
 func (x *JWKSClientTLS) Reset() {
 	*x = JWKSClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +4022,7 @@ func (x *JWKSClientTLS) String() string {
 func (*JWKSClientTLS) ProtoMessage() {}
 
 func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +4035,7 @@ func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
 func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
@@ -3837,7 +4087,7 @@ type JWTSigner struct {
 
 func (x *JWTSigner) Reset() {
 	*x = JWTSigner{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3849,7 +4099,7 @@ func (x *JWTSigner) String() string {
 func (*JWTSigner) ProtoMessage() {}
 
 func (x *JWTSigner) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3862,7 +4112,7 @@ func (x *JWTSigner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
 func (*JWTSigner) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JWTSigner) GetAlg() string {
@@ -3946,7 +4196,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3958,7 +4208,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3971,7 +4221,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -4005,7 +4255,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4017,7 +4267,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4030,7 +4280,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -4081,7 +4331,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4093,7 +4343,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4106,7 +4356,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -4165,7 +4415,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4177,7 +4427,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4190,7 +4440,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -4275,7 +4525,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4537,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4550,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -4338,7 +4588,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4350,7 +4600,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4363,7 +4613,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -4413,7 +4663,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4425,7 +4675,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4438,7 +4688,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -4474,7 +4724,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4736,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4749,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -4541,7 +4791,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4553,7 +4803,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4566,7 +4816,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -4657,7 +4907,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4669,7 +4919,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4682,7 +4932,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -4834,7 +5084,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4846,7 +5096,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4859,7 +5109,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -5258,7 +5508,7 @@ type MartianStatic struct {
 
 func (x *MartianStatic) Reset() {
 	*x = MartianStatic{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5270,7 +5520,7 @@ func (x *MartianStatic) String() string {
 func (*MartianStatic) ProtoMessage() {}
 
 func (x *MartianStatic) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5283,7 +5533,7 @@ func (x *MartianStatic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatic.ProtoReflect.Descriptor instead.
 func (*MartianStatic) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianStatic) GetRootPath() string {
@@ -5318,7 +5568,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5330,7 +5580,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5343,7 +5593,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -5412,7 +5662,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5424,7 +5674,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5437,7 +5687,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -5461,7 +5711,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5473,7 +5723,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5486,7 +5736,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -5522,7 +5772,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5534,7 +5784,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5547,7 +5797,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -5581,7 +5831,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5593,7 +5843,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5606,7 +5856,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -5664,7 +5914,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5676,7 +5926,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5689,7 +5939,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -5723,7 +5973,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5735,7 +5985,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5748,7 +5998,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -5770,7 +6020,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5782,7 +6032,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5795,7 +6045,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -5823,7 +6073,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5835,7 +6085,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5848,7 +6098,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -5871,7 +6121,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5883,7 +6133,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5896,7 +6146,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -5940,7 +6190,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5952,7 +6202,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5965,7 +6215,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -6003,7 +6253,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6015,7 +6265,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6028,7 +6278,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -6070,7 +6320,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6082,7 +6332,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6095,7 +6345,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -6116,7 +6366,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6128,7 +6378,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6141,7 +6391,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -6162,7 +6412,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6174,7 +6424,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6187,7 +6437,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -6215,7 +6465,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6227,7 +6477,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6240,7 +6490,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -6267,7 +6517,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6279,7 +6529,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6292,7 +6542,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -6313,7 +6563,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6325,7 +6575,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6338,7 +6588,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -6366,7 +6616,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6378,7 +6628,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6391,7 +6641,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -6419,7 +6669,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6431,7 +6681,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6444,7 +6694,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -6510,7 +6760,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\frouting_keys\x18\r \x03(\tR\vroutingKeys\x12)\n" +
 	"\x10backoff_strategy\x18\x0e \x01(\tR\x0fbackoffStrategy\x12\x1f\n" +
 	"\vmax_retries\x18\x0f \x01(\x03R\n" +
-	"maxRetries\"\xa2\a\n" +
+	"maxRetries\"\xdc\a\n" +
 	"\aService\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1b\n" +
@@ -6531,7 +6781,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0edebug_endpoint\x18\x0e \x01(\bR\rdebugEndpoint\x12#\n" +
 	"\recho_endpoint\x18\x0f \x01(\bR\fechoEndpoint\x12?\n" +
 	"\ropentelemetry\x18\x10 \x01(\v2\x19.gateway.v1.OpenTelemetryR\ropentelemetry\x12:\n" +
-	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x12'\n" +
+	"\fbot_detector\x18\x1e \x01(\v2\x17.gateway.v1.BotDetectorR\vbotDetector\x128\n" +
+	"\flua_endpoint\x18n \x01(\v2\x15.gateway.v1.LuaScriptR\vluaEndpoint\x12'\n" +
 	"\x03tls\x18\x11 \x01(\v2\x15.gateway.v1.ServerTLSR\x03tls\x12\x11\n" +
 	"\x03h2c\x18\xa0\x01 \x01(\bR\x03h2c\x12%\n" +
 	"\x04gelf\x18\x8d\x01 \x01(\v2\x10.gateway.v1.GELFR\x04gelf\x12-\n" +
@@ -6612,7 +6863,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0frouter_disabled\x18\x04 \x01(\bR\x0erouterDisabled\x12)\n" +
 	"\x10backend_disabled\x18\x05 \x01(\bR\x0fbackendDisabled\x12+\n" +
 	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\x12-\n" +
-	"\x12collection_time_ms\x18\x82\x01 \x01(\x03R\x10collectionTimeMs\"\xe7\x06\n" +
+	"\x12collection_time_ms\x18\x82\x01 \x01(\x03R\x10collectionTimeMs\"\x99\b\n" +
 	"\rOpenTelemetry\x12!\n" +
 	"\fservice_name\x18\x01 \x01(\tR\vserviceName\x12'\n" +
 	"\x0fservice_version\x18\x02 \x01(\tR\x0eserviceVersion\x12\x1d\n" +
@@ -6635,7 +6886,21 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0eglobal_metrics\x18\x85\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\rglobalMetrics\x12>\n" +
 	"\rproxy_metrics\x18\x86\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\fproxyMetrics\x12B\n" +
 	"\x0fbackend_metrics\x18\x87\x01 \x01(\v2\x18.gateway.v1.MetricsLayerR\x0ebackendMetrics\x120\n" +
-	"\x13semantic_convention\x18\x88\x01 \x01(\tR\x12semanticConvention\"\xae\x01\n" +
+	"\x13semantic_convention\x18\x88\x01 \x01(\tR\x12semanticConvention\x123\n" +
+	"\x06jaeger\x18\x89\x01 \x03(\v2\x1a.gateway.v1.JaegerExporterR\x06jaeger\x123\n" +
+	"\x06zipkin\x18\x8a\x01 \x03(\v2\x1a.gateway.v1.ZipkinExporterR\x06zipkin\x12\x1f\n" +
+	"\n" +
+	"opencensus\x18\x8b\x01 \x01(\bR\n" +
+	"opencensus\x12%\n" +
+	"\x0eno_server_span\x18\x8c\x01 \x01(\bR\fnoServerSpan\"\xb3\x01\n" +
+	"\x0eJaegerExporter\x12-\n" +
+	"\x12collector_endpoint\x18\x01 \x01(\tR\x11collectorEndpoint\x12%\n" +
+	"\x0eagent_endpoint\x18\x02 \x01(\tR\ragentEndpoint\x12!\n" +
+	"\fservice_name\x18\x03 \x01(\tR\vserviceName\x12(\n" +
+	"\x10buffer_max_count\x18\x04 \x01(\rR\x0ebufferMaxCount\"X\n" +
+	"\x0eZipkinExporter\x12#\n" +
+	"\rcollector_url\x18\x01 \x01(\tR\fcollectorUrl\x12!\n" +
+	"\fservice_name\x18\x02 \x01(\tR\vserviceName\"\xae\x01\n" +
 	"\fOTLPExporter\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x12\n" +
@@ -6739,7 +7004,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\x99\v\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xc5\v\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -6777,11 +7042,17 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\vlua_backend\x18s \x01(\v2\x15.gateway.v1.LuaScriptR\n" +
 	"luaBackend\x12=\n" +
 	"\ramqp_producer\x18x \x01(\v2\x18.gateway.v1.AMQPProducerR\famqpProducer\x12=\n" +
-	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x12-\n" +
+	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x12*\n" +
+	"\x06pubsub\x18z \x01(\v2\x12.gateway.v1.PubSubR\x06pubsub\x12-\n" +
 	"\agraphql\x18n \x01(\v2\x13.gateway.v1.GraphQLR\agraphql\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\x06PubSub\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1e\n" +
+	"\n" +
+	"subscriber\x18\x02 \x01(\bR\n" +
+	"subscriber\"\xb1\x04\n" +
 	"\fAMQPProducer\x12\x1a\n" +
 	"\bexchange\x18\x01 \x01(\tR\bexchange\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\bR\adurable\x12\x16\n" +
@@ -7070,7 +7341,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
 	(*AsyncAgent)(nil),            // 1: gateway.v1.AsyncAgent
@@ -7087,170 +7358,177 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Logging)(nil),               // 12: gateway.v1.Logging
 	(*Metrics)(nil),               // 13: gateway.v1.Metrics
 	(*OpenTelemetry)(nil),         // 14: gateway.v1.OpenTelemetry
-	(*OTLPExporter)(nil),          // 15: gateway.v1.OTLPExporter
-	(*PrometheusExporter)(nil),    // 16: gateway.v1.PrometheusExporter
-	(*MetricsLayer)(nil),          // 17: gateway.v1.MetricsLayer
-	(*TraceLayer)(nil),            // 18: gateway.v1.TraceLayer
-	(*KeyValue)(nil),              // 19: gateway.v1.KeyValue
-	(*HTTPServer)(nil),            // 20: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),            // 21: gateway.v1.HTTPClient
-	(*Endpoint)(nil),              // 22: gateway.v1.Endpoint
-	(*CelChecks)(nil),             // 23: gateway.v1.CelChecks
-	(*LuaScript)(nil),             // 24: gateway.v1.LuaScript
-	(*Static)(nil),                // 25: gateway.v1.Static
-	(*FlatmapOp)(nil),             // 26: gateway.v1.FlatmapOp
-	(*Backend)(nil),               // 27: gateway.v1.Backend
-	(*AMQPProducer)(nil),          // 28: gateway.v1.AMQPProducer
-	(*GraphQL)(nil),               // 29: gateway.v1.GraphQL
-	(*JWTValidator)(nil),          // 30: gateway.v1.JWTValidator
-	(*JWKSEncryption)(nil),        // 31: gateway.v1.JWKSEncryption
-	(*JWKSClientTLS)(nil),         // 32: gateway.v1.JWKSClientTLS
-	(*JWTSigner)(nil),             // 33: gateway.v1.JWTSigner
-	(*ClaimHeader)(nil),           // 34: gateway.v1.ClaimHeader
-	(*Revoker)(nil),               // 35: gateway.v1.Revoker
-	(*BotDetector)(nil),           // 36: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),       // 37: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),      // 38: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),        // 39: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),             // 40: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),      // 41: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                  // 42: gateway.v1.CORS
-	(*SecurityHTTP)(nil),          // 43: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),       // 44: gateway.v1.MartianModifier
-	(*MartianStatic)(nil),         // 45: gateway.v1.MartianStatic
-	(*MartianCookie)(nil),         // 46: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 47: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 48: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 49: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 50: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 51: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 52: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 53: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 54: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 55: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 56: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 57: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 58: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 59: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 60: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 61: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 62: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 63: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 64: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 65: gateway.v1.MartianGroup
-	nil,                           // 66: gateway.v1.Backend.MappingEntry
-	nil,                           // 67: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	nil,                           // 68: gateway.v1.MartianStatic.ExplicitPathsEntry
-	(*LuaSource)(nil),             // 69: gateway.v1.LuaSource
+	(*JaegerExporter)(nil),        // 15: gateway.v1.JaegerExporter
+	(*ZipkinExporter)(nil),        // 16: gateway.v1.ZipkinExporter
+	(*OTLPExporter)(nil),          // 17: gateway.v1.OTLPExporter
+	(*PrometheusExporter)(nil),    // 18: gateway.v1.PrometheusExporter
+	(*MetricsLayer)(nil),          // 19: gateway.v1.MetricsLayer
+	(*TraceLayer)(nil),            // 20: gateway.v1.TraceLayer
+	(*KeyValue)(nil),              // 21: gateway.v1.KeyValue
+	(*HTTPServer)(nil),            // 22: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),            // 23: gateway.v1.HTTPClient
+	(*Endpoint)(nil),              // 24: gateway.v1.Endpoint
+	(*CelChecks)(nil),             // 25: gateway.v1.CelChecks
+	(*LuaScript)(nil),             // 26: gateway.v1.LuaScript
+	(*Static)(nil),                // 27: gateway.v1.Static
+	(*FlatmapOp)(nil),             // 28: gateway.v1.FlatmapOp
+	(*Backend)(nil),               // 29: gateway.v1.Backend
+	(*PubSub)(nil),                // 30: gateway.v1.PubSub
+	(*AMQPProducer)(nil),          // 31: gateway.v1.AMQPProducer
+	(*GraphQL)(nil),               // 32: gateway.v1.GraphQL
+	(*JWTValidator)(nil),          // 33: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),        // 34: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),         // 35: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),             // 36: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),           // 37: gateway.v1.ClaimHeader
+	(*Revoker)(nil),               // 38: gateway.v1.Revoker
+	(*BotDetector)(nil),           // 39: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),       // 40: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),      // 41: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),        // 42: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),             // 43: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),      // 44: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                  // 45: gateway.v1.CORS
+	(*SecurityHTTP)(nil),          // 46: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),       // 47: gateway.v1.MartianModifier
+	(*MartianStatic)(nil),         // 48: gateway.v1.MartianStatic
+	(*MartianCookie)(nil),         // 49: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 50: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 51: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 52: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 53: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 54: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 55: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 56: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 57: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 58: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 59: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 60: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 61: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 62: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 63: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 64: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 65: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 66: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 67: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 68: gateway.v1.MartianGroup
+	nil,                           // 69: gateway.v1.Backend.MappingEntry
+	nil,                           // 70: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	nil,                           // 71: gateway.v1.MartianStatic.ExplicitPathsEntry
+	(*LuaSource)(nil),             // 72: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	5,   // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	22,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	24,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
 	1,   // 2: gateway.v1.Snapshot.async_agents:type_name -> gateway.v1.AsyncAgent
-	22,  // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
+	24,  // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
 	2,   // 4: gateway.v1.AsyncAgent.consumer:type_name -> gateway.v1.AsyncConsumer
 	3,   // 5: gateway.v1.AsyncAgent.connection:type_name -> gateway.v1.AsyncConnection
 	4,   // 6: gateway.v1.AsyncAgent.amqp:type_name -> gateway.v1.AMQPConsumer
 	11,  // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
 	12,  // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
 	13,  // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	20,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	21,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	35,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	42,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	43,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	41,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	22,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	23,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	38,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	45,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	46,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	44,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	14,  // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	36,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	8,   // 18: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
-	7,   // 19: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
-	6,   // 20: gateway.v1.Service.influx:type_name -> gateway.v1.InfluxDB
-	9,   // 21: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
-	9,   // 22: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	15,  // 23: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	18,  // 24: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	18,  // 25: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	18,  // 26: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	16,  // 27: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
-	15,  // 28: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
-	17,  // 29: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
-	17,  // 30: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
-	17,  // 31: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
-	19,  // 32: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
-	19,  // 33: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	10,  // 34: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	27,  // 35: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	25,  // 36: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	26,  // 37: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	30,  // 38: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	37,  // 39: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	18,  // 40: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	17,  // 41: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
-	36,  // 42: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	33,  // 43: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
-	23,  // 44: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
-	24,  // 45: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
-	24,  // 46: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	69,  // 47: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	66,  // 48: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	26,  // 49: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	38,  // 50: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	39,  // 51: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	40,  // 52: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	44,  // 53: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	18,  // 54: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	17,  // 55: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
-	23,  // 56: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
-	24,  // 57: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	28,  // 58: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
-	4,   // 59: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
-	29,  // 60: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	34,  // 61: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	32,  // 62: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	31,  // 63: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	32,  // 64: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	31,  // 65: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	67,  // 66: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	61,  // 67: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	62,  // 68: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	63,  // 69: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	64,  // 70: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	65,  // 71: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	61,  // 72: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	53,  // 73: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	54,  // 74: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	55,  // 75: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	56,  // 76: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	55,  // 77: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	57,  // 78: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	58,  // 79: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	59,  // 80: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	46,  // 81: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	55,  // 82: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	47,  // 83: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	48,  // 84: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	49,  // 85: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	50,  // 86: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	51,  // 87: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	52,  // 88: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	45,  // 89: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
-	68,  // 90: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
-	44,  // 91: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 92: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 93: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	44,  // 94: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 95: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	44,  // 96: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 97: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	44,  // 98: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	60,  // 99: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	44,  // 100: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	44,  // 101: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	102, // [102:102] is the sub-list for method output_type
-	102, // [102:102] is the sub-list for method input_type
-	102, // [102:102] is the sub-list for extension type_name
-	102, // [102:102] is the sub-list for extension extendee
-	0,   // [0:102] is the sub-list for field type_name
+	39,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	26,  // 18: gateway.v1.Service.lua_endpoint:type_name -> gateway.v1.LuaScript
+	8,   // 19: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
+	7,   // 20: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
+	6,   // 21: gateway.v1.Service.influx:type_name -> gateway.v1.InfluxDB
+	9,   // 22: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
+	9,   // 23: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
+	17,  // 24: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	20,  // 25: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	20,  // 26: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	20,  // 27: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	18,  // 28: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
+	17,  // 29: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
+	19,  // 30: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
+	19,  // 31: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
+	19,  // 32: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
+	15,  // 33: gateway.v1.OpenTelemetry.jaeger:type_name -> gateway.v1.JaegerExporter
+	16,  // 34: gateway.v1.OpenTelemetry.zipkin:type_name -> gateway.v1.ZipkinExporter
+	21,  // 35: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
+	21,  // 36: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	10,  // 37: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	29,  // 38: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	27,  // 39: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	28,  // 40: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	33,  // 41: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	40,  // 42: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	20,  // 43: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	19,  // 44: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
+	39,  // 45: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	36,  // 46: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	25,  // 47: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
+	26,  // 48: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	26,  // 49: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	72,  // 50: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	69,  // 51: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	28,  // 52: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	41,  // 53: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	42,  // 54: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	43,  // 55: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	47,  // 56: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	20,  // 57: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	19,  // 58: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
+	25,  // 59: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
+	26,  // 60: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	31,  // 61: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	4,   // 62: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
+	30,  // 63: gateway.v1.Backend.pubsub:type_name -> gateway.v1.PubSub
+	32,  // 64: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	37,  // 65: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	35,  // 66: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	34,  // 67: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	35,  // 68: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	34,  // 69: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	70,  // 70: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	64,  // 71: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	65,  // 72: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	66,  // 73: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	67,  // 74: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	68,  // 75: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	64,  // 76: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	56,  // 77: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	57,  // 78: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	58,  // 79: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	59,  // 80: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	58,  // 81: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	60,  // 82: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	61,  // 83: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	62,  // 84: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	49,  // 85: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	58,  // 86: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	50,  // 87: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	51,  // 88: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	52,  // 89: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	53,  // 90: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	54,  // 91: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	55,  // 92: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	48,  // 93: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
+	71,  // 94: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
+	47,  // 95: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 96: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 97: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	47,  // 98: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 99: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	47,  // 100: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 101: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	47,  // 102: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	63,  // 103: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	47,  // 104: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	47,  // 105: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	106, // [106:106] is the sub-list for method output_type
+	106, // [106:106] is the sub-list for method input_type
+	106, // [106:106] is the sub-list for extension type_name
+	106, // [106:106] is the sub-list for extension extendee
+	0,   // [0:106] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -7259,7 +7537,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		return
 	}
 	file_gateway_v1_common_proto_init()
-	file_gateway_v1_snapshot_proto_msgTypes[44].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[47].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -7290,7 +7568,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   69,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
