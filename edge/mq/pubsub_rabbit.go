@@ -229,6 +229,19 @@ func (t *rabbitTopic) send(deadline time.Time, md map[string]string, body []byte
 				t.ch = nil
 				return fmt.Errorf("publish to %q: %w", t.exchange, err)
 			}
+			// amqp091 hands a basic.return over before the confirm that
+			// follows it, but select may pick the confirm first: look once.
+			if returned == nil && t.rets != nil {
+				select {
+				case r, ok := <-t.rets:
+					if ok {
+						returned = fmt.Errorf("message returned from %s: %s (code %d)", r.Exchange, r.ReplyText, r.ReplyCode)
+					} else {
+						t.rets = nil
+					}
+				default:
+				}
+			}
 			switch {
 			case !conf.Ack:
 				return errors.New("the broker refused the message (nack)")
