@@ -99,9 +99,12 @@ func TestBuiltinRoutesInsideServiceLayers(t *testing.T) {
 		if strings.HasPrefix(body, `{"agents":{},"now":"`) && strings.HasSuffix(body, `","status":"ok"}`) {
 			body = health
 		}
+		// The health body carries the time, whose length varies (RFC 3339
+		// with trailing zeros cut): its Content-Length is not compared.
+		timed := body == health
 		var got []string
 		for k, vs := range resp.Header {
-			if k == "Date" || strings.HasPrefix(k, "X-Apigw-Snapshot-") {
+			if k == "Date" || strings.HasPrefix(k, "X-Apigw-Snapshot-") || (timed && k == "Content-Length") {
 				continue
 			}
 			for _, v := range vs {
@@ -109,7 +112,12 @@ func TestBuiltinRoutesInsideServiceLayers(t *testing.T) {
 			}
 		}
 		sort.Strings(got)
-		want := append([]string(nil), tc.headers...)
+		var want []string
+		for _, h := range tc.headers {
+			if !timed || !strings.HasPrefix(h, "Content-Length: ") {
+				want = append(want, h)
+			}
+		}
 		sort.Strings(want)
 		if resp.StatusCode != tc.status || strings.Join(got, "\n") != strings.Join(want, "\n") || body != tc.body {
 			t.Errorf("%s = %d\n%s\n%q\nwant (KrakenD) %d\n%s\n%q", name, resp.StatusCode, strings.Join(got, "\n"), body,
