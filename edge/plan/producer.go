@@ -74,43 +74,7 @@ func (b *builder) producerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 	if len(args) > 0 {
 		pattern += "?" + strings.Join(args, "&")
 	}
-	method := be.GetMethod()
-	if method == "" {
-		method = e.GetMethod()
-	}
-	guard, ok := b.backendQoS(path, e, be)
-	if !ok {
-		return nil
-	}
-	checks, ok := b.backendCEL(path, be)
-	if !ok {
-		return nil
-	}
-	// No martian modifier and no http-cache: in KrakenD both wrap the HTTP
-	// client, which an AMQP backend never calls (the control plane warns).
-	call, err := proxy.NewBackend(proxy.BackendConfig{
-		Name:            be.GetName(),
-		Client:          proxy.NewTransportClient(be.GetName(), "amqp", prod),
-		Method:          method,
-		URLPattern:      pattern,
-		ParamNames:      params,
-		CatchAll:        e.GetCatchAll(),
-		EndpointHeaders: e.GetInputHeaders(),
-		BackendHeaders:  be.GetInputHeaders(),
-		UserAgent:       b.userAgent(),
-		Breaker:         guard.breaker,
-		Limiter:         guard.limiter,
-		CEL:             checks,
-		CELParams:       celParamNames(params),
-		GraphQL:         graphQLConfig(be.GetGraphql()), // the published body, as KrakenD's middleware makes it
-		Trace:           b.backendTrace(e, be),
-		Stats:           b.backendStats(be),
-	})
-	if err != nil {
-		b.violate(path, violation.Invalid, err.Error())
-		return nil
-	}
-	return call
+	return b.messagingCall(path, e, be, params, "amqp", prod, pattern, true)
 }
 
 // mqRefs is what a build took from one broker registry (AMQP producers or
@@ -163,38 +127,7 @@ func (b *builder) consumerCall(path string, e *gatewayv1.Endpoint, be *gatewayv1
 		return nil
 	}
 	b.consumers.refs = append(b.consumers.refs, cons)
-	method := be.GetMethod()
-	if method == "" {
-		method = e.GetMethod()
-	}
-	guard, ok := b.backendQoS(path, e, be)
-	if !ok {
-		return nil
-	}
-	checks, ok := b.backendCEL(path, be)
-	if !ok {
-		return nil
-	}
-	call, err := proxy.NewBackend(proxy.BackendConfig{
-		Name:       be.GetName(),
-		Client:     proxy.NewTransportClient(be.GetName(), "amqp", cons),
-		Method:     method,
-		URLPattern: "/",
-		ParamNames: params,
-		CatchAll:   e.GetCatchAll(),
-		UserAgent:  b.userAgent(),
-		Breaker:    guard.breaker,
-		Limiter:    guard.limiter,
-		CEL:        checks,
-		CELParams:  celParamNames(params),
-		Trace:      b.backendTrace(e, be),
-		Stats:      b.backendStats(be),
-	})
-	if err != nil {
-		b.violate(path, violation.Invalid, err.Error())
-		return nil
-	}
-	return call
+	return b.messagingCall(path, e, be, params, "amqp", cons, "/", false)
 }
 
 // decoderCheck is what the backend's decoder accepts, checked before a
@@ -237,6 +170,21 @@ func (b *builder) pubSubCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.B
 		return nil
 	}
 	b.pubsubs.refs = append(b.pubsubs.refs, client)
+	// A published message carries the headers the endpoint forwards and,
+	// with backend/graphql, the GraphQL request (KrakenD's middleware wraps
+	// the publisher).
+	return b.messagingCall(path, e, be, params, "pubsub", client, "/", !ps.GetSubscriber())
+}
+
+// messagingCall compiles the proxy stage of a broker backend (AMQP producer
+// or consumer, Pub/Sub publisher or subscriber): its QoS and CEL around t,
+// the broker, as its only host. A publishing backend (publishes) sends the
+// forwarded headers and, with backend/graphql, the GraphQL request as
+// KrakenD's middleware makes it. No martian modifier and no http-cache: in
+// KrakenD both wrap the HTTP client, which these backends never call (the
+// control plane warns).
+func (b *builder) messagingCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.Backend, params []string,
+	scheme string, t proxy.Transport, pattern string, publishes bool) *proxy.Backend {
 	method := be.GetMethod()
 	if method == "" {
 		method = e.GetMethod()
@@ -251,9 +199,9 @@ func (b *builder) pubSubCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.B
 	}
 	cfg := proxy.BackendConfig{
 		Name:       be.GetName(),
-		Client:     proxy.NewTransportClient(be.GetName(), "pubsub", client),
+		Client:     proxy.NewTransportClient(be.GetName(), scheme, t),
 		Method:     method,
-		URLPattern: "/",
+		URLPattern: pattern,
 		ParamNames: params,
 		CatchAll:   e.GetCatchAll(),
 		UserAgent:  b.userAgent(),
@@ -264,10 +212,7 @@ func (b *builder) pubSubCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.B
 		Trace:      b.backendTrace(e, be),
 		Stats:      b.backendStats(be),
 	}
-	if !ps.GetSubscriber() {
-		// The published message carries the headers the endpoint forwards
-		// and, with backend/graphql, the GraphQL request (KrakenD's
-		// middleware wraps the publisher).
+	if publishes {
 		cfg.EndpointHeaders, cfg.BackendHeaders = e.GetInputHeaders(), be.GetInputHeaders()
 		cfg.GraphQL = graphQLConfig(be.GetGraphql())
 	}
