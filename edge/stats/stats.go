@@ -344,8 +344,20 @@ func (h *Histogram) entries(name string, add func(string, string)) {
 	count := h.count
 	vs := slices.Clone(h.values)
 	h.mu.Unlock()
-	var lo, hi int64
-	var mean, std float64
+	lo, hi, mean, std, ps := summarize(vs)
+	add(name+".count", strconv.FormatInt(count, 10))
+	add(name+".min", formatFloat(float64(lo)))
+	add(name+".max", formatFloat(float64(hi)))
+	add(name+".mean", formatFloat(mean))
+	add(name+".std-dev", formatFloat(std))
+	for i, suffix := range []string{".50-percentile", ".75-percentile", ".95-percentile", ".99-percentile", ".999-percentile"} {
+		add(name+suffix, formatFloat(ps[i]))
+	}
+}
+
+// summarize is what go-metrics reports of a sample: its minimum, maximum,
+// mean, population standard deviation and expPercentiles. It sorts vs.
+func summarize(vs []int64) (lo, hi int64, mean, std float64, ps []float64) {
 	if len(vs) > 0 {
 		lo, hi = slices.Min(vs), slices.Max(vs)
 		var sum float64
@@ -361,15 +373,7 @@ func (h *Histogram) entries(name string, add func(string, string)) {
 		std = math.Sqrt(sq / float64(len(vs)))
 	}
 	slices.Sort(vs)
-	ps := percentiles(vs, expPercentiles)
-	add(name+".count", strconv.FormatInt(count, 10))
-	add(name+".min", formatFloat(float64(lo)))
-	add(name+".max", formatFloat(float64(hi)))
-	add(name+".mean", formatFloat(mean))
-	add(name+".std-dev", formatFloat(std))
-	for i, suffix := range []string{".50-percentile", ".75-percentile", ".95-percentile", ".99-percentile", ".999-percentile"} {
-		add(name+suffix, formatFloat(ps[i]))
-	}
+	return lo, hi, mean, std, percentiles(vs, expPercentiles)
 }
 
 // percentiles interpolates as go-metrics does: position p*(n+1) in the

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -55,24 +54,7 @@ func (t *Timer) entries(name string, add func(string, string)) {
 	vs := t.sample.values()
 	m := t.meter
 	t.mu.Unlock()
-	var lo, hi int64
-	var mean, std float64
-	if len(vs) > 0 {
-		lo, hi = slices.Min(vs), slices.Max(vs)
-		var sum float64
-		for _, v := range vs {
-			sum += float64(v)
-		}
-		mean = sum / float64(len(vs))
-		var sq float64
-		for _, v := range vs {
-			d := float64(v) - mean
-			sq += d * d
-		}
-		std = math.Sqrt(sq / float64(len(vs)))
-	}
-	slices.Sort(vs)
-	ps := percentiles(vs, expPercentiles)
+	lo, hi, mean, std, ps := summarize(vs)
 	add(name+".count", strconv.FormatInt(count, 10))
 	add(name+".min", strconv.FormatInt(lo, 10))
 	add(name+".max", strconv.FormatInt(hi, 10))
