@@ -127,13 +127,7 @@ func (n *NATS) Stop() {
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	stopGroup(cmd, done, 10*time.Second)
 }
 
 // Output returns what the server printed since it last started.

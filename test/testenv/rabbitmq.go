@@ -211,15 +211,21 @@ func (r *RabbitMQ) Stop() {
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
+	stopGroup(cmd, done, 20*time.Second)
+	// The VM may outlive the script by a moment; the group goes with it.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+}
+
+// stopGroup sends SIGTERM to cmd's process group, SIGKILL after grace,
+// and waits for done (closed when cmd has exited).
+func stopGroup(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-done:
-	case <-time.After(20 * time.Second):
+	case <-time.After(grace):
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 	}
-	// The VM may outlive the script by a moment; the group goes with it.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 }
 
 // Start starts a stopped broker again on the same ports and data.
