@@ -24,7 +24,7 @@ var scanSpecial = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': tru
 
 // decodeAllowed returns the parsed object of body's allowable top-level
 // members, or ok false when body's top level is not an object (the caller
-// then decodes it in full). body must be valid JSON (fastjson.ValidateBytes).
+// then decodes it in full). body must be valid JSON (validJSON).
 func (f *Formatter) decodeAllowed(sl *slot, body []byte) (*fastjson.Value, bool, error) {
 	i := skipWSAt(body, 0)
 	if i >= len(body) || body[i] != '{' {

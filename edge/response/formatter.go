@@ -246,8 +246,8 @@ func (f *Formatter) decode(s *Scratch, slotIdx int, body []byte) (*fastjson.Valu
 	case encRSS:
 		return f.decodeRSS(sl, body)
 	}
-	if err := fastjson.ValidateBytes(body); err != nil {
-		return nil, fmt.Errorf("decode %s: %w: %v", f.enc, ErrSyntax, err)
+	if ok, at := validJSON(body); !ok {
+		return nil, fmt.Errorf("decode %s: %w at offset %d", f.enc, ErrSyntax, at)
 	}
 	if f.allowScan {
 		if v, ok, err := f.decodeAllowed(sl, body); ok {

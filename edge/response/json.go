@@ -260,7 +260,8 @@ func validObject(body []byte) bool {
 	if i == len(body) || body[i] != '{' {
 		return false
 	}
-	return fastjson.ValidateBytes(body) == nil
+	ok, _ := validJSON(body[i:])
+	return ok
 }
 
 func skipSpace(b []byte) int {

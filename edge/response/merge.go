@@ -53,8 +53,8 @@ func newStatic(st *gatewayv1.Static) (*Static, error) {
 	if len(data) == 0 {
 		data = []byte("{}")
 	}
-	if err := fastjson.ValidateBytes(data); err != nil {
-		return nil, fmt.Errorf("static data: %w", err)
+	if ok, at := validJSON(data); !ok {
+		return nil, fmt.Errorf("static data: invalid JSON at offset %d", at)
 	}
 	// A private parser: the values must outlive any Scratch and are shared,
 	// read-only, by every request.
