@@ -38,7 +38,7 @@ func flaky(t *testing.T, delay time.Duration) (url string, calls *atomic.Int64) 
 
 func newPipe(t *testing.T, cfg Config, url string, patterns ...string) *Pipe {
 	t.Helper()
-	client, err := proxy.NewClient(proxy.ClientConfig{Name: "t", Hosts: []string{url}})
+	client, err := proxy.NewClient(proxy.ClientConfig{Hosts: []string{url}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,8 +137,9 @@ type builder struct {
 	snap       *gatewayv1.Snapshot
 	deps       Deps
 	upstreams  *Upstreams
-	keys       []clientIdentity        // upstream leases taken
-	created    map[clientIdentity]bool // identities whose client this build created
+	keys       []clientIdentity                 // upstream leases taken, one per identity
+	clients    map[clientIdentity]*proxy.Client // the clients of keys: backends with one identity share one
+	created    map[clientIdentity]bool          // identities whose client this build created
 	violations []*gatewayv1.FieldViolation
 	labels     []labelUse // metric label values this build's children use
 
@@ -193,7 +194,8 @@ func Build(snap *gatewayv1.Snapshot, deps Deps) (*Plan, error) {
 	if snap == nil {
 		return nil, &BuildError{Violations: []*gatewayv1.FieldViolation{{Path: "", Kind: violation.Required.String(), Detail: "no snapshot"}}}
 	}
-	b := &builder{snap: snap, deps: deps, upstreams: deps.Upstreams, created: map[clientIdentity]bool{}}
+	b := &builder{snap: snap, deps: deps, upstreams: deps.Upstreams,
+		clients: map[clientIdentity]*proxy.Client{}, created: map[clientIdentity]bool{}}
 	own := b.upstreams == nil
 	if own {
 		b.upstreams = NewUpstreams()
@@ -692,7 +694,6 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		return nil
 	}
 	ccfg := proxy.ClientConfig{
-		Name:                be.GetName(),
 		Hosts:               be.GetHosts(),
 		MaxConns:            max(proxy.DefaultMaxConns, int(hc.GetMaxIdleConnectionsPerHost())),
 		MaxIdleConnDuration: time.Duration(hc.GetIdleConnectionTimeoutMs()) * time.Millisecond,
@@ -718,16 +719,10 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		b.violate(path+".host", violation.Invalid, err.Error())
 		return nil
 	}
-	key := identityOf(ccfg)
-	client, created, err := b.upstreams.acquire(key, ccfg)
-	if created {
-		b.created[key] = true
-	}
-	if err != nil {
-		b.violate(path+".host", violation.Invalid, err.Error())
+	client, ok := b.client(path, ccfg)
+	if !ok {
 		return nil
 	}
-	b.keys = append(b.keys, key)
 	method := be.GetMethod()
 	if method == "" {
 		method = e.GetMethod()
@@ -776,6 +771,28 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		return nil
 	}
 	return call
+}
+
+// client returns the upstream client for cfg: the one this build already
+// holds for the same transport settings, or one leased from the registry
+// (one lease per identity and plan). Backends share it; what is theirs
+// alone (name, metrics, breaker, rate limit) lives in their proxy.Backend.
+func (b *builder) client(path string, cfg proxy.ClientConfig) (*proxy.Client, bool) {
+	key := identityOf(cfg)
+	if c, ok := b.clients[key]; ok {
+		return c, true
+	}
+	c, created, err := b.upstreams.acquire(key, cfg)
+	if created {
+		b.created[key] = true
+	}
+	if err != nil {
+		b.violate(path+".host", violation.Invalid, err.Error())
+		return nil, false
+	}
+	b.keys = append(b.keys, key)
+	b.clients[key] = c
+	return c, true
 }
 
 // backendCEL compiles a backend's validation/cel (nil without it); false

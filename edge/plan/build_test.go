@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -211,8 +212,8 @@ func TestSwapUnderLoad(t *testing.T) {
 	if bad.Load() != 0 || ok.Load() == 0 {
 		t.Fatalf("%d good, %d failed requests across 40 swaps", ok.Load(), bad.Load())
 	}
-	if n := ups.Len(); n != 2 {
-		t.Errorf("Upstreams holds %d clients, want the 2 backends reused by every plan", n)
+	if n := ups.Len(); n != 1 {
+		t.Errorf("Upstreams holds %d clients, want 1: the two backends share their host's client, reused by every plan", n)
 	}
 	if got != float64(ok.Load()) {
 		t.Errorf("gw_edge_requests_total{2xx} = %v, want %d", got, ok.Load())
@@ -248,4 +249,63 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ..
 	}
 	t.Fatalf("no %s%v", name, labels)
 	return 0
+}
+
+// TestBackendsShareHostClient: the backends of one host with the same
+// transport settings share one upstream client whatever their names (10,000
+// endpoints on one host are one pool, not 10,000), while each keeps its own
+// circuit breaker and metric series.
+func TestBackendsShareHostClient(t *testing.T) {
+	t.Parallel()
+	a, other := startBackends(t), startBackends(t)
+	ups := plan.NewUpstreams()
+	defer ups.Close()
+	reg := prometheus.NewRegistry()
+	m, err := plan.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eps []*gatewayv1.Endpoint
+	for i := range 50 {
+		eps = append(eps, endpoint("GET", "/small"+strconv.Itoa(i), backend(a.host, "/small")))
+	}
+	eps = append(eps,
+		endpoint("GET", "/fail", with(backend(a.host, "/fail"), func(be *gatewayv1.Backend) {
+			be.CircuitBreaker = &gatewayv1.CircuitBreaker{MaxErrors: 1, TimeoutMs: 60_000, IntervalMs: 60_000}
+		})),
+		endpoint("GET", "/other", backend(other.host, "/small")))
+	p, err := plan.Build(snapshot(eps...), plan.Deps{Upstreams: ups, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ups.Len(); n != 2 {
+		t.Fatalf("Upstreams holds %d clients for 52 backends on 2 hosts, want 2", n)
+	}
+	e := startEdge(t, p)
+	runSteps(t, e.addr, []step{
+		{path: "/fail", wantStatus: 500},
+		{path: "/fail", wantStatus: 500}, // 2 consecutive failures > max_errors 1: open
+		{path: "/fail", wantStatus: 503},
+		{path: "/small0", wantStatus: 200}, // same client, its own (closed) breaker
+		{path: "/small1", wantStatus: 200},
+		{path: "/other", wantStatus: 200},
+	})
+	if got := counterValue(t, reg, "gw_edge_backend_errors_total", `backend="GET /fail backend[0]"`, `reason="status"`); got != 2 {
+		t.Errorf("/fail's backend errors{status} = %v, want 2", got)
+	}
+	if got := counterValue(t, reg, "gw_edge_backend_errors_total", `backend="GET /small0 backend[0]"`, `reason="status"`); got != 0 {
+		t.Errorf("/small0's backend errors{status} = %v, want 0 (its own series)", got)
+	}
+	p.Release()
+	// Another plan with other endpoint names on the same hosts keeps the
+	// two clients (no new client per renamed backend).
+	p2, err := plan.Build(snapshot(endpoint("GET", "/renamed", backend(a.host, "/small")), endpoint("GET", "/renamed2", backend(other.host, "/small"))),
+		plan.Deps{Upstreams: ups, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Release()
+	if n := ups.Len(); n != 2 {
+		t.Errorf("Upstreams holds %d clients after renaming every endpoint, want the same 2", n)
+	}
 }

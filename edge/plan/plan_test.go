@@ -335,6 +335,25 @@ func featureCases(b *backends) []featureCase {
 			},
 		},
 		{
+			// lura's backend filter drops the User-Agent the router set, and
+			// Go's net/http client then sends its own default: KrakenD's
+			// backend sees Go-http-client/1.1, never the backend's name.
+			name: "backend input_headers without User-Agent: Go's client default",
+			endpoint: with(endpoint("GET", "/hdr-no-ua",
+				with(backend(h, "/echo/no-ua"), func(e *gatewayv1.Backend) { e.InputHeaders = []string{"X-Custom"} })),
+				func(e *gatewayv1.Endpoint) { e.InputHeaders = []string{"X-Custom", "User-Agent"} }),
+			headers:    map[string]string{"X-Custom": "c", "User-Agent": "client-ua"},
+			wantStatus: 200,
+			check: func(t *testing.T, g got) {
+				m := echoed(t, g.Body, "")
+				for k, v := range map[string]string{"X-Custom": "c", "User-Agent": "Go-http-client/1.1"} {
+					if got, _ := echoHeader(m, k); got != v {
+						t.Errorf("backend header %s = %q, want %q", k, got, v)
+					}
+				}
+			},
+		},
+		{
 			name: "input_headers * forwards all but hop-by-hop and Connection-named ones",
 			endpoint: with(endpoint("GET", "/hdr-all", backend(h, "/echo/all")),
 				func(e *gatewayv1.Endpoint) { e.InputHeaders = []string{"*"} }),

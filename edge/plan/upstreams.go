@@ -15,9 +15,10 @@ import (
 const DefaultUpstreamGrace = 30 * time.Second
 
 // Upstreams is the registry of upstream clients shared by successive plans
-// (a lease.Registry keyed by clientIdentity, every client setting): a snapshot swap reuses the
-// keep-alive pools of unchanged backends, and a client no plan uses any
-// more is closed after a grace period. Safe for concurrent use; Close is
+// (a lease.Registry keyed by clientIdentity, every transport setting): the
+// backends of one host with the same settings share one client, a snapshot
+// swap reuses the keep-alive pools of unchanged hosts, and a client no plan
+// uses any more is closed after a grace period. Safe for concurrent use; Close is
 // idempotent.
 type Upstreams struct {
 	reg *lease.Registry[clientIdentity, *proxy.Client]
@@ -31,12 +32,13 @@ func newUpstreams(grace time.Duration, opts ...lease.Option) *Upstreams {
 }
 
 // clientIdentity identifies a client by every setting it is built from,
-// as one comparable value. ClientConfig holds a slice, so it cannot be the
+// as one comparable value. The backend's name is not one of them: 10,000
+// backends on one host are one client (one pool of connections, not
+// 10,000), and renaming endpoints keeps the pools. ClientConfig holds a slice, so it cannot be the
 // key itself; TestClientIdentityCoversEverySetting walks ClientConfig's
 // fields by reflection and fails when one does not change the identity, so
 // a setting added later cannot silently reuse a client built without it.
 type clientIdentity struct {
-	name                string
 	hosts               string // Hosts, each length-prefixed (injective)
 	maxConns            int
 	maxIdleConnDuration time.Duration
@@ -58,7 +60,6 @@ type clientIdentity struct {
 
 func identityOf(c proxy.ClientConfig) clientIdentity {
 	return clientIdentity{
-		name:                c.Name,
 		hosts:               hostsKey(c.Hosts),
 		maxConns:            c.MaxConns,
 		maxIdleConnDuration: c.MaxIdleConnDuration,

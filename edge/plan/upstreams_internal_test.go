@@ -16,7 +16,7 @@ func TestUpstreamGrace(t *testing.T) {
 	var now atomic.Int64
 	u := newUpstreams(time.Minute, lease.WithClock(now.Load))
 	defer u.Close()
-	cfg := proxy.ClientConfig{Name: "b", Hosts: []string{"http://127.0.0.1:1"}}
+	cfg := proxy.ClientConfig{Hosts: []string{"http://127.0.0.1:1"}}
 	key := identityOf(cfg)
 	c1, created, err := u.acquire(key, cfg)
 	if err != nil || !created {
@@ -50,7 +50,7 @@ func TestUpstreamGrace(t *testing.T) {
 // covered) and requires a different identity; equal configs share one.
 func TestClientIdentityCoversEverySetting(t *testing.T) {
 	t.Parallel()
-	base := proxy.ClientConfig{Name: "b", Hosts: []string{"http://a:1", "http://b:2"}, MaxConns: 10}
+	base := proxy.ClientConfig{Hosts: []string{"http://a:1", "http://b:2"}, MaxConns: 10}
 	same := base
 	same.Hosts = append([]string(nil), base.Hosts...)
 	if identityOf(base) != identityOf(same) {

@@ -80,7 +80,7 @@ func TestResponseTimeout(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	c, err := NewClient(ClientConfig{Name: "slow", Hosts: []string{srv.URL}, ResponseTimeout: 50 * time.Millisecond})
+	c, err := NewClient(ClientConfig{Hosts: []string{srv.URL}, ResponseTimeout: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func TestDNSSRVDiscovery(t *testing.T) {
 	const name = "_api._tcp.gw.test."
 	d.Set(name, &net.SRV{Target: "backend-a.gw.test.", Port: portA, Priority: 1, Weight: 10})
 
-	c, err := NewClient(ClientConfig{Name: "dns", Hosts: []string{name}, SD: SD{Name: name, TTL: MinSDTTL, Resolver: d.Resolver()}})
+	c, err := NewClient(ClientConfig{Hosts: []string{name}, SD: SD{Name: name, TTL: MinSDTTL, Resolver: d.Resolver()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestDNSSRVDiscovery(t *testing.T) {
 		t.Errorf("after a failed lookup: %q, %v; want backend b kept", body, err)
 	}
 
-	empty, err := NewClient(ClientConfig{Name: "none", Hosts: []string{"_none._tcp.gw.test."}, SD: SD{Name: "_none._tcp.gw.test.", Resolver: d.Resolver()}})
+	empty, err := NewClient(ClientConfig{Hosts: []string{"_none._tcp.gw.test."}, SD: SD{Name: "_none._tcp.gw.test.", Resolver: d.Resolver()}})
 	if err != nil {
 		t.Fatal(err)
 	}

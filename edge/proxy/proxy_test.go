@@ -19,7 +19,7 @@ import (
 
 func mustClient(t testing.TB, hosts ...string) *Client {
 	t.Helper()
-	c, err := NewClient(ClientConfig{Name: "test", Hosts: hosts})
+	c, err := NewClient(ClientConfig{Hosts: hosts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestBalancer(t *testing.T) {
 		urls = append(urls, srv.URL)
 	}
 	for _, rr := range []bool{false, true} {
-		c, err := NewClient(ClientConfig{Name: "lb", Hosts: urls, RoundRobin: rr})
+		c, err := NewClient(ClientConfig{Hosts: urls, RoundRobin: rr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -391,7 +391,7 @@ func TestShadow(t *testing.T) {
 		<-release
 	}))
 	t.Cleanup(srv.Close)
-	c, err := NewClient(ClientConfig{Name: "shadow", Hosts: []string{srv.URL}, MaxShadowCalls: 2})
+	c, err := NewClient(ClientConfig{Hosts: []string{srv.URL}, MaxShadowCalls: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,11 +15,13 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// ClientConfig configures the upstream Client of one backend. The zero
-// value is not usable: Hosts must list at least one base URL.
+// ClientConfig configures an upstream Client: the transport settings
+// alone, so that every backend with the same settings (the same hosts,
+// TLS, timeouts and limits) can share one Client and its keep-alive pools.
+// What belongs to one backend (its name, metrics, breaker, rate limit)
+// lives in its Backend. The zero value is not usable: Hosts must list at
+// least one base URL.
 type ClientConfig struct {
-	// Name identifies the backend (logs, metrics).
-	Name string
 	// Hosts are base URLs: "http://10.0.0.1:8080", "https://api.example.com".
 	// With disable_host_sanitize a host may lack the scheme; http is assumed.
 	Hosts []string
@@ -83,7 +85,14 @@ type ClientTLS struct {
 // DefaultMaxConns is the per-host connection cap when ClientConfig.MaxConns is 0.
 const DefaultMaxConns = 1024
 
-// DefaultMaxShadowCalls bounds detached shadow calls per backend: beyond it
+// GoUserAgent is the User-Agent Go's net/http client sends on HTTP/1.1
+// when a request has none. KrakenD's backend calls go through that client,
+// so a backend whose input_headers drop User-Agent receives this one; the
+// HostClients send it in the same case (never the backend's name, which
+// fasthttp would send otherwise).
+const GoUserAgent = "Go-http-client/1.1"
+
+// DefaultMaxShadowCalls bounds detached shadow calls per Client: beyond it
 // shadow copies are dropped rather than queued, so a slow shadow backend
 // can never grow goroutines without bound.
 const DefaultMaxShadowCalls = 256
@@ -120,11 +129,11 @@ type Host struct {
 	t      Transport // set instead of hc for a backend that is not HTTP
 }
 
-// Client holds the keep-alive connection pools of one backend: one
-// fasthttp.HostClient per host and a KrakenD-like balancer. It is safe for
-// concurrent use; Close is idempotent.
+// Client holds the keep-alive connection pools of the backends with one
+// set of transport settings: one fasthttp.HostClient per host and a
+// KrakenD-like balancer. It is safe for concurrent use; Close is
+// idempotent.
 type Client struct {
-	name       string
 	hosts      atomic.Pointer[[]*Host] // the hosts balanced over; replaced by DNS SRV resolutions
 	none       *Host                   // picked when hosts is empty: its calls fail with ErrNoHosts
 	roundRobin bool
@@ -155,7 +164,7 @@ type Client struct {
 	sdErrors atomic.Int64 // failed lookups, for tests
 }
 
-// NewClient builds the pools of one backend. No connection is opened until
+// NewClient builds the pools for cfg. No connection is opened until
 // the first call.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
@@ -174,7 +183,6 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		shadow = DefaultMaxShadowCalls
 	}
 	c := &Client{
-		name:       cfg.Name,
 		roundRobin: cfg.RoundRobin || runtime.GOMAXPROCS(0) == 1,
 		keepAlive:  !cfg.DisableKeepAlives,
 		gzip:       !cfg.DisableCompression,
@@ -197,7 +205,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		}
 		hc := &fasthttp.HostClient{
 			Addr:                     addr,
-			Name:                     cfg.Name,
+			Name:                     GoUserAgent, // sent only when the request has no User-Agent
 			NoDefaultUserAgentHeader: true,
 			DialTimeout:              dial,
 			IsTLS:                    scheme == "https",
@@ -241,7 +249,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.hosts.Store(&set)
 	}
 	c.redirects = &fasthttp.Client{
-		Name:                     cfg.Name,
+		Name:                     GoUserAgent,
 		NoDefaultUserAgentHeader: true,
 		DialTimeout:              dial,
 		MaxConnsPerHost:          maxConns,
@@ -291,9 +299,6 @@ func splitHost(raw string) (scheme, host string, err error) {
 	}
 	return u.Scheme, u.Host, nil
 }
-
-// Name returns the backend name the client was built for.
-func (c *Client) Name() string { return c.name }
 
 // Pick chooses the host for one call: KrakenD's balancer (random, or
 // round-robin from a random start), a single host short-circuits.
@@ -367,7 +372,7 @@ type Transport interface {
 // calls all go through t. It asks for no gzip and follows no redirects;
 // Close leaves t alone (its owner closes it).
 func NewTransportClient(name, scheme string, t Transport) *Client {
-	c := &Client{name: name, keepAlive: true, shadowSem: make(chan struct{}, DefaultMaxShadowCalls)}
+	c := &Client{keepAlive: true, shadowSem: make(chan struct{}, DefaultMaxShadowCalls)}
 	set := []*Host{{scheme: []byte(scheme), host: []byte(name), t: t}}
 	c.hosts.Store(&set)
 	return c
