@@ -227,6 +227,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 			}
 		} else if oc := openCensusActive(s); oc != nil {
 			cb.Trace = &gatewayv1.TraceLayer{Disabled: !oc.layers().Backend}
+			if oc.Prometheus != nil {
+				compileOCPath(cb.Trace, b.ExtraConfig.OpenCensusPath, b.URLPattern)
+			}
 		}
 		if !cb.GetShadow() {
 			answering++
@@ -268,6 +271,9 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		}
 	} else if oc := openCensusActive(s); oc != nil {
 		out.Trace = &gatewayv1.TraceLayer{Disabled: !oc.layers().Pipe}
+		if oc.Prometheus != nil {
+			compileOCPath(out.Trace, e.ExtraConfig.OpenCensusPath, e.Endpoint)
+		}
 	}
 	if b := e.ExtraConfig.BotDetector; b != nil {
 		out.BotDetector = compileBotDetector(b)

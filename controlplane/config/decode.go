@@ -103,6 +103,7 @@ func decode(filename string, content []byte, env []string, origin func(line, col
 	s := d.service(root)
 	d.orphanOTel(s)
 	d.openCensusWarnings(s)
+	d.openCensusPathWarnings(s)
 	if s != nil && s.ExtraConfig.Logstash != nil && s.ExtraConfig.Logging == nil {
 		d.ws.add(path("extra_config").key("telemetry/logstash"), KindNoEffect,
 			"accepted but has no effect: krakend-logstash formats telemetry/logging's output, and there is no telemetry/logging")

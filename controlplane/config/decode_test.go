@@ -135,7 +135,7 @@ func TestDecodeDetails(t *testing.T) {
 		{"unknown key lists allowed keys", conf(`"portt": 1`), "allowed keys: $schema, allow_insecure_connections,"},
 		{"legacy key names v3 key", conf("", ep("/a", `"headers_to_pass": ["A"]`)), `config version 3 uses "input_headers"`},
 		{"unsupported namespace lists supported ones", conf("", ep("/a", `"extra_config": {"auth/api-keys": {}}`)),
-			"supported here: apigw/jwt, auth/signer, auth/validator, modifier/lua-endpoint, modifier/lua-proxy, proxy, qos/ratelimit/router, security/bot-detector, telemetry/opentelemetry, validation/cel, validation/json-schema"},
+			"supported here: apigw/jwt, auth/signer, auth/validator, modifier/lua-endpoint, modifier/lua-proxy, proxy, qos/ratelimit/router, security/bot-detector, telemetry/opencensus, telemetry/opentelemetry, validation/cel, validation/json-schema"},
 		{"alias named with its v3 name", conf("", ep("/a", `"extra_config": {"github_com/devopsfaith/krakend-cors": {}}`)),
 			`"github_com/devopsfaith/krakend-cors" (security/cors) is not supported at this level`},
 		{"unsupported value lists allowed values", conf("", ep("/a", `"output_encoding": "fast-json"`)),

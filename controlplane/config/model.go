@@ -207,6 +207,9 @@ type EndpointExtra struct {
 	LuaEndpoint *Lua
 	// Signer is `auth/signer`.
 	Signer *Signer
+	// OpenCensusPath is `telemetry/opencensus` path_aggregation ("" when
+	// unset: "pattern").
+	OpenCensusPath string
 }
 
 // EndpointProxy is the endpoint-level `proxy` namespace.
@@ -284,6 +287,9 @@ type BackendExtra struct {
 	CEL []CELCheck
 	// LuaBackend is `modifier/lua-backend`.
 	LuaBackend *Lua
+	// OpenCensusPath is `telemetry/opencensus` path_aggregation ("" when
+	// unset: "pattern").
+	OpenCensusPath string
 }
 
 // BackendHTTPClient is the `backend/http/client` namespace.

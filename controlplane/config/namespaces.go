@@ -49,6 +49,7 @@ var (
 		{"modifier/lua-proxy", func(d *decoder, n *node, p path, x *EndpointExtra) { x.LuaProxy = d.lua(n, p) }},
 		{"modifier/lua-endpoint", func(d *decoder, n *node, p path, x *EndpointExtra) { x.LuaEndpoint = d.luaEndpoint(n, p) }},
 		{"auth/signer", func(d *decoder, n *node, p path, x *EndpointExtra) { x.Signer = d.signer(n, p) }},
+		{"telemetry/opencensus", func(d *decoder, n *node, p path, x *EndpointExtra) { x.OpenCensusPath = d.openCensusPath(n, p) }},
 	}
 	backendNamespaces = []namespace[BackendExtra]{
 		{"backend/http", func(d *decoder, n *node, p path, x *BackendExtra) { x.HTTP = d.backendHTTP(n, p) }},
@@ -68,6 +69,7 @@ var (
 			x.PubSubSubscriber = d.pubSub("subscription_url")(n, p)
 		}},
 		{"backend/graphql", func(d *decoder, n *node, p path, x *BackendExtra) { x.GraphQL = d.graphQL(n, p) }},
+		{"telemetry/opencensus", func(d *decoder, n *node, p path, x *BackendExtra) { x.OpenCensusPath = d.openCensusPath(n, p) }},
 	}
 )
 

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/apigw/gateway/proto/feature"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -13,15 +14,24 @@ import (
 // (krakend-opencensus v2, KrakenD's legacy telemetry). It is compiled onto
 // the edge's OpenTelemetry tracer: the spans krakend-opencensus records
 // (server, pipe, backend and HTTP client, with its names and ochttp
-// attributes, B3 propagation) go to its Jaeger and Zipkin exporters. Its
-// other exporters are accepted with a warning that names them.
+// attributes, B3 propagation) go to its Jaeger and Zipkin exporters, and
+// its Prometheus exporter serves the ochttp views. Its other exporters are
+// accepted with a warning that names them.
 type OpenCensus struct {
 	SampleRate int64
 	// Layers is enabled_layers; nil means every layer, as in
 	// krakend-opencensus (a given object leaves the layers it omits off).
-	Layers *OpenCensusLayers
-	Jaeger *OpenCensusJaeger
-	Zipkin *OpenCensusZipkin
+	Layers     *OpenCensusLayers
+	Jaeger     *OpenCensusJaeger
+	Zipkin     *OpenCensusZipkin
+	Prometheus *OpenCensusPrometheus
+}
+
+// OpenCensusPrometheus is exporters.prometheus.
+type OpenCensusPrometheus struct {
+	Namespace                                  string
+	Port                                       int64
+	TagHost, TagPath, TagMethod, TagStatusCode bool
 }
 
 // OpenCensusLayers is enabled_layers.
@@ -46,8 +56,6 @@ type OpenCensusZipkin struct {
 const (
 	whyOCReportingPeriod = "it is how often OpenCensus pushes its metric views to the push exporters " +
 		"(influxdb, datadog, stackdriver, ocagent), none of which this gateway runs"
-	whyOCPrometheus = "the OpenCensus metric views (krakend_opencensus_io_http_*) are not served; " +
-		"use telemetry/opentelemetry exporters.prometheus for the gateway's metrics on a Prometheus listener"
 	whyOCInflux = "OpenCensus views are not pushed to InfluxDB; telemetry/influx pushes the telemetry/metrics snapshot"
 	whyOCLogger = "KrakenD CE registers no OpenCensus logger exporter either, so it logs nothing there"
 	whyOCXray   = "AWS X-Ray's API is not spoken by this gateway's exporters (OTLP, Jaeger, Zipkin); " +
@@ -103,7 +111,18 @@ func (d *decoder) openCensus(n *node, p path) *OpenCensus {
 					}})
 					oc.Zipkin = z
 				},
-				"prometheus":   d.noEffect(d.rawObject(&discard), whyOCPrometheus),
+				"prometheus": func(n *node, p path) {
+					pr := &OpenCensusPrometheus{}
+					d.object(n, p, objectSpec{fields: map[string]handler{
+						"namespace":      d.str(&pr.Namespace),
+						"port":           d.integer(&pr.Port),
+						"tag_host":       d.boolean(&pr.TagHost),
+						"tag_path":       d.boolean(&pr.TagPath),
+						"tag_method":     d.boolean(&pr.TagMethod),
+						"tag_statuscode": d.boolean(&pr.TagStatusCode),
+					}})
+					oc.Prometheus = pr
+				},
 				"influxdb":     d.noEffect(d.rawObject(&discard), whyOCInflux),
 				"logger":       d.noEffect(d.rawObject(&discard), whyOCLogger),
 				"xray":         d.noEffect(d.rawObject(&discard), whyOCXray),
@@ -144,14 +163,95 @@ func (d *decoder) openCensusWarnings(s *Service) {
 	}
 	if !openCensusExports(oc) {
 		d.ws.add(p, KindNoEffect, "accepted but has no effect: no exporter this gateway runs is configured "+
-			"(exporters.jaeger with endpoint or agent_endpoint, exporters.zipkin with collector_url)")
+			"(exporters.jaeger with endpoint or agent_endpoint, exporters.zipkin with collector_url, exporters.prometheus)")
 	}
 }
 
 // openCensusExports reports whether oc has an exporter the edge runs.
 func openCensusExports(oc *OpenCensus) bool {
 	return oc.Jaeger != nil && (oc.Jaeger.Endpoint != "" || oc.Jaeger.AgentEndpoint != "") ||
-		oc.Zipkin != nil && oc.Zipkin.CollectorURL != ""
+		oc.Zipkin != nil && oc.Zipkin.CollectorURL != "" || oc.Prometheus != nil
+}
+
+// openCensusPath decodes an endpoint's or a backend's
+// telemetry/opencensus: its path_aggregation ("" when unset).
+func (d *decoder) openCensusPath(n *node, p path) string {
+	var mode string
+	d.object(n, p, objectSpec{fields: map[string]handler{
+		"path_aggregation": d.str(&mode),
+	}})
+	return mode
+}
+
+// openCensusPathWarnings warns about path_aggregation values that act
+// otherwise than they say: without exporters.prometheus (only its views
+// read them), a value krakend-opencensus does not know (it aggregates by
+// pattern then), and lastparam on a pattern whose last segment is no
+// parameter (pattern again).
+func (d *decoder) openCensusPathWarnings(s *Service) {
+	if s == nil {
+		return
+	}
+	prom := s.ExtraConfig.OpenCensus != nil && s.ExtraConfig.OpenCensus.Prometheus != nil && s.ExtraConfig.OpenTelemetry == nil
+	check := func(p path, mode, pattern string) {
+		if mode == "" {
+			return
+		}
+		p = p.field("extra_config").key("telemetry/opencensus").field("path_aggregation")
+		switch {
+		case !prom:
+			d.ws.add(p, KindNoEffect, "accepted but has no effect: only the telemetry/opencensus exporters.prometheus views "+
+				"read it, and the service has none (or has telemetry/opentelemetry, which wins)")
+		case mode != ocPathPattern && mode != ocPathLastParam && mode != ocPathOff:
+			d.ws.add(p, KindNoEffect, "%q is not pattern, lastparam or off: krakend-opencensus aggregates by pattern then", mode)
+		case mode == ocPathLastParam && !lastSegmentParam(pattern):
+			d.ws.add(p, KindNoEffect, "lastparam: the last segment of %q is no parameter, so the path is aggregated by pattern (as krakend-opencensus does)", pattern)
+		}
+	}
+	for i, e := range s.Endpoints {
+		if e == nil {
+			continue
+		}
+		ep := path("endpoints").index(i)
+		check(ep, e.ExtraConfig.OpenCensusPath, e.Endpoint)
+		for j, b := range e.Backend {
+			if b != nil {
+				check(ep.field("backend").index(j), b.ExtraConfig.OpenCensusPath, b.URLPattern)
+			}
+		}
+	}
+}
+
+// path_aggregation modes (krakend-opencensus).
+const (
+	ocPathPattern   = "pattern"
+	ocPathLastParam = "lastparam"
+	ocPathOff       = "off"
+)
+
+// lastSegmentParam reports whether pattern's last segment is a {param}
+// (krakend-opencensus checks lura's :param or {{.Param}} form).
+func lastSegmentParam(pattern string) bool {
+	last := pattern[strings.LastIndexByte(pattern, '/')+1:]
+	return strings.HasPrefix(last, "{")
+}
+
+// compileOCPath compiles a path_aggregation onto a layer: "lastparam"
+// keeps the lowercased last {param}, "off" nothing, and "pattern" (also
+// for any other value, and for lastparam without a last parameter) the
+// lowercased pattern, which is krakend-opencensus' label (lura's :id and
+// {{.Id}} forms turned back into {id}).
+func compileOCPath(l *gatewayv1.TraceLayer, mode, pattern string) {
+	switch {
+	case mode == ocPathOff:
+		l.OcPathMode = ocPathOff
+	case mode == ocPathLastParam && lastSegmentParam(pattern):
+		l.OcPathMode = ocPathLastParam
+		l.OcPath = strings.ToLower(pattern[strings.LastIndexByte(pattern, '/')+1:])
+	default:
+		l.OcPathMode = ocPathPattern
+		l.OcPath = strings.ToLower(pattern)
+	}
 }
 
 func (v *validator) openCensus(p path, oc *OpenCensus) {
@@ -170,6 +270,9 @@ func (v *validator) openCensus(p path, oc *OpenCensus) {
 		if j.BufferMaxCount < 0 {
 			v.vs.add(jp.field("buffer_max_count"), KindInvalid, "%d: want a count of spans, 0 or more", j.BufferMaxCount)
 		}
+	}
+	if pr := oc.Prometheus; pr != nil && (pr.Port < 0 || pr.Port > 65535) {
+		v.vs.add(ep.field("prometheus").field("port"), KindInvalid, "%d: want a TCP port, 0 to 65535", pr.Port)
 	}
 	if z := oc.Zipkin; z != nil && z.CollectorURL != "" && !httpURL(z.CollectorURL) {
 		v.vs.add(ep.field("zipkin").field("collector_url"), KindInvalid,
@@ -236,6 +339,13 @@ func compileOpenCensus(s *Service, oc *OpenCensus, features map[string]bool) *ga
 	}
 	if z := oc.Zipkin; z != nil && z.CollectorURL != "" {
 		out.Zipkin = append(out.Zipkin, &gatewayv1.ZipkinExporter{CollectorUrl: z.CollectorURL, ServiceName: z.ServiceName})
+	}
+	if pr := oc.Prometheus; pr != nil {
+		out.OcPrometheus = &gatewayv1.OpenCensusPrometheus{
+			Namespace: pr.Namespace, Port: uint32(pr.Port),
+			TagHost: pr.TagHost, TagPath: pr.TagPath, TagMethod: pr.TagMethod, TagStatuscode: pr.TagStatusCode,
+			Router: l.Router, Backend: l.Backend,
+		}
 	}
 	return out
 }

@@ -75,8 +75,8 @@ func TestOpenCensus(t *testing.T) {
 		doc  string
 		want []pair
 	}{
-		{`"extra_config": {"telemetry/opencensus": {"exporters": {"prometheus": {"port": 9091}}}}`,
-			[]pair{{p, KindNoEffect}, {p + ".exporters.prometheus", KindNoEffect}}},
+		{`"extra_config": {"telemetry/opencensus": {"exporters": {"logger": {}}}}`,
+			[]pair{{p, KindNoEffect}, {p + ".exporters.logger", KindNoEffect}}},
 		{`"extra_config": {"telemetry/opencensus": {"exporters": {"jaeger": {"service_name": "x"}, "zipkin": {}}}}`,
 			[]pair{{p, KindNoEffect}, {p + ".exporters.jaeger", KindNoEffect}, {p + ".exporters.zipkin", KindNoEffect}}},
 		{`"extra_config": {"telemetry/opentelemetry": {}, "telemetry/opencensus": {"exporters": {"jaeger": {"endpoint": "http://j:1/api/traces"}}}}`,
@@ -104,6 +104,74 @@ func TestOpenCensus(t *testing.T) {
 		{p + ".sample_rate", KindInvalid},
 	}
 	if diff := cmp.Diff(want, pairsOf(vs)); diff != "" {
+		t.Errorf("violations (-want +got):\n%s", diff)
+	}
+}
+
+// TestOpenCensusPrometheus: exporters.prometheus compiles with its keys and
+// the router and backend switches of enabled_layers, and path_aggregation
+// onto each endpoint's and backend's layer: the lowercased pattern by
+// default (and for unknown values, or lastparam without a last
+// parameter, warned), the lowercased last {param} with lastparam, nothing
+// with off. Without exporters.prometheus, path_aggregation is warned.
+func TestOpenCensusPrometheus(t *testing.T) {
+	t.Parallel()
+	oc := `"telemetry/opencensus": {"path_aggregation": `
+	c, err := Compile("k.json", []byte(conf(`"extra_config": {"telemetry/opencensus": {"enabled_layers": {"router": true},
+		"exporters": {"prometheus": {"namespace": "krakend", "port": 9091, "tag_path": true, "tag_statuscode": true}}}}`,
+		`{"endpoint": "/Users/{Id}", "backend": [{"url_pattern": "/u/{Id}"}]}`,
+		`{"endpoint": "/last/{a}/{b}", "extra_config": {`+oc+`"lastparam"}}, "backend": [{"url_pattern": "/l/{a}/{b}", "extra_config": {`+oc+`"lastparam"}}}]}`,
+		`{"endpoint": "/off/{a}", "extra_config": {`+oc+`"off"}}, "backend": [{"url_pattern": "/o/{a}", "extra_config": {`+oc+`"off"}}}]}`,
+		`{"endpoint": "/odd/{a}/x", "extra_config": {`+oc+`"lastparam"}}, "backend": [{"url_pattern": "/o", "extra_config": {`+oc+`"other"}}}]}`,
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Snapshot.GetService().GetOpentelemetry().GetOcPrometheus()
+	if got.GetNamespace() != "krakend" || got.GetPort() != 9091 || got.GetTagHost() || !got.GetTagPath() || got.GetTagMethod() ||
+		!got.GetTagStatuscode() || !got.GetRouter() || got.GetBackend() {
+		t.Errorf("oc_prometheus %v", got)
+	}
+	type layer struct{ Mode, Path string }
+	var layers []layer
+	for _, e := range c.Snapshot.GetEndpoints() {
+		layers = append(layers, layer{e.GetTrace().GetOcPathMode(), e.GetTrace().GetOcPath()})
+		for _, b := range e.GetBackends() {
+			layers = append(layers, layer{b.GetTrace().GetOcPathMode(), b.GetTrace().GetOcPath()})
+		}
+	}
+	want := []layer{
+		{"pattern", "/users/{id}"}, {"pattern", "/u/{id}"},
+		{"lastparam", "{b}"}, {"lastparam", "{b}"},
+		{"off", ""}, {"off", ""},
+		{"pattern", "/odd/{a}/x"}, {"pattern", "/o"},
+	}
+	if diff := cmp.Diff(want, layers); diff != "" {
+		t.Errorf("layers (-want +got):\n%s", diff)
+	}
+	var warned []pair
+	for _, w := range c.Warnings {
+		warned = append(warned, pair{w.GetPath(), w.GetKind()})
+	}
+	const pa = `extra_config["telemetry/opencensus"].path_aggregation`
+	wantW := []pair{{"endpoints[3].backend[0]." + pa, KindNoEffect}, {"endpoints[3]." + pa, KindNoEffect}}
+	if diff := cmp.Diff(wantW, warned); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+
+	c, err = Compile("k.json", []byte(conf(`"extra_config": {"telemetry/opencensus": {"exporters": {"zipkin": {"collector_url": "http://z:9411/api/v2/spans"}}}}`,
+		`{"endpoint": "/a/{x}", "extra_config": {`+oc+`"lastparam"}}, "backend": [{"url_pattern": "/x"}]}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || c.Warnings[0].GetPath() != "endpoints[0]."+pa || c.Warnings[0].GetKind() != KindNoEffect {
+		t.Errorf("path_aggregation without exporters.prometheus: warnings %v", c.Warnings)
+	}
+	if c.Snapshot.GetService().GetOpentelemetry().GetOcPrometheus() != nil || c.Snapshot.GetEndpoints()[0].GetTrace().GetOcPathMode() != "" {
+		t.Error("oc_prometheus compiled without exporters.prometheus")
+	}
+	vs := violationsOf(t, "k.json", conf(`"extra_config": {"telemetry/opencensus": {"exporters": {"prometheus": {"port": 70000}}}}`, ep("/a", "")))
+	if diff := cmp.Diff([]pair{{`extra_config["telemetry/opencensus"].exporters.prometheus.port`, KindInvalid}}, pairsOf(vs)); diff != "" {
 		t.Errorf("violations (-want +got):\n%s", diff)
 	}
 }

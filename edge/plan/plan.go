@@ -40,6 +40,7 @@ package plan
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net/url"
 	"runtime/debug"
@@ -311,7 +312,7 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 			return
 		}
 		start := time.Now()
-		p.stats.Connection(ctx.TLSConnectionState())
+		connectionStats(p.stats, ctx)
 		p.serveEndpoint(ctx, ep, st)
 		ep.routeStats.Observe(ctx.Response.StatusCode(), len(ctx.Response.Body()), start)
 		p.stats.Disconnection()
@@ -348,6 +349,25 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		p.notFound(ctx)
 	}
 	p.metrics.observe(ctx.Response.StatusCode(), -1)
+}
+
+// connectionStats counts the request's connection in telemetry/metrics,
+// with its TLS version and cipher suite over TLS. It reads them from the
+// *tls.Conn itself: fasthttp's TLSConnectionState returns a pointer to a
+// copy of the state, one heap allocation per request. A connection
+// wrapped in a way that hides its *tls.Conn takes that path still.
+func connectionStats(s *stats.Stats, ctx *fasthttp.RequestCtx) {
+	if tc, ok := ctx.Conn().(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		s.ConnectionTLS(cs.Version, cs.CipherSuite)
+		return
+	}
+	if !ctx.IsTLS() {
+		s.Connection()
+		return
+	}
+	cs := ctx.TLSConnectionState()
+	s.ConnectionTLS(cs.Version, cs.CipherSuite)
 }
 
 // Guard runs, for a request to one of the gateway's own routes (the

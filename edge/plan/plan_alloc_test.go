@@ -4,6 +4,8 @@ package plan_test
 
 import (
 	"bytes"
+	"crypto/tls"
+	"net"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/apigw/gateway/edge/accesslog"
 	"github.com/apigw/gateway/edge/auth"
+	"github.com/apigw/gateway/edge/internal/certtest"
 	"github.com/apigw/gateway/edge/plan"
 	"github.com/apigw/gateway/edge/stats"
 	"github.com/apigw/gateway/edge/tracing"
@@ -408,4 +411,84 @@ func TestLuaFreeRouteAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
 		t.Errorf("route without Lua: %v allocs per request, want 0", n)
 	}
+}
+
+// TestStatsTLSAllocs: over TLS, the /__stats TLS version and cipher
+// counters cost no allocation per request either (the state is read from
+// the *tls.Conn, not copied to the heap as fasthttp's
+// TLSConnectionState does), for TLS 1.2 and 1.3 connections.
+func TestStatsTLSAllocs(t *testing.T) {
+	addr := fastBackend(t, nil)
+	snap := snapshot(endpoint("GET", "/users/{id}", backend(addr, "/users/{id}")))
+	snap.Service.Metrics = &gatewayv1.Metrics{Enabled: true}
+	st := stats.New()
+	p := mustBuild(t, snap, plan.Deps{Stats: st})
+	ca := certtest.NewCA(t, "ca")
+	pair := ca.Issue(t, "edge.test")
+	cert, err := tls.X509KeyPair(pair.CertPEM, pair.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		version uint16
+		key     string
+	}{
+		{"TLS12", tls.VersionTLS12, `"krakend.router.tls_version.VersionTLS12.count": 1301`},
+		{"TLS13", tls.VersionTLS13, `"krakend.router.tls_version.VersionTLS13.count": 1301`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := tlsServerConn(t, &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: tc.version},
+				&tls.Config{RootCAs: ca.Pool(), ServerName: "edge.test", MinVersion: tc.version, MaxVersion: tc.version})
+			ctx := new(fasthttp.RequestCtx)
+			ctx.Init2(conn, nil, false)
+			newCtx("GET", "/users/42", "").Request.CopyTo(&ctx.Request)
+			for range 1100 {
+				if s := serveOnce(p.Serve, ctx); s != 200 {
+					t.Fatalf("warm-up status %d: %s", s, bodyOf(ctx))
+				}
+			}
+			if n := testing.AllocsPerRun(200, func() { serveOnce(p.Serve, ctx) }); n != 0 {
+				t.Errorf("json proxy over %s with /__stats series: %v allocs per request, want 0", tc.name, n)
+			}
+			if !bytes.Contains(st.AppendJSON(nil), []byte(tc.key)) {
+				t.Errorf("no %s in /__stats", tc.key)
+			}
+		})
+	}
+}
+
+// tlsServerConn returns the server side of a loopback TLS connection whose
+// handshake is done.
+func tlsServerConn(t *testing.T, srv, cli *tls.Config) *tls.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	var cc *tls.Conn
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err == nil {
+			cc = tls.Client(c, cli)
+			err = cc.Handshake()
+		}
+		done <- err
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := tls.Server(c, srv)
+	if err := sc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close(); sc.Close() })
+	return sc
 }

@@ -15,7 +15,6 @@
 package stats
 
 import (
-	"crypto/tls"
 	"expvar"
 	"math"
 	"math/rand/v2"
@@ -212,13 +211,16 @@ func (s *Stats) tickTimers() {
 }
 
 // Connection and Disconnection count a request entering and leaving an
-// endpoint's handler (krakend.router.connected, .disconnected). A request
-// over TLS (tls not nil) also counts its version and cipher suite.
-func (s *Stats) Connection(tls *tls.ConnectionState) {
+// endpoint's handler (krakend.router.connected, .disconnected).
+// ConnectionTLS is Connection for a request over TLS: it also counts the
+// connection's version and cipher suite. None allocates once the
+// version's and suite's counters exist.
+func (s *Stats) Connection() { s.connected.Inc(1) }
+
+// ConnectionTLS: see Connection.
+func (s *Stats) ConnectionTLS(version, cipherSuite uint16) {
 	s.connected.Inc(1)
-	if tls != nil {
-		s.tls.count(s, tls)
-	}
+	s.tls.count(s, version, cipherSuite)
 }
 func (s *Stats) Disconnection() { s.disconnected.Inc(1) }
 

@@ -79,8 +79,8 @@ func TestStatsCollect(t *testing.T) {
 	s := New()
 	l := s.Layer("backend", "/a")
 	l.Observe(time.Now(), true, false)
-	s.Connection(nil)
-	s.Connection(nil)
+	s.Connection()
+	s.Connection()
 	s.Disconnection()
 	s.Collect()
 	m := decode(t, s)
@@ -108,7 +108,7 @@ func TestStatsRunInterval(t *testing.T) {
 	s.SetCollectionTime(10 * time.Millisecond)
 	s.Run()
 	defer s.Close()
-	s.Connection(nil)
+	s.Connection()
 	deadline := time.Now().Add(5 * time.Second)
 	for s.connectedTotal.Count() != 1 {
 		if time.Now().After(deadline) {

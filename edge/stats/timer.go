@@ -3,10 +3,12 @@ package stats
 import (
 	"container/heap"
 	"crypto/tls"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -167,21 +169,45 @@ func (h *decayHeap) Pop() any {
 // krakend.router.tls_cipher.<suite>.count, registered on first use as
 // KrakenD's are (an unnamed version or suite counts under "").
 type tlsCounters struct {
-	versions sync.Map // uint16 -> *Counter
-	ciphers  sync.Map // uint16 -> *Counter
+	versions, ciphers counterSet
 }
 
-func (c *tlsCounters) count(s *Stats, st *tls.ConnectionState) {
-	counter(s, &c.versions, st.Version, "krakend.router.tls_version.", tlsVersionName).Inc(1)
-	counter(s, &c.ciphers, st.CipherSuite, "krakend.router.tls_cipher.", tlsCipherName).Inc(1)
+func (c *tlsCounters) count(s *Stats, version, cipherSuite uint16) {
+	c.versions.get(s, version, "krakend.router.tls_version.", tlsVersionName).Inc(1)
+	c.ciphers.get(s, cipherSuite, "krakend.router.tls_cipher.", tlsCipherName).Inc(1)
 }
 
-func counter(s *Stats, m *sync.Map, id uint16, prefix string, name func(uint16) string) *Counter {
-	if c, ok := m.Load(id); ok {
-		return c.(*Counter)
+// counterSet maps a TLS version or suite to its counter: a copy-on-write
+// map read without a lock or an allocation (a sync.Map would box every
+// uint16 above 255 into an interface on each lookup). Its zero value is
+// ready to use.
+type counterSet struct {
+	mu sync.Mutex // serializes writers
+	m  atomic.Pointer[map[uint16]*Counter]
+}
+
+func (cs *counterSet) get(s *Stats, id uint16, prefix string, name func(uint16) string) *Counter {
+	if m := cs.m.Load(); m != nil {
+		if c, ok := (*m)[id]; ok {
+			return c
+		}
 	}
-	c, _ := m.LoadOrStore(id, s.Counter(prefix+name(id)+".count"))
-	return c.(*Counter)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	old := cs.m.Load()
+	if old != nil {
+		if c, ok := (*old)[id]; ok {
+			return c
+		}
+	}
+	m := make(map[uint16]*Counter, 1)
+	if old != nil {
+		maps.Copy(m, *old)
+	}
+	c := s.Counter(prefix + name(id) + ".count")
+	m[id] = c
+	cs.m.Store(&m)
+	return c
 }
 
 // tlsVersionName is krakend-metrics' name of a TLS version.

@@ -53,11 +53,11 @@ func TestRuntimeTimersAndTLS(t *testing.T) {
 		t.Errorf("one-minute rate %v, want 0.4", r)
 	}
 
-	s.Connection(&tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256})
-	s.Connection(&tls.ConnectionState{Version: tls.VersionTLS12, CipherSuite: tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256})
-	s.Connection(&tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256})
-	s.Connection(&tls.ConnectionState{Version: 0x0305, CipherSuite: 0xffff})
-	s.Connection(nil)
+	s.ConnectionTLS(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
+	s.ConnectionTLS(tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256)
+	s.ConnectionTLS(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
+	s.ConnectionTLS(0x0305, 0xffff)
+	s.Connection()
 	m = doc()
 	for k, want := range map[string]float64{
 		"krakend.router.tls_version.VersionTLS13.count":                               2,

@@ -1599,7 +1599,10 @@ type OpenTelemetry struct {
 	Opencensus bool `protobuf:"varint,139,opt,name=opencensus,proto3" json:"opencensus,omitempty"`
 	// no_server_span is enabled_layers.router false: no server span, the
 	// client's trace context is not read and the pipe span is the root.
-	NoServerSpan  bool `protobuf:"varint,140,opt,name=no_server_span,json=noServerSpan,proto3" json:"no_server_span,omitempty"`
+	NoServerSpan bool `protobuf:"varint,140,opt,name=no_server_span,json=noServerSpan,proto3" json:"no_server_span,omitempty"`
+	// oc_prometheus is exporters.prometheus: the ochttp views
+	// krakend-opencensus registers, served on their own listener.
+	OcPrometheus  *OpenCensusPrometheus `protobuf:"bytes,141,opt,name=oc_prometheus,json=ocPrometheus,proto3" json:"oc_prometheus,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1781,6 +1784,118 @@ func (x *OpenTelemetry) GetNoServerSpan() bool {
 	return false
 }
 
+func (x *OpenTelemetry) GetOcPrometheus() *OpenCensusPrometheus {
+	if x != nil {
+		return x.OcPrometheus
+	}
+	return nil
+}
+
+// OpenCensusPrometheus is telemetry/opencensus exporters.prometheus: the
+// ochttp server views (the router layer, router true) and client views
+// (the backend layer, backend true) served at :port/metrics under
+// namespace, with the http.host, http.path, http.method and http.status
+// labels (and their http.client.* forms) the tag_* switches add.
+type OpenCensusPrometheus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Port          uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	TagHost       bool                   `protobuf:"varint,3,opt,name=tag_host,json=tagHost,proto3" json:"tag_host,omitempty"`
+	TagPath       bool                   `protobuf:"varint,4,opt,name=tag_path,json=tagPath,proto3" json:"tag_path,omitempty"`
+	TagMethod     bool                   `protobuf:"varint,5,opt,name=tag_method,json=tagMethod,proto3" json:"tag_method,omitempty"`
+	TagStatuscode bool                   `protobuf:"varint,6,opt,name=tag_statuscode,json=tagStatuscode,proto3" json:"tag_statuscode,omitempty"`
+	Router        bool                   `protobuf:"varint,7,opt,name=router,proto3" json:"router,omitempty"`
+	Backend       bool                   `protobuf:"varint,8,opt,name=backend,proto3" json:"backend,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenCensusPrometheus) Reset() {
+	*x = OpenCensusPrometheus{}
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenCensusPrometheus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenCensusPrometheus) ProtoMessage() {}
+
+func (x *OpenCensusPrometheus) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenCensusPrometheus.ProtoReflect.Descriptor instead.
+func (*OpenCensusPrometheus) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OpenCensusPrometheus) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *OpenCensusPrometheus) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *OpenCensusPrometheus) GetTagHost() bool {
+	if x != nil {
+		return x.TagHost
+	}
+	return false
+}
+
+func (x *OpenCensusPrometheus) GetTagPath() bool {
+	if x != nil {
+		return x.TagPath
+	}
+	return false
+}
+
+func (x *OpenCensusPrometheus) GetTagMethod() bool {
+	if x != nil {
+		return x.TagMethod
+	}
+	return false
+}
+
+func (x *OpenCensusPrometheus) GetTagStatuscode() bool {
+	if x != nil {
+		return x.TagStatuscode
+	}
+	return false
+}
+
+func (x *OpenCensusPrometheus) GetRouter() bool {
+	if x != nil {
+		return x.Router
+	}
+	return false
+}
+
+func (x *OpenCensusPrometheus) GetBackend() bool {
+	if x != nil {
+		return x.Backend
+	}
+	return false
+}
+
 // JaegerExporter is telemetry/opencensus exporters.jaeger: Jaeger's thrift
 // protocol, to a collector over HTTP (collector_endpoint, a full URL) or to
 // an agent over UDP (agent_endpoint, host:port).
@@ -1797,7 +1912,7 @@ type JaegerExporter struct {
 
 func (x *JaegerExporter) Reset() {
 	*x = JaegerExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1924,7 @@ func (x *JaegerExporter) String() string {
 func (*JaegerExporter) ProtoMessage() {}
 
 func (x *JaegerExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[15]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1937,7 @@ func (x *JaegerExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JaegerExporter.ProtoReflect.Descriptor instead.
 func (*JaegerExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{15}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JaegerExporter) GetCollectorEndpoint() string {
@@ -1865,7 +1980,7 @@ type ZipkinExporter struct {
 
 func (x *ZipkinExporter) Reset() {
 	*x = ZipkinExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +1992,7 @@ func (x *ZipkinExporter) String() string {
 func (*ZipkinExporter) ProtoMessage() {}
 
 func (x *ZipkinExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[16]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2005,7 @@ func (x *ZipkinExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ZipkinExporter.ProtoReflect.Descriptor instead.
 func (*ZipkinExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{16}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ZipkinExporter) GetCollectorUrl() string {
@@ -1923,7 +2038,7 @@ type OTLPExporter struct {
 
 func (x *OTLPExporter) Reset() {
 	*x = OTLPExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2050,7 @@ func (x *OTLPExporter) String() string {
 func (*OTLPExporter) ProtoMessage() {}
 
 func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[17]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2063,7 @@ func (x *OTLPExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OTLPExporter.ProtoReflect.Descriptor instead.
 func (*OTLPExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{17}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OTLPExporter) GetName() string {
@@ -2001,7 +2116,7 @@ type PrometheusExporter struct {
 
 func (x *PrometheusExporter) Reset() {
 	*x = PrometheusExporter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2128,7 @@ func (x *PrometheusExporter) String() string {
 func (*PrometheusExporter) ProtoMessage() {}
 
 func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[18]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2141,7 @@ func (x *PrometheusExporter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrometheusExporter.ProtoReflect.Descriptor instead.
 func (*PrometheusExporter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{18}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PrometheusExporter) GetName() string {
@@ -2082,7 +2197,7 @@ type MetricsLayer struct {
 
 func (x *MetricsLayer) Reset() {
 	*x = MetricsLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2209,7 @@ func (x *MetricsLayer) String() string {
 func (*MetricsLayer) ProtoMessage() {}
 
 func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[19]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2222,7 @@ func (x *MetricsLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricsLayer.ProtoReflect.Descriptor instead.
 func (*MetricsLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{19}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MetricsLayer) GetDisabled() bool {
@@ -2148,13 +2263,21 @@ type TraceLayer struct {
 	// layer's span as http.request.header.<name>.
 	ReportHeaders bool     `protobuf:"varint,3,opt,name=report_headers,json=reportHeaders,proto3" json:"report_headers,omitempty"`
 	SkipHeaders   []string `protobuf:"bytes,4,rep,name=skip_headers,json=skipHeaders,proto3" json:"skip_headers,omitempty"`
+	// telemetry/opencensus exporters.prometheus (issue 13): how the layer's
+	// http.path (endpoint) or http.client.path (backend) label is made, from
+	// the level's path_aggregation. oc_path_mode is "pattern" (oc_path is
+	// the label, the lowercased pattern), "lastparam" (the request's path
+	// up to its last slash, then oc_path, the lowercased "{param}") or "off"
+	// (the request's path).
+	OcPathMode    string `protobuf:"bytes,5,opt,name=oc_path_mode,json=ocPathMode,proto3" json:"oc_path_mode,omitempty"`
+	OcPath        string `protobuf:"bytes,6,opt,name=oc_path,json=ocPath,proto3" json:"oc_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TraceLayer) Reset() {
 	*x = TraceLayer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2289,7 @@ func (x *TraceLayer) String() string {
 func (*TraceLayer) ProtoMessage() {}
 
 func (x *TraceLayer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[20]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2302,7 @@ func (x *TraceLayer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceLayer.ProtoReflect.Descriptor instead.
 func (*TraceLayer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{20}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TraceLayer) GetDisabled() bool {
@@ -2210,6 +2333,20 @@ func (x *TraceLayer) GetSkipHeaders() []string {
 	return nil
 }
 
+func (x *TraceLayer) GetOcPathMode() string {
+	if x != nil {
+		return x.OcPathMode
+	}
+	return ""
+}
+
+func (x *TraceLayer) GetOcPath() string {
+	if x != nil {
+		return x.OcPath
+	}
+	return ""
+}
+
 // KeyValue is one static attribute.
 type KeyValue struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2221,7 +2358,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2370,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[21]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2383,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{21}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -2278,7 +2415,7 @@ type HTTPServer struct {
 
 func (x *HTTPServer) Reset() {
 	*x = HTTPServer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2427,7 @@ func (x *HTTPServer) String() string {
 func (*HTTPServer) ProtoMessage() {}
 
 func (x *HTTPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[22]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2440,7 @@ func (x *HTTPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPServer.ProtoReflect.Descriptor instead.
 func (*HTTPServer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{22}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HTTPServer) GetReadTimeoutMs() int64 {
@@ -2376,7 +2513,7 @@ type HTTPClient struct {
 
 func (x *HTTPClient) Reset() {
 	*x = HTTPClient{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2388,7 +2525,7 @@ func (x *HTTPClient) String() string {
 func (*HTTPClient) ProtoMessage() {}
 
 func (x *HTTPClient) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[23]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2401,7 +2538,7 @@ func (x *HTTPClient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPClient.ProtoReflect.Descriptor instead.
 func (*HTTPClient) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{23}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HTTPClient) GetMaxIdleConnectionsPerHost() int64 {
@@ -2544,7 +2681,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2693,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[24]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2706,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{24}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Endpoint) GetName() string {
@@ -2776,7 +2913,7 @@ type CelChecks struct {
 
 func (x *CelChecks) Reset() {
 	*x = CelChecks{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +2925,7 @@ func (x *CelChecks) String() string {
 func (*CelChecks) ProtoMessage() {}
 
 func (x *CelChecks) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[25]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +2938,7 @@ func (x *CelChecks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CelChecks.ProtoReflect.Descriptor instead.
 func (*CelChecks) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{25}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CelChecks) GetRequest() []string {
@@ -2841,7 +2978,7 @@ type LuaScript struct {
 
 func (x *LuaScript) Reset() {
 	*x = LuaScript{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +2990,7 @@ func (x *LuaScript) String() string {
 func (*LuaScript) ProtoMessage() {}
 
 func (x *LuaScript) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[26]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +3003,7 @@ func (x *LuaScript) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LuaScript.ProtoReflect.Descriptor instead.
 func (*LuaScript) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{26}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LuaScript) GetSources() []*LuaSource {
@@ -2917,7 +3054,7 @@ type Static struct {
 
 func (x *Static) Reset() {
 	*x = Static{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3066,7 @@ func (x *Static) String() string {
 func (*Static) ProtoMessage() {}
 
 func (x *Static) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[27]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3079,7 @@ func (x *Static) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Static.ProtoReflect.Descriptor instead.
 func (*Static) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{27}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Static) GetStrategy() string {
@@ -2971,7 +3108,7 @@ type FlatmapOp struct {
 
 func (x *FlatmapOp) Reset() {
 	*x = FlatmapOp{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2983,7 +3120,7 @@ func (x *FlatmapOp) String() string {
 func (*FlatmapOp) ProtoMessage() {}
 
 func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[28]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2996,7 +3133,7 @@ func (x *FlatmapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlatmapOp.ProtoReflect.Descriptor instead.
 func (*FlatmapOp) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{28}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FlatmapOp) GetType() string {
@@ -3091,7 +3228,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3240,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[29]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3253,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{29}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Backend) GetName() string {
@@ -3374,7 +3511,7 @@ type PubSub struct {
 
 func (x *PubSub) Reset() {
 	*x = PubSub{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3523,7 @@ func (x *PubSub) String() string {
 func (*PubSub) ProtoMessage() {}
 
 func (x *PubSub) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[30]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3536,7 @@ func (x *PubSub) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubSub.ProtoReflect.Descriptor instead.
 func (*PubSub) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{30}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PubSub) GetUrl() string {
@@ -3447,7 +3584,7 @@ type AMQPProducer struct {
 
 func (x *AMQPProducer) Reset() {
 	*x = AMQPProducer{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3459,7 +3596,7 @@ func (x *AMQPProducer) String() string {
 func (*AMQPProducer) ProtoMessage() {}
 
 func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[31]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3472,7 +3609,7 @@ func (x *AMQPProducer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AMQPProducer.ProtoReflect.Descriptor instead.
 func (*AMQPProducer) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{31}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AMQPProducer) GetExchange() string {
@@ -3609,7 +3746,7 @@ type GraphQL struct {
 
 func (x *GraphQL) Reset() {
 	*x = GraphQL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3621,7 +3758,7 @@ func (x *GraphQL) String() string {
 func (*GraphQL) ProtoMessage() {}
 
 func (x *GraphQL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[32]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3634,7 +3771,7 @@ func (x *GraphQL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQL.ProtoReflect.Descriptor instead.
 func (*GraphQL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{32}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GraphQL) GetMutation() bool {
@@ -3722,7 +3859,7 @@ type JWTValidator struct {
 
 func (x *JWTValidator) Reset() {
 	*x = JWTValidator{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3734,7 +3871,7 @@ func (x *JWTValidator) String() string {
 func (*JWTValidator) ProtoMessage() {}
 
 func (x *JWTValidator) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[33]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3747,7 +3884,7 @@ func (x *JWTValidator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTValidator.ProtoReflect.Descriptor instead.
 func (*JWTValidator) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{33}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JWTValidator) GetAlg() string {
@@ -3948,7 +4085,7 @@ type JWKSEncryption struct {
 
 func (x *JWKSEncryption) Reset() {
 	*x = JWKSEncryption{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3960,7 +4097,7 @@ func (x *JWKSEncryption) String() string {
 func (*JWKSEncryption) ProtoMessage() {}
 
 func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[34]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3973,7 +4110,7 @@ func (x *JWKSEncryption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSEncryption.ProtoReflect.Descriptor instead.
 func (*JWKSEncryption) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{34}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JWKSEncryption) GetKeeperKey() []byte {
@@ -4010,7 +4147,7 @@ type JWKSClientTLS struct {
 
 func (x *JWKSClientTLS) Reset() {
 	*x = JWKSClientTLS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4022,7 +4159,7 @@ func (x *JWKSClientTLS) String() string {
 func (*JWKSClientTLS) ProtoMessage() {}
 
 func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[35]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4035,7 +4172,7 @@ func (x *JWKSClientTLS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWKSClientTLS.ProtoReflect.Descriptor instead.
 func (*JWKSClientTLS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{35}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *JWKSClientTLS) GetCipherSuites() []uint32 {
@@ -4087,7 +4224,7 @@ type JWTSigner struct {
 
 func (x *JWTSigner) Reset() {
 	*x = JWTSigner{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4099,7 +4236,7 @@ func (x *JWTSigner) String() string {
 func (*JWTSigner) ProtoMessage() {}
 
 func (x *JWTSigner) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[36]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4112,7 +4249,7 @@ func (x *JWTSigner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSigner.ProtoReflect.Descriptor instead.
 func (*JWTSigner) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{36}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JWTSigner) GetAlg() string {
@@ -4196,7 +4333,7 @@ type ClaimHeader struct {
 
 func (x *ClaimHeader) Reset() {
 	*x = ClaimHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4208,7 +4345,7 @@ func (x *ClaimHeader) String() string {
 func (*ClaimHeader) ProtoMessage() {}
 
 func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[37]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4221,7 +4358,7 @@ func (x *ClaimHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimHeader.ProtoReflect.Descriptor instead.
 func (*ClaimHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{37}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ClaimHeader) GetClaim() string {
@@ -4255,7 +4392,7 @@ type Revoker struct {
 
 func (x *Revoker) Reset() {
 	*x = Revoker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4267,7 +4404,7 @@ func (x *Revoker) String() string {
 func (*Revoker) ProtoMessage() {}
 
 func (x *Revoker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[38]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4280,7 +4417,7 @@ func (x *Revoker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoker.ProtoReflect.Descriptor instead.
 func (*Revoker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{38}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Revoker) GetN() uint64 {
@@ -4331,7 +4468,7 @@ type BotDetector struct {
 
 func (x *BotDetector) Reset() {
 	*x = BotDetector{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4343,7 +4480,7 @@ func (x *BotDetector) String() string {
 func (*BotDetector) ProtoMessage() {}
 
 func (x *BotDetector) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[39]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4356,7 +4493,7 @@ func (x *BotDetector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BotDetector.ProtoReflect.Descriptor instead.
 func (*BotDetector) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{39}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *BotDetector) GetAllow() []string {
@@ -4415,7 +4552,7 @@ type RouterRateLimit struct {
 
 func (x *RouterRateLimit) Reset() {
 	*x = RouterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4427,7 +4564,7 @@ func (x *RouterRateLimit) String() string {
 func (*RouterRateLimit) ProtoMessage() {}
 
 func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[40]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4440,7 +4577,7 @@ func (x *RouterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouterRateLimit.ProtoReflect.Descriptor instead.
 func (*RouterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{40}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RouterRateLimit) GetMaxRate() float64 {
@@ -4525,7 +4662,7 @@ type BackendRateLimit struct {
 
 func (x *BackendRateLimit) Reset() {
 	*x = BackendRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4537,7 +4674,7 @@ func (x *BackendRateLimit) String() string {
 func (*BackendRateLimit) ProtoMessage() {}
 
 func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[41]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4550,7 +4687,7 @@ func (x *BackendRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendRateLimit.ProtoReflect.Descriptor instead.
 func (*BackendRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{41}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *BackendRateLimit) GetMaxRate() float64 {
@@ -4588,7 +4725,7 @@ type CircuitBreaker struct {
 
 func (x *CircuitBreaker) Reset() {
 	*x = CircuitBreaker{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4600,7 +4737,7 @@ func (x *CircuitBreaker) String() string {
 func (*CircuitBreaker) ProtoMessage() {}
 
 func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[42]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4613,7 +4750,7 @@ func (x *CircuitBreaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CircuitBreaker.ProtoReflect.Descriptor instead.
 func (*CircuitBreaker) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{42}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CircuitBreaker) GetIntervalMs() int64 {
@@ -4663,7 +4800,7 @@ type HTTPCache struct {
 
 func (x *HTTPCache) Reset() {
 	*x = HTTPCache{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4675,7 +4812,7 @@ func (x *HTTPCache) String() string {
 func (*HTTPCache) ProtoMessage() {}
 
 func (x *HTTPCache) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[43]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4688,7 +4825,7 @@ func (x *HTTPCache) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPCache.ProtoReflect.Descriptor instead.
 func (*HTTPCache) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{43}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HTTPCache) GetShared() bool {
@@ -4724,7 +4861,7 @@ type ClusterRateLimit struct {
 
 func (x *ClusterRateLimit) Reset() {
 	*x = ClusterRateLimit{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4736,7 +4873,7 @@ func (x *ClusterRateLimit) String() string {
 func (*ClusterRateLimit) ProtoMessage() {}
 
 func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[44]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4749,7 +4886,7 @@ func (x *ClusterRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterRateLimit.ProtoReflect.Descriptor instead.
 func (*ClusterRateLimit) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{44}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ClusterRateLimit) GetRedisAddress() string {
@@ -4791,7 +4928,7 @@ type CORS struct {
 
 func (x *CORS) Reset() {
 	*x = CORS{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4803,7 +4940,7 @@ func (x *CORS) String() string {
 func (*CORS) ProtoMessage() {}
 
 func (x *CORS) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[45]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4816,7 +4953,7 @@ func (x *CORS) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CORS.ProtoReflect.Descriptor instead.
 func (*CORS) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{45}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CORS) GetAllowOrigins() []string {
@@ -4907,7 +5044,7 @@ type SecurityHTTP struct {
 
 func (x *SecurityHTTP) Reset() {
 	*x = SecurityHTTP{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4919,7 +5056,7 @@ func (x *SecurityHTTP) String() string {
 func (*SecurityHTTP) ProtoMessage() {}
 
 func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[46]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4932,7 +5069,7 @@ func (x *SecurityHTTP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityHTTP.ProtoReflect.Descriptor instead.
 func (*SecurityHTTP) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{46}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SecurityHTTP) GetAllowedHosts() []string {
@@ -5084,7 +5221,7 @@ type MartianModifier struct {
 
 func (x *MartianModifier) Reset() {
 	*x = MartianModifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5096,7 +5233,7 @@ func (x *MartianModifier) String() string {
 func (*MartianModifier) ProtoMessage() {}
 
 func (x *MartianModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[47]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5109,7 +5246,7 @@ func (x *MartianModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianModifier.ProtoReflect.Descriptor instead.
 func (*MartianModifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{47}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MartianModifier) GetScope() []string {
@@ -5508,7 +5645,7 @@ type MartianStatic struct {
 
 func (x *MartianStatic) Reset() {
 	*x = MartianStatic{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5520,7 +5657,7 @@ func (x *MartianStatic) String() string {
 func (*MartianStatic) ProtoMessage() {}
 
 func (x *MartianStatic) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[48]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5533,7 +5670,7 @@ func (x *MartianStatic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatic.ProtoReflect.Descriptor instead.
 func (*MartianStatic) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{48}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MartianStatic) GetRootPath() string {
@@ -5568,7 +5705,7 @@ type MartianCookie struct {
 
 func (x *MartianCookie) Reset() {
 	*x = MartianCookie{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5580,7 +5717,7 @@ func (x *MartianCookie) String() string {
 func (*MartianCookie) ProtoMessage() {}
 
 func (x *MartianCookie) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[49]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5593,7 +5730,7 @@ func (x *MartianCookie) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCookie.ProtoReflect.Descriptor instead.
 func (*MartianCookie) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{49}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MartianCookie) GetName() string {
@@ -5662,7 +5799,7 @@ type MartianStatus struct {
 
 func (x *MartianStatus) Reset() {
 	*x = MartianStatus{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5674,7 +5811,7 @@ func (x *MartianStatus) String() string {
 func (*MartianStatus) ProtoMessage() {}
 
 func (x *MartianStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[50]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5687,7 +5824,7 @@ func (x *MartianStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStatus.ProtoReflect.Descriptor instead.
 func (*MartianStatus) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{50}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MartianStatus) GetStatusCode() int32 {
@@ -5711,7 +5848,7 @@ type MartianPort struct {
 
 func (x *MartianPort) Reset() {
 	*x = MartianPort{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5723,7 +5860,7 @@ func (x *MartianPort) String() string {
 func (*MartianPort) ProtoMessage() {}
 
 func (x *MartianPort) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[51]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5736,7 +5873,7 @@ func (x *MartianPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPort.ProtoReflect.Descriptor instead.
 func (*MartianPort) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{51}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MartianPort) GetPort() int32 {
@@ -5772,7 +5909,7 @@ type MartianPortFilter struct {
 
 func (x *MartianPortFilter) Reset() {
 	*x = MartianPortFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5784,7 +5921,7 @@ func (x *MartianPortFilter) String() string {
 func (*MartianPortFilter) ProtoMessage() {}
 
 func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[52]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5797,7 +5934,7 @@ func (x *MartianPortFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPortFilter.ProtoReflect.Descriptor instead.
 func (*MartianPortFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{52}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MartianPortFilter) GetPort() int32 {
@@ -5831,7 +5968,7 @@ type MartianURLFilter struct {
 
 func (x *MartianURLFilter) Reset() {
 	*x = MartianURLFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5843,7 +5980,7 @@ func (x *MartianURLFilter) String() string {
 func (*MartianURLFilter) ProtoMessage() {}
 
 func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[53]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5856,7 +5993,7 @@ func (x *MartianURLFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{53}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MartianURLFilter) GetScheme() string {
@@ -5914,7 +6051,7 @@ type MartianURLRegexFilter struct {
 
 func (x *MartianURLRegexFilter) Reset() {
 	*x = MartianURLRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5926,7 +6063,7 @@ func (x *MartianURLRegexFilter) String() string {
 func (*MartianURLRegexFilter) ProtoMessage() {}
 
 func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[54]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5939,7 +6076,7 @@ func (x *MartianURLRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURLRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianURLRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{54}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MartianURLRegexFilter) GetRegex() string {
@@ -5973,7 +6110,7 @@ type MartianVerifier struct {
 
 func (x *MartianVerifier) Reset() {
 	*x = MartianVerifier{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5985,7 +6122,7 @@ func (x *MartianVerifier) String() string {
 func (*MartianVerifier) ProtoMessage() {}
 
 func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[55]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5998,7 +6135,7 @@ func (x *MartianVerifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianVerifier.ProtoReflect.Descriptor instead.
 func (*MartianVerifier) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{55}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MartianVerifier) GetType() string {
@@ -6020,7 +6157,7 @@ type MartianCopy struct {
 
 func (x *MartianCopy) Reset() {
 	*x = MartianCopy{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6032,7 +6169,7 @@ func (x *MartianCopy) String() string {
 func (*MartianCopy) ProtoMessage() {}
 
 func (x *MartianCopy) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[56]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6045,7 +6182,7 @@ func (x *MartianCopy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianCopy.ProtoReflect.Descriptor instead.
 func (*MartianCopy) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{56}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MartianCopy) GetFrom() string {
@@ -6073,7 +6210,7 @@ type MartianID struct {
 
 func (x *MartianID) Reset() {
 	*x = MartianID{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6085,7 +6222,7 @@ func (x *MartianID) String() string {
 func (*MartianID) ProtoMessage() {}
 
 func (x *MartianID) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[57]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6098,7 +6235,7 @@ func (x *MartianID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianID.ProtoReflect.Descriptor instead.
 func (*MartianID) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{57}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MartianID) GetHeader() string {
@@ -6121,7 +6258,7 @@ type MartianFilter struct {
 
 func (x *MartianFilter) Reset() {
 	*x = MartianFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6133,7 +6270,7 @@ func (x *MartianFilter) String() string {
 func (*MartianFilter) ProtoMessage() {}
 
 func (x *MartianFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[58]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6146,7 +6283,7 @@ func (x *MartianFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianFilter.ProtoReflect.Descriptor instead.
 func (*MartianFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{58}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MartianFilter) GetName() string {
@@ -6190,7 +6327,7 @@ type MartianRegexFilter struct {
 
 func (x *MartianRegexFilter) Reset() {
 	*x = MartianRegexFilter{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6202,7 +6339,7 @@ func (x *MartianRegexFilter) String() string {
 func (*MartianRegexFilter) ProtoMessage() {}
 
 func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[59]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6215,7 +6352,7 @@ func (x *MartianRegexFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianRegexFilter.ProtoReflect.Descriptor instead.
 func (*MartianRegexFilter) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{59}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MartianRegexFilter) GetHeader() string {
@@ -6253,7 +6390,7 @@ type MartianURL struct {
 
 func (x *MartianURL) Reset() {
 	*x = MartianURL{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6265,7 +6402,7 @@ func (x *MartianURL) String() string {
 func (*MartianURL) ProtoMessage() {}
 
 func (x *MartianURL) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[60]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6278,7 +6415,7 @@ func (x *MartianURL) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianURL.ProtoReflect.Descriptor instead.
 func (*MartianURL) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{60}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MartianURL) GetScheme() string {
@@ -6320,7 +6457,7 @@ type MartianStash struct {
 
 func (x *MartianStash) Reset() {
 	*x = MartianStash{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6332,7 +6469,7 @@ func (x *MartianStash) String() string {
 func (*MartianStash) ProtoMessage() {}
 
 func (x *MartianStash) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[61]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6345,7 +6482,7 @@ func (x *MartianStash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianStash.ProtoReflect.Descriptor instead.
 func (*MartianStash) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{61}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *MartianStash) GetHeaderName() string {
@@ -6366,7 +6503,7 @@ type MartianPriorityGroup struct {
 
 func (x *MartianPriorityGroup) Reset() {
 	*x = MartianPriorityGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6378,7 +6515,7 @@ func (x *MartianPriorityGroup) String() string {
 func (*MartianPriorityGroup) ProtoMessage() {}
 
 func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[62]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6391,7 +6528,7 @@ func (x *MartianPriorityGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPriorityGroup.ProtoReflect.Descriptor instead.
 func (*MartianPriorityGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{62}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *MartianPriorityGroup) GetModifiers() []*MartianPrioritized {
@@ -6412,7 +6549,7 @@ type MartianPrioritized struct {
 
 func (x *MartianPrioritized) Reset() {
 	*x = MartianPrioritized{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6424,7 +6561,7 @@ func (x *MartianPrioritized) String() string {
 func (*MartianPrioritized) ProtoMessage() {}
 
 func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[63]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6437,7 +6574,7 @@ func (x *MartianPrioritized) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianPrioritized.ProtoReflect.Descriptor instead.
 func (*MartianPrioritized) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{63}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *MartianPrioritized) GetPriority() int64 {
@@ -6465,7 +6602,7 @@ type MartianHeader struct {
 
 func (x *MartianHeader) Reset() {
 	*x = MartianHeader{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6477,7 +6614,7 @@ func (x *MartianHeader) String() string {
 func (*MartianHeader) ProtoMessage() {}
 
 func (x *MartianHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[64]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6490,7 +6627,7 @@ func (x *MartianHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeader.ProtoReflect.Descriptor instead.
 func (*MartianHeader) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{64}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *MartianHeader) GetName() string {
@@ -6517,7 +6654,7 @@ type MartianHeaderList struct {
 
 func (x *MartianHeaderList) Reset() {
 	*x = MartianHeaderList{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6529,7 +6666,7 @@ func (x *MartianHeaderList) String() string {
 func (*MartianHeaderList) ProtoMessage() {}
 
 func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[65]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6542,7 +6679,7 @@ func (x *MartianHeaderList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianHeaderList.ProtoReflect.Descriptor instead.
 func (*MartianHeaderList) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{65}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *MartianHeaderList) GetNames() []string {
@@ -6563,7 +6700,7 @@ type MartianQueryString struct {
 
 func (x *MartianQueryString) Reset() {
 	*x = MartianQueryString{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6575,7 +6712,7 @@ func (x *MartianQueryString) String() string {
 func (*MartianQueryString) ProtoMessage() {}
 
 func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[66]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6588,7 +6725,7 @@ func (x *MartianQueryString) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianQueryString.ProtoReflect.Descriptor instead.
 func (*MartianQueryString) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{66}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *MartianQueryString) GetName() string {
@@ -6616,7 +6753,7 @@ type MartianBody struct {
 
 func (x *MartianBody) Reset() {
 	*x = MartianBody{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6628,7 +6765,7 @@ func (x *MartianBody) String() string {
 func (*MartianBody) ProtoMessage() {}
 
 func (x *MartianBody) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[67]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6641,7 +6778,7 @@ func (x *MartianBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianBody.ProtoReflect.Descriptor instead.
 func (*MartianBody) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{67}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *MartianBody) GetContentType() string {
@@ -6669,7 +6806,7 @@ type MartianGroup struct {
 
 func (x *MartianGroup) Reset() {
 	*x = MartianGroup{}
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[68]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6681,7 +6818,7 @@ func (x *MartianGroup) String() string {
 func (*MartianGroup) ProtoMessage() {}
 
 func (x *MartianGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_snapshot_proto_msgTypes[68]
+	mi := &file_gateway_v1_snapshot_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6694,7 +6831,7 @@ func (x *MartianGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MartianGroup.ProtoReflect.Descriptor instead.
 func (*MartianGroup) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{68}
+	return file_gateway_v1_snapshot_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *MartianGroup) GetModifiers() []*MartianModifier {
@@ -6863,7 +7000,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0frouter_disabled\x18\x04 \x01(\bR\x0erouterDisabled\x12)\n" +
 	"\x10backend_disabled\x18\x05 \x01(\bR\x0fbackendDisabled\x12+\n" +
 	"\x11endpoint_disabled\x18\x06 \x01(\bR\x10endpointDisabled\x12-\n" +
-	"\x12collection_time_ms\x18\x82\x01 \x01(\x03R\x10collectionTimeMs\"\x99\b\n" +
+	"\x12collection_time_ms\x18\x82\x01 \x01(\x03R\x10collectionTimeMs\"\xe1\b\n" +
 	"\rOpenTelemetry\x12!\n" +
 	"\fservice_name\x18\x01 \x01(\tR\vserviceName\x12'\n" +
 	"\x0fservice_version\x18\x02 \x01(\tR\x0eserviceVersion\x12\x1d\n" +
@@ -6892,7 +7029,18 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
 	"opencensus\x18\x8b\x01 \x01(\bR\n" +
 	"opencensus\x12%\n" +
-	"\x0eno_server_span\x18\x8c\x01 \x01(\bR\fnoServerSpan\"\xb3\x01\n" +
+	"\x0eno_server_span\x18\x8c\x01 \x01(\bR\fnoServerSpan\x12F\n" +
+	"\roc_prometheus\x18\x8d\x01 \x01(\v2 .gateway.v1.OpenCensusPrometheusR\focPrometheus\"\xf6\x01\n" +
+	"\x14OpenCensusPrometheus\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x19\n" +
+	"\btag_host\x18\x03 \x01(\bR\atagHost\x12\x19\n" +
+	"\btag_path\x18\x04 \x01(\bR\atagPath\x12\x1d\n" +
+	"\n" +
+	"tag_method\x18\x05 \x01(\bR\ttagMethod\x12%\n" +
+	"\x0etag_statuscode\x18\x06 \x01(\bR\rtagStatuscode\x12\x16\n" +
+	"\x06router\x18\a \x01(\bR\x06router\x12\x18\n" +
+	"\abackend\x18\b \x01(\bR\abackend\"\xb3\x01\n" +
 	"\x0eJaegerExporter\x12-\n" +
 	"\x12collector_endpoint\x18\x01 \x01(\tR\x11collectorEndpoint\x12%\n" +
 	"\x0eagent_endpoint\x18\x02 \x01(\tR\ragentEndpoint\x12!\n" +
@@ -6921,7 +7069,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"attributes\x12\x1d\n" +
 	"\n" +
 	"round_trip\x18\x03 \x01(\bR\troundTrip\x12!\n" +
-	"\fread_payload\x18\x04 \x01(\bR\vreadPayload\"\xa8\x01\n" +
+	"\fread_payload\x18\x04 \x01(\bR\vreadPayload\"\xe3\x01\n" +
 	"\n" +
 	"TraceLayer\x12\x1a\n" +
 	"\bdisabled\x18\x01 \x01(\bR\bdisabled\x124\n" +
@@ -6929,7 +7077,10 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"attributes\x18\x02 \x03(\v2\x14.gateway.v1.KeyValueR\n" +
 	"attributes\x12%\n" +
 	"\x0ereport_headers\x18\x03 \x01(\bR\rreportHeaders\x12!\n" +
-	"\fskip_headers\x18\x04 \x03(\tR\vskipHeaders\"2\n" +
+	"\fskip_headers\x18\x04 \x03(\tR\vskipHeaders\x12 \n" +
+	"\foc_path_mode\x18\x05 \x01(\tR\n" +
+	"ocPathMode\x12\x17\n" +
+	"\aoc_path\x18\x06 \x01(\tR\x06ocPath\"2\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\x96\x02\n" +
@@ -7341,7 +7492,7 @@ func file_gateway_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_snapshot_proto_rawDescData
 }
 
-var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_gateway_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Snapshot)(nil),              // 0: gateway.v1.Snapshot
 	(*AsyncAgent)(nil),            // 1: gateway.v1.AsyncAgent
@@ -7358,177 +7509,179 @@ var file_gateway_v1_snapshot_proto_goTypes = []any{
 	(*Logging)(nil),               // 12: gateway.v1.Logging
 	(*Metrics)(nil),               // 13: gateway.v1.Metrics
 	(*OpenTelemetry)(nil),         // 14: gateway.v1.OpenTelemetry
-	(*JaegerExporter)(nil),        // 15: gateway.v1.JaegerExporter
-	(*ZipkinExporter)(nil),        // 16: gateway.v1.ZipkinExporter
-	(*OTLPExporter)(nil),          // 17: gateway.v1.OTLPExporter
-	(*PrometheusExporter)(nil),    // 18: gateway.v1.PrometheusExporter
-	(*MetricsLayer)(nil),          // 19: gateway.v1.MetricsLayer
-	(*TraceLayer)(nil),            // 20: gateway.v1.TraceLayer
-	(*KeyValue)(nil),              // 21: gateway.v1.KeyValue
-	(*HTTPServer)(nil),            // 22: gateway.v1.HTTPServer
-	(*HTTPClient)(nil),            // 23: gateway.v1.HTTPClient
-	(*Endpoint)(nil),              // 24: gateway.v1.Endpoint
-	(*CelChecks)(nil),             // 25: gateway.v1.CelChecks
-	(*LuaScript)(nil),             // 26: gateway.v1.LuaScript
-	(*Static)(nil),                // 27: gateway.v1.Static
-	(*FlatmapOp)(nil),             // 28: gateway.v1.FlatmapOp
-	(*Backend)(nil),               // 29: gateway.v1.Backend
-	(*PubSub)(nil),                // 30: gateway.v1.PubSub
-	(*AMQPProducer)(nil),          // 31: gateway.v1.AMQPProducer
-	(*GraphQL)(nil),               // 32: gateway.v1.GraphQL
-	(*JWTValidator)(nil),          // 33: gateway.v1.JWTValidator
-	(*JWKSEncryption)(nil),        // 34: gateway.v1.JWKSEncryption
-	(*JWKSClientTLS)(nil),         // 35: gateway.v1.JWKSClientTLS
-	(*JWTSigner)(nil),             // 36: gateway.v1.JWTSigner
-	(*ClaimHeader)(nil),           // 37: gateway.v1.ClaimHeader
-	(*Revoker)(nil),               // 38: gateway.v1.Revoker
-	(*BotDetector)(nil),           // 39: gateway.v1.BotDetector
-	(*RouterRateLimit)(nil),       // 40: gateway.v1.RouterRateLimit
-	(*BackendRateLimit)(nil),      // 41: gateway.v1.BackendRateLimit
-	(*CircuitBreaker)(nil),        // 42: gateway.v1.CircuitBreaker
-	(*HTTPCache)(nil),             // 43: gateway.v1.HTTPCache
-	(*ClusterRateLimit)(nil),      // 44: gateway.v1.ClusterRateLimit
-	(*CORS)(nil),                  // 45: gateway.v1.CORS
-	(*SecurityHTTP)(nil),          // 46: gateway.v1.SecurityHTTP
-	(*MartianModifier)(nil),       // 47: gateway.v1.MartianModifier
-	(*MartianStatic)(nil),         // 48: gateway.v1.MartianStatic
-	(*MartianCookie)(nil),         // 49: gateway.v1.MartianCookie
-	(*MartianStatus)(nil),         // 50: gateway.v1.MartianStatus
-	(*MartianPort)(nil),           // 51: gateway.v1.MartianPort
-	(*MartianPortFilter)(nil),     // 52: gateway.v1.MartianPortFilter
-	(*MartianURLFilter)(nil),      // 53: gateway.v1.MartianURLFilter
-	(*MartianURLRegexFilter)(nil), // 54: gateway.v1.MartianURLRegexFilter
-	(*MartianVerifier)(nil),       // 55: gateway.v1.MartianVerifier
-	(*MartianCopy)(nil),           // 56: gateway.v1.MartianCopy
-	(*MartianID)(nil),             // 57: gateway.v1.MartianID
-	(*MartianFilter)(nil),         // 58: gateway.v1.MartianFilter
-	(*MartianRegexFilter)(nil),    // 59: gateway.v1.MartianRegexFilter
-	(*MartianURL)(nil),            // 60: gateway.v1.MartianURL
-	(*MartianStash)(nil),          // 61: gateway.v1.MartianStash
-	(*MartianPriorityGroup)(nil),  // 62: gateway.v1.MartianPriorityGroup
-	(*MartianPrioritized)(nil),    // 63: gateway.v1.MartianPrioritized
-	(*MartianHeader)(nil),         // 64: gateway.v1.MartianHeader
-	(*MartianHeaderList)(nil),     // 65: gateway.v1.MartianHeaderList
-	(*MartianQueryString)(nil),    // 66: gateway.v1.MartianQueryString
-	(*MartianBody)(nil),           // 67: gateway.v1.MartianBody
-	(*MartianGroup)(nil),          // 68: gateway.v1.MartianGroup
-	nil,                           // 69: gateway.v1.Backend.MappingEntry
-	nil,                           // 70: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	nil,                           // 71: gateway.v1.MartianStatic.ExplicitPathsEntry
-	(*LuaSource)(nil),             // 72: gateway.v1.LuaSource
+	(*OpenCensusPrometheus)(nil),  // 15: gateway.v1.OpenCensusPrometheus
+	(*JaegerExporter)(nil),        // 16: gateway.v1.JaegerExporter
+	(*ZipkinExporter)(nil),        // 17: gateway.v1.ZipkinExporter
+	(*OTLPExporter)(nil),          // 18: gateway.v1.OTLPExporter
+	(*PrometheusExporter)(nil),    // 19: gateway.v1.PrometheusExporter
+	(*MetricsLayer)(nil),          // 20: gateway.v1.MetricsLayer
+	(*TraceLayer)(nil),            // 21: gateway.v1.TraceLayer
+	(*KeyValue)(nil),              // 22: gateway.v1.KeyValue
+	(*HTTPServer)(nil),            // 23: gateway.v1.HTTPServer
+	(*HTTPClient)(nil),            // 24: gateway.v1.HTTPClient
+	(*Endpoint)(nil),              // 25: gateway.v1.Endpoint
+	(*CelChecks)(nil),             // 26: gateway.v1.CelChecks
+	(*LuaScript)(nil),             // 27: gateway.v1.LuaScript
+	(*Static)(nil),                // 28: gateway.v1.Static
+	(*FlatmapOp)(nil),             // 29: gateway.v1.FlatmapOp
+	(*Backend)(nil),               // 30: gateway.v1.Backend
+	(*PubSub)(nil),                // 31: gateway.v1.PubSub
+	(*AMQPProducer)(nil),          // 32: gateway.v1.AMQPProducer
+	(*GraphQL)(nil),               // 33: gateway.v1.GraphQL
+	(*JWTValidator)(nil),          // 34: gateway.v1.JWTValidator
+	(*JWKSEncryption)(nil),        // 35: gateway.v1.JWKSEncryption
+	(*JWKSClientTLS)(nil),         // 36: gateway.v1.JWKSClientTLS
+	(*JWTSigner)(nil),             // 37: gateway.v1.JWTSigner
+	(*ClaimHeader)(nil),           // 38: gateway.v1.ClaimHeader
+	(*Revoker)(nil),               // 39: gateway.v1.Revoker
+	(*BotDetector)(nil),           // 40: gateway.v1.BotDetector
+	(*RouterRateLimit)(nil),       // 41: gateway.v1.RouterRateLimit
+	(*BackendRateLimit)(nil),      // 42: gateway.v1.BackendRateLimit
+	(*CircuitBreaker)(nil),        // 43: gateway.v1.CircuitBreaker
+	(*HTTPCache)(nil),             // 44: gateway.v1.HTTPCache
+	(*ClusterRateLimit)(nil),      // 45: gateway.v1.ClusterRateLimit
+	(*CORS)(nil),                  // 46: gateway.v1.CORS
+	(*SecurityHTTP)(nil),          // 47: gateway.v1.SecurityHTTP
+	(*MartianModifier)(nil),       // 48: gateway.v1.MartianModifier
+	(*MartianStatic)(nil),         // 49: gateway.v1.MartianStatic
+	(*MartianCookie)(nil),         // 50: gateway.v1.MartianCookie
+	(*MartianStatus)(nil),         // 51: gateway.v1.MartianStatus
+	(*MartianPort)(nil),           // 52: gateway.v1.MartianPort
+	(*MartianPortFilter)(nil),     // 53: gateway.v1.MartianPortFilter
+	(*MartianURLFilter)(nil),      // 54: gateway.v1.MartianURLFilter
+	(*MartianURLRegexFilter)(nil), // 55: gateway.v1.MartianURLRegexFilter
+	(*MartianVerifier)(nil),       // 56: gateway.v1.MartianVerifier
+	(*MartianCopy)(nil),           // 57: gateway.v1.MartianCopy
+	(*MartianID)(nil),             // 58: gateway.v1.MartianID
+	(*MartianFilter)(nil),         // 59: gateway.v1.MartianFilter
+	(*MartianRegexFilter)(nil),    // 60: gateway.v1.MartianRegexFilter
+	(*MartianURL)(nil),            // 61: gateway.v1.MartianURL
+	(*MartianStash)(nil),          // 62: gateway.v1.MartianStash
+	(*MartianPriorityGroup)(nil),  // 63: gateway.v1.MartianPriorityGroup
+	(*MartianPrioritized)(nil),    // 64: gateway.v1.MartianPrioritized
+	(*MartianHeader)(nil),         // 65: gateway.v1.MartianHeader
+	(*MartianHeaderList)(nil),     // 66: gateway.v1.MartianHeaderList
+	(*MartianQueryString)(nil),    // 67: gateway.v1.MartianQueryString
+	(*MartianBody)(nil),           // 68: gateway.v1.MartianBody
+	(*MartianGroup)(nil),          // 69: gateway.v1.MartianGroup
+	nil,                           // 70: gateway.v1.Backend.MappingEntry
+	nil,                           // 71: gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	nil,                           // 72: gateway.v1.MartianStatic.ExplicitPathsEntry
+	(*LuaSource)(nil),             // 73: gateway.v1.LuaSource
 }
 var file_gateway_v1_snapshot_proto_depIdxs = []int32{
 	5,   // 0: gateway.v1.Snapshot.service:type_name -> gateway.v1.Service
-	24,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
+	25,  // 1: gateway.v1.Snapshot.endpoints:type_name -> gateway.v1.Endpoint
 	1,   // 2: gateway.v1.Snapshot.async_agents:type_name -> gateway.v1.AsyncAgent
-	24,  // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
+	25,  // 3: gateway.v1.AsyncAgent.endpoint:type_name -> gateway.v1.Endpoint
 	2,   // 4: gateway.v1.AsyncAgent.consumer:type_name -> gateway.v1.AsyncConsumer
 	3,   // 5: gateway.v1.AsyncAgent.connection:type_name -> gateway.v1.AsyncConnection
 	4,   // 6: gateway.v1.AsyncAgent.amqp:type_name -> gateway.v1.AMQPConsumer
 	11,  // 7: gateway.v1.Service.router:type_name -> gateway.v1.Router
 	12,  // 8: gateway.v1.Service.logging:type_name -> gateway.v1.Logging
 	13,  // 9: gateway.v1.Service.metrics:type_name -> gateway.v1.Metrics
-	22,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
-	23,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
-	38,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
-	45,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
-	46,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
-	44,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
+	23,  // 10: gateway.v1.Service.http_server:type_name -> gateway.v1.HTTPServer
+	24,  // 11: gateway.v1.Service.http_client:type_name -> gateway.v1.HTTPClient
+	39,  // 12: gateway.v1.Service.revoker:type_name -> gateway.v1.Revoker
+	46,  // 13: gateway.v1.Service.cors:type_name -> gateway.v1.CORS
+	47,  // 14: gateway.v1.Service.security:type_name -> gateway.v1.SecurityHTTP
+	45,  // 15: gateway.v1.Service.cluster_rate_limit:type_name -> gateway.v1.ClusterRateLimit
 	14,  // 16: gateway.v1.Service.opentelemetry:type_name -> gateway.v1.OpenTelemetry
-	39,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
-	26,  // 18: gateway.v1.Service.lua_endpoint:type_name -> gateway.v1.LuaScript
+	40,  // 17: gateway.v1.Service.bot_detector:type_name -> gateway.v1.BotDetector
+	27,  // 18: gateway.v1.Service.lua_endpoint:type_name -> gateway.v1.LuaScript
 	8,   // 19: gateway.v1.Service.tls:type_name -> gateway.v1.ServerTLS
 	7,   // 20: gateway.v1.Service.gelf:type_name -> gateway.v1.GELF
 	6,   // 21: gateway.v1.Service.influx:type_name -> gateway.v1.InfluxDB
 	9,   // 22: gateway.v1.ServerTLS.keys:type_name -> gateway.v1.KeyPair
 	9,   // 23: gateway.v1.ClientTLS.client_certs:type_name -> gateway.v1.KeyPair
-	17,  // 24: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
-	20,  // 25: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
-	20,  // 26: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
-	20,  // 27: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
-	18,  // 28: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
-	17,  // 29: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
-	19,  // 30: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
-	19,  // 31: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
-	19,  // 32: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
-	15,  // 33: gateway.v1.OpenTelemetry.jaeger:type_name -> gateway.v1.JaegerExporter
-	16,  // 34: gateway.v1.OpenTelemetry.zipkin:type_name -> gateway.v1.ZipkinExporter
-	21,  // 35: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
-	21,  // 36: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
-	10,  // 37: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
-	29,  // 38: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
-	27,  // 39: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
-	28,  // 40: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
-	33,  // 41: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
-	40,  // 42: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
-	20,  // 43: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
-	19,  // 44: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
-	39,  // 45: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
-	36,  // 46: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
-	25,  // 47: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
-	26,  // 48: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
-	26,  // 49: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
-	72,  // 50: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
-	69,  // 51: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
-	28,  // 52: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
-	41,  // 53: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
-	42,  // 54: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
-	43,  // 55: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
-	47,  // 56: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
-	20,  // 57: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
-	19,  // 58: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
-	25,  // 59: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
-	26,  // 60: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
-	31,  // 61: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
-	4,   // 62: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
-	30,  // 63: gateway.v1.Backend.pubsub:type_name -> gateway.v1.PubSub
-	32,  // 64: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
-	37,  // 65: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
-	35,  // 66: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	34,  // 67: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	35,  // 68: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
-	34,  // 69: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
-	70,  // 70: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
-	64,  // 71: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
-	65,  // 72: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
-	66,  // 73: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
-	67,  // 74: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
-	68,  // 75: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
-	64,  // 76: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
-	56,  // 77: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
-	57,  // 78: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
-	58,  // 79: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
-	59,  // 80: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
-	58,  // 81: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
-	60,  // 82: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
-	61,  // 83: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
-	62,  // 84: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
-	49,  // 85: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
-	58,  // 86: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
-	50,  // 87: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
-	51,  // 88: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
-	52,  // 89: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
-	53,  // 90: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
-	54,  // 91: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
-	55,  // 92: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
-	48,  // 93: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
-	71,  // 94: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
-	47,  // 95: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
-	47,  // 96: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
-	47,  // 97: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
-	47,  // 98: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	47,  // 99: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
-	47,  // 100: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
-	47,  // 101: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
-	47,  // 102: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
-	63,  // 103: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
-	47,  // 104: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
-	47,  // 105: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
-	106, // [106:106] is the sub-list for method output_type
-	106, // [106:106] is the sub-list for method input_type
-	106, // [106:106] is the sub-list for extension type_name
-	106, // [106:106] is the sub-list for extension extendee
-	0,   // [0:106] is the sub-list for field type_name
+	18,  // 24: gateway.v1.OpenTelemetry.otlp:type_name -> gateway.v1.OTLPExporter
+	21,  // 25: gateway.v1.OpenTelemetry.global:type_name -> gateway.v1.TraceLayer
+	21,  // 26: gateway.v1.OpenTelemetry.proxy:type_name -> gateway.v1.TraceLayer
+	21,  // 27: gateway.v1.OpenTelemetry.backend:type_name -> gateway.v1.TraceLayer
+	19,  // 28: gateway.v1.OpenTelemetry.prometheus:type_name -> gateway.v1.PrometheusExporter
+	18,  // 29: gateway.v1.OpenTelemetry.otlp_metrics:type_name -> gateway.v1.OTLPExporter
+	20,  // 30: gateway.v1.OpenTelemetry.global_metrics:type_name -> gateway.v1.MetricsLayer
+	20,  // 31: gateway.v1.OpenTelemetry.proxy_metrics:type_name -> gateway.v1.MetricsLayer
+	20,  // 32: gateway.v1.OpenTelemetry.backend_metrics:type_name -> gateway.v1.MetricsLayer
+	16,  // 33: gateway.v1.OpenTelemetry.jaeger:type_name -> gateway.v1.JaegerExporter
+	17,  // 34: gateway.v1.OpenTelemetry.zipkin:type_name -> gateway.v1.ZipkinExporter
+	15,  // 35: gateway.v1.OpenTelemetry.oc_prometheus:type_name -> gateway.v1.OpenCensusPrometheus
+	22,  // 36: gateway.v1.MetricsLayer.attributes:type_name -> gateway.v1.KeyValue
+	22,  // 37: gateway.v1.TraceLayer.attributes:type_name -> gateway.v1.KeyValue
+	10,  // 38: gateway.v1.HTTPClient.tls:type_name -> gateway.v1.ClientTLS
+	30,  // 39: gateway.v1.Endpoint.backends:type_name -> gateway.v1.Backend
+	28,  // 40: gateway.v1.Endpoint.static:type_name -> gateway.v1.Static
+	29,  // 41: gateway.v1.Endpoint.flatmap:type_name -> gateway.v1.FlatmapOp
+	34,  // 42: gateway.v1.Endpoint.jwt:type_name -> gateway.v1.JWTValidator
+	41,  // 43: gateway.v1.Endpoint.rate_limit:type_name -> gateway.v1.RouterRateLimit
+	21,  // 44: gateway.v1.Endpoint.trace:type_name -> gateway.v1.TraceLayer
+	20,  // 45: gateway.v1.Endpoint.metrics:type_name -> gateway.v1.MetricsLayer
+	40,  // 46: gateway.v1.Endpoint.bot_detector:type_name -> gateway.v1.BotDetector
+	37,  // 47: gateway.v1.Endpoint.signer:type_name -> gateway.v1.JWTSigner
+	26,  // 48: gateway.v1.Endpoint.cel:type_name -> gateway.v1.CelChecks
+	27,  // 49: gateway.v1.Endpoint.lua_proxy:type_name -> gateway.v1.LuaScript
+	27,  // 50: gateway.v1.Endpoint.lua_endpoint:type_name -> gateway.v1.LuaScript
+	73,  // 51: gateway.v1.LuaScript.sources:type_name -> gateway.v1.LuaSource
+	70,  // 52: gateway.v1.Backend.mapping:type_name -> gateway.v1.Backend.MappingEntry
+	29,  // 53: gateway.v1.Backend.flatmap:type_name -> gateway.v1.FlatmapOp
+	42,  // 54: gateway.v1.Backend.rate_limit:type_name -> gateway.v1.BackendRateLimit
+	43,  // 55: gateway.v1.Backend.circuit_breaker:type_name -> gateway.v1.CircuitBreaker
+	44,  // 56: gateway.v1.Backend.http_cache:type_name -> gateway.v1.HTTPCache
+	48,  // 57: gateway.v1.Backend.martian:type_name -> gateway.v1.MartianModifier
+	21,  // 58: gateway.v1.Backend.trace:type_name -> gateway.v1.TraceLayer
+	20,  // 59: gateway.v1.Backend.metrics:type_name -> gateway.v1.MetricsLayer
+	26,  // 60: gateway.v1.Backend.cel:type_name -> gateway.v1.CelChecks
+	27,  // 61: gateway.v1.Backend.lua_backend:type_name -> gateway.v1.LuaScript
+	32,  // 62: gateway.v1.Backend.amqp_producer:type_name -> gateway.v1.AMQPProducer
+	4,   // 63: gateway.v1.Backend.amqp_consumer:type_name -> gateway.v1.AMQPConsumer
+	31,  // 64: gateway.v1.Backend.pubsub:type_name -> gateway.v1.PubSub
+	33,  // 65: gateway.v1.Backend.graphql:type_name -> gateway.v1.GraphQL
+	38,  // 66: gateway.v1.JWTValidator.propagate_claims:type_name -> gateway.v1.ClaimHeader
+	36,  // 67: gateway.v1.JWTValidator.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	35,  // 68: gateway.v1.JWTValidator.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	36,  // 69: gateway.v1.JWTSigner.jwks_tls:type_name -> gateway.v1.JWKSClientTLS
+	35,  // 70: gateway.v1.JWTSigner.jwks_encryption:type_name -> gateway.v1.JWKSEncryption
+	71,  // 71: gateway.v1.SecurityHTTP.ssl_proxy_headers:type_name -> gateway.v1.SecurityHTTP.SslProxyHeadersEntry
+	65,  // 72: gateway.v1.MartianModifier.header_modifier:type_name -> gateway.v1.MartianHeader
+	66,  // 73: gateway.v1.MartianModifier.header_blacklist:type_name -> gateway.v1.MartianHeaderList
+	67,  // 74: gateway.v1.MartianModifier.querystring_modifier:type_name -> gateway.v1.MartianQueryString
+	68,  // 75: gateway.v1.MartianModifier.body_modifier:type_name -> gateway.v1.MartianBody
+	69,  // 76: gateway.v1.MartianModifier.fifo_group:type_name -> gateway.v1.MartianGroup
+	65,  // 77: gateway.v1.MartianModifier.header_append:type_name -> gateway.v1.MartianHeader
+	57,  // 78: gateway.v1.MartianModifier.header_copy:type_name -> gateway.v1.MartianCopy
+	58,  // 79: gateway.v1.MartianModifier.header_id:type_name -> gateway.v1.MartianID
+	59,  // 80: gateway.v1.MartianModifier.header_filter:type_name -> gateway.v1.MartianFilter
+	60,  // 81: gateway.v1.MartianModifier.header_regex_filter:type_name -> gateway.v1.MartianRegexFilter
+	59,  // 82: gateway.v1.MartianModifier.querystring_filter:type_name -> gateway.v1.MartianFilter
+	61,  // 83: gateway.v1.MartianModifier.url_modifier:type_name -> gateway.v1.MartianURL
+	62,  // 84: gateway.v1.MartianModifier.stash_modifier:type_name -> gateway.v1.MartianStash
+	63,  // 85: gateway.v1.MartianModifier.priority_group:type_name -> gateway.v1.MartianPriorityGroup
+	50,  // 86: gateway.v1.MartianModifier.cookie_modifier:type_name -> gateway.v1.MartianCookie
+	59,  // 87: gateway.v1.MartianModifier.cookie_filter:type_name -> gateway.v1.MartianFilter
+	51,  // 88: gateway.v1.MartianModifier.status_modifier:type_name -> gateway.v1.MartianStatus
+	52,  // 89: gateway.v1.MartianModifier.port_modifier:type_name -> gateway.v1.MartianPort
+	53,  // 90: gateway.v1.MartianModifier.port_filter:type_name -> gateway.v1.MartianPortFilter
+	54,  // 91: gateway.v1.MartianModifier.url_filter:type_name -> gateway.v1.MartianURLFilter
+	55,  // 92: gateway.v1.MartianModifier.url_regex_filter:type_name -> gateway.v1.MartianURLRegexFilter
+	56,  // 93: gateway.v1.MartianModifier.verifier:type_name -> gateway.v1.MartianVerifier
+	49,  // 94: gateway.v1.MartianModifier.static_modifier:type_name -> gateway.v1.MartianStatic
+	72,  // 95: gateway.v1.MartianStatic.explicit_paths:type_name -> gateway.v1.MartianStatic.ExplicitPathsEntry
+	48,  // 96: gateway.v1.MartianPortFilter.modifier:type_name -> gateway.v1.MartianModifier
+	48,  // 97: gateway.v1.MartianURLFilter.modifier:type_name -> gateway.v1.MartianModifier
+	48,  // 98: gateway.v1.MartianURLFilter.else:type_name -> gateway.v1.MartianModifier
+	48,  // 99: gateway.v1.MartianURLRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	48,  // 100: gateway.v1.MartianURLRegexFilter.else:type_name -> gateway.v1.MartianModifier
+	48,  // 101: gateway.v1.MartianFilter.modifier:type_name -> gateway.v1.MartianModifier
+	48,  // 102: gateway.v1.MartianFilter.else:type_name -> gateway.v1.MartianModifier
+	48,  // 103: gateway.v1.MartianRegexFilter.modifier:type_name -> gateway.v1.MartianModifier
+	64,  // 104: gateway.v1.MartianPriorityGroup.modifiers:type_name -> gateway.v1.MartianPrioritized
+	48,  // 105: gateway.v1.MartianPrioritized.modifier:type_name -> gateway.v1.MartianModifier
+	48,  // 106: gateway.v1.MartianGroup.modifiers:type_name -> gateway.v1.MartianModifier
+	107, // [107:107] is the sub-list for method output_type
+	107, // [107:107] is the sub-list for method input_type
+	107, // [107:107] is the sub-list for extension type_name
+	107, // [107:107] is the sub-list for extension extendee
+	0,   // [0:107] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_snapshot_proto_init() }
@@ -7537,7 +7690,7 @@ func file_gateway_v1_snapshot_proto_init() {
 		return
 	}
 	file_gateway_v1_common_proto_init()
-	file_gateway_v1_snapshot_proto_msgTypes[47].OneofWrappers = []any{
+	file_gateway_v1_snapshot_proto_msgTypes[48].OneofWrappers = []any{
 		(*MartianModifier_HeaderModifier)(nil),
 		(*MartianModifier_HeaderBlacklist)(nil),
 		(*MartianModifier_QuerystringModifier)(nil),
@@ -7568,7 +7721,7 @@ func file_gateway_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_snapshot_proto_rawDesc), len(file_gateway_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   72,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
