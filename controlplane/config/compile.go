@@ -1,12 +1,13 @@
 package config
 
 import (
-	"github.com/apigw/gateway/proto/feature"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/apigw/gateway/proto/duration"
+	"github.com/apigw/gateway/proto/feature"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -38,18 +39,11 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 		Port:     uint32(s.Port),
 		ListenIp: s.ListenIP,
 		HttpServer: &gatewayv1.HTTPServer{
-			ReadTimeoutMs:       ms(s.ReadTimeout),
-			WriteTimeoutMs:      ms(s.WriteTimeout),
-			IdleTimeoutMs:       ms(s.IdleTimeout),
-			ReadHeaderTimeoutMs: ms(s.ReadHeaderTimeout),
-			MaxHeaderBytes:      s.MaxHeaderBytes,
-			MaxShutdownWaitMs:   ms(s.MaxShutdownWaitTime),
+			MaxHeaderBytes:    s.MaxHeaderBytes,
+			MaxShutdownWaitMs: ms(s.MaxShutdownWaitTime),
 		},
 		HttpClient: &gatewayv1.HTTPClient{
 			MaxIdleConnectionsPerHost: s.MaxIdleConnectionsPerHost,
-			IdleConnectionTimeoutMs:   ms(s.IdleConnectionTimeout),
-			ResponseHeaderTimeoutMs:   ms(s.ResponseHeaderTimeout),
-			DialerTimeoutMs:           ms(s.DialerTimeout),
 			DialerKeepAliveMs:         ms(s.DialerKeepAlive),
 			DialerFallbackDelayMs:     ms(s.DialerFallbackDelay),
 			DisableKeepAlives:         s.DisableKeepAlives,
@@ -61,6 +55,14 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 		MaxBodyBytes: s.MaxBodyBytes,
 		Metrics:      &gatewayv1.Metrics{},
 	}
+	hs, hc := out.HttpServer, out.HttpClient
+	hs.ReadTimeoutMs, hs.ReadTimeoutNs = exact(s.ReadTimeout, features)
+	hs.WriteTimeoutMs, hs.WriteTimeoutNs = exact(s.WriteTimeout, features)
+	hs.IdleTimeoutMs, hs.IdleTimeoutNs = exact(s.IdleTimeout, features)
+	hs.ReadHeaderTimeoutMs, hs.ReadHeaderTimeoutNs = exact(s.ReadHeaderTimeout, features)
+	hc.IdleConnectionTimeoutMs, hc.IdleConnectionTimeoutNs = exact(s.IdleConnectionTimeout, features)
+	hc.ResponseHeaderTimeoutMs, hc.ResponseHeaderTimeoutNs = exact(s.ResponseHeaderTimeout, features)
+	hc.DialerTimeoutMs, hc.DialerTimeoutNs = exact(s.DialerTimeout, features)
 	if out.Tls != nil {
 		features[feature.TLSListener] = true
 	}
@@ -180,11 +182,13 @@ func compileService(s *Service, features map[string]bool) *gatewayv1.Service {
 
 func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gatewayv1.Endpoint {
 	name := e.Method + " " + e.Endpoint
+	timeoutMs, timeoutNs := exact(deref(e.Timeout), features)
 	out := &gatewayv1.Endpoint{
 		Name:              name,
 		Path:              e.Endpoint,
 		Method:            e.Method,
-		TimeoutMs:         ms(deref(e.Timeout)),
+		TimeoutMs:         timeoutMs,
+		TimeoutNs:         timeoutNs,
 		CacheTtlMs:        ms(deref(e.CacheTTL)),
 		OutputEncoding:    e.OutputEncoding,
 		InputHeaders:      allowList(e.InputHeaders),
@@ -258,7 +262,7 @@ func compileEndpoint(s *Service, e *Endpoint, features map[string]bool) *gateway
 		features[feature.ValidationCEL] = true
 	}
 	if rl := e.ExtraConfig.RateLimit; rl != nil {
-		out.RateLimit = compileRouterRateLimit(rl)
+		out.RateLimit = compileRouterRateLimit(rl, features)
 		features[feature.QoSRateLimit] = true
 		if rl.Cluster {
 			features[feature.QoSRateLimitCluster] = true
@@ -355,12 +359,12 @@ func compileBackend(endpointName string, index int, b *Backend, features map[str
 		out.Flatmap = flatmapOps(px.FlatmapFilter)
 		out.Shadow = px.Shadow
 		if px.Shadow {
-			out.ShadowTimeoutMs = ms(deref(px.ShadowTimeout))
+			out.ShadowTimeoutMs, out.ShadowTimeoutNs = exact(deref(px.ShadowTimeout), features)
 			features[feature.ProxyShadow] = true
 		}
 	}
 	if rl := b.ExtraConfig.RateLimit; rl != nil {
-		out.RateLimit = compileBackendRateLimit(rl)
+		out.RateLimit = compileBackendRateLimit(rl, features)
 		features[feature.QoSRateLimit] = true
 	}
 	if cb := b.ExtraConfig.CircuitBreaker; cb != nil {
@@ -432,15 +436,23 @@ func allowList(names []string) []string {
 
 // ms converts a duration to milliseconds, rounding a fraction up so that a
 // positive duration never becomes 0 ("not set").
+// ms is d in whole milliseconds, rounded up, for a field that has no
+// nanosecond sibling (a TTL, a cooldown: sub-millisecond precision would not
+// change what they do).
 func ms(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
+	v, _ := duration.Split(d)
+	return v
+}
+
+// exact splits d for a *_ms/*_ns field pair (duration.Split) and records
+// feature.DurationSubMs when the nanoseconds are needed, so an edge that
+// would read only the rounded milliseconds NACKs the snapshot.
+func exact(d time.Duration, features map[string]bool) (ms, ns int64) {
+	ms, ns = duration.Split(d)
+	if ns != 0 {
+		features[feature.DurationSubMs] = true
 	}
-	q := d / time.Millisecond
-	if d%time.Millisecond != 0 {
-		q++
-	}
-	return int64(q)
+	return ms, ns
 }
 
 func deref[T any](p *T) T {

@@ -8,6 +8,7 @@ import (
 	"github.com/apigw/gateway/proto/feature"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -203,14 +204,14 @@ func TestCompileDefaults(t *testing.T) {
 			},
 			{
 				Name: "PUT /raw", Path: "/raw", Method: "PUT",
-				TimeoutMs: 2, OutputEncoding: "no-op", ConcurrentCalls: 1,
+				TimeoutMs: 2, TimeoutNs: 1_500_000, OutputEncoding: "no-op", ConcurrentCalls: 1,
 				InputHeaders: []string{"Content-Type"},
 				Backends: []*gatewayv1.Backend{
 					{Name: "PUT /raw backend[0]", Hosts: []string{"http://backend:8000"}, UrlPattern: "/raw", Method: "PUT", Encoding: "no-op"},
 				},
 			},
 		},
-		Features: []string{feature.ProxyShadow},
+		Features: []string{feature.DurationSubMs, feature.ProxyShadow},
 	}
 	if diff := cmp.Diff(want, c.Snapshot, protocmp.Transform()); diff != "" {
 		t.Errorf("snapshot (-want +got):\n%s", diff)
@@ -248,6 +249,12 @@ func TestCompileFeatures(t *testing.T) {
 		{"http cache", []string{backendNS(`"qos/http-cache": {}`)}, []string{feature.QoSHTTPCache}},
 		{"martian", []string{backendNS(`"modifier/martian": {"header.Modifier": {"name": "X-A"}}`)}, []string{feature.ModifierMartian}},
 		{"json schema", []string{ep("/a", `"extra_config": {"validation/json-schema": {}}`)}, []string{feature.ValidationJSONSchema}},
+		{"whole-ms timeout", []string{ep("/a", `"timeout": "1500ms"`)}, nil},
+		{"sub-ms timeout", []string{ep("/a", `"timeout": "150us"`)}, []string{feature.DurationSubMs}},
+		{"sub-ms rate-limit every", []string{limitEP("/a", `"max_rate": 1, "every": "1s100us"`)},
+			[]string{feature.DurationSubMs, feature.QoSRateLimit}},
+		{"sub-ms proxy rate-limit every", []string{backendNS(`"qos/ratelimit/proxy": {"max_rate": 1, "every": "1.5ms"}`)},
+			[]string{feature.DurationSubMs, feature.QoSRateLimit}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -310,5 +317,59 @@ func TestFormatViolation(t *testing.T) {
 	err := &ValidationError{Violations: []*gatewayv1.FieldViolation{tests[0].v}}
 	if got := err.Error(); got != "invalid config: 1 violation\nport: invalid: -1: bad" {
 		t.Errorf("Error() = %q", got)
+	}
+}
+
+// TestCompileSubMsDurations: every duration that has a *_ns field keeps
+// its exact value when it is not a whole number of milliseconds, next to the
+// rounded-up milliseconds an edge without feature.DurationSubMs would read.
+func TestCompileSubMsDurations(t *testing.T) {
+	t.Parallel()
+	root := `"timeout": "150us", "read_timeout": "1500us", "write_timeout": "2500us", "idle_timeout": "3500us",
+		"read_header_timeout": "4500us", "idle_connection_timeout": "5500us", "response_header_timeout": "6500us",
+		"dialer_timeout": "7500us"`
+	c, err := Compile("k.json", []byte(conf(root,
+		`{"endpoint": "/a", "backend": [{"url_pattern": "/x"}, {"url_pattern": "/s", "extra_config": {
+			"proxy": {"shadow": true, "shadow_timeout": "250us"},
+			"qos/ratelimit/proxy": {"max_rate": 1, "every": "10us"}}}],
+		 "extra_config": {"qos/ratelimit/router": {"max_rate": 1, "every": "1s20us"}}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Snapshot
+	hs, hc, e := s.GetService().GetHttpServer(), s.GetService().GetHttpClient(), s.GetEndpoints()[0]
+	sh := e.GetBackends()[1]
+	type pair struct{ Ms, Ns int64 }
+	got := map[string]pair{
+		"timeout":                 {e.GetTimeoutMs(), e.GetTimeoutNs()},
+		"read_timeout":            {hs.GetReadTimeoutMs(), hs.GetReadTimeoutNs()},
+		"write_timeout":           {hs.GetWriteTimeoutMs(), hs.GetWriteTimeoutNs()},
+		"idle_timeout":            {hs.GetIdleTimeoutMs(), hs.GetIdleTimeoutNs()},
+		"read_header_timeout":     {hs.GetReadHeaderTimeoutMs(), hs.GetReadHeaderTimeoutNs()},
+		"idle_connection_timeout": {hc.GetIdleConnectionTimeoutMs(), hc.GetIdleConnectionTimeoutNs()},
+		"response_header_timeout": {hc.GetResponseHeaderTimeoutMs(), hc.GetResponseHeaderTimeoutNs()},
+		"dialer_timeout":          {hc.GetDialerTimeoutMs(), hc.GetDialerTimeoutNs()},
+		"shadow_timeout":          {sh.GetShadowTimeoutMs(), sh.GetShadowTimeoutNs()},
+		"proxy every":             {sh.GetRateLimit().GetEveryMs(), sh.GetRateLimit().GetEveryNs()},
+		"router every":            {e.GetRateLimit().GetEveryMs(), e.GetRateLimit().GetEveryNs()},
+	}
+	want := map[string]pair{
+		"timeout":                 {1, 150_000},
+		"read_timeout":            {2, 1_500_000},
+		"write_timeout":           {3, 2_500_000},
+		"idle_timeout":            {4, 3_500_000},
+		"read_header_timeout":     {5, 4_500_000},
+		"idle_connection_timeout": {6, 5_500_000},
+		"response_header_timeout": {7, 6_500_000},
+		"dialer_timeout":          {8, 7_500_000},
+		"shadow_timeout":          {1, 250_000},
+		"proxy every":             {1, 10_000},
+		"router every":            {1001, 1_000_020_000},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("durations (-want +got):\n%s", diff)
+	}
+	if !slices.Contains(s.GetFeatures(), feature.DurationSubMs) {
+		t.Errorf("features %v lack %s", s.GetFeatures(), feature.DurationSubMs)
 	}
 }

@@ -286,7 +286,8 @@ func (v *validator) httpCache(p path, c *HTTPCache, b *Backend) {
 	}
 }
 
-func compileRouterRateLimit(r *RouterRateLimit) *gatewayv1.RouterRateLimit {
+func compileRouterRateLimit(r *RouterRateLimit, features map[string]bool) *gatewayv1.RouterRateLimit {
+	everyMs, everyNs := exact(deref(r.Every), features)
 	return &gatewayv1.RouterRateLimit{
 		MaxRate:         r.MaxRate,
 		Capacity:        uint64(deref(r.Capacity)),
@@ -294,7 +295,8 @@ func compileRouterRateLimit(r *RouterRateLimit) *gatewayv1.RouterRateLimit {
 		ClientCapacity:  uint64(deref(r.ClientCapacity)),
 		Strategy:        r.Strategy,
 		Key:             r.Key,
-		EveryMs:         ms(deref(r.Every)),
+		EveryMs:         everyMs,
+		EveryNs:         everyNs,
 		NumShards:       uint32(deref(r.NumShards)),
 		CleanupPeriodMs: ms(deref(r.CleanupPeriod)),
 		Cluster:         r.Cluster,
@@ -309,11 +311,13 @@ func compileClusterRateLimit(c *ClusterRateLimit) *gatewayv1.ClusterRateLimit {
 	}
 }
 
-func compileBackendRateLimit(r *BackendRateLimit) *gatewayv1.BackendRateLimit {
+func compileBackendRateLimit(r *BackendRateLimit, features map[string]bool) *gatewayv1.BackendRateLimit {
+	everyMs, everyNs := exact(deref(r.Every), features)
 	return &gatewayv1.BackendRateLimit{
 		MaxRate:  deref(r.MaxRate),
 		Capacity: uint64(deref(r.Capacity)),
-		EveryMs:  ms(deref(r.Every)),
+		EveryMs:  everyMs,
+		EveryNs:  everyNs,
 	}
 }
 

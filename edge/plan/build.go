@@ -30,6 +30,7 @@ import (
 	"github.com/apigw/gateway/edge/stats"
 	"github.com/apigw/gateway/edge/tlsconf"
 	"github.com/apigw/gateway/edge/tracing"
+	"github.com/apigw/gateway/proto/duration"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/violation"
 )
@@ -496,7 +497,7 @@ func (b *builder) endpoint(i int, e *gatewayv1.Endpoint, params []string) *endpo
 func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string) *endpoint {
 	nviol := len(b.violations)
 	svc := b.snap.GetService()
-	ep := &endpoint{name: e.GetName(), route: e.GetPath(), timeout: time.Duration(e.GetTimeoutMs()) * time.Millisecond}
+	ep := &endpoint{name: e.GetName(), route: e.GetPath(), timeout: duration.Join(e.GetTimeoutMs(), e.GetTimeoutNs())}
 	if ep.timeout <= 0 {
 		ep.timeout = DefaultTimeout
 	}
@@ -552,7 +553,7 @@ func (b *builder) endpointAt(path string, e *gatewayv1.Endpoint, params []string
 				continue
 			}
 			if call != nil {
-				timeout := time.Duration(be.GetShadowTimeoutMs()) * time.Millisecond
+				timeout := duration.Join(be.GetShadowTimeoutMs(), be.GetShadowTimeoutNs())
 				if timeout <= 0 {
 					timeout = ep.timeout
 				}
@@ -696,11 +697,11 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 	ccfg := proxy.ClientConfig{
 		Hosts:               be.GetHosts(),
 		MaxConns:            max(proxy.DefaultMaxConns, int(hc.GetMaxIdleConnectionsPerHost())),
-		MaxIdleConnDuration: time.Duration(hc.GetIdleConnectionTimeoutMs()) * time.Millisecond,
-		DialTimeout:         time.Duration(hc.GetDialerTimeoutMs()) * time.Millisecond,
+		MaxIdleConnDuration: duration.Join(hc.GetIdleConnectionTimeoutMs(), hc.GetIdleConnectionTimeoutNs()),
+		DialTimeout:         duration.Join(hc.GetDialerTimeoutMs(), hc.GetDialerTimeoutNs()),
 		DialerKeepAlive:     time.Duration(hc.GetDialerKeepAliveMs()) * time.Millisecond,
 		DialerFallbackDelay: time.Duration(hc.GetDialerFallbackDelayMs()) * time.Millisecond,
-		ResponseTimeout:     time.Duration(hc.GetResponseHeaderTimeoutMs()) * time.Millisecond,
+		ResponseTimeout:     duration.Join(hc.GetResponseHeaderTimeoutMs(), hc.GetResponseHeaderTimeoutNs()),
 		MaxResponseBodySize: int(svc.GetMaxBodyBytes()),
 		DisableKeepAlives:   hc.GetDisableKeepAlives(),
 		InsecureSkipVerify:  hc.GetAllowInsecureConnections(),

@@ -111,7 +111,7 @@ func TestBuildErrors(t *testing.T) {
 
 func TestSupportedFeatures(t *testing.T) {
 	want := []string{
-		"async.amqp", "auth.jwt", "auth.revoker", "auth.signer", "backend.amqp.consumer", "backend.amqp.producer", "backend.graphql", "backend.pubsub", "encoding.rss", "encoding.xml", "listener.h2c", "modifier.lua", "modifier.lua_service", "modifier.martian", "output.yaml", "proxy.flatmap",
+		"async.amqp", "auth.jwt", "auth.revoker", "auth.signer", "backend.amqp.consumer", "backend.amqp.producer", "backend.graphql", "backend.pubsub", "duration.sub_ms", "encoding.rss", "encoding.xml", "listener.h2c", "modifier.lua", "modifier.lua_service", "modifier.martian", "output.yaml", "proxy.flatmap",
 		"proxy.sequential", "proxy.shadow", "proxy.static", "qos.circuit_breaker", "qos.http_cache",
 		"qos.ratelimit", "qos.ratelimit.cluster", "route.catch_all", "sd.dns", "security.bot_detector", "security.cors", "security.http",
 		"telemetry.gelf", "telemetry.influx", "telemetry.logstash", "telemetry.opencensus", "telemetry.opentelemetry", "telemetry.opentelemetry.metrics", "tls.client", "tls.listener", "validation.cel", "validation.json_schema",

@@ -16,6 +16,7 @@ import (
 	"github.com/apigw/gateway/edge/qos/breaker"
 	"github.com/apigw/gateway/edge/qos/httpcache"
 	"github.com/apigw/gateway/edge/qos/ratelimit"
+	"github.com/apigw/gateway/proto/duration"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 	"github.com/apigw/gateway/proto/violation"
 )
@@ -241,7 +242,7 @@ func (b *builder) backendQoS(path string, e *gatewayv1.Endpoint, be *gatewayv1.B
 		return g, false
 	}
 	ok = true
-	timeout := time.Duration(e.GetTimeoutMs()) * time.Millisecond
+	timeout := duration.Join(e.GetTimeoutMs(), e.GetTimeoutNs())
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}

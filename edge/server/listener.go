@@ -15,6 +15,7 @@ import (
 
 	"github.com/apigw/gateway/edge/internal/ascii"
 
+	"github.com/apigw/gateway/proto/duration"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -56,17 +57,17 @@ type settings struct {
 // 4 MiB bodies). Connection limits come from the server's Config.
 func settingsOf(svc *gatewayv1.Service, lim Limits) settings {
 	hs := svc.GetHttpServer()
-	ms := func(v int64, def time.Duration) time.Duration {
-		if v <= 0 {
+	orDefault := func(d, def time.Duration) time.Duration {
+		if d <= 0 {
 			return def
 		}
-		return time.Duration(v) * time.Millisecond
+		return d
 	}
 	return settings{
-		readHeaderTimeout:  ms(hs.GetReadHeaderTimeoutMs(), DefaultReadHeaderTimeout),
-		readTimeout:        ms(hs.GetReadTimeoutMs(), DefaultReadTimeout),
-		writeTimeout:       ms(hs.GetWriteTimeoutMs(), 0),
-		idleTimeout:        ms(hs.GetIdleTimeoutMs(), DefaultIdleTimeout),
+		readHeaderTimeout:  orDefault(duration.Join(hs.GetReadHeaderTimeoutMs(), hs.GetReadHeaderTimeoutNs()), DefaultReadHeaderTimeout),
+		readTimeout:        orDefault(duration.Join(hs.GetReadTimeoutMs(), hs.GetReadTimeoutNs()), DefaultReadTimeout),
+		writeTimeout:       duration.Join(hs.GetWriteTimeoutMs(), hs.GetWriteTimeoutNs()),
+		idleTimeout:        orDefault(duration.Join(hs.GetIdleTimeoutMs(), hs.GetIdleTimeoutNs()), DefaultIdleTimeout),
 		readBufferSize:     clampInt(hs.GetMaxHeaderBytes()),
 		maxRequestBodySize: clampInt(svc.GetMaxBodyBytes()),
 		maxConnsPerIP:      lim.MaxConnsPerIP,

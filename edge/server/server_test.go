@@ -793,6 +793,15 @@ func TestSettingsOf(t *testing.T) {
 				readBufferSize: 8192, maxRequestBodySize: 1000, maxConnsPerIP: DefaultMaxConnsPerIP, maxConns: DefaultMaxConns},
 		},
 		{
+			name: "sub-millisecond timeouts are exact",
+			svc: &gatewayv1.Service{HttpServer: &gatewayv1.HTTPServer{
+				ReadTimeoutMs: 2, ReadTimeoutNs: 1_500_000, WriteTimeoutMs: 1, WriteTimeoutNs: 250_000,
+				IdleTimeoutMs: 3, IdleTimeoutNs: 2_000_001, ReadHeaderTimeoutMs: 1, ReadHeaderTimeoutNs: 900_000,
+			}},
+			want: settings{readHeaderTimeout: 900 * time.Microsecond, readTimeout: 1500 * time.Microsecond,
+				writeTimeout: 250 * time.Microsecond, idleTimeout: 2_000_001, maxConnsPerIP: DefaultMaxConnsPerIP, maxConns: DefaultMaxConns},
+		},
+		{
 			name: "header timeout alone",
 			svc:  &gatewayv1.Service{HttpServer: &gatewayv1.HTTPServer{ReadHeaderTimeoutMs: 500}},
 			want: settings{readHeaderTimeout: 500 * time.Millisecond, readTimeout: DefaultReadTimeout, idleTimeout: DefaultIdleTimeout,

@@ -42,6 +42,9 @@ const (
 	SDDNS                = "sd.dns"                 // a backend with sd: dns
 	ListenerH2C          = "listener.h2c"           // use_h2c: true
 	BackendGraphQL       = "backend.graphql"        // backend/graphql
+	// DurationSubMs: a timeout or rate-limit period that is not a whole
+	// number of milliseconds ("150us"), carried in a *_ns field.
+	DurationSubMs = "duration.sub_ms"
 
 	TelemetryOpenTelemetry = "telemetry.opentelemetry" // telemetry/opentelemetry (tracing)
 	// TelemetryOpenTelemetryMetrics: telemetry/opentelemetry with a metrics
@@ -65,7 +68,7 @@ func All() []string {
 		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ModifierLuaService, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
-		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TelemetryOpenCensus, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C,
+		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TelemetryOpenCensus, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C, DurationSubMs,
 		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer, BackendPubSub,
 	}
 	slices.Sort(all)

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"time"
 
+	"github.com/apigw/gateway/proto/duration"
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
 
@@ -21,7 +22,7 @@ func RouterConfigFromProto(pb *gatewayv1.RouterRateLimit) (cfg RouterConfig, ok 
 		ClientCapacity: pb.GetClientCapacity(),
 		Strategy:       Strategy(pb.GetStrategy()),
 		Key:            pb.GetKey(),
-		Every:          time.Duration(pb.GetEveryMs()) * time.Millisecond,
+		Every:          duration.Join(pb.GetEveryMs(), pb.GetEveryNs()),
 		NumShards:      int(pb.GetNumShards()),
 		CleanupPeriod:  time.Duration(pb.GetCleanupPeriodMs()) * time.Millisecond,
 	}, true
@@ -37,6 +38,6 @@ func BackendConfigFromProto(pb *gatewayv1.BackendRateLimit) (cfg BucketConfig, o
 	return BucketConfig{
 		MaxRate:  pb.GetMaxRate(),
 		Capacity: pb.GetCapacity(),
-		Every:    time.Duration(pb.GetEveryMs()) * time.Millisecond,
+		Every:    duration.Join(pb.GetEveryMs(), pb.GetEveryNs()),
 	}, true
 }

@@ -110,6 +110,18 @@ func TestBackendEveryNotClamped(t *testing.T) {
 	if diff := cmp.Diff(Rate{Interval: 10 * time.Millisecond, Burst: 10}, b.Rate()); diff != "" {
 		t.Errorf("Rate (-want +got):\n%s", diff)
 	}
+	// A sub-millisecond every (every_ns) is exact: 10 per 500µs, not per
+	// the rounded-up millisecond.
+	cfg, ok = BackendConfigFromProto(&gatewayv1.BackendRateLimit{MaxRate: 10, EveryMs: 1, EveryNs: 500_000})
+	if !ok {
+		t.Fatal("BackendConfigFromProto: ok = false")
+	}
+	if b, err = NewBucket(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Rate{Interval: 50 * time.Microsecond, Burst: 10}, b.Rate()); diff != "" {
+		t.Errorf("sub-ms Rate (-want +got):\n%s", diff)
+	}
 	for _, pb := range []*gatewayv1.BackendRateLimit{nil, {}, {MaxRate: -1}} {
 		if _, ok := BackendConfigFromProto(pb); ok {
 			t.Errorf("BackendConfigFromProto(%v): ok = true, want false", pb)

@@ -2409,6 +2409,13 @@ type HTTPServer struct {
 	ReadHeaderTimeoutMs int64                  `protobuf:"varint,4,opt,name=read_header_timeout_ms,json=readHeaderTimeoutMs,proto3" json:"read_header_timeout_ms,omitempty"`
 	MaxHeaderBytes      int64                  `protobuf:"varint,5,opt,name=max_header_bytes,json=maxHeaderBytes,proto3" json:"max_header_bytes,omitempty"`
 	MaxShutdownWaitMs   int64                  `protobuf:"varint,6,opt,name=max_shutdown_wait_ms,json=maxShutdownWaitMs,proto3" json:"max_shutdown_wait_ms,omitempty"`
+	// The *_ns fields below hold a duration exactly when it is not a whole
+	// number of milliseconds (feature duration.sub_ms); the *_ms field then holds
+	// it rounded up, which is all an edge without that feature would apply.
+	ReadTimeoutNs       int64 `protobuf:"varint,7,opt,name=read_timeout_ns,json=readTimeoutNs,proto3" json:"read_timeout_ns,omitempty"`
+	WriteTimeoutNs      int64 `protobuf:"varint,8,opt,name=write_timeout_ns,json=writeTimeoutNs,proto3" json:"write_timeout_ns,omitempty"`
+	IdleTimeoutNs       int64 `protobuf:"varint,9,opt,name=idle_timeout_ns,json=idleTimeoutNs,proto3" json:"idle_timeout_ns,omitempty"`
+	ReadHeaderTimeoutNs int64 `protobuf:"varint,10,opt,name=read_header_timeout_ns,json=readHeaderTimeoutNs,proto3" json:"read_header_timeout_ns,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -2485,6 +2492,34 @@ func (x *HTTPServer) GetMaxShutdownWaitMs() int64 {
 	return 0
 }
 
+func (x *HTTPServer) GetReadTimeoutNs() int64 {
+	if x != nil {
+		return x.ReadTimeoutNs
+	}
+	return 0
+}
+
+func (x *HTTPServer) GetWriteTimeoutNs() int64 {
+	if x != nil {
+		return x.WriteTimeoutNs
+	}
+	return 0
+}
+
+func (x *HTTPServer) GetIdleTimeoutNs() int64 {
+	if x != nil {
+		return x.IdleTimeoutNs
+	}
+	return 0
+}
+
+func (x *HTTPServer) GetReadHeaderTimeoutNs() int64 {
+	if x != nil {
+		return x.ReadHeaderTimeoutNs
+	}
+	return 0
+}
+
 // HTTPClient holds the root-level upstream client settings.
 type HTTPClient struct {
 	state                     protoimpl.MessageState `protogen:"open.v1"`
@@ -2507,8 +2542,14 @@ type HTTPClient struct {
 	// dns_cache_ttl_ms is how often sd: dns backends re-resolve their SRV
 	// name (KrakenD's dns_cache_ttl: 30 s unless 1 s or more is set).
 	DnsCacheTtlMs int64 `protobuf:"varint,11,opt,name=dns_cache_ttl_ms,json=dnsCacheTtlMs,proto3" json:"dns_cache_ttl_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The *_ns fields below hold a duration exactly when it is not a whole
+	// number of milliseconds (feature duration.sub_ms); the *_ms field then holds
+	// it rounded up, which is all an edge without that feature would apply.
+	IdleConnectionTimeoutNs int64 `protobuf:"varint,12,opt,name=idle_connection_timeout_ns,json=idleConnectionTimeoutNs,proto3" json:"idle_connection_timeout_ns,omitempty"`
+	ResponseHeaderTimeoutNs int64 `protobuf:"varint,13,opt,name=response_header_timeout_ns,json=responseHeaderTimeoutNs,proto3" json:"response_header_timeout_ns,omitempty"`
+	DialerTimeoutNs         int64 `protobuf:"varint,14,opt,name=dialer_timeout_ns,json=dialerTimeoutNs,proto3" json:"dialer_timeout_ns,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *HTTPClient) Reset() {
@@ -2618,6 +2659,27 @@ func (x *HTTPClient) GetDnsCacheTtlMs() int64 {
 	return 0
 }
 
+func (x *HTTPClient) GetIdleConnectionTimeoutNs() int64 {
+	if x != nil {
+		return x.IdleConnectionTimeoutNs
+	}
+	return 0
+}
+
+func (x *HTTPClient) GetResponseHeaderTimeoutNs() int64 {
+	if x != nil {
+		return x.ResponseHeaderTimeoutNs
+	}
+	return 0
+}
+
+func (x *HTTPClient) GetDialerTimeoutNs() int64 {
+	if x != nil {
+		return x.DialerTimeoutNs
+	}
+	return 0
+}
+
 // Endpoint is one (method, path) of the API contract.
 type Endpoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2674,7 +2736,10 @@ type Endpoint struct {
 	LuaProxy *LuaScript `protobuf:"bytes,115,opt,name=lua_proxy,json=luaProxy,proto3" json:"lua_proxy,omitempty"`
 	// lua_endpoint is `modifier/lua-endpoint`: pre runs on the client's
 	// request after the JWT check, before the router rate limit and the pipe.
-	LuaEndpoint   *LuaScript `protobuf:"bytes,116,opt,name=lua_endpoint,json=luaEndpoint,proto3" json:"lua_endpoint,omitempty"`
+	LuaEndpoint *LuaScript `protobuf:"bytes,116,opt,name=lua_endpoint,json=luaEndpoint,proto3" json:"lua_endpoint,omitempty"`
+	// timeout_ns is the endpoint timeout when it is not a whole number of
+	// milliseconds (feature duration.sub_ms; timeout_ms holds it rounded up).
+	TimeoutNs     int64 `protobuf:"varint,131,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2889,6 +2954,13 @@ func (x *Endpoint) GetLuaEndpoint() *LuaScript {
 		return x.LuaEndpoint
 	}
 	return nil
+}
+
+func (x *Endpoint) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
 }
 
 // CelChecks is `validation/cel` (krakend-cel): expressions checked by the
@@ -3221,9 +3293,13 @@ type Backend struct {
 	// HTTP client.
 	Pubsub *PubSub `protobuf:"bytes,122,opt,name=pubsub,proto3" json:"pubsub,omitempty"`
 	// graphql is `backend/graphql`: the call carries a GraphQL request.
-	Graphql       *GraphQL `protobuf:"bytes,110,opt,name=graphql,proto3" json:"graphql,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Graphql *GraphQL `protobuf:"bytes,110,opt,name=graphql,proto3" json:"graphql,omitempty"`
+	// shadow_timeout_ns is shadow_timeout when it is not a whole number of
+	// milliseconds (feature duration.sub_ms; shadow_timeout_ms holds it
+	// rounded up).
+	ShadowTimeoutNs int64 `protobuf:"varint,131,opt,name=shadow_timeout_ns,json=shadowTimeoutNs,proto3" json:"shadow_timeout_ns,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Backend) Reset() {
@@ -3492,6 +3568,13 @@ func (x *Backend) GetGraphql() *GraphQL {
 		return x.Graphql
 	}
 	return nil
+}
+
+func (x *Backend) GetShadowTimeoutNs() int64 {
+	if x != nil {
+		return x.ShadowTimeoutNs
+	}
+	return 0
 }
 
 // PubSub is a backend's backend/pubsub/publisher or
@@ -4545,7 +4628,10 @@ type RouterRateLimit struct {
 	NumShards       uint32 `protobuf:"varint,8,opt,name=num_shards,json=numShards,proto3" json:"num_shards,omitempty"`
 	CleanupPeriodMs int64  `protobuf:"varint,9,opt,name=cleanup_period_ms,json=cleanupPeriodMs,proto3" json:"cleanup_period_ms,omitempty"`
 	// cluster shares the client buckets through the cluster store.
-	Cluster       bool `protobuf:"varint,10,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Cluster bool `protobuf:"varint,10,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// every_ns is every when it is not a whole number of milliseconds (feature
+	// duration.sub_ms; every_ms holds it rounded up).
+	EveryNs       int64 `protobuf:"varint,11,opt,name=every_ns,json=everyNs,proto3" json:"every_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4650,12 +4736,22 @@ func (x *RouterRateLimit) GetCluster() bool {
 	return false
 }
 
+func (x *RouterRateLimit) GetEveryNs() int64 {
+	if x != nil {
+		return x.EveryNs
+	}
+	return 0
+}
+
 // BackendRateLimit is `qos/ratelimit/proxy`.
 type BackendRateLimit struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MaxRate       float64                `protobuf:"fixed64,1,opt,name=max_rate,json=maxRate,proto3" json:"max_rate,omitempty"`
-	Capacity      uint64                 `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	EveryMs       int64                  `protobuf:"varint,3,opt,name=every_ms,json=everyMs,proto3" json:"every_ms,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	MaxRate  float64                `protobuf:"fixed64,1,opt,name=max_rate,json=maxRate,proto3" json:"max_rate,omitempty"`
+	Capacity uint64                 `protobuf:"varint,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	EveryMs  int64                  `protobuf:"varint,3,opt,name=every_ms,json=everyMs,proto3" json:"every_ms,omitempty"`
+	// every_ns is every when it is not a whole number of milliseconds (feature
+	// duration.sub_ms; every_ms holds it rounded up).
+	EveryNs       int64 `protobuf:"varint,4,opt,name=every_ns,json=everyNs,proto3" json:"every_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4707,6 +4803,13 @@ func (x *BackendRateLimit) GetCapacity() uint64 {
 func (x *BackendRateLimit) GetEveryMs() int64 {
 	if x != nil {
 		return x.EveryMs
+	}
+	return 0
+}
+
+func (x *BackendRateLimit) GetEveryNs() int64 {
+	if x != nil {
+		return x.EveryNs
 	}
 	return 0
 }
@@ -7083,7 +7186,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\aoc_path\x18\x06 \x01(\tR\x06ocPath\"2\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\x96\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xc5\x03\n" +
 	"\n" +
 	"HTTPServer\x12&\n" +
 	"\x0fread_timeout_ms\x18\x01 \x01(\x03R\rreadTimeoutMs\x12(\n" +
@@ -7091,7 +7194,12 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x0fidle_timeout_ms\x18\x03 \x01(\x03R\ridleTimeoutMs\x123\n" +
 	"\x16read_header_timeout_ms\x18\x04 \x01(\x03R\x13readHeaderTimeoutMs\x12(\n" +
 	"\x10max_header_bytes\x18\x05 \x01(\x03R\x0emaxHeaderBytes\x12/\n" +
-	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\"\xcf\x04\n" +
+	"\x14max_shutdown_wait_ms\x18\x06 \x01(\x03R\x11maxShutdownWaitMs\x12&\n" +
+	"\x0fread_timeout_ns\x18\a \x01(\x03R\rreadTimeoutNs\x12(\n" +
+	"\x10write_timeout_ns\x18\b \x01(\x03R\x0ewriteTimeoutNs\x12&\n" +
+	"\x0fidle_timeout_ns\x18\t \x01(\x03R\ridleTimeoutNs\x123\n" +
+	"\x16read_header_timeout_ns\x18\n" +
+	" \x01(\x03R\x13readHeaderTimeoutNs\"\xf5\x05\n" +
 	"\n" +
 	"HTTPClient\x12@\n" +
 	"\x1dmax_idle_connections_per_host\x18\x01 \x01(\x03R\x19maxIdleConnectionsPerHost\x12;\n" +
@@ -7105,7 +7213,10 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x18dialer_fallback_delay_ms\x18\t \x01(\x03R\x15dialerFallbackDelayMs\x12'\n" +
 	"\x03tls\x18\n" +
 	" \x01(\v2\x15.gateway.v1.ClientTLSR\x03tls\x12'\n" +
-	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\"\xd2\b\n" +
+	"\x10dns_cache_ttl_ms\x18\v \x01(\x03R\rdnsCacheTtlMs\x12;\n" +
+	"\x1aidle_connection_timeout_ns\x18\f \x01(\x03R\x17idleConnectionTimeoutNs\x12;\n" +
+	"\x1aresponse_header_timeout_ns\x18\r \x01(\x03R\x17responseHeaderTimeoutNs\x12*\n" +
+	"\x11dialer_timeout_ns\x18\x0e \x01(\x03R\x0fdialerTimeoutNs\"\xf2\b\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -7139,7 +7250,9 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x06signer\x18n \x01(\v2\x15.gateway.v1.JWTSignerR\x06signer\x12'\n" +
 	"\x03cel\x18w \x01(\v2\x15.gateway.v1.CelChecksR\x03cel\x122\n" +
 	"\tlua_proxy\x18s \x01(\v2\x15.gateway.v1.LuaScriptR\bluaProxy\x128\n" +
-	"\flua_endpoint\x18t \x01(\v2\x15.gateway.v1.LuaScriptR\vluaEndpoint\"S\n" +
+	"\flua_endpoint\x18t \x01(\v2\x15.gateway.v1.LuaScriptR\vluaEndpoint\x12\x1e\n" +
+	"\n" +
+	"timeout_ns\x18\x83\x01 \x01(\x03R\ttimeoutNs\"S\n" +
 	"\tCelChecks\x12\x18\n" +
 	"\arequest\x18\x01 \x03(\tR\arequest\x12\x1a\n" +
 	"\bresponse\x18\x02 \x03(\tR\bresponse\x12\x10\n" +
@@ -7155,7 +7268,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\tFlatmapOp\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04args\x18\x02 \x03(\tR\x04args\"\xc5\v\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\"\xf2\v\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\x12\x1f\n" +
@@ -7195,7 +7308,8 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\ramqp_producer\x18x \x01(\v2\x18.gateway.v1.AMQPProducerR\famqpProducer\x12=\n" +
 	"\ramqp_consumer\x18y \x01(\v2\x18.gateway.v1.AMQPConsumerR\famqpConsumer\x12*\n" +
 	"\x06pubsub\x18z \x01(\v2\x12.gateway.v1.PubSubR\x06pubsub\x12-\n" +
-	"\agraphql\x18n \x01(\v2\x13.gateway.v1.GraphQLR\agraphql\x1a:\n" +
+	"\agraphql\x18n \x01(\v2\x13.gateway.v1.GraphQLR\agraphql\x12+\n" +
+	"\x11shadow_timeout_ns\x18\x83\x01 \x01(\x03R\x0fshadowTimeoutNs\x1a:\n" +
 	"\fMappingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
@@ -7298,7 +7412,7 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"\bpatterns\x18\x03 \x03(\tR\bpatterns\x12\x1d\n" +
 	"\n" +
 	"cache_size\x18\x04 \x01(\rR\tcacheSize\x124\n" +
-	"\x17empty_user_agent_is_bot\x18\x05 \x01(\bR\x13emptyUserAgentIsBot\"\xc7\x02\n" +
+	"\x17empty_user_agent_is_bot\x18\x05 \x01(\bR\x13emptyUserAgentIsBot\"\xe2\x02\n" +
 	"\x0fRouterRateLimit\x12\x19\n" +
 	"\bmax_rate\x18\x01 \x01(\x01R\amaxRate\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12&\n" +
@@ -7311,11 +7425,13 @@ const file_gateway_v1_snapshot_proto_rawDesc = "" +
 	"num_shards\x18\b \x01(\rR\tnumShards\x12*\n" +
 	"\x11cleanup_period_ms\x18\t \x01(\x03R\x0fcleanupPeriodMs\x12\x18\n" +
 	"\acluster\x18\n" +
-	" \x01(\bR\acluster\"d\n" +
+	" \x01(\bR\acluster\x12\x19\n" +
+	"\bevery_ns\x18\v \x01(\x03R\aeveryNs\"\x7f\n" +
 	"\x10BackendRateLimit\x12\x19\n" +
 	"\bmax_rate\x18\x01 \x01(\x01R\amaxRate\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x04R\bcapacity\x12\x19\n" +
-	"\bevery_ms\x18\x03 \x01(\x03R\aeveryMs\"\xaf\x01\n" +
+	"\bevery_ms\x18\x03 \x01(\x03R\aeveryMs\x12\x19\n" +
+	"\bevery_ns\x18\x04 \x01(\x03R\aeveryNs\"\xaf\x01\n" +
 	"\x0eCircuitBreaker\x12\x1f\n" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
 	"intervalMs\x12\x1d\n" +
