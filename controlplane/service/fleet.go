@@ -47,6 +47,14 @@ type fleet struct {
 	// pub is what this replica last published of each node on a shared
 	// store (fleetshare.go); empty otherwise.
 	pub map[string]pubMark
+	// dirty holds the nodes changed or evicted since they were last
+	// published, so the publisher looks at those instead of walking the
+	// registry every interval; nil unless the store is shared
+	// (trackChanges).
+	dirty map[string]struct{}
+	// walkedAt is when the publisher last walked the whole registry (for
+	// the refresh of old entries).
+	walkedAt time.Time
 }
 
 // edgeEntry is one node. connID identifies the stream that owns the entry;
@@ -113,6 +121,9 @@ var errFleetFull = status.Error(codes.ResourceExhausted, "the control plane's ed
 func (f *fleet) touchLocked(e *edgeEntry) {
 	f.modSeq++
 	e.mod = f.modSeq
+	if f.dirty != nil {
+		f.dirty[e.nodeID] = struct{}{}
+	}
 }
 
 // sweepLocked drops disconnected entries not seen for the TTL; at most once
@@ -131,6 +142,9 @@ func (f *fleet) sweepLocked(now time.Time, force bool) {
 
 func (f *fleet) evictLocked(id string) {
 	delete(f.edges, id)
+	if f.dirty != nil {
+		f.dirty[id] = struct{}{}
+	}
 	f.metrics.fleetEvicted.Inc()
 	f.metrics.edgeCertExpiry.DeleteLabelValues(id)
 }

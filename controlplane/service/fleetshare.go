@@ -58,35 +58,74 @@ type pubWrite struct {
 	value            []byte
 }
 
+// trackChanges makes the registry remember which nodes changed, for
+// collect; called once, before any stream connects, on a shared store.
+func (f *fleet) trackChanges() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dirty = make(map[string]struct{})
+}
+
 // collect returns what to publish at now: entries changed since they were
 // last published, entries of hot regions whose counters moved, entries
 // older than refresh, and deletions of nodes gone from the registry; at
 // most limit. mu is held while encoding (a few microseconds per entry).
+//
+// Only the changed nodes are looked at, except for a whole walk of the
+// registry every tenth of refresh (so an entry is refreshed at most a tenth
+// of refresh late) and while a rollout makes regions hot (their counters
+// move without a change): the walk held the lock for 1.5-3 ms at 10,000
+// edges every interval (BenchmarkFleetCollect).
 func (f *fleet) collect(now time.Time, replica string, hot []string, refresh time.Duration, limit int) []pubWrite {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []pubWrite
-	for id, e := range f.edges {
-		if len(out) >= limit {
-			return out
-		}
+	// due decides one entry and reports whether it goes out.
+	due := func(id string, e *edgeEntry) bool {
 		p, ok := f.pub[id]
 		if ok && p.mod == e.mod && now.Sub(p.at) < refresh &&
 			(p.requests == e.requests && p.errors == e.errors || !slices.Contains(hot, e.region)) {
-			continue
+			return false
 		}
 		b, err := proto.Marshal(e.record(replica, now))
 		if err != nil {
-			continue // cannot happen: every field is valid UTF-8 or bytes
+			return false // cannot happen: every field is valid UTF-8 or bytes
 		}
 		out = append(out, pubWrite{node: id, mod: e.mod, requests: e.requests, errors: e.errors, value: b})
+		return true
 	}
-	for id := range f.pub {
+	if f.dirty == nil || len(hot) > 0 || now.Sub(f.walkedAt) >= refresh/10 {
+		for id, e := range f.edges {
+			if len(out) >= limit {
+				return out
+			}
+			due(id, e)
+		}
+		for id := range f.pub {
+			if len(out) >= limit {
+				return out
+			}
+			if _, ok := f.edges[id]; !ok {
+				out = append(out, pubWrite{node: id})
+			}
+		}
+		f.walkedAt = now // a whole walk within the limit
+		return out
+	}
+	for id := range f.dirty {
 		if len(out) >= limit {
 			break
 		}
-		if _, ok := f.edges[id]; !ok {
+		if e, ok := f.edges[id]; ok {
+			if !due(id, e) {
+				delete(f.dirty, id) // published as it is
+			}
+			continue
+		}
+		if _, ok := f.pub[id]; ok {
 			out = append(out, pubWrite{node: id})
+		} else {
+			delete(f.dirty, id) // gone, and never published
 		}
 	}
 	return out
@@ -97,6 +136,9 @@ func (f *fleet) published(writes []pubWrite, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, w := range writes {
+		if e := f.edges[w.node]; e == nil || e.mod == w.mod {
+			delete(f.dirty, w.node) // unless it changed again meanwhile
+		}
 		if w.value == nil {
 			delete(f.pub, w.node)
 			continue
@@ -110,6 +152,7 @@ func (f *fleet) forgetPublished() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.pub)
+	f.walkedAt = time.Time{} // republish everything
 }
 
 // size is the number of entries.

@@ -30,46 +30,43 @@ type published struct {
 	revoker *gatewayv1.Revoker
 }
 
-// wakers is a set of 1-slot wake-up channels. A wake-up carries nothing, it
-// only says "look at the hub's current state", so one pending wake-up is
-// enough and a subscriber that was busy sees only the newest state when it
-// looks. The zero value is ready to use.
+// wakers is the set of streams to wake when a hub changes. A wake-up
+// carries nothing, it only says "look at the hub's current state", so a
+// stream that was busy sees only the newest state when it looks. The zero
+// value is ready to use.
 type wakers struct {
 	// mu guards subs.
 	mu   sync.Mutex
-	subs map[chan struct{}]struct{}
+	subs map[*edgeStream]struct{}
 }
 
-// add subscribes ch (1-slot) and returns the function that unsubscribes
-// it; one channel may be subscribed to several sets.
-func (w *wakers) add(ch chan struct{}) func() {
+// add subscribes e and returns the function that unsubscribes it; one
+// stream may be subscribed to several sets.
+func (w *wakers) add(e *edgeStream) func() {
 	w.mu.Lock()
 	if w.subs == nil {
-		w.subs = make(map[chan struct{}]struct{})
+		w.subs = make(map[*edgeStream]struct{})
 	}
-	w.subs[ch] = struct{}{}
+	w.subs[e] = struct{}{}
 	w.mu.Unlock()
 	return func() {
 		w.mu.Lock()
-		delete(w.subs, ch)
+		delete(w.subs, e)
 		w.mu.Unlock()
 	}
 }
 
-// wake wakes every subscriber. The channels are copied under mu and sent to
+// wake wakes every subscriber. The streams are copied under mu and woken
 // after it is released.
 func (w *wakers) wake() {
 	w.mu.Lock()
-	subs := make([]chan struct{}, 0, len(w.subs))
-	for ch := range w.subs {
-		subs = append(subs, ch)
+	subs := make([]*edgeStream, 0, len(w.subs))
+	for e := range w.subs {
+		subs = append(subs, e)
 	}
 	w.mu.Unlock()
-	for _, ch := range subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a wake-up is already pending; it will see this state
-		}
+	for _, e := range subs {
+		e.wake()
 	}
 }
 

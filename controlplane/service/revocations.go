@@ -551,7 +551,7 @@ func (e *edgeStream) sendReset(ctx context.Context, v *revView, reason string) e
 		return e.revStoreTrouble(ctx, err)
 	}
 	e.svc.metrics.revocationResets.Inc()
-	e.log.Info().
+	e.event(e.svc.log.Info()).
 		Uint64("edge_seq", e.revSent).
 		Uint64("seq", r.seq).
 		Int("entries", r.entries).
@@ -574,7 +574,7 @@ func (e *edgeStream) sendRevMsgs(msgs []*gatewayv1.SyncResponse, to uint64) erro
 // and tries again at its next wake-up or keepalive tick.
 func (e *edgeStream) revStoreTrouble(ctx context.Context, err error) error {
 	if ctx.Err() == nil && !isClosed(err) {
-		e.log.Error().Err(err).Uint64("edge_seq", e.revSent).Msg("revocation catch-up: read the store; retrying")
+		e.event(e.svc.log.Error()).Err(err).Uint64("edge_seq", e.revSent).Msg("revocation catch-up: read the store; retrying")
 	}
 	return nil
 }
@@ -587,7 +587,7 @@ func (e *edgeStream) revocationAck(seq uint64, now time.Time) {
 	prev := e.revAcked
 	e.revAcked = seq
 	e.svc.fleet.revocationAck(e.node, e.connID, seq, now)
-	ev := e.log.Debug().Uint64("seq", seq)
+	ev := e.event(e.svc.log.Debug()).Uint64("seq", seq)
 	if v := e.svc.revHub.current(); v != nil && seq > prev {
 		start := e.startedAt.UnixMilli()
 		for s := max(prev+1, v.base+1); s <= min(seq, v.seq); s++ {

@@ -309,6 +309,7 @@ func New(cfg Config) (*Service, error) {
 		}
 		sh.sess = sess
 		s.share = sh
+		s.fleet.trackChanges()
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,7 +8,8 @@
 # (default /work/ref/krakend when it is there; none: the KrakenD rows are
 # skipped); LOAD_RUNS, LOAD_DURATION (wrk rounds and length);
 # OPENLOOP_RATE, OPENLOOP_DURATION (the fixed-rate run, per scenario;
-# OPENLOOP_DURATION=0 skips it).
+# OPENLOOP_DURATION=0 skips it); FLEET_EDGES (simulated edges of the fleet
+# runs), FLEET_ETCD=0 skips the fleet run on etcd.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -50,6 +51,16 @@ if [ "${GO_BENCH:-1}" != 0 ]; then
 	echo "== Fleet: ${FLEET_EDGES:-10000} simulated edges (own process) on a real gw-controlplane (targets: push p99 < 1 s, revocation p99 < 200 ms, <= 32 KiB per idle stream, storm absorbed)"
 	go build -o bin/bench-fleet ./test/bench/fleet
 	./bin/bench-fleet -controlplane bin/gw-controlplane -edges "${FLEET_EDGES:-10000}" | tee -a "$out.prop"
+
+	echo
+	echo "== Fleet on etcd: the same ${FLEET_EDGES:-10000} edges on a 1-member etcd, fleet-board writes per phase (at most 1,024 entries a second by design)"
+	if [ "${FLEET_ETCD:-1}" = 0 ]; then
+		echo "   skipped (FLEET_ETCD=0)"
+	elif [ -n "${GW_ETCD_BIN:-}" ] || command -v etcd >/dev/null; then
+		./bin/bench-fleet -controlplane bin/gw-controlplane -edges "${FLEET_EDGES:-10000}" -etcd -pushes 5 -revokes 10 -storm=false | tee -a "$out.prop"
+	else
+		echo "   skipped: no etcd (apt-get install etcd-server, or GW_ETCD_BIN=path)"
+	fi
 
 	echo
 else
