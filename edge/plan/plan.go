@@ -338,14 +338,17 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
 		ctx.SetStatusCode(fasthttp.StatusOK)
 	case router.MethodNotAllowed:
+		st.trace.Unrouted(true)
 		p.methodNotAllowed(ctx, st, res.Allowed)
 	default:
 		if p.healthPath != "" && string(path) == p.healthPath {
 			// The health route is gin's GET route: other methods get gin's 405
 			// (the edge's server answers the GET itself).
+			st.trace.Unrouted(true)
 			p.writeMethodNotAllowed(ctx, allowGet)
 			break
 		}
+		st.trace.Unrouted(false)
 		p.notFound(ctx)
 	}
 	p.metrics.observe(ctx.Response.StatusCode(), -1)
@@ -547,6 +550,7 @@ func (p *Plan) serveEndpoint(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqStat
 	if st.trace.Traced() {
 		in.Trace = &st.trace
 		st.trace.SetRoute(ep.serverSpan, ep.route)
+		st.trace.SetOpenCensusRoute(ep.trace)
 	}
 	in.ClientIP = p.clientIP.Append(in.ClientIP[:0], ctx.RemoteIP(), &ctx.Request.Header)
 	if e := st.log; e != nil {

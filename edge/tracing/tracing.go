@@ -84,6 +84,7 @@ type Tracer struct {
 	skip      map[string]struct{}
 	global    *Layer
 	m         *meters // nil: no OpenTelemetry metrics
+	ocp       *ocProm // nil: no telemetry/opencensus Prometheus views
 	// oc shapes spans as krakend-opencensus does (telemetry/opencensus);
 	// noServer is its enabled_layers.router false.
 	oc, noServer bool
@@ -132,6 +133,10 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 	if t.m, err = newMeters(cfg, res, opts); err != nil {
 		return nil, err
 	}
+	if t.ocp, err = newOCProm(cfg.GetOcPrometheus()); err != nil {
+		_ = t.m.shutdown(context.Background())
+		return nil, fmt.Errorf("opencensus prometheus exporter: %w", err)
+	}
 	popts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
 		// The edge decides sampling itself (Start); every span it creates
@@ -145,6 +150,7 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 		exp, err := otlpExporter(e)
 		if err != nil {
 			_ = t.m.shutdown(context.Background())
+			t.ocp.shutdown()
 			return nil, err
 		}
 		popts = append(popts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)))
@@ -153,6 +159,7 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 		exp, err := jaegerExporter(e)
 		if err != nil {
 			_ = t.m.shutdown(context.Background())
+			t.ocp.shutdown()
 			return nil, err
 		}
 		bopts := []sdktrace.BatchSpanProcessorOption{sdktrace.WithBatchTimeout(time.Second)}
@@ -165,6 +172,7 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 		exp, err := zipkinExporter(e)
 		if err != nil {
 			_ = t.m.shutdown(context.Background())
+			t.ocp.shutdown()
 			return nil, err
 		}
 		popts = append(popts, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)))
@@ -261,6 +269,7 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 	if t == nil {
 		return nil
 	}
+	t.ocp.shutdown()
 	return errors.Join(t.provider.Shutdown(ctx), t.m.shutdown(ctx))
 }
 
@@ -290,6 +299,7 @@ type Layer struct {
 	reportHeaders bool
 	skipHeaders   map[string]bool
 	m             *layerMetrics // nil: no metrics for the layer
+	oc            *ocPath       // nil: no telemetry/opencensus Prometheus views for the layer
 	ocName        string        // telemetry/opencensus: the backend span's name
 }
 
@@ -315,13 +325,17 @@ func (t *Tracer) Layer(tl *gatewayv1.TraceLayer, ml *gatewayv1.MetricsLayer, sta
 	if t.m != nil {
 		lm = newLayerMetrics(t.m, ml, mbase, clientName)
 	}
-	if lm == nil {
+	var oc *ocPath
+	if p := t.ocp; p != nil && (stage == "proxy" && p.router || stage == "backend" && p.backend) {
+		oc = newOCPath(tl)
+	}
+	if lm == nil && oc == nil {
 		return out
 	}
 	if out == nil {
 		out = &Layer{}
 	}
-	out.m = lm
+	out.m, out.oc = lm, oc
 	return out
 }
 
@@ -383,6 +397,7 @@ type Request struct {
 	route      string
 	measured   *Layer // the proxy layer being measured
 	proxyStart time.Time
+	ocPath     *ocPath // telemetry/opencensus Prometheus: the route's path label; nil: not counted
 }
 
 var (
@@ -405,7 +420,7 @@ func (t *Tracer) Start(r *Request, ctx *fasthttp.RequestCtx) {
 		}
 	}
 	r.t = t
-	if t.m != nil {
+	if t.m != nil || t.ocp != nil {
 		r.start = time.Now()
 	}
 	var parent trace.SpanContext
@@ -527,10 +542,35 @@ func (r *Request) SetRoute(name, route string) {
 	}
 }
 
+// SetOpenCensusRoute counts the request in telemetry/opencensus'
+// Prometheus server views under the endpoint layer l's path label (the
+// router layer on); a nil l counts nothing.
+func (r *Request) SetOpenCensusRoute(l *Layer) {
+	if l != nil {
+		r.ocPath = l.oc
+	}
+}
+
+// Unrouted counts a request answered by the 404 or (methodNotAllowed)
+// 405 handler in telemetry/opencensus' Prometheus server views, as
+// KrakenD's NoRoute and NoMethod handlers are.
+func (r *Request) Unrouted(methodNotAllowed bool) {
+	if r.t == nil || r.t.ocp == nil || !r.t.ocp.router {
+		return
+	}
+	r.ocPath = ocNoRoute
+	if methodNotAllowed {
+		r.ocPath = ocNoMethod
+	}
+}
+
 // End finishes the server span with the response status.
 func (r *Request) End(ctx *fasthttp.RequestCtx) {
 	if r.t != nil && r.t.m != nil {
 		r.t.m.recordServer(r, ctx)
+	}
+	if r.ocPath != nil {
+		r.t.ocp.recordServer(r, ctx)
 	}
 	if !r.sampled {
 		return
@@ -627,6 +667,8 @@ type Call struct {
 	span  trace.Span
 	outer trace.Span // telemetry/opencensus: the "backend-" span around span
 	m     *layerMetrics
+	oc    *ocPath // telemetry/opencensus Prometheus client views; nil: not counted
+	ocp   *ocProm
 	start time.Time
 	req   *fasthttp.Request // measured calls: read again by End
 }
@@ -639,6 +681,12 @@ func (r *Request) StartCall(l *Layer, name string, req *fasthttp.Request) Call {
 	var c Call
 	if l != nil && l.m != nil && r.t != nil {
 		c.m, c.start, c.req = l.m, time.Now(), req
+	}
+	if l != nil && l.oc != nil && r.t != nil {
+		c.oc, c.ocp, c.req = l.oc, r.t.ocp, req
+		if c.start.IsZero() {
+			c.start = time.Now()
+		}
 	}
 	if r.t == nil || r.t.prop == nil && !r.sampled {
 		return c
@@ -691,6 +739,9 @@ func (r *Request) injectUnsampled(h *fasthttp.RequestHeader) {
 func (c Call) End(status int, reason string, resp *fasthttp.Response) {
 	if c.m != nil {
 		c.m.recordCall(&c, status, reason, resp)
+	}
+	if c.oc != nil {
+		c.ocp.recordCall(&c, status, reason, resp)
 	}
 	if c.outer != nil {
 		c.endOpenCensus(status, reason)
