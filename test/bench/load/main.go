@@ -128,6 +128,7 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	cpuPerRq time.Duration // edge CPU per request; 0 for direct runs
+	sysPerRq time.Duration // the kernel (system time) part of cpuPerRq
 	errors   int
 }
 
@@ -381,6 +382,37 @@ func runClosed(o options, token string, target func(scenario) (string, int)) err
 			spread(cpu), 1/medianOf(cpu), 1/sc.goal, met, spread(rps), round(om.p99), round(km.p99), p99)
 	}
 	tw.Flush()
+
+	// The kernel's share: on loopback each write(2) also runs the peer's TCP
+	// receive path and wake-up, so the kernel time per request is set by
+	// the syscalls and barely by the gateway's code. "floor" is the CPU
+	// ratio ours would have if its user time were zero.
+	fmt.Printf("\nUser and kernel (system) CPU per request, medians over rounds; floor = ours kernel / KrakenD total:\n")
+	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "route\tours user\tours kernel\tours kernel share\tKrakenD user\tKrakenD kernel\tKrakenD kernel share\tfloor of the CPU ratio\n")
+	for _, sc := range kr {
+		ours, theirs := perRun[sc.ours], perRun[sc.name]
+		var ou, os_, ku, ks, fl []float64
+		for i := range ours {
+			ou = append(ou, float64(ours[i].cpuPerRq-ours[i].sysPerRq))
+			os_ = append(os_, float64(ours[i].sysPerRq))
+			ku = append(ku, float64(theirs[i].cpuPerRq-theirs[i].sysPerRq))
+			ks = append(ks, float64(theirs[i].sysPerRq))
+			if theirs[i].cpuPerRq > 0 {
+				fl = append(fl, float64(ours[i].sysPerRq)/float64(theirs[i].cpuPerRq))
+			}
+		}
+		us := func(v []float64) string { return fmt.Sprintf("%.1fµs", medianOf(v)/1e3) }
+		share := func(u, k []float64) string {
+			if t := medianOf(u) + medianOf(k); t > 0 {
+				return fmt.Sprintf("%.0f%%", 100*medianOf(k)/t)
+			}
+			return "n/a"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sc.ours, us(ou), us(os_), share(ou, os_),
+			us(ku), us(ks), share(ku, ks), spread(fl))
+	}
+	tw.Flush()
 	for _, sc := range kr {
 		ours, theirs := perRun[sc.ours], perRun[sc.name]
 		for i := range ours {
@@ -514,9 +546,9 @@ var (
 // wrk runs one wrk invocation; when pid is non-zero it also measures that
 // process's CPU time over the run.
 func wrk(url, header string, d time.Duration, conns, pid int) (result, error) {
-	var before time.Duration
+	var before, sysBefore time.Duration
 	if pid != 0 {
-		before = cpuTime(pid)
+		before, sysBefore = cpuSplit(pid)
 	}
 	secs := int(d / time.Second)
 	if secs < 1 {
@@ -560,28 +592,37 @@ func wrk(url, header string, d time.Duration, conns, pid int) (result, error) {
 		}
 	}
 	if pid != 0 && total > 0 {
-		r.cpuPerRq = time.Duration(float64(cpuTime(pid)-before) / total)
+		cpu, sys := cpuSplit(pid)
+		r.cpuPerRq = time.Duration(float64(cpu-before) / total)
+		r.sysPerRq = time.Duration(float64(sys-sysBefore) / total)
 	}
 	return r, nil
 }
 
 // cpuTime returns user+system CPU time of pid from /proc/<pid>/stat.
 func cpuTime(pid int) time.Duration {
+	cpu, _ := cpuSplit(pid)
+	return cpu
+}
+
+// cpuSplit returns user+system CPU time of pid and its system (kernel)
+// part, from /proc/<pid>/stat.
+func cpuSplit(pid int) (cpu, sys time.Duration) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	s := string(b)
 	// Fields after the ")" that closes the command name; utime and stime are
 	// fields 14 and 15 of the whole line, i.e. 12 and 13 after it.
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	if len(f) < 13 {
-		return 0
+		return 0, 0
 	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	const clockTick = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / clockTick
+	return time.Duration(ut+st) * time.Second / clockTick, time.Duration(st) * time.Second / clockTick
 }
 
 // startWithAddr starts a binary that prints a JSON line with message
