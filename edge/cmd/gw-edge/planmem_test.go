@@ -7,6 +7,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"testing"
+	"time"
 	"weak"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,7 +82,9 @@ func TestPlanMemoryPerEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	afterDecode := heapInuse()
+	start := time.Now()
 	p, err := plan.Build(snap, reg.deps)
+	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +92,8 @@ func TestPlanMemoryPerEndpoint(t *testing.T) {
 	var ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms1)
 	after := heapInuse()
-	t.Logf("payload %d B; decoded snapshot %d B (%d/endpoint); plan live %d B (%d/endpoint); build allocated %d B in %d objects",
-		len(payload), afterDecode-base, (afterDecode-base)/uint64(n), after-base, (after-base)/uint64(n), ms1.TotalAlloc-ms0.TotalAlloc, ms1.Mallocs-ms0.Mallocs)
+	t.Logf("build %v; payload %d B; decoded snapshot %d B (%d/endpoint); plan live %d B (%d/endpoint); build allocated %d B in %d objects",
+		took, len(payload), afterDecode-base, (afterDecode-base)/uint64(n), after-base, (after-base)/uint64(n), ms1.TotalAlloc-ms0.TotalAlloc, ms1.Mallocs-ms0.Mallocs)
 	if per := (after - base) / uint64(n); after > base && per > maxPlanBytesPerEndpoint {
 		t.Errorf("the plan holds %d bytes per endpoint, want at most %d", per, maxPlanBytesPerEndpoint)
 	}
