@@ -290,6 +290,12 @@ func (a *Applier) applyLocked(ctx context.Context, env *gatewayv1.SnapshotEnvelo
 				Msg("could not persist snapshot; a restart without the control plane would serve an older one")
 		}
 	}
+	// The build's garbage and the replaced plan are free now, but the
+	// runtime hands idle pages back to the OS only slowly: after a
+	// 10,000-endpoint apply the edge stayed at about 150 MB resident for
+	// 65 MB of heap in use. One collection that returns them brings it
+	// back to what the new plan needs, at the cost of one GC per apply.
+	debug.FreeOSMemory()
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -203,5 +204,37 @@ func TestConfigValidate(t *testing.T) {
 	t.Parallel()
 	if _, err := apply.New(apply.Config{}); err == nil || !strings.Contains(err.Error(), "target is required") {
 		t.Errorf("New without a target: %v", err)
+	}
+}
+
+// forcedGCs reads the runtime's count of forced collections.
+func forcedGCs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// TestApplyReturnsMemory: a successful apply ends with one collection that
+// hands the build's garbage and the replaced plan's pages back to the OS
+// (debug.FreeOSMemory, a forced GC); a refused one changes nothing. Not
+// parallel: another test's forced GC would count.
+func TestApplyReturnsMemory(t *testing.T) {
+	a, _ := newApplier(t)
+	ctx := context.Background()
+	before := forcedGCs()
+	if err := a.Apply(ctx, envelope(t, 1, snapshot("/a"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := forcedGCs() - before; got != 1 {
+		t.Errorf("%d forced collections during a successful apply, want 1", got)
+	}
+	bad := snapshot("/b")
+	bad.Features = []string{"no.such.feature"}
+	before = forcedGCs()
+	if err := a.Apply(ctx, envelope(t, 2, bad)); err == nil {
+		t.Fatal("a snapshot with an unknown feature was applied")
+	}
+	if got := forcedGCs() - before; got != 0 {
+		t.Errorf("%d forced collections during a refused apply, want 0", got)
 	}
 }

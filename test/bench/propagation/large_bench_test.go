@@ -29,7 +29,9 @@ const largeEndpoints = 10000
 // rebuild) and reports:
 //   - apply-ms: from the Push reply to the edge's /__health naming the new
 //     version (transfer, verify, decode, build and swap);
-//   - rss-MB: the edge's resident memory after the last apply;
+//   - rss-1-MB and rss-MB: the edge's resident memory (VmRSS) after the
+//     first and after the last apply (each once the replaced plan is
+//     released and traffic idles 500 ms; the last a second later);
 //   - revoke-p50/p99-ms: revocations made while the snapshot is being
 //     applied there, from the Revoke reply to the edge answering 401;
 //   - traffic-p99-ms and idle-p99-ms: one client's request latency to a
@@ -132,6 +134,7 @@ func BenchmarkLargeSnapshot(b *testing.B) {
 	time.Sleep(time.Second) // idle baseline
 
 	var applies, revocations []time.Duration
+	var rss1 int64
 	revoked := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -182,6 +185,10 @@ func BenchmarkLargeSnapshot(b *testing.B) {
 		applying.Store(false)
 		applies = append(applies, applied.Sub(replied))
 		time.Sleep(500 * time.Millisecond) // the old plan drains; idle samples
+		if i == 0 {
+			rss1 = edge.RSS()
+		}
+		b.Logf("push %d: applied in %v, edge RSS %.1f MB", i+1, applies[len(applies)-1], float64(edge.RSS())/1e6)
 	}
 	b.StopTimer()
 	close(stop)
@@ -200,6 +207,7 @@ func BenchmarkLargeSnapshot(b *testing.B) {
 	}
 	b.ReportMetric(pct(applies, 0.5), "apply-ms")
 	b.ReportMetric(pct(applies, 1), "apply-max-ms")
+	b.ReportMetric(float64(rss1)/1e6, "rss-1-MB")
 	b.ReportMetric(float64(rss)/1e6, "rss-MB")
 	b.ReportMetric(pct(revocations, 0.5), "revoke-p50-ms")
 	b.ReportMetric(pct(revocations, 0.99), "revoke-p99-ms")
