@@ -252,6 +252,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
 	syncOpts = append(syncOpts, service.SyncServerOptions()...)
+	syncOpts = append(syncOpts, grpc.InTapHandle(svc.SyncTap)) // admission before the stream is built
 	if syncTLS.creds != nil {
 		syncOpts = append(syncOpts, grpc.Creds(syncTLS.creds))
 	}
