@@ -109,7 +109,7 @@ func serveEnv(t *testing.T, cfg Config) *env {
 	e.adminSrv = grpc.NewServer(auth.ServerOptions()...)
 	svc.RegisterAdmin(e.adminSrv)
 	svc.AuditRefusals(auth)
-	e.syncSrv = grpc.NewServer()
+	e.syncSrv = grpc.NewServer(grpc.InTapHandle(svc.SyncTap)) // as gw-controlplane
 	svc.RegisterSync(e.syncSrv)
 
 	var serving sync.WaitGroup

@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
 )
@@ -41,9 +39,9 @@ type syncServer struct {
 // are sent first.
 func (s *syncServer) Sync(stream gatewayv1.SyncService_SyncServer) error {
 	svc := s.svc
-	if !svc.admit.allow(time.Now()) {
+	if stream.Context().Value(admittedKey{}) == nil && !svc.admit.allow(time.Now()) {
 		svc.metrics.streamsRefused.WithLabelValues(refusedRate).Inc()
-		return status.Error(codes.ResourceExhausted, "too many new sync streams; retry with backoff")
+		return errAdmission
 	}
 	if !svc.track() {
 		return errShuttingDown

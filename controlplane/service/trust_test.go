@@ -152,3 +152,28 @@ func TestSyncRepairsADifferingRevocationSet(t *testing.T) {
 	h2.RevocationSetSha256 = sign.RevocationSetHash(r.GetEntries(), seq, now)
 	e.connect(h2).noRev()
 }
+
+// TestSyncAdmissionInTheTap: on a server with SyncTap (as gw-controlplane
+// runs), streams over the admission limit are refused with
+// ResourceExhausted before their handler runs, and an admitted stream is
+// not charged a second time by Sync.
+func TestSyncAdmissionInTheTap(t *testing.T) {
+	t.Parallel()
+	// One token a minute after a burst of two: the test's third stream
+	// is over the limit whatever the scheduling.
+	e := newEnv(t, func(c *Config) { c.AdmissionRate = 1; c.AdmissionBurst = 2 })
+	e.svc.admit.mu.Lock()
+	e.svc.admit.rate = 1.0 / 60
+	e.svc.admit.mu.Unlock()
+	e.connect(hello("edge-1", "eu"))
+	e.connect(hello("edge-2", "eu"))
+	e.waitEdgeState("edge-1", stateInSync)
+	e.waitEdgeState("edge-2", stateInSync)
+	third := e.connect(hello("edge-3", "eu"))
+	if code := status.Code(third.ended()); code != codes.ResourceExhausted {
+		t.Fatalf("third stream: %v, want ResourceExhausted", code)
+	}
+	if v := gaugeValue(t, e.svc, "gw_controlplane_streams_refused_total", map[string]string{"reason": refusedRate}); v != 1 {
+		t.Fatalf("streams refused for the rate: %v, want 1", v)
+	}
+}

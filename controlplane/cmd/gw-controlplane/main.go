@@ -96,6 +96,7 @@ type Config struct {
 	InsecureSync     bool          // allow a non-loopback sync listener without mTLS
 	CertWarnBefore   time.Duration // warn while the sync certificate expires within this
 	MetricsListen    string        // "" = no metrics listener
+	Pprof            bool          // Go's /debug/pprof/ on the metrics listener
 	FleetListen      string        // "" = no fleet page
 	Keepalive        time.Duration
 	ShutdownTimeout  time.Duration
@@ -146,6 +147,8 @@ func (c *Config) Validate() error {
 		if err := checkListen(c.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("--metrics-listen: %w", err))
 		}
+	} else if c.Pprof {
+		errs = append(errs, errors.New("--pprof: serves on --metrics-listen, which is not set"))
 	}
 	if c.FleetListen != "" {
 		if err := checkListen(c.FleetListen); err != nil {
@@ -328,6 +331,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		"warn (log, gw_controlplane_sync_cert_expiry_timestamp_seconds, gwctl status) while the sync TLS certificate expires within this; also logged when an edge connects with a client certificate expiring within it")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "",
 		"host:port serving Prometheus metrics on /metrics and the probes GET /healthz (alive) and GET /readyz (the store answers, not shutting down); off when empty")
+	fs.BoolVar(&c.Pprof, "pprof", false,
+		"also serve Go's profiles (net/http/pprof: CPU, heap, goroutines; /debug/pprof/heap?gc=1 runs a GC first) under /debug/pprof/ on --metrics-listen; for profiling, keep that listener private")
 	fs.StringVar(&c.FleetListen, "fleet-listen", "",
 		"host:port serving the read-only fleet page (HTML; any admin token, as the basic-auth password or a bearer token); off when empty. Off loopback it needs --admin-allow-remote and TLS, from the admin TLS flags or the built-in PKI, and --admin-tls-client-ca applies")
 	fs.DurationVar(&c.Keepalive, "keepalive", 10*time.Second,

@@ -59,6 +59,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "remote sync is fine", change: func(c *Config) { c.SyncListen = "0.0.0.0:9001" }},
 		{name: "bad listen", change: func(c *Config) { c.SyncListen = "9001" }, want: []string{"--sync-listen"}},
 		{name: "bad metrics listen", change: func(c *Config) { c.MetricsListen = "nope" }, want: []string{"--metrics-listen"}},
+		{name: "pprof without metrics listen", change: func(c *Config) { c.MetricsListen = ""; c.Pprof = true }, want: []string{"--pprof"}},
+		{name: "pprof on the metrics listen", change: func(c *Config) { c.MetricsListen = "127.0.0.1:9002"; c.Pprof = true }},
 		{name: "cert without key", change: func(c *Config) { c.SyncTLSCert = "c.pem" }, want: []string{"--sync-tls-key"}},
 		{name: "client ca without cert", change: func(c *Config) { c.SyncTLSClientCA = "ca.pem" }, want: []string{"--sync-tls-client-ca"}},
 		{name: "no data dir", change: func(c *Config) { c.DataDir = "" }, want: []string{"--data-dir"}},

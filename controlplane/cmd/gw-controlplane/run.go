@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -251,6 +252,7 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
 	syncOpts = append(syncOpts, service.SyncServerOptions()...)
+	syncOpts = append(syncOpts, grpc.InTapHandle(svc.SyncTap)) // admission before the stream is built
 	if syncTLS.creds != nil {
 		syncOpts = append(syncOpts, grpc.Creds(syncTLS.creds))
 	}
@@ -277,6 +279,13 @@ func run(ctx context.Context, cfg *Config, log zerolog.Logger) error {
 		defer metricsLis.Close()
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", svc.MetricsHandler())
+		if cfg.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		registerHealth(ctx, mux, st)
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}

@@ -91,7 +91,7 @@ func (cp *controlPlane) start(edges int) error {
 	cmd := exec.Command(cp.bin, append([]string{
 		"--data-dir", filepath.Join(cp.dir, "cp"),
 		"--admin-listen", cp.admin, "--sync-listen", cp.sync, "--metrics-listen", cp.metrics,
-		"--log-format", "json", "--max-edges", strconv.Itoa(edges)}, cp.flags...)...)
+		"--log-format", "json", "--max-edges", strconv.Itoa(edges), "--pprof"}, cp.flags...)...)
 	cmd.Stdout, cmd.Stderr = cp.log, cp.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -183,8 +183,18 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(u+k) * 10 * time.Millisecond
 }
 
-// live is the Go heap in use plus goroutine stacks, from /metrics.
+// live is the Go heap in use plus goroutine stacks, from /metrics, after
+// two garbage collections (--pprof's heap?gc=1; the second frees what the
+// first left in sync.Pool caches), so the cold start's garbage, which an
+// idle process may keep for minutes, is not counted as the streams'.
 func (cp *controlPlane) live() (heap, stacks, goroutines float64) {
+	for range 2 {
+		c := http.Client{Timeout: 30 * time.Second}
+		if resp, err := c.Get("http://" + cp.metrics + "/debug/pprof/heap?gc=1"); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
 	heap, _ = cp.metric("go_memstats_heap_inuse_bytes")
 	stacks, _ = cp.metric("go_memstats_stack_inuse_bytes")
 	goroutines, _ = cp.metric("go_goroutines")
@@ -355,7 +365,7 @@ func run(cp *controlPlane, edges, pushes, revokes int, storm bool) error {
 	heap1, stack1, g1 := cp.live()
 	open, _ := cp.metric("gw_controlplane_streams_open")
 	per := func(a, b float64) string { return fmt.Sprintf("%.1f KiB", (b-a)/open/1024) }
-	fmt.Printf("idle memory per stream          %s RSS, %s heap + %s stacks (%.0f streams, %.1f goroutines each; RSS %s -> %s)%s\n",
+	fmt.Printf("idle memory per stream          %s RSS, %s heap after GC + %s stacks (%.0f streams, %.1f goroutines each; RSS %s -> %s)%s\n",
 		per(float64(rss0), float64(rss1)), per(heap0, heap1), per(stack0, stack1), open, (g1-g0)/open, mib(rss0), mib(rss1), boardWrites(idle))
 
 	measure := func(kind string, count int, op func() (uint64, time.Time, error)) error {
