@@ -277,3 +277,85 @@ func TestTLSHTTP2Drain(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// handshake dials the edge with cfg and returns the connection state, or
+// the handshake's error; on success it also checks that the connection
+// serves a request (HTTP/1.1, whatever ALPN chose is not asked for).
+func handshake(t *testing.T, addr string, cfg *tls.Config) (tls.ConnectionState, error) {
+	t.Helper()
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+	if err != nil {
+		return tls.ConnectionState{}, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, "GET /hello HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("request after the handshake: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("request after the handshake = %d", resp.StatusCode)
+	}
+	return conn.ConnectionState(), nil
+}
+
+// TestTLSListenerKeysSuitesCurves: with real handshakes, SNI picks among
+// keys[] (the first one without a match), and cipher_suites and
+// curve_preferences are what a TLS 1.2 handshake can use; a list without
+// HTTP/2's mandatory suite offers http/1.1 only by ALPN.
+func TestTLSListenerKeysSuitesCurves(t *testing.T) {
+	t.Parallel()
+	b := startBackend(t, "b1")
+	dir := t.TempDir()
+	ca := certtest.NewCA(t, "test CA")
+	a, bb := ca.Issue(t, "a.test"), ca.Issue(t, "b.test")
+	ac, ak := a.Write(t, dir, "a")
+	bc, bk := bb.Write(t, dir, "b")
+	h := start(t, nil)
+	snap := snapshot(endpoint("/hello", b.URL, "/v1"))
+	snap.Service.Tls = &gatewayv1.ServerTLS{
+		Keys:         []*gatewayv1.KeyPair{{Certificate: ac, PrivateKey: ak}, {Certificate: bc, PrivateKey: bk}},
+		MinVersion:   tls.VersionTLS12,
+		MaxVersion:   tls.VersionTLS12,
+		CipherSuites: []uint32{uint32(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)},
+		// The certificates' keys are P-256: Go matches SNI only among
+		// certificates whose curve the server's preferences hold.
+		CurvePreferences: []uint32{uint32(tls.CurveP256)},
+	}
+	h.apply(t, envelope(t, 1, snap))
+	addr := h.srv.Addr().String()
+	client := func(name string, suites []uint16, curves []tls.CurveID) *tls.Config {
+		return &tls.Config{RootCAs: ca.Pool(), ServerName: name, CipherSuites: suites, CurvePreferences: curves, NextProtos: []string{"h2", "http/1.1"}}
+	}
+
+	for name, want := range map[string]string{"a.test": a.Fingerprint(), "b.test": bb.Fingerprint(), "localhost": a.Fingerprint()} {
+		st, err := handshake(t, addr, client(name, nil, nil))
+		if err != nil {
+			t.Errorf("SNI %s: %v", name, err)
+			continue
+		}
+		if got := (certtest.Pair{DER: st.PeerCertificates[0].Raw}).Fingerprint(); got != want {
+			t.Errorf("SNI %s: served %s, want %s", name, got, want)
+		}
+		if st.Version != tls.VersionTLS12 || st.CipherSuite != tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 {
+			t.Errorf("SNI %s: version %x suite %s", name, st.Version, tls.CipherSuiteName(st.CipherSuite))
+		}
+		if st.NegotiatedProtocol != "http/1.1" {
+			t.Errorf("SNI %s: ALPN %q, want http/1.1 (the suites rule HTTP/2 out)", name, st.NegotiatedProtocol)
+		}
+	}
+	if _, err := handshake(t, addr, client("a.test", []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, nil)); err == nil {
+		t.Error("a client without the configured cipher suite completed a handshake")
+	}
+	if _, err := handshake(t, addr, client("a.test", []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}, []tls.CurveID{tls.CurveP256})); err != nil {
+		t.Errorf("a client with the configured suite and curve: %v", err)
+	}
+	if _, err := handshake(t, addr, client("a.test", []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}, []tls.CurveID{tls.X25519, tls.CurveP384})); err == nil {
+		t.Error("a client without the configured curve completed a handshake")
+	}
+}
