@@ -196,6 +196,9 @@ func (d *decoder) tls(n *node, p path) *TLS {
 		d.vs.add(p.field("min_version"), KindInvalid, "min_version is above max_version: no handshake could succeed")
 	}
 	t.CipherSuites = d.cipherSuites(ciphers, p.field("cipher_suites"), t.MinVersion, t.MaxVersion)
+	if len(ciphers) > 0 && t.MinVersion < tls.VersionTLS13 && !hasH2Suite(ciphers) {
+		d.ws.add(p.field("cipher_suites"), KindApproximated, "no TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (49199) or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (49195), which HTTP/2 over TLS requires (RFC 9113 §9.2.2) below min_version TLS13: KrakenD's server refuses to start with this list (Go's net/http); the edge serves it with HTTP/1.1 only (no h2 by ALPN)")
+	}
 	t.CurvePreferences = d.curves(curves, p.field("curve_preferences"))
 	if preferServer {
 		d.ws.add(p.field("prefer_server_cipher_suites"), KindNoEffect, "accepted but has no effect: KrakenD does not pass it on, and Go's TLS ignores it (it orders cipher suites itself)")
@@ -244,6 +247,13 @@ func (d *decoder) cipherSuites(ids []uint16, p path, minV, maxV uint16) []uint16
 		}
 	}
 	return ids
+}
+
+// hasH2Suite reports whether ids holds one of the TLS 1.2 cipher suites
+// HTTP/2 makes mandatory; the edge offers h2 by ALPN on the same rule
+// (edge/tlsconf.H2Capable).
+func hasH2Suite(ids []uint16) bool {
+	return slices.Contains(ids, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) || slices.Contains(ids, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
 }
 
 // curves applies KrakenD's default and warns about unknown curve IDs.

@@ -20,10 +20,11 @@ import (
 // (it wraps its handler with x/net's h2c). fasthttp has no HTTP/2, so a
 // connection whose first bytes are the HTTP/2 client preface (RFC 9113
 // §3.4, "prior knowledge") is taken away from fasthttp and served by
-// net/http's HTTP/2 server (Protocols: unencrypted HTTP/2 only); each of
-// its requests is copied into a
-// fasthttp.RequestCtx and run through the same handler as HTTP/1.1
-// requests, and the response is copied back.
+// net/http's HTTP/2 server (Protocols: HTTP/2 only); each of its requests
+// is copied into a fasthttp.RequestCtx and run through the same handler as
+// HTTP/1.1 requests, and the response is copied back. The same bridge
+// serves HTTP/2 over TLS: a TLS connection whose ALPN picked h2 (see
+// serveTLS).
 //
 // The preface is recognised in the connection's first Read, in fasthttp's
 // goroutine for the connection and under its read deadline: the accept loop
@@ -37,22 +38,28 @@ import (
 // h2cPreface opens every HTTP/2 connection.
 const h2cPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// h2cBridge serves the HTTP/2 connections of one generation: a net/http
-// server speaking only unencrypted HTTP/2 (prior knowledge), fed the
-// connections h2cConn hands over through an in-memory listener.
-type h2cBridge struct {
+// h2Bridge serves the HTTP/2 connections of one generation: a net/http
+// server speaking only HTTP/2, fed through an in-memory listener the
+// connections h2cConn hands over (unencrypted, prior knowledge or Upgrade)
+// and the TLS connections whose ALPN picked h2 (serveTLS), as KrakenD's
+// net/http server negotiates h2 on a TLS listener.
+type h2Bridge struct {
 	s   *Server
 	hs  *http.Server
 	ln  *connListener
 	max int // request body limit, as the generation's fasthttp.Server
+
+	mu  sync.Mutex                 // guards tls
+	tls map[net.Conn]chan struct{} // TLS connections served now; closed when hs is done with one
 }
 
 type connKey struct{}
 
-func newH2CBridge(s *Server, st settings) *h2cBridge {
+func newH2Bridge(s *Server, st settings) *h2Bridge {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
-	b := &h2cBridge{s: s, ln: newConnListener(), max: st.maxRequestBodySize}
+	protocols.SetHTTP2(true) // a *tls.Conn that negotiated h2
+	b := &h2Bridge{s: s, ln: newConnListener(), max: st.maxRequestBodySize, tls: make(map[net.Conn]chan struct{})}
 	if b.max <= 0 {
 		b.max = fasthttp.DefaultMaxRequestBodySize
 	}
@@ -67,6 +74,11 @@ func newH2CBridge(s *Server, st settings) *h2cBridge {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, c)
 		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				b.doneTLS(c)
+			}
+		},
 	}
 	go b.hs.Serve(b.ln) // returns on Shutdown or Close
 	return b
@@ -74,7 +86,7 @@ func newH2CBridge(s *Server, st settings) *h2cBridge {
 
 // serve takes over c (its preface already read into pre) and serves it as
 // HTTP/2, until the client or a drain closes it.
-func (b *h2cBridge) serve(c net.Conn, pre []byte) {
+func (b *h2Bridge) serve(c net.Conn, pre []byte) {
 	// fasthttp's deadline for the first request no longer applies:
 	// HTTP/2 keeps its own (idle timeout, per-stream read/write).
 	c.SetDeadline(time.Time{})
@@ -83,10 +95,39 @@ func (b *h2cBridge) serve(c net.Conn, pre []byte) {
 	}
 }
 
+// serveTLS serves c, a *tls.Conn whose handshake (done by fasthttp)
+// negotiated h2, and returns when the HTTP/2 server is done with it: c is
+// fasthttp's connection, which it closes on return, and whose goroutine
+// counts against max connections and is waited for by a drain. c goes to
+// net/http as it is: only a *tls.Conn is served by ALPN.
+func (b *h2Bridge) serveTLS(c net.Conn) error {
+	done := make(chan struct{})
+	b.mu.Lock()
+	b.tls[c] = done
+	b.mu.Unlock()
+	if !b.ln.push(c) {
+		b.doneTLS(c) // draining: fasthttp closes c
+		return nil
+	}
+	<-done
+	return nil
+}
+
+// doneTLS releases serveTLS for c; other connections are ignored.
+func (b *h2Bridge) doneTLS(c net.Conn) {
+	b.mu.Lock()
+	done, ok := b.tls[c]
+	delete(b.tls, c)
+	b.mu.Unlock()
+	if ok {
+		close(done)
+	}
+}
+
 // shutdown stops taking connections and drains the open ones: GOAWAY,
 // requests in flight finish (clients open new connections to the next
 // generation). When ctx ends first, the rest are closed.
-func (b *h2cBridge) shutdown(ctx context.Context) {
+func (b *h2Bridge) shutdown(ctx context.Context) {
 	if err := b.hs.Shutdown(ctx); err != nil {
 		b.hs.Close()
 		b.s.log.Warn().Msg("shutdown wait exceeded; closed HTTP/2 connections")
@@ -94,7 +135,7 @@ func (b *h2cBridge) shutdown(ctx context.Context) {
 }
 
 // ServeHTTP runs one HTTP/2 request through the edge's fasthttp handler.
-func (b *h2cBridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (b *h2Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c, _ := r.Context().Value(connKey{}).(net.Conn)
 	b.serveHTTP(c, w, r)
 }
@@ -146,7 +187,7 @@ var hopHeaders = map[string]bool{
 // serveHTTP runs one HTTP/2 request through the edge's fasthttp handler.
 // The RequestCtx is fresh per request (HTTP/2 is not the path the alloc
 // tests guard; reusing one would need fasthttp's unexported reset).
-func (b *h2cBridge) serveHTTP(c net.Conn, w http.ResponseWriter, r *http.Request) {
+func (b *h2Bridge) serveHTTP(c net.Conn, w http.ResponseWriter, r *http.Request) {
 	ctx := new(fasthttp.RequestCtx)
 	ctx.Init2(c, fasthttpLogger{log: b.s.log}, true)
 	req := &ctx.Request
@@ -159,6 +200,11 @@ func (b *h2cBridge) serveHTTP(c net.Conn, w http.ResponseWriter, r *http.Request
 			req.Header.Add(k, v)
 		}
 	}
+	if r.TLS != nil {
+		// As on fasthttp's own TLS connections, the URI says https
+		// (parsed here, once the Host is set).
+		req.URI().SetScheme("https")
+	}
 	if err := b.readBody(req, r); err != nil {
 		b.s.handleError(ctx, err)
 	} else {
@@ -169,7 +215,7 @@ func (b *h2cBridge) serveHTTP(c net.Conn, w http.ResponseWriter, r *http.Request
 
 // readBody reads the request body whole, as fasthttp's server does, within
 // the same limit.
-func (b *h2cBridge) readBody(req *fasthttp.Request, r *http.Request) error {
+func (b *h2Bridge) readBody(req *fasthttp.Request, r *http.Request) error {
 	if r.ContentLength > int64(b.max) {
 		return fasthttp.ErrBodyTooLarge
 	}
@@ -185,7 +231,7 @@ func (b *h2cBridge) readBody(req *fasthttp.Request, r *http.Request) error {
 	return nil
 }
 
-func (b *h2cBridge) writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response) {
+func (b *h2Bridge) writeResponse(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response) {
 	h := w.Header()
 	for k, v := range resp.Header.All() {
 		if name := string(k); !hopHeaders[name] {
@@ -237,7 +283,7 @@ func (f flushWriter) Write(p []byte) (int, error) {
 // h2cConn is a plain connection on an h2c listener as fasthttp sees it.
 type h2cConn struct {
 	net.Conn
-	b *h2cBridge
+	b *h2Bridge
 
 	// Owned by the goroutine reading the connection (fasthttp's).
 	state   uint8

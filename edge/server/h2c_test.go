@@ -182,7 +182,7 @@ func TestH2CConnSniff(t *testing.T) {
 	t.Run("http1 small buffer", func(t *testing.T) {
 		client, srv := net.Pipe()
 		defer client.Close()
-		c := &h2cConn{Conn: srv, b: &h2cBridge{}}
+		c := &h2cConn{Conn: srv, b: &h2Bridge{}}
 		const req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 		go func() {
 			client.Write([]byte("PR")) // a prefix of the preface, then not
@@ -208,7 +208,7 @@ func TestH2CConnSniff(t *testing.T) {
 	t.Run("preface in pieces", func(t *testing.T) {
 		client, srv := net.Pipe()
 		defer client.Close()
-		b := &h2cBridge{ln: newConnListener()}
+		b := &h2Bridge{ln: newConnListener()}
 		b.ln.Close() // closed: serve only closes the conn
 		c := &h2cConn{Conn: srv, b: b}
 		go func() {

@@ -56,7 +56,7 @@ var hdrHTTP2Settings = []byte("HTTP2-Settings")
 // upgrade takes ctx's request over to HTTP/2 when it asks for h2c; it
 // reports whether it did (the handler then returns at once). c is the
 // connection the request came on.
-func (b *h2cBridge) upgrade(ctx *fasthttp.RequestCtx) bool {
+func (b *h2Bridge) upgrade(ctx *fasthttp.RequestCtx) bool {
 	h := &ctx.Request.Header
 	if !headerHasToken(h.PeekAll("Upgrade"), "h2c") || !headerHasToken(h.PeekAll("Connection"), "HTTP2-Settings") {
 		return false

@@ -90,7 +90,7 @@ func clampInt(v int64) int {
 type generation struct {
 	srv  *fasthttp.Server
 	ln   *genListener
-	h2c  *h2cBridge    // nil unless the settings serve h2c
+	h2   *h2Bridge     // HTTP/2: h2 by ALPN on TLS, and h2c when the settings say so
 	done chan struct{} // closed when srv.Serve has returned
 
 	mu    sync.Mutex // guards conns
@@ -127,9 +127,11 @@ func (s *Server) startGenerationLocked() {
 		done:  make(chan struct{}),
 		conns: make(map[net.Conn]struct{}),
 	}
+	// Every generation can serve HTTP/2: whether a connection is TLS is
+	// decided per accept by the plan, not by the generation's settings.
+	g.h2 = newH2Bridge(s, st)
 	if st.h2c {
-		g.h2c = newH2CBridge(s, st)
-		g.ln.h2c = g.h2c
+		g.ln.h2c = g.h2
 	}
 	g.srv = &fasthttp.Server{
 		Handler:               s.handle,
@@ -153,6 +155,11 @@ func (s *Server) startGenerationLocked() {
 		MaxRequestBodySize: st.maxRequestBodySize,
 		Concurrency:        st.maxConns,
 	}
+	// A TLS connection whose ALPN picked h2 (edge/tlsconf offers it) is
+	// handed to the bridge after fasthttp's handshake, which runs in the
+	// connection's goroutine under ReadTimeout. NextProto also gives
+	// srv an unused TLSConfig: srv.Serve never wraps connections.
+	g.srv.NextProto("h2", g.h2.serveTLS)
 	s.wg.Go(func() {
 		defer close(g.done)
 		if err := g.srv.Serve(g.ln); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -184,12 +191,12 @@ func (s *Server) startGenerationLocked() {
 // remaining connections are closed.
 func (s *Server) drain(ctx context.Context, g *generation) {
 	g.ln.Close()
-	if g.h2c != nil {
-		// In parallel with fasthttp's drain: GOAWAY goes out now.
-		h2done := make(chan struct{})
-		go func() { g.h2c.shutdown(ctx); close(h2done) }()
-		defer func() { <-h2done }()
-	}
+	// In parallel with fasthttp's drain, which waits for the HTTP/2
+	// connections over TLS too (each holds its fasthttp connection
+	// goroutine): GOAWAY goes out now.
+	h2done := make(chan struct{})
+	go func() { g.h2.shutdown(ctx); close(h2done) }()
+	defer func() { <-h2done }()
 	if err := g.srv.ShutdownWithContext(ctx); err != nil {
 		n := g.closeConns()
 		s.log.Warn().Int("connections", n).Msg("shutdown wait exceeded; closed connections with requests in flight")
@@ -258,7 +265,7 @@ type genListener struct {
 	addr      net.Addr
 	closed    chan struct{}
 	closeOnce sync.Once
-	h2c       *h2cBridge // set: plain connections may turn out HTTP/2
+	h2c       *h2Bridge // set: plain connections may turn out HTTP/2
 }
 
 func (l *genListener) Accept() (net.Conn, error) {
@@ -275,7 +282,7 @@ func (l *genListener) Accept() (net.Conn, error) {
 	case c := <-l.conns:
 		if l.h2c != nil {
 			// TLS connections negotiate their protocol by ALPN
-			// (http/1.1 only): h2c is for plain ones.
+			// (see Server.NextProto above): h2c is for plain ones.
 			if _, isTLS := c.(*tls.Conn); !isTLS {
 				c = &h2cConn{Conn: c, b: l.h2c}
 			}

@@ -198,8 +198,8 @@ func startTLSBackend(t *testing.T, cfg *tls.Config) string {
 }
 
 // TestClientTLS: client_tls on the upstream client, against TLS backends on
-// loopback: CA files, insecure mode, client certificates (mTLS) and
-// versions.
+// loopback: CA files, insecure mode, client certificates (mTLS), versions,
+// cipher suites and curves.
 func TestClientTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -218,6 +218,11 @@ func TestClientTLS(t *testing.T) {
 	mutual := startTLSBackend(t, &tls.Config{Certificates: []tls.Certificate{servingCert}, MinVersion: tls.VersionTLS12,
 		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.Pool()})
 	onlyTLS13 := startTLSBackend(t, &tls.Config{Certificates: []tls.Certificate{servingCert}, MinVersion: tls.VersionTLS13})
+	// TLS 1.2 backends with one cipher suite, one curve.
+	oneSuite := startTLSBackend(t, &tls.Config{Certificates: []tls.Certificate{servingCert}, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}})
+	oneCurve := startTLSBackend(t, &tls.Config{Certificates: []tls.Certificate{servingCert}, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+		CurvePreferences: []tls.CurveID{tls.CurveP384}})
 
 	trust := func() *gatewayv1.ClientTLS {
 		return &gatewayv1.ClientTLS{CaCerts: []string{caFile}, DisableSystemCaPool: true,
@@ -227,6 +232,11 @@ func TestClientTLS(t *testing.T) {
 	withCert.ClientCerts = []*gatewayv1.KeyPair{{Certificate: clientCert, PrivateKey: clientKey}}
 	tls12 := trust()
 	tls12.MaxVersion = tls.VersionTLS12
+	with12 := func(suites []uint32, curves []uint32) *gatewayv1.ClientTLS {
+		s := trust()
+		s.MaxVersion, s.CipherSuites, s.CurvePreferences = tls.VersionTLS12, suites, curves
+		return s
+	}
 	tests := []struct {
 		name    string
 		backend string
@@ -241,6 +251,10 @@ func TestClientTLS(t *testing.T) {
 		{"mTLS backend without a client certificate", mutual, trust(), false},
 		{"max_version TLS12 against a TLS 1.3 backend", onlyTLS13, tls12, false},
 		{"TLS 1.3 backend", onlyTLS13, trust(), true},
+		{"cipher_suites without the backend's suite", oneSuite, with12([]uint32{uint32(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)}, nil), false},
+		{"cipher_suites with the backend's suite", oneSuite, with12([]uint32{uint32(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), uint32(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)}, nil), true},
+		{"curve_preferences without the backend's curve", oneCurve, with12(nil, []uint32{uint32(tls.CurveP256)}), false},
+		{"curve_preferences with the backend's curve", oneCurve, with12(nil, []uint32{uint32(tls.CurveP384)}), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -159,12 +159,11 @@ func (s *Server) load() (*serverState, error) {
 		MaxVersion:       uint16(spec.GetMaxVersion()),
 		CipherSuites:     uint16s(spec.GetCipherSuites()),
 		CurvePreferences: curves(spec.GetCurvePreferences()),
-		// fasthttp speaks HTTP/1.1 only: never let ALPN pick h2.
-		NextProtos: []string{"http/1.1"},
 	}
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
+	cfg.NextProtos = nextProtos(cfg)
 	for i, k := range spec.GetKeys() {
 		p := fmt.Sprintf("tls.keys[%d]", i)
 		certPEM, err := s.read(st, p+".certificate", k.GetCertificate())
@@ -192,6 +191,42 @@ func (s *Server) load() (*serverState, error) {
 	}
 	st.cfg = cfg
 	return st, nil
+}
+
+// Protocols offered by ALPN: h2 first, as Go's net/http (and so KrakenD)
+// offers on a TLS listener; HTTP/1.1 stays on fasthttp.
+var (
+	protosH2    = []string{"h2", "http/1.1"}
+	protosHTTP1 = []string{"http/1.1"}
+)
+
+// nextProtos returns the ALPN protocols cfg is served with: h2 and
+// http/1.1, or http/1.1 alone when cfg's cipher suites would have HTTP/2
+// refuse the connection (see H2Capable).
+func nextProtos(cfg *tls.Config) []string {
+	if H2Capable(cfg.MinVersion, cfg.CipherSuites) {
+		return protosH2
+	}
+	return protosHTTP1
+}
+
+// H2Capable reports whether a listener with this minimum version and
+// TLS 1.0–1.2 cipher suite list (nil: Go's defaults) can serve HTTP/2:
+// RFC 9113 §9.2.2 makes TLS_ECDHE_{RSA,ECDSA}_WITH_AES_128_GCM_SHA256
+// mandatory, and Go's net/http requires one of them in the list unless the
+// minimum is TLS 1.3 (KrakenD refuses to start without it; the control
+// plane warns instead, and the listener then offers HTTP/1.1 only).
+func H2Capable(minVersion uint16, suites []uint16) bool {
+	if len(suites) == 0 || minVersion >= tls.VersionTLS13 {
+		return true
+	}
+	for _, cs := range suites {
+		switch cs {
+		case tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:
+			return true
+		}
+	}
+	return false
 }
 
 func fingerprint(der []byte) string {

@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"io/fs"
+	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,8 +117,8 @@ func TestServerSettings(t *testing.T) {
 		cfg.ClientAuth != tls.RequireAndVerifyClientCert || cfg.ClientCAs == nil {
 		t.Errorf("config does not follow the spec: %+v", cfg)
 	}
-	if len(cfg.NextProtos) != 1 || cfg.NextProtos[0] != "http/1.1" {
-		t.Errorf("NextProtos = %v, want http/1.1 only (fasthttp has no HTTP/2)", cfg.NextProtos)
+	if !slices.Equal(cfg.NextProtos, []string{"h2", "http/1.1"}) {
+		t.Errorf("NextProtos = %v, want h2 then http/1.1 (see TestServerALPN)", cfg.NextProtos)
 	}
 	if s.Config().GetConfigForClient == nil {
 		t.Error("the listener's config does not pick the current certificates per handshake")
@@ -192,5 +194,58 @@ func TestClientKeyFollowsContent(t *testing.T) {
 	}
 	if _, _, err := NewClient(&gatewayv1.ClientTLS{CaCerts: []string{filepath.Join(dir, "nope")}}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing CA file: %v", err)
+	}
+}
+
+// TestServerALPN: the listener offers h2 before http/1.1, as Go's net/http
+// does on a TLS listener, unless its TLS 1.2 cipher suites lack the one
+// HTTP/2 requires; a real handshake negotiates what is offered.
+func TestServerALPN(t *testing.T) {
+	t.Parallel()
+	ca := certtest.NewCA(t, "ca")
+	certFile, keyFile := ca.Issue(t, "edge").Write(t, t.TempDir(), "server")
+	tests := []struct {
+		name       string
+		min, max   uint16
+		suites     []uint32
+		clientMax  uint16
+		wantOffer  []string
+		wantChosen string
+	}{
+		{"defaults", 0, 0, nil, 0, []string{"h2", "http/1.1"}, "h2"},
+		{"TLS 1.3 only", tls.VersionTLS13, tls.VersionTLS13, nil, 0, []string{"h2", "http/1.1"}, "h2"},
+		{"TLS 1.2 with HTTP/2's suite", tls.VersionTLS12, tls.VersionTLS12,
+			[]uint32{uint32(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384), uint32(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)}, tls.VersionTLS12, []string{"h2", "http/1.1"}, "h2"},
+		{"TLS 1.2 without HTTP/2's suite", tls.VersionTLS12, tls.VersionTLS12,
+			[]uint32{uint32(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)}, tls.VersionTLS12, []string{"http/1.1"}, "http/1.1"},
+		{"the same suites with a TLS 1.3 minimum", tls.VersionTLS13, 0,
+			[]uint32{uint32(tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)}, 0, []string{"h2", "http/1.1"}, "h2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := NewServer(&gatewayv1.ServerTLS{
+				Keys:       []*gatewayv1.KeyPair{{Certificate: certFile, PrivateKey: keyFile}},
+				MinVersion: uint32(tc.min), MaxVersion: uint32(tc.max), CipherSuites: tc.suites,
+			}, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.current().NextProtos; !slices.Equal(got, tc.wantOffer) {
+				t.Errorf("NextProtos = %q, want %q", got, tc.wantOffer)
+			}
+			cc, sc := net.Pipe()
+			defer cc.Close()
+			defer sc.Close()
+			srv := tls.Server(sc, s.Config())
+			go srv.Handshake()
+			cl := tls.Client(cc, &tls.Config{RootCAs: ca.Pool(), ServerName: "edge", MaxVersion: tc.clientMax, NextProtos: []string{"h2", "http/1.1"}})
+			if err := cl.Handshake(); err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+			if got := cl.ConnectionState().NegotiatedProtocol; got != tc.wantChosen {
+				t.Errorf("negotiated %q, want %q", got, tc.wantChosen)
+			}
+		})
 	}
 }

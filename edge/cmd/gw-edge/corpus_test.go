@@ -19,9 +19,9 @@ import (
 )
 
 // buildsPlan compiles file as gw-edge run -c does (with getenv's FC_*
-// variables) and builds the edge's plan; it skips files the validator
-// rejects or that need files of another machine, and fails when a file
-// that validated does not build.
+// variables) and builds the edge's plan (servable); it skips files the
+// validator rejects or that need files of another machine, and fails when
+// a file that validated does not build.
 func buildsPlan(t *testing.T, f string, getenv func(string) string) bool {
 	t.Helper()
 	c, err := compileFile(f, getenv, nil)
@@ -32,6 +32,15 @@ func buildsPlan(t *testing.T, f string, getenv func(string) string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	servable(t, c)
+	return true
+}
+
+// servable builds c's plan with the registries of a real edge process and
+// fails the test when it does not build; it skips when c needs node-local
+// files this machine lacks.
+func servable(t *testing.T, c *config.Compiled) {
+	t.Helper()
 	// The registries of a real edge process (revocation set included).
 	reg, err := newRegistries(prometheus.NewRegistry(), zerolog.Nop(), nil, auth.NewRevocations(auth.RevocationsConfig{Logger: zerolog.Nop()}))
 	if err != nil {
@@ -57,7 +66,6 @@ func buildsPlan(t *testing.T, f string, getenv func(string) string) bool {
 		t.Fatalf("validated but not servable: %v", err)
 	}
 	p.Release()
-	return true
 }
 
 // TestValidatedConfigsBuild: the validator and the edge share one set of
@@ -118,6 +126,51 @@ func TestValidatedConfigsBuild(t *testing.T) {
 	}
 	if _, err := os.Stat("testdata/noop-in-sequence.json"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKrakenDCEConfigs: KrakenD CE's own configurations (the sample
+// krakend.json at the root of krakend-ce and its integration fixtures,
+// tests/fixtures/*.json) validate with no violation and build into a plan.
+// They are read from a krakend-ce checkout at KRAKEND_CE_SRC (else
+// /work/ref/krakend-ce), never copied into this repository; without one
+// the test skips. Files they name (Lua sources) are read relative to the
+// directory KrakenD's own tests run from.
+func TestKrakenDCEConfigs(t *testing.T) {
+	src := os.Getenv("KRAKEND_CE_SRC")
+	if src == "" {
+		src = "/work/ref/krakend-ce"
+	}
+	if _, err := os.Stat(filepath.Join(src, "krakend.json")); err != nil {
+		t.Skipf("no krakend-ce checkout at %s (set KRAKEND_CE_SRC)", src)
+	}
+	fixtures, err := filepath.Glob(filepath.Join(src, "tests", "fixtures", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{filepath.Join(src, "krakend.json"): src} // file: the directory it is run from
+	for _, f := range fixtures {
+		cases[f] = filepath.Join(src, "tests") // KrakenD's Makefile runs them from tests/
+	}
+	if len(cases) < 2 {
+		t.Fatalf("no fixture under %s/tests/fixtures", src)
+	}
+	for f, dir := range cases {
+		t.Run(strings.TrimPrefix(f, src+"/"), func(t *testing.T) {
+			c, err := config.CompileFileWith(f, config.Options{ReadFile: func(name string) ([]byte, error) {
+				if !filepath.IsAbs(name) {
+					name = filepath.Join(dir, name)
+				}
+				return os.ReadFile(name)
+			}})
+			if err != nil {
+				t.Fatalf("KrakenD CE's own configuration is refused: %v", err)
+			}
+			if len(c.Snapshot.GetEndpoints()) == 0 {
+				t.Fatal("no endpoint compiled")
+			}
+			servable(t, c)
+		})
 	}
 }
 
