@@ -105,6 +105,7 @@ type Plan struct {
 	log            zerolog.Logger
 	table          *router.Table
 	endpoints      []*endpoint // indexed like the router routes
+	builtins       []Builtin   // the router routes after the endpoints' (builtin.go)
 	agents         []*Agent    // the snapshot's async agents, in order
 	clientIP       *proxy.ClientIP
 	cors           *security.CORS        // security/cors, before routing; nil: none
@@ -273,38 +274,59 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 
 // Serve answers one request. It never panics: a bug on the request path
 // answers the fixed 500 body. ctx is not retained after Serve returns.
-func (p *Plan) Serve(ctx *fasthttp.RequestCtx) { p.ServeLogged(ctx, nil) }
+func (p *Plan) Serve(ctx *fasthttp.RequestCtx) { p.ServeLogged(ctx, nil, nil) }
 
 // ServeLogged is Serve filling e (when non-nil) with what the access log
 // needs from the plan: the route, its backend count and the backend errors.
-func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
+// A request routed to a builtin route goes to builtin (a nil builtin
+// answers 404 for them).
+func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry, builtin BuiltinFunc) {
 	st := statePool.Get().(*reqState)
 	st.log = e
 	defer p.finish(ctx, st)
 	p.tracer.Start(&st.trace, ctx)
-	// KrakenD's order before routing: CORS wraps the whole router (so
-	// preflights are answered for every path, known or not), then
-	// security/http (host check, HTTPS redirect, security headers).
-	if p.cors.Handle(ctx) || p.secure.Handle(ctx) {
+	// KrakenD's order: CORS wraps the whole router (so preflights are
+	// answered for every path, known or not); security/http (host check,
+	// HTTPS redirect, security headers) is the first gin middleware, so it
+	// runs for matched routes and the 404/405 handlers but not for gin's
+	// redirects, nor for the health route registered before it.
+	if p.cors.Handle(ctx) {
 		p.metrics.observe(ctx.Response.StatusCode(), -1)
 		return
 	}
 	path := routePath(ctx, &st.route)
 	res := p.table.Lookup(ctx.Method(), path, &st.params)
-	// The service's Lua and bot detector are gin middleware in KrakenD (in
-	// that order): they run for matched routes and the 404/405 handlers,
-	// not for redirects.
-	if p.luaSvc != nil && res.Kind != router.Redirect && !p.serviceLua(ctx, res, st) {
+	bi := BuiltinNone
+	if res.Kind == router.Found {
+		bi = p.builtinAt(res.Route)
+	}
+	if res.Kind != router.Redirect && bi != BuiltinHealth && p.secure.Handle(ctx) {
 		p.metrics.observe(ctx.Response.StatusCode(), -1)
 		return
 	}
-	if res.Kind != router.Redirect && p.bots.Handle(ctx) {
+	// The service's Lua and bot detector are gin middleware in KrakenD (in
+	// that order): they run for matched routes and the 404/405 handlers,
+	// not for redirects, nor for the builtin routes registered before them
+	// (Lua: all; the bot detector: the health route).
+	if p.luaSvc != nil && res.Kind != router.Redirect && bi == BuiltinNone && !p.serviceLua(ctx, res, st) {
+		p.metrics.observe(ctx.Response.StatusCode(), -1)
+		return
+	}
+	if res.Kind != router.Redirect && bi != BuiltinHealth && p.bots.Handle(ctx) {
 		p.rejections.bot()
 		p.metrics.observe(ctx.Response.StatusCode(), -1)
 		return
 	}
 	switch res.Kind {
 	case router.Found:
+		if bi != BuiltinNone {
+			if builtin == nil {
+				p.notFound(ctx)
+				break
+			}
+			builtin(ctx, bi)
+			return
+		}
 		ep := p.endpoints[res.Route]
 		if ep.routeStats == nil {
 			p.serveEndpoint(ctx, ep, st)
@@ -332,6 +354,12 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 			}
 		}
 	case router.Options:
+		if p.healthPath != "" && string(path) == p.healthPath {
+			// auto_options adds OPTIONS to the endpoints, not to the
+			// health route: gin's 405.
+			p.writeMethodNotAllowed(ctx, allowGet)
+			break
+		}
 		st.buf = p.table.AppendAllow(st.buf[:0], res.Allowed)
 		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
 		ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
@@ -339,12 +367,6 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 	case router.MethodNotAllowed:
 		p.methodNotAllowed(ctx, st, res.Allowed)
 	default:
-		if p.healthPath != "" && string(path) == p.healthPath {
-			// The health route is gin's GET route: other methods get gin's 405
-			// (the edge's server answers the GET itself).
-			p.writeMethodNotAllowed(ctx, allowGet)
-			break
-		}
 		p.notFound(ctx)
 	}
 	p.metrics.observe(ctx.Response.StatusCode(), -1)
