@@ -80,7 +80,9 @@ func Verbatim(ctx *fasthttp.RequestCtx) bool {
 // RedirectsTrailingSlash reports whether the plan's router answers a path
 // that only matches with its trailing slash toggled with a redirect
 // (router.disable_redirect_trailing_slash unset): /__debug → /__debug/.
-func (p *Plan) RedirectsTrailingSlash() bool { return p.table != nil && p.table.RedirectsTrailingSlash() }
+func (p *Plan) RedirectsTrailingSlash() bool {
+	return p.table != nil && p.table.RedirectsTrailingSlash()
+}
 
 // AnyMethod reports whether m is one of the methods gin's Any registers
 // (the /__debug/* and /__echo/* routes answer those; the router gives the

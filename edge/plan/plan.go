@@ -84,6 +84,8 @@ var (
 var (
 	hdrXKrakenD     = []byte("X-Krakend")
 	hdrCompleted    = []byte("X-Krakend-Completed")
+	nameXKrakenD    = string(hdrXKrakenD)
+	nameCompleted   = string(hdrCompleted)
 	hdrCacheControl = []byte("Cache-Control")
 	hdrAllow        = []byte("Allow")
 	hdrLocation     = []byte("Location")
@@ -645,8 +647,45 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 			p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		}
 	}
-	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
-	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+	// X-KrakenD was set before the call unless a signer owns the endpoint.
+	own := 0
+	if ep.signer == nil {
+		own = 1
+	}
+	st.buf = prependHeader(&ctx.Response.Header, hdrXKrakenD, nameXKrakenD, p.versionValue, own, st.buf)
+	st.buf = prependHeader(&ctx.Response.Header, hdrCompleted, nameCompleted, valFalse, 0, st.buf)
+}
+
+// prependHeader makes own the first value of header key (name: the same as
+// a string), the backend's values after it. KrakenD sets its X-KrakenD
+// headers and then adds the no-op backend's, so when the backend is itself
+// a gateway the client gets both values of each, the outer gateway's first
+// (what Header.Get reads); we send the same. The first skip values are ours
+// already. buf is scratch, returned for reuse.
+func prependHeader(h *fasthttp.ResponseHeader, key []byte, name string, own []byte, skip int, buf []byte) []byte {
+	vals := h.PeekAll(name)
+	if len(vals) <= skip {
+		h.SetCanonical(key, own)
+		return buf
+	}
+	// The backend's values, each ended by '\n' (never inside a value):
+	// they alias the header, which SetCanonical rewrites.
+	buf = buf[:0]
+	for _, v := range vals[skip:] {
+		buf = append(append(buf, v...), '\n')
+	}
+	h.SetCanonical(key, own) // drops every earlier value
+	addLines(h, key, buf)
+	return buf
+}
+
+// addLines adds one header key: value per '\n'-ended line of lines.
+func addLines(h *fasthttp.ResponseHeader, key, lines []byte) {
+	for len(lines) > 0 {
+		i := bytes.IndexByte(lines, '\n')
+		h.AddBytesKV(key, lines[:i])
+		lines = lines[i+1:]
+	}
 }
 
 // write renders a pipe result like lura's endpoint handler: no data means
