@@ -106,6 +106,9 @@ type Deps struct {
 	// are the process's NATS_SERVER_URL and RABBIT_SERVER_URL); nil: the
 	// plan makes its own from the environment.
 	PubSub *mq.PubSub
+	// DebugEndpoint routes /__debug/* whatever the snapshot says
+	// (`gw-edge run -d`), as the edge's server serves it.
+	DebugEndpoint bool
 }
 
 // BuildError lists why a snapshot cannot be served: every violation Build
@@ -406,6 +409,9 @@ func (b *builder) build() (*Plan, error) {
 	for i, e := range snap.GetEndpoints() {
 		routes[i] = router.Route{Method: e.GetMethod(), Pattern: e.GetPath(), AllowMixed: e.GetDisableRest()}
 	}
+	builtin, kinds := builtinRoutes(p.healthPath, b.deps.DebugEndpoint || svc.GetDebugEndpoint(), svc.GetEchoEndpoint())
+	routes = append(routes, builtin...)
+	p.builtins = kinds
 	table, err := router.New(router.Config{
 		Routes:                 routes,
 		RedirectTrailingSlash:  !rt.GetDisableRedirectTrailingSlash(),
@@ -484,6 +490,12 @@ func (b *builder) routeViolations(err error) {
 		kind := violation.Invalid
 		if errors.Is(re.Err, router.ErrDuplicate) {
 			kind = violation.Duplicate
+		}
+		if re.Index >= len(b.snap.GetEndpoints()) {
+			// A builtin route (builtin.go): the health path is the one
+			// the snapshot chooses.
+			b.violate("service.router.health_path", kind, fmt.Sprintf("%s %q: %v", re.Method, re.Pattern, re.Err))
+			continue
 		}
 		b.violate(fmt.Sprintf("endpoints[%d].endpoint", re.Index), kind,
 			fmt.Sprintf("%s %q: %v", re.Method, re.Pattern, re.Err))

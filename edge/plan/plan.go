@@ -85,6 +85,8 @@ var (
 var (
 	hdrXKrakenD     = []byte("X-Krakend")
 	hdrCompleted    = []byte("X-Krakend-Completed")
+	nameXKrakenD    = string(hdrXKrakenD)
+	nameCompleted   = string(hdrCompleted)
 	hdrCacheControl = []byte("Cache-Control")
 	hdrAllow        = []byte("Allow")
 	hdrLocation     = []byte("Location")
@@ -106,6 +108,7 @@ type Plan struct {
 	log            zerolog.Logger
 	table          *router.Table
 	endpoints      []*endpoint // indexed like the router routes
+	builtins       []Builtin   // the router routes after the endpoints' (builtin.go)
 	agents         []*Agent    // the snapshot's async agents, in order
 	clientIP       *proxy.ClientIP
 	cors           *security.CORS        // security/cors, before routing; nil: none
@@ -274,38 +277,59 @@ var statePool = sync.Pool{New: func() any { return new(reqState) }}
 
 // Serve answers one request. It never panics: a bug on the request path
 // answers the fixed 500 body. ctx is not retained after Serve returns.
-func (p *Plan) Serve(ctx *fasthttp.RequestCtx) { p.ServeLogged(ctx, nil) }
+func (p *Plan) Serve(ctx *fasthttp.RequestCtx) { p.ServeLogged(ctx, nil, nil) }
 
 // ServeLogged is Serve filling e (when non-nil) with what the access log
 // needs from the plan: the route, its backend count and the backend errors.
-func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
+// A request routed to a builtin route goes to builtin (a nil builtin
+// answers 404 for them).
+func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry, builtin BuiltinFunc) {
 	st := statePool.Get().(*reqState)
 	st.log = e
 	defer p.finish(ctx, st)
 	p.tracer.Start(&st.trace, ctx)
-	// KrakenD's order before routing: CORS wraps the whole router (so
-	// preflights are answered for every path, known or not), then
-	// security/http (host check, HTTPS redirect, security headers).
-	if p.cors.Handle(ctx) || p.secure.Handle(ctx) {
+	// KrakenD's order: CORS wraps the whole router (so preflights are
+	// answered for every path, known or not); security/http (host check,
+	// HTTPS redirect, security headers) is the first gin middleware, so it
+	// runs for matched routes and the 404/405 handlers but not for gin's
+	// redirects, nor for the health route registered before it.
+	if p.cors.Handle(ctx) {
 		p.metrics.observe(ctx.Response.StatusCode(), -1)
 		return
 	}
 	path := routePath(ctx, &st.route)
 	res := p.table.Lookup(ctx.Method(), path, &st.params)
-	// The service's Lua and bot detector are gin middleware in KrakenD (in
-	// that order): they run for matched routes and the 404/405 handlers,
-	// not for redirects.
-	if p.luaSvc != nil && res.Kind != router.Redirect && !p.serviceLua(ctx, res, st) {
+	bi := BuiltinNone
+	if res.Kind == router.Found {
+		bi = p.builtinAt(res.Route)
+	}
+	if res.Kind != router.Redirect && bi != BuiltinHealth && p.secure.Handle(ctx) {
 		p.metrics.observe(ctx.Response.StatusCode(), -1)
 		return
 	}
-	if res.Kind != router.Redirect && p.bots.Handle(ctx) {
+	// The service's Lua and bot detector are gin middleware in KrakenD (in
+	// that order): they run for matched routes and the 404/405 handlers,
+	// not for redirects, nor for the builtin routes registered before them
+	// (Lua: all; the bot detector: the health route).
+	if p.luaSvc != nil && res.Kind != router.Redirect && bi == BuiltinNone && !p.serviceLua(ctx, res, st) {
+		p.metrics.observe(ctx.Response.StatusCode(), -1)
+		return
+	}
+	if res.Kind != router.Redirect && bi != BuiltinHealth && p.bots.Handle(ctx) {
 		p.rejections.bot()
 		p.metrics.observe(ctx.Response.StatusCode(), -1)
 		return
 	}
 	switch res.Kind {
 	case router.Found:
+		if bi != BuiltinNone {
+			if builtin == nil {
+				p.notFound(ctx)
+				break
+			}
+			builtin(ctx, bi)
+			return
+		}
 		ep := p.endpoints[res.Route]
 		if ep.routeStats == nil {
 			p.serveEndpoint(ctx, ep, st)
@@ -333,6 +357,12 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 			}
 		}
 	case router.Options:
+		if p.healthPath != "" && string(path) == p.healthPath {
+			// auto_options adds OPTIONS to the endpoints, not to the
+			// health route: gin's 405.
+			p.writeMethodNotAllowed(ctx, allowGet)
+			break
+		}
 		st.buf = p.table.AppendAllow(st.buf[:0], res.Allowed)
 		ctx.Response.Header.SetCanonical(hdrAllow, st.buf)
 		ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
@@ -341,13 +371,6 @@ func (p *Plan) ServeLogged(ctx *fasthttp.RequestCtx, e *accesslog.Entry) {
 		st.trace.Unrouted(true)
 		p.methodNotAllowed(ctx, st, res.Allowed)
 	default:
-		if p.healthPath != "" && string(path) == p.healthPath {
-			// The health route is gin's GET route: other methods get gin's 405
-			// (the edge's server answers the GET itself).
-			st.trace.Unrouted(true)
-			p.writeMethodNotAllowed(ctx, allowGet)
-			break
-		}
 		st.trace.Unrouted(false)
 		p.notFound(ctx)
 	}
@@ -647,8 +670,45 @@ func (p *Plan) serveNoOp(ctx *fasthttp.RequestCtx, ep *endpoint, in *proxy.Inbou
 			p.writeError(ctx, fasthttp.StatusInternalServerError, bodyInternal)
 		}
 	}
-	ctx.Response.Header.SetCanonical(hdrXKrakenD, p.versionValue)
-	ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
+	// X-KrakenD was set before the call unless a signer owns the endpoint.
+	own := 0
+	if ep.signer == nil {
+		own = 1
+	}
+	st.buf = prependHeader(&ctx.Response.Header, hdrXKrakenD, nameXKrakenD, p.versionValue, own, st.buf)
+	st.buf = prependHeader(&ctx.Response.Header, hdrCompleted, nameCompleted, valFalse, 0, st.buf)
+}
+
+// prependHeader makes own the first value of header key (name: the same as
+// a string), the backend's values after it. KrakenD sets its X-KrakenD
+// headers and then adds the no-op backend's, so when the backend is itself
+// a gateway the client gets both values of each, the outer gateway's first
+// (what Header.Get reads); we send the same. The first skip values are ours
+// already. buf is scratch, returned for reuse.
+func prependHeader(h *fasthttp.ResponseHeader, key []byte, name string, own []byte, skip int, buf []byte) []byte {
+	vals := h.PeekAll(name)
+	if len(vals) <= skip {
+		h.SetCanonical(key, own)
+		return buf
+	}
+	// The backend's values, each ended by '\n' (never inside a value):
+	// they alias the header, which SetCanonical rewrites.
+	buf = buf[:0]
+	for _, v := range vals[skip:] {
+		buf = append(append(buf, v...), '\n')
+	}
+	h.SetCanonical(key, own) // drops every earlier value
+	addLines(h, key, buf)
+	return buf
+}
+
+// addLines adds one header key: value per '\n'-ended line of lines.
+func addLines(h *fasthttp.ResponseHeader, key, lines []byte) {
+	for len(lines) > 0 {
+		i := bytes.IndexByte(lines, '\n')
+		h.AddBytesKV(key, lines[:i])
+		lines = lines[i+1:]
+	}
 }
 
 // write renders a pipe result like lura's endpoint handler: no data means

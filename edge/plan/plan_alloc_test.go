@@ -192,7 +192,7 @@ func TestAccessLoggedProxyAllocs(t *testing.T) {
 	serve := func(ctx *fasthttp.RequestCtx) {
 		now := time.Now()
 		e := l.Start(ctx.Path(), now)
-		p.ServeLogged(ctx, e)
+		p.ServeLogged(ctx, e, nil)
 		r := accesslog.Request{Method: ctx.Method(), Path: ctx.Path(), ClientIP: e.ClientIP,
 			Status: ctx.Response.StatusCode(), Bytes: len(ctx.Response.Body())}
 		e.Finish(&r, time.Now())

@@ -253,7 +253,7 @@ func BenchmarkAccessLog(b *testing.B) {
 				p.Serve(ctx)
 				return
 			}
-			p.ServeLogged(ctx, e)
+			p.ServeLogged(ctx, e, nil)
 			r := accesslog.Request{Method: ctx.Method(), Path: ctx.Path(), ClientIP: e.ClientIP,
 				Status: ctx.Response.StatusCode(), Bytes: len(ctx.Response.Body())}
 			e.Finish(&r, time.Now())

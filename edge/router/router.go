@@ -42,6 +42,11 @@ type Route struct {
 	// AllowMixed permits parameters inside a segment ("/file.{ext}"),
 	// KrakenD's disable_rest.
 	AllowMixed bool
+	// SlashCatchAll makes a trailing catch-all need its slash, as gin's
+	// "/p/*name" does: "/p/*" then matches "/p/" and below but not "/p"
+	// (which a trailing-slash redirect sends to "/p/"). KrakenD's own
+	// /__debug/ and /__echo/ routes are such routes.
+	SlashCatchAll bool
 }
 
 // Config lists the routes of a Table and how unmatched requests are
@@ -147,6 +152,7 @@ type node struct {
 	param       *node
 	route       int32 // route ending at this node, -1 if none
 	catchAll    int32 // catch-all route hanging at this node, -1 if none
+	slashOnly   bool  // the catch-all needs its "/" (Route.SlashCatchAll)
 }
 
 type mixedChild struct {
@@ -247,6 +253,7 @@ func (t *Table) add(byMethod map[string]*tree, idx int, r Route) error {
 			return ErrDuplicate
 		}
 		n.catchAll = int32(idx)
+		n.slashOnly = r.SlashCatchAll
 		return nil
 	}
 	if n.route >= 0 {
@@ -304,6 +311,9 @@ func (n *node) finish() {
 	}
 }
 
+// RedirectsTrailingSlash reports Config.RedirectTrailingSlash.
+func (t *Table) RedirectsTrailingSlash() bool { return t.redirectTS }
+
 // Methods returns the method names of the table, sorted; index i is bit i
 // of a MethodSet. The slice must not be modified.
 func (t *Table) Methods() []string { return t.methods }
@@ -334,7 +344,9 @@ func (t *Table) AppendAllow(dst []byte, m MethodSet) []byte {
 // the longest path seen.
 func (t *Table) Lookup(method, path []byte, ps *Params) Result {
 	ps.Reset()
+	orig, cleaned := path, false
 	if t.removeExtra && unclean(path) {
+		cleaned = true
 		// gin's RemoveExtraSlash routes on its cleaned path.
 		ps.cleaned = AppendCleanPath(ps.cleaned[:0], path)
 		path = ps.cleaned
@@ -347,6 +359,13 @@ func (t *Table) Lookup(method, path []byte, ps *Params) Result {
 		ps.Reset()
 		if t.redirectTS && len(path) > 1 {
 			if loc, ok := t.trailingSlashTarget(tr, path, ps); ok {
+				if cleaned {
+					// gin matches the cleaned path but redirects to the
+					// request's own path with its last slash toggled:
+					// /echo// → /echo/, //echo// → //echo/.
+					loc = toggleSlash(ps.alt[:0], orig)
+					ps.alt = loc
+				}
 				code := 307
 				if string(method) == "GET" {
 					code = 301
@@ -459,6 +478,14 @@ func (t *Table) allowed(path []byte, skip *tree, ps *Params) MethodSet {
 	return m
 }
 
+// toggleSlash appends path with its trailing slash removed, or added.
+func toggleSlash(dst, path []byte) []byte {
+	if n := len(path); n > 1 && path[n-1] == '/' {
+		return append(dst, path[:n-1]...)
+	}
+	return append(append(dst, path...), '/')
+}
+
 // trailingSlashTarget returns path with its trailing slash toggled when
 // that path matches in tr.
 func (t *Table) trailingSlashTarget(tr *tree, path []byte, ps *Params) ([]byte, bool) {
@@ -534,7 +561,7 @@ func (n *node) match(path []byte, pos int, ps *Params) int32 {
 		if n.route >= 0 {
 			return n.route
 		}
-		if n.catchAll >= 0 {
+		if n.catchAll >= 0 && !n.slashOnly {
 			ps.push(path[pos:])
 			return n.catchAll
 		}
@@ -586,7 +613,7 @@ func (n *node) match(path []byte, pos int, ps *Params) int32 {
 // fixed. It allocates only to grow dst.
 func (n *node) matchFold(path []byte, pos int, dst []byte) ([]byte, bool) {
 	if pos == len(path) {
-		return dst, n.route >= 0 || n.catchAll >= 0
+		return dst, n.route >= 0 || n.catchAll >= 0 && !n.slashOnly
 	}
 	start := pos + 1
 	end := bytes.IndexByte(path[start:], '/')

@@ -54,6 +54,7 @@ func TestLookup(t *testing.T) {
 		{Method: "PUT", Pattern: "/items/"},                                   // 13
 		{Method: "GET", Pattern: "/"},                                         // 14
 		{Method: "GET", Pattern: "/deep/{a}/*"},                               // 15
+		{Method: "GET", Pattern: "/__debug/*", SlashCatchAll: true},           // 16
 	}
 	tests := []struct {
 		name   string
@@ -114,7 +115,11 @@ func TestLookup(t *testing.T) {
 		{name: "extra slashes removed", cfg: Config{RemoveExtraSlash: true}, method: "GET", path: "//users///7",
 			want: found(1, "7")},
 		{name: "extra slashes then redirect", cfg: Config{RemoveExtraSlash: true, RedirectTrailingSlash: true}, method: "PUT", path: "//items",
-			want: lookupOut{Kind: Redirect, Route: -1, Location: "/items/", Code: 307}},
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "//items/", Code: 307}}, // gin toggles the request's own slash
+		{name: "extra slashes: redirect drops one trailing slash", cfg: Config{RemoveExtraSlash: true, RedirectTrailingSlash: true}, method: "GET",
+			path: "/users//", want: lookupOut{Kind: Redirect, Route: -1, Location: "/users/", Code: 301}},
+		{name: "extra slashes: leading ones kept in the redirect", cfg: Config{RemoveExtraSlash: true, RedirectTrailingSlash: true}, method: "GET",
+			path: "//users//", want: lookupOut{Kind: Redirect, Route: -1, Location: "//users/", Code: 301}},
 		{name: "fixed path: case-insensitive static route", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/USERS/Me",
 			want: lookupOut{Kind: Redirect, Route: -1, Location: "/users/me", Code: 301}},
 		{name: "fixed path: 307 for other methods", cfg: Config{RedirectFixedPath: true}, method: "POST", path: "/Users",
@@ -139,6 +144,15 @@ func TestLookup(t *testing.T) {
 			want: lookupOut{Kind: Redirect, Route: -1, Location: "/users/7", Code: 301}},
 		{name: "fixed path: catch-all rest kept", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/DEEP/1/X/y",
 			want: lookupOut{Kind: Redirect, Route: -1, Location: "/deep/1/X/y", Code: 301}},
+		{name: "slash catch-all: bare prefix is not a match", method: "GET", path: "/__debug", want: lookupOut{Kind: NotFound, Route: -1}},
+		{name: "slash catch-all: trailing-slash redirect", cfg: Config{RedirectTrailingSlash: true}, method: "GET", path: "/__debug",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/__debug/", Code: 301}},
+		{name: "slash catch-all: its slash", method: "GET", path: "/__debug/", want: found(16, "/")},
+		{name: "slash catch-all: repeated slash kept", method: "GET", path: "/__debug//x", want: found(16, "//x")},
+		{name: "slash catch-all: fixed path", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/__DEBUG/x",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/__debug/x", Code: 301}},
+		{name: "slash catch-all: fixed path adds the slash", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/__Debug",
+			want: lookupOut{Kind: Redirect, Route: -1, Location: "/__debug/", Code: 301}},
 		{name: "fixed path: nothing close", cfg: Config{RedirectFixedPath: true}, method: "GET", path: "/USERS/a/b/c/d",
 			want: lookupOut{Kind: NotFound, Route: -1}},
 	}

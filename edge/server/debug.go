@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 
+	"github.com/apigw/gateway/edge/plan"
 	"github.com/valyala/fasthttp"
 )
 
@@ -24,19 +25,22 @@ var (
 
 // serveTestHandlers answers /__debug/* and /__echo/* when st enables them
 // and reports whether it did.
+// Only verbatim paths are answered here (plan.Verbatim); the plan routes the
+// others to its builtin routes.
 func serveTestHandlers(ctx *fasthttp.RequestCtx, st *state) bool {
 	if !st.debug && !st.echo {
 		return false
 	}
 	path := ctx.Path()
+	if len(path) < len(prefixEcho)-1 || path[1] != '_' || st.plan != nil && (!plan.Verbatim(ctx) || !plan.AnyMethod(ctx.Method())) {
+		return false
+	}
 	switch {
 	case st.debug && bytes.HasPrefix(path, prefixDebug):
 		if st.plan != nil && st.plan.Guard(ctx, true) {
 			return true
 		}
-		ctx.SetStatusCode(fasthttp.StatusOK)
-		ctx.SetContentTypeBytes(contentTypeJSONUTF8)
-		ctx.SetBody(bodyPong)
+		writePong(ctx)
 		return true
 	case st.echo && bytes.HasPrefix(path, prefixEcho):
 		if st.plan != nil && st.plan.Guard(ctx, true) {
@@ -44,6 +48,8 @@ func serveTestHandlers(ctx *fasthttp.RequestCtx, st *state) bool {
 		}
 		writeEcho(ctx)
 		return true
+	case st.plan != nil && !st.plan.RedirectsTrailingSlash():
+		// No trailing-slash redirects: the plan's router answers (404).
 	case st.debug && len(path) == len(prefixDebug)-1 && bytes.HasPrefix(prefixDebug, path),
 		st.echo && len(path) == len(prefixEcho)-1 && bytes.HasPrefix(prefixEcho, path):
 		// gin's trailing-slash redirect to the catch-all, answered before
@@ -55,6 +61,12 @@ func serveTestHandlers(ctx *fasthttp.RequestCtx, st *state) bool {
 		return true
 	}
 	return false
+}
+
+func writePong(ctx *fasthttp.RequestCtx) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentTypeBytes(contentTypeJSONUTF8)
+	ctx.SetBody(bodyPong)
 }
 
 // redirectSlash answers as gin's trailing-slash redirect does: 301 for GET
@@ -98,12 +110,17 @@ func writeEcho(ctx *fasthttp.RequestCtx) {
 		}
 		headers[name] = append(headers[name], string(v))
 	}
+	uri := string(ctx.Request.Header.RequestURI())
+	path := string(ctx.Path())
+	if u, err := url.ParseRequestURI(uri); err == nil {
+		path = u.Path // Go's r.URL.Path: decoded, not normalized (/__echo//x)
+	}
 	resp := echoResponse{
-		URI: string(ctx.Request.Header.RequestURI()),
+		URI: uri,
 		URIDetails: map[string]string{
 			"user":     "",
 			"host":     string(ctx.Host()),
-			"path":     string(ctx.Path()),
+			"path":     path,
 			"query":    query.Encode(),
 			"fragment": "",
 		},

@@ -199,6 +199,7 @@ type state struct {
 	debug      bool           // serve /__debug/*
 	echo       bool           // serve /__echo/*
 	access     *accesslog.Log // nil: no access log
+	builtin    plan.BuiltinFunc
 }
 
 func (s *Server) newState(p *plan.Plan, version uint64, sha string) *state {
@@ -212,7 +213,23 @@ func (s *Server) newState(p *plan.Plan, version uint64, sha string) *state {
 		st.echo = p.Service().GetEchoEndpoint()
 	}
 	st.access = s.accessLog(p)
+	st.builtin = func(ctx *fasthttp.RequestCtx, b plan.Builtin) { s.serveBuiltin(ctx, st, b) }
 	return st
+}
+
+// serveBuiltin answers a builtin route the plan's router found (the plan
+// ran the layers around it).
+func (s *Server) serveBuiltin(ctx *fasthttp.RequestCtx, st *state, b plan.Builtin) {
+	switch b {
+	case plan.BuiltinHealth:
+		writeHealth(ctx, st, s.cfg.Degraded, s.cfg.AgentPings)
+	case plan.BuiltinDebug:
+		writePong(ctx)
+	case plan.BuiltinEcho:
+		writeEcho(ctx)
+	default:
+		ctx.SetStatusCode(fasthttp.StatusNotFound)
+	}
 }
 
 // accessLog builds the access log a plan asks for: none without an output
@@ -893,7 +910,10 @@ func traceID(v []byte) []byte {
 // serve answers one request from st, filling e (when non-nil) for the
 // access log.
 func (s *Server) serve(ctx *fasthttp.RequestCtx, st *state, e *accesslog.Entry) {
-	if st.healthPath != "" && ctx.IsGet() && string(ctx.Path()) == st.healthPath {
+	// The builtin routes' exact spellings are answered here; the others
+	// (//__health, /__h%65alth, /__debug//x) go to the plan's router, which
+	// routes them as KrakenD's gin engine does (plan.Builtin).
+	if st.healthPath != "" && ctx.IsGet() && string(ctx.Path()) == st.healthPath && (st.plan == nil || plan.Verbatim(ctx)) {
 		// KrakenD's health route is GET only (the plan answers other methods
 		// 405) and, like every route, inside CORS.
 		if st.plan != nil && st.plan.Guard(ctx, false) {
@@ -913,7 +933,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, st *state, e *accesslog.Entry) 
 	}
 	// plan.Serve recovers its own panics (and counts them in
 	// gw_edge_panics_total): one recover, where the request state is.
-	st.plan.ServeLogged(ctx, e)
+	st.plan.ServeLogged(ctx, e, st.builtin)
 }
 
 // handleError answers requests fasthttp could not read, with fixed bodies.

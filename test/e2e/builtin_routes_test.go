@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -78,6 +79,22 @@ func TestBuiltinRoutesInsideServiceLayers(t *testing.T) {
 		{"GET", "/e", []string{bot}, 403, []string{vary, frame, "Content-Length: 0"}, ""},
 		{"GET", "/nothing", []string{origin}, 404, []string{acao, aceh, "Content-Type: text/plain", vary, frame, kd, inc,
 			"Content-Length: 18"}, "404 page not found"},
+		// Odd spellings of the builtin routes are routes of gin's router
+		// in KrakenD: its fixed-path and trailing-slash redirects (before
+		// any gin middleware: no security/http, no bot detector), or the
+		// route itself for a percent-encoded or inner-slash spelling.
+		{"GET", "/__HEALTH", []string{origin, bot}, 301, moved("/__health", acao, aceh, vary), movedBody("/__health")},
+		{"GET", "//__health", []string{origin, bot}, 301, moved("/__health", acao, aceh, vary), movedBody("/__health")},
+		{"GET", "/__health/", []string{origin, bot}, 301, moved("/__health", acao, aceh, vary), movedBody("/__health")},
+		{"GET", "/__h%65alth", []string{origin, bot}, 200, []string{acao, aceh, jsonUTF8, vary, "Content-Length: 90"}, health},
+		{"GET", "/__DEBUG/x", []string{origin, bot}, 301, moved("/__debug/x", acao, aceh, vary), movedBody("/__debug/x")},
+		{"GET", "//__debug/x", []string{origin, bot}, 301, moved("/__debug/x", acao, aceh, vary), movedBody("/__debug/x")},
+		{"GET", "/__debug//x", []string{origin, bot}, 403, []string{acao, aceh, vary, frame, "Content-Length: 0"}, ""},
+		{"GET", "/__debug//x", nil, 200, []string{jsonUTF8, vary, frame, "Content-Length: 18"}, pong},
+		// The same holds for the endpoints' redirects: security/http is gin
+		// middleware, so a redirect carries no X-Frame-Options.
+		{"GET", "/E", []string{origin, bot}, 301, moved("/e", acao, aceh, vary), movedBody("/e")},
+		{"GET", "/e/", []string{origin, bot}, 301, moved("/e", acao, aceh, vary), movedBody("/e")},
 	} {
 		name := tc.method + " " + tc.path + " " + strings.Join(tc.req, ",")
 		req, err := http.NewRequest(tc.method, e.URL()+tc.path, nil)
@@ -125,5 +142,14 @@ func TestBuiltinRoutesInsideServiceLayers(t *testing.T) {
 		}
 	}
 }
+
+// moved is the header set of gin's 301 to loc, with extra headers.
+func moved(loc string, extra ...string) []string {
+	return append([]string{"Content-Type: text/html; charset=utf-8", "Location: " + loc,
+		"Content-Length: " + strconv.Itoa(len(movedBody(loc)))}, extra...)
+}
+
+// movedBody is Go's http.Redirect body for a GET, which gin writes.
+func movedBody(loc string) string { return `<a href="` + loc + `">Moved Permanently</a>.` + "\n\n" }
 
 var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -139,6 +139,7 @@ func standalone(ctx context.Context, f *standaloneFlags, c *config.Compiled, pin
 		return err
 	}
 	reg.deps.Stats = srv.Stats()
+	reg.deps.DebugEndpoint = f.debug
 	defer func() {
 		// Stop serving first: no plan uses the registries afterwards.
 		srv.Close()
