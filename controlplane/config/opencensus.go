@@ -339,6 +339,7 @@ func compileOpenCensus(s *Service, oc *OpenCensus, features map[string]bool) *ga
 		out.Zipkin = append(out.Zipkin, &gatewayv1.ZipkinExporter{CollectorUrl: z.CollectorURL, ServiceName: z.ServiceName})
 	}
 	if pr := oc.Prometheus; pr != nil {
+		features[feature.TelemetryOpenCensusPrometheus] = true
 		out.OcPrometheus = &gatewayv1.OpenCensusPrometheus{
 			Namespace: pr.Namespace, Port: uint32(pr.Port),
 			TagHost: pr.TagHost, TagPath: pr.TagPath, TagMethod: pr.TagMethod, TagStatuscode: pr.TagStatusCode,

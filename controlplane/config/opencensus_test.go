@@ -126,6 +126,9 @@ func TestOpenCensusPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !slices.Contains(c.Snapshot.GetFeatures(), feature.TelemetryOpenCensusPrometheus) {
+		t.Error("feature telemetry.opencensus.prometheus not required")
+	}
 	got := c.Snapshot.GetService().GetOpentelemetry().GetOcPrometheus()
 	if got.GetNamespace() != "krakend" || got.GetPort() != 9091 || got.GetTagHost() || !got.GetTagPath() || got.GetTagMethod() ||
 		!got.GetTagStatuscode() || !got.GetRouter() || got.GetBackend() {
