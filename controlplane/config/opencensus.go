@@ -236,21 +236,19 @@ func lastSegmentParam(pattern string) bool {
 	return strings.HasPrefix(last, "{")
 }
 
-// compileOCPath compiles a path_aggregation onto a layer: "lastparam"
-// keeps the lowercased last {param}, "off" nothing, and "pattern" (also
-// for any other value, and for lastparam without a last parameter) the
-// lowercased pattern, which is krakend-opencensus' label (lura's :id and
-// {{.Id}} forms turned back into {id}).
+// compileOCPath compiles a path_aggregation onto a layer: "off", or
+// "lastparam" (when the pattern's last segment is a parameter) or
+// "pattern" (also for any other value, and for lastparam without a last
+// parameter) with the pattern, which the edge turns into
+// krakend-opencensus' label.
 func compileOCPath(l *gatewayv1.TraceLayer, mode, pattern string) {
 	switch {
 	case mode == ocPathOff:
 		l.OcPathMode = ocPathOff
 	case mode == ocPathLastParam && lastSegmentParam(pattern):
-		l.OcPathMode = ocPathLastParam
-		l.OcPath = strings.ToLower(pattern[strings.LastIndexByte(pattern, '/')+1:])
+		l.OcPathMode, l.OcPath = ocPathLastParam, pattern
 	default:
-		l.OcPathMode = ocPathPattern
-		l.OcPath = strings.ToLower(pattern)
+		l.OcPathMode, l.OcPath = ocPathPattern, pattern
 	}
 }
 
@@ -341,6 +339,7 @@ func compileOpenCensus(s *Service, oc *OpenCensus, features map[string]bool) *ga
 		out.Zipkin = append(out.Zipkin, &gatewayv1.ZipkinExporter{CollectorUrl: z.CollectorURL, ServiceName: z.ServiceName})
 	}
 	if pr := oc.Prometheus; pr != nil {
+		features[feature.TelemetryOpenCensusPrometheus] = true
 		out.OcPrometheus = &gatewayv1.OpenCensusPrometheus{
 			Namespace: pr.Namespace, Port: uint32(pr.Port),
 			TagHost: pr.TagHost, TagPath: pr.TagPath, TagMethod: pr.TagMethod, TagStatuscode: pr.TagStatusCode,

@@ -110,10 +110,9 @@ func TestOpenCensus(t *testing.T) {
 
 // TestOpenCensusPrometheus: exporters.prometheus compiles with its keys and
 // the router and backend switches of enabled_layers, and path_aggregation
-// onto each endpoint's and backend's layer: the lowercased pattern by
-// default (and for unknown values, or lastparam without a last
-// parameter, warned), the lowercased last {param} with lastparam, nothing
-// with off. Without exporters.prometheus, path_aggregation is warned.
+// onto each endpoint's and backend's layer: pattern by default (and for
+// unknown values, or lastparam without a last parameter, warned),
+// lastparam, off, with the pattern the edge makes the label of. Without exporters.prometheus, path_aggregation is warned.
 func TestOpenCensusPrometheus(t *testing.T) {
 	t.Parallel()
 	oc := `"telemetry/opencensus": {"path_aggregation": `
@@ -126,6 +125,9 @@ func TestOpenCensusPrometheus(t *testing.T) {
 	)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !slices.Contains(c.Snapshot.GetFeatures(), feature.TelemetryOpenCensusPrometheus) {
+		t.Error("feature telemetry.opencensus.prometheus not required")
 	}
 	got := c.Snapshot.GetService().GetOpentelemetry().GetOcPrometheus()
 	if got.GetNamespace() != "krakend" || got.GetPort() != 9091 || got.GetTagHost() || !got.GetTagPath() || got.GetTagMethod() ||
@@ -141,8 +143,8 @@ func TestOpenCensusPrometheus(t *testing.T) {
 		}
 	}
 	want := []layer{
-		{"pattern", "/users/{id}"}, {"pattern", "/u/{id}"},
-		{"lastparam", "{b}"}, {"lastparam", "{b}"},
+		{"pattern", "/Users/{Id}"}, {"pattern", "/u/{Id}"},
+		{"lastparam", "/last/{a}/{b}"}, {"lastparam", "/l/{a}/{b}"},
 		{"off", ""}, {"off", ""},
 		{"pattern", "/odd/{a}/x"}, {"pattern", "/o"},
 	}

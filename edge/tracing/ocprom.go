@@ -2,7 +2,9 @@ package tracing
 
 import (
 	"net"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -272,15 +274,33 @@ var (
 	ocNoMethod = &ocPath{path: "nomethod"}
 )
 
-func newOCPath(l *gatewayv1.TraceLayer) *ocPath {
+// newOCPath prepares a layer's path label: krakend-opencensus takes the
+// endpoint (server) or url_pattern in lura's form (/a/:id, /a/{{.Id}}),
+// turns its parameters back into {id} with a regexp and lowercases it;
+// lastparam keeps the last segment, which must be a parameter (the
+// compiler sends pattern otherwise).
+func newOCPath(l *gatewayv1.TraceLayer, server bool) *ocPath {
+	label := func(p string) string {
+		if server {
+			return strings.ToLower(ocServerParam.ReplaceAllString(luraEndpoint(p), `{$1}`))
+		}
+		return strings.ToLower(ocClientParam.ReplaceAllString(luraURLPattern(p), `{$1}`))
+	}
 	switch l.GetOcPathMode() {
 	case "off":
 		return &ocPath{mode: ocOff}
 	case "lastparam":
-		return &ocPath{mode: ocLastParam, path: l.GetOcPath()}
+		p := l.GetOcPath()
+		return &ocPath{mode: ocLastParam, path: label(p[strings.LastIndexByte(p, '/')+1:])}
 	}
-	return &ocPath{path: l.GetOcPath()}
+	return &ocPath{path: label(l.GetOcPath())}
 }
+
+// krakend-opencensus' regexps: lura's :param and {{.Param}}.
+var (
+	ocServerParam = regexp.MustCompile(`:([^\/]+)`)
+	ocClientParam = regexp.MustCompile(`{{.(.*?)}}`)
+)
 
 // label returns the path label of a request to path; buf is scratch for
 // lastparam. lastparam is krakend-opencensus': the request's path up to

@@ -88,6 +88,9 @@ type Tracer struct {
 	// oc shapes spans as krakend-opencensus does (telemetry/opencensus);
 	// noServer is its enabled_layers.router false.
 	oc, noServer bool
+	// noB3 is what the B3 propagator extracts from a request without B3
+	// headers (a context marked deferred), shared by all such requests.
+	noB3 context.Context
 }
 
 // New builds the Tracer of cfg. Its exporters connect lazily: an
@@ -111,6 +114,7 @@ func New(cfg *gatewayv1.OpenTelemetry, opts Options) (*Tracer, error) {
 		// krakend-opencensus reads and writes B3, in its multi-header form.
 		t.oc, t.noServer = true, cfg.GetNoServerSpan()
 		t.prop = b3.New(b3.WithInjectEncoding(b3.B3MultipleHeader))
+		t.noB3 = t.prop.Extract(context.Background(), propagation.MapCarrier{})
 	case !cfg.GetDisablePropagation():
 		var err error
 		if t.prop, t.fast, t.baggage, err = propagators(opts.Propagators); err != nil {
@@ -327,7 +331,7 @@ func (t *Tracer) Layer(tl *gatewayv1.TraceLayer, ml *gatewayv1.MetricsLayer, sta
 	}
 	var oc *ocPath
 	if p := t.ocp; p != nil && (stage == "proxy" && p.router || stage == "backend" && p.backend) {
-		oc = newOCPath(tl)
+		oc = newOCPath(tl, stage == "proxy")
 	}
 	if lm == nil && oc == nil {
 		return out
@@ -388,6 +392,8 @@ type Request struct {
 	remote  trace.SpanContext // unsampled: what backends inherit
 	tp      [55]byte          // unsampled: traceparent sent to backends
 	hasTP   bool
+	b3span  [16]byte // unsampled, telemetry/opencensus: the X-B3-SpanId sent to backends (hex)
+	hasB3   bool
 	bag     []byte // unsampled: the client's baggage, forwarded
 	traceID [32]byte
 	hasID   bool
@@ -400,7 +406,26 @@ type Request struct {
 	ocPath     *ocPath // telemetry/opencensus Prometheus: the route's path label; nil: not counted
 }
 
+// hasB3 reports whether h carries a header the B3 propagator reads.
+func hasB3(h *fasthttp.RequestHeader) bool {
+	for _, k := range b3Headers {
+		if len(h.PeekBytes(k)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+var b3Headers = [][]byte{[]byte("B3"), []byte("X-B3-TraceId"), []byte("X-B3-SpanId"), []byte("X-B3-Sampled"),
+	[]byte("X-B3-Flags"), []byte("X-B3-ParentSpanId")}
+
 var (
+	// The B3 headers as fasthttp normalizes the propagator's names.
+	hdrB3TraceID = []byte("X-B3-Traceid")
+	hdrB3SpanID  = []byte("X-B3-Spanid")
+	hdrB3Sampled = []byte("X-B3-Sampled")
+	b3NotSampled = []byte("0")
+
 	hdrTraceparent = []byte("Traceparent")
 	hdrBaggage     = []byte("Baggage")
 )
@@ -429,6 +454,8 @@ func (t *Tracer) Start(r *Request, ctx *fasthttp.RequestCtx) {
 	case t.prop == nil || t.noServer:
 	case t.fast:
 		parent = parseTraceparent(ctx.Request.Header.PeekBytes(hdrTraceparent))
+	case t.oc && !hasB3(&ctx.Request.Header):
+		pctx = t.noB3
 	default:
 		pctx = t.prop.Extract(context.Background(), headerCarrier{&ctx.Request.Header})
 		parent = trace.SpanContextFromContext(pctx)
@@ -501,6 +528,14 @@ func (r *Request) unsampled(parent trace.SpanContext, ctx *fasthttp.RequestCtx) 
 	hex.Encode(r.traceID[:], tid[:])
 	r.hasID = true
 	if r.t.prop == nil {
+		return
+	}
+	if r.t.oc {
+		// krakend-opencensus' B3 multi headers, written without the
+		// propagator (which formats them through a context and strings).
+		sid := parent.SpanID()
+		hex.Encode(r.b3span[:], sid[:])
+		r.hasB3 = true
 		return
 	}
 	if r.t.fast {
@@ -721,6 +756,12 @@ func (r *Request) StartCall(l *Layer, name string, req *fasthttp.Request) Call {
 }
 
 func (r *Request) injectUnsampled(h *fasthttp.RequestHeader) {
+	if r.hasB3 {
+		h.SetCanonical(hdrB3TraceID, r.traceID[:])
+		h.SetCanonical(hdrB3SpanID, r.b3span[:])
+		h.SetCanonical(hdrB3Sampled, b3NotSampled)
+		return
+	}
 	if r.hasTP {
 		h.SetCanonical(hdrTraceparent, r.tp[:])
 		if len(r.bag) > 0 {

@@ -56,10 +56,13 @@ const (
 	// TelemetryOpenCensus: telemetry/opencensus compiled onto the tracer
 	// (Jaeger and Zipkin exporters, krakend-opencensus' span shapes).
 	TelemetryOpenCensus = "telemetry.opencensus"
-	AsyncAMQP           = "async.amqp"            // an async_agent with the async/amqp driver
-	BackendAMQPProducer = "backend.amqp.producer" // a backend with backend/amqp/producer
-	BackendAMQPConsumer = "backend.amqp.consumer" // a backend with backend/amqp/consumer
-	BackendPubSub       = "backend.pubsub"        // a backend with backend/pubsub/publisher or /subscriber
+	// TelemetryOpenCensusPrometheus: telemetry/opencensus exporters.prometheus
+	// (the ochttp views on their own listener, path_aggregation).
+	TelemetryOpenCensusPrometheus = "telemetry.opencensus.prometheus"
+	AsyncAMQP                     = "async.amqp"            // an async_agent with the async/amqp driver
+	BackendAMQPProducer           = "backend.amqp.producer" // a backend with backend/amqp/producer
+	BackendAMQPConsumer           = "backend.amqp.consumer" // a backend with backend/amqp/consumer
+	BackendPubSub                 = "backend.pubsub"        // a backend with backend/pubsub/publisher or /subscriber
 )
 
 // All returns every feature, sorted.
@@ -68,7 +71,7 @@ func All() []string {
 		EncodingXML, EncodingRSS, OutputYAML, RouteCatchAll, ProxySequential, ProxyShadow, ProxyStatic, ProxyFlatmap,
 		AuthJWT, AuthRevoker, AuthSigner, QoSRateLimit, QoSRateLimitCluster, QoSCircuitBreaker, QoSHTTPCache,
 		SecurityCORS, SecurityHTTP, SecurityBotDetector, ModifierMartian, ModifierLua, ModifierLuaService, ValidationJSONSchema, ValidationCEL, TelemetryOpenTelemetry,
-		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TelemetryOpenCensus, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C, DurationSubMs,
+		TelemetryOpenTelemetryMetrics, TelemetryGELF, TelemetryLogstash, TelemetryInflux, TelemetryOpenCensus, TelemetryOpenCensusPrometheus, TLSListener, TLSClient, SDDNS, BackendGraphQL, ListenerH2C, DurationSubMs,
 		AsyncAMQP, BackendAMQPProducer, BackendAMQPConsumer, BackendPubSub,
 	}
 	slices.Sort(all)

@@ -57,7 +57,9 @@ func jsonBackend(t *testing.T) *testenv.Backend {
 // promValue reads one sample (name{labels...} value) from a Prometheus text
 // scrape whose labels include every one of labels; -1 when absent.
 func promValue(body, name string, labels ...string) float64 {
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{([^}]*)\})? (\S+)$`)
+	// Label values may hold braces ({id} in a path label): the labels run
+	// to the line's last "} ".
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{(.*)\})? (\S+)$`)
 	total, found := 0.0, false
 next:
 	for _, m := range re.FindAllStringSubmatch(body, -1) {

@@ -2265,10 +2265,11 @@ type TraceLayer struct {
 	SkipHeaders   []string `protobuf:"bytes,4,rep,name=skip_headers,json=skipHeaders,proto3" json:"skip_headers,omitempty"`
 	// telemetry/opencensus exporters.prometheus (issue 13): how the layer's
 	// http.path (endpoint) or http.client.path (backend) label is made, from
-	// the level's path_aggregation. oc_path_mode is "pattern" (oc_path is
-	// the label, the lowercased pattern), "lastparam" (the request's path
-	// up to its last slash, then oc_path, the lowercased "{param}") or "off"
-	// (the request's path).
+	// the level's path_aggregation. oc_path_mode is "pattern" (the label is
+	// oc_path, the endpoint or url_pattern as written, in lura's form with
+	// its parameters back as {name}, lowercased), "lastparam" (the
+	// request's path up to its last slash, then oc_path's last segment so
+	// made, lowercased) or "off" (the request's path).
 	OcPathMode    string `protobuf:"bytes,5,opt,name=oc_path_mode,json=ocPathMode,proto3" json:"oc_path_mode,omitempty"`
 	OcPath        string `protobuf:"bytes,6,opt,name=oc_path,json=ocPath,proto3" json:"oc_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
