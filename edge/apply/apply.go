@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -270,6 +271,7 @@ func (a *Applier) applyLocked(ctx context.Context, env *gatewayv1.SnapshotEnvelo
 		return nil
 	}
 	start := time.Now()
+	defer pauseGC(len(env.GetPayload()))()
 	p, endpoints, result, err := a.build(ctx, env, source != sourceFile)
 	a.applyS.Observe(time.Since(start).Seconds())
 	a.applies.WithLabelValues(result).Inc()
@@ -294,9 +296,37 @@ func (a *Applier) applyLocked(ctx context.Context, env *gatewayv1.SnapshotEnvelo
 	// runtime hands idle pages back to the OS only slowly: after a
 	// 10,000-endpoint apply the edge stayed at about 150 MB resident for
 	// 65 MB of heap in use. One collection that returns them brings it
-	// back to what the new plan needs, at the cost of one GC per apply.
+	// back to what the new plan needs: the one GC of the apply (pauseGC
+	// held the others off).
 	debug.FreeOSMemory()
 	return nil
+}
+
+// pauseGC stops the collector from running on its GOGC pacing until the
+// returned func is called, and bounds the heap meanwhile with a memory
+// limit of what the process holds now plus 64 MiB and 64 times the
+// payload (decoding and building a 10,000-endpoint snapshot allocate
+// about 45 times its 1.7 MB payload). Collections during a build slowed
+// the requests served meanwhile: one client's p99 during five
+// 10,000-endpoint applies was 11.2 ms with them against 4.0 ms idle, and
+// 4.7 ms against 4.8 ms without them (a real gw-edge, same load). A
+// build larger than the bound is collected by the limit as it goes. The
+// operator's GOGC=off or a lower GOMEMLIMIT are kept.
+func pauseGC(payload int) (resume func()) {
+	pct := debug.SetGCPercent(-1)
+	if pct < 0 {
+		return func() {}
+	}
+	limit := debug.SetMemoryLimit(-1) // reads it
+	// What the limit counts: mapped memory not yet returned to the OS.
+	held := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(held)
+	bound := int64(held[0].Value.Uint64()-held[1].Value.Uint64()) + 64<<20 + 64*int64(payload)
+	debug.SetMemoryLimit(min(limit, bound))
+	return func() {
+		debug.SetMemoryLimit(limit)
+		debug.SetGCPercent(pct)
+	}
 }
 
 // build verifies, decodes and compiles env. A panic in plan.Build (a bug)

@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -236,5 +239,43 @@ func TestApplyReturnsMemory(t *testing.T) {
 	}
 	if got := forcedGCs() - before; got != 0 {
 		t.Errorf("%d forced collections during a refused apply, want 0", got)
+	}
+}
+
+// gcCycles reads the runtime's count of completed collections.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// TestApplyCollectsOnce: decoding and building a snapshot that allocates
+// many times the live heap runs no collection on GOGC's pacing (they slowed
+// the requests served meanwhile); the apply's only collection is the
+// forced one at its end, and GOGC is back afterwards. Not parallel: other
+// tests' allocations would start collections.
+func TestApplyCollectsOnce(t *testing.T) {
+	a, _ := newApplier(t)
+	big := snapshot("/r0")
+	for i := 1; i < 3000; i++ {
+		ep := proto.CloneOf(big.Endpoints[0])
+		ep.Path = "/r" + strconv.Itoa(i)
+		ep.Name = "GET " + ep.Path
+		ep.Backends[0].Name = ep.Name + " backend[0]"
+		big.Endpoints = append(big.Endpoints, ep)
+	}
+	env := envelope(t, 1, big)
+	gogc := debug.SetGCPercent(-1)
+	debug.SetGCPercent(gogc)
+	runtime.GC()
+	cycles, forced := gcCycles(), forcedGCs()
+	if err := a.Apply(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if c, f := gcCycles()-cycles, forcedGCs()-forced; c != 1 || f != 1 {
+		t.Errorf("%d collections (%d forced) during the apply of 3,000 endpoints, want the 1 forced", c, f)
+	}
+	if pct := debug.SetGCPercent(gogc); pct != gogc {
+		t.Errorf("GOGC after the apply = %d, want %d back", pct, gogc)
 	}
 }

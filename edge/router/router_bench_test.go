@@ -52,3 +52,23 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNew compiles n routes that are siblings under one prefix, the
+// shape of a large generated configuration (building 10,000 of them was
+// quadratic in the sibling count before the build used the child map).
+func BenchmarkNew(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		routes := make([]Route, n)
+		for i := range routes {
+			routes[i] = Route{Method: "GET", Pattern: "/v1/resource" + strconv.Itoa(i) + "/{id}"}
+		}
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := New(Config{Routes: routes}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -239,4 +240,30 @@ func TestNewErrors(t *testing.T) {
 			t.Fatalf("want 2 joined errors, got %v", err)
 		}
 	})
+}
+
+// TestManyStaticSiblings: past staticScanMax siblings the build looks
+// children up in the node's map; every sibling still matches its own
+// route, and a repeated one is still a duplicate.
+func TestManyStaticSiblings(t *testing.T) {
+	t.Parallel()
+	const n = 100
+	routes := make([]Route, n)
+	for i := range routes {
+		routes[i] = Route{Method: "GET", Pattern: "/v1/r" + strconv.Itoa(i) + "/{id}"}
+	}
+	tbl, err := New(Config{Routes: routes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps Params
+	for i := range n {
+		if r := tbl.Lookup([]byte("GET"), []byte("/v1/r"+strconv.Itoa(i)+"/7"), &ps); r.Kind != Found || r.Route != i {
+			t.Errorf("/v1/r%d/7: %+v, want route %d", i, r, i)
+		}
+	}
+	_, err = New(Config{Routes: append(routes, Route{Method: "GET", Pattern: "/v1/r50/{x}"})})
+	if !errors.Is(err, ErrDuplicate) {
+		t.Errorf("a repeat of the 51st sibling: err %v, want ErrDuplicate", err)
+	}
 }

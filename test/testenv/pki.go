@@ -54,7 +54,14 @@ func (p *Proc) Pid() int {
 
 // RSS returns the resident set size of the process in bytes, from
 // /proc/<pid>/status (0 when it cannot be read).
-func (p *Proc) RSS() int64 {
+func (p *Proc) RSS() int64 { return p.status("VmRSS:") }
+
+// PeakRSS returns the highest resident set size the process has had
+// (VmHWM), in bytes; 0 when it cannot be read.
+func (p *Proc) PeakRSS() int64 { return p.status("VmHWM:") }
+
+// status reads one kB field of /proc/<pid>/status in bytes.
+func (p *Proc) status(field string) int64 {
 	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(p.Pid()), "status"))
 	if err != nil {
 		return 0
@@ -62,7 +69,7 @@ func (p *Proc) RSS() int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10
 		}

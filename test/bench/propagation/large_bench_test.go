@@ -32,10 +32,15 @@ const largeEndpoints = 10000
 //   - rss-1-MB and rss-MB: the edge's resident memory (VmRSS) after the
 //     first and after the last apply (each once the replaced plan is
 //     released and traffic idles 500 ms; the last a second later);
+//     peak-rss-MB: the most it was resident at any time (VmHWM), during
+//     the builds included;
 //   - revoke-p50/p99-ms: revocations made while the snapshot is being
 //     applied there, from the Revoke reply to the edge answering 401;
 //   - traffic-p99-ms and idle-p99-ms: one client's request latency to a
-//     route present in every version, during the applies and when idle.
+//     route present in every version, during the pushes and when idle;
+//     apply-traffic-p99-ms: the same from the push reply to the edge
+//     serving the new version (the edge's swap, without the control
+//     plane's compile that shares the machine's cores).
 func BenchmarkLargeSnapshot(b *testing.B) {
 	bins := testenv.Build(b)
 	is, err := testenv.NewIssuer()
@@ -100,11 +105,19 @@ func BenchmarkLargeSnapshot(b *testing.B) {
 		return resp.StatusCode
 	}
 
-	// traffic: one client on /stable all along; applying says which
-	// bucket a request's latency goes to.
-	var applying atomic.Bool
+	// traffic: one client on /stable all along; phase says which
+	// bucket a request's latency goes to: idle, pushing (the control plane
+	// compiles the push on the same cores, then the edge applies it) or,
+	// within pushing, applying (from the push reply to the edge serving
+	// the new version: the edge's own swap).
+	const (
+		idlePhase int32 = iota
+		pushPhase
+		applyPhase
+	)
+	var phase atomic.Int32
 	var mu sync.Mutex
-	var during, idle []time.Duration
+	var during, edgeSide, idle []time.Duration
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -114,7 +127,7 @@ func BenchmarkLargeSnapshot(b *testing.B) {
 				return
 			default:
 			}
-			busy := applying.Load()
+			at := phase.Load()
 			start := time.Now()
 			if c := get("/stable", ""); c != http.StatusOK {
 				b.Errorf("/stable answered %d", c)
@@ -122,10 +135,15 @@ func BenchmarkLargeSnapshot(b *testing.B) {
 			}
 			d := time.Since(start)
 			mu.Lock()
-			if busy && applying.Load() {
-				during = append(during, d)
-			} else if !busy {
+			now := phase.Load()
+			switch {
+			case at == idlePhase:
 				idle = append(idle, d)
+			case now != idlePhase:
+				during = append(during, d)
+				if at == applyPhase && now == applyPhase {
+					edgeSide = append(edgeSide, d)
+				}
 			}
 			mu.Unlock()
 			time.Sleep(time.Millisecond)
@@ -139,8 +157,9 @@ func BenchmarkLargeSnapshot(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		content := config(i+1, largeEndpoints)
-		applying.Store(true)
+		phase.Store(pushPhase)
 		v, replied := push(content)
+		phase.Store(applyPhase)
 		// Revocations while the edge applies v: each from its Revoke reply
 		// to the edge's 401, until the edge serves v.
 		var applied time.Time
@@ -182,7 +201,7 @@ func BenchmarkLargeSnapshot(b *testing.B) {
 				applied = time.Now()
 			}
 		}
-		applying.Store(false)
+		phase.Store(idlePhase)
 		applies = append(applies, applied.Sub(replied))
 		time.Sleep(500 * time.Millisecond) // the old plan drains; idle samples
 		if i == 0 {
@@ -209,11 +228,13 @@ func BenchmarkLargeSnapshot(b *testing.B) {
 	b.ReportMetric(pct(applies, 1), "apply-max-ms")
 	b.ReportMetric(float64(rss1)/1e6, "rss-1-MB")
 	b.ReportMetric(float64(rss)/1e6, "rss-MB")
+	b.ReportMetric(float64(edge.PeakRSS())/1e6, "peak-rss-MB")
 	b.ReportMetric(pct(revocations, 0.5), "revoke-p50-ms")
 	b.ReportMetric(pct(revocations, 0.99), "revoke-p99-ms")
 	b.ReportMetric(float64(len(revocations)), "revocations")
 	mu.Lock()
 	b.ReportMetric(pct(during, 0.99), "traffic-p99-ms")
+	b.ReportMetric(pct(edgeSide, 0.99), "apply-traffic-p99-ms")
 	b.ReportMetric(pct(idle, 0.99), "idle-p99-ms")
 	mu.Unlock()
 }
