@@ -114,7 +114,7 @@ func TestSupportedFeatures(t *testing.T) {
 		"async.amqp", "auth.jwt", "auth.revoker", "auth.signer", "backend.amqp.consumer", "backend.amqp.producer", "backend.graphql", "backend.pubsub", "duration.sub_ms", "encoding.rss", "encoding.xml", "listener.h2c", "modifier.lua", "modifier.lua_service", "modifier.martian", "output.yaml", "proxy.flatmap",
 		"proxy.sequential", "proxy.shadow", "proxy.static", "qos.circuit_breaker", "qos.http_cache",
 		"qos.ratelimit", "qos.ratelimit.cluster", "route.catch_all", "sd.dns", "security.bot_detector", "security.cors", "security.http",
-		"telemetry.gelf", "telemetry.influx", "telemetry.logstash", "telemetry.opencensus", "telemetry.opentelemetry", "telemetry.opentelemetry.metrics", "tls.client", "tls.listener", "validation.cel", "validation.json_schema",
+		"telemetry.gelf", "telemetry.influx", "telemetry.logstash", "telemetry.opencensus", "telemetry.opencensus.prometheus", "telemetry.opentelemetry", "telemetry.opentelemetry.metrics", "tls.client", "tls.listener", "validation.cel", "validation.json_schema",
 	}
 	if diff := cmp.Diff(want, plan.SupportedFeatures()); diff != "" {
 		t.Errorf("SupportedFeatures (-want +got):\n%s", diff)
