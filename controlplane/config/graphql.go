@@ -39,7 +39,7 @@ var (
 	graphQLMethods = []string{"POST", "GET"}
 )
 
-func (v *validator) graphQL(p path, g *GraphQL, r route) {
+func (v *validator) graphQL(p path, g *GraphQL, r route, e *Endpoint) {
 	switch {
 	case g.Type == "":
 		v.vs.add(p.field("type"), KindRequired, "type is required (query or mutation); KrakenD calls the backend without GraphQL otherwise")
@@ -78,6 +78,15 @@ func (v *validator) graphQL(p path, g *GraphQL, r route) {
 			continue
 		}
 		name := s[1 : len(s)-1]
+		if claim, ok := strings.CutPrefix(titleFirst(name), "JWT."); ok {
+			// krakend-jose exposes a claim as the parameter "JWT.<claim>"
+			// only for the claims the endpoint's url_patterns name.
+			if e.ExtraConfig.JWT == nil || !urlPatternsName(e, "{JWT."+claim+"}") {
+				v.vs.add(p.field("variables").key(k), KindNotFound, "%s: KrakenD exposes a JWT claim to the variables only on an endpoint with auth/validator "+
+					"whose backends' url_pattern names {JWT.%s}; KrakenD sends \"\"", s, claim)
+			}
+			continue
+		}
 		found := false
 		for _, prm := range r.params {
 			if titleFirst(prm) == titleFirst(name) {
@@ -88,6 +97,17 @@ func (v *validator) graphQL(p path, g *GraphQL, r route) {
 			v.vs.add(p.field("variables").key(k), KindNotFound, "%s is not a parameter of the endpoint (parameters: %s); KrakenD sends \"\"", s, paramList(r.params))
 		}
 	}
+}
+
+// urlPatternsName reports whether a url_pattern of e's backends contains
+// placeholder.
+func urlPatternsName(e *Endpoint, placeholder string) bool {
+	for _, b := range e.Backend {
+		if b != nil && strings.Contains(b.URLPattern, placeholder) {
+			return true
+		}
+	}
+	return false
 }
 
 // titleFirst title-cases the first letter, as lura matches a "{param}"

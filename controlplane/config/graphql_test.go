@@ -17,6 +17,14 @@ func gqlEP(members string) string {
 	return `{"endpoint": "/g/{id}", "backend": [{"url_pattern": "/graphql", "extra_config": {"backend/graphql": {` + members + `}}}]}`
 }
 
+// gqlJWTEP is gqlEP with auth/validator and a second backend at url (a
+// JSON string), the graphql one's variables vars.
+func gqlJWTEP(url, vars string) string {
+	return `{"endpoint": "/g/{id}", "backend": [{"url_pattern": "/graphql", "extra_config": {"backend/graphql":
+		{"type": "query", "query": "{ a }", "variables": ` + vars + `}}}, {"url_pattern": ` + url + `}],
+		"extra_config": {"auth/validator": {"alg": "RS256", "jwk_url": "https://idp.example.com/jwks.json"}}}`
+}
+
 func gqlPath(field string) string {
 	return `endpoints[0].backend[0].extra_config["backend/graphql"]` + field
 }
@@ -42,6 +50,13 @@ func TestValidateGraphQLRules(t *testing.T) {
 		{"missing query file", conf("", gqlEP(`"type": "query", "query_path": "/nonexistent/q.graphql"`)), []pair{{gqlPath(".query_path"), KindNotFound}}},
 		{"unknown parameter", conf("", gqlEP(`"type": "query", "query": "{ a }", "variables": {"x": "{nope}"}`)),
 			[]pair{{gqlPath(`.variables["x"]`), KindNotFound}}},
+		{"JWT claim named by a url_pattern", conf("", gqlJWTEP(`"/u/{JWT.sub}"`, `{"who": "{JWT.sub}"}`)), nil},
+		{"JWT claim no url_pattern names", conf("", gqlJWTEP(`"/u/{JWT.sub}"`, `{"who": "{JWT.tenant}"}`)),
+			[]pair{{gqlPath(`.variables["who"]`), KindNotFound}}},
+		{"JWT claim without auth/validator", conf("", `{"endpoint": "/g/{id}", "backend": [{"url_pattern": "/graphql",
+			"extra_config": {"backend/graphql": {"type": "query", "query": "{ a }", "variables": {"who": "{JWT.sub}"}}}},
+			{"url_pattern": "/u/{JWT.sub}"}]}`), []pair{{gqlPath(`.variables["who"]`), KindNotFound},
+			{"endpoints[0].backend[1].url_pattern", KindNotFound}}},
 		{"variables not an object", conf("", gqlEP(`"type": "query", "query": "{ a }", "variables": [1]`)), []pair{{gqlPath(".variables"), KindInvalid}}},
 	})
 }

@@ -3,7 +3,9 @@ package config
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	gatewayv1 "github.com/apigw/gateway/proto/gen/gateway/v1"
@@ -158,6 +160,10 @@ func (v *validator) jwksTLS(p path, t *JWKSTLS, jwkURL, localPath string) {
 	}
 }
 
+// cloudKeepers are the gocloud.dev secrets schemes KrakenD CE registers
+// besides base64key://.
+var cloudKeepers = []string{"awskms", "gcpkms", "azurekeyvault", "hashivault"}
+
 // jwksEncryption checks secret_url and cypher_key: both or neither, with
 // jwk_local_path, a base64key:// keeper (the cloud KMS keepers are not
 // supported) and a base64 cypher_key.
@@ -187,20 +193,26 @@ func (v *validator) jwksEncryption(p path, t *JWKSTLS, localPath string) {
 }
 
 // keeperKey is the key of a base64key:// keeper URL (gocloud.dev
-// localsecrets: base64url of 32 bytes).
+// localsecrets: base64url of 32 bytes). Its errors never quote a
+// base64key:// URL: the URL is the key.
 func keeperKey(raw string) ([]byte, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	switch {
 	case !ok:
-		return nil, fmt.Errorf("%q: want a base64key://KEY keeper URL", raw)
+		return nil, errors.New("want a base64key://KEY keeper URL")
+	case slices.Contains(cloudKeepers, scheme):
+		return nil, fmt.Errorf("%s:// is a cloud KMS keeper: only base64key:// is supported. The edge opens cypher_key when it builds "+
+			"a plan, so a cloud keeper would need that cloud's credentials and network on every edge; this build links none of "+
+			"them (none was reachable to test against). Decrypt the key ahead of time into a base64key:// URL, or serve the "+
+			"keys from jwk_url", scheme)
 	case scheme != "base64key":
-		return nil, fmt.Errorf("%q: only the base64key:// keeper is supported (the %s:// cloud KMS keepers are not)", raw, scheme)
+		return nil, fmt.Errorf("%q is not a gocloud.dev keeper scheme this edge knows: only base64key:// is supported", scheme)
 	case rest == "" || strings.ContainsAny(rest, "/?"):
-		return nil, fmt.Errorf("%q: want base64key://KEY with the 32-byte key in base64url (an empty key is a random one, which can decrypt nothing)", raw)
+		return nil, errors.New("want base64key://KEY with the 32-byte key in base64url (an empty key is a random one, which can decrypt nothing)")
 	}
 	k, err := base64.URLEncoding.DecodeString(rest)
 	if err != nil || len(k) != 32 {
-		return nil, fmt.Errorf("%q: the key must be 32 bytes in base64url", raw)
+		return nil, errors.New("base64key://KEY: the key must be 32 bytes in base64url")
 	}
 	return k, nil
 }

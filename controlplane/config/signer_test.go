@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/base64"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -94,5 +95,34 @@ func TestCompileSigner(t *testing.T) {
 	snap = compileDoc(t, conf("", jwtEP("/a", `"jwk_local_ca": "ca.pem"`)))
 	if diff := cmp.Diff(&gatewayv1.JWKSClientTLS{LocalCa: "ca.pem"}, snap.GetEndpoints()[0].GetJwt().GetJwksTls(), protocmp.Transform()); diff != "" {
 		t.Errorf("validator jwks_tls (-want +got):\n%s", diff)
+	}
+}
+
+// TestKeeperErrorsKeepTheKeySecret: a base64key:// URL is the key itself,
+// so a refused one is never quoted in the violation; a cloud keeper is
+// named by its scheme, with why it is refused, for the signer and the
+// validator alike.
+func TestKeeperErrorsKeepTheKeySecret(t *testing.T) {
+	t.Parallel()
+	const secret = "c2VjcmV0LWtleS10aGF0LWlzLW5vdC0zMi1ieXRlcw"
+	local := `"alg": "RS256", "kid": "k", "keys_to_sign": ["t"], "jwk_local_path": "./k.enc", "cypher_key": "eA==", "secret_url": `
+	for _, tc := range []struct {
+		name, doc, path, want string
+	}{
+		{"short key", conf("", signerEP("/a", local+`"base64key://`+secret+`"`)), signerPath(".secret_url"), "32 bytes"},
+		{"aws", conf("", signerEP("/a", local+`"awskms://alias/k?region=eu-west-1"`)), signerPath(".secret_url"), "awskms:// is a cloud KMS keeper"},
+		{"validator vault", conf("", jwtEP("/a", `"jwk_local_path": "./k.enc", "cypher_key": "eA==", "secret_url": "hashivault://k"`)),
+			`endpoints[0].extra_config["auth/validator"].secret_url`, "hashivault:// is a cloud KMS keeper"},
+	} {
+		var found bool
+		for _, v := range violationsOf(t, "k.json", tc.doc) {
+			if strings.Contains(v.GetDetail(), secret) {
+				t.Errorf("%s: %s quotes the key: %s", tc.name, v.GetPath(), v.GetDetail())
+			}
+			found = found || v.GetPath() == tc.path && strings.Contains(v.GetDetail(), tc.want)
+		}
+		if !found {
+			t.Errorf("%s: no violation at %s saying %q", tc.name, tc.path, tc.want)
+		}
 	}
 }

@@ -504,7 +504,7 @@ func (v *validator) backend(p path, index int, e *Endpoint, b *Backend, r route,
 		v.lua(x.key("modifier/lua-backend"), l)
 	}
 	if g := b.ExtraConfig.GraphQL; g != nil {
-		v.graphQL(x.key("backend/graphql"), g, r)
+		v.graphQL(x.key("backend/graphql"), g, r, e)
 	}
 	v.otelOverride(x.key("telemetry/opentelemetry"), b.ExtraConfig.Trace, "backend")
 }

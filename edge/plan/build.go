@@ -505,12 +505,37 @@ func (b *builder) routeViolations(err error) {
 
 // graphQLConfig is the proxy form of a backend's backend/graphql; nil
 // without it.
-func graphQLConfig(g *gatewayv1.GraphQL) *proxy.GraphQLConfig {
+func graphQLConfig(g *gatewayv1.GraphQL, e *gatewayv1.Endpoint) *proxy.GraphQLConfig {
 	if g == nil {
 		return nil
 	}
 	return &proxy.GraphQLConfig{Mutation: g.GetMutation(), Get: g.GetGet(), Query: g.GetQuery(),
-		OperationName: g.GetOperationName(), Variables: g.GetVariables()}
+		OperationName: g.GetOperationName(), Variables: g.GetVariables(), Claims: urlPatternClaims(e)}
+}
+
+// urlPatternClaims lists the claims the url_patterns of e's backends name
+// ({JWT.<claim>}): those krakend-jose exposes as request parameters.
+func urlPatternClaims(e *gatewayv1.Endpoint) []string {
+	var claims []string
+	for _, be := range e.GetBackends() {
+		rest := be.GetUrlPattern()
+		for {
+			i := strings.Index(rest, "{JWT.")
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len("{JWT."):]
+			j := strings.IndexByte(rest, '}')
+			if j < 0 {
+				break
+			}
+			if c := rest[:j]; !slices.Contains(claims, c) {
+				claims = append(claims, c)
+			}
+			rest = rest[j+1:]
+		}
+	}
+	return claims
 }
 
 // endpoint compiles one endpoint; problems become violations and nil.
@@ -791,7 +816,7 @@ func (b *builder) backendCall(path string, e *gatewayv1.Endpoint, be *gatewayv1.
 		SendBodyOnRedirect: be.GetSendBodyOnRedirect(),
 		Trace:              b.backendTrace(e, be),
 		Stats:              b.backendStats(be),
-		GraphQL:            graphQLConfig(be.GetGraphql()),
+		GraphQL:            graphQLConfig(be.GetGraphql(), e),
 	})
 	if err != nil {
 		b.violate(path+".url_pattern", violation.Invalid, err.Error())

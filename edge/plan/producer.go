@@ -214,7 +214,7 @@ func (b *builder) messagingCall(path string, e *gatewayv1.Endpoint, be *gatewayv
 	}
 	if publishes {
 		cfg.EndpointHeaders, cfg.BackendHeaders = e.GetInputHeaders(), be.GetInputHeaders()
-		cfg.GraphQL = graphQLConfig(be.GetGraphql())
+		cfg.GraphQL = graphQLConfig(be.GetGraphql(), e)
 	}
 	call, err := proxy.NewBackend(cfg)
 	if err != nil {

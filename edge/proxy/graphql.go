@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/apigw/gateway/edge/internal/zerocopy"
 	"github.com/apigw/gateway/edge/response"
 )
 
@@ -30,6 +32,12 @@ type GraphQLConfig struct {
 	OperationName string
 	// Variables is a JSON object (or empty).
 	Variables []byte
+	// Claims are the JWT claims a query's "{JWT.<claim>}" variables may
+	// take from the request's verified token (Inbound.Claims): KrakenD's
+	// JWT validator exposes a claim as the request parameter "JWT.<claim>"
+	// only when one of the endpoint's url_patterns names it, so any other
+	// "{JWT.x}" variable is "" there, as here.
+	Claims []string
 }
 
 // graphQL is a compiled GraphQLConfig.
@@ -46,6 +54,7 @@ type graphQL struct {
 	// the whole body.
 	pieces [][]byte
 	slots  []int
+	claims []string // aligned with slots: the claim of a "{JWT.x}" slot, else ""
 	// For GET: the variables of a query without slots, as JSON.
 	varsJSON []byte
 }
@@ -89,7 +98,13 @@ func compileGraphQL(cfg *GraphQLConfig, params []string) (*graphQL, error) {
 		v := g.vars[k]
 		if s, ok := v.(string); ok && len(s) >= 2 && s[0] == '{' && s[len(s)-1] == '}' {
 			vars[k] = gqlSentinel(len(slots))
-			slots = append(slots, gqlParamSlot(params, s[1:len(s)-1]))
+			name := s[1 : len(s)-1]
+			claim := ""
+			if c, ok := strings.CutPrefix(titleFirst(name), jwtPrefix); ok && slices.Contains(cfg.Claims, c) {
+				claim = c
+			}
+			slots = append(slots, gqlParamSlot(params, name))
+			g.claims = append(g.claims, claim)
 			continue
 		}
 		vars[k] = v
@@ -143,15 +158,29 @@ func titleFirst(s string) string {
 // appendBody appends the POST body of a query.
 func (g *graphQL) appendBody(dst []byte, in *Inbound) []byte {
 	dst = append(dst, g.pieces[0]...)
-	for i, slot := range g.slots {
-		var v []byte
-		if slot >= 0 && in.Params != nil {
-			v = in.Params.Value(slot)
-		}
-		dst = response.AppendJSONString(dst, v)
+	for i := range g.slots {
+		dst = response.AppendJSONString(dst, g.slotValue(i, in))
 		dst = append(dst, g.pieces[i+1]...)
 	}
 	return dst
+}
+
+// slotValue is the value of variable slot i: the token's claim for a
+// "{JWT.x}" slot (when the endpoint exposes it), else the endpoint
+// parameter; nil (sent as "") when there is none. It does not allocate for
+// a parameter or a top-level claim; the bytes are read at once.
+func (g *graphQL) slotValue(i int, in *Inbound) []byte {
+	if c := g.claims[i]; c != "" {
+		if in.Claims == nil {
+			return nil
+		}
+		v, _ := in.Claims.Value(c)
+		return zerocopy.Bytes(v)
+	}
+	if p := g.slots[i]; p >= 0 && in.Params != nil {
+		return in.Params.Value(p)
+	}
+	return nil
 }
 
 // request returns the GraphQL request of a call: the query's variables
@@ -189,11 +218,7 @@ func (g *graphQL) request(in *Inbound) (gqlRequest, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if s, ok := g.vars[k].(string); ok && len(s) >= 2 && s[0] == '{' && s[len(s)-1] == '}' {
-			val := ""
-			if p := g.slots[slot]; p >= 0 && in.Params != nil {
-				val = string(in.Params.Value(p))
-			}
-			r.Variables[k] = val
+			r.Variables[k] = string(g.slotValue(slot, in))
 			slot++
 		}
 	}

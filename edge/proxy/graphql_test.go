@@ -77,3 +77,41 @@ func TestGraphQLRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestGraphQLJWTVariables: a query's "{JWT.x}" variable takes the claim of
+// the verified token when the endpoint's url_patterns name it (Claims), as
+// krakend-jose exposes it to lura's GraphQL middleware; else "".
+func TestGraphQLJWTVariables(t *testing.T) {
+	client := mustClient(t, "http://b.internal:8080")
+	for _, tc := range []struct {
+		name     string
+		cfg      GraphQLConfig
+		claims   Claims
+		uri, bdy string
+	}{
+		{"POST", GraphQLConfig{Query: "q", Claims: []string{"sub"}, Variables: []byte(`{"who":"{JWT.sub}","other":"{JWT.tenant}","id":"{id}"}`)},
+			claimMap{"sub": `a/b "c"`, "tenant": "acme"}, "http://b.internal:8080/gql",
+			`{"query":"q","variables":{"id":"7","other":"","who":"a/b \"c\""}}`},
+		{"GET", GraphQLConfig{Get: true, Query: "q", Claims: []string{"sub"}, Variables: []byte(`{"who":"{JWT.sub}"}`)},
+			claimMap{"sub": "u1"}, "http://b.internal:8080/gql?query=q&variables=%7B%22who%22%3A%22u1%22%7D", ""},
+		{"no token", GraphQLConfig{Query: "q", Claims: []string{"sub"}, Variables: []byte(`{"who":"{JWT.sub}"}`)},
+			nil, "http://b.internal:8080/gql", `{"query":"q","variables":{"who":""}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, params := inbound(t, "/g/{id}", "GET", "/g/7", nil, "")
+			in.Claims = tc.claims
+			cfg := tc.cfg
+			b, err := NewBackend(BackendConfig{Name: "b", Client: client, Method: "GET", URLPattern: "/gql", ParamNames: params, GraphQL: &cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := new(fasthttp.Request)
+			if err := b.BuildRequest(req, client.Pick(), in, nil); err != nil {
+				t.Fatal(err)
+			}
+			if uri, body := string(req.URI().FullURI()), string(req.Body()); uri != tc.uri || body != tc.bdy {
+				t.Errorf("request %s %s\nwant %s %s", uri, body, tc.uri, tc.bdy)
+			}
+		})
+	}
+}
