@@ -207,6 +207,11 @@ type Result struct {
 	Status         int
 	ErrBody        []byte
 	ErrContentType []byte
+	// Recovered is set when the only backend's Lua pre set an unparsable
+	// url(): KrakenD's executor panics on lura's nil URL and gin's Recovery
+	// answers a bare 500 (no body, no X-KrakenD-Completed, whatever
+	// return_error_msg says).
+	Recovered bool
 	// Unavailable is set when the only backend's circuit breaker refused
 	// the call: answer 503 with Retry-After (seconds, at least 1), not 500.
 	Unavailable bool

@@ -272,7 +272,10 @@ func applyLuaRequest(r *lua.Request, c *call) error {
 		c.req.Header.SetMethod(r.Method)
 	}
 	var urlErr error
-	if ch.URL {
+	switch {
+	case ch.NilURL:
+		urlErr = errLuaNilURL
+	case ch.URL:
 		urlErr = setLuaURL(c, r.URL)
 	}
 	if ch.Headers {
@@ -297,6 +300,13 @@ func applyLuaRequest(r *lua.Request, c *call) error {
 	}
 	return urlErr
 }
+
+// errLuaNilURL is a Lua pre's url() that url.Parse refused. lura keeps
+// the nil URL and its HTTP executor panics on it: a single backend is gin's
+// recovered bare 500 (Result.Recovered); in an aggregate the panic is in a
+// merge goroutine nothing recovers, and KrakenD CE 2.12.1 exits, which we
+// do not copy: the backend fails, the response is partial.
+var errLuaNilURL = errors.New("lua: url() was set to an unparsable URL")
 
 // luaURLError is a URL set by a Lua pre that cannot be sent; its text is
 // what KrakenD answers (Go's client error, or url.Parse's).

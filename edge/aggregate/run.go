@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"errors"
 	"time"
 
 	"github.com/apigw/gateway/edge/cel"
@@ -473,6 +474,11 @@ func (ex *Exchange) failed(i int, reason proxy.Reason) {
 func (ex *Exchange) failedSingle() {
 	b := &ex.pipe.backends[0]
 	k := ex.lastFail[0]
+	if k >= 0 && errors.Is(ex.calls[k].err, errLuaNilURL) {
+		ex.result.Status = 500
+		ex.result.Recovered = true
+		return
+	}
 	if k >= 0 && isLuaError(ex.calls[k].err) {
 		// A script's error is the single backend's answer (lura returns it
 		// unmerged): custom_error's status, else 500.

@@ -35,6 +35,9 @@ type Request struct {
 // Changes are flags of what a script set.
 type Changes struct {
 	Method, Path, URL, Query, Params, Headers, Body, Host bool
+	// NilURL: url() was given a string url.Parse refuses, so lura holds a
+	// nil URL (on which KrakenD's HTTP executor panics).
+	NilURL bool
 }
 
 func (r *Request) reset() {
@@ -197,6 +200,7 @@ var requestMethods = map[string]glua.LGFunction{
 				r.URL = u.String()
 			}
 			r.Changed.URL = true
+			r.Changed.NilURL = err != nil
 			return 0, nil
 		}
 		L.Push(glua.LString(r.URL))

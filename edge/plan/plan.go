@@ -720,6 +720,12 @@ func (p *Plan) write(ctx *fasthttp.RequestCtx, ep *endpoint, st *reqState, ex *a
 		e.Errors = ex.AppendErrorText(e.Errors[:0])
 	}
 	if !r.HasData() {
+		if r.Recovered {
+			// gin's Recovery of KrakenD's panic: status only.
+			ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+			ctx.Response.Header.SetNoDefaultContentType(true)
+			return
+		}
 		ctx.Response.Header.SetCanonical(hdrCompleted, valFalse)
 		if r.Unavailable {
 			p.serviceUnavailable(ctx, st, r.RetryAfter)
