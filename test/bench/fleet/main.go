@@ -7,7 +7,7 @@
 // /metrics apart from theirs; the machine's cores are still shared. Steps:
 // all edges connect at once to a control plane holding one version (cold
 // start); idle memory per stream; -pushes pushes and -revokes revocations,
-// each timed from the admin call's reply to the last edge receiving it;
+// each timed from the admin call (request sent) to the last edge receiving it;
 // then the control plane is killed and restarted on the same ports and
 // data, and every edge reconnects at once (the reconnect storm), which the
 // admission limit must absorb; a last push shows the fleet still converges.
@@ -203,6 +203,7 @@ func (cp *controlPlane) live() (heap, stacks, goroutines float64) {
 
 func (cp *controlPlane) push() (uint64, time.Time, error) {
 	cp.pushes++
+	sent := time.Now()
 	cfg := fmt.Sprintf(`{"version": 3, "endpoints": [{"endpoint": "/fleet/%d", "backend": [{"host": ["http://127.0.0.1:9"], "url_pattern": "/x"}]}]}`, cp.pushes)
 	ctx, cancel := context.WithTimeout(cp.authCtx, 30*time.Second)
 	defer cancel()
@@ -210,18 +211,19 @@ func (cp *controlPlane) push() (uint64, time.Time, error) {
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("push: %w", err)
 	}
-	return resp.GetVersion().GetVersion(), time.Now(), nil
+	return resp.GetVersion().GetVersion(), sent, nil
 }
 
 func (cp *controlPlane) revoke() (uint64, time.Time, error) {
 	cp.nextRevocation++
+	sent := time.Now()
 	ctx, cancel := context.WithTimeout(cp.authCtx, 30*time.Second)
 	defer cancel()
 	resp, err := cp.adminClient.Revoke(ctx, &gatewayv1.RevokeRequest{Value: fmt.Sprintf("fleet-%d-%d", time.Now().UnixNano(), cp.nextRevocation), Author: "bench"})
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("revoke: %w", err)
 	}
-	return resp.GetEntry().GetSeq(), time.Now(), nil
+	return resp.GetEntry().GetSeq(), sent, nil
 }
 
 // simulator is the process of simulated edges.
@@ -369,16 +371,17 @@ func run(cp *controlPlane, edges, pushes, revokes int, storm bool) error {
 		per(float64(rss0), float64(rss1)), per(heap0, heap1), per(stack0, stack1), open, (g1-g0)/open, mib(rss0), mib(rss1), boardWrites(idle))
 
 	measure := func(kind string, count int, op func() (uint64, time.Time, error)) error {
-		var p50s, p99s, maxs []time.Duration
+		var p50s, p99s, maxs, replies []time.Duration
 		cpu0, simCPU0 := cpuTime(cp.cmd.Process.Pid), cpuTime(sim.cmd.Process.Pid)
 		began := time.Now()
 		boardWrites(time.Second)
 		for range count {
-			target, replied, err := op()
+			target, sent, err := op()
 			if err != nil {
 				return err
 			}
-			n, d, err := sim.wait(kind, target, replied, 30*time.Second)
+			replies = append(replies, time.Since(sent))
+			n, d, err := sim.wait(kind, target, sent, 30*time.Second)
 			if err != nil {
 				return err
 			}
@@ -393,8 +396,8 @@ func run(cp *controlPlane, edges, pushes, revokes int, storm bool) error {
 		if cp.etcd {
 			time.Sleep(2 * time.Second) // the last op's entries reach the board
 		}
-		fmt.Printf("%-31s p50 %s, p99 %s (median of %d), worst p99 %s, worst edge %s after the reply; CPU per op: control plane %s, simulated edges %s%s\n",
-			what+" -> every edge", round(median(p50s)), round(median(p99s)), count, round(slices.Max(p99s)), round(slices.Max(maxs)),
+		fmt.Printf("%-31s p50 %s, p99 %s (median of %d), worst p99 %s, worst edge %s after the request (the reply came after %s); CPU per op: control plane %s, simulated edges %s%s\n",
+			what+" -> every edge", round(median(p50s)), round(median(p99s)), count, round(slices.Max(p99s)), round(slices.Max(maxs)), round(median(replies)),
 			cpu/time.Duration(count), simCPU/time.Duration(count), boardWrites(time.Since(began)))
 		return cp.alive()
 	}
