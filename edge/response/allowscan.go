@@ -1,10 +1,6 @@
 package response
 
-import (
-	"bytes"
-
-	"github.com/valyala/fastjson"
-)
+import "github.com/valyala/fastjson"
 
 // Allow-list decoding without a parse tree of the whole body.
 //
@@ -12,54 +8,34 @@ import (
 // often a large object. Parsing the whole body into fastjson Values only to
 // drop most of them costs as much as validating it again (and a copy of the
 // body in the parser). decodeAllowed instead walks the top level of the
-// already validated body, copies the members whose key the allow list can
-// keep into a small JSON text and parses only that. apply's allowPrune
+// body, copies the members whose key the allow list can
+// keep into a small JSON text and parses only that. The walk is the
+// validator's own pass (validScan with an allowTap), so the body is read once. apply's allowPrune
 // then does exactly what it does on the full tree: the members it sees are
 // the same, in the same order, with the same raw bytes; the ones left out
 // are the ones it would have dropped.
 
-// scanSpecial marks the bytes a skip over valid JSON must look at inside an
-// array or object: string starts and nesting.
-var scanSpecial = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': true}
-
-// decodeAllowed returns the parsed object of body's allowable top-level
-// members, or ok false when body's top level is not an object (the caller
-// then decodes it in full). body must be valid JSON (validJSON).
-func (f *Formatter) decodeAllowed(sl *slot, body []byte) (*fastjson.Value, bool, error) {
+// decodeAllowed validates body (validJSON's rules, in the same pass) and,
+// when its top level is an object, returns the parsed object of its
+// allowable top-level members. ok is false when body's top level is not an
+// object (the caller then validates and decodes it in full); valid false
+// with at the offset where body stopped being valid JSON.
+func (f *Formatter) decodeAllowed(sl *slot, body []byte) (v *fastjson.Value, ok, valid bool, at int, err error) {
 	i := skipWSAt(body, 0)
 	if i >= len(body) || body[i] != '{' {
-		return nil, false, nil
+		return nil, false, true, 0, nil
 	}
-	buf := append(sl.buf[:0], '{')
-	i = skipWSAt(body, i+1)
-	for i < len(body) && body[i] == '"' {
-		ks := i
-		ke := skipString(body, i)
-		key := body[ks+1 : ke-1]
-		// A key with an escape is kept as is: the tree's key is its
-		// unescaped form, which allowPrune compares.
-		keep := bytes.IndexByte(key, '\\') >= 0 || f.allow.find(b2s(key)) != nil
-		i = skipWSAt(body, ke)
-		i = skipWSAt(body, i+1) // the ':'
-		vs := i
-		i = skipValue(body, i)
-		if keep {
-			if len(buf) > 1 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, body[ks:ke]...)
-			buf = append(buf, ':')
-			buf = append(buf, body[vs:i]...)
-		}
-		i = skipWSAt(body, i)
-		if i < len(body) && body[i] == ',' {
-			i = skipWSAt(body, i+1)
-		}
+	t := &sl.tap
+	t.allow, t.keep = f.allow, false
+	t.buf = append(sl.buf[:0], '{')
+	valid, at = validScan(body, t)
+	sl.buf = append(t.buf, '}')
+	t.buf, t.allow = nil, nil
+	if !valid {
+		return nil, true, false, at, nil
 	}
-	buf = append(buf, '}')
-	sl.buf = buf
-	v, err := sl.p.ParseBytes(buf)
-	return v, true, err
+	v, err = sl.p.ParseBytes(sl.buf)
+	return v, true, true, 0, err
 }
 
 func skipWSAt(b []byte, i int) int {
@@ -70,65 +46,6 @@ func skipWSAt(b []byte, i int) int {
 		default:
 			return i
 		}
-	}
-	return i
-}
-
-// skipString returns the index after the string that starts at b[i] ('"').
-func skipString(b []byte, i int) int {
-	j := i + 1
-	for {
-		k := bytes.IndexByte(b[j:], '"')
-		if k < 0 {
-			return len(b)
-		}
-		j += k
-		n := 0
-		for p := j - 1; p > i && b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			return j + 1
-		}
-		j++
-	}
-}
-
-// skipValue returns the index after the valid JSON value that starts at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			c := b[i]
-			if !scanSpecial[c] {
-				i++
-				continue
-			}
-			switch c {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			default: // '}', ']'
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	}
-	// A number, true, false or null.
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
 	}
 	return i
 }

@@ -59,6 +59,7 @@ type slot struct {
 	a   fastjson.Arena
 	fw  flatWork // backend-level flatmap workspace
 	buf []byte   // JSON text built before parsing (string encoding, xml)
+	tap allowTap // decodeAllowed's state in the validator's pass
 	big bool     // decoded a body over maxPooledBody: do not pool
 	// ordered: objects of this slot's Decode that render in stored key
 	// order (encoding rss), merged into the Scratch's list by Render.

@@ -246,16 +246,20 @@ func (f *Formatter) decode(s *Scratch, slotIdx int, body []byte) (*fastjson.Valu
 	case encRSS:
 		return f.decodeRSS(sl, body)
 	}
-	if ok, at := validJSON(body); !ok {
-		return nil, fmt.Errorf("decode %s: %w at offset %d", f.enc, ErrSyntax, at)
-	}
 	if f.allowScan {
-		if v, ok, err := f.decodeAllowed(sl, body); ok {
+		v, ok, valid, at, err := f.decodeAllowed(sl, body)
+		if !valid {
+			return nil, fmt.Errorf("decode %s: %w at offset %d", f.enc, ErrSyntax, at)
+		}
+		if ok {
 			if err != nil {
 				return nil, fmt.Errorf("decode %s: %w: %v", f.enc, ErrSyntax, err)
 			}
 			return v, nil
 		}
+	}
+	if ok, at := validJSON(body); !ok {
+		return nil, fmt.Errorf("decode %s: %w at offset %d", f.enc, ErrSyntax, at)
 	}
 	v, err := sl.p.ParseBytes(body)
 	if err != nil {

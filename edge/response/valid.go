@@ -1,6 +1,9 @@
 package response
 
-import "encoding/binary"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
 // maxValidDepth is encoding/json's nesting limit: Valid rejects a document
 // with more than 10000 arrays and objects open at once.
@@ -164,6 +167,169 @@ key: // at an object key (whitespace skipped)
 		return false, i
 	}
 	i++
+	goto value
+}
+
+// allowTap collects, while validScan validates a top-level object, the
+// members whose key the allow list can keep (see decodeAllowed).
+type allowTap struct {
+	allow *allowNode
+	buf   []byte // '{' then the kept members, comma separated
+	keep  bool   // the current top-level member is kept
+	ks    int    // its key's offset (the opening quote)
+	ke    int    // the offset after its key's closing quote
+	vs    int    // its value's offset
+}
+
+// validScan is validJSON that, with t non-nil, also appends the kept
+// top-level members of an object to t.buf (the caller checks the top level
+// is '{'). It is a separate copy: the tap's nil checks made the plain
+// validator slower in an interleaved BenchmarkValidJSON A/B.
+func validScan(b []byte, t *allowTap) (ok bool, at int) {
+	// open holds one bit per open container, 1 for an object.
+	var open [maxValidDepth/64 + 1]uint64
+	depth, i, n := 0, 0, len(b)
+
+value:
+	for i < n && isSpace(b[i]) {
+		i++
+	}
+	if i == n {
+		return false, i
+	}
+	switch c := b[i]; {
+	case c == '{':
+		if depth == maxValidDepth {
+			return false, i
+		}
+		open[depth>>6] |= 1 << (depth & 63)
+		depth++
+		i++
+		for i < n && isSpace(b[i]) {
+			i++
+		}
+		if i < n && b[i] == '}' {
+			depth--
+			i++
+			goto next
+		}
+		goto key
+	case c == '[':
+		if depth == maxValidDepth {
+			return false, i
+		}
+		open[depth>>6] &^= 1 << (depth & 63)
+		depth++
+		i++
+		for i < n && isSpace(b[i]) {
+			i++
+		}
+		if i < n && b[i] == ']' {
+			depth--
+			i++
+			goto next
+		}
+		goto value
+	case c == '"':
+		if i = scanString(b, i+1); i < 0 {
+			return false, -i - 1
+		}
+	case c == 't':
+		if n-i < 4 || b[i+1] != 'r' || b[i+2] != 'u' || b[i+3] != 'e' {
+			return false, i
+		}
+		i += 4
+	case c == 'f':
+		if n-i < 5 || b[i+1] != 'a' || b[i+2] != 'l' || b[i+3] != 's' || b[i+4] != 'e' {
+			return false, i
+		}
+		i += 5
+	case c == 'n':
+		if n-i < 4 || b[i+1] != 'u' || b[i+2] != 'l' || b[i+3] != 'l' {
+			return false, i
+		}
+		i += 4
+	case c == '-' || c-'0' <= 9:
+		if i = scanNumber(b, i); i < 0 {
+			return false, -i - 1
+		}
+	default:
+		return false, i
+	}
+
+next: // after a complete value: the container's separator or end
+	if t != nil && depth == 1 && t.keep {
+		if len(t.buf) > 1 {
+			t.buf = append(t.buf, ',')
+		}
+		t.buf = append(t.buf, b[t.ks:t.ke]...)
+		t.buf = append(t.buf, ':')
+		t.buf = append(t.buf, b[t.vs:i]...)
+		t.keep = false
+	}
+	for i < n && isSpace(b[i]) {
+		i++
+	}
+	if depth == 0 {
+		return i == n, i
+	}
+	if i == n {
+		return false, i
+	}
+	if open[(depth-1)>>6]&(1<<((depth-1)&63)) != 0 {
+		switch b[i] {
+		case ',':
+			i++
+			for i < n && isSpace(b[i]) {
+				i++
+			}
+			goto key
+		case '}':
+			depth--
+			i++
+			goto next
+		}
+		return false, i
+	}
+	switch b[i] {
+	case ',':
+		i++
+		goto value
+	case ']':
+		depth--
+		i++
+		goto next
+	}
+	return false, i
+
+key: // at an object key (whitespace skipped)
+	if i == n || b[i] != '"' {
+		return false, i
+	}
+	ks := i
+	if i = scanString(b, i+1); i < 0 {
+		return false, -i - 1
+	}
+	if t != nil && depth == 1 {
+		// A key with an escape is kept as is: the tree's key is its
+		// unescaped form, which allowPrune compares.
+		key := b[ks+1 : i-1]
+		t.keep = bytes.IndexByte(key, '\\') >= 0 || t.allow.find(b2s(key)) != nil
+		t.ks, t.ke = ks, i
+	}
+	for i < n && isSpace(b[i]) {
+		i++
+	}
+	if i == n || b[i] != ':' {
+		return false, i
+	}
+	i++
+	if t != nil && depth == 1 {
+		for i < n && isSpace(b[i]) {
+			i++
+		}
+		t.vs = i
+	}
 	goto value
 }
 
