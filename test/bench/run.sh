@@ -26,15 +26,15 @@ fi
 
 if [ "${GO_BENCH:-1}" != 0 ]; then
 	echo "== Go benchmarks (benchtime $BENCHTIME, count $COUNT) -> $out"
-	go test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" -count "$COUNT" ./edge/... ./controlplane/... | tee "$out.go"
+	go test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" -count "$COUNT" ./edge/... ./controlplane/... | tee "$out.gobench"
 
 	echo
 	echo "== Go benchmark medians"
-	go run ./test/bench/summary < "$out.go"
+	go run ./test/bench/summary < "$out.gobench"
 
 	echo
 	echo "== Validate time (gwctl validate's compile; targets: 10,000 endpoints < 1 s, 50,000 < 5 s, any formatting)"
-	grep '^BenchmarkCompileLarge/' "$out.go" | sort -k1,1 -k3,3n |
+	grep '^BenchmarkCompileLarge/' "$out.gobench" | sort -k1,1 -k3,3n |
 		awk '{ n[$1]++; v[$1, n[$1]] = $3 }
 		     END { for (k in n) { split(k, a, "/"); sub(/-[0-9]+$/, "", a[3]);
 		           printf "  %-16s %-9s %6.3f s (median of %d)\n", a[2], a[3], v[k, int((n[k] + 1) / 2)] / 1e9, n[k] } }' | sort
@@ -64,7 +64,7 @@ if [ "${GO_BENCH:-1}" != 0 ]; then
 
 	echo
 else
-	: >"$out.go"
+	: >"$out.gobench"
 	: >"$out.prop"
 fi
 
@@ -100,9 +100,9 @@ fi
 
 echo
 echo "== Summary (Go benchmarks, ours/KrakenD ratios and fixed-rate load)"
-cat "$out.go" "$out.load" "$out.open" | go run ./test/bench/summary
+cat "$out.gobench" "$out.load" "$out.open" | go run ./test/bench/summary
 
-cat "$out.go" "$out.prop" "$out.load" "$out.open" > "$out"
-rm -f "$out.go" "$out.prop" "$out.load" "$out.open"
+cat "$out.gobench" "$out.prop" "$out.load" "$out.open" > "$out"
+rm -f "$out.gobench" "$out.prop" "$out.load" "$out.open"
 echo
 echo "written: $out"
